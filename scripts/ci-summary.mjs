@@ -1,0 +1,16 @@
+// Prints vitest's JSON results as the one line CI reads: "N passed, N failed[, N skipped]".
+import { readFileSync } from 'node:fs';
+
+const file = process.argv[2] ?? 'reports/out/vitest.json';
+let r;
+try {
+  r = JSON.parse(readFileSync(file, 'utf8'));
+} catch (e) {
+  console.log(`ci-summary: no vitest results at ${file} (${e.code ?? e.message})`);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+const failed = r.numFailedTests + (r.numRuntimeErrorTestSuites ?? 0) + (r.numFailedTestSuites > 0 && r.numFailedTests === 0 ? 1 : 0);
+const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+console.log(`${r.numPassedTests} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`);
+process.exit(failed > 0 || r.numPassedTests === 0 ? 1 : 0);

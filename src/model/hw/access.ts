@@ -1,0 +1,19 @@
+/**
+ * The result of an architectural access (RDMSR, WRMSR, RDPMC, XRSTORS): a value, or a #GP with
+ * the rule that raised it. A fault is data, not an exception, because the oracle reports it.
+ */
+
+export type Access = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly gp: string };
+
+export function ok(value: bigint): Access {
+  return { ok: true, value };
+}
+
+export function gp(why: string): Access {
+  return { ok: false, gp: why };
+}
+
+/** Short text for traces: the value in hex, or `#GP`. */
+export function showAccess(a: Access): string {
+  return a.ok ? `0x${a.value.toString(16)}` : '#GP';
+}

@@ -1,0 +1,110 @@
+/**
+ * Bit helpers and declarative bit-field tables. MSR values are `bigint` (u64) everywhere.
+ */
+
+export const U64_MASK = (1n << 64n) - 1n;
+
+/** A single bit `n` as a u64 mask. */
+export function bit(n: number): bigint {
+  return 1n << BigInt(n);
+}
+
+/** Bits `hi:lo` inclusive as a u64 mask. */
+export function bits(hi: number, lo: number): bigint {
+  return ((1n << BigInt(hi - lo + 1)) - 1n) << BigInt(lo);
+}
+
+/** Low `n` bits set: the value mask of an n-bit counter. */
+export function lowMask(n: number): bigint {
+  return (1n << BigInt(n)) - 1n;
+}
+
+export function isSet(v: bigint, n: number): boolean {
+  return ((v >> BigInt(n)) & 1n) === 1n;
+}
+
+/** Sign-extend `v` from bit `signBit` to 64 bits (u64 result). */
+export function signExtend(v: bigint, signBit: number): bigint {
+  const m = lowMask(signBit + 1);
+  const low = v & m;
+  return isSet(low, signBit) ? (low | (U64_MASK & ~m)) & U64_MASK : low;
+}
+
+/** True when bits 63:signBit are all equal (the value is a sign extension of bit `signBit`). */
+export function isSignExtended(v: bigint, signBit: number): boolean {
+  return signExtend(v, signBit) === (v & U64_MASK);
+}
+
+export function hex(v: bigint | number): string {
+  return `0x${v.toString(16)}`;
+}
+
+/** The indices of the set bits of `v`, lowest first. */
+export function setBits(v: bigint): number[] {
+  const out: number[] = [];
+  let x = v;
+  let i = 0;
+  while (x !== 0n) {
+    if ((x & 1n) === 1n) out.push(i);
+    x >>= 1n;
+    i++;
+  }
+  return out;
+}
+
+/** One named field of a register: a single bit or the inclusive range hi:lo. */
+export interface Field {
+  readonly name: string;
+  readonly hi: number;
+  readonly lo: number;
+}
+
+/** A register's layout, in the order the SDM lists the fields. */
+export type FieldTable<K extends string> = { readonly [P in K]: Field };
+
+/** Builds a field table from `name: bit` or `name: [hi, lo]` entries. */
+export function fields<K extends string>(spec: { readonly [P in K]: number | readonly [number, number] }): FieldTable<K> {
+  const out = {} as { [P in K]: Field };
+  for (const name of Object.keys(spec) as K[]) {
+    const s = spec[name];
+    out[name] = typeof s === 'number' ? { name, hi: s, lo: s } : { name, hi: s[0], lo: s[1] };
+  }
+  return out;
+}
+
+export function fieldMask(f: Field): bigint {
+  return bits(f.hi, f.lo);
+}
+
+export function getField(v: bigint, f: Field): bigint {
+  return (v >> BigInt(f.lo)) & lowMask(f.hi - f.lo + 1);
+}
+
+export function setField(v: bigint, f: Field, x: bigint): bigint {
+  const m = fieldMask(f);
+  return (v & ~m) | ((x << BigInt(f.lo)) & m);
+}
+
+/** The union mask of the named fields. */
+export function maskOf<K extends string>(t: FieldTable<K>, names: readonly K[]): bigint {
+  let m = 0n;
+  for (const n of names) m |= fieldMask(t[n]);
+  return m;
+}
+
+/** Names the fields of `t` that have any bit set in `v`, for messages ("USR|OS|EN"). */
+export function describeFields<K extends string>(t: FieldTable<K>, v: bigint): string {
+  const parts: string[] = [];
+  for (const f of Object.values(t) as Field[]) {
+    const x = getField(v, f);
+    if (x === 0n) continue;
+    parts.push(f.hi === f.lo ? f.name : `${f.name}=${hex(x)}`);
+  }
+  return parts.join('|');
+}
+
+/** Lists reserved bits that are set, for #GP explanations ("bits 33,40"). */
+export function describeBits(v: bigint): string {
+  const b = setBits(v);
+  return b.length === 1 ? `bit ${b[0]}` : `bits ${b.join(',')}`;
+}

@@ -1,0 +1,22 @@
+/** The reference model of one logical Intel CPU's PMU: the oracle, and the host's physical CPUs. */
+
+export { type Access, gp, ok, showAccess } from './access.js';
+export * from './bits.js';
+export { Cpu, type CpuMode, type PmiDelivery, type XsaveResult } from './cpu.js';
+export { DECISIONS, type Decision, decision } from './decisions.js';
+export { ModelError, MsrNameError, ProfileError, WorkError } from './errors.js';
+export { gpSource, SRC } from './events.js';
+export * from './msr/apic.js';
+export * from './msr/capabilities.js';
+export * from './msr/counters.js';
+export * from './msr/debugctl.js';
+export * from './msr/global.js';
+export * from './msr/lbr-arch.js';
+export * from './msr/lbr-legacy.js';
+export { buildMsrFile, msrAddress, msrName } from './msr/map.js';
+export * from './msr/topdown.js';
+export type { MsrDef } from './msr/types.js';
+export * from './profile.js';
+export { BUILTIN_PROFILES, ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from './profiles.js';
+export { BRANCH_KINDS, type BranchKind, PmuState } from './state.js';
+export { type Branch, validateUnit, type WorkUnit } from './work.js';

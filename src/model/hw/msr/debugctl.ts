@@ -1,0 +1,70 @@
+/**
+ * IA32_DEBUGCTL (0x1D9) as far as the PMU cares: LBR, FREEZE_LBRS_ON_PMI, FREEZE_PERFMON_ON_PMI
+ * (pmu-semantics.md §2.12, §4.4). The other bits are stored without effect (decision D17).
+ */
+
+import { type Access, gp, ok } from '../access.js';
+import { bit, describeBits, fields, maskOf } from '../bits.js';
+import type { Profile } from '../profile.js';
+import type { PmuState } from '../state.js';
+import type { MsrDef } from './types.js';
+
+export const DEBUGCTL = 0x1d9;
+
+export const DEBUGCTL_FIELDS = fields({
+  lbr: 0,
+  btf: 1,
+  tr: 6,
+  bts: 7,
+  btint: 8,
+  btsOffOs: 9,
+  btsOffUsr: 10,
+  freezeLbrsOnPmi: 11,
+  freezePerfmonOnPmi: 12,
+  enableUncorePmi: 13,
+  freezeWhileSmm: 14,
+  rtmDebug: 15,
+});
+
+export function debugctlWritable(p: Profile): bigint {
+  let m = maskOf(DEBUGCTL_FIELDS, [
+    'lbr',
+    'btf',
+    'tr',
+    'bts',
+    'btint',
+    'btsOffOs',
+    'btsOffUsr',
+    'freezeLbrsOnPmi',
+    'freezePerfmonOnPmi',
+    'enableUncorePmi',
+  ]);
+  if (p.smmFrz) m |= bit(DEBUGCTL_FIELDS.freezeWhileSmm.lo);
+  if (p.tsx) m |= bit(DEBUGCTL_FIELDS.rtmDebug.lo);
+  return m;
+}
+
+export function legalizeDebugctl(p: Profile, v: bigint): Access {
+  const bad = v & ~debugctlWritable(p);
+  return bad === 0n ? ok(v) : gp(`IA32_DEBUGCTL: reserved ${describeBits(bad)} set`);
+}
+
+/** With Arch LBR, DEBUGCTL.LBR is ignored and reads 0 (§2.12). */
+export function readDebugctl(s: PmuState): bigint {
+  return s.profile.archLbr ? s.debugctl & ~1n : s.debugctl;
+}
+
+export function debugctlMsrs(_p: Profile): MsrDef[] {
+  return [
+    {
+      address: DEBUGCTL,
+      name: 'IA32_DEBUGCTL',
+      read: (s) => ok(readDebugctl(s)),
+      write: (s, v) => {
+        const r = legalizeDebugctl(s.profile, v);
+        if (r.ok) s.debugctl = s.profile.archLbr ? v & ~1n : v;
+        return r.ok ? ok(readDebugctl(s)) : r;
+      },
+    },
+  ];
+}

@@ -1,0 +1,146 @@
+/**
+ * IA32_PERF_GLOBAL_CTRL, _STATUS, _STATUS_RESET (OVF_CTRL), _STATUS_SET, _INUSE
+ * (pmu-semantics.md §2.5–§2.9). All exist from version 2 (decision D1); SET and INUSE from v4.
+ */
+
+import { type Access, gp, ok } from '../access.js';
+import { bit, describeBits } from '../bits.js';
+import { fixedExists, type Profile } from '../profile.js';
+import type { PmuState } from '../state.js';
+import { EVTSEL, fixedNibble } from './counters.js';
+import type { MsrDef } from './types.js';
+
+export const GLOBAL_STATUS = 0x38e;
+export const GLOBAL_CTRL = 0x38f;
+export const GLOBAL_STATUS_RESET = 0x390;
+export const GLOBAL_STATUS_SET = 0x391;
+export const GLOBAL_INUSE = 0x392;
+
+/** GLOBAL_STATUS bits beyond the per-counter ones. */
+export const STATUS = {
+  PERF_METRICS_OVF: 48,
+  LBR_FRZ: 58,
+  CTR_FRZ: 59,
+  OVF_UNCORE: 61,
+  OVF_BUF: 62,
+  COND_CHGD: 63,
+} as const;
+
+export const EN_PERF_METRICS = 48;
+
+/** Per-counter bits: GP i at bit i, fixed j at bit 32 + j. */
+export function counterBits(p: Profile): bigint {
+  let m = (1n << BigInt(p.nGP)) - 1n;
+  for (let j = 0; j < 8; j++) if (fixedExists(p, j)) m |= bit(32 + j);
+  return m;
+}
+
+/** GLOBAL_CTRL writable bits: existing counters, plus EN_PERF_METRICS with PERF_METRICS. */
+export function globalCtrlWritable(p: Profile): bigint {
+  return counterBits(p) | (p.perfMetrics ? bit(EN_PERF_METRICS) : 0n);
+}
+
+export function legalizeGlobalCtrl(p: Profile, v: bigint): Access {
+  const bad = v & ~globalCtrlWritable(p);
+  return bad === 0n ? ok(v) : gp(`IA32_PERF_GLOBAL_CTRL: reserved ${describeBits(bad)} set`);
+}
+
+/** Status bits that mean something on this part, i.e. that STATUS_RESET/SET accept (decision D14). */
+export function statusBits(p: Profile): bigint {
+  let m = counterBits(p) | bit(STATUS.OVF_BUF) | bit(STATUS.COND_CHGD);
+  if (p.perfMetrics) m |= bit(STATUS.PERF_METRICS_OVF);
+  if (p.version >= 3) m |= bit(STATUS.OVF_UNCORE);
+  if (p.version >= 4) m |= bit(STATUS.LBR_FRZ) | bit(STATUS.CTR_FRZ);
+  return m;
+}
+
+export function legalizeStatusReset(p: Profile, v: bigint): Access {
+  const bad = v & ~statusBits(p);
+  return bad === 0n ? ok(v) : gp(`IA32_PERF_GLOBAL_STATUS_RESET: ${describeBits(bad)} has no status meaning`);
+}
+
+export function legalizeStatusSet(p: Profile, v: bigint): Access {
+  const bad = v & ~statusBits(p);
+  return bad === 0n ? ok(v) : gp(`IA32_PERF_GLOBAL_STATUS_SET: ${describeBits(bad)} has no status meaning`);
+}
+
+/** INUSE is derived, never stored (§2.9): event select non-zero, fixed enable non-zero, any PMI. */
+export function readInuse(s: PmuState): bigint {
+  const p = s.profile;
+  let v = 0n;
+  let pmi = false;
+  for (let i = 0; i < p.nGP; i++) {
+    const e = s.evtsel[i]!;
+    if ((e & 0xffn) !== 0n) v |= bit(i);
+    if ((e >> BigInt(EVTSEL.int.lo)) & 1n) pmi = true;
+  }
+  for (let j = 0; j < 8; j++) {
+    if (!fixedExists(p, j)) continue;
+    const f = fixedNibble(s.fixedCtrl, j);
+    if ((f & 3) !== 0) v |= bit(32 + j);
+    if (f & 8) pmi = true;
+  }
+  return pmi ? v | bit(63) : v;
+}
+
+export function globalMsrs(p: Profile): MsrDef[] {
+  if (p.version < 2) return [];
+  const defs: MsrDef[] = [
+    {
+      address: GLOBAL_CTRL,
+      name: 'IA32_PERF_GLOBAL_CTRL',
+      read: (s) => ok(s.globalCtrl),
+      write: (s, v) => {
+        const r = legalizeGlobalCtrl(s.profile, v);
+        if (r.ok) {
+          s.globalCtrl = v;
+          s.configEpoch++;
+        }
+        return r;
+      },
+    },
+    {
+      address: GLOBAL_STATUS,
+      name: 'IA32_PERF_GLOBAL_STATUS',
+      read: (s) => ok(s.globalStatus),
+      write: () => gp('IA32_PERF_GLOBAL_STATUS is read-only'),
+    },
+    {
+      address: GLOBAL_STATUS_RESET,
+      name: p.version >= 4 ? 'IA32_PERF_GLOBAL_STATUS_RESET' : 'IA32_PERF_GLOBAL_OVF_CTRL',
+      read: () => ok(0n), // D14: reads as 0
+      write: (s, v) => {
+        const r = legalizeStatusReset(s.profile, v);
+        if (r.ok && (s.globalStatus & v) !== 0n) {
+          s.globalStatus &= ~v;
+          s.configEpoch++; // clearing CTR_FRZ/LBR_FRZ unfreezes
+        }
+        return r;
+      },
+    },
+  ];
+  if (p.version >= 4) {
+    defs.push(
+      {
+        address: GLOBAL_STATUS_SET,
+        name: 'IA32_PERF_GLOBAL_STATUS_SET',
+        read: () => ok(0n), // D14
+        write: (s, v) => {
+          const r = legalizeStatusSet(s.profile, v);
+          if (r.ok && (s.globalStatus | v) !== s.globalStatus) {
+            s.globalStatus |= v; // D15: setting CTR_FRZ/LBR_FRZ freezes as if hardware had
+            s.configEpoch++;
+          }
+          return r;
+        },
+      },
+      {
+        address: GLOBAL_INUSE,
+        name: 'IA32_PERF_GLOBAL_INUSE',
+        read: (s) => ok(readInuse(s)),
+        write: () => gp('IA32_PERF_GLOBAL_INUSE is read-only'),
+      },
+    );
+  }
+  return defs;
+}

@@ -1,0 +1,272 @@
+/**
+ * Architectural LBR: IA32_LBR_CTL, IA32_LBR_DEPTH, the newest-first records, and XSAVE state
+ * component 15 (pmu-semantics.md §3).
+ */
+
+import { type Access, gp, ok } from '../access.js';
+import { bit, bits, describeBits, fields, isSet, isSignExtended } from '../bits.js';
+import { ModelError } from '../errors.js';
+import type { Profile } from '../profile.js';
+import type { BranchKind, PmuState } from '../state.js';
+import type { BranchFlags } from './lbr-legacy.js';
+import type { MsrDef } from './types.js';
+
+export const LBR_CTL = 0x14ce;
+export const LBR_DEPTH = 0x14cf;
+export const LBR_FROM0 = 0x1500;
+export const LBR_TO0 = 0x1600;
+export const LBR_INFO0 = 0x1200;
+
+/** IA32_LBR_CTL: positive filtering, 1 = capture (§3.2). */
+export const LBR_CTL_FIELDS = fields({
+  lbrEn: 0,
+  os: 1,
+  usr: 2,
+  callStack: 3,
+  cond: 16,
+  nearRelJmp: 17,
+  nearIndJmp: 18,
+  nearRelCall: 19,
+  nearIndCall: 20,
+  nearRet: 21,
+  otherBranch: 22,
+});
+
+export const CAPTURE_BIT: Readonly<Record<BranchKind, number>> = {
+  COND: 16,
+  NEAR_REL_JMP: 17,
+  NEAR_IND_JMP: 18,
+  NEAR_REL_CALL: 19,
+  NEAR_IND_CALL: 20,
+  NEAR_RET: 21,
+  FAR: 22,
+};
+
+/** IA32_LBR_x_INFO BR_TYPE encodings (§3.4); far branches are "other" (decision D28). */
+export const BR_TYPE: Readonly<Record<BranchKind, number>> = {
+  COND: 0,
+  NEAR_IND_JMP: 1,
+  NEAR_REL_JMP: 2,
+  NEAR_IND_CALL: 3,
+  NEAR_REL_CALL: 4,
+  NEAR_RET: 5,
+  FAR: 8,
+};
+
+export const INFO_FIELDS = fields({ cycCnt: [15, 0], brType: [59, 56], cycCntValid: 60, tsxAbort: 61, inTsx: 62, mispred: 63 });
+
+/** LBR_CTL bits CPUID.1CH enumerates; a bit of an absent feature #GPs (§3.2). */
+export function lbrCtlWritable(p: Profile): bigint {
+  const a = p.archLbr;
+  if (a === undefined) return 0n;
+  let m = bit(0);
+  if (a.cplFilter) m |= bit(1) | bit(2);
+  if (a.callStack) m |= bit(3);
+  if (a.branchFilter) m |= bits(22, 16);
+  return m;
+}
+
+export function legalizeLbrCtl(p: Profile, v: bigint): Access {
+  const bad = v & ~lbrCtlWritable(p);
+  return bad === 0n ? ok(v) : gp(`IA32_LBR_CTL: ${describeBits(bad)} reserved or not enumerated by CPUID.1CH`);
+}
+
+export function legalizeLbrDepth(p: Profile, v: bigint): Access {
+  const depths = p.archLbr?.depths ?? [];
+  return depths.some((d) => BigInt(d) === v)
+    ? ok(v)
+    : gp(`IA32_LBR_DEPTH: ${v} is not a depth CPUID.1CH enumerates (${depths.join(', ')})`);
+}
+
+/** D24: record FROM/TO take canonical addresses only. */
+export function legalizeArchAddr(name: string, v: bigint): Access {
+  return isSignExtended(v, 47) ? ok(v) : gp(`${name}: 0x${v.toString(16)} is not a canonical address`);
+}
+
+/** D24: INFO bits 55:16 are reserved. */
+export function legalizeArchInfo(name: string, v: bigint): Access {
+  const bad = v & bits(55, 16);
+  return bad === 0n ? ok(v) : gp(`${name}: reserved ${describeBits(bad)} set`);
+}
+
+/** Zeroes every record, as a DEPTH write or a mismatched XRSTORS does (§3.3, §3.5). */
+function clearRecords(s: PmuState): void {
+  s.alFrom.fill(0n);
+  s.alTo.fill(0n);
+  s.alInfo.fill(0n);
+}
+
+export function encodeArchInfo(p: Profile, kind: BranchKind, f: BranchFlags): bigint {
+  const a = p.archLbr!;
+  let v = 0n;
+  if (a.mispred && f.mispredict) v |= bit(63);
+  if (a.brType) v |= BigInt(BR_TYPE[kind]) << 56n;
+  if (a.timedLbr) v |= bit(60) | BigInt(f.cycles);
+  return v;
+}
+
+/** Records one taken branch per LBR_CTL and LBR_FRZ; entry 0 is the newest (§3.4, §4.7). */
+export function archRecord(s: PmuState, from: bigint, to: bigint, kind: BranchKind, cpl: number, f: BranchFlags): boolean {
+  const a = s.profile.archLbr;
+  const c = s.lbrCtl;
+  if (a === undefined || (c & 1n) === 0n) return false;
+  if (isSet(s.globalStatus, 58)) return false; // LBR_FRZ
+  if (a.cplFilter && !isSet(c, cpl === 0 ? 1 : 2)) return false;
+  if (a.branchFilter && !isSet(c, CAPTURE_BIT[kind])) return false;
+  const d = s.lbrDepth;
+  if (kind === 'NEAR_RET' && a.callStack && isSet(c, 3)) {
+    // D21: a return in call-stack mode pops the newest record.
+    for (let k = 0; k < d - 1; k++) {
+      s.alFrom[k] = s.alFrom[k + 1]!;
+      s.alTo[k] = s.alTo[k + 1]!;
+      s.alInfo[k] = s.alInfo[k + 1]!;
+    }
+    s.alFrom[d - 1] = 0n;
+    s.alTo[d - 1] = 0n;
+    s.alInfo[d - 1] = 0n;
+    return false;
+  }
+  for (let k = d - 1; k > 0; k--) {
+    s.alFrom[k] = s.alFrom[k - 1]!;
+    s.alTo[k] = s.alTo[k - 1]!;
+    s.alInfo[k] = s.alInfo[k - 1]!;
+  }
+  s.alFrom[0] = from;
+  s.alTo[0] = to;
+  s.alInfo[0] = encodeArchInfo(s.profile, kind, f);
+  return true;
+}
+
+/** One record of XSAVE component 15. */
+export interface ArchLbrEntry {
+  readonly from: bigint;
+  readonly to: bigint;
+  readonly info: bigint;
+}
+
+/** XSAVE state component 15 (Linux `struct arch_lbr_state`): 40 + 24·depth bytes. */
+export interface ArchLbrXsave {
+  readonly lbrCtl: bigint;
+  readonly lbrDepth: bigint;
+  readonly lerFrom: bigint;
+  readonly lerTo: bigint;
+  readonly lerInfo: bigint;
+  readonly entries: readonly ArchLbrEntry[];
+}
+
+export function xsaveSize(area: ArchLbrXsave): number {
+  return 40 + 24 * area.entries.length;
+}
+
+export function xsavesArchLbr(s: PmuState): ArchLbrXsave {
+  const entries: ArchLbrEntry[] = [];
+  for (let k = 0; k < s.lbrDepth; k++) entries.push({ from: s.alFrom[k]!, to: s.alTo[k]!, info: s.alInfo[k]! });
+  return Object.freeze({
+    lbrCtl: s.lbrCtl,
+    lbrDepth: BigInt(s.lbrDepth),
+    lerFrom: s.lerFrom,
+    lerTo: s.lerTo,
+    lerInfo: s.lerInfo,
+    entries: Object.freeze(entries),
+  });
+}
+
+/**
+ * XRSTORS of component 15: loads LBR_CTL and LER; loads the records only when the saved depth
+ * equals IA32_LBR_DEPTH, and zeroes them otherwise (§3.5). DEPTH itself is not loaded (D26).
+ */
+export function xrstorsArchLbr(s: PmuState, area: ArchLbrXsave): Access {
+  if (area.entries.length !== Number(area.lbrDepth))
+    throw new ModelError(
+      `malformed Arch LBR XSAVE area: lbr_depth ${area.lbrDepth} but ${area.entries.length} records (${xsaveSize(area)} bytes)`,
+    );
+  const ctl = legalizeLbrCtl(s.profile, area.lbrCtl);
+  if (!ctl.ok) return gp(`XRSTORS: ${ctl.gp}`);
+  const match = area.lbrDepth === BigInt(s.lbrDepth);
+  if (match) {
+    for (let k = 0; k < area.entries.length; k++) {
+      const e = area.entries[k]!;
+      const r =
+        [
+          legalizeArchAddr(`XRSTORS IA32_LBR_${k}_FROM_IP`, e.from),
+          legalizeArchAddr(`XRSTORS IA32_LBR_${k}_TO_IP`, e.to),
+          legalizeArchInfo(`XRSTORS IA32_LBR_${k}_INFO`, e.info),
+        ].find((x) => !x.ok) ?? null;
+      if (r !== null) return r;
+    }
+  }
+  s.lbrCtl = area.lbrCtl;
+  s.lerFrom = area.lerFrom;
+  s.lerTo = area.lerTo;
+  s.lerInfo = area.lerInfo;
+  if (match) {
+    area.entries.forEach((e, k) => {
+      s.alFrom[k] = e.from;
+      s.alTo[k] = e.to;
+      s.alInfo[k] = e.info;
+    });
+  } else {
+    clearRecords(s);
+  }
+  return ok(0n);
+}
+
+/** A record MSR beyond the current depth #GPs (D24). */
+function recordDef(
+  address: number,
+  name: string,
+  k: number,
+  get: (s: PmuState) => bigint[],
+  legalize: (name: string, v: bigint) => Access,
+): MsrDef {
+  const beyond = (s: PmuState) => gp(`${name}: record ${k} is beyond IA32_LBR_DEPTH ${s.lbrDepth}`);
+  return {
+    address,
+    name,
+    read: (s) => (k < s.lbrDepth ? ok(get(s)[k]!) : beyond(s)),
+    write: (s, v) => {
+      if (k >= s.lbrDepth) return beyond(s);
+      const r = legalize(name, v);
+      if (r.ok) get(s)[k] = v;
+      return r;
+    },
+  };
+}
+
+export function archLbrMsrs(p: Profile): MsrDef[] {
+  const a = p.archLbr;
+  if (a === undefined) return [];
+  const defs: MsrDef[] = [
+    {
+      address: LBR_CTL,
+      name: 'IA32_LBR_CTL',
+      read: (s) => ok(s.lbrCtl),
+      write: (s, v) => {
+        const r = legalizeLbrCtl(s.profile, v);
+        if (r.ok) s.lbrCtl = v;
+        return r;
+      },
+    },
+    {
+      address: LBR_DEPTH,
+      name: 'IA32_LBR_DEPTH',
+      read: (s) => ok(BigInt(s.lbrDepth)),
+      write: (s, v) => {
+        const r = legalizeLbrDepth(s.profile, v);
+        if (r.ok) {
+          s.lbrDepth = Number(v);
+          clearRecords(s); // any write resets every record (§3.3)
+        }
+        return r;
+      },
+    },
+  ];
+  for (let k = 0; k < a.maxDepth; k++) {
+    defs.push(
+      recordDef(LBR_FROM0 + k, `IA32_LBR_${k}_FROM_IP`, k, (s) => s.alFrom, legalizeArchAddr),
+      recordDef(LBR_TO0 + k, `IA32_LBR_${k}_TO_IP`, k, (s) => s.alTo, legalizeArchAddr),
+      recordDef(LBR_INFO0 + k, `IA32_LBR_${k}_INFO`, k, (s) => s.alInfo, legalizeArchInfo),
+    );
+  }
+  return defs;
+}

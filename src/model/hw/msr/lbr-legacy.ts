@@ -1,0 +1,203 @@
+/**
+ * Model-specific ("legacy") LBRs: MSR_LBR_SELECT, MSR_LASTBRANCH_TOS, the FROM/TO/INFO ring in
+ * the profile's LBR_FMT (pmu-semantics.md §2.13, §4.7).
+ */
+
+import { type Access, gp, ok } from '../access.js';
+import { bit, bits, describeBits, fields, isSet, isSignExtended, lowMask, signExtend } from '../bits.js';
+import type { Profile } from '../profile.js';
+import type { BranchKind, PmuState } from '../state.js';
+import type { MsrDef } from './types.js';
+
+export const LBR_SELECT = 0x1c8;
+export const LBR_TOS = 0x1c9;
+
+/** MSR_LBR_SELECT: bits 0..8 suppress (1 = do not capture), bit 9 enables call-stack mode. */
+export const LBR_SELECT_FIELDS = fields({
+  cplEq0: 0,
+  cplNeq0: 1,
+  jcc: 2,
+  nearRelCall: 3,
+  nearIndCall: 4,
+  nearRet: 5,
+  nearIndJmp: 6,
+  nearRelJmp: 7,
+  farBranch: 8,
+  enCallstack: 9,
+});
+
+/** Which LBR_SELECT bit suppresses each kind of branch. */
+export const SUPPRESS_BIT: Readonly<Record<BranchKind, number>> = {
+  COND: 2,
+  NEAR_REL_CALL: 3,
+  NEAR_IND_CALL: 4,
+  NEAR_RET: 5,
+  NEAR_IND_JMP: 6,
+  NEAR_REL_JMP: 7,
+  FAR: 8,
+};
+
+export function lbrSelectWritable(p: Profile): bigint {
+  return bits(8, 0) | (p.legacyLbr?.callStack ? bit(9) : 0n);
+}
+
+export function legalizeLbrSelect(p: Profile, v: bigint): Access {
+  const bad = v & ~lbrSelectWritable(p);
+  return bad === 0n ? ok(v) : gp(`MSR_LBR_SELECT: reserved ${describeBits(bad)} set`);
+}
+
+/** What a recorded branch carries besides its addresses. */
+export interface BranchFlags {
+  readonly mispredict: boolean;
+  /** Core cycles since the previous record, already saturated to 16 bits. */
+  readonly cycles: number;
+}
+
+const MISPRED = bit(63);
+
+/** FROM as the format stores it (§2.13): flags over a sign-extended 48-bit address. */
+export function encodeFrom(fmt: number, from: bigint, f: BranchFlags): bigint {
+  const m = f.mispredict ? MISPRED : 0n;
+  switch (fmt) {
+    case 3:
+    case 6:
+      return (from & lowMask(63)) | m;
+    case 4:
+      return (from & lowMask(61)) | m; // IN_TX and TSX_ABORT stay 0: the model has no TSX
+    default:
+      return from;
+  }
+}
+
+export function encodeTo(fmt: number, to: bigint, f: BranchFlags): bigint {
+  return fmt === 6 ? (to & lowMask(48)) | (BigInt(f.cycles) << 48n) : to;
+}
+
+export function encodeInfo(fmt: number, f: BranchFlags): bigint {
+  if (fmt !== 5 && fmt !== 7) return 0n;
+  return (f.mispredict ? MISPRED : 0n) | BigInt(f.cycles);
+}
+
+/** Bits top:47 all equal: the address part below the format's flag bits is canonical. */
+function canonicalUpTo(v: bigint, top: number): boolean {
+  return isSignExtended(signExtend(v, top), 47);
+}
+
+/**
+ * FROM writes: the address part must be canonical; the format's flag bits are free (D20). With
+ * format 4 and no TSX, bits 62:61 count as sign extension (the TSX quirk of §2.13).
+ */
+export function legalizeLbrFrom(p: Profile, i: number, v: bigint): Access {
+  const fmt = p.lbrFmt;
+  const top = fmt === 3 || fmt === 6 || (fmt === 4 && !p.tsx) ? 62 : fmt === 4 ? 60 : 63;
+  return canonicalUpTo(v, top)
+    ? ok(v)
+    : gp(`MSR_LBR_FROM_${i}: 0x${v.toString(16)} is not a canonical address for LBR_FMT ${fmt}`);
+}
+
+export function legalizeLbrTo(p: Profile, i: number, v: bigint): Access {
+  if (p.lbrFmt === 6) return ok(v); // 63:48 hold the cycle count
+  return isSignExtended(v, 47) ? ok(v) : gp(`MSR_LBR_TO_${i}: 0x${v.toString(16)} is not a canonical address`);
+}
+
+/** MSR_LBR_INFO: MISPRED, IN_TX, TSX_ABORT (format 5 only) and the 16-bit cycle count (§2.13). */
+export function legalizeLbrInfo(p: Profile, i: number, v: bigint): Access {
+  const writable = bit(63) | bits(15, 0) | (p.lbrFmt === 5 ? bits(62, 61) : 0n);
+  const bad = v & ~writable;
+  return bad === 0n ? ok(v) : gp(`MSR_LBR_INFO_${i}: reserved ${describeBits(bad)} set`);
+}
+
+/** Records one taken branch per DEBUGCTL.LBR, LBR_FRZ and LBR_SELECT (§4.7). */
+export function legacyRecord(s: PmuState, from: bigint, to: bigint, kind: BranchKind, cpl: number, f: BranchFlags): boolean {
+  const g = s.profile.legacyLbr;
+  if (g === undefined || (s.debugctl & 1n) === 0n) return false;
+  if (isSet(s.globalStatus, 58)) return false; // LBR_FRZ (v4+)
+  const sel = s.lbrSelect;
+  if (sel !== 0n) {
+    if (isSet(sel, cpl === 0 ? 0 : 1)) return false; // D22: the branch's own CPL
+    if (isSet(sel, SUPPRESS_BIT[kind])) return false;
+    if (kind === 'NEAR_RET' && isSet(sel, 9)) {
+      // D21: a return in call-stack mode pops the newest record instead of adding one.
+      const t = s.lbrTos;
+      s.lbrFrom[t] = 0n;
+      s.lbrTo[t] = 0n;
+      s.lbrInfo[t] = 0n;
+      s.lbrTos = (t + g.depth - 1) % g.depth;
+      return false;
+    }
+  }
+  const t = (s.lbrTos + 1) % g.depth;
+  const fmt = s.profile.lbrFmt;
+  s.lbrTos = t;
+  s.lbrFrom[t] = encodeFrom(fmt, from, f);
+  s.lbrTo[t] = encodeTo(fmt, to, f);
+  if (g.infoBase !== undefined) s.lbrInfo[t] = encodeInfo(fmt, f);
+  return true;
+}
+
+export function legacyLbrMsrs(p: Profile): MsrDef[] {
+  const g = p.legacyLbr;
+  if (g === undefined) return [];
+  const defs: MsrDef[] = [
+    {
+      address: LBR_TOS,
+      name: 'MSR_LASTBRANCH_TOS',
+      read: (s) => ok(BigInt(s.lbrTos)),
+      write: (s, v) => {
+        // D19: a TOS beyond the ring #GPs.
+        if (v >= BigInt(g.depth)) return gp(`MSR_LASTBRANCH_TOS: ${v} is not below the LBR depth ${g.depth}`);
+        s.lbrTos = Number(v);
+        return ok(v);
+      },
+    },
+  ];
+  if (g.select) {
+    defs.push({
+      address: LBR_SELECT,
+      name: 'MSR_LBR_SELECT',
+      read: (s) => ok(s.lbrSelect),
+      write: (s, v) => {
+        const r = legalizeLbrSelect(s.profile, v);
+        if (r.ok) s.lbrSelect = v;
+        return r;
+      },
+    });
+  }
+  for (let i = 0; i < g.depth; i++) {
+    defs.push(
+      {
+        address: g.fromBase + i,
+        name: `MSR_LBR_FROM_${i}`,
+        read: (s) => ok(s.lbrFrom[i]!),
+        write: (s, v) => {
+          const r = legalizeLbrFrom(s.profile, i, v);
+          if (r.ok) s.lbrFrom[i] = v;
+          return r;
+        },
+      },
+      {
+        address: g.toBase + i,
+        name: `MSR_LBR_TO_${i}`,
+        read: (s) => ok(s.lbrTo[i]!),
+        write: (s, v) => {
+          const r = legalizeLbrTo(s.profile, i, v);
+          if (r.ok) s.lbrTo[i] = v;
+          return r;
+        },
+      },
+    );
+    if (g.infoBase !== undefined) {
+      defs.push({
+        address: g.infoBase + i,
+        name: `MSR_LBR_INFO_${i}`,
+        read: (s) => ok(s.lbrInfo[i]!),
+        write: (s, v) => {
+          const r = legalizeLbrInfo(s.profile, i, v);
+          if (r.ok) s.lbrInfo[i] = v;
+          return r;
+        },
+      });
+    }
+  }
+  return defs;
+}

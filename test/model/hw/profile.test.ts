@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import {
+  BUILTIN_PROFILES,
+  defineProfile,
+  fixedExists,
+  ICELAKE,
+  leaf0aEax,
+  leaf0aEdx,
+  ProfileError,
+  type ProfileSpec,
+  perfCaps,
+  SAPPHIRE_RAPIDS,
+  SKYLAKE,
+} from '../../../src/model/hw/index.js';
+
+const base: ProfileSpec = {
+  name: 't',
+  family: 6,
+  model: 0x55,
+  leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+  pdcm: false,
+  perfCapabilities: 0n,
+};
+
+function rejects(spec: Partial<ProfileSpec>, field: string): void {
+  const run = () => defineProfile({ ...base, ...spec });
+  expect(run).toThrow(ProfileError);
+  try {
+    run();
+  } catch (e) {
+    expect((e as ProfileError).field).toBe(field);
+  }
+}
+
+describe('built-in profiles', () => {
+  it('enumerate what their parts enumerate', () => {
+    expect(SKYLAKE.version).toBe(4);
+    expect(SKYLAKE.perfCapabilities).toBe(0x33c5n);
+    expect(SKYLAKE.perfMetrics).toBe(false);
+    expect(SKYLAKE.legacyLbr?.depth).toBe(32);
+    expect(ICELAKE.perfMetrics && fixedExists(ICELAKE, 3)).toBe(true);
+    expect(SAPPHIRE_RAPIDS.archLbr?.depths).toEqual([8, 16, 24, 32]);
+    expect(SAPPHIRE_RAPIDS.lbrFmt).toBe(0x3f);
+    expect(SAPPHIRE_RAPIDS.anyThread).toBe(false);
+    expect(SAPPHIRE_RAPIDS.topdownL2).toBe(true);
+    expect(Object.keys(BUILTIN_PROFILES)).toEqual(['skylake', 'icelake', 'sapphirerapids']);
+  });
+});
+
+describe('defineProfile derives the enumeration (pmu-semantics.md §1.2)', () => {
+  it('ignores the EDX fixed fields before v2 and the ECX bitmap before v5', () => {
+    const v1 = defineProfile({ ...base, leaf0a: { ...base.leaf0a, eax: leaf0aEax(1, 2, 40, 7) } });
+    expect(v1.fixedSet).toBe(0);
+    const v4 = defineProfile({ ...base, leaf0a: { ...base.leaf0a, eax: leaf0aEax(4, 2, 48, 7), ecx: 0x10 } });
+    expect(v4.fixedSet).toBe(0b111);
+  });
+  it('takes fixed counters as "i < EDX[4:0] or ECX[i]" from v5', () => {
+    const v5 = defineProfile({
+      ...base,
+      leaf0a: { eax: leaf0aEax(5, 2, 48, 7), ebx: 0, ecx: 0b1001, edx: leaf0aEdx(1, 48) },
+    });
+    expect([0, 1, 2, 3].map((i) => fixedExists(v5, i))).toEqual([true, false, false, true]);
+  });
+  it('has AnyThread only for v3+ and not when deprecated', () => {
+    expect(defineProfile(base).anyThread).toBe(false);
+    const v3 = defineProfile({ ...base, leaf0a: { ...base.leaf0a, eax: leaf0aEax(3, 2, 48, 7) } });
+    expect(v3.anyThread).toBe(true);
+  });
+});
+
+describe('defineProfile rejects a profile that contradicts itself, naming the field', () => {
+  it('PERF_CAPABILITIES without PDCM', () => rejects({ perfCapabilities: perfCaps({ fwWrite: true }) }, 'perfCapabilities'));
+  it('PERF_METRICS without fixed counter 3', () =>
+    rejects({ pdcm: true, perfCapabilities: perfCaps({ perfMetrics: true }) }, 'perfCapabilities[15]'));
+  it('metrics clear without PERF_METRICS', () =>
+    rejects({ pdcm: true, perfCapabilities: 1n << 19n }, 'perfCapabilities[19]'));
+  it('topdown level 2 without PERF_METRICS', () => rejects({ topdownL2: true }, 'topdownL2'));
+  it('a legacy LBR format without geometry', () =>
+    rejects({ pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 5 }) }, 'legacyLbr'));
+  it('format 5 geometry without LBR_INFO', () =>
+    rejects(
+      {
+        pdcm: true,
+        perfCapabilities: perfCaps({ lbrFmt: 5 }),
+        legacyLbr: { depth: 32, fromBase: 0x680, toBase: 0x6c0, select: true, callStack: true },
+      },
+      'legacyLbr.infoBase',
+    ));
+  it('LBR_FMT 0x3f without CPUID leaf 1CH', () =>
+    rejects({ pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 0x3f }) }, 'perfCapabilities[5:0]'));
+  it('leaf 1CH without LBR_FMT 0x3f', () =>
+    rejects({ leaf1c: { eax: 0xf, ebx: 0, ecx: 0, edx: 0 } }, 'perfCapabilities[5:0]'));
+  it('counters on a version-0 PMU', () =>
+    rejects({ leaf0a: { eax: leaf0aEax(0, 2, 48, 0), ebx: 0, ecx: 0, edx: 0 } }, 'leaf0a.eax'));
+  it('more GP counters than the MSR map holds', () =>
+    rejects({ leaf0a: { ...base.leaf0a, eax: leaf0aEax(2, 9, 48, 7) } }, 'leaf0a.eax[15:8]'));
+  it('a register value that is not 32-bit', () => rejects({ leaf0a: { ...base.leaf0a, ebx: -1 } }, 'leaf0a.ebx'));
+});

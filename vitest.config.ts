@@ -1,0 +1,23 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    setupFiles: ['test/setup.ts'],
+    testTimeout: 120_000,
+    pool: 'forks',
+    maxWorkers: 2,
+    // The JSON file is what .ci/run turns into the "N passed, N failed" line.
+    reporters: ['default', ['json', { outputFile: 'reports/out/vitest.json' }]],
+    coverage: {
+      provider: 'v8',
+      include: ['src/**/*.ts'],
+      exclude: ['src/cli/**'],
+      reporter: ['text-summary', 'json-summary'],
+      reportsDirectory: 'coverage',
+      thresholds: {
+        'src/model/hw/**': { lines: 90, branches: 90 },
+      },
+    },
+  },
+});
