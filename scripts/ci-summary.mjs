@@ -10,7 +10,10 @@ try {
   console.log('0 passed, 1 failed');
   process.exit(1);
 }
-const failed = r.numFailedTests + (r.numRuntimeErrorTestSuites ?? 0) + (r.numFailedTestSuites > 0 && r.numFailedTests === 0 ? 1 : 0);
+const failed =
+  r.numFailedTests +
+  (r.numRuntimeErrorTestSuites ?? 0) +
+  (r.numFailedTestSuites > 0 && r.numFailedTests === 0 ? 1 : 0);
 const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 console.log(`${r.numPassedTests} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`);
 process.exit(failed > 0 || r.numPassedTests === 0 ? 1 : 0);

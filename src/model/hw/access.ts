@@ -3,7 +3,9 @@
  * the rule that raised it. A fault is data, not an exception, because the oracle reports it.
  */
 
-export type Access = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly gp: string };
+export type Access =
+  | { readonly ok: true; readonly value: bigint }
+  | { readonly ok: false; readonly gp: string };
 
 export function ok(value: bigint): Access {
   return { ok: true, value };

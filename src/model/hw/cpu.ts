@@ -8,12 +8,12 @@ import { type Access, gp, ok } from './access.js';
 import { isSet } from './bits.js';
 import { ModelError } from './errors.js';
 import { fixedSource, gpSource, N_SRC, SRC } from './events.js';
-import { buildMsrFile, msrName } from './msr/map.js';
 import { DELIVERY_NMI, LVT_MASK } from './msr/apic.js';
 import { fixedNibble, METRICS_CLEAR_EN } from './msr/counters.js';
 import { EN_PERF_METRICS, STATUS } from './msr/global.js';
 import { type ArchLbrXsave, archRecord, xrstorsArchLbr, xsavesArchLbr } from './msr/lbr-arch.js';
 import { legacyRecord } from './msr/lbr-legacy.js';
+import { buildMsrFile, msrName } from './msr/map.js';
 import { accumulateTopdown, clearTopdown, readPerfMetrics, totalSlots } from './msr/topdown.js';
 import type { MsrDef } from './msr/types.js';
 import { fixedIndices, type Profile } from './profile.js';
@@ -27,7 +27,9 @@ export interface PmiDelivery {
   readonly nmi: boolean;
 }
 
-export type XsaveResult = { readonly ok: true; readonly area: ArchLbrXsave } | { readonly ok: false; readonly gp: string };
+export type XsaveResult =
+  | { readonly ok: true; readonly area: ArchLbrXsave }
+  | { readonly ok: false; readonly gp: string };
 
 /** A counter that can count in the current configuration, decoded once per configuration. */
 interface Active {
@@ -121,7 +123,8 @@ export class Cpu {
           ? ok(s.fixed[idx]!)
           : gp(`RDPMC 0x${ecx.toString(16)}: no fixed counter ${idx}`);
       case 0x2000: {
-        if (!p.perfMetrics || idx !== 0) return gp(`RDPMC 0x${ecx.toString(16)}: no PERF_METRICS index ${idx}`); // D34
+        if (!p.perfMetrics || idx !== 0)
+          return gp(`RDPMC 0x${ecx.toString(16)}: no PERF_METRICS index ${idx}`); // D34
         const v = readPerfMetrics(s);
         if (p.metricsClear && isSet(s.fixedCtrl, METRICS_CLEAR_EN)) clearTopdown(s);
         return ok(v);
@@ -133,7 +136,8 @@ export class Cpu {
 
   /** XSAVES of state component 15; #GP where the part has no Arch LBR. */
   xsaves(): XsaveResult {
-    if (this.profile.archLbr === undefined) return { ok: false, gp: `XSAVES: ${this.profile.name} has no Arch LBR state` };
+    if (this.profile.archLbr === undefined)
+      return { ok: false, gp: `XSAVES: ${this.profile.name} has no Arch LBR state` };
     return { ok: true, area: xsavesArchLbr(this.state) };
   }
 
@@ -153,6 +157,7 @@ export class Cpu {
         const e = s.evtsel[i]!;
         if (!isSet(e, 22)) continue;
         if (p.version >= 2 && !isSet(s.globalCtrl, i)) continue;
+        if (isSet(e, 32)) continue; // IN_TX: counts only inside transactions; no work unit runs in one (§2.3)
         out.push({
           fixed: false,
           idx: i,
@@ -244,7 +249,8 @@ export class Cpu {
       if (kernel ? !c.os : !c.usr) continue;
       const n = occ[c.src]!;
       let inc: number;
-      if (c.cmask === 0) inc = n; // INV is ignored when CMASK = 0
+      if (c.cmask === 0)
+        inc = n; // INV is ignored when CMASK = 0
       else inc = (c.inv ? n < c.cmask : n >= c.cmask) ? 1 : 0;
       if (c.edge) {
         // D5: count rising edges of the (thresholded) condition, one per unit at most.

@@ -17,7 +17,8 @@ export interface Decision {
 export const DECISIONS: readonly Decision[] = [
   {
     id: 'D1',
-    question: 'Do GLOBAL_STATUS/CTRL/OVF_CTRL (0x38E-0x390) exist from version 1 (SDM MSR table) or version 2?',
+    question:
+      'Do GLOBAL_STATUS/CTRL/OVF_CTRL (0x38E-0x390) exist from version 1 (SDM MSR table) or version 2?',
     choice: 'From version 2, with FIXED_CTR_CTRL.',
     why: 'The SDM chapter text, KVM, kvm-unit-tests and the selftests all gate them on version > 1.',
     ref: 'pmu-semantics.md §1.3, §7 item 24',
@@ -39,14 +40,16 @@ export const DECISIONS: readonly Decision[] = [
   {
     id: 'D4',
     question: 'CMASK compares against occurrences per cycle; what is a cycle in a model of work units?',
-    choice: 'A work unit is one sampling interval: with CMASK != 0 a counter adds 1 per unit whose occurrence count passes the threshold.',
-    why: 'Units are the model\'s atomic step; splitting them into cycles would invent a distribution the workload does not state.',
+    choice:
+      'A work unit is one sampling interval: with CMASK != 0 a counter adds 1 per unit whose occurrence count passes the threshold.',
+    why: "Units are the model's atomic step; splitting them into cycles would invent a distribution the workload does not state.",
     ref: 'pmu-semantics.md §2.3, §4.3',
   },
   {
     id: 'D5',
     question: 'EDGE with CMASK = 0, and EDGE for multi-occurrence events.',
-    choice: 'EDGE counts 1 for each unit whose (thresholded) condition holds when it did not in the previous counted unit; the detector restarts when the EVTSEL is written.',
+    choice:
+      'EDGE counts 1 for each unit whose (thresholded) condition holds when it did not in the previous counted unit; the detector restarts when the EVTSEL is written.',
     why: 'The SDM defines EDGE as deasserted-to-asserted transitions; back-to-back assertions are indistinguishable, so one unit counts at most once.',
     ref: 'pmu-semantics.md §4.3, §8',
   },
@@ -74,7 +77,8 @@ export const DECISIONS: readonly Decision[] = [
   {
     id: 'D9',
     question: 'Does legacy FREEZE_PERFMON_ON_PMI clear GLOBAL_CTRL[48] too?',
-    choice: 'Legacy freeze (v2, v3) clears every bit of GLOBAL_CTRL. On v1 there is no GLOBAL_CTRL and it has no effect.',
+    choice:
+      'Legacy freeze (v2, v3) clears every bit of GLOBAL_CTRL. On v1 there is no GLOBAL_CTRL and it has no effect.',
     why: 'The SDM says it clears the enable bits of GLOBAL_CTRL; EN_PERF_METRICS only exists on v4+ parts, where freezing uses CTR_FRZ.',
     ref: 'pmu-semantics.md §4.4, §8',
   },
@@ -88,14 +92,16 @@ export const DECISIONS: readonly Decision[] = [
   {
     id: 'D11',
     question: 'Exact gating of GLOBAL_STATUS[48] (PERF_METRICS overflow).',
-    choice: 'Set when FIXED_CTR3 overflows while PERF_METRICS is enumerated and GLOBAL_CTRL[48] = 1; its PMI is FIXED_CTR3\'s PMI.',
+    choice:
+      "Set when FIXED_CTR3 overflows while PERF_METRICS is enumerated and GLOBAL_CTRL[48] = 1; its PMI is FIXED_CTR3's PMI.",
     why: 'The metrics overflow follows the SLOTS overflow, and PERF_METRICS only accumulates while enabled.',
     ref: 'pmu-semantics.md §2.11',
   },
   {
     id: 'D12',
     question: 'How PERF_METRICS evolves: gating, rounding, and what a FIXED_CTR3 write alone does.',
-    choice: 'PERF_METRICS accumulates only in units where FIXED_CTR3 counts and GLOBAL_CTRL[48] = 1. Bytes read floor(0xFF * slots_k / total). A PERF_METRICS write sets the fractions, weighted by the current SLOTS value; a FIXED_CTR3 write keeps the fractions and re-weights them by its new value.',
+    choice:
+      'PERF_METRICS accumulates only in units where FIXED_CTR3 counts and GLOBAL_CTRL[48] = 1. Bytes read floor(0xFF * slots_k / total). A PERF_METRICS write sets the fractions, weighted by the current SLOTS value; a FIXED_CTR3 write keeps the fractions and re-weights them by its new value.',
     why: 'Contents are microarchitectural; this keeps the documented laws (L1 bytes sum to 0xFF minus rounding, L2 within L1, "write both to 0 to start a period", Linux\'s save/restore of both) and is deterministic.',
     ref: 'pmu-semantics.md §2.11',
   },
@@ -109,7 +115,8 @@ export const DECISIONS: readonly Decision[] = [
   {
     id: 'D14',
     question: 'Which bits STATUS_RESET/STATUS_SET accept, and what they read.',
-    choice: 'Counter bits, 48 with PERF_METRICS, 61 from v3, 58/59 from v4, 62 and 63; 54, 55 and 60 #GP because arch PEBS, PT and SGX are not modelled. Both read 0.',
+    choice:
+      'Counter bits, 48 with PERF_METRICS, 61 from v3, 58/59 from v4, 62 and 63; 54, 55 and 60 #GP because arch PEBS, PT and SGX are not modelled. Both read 0.',
     why: 'A 1 in a bit with no status meaning #GPs; KVM returns 0 on reads.',
     ref: 'pmu-semantics.md §2.7, §2.8',
   },
@@ -130,7 +137,8 @@ export const DECISIONS: readonly Decision[] = [
   {
     id: 'D17',
     question: 'Which DEBUGCTL bits are writable; reset value.',
-    choice: 'Bits 0, 1, 6-13 always; 14 with SMM_FRZ; 15 with TSX; everything else #GP. Only LBR (0), FREEZE_LBRS_ON_PMI (11) and FREEZE_PERFMON_ON_PMI (12) have effects. Reset 0.',
+    choice:
+      'Bits 0, 1, 6-13 always; 14 with SMM_FRZ; 15 with TSX; everything else #GP. Only LBR (0), FREEZE_LBRS_ON_PMI (11) and FREEZE_PERFMON_ON_PMI (12) have effects. Reset 0.',
     why: 'BTS, BTF and uncore PMI are outside the model; storing them keeps read-back faithful.',
     ref: 'pmu-semantics.md §2.12',
   },
@@ -151,56 +159,63 @@ export const DECISIONS: readonly Decision[] = [
   {
     id: 'D20',
     question: 'Legacy LBR FROM/TO/INFO write checks.',
-    choice: 'The address part must be canonical (48-bit) under the format\'s flag bits; with format 4 and no TSX, bits 62:61 are part of the sign extension. INFO: only MISPRED, IN_TX/TSX_ABORT (format 5) and the cycle count are writable.',
+    choice:
+      "The address part must be canonical (48-bit) under the format's flag bits; with format 4 and no TSX, bits 62:61 are part of the sign extension. INFO: only MISPRED, IN_TX/TSX_ABORT (format 5) and the cycle count are writable.",
     why: 'Matches the TSX quirk Linux works around, and the documented INFO layout.',
     ref: 'pmu-semantics.md §2.13, §5',
   },
   {
     id: 'D21',
     question: 'Call-stack mode pop semantics (legacy and Arch).',
-    choice: 'A near return that passes the filter pops the newest record (zeroed; legacy TOS moves back, Arch records shift up) and is not recorded itself.',
+    choice:
+      'A near return that passes the filter pops the newest record (zeroed; legacy TOS moves back, Arch records shift up) and is not recorded itself.',
     why: 'Call-stack mode keeps only the live call chain; this is the simplest rule that does so.',
     ref: 'pmu-semantics.md §4.7, §8',
   },
   {
     id: 'D22',
     question: 'Does CPL filtering of LBRs use the source or the destination CPL?',
-    choice: 'The CPL the branch carries (defaulting to its unit\'s CPL), taken as the source.',
+    choice: "The CPL the branch carries (defaulting to its unit's CPL), taken as the source.",
     why: 'A work unit is at one CPL; a ring-crossing branch states its own.',
     ref: 'pmu-semantics.md §4.7',
   },
   {
     id: 'D23',
     question: 'LBR cycle counts (INFO CYC_CNT, format 6 TO[63:48]).',
-    choice: 'Core cycles of the units since the previous record, saturating at 0xFFFF; a unit\'s cycles accrue before its branches, so the second branch of a unit records 0.',
+    choice:
+      "Core cycles of the units since the previous record, saturating at 0xFFFF; a unit's cycles accrue before its branches, so the second branch of a unit records 0.",
     why: 'Deterministic, and uses the only cycle notion the model has.',
     ref: 'pmu-semantics.md §2.13, §3.4',
   },
   {
     id: 'D24',
     question: 'Arch LBR record MSRs beyond the current depth; FROM/TO/INFO write checks.',
-    choice: 'Index >= IA32_LBR_DEPTH #GPs (read and write). FROM/TO must be canonical; INFO bits 55:16 are reserved (#GP).',
+    choice:
+      'Index >= IA32_LBR_DEPTH #GPs (read and write). FROM/TO must be canonical; INFO bits 55:16 are reserved (#GP).',
     why: 'The records beyond the depth are not there; reserved bits #GP.',
     ref: 'pmu-semantics.md §3.3, §3.4',
   },
   {
     id: 'D25',
     question: 'IA32_LBR_DEPTH reset value; does writing the current value also clear?',
-    choice: 'Reset to the maximum enumerated depth. Any accepted write clears every record, the same value included.',
+    choice:
+      'Reset to the maximum enumerated depth. Any accepted write clears every record, the same value included.',
     why: 'Linux writes the maximum at boot; "any write resets every record" is verified.',
     ref: 'pmu-semantics.md §3.3',
   },
   {
     id: 'D26',
     question: 'Does XRSTORS load IA32_LBR_DEPTH?',
-    choice: 'No. It loads LBR_CTL (reserved bits #GP) and the LER fields; the records only when the saved depth equals the current one, else it zeroes them.',
+    choice:
+      'No. It loads LBR_CTL (reserved bits #GP) and the LER fields; the records only when the saved depth equals the current one, else it zeroes them.',
     why: 'The depth-mismatch reset only makes sense if DEPTH is not loaded.',
     ref: 'pmu-semantics.md §3.5',
   },
   {
     id: 'D27',
     question: 'LER MSRs (0x1DD/0x1DE, LER_INFO) with Arch LBR.',
-    choice: 'Not modelled as MSRs (#GP); the XSAVE component carries the LER fields as stored values and no branch updates them.',
+    choice:
+      'Not modelled as MSRs (#GP); the XSAVE component carries the LER fields as stored values and no branch updates them.',
     why: 'Exceptions are not part of the work-unit vocabulary.',
     ref: 'pmu-semantics.md §2.1, §8',
   },
@@ -214,28 +229,32 @@ export const DECISIONS: readonly Decision[] = [
   {
     id: 'D29',
     question: 'What do fixed counters 4-6 and non-architectural event encodings count?',
-    choice: 'Nothing: they exist where enumerated and can be written, but no work unit occurrence matches them.',
+    choice:
+      'Nothing: they exist where enumerated and can be written, but no work unit occurrence matches them.',
     why: 'Their events are model-specific and outside the work-unit vocabulary.',
     ref: 'pmu-semantics.md §1.5',
   },
   {
     id: 'D30',
     question: 'AnyThread (EVTSEL[21], fixed nibble bit 2).',
-    choice: 'Writable where enumerated (v3, v4, v5 not deprecated); no effect, since the model is one logical CPU.',
+    choice:
+      'Writable where enumerated (v3, v4, v5 not deprecated); no effect, since the model is one logical CPU.',
     why: 'The sibling thread does not exist in the model.',
     ref: 'pmu-semantics.md §2.3',
   },
   {
     id: 'D31',
     question: 'PEBS, DS, BTS, PT, SMM and INIT.',
-    choice: 'Not modelled: IA32_PEBS_ENABLE, IA32_DS_AREA and the PEBS MSRs #GP. EVTSEL.ADAPTIVE and the FIXED_CTR_CTRL adaptive bits are accepted with PEBS_BASELINE but do nothing.',
+    choice:
+      'Not modelled: IA32_PEBS_ENABLE, IA32_DS_AREA and the PEBS MSRs #GP. EVTSEL.ADAPTIVE and the FIXED_CTR_CTRL adaptive bits are accepted with PEBS_BASELINE but do nothing.',
     why: 'Keeps legality faithful to parts that enumerate PEBS without simulating records.',
     ref: 'pmu-semantics.md §2.1, §2.3',
   },
   {
     id: 'D32',
     question: 'The LVTPC MSR address and writable bits.',
-    choice: 'x2APIC MSR 0x834 always accessible; vector (7:0), delivery mode (10:8) and mask (16) writable; delivery status (12) read-only and ignored on write; other bits #GP. Reset masked (0x10000).',
+    choice:
+      'x2APIC MSR 0x834 always accessible; vector (7:0), delivery mode (10:8) and mask (16) writable; delivery status (12) read-only and ignored on write; other bits #GP. Reset masked (0x10000).',
     why: 'x2APIC reserved bits #GP; the LVT reset value is masked.',
     ref: 'pmu-semantics.md §4.1, §4.4',
   },
@@ -262,8 +281,9 @@ export const DECISIONS: readonly Decision[] = [
   },
   {
     id: 'D36',
-    question: 'CPL at which a unit\'s events count, and the order of effects inside a unit.',
-    choice: 'All of a unit\'s events count at its CPL. LBR records are written first, then counters count, then overflow sets status, freezes, and delivers a PMI at the unit\'s end.',
+    question: "CPL at which a unit's events count, and the order of effects inside a unit.",
+    choice:
+      "All of a unit's events count at its CPL. LBR records are written first, then counters count, then overflow sets status, freezes, and delivers a PMI at the unit's end.",
     why: 'So after a PMI the LBRs hold exactly the branches up to the overflowing unit (design.md property 3).',
     ref: 'pmu-semantics.md §4.2; design.md "Timing"',
   },

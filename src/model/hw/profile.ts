@@ -126,14 +126,16 @@ export function fixedIndices(p: Profile): number[] {
 }
 
 function u32(p: string, field: string, v: number): number {
-  if (!Number.isInteger(v) || v < 0 || v > 0xffff_ffff) throw new ProfileError(p, field, `not a 32-bit register value: ${v}`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffff_ffff)
+    throw new ProfileError(p, field, `not a 32-bit register value: ${v}`);
   return v;
 }
 
 /** Validates a spec and derives its enumeration; a contradiction throws a ProfileError naming the field. */
 export function defineProfile(spec: ProfileSpec): Profile {
   const n = spec.name;
-  if (typeof n !== 'string' || n.length === 0) throw new ProfileError(String(n), 'name', 'must be a non-empty string');
+  if (typeof n !== 'string' || n.length === 0)
+    throw new ProfileError(String(n), 'name', 'must be a non-empty string');
   const fail = (field: string, msg: string): never => {
     throw new ProfileError(n, field, msg);
   };
@@ -141,7 +143,8 @@ export function defineProfile(spec: ProfileSpec): Profile {
   const ebx = u32(n, 'leaf0a.ebx', spec.leaf0a.ebx);
   const ecx = u32(n, 'leaf0a.ecx', spec.leaf0a.ecx);
   const edx = u32(n, 'leaf0a.edx', spec.leaf0a.edx);
-  if (!Number.isInteger(spec.family) || spec.family < 0) fail('family', `not a family number: ${spec.family}`);
+  if (!Number.isInteger(spec.family) || spec.family < 0)
+    fail('family', `not a family number: ${spec.family}`);
   if (!Number.isInteger(spec.model) || spec.model < 0) fail('model', `not a model number: ${spec.model}`);
 
   const version = eax & 0xff;
@@ -151,7 +154,8 @@ export function defineProfile(spec: ProfileSpec): Profile {
   if (version === 0 && (nGP !== 0 || gpWidth !== 0))
     fail('leaf0a.eax', 'version 0 (no architectural PMU) enumerates no counters');
   if (nGP > MAX_GP) fail('leaf0a.eax[15:8]', `${nGP} GP counters; the MSR map holds at most ${MAX_GP}`);
-  if (nGP > 0 && (gpWidth < 1 || gpWidth > 64)) fail('leaf0a.eax[23:16]', `GP counter width ${gpWidth} is not in 1..64`);
+  if (nGP > 0 && (gpWidth < 1 || gpWidth > 64))
+    fail('leaf0a.eax[23:16]', `GP counter width ${gpWidth} is not in 1..64`);
   if (evLen > 32) fail('leaf0a.eax[31:24]', `event vector length ${evLen} exceeds the 32 bits of EBX`);
 
   // EDX fixed fields mean nothing before v2, the ECX bitmap nothing before v5 (pmu-semantics.md §1.2).
@@ -174,13 +178,20 @@ export function defineProfile(spec: ProfileSpec): Profile {
   if (typeof caps !== 'bigint' || caps < 0n || caps > (1n << 64n) - 1n)
     fail('perfCapabilities', 'must be a u64 bigint');
   if (!spec.pdcm && caps !== 0n)
-    fail('perfCapabilities', 'is non-zero but CPUID.01H:ECX.PDCM = 0, so IA32_PERF_CAPABILITIES does not exist');
+    fail(
+      'perfCapabilities',
+      'is non-zero but CPUID.01H:ECX.PDCM = 0, so IA32_PERF_CAPABILITIES does not exist',
+    );
   const lbrFmt = Number(caps & PERF_CAP.LBR_FMT_MASK);
   const perfMetrics = isSet(caps, PERF_CAP.PERF_METRICS);
   if (perfMetrics && !((fixedSet >>> 3) & 1))
-    fail('perfCapabilities[15]', 'PERF_METRICS needs fixed counter 3 (SLOTS), which CPUID.0AH does not enumerate');
+    fail(
+      'perfCapabilities[15]',
+      'PERF_METRICS needs fixed counter 3 (SLOTS), which CPUID.0AH does not enumerate',
+    );
   const metricsClear = isSet(caps, PERF_CAP.RDPMC_METRICS_CLEAR);
-  if (metricsClear && !perfMetrics) fail('perfCapabilities[19]', 'RDPMC metrics-clear mode needs PERF_METRICS');
+  if (metricsClear && !perfMetrics)
+    fail('perfCapabilities[19]', 'RDPMC metrics-clear mode needs PERF_METRICS');
   if (spec.topdownL2 && !perfMetrics) fail('topdownL2', 'level-2 topdown needs PERF_METRICS');
 
   let archLbr: ArchLbrCaps | undefined;
@@ -194,7 +205,11 @@ export function defineProfile(spec: ProfileSpec): Profile {
     if (lbrFmt !== LBR_FMT_ARCH)
       fail('perfCapabilities[5:0]', `Arch LBR (leaf 1CH) needs LBR_FMT 0x3f, found ${lbrFmt.toString(16)}`);
     if (spec.legacyLbr !== undefined) fail('legacyLbr', 'an Arch LBR part has no model-specific LBR MSRs');
-    if (version < 4) fail('leaf0a.eax[7:0]', `Arch LBR freezes through GLOBAL_STATUS.LBR_FRZ, which needs PMU version 4, not ${version}`);
+    if (version < 4)
+      fail(
+        'leaf0a.eax[7:0]',
+        `Arch LBR freezes through GLOBAL_STATUS.LBR_FRZ, which needs PMU version 4, not ${version}`,
+      );
     archLbr = {
       depths,
       maxDepth: depths[depths.length - 1]!,
@@ -213,14 +228,25 @@ export function defineProfile(spec: ProfileSpec): Profile {
   const g = spec.legacyLbr;
   if (g !== undefined) {
     if (lbrFmt < 1 || lbrFmt > 7)
-      fail('perfCapabilities[5:0]', `legacy LBR geometry given but LBR_FMT is ${lbrFmt}; the model covers formats 1..7`);
-    if (![4, 8, 16, 32].includes(g.depth)) fail('legacyLbr.depth', `${g.depth} is not a legacy LBR depth (4, 8, 16, 32)`);
+      fail(
+        'perfCapabilities[5:0]',
+        `legacy LBR geometry given but LBR_FMT is ${lbrFmt}; the model covers formats 1..7`,
+      );
+    if (![4, 8, 16, 32].includes(g.depth))
+      fail('legacyLbr.depth', `${g.depth} is not a legacy LBR depth (4, 8, 16, 32)`);
     const needsInfo = lbrFmt === 5 || lbrFmt === 7;
     if (needsInfo !== (g.infoBase !== undefined))
-      fail('legacyLbr.infoBase', `LBR_FMT ${lbrFmt} ${needsInfo ? 'needs' : 'has no'} MSR_LBR_INFO registers`);
-    if (g.callStack && !g.select) fail('legacyLbr.callStack', 'call-stack mode is an LBR_SELECT bit, but there is no LBR_SELECT');
+      fail(
+        'legacyLbr.infoBase',
+        `LBR_FMT ${lbrFmt} ${needsInfo ? 'needs' : 'has no'} MSR_LBR_INFO registers`,
+      );
+    if (g.callStack && !g.select)
+      fail('legacyLbr.callStack', 'call-stack mode is an LBR_SELECT bit, but there is no LBR_SELECT');
   } else if (lbrFmt >= 1 && lbrFmt <= 7) {
-    fail('legacyLbr', `LBR_FMT ${lbrFmt} enumerates legacy LBRs, but no geometry (depth, MSR bases) is given`);
+    fail(
+      'legacyLbr',
+      `LBR_FMT ${lbrFmt} enumerates legacy LBRs, but no geometry (depth, MSR bases) is given`,
+    );
   } else if (lbrFmt !== 0 && lbrFmt !== LBR_FMT_ARCH) {
     fail('perfCapabilities[5:0]', `LBR_FMT ${lbrFmt} is undefined`);
   }

@@ -13,7 +13,14 @@ export const SKYLAKE: Profile = defineProfile({
   leaf0a: { eax: leaf0aEax(4, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
   pdcm: true,
   // 0x33c5: LBR_FMT 5, PEBS trap + arch regs, record format 3, SMM_FRZ, FW_WRITE.
-  perfCapabilities: perfCaps({ lbrFmt: 5, pebsTrap: true, pebsArchReg: true, pebsRecFmt: 3, smmFrz: true, fwWrite: true }),
+  perfCapabilities: perfCaps({
+    lbrFmt: 5,
+    pebsTrap: true,
+    pebsArchReg: true,
+    pebsRecFmt: 3,
+    smmFrz: true,
+    fwWrite: true,
+  }),
   legacyLbr: { depth: 32, fromBase: 0x680, toBase: 0x6c0, infoBase: 0xdc0, select: true, callStack: true },
 });
 

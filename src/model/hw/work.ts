@@ -81,8 +81,10 @@ export function validateUnit(u: WorkUnit): void {
   const brs = u.branches;
   if (brs !== undefined) {
     for (const b of brs) {
-      if (!KINDS.has(b.kind)) throw new WorkError(`unknown branch kind '${String(b.kind)}' (known: ${BRANCH_KINDS.join(', ')})`);
-      if (b.cpl !== undefined && !cplOk(b.cpl)) throw new WorkError(`branch cpl must be 0..3, got ${String(b.cpl)}`);
+      if (!KINDS.has(b.kind))
+        throw new WorkError(`unknown branch kind '${String(b.kind)}' (known: ${BRANCH_KINDS.join(', ')})`);
+      if (b.cpl !== undefined && !cplOk(b.cpl))
+        throw new WorkError(`branch cpl must be 0..3, got ${String(b.cpl)}`);
       if (typeof b.from !== 'bigint' || !isSignExtended(b.from, 47) || b.from < 0n || b.from >= 1n << 64n)
         throw new WorkError(`branch from ${String(b.from)} is not a canonical 48-bit address (u64 bigint)`);
       if (typeof b.to !== 'bigint' || !isSignExtended(b.to, 47) || b.to < 0n || b.to >= 1n << 64n)

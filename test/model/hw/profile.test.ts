@@ -69,7 +69,8 @@ describe('defineProfile derives the enumeration (pmu-semantics.md §1.2)', () =>
 });
 
 describe('defineProfile rejects a profile that contradicts itself, naming the field', () => {
-  it('PERF_CAPABILITIES without PDCM', () => rejects({ perfCapabilities: perfCaps({ fwWrite: true }) }, 'perfCapabilities'));
+  it('PERF_CAPABILITIES without PDCM', () =>
+    rejects({ perfCapabilities: perfCaps({ fwWrite: true }) }, 'perfCapabilities'));
   it('PERF_METRICS without fixed counter 3', () =>
     rejects({ pdcm: true, perfCapabilities: perfCaps({ perfMetrics: true }) }, 'perfCapabilities[15]'));
   it('metrics clear without PERF_METRICS', () =>
@@ -94,5 +95,6 @@ describe('defineProfile rejects a profile that contradicts itself, naming the fi
     rejects({ leaf0a: { eax: leaf0aEax(0, 2, 48, 0), ebx: 0, ecx: 0, edx: 0 } }, 'leaf0a.eax'));
   it('more GP counters than the MSR map holds', () =>
     rejects({ leaf0a: { ...base.leaf0a, eax: leaf0aEax(2, 9, 48, 7) } }, 'leaf0a.eax[15:8]'));
-  it('a register value that is not 32-bit', () => rejects({ leaf0a: { ...base.leaf0a, ebx: -1 } }, 'leaf0a.ebx'));
+  it('a register value that is not 32-bit', () =>
+    rejects({ leaf0a: { ...base.leaf0a, ebx: -1 } }, 'leaf0a.ebx'));
 });

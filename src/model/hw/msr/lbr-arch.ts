@@ -53,7 +53,14 @@ export const BR_TYPE: Readonly<Record<BranchKind, number>> = {
   FAR: 8,
 };
 
-export const INFO_FIELDS = fields({ cycCnt: [15, 0], brType: [59, 56], cycCntValid: 60, tsxAbort: 61, inTsx: 62, mispred: 63 });
+export const INFO_FIELDS = fields({
+  cycCnt: [15, 0],
+  brType: [59, 56],
+  cycCntValid: 60,
+  tsxAbort: 61,
+  inTsx: 62,
+  mispred: 63,
+});
 
 /** LBR_CTL bits CPUID.1CH enumerates; a bit of an absent feature #GPs (§3.2). */
 export function lbrCtlWritable(p: Profile): bigint {
@@ -68,7 +75,9 @@ export function lbrCtlWritable(p: Profile): bigint {
 
 export function legalizeLbrCtl(p: Profile, v: bigint): Access {
   const bad = v & ~lbrCtlWritable(p);
-  return bad === 0n ? ok(v) : gp(`IA32_LBR_CTL: ${describeBits(bad)} reserved or not enumerated by CPUID.1CH`);
+  return bad === 0n
+    ? ok(v)
+    : gp(`IA32_LBR_CTL: ${describeBits(bad)} reserved or not enumerated by CPUID.1CH`);
 }
 
 export function legalizeLbrDepth(p: Profile, v: bigint): Access {
@@ -106,7 +115,14 @@ export function encodeArchInfo(p: Profile, kind: BranchKind, f: BranchFlags): bi
 }
 
 /** Records one taken branch per LBR_CTL and LBR_FRZ; entry 0 is the newest (§3.4, §4.7). */
-export function archRecord(s: PmuState, from: bigint, to: bigint, kind: BranchKind, cpl: number, f: BranchFlags): boolean {
+export function archRecord(
+  s: PmuState,
+  from: bigint,
+  to: bigint,
+  kind: BranchKind,
+  cpl: number,
+  f: BranchFlags,
+): boolean {
   const a = s.profile.archLbr;
   const c = s.lbrCtl;
   if (a === undefined || (c & 1n) === 0n) return false;
@@ -160,7 +176,8 @@ export function xsaveSize(area: ArchLbrXsave): number {
 
 export function xsavesArchLbr(s: PmuState): ArchLbrXsave {
   const entries: ArchLbrEntry[] = [];
-  for (let k = 0; k < s.lbrDepth; k++) entries.push({ from: s.alFrom[k]!, to: s.alTo[k]!, info: s.alInfo[k]! });
+  for (let k = 0; k < s.lbrDepth; k++)
+    entries.push({ from: s.alFrom[k]!, to: s.alTo[k]!, info: s.alInfo[k]! });
   return Object.freeze({
     lbrCtl: s.lbrCtl,
     lbrDepth: BigInt(s.lbrDepth),

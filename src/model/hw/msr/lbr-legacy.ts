@@ -97,7 +97,9 @@ export function legalizeLbrFrom(p: Profile, i: number, v: bigint): Access {
 
 export function legalizeLbrTo(p: Profile, i: number, v: bigint): Access {
   if (p.lbrFmt === 6) return ok(v); // 63:48 hold the cycle count
-  return isSignExtended(v, 47) ? ok(v) : gp(`MSR_LBR_TO_${i}: 0x${v.toString(16)} is not a canonical address`);
+  return isSignExtended(v, 47)
+    ? ok(v)
+    : gp(`MSR_LBR_TO_${i}: 0x${v.toString(16)} is not a canonical address`);
 }
 
 /** MSR_LBR_INFO: MISPRED, IN_TX, TSX_ABORT (format 5 only) and the 16-bit cycle count (§2.13). */
@@ -108,7 +110,14 @@ export function legalizeLbrInfo(p: Profile, i: number, v: bigint): Access {
 }
 
 /** Records one taken branch per DEBUGCTL.LBR, LBR_FRZ and LBR_SELECT (§4.7). */
-export function legacyRecord(s: PmuState, from: bigint, to: bigint, kind: BranchKind, cpl: number, f: BranchFlags): boolean {
+export function legacyRecord(
+  s: PmuState,
+  from: bigint,
+  to: bigint,
+  kind: BranchKind,
+  cpl: number,
+  f: BranchFlags,
+): boolean {
   const g = s.profile.legacyLbr;
   if (g === undefined || (s.debugctl & 1n) === 0n) return false;
   if (isSet(s.globalStatus, 58)) return false; // LBR_FRZ (v4+)

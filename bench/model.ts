@@ -1,0 +1,115 @@
+/**
+ * `npm run bench`: throughput of the reference model on one core. Prints work units/s and MSR
+ * accesses/s against the targets (issue #2: 2 M units/s, 1 M MSR accesses/s); `--json` for machines.
+ */
+
+import { Command, InvalidArgumentError } from 'commander';
+import fc from 'fast-check';
+import { Cpu } from '../src/model/hw/cpu.js';
+import { EVTSEL } from '../src/model/hw/msr/counters.js';
+import { BUILTIN_PROFILES } from '../src/model/hw/profiles.js';
+import type { WorkUnit } from '../src/model/hw/work.js';
+import { encode } from '../src/scenarios/values.js';
+import { unitArb } from '../src/scenarios/work.js';
+
+const positive = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+};
+
+const opts = new Command('bench')
+  .description('Throughput of the reference PMU model')
+  .option('--json', 'print one JSON object instead of a table')
+  .option('--seconds <s>', 'time per measurement', positive, 1)
+  .parse()
+  .opts<{ json?: boolean; seconds: number }>();
+
+/** Runs `body` repeatedly for about `seconds`; returns operations per second. */
+function measure(seconds: number, opsPerCall: number, body: () => void): number {
+  for (let i = 0; i < 3; i++) body(); // warm up the JIT
+  let calls = 0;
+  const t0 = performance.now();
+  let t = t0;
+  while (t - t0 < seconds * 1000) {
+    body();
+    calls++;
+    t = performance.now();
+  }
+  return (calls * opsPerCall) / ((t - t0) / 1000);
+}
+
+/** A CPU counting like `perf stat` plus `perf record -b`: every GP and fixed counter, LBRs on. */
+function busyCpu(name: string): Cpu {
+  const cpu = new Cpu(BUILTIN_PROFILES[name]!);
+  const p = cpu.profile;
+  const events = [
+    0xc0n,
+    0x3cn,
+    0xc4n,
+    0xc5n,
+    0x2en | (0x4fn << 8n),
+    0x3cn | (1n << 8n),
+    0xa4n | (1n << 8n),
+    0x73n,
+  ];
+  for (let i = 0; i < p.nGP; i++)
+    cpu.wrmsr(
+      0x186 + i,
+      encode(EVTSEL, {
+        event: events[i]! & 0xffn,
+        umask: events[i]! >> 8n,
+        usr: 1n,
+        os: 1n,
+        int: 1n,
+        en: 1n,
+      }),
+    );
+  cpu.wrmsr(0x38d, 0xbbbbn & ((1n << BigInt(4 * p.nFixedContig)) - 1n));
+  cpu.wrmsr(
+    0x38f,
+    ((1n << BigInt(p.nGP)) - 1n) | (BigInt(p.fixedSet) << 32n) | (p.perfMetrics ? 1n << 48n : 0n),
+  );
+  cpu.wrmsr(0x834, 0x400n);
+  if (p.archLbr) cpu.wrmsr(0x14ce, 0x7f0007n);
+  else cpu.wrmsr(0x1d9, 1n);
+  return cpu;
+}
+
+const units: WorkUnit[] = fc.sample(unitArb, { numRuns: 4096, seed: 42 });
+const rows: { what: string; profile: string; perSecond: number; target: number }[] = [];
+for (const name of Object.keys(BUILTIN_PROFILES)) {
+  const cpu = busyCpu(name);
+  rows.push({
+    what: 'work units',
+    profile: name,
+    perSecond: measure(opts.seconds, units.length, () => {
+      for (const u of units) if (cpu.step(u) !== null) cpu.wrmsr(0x834, 0x400n);
+    }),
+    target: 2e6,
+  });
+  const addrs = [0x186, 0xc1, 0x38f, 0x38e, 0x390, 0x38d, 0x309, 0x1d9, 0x4c1, 0x187];
+  const values = [0x5300c0n, 0xffff_fff0n, 0xfn, 0n, 1n, 0xbbbn, 0x1000n, 0x1801n, 5n, 0x53003cn];
+  rows.push({
+    what: 'MSR accesses',
+    profile: name,
+    perSecond: measure(opts.seconds, addrs.length * 2, () => {
+      for (let i = 0; i < addrs.length; i++) {
+        cpu.wrmsr(addrs[i]!, values[i]!);
+        cpu.rdmsr(addrs[i]!);
+      }
+    }),
+    target: 1e6,
+  });
+}
+
+if (opts.json) {
+  console.log(JSON.stringify({ node: process.version, results: rows }, null, 2));
+} else {
+  const fmt = (n: number) => `${(n / 1e6).toFixed(2)} M/s`;
+  console.log(`reference model throughput, one core, node ${process.version}`);
+  for (const r of rows)
+    console.log(
+      `${r.what.padEnd(13)} ${r.profile.padEnd(15)} ${fmt(r.perSecond).padStart(10)}  target ${fmt(r.target)}  ${r.perSecond >= r.target ? 'met' : 'MISSED'}`,
+    );
+}

@@ -1,0 +1,71 @@
+/** Work-unit arbitraries: small, CPL-tagged units with canonical branch addresses. */
+
+import fc from 'fast-check';
+import { BRANCH_KINDS, type Branch, type WorkUnit } from '../model/hw/work.js';
+
+const USER_BASE = 0x40_0000n;
+const KERNEL_BASE = 0xffff_ffff_8100_0000n;
+
+/** A canonical address in user or kernel text, from a small pool so branches repeat. */
+export const address = (cpl: number): fc.Arbitrary<bigint> =>
+  fc.nat(0xfff).map((o) => (cpl === 0 ? KERNEL_BASE : USER_BASE) + BigInt(o) * 16n);
+
+export const cplArb: fc.Arbitrary<number> = fc.oneof(
+  { arbitrary: fc.constant(3), weight: 3 },
+  { arbitrary: fc.constant(0), weight: 2 },
+  { arbitrary: fc.constantFrom(1, 2), weight: 1 },
+);
+
+export const branchArb = (cpl: number): fc.Arbitrary<Branch> =>
+  fc
+    .record({
+      from: address(cpl),
+      to: address(cpl),
+      kind: fc.constantFrom(...BRANCH_KINDS),
+      mispredict: fc.boolean(),
+    })
+    .map((b) => ({ ...b, cpl }));
+
+export const slotsArb = fc
+  .record({
+    retiring: fc.nat(16),
+    badSpeculation: fc.nat(16),
+    frontendBound: fc.nat(16),
+    backendBound: fc.nat(16),
+  })
+  .chain((l1) =>
+    fc
+      .record({
+        heavyOperations: fc.nat(l1.retiring),
+        branchMispredicts: fc.nat(l1.badSpeculation),
+        fetchLatency: fc.nat(l1.frontendBound),
+        memoryBound: fc.nat(l1.backendBound),
+      })
+      .map((l2) => ({ ...l1, ...l2 })),
+  );
+
+/** One work unit; every count is small so overflow needs a preset, as real tests do. */
+export const unitArb: fc.Arbitrary<WorkUnit> = cplArb.chain((cpl) =>
+  fc
+    .record(
+      {
+        cycles: fc.nat(8),
+        refCycles: fc.nat(4),
+        tscCycles: fc.nat(8),
+        llcReferences: fc.nat(3),
+        llcMisses: fc.nat(2),
+        untakenBranches: fc.nat(2),
+        branches: fc.array(branchArb(cpl), { maxLength: 3 }),
+        slots: slotsArb,
+        extra: fc.nat(6),
+      },
+      { requiredKeys: ['cycles', 'branches', 'extra'] },
+    )
+    .map(({ extra, ...u }) => ({
+      cpl,
+      ...u,
+      instructions: u.branches.length + (u.untakenBranches ?? 0) + extra,
+    })),
+);
+
+export const workArb: fc.Arbitrary<WorkUnit[]> = fc.array(unitArb, { maxLength: 12 });

@@ -1,0 +1,290 @@
+/**
+ * FREEZE_LBRS_ON_PMI (DEBUGCTL[11]) from pmu-semantics.md §4.4, §4.5, §3.6 and §7 item 14, with
+ * the model's choices D6, D7, D36 and D37.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  type Access,
+  type Branch,
+  Cpu,
+  defineProfile,
+  leaf0aEax,
+  leaf0aEdx,
+  type Profile,
+  perfCaps,
+  SAPPHIRE_RAPIDS,
+  SKYLAKE,
+  type WorkUnit,
+} from '../../../src/model/hw/index.js';
+
+const DEBUGCTL = 0x1d9;
+const LBR_TOS = 0x1c9;
+const LBR_FROM = 0x680;
+const LBR_CTL = 0x14ce;
+const ARCH_FROM = 0x1500;
+const PMC0 = 0xc1;
+const A_PMC0 = 0x4c1;
+const PERFEVTSEL0 = 0x186;
+const GLOBAL_STATUS = 0x38e;
+const GLOBAL_CTRL = 0x38f;
+const STATUS_RESET = 0x390;
+const LVTPC = 0x834;
+
+const DBG_LBR = 1n;
+const FREEZE_LBRS_ON_PMI = 1n << 11n;
+const LBR_FRZ = 1n << 58n;
+const ARCH_CAPTURE_ALL = 0x7f0007n;
+
+/** EN | INT | OS | USR, branch instructions retired (0xC4). */
+const BRANCHES_PMI = (1n << 22n) | (1n << 20n) | (1n << 17n) | (1n << 16n) | 0xc4n;
+const BRANCHES_NO_PMI = BRANCHES_PMI & ~(1n << 20n);
+const LVT_NMI = 0x400n;
+
+const USER = 0x401000n;
+
+function legacyPart(version: number): Profile {
+  return defineProfile({
+    name: `legacy-v${version}`,
+    family: 6,
+    model: 0x2a,
+    leaf0a: { eax: leaf0aEax(version, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+    pdcm: true,
+    perfCapabilities: perfCaps({ lbrFmt: 3 }),
+    legacyLbr: { depth: 16, fromBase: 0x680, toBase: 0x6c0, select: true, callStack: false },
+  });
+}
+const V1 = legacyPart(1);
+const V2 = legacyPart(2);
+const V3 = legacyPart(3);
+
+function val(a: Access, what: string): bigint {
+  if (!a.ok) throw new Error(`${what}: unexpected #GP (${a.gp})`);
+  return a.value;
+}
+const rd = (c: Cpu, msr: number) => val(c.rdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
+const wr = (c: Cpu, msr: number, v: bigint) => val(c.wrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
+
+/** One unit per branch; branch i jumps from USER + 0x10·i. */
+function unit(i: number, n = 1): WorkUnit {
+  const branches: Branch[] = Array.from({ length: n }, (_, k) => ({
+    kind: 'NEAR_REL_JMP',
+    from: USER + BigInt(i * 0x100 + k * 0x10),
+    to: USER + 0x8000n,
+  }));
+  return { cpl: 3, instructions: n, branches };
+}
+const fromOf = (i: number, k = 0) => USER + BigInt(i * 0x100 + k * 0x10);
+
+interface Setup {
+  readonly freeze?: boolean;
+  readonly pmi?: boolean;
+  readonly unmask?: boolean;
+  /** Branches until PMC0 overflows. */
+  readonly k: number;
+}
+
+/** PMC0 counts branches and overflows after `k` of them; LBR recording on. */
+function armed(p: Profile, s: Setup): Cpu {
+  const c = new Cpu(p);
+  if (p.archLbr !== undefined) wr(c, LBR_CTL, ARCH_CAPTURE_ALL);
+  wr(c, DEBUGCTL, (p.archLbr === undefined ? DBG_LBR : 0n) | (s.freeze === false ? 0n : FREEZE_LBRS_ON_PMI));
+  wr(c, PERFEVTSEL0, s.pmi === false ? BRANCHES_NO_PMI : BRANCHES_PMI);
+  if (p.version >= 2) wr(c, GLOBAL_CTRL, 1n);
+  if (p.fwWrite) wr(c, A_PMC0, p.gpMask + 1n - BigInt(s.k));
+  else wr(c, PMC0, (1n << 32n) - BigInt(s.k)); // legacy alias: sign-extended -k (§2.2)
+  if (s.unmask !== false) wr(c, LVTPC, LVT_NMI);
+  return c;
+}
+
+/** Legacy records newest first, non-zero only. */
+function legacyFroms(c: Cpu): bigint[] {
+  const n = c.profile.legacyLbr!.depth;
+  const tos = Number(rd(c, LBR_TOS));
+  const out: bigint[] = [];
+  for (let k = 0; k < n; k++) {
+    const v = rd(c, LBR_FROM + ((((tos - k) % n) + n) % n));
+    if (v !== 0n) out.push(v & ((1n << 63n) - 1n)); // strip the format-3 MISPRED flag
+  }
+  return out;
+}
+
+function archFroms(c: Cpu): bigint[] {
+  const out: bigint[] = [];
+  for (let i = 0; i < Number(rd(c, 0x14cf)); i++) {
+    const v = rd(c, ARCH_FROM + i);
+    if (v !== 0n) out.push(v);
+  }
+  return out;
+}
+
+describe('legacy freeze on v2/v3: the PMI clears DEBUGCTL.LBR (§4.4, §4.5, §7 item 14)', () => {
+  for (const p of [V2, V3]) {
+    it(`${p.name}: PMI clears DEBUGCTL.LBR, keeps FREEZE_LBRS_ON_PMI, and recording stops`, () => {
+      const c = armed(p, { k: 3 });
+      expect(c.step(unit(0))).toBeNull();
+      expect(c.step(unit(1))).toBeNull();
+      expect(c.step(unit(2))).toEqual({ vector: 0, nmi: true });
+      expect(rd(c, GLOBAL_STATUS) & 1n).toBe(1n);
+      expect(rd(c, DEBUGCTL)).toBe(FREEZE_LBRS_ON_PMI);
+      expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(0n);
+      c.step(unit(3));
+      c.step(unit(4));
+      expect(legacyFroms(c)).toEqual([fromOf(2), fromOf(1), fromOf(0)]);
+    });
+
+    it(`${p.name}: recording resumes when software sets DEBUGCTL.LBR again`, () => {
+      const c = armed(p, { k: 1 });
+      c.step(unit(0));
+      expect(rd(c, DEBUGCTL) & DBG_LBR).toBe(0n);
+      c.step(unit(1));
+      wr(c, DEBUGCTL, DBG_LBR | FREEZE_LBRS_ON_PMI);
+      c.step(unit(2));
+      expect(legacyFroms(c)).toEqual([fromOf(2), fromOf(0)]);
+    });
+  }
+
+  it('v1 (no global MSRs) clears DEBUGCTL.LBR the same way (D37)', () => {
+    const c = armed(V1, { k: 2 });
+    c.step(unit(0));
+    expect(c.step(unit(1))).not.toBeNull();
+    expect(rd(c, DEBUGCTL)).toBe(FREEZE_LBRS_ON_PMI);
+    c.step(unit(2));
+    expect(legacyFroms(c)).toEqual([fromOf(1), fromOf(0)]);
+  });
+});
+
+describe('v4 streamlined freeze on SKYLAKE: LBR_FRZ (GLOBAL_STATUS[58]) (§2.6, §4.5, §7 item 14)', () => {
+  it('sets LBR_FRZ, leaves DEBUGCTL.LBR = 1, and records nothing while frozen', () => {
+    const c = armed(SKYLAKE, { k: 2 });
+    c.step(unit(0));
+    expect(rd(c, GLOBAL_STATUS)).toBe(0n);
+    expect(c.step(unit(1))).toEqual({ vector: 0, nmi: true });
+    expect(rd(c, GLOBAL_STATUS)).toBe(LBR_FRZ | 1n);
+    expect(rd(c, DEBUGCTL)).toBe(DBG_LBR | FREEZE_LBRS_ON_PMI);
+    c.step(unit(2));
+    c.step(unit(3));
+    expect(legacyFroms(c)).toEqual([fromOf(1), fromOf(0)]);
+    expect(rd(c, LBR_TOS)).toBe(2n);
+  });
+
+  it('setting DEBUGCTL.LBR again does not unfreeze; writing STATUS_RESET bit 58 does', () => {
+    const c = armed(SKYLAKE, { k: 1 });
+    c.step(unit(0));
+    wr(c, DEBUGCTL, DBG_LBR | FREEZE_LBRS_ON_PMI);
+    c.step(unit(1));
+    expect(legacyFroms(c)).toEqual([fromOf(0)]);
+    wr(c, STATUS_RESET, 1n); // clears only the counter's bit
+    c.step(unit(2));
+    expect(legacyFroms(c)).toEqual([fromOf(0)]);
+    wr(c, STATUS_RESET, LBR_FRZ);
+    expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(0n);
+    c.step(unit(3));
+    expect(legacyFroms(c)).toEqual([fromOf(3), fromOf(0)]);
+  });
+
+  it('the LBRs hold exactly the branches up to and including the overflowing unit (D36)', () => {
+    const c = armed(SKYLAKE, { k: 3 });
+    c.step(unit(0, 1));
+    expect(c.step(unit(1, 4))).not.toBeNull(); // overflow at the 3rd branch; all 4 of the unit are recorded
+    c.step(unit(2, 2));
+    expect(legacyFroms(c)).toEqual([fromOf(1, 3), fromOf(1, 2), fromOf(1, 1), fromOf(1, 0), fromOf(0)]);
+  });
+});
+
+describe('LBR_FRZ set through STATUS_SET freezes like a hardware freeze (§2.8; D15)', () => {
+  for (const p of [SKYLAKE, SAPPHIRE_RAPIDS]) {
+    it(`${p.name}: recording stops while bit 58 is set and resumes when STATUS_RESET clears it`, () => {
+      const c = armed(p, { k: 1000 });
+      c.step(unit(0));
+      wr(c, 0x391, LBR_FRZ);
+      expect(rd(c, GLOBAL_STATUS)).toBe(LBR_FRZ);
+      c.step(unit(1));
+      wr(c, STATUS_RESET, LBR_FRZ);
+      c.step(unit(2));
+      const froms = p.archLbr === undefined ? legacyFroms(c) : archFroms(c);
+      expect(froms).toEqual([fromOf(2), fromOf(0)]);
+    });
+  }
+});
+
+describe('Arch LBR freeze on SAPPHIRE_RAPIDS (§3.6)', () => {
+  it('sets LBR_FRZ, LBR_CTL.LBREn stays 1, and records nothing until STATUS_RESET bit 58', () => {
+    const c = armed(SAPPHIRE_RAPIDS, { k: 2 });
+    c.step(unit(0));
+    expect(c.step(unit(1))).not.toBeNull();
+    expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(LBR_FRZ);
+    expect(rd(c, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
+    expect(rd(c, DEBUGCTL)).toBe(FREEZE_LBRS_ON_PMI);
+    c.step(unit(2));
+    expect(archFroms(c)).toEqual([fromOf(1), fromOf(0)]);
+    wr(c, STATUS_RESET, LBR_FRZ);
+    c.step(unit(3));
+    expect(archFroms(c)).toEqual([fromOf(3), fromOf(1), fromOf(0)]);
+  });
+
+  it('holds exactly the branches up to and including the overflowing unit (D36)', () => {
+    const c = armed(SAPPHIRE_RAPIDS, { k: 2 });
+    c.step(unit(0, 3)); // overflow inside the first unit
+    c.step(unit(1, 3));
+    expect(archFroms(c)).toEqual([fromOf(0, 2), fromOf(0, 1), fromOf(0, 0)]);
+  });
+});
+
+describe('no freeze without a PMI (D6) or without FREEZE_LBRS_ON_PMI', () => {
+  for (const p of [V2, SKYLAKE, SAPPHIRE_RAPIDS]) {
+    it(`${p.name}: overflow with INT = 0 sets the status bit but freezes nothing`, () => {
+      const c = armed(p, { k: 1, pmi: false });
+      expect(c.step(unit(0))).toBeNull();
+      expect(rd(c, GLOBAL_STATUS)).toBe(1n);
+      expect(rd(c, DEBUGCTL) & FREEZE_LBRS_ON_PMI).toBe(FREEZE_LBRS_ON_PMI);
+      if (p.archLbr === undefined) expect(rd(c, DEBUGCTL) & DBG_LBR).toBe(DBG_LBR);
+      c.step(unit(1));
+      const froms = p.archLbr === undefined ? legacyFroms(c) : archFroms(c);
+      expect(froms).toEqual([fromOf(1), fromOf(0)]);
+    });
+
+    it(`${p.name}: a PMI with FREEZE_LBRS_ON_PMI = 0 freezes nothing`, () => {
+      const c = armed(p, { k: 1, freeze: false });
+      expect(c.step(unit(0))).not.toBeNull();
+      expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(0n);
+      if (p.archLbr === undefined) expect(rd(c, DEBUGCTL)).toBe(DBG_LBR);
+      c.step(unit(1));
+      const froms = p.archLbr === undefined ? legacyFroms(c) : archFroms(c);
+      expect(froms).toEqual([fromOf(1), fromOf(0)]);
+    });
+  }
+});
+
+describe('the freeze happens even when LVTPC is masked (§4.4: freeze at PMI generation, LAPIC drops it)', () => {
+  it('v2: no PMI delivered, but DEBUGCTL.LBR is cleared', () => {
+    const c = armed(V2, { k: 1, unmask: false });
+    expect(rd(c, LVTPC) & (1n << 16n)).toBe(1n << 16n);
+    expect(c.step(unit(0))).toBeNull();
+    expect(rd(c, DEBUGCTL)).toBe(FREEZE_LBRS_ON_PMI);
+    c.step(unit(1));
+    expect(legacyFroms(c)).toEqual([fromOf(0)]);
+  });
+
+  for (const p of [SKYLAKE, SAPPHIRE_RAPIDS]) {
+    it(`${p.name}: no PMI delivered, but LBR_FRZ is set and recording stops`, () => {
+      const c = armed(p, { k: 1, unmask: false });
+      expect(c.step(unit(0))).toBeNull();
+      expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(LBR_FRZ);
+      c.step(unit(1));
+      const froms = p.archLbr === undefined ? legacyFroms(c) : archFroms(c);
+      expect(froms).toEqual([fromOf(0)]);
+    });
+  }
+
+  it('after a delivered PMI LVTPC is masked, yet a second PMI-enabled overflow still freezes', () => {
+    const c = armed(SKYLAKE, { k: 1 });
+    expect(c.step(unit(0))).not.toBeNull();
+    expect(rd(c, LVTPC) & (1n << 16n)).toBe(1n << 16n);
+    wr(c, STATUS_RESET, LBR_FRZ | 1n);
+    wr(c, A_PMC0, SKYLAKE.gpMask); // overflows on the next branch
+    expect(c.step(unit(1))).toBeNull();
+    expect(rd(c, GLOBAL_STATUS)).toBe(LBR_FRZ | 1n);
+    c.step(unit(2));
+    expect(legacyFroms(c)).toEqual([fromOf(1), fromOf(0)]);
+  });
+});

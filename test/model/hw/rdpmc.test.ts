@@ -1,0 +1,230 @@
+/**
+ * RDPMC, written from pmu-semantics.md §4.9 and the RDPMC rows of §5 and §7 (items 11, 12).
+ * ECX[31:16] is the counter type (0, 4000H, 2000H); ECX[15:0] the index.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  type Access,
+  Cpu,
+  defineProfile,
+  ICELAKE,
+  leaf0aEax,
+  leaf0aEdx,
+  ModelError,
+  type Profile,
+  perfCaps,
+  SAPPHIRE_RAPIDS,
+  SKYLAKE,
+} from '../../../src/model/hw/index.js';
+
+const PMC0 = 0xc1;
+const A_PMC0 = 0x4c1;
+const EVTSEL0 = 0x186;
+const FIXED_CTR0 = 0x309;
+const PERF_METRICS = 0x329;
+const FIXED_CTR_CTRL = 0x38d;
+const GLOBAL_CTRL = 0x38f;
+
+const FIXED = 0x4000_0000;
+const METRICS = 0x2000_0000;
+
+interface Shape {
+  readonly v: number;
+  readonly nGP?: number;
+  readonly gpWidth?: number;
+  readonly nFixed?: number;
+  readonly fixedWidth?: number;
+  readonly ecx?: number;
+}
+
+function part(s: Shape): Profile {
+  return defineProfile({
+    name: `v${s.v}-test`,
+    family: 6,
+    model: 0x55,
+    leaf0a: {
+      eax: leaf0aEax(s.v, s.nGP ?? 2, s.gpWidth ?? 48, s.v === 0 ? 0 : 7),
+      ebx: 0,
+      ecx: s.ecx ?? 0,
+      edx: leaf0aEdx(s.nFixed ?? 3, s.fixedWidth ?? 48),
+    },
+    pdcm: true,
+    perfCapabilities: perfCaps({ fwWrite: true }),
+  });
+}
+
+function value(a: Access): bigint {
+  if (!a.ok) throw new Error(`unexpected #GP: ${a.gp}`);
+  return a.value;
+}
+
+function expectGp(a: Access): void {
+  expect(a.ok, a.ok ? `expected #GP, got 0x${a.value.toString(16)}` : '').toBe(false);
+}
+
+function expectOk(a: Access): void {
+  expect(a.ok, a.ok ? '' : `unexpected #GP: ${a.gp}`).toBe(true);
+}
+
+describe('RDPMC type 0: GP counters (§4.9)', () => {
+  it('reads GP counter i for ECX = i < nGP', () => {
+    const cpu = new Cpu(SKYLAKE);
+    for (let i = 0; i < 4; i++) expectOk(cpu.wrmsr(A_PMC0 + i, BigInt(0x1000_0000_0001 * (i + 1))));
+    for (let i = 0; i < 4; i++) expect(value(cpu.rdpmc(i))).toBe(BigInt(0x1000_0000_0001 * (i + 1)));
+  });
+
+  it('#GPs for an index at or above nGP, or with ECX[15:8] set (§4.9, §5)', () => {
+    const cpu = new Cpu(SKYLAKE);
+    expectGp(cpu.rdpmc(4));
+    expectGp(cpu.rdpmc(0x40)); // KUT: RDPMC(64) #GPs
+    expectGp(cpu.rdpmc(0x100));
+    expectGp(cpu.rdpmc(0xffff));
+    expectGp(new Cpu(part({ v: 2, nGP: 0, gpWidth: 0 })).rdpmc(0));
+  });
+
+  it('reads the same register as both MSR aliases (§2.2)', () => {
+    const cpu = new Cpu(SKYLAKE);
+    expectOk(cpu.wrmsr(PMC0 + 2, 0x8000_0000n));
+    expect(value(cpu.rdpmc(2))).toBe(0xffff_8000_0000n);
+    expect(value(cpu.rdpmc(2))).toBe(value(cpu.rdmsr(A_PMC0 + 2)));
+  });
+
+  it('reading does not change the counter (§4.9)', () => {
+    const cpu = new Cpu(SKYLAKE);
+    expectOk(cpu.wrmsr(A_PMC0, 0x42n));
+    expect(value(cpu.rdpmc(0))).toBe(0x42n);
+    expect(value(cpu.rdpmc(0))).toBe(0x42n);
+    expect(value(cpu.rdmsr(PMC0))).toBe(0x42n);
+  });
+});
+
+describe('RDPMC type 4000H: fixed counters (§4.9)', () => {
+  it('reads fixed counter j for ECX = 4000_0000H + j', () => {
+    const cpu = new Cpu(ICELAKE);
+    for (let j = 0; j < 4; j++) expectOk(cpu.wrmsr(FIXED_CTR0 + j, BigInt(0x100 + j)));
+    for (let j = 0; j < 4; j++) expect(value(cpu.rdpmc(FIXED + j))).toBe(BigInt(0x100 + j));
+  });
+
+  it('#GPs for a counter that does not exist, or with ECX[15:5] set (§4.9)', () => {
+    const cpu = new Cpu(SKYLAKE);
+    expectOk(cpu.rdpmc(FIXED + 2));
+    expectGp(cpu.rdpmc(FIXED + 3));
+    expectGp(cpu.rdpmc(FIXED + 0x20));
+    expectGp(cpu.rdpmc(FIXED + 0x100));
+  });
+
+  it('follows "i < EDX[4:0] or ECX[i]" on v5 (§1.2; SDM RDPMC text)', () => {
+    const cpu = new Cpu(part({ v: 5, nFixed: 1, ecx: 0b1001 }));
+    expectOk(cpu.rdpmc(FIXED + 0));
+    expectGp(cpu.rdpmc(FIXED + 1));
+    expectGp(cpu.rdpmc(FIXED + 2));
+    expectOk(cpu.rdpmc(FIXED + 3));
+  });
+
+  it('#GPs on v1, whatever CPUID.0AH:EDX says (§1.2, §7 item 6)', () => {
+    expectGp(new Cpu(part({ v: 1, nFixed: 3 })).rdpmc(FIXED));
+  });
+});
+
+describe('RDPMC type 2000H: PERF_METRICS (§2.11, §4.9)', () => {
+  it('#GPs without PERF_CAPABILITIES[15]', () => {
+    expectGp(new Cpu(SKYLAKE).rdpmc(METRICS));
+    expectGp(new Cpu(part({ v: 5, nFixed: 4 })).rdpmc(METRICS));
+  });
+
+  it('reads MSR_PERF_METRICS at index 0 where enumerated', () => {
+    for (const p of [ICELAKE, SAPPHIRE_RAPIDS]) {
+      const cpu = new Cpu(p);
+      expectOk(cpu.wrmsr(PERF_METRICS, 0x1020_4080n));
+      expect(value(cpu.rdpmc(METRICS))).toBe(value(cpu.rdmsr(PERF_METRICS)));
+    }
+  });
+
+  it('#GPs for any other metrics index (D34)', () => {
+    const cpu = new Cpu(ICELAKE);
+    expectGp(cpu.rdpmc(METRICS + 1));
+    expectGp(cpu.rdpmc(METRICS + 0x10));
+  });
+});
+
+describe('RDPMC type field (§4.9, §7 item 11)', () => {
+  it('ECX[31] (the "fast" flag of non-architectural PMUs) #GPs on an architectural PMU', () => {
+    const cpu = new Cpu(SKYLAKE);
+    expectGp(cpu.rdpmc(0x8000_0000));
+    expectGp(cpu.rdpmc(0x8000_0001));
+    expectGp(cpu.rdpmc(0xc000_0000));
+    expectGp(cpu.rdpmc(0xa000_0000));
+  });
+
+  it('any other type #GPs', () => {
+    const cpu = new Cpu(ICELAKE);
+    for (const ecx of [0x0001_0000, 0x1000_0000, 0x6000_0000, 0x4001_0000, 0x0800_0000, 0xffff_0000])
+      expectGp(cpu.rdpmc(ecx));
+  });
+
+  it('an ECX that is not a 32-bit value is a programming error (ModelError)', () => {
+    const cpu = new Cpu(SKYLAKE);
+    expect(() => cpu.rdpmc(-1)).toThrow(ModelError);
+    expect(() => cpu.rdpmc(0x1_0000_0000)).toThrow(ModelError);
+    expect(() => cpu.rdpmc(0.5)).toThrow(ModelError);
+  });
+});
+
+describe('RDPMC privilege (§4.9, §7 item 12)', () => {
+  it('#GPs at CPL > 0 with CR4.PCE = 0, for every counter type', () => {
+    const cpu = new Cpu(ICELAKE);
+    expect(cpu.cr4Pce).toBe(false);
+    for (const cpl of [1, 2, 3]) {
+      expectGp(cpu.rdpmc(0, cpl));
+      expectGp(cpu.rdpmc(FIXED, cpl));
+      expectGp(cpu.rdpmc(METRICS, cpl));
+    }
+    expectOk(cpu.rdpmc(0, 0));
+    expectOk(cpu.rdpmc(FIXED, 0));
+  });
+
+  it('CR4.PCE = 1 lets CPL 3 read', () => {
+    const cpu = new Cpu(SKYLAKE);
+    expectOk(cpu.wrmsr(A_PMC0 + 1, 0x99n));
+    cpu.cr4Pce = true;
+    expect(value(cpu.rdpmc(1, 3))).toBe(0x99n);
+    expectOk(cpu.rdpmc(FIXED + 1, 3));
+    expectGp(cpu.rdpmc(4, 3)); // PCE does not widen the index checks
+  });
+});
+
+describe('RDPMC with version 0 (§4.9)', () => {
+  it('#GPs: there is no architectural PMU to read', () => {
+    const cpu = new Cpu(part({ v: 0, nGP: 0, gpWidth: 0 }));
+    expectGp(cpu.rdpmc(0));
+    expectGp(cpu.rdpmc(FIXED));
+    cpu.cr4Pce = true;
+    expectGp(cpu.rdpmc(0, 3));
+  });
+});
+
+describe('RDPMC values are masked to the counter width (§4.9, §7 item 12)', () => {
+  it('a legacy write of 0xFFFFFFFF reads gpWidth ones, not 64', () => {
+    const cases: [number, bigint][] = [
+      [48, 0xffff_ffff_ffffn],
+      [40, 0xff_ffff_ffffn],
+    ];
+    for (const [w, want] of cases) {
+      const cpu = new Cpu(part({ v: 2, gpWidth: w }));
+      expectOk(cpu.wrmsr(PMC0, 0xffff_ffffn));
+      expect(value(cpu.rdpmc(0)), `gpWidth ${w}`).toBe(want);
+    }
+  });
+
+  it('GP and fixed counters read their wrapped values after overflow', () => {
+    const cpu = new Cpu(part({ v: 2, gpWidth: 40, fixedWidth: 36 }));
+    expectOk(cpu.wrmsr(A_PMC0, 0xff_ffff_fffen));
+    expectOk(cpu.wrmsr(EVTSEL0, 0x0043_00c0n)); // EN | OS | USR, instructions retired
+    expectOk(cpu.wrmsr(FIXED_CTR0, 0xf_ffff_ffffn));
+    expectOk(cpu.wrmsr(FIXED_CTR_CTRL, 0x3n));
+    expectOk(cpu.wrmsr(GLOBAL_CTRL, 0x1_0000_0001n));
+    cpu.step({ cpl: 0, instructions: 5 });
+    expect(value(cpu.rdpmc(0))).toBe(3n);
+    expect(value(cpu.rdpmc(FIXED))).toBe(4n);
+  });
+});
