@@ -52,26 +52,6 @@ export const u64: fc.Arbitrary<bigint> = fc.oneof(
   { arbitrary: bitSetU64, weight: 2 },
 );
 
-/** Values drawn only from the bits of `mask` (legal by construction), plus 0 and `mask` itself. */
-export function withinMask(mask: bigint): fc.Arbitrary<bigint> {
-  const positions = setBits(mask);
-  if (positions.length === 0) return fc.constant(0n);
-  return fc.oneof(
-    { arbitrary: fc.constantFrom(0n, mask), weight: 1 },
-    {
-      arbitrary: fc
-        .uniqueArray(fc.constantFrom(...positions), { maxLength: positions.length })
-        .map(bitsToU64, (v) => u64ToBits(v).filter((b) => positions.includes(b))),
-      weight: 4,
-    },
-  );
-}
-
-/** A counter preset that overflows after exactly `k` increments at `width` bits. */
-export function presetForOverflowAfter(width: number, k: number): bigint {
-  return (1n << BigInt(width)) - BigInt(k);
-}
-
 /** A register value from named fields: `encode(EVTSEL, { event: 0xc0n, en: 1n })`. */
 export function encode<K extends string>(t: FieldTable<K>, f: { readonly [P in K]?: bigint }): bigint {
   let v = 0n;

@@ -44,27 +44,34 @@ export const slotsArb = fc
       .map((l2) => ({ ...l1, ...l2 })),
   );
 
-/** One work unit; every count is small so overflow needs a preset, as real tests do. */
+/**
+ * One work unit; every count is small so overflow needs a preset, as real tests do. Every unit
+ * has every field, in one order, so the simulator's property loads stay monomorphic.
+ */
 export const unitArb: fc.Arbitrary<WorkUnit> = cplArb.chain((cpl) =>
   fc
-    .record(
-      {
-        cycles: fc.nat(8),
-        refCycles: fc.nat(4),
-        tscCycles: fc.nat(8),
-        llcReferences: fc.nat(3),
-        llcMisses: fc.nat(2),
-        untakenBranches: fc.nat(2),
-        branches: fc.array(branchArb(cpl), { maxLength: 3 }),
-        slots: slotsArb,
-        extra: fc.nat(6),
-      },
-      { requiredKeys: ['cycles', 'branches', 'extra'] },
-    )
-    .map(({ extra, ...u }) => ({
+    .record({
+      cycles: fc.nat(8),
+      refCycles: fc.nat(4),
+      tscCycles: fc.nat(8),
+      llcReferences: fc.nat(3),
+      llcMisses: fc.nat(2),
+      untakenBranches: fc.nat(2),
+      branches: fc.array(branchArb(cpl), { maxLength: 3 }),
+      slots: slotsArb,
+      extra: fc.nat(6),
+    })
+    .map((r) => ({
       cpl,
-      ...u,
-      instructions: u.branches.length + (u.untakenBranches ?? 0) + extra,
+      instructions: r.branches.length + r.untakenBranches + r.extra,
+      cycles: r.cycles,
+      refCycles: r.refCycles,
+      tscCycles: r.tscCycles,
+      llcReferences: r.llcReferences,
+      llcMisses: r.llcMisses,
+      untakenBranches: r.untakenBranches,
+      branches: r.branches,
+      slots: r.slots,
     })),
 );
 

@@ -14,8 +14,3 @@ export function ok(value: bigint): Access {
 export function gp(why: string): Access {
   return { ok: false, gp: why };
 }
-
-/** Short text for traces: the value in hex, or `#GP`. */
-export function showAccess(a: Access): string {
-  return a.ok ? `0x${a.value.toString(16)}` : '#GP';
-}

@@ -94,17 +94,6 @@ export function maskOf<K extends string>(t: FieldTable<K>, names: readonly K[]):
   return m;
 }
 
-/** Names the fields of `t` that have any bit set in `v`, for messages ("USR|OS|EN"). */
-export function describeFields<K extends string>(t: FieldTable<K>, v: bigint): string {
-  const parts: string[] = [];
-  for (const f of Object.values(t) as Field[]) {
-    const x = getField(v, f);
-    if (x === 0n) continue;
-    parts.push(f.hi === f.lo ? f.name : `${f.name}=${hex(x)}`);
-  }
-  return parts.join('|');
-}
-
 /** Lists reserved bits that are set, for #GP explanations ("bits 33,40"). */
 export function describeBits(v: bigint): string {
   const b = setBits(v);

@@ -14,7 +14,7 @@ import { EN_PERF_METRICS, STATUS } from './msr/global.js';
 import { type ArchLbrXsave, archRecord, xrstorsArchLbr, xsavesArchLbr } from './msr/lbr-arch.js';
 import { legacyRecord } from './msr/lbr-legacy.js';
 import { buildMsrFile, msrName } from './msr/map.js';
-import { accumulateTopdown, clearTopdown, readPerfMetrics, totalSlots } from './msr/topdown.js';
+import { accumulateTopdown, clearTopdown, readPerfMetrics, tallyTopdown, totalSlots } from './msr/topdown.js';
 import type { MsrDef } from './msr/types.js';
 import { fixedIndices, type Profile } from './profile.js';
 import { PmuState } from './state.js';
@@ -31,7 +31,11 @@ export type XsaveResult =
   | { readonly ok: true; readonly area: ArchLbrXsave }
   | { readonly ok: false; readonly gp: string };
 
-/** A counter that can count in the current configuration, decoded once per configuration. */
+/**
+ * A counter that can count in the current configuration, decoded once per configuration. Counts
+ * accumulate as a JS number in `pend` while they stay `room` short of overflow; they are flushed
+ * into the bigint register before anything reads or writes architectural state.
+ */
 interface Active {
   readonly fixed: boolean;
   readonly idx: number;
@@ -43,7 +47,13 @@ interface Active {
   readonly edge: boolean;
   readonly pmi: boolean;
   readonly statusBit: bigint;
+  /** Increments left before the counter wraps (capped at 2^52); -1 until computed. */
+  room: number;
+  pend: number;
 }
+
+const ROOM_CAP = 2 ** 52;
+const PERF_METRICS_OVF = 1n << BigInt(STATUS.PERF_METRICS_OVF);
 
 export type CpuMode = 'host' | 'guest';
 
@@ -51,8 +61,7 @@ const U64 = (1n << 64n) - 1n;
 
 export class Cpu {
   readonly profile: Profile;
-  /** The architectural state; upper layers read it only through RDMSR/RDPMC. */
-  state: PmuState;
+  private s: PmuState;
   /** Host or guest (VMX non-root) mode: set by the virtualization layer; counting ignores it. */
   mode: CpuMode = 'host';
 
@@ -61,18 +70,53 @@ export class Cpu {
   private active: Active[] = [];
   private activeEpoch = -1;
   private readonly occ = new Float64Array(N_SRC);
+  /** Topdown slots counted since the last sync, flushed into PERF_METRICS's hidden counts. */
+  private readonly tdPending = new Float64Array(9);
+  private tdAny = false;
+  /** PERF_METRICS accumulates: enumerated and GLOBAL_CTRL.EN_PERF_METRICS set (D12). */
+  private metricsOn = false;
 
   constructor(profile: Profile) {
     this.profile = profile;
-    this.state = new PmuState(profile);
+    this.s = new PmuState(profile);
     this.msrs = buildMsrFile(profile);
     this.fixedIdx = fixedIndices(profile);
   }
 
   /** RESET: every register to its power-on value (pmu-semantics.md §4.10). */
   reset(): void {
-    this.state = new PmuState(this.profile);
+    this.s = new PmuState(this.profile);
+    this.active = [];
+    this.tdPending.fill(0);
+    this.tdAny = false;
     this.activeEpoch = -1;
+  }
+
+  /**
+   * The architectural state, up to date. Upper layers observe the PMU through RDMSR/RDPMC; tests
+   * and mutants may reach in, so the counting cache is dropped whenever this is taken.
+   */
+  get state(): PmuState {
+    this.sync();
+    this.activeEpoch = -1;
+    return this.s;
+  }
+
+  /** Moves pending counts into the registers; the next unit recomputes how much room is left. */
+  private sync(): void {
+    const s = this.s;
+    if (this.tdAny) {
+      accumulateTopdown(s, this.tdPending);
+      this.tdAny = false;
+    }
+    for (const c of this.active) {
+      if (c.pend !== 0) {
+        const arr = c.fixed ? s.fixed : s.pmc;
+        arr[c.idx] = arr[c.idx]! + BigInt(c.pend);
+        c.pend = 0;
+      }
+      c.room = -1;
+    }
   }
 
   /** Does this part have MSR `address` at all? */
@@ -83,7 +127,8 @@ export class Cpu {
   rdmsr(address: number): Access {
     const d = this.msrs.get(address);
     if (d === undefined) return gp(this.absent(address));
-    return d.read(this.state);
+    this.sync();
+    return d.read(this.s);
   }
 
   wrmsr(address: number, value: bigint): Access {
@@ -91,7 +136,8 @@ export class Cpu {
       throw new ModelError(`WRMSR ${msrName(address)}: value ${String(value)} is not a u64 bigint`);
     const d = this.msrs.get(address);
     if (d === undefined) return gp(this.absent(address));
-    return d.write(this.state, value);
+    this.sync();
+    return d.write(this.s, value);
   }
 
   private absent(address: number): string {
@@ -99,18 +145,21 @@ export class Cpu {
   }
 
   get cr4Pce(): boolean {
-    return this.state.cr4Pce;
+    return this.s.cr4Pce;
   }
   set cr4Pce(v: boolean) {
-    this.state.cr4Pce = v;
+    this.s.cr4Pce = v;
   }
 
   /** RDPMC (pmu-semantics.md §4.9): ECX[31:16] is a type, ECX[15:0] an index. */
   rdpmc(ecx: number, cpl = 0): Access {
-    const s = this.state;
+    this.sync();
+    const s = this.s;
     const p = this.profile;
     if (!Number.isInteger(ecx) || ecx < 0 || ecx > 0xffff_ffff)
       throw new ModelError(`RDPMC: ECX ${ecx} is not a 32-bit value`);
+    if (cpl !== 0 && cpl !== 1 && cpl !== 2 && cpl !== 3)
+      throw new ModelError(`RDPMC: CPL ${cpl} is not 0..3`);
     if (cpl > 0 && s.protectedMode && !s.cr4Pce) return gp(`RDPMC at CPL ${cpl} with CR4.PCE = 0`);
     if (p.version === 0) return gp('RDPMC: no architectural PMU (CPUID.0AH version 0)');
     const type = ecx >>> 16;
@@ -138,17 +187,18 @@ export class Cpu {
   xsaves(): XsaveResult {
     if (this.profile.archLbr === undefined)
       return { ok: false, gp: `XSAVES: ${this.profile.name} has no Arch LBR state` };
-    return { ok: true, area: xsavesArchLbr(this.state) };
+    return { ok: true, area: xsavesArchLbr(this.s) };
   }
 
   xrstors(area: ArchLbrXsave): Access {
     if (this.profile.archLbr === undefined) return gp(`XRSTORS: ${this.profile.name} has no Arch LBR state`);
-    return xrstorsArchLbr(this.state, area);
+    return xrstorsArchLbr(this.s, area);
   }
 
   /** Recomputes the counters that can count after any control write (§4.2). */
   private refresh(): Active[] {
-    const s = this.state;
+    this.sync();
+    const s = this.s;
     const p = this.profile;
     const out: Active[] = [];
     const frozen = p.version >= 4 && isSet(s.globalStatus, STATUS.CTR_FRZ); // CTR_FRZ is a hidden disable
@@ -157,7 +207,7 @@ export class Cpu {
         const e = s.evtsel[i]!;
         if (!isSet(e, 22)) continue;
         if (p.version >= 2 && !isSet(s.globalCtrl, i)) continue;
-        if (isSet(e, 32)) continue; // IN_TX: counts only inside transactions; no work unit runs in one (§2.3)
+        if (isSet(e, 32)) continue; // IN_TX: counts only inside transactions; no unit runs in one (D38)
         out.push({
           fixed: false,
           idx: i,
@@ -169,6 +219,8 @@ export class Cpu {
           inv: isSet(e, 23),
           cmask: Number((e >> 24n) & 0xffn),
           statusBit: 1n << BigInt(i),
+          room: -1,
+          pend: 0,
         });
       }
       for (const j of this.fixedIdx) {
@@ -185,11 +237,14 @@ export class Cpu {
           inv: false,
           cmask: 0,
           statusBit: 1n << BigInt(32 + j),
+          room: -1,
+          pend: 0,
         });
       }
     }
     this.active = out;
     this.activeEpoch = s.configEpoch;
+    this.metricsOn = p.perfMetrics && isSet(s.globalCtrl, EN_PERF_METRICS);
     return out;
   }
 
@@ -199,7 +254,7 @@ export class Cpu {
    */
   step(u: WorkUnit): PmiDelivery | null {
     validateUnit(u);
-    const s = this.state;
+    const s = this.s;
     const p = this.profile;
     const cycles = u.cycles ?? 0;
     s.cyclesSinceLbr += cycles;
@@ -213,8 +268,8 @@ export class Cpu {
         const mp = b.mispredict === true;
         if (mp) mispredicts++;
         if (record === null) continue;
-        const flags = { mispredict: mp, cycles: Math.min(s.cyclesSinceLbr, 0xffff) };
-        if (record(s, b.from, b.to, b.kind, b.cpl ?? u.cpl, flags)) {
+        // D39: only listed branches are recorded; D23: cycles since the last record, saturated.
+        if (record(s, b.from, b.to, b.kind, b.cpl ?? u.cpl, mp, Math.min(s.cyclesSinceLbr, 0xffff))) {
           inserts++;
           s.cyclesSinceLbr = 0;
         }
@@ -261,24 +316,36 @@ export class Cpu {
       if (c.fixed && c.idx === 3) slotsCounted = true;
       if (inc === 0) continue;
       const arr = c.fixed ? s.fixed : s.pmc;
+      if (c.room < 0) {
+        const left = (c.fixed ? p.fixedMask : p.gpMask) - arr[c.idx]!;
+        c.room = left > BigInt(ROOM_CAP) ? ROOM_CAP : Number(left);
+      }
+      if (inc <= c.room) {
+        c.room -= inc; // fast path: no overflow possible, stay in numbers
+        c.pend += inc;
+        continue;
+      }
       const mask = c.fixed ? p.fixedMask : p.gpMask;
-      const raw = arr[c.idx]! + BigInt(inc);
+      const raw = arr[c.idx]! + BigInt(c.pend + inc);
+      c.pend = 0;
+      c.room = -1;
       if (raw > mask) {
         arr[c.idx] = raw & mask; // wraps modulo 2^width
         overflowed |= c.statusBit;
         if (c.pmi) pmi = true;
-        if (c.fixed && c.idx === 3 && p.perfMetrics && isSet(s.globalCtrl, EN_PERF_METRICS))
-          overflowed |= 1n << BigInt(STATUS.PERF_METRICS_OVF); // D11
+        if (c.fixed && c.idx === 3 && this.metricsOn) overflowed |= PERF_METRICS_OVF; // D11
       } else {
         arr[c.idx] = raw;
       }
     }
-    if (slotsCounted && t !== undefined && p.perfMetrics && isSet(s.globalCtrl, EN_PERF_METRICS))
-      accumulateTopdown(s, t); // D12
+    if (slotsCounted && t !== undefined && this.metricsOn) {
+      tallyTopdown(this.tdPending, t, p.topdownL2); // D12
+      this.tdAny = true;
+    }
 
     if (overflowed === 0n) return null;
-    if (p.version >= 2) s.globalStatus |= overflowed; // set whatever INT says (§4.3)
-    return pmi ? this.raisePmi() : null;
+    if (p.version >= 2) s.globalStatus |= overflowed; // whatever INT says (§4.3); sticky if set (D10)
+    return pmi ? this.raisePmi() : null; // D6: no PMI-enabled overflow, no PMI and no freeze
   }
 
   /** Runs units in order; returns the index of each unit after which a PMI arrived. */
@@ -296,7 +363,7 @@ export class Cpu {
    * masked (D7) and masks LVTPC on delivery (§4.4). One PMI per unit boundary (D8).
    */
   private raisePmi(): PmiDelivery | null {
-    const s = this.state;
+    const s = this.s;
     const p = this.profile;
     if (isSet(s.debugctl, 12)) {
       if (p.version >= 4) s.globalStatus |= 1n << BigInt(STATUS.CTR_FRZ);

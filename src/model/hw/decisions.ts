@@ -294,6 +294,22 @@ export const DECISIONS: readonly Decision[] = [
     why: 'The legacy LBR freeze is a DEBUGCTL behaviour, older than the global MSRs.',
     ref: 'pmu-semantics.md §4.4, §4.5',
   },
+  {
+    id: 'D38',
+    question: 'What EVTSEL.IN_TX / IN_TX_CP do to counting in a model without transactions.',
+    choice:
+      'A counter with IN_TX set counts nothing (no work unit runs inside a transaction); IN_TX_CP has no effect.',
+    why: 'IN_TX restricts counting to transactional regions [V]; checkpointing only matters on abort, which cannot happen.',
+    ref: 'pmu-semantics.md §2.3',
+  },
+  {
+    id: 'D39',
+    question: 'Interrupts and exceptions are LBR records (§4.7); is the PMI itself recorded?',
+    choice:
+      'No: the model records only the taken branches a work unit lists. A workload that wants an interrupt in the LBRs lists it as a FAR branch.',
+    why: 'Where a PMI lands in the handler is microarchitectural skid; the work-unit vocabulary states branches explicitly.',
+    ref: 'pmu-semantics.md §4.7; design.md "Timing"',
+  },
 ];
 
 export function decision(id: string): Decision {

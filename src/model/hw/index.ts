@@ -1,6 +1,6 @@
 /** The reference model of one logical Intel CPU's PMU: the oracle, and the host's physical CPUs. */
 
-export { type Access, gp, ok, showAccess } from './access.js';
+export { type Access, gp, ok } from './access.js';
 export * from './bits.js';
 export { Cpu, type CpuMode, type PmiDelivery, type XsaveResult } from './cpu.js';
 export { DECISIONS, type Decision, decision } from './decisions.js';

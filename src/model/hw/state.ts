@@ -52,9 +52,15 @@ export class PmuState {
   // Arch LBR.
   lbrCtl = 0n;
   lbrDepth: number;
+  /**
+   * Arch LBR records as a ring: architectural entry k (0 = newest) is stored at index
+   * (alHead + k) mod lbrDepth, so recording a branch moves one index, not every record.
+   */
   readonly alFrom: bigint[];
   readonly alTo: bigint[];
   readonly alInfo: bigint[];
+  alHead = 0;
+  /** LER fields of the Arch LBR XSAVE component; not MSRs, never recorded (D27). */
   lerFrom = 0n;
   lerTo = 0n;
   lerInfo = 0n;

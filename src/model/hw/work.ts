@@ -4,7 +4,6 @@
  * decision D36). The unit is also the sampling interval for CMASK and EDGE (decision D4).
  */
 
-import { isSignExtended } from './bits.js';
 import { WorkError } from './errors.js';
 import type { TopdownSlots } from './msr/topdown.js';
 import { BRANCH_KINDS, type BranchKind } from './state.js';
@@ -43,51 +42,55 @@ export interface WorkUnit {
   readonly slots?: TopdownSlots;
 }
 
-const KINDS = new Set<string>(BRANCH_KINDS);
-const COUNT_FIELDS = [
-  'instructions',
-  'cycles',
-  'refCycles',
-  'tscCycles',
-  'llcReferences',
-  'llcMisses',
-  'untakenBranches',
-] as const;
-const SLOT_FIELDS = [
-  'retiring',
-  'badSpeculation',
-  'frontendBound',
-  'backendBound',
-  'heavyOperations',
-  'branchMispredicts',
-  'fetchLatency',
-  'memoryBound',
-] as const;
+const KINDS: Readonly<Record<string, true>> = Object.fromEntries(BRANCH_KINDS.map((k) => [k, true]));
+const CANON_LOW_END = 1n << 47n;
+const CANON_HIGH_START = 0xffff_8000_0000_0000n;
+const U64_MAX = (1n << 64n) - 1n;
 
-function count(what: string, v: unknown): void {
-  if (v === undefined) return;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
-    throw new WorkError(`${what} must be a non-negative integer, got ${String(v)}`);
+/** A u64 that is a canonical 48-bit address: bits 63:47 all equal. */
+function canonical(v: unknown): boolean {
+  return typeof v === 'bigint' && ((v >= 0n && v < CANON_LOW_END) || (v >= CANON_HIGH_START && v <= U64_MAX));
 }
 
-function cplOk(v: unknown): boolean {
-  return v === 0 || v === 1 || v === 2 || v === 3;
+const okCount = (v: number | undefined) => v === undefined || (Number.isSafeInteger(v) && v >= 0);
+const okCpl = (v: unknown) => v === 0 || v === 1 || v === 2 || v === 3;
+
+function badCount(what: string, v: unknown): never {
+  throw new WorkError(`${what} must be a non-negative integer, got ${String(v)}`);
 }
+
+/**
+ * Units already validated. Units are immutable values that the oracle and every simulated CPU
+ * execute in turn, so each is checked once.
+ */
+const validated = new WeakSet<WorkUnit>();
 
 /** Throws a WorkError naming the field for a unit that cannot happen. */
 export function validateUnit(u: WorkUnit): void {
-  if (!cplOk(u.cpl)) throw new WorkError(`unit cpl must be 0..3, got ${String(u.cpl)}`);
-  for (const f of COUNT_FIELDS) count(f, u[f]);
+  if (validated.has(u)) return;
+  checkUnit(u);
+  validated.add(u);
+}
+
+function checkUnit(u: WorkUnit): void {
+  if (!okCpl(u.cpl)) throw new WorkError(`unit cpl must be 0..3, got ${String(u.cpl)}`);
+  if (!okCount(u.instructions)) badCount('instructions', u.instructions);
+  if (!okCount(u.cycles)) badCount('cycles', u.cycles);
+  if (!okCount(u.refCycles)) badCount('refCycles', u.refCycles);
+  if (!okCount(u.tscCycles)) badCount('tscCycles', u.tscCycles);
+  if (!okCount(u.llcReferences)) badCount('llcReferences', u.llcReferences);
+  if (!okCount(u.llcMisses)) badCount('llcMisses', u.llcMisses);
+  if (!okCount(u.untakenBranches)) badCount('untakenBranches', u.untakenBranches);
   const brs = u.branches;
   if (brs !== undefined) {
     for (const b of brs) {
-      if (!KINDS.has(b.kind))
+      if (KINDS[b.kind] !== true)
         throw new WorkError(`unknown branch kind '${String(b.kind)}' (known: ${BRANCH_KINDS.join(', ')})`);
-      if (b.cpl !== undefined && !cplOk(b.cpl))
+      if (b.cpl !== undefined && !okCpl(b.cpl))
         throw new WorkError(`branch cpl must be 0..3, got ${String(b.cpl)}`);
-      if (typeof b.from !== 'bigint' || !isSignExtended(b.from, 47) || b.from < 0n || b.from >= 1n << 64n)
+      if (!canonical(b.from))
         throw new WorkError(`branch from ${String(b.from)} is not a canonical 48-bit address (u64 bigint)`);
-      if (typeof b.to !== 'bigint' || !isSignExtended(b.to, 47) || b.to < 0n || b.to >= 1n << 64n)
+      if (!canonical(b.to))
         throw new WorkError(`branch to ${String(b.to)} is not a canonical 48-bit address (u64 bigint)`);
     }
     const brInsns = brs.length + (u.untakenBranches ?? 0);
@@ -96,13 +99,21 @@ export function validateUnit(u: WorkUnit): void {
   }
   const t = u.slots;
   if (t !== undefined) {
-    for (const f of SLOT_FIELDS) count(`slots.${f}`, t[f]);
-    const within = (child: number | undefined, parent: number, name: string) => {
-      if ((child ?? 0) > parent) throw new WorkError(`slots.${name} exceeds its level-1 parent`);
-    };
-    within(t.heavyOperations, t.retiring, 'heavyOperations');
-    within(t.branchMispredicts, t.badSpeculation, 'branchMispredicts');
-    within(t.fetchLatency, t.frontendBound, 'fetchLatency');
-    within(t.memoryBound, t.backendBound, 'memoryBound');
+    if (!okCount(t.retiring)) badCount('slots.retiring', t.retiring);
+    if (!okCount(t.badSpeculation)) badCount('slots.badSpeculation', t.badSpeculation);
+    if (!okCount(t.frontendBound)) badCount('slots.frontendBound', t.frontendBound);
+    if (!okCount(t.backendBound)) badCount('slots.backendBound', t.backendBound);
+    if (!okCount(t.heavyOperations)) badCount('slots.heavyOperations', t.heavyOperations);
+    if (!okCount(t.branchMispredicts)) badCount('slots.branchMispredicts', t.branchMispredicts);
+    if (!okCount(t.fetchLatency)) badCount('slots.fetchLatency', t.fetchLatency);
+    if (!okCount(t.memoryBound)) badCount('slots.memoryBound', t.memoryBound);
+    if ((t.heavyOperations ?? 0) > t.retiring)
+      throw new WorkError('slots.heavyOperations exceeds its level-1 parent');
+    if ((t.branchMispredicts ?? 0) > t.badSpeculation)
+      throw new WorkError('slots.branchMispredicts exceeds its level-1 parent');
+    if ((t.fetchLatency ?? 0) > t.frontendBound)
+      throw new WorkError('slots.fetchLatency exceeds its level-1 parent');
+    if ((t.memoryBound ?? 0) > t.backendBound)
+      throw new WorkError('slots.memoryBound exceeds its level-1 parent');
   }
 }

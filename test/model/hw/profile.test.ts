@@ -97,4 +97,61 @@ describe('defineProfile rejects a profile that contradicts itself, naming the fi
     rejects({ leaf0a: { ...base.leaf0a, eax: leaf0aEax(2, 9, 48, 7) } }, 'leaf0a.eax[15:8]'));
   it('a register value that is not 32-bit', () =>
     rejects({ leaf0a: { ...base.leaf0a, ebx: -1 } }, 'leaf0a.ebx'));
+  it('a family or model that is not a number', () => {
+    rejects({ family: -1 }, 'family');
+    rejects({ model: 1.5 }, 'model');
+  });
+  it('a GP counter width outside 1..64', () =>
+    rejects({ leaf0a: { ...base.leaf0a, eax: leaf0aEax(2, 4, 65, 7) } }, 'leaf0a.eax[23:16]'));
+  it('an event vector longer than EBX', () =>
+    rejects({ leaf0a: { ...base.leaf0a, eax: leaf0aEax(2, 4, 48, 33) } }, 'leaf0a.eax[31:24]'));
+  it('fixed counters beyond IA32_FIXED_CTR6', () => {
+    rejects({ leaf0a: { ...base.leaf0a, edx: leaf0aEdx(8, 48) } }, 'leaf0a.edx[4:0]');
+    rejects(
+      { leaf0a: { eax: leaf0aEax(5, 4, 48, 7), ebx: 0, ecx: 0x80, edx: leaf0aEdx(3, 48) } },
+      'leaf0a.ecx',
+    );
+  });
+  it('a fixed counter width of 0 with fixed counters enumerated', () =>
+    rejects({ leaf0a: { ...base.leaf0a, edx: leaf0aEdx(3, 0) } }, 'leaf0a.edx[12:5]'));
+  it('a PERF_CAPABILITIES value that is not a u64', () =>
+    rejects({ pdcm: true, perfCapabilities: 1n << 64n }, 'perfCapabilities'));
+  it('Arch LBR with no legal depth, with legacy geometry, or before v4', () => {
+    const arch = { pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 0x3f }) };
+    const v4 = { ...base.leaf0a, eax: leaf0aEax(4, 4, 48, 7) };
+    rejects({ ...arch, leaf0a: v4, leaf1c: { eax: 0, ebx: 0, ecx: 0, edx: 0 } }, 'leaf1c.eax[7:0]');
+    rejects(
+      {
+        ...arch,
+        leaf0a: v4,
+        leaf1c: { eax: 1, ebx: 0, ecx: 0, edx: 0 },
+        legacyLbr: { depth: 8, fromBase: 0x680, toBase: 0x6c0, select: true, callStack: false },
+      },
+      'legacyLbr',
+    );
+    rejects({ ...arch, leaf1c: { eax: 1, ebx: 0, ecx: 0, edx: 0 } }, 'leaf0a.eax[7:0]');
+  });
+  it('legacy LBR geometry that the format or the part cannot have', () => {
+    const g = { depth: 16, fromBase: 0x680, toBase: 0x6c0, select: true, callStack: false };
+    rejects({ pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 0 }), legacyLbr: g }, 'perfCapabilities[5:0]');
+    rejects(
+      { pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 3 }), legacyLbr: { ...g, depth: 12 } },
+      'legacyLbr.depth',
+    );
+    rejects(
+      { pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 3 }), legacyLbr: { ...g, infoBase: 0xdc0 } },
+      'legacyLbr.infoBase',
+    );
+    rejects(
+      {
+        pdcm: true,
+        perfCapabilities: perfCaps({ lbrFmt: 3 }),
+        legacyLbr: { ...g, select: false, callStack: true },
+      },
+      'legacyLbr.callStack',
+    );
+  });
+  it('an undefined LBR format', () =>
+    rejects({ pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 9 }) }, 'perfCapabilities[5:0]'));
+  it('an empty name', () => expect(() => defineProfile({ ...base, name: '' })).toThrow(ProfileError));
 });

@@ -36,7 +36,7 @@ export const EVTSEL = fields({
 /** Bits of EVTSELi a WRMSR may set on this part; everything else #GPs. */
 export function evtselWritable(p: Profile, i: number): bigint {
   let m = maskOf(EVTSEL, ['event', 'umask', 'usr', 'os', 'edge', 'pc', 'int', 'en', 'inv', 'cmask']);
-  if (p.anyThread) m |= bit(EVTSEL.any.lo);
+  if (p.anyThread) m |= bit(EVTSEL.any.lo); // writable, no effect: one logical CPU (D30)
   if (p.tsx) {
     m |= bit(EVTSEL.inTx.lo);
     if (i === 2) m |= bit(EVTSEL.inTxCp.lo); // IN_TX_CP is only valid on PMC2
@@ -106,7 +106,7 @@ export function counterMsrs(p: Profile): MsrDef[] {
       name: `IA32_PMC${i}`,
       read: (s) => ok(s.pmc[i]!),
       write: (s, v) => {
-        s.pmc[i] = writeLegacyPmc(s.profile, v);
+        s.pmc[i] = writeLegacyPmc(s.profile, v); // a write never overflows by itself (D35)
         return ok(s.pmc[i]!);
       },
     });

@@ -138,7 +138,7 @@ export function globalMsrs(p: Profile): MsrDef[] {
         address: GLOBAL_INUSE,
         name: 'IA32_PERF_GLOBAL_INUSE',
         read: (s) => ok(readInuse(s)),
-        write: () => gp('IA32_PERF_GLOBAL_INUSE is read-only'),
+        write: () => gp('IA32_PERF_GLOBAL_INUSE is read-only'), // D16
       },
     );
   }

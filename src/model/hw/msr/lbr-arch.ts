@@ -4,11 +4,10 @@
  */
 
 import { type Access, gp, ok } from '../access.js';
-import { bit, bits, describeBits, fields, isSet, isSignExtended } from '../bits.js';
+import { bit, bits, describeBits, fields, isSignExtended } from '../bits.js';
 import { ModelError } from '../errors.js';
 import type { Profile } from '../profile.js';
-import type { BranchKind, PmuState } from '../state.js';
-import type { BranchFlags } from './lbr-legacy.js';
+import { BRANCH_KINDS, type BranchKind, type PmuState } from '../state.js';
 import type { MsrDef } from './types.js';
 
 export const LBR_CTL = 0x14ce;
@@ -103,15 +102,42 @@ function clearRecords(s: PmuState): void {
   s.alFrom.fill(0n);
   s.alTo.fill(0n);
   s.alInfo.fill(0n);
+  s.alHead = 0;
 }
 
-export function encodeArchInfo(p: Profile, kind: BranchKind, f: BranchFlags): bigint {
+/** Where architectural entry k (0 = newest) is stored in the ring. */
+export function archSlot(s: PmuState, k: number): number {
+  return (s.alHead + k) % s.lbrDepth;
+}
+
+const BR_TYPE_FIELD: Readonly<Record<BranchKind, bigint>> = Object.fromEntries(
+  Object.entries(BR_TYPE).map(([k, v]) => [k, BigInt(v) << 56n]),
+) as Record<BranchKind, bigint>;
+const MISPRED = bit(63);
+const CYC_CNT_VALID = bit(60);
+const LBR_FRZ = bit(58);
+
+/** INFO of a new record: each field only where CPUID.1CH:ECX enumerates it (§3.1, §3.4). */
+export function encodeArchInfo(p: Profile, kind: BranchKind, mispredict: boolean, cycles: number): bigint {
   const a = p.archLbr!;
   let v = 0n;
-  if (a.mispred && f.mispredict) v |= bit(63);
-  if (a.brType) v |= BigInt(BR_TYPE[kind]) << 56n;
-  if (a.timedLbr) v |= bit(60) | BigInt(f.cycles);
+  if (a.mispred && mispredict) v |= MISPRED;
+  if (a.brType) v |= BR_TYPE_FIELD[kind];
+  if (a.timedLbr) v |= CYC_CNT_VALID | BigInt(cycles);
   return v;
+}
+
+const KIND_INDEX = Object.fromEntries(BRANCH_KINDS.map((k, i) => [k, i])) as Record<BranchKind, number>;
+
+/** encodeArchInfo without the cycle count, per profile, kind and mispredict: the per-branch hot path. */
+const infoTemplates = new WeakMap<Profile, bigint[]>();
+function infoTemplate(p: Profile, kind: BranchKind, mispredict: boolean): bigint {
+  let t = infoTemplates.get(p);
+  if (t === undefined) {
+    t = BRANCH_KINDS.flatMap((k) => [encodeArchInfo(p, k, false, 0), encodeArchInfo(p, k, true, 0)]);
+    infoTemplates.set(p, t);
+  }
+  return t[KIND_INDEX[kind] * 2 + (mispredict ? 1 : 0)]!;
 }
 
 /** Records one taken branch per LBR_CTL and LBR_FRZ; entry 0 is the newest (§3.4, §4.7). */
@@ -121,35 +147,31 @@ export function archRecord(
   to: bigint,
   kind: BranchKind,
   cpl: number,
-  f: BranchFlags,
+  mispredict: boolean,
+  cycles: number,
 ): boolean {
   const a = s.profile.archLbr;
-  const c = s.lbrCtl;
-  if (a === undefined || (c & 1n) === 0n) return false;
-  if (isSet(s.globalStatus, 58)) return false; // LBR_FRZ
-  if (a.cplFilter && !isSet(c, cpl === 0 ? 1 : 2)) return false;
-  if (a.branchFilter && !isSet(c, CAPTURE_BIT[kind])) return false;
+  if (a === undefined || (s.lbrCtl & 1n) === 0n) return false;
+  if ((s.globalStatus & LBR_FRZ) !== 0n) return false;
+  const c = Number(s.lbrCtl); // bits 22:0 only (legalizeLbrCtl)
+  if (a.cplFilter && !((c >> (cpl === 0 ? 1 : 2)) & 1)) return false;
+  if (a.branchFilter && !((c >> CAPTURE_BIT[kind]) & 1)) return false;
   const d = s.lbrDepth;
-  if (kind === 'NEAR_RET' && a.callStack && isSet(c, 3)) {
-    // D21: a return in call-stack mode pops the newest record.
-    for (let k = 0; k < d - 1; k++) {
-      s.alFrom[k] = s.alFrom[k + 1]!;
-      s.alTo[k] = s.alTo[k + 1]!;
-      s.alInfo[k] = s.alInfo[k + 1]!;
-    }
-    s.alFrom[d - 1] = 0n;
-    s.alTo[d - 1] = 0n;
-    s.alInfo[d - 1] = 0n;
+  if (kind === 'NEAR_RET' && a.callStack && (c >> 3) & 1) {
+    // D21: a return in call-stack mode pops the newest record; the freed slot becomes the oldest.
+    const h = s.alHead;
+    s.alFrom[h] = 0n;
+    s.alTo[h] = 0n;
+    s.alInfo[h] = 0n;
+    s.alHead = (h + 1) % d;
     return false;
   }
-  for (let k = d - 1; k > 0; k--) {
-    s.alFrom[k] = s.alFrom[k - 1]!;
-    s.alTo[k] = s.alTo[k - 1]!;
-    s.alInfo[k] = s.alInfo[k - 1]!;
-  }
-  s.alFrom[0] = from;
-  s.alTo[0] = to;
-  s.alInfo[0] = encodeArchInfo(s.profile, kind, f);
+  const h = (s.alHead + d - 1) % d; // the oldest record's slot becomes entry 0
+  s.alHead = h;
+  s.alFrom[h] = from;
+  s.alTo[h] = to;
+  const info = infoTemplate(s.profile, kind, mispredict);
+  s.alInfo[h] = a.timedLbr && cycles !== 0 ? info | BigInt(cycles) : info;
   return true;
 }
 
@@ -176,8 +198,10 @@ export function xsaveSize(area: ArchLbrXsave): number {
 
 export function xsavesArchLbr(s: PmuState): ArchLbrXsave {
   const entries: ArchLbrEntry[] = [];
-  for (let k = 0; k < s.lbrDepth; k++)
-    entries.push({ from: s.alFrom[k]!, to: s.alTo[k]!, info: s.alInfo[k]! });
+  for (let k = 0; k < s.lbrDepth; k++) {
+    const i = archSlot(s, k);
+    entries.push({ from: s.alFrom[i]!, to: s.alTo[i]!, info: s.alInfo[i]! });
+  }
   return Object.freeze({
     lbrCtl: s.lbrCtl,
     lbrDepth: BigInt(s.lbrDepth),
@@ -217,6 +241,7 @@ export function xrstorsArchLbr(s: PmuState, area: ArchLbrXsave): Access {
   s.lerTo = area.lerTo;
   s.lerInfo = area.lerInfo;
   if (match) {
+    s.alHead = 0;
     area.entries.forEach((e, k) => {
       s.alFrom[k] = e.from;
       s.alTo[k] = e.to;
@@ -240,11 +265,11 @@ function recordDef(
   return {
     address,
     name,
-    read: (s) => (k < s.lbrDepth ? ok(get(s)[k]!) : beyond(s)),
+    read: (s) => (k < s.lbrDepth ? ok(get(s)[archSlot(s, k)]!) : beyond(s)),
     write: (s, v) => {
       if (k >= s.lbrDepth) return beyond(s);
       const r = legalize(name, v);
-      if (r.ok) get(s)[k] = v;
+      if (r.ok) get(s)[archSlot(s, k)] = v;
       return r;
     },
   };

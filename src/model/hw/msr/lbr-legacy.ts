@@ -4,7 +4,7 @@
  */
 
 import { type Access, gp, ok } from '../access.js';
-import { bit, bits, describeBits, fields, isSet, isSignExtended, lowMask, signExtend } from '../bits.js';
+import { bit, bits, describeBits, fields, isSignExtended, lowMask, signExtend } from '../bits.js';
 import type { Profile } from '../profile.js';
 import type { BranchKind, PmuState } from '../state.js';
 import type { MsrDef } from './types.js';
@@ -46,36 +46,34 @@ export function legalizeLbrSelect(p: Profile, v: bigint): Access {
   return bad === 0n ? ok(v) : gp(`MSR_LBR_SELECT: reserved ${describeBits(bad)} set`);
 }
 
-/** What a recorded branch carries besides its addresses. */
-export interface BranchFlags {
-  readonly mispredict: boolean;
-  /** Core cycles since the previous record, already saturated to 16 bits. */
-  readonly cycles: number;
-}
-
 const MISPRED = bit(63);
+const LOW63 = lowMask(63);
+const LOW61 = lowMask(61);
+const ADDR48 = lowMask(48);
+const LBR_FRZ = bit(58);
 
 /** FROM as the format stores it (§2.13): flags over a sign-extended 48-bit address. */
-export function encodeFrom(fmt: number, from: bigint, f: BranchFlags): bigint {
-  const m = f.mispredict ? MISPRED : 0n;
+export function encodeFrom(fmt: number, from: bigint, mispredict: boolean): bigint {
+  const m = mispredict ? MISPRED : 0n;
   switch (fmt) {
     case 3:
     case 6:
-      return (from & lowMask(63)) | m;
+      return (from & LOW63) | m;
     case 4:
-      return (from & lowMask(61)) | m; // IN_TX and TSX_ABORT stay 0: the model has no TSX
+      return (from & LOW61) | m; // IN_TX and TSX_ABORT stay 0: the model has no TSX
     default:
       return from;
   }
 }
 
-export function encodeTo(fmt: number, to: bigint, f: BranchFlags): bigint {
-  return fmt === 6 ? (to & lowMask(48)) | (BigInt(f.cycles) << 48n) : to;
+/** `cycles` is already saturated to 16 bits (D23). */
+export function encodeTo(fmt: number, to: bigint, cycles: number): bigint {
+  return fmt === 6 ? (to & ADDR48) | (BigInt(cycles) << 48n) : to;
 }
 
-export function encodeInfo(fmt: number, f: BranchFlags): bigint {
+export function encodeInfo(fmt: number, mispredict: boolean, cycles: number): bigint {
   if (fmt !== 5 && fmt !== 7) return 0n;
-  return (f.mispredict ? MISPRED : 0n) | BigInt(f.cycles);
+  return (mispredict ? MISPRED : 0n) | BigInt(cycles);
 }
 
 /** Bits top:47 all equal: the address part below the format's flag bits is canonical. */
@@ -116,16 +114,17 @@ export function legacyRecord(
   to: bigint,
   kind: BranchKind,
   cpl: number,
-  f: BranchFlags,
+  mispredict: boolean,
+  cycles: number,
 ): boolean {
   const g = s.profile.legacyLbr;
   if (g === undefined || (s.debugctl & 1n) === 0n) return false;
-  if (isSet(s.globalStatus, 58)) return false; // LBR_FRZ (v4+)
-  const sel = s.lbrSelect;
-  if (sel !== 0n) {
-    if (isSet(sel, cpl === 0 ? 0 : 1)) return false; // D22: the branch's own CPL
-    if (isSet(sel, SUPPRESS_BIT[kind])) return false;
-    if (kind === 'NEAR_RET' && isSet(sel, 9)) {
+  if ((s.globalStatus & LBR_FRZ) !== 0n) return false; // LBR_FRZ (v4+)
+  if (s.lbrSelect !== 0n) {
+    const sel = Number(s.lbrSelect); // bits 9:0 only (D18)
+    if ((sel >> (cpl === 0 ? 0 : 1)) & 1) return false; // D22: the branch's own CPL
+    if ((sel >> SUPPRESS_BIT[kind]) & 1) return false;
+    if (kind === 'NEAR_RET' && (sel >> 9) & 1) {
       // D21: a return in call-stack mode pops the newest record instead of adding one.
       const t = s.lbrTos;
       s.lbrFrom[t] = 0n;
@@ -138,9 +137,9 @@ export function legacyRecord(
   const t = (s.lbrTos + 1) % g.depth;
   const fmt = s.profile.lbrFmt;
   s.lbrTos = t;
-  s.lbrFrom[t] = encodeFrom(fmt, from, f);
-  s.lbrTo[t] = encodeTo(fmt, to, f);
-  if (g.infoBase !== undefined) s.lbrInfo[t] = encodeInfo(fmt, f);
+  s.lbrFrom[t] = encodeFrom(fmt, from, mispredict);
+  s.lbrTo[t] = encodeTo(fmt, to, cycles);
+  if (g.infoBase !== undefined) s.lbrInfo[t] = encodeInfo(fmt, mispredict, cycles);
   return true;
 }
 

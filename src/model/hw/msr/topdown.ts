@@ -75,20 +75,30 @@ export function totalSlots(t: TopdownSlots): number {
   return t.retiring + t.badSpeculation + t.frontendBound + t.backendBound;
 }
 
-/** Adds one unit's slots to the hidden counts (caller checks SLOTS counts and EN_PERF_METRICS). */
-export function accumulateTopdown(s: PmuState, t: TopdownSlots): void {
-  const a = s.topdown.acc;
-  a[0]! += 255n * BigInt(t.retiring);
-  a[1]! += 255n * BigInt(t.badSpeculation);
-  a[2]! += 255n * BigInt(t.frontendBound);
-  a[3]! += 255n * BigInt(t.backendBound);
-  if (s.profile.topdownL2) {
-    a[4]! += 255n * BigInt(t.heavyOperations ?? 0);
-    a[5]! += 255n * BigInt(t.branchMispredicts ?? 0);
-    a[6]! += 255n * BigInt(t.fetchLatency ?? 0);
-    a[7]! += 255n * BigInt(t.memoryBound ?? 0);
+/** Adds one unit's slots to a pending tally: index k per METRICS, index 8 the L1 total. */
+export function tallyTopdown(pending: Float64Array, t: TopdownSlots, l2: boolean): void {
+  pending[0]! += t.retiring;
+  pending[1]! += t.badSpeculation;
+  pending[2]! += t.frontendBound;
+  pending[3]! += t.backendBound;
+  if (l2) {
+    pending[4]! += t.heavyOperations ?? 0;
+    pending[5]! += t.branchMispredicts ?? 0;
+    pending[6]! += t.fetchLatency ?? 0;
+    pending[7]! += t.memoryBound ?? 0;
   }
-  s.topdown.total += 255n * BigInt(totalSlots(t));
+  pending[8]! += totalSlots(t);
+}
+
+/** Moves a pending tally into the hidden counts (caller checked SLOTS counts and EN_PERF_METRICS). */
+export function accumulateTopdown(s: PmuState, pending: Float64Array): void {
+  const a = s.topdown.acc;
+  for (let k = 0; k < 8; k++) {
+    if (pending[k] !== 0) a[k]! += 255n * BigInt(pending[k]!);
+    pending[k] = 0;
+  }
+  s.topdown.total += 255n * BigInt(pending[8]!);
+  pending[8] = 0;
 }
 
 /** RDPMC metrics-clear mode and software resets: both registers to zero (§2.11). */

@@ -1,0 +1,118 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  bits,
+  Cpu,
+  DECISIONS,
+  decision,
+  describeBits,
+  fields,
+  getField,
+  hex,
+  isSignExtended,
+  MsrNameError,
+  msrAddress,
+  msrName,
+  SAPPHIRE_RAPIDS,
+  SKYLAKE,
+  setField,
+  signExtend,
+  WorkError,
+} from '../../../src/model/hw/index.js';
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
+}
+
+describe('the decision list (every [U] fact the model relies on)', () => {
+  const code = sources('src/model/hw')
+    .filter((f) => !f.endsWith('decisions.ts'))
+    .map((f) => readFileSync(f, 'utf8'))
+    .join('\n');
+  const cited = new Set(code.match(/\bD\d+\b/g) ?? []);
+  it('defines every decision the code cites, once', () => {
+    const ids = DECISIONS.map((d) => d.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of cited) expect(ids, `code cites ${id}`).toContain(id);
+  });
+  it('has every decision cited by the code that implements it', () => {
+    for (const d of DECISIONS) expect(cited, `${d.id} is cited nowhere`).toContain(d.id);
+  });
+  it('states question, choice, reason and reference for each', () => {
+    for (const d of DECISIONS)
+      for (const k of ['question', 'choice', 'why', 'ref'] as const) expect(d[k].length).toBeGreaterThan(2);
+    expect(decision('D7').choice).toMatch(/dropped/);
+    expect(() => decision('D999')).toThrow(/no decision D999/);
+  });
+});
+
+describe('MSR names (for messages and user input)', () => {
+  it('resolves architectural names in any case, and hex or decimal addresses', () => {
+    expect(msrAddress('IA32_PERF_GLOBAL_CTRL')).toBe(0x38f);
+    expect(msrAddress('ia32_pmc3')).toBe(0xc4);
+    expect(msrAddress('IA32_LBR_5_INFO')).toBe(0x1205);
+    expect(msrAddress(' 0x38E ')).toBe(0x38e);
+    expect(msrAddress('393')).toBe(393);
+  });
+  it('rejects an unknown name with a suggestion, not a stack of guesses', () => {
+    expect(() => msrAddress('IA32_PERF_GLOBAL_CTL')).toThrow(MsrNameError);
+    expect(() => msrAddress('IA32_PMC9')).toThrow(/unknown MSR name 'IA32_PMC9'; did you mean IA32_PMC0/);
+    expect(() => msrAddress('bogus')).toThrow(/^unknown MSR name 'bogus'$/);
+  });
+  it('names addresses by profile where the name depends on the version', () => {
+    expect(msrName(0x390, SKYLAKE)).toBe('IA32_PERF_GLOBAL_STATUS_RESET');
+    expect(msrName(0x1500)).toBe('IA32_LBR_0_FROM_IP');
+    expect(msrName(0x1900)).toBe('MSR_0x1900');
+  });
+  it('says why an absent MSR #GPs', () => {
+    const r = new Cpu(SAPPHIRE_RAPIDS).rdmsr(0x1c9);
+    expect(r).toEqual({ ok: false, gp: 'MSR_LASTBRANCH_TOS (0x1c9) does not exist on sapphirerapids' });
+  });
+});
+
+describe('bit helpers', () => {
+  it('build, read and write fields', () => {
+    const t = fields({ lo: [3, 0], flag: 7 });
+    expect(setField(0xffn, t.lo, 0x5n)).toBe(0xf5n);
+    expect(getField(0xabn, t.lo)).toBe(0xbn);
+    expect(bits(7, 4)).toBe(0xf0n);
+    expect(describeBits(1n << 33n)).toBe('bit 33');
+    expect(describeBits((1n << 40n) | (1n << 33n))).toBe('bits 33,40');
+    expect(hex(255)).toBe('0xff');
+  });
+  it('sign-extend and test canonical form', () => {
+    expect(signExtend(0x8000_0000n, 31)).toBe(0xffff_ffff_8000_0000n);
+    expect(signExtend(0x7fff_ffffn, 31)).toBe(0x7fff_ffffn);
+    expect(isSignExtended(0xffff_8000_0000_0000n, 47)).toBe(true);
+    expect(isSignExtended(0x0000_8000_0000_0000n, 47)).toBe(false);
+  });
+});
+
+describe('work units that cannot happen throw a WorkError naming the field', () => {
+  const cpu = new Cpu(SAPPHIRE_RAPIDS);
+  const slots = { retiring: 2, badSpeculation: 2, frontendBound: 2, backendBound: 2 };
+  it.each([
+    ['slots.retiring', { cpl: 0, slots: { ...slots, retiring: -1 } }],
+    ['slots.heavyOperations exceeds', { cpl: 0, slots: { ...slots, heavyOperations: 3 } }],
+    ['slots.branchMispredicts exceeds', { cpl: 0, slots: { ...slots, branchMispredicts: 3 } }],
+    ['slots.fetchLatency exceeds', { cpl: 0, slots: { ...slots, fetchLatency: 3 } }],
+    ['slots.memoryBound exceeds', { cpl: 0, slots: { ...slots, memoryBound: 3 } }],
+    ['slots.memoryBound must be', { cpl: 0, slots: { ...slots, memoryBound: 0.5 } }],
+    ['llcMisses must be', { cpl: 0, llcMisses: Number.NaN }],
+    [
+      'retires 2 branches but only 1',
+      {
+        cpl: 0,
+        instructions: 1,
+        branches: [{ from: 1n, to: 2n, kind: 'COND' as const }],
+        untakenBranches: 1,
+      },
+    ],
+  ] as const)('%s', (msg, u) => {
+    expect(() => cpu.step(u)).toThrow(WorkError);
+    expect(() => cpu.step(u)).toThrow(msg);
+  });
+});
