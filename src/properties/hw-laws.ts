@@ -35,7 +35,7 @@ export interface Law {
 function law<T>(
   l: Omit<Law, 'property'> & { property: (make: CpuFactory) => fc.IRawProperty<T, false> },
 ): Law {
-  return l as Law;
+  return l;
 }
 
 class LawViolation extends Error {
