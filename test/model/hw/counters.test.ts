@@ -1,69 +1,21 @@
 /**
  * IA32_PMCi / IA32_A_PMCi, IA32_PERFEVTSELi, IA32_FIXED_CTRi and IA32_FIXED_CTR_CTRL, written from
- * pmu-semantics.md §1.2, §2.1–§2.4, §4.8 and §5. Addresses are spelled out as the spec lists them.
+ * pmu-semantics.md §1.2, §2.1–§2.4, §4.8 and §5. Addresses the model does not name are spelled out
+ * as the spec lists them.
  */
 import { describe, expect, it } from 'vitest';
 import {
-  type Access,
+  A_PMC0,
   Cpu,
-  defineProfile,
+  FIXED_CTR_CTRL,
+  FIXED_CTR0,
   ICELAKE,
-  leaf0aEax,
-  leaf0aEdx,
-  type Profile,
-  perfCaps,
+  PERFEVTSEL0,
+  PMC0,
   SAPPHIRE_RAPIDS,
   SKYLAKE,
 } from '../../../src/model/hw/index.js';
-
-const PMC0 = 0xc1;
-const A_PMC0 = 0x4c1;
-const EVTSEL0 = 0x186;
-const FIXED_CTR0 = 0x309;
-const FIXED_CTR_CTRL = 0x38d;
-
-interface Shape {
-  readonly v: number;
-  readonly nGP?: number;
-  readonly gpWidth?: number;
-  readonly nFixed?: number;
-  readonly fixedWidth?: number;
-  readonly ecx?: number;
-  readonly anyDeprecated?: boolean;
-  readonly caps?: bigint;
-  readonly tsx?: boolean;
-}
-
-/** A small part: CPUID.0AH from its fields; PDCM exactly when `caps` is given. */
-function part(s: Shape): Profile {
-  return defineProfile({
-    name: `v${s.v}-test`,
-    family: 6,
-    model: 0x55,
-    leaf0a: {
-      eax: leaf0aEax(s.v, s.nGP ?? 4, s.gpWidth ?? 48, 7),
-      ebx: 0,
-      ecx: s.ecx ?? 0,
-      edx: leaf0aEdx(s.nFixed ?? 3, s.fixedWidth ?? 48, s.anyDeprecated ?? false),
-    },
-    pdcm: s.caps !== undefined,
-    perfCapabilities: s.caps ?? 0n,
-    ...(s.tsx === true ? { tsx: true } : {}),
-  });
-}
-
-function value(a: Access): bigint {
-  if (!a.ok) throw new Error(`unexpected #GP: ${a.gp}`);
-  return a.value;
-}
-
-function expectGp(a: Access): void {
-  expect(a.ok, a.ok ? `expected #GP, got 0x${a.value.toString(16)}` : '').toBe(false);
-}
-
-function expectOk(a: Access): void {
-  expect(a.ok, a.ok ? '' : `unexpected #GP: ${a.gp}`).toBe(true);
-}
+import { expectGp, expectOk, FW_WRITE, part, value } from './parts.js';
 
 describe('IA32_PMCi legacy alias (§2.2, §4.8)', () => {
   it('legacy alias sign-extends EAX bit 31 to a 48-bit counter (§4.8 example)', () => {
@@ -128,7 +80,7 @@ describe('IA32_A_PMCi full-width alias (§2.2)', () => {
     expectGp(noFw.wrmsr(A_PMC0, 1n));
     const noPdcm = new Cpu(part({ v: 4 }));
     expectGp(noPdcm.rdmsr(A_PMC0));
-    const fw = new Cpu(part({ v: 4, caps: perfCaps({ fwWrite: true }) }));
+    const fw = new Cpu(part({ v: 4, caps: FW_WRITE }));
     expectOk(fw.wrmsr(A_PMC0, 0x1234n));
     expect(value(fw.rdmsr(A_PMC0))).toBe(0x1234n);
   });
@@ -151,7 +103,7 @@ describe('IA32_A_PMCi full-width alias (§2.2)', () => {
   });
 
   it('full-width width check follows gpWidth, here 40 bits (§2.2)', () => {
-    const cpu = new Cpu(part({ v: 2, gpWidth: 40, caps: perfCaps({ fwWrite: true }) }));
+    const cpu = new Cpu(part({ v: 2, gpWidth: 40, caps: FW_WRITE }));
     expectOk(cpu.wrmsr(A_PMC0, 0xff_ffff_ffffn));
     expectGp(cpu.wrmsr(A_PMC0, 0x100_0000_0000n));
     expect(value(cpu.rdmsr(PMC0))).toBe(0xff_ffff_ffffn);
@@ -178,57 +130,57 @@ describe('IA32_PERFEVTSELi (§2.3)', () => {
 
   it('resets to 0 and reads back what was written (§2.3, §4.10)', () => {
     const cpu = new Cpu(SKYLAKE);
-    for (let i = 0; i < 4; i++) expect(value(cpu.rdmsr(EVTSEL0 + i))).toBe(0n);
-    expectOk(cpu.wrmsr(EVTSEL0 + 3, EN_USR_OS_INSTR));
-    expect(value(cpu.rdmsr(EVTSEL0 + 3))).toBe(EN_USR_OS_INSTR);
-    expect(value(cpu.rdmsr(EVTSEL0))).toBe(0n);
+    for (let i = 0; i < 4; i++) expect(value(cpu.rdmsr(PERFEVTSEL0 + i))).toBe(0n);
+    expectOk(cpu.wrmsr(PERFEVTSEL0 + 3, EN_USR_OS_INSTR));
+    expect(value(cpu.rdmsr(PERFEVTSEL0 + 3))).toBe(EN_USR_OS_INSTR);
+    expect(value(cpu.rdmsr(PERFEVTSEL0))).toBe(0n);
   });
 
   it('accepts every field of bits 31:0 where AnyThread is enumerated (§2.3, v4)', () => {
     const cpu = new Cpu(SKYLAKE);
-    expectOk(cpu.wrmsr(EVTSEL0, 0xffff_ffffn));
-    expect(value(cpu.rdmsr(EVTSEL0))).toBe(0xffff_ffffn);
+    expectOk(cpu.wrmsr(PERFEVTSEL0, 0xffff_ffffn));
+    expect(value(cpu.rdmsr(PERFEVTSEL0))).toBe(0xffff_ffffn);
   });
 
   it('AnyThread (bit 21) is reserved before v3 (§2.3, §5)', () => {
     const cpu = new Cpu(part({ v: 2 }));
-    expectGp(cpu.wrmsr(EVTSEL0, 0x0020_0000n));
-    expectGp(cpu.wrmsr(EVTSEL0, 0xffff_ffffn));
-    expectOk(cpu.wrmsr(EVTSEL0, 0xffdf_ffffn)); // everything else in 31:0, PC (bit 19) included
-    expect(value(cpu.rdmsr(EVTSEL0))).toBe(0xffdf_ffffn);
+    expectGp(cpu.wrmsr(PERFEVTSEL0, 0x0020_0000n));
+    expectGp(cpu.wrmsr(PERFEVTSEL0, 0xffff_ffffn));
+    expectOk(cpu.wrmsr(PERFEVTSEL0, 0xffdf_ffffn)); // everything else in 31:0, PC (bit 19) included
+    expect(value(cpu.rdmsr(PERFEVTSEL0))).toBe(0xffdf_ffffn);
   });
 
   it('AnyThread is writable on v3 and on v5 unless CPUID.0AH:EDX[15] deprecates it (§1.2, D30)', () => {
-    expectOk(new Cpu(part({ v: 3 })).wrmsr(EVTSEL0, 0x0020_0000n));
-    expectOk(new Cpu(ICELAKE).wrmsr(EVTSEL0, 0x0020_0000n));
-    expectGp(new Cpu(SAPPHIRE_RAPIDS).wrmsr(EVTSEL0, 0x0020_0000n));
-    expectGp(new Cpu(part({ v: 5, anyDeprecated: true })).wrmsr(EVTSEL0 + 1, 0x0060_00c0n));
+    expectOk(new Cpu(part({ v: 3 })).wrmsr(PERFEVTSEL0, 0x0020_0000n));
+    expectOk(new Cpu(ICELAKE).wrmsr(PERFEVTSEL0, 0x0020_0000n));
+    expectGp(new Cpu(SAPPHIRE_RAPIDS).wrmsr(PERFEVTSEL0, 0x0020_0000n));
+    expectGp(new Cpu(part({ v: 5, anyDeprecated: true })).wrmsr(PERFEVTSEL0 + 1, 0x0060_00c0n));
   });
 
   it('reserved bits of 63:32 #GP: IN_TX without TSX, EQ and UMASK2 before v6, bit 63 (§2.3, §5)', () => {
     const cpu = new Cpu(ICELAKE);
-    for (const b of [32n, 33n, 35n, 36n, 40n, 47n, 63n]) expectGp(cpu.wrmsr(EVTSEL0 + 2, 1n << b));
-    expect(value(cpu.rdmsr(EVTSEL0 + 2))).toBe(0n);
+    for (const b of [32n, 33n, 35n, 36n, 40n, 47n, 63n]) expectGp(cpu.wrmsr(PERFEVTSEL0 + 2, 1n << b));
+    expect(value(cpu.rdmsr(PERFEVTSEL0 + 2))).toBe(0n);
   });
 
   it('IN_TX (bit 32) is writable with TSX on every counter; IN_TX_CP (bit 33) only on PMC2 (§2.3)', () => {
     const cpu = new Cpu(part({ v: 4, tsx: true }));
-    for (let i = 0; i < 4; i++) expectOk(cpu.wrmsr(EVTSEL0 + i, 0x1_0043_00c0n));
-    expectOk(cpu.wrmsr(EVTSEL0 + 2, 0x3_0043_00c0n));
-    expect(value(cpu.rdmsr(EVTSEL0 + 2))).toBe(0x3_0043_00c0n);
-    for (const i of [0, 1, 3]) expectGp(cpu.wrmsr(EVTSEL0 + i, 0x2_0000_0000n));
+    for (let i = 0; i < 4; i++) expectOk(cpu.wrmsr(PERFEVTSEL0 + i, 0x1_0043_00c0n));
+    expectOk(cpu.wrmsr(PERFEVTSEL0 + 2, 0x3_0043_00c0n));
+    expect(value(cpu.rdmsr(PERFEVTSEL0 + 2))).toBe(0x3_0043_00c0n);
+    for (const i of [0, 1, 3]) expectGp(cpu.wrmsr(PERFEVTSEL0 + i, 0x2_0000_0000n));
   });
 
   it('ADAPTIVE (bit 34) needs PERF_CAPABILITIES.PEBS_BASELINE (§2.3)', () => {
-    expectOk(new Cpu(ICELAKE).wrmsr(EVTSEL0, 0x4_0000_0000n));
-    expectGp(new Cpu(SKYLAKE).wrmsr(EVTSEL0, 0x4_0000_0000n));
+    expectOk(new Cpu(ICELAKE).wrmsr(PERFEVTSEL0, 0x4_0000_0000n));
+    expectGp(new Cpu(SKYLAKE).wrmsr(PERFEVTSEL0, 0x4_0000_0000n));
   });
 
   it('a #GP write leaves the event select unchanged (§5)', () => {
     const cpu = new Cpu(SKYLAKE);
-    expectOk(cpu.wrmsr(EVTSEL0 + 1, EN_USR_OS_INSTR));
-    expectGp(cpu.wrmsr(EVTSEL0 + 1, 0x1_0000_003cn));
-    expect(value(cpu.rdmsr(EVTSEL0 + 1))).toBe(EN_USR_OS_INSTR);
+    expectOk(cpu.wrmsr(PERFEVTSEL0 + 1, EN_USR_OS_INSTR));
+    expectGp(cpu.wrmsr(PERFEVTSEL0 + 1, 0x1_0000_003cn));
+    expect(value(cpu.rdmsr(PERFEVTSEL0 + 1))).toBe(EN_USR_OS_INSTR);
   });
 });
 
@@ -345,9 +297,9 @@ describe('IA32_FIXED_CTR_CTRL (§2.4)', () => {
 
 describe('counters CPUID does not enumerate #GP (§5 first row, §7 item 25)', () => {
   it('PMCi, A_PMCi and PERFEVTSELi for i >= nGP', () => {
-    const cpu = new Cpu(part({ v: 2, nGP: 2, caps: perfCaps({ fwWrite: true }) }));
-    for (const a of [PMC0 + 1, A_PMC0 + 1, EVTSEL0 + 1]) expectOk(cpu.rdmsr(a));
-    for (const a of [PMC0 + 2, A_PMC0 + 2, EVTSEL0 + 2]) {
+    const cpu = new Cpu(part({ v: 2, nGP: 2, caps: FW_WRITE }));
+    for (const a of [PMC0 + 1, A_PMC0 + 1, PERFEVTSEL0 + 1]) expectOk(cpu.rdmsr(a));
+    for (const a of [PMC0 + 2, A_PMC0 + 2, PERFEVTSEL0 + 2]) {
       expectGp(cpu.rdmsr(a));
       expectGp(cpu.wrmsr(a, 0n));
     }
@@ -358,6 +310,6 @@ describe('counters CPUID does not enumerate #GP (§5 first row, §7 item 25)', (
     expectGp(cpu.rdmsr(PMC0));
     expectGp(cpu.wrmsr(PMC0, 0n));
     expectGp(cpu.wrmsr(PMC0 + 1, 0n));
-    expectGp(cpu.rdmsr(EVTSEL0));
+    expectGp(cpu.rdmsr(PERFEVTSEL0));
   });
 });

@@ -5,83 +5,35 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  type Access,
   type BranchKind,
   Cpu,
-  defineProfile,
+  DEBUGCTL,
+  FIXED_CTR_CTRL,
+  FIXED_CTR0,
+  GLOBAL_CTRL,
+  GLOBAL_STATUS_RESET,
+  GLOBAL_STATUS_SET,
   ICELAKE,
-  leaf0aEax,
-  leaf0aEdx,
   ModelError,
-  type Profile,
+  PERFEVTSEL0,
+  PMC0,
   SKYLAKE,
   WorkError,
   type WorkUnit,
 } from '../../../src/model/hw/index.js';
+import { EN, INSTR, instr, OS, part, USR, value, wr } from './parts.js';
 
-const PMC0 = 0xc1;
-const EVTSEL0 = 0x186;
-const FIXED_CTR0 = 0x309;
-const FIXED_CTR_CTRL = 0x38d;
-const GLOBAL_CTRL = 0x38f;
-const STATUS_RESET = 0x390;
-const STATUS_SET = 0x391;
-const DEBUGCTL = 0x1d9;
-
-/** EVTSEL flag bits (§2.3). */
-const USR = 1n << 16n;
-const OS = 1n << 17n;
+/** EVTSEL flag bits (§2.3) beyond those in parts.ts. */
 const EDGE = 1n << 18n;
-const EN = 1n << 22n;
 const INV = 1n << 23n;
 const IN_TX = 1n << 32n;
 const cmask = (n: number): bigint => BigInt(n) << 24n;
-const INSTR = 0xc0n;
-
-interface Shape {
-  readonly v: number;
-  readonly nGP?: number;
-  readonly nFixed?: number;
-  readonly ecx?: number;
-  readonly ebx?: number;
-  readonly evLen?: number;
-  readonly tsx?: boolean;
-}
-
-function part(s: Shape): Profile {
-  return defineProfile({
-    name: `v${s.v}-test`,
-    family: 6,
-    model: 0x55,
-    leaf0a: {
-      eax: leaf0aEax(s.v, s.nGP ?? 2, 48, s.evLen ?? 7),
-      ebx: s.ebx ?? 0,
-      ecx: s.ecx ?? 0,
-      edx: leaf0aEdx(s.nFixed ?? 3, 48),
-    },
-    pdcm: false,
-    perfCapabilities: 0n,
-    ...(s.tsx === true ? { tsx: true } : {}),
-  });
-}
-
-function value(a: Access): bigint {
-  if (!a.ok) throw new Error(`unexpected #GP: ${a.gp}`);
-  return a.value;
-}
-
-function wr(cpu: Cpu, msr: number, v: bigint): void {
-  const a = cpu.wrmsr(msr, v);
-  if (!a.ok) throw new Error(`unexpected #GP: ${a.gp}`);
-}
 
 /** Runs `units` and returns what GP counter `i` then reads. */
 function countGp(cpu: Cpu, i: number, units: readonly WorkUnit[]): bigint {
   cpu.run(units);
   return value(cpu.rdmsr(PMC0 + i));
 }
-
-const instr = (n: number, cpl = 3): WorkUnit => ({ cpl, instructions: n });
 
 /**
  * One unit with a distinct count in every field, so each encoding's count names its field:
@@ -122,14 +74,14 @@ describe('architectural event encodings count their unit field (§1.4)', () => {
   ];
   it.each(table)('%s', (_name, code, want) => {
     const cpu = new Cpu(ICELAKE);
-    wr(cpu, EVTSEL0 + 5, EN | OS | USR | code);
+    wr(cpu, PERFEVTSEL0 + 5, EN | OS | USR | code);
     expect(countGp(cpu, 5, [RICH])).toBe(want);
   });
 
   it('LBR Inserts 0xE4/0x01 counts the branches the LBRs record', () => {
     const cpu = new Cpu(ICELAKE);
     wr(cpu, DEBUGCTL, 0x1n);
-    wr(cpu, EVTSEL0, EN | OS | USR | 0x01e4n);
+    wr(cpu, PERFEVTSEL0, EN | OS | USR | 0x01e4n);
     expect(countGp(cpu, 0, [RICH])).toBe(3n);
   });
 
@@ -137,7 +89,7 @@ describe('architectural event encodings count their unit field (§1.4)', () => {
     const cpu = new Cpu(ICELAKE);
     const codes = [0x023cn, 0x003dn, 0x01c0n, 0x0000n, 0x402en];
     codes.forEach((c, i) => {
-      wr(cpu, EVTSEL0 + i, EN | OS | USR | c);
+      wr(cpu, PERFEVTSEL0 + i, EN | OS | USR | c);
     });
     cpu.run([RICH]);
     codes.forEach((c, i) => {
@@ -147,7 +99,7 @@ describe('architectural event encodings count their unit field (§1.4)', () => {
 
   it('counts accumulate over units', () => {
     const cpu = new Cpu(SKYLAKE);
-    wr(cpu, EVTSEL0, EN | OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0, EN | OS | USR | INSTR);
     expect(countGp(cpu, 0, [instr(5), instr(0), instr(12, 0)])).toBe(17n);
   });
 });
@@ -165,7 +117,7 @@ describe('fixed counters 0..3 (§1.5)', () => {
   });
 
   it('fixed counters 4..6 count nothing (D29)', () => {
-    const cpu = new Cpu(part({ v: 5, nFixed: 4, ecx: 0x70 }));
+    const cpu = new Cpu(part({ v: 5, nGP: 2, nFixed: 4, ecx: 0x70 }));
     wr(cpu, FIXED_CTR_CTRL, 0x333_3333n);
     wr(cpu, GLOBAL_CTRL, 0x7f_0000_0000n);
     cpu.step(RICH);
@@ -177,16 +129,16 @@ describe('fixed counters 0..3 (§1.5)', () => {
 describe('gating (§4.2)', () => {
   it('EVTSEL.EN = 0 stops a GP counter', () => {
     const cpu = new Cpu(SKYLAKE);
-    wr(cpu, EVTSEL0, OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0, OS | USR | INSTR);
     expect(countGp(cpu, 0, [instr(9)])).toBe(0n);
-    wr(cpu, EVTSEL0, EN | OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0, EN | OS | USR | INSTR);
     expect(countGp(cpu, 0, [instr(9)])).toBe(9n);
   });
 
   it('GLOBAL_CTRL is ANDed with EN (§1.3 v2)', () => {
     const cpu = new Cpu(SKYLAKE);
-    wr(cpu, EVTSEL0, EN | OS | USR | INSTR);
-    wr(cpu, EVTSEL0 + 1, EN | OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0, EN | OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0 + 1, EN | OS | USR | INSTR);
     wr(cpu, GLOBAL_CTRL, 0xen);
     cpu.step(instr(9));
     expect(value(cpu.rdmsr(PMC0))).toBe(0n);
@@ -211,30 +163,31 @@ describe('gating (§4.2)', () => {
 
   it('CTR_FRZ (v4) stops every counter until STATUS_RESET clears it (§4.2, §7 item 15, D15)', () => {
     const cpu = new Cpu(SKYLAKE);
-    wr(cpu, EVTSEL0, EN | OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0, EN | OS | USR | INSTR);
     wr(cpu, FIXED_CTR_CTRL, 0x3n);
     wr(cpu, GLOBAL_CTRL, 0x1_0000_000fn);
-    wr(cpu, STATUS_SET, 1n << 59n);
+    wr(cpu, GLOBAL_STATUS_SET, 1n << 59n);
     cpu.step(instr(6));
     expect(value(cpu.rdmsr(PMC0))).toBe(0n);
     expect(value(cpu.rdmsr(FIXED_CTR0))).toBe(0n);
-    wr(cpu, STATUS_RESET, 1n << 59n);
+    wr(cpu, GLOBAL_STATUS_RESET, 1n << 59n);
     cpu.step(instr(6));
     expect(value(cpu.rdmsr(PMC0))).toBe(6n);
     expect(value(cpu.rdmsr(FIXED_CTR0))).toBe(6n);
   });
 
   it('v1 counts with EN alone: there is no GLOBAL_CTRL (§1.3 v1)', () => {
-    const cpu = new Cpu(part({ v: 1 }));
+    const cpu = new Cpu(part({ v: 1, nGP: 2 }));
     expect(cpu.rdmsr(GLOBAL_CTRL).ok).toBe(false);
-    wr(cpu, EVTSEL0 + 1, EN | OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0 + 1, EN | OS | USR | INSTR);
     expect(countGp(cpu, 1, [instr(11), instr(3, 0)])).toBe(14n);
   });
 
   it('CPUID.0AH:EBX "unavailable", or an index past evLen, does not stop counting (D33)', () => {
-    const cpu = new Cpu(part({ v: 2, ebx: 0b10, evLen: 3 })); // instructions unavailable, LLC past evLen
-    wr(cpu, EVTSEL0, EN | OS | USR | INSTR);
-    wr(cpu, EVTSEL0 + 1, EN | OS | USR | 0x4f2en);
+    // instructions unavailable, LLC past evLen
+    const cpu = new Cpu(part({ v: 2, nGP: 2, ebx: 0b10, evLen: 3 }));
+    wr(cpu, PERFEVTSEL0, EN | OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0 + 1, EN | OS | USR | 0x4f2en);
     cpu.step(RICH);
     expect(value(cpu.rdmsr(PMC0))).toBe(1000n);
     expect(value(cpu.rdmsr(PMC0 + 1))).toBe(53n);
@@ -244,8 +197,8 @@ describe('gating (§4.2)', () => {
 describe('IN_TX (§2.3)', () => {
   it('IN_TX counts only inside transactional regions, and no work unit runs in one', () => {
     const cpu = new Cpu(part({ v: 4, nGP: 4, tsx: true }));
-    wr(cpu, EVTSEL0, EN | OS | USR | IN_TX | INSTR);
-    wr(cpu, EVTSEL0 + 1, EN | OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0, EN | OS | USR | IN_TX | INSTR);
+    wr(cpu, PERFEVTSEL0 + 1, EN | OS | USR | INSTR);
     cpu.run([instr(5), instr(7, 0)]);
     expect(value(cpu.rdmsr(PMC0))).toBe(0n);
     expect(value(cpu.rdmsr(PMC0 + 1))).toBe(12n);
@@ -264,7 +217,7 @@ describe('CPL filtering per unit (§2.3 USR/OS, §2.4 nibble, D36)', () => {
     ];
     for (const [flags, want] of cases) {
       const cpu = new Cpu(SKYLAKE);
-      wr(cpu, EVTSEL0, EN | flags | INSTR);
+      wr(cpu, PERFEVTSEL0, EN | flags | INSTR);
       expect(countGp(cpu, 0, units), `flags 0x${flags.toString(16)}`).toBe(want);
     }
   });
@@ -285,7 +238,7 @@ describe('CPL filtering per unit (§2.3 USR/OS, §2.4 nibble, D36)', () => {
 describe('CMASK, INV and EDGE (§2.3, D4, D5)', () => {
   function gpCount(sel: bigint, occ: readonly number[]): bigint {
     const cpu = new Cpu(SKYLAKE);
-    wr(cpu, EVTSEL0, EN | OS | USR | INSTR | sel);
+    wr(cpu, PERFEVTSEL0, EN | OS | USR | INSTR | sel);
     return countGp(
       cpu,
       0,
@@ -316,18 +269,18 @@ describe('CMASK, INV and EDGE (§2.3, D4, D5)', () => {
   it('a write to the EVTSEL restarts the edge detector (D5)', () => {
     const cpu = new Cpu(SKYLAKE);
     const sel = EN | OS | USR | EDGE | INSTR;
-    wr(cpu, EVTSEL0, sel);
+    wr(cpu, PERFEVTSEL0, sel);
     cpu.step(instr(3));
     cpu.step(instr(3));
     expect(value(cpu.rdmsr(PMC0))).toBe(1n);
-    wr(cpu, EVTSEL0, sel);
+    wr(cpu, PERFEVTSEL0, sel);
     cpu.step(instr(3));
     expect(value(cpu.rdmsr(PMC0))).toBe(2n);
   });
 
   it('units the CPL filter skips do not move the edge detector (D5 "previous counted unit")', () => {
     const cpu = new Cpu(SKYLAKE);
-    wr(cpu, EVTSEL0, EN | USR | EDGE | INSTR);
+    wr(cpu, PERFEVTSEL0, EN | USR | EDGE | INSTR);
     expect(countGp(cpu, 0, [instr(1, 3), instr(0, 0), instr(1, 3)])).toBe(1n);
   });
 });
@@ -368,7 +321,7 @@ describe('work units that cannot happen throw WorkError (work.ts)', () => {
   ];
   it.each(bad)('%s', (_name, u) => {
     const cpu = new Cpu(SKYLAKE);
-    wr(cpu, EVTSEL0, EN | OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0, EN | OS | USR | INSTR);
     expect(() => cpu.step(u)).toThrow(WorkError);
     expect(() => cpu.run([instr(1), u])).toThrow(WorkError);
   });
@@ -385,7 +338,7 @@ describe('work units that cannot happen throw WorkError (work.ts)', () => {
 
   it('a rejected unit counts nothing', () => {
     const cpu = new Cpu(SKYLAKE);
-    wr(cpu, EVTSEL0, EN | OS | USR | INSTR);
+    wr(cpu, PERFEVTSEL0, EN | OS | USR | INSTR);
     expect(() => cpu.step({ cpl: 9, instructions: 5 })).toThrow(WorkError);
     expect(value(cpu.rdmsr(PMC0))).toBe(0n);
   });
@@ -398,12 +351,12 @@ describe('a WRMSR value that is not a u64 bigint throws ModelError (cpu.ts)', ()
     ['2^64', 1n << 64n],
   ])('%s', (_name, v) => {
     const cpu = new Cpu(SKYLAKE);
-    expect(() => cpu.wrmsr(EVTSEL0, v)).toThrow(ModelError);
+    expect(() => cpu.wrmsr(PERFEVTSEL0, v)).toThrow(ModelError);
     expect(() => cpu.wrmsr(0x12345, v)).toThrow(ModelError); // before the existence check
   });
 
   it('2^64 - 1 is a value, so a reserved-bit write is a #GP result, not an exception', () => {
     const cpu = new Cpu(SKYLAKE);
-    expect(cpu.wrmsr(EVTSEL0, (1n << 64n) - 1n).ok).toBe(false);
+    expect(cpu.wrmsr(PERFEVTSEL0, (1n << 64n) - 1n).ok).toBe(false);
   });
 });

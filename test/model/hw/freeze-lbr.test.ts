@@ -4,65 +4,62 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  type Access,
+  A_PMC0,
   type Branch,
   Cpu,
-  defineProfile,
-  leaf0aEax,
-  leaf0aEdx,
+  DEBUGCTL,
+  GLOBAL_CTRL,
+  GLOBAL_STATUS,
+  GLOBAL_STATUS_RESET,
+  GLOBAL_STATUS_SET,
+  LBR_CTL,
+  LBR_DEPTH,
+  LBR_FROM0,
+  LBR_TOS,
+  PERFEVTSEL0,
+  PMC0,
   type Profile,
   perfCaps,
   SAPPHIRE_RAPIDS,
   SKYLAKE,
   type WorkUnit,
+  X2APIC_LVTPC,
 } from '../../../src/model/hw/index.js';
-
-const DEBUGCTL = 0x1d9;
-const LBR_TOS = 0x1c9;
-const LBR_FROM = 0x680;
-const LBR_CTL = 0x14ce;
-const ARCH_FROM = 0x1500;
-const PMC0 = 0xc1;
-const A_PMC0 = 0x4c1;
-const PERFEVTSEL0 = 0x186;
-const GLOBAL_STATUS = 0x38e;
-const GLOBAL_CTRL = 0x38f;
-const STATUS_RESET = 0x390;
-const LVTPC = 0x834;
+import {
+  ARCH_CAPTURE_ALL,
+  EN,
+  INT,
+  LEGACY_FROM0,
+  LEGACY_TO0,
+  LVT_NMI,
+  OS,
+  part,
+  rd,
+  USER,
+  USR,
+  wr,
+} from './parts.js';
 
 const DBG_LBR = 1n;
 const FREEZE_LBRS_ON_PMI = 1n << 11n;
 const LBR_FRZ = 1n << 58n;
-const ARCH_CAPTURE_ALL = 0x7f0007n;
 
 /** EN | INT | OS | USR, branch instructions retired (0xC4). */
-const BRANCHES_PMI = (1n << 22n) | (1n << 20n) | (1n << 17n) | (1n << 16n) | 0xc4n;
-const BRANCHES_NO_PMI = BRANCHES_PMI & ~(1n << 20n);
-const LVT_NMI = 0x400n;
-
-const USER = 0x401000n;
+const BRANCHES_PMI = EN | INT | OS | USR | 0xc4n;
+const BRANCHES_NO_PMI = BRANCHES_PMI & ~INT;
 
 function legacyPart(version: number): Profile {
-  return defineProfile({
+  return part({
+    v: version,
     name: `legacy-v${version}`,
-    family: 6,
     model: 0x2a,
-    leaf0a: { eax: leaf0aEax(version, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-    pdcm: true,
-    perfCapabilities: perfCaps({ lbrFmt: 3 }),
-    legacyLbr: { depth: 16, fromBase: 0x680, toBase: 0x6c0, select: true, callStack: false },
+    caps: perfCaps({ lbrFmt: 3 }),
+    legacyLbr: { depth: 16, fromBase: LEGACY_FROM0, toBase: LEGACY_TO0, select: true, callStack: false },
   });
 }
 const V1 = legacyPart(1);
 const V2 = legacyPart(2);
 const V3 = legacyPart(3);
-
-function val(a: Access, what: string): bigint {
-  if (!a.ok) throw new Error(`${what}: unexpected #GP (${a.gp})`);
-  return a.value;
-}
-const rd = (c: Cpu, msr: number) => val(c.rdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
-const wr = (c: Cpu, msr: number, v: bigint) => val(c.wrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
 
 /** One unit per branch; branch i jumps from USER + 0x10·i. */
 function unit(i: number, n = 1): WorkUnit {
@@ -92,7 +89,7 @@ function armed(p: Profile, s: Setup): Cpu {
   if (p.version >= 2) wr(c, GLOBAL_CTRL, 1n);
   if (p.fwWrite) wr(c, A_PMC0, p.gpMask + 1n - BigInt(s.k));
   else wr(c, PMC0, (1n << 32n) - BigInt(s.k)); // legacy alias: sign-extended -k (§2.2)
-  if (s.unmask !== false) wr(c, LVTPC, LVT_NMI);
+  if (s.unmask !== false) wr(c, X2APIC_LVTPC, LVT_NMI);
   return c;
 }
 
@@ -102,7 +99,7 @@ function legacyFroms(c: Cpu): bigint[] {
   const tos = Number(rd(c, LBR_TOS));
   const out: bigint[] = [];
   for (let k = 0; k < n; k++) {
-    const v = rd(c, LBR_FROM + ((((tos - k) % n) + n) % n));
+    const v = rd(c, LEGACY_FROM0 + ((((tos - k) % n) + n) % n));
     if (v !== 0n) out.push(v & ((1n << 63n) - 1n)); // strip the format-3 MISPRED flag
   }
   return out;
@@ -110,8 +107,8 @@ function legacyFroms(c: Cpu): bigint[] {
 
 function archFroms(c: Cpu): bigint[] {
   const out: bigint[] = [];
-  for (let i = 0; i < Number(rd(c, 0x14cf)); i++) {
-    const v = rd(c, ARCH_FROM + i);
+  for (let i = 0; i < Number(rd(c, LBR_DEPTH)); i++) {
+    const v = rd(c, LBR_FROM0 + i);
     if (v !== 0n) out.push(v);
   }
   return out;
@@ -173,10 +170,10 @@ describe('v4 streamlined freeze on SKYLAKE: LBR_FRZ (GLOBAL_STATUS[58]) (§2.6, 
     wr(c, DEBUGCTL, DBG_LBR | FREEZE_LBRS_ON_PMI);
     c.step(unit(1));
     expect(legacyFroms(c)).toEqual([fromOf(0)]);
-    wr(c, STATUS_RESET, 1n); // clears only the counter's bit
+    wr(c, GLOBAL_STATUS_RESET, 1n); // clears only the counter's bit
     c.step(unit(2));
     expect(legacyFroms(c)).toEqual([fromOf(0)]);
-    wr(c, STATUS_RESET, LBR_FRZ);
+    wr(c, GLOBAL_STATUS_RESET, LBR_FRZ);
     expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(0n);
     c.step(unit(3));
     expect(legacyFroms(c)).toEqual([fromOf(3), fromOf(0)]);
@@ -196,10 +193,10 @@ describe('LBR_FRZ set through STATUS_SET freezes like a hardware freeze (§2.8; 
     it(`${p.name}: recording stops while bit 58 is set and resumes when STATUS_RESET clears it`, () => {
       const c = armed(p, { k: 1000 });
       c.step(unit(0));
-      wr(c, 0x391, LBR_FRZ);
+      wr(c, GLOBAL_STATUS_SET, LBR_FRZ);
       expect(rd(c, GLOBAL_STATUS)).toBe(LBR_FRZ);
       c.step(unit(1));
-      wr(c, STATUS_RESET, LBR_FRZ);
+      wr(c, GLOBAL_STATUS_RESET, LBR_FRZ);
       c.step(unit(2));
       const froms = p.archLbr === undefined ? legacyFroms(c) : archFroms(c);
       expect(froms).toEqual([fromOf(2), fromOf(0)]);
@@ -217,7 +214,7 @@ describe('Arch LBR freeze on SAPPHIRE_RAPIDS (§3.6)', () => {
     expect(rd(c, DEBUGCTL)).toBe(FREEZE_LBRS_ON_PMI);
     c.step(unit(2));
     expect(archFroms(c)).toEqual([fromOf(1), fromOf(0)]);
-    wr(c, STATUS_RESET, LBR_FRZ);
+    wr(c, GLOBAL_STATUS_RESET, LBR_FRZ);
     c.step(unit(3));
     expect(archFroms(c)).toEqual([fromOf(3), fromOf(1), fromOf(0)]);
   });
@@ -258,7 +255,7 @@ describe('no freeze without a PMI (D6) or without FREEZE_LBRS_ON_PMI', () => {
 describe('the freeze happens even when LVTPC is masked (§4.4: freeze at PMI generation, LAPIC drops it)', () => {
   it('v2: no PMI delivered, but DEBUGCTL.LBR is cleared', () => {
     const c = armed(V2, { k: 1, unmask: false });
-    expect(rd(c, LVTPC) & (1n << 16n)).toBe(1n << 16n);
+    expect(rd(c, X2APIC_LVTPC) & (1n << 16n)).toBe(1n << 16n);
     expect(c.step(unit(0))).toBeNull();
     expect(rd(c, DEBUGCTL)).toBe(FREEZE_LBRS_ON_PMI);
     c.step(unit(1));
@@ -279,8 +276,8 @@ describe('the freeze happens even when LVTPC is masked (§4.4: freeze at PMI gen
   it('after a delivered PMI LVTPC is masked, yet a second PMI-enabled overflow still freezes', () => {
     const c = armed(SKYLAKE, { k: 1 });
     expect(c.step(unit(0))).not.toBeNull();
-    expect(rd(c, LVTPC) & (1n << 16n)).toBe(1n << 16n);
-    wr(c, STATUS_RESET, LBR_FRZ | 1n);
+    expect(rd(c, X2APIC_LVTPC) & (1n << 16n)).toBe(1n << 16n);
+    wr(c, GLOBAL_STATUS_RESET, LBR_FRZ | 1n);
     wr(c, A_PMC0, SKYLAKE.gpMask); // overflows on the next branch
     expect(c.step(unit(1))).toBeNull();
     expect(rd(c, GLOBAL_STATUS)).toBe(LBR_FRZ | 1n);

@@ -4,29 +4,23 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  type Access,
-  type Branch,
+  BRANCH_KINDS,
   type BranchKind,
   Cpu,
-  defineProfile,
-  leaf0aEax,
-  leaf0aEdx,
+  DEBUGCTL,
+  LBR_CTL,
+  LBR_DEPTH,
+  LBR_FROM0,
+  LBR_INFO0,
+  LBR_TO0,
+  PERF_CAPABILITIES,
   type Profile,
   perfCaps,
   SAPPHIRE_RAPIDS,
 } from '../../../src/model/hw/index.js';
+import { br, isGp, KERNEL, part, rd, USER, userBranches, wr } from './parts.js';
 
-// MSR addresses as pmu-semantics.md §2.1 lists them.
-const LBR_CTL = 0x14ce;
-const LBR_DEPTH = 0x14cf;
-const FROM = 0x1500;
-const TO = 0x1600;
-const INFO = 0x1200;
-const DEBUGCTL = 0x1d9;
-
-const USER = 0x401000n;
-const KERNEL = 0xffffffff81000000n;
-
+// IA32_LBR_CTL fields (§3.2).
 const LBREN = 1n;
 const OS = 1n << 1n;
 const USR = 1n << 2n;
@@ -36,37 +30,19 @@ const CAPTURE_ALL = LBREN | OS | USR | ALL_TYPES;
 
 /** A small Arch LBR part: CPUID.1CH registers as given, PMU v5. */
 function archProfile(name: string, leaf1c: { eax: number; ebx: number; ecx: number }): Profile {
-  return defineProfile({
+  return part({
+    v: 5,
     name,
-    family: 6,
     model: 0x97,
-    leaf0a: { eax: leaf0aEax(5, 4, 48, 8), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48, true) },
-    pdcm: true,
-    perfCapabilities: perfCaps({ lbrFmt: 0x3f, fwWrite: true }),
+    evLen: 8,
+    anyDeprecated: true,
+    caps: perfCaps({ lbrFmt: 0x3f, fwWrite: true }),
     leaf1c: { ...leaf1c, edx: 0 },
   });
 }
 
 const BARE = archProfile('arch-bare', { eax: 0b1010, ebx: 0, ecx: 0 }); // depths 16, 32; no filters or INFO fields
 const DEEP = archProfile('arch-deep', { eax: 0x81, ebx: 0x7, ecx: 0x7 }); // depths 8 and 64
-
-function val(a: Access, what: string): bigint {
-  if (!a.ok) throw new Error(`${what}: unexpected #GP (${a.gp})`);
-  return a.value;
-}
-const rd = (c: Cpu, msr: number) => val(c.rdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
-const wr = (c: Cpu, msr: number, v: bigint) => val(c.wrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
-const isGp = (a: Access) => !a.ok;
-
-function br(kind: BranchKind, from: bigint, to: bigint, extra: Partial<Branch> = {}): Branch {
-  return { kind, from, to, ...extra };
-}
-
-function userBranches(n: number, kind: BranchKind = 'NEAR_REL_JMP'): Branch[] {
-  return Array.from({ length: n }, (_, i) =>
-    br(kind, USER + BigInt(i) * 0x10n, USER + 0x8000n + BigInt(i) * 0x10n),
-  );
-}
 
 function capturing(p: Profile, ctl = CAPTURE_ALL): Cpu {
   const c = new Cpu(p);
@@ -76,18 +52,8 @@ function capturing(p: Profile, ctl = CAPTURE_ALL): Cpu {
 
 /** FROM of entries 0..n-1 (entry 0 newest). */
 function froms(c: Cpu, n: number): bigint[] {
-  return Array.from({ length: n }, (_, i) => rd(c, FROM + i));
+  return Array.from({ length: n }, (_, i) => rd(c, LBR_FROM0 + i));
 }
-
-const KINDS: BranchKind[] = [
-  'COND',
-  'NEAR_REL_JMP',
-  'NEAR_IND_JMP',
-  'NEAR_REL_CALL',
-  'NEAR_IND_CALL',
-  'NEAR_RET',
-  'FAR',
-];
 
 describe('IA32_LBR_CTL legality follows CPUID.1CH:EBX (§3.2)', () => {
   it('SAPPHIRE_RAPIDS: every bit of 0x7F000F is legal; every other bit #GPs', () => {
@@ -150,15 +116,15 @@ describe('IA32_LBR_DEPTH (§3.3; D25)', () => {
   it('any accepted write zeroes every record, the current value included; a #GP write does not', () => {
     const c = capturing(SAPPHIRE_RAPIDS);
     c.step({ cpl: 3, cycles: 10, branches: userBranches(5) });
-    expect(rd(c, FROM)).not.toBe(0n);
+    expect(rd(c, LBR_FROM0)).not.toBe(0n);
     expect(isGp(c.wrmsr(LBR_DEPTH, 12n))).toBe(true);
-    expect(rd(c, FROM)).toBe(userBranches(5)[4]!.from);
+    expect(rd(c, LBR_FROM0)).toBe(userBranches(5)[4]!.from);
     wr(c, LBR_DEPTH, 32n);
     expect(rd(c, LBR_DEPTH)).toBe(32n);
     for (let i = 0; i < 32; i++) {
-      expect(rd(c, FROM + i)).toBe(0n);
-      expect(rd(c, TO + i)).toBe(0n);
-      expect(rd(c, INFO + i)).toBe(0n);
+      expect(rd(c, LBR_FROM0 + i)).toBe(0n);
+      expect(rd(c, LBR_TO0 + i)).toBe(0n);
+      expect(rd(c, LBR_INFO0 + i)).toBe(0n);
     }
     expect(rd(c, LBR_CTL)).toBe(CAPTURE_ALL);
   });
@@ -166,7 +132,7 @@ describe('IA32_LBR_DEPTH (§3.3; D25)', () => {
   it('record MSRs at or beyond the current depth #GP on read and write (D24)', () => {
     const c = new Cpu(SAPPHIRE_RAPIDS);
     wr(c, LBR_DEPTH, 8n);
-    for (const base of [FROM, TO, INFO]) {
+    for (const base of [LBR_FROM0, LBR_TO0, LBR_INFO0]) {
       expect(c.rdmsr(base + 7).ok).toBe(true);
       expect(isGp(c.rdmsr(base + 8))).toBe(true);
       expect(isGp(c.wrmsr(base + 8, 0n))).toBe(true);
@@ -174,9 +140,9 @@ describe('IA32_LBR_DEPTH (§3.3; D25)', () => {
       expect(isGp(c.rdmsr(base + 32))).toBe(true);
     }
     wr(c, LBR_DEPTH, 32n);
-    expect(c.rdmsr(FROM + 31).ok).toBe(true);
-    expect(isGp(c.rdmsr(FROM + 32))).toBe(true);
-    expect(new Cpu(DEEP).rdmsr(FROM + 63).ok).toBe(true);
+    expect(c.rdmsr(LBR_FROM0 + 31).ok).toBe(true);
+    expect(isGp(c.rdmsr(LBR_FROM0 + 32))).toBe(true);
+    expect(new Cpu(DEEP).rdmsr(LBR_FROM0 + 63).ok).toBe(true);
   });
 });
 
@@ -186,8 +152,8 @@ describe('record order: entry 0 is the newest (§3.4)', () => {
     const b = userBranches(3);
     for (const x of b) c.step({ cpl: 3, branches: [x] });
     expect(froms(c, 4)).toEqual([b[2]!.from, b[1]!.from, b[0]!.from, 0n]);
-    expect(rd(c, TO)).toBe(b[2]!.to);
-    expect(rd(c, TO + 2)).toBe(b[0]!.to);
+    expect(rd(c, LBR_TO0)).toBe(b[2]!.to);
+    expect(rd(c, LBR_TO0 + 2)).toBe(b[0]!.to);
   });
 
   it('keeps only the newest `depth` records', () => {
@@ -205,16 +171,16 @@ describe('record order: entry 0 is the newest (§3.4)', () => {
 
   it('a record MSR write reads back; FROM/TO must be canonical, INFO 55:16 reserved (D24)', () => {
     const c = new Cpu(SAPPHIRE_RAPIDS);
-    expect(wr(c, FROM + 5, KERNEL)).toBe(KERNEL);
-    expect(rd(c, FROM + 5)).toBe(KERNEL);
-    expect(wr(c, TO + 5, USER)).toBe(USER);
-    expect(isGp(c.wrmsr(FROM + 5, 0x0000_8000_0000_0000n))).toBe(true);
-    expect(isGp(c.wrmsr(TO + 5, 1n << 63n))).toBe(true);
+    expect(wr(c, LBR_FROM0 + 5, KERNEL)).toBe(KERNEL);
+    expect(rd(c, LBR_FROM0 + 5)).toBe(KERNEL);
+    expect(wr(c, LBR_TO0 + 5, USER)).toBe(USER);
+    expect(isGp(c.wrmsr(LBR_FROM0 + 5, 0x0000_8000_0000_0000n))).toBe(true);
+    expect(isGp(c.wrmsr(LBR_TO0 + 5, 1n << 63n))).toBe(true);
     const info = (0xfn << 60n) | (0xfn << 56n) | 0xffffn;
-    expect(wr(c, INFO + 5, info)).toBe(info);
-    expect(isGp(c.wrmsr(INFO + 5, 1n << 16n))).toBe(true);
-    expect(isGp(c.wrmsr(INFO + 5, 1n << 55n))).toBe(true);
-    expect(rd(c, INFO + 5)).toBe(info);
+    expect(wr(c, LBR_INFO0 + 5, info)).toBe(info);
+    expect(isGp(c.wrmsr(LBR_INFO0 + 5, 1n << 16n))).toBe(true);
+    expect(isGp(c.wrmsr(LBR_INFO0 + 5, 1n << 55n))).toBe(true);
+    expect(rd(c, LBR_INFO0 + 5)).toBe(info);
   });
 });
 
@@ -252,7 +218,7 @@ describe('positive filtering in IA32_LBR_CTL (§3.2, §3.6)', () => {
   for (const [kind, b] of captureBit) {
     it(`bit ${b} alone captures ${kind} and nothing else`, () => {
       const c = capturing(SAPPHIRE_RAPIDS, LBREN | OS | USR | (1n << BigInt(b)));
-      const all = KINDS.map((k, i) => br(k, USER + BigInt(i) * 0x10n, USER + 0x1000n));
+      const all = BRANCH_KINDS.map((k, i) => br(k, USER + BigInt(i) * 0x10n, USER + 0x1000n));
       c.step({ cpl: 3, branches: all });
       expect(froms(c, 2)).toEqual([all.find((x) => x.kind === kind)!.from, 0n]);
     });
@@ -260,7 +226,7 @@ describe('positive filtering in IA32_LBR_CTL (§3.2, §3.6)', () => {
 
   it('without CPL or branch-type filtering enumerated (EBX = 0), LBREn alone captures everything', () => {
     const c = capturing(BARE, LBREN);
-    const all = KINDS.map((k, i) => br(k, USER + BigInt(i) * 0x10n, USER + 0x1000n));
+    const all = BRANCH_KINDS.map((k, i) => br(k, USER + BigInt(i) * 0x10n, USER + 0x1000n));
     c.step({ cpl: 3, branches: all });
     c.step({ cpl: 0, branches: [br('COND', KERNEL, KERNEL + 4n)] });
     expect(froms(c, 8)).toEqual([KERNEL, ...all.map((x) => x.from).reverse()]);
@@ -281,7 +247,7 @@ describe('IA32_LBR_x_INFO encoding (§3.4; D23, D28)', () => {
     it(`${kind}: BR_TYPE (59:56) = ${t}`, () => {
       const c = capturing(SAPPHIRE_RAPIDS);
       c.step({ cpl: 3, branches: [br(kind, USER, USER + 0x40n)] });
-      expect((rd(c, INFO) >> 56n) & 0xfn).toBe(t);
+      expect((rd(c, LBR_INFO0) >> 56n) & 0xfn).toBe(t);
     });
   }
 
@@ -292,10 +258,10 @@ describe('IA32_LBR_x_INFO encoding (§3.4; D23, D28)', () => {
       cycles: 300,
       branches: [br('NEAR_REL_CALL', USER, USER + 0x40n, { mispredict: true })],
     });
-    expect(rd(c, INFO)).toBe((1n << 63n) | (1n << 60n) | (4n << 56n) | 300n);
+    expect(rd(c, LBR_INFO0)).toBe((1n << 63n) | (1n << 60n) | (4n << 56n) | 300n);
     c.step({ cpl: 3, cycles: 100_000, branches: [br('COND', USER, USER + 0x40n)] });
-    expect(rd(c, INFO)).toBe((1n << 60n) | 0xffffn);
-    expect(rd(c, INFO + 1)).toBe((1n << 63n) | (1n << 60n) | (4n << 56n) | 300n);
+    expect(rd(c, LBR_INFO0)).toBe((1n << 60n) | 0xffffn);
+    expect(rd(c, LBR_INFO0 + 1)).toBe((1n << 63n) | (1n << 60n) | (4n << 56n) | 300n);
   });
 
   it('the second branch of a unit records CYC_CNT 0 (D23)', () => {
@@ -305,16 +271,16 @@ describe('IA32_LBR_x_INFO encoding (§3.4; D23, D28)', () => {
       cycles: 50,
       branches: [br('COND', USER, USER + 4n), br('COND', USER + 8n, USER + 12n)],
     });
-    expect(rd(c, INFO + 1) & 0xffffn).toBe(50n);
-    expect(rd(c, INFO) & 0xffffn).toBe(0n);
-    expect(rd(c, INFO) & (1n << 60n)).toBe(1n << 60n);
+    expect(rd(c, LBR_INFO0 + 1) & 0xffffn).toBe(50n);
+    expect(rd(c, LBR_INFO0) & 0xffffn).toBe(0n);
+    expect(rd(c, LBR_INFO0) & (1n << 60n)).toBe(1n << 60n);
   });
 
   it('each field appears only when CPUID.1CH:ECX enumerates it (0 MISPRED, 1 timed, 2 BR_TYPE)', () => {
     const info = (ecx: number) => {
       const c = capturing(archProfile(`arch-ecx${ecx}`, { eax: 1, ebx: 0, ecx }), LBREN);
       c.step({ cpl: 3, cycles: 77, branches: [br('NEAR_RET', USER, USER + 4n, { mispredict: true })] });
-      return rd(c, INFO);
+      return rd(c, LBR_INFO0);
     };
     expect(info(0)).toBe(0n);
     expect(info(1)).toBe(1n << 63n);
@@ -338,7 +304,7 @@ describe('legacy LBR interfaces on an Arch LBR part (§2.12, §3.6; §7 item 18)
     const c = capturing(SAPPHIRE_RAPIDS);
     expect(rd(c, DEBUGCTL)).toBe(0n);
     c.step({ cpl: 3, branches: userBranches(1) });
-    expect(rd(c, FROM)).toBe(USER);
+    expect(rd(c, LBR_FROM0)).toBe(USER);
   });
 
   it('MSR_LBR_SELECT, MSR_LASTBRANCH_TOS and the 0x680/0x6C0/0xDC0 records #GP', () => {
@@ -350,7 +316,7 @@ describe('legacy LBR interfaces on an Arch LBR part (§2.12, §3.6; §7 item 18)
   });
 
   it('reports LBR_FMT 0x3F in PERF_CAPABILITIES[5:0] (§2.10)', () => {
-    expect(rd(new Cpu(SAPPHIRE_RAPIDS), 0x345) & 0x3fn).toBe(0x3fn);
+    expect(rd(new Cpu(SAPPHIRE_RAPIDS), PERF_CAPABILITIES) & 0x3fn).toBe(0x3fn);
   });
 });
 
@@ -372,15 +338,15 @@ describe('Arch LBR call-stack mode (LBR_CTL bit 3; D21)', () => {
         .reverse(),
       0n,
     ]);
-    expect(rd(c, TO + 7)).toBe(0n);
-    expect(rd(c, INFO + 7)).toBe(0n);
+    expect(rd(c, LBR_TO0 + 7)).toBe(0n);
+    expect(rd(c, LBR_INFO0 + 7)).toBe(0n);
   });
 
   it('call, call, return leaves the first call as entry 0', () => {
     const c = capturing(SAPPHIRE_RAPIDS, CAPTURE_ALL | CALL_STACK);
     c.step({ cpl: 3, branches: [CALL_A, CALL_B, RET_B] });
     expect(froms(c, 2)).toEqual([CALL_A.from, 0n]);
-    expect(rd(c, TO)).toBe(CALL_A.to);
+    expect(rd(c, LBR_TO0)).toBe(CALL_A.to);
   });
 
   it('without CALL_STACK the return is recorded', () => {

@@ -4,30 +4,37 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  type Access,
+  BRANCH_KINDS,
   type Branch,
   type BranchKind,
   Cpu,
-  defineProfile,
-  leaf0aEax,
-  leaf0aEdx,
+  DEBUGCTL,
+  GLOBAL_CTRL,
+  LBR_SELECT,
+  LBR_TOS,
+  PERFEVTSEL0,
+  PMC0,
   type Profile,
   perfCaps,
   SKYLAKE,
 } from '../../../src/model/hw/index.js';
-
-// MSR addresses as pmu-semantics.md §2.1 lists them.
-const LBR_SELECT = 0x1c8;
-const LBR_TOS = 0x1c9;
-const DEBUGCTL = 0x1d9;
-const FROM = 0x680;
-const TO = 0x6c0;
-const INFO = 0xdc0;
-const PERFEVTSEL0 = 0x186;
-const PMC0 = 0xc1;
-
-const USER = 0x401000n;
-const KERNEL = 0xffffffff81000000n;
+import {
+  br,
+  EN,
+  isGp,
+  KERNEL,
+  
+  LEGACY_FROM0,
+  LEGACY_INFO0,
+  LEGACY_TO0,
+  OS,
+  part,
+  rd,
+  USER,
+  USR,
+  userBranches,
+  wr,
+} from './parts.js';
 
 interface LegacyOpts {
   readonly fmt: number;
@@ -40,42 +47,21 @@ interface LegacyOpts {
 
 function legacyProfile(o: LegacyOpts): Profile {
   const select = o.select ?? true;
-  return defineProfile({
+  return part({
+    v: o.version ?? 4,
     name: `legacy-fmt${o.fmt}`,
-    family: 6,
     model: 0x3c,
-    leaf0a: { eax: leaf0aEax(o.version ?? 4, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-    pdcm: true,
-    perfCapabilities: perfCaps({ lbrFmt: o.fmt, fwWrite: true }),
+    caps: perfCaps({ lbrFmt: o.fmt, fwWrite: true }),
     legacyLbr: {
       depth: o.depth ?? 16,
-      fromBase: FROM,
-      toBase: TO,
-      ...(o.fmt === 5 || o.fmt === 7 ? { infoBase: INFO } : {}),
+      fromBase: LEGACY_FROM0,
+      toBase: LEGACY_TO0,
+      ...(o.fmt === 5 || o.fmt === 7 ? { infoBase: LEGACY_INFO0 } : {}),
       select,
       callStack: o.callStack ?? select,
     },
     ...(o.tsx !== undefined ? { tsx: o.tsx } : {}),
   });
-}
-
-function val(a: Access, what: string): bigint {
-  if (!a.ok) throw new Error(`${what}: unexpected #GP (${a.gp})`);
-  return a.value;
-}
-const rd = (c: Cpu, msr: number) => val(c.rdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
-const wr = (c: Cpu, msr: number, v: bigint) => val(c.wrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
-const isGp = (a: Access) => !a.ok;
-
-function br(kind: BranchKind, from: bigint, to: bigint, extra: Partial<Branch> = {}): Branch {
-  return { kind, from, to, ...extra };
-}
-
-/** n distinct user-mode branches of one kind. */
-function userBranches(n: number, kind: BranchKind = 'NEAR_REL_JMP'): Branch[] {
-  return Array.from({ length: n }, (_, i) =>
-    br(kind, USER + BigInt(i) * 0x10n, USER + 0x8000n + BigInt(i) * 0x10n),
-  );
 }
 
 /** The records newest first, per §2.13: the k-th most recent lives at (TOS - k) mod N. */
@@ -85,7 +71,7 @@ function newestFirst(c: Cpu): { from: bigint; to: bigint }[] {
   const out: { from: bigint; to: bigint }[] = [];
   for (let k = 0; k < n; k++) {
     const i = (((tos - k) % n) + n) % n;
-    out.push({ from: rd(c, FROM + i), to: rd(c, TO + i) });
+    out.push({ from: rd(c, LEGACY_FROM0 + i), to: rd(c, LEGACY_TO0 + i) });
   }
   return out;
 }
@@ -101,13 +87,13 @@ describe('SKYLAKE built-in legacy LBR geometry (§2.13 model table)', () => {
     const c = new Cpu(SKYLAKE);
     expect(SKYLAKE.lbrFmt).toBe(5);
     for (let i = 0; i < 32; i++) {
-      expect(c.rdmsr(FROM + i).ok).toBe(true);
-      expect(c.rdmsr(TO + i).ok).toBe(true);
-      expect(c.rdmsr(INFO + i).ok).toBe(true);
+      expect(c.rdmsr(LEGACY_FROM0 + i).ok).toBe(true);
+      expect(c.rdmsr(LEGACY_TO0 + i).ok).toBe(true);
+      expect(c.rdmsr(LEGACY_INFO0 + i).ok).toBe(true);
     }
-    expect(isGp(c.rdmsr(FROM + 32))).toBe(true);
-    expect(isGp(c.rdmsr(TO + 32))).toBe(true);
-    expect(isGp(c.rdmsr(INFO + 32))).toBe(true);
+    expect(isGp(c.rdmsr(LEGACY_FROM0 + 32))).toBe(true);
+    expect(isGp(c.rdmsr(LEGACY_TO0 + 32))).toBe(true);
+    expect(isGp(c.rdmsr(LEGACY_INFO0 + 32))).toBe(true);
     expect(c.rdmsr(LBR_SELECT).ok).toBe(true);
     expect(c.rdmsr(LBR_TOS).ok).toBe(true);
   });
@@ -127,7 +113,8 @@ describe('SKYLAKE built-in legacy LBR geometry (§2.13 model table)', () => {
   });
 
   it('has no INFO MSRs on a format without LBR_INFO (§2.1: INFO only for LBR_FMT 5, 7)', () => {
-    for (const fmt of [1, 2, 3, 4, 6]) expect(isGp(new Cpu(legacyProfile({ fmt })).rdmsr(INFO))).toBe(true);
+    for (const fmt of [1, 2, 3, 4, 6])
+      expect(isGp(new Cpu(legacyProfile({ fmt })).rdmsr(LEGACY_INFO0))).toBe(true);
   });
 });
 
@@ -135,16 +122,7 @@ describe('MSR_LBR_SELECT (§2.13; D18)', () => {
   it('resets to 0, so every branch is captured', () => {
     const c = enabled(SKYLAKE);
     expect(rd(c, LBR_SELECT)).toBe(0n);
-    const kinds: BranchKind[] = [
-      'COND',
-      'NEAR_REL_JMP',
-      'NEAR_IND_JMP',
-      'NEAR_REL_CALL',
-      'NEAR_IND_CALL',
-      'NEAR_RET',
-      'FAR',
-    ];
-    c.step({ cpl: 3, branches: kinds.map((k, i) => br(k, USER + BigInt(i), USER + 0x100n)) });
+    c.step({ cpl: 3, branches: BRANCH_KINDS.map((k, i) => br(k, USER + BigInt(i), USER + 0x100n)) });
     c.step({ cpl: 0, branches: [br('COND', KERNEL, KERNEL + 0x40n)] });
     expect(rd(c, LBR_TOS)).toBe(8n);
   });
@@ -230,8 +208,8 @@ describe('MSR_LASTBRANCH_TOS (§2.13; D19)', () => {
     const b = userBranches(6);
     for (const x of b) c.step({ cpl: 3, branches: [x] });
     expect(rd(c, LBR_TOS)).toBe(6n % 4n);
-    expect(rd(c, FROM + 2)).toBe(b[5]!.from);
-    expect(rd(c, TO + 2)).toBe(b[5]!.to);
+    expect(rd(c, LEGACY_FROM0 + 2)).toBe(b[5]!.from);
+    expect(rd(c, LEGACY_TO0 + 2)).toBe(b[5]!.to);
     expect(newestFirst(c).map((r) => r.from)).toEqual([b[5]!.from, b[4]!.from, b[3]!.from, b[2]!.from]);
   });
 
@@ -241,10 +219,10 @@ describe('MSR_LASTBRANCH_TOS (§2.13; D19)', () => {
     expect(rd(c, LBR_TOS)).toBe(31n);
     c.step({ cpl: 3, branches: [br('COND', USER, USER + 4n)] });
     expect(rd(c, LBR_TOS)).toBe(0n);
-    expect(rd(c, FROM)).toBe(USER);
+    expect(rd(c, LEGACY_FROM0)).toBe(USER);
     wr(c, LBR_TOS, 7n);
     c.step({ cpl: 3, branches: [br('COND', USER + 8n, USER + 12n)] });
-    expect(rd(c, FROM + 8)).toBe(USER + 8n);
+    expect(rd(c, LEGACY_FROM0 + 8)).toBe(USER + 8n);
   });
 
   it('#GPs a write >= depth and keeps the old TOS', () => {
@@ -268,8 +246,8 @@ describe('recording needs DEBUGCTL.LBR (§4.7)', () => {
     wr(c, DEBUGCTL, 1n);
     c.step({ cpl: 3, branches: [br('COND', USER, USER + 0x10n)] });
     expect(rd(c, LBR_TOS)).toBe(1n);
-    expect(rd(c, FROM + 1)).toBe(USER);
-    expect(rd(c, TO + 1)).toBe(USER + 0x10n);
+    expect(rd(c, LEGACY_FROM0 + 1)).toBe(USER);
+    expect(rd(c, LEGACY_TO0 + 1)).toBe(USER + 0x10n);
     wr(c, DEBUGCTL, 0n);
     c.step({ cpl: 3, branches: userBranches(2) });
     expect(rd(c, LBR_TOS)).toBe(1n);
@@ -293,64 +271,64 @@ describe('LBR_FMT encodings (§2.13 format table)', () => {
   for (const fmt of [1, 2]) {
     it(`format ${fmt}: FROM and TO are the plain 64-bit addresses, the MISPRED flag is nowhere`, () => {
       const { cpu, tos } = record1(fmt, br('FAR', KERNEL, USER, { mispredict: true }), 50);
-      expect(rd(cpu, FROM + tos)).toBe(KERNEL);
-      expect(rd(cpu, TO + tos)).toBe(USER);
+      expect(rd(cpu, LEGACY_FROM0 + tos)).toBe(KERNEL);
+      expect(rd(cpu, LEGACY_TO0 + tos)).toBe(USER);
     });
   }
 
   it('format 3: MISPRED in FROM bit 63 over a 63-bit sign-extended address; TO is the address', () => {
     const a = record1(3, br('COND', USER, USER + 0x40n, { mispredict: true }));
-    expect(rd(a.cpu, FROM + a.tos)).toBe((1n << 63n) | USER);
-    expect(rd(a.cpu, TO + a.tos)).toBe(USER + 0x40n);
+    expect(rd(a.cpu, LEGACY_FROM0 + a.tos)).toBe((1n << 63n) | USER);
+    expect(rd(a.cpu, LEGACY_TO0 + a.tos)).toBe(USER + 0x40n);
     const b = record1(3, br('COND', KERNEL, KERNEL + 0x40n, { mispredict: false }));
-    expect(rd(b.cpu, FROM + b.tos)).toBe(0x7fffffff81000000n); // bit 63 = 0: predicted
-    expect(rd(b.cpu, TO + b.tos)).toBe(KERNEL + 0x40n);
+    expect(rd(b.cpu, LEGACY_FROM0 + b.tos)).toBe(0x7fffffff81000000n); // bit 63 = 0: predicted
+    expect(rd(b.cpu, LEGACY_TO0 + b.tos)).toBe(KERNEL + 0x40n);
     const c = record1(3, br('COND', KERNEL, KERNEL + 0x40n, { mispredict: true }));
-    expect(rd(c.cpu, FROM + c.tos)).toBe(KERNEL);
+    expect(rd(c.cpu, LEGACY_FROM0 + c.tos)).toBe(KERNEL);
   });
 
   it('format 4: MISPRED 63, IN_TX 62 and TSX_ABORT 61 clear outside a transaction, 60:48 sign extension', () => {
     const a = record1(4, br('COND', KERNEL, KERNEL + 0x40n, { mispredict: true }));
-    expect(rd(a.cpu, FROM + a.tos)).toBe(0x9fffffff81000000n);
-    expect(rd(a.cpu, TO + a.tos)).toBe(KERNEL + 0x40n);
+    expect(rd(a.cpu, LEGACY_FROM0 + a.tos)).toBe(0x9fffffff81000000n);
+    expect(rd(a.cpu, LEGACY_TO0 + a.tos)).toBe(KERNEL + 0x40n);
     const b = record1(4, br('COND', USER, USER + 0x40n));
-    expect(rd(b.cpu, FROM + b.tos)).toBe(USER);
+    expect(rd(b.cpu, LEGACY_FROM0 + b.tos)).toBe(USER);
   });
 
   it('format 5: FROM/TO are pure addresses; INFO has MISPRED in bit 63 and the cycle count in 15:0 (D23)', () => {
     const a = record1(5, br('NEAR_IND_CALL', KERNEL, KERNEL + 0x100n, { mispredict: true }), 1234);
-    expect(rd(a.cpu, FROM + a.tos)).toBe(KERNEL);
-    expect(rd(a.cpu, TO + a.tos)).toBe(KERNEL + 0x100n);
-    expect(rd(a.cpu, INFO + a.tos)).toBe((1n << 63n) | 1234n);
+    expect(rd(a.cpu, LEGACY_FROM0 + a.tos)).toBe(KERNEL);
+    expect(rd(a.cpu, LEGACY_TO0 + a.tos)).toBe(KERNEL + 0x100n);
+    expect(rd(a.cpu, LEGACY_INFO0 + a.tos)).toBe((1n << 63n) | 1234n);
     const b = record1(5, br('COND', USER, USER + 8n), 7);
-    expect(rd(b.cpu, INFO + b.tos)).toBe(7n);
+    expect(rd(b.cpu, LEGACY_INFO0 + b.tos)).toBe(7n);
   });
 
   it('format 6: MISPRED in FROM bit 63; TO carries the cycle count in 63:48 over a 48-bit address', () => {
     const a = record1(6, br('COND', KERNEL, KERNEL + 0x80n, { mispredict: true }), 0x1234);
-    expect(rd(a.cpu, FROM + a.tos)).toBe(KERNEL);
-    expect(rd(a.cpu, TO + a.tos)).toBe((0x1234n << 48n) | ((KERNEL + 0x80n) & 0xffff_ffff_ffffn));
+    expect(rd(a.cpu, LEGACY_FROM0 + a.tos)).toBe(KERNEL);
+    expect(rd(a.cpu, LEGACY_TO0 + a.tos)).toBe((0x1234n << 48n) | ((KERNEL + 0x80n) & 0xffff_ffff_ffffn));
     const b = record1(6, br('COND', KERNEL, USER), 3);
-    expect(rd(b.cpu, FROM + b.tos)).toBe(0x7fffffff81000000n);
-    expect(rd(b.cpu, TO + b.tos)).toBe((3n << 48n) | USER);
+    expect(rd(b.cpu, LEGACY_FROM0 + b.tos)).toBe(0x7fffffff81000000n);
+    expect(rd(b.cpu, LEGACY_TO0 + b.tos)).toBe((3n << 48n) | USER);
   });
 
   it('format 7: like 5, INFO with MISPRED 63 and cycles 15:0', () => {
     const a = record1(7, br('NEAR_RET', KERNEL, USER, { mispredict: true }), 99);
-    expect(rd(a.cpu, FROM + a.tos)).toBe(KERNEL);
-    expect(rd(a.cpu, TO + a.tos)).toBe(USER);
-    expect(rd(a.cpu, INFO + a.tos)).toBe((1n << 63n) | 99n);
+    expect(rd(a.cpu, LEGACY_FROM0 + a.tos)).toBe(KERNEL);
+    expect(rd(a.cpu, LEGACY_TO0 + a.tos)).toBe(USER);
+    expect(rd(a.cpu, LEGACY_INFO0 + a.tos)).toBe((1n << 63n) | 99n);
   });
 
   it('cycle counts: cycles since the previous record, saturating at 0xFFFF; a second branch of a unit gets 0 (D23)', () => {
     const c = enabled(SKYLAKE);
     c.step({ cpl: 3, cycles: 5 });
     c.step({ cpl: 3, cycles: 7, branches: [br('COND', USER, USER + 4n), br('COND', USER + 8n, USER + 12n)] });
-    expect(rd(c, INFO + 1)).toBe(12n);
-    expect(rd(c, INFO + 2)).toBe(0n);
+    expect(rd(c, LEGACY_INFO0 + 1)).toBe(12n);
+    expect(rd(c, LEGACY_INFO0 + 2)).toBe(0n);
     c.step({ cpl: 3, cycles: 40_000 });
     c.step({ cpl: 3, cycles: 40_000, branches: [br('COND', USER, USER + 4n)] });
-    expect(rd(c, INFO + 3)).toBe(0xffffn);
+    expect(rd(c, LEGACY_INFO0 + 3)).toBe(0xffffn);
   });
 });
 
@@ -359,68 +337,71 @@ describe('LBR record write legality (§2.13, §5; D20)', () => {
 
   it('format 5 (SKYLAKE): FROM/TO must be canonical; canonical values read back', () => {
     const c = new Cpu(SKYLAKE);
-    expect(wr(c, FROM + 3, KERNEL)).toBe(KERNEL);
-    expect(rd(c, FROM + 3)).toBe(KERNEL);
-    expect(wr(c, TO + 3, USER)).toBe(USER);
-    expect(isGp(c.wrmsr(FROM + 3, NONCANON))).toBe(true);
-    expect(isGp(c.wrmsr(TO + 3, NONCANON))).toBe(true);
-    expect(isGp(c.wrmsr(FROM + 3, (1n << 63n) | USER))).toBe(true); // no flag bits in FROM on format 5
-    expect(rd(c, FROM + 3)).toBe(KERNEL);
+    expect(wr(c, LEGACY_FROM0 + 3, KERNEL)).toBe(KERNEL);
+    expect(rd(c, LEGACY_FROM0 + 3)).toBe(KERNEL);
+    expect(wr(c, LEGACY_TO0 + 3, USER)).toBe(USER);
+    expect(isGp(c.wrmsr(LEGACY_FROM0 + 3, NONCANON))).toBe(true);
+    expect(isGp(c.wrmsr(LEGACY_TO0 + 3, NONCANON))).toBe(true);
+    // no flag bits in FROM on format 5
+    expect(isGp(c.wrmsr(LEGACY_FROM0 + 3, (1n << 63n) | USER))).toBe(true);
+    expect(rd(c, LEGACY_FROM0 + 3)).toBe(KERNEL);
   });
 
   it('format 5 INFO: MISPRED, IN_TX, TSX_ABORT and cycles 15:0 are writable, 60:16 reserved', () => {
     const c = new Cpu(SKYLAKE);
     const v = (7n << 61n) | 0xffffn;
-    expect(wr(c, INFO, v)).toBe(v);
-    expect(rd(c, INFO)).toBe(v);
-    for (const b of [16, 40, 60]) expect(isGp(c.wrmsr(INFO, 1n << BigInt(b)))).toBe(true);
-    expect(rd(c, INFO)).toBe(v);
+    expect(wr(c, LEGACY_INFO0, v)).toBe(v);
+    expect(rd(c, LEGACY_INFO0)).toBe(v);
+    for (const b of [16, 40, 60]) expect(isGp(c.wrmsr(LEGACY_INFO0, 1n << BigInt(b)))).toBe(true);
+    expect(rd(c, LEGACY_INFO0)).toBe(v);
   });
 
   it('format 7 INFO has no TSX bits (62:61 #GP)', () => {
     const c = new Cpu(legacyProfile({ fmt: 7 }));
-    expect(wr(c, INFO, (1n << 63n) | 5n)).toBe((1n << 63n) | 5n);
-    expect(isGp(c.wrmsr(INFO, 1n << 62n))).toBe(true);
-    expect(isGp(c.wrmsr(INFO, 1n << 61n))).toBe(true);
+    expect(wr(c, LEGACY_INFO0, (1n << 63n) | 5n)).toBe((1n << 63n) | 5n);
+    expect(isGp(c.wrmsr(LEGACY_INFO0, 1n << 62n))).toBe(true);
+    expect(isGp(c.wrmsr(LEGACY_INFO0, 1n << 61n))).toBe(true);
   });
 
   for (const fmt of [3, 6]) {
     it(`format ${fmt}: FROM bit 63 (MISPRED) is free, 62:47 must be a sign extension`, () => {
       const c = new Cpu(legacyProfile({ fmt }));
-      expect(wr(c, FROM, (1n << 63n) | USER)).toBe((1n << 63n) | USER);
-      expect(wr(c, FROM, 0x7fffffff81000000n)).toBe(0x7fffffff81000000n);
-      expect(isGp(c.wrmsr(FROM, (1n << 62n) | USER))).toBe(true);
-      expect(isGp(c.wrmsr(FROM, NONCANON))).toBe(true);
+      expect(wr(c, LEGACY_FROM0, (1n << 63n) | USER)).toBe((1n << 63n) | USER);
+      expect(wr(c, LEGACY_FROM0, 0x7fffffff81000000n)).toBe(0x7fffffff81000000n);
+      expect(isGp(c.wrmsr(LEGACY_FROM0, (1n << 62n) | USER))).toBe(true);
+      expect(isGp(c.wrmsr(LEGACY_FROM0, NONCANON))).toBe(true);
     });
   }
 
   it('format 6: TO bits 63:48 hold the cycle count, so any value is accepted', () => {
     const c = new Cpu(legacyProfile({ fmt: 6 }));
-    expect(wr(c, TO, (0xabcdn << 48n) | 0x8000_0000_0000n)).toBe((0xabcdn << 48n) | 0x8000_0000_0000n);
+    expect(wr(c, LEGACY_TO0, (0xabcdn << 48n) | 0x8000_0000_0000n)).toBe(
+      (0xabcdn << 48n) | 0x8000_0000_0000n,
+    );
   });
 
   it('format 3: TO must be canonical', () => {
     const c = new Cpu(legacyProfile({ fmt: 3 }));
-    expect(isGp(c.wrmsr(TO, (1n << 63n) | USER))).toBe(true);
-    expect(wr(c, TO, KERNEL)).toBe(KERNEL);
+    expect(isGp(c.wrmsr(LEGACY_TO0, (1n << 63n) | USER))).toBe(true);
+    expect(wr(c, LEGACY_TO0, KERNEL)).toBe(KERNEL);
   });
 
   it('format 4 without TSX: FROM bits 62:61 must equal bit 60, so a recorded kernel FROM cannot be written back raw', () => {
     const c = enabled(legacyProfile({ fmt: 4, tsx: false }));
     c.step({ cpl: 0, branches: [br('COND', KERNEL, KERNEL + 4n)] });
-    const raw = rd(c, FROM + 1);
+    const raw = rd(c, LEGACY_FROM0 + 1);
     expect(raw & (3n << 61n)).toBe(0n); // hardware-recorded entries have 62:61 = 0
-    expect(isGp(c.wrmsr(FROM + 1, raw))).toBe(true);
-    expect(wr(c, FROM + 1, raw | (3n << 61n))).toBe(raw | (3n << 61n));
-    expect(isGp(c.wrmsr(FROM, (1n << 61n) | USER))).toBe(true);
-    expect(wr(c, FROM, (1n << 63n) | USER)).toBe((1n << 63n) | USER);
+    expect(isGp(c.wrmsr(LEGACY_FROM0 + 1, raw))).toBe(true);
+    expect(wr(c, LEGACY_FROM0 + 1, raw | (3n << 61n))).toBe(raw | (3n << 61n));
+    expect(isGp(c.wrmsr(LEGACY_FROM0, (1n << 61n) | USER))).toBe(true);
+    expect(wr(c, LEGACY_FROM0, (1n << 63n) | USER)).toBe((1n << 63n) | USER);
   });
 
   it('format 4 with TSX: IN_TX and TSX_ABORT (62:61) are free flag bits', () => {
     const c = new Cpu(legacyProfile({ fmt: 4, tsx: true }));
-    expect(wr(c, FROM, (7n << 61n) | USER)).toBe((7n << 61n) | USER);
-    expect(wr(c, FROM, 0x9fffffff81000000n)).toBe(0x9fffffff81000000n);
-    expect(isGp(c.wrmsr(FROM, (1n << 60n) | USER))).toBe(true);
+    expect(wr(c, LEGACY_FROM0, (7n << 61n) | USER)).toBe((7n << 61n) | USER);
+    expect(wr(c, LEGACY_FROM0, 0x9fffffff81000000n)).toBe(0x9fffffff81000000n);
+    expect(isGp(c.wrmsr(LEGACY_FROM0, (1n << 60n) | USER))).toBe(true);
   });
 });
 
@@ -436,20 +417,20 @@ describe('call-stack mode (LBR_SELECT bit 9; §4.7, D21)', () => {
     expect(rd(c, LBR_TOS)).toBe(2n);
     c.step({ cpl: 3, branches: [RET_B] });
     expect(rd(c, LBR_TOS)).toBe(1n);
-    expect(rd(c, FROM + 1)).toBe(CALL_A.from);
-    expect(rd(c, FROM + 2)).toBe(0n);
-    expect(rd(c, TO + 2)).toBe(0n);
-    expect(rd(c, INFO + 2)).toBe(0n);
+    expect(rd(c, LEGACY_FROM0 + 1)).toBe(CALL_A.from);
+    expect(rd(c, LEGACY_FROM0 + 2)).toBe(0n);
+    expect(rd(c, LEGACY_TO0 + 2)).toBe(0n);
+    expect(rd(c, LEGACY_INFO0 + 2)).toBe(0n);
     c.step({ cpl: 3, branches: [CALL_B] });
     expect(rd(c, LBR_TOS)).toBe(2n);
-    expect(rd(c, FROM + 2)).toBe(CALL_B.from);
+    expect(rd(c, LEGACY_FROM0 + 2)).toBe(CALL_B.from);
   });
 
   it('without bit 9 a return is an ordinary record', () => {
     const c = enabled(SKYLAKE);
     c.step({ cpl: 3, branches: [CALL_A, CALL_B, RET_B] });
     expect(rd(c, LBR_TOS)).toBe(3n);
-    expect(rd(c, FROM + 3)).toBe(RET_B.from);
+    expect(rd(c, LEGACY_FROM0 + 3)).toBe(RET_B.from);
   });
 
   it('a return the filter suppresses (bit 5) does not pop', () => {
@@ -457,15 +438,15 @@ describe('call-stack mode (LBR_SELECT bit 9; §4.7, D21)', () => {
     wr(c, LBR_SELECT, (1n << 9n) | (1n << 5n));
     c.step({ cpl: 3, branches: [CALL_A, CALL_B, RET_B] });
     expect(rd(c, LBR_TOS)).toBe(2n);
-    expect(rd(c, FROM + 2)).toBe(CALL_B.from);
+    expect(rd(c, LEGACY_FROM0 + 2)).toBe(CALL_B.from);
   });
 });
 
 describe('LBR_INSERTS (event 0xE4, umask 0x01; §1.4)', () => {
   function counting(p: Profile): Cpu {
     const c = new Cpu(p);
-    wr(c, PERFEVTSEL0, (1n << 22n) | (1n << 17n) | (1n << 16n) | 0x01e4n);
-    wr(c, 0x38f, 1n);
+    wr(c, PERFEVTSEL0, EN | OS | USR | 0x01e4n);
+    wr(c, GLOBAL_CTRL, 1n);
     return c;
   }
 

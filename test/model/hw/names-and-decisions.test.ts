@@ -49,6 +49,57 @@ describe('the decision list (every [U] fact the model relies on)', () => {
   });
 });
 
+describe('MSR addresses the model exports are the SDM\'s (pmu-semantics.md §2.1)', () => {
+  it('pins every family base', async () => {
+    const m = await import('../../../src/model/hw/index.js');
+    expect({
+      PMC0: m.PMC0,
+      A_PMC0: m.A_PMC0,
+      PERFEVTSEL0: m.PERFEVTSEL0,
+      FIXED_CTR0: m.FIXED_CTR0,
+      PERF_METRICS: m.PERF_METRICS,
+      PERF_CAPABILITIES: m.PERF_CAPABILITIES,
+      FIXED_CTR_CTRL: m.FIXED_CTR_CTRL,
+      GLOBAL_STATUS: m.GLOBAL_STATUS,
+      GLOBAL_CTRL: m.GLOBAL_CTRL,
+      GLOBAL_STATUS_RESET: m.GLOBAL_STATUS_RESET,
+      GLOBAL_STATUS_SET: m.GLOBAL_STATUS_SET,
+      GLOBAL_INUSE: m.GLOBAL_INUSE,
+      DEBUGCTL: m.DEBUGCTL,
+      LBR_SELECT: m.LBR_SELECT,
+      LBR_TOS: m.LBR_TOS,
+      LBR_CTL: m.LBR_CTL,
+      LBR_DEPTH: m.LBR_DEPTH,
+      LBR_FROM0: m.LBR_FROM0,
+      LBR_TO0: m.LBR_TO0,
+      LBR_INFO0: m.LBR_INFO0,
+      X2APIC_LVTPC: m.X2APIC_LVTPC,
+    }).toEqual({
+      PMC0: 0xc1,
+      A_PMC0: 0x4c1,
+      PERFEVTSEL0: 0x186,
+      FIXED_CTR0: 0x309,
+      PERF_METRICS: 0x329,
+      PERF_CAPABILITIES: 0x345,
+      FIXED_CTR_CTRL: 0x38d,
+      GLOBAL_STATUS: 0x38e,
+      GLOBAL_CTRL: 0x38f,
+      GLOBAL_STATUS_RESET: 0x390,
+      GLOBAL_STATUS_SET: 0x391,
+      GLOBAL_INUSE: 0x392,
+      DEBUGCTL: 0x1d9,
+      LBR_SELECT: 0x1c8,
+      LBR_TOS: 0x1c9,
+      LBR_CTL: 0x14ce,
+      LBR_DEPTH: 0x14cf,
+      LBR_FROM0: 0x1500,
+      LBR_TO0: 0x1600,
+      LBR_INFO0: 0x1200,
+      X2APIC_LVTPC: 0x834,
+    });
+  });
+});
+
 describe('MSR names (for messages and user input)', () => {
   it('resolves architectural names in any case, and hex or decimal addresses', () => {
     expect(msrAddress('IA32_PERF_GLOBAL_CTRL')).toBe(0x38f);

@@ -4,33 +4,22 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  type Access,
+  A_PMC0,
   Cpu,
-  defineProfile,
-  leaf0aEax,
-  leaf0aEdx,
+  DEBUGCTL,
+  FIXED_CTR_CTRL,
+  FIXED_CTR0,
+  GLOBAL_CTRL,
+  GLOBAL_STATUS,
+  GLOBAL_STATUS_RESET,
+  PERFEVTSEL0,
+  PMC0,
   type Profile,
-  perfCaps,
   SKYLAKE,
-  type WorkUnit,
+  X2APIC_LVTPC,
 } from '../../../src/model/hw/index.js';
+import { EN, FW_WRITE, INSTR, INT, instr, LVT_NMI, OS, part, rd, USR, wr } from './parts.js';
 
-const PMC0 = 0xc1;
-const A_PMC0 = 0x4c1;
-const EVTSEL0 = 0x186;
-const FIXED_CTR0 = 0x309;
-const FIXED_CTR_CTRL = 0x38d;
-const GLOBAL_STATUS = 0x38e;
-const GLOBAL_CTRL = 0x38f;
-const STATUS_RESET = 0x390;
-const DEBUGCTL = 0x1d9;
-const LVTPC = 0x834;
-
-const USR = 1n << 16n;
-const OS = 1n << 17n;
-const INT = 1n << 20n;
-const EN = 1n << 22n;
-const INSTR = 0xc0n;
 const CYCLES = 0x3cn;
 const COUNT_INSTR = EN | OS | USR | INSTR;
 const COUNT_CYCLES = EN | OS | USR | CYCLES;
@@ -40,42 +29,15 @@ const FREEZE_PERFMON_ON_PMI = 1n << 12n;
 const LVT_MASKED = 0x1_0000n;
 /** LVTPC: Fixed delivery, vector 0xEF, unmasked. */
 const LVT_FIXED_EF = 0xefn;
-/** LVTPC: NMI delivery (10:8 = 100b), unmasked. */
-const LVT_NMI = 0x400n;
 
 const ALL_ONES_48 = 0xffff_ffff_ffffn;
-
-/** A part of version `v` with 2 GP and 3 fixed counters of the given widths and full-width writes. */
-function part(v: number, gpWidth = 48, fixedWidth = 48): Profile {
-  return defineProfile({
-    name: `v${v}-test`,
-    family: 6,
-    model: 0x55,
-    leaf0a: { eax: leaf0aEax(v, 2, gpWidth, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, fixedWidth) },
-    pdcm: true,
-    perfCapabilities: perfCaps({ fwWrite: true }),
-  });
-}
-
-function value(a: Access): bigint {
-  if (!a.ok) throw new Error(`unexpected #GP: ${a.gp}`);
-  return a.value;
-}
-
-function wr(cpu: Cpu, msr: number, v: bigint): void {
-  const a = cpu.wrmsr(msr, v);
-  if (!a.ok) throw new Error(`unexpected #GP: ${a.gp}`);
-}
-
-const rd = (cpu: Cpu, msr: number): bigint => value(cpu.rdmsr(msr));
-const instr = (n: number): WorkUnit => ({ cpl: 3, instructions: n });
 
 /** SKYLAKE with PMC0 preset to 2^48 - k, counting instructions with the given extra EVTSEL bits. */
 function armed(k: bigint, extra = 0n, lvt = LVT_FIXED_EF): Cpu {
   const cpu = new Cpu(SKYLAKE);
-  wr(cpu, LVTPC, lvt);
+  wr(cpu, X2APIC_LVTPC, lvt);
   wr(cpu, A_PMC0, (1n << 48n) - k);
-  wr(cpu, EVTSEL0, COUNT_INSTR | extra);
+  wr(cpu, PERFEVTSEL0, COUNT_INSTR | extra);
   return cpu;
 }
 
@@ -112,7 +74,7 @@ describe('overflow at the all-ones boundary (§4.3)', () => {
   it('a legacy write of 0x80000000 leaves 2^31 counts to overflow at 48 bits (§4.8 example)', () => {
     const cpu = new Cpu(SKYLAKE);
     wr(cpu, PMC0 + 1, 0x8000_0000n);
-    wr(cpu, EVTSEL0 + 1, COUNT_INSTR);
+    wr(cpu, PERFEVTSEL0 + 1, COUNT_INSTR);
     cpu.step(instr(0x7fff_ffff));
     expect(rd(cpu, PMC0 + 1)).toBe(ALL_ONES_48);
     expect(rd(cpu, GLOBAL_STATUS)).toBe(0n);
@@ -122,9 +84,9 @@ describe('overflow at the all-ones boundary (§4.3)', () => {
   });
 
   it('the boundary follows the enumerated widths, here 32-bit GP and 40-bit fixed', () => {
-    const cpu = new Cpu(part(2, 32, 40));
+    const cpu = new Cpu(part({ v: 2, nGP: 2, gpWidth: 32, fixedWidth: 40, caps: FW_WRITE }));
     wr(cpu, PMC0, 0xffff_ffffn);
-    wr(cpu, EVTSEL0, COUNT_INSTR);
+    wr(cpu, PERFEVTSEL0, COUNT_INSTR);
     wr(cpu, FIXED_CTR0, 0xff_ffff_ffffn);
     wr(cpu, FIXED_CTR_CTRL, 0x3n);
     wr(cpu, GLOBAL_CTRL, 0x1_0000_0001n);
@@ -147,7 +109,7 @@ describe('status bit and PMI (§4.3, §7 item 9)', () => {
     const cpu = armed(1n);
     expect(cpu.step(instr(1))).toBeNull();
     expect(rd(cpu, GLOBAL_STATUS)).toBe(0x1n);
-    expect(rd(cpu, LVTPC)).toBe(LVT_FIXED_EF);
+    expect(rd(cpu, X2APIC_LVTPC)).toBe(LVT_FIXED_EF);
   });
 
   it('INT = 1 delivers a PMI at the end of the overflowing unit with the LVTPC vector', () => {
@@ -174,7 +136,7 @@ describe('status bit and PMI (§4.3, §7 item 9)', () => {
       [0xbn, true],
     ] as const) {
       const cpu = new Cpu(SKYLAKE);
-      wr(cpu, LVTPC, LVT_FIXED_EF);
+      wr(cpu, X2APIC_LVTPC, LVT_FIXED_EF);
       wr(cpu, FIXED_CTR0 + 2, ALL_ONES_48);
       wr(cpu, FIXED_CTR_CTRL, nibble << 8n);
       wr(cpu, GLOBAL_CTRL, 0x4_0000_0000n);
@@ -191,10 +153,10 @@ describe('status bit and PMI (§4.3, §7 item 9)', () => {
   });
 
   it('v1 has no GLOBAL_STATUS but still raises the PMI (§1.3 v1)', () => {
-    const cpu = new Cpu(part(1));
-    wr(cpu, LVTPC, LVT_FIXED_EF);
+    const cpu = new Cpu(part({ v: 1, nGP: 2, caps: FW_WRITE }));
+    wr(cpu, X2APIC_LVTPC, LVT_FIXED_EF);
     wr(cpu, PMC0, 0xffff_ffffn); // legacy write: all-ones at 48 bits
-    wr(cpu, EVTSEL0, COUNT_INSTR | INT);
+    wr(cpu, PERFEVTSEL0, COUNT_INSTR | INT);
     expect(cpu.step(instr(1))).toEqual({ vector: 0xef, nmi: false });
     expect(rd(cpu, PMC0)).toBe(0n);
     expect(cpu.rdmsr(GLOBAL_STATUS).ok).toBe(false);
@@ -205,13 +167,13 @@ describe('LVTPC masking (§4.4, §7 item 10, D7, D10)', () => {
   it('delivery sets the LVTPC mask bit', () => {
     const cpu = armed(1n, INT);
     cpu.step(instr(1));
-    expect(rd(cpu, LVTPC)).toBe(LVT_MASKED | LVT_FIXED_EF);
+    expect(rd(cpu, X2APIC_LVTPC)).toBe(LVT_MASKED | LVT_FIXED_EF);
   });
 
   it('LVTPC resets masked, so nothing is delivered, but the status bit is set (D7)', () => {
     const cpu = new Cpu(SKYLAKE);
     wr(cpu, A_PMC0, ALL_ONES_48);
-    wr(cpu, EVTSEL0, COUNT_INSTR | INT);
+    wr(cpu, PERFEVTSEL0, COUNT_INSTR | INT);
     expect(cpu.step(instr(1))).toBeNull();
     expect(rd(cpu, GLOBAL_STATUS)).toBe(0x1n);
   });
@@ -222,7 +184,7 @@ describe('LVTPC masking (§4.4, §7 item 10, D7, D10)', () => {
     wr(cpu, A_PMC0, ALL_ONES_48);
     expect(cpu.step(instr(1))).toBeNull(); // LVTPC still masked from the first delivery
     expect(rd(cpu, GLOBAL_STATUS)).toBe(0x1n);
-    wr(cpu, LVTPC, LVT_FIXED_EF);
+    wr(cpu, X2APIC_LVTPC, LVT_FIXED_EF);
     expect(cpu.step(instr(1))).toBeNull();
     expect(cpu.step(instr(0))).toBeNull();
   });
@@ -230,7 +192,7 @@ describe('LVTPC masking (§4.4, §7 item 10, D7, D10)', () => {
   it('an overflow while the status bit is still set raises another PMI once unmasked (D10)', () => {
     const cpu = armed(1n, INT);
     expect(cpu.step(instr(1))).not.toBeNull();
-    wr(cpu, LVTPC, LVT_FIXED_EF);
+    wr(cpu, X2APIC_LVTPC, LVT_FIXED_EF);
     wr(cpu, A_PMC0, ALL_ONES_48);
     expect(cpu.step(instr(1))).toEqual({ vector: 0xef, nmi: false });
     expect(rd(cpu, GLOBAL_STATUS)).toBe(0x1n);
@@ -239,7 +201,7 @@ describe('LVTPC masking (§4.4, §7 item 10, D7, D10)', () => {
   it('several overflows in one unit give one PMI and all their status bits (D8)', () => {
     const cpu = armed(1n, INT);
     wr(cpu, A_PMC0 + 1, ALL_ONES_48 - 2n);
-    wr(cpu, EVTSEL0 + 1, COUNT_INSTR | INT);
+    wr(cpu, PERFEVTSEL0 + 1, COUNT_INSTR | INT);
     wr(cpu, FIXED_CTR0, ALL_ONES_48);
     wr(cpu, FIXED_CTR_CTRL, 0xbn);
     wr(cpu, GLOBAL_CTRL, 0x1_0000_000fn);
@@ -249,17 +211,26 @@ describe('LVTPC masking (§4.4, §7 item 10, D7, D10)', () => {
   });
 });
 
+/**
+ * FREEZE_PERFMON_ON_PMI set; PMC0 one count from overflow (INT as given), PMC1 counting cycles,
+ * FIXED_CTR0 instructions, all three enabled in GLOBAL_CTRL.
+ */
+function freezeArmed(p: Profile, intBit: bigint, lvt = LVT_FIXED_EF): Cpu {
+  const cpu = new Cpu(p);
+  wr(cpu, X2APIC_LVTPC, lvt);
+  wr(cpu, DEBUGCTL, FREEZE_PERFMON_ON_PMI);
+  wr(cpu, A_PMC0, ALL_ONES_48);
+  wr(cpu, PERFEVTSEL0, COUNT_INSTR | intBit);
+  wr(cpu, PERFEVTSEL0 + 1, COUNT_CYCLES);
+  wr(cpu, FIXED_CTR_CTRL, 0x3n);
+  wr(cpu, GLOBAL_CTRL, 0x1_0000_0003n);
+  return cpu;
+}
+
 describe('FREEZE_PERFMON_ON_PMI, v4: CTR_FRZ (§4.4, §4.5, §7 item 15)', () => {
-  /** PMC0 one count from overflow (INT as given), PMC1 counting cycles, FIXED_CTR0 instructions. */
+  /** SKYLAKE after `freezeArmed` and the unit that overflows PMC0. */
   function v4Frozen(intBit: bigint, lvt = LVT_FIXED_EF): Cpu {
-    const cpu = new Cpu(SKYLAKE);
-    wr(cpu, LVTPC, lvt);
-    wr(cpu, DEBUGCTL, FREEZE_PERFMON_ON_PMI);
-    wr(cpu, A_PMC0, ALL_ONES_48);
-    wr(cpu, EVTSEL0, COUNT_INSTR | intBit);
-    wr(cpu, EVTSEL0 + 1, COUNT_CYCLES);
-    wr(cpu, FIXED_CTR_CTRL, 0x3n);
-    wr(cpu, GLOBAL_CTRL, 0x1_0000_0003n);
+    const cpu = freezeArmed(SKYLAKE, intBit, lvt);
     cpu.step({ cpl: 3, instructions: 1, cycles: 10 });
     return cpu;
   }
@@ -278,10 +249,10 @@ describe('FREEZE_PERFMON_ON_PMI, v4: CTR_FRZ (§4.4, §4.5, §7 item 15)', () =>
     expect(rd(cpu, PMC0)).toBe(0n);
     expect(rd(cpu, PMC0 + 1)).toBe(10n);
     expect(rd(cpu, FIXED_CTR0)).toBe(1n);
-    wr(cpu, STATUS_RESET, 0x1n); // acknowledging the overflow alone does not unfreeze
+    wr(cpu, GLOBAL_STATUS_RESET, 0x1n); // acknowledging the overflow alone does not unfreeze
     cpu.step({ cpl: 3, instructions: 5, cycles: 20 });
     expect(rd(cpu, PMC0 + 1)).toBe(10n);
-    wr(cpu, STATUS_RESET, CTR_FRZ);
+    wr(cpu, GLOBAL_STATUS_RESET, CTR_FRZ);
     expect(rd(cpu, GLOBAL_STATUS)).toBe(0n);
     cpu.step({ cpl: 3, instructions: 5, cycles: 20 });
     expect(rd(cpu, PMC0)).toBe(5n);
@@ -317,7 +288,7 @@ describe('FREEZE_PERFMON_ON_PMI, v4: CTR_FRZ (§4.4, §4.5, §7 item 15)', () =>
 
   it('without FREEZE_PERFMON_ON_PMI a PMI freezes nothing', () => {
     const cpu = armed(1n, INT);
-    wr(cpu, EVTSEL0 + 1, COUNT_CYCLES);
+    wr(cpu, PERFEVTSEL0 + 1, COUNT_CYCLES);
     expect(cpu.step({ cpl: 3, instructions: 1, cycles: 10 })).not.toBeNull();
     expect(rd(cpu, GLOBAL_STATUS)).toBe(0x1n);
     cpu.step({ cpl: 3, cycles: 10 });
@@ -327,14 +298,7 @@ describe('FREEZE_PERFMON_ON_PMI, v4: CTR_FRZ (§4.4, §4.5, §7 item 15)', () =>
 
 describe('FREEZE_PERFMON_ON_PMI, v2/v3: GLOBAL_CTRL cleared (§4.4, §4.5, D9)', () => {
   it.each([2, 3])('v%i clears GLOBAL_CTRL; counting resumes when software rewrites it', (v) => {
-    const cpu = new Cpu(part(v));
-    wr(cpu, LVTPC, LVT_FIXED_EF);
-    wr(cpu, DEBUGCTL, FREEZE_PERFMON_ON_PMI);
-    wr(cpu, A_PMC0, ALL_ONES_48);
-    wr(cpu, EVTSEL0, COUNT_INSTR | INT);
-    wr(cpu, EVTSEL0 + 1, COUNT_CYCLES);
-    wr(cpu, FIXED_CTR_CTRL, 0x3n);
-    wr(cpu, GLOBAL_CTRL, 0x1_0000_0003n);
+    const cpu = freezeArmed(part({ v, nGP: 2, caps: FW_WRITE }), INT);
     expect(cpu.step({ cpl: 3, instructions: 1, cycles: 10 })).not.toBeNull();
     expect(rd(cpu, GLOBAL_CTRL)).toBe(0n);
     expect(rd(cpu, GLOBAL_STATUS)).toBe(0x1n); // no CTR_FRZ before v4
@@ -348,21 +312,21 @@ describe('FREEZE_PERFMON_ON_PMI, v2/v3: GLOBAL_CTRL cleared (§4.4, §4.5, D9)',
   });
 
   it('v2 does not freeze without a PMI-enabled overflow (D6)', () => {
-    const cpu = new Cpu(part(2));
+    const cpu = new Cpu(part({ v: 2, nGP: 2, caps: FW_WRITE }));
     wr(cpu, DEBUGCTL, FREEZE_PERFMON_ON_PMI);
     wr(cpu, A_PMC0, ALL_ONES_48);
-    wr(cpu, EVTSEL0, COUNT_INSTR);
+    wr(cpu, PERFEVTSEL0, COUNT_INSTR);
     cpu.step(instr(1));
     expect(rd(cpu, GLOBAL_CTRL)).toBe(0x3n);
   });
 
   it('v1 has no GLOBAL_CTRL to clear: counting goes on (D9)', () => {
-    const cpu = new Cpu(part(1));
-    wr(cpu, LVTPC, LVT_FIXED_EF);
+    const cpu = new Cpu(part({ v: 1, nGP: 2, caps: FW_WRITE }));
+    wr(cpu, X2APIC_LVTPC, LVT_FIXED_EF);
     wr(cpu, DEBUGCTL, FREEZE_PERFMON_ON_PMI);
     wr(cpu, PMC0, 0xffff_ffffn);
-    wr(cpu, EVTSEL0, COUNT_INSTR | INT);
-    wr(cpu, EVTSEL0 + 1, COUNT_CYCLES);
+    wr(cpu, PERFEVTSEL0, COUNT_INSTR | INT);
+    wr(cpu, PERFEVTSEL0 + 1, COUNT_CYCLES);
     expect(cpu.step({ cpl: 3, instructions: 1, cycles: 10 })).not.toBeNull();
     cpu.step({ cpl: 3, instructions: 4, cycles: 10 });
     expect(rd(cpu, PMC0)).toBe(4n);

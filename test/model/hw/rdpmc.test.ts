@@ -4,67 +4,20 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  type Access,
+  A_PMC0,
   Cpu,
-  defineProfile,
+  FIXED_CTR_CTRL,
+  FIXED_CTR0,
+  GLOBAL_CTRL,
   ICELAKE,
-  leaf0aEax,
-  leaf0aEdx,
   ModelError,
-  type Profile,
-  perfCaps,
+  PERF_METRICS,
+  PERFEVTSEL0,
+  PMC0,
   SAPPHIRE_RAPIDS,
   SKYLAKE,
 } from '../../../src/model/hw/index.js';
-
-const PMC0 = 0xc1;
-const A_PMC0 = 0x4c1;
-const EVTSEL0 = 0x186;
-const FIXED_CTR0 = 0x309;
-const PERF_METRICS = 0x329;
-const FIXED_CTR_CTRL = 0x38d;
-const GLOBAL_CTRL = 0x38f;
-
-const FIXED = 0x4000_0000;
-const METRICS = 0x2000_0000;
-
-interface Shape {
-  readonly v: number;
-  readonly nGP?: number;
-  readonly gpWidth?: number;
-  readonly nFixed?: number;
-  readonly fixedWidth?: number;
-  readonly ecx?: number;
-}
-
-function part(s: Shape): Profile {
-  return defineProfile({
-    name: `v${s.v}-test`,
-    family: 6,
-    model: 0x55,
-    leaf0a: {
-      eax: leaf0aEax(s.v, s.nGP ?? 2, s.gpWidth ?? 48, s.v === 0 ? 0 : 7),
-      ebx: 0,
-      ecx: s.ecx ?? 0,
-      edx: leaf0aEdx(s.nFixed ?? 3, s.fixedWidth ?? 48),
-    },
-    pdcm: true,
-    perfCapabilities: perfCaps({ fwWrite: true }),
-  });
-}
-
-function value(a: Access): bigint {
-  if (!a.ok) throw new Error(`unexpected #GP: ${a.gp}`);
-  return a.value;
-}
-
-function expectGp(a: Access): void {
-  expect(a.ok, a.ok ? `expected #GP, got 0x${a.value.toString(16)}` : '').toBe(false);
-}
-
-function expectOk(a: Access): void {
-  expect(a.ok, a.ok ? '' : `unexpected #GP: ${a.gp}`).toBe(true);
-}
+import { expectGp, expectOk, FW_WRITE, part, RDPMC_FIXED, RDPMC_METRICS, value } from './parts.js';
 
 describe('RDPMC type 0: GP counters (§4.9)', () => {
   it('reads GP counter i for ECX = i < nGP', () => {
@@ -79,7 +32,7 @@ describe('RDPMC type 0: GP counters (§4.9)', () => {
     expectGp(cpu.rdpmc(0x40)); // KUT: RDPMC(64) #GPs
     expectGp(cpu.rdpmc(0x100));
     expectGp(cpu.rdpmc(0xffff));
-    expectGp(new Cpu(part({ v: 2, nGP: 0, gpWidth: 0 })).rdpmc(0));
+    expectGp(new Cpu(part({ v: 2, nGP: 0, gpWidth: 0, caps: FW_WRITE })).rdpmc(0));
   });
 
   it('reads the same register as both MSR aliases (§2.2)', () => {
@@ -102,48 +55,48 @@ describe('RDPMC type 4000H: fixed counters (§4.9)', () => {
   it('reads fixed counter j for ECX = 4000_0000H + j', () => {
     const cpu = new Cpu(ICELAKE);
     for (let j = 0; j < 4; j++) expectOk(cpu.wrmsr(FIXED_CTR0 + j, BigInt(0x100 + j)));
-    for (let j = 0; j < 4; j++) expect(value(cpu.rdpmc(FIXED + j))).toBe(BigInt(0x100 + j));
+    for (let j = 0; j < 4; j++) expect(value(cpu.rdpmc(RDPMC_FIXED + j))).toBe(BigInt(0x100 + j));
   });
 
   it('#GPs for a counter that does not exist, or with ECX[15:5] set (§4.9)', () => {
     const cpu = new Cpu(SKYLAKE);
-    expectOk(cpu.rdpmc(FIXED + 2));
-    expectGp(cpu.rdpmc(FIXED + 3));
-    expectGp(cpu.rdpmc(FIXED + 0x20));
-    expectGp(cpu.rdpmc(FIXED + 0x100));
+    expectOk(cpu.rdpmc(RDPMC_FIXED + 2));
+    expectGp(cpu.rdpmc(RDPMC_FIXED + 3));
+    expectGp(cpu.rdpmc(RDPMC_FIXED + 0x20));
+    expectGp(cpu.rdpmc(RDPMC_FIXED + 0x100));
   });
 
   it('follows "i < EDX[4:0] or ECX[i]" on v5 (§1.2; SDM RDPMC text)', () => {
-    const cpu = new Cpu(part({ v: 5, nFixed: 1, ecx: 0b1001 }));
-    expectOk(cpu.rdpmc(FIXED + 0));
-    expectGp(cpu.rdpmc(FIXED + 1));
-    expectGp(cpu.rdpmc(FIXED + 2));
-    expectOk(cpu.rdpmc(FIXED + 3));
+    const cpu = new Cpu(part({ v: 5, nGP: 2, nFixed: 1, ecx: 0b1001, caps: FW_WRITE }));
+    expectOk(cpu.rdpmc(RDPMC_FIXED + 0));
+    expectGp(cpu.rdpmc(RDPMC_FIXED + 1));
+    expectGp(cpu.rdpmc(RDPMC_FIXED + 2));
+    expectOk(cpu.rdpmc(RDPMC_FIXED + 3));
   });
 
   it('#GPs on v1, whatever CPUID.0AH:EDX says (§1.2, §7 item 6)', () => {
-    expectGp(new Cpu(part({ v: 1, nFixed: 3 })).rdpmc(FIXED));
+    expectGp(new Cpu(part({ v: 1, nGP: 2, nFixed: 3, caps: FW_WRITE })).rdpmc(RDPMC_FIXED));
   });
 });
 
 describe('RDPMC type 2000H: PERF_METRICS (§2.11, §4.9)', () => {
   it('#GPs without PERF_CAPABILITIES[15]', () => {
-    expectGp(new Cpu(SKYLAKE).rdpmc(METRICS));
-    expectGp(new Cpu(part({ v: 5, nFixed: 4 })).rdpmc(METRICS));
+    expectGp(new Cpu(SKYLAKE).rdpmc(RDPMC_METRICS));
+    expectGp(new Cpu(part({ v: 5, nGP: 2, nFixed: 4, caps: FW_WRITE })).rdpmc(RDPMC_METRICS));
   });
 
   it('reads MSR_PERF_METRICS at index 0 where enumerated', () => {
     for (const p of [ICELAKE, SAPPHIRE_RAPIDS]) {
       const cpu = new Cpu(p);
       expectOk(cpu.wrmsr(PERF_METRICS, 0x1020_4080n));
-      expect(value(cpu.rdpmc(METRICS))).toBe(value(cpu.rdmsr(PERF_METRICS)));
+      expect(value(cpu.rdpmc(RDPMC_METRICS))).toBe(value(cpu.rdmsr(PERF_METRICS)));
     }
   });
 
   it('#GPs for any other metrics index (D34)', () => {
     const cpu = new Cpu(ICELAKE);
-    expectGp(cpu.rdpmc(METRICS + 1));
-    expectGp(cpu.rdpmc(METRICS + 0x10));
+    expectGp(cpu.rdpmc(RDPMC_METRICS + 1));
+    expectGp(cpu.rdpmc(RDPMC_METRICS + 0x10));
   });
 });
 
@@ -176,11 +129,11 @@ describe('RDPMC privilege (§4.9, §7 item 12)', () => {
     expect(cpu.cr4Pce).toBe(false);
     for (const cpl of [1, 2, 3]) {
       expectGp(cpu.rdpmc(0, cpl));
-      expectGp(cpu.rdpmc(FIXED, cpl));
-      expectGp(cpu.rdpmc(METRICS, cpl));
+      expectGp(cpu.rdpmc(RDPMC_FIXED, cpl));
+      expectGp(cpu.rdpmc(RDPMC_METRICS, cpl));
     }
     expectOk(cpu.rdpmc(0, 0));
-    expectOk(cpu.rdpmc(FIXED, 0));
+    expectOk(cpu.rdpmc(RDPMC_FIXED, 0));
   });
 
   it('CR4.PCE = 1 lets CPL 3 read', () => {
@@ -188,16 +141,16 @@ describe('RDPMC privilege (§4.9, §7 item 12)', () => {
     expectOk(cpu.wrmsr(A_PMC0 + 1, 0x99n));
     cpu.cr4Pce = true;
     expect(value(cpu.rdpmc(1, 3))).toBe(0x99n);
-    expectOk(cpu.rdpmc(FIXED + 1, 3));
+    expectOk(cpu.rdpmc(RDPMC_FIXED + 1, 3));
     expectGp(cpu.rdpmc(4, 3)); // PCE does not widen the index checks
   });
 });
 
 describe('RDPMC with version 0 (§4.9)', () => {
   it('#GPs: there is no architectural PMU to read', () => {
-    const cpu = new Cpu(part({ v: 0, nGP: 0, gpWidth: 0 }));
+    const cpu = new Cpu(part({ v: 0, nGP: 0, gpWidth: 0, evLen: 0, caps: FW_WRITE }));
     expectGp(cpu.rdpmc(0));
-    expectGp(cpu.rdpmc(FIXED));
+    expectGp(cpu.rdpmc(RDPMC_FIXED));
     cpu.cr4Pce = true;
     expectGp(cpu.rdpmc(0, 3));
   });
@@ -210,21 +163,21 @@ describe('RDPMC values are masked to the counter width (§4.9, §7 item 12)', ()
       [40, 0xff_ffff_ffffn],
     ];
     for (const [w, want] of cases) {
-      const cpu = new Cpu(part({ v: 2, gpWidth: w }));
+      const cpu = new Cpu(part({ v: 2, nGP: 2, gpWidth: w, caps: FW_WRITE }));
       expectOk(cpu.wrmsr(PMC0, 0xffff_ffffn));
       expect(value(cpu.rdpmc(0)), `gpWidth ${w}`).toBe(want);
     }
   });
 
   it('GP and fixed counters read their wrapped values after overflow', () => {
-    const cpu = new Cpu(part({ v: 2, gpWidth: 40, fixedWidth: 36 }));
+    const cpu = new Cpu(part({ v: 2, nGP: 2, gpWidth: 40, fixedWidth: 36, caps: FW_WRITE }));
     expectOk(cpu.wrmsr(A_PMC0, 0xff_ffff_fffen));
-    expectOk(cpu.wrmsr(EVTSEL0, 0x0043_00c0n)); // EN | OS | USR, instructions retired
+    expectOk(cpu.wrmsr(PERFEVTSEL0, 0x0043_00c0n)); // EN | OS | USR, instructions retired
     expectOk(cpu.wrmsr(FIXED_CTR0, 0xf_ffff_ffffn));
     expectOk(cpu.wrmsr(FIXED_CTR_CTRL, 0x3n));
     expectOk(cpu.wrmsr(GLOBAL_CTRL, 0x1_0000_0001n));
     cpu.step({ cpl: 0, instructions: 5 });
     expect(value(cpu.rdpmc(0))).toBe(3n);
-    expect(value(cpu.rdpmc(FIXED))).toBe(4n);
+    expect(value(cpu.rdpmc(RDPMC_FIXED))).toBe(4n);
   });
 });

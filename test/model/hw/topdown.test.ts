@@ -5,26 +5,24 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  type Access,
   Cpu,
-  defineProfile,
+  FIXED_CTR_CTRL,
+  FIXED_CTR0,
+  GLOBAL_CTRL,
+  GLOBAL_STATUS,
   ICELAKE,
-  leaf0aEax,
-  leaf0aEdx,
+  PERF_METRICS,
   type Profile,
   perfCaps,
   SAPPHIRE_RAPIDS,
   SKYLAKE,
   type TopdownSlots,
+  X2APIC_LVTPC,
 } from '../../../src/model/hw/index.js';
+import { LVT_NMI, part, RDPMC_METRICS, rd, wr } from './parts.js';
 
-const PERF_METRICS = 0x329;
-const FIXED_CTR3 = 0x30c;
-const FIXED_CTR_CTRL = 0x38d;
-const GLOBAL_STATUS = 0x38e;
-const GLOBAL_CTRL = 0x38f;
-const LVTPC = 0x834;
-const RDPMC_METRICS = 0x2000_0000;
+/** IA32_FIXED_CTR3, the SLOTS counter. */
+const FIXED_CTR3 = FIXED_CTR0 + 3;
 
 const EN_SLOTS = 1n << 35n;
 const EN_METRICS = 1n << 48n;
@@ -34,22 +32,18 @@ const CTR3_PMI = 0x8n << 12n;
 const METRICS_CLEAR_EN = 1n << 14n;
 
 /** PERF_METRICS with RDPMC metrics-clear mode (PERF_CAPABILITIES[19]). */
-const METRICS_CLEAR = defineProfile({
+const METRICS_CLEAR = part({
+  v: 5,
   name: 'metrics-clear',
-  family: 6,
   model: 0xbd,
-  leaf0a: { eax: leaf0aEax(5, 8, 48, 8), ebx: 0, ecx: 0xf, edx: leaf0aEdx(4, 48, true) },
-  pdcm: true,
-  perfCapabilities: perfCaps({ fwWrite: true, perfMetrics: true, metricsClear: true }),
+  nGP: 8,
+  evLen: 8,
+  ecx: 0xf,
+  nFixed: 4,
+  anyDeprecated: true,
+  caps: perfCaps({ fwWrite: true, perfMetrics: true, metricsClear: true }),
   topdownL2: true,
 });
-
-function val(a: Access, what: string): bigint {
-  if (!a.ok) throw new Error(`${what}: unexpected #GP (${a.gp})`);
-  return a.value;
-}
-const rd = (c: Cpu, msr: number) => val(c.rdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
-const wr = (c: Cpu, msr: number, v: bigint) => val(c.wrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
 
 /** FIXED_CTR3 counting at every ring, PERF_METRICS enabled unless told otherwise. */
 function slotsOn(p: Profile, opts: { metrics?: boolean; ctrl?: bigint } = {}): Cpu {
@@ -310,10 +304,10 @@ describe('FIXED_CTR3 overflow raises GLOBAL_STATUS[48] with bit 35 (§2.6, §2.1
 
   it("bit 48's PMI is FIXED_CTR3's PMI bit (D11)", () => {
     const quiet = nearOverflow(ICELAKE, true);
-    wr(quiet, LVTPC, 0x400n);
+    wr(quiet, X2APIC_LVTPC, LVT_NMI);
     expect(quiet.step({ cpl: 3, slots: L1 })).toBeNull();
     const loud = nearOverflow(ICELAKE, true, CTR3_ALL_RINGS | CTR3_PMI);
-    wr(loud, LVTPC, 0x400n);
+    wr(loud, X2APIC_LVTPC, LVT_NMI);
     expect(loud.step({ cpl: 3, slots: L1 })).toEqual({ vector: 0, nmi: true });
     expect(rd(loud, GLOBAL_STATUS)).toBe((1n << 35n) | (1n << 48n));
   });

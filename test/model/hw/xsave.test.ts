@@ -4,36 +4,22 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  type Access,
   type ArchLbrXsave,
   type Branch,
   Cpu,
-  defineProfile,
   ICELAKE,
-  leaf0aEax,
-  leaf0aEdx,
+  LBR_CTL,
+  LBR_DEPTH,
+  LBR_FROM0,
+  LBR_INFO0,
+  LBR_TO0,
   ModelError,
   perfCaps,
   SAPPHIRE_RAPIDS,
   SKYLAKE,
   xsaveSize,
 } from '../../../src/model/hw/index.js';
-
-const LBR_CTL = 0x14ce;
-const LBR_DEPTH = 0x14cf;
-const FROM = 0x1500;
-const TO = 0x1600;
-const INFO = 0x1200;
-
-const USER = 0x401000n;
-const CAPTURE_ALL = 0x7f0007n;
-
-function val(a: Access, what: string): bigint {
-  if (!a.ok) throw new Error(`${what}: unexpected #GP (${a.gp})`);
-  return a.value;
-}
-const rd = (c: Cpu, msr: number) => val(c.rdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
-const wr = (c: Cpu, msr: number, v: bigint) => val(c.wrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
+import { ARCH_CAPTURE_ALL, part, rd, USER, userBranches, wr } from './parts.js';
 
 function save(c: Cpu): ArchLbrXsave {
   const r = c.xsaves();
@@ -41,20 +27,16 @@ function save(c: Cpu): ArchLbrXsave {
   return r.area;
 }
 
-function branches(n: number, base = USER): Branch[] {
-  return Array.from({ length: n }, (_, i) => ({
-    kind: 'NEAR_REL_CALL' as const,
-    from: base + BigInt(i) * 0x10n,
-    to: base + 0x8000n + BigInt(i) * 0x10n,
-    mispredict: i % 2 === 0,
-  }));
+/** `n` distinct user-mode calls, every other one mispredicted. */
+function branches(n: number): Branch[] {
+  return userBranches(n, 'NEAR_REL_CALL').map((b, i) => ({ ...b, mispredict: i % 2 === 0 }));
 }
 
 /** A CPU at `depth` with `n` records (newest first in entry 0). */
 function withRecords(depth: number, n: number): Cpu {
   const c = new Cpu(SAPPHIRE_RAPIDS);
   wr(c, LBR_DEPTH, BigInt(depth));
-  wr(c, LBR_CTL, CAPTURE_ALL);
+  wr(c, LBR_CTL, ARCH_CAPTURE_ALL);
   c.step({ cpl: 3, cycles: 40, branches: branches(n) });
   return c;
 }
@@ -62,9 +44,9 @@ function withRecords(depth: number, n: number): Cpu {
 function records(c: Cpu): { from: bigint; to: bigint; info: bigint }[] {
   const d = Number(rd(c, LBR_DEPTH));
   return Array.from({ length: d }, (_, i) => ({
-    from: rd(c, FROM + i),
-    to: rd(c, TO + i),
-    info: rd(c, INFO + i),
+    from: rd(c, LBR_FROM0 + i),
+    to: rd(c, LBR_TO0 + i),
+    info: rd(c, LBR_INFO0 + i),
   }));
 }
 
@@ -72,7 +54,7 @@ describe('XSAVES of component 15 (§3.5 layout)', () => {
   it('saves lbr_ctl, lbr_depth, the LER fields and exactly `depth` {from,to,info} entries', () => {
     const c = withRecords(16, 5);
     const a = save(c);
-    expect(a.lbrCtl).toBe(CAPTURE_ALL);
+    expect(a.lbrCtl).toBe(ARCH_CAPTURE_ALL);
     expect(a.lbrDepth).toBe(16n);
     expect(a.lerFrom).toBe(0n);
     expect(a.lerTo).toBe(0n);
@@ -102,7 +84,7 @@ describe('XSAVES of component 15 (§3.5 layout)', () => {
     const before = records(c);
     save(c);
     expect(records(c)).toEqual(before);
-    expect(rd(c, LBR_CTL)).toBe(CAPTURE_ALL);
+    expect(rd(c, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
   });
 });
 
@@ -115,7 +97,7 @@ describe('XRSTORS of component 15 (§3.5; D26)', () => {
     wr(c, LBR_CTL, 0n);
     expect(records(c).every((r) => r.from === 0n)).toBe(true);
     expect(c.xrstors(a).ok).toBe(true);
-    expect(rd(c, LBR_CTL)).toBe(CAPTURE_ALL);
+    expect(rd(c, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
     expect(rd(c, LBR_DEPTH)).toBe(16n);
     expect(records(c)).toEqual(saved);
   });
@@ -141,7 +123,7 @@ describe('XRSTORS of component 15 (§3.5; D26)', () => {
     wr(dst, LBR_CTL, 0n);
     expect(dst.xrstors(a).ok).toBe(true);
     expect(rd(dst, LBR_DEPTH)).toBe(8n);
-    expect(rd(dst, LBR_CTL)).toBe(CAPTURE_ALL);
+    expect(rd(dst, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
     expect(records(dst)).toEqual(Array.from({ length: 8 }, () => ({ from: 0n, to: 0n, info: 0n })));
   });
 
@@ -157,19 +139,19 @@ describe('XRSTORS of component 15 (§3.5; D26)', () => {
     const c = withRecords(16, 4);
     const a = save(c);
     const before = records(c);
-    for (const ctl of [1n << 4n, 1n << 23n, 1n << 63n, CAPTURE_ALL | (1n << 15n)]) {
+    for (const ctl of [1n << 4n, 1n << 23n, 1n << 63n, ARCH_CAPTURE_ALL | (1n << 15n)]) {
       expect(c.xrstors({ ...a, lbrCtl: ctl }).ok).toBe(false);
-      expect(rd(c, LBR_CTL)).toBe(CAPTURE_ALL);
+      expect(rd(c, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
       expect(records(c)).toEqual(before);
     }
     const noCallStack = new Cpu(
-      defineProfile({
+      part({
+        v: 5,
         name: 'arch-no-callstack',
-        family: 6,
         model: 0x97,
-        leaf0a: { eax: leaf0aEax(5, 4, 48, 8), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48, true) },
-        pdcm: true,
-        perfCapabilities: perfCaps({ lbrFmt: 0x3f }),
+        evLen: 8,
+        anyDeprecated: true,
+        caps: perfCaps({ lbrFmt: 0x3f }),
         leaf1c: { eax: 0x2, ebx: 0x3, ecx: 0x7, edx: 0 },
       }),
     );
@@ -191,7 +173,7 @@ describe('XRSTORS of component 15 (§3.5; D26)', () => {
     expect(c.xrstors(bad(7, { to: 1n << 63n })).ok).toBe(false);
     expect(c.xrstors(bad(0, { info: 1n << 20n })).ok).toBe(false);
     expect(records(c)).toEqual(before);
-    expect(rd(c, LBR_CTL)).toBe(CAPTURE_ALL);
+    expect(rd(c, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
   });
 
   it('a malformed area (entries.length != lbrDepth) is a programming error: ModelError', () => {
