@@ -1,0 +1,121 @@
+/**
+ * Where the host perf model departs from the kernel or simplifies it, with the choice made and
+ * why. Code cites these by id ("H3"). Same shape as model/hw's decisions (D1...).
+ */
+
+import type { Decision } from '../hw/index.js';
+
+export const HOST_DECISIONS: readonly Decision[] = [
+  {
+    id: 'H1',
+    question: 'Which GLOBAL_CTRL bits perf enables in host mode, and what perf_guest_get_msrs returns.',
+    choice:
+      'Host: the active counters of events without exclude_host. Guest: the active counters of events without exclude_guest. Idle counters are left out.',
+    why: 'The kernel writes intel_ctrl (every counter) minus intel_ctrl_guest_mask / host_mask; an idle counter has EN and its fixed nibble clear, so counting is the same, and the value read back names exactly the counters in use.',
+    ref: 'arch/x86/events/intel/core.c __intel_pmu_enable_all, intel_guest_get_msrs',
+  },
+  {
+    id: 'H2',
+    question: 'What perf does on a pCPU that is in guest mode.',
+    choice:
+      'handleNmi may run in guest mode: it stands for VM-exit, the handler, VM-entry, so it ends with the guest GLOBAL_CTRL and leaves DEBUGCTL (reloaded by VM-entry) alone. Every other operation that programs a pCPU requires host mode and throws a ModelError otherwise; reading a count does not.',
+    why: 'On hardware perf only runs after a VM-exit; the VMX layer above owns the switch, and a loud error beats silently clobbering guest state.',
+    ref: 'design.md "Layers"; arch/x86/kvm/vmx/vmx.c vmx_vcpu_run',
+  },
+  {
+    id: 'H3',
+    question: 'Scope of attr.exclusive.',
+    choice: 'An exclusive event goes on only when no event is active on the CPU, and then nothing else goes on.',
+    why: 'The kernel checks the event list of its own context and type plus the per-CPU exclusive flag; the brief asks that an exclusive event share the PMU with nothing.',
+    ref: 'kernel/events/core.c group_can_go_on',
+  },
+  {
+    id: 'H4',
+    question: 'How LBR users on one CPU share the facility, and how a host LBR event wins over the guest LBR event.',
+    choice:
+      'All LBR users active on a CPU must have the same filter (the EXTRA_REG_LBR shared register); the guest LBR event (vlbr) has a filter of its own that matches nothing else. An event whose filter differs from the one in use cannot be scheduled: pinned goes to ERROR, flexible stays INACTIVE.',
+    why: 'This is the shared-register constraint of intel_shared_regs_constraints; the kernel reaches the same result for vlbr through its own constraint and scheduling priority (seed 000: the host event takes over, the guest event is no longer ACTIVE).',
+    ref: 'arch/x86/events/intel/core.c __intel_shared_reg_get_constraints, intel_vlbr_constraints',
+  },
+  {
+    id: 'H5',
+    question: 'How many LBR records a sample carries.',
+    choice: 'Newest first, up to the first record whose FROM is zero.',
+    why: 'Arch LBR reads stop there, and legacy call-stack reads too; legacy non-call-stack reads return the whole ring, zero records included, which tells a reader nothing.',
+    ref: 'arch/x86/events/intel/lbr.c intel_pmu_lbr_read_64, intel_pmu_arch_lbr_read',
+  },
+  {
+    id: 'H6',
+    question: 'Skipping a call-stack restore when nobody touched the LBRs since the save.',
+    choice: 'Always restore a saved stack.',
+    why: 'The kernel skips the restore when last_task_ctx and log_id match; the skip saves MSR writes and changes no value.',
+    ref: 'arch/x86/events/intel/lbr.c __intel_pmu_lbr_restore',
+  },
+  {
+    id: 'H7',
+    question: 'What of perf core is not modelled.',
+    choice:
+      'No event groups (every event leads its own), no time_enabled/time_running, no throttling, no frequency mode, no PEBS, no topdown metric events, no cgroups, no inherit.',
+    why: 'None of them changes which counter an event gets or what a guest can observe in the scenarios the suite runs; each can be added behind the same interface.',
+    ref: 'kernel/events/core.c',
+  },
+  {
+    id: 'H8',
+    question: 'A raw config of the form event 0x00, umask j+1 (Linux pseudo-encodings 0x0100..0x0700).',
+    choice:
+      'It counts only on fixed counter j; perf_event_open fails with EINVAL when that counter does not exist.',
+    why: 'The kernel keeps the fixed-only constraint and the event could never be scheduled; refusing it at open is what callers (KVM) can act on.',
+    ref: 'arch/x86/events/intel/core.c FIXED_EVENT_CONSTRAINT, intel_pmu_check_event_constraints',
+  },
+  {
+    id: 'H9',
+    question: 'Counter width used to fold deltas.',
+    choice: 'Each counter is masked with its own width (GP or fixed).',
+    why: 'The kernel uses one cntval_bits for both; every built-in profile has equal widths, and a profile with unequal widths would otherwise #GP on the fixed-counter write.',
+    ref: 'arch/x86/events/core.c x86_perf_event_update',
+  },
+  {
+    id: 'H10',
+    question: 'How perf_guest_state() (PerfSample.inGuest) is decided.',
+    choice:
+      "hw.mode === 'guest' at the time of the NMI, unless a hypervisor registered guest-info callbacks (perf_register_guest_info_callbacks), which then decide.",
+    why: 'In the kernel KVM flags the vCPU around the NMI VM-exit; the VMX layer can do the same through the callback.',
+    ref: 'include/linux/perf_event.h perf_guest_state; arch/x86/kvm/x86.h kvm_before_interrupt',
+  },
+  {
+    id: 'H11',
+    question: 'A task on two CPUs at once.',
+    choice: 'switchTo throws a ModelError when the task runs on another CPU; it must be switched out there first.',
+    why: 'A thread runs on one CPU at a time; migration is switch-out on one CPU, switch-in on another.',
+    ref: 'kernel/sched/core.c context_switch',
+  },
+  {
+    id: 'H12',
+    question: 'Branch filters.',
+    choice:
+      'A branch-sampling event asks for all branches (PERF_SAMPLE_BRANCH_ANY) or the call stack, at the privilege levels it names; without LBR_SELECT everything is recorded and no software filter runs.',
+    why: 'These are what perf record -b and --call-graph lbr ask for, and what KVM asks for its guest LBR event.',
+    ref: 'arch/x86/events/intel/lbr.c intel_pmu_setup_hw_lbr_filter, intel_pmu_setup_sw_lbr_filter',
+  },
+  {
+    id: 'H13',
+    question: 'LBR reset on the first LBR user of a CPU, and when the last leaves.',
+    choice:
+      'The records are wiped when the first LBR user is added to a CPU and the event never ran before (intel_pmu_lbr_add); nothing is wiped when the last one leaves.',
+    why: 'That is the kernel without LBR event logging (lbr_counters), which no built-in profile has.',
+    ref: 'arch/x86/events/intel/lbr.c intel_pmu_lbr_add, intel_pmu_lbr_del',
+  },
+  {
+    id: 'H14',
+    question: 'Does intel_pmu_lbr_reset clear LBR_SELECT?',
+    choice: 'No: the reset wipes the records only.',
+    why: 'The enable path writes the filter whenever a host LBR user is active, and a call-stack restore writes the saved one, so the reset write would change nothing a user sees.',
+    ref: 'arch/x86/events/intel/lbr.c intel_pmu_lbr_reset',
+  },
+];
+
+export function hostDecision(id: string): Decision {
+  const d = HOST_DECISIONS.find((x) => x.id === id);
+  if (d === undefined) throw new Error(`no host decision ${id}`);
+  return d;
+}

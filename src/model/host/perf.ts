@@ -1,0 +1,830 @@
+/**
+ * The host kernel's perf core on simulated physical CPUs, each a model/hw Cpu: cpu and task
+ * events, pinned and flexible, counter scheduling and multiplexing (kernel/events/core.c), the
+ * x86/Intel PMU driver that programs the counters, the PMI handler and the guest MSR switch list
+ * (arch/x86/events/{core,intel/core}.c), the LBR facility (intel/lbr.c), threads on pCPUs, and the
+ * NMI watchdog. It touches the hardware only through RDMSR, WRMSR, RDPMC, XSAVES and XRSTORS.
+ * Where it departs from the kernel, decisions.ts says so (H1...).
+ */
+
+import {
+  type Access,
+  A_PMC0,
+  Cpu,
+  counterBits,
+  FIXED_CTR0,
+  FIXED_CTR_CTRL,
+  GLOBAL_CTRL,
+  GLOBAL_STATUS,
+  GLOBAL_STATUS_RESET,
+  ModelError,
+  msrName,
+  PERFEVTSEL0,
+  PMC0,
+  type Profile,
+  STATUS,
+  type WorkUnit,
+  X2APIC_LVTPC,
+} from '../hw/index.js';
+import {
+  effectiveBranchType,
+  type LbrSaved,
+  lbrDisable,
+  lbrEnable,
+  lbrFilter,
+  lbrFormat,
+  lbrRead,
+  lbrReset,
+  lbrRestore,
+  lbrSave,
+} from './lbr.js';
+import { type Constraint, eventConstraint, FIXED_BASE, IDX_VLBR, rawEventMask, x86ScheduleEvents } from './schedule.js';
+import {
+  attr as makeAttr,
+  type OverflowHandler,
+  type PerfEvent,
+  type PerfEventAttr,
+  type PerfEventState,
+  type PerfSample,
+  type PerfTarget,
+} from './types.js';
+
+const EVTSEL_USR = 1n << 16n;
+const EVTSEL_OS = 1n << 17n;
+const EVTSEL_INT = 1n << 20n;
+const EVTSEL_EN = 1n << 22n;
+/** APIC_DM_NMI: LVTPC delivers the PMI as an NMI, unmasked. */
+const APIC_DM_NMI = 0x400n;
+/** hw_nmi_get_sample_period(watchdog_thresh = 10): cpu_khz * 1000 * 10, for a 2 GHz part. */
+export const WATCHDOG_DEFAULT_PERIOD = 20_000_000_000n;
+/** PERF_COUNT_HW_CPU_CYCLES on Intel. */
+export const WATCHDOG_CONFIG = 0x003cn;
+const PMI_LOOP_LIMIT = 100;
+
+/** A physical CPU as callers see it. */
+export interface PhysCpu {
+  readonly id: number;
+  readonly hw: Cpu;
+  /** The task running on it, or null for idle. */
+  readonly currentTask: number | null;
+}
+
+export interface HostKernelOptions {
+  readonly profile: Profile;
+  readonly cpus: number;
+  /** The hardlockup detector: a pinned cycles event per CPU, counting host and guest. */
+  readonly nmiWatchdog?: boolean | { readonly period: bigint };
+}
+
+/** struct perf_guest_info_callbacks, as far as perf_guest_state() goes (decision H10). */
+export interface GuestInfoCallbacks {
+  readonly state: (cpu: number) => boolean;
+}
+
+export type PerfOpenResult = PerfEvent | { readonly error: string };
+
+/** The two GLOBAL_CTRL values of the VM-entry/VM-exit MSR switch list. */
+export interface GuestMsrs {
+  readonly host: bigint;
+  readonly guest: bigint;
+}
+
+/** The four scheduling classes, in ctx_sched_in order. */
+type Pass = 'cpuPinned' | 'taskPinned' | 'cpuFlexible' | 'taskFlexible';
+const PASS_ORDER: readonly Pass[] = ['cpuPinned', 'taskPinned', 'cpuFlexible', 'taskFlexible'];
+
+/** What an event needs of the LBR facility: users with different keys cannot share it (H4). */
+interface LbrUse {
+  readonly key: string;
+  /** LBR_SELECT (legacy) or LBR_CTL filter (Arch LBR); null for the guest LBR event. */
+  readonly config: bigint | null;
+  readonly callStack: boolean;
+  readonly vlbr: boolean;
+}
+
+/** struct perf_event with its struct hw_perf_event. */
+class Event implements PerfEvent {
+  state: PerfEventState = 'INACTIVE';
+  hwIdx = -1;
+  readonly samples: PerfSample[] = [];
+  /** event->count. */
+  count = 0n;
+  /** hwc->prev_count: the raw counter value at the last update or preset. */
+  prevCount = 0n;
+  /** hwc->period_left (signed). */
+  periodLeft: bigint;
+  /** hwc->sample_period: the attr's period, or max_period for a counting event. */
+  hwPeriod: bigint;
+  /** hwc->idx after the event leaves the hardware: the fast path's hint. */
+  lastIdx = -1;
+  /** cpuc->assign: where x86_schedule_events put it, programmed at the next PMU enable. */
+  assigned = -1;
+  oncpu = -1;
+  /** total_time_running != 0. */
+  everRan = false;
+  released = false;
+
+  constructor(
+    readonly id: number,
+    public attr: PerfEventAttr,
+    readonly target: PerfTarget,
+    /** hwc->config: the EVTSEL image without EN. */
+    readonly hwConfig: bigint,
+    readonly constraint: Constraint,
+    readonly lbr: LbrUse | null,
+    readonly overflow: OverflowHandler | undefined,
+    /** Position in its context's group tree; rotation moves an event to the end. */
+    public groupIndex: number,
+    period: bigint,
+  ) {
+    this.hwPeriod = period;
+    this.periodLeft = period;
+  }
+
+  get pass(): Pass {
+    return 'cpu' in this.target
+      ? this.attr.pinned
+        ? 'cpuPinned'
+        : 'cpuFlexible'
+      : this.attr.pinned
+        ? 'taskPinned'
+        : 'taskFlexible';
+  }
+}
+
+interface Task {
+  readonly id: number;
+  readonly name: string;
+  /** The task's perf context. */
+  readonly events: Event[];
+  runningOn: number | null;
+  /** rotate_necessary of the task context. */
+  rotate: boolean;
+  /** task_ctx_data exists: a call-stack LBR event was attached to the task. */
+  callstackData: boolean;
+  /** The saved call stack (lbr_stack_state == LBR_VALID), or null. */
+  lbrSaved: LbrSaved | null;
+}
+
+/** perf_cpu_context + cpu_hw_events of one pCPU. */
+interface PCpu extends PhysCpu {
+  currentTask: number | null;
+  /** The CPU context. */
+  readonly events: Event[];
+  /** cpuc->event_list: events on the hardware, in the order perf collected them. */
+  x86: Event[];
+  rotate: boolean;
+  /** perf_pmu_disable nesting. */
+  disableDepth: number;
+  watchdog: Event | null;
+}
+
+function must(a: Access, what: string): bigint {
+  if (!a.ok) throw new ModelError(`host perf: ${what} faulted: ${a.gp}`);
+  return a.value;
+}
+
+function isError(r: unknown): r is { readonly error: string } {
+  return typeof r === 'object' && r !== null && 'error' in r;
+}
+
+export class HostKernel {
+  readonly profile: Profile;
+  private readonly cpus: PCpu[];
+  private readonly tasks = new Map<number, Task>();
+  private nextTask = 1;
+  private nextEvent = 1;
+  private nextGroup = 1;
+  private guestCallbacks: GuestInfoCallbacks | null = null;
+  /** Events this kernel created: a handle from another kernel is a programming error. */
+  private readonly owned = new WeakSet<Event>();
+  /** x86_pmu.max_period: half the counter with full-width writes, else what a 32-bit write reaches. */
+  private readonly maxPeriod: bigint;
+  /** x86_pmu.perfctr: IA32_A_PMC0 with full-width writes, else the legacy alias. */
+  private readonly perfctr: number;
+
+  /** init_hw_perf_events + perf_events_lapic_init on every CPU, then the watchdog. */
+  constructor(opts: HostKernelOptions) {
+    const p = opts.profile;
+    if (!Number.isInteger(opts.cpus) || opts.cpus < 1)
+      throw new ModelError(`host: cpus must be a positive integer, got ${opts.cpus}`);
+    if (p.version < 2)
+      throw new ModelError(`host perf: ${p.name} has PMU version ${p.version}; the model drives GLOBAL_CTRL (v2+)`);
+    this.profile = p;
+    this.maxPeriod = p.fwWrite ? p.gpMask >> 1n : (1n << 31n) - 1n;
+    this.perfctr = p.fwWrite ? A_PMC0 : PMC0;
+    this.cpus = [];
+    for (let i = 0; i < opts.cpus; i++) {
+      const hw = new Cpu(p);
+      must(hw.wrmsr(X2APIC_LVTPC, APIC_DM_NMI), 'WRMSR X2APIC_LVTPC');
+      this.cpus.push({
+        id: i,
+        hw,
+        currentTask: null,
+        events: [],
+        x86: [],
+        rotate: false,
+        disableDepth: 0,
+        watchdog: null,
+      });
+      if (lbrFormat(p) !== null) lbrReset(hw);
+      this.withPmu(this.cpus[i]!, () => undefined); // the first x86_pmu_enable writes GLOBAL_CTRL
+    }
+    const wd = opts.nmiWatchdog;
+    if (wd !== undefined && wd !== false) {
+      const period = wd === true ? WATCHDOG_DEFAULT_PERIOD : wd.period;
+      for (const pc of this.cpus) {
+        // hardlockup_detector_event_create: a pinned cycles event with a long period.
+        const r = this.perf_event_create_kernel_counter(
+          makeAttr({ config: WATCHDOG_CONFIG, samplePeriod: period, pinned: true }),
+          { cpu: pc.id },
+        );
+        if (isError(r)) throw new ModelError(`host: NMI watchdog on CPU ${pc.id}: ${r.error}`);
+        pc.watchdog = r as Event;
+      }
+    }
+  }
+
+  get nrCpus(): number {
+    return this.cpus.length;
+  }
+
+  pcpu(i: number): PhysCpu {
+    return this.cpu(i);
+  }
+
+  /** The watchdog event of a CPU, if the kernel booted with one. */
+  watchdog(cpu: number): PerfEvent | null {
+    return this.cpu(cpu).watchdog;
+  }
+
+  // ---------------------------------------------------------------- tasks and context switches
+
+  /** copy_process: a new thread, not running anywhere. */
+  createTask(name: string): number {
+    const id = this.nextTask++;
+    this.tasks.set(id, { id, name, events: [], runningOn: null, rotate: false, callstackData: false, lbrSaved: null });
+    return id;
+  }
+
+  /** task_cpu() for a running task, else null. */
+  taskCpu(task: number): number | null {
+    return this.task(task).runningOn;
+  }
+
+  /**
+   * context_switch on `cpu`: perf_event_task_sched_out of the old task (its counts folded, its
+   * call stack saved) and perf_event_task_sched_in of the new one (decision H11).
+   */
+  switchTo(cpu: number, next: number | null): void {
+    const pc = this.cpu(cpu);
+    this.requireHost(pc, 'a context switch');
+    const nt = next === null ? null : this.task(next);
+    if (nt !== null && nt.runningOn !== null && nt.runningOn !== cpu)
+      throw new ModelError(`host: task ${nt.id} (${nt.name}) runs on CPU ${nt.runningOn}; switch it out there first`);
+    const prev = pc.currentTask;
+    if (prev === next) return;
+    this.withPmu(pc, () => {
+      if (prev !== null) {
+        const pt = this.task(prev);
+        this.lbrSchedTask(pc, pt, false); // intel_pmu_lbr_sched_task(sched_in = false)
+        this.schedOut(pc, new Set<Pass>(['taskPinned', 'taskFlexible']));
+        pt.runningOn = null;
+      }
+      pc.currentTask = next;
+      if (nt !== null) {
+        nt.runningOn = cpu;
+        const passes = new Set<Pass>(['taskPinned', 'taskFlexible']);
+        // Keep cpu pinned > task pinned > cpu flexible > task flexible: flip the cpu flexibles.
+        if (nt.events.some((e) => e.attr.pinned)) {
+          this.schedOut(pc, new Set<Pass>(['cpuFlexible']));
+          passes.add('cpuFlexible');
+        }
+        this.schedIn(pc, passes);
+      }
+      this.lbrSchedTask(pc, nt, true);
+    });
+  }
+
+  // ---------------------------------------------------------------- event lifetime
+
+  /** sys_perf_event_open for a host user: the event is created enabled. */
+  perf_event_open(a: PerfEventAttr, target: PerfTarget, overflow?: OverflowHandler): PerfOpenResult {
+    return this.createEvent(a, target, overflow);
+  }
+
+  /** perf_event_create_kernel_counter: how KVM and the watchdog create events. */
+  perf_event_create_kernel_counter(a: PerfEventAttr, target: PerfTarget, overflow?: OverflowHandler): PerfOpenResult {
+    return this.createEvent(a, target, overflow);
+  }
+
+  /** perf_event_alloc + x86_pmu_event_init + perf_install_in_context. */
+  private createEvent(a: PerfEventAttr, target: PerfTarget, overflow: OverflowHandler | undefined): PerfOpenResult {
+    const p = this.profile;
+    if ('cpu' in target) {
+      if (!Number.isInteger(target.cpu) || target.cpu < 0 || target.cpu >= this.cpus.length)
+        return { error: `ENODEV: no CPU ${target.cpu}` };
+    } else if (!this.tasks.has(target.task)) {
+      return { error: `ESRCH: no task ${target.task}` };
+    }
+    if (a.samplePeriod < 0n || a.samplePeriod >> 63n !== 0n)
+      return { error: `EINVAL: sample_period 0x${a.samplePeriod.toString(16)}` };
+    const id = this.nextEvent;
+    let lbr: LbrUse | null = null;
+    if (a.vlbr === true) {
+      if (lbrFormat(p) === null) return { error: `EOPNOTSUPP: ${p.name} has no LBRs` };
+      lbr = { key: `vlbr#${id}`, config: null, callStack: true, vlbr: true }; // H4: matches nothing
+    } else if (a.branchSample !== undefined) {
+      const b = effectiveBranchType(a.branchSample, a.excludeUser, a.excludeKernel);
+      const f = lbrFilter(p, b);
+      if ('error' in f) return f;
+      lbr = { key: `lbr:${f.config.toString(16)}`, config: f.config, callStack: b.callStack, vlbr: false };
+    }
+    const raw = a.config & rawEventMask(p);
+    const constraint = eventConstraint(p, raw, a.vlbr === true);
+    if (constraint === null)
+      return { error: `EINVAL: no counter of ${p.name} counts config 0x${raw.toString(16)}` }; // H8
+    // x86_pmu_hw_config: INT always (counting events fold on overflow too), USR/OS from the excludes.
+    let hwConfig = EVTSEL_INT | raw;
+    if (!a.excludeUser) hwConfig |= EVTSEL_USR;
+    if (!a.excludeKernel) hwConfig |= EVTSEL_OS;
+    const period = a.samplePeriod !== 0n ? a.samplePeriod : this.maxPeriod;
+    this.nextEvent++;
+    const e = new Event(id, a, target, hwConfig, constraint, lbr, overflow, this.nextGroup++, period);
+    this.owned.add(e);
+    if ('cpu' in target) {
+      this.cpu(target.cpu).events.push(e);
+      this.ctxResched(this.cpu(target.cpu), e);
+    } else {
+      const t = this.task(target.task);
+      t.events.push(e);
+      if (lbr?.callStack === true) t.callstackData = true; // PERF_ATTACH_TASK_DATA
+      if (t.runningOn !== null) this.ctxResched(this.cpu(t.runningOn), e);
+    }
+    return e;
+  }
+
+  /** perf_event_enable: OFF or ERROR → INACTIVE, then ctx_resched if its context is on a CPU. */
+  perf_event_enable(ev: PerfEvent): void {
+    const e = this.live(ev);
+    if (e.state === 'ACTIVE' || e.state === 'INACTIVE') return;
+    e.state = 'INACTIVE';
+    const c = this.ctxCpu(e);
+    if (c !== null) this.ctxResched(c, e);
+  }
+
+  /** perf_event_disable: sched out if active; an ERROR event stays in ERROR. */
+  perf_event_disable(ev: PerfEvent): void {
+    const e = this.live(ev);
+    if (e.state === 'ACTIVE') {
+      const pc = this.cpu(e.oncpu);
+      this.requireHost(pc, 'perf_event_disable');
+      this.withPmu(pc, () => this.eventSchedOut(e));
+    }
+    if (e.state === 'INACTIVE') e.state = 'OFF';
+  }
+
+  /** perf_event_read_value: the count, with the live hardware delta of an active event. */
+  perf_event_read_value(ev: PerfEvent): bigint {
+    const e = this.live(ev);
+    if (e.state === 'ACTIVE' && e.hwIdx >= 0 && e.hwIdx !== IDX_VLBR) this.update(this.cpu(e.oncpu), e);
+    return e.count;
+  }
+
+  /** perf_event_pause: disable, return the count, zero it when `reset`. */
+  perf_event_pause(ev: PerfEvent, reset: boolean): bigint {
+    const e = this.live(ev);
+    this.perf_event_disable(e);
+    const count = e.count;
+    if (reset) e.count = 0n;
+    return count;
+  }
+
+  /** perf_event_period: a new sample period, restarting an active event; false where perf says EINVAL. */
+  perf_event_period(ev: PerfEvent, period: bigint): boolean {
+    const e = this.live(ev);
+    if (e.attr.samplePeriod === 0n) return false; // not a sampling event
+    if (period <= 0n || period >> 63n !== 0n) return false;
+    e.attr = { ...e.attr, samplePeriod: period };
+    e.hwPeriod = period;
+    if (e.state !== 'ACTIVE') {
+      e.periodLeft = 0n;
+      return true;
+    }
+    const pc = this.cpu(e.oncpu);
+    this.requireHost(pc, 'perf_event_period');
+    this.withPmu(pc, () => {
+      const idx = e.hwIdx;
+      this.stop(pc, e);
+      e.periodLeft = 0n; // the next set_period starts a whole period
+      this.start(pc, e, idx);
+    });
+    return true;
+  }
+
+  /** perf_event_release_kernel: sched out, unlink from its context; the handle is dead. */
+  perf_event_release_kernel(ev: PerfEvent): void {
+    const e = this.live(ev);
+    if (e.state === 'ACTIVE') {
+      const pc = this.cpu(e.oncpu);
+      this.requireHost(pc, 'perf_event_release_kernel');
+      this.withPmu(pc, () => this.eventSchedOut(e));
+    }
+    const list = 'cpu' in e.target ? this.cpu(e.target.cpu).events : this.task(e.target.task).events;
+    list.splice(list.indexOf(e), 1);
+    if ('cpu' in e.target && this.cpu(e.target.cpu).watchdog === e) this.cpu(e.target.cpu).watchdog = null;
+    e.state = 'OFF';
+    e.released = true;
+  }
+
+  /** perf_register_guest_info_callbacks: KVM tells perf when an NMI came from a guest (H10). */
+  perf_register_guest_info_callbacks(cbs: GuestInfoCallbacks): void {
+    this.guestCallbacks = cbs;
+  }
+
+  /** perf_unregister_guest_info_callbacks. */
+  perf_unregister_guest_info_callbacks(): void {
+    this.guestCallbacks = null;
+  }
+
+  // ---------------------------------------------------------------- guest switch list, LBR owner
+
+  /** intel_guest_get_msrs: the GLOBAL_CTRL values VM-exit and VM-entry load (H1). */
+  perf_guest_get_msrs(cpu: number): GuestMsrs {
+    const pc = this.cpu(cpu);
+    return { host: this.ctrlValue(pc, false), guest: this.ctrlValue(pc, true) };
+  }
+
+  /** The event that holds the LBR facility of a CPU: the guest LBR event if active, else the first host user. */
+  lbrOwner(cpu: number): PerfEvent | null {
+    const pc = this.cpu(cpu);
+    return pc.x86.find((e) => e.lbr?.vlbr === true) ?? pc.x86.find((e) => e.lbr !== null) ?? null;
+  }
+
+  // ---------------------------------------------------------------- work, NMIs, the tick
+
+  /** Host-mode work on a pCPU; every PMI the LAPIC delivers runs the NMI handler. Returns the PMI count. */
+  runHost(cpu: number, units: readonly WorkUnit[]): number {
+    const pc = this.cpu(cpu);
+    this.requireHost(pc, 'host work');
+    let pmis = 0;
+    for (const u of units) {
+      if (pc.hw.step(u) === null) continue;
+      pmis++;
+      this.handleNmi(cpu);
+    }
+    return pmis;
+  }
+
+  /**
+   * intel_pmu_handle_irq (late ack): disable, read and ack GLOBAL_STATUS, fold and re-arm each
+   * overflowed counter, take the samples, re-enable, unmask LVTPC. False: an unknown NMI.
+   */
+  handleNmi(cpu: number): boolean {
+    const pc = this.cpu(cpu);
+    const hw = pc.hw;
+    const inGuest = this.guestCallbacks !== null ? this.guestCallbacks.state(cpu) : hw.mode === 'guest';
+    let handled = 0;
+    must(hw.wrmsr(GLOBAL_CTRL, 0n), 'WRMSR GLOBAL_CTRL'); // __intel_pmu_disable_all
+    let status = must(hw.rdmsr(GLOBAL_STATUS), 'RDMSR GLOBAL_STATUS');
+    const counters = counterBits(this.profile);
+    for (let loops = 1; status !== 0n && loops <= PMI_LOOP_LIMIT; loops++) {
+      const branches = this.lbrUsers(pc) > 0 && !this.vlbrActive(pc) ? lbrRead(hw) : null; // intel_pmu_lbr_read
+      must(hw.wrmsr(GLOBAL_STATUS_RESET, status), 'WRMSR GLOBAL_OVF_CTRL'); // intel_pmu_ack
+      if ((status & (1n << BigInt(STATUS.OVF_BUF))) !== 0n) handled++; // PEBS buffer: nothing to drain (H7)
+      if ((status & (1n << BigInt(STATUS.PERF_METRICS_OVF))) !== 0n) handled++;
+      for (let bit = 0; bit < 64; bit++) {
+        if ((((status & counters) >> BigInt(bit)) & 1n) !== 0n) {
+          handled++;
+          const e = pc.x86.find((x) => x.hwIdx === bit);
+          if (e === undefined) continue;
+          this.update(pc, e); // intel_pmu_save_and_restart
+          if (!this.setPeriod(pc, e)) continue;
+          if (e.attr.samplePeriod === 0n) continue; // counting events use the PMI only to fold
+          const sample: PerfSample =
+            e.lbr !== null && !e.lbr.vlbr && branches !== null
+              ? { cpu, inGuest, branches: branches.map((b) => ({ from: b.from, to: b.to })) }
+              : { cpu, inGuest };
+          e.samples.push(sample);
+          e.overflow?.(e, sample);
+        }
+      }
+      status = must(hw.rdmsr(GLOBAL_STATUS), 'RDMSR GLOBAL_STATUS');
+    }
+    this.enableAll(pc, true);
+    must(hw.wrmsr(X2APIC_LVTPC, APIC_DM_NMI), 'WRMSR X2APIC_LVTPC'); // late ack: unmask
+    return handled > 0;
+  }
+
+  /** perf_rotate_context (the multiplexing hrtimer): rotate the flexible events that did not fit. */
+  tick(cpu: number): boolean {
+    const pc = this.cpu(cpu);
+    const t = pc.currentTask !== null ? this.task(pc.currentTask) : null;
+    const taskEpc = t !== null && t.events.length > 0;
+    const cpuRotate = pc.rotate;
+    const taskRotate = taskEpc && t.rotate;
+    if (!cpuRotate && !taskRotate) return false;
+    this.requireHost(pc, 'the multiplexing tick');
+    this.withPmu(pc, () => {
+      const taskEv = taskRotate ? this.eventToRotate(pc, 'taskFlexible') : null;
+      const cpuEv = cpuRotate ? this.eventToRotate(pc, 'cpuFlexible') : null;
+      if (t !== null) t.rotate = false;
+      pc.rotate = false;
+      const taskOut = taskEv !== null || (taskEpc && cpuEv !== null);
+      if (taskOut) this.schedOut(pc, new Set<Pass>(['taskFlexible']));
+      if (cpuEv !== null) {
+        this.schedOut(pc, new Set<Pass>(['cpuFlexible']));
+        cpuEv.groupIndex = this.nextGroup++; // rotate_ctx: to the end of the list
+        this.schedIn(pc, new Set<Pass>(['cpuFlexible']));
+      }
+      if (taskEv !== null) taskEv.groupIndex = this.nextGroup++;
+      if (taskOut) this.schedIn(pc, new Set<Pass>(['taskFlexible']));
+    });
+    return true;
+  }
+
+  // ---------------------------------------------------------------- scheduling (kernel/events/core.c)
+
+  /** ctx_resched for a newly installed or enabled event. */
+  private ctxResched(pc: PCpu, e: Event): void {
+    this.requireHost(pc, 'scheduling an event');
+    const out = new Set<Pass>();
+    if (pc.currentTask !== null) {
+      out.add('taskFlexible');
+      if (e.attr.pinned) out.add('taskPinned');
+    }
+    if ('cpu' in e.target) {
+      out.add('cpuFlexible');
+      if (e.attr.pinned) out.add('cpuPinned');
+    } else if (e.attr.pinned) {
+      out.add('cpuFlexible');
+    }
+    this.withPmu(pc, () => {
+      this.schedOut(pc, out);
+      this.schedIn(pc, out);
+    });
+  }
+
+  /** ctx_sched_out for the given classes. */
+  private schedOut(pc: PCpu, passes: ReadonlySet<Pass>): void {
+    for (const e of [...pc.x86]) if (passes.has(e.pass)) this.eventSchedOut(e);
+  }
+
+  /** perf_event_sched_in restricted to the classes that were scheduled out, in priority order. */
+  private schedIn(pc: PCpu, passes: ReadonlySet<Pass>): void {
+    for (const pass of PASS_ORDER) {
+      if (!passes.has(pass)) continue;
+      let canAddHw = true;
+      for (const e of this.passEvents(pc, pass)) {
+        if (e.state !== 'INACTIVE') continue; // OFF and ERROR stay out
+        // merge_sched_in
+        if (this.groupCanGoOn(pc, e, canAddHw) && this.x86Add(pc, e)) {
+          e.state = 'ACTIVE';
+          e.oncpu = pc.id;
+          continue;
+        }
+        canAddHw = false;
+        if (e.attr.pinned) e.state = 'ERROR';
+        else if (pass === 'cpuFlexible') pc.rotate = true;
+        else this.task(pc.currentTask!).rotate = true;
+      }
+    }
+  }
+
+  /** A context's events of one class, in group-tree order. */
+  private passEvents(pc: PCpu, pass: Pass): Event[] {
+    const pinned = pass === 'cpuPinned' || pass === 'taskPinned';
+    let list: Event[];
+    if (pass === 'cpuPinned' || pass === 'cpuFlexible') list = pc.events;
+    else if (pc.currentTask !== null) list = this.task(pc.currentTask).events;
+    else return [];
+    return list.filter((e) => e.attr.pinned === pinned).sort((a, b) => a.groupIndex - b.groupIndex);
+  }
+
+  /** group_can_go_on (decision H3). */
+  private groupCanGoOn(pc: PCpu, e: Event, canAddHw: boolean): boolean {
+    if (pc.x86.some((x) => x.attr.exclusive)) return false;
+    if (e.attr.exclusive && pc.x86.length > 0) return false;
+    return canAddHw;
+  }
+
+  /** ctx_event_to_rotate: the first active flexible event, else the first flexible one. */
+  private eventToRotate(pc: PCpu, pass: Pass): Event | null {
+    const list = this.passEvents(pc, pass);
+    return list.find((e) => e.state === 'ACTIVE') ?? list[0] ?? null;
+  }
+
+  /** event_sched_out → x86_pmu_del. */
+  private eventSchedOut(e: Event): void {
+    const pc = this.cpu(e.oncpu);
+    if (e.hwIdx >= 0) this.stop(pc, e);
+    pc.x86 = pc.x86.filter((x) => x !== e);
+    e.assigned = -1;
+    e.state = 'INACTIVE';
+    e.oncpu = -1;
+  }
+
+  // ---------------------------------------------------------------- the x86 PMU driver
+
+  /** x86_pmu_add: collect the event and schedule the whole set; false when it does not fit. */
+  private x86Add(pc: PCpu, e: Event): boolean {
+    const firstLbr = e.lbr !== null && !pc.x86.some((x) => x.lbr !== null);
+    if (e.lbr !== null && pc.x86.some((x) => x.lbr !== null && x.lbr.key !== e.lbr!.key)) return false; // H4
+    const set = [...pc.x86, e];
+    const assign = x86ScheduleEvents(set.map((x) => ({ constraint: x.constraint, lastIdx: x.lastIdx })));
+    if (assign === null) return false;
+    for (let i = 0; i < set.length; i++) set[i]!.assigned = assign[i]!;
+    pc.x86 = set;
+    if (firstLbr && !e.everRan) lbrReset(pc.hw); // intel_pmu_lbr_add (decision H13)
+    return true;
+  }
+
+  /** perf_pmu_disable → intel_pmu_disable_all. */
+  private pmuDisable(pc: PCpu): void {
+    if (pc.disableDepth++ > 0) return;
+    this.wr(pc, GLOBAL_CTRL, 0n);
+    if (this.lbrUsers(pc) > 0 && !this.vlbrActive(pc)) lbrDisable(pc.hw);
+  }
+
+  /** perf_pmu_enable → x86_pmu_enable: move and start what was (re)assigned, then enable all. */
+  private pmuEnable(pc: PCpu): void {
+    if (--pc.disableDepth > 0) return;
+    for (const e of pc.x86) if (e.hwIdx >= 0 && e.hwIdx !== e.assigned) this.stop(pc, e);
+    for (const e of pc.x86) if (e.hwIdx < 0) this.start(pc, e, e.assigned);
+    this.enableAll(pc, false);
+  }
+
+  private withPmu(pc: PCpu, f: () => void): void {
+    this.pmuDisable(pc);
+    f();
+    this.pmuEnable(pc);
+  }
+
+  /** __intel_pmu_enable_all: LBRs, then GLOBAL_CTRL for the mode the CPU is in (H1, H2). */
+  private enableAll(pc: PCpu, pmi: boolean): void {
+    if (pc.hw.mode === 'guest') {
+      this.wr(pc, GLOBAL_CTRL, this.ctrlValue(pc, true));
+      return;
+    }
+    if (this.lbrUsers(pc) > 0 && !this.vlbrActive(pc)) {
+      const owner = pc.x86.find((x) => x.lbr !== null)!;
+      lbrEnable(pc.hw, owner.lbr!.config, pmi);
+    }
+    this.wr(pc, GLOBAL_CTRL, this.ctrlValue(pc, false));
+  }
+
+  /** The active counters of events that count in guest (or host) mode (H1). */
+  private ctrlValue(pc: PCpu, guest: boolean): bigint {
+    let v = 0n;
+    for (const e of pc.x86) {
+      if (e.hwIdx < 0 || e.hwIdx === IDX_VLBR) continue;
+      if (guest ? e.attr.excludeGuest : e.attr.excludeHost) continue;
+      v |= 1n << BigInt(e.hwIdx);
+    }
+    return v;
+  }
+
+  /** x86_pmu_start(PERF_EF_RELOAD) → intel_pmu_enable_event. */
+  private start(pc: PCpu, e: Event, idx: number): void {
+    e.hwIdx = idx;
+    e.lastIdx = idx;
+    e.everRan = true;
+    if (idx === IDX_VLBR) return; // a pseudo counter: the guest LBR event only owns the LBRs
+    this.setPeriod(pc, e);
+    if (idx < FIXED_BASE) {
+      this.wr(pc, PERFEVTSEL0 + idx, e.hwConfig | EVTSEL_EN);
+      return;
+    }
+    // intel_pmu_enable_fixed: PMI always, OS and USR as the event asks.
+    const j = BigInt(4 * (idx - FIXED_BASE));
+    let nibble = 8n;
+    if ((e.hwConfig & EVTSEL_OS) !== 0n) nibble |= 1n;
+    if ((e.hwConfig & EVTSEL_USR) !== 0n) nibble |= 2n;
+    const ctrl = this.rd(pc, FIXED_CTR_CTRL);
+    this.wr(pc, FIXED_CTR_CTRL, (ctrl & ~(0xfn << j)) | (nibble << j));
+  }
+
+  /** x86_pmu_stop(PERF_EF_UPDATE): disable the counter, fold its count. */
+  private stop(pc: PCpu, e: Event): void {
+    const idx = e.hwIdx;
+    if (idx !== IDX_VLBR) {
+      if (idx < FIXED_BASE) {
+        this.wr(pc, PERFEVTSEL0 + idx, e.hwConfig); // x86_pmu_disable_event: EN cleared
+      } else {
+        const j = BigInt(4 * (idx - FIXED_BASE));
+        this.wr(pc, FIXED_CTR_CTRL, this.rd(pc, FIXED_CTR_CTRL) & ~(0xfn << j));
+      }
+      this.update(pc, e);
+    }
+    e.hwIdx = -1;
+  }
+
+  private counterMask(idx: number): bigint {
+    return idx < FIXED_BASE ? this.profile.gpMask : this.profile.fixedMask; // H9
+  }
+
+  /** x86_perf_event_update: RDPMC, delta masked to the width, folded into the count. */
+  private update(pc: PCpu, e: Event): void {
+    const idx = e.hwIdx;
+    const ecx = idx < FIXED_BASE ? idx : 0x4000_0000 | (idx - FIXED_BASE);
+    const raw = must(pc.hw.rdpmc(ecx, 0), `RDPMC 0x${ecx.toString(16)}`);
+    const delta = (raw - e.prevCount) & this.counterMask(idx);
+    e.prevCount = raw;
+    e.count += delta;
+    e.periodLeft -= delta;
+  }
+
+  /** x86_perf_event_set_period: preset the counter to −left; true when a period elapsed. */
+  private setPeriod(pc: PCpu, e: Event): boolean {
+    const period = e.hwPeriod;
+    let left = e.periodLeft;
+    let elapsed = false;
+    if (left <= -period) {
+      left = period; // way behind: skip forward
+      elapsed = true;
+    }
+    if (left <= 0n) {
+      left += period;
+      elapsed = true;
+    }
+    e.periodLeft = left;
+    let program = left < 2n ? 2n : left; // "certain CPUs don't like it if just 1 event is left"
+    if (program > this.maxPeriod) program = this.maxPeriod;
+    const idx = e.hwIdx;
+    const v = -program & this.counterMask(idx);
+    e.prevCount = v;
+    this.wr(pc, idx < FIXED_BASE ? this.perfctr + idx : FIXED_CTR0 + (idx - FIXED_BASE), v);
+    return elapsed;
+  }
+
+  // ---------------------------------------------------------------- LBR bookkeeping (intel/lbr.c)
+
+  /** cpuc->lbr_users. */
+  private lbrUsers(pc: PCpu): number {
+    return pc.x86.filter((e) => e.lbr !== null).length;
+  }
+
+  /** vlbr_exclude_host: the guest LBR event is on this CPU, so perf keeps its hands off the LBRs. */
+  private vlbrActive(pc: PCpu): boolean {
+    return pc.x86.some((e) => e.lbr?.vlbr === true && e.attr.excludeHost);
+  }
+
+  /** intel_pmu_lbr_sched_task: save or restore a task's call stack, or wipe the LBRs. */
+  private lbrSchedTask(pc: PCpu, t: Task | null, schedIn: boolean): void {
+    if (this.lbrUsers(pc) === 0) return;
+    if (t !== null && t.callstackData) {
+      const users = pc.x86.filter((e) => e.lbr?.callStack === true && 'task' in e.target && e.target.task === t.id);
+      if (!schedIn) {
+        if (users.length > 0) t.lbrSaved = lbrSave(pc.hw);
+        return;
+      }
+      if (users.length === 0 || t.lbrSaved === null) lbrReset(pc.hw);
+      else lbrRestore(pc.hw, t.lbrSaved); // decision H6: always restore
+      t.lbrSaved = null;
+      return;
+    }
+    // LBR entries carry no address-space tag: a new task must not see the old one's branches.
+    if (schedIn) lbrReset(pc.hw);
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private cpu(i: number): PCpu {
+    const pc = this.cpus[i];
+    if (pc === undefined) throw new ModelError(`host: no CPU ${i} (have ${this.cpus.length})`);
+    return pc;
+  }
+
+  private task(id: number): Task {
+    const t = this.tasks.get(id);
+    if (t === undefined) throw new ModelError(`host: no task ${id}`);
+    return t;
+  }
+
+  /** The CPU an event's context is scheduled on, if any. */
+  private ctxCpu(e: Event): PCpu | null {
+    if ('cpu' in e.target) return this.cpu(e.target.cpu);
+    const on = this.task(e.target.task).runningOn;
+    return on === null ? null : this.cpu(on);
+  }
+
+  private live(ev: PerfEvent): Event {
+    if (!(ev instanceof Event) || !this.owned.has(ev)) throw new ModelError('host perf: not an event of this kernel');
+    if (ev.released) throw new ModelError(`host perf: event ${ev.id} was released`);
+    return ev;
+  }
+
+  /** Decision H2: programming a pCPU needs host mode; the VMX layer exits first. */
+  private requireHost(pc: PCpu, what: string): void {
+    if (pc.hw.mode !== 'host')
+      throw new ModelError(`host perf: ${what} on CPU ${pc.id} while it runs a guest (decision H2)`);
+  }
+
+  private rd(pc: PCpu, msr: number): bigint {
+    return must(pc.hw.rdmsr(msr), `RDMSR ${msrName(msr)}`);
+  }
+
+  private wr(pc: PCpu, msr: number, v: bigint): void {
+    must(pc.hw.wrmsr(msr, v), `WRMSR ${msrName(msr)} <- 0x${v.toString(16)}`);
+  }
+}

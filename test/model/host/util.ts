@@ -1,0 +1,75 @@
+/** Shared helpers for the host perf tests: MSR reads that must succeed, work units, events. */
+import { expect } from 'vitest';
+import type { Cpu, WorkUnit } from '../../../src/model/hw/index.js';
+import type { PerfEvent, PerfOpenResult } from '../../../src/model/host/index.js';
+
+export const EVTSEL0 = 0x186;
+export const FIXED_CTR_CTRL = 0x38d;
+export const GLOBAL_CTRL = 0x38f;
+export const DEBUGCTL = 0x1d9;
+export const LBR_SELECT = 0x1c8;
+export const LBR_CTL = 0x14ce;
+export const LVTPC = 0x834;
+
+export const USR = 1n << 16n;
+export const OS = 1n << 17n;
+export const INT = 1n << 20n;
+export const EN = 1n << 22n;
+
+/** Architectural encodings the tests use. */
+export const INSTRUCTIONS = 0x00c0n;
+export const CYCLES = 0x003cn;
+export const LLC_REFERENCES = 0x4f2en;
+export const BRANCHES = 0x00c4n;
+export const REF_TSC = 0x0300n;
+export const SLOTS = 0x0400n;
+
+export function rd(hw: Cpu, msr: number): bigint {
+  const r = hw.rdmsr(msr);
+  if (!r.ok) throw new Error(`RDMSR 0x${msr.toString(16)} faulted: ${r.gp}`);
+  return r.value;
+}
+
+export function ev(r: PerfOpenResult): PerfEvent {
+  if ('error' in r) throw new Error(`open failed: ${r.error}`);
+  return r;
+}
+
+export function errorOf(r: PerfOpenResult): string {
+  expect('error' in r, 'the open should have failed').toBe(true);
+  return 'error' in r ? r.error : '';
+}
+
+/** n identical units. */
+export function units(n: number, u: WorkUnit): WorkUnit[] {
+  return Array.from({ length: n }, () => u);
+}
+
+/** A unit at CPL 0 or 3 with the given instructions, cycles and LLC references. */
+export function work(cpl: number, instructions: number, cycles = instructions, llc = 0): WorkUnit {
+  return { cpl, instructions, cycles, llcReferences: llc };
+}
+
+/** Runs units on a pCPU that the test has put in guest mode, handling each PMI as an NMI. */
+export function runGuest(
+  hw: Cpu,
+  guestCtrl: bigint,
+  us: readonly WorkUnit[],
+  nmi: () => boolean,
+): number {
+  hw.mode = 'guest';
+  expect(hw.wrmsr(GLOBAL_CTRL, guestCtrl).ok).toBe(true); // what VM-entry would load
+  let pmis = 0;
+  for (const u of us) {
+    if (hw.step(u) === null) continue;
+    pmis++;
+    nmi();
+  }
+  return pmis;
+}
+
+/** VM-exit as the later VMX layer will do it: host GLOBAL_CTRL, host mode. */
+export function exitGuest(hw: Cpu, hostCtrl: bigint): void {
+  expect(hw.wrmsr(GLOBAL_CTRL, hostCtrl).ok).toBe(true);
+  hw.mode = 'host';
+}
