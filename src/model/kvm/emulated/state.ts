@@ -1,0 +1,108 @@
+/**
+ * KVM's per-vCPU PMU state (struct kvm_pmu, struct kvm_pmc, struct lbr_desc), as kvm-vpmu.md §2.2
+ * lists it. Plain data; the functions of pmu.ts / pmu_intel.ts / vmx.ts act on it.
+ */
+
+import type { HostKernel } from '../../host/perf.js';
+import type { PerfEvent } from '../../host/types.js';
+import type { GuestCpuid } from '../types.js';
+
+export const KVM_FIXED_PMC_BASE_IDX = 32;
+/** INTEL_PMC_IDX_FIXED_VLBR: the pseudo counter index of the guest LBR event. */
+export const INTEL_PMC_IDX_FIXED_VLBR = 58;
+
+export type PmcType = 'gp' | 'fixed';
+
+/** struct kvm_pmc. */
+export interface KvmPmc {
+  readonly idx: number;
+  readonly type: PmcType;
+  /** Base value: the guest reads (counter + emulated_counter + perf count) & bitmask. */
+  counter: bigint;
+  /** KVM-emulated events not yet folded into `counter`. */
+  emulatedCounter: bigint;
+  /** GP: what the guest wrote. Fixed: perf's generic encoding of the fixed event. */
+  eventsel: bigint;
+  /** The config of the current perf event (GP: eventsel, fixed: its 4-bit field); 0 when none. */
+  currentConfig: bigint;
+  perfEvent: PerfEvent | null;
+  isPaused: boolean;
+  /** The INT bit (or PEBS) of the config the event was created with. */
+  intr: boolean;
+}
+
+/** struct lbr_desc. */
+export interface LbrDesc {
+  /** records.nr: 0 when guest LBR is not enabled for this vCPU. */
+  nr: number;
+  event: PerfEvent | null;
+  msrPassthrough: boolean;
+}
+
+/** struct kvm_pmu. */
+export interface KvmPmu {
+  version: number;
+  nrArchGpCounters: number;
+  nrArchFixedCounters: number;
+  availableEventTypes: number;
+  counterBitmaskGp: bigint;
+  counterBitmaskFixed: bigint;
+  globalCtrl: bigint;
+  globalStatus: bigint;
+  fixedCtrCtrl: bigint;
+  globalCtrlRsvd: bigint;
+  globalStatusRsvd: bigint;
+  fixedCtrCtrlRsvd: bigint;
+  reservedBits: bigint;
+  rawEventMask: bigint;
+  readonly gp: KvmPmc[];
+  readonly fixed: KvmPmc[];
+  /** reprogram_pmi bitmap. */
+  reprogramPmi: bigint;
+  allValidPmcIdx: bigint;
+  pmcInUse: bigint;
+  pmcCountingInstructions: bigint;
+  pmcCountingBranches: bigint;
+  eventCount: number;
+  needCleanup: boolean;
+}
+
+export type KvmRequest = 'PMU' | 'PMI';
+
+/** The parts of struct kvm_vcpu the vPMU touches. */
+export interface KvmVcpuState {
+  readonly host: HostKernel;
+  /** The vCPU thread: a host task whose events follow it between pCPUs. */
+  readonly task: number;
+  cpu: number;
+  cpuid: GuestCpuid;
+  perfCapabilities: bigint;
+  hasRun: boolean;
+  /** Was the vCPU scheduled out since it last ran (vcpu->preempted / scheduled out). */
+  scheduledOut: boolean;
+  readonly requests: Set<KvmRequest>;
+  readonly pmu: KvmPmu;
+  readonly lbr: LbrDesc;
+  /** GUEST_IA32_DEBUGCTL in the VMCS. */
+  guestDebugctl: bigint;
+  /** The guest's LVTPC in the in-kernel local APIC. */
+  lvtpc: bigint;
+  /** MSRs the guest may access without a VM-exit (the MSR bitmap's holes). */
+  readonly passthrough: Set<number>;
+  /** Guest CR4.PCE, which RDPMC checks. */
+  cr4Pce: boolean;
+}
+
+export function newPmc(idx: number, type: PmcType): KvmPmc {
+  return {
+    idx,
+    type,
+    counter: 0n,
+    emulatedCounter: 0n,
+    eventsel: 0n,
+    currentConfig: 0n,
+    perfEvent: null,
+    isPaused: false,
+    intr: false,
+  };
+}

@@ -1,0 +1,331 @@
+/**
+ * A vCPU of today's upstream perf-event-backed vPMU: the x86.c glue around pmu.c, pmu_intel.c and
+ * vmx.c — MSR dispatch (kvm_get_msr_common / kvm_set_msr_common), the VM-entry/exit loop
+ * (vcpu_enter_guest), userspace save/restore, and vcpu_load/vcpu_put when the thread migrates.
+ */
+
+import { type Access, gp, ok } from '../../hw/access.js';
+import { bit } from '../../hw/bits.js';
+import type { WorkUnit } from '../../hw/work.js';
+import type { HostKernel } from '../../host/perf.js';
+import type { GuestCpuid, GuestPmi, HostAccess, VpmuVcpu } from '../types.js';
+import {
+  kvm_init_pmu_capability,
+  kvm_pmu_deliver_pmi,
+  kvm_pmu_get_msr,
+  kvm_pmu_handle_event,
+  kvm_pmu_init,
+  kvm_pmu_instruction_retired,
+  kvm_pmu_is_valid_msr,
+  kvm_pmu_rdpmc,
+  kvm_pmu_refresh,
+  kvm_pmu_set_msr,
+  type KvmPmuCap,
+  newKvmPmu,
+  toHost,
+} from './pmu.js';
+import { intel_pmu_lbr_is_enabled, PERF_CAP_LBR_FMT } from './pmu_intel.js';
+import type { KvmVcpuState } from './state.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_IA32_DEBUGCTLMSR,
+  vmx_check_perf_capabilities,
+  vmx_get_perf_capabilities,
+  vmx_passthrough_lbr_msrs,
+  vmx_set_debugctl,
+} from './vmx.js';
+
+export const MSR_IA32_PERF_CAPABILITIES = 0x345;
+export const APIC_LVTPC_X2APIC = 0x834;
+const MSR_P6_PERFCTR0 = 0xc1;
+const MSR_P6_PERFCTR1 = 0xc2;
+const MSR_P6_EVNTSEL0 = 0x186;
+const MSR_P6_EVNTSEL1 = 0x187;
+/** apic_lvt_mask for LVTPC: vector, delivery mode, mask (lapic.c); other bits are dropped. */
+const LVTPC_WRITABLE = 0x1_07ffn;
+
+/**
+ * What one intercepted VM-exit costs the pCPU in host mode: KVM's exit handler runs as host
+ * kernel code, where host events and host LBR users see it (decision K3).
+ */
+export const KVM_EXIT_HANDLER_WORK: WorkUnit = Object.freeze({
+  cpl: 0,
+  instructions: 40,
+  cycles: 120,
+  branches: Object.freeze([
+    Object.freeze({ from: 0xffff_ffff_81a0_0000n, to: 0xffff_ffff_81a0_0400n, kind: 'NEAR_IND_CALL' as const }),
+    Object.freeze({ from: 0xffff_ffff_81a0_0420n, to: 0xffff_ffff_81a0_0010n, kind: 'NEAR_RET' as const }),
+  ]),
+});
+
+/** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it against the host. */
+function msrs_to_save_pmu(): number[] {
+  const l = [0x309, 0x30a, 0x30b, 0x30c, 0x38d, 0x38e, 0x38f];
+  for (let i = 0; i < 8; i++) l.push(0xc1 + i, 0x186 + i);
+  return l;
+}
+
+/** kvm_probe_msr_to_save: drop what this host's KVM cannot expose (e33b6d79acac). */
+function kvm_probe_msr_to_save(cap: KvmPmuCap, msr: number): boolean {
+  if (msr >= 0x309 && msr <= 0x30c) return msr - 0x309 < cap.numCountersFixed;
+  if (msr >= 0x38d && msr <= 0x38f) return cap.version >= 2;
+  if (msr >= 0xc1 && msr < 0xc9) return msr - 0xc1 < cap.numCountersGp;
+  if (msr >= 0x186 && msr < 0x18e) return msr - 0x186 < cap.numCountersGp;
+  return true;
+}
+
+let vcpuSerial = 0;
+
+export class EmulatedVcpu implements VpmuVcpu {
+  readonly design = 'emulated';
+  /** KVM's state for this vCPU; read-only for observers. */
+  readonly s: KvmVcpuState;
+  private readonly cap: KvmPmuCap;
+  private readonly supportedPerfCap: bigint;
+  private inGuest = false;
+  private hostDebugctl = 0n;
+  private switched = { host: 0n, guest: 0n };
+  private readonly injected: GuestPmi[] = [];
+
+  constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) {
+    this.cap = kvm_init_pmu_capability(host.profile);
+    this.supportedPerfCap = vmx_get_perf_capabilities(host.profile);
+    const task = host.createTask(`vcpu${vcpuSerial++}`);
+    this.s = {
+      host,
+      task,
+      cpu: opts.cpu,
+      cpuid: opts.cpuid,
+      perfCapabilities: 0n,
+      hasRun: false,
+      scheduledOut: false,
+      requests: new Set(),
+      pmu: newKvmPmu(),
+      lbr: { nr: 0, event: null, msrPassthrough: false },
+      guestDebugctl: 0n,
+      lvtpc: 0x1_0000n,
+      passthrough: new Set(),
+      cr4Pce: false,
+    };
+    kvm_pmu_init(this.s.pmu);
+    host.switchTo(opts.cpu, task);
+    this.setCpuid(opts.cpuid);
+  }
+
+  get cpu(): number {
+    return this.s.cpu;
+  }
+
+  private get hw() {
+    return this.s.host.pcpu(this.s.cpu).hw;
+  }
+
+  // ---- userspace ----
+
+  /** KVM_SET_CPUID2 → kvm_vcpu_after_set_cpuid → kvm_pmu_refresh. */
+  setCpuid(cpuid: GuestCpuid): void {
+    if (this.s.hasRun) throw new Error('KVM_SET_CPUID2 after KVM_RUN is refused (-EINVAL)');
+    this.s.cpuid = cpuid;
+    if (!cpuid.pdcm) this.s.perfCapabilities = 0n; // vcpu_get_perf_capabilities returns 0 without PDCM
+    kvm_pmu_refresh(this.s, this.cap);
+  }
+
+  msrIndexList(): readonly number[] {
+    return [...msrs_to_save_pmu().filter((m) => kvm_probe_msr_to_save(this.cap, m)), MSR_IA32_PERF_CAPABILITIES];
+  }
+
+  /** kvm_is_advertised_msr: host-initiated accesses to these may read 0 / write 0 when unsupported. */
+  private advertised(msr: number): boolean {
+    return this.msrIndexList().includes(msr);
+  }
+
+  hostGetMsr(msr: number): HostAccess {
+    const r = this.getMsr(msr, true);
+    if (r !== null) return toHost(r);
+    return this.advertised(msr) ? { ok: true, value: 0n } : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+  }
+
+  hostSetMsr(msr: number, value: bigint): HostAccess {
+    // do_set_msr: feature MSRs are immutable once the vCPU has run (0094f62c7eaa).
+    if (this.s.hasRun && msr === MSR_IA32_PERF_CAPABILITIES && value !== this.s.perfCapabilities)
+      return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
+    const r = this.setMsr(msr, value, true);
+    if (r !== null) return toHost(r);
+    return this.advertised(msr) && value === 0n
+      ? { ok: true, value: 0n }
+      : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+  }
+
+  // ---- MSR dispatch: kvm_get_msr_common / kvm_set_msr_common / vmx_get_msr / vmx_set_msr ----
+
+  /** Returns null for an MSR KVM does not handle (KVM_MSR_RET_UNSUPPORTED). */
+  private getMsr(msr: number, host: boolean): Access | null {
+    const s = this.s;
+    switch (msr) {
+      case MSR_IA32_DEBUGCTLMSR:
+        return ok(s.guestDebugctl);
+      case MSR_IA32_PERF_CAPABILITIES:
+        if (!s.cpuid.pdcm) return host ? null : gp('IA32_PERF_CAPABILITIES: guest CPUID has no PDCM');
+        return ok(s.perfCapabilities);
+      case APIC_LVTPC_X2APIC:
+        return ok(s.lvtpc);
+      case MSR_P6_PERFCTR0:
+      case MSR_P6_PERFCTR1:
+      case MSR_P6_EVNTSEL0:
+      case MSR_P6_EVNTSEL1:
+        return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_get_msr(s, msr, host) : ok(0n); // K1
+    }
+    return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_get_msr(s, msr, host) : null;
+  }
+
+  private setMsr(msr: number, data: bigint, host: boolean): Access | null {
+    const s = this.s;
+    switch (msr) {
+      case MSR_IA32_DEBUGCTLMSR:
+        return vmx_set_debugctl(s, data, host);
+      case MSR_IA32_PERF_CAPABILITIES: {
+        if (!host) return gp('IA32_PERF_CAPABILITIES is read-only to the guest');
+        if (!s.cpuid.pdcm) return null; // d75cac366f44
+        const why = vmx_check_perf_capabilities(s, data);
+        if (why !== null) return gp(why);
+        if ((data & ~this.supportedPerfCap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
+        if (s.perfCapabilities !== data) {
+          s.perfCapabilities = data;
+          kvm_pmu_refresh(s, this.cap);
+        }
+        return ok(data);
+      }
+      case APIC_LVTPC_X2APIC:
+        if (data >> 32n !== 0n) return gp('x2APIC LVTPC: bits 63:32 set');
+        s.lvtpc = data & LVTPC_WRITABLE; // apic_lvt_mask drops the other bits
+        return ok(s.lvtpc);
+      case MSR_P6_PERFCTR0:
+      case MSR_P6_PERFCTR1:
+      case MSR_P6_EVNTSEL0:
+      case MSR_P6_EVNTSEL1:
+        return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_set_msr(s, msr, data, host) : ok(data); // K1
+    }
+    return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_set_msr(s, msr, data, host) : null;
+  }
+
+  // ---- the guest ----
+
+  guestRdmsr(msr: number): Access {
+    return this.guestInstruction((exit) => {
+      if (!exit) return this.hw.rdmsr(msr); // passed through: the hardware holds the guest's value
+      return this.getMsr(msr, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`);
+    }, !this.s.passthrough.has(msr));
+  }
+
+  guestWrmsr(msr: number, value: bigint): Access {
+    return this.guestInstruction((exit) => {
+      if (!exit) return this.hw.wrmsr(msr, value);
+      return this.setMsr(msr, value, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`);
+    }, !this.s.passthrough.has(msr));
+  }
+
+  guestRdpmc(ecx: number, cpl: number): Access {
+    // The perf-based vPMU always intercepts RDPMC.
+    return this.guestInstruction(() => kvm_pmu_rdpmc(this.s, ecx, cpl), true, cpl);
+  }
+
+  /**
+   * One guest instruction: executed in guest mode if passed through, else a VM-exit whose handler
+   * runs as host work; a handled instruction is skipped, which counts it as retired
+   * (kvm_skip_emulated_instruction → kvm_pmu_instruction_retired).
+   */
+  private guestInstruction(op: (exited: boolean) => Access, intercepted: boolean, cpl = 0): Access {
+    this.vcpu_enter_guest(-1);
+    if (!intercepted) {
+      const r = op(false);
+      this.vmexit();
+      return r;
+    }
+    this.vmexit();
+    this.s.host.runHost(this.s.cpu, [KVM_EXIT_HANDLER_WORK]);
+    const r = op(true);
+    if (r.ok) kvm_pmu_instruction_retired(this.s, cpl);
+    this.vcpu_enter_guest(0);
+    this.vmexit();
+    return r;
+  }
+
+  guestRun(units: readonly WorkUnit[]): readonly GuestPmi[] {
+    const from = this.injected.length;
+    this.vcpu_enter_guest(-1);
+    units.forEach((u, i) => {
+      if (this.hw.step(u) === null) return;
+      // The PMI is an NMI: VM-exit, the host's perf NMI handler, then straight back in.
+      this.vmexit();
+      this.s.host.handleNmi(this.s.cpu);
+      this.vcpu_enter_guest(i);
+    });
+    this.vmexit();
+    return this.injected.slice(from);
+  }
+
+  /** PMIs injected outside guestRun (after an intercepted instruction), oldest first. */
+  drainPmis(): GuestPmi[] {
+    return this.injected.splice(0);
+  }
+
+  /** vcpu_enter_guest: requests first (KVM_REQ_PMU, then KVM_REQ_PMI), then VM-entry. */
+  private vcpu_enter_guest(afterUnit: number): void {
+    const s = this.s;
+    if (s.requests.delete('PMU')) kvm_pmu_handle_event(s);
+    if (s.requests.delete('PMI')) {
+      const vector = kvm_pmu_deliver_pmi(s);
+      if (vector !== null) this.injected.push({ afterUnit, vector });
+    }
+    if (intel_pmu_lbr_is_enabled(s)) vmx_passthrough_lbr_msrs(s);
+    s.hasRun = true;
+    s.scheduledOut = false;
+    // VM-entry: perf's GLOBAL_CTRL switch (atomic_switch_perf_msrs) and the VMCS DEBUGCTL.
+    const hw = this.hw;
+    this.switched = s.host.perf_guest_get_msrs(s.cpu);
+    const dbg = hw.rdmsr(MSR_IA32_DEBUGCTLMSR);
+    this.hostDebugctl = dbg.ok ? dbg.value : 0n;
+    hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, this.switched.guest);
+    hw.wrmsr(MSR_IA32_DEBUGCTLMSR, s.guestDebugctl);
+    hw.mode = 'guest';
+    this.inGuest = true;
+  }
+
+  /** VM-exit: save the guest DEBUGCTL, load the host's GLOBAL_CTRL and DEBUGCTL. */
+  private vmexit(): void {
+    if (!this.inGuest) return;
+    const hw = this.hw;
+    const dbg = hw.rdmsr(MSR_IA32_DEBUGCTLMSR);
+    if (dbg.ok) this.s.guestDebugctl = dbg.value & ~bit(63); // "save debug controls"
+    hw.wrmsr(MSR_IA32_DEBUGCTLMSR, this.hostDebugctl);
+    hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, this.switched.host);
+    hw.mode = 'host';
+    this.inGuest = false;
+  }
+
+  // ---- the host scheduler ----
+
+  /** The vCPU thread moves: kvm_arch_vcpu_put, a context switch on both pCPUs, kvm_arch_vcpu_load. */
+  migrate(cpu: number): void {
+    const s = this.s;
+    s.scheduledOut = true;
+    s.host.switchTo(s.cpu, null);
+    s.cpu = cpu;
+    s.host.switchTo(cpu, s.task);
+    this.kvm_arch_vcpu_load();
+  }
+
+  /** kvm_arch_vcpu_load: a rescheduled vCPU with perf events asks for lazy cleanup. */
+  private kvm_arch_vcpu_load(): void {
+    const pmu = this.s.pmu;
+    if (this.s.scheduledOut && pmu.version !== 0 && pmu.eventCount !== 0) {
+      pmu.needCleanup = true;
+      this.s.requests.add('PMU');
+    }
+  }
+
+  /** Whether guest LBR is on for this vCPU (records.nr != 0), for tests and reports. */
+  get lbrEnabled(): boolean {
+    return intel_pmu_lbr_is_enabled(this.s) && (this.s.perfCapabilities & PERF_CAP_LBR_FMT) !== 0n;
+  }
+}

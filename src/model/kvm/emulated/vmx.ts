@@ -1,0 +1,95 @@
+/**
+ * The VMX side of the vPMU: a port of the PMU-relevant parts of arch/x86/kvm/vmx/vmx.c.
+ * Advertised PERF_CAPABILITIES, the DEBUGCTL write path, LBR MSR pass-through, and the MSR state
+ * that VM-entry and VM-exit switch (kvm-vpmu.md §2.13–§2.15).
+ */
+
+import { type Access, gp, ok } from '../../hw/access.js';
+import { bit } from '../../hw/bits.js';
+import type { Profile } from '../../hw/profile.js';
+import {
+  DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
+  DEBUGCTLMSR_LBR,
+  intel_pmu_create_guest_lbr_event,
+  intel_pmu_lbr_is_enabled,
+  lbrMsrs,
+  PERF_CAP_FW_WRITES,
+  PERF_CAP_LBR_FMT,
+} from './pmu_intel.js';
+import { INTEL_PMC_IDX_FIXED_VLBR, type KvmVcpuState } from './state.js';
+
+export const MSR_IA32_DEBUGCTLMSR = 0x1d9;
+export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
+const DEBUGCTLMSR_BTF = bit(1);
+const DEBUGCTLMSR_RTM_DEBUG = bit(15);
+
+/** vmx_get_perf_capabilities: FW_WRITES, and the host's LBR format for legacy-LBR hosts. PEBS is not ported. */
+export function vmx_get_perf_capabilities(host: Profile): bigint {
+  let cap = PERF_CAP_FW_WRITES;
+  // KVM needs LBR call-stack support; Arch LBR hosts get no guest LBR at all.
+  if (host.archLbr === undefined && host.legacyLbr?.callStack === true) cap |= host.perfCapabilities & PERF_CAP_LBR_FMT;
+  return cap;
+}
+
+/** vmx_get_supported_debugctl: LBR and FREEZE_LBRS_ON_PMI with guest LBR, RTM_DEBUG with RTM. */
+export function vmx_get_supported_debugctl(vcpu: KvmVcpuState, hostInitiated: boolean): bigint {
+  let d = 0n;
+  const lbrAdvertised = (vmx_get_perf_capabilities(vcpu.host.profile) & PERF_CAP_LBR_FMT) !== 0n;
+  if (lbrAdvertised && (hostInitiated || intel_pmu_lbr_is_enabled(vcpu))) d |= DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
+  if (vcpu.host.profile.tsx && (hostInitiated || vcpu.cpuid.tsx === true)) d |= DEBUGCTLMSR_RTM_DEBUG;
+  return d;
+}
+
+/** vmx_is_valid_debugctl: unsupported BTF/LBR are dropped, any other unsupported bit is invalid. */
+function vmx_is_valid_debugctl(vcpu: KvmVcpuState, data: bigint, hostInitiated: boolean): boolean {
+  let invalid = data & ~vmx_get_supported_debugctl(vcpu, hostInitiated);
+  invalid &= ~(DEBUGCTLMSR_BTF | DEBUGCTLMSR_LBR); // kvm_pr_unimpl_wrmsr, then ignored
+  return invalid === 0n;
+}
+
+/** vmx_set_msr(MSR_IA32_DEBUGCTLMSR): store in the VMCS; DEBUGCTL.LBR creates the guest LBR event. */
+export function vmx_set_debugctl(vcpu: KvmVcpuState, value: bigint, hostInitiated: boolean): Access {
+  if (!vmx_is_valid_debugctl(vcpu, value, hostInitiated)) return gp('IA32_DEBUGCTL: bits KVM does not support (vmx_is_valid_debugctl)');
+  const data = value & vmx_get_supported_debugctl(vcpu, hostInitiated);
+  vcpu.guestDebugctl = data; // vmx_guest_debugctl_write
+  if (intel_pmu_lbr_is_enabled(vcpu) && vcpu.lbr.event === null && (data & DEBUGCTLMSR_LBR) !== 0n)
+    intel_pmu_create_guest_lbr_event(vcpu);
+  return ok(data);
+}
+
+/** vmx_set_msr(MSR_IA32_PERF_CAPABILITIES) vendor checks before kvm_set_msr_common. */
+export function vmx_check_perf_capabilities(vcpu: KvmVcpuState, data: bigint): string | null {
+  if (data !== 0n && vcpu.pmu.version === 0 && (data & PERF_CAP_LBR_FMT) !== 0n)
+    return 'PERF_CAPABILITIES: LBR_FMT needs a vPMU (CPUID.0AH version > 0)';
+  const fmt = data & PERF_CAP_LBR_FMT;
+  if (fmt !== 0n) {
+    if (fmt !== (vmx_get_perf_capabilities(vcpu.host.profile) & PERF_CAP_LBR_FMT))
+      return `PERF_CAPABILITIES: LBR_FMT ${fmt} is not the host's`;
+    const h = vcpu.host.profile;
+    if (vcpu.cpuid.family !== h.family || vcpu.cpuid.model !== h.model)
+      return 'PERF_CAPABILITIES: LBR_FMT needs the guest family/model to be the host\'s (cpuid_model_is_consistent)';
+  }
+  return null;
+}
+
+/** vmx_passthrough_lbr_msrs: before each VM-entry, pass the LBR MSRs through iff the guest LBR event is ACTIVE. */
+export function vmx_passthrough_lbr_msrs(vcpu: KvmVcpuState): void {
+  const msrs = lbrMsrs(vcpu);
+  const intercept = () => {
+    for (const m of msrs) vcpu.passthrough.delete(m);
+    vcpu.lbr.msrPassthrough = false;
+  };
+  const ev = vcpu.lbr.event;
+  if (ev === null) {
+    intercept(); // pr_warn if DEBUGCTL.LBR or the in-use bit is set: "fail to passthrough LBR"
+    return;
+  }
+  if (ev.state !== 'ACTIVE') {
+    intercept();
+    vcpu.pmu.pmcInUse &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
+    return;
+  }
+  for (const m of msrs) vcpu.passthrough.add(m);
+  vcpu.lbr.msrPassthrough = true;
+}
+

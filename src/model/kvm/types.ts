@@ -1,0 +1,57 @@
+/**
+ * The one interface every vPMU design implements (today's emulated vPMU, the mediated vPMU,
+ * ported patch series), so the engine never knows which one it drives. A vCPU is driven the
+ * way a VMM and its guest drive KVM: userspace ioctls, guest instructions, guest work, and the
+ * host scheduler moving the vCPU thread between physical CPUs.
+ */
+
+import type { Access } from '../hw/access.js';
+import type { CpuidRegs } from '../hw/profile.js';
+import type { WorkUnit } from '../hw/work.js';
+
+/** The PMU-relevant part of the guest CPUID that userspace sets with KVM_SET_CPUID2. */
+export interface GuestCpuid {
+  readonly family: number;
+  readonly model: number;
+  /** CPUID.0AH, as userspace chose it (KVM does not clamp the version: kvm-vpmu.md §2.4). */
+  readonly leaf0a: CpuidRegs;
+  /** CPUID.01H:ECX.PDCM. */
+  readonly pdcm: boolean;
+  /** CPUID.07H:EBX HLE/RTM. */
+  readonly tsx?: boolean;
+}
+
+/** A host-initiated (KVM_GET_MSRS / KVM_SET_MSRS) access: the ioctl succeeds or fails. */
+export type HostAccess = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly error: string };
+
+/** What the guest saw during a run of work units, besides the units themselves. */
+export interface GuestPmi {
+  /** Index of the unit after which the PMI was injected. */
+  readonly afterUnit: number;
+  readonly vector: number;
+}
+
+export interface VpmuVcpu {
+  /** Which design this is, e.g. "emulated". */
+  readonly design: string;
+  /** The pCPU the vCPU thread runs on now. */
+  readonly cpu: number;
+
+  /** Guest RDMSR / WRMSR / RDPMC at CPL `cpl` (RDPMC only), as the guest observes them. */
+  guestRdmsr(msr: number): Access;
+  guestWrmsr(msr: number, value: bigint): Access;
+  guestRdpmc(ecx: number, cpl: number): Access;
+  /** Runs guest work; returns the PMIs the guest received. */
+  guestRun(units: readonly WorkUnit[]): readonly GuestPmi[];
+
+  /** KVM_SET_CPUID2: only before the first KVM_RUN. */
+  setCpuid(cpuid: GuestCpuid): void;
+  /** Host-initiated MSR accesses (KVM_GET_MSRS / KVM_SET_MSRS). */
+  hostGetMsr(msr: number): HostAccess;
+  hostSetMsr(msr: number, value: bigint): HostAccess;
+  /** KVM_GET_MSR_INDEX_LIST as far as the PMU goes (msrs_to_save_pmu, filtered). */
+  msrIndexList(): readonly number[];
+
+  /** The host scheduler moves the vCPU thread to `cpu` (vcpu_put, then vcpu_load there). */
+  migrate(cpu: number): void;
+}
