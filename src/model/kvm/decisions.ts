@@ -50,9 +50,23 @@ export const KVM_DECISIONS: readonly Decision[] = [
   },
   {
     id: 'K7',
-    question: 'Does a non-zero PERF_CAPABILITIES with an LBR format need a vPMU?',
-    choice: 'Yes: a host write with LBR_FMT fails while CPUID.0AH version is 0.',
-    why: 'vmx_pmu_caps_test: with leaf 0xA cleared, the LBR write that succeeded before fails.',
+    question: 'Does a non-zero PERF_CAPABILITIES need a vPMU?',
+    choice: 'Yes, any non-zero value: vmx_set_msr fails the write while pmu->version is 0 (FW_WRITES alone included).',
+    why: 'vmx_set_msr checks "data && !pmu->version" before the LBR and PEBS checks (read in 2025 vmx.c context); vmx_pmu_caps_test sees it through its LBR case.',
     ref: 'kvm-vpmu.md §2.15, §3.1',
+  },
+  {
+    id: 'K8',
+    question: 'What does a PMI do when LVTPC selects a delivery mode other than Fixed or NMI?',
+    choice: 'ExtINT is not accepted (no PMI, LVTPC stays unmasked). SMI, RemoteRead, INIT and SIPI are accepted and mask LVTPC, but the guest sees nothing the model represents. NMI mode is reported as vector 2.',
+    why: '__apic_accept_irq accepts every mode but ExtINT and kvm_apic_local_deliver masks LVTPC on acceptance; the model has no SMM, INIT or SIPI.',
+    ref: 'lapic.c kvm_apic_local_deliver, __apic_accept_irq',
+  },
+  {
+    id: 'K9',
+    question: 'What is PERF_CAPABILITIES before userspace writes it?',
+    choice: 'kvm_caps.supported_perf_cap, kept across KVM_SET_CPUID2; without guest PDCM it reads (and counts) as 0.',
+    why: 'kvm_arch_vcpu_create stuffs the supported value under KVM_X86_QUIRK_STUFF_FEATURE_MSRS, which is on unless userspace disables it; the port does not model disabling quirks.',
+    ref: 'x86.c kvm_arch_vcpu_create; pmu_intel.c vcpu_get_perf_capabilities',
   },
 ];

@@ -7,7 +7,7 @@
 import { type Access, gp, ok } from '../../hw/access.js';
 import { bit, isSet, lowMask } from '../../hw/bits.js';
 import type { Profile } from '../../hw/profile.js';
-import { attr } from '../../host/types.js';
+import { attr, type PerfEvent } from '../../host/types.js';
 import type { HostAccess } from '../types.js';
 import {
   intel_is_valid_msr,
@@ -38,11 +38,15 @@ export const KVM_MAX_NR_INTEL_FIXED_COUTNERS = 3;
 /** perf's generic encodings KVM matches emulated instructions and branches against. */
 export const PERF_COUNT_HW_INSTRUCTIONS = 0x00c0n;
 export const PERF_COUNT_HW_BRANCH_INSTRUCTIONS = 0x00c4n;
-/** AMD64_RAW_EVENT_MASK_NB as applied on Intel: event select and umask. */
-const EVENT_AND_UMASK = 0xffffn;
+/** AMD64_RAW_EVENT_MASK_NB: event select (with AMD's bits 35:32, Intel's IN_TX/IN_TXCP) and umask. */
+const AMD64_RAW_EVENT_MASK_NB = 0xf_0000_ffffn;
+/** HSW_IN_TX_CHECKPOINTED: perf refuses a sample period with it. */
+const HSW_IN_TX_CHECKPOINTED = bit(33);
 
-/** kvm_pmu_cap: what KVM can offer on this host (kvm_init_pmu_capability). */
+/** kvm_pmu_cap: what KVM can offer on this host (kvm_init_pmu_capability), with enable_pmu. */
 export interface KvmPmuCap {
+  /** enable_pmu after kvm_init_pmu_capability: false leaves every vCPU without a vPMU. */
+  readonly enablePmu: boolean;
   readonly version: number;
   readonly numCountersGp: number;
   readonly numCountersFixed: number;
@@ -53,7 +57,11 @@ export interface KvmPmuCap {
 
 /** kvm_init_pmu_capability: the host's PMU as perf reports it, version capped at 2. */
 export function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
+  // Intel: no vPMU without an architectural host PMU with GP counters; the caps are then all zero.
+  if (host.version === 0 || host.nGP === 0)
+    return { enablePmu: false, version: 0, numCountersGp: 0, numCountersFixed: 0, bitWidthGp: 0, bitWidthFixed: 0, eventsMaskLen: 0 };
   return {
+    enablePmu: true,
     version: Math.min(host.version, 2),
     numCountersGp: Math.min(host.nGP, KVM_MAX_NR_INTEL_GP_COUNTERS),
     numCountersFixed: Math.min(host.nFixedContig, KVM_MAX_NR_INTEL_FIXED_COUTNERS),
@@ -134,9 +142,14 @@ export function get_sample_period(vcpu: KvmVcpuState, pmc: KvmPmc, counterValue:
   return p === 0n ? mask + 1n : p;
 }
 
+/** is_sampling_event: a counting event (sample_period 0) has no period to recalibrate. */
+function is_sampling_event(ev: PerfEvent): boolean {
+  return ev.attr.samplePeriod !== 0n;
+}
+
 /** pmc_update_sample_period. */
 function pmc_update_sample_period(vcpu: KvmVcpuState, pmc: KvmPmc): void {
-  if (pmc.perfEvent === null || pmc.isPaused) return;
+  if (pmc.perfEvent === null || pmc.isPaused || !is_sampling_event(pmc.perfEvent)) return;
   vcpu.host.perf_event_period(pmc.perfEvent, get_sample_period(vcpu, pmc, pmc.counter));
 }
 
@@ -180,7 +193,11 @@ function pmc_pause_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
 /** pmc_resume_counter: re-arms the period and re-enables the existing event. */
 function pmc_resume_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   if (pmc.perfEvent === null) return false;
-  if (!vcpu.host.perf_event_period(pmc.perfEvent, get_sample_period(vcpu, pmc, pmc.counter))) return false;
+  if (
+    is_sampling_event(pmc.perfEvent) &&
+    !vcpu.host.perf_event_period(pmc.perfEvent, get_sample_period(vcpu, pmc, pmc.counter))
+  )
+    return false;
   vcpu.host.perf_event_enable(pmc.perfEvent);
   pmc.isPaused = false;
   return true;
@@ -195,23 +212,19 @@ function pmc_reprogram_counter(
   excludeKernel: boolean,
   intr: boolean,
 ): boolean {
+  let samplePeriod = get_sample_period(vcpu, pmc, pmc.counter);
+  // IN_TXCP takes no sample period: a counting event at least allocates.
+  if ((config & HSW_IN_TX_CHECKPOINTED) !== 0n && vcpu.host.profile.tsx) samplePeriod = 0n;
   const ev = vcpu.host.perf_event_create_kernel_counter(
-    attr({
-      config,
-      pinned: true,
-      excludeHost: true,
-      excludeUser,
-      excludeKernel,
-      samplePeriod: get_sample_period(vcpu, pmc, pmc.counter),
-    }),
+    attr({ config, pinned: true, excludeHost: true, excludeUser, excludeKernel, samplePeriod }),
     { task: vcpu.task },
     () => kvm_perf_overflow(vcpu, pmc),
   );
-  pmc.intr = intr;
-  if ('error' in ev) return false;
+  if ('error' in ev) return false; // pmc->intr keeps the value of the last event created
   pmc.perfEvent = ev;
   vcpu.pmu.eventCount++;
   pmc.isPaused = false;
+  pmc.intr = intr;
   return true;
 }
 
@@ -271,8 +284,9 @@ export function reprogram_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   );
 }
 
-/** kvm_pmu_request_counter_reprogram. */
+/** kvm_pmu_request_counter_reprogram: recalc emulation at once, so the skipped WRMSR itself counts. */
 export function kvm_pmu_request_counter_reprogram(vcpu: KvmVcpuState, pmc: KvmPmc): void {
+  kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
   vcpu.pmu.reprogramPmi |= bit(pmc.idx);
   vcpu.requests.add('PMU');
 }
@@ -300,20 +314,20 @@ export function kvm_perf_overflow(vcpu: KvmVcpuState, pmc: KvmPmc): void {
   vcpu.requests.add('PMU');
 }
 
-/** pmc_is_event_match-style test of kvm_pmu_recalc_pmc_emulation: event select and umask equal. */
-function eventMatches(pmc: KvmPmc, generic: bigint): boolean {
-  return ((pmc.eventsel ^ generic) & EVENT_AND_UMASK) === 0n;
+/** pmc_is_event_match: edge, pin, inv and cmask are ignored; IN_TX/IN_TXCP must match (be clear). */
+function pmc_is_event_match(pmc: KvmPmc, generic: bigint): boolean {
+  return ((pmc.eventsel ^ generic) & AMD64_RAW_EVENT_MASK_NB) === 0n;
 }
 
-/** kvm_pmu_recalc_pmc_emulation: which PMCs count emulated instructions and branches. */
+/** kvm_pmu_recalc_pmc_emulation: which PMCs count emulated instructions and branches (no filter check: it is read at emulation time). */
 function kvm_pmu_recalc_pmc_emulation(vcpu: KvmVcpuState, pmc: KvmPmc): void {
   const b = bit(pmc.idx);
   const pmu = vcpu.pmu;
   pmu.pmcCountingInstructions &= ~b;
   pmu.pmcCountingBranches &= ~b;
-  if (!pmc_is_locally_enabled(vcpu, pmc) || !check_pmu_event_filter(vcpu, pmc)) return;
-  if (eventMatches(pmc, PERF_COUNT_HW_INSTRUCTIONS)) pmu.pmcCountingInstructions |= b;
-  if (eventMatches(pmc, PERF_COUNT_HW_BRANCH_INSTRUCTIONS)) pmu.pmcCountingBranches |= b;
+  if (!pmc_is_locally_enabled(vcpu, pmc)) return;
+  if (pmc_is_event_match(pmc, PERF_COUNT_HW_INSTRUCTIONS)) pmu.pmcCountingInstructions |= b;
+  if (pmc_is_event_match(pmc, PERF_COUNT_HW_BRANCH_INSTRUCTIONS)) pmu.pmcCountingBranches |= b;
 }
 
 /** kvm_pmu_handle_event: KVM_REQ_PMU before VM-entry; failures retry at the next request. */
@@ -378,12 +392,24 @@ export function kvm_pmu_deliver_pmi(vcpu: KvmVcpuState): number | null {
   return kvm_apic_local_deliver_lvtpc(vcpu);
 }
 
-/** kvm_apic_local_deliver(APIC_LVTPC): dropped while masked; Intel guests get the mask set. */
+/** NMI_VECTOR: what a PMI delivered in NMI mode is reported as. */
+export const NMI_VECTOR = 2;
+
+/**
+ * kvm_apic_local_deliver(APIC_LVTPC): dropped while masked. __apic_accept_irq accepts every
+ * delivery mode but ExtINT, and an accepted PMI masks LVTPC (a16eb25b09c0, Intel-compatible guests).
+ * Fixed/lowest-priority deliver the vector, NMI mode an NMI; SMI, RemoteRead, INIT and SIPI are
+ * accepted but not modelled (K8).
+ */
 function kvm_apic_local_deliver_lvtpc(vcpu: KvmVcpuState): number | null {
   const LVT_MASKED = bit(16);
-  if ((vcpu.lvtpc & LVT_MASKED) !== 0n) return null;
-  vcpu.lvtpc |= LVT_MASKED; // a16eb25b09c0: Intel-compatible guests only
-  return Number(vcpu.lvtpc & 0xffn);
+  const reg = vcpu.lvtpc;
+  if ((reg & LVT_MASKED) !== 0n) return null;
+  const mode = Number((reg >> 8n) & 7n);
+  if (mode === 7) return null; // APIC_DM_EXTINT: not accepted, LVTPC stays unmasked
+  vcpu.lvtpc = reg | LVT_MASKED;
+  if (mode === 0 || mode === 1) return Number(reg & 0xffn);
+  return mode === 4 ? NMI_VECTOR : null;
 }
 
 /** kvm_pmu_is_valid_msr: the common global MSRs from v2, then the vendor's. */
@@ -442,10 +468,10 @@ export function kvm_pmu_set_msr(vcpu: KvmVcpuState, msr: number, data: bigint, h
   }
 }
 
-/** Which PMC an MSR addresses, for the pmc_in_use bookkeeping of kvm_pmu_set_msr. */
+/** intel_msr_idx_to_pmc, for the pmc_in_use bookkeeping of kvm_pmu_set_msr: not the IA32_PMCx aliases. */
 function msrToPmcIdx(vcpu: KvmVcpuState, msr: number): number | null {
   const pmu = vcpu.pmu;
-  for (const base of [0xc1, 0x4c1, 0x186]) {
+  for (const base of [0xc1, 0x186]) {
     const i = msr - base;
     if (i >= 0 && i < pmu.nrArchGpCounters) return i;
   }
@@ -487,6 +513,7 @@ export function kvm_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
   pmu.globalStatusRsvd = ~0n;
   pmu.fixedCtrCtrlRsvd = ~0n;
   pmu.allValidPmcIdx = 0n;
+  if (!cap.enablePmu) return; // kvm->arch.enable_pmu
   intel_pmu_refresh(vcpu, cap);
   // de120e1d692d: the architectural RESET value of GLOBAL_CTRL.
   if (pmu.nrArchGpCounters > 0 && kvm_pmu_has_perf_global_ctrl(pmu)) pmu.globalCtrl = lowMask(pmu.nrArchGpCounters);

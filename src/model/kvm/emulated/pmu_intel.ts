@@ -44,9 +44,14 @@ function get_fixed_pmc(vcpu: KvmVcpuState, msr: number): KvmPmc | undefined {
   return i >= 0 && i < vcpu.pmu.nrArchFixedCounters ? vcpu.pmu.fixed[i] : undefined;
 }
 
+/** vcpu_get_perf_capabilities: PERF_CAPABILITIES counts only while guest CPUID has PDCM. */
+export function vcpu_get_perf_capabilities(vcpu: KvmVcpuState): bigint {
+  return vcpu.cpuid.pdcm ? vcpu.perfCapabilities : 0n;
+}
+
 /** fw_writes_is_enabled + get_fw_gp_pmc: the IA32_PMCx aliases need PERF_CAPABILITIES.FW_WRITES. */
 function get_fw_gp_pmc(vcpu: KvmVcpuState, msr: number): KvmPmc | undefined {
-  return (vcpu.perfCapabilities & PERF_CAP_FW_WRITES) !== 0n ? get_gp_pmc(vcpu, msr, MSR_IA32_PMC0) : undefined;
+  return (vcpu_get_perf_capabilities(vcpu) & PERF_CAP_FW_WRITES) !== 0n ? get_gp_pmc(vcpu, msr, MSR_IA32_PMC0) : undefined;
 }
 
 /** cpuid_model_is_consistent: legacy LBRs need the guest's family/model to be the host's. */
@@ -73,7 +78,7 @@ export function intel_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
     pmu.rawEventMask |= HSW_IN_TX | HSW_IN_TX_CHECKPOINTED;
   }
   const geometry = vcpu.host.profile.legacyLbr;
-  if (cpuid_model_is_consistent(vcpu) && (vcpu.perfCapabilities & PERF_CAP_LBR_FMT) !== 0n && geometry !== undefined) {
+  if (cpuid_model_is_consistent(vcpu) && (vcpu_get_perf_capabilities(vcpu) & PERF_CAP_LBR_FMT) !== 0n && geometry !== undefined) {
     lbr.nr = geometry.depth;
     pmu.allValidPmcIdx |= bit(INTEL_PMC_IDX_FIXED_VLBR);
   }

@@ -76,7 +76,10 @@ export interface KvmVcpuState {
   readonly task: number;
   cpu: number;
   cpuid: GuestCpuid;
+  /** vcpu->arch.perf_capabilities, kept even while guest CPUID lacks PDCM (vcpu_get_perf_capabilities hides it). */
   perfCapabilities: bigint;
+  /** kvm_caps.supported_perf_cap (vmx_get_perf_capabilities). */
+  readonly supportedPerfCap: bigint;
   hasRun: boolean;
   /** Was the vCPU scheduled out since it last ran (vcpu->preempted / scheduled out). */
   scheduledOut: boolean;

@@ -41,8 +41,8 @@ const MSR_P6_PERFCTR0 = 0xc1;
 const MSR_P6_PERFCTR1 = 0xc2;
 const MSR_P6_EVNTSEL0 = 0x186;
 const MSR_P6_EVNTSEL1 = 0x187;
-/** apic_lvt_mask for LVTPC: vector, delivery mode, mask (lapic.c); other bits are dropped. */
-const LVTPC_WRITABLE = 0x1_07ffn;
+/** apic_lvt_mask for LVTPC (LVT_MASK | APIC_MODE_MASK): vector, mode, delivery status, mask; other bits dropped. */
+const LVTPC_WRITABLE = 0x1_17ffn;
 
 /**
  * What one intercepted VM-exit costs the pCPU in host mode: KVM's exit handler runs as host
@@ -81,7 +81,6 @@ export class EmulatedVcpu implements VpmuVcpu {
   /** KVM's state for this vCPU; read-only for observers. */
   readonly s: KvmVcpuState;
   private readonly cap: KvmPmuCap;
-  private readonly supportedPerfCap: bigint;
   private inGuest = false;
   private hostDebugctl = 0n;
   private switched = { host: 0n, guest: 0n };
@@ -89,14 +88,15 @@ export class EmulatedVcpu implements VpmuVcpu {
 
   constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) {
     this.cap = kvm_init_pmu_capability(host.profile);
-    this.supportedPerfCap = vmx_get_perf_capabilities(host.profile);
+    const supportedPerfCap = vmx_get_perf_capabilities(host.profile, this.cap.enablePmu);
     const task = host.createTask(`vcpu${vcpuSerial++}`);
     this.s = {
       host,
       task,
       cpu: opts.cpu,
       cpuid: opts.cpuid,
-      perfCapabilities: 0n,
+      perfCapabilities: supportedPerfCap, // kvm_arch_vcpu_create, KVM_X86_QUIRK_STUFF_FEATURE_MSRS (K9)
+      supportedPerfCap,
       hasRun: false,
       scheduledOut: false,
       requests: new Set(),
@@ -125,8 +125,7 @@ export class EmulatedVcpu implements VpmuVcpu {
   /** KVM_SET_CPUID2 → kvm_vcpu_after_set_cpuid → kvm_pmu_refresh. */
   setCpuid(cpuid: GuestCpuid): void {
     if (this.s.hasRun) throw new Error('KVM_SET_CPUID2 after KVM_RUN is refused (-EINVAL)');
-    this.s.cpuid = cpuid;
-    if (!cpuid.pdcm) this.s.perfCapabilities = 0n; // vcpu_get_perf_capabilities returns 0 without PDCM
+    this.s.cpuid = cpuid; // perf_capabilities survives; without PDCM vcpu_get_perf_capabilities hides it
     kvm_pmu_refresh(this.s, this.cap);
   }
 
@@ -146,9 +145,11 @@ export class EmulatedVcpu implements VpmuVcpu {
   }
 
   hostSetMsr(msr: number, value: bigint): HostAccess {
-    // do_set_msr: feature MSRs are immutable once the vCPU has run (0094f62c7eaa).
-    if (this.s.hasRun && msr === MSR_IA32_PERF_CAPABILITIES && value !== this.s.perfCapabilities)
-      return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
+    // do_set_msr: feature MSRs are immutable once the vCPU has run; compared with what do_get_msr reads.
+    if (this.s.hasRun && msr === MSR_IA32_PERF_CAPABILITIES) {
+      const cur = this.hostGetMsr(msr);
+      if (!cur.ok || cur.value !== value) return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
+    }
     const r = this.setMsr(msr, value, true);
     if (r !== null) return toHost(r);
     return this.advertised(msr) && value === 0n
@@ -188,7 +189,7 @@ export class EmulatedVcpu implements VpmuVcpu {
         if (!s.cpuid.pdcm) return null; // d75cac366f44
         const why = vmx_check_perf_capabilities(s, data);
         if (why !== null) return gp(why);
-        if ((data & ~this.supportedPerfCap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
+        if ((data & ~s.supportedPerfCap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
         if (s.perfCapabilities !== data) {
           s.perfCapabilities = data;
           kvm_pmu_refresh(s, this.cap);

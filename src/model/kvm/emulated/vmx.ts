@@ -24,7 +24,8 @@ const DEBUGCTLMSR_BTF = bit(1);
 const DEBUGCTLMSR_RTM_DEBUG = bit(15);
 
 /** vmx_get_perf_capabilities: FW_WRITES, and the host's LBR format for legacy-LBR hosts. PEBS is not ported. */
-export function vmx_get_perf_capabilities(host: Profile): bigint {
+export function vmx_get_perf_capabilities(host: Profile, enablePmu: boolean): bigint {
+  if (!enablePmu) return 0n;
   let cap = PERF_CAP_FW_WRITES;
   // KVM needs LBR call-stack support; Arch LBR hosts get no guest LBR at all.
   if (host.archLbr === undefined && host.legacyLbr?.callStack === true) cap |= host.perfCapabilities & PERF_CAP_LBR_FMT;
@@ -34,7 +35,7 @@ export function vmx_get_perf_capabilities(host: Profile): bigint {
 /** vmx_get_supported_debugctl: LBR and FREEZE_LBRS_ON_PMI with guest LBR, RTM_DEBUG with RTM. */
 export function vmx_get_supported_debugctl(vcpu: KvmVcpuState, hostInitiated: boolean): bigint {
   let d = 0n;
-  const lbrAdvertised = (vmx_get_perf_capabilities(vcpu.host.profile) & PERF_CAP_LBR_FMT) !== 0n;
+  const lbrAdvertised = (vcpu.supportedPerfCap & PERF_CAP_LBR_FMT) !== 0n; // kvm_caps.supported_perf_cap
   if (lbrAdvertised && (hostInitiated || intel_pmu_lbr_is_enabled(vcpu))) d |= DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
   if (vcpu.host.profile.tsx && (hostInitiated || vcpu.cpuid.tsx === true)) d |= DEBUGCTLMSR_RTM_DEBUG;
   return d;
@@ -59,11 +60,10 @@ export function vmx_set_debugctl(vcpu: KvmVcpuState, value: bigint, hostInitiate
 
 /** vmx_set_msr(MSR_IA32_PERF_CAPABILITIES) vendor checks before kvm_set_msr_common. */
 export function vmx_check_perf_capabilities(vcpu: KvmVcpuState, data: bigint): string | null {
-  if (data !== 0n && vcpu.pmu.version === 0 && (data & PERF_CAP_LBR_FMT) !== 0n)
-    return 'PERF_CAPABILITIES: LBR_FMT needs a vPMU (CPUID.0AH version > 0)';
+  if (data !== 0n && vcpu.pmu.version === 0) return 'PERF_CAPABILITIES: a non-zero value needs a vPMU (K7)';
   const fmt = data & PERF_CAP_LBR_FMT;
   if (fmt !== 0n) {
-    if (fmt !== (vmx_get_perf_capabilities(vcpu.host.profile) & PERF_CAP_LBR_FMT))
+    if (fmt !== (vcpu.supportedPerfCap & PERF_CAP_LBR_FMT))
       return `PERF_CAPABILITIES: LBR_FMT ${fmt} is not the host's`;
     const h = vcpu.host.profile;
     if (vcpu.cpuid.family !== h.family || vcpu.cpuid.model !== h.model)
