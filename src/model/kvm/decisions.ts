@@ -16,7 +16,7 @@ export const KVM_DECISIONS: readonly Decision[] = [
   {
     id: 'K2',
     question: 'Which parts of upstream are not ported yet?',
-    choice: 'PEBS (PEBS_ENABLE, DS_AREA, PEBS_DATA_CFG, precise_ip, cross-mapping), the event filter, AMD, nested VMX, the VMware backdoor and BUS_LOCK_DETECT. The MSRs of these are unknown to the port (#GP for the guest).',
+    choice: 'PEBS (PEBS_ENABLE, DS_AREA, PEBS_DATA_CFG, precise_ip, cross-mapping), AMD, nested VMX, the VMware backdoor and BUS_LOCK_DETECT. The MSRs of these are unknown to the port (#GP for the guest).',
     why: 'None of them is reachable from the CPU profiles and commands the suite generates today; each is its own issue.',
     ref: 'kvm-vpmu.md §2.14, §2.17',
   },

@@ -24,6 +24,17 @@ export interface GuestCpuid {
 /** A host-initiated (KVM_GET_MSRS / KVM_SET_MSRS) access: the ioctl succeeds or fails. */
 export type HostAccess = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly error: string };
 
+/** struct kvm_pmu_event_filter, as userspace passes it to KVM_SET_PMU_EVENT_FILTER. */
+export interface KvmPmuEventFilter {
+  /** KVM_PMU_EVENT_ALLOW (0) or KVM_PMU_EVENT_DENY (1). */
+  readonly action: number;
+  /** KVM_PMU_EVENT_FLAG_MASKED_EVENTS (1) or 0. */
+  readonly flags: number;
+  readonly fixedCounterBitmap: number;
+  /** Legacy entries: (umask << 8) | event select. Masked entries: KVM_PMU_ENCODE_MASKED_ENTRY. */
+  readonly events: readonly bigint[];
+}
+
 /** What the guest saw during a run of work units, besides the units themselves. */
 export interface GuestPmi {
   /** Index of the unit after which the PMI was injected. */
@@ -49,6 +60,8 @@ export interface VpmuVcpu {
   /** Host-initiated MSR accesses (KVM_GET_MSRS / KVM_SET_MSRS). */
   hostGetMsr(msr: number): HostAccess;
   hostSetMsr(msr: number, value: bigint): HostAccess;
+  /** KVM_SET_PMU_EVENT_FILTER on this vCPU's VM (null removes the filter). */
+  setPmuEventFilter(filter: KvmPmuEventFilter | null): HostAccess;
   /** KVM_GET_MSR_INDEX_LIST as far as the PMU goes (msrs_to_save_pmu, filtered). */
   msrIndexList(): readonly number[];
 

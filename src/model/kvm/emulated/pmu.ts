@@ -8,7 +8,8 @@ import { type Access, gp, ok } from '../../hw/access.js';
 import { bit, isSet, lowMask } from '../../hw/bits.js';
 import type { Profile } from '../../hw/profile.js';
 import { attr, type PerfEvent } from '../../host/types.js';
-import type { HostAccess } from '../types.js';
+import type { HostAccess, KvmPmuEventFilter } from '../types.js';
+import { is_fixed_event_allowed, is_gp_event_allowed, type KvmX86PmuEventFilter, kvm_vm_ioctl_set_pmu_event_filter } from './filter.js';
 import {
   intel_is_valid_msr,
   intel_pmu_cleanup,
@@ -19,7 +20,7 @@ import {
   intel_pmu_set_msr,
   intel_rdpmc_ecx_to_pmc,
 } from './pmu_intel.js';
-import { KVM_FIXED_PMC_BASE_IDX, type KvmPmc, type KvmPmu, type KvmVcpuState, newPmc } from './state.js';
+import { KVM_FIXED_PMC_BASE_IDX, type KvmPmc, type KvmPmu, type KvmState, type KvmVcpuState, newPmc } from './state.js';
 
 export const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
 export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
@@ -250,15 +251,34 @@ export function pmc_is_locally_enabled(vcpu: KvmVcpuState, pmc: KvmPmc): boolean
   return (fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX) & 3) !== 0;
 }
 
-/** check_pmu_event_filter: no filter is installed in this port yet, so everything is allowed. */
-function check_pmu_event_filter(_vcpu: KvmVcpuState, _pmc: KvmPmc): boolean {
-  return true;
+/** pmc_is_event_allowed (check_pmu_event_filter before 2025): the VM's filter, if any. */
+function pmc_is_event_allowed(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
+  const f = vcpu.kvm.pmuEventFilter;
+  if (f === null) return true;
+  if (pmc.type === 'gp') return is_gp_event_allowed(f, pmc.eventsel);
+  return is_fixed_event_allowed(f, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
+}
+
+/** kvm_vm_ioctl_set_pmu_event_filter: install, then reprogram every PMC of every vCPU. */
+export function kvm_vm_set_pmu_event_filter(kvm: KvmState, filter: KvmPmuEventFilter | null): HostAccess {
+  let next: KvmX86PmuEventFilter | null = null;
+  if (filter !== null) {
+    const r = kvm_vm_ioctl_set_pmu_event_filter(filter);
+    if ('error' in r) return { ok: false, error: r.error };
+    next = r;
+  }
+  kvm.pmuEventFilter = next; // rcu_replace_pointer + synchronize_srcu_expedited
+  for (const v of kvm.vcpus) {
+    v.pmu.reprogramPmi = ~0n & lowMask(64); // atomic64_set(&pmu->__reprogram_pmi, -1ull)
+    v.requests.add('PMU');
+  }
+  return { ok: true, value: 0n };
 }
 
 /** reprogram_counter: pause, then resume the same event or create a new one. */
 export function reprogram_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   const emulateOverflow = pmc_pause_counter(vcpu, pmc);
-  if (!pmc_is_globally_enabled(vcpu, pmc) || !pmc_is_locally_enabled(vcpu, pmc) || !check_pmu_event_filter(vcpu, pmc))
+  if (!pmc_is_globally_enabled(vcpu, pmc) || !pmc_is_locally_enabled(vcpu, pmc) || !pmc_is_event_allowed(vcpu, pmc))
     return true; // the event stays paused, not released
   if (emulateOverflow) __kvm_perf_overflow(vcpu, pmc, false);
 
@@ -350,7 +370,7 @@ export function kvm_pmu_trigger_event(vcpu: KvmVcpuState, counting: bigint, cpl:
   if (kvm_pmu_has_perf_global_ctrl(pmu)) mask &= pmu.globalCtrl;
   for (const pmc of validPmcs(pmu)) {
     if ((mask & bit(pmc.idx)) === 0n) continue;
-    if (!check_pmu_event_filter(vcpu, pmc) || !cpl_is_matched(vcpu, pmc, cpl)) continue;
+    if (!pmc_is_event_allowed(vcpu, pmc) || !cpl_is_matched(vcpu, pmc, cpl)) continue;
     pmc.emulatedCounter += 1n; // kvm_pmu_incr_counter
     kvm_pmu_request_counter_reprogram(vcpu, pmc);
   }

@@ -5,6 +5,7 @@
 
 import type { HostKernel } from '../../host/perf.js';
 import type { PerfEvent } from '../../host/types.js';
+import type { KvmX86PmuEventFilter } from './filter.js';
 import type { GuestCpuid } from '../types.js';
 
 export const KVM_FIXED_PMC_BASE_IDX = 32;
@@ -69,9 +70,16 @@ export interface KvmPmu {
 
 export type KvmRequest = 'PMU' | 'PMI';
 
+/** The parts of struct kvm the vPMU touches: the event filter and the vCPUs it reprograms. */
+export interface KvmState {
+  pmuEventFilter: KvmX86PmuEventFilter | null;
+  readonly vcpus: KvmVcpuState[];
+}
+
 /** The parts of struct kvm_vcpu the vPMU touches. */
 export interface KvmVcpuState {
   readonly host: HostKernel;
+  readonly kvm: KvmState;
   /** The vCPU thread: a host task whose events follow it between pCPUs. */
   readonly task: number;
   cpu: number;

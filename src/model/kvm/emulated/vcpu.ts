@@ -8,7 +8,7 @@ import { type Access, gp, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
 import type { WorkUnit } from '../../hw/work.js';
 import type { HostKernel } from '../../host/perf.js';
-import type { GuestCpuid, GuestPmi, HostAccess, VpmuVcpu } from '../types.js';
+import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
 import {
   kvm_init_pmu_capability,
   kvm_pmu_deliver_pmi,
@@ -20,12 +20,18 @@ import {
   kvm_pmu_rdpmc,
   kvm_pmu_refresh,
   kvm_pmu_set_msr,
+  kvm_vm_set_pmu_event_filter,
   type KvmPmuCap,
   newKvmPmu,
   toHost,
 } from './pmu.js';
 import { intel_pmu_lbr_is_enabled, PERF_CAP_LBR_FMT } from './pmu_intel.js';
-import type { KvmVcpuState } from './state.js';
+import type { KvmState, KvmVcpuState } from './state.js';
+
+/** KVM_CREATE_VM: a VM with no event filter and no vCPUs yet. */
+export function newKvm(): KvmState {
+  return { pmuEventFilter: null, vcpus: [] };
+}
 import {
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_IA32_DEBUGCTLMSR,
@@ -86,12 +92,18 @@ export class EmulatedVcpu implements VpmuVcpu {
   private switched = { host: 0n, guest: 0n };
   private readonly injected: GuestPmi[] = [];
 
-  constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) {
+  /**
+   * KVM_CREATE_VCPU in `vm` (a fresh VM of its own by default), with its thread running on `cpu`.
+   * Pass the same `vm` to several vCPUs to share the VM-wide event filter.
+   */
+  constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid; vm?: KvmState }) {
     this.cap = kvm_init_pmu_capability(host.profile);
     const supportedPerfCap = vmx_get_perf_capabilities(host.profile, this.cap.enablePmu);
     const task = host.createTask(`vcpu${vcpuSerial++}`);
+    const kvm = opts.vm ?? newKvm();
     this.s = {
       host,
+      kvm,
       task,
       cpu: opts.cpu,
       cpuid: opts.cpuid,
@@ -107,6 +119,7 @@ export class EmulatedVcpu implements VpmuVcpu {
       passthrough: new Set(),
       cr4Pce: false,
     };
+    kvm.vcpus.push(this.s);
     kvm_pmu_init(this.s.pmu);
     host.switchTo(opts.cpu, task);
     this.setCpuid(opts.cpuid);
@@ -127,6 +140,10 @@ export class EmulatedVcpu implements VpmuVcpu {
     if (this.s.hasRun) throw new Error('KVM_SET_CPUID2 after KVM_RUN is refused (-EINVAL)');
     this.s.cpuid = cpuid; // perf_capabilities survives; without PDCM vcpu_get_perf_capabilities hides it
     kvm_pmu_refresh(this.s, this.cap);
+  }
+
+  setPmuEventFilter(filter: KvmPmuEventFilter | null): HostAccess {
+    return kvm_vm_set_pmu_event_filter(this.s.kvm, filter);
   }
 
   msrIndexList(): readonly number[] {
