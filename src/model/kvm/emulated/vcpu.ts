@@ -232,19 +232,19 @@ export class EmulatedVcpu implements VpmuVcpu {
     return this.guestInstruction((exit) => {
       if (!exit) return this.hw.rdmsr(msr); // passed through: the hardware holds the guest's value
       return this.getMsr(msr, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`);
-    }, !this.s.passthrough.has(msr));
+    }, () => !this.s.passthrough.has(msr));
   }
 
   guestWrmsr(msr: number, value: bigint): Access {
     return this.guestInstruction((exit) => {
       if (!exit) return this.hw.wrmsr(msr, value);
       return this.setMsr(msr, value, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`);
-    }, !this.s.passthrough.has(msr));
+    }, () => !this.s.passthrough.has(msr));
   }
 
   guestRdpmc(ecx: number, cpl: number): Access {
     // The perf-based vPMU always intercepts RDPMC.
-    return this.guestInstruction(() => kvm_pmu_rdpmc(this.s, ecx, cpl), true, cpl);
+    return this.guestInstruction(() => kvm_pmu_rdpmc(this.s, ecx, cpl), () => true, cpl);
   }
 
   /**
@@ -252,9 +252,10 @@ export class EmulatedVcpu implements VpmuVcpu {
    * runs as host work; a handled instruction is skipped, which counts it as retired
    * (kvm_skip_emulated_instruction → kvm_pmu_instruction_retired).
    */
-  private guestInstruction(op: (exited: boolean) => Access, intercepted: boolean, cpl = 0): Access {
+  private guestInstruction(op: (exited: boolean) => Access, intercepted: () => boolean, cpl = 0): Access {
     this.vcpu_enter_guest(-1);
-    if (!intercepted) {
+    // The MSR bitmap as this VM-entry left it (vmx_passthrough_lbr_msrs ran just before it).
+    if (!intercepted()) {
       const r = op(false);
       this.vmexit();
       return r;
