@@ -56,7 +56,7 @@ export interface VpmuVcpu {
   guestRun(units: readonly WorkUnit[]): readonly GuestPmi[];
 
   /** KVM_SET_CPUID2: only before the first KVM_RUN. */
-  setCpuid(cpuid: GuestCpuid): void;
+  setCpuid(cpuid: GuestCpuid): HostAccess;
   /** Host-initiated MSR accesses (KVM_GET_MSRS / KVM_SET_MSRS). */
   hostGetMsr(msr: number): HostAccess;
   hostSetMsr(msr: number, value: bigint): HostAccess;

@@ -80,7 +80,11 @@ function kvm_probe_msr_to_save(cap: KvmPmuCap, msr: number): boolean {
   return true;
 }
 
-let vcpuSerial = 0;
+function sameCpuid(a: GuestCpuid, b: GuestCpuid): boolean {
+  const r = (x: GuestCpuid['leaf0a'], y: GuestCpuid['leaf0a']) =>
+    x.eax === y.eax && x.ebx === y.ebx && x.ecx === y.ecx && x.edx === y.edx;
+  return a.family === b.family && a.model === b.model && a.pdcm === b.pdcm && a.tsx === b.tsx && r(a.leaf0a, b.leaf0a);
+}
 
 export class EmulatedVcpu implements VpmuVcpu {
   readonly design = 'emulated';
@@ -99,8 +103,8 @@ export class EmulatedVcpu implements VpmuVcpu {
   constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid; vm?: KvmState }) {
     this.cap = kvm_init_pmu_capability(host.profile);
     const supportedPerfCap = vmx_get_perf_capabilities(host.profile, this.cap.enablePmu);
-    const task = host.createTask(`vcpu${vcpuSerial++}`);
     const kvm = opts.vm ?? newKvm();
+    const task = host.createTask(`vcpu${kvm.vcpus.length}`); // no global counter: runs replay exactly
     this.s = {
       host,
       kvm,
@@ -136,10 +140,15 @@ export class EmulatedVcpu implements VpmuVcpu {
   // ---- userspace ----
 
   /** KVM_SET_CPUID2 → kvm_vcpu_after_set_cpuid → kvm_pmu_refresh. */
-  setCpuid(cpuid: GuestCpuid): void {
-    if (this.s.hasRun) throw new Error('KVM_SET_CPUID2 after KVM_RUN is refused (-EINVAL)');
+  setCpuid(cpuid: GuestCpuid): HostAccess {
+    // kvm_set_cpuid: after KVM_RUN only an identical CPUID is accepted, and changes nothing.
+    if (this.s.hasRun)
+      return sameCpuid(this.s.cpuid, cpuid)
+        ? { ok: true, value: 0n }
+        : { ok: false, error: 'KVM_SET_CPUID2 after KVM_RUN with a different CPUID (-EINVAL)' };
     this.s.cpuid = cpuid; // perf_capabilities survives; without PDCM vcpu_get_perf_capabilities hides it
     kvm_pmu_refresh(this.s, this.cap);
+    return { ok: true, value: 0n };
   }
 
   setPmuEventFilter(filter: KvmPmuEventFilter | null): HostAccess {
