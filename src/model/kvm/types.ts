@@ -54,6 +54,11 @@ export interface VpmuVcpu {
   guestRdpmc(ecx: number, cpl: number): Access;
   /** Runs guest work; returns the PMIs the guest received. */
   guestRun(units: readonly WorkUnit[]): readonly GuestPmi[];
+  /**
+   * PMIs injected around the last guest instruction (RDMSR/WRMSR/RDPMC), oldest first:
+   * afterUnit -1 before it, 0 after it.
+   */
+  drainPmis(): GuestPmi[];
 
   /** KVM_SET_CPUID2: only before the first KVM_RUN. */
   setCpuid(cpuid: GuestCpuid): HostAccess;

@@ -289,7 +289,7 @@ export class EmulatedVcpu implements VpmuVcpu {
       this.vcpu_enter_guest(i);
     });
     this.vmexit();
-    return this.injected.slice(from);
+    return this.injected.splice(from); // a run reports its own PMIs; drainPmis must not see them again
   }
 
   /** PMIs injected outside guestRun (after an intercepted instruction), oldest first. */

@@ -1,0 +1,39 @@
+/**
+ * Property 1, conformance: with a quiet host, everything the guest observes under the design
+ * equals what bare metal shows it, #GP included (design.md "Properties"). A program whose first
+ * divergence is declared in the design's expectations ends there as a known divergence.
+ */
+
+import fc from 'fast-check';
+import type { Profile } from '../model/hw/profile.js';
+import { guestConfigArb, quietHostCommands } from '../scenarios/arbitraries.js';
+import { Divergence } from '../scenarios/commands.js';
+import { type GuestConfig, type VcpuFactory, World } from '../scenarios/world.js';
+import type { KnownDivergence } from './expectations/types.js';
+
+export interface ConformanceRun {
+  readonly host: Profile;
+  readonly design: VcpuFactory;
+  readonly expectations: readonly KnownDivergence[];
+  /** Counts of known divergences met, by id (for the summary). */
+  readonly known?: Map<string, number>;
+}
+
+/** Runs `cmds` in a fresh world; a declared divergence ends the program quietly. */
+export function runProgram(r: ConformanceRun, guest: GuestConfig, cmds: Iterable<fc.Command<Record<string, never>, World>>): void {
+  try {
+    fc.modelRun(() => ({ model: {}, real: new World({ host: r.host, cpus: 2, guests: [guest], design: r.design }) }), cmds);
+  } catch (e) {
+    if (!(e instanceof Divergence)) throw e;
+    const history = e.world?.observations ?? [e.observation];
+    const k = r.expectations.find((x) => x.matches(e.observation, { host: r.host, guest, history }));
+    if (k === undefined) throw e;
+    r.known?.set(k.id, (r.known.get(k.id) ?? 0) + 1);
+  }
+}
+
+export function conformanceProperty(r: ConformanceRun) {
+  return fc.property(guestConfigArb(r.host), fc.commands(quietHostCommands(), { size: '+1' }), (guest, cmds) =>
+    runProgram(r, guest, cmds),
+  );
+}

@@ -1,0 +1,134 @@
+/**
+ * Known divergences of today's perf-based vPMU (model/kvm/emulated) from bare metal, each with the
+ * kernel code it comes from. A program whose first divergence matches one of these is a known
+ * divergence, not a failure; anything else is a finding.
+ */
+
+import type { Observation } from '../../scenarios/world.js';
+import type { KnownDivergence } from './types.js';
+
+const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;
+const isCounter = (m: number) => (m >= 0xc1 && m < 0xc9) || (m >= 0x4c1 && m < 0x4c9) || (m >= 0x309 && m < 0x30c);
+/** A write that leaves the counter at -1: all ones at 32 bits through the legacy alias, else at 48. */
+const isMinusOne = (m: number, v: bigint) =>
+  m >= 0xc1 && m < 0xc9 ? (v & 0xffff_ffffn) === 0xffff_ffffn : (v & 0xffff_ffff_ffffn) === 0xffff_ffff_ffffn;
+/** The last accepted value written to `msr` before observation `upTo`, if any. */
+function lastWrite(history: readonly Observation[], msr: number, upTo: Observation): bigint | null {
+  let v: bigint | null = null;
+  for (const h of history) {
+    if (h === upTo) break;
+    if (h.kind === 'wrmsr' && h.target === msr && h.sut === '0x0') v = h.value;
+  }
+  return v;
+}
+
+/** Did the counter written by `w` count that WRMSR (instructions retired at CPL 0)? */
+function countsOwnWrmsr(history: readonly Observation[], w: Observation): boolean {
+  const m = w.target!;
+  if (m >= 0x309) {
+    const ctrl = lastWrite(history, 0x38d, w) ?? 0n;
+    return m === 0x309 && (ctrl & 1n) === 1n; // FC0 counts instructions; OS enable is bit 0
+  }
+  const i = m >= 0x4c1 ? m - 0x4c1 : m - 0xc1;
+  const sel = lastWrite(history, 0x186 + i, w) ?? 0n;
+  return (sel & 0xffffn) === 0xc0n && (sel & (1n << 17n)) !== 0n && (sel & (1n << 22n)) !== 0n;
+}
+
+const isLegacyLbrMsr = (m: number) => m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
+
+export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
+  {
+    id: 'p6-perfctr-quirk',
+    title: 'absent MSR_P6_PERFCTR0/1 and MSR_P6_EVNTSEL0/1 read 0 and drop writes instead of #GP',
+    kernelRef: 'arch/x86/kvm/x86.c kvm_get_msr_common / kvm_set_msr_common, "case MSR_P6_PERFCTR0/1, MSR_P6_EVNTSEL0/1"',
+    matches: (o) =>
+      (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
+      o.target !== null &&
+      [0xc1, 0xc2, 0x186, 0x187].includes(o.target) &&
+      o.oracle === '#GP' &&
+      o.sut === '0x0',
+  },
+  {
+    id: 'fixed-ctr-width',
+    title: 'a fixed counter write with bits above the counter width is masked, not #GP (hardware #GP is decision D2, unverified)',
+    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_set_msr: get_fixed_pmc → pmc_write_counter, no width check',
+    matches: (o) =>
+      o.kind === 'wrmsr' && o.target !== null && o.target >= 0x309 && o.target < 0x30c && o.sut === '0x0' && o.oracle === '#GP',
+  },
+  {
+    id: 'version-not-clamped',
+    title: 'a guest whose CPUID says PMU version 4 or 5 gets version-2 emulation: no GLOBAL_STATUS_SET, no GLOBAL_INUSE',
+    kernelRef: 'arch/x86/kvm/pmu.c kvm_init_pmu_capability caps the version at 2; intel_pmu_refresh takes CPUID.0AH version unclamped; kvm_pmu_is_valid_msr has no 0x391/0x392',
+    matches: (o, c) =>
+      version(c) >= 4 &&
+      (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
+      (o.target === 0x391 || o.target === 0x392) &&
+      o.sut === '#GP',
+  },
+  {
+    id: 'status-bits-v2',
+    title: 'GLOBAL_OVF_CTRL/STATUS_RESET takes only the counter bits and 62/63: the v3+ Ovf_Uncore and v4 LBR_FRZ/CTR_FRZ bits #GP',
+    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_refresh: global_status_rsvd = global_ctrl_rsvd & ~(OVF_BUF | COND_CHGD)',
+    matches: (o, c) =>
+      version(c) >= 3 &&
+      o.kind === 'wrmsr' &&
+      o.target === 0x390 &&
+      o.sut === '#GP' &&
+      o.oracle === '0x0' &&
+      o.value !== null &&
+      (o.value & ((1n << 58n) | (1n << 59n) | (1n << 61n))) !== 0n,
+  },
+  {
+    id: 'write-period-from-base',
+    title: 'after a guest write to a running counter, the perf period is armed from the pre-write base, so the overflow comes late by the events counted since the last reprogram (reports/0001)',
+    kernelRef: 'arch/x86/kvm/pmu.c pmc_write_counter → pmc_update_sample_period: get_sample_period(pmc, pmc->counter), where pmc->counter is the offset base, not the value written',
+    // Only a counter that does not count the WRMSR itself (an instruction at CPL 0) keeps the
+    // stale period: counting it requests a reprogram, which re-arms the period correctly.
+    matches: (o, c) =>
+      (o.kind === 'run' ||
+        o.kind === 'pmi' ||
+        o.kind === 'rdpmc' ||
+        (o.kind === 'rdmsr' && o.target !== null && (o.target === 0x38e || isCounter(o.target)))) &&
+      c.history.some(
+        (h) => h.kind === 'wrmsr' && h.sut === '0x0' && h.target !== null && isCounter(h.target) && !countsOwnWrmsr(c.history, h),
+      ),
+  },
+  {
+    id: 'debugctl-subset',
+    title: 'DEBUGCTL bits other than LBR, FREEZE_LBRS_ON_PMI (with guest LBR), BTF (dropped) and RTM_DEBUG #GP',
+    kernelRef: 'arch/x86/kvm/vmx/vmx.c vmx_get_supported_debugctl / vmx_is_valid_debugctl',
+    // A refused write #GPs; a dropped LBR/BTF bit shows on the next read.
+    matches: (o) =>
+      o.target === 0x1d9 &&
+      ((o.kind === 'wrmsr' && o.sut === '#GP' && o.oracle === '0x0') || (o.kind === 'rdmsr' && o.sut !== '#GP' && o.oracle !== '#GP')),
+  },
+  {
+    id: 'perf-min-period',
+    title: 'a counter preset to overflow on the next event overflows one event late: perf programs a period of at least 2',
+    kernelRef: 'arch/x86/events/core.c x86_perf_event_set_period: "if (unlikely(left < 2)) left = 2"',
+    // The program set some counter to all ones (-1 at its width) before diverging.
+    matches: (_o, c) => c.history.some((h) => h.kind === 'wrmsr' && h.sut === '0x0' && h.target !== null && isCounter(h.target) && h.value !== null && isMinusOne(h.target, h.value)),
+  },
+  {
+    id: 'anythread-reserved',
+    title: 'AnyThread (EVTSEL bit 21, FIXED_CTR_CTRL bit 2 of each field) is reserved whatever the PMU version',
+    kernelRef: 'arch/x86/kvm/pmu.c kvm_pmu_refresh reserved_bits 0xffffffff00200000; pmu_intel.c fixed_ctr_ctrl_rsvd keeps bit 2 of each field',
+    matches: (o, c) =>
+      version(c) >= 3 &&
+      o.kind === 'wrmsr' &&
+      o.sut === '#GP' &&
+      o.oracle === '0x0' &&
+      o.value !== null &&
+      ((o.target !== null && o.target >= 0x186 && o.target < 0x18e && (o.value & (1n << 21n)) !== 0n) ||
+        (o.target === 0x38d && (o.value & 0x4444_4444n) !== 0n)),
+  },
+  {
+    id: 'lbr-lazy-release',
+    title: 'LBR records written while DEBUGCTL.LBR is clear are lost when the vCPU is rescheduled: the guest LBR event is released and a new one starts from reset LBRs',
+    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_cleanup: release the guest LBR event iff DEBUGCTL.LBR == 0; kvm_arch_vcpu_load sets need_cleanup',
+    matches: (o) =>
+      o.kind === 'rdmsr' && o.target !== null && isLegacyLbrMsr(o.target) && o.sut === '0x0' && o.oracle !== '0x0',
+  },
+];
+
+export { version };

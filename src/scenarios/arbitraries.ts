@@ -1,0 +1,97 @@
+/**
+ * Program arbitraries for the engine: guest configurations sized to the host, MSR addresses
+ * weighted to the PMU's, values built from fields with edge values weighted in by hand (no bias
+ * inside fc.commands), and the command mix of each generation profile.
+ */
+
+import fc from 'fast-check';
+import { EVTSEL } from '../model/hw/msr/counters.js';
+import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
+import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate, type WorldCommand } from './commands.js';
+import { encode, u64 } from './values.js';
+import { unitArb } from './work.js';
+import type { GuestConfig } from './world.js';
+
+/** A guest CPUID no bigger than the host's (what userspace takes from KVM_GET_SUPPORTED_CPUID, then trims). */
+export function guestConfigArb(host: Profile): fc.Arbitrary<GuestConfig> {
+  const hostFmt = Number(host.perfCapabilities & 0x3fn);
+  const legacyLbr = host.legacyLbr !== undefined && host.legacyLbr.callStack;
+  return fc
+    .record({
+      version: fc.oneof({ arbitrary: fc.constant(2), weight: 3 }, { arbitrary: fc.constantFrom(1, 3, 4, 5), weight: 2 }),
+      nGP: fc.integer({ min: 0, max: Math.min(host.nGP, 8) }),
+      nFixed: fc.integer({ min: 0, max: Math.min(host.nFixedContig, 3) }),
+      unavailable: fc.oneof({ arbitrary: fc.constant(0), weight: 4 }, { arbitrary: fc.nat(0x7f), weight: 1 }),
+      pdcm: fc.oneof({ arbitrary: fc.constant(true), weight: 4 }, { arbitrary: fc.constant(false), weight: 1 }),
+      fwWrite: fc.boolean(),
+      lbr: fc.boolean(),
+    })
+    .map((r) => ({
+      cpuid: {
+        family: host.family,
+        model: host.model,
+        leaf0a: {
+          eax: leaf0aEax(r.version, r.nGP, host.gpWidth, host.evLen),
+          ebx: r.unavailable,
+          ecx: 0,
+          edx: r.version > 1 ? leaf0aEdx(r.nFixed, host.fixedWidth) : 0,
+        },
+        pdcm: r.pdcm,
+      },
+      perfCapabilities: perfCaps({ fwWrite: r.fwWrite, lbrFmt: r.lbr && legacyLbr ? hostFmt : 0 }),
+    }));
+}
+
+/** PMU MSR addresses: every family, with the index one past the end weighted in. */
+export const msrArb: fc.Arbitrary<number> = fc.oneof(
+  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => 0xc1 + i), weight: 3 },
+  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => 0x4c1 + i), weight: 2 },
+  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => 0x186 + i), weight: 3 },
+  { arbitrary: fc.integer({ min: 0, max: 4 }).map((i) => 0x309 + i), weight: 2 },
+  { arbitrary: fc.constantFrom(0x38d, 0x38e, 0x38f, 0x390, 0x391, 0x392), weight: 4 },
+  { arbitrary: fc.constantFrom(0x345, 0x1d9, 0x834, 0x329), weight: 2 },
+  { arbitrary: fc.constantFrom(0x1c8, 0x1c9, 0x680, 0x6c0, 0xdc0, 0x69f), weight: 1 },
+);
+
+/** An event select built from its fields: architectural events, the usual control bits. */
+export const evtselArb: fc.Arbitrary<bigint> = fc
+  .record({
+    event: fc.constantFrom(0x3cn, 0xc0n, 0xc4n, 0xc5n, 0x2en),
+    umask: fc.constantFrom(0n, 0n, 1n, 0x4fn),
+    usr: fc.constantFrom(0n, 1n),
+    os: fc.constantFrom(0n, 1n),
+    int: fc.constantFrom(0n, 1n),
+    en: fc.constantFrom(1n, 1n, 0n),
+  })
+  .map((f) => encode(EVTSEL, f));
+
+/** A value for `msr`: fields where the register has them, else weighted u64s. */
+function valueFor(msr: number): fc.Arbitrary<bigint> {
+  if (msr >= 0x186 && msr < 0x18f) return fc.oneof({ arbitrary: evtselArb, weight: 4 }, { arbitrary: u64, weight: 1 });
+  if ((msr >= 0xc1 && msr < 0xca) || (msr >= 0x4c1 && msr < 0x4ca) || (msr >= 0x309 && msr < 0x30e))
+    return fc.oneof(
+      { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => (1n << 48n) - BigInt(k)), weight: 2 }, // near overflow
+      { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => 0x1_0000_0000n - BigInt(k)), weight: 1 }, // -k, 32-bit
+      { arbitrary: u64, weight: 1 },
+    );
+  if (msr === 0x834) return fc.constantFrom(0x400n, 0x1_0400n, 0x20n, 0x1_0000n);
+  return u64;
+}
+
+const wrmsrArb = fc
+  .tuple(fc.nat(3), msrArb)
+  .chain(([v, msr]) => valueFor(msr).map((val) => new GuestWrmsr(v, msr, val)));
+
+/** The quiet-host command mix: guest MSR traffic and work, and the vCPU thread moving. */
+export function quietHostCommands(): fc.Arbitrary<WorldCommand>[] {
+  return [
+    wrmsrArb,
+    wrmsrArb,
+    fc.tuple(fc.nat(3), msrArb).map(([v, m]) => new GuestRdmsr(v, m)),
+    fc
+      .tuple(fc.nat(3), fc.oneof(fc.nat(8), fc.constantFrom(0x4000_0000, 0x4000_0001, 0x4000_0003, 0x8000_0000, 0x2000_0000)), fc.constantFrom(0, 3))
+      .map(([v, e, c]) => new GuestRdpmc(v, e, c)),
+    fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 6 })).map(([v, u]) => new GuestRun(v, u)),
+    fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c)),
+  ];
+}

@@ -1,0 +1,126 @@
+/**
+ * The command vocabulary, as immutable fast-check commands. Each command runs on the world (the
+ * system under test and the oracle side by side) and throws a Divergence at the first
+ * observation where they differ. toString() prints code that pastes into a regression test:
+ * `fc.modelRun(setup, [new GuestWrmsr(0, 0x38f, 0x1n), ...])`.
+ */
+
+import type fc from 'fast-check';
+import type { WorkUnit } from '../model/hw/work.js';
+import type { Observation, World } from './world.js';
+
+export class Divergence extends Error {
+  override readonly name = 'Divergence';
+  /** The world it happened in, for the history of the program. */
+  world: World | null = null;
+  constructor(readonly observation: Observation) {
+    super(
+      `step ${observation.step}, vCPU ${observation.vcpu}: ${observation.what}: guest saw ${observation.sut}, bare metal shows ${observation.oracle}`,
+    );
+  }
+}
+
+/** fast-check's model is unused: the oracle lives inside the world, beside the SUT. */
+export type NoModel = Record<string, never>;
+export type WorldCommand = fc.Command<NoModel, World>;
+
+function assertSame(obs: readonly Observation[], w?: World): void {
+  for (const o of obs)
+    if (o.sut !== o.oracle) {
+      const d = new Divergence(o);
+      d.world = w ?? null;
+      throw d;
+    }
+}
+
+const hex = (v: number | bigint) => `0x${v.toString(16)}`;
+
+export class GuestWrmsr implements WorldCommand {
+  constructor(
+    readonly vcpu: number,
+    readonly msr: number,
+    readonly value: bigint,
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.guestWrmsr(this.vcpu, this.msr, this.value), w);
+  }
+  toString(): string {
+    return `new GuestWrmsr(${this.vcpu}, ${hex(this.msr)}, ${hex(this.value)}n)`;
+  }
+}
+
+export class GuestRdmsr implements WorldCommand {
+  constructor(
+    readonly vcpu: number,
+    readonly msr: number,
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.guestRdmsr(this.vcpu, this.msr), w);
+  }
+  toString(): string {
+    return `new GuestRdmsr(${this.vcpu}, ${hex(this.msr)})`;
+  }
+}
+
+export class GuestRdpmc implements WorldCommand {
+  constructor(
+    readonly vcpu: number,
+    readonly ecx: number,
+    readonly cpl: number,
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.guestRdpmc(this.vcpu, this.ecx, this.cpl), w);
+  }
+  toString(): string {
+    return `new GuestRdpmc(${this.vcpu}, ${hex(this.ecx)}, ${this.cpl})`;
+  }
+}
+
+/** Prints a work unit as an object literal (bigints as `0x…n`). */
+export function unitToCode(u: WorkUnit): string {
+  return JSON.stringify(u, (_k, v: unknown) => (typeof v === 'bigint' ? `__BIG__${hex(v)}n` : v))
+    .replace(/"__BIG__(0x[0-9a-f]+n)"/g, '$1')
+    .replace(/"([a-zA-Z]+)":/g, '$1: ')
+    .replace(/,/g, ', ');
+}
+
+export class GuestRun implements WorldCommand {
+  constructor(
+    readonly vcpu: number,
+    readonly units: readonly WorkUnit[],
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.guestRun(this.vcpu, this.units), w);
+  }
+  toString(): string {
+    return `new GuestRun(${this.vcpu}, [${this.units.map(unitToCode).join(', ')}])`;
+  }
+}
+
+export class Migrate implements WorldCommand {
+  constructor(
+    readonly vcpu: number,
+    readonly cpu: number,
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  run(_m: NoModel, w: World): void {
+    w.migrate(this.vcpu, this.cpu);
+  }
+  toString(): string {
+    return `new Migrate(${this.vcpu}, ${this.cpu})`;
+  }
+}

@@ -1,0 +1,79 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
+import { runProgram } from '../../src/properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
+import { Divergence, GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate } from '../../src/scenarios/commands.js';
+import { type GuestConfig, World } from '../../src/scenarios/world.js';
+
+const guest: GuestConfig = {
+  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
+  perfCapabilities: 0x2000n, // FW_WRITES
+};
+const setup = () => ({
+  model: {},
+  real: new World({ host: SKYLAKE, cpus: 2, guests: [guest], design: (h, o) => new EmulatedVcpu(h, o) }),
+});
+const insns = (n: number, cpl = 3) => Array.from({ length: n }, () => ({ cpl, instructions: 1 }));
+
+describe('the world runs a program on the design and on bare metal side by side', () => {
+  it('agrees on a counting program with overflow, PMI and migration', () => {
+    fc.modelRun(setup, [
+      new GuestWrmsr(0, 0x38f, 0x0n),
+      new GuestWrmsr(0, 0x834, 0x400n),
+      new GuestWrmsr(0, 0x186, 0x5300c0n | (1n << 20n)), // instructions, USR|OS|INT|EN
+      new GuestWrmsr(0, 0x4c1, (1n << 48n) - 12n),
+      new GuestWrmsr(0, 0x38f, 0x1n),
+      new GuestRun(0, insns(5)),
+      new Migrate(0, 1),
+      new GuestRun(0, insns(8)),
+      new GuestRdmsr(0, 0x38e),
+      new GuestRdpmc(0, 0x0, 0),
+    ]);
+  });
+
+  it('prints commands as code that builds the same program', () => {
+    expect(String(new GuestWrmsr(1, 0x38f, 0x70000000fn))).toBe('new GuestWrmsr(1, 0x38f, 0x70000000fn)');
+    expect(String(new GuestRun(0, [{ cpl: 3, instructions: 2, branches: [{ from: 0x401000n, to: 0x402000n, kind: 'COND' }] }]))).toBe(
+      'new GuestRun(0, [{cpl: 3, instructions: 2, branches: [{from: 0x401000n, to: 0x402000n, kind: "COND"}]}])',
+    );
+    expect(String(new GuestRdpmc(0, 0x40000001, 3))).toBe('new GuestRdpmc(0, 0x40000001, 3)');
+  });
+
+  it('stops at the first divergence and says what the guest saw against bare metal', () => {
+    expect(() => fc.modelRun(setup, [new GuestRdmsr(0, 0xc5)])).not.toThrow(); // absent on both: #GP = #GP
+    const run = () => fc.modelRun(setup, [new GuestWrmsr(0, 0x391, 0x1n)]); // STATUS_SET: v4+ only, both #GP here
+    expect(run).not.toThrow();
+    const v4: GuestConfig = { ...guest, cpuid: { ...guest.cpuid, leaf0a: { ...guest.cpuid.leaf0a, eax: leaf0aEax(4, 4, 48, 7) } } };
+    const w = new World({ host: SKYLAKE, cpus: 2, guests: [v4], design: (h, o) => new EmulatedVcpu(h, o) });
+    expect(() => new GuestRdmsr(0, 0x392).run({}, w)).toThrow(Divergence);
+    expect(() => new GuestRdmsr(0, 0x392).run({}, w)).toThrow(/RDMSR 0x392: guest saw #GP, bare metal shows 0x0/);
+  });
+});
+
+describe('reports/0001: a write to a running counter re-arms the perf period from the stale base', () => {
+  // A USR-only counter does not count the WRMSR (CPL 0), so no reprogram follows the write.
+  const program = [
+    new GuestWrmsr(0, 0x38f, 0x0n),
+    new GuestWrmsr(0, 0x834, 0x400n),
+    new GuestWrmsr(0, 0x186, 0x5100c0n), // instructions, USR|INT|EN
+    new GuestWrmsr(0, 0x38f, 0x1n),
+    new GuestRun(0, insns(3)),
+    new GuestWrmsr(0, 0x4c1, (1n << 48n) - 5n),
+    new GuestRun(0, insns(6)),
+  ];
+
+  it('the guest gets its PMI late under the emulated vPMU', () => {
+    expect(() => fc.modelRun(setup, program)).toThrow(
+      /run 6 units: guest saw no PMI, bare metal shows PMI\(vector 2\) after unit 4/,
+    );
+  });
+
+  it('is declared as the known divergence write-period-from-base', () => {
+    const known = new Map<string, number>();
+    runProgram({ host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS, known }, guest, program);
+    expect([...known.keys()]).toEqual(['write-period-from-base']);
+  });
+});
