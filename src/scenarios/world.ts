@@ -51,8 +51,20 @@ export class SetupError extends Error {
   override readonly name = 'SetupError';
 }
 
-/** The bare-metal CPU a guest of this CPUID and PERF_CAPABILITIES would be. */
+const oracleProfiles = new WeakMap<GuestConfig, Map<Profile, Profile>>();
+
+/** The bare-metal CPU a guest of this CPUID and PERF_CAPABILITIES would be (one per config and host). */
 export function oracleProfile(host: Profile, g: GuestConfig): Profile {
+  let byHost = oracleProfiles.get(g);
+  if (byHost === undefined) oracleProfiles.set(g, (byHost = new Map()));
+  const cached = byHost.get(host);
+  if (cached !== undefined) return cached;
+  const p = makeOracleProfile(host, g);
+  byHost.set(host, p);
+  return p;
+}
+
+function makeOracleProfile(host: Profile, g: GuestConfig): Profile {
   const caps = g.cpuid.pdcm ? g.perfCapabilities : 0n;
   const fmt = Number(caps & 0x3fn);
   return defineProfile({

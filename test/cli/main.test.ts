@@ -10,13 +10,13 @@ function start(...args: string[]) {
 
 describe('npm start (the main job)', () => {
   it('runs the chosen laws and ends with the summary line', () => {
-    const r = start('--runs', '20', '--seed', '7', '--law', 'readback', 'perf-metrics');
+    const r = start('--runs', '20', '--seed', '7', '--only', 'readback', 'perf-metrics');
     expect(r.code).toBe(0);
     expect(r.out).toContain('seed 7');
     expect(r.out.trim().split('\n').at(-1)).toBe('2 passed, 0 failed (replay: npm start -- --seed 7)');
   });
   it('prints JSON with --json', () => {
-    const r = start('--runs', '5', '--seed', '1', '--law', 'frozen', '--json');
+    const r = start('--runs', '5', '--seed', '1', '--only', 'frozen', '--json');
     expect(JSON.parse(r.out)).toMatchObject({
       seed: 1,
       rows: [{ law: 'frozen', runs: 5, result: 'passed' }],
@@ -26,7 +26,7 @@ describe('npm start (the main job)', () => {
     [['--bogus'], "unknown option '--bogus'"],
     [['--runs', 'many'], 'must be a positive integer'],
     [['--seed', '1.5'], 'must be a 32-bit integer'],
-    [['--law', 'nope'], 'Allowed choices are'],
+    [['--only', 'nope'], 'Allowed choices are'],
   ])('rejects %j with a one-line error', (args, msg) => {
     const r = start(...args);
     expect(r.code).toBe(1);

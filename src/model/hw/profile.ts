@@ -110,6 +110,19 @@ export interface Profile {
   readonly archLbr: ArchLbrCaps | undefined;
 }
 
+/** Memoizes a pure function of a profile: writable masks are asked for on every MSR write. */
+export function perProfile<T>(f: (p: Profile) => T): (p: Profile) => T {
+  const cache = new WeakMap<Profile, T>();
+  return (p) => {
+    let v = cache.get(p);
+    if (v === undefined) {
+      v = f(p);
+      cache.set(p, v);
+    }
+    return v;
+  };
+}
+
 export function fixedExists(p: Profile, i: number): boolean {
   return i >= 0 && i < 32 && ((p.fixedSet >>> i) & 1) === 1;
 }

@@ -5,7 +5,7 @@
 
 import { type Access, gp, ok } from '../access.js';
 import { bit, describeBits, fields, maskOf, signExtend } from '../bits.js';
-import { fixedExists, type Profile } from '../profile.js';
+import { fixedExists, type Profile, perProfile } from '../profile.js';
 import { rebaseTopdown } from './topdown.js';
 import type { MsrDef } from './types.js';
 
@@ -35,6 +35,12 @@ export const EVTSEL = fields({
 
 /** Bits of EVTSELi a WRMSR may set on this part; everything else #GPs. */
 export function evtselWritable(p: Profile, i: number): bigint {
+  return evtselMasks(p)[i] ?? 0n;
+}
+
+const evtselMasks = perProfile((p: Profile): bigint[] => Array.from({ length: p.nGP }, (_, i) => evtselMask(p, i)));
+
+function evtselMask(p: Profile, i: number): bigint {
   let m = maskOf(EVTSEL, ['event', 'umask', 'usr', 'os', 'edge', 'pc', 'int', 'en', 'inv', 'cmask']);
   if (p.anyThread) m |= bit(EVTSEL.any.lo); // writable, no effect: one logical CPU (D30)
   if (p.tsx) {
@@ -76,7 +82,7 @@ export const FIXED_NIBBLE = fields({ enOs: 0, enUsr: 1, any: 2, pmi: 3 });
 export const METRICS_CLEAR_EN = 14;
 
 /** Bits of FIXED_CTR_CTRL a WRMSR may set: nibbles of existing counters, ANY where supported. */
-export function fixedCtrlWritable(p: Profile): bigint {
+export const fixedCtrlWritable = perProfile((p: Profile): bigint => {
   let m = 0n;
   for (let i = 0; i < 8; i++) {
     if (!fixedExists(p, i)) continue;
@@ -86,7 +92,7 @@ export function fixedCtrlWritable(p: Profile): bigint {
   }
   if (p.metricsClear) m |= bit(METRICS_CLEAR_EN);
   return m;
-}
+});
 
 export function legalizeFixedCtrl(p: Profile, v: bigint): Access {
   const bad = v & ~fixedCtrlWritable(p);

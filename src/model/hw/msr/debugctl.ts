@@ -5,7 +5,7 @@
 
 import { type Access, gp, ok } from '../access.js';
 import { bit, describeBits, fields, maskOf } from '../bits.js';
-import type { Profile } from '../profile.js';
+import { type Profile, perProfile } from '../profile.js';
 import type { PmuState } from '../state.js';
 import type { MsrDef } from './types.js';
 
@@ -26,7 +26,7 @@ export const DEBUGCTL_FIELDS = fields({
   rtmDebug: 15,
 });
 
-export function debugctlWritable(p: Profile): bigint {
+export const debugctlWritable = perProfile((p: Profile): bigint => {
   let m = maskOf(DEBUGCTL_FIELDS, [
     'lbr',
     'btf',
@@ -42,7 +42,7 @@ export function debugctlWritable(p: Profile): bigint {
   if (p.smmFrz) m |= bit(DEBUGCTL_FIELDS.freezeWhileSmm.lo);
   if (p.tsx) m |= bit(DEBUGCTL_FIELDS.rtmDebug.lo);
   return m;
-}
+});
 
 export function legalizeDebugctl(p: Profile, v: bigint): Access {
   const bad = v & ~debugctlWritable(p);

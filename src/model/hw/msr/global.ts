@@ -5,7 +5,7 @@
 
 import { type Access, gp, ok } from '../access.js';
 import { bit, describeBits } from '../bits.js';
-import { fixedExists, type Profile } from '../profile.js';
+import { fixedExists, type Profile, perProfile } from '../profile.js';
 import type { PmuState } from '../state.js';
 import { EVTSEL, fixedNibble } from './counters.js';
 import type { MsrDef } from './types.js';
@@ -29,16 +29,16 @@ export const STATUS = {
 export const EN_PERF_METRICS = 48;
 
 /** Per-counter bits: GP i at bit i, fixed j at bit 32 + j. */
-export function counterBits(p: Profile): bigint {
+export const counterBits = perProfile((p: Profile): bigint => {
   let m = (1n << BigInt(p.nGP)) - 1n;
   for (let j = 0; j < 8; j++) if (fixedExists(p, j)) m |= bit(32 + j);
   return m;
-}
+});
 
 /** GLOBAL_CTRL writable bits: existing counters, plus EN_PERF_METRICS with PERF_METRICS. */
-export function globalCtrlWritable(p: Profile): bigint {
-  return counterBits(p) | (p.perfMetrics ? bit(EN_PERF_METRICS) : 0n);
-}
+export const globalCtrlWritable = perProfile(
+  (p: Profile): bigint => counterBits(p) | (p.perfMetrics ? bit(EN_PERF_METRICS) : 0n),
+);
 
 export function legalizeGlobalCtrl(p: Profile, v: bigint): Access {
   const bad = v & ~globalCtrlWritable(p);
@@ -46,13 +46,13 @@ export function legalizeGlobalCtrl(p: Profile, v: bigint): Access {
 }
 
 /** Status bits that mean something on this part, i.e. that STATUS_RESET/SET accept (decision D14). */
-export function statusBits(p: Profile): bigint {
+export const statusBits = perProfile((p: Profile): bigint => {
   let m = counterBits(p) | bit(STATUS.OVF_BUF) | bit(STATUS.COND_CHGD);
   if (p.perfMetrics) m |= bit(STATUS.PERF_METRICS_OVF);
   if (p.version >= 3) m |= bit(STATUS.OVF_UNCORE);
   if (p.version >= 4) m |= bit(STATUS.LBR_FRZ) | bit(STATUS.CTR_FRZ);
   return m;
-}
+});
 
 export function legalizeStatusReset(p: Profile, v: bigint): Access {
   const bad = v & ~statusBits(p);

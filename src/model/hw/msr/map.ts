@@ -15,8 +15,18 @@ import { legacyLbrMsrs } from './lbr-legacy.js';
 import { topdownMsrs } from './topdown.js';
 import type { MsrDef } from './types.js';
 
-/** The MSRs that exist on `p`, by address. Anything else #GPs. */
+const files = new WeakMap<Profile, ReadonlyMap<number, MsrDef>>();
+
+/** The MSRs that exist on `p`, by address (built once per profile: defs are pure). Anything else #GPs. */
 export function buildMsrFile(p: Profile): ReadonlyMap<number, MsrDef> {
+  const cached = files.get(p);
+  if (cached !== undefined) return cached;
+  const f = makeMsrFile(p);
+  files.set(p, f);
+  return f;
+}
+
+function makeMsrFile(p: Profile): ReadonlyMap<number, MsrDef> {
   const all = [
     ...counterMsrs(p),
     ...globalMsrs(p),
@@ -86,14 +96,8 @@ export function msrName(address: number, p?: Profile): string {
   return local ?? BY_ADDRESS.get(address) ?? `MSR_0x${address.toString(16)}`;
 }
 
-const profileNames = new WeakMap<Profile, ReadonlyMap<number, MsrDef>>();
 function profileName(p: Profile, address: number): string | undefined {
-  let f = profileNames.get(p);
-  if (f === undefined) {
-    f = buildMsrFile(p);
-    profileNames.set(p, f);
-  }
-  return f.get(address)?.name;
+  return buildMsrFile(p).get(address)?.name;
 }
 
 /** Resolves an MSR name (any case) or a hex/decimal address; an unknown name is a clear error. */
