@@ -56,7 +56,7 @@ const oracleProfiles = new WeakMap<GuestConfig, Map<Profile, Profile>>();
 /** The bare-metal CPU a guest of this CPUID and PERF_CAPABILITIES would be (one per config and host). */
 export function oracleProfile(host: Profile, g: GuestConfig): Profile {
   let byHost = oracleProfiles.get(g);
-  if (byHost === undefined) oracleProfiles.set(g, (byHost = new Map()));
+  if (byHost === undefined) oracleProfiles.set(g, (byHost = new Map<Profile, Profile>()));
   const cached = byHost.get(host);
   if (cached !== undefined) return cached;
   const p = makeOracleProfile(host, g);

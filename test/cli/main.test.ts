@@ -19,7 +19,7 @@ describe('npm start (the main job)', () => {
     const r = start('--runs', '5', '--seed', '1', '--only', 'frozen', '--json');
     expect(JSON.parse(r.out)).toMatchObject({
       seed: 1,
-      rows: [{ law: 'frozen', runs: 5, result: 'passed' }],
+      rows: [{ check: 'frozen', programs: 5, result: 'passed' }],
     });
   });
   it.each([
@@ -32,5 +32,20 @@ describe('npm start (the main job)', () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain(msg);
     expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
+  });
+});
+
+describe('npm start runs conformance on the built-in hosts', () => {
+  it('reports programs and the declared divergences it met', () => {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', '--runs', '60', '--seed', '3', '--only', 'conformance', '--profile', 'skylake', '--json'],
+      { encoding: 'utf8' },
+    );
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { rows: { check: string; profile: string; programs: number; result: string; known: Record<string, number> }[] };
+    expect(out.rows).toHaveLength(1);
+    expect(out.rows[0]).toMatchObject({ check: 'conformance', profile: 'skylake', programs: 60, result: 'passed' });
+    expect(Object.keys(out.rows[0]!.known).length).toBeGreaterThan(0);
   });
 });
