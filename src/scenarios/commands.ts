@@ -35,14 +35,22 @@ function assertSame(obs: readonly Observation[], w?: World): void {
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
 
-export class GuestWrmsr implements WorldCommand {
+/** Every command runs whatever the state: indices are reduced modulo what exists at run time. */
+abstract class AlwaysRuns implements WorldCommand {
+  check(): boolean {
+    return true;
+  }
+  abstract run(m: NoModel, w: World): void;
+  abstract toString(): string;
+}
+
+export class GuestWrmsr extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly msr: number,
     readonly value: bigint,
-  ) {}
-  check(): boolean {
-    return true;
+  ) {
+    super();
   }
   run(_m: NoModel, w: World): void {
     assertSame(w.guestWrmsr(this.vcpu, this.msr, this.value), w);
@@ -52,13 +60,12 @@ export class GuestWrmsr implements WorldCommand {
   }
 }
 
-export class GuestRdmsr implements WorldCommand {
+export class GuestRdmsr extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly msr: number,
-  ) {}
-  check(): boolean {
-    return true;
+  ) {
+    super();
   }
   run(_m: NoModel, w: World): void {
     assertSame(w.guestRdmsr(this.vcpu, this.msr), w);
@@ -68,14 +75,13 @@ export class GuestRdmsr implements WorldCommand {
   }
 }
 
-export class GuestRdpmc implements WorldCommand {
+export class GuestRdpmc extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly ecx: number,
     readonly cpl: number,
-  ) {}
-  check(): boolean {
-    return true;
+  ) {
+    super();
   }
   run(_m: NoModel, w: World): void {
     assertSame(w.guestRdpmc(this.vcpu, this.ecx, this.cpl), w);
@@ -93,13 +99,12 @@ export function unitToCode(u: WorkUnit): string {
     .replace(/,/g, ', ');
 }
 
-export class GuestRun implements WorldCommand {
+export class GuestRun extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly units: readonly WorkUnit[],
-  ) {}
-  check(): boolean {
-    return true;
+  ) {
+    super();
   }
   run(_m: NoModel, w: World): void {
     assertSame(w.guestRun(this.vcpu, this.units), w);
@@ -109,13 +114,12 @@ export class GuestRun implements WorldCommand {
   }
 }
 
-export class Migrate implements WorldCommand {
+export class Migrate extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly cpu: number,
-  ) {}
-  check(): boolean {
-    return true;
+  ) {
+    super();
   }
   run(_m: NoModel, w: World): void {
     w.migrate(this.vcpu, this.cpu);
