@@ -6,7 +6,7 @@
 
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
-import { guestConfigArb, quietHostCommands } from '../scenarios/arbitraries.js';
+import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence } from '../scenarios/commands.js';
 import { type GuestConfig, type VcpuFactory, World } from '../scenarios/world.js';
 import type { KnownDivergence } from './expectations/types.js';
@@ -33,7 +33,13 @@ export function runProgram(r: ConformanceRun, guest: GuestConfig, cmds: Iterable
 }
 
 export function conformanceProperty(r: ConformanceRun) {
-  return fc.property(guestConfigArb(r.host), fc.commands(quietHostCommands(), { size: '+1' }), (guest, cmds) =>
-    runProgram(r, guest, cmds),
+  return fc.property(
+    guestConfigArb(r.host).chain((guest) =>
+      fc.tuple(
+        fc.constant(guest),
+        focusArb.chain((focus) => fc.commands(quietHostCommands(focus, shapeOf(guest)), { size: '+1' })),
+      ),
+    ),
+    ([guest, cmds]) => runProgram(r, guest, cmds),
   );
 }

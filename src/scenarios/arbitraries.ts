@@ -53,6 +53,23 @@ export const msrArb: fc.Arbitrary<number> = fc.oneof(
   { arbitrary: fc.constantFrom(0x1c8, 0x1c9, 0x680, 0x6c0, 0xdc0, 0x69f), weight: 1 },
 );
 
+/** GLOBAL_CTRL / GLOBAL_STATUS-shaped values: some GP bits (7:0) and some fixed bits (35:32). */
+const counterBitsArb = (nGP = 8, nFixed = 4): fc.Arbitrary<bigint> =>
+  fc
+    .tuple(fc.nat((1 << nGP) - 1), fc.nat((1 << nFixed) - 1))
+    .map(([gp, fixed]) => BigInt(gp) | (BigInt(fixed) << 32n));
+
+/** What a program knows of its guest: the counters it has, so its control writes are mostly legal. */
+export interface GuestShape {
+  readonly nGP: number;
+  readonly nFixed: number;
+}
+
+export function shapeOf(g: GuestConfig): GuestShape {
+  const { eax, edx } = g.cpuid.leaf0a;
+  return { nGP: (eax >>> 8) & 0xff, nFixed: (eax & 0xff) > 1 ? edx & 0x1f : 0 };
+}
+
 /** An event select built from its fields: architectural events, the usual control bits. */
 export const evtselArb: fc.Arbitrary<bigint> = fc
   .record({
@@ -66,7 +83,7 @@ export const evtselArb: fc.Arbitrary<bigint> = fc
   .map((f) => encode(EVTSEL, f));
 
 /** A value for `msr`: fields where the register has them, else weighted u64s. */
-function valueFor(msr: number): fc.Arbitrary<bigint> {
+function valueFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
   if (msr >= 0x186 && msr < 0x18f) return fc.oneof({ arbitrary: evtselArb, weight: 4 }, { arbitrary: u64, weight: 1 });
   if ((msr >= 0xc1 && msr < 0xca) || (msr >= 0x4c1 && msr < 0x4ca) || (msr >= 0x309 && msr < 0x30e))
     return fc.oneof(
@@ -75,19 +92,58 @@ function valueFor(msr: number): fc.Arbitrary<bigint> {
       { arbitrary: u64, weight: 1 },
     );
   if (msr === 0x834) return fc.constantFrom(0x400n, 0x1_0400n, 0x20n, 0x1_0000n);
+  // Global and fixed controls: subsets of the counter bits, the way drivers write them.
+  if (msr === 0x38f || msr === 0x390 || msr === 0x391)
+    return fc.oneof(
+      { arbitrary: counterBitsArb(shape?.nGP, shape?.nFixed), weight: 4 },
+      { arbitrary: counterBitsArb(), weight: 1 },
+      { arbitrary: u64, weight: 1 },
+    );
+  if (msr === 0x38d)
+    return fc.oneof(
+      {
+        arbitrary: fc
+          .array(fc.constantFrom<bigint>(0n, 0x3n, 0xbn, 0x1n, 0x2n, 0xan), { minLength: 4, maxLength: 4 })
+          .map((n) => n.reduce((a: bigint, x: bigint, i: number) => a | (x << BigInt(4 * i)), 0n)),
+        weight: 4,
+      },
+      { arbitrary: u64, weight: 1 },
+    );
+  // DEBUGCTL: LBR, FREEZE_LBRS_ON_PMI, FREEZE_PERFMON_ON_PMI and BTF as the drivers set them.
+  if (msr === 0x1d9)
+    return fc.oneof({ arbitrary: fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x800n, 0x0n, 0x2n), weight: 4 }, { arbitrary: u64, weight: 1 });
+  // LBR records: canonical user and kernel addresses; LBR_SELECT and TOS: small values.
+  if (msr >= 0x680 && msr < 0x700)
+    return fc.oneof(fc.nat(0xffff).map((o) => 0x40_0000n + BigInt(o)), fc.constant(0xffff_ffff_8100_0000n), u64);
+  if (msr === 0x1c8 || msr === 0x1c9) return fc.oneof(fc.nat(0x3ff).map(BigInt), u64);
   return u64;
 }
 
-const wrmsrArb = fc
-  .tuple(fc.nat(3), msrArb)
-  .chain(([v, msr]) => valueFor(msr).map((val) => new GuestWrmsr(v, msr, val)));
+/**
+ * The MSRs one program keeps coming back to: a program that writes an MSR and later reads it, or
+ * arms a counter and then overflows it, needs its accesses concentrated, not spread over ~100 MSRs.
+ */
+export const focusArb: fc.Arbitrary<readonly number[]> = fc.uniqueArray(msrArb, { minLength: 2, maxLength: 6 });
+
+/** An MSR of the program's focus most of the time, any PMU MSR otherwise. */
+function msrOf(focus: readonly number[]): fc.Arbitrary<number> {
+  return focus.length === 0
+    ? msrArb
+    : fc.oneof({ arbitrary: fc.constantFrom(...focus), weight: 3 }, { arbitrary: msrArb, weight: 1 });
+}
+
+function wrmsrArb(focus: readonly number[], shape?: GuestShape): fc.Arbitrary<WorldCommand> {
+  return fc
+    .tuple(fc.nat(3), msrOf(focus))
+    .chain(([v, msr]) => valueFor(msr, shape).map((val) => new GuestWrmsr(v, msr, val)));
+}
 
 /** The quiet-host command mix: guest MSR traffic and work, and the vCPU thread moving. */
-export function quietHostCommands(): fc.Arbitrary<WorldCommand>[] {
+export function quietHostCommands(focus: readonly number[] = [], shape?: GuestShape): fc.Arbitrary<WorldCommand>[] {
   return [
-    wrmsrArb,
-    wrmsrArb,
-    fc.tuple(fc.nat(3), msrArb).map(([v, m]) => new GuestRdmsr(v, m)),
+    wrmsrArb(focus, shape),
+    wrmsrArb(focus, shape),
+    fc.tuple(fc.nat(3), msrOf(focus)).map(([v, m]) => new GuestRdmsr(v, m)),
     fc
       .tuple(fc.nat(3), fc.oneof(fc.nat(8), fc.constantFrom(0x4000_0000, 0x4000_0001, 0x4000_0003, 0x8000_0000, 0x2000_0000)), fc.constantFrom(0, 3))
       .map(([v, e, c]) => new GuestRdpmc(v, e, c)),

@@ -10,6 +10,7 @@ import { defineProfile, type Profile } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
 import type { GuestCpuid, GuestPmi, VpmuVcpu } from '../model/kvm/types.js';
+import { restoreVcpu, saveVcpu } from './restore.js';
 
 export const MSR_IA32_PERF_CAPABILITIES = 0x345;
 /** Vector the SUT reports for an NMI-mode PMI (decision K8); the oracle is normalised to it. */
@@ -29,9 +30,11 @@ export interface WorldConfig {
   readonly cpus: number;
   readonly guests: readonly GuestConfig[];
   readonly design: VcpuFactory;
+  /** Compare each observation with bare metal as it is made (default); off to record only. */
+  readonly compare?: boolean;
 }
 
-export type ObservationKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'pmi' | 'run';
+export type ObservationKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'pmi' | 'run' | 'vmm';
 
 /** One observation: what the guest saw on the system under test and on bare metal. */
 export interface Observation {
@@ -192,11 +195,29 @@ export class World {
     return [this.record(v, 'run', null, null, `run ${units.length} units`, showPmis(sut), showPmis(oracle))];
   }
 
+  /**
+   * The VMM saves the vCPU, destroys it, and restores the state into a fresh vCPU whose thread
+   * runs on `cpu` (live migration within one host). Bare metal has nothing to do.
+   */
+  saveRestore(vcpu: number, cpu: number): void {
+    const v = this.index(vcpu);
+    const old = this.vcpus[v]!;
+    const saved = saveVcpu(old);
+    old.destroy();
+    const g = this.config.guests[v]!;
+    const fresh = this.config.design(this.host, { cpu: ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus, cpuid: g.cpuid });
+    restoreVcpu(fresh, saved);
+    this.vcpus[v] = fresh;
+    this.step++;
+    this.record(v, 'vmm', cpu, null, `save/restore onto pCPU ${cpu}`, '', '');
+  }
+
   /** The host scheduler moves the vCPU thread; bare metal has nothing to do. */
   migrate(vcpu: number, cpu: number): void {
     const v = this.index(vcpu);
     this.vcpus[v]!.migrate(((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus);
     this.step++;
+    this.record(v, 'vmm', cpu, null, `migrate to pCPU ${cpu}`, '', '');
   }
 }
 

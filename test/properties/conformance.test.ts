@@ -26,7 +26,7 @@ describe('property 1, conformance (quiet host): guest observations equal bare me
     expect(d.failed).toBe(true);
     expect(d.errorInstance).toBeInstanceOf(Divergence);
     // fast-check's command iterable prints the commands that ran, plus the replay path.
-    const program = (d.counterexample![1] as { toString(): string }).toString().replace(/ \/\*replayPath=.*\*\//, '');
+    const program = (d.counterexample![0][1] as { toString(): string }).toString().replace(/ \/\*replayPath=.*\*\//, '');
     expect(program).toMatch(/^new GuestRdpmc\(\d+, 0x8000000\d, [03]\)$/);
   });
 });

@@ -108,8 +108,8 @@ export const HOST_DECISIONS: readonly Decision[] = [
   {
     id: 'H14',
     question: 'Does intel_pmu_lbr_reset clear LBR_SELECT?',
-    choice: 'No: the reset wipes the records only.',
-    why: 'The enable path writes the filter whenever a host LBR user is active, and a call-stack restore writes the saved one, so the reset write would change nothing a user sees.',
+    choice: 'Yes, on legacy parts with LBR_SELECT: the reset wipes the records and writes LBR_SELECT = 0.',
+    why: 'lbr.c does so when cpuc->lbr_select is set, which every LBR user with a filter (host branch events and KVM\'s guest LBR event) sets. Leaving it alone leaked a stale filter into a guest LBR event created later (found by the conformance property).',
     ref: 'arch/x86/events/intel/lbr.c intel_pmu_lbr_reset',
   },
 ];

@@ -144,7 +144,7 @@ export function lbrDisable(hw: Cpu): void {
   wr(hw, DEBUGCTL, d & ~(DEBUGCTL_LBR | DEBUGCTL_FREEZE_LBRS_ON_PMI));
 }
 
-/** intel_pmu_lbr_reset: wipe every record (decision H14: LBR_SELECT is left alone). */
+/** intel_pmu_lbr_reset: wipe every record, and zero LBR_SELECT where the part has one (H14). */
 export function lbrReset(hw: Cpu): void {
   const p = hw.profile;
   if (p.archLbr !== undefined) {
@@ -158,6 +158,8 @@ export function lbrReset(hw: Cpu): void {
     wr(hw, g.toBase + i, 0n);
     if (g.infoBase !== undefined) wr(hw, g.infoBase + i, 0n);
   }
+  // "if (!ARCH_LBR && cpuc->lbr_select) wrmsrl(MSR_LBR_SELECT, 0)": every LBR user filters here.
+  if (g.select) wr(hw, LBR_SELECT, 0n);
 }
 
 /** An LBR record's addresses with the format's flag bits stripped, as perf reports them. */

@@ -72,4 +72,6 @@ export interface VpmuVcpu {
 
   /** The host scheduler moves the vCPU thread to `cpu` (vcpu_put, then vcpu_load there). */
   migrate(cpu: number): void;
+  /** The VMM destroys the vCPU (kvm_arch_vcpu_destroy): its perf events go, its thread leaves the pCPU. */
+  destroy(): void;
 }

@@ -19,6 +19,7 @@ import {
   kvm_pmu_is_valid_msr,
   kvm_pmu_rdpmc,
   kvm_pmu_refresh,
+  kvm_pmu_reset,
   kvm_pmu_set_msr,
   kvm_vm_set_pmu_event_filter,
   type KvmPmuCap,
@@ -341,6 +342,14 @@ export class EmulatedVcpu implements VpmuVcpu {
     s.cpu = cpu;
     s.host.switchTo(cpu, s.task);
     this.kvm_arch_vcpu_load();
+  }
+
+  /** kvm_arch_vcpu_destroy → kvm_pmu_destroy (= kvm_pmu_reset), then the thread exits. */
+  destroy(): void {
+    kvm_pmu_reset(this.s);
+    const k = this.s.kvm.vcpus.indexOf(this.s);
+    if (k >= 0) this.s.kvm.vcpus.splice(k, 1);
+    this.s.host.switchTo(this.s.cpu, null);
   }
 
   /** kvm_arch_vcpu_load: a rescheduled vCPU with perf events asks for lazy cleanup. */

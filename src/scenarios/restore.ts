@@ -1,0 +1,48 @@
+/**
+ * How a VMM saves and restores a vCPU's PMU state, as QEMU does it (kvm-vpmu.md §2.18;
+ * pmu-semantics.md §6): KVM_GET_MSR_INDEX_LIST, KVM_GET_MSRS, and on the destination CPUID first,
+ * then PERF_CAPABILITIES, the counters, GLOBAL_STATUS, the selectors, FIXED_CTR_CTRL, and
+ * GLOBAL_CTRL last. The LVTPC travels with the LAPIC state (KVM_GET_LAPIC / KVM_SET_LAPIC).
+ */
+
+import type { HostAccess, VpmuVcpu } from '../model/kvm/types.js';
+
+export const X2APIC_LVTPC = 0x834;
+export const PERF_CAPABILITIES = 0x345;
+
+export interface SavedVcpu {
+  readonly msrs: ReadonlyMap<number, bigint>;
+  readonly lvtpc: bigint;
+}
+
+/** The rank of an MSR in QEMU's kvm_put_msrs order. */
+function rank(m: number): number {
+  if (m === PERF_CAPABILITIES) return 0;
+  if ((m >= 0xc1 && m < 0xc9) || (m >= 0x4c1 && m < 0x4c9) || (m >= 0x309 && m < 0x30d)) return 1;
+  if (m === 0x38e) return 2;
+  if (m >= 0x186 && m < 0x18e) return 3;
+  if (m === 0x38d) return 4;
+  if (m === 0x38f) return 6;
+  return 5;
+}
+
+export function restoreOrder(list: readonly number[]): number[] {
+  return [...list].sort((a, b) => rank(a) - rank(b));
+}
+
+function value(r: HostAccess, what: string): bigint {
+  if (!r.ok) throw new Error(`${what}: ${r.error}`);
+  return r.value;
+}
+
+export function saveVcpu(v: VpmuVcpu): SavedVcpu {
+  const msrs = new Map<number, bigint>();
+  for (const m of v.msrIndexList()) msrs.set(m, value(v.hostGetMsr(m), `KVM_GET_MSRS 0x${m.toString(16)}`));
+  return { msrs, lvtpc: value(v.hostGetMsr(X2APIC_LVTPC), 'KVM_GET_LAPIC LVTPC') };
+}
+
+export function restoreVcpu(v: VpmuVcpu, saved: SavedVcpu): void {
+  for (const m of restoreOrder([...saved.msrs.keys()]))
+    value(v.hostSetMsr(m, saved.msrs.get(m)!), `KVM_SET_MSRS 0x${m.toString(16)}`);
+  value(v.hostSetMsr(X2APIC_LVTPC, saved.lvtpc), 'KVM_SET_LAPIC LVTPC');
+}

@@ -1,0 +1,66 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { HostAccess } from '../../src/model/kvm/types.js';
+import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
+import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../../src/properties/expectations/emulated-invisibility.js';
+import { checkInvisible, type InvisibilityRun, invisibilityProperty } from '../../src/properties/invisible.js';
+import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../src/scenarios/commands.js';
+import type { GuestConfig } from '../../src/scenarios/world.js';
+
+const emulated: InvisibilityRun = {
+  host: SKYLAKE,
+  design: (h, o) => new EmulatedVcpu(h, o),
+  expectations: EMULATED_INVISIBILITY_EXPECTATIONS,
+};
+const guest: GuestConfig = {
+  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
+  perfCapabilities: 0x2005n, // FW_WRITES and the host's LBR format
+};
+
+/** A planted fault, not a historical bug: KVM_SET_MSRS of GLOBAL_CTRL is accepted and ignored. */
+class IgnoresRestoredGlobalCtrl extends EmulatedVcpu {
+  override hostSetMsr(msr: number, value: bigint): HostAccess {
+    return msr === 0x38f ? { ok: true, value } : super.hostSetMsr(msr, value);
+  }
+}
+
+describe('property 4: migration and save/restore are invisible to the guest', () => {
+  it('holds for the emulated vPMU up to what it loses on purpose (1000 programs)', () => {
+    fc.assert(invisibilityProperty(emulated), { numRuns: 1000 });
+  });
+
+  it('a counting program is unchanged by a migration or a save/restore in the middle', () => {
+    const program = [
+      new GuestWrmsr(0, 0x186, 0x4300c0n),
+      new GuestRun(0, [{ cpl: 3, instructions: 5 }]),
+      new GuestRdmsr(0, 0xc1),
+      new GuestRun(0, [{ cpl: 0, instructions: 7 }]),
+      new GuestRdmsr(0, 0xc1),
+      new GuestRdmsr(0, 0x38f),
+    ];
+    for (let at = 0; at <= program.length; at++) {
+      checkInvisible(emulated, guest, program, at, new Migrate(0, 1));
+      checkInvisible(emulated, guest, program, at, new SaveRestore(0, 1));
+    }
+  });
+
+  it('catches a VMM-visible loss: DEBUGCTL does not survive a save/restore (declared, decision K4)', () => {
+    const program = [new GuestWrmsr(0, 0x1d9, 0x1n), new GuestRdmsr(0, 0x1d9)];
+    expect(() => checkInvisible({ ...emulated, expectations: [] }, guest, program, 1, new SaveRestore(0, 1))).toThrow(
+      /RDMSR 0x1d9 \(with new SaveRestore\(0, 1\) before command 1\): guest saw 0x0, without it the guest saw 0x1/,
+    );
+    const known = new Map<string, number>();
+    checkInvisible({ ...emulated, known }, guest, program, 1, new SaveRestore(0, 1));
+    expect([...known.keys()]).toEqual(['debugctl-not-saved']);
+  });
+
+  it('fails on a design that drops the restored GLOBAL_CTRL (planted fault)', () => {
+    const d = fc.check(invisibilityProperty({ ...emulated, design: (h, o) => new IgnoresRestoredGlobalCtrl(h, o) }), {
+      numRuns: 1000,
+    });
+    expect(d.failed).toBe(true);
+    expect(d.errorInstance).toBeInstanceOf(Divergence);
+  });
+});
