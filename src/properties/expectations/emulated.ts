@@ -22,6 +22,30 @@ function lastWrite(history: readonly Observation[], msr: number, upTo: Observati
   return v;
 }
 
+/**
+ * Was the counter written by `w` enabled, and had guest work run since it was last enabled? Only
+ * then does its perf event hold a count that the stale period leaves out.
+ */
+function runningWithCounts(history: readonly Observation[], w: Observation, version: number): boolean {
+  const m = w.target!;
+  const fixed = m >= 0x309 && m < 0x30c;
+  const idx = fixed ? 32 + (m - 0x309) : m >= 0x4c1 ? m - 0x4c1 : m - 0xc1;
+  const enabledNow = (upTo: Observation) => {
+    const local = fixed
+      ? (((lastWrite(history, 0x38d, upTo) ?? 0n) >> BigInt(4 * (idx - 32))) & 3n) !== 0n
+      : ((lastWrite(history, 0x186 + idx, upTo) ?? 0n) & (1n << 22n)) !== 0n;
+    const global = version < 2 || (((lastWrite(history, 0x38f, upTo) ?? (fixed ? 0n : 0xffn)) >> BigInt(idx)) & 1n) === 1n;
+    return local && global;
+  };
+  if (!enabledNow(w)) return false;
+  // Some guest work ran while it was enabled, before the write.
+  for (let i = history.indexOf(w) - 1; i >= 0; i--) {
+    const h = history[i]!;
+    if (h.kind === 'run' && enabledNow(h)) return true;
+  }
+  return false;
+}
+
 /** Did the counter written by `w` count that WRMSR (instructions retired at CPL 0)? */
 function countsOwnWrmsr(history: readonly Observation[], w: Observation): boolean {
   const m = w.target!;
@@ -66,6 +90,17 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       o.sut === '#GP',
   },
   {
+    id: 'no-v4-lbr-freeze',
+    title: 'a guest with PMU version 4 or 5 and FREEZE_LBRS_ON_PMI gets no freeze: LBR_FRZ is never set and the LBRs keep recording after the PMI (bugs.md #17, reports/0002)',
+    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_deliver_pmi: freeze emulated only for 1 < version < 4; GLOBAL_STATUS bit 58 is in global_status_rsvd',
+    matches: (o, c) =>
+      version(c) >= 4 &&
+      c.history.some((h) => h.kind === 'wrmsr' && h.target === 0x1d9 && h.sut === '0x0' && h.value !== null && (h.value & (1n << 11n)) !== 0n) &&
+      o.kind === 'rdmsr' &&
+      o.target !== null &&
+      (o.target === 0x38e || isLegacyLbrMsr(o.target)),
+  },
+  {
     id: 'status-bits-v2',
     title: 'GLOBAL_OVF_CTRL/STATUS_RESET takes only the counter bits and 62/63: the v3+ Ovf_Uncore and v4 LBR_FRZ/CTR_FRZ bits #GP',
     kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_refresh: global_status_rsvd = global_ctrl_rsvd & ~(OVF_BUF | COND_CHGD)',
@@ -90,7 +125,13 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
         o.kind === 'rdpmc' ||
         (o.kind === 'rdmsr' && o.target !== null && (o.target === 0x38e || isCounter(o.target)))) &&
       c.history.some(
-        (h) => h.kind === 'wrmsr' && h.sut === '0x0' && h.target !== null && isCounter(h.target) && !countsOwnWrmsr(c.history, h),
+        (h) =>
+          h.kind === 'wrmsr' &&
+          h.sut === '0x0' &&
+          h.target !== null &&
+          isCounter(h.target) &&
+          runningWithCounts(c.history, h, version(c)) &&
+          !countsOwnWrmsr(c.history, h),
       ),
   },
   {
