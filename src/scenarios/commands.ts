@@ -7,6 +7,7 @@
 
 import type fc from 'fast-check';
 import type { WorkUnit } from '../model/hw/work.js';
+import type { PerfEventAttr } from '../model/host/types.js';
 import type { Observation, World } from './world.js';
 
 export class Divergence extends Error {
@@ -146,5 +147,45 @@ export class SaveRestore extends AlwaysRuns {
   }
   toString(): string {
     return `new SaveRestore(${this.vcpu}, ${this.cpu})`;
+  }
+}
+
+/** A host user opens a cpu-bound perf event (attr fields as in perf_event_attr). */
+export class HostOpen extends AlwaysRuns {
+  constructor(
+    readonly cpu: number,
+    readonly attr: PerfEventAttr,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    w.hostOpen(this.cpu, this.attr);
+  }
+  toString(): string {
+    const a = this.attr;
+    const fields = [
+      `config: ${hex(a.config)}n`,
+      a.samplePeriod !== 0n ? `samplePeriod: ${hex(a.samplePeriod)}n` : '',
+      a.pinned ? 'pinned: true' : '',
+      a.excludeGuest ? 'excludeGuest: true' : '',
+      a.branchSample !== undefined ? `branchSample: ${JSON.stringify(a.branchSample).replace(/"([a-zA-Z]+)":/g, '$1: ')}` : '',
+    ].filter((f) => f !== '');
+    return `new HostOpen(${this.cpu}, attr({ ${fields.join(', ')} }))`;
+  }
+}
+
+/** Host work on a pCPU: another task runs there for a while. */
+export class HostWork extends AlwaysRuns {
+  constructor(
+    readonly cpu: number,
+    readonly units: readonly WorkUnit[],
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    w.hostWork(this.cpu, this.units);
+  }
+  toString(): string {
+    return `new HostWork(${this.cpu}, [${this.units.map(unitToCode).join(', ')}])`;
   }
 }

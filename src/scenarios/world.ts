@@ -9,6 +9,7 @@ import { Cpu, type PmiDelivery } from '../model/hw/cpu.js';
 import { defineProfile, type Profile } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
+import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
 import type { GuestCpuid, GuestPmi, VpmuVcpu } from '../model/kvm/types.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
 
@@ -210,6 +211,24 @@ export class World {
     this.vcpus[v] = fresh;
     this.step++;
     this.record(v, 'vmm', cpu, null, `save/restore onto pCPU ${cpu}`, '', '');
+  }
+
+  /** Host events opened by host commands, in order; index = the command's event number. */
+  readonly hostEvents: PerfEvent[] = [];
+
+  /** A host user opens a perf event on a pCPU (perf record/stat -a -C cpu). */
+  hostOpen(cpu: number, a: PerfEventAttr): void {
+    const c = ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus;
+    const ev = this.host.perf_event_open(a, { cpu: c });
+    if (!('error' in ev)) this.hostEvents.push(ev);
+    this.step++;
+  }
+
+  /** Host work on a pCPU (another task's time slice); the vCPU thread is preempted meanwhile. */
+  hostWork(cpu: number, units: readonly WorkUnit[]): void {
+    const c = ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus;
+    this.host.runHost(c, units);
+    this.step++;
   }
 
   /** The host scheduler moves the vCPU thread; bare metal has nothing to do. */
