@@ -2,17 +2,20 @@
  * `npm start`: the main job. Runs the reference model's laws and the conformance property of the
  * emulated vPMU on every built-in host, under a run or time budget, and prints a summary table
  * (check × profile: programs, result, known divergences). A failure prints fast-check's report,
- * with the seed to replay it, and the command exits 1.
+ * with the seed to replay it, and the command exits 1; a failed conformance check also gets a bug
+ * report under --out (src/reports), whose path is printed after fast-check's message.
  */
 
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import fc from 'fast-check';
+import type { Profile } from '../model/hw/profile.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
-import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
 import { conformanceProperty } from '../properties/conformance.js';
-import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
+import { type Design, DESIGN_IDS, DESIGNS, designById } from '../properties/designs.js';
 import { faithful, HW_LAWS } from '../properties/hw-laws.js';
+import { buildReport } from '../reports/build.js';
+import { writeReport } from '../reports/write.js';
 
 interface Check {
   readonly id: string;
@@ -20,19 +23,25 @@ interface Check {
   readonly rule: string;
   /** Builds the property; `known` collects declared divergences met. */
   readonly property: (known: Map<string, number>) => fc.IRawProperty<unknown, false>;
+  /** For a conformance check, what a failure report needs to replay it. */
+  readonly conformance?: { readonly design: Design; readonly host: Profile };
 }
 
-const CHECKS: readonly Check[] = [
-  ...HW_LAWS.map((l) => ({ id: l.id, profile: 'random', rule: l.rule, property: () => l.property(faithful) })),
-  ...Object.entries(BUILTIN_PROFILES).map(([name, host]) => ({
-    id: 'conformance',
-    profile: name,
-    rule: 'design.md property 1 (emulated vPMU, quiet host)',
-    property: (known: Map<string, number>) =>
-      conformanceProperty({ host, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS, known }),
-  })),
-];
-const IDS = [...new Set(CHECKS.map((c) => c.id))];
+/** Every check, with conformance checks of `design`. */
+function checksFor(design: Design): Check[] {
+  return [
+    ...HW_LAWS.map((l) => ({ id: l.id, profile: 'random', rule: l.rule, property: () => l.property(faithful) })),
+    ...Object.entries(BUILTIN_PROFILES).map(([name, host]) => ({
+      id: 'conformance',
+      profile: name,
+      rule: `design.md property 1 (${design.id === 'emulated' ? 'emulated vPMU' : design.id}, quiet host)`,
+      property: (known: Map<string, number>) =>
+        conformanceProperty({ host, design: design.factory, expectations: design.expectations, known }),
+      conformance: { design, host },
+    })),
+  ];
+}
+const IDS = [...new Set(checksFor(DESIGNS[0]!).map((c) => c.id))];
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -53,13 +62,24 @@ const program = new Command('vpmu-conformance')
   .addOption(new Option('--seed <n>', 'fast-check seed (default: fresh, printed)').argParser(seedArg))
   .addOption(new Option('--only <id...>', 'run only these checks').choices(IDS))
   .addOption(new Option('--profile <name...>', 'conformance on these hosts only').choices(Object.keys(BUILTIN_PROFILES)))
+  .addOption(new Option('--design <id>', 'the vPMU design conformance checks run').choices(DESIGN_IDS).default('emulated'))
+  .addOption(new Option('--out <dir>', 'where failure reports are written').default('reports/out'))
   .option('--json', 'print results as JSON')
   .showHelpAfterError('(run with --help for usage)');
 
 program.parse();
-const opts = program.opts<{ runs: number; time?: number; seed?: number; only?: string[]; profile?: string[]; json?: boolean }>();
+const opts = program.opts<{
+  runs: number;
+  time?: number;
+  seed?: number;
+  only?: string[];
+  profile?: string[];
+  design: string;
+  out: string;
+  json?: boolean;
+}>();
 const seed = opts.seed ?? ((Date.now() ^ (process.pid << 8)) | 0);
-const checks = CHECKS.filter(
+const checks = checksFor(designById(opts.design)).filter(
   (c) =>
     (opts.only === undefined || opts.only.includes(c.id)) &&
     (c.profile === 'random' || opts.profile === undefined || opts.profile.includes(c.profile)),
@@ -74,6 +94,37 @@ interface Row {
   known: Record<string, number>;
   ms: number;
   report?: string | undefined;
+  /** The bug report written for a failed conformance check (report.md), or why there is none. */
+  reportPath?: string | undefined;
+  reportNote?: string | undefined;
+}
+
+/**
+ * Turns a failed conformance check into a report under --out. Never throws: a report that cannot
+ * be built must not hide fast-check's own message (toolchain.md §1.6).
+ */
+function fileReport(c: Check, d: fc.RunDetails<unknown>): Pick<Row, 'reportPath' | 'reportNote'> {
+  if (c.conformance === undefined) return {};
+  try {
+    const r = buildReport({
+      details: d,
+      property: { id: c.id, rule: c.rule },
+      design: c.conformance.design,
+      hostName: c.profile,
+      host: c.conformance.host,
+      found: new Date().toISOString().slice(0, 10),
+      outDir: opts.out,
+    });
+    const w = writeReport(r, opts.out);
+    return {
+      reportPath: w.markdown,
+      reportNote: w.written
+        ? `replay: npm run replay -- ${w.json}`
+        : `kept: a report with the same root cause and a program no longer than this one is there; replay: npm run replay -- ${w.json}`,
+    };
+  } catch (e) {
+    return { reportNote: `no report written: ${e instanceof Error ? e.message : String(e)}` };
+  }
 }
 const rows: Row[] = [];
 if (!opts.json) console.log(`vpmu-conformance: ${checks.length} checks, seed ${seed}, up to ${opts.runs} programs each`);
@@ -94,6 +145,7 @@ for (const c of checks) {
     known: Object.fromEntries(known),
     ms: Math.round(performance.now() - t0),
     report: d.failed ? fc.defaultReportMessage(d) : undefined,
+    ...(d.failed ? fileReport(c, d) : {}),
   };
   rows.push(row);
   if (!opts.json) console.log(`  ${row.result.padEnd(11)} ${c.id} on ${c.profile} (${row.programs} programs, ${row.ms} ms)`);
@@ -117,8 +169,13 @@ if (opts.json) {
     console.log('\nknown divergences met (src/properties/expectations/emulated.ts):');
     for (const [k, n] of [...kinds].sort((a, b) => b[1] - a[1])) console.log(`  ${String(n).padStart(6)}  ${k}`);
   }
-  for (const r of rows.filter((x) => x.report !== undefined)) console.log(`\n${r.check} on ${r.profile} failed:\n${r.report}`);
+  for (const r of rows.filter((x) => x.report !== undefined)) {
+    console.log(`\n${r.check} on ${r.profile} failed:\n${r.report}`);
+    if (r.reportPath !== undefined) console.log(`report: ${r.reportPath} (${r.reportNote})`);
+    else if (r.reportNote !== undefined) console.log(r.reportNote);
+  }
   const failed = rows.filter((r) => r.result === 'failed').length;
-  console.log(`${rows.length - failed} passed, ${failed} failed (replay: npm start -- --seed ${seed})`);
+  const design = opts.design === 'emulated' ? '' : ` --design ${opts.design}`;
+  console.log(`${rows.length - failed} passed, ${failed} failed (replay: npm start -- --seed ${seed}${design})`);
 }
 process.exitCode = rows.some((r) => r.result === 'failed') ? 1 : 0;

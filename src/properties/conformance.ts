@@ -11,6 +11,9 @@ import { Divergence } from '../scenarios/commands.js';
 import { type GuestConfig, type VcpuFactory, World } from '../scenarios/world.js';
 import type { KnownDivergence } from './expectations/types.js';
 
+/** pCPUs of the host in every conformance world; replay rebuilds the same world. */
+export const CONFORMANCE_CPUS = 2;
+
 export interface ConformanceRun {
   readonly host: Profile;
   readonly design: VcpuFactory;
@@ -22,7 +25,7 @@ export interface ConformanceRun {
 /** Runs `cmds` in a fresh world; a declared divergence ends the program quietly. */
 export function runProgram(r: ConformanceRun, guest: GuestConfig, cmds: Iterable<fc.Command<Record<string, never>, World>>): void {
   try {
-    fc.modelRun(() => ({ model: {}, real: new World({ host: r.host, cpus: 2, guests: [guest], design: r.design }) }), cmds);
+    fc.modelRun(() => ({ model: {}, real: new World({ host: r.host, cpus: CONFORMANCE_CPUS, guests: [guest], design: r.design }) }), cmds);
   } catch (e) {
     if (!(e instanceof Divergence)) throw e;
     const history = e.world?.observations ?? [e.observation];

@@ -1,0 +1,53 @@
+/**
+ * The vPMU designs a report can name, by id: report.json stores the id, and `npm run replay`
+ * and the main job's `--design` look it up here. A ported historical bug is a design of its own
+ * (the faithful port with one patch reverted) and shares the faithful design's declared
+ * divergences, so only the bug itself can fail the property.
+ */
+
+import { FIXED_BY as FAST_RDPMC_FIX, preFastRdpmcFix } from '../model/kvm/bugs/5728a4a0ea79-fast-rdpmc.js';
+import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
+import type { VcpuFactory } from '../scenarios/world.js';
+import { EMULATED_EXPECTATIONS } from './expectations/emulated.js';
+import type { KnownDivergence } from './expectations/types.js';
+
+export interface Design {
+  readonly id: string;
+  readonly title: string;
+  /** Where the design's code lives. */
+  readonly source: string;
+  readonly factory: VcpuFactory;
+  readonly expectations: readonly KnownDivergence[];
+  /** For a ported bug, the upstream commit that fixed it. */
+  readonly fixedBy?: string;
+}
+
+export const DESIGNS: readonly Design[] = [
+  {
+    id: 'emulated',
+    title: "upstream's perf-based vPMU",
+    source: 'src/model/kvm/emulated',
+    factory: (h, o) => new EmulatedVcpu(h, o),
+    expectations: EMULATED_EXPECTATIONS,
+  },
+  {
+    id: `bug/${FAST_RDPMC_FIX}`,
+    title: 'bug #41: "fast" RDPMC honoured on architectural PMUs (before 5728a4a0ea79)',
+    source: 'src/model/kvm/bugs/5728a4a0ea79-fast-rdpmc.ts',
+    factory: preFastRdpmcFix,
+    expectations: EMULATED_EXPECTATIONS,
+    fixedBy: FAST_RDPMC_FIX,
+  },
+];
+
+export const DESIGN_IDS: readonly string[] = DESIGNS.map((d) => d.id);
+
+export class UnknownDesignError extends Error {
+  override readonly name = 'UnknownDesignError';
+}
+
+export function designById(id: string): Design {
+  const d = DESIGNS.find((x) => x.id === id);
+  if (d === undefined) throw new UnknownDesignError(`unknown design '${id}' (known: ${DESIGN_IDS.join(', ')})`);
+  return d;
+}

@@ -1,0 +1,51 @@
+/**
+ * The root-cause signature of a divergence: two failures with the same signature are one
+ * report. It keeps what tells bugs apart (the design, the kind of observation, the MSR or ECX,
+ * which side raised #GP, how the PMIs differ) and drops what shrinking and generation vary
+ * (values, unit counts, the vCPU, the step).
+ */
+
+import type { Observation } from '../scenarios/world.js';
+
+/** How two PMI lists (as World prints them) differ. */
+export function pmiShape(sut: string, oracle: string): string {
+  const a = parsePmis(sut);
+  const b = parsePmis(oracle);
+  if (a.length < b.length) return 'missing-pmi';
+  if (a.length > b.length) return 'extra-pmi';
+  if (a.some((p, i) => p.vector !== b[i]!.vector)) return 'pmi-vector';
+  return 'pmi-timing';
+}
+
+export function parsePmis(s: string): { afterUnit: number; vector: number }[] {
+  return [...s.matchAll(/PMI\(vector (\d+)\) after unit (-?\d+)/g)].map((m) => ({ vector: Number(m[1]), afterUnit: Number(m[2]) }));
+}
+
+/** Which side faulted, for an instruction: the guest only, bare metal only, or neither (values). */
+export function gpShape(o: Observation): string {
+  if (o.sut === '#GP') return 'guest-gp';
+  if (o.oracle === '#GP') return 'bare-metal-gp';
+  return 'value';
+}
+
+const isInstruction = (o: Observation) => o.kind === 'rdmsr' || o.kind === 'wrmsr' || o.kind === 'rdpmc';
+
+/**
+ * `design|kind|target|shape`. A PMI observation keeps no target: the PMI belongs to the counter
+ * that overflowed, not to the MSR the instruction happened to touch.
+ */
+export function signatureOf(design: string, o: Observation): string {
+  const target = isInstruction(o) && o.target !== null ? `0x${o.target.toString(16)}` : '-';
+  const shape = isInstruction(o) ? gpShape(o) : pmiShape(o.sut, o.oracle);
+  return [design, o.kind, target, shape].join('|');
+}
+
+/** A directory name for a signature: `bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp`. */
+export function reportId(signature: string): string {
+  return signature
+    .split('|')
+    .filter((p) => p !== '-')
+    .join('-')
+    .replace(/[^a-zA-Z0-9.-]+/g, '-')
+    .toLowerCase();
+}
