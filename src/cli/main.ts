@@ -14,6 +14,7 @@ import { BUILTIN_PROFILES, SKYLAKE } from '../model/hw/profiles.js';
 import { conformanceProperty } from '../properties/conformance.js';
 import { type Design, DESIGN_IDS, DESIGNS, designById } from '../properties/designs.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/emulated-invisibility.js';
+import { hostUndisturbedProperty } from '../properties/host-undisturbed.js';
 import { faithful, HW_LAWS } from '../properties/hw-laws.js';
 import { invisibilityProperty } from '../properties/invisible.js';
 import { lbrFreezeProperty } from '../properties/lbr-freeze.js';
@@ -49,6 +50,12 @@ function checksFor(design: Design): Check[] {
         profile: name,
         rule: 'design.md property 2 (host-private values never reach the guest)',
         property: () => noninterferenceProperty({ host, design: design.factory }),
+      },
+      {
+        id: 'host-undisturbed',
+        profile: name,
+        rule: 'design.md property 2 (host events count as on a host without the guest)',
+        property: () => hostUndisturbedProperty({ host, design: design.factory }),
       },
       {
         id: 'invisible',

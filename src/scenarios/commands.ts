@@ -167,6 +167,10 @@ export class HostOpen extends AlwaysRuns {
       `config: ${hex(a.config)}n`,
       a.samplePeriod !== 0n ? `samplePeriod: ${hex(a.samplePeriod)}n` : '',
       a.pinned ? 'pinned: true' : '',
+      a.exclusive ? 'exclusive: true' : '',
+      a.excludeUser ? 'excludeUser: true' : '',
+      a.excludeKernel ? 'excludeKernel: true' : '',
+      a.excludeHost ? 'excludeHost: true' : '',
       a.excludeGuest ? 'excludeGuest: true' : '',
       a.branchSample !== undefined ? `branchSample: ${JSON.stringify(a.branchSample).replace(/"([a-zA-Z]+)":/g, '$1: ')}` : '',
     ].filter((f) => f !== '');

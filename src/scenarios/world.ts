@@ -33,6 +33,8 @@ export interface WorldConfig {
   readonly design: VcpuFactory;
   /** Compare each observation with bare metal as it is made (default); off to record only. */
   readonly compare?: boolean;
+  /** The host kernel (default: upstream's perf); a ported host-side bug patches it here. */
+  readonly hostKernel?: (opts: { profile: Profile; cpus: number }) => HostKernel;
 }
 
 export type ObservationKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'pmi' | 'run' | 'vmm';
@@ -96,7 +98,8 @@ export class World {
   private step = 0;
 
   constructor(readonly config: WorldConfig) {
-    this.host = new HostKernel({ profile: config.host, cpus: config.cpus });
+    const make = config.hostKernel ?? ((o: { profile: Profile; cpus: number }) => new HostKernel(o));
+    this.host = make({ profile: config.host, cpus: config.cpus });
     config.guests.forEach((g, i) => {
       const v = config.design(this.host, { cpu: i % config.cpus, cpuid: g.cpuid });
       if (g.cpuid.pdcm) {

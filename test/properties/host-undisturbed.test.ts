@@ -1,0 +1,27 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { PreGlobalCtrlMaskFixHost } from '../../src/model/host/bugs/971079464001-global-ctrl-mask.js';
+import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
+import { HostDisturbed, type HostUndisturbedRun, hostUndisturbedProperty } from '../../src/properties/host-undisturbed.js';
+
+const emulated: HostUndisturbedRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
+
+describe('property 2 (guest to host): the guest does not disturb host events', () => {
+  it('holds for the emulated vPMU on upstream perf (1000 programs)', () => {
+    fc.assert(hostUndisturbedProperty(emulated), { numRuns: 1000 });
+  });
+
+  it('finds bug #1 (exclude_guest counters left enabled in the guest, fixed by 971079464001) in a two-command program', () => {
+    const d = fc.check(hostUndisturbedProperty({ ...emulated, hostKernel: (o) => new PreGlobalCtrlMaskFixHost(o) }), {
+      numRuns: 1000,
+    });
+    expect(d.failed).toBe(true);
+    expect(d.errorInstance).toBeInstanceOf(HostDisturbed);
+    const [[, cmds]] = d.counterexample!;
+    const program = cmds.map(String).filter((c) => !c.startsWith('new Migrate'));
+    expect(program).toHaveLength(2);
+    expect(program[0]).toMatch(/^new HostOpen\(\d, attr\(\{ config: 0x[0-9a-f]+n, pinned: true, excludeKernel: true, excludeGuest: true \}\)\)$/);
+    expect(program[1]).toMatch(/^new GuestRun\(/);
+  });
+});
