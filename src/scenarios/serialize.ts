@@ -10,6 +10,7 @@
  * names the place (`program[2].args[1][0].branches[0].from`) on one line.
  */
 
+import { METRICS } from '../model/hw/msr/topdown.js';
 import { WorkError } from '../model/hw/errors.js';
 import { BRANCH_KINDS, type Branch, type TopdownSlots, type WorkUnit, validateUnit } from '../model/hw/work.js';
 import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate, SaveRestore, type WorldCommand } from './commands.js';
@@ -97,16 +98,8 @@ function readArray(v: unknown, at: string): readonly unknown[] {
 const COUNT_FIELDS = ['instructions', 'cycles', 'refCycles', 'tscCycles', 'llcReferences', 'llcMisses', 'untakenBranches'] as const;
 const UNIT_FIELDS = ['cpl', ...COUNT_FIELDS, 'branches', 'slots'] as const;
 const BRANCH_FIELDS = ['from', 'to', 'kind', 'cpl', 'mispredict'] as const;
-const SLOT_FIELDS = [
-  'retiring',
-  'badSpeculation',
-  'frontendBound',
-  'backendBound',
-  'heavyOperations',
-  'branchMispredicts',
-  'fetchLatency',
-  'memoryBound',
-] as const;
+/** The slot breakdown's fields are PERF_METRICS's bytes, in the same order. */
+const SLOT_FIELDS = METRICS;
 
 /** A branch as JSON, in its own field order (as units, branches keep one shape). */
 function branchToJson(b: Branch): Json {
