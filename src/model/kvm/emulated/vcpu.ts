@@ -65,6 +65,9 @@ export const KVM_EXIT_HANDLER_WORK: WorkUnit = Object.freeze({
   ]),
 });
 
+/** One instruction retired at each CPL, as constant units (validated once). */
+const RETIRED_AT_CPL: readonly WorkUnit[] = [0, 1, 2, 3].map((cpl) => Object.freeze({ cpl, instructions: 1 }));
+
 /** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it against the host. */
 function msrs_to_save_pmu(): number[] {
   const l = [0x309, 0x30a, 0x30b, 0x30c, 0x38d, 0x38e, 0x38f];
@@ -267,6 +270,12 @@ export class EmulatedVcpu implements VpmuVcpu {
     // The MSR bitmap as this VM-entry left it (vmx_passthrough_lbr_msrs ran just before it).
     if (!intercepted()) {
       const r = op(false);
+      // No exit: the instruction retires in guest mode, and the hardware counters count it.
+      if (r.ok && this.hw.step(RETIRED_AT_CPL[cpl]!) !== null) {
+        this.vmexit();
+        this.s.host.handleNmi(this.s.cpu);
+        this.vcpu_enter_guest(0);
+      }
       this.vmexit();
       return r;
     }
