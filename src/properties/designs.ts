@@ -7,7 +7,11 @@
 
 import { FIXED_BY as FAST_RDPMC_FIX, preFastRdpmcFix } from '../model/kvm/bugs/5728a4a0ea79-fast-rdpmc.js';
 import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
-import type { VcpuFactory } from '../scenarios/world.js';
+import fc from 'fast-check';
+import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import { Divergence, type WorldCommand } from '../scenarios/commands.js';
+import { type GuestConfig, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
+import { CONFORMANCE_CPUS } from './conformance.js';
 import { EMULATED_EXPECTATIONS } from './expectations/emulated.js';
 import type { KnownDivergence } from './expectations/types.js';
 
@@ -50,4 +54,27 @@ export function designById(id: string): Design {
   const d = DESIGNS.find((x) => x.id === id);
   if (d === undefined) throw new UnknownDesignError(`unknown design '${id}' (known: ${DESIGN_IDS.join(', ')})`);
   return d;
+}
+
+/**
+ * Runs a plain program under design `id` on a built-in host with fc.modelRun: the first
+ * observation where the guest and bare metal differ, or null. What committed regressions assert on.
+ */
+export function firstDivergence(
+  host: string,
+  guest: GuestConfig,
+  program: readonly WorldCommand[],
+  id: string,
+  cpus = CONFORMANCE_CPUS,
+): Observation | null {
+  const profile = BUILTIN_PROFILES[host];
+  if (profile === undefined) throw new Error(`unknown host profile '${host}'`);
+  const setup = () => ({ model: {}, real: new World({ host: profile, cpus, guests: [guest], design: designById(id).factory }) });
+  try {
+    fc.modelRun(setup, program);
+    return null;
+  } catch (e) {
+    if (e instanceof Divergence) return e.observation;
+    throw e;
+  }
 }

@@ -164,36 +164,19 @@ export function regressionTest(r: Report): string {
  * A plain program: it replays without the generators. To commit it, copy this file to
  * test/regressions/${f.id}.test.ts (its imports are relative to that folder).
  */
-import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BUILTIN_PROFILES } from '../../src/model/hw/profiles.js';
-import { designById } from '../../src/properties/designs.js';
-import { Divergence, ${used.join(', ')} } from '../../src/scenarios/commands.js';
-import { type GuestConfig, type Observation, World } from '../../src/scenarios/world.js';
+import { firstDivergence } from '../../src/properties/designs.js';
+import { ${used.join(', ')} } from '../../src/scenarios/commands.js';
+import type { GuestConfig } from '../../src/scenarios/world.js';
 
 const guest: GuestConfig = ${guestToCode(r.guest)};
 const program = [
 ${programCode(r.program)}
 ];
 
-/** Runs the program under \`design\` with fc.modelRun: the first divergence, or null. */
-function firstDivergence(design: string): Observation | null {
-  const setup = () => ({
-    model: {},
-    real: new World({ host: BUILTIN_PROFILES[${q(f.host)}]!, cpus: ${f.cpus}, guests: [guest], design: designById(design).factory }),
-  });
-  try {
-    fc.modelRun(setup, program);
-    return null;
-  } catch (e) {
-    if (e instanceof Divergence) return e.observation;
-    throw e;
-  }
-}
-
 describe(${q(`${f.id}: ${f.title}`)}, () => {
   it(${q(`${f.design} diverges: ${o.what}: guest saw ${o.sut}, bare metal shows ${o.oracle}`)}, () => {
-    expect(firstDivergence(${q(f.design)})).toMatchObject(${observationMatcher(o)});
+    expect(firstDivergence(${q(f.host)}, guest, program, ${q(f.design)}, ${f.cpus})).toMatchObject(${observationMatcher(o)});
   });
 });
 `;

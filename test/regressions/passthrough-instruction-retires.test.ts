@@ -9,12 +9,10 @@
  * A plain program: it replays without the generators. To commit it, copy this file to
  * test/regressions/emulated-rdpmc-0x7-value.test.ts (its imports are relative to that folder).
  */
-import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BUILTIN_PROFILES } from '../../src/model/hw/profiles.js';
-import { designById } from '../../src/properties/designs.js';
-import { Divergence, GuestRdmsr, GuestRdpmc, GuestWrmsr } from '../../src/scenarios/commands.js';
-import { type GuestConfig, type Observation, World } from '../../src/scenarios/world.js';
+import { firstDivergence } from '../../src/properties/designs.js';
+import { GuestRdmsr, GuestRdpmc, GuestWrmsr } from '../../src/scenarios/commands.js';
+import type { GuestConfig } from '../../src/scenarios/world.js';
 
 const guest: GuestConfig = { cpuid: { family: 6, model: 0x6a, leaf0a: { eax: 0x8300802, ebx: 0x78, ecx: 0x0, edx: 0x600 }, pdcm: true }, perfCapabilities: 0x2005n };
 const program = [
@@ -24,23 +22,8 @@ const program = [
   new GuestRdpmc(0, 0x7, 0),
 ];
 
-/** Runs the program under `design` with fc.modelRun: the first divergence, or null. */
-function firstDivergence(design: string): Observation | null {
-  const setup = () => ({
-    model: {},
-    real: new World({ host: BUILTIN_PROFILES['icelake']!, cpus: 2, guests: [guest], design: designById(design).factory }),
-  });
-  try {
-    fc.modelRun(setup, program);
-    return null;
-  } catch (e) {
-    if (e instanceof Divergence) return e.observation;
-    throw e;
-  }
-}
-
 describe('emulated-rdpmc-0x7-value: [conformance] KVM: x86/pmu: guest RDPMC 0x7 at CPL 0 returns 0x2 where bare metal returns 0x3', () => {
   it('emulated counts the passed-through LBR_TOS read like bare metal does (RDPMC 0x7 reads 3)', () => {
-    expect(firstDivergence('emulated')).toBeNull();
+    expect(firstDivergence('icelake', guest, program, 'emulated')).toBeNull();
   });
 });

@@ -83,7 +83,7 @@ describe('a report built from the bug #41 run', () => {
     const back = parseReport(readFileSync(w.json, 'utf8'));
     expect(back.program.map(String)).toEqual(r.program.map(String));
     expect(back.guest).toEqual(r.guest);
-    expect(readFileSync(join(w.dir, 'regression.test.ts'), 'utf8')).toContain("expect(firstDivergence('bug/5728a4a0ea79')).toMatchObject(");
+    expect(readFileSync(join(w.dir, 'regression.test.ts'), 'utf8')).toContain("expect(firstDivergence('skylake', guest, program, 'bug/5728a4a0ea79', 2)).toMatchObject(");
   });
 
   it('dedupes by signature: an equal or longer program keeps the existing report, a shorter one replaces it', () => {
@@ -188,7 +188,8 @@ describe('the generated regression test', () => {
   it('replays the plain program under the report design and pins the observation', () => {
     const src = regressionTest(bug41Report());
     expect(src).toContain('new GuestRdpmc(0, 0x80000000, 0),');
-    expect(src).toContain("import { Divergence, GuestRdpmc } from '../../src/scenarios/commands.js';");
+    expect(src).toContain("import { GuestRdpmc } from '../../src/scenarios/commands.js';");
+    expect(src).toContain("import { firstDivergence } from '../../src/properties/designs.js';");
     expect(src).toContain("{ kind: 'rdpmc', target: 0x80000000, sut: '0x0', oracle: '#GP' }");
   });
 });
