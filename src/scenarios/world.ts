@@ -14,7 +14,7 @@ import type { GuestCpuid, GuestPmi, VpmuVcpu } from '../model/kvm/types.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
 
 export const MSR_IA32_PERF_CAPABILITIES = 0x345;
-/** Vector the SUT reports for an NMI-mode PMI (decision K8); the oracle is normalised to it. */
+/** Vector the SUT reports for an NMI-mode PMI (decision K8); the oracle is normalised to it (W2). */
 export const NMI_VECTOR = 2;
 
 /** How a design creates a vCPU on a host. */
@@ -243,7 +243,7 @@ export class World {
   }
 }
 
-/** A WRMSR's observable result is only whether it faulted. */
+/** A WRMSR's observable result is only whether it faulted (W3). */
 function ok(a: Access): Access {
   return a.ok ? { ok: true, value: 0n } : a;
 }

@@ -117,13 +117,6 @@ export function pmc_bitmask(vcpu: KvmVcpuState, pmc: KvmPmc): bigint {
   return pmc.type === 'gp' ? vcpu.pmu.counterBitmaskGp : vcpu.pmu.counterBitmaskFixed;
 }
 
-/** kvm_pmc_idx_to_pmc. */
-export function kvm_pmc_idx_to_pmc(pmu: KvmPmu, idx: number): KvmPmc | undefined {
-  if (idx < pmu.nrArchGpCounters) return pmu.gp[idx];
-  const f = idx - KVM_FIXED_PMC_BASE_IDX;
-  return f >= 0 && f < pmu.nrArchFixedCounters ? pmu.fixed[f] : undefined;
-}
-
 /** The valid PMCs, in kvm_for_each_pmc order (GP then fixed). */
 export function validPmcs(pmu: KvmPmu): KvmPmc[] {
   return [...pmu.gp.slice(0, pmu.nrArchGpCounters), ...pmu.fixed.slice(0, pmu.nrArchFixedCounters)];

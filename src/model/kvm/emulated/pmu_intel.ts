@@ -128,7 +128,7 @@ export function lbrMsrs(vcpu: KvmVcpuState): number[] {
   return out;
 }
 
-/** intel_is_valid_msr (the vendor part of kvm_pmu_is_valid_msr; PEBS MSRs are not ported). */
+/** intel_is_valid_msr (the vendor part of kvm_pmu_is_valid_msr; PEBS MSRs are not ported: K2). */
 export function intel_is_valid_msr(vcpu: KvmVcpuState, msr: number): boolean {
   if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) return vcpu.pmu.version > 1;
   return (

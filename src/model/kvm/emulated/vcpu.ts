@@ -68,7 +68,7 @@ export const KVM_EXIT_HANDLER_WORK: WorkUnit = Object.freeze({
 /** One instruction retired at each CPL, as constant units (validated once). */
 const RETIRED_AT_CPL: readonly WorkUnit[] = [0, 1, 2, 3].map((cpl) => Object.freeze({ cpl, instructions: 1 }));
 
-/** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it against the host. */
+/** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it; no DEBUGCTL, no LBR MSRs (K4). */
 function msrs_to_save_pmu(): number[] {
   const l = [0x309, 0x30a, 0x30b, 0x30c, 0x38d, 0x38e, 0x38f];
   for (let i = 0; i < 8; i++) l.push(0xc1 + i, 0x186 + i);
@@ -293,7 +293,7 @@ export class EmulatedVcpu implements VpmuVcpu {
     this.vcpu_enter_guest(-1);
     units.forEach((u, i) => {
       if (this.hw.step(u) === null) return;
-      // The PMI is an NMI: VM-exit, the host's perf NMI handler, then straight back in.
+      // The PMI is an NMI: VM-exit, the host's perf NMI handler, then straight back in (K6).
       this.vmexit();
       this.s.host.handleNmi(this.s.cpu);
       this.vcpu_enter_guest(i);
@@ -307,7 +307,7 @@ export class EmulatedVcpu implements VpmuVcpu {
     return this.injected.splice(0);
   }
 
-  /** vcpu_enter_guest: requests first (KVM_REQ_PMU, then KVM_REQ_PMI), then VM-entry. */
+  /** vcpu_enter_guest: requests first (KVM_REQ_PMU, then KVM_REQ_PMI: K5), then VM-entry. */
   private vcpu_enter_guest(afterUnit: number): void {
     const s = this.s;
     if (s.requests.delete('PMU')) kvm_pmu_handle_event(s);

@@ -1,0 +1,30 @@
+/**
+ * How the world lines up a guest's observations under a design with bare metal's, where neither
+ * pmu-semantics.md nor the kernel says. Code cites these by id ("W1").
+ */
+
+import type { Decision } from '../model/hw/decisions.js';
+
+export const WORLD_DECISIONS: readonly Decision[] = [
+  {
+    id: 'W1',
+    question: 'Does a guest RDMSR/WRMSR/RDPMC count as a retired instruction on bare metal, and when?',
+    choice: 'Yes: after its effect, as one instruction at the guest CPL (0 for MSR accesses), and only if it did not fault. A WRMSR that enables a counter is counted by it.',
+    why: 'KVM counts each instruction it skips after emulating it (kvm_skip_emulated_instruction → kvm_pmu_instruction_retired) after the write took effect; a faulting instruction does not retire.',
+    ref: 'kvm-vpmu.md §2.11',
+  },
+  {
+    id: 'W2',
+    question: 'How are PMIs compared when LVTPC selects NMI delivery?',
+    choice: 'Both sides report an NMI-mode PMI as vector 2; a Fixed-mode PMI as its LVTPC vector.',
+    why: 'The guest sees an NMI, not a vector, in NMI mode; KVM reports it so (decision K8).',
+    ref: 'pmu-semantics.md §4.4',
+  },
+  {
+    id: 'W3',
+    question: 'What of a WRMSR does the guest observe?',
+    choice: 'Only whether it faulted (#GP) or not; the value it stored shows on the next read.',
+    why: 'WRMSR returns nothing to software; comparing a stored value on both sides would compare model internals.',
+    ref: 'design.md "A program and its observations"',
+  },
+];
