@@ -9,71 +9,12 @@
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import fc from 'fast-check';
-import type { Profile } from '../model/hw/profile.js';
-import { BUILTIN_PROFILES, SKYLAKE } from '../model/hw/profiles.js';
-import { conformanceProperty } from '../properties/conformance.js';
-import { type Design, DESIGN_IDS, DESIGNS, designById } from '../properties/designs.js';
-import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/emulated-invisibility.js';
-import { hostUndisturbedProperty } from '../properties/host-undisturbed.js';
-import { faithful, HW_LAWS } from '../properties/hw-laws.js';
-import { invisibilityProperty } from '../properties/invisible.js';
-import { lbrFreezeProperty } from '../properties/lbr-freeze.js';
-import { noninterferenceProperty } from '../properties/noninterference.js';
+import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import { type Check, checksFor } from '../properties/checks.js';
+import { DESIGN_IDS, DESIGNS, designById } from '../properties/designs.js';
 import { buildReport } from '../reports/build.js';
 import { writeReport } from '../reports/write.js';
 
-interface Check {
-  readonly id: string;
-  readonly profile: string;
-  readonly rule: string;
-  /** Builds the property; `known` collects declared divergences met. */
-  readonly property: (known: Map<string, number>) => fc.IRawProperty<unknown, false>;
-  /** For a conformance check, what a failure report needs to replay it. */
-  readonly conformance?: { readonly design: Design; readonly host: Profile };
-}
-
-/** Every check, with conformance checks of `design`. */
-function checksFor(design: Design): Check[] {
-  return [
-    ...HW_LAWS.map((l) => ({ id: l.id, profile: 'random', rule: l.rule, property: () => l.property(faithful) })),
-    ...Object.entries(BUILTIN_PROFILES).map(([name, host]) => ({
-      id: 'conformance',
-      profile: name,
-      rule: `design.md property 1 (${design.id === 'emulated' ? 'emulated vPMU' : design.id}, quiet host)`,
-      property: (known: Map<string, number>) =>
-        conformanceProperty({ host, design: design.factory, expectations: design.expectations, known }),
-      conformance: { design, host },
-    })),
-    ...Object.entries(BUILTIN_PROFILES).flatMap(([name, host]) => [
-      {
-        id: 'no-leak',
-        profile: name,
-        rule: 'design.md property 2 (host-private values never reach the guest)',
-        property: () => noninterferenceProperty({ host, design: design.factory }),
-      },
-      {
-        id: 'host-undisturbed',
-        profile: name,
-        rule: 'design.md property 2 (host events count as on a host without the guest)',
-        property: () => hostUndisturbedProperty({ host, design: design.factory }),
-      },
-      {
-        id: 'invisible',
-        profile: name,
-        rule: 'design.md property 4 (migration and save/restore are invisible)',
-        property: (known: Map<string, number>) =>
-          invisibilityProperty({ host, design: design.factory, expectations: EMULATED_INVISIBILITY_EXPECTATIONS, known }),
-      },
-    ]),
-    {
-      id: 'lbr-freeze',
-      profile: 'skylake',
-      rule: 'design.md property 3 (guest LBRs freeze on PMI as its PMU version says)',
-      property: (known: Map<string, number>) =>
-        lbrFreezeProperty({ host: SKYLAKE, design: design.factory, expectations: design.expectations, known }),
-    },
-  ];
-}
 const IDS = [...new Set(checksFor(DESIGNS[0]!).map((c) => c.id))];
 
 function positiveInt(v: string): number {
@@ -137,14 +78,14 @@ interface Row {
  * be built must not hide fast-check's own message (toolchain.md §1.6).
  */
 function fileReport(c: Check, d: fc.RunDetails<unknown>): Pick<Row, 'reportPath' | 'reportNote'> {
-  if (c.conformance === undefined) return {};
+  if (c.id !== 'conformance' || c.design === undefined || c.host === undefined) return {};
   try {
     const r = buildReport({
       details: d,
       property: { id: c.id, rule: c.rule },
-      design: c.conformance.design,
+      design: c.design,
       hostName: c.profile,
-      host: c.conformance.host,
+      host: c.host,
       found: new Date().toISOString().slice(0, 10),
       outDir: opts.out,
     });

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence } from '../scenarios/commands.js';
-import { type GuestConfig, type VcpuFactory, World } from '../scenarios/world.js';
+import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import type { KnownDivergence } from './expectations/types.js';
 
 /** pCPUs of the host in every conformance world; replay rebuilds the same world. */
@@ -18,6 +18,8 @@ export interface ConformanceRun {
   readonly host: Profile;
   readonly design: VcpuFactory;
   readonly expectations: readonly KnownDivergence[];
+  /** The host's perf (default: upstream's); a ported host-side bug patches it. */
+  readonly hostKernel?: HostKernelFactory | undefined;
   /** Counts of known divergences met, by id (for the summary). */
   readonly known?: Map<string, number>;
 }
@@ -25,7 +27,7 @@ export interface ConformanceRun {
 /** Runs `cmds` in a fresh world; a declared divergence ends the program quietly. */
 export function runProgram(r: ConformanceRun, guest: GuestConfig, cmds: Iterable<fc.Command<Record<string, never>, World>>): void {
   try {
-    fc.modelRun(() => ({ model: {}, real: new World({ host: r.host, cpus: CONFORMANCE_CPUS, guests: [guest], design: r.design }) }), cmds);
+    fc.modelRun(() => ({ model: {}, real: new World({ host: r.host, cpus: CONFORMANCE_CPUS, guests: [guest], design: r.design, hostKernel: r.hostKernel }) }), cmds);
   } catch (e) {
     if (!(e instanceof Divergence)) throw e;
     const history = e.world?.observations ?? [e.observation];

@@ -5,14 +5,16 @@
  * divergences, so only the bug itself can fail the property.
  */
 
-import { FIXED_BY as FAST_RDPMC_FIX, preFastRdpmcFix } from '../model/kvm/bugs/5728a4a0ea79-fast-rdpmc.js';
-import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
 import fc from 'fast-check';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import { FIXED_BY as GLOBAL_CTRL_MASK_FIX, PreGlobalCtrlMaskFixHost } from '../model/host/bugs/971079464001-global-ctrl-mask.js';
+import { FIXED_BY as FAST_RDPMC_FIX, preFastRdpmcFix } from '../model/kvm/bugs/5728a4a0ea79-fast-rdpmc.js';
+import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
-import { type GuestConfig, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
+import { type GuestConfig, type HostKernelFactory, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
 import { CONFORMANCE_CPUS } from './conformance.js';
 import { EMULATED_EXPECTATIONS } from './expectations/emulated.js';
+import { EMULATED_INVISIBILITY_EXPECTATIONS } from './expectations/emulated-invisibility.js';
 import type { KnownDivergence } from './expectations/types.js';
 
 export interface Design {
@@ -21,7 +23,12 @@ export interface Design {
   /** Where the design's code lives. */
   readonly source: string;
   readonly factory: VcpuFactory;
+  /** The host's perf, where the design patches it (default: upstream's). */
+  readonly hostKernel?: HostKernelFactory;
+  /** Declared divergences from bare metal (properties 1 and 3). */
   readonly expectations: readonly KnownDivergence[];
+  /** Declared losses across migration and save/restore (property 4). */
+  readonly invisibility: readonly KnownDivergence[];
   /** For a ported bug, the upstream commit that fixed it. */
   readonly fixedBy?: string;
 }
@@ -33,6 +40,7 @@ export const DESIGNS: readonly Design[] = [
     source: 'src/model/kvm/emulated',
     factory: (h, o) => new EmulatedVcpu(h, o),
     expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
   },
   {
     id: `bug/${FAST_RDPMC_FIX}`,
@@ -40,7 +48,18 @@ export const DESIGNS: readonly Design[] = [
     source: 'src/model/kvm/bugs/5728a4a0ea79-fast-rdpmc.ts',
     factory: preFastRdpmcFix,
     expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
     fixedBy: FAST_RDPMC_FIX,
+  },
+  {
+    id: `bug/${GLOBAL_CTRL_MASK_FIX}`,
+    title: 'bug #1: host-only counters left enabled while the guest runs (before 971079464001)',
+    source: 'src/model/host/bugs/971079464001-global-ctrl-mask.ts',
+    factory: (h, o) => new EmulatedVcpu(h, o),
+    hostKernel: (o) => new PreGlobalCtrlMaskFixHost(o),
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: GLOBAL_CTRL_MASK_FIX,
   },
 ];
 
@@ -69,7 +88,8 @@ export function firstDivergence(
 ): Observation | null {
   const profile = BUILTIN_PROFILES[host];
   if (profile === undefined) throw new Error(`unknown host profile '${host}'`);
-  const setup = () => ({ model: {}, real: new World({ host: profile, cpus, guests: [guest], design: designById(id).factory }) });
+  const d = designById(id);
+  const setup = () => ({ model: {}, real: new World({ host: profile, cpus, guests: [guest], design: d.factory, hostKernel: d.hostKernel }) });
   try {
     fc.modelRun(setup, program);
     return null;

@@ -9,17 +9,16 @@
 
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
-import type { HostKernel } from '../model/host/perf.js';
 import { attr } from '../model/host/types.js';
 import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { unitArb } from '../scenarios/work.js';
-import { type GuestConfig, type VcpuFactory, World } from '../scenarios/world.js';
+import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 
 export interface HostUndisturbedRun {
   readonly host: Profile;
   readonly design: VcpuFactory;
-  readonly hostKernel?: (opts: { profile: Profile; cpus: number }) => HostKernel;
+  readonly hostKernel?: HostKernelFactory | undefined;
 }
 
 export class HostDisturbed extends Error {
@@ -44,7 +43,7 @@ function counts(r: HostUndisturbedRun, guests: GuestConfig[], cmds: readonly Wor
     guests,
     design: r.design,
     compare: false,
-    ...(r.hostKernel !== undefined ? { hostKernel: r.hostKernel } : {}),
+    hostKernel: r.hostKernel,
   });
   fc.modelRun(() => ({ model: {}, real: w }), cmds);
   return w.hostEvents.map((e) => w.host.perf_event_read_value(e));

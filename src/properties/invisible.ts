@@ -9,19 +9,20 @@ import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, Migrate, SaveRestore, type WorldCommand } from '../scenarios/commands.js';
-import { type GuestConfig, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
+import { type GuestConfig, type HostKernelFactory, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
 import type { KnownDivergence } from './expectations/types.js';
 
 export interface InvisibilityRun {
   readonly host: Profile;
   readonly design: VcpuFactory;
+  readonly hostKernel?: HostKernelFactory | undefined;
   /** What the design loses across a migration or save/restore on purpose or by known limitation. */
   readonly expectations: readonly KnownDivergence[];
   readonly known?: Map<string, number>;
 }
 
 function record(r: InvisibilityRun, guest: GuestConfig, cmds: readonly WorldCommand[]): Observation[] {
-  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false });
+  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false, hostKernel: r.hostKernel });
   fc.modelRun(() => ({ model: {}, real: w }), cmds);
   return w.observations.filter((o) => o.kind !== 'vmm');
 }
@@ -37,7 +38,7 @@ export function checkInvisible(
   const plain = record(r, guest, cmds);
   const k = Math.min(at, cmds.length);
   const withCmd = [...cmds.slice(0, k), inserted, ...cmds.slice(k)];
-  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false });
+  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false, hostKernel: r.hostKernel });
   fc.modelRun(() => ({ model: {}, real: w }), withCmd);
   const seen = w.observations.filter((o) => o.kind !== 'vmm');
   for (let i = 0; i < plain.length; i++) {

@@ -36,33 +36,63 @@ const branchyUnit: fc.Arbitrary<WorkUnit> = fc
     fc.array(branchArb(cpl), { minLength: n, maxLength: n }).map((branches) => ({ cpl, instructions: n + 1, cycles: 2, branches })),
   );
 
+/** What the program may leave out; the shrinker drops what the failure does not need. */
+export interface FreezeShape {
+  /** Write GLOBAL_CTRL = 0 first, as a driver does before programming. */
+  readonly quiesce: boolean;
+  /** Unmask LVTPC to a fixed vector (without it the PMI is masked; LBRs still freeze). */
+  readonly lvtpc: boolean;
+  /** Which of the reads (DEBUGCTL, GLOBAL_STATUS, LBR_TOS, FROM/TO pairs) the program makes, in order. */
+  readonly reads: readonly number[];
+}
+
+/** The reads a freeze program may make: DEBUGCTL, GLOBAL_STATUS, LBR_TOS, then FROM_i/TO_i for each slot. */
+export function freezeReads(depth: number): number[] {
+  const reads = [DEBUGCTL, 0x38e, LBR_TOS];
+  for (let i = 0; i < depth; i++) reads.push(0x680 + i, 0x6c0 + i);
+  return reads;
+}
+
 /**
  * The program: LBR on with freeze, a branch counter preset to overflow after `k` branches with
  * INT, a branchy run, then the reads. The LBR depth bounds what the stack can show.
  */
-export function freezeProgram(depth: number, k: number, before: readonly WorkUnit[], after: readonly WorkUnit[]): WorldCommand[] {
-  const reads: WorldCommand[] = [new GuestRdmsr(0, DEBUGCTL), new GuestRdmsr(0, 0x38e), new GuestRdmsr(0, LBR_TOS)];
-  for (let i = 0; i < depth; i++) reads.push(new GuestRdmsr(0, 0x680 + i), new GuestRdmsr(0, 0x6c0 + i));
+export function freezeProgram(
+  depth: number,
+  k: number,
+  before: readonly WorkUnit[],
+  after: readonly WorkUnit[],
+  shape: FreezeShape = { quiesce: true, lvtpc: true, reads: freezeReads(depth) },
+): WorldCommand[] {
   return [
-    new GuestWrmsr(0, 0x38f, 0x0n),
-    new GuestWrmsr(0, 0x834, 0x400n),
+    ...(shape.quiesce ? [new GuestWrmsr(0, 0x38f, 0x0n)] : []),
+    ...(shape.lvtpc ? [new GuestWrmsr(0, 0x834, 0x400n)] : []),
     new GuestWrmsr(0, DEBUGCTL, 0x801n), // LBR | FREEZE_LBRS_ON_PMI
     new GuestWrmsr(0, 0x186, 0x5300c4n | (1n << 20n)), // BR_INST_RETIRED, USR|OS|INT|EN
     new GuestWrmsr(0, 0x4c1, (1n << 48n) - BigInt(k)),
     new GuestWrmsr(0, 0x38f, 0x1n),
     new GuestRun(0, before),
-    new GuestRun(0, after),
-    ...reads,
+    ...(after.length > 0 ? [new GuestRun(0, after)] : []),
+    ...shape.reads.map((m) => new GuestRdmsr(0, m)),
   ];
 }
 
+/** A freeze program and its guest, as [guest, program] like the conformance property's input. */
+export function freezeProgramArb(host: Profile): fc.Arbitrary<[GuestConfig, WorldCommand[]]> {
+  const depth = host.legacyLbr?.depth ?? 0;
+  return fc
+    .record({
+      v: fc.constantFrom(2, 3, 4, 5),
+      k: fc.integer({ min: 2, max: 12 }),
+      before: fc.array(branchyUnit, { minLength: 1, maxLength: 8 }),
+      after: fc.array(branchyUnit, { maxLength: 4 }),
+      quiesce: fc.boolean(),
+      lvtpc: fc.boolean(),
+      reads: fc.subarray(freezeReads(depth), { minLength: 1 }),
+    })
+    .map((r) => [lbrGuest(host, r.v), freezeProgram(depth, r.k, r.before, r.after, r)]);
+}
+
 export function lbrFreezeProperty(r: ConformanceRun) {
-  const depth = r.host.legacyLbr?.depth ?? 0;
-  return fc.property(
-    fc.constantFrom(2, 3, 4, 5),
-    fc.integer({ min: 2, max: 12 }),
-    fc.array(branchyUnit, { minLength: 1, maxLength: 8 }),
-    fc.array(branchyUnit, { minLength: 1, maxLength: 4 }),
-    (v, k, before, after) => runProgram(r, lbrGuest(r.host, v), freezeProgram(depth, k, before, after)),
-  );
+  return fc.property(freezeProgramArb(r.host), ([guest, program]) => runProgram(r, guest, program));
 }

@@ -12,11 +12,12 @@ import { attr } from '../model/host/types.js';
 import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { unitArb } from '../scenarios/work.js';
-import { type GuestConfig, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
+import { type GuestConfig, type HostKernelFactory, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
 
 export interface NoninterferenceRun {
   readonly host: Profile;
   readonly design: VcpuFactory;
+  readonly hostKernel?: HostKernelFactory | undefined;
 }
 
 /** Host events whose twins need the same counters: GP-only events, and the fixed-capable ones as they are. */
@@ -66,7 +67,7 @@ const hostWorkPair: fc.Arbitrary<[WorldCommand, WorldCommand]> = fc
   });
 
 function run(r: NoninterferenceRun, guest: GuestConfig, cmds: readonly WorldCommand[]): Observation[] {
-  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false });
+  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false, hostKernel: r.hostKernel });
   fc.modelRun(() => ({ model: {}, real: w }), cmds);
   return w.observations.filter((o) => o.kind !== 'vmm');
 }

@@ -20,6 +20,9 @@ export const NMI_VECTOR = 2;
 /** How a design creates a vCPU on a host. */
 export type VcpuFactory = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) => VpmuVcpu;
 
+/** How a world builds its host kernel; a ported host-side bug substitutes its patched perf. */
+export type HostKernelFactory = (opts: { profile: Profile; cpus: number }) => HostKernel;
+
 export interface GuestConfig {
   readonly cpuid: GuestCpuid;
   /** What userspace writes to PERF_CAPABILITIES before the first run (ignored without PDCM). */
@@ -34,7 +37,7 @@ export interface WorldConfig {
   /** Compare each observation with bare metal as it is made (default); off to record only. */
   readonly compare?: boolean;
   /** The host kernel (default: upstream's perf); a ported host-side bug patches it here. */
-  readonly hostKernel?: (opts: { profile: Profile; cpus: number }) => HostKernel;
+  readonly hostKernel?: HostKernelFactory | undefined;
 }
 
 export type ObservationKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'pmi' | 'run' | 'vmm';

@@ -112,6 +112,20 @@ export const HOST_DECISIONS: readonly Decision[] = [
     why: 'lbr.c does so when cpuc->lbr_select is set, which every LBR user with a filter (host branch events and KVM\'s guest LBR event) sets. Leaving it alone leaked a stale filter into a guest LBR event created later (found by the conformance property).',
     ref: 'arch/x86/events/intel/lbr.c intel_pmu_lbr_reset',
   },
+  {
+    id: 'H15',
+    question: 'Which events count as "include guest" for the mediated vPMU exclusivity check?',
+    choice: 'Every event without exclude_guest, KVM\'s own and the NMI watchdog included: the model has only the x86 core PMU, which has PERF_PMU_CAP_MEDIATED_VPMU.',
+    why: 'is_include_guest_event exempts only PMUs without the capability (uncore, software); the model has none of those.',
+    ref: 'kernel/events/core.c is_include_guest_event, mediated_pmu_account_event (v6 series, merged for 6.20)',
+  },
+  {
+    id: 'H16',
+    question: 'What does perf_put_guest_context schedule back in?',
+    choice: 'Every INACTIVE event of the CPU and current task contexts, in the usual priority order; perf_load_guest_context schedules out exactly the active exclude_guest events.',
+    why: 'While a mediated VM exists every core-PMU event is exclude_guest (H15), so EVENT_GUEST covers all of them; the model has no separate guest time clock (timeguest), which only affects enabled/running times.',
+    ref: 'kernel/events/core.c perf_load_guest_context, perf_put_guest_context',
+  },
 ];
 
 export function hostDecision(id: string): Decision {

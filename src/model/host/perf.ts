@@ -38,6 +38,7 @@ import {
   lbrRestore,
   lbrSave,
 } from './lbr.js';
+import { type MediatedPmuState, mediated_pmu_account_event, mediated_pmu_unaccount_event, newMediatedPmuState } from './mediated.js';
 import { type Constraint, eventConstraint, FIXED_BASE, IDX_VLBR, rawEventMask, x86ScheduleEvents } from './schedule.js';
 import {
   attr as makeAttr,
@@ -196,6 +197,8 @@ export class HostKernel {
   private nextEvent = 1;
   private nextGroup = 1;
   private guestCallbacks: GuestInfoCallbacks | null = null;
+  /** The mediated vPMU accounting and per-CPU guest-context flags (model/host/mediated.ts). */
+  readonly mediatedPmu: MediatedPmuState = newMediatedPmuState();
   /** Events this kernel created: a handle from another kernel is a programming error. */
   private readonly owned = new WeakSet<Event>();
   /** x86_pmu.max_period: half the counter with full-width writes, else what a 32-bit write reaches. */
@@ -348,6 +351,8 @@ export class HostKernel {
     let hwConfig = EVTSEL_INT | raw;
     if (!a.excludeUser) hwConfig |= EVTSEL_USR;
     if (!a.excludeKernel) hwConfig |= EVTSEL_OS;
+    const denied = mediated_pmu_account_event(this.mediatedPmu, a); // perf_event_alloc, after event init
+    if (denied !== null) return { error: denied };
     const period = a.samplePeriod !== 0n ? a.samplePeriod : this.maxPeriod;
     this.nextEvent++;
     const e = new Event(id, a, target, hwConfig, constraint, lbr, overflow, this.nextGroup++, period);
@@ -432,6 +437,7 @@ export class HostKernel {
     }
     const list = 'cpu' in e.target ? this.cpu(e.target.cpu).events : this.task(e.target.task).events;
     list.splice(list.indexOf(e), 1);
+    mediated_pmu_unaccount_event(this.mediatedPmu, e.attr);
     if ('cpu' in e.target && this.cpu(e.target.cpu).watchdog === e) this.cpu(e.target.cpu).watchdog = null;
     e.state = 'OFF';
     e.released = true;
@@ -445,6 +451,19 @@ export class HostKernel {
   /** perf_unregister_guest_info_callbacks. */
   perf_unregister_guest_info_callbacks(): void {
     this.guestCallbacks = null;
+  }
+
+  /**
+   * The scheduling half of perf_load_guest_context / perf_put_guest_context (EVENT_GUEST): the
+   * exclude_guest events of the CPU and current task contexts go off the PMU, or back on.
+   */
+  schedGuestEvents(cpu: number, dir: 'out' | 'in'): void {
+    const pc = this.cpu(cpu);
+    this.requireHost(pc, 'a mediated guest context switch');
+    this.withPmu(pc, () => {
+      if (dir === 'out') for (const e of [...pc.x86]) if (e.attr.excludeGuest) this.eventSchedOut(e);
+      if (dir === 'in') this.schedIn(pc, new Set<Pass>(PASS_ORDER));
+    });
   }
 
   // ---------------------------------------------------------------- guest switch list, LBR owner

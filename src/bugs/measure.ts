@@ -1,0 +1,57 @@
+/**
+ * Runs one ported bug's check the way the main job would and measures the search: programs and
+ * wall time to the first failure, and the length of the shrunk program.
+ */
+
+import fc from 'fast-check';
+import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import { designChecks } from '../properties/checks.js';
+import type { WorldCommand } from '../scenarios/commands.js';
+import type { BugEntry } from './types.js';
+
+export interface Measurement {
+  readonly row: number;
+  readonly seed: number;
+  readonly found: boolean;
+  /** Programs generated up to and including the first failing one. */
+  readonly programs: number;
+  /** Wall time to the first failure, before shrinking (ms). */
+  readonly msToFirst: number;
+  /** Commands in the shrunk program, or null when not found. */
+  readonly shrunk: number | null;
+  readonly program: readonly WorldCommand[] | null;
+  readonly details: fc.RunDetails<unknown>;
+}
+
+export class CatalogueError extends Error {
+  override readonly name = 'CatalogueError';
+}
+
+/** The check an entry names, built for its patched design. */
+export function checkOf(b: BugEntry) {
+  const host = BUILTIN_PROFILES[b.host];
+  if (host === undefined) throw new CatalogueError(`bugs.md #${b.row}: unknown host profile '${b.host}'`);
+  const c = designChecks(b.design, b.host, host).find((x) => x.id === b.check);
+  if (c === undefined) throw new CatalogueError(`bugs.md #${b.row}: no check '${b.check}' on ${b.host}`);
+  return c;
+}
+
+export function measure(b: BugEntry, seed: number, numRuns: number): Measurement {
+  const c = checkOf(b);
+  // First the search alone (endOnFailure skips the shrinker), then the same seed with shrinking.
+  const t0 = performance.now();
+  const search = fc.check(c.property(new Map()), { seed, numRuns, endOnFailure: true });
+  const msToFirst = performance.now() - t0;
+  const d = search.failed ? fc.check(c.property(new Map()), { seed, numRuns }) : search;
+  const program = d.failed && c.programOf !== undefined ? c.programOf(d.counterexample) : null;
+  return {
+    row: b.row,
+    seed,
+    found: d.failed,
+    programs: search.numRuns,
+    msToFirst,
+    shrunk: program === null ? null : program.length,
+    program,
+    details: d,
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * Every check the main job, `npm run bugs` and the tests run: a property on a host for one design.
+ * One place builds them so a ported bug is searched for exactly as the main job would search.
+ */
+
+import type fc from 'fast-check';
+import type { Profile } from '../model/hw/profile.js';
+import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import type { WorldCommand } from '../scenarios/commands.js';
+import { conformanceProperty } from './conformance.js';
+import type { Design } from './designs.js';
+import { hostUndisturbedProperty } from './host-undisturbed.js';
+import { faithful, HW_LAWS } from './hw-laws.js';
+import { invisibilityProperty } from './invisible.js';
+import { lbrFreezeProperty } from './lbr-freeze.js';
+import { noninterferenceProperty } from './noninterference.js';
+
+export type CheckId = 'conformance' | 'no-leak' | 'host-undisturbed' | 'invisible' | 'lbr-freeze';
+
+export interface Check {
+  readonly id: string;
+  /** A built-in host profile name, or 'random' for the reference model's laws. */
+  readonly profile: string;
+  readonly rule: string;
+  /** Builds the property; `known` collects declared divergences met. */
+  readonly property: (known: Map<string, number>) => fc.IRawProperty<unknown, false>;
+  /** For a design check: the design and host (what a report needs to replay it). */
+  readonly design?: Design;
+  readonly host?: Profile;
+  /** The program of a counterexample, as the commands that ran (design checks only). */
+  readonly programOf?: (counterexample: unknown) => readonly WorldCommand[];
+}
+
+interface Wrapped {
+  readonly cmd: WorldCommand;
+  readonly hasRan: boolean;
+}
+
+/** The commands of an fc.commands iterable that ran, or the array itself. */
+export function ranCommands(cmds: unknown): readonly WorldCommand[] {
+  // fast-check's CommandsIterable holds wrappers that remember whether the command ran.
+  const commands: unknown = (cmds as { commands?: unknown }).commands;
+  if (Array.isArray(commands)) return (commands as readonly Wrapped[]).filter((w) => w.hasRan).map((w) => w.cmd);
+  return [...(cmds as Iterable<WorldCommand>)];
+}
+
+const first = (ce: unknown) => (ce as readonly unknown[])[0];
+const designName = (d: Design) => (d.id === 'emulated' ? 'emulated vPMU' : d.id);
+
+/** The checks of one design on one host. */
+export function designChecks(design: Design, profile: string, host: Profile): Check[] {
+  const base = { profile, design, host };
+  const runBase = { host, design: design.factory, hostKernel: design.hostKernel };
+  const checks: Check[] = [
+    {
+      ...base,
+      id: 'conformance',
+      rule: `design.md property 1 (${designName(design)}, quiet host)`,
+      property: (known) => conformanceProperty({ ...runBase, expectations: design.expectations, known }),
+      programOf: (ce) => ranCommands((first(ce) as readonly unknown[])[1]),
+    },
+    {
+      ...base,
+      id: 'no-leak',
+      rule: 'design.md property 2 (host-private values never reach the guest)',
+      property: () => noninterferenceProperty(runBase),
+      programOf: (ce) => ((first(ce) as readonly unknown[])[1] as readonly (readonly WorldCommand[])[]).map((p) => p[1]!),
+    },
+    {
+      ...base,
+      id: 'host-undisturbed',
+      rule: 'design.md property 2 (host events count as on a host without the guest)',
+      property: () => hostUndisturbedProperty(runBase),
+      programOf: (ce) => (first(ce) as readonly unknown[])[1] as readonly WorldCommand[],
+    },
+    {
+      ...base,
+      id: 'invisible',
+      rule: 'design.md property 4 (migration and save/restore are invisible)',
+      property: (known) => invisibilityProperty({ ...runBase, expectations: design.invisibility, known }),
+      programOf: (ce) => {
+        const [[, cmds], at, inserted] = ce as [[unknown, readonly WorldCommand[]], number, WorldCommand];
+        const k = Math.min(at, cmds.length);
+        return [...cmds.slice(0, k), inserted, ...cmds.slice(k)];
+      },
+    },
+  ];
+  if (host.legacyLbr !== undefined)
+    checks.push({
+      ...base,
+      id: 'lbr-freeze',
+      rule: 'design.md property 3 (guest LBRs freeze on PMI as its PMU version says)',
+      property: (known) => lbrFreezeProperty({ ...runBase, expectations: design.expectations, known }),
+      programOf: (ce) => (first(ce) as readonly unknown[])[1] as readonly WorldCommand[],
+    });
+  return checks;
+}
+
+/** Every check: the reference model's laws, then each property of `design` on each built-in host. */
+export function checksFor(design: Design): Check[] {
+  return [
+    ...HW_LAWS.map((l): Check => ({ id: l.id, profile: 'random', rule: l.rule, property: () => l.property(faithful) })),
+    ...Object.entries(BUILTIN_PROFILES).flatMap(([name, host]) => designChecks(design, name, host)),
+  ];
+}

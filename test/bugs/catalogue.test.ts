@@ -1,0 +1,36 @@
+import { existsSync, readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { CATALOGUE, OUT_OF_SCOPE } from '../../src/bugs/catalogue.js';
+import { measure } from '../../src/bugs/measure.js';
+
+/** The rows of ../shared/bugs.md (kept here: CI's clean clone has no ../shared). */
+const BUGS_MD_ROWS = [1, 9, 10, 11, 13, 14, 17, 20, 23, 26, 34, 35, 36, 41, 42, 45, 47, 49];
+
+/** The programs per property `npm test` runs (issue #5: found within the default budget). */
+const BUDGET = 1000;
+
+describe('the bug catalogue covers bugs.md', () => {
+  it('has every row, ported or out of scope with a reason, and no row twice', () => {
+    const rows = [...CATALOGUE.map((b) => b.row), ...OUT_OF_SCOPE.map((o) => o.row)].sort((a, b) => a - b);
+    expect(rows).toEqual(BUGS_MD_ROWS);
+    for (const o of OUT_OF_SCOPE) expect(o.reason.length).toBeGreaterThan(20);
+  });
+
+  it.runIf(existsSync('../shared/bugs.md'))('lists the rows ../shared/bugs.md has', () => {
+    const md = readFileSync('../shared/bugs.md', 'utf8');
+    const rows = [...md.matchAll(/^\| (\d+) \|/gm)].map((m) => Number(m[1]));
+    expect(rows).toEqual(BUGS_MD_ROWS);
+  });
+});
+
+describe('every ported bug is found within the default budget and shrinks to its trigger + 2', () => {
+  const seed = fc.readConfigureGlobal().seed ?? 42;
+  for (const b of CATALOGUE) {
+    it(`#${b.row} ${b.fixedBy ?? '(no fix)'}: ${b.subject} — by ${b.check} on ${b.host}`, () => {
+      const m = measure(b, seed, BUDGET);
+      expect(m.found, `not found in ${BUDGET} programs (seed ${seed})`).toBe(true);
+      expect(m.shrunk, m.program?.map(String).join('\n')).toBeLessThanOrEqual(b.minimalTrigger + 2);
+    });
+  }
+});
