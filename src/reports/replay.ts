@@ -39,7 +39,7 @@ export interface Replay {
  * one command at a time, so each observation is attributed to the command that made it.
  */
 export function replay(t: ReplayTarget, program: readonly WorldCommand[]): Replay {
-  const world = new World({ host: t.host, cpus: t.cpus, guests: [t.guest], design: t.design.factory });
+  const world = new World({ host: t.host, cpus: t.cpus, guests: [t.guest], design: t.design.factory, hostKernel: t.design.hostKernel });
   const steps: Step[] = [];
   for (const [i, command] of program.entries()) {
     if (!command.check({})) continue;

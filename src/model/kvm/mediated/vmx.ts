@@ -1,0 +1,97 @@
+/**
+ * The VMX side of the mediated vPMU: a port of the PMU-relevant parts of arch/x86/kvm/vmx/vmx.c
+ * with enable_mediated_pmu: advertised PERF_CAPABILITIES (no LBR, no PEBS), DEBUGCTL without
+ * guest LBR, and the MSR-bitmap and RDPMC-exiting decisions (vmx_recalc_pmu_msr_intercepts,
+ * vmx_recalc_instruction_intercepts). kvm-vpmu.md §2.13, §2.15, §2.19.
+ */
+
+import { type Access, gp, ok } from '../../hw/access.js';
+import { bit } from '../../hw/bits.js';
+import { kvm_need_perf_global_ctrl_intercept, kvm_need_rdpmc_intercept, type MediatedPmuCap } from './pmu.js';
+import {
+  fw_writes_is_enabled,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  PERF_CAP_FW_WRITES,
+} from './pmu_intel.js';
+import type { MediatedVcpuState } from './state.js';
+
+export const MSR_IA32_DEBUGCTLMSR = 0x1d9;
+const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
+const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
+const MSR_CORE_PERF_GLOBAL_OVF_CTRL = 0x390;
+const DEBUGCTLMSR_LBR = bit(0);
+const DEBUGCTLMSR_BTF = bit(1);
+const DEBUGCTLMSR_RTM_DEBUG = bit(15);
+export const PERF_CAP_LBR_FMT = 0x3fn;
+
+/** vmx_get_perf_capabilities with the mediated vPMU: FW_WRITES only (LBR_FMT and PEBS need it off). */
+export function vmx_get_perf_capabilities(enablePmu: boolean): bigint {
+  return enablePmu ? PERF_CAP_FW_WRITES : 0n;
+}
+
+/** vmx_get_supported_debugctl: no LBR bits (LBR_FMT is never advertised here); RTM_DEBUG with RTM. */
+export function vmx_get_supported_debugctl(vcpu: MediatedVcpuState, hostInitiated: boolean): bigint {
+  let d = 0n;
+  if (vcpu.host.profile.tsx && (hostInitiated || vcpu.cpuid.tsx === true)) d |= DEBUGCTLMSR_RTM_DEBUG;
+  return d;
+}
+
+/** vmx_is_valid_debugctl: unsupported BTF/LBR are dropped, any other unsupported bit is invalid. */
+function vmx_is_valid_debugctl(vcpu: MediatedVcpuState, data: bigint, hostInitiated: boolean): boolean {
+  let invalid = data & ~vmx_get_supported_debugctl(vcpu, hostInitiated);
+  invalid &= ~(DEBUGCTLMSR_BTF | DEBUGCTLMSR_LBR);
+  return invalid === 0n;
+}
+
+/** vmx_set_msr(MSR_IA32_DEBUGCTLMSR): into the VMCS; DEBUGCTL.LBR is not virtualized with the mediated vPMU. */
+export function vmx_set_debugctl(vcpu: MediatedVcpuState, value: bigint, hostInitiated: boolean): Access {
+  if (!vmx_is_valid_debugctl(vcpu, value, hostInitiated)) return gp('IA32_DEBUGCTL: bits KVM does not support (vmx_is_valid_debugctl)');
+  const data = value & vmx_get_supported_debugctl(vcpu, hostInitiated);
+  vcpu.guestDebugctl = data;
+  return ok(data);
+}
+
+/** vmx_set_msr(MSR_IA32_PERF_CAPABILITIES) vendor checks: a non-zero value needs a vPMU (K7); LBR_FMT is never supported. */
+export function vmx_check_perf_capabilities(vcpu: MediatedVcpuState, data: bigint): string | null {
+  if (data !== 0n && vcpu.pmu.version === 0) return 'PERF_CAPABILITIES: a non-zero value needs a vPMU (K7)';
+  if ((data & PERF_CAP_LBR_FMT) !== 0n) return 'PERF_CAPABILITIES: LBR_FMT is not supported with the mediated vPMU';
+  return null;
+}
+
+function setIntercept(vcpu: MediatedVcpuState, msr: number, intercept: boolean): void {
+  if (intercept) vcpu.passthrough.delete(msr);
+  else vcpu.passthrough.add(msr);
+}
+
+/**
+ * vmx_recalc_pmu_msr_intercepts: counters of exposed PMCs pass through (IA32_PMCx only with
+ * FW_WRITES), every other counter MSR KVM could expose is intercepted; GLOBAL_CTRL, STATUS and
+ * OVF_CTRL pass through iff kvm_need_perf_global_ctrl_intercept says so. Event selectors and
+ * FIXED_CTR_CTRL always exit, so the event filter can be applied.
+ */
+export function vmx_recalc_pmu_msr_intercepts(vcpu: MediatedVcpuState, cap: MediatedPmuCap): void {
+  const pmu = vcpu.pmu;
+  let i = 0;
+  for (; i < pmu.nrArchGpCounters; i++) {
+    setIntercept(vcpu, MSR_IA32_PERFCTR0 + i, false);
+    setIntercept(vcpu, MSR_IA32_PMC0 + i, !fw_writes_is_enabled(vcpu));
+  }
+  for (; i < cap.numCountersGp; i++) {
+    setIntercept(vcpu, MSR_IA32_PERFCTR0 + i, true);
+    setIntercept(vcpu, MSR_IA32_PMC0 + i, true);
+  }
+  let j = 0;
+  for (; j < pmu.nrArchFixedCounters; j++) setIntercept(vcpu, MSR_CORE_PERF_FIXED_CTR0 + j, false);
+  for (; j < cap.numCountersFixed; j++) setIntercept(vcpu, MSR_CORE_PERF_FIXED_CTR0 + j, true);
+  const intercept = kvm_need_perf_global_ctrl_intercept(vcpu, cap);
+  setIntercept(vcpu, MSR_CORE_PERF_GLOBAL_STATUS, intercept);
+  setIntercept(vcpu, MSR_CORE_PERF_GLOBAL_CTRL, intercept);
+  setIntercept(vcpu, MSR_CORE_PERF_GLOBAL_OVF_CTRL, intercept);
+}
+
+/** vmx_recalc_instruction_intercepts: CPU_BASED_RDPMC_EXITING per kvm_need_rdpmc_intercept. */
+export function vmx_recalc_instruction_intercepts(vcpu: MediatedVcpuState, cap: MediatedPmuCap): void {
+  vcpu.rdpmcExiting = kvm_need_rdpmc_intercept(vcpu, cap);
+}
