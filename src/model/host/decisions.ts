@@ -126,6 +126,13 @@ export const HOST_DECISIONS: readonly Decision[] = [
     why: 'While a mediated VM exists every core-PMU event is exclude_guest (H15), so EVENT_GUEST covers all of them; the model has no separate guest time clock (timeguest), which only affects enabled/running times.',
     ref: 'kernel/events/core.c perf_load_guest_context, perf_put_guest_context',
   },
+  {
+    id: 'H17',
+    question: 'How is a host whose perf disabled the LBRs at boot modelled?',
+    choice: 'As a host-kernel option (lbrProbeFaulted): perf manages no LBRs (x86_perf_get_lbr reports nr 0, branch-stack and guest LBR events fail with EOPNOTSUPP) while the pCPUs keep the part\'s LBR MSRs.',
+    why: 'intel_pmu_init zeroes x86_pmu.lbr_nr when check_msr faults on an LBR MSR (typically a hypervisor below that enumerates LBR_FMT but refuses the MSRs); the reference model has no faulting-LBR part, and what matters to KVM (145dfad998ea) is only what perf reports.',
+    ref: 'arch/x86/events/intel/core.c intel_pmu_init (check_msr on lbr_tos/from/to); bugs.md #11',
+  },
 ];
 
 export function hostDecision(id: string): Decision {

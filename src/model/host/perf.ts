@@ -33,6 +33,7 @@ import {
   lbrEnable,
   lbrFilter,
   lbrFormat,
+  lbrNr,
   lbrRead,
   lbrReset,
   lbrRestore,
@@ -75,7 +76,21 @@ export interface HostKernelOptions {
   readonly cpus: number;
   /** The hardlockup detector: a pinned cycles event per CPU, counting host and guest. */
   readonly nmiWatchdog?: boolean | { readonly period: bigint };
+  /** perf's boot-time probe of the LBR MSRs faulted, so perf runs without LBRs (x86_pmu.lbr_nr = 0; decision H17). */
+  readonly lbrProbeFaulted?: boolean;
 }
+
+/** struct x86_pmu_lbr: what perf tells KVM of the LBRs it manages (x86_perf_get_lbr). */
+export interface X86PmuLbr {
+  readonly nr: number;
+  readonly from: number;
+  readonly to: number;
+  /** MSR_LBR_INFO_0 or IA32_LBR_0_INFO, or 0 where the format has none. */
+  readonly info: number;
+  readonly hasCallstack: boolean;
+}
+
+const NO_LBR: X86PmuLbr = Object.freeze({ nr: 0, from: 0, to: 0, info: 0, hasCallstack: false });
 
 /** struct perf_guest_info_callbacks, as far as perf_guest_state() goes (decision H10). */
 export interface GuestInfoCallbacks {
@@ -205,6 +220,8 @@ export class HostKernel {
   private readonly maxPeriod: bigint;
   /** x86_pmu.perfctr: IA32_A_PMC0 with full-width writes, else the legacy alias. */
   private readonly perfctr: number;
+  /** Did intel_pmu_init keep the LBRs (its check_msr probe did not fault)? */
+  private readonly lbrProbed: boolean;
 
   /** init_hw_perf_events + perf_events_lapic_init on every CPU, then the watchdog. */
   constructor(opts: HostKernelOptions) {
@@ -216,6 +233,7 @@ export class HostKernel {
     this.profile = p;
     this.maxPeriod = p.fwWrite ? p.gpMask >> 1n : (1n << 31n) - 1n;
     this.perfctr = p.fwWrite ? A_PMC0 : PMC0;
+    this.lbrProbed = opts.lbrProbeFaulted !== true;
     this.cpus = [];
     for (let i = 0; i < opts.cpus; i++) {
       const hw = new Cpu(p);
@@ -230,7 +248,7 @@ export class HostKernel {
         disableDepth: 0,
         watchdog: null,
       });
-      if (lbrFormat(p) !== null) lbrReset(hw);
+      if (this.lbrFormat() !== null) lbrReset(hw);
       this.withPmu(this.cpus[i]!, () => undefined); // the first x86_pmu_enable writes GLOBAL_CTRL
     }
     const wd = opts.nmiWatchdog;
@@ -246,6 +264,21 @@ export class HostKernel {
         pc.watchdog = r as Event;
       }
     }
+  }
+
+  /** The LBR facility perf manages: the part's, unless the boot-time probe took it away. */
+  private lbrFormat() {
+    return this.lbrProbed ? lbrFormat(this.profile) : null;
+  }
+
+  /** x86_perf_get_lbr: depth and MSR bases of the LBRs perf manages; nr 0 when it manages none. */
+  x86_perf_get_lbr(): X86PmuLbr {
+    const p = this.profile;
+    if (this.lbrFormat() === null) return NO_LBR;
+    if (p.archLbr !== undefined)
+      return { nr: lbrNr(p), from: 0x1500, to: 0x1600, info: 0x1200, hasCallstack: p.archLbr.callStack };
+    const g = p.legacyLbr!;
+    return { nr: g.depth, from: g.fromBase, to: g.toBase, info: g.infoBase ?? 0, hasCallstack: g.callStack };
   }
 
   get nrCpus(): number {
@@ -334,8 +367,9 @@ export class HostKernel {
       return { error: `EINVAL: sample_period 0x${a.samplePeriod.toString(16)}` };
     const id = this.nextEvent;
     let lbr: LbrUse | null = null;
+    if (a.branchSample !== undefined && this.lbrFormat() === null) return { error: `EOPNOTSUPP: perf on ${p.name} manages no LBRs` };
     if (a.vlbr === true) {
-      if (lbrFormat(p) === null) return { error: `EOPNOTSUPP: ${p.name} has no LBRs` };
+      if (this.lbrFormat() === null) return { error: `EOPNOTSUPP: ${p.name} has no LBRs` };
       lbr = { key: `vlbr#${id}`, config: null, callStack: true, vlbr: true }; // H4: matches nothing
     } else if (a.branchSample !== undefined) {
       const b = effectiveBranchType(a.branchSample, a.excludeUser, a.excludeKernel);

@@ -79,7 +79,7 @@ export interface MediatedPmuCap {
 /** kvm_init_pmu_capability: host caps, version capped at 2 even with the mediated PMU; enable_mediated_pmu forced off without vendor support. */
 export function kvm_init_pmu_capability(p: Profile): MediatedPmuCap {
   const fixed = fixedIndices(p);
-  // perf_get_x86_pmu_capability: num_counters_fixed is fls() of the fixed-counter mask.
+  // perf_get_x86_pmu_capability: num_counters_fixed is fls() of the fixed-counter mask (K15).
   const host = {
     numCountersGp: p.nGP,
     numCountersFixed: fixed.length === 0 ? 0 : Math.max(...fixed) + 1,

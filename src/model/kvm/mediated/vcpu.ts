@@ -1,0 +1,447 @@
+/**
+ * A vCPU of upstream's mediated (pass-through) vPMU: the x86.c glue around pmu.c, pmu_intel.c and
+ * vmx.c — vCPU creation with perf_create_mediated_pmu, MSR dispatch, the VM-entry/exit loop with
+ * kvm_mediated_pmu_load/put around it (vcpu_enter_guest), the mediated PMI, userspace
+ * save/restore, and the thread moving between pCPUs. kvm-vpmu.md §2.19.
+ */
+
+import { type Access, gp, ok } from '../../hw/access.js';
+import { bit } from '../../hw/bits.js';
+import { ModelError } from '../../hw/errors.js';
+import type { PmiDelivery, XsaveResult } from '../../hw/cpu.js';
+import type { ArchLbrXsave } from '../../hw/msr/lbr-arch.js';
+import type { WorkUnit } from '../../hw/work.js';
+import { PERF_GUEST_MEDIATED_PMI_VECTOR, perf_create_mediated_pmu, perf_release_mediated_pmu } from '../../host/mediated.js';
+import type { HostKernel } from '../../host/perf.js';
+import { newVpmuCost, type VpmuCost } from '../cost.js';
+import { KVM_EXIT_HANDLER_WORK } from '../emulated/vcpu.js';
+import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
+import {
+  kvm_handle_guest_mediated_pmi,
+  kvm_init_pmu_capability,
+  kvm_mediated_pmu_load,
+  kvm_mediated_pmu_put,
+  kvm_pmu_deliver_pmi,
+  kvm_pmu_get_msr,
+  kvm_pmu_handle_event,
+  kvm_pmu_init,
+  kvm_pmu_instruction_retired,
+  kvm_pmu_is_valid_msr,
+  kvm_pmu_rdpmc,
+  kvm_pmu_refresh,
+  kvm_pmu_reset,
+  kvm_pmu_set_msr,
+  kvm_vm_set_pmu_event_filter,
+  type MediatedPmuCap,
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  newMediatedPmu,
+} from './pmu.js';
+import type { MediatedKvm, MediatedVcpuState } from './state.js';
+import {
+  MSR_IA32_DEBUGCTLMSR,
+  vmx_check_perf_capabilities,
+  vmx_get_perf_capabilities,
+  vmx_recalc_instruction_intercepts,
+  vmx_recalc_pmu_msr_intercepts,
+  vmx_set_debugctl,
+} from './vmx.js';
+
+export const MSR_IA32_PERF_CAPABILITIES = 0x345;
+export const APIC_LVTPC_X2APIC = 0x834;
+const MSR_P6_PERFCTR0 = 0xc1;
+const MSR_P6_PERFCTR1 = 0xc2;
+const MSR_P6_EVNTSEL0 = 0x186;
+const MSR_P6_EVNTSEL1 = 0x187;
+/** apic_lvt_mask for LVTPC: vector, mode, delivery status, mask; other bits dropped. */
+const LVTPC_WRITABLE = 0x1_17ffn;
+
+/** The host lacks what the mediated vPMU needs (enable_mediated_pmu is forced off): the design does not exist there. */
+export class MediatedUnavailable extends Error {
+  override readonly name = 'MediatedUnavailable';
+}
+
+/** KVM_CREATE_VCPU failed: perf_create_mediated_pmu returned -EBUSY (host events count the guest). */
+export class MediatedPmuBusy extends Error {
+  override readonly name = 'MediatedPmuBusy';
+}
+
+/** KVM_CREATE_VM: no filter, no vCPUs, no mediated PMU yet (it is created with the first vCPU). */
+export function newMediatedKvm(): MediatedKvm {
+  return { pmuEventFilter: null, vcpus: [], createdMediatedPmu: false };
+}
+
+/** One instruction retired at each CPL. */
+const RETIRED_AT_CPL: readonly WorkUnit[] = [0, 1, 2, 3].map((cpl) => Object.freeze({ cpl, instructions: 1 }));
+
+/** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it. */
+function msrs_to_save_pmu(): number[] {
+  const l = [0x309, 0x30a, 0x30b, 0x30c, 0x38d, 0x38e, 0x38f];
+  for (let i = 0; i < 8; i++) l.push(0xc1 + i, 0x186 + i);
+  return l;
+}
+
+/** kvm_probe_msr_to_save: drop what this host's KVM cannot expose. */
+function kvm_probe_msr_to_save(cap: MediatedPmuCap, msr: number): boolean {
+  if (msr >= 0x309 && msr <= 0x30c) return msr - 0x309 < cap.numCountersFixed;
+  if (msr >= 0x38d && msr <= 0x38f) return cap.version >= 2;
+  if (msr >= 0xc1 && msr < 0xc9) return msr - 0xc1 < cap.numCountersGp;
+  if (msr >= 0x186 && msr < 0x18e) return msr - 0x186 < cap.numCountersGp;
+  return true;
+}
+
+function sameCpuid(a: GuestCpuid, b: GuestCpuid): boolean {
+  const r = (x: GuestCpuid['leaf0a'], y: GuestCpuid['leaf0a']) => x.eax === y.eax && x.ebx === y.ebx && x.ecx === y.ecx && x.edx === y.edx;
+  return a.family === b.family && a.model === b.model && a.pdcm === b.pdcm && a.tsx === b.tsx && r(a.leaf0a, b.leaf0a);
+}
+
+export class MediatedVcpu implements VpmuVcpu {
+  readonly design = 'mediated';
+  readonly s: MediatedVcpuState;
+  private readonly cap: MediatedPmuCap;
+  private inGuest = false;
+  private hostDebugctl = 0n;
+  private hostCr4Pce = false;
+  private readonly injected: GuestPmi[] = [];
+
+  /**
+   * KVM_CREATE_VCPU in `vm` (a fresh VM of its own by default). Throws MediatedUnavailable where the
+   * host cannot have a mediated vPMU, MediatedPmuBusy where perf refuses one (kvm_arch_vcpu_precreate).
+   */
+  constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm }) {
+    this.cap = kvm_init_pmu_capability(host.profile);
+    if (!this.cap.enableMediatedPmu) throw new MediatedUnavailable(this.cap.unavailable ?? 'enable_mediated_pmu is off');
+    const kvm = opts.vm ?? newMediatedKvm();
+    // kvm_arch_vcpu_precreate: the VM's mediated PMU is created with its first vCPU.
+    if (!kvm.createdMediatedPmu) {
+      const r = perf_create_mediated_pmu(host);
+      if ('error' in r) throw new MediatedPmuBusy(`KVM_CREATE_VCPU: perf_create_mediated_pmu: ${r.error}`);
+      kvm.createdMediatedPmu = true;
+    }
+    const supportedPerfCap = vmx_get_perf_capabilities(this.cap.enablePmu);
+    const task = host.createTask(`vcpu${kvm.vcpus.length}`);
+    this.s = {
+      host,
+      kvm,
+      task,
+      cpu: opts.cpu,
+      cpuid: opts.cpuid,
+      perfCapabilities: supportedPerfCap, // KVM_X86_QUIRK_STUFF_FEATURE_MSRS (K9)
+      supportedPerfCap,
+      hasRun: false,
+      requests: new Set(),
+      pmu: newMediatedPmu(),
+      guestDebugctl: 0n,
+      vmcsGuestPerfGlobalCtrl: 0n,
+      lvtpc: 0x1_0000n,
+      passthrough: new Set(),
+      rdpmcExiting: true,
+      cr4Pce: false,
+      pmuLoaded: false,
+      cost: newVpmuCost(),
+    };
+    kvm.vcpus.push(this.s);
+    kvm_pmu_init(this.s.pmu);
+    host.switchTo(opts.cpu, task);
+    this.setCpuid(opts.cpuid);
+  }
+
+  get cpu(): number {
+    return this.s.cpu;
+  }
+
+  /** kvm_caps.supported_perf_cap, as KVM_GET_MSRS on /dev/kvm reports it. */
+  supportedPerfCapabilities(): bigint {
+    return this.s.supportedPerfCap;
+  }
+
+  /** What KVM spent so far (issue #6's cost model). */
+  get cost(): VpmuCost {
+    return this.s.cost;
+  }
+
+  private get hw() {
+    return this.s.host.pcpu(this.s.cpu).hw;
+  }
+
+  // ---- userspace ----
+
+  /** KVM_SET_CPUID2 → kvm_pmu_refresh, then the MSR and RDPMC intercepts are recomputed (K12). */
+  setCpuid(cpuid: GuestCpuid): HostAccess {
+    if (this.s.hasRun)
+      return sameCpuid(this.s.cpuid, cpuid)
+        ? { ok: true, value: 0n }
+        : { ok: false, error: 'KVM_SET_CPUID2 after KVM_RUN with a different CPUID (-EINVAL)' };
+    this.s.cpuid = cpuid;
+    this.refresh();
+    return { ok: true, value: 0n };
+  }
+
+  private refresh(): void {
+    kvm_pmu_refresh(this.s, this.cap);
+    vmx_recalc_pmu_msr_intercepts(this.s, this.cap);
+    vmx_recalc_instruction_intercepts(this.s, this.cap);
+  }
+
+  setPmuEventFilter(filter: KvmPmuEventFilter | null): HostAccess {
+    return kvm_vm_set_pmu_event_filter(this.s.kvm, filter);
+  }
+
+  msrIndexList(): readonly number[] {
+    return [...msrs_to_save_pmu().filter((m) => kvm_probe_msr_to_save(this.cap, m)), MSR_IA32_PERF_CAPABILITIES];
+  }
+
+  private advertised(msr: number): boolean {
+    return this.msrIndexList().includes(msr);
+  }
+
+  hostGetMsr(msr: number): HostAccess {
+    const r = this.getMsr(msr, true);
+    if (r !== null) return toHost(r);
+    return this.advertised(msr) ? { ok: true, value: 0n } : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+  }
+
+  hostSetMsr(msr: number, value: bigint): HostAccess {
+    if (this.s.hasRun && msr === MSR_IA32_PERF_CAPABILITIES) {
+      const cur = this.hostGetMsr(msr);
+      if (!cur.ok || cur.value !== value) return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
+    }
+    const r = this.setMsr(msr, value, true);
+    if (r !== null) return toHost(r);
+    return this.advertised(msr) && value === 0n ? { ok: true, value: 0n } : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+  }
+
+  // ---- MSR dispatch: kvm_get_msr_common / kvm_set_msr_common / vmx_get_msr / vmx_set_msr ----
+
+  private getMsr(msr: number, host: boolean): Access | null {
+    const s = this.s;
+    switch (msr) {
+      case MSR_IA32_DEBUGCTLMSR:
+        return ok(s.guestDebugctl);
+      case MSR_IA32_PERF_CAPABILITIES:
+        if (!s.cpuid.pdcm) return host ? null : gp('IA32_PERF_CAPABILITIES: guest CPUID has no PDCM');
+        return ok(s.perfCapabilities);
+      case APIC_LVTPC_X2APIC:
+        return ok(s.lvtpc);
+      case MSR_P6_PERFCTR0:
+      case MSR_P6_PERFCTR1:
+      case MSR_P6_EVNTSEL0:
+      case MSR_P6_EVNTSEL1:
+        return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_get_msr(s, msr, host) : ok(0n); // K1
+    }
+    return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_get_msr(s, msr, host) : null;
+  }
+
+  private setMsr(msr: number, data: bigint, host: boolean): Access | null {
+    const s = this.s;
+    switch (msr) {
+      case MSR_IA32_DEBUGCTLMSR:
+        return vmx_set_debugctl(s, data, host);
+      case MSR_IA32_PERF_CAPABILITIES: {
+        if (!host) return gp('IA32_PERF_CAPABILITIES is read-only to the guest');
+        if (!s.cpuid.pdcm) return null;
+        const why = vmx_check_perf_capabilities(s, data);
+        if (why !== null) return gp(why);
+        if ((data & ~s.supportedPerfCap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
+        if (s.perfCapabilities !== data) {
+          s.perfCapabilities = data;
+          this.refresh(); // FW_WRITES decides whether IA32_PMCx pass through
+        }
+        return ok(data);
+      }
+      case APIC_LVTPC_X2APIC:
+        if (data >> 32n !== 0n) return gp('x2APIC LVTPC: bits 63:32 set');
+        s.lvtpc = data & LVTPC_WRITABLE;
+        return ok(s.lvtpc);
+      case MSR_P6_PERFCTR0:
+      case MSR_P6_PERFCTR1:
+      case MSR_P6_EVNTSEL0:
+      case MSR_P6_EVNTSEL1:
+        return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_set_msr(s, msr, data, host) : ok(data); // K1
+    }
+    return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_set_msr(s, msr, data, host) : null;
+  }
+
+  // ---- the guest ----
+
+  guestRdmsr(msr: number): Access {
+    return this.guestInstruction(
+      (exit) => (exit ? (this.getMsr(msr, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`)) : this.hw.rdmsr(msr)),
+      !this.s.passthrough.has(msr),
+      'msr',
+    );
+  }
+
+  guestWrmsr(msr: number, value: bigint): Access {
+    return this.guestInstruction(
+      (exit) => (exit ? (this.setMsr(msr, value, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`)) : this.hw.wrmsr(msr, value)),
+      !this.s.passthrough.has(msr),
+      'msr',
+    );
+  }
+
+  guestRdpmc(ecx: number, cpl: number): Access {
+    // Not intercepted: the hardware checks CR4.PCE (loaded from the guest) and the index itself.
+    return this.guestInstruction((exit) => (exit ? kvm_pmu_rdpmc(this.s, ecx, cpl) : this.hw.rdpmc(ecx, cpl)), this.s.rdpmcExiting, 'rdpmc', cpl);
+  }
+
+  /**
+   * One guest instruction: in guest mode on the loaded PMU if not intercepted, else a VM-exit
+   * (the PMU is put), the handler as host work, and a skip that counts the instruction in software.
+   */
+  private guestInstruction(op: (exited: boolean) => Access, intercepted: boolean, kind: 'msr' | 'rdpmc', cpl = 0): Access {
+    this.vcpu_enter_guest(-1);
+    if (!intercepted) {
+      const r = op(false);
+      const d = r.ok ? this.hw.step(RETIRED_AT_CPL[cpl]!) : null;
+      if (d !== null) this.mediatedPmiExit(d, 0);
+      this.vmexit();
+      return r;
+    }
+    if (kind === 'msr') this.s.cost.msrExits++;
+    else this.s.cost.rdpmcExits++;
+    this.vmexit();
+    this.s.host.runHost(this.s.cpu, [KVM_EXIT_HANDLER_WORK]); // K3
+    const r = op(true);
+    if (r.ok) kvm_pmu_instruction_retired(this.s, cpl); // kvm_skip_emulated_instruction
+    this.vcpu_enter_guest(0);
+    this.vmexit();
+    return r;
+  }
+
+  guestRun(units: readonly WorkUnit[]): readonly GuestPmi[] {
+    const from = this.injected.length;
+    this.vcpu_enter_guest(-1);
+    units.forEach((u, i) => {
+      const d = this.hw.step(u);
+      if (d !== null) this.mediatedPmiExit(d, i);
+    });
+    this.vmexit();
+    return this.injected.splice(from);
+  }
+
+  drainPmis(): GuestPmi[] {
+    return this.injected.splice(0);
+  }
+
+  /** XSAVES of Arch LBR state: the guest cannot set IA32_XSS.LBR, KVM has no guest Arch LBR (no LBR at all here). */
+  guestXsaves(): XsaveResult {
+    return { ok: false, gp: 'WRMSR IA32_XSS.LBR: KVM does not support guest Arch LBR (supported_xss)' };
+  }
+
+  guestXrstors(_area: ArchLbrXsave): Access {
+    return gp('WRMSR IA32_XSS.LBR: KVM does not support guest Arch LBR (supported_xss)');
+  }
+
+  /** An external interrupt exits the guest; the PMU is put before the host's handler runs `units` (K14). */
+  externalInterrupt(units: readonly WorkUnit[]): void {
+    this.vcpu_enter_guest(-1);
+    this.vmexit();
+    this.s.host.runHost(this.s.cpu, units);
+  }
+
+  /**
+   * A guest counter overflowed in guest mode: the PMI arrives on PERF_GUEST_MEDIATED_PMI_VECTOR,
+   * an external-interrupt VM-exit; after put, kvm_handle_guest_mediated_pmi asks for KVM_REQ_PMI,
+   * which the next entry injects through the guest's LVTPC (K6).
+   */
+  private mediatedPmiExit(d: PmiDelivery, afterUnit: number): void {
+    // Host events are off the PMU in guest context, so any PMI here is the guest's.
+    if (d.nmi || d.vector !== PERF_GUEST_MEDIATED_PMI_VECTOR)
+      throw new ModelError(`mediated: a PMI in guest mode went to vector ${d.vector}${d.nmi ? ' (NMI)' : ''}, not the mediated vector`);
+    this.s.cost.pmiExits++;
+    this.vmexit();
+    kvm_handle_guest_mediated_pmi(this.s);
+    this.vcpu_enter_guest(afterUnit);
+  }
+
+  /** vcpu_enter_guest: requests (KVM_REQ_PMU, then KVM_REQ_PMI: K5), IRQs off, DEBUGCTL snapshot, kvm_mediated_pmu_load (K14), VM-entry. */
+  private vcpu_enter_guest(afterUnit: number): void {
+    const s = this.s;
+    if (s.requests.delete('PMU')) kvm_pmu_handle_event(s);
+    if (s.requests.delete('PMI')) {
+      const vector = kvm_pmu_deliver_pmi(s);
+      if (vector !== null) {
+        this.injected.push({ afterUnit, vector });
+        s.cost.injectedPmis++;
+      }
+    }
+    s.hasRun = true;
+    const hw = this.hw;
+    const dbg = hw.rdmsr(MSR_IA32_DEBUGCTLMSR);
+    this.hostDebugctl = dbg.ok ? dbg.value : 0n;
+    kvm_mediated_pmu_load(s);
+    // VM-entry: GLOBAL_CTRL and DEBUGCTL from the VMCS guest area, the guest's CR4.PCE.
+    must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, s.vmcsGuestPerfGlobalCtrl), 'VM-entry GUEST_IA32_PERF_GLOBAL_CTRL');
+    must(hw.wrmsr(MSR_IA32_DEBUGCTLMSR, s.guestDebugctl), 'VM-entry GUEST_IA32_DEBUGCTL');
+    this.hostCr4Pce = hw.cr4Pce;
+    hw.cr4Pce = s.cr4Pce;
+    hw.mode = 'guest';
+    s.cost.entries++;
+    this.inGuest = true;
+  }
+
+  /** VM-exit: GLOBAL_CTRL saved to the VMCS and cleared (host value 0), DEBUGCTL switched, then kvm_mediated_pmu_put. */
+  private vmexit(): void {
+    if (!this.inGuest) return;
+    const s = this.s;
+    const hw = this.hw;
+    s.vmcsGuestPerfGlobalCtrl = must(hw.rdmsr(MSR_CORE_PERF_GLOBAL_CTRL), 'VM-exit save PERF_GLOBAL_CTRL');
+    must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0n), 'VM-exit load PERF_GLOBAL_CTRL');
+    // vmx_vcpu_run: the guest's GLOBAL_CTRL is only read back when the guest could write it.
+    if (s.passthrough.has(MSR_CORE_PERF_GLOBAL_CTRL)) s.pmu.globalCtrl = s.vmcsGuestPerfGlobalCtrl;
+    const dbg = hw.rdmsr(MSR_IA32_DEBUGCTLMSR);
+    if (dbg.ok) s.guestDebugctl = dbg.value & ~bit(63);
+    must(hw.wrmsr(MSR_IA32_DEBUGCTLMSR, this.hostDebugctl), 'VM-exit host DEBUGCTL');
+    hw.cr4Pce = this.hostCr4Pce;
+    hw.mode = 'host';
+    this.inGuest = false;
+    kvm_mediated_pmu_put(s);
+  }
+
+  // ---- the host scheduler ----
+
+  /** Another task preempts the vCPU thread; the PMU was put at the last exit, so only the thread leaves. */
+  preempt(work: () => void): void {
+    const s = this.s;
+    s.host.switchTo(s.cpu, null);
+    work();
+    s.host.switchTo(s.cpu, s.task);
+  }
+
+  /** The vCPU thread moves; the PMU was put at the last exit, so only the thread moves. */
+  migrate(cpu: number): void {
+    const s = this.s;
+    s.host.switchTo(s.cpu, null);
+    s.cpu = cpu;
+    s.host.switchTo(cpu, s.task);
+  }
+
+  /** kvm_arch_vcpu_destroy → kvm_pmu_destroy; the last vCPU takes the VM, and perf_release_mediated_pmu, with it (K13). */
+  destroy(): void {
+    kvm_pmu_reset(this.s);
+    const vm = this.s.kvm;
+    const k = vm.vcpus.indexOf(this.s);
+    if (k >= 0) vm.vcpus.splice(k, 1);
+    if (vm.vcpus.length === 0 && vm.createdMediatedPmu) {
+      perf_release_mediated_pmu(this.s.host); // kvm_arch_destroy_vm
+      vm.createdMediatedPmu = false;
+    }
+    this.s.host.switchTo(this.s.cpu, null);
+  }
+}
+
+/** The design's factory: KVM_CREATE_VCPU with enable_mediated_pmu. */
+export function newMediatedVcpu(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm }): MediatedVcpu {
+  return new MediatedVcpu(host, opts);
+}
+
+function must(a: Access, what: string): bigint {
+  if (!a.ok) throw new ModelError(`KVM: ${what} faulted: ${a.gp}`);
+  return a.value;
+}
+
+function toHost(a: Access): HostAccess {
+  return a.ok ? { ok: true, value: a.value } : { ok: false, error: a.gp };
+}
+
+export { PERF_GUEST_MEDIATED_PMI_VECTOR };
