@@ -5,8 +5,8 @@
  */
 
 import { msrName } from '../model/hw/msr/map.js';
-import type { Observation } from '../scenarios/world.js';
-import { gpShape, parsePmis, pmiShape } from './signature.js';
+import type { Case, PropertyId, ReportObservation } from './replay.js';
+import { countShape, gpShape, parsePmis, pmiShape } from './signature.js';
 
 interface Family {
   readonly test: (msr: number) => boolean;
@@ -47,7 +47,7 @@ function rdpmcGpReason(ecx: number): string {
 }
 
 /** The section(s) of pmu-semantics.md that decide the observation, with a reason where one is known. */
-export function ruleFor(o: Observation): string {
+export function ruleFor(o: Pick<ReportObservation, 'kind' | 'target' | 'sut' | 'oracle'>): string {
   const gp = gpShape(o) !== 'value' ? '; §5 #GP master table' : '';
   if (o.kind === 'rdpmc') {
     const why = o.oracle === '#GP' ? `: ${rdpmcGpReason(o.target ?? 0)}` : '';
@@ -61,21 +61,22 @@ export function ruleFor(o: Observation): string {
 const hex = (n: number) => `0x${n.toString(16)}`;
 
 /** `RDMSR IA32_PERF_GLOBAL_INUSE (0x392)`, `RDPMC 0x80000000 at CPL 0`: the instruction in words. */
-export function instructionWords(o: Observation): string {
-  if (o.kind === 'rdpmc') return o.what;
+export function instructionWords(o: Pick<ReportObservation, 'kind' | 'target' | 'what'>): string {
+  // The property's note on which run it was ("(with …)") is not part of the instruction.
+  if (o.kind === 'rdpmc') return o.what.replace(/ \(with .*\)$/, '');
   const op = o.kind === 'wrmsr' ? 'WRMSR' : 'RDMSR';
   return o.target === null ? op : `${op} ${msrName(o.target)} (${hex(o.target)})`;
 }
 
 /** What one side did, as a verb phrase. */
-function outcome(o: Observation, side: string): string {
+function outcome(o: Pick<ReportObservation, 'kind'>, side: string): string {
   if (side === '#GP') return 'raises #GP';
   if (o.kind === 'wrmsr') return 'is accepted';
   return o.kind === 'rdpmc' ? `returns ${side}` : `reads ${side}`;
 }
 
-function pmiWords(o: Observation): string {
-  const where = o.kind === 'run' ? 'during guest work' : `around ${o.what.replace(/: PMIs$/, '')}`;
+function pmiWords(o: Pick<ReportObservation, 'kind' | 'what' | 'sut' | 'oracle'>): string {
+  const where = pmiWhere(o);
   switch (pmiShape(o.sut, o.oracle)) {
     case 'missing-pmi':
       return parsePmis(o.sut).length === 0 ? `guest gets no PMI ${where} where bare metal delivers one` : `guest misses a PMI ${where}`;
@@ -88,11 +89,67 @@ function pmiWords(o: Observation): string {
   }
 }
 
-/** A kernel-style subject line for the divergence. */
-export function titleFor(o: Observation): string {
+/** Where a PMI observation was made: during a run, or around an instruction (without the suffix the property added). */
+function pmiWhere(o: Pick<ReportObservation, 'kind' | 'what'>): string {
+  return o.kind === 'run' ? 'during guest work' : `around ${o.what.replace(/ \(with .*\)$/, '').replace(/: PMIs$/, '')}`;
+}
+
+/** A kernel-style subject line for a divergence from bare metal (properties 1 and 3). */
+export function titleFor(o: Pick<ReportObservation, 'kind' | 'target' | 'what' | 'sut' | 'oracle'>, property: PropertyId = 'conformance'): string {
   const subject =
     o.kind === 'pmi' || o.kind === 'run'
       ? pmiWords(o)
       : `guest ${instructionWords(o)} ${outcome(o, o.sut)} where bare metal ${outcome(o, o.oracle).replace(/^is accepted$/, 'accepts it')}`;
-  return `[conformance] KVM: x86/pmu: ${subject}`;
+  return `[${property}] KVM: x86/pmu: ${subject}`;
+}
+
+/** What the guest got, as a short phrase: `0x5`, `#GP`, `no PMI`. */
+const got = (o: Pick<ReportObservation, 'kind'>, side: string) => (o.kind === 'wrmsr' ? (side === '#GP' ? '#GP' : 'accepted') : side);
+
+/** The two runs a property compares, in the words of a title: [failing side, baseline side]. */
+function sides(c: Case): [string, string] {
+  if (c.property === 'no-leak') return ["with the host's values changed", 'with the original ones'];
+  const what = c.property === 'invisible' && /^new SaveRestore/.test(String(c.insertion.command)) ? 'a save/restore' : 'a migration';
+  return [`after ${what}`, 'without it'];
+}
+
+/** A kernel-style subject line for a failing case of any property. */
+export function caseTitle(c: Case, o: ReportObservation): string {
+  switch (c.property) {
+    case 'conformance':
+    case 'lbr-freeze':
+      return titleFor(o, c.property);
+    case 'host-undisturbed': {
+      const ev = o.event === undefined ? 'host event' : `host event (${o.event.perf})`;
+      const how = countShape(o) === 'over-count' ? 'counts guest work' : countShape(o) === 'under-count' ? 'loses counts while the guest runs' : 'is missing';
+      return `[host-undisturbed] KVM: x86/pmu: ${ev} ${how}: ${o.sut} with the guest running, ${o.oracle} without it`;
+    }
+    default: {
+      const [changed, baseline] = sides(c);
+      const subject =
+        o.kind === 'pmi' || o.kind === 'run'
+          ? `guest's PMIs ${pmiWhere(o)} differ: ${o.sut} ${changed}, ${o.oracle} ${baseline}`
+          : `guest ${instructionWords(o)} gets ${got(o, o.sut)} ${changed}, ${got(o, o.oracle)} ${baseline}`;
+      return `[${c.property}] KVM: x86/pmu: ${subject}`;
+    }
+  }
+}
+
+const HOST_UNDISTURBED_RULE =
+  'design.md property 2 (guest to host): a pinned, exclude_guest, user-only host event counts exactly what it counts on the same host without the guest; ' +
+  'while the guest runs its counter must be off (perf_event_attr.exclude_guest; pmu-semantics.md §2.5 IA32_PERF_GLOBAL_CTRL, §4.2 is a counter counting?)';
+
+/** The rule that decides a failing case: the property's, and the pmu-semantics.md section for what the guest read. */
+export function caseRule(c: Case, o: ReportObservation): string {
+  switch (c.property) {
+    case 'conformance':
+    case 'lbr-freeze':
+      return ruleFor(o);
+    case 'host-undisturbed':
+      return HOST_UNDISTURBED_RULE;
+    case 'no-leak':
+      return `design.md property 2 (host to guest): runs that differ only in host-private values give the guest identical observations; what it may read: ${ruleFor(o)}`;
+    case 'invisible':
+      return `design.md property 4: a migration or save/restore inserted anywhere leaves the guest's observations unchanged; what it may read: ${ruleFor(o)}`;
+  }
 }

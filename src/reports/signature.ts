@@ -6,6 +6,7 @@
  */
 
 import type { Observation } from '../scenarios/world.js';
+import type { Case, ReportObservation } from './replay.js';
 
 /** How two PMI lists (as World prints them) differ. */
 export function pmiShape(sut: string, oracle: string): string {
@@ -22,22 +23,48 @@ export function parsePmis(s: string): { afterUnit: number; vector: number }[] {
 }
 
 /** Which side faulted, for an instruction: the guest only, bare metal only, or neither (values). */
-export function gpShape(o: Observation): string {
+export function gpShape(o: Pick<Observation, 'sut' | 'oracle'>): string {
   if (o.sut === '#GP') return 'guest-gp';
   if (o.oracle === '#GP') return 'bare-metal-gp';
   return 'value';
 }
 
-const isInstruction = (o: Observation) => o.kind === 'rdmsr' || o.kind === 'wrmsr' || o.kind === 'rdpmc';
+const isInstruction = (o: Pick<ReportObservation, 'kind'>) => o.kind === 'rdmsr' || o.kind === 'wrmsr' || o.kind === 'rdpmc';
 
 /**
  * `design|kind|target|shape`. A PMI observation keeps no target: the PMI belongs to the counter
  * that overflowed, not to the MSR the instruction happened to touch.
  */
-export function signatureOf(design: string, o: Observation): string {
+export function signatureOf(design: string, o: Pick<ReportObservation, 'kind' | 'target' | 'sut' | 'oracle'>): string {
   const target = isInstruction(o) && o.target !== null ? `0x${o.target.toString(16)}` : '-';
   const shape = isInstruction(o) ? gpShape(o) : pmiShape(o.sut, o.oracle);
   return [design, o.kind, target, shape].join('|');
+}
+
+/** Whether the host event counted more with the guest than without it (it counted guest work) or less. */
+export function countShape(o: Pick<ReportObservation, 'sut' | 'oracle'>): string {
+  const n = (s: string) => (/^\d+$/.test(s) ? BigInt(s) : null);
+  const [a, b] = [n(o.sut), n(o.oracle)];
+  return a === null || b === null ? 'missing' : a > b ? 'over-count' : 'under-count';
+}
+
+/**
+ * The signature of a failing case. Conformance keeps the bare `design|kind|target|shape` (reports
+ * filed before other properties had any keep their ids); every other property leads with its id.
+ * A host event keeps no config (the generator picks one of a few at random, the cause is the
+ * same), and an insertion keeps its kind: a migration and a save/restore lose state differently.
+ */
+export function caseSignature(design: string, c: Case, o: ReportObservation): string {
+  switch (c.property) {
+    case 'conformance':
+      return signatureOf(design, o);
+    case 'host-undisturbed':
+      return [c.property, design, o.kind, '-', countShape(o)].join('|');
+    case 'invisible':
+      return [c.property, signatureOf(design, o), /^new (\w+)/.exec(String(c.insertion.command))?.[1] ?? '-'].join('|');
+    default:
+      return [c.property, signatureOf(design, o)].join('|');
+  }
 }
 
 /** A directory name for a signature: `bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp`. */

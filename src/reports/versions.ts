@@ -10,13 +10,17 @@ import fc from 'fast-check';
 
 const root = new URL('../../', import.meta.url);
 
-/** The sources that decide what fast-check generates for the conformance property. */
-const GENERATOR_SOURCES = [
-  'src/scenarios/arbitraries.ts',
-  'src/scenarios/work.ts',
-  'src/scenarios/values.ts',
-  'src/properties/conformance.ts',
-];
+/** The sources that decide what fast-check generates, whatever the property. */
+const COMMON_SOURCES = ['src/scenarios/arbitraries.ts', 'src/scenarios/work.ts', 'src/scenarios/values.ts'];
+
+/** Each property's own generators (its arbitrary lives beside its check). */
+const PROPERTY_SOURCES: Readonly<Record<string, string>> = {
+  conformance: 'src/properties/conformance.ts',
+  'lbr-freeze': 'src/properties/lbr-freeze.ts',
+  'no-leak': 'src/properties/noninterference.ts',
+  'host-undisturbed': 'src/properties/host-undisturbed.ts',
+  invisible: 'src/properties/invisible.ts',
+};
 
 function read(rel: string): string | null {
   try {
@@ -33,11 +37,11 @@ export interface Versions {
   readonly generators: string;
 }
 
-export function versions(): Versions {
+export function versions(property = 'conformance'): Versions {
   const pkg = read('package.json');
   const version = pkg === null ? undefined : (JSON.parse(pkg) as { version?: unknown }).version;
   const h = createHash('sha256');
-  for (const f of GENERATOR_SOURCES) h.update(`${f}\0${read(f) ?? ''}\0`);
+  for (const f of [...COMMON_SOURCES, PROPERTY_SOURCES[property] ?? PROPERTY_SOURCES.conformance!]) h.update(`${f}\0${read(f) ?? ''}\0`);
   return {
     fastCheck: fc.__version,
     node: process.version,

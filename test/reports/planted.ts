@@ -1,0 +1,61 @@
+/**
+ * Planted faults for the report tests: small designs, not historical bugs, that fail one property
+ * each. The CLI and the generated regression tests reach them by id through PLANTED.
+ */
+
+import type { Access } from '../../src/model/hw/access.js';
+import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
+import { type Design, designById } from '../../src/properties/designs.js';
+
+const emulated = designById('emulated');
+
+/** RDPMC of a GP counter adds the host's raw IA32_PMC0 of the pCPU: whatever host perf counts there reaches the guest. */
+class LeaksHostPmc0 extends EmulatedVcpu {
+  override guestRdpmc(ecx: number, cpl: number): Access {
+    const r = super.guestRdpmc(ecx, cpl);
+    if (!r.ok || ecx >>> 16 !== 0) return r;
+    const hw = this.s.host.pcpu(this.s.cpu).hw.rdmsr(0xc1);
+    return hw.ok ? { ok: true, value: r.value ^ hw.value } : r;
+  }
+}
+
+const isCounter = (msr: number) => (msr >= 0xc1 && msr < 0xc9) || (msr >= 0x4c1 && msr < 0x4c9) || (msr >= 0x309 && msr < 0x30d);
+
+/** A migration loses the counter values: every counter reads 0 (RDMSR and RDPMC) until the guest writes one. */
+class LosesCountersOnMigrate extends EmulatedVcpu {
+  private lost = false;
+  override migrate(cpu: number): void {
+    super.migrate(cpu);
+    this.lost = true;
+  }
+  override guestWrmsr(msr: number, value: bigint): Access {
+    if (isCounter(msr)) this.lost = false;
+    return super.guestWrmsr(msr, value);
+  }
+  override guestRdmsr(msr: number): Access {
+    const r = super.guestRdmsr(msr);
+    return this.lost && r.ok && isCounter(msr) ? { ok: true, value: 0n } : r;
+  }
+  override guestRdpmc(ecx: number, cpl: number): Access {
+    const r = super.guestRdpmc(ecx, cpl);
+    return this.lost && r.ok ? { ok: true, value: 0n } : r;
+  }
+}
+
+export const PLANTED: Readonly<Record<string, Design>> = {
+  'test/leaks-host-pmc0': { ...emulated, id: 'test/leaks-host-pmc0', title: 'planted: RDPMC leaks the host PMC0', source: 'test/reports/planted.ts', factory: (h, o) => new LeaksHostPmc0(h, o) },
+  'test/loses-counters-on-migrate': {
+    ...emulated,
+    id: 'test/loses-counters-on-migrate',
+    title: 'planted: a migration loses the counter values',
+    source: 'test/reports/planted.ts',
+    factory: (h, o) => new LosesCountersOnMigrate(h, o),
+  },
+  'test/undeclared-v4-freeze': {
+    ...emulated,
+    id: 'test/undeclared-v4-freeze',
+    title: "planted: upstream's vPMU without its declared v4 LBR-freeze divergence",
+    source: 'test/reports/planted.ts',
+    expectations: emulated.expectations.filter((e) => e.id !== 'no-v4-lbr-freeze'),
+  },
+};
