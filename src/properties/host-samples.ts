@@ -1,0 +1,65 @@
+/**
+ * Property 2, host side, for samples: a host sampling event's samples are attributed as on a host
+ * without the guest. An exclude_guest event never counts guest work, so on the host-only oracle
+ * every one of its samples is the host's; under the design, a sample it takes while the host
+ * handles an interrupt that exited the guest must still be the host's, not marked "in guest"
+ * (perf_guest_state, kvm_arch_pmi_in_guest: 812d432373f6).
+ */
+
+import fc from 'fast-check';
+import type { Profile } from '../model/hw/profile.js';
+import { attr } from '../model/host/types.js';
+import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
+import { HostOpen, type WorldCommand } from '../scenarios/commands.js';
+import { irqExitArb } from '../scenarios/vmm.js';
+import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
+
+export interface HostSamplesRun {
+  readonly host: Profile;
+  readonly design: VcpuFactory;
+  readonly hostKernel?: HostKernelFactory | undefined;
+}
+
+export class HostSampleMisattributed extends Error {
+  override readonly name = 'HostSampleMisattributed';
+}
+
+/** perf record -a -C cpu: a pinned host-only sampling event counting kernel and user. */
+const samplingOpenArb: fc.Arbitrary<WorldCommand> = fc
+  .record({ cpu: fc.constantFrom(0, 0, 1), config: fc.constantFrom(0x3cn, 0xc0n), period: fc.constantFrom(50n, 200n, 1000n) })
+  .map((r) => new HostOpen(r.cpu, attr({ config: r.config, samplePeriod: r.period, pinned: true, excludeGuest: true })));
+
+export function checkHostSamples(r: HostSamplesRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
+  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false, hostKernel: r.hostKernel });
+  fc.modelRun(() => ({ model: {}, real: w }), cmds);
+  const events = [...w.hostEvents, ...((w as { closed?: readonly (typeof w.hostEvents)[number][] }).closed ?? [])];
+  events.forEach((e, i) => {
+    if (!e.attr.excludeGuest) return;
+    const inGuest = e.samples.filter((s) => s.inGuest).length;
+    if (inGuest > 0)
+      throw new HostSampleMisattributed(
+        `host event ${i} (exclude_guest, sample_period ${e.attr.samplePeriod}) has ${inGuest} of ${e.samples.length} samples marked "in guest"; on the host without the guest all are the host's`,
+      );
+  });
+}
+
+export function hostSamplesProperty(r: HostSamplesRun) {
+  return fc.property(
+    guestConfigArb(r.host).chain((guest) =>
+      fc.tuple(
+        fc.constant(guest),
+        focusArb.chain((focus) =>
+          fc.array(
+            fc.oneof(
+              { arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: 2 },
+              { arbitrary: samplingOpenArb, weight: 1 },
+              { arbitrary: irqExitArb, weight: 2 },
+            ),
+            { maxLength: 20, size: '+1' },
+          ),
+        ),
+      ),
+    ),
+    ([guest, cmds]) => checkHostSamples(r, guest, cmds),
+  );
+}

@@ -1,0 +1,59 @@
+/**
+ * Property 1 with the VMM in the program: a VMM sets the vCPU up (KVM_SET_MSRS of PMU state,
+ * KVM_SET_CPUID2, KVM_SET_PMU_EVENT_FILTER), then the guest runs on a quiet host. Bare metal is
+ * the oracle throughout: a new vCPU model is a freshly reset CPU of that model, restored MSRs are
+ * its state, and under an event filter it is a CPU whose counters programmed with denied events
+ * do not count (what KVM's documentation promises of the filter).
+ */
+
+import fc from 'fast-check';
+import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
+import { Divergence, type WorldCommand } from '../scenarios/commands.js';
+import { guestCountingArbs, vmmSetCpuidArb, vmmSetFilterArb, vmmSetMsrArb } from '../scenarios/vmm.js';
+import { type GuestConfig, World } from '../scenarios/world.js';
+import { CONFORMANCE_CPUS, type ConformanceRun } from './conformance.js';
+
+/** Runs a VMM-prefixed program; a declared divergence (judged on the vCPU's model then) ends it quietly. */
+export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
+  const w = new World({ host: r.host, cpus: CONFORMANCE_CPUS, guests: [guest], design: r.design, hostKernel: r.hostKernel });
+  try {
+    fc.modelRun(() => ({ model: {}, real: w }), cmds);
+  } catch (e) {
+    if (!(e instanceof Divergence)) throw e;
+    if (e.observation.kind === 'vmm') throw e;
+    const now = w.guestConfig(e.observation.vcpu);
+    const k = r.expectations.find((x) => x.matches(e.observation, { host: r.host, guest: now, history: w.observations }));
+    if (k === undefined) throw e;
+    r.known?.set(k.id, (r.known.get(k.id) ?? 0) + 1);
+  }
+}
+
+export function vmmConformanceProperty(r: ConformanceRun) {
+  return fc.property(
+    guestConfigArb(r.host).chain((guest) =>
+      fc.tuple(
+        fc.constant(guest),
+        focusArb.chain((focus) =>
+          fc.tuple(
+            fc.array(
+              fc.oneof(
+                { arbitrary: vmmSetMsrArb(r.host, focus), weight: 3 },
+                { arbitrary: vmmSetCpuidArb(r.host), weight: 1 },
+                { arbitrary: vmmSetFilterArb, weight: 2 },
+              ),
+              { minLength: 1, maxLength: 4 },
+            ),
+            fc.array(
+              fc.oneof(
+                { arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: 4 },
+                { arbitrary: fc.oneof(...guestCountingArbs(shapeOf(guest).nGP)), weight: 1 },
+              ),
+              { maxLength: 20, size: '+1' },
+            ),
+          ),
+        ),
+      ),
+    ),
+    ([guest, [setup, body]]) => runVmmProgram(r, guest, [...setup, ...body]),
+  );
+}

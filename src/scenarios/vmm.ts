@@ -1,0 +1,249 @@
+/**
+ * The VMM's side of a program: the vCPU ioctls a VMM issues around the guest (KVM_SET_CPUID2,
+ * KVM_SET_MSRS / KVM_GET_MSRS on PMU MSRs, the save round trip through KVM_GET_MSR_INDEX_LIST,
+ * KVM_SET_PMU_EVENT_FILTER) and an external interrupt that exits the guest, as immutable
+ * fast-check commands whose toString() pastes into a regression test. Their arbitraries follow.
+ */
+
+import fc from 'fast-check';
+import { EVTSEL } from '../model/hw/msr/counters.js';
+import { type Profile, perfCaps } from '../model/hw/profile.js';
+import type { WorkUnit } from '../model/hw/work.js';
+import type { KvmPmuEventFilter } from '../model/kvm/types.js';
+import { evtselArb, guestConfigArb } from './arbitraries.js';
+import { Divergence, GuestRdmsr, GuestWrmsr, type NoModel, unitToCode, type WorldCommand } from './commands.js';
+import { encode, u64 } from './values.js';
+import type { GuestConfig, Observation, World } from './world.js';
+
+const hex = (v: number | bigint) => `0x${v.toString(16)}`;
+
+function assertSame(obs: readonly Observation[], w: World): void {
+  if (w.config.compare === false) return;
+  for (const o of obs)
+    if (o.sut !== o.oracle) {
+      const d = new Divergence(o, 'expected');
+      d.world = w;
+      throw d;
+    }
+}
+
+abstract class VmmCommand implements WorldCommand {
+  check(): boolean {
+    return true;
+  }
+  abstract run(m: NoModel, w: World): void;
+  abstract toString(): string;
+}
+
+/** Prints a guest configuration as an object literal. */
+export function configToCode(g: GuestConfig): string {
+  const c = g.cpuid;
+  const l = c.leaf0a;
+  const leaf = `{ eax: ${hex(l.eax)}, ebx: ${hex(l.ebx)}, ecx: ${hex(l.ecx)}, edx: ${hex(l.edx)} }`;
+  const tsx = c.tsx !== undefined ? `, tsx: ${c.tsx}` : '';
+  return `{ cpuid: { family: ${c.family}, model: ${hex(c.model)}, leaf0a: ${leaf}, pdcm: ${c.pdcm}${tsx} }, perfCapabilities: ${hex(g.perfCapabilities)}n }`;
+}
+
+/** KVM_SET_CPUID2 (and, with PDCM, PERF_CAPABILITIES): a new vCPU model, refused after KVM_RUN. */
+export class VmmSetCpuid extends VmmCommand {
+  constructor(
+    readonly vcpu: number,
+    readonly config: GuestConfig,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.vmmSetCpuid(this.vcpu, this.config), w);
+  }
+  toString(): string {
+    return `new VmmSetCpuid(${this.vcpu}, ${configToCode(this.config)})`;
+  }
+}
+
+/** KVM_SET_MSRS of one PMU MSR. */
+export class VmmSetMsr extends VmmCommand {
+  constructor(
+    readonly vcpu: number,
+    readonly msr: number,
+    readonly value: bigint,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.vmmSetMsr(this.vcpu, this.msr, this.value), w);
+  }
+  toString(): string {
+    return `new VmmSetMsr(${this.vcpu}, ${hex(this.msr)}, ${hex(this.value)}n)`;
+  }
+}
+
+/** KVM_GET_MSRS of one PMU MSR. */
+export class VmmGetMsr extends VmmCommand {
+  constructor(
+    readonly vcpu: number,
+    readonly msr: number,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.vmmGetMsr(this.vcpu, this.msr), w);
+  }
+  toString(): string {
+    return `new VmmGetMsr(${this.vcpu}, ${hex(this.msr)})`;
+  }
+}
+
+/** KVM_GET_MSR_INDEX_LIST, then KVM_GET_MSRS and KVM_SET_MSRS of every listed MSR (a save). */
+export class VmmRoundTrip extends VmmCommand {
+  constructor(readonly vcpu: number) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.vmmRoundTrip(this.vcpu), w);
+  }
+  toString(): string {
+    return `new VmmRoundTrip(${this.vcpu})`;
+  }
+}
+
+/** KVM_SET_PMU_EVENT_FILTER on the VM (null removes the filter). */
+export class VmmSetPmuEventFilter extends VmmCommand {
+  constructor(readonly filter: KvmPmuEventFilter | null) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.vmmSetPmuEventFilter(this.filter), w);
+  }
+  toString(): string {
+    const f = this.filter;
+    if (f === null) return 'new VmmSetPmuEventFilter(null)';
+    const ev = f.events.map((e) => `${hex(e)}n`).join(', ');
+    return `new VmmSetPmuEventFilter({ action: ${f.action}, flags: ${f.flags}, fixedCounterBitmap: ${hex(f.fixedCounterBitmap)}, events: [${ev}] })`;
+  }
+}
+
+/** An external interrupt exits the guest; the host's IRQ handler runs `units` on its pCPU. */
+export class IrqExit extends VmmCommand {
+  constructor(
+    readonly vcpu: number,
+    readonly units: readonly WorkUnit[],
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    w.irqExit(this.vcpu, this.units);
+  }
+  toString(): string {
+    return `new IrqExit(${this.vcpu}, [${this.units.map(unitToCode).join(', ')}])`;
+  }
+}
+
+// ---- arbitraries ----
+
+export const MSR_IA32_PERF_CAPABILITIES = 0x345;
+
+/** PMU MSRs a VMM saves and restores: counters, selectors, fixed and global controls, PERF_CAPABILITIES. */
+export const vmmMsrArb: fc.Arbitrary<number> = fc.oneof(
+  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => 0xc1 + i), weight: 3 },
+  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => 0x186 + i), weight: 3 },
+  { arbitrary: fc.integer({ min: 0, max: 3 }).map((i) => 0x309 + i), weight: 2 },
+  { arbitrary: fc.constantFrom(0x38d, 0x38e, 0x38f), weight: 3 },
+  { arbitrary: fc.constant(MSR_IA32_PERF_CAPABILITIES), weight: 1 },
+);
+
+/** A value a VMM restores into `msr`: built from the register's fields, edge values weighted in. */
+export function vmmValueArb(msr: number, host: Profile): fc.Arbitrary<bigint> {
+  if (msr >= 0x186 && msr < 0x18f) return fc.oneof({ arbitrary: evtselArb, weight: 4 }, { arbitrary: fc.constant(0n), weight: 1 });
+  if ((msr >= 0xc1 && msr < 0xca) || (msr >= 0x309 && msr < 0x30d))
+    return fc.oneof(
+      { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => (1n << 48n) - BigInt(k)), weight: 2 }, // near overflow
+      { arbitrary: fc.nat(1000).map(BigInt), weight: 2 },
+      { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => 0x1_0000_0000n - BigInt(k)), weight: 1 },
+    );
+  if (msr === 0x38d)
+    return fc
+      .array(fc.constantFrom<bigint>(0n, 0x3n, 0xbn, 0x1n, 0x2n), { minLength: 3, maxLength: 3 })
+      .map((n) => n.reduce((a: bigint, x: bigint, i: number) => a | (x << BigInt(4 * i)), 0n));
+  if (msr === 0x38e || msr === 0x38f)
+    return fc.tuple(fc.nat(0xff), fc.nat(7)).map(([gp, fixed]) => BigInt(gp) | (BigInt(fixed) << 32n));
+  if (msr === MSR_IA32_PERF_CAPABILITIES)
+    return fc.oneof(
+      { arbitrary: fc.constantFrom(0n, perfCaps({ fwWrite: true, lbrFmt: 0 }), host.perfCapabilities & 0x203fn), weight: 4 },
+      { arbitrary: u64, weight: 1 },
+    );
+  return u64;
+}
+
+/** KVM_SET_MSRS of a PMU MSR, mostly one of the program's focus. */
+export function vmmSetMsrArb(host: Profile, focus: readonly number[] = []): fc.Arbitrary<WorldCommand> {
+  const mine = focus.filter(isVmmMsr);
+  const msr = mine.length === 0 ? vmmMsrArb : fc.oneof({ arbitrary: fc.constantFrom(...mine), weight: 2 }, { arbitrary: vmmMsrArb, weight: 1 });
+  return msr.chain((m) => vmmValueArb(m, host).map((v): WorldCommand => new VmmSetMsr(0, m, v)));
+}
+
+function isVmmMsr(m: number): boolean {
+  return (m >= 0xc1 && m < 0xca) || (m >= 0x186 && m < 0x18f) || (m >= 0x309 && m < 0x30d) || (m >= 0x38d && m <= 0x38f) || m === MSR_IA32_PERF_CAPABILITIES;
+}
+
+export const vmmSetCpuidArb = (host: Profile): fc.Arbitrary<WorldCommand> => guestConfigArb(host).map((g) => new VmmSetCpuid(0, g));
+
+/** The architectural events drivers program, as filter entries: (umask << 8) | event select. */
+const FILTER_EVENTS = [0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x2en, 0x13cn, 0x4f2en];
+
+/** A filter as userspace writes one: a deny or allow list of architectural events, sometimes masked. */
+export const filterArb: fc.Arbitrary<KvmPmuEventFilter> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      action: fc.constantFrom(0, 1, 1),
+      flags: fc.constant(0),
+      fixedCounterBitmap: fc.nat(7),
+      events: fc.subarray(FILTER_EVENTS, { minLength: 1 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      action: fc.constantFrom(0, 1),
+      flags: fc.constant(1),
+      fixedCounterBitmap: fc.nat(7),
+      events: fc.array(
+        fc
+          .record({ event: fc.constantFrom(0xc0n, 0x3cn, 0xc4n, 0x2en), mask: fc.constantFrom(0n, 0xffn, 0x01n), match: fc.constantFrom(0n, 1n), exclude: fc.boolean() })
+          .map((e) => e.event | (e.match << 8n) | (e.exclude ? 1n << 55n : 0n) | (e.mask << 56n)),
+        { minLength: 1, maxLength: 3 },
+      ),
+    }),
+  },
+);
+
+export const vmmSetFilterArb: fc.Arbitrary<WorldCommand> = filterArb.map((f) => new VmmSetPmuEventFilter(f));
+
+/** An enabled selector for an architectural event, counting the kernel: what a guest under a filter programs. */
+export const countingEvtselArb: fc.Arbitrary<bigint> = fc
+  .record({
+    event: fc.oneof({ arbitrary: fc.constant(0xc0n), weight: 3 }, { arbitrary: fc.constantFrom(0x3cn, 0xc4n), weight: 1 }),
+    umask: fc.constant(0n),
+    os: fc.constant(1n),
+    usr: fc.constantFrom(0n, 1n),
+    int: fc.constant(0n),
+    en: fc.constant(1n),
+  })
+  .map((f) => encode(EVTSEL, f));
+
+/** The guest programs one of its GP counters to count (what a filter then has to stop), or reads one back. */
+export function guestCountingArbs(nGP: number): fc.Arbitrary<WorldCommand>[] {
+  const i = fc.nat(Math.max(nGP - 1, 0));
+  return [
+    fc.tuple(i, countingEvtselArb).map(([k, v]): WorldCommand => new GuestWrmsr(0, 0x186 + k, v)),
+    i.map((k): WorldCommand => new GuestRdmsr(0, 0xc1 + k)),
+  ];
+}
+
+/** Host IRQ handler work: kernel code, long enough for a host sampling period to elapse in it. */
+export const irqHandlerArb: fc.Arbitrary<WorkUnit[]> = fc.array(
+  fc.integer({ min: 10, max: 400 }).map((n): WorkUnit => ({ cpl: 0, instructions: n, cycles: 3 * n })),
+  { minLength: 1, maxLength: 3 },
+);
+
+export const irqExitArb: fc.Arbitrary<WorldCommand> = irqHandlerArb.map((u) => new IrqExit(0, u));

@@ -1,0 +1,25 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { prePmiInGuestFix } from '../../src/model/kvm/bugs/812d432373f6-pmi-in-guest.js';
+import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
+import { HostSampleMisattributed, type HostSamplesRun, hostSamplesProperty } from '../../src/properties/host-samples.js';
+
+const emulated: HostSamplesRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
+
+describe('property 2 for samples: host samples are attributed as on a host without the guest', () => {
+  it('holds for the emulated vPMU (1000 programs)', () => {
+    fc.assert(hostSamplesProperty(emulated), { numRuns: 1000 });
+  });
+
+  it('finds bug #9 (a PMI during an IRQ exit taken as the guest\'s, fixed by 812d432373f6) in a two-command program', () => {
+    const d = fc.check(hostSamplesProperty({ ...emulated, design: prePmiInGuestFix }), { numRuns: 1000 });
+    expect(d.failed).toBe(true);
+    expect(d.errorInstance).toBeInstanceOf(HostSampleMisattributed);
+    const [[, cmds]] = d.counterexample!;
+    const program = cmds.map(String).filter((c) => !c.startsWith('new Migrate'));
+    expect(program).toHaveLength(2);
+    expect(program[0]).toMatch(/^new HostOpen\(0, attr\(\{ config: 0x[0-9a-f]+n, samplePeriod: 0x[0-9a-f]+n, pinned: true, excludeGuest: true \}\)\)$/);
+    expect(program[1]).toMatch(/^new IrqExit\(0, /);
+  });
+});

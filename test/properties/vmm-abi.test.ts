@@ -1,0 +1,30 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { prePerfCapsPdcmFix } from '../../src/model/kvm/bugs/d75cac366f44-perf-caps-without-pdcm.js';
+import { preMsrListFixedFix } from '../../src/model/kvm/bugs/e33b6d79acac-msr-list-fixed.js';
+import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
+import { checkMsrIndexList, type VmmAbiRun, VmmAbiViolation, vmmAbiProperty } from '../../src/properties/vmm-abi.js';
+import { Divergence } from '../../src/scenarios/commands.js';
+
+const emulated: VmmAbiRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
+
+describe('the VMM ABI: MSR index list, save round trip, PERF_CAPABILITIES without PDCM, KVM_SET_CPUID2', () => {
+  it('holds for the emulated vPMU (1000 programs)', () => {
+    fc.assert(vmmAbiProperty(emulated), { numRuns: 1000 });
+  });
+
+  it('finds bug #45 (PERF_CAPABILITIES without PDCM, fixed by d75cac366f44) in a one- or two-command program', () => {
+    const d = fc.check(vmmAbiProperty({ ...emulated, design: prePerfCapsPdcmFix }), { numRuns: 1000, seed: 1 });
+    expect(d.failed).toBe(true);
+    expect(d.errorInstance).toBeInstanceOf(Divergence);
+    expect((d.errorInstance as Divergence).observation.target).toBe(null);
+    expect(String((d.errorInstance as Divergence).observation.what)).toMatch(/0x345/);
+  });
+
+  it('finds bug #47 (fixed counters KVM cannot expose are listed, fixed by e33b6d79acac) before any command', () => {
+    expect(() => checkMsrIndexList({ ...emulated, design: preMsrListFixedFix })).toThrow(VmmAbiViolation);
+    expect(() => checkMsrIndexList({ ...emulated, design: preMsrListFixedFix })).toThrow(/0x30c/);
+    expect(() => checkMsrIndexList(emulated)).not.toThrow();
+  });
+});

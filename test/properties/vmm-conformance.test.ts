@@ -1,0 +1,33 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { preRefreshResetFix } from '../../src/model/kvm/bugs/1647b52757d5-refresh-without-reset.js';
+import { preFilterEmulatedEventsFix } from '../../src/model/kvm/bugs/dfdeda67ea2d-filter-emulated-events.js';
+import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
+import type { ConformanceRun } from '../../src/properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
+import { vmmConformanceProperty } from '../../src/properties/vmm-conformance.js';
+import { Divergence } from '../../src/scenarios/commands.js';
+
+const emulated: ConformanceRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS };
+
+describe('property 1 with a VMM: setup ioctls and the event filter', () => {
+  it('holds for the emulated vPMU (1000 programs)', () => {
+    fc.assert(vmmConformanceProperty(emulated), { numRuns: 1000 });
+  });
+
+  it('finds bug #34 (refresh without reset, fixed by 1647b52757d5): the guest sees the old model\'s state', () => {
+    const d = fc.check(vmmConformanceProperty({ ...emulated, design: preRefreshResetFix }), { numRuns: 1000, seed: 2 });
+    expect(d.failed).toBe(true);
+    expect(d.errorInstance).toBeInstanceOf(Divergence);
+    const [[, [setup]]] = d.counterexample!;
+    expect(setup.map(String).some((c) => c.startsWith('new VmmSetCpuid'))).toBe(true);
+  });
+
+  it('finds bug #49 (emulated instructions ignore the filter, fixed by dfdeda67ea2d)', () => {
+    const d = fc.check(vmmConformanceProperty({ ...emulated, design: preFilterEmulatedEventsFix }), { numRuns: 1000, seed: 1 });
+    expect(d.failed).toBe(true);
+    const [[, [setup]]] = d.counterexample!;
+    expect(setup.map(String).some((c) => c.startsWith('new VmmSetPmuEventFilter'))).toBe(true);
+  });
+});
