@@ -27,4 +27,11 @@ export const WORLD_DECISIONS: readonly Decision[] = [
     why: 'WRMSR returns nothing to software; comparing a stored value on both sides would compare model internals.',
     ref: 'design.md "A program and its observations"',
   },
+  {
+    id: 'W4',
+    question: 'What is bare metal for a guest enumeration no CPU has (e.g. PERF_CAPABILITIES.LBR_FMT 0x3f without CPUID Arch LBR)?',
+    choice: 'There is none: the hardware model refuses the profile, and the VMM command that KVM accepted with it is itself the divergence (KVM accepted, a CPU-faithful vPMU refuses). The oracle is left as it was.',
+    why: 'pmu-semantics.md §2.10 defines LBR_FMT 0x3f only as "Arch LBR in use", and Arch LBR has no legacy LBR_SELECT/TOS; inventing a CPU for a contradictory enumeration would decide the very behaviour under test.',
+    ref: 'pmu-semantics.md §2.10, §3; bugs.md #10',
+  },
 ];

@@ -34,8 +34,8 @@ export const HOST_DECISIONS: readonly Decision[] = [
     question: 'How LBR users on one CPU share the facility, and how a host LBR event wins over the guest LBR event.',
     choice:
       'All LBR users active on a CPU must have the same filter (the EXTRA_REG_LBR shared register); the guest LBR event (vlbr) has a filter of its own that matches nothing else. An event whose filter differs from the one in use cannot be scheduled: pinned goes to ERROR, flexible stays INACTIVE.',
-    why: 'This is the shared-register constraint of intel_shared_regs_constraints; the kernel reaches the same result for vlbr through its own constraint and scheduling priority (seed 000: the host event takes over, the guest event is no longer ACTIVE).',
-    ref: 'arch/x86/events/intel/core.c __intel_shared_reg_get_constraints, intel_vlbr_constraints',
+    why: 'Between host events this is the shared-register constraint of intel_shared_regs_constraints. For vlbr it is NOT what the kernel does (reports/0003): __intel_get_event_constraints returns intel_vlbr_constraints before intel_shared_regs_constraints, so vlbr never takes EXTRA_REG_LBR and a host LBR event is scheduled beside it; vlbr_exclude_host() then keeps perf from enabling, disabling or reading the LBRs in host mode, and the host event samples without branches. Upstream a host cpu-pinned LBR event does not take the LBRs from an ACTIVE guest LBR event (Xiong Zhang\'s 2023 reorder patch was not merged; Like Xu: the order is intentional), against seed 000\'s wording. Kept until ported: while vlbr is ACTIVE the guest sees the same either way; a pinned host LBR user (model: vlbr in ERROR, guest reads 0) and the host samples differ. Unverified on hardware.',
+    ref: 'arch/x86/events/intel/core.c __intel_shared_reg_get_constraints, __intel_get_event_constraints, intel_vlbr_constraints; intel/lbr.c vlbr_exclude_host',
   },
   {
     id: 'H5',

@@ -6,6 +6,9 @@
  */
 
 import type { Access } from '../hw/access.js';
+import type { VpmuCost } from './cost.js';
+import type { XsaveResult } from '../hw/cpu.js';
+import type { ArchLbrXsave } from '../hw/msr/lbr-arch.js';
 import type { CpuidRegs } from '../hw/profile.js';
 import type { WorkUnit } from '../hw/work.js';
 
@@ -47,6 +50,8 @@ export interface VpmuVcpu {
   readonly design: string;
   /** The pCPU the vCPU thread runs on now. */
   readonly cpu: number;
+  /** What the design spent so far, per expensive step (the cost model of `npm run compare`). */
+  readonly cost: VpmuCost;
 
   /** Guest RDMSR / WRMSR / RDPMC at CPL `cpl` (RDPMC only), as the guest observes them. */
   guestRdmsr(msr: number): Access;
@@ -54,12 +59,17 @@ export interface VpmuVcpu {
   guestRdpmc(ecx: number, cpl: number): Access;
   /** Runs guest work; returns the PMIs the guest received. */
   guestRun(units: readonly WorkUnit[]): readonly GuestPmi[];
+  /** Guest XSAVES / XRSTORS of the Arch LBR state component (15), with IA32_XSS.LBR set first. */
+  guestXsaves(): XsaveResult;
+  guestXrstors(area: ArchLbrXsave): Access;
   /**
    * PMIs injected around the last guest instruction (RDMSR/WRMSR/RDPMC), oldest first:
    * afterUnit -1 before it, 0 after it.
    */
   drainPmis(): GuestPmi[];
 
+  /** KVM_GET_MSRS of the feature MSR PERF_CAPABILITIES on /dev/kvm: what KVM can give a guest (kvm_caps.supported_perf_cap). */
+  supportedPerfCapabilities(): bigint;
   /** KVM_SET_CPUID2: only before the first KVM_RUN. */
   setCpuid(cpuid: GuestCpuid): HostAccess;
   /** Host-initiated MSR accesses (KVM_GET_MSRS / KVM_SET_MSRS). */
@@ -72,6 +82,16 @@ export interface VpmuVcpu {
 
   /** The host scheduler moves the vCPU thread to `cpu` (vcpu_put, then vcpu_load there). */
   migrate(cpu: number): void;
+  /**
+   * Another host task preempts the vCPU thread on its pCPU: kvm_sched_out (vcpu_put), `work`
+   * runs as that task, then kvm_sched_in (vcpu_load) on the same pCPU.
+   */
+  preempt(work: () => void): void;
+  /**
+   * An external interrupt exits the guest and the host's handler runs `units` in host mode on the
+   * vCPU's pCPU (optional: a design without it lets the world run the handler as host work).
+   */
+  externalInterrupt?(units: readonly WorkUnit[]): void;
   /** The VMM destroys the vCPU (kvm_arch_vcpu_destroy): its perf events go, its thread leaves the pCPU. */
   destroy(): void;
 }

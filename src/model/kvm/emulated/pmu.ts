@@ -125,7 +125,10 @@ export function validPmcs(pmu: KvmPmu): KvmPmc[] {
 /** pmc_read_counter: base + emulated + what the perf event counted, masked. */
 export function pmc_read_counter(vcpu: KvmVcpuState, pmc: KvmPmc): bigint {
   let c = pmc.counter + pmc.emulatedCounter;
-  if (pmc.perfEvent !== null && !pmc.isPaused) c += vcpu.host.perf_event_read_value(pmc.perfEvent);
+  if (pmc.perfEvent !== null && !pmc.isPaused) {
+    vcpu.cost.perfCalls++;
+    c += vcpu.host.perf_event_read_value(pmc.perfEvent);
+  }
   return c & pmc_bitmask(vcpu, pmc);
 }
 
@@ -144,6 +147,7 @@ function is_sampling_event(ev: PerfEvent): boolean {
 /** pmc_update_sample_period. */
 function pmc_update_sample_period(vcpu: KvmVcpuState, pmc: KvmPmc): void {
   if (pmc.perfEvent === null || pmc.isPaused || !is_sampling_event(pmc.perfEvent)) return;
+  vcpu.cost.perfCalls++;
   vcpu.host.perf_event_period(pmc.perfEvent, get_sample_period(vcpu, pmc, pmc.counter));
 }
 
@@ -158,6 +162,7 @@ export function pmc_write_counter(vcpu: KvmVcpuState, pmc: KvmPmc, val: bigint):
 /** pmc_release_perf_event. */
 export function pmc_release_perf_event(vcpu: KvmVcpuState, pmc: KvmPmc): void {
   if (pmc.perfEvent === null) return;
+  vcpu.cost.perfReleases++;
   vcpu.host.perf_event_release_kernel(pmc.perfEvent);
   pmc.perfEvent = null;
   pmc.currentConfig = 0n;
@@ -172,10 +177,13 @@ export function pmc_stop_counter(vcpu: KvmVcpuState, pmc: KvmPmc): void {
 }
 
 /** pmc_pause_counter: folds perf and emulated counts; true iff emulated events wrapped it. */
-function pmc_pause_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
+export function pmc_pause_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   const mask = pmc_bitmask(vcpu, pmc);
   let counter = pmc.counter;
-  if (pmc.perfEvent !== null && !pmc.isPaused) counter += vcpu.host.perf_event_pause(pmc.perfEvent, true);
+  if (pmc.perfEvent !== null && !pmc.isPaused) {
+    vcpu.cost.perfCalls++;
+    counter += vcpu.host.perf_event_pause(pmc.perfEvent, true);
+  }
   const prev = counter & mask;
   counter += pmc.emulatedCounter;
   pmc.counter = counter & mask;
@@ -187,18 +195,18 @@ function pmc_pause_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
 /** pmc_resume_counter: re-arms the period and re-enables the existing event. */
 function pmc_resume_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   if (pmc.perfEvent === null) return false;
-  if (
-    is_sampling_event(pmc.perfEvent) &&
-    !vcpu.host.perf_event_period(pmc.perfEvent, get_sample_period(vcpu, pmc, pmc.counter))
-  )
-    return false;
+  if (is_sampling_event(pmc.perfEvent)) {
+    vcpu.cost.perfCalls++;
+    if (!vcpu.host.perf_event_period(pmc.perfEvent, get_sample_period(vcpu, pmc, pmc.counter))) return false;
+  }
+  vcpu.cost.perfCalls++;
   vcpu.host.perf_event_enable(pmc.perfEvent);
   pmc.isPaused = false;
   return true;
 }
 
 /** pmc_reprogram_counter: a pinned, exclude_host, task-bound sampling event on the vCPU thread. */
-function pmc_reprogram_counter(
+export function pmc_reprogram_counter(
   vcpu: KvmVcpuState,
   pmc: KvmPmc,
   config: bigint,
@@ -209,6 +217,7 @@ function pmc_reprogram_counter(
   let samplePeriod = get_sample_period(vcpu, pmc, pmc.counter);
   // IN_TXCP takes no sample period: a counting event at least allocates.
   if ((config & HSW_IN_TX_CHECKPOINTED) !== 0n && vcpu.host.profile.tsx) samplePeriod = 0n;
+  vcpu.cost.perfCreates++;
   const ev = vcpu.host.perf_event_create_kernel_counter(
     attr({ config, pinned: true, excludeHost: true, excludeUser, excludeKernel, samplePeriod }),
     { task: vcpu.task },
@@ -245,7 +254,11 @@ export function pmc_is_locally_enabled(vcpu: KvmVcpuState, pmc: KvmPmc): boolean
 }
 
 /** pmc_is_event_allowed (check_pmu_event_filter before 2025): the VM's filter, if any. */
-function pmc_is_event_allowed(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
+export function pmc_is_event_allowed(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
+  // Historic vendor vetoes (pmc_event_is_allowed up to 6.8); never set in the faithful port.
+  const ops = vcpu.ops;
+  if (ops?.pmc_is_enabled !== undefined && !ops.pmc_is_enabled(vcpu, pmc)) return false;
+  if (ops?.hw_event_available !== undefined && !ops.hw_event_available(vcpu, pmc)) return false;
   const f = vcpu.kvm.pmuEventFilter;
   if (f === null) return true;
   if (pmc.type === 'gp') return is_gp_event_allowed(f, pmc.eventsel);
@@ -270,6 +283,9 @@ export function kvm_vm_set_pmu_event_filter(kvm: KvmState, filter: KvmPmuEventFi
 
 /** reprogram_counter: pause, then resume the same event or create a new one. */
 export function reprogram_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
+  const historic = vcpu.ops?.reprogram_counter; // an older kernel's version, for comparisons
+  if (historic !== undefined) return historic(vcpu, pmc);
+  vcpu.cost.reprograms++;
   const emulateOverflow = pmc_pause_counter(vcpu, pmc);
   if (!pmc_is_globally_enabled(vcpu, pmc) || !pmc_is_locally_enabled(vcpu, pmc) || !pmc_is_event_allowed(vcpu, pmc))
     return true; // the event stays paused, not released
@@ -312,7 +328,7 @@ export function reprogram_counters(vcpu: KvmVcpuState, diff: bigint): void {
 }
 
 /** __kvm_perf_overflow: status bit, and a PMI request if the counter interrupts. */
-function __kvm_perf_overflow(vcpu: KvmVcpuState, pmc: KvmPmc, _inPmi: boolean): void {
+export function __kvm_perf_overflow(vcpu: KvmVcpuState, pmc: KvmPmc, _inPmi: boolean): void {
   vcpu.pmu.globalStatus |= bit(pmc.idx);
   if (pmc.intr) vcpu.requests.add('PMI');
 }

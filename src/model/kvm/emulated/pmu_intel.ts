@@ -77,9 +77,9 @@ export function intel_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
     pmu.reservedBits ^= HSW_IN_TX;
     pmu.rawEventMask |= HSW_IN_TX | HSW_IN_TX_CHECKPOINTED;
   }
-  const geometry = vcpu.host.profile.legacyLbr;
-  if (cpuid_model_is_consistent(vcpu) && (vcpu_get_perf_capabilities(vcpu) & PERF_CAP_LBR_FMT) !== 0n && geometry !== undefined) {
-    lbr.nr = geometry.depth;
+  // intel_pmu_lbr_is_compatible: the records are vmx_lbr_caps, i.e. what perf manages.
+  if (cpuid_model_is_consistent(vcpu) && (vcpu_get_perf_capabilities(vcpu) & PERF_CAP_LBR_FMT) !== 0n && vcpu.lbrCaps.nr !== 0) {
+    lbr.nr = vcpu.lbrCaps.nr;
     pmu.allValidPmcIdx |= bit(INTEL_PMC_IDX_FIXED_VLBR);
   }
   if (pmu.version === 1) return;
@@ -102,28 +102,23 @@ export function intel_pmu_lbr_is_enabled(vcpu: KvmVcpuState): boolean {
   return vcpu.lbr.nr !== 0;
 }
 
-/** The host's LBR MSR bases (vmx_lbr_caps), defined whenever guest LBR is enabled. */
-function lbrRecords(vcpu: KvmVcpuState) {
-  return vcpu.host.profile.legacyLbr!;
-}
-
-/** intel_pmu_is_valid_lbr_msr. */
+/** intel_pmu_is_valid_lbr_msr: LBR_SELECT, LBR_TOS and the records' FROM/TO/INFO (an info base of 0: none). */
 export function intel_pmu_is_valid_lbr_msr(vcpu: KvmVcpuState, msr: number): boolean {
   if (!intel_pmu_lbr_is_enabled(vcpu)) return false;
-  const r = lbrRecords(vcpu);
+  const r = vcpu.lbrCaps;
   const nr = vcpu.lbr.nr;
-  const inRange = (base: number | undefined) => base !== undefined && msr >= base && msr < base + nr;
-  return msr === MSR_LBR_SELECT || msr === MSR_LBR_TOS || inRange(r.fromBase) || inRange(r.toBase) || inRange(r.infoBase);
+  const inRange = (base: number) => base !== 0 && msr >= base && msr < base + nr;
+  return msr === MSR_LBR_SELECT || msr === MSR_LBR_TOS || inRange(r.from) || inRange(r.to) || inRange(r.info);
 }
 
 /** The LBR MSRs passed through while the guest LBR event owns the LBRs. */
 export function lbrMsrs(vcpu: KvmVcpuState): number[] {
   if (!intel_pmu_lbr_is_enabled(vcpu)) return [];
-  const r = lbrRecords(vcpu);
+  const r = vcpu.lbrCaps;
   const out = [MSR_LBR_SELECT, MSR_LBR_TOS];
   for (let i = 0; i < vcpu.lbr.nr; i++) {
-    out.push(r.fromBase + i, r.toBase + i);
-    if (r.infoBase !== undefined) out.push(r.infoBase + i);
+    out.push(r.from + i, r.to + i);
+    if (r.info !== 0) out.push(r.info + i);
   }
   return out;
 }
@@ -222,6 +217,7 @@ export function intel_pmu_create_guest_lbr_event(vcpu: KvmVcpuState): boolean {
     pmu.pmcInUse |= bit(INTEL_PMC_IDX_FIXED_VLBR);
     return true;
   }
+  vcpu.cost.perfCreates++;
   const ev = vcpu.host.perf_event_create_kernel_counter(
     attr({
       config: INTEL_FIXED_VLBR_EVENT,
@@ -243,6 +239,7 @@ export function intel_pmu_create_guest_lbr_event(vcpu: KvmVcpuState): boolean {
 export function intel_pmu_release_guest_lbr_event(vcpu: KvmVcpuState): void {
   const ev = vcpu.lbr.event;
   if (ev === null) return;
+  vcpu.cost.perfReleases++;
   vcpu.host.perf_event_release_kernel(ev);
   vcpu.lbr.event = null;
   vcpu.pmu.eventCount--;

@@ -3,7 +3,8 @@
  * lists it. Plain data; the functions of pmu.ts / pmu_intel.ts / vmx.ts act on it.
  */
 
-import type { HostKernel } from '../../host/perf.js';
+import type { VpmuCost } from '../cost.js';
+import type { HostKernel, X86PmuLbr } from '../../host/perf.js';
 import type { PerfEvent } from '../../host/types.js';
 import type { KvmX86PmuEventFilter } from './filter.js';
 import type { GuestCpuid } from '../types.js';
@@ -82,12 +83,16 @@ export interface KvmVcpuState {
   readonly kvm: KvmState;
   /** The vCPU thread: a host task whose events follow it between pCPUs. */
   readonly task: number;
+  /** What KVM spent so far, step by step (issue #6's cost model; counting only). */
+  readonly cost: VpmuCost;
   cpu: number;
   cpuid: GuestCpuid;
   /** vcpu->arch.perf_capabilities, kept even while guest CPUID lacks PDCM (vcpu_get_perf_capabilities hides it). */
   perfCapabilities: bigint;
   /** kvm_caps.supported_perf_cap (vmx_get_perf_capabilities). */
   readonly supportedPerfCap: bigint;
+  /** vmx_lbr_caps: the LBR records perf manages, as vmx_get_perf_capabilities kept them (nr 0: none). */
+  readonly lbrCaps: X86PmuLbr;
   hasRun: boolean;
   /** Was the vCPU scheduled out since it last ran (vcpu->preempted / scheduled out). */
   scheduledOut: boolean;
@@ -102,6 +107,22 @@ export interface KvmVcpuState {
   readonly passthrough: Set<number>;
   /** Guest CR4.PCE, which RDPMC checks. */
   cr4Pce: boolean;
+  /** Vendor hooks that upstream no longer has; absent in the faithful port (see KvmPmuHistoricOps). */
+  ops?: KvmPmuHistoricOps;
+}
+
+/**
+ * Static calls of kvm_pmu_ops that older kernels had and today's upstream folded away
+ * (.pmc_is_enabled until 5.19's global_ctrl fix, .hw_event_available until 6.9). A ported bug
+ * plugs its pre-fix version in here; the faithful port leaves them out, which is today's behaviour.
+ */
+export interface KvmPmuHistoricOps {
+  /** intel_pmc_is_enabled: may the PMC count at all, as the vendor saw it. */
+  readonly pmc_is_enabled?: (vcpu: KvmVcpuState, pmc: KvmPmc) => boolean;
+  /** intel_hw_event_available: is the PMC's event one guest CPUID lets it count. */
+  readonly hw_event_available?: (vcpu: KvmVcpuState, pmc: KvmPmc) => boolean;
+  /** reprogram_gp_counter / reprogram_fixed_counter as kernels before 5.5 had them (no event reuse). */
+  readonly reprogram_counter?: (vcpu: KvmVcpuState, pmc: KvmPmc) => boolean;
 }
 
 export function newPmc(idx: number, type: PmcType): KvmPmc {

@@ -5,9 +5,12 @@
  */
 
 import { type Access, gp, ok } from '../../hw/access.js';
+import type { XsaveResult } from '../../hw/cpu.js';
+import type { ArchLbrXsave } from '../../hw/msr/lbr-arch.js';
 import { bit } from '../../hw/bits.js';
 import type { WorkUnit } from '../../hw/work.js';
 import type { HostKernel } from '../../host/perf.js';
+import { newVpmuCost, type VpmuCost } from '../cost.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
 import {
   kvm_init_pmu_capability,
@@ -40,6 +43,7 @@ import {
   vmx_get_perf_capabilities,
   vmx_passthrough_lbr_msrs,
   vmx_set_debugctl,
+  type VmxPerfCaps,
 } from './vmx.js';
 
 export const MSR_IA32_PERF_CAPABILITIES = 0x345;
@@ -84,6 +88,26 @@ function kvm_probe_msr_to_save(cap: KvmPmuCap, msr: number): boolean {
   return true;
 }
 
+/** Which interrupt that exited the guest KVM is handling (KVM_HANDLING_IRQ / KVM_HANDLING_NMI). */
+type KvmIntrType = 'none' | 'irq' | 'nmi';
+
+/** The vCPUs of each host kernel, as kvm_get_running_vcpu() finds them per pCPU. */
+const runningVcpus = new WeakMap<HostKernel, Set<EmulatedVcpu>>();
+
+/**
+ * kvm_register_perf_callbacks, once per host kernel (KVM module load): perf asks KVM whether a
+ * PMI belongs to the guest. perf_guest_state() is only asked from perf's PMI handler, an NMI.
+ */
+function kvm_register_perf_callbacks(host: HostKernel): Set<EmulatedVcpu> {
+  let set = runningVcpus.get(host);
+  if (set !== undefined) return set;
+  const vcpus = (set = new Set<EmulatedVcpu>());
+  runningVcpus.set(host, vcpus);
+  const IN_NMI = true;
+  host.perf_register_guest_info_callbacks({ state: (cpu) => [...vcpus].some((v) => v.guestState(cpu, IN_NMI)) });
+  return set;
+}
+
 function sameCpuid(a: GuestCpuid, b: GuestCpuid): boolean {
   const r = (x: GuestCpuid['leaf0a'], y: GuestCpuid['leaf0a']) =>
     x.eax === y.eax && x.ebx === y.ebx && x.ecx === y.ecx && x.edx === y.edx;
@@ -94,7 +118,9 @@ export class EmulatedVcpu implements VpmuVcpu {
   readonly design = 'emulated';
   /** KVM's state for this vCPU; read-only for observers. */
   readonly s: KvmVcpuState;
-  private readonly cap: KvmPmuCap;
+  protected readonly cap: KvmPmuCap;
+  /** vcpu->arch.handling_intr_from_guest: set while KVM handles an IRQ or NMI that exited the guest. */
+  private handlingIntrFromGuest: KvmIntrType = 'none';
   private inGuest = false;
   private hostDebugctl = 0n;
   private switched = { host: 0n, guest: 0n };
@@ -106,17 +132,19 @@ export class EmulatedVcpu implements VpmuVcpu {
    */
   constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid; vm?: KvmState }) {
     this.cap = kvm_init_pmu_capability(host.profile);
-    const supportedPerfCap = vmx_get_perf_capabilities(host.profile, this.cap.enablePmu);
+    const { supportedPerfCap, lbrCaps } = this.vmxGetPerfCapabilities(host);
     const kvm = opts.vm ?? newKvm();
     const task = host.createTask(`vcpu${kvm.vcpus.length}`); // no global counter: runs replay exactly
     this.s = {
       host,
       kvm,
       task,
+      cost: newVpmuCost(),
       cpu: opts.cpu,
       cpuid: opts.cpuid,
       perfCapabilities: supportedPerfCap, // kvm_arch_vcpu_create, KVM_X86_QUIRK_STUFF_FEATURE_MSRS (K9)
       supportedPerfCap,
+      lbrCaps,
       hasRun: false,
       scheduledOut: false,
       requests: new Set(),
@@ -128,6 +156,7 @@ export class EmulatedVcpu implements VpmuVcpu {
       cr4Pce: false,
     };
     kvm.vcpus.push(this.s);
+    kvm_register_perf_callbacks(host).add(this);
     kvm_pmu_init(this.s.pmu);
     host.switchTo(opts.cpu, task);
     this.setCpuid(opts.cpuid);
@@ -135,6 +164,21 @@ export class EmulatedVcpu implements VpmuVcpu {
 
   get cpu(): number {
     return this.s.cpu;
+  }
+
+  /** vmx_get_perf_capabilities at module load (a ported bug patches it; called from the constructor). */
+  protected vmxGetPerfCapabilities(host: HostKernel): VmxPerfCaps {
+    return vmx_get_perf_capabilities(host, this.cap.enablePmu);
+  }
+
+  /** kvm_caps.supported_perf_cap, as KVM_GET_MSRS on /dev/kvm reports it. */
+  supportedPerfCapabilities(): bigint {
+    return this.s.supportedPerfCap;
+  }
+
+  /** What KVM spent so far (issue #6's cost model). */
+  get cost(): VpmuCost {
+    return this.s.cost;
   }
 
   private get hw() {
@@ -151,7 +195,7 @@ export class EmulatedVcpu implements VpmuVcpu {
         ? { ok: true, value: 0n }
         : { ok: false, error: 'KVM_SET_CPUID2 after KVM_RUN with a different CPUID (-EINVAL)' };
     this.s.cpuid = cpuid; // perf_capabilities survives; without PDCM vcpu_get_perf_capabilities hides it
-    kvm_pmu_refresh(this.s, this.cap);
+    this.refresh();
     return { ok: true, value: 0n };
   }
 
@@ -209,7 +253,7 @@ export class EmulatedVcpu implements VpmuVcpu {
     return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_get_msr(s, msr, host) : null;
   }
 
-  private setMsr(msr: number, data: bigint, host: boolean): Access | null {
+  protected setMsr(msr: number, data: bigint, host: boolean): Access | null {
     const s = this.s;
     switch (msr) {
       case MSR_IA32_DEBUGCTLMSR:
@@ -222,7 +266,7 @@ export class EmulatedVcpu implements VpmuVcpu {
         if ((data & ~s.supportedPerfCap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
         if (s.perfCapabilities !== data) {
           s.perfCapabilities = data;
-          kvm_pmu_refresh(s, this.cap);
+          this.refresh();
         }
         return ok(data);
       }
@@ -257,7 +301,7 @@ export class EmulatedVcpu implements VpmuVcpu {
 
   guestRdpmc(ecx: number, cpl: number): Access {
     // The perf-based vPMU always intercepts RDPMC.
-    return this.guestInstruction(() => kvm_pmu_rdpmc(this.s, ecx, cpl), () => true, cpl);
+    return this.guestInstruction(() => kvm_pmu_rdpmc(this.s, ecx, cpl), () => true, cpl, 'rdpmc');
   }
 
   /**
@@ -265,7 +309,7 @@ export class EmulatedVcpu implements VpmuVcpu {
    * runs as host work; a handled instruction is skipped, which counts it as retired
    * (kvm_skip_emulated_instruction → kvm_pmu_instruction_retired).
    */
-  private guestInstruction(op: (exited: boolean) => Access, intercepted: () => boolean, cpl = 0): Access {
+  private guestInstruction(op: (exited: boolean) => Access, intercepted: () => boolean, cpl = 0, exit: 'msr' | 'rdpmc' = 'msr'): Access {
     this.vcpu_enter_guest(-1);
     // The MSR bitmap as this VM-entry left it (vmx_passthrough_lbr_msrs ran just before it).
     if (!intercepted()) {
@@ -273,16 +317,18 @@ export class EmulatedVcpu implements VpmuVcpu {
       // No exit: the instruction retires in guest mode, and the hardware counters count it.
       if (r.ok && this.hw.step(RETIRED_AT_CPL[cpl]!) !== null) {
         this.vmexit();
-        this.s.host.handleNmi(this.s.cpu);
+        this.handleNmiExit();
         this.vcpu_enter_guest(0);
       }
       this.vmexit();
       return r;
     }
     this.vmexit();
+    if (exit === 'msr') this.s.cost.msrExits++;
+    else this.s.cost.rdpmcExits++;
     this.s.host.runHost(this.s.cpu, [KVM_EXIT_HANDLER_WORK]);
     const r = op(true);
-    if (r.ok) kvm_pmu_instruction_retired(this.s, cpl);
+    if (r.ok) this.instructionRetired(cpl);
     this.vcpu_enter_guest(0);
     this.vmexit();
     return r;
@@ -295,11 +341,68 @@ export class EmulatedVcpu implements VpmuVcpu {
       if (this.hw.step(u) === null) return;
       // The PMI is an NMI: VM-exit, the host's perf NMI handler, then straight back in (K6).
       this.vmexit();
-      this.s.host.handleNmi(this.s.cpu);
+      this.handleNmiExit();
       this.vcpu_enter_guest(i);
     });
     this.vmexit();
     return this.injected.splice(from); // a run reports its own PMIs; drainPmis must not see them again
+  }
+
+  /**
+   * XSAVES with IA32_XSS.LBR: KVM never lets the guest set XSS bit 15 (guest Arch LBR was not
+   * merged; kvm_caps.supported_xss has no XFEATURE_MASK_LBR), so the WRMSR to XSS faults first.
+   */
+  guestXsaves(): XsaveResult {
+    return { ok: false, gp: 'WRMSR IA32_XSS.LBR: KVM does not support guest Arch LBR (supported_xss)' };
+  }
+
+  guestXrstors(_area: ArchLbrXsave): Access {
+    return gp('WRMSR IA32_XSS.LBR: KVM does not support guest Arch LBR (supported_xss)');
+  }
+
+  /**
+   * An external interrupt exits the guest (EXIT_REASON_EXTERNAL_INTERRUPT): KVM hands it to the
+   * host's handler, which runs `units` in host mode, flagged as an IRQ from the guest
+   * (handle_external_interrupt_irqoff → kvm_before_interrupt(vcpu, KVM_HANDLING_IRQ)).
+   */
+  externalInterrupt(units: readonly WorkUnit[]): void {
+    this.vcpu_enter_guest(-1);
+    this.vmexit();
+    this.handlingIntrFromGuest = 'irq';
+    this.s.host.runHost(this.s.cpu, units); // a PMI during the handler runs perf's NMI handler
+    this.handlingIntrFromGuest = 'none';
+  }
+
+  /** A PMI (an NMI) exited the guest: perf's handler runs between kvm_before/after_interrupt(NMI). */
+  private handleNmiExit(): void {
+    this.s.cost.pmiExits++;
+    this.handlingIntrFromGuest = 'nmi';
+    this.s.host.handleNmi(this.s.cpu);
+    this.handlingIntrFromGuest = 'none';
+  }
+
+  /**
+   * kvm_arch_pmi_in_guest (812d432373f6): the PMI hit the guest iff KVM is handling an interrupt
+   * that exited it and that interrupt is an NMI exactly when perf is in NMI context.
+   */
+  protected pmiInGuest(inNmi: boolean): boolean {
+    const h = this.handlingIntrFromGuest;
+    return h !== 'none' && inNmi === (h === 'nmi');
+  }
+
+  /** kvm_guest_state for perf: whether an NMI on this vCPU's pCPU is the guest's. */
+  guestState(cpu: number, inNmi: boolean): boolean {
+    return this.s.cpu === cpu && this.handlingIntrFromGuest !== 'none' && this.pmiInGuest(inNmi);
+  }
+
+  /** kvm_pmu_refresh on a new vCPU model (CPUID or PERF_CAPABILITIES). */
+  protected refresh(): void {
+    kvm_pmu_refresh(this.s, this.cap);
+  }
+
+  /** kvm_skip_emulated_instruction → kvm_pmu_instruction_retired. */
+  protected instructionRetired(cpl: number): void {
+    kvm_pmu_instruction_retired(this.s, cpl);
   }
 
   /** PMIs injected outside guestRun (after an intercepted instruction), oldest first. */
@@ -313,7 +416,10 @@ export class EmulatedVcpu implements VpmuVcpu {
     if (s.requests.delete('PMU')) kvm_pmu_handle_event(s);
     if (s.requests.delete('PMI')) {
       const vector = kvm_pmu_deliver_pmi(s);
-      if (vector !== null) this.injected.push({ afterUnit, vector });
+      if (vector !== null) {
+        s.cost.injectedPmis++;
+        this.injected.push({ afterUnit, vector });
+      }
     }
     if (intel_pmu_lbr_is_enabled(s)) vmx_passthrough_lbr_msrs(s);
     s.hasRun = true;
@@ -321,6 +427,9 @@ export class EmulatedVcpu implements VpmuVcpu {
     // VM-entry: perf's GLOBAL_CTRL switch (atomic_switch_perf_msrs) and the VMCS DEBUGCTL.
     const hw = this.hw;
     this.switched = s.host.perf_guest_get_msrs(s.cpu);
+    s.cost.entries++;
+    // add_atomic_switch_msr only when the two values differ; else the entry loads nothing.
+    if (this.switched.guest !== this.switched.host) s.cost.entryExitMsrAccesses++;
     const dbg = hw.rdmsr(MSR_IA32_DEBUGCTLMSR);
     this.hostDebugctl = dbg.ok ? dbg.value : 0n;
     hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, this.switched.guest);
@@ -337,6 +446,9 @@ export class EmulatedVcpu implements VpmuVcpu {
     if (dbg.ok) this.s.guestDebugctl = dbg.value & ~bit(63); // "save debug controls"
     hw.wrmsr(MSR_IA32_DEBUGCTLMSR, this.hostDebugctl);
     hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, this.switched.host);
+    // The exit's MSR-load list (GLOBAL_CTRL) and update_debugctlmsr when the host's DEBUGCTL is not 0.
+    if (this.switched.guest !== this.switched.host) this.s.cost.entryExitMsrAccesses++;
+    if (this.hostDebugctl !== 0n) this.s.cost.entryExitMsrAccesses++;
     hw.mode = 'host';
     this.inGuest = false;
   }
@@ -353,11 +465,22 @@ export class EmulatedVcpu implements VpmuVcpu {
     this.kvm_arch_vcpu_load();
   }
 
+  /** kvm_sched_out → kvm_arch_vcpu_put, another task runs, kvm_sched_in → kvm_arch_vcpu_load. */
+  preempt(work: () => void): void {
+    const s = this.s;
+    s.scheduledOut = true;
+    s.host.switchTo(s.cpu, null);
+    work();
+    s.host.switchTo(s.cpu, s.task);
+    this.kvm_arch_vcpu_load();
+  }
+
   /** kvm_arch_vcpu_destroy → kvm_pmu_destroy (= kvm_pmu_reset), then the thread exits. */
   destroy(): void {
     kvm_pmu_reset(this.s);
     const k = this.s.kvm.vcpus.indexOf(this.s);
     if (k >= 0) this.s.kvm.vcpus.splice(k, 1);
+    kvm_register_perf_callbacks(this.s.host).delete(this);
     this.s.host.switchTo(this.s.cpu, null);
   }
 

@@ -6,7 +6,7 @@
 
 import { type Access, gp, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
-import type { Profile } from '../../hw/profile.js';
+import type { HostKernel, X86PmuLbr } from '../../host/perf.js';
 import {
   DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
   DEBUGCTLMSR_LBR,
@@ -23,13 +23,29 @@ export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
 const DEBUGCTLMSR_BTF = bit(1);
 const DEBUGCTLMSR_RTM_DEBUG = bit(15);
 
-/** vmx_get_perf_capabilities: FW_WRITES, and the host's LBR format for legacy-LBR hosts. PEBS is not ported. */
-export function vmx_get_perf_capabilities(host: Profile, enablePmu: boolean): bigint {
-  if (!enablePmu) return 0n;
+/** kvm_caps.supported_perf_cap and vmx_lbr_caps, which vmx_get_perf_capabilities fills at module load. */
+export interface VmxPerfCaps {
+  readonly supportedPerfCap: bigint;
+  readonly lbrCaps: X86PmuLbr;
+}
+
+export const NO_LBR_CAPS: X86PmuLbr = Object.freeze({ nr: 0, from: 0, to: 0, info: 0, hasCallstack: false });
+
+/**
+ * vmx_get_perf_capabilities: FW_WRITES, and the host's LBR format iff perf manages LBRs with
+ * call-stack support (145dfad998ea) on a host without Arch LBR (098f4c061ea1). PEBS is not ported.
+ */
+export function vmx_get_perf_capabilities(host: HostKernel, enablePmu: boolean): VmxPerfCaps {
+  if (!enablePmu) return { supportedPerfCap: 0n, lbrCaps: NO_LBR_CAPS };
   let cap = PERF_CAP_FW_WRITES;
-  // KVM needs LBR call-stack support; Arch LBR hosts get no guest LBR at all.
-  if (host.archLbr === undefined && host.legacyLbr?.callStack === true) cap |= host.perfCapabilities & PERF_CAP_LBR_FMT;
-  return cap;
+  let lbrCaps = NO_LBR_CAPS;
+  if (host.profile.archLbr === undefined) {
+    lbrCaps = host.x86_perf_get_lbr();
+    // KVM needs LBR call-stack support: context-switching LBRs without it costs too much.
+    if (!lbrCaps.hasCallstack) lbrCaps = NO_LBR_CAPS;
+    else if (lbrCaps.nr !== 0) cap |= host.profile.perfCapabilities & PERF_CAP_LBR_FMT;
+  }
+  return { supportedPerfCap: cap, lbrCaps };
 }
 
 /** vmx_get_supported_debugctl: LBR and FREEZE_LBRS_ON_PMI with guest LBR, RTM_DEBUG with RTM. */

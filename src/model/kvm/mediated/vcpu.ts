@@ -176,7 +176,7 @@ export class MediatedVcpu implements VpmuVcpu {
     return { ok: true, value: 0n };
   }
 
-  private refresh(): void {
+  protected refresh(): void {
     kvm_pmu_refresh(this.s, this.cap);
     vmx_recalc_pmu_msr_intercepts(this.s, this.cap);
     vmx_recalc_instruction_intercepts(this.s, this.cap);

@@ -1,0 +1,85 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { leaf0aEax, leaf0aEdx, type Profile } from '../../../src/model/hw/profile.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../src/model/hw/profiles.js';
+import { HostKernel } from '../../../src/model/host/perf.js';
+import { attr } from '../../../src/model/host/types.js';
+import { preNoLegacyLbrOnArchLbrFix } from '../../../src/model/kvm/bugs/098f4c061ea1-legacy-lbr-on-arch-lbr.js';
+import { preLbrIffPerfFix } from '../../../src/model/kvm/bugs/145dfad998ea-lbr-without-perf.js';
+import { EmulatedVcpu } from '../../../src/model/kvm/emulated/vcpu.js';
+import { conformanceProperty } from '../../../src/properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../../src/properties/expectations/emulated.js';
+import { World } from '../../../src/scenarios/world.js';
+
+const cpuidOf = (p: Profile) => ({
+  family: p.family,
+  model: p.model,
+  leaf0a: { eax: leaf0aEax(2, 4, p.gpWidth, p.evLen), ebx: 0, ecx: 0, edx: leaf0aEdx(3, p.fixedWidth) },
+  pdcm: true,
+});
+const noLbrHost = (o: { profile: Profile; cpus: number }) => new HostKernel({ ...o, lbrProbeFaulted: true });
+const PERF_CAPABILITIES = 0x345;
+
+// x86_perf_get_lbr (H17): what perf reports to KVM, which KVM's LBR support now follows (145dfad998ea).
+describe('x86_perf_get_lbr', () => {
+  it('reports the legacy records of the part, Arch LBR bases on Arch LBR parts, nothing when the probe faulted', () => {
+    expect(new HostKernel({ profile: SKYLAKE, cpus: 1 }).x86_perf_get_lbr()).toEqual({ nr: 32, from: 0x680, to: 0x6c0, info: 0xdc0, hasCallstack: true });
+    expect(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }).x86_perf_get_lbr()).toMatchObject({ nr: 32, from: 0x1500, to: 0x1600, info: 0x1200 });
+    expect(noLbrHost({ profile: SKYLAKE, cpus: 1 }).x86_perf_get_lbr().nr).toBe(0);
+  });
+
+  it('refuses branch-stack events when perf manages no LBRs', () => {
+    const host = noLbrHost({ profile: SKYLAKE, cpus: 1 });
+    const ev = host.perf_event_open(attr({ config: 0xc4n, samplePeriod: 100n, branchSample: { user: true, kernel: true, callStack: false } }), { cpu: 0 });
+    expect('error' in ev).toBe(true);
+  });
+});
+
+describe('vmx_get_perf_capabilities asks perf for LBRs', () => {
+  it('offers LBR_FMT only where perf manages legacy LBRs', () => {
+    const caps = (h: HostKernel, f = (x: HostKernel) => new EmulatedVcpu(x, { cpu: 0, cpuid: cpuidOf(x.profile) })) => f(h).s.supportedPerfCap;
+    expect(caps(new HostKernel({ profile: SKYLAKE, cpus: 1 }))).toBe(0x2005n);
+    expect(caps(noLbrHost({ profile: SKYLAKE, cpus: 1 }))).toBe(0x2000n);
+    expect(caps(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }))).toBe(0x2000n);
+  });
+
+  it('before 145dfad998ea offered the hardware format without perf, and the vCPU got no LBR records', () => {
+    const v = preLbrIffPerfFix(noLbrHost({ profile: SKYLAKE, cpus: 1 }), { cpu: 0, cpuid: cpuidOf(SKYLAKE) });
+    expect(v.s.supportedPerfCap).toBe(0x2005n);
+    expect(v.hostSetMsr(PERF_CAPABILITIES, 0x2005n).ok).toBe(true);
+    expect(v.s.lbr.nr).toBe(0);
+    expect(v.guestRdmsr(0x680).ok).toBe(false);
+  });
+
+  it('before 098f4c061ea1 offered LBR_FMT 0x3f on Arch LBR hosts, with legacy LBR_SELECT/TOS among the proxied MSRs', () => {
+    const v = preNoLegacyLbrOnArchLbrFix(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }), { cpu: 0, cpuid: cpuidOf(SAPPHIRE_RAPIDS) });
+    expect(v.s.supportedPerfCap).toBe(0x203fn);
+    expect(v.hostSetMsr(PERF_CAPABILITIES, 0x203fn).ok).toBe(true);
+    expect(v.s.lbr.nr).toBe(32);
+    expect(v.guestRdmsr(0x1c9).ok).toBe(false); // the part has no LBR_TOS: the proxied RDMSR faults
+  });
+});
+
+describe('a model no CPU has is a VMM-visible divergence (W4)', () => {
+  const guest = { cpuid: cpuidOf(SAPPHIRE_RAPIDS), perfCapabilities: 0x2000n };
+  it('is not met by the faithful KVM, which refuses LBR_FMT 0x3f', () => {
+    const w = new World({ host: SAPPHIRE_RAPIDS, cpus: 1, guests: [guest], design: (h, o) => new EmulatedVcpu(h, o) });
+    const [o] = w.vmmSetMsr(0, PERF_CAPABILITIES, 0x203fn);
+    expect([o!.sut, o!.oracle]).toEqual(['refused', 'refused']);
+  });
+  it('is met by KVM before 098f4c061ea1', () => {
+    const w = new World({ host: SAPPHIRE_RAPIDS, cpus: 1, guests: [guest], design: preNoLegacyLbrOnArchLbrFix });
+    const [o] = w.vmmSetMsr(0, PERF_CAPABILITIES, 0x203fn);
+    expect([o!.sut, o!.oracle]).toEqual(['ok', 'refused']);
+    expect(o!.what).toMatch(/no CPU enumerates it/);
+  });
+});
+
+describe('the faithful KVM on a host whose perf has no LBRs', () => {
+  it('conforms (the guest is never offered LBRs)', () => {
+    fc.assert(conformanceProperty({ host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o), hostKernel: noLbrHost, expectations: EMULATED_EXPECTATIONS }), {
+      numRuns: 150,
+      seed: 11,
+    });
+  });
+});
