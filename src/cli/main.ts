@@ -12,7 +12,9 @@ import fc from 'fast-check';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { type Check, checksFor } from '../properties/checks.js';
 import { DESIGN_IDS, DESIGNS, designById } from '../properties/designs.js';
+import { GENERATION_PROFILES } from '../scenarios/generation.js';
 import { buildReport } from '../reports/build.js';
+import { isReportProperty } from '../reports/replay.js';
 import { writeReport } from '../reports/write.js';
 
 const IDS = [...new Set(checksFor(DESIGNS[0]!).map((c) => c.id))];
@@ -36,7 +38,8 @@ const program = new Command('vpmu-conformance')
   .addOption(new Option('--seed <n>', 'fast-check seed (default: fresh, printed)').argParser(seedArg))
   .addOption(new Option('--only <id...>', 'run only these checks').choices(IDS))
   .addOption(new Option('--profile <name...>', 'properties on these hosts only').choices(Object.keys(BUILTIN_PROFILES)))
-  .addOption(new Option('--design <id>', 'the vPMU design conformance checks run').choices(DESIGN_IDS).default('emulated'))
+  .addOption(new Option('--design <id...>', 'the vPMU designs the properties run on').choices(DESIGN_IDS).default(['emulated', 'mediated']))
+  .addOption(new Option('--gen <name...>', 'conformance on these generation profiles only').choices([...GENERATION_PROFILES]))
   .addOption(new Option('--out <dir>', 'where failure reports are written').default('reports/out'))
   .option('--json', 'print results as JSON')
   .showHelpAfterError('(run with --help for usage)');
@@ -48,20 +51,28 @@ const opts = program.opts<{
   seed?: number;
   only?: string[];
   profile?: string[];
-  design: string;
+  design: string[];
+  gen?: string[];
   out: string;
   json?: boolean;
 }>();
 const seed = opts.seed ?? ((Date.now() ^ (process.pid << 8)) | 0);
-const checks = checksFor(designById(opts.design)).filter(
-  (c) =>
-    (opts.only === undefined || opts.only.includes(c.id)) &&
-    (c.profile === 'random' || opts.profile === undefined || opts.profile.includes(c.profile)),
-);
+// The reference model's laws once, then every design's checks on every host it can run on.
+const checks = opts.design
+  .flatMap((id, i) => checksFor(designById(id)).filter((c) => i === 0 || c.design !== undefined))
+  .filter(
+    (c) =>
+      (opts.only === undefined || opts.only.includes(c.id)) &&
+      (c.profile === 'random' || opts.profile === undefined || opts.profile.includes(c.profile)) &&
+      (c.gen === undefined || opts.gen === undefined || opts.gen.includes(c.gen)),
+  );
 
 interface Row {
   check: string;
+  design: string;
   profile: string;
+  /** The generation profile of the programs, where the check has one. */
+  gen: string;
   rule: string;
   programs: number;
   result: 'passed' | 'failed' | 'interrupted';
@@ -74,15 +85,16 @@ interface Row {
 }
 
 /**
- * Turns a failed conformance check into a report under --out. Never throws: a report that cannot
- * be built must not hide fast-check's own message (toolchain.md §1.6).
+ * Turns a failed design check (any property src/reports knows) into a report under --out. Never
+ * throws: a report that cannot be built must not hide fast-check's own message (toolchain.md §1.6).
  */
 function fileReport(c: Check, d: fc.RunDetails<unknown>): Pick<Row, 'reportPath' | 'reportNote'> {
-  if (c.id !== 'conformance' || c.design === undefined || c.host === undefined) return {};
+  if (!isReportProperty(c.id) || c.design === undefined || c.host === undefined) return {};
   try {
     const r = buildReport({
       details: d,
       property: { id: c.id, rule: c.rule },
+      gen: c.gen,
       design: c.design,
       hostName: c.profile,
       host: c.host,
@@ -112,7 +124,9 @@ for (const c of checks) {
   });
   const row: Row = {
     check: c.id,
+    design: c.design?.id ?? 'hw model',
     profile: c.profile,
+    gen: c.gen ?? '',
     rule: c.rule,
     programs: d.numRuns,
     result: d.failed ? 'failed' : d.interrupted ? 'interrupted' : 'passed',
@@ -122,19 +136,20 @@ for (const c of checks) {
     ...(d.failed ? fileReport(c, d) : {}),
   };
   rows.push(row);
-  if (!opts.json) console.log(`  ${row.result.padEnd(11)} ${c.id} on ${c.profile} (${row.programs} programs, ${row.ms} ms)`);
+  if (!opts.json)
+    console.log(`  ${row.result.padEnd(11)} ${c.id}${c.gen !== undefined ? `/${c.gen}` : ''} on ${row.design}, ${c.profile} (${row.programs} programs, ${row.ms} ms)`);
 }
 
 if (opts.json) {
   console.log(JSON.stringify({ seed, rows }, null, 2));
 } else {
   const table = new Table({
-    head: ['check', 'profile', 'programs', 'result', 'known divergences', 'ms'],
+    head: ['check', 'design', 'host', 'programs of', 'programs', 'result', 'known divergences', 'ms'],
     style: { head: [], border: [] },
   });
   for (const r of rows) {
     const known = Object.values(r.known).reduce((a, b) => a + b, 0);
-    table.push([r.check, r.profile, r.programs, r.result, known === 0 ? '' : `${known} (${Object.keys(r.known).length} kinds)`, r.ms]);
+    table.push([r.check, r.design, r.profile, r.gen, r.programs, r.result, known === 0 ? '' : `${known} (${Object.keys(r.known).length} kinds)`, r.ms]);
   }
   console.log(table.toString());
   const kinds = new Map<string, number>();
@@ -144,12 +159,12 @@ if (opts.json) {
     for (const [k, n] of [...kinds].sort((a, b) => b[1] - a[1])) console.log(`  ${String(n).padStart(6)}  ${k}`);
   }
   for (const r of rows.filter((x) => x.report !== undefined)) {
-    console.log(`\n${r.check} on ${r.profile} failed:\n${r.report}`);
+    console.log(`\n${r.check}${r.gen !== '' ? `/${r.gen}` : ''} on ${r.design}, ${r.profile} failed:\n${r.report}`);
     if (r.reportPath !== undefined) console.log(`report: ${r.reportPath} (${r.reportNote})`);
     else if (r.reportNote !== undefined) console.log(r.reportNote);
   }
   const failed = rows.filter((r) => r.result === 'failed').length;
-  const design = opts.design === 'emulated' ? '' : ` --design ${opts.design}`;
+  const design = opts.design.join(',') === 'emulated,mediated' ? '' : ` --design ${opts.design.join(' ')}`;
   console.log(`${rows.length - failed} passed, ${failed} failed (replay: npm start -- --seed ${seed}${design})`);
 }
 process.exitCode = rows.some((r) => r.result === 'failed') ? 1 : 0;

@@ -7,21 +7,27 @@ import type fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import type { WorldCommand } from '../scenarios/commands.js';
+import { GENERATION_PROFILES, type GenerationProfile } from '../scenarios/generation.js';
 import { conformanceProperty } from './conformance.js';
 import type { Design } from './designs.js';
 import { hostUndisturbedProperty } from './host-undisturbed.js';
 import { faithful, HW_LAWS } from './hw-laws.js';
 import { invisibilityProperty } from './invisible.js';
+import { hostSamplesProperty } from './host-samples.js';
 import { lbrFreezeProperty } from './lbr-freeze.js';
+import { vmmAbiProperty } from './vmm-abi.js';
+import { vmmConformanceProperty } from './vmm-conformance.js';
 import { noninterferenceProperty } from './noninterference.js';
 
-export type CheckId = 'conformance' | 'no-leak' | 'host-undisturbed' | 'invisible' | 'lbr-freeze';
+export type CheckId = 'conformance' | 'no-leak' | 'host-undisturbed' | 'invisible' | 'lbr-freeze' | 'vmm-conformance' | 'vmm-abi' | 'host-samples';
 
 export interface Check {
   readonly id: string;
   /** A built-in host profile name, or 'random' for the reference model's laws. */
   readonly profile: string;
   readonly rule: string;
+  /** The generation profile of its programs (src/scenarios/generation.ts), where it has one. */
+  readonly gen?: GenerationProfile;
   /** Builds the property; `known` collects declared divergences met. */
   readonly property: (known: Map<string, number>) => fc.IRawProperty<unknown, false>;
   /** For a design check: the design and host (what a report needs to replay it). */
@@ -34,6 +40,11 @@ export interface Check {
 interface Wrapped {
   readonly cmd: WorldCommand;
   readonly hasRan: boolean;
+}
+
+/** Every command of an fc.commands iterable (unwrapped), or the array itself. */
+export function allCommands(cmds: unknown): readonly WorldCommand[] {
+  return [...(cmds as Iterable<unknown>)].map((x) => (typeof x === 'object' && x !== null && 'cmd' in x && 'hasRan' in x ? (x as Wrapped).cmd : (x as WorldCommand)));
 }
 
 /** The commands of an fc.commands iterable that ran, or the array itself. */
@@ -51,14 +62,23 @@ const designName = (d: Design) => (d.id === 'emulated' ? 'emulated vPMU' : d.id)
 export function designChecks(design: Design, profile: string, host: Profile): Check[] {
   const base = { profile, design, host };
   const runBase = { host, design: design.factory, hostKernel: design.hostKernel };
+  if ((design.unavailableOn?.(host) ?? null) !== null) return [];
   const checks: Check[] = [
-    {
-      ...base,
-      id: 'conformance',
-      rule: `design.md property 1 (${designName(design)}, quiet host)`,
-      property: (known) => conformanceProperty({ ...runBase, expectations: design.expectations, known }),
-      programOf: (ce) => ranCommands((first(ce) as readonly unknown[])[1]),
-    },
+    ...GENERATION_PROFILES.map(
+      (gen): Check => ({
+        ...base,
+        id: 'conformance',
+        gen,
+        rule: `design.md property 1 (${designName(design)}, ${gen} programs)`,
+        // Programs that migrate and save/restore also meet what the design loses there on purpose.
+        property: (known) =>
+          conformanceProperty(
+            { ...runBase, expectations: gen === 'save-restore-heavy' ? [...design.expectations, ...design.invisibility] : design.expectations, known },
+            gen,
+          ),
+        programOf: (ce) => ranCommands((first(ce) as readonly unknown[])[1]),
+      }),
+    ),
     {
       ...base,
       id: 'no-leak',
@@ -85,7 +105,7 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
       },
     },
   ];
-  if (host.legacyLbr !== undefined)
+  if (host.legacyLbr !== undefined && design.guestLbr !== false)
     checks.push({
       ...base,
       id: 'lbr-freeze',
@@ -93,6 +113,34 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
       property: (known) => lbrFreezeProperty({ ...runBase, expectations: design.expectations, known }),
       programOf: (ce) => (first(ce) as readonly unknown[])[1] as readonly WorldCommand[],
     });
+  // The VMM in the program: setup ioctls and event filter, the save ABI, interrupt exits.
+  const flat = (ce: unknown) => {
+    const [, cmds] = first(ce) as [unknown, readonly WorldCommand[] | readonly (readonly WorldCommand[])[]];
+    return cmds.flat() as readonly WorldCommand[];
+  };
+  checks.push(
+    {
+      ...base,
+      id: 'vmm-conformance',
+      rule: `design.md property 1 with a VMM (${designName(design)}: KVM_SET_MSRS, KVM_SET_CPUID2, KVM_SET_PMU_EVENT_FILTER before the guest runs)`,
+      property: (known) => vmmConformanceProperty({ ...runBase, expectations: design.expectations, known }),
+      programOf: flat,
+    },
+    {
+      ...base,
+      id: 'vmm-abi',
+      rule: 'kvm-vpmu.md §2.15/§2.18 (KVM_GET_MSR_INDEX_LIST, KVM_GET/SET_MSRS and KVM_SET_CPUID2 as a VMM relies on them)',
+      property: () => vmmAbiProperty(runBase),
+      programOf: flat,
+    },
+    {
+      ...base,
+      id: 'host-samples',
+      rule: 'design.md property 2 (host samples are attributed as on a host without the guest)',
+      property: () => hostSamplesProperty(runBase),
+      programOf: flat,
+    },
+  );
   return checks;
 }
 

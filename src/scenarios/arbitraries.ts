@@ -18,10 +18,21 @@ export function guestConfigArb(host: Profile): fc.Arbitrary<GuestConfig> {
   const legacyLbr = host.legacyLbr !== undefined && host.legacyLbr.callStack;
   return fc
     .record({
-      version: fc.oneof({ arbitrary: fc.constant(2), weight: 3 }, { arbitrary: fc.constantFrom(1, 3, 4, 5), weight: 2 }),
+      // Version 1 on its own weight: no GLOBAL_CTRL and no fixed counters is a case of its own.
+      version: fc.oneof(
+        { arbitrary: fc.constant(2), weight: 3 },
+        { arbitrary: fc.constant(1), weight: 2 },
+        { arbitrary: fc.constantFrom(3, 4, 5), weight: 2 },
+      ),
       nGP: fc.integer({ min: 0, max: Math.min(host.nGP, 8) }),
       nFixed: fc.integer({ min: 0, max: Math.min(host.nFixedContig, 3) }),
-      unavailable: fc.oneof({ arbitrary: fc.constant(0), weight: 4 }, { arbitrary: fc.nat(0x7f), weight: 1 }),
+      // CPUID.0AH.EBX: mostly all available, else one event or a random set marked unavailable.
+      unavailable: fc.oneof(
+        { arbitrary: fc.constant(0), weight: 2 },
+        { arbitrary: fc.nat(6).map((b) => 1 << b), weight: 1 },
+        { arbitrary: fc.nat(0x7f), weight: 2 },
+        { arbitrary: fc.constant(0x7f), weight: 1 }, // none of the seven: a VMM hiding the events
+      ),
       pdcm: fc.oneof({ arbitrary: fc.constant(true), weight: 4 }, { arbitrary: fc.constant(false), weight: 1 }),
       fwWrite: fc.boolean(),
       lbr: fc.boolean(),
@@ -123,7 +134,16 @@ function valueFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
  * The MSRs one program keeps coming back to: a program that writes an MSR and later reads it, or
  * arms a counter and then overflows it, needs its accesses concentrated, not spread over ~100 MSRs.
  */
-export const focusArb: fc.Arbitrary<readonly number[]> = fc.uniqueArray(msrArb, { minLength: 2, maxLength: 6 });
+export const focusArb: fc.Arbitrary<readonly number[]> = fc.oneof(
+  { arbitrary: fc.uniqueArray(msrArb, { minLength: 2, maxLength: 6 }), weight: 3 },
+  // A driver's view of one counter: its control, its value (either alias), the global enable.
+  {
+    arbitrary: fc
+      .tuple(fc.nat(3), fc.boolean(), fc.uniqueArray(msrArb, { maxLength: 2 }))
+      .map(([i, fullWidth, extra]) => [...new Set([0x186 + i, fullWidth ? 0x4c1 + i : 0xc1 + i, 0x38f, ...extra])]),
+    weight: 2,
+  },
+);
 
 /** An MSR of the program's focus most of the time, any PMU MSR otherwise. */
 function msrOf(focus: readonly number[]): fc.Arbitrary<number> {
@@ -145,7 +165,7 @@ export function quietHostCommands(focus: readonly number[] = [], shape?: GuestSh
     wrmsrArb(focus, shape),
     fc.tuple(fc.nat(3), msrOf(focus)).map(([v, m]) => new GuestRdmsr(v, m)),
     fc
-      .tuple(fc.nat(3), fc.oneof(fc.nat(8), fc.constantFrom(0x4000_0000, 0x4000_0001, 0x4000_0003, 0x8000_0000, 0x2000_0000)), fc.constantFrom(0, 3))
+      .tuple(fc.nat(3), fc.oneof(fc.nat(8), fc.constantFrom(0x4000_0000, 0x4000_0001, 0x4000_0003, 0x8000_0000, 0x2000_0000, 0xc000_0000, 0x4001_0000, 0x0001_0000)), fc.constantFrom(0, 3))
       .map(([v, e, c]) => new GuestRdpmc(v, e, c)),
     fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 6 })).map(([v, u]) => new GuestRun(v, u)),
     fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c)),

@@ -193,3 +193,76 @@ export class HostWork extends AlwaysRuns {
     return `new HostWork(${this.cpu}, [${this.units.map(unitToCode).join(', ')}])`;
   }
 }
+
+/** Guest XSAVES of the Arch LBR state component (IA32_XSS.LBR set first). */
+export class GuestXsaves extends AlwaysRuns {
+  constructor(readonly vcpu: number) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.guestXsaves(this.vcpu), w);
+  }
+  toString(): string {
+    return `new GuestXsaves(${this.vcpu})`;
+  }
+}
+
+/** Guest XRSTORS of the Arch LBR image it saved last. */
+export class GuestXrstors extends AlwaysRuns {
+  constructor(readonly vcpu: number) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.guestXrstors(this.vcpu), w);
+  }
+  toString(): string {
+    return `new GuestXrstors(${this.vcpu})`;
+  }
+}
+
+/** A host task preempts the vCPU thread on its pCPU and runs these units there. */
+export class Preempt extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly units: readonly WorkUnit[],
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    w.preempt(this.vcpu, this.units);
+  }
+  toString(): string {
+    return `new Preempt(${this.vcpu}, [${this.units.map(unitToCode).join(', ')}])`;
+  }
+}
+
+export type HostEventOp = 'enable' | 'disable' | 'close';
+
+/** A host user enables, disables or closes the k-th event it opened. */
+export class HostEvent extends AlwaysRuns {
+  constructor(
+    readonly k: number,
+    readonly op: HostEventOp,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    w.hostEventOp(this.k, this.op);
+  }
+  toString(): string {
+    return `new HostEvent(${this.k}, '${this.op}')`;
+  }
+}
+
+/** An NMI on a pCPU while the host runs there. */
+export class HostNmi extends AlwaysRuns {
+  constructor(readonly cpu: number) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    w.hostNmi(this.cpu);
+  }
+  toString(): string {
+    return `new HostNmi(${this.cpu})`;
+  }
+}

@@ -13,7 +13,24 @@
 import { METRICS } from '../model/hw/msr/topdown.js';
 import { WorkError } from '../model/hw/errors.js';
 import { BRANCH_KINDS, type Branch, type TopdownSlots, type WorkUnit, validateUnit } from '../model/hw/work.js';
-import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate, SaveRestore, type WorldCommand } from './commands.js';
+import { attr, type PerfEventAttr } from '../model/host/types.js';
+import {
+  GuestRdmsr,
+  GuestRdpmc,
+  GuestRun,
+  GuestWrmsr,
+  GuestXrstors,
+  GuestXsaves,
+  HostEvent,
+  type HostEventOp,
+  HostNmi,
+  HostOpen,
+  HostWork,
+  Migrate,
+  Preempt,
+  SaveRestore,
+  type WorldCommand,
+} from './commands.js';
 import type { GuestConfig } from './world.js';
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [k: string]: Json };
@@ -168,6 +185,33 @@ export function unitFromJson(v: unknown, at: string): WorkUnit {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Host perf_event_attr: config and sample period as hex, flags as booleans; only what differs from
+// attr()'s zero-initialisation is written, as HostOpen.toString() prints it.
+
+const FLAG_FIELDS = ['pinned', 'exclusive', 'excludeUser', 'excludeKernel', 'excludeHost', 'excludeGuest', 'vlbr'] as const;
+const ATTR_FIELDS = ['config', 'samplePeriod', ...FLAG_FIELDS, 'branchSample'] as const;
+
+function attrToJson(a: PerfEventAttr): Json {
+  const o: Record<string, Json> = { config: hex(a.config) };
+  if (a.samplePeriod !== 0n) o.samplePeriod = hex(a.samplePeriod);
+  for (const k of FLAG_FIELDS) if (a[k] === true) o[k] = true;
+  if (a.branchSample !== undefined) o.branchSample = { ...a.branchSample };
+  return o;
+}
+
+function attrFromJson(v: unknown, at: string): PerfEventAttr {
+  const o = readObject(v, at, ATTR_FIELDS, ['config']);
+  const a: Record<string, unknown> = { config: readU64(o.config, `${at}.config`) };
+  if (o.samplePeriod !== undefined) a.samplePeriod = readU64(o.samplePeriod, `${at}.samplePeriod`);
+  for (const k of FLAG_FIELDS) if (o[k] !== undefined) a[k] = readBool(o[k], `${at}.${k}`);
+  if (o.branchSample !== undefined) {
+    const b = readObject(o.branchSample, `${at}.branchSample`, ['user', 'kernel', 'callStack'], ['user', 'kernel', 'callStack']);
+    a.branchSample = { user: readBool(b.user, `${at}.branchSample.user`), kernel: readBool(b.kernel, `${at}.branchSample.kernel`), callStack: readBool(b.callStack, `${at}.branchSample.callStack`) };
+  }
+  return attr(a as Partial<PerfEventAttr> & { config: bigint });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Commands. Each entry says how to print a command's arguments and how to read them back; a new
 // command class needs an entry here before its programs can be filed.
 
@@ -178,6 +222,11 @@ interface Schema {
 }
 
 const arg = (at: string, i: number, name: string) => `${at}.args[${i}] (${name})`;
+
+const unitsFromJson = (v: unknown, at: string, i: number) =>
+  readArray(v, arg(at, i, 'units')).map((u, k) => unitFromJson(u, `${at}.args[${i}][${k}]`));
+
+const HOST_EVENT_OPS: readonly HostEventOp[] = ['enable', 'disable', 'close'];
 
 const SCHEMAS: Readonly<Record<string, Schema>> = {
   GuestWrmsr: {
@@ -215,6 +264,50 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
     params: ['vcpu', 'cpu'],
     toJson: (c) => (c instanceof SaveRestore ? [c.vcpu, c.cpu] : null),
     fromJson: (a, at) => new SaveRestore(readInt(a[0], arg(at, 0, 'vcpu')), readInt(a[1], arg(at, 1, 'cpu'))),
+  },
+  HostOpen: {
+    params: ['cpu', 'attr'],
+    toJson: (c) => (c instanceof HostOpen ? [c.cpu, attrToJson(c.attr)] : null),
+    fromJson: (a, at) => new HostOpen(readInt(a[0], arg(at, 0, 'cpu')), attrFromJson(a[1], `${at}.args[1]`)),
+  },
+  HostWork: {
+    params: ['cpu', 'units'],
+    toJson: (c) => (c instanceof HostWork ? [c.cpu, c.units.map(unitToJson)] : null),
+    fromJson: (a, at) =>
+      new HostWork(
+        readInt(a[0], arg(at, 0, 'cpu')),
+        readArray(a[1], arg(at, 1, 'units')).map((u, i) => unitFromJson(u, `${at}.args[1][${i}]`)),
+      ),
+  },
+  GuestXsaves: {
+    params: ['vcpu'],
+    toJson: (c) => (c instanceof GuestXsaves ? [c.vcpu] : null),
+    fromJson: (a, at) => new GuestXsaves(readInt(a[0], arg(at, 0, 'vcpu'))),
+  },
+  GuestXrstors: {
+    params: ['vcpu'],
+    toJson: (c) => (c instanceof GuestXrstors ? [c.vcpu] : null),
+    fromJson: (a, at) => new GuestXrstors(readInt(a[0], arg(at, 0, 'vcpu'))),
+  },
+  Preempt: {
+    params: ['vcpu', 'units'],
+    toJson: (c) => (c instanceof Preempt ? [c.vcpu, c.units.map(unitToJson)] : null),
+    fromJson: (a, at) => new Preempt(readInt(a[0], arg(at, 0, 'vcpu')), unitsFromJson(a[1], at, 1)),
+  },
+  HostEvent: {
+    params: ['k', 'op'],
+    toJson: (c) => (c instanceof HostEvent ? [c.k, c.op] : null),
+    fromJson: (a, at) => {
+      const op = a[1];
+      if (typeof op !== 'string' || !(HOST_EVENT_OPS as readonly string[]).includes(op))
+        fail(arg(at, 1, 'op'), `expected one of ${HOST_EVENT_OPS.join(', ')}, got ${show(op)}`);
+      return new HostEvent(readInt(a[0], arg(at, 0, 'k')), op as HostEventOp);
+    },
+  },
+  HostNmi: {
+    params: ['cpu'],
+    toJson: (c) => (c instanceof HostNmi ? [c.cpu] : null),
+    fromJson: (a, at) => new HostNmi(readInt(a[0], arg(at, 0, 'cpu'))),
   },
 };
 

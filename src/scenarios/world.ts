@@ -5,12 +5,15 @@
  */
 
 import type { Access } from '../model/hw/access.js';
-import { Cpu, type PmiDelivery } from '../model/hw/cpu.js';
+import type { Cpu, PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
+import type { ArchLbrXsave } from '../model/hw/msr/lbr-arch.js';
+import { ProfileError } from '../model/hw/errors.js';
 import { defineProfile, type Profile } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
 import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
-import type { GuestCpuid, GuestPmi, VpmuVcpu } from '../model/kvm/types.js';
+import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../model/kvm/types.js';
+import { OracleCpu } from './oracle-filter.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
 
 export const MSR_IA32_PERF_CAPABILITIES = 0x345;
@@ -40,7 +43,7 @@ export interface WorldConfig {
   readonly hostKernel?: HostKernelFactory | undefined;
 }
 
-export type ObservationKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'pmi' | 'run' | 'vmm';
+export type ObservationKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'xsaves' | 'xrstors' | 'pmi' | 'run' | 'vmm' | 'host';
 
 /** One observation: what the guest saw on the system under test and on bare metal. */
 export interface Observation {
@@ -73,6 +76,20 @@ export function oracleProfile(host: Profile, g: GuestConfig): Profile {
   return p;
 }
 
+/**
+ * Why no CPU enumerates what the guest was given (its bare-metal oracle cannot be built), or null.
+ * A model KVM accepts that no CPU has is a finding of its own (decision W4).
+ */
+export function impossibleEnumeration(host: Profile, g: GuestConfig): string | null {
+  try {
+    oracleProfile(host, g);
+    return null;
+  } catch (e) {
+    if (e instanceof ProfileError) return e.message;
+    throw e;
+  }
+}
+
 function makeOracleProfile(host: Profile, g: GuestConfig): Profile {
   const caps = g.cpuid.pdcm ? g.perfCapabilities : 0n;
   const fmt = Number(caps & 0x3fn);
@@ -103,15 +120,29 @@ export class World {
   constructor(readonly config: WorldConfig) {
     const make = config.hostKernel ?? ((o: { profile: Profile; cpus: number }) => new HostKernel(o));
     this.host = make({ profile: config.host, cpus: config.cpus });
-    config.guests.forEach((g, i) => {
-      const v = config.design(this.host, { cpu: i % config.cpus, cpuid: g.cpuid });
+    config.guests.forEach((asked, i) => {
+      const v = config.design(this.host, { cpu: i % config.cpus, cpuid: asked.cpuid });
+      const g = this.withSupportedCaps(v, asked);
+      if (g !== asked) this.models[i] = g;
       if (g.cpuid.pdcm) {
         const r = v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, g.perfCapabilities);
         if (!r.ok) throw new SetupError(`vCPU ${i}: KVM_SET_MSRS PERF_CAPABILITIES=0x${g.perfCapabilities.toString(16)}: ${r.error}`);
       }
       this.vcpus.push(v);
-      this.oracles.push(new Cpu(oracleProfile(config.host, g)));
+      this.oracles.push(new OracleCpu(oracleProfile(config.host, g)));
     });
+  }
+
+  /**
+   * What a VMM asks for, limited to what KVM supports, as QEMU masks the guest's
+   * PERF_CAPABILITIES with KVM's feature MSR (a design without LBRs gets no LBR format); the
+   * bare-metal oracle is built from the same limited value.
+   */
+  private withSupportedCaps(v: VpmuVcpu, g: GuestConfig): GuestConfig {
+    if (!g.cpuid.pdcm) return g;
+    const supported = v.supportedPerfCapabilities();
+    if ((g.perfCapabilities & ~supported) === 0n) return g;
+    return { ...g, perfCapabilities: g.perfCapabilities & supported };
   }
 
   private record(
@@ -149,7 +180,7 @@ export class World {
   private compareInstruction(
     v: number,
     kind: ObservationKind,
-    target: number,
+    target: number | null,
     value: bigint | null,
     what: string,
     sut: Access,
@@ -202,6 +233,79 @@ export class World {
     return [this.record(v, 'run', null, null, `run ${units.length} units`, showPmis(sut), showPmis(oracle))];
   }
 
+  /** The last Arch LBR image each side saved, per vCPU: what GuestXrstors restores. */
+  private readonly xsaved: { sut: ArchLbrXsave | null; oracle: ArchLbrXsave | null }[] = [];
+
+  /** Guest XSAVES of the Arch LBR component (after setting IA32_XSS.LBR) on both sides. */
+  guestXsaves(vcpu: number): Observation[] {
+    const v = this.index(vcpu);
+    const sut = this.vcpus[v]!.guestXsaves();
+    const pm = this.vcpus[v]!.drainPmis();
+    let oracleSave: XsaveResult = { ok: false, gp: 'not run' };
+    const o = this.oracleInstruction(this.oracles[v]!, 0, () => {
+      oracleSave = this.oracles[v]!.xsaves();
+      return oracleSave.ok ? { ok: true, value: 0n } : { ok: false, gp: oracleSave.gp };
+    });
+    const saved = (this.xsaved[v] ??= { sut: null, oracle: null });
+    const os = oracleSave as XsaveResult; // assigned inside the closure
+    if (sut.ok) saved.sut = sut.area;
+    if (os.ok) saved.oracle = os.area;
+    this.step++;
+    return [
+      this.record(v, 'xsaves', null, null, 'XSAVES (Arch LBR component)', showXsave(sut), showXsave(os)),
+      this.record(v, 'pmi', null, null, 'XSAVES: PMIs', showPmis(pm.map((p) => ({ ...p, afterUnit: 0 }))), showPmis(o.pmis)),
+    ];
+  }
+
+  /** Guest XRSTORS of the image it last saved (an empty restore when it saved none). */
+  guestXrstors(vcpu: number): Observation[] {
+    const v = this.index(vcpu);
+    const saved = this.xsaved[v] ?? { sut: null, oracle: null };
+    const sutArea = saved.sut ?? EMPTY_ARCH_LBR;
+    const oracleArea = saved.oracle ?? EMPTY_ARCH_LBR;
+    const sut = this.vcpus[v]!.guestXrstors(sutArea);
+    const pm = this.vcpus[v]!.drainPmis();
+    const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.xrstors(oracleArea));
+    return this.compareInstruction(v, 'xrstors', null, null, 'XRSTORS (Arch LBR component)', ok(sut), pm, { ...o, r: ok(o.r) });
+  }
+
+  /**
+   * Another host task preempts the vCPU thread on its pCPU and runs `units` there
+   * (kvm_sched_out, the task's slice, kvm_sched_in). Bare metal has nothing to do.
+   */
+  preempt(vcpu: number, units: readonly WorkUnit[]): void {
+    const v = this.index(vcpu);
+    const x = this.vcpus[v]!;
+    x.preempt(() => this.host.runHost(x.cpu, units));
+    this.step++;
+    this.record(v, 'vmm', x.cpu, null, `preempted by a host task (${units.length} units)`, '', '');
+  }
+
+  /** A host user enables, disables or closes the k-th host event it opened (modulo how many exist). */
+  hostEventOp(k: number, op: 'enable' | 'disable' | 'close'): void {
+    this.step++;
+    const live = this.hostEvents;
+    if (live.length === 0) return;
+    const ev = live[((k % live.length) + live.length) % live.length]!;
+    if (op === 'enable') this.host.perf_event_enable(ev);
+    else if (op === 'disable') this.host.perf_event_disable(ev);
+    else {
+      this.host.perf_event_release_kernel(ev);
+      live.splice(live.indexOf(ev), 1);
+      this.closed.push(ev);
+    }
+  }
+
+  /** Host events closed by host commands, in order (their counts are final). */
+  readonly closed: PerfEvent[] = [];
+
+  /** An NMI on a pCPU while the host runs (a backtrace IPI, a watchdog): perf's handler looks at it. */
+  hostNmi(cpu: number): void {
+    const c = ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus;
+    this.host.handleNmi(c);
+    this.step++;
+  }
+
   /**
    * The VMM saves the vCPU, destroys it, and restores the state into a fresh vCPU whose thread
    * runs on `cpu` (live migration within one host). Bare metal has nothing to do.
@@ -211,7 +315,7 @@ export class World {
     const old = this.vcpus[v]!;
     const saved = saveVcpu(old);
     old.destroy();
-    const g = this.config.guests[v]!;
+    const g = this.guestConfig(v);
     const fresh = this.config.design(this.host, { cpu: ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus, cpuid: g.cpuid });
     restoreVcpu(fresh, saved);
     this.vcpus[v] = fresh;
@@ -228,6 +332,9 @@ export class World {
     const ev = this.host.perf_event_open(a, { cpu: c });
     if (!('error' in ev)) this.hostEvents.push(ev);
     this.step++;
+    // A host event is no guest observation, but declared divergences may depend on it (vCPU -1: the host).
+    const kind = `${a.samplePeriod !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
+    this.record(-1, 'host', c, null, `host opens a ${kind} event 0x${a.config.toString(16)} on pCPU ${c}${'error' in ev ? ' (refused)' : ''}`, '', '');
   }
 
   /** Host work on a pCPU (another task's time slice); the vCPU thread is preempted meanwhile. */
@@ -244,7 +351,183 @@ export class World {
     this.step++;
     this.record(v, 'vmm', cpu, null, `migrate to pCPU ${cpu}`, '', '');
   }
+
+  // ---- the VMM's ioctls (src/scenarios/vmm.ts) ----
+
+  /** Each vCPU's model as the VMM last set it (KVM_SET_CPUID2 with PERF_CAPABILITIES). */
+  private readonly models: GuestConfig[] = [];
+  /** The event filter the VMM installed, which the oracles honour. */
+  private oracleFilter: KvmPmuEventFilter | null = null;
+
+  /** The guest configuration vCPU `vcpu` has now. */
+  guestConfig(vcpu: number): GuestConfig {
+    const v = this.index(vcpu);
+    return this.models[v] ?? this.config.guests[v]!;
+  }
+
+  /** Has the vCPU entered the guest since it was created (KVM_RUN: the model is then frozen)? */
+  private vcpuHasRun(v: number): boolean {
+    for (let i = this.observations.length - 1; i >= 0; i--) {
+      const o = this.observations[i]!;
+      if (o.vcpu !== v) continue;
+      if (o.kind !== 'vmm' || o.what.startsWith(IRQ_EXIT)) return true;
+      if (o.what.startsWith('save/restore')) return false;
+    }
+    return false;
+  }
+
+  private freshOracle(v: number, g: GuestConfig): void {
+    const o = new OracleCpu(oracleProfile(this.config.host, g));
+    o.filter = this.oracleFilter;
+    this.oracles[v] = o;
+    this.models[v] = g;
+  }
+
+  private vmmRecord(v: number, what: string, sut: string, expected: string): Observation[] {
+    this.step++;
+    return [this.record(v, 'vmm', null, null, what, sut, expected)];
+  }
+
+  /**
+   * The VMM gives the vCPU a new model, as QEMU does: KVM_SET_CPUID2, then (with PDCM)
+   * KVM_SET_MSRS of PERF_CAPABILITIES. Before KVM_RUN bare metal is a freshly reset CPU of that
+   * model; after it KVM must refuse any change.
+   */
+  vmmSetCpuid(vcpu: number, asked: GuestConfig): Observation[] {
+    const v = this.index(vcpu);
+    const x = this.vcpus[v]!;
+    const g = this.withSupportedCaps(x, asked);
+    const ran = this.vcpuHasRun(v);
+    const cur = this.guestConfig(v);
+    let r = x.setCpuid(g.cpuid);
+    if (r.ok && g.cpuid.pdcm) r = x.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, g.perfCapabilities);
+    const same = sameModel(cur, g);
+    const impossible = r.ok && !ran ? impossibleEnumeration(this.config.host, g) : null; // W4
+    if (r.ok && !ran && impossible === null) this.freshOracle(v, g);
+    const { eax, edx } = g.cpuid.leaf0a;
+    const what = `KVM_SET_CPUID2 (0AH eax 0x${eax.toString(16)} edx 0x${edx.toString(16)}${g.cpuid.pdcm ? `, PDCM, PERF_CAPABILITIES 0x${g.perfCapabilities.toString(16)}` : ', no PDCM'})${ran ? ' after KVM_RUN' : ''}`;
+    if (impossible !== null) return this.vmmRecord(v, `${what}: no CPU enumerates it (${impossible})`, r.ok ? 'ok' : 'refused', 'refused');
+    return this.vmmRecord(v, what, r.ok ? 'ok' : 'refused', !ran || same ? 'ok' : 'refused');
+  }
+
+  /**
+   * KVM_SET_MSRS of one MSR. The only result claimed is KVM's ABI for PERF_CAPABILITIES without
+   * PDCM (d75cac366f44: writes of 0 tolerated, others refused); an accepted write becomes the
+   * oracle's state too, as restored state rather than as a guest WRMSR.
+   */
+  vmmSetMsr(vcpu: number, msr: number, value: bigint): Observation[] {
+    const v = this.index(vcpu);
+    const cur = this.guestConfig(v);
+    const ran = this.vcpuHasRun(v);
+    const r = this.vcpus[v]!.hostSetMsr(msr, value);
+    const sut = r.ok ? 'ok' : 'refused';
+    const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !cur.cpuid.pdcm;
+    // W4: a PERF_CAPABILITIES no CPU of this CPUID has must be refused; bare metal has no such state.
+    const impossible = r.ok && msr === MSR_IA32_PERF_CAPABILITIES && !noPdcm ? impossibleEnumeration(this.config.host, { ...cur, perfCapabilities: value }) : null;
+    if (impossible !== null)
+      return this.vmmRecord(v, `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}: no CPU enumerates it (${impossible})`, sut, 'refused');
+    if (r.ok) this.mirrorHostWrite(v, msr, value, cur, ran);
+    return this.vmmRecord(v, `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}`, sut, noPdcm ? (value === 0n ? 'ok' : 'refused') : sut);
+  }
+
+  private mirrorHostWrite(v: number, msr: number, value: bigint, cur: GuestConfig, ran: boolean): void {
+    const o = this.oracles[v]!;
+    if (msr === MSR_IA32_PERF_CAPABILITIES) {
+      // A new PERF_CAPABILITIES before KVM_RUN is a new model (kvm_pmu_refresh).
+      if (cur.cpuid.pdcm && !ran && value !== cur.perfCapabilities) this.freshOracle(v, { ...cur, perfCapabilities: value });
+      return;
+    }
+    const p = o.profile;
+    if (msr >= 0xc1 && msr < 0xc1 + p.nGP) {
+      o.state.pmc[msr - 0xc1] = value & p.gpMask; // host writes are not sign-extended
+      return;
+    }
+    if (msr === 0x38e) {
+      if (o.hasMsr(msr)) o.state.globalStatus = value;
+      return;
+    }
+    if (msr === 0x390) return; // host writes of GLOBAL_OVF_CTRL are no-ops: it holds no state
+    o.wrmsr(msr, value);
+  }
+
+  /** KVM_GET_MSRS of one MSR; without PDCM, PERF_CAPABILITIES must read 0 (d75cac366f44). */
+  vmmGetMsr(vcpu: number, msr: number): Observation[] {
+    const v = this.index(vcpu);
+    const r = this.vcpus[v]!.hostGetMsr(msr);
+    const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !this.guestConfig(v).cpuid.pdcm;
+    return this.vmmRecord(v, `KVM_GET_MSRS 0x${msr.toString(16)}`, showHost(r), noPdcm ? '0x0' : showHost(r));
+  }
+
+  /**
+   * What a VMM saving the vCPU does: KVM_GET_MSR_INDEX_LIST, KVM_GET_MSRS of each, KVM_SET_MSRS
+   * of each value back. Every listed MSR must survive the round trip unchanged.
+   */
+  vmmRoundTrip(vcpu: number): Observation[] {
+    const v = this.index(vcpu);
+    const x = this.vcpus[v]!;
+    const out: Observation[] = [];
+    this.step++;
+    for (const m of x.msrIndexList()) {
+      const got = x.hostGetMsr(m);
+      const set = got.ok ? x.hostSetMsr(m, got.value) : got;
+      const again = got.ok && set.ok ? x.hostGetMsr(m) : set;
+      const what = `KVM_GET_MSRS / KVM_SET_MSRS round trip of listed MSR 0x${m.toString(16)}`;
+      out.push(this.record(v, 'vmm', m, null, what, showHost(again), got.ok ? showHost(got) : 'an MSR the VMM can save'));
+    }
+    return out;
+  }
+
+  /** KVM_SET_PMU_EVENT_FILTER on every VM of the world; the oracles stop counting denied events. */
+  vmmSetPmuEventFilter(filter: KvmPmuEventFilter | null): Observation[] {
+    let r: HostAccess = { ok: true, value: 0n };
+    for (const x of this.vcpus) {
+      const one = x.setPmuEventFilter(filter);
+      if (!one.ok) r = one;
+    }
+    if (r.ok) {
+      this.oracleFilter = filter;
+      for (const o of this.oracles) if (o instanceof OracleCpu) o.filter = filter;
+    }
+    return this.vmmRecord(0, `KVM_SET_PMU_EVENT_FILTER ${filter === null ? 'none' : JSON.stringify(filter, (_k, x: unknown) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x))}`, r.ok ? 'ok' : 'refused', 'ok');
+  }
+
+  /**
+   * An external interrupt exits the guest and the host's IRQ handler runs `units` on the vCPU's
+   * pCPU (a host PMI may arrive meanwhile). The guest sees nothing of it.
+   */
+  irqExit(vcpu: number, units: readonly WorkUnit[]): void {
+    const v = this.index(vcpu);
+    const x = this.vcpus[v]!;
+    if (x.externalInterrupt !== undefined) x.externalInterrupt(units);
+    else this.host.runHost(x.cpu, units);
+    this.vmmRecord(v, `${IRQ_EXIT} on pCPU ${x.cpu}: the host IRQ handler runs ${units.length} units`, '', '');
+  }
 }
+
+const IRQ_EXIT = 'external-interrupt VM-exit';
+
+function showHost(r: HostAccess): string {
+  return r.ok ? `0x${r.value.toString(16)}` : 'refused';
+}
+
+/** The same vCPU model: what KVM accepts again after KVM_RUN. */
+function sameModel(a: GuestConfig, b: GuestConfig): boolean {
+  const x = a.cpuid;
+  const y = b.cpuid;
+  const l = (p: GuestCpuid['leaf0a'], q: GuestCpuid['leaf0a']) => p.eax === q.eax && p.ebx === q.ebx && p.ecx === q.ecx && p.edx === q.edx;
+  const cpuid = x.family === y.family && x.model === y.model && x.pdcm === y.pdcm && x.tsx === y.tsx && l(x.leaf0a, y.leaf0a);
+  return cpuid && (!y.pdcm || a.perfCapabilities === b.perfCapabilities);
+}
+
+/** An Arch LBR image as the guest can see it: control, depth, LER and the records. */
+function showXsave(r: XsaveResult): string {
+  if (!r.ok) return '#GP';
+  const a = r.area;
+  const recs = a.entries.map((e) => `${e.from.toString(16)}->${e.to.toString(16)}/${e.info.toString(16)}`).join(' ');
+  return `ctl 0x${a.lbrCtl.toString(16)} depth ${a.lbrDepth} ler ${a.lerFrom.toString(16)}->${a.lerTo.toString(16)} [${recs}]`;
+}
+
+const EMPTY_ARCH_LBR: ArchLbrXsave = Object.freeze({ lbrCtl: 0n, lbrDepth: 0n, lerFrom: 0n, lerTo: 0n, lerInfo: 0n, entries: Object.freeze([]) });
 
 /** A WRMSR's observable result is only whether it faulted (W3). */
 function ok(a: Access): Access {

@@ -3,8 +3,6 @@ import { describe, expect, it } from 'vitest';
 import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
 import { SKYLAKE } from '../../src/model/hw/profiles.js';
 import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { runProgram } from '../../src/properties/conformance.js';
-import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
 import { Divergence, GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate } from '../../src/scenarios/commands.js';
 import { type GuestConfig, World } from '../../src/scenarios/world.js';
 
@@ -50,30 +48,5 @@ describe('the world runs a program on the design and on bare metal side by side'
     const w = new World({ host: SKYLAKE, cpus: 2, guests: [v4], design: (h, o) => new EmulatedVcpu(h, o) });
     expect(() => new GuestRdmsr(0, 0x392).run({}, w)).toThrow(Divergence);
     expect(() => new GuestRdmsr(0, 0x392).run({}, w)).toThrow(/RDMSR 0x392: guest saw #GP, bare metal shows 0x0/);
-  });
-});
-
-describe('reports/0001: a write to a running counter re-arms the perf period from the stale base', () => {
-  // A USR-only counter does not count the WRMSR (CPL 0), so no reprogram follows the write.
-  const program = [
-    new GuestWrmsr(0, 0x38f, 0x0n),
-    new GuestWrmsr(0, 0x834, 0x400n),
-    new GuestWrmsr(0, 0x186, 0x5100c0n), // instructions, USR|INT|EN
-    new GuestWrmsr(0, 0x38f, 0x1n),
-    new GuestRun(0, insns(3)),
-    new GuestWrmsr(0, 0x4c1, (1n << 48n) - 5n),
-    new GuestRun(0, insns(6)),
-  ];
-
-  it('the guest gets its PMI late under the emulated vPMU', () => {
-    expect(() => fc.modelRun(setup, program)).toThrow(
-      /run 6 units: guest saw no PMI, bare metal shows PMI\(vector 2\) after unit 4/,
-    );
-  });
-
-  it('is declared as the known divergence write-period-from-base', () => {
-    const known = new Map<string, number>();
-    runProgram({ host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS, known }, guest, program);
-    expect([...known.keys()]).toEqual(['write-period-from-base']);
   });
 });

@@ -22,6 +22,40 @@ function lastWrite(history: readonly Observation[], msr: number, upTo: Observati
   return v;
 }
 
+const pmiCount = (s: string) => (s === 'no PMI' || s === '' ? 0 : s.split('PMI(').length - 1);
+
+/** The counter (GP i, or fixed j as 32 + j) a counter read names: RDMSR of either alias, or RDPMC. */
+function counterOf(o: Observation): number | null {
+  if (o.target === null) return null;
+  const m = o.target;
+  if (o.kind === 'rdpmc') return (m >>> 16) === 0 ? m & 0xffff : (m >>> 16) === 0x4000 ? 32 + (m & 0xffff) : null;
+  if (o.kind !== 'rdmsr') return null;
+  if (m >= 0xc1 && m < 0xc9) return m - 0xc1;
+  if (m >= 0x4c1 && m < 0x4c9) return m - 0x4c1;
+  if (m >= 0x309 && m < 0x30c) return 32 + (m - 0x309);
+  return null;
+}
+
+const MASK48 = (1n << 48n) - 1n;
+
+/**
+ * What a counter read shows on each side as counts since the counter was last written, modulo
+ * 2^48: a lost count is a smaller progress whether or not either side has wrapped.
+ */
+function progress(o: Observation, history: readonly Observation[]): { sut: bigint; oracle: bigint } | null {
+  const idx = counterOf(o);
+  if (idx === null || !o.sut.startsWith('0x') || !o.oracle.startsWith('0x')) return null;
+  let base = 0n;
+  for (const h of history) {
+    if (h === o) break;
+    if (h.kind !== 'wrmsr' || h.sut !== '0x0' || h.target === null || h.value === null) continue;
+    const t = h.target;
+    if (idx < 32 && t === 0xc1 + idx) base = BigInt.asUintN(48, BigInt.asIntN(32, h.value));
+    else if ((idx < 32 && t === 0x4c1 + idx) || (idx >= 32 && t === 0x309 + idx - 32)) base = h.value & MASK48;
+  }
+  return { sut: (BigInt(o.sut) - base) & MASK48, oracle: (BigInt(o.oracle) - base) & MASK48 };
+}
+
 /**
  * Was the counter written by `w` enabled, and had guest work run since it was last enabled? Only
  * then does its perf event hold a count that the stale period leaves out.
@@ -178,6 +212,61 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       o.target !== null &&
       isLegacyLbrMsr(o.target) &&
       ((o.sut === '0x0' && o.oracle !== '0x0') || c.history.some((h) => h.kind === 'vmm')),
+  },
+  {
+    id: 'host-contention',
+    title: 'while host perf events compete for the PMU, the guest counters lose counts (their perf events are scheduled out or in ERROR) and overflow late or never',
+    kernelRef:
+      'arch/x86/kvm/pmu.c pmc_reprogram_counter: guest counters are pinned, exclude_host perf events; kernel/events/core.c ctx_sched_in gives a pinned event that cannot get a counter PERF_EVENT_STATE_ERROR',
+    matches: (o, c) =>
+      c.history.some((h) => h.kind === 'host') &&
+      (((o.kind === 'rdmsr' || o.kind === 'rdpmc') && progress(o, c.history) !== null) ||
+        (o.kind === 'rdmsr' && o.target === 0x38e) ||
+        ((o.kind === 'run' || o.kind === 'pmi') && pmiCount(o.sut) < pmiCount(o.oracle))),
+    // The weaker contract: a guest counter never shows more than bare metal counted since it was written.
+    contract: (o, c) => {
+      const p = progress(o, c.history);
+      if (p === null) return null;
+      return p.sut <= p.oracle ? null : `the counter counted ${p.sut} since it was written, more than bare metal's ${p.oracle}`;
+    },
+  },
+  {
+    id: 'lbr-host-owned',
+    title: 'while a host perf event holds the LBRs, KVM cannot create the guest LBR event: guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses',
+    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored)',
+    matches: (o, c) =>
+      (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
+      o.target !== null &&
+      isLegacyLbrMsr(o.target) &&
+      (o.sut === '0x0' || o.kind === 'wrmsr') &&
+      c.history.some((h) => h.kind === 'host' && h.what.includes('with branch stack')),
+  },
+  {
+    id: 'lbr-tos-not-reset',
+    title: "the guest's LBR_TOS starts where the host's LBR user left it: branches recorded in host mode before KVM created the guest LBR event move it, though their records are wiped (reports/0003)",
+    kernelRef:
+      'arch/x86/events/intel/lbr.c intel_pmu_lbr_add → intel_pmu_lbr_reset → intel_pmu_lbr_reset_64 zeroes FROM/TO/INFO, never MSR_LASTBRANCH_TOS; arch/x86/kvm/vmx/vmx.c vmx_passthrough_lbr_msrs passes TOS through uninitialised',
+    // Only the TOS value: a shifted record read cannot be told from a leaked one here, so it stays a finding.
+    matches: (o, c) =>
+      o.kind === 'rdmsr' &&
+      o.target === 0x1c9 &&
+      o.sut.startsWith('0x') &&
+      o.oracle.startsWith('0x') &&
+      c.history.some((h) => h.kind === 'host' && h.what.includes('with branch stack') && !h.what.includes('(refused)')),
+  },
+  {
+    id: 'lbr-cycles-include-exits',
+    title: "an LBR record's elapsed-cycles field includes the cycles of VM-exits KVM handled since the previous branch",
+    kernelRef:
+      'arch/x86/kvm/vmx/vmx.c: intercepted guest MSR accesses exit to the host between guest branches; LBR_INFO.CYC_CNT counts core cycles (decision D23)',
+    // Same record, same flags; only the 16-bit cycle count differs, and it is larger in the guest.
+    matches: (o) => {
+      if (o.kind !== 'rdmsr' || o.target === null || o.target < 0xdc0 || o.target >= 0xde0) return false;
+      if (!o.sut.startsWith('0x') || !o.oracle.startsWith('0x')) return false;
+      const sut = BigInt(o.sut);
+      const bare = BigInt(o.oracle);
+      return (sut & ~0xffffn) === (bare & ~0xffffn) && (sut & 0xffffn) > (bare & 0xffffn);
+    },
   },
 ];
 

@@ -19,4 +19,10 @@ export interface KnownDivergence {
   /** Where in the kernel the behaviour comes from. */
   readonly kernelRef: string;
   readonly matches: (o: Observation, ctx: DivergenceContext) => boolean;
+  /**
+   * The weaker contract that still holds after this divergence, checked on every later
+   * observation of the program: null where it holds, else what is wrong. Without one, the
+   * program simply ends at the known divergence.
+   */
+  readonly contract?: (o: Observation, ctx: DivergenceContext) => string | null;
 }

@@ -1,0 +1,176 @@
+/**
+ * Generation profiles: named program mixes, so every property meets the programs that can break
+ * it (issue #4). Each profile says what guest it makes, which MSRs its programs keep coming back
+ * to, and how often the host, the scheduler and the VMM get a turn:
+ *
+ * - quiet: guest MSR traffic and work, the vCPU thread moving; nothing else on the host.
+ * - contended: the same guest traffic while host users open, enable, disable and close perf
+ *   events (counting and sampling, with and without branch stacks), run work, preempt the vCPU
+ *   thread and take NMIs.
+ * - lbr-heavy: a guest with the host's LBR format; DEBUGCTL, LBR_SELECT/TOS and the newest LBR
+ *   records; branchy work; XSAVES/XRSTORS of Arch LBR state.
+ * - topdown: the fixed counters and their controls, the GP topdown-slots event, PERF_METRICS and
+ *   the global MSRs; work with slot breakdowns.
+ * - save-restore-heavy: quiet traffic with migrations, preemptions and save/restore in between.
+ */
+
+import fc from 'fast-check';
+import { EVTSEL } from '../model/hw/msr/counters.js';
+import type { Profile } from '../model/hw/profile.js';
+import { attr } from '../model/host/types.js';
+import { focusArb, guestConfigArb, type GuestShape, quietHostCommands, shapeOf } from './arbitraries.js';
+import {
+  GuestRdmsr,
+  GuestRun,
+  GuestWrmsr,
+  GuestXrstors,
+  GuestXsaves,
+  HostEvent,
+  HostNmi,
+  HostOpen,
+  HostWork,
+  Migrate,
+  Preempt,
+  SaveRestore,
+  type WorldCommand,
+} from './commands.js';
+import { encode } from './values.js';
+import { branchArb, unitArb } from './work.js';
+import type { GuestConfig } from './world.js';
+
+export const GENERATION_PROFILES = ['quiet', 'contended', 'lbr-heavy', 'topdown', 'save-restore-heavy'] as const;
+export type GenerationProfile = (typeof GENERATION_PROFILES)[number];
+
+const DEBUGCTL = 0x1d9;
+const LBR_SELECT = 0x1c8;
+const LBR_TOS = 0x1c9;
+const PERF_METRICS = 0x329;
+
+/** A host user's event: counting or sampling, pinned or not, user/kernel/guest exclusions, maybe a branch stack. */
+export const hostAttrArb = fc
+  .record({
+    config: fc.constantFrom(0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x4f2en, 0x412en, 0x0300n),
+    sampling: fc.boolean(),
+    period: fc.integer({ min: 16, max: 400 }),
+    pinned: fc.boolean(),
+    excludeGuest: fc.boolean(),
+    excludeKernel: fc.boolean(),
+    branches: fc.boolean(),
+  })
+  .map((r) =>
+    attr({
+      config: r.config,
+      samplePeriod: r.sampling ? BigInt(r.period) : 0n,
+      pinned: r.pinned,
+      excludeGuest: r.excludeGuest,
+      excludeKernel: r.excludeKernel,
+      ...(r.sampling && r.branches ? { branchSample: { user: true, kernel: !r.excludeKernel, callStack: false } } : {}),
+    }),
+  );
+
+/** Host activity: users' perf events and work, preemption of the vCPU thread, NMIs. */
+export function contendedHostCommands(): fc.Arbitrary<WorldCommand>[] {
+  return [
+    fc.tuple(fc.nat(1), hostAttrArb).map(([cpu, a]) => new HostOpen(cpu, a)),
+    fc.tuple(fc.nat(3), fc.constantFrom('enable' as const, 'disable' as const, 'close' as const)).map(([k, op]) => new HostEvent(k, op)),
+    fc.tuple(fc.nat(1), fc.array(unitArb, { minLength: 1, maxLength: 4 })).map(([cpu, u]) => new HostWork(cpu, u)),
+    fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 3 })).map(([v, u]) => new Preempt(v, u)),
+    fc.nat(1).map((cpu) => new HostNmi(cpu)),
+  ];
+}
+
+/** Branch-rich guest work: every unit takes branches. */
+const branchyRun = fc
+  .tuple(fc.nat(3), fc.constantFrom(0, 3))
+  .chain(([v, cpl]) =>
+    fc
+      .array(
+        fc.array(branchArb(cpl), { minLength: 1, maxLength: 4 }).map((branches) => ({ cpl, instructions: branches.length + 1, cycles: 3, branches })),
+        { minLength: 1, maxLength: 5 },
+      )
+      .map((units) => new GuestRun(v, units)),
+  );
+
+/** LBR traffic: DEBUGCTL with LBR and freeze bits, LBR_SELECT, TOS and the newest records. */
+function lbrCommands(depth: number): fc.Arbitrary<WorldCommand>[] {
+  const record = fc.integer({ min: 0, max: Math.max(depth - 1, 0) }).chain((i) => fc.constantFrom(0x680 + i, 0x6c0 + i, 0xdc0 + i));
+  return [
+    fc.tuple(fc.nat(3), fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x0n)).map(([v, x]) => new GuestWrmsr(v, DEBUGCTL, x)),
+    fc.tuple(fc.nat(3), fc.constantFrom(DEBUGCTL, LBR_TOS, LBR_SELECT)).map(([v, m]) => new GuestRdmsr(v, m)),
+    fc.tuple(fc.nat(3), record).map(([v, m]) => new GuestRdmsr(v, m)),
+    fc.tuple(fc.nat(3), fc.nat(0x3ff)).map(([v, x]) => new GuestWrmsr(v, LBR_SELECT, BigInt(x))),
+    branchyRun,
+    fc.nat(3).map((v) => new GuestXsaves(v)),
+    fc.nat(3).map((v) => new GuestXrstors(v)),
+  ];
+}
+
+/** The GP topdown-slots event (CPUID.0AH.EBX bit 7), programmed the way pmu_counters_test does. */
+const topdownEvtsel = fc
+  .record({ usr: fc.constantFrom(0n, 1n), os: fc.constantFrom(0n, 1n), int: fc.constantFrom(0n, 1n) })
+  .map((f) => encode(EVTSEL, { event: 0xa4n, umask: 0x1n, en: 1n, ...f }));
+
+function topdownCommands(shape: GuestShape): fc.Arbitrary<WorldCommand>[] {
+  const gp = fc.integer({ min: 0, max: Math.max(shape.nGP - 1, 0) });
+  return [
+    fc.tuple(fc.nat(3), gp, topdownEvtsel).map(([v, i, x]) => new GuestWrmsr(v, 0x186 + i, x)),
+    fc.tuple(fc.nat(3), fc.constantFrom(0x309, 0x30a, 0x30b, 0x30c, PERF_METRICS, 0x38d, 0x38e, 0xc1)).map(([v, m]) => new GuestRdmsr(v, m)),
+    fc
+      .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x3n, 0x33n, 0x333n, 0x3333n, 0xbbbn))
+      .map(([v, x]) => new GuestWrmsr(v, 0x38d, x)),
+    fc
+      .tuple(fc.nat(3), fc.constantFrom(0x1n, 0x7_0000_0001n, 0xf_0000_000fn, 0x1_0007_0000_0001n, 0x8_0000_0000n))
+      .map(([v, x]) => new GuestWrmsr(v, 0x38f, x)),
+    fc.tuple(fc.nat(3), fc.constantFrom(0x0n, 0x1234_5678n, (1n << 64n) - 1n)).map(([v, x]) => new GuestWrmsr(v, PERF_METRICS, x)),
+  ];
+}
+
+/** The scheduler and the VMM: migrations, preemptions, save/restore. */
+function vmmCommands(): fc.Arbitrary<WorldCommand>[] {
+  return [
+    fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c)),
+    fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new SaveRestore(v, c)),
+    fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 2 })).map(([v, u]) => new Preempt(v, u)),
+  ];
+}
+
+/** The guest a profile makes: LBR-heavy guests take the host's LBR format; topdown guests are v2+. */
+export function profileGuestArb(host: Profile, gen: GenerationProfile): fc.Arbitrary<GuestConfig> {
+  const g = guestConfigArb(host);
+  if (gen === 'lbr-heavy') {
+    const fmt = host.legacyLbr !== undefined ? host.perfCapabilities & 0x3fn : 0n;
+    return g.map((x) => (fmt === 0n ? x : { ...x, cpuid: { ...x.cpuid, pdcm: true }, perfCapabilities: x.perfCapabilities | fmt }));
+  }
+  if (gen === 'topdown')
+    return g.filter((x) => (x.cpuid.leaf0a.eax & 0xff) >= 2);
+  return g;
+}
+
+/** The command mix of a profile, as weighted arbitraries. */
+export function profileCommands(host: Profile, gen: GenerationProfile, focus: readonly number[], shape: GuestShape): fc.Arbitrary<WorldCommand>[] {
+  const quiet = quietHostCommands(focus, shape);
+  const w = (arbs: fc.Arbitrary<WorldCommand>[], weight: number) => arbs.map((arbitrary) => ({ arbitrary, weight }));
+  const mix = (...groups: { arbitrary: fc.Arbitrary<WorldCommand>; weight: number }[][]) => [fc.oneof(...groups.flat())];
+  switch (gen) {
+    case 'quiet':
+      return quiet;
+    case 'contended':
+      return mix(w(quiet, 2), w(contendedHostCommands(), 2));
+    case 'lbr-heavy':
+      return mix(w(quiet, 1), w(lbrCommands(host.legacyLbr?.depth ?? 0), 3));
+    case 'topdown':
+      return mix(w(quiet, 1), w(topdownCommands(shape), 3));
+    case 'save-restore-heavy':
+      return mix(w(quiet, 2), w(vmmCommands(), 2));
+  }
+}
+
+/** [guest, commands] for one profile, in the conformance property's shape. */
+export function profileProgramArb(host: Profile, gen: GenerationProfile): fc.Arbitrary<[GuestConfig, Iterable<WorldCommand>]> {
+  return profileGuestArb(host, gen).chain((guest) =>
+    fc.tuple(
+      fc.constant(guest),
+      focusArb.chain((focus) => fc.commands(profileCommands(host, gen, focus, shapeOf(guest)), { size: '+1' })),
+    ),
+  );
+}

@@ -1,0 +1,50 @@
+/**
+ * Regression for reports/0001-kvm-pmc-write-period-from-base.md: a guest write to a running
+ * counter re-arms the perf period from the stale base, so the overflow and its PMI come late.
+ * Pinned as upstream behaviour (the known divergence write-period-from-base); if a fix lands, the
+ * first expectation flips and the declaration goes.
+ */
+import { describe, expect, it } from 'vitest';
+import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { runProgram } from '../../src/properties/conformance.js';
+import { designById, firstDivergence } from '../../src/properties/designs.js';
+import { GuestRun, GuestWrmsr } from '../../src/scenarios/commands.js';
+import type { GuestConfig } from '../../src/scenarios/world.js';
+
+const guest: GuestConfig = {
+  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
+  perfCapabilities: 0x2000n, // FW_WRITES
+};
+const insns = (n: number) => Array.from({ length: n }, () => ({ cpl: 3, instructions: 1 }));
+// A USR-only counter does not count the WRMSR (CPL 0), so no reprogram follows the write.
+const program = [
+  new GuestWrmsr(0, 0x38f, 0x0n),
+  new GuestWrmsr(0, 0x834, 0x400n),
+  new GuestWrmsr(0, 0x186, 0x5100c0n), // instructions, USR|INT|EN
+  new GuestWrmsr(0, 0x38f, 0x1n),
+  new GuestRun(0, insns(3)),
+  new GuestWrmsr(0, 0x4c1, (1n << 48n) - 5n),
+  new GuestRun(0, insns(6)),
+];
+
+describe('reports/0001: a write to a running counter re-arms the perf period from the stale base', () => {
+  it('the emulated vPMU delivers the PMI late', () => {
+    expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
+      kind: 'run',
+      sut: 'no PMI',
+      oracle: 'PMI(vector 2) after unit 4',
+    });
+  });
+
+  it('is declared as the known divergence write-period-from-base', () => {
+    const known = new Map<string, number>();
+    const d = designById('emulated');
+    runProgram({ host: SKYLAKE, design: d.factory, expectations: d.expectations, known }, guest, program);
+    expect([...known.keys()]).toEqual(['write-period-from-base']);
+  });
+
+  it('the mediated vPMU writes the hardware counter: the PMI comes on time', () => {
+    expect(firstDivergence('skylake', guest, program, 'mediated')).toBeNull();
+  });
+});

@@ -1,0 +1,40 @@
+/**
+ * Regression for reports/0002-kvm-no-lbr-freeze-for-pmu-v4.md (bugs.md #17): a guest with PMU
+ * version 4 gets no Freeze_LBRs_On_PMI, so GLOBAL_STATUS.LBR_FRZ is never set. The shrunk program
+ * of `npm run bugs -- --only 17`; pinned as upstream behaviour (declared no-v4-lbr-freeze).
+ */
+import { describe, expect, it } from 'vitest';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { runProgram } from '../../src/properties/conformance.js';
+import { designById, firstDivergence } from '../../src/properties/designs.js';
+import { lbrGuest } from '../../src/properties/lbr-freeze.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../src/scenarios/commands.js';
+
+const guest = lbrGuest(SKYLAKE, 4);
+const branch = { from: 0xffff_ffff_8100_0000n, to: 0xffff_ffff_8100_0040n, kind: 'COND' as const, cpl: 0 };
+const program = [
+  new GuestWrmsr(0, 0x1d9, 0x801n), // LBR | FREEZE_LBRS_ON_PMI
+  new GuestWrmsr(0, 0x186, 0x5300c4n | (1n << 20n)), // BR_INST_RETIRED, USR|OS|INT|EN
+  new GuestWrmsr(0, 0x4c1, (1n << 48n) - 2n),
+  new GuestWrmsr(0, 0x38f, 0x1n),
+  new GuestRun(0, [{ cpl: 0, instructions: 3, cycles: 2, branches: [branch, branch] }]),
+  new GuestRdmsr(0, 0x38e),
+];
+
+describe('reports/0002: no LBR freeze for a PMU v4 guest', () => {
+  it('the emulated vPMU leaves LBR_FRZ (GLOBAL_STATUS bit 58) clear', () => {
+    expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
+      kind: 'rdmsr',
+      target: 0x38e,
+      sut: '0x1',
+      oracle: `0x${((1n << 58n) | 1n).toString(16)}`,
+    });
+  });
+
+  it('is declared as the known divergence no-v4-lbr-freeze', () => {
+    const known = new Map<string, number>();
+    const d = designById('emulated');
+    runProgram({ host: SKYLAKE, design: d.factory, expectations: d.expectations, known }, guest, program);
+    expect([...known.keys()]).toEqual(['no-v4-lbr-freeze']);
+  });
+});
