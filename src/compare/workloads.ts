@@ -1,0 +1,142 @@
+/**
+ * The guest workloads `npm run compare` prices, as plain programs a guest kernel's perf would
+ * issue (issue #6): `perf stat` of six events across guest context switches, `perf record` with
+ * its PMI handler, multiplexing eight events over four counters, and a guest using LBRs while the
+ * host profiles with LBRs. Each runs on a guest with the host's PMU (QEMU's `-cpu host`).
+ */
+
+import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
+import type { WorkUnit } from '../model/hw/work.js';
+import { attr } from '../model/host/types.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../scenarios/commands.js';
+import type { GuestConfig } from '../scenarios/world.js';
+
+export interface Workload {
+  readonly id: string;
+  readonly title: string;
+  /** The guest's operations, for "per guest operation" figures: its instructions and runs. */
+  readonly program: (host: Profile) => WorldCommand[];
+  readonly guest: (host: Profile) => GuestConfig;
+}
+
+const GLOBAL_CTRL = 0x38f;
+const GLOBAL_STATUS = 0x38e;
+const OVF_CTRL = 0x390;
+const FIXED_CTR_CTRL = 0x38d;
+const LVTPC = 0x834;
+const DEBUGCTL = 0x1d9;
+const USR_OS_EN = (1n << 16n) | (1n << 17n) | (1n << 22n);
+const INT = 1n << 20n;
+const evtsel = (event: number, umask: number, extra = 0n) => BigInt(event) | (BigInt(umask) << 8n) | USR_OS_EN | extra;
+
+/** The guest QEMU's `-cpu host,pmu=on` makes: the host's counters (fixed capped at 3), full-width writes. */
+export function hostLikeGuest(host: Profile, lbr = false): GuestConfig {
+  const v = Math.min(host.version, 5);
+  return {
+    cpuid: {
+      family: host.family,
+      model: host.model,
+      leaf0a: { eax: leaf0aEax(v, host.nGP, host.gpWidth, host.evLen), ebx: 0, ecx: 0, edx: leaf0aEdx(Math.min(host.nFixedContig, 3), host.fixedWidth) },
+      pdcm: true,
+    },
+    perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: lbr && host.legacyLbr !== undefined ? Number(host.perfCapabilities & 0x3fn) : 0 }),
+  };
+}
+
+/** A slice of guest user work: `n` units of plain instructions with a branch each. */
+function work(n: number, cpl = 3): WorkUnit[] {
+  const base = cpl === 0 ? 0xffff_ffff_8100_0000n : 0x40_0000n;
+  return Array.from({ length: n }, (_, i) => ({
+    cpl,
+    instructions: 50,
+    cycles: 80,
+    branches: [{ from: base + BigInt(i % 16) * 64n, to: base + BigInt((i + 5) % 16) * 64n, kind: 'COND' as const }],
+  }));
+}
+
+const gpEnable = (n: number) => (1n << BigInt(n)) - 1n;
+
+export const WORKLOADS: readonly Workload[] = [
+  {
+    id: 'perf-stat',
+    title: 'perf stat of six events (4 GP + 2 fixed) across 10 guest context switches',
+    guest: (h) => hostLikeGuest(h),
+    program: (h) => {
+      const n = Math.min(h.nGP, 4);
+      const events = [evtsel(0xc4, 0), evtsel(0xc5, 0), evtsel(0x2e, 0x41), evtsel(0x2e, 0x4f)];
+      const on = gpEnable(n) | (3n << 32n);
+      const p: WorldCommand[] = [new GuestWrmsr(0, GLOBAL_CTRL, 0n)];
+      for (let i = 0; i < n; i++) p.push(new GuestWrmsr(0, 0x4c1 + i, 0n), new GuestWrmsr(0, 0x186 + i, events[i]!));
+      p.push(new GuestWrmsr(0, 0x309, 0n), new GuestWrmsr(0, 0x30a, 0n), new GuestWrmsr(0, FIXED_CTR_CTRL, 0x33n), new GuestWrmsr(0, GLOBAL_CTRL, on));
+      // The counted task is switched out and in: x86_pmu_disable / x86_pmu_enable.
+      for (let t = 0; t < 10; t++) p.push(new GuestRun(0, work(20)), new GuestWrmsr(0, GLOBAL_CTRL, 0n), new GuestWrmsr(0, GLOBAL_CTRL, on));
+      p.push(new GuestWrmsr(0, GLOBAL_CTRL, 0n));
+      for (let i = 0; i < n; i++) p.push(new GuestRdmsr(0, 0x4c1 + i));
+      p.push(new GuestRdmsr(0, 0x309), new GuestRdmsr(0, 0x30a));
+      return p;
+    },
+  },
+  {
+    id: 'perf-record',
+    title: 'perf record: one sampling counter, 10 PMIs, each handled as intel_pmu_handle_irq does',
+    guest: (h) => hostLikeGuest(h),
+    program: () => {
+      const period = 1000n;
+      const reload = (1n << 48n) - period;
+      const p: WorldCommand[] = [
+        new GuestWrmsr(0, GLOBAL_CTRL, 0n),
+        new GuestWrmsr(0, LVTPC, 0x400n), // NMI delivery, as Linux programs it
+        new GuestWrmsr(0, 0x4c1, reload),
+        new GuestWrmsr(0, 0x186, evtsel(0xc0, 0, INT)),
+        new GuestWrmsr(0, GLOBAL_CTRL, 1n),
+      ];
+      for (let k = 0; k < 10; k++)
+        p.push(
+          new GuestRun(0, work(20)), // 1000 instructions: one overflow
+          new GuestWrmsr(0, GLOBAL_CTRL, 0n),
+          new GuestRdmsr(0, GLOBAL_STATUS),
+          new GuestWrmsr(0, 0x4c1, reload),
+          new GuestWrmsr(0, OVF_CTRL, 1n),
+          new GuestWrmsr(0, LVTPC, 0x400n),
+          new GuestWrmsr(0, GLOBAL_CTRL, 1n),
+        );
+      return p;
+    },
+  },
+  {
+    id: 'multiplex',
+    title: 'perf stat of 8 GP events on 4 counters: 10 rotations, each reprogramming every counter',
+    guest: (h) => hostLikeGuest(h),
+    program: (h) => {
+      const n = Math.min(h.nGP, 4);
+      const sets = [
+        [evtsel(0xc4, 0), evtsel(0xc5, 0), evtsel(0x2e, 0x41), evtsel(0x2e, 0x4f)],
+        [evtsel(0xc0, 0), evtsel(0x3c, 0), evtsel(0x3c, 1), evtsel(0xc4, 0x20)],
+      ];
+      const p: WorldCommand[] = [];
+      for (let r = 0; r < 10; r++) {
+        p.push(new GuestWrmsr(0, GLOBAL_CTRL, 0n));
+        for (let i = 0; i < n; i++) p.push(new GuestRdmsr(0, 0x4c1 + i));
+        for (let i = 0; i < n; i++) p.push(new GuestWrmsr(0, 0x186 + i, sets[r % 2]![i]!), new GuestWrmsr(0, 0x4c1 + i, 0n));
+        p.push(new GuestWrmsr(0, GLOBAL_CTRL, gpEnable(n)), new GuestRun(0, work(20)));
+      }
+      return p;
+    },
+  },
+  {
+    id: 'lbr-vs-host',
+    title: 'the guest records LBRs while a host user samples with branch stacks (exclude_guest) on its pCPU',
+    guest: (h) => hostLikeGuest(h, true),
+    program: () => {
+      const p: WorldCommand[] = [
+        new HostOpen(0, attr({ config: 0xc4n, samplePeriod: 200n, pinned: false, excludeGuest: true, branchSample: { user: true, kernel: true, callStack: false } })),
+        new GuestWrmsr(0, DEBUGCTL, 0x1n),
+      ];
+      for (let k = 0; k < 10; k++) {
+        p.push(new GuestRun(0, work(10)), new GuestRdmsr(0, 0x1c9));
+        for (let i = 0; i < 4; i++) p.push(new GuestRdmsr(0, 0x680 + i), new GuestRdmsr(0, 0x6c0 + i));
+      }
+      return p;
+    },
+  },
+];

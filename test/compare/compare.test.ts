@@ -1,0 +1,74 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { CostSpecError, defaultCosts, parseCostOverride, priced } from '../../src/compare/costs.js';
+import { runWorkload } from '../../src/compare/run.js';
+import { WORKLOADS } from '../../src/compare/workloads.js';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { newVpmuCost } from '../../src/model/kvm/cost.js';
+import { designById } from '../../src/properties/designs.js';
+
+const workload = (id: string) => WORKLOADS.find((w) => w.id === id)!;
+
+describe('the cost model', () => {
+  it('prices a tally step by step', () => {
+    const t = { ...newVpmuCost(), msrExits: 2, perfCreates: 1 };
+    const c = { ...defaultCosts(), msrExits: 10, perfCreates: 1000 };
+    expect(priced(t, c)).toBe(1020);
+  });
+
+  it('takes overrides as step=ns and refuses anything else in one line', () => {
+    expect(parseCostOverride('perfCreates=25000', defaultCosts()).perfCreates).toBe(25000);
+    expect(() => parseCostOverride('perfCreate=1', defaultCosts())).toThrow(CostSpecError);
+    expect(() => parseCostOverride('perfCreates=fast', defaultCosts())).toThrow(/expected step=nanoseconds/);
+  });
+});
+
+describe('workloads on both designs', () => {
+  it('perf stat: the perf-based vPMU creates a perf event per counter, the mediated one none, and both show the guest what bare metal does', () => {
+    const e = runWorkload(workload('perf-stat'), designById('emulated'), 'skylake', SKYLAKE, defaultCosts());
+    const m = runWorkload(workload('perf-stat'), designById('mediated'), 'skylake', SKYLAKE, defaultCosts());
+    expect(e.verdict).toBe('conforms');
+    expect(m.verdict).toBe('conforms');
+    expect(e.steps.perfCreates).toBe(6);
+    expect(m.steps.perfCreates).toBe(0);
+    expect(m.ns).toBeLessThan(e.ns);
+  });
+
+  it('perf record: every PMI exits to the host on both designs and is injected once', () => {
+    for (const d of ['emulated', 'mediated']) {
+      const r = runWorkload(workload('perf-record'), designById(d), 'skylake', SKYLAKE, defaultCosts());
+      expect(r.verdict, d).toBe('conforms');
+      expect(r.steps.pmiExits, d).toBe(10);
+      expect(r.steps.injectedPmis, d).toBe(10);
+    }
+  });
+
+  it('multiplexing: the perf-based vPMU releases and recreates events as the guest rotates them', () => {
+    const e = runWorkload(workload('multiplex'), designById('emulated'), 'skylake', SKYLAKE, defaultCosts());
+    expect(e.steps.perfReleases).toBeGreaterThan(0);
+    expect(e.steps.perfCreates).toBeGreaterThan(e.steps.perfReleases - 1);
+  });
+});
+
+describe('npm run compare', () => {
+  const compare = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/compare.ts', ...args], { encoding: 'utf8' });
+
+  it('prints the workloads as JSON for one host, without the property runs', () => {
+    const r = compare('--runs', '0', '--profile', 'skylake', '--json');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { workloads: { workload: string; design: string }[] };
+    expect(out.workloads.map((w) => `${w.workload}/${w.design}`)).toEqual(WORKLOADS.flatMap((w) => [`${w.id}/emulated`, `${w.id}/mediated`]));
+  });
+
+  it.each([
+    [['--cost', 'nope=1'], "unknown step 'nope'"],
+    [['--cost', 'msrExits'], 'expected step=nanoseconds'],
+    [['--design', 'bogus'], 'Allowed choices are'],
+  ])('rejects %j with a one-line error', (args, msg) => {
+    const r = compare(...args);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(msg);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
