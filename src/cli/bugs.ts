@@ -6,21 +6,10 @@
  */
 
 import Table from 'cli-table3';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { positiveInt, seedArg } from './args.js';
 import { CATALOGUE, OUT_OF_SCOPE } from '../bugs/catalogue.js';
 import { type Measurement, measure } from '../bugs/measure.js';
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-}
-
-function seedArg(v: string): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < -(2 ** 31) || n >= 2 ** 31) throw new InvalidArgumentError('must be a 32-bit integer');
-  return n;
-}
 
 const ROWS = CATALOGUE.map((b) => String(b.row));
 

@@ -7,6 +7,7 @@
 
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { positiveInt, seedArg } from './args.js';
 import fc from 'fast-check';
 import { COST_STEPS, CostSpecError, type CostStep, DEFAULT_COSTS, defaultCosts, parseCostOverride } from '../compare/costs.js';
 import { runWorkload, type WorkloadResult } from '../compare/run.js';
@@ -14,18 +15,6 @@ import { WORKLOADS } from '../compare/workloads.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { designChecks } from '../properties/checks.js';
 import { DESIGN_IDS, designById } from '../properties/designs.js';
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-}
-
-function seedArg(v: string): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < -(2 ** 31) || n >= 2 ** 31) throw new InvalidArgumentError('must be a 32-bit integer');
-  return n;
-}
 
 function costArg(v: string, prev: Record<CostStep, number>): Record<CostStep, number> {
   try {

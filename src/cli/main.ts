@@ -1,13 +1,15 @@
 /**
- * `npm start`: the main job. Runs the reference model's laws and, for a vPMU design (default: the
- * emulated one), properties 1 to 4 on the built-in hosts, under a run or time budget, and prints a summary table
- * (check × profile: programs, result, known divergences). A failure prints fast-check's report,
- * with the seed to replay it, and the command exits 1; a failed conformance check also gets a bug
- * report under --out (src/reports), whose path is printed after fast-check's message.
+ * `npm start`: the main job. Runs the reference model's laws and, for each chosen vPMU design
+ * (default: emulated and mediated), every property on the built-in hosts it can run on,
+ * conformance once per generation profile, under a run or time budget; prints a summary table
+ * (check × design × host × profile: programs, result, known divergences). A failure prints
+ * fast-check's report with the seed to replay it, and the command exits 1; a failed check of the
+ * five properties src/reports knows also gets a bug report under --out, whose path is printed.
  */
 
 import Table from 'cli-table3';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { positiveInt, seedArg } from './args.js';
 import fc from 'fast-check';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { type Check, checksFor } from '../properties/checks.js';
@@ -18,18 +20,6 @@ import { isReportProperty } from '../reports/replay.js';
 import { writeReport } from '../reports/write.js';
 
 const IDS = [...new Set(checksFor(DESIGNS[0]!).map((c) => c.id))];
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-}
-
-function seedArg(v: string): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < -(2 ** 31) || n >= 2 ** 31) throw new InvalidArgumentError('must be a 32-bit integer');
-  return n;
-}
 
 const program = new Command('vpmu-conformance')
   .description('Conformance of virtual PMUs against a reference Intel PMU model.')
@@ -79,7 +69,7 @@ interface Row {
   known: Record<string, number>;
   ms: number;
   report?: string | undefined;
-  /** The bug report written for a failed conformance check (report.md), or why there is none. */
+  /** The bug report written for a failed check (report.md), or why there is none. */
   reportPath?: string | undefined;
   reportNote?: string | undefined;
 }

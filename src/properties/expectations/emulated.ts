@@ -5,9 +5,8 @@
  */
 
 import type { Observation } from '../../scenarios/world.js';
+import { ANYTHREAD_RESERVED, DEBUGCTL_SUBSET, P6_PERFCTR_QUIRK, STATUS_BITS_V2, VERSION_NOT_CLAMPED, version } from './common.js';
 import type { KnownDivergence } from './types.js';
-
-const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;
 const isCounter = (m: number) => (m >= 0xc1 && m < 0xc9) || (m >= 0x4c1 && m < 0x4c9) || (m >= 0x309 && m < 0x30c);
 /** A write that leaves the counter at -1: all ones at 32 bits through the legacy alias, else at 48. */
 const isMinusOne = (m: number, v: bigint) =>
@@ -95,17 +94,7 @@ function countsOwnWrmsr(history: readonly Observation[], w: Observation): boolea
 const isLegacyLbrMsr = (m: number) => m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
 
 export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
-  {
-    id: 'p6-perfctr-quirk',
-    title: 'absent MSR_P6_PERFCTR0/1 and MSR_P6_EVNTSEL0/1 read 0 and drop writes instead of #GP',
-    kernelRef: 'arch/x86/kvm/x86.c kvm_get_msr_common / kvm_set_msr_common, "case MSR_P6_PERFCTR0/1, MSR_P6_EVNTSEL0/1"',
-    matches: (o) =>
-      (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
-      o.target !== null &&
-      [0xc1, 0xc2, 0x186, 0x187].includes(o.target) &&
-      o.oracle === '#GP' &&
-      o.sut === '0x0',
-  },
+  P6_PERFCTR_QUIRK,
   {
     id: 'fixed-ctr-width',
     title: 'a fixed counter write with bits above the counter width is masked, not #GP (hardware #GP is decision D2, unverified)',
@@ -113,16 +102,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     matches: (o) =>
       o.kind === 'wrmsr' && o.target !== null && o.target >= 0x309 && o.target < 0x30c && o.sut === '0x0' && o.oracle === '#GP',
   },
-  {
-    id: 'version-not-clamped',
-    title: 'a guest whose CPUID says PMU version 4 or 5 gets version-2 emulation: no GLOBAL_STATUS_SET, no GLOBAL_INUSE',
-    kernelRef: 'arch/x86/kvm/pmu.c kvm_init_pmu_capability caps the version at 2; intel_pmu_refresh takes CPUID.0AH version unclamped; kvm_pmu_is_valid_msr has no 0x391/0x392',
-    matches: (o, c) =>
-      version(c) >= 4 &&
-      (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
-      (o.target === 0x391 || o.target === 0x392) &&
-      o.sut === '#GP',
-  },
+  VERSION_NOT_CLAMPED,
   {
     id: 'no-v4-lbr-freeze',
     title: 'a guest with PMU version 4 or 5 and FREEZE_LBRS_ON_PMI gets no freeze: LBR_FRZ is never set and the LBRs keep recording after the PMI (bugs.md #17, reports/0002)',
@@ -134,19 +114,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       o.target !== null &&
       (o.target === 0x38e || isLegacyLbrMsr(o.target)),
   },
-  {
-    id: 'status-bits-v2',
-    title: 'GLOBAL_OVF_CTRL/STATUS_RESET takes only the counter bits and 62/63: the v3+ Ovf_Uncore and v4 LBR_FRZ/CTR_FRZ bits #GP',
-    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_refresh: global_status_rsvd = global_ctrl_rsvd & ~(OVF_BUF | COND_CHGD)',
-    matches: (o, c) =>
-      version(c) >= 3 &&
-      o.kind === 'wrmsr' &&
-      o.target === 0x390 &&
-      o.sut === '#GP' &&
-      o.oracle === '0x0' &&
-      o.value !== null &&
-      (o.value & ((1n << 58n) | (1n << 59n) | (1n << 61n))) !== 0n,
-  },
+  STATUS_BITS_V2,
   {
     id: 'write-period-from-base',
     title: 'after a guest write to a running counter, the perf period is armed from the pre-write base, so the overflow comes late by the events counted since the last reprogram (reports/0001)',
@@ -168,15 +136,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
           !countsOwnWrmsr(c.history, h),
       ),
   },
-  {
-    id: 'debugctl-subset',
-    title: 'DEBUGCTL bits other than LBR, FREEZE_LBRS_ON_PMI (with guest LBR), BTF (dropped) and RTM_DEBUG #GP',
-    kernelRef: 'arch/x86/kvm/vmx/vmx.c vmx_get_supported_debugctl / vmx_is_valid_debugctl',
-    // A refused write #GPs; a dropped LBR/BTF bit shows on the next read.
-    matches: (o) =>
-      o.target === 0x1d9 &&
-      ((o.kind === 'wrmsr' && o.sut === '#GP' && o.oracle === '0x0') || (o.kind === 'rdmsr' && o.sut !== '#GP' && o.oracle !== '#GP')),
-  },
+  DEBUGCTL_SUBSET,
   {
     id: 'perf-min-period',
     title: 'a counter preset to overflow on the next event overflows one event late: perf programs a period of at least 2',
@@ -189,19 +149,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       ) ||
       (o.kind === 'run' && o.sut === 'no PMI' && o.oracle !== 'no PMI' && c.history.some((h) => h.kind === 'vmm')),
   },
-  {
-    id: 'anythread-reserved',
-    title: 'AnyThread (EVTSEL bit 21, FIXED_CTR_CTRL bit 2 of each field) is reserved whatever the PMU version',
-    kernelRef: 'arch/x86/kvm/pmu.c kvm_pmu_refresh reserved_bits 0xffffffff00200000; pmu_intel.c fixed_ctr_ctrl_rsvd keeps bit 2 of each field',
-    matches: (o, c) =>
-      version(c) >= 3 &&
-      o.kind === 'wrmsr' &&
-      o.sut === '#GP' &&
-      o.oracle === '0x0' &&
-      o.value !== null &&
-      ((o.target !== null && o.target >= 0x186 && o.target < 0x18e && (o.value & (1n << 21n)) !== 0n) ||
-        (o.target === 0x38d && (o.value & 0x4444_4444n) !== 0n)),
-  },
+  ANYTHREAD_RESERVED,
   {
     id: 'lbr-lazy-release',
     title: 'LBR records written while DEBUGCTL.LBR is clear are lost when the vCPU is rescheduled: the guest LBR event is released and a new one starts from reset LBRs',

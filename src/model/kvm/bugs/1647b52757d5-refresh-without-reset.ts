@@ -9,7 +9,7 @@
 
 import { lowMask } from '../../hw/bits.js';
 import type { HostKernel } from '../../host/perf.js';
-import { X86_RAW_EVENT_MASK } from '../emulated/pmu.js';
+import { kvm_pmu_refresh_defaults, kvm_pmu_refresh_valid_pmcs } from '../common/pmu.js';
 import { intel_pmu_refresh } from '../emulated/pmu_intel.js';
 import { EmulatedVcpu } from '../emulated/vcpu.js';
 import type { GuestCpuid } from '../types.js';
@@ -22,21 +22,11 @@ export class PreRefreshResetFixVcpu extends EmulatedVcpu {
     const vcpu = this.s;
     if (vcpu.hasRun) throw new Error('KVM_BUG_ON: kvm_pmu_refresh after the first KVM_RUN');
     const pmu = vcpu.pmu;
-    pmu.version = 0;
-    pmu.nrArchGpCounters = 0;
-    pmu.nrArchFixedCounters = 0;
-    pmu.counterBitmaskGp = 0n;
-    pmu.counterBitmaskFixed = 0n;
-    pmu.reservedBits = 0xffff_ffff_0020_0000n;
-    pmu.rawEventMask = X86_RAW_EVENT_MASK;
-    pmu.globalCtrlRsvd = ~0n;
-    pmu.globalStatusRsvd = ~0n;
-    pmu.fixedCtrCtrlRsvd = ~0n;
-    pmu.allValidPmcIdx = 0n;
+    kvm_pmu_refresh_defaults(pmu);
     if (!this.cap.enablePmu) return;
     intel_pmu_refresh(vcpu, this.cap);
     if (pmu.nrArchGpCounters > 0 && pmu.version > 1) pmu.globalCtrl = lowMask(pmu.nrArchGpCounters);
-    pmu.allValidPmcIdx |= lowMask(pmu.nrArchGpCounters) | (lowMask(pmu.nrArchFixedCounters) << 32n);
+    kvm_pmu_refresh_valid_pmcs(pmu);
   }
 }
 

@@ -4,12 +4,35 @@
  * kvm-vpmu.md §2.3–§2.12 is the reference.
  */
 
-import { type Access, gp, ok } from '../../hw/access.js';
-import { bit, isSet, lowMask } from '../../hw/bits.js';
-import type { Profile } from '../../hw/profile.js';
+import type { Access } from '../../hw/access.js';
+import { bit, lowMask } from '../../hw/bits.js';
 import { attr, type PerfEvent } from '../../host/types.js';
-import type { HostAccess, KvmPmuEventFilter } from '../types.js';
-import { is_fixed_event_allowed, is_gp_event_allowed, type KvmX86PmuEventFilter, kvm_vm_ioctl_set_pmu_event_filter } from './filter.js';
+import {
+  ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  check_pmu_event_filter,
+  fixed_ctrl_field,
+  kvm_apic_local_deliver_lvtpc,
+  kvm_pmu_get_msr as common_kvm_pmu_get_msr,
+  kvm_pmu_has_perf_global_ctrl,
+  kvm_pmu_init as common_kvm_pmu_init,
+  kvm_pmu_is_valid_msr as common_kvm_pmu_is_valid_msr,
+  kvm_pmu_rdpmc as common_kvm_pmu_rdpmc,
+  kvm_pmu_recalc_pmc_emulation,
+  kvm_pmu_refresh_defaults,
+  kvm_pmu_refresh_valid_pmcs,
+  kvm_pmu_request_counter_reprogram,
+  kvm_pmu_set_msr as common_kvm_pmu_set_msr,
+  kvm_pmu_trigger_event as common_kvm_pmu_trigger_event,
+  type KvmPmuCap,
+  newPmuBase,
+  pmc_bitmask,
+  pmc_is_globally_enabled,
+  pmc_is_locally_enabled,
+  validPmcs,
+} from '../common/pmu.js';
+import { HSW_IN_TX_CHECKPOINTED } from '../common/pmu_intel.js';
 import {
   intel_is_valid_msr,
   intel_pmu_cleanup,
@@ -18,108 +41,47 @@ import {
   intel_pmu_refresh,
   intel_pmu_reset,
   intel_pmu_set_msr,
-  intel_rdpmc_ecx_to_pmc,
 } from './pmu_intel.js';
-import { KVM_FIXED_PMC_BASE_IDX, type KvmPmc, type KvmPmu, type KvmState, type KvmVcpuState, newPmc } from './state.js';
+import { KVM_FIXED_PMC_BASE_IDX, type KvmPmc, type KvmPmu, type KvmVcpuState, newPmc } from './state.js';
 
-export const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
-export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
-export const MSR_CORE_PERF_GLOBAL_OVF_CTRL = 0x390;
+// The shared pmu.c pieces, re-exported under the names the perf-based port (and its bug patches) use.
+export {
+  ARCH_PERFMON_EVENTSEL_EDGE,
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_INV,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  fixed_ctrl_field,
+  KVM_MAX_NR_INTEL_FIXED_COUTNERS,
+  KVM_MAX_NR_INTEL_GP_COUNTERS,
+  kvm_init_pmu_capability,
+  kvm_pmu_request_counter_reprogram,
+  kvm_vm_set_pmu_event_filter,
+  type KvmPmuCap,
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  NMI_VECTOR,
+  PERF_COUNT_HW_BRANCH_INSTRUCTIONS,
+  PERF_COUNT_HW_INSTRUCTIONS,
+  pmc_bitmask,
+  pmc_is_globally_enabled,
+  pmc_is_locally_enabled,
+  reprogram_counters,
+  toHost,
+  validPmcs,
+  X86_RAW_EVENT_MASK,
+} from '../common/pmu.js';
 
-export const ARCH_PERFMON_EVENTSEL_USR = bit(16);
-export const ARCH_PERFMON_EVENTSEL_OS = bit(17);
-export const ARCH_PERFMON_EVENTSEL_EDGE = bit(18);
-export const ARCH_PERFMON_EVENTSEL_INT = bit(20);
-export const ARCH_PERFMON_EVENTSEL_ENABLE = bit(22);
-export const ARCH_PERFMON_EVENTSEL_INV = bit(23);
-/** X86_RAW_EVENT_MASK: event select, umask, edge, inv, cmask. */
-export const X86_RAW_EVENT_MASK = 0xff84_ffffn;
-export const KVM_MAX_NR_INTEL_GP_COUNTERS = 8;
-export const KVM_MAX_NR_INTEL_FIXED_COUTNERS = 3;
-/** perf's generic encodings KVM matches emulated instructions and branches against. */
-export const PERF_COUNT_HW_INSTRUCTIONS = 0x00c0n;
-export const PERF_COUNT_HW_BRANCH_INSTRUCTIONS = 0x00c4n;
-/** AMD64_RAW_EVENT_MASK_NB: event select (with AMD's bits 35:32, Intel's IN_TX/IN_TXCP) and umask. */
-const AMD64_RAW_EVENT_MASK_NB = 0xf_0000_ffffn;
-/** HSW_IN_TX_CHECKPOINTED: perf refuses a sample period with it. */
-const HSW_IN_TX_CHECKPOINTED = bit(33);
-
-/** kvm_pmu_cap: what KVM can offer on this host (kvm_init_pmu_capability), with enable_pmu. */
-export interface KvmPmuCap {
-  /** enable_pmu after kvm_init_pmu_capability: false leaves every vCPU without a vPMU. */
-  readonly enablePmu: boolean;
-  readonly version: number;
-  readonly numCountersGp: number;
-  readonly numCountersFixed: number;
-  readonly bitWidthGp: number;
-  readonly bitWidthFixed: number;
-  readonly eventsMaskLen: number;
-}
-
-/** kvm_init_pmu_capability: the host's PMU as perf reports it, version capped at 2. */
-export function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
-  // Intel: no vPMU without an architectural host PMU with GP counters; the caps are then all zero.
-  if (host.version === 0 || host.nGP === 0)
-    return { enablePmu: false, version: 0, numCountersGp: 0, numCountersFixed: 0, bitWidthGp: 0, bitWidthFixed: 0, eventsMaskLen: 0 };
-  return {
-    enablePmu: true,
-    version: Math.min(host.version, 2),
-    numCountersGp: Math.min(host.nGP, KVM_MAX_NR_INTEL_GP_COUNTERS),
-    numCountersFixed: Math.min(host.nFixedContig, KVM_MAX_NR_INTEL_FIXED_COUTNERS),
-    bitWidthGp: host.gpWidth,
-    bitWidthFixed: host.fixedWidth,
-    eventsMaskLen: host.evLen,
-  };
-}
-
+/** struct kvm_pmu of the perf-based vPMU, before kvm_pmu_init. */
 export function newKvmPmu(): KvmPmu {
-  const pmu: KvmPmu = {
-    version: 0,
-    nrArchGpCounters: 0,
-    nrArchFixedCounters: 0,
-    availableEventTypes: 0,
-    counterBitmaskGp: 0n,
-    counterBitmaskFixed: 0n,
-    globalCtrl: 0n,
-    globalStatus: 0n,
-    fixedCtrCtrl: 0n,
-    globalCtrlRsvd: ~0n,
-    globalStatusRsvd: ~0n,
-    fixedCtrCtrlRsvd: ~0n,
-    reservedBits: 0xffff_ffff_0020_0000n,
-    rawEventMask: X86_RAW_EVENT_MASK,
-    gp: [],
-    fixed: [],
-    reprogramPmi: 0n,
-    allValidPmcIdx: 0n,
-    pmcInUse: 0n,
-    pmcCountingInstructions: 0n,
-    pmcCountingBranches: 0n,
-    eventCount: 0,
-    needCleanup: false,
-  };
-  return pmu;
+  return { ...newPmuBase<KvmPmc>(), pmcInUse: 0n, eventCount: 0, needCleanup: false };
 }
 
-/** kvm_pmu_init + intel_pmu_init: the PMC array and the fixed counters' generic encodings. */
+/** kvm_pmu_init + intel_pmu_init, with perf-backed PMCs. */
 export function kvm_pmu_init(pmu: KvmPmu): void {
-  for (let i = 0; i < KVM_MAX_NR_INTEL_GP_COUNTERS; i++) pmu.gp.push(newPmc(i, 'gp'));
-  // intel_get_fixed_pmc_eventsel: instructions, cycles, ref cycles (perf's REF_CPU_CYCLES pseudo-encoding).
-  const fixedEvents = [0x00c0n, 0x003cn, 0x0300n];
-  for (let i = 0; i < KVM_MAX_NR_INTEL_FIXED_COUTNERS; i++) {
-    const pmc = newPmc(KVM_FIXED_PMC_BASE_IDX + i, 'fixed');
-    pmc.eventsel = fixedEvents[i]!;
-    pmu.fixed.push(pmc);
-  }
-}
-
-export function pmc_bitmask(vcpu: KvmVcpuState, pmc: KvmPmc): bigint {
-  return pmc.type === 'gp' ? vcpu.pmu.counterBitmaskGp : vcpu.pmu.counterBitmaskFixed;
-}
-
-/** The valid PMCs, in kvm_for_each_pmc order (GP then fixed). */
-export function validPmcs(pmu: KvmPmu): KvmPmc[] {
-  return [...pmu.gp.slice(0, pmu.nrArchGpCounters), ...pmu.fixed.slice(0, pmu.nrArchFixedCounters)];
+  common_kvm_pmu_init(pmu, newPmc);
 }
 
 /** pmc_read_counter: base + emulated + what the perf event counted, masked. */
@@ -231,54 +193,13 @@ export function pmc_reprogram_counter(
   return true;
 }
 
-/** kvm_pmu_has_perf_global_ctrl. */
-function kvm_pmu_has_perf_global_ctrl(pmu: KvmPmu): boolean {
-  return pmu.version > 1;
-}
-
-/** pmc_is_globally_enabled. */
-export function pmc_is_globally_enabled(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
-  const pmu = vcpu.pmu;
-  return !kvm_pmu_has_perf_global_ctrl(pmu) || isSet(pmu.globalCtrl, pmc.idx);
-}
-
-/** fixed_ctrl_field. */
-export function fixed_ctrl_field(ctrl: bigint, i: number): number {
-  return Number((ctrl >> BigInt(4 * i)) & 0xfn);
-}
-
-/** pmc_is_locally_enabled: EN for GP counters, OS|USR for fixed ones. */
-export function pmc_is_locally_enabled(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
-  if (pmc.type === 'gp') return (pmc.eventsel & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n;
-  return (fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX) & 3) !== 0;
-}
-
 /** pmc_is_event_allowed (check_pmu_event_filter before 2025): the VM's filter, if any. */
 export function pmc_is_event_allowed(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   // Historic vendor vetoes (pmc_event_is_allowed up to 6.8); never set in the faithful port.
   const ops = vcpu.ops;
   if (ops?.pmc_is_enabled !== undefined && !ops.pmc_is_enabled(vcpu, pmc)) return false;
   if (ops?.hw_event_available !== undefined && !ops.hw_event_available(vcpu, pmc)) return false;
-  const f = vcpu.kvm.pmuEventFilter;
-  if (f === null) return true;
-  if (pmc.type === 'gp') return is_gp_event_allowed(f, pmc.eventsel);
-  return is_fixed_event_allowed(f, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
-}
-
-/** kvm_vm_ioctl_set_pmu_event_filter: install, then reprogram every PMC of every vCPU. */
-export function kvm_vm_set_pmu_event_filter(kvm: KvmState, filter: KvmPmuEventFilter | null): HostAccess {
-  let next: KvmX86PmuEventFilter | null = null;
-  if (filter !== null) {
-    const r = kvm_vm_ioctl_set_pmu_event_filter(filter);
-    if ('error' in r) return { ok: false, error: r.error };
-    next = r;
-  }
-  kvm.pmuEventFilter = next; // rcu_replace_pointer + synchronize_srcu_expedited
-  for (const v of kvm.vcpus) {
-    v.pmu.reprogramPmi = ~0n & lowMask(64); // atomic64_set(&pmu->__reprogram_pmi, -1ull)
-    v.requests.add('PMU');
-  }
-  return { ok: true, value: 0n };
+  return check_pmu_event_filter(vcpu, pmc);
 }
 
 /** reprogram_counter: pause, then resume the same event or create a new one. */
@@ -313,20 +234,6 @@ export function reprogram_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   );
 }
 
-/** kvm_pmu_request_counter_reprogram: recalc emulation at once, so the skipped WRMSR itself counts. */
-export function kvm_pmu_request_counter_reprogram(vcpu: KvmVcpuState, pmc: KvmPmc): void {
-  kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
-  vcpu.pmu.reprogramPmi |= bit(pmc.idx);
-  vcpu.requests.add('PMU');
-}
-
-/** reprogram_counters: every counter whose bit changed in `diff`. */
-export function reprogram_counters(vcpu: KvmVcpuState, diff: bigint): void {
-  if (diff === 0n) return;
-  vcpu.pmu.reprogramPmi |= diff;
-  vcpu.requests.add('PMU');
-}
-
 /** __kvm_perf_overflow: status bit, and a PMI request if the counter interrupts. */
 export function __kvm_perf_overflow(vcpu: KvmVcpuState, pmc: KvmPmc, _inPmi: boolean): void {
   vcpu.pmu.globalStatus |= bit(pmc.idx);
@@ -343,22 +250,6 @@ export function kvm_perf_overflow(vcpu: KvmVcpuState, pmc: KvmPmc): void {
   vcpu.requests.add('PMU');
 }
 
-/** pmc_is_event_match: edge, pin, inv and cmask are ignored; IN_TX/IN_TXCP must match (be clear). */
-function pmc_is_event_match(pmc: KvmPmc, generic: bigint): boolean {
-  return ((pmc.eventsel ^ generic) & AMD64_RAW_EVENT_MASK_NB) === 0n;
-}
-
-/** kvm_pmu_recalc_pmc_emulation: which PMCs count emulated instructions and branches (no filter check: it is read at emulation time). */
-function kvm_pmu_recalc_pmc_emulation(vcpu: KvmVcpuState, pmc: KvmPmc): void {
-  const b = bit(pmc.idx);
-  const pmu = vcpu.pmu;
-  pmu.pmcCountingInstructions &= ~b;
-  pmu.pmcCountingBranches &= ~b;
-  if (!pmc_is_locally_enabled(vcpu, pmc)) return;
-  if (pmc_is_event_match(pmc, PERF_COUNT_HW_INSTRUCTIONS)) pmu.pmcCountingInstructions |= b;
-  if (pmc_is_event_match(pmc, PERF_COUNT_HW_BRANCH_INSTRUCTIONS)) pmu.pmcCountingBranches |= b;
-}
-
 /** kvm_pmu_handle_event: KVM_REQ_PMU before VM-entry; failures retry at the next request. */
 export function kvm_pmu_handle_event(vcpu: KvmVcpuState): void {
   const pmu = vcpu.pmu;
@@ -372,32 +263,15 @@ export function kvm_pmu_handle_event(vcpu: KvmVcpuState): void {
   for (const pmc of validPmcs(pmu)) if ((snapshot & bit(pmc.idx)) !== 0n) kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
 }
 
-/** kvm_pmu_trigger_event: KVM emulated (or skipped) an instruction of this kind. */
-export function kvm_pmu_trigger_event(vcpu: KvmVcpuState, counting: bigint, cpl: number): void {
-  const pmu = vcpu.pmu;
-  let mask = counting;
-  if (kvm_pmu_has_perf_global_ctrl(pmu)) mask &= pmu.globalCtrl;
-  for (const pmc of validPmcs(pmu)) {
-    if ((mask & bit(pmc.idx)) === 0n) continue;
-    if (!pmc_is_event_allowed(vcpu, pmc) || !cpl_is_matched(vcpu, pmc, cpl)) continue;
-    pmc.emulatedCounter += 1n; // kvm_pmu_incr_counter
-    kvm_pmu_request_counter_reprogram(vcpu, pmc);
-  }
+/** kvm_pmu_incr_counter, perf-based: an emulated event, folded in at the reprogram it requests. */
+function kvm_pmu_incr_counter(vcpu: KvmVcpuState, pmc: KvmPmc): void {
+  pmc.emulatedCounter += 1n;
+  kvm_pmu_request_counter_reprogram(vcpu, pmc);
 }
 
-/** cpl_is_matched: OS for CPL 0, USR otherwise; fixed counters read their nibble. */
-function cpl_is_matched(vcpu: KvmVcpuState, pmc: KvmPmc, cpl: number): boolean {
-  let os: boolean;
-  let usr: boolean;
-  if (pmc.type === 'gp') {
-    os = (pmc.eventsel & ARCH_PERFMON_EVENTSEL_OS) !== 0n;
-    usr = (pmc.eventsel & ARCH_PERFMON_EVENTSEL_USR) !== 0n;
-  } else {
-    const f = fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
-    os = (f & 1) !== 0;
-    usr = (f & 2) !== 0;
-  }
-  return cpl === 0 ? os : usr;
+/** kvm_pmu_trigger_event: KVM emulated (or skipped) an instruction of this kind. */
+export function kvm_pmu_trigger_event(vcpu: KvmVcpuState, counting: bigint, cpl: number): void {
+  common_kvm_pmu_trigger_event(vcpu, counting, cpl, pmc_is_event_allowed, kvm_pmu_incr_counter);
 }
 
 /** kvm_pmu_instruction_retired. */
@@ -405,14 +279,9 @@ export function kvm_pmu_instruction_retired(vcpu: KvmVcpuState, cpl: number): vo
   kvm_pmu_trigger_event(vcpu, vcpu.pmu.pmcCountingInstructions, cpl);
 }
 
-/** kvm_pmu_rdpmc: #GP without a vPMU, for bad ECX, and at CPL > 0 without CR4.PCE. */
+/** kvm_pmu_rdpmc: always intercepted in the perf-based vPMU; reads through pmc_read_counter. */
 export function kvm_pmu_rdpmc(vcpu: KvmVcpuState, ecx: number, cpl: number): Access {
-  const pmu = vcpu.pmu;
-  if (pmu.version === 0) return gp('RDPMC: no vPMU (pmu->version == 0)');
-  const r = intel_rdpmc_ecx_to_pmc(vcpu, ecx);
-  if (r === null) return gp(`RDPMC 0x${ecx.toString(16)}: no such counter (intel_rdpmc_ecx_to_pmc)`);
-  if (!vcpu.cr4Pce && cpl !== 0) return gp(`RDPMC at CPL ${cpl} with CR4.PCE = 0`);
-  return ok(pmc_read_counter(vcpu, r.pmc) & r.mask);
+  return common_kvm_pmu_rdpmc(vcpu, ecx, cpl, pmc_read_counter);
 }
 
 /** kvm_pmu_deliver_pmi: KVM_REQ_PMI before VM-entry; returns the vector if LVTPC accepted it. */
@@ -421,80 +290,22 @@ export function kvm_pmu_deliver_pmi(vcpu: KvmVcpuState): number | null {
   return kvm_apic_local_deliver_lvtpc(vcpu);
 }
 
-/** NMI_VECTOR: what a PMI delivered in NMI mode is reported as. */
-export const NMI_VECTOR = 2;
-
-/**
- * kvm_apic_local_deliver(APIC_LVTPC): dropped while masked. __apic_accept_irq accepts every
- * delivery mode but ExtINT, and an accepted PMI masks LVTPC (a16eb25b09c0, Intel-compatible guests).
- * Fixed/lowest-priority deliver the vector, NMI mode an NMI; SMI, RemoteRead, INIT and SIPI are
- * accepted but not modelled (K8).
- */
-function kvm_apic_local_deliver_lvtpc(vcpu: KvmVcpuState): number | null {
-  const LVT_MASKED = bit(16);
-  const reg = vcpu.lvtpc;
-  if ((reg & LVT_MASKED) !== 0n) return null;
-  const mode = Number((reg >> 8n) & 7n);
-  if (mode === 7) return null; // APIC_DM_EXTINT: not accepted, LVTPC stays unmasked
-  vcpu.lvtpc = reg | LVT_MASKED;
-  if (mode === 0 || mode === 1) return Number(reg & 0xffn);
-  return mode === 4 ? NMI_VECTOR : null;
-}
-
-/** kvm_pmu_is_valid_msr: the common global MSRs from v2, then the vendor's. */
+/** kvm_pmu_is_valid_msr: the common global MSRs from v2, then the vendor's (LBR MSRs included). */
 export function kvm_pmu_is_valid_msr(vcpu: KvmVcpuState, msr: number): boolean {
-  if (
-    msr === MSR_CORE_PERF_GLOBAL_STATUS ||
-    msr === MSR_CORE_PERF_GLOBAL_CTRL ||
-    msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL
-  )
-    return kvm_pmu_has_perf_global_ctrl(vcpu.pmu);
-  return intel_is_valid_msr(vcpu, msr);
+  return common_kvm_pmu_is_valid_msr(vcpu, msr, intel_is_valid_msr);
 }
 
 /** kvm_pmu_get_msr. */
 export function kvm_pmu_get_msr(vcpu: KvmVcpuState, msr: number, hostInitiated: boolean): Access {
-  const pmu = vcpu.pmu;
-  switch (msr) {
-    case MSR_CORE_PERF_GLOBAL_STATUS:
-      return ok(pmu.globalStatus);
-    case MSR_CORE_PERF_GLOBAL_CTRL:
-      return ok(pmu.globalCtrl);
-    case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
-      return ok(0n);
-    default:
-      return intel_pmu_get_msr(vcpu, msr, hostInitiated);
-  }
+  return common_kvm_pmu_get_msr(vcpu, msr, hostInitiated, intel_pmu_get_msr);
 }
 
-/** kvm_pmu_set_msr: returns #GP (guest) / failure (host) as upstream does. */
+/** kvm_pmu_set_msr: the pmc_in_use bookkeeping, then the shared dispatch (no write_global_ctrl: not mediated). */
 export function kvm_pmu_set_msr(vcpu: KvmVcpuState, msr: number, data: bigint, hostInitiated: boolean): Access {
-  const pmu = vcpu.pmu;
   // Any write to a counter's MSR keeps its perf event alive across lazy cleanup.
   const pmcIdx = msrToPmcIdx(vcpu, msr);
-  if (pmcIdx !== null) pmu.pmcInUse |= bit(pmcIdx);
-  switch (msr) {
-    case MSR_CORE_PERF_GLOBAL_STATUS:
-      if (!hostInitiated) return gp('IA32_PERF_GLOBAL_STATUS is read-only');
-      if ((data & pmu.globalStatusRsvd) !== 0n) return gp('IA32_PERF_GLOBAL_STATUS: reserved bits');
-      pmu.globalStatus = data;
-      return ok(data);
-    case MSR_CORE_PERF_GLOBAL_CTRL: {
-      if ((data & pmu.globalCtrlRsvd) !== 0n) return gp('IA32_PERF_GLOBAL_CTRL: reserved bits (global_ctrl_rsvd)');
-      if (pmu.globalCtrl !== data) {
-        const diff = pmu.globalCtrl ^ data;
-        pmu.globalCtrl = data;
-        reprogram_counters(vcpu, diff);
-      }
-      return ok(data);
-    }
-    case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
-      if ((data & pmu.globalStatusRsvd) !== 0n) return gp('IA32_PERF_GLOBAL_OVF_CTRL: reserved bits (global_status_rsvd)');
-      if (!hostInitiated) pmu.globalStatus &= ~data;
-      return ok(data);
-    default:
-      return intel_pmu_set_msr(vcpu, msr, data, hostInitiated);
-  }
+  if (pmcIdx !== null) vcpu.pmu.pmcInUse |= bit(pmcIdx);
+  return common_kvm_pmu_set_msr(vcpu, msr, data, hostInitiated, intel_pmu_set_msr);
 }
 
 /** intel_msr_idx_to_pmc, for the pmc_in_use bookkeeping of kvm_pmu_set_msr: not the IA32_PMCx aliases. */
@@ -531,22 +342,12 @@ export function kvm_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
   if (vcpu.hasRun) throw new Error('KVM_BUG_ON: kvm_pmu_refresh after the first KVM_RUN');
   kvm_pmu_reset(vcpu);
   const pmu = vcpu.pmu;
-  pmu.version = 0;
-  pmu.nrArchGpCounters = 0;
-  pmu.nrArchFixedCounters = 0;
-  pmu.counterBitmaskGp = 0n;
-  pmu.counterBitmaskFixed = 0n;
-  pmu.reservedBits = 0xffff_ffff_0020_0000n;
-  pmu.rawEventMask = X86_RAW_EVENT_MASK;
-  pmu.globalCtrlRsvd = ~0n;
-  pmu.globalStatusRsvd = ~0n;
-  pmu.fixedCtrCtrlRsvd = ~0n;
-  pmu.allValidPmcIdx = 0n;
+  kvm_pmu_refresh_defaults(pmu);
   if (!cap.enablePmu) return; // kvm->arch.enable_pmu
   intel_pmu_refresh(vcpu, cap);
   // de120e1d692d: the architectural RESET value of GLOBAL_CTRL.
   if (pmu.nrArchGpCounters > 0 && kvm_pmu_has_perf_global_ctrl(pmu)) pmu.globalCtrl = lowMask(pmu.nrArchGpCounters);
-  pmu.allValidPmcIdx |= lowMask(pmu.nrArchGpCounters) | (lowMask(pmu.nrArchFixedCounters) << 32n);
+  kvm_pmu_refresh_valid_pmcs(pmu);
 }
 
 /** kvm_pmu_cleanup: lazy release of events the guest stopped using since the last reschedule. */
@@ -560,9 +361,4 @@ export function kvm_pmu_cleanup(vcpu: KvmVcpuState): void {
   }
   intel_pmu_cleanup(vcpu);
   pmu.pmcInUse = 0n;
-}
-
-/** The raw image of a host-initiated access result. */
-export function toHost(a: Access): HostAccess {
-  return a.ok ? { ok: true, value: a.value } : { ok: false, error: a.gp };
 }

@@ -3,28 +3,20 @@
  * lists it. Plain data; the functions of pmu.ts / pmu_intel.ts / vmx.ts act on it.
  */
 
-import type { VpmuCost } from '../cost.js';
-import type { HostKernel, X86PmuLbr } from '../../host/perf.js';
+import type { X86PmuLbr } from '../../host/perf.js';
 import type { PerfEvent } from '../../host/types.js';
-import type { KvmX86PmuEventFilter } from './filter.js';
-import type { GuestCpuid } from '../types.js';
+import type { KvmBase, PmcBase, PmcType, PmuBase, VcpuBase } from '../common/state.js';
 
-export const KVM_FIXED_PMC_BASE_IDX = 32;
+export { KVM_FIXED_PMC_BASE_IDX, type KvmRequest, type PmcType } from '../common/state.js';
 /** INTEL_PMC_IDX_FIXED_VLBR: the pseudo counter index of the guest LBR event. */
 export const INTEL_PMC_IDX_FIXED_VLBR = 58;
 
-export type PmcType = 'gp' | 'fixed';
-
-/** struct kvm_pmc. */
-export interface KvmPmc {
-  readonly idx: number;
-  readonly type: PmcType;
+/** struct kvm_pmc, perf-based: the fields of PmcBase and the perf event behind the counter. */
+export interface KvmPmc extends PmcBase {
   /** Base value: the guest reads (counter + emulated_counter + perf count) & bitmask. */
   counter: bigint;
   /** KVM-emulated events not yet folded into `counter`. */
   emulatedCounter: bigint;
-  /** GP: what the guest wrote. Fixed: perf's generic encoding of the fixed event. */
-  eventsel: bigint;
   /** The config of the current perf event (GP: eventsel, fixed: its 4-bit field); 0 when none. */
   currentConfig: bigint;
   perfEvent: PerfEvent | null;
@@ -41,72 +33,25 @@ export interface LbrDesc {
   msrPassthrough: boolean;
 }
 
-/** struct kvm_pmu. */
-export interface KvmPmu {
-  version: number;
-  nrArchGpCounters: number;
-  nrArchFixedCounters: number;
-  availableEventTypes: number;
-  counterBitmaskGp: bigint;
-  counterBitmaskFixed: bigint;
-  globalCtrl: bigint;
-  globalStatus: bigint;
-  fixedCtrCtrl: bigint;
-  globalCtrlRsvd: bigint;
-  globalStatusRsvd: bigint;
-  fixedCtrCtrlRsvd: bigint;
-  reservedBits: bigint;
-  rawEventMask: bigint;
-  readonly gp: KvmPmc[];
-  readonly fixed: KvmPmc[];
-  /** reprogram_pmi bitmap. */
-  reprogramPmi: bigint;
-  allValidPmcIdx: bigint;
+/** struct kvm_pmu, perf-based: PmuBase plus the perf-event bookkeeping. */
+export interface KvmPmu extends PmuBase<KvmPmc> {
   pmcInUse: bigint;
-  pmcCountingInstructions: bigint;
-  pmcCountingBranches: bigint;
   eventCount: number;
   needCleanup: boolean;
 }
 
-export type KvmRequest = 'PMU' | 'PMI';
-
 /** The parts of struct kvm the vPMU touches: the event filter and the vCPUs it reprograms. */
-export interface KvmState {
-  pmuEventFilter: KvmX86PmuEventFilter | null;
-  readonly vcpus: KvmVcpuState[];
-}
+export type KvmState = KvmBase<KvmVcpuState>;
 
-/** The parts of struct kvm_vcpu the vPMU touches. */
-export interface KvmVcpuState {
-  readonly host: HostKernel;
+/** The parts of struct kvm_vcpu the perf-based vPMU touches. */
+export interface KvmVcpuState extends VcpuBase<KvmPmc> {
   readonly kvm: KvmState;
-  /** The vCPU thread: a host task whose events follow it between pCPUs. */
-  readonly task: number;
-  /** What KVM spent so far, step by step (issue #6's cost model; counting only). */
-  readonly cost: VpmuCost;
-  cpu: number;
-  cpuid: GuestCpuid;
-  /** vcpu->arch.perf_capabilities, kept even while guest CPUID lacks PDCM (vcpu_get_perf_capabilities hides it). */
-  perfCapabilities: bigint;
-  /** kvm_caps.supported_perf_cap (vmx_get_perf_capabilities). */
-  readonly supportedPerfCap: bigint;
   /** vmx_lbr_caps: the LBR records perf manages, as vmx_get_perf_capabilities kept them (nr 0: none). */
   readonly lbrCaps: X86PmuLbr;
-  hasRun: boolean;
   /** Was the vCPU scheduled out since it last ran (vcpu->preempted / scheduled out). */
   scheduledOut: boolean;
-  readonly requests: Set<KvmRequest>;
   readonly pmu: KvmPmu;
   readonly lbr: LbrDesc;
-  /** GUEST_IA32_DEBUGCTL in the VMCS. */
-  guestDebugctl: bigint;
-  /** The guest's LVTPC in the in-kernel local APIC. */
-  lvtpc: bigint;
-  /** MSRs the guest may access without a VM-exit (the MSR bitmap's holes). */
-  readonly passthrough: Set<number>;
-  /** Guest CR4.PCE, which RDPMC checks. */
-  cr4Pce: boolean;
   /** Vendor hooks that upstream no longer has; absent in the faithful port (see KvmPmuHistoricOps). */
   ops?: KvmPmuHistoricOps;
 }

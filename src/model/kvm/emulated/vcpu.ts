@@ -4,13 +4,25 @@
  * (vcpu_enter_guest), userspace save/restore, and vcpu_load/vcpu_put when the thread migrates.
  */
 
-import { type Access, gp, ok } from '../../hw/access.js';
+import { type Access, gp } from '../../hw/access.js';
 import type { XsaveResult } from '../../hw/cpu.js';
 import type { ArchLbrXsave } from '../../hw/msr/lbr-arch.js';
 import { bit } from '../../hw/bits.js';
 import type { WorkUnit } from '../../hw/work.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
+import {
+  do_get_msr,
+  do_set_msr,
+  KVM_EXIT_HANDLER_WORK,
+  kvm_get_msr_common,
+  kvm_pmu_msr_index_list,
+  kvm_set_cpuid,
+  kvm_set_msr_common,
+  type KvmMsrOps,
+  NO_GUEST_ARCH_LBR,
+  RETIRED_AT_CPL,
+} from '../common/vcpu.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
 import {
   kvm_init_pmu_capability,
@@ -27,7 +39,6 @@ import {
   kvm_vm_set_pmu_event_filter,
   type KvmPmuCap,
   newKvmPmu,
-  toHost,
 } from './pmu.js';
 import { intel_pmu_lbr_is_enabled, PERF_CAP_LBR_FMT } from './pmu_intel.js';
 import type { KvmState, KvmVcpuState } from './state.js';
@@ -46,47 +57,16 @@ import {
   type VmxPerfCaps,
 } from './vmx.js';
 
-export const MSR_IA32_PERF_CAPABILITIES = 0x345;
-export const APIC_LVTPC_X2APIC = 0x834;
-const MSR_P6_PERFCTR0 = 0xc1;
-const MSR_P6_PERFCTR1 = 0xc2;
-const MSR_P6_EVNTSEL0 = 0x186;
-const MSR_P6_EVNTSEL1 = 0x187;
-/** apic_lvt_mask for LVTPC (LVT_MASK | APIC_MODE_MASK): vector, mode, delivery status, mask; other bits dropped. */
-const LVTPC_WRITABLE = 0x1_17ffn;
+export { APIC_LVTPC_X2APIC, KVM_EXIT_HANDLER_WORK, MSR_IA32_PERF_CAPABILITIES } from '../common/vcpu.js';
 
-/**
- * What one intercepted VM-exit costs the pCPU in host mode: KVM's exit handler runs as host
- * kernel code, where host events and host LBR users see it (decision K3).
- */
-export const KVM_EXIT_HANDLER_WORK: WorkUnit = Object.freeze({
-  cpl: 0,
-  instructions: 40,
-  cycles: 120,
-  branches: Object.freeze([
-    Object.freeze({ from: 0xffff_ffff_81a0_0000n, to: 0xffff_ffff_81a0_0400n, kind: 'NEAR_IND_CALL' as const }),
-    Object.freeze({ from: 0xffff_ffff_81a0_0420n, to: 0xffff_ffff_81a0_0010n, kind: 'NEAR_RET' as const }),
-  ]),
-});
-
-/** One instruction retired at each CPL, as constant units (validated once). */
-const RETIRED_AT_CPL: readonly WorkUnit[] = [0, 1, 2, 3].map((cpl) => Object.freeze({ cpl, instructions: 1 }));
-
-/** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it; no DEBUGCTL, no LBR MSRs (K4). */
-function msrs_to_save_pmu(): number[] {
-  const l = [0x309, 0x30a, 0x30b, 0x30c, 0x38d, 0x38e, 0x38f];
-  for (let i = 0; i < 8; i++) l.push(0xc1 + i, 0x186 + i);
-  return l;
-}
-
-/** kvm_probe_msr_to_save: drop what this host's KVM cannot expose (e33b6d79acac). */
-function kvm_probe_msr_to_save(cap: KvmPmuCap, msr: number): boolean {
-  if (msr >= 0x309 && msr <= 0x30c) return msr - 0x309 < cap.numCountersFixed;
-  if (msr >= 0x38d && msr <= 0x38f) return cap.version >= 2;
-  if (msr >= 0xc1 && msr < 0xc9) return msr - 0xc1 < cap.numCountersGp;
-  if (msr >= 0x186 && msr < 0x18e) return msr - 0x186 < cap.numCountersGp;
-  return true;
-}
+/** The pmu.c / vmx.c functions of this design that the shared MSR dispatch calls. */
+const MSR_OPS: KvmMsrOps<KvmVcpuState> = {
+  kvm_pmu_is_valid_msr,
+  kvm_pmu_get_msr,
+  kvm_pmu_set_msr,
+  vmx_set_debugctl,
+  vmx_check_perf_capabilities,
+};
 
 /** Which interrupt that exited the guest KVM is handling (KVM_HANDLING_IRQ / KVM_HANDLING_NMI). */
 type KvmIntrType = 'none' | 'irq' | 'nmi';
@@ -106,12 +86,6 @@ function kvm_register_perf_callbacks(host: HostKernel): Set<EmulatedVcpu> {
   const IN_NMI = true;
   host.perf_register_guest_info_callbacks({ state: (cpu) => [...vcpus].some((v) => v.guestState(cpu, IN_NMI)) });
   return set;
-}
-
-function sameCpuid(a: GuestCpuid, b: GuestCpuid): boolean {
-  const r = (x: GuestCpuid['leaf0a'], y: GuestCpuid['leaf0a']) =>
-    x.eax === y.eax && x.ebx === y.ebx && x.ecx === y.ecx && x.edx === y.edx;
-  return a.family === b.family && a.model === b.model && a.pdcm === b.pdcm && a.tsx === b.tsx && r(a.leaf0a, b.leaf0a);
 }
 
 export class EmulatedVcpu implements VpmuVcpu {
@@ -189,14 +163,7 @@ export class EmulatedVcpu implements VpmuVcpu {
 
   /** KVM_SET_CPUID2 → kvm_vcpu_after_set_cpuid → kvm_pmu_refresh. */
   setCpuid(cpuid: GuestCpuid): HostAccess {
-    // kvm_set_cpuid: after KVM_RUN only an identical CPUID is accepted, and changes nothing.
-    if (this.s.hasRun)
-      return sameCpuid(this.s.cpuid, cpuid)
-        ? { ok: true, value: 0n }
-        : { ok: false, error: 'KVM_SET_CPUID2 after KVM_RUN with a different CPUID (-EINVAL)' };
-    this.s.cpuid = cpuid; // perf_capabilities survives; without PDCM vcpu_get_perf_capabilities hides it
-    this.refresh();
-    return { ok: true, value: 0n };
+    return kvm_set_cpuid(this.s, cpuid, () => this.refresh());
   }
 
   setPmuEventFilter(filter: KvmPmuEventFilter | null): HostAccess {
@@ -204,7 +171,7 @@ export class EmulatedVcpu implements VpmuVcpu {
   }
 
   msrIndexList(): readonly number[] {
-    return [...msrs_to_save_pmu().filter((m) => kvm_probe_msr_to_save(this.cap, m)), MSR_IA32_PERF_CAPABILITIES];
+    return kvm_pmu_msr_index_list(this.cap);
   }
 
   /** kvm_is_advertised_msr: host-initiated accesses to these may read 0 / write 0 when unsupported. */
@@ -213,74 +180,22 @@ export class EmulatedVcpu implements VpmuVcpu {
   }
 
   hostGetMsr(msr: number): HostAccess {
-    const r = this.getMsr(msr, true);
-    if (r !== null) return toHost(r);
-    return this.advertised(msr) ? { ok: true, value: 0n } : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+    return do_get_msr(msr, this.getMsr(msr, true), (m) => this.advertised(m));
   }
 
   hostSetMsr(msr: number, value: bigint): HostAccess {
-    // do_set_msr: feature MSRs are immutable once the vCPU has run; compared with what do_get_msr reads.
-    if (this.s.hasRun && msr === MSR_IA32_PERF_CAPABILITIES) {
-      const cur = this.hostGetMsr(msr);
-      if (!cur.ok || cur.value !== value) return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
-    }
-    const r = this.setMsr(msr, value, true);
-    if (r !== null) return toHost(r);
-    return this.advertised(msr) && value === 0n
-      ? { ok: true, value: 0n }
-      : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+    return do_set_msr(this.s, msr, value, (m) => this.hostGetMsr(m), (m, v) => this.setMsr(m, v, true), (m) => this.advertised(m));
   }
 
   // ---- MSR dispatch: kvm_get_msr_common / kvm_set_msr_common / vmx_get_msr / vmx_set_msr ----
 
   /** Returns null for an MSR KVM does not handle (KVM_MSR_RET_UNSUPPORTED). */
   private getMsr(msr: number, host: boolean): Access | null {
-    const s = this.s;
-    switch (msr) {
-      case MSR_IA32_DEBUGCTLMSR:
-        return ok(s.guestDebugctl);
-      case MSR_IA32_PERF_CAPABILITIES:
-        if (!s.cpuid.pdcm) return host ? null : gp('IA32_PERF_CAPABILITIES: guest CPUID has no PDCM');
-        return ok(s.perfCapabilities);
-      case APIC_LVTPC_X2APIC:
-        return ok(s.lvtpc);
-      case MSR_P6_PERFCTR0:
-      case MSR_P6_PERFCTR1:
-      case MSR_P6_EVNTSEL0:
-      case MSR_P6_EVNTSEL1:
-        return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_get_msr(s, msr, host) : ok(0n); // K1
-    }
-    return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_get_msr(s, msr, host) : null;
+    return kvm_get_msr_common(this.s, msr, host, MSR_OPS);
   }
 
   protected setMsr(msr: number, data: bigint, host: boolean): Access | null {
-    const s = this.s;
-    switch (msr) {
-      case MSR_IA32_DEBUGCTLMSR:
-        return vmx_set_debugctl(s, data, host);
-      case MSR_IA32_PERF_CAPABILITIES: {
-        if (!host) return gp('IA32_PERF_CAPABILITIES is read-only to the guest');
-        if (!s.cpuid.pdcm) return null; // d75cac366f44
-        const why = vmx_check_perf_capabilities(s, data);
-        if (why !== null) return gp(why);
-        if ((data & ~s.supportedPerfCap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
-        if (s.perfCapabilities !== data) {
-          s.perfCapabilities = data;
-          this.refresh();
-        }
-        return ok(data);
-      }
-      case APIC_LVTPC_X2APIC:
-        if (data >> 32n !== 0n) return gp('x2APIC LVTPC: bits 63:32 set');
-        s.lvtpc = data & LVTPC_WRITABLE; // apic_lvt_mask drops the other bits
-        return ok(s.lvtpc);
-      case MSR_P6_PERFCTR0:
-      case MSR_P6_PERFCTR1:
-      case MSR_P6_EVNTSEL0:
-      case MSR_P6_EVNTSEL1:
-        return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_set_msr(s, msr, data, host) : ok(data); // K1
-    }
-    return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_set_msr(s, msr, data, host) : null;
+    return kvm_set_msr_common(this.s, msr, data, host, MSR_OPS, () => this.refresh());
   }
 
   // ---- the guest ----
@@ -353,11 +268,11 @@ export class EmulatedVcpu implements VpmuVcpu {
    * merged; kvm_caps.supported_xss has no XFEATURE_MASK_LBR), so the WRMSR to XSS faults first.
    */
   guestXsaves(): XsaveResult {
-    return { ok: false, gp: 'WRMSR IA32_XSS.LBR: KVM does not support guest Arch LBR (supported_xss)' };
+    return { ok: false, gp: NO_GUEST_ARCH_LBR };
   }
 
   guestXrstors(_area: ArchLbrXsave): Access {
-    return gp('WRMSR IA32_XSS.LBR: KVM does not support guest Arch LBR (supported_xss)');
+    return gp(NO_GUEST_ARCH_LBR);
   }
 
   /**

@@ -18,8 +18,8 @@ import {
 } from './pmu_intel.js';
 import { INTEL_PMC_IDX_FIXED_VLBR, type KvmVcpuState } from './state.js';
 
-export const MSR_IA32_DEBUGCTLMSR = 0x1d9;
-export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
+export { MSR_CORE_PERF_GLOBAL_CTRL } from '../common/pmu.js';
+export { MSR_IA32_DEBUGCTLMSR } from '../common/vcpu.js';
 const DEBUGCTLMSR_BTF = bit(1);
 const DEBUGCTLMSR_RTM_DEBUG = bit(15);
 

@@ -5,7 +5,7 @@
  * save/restore, and the thread moving between pCPUs. kvm-vpmu.md §2.19.
  */
 
-import { type Access, gp, ok } from '../../hw/access.js';
+import { type Access, gp } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
 import { ModelError } from '../../hw/errors.js';
 import type { PmiDelivery, XsaveResult } from '../../hw/cpu.js';
@@ -14,7 +14,18 @@ import type { WorkUnit } from '../../hw/work.js';
 import { PERF_GUEST_MEDIATED_PMI_VECTOR, perf_create_mediated_pmu, perf_release_mediated_pmu } from '../../host/mediated.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
-import { KVM_EXIT_HANDLER_WORK } from '../emulated/vcpu.js';
+import {
+  do_get_msr,
+  do_set_msr,
+  KVM_EXIT_HANDLER_WORK,
+  kvm_get_msr_common,
+  kvm_pmu_msr_index_list,
+  kvm_set_cpuid,
+  kvm_set_msr_common,
+  type KvmMsrOps,
+  NO_GUEST_ARCH_LBR,
+  RETIRED_AT_CPL,
+} from '../common/vcpu.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
 import {
   kvm_handle_guest_mediated_pmi,
@@ -46,14 +57,16 @@ import {
   vmx_set_debugctl,
 } from './vmx.js';
 
-export const MSR_IA32_PERF_CAPABILITIES = 0x345;
-export const APIC_LVTPC_X2APIC = 0x834;
-const MSR_P6_PERFCTR0 = 0xc1;
-const MSR_P6_PERFCTR1 = 0xc2;
-const MSR_P6_EVNTSEL0 = 0x186;
-const MSR_P6_EVNTSEL1 = 0x187;
-/** apic_lvt_mask for LVTPC: vector, mode, delivery status, mask; other bits dropped. */
-const LVTPC_WRITABLE = 0x1_17ffn;
+export { APIC_LVTPC_X2APIC, MSR_IA32_PERF_CAPABILITIES } from '../common/vcpu.js';
+
+/** The pmu.c / vmx.c functions of this design that the shared MSR dispatch calls. */
+const MSR_OPS: KvmMsrOps<MediatedVcpuState> = {
+  kvm_pmu_is_valid_msr,
+  kvm_pmu_get_msr,
+  kvm_pmu_set_msr,
+  vmx_set_debugctl,
+  vmx_check_perf_capabilities,
+};
 
 /** The host lacks what the mediated vPMU needs (enable_mediated_pmu is forced off): the design does not exist there. */
 export class MediatedUnavailable extends Error {
@@ -68,30 +81,6 @@ export class MediatedPmuBusy extends Error {
 /** KVM_CREATE_VM: no filter, no vCPUs, no mediated PMU yet (it is created with the first vCPU). */
 export function newMediatedKvm(): MediatedKvm {
   return { pmuEventFilter: null, vcpus: [], createdMediatedPmu: false };
-}
-
-/** One instruction retired at each CPL. */
-const RETIRED_AT_CPL: readonly WorkUnit[] = [0, 1, 2, 3].map((cpl) => Object.freeze({ cpl, instructions: 1 }));
-
-/** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it. */
-function msrs_to_save_pmu(): number[] {
-  const l = [0x309, 0x30a, 0x30b, 0x30c, 0x38d, 0x38e, 0x38f];
-  for (let i = 0; i < 8; i++) l.push(0xc1 + i, 0x186 + i);
-  return l;
-}
-
-/** kvm_probe_msr_to_save: drop what this host's KVM cannot expose. */
-function kvm_probe_msr_to_save(cap: MediatedPmuCap, msr: number): boolean {
-  if (msr >= 0x309 && msr <= 0x30c) return msr - 0x309 < cap.numCountersFixed;
-  if (msr >= 0x38d && msr <= 0x38f) return cap.version >= 2;
-  if (msr >= 0xc1 && msr < 0xc9) return msr - 0xc1 < cap.numCountersGp;
-  if (msr >= 0x186 && msr < 0x18e) return msr - 0x186 < cap.numCountersGp;
-  return true;
-}
-
-function sameCpuid(a: GuestCpuid, b: GuestCpuid): boolean {
-  const r = (x: GuestCpuid['leaf0a'], y: GuestCpuid['leaf0a']) => x.eax === y.eax && x.ebx === y.ebx && x.ecx === y.ecx && x.edx === y.edx;
-  return a.family === b.family && a.model === b.model && a.pdcm === b.pdcm && a.tsx === b.tsx && r(a.leaf0a, b.leaf0a);
 }
 
 export class MediatedVcpu implements VpmuVcpu {
@@ -167,13 +156,7 @@ export class MediatedVcpu implements VpmuVcpu {
 
   /** KVM_SET_CPUID2 → kvm_pmu_refresh, then the MSR and RDPMC intercepts are recomputed (K12). */
   setCpuid(cpuid: GuestCpuid): HostAccess {
-    if (this.s.hasRun)
-      return sameCpuid(this.s.cpuid, cpuid)
-        ? { ok: true, value: 0n }
-        : { ok: false, error: 'KVM_SET_CPUID2 after KVM_RUN with a different CPUID (-EINVAL)' };
-    this.s.cpuid = cpuid;
-    this.refresh();
-    return { ok: true, value: 0n };
+    return kvm_set_cpuid(this.s, cpuid, () => this.refresh());
   }
 
   protected refresh(): void {
@@ -187,7 +170,7 @@ export class MediatedVcpu implements VpmuVcpu {
   }
 
   msrIndexList(): readonly number[] {
-    return [...msrs_to_save_pmu().filter((m) => kvm_probe_msr_to_save(this.cap, m)), MSR_IA32_PERF_CAPABILITIES];
+    return kvm_pmu_msr_index_list(this.cap);
   }
 
   private advertised(msr: number): boolean {
@@ -195,70 +178,21 @@ export class MediatedVcpu implements VpmuVcpu {
   }
 
   hostGetMsr(msr: number): HostAccess {
-    const r = this.getMsr(msr, true);
-    if (r !== null) return toHost(r);
-    return this.advertised(msr) ? { ok: true, value: 0n } : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+    return do_get_msr(msr, this.getMsr(msr, true), (m) => this.advertised(m));
   }
 
   hostSetMsr(msr: number, value: bigint): HostAccess {
-    if (this.s.hasRun && msr === MSR_IA32_PERF_CAPABILITIES) {
-      const cur = this.hostGetMsr(msr);
-      if (!cur.ok || cur.value !== value) return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
-    }
-    const r = this.setMsr(msr, value, true);
-    if (r !== null) return toHost(r);
-    return this.advertised(msr) && value === 0n ? { ok: true, value: 0n } : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+    return do_set_msr(this.s, msr, value, (m) => this.hostGetMsr(m), (m, v) => this.setMsr(m, v, true), (m) => this.advertised(m));
   }
 
   // ---- MSR dispatch: kvm_get_msr_common / kvm_set_msr_common / vmx_get_msr / vmx_set_msr ----
 
   private getMsr(msr: number, host: boolean): Access | null {
-    const s = this.s;
-    switch (msr) {
-      case MSR_IA32_DEBUGCTLMSR:
-        return ok(s.guestDebugctl);
-      case MSR_IA32_PERF_CAPABILITIES:
-        if (!s.cpuid.pdcm) return host ? null : gp('IA32_PERF_CAPABILITIES: guest CPUID has no PDCM');
-        return ok(s.perfCapabilities);
-      case APIC_LVTPC_X2APIC:
-        return ok(s.lvtpc);
-      case MSR_P6_PERFCTR0:
-      case MSR_P6_PERFCTR1:
-      case MSR_P6_EVNTSEL0:
-      case MSR_P6_EVNTSEL1:
-        return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_get_msr(s, msr, host) : ok(0n); // K1
-    }
-    return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_get_msr(s, msr, host) : null;
+    return kvm_get_msr_common(this.s, msr, host, MSR_OPS);
   }
 
   private setMsr(msr: number, data: bigint, host: boolean): Access | null {
-    const s = this.s;
-    switch (msr) {
-      case MSR_IA32_DEBUGCTLMSR:
-        return vmx_set_debugctl(s, data, host);
-      case MSR_IA32_PERF_CAPABILITIES: {
-        if (!host) return gp('IA32_PERF_CAPABILITIES is read-only to the guest');
-        if (!s.cpuid.pdcm) return null;
-        const why = vmx_check_perf_capabilities(s, data);
-        if (why !== null) return gp(why);
-        if ((data & ~s.supportedPerfCap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
-        if (s.perfCapabilities !== data) {
-          s.perfCapabilities = data;
-          this.refresh(); // FW_WRITES decides whether IA32_PMCx pass through
-        }
-        return ok(data);
-      }
-      case APIC_LVTPC_X2APIC:
-        if (data >> 32n !== 0n) return gp('x2APIC LVTPC: bits 63:32 set');
-        s.lvtpc = data & LVTPC_WRITABLE;
-        return ok(s.lvtpc);
-      case MSR_P6_PERFCTR0:
-      case MSR_P6_PERFCTR1:
-      case MSR_P6_EVNTSEL0:
-      case MSR_P6_EVNTSEL1:
-        return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_set_msr(s, msr, data, host) : ok(data); // K1
-    }
-    return kvm_pmu_is_valid_msr(s, msr) ? kvm_pmu_set_msr(s, msr, data, host) : null;
+    return kvm_set_msr_common(this.s, msr, data, host, MSR_OPS, () => this.refresh());
   }
 
   // ---- the guest ----
@@ -325,11 +259,11 @@ export class MediatedVcpu implements VpmuVcpu {
 
   /** XSAVES of Arch LBR state: the guest cannot set IA32_XSS.LBR, KVM has no guest Arch LBR (no LBR at all here). */
   guestXsaves(): XsaveResult {
-    return { ok: false, gp: 'WRMSR IA32_XSS.LBR: KVM does not support guest Arch LBR (supported_xss)' };
+    return { ok: false, gp: NO_GUEST_ARCH_LBR };
   }
 
   guestXrstors(_area: ArchLbrXsave): Access {
-    return gp('WRMSR IA32_XSS.LBR: KVM does not support guest Arch LBR (supported_xss)');
+    return gp(NO_GUEST_ARCH_LBR);
   }
 
   /** An external interrupt exits the guest; the PMU is put before the host's handler runs `units` (K14). */
@@ -438,10 +372,6 @@ export function newMediatedVcpu(host: HostKernel, opts: { cpu: number; cpuid: Gu
 function must(a: Access, what: string): bigint {
   if (!a.ok) throw new ModelError(`KVM: ${what} faulted: ${a.gp}`);
   return a.value;
-}
-
-function toHost(a: Access): HostAccess {
-  return a.ok ? { ok: true, value: a.value } : { ok: false, error: a.gp };
 }
 
 export { PERF_GUEST_MEDIATED_PMI_VECTOR };

@@ -7,6 +7,8 @@
 
 import { type Access, gp, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_OVF_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../common/pmu.js';
+import { PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
 import { kvm_need_perf_global_ctrl_intercept, kvm_need_rdpmc_intercept, type MediatedPmuCap } from './pmu.js';
 import {
   fw_writes_is_enabled,
@@ -17,14 +19,11 @@ import {
 } from './pmu_intel.js';
 import type { MediatedVcpuState } from './state.js';
 
-export const MSR_IA32_DEBUGCTLMSR = 0x1d9;
-const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
-const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
-const MSR_CORE_PERF_GLOBAL_OVF_CTRL = 0x390;
+export { MSR_IA32_DEBUGCTLMSR } from '../common/vcpu.js';
 const DEBUGCTLMSR_LBR = bit(0);
 const DEBUGCTLMSR_BTF = bit(1);
 const DEBUGCTLMSR_RTM_DEBUG = bit(15);
-export const PERF_CAP_LBR_FMT = 0x3fn;
+export { PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
 
 /** vmx_get_perf_capabilities with the mediated vPMU: FW_WRITES only (LBR_FMT and PEBS need it off). */
 export function vmx_get_perf_capabilities(enablePmu: boolean): bigint {

@@ -1,0 +1,353 @@
+/**
+ * The parts of arch/x86/kvm/pmu.c (and the inline helpers of pmu.h) that both designs run the
+ * same way: upstream has one pmu.c for the perf-based and the mediated vPMU, branching on
+ * kvm_vcpu_has_mediated_pmu(). What takes such a branch is passed in by the design (a function
+ * parameter named after the kernel function it stands for); the rest is here once.
+ * kvm-vpmu.md §2.3–§2.12.
+ */
+
+import { type Access, gp, ok } from '../../hw/access.js';
+import { bit, isSet, lowMask } from '../../hw/bits.js';
+import type { Profile } from '../../hw/profile.js';
+import type { HostAccess, KvmPmuEventFilter } from '../types.js';
+import { is_fixed_event_allowed, is_gp_event_allowed, type KvmX86PmuEventFilter, kvm_vm_ioctl_set_pmu_event_filter } from './filter.js';
+import { intel_rdpmc_ecx_to_pmc } from './pmu_intel.js';
+import { KVM_FIXED_PMC_BASE_IDX, type KvmBase, type PmcBase, type PmcType, type PmuBase, type VcpuBase } from './state.js';
+
+export const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
+export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
+export const MSR_CORE_PERF_GLOBAL_OVF_CTRL = 0x390;
+export const MSR_CORE_PERF_GLOBAL_STATUS_SET = 0x391;
+
+export const ARCH_PERFMON_EVENTSEL_USR = bit(16);
+export const ARCH_PERFMON_EVENTSEL_OS = bit(17);
+export const ARCH_PERFMON_EVENTSEL_EDGE = bit(18);
+export const ARCH_PERFMON_EVENTSEL_INT = bit(20);
+export const ARCH_PERFMON_EVENTSEL_ENABLE = bit(22);
+export const ARCH_PERFMON_EVENTSEL_INV = bit(23);
+/** X86_RAW_EVENT_MASK: event select, umask, edge, inv, cmask. */
+export const X86_RAW_EVENT_MASK = 0xff84_ffffn;
+export const KVM_MAX_NR_INTEL_GP_COUNTERS = 8;
+/** KVM_MAX_NR_INTEL_FIXED_COUTNERS, upstream's spelling. */
+export const KVM_MAX_NR_INTEL_FIXED_COUTNERS = 3;
+export const KVM_MAX_NR_INTEL_FIXED_COUNTERS = KVM_MAX_NR_INTEL_FIXED_COUTNERS;
+/** perf's generic encodings KVM matches emulated instructions and branches against. */
+export const PERF_COUNT_HW_INSTRUCTIONS = 0x00c0n;
+export const PERF_COUNT_HW_BRANCH_INSTRUCTIONS = 0x00c4n;
+/** AMD64_RAW_EVENT_MASK_NB: event select (with AMD's bits 35:32, Intel's IN_TX/IN_TXCP) and umask. */
+const AMD64_RAW_EVENT_MASK_NB = 0xf_0000_ffffn;
+/** The reserved_bits kvm_pmu_refresh starts from (bit 21, AnyThread, among them). */
+const KVM_PMU_RESERVED_BITS = 0xffff_ffff_0020_0000n;
+
+/** kvm_pmu_cap: what KVM can offer on this host (kvm_init_pmu_capability), with enable_pmu. */
+export interface KvmPmuCap {
+  /** enable_pmu after kvm_init_pmu_capability: false leaves every vCPU without a vPMU. */
+  readonly enablePmu: boolean;
+  readonly version: number;
+  readonly numCountersGp: number;
+  readonly numCountersFixed: number;
+  readonly bitWidthGp: number;
+  readonly bitWidthFixed: number;
+  readonly eventsMaskLen: number;
+}
+
+/** kvm_init_pmu_capability: the host's PMU as perf reports it, version capped at 2. */
+export function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
+  // Intel: no vPMU without an architectural host PMU with GP counters; the caps are then all zero.
+  if (host.version === 0 || host.nGP === 0)
+    return { enablePmu: false, version: 0, numCountersGp: 0, numCountersFixed: 0, bitWidthGp: 0, bitWidthFixed: 0, eventsMaskLen: 0 };
+  return {
+    enablePmu: true,
+    version: Math.min(host.version, 2),
+    numCountersGp: Math.min(host.nGP, KVM_MAX_NR_INTEL_GP_COUNTERS),
+    numCountersFixed: Math.min(host.nFixedContig, KVM_MAX_NR_INTEL_FIXED_COUTNERS),
+    bitWidthGp: host.gpWidth,
+    bitWidthFixed: host.fixedWidth,
+    eventsMaskLen: host.evLen,
+  };
+}
+
+/** A struct kvm_pmu before kvm_pmu_init: the fields both designs share, no PMCs yet. */
+export function newPmuBase<P extends PmcBase>(): PmuBase<P> {
+  return {
+    version: 0,
+    nrArchGpCounters: 0,
+    nrArchFixedCounters: 0,
+    availableEventTypes: 0,
+    counterBitmaskGp: 0n,
+    counterBitmaskFixed: 0n,
+    globalCtrl: 0n,
+    globalStatus: 0n,
+    fixedCtrCtrl: 0n,
+    globalCtrlRsvd: ~0n,
+    globalStatusRsvd: ~0n,
+    fixedCtrCtrlRsvd: ~0n,
+    reservedBits: KVM_PMU_RESERVED_BITS,
+    rawEventMask: X86_RAW_EVENT_MASK,
+    gp: [],
+    fixed: [],
+    reprogramPmi: 0n,
+    allValidPmcIdx: 0n,
+    pmcCountingInstructions: 0n,
+    pmcCountingBranches: 0n,
+  };
+}
+
+/** kvm_pmu_init + intel_pmu_init: the PMC array and the fixed counters' generic encodings. */
+export function kvm_pmu_init<P extends PmcBase>(pmu: PmuBase<P>, newPmc: (idx: number, type: PmcType) => P): void {
+  for (let i = 0; i < KVM_MAX_NR_INTEL_GP_COUNTERS; i++) pmu.gp.push(newPmc(i, 'gp'));
+  // intel_get_fixed_pmc_eventsel: instructions, cycles, ref cycles (perf's REF_CPU_CYCLES pseudo-encoding).
+  const fixedEvents = [0x00c0n, 0x003cn, 0x0300n];
+  for (let i = 0; i < KVM_MAX_NR_INTEL_FIXED_COUTNERS; i++) {
+    const pmc = newPmc(KVM_FIXED_PMC_BASE_IDX + i, 'fixed');
+    pmc.eventsel = fixedEvents[i]!;
+    pmu.fixed.push(pmc);
+  }
+}
+
+/** The top of kvm_pmu_refresh after kvm_pmu_reset: the model is zeroed before the vendor derives it. */
+export function kvm_pmu_refresh_defaults(pmu: PmuBase): void {
+  pmu.version = 0;
+  pmu.nrArchGpCounters = 0;
+  pmu.nrArchFixedCounters = 0;
+  pmu.counterBitmaskGp = 0n;
+  pmu.counterBitmaskFixed = 0n;
+  pmu.reservedBits = KVM_PMU_RESERVED_BITS;
+  pmu.rawEventMask = X86_RAW_EVENT_MASK;
+  pmu.globalCtrlRsvd = ~0n;
+  pmu.globalStatusRsvd = ~0n;
+  pmu.fixedCtrCtrlRsvd = ~0n;
+  pmu.allValidPmcIdx = 0n;
+}
+
+/** The tail of kvm_pmu_refresh: every GP and fixed counter the guest has is valid. */
+export function kvm_pmu_refresh_valid_pmcs(pmu: PmuBase): void {
+  pmu.allValidPmcIdx |= lowMask(pmu.nrArchGpCounters) | (lowMask(pmu.nrArchFixedCounters) << 32n);
+}
+
+/** pmc_bitmask. */
+export function pmc_bitmask(vcpu: VcpuBase, pmc: PmcBase): bigint {
+  return pmc.type === 'gp' ? vcpu.pmu.counterBitmaskGp : vcpu.pmu.counterBitmaskFixed;
+}
+
+/** The valid PMCs, in kvm_for_each_pmc order (GP then fixed). */
+export function validPmcs<P extends PmcBase>(pmu: PmuBase<P>): P[] {
+  return [...pmu.gp.slice(0, pmu.nrArchGpCounters), ...pmu.fixed.slice(0, pmu.nrArchFixedCounters)];
+}
+
+/** kvm_pmu_has_perf_global_ctrl. */
+export function kvm_pmu_has_perf_global_ctrl(pmu: PmuBase): boolean {
+  return pmu.version > 1;
+}
+
+/** pmc_is_globally_enabled. */
+export function pmc_is_globally_enabled(vcpu: VcpuBase, pmc: PmcBase): boolean {
+  const pmu = vcpu.pmu;
+  return !kvm_pmu_has_perf_global_ctrl(pmu) || isSet(pmu.globalCtrl, pmc.idx);
+}
+
+/** fixed_ctrl_field. */
+export function fixed_ctrl_field(ctrl: bigint, i: number): number {
+  return Number((ctrl >> BigInt(4 * i)) & 0xfn);
+}
+
+/** pmc_is_locally_enabled: EN for GP counters, OS|USR for fixed ones. */
+export function pmc_is_locally_enabled(vcpu: VcpuBase, pmc: PmcBase): boolean {
+  if (pmc.type === 'gp') return (pmc.eventsel & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n;
+  return (fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX) & 3) !== 0;
+}
+
+/** check_pmu_event_filter (the filter half of today's pmc_is_event_allowed): the VM's filter, if any. */
+export function check_pmu_event_filter(vcpu: VcpuBase, pmc: PmcBase): boolean {
+  const f = vcpu.kvm.pmuEventFilter;
+  if (f === null) return true;
+  if (pmc.type === 'gp') return is_gp_event_allowed(f, pmc.eventsel);
+  return is_fixed_event_allowed(f, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
+}
+
+/** kvm_vm_ioctl_set_pmu_event_filter: install, then reprogram every PMC of every vCPU. */
+export function kvm_vm_set_pmu_event_filter(kvm: KvmBase, filter: KvmPmuEventFilter | null): HostAccess {
+  let next: KvmX86PmuEventFilter | null = null;
+  if (filter !== null) {
+    const r = kvm_vm_ioctl_set_pmu_event_filter(filter);
+    if ('error' in r) return { ok: false, error: r.error };
+    next = r;
+  }
+  kvm.pmuEventFilter = next; // rcu_replace_pointer + synchronize_srcu_expedited
+  for (const v of kvm.vcpus) {
+    v.pmu.reprogramPmi = lowMask(64); // atomic64_set(&pmu->__reprogram_pmi, -1ull)
+    v.requests.add('PMU');
+  }
+  return { ok: true, value: 0n };
+}
+
+/** kvm_pmu_request_counter_reprogram: recalc emulation at once, so the skipped WRMSR itself counts. */
+export function kvm_pmu_request_counter_reprogram(vcpu: VcpuBase, pmc: PmcBase): void {
+  kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
+  vcpu.pmu.reprogramPmi |= bit(pmc.idx);
+  vcpu.requests.add('PMU');
+}
+
+/** reprogram_counters: every counter whose bit changed in `diff`. */
+export function reprogram_counters(vcpu: VcpuBase, diff: bigint): void {
+  if (diff === 0n) return;
+  vcpu.pmu.reprogramPmi |= diff;
+  vcpu.requests.add('PMU');
+}
+
+/** pmc_is_event_match: edge, pin, inv and cmask are ignored; IN_TX/IN_TXCP must match (be clear). */
+function pmc_is_event_match(pmc: PmcBase, generic: bigint): boolean {
+  return ((pmc.eventsel ^ generic) & AMD64_RAW_EVENT_MASK_NB) === 0n;
+}
+
+/** kvm_pmu_recalc_pmc_emulation: which PMCs count emulated instructions and branches (no filter check: it is read at emulation time). */
+export function kvm_pmu_recalc_pmc_emulation(vcpu: VcpuBase, pmc: PmcBase): void {
+  const b = bit(pmc.idx);
+  const pmu = vcpu.pmu;
+  pmu.pmcCountingInstructions &= ~b;
+  pmu.pmcCountingBranches &= ~b;
+  if (!pmc_is_locally_enabled(vcpu, pmc)) return;
+  if (pmc_is_event_match(pmc, PERF_COUNT_HW_INSTRUCTIONS)) pmu.pmcCountingInstructions |= b;
+  if (pmc_is_event_match(pmc, PERF_COUNT_HW_BRANCH_INSTRUCTIONS)) pmu.pmcCountingBranches |= b;
+}
+
+/** cpl_is_matched: OS for CPL 0, USR otherwise; fixed counters read their nibble. */
+export function cpl_is_matched(vcpu: VcpuBase, pmc: PmcBase, cpl: number): boolean {
+  let os: boolean;
+  let usr: boolean;
+  if (pmc.type === 'gp') {
+    os = (pmc.eventsel & ARCH_PERFMON_EVENTSEL_OS) !== 0n;
+    usr = (pmc.eventsel & ARCH_PERFMON_EVENTSEL_USR) !== 0n;
+  } else {
+    const f = fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
+    os = (f & 1) !== 0;
+    usr = (f & 2) !== 0;
+  }
+  return cpl === 0 ? os : usr;
+}
+
+/**
+ * kvm_pmu_trigger_event: KVM emulated (or skipped) an instruction of this kind. The design passes
+ * its pmc_is_event_allowed and kvm_pmu_incr_counter (mediated: the stored counter itself).
+ */
+export function kvm_pmu_trigger_event<V extends VcpuBase<P>, P extends PmcBase>(
+  vcpu: V,
+  counting: bigint,
+  cpl: number,
+  pmc_is_event_allowed: (vcpu: V, pmc: P) => boolean,
+  kvm_pmu_incr_counter: (vcpu: V, pmc: P) => void,
+): void {
+  const pmu = vcpu.pmu;
+  let mask = counting;
+  if (kvm_pmu_has_perf_global_ctrl(pmu)) mask &= pmu.globalCtrl;
+  for (const pmc of validPmcs(pmu)) {
+    if ((mask & bit(pmc.idx)) === 0n) continue;
+    if (!pmc_is_event_allowed(vcpu, pmc) || !cpl_is_matched(vcpu, pmc, cpl)) continue;
+    kvm_pmu_incr_counter(vcpu, pmc);
+  }
+}
+
+/** kvm_pmu_rdpmc: #GP without a vPMU, for bad ECX, and at CPL > 0 without CR4.PCE; the design's pmc_read_counter reads. */
+export function kvm_pmu_rdpmc<V extends VcpuBase<P>, P extends PmcBase>(
+  vcpu: V,
+  ecx: number,
+  cpl: number,
+  pmc_read_counter: (vcpu: V, pmc: P) => bigint,
+): Access {
+  const pmu = vcpu.pmu;
+  if (pmu.version === 0) return gp('RDPMC: no vPMU (pmu->version == 0)');
+  const r = intel_rdpmc_ecx_to_pmc(vcpu, ecx);
+  if (r === null) return gp(`RDPMC 0x${ecx.toString(16)}: no such counter (intel_rdpmc_ecx_to_pmc)`);
+  if (!vcpu.cr4Pce && cpl !== 0) return gp(`RDPMC at CPL ${cpl} with CR4.PCE = 0`);
+  return ok(pmc_read_counter(vcpu, r.pmc) & r.mask);
+}
+
+/** NMI_VECTOR: what a PMI delivered in NMI mode is reported as. */
+export const NMI_VECTOR = 2;
+
+/**
+ * kvm_apic_local_deliver(APIC_LVTPC): dropped while masked. __apic_accept_irq accepts every
+ * delivery mode but ExtINT, and an accepted PMI masks LVTPC (a16eb25b09c0, Intel-compatible guests).
+ * Fixed/lowest-priority deliver the vector, NMI mode an NMI; SMI, RemoteRead, INIT and SIPI are
+ * accepted but not modelled (K8).
+ */
+export function kvm_apic_local_deliver_lvtpc(vcpu: VcpuBase): number | null {
+  const LVT_MASKED = bit(16);
+  const reg = vcpu.lvtpc;
+  if ((reg & LVT_MASKED) !== 0n) return null;
+  const mode = Number((reg >> 8n) & 7n);
+  if (mode === 7) return null; // APIC_DM_EXTINT: not accepted, LVTPC stays unmasked
+  vcpu.lvtpc = reg | LVT_MASKED;
+  if (mode === 0 || mode === 1) return Number(reg & 0xffn);
+  return mode === 4 ? NMI_VECTOR : null;
+}
+
+/** kvm_pmu_is_valid_msr: the common global MSRs from v2 (no STATUS_SET/INUSE: K10), then the vendor's. */
+export function kvm_pmu_is_valid_msr<V extends VcpuBase>(vcpu: V, msr: number, intel_is_valid_msr: (vcpu: V, msr: number) => boolean): boolean {
+  if (msr === MSR_CORE_PERF_GLOBAL_STATUS || msr === MSR_CORE_PERF_GLOBAL_CTRL || msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL)
+    return kvm_pmu_has_perf_global_ctrl(vcpu.pmu);
+  return intel_is_valid_msr(vcpu, msr);
+}
+
+/** kvm_pmu_get_msr: the global MSRs from KVM's copy, the rest from the vendor. */
+export function kvm_pmu_get_msr<V extends VcpuBase>(
+  vcpu: V,
+  msr: number,
+  hostInitiated: boolean,
+  intel_pmu_get_msr: (vcpu: V, msr: number, hostInitiated: boolean) => Access,
+): Access {
+  const pmu = vcpu.pmu;
+  switch (msr) {
+    case MSR_CORE_PERF_GLOBAL_STATUS:
+      return ok(pmu.globalStatus);
+    case MSR_CORE_PERF_GLOBAL_CTRL:
+      return ok(pmu.globalCtrl);
+    case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
+      return ok(0n);
+    default:
+      return intel_pmu_get_msr(vcpu, msr, hostInitiated);
+  }
+}
+
+/**
+ * kvm_pmu_set_msr: returns #GP (guest) / failure (host) as upstream does. `write_global_ctrl` is
+ * the mediated branch (kvm_pmu_call(write_global_ctrl): the VMCS copy); the perf-based vPMU has none.
+ */
+export function kvm_pmu_set_msr<V extends VcpuBase>(
+  vcpu: V,
+  msr: number,
+  data: bigint,
+  hostInitiated: boolean,
+  intel_pmu_set_msr: (vcpu: V, msr: number, data: bigint, hostInitiated: boolean) => Access,
+  write_global_ctrl?: (vcpu: V, data: bigint) => void,
+): Access {
+  const pmu = vcpu.pmu;
+  switch (msr) {
+    case MSR_CORE_PERF_GLOBAL_STATUS:
+      if (!hostInitiated) return gp('IA32_PERF_GLOBAL_STATUS is read-only');
+      if ((data & pmu.globalStatusRsvd) !== 0n) return gp('IA32_PERF_GLOBAL_STATUS: reserved bits');
+      pmu.globalStatus = data; // mediated: loaded into hardware through STATUS_SET at the next load
+      return ok(data);
+    case MSR_CORE_PERF_GLOBAL_CTRL: {
+      if ((data & pmu.globalCtrlRsvd) !== 0n) return gp('IA32_PERF_GLOBAL_CTRL: reserved bits (global_ctrl_rsvd)');
+      if (pmu.globalCtrl !== data) {
+        const diff = pmu.globalCtrl ^ data;
+        pmu.globalCtrl = data;
+        reprogram_counters(vcpu, diff);
+      }
+      write_global_ctrl?.(vcpu, data);
+      return ok(data);
+    }
+    case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
+      if ((data & pmu.globalStatusRsvd) !== 0n) return gp('IA32_PERF_GLOBAL_OVF_CTRL: reserved bits (global_status_rsvd)');
+      if (!hostInitiated) pmu.globalStatus &= ~data;
+      return ok(data);
+    default:
+      return intel_pmu_set_msr(vcpu, msr, data, hostInitiated);
+  }
+}
+
+/** The raw image of a host-initiated access result. */
+export function toHost(a: Access): HostAccess {
+  return a.ok ? { ok: true, value: a.value } : { ok: false, error: a.gp };
+}

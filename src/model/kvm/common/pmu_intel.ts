@@ -1,0 +1,190 @@
+/**
+ * The parts of arch/x86/kvm/vmx/pmu_intel.c both designs run the same way: MSR numbers, counter
+ * lookup, the CPUID-derived refresh, RDPMC decoding and the counter/selector MSR accesses. The
+ * guest-LBR paths (perf-based only) and the mediated load/put stay in each design's pmu_intel.ts.
+ * kvm-vpmu.md §2.4, §2.6, §2.12.
+ */
+
+import { type Access, gp, ok } from '../../hw/access.js';
+import { bit, lowMask, signExtend } from '../../hw/bits.js';
+import { fixed_ctrl_field, type KvmPmuCap, kvm_pmu_request_counter_reprogram } from './pmu.js';
+import type { PmcBase, VcpuBase } from './state.js';
+
+export const MSR_IA32_PERFCTR0 = 0xc1;
+export const MSR_IA32_PMC0 = 0x4c1;
+export const MSR_P6_EVNTSEL0 = 0x186;
+export const MSR_CORE_PERF_FIXED_CTR0 = 0x309;
+export const MSR_CORE_PERF_FIXED_CTR_CTRL = 0x38d;
+export const HSW_IN_TX = bit(32);
+/** HSW_IN_TX_CHECKPOINTED: only counter 2 takes it; perf refuses a sample period with it. */
+export const HSW_IN_TX_CHECKPOINTED = bit(33);
+export const PERF_CAP_FW_WRITES = bit(13);
+export const PERF_CAP_LBR_FMT = 0x3fn;
+/** INTEL_PMC_FIXED_RDPMC_BASE: RDPMC type 0x4000 selects the fixed counters. */
+export const INTEL_PMC_FIXED_RDPMC_BASE = 0x4000_0000;
+
+/** get_gp_pmc: the GP PMC an MSR of the family at `base` addresses. */
+export function get_gp_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number, base: number): P | undefined {
+  const i = msr - base;
+  return i >= 0 && i < vcpu.pmu.nrArchGpCounters ? vcpu.pmu.gp[i] : undefined;
+}
+
+/** get_fixed_pmc. */
+export function get_fixed_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number): P | undefined {
+  const i = msr - MSR_CORE_PERF_FIXED_CTR0;
+  return i >= 0 && i < vcpu.pmu.nrArchFixedCounters ? vcpu.pmu.fixed[i] : undefined;
+}
+
+/** vcpu_get_perf_capabilities: PERF_CAPABILITIES counts only while guest CPUID has PDCM. */
+export function vcpu_get_perf_capabilities(vcpu: VcpuBase): bigint {
+  return vcpu.cpuid.pdcm ? vcpu.perfCapabilities : 0n;
+}
+
+/** fw_writes_is_enabled. */
+export function fw_writes_is_enabled(vcpu: VcpuBase): boolean {
+  return (vcpu_get_perf_capabilities(vcpu) & PERF_CAP_FW_WRITES) !== 0n;
+}
+
+/** get_fw_gp_pmc: the IA32_PMCx aliases need PERF_CAPABILITIES.FW_WRITES. */
+function get_fw_gp_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number): P | undefined {
+  return fw_writes_is_enabled(vcpu) ? get_gp_pmc(vcpu, msr, MSR_IA32_PMC0) : undefined;
+}
+
+/**
+ * intel_pmu_refresh without its guest-LBR step (perf-based only; the mediated vPMU never advertises
+ * LBR_FMT): the guest PMU from guest CPUID.0AH, clamped to KVM's caps.
+ */
+export function intel_pmu_refresh(vcpu: VcpuBase, cap: KvmPmuCap): void {
+  const pmu = vcpu.pmu;
+  const { eax, ebx, edx } = vcpu.cpuid.leaf0a;
+  pmu.version = eax & 0xff; // not clamped to what KVM advertises (kvm-vpmu.md §2.4, K10)
+  if (pmu.version === 0) return;
+  pmu.nrArchGpCounters = Math.min((eax >>> 8) & 0xff, cap.numCountersGp);
+  const gpWidth = Math.min((eax >>> 16) & 0xff, cap.bitWidthGp);
+  pmu.counterBitmaskGp = lowMask(gpWidth);
+  const maskLen = Math.min((eax >>> 24) & 0xff, cap.eventsMaskLen);
+  pmu.availableEventTypes = ~ebx & ((1 << maskLen) - 1);
+  if (vcpu.cpuid.tsx === true && vcpu.host.profile.tsx) {
+    pmu.reservedBits ^= HSW_IN_TX;
+    pmu.rawEventMask |= HSW_IN_TX | HSW_IN_TX_CHECKPOINTED;
+  }
+  if (pmu.version === 1) return;
+  pmu.nrArchFixedCounters = Math.min(edx & 0x1f, cap.numCountersFixed); // the v5 ECX bitmap is not consumed
+  const fixedWidth = Math.min((edx >>> 5) & 0xff, cap.bitWidthFixed);
+  pmu.counterBitmaskFixed = lowMask(fixedWidth);
+  for (let i = 0; i < pmu.nrArchFixedCounters; i++) pmu.fixedCtrCtrlRsvd &= ~(0xbn << BigInt(4 * i));
+  const counterRsvd = ~(lowMask(pmu.nrArchGpCounters) | (lowMask(pmu.nrArchFixedCounters) << 32n));
+  pmu.globalCtrlRsvd = counterRsvd;
+  pmu.globalStatusRsvd = pmu.globalCtrlRsvd & ~(bit(62) | bit(63));
+}
+
+/** intel_is_valid_msr for the counter and control MSRs (the LBR MSRs are the perf-based design's; PEBS MSRs are not ported: K2). */
+export function intel_is_valid_pmc_msr(vcpu: VcpuBase, msr: number): boolean {
+  if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) return vcpu.pmu.version > 1;
+  return (
+    get_gp_pmc(vcpu, msr, MSR_IA32_PERFCTR0) !== undefined ||
+    get_gp_pmc(vcpu, msr, MSR_P6_EVNTSEL0) !== undefined ||
+    get_fixed_pmc(vcpu, msr) !== undefined ||
+    get_fw_gp_pmc(vcpu, msr) !== undefined
+  );
+}
+
+/** The MSR a vendor access named is none of the vPMU's. */
+export function notVpmuMsr(msr: number): Access {
+  return gp(`MSR 0x${msr.toString(16)}: not a vPMU MSR`);
+}
+
+/** intel_pmu_get_msr for the counter and control MSRs; null for any other MSR (the design goes on). */
+export function intel_pmu_get_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
+  vcpu: V,
+  msr: number,
+  pmc_read_counter: (vcpu: V, pmc: P) => bigint,
+): Access | null {
+  const pmu = vcpu.pmu;
+  if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) return ok(pmu.fixedCtrCtrl);
+  const ctr = get_gp_pmc(vcpu, msr, MSR_IA32_PERFCTR0) ?? get_gp_pmc(vcpu, msr, MSR_IA32_PMC0);
+  if (ctr !== undefined) return ok(pmc_read_counter(vcpu, ctr) & pmu.counterBitmaskGp);
+  const fixed = get_fixed_pmc(vcpu, msr);
+  if (fixed !== undefined) return ok(pmc_read_counter(vcpu, fixed) & pmu.counterBitmaskFixed);
+  const sel = get_gp_pmc(vcpu, msr, MSR_P6_EVNTSEL0);
+  if (sel !== undefined) return ok(sel.eventsel); // the guest's value, even when the filter denies it
+  return null;
+}
+
+/**
+ * reprogram_fixed_counters: store, and reprogram each counter whose 4-bit field changed
+ * (`touched` is the design's bookkeeping for such a counter: pmc_in_use in the perf-based vPMU).
+ */
+export function reprogram_fixed_counters<P extends PmcBase>(vcpu: VcpuBase<P>, data: bigint, touched?: (pmc: P) => void): void {
+  const pmu = vcpu.pmu;
+  const old = pmu.fixedCtrCtrl; // a u64 snapshot (05519c86d699)
+  pmu.fixedCtrCtrl = data;
+  for (let i = 0; i < pmu.nrArchFixedCounters; i++) {
+    if (fixed_ctrl_field(data, i) === fixed_ctrl_field(old, i)) continue;
+    const pmc = pmu.fixed[i]!;
+    touched?.(pmc);
+    kvm_pmu_request_counter_reprogram(vcpu, pmc);
+  }
+}
+
+/** What intel_pmu_set_msr does differently per design. */
+export interface IntelSetMsrOps<V, P> {
+  /** pmc_write_counter (perf-based: offset the base; mediated: the stored value). */
+  readonly pmc_write_counter: (vcpu: V, pmc: P, val: bigint) => void;
+  /** reprogram_fixed_counters, with the design's bookkeeping. */
+  readonly reprogram_fixed_counters: (vcpu: V, data: bigint) => void;
+  /** Stores a changed selector (mediated: eventsel_hw too). */
+  readonly set_eventsel: (pmc: P, data: bigint) => void;
+}
+
+/** intel_pmu_set_msr for the counter and control MSRs; null for any other MSR (the design goes on). */
+export function intel_pmu_set_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
+  vcpu: V,
+  msr: number,
+  value: bigint,
+  hostInitiated: boolean,
+  ops: IntelSetMsrOps<V, P>,
+): Access | null {
+  const pmu = vcpu.pmu;
+  let data = value;
+  if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) {
+    if ((data & pmu.fixedCtrCtrlRsvd) !== 0n) return gp('IA32_FIXED_CTR_CTRL: reserved bits (fixed_ctr_ctrl_rsvd)');
+    if (pmu.fixedCtrCtrl !== data) ops.reprogram_fixed_counters(vcpu, data);
+    return ok(data);
+  }
+  const ctr = get_gp_pmc(vcpu, msr, MSR_IA32_PERFCTR0) ?? get_gp_pmc(vcpu, msr, MSR_IA32_PMC0);
+  if (ctr !== undefined) {
+    const fullWidth = msr >= MSR_IA32_PMC0;
+    if (fullWidth && (data & ~pmu.counterBitmaskGp) !== 0n) return gp('IA32_PMCx: bits above the counter width');
+    if (!hostInitiated && !fullWidth) data = signExtend(data & 0xffff_ffffn, 31); // (s64)(s32)data
+    ops.pmc_write_counter(vcpu, ctr, data);
+    return ok(data);
+  }
+  const fixed = get_fixed_pmc(vcpu, msr);
+  if (fixed !== undefined) {
+    ops.pmc_write_counter(vcpu, fixed, data);
+    return ok(data);
+  }
+  const sel = get_gp_pmc(vcpu, msr, MSR_P6_EVNTSEL0);
+  if (sel !== undefined) {
+    let reserved = pmu.reservedBits;
+    if (sel.idx === 2 && (pmu.rawEventMask & HSW_IN_TX_CHECKPOINTED) !== 0n) reserved ^= HSW_IN_TX_CHECKPOINTED;
+    if ((data & reserved) !== 0n) return gp(`IA32_PERFEVTSEL${sel.idx}: reserved bits (reserved_bits)`);
+    if (data !== sel.eventsel) {
+      ops.set_eventsel(sel, data);
+      kvm_pmu_request_counter_reprogram(vcpu, sel);
+    }
+    return ok(data);
+  }
+  return null;
+}
+
+/** intel_rdpmc_ecx_to_pmc: ECX[31:16] is a type, 0 (GP) or 0x4000 (fixed); anything else is invalid. */
+export function intel_rdpmc_ecx_to_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, ecx: number): { pmc: P; mask: bigint } | null {
+  const pmu = vcpu.pmu;
+  const type = ecx >>> 16;
+  const idx = ecx & 0xffff;
+  if (type === 0x0000) return idx < pmu.nrArchGpCounters ? { pmc: pmu.gp[idx]!, mask: pmu.counterBitmaskGp } : null;
+  if (type === 0x4000) return idx < pmu.nrArchFixedCounters ? { pmc: pmu.fixed[idx]!, mask: pmu.counterBitmaskFixed } : null;
+  return null;
+}

@@ -1,0 +1,90 @@
+/**
+ * The part of KVM's per-vCPU PMU state (struct kvm_pmu, struct kvm_pmc, struct kvm_vcpu) that
+ * both designs keep: upstream has one struct for both, with fields only one mode uses. Each
+ * design's state.ts extends these with its own fields; common/pmu.ts and common/pmu_intel.ts act
+ * on what is here.
+ */
+
+import type { VpmuCost } from '../cost.js';
+import type { HostKernel } from '../../host/perf.js';
+import type { KvmX86PmuEventFilter } from './filter.js';
+import type { GuestCpuid } from '../types.js';
+
+export const KVM_FIXED_PMC_BASE_IDX = 32;
+
+export type PmcType = 'gp' | 'fixed';
+
+export type KvmRequest = 'PMU' | 'PMI';
+
+/** struct kvm_pmc, the fields both designs use. */
+export interface PmcBase {
+  readonly idx: number;
+  readonly type: PmcType;
+  counter: bigint;
+  /** GP: what the guest wrote. Fixed: perf's generic encoding of the fixed event. */
+  eventsel: bigint;
+}
+
+/** struct kvm_pmu, the fields both designs use. */
+export interface PmuBase<P extends PmcBase = PmcBase> {
+  version: number;
+  nrArchGpCounters: number;
+  nrArchFixedCounters: number;
+  availableEventTypes: number;
+  counterBitmaskGp: bigint;
+  counterBitmaskFixed: bigint;
+  globalCtrl: bigint;
+  globalStatus: bigint;
+  fixedCtrCtrl: bigint;
+  globalCtrlRsvd: bigint;
+  globalStatusRsvd: bigint;
+  fixedCtrCtrlRsvd: bigint;
+  reservedBits: bigint;
+  rawEventMask: bigint;
+  readonly gp: P[];
+  readonly fixed: P[];
+  /** reprogram_pmi bitmap. */
+  reprogramPmi: bigint;
+  allValidPmcIdx: bigint;
+  pmcCountingInstructions: bigint;
+  pmcCountingBranches: bigint;
+}
+
+/** The vCPU side of a VM-wide request: what kvm_vm_ioctl_set_pmu_event_filter touches per vCPU. */
+export interface VcpuRequests {
+  readonly pmu: { reprogramPmi: bigint };
+  readonly requests: Set<KvmRequest>;
+}
+
+/** struct kvm as far as both vPMUs go: the event filter and the vCPUs it reprograms. */
+export interface KvmBase<V extends VcpuRequests = VcpuRequests> {
+  pmuEventFilter: KvmX86PmuEventFilter | null;
+  readonly vcpus: V[];
+}
+
+/** The parts of struct kvm_vcpu both vPMUs touch. */
+export interface VcpuBase<P extends PmcBase = PmcBase> {
+  readonly host: HostKernel;
+  readonly kvm: KvmBase;
+  /** The vCPU thread: a host task whose events follow it between pCPUs. */
+  readonly task: number;
+  /** What KVM spent so far, step by step (issue #6's cost model; counting only). */
+  readonly cost: VpmuCost;
+  cpu: number;
+  cpuid: GuestCpuid;
+  /** vcpu->arch.perf_capabilities, kept even while guest CPUID lacks PDCM (vcpu_get_perf_capabilities hides it). */
+  perfCapabilities: bigint;
+  /** kvm_caps.supported_perf_cap (vmx_get_perf_capabilities). */
+  readonly supportedPerfCap: bigint;
+  hasRun: boolean;
+  readonly requests: Set<KvmRequest>;
+  readonly pmu: PmuBase<P>;
+  /** GUEST_IA32_DEBUGCTL in the VMCS. */
+  guestDebugctl: bigint;
+  /** The guest's LVTPC in the in-kernel local APIC. */
+  lvtpc: bigint;
+  /** MSRs the guest may access without a VM-exit (the MSR bitmap's holes). */
+  readonly passthrough: Set<number>;
+  /** Guest CR4.PCE, which RDPMC checks. */
+  cr4Pce: boolean;
+}

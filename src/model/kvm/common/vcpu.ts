@@ -1,0 +1,164 @@
+/**
+ * The x86.c glue both designs share: KVM_GET_MSR_INDEX_LIST (msrs_to_save_pmu,
+ * kvm_probe_msr_to_save), the PMU cases of kvm_get_msr_common / kvm_set_msr_common, do_get_msr /
+ * do_set_msr for host-initiated accesses, and kvm_set_cpuid after KVM_RUN. Each design's vcpu.ts
+ * passes in its pmu.c / vmx.c functions; its VM-entry/exit loop stays its own.
+ */
+
+import { type Access, gp, ok } from '../../hw/access.js';
+import type { WorkUnit } from '../../hw/work.js';
+import type { GuestCpuid, HostAccess } from '../types.js';
+import { type KvmPmuCap, toHost } from './pmu.js';
+import type { VcpuBase } from './state.js';
+
+export const MSR_IA32_PERF_CAPABILITIES = 0x345;
+export const MSR_IA32_DEBUGCTLMSR = 0x1d9;
+export const APIC_LVTPC_X2APIC = 0x834;
+const MSR_P6_PERFCTR0 = 0xc1;
+const MSR_P6_PERFCTR1 = 0xc2;
+const MSR_P6_EVNTSEL0 = 0x186;
+const MSR_P6_EVNTSEL1 = 0x187;
+/** apic_lvt_mask for LVTPC (LVT_MASK | APIC_MODE_MASK): vector, mode, delivery status, mask; other bits dropped. */
+const LVTPC_WRITABLE = 0x1_17ffn;
+
+/**
+ * What one intercepted VM-exit costs the pCPU in host mode: KVM's exit handler runs as host
+ * kernel code, where host events and host LBR users see it (decision K3).
+ */
+export const KVM_EXIT_HANDLER_WORK: WorkUnit = Object.freeze({
+  cpl: 0,
+  instructions: 40,
+  cycles: 120,
+  branches: Object.freeze([
+    Object.freeze({ from: 0xffff_ffff_81a0_0000n, to: 0xffff_ffff_81a0_0400n, kind: 'NEAR_IND_CALL' as const }),
+    Object.freeze({ from: 0xffff_ffff_81a0_0420n, to: 0xffff_ffff_81a0_0010n, kind: 'NEAR_RET' as const }),
+  ]),
+});
+
+/** One instruction retired at each CPL, as constant units (validated once). */
+export const RETIRED_AT_CPL: readonly WorkUnit[] = [0, 1, 2, 3].map((cpl) => Object.freeze({ cpl, instructions: 1 }));
+
+/** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it; no DEBUGCTL, no LBR MSRs (K4). */
+function msrs_to_save_pmu(): number[] {
+  const l = [0x309, 0x30a, 0x30b, 0x30c, 0x38d, 0x38e, 0x38f];
+  for (let i = 0; i < 8; i++) l.push(0xc1 + i, 0x186 + i);
+  return l;
+}
+
+/** kvm_probe_msr_to_save: drop what this host's KVM cannot expose (e33b6d79acac). */
+function kvm_probe_msr_to_save(cap: KvmPmuCap, msr: number): boolean {
+  if (msr >= 0x309 && msr <= 0x30c) return msr - 0x309 < cap.numCountersFixed;
+  if (msr >= 0x38d && msr <= 0x38f) return cap.version >= 2;
+  if (msr >= 0xc1 && msr < 0xc9) return msr - 0xc1 < cap.numCountersGp;
+  if (msr >= 0x186 && msr < 0x18e) return msr - 0x186 < cap.numCountersGp;
+  return true;
+}
+
+/** KVM_GET_MSR_INDEX_LIST as far as the PMU goes: msrs_to_save_pmu filtered, and the feature MSR PERF_CAPABILITIES. */
+export function kvm_pmu_msr_index_list(cap: KvmPmuCap): number[] {
+  return [...msrs_to_save_pmu().filter((m) => kvm_probe_msr_to_save(cap, m)), MSR_IA32_PERF_CAPABILITIES];
+}
+
+function sameCpuid(a: GuestCpuid, b: GuestCpuid): boolean {
+  const r = (x: GuestCpuid['leaf0a'], y: GuestCpuid['leaf0a']) => x.eax === y.eax && x.ebx === y.ebx && x.ecx === y.ecx && x.edx === y.edx;
+  return a.family === b.family && a.model === b.model && a.pdcm === b.pdcm && a.tsx === b.tsx && r(a.leaf0a, b.leaf0a);
+}
+
+/** kvm_set_cpuid: after KVM_RUN only an identical CPUID is accepted, and changes nothing; before it, store and refresh. */
+export function kvm_set_cpuid(vcpu: VcpuBase, cpuid: GuestCpuid, refresh: () => void): HostAccess {
+  if (vcpu.hasRun)
+    return sameCpuid(vcpu.cpuid, cpuid)
+      ? { ok: true, value: 0n }
+      : { ok: false, error: 'KVM_SET_CPUID2 after KVM_RUN with a different CPUID (-EINVAL)' };
+  vcpu.cpuid = cpuid; // perf_capabilities survives; without PDCM vcpu_get_perf_capabilities hides it
+  refresh();
+  return { ok: true, value: 0n };
+}
+
+/** What the MSR dispatch calls in each design's pmu.c and vmx.c ports. */
+export interface KvmMsrOps<V> {
+  readonly kvm_pmu_is_valid_msr: (vcpu: V, msr: number) => boolean;
+  readonly kvm_pmu_get_msr: (vcpu: V, msr: number, hostInitiated: boolean) => Access;
+  readonly kvm_pmu_set_msr: (vcpu: V, msr: number, data: bigint, hostInitiated: boolean) => Access;
+  readonly vmx_set_debugctl: (vcpu: V, data: bigint, hostInitiated: boolean) => Access;
+  readonly vmx_check_perf_capabilities: (vcpu: V, data: bigint) => string | null;
+}
+
+/** kvm_get_msr_common / vmx_get_msr for the vPMU's MSRs; null for an MSR KVM does not handle (KVM_MSR_RET_UNSUPPORTED). */
+export function kvm_get_msr_common<V extends VcpuBase>(vcpu: V, msr: number, host: boolean, ops: KvmMsrOps<V>): Access | null {
+  switch (msr) {
+    case MSR_IA32_DEBUGCTLMSR:
+      return ok(vcpu.guestDebugctl);
+    case MSR_IA32_PERF_CAPABILITIES:
+      if (!vcpu.cpuid.pdcm) return host ? null : gp('IA32_PERF_CAPABILITIES: guest CPUID has no PDCM');
+      return ok(vcpu.perfCapabilities);
+    case APIC_LVTPC_X2APIC:
+      return ok(vcpu.lvtpc);
+    case MSR_P6_PERFCTR0:
+    case MSR_P6_PERFCTR1:
+    case MSR_P6_EVNTSEL0:
+    case MSR_P6_EVNTSEL1:
+      return ops.kvm_pmu_is_valid_msr(vcpu, msr) ? ops.kvm_pmu_get_msr(vcpu, msr, host) : ok(0n); // K1
+  }
+  return ops.kvm_pmu_is_valid_msr(vcpu, msr) ? ops.kvm_pmu_get_msr(vcpu, msr, host) : null;
+}
+
+/** kvm_set_msr_common / vmx_set_msr for the vPMU's MSRs; `refresh` is the design's kvm_pmu_refresh (and intercept recalc). */
+export function kvm_set_msr_common<V extends VcpuBase>(vcpu: V, msr: number, data: bigint, host: boolean, ops: KvmMsrOps<V>, refresh: () => void): Access | null {
+  switch (msr) {
+    case MSR_IA32_DEBUGCTLMSR:
+      return ops.vmx_set_debugctl(vcpu, data, host);
+    case MSR_IA32_PERF_CAPABILITIES: {
+      if (!host) return gp('IA32_PERF_CAPABILITIES is read-only to the guest');
+      if (!vcpu.cpuid.pdcm) return null; // d75cac366f44
+      const why = ops.vmx_check_perf_capabilities(vcpu, data);
+      if (why !== null) return gp(why);
+      if ((data & ~vcpu.supportedPerfCap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
+      if (vcpu.perfCapabilities !== data) {
+        vcpu.perfCapabilities = data;
+        refresh(); // mediated: FW_WRITES decides whether IA32_PMCx pass through
+      }
+      return ok(data);
+    }
+    case APIC_LVTPC_X2APIC:
+      if (data >> 32n !== 0n) return gp('x2APIC LVTPC: bits 63:32 set');
+      vcpu.lvtpc = data & LVTPC_WRITABLE; // apic_lvt_mask drops the other bits
+      return ok(vcpu.lvtpc);
+    case MSR_P6_PERFCTR0:
+    case MSR_P6_PERFCTR1:
+    case MSR_P6_EVNTSEL0:
+    case MSR_P6_EVNTSEL1:
+      return ops.kvm_pmu_is_valid_msr(vcpu, msr) ? ops.kvm_pmu_set_msr(vcpu, msr, data, host) : ok(data); // K1
+  }
+  return ops.kvm_pmu_is_valid_msr(vcpu, msr) ? ops.kvm_pmu_set_msr(vcpu, msr, data, host) : null;
+}
+
+/** do_get_msr (KVM_GET_MSRS): an advertised MSR KVM does not handle reads 0 (kvm_is_advertised_msr). */
+export function do_get_msr(msr: number, r: Access | null, advertised: (msr: number) => boolean): HostAccess {
+  if (r !== null) return toHost(r);
+  return advertised(msr) ? { ok: true, value: 0n } : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+}
+
+/**
+ * do_set_msr (KVM_SET_MSRS): feature MSRs are immutable once the vCPU has run, compared with what
+ * do_get_msr reads; an advertised MSR KVM does not handle takes only 0.
+ */
+export function do_set_msr(
+  vcpu: VcpuBase,
+  msr: number,
+  value: bigint,
+  get: (msr: number) => HostAccess,
+  set: (msr: number, value: bigint) => Access | null,
+  advertised: (msr: number) => boolean,
+): HostAccess {
+  if (vcpu.hasRun && msr === MSR_IA32_PERF_CAPABILITIES) {
+    const cur = get(msr);
+    if (!cur.ok || cur.value !== value) return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
+  }
+  const r = set(msr, value);
+  if (r !== null) return toHost(r);
+  return advertised(msr) && value === 0n ? { ok: true, value: 0n } : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+}
+
+/** Guest XSAVES/XRSTORS of Arch LBR state: KVM never lets the guest set IA32_XSS.LBR (supported_xss has no XFEATURE_MASK_LBR). */
+export const NO_GUEST_ARCH_LBR = 'WRMSR IA32_XSS.LBR: KVM does not support guest Arch LBR (supported_xss)';

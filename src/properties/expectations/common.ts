@@ -1,0 +1,69 @@
+/**
+ * Known divergences both KVM designs share because they come from the same upstream code (one
+ * pmu.c, pmu_intel.c, vmx.c and x86.c for both): each design's list takes these entries, and
+ * where the mediated vPMU reaches the same code by another path it says so in its own title and
+ * kernel reference, keeping the matcher.
+ */
+
+import type { KnownDivergence } from './types.js';
+
+/** The PMU version guest CPUID.0AH gives the guest. */
+export const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;
+
+export const P6_PERFCTR_QUIRK: KnownDivergence = {
+  id: 'p6-perfctr-quirk',
+  title: 'absent MSR_P6_PERFCTR0/1 and MSR_P6_EVNTSEL0/1 read 0 and drop writes instead of #GP',
+  kernelRef: 'arch/x86/kvm/x86.c kvm_get_msr_common / kvm_set_msr_common, "case MSR_P6_PERFCTR0/1, MSR_P6_EVNTSEL0/1"',
+  matches: (o) =>
+    (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
+    o.target !== null &&
+    [0xc1, 0xc2, 0x186, 0x187].includes(o.target) &&
+    o.oracle === '#GP' &&
+    o.sut === '0x0',
+};
+
+export const VERSION_NOT_CLAMPED: KnownDivergence = {
+  id: 'version-not-clamped',
+  title: 'a guest whose CPUID says PMU version 4 or 5 gets version-2 emulation: no GLOBAL_STATUS_SET, no GLOBAL_INUSE',
+  kernelRef: 'arch/x86/kvm/pmu.c kvm_init_pmu_capability caps the version at 2; intel_pmu_refresh takes CPUID.0AH version unclamped; kvm_pmu_is_valid_msr has no 0x391/0x392',
+  matches: (o, c) =>
+    version(c) >= 4 && (o.kind === 'rdmsr' || o.kind === 'wrmsr') && (o.target === 0x391 || o.target === 0x392) && o.sut === '#GP',
+};
+
+export const STATUS_BITS_V2: KnownDivergence = {
+  id: 'status-bits-v2',
+  title: 'GLOBAL_OVF_CTRL/STATUS_RESET takes only the counter bits and 62/63: the v3+ Ovf_Uncore and v4 LBR_FRZ/CTR_FRZ bits #GP',
+  kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_refresh: global_status_rsvd = global_ctrl_rsvd & ~(OVF_BUF | COND_CHGD)',
+  matches: (o, c) =>
+    version(c) >= 3 &&
+    o.kind === 'wrmsr' &&
+    o.target === 0x390 &&
+    o.sut === '#GP' &&
+    o.oracle === '0x0' &&
+    o.value !== null &&
+    (o.value & ((1n << 58n) | (1n << 59n) | (1n << 61n))) !== 0n,
+};
+
+export const DEBUGCTL_SUBSET: KnownDivergence = {
+  id: 'debugctl-subset',
+  title: 'DEBUGCTL bits other than LBR, FREEZE_LBRS_ON_PMI (with guest LBR), BTF (dropped) and RTM_DEBUG #GP',
+  kernelRef: 'arch/x86/kvm/vmx/vmx.c vmx_get_supported_debugctl / vmx_is_valid_debugctl',
+  // A refused write #GPs; a dropped LBR/BTF bit shows on the next read.
+  matches: (o) =>
+    o.target === 0x1d9 &&
+    ((o.kind === 'wrmsr' && o.sut === '#GP' && o.oracle === '0x0') || (o.kind === 'rdmsr' && o.sut !== '#GP' && o.oracle !== '#GP')),
+};
+
+export const ANYTHREAD_RESERVED: KnownDivergence = {
+  id: 'anythread-reserved',
+  title: 'AnyThread (EVTSEL bit 21, FIXED_CTR_CTRL bit 2 of each field) is reserved whatever the PMU version',
+  kernelRef: 'arch/x86/kvm/pmu.c kvm_pmu_refresh reserved_bits 0xffffffff00200000; pmu_intel.c fixed_ctr_ctrl_rsvd keeps bit 2 of each field',
+  matches: (o, c) =>
+    version(c) >= 3 &&
+    o.kind === 'wrmsr' &&
+    o.sut === '#GP' &&
+    o.oracle === '0x0' &&
+    o.value !== null &&
+    ((o.target !== null && o.target >= 0x186 && o.target < 0x18e && (o.value & (1n << 21n)) !== 0n) ||
+      (o.target === 0x38d && (o.value & 0x4444_4444n) !== 0n)),
+};
