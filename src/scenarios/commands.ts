@@ -220,6 +220,22 @@ export class GuestXrstors extends AlwaysRuns {
   }
 }
 
+/** A host user opens a perf event on a vCPU's thread (perf record -p <tid>); attr printed as HostOpen does. */
+export class HostOpenThread extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly attr: PerfEventAttr,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    w.hostOpenOnThread(this.vcpu, this.attr);
+  }
+  toString(): string {
+    return new HostOpen(0, this.attr).toString().replace(/^new HostOpen\(0, /, `new HostOpenThread(${this.vcpu}, `);
+  }
+}
+
 /** A host task preempts the vCPU thread on its pCPU and runs these units there. */
 export class Preempt extends AlwaysRuns {
   constructor(
@@ -236,9 +252,9 @@ export class Preempt extends AlwaysRuns {
   }
 }
 
-export type HostEventOp = 'enable' | 'disable' | 'close';
+export type HostEventOp = 'enable' | 'disable' | 'read' | 'close';
 
-/** A host user enables, disables or closes the k-th event it opened. */
+/** A host user enables, disables, reads or closes the k-th event it opened. */
 export class HostEvent extends AlwaysRuns {
   constructor(
     readonly k: number,

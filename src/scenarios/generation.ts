@@ -28,6 +28,7 @@ import {
   HostEvent,
   HostNmi,
   HostOpen,
+  HostOpenThread,
   HostWork,
   Migrate,
   Preempt,
@@ -72,7 +73,8 @@ export const hostAttrArb = fc
 export function contendedHostCommands(): fc.Arbitrary<WorldCommand>[] {
   return [
     fc.tuple(fc.nat(1), hostAttrArb).map(([cpu, a]) => new HostOpen(cpu, a)),
-    fc.tuple(fc.nat(3), fc.constantFrom('enable' as const, 'disable' as const, 'close' as const)).map(([k, op]) => new HostEvent(k, op)),
+    fc.tuple(fc.nat(3), hostAttrArb).map(([v, a]) => new HostOpenThread(v, a)),
+    fc.tuple(fc.nat(3), fc.constantFrom('enable' as const, 'disable' as const, 'read' as const, 'close' as const)).map(([k, op]) => new HostEvent(k, op)),
     fc.tuple(fc.nat(1), fc.array(unitArb, { minLength: 1, maxLength: 4 })).map(([cpu, u]) => new HostWork(cpu, u)),
     fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 3 })).map(([v, u]) => new Preempt(v, u)),
     fc.nat(1).map((cpu) => new HostNmi(cpu)),

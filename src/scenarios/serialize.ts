@@ -25,6 +25,7 @@ import {
   type HostEventOp,
   HostNmi,
   HostOpen,
+  HostOpenThread,
   HostWork,
   Migrate,
   Preempt,
@@ -226,7 +227,7 @@ const arg = (at: string, i: number, name: string) => `${at}.args[${i}] (${name})
 const unitsFromJson = (v: unknown, at: string, i: number) =>
   readArray(v, arg(at, i, 'units')).map((u, k) => unitFromJson(u, `${at}.args[${i}][${k}]`));
 
-const HOST_EVENT_OPS: readonly HostEventOp[] = ['enable', 'disable', 'close'];
+const HOST_EVENT_OPS: readonly HostEventOp[] = ['enable', 'disable', 'read', 'close'];
 
 const SCHEMAS: Readonly<Record<string, Schema>> = {
   GuestWrmsr: {
@@ -278,6 +279,11 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
         readInt(a[0], arg(at, 0, 'cpu')),
         readArray(a[1], arg(at, 1, 'units')).map((u, i) => unitFromJson(u, `${at}.args[1][${i}]`)),
       ),
+  },
+  HostOpenThread: {
+    params: ['vcpu', 'attr'],
+    toJson: (c) => (c instanceof HostOpenThread ? [c.vcpu, attrToJson(c.attr)] : null),
+    fromJson: (a, at) => new HostOpenThread(readInt(a[0], arg(at, 0, 'vcpu')), attrFromJson(a[1], `${at}.args[1]`)),
   },
   GuestXsaves: {
     params: ['vcpu'],

@@ -282,12 +282,13 @@ export class World {
   }
 
   /** A host user enables, disables or closes the k-th host event it opened (modulo how many exist). */
-  hostEventOp(k: number, op: 'enable' | 'disable' | 'close'): void {
+  hostEventOp(k: number, op: 'enable' | 'disable' | 'read' | 'close'): void {
     this.step++;
     const live = this.hostEvents;
     if (live.length === 0) return;
     const ev = live[((k % live.length) + live.length) % live.length]!;
-    if (op === 'enable') this.host.perf_event_enable(ev);
+    if (op === 'read') this.record(-1, 'host', null, null, `host reads event ${live.indexOf(ev)}: ${this.host.perf_event_read_value(ev)}`, '', '');
+    else if (op === 'enable') this.host.perf_event_enable(ev);
     else if (op === 'disable') this.host.perf_event_disable(ev);
     else {
       this.host.perf_event_release_kernel(ev);
@@ -335,6 +336,18 @@ export class World {
     // A host event is no guest observation, but declared divergences may depend on it (vCPU -1: the host).
     const kind = `${a.samplePeriod !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
     this.record(-1, 'host', c, null, `host opens a ${kind} event 0x${a.config.toString(16)} on pCPU ${c}${'error' in ev ? ' (refused)' : ''}`, '', '');
+  }
+
+  /** A host user opens a perf event on vCPU `vcpu`'s thread (perf record/stat -p <tid>), which follows it between pCPUs. */
+  hostOpenOnThread(vcpu: number, a: PerfEventAttr): void {
+    const v = this.index(vcpu);
+    const task = this.host.pcpu(this.vcpus[v]!.cpu).currentTask;
+    this.step++;
+    if (task === null) return;
+    const ev = this.host.perf_event_open(a, { task });
+    if (!('error' in ev)) this.hostEvents.push(ev);
+    const kind = `${a.samplePeriod !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
+    this.record(-1, 'host', null, null, `host opens a ${kind} event 0x${a.config.toString(16)} on vCPU ${v}'s thread${'error' in ev ? ' (refused)' : ''}`, '', '');
   }
 
   /** Host work on a pCPU (another task's time slice); the vCPU thread is preempted meanwhile. */

@@ -11,6 +11,7 @@ import {
   HostEvent,
   HostNmi,
   HostOpen,
+  HostOpenThread,
   HostWork,
   Migrate,
   Preempt,
@@ -24,7 +25,7 @@ const TOPDOWN_MSRS = (m: number) => (m >= 0x309 && m <= 0x30c) || m === 0x329 ||
 
 /** What a command is about, for the distribution. */
 function classOf(c: WorldCommand): string {
-  if (c instanceof HostOpen || c instanceof HostWork || c instanceof HostEvent || c instanceof HostNmi) return 'host';
+  if (c instanceof HostOpen || c instanceof HostOpenThread || c instanceof HostWork || c instanceof HostEvent || c instanceof HostNmi) return 'host';
   if (c instanceof Preempt || c instanceof Migrate || c instanceof SaveRestore) return 'scheduler/vmm';
   if (c instanceof GuestXsaves || c instanceof GuestXrstors) return 'lbr';
   if ((c instanceof GuestRdmsr || c instanceof GuestWrmsr) && LBR_MSRS(c.msr)) return 'lbr';

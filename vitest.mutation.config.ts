@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config';
+
+// `npm run mutation`: the tests that exercise the KVM designs directly, in-process. CLI tests spawn
+// processes Stryker cannot see into; the reference model's own tests cannot kill a KVM mutant.
+export default defineConfig({
+  test: {
+    include: ['test/model/kvm/**/*.test.ts', 'test/bugs/**/*.test.ts', 'test/regressions/**/*.test.ts', 'test/properties/**/*.test.ts'],
+    setupFiles: ['test/setup.ts'],
+    testTimeout: 120_000,
+  },
+});
