@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { ok } from '../../src/model/hw/access.js';
+import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { attr } from '../../src/model/host/types.js';
+import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
+import { runProgram } from '../../src/properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
+import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, HostOpen } from '../../src/scenarios/commands.js';
+import type { GuestConfig, VcpuFactory } from '../../src/scenarios/world.js';
+
+const guest: GuestConfig = {
+  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
+  perfCapabilities: 0x2000n,
+};
+
+/** A planted vPMU whose PMC0 reads are off by `delta` (negative: counts lost; positive: counts invented). */
+function skewed(delta: bigint): VcpuFactory {
+  return (h, o) =>
+    new (class extends EmulatedVcpu {
+      override guestRdmsr(msr: number) {
+        const r = super.guestRdmsr(msr);
+        return r.ok && msr === 0x4c1 ? ok((r.value + delta) & ((1n << 48n) - 1n)) : r;
+      }
+    })(h, o);
+}
+
+const program = [
+  new HostOpen(0, attr({ config: 0xc0n, pinned: true })),
+  new GuestWrmsr(0, 0x186, 0x4300c0n), // instructions, OS|USR|EN
+  new GuestWrmsr(0, 0x38f, 0x1n),
+  new GuestRun(0, [{ cpl: 3, instructions: 10 }]),
+  new GuestRdmsr(0, 0x4c1),
+  new GuestRun(0, [{ cpl: 3, instructions: 10 }]),
+  new GuestRdmsr(0, 0x4c1),
+];
+
+describe('the weaker contract after host contention: never more than bare metal counted', () => {
+  it('a counter that lost counts while the host competed is a known divergence', () => {
+    const known = new Map<string, number>();
+    runProgram({ host: SKYLAKE, design: skewed(-5n), expectations: EMULATED_EXPECTATIONS, known }, guest, program);
+    expect([...known.keys()]).toEqual(['host-contention']);
+  });
+
+  it('a counter that shows more than bare metal breaks the contract, and the program fails', () => {
+    expect(() => runProgram({ host: SKYLAKE, design: skewed(5n), expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(Divergence);
+    expect(() => runProgram({ host: SKYLAKE, design: skewed(5n), expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(
+      /after the known divergence host-contention, the counter counted \d+ since it was written, more than bare metal's \d+/,
+    );
+  });
+
+  it('a later read that gains on bare metal fails even when the first one lost counts', () => {
+    const design: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        reads = 0;
+        override guestRdmsr(msr: number) {
+          const r = super.guestRdmsr(msr);
+          if (!r.ok || msr !== 0x4c1) return r;
+          this.reads++;
+          return ok(this.reads === 1 ? r.value - 1n : r.value + 3n);
+        }
+      })(h, o);
+    expect(() => runProgram({ host: SKYLAKE, design, expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(/after the known divergence host-contention/);
+  });
+});
