@@ -1,0 +1,46 @@
+/**
+ * Regression for reports/0004-kvm-guest-counts-lost-under-host-contention.md: with host pinned
+ * events on every GP counter of its pCPU, the perf-based vPMU's guest counter counts nothing
+ * (declared host-contention); the mediated vPMU refuses the host events and conforms.
+ */
+import { describe, expect, it } from 'vitest';
+import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { attr } from '../../src/model/host/types.js';
+import { runProgram } from '../../src/properties/conformance.js';
+import { designById, firstDivergence } from '../../src/properties/designs.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen } from '../../src/scenarios/commands.js';
+import type { GuestConfig } from '../../src/scenarios/world.js';
+
+const guest: GuestConfig = {
+  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
+  perfCapabilities: 0x2000n,
+};
+const hostEvents = (n: number) => Array.from({ length: n }, () => new HostOpen(0, attr({ config: 0xc4n, pinned: true })));
+const guestCounts = [
+  new GuestWrmsr(0, 0x186, 0x4300c4n), // BR_INST_RETIRED, OS|USR|EN
+  new GuestWrmsr(0, 0x38f, 0x1n),
+  new GuestRun(0, [{ cpl: 3, instructions: 10, branches: [{ from: 0x40_0000n, to: 0x40_0040n, kind: 'COND' as const }] }]),
+  new GuestRdmsr(0, 0x4c1),
+];
+
+describe('reports/0004: guest counts lost while host pinned events hold every GP counter', () => {
+  it('the perf-based vPMU shows the guest 0 where bare metal counted 1', () => {
+    expect(firstDivergence('skylake', guest, [...hostEvents(4), ...guestCounts], 'emulated')).toMatchObject({ kind: 'rdmsr', target: 0x4c1, sut: '0x0', oracle: '0x1' });
+  });
+
+  it('is declared as host-contention, and its contract holds', () => {
+    const known = new Map<string, number>();
+    const d = designById('emulated');
+    runProgram({ host: SKYLAKE, design: d.factory, expectations: d.expectations, known }, guest, [...hostEvents(4), ...guestCounts]);
+    expect([...known.keys()]).toEqual(['host-contention']);
+  });
+
+  it('with a counter left free for it, the guest counts as on bare metal', () => {
+    expect(firstDivergence('skylake', guest, [...hostEvents(3), ...guestCounts], 'emulated')).toBeNull();
+  });
+
+  it('the mediated vPMU refuses the host events and conforms', () => {
+    expect(firstDivergence('skylake', guest, [...hostEvents(4), ...guestCounts], 'mediated')).toBeNull();
+  });
+});
