@@ -10,10 +10,9 @@ try {
   console.log('0 passed, 1 failed');
   process.exit(1);
 }
-const failed =
-  r.numFailedTests +
-  (r.numRuntimeErrorTestSuites ?? 0) +
-  (r.numFailedTestSuites > 0 && r.numFailedTests === 0 ? 1 : 0);
+// A file that fails before its tests run has no failed test: count it as one failure.
+const brokenFiles = (r.testResults ?? []).filter((t) => t.status === 'failed' && (t.assertionResults ?? []).every((a) => a.status !== 'failed')).length;
+const failed = r.numFailedTests + Math.max(r.numRuntimeErrorTestSuites ?? 0, brokenFiles);
 const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 console.log(`${r.numPassedTests} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`);
 process.exit(failed > 0 || r.numPassedTests === 0 ? 1 : 0);

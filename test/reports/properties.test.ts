@@ -5,7 +5,7 @@
  * vitest while the bug is present.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import fc from 'fast-check';
@@ -23,6 +23,7 @@ import { PLANTED } from './planted.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vpmu-properties-'));
 // Generated regressions import '../../src/…': they run from a folder two levels below the root.
+mkdirSync('scratch', { recursive: true }); // gitignored: a clean clone has none
 const regressions = mkdtempSync(join('scratch', 'regressions-'));
 afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });

@@ -4,7 +4,7 @@
  * divergence matches one of these is a known divergence, not a failure.
  */
 
-import { ANYTHREAD_RESERVED, DEBUGCTL_SUBSET, P6_PERFCTR_QUIRK, STATUS_BITS_V2, VERSION_NOT_CLAMPED } from './common.js';
+import { ANYTHREAD_RESERVED, DEBUGCTL_SUBSET, P6_PERFCTR_QUIRK, STATUS_BITS_V2, VERSION_NOT_CLAMPED, version } from './common.js';
 import type { KnownDivergence } from './types.js';
 
 // The shared entries (common.ts), with the mediated path to the same upstream code in the title and reference.
@@ -32,6 +32,21 @@ export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
     ...STATUS_BITS_V2,
     title: 'an intercepted GLOBAL_OVF_CTRL/STATUS_RESET takes only the counter bits and 62/63: the v3+ Ovf_Uncore and v4 LBR_FRZ/CTR_FRZ bits #GP (decision K10)',
     kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_refresh: global_status_rsvd = global_ctrl_rsvd & ~(OVF_BUF | COND_CHGD); pmu.c kvm_need_perf_global_ctrl_intercept',
+  },
+  {
+    id: 'ovf-ctrl-passthrough',
+    title: "with every host counter the guest's, GLOBAL_OVF_CTRL passes through: a v2/v3 guest can clear the host PMU's v4 status bits (LBR_FRZ, CTR_FRZ, Ovf_Uncore) that its own version reserves",
+    kernelRef:
+      'arch/x86/kvm/vmx/vmx.c vmx_recalc_pmu_msr_intercepts: GLOBAL_CTRL/STATUS/OVF_CTRL intercepted only if kvm_need_perf_global_ctrl_intercept (counter counts, v2+), not by the guest\'s version',
+    matches: (o, c) =>
+      o.kind === 'wrmsr' &&
+      o.target === 0x390 &&
+      o.sut === '0x0' &&
+      o.oracle === '#GP' &&
+      o.value !== null &&
+      c.host.version >= 4 &&
+      version(c) < 4 &&
+      (o.value & ((1n << 58n) | (1n << 59n) | (1n << 61n))) !== 0n,
   },
 ];
 
