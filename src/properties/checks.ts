@@ -10,6 +10,7 @@ import type { WorldCommand } from '../scenarios/commands.js';
 import { GENERATION_PROFILES, type GenerationProfile } from '../scenarios/generation.js';
 import { conformanceProperty } from './conformance.js';
 import type { Design } from './designs.js';
+import type { KnownDivergence } from './expectations/types.js';
 import { hostUndisturbedProperty } from './host-undisturbed.js';
 import { faithful, HW_LAWS } from './hw-laws.js';
 import { invisibilityProperty } from './invisible.js';
@@ -58,6 +59,14 @@ export function ranCommands(cmds: unknown): readonly WorldCommand[] {
 const first = (ce: unknown) => (ce as readonly unknown[])[0];
 const designName = (d: Design) => (d.id === 'emulated' ? 'emulated vPMU' : d.id);
 
+/**
+ * What conformance excuses on a profile: programs that save/restore (save-restore-heavy,
+ * contended) also meet what the design loses there on purpose.
+ */
+export function conformanceExpectations(design: Design, gen: string | undefined): readonly KnownDivergence[] {
+  return gen === 'save-restore-heavy' || gen === 'contended' ? [...design.expectations, ...design.invisibility] : design.expectations;
+}
+
 /** The checks of one design on one host. */
 export function designChecks(design: Design, profile: string, host: Profile): Check[] {
   const base = { profile, design, host };
@@ -70,10 +79,9 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
         id: 'conformance',
         gen,
         rule: `design.md property 1 (${designName(design)}, ${gen} programs)`,
-        // Programs that migrate and save/restore also meet what the design loses there on purpose.
         property: (known) =>
           conformanceProperty(
-            { ...runBase, expectations: gen === 'save-restore-heavy' ? [...design.expectations, ...design.invisibility] : design.expectations, known },
+            { ...runBase, expectations: conformanceExpectations(design, gen), known },
             gen,
           ),
         programOf: (ce) => ranCommands((first(ce) as readonly unknown[])[1]),

@@ -7,6 +7,7 @@
  * so a report fails exactly when the property does.
  */
 
+import { conformanceExpectations } from '../properties/checks.js';
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import type { PerfEvent } from '../model/host/types.js';
@@ -125,12 +126,6 @@ export function replay(t: ReplayTarget, c: Case | readonly WorldCommand[], opts:
 
 const world = (t: ReplayTarget, guests: GuestConfig[], compare: boolean) =>
   new World({ host: t.host, cpus: t.cpus, guests, design: t.design.factory, compare, hostKernel: t.design.hostKernel });
-
-/** The declared divergences a conformance check excuses: its generation profile decides (checks.ts). */
-export function conformanceExpectations(design: Design, gen: string | undefined): readonly KnownDivergence[] {
-  // Programs that migrate and save/restore also meet what the design loses there on purpose.
-  return gen === 'save-restore-heavy' ? [...design.expectations, ...design.invisibility] : design.expectations;
-}
 
 /**
  * Properties 1 and 3. The verdict is runProgram's own (known divergences, and the weaker contract

@@ -4,9 +4,9 @@
  * to, and how often the host, the scheduler and the VMM get a turn:
  *
  * - quiet: guest MSR traffic and work, the vCPU thread moving; nothing else on the host.
- * - contended: the same guest traffic while host users open, enable, disable and close perf
- *   events (counting and sampling, with and without branch stacks), run work, preempt the vCPU
- *   thread and take NMIs.
+ * - contended: the same guest traffic while host users open (on a pCPU or on the vCPU thread),
+ *   enable, disable, read and close perf events (counting and sampling, with and without branch
+ *   stacks), run work, preempt the vCPU thread and take NMIs; now and then a save/restore.
  * - lbr-heavy: a guest with the host's LBR format; DEBUGCTL, LBR_SELECT/TOS and the newest LBR
  *   records; branchy work; XSAVES/XRSTORS of Arch LBR state.
  * - topdown: the fixed counters and their controls, the GP topdown-slots event, PERF_METRICS and
@@ -157,7 +157,8 @@ export function profileCommands(host: Profile, gen: GenerationProfile, focus: re
     case 'quiet':
       return quiet;
     case 'contended':
-      return mix(w(quiet, 2), w(contendedHostCommands(), 2));
+      // Save/restore now and then: the fresh vCPU lands on a host whose users hold events.
+      return mix(w(quiet, 2), w(contendedHostCommands(), 2), w([fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]): WorldCommand => new SaveRestore(v, c))], 1));
     case 'lbr-heavy':
       return mix(w(quiet, 1), w(lbrCommands(host.legacyLbr?.depth ?? 0), 3));
     case 'topdown':
