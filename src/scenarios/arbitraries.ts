@@ -61,7 +61,8 @@ export const msrArb: fc.Arbitrary<number> = fc.oneof(
   { arbitrary: fc.integer({ min: 0, max: 4 }).map((i) => 0x309 + i), weight: 2 },
   { arbitrary: fc.constantFrom(0x38d, 0x38e, 0x38f, 0x390, 0x391, 0x392), weight: 4 },
   { arbitrary: fc.constantFrom(0x345, 0x1d9, 0x834, 0x329), weight: 2 },
-  { arbitrary: fc.constantFrom(0x1c8, 0x1c9, 0x680, 0x6c0, 0xdc0, 0x69f), weight: 1 },
+  // LBR MSRs: the first and last record of a 32-deep stack, and the index one past each end.
+  { arbitrary: fc.constantFrom(0x1c8, 0x1c9, 0x680, 0x6c0, 0xdc0, 0x69f, 0x6a0, 0x6e0, 0xde0), weight: 1 },
 );
 
 /** GLOBAL_CTRL / GLOBAL_STATUS-shaped values: some GP bits (7:0) and some fixed bits (35:32). */
