@@ -90,22 +90,20 @@ export function vmx_check_perf_capabilities(vcpu: KvmVcpuState, data: bigint): s
 
 /** vmx_passthrough_lbr_msrs: before each VM-entry, pass the LBR MSRs through iff the guest LBR event is ACTIVE. */
 export function vmx_passthrough_lbr_msrs(vcpu: KvmVcpuState): void {
-  const msrs = lbrMsrs(vcpu);
-  const intercept = () => {
-    for (const m of msrs) vcpu.passthrough.delete(m);
-    vcpu.lbr.msrPassthrough = false;
-  };
   const ev = vcpu.lbr.event;
-  if (ev === null) {
-    intercept(); // pr_warn if DEBUGCTL.LBR or the in-use bit is set: "fail to passthrough LBR"
-    return;
+  // No event: pr_warn if DEBUGCTL.LBR or the in-use bit is set ("fail to passthrough LBR").
+  const intercept = ev === null || ev.state !== 'ACTIVE';
+  if (ev !== null && intercept) vcpu.pmu.pmcInUse &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
+  vmx_update_intercept_for_lbr_msrs(vcpu, intercept);
+}
+
+/** vmx_update_intercept_for_lbr_msrs: flip the MSR bitmap, unless it is already so. */
+function vmx_update_intercept_for_lbr_msrs(vcpu: KvmVcpuState, set: boolean): void {
+  if (vcpu.lbr.msrPassthrough === !set) return;
+  for (const m of lbrMsrs(vcpu)) {
+    if (set) vcpu.passthrough.delete(m);
+    else vcpu.passthrough.add(m);
   }
-  if (ev.state !== 'ACTIVE') {
-    intercept();
-    vcpu.pmu.pmcInUse &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
-    return;
-  }
-  for (const m of msrs) vcpu.passthrough.add(m);
-  vcpu.lbr.msrPassthrough = true;
+  vcpu.lbr.msrPassthrough = !set;
 }
 
