@@ -27,7 +27,7 @@ function costArg(v: string, prev: Record<CostStep, number>): Record<CostStep, nu
 
 const program = new Command('npm run compare')
   .description('The vPMU designs side by side: properties held, and what each guest workload costs.')
-  .addOption(new Option('--design <id...>', 'designs to compare').choices(DESIGN_IDS).default(['emulated', 'mediated']))
+  .addOption(new Option('--design <id...>', 'designs to compare').choices(DESIGN_IDS).default(['pre-reuse', 'emulated', 'mediated']))
   .addOption(new Option('--profile <name...>', 'hosts').choices(Object.keys(BUILTIN_PROFILES)).default(Object.keys(BUILTIN_PROFILES)))
   .addOption(new Option('--runs <n>', 'programs per property check (0 skips the properties)').argParser((v) => (v === '0' ? 0 : positiveInt(v))).default(200))
   .addOption(new Option('--seed <n>', 'fast-check seed').argParser(seedArg).default(1))

@@ -54,11 +54,11 @@ describe('npm run compare', () => {
   const compare = (...args: string[]) =>
     spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/compare.ts', ...args], { encoding: 'utf8' });
 
-  it('prints the workloads as JSON for one host, without the property runs', () => {
+  it('prints the workloads of the three designs as JSON for one host, without the property runs', () => {
     const r = compare('--runs', '0', '--profile', 'skylake', '--json');
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { workloads: { workload: string; design: string }[] };
-    expect(out.workloads.map((w) => `${w.workload}/${w.design}`)).toEqual(WORKLOADS.flatMap((w) => [`${w.id}/emulated`, `${w.id}/mediated`]));
+    expect(out.workloads.map((w) => `${w.workload}/${w.design}`)).toEqual(WORKLOADS.flatMap((w) => ['pre-reuse', 'emulated', 'mediated'].map((d) => `${w.id}/${d}`)));
   });
 
   it.each([
