@@ -42,10 +42,10 @@ describe('the weaker contract after host contention: never more than bare metal 
     expect([...known.keys()]).toEqual(['host-contention']);
   });
 
-  it('a counter that shows more than bare metal breaks the contract, and the program fails', () => {
+  it('a counter that shows more than bare metal is no contention: the program fails at once', () => {
     expect(() => runProgram({ host: SKYLAKE, design: skewed(5n), expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(Divergence);
     expect(() => runProgram({ host: SKYLAKE, design: skewed(5n), expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(
-      /after the known divergence host-contention, the counter counted \d+ since it was written, more than bare metal's \d+/,
+      /^step \d+, vCPU 0: RDMSR 0x4c1: guest saw 0x\w+, bare metal shows 0x\w+$/,
     );
   });
 
@@ -60,6 +60,8 @@ describe('the weaker contract after host contention: never more than bare metal 
           return ok(this.reads === 1 ? r.value - 1n : r.value + 3n);
         }
       })(h, o);
-    expect(() => runProgram({ host: SKYLAKE, design, expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(/after the known divergence host-contention/);
+    expect(() => runProgram({ host: SKYLAKE, design, expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(
+      /after the known divergence host-contention, the counter counted \d+ since it was written, more than bare metal's \d+/,
+    );
   });
 });

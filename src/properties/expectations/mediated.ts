@@ -45,7 +45,11 @@ export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
       o.oracle === '#GP' &&
       o.value !== null &&
       c.host.version >= 4 &&
+      version(c) >= 2 &&
       version(c) < 4 &&
+      // Passed through only when the guest has every host counter (kvm_need_perf_global_ctrl_intercept).
+      ((c.guest.cpuid.leaf0a.eax >>> 8) & 0xff) === c.host.nGP &&
+      (c.guest.cpuid.leaf0a.edx & 0x1f) === c.host.nFixedContig &&
       (o.value & ((1n << 58n) | (1n << 59n) | (1n << 61n))) !== 0n,
   },
 ];
