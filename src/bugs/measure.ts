@@ -6,7 +6,10 @@
 import fc from 'fast-check';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { designChecks } from '../properties/checks.js';
-import type { WorldCommand } from '../scenarios/commands.js';
+import { HostSampleMisattributed } from '../properties/host-samples.js';
+import { HostDisturbed } from '../properties/host-undisturbed.js';
+import { VmmAbiViolation } from '../properties/vmm-abi.js';
+import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import type { BugEntry } from './types.js';
 
 export interface Measurement {
@@ -22,6 +25,9 @@ export interface Measurement {
   readonly program: readonly WorldCommand[] | null;
   readonly details: fc.RunDetails<unknown>;
 }
+
+/** What the checks throw when they fail: anything else is a model or harness error. */
+const FAILURES = [Divergence, HostDisturbed, HostSampleMisattributed, VmmAbiViolation];
 
 export class CatalogueError extends Error {
   override readonly name = 'CatalogueError';
@@ -43,11 +49,13 @@ export function measure(b: BugEntry, seed: number, numRuns: number): Measurement
   const search = fc.check(c.property(new Map()), { seed, numRuns, endOnFailure: true });
   const msToFirst = performance.now() - t0;
   const d = search.failed ? fc.check(c.property(new Map()), { seed, numRuns }) : search;
-  const program = d.failed && c.programOf !== undefined ? c.programOf(d.counterexample) : null;
+  // Found means the check's own verdict; a crash of the patched model is not a detection.
+  const found = d.failed && FAILURES.some((F) => d.errorInstance instanceof F);
+  const program = found && c.programOf !== undefined ? c.programOf(d.counterexample) : null;
   return {
     row: b.row,
     seed,
-    found: d.failed,
+    found,
     programs: search.numRuns,
     msToFirst,
     shrunk: program === null ? null : program.length,

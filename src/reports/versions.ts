@@ -11,7 +11,7 @@ import fc from 'fast-check';
 const root = new URL('../../', import.meta.url);
 
 /** The sources that decide what fast-check generates, whatever the property. */
-const COMMON_SOURCES = ['src/scenarios/arbitraries.ts', 'src/scenarios/work.ts', 'src/scenarios/values.ts'];
+const COMMON_SOURCES = ['src/scenarios/arbitraries.ts', 'src/scenarios/generation.ts', 'src/scenarios/vmm.ts', 'src/scenarios/work.ts', 'src/scenarios/values.ts'];
 
 /** Each property's own generators (its arbitrary lives beside its check). */
 const PROPERTY_SOURCES: Readonly<Record<string, string>> = {

@@ -7,11 +7,10 @@
  * bare metal raises #GP.
  */
 
+import { lowMask } from '../../hw/bits.js';
 import type { HostKernel } from '../../host/perf.js';
 import { MediatedVcpu } from '../mediated/vcpu.js';
 import type { GuestCpuid } from '../types.js';
-
-const lowMask = (bits: number) => (1n << BigInt(bits)) - 1n;
 
 export class RdpmcPassthroughVcpu extends MediatedVcpu {
   protected override refresh(): void {

@@ -84,7 +84,12 @@ function kvm_register_perf_callbacks(host: HostKernel): Set<EmulatedVcpu> {
   const vcpus = (set = new Set<EmulatedVcpu>());
   runningVcpus.set(host, vcpus);
   const IN_NMI = true;
-  host.perf_register_guest_info_callbacks({ state: (cpu) => [...vcpus].some((v) => v.guestState(cpu, IN_NMI)) });
+  host.perf_register_guest_info_callbacks({
+    state: (cpu) => {
+      for (const v of vcpus) if (v.guestState(cpu, IN_NMI)) return true; // no copy per host PMI
+      return false;
+    },
+  });
   return set;
 }
 
