@@ -71,17 +71,6 @@ const isGuest = (x: unknown): x is GuestConfig => typeof x === 'object' && x !==
 const isCommandList = (x: unknown): x is Iterable<unknown> =>
   typeof x === 'object' && x !== null && !Array.isArray(x) && Symbol.iterator in x;
 
-/**
- * Finds the guest configuration and the fc.commands list in the property's arguments, however the
- * property nests them ([guest, cmds] or [[guest, cmds]]).
- */
-function partsOf(v: unknown, depth = 0): { guest?: GuestConfig; cmds?: Iterable<unknown> } {
-  if (isGuest(v)) return { guest: v };
-  if (isCommandList(v)) return { cmds: v };
-  if (!Array.isArray(v) || depth > 3) return {};
-  return (v as unknown[]).reduce<{ guest?: GuestConfig; cmds?: Iterable<unknown> }>((acc, x) => ({ ...partsOf(x, depth + 1), ...acc }), {});
-}
-
 /** The commands that ran (in order) and the replayPath of an fc.commands list; a plain array as it is. */
 function commandsOf(cmds: unknown): { program: WorldCommand[]; replayPath: string | null } {
   if (Array.isArray(cmds)) return { program: [...(cmds as WorldCommand[])], replayPath: null };
@@ -89,13 +78,6 @@ function commandsOf(cmds: unknown): { program: WorldCommand[]; replayPath: strin
   const all = [...cmds].map((x) => (isWrapped(x) ? x : { cmd: x as WorldCommand, hasRan: true }));
   const ran = all.filter((w) => w.hasRan).map((w) => w.cmd);
   return { program: ran.length > 0 ? ran : all.map((w) => w.cmd), replayPath: REPLAY_PATH.exec((cmds as { toString(): string }).toString())?.[1] ?? null };
-}
-
-/** The guest configuration, the commands that ran (in order) and the replayPath (conformance's shape). */
-export function counterexampleOf<Ts>(d: fc.RunDetails<Ts>): { guest: GuestConfig; program: WorldCommand[]; replayPath: string | null } {
-  const { guest, cmds } = partsOf(d.counterexample);
-  if (guest === undefined || cmds === undefined) throw new ReportError('the counterexample holds no guest configuration and command list');
-  return { guest, ...commandsOf(cmds) };
 }
 
 const isCommand = (x: unknown): x is WorldCommand => typeof x === 'object' && x !== null && 'run' in x && 'check' in x;

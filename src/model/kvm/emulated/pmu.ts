@@ -212,18 +212,29 @@ export function reprogram_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
     return true; // the event stays paused, not released
   if (emulateOverflow) __kvm_perf_overflow(vcpu, pmc, false);
 
-  let eventsel = pmc.eventsel;
-  let newConfig = eventsel;
-  if (pmc.type === 'fixed') {
-    const ctrl = fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
-    if (ctrl & 1) eventsel |= ARCH_PERFMON_EVENTSEL_OS;
-    if (ctrl & 2) eventsel |= ARCH_PERFMON_EVENTSEL_USR;
-    if (ctrl & 8) eventsel |= ARCH_PERFMON_EVENTSEL_INT;
-    newConfig = BigInt(ctrl);
-  }
-  if (pmc.currentConfig === newConfig && pmc_resume_counter(vcpu, pmc)) return true;
+  const { eventsel, config } = pmc_eventsel(vcpu, pmc);
+  if (pmc.currentConfig === config && pmc_resume_counter(vcpu, pmc)) return true;
   pmc_release_perf_event(vcpu, pmc);
-  pmc.currentConfig = newConfig;
+  pmc.currentConfig = config;
+  return pmc_create_event(vcpu, pmc, eventsel);
+}
+
+/**
+ * reprogram_counter's middle: the selector a PMC programs (a fixed counter's from its
+ * FIXED_CTR_CTRL field) and the config that decides whether its event can be reused.
+ */
+export function pmc_eventsel(vcpu: KvmVcpuState, pmc: KvmPmc): { eventsel: bigint; config: bigint } {
+  if (pmc.type !== 'fixed') return { eventsel: pmc.eventsel, config: pmc.eventsel };
+  const ctrl = fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
+  let eventsel = pmc.eventsel;
+  if (ctrl & 1) eventsel |= ARCH_PERFMON_EVENTSEL_OS;
+  if (ctrl & 2) eventsel |= ARCH_PERFMON_EVENTSEL_USR;
+  if (ctrl & 8) eventsel |= ARCH_PERFMON_EVENTSEL_INT;
+  return { eventsel, config: BigInt(ctrl) };
+}
+
+/** reprogram_counter's tail: pmc_reprogram_counter with the selector's exclusions and INT. */
+export function pmc_create_event(vcpu: KvmVcpuState, pmc: KvmPmc, eventsel: bigint): boolean {
   return pmc_reprogram_counter(
     vcpu,
     pmc,

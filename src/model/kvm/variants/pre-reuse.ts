@@ -10,18 +10,15 @@
 import type { HostKernel } from '../../host/perf.js';
 import {
   __kvm_perf_overflow,
-  ARCH_PERFMON_EVENTSEL_INT,
-  ARCH_PERFMON_EVENTSEL_OS,
-  ARCH_PERFMON_EVENTSEL_USR,
-  fixed_ctrl_field,
+  pmc_create_event,
+  pmc_eventsel,
   pmc_is_event_allowed,
   pmc_is_globally_enabled,
   pmc_is_locally_enabled,
   pmc_pause_counter,
   pmc_release_perf_event,
-  pmc_reprogram_counter,
 } from '../emulated/pmu.js';
-import { KVM_FIXED_PMC_BASE_IDX, type KvmPmc, type KvmVcpuState } from '../emulated/state.js';
+import type { KvmPmc, KvmVcpuState } from '../emulated/state.js';
 import { EmulatedVcpu } from '../emulated/vcpu.js';
 import type { GuestCpuid } from '../types.js';
 
@@ -34,24 +31,9 @@ function reprogram_counter_pre_reuse(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   pmc.isPaused = false;
   if (!pmc_is_globally_enabled(vcpu, pmc) || !pmc_is_locally_enabled(vcpu, pmc) || !pmc_is_event_allowed(vcpu, pmc)) return true;
   if (emulatedOverflow) __kvm_perf_overflow(vcpu, pmc, false);
-  let eventsel = pmc.eventsel;
-  let config = eventsel & vcpu.pmu.rawEventMask;
-  if (pmc.type === 'fixed') {
-    const ctrl = fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
-    if (ctrl & 1) eventsel |= ARCH_PERFMON_EVENTSEL_OS;
-    if (ctrl & 2) eventsel |= ARCH_PERFMON_EVENTSEL_USR;
-    if (ctrl & 8) eventsel |= ARCH_PERFMON_EVENTSEL_INT;
-    config = eventsel & vcpu.pmu.rawEventMask;
-  }
+  const { eventsel, config } = pmc_eventsel(vcpu, pmc);
   pmc.currentConfig = config;
-  return pmc_reprogram_counter(
-    vcpu,
-    pmc,
-    config,
-    (eventsel & ARCH_PERFMON_EVENTSEL_USR) === 0n,
-    (eventsel & ARCH_PERFMON_EVENTSEL_OS) === 0n,
-    (eventsel & ARCH_PERFMON_EVENTSEL_INT) !== 0n,
-  );
+  return pmc_create_event(vcpu, pmc, eventsel);
 }
 
 export class PreReuseVcpu extends EmulatedVcpu {
