@@ -275,7 +275,7 @@ export function kvm_pmu_handle_event(vcpu: KvmVcpuState): void {
 }
 
 /** kvm_pmu_incr_counter, perf-based: an emulated event, folded in at the reprogram it requests. */
-function kvm_pmu_incr_counter(vcpu: KvmVcpuState, pmc: KvmPmc): void {
+export function kvm_pmu_incr_counter(vcpu: KvmVcpuState, pmc: KvmPmc): void {
   pmc.emulatedCounter += 1n;
   kvm_pmu_request_counter_reprogram(vcpu, pmc);
 }
