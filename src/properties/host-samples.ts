@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { attr } from '../model/host/types.js';
-import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
+import { mixedProgramArb } from '../scenarios/arbitraries.js';
 import { HostOpen, type WorldCommand } from '../scenarios/commands.js';
 import { irqExitArb } from '../scenarios/vmm.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
@@ -32,7 +32,7 @@ const samplingOpenArb: fc.Arbitrary<WorldCommand> = fc
 export function checkHostSamples(r: HostSamplesRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
   const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false, hostKernel: r.hostKernel });
   fc.modelRun(() => ({ model: {}, real: w }), cmds);
-  const events = [...w.hostEvents, ...((w as { closed?: readonly (typeof w.hostEvents)[number][] }).closed ?? [])];
+  const events = [...w.hostEvents, ...w.closed];
   events.forEach((e, i) => {
     if (!e.attr.excludeGuest) return;
     const inGuest = e.samples.filter((s) => s.inGuest).length;
@@ -45,21 +45,7 @@ export function checkHostSamples(r: HostSamplesRun, guest: GuestConfig, cmds: re
 
 export function hostSamplesProperty(r: HostSamplesRun) {
   return fc.property(
-    guestConfigArb(r.host).chain((guest) =>
-      fc.tuple(
-        fc.constant(guest),
-        focusArb.chain((focus) =>
-          fc.array(
-            fc.oneof(
-              { arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: 2 },
-              { arbitrary: samplingOpenArb, weight: 1 },
-              { arbitrary: irqExitArb, weight: 2 },
-            ),
-            { maxLength: 20, size: '+1' },
-          ),
-        ),
-      ),
-    ),
+    mixedProgramArb(r.host, 2, [{ arbitrary: samplingOpenArb, weight: 1 }, { arbitrary: irqExitArb, weight: 2 }], 20),
     ([guest, cmds]) => checkHostSamples(r, guest, cmds),
   );
 }

@@ -10,7 +10,7 @@
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { attr } from '../model/host/types.js';
-import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
+import { mixedProgramArb } from '../scenarios/arbitraries.js';
 import { HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { unitArb } from '../scenarios/work.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
@@ -62,21 +62,7 @@ export function checkHostUndisturbed(r: HostUndisturbedRun, guest: GuestConfig, 
 
 export function hostUndisturbedProperty(r: HostUndisturbedRun) {
   return fc.property(
-    guestConfigArb(r.host).chain((guest) =>
-      fc.tuple(
-        fc.constant(guest),
-        focusArb.chain((focus) =>
-          fc.array(
-            fc.oneof(
-              { arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: 3 },
-              { arbitrary: hostOpenArb, weight: 1 },
-              { arbitrary: hostWorkArb, weight: 2 },
-            ),
-            { maxLength: 30, size: '+1' },
-          ),
-        ),
-      ),
-    ),
+    mixedProgramArb(r.host, 3, [{ arbitrary: hostOpenArb, weight: 1 }, { arbitrary: hostWorkArb, weight: 2 }], 30),
     ([guest, cmds]) => checkHostUndisturbed(r, guest, cmds),
   );
 }

@@ -172,3 +172,26 @@ export function quietHostCommands(focus: readonly number[] = [], shape?: GuestSh
     fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c)),
   ];
 }
+
+/**
+ * [guest, program] where quiet guest traffic (weight `quiet`) is mixed with a property's own
+ * commands: the shape of the host-side properties' programs.
+ */
+export function mixedProgramArb(
+  host: Profile,
+  quiet: number,
+  extra: readonly { readonly arbitrary: fc.Arbitrary<WorldCommand>; readonly weight: number }[],
+  maxLength: number,
+): fc.Arbitrary<[GuestConfig, WorldCommand[]]> {
+  return guestConfigArb(host).chain((guest) =>
+    fc.tuple(
+      fc.constant(guest),
+      focusArb.chain((focus) =>
+        fc.array(fc.oneof({ arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: quiet }, ...extra), {
+          maxLength,
+          size: '+1',
+        }),
+      ),
+    ),
+  );
+}

@@ -29,11 +29,12 @@ export class Divergence extends Error {
 export type NoModel = Record<string, never>;
 export type WorldCommand = fc.Command<NoModel, World>;
 
-function assertSame(obs: readonly Observation[], w?: World): void {
+/** Throws a Divergence at the first observation where the two sides differ (unless the world only records). */
+export function assertSame(obs: readonly Observation[], w?: World, against?: string): void {
   if (w?.config.compare === false) return;
   for (const o of obs)
     if (o.sut !== o.oracle) {
-      const d = new Divergence(o);
+      const d = new Divergence(o, against);
       d.world = w ?? null;
       throw d;
     }
@@ -42,7 +43,7 @@ function assertSame(obs: readonly Observation[], w?: World): void {
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
 
 /** Every command runs whatever the state: indices are reduced modulo what exists at run time. */
-abstract class AlwaysRuns implements WorldCommand {
+export abstract class AlwaysRuns implements WorldCommand {
   check(): boolean {
     return true;
   }

@@ -11,41 +11,18 @@ import { type Profile, perfCaps } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { KvmPmuEventFilter } from '../model/kvm/types.js';
 import { evtselArb, guestConfigArb } from './arbitraries.js';
-import { Divergence, GuestRdmsr, GuestWrmsr, type NoModel, unitToCode, type WorldCommand } from './commands.js';
+import { AlwaysRuns, assertSame, GuestRdmsr, GuestWrmsr, type NoModel, unitToCode, type WorldCommand } from './commands.js';
+import { guestToCode } from './serialize.js';
 import { encode, u64 } from './values.js';
 import type { GuestConfig, Observation, World } from './world.js';
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
 
-function assertSame(obs: readonly Observation[], w: World): void {
-  if (w.config.compare === false) return;
-  for (const o of obs)
-    if (o.sut !== o.oracle) {
-      const d = new Divergence(o, 'expected');
-      d.world = w;
-      throw d;
-    }
-}
-
-abstract class VmmCommand implements WorldCommand {
-  check(): boolean {
-    return true;
-  }
-  abstract run(m: NoModel, w: World): void;
-  abstract toString(): string;
-}
-
-/** Prints a guest configuration as an object literal. */
-export function configToCode(g: GuestConfig): string {
-  const c = g.cpuid;
-  const l = c.leaf0a;
-  const leaf = `{ eax: ${hex(l.eax)}, ebx: ${hex(l.ebx)}, ecx: ${hex(l.ecx)}, edx: ${hex(l.edx)} }`;
-  const tsx = c.tsx !== undefined ? `, tsx: ${c.tsx}` : '';
-  return `{ cpuid: { family: ${c.family}, model: ${hex(c.model)}, leaf0a: ${leaf}, pdcm: ${c.pdcm}${tsx} }, perfCapabilities: ${hex(g.perfCapabilities)}n }`;
-}
+/** A VMM observation's other side is what KVM's ABI says to expect. */
+const assertSameVmm = (obs: readonly Observation[], w: World) => assertSame(obs, w, 'expected');
 
 /** KVM_SET_CPUID2 (and, with PDCM, PERF_CAPABILITIES): a new vCPU model, refused after KVM_RUN. */
-export class VmmSetCpuid extends VmmCommand {
+export class VmmSetCpuid extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly config: GuestConfig,
@@ -53,15 +30,15 @@ export class VmmSetCpuid extends VmmCommand {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSame(w.vmmSetCpuid(this.vcpu, this.config), w);
+    assertSameVmm(w.vmmSetCpuid(this.vcpu, this.config), w);
   }
   toString(): string {
-    return `new VmmSetCpuid(${this.vcpu}, ${configToCode(this.config)})`;
+    return `new VmmSetCpuid(${this.vcpu}, ${guestToCode(this.config)})`;
   }
 }
 
 /** KVM_SET_MSRS of one PMU MSR. */
-export class VmmSetMsr extends VmmCommand {
+export class VmmSetMsr extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly msr: number,
@@ -70,7 +47,7 @@ export class VmmSetMsr extends VmmCommand {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSame(w.vmmSetMsr(this.vcpu, this.msr, this.value), w);
+    assertSameVmm(w.vmmSetMsr(this.vcpu, this.msr, this.value), w);
   }
   toString(): string {
     return `new VmmSetMsr(${this.vcpu}, ${hex(this.msr)}, ${hex(this.value)}n)`;
@@ -78,7 +55,7 @@ export class VmmSetMsr extends VmmCommand {
 }
 
 /** KVM_GET_MSRS of one PMU MSR. */
-export class VmmGetMsr extends VmmCommand {
+export class VmmGetMsr extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly msr: number,
@@ -86,7 +63,7 @@ export class VmmGetMsr extends VmmCommand {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSame(w.vmmGetMsr(this.vcpu, this.msr), w);
+    assertSameVmm(w.vmmGetMsr(this.vcpu, this.msr), w);
   }
   toString(): string {
     return `new VmmGetMsr(${this.vcpu}, ${hex(this.msr)})`;
@@ -94,12 +71,12 @@ export class VmmGetMsr extends VmmCommand {
 }
 
 /** KVM_GET_MSR_INDEX_LIST, then KVM_GET_MSRS and KVM_SET_MSRS of every listed MSR (a save). */
-export class VmmRoundTrip extends VmmCommand {
+export class VmmRoundTrip extends AlwaysRuns {
   constructor(readonly vcpu: number) {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSame(w.vmmRoundTrip(this.vcpu), w);
+    assertSameVmm(w.vmmRoundTrip(this.vcpu), w);
   }
   toString(): string {
     return `new VmmRoundTrip(${this.vcpu})`;
@@ -107,12 +84,12 @@ export class VmmRoundTrip extends VmmCommand {
 }
 
 /** KVM_SET_PMU_EVENT_FILTER on the VM (null removes the filter). */
-export class VmmSetPmuEventFilter extends VmmCommand {
+export class VmmSetPmuEventFilter extends AlwaysRuns {
   constructor(readonly filter: KvmPmuEventFilter | null) {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSame(w.vmmSetPmuEventFilter(this.filter), w);
+    assertSameVmm(w.vmmSetPmuEventFilter(this.filter), w);
   }
   toString(): string {
     const f = this.filter;
@@ -123,7 +100,7 @@ export class VmmSetPmuEventFilter extends VmmCommand {
 }
 
 /** An external interrupt exits the guest; the host's IRQ handler runs `units` on its pCPU. */
-export class IrqExit extends VmmCommand {
+export class IrqExit extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly units: readonly WorkUnit[],
