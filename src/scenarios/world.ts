@@ -134,7 +134,7 @@ export class World {
   }
 
   /**
-   * What a VMM asks for, limited to what KVM supports, as QEMU masks the guest's
+   * What a VMM asks for, limited to what KVM supports (W5), as QEMU masks the guest's
    * PERF_CAPABILITIES with KVM's feature MSR (a design without LBRs gets no LBR format); the
    * bare-metal oracle is built from the same limited value.
    */
