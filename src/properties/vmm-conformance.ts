@@ -7,9 +7,9 @@
  */
 
 import fc from 'fast-check';
-import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
+import { focusArb, guestConfigArb, nonEmptyArray, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
-import { guestCountingArbs, vmmSetCpuidArb, vmmSetFilterArb, vmmSetMsrArb } from '../scenarios/vmm.js';
+import { guestCountingArbs, guestReadbackArb, vmmSetCpuidArb, vmmSetFilterArb, vmmSetMsrArb } from '../scenarios/vmm.js';
 import { type GuestConfig, World } from '../scenarios/world.js';
 import { CONFORMANCE_CPUS, type ConformanceRun } from './conformance.js';
 
@@ -35,18 +35,19 @@ export function vmmConformanceProperty(r: ConformanceRun) {
         fc.constant(guest),
         focusArb.chain((focus) =>
           fc.tuple(
-            fc.array(
+            nonEmptyArray(
               fc.oneof(
                 { arbitrary: vmmSetMsrArb(r.host, focus), weight: 3 },
-                { arbitrary: vmmSetCpuidArb(r.host), weight: 1 },
+                { arbitrary: vmmSetCpuidArb(r.host), weight: 2 },
                 { arbitrary: vmmSetFilterArb, weight: 2 },
               ),
-              { minLength: 1, maxLength: 4 },
+              4,
             ),
             fc.array(
               fc.oneof(
                 { arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: 4 },
                 { arbitrary: fc.oneof(...guestCountingArbs(shapeOf(guest).nGP)), weight: 1 },
+                { arbitrary: guestReadbackArb, weight: 1 },
               ),
               { maxLength: 20, size: '+1' },
             ),

@@ -12,6 +12,14 @@ import { encode, u64 } from './values.js';
 import { unitArb } from './work.js';
 import type { GuestConfig } from './world.js';
 
+/**
+ * A non-empty array that still shrinks its last element away: fast-check's array shrinker keeps
+ * minLength on every tail it recurses into, so with minLength 1 the last item is never removed.
+ */
+export function nonEmptyArray<T>(arb: fc.Arbitrary<T>, maxLength: number): fc.Arbitrary<T[]> {
+  return fc.array(arb, { maxLength }).filter((a) => a.length > 0);
+}
+
 /** A guest CPUID no bigger than the host's (what userspace takes from KVM_GET_SUPPORTED_CPUID, then trims). */
 export function guestConfigArb(host: Profile): fc.Arbitrary<GuestConfig> {
   const hostFmt = Number(host.perfCapabilities & 0x3fn);

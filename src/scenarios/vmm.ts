@@ -217,6 +217,9 @@ export function guestCountingArbs(nGP: number): fc.Arbitrary<WorldCommand>[] {
   ];
 }
 
+/** The guest reads back PMU state a VMM sets (counters, selectors, fixed and global controls, PERF_CAPABILITIES). */
+export const guestReadbackArb: fc.Arbitrary<WorldCommand> = vmmMsrArb.map((m): WorldCommand => new GuestRdmsr(0, m));
+
 /** Host IRQ handler work: kernel code, long enough for a host sampling period to elapse in it. */
 export const irqHandlerArb: fc.Arbitrary<WorkUnit[]> = fc.array(
   fc.integer({ min: 10, max: 400 }).map((n): WorkUnit => ({ cpl: 0, instructions: n, cycles: 3 * n })),
