@@ -1,5 +1,4 @@
 import { existsSync, readFileSync } from 'node:fs';
-import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CATALOGUE, OUT_OF_SCOPE } from '../../src/bugs/catalogue.js';
 import { measure } from '../../src/bugs/measure.js';
@@ -24,14 +23,23 @@ describe('the bug catalogue covers bugs.md', () => {
   });
 });
 
+/**
+ * The seeds `npm run bugs` measures by default. Finding a bug within a budget is a probabilistic
+ * claim: on random seeds the rarest rows (#35, #36) miss 1000 programs about once in 600 seeds and
+ * fast-check's shrinker can stop one command longer about once in 100, so a random seed here
+ * would fail CI for no change. Fixed seeds make it a regression test of the search's power.
+ */
+const SEEDS = [1, 2, 3, 4, 5];
+
 describe('every ported bug is found within the default budget and shrinks to its trigger + 2', () => {
-  const seed = fc.readConfigureGlobal().seed ?? 42;
   for (const b of CATALOGUE) {
     it(`#${b.row} ${b.fixedBy ?? '(no fix)'}: ${b.subject} — by ${b.check} on ${b.host}`, () => {
-      const m = measure(b, seed, BUDGET);
-      const why = m.details.failed ? `failed, but not by the check's verdict: ${String(m.details.errorInstance)}` : `not found in ${BUDGET} programs`;
-      expect(m.found, `${why} (seed ${seed})`).toBe(true);
-      expect(m.shrunk, m.program?.map(String).join('\n')).toBeLessThanOrEqual(b.minimalTrigger + 2);
+      for (const seed of SEEDS) {
+        const m = measure(b, seed, BUDGET);
+        const why = m.details.failed ? `failed, but not by the check's verdict: ${String(m.details.errorInstance)}` : `not found in ${BUDGET} programs`;
+        expect(m.found, `${why} (seed ${seed})`).toBe(true);
+        expect(m.shrunk, `seed ${seed}:\n${m.program?.map(String).join('\n')}`).toBeLessThanOrEqual(b.minimalTrigger + 2);
+      }
     });
   }
 });
