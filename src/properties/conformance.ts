@@ -9,7 +9,7 @@ import type { Profile } from '../model/hw/profile.js';
 import { Divergence } from '../scenarios/commands.js';
 import { type GenerationProfile, profileProgramArb } from '../scenarios/generation.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
-import type { KnownDivergence } from './expectations/types.js';
+import { adoptionOf, type KnownDivergence } from './expectations/types.js';
 
 /** pCPUs of the host in every conformance world; replay rebuilds the same world. */
 export const CONFORMANCE_CPUS = 2;
@@ -29,27 +29,37 @@ export interface ConformanceRun {
  * weaker contract: then the rest of the program runs and every later observation must keep it.
  */
 export function runProgram(r: ConformanceRun, guest: GuestConfig, cmds: Iterable<fc.Command<Record<string, never>, World>>): void {
+  const adopt = adoptionOf(r.expectations, r.host);
   const world = (compare: boolean) =>
-    new World({ host: r.host, cpus: CONFORMANCE_CPUS, guests: [guest], design: r.design, hostKernel: r.hostKernel, compare });
+    new World({ host: r.host, cpus: CONFORMANCE_CPUS, guests: [guest], design: r.design, hostKernel: r.hostKernel, compare, adopt });
   const program = [...cmds];
+  let w: World | null = null;
   try {
-    fc.modelRun(() => ({ model: {}, real: world(true) }), program);
+    fc.modelRun(() => ({ model: {}, real: (w = world(true)) }), program);
   } catch (e) {
+    if (w !== null) countAdopted(r, w);
     if (!(e instanceof Divergence)) throw e;
     const history = e.world?.observations ?? [e.observation];
     const k = r.expectations.find((x) => x.matches(e.observation, { host: r.host, guest, history }));
     if (k === undefined) throw e;
     r.known?.set(k.id, (r.known.get(k.id) ?? 0) + 1);
     if (k.contract !== undefined) checkContract(r, guest, k, e.observation, () => {
-      const w = world(false);
+      const fresh = world(false);
       // fast-check's wrappers run again on a fresh world; the commands are immutable.
       for (const c of program) {
         const cmd = (c as { cmd?: fc.Command<Record<string, never>, World> }).cmd ?? c;
-        if (cmd.check({})) cmd.run({}, w);
+        if (cmd.check({})) cmd.run({}, fresh);
       }
-      return w;
+      return fresh;
     });
+    return;
   }
+  if (w !== null) countAdopted(r, w);
+}
+
+/** A program that met an adopted divergence counts it once, as a known divergence met (W6). */
+export function countAdopted(r: { known?: Map<string, number> | undefined }, w: World): void {
+  for (const id of new Set(w.adopted.map((a) => a.id))) r.known?.set(id, (r.known.get(id) ?? 0) + 1);
 }
 
 /** Every observation after the known one must keep the divergence's weaker contract. */

@@ -33,7 +33,7 @@ import { CONFORMANCE_CPUS } from './conformance.js';
 import { EMULATED_EXPECTATIONS } from './expectations/emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './expectations/emulated-invisibility.js';
 import { MEDIATED_EXPECTATIONS, MEDIATED_INVISIBILITY_EXPECTATIONS } from './expectations/mediated.js';
-import type { KnownDivergence } from './expectations/types.js';
+import { adoptionOf, type KnownDivergence } from './expectations/types.js';
 
 export interface Design {
   readonly id: string;
@@ -240,7 +240,8 @@ export function firstDivergence(
   const profile = BUILTIN_PROFILES[host];
   if (profile === undefined) throw new Error(`unknown host profile '${host}'`);
   const d = designById(id);
-  const setup = () => ({ model: {}, real: new World({ host: profile, cpus, guests: [guest], design: d.factory, hostKernel: d.hostKernel }) });
+  const adopt = adoptionOf(d.expectations, profile);
+  const setup = () => ({ model: {}, real: new World({ host: profile, cpus, guests: [guest], design: d.factory, hostKernel: d.hostKernel, adopt }) });
   try {
     fc.modelRun(setup, program);
     return null;

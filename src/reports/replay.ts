@@ -13,7 +13,7 @@ import type { Profile } from '../model/hw/profile.js';
 import type { PerfEvent } from '../model/host/types.js';
 import { CONFORMANCE_CPUS, runProgram } from '../properties/conformance.js';
 import type { Design } from '../properties/designs.js';
-import type { KnownDivergence } from '../properties/expectations/types.js';
+import { adoptionOf, type KnownDivergence } from '../properties/expectations/types.js';
 import { Divergence, HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, type Observation, type ObservationKind, World } from '../scenarios/world.js';
 
@@ -125,7 +125,7 @@ export function replay(t: ReplayTarget, c: Case | readonly WorldCommand[], opts:
 }
 
 const world = (t: ReplayTarget, guests: GuestConfig[], compare: boolean) =>
-  new World({ host: t.host, cpus: t.cpus, guests, design: t.design.factory, compare, hostKernel: t.design.hostKernel });
+  new World({ host: t.host, cpus: t.cpus, guests, design: t.design.factory, compare, hostKernel: t.design.hostKernel, adopt: adoptionOf(t.design.expectations, t.host) });
 
 /**
  * Properties 1 and 3. The verdict is runProgram's own (known divergences, and the weaker contract

@@ -41,4 +41,11 @@ export const WORLD_DECISIONS: readonly Decision[] = [
     why: 'A VMM asks KVM what it supports before configuring a vCPU (QEMU masks -cpu features with KVM_GET_MSRS on the system fd); an unsupported request is a VMM configuration error, not a guest observation.',
     ref: 'kvm-vpmu.md §2.15; Documentation/virt/kvm/api.rst KVM_GET_MSRS (feature MSRs)',
   },
+  {
+    id: 'W6',
+    question: 'Must a program end at a declared divergence that only changes one access (KVM answers an MSR access bare metal #GPs on)?',
+    choice: "No, where the declaration says how: bare metal adopts KVM's answer for that access (the result KVM gives, then the access retires as in W1), the adoption is counted as the known divergence, and every later observation is compared exactly. Only a #GP is adopted, never a value: a faulting access left the oracle's state as it was.",
+    why: 'Ending the program at the first P6-quirk access ended about a quarter of conformance programs before they reached anything else; adopting it keeps the comparison exact instead of excusing what follows.',
+    ref: 'arch/x86/kvm/x86.c kvm_get_msr_common / kvm_set_msr_common (MSR_P6_PERFCTR0/1, MSR_P6_EVNTSEL0/1)',
+  },
 ];

@@ -41,7 +41,24 @@ export interface WorldConfig {
   readonly compare?: boolean;
   /** The host kernel (default: upstream's perf); a ported host-side bug patches it here. */
   readonly hostKernel?: HostKernelFactory | undefined;
+  /** Declared divergences bare metal takes on, so comparison goes on past them (W6). */
+  readonly adopt?: Adoption | undefined;
 }
+
+/** A guest MSR access as both sides answered it: what a declared divergence may adopt (W6). */
+export interface MsrAttempt {
+  readonly kind: 'rdmsr' | 'wrmsr';
+  readonly msr: number;
+  /** The value written (wrmsr), else null. */
+  readonly value: bigint | null;
+  readonly sut: Access;
+  readonly oracle: Access;
+  /** The vCPU's model at the time of the access. */
+  readonly guest: GuestConfig;
+}
+
+/** The declared divergence bare metal adopts for an access, and the result it takes instead of its #GP; or null. */
+export type Adoption = (a: MsrAttempt) => { readonly id: string; readonly result: Access } | null;
 
 export type ObservationKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'xsaves' | 'xrstors' | 'pmi' | 'run' | 'vmm' | 'host';
 
@@ -167,8 +184,10 @@ export class World {
    * The oracle executes an MSR instruction: its effect, then (if it did not fault) its
    * retirement as one instruction at `cpl`, which may overflow and deliver a PMI (decision W1).
    */
-  private oracleInstruction(o: Cpu, cpl: number, effect: () => Access): { r: Access; pmis: GuestPmi[] } {
-    const r = effect();
+  private oracleInstruction(o: Cpu, cpl: number, effect: () => Access, adopt?: (r: Access) => Access): { r: Access; pmis: GuestPmi[] } {
+    let r = effect();
+    // Only a #GP is adopted (W6): a faulting access left the oracle's state as it was.
+    if (!r.ok && adopt !== undefined) r = adopt(r);
     const pmis: GuestPmi[] = [];
     if (r.ok) {
       const d = o.step({ cpl, instructions: 1 });
@@ -194,23 +213,38 @@ export class World {
     ];
   }
 
+  /** Declared divergences bare metal took on (W6), in order. */
+  readonly adopted: { readonly step: number; readonly id: string }[] = [];
+
+  /** The oracle's #GP for an access replaced by a declared divergence's result, if one adopts it (W6). */
+  private adoption(v: number, kind: 'rdmsr' | 'wrmsr', msr: number, value: bigint | null, sut: Access, note: { what: string }) {
+    const adopt = this.config.adopt;
+    if (adopt === undefined) return undefined;
+    return (oracle: Access): Access => {
+      const a = adopt({ kind, msr, value, sut, oracle, guest: this.guestConfig(v) });
+      if (a === null) return oracle;
+      this.adopted.push({ step: this.step + 1, id: a.id });
+      note.what += ` (bare metal #GPs; adopted: ${a.id})`;
+      return a.result;
+    };
+  }
+
   guestRdmsr(vcpu: number, msr: number): Observation[] {
     const v = this.index(vcpu);
     const sut = this.vcpus[v]!.guestRdmsr(msr);
     const pm = this.vcpus[v]!.drainPmis();
-    const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.rdmsr(msr));
-    return this.compareInstruction(v, 'rdmsr', msr, null, `RDMSR 0x${msr.toString(16)}`, sut, pm, o);
+    const note = { what: `RDMSR 0x${msr.toString(16)}` };
+    const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.rdmsr(msr), this.adoption(v, 'rdmsr', msr, null, sut, note));
+    return this.compareInstruction(v, 'rdmsr', msr, null, note.what, sut, pm, o);
   }
 
   guestWrmsr(vcpu: number, msr: number, value: bigint): Observation[] {
     const v = this.index(vcpu);
     const sut = this.vcpus[v]!.guestWrmsr(msr, value);
     const pm = this.vcpus[v]!.drainPmis();
-    const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.wrmsr(msr, value));
-    return this.compareInstruction(v, 'wrmsr', msr, value, `WRMSR 0x${msr.toString(16)} <- 0x${value.toString(16)}`, ok(sut), pm, {
-      ...o,
-      r: ok(o.r),
-    });
+    const note = { what: `WRMSR 0x${msr.toString(16)} <- 0x${value.toString(16)}` };
+    const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.wrmsr(msr, value), this.adoption(v, 'wrmsr', msr, value, sut, note));
+    return this.compareInstruction(v, 'wrmsr', msr, value, note.what, ok(sut), pm, { ...o, r: ok(o.r) });
   }
 
   guestRdpmc(vcpu: number, ecx: number, cpl: number): Observation[] {

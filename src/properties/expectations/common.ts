@@ -10,16 +10,36 @@ import type { KnownDivergence } from './types.js';
 /** The PMU version guest CPUID.0AH gives the guest. */
 export const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;
 
+/** The P6-era counter MSRs KVM special-cases, with the GP counter each names. */
+const P6_COUNTER_MSRS = new Map([
+  [0xc1, 0],
+  [0xc2, 1],
+  [0x186, 0],
+  [0x187, 1],
+]);
+
+/** GP counters KVM gives a guest: none without an architectural PMU (intel_pmu_refresh), else CPUID.0AH.EAX[15:8] capped at the host's. */
+const guestGpCounters = (g: { cpuid: { leaf0a: { eax: number } } }, host: { nGP: number }) =>
+  (g.cpuid.leaf0a.eax & 0xff) === 0 ? 0 : Math.min((g.cpuid.leaf0a.eax >> 8) & 0xff, host.nGP);
+
+/** The access is to a P6 counter MSR the guest does not have: the only case kvm_{get,set}_msr_common answer themselves. */
+const absentP6 = (msr: number | null, g: { cpuid: { leaf0a: { eax: number } } }, host: { nGP: number }) => {
+  const i = msr === null ? undefined : P6_COUNTER_MSRS.get(msr);
+  return i !== undefined && i >= guestGpCounters(g, host);
+};
+
 export const P6_PERFCTR_QUIRK: KnownDivergence = {
   id: 'p6-perfctr-quirk',
   title: 'absent MSR_P6_PERFCTR0/1 and MSR_P6_EVNTSEL0/1 read 0 and drop writes instead of #GP',
   kernelRef: 'arch/x86/kvm/x86.c kvm_get_msr_common / kvm_set_msr_common, "case MSR_P6_PERFCTR0/1, MSR_P6_EVNTSEL0/1"',
-  matches: (o) =>
-    (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
-    o.target !== null &&
-    [0xc1, 0xc2, 0x186, 0x187].includes(o.target) &&
-    o.oracle === '#GP' &&
-    o.sut === '0x0',
+  matches: (o, c) =>
+    (o.kind === 'rdmsr' || o.kind === 'wrmsr') && absentP6(o.target, c.guest, c.host) && o.oracle === '#GP' && o.sut === '0x0',
+  // Bare metal adopts it (W6): the access retires, a read returning 0 and a write dropped, as KVM does.
+  adopt: (a, host) => {
+    if (!absentP6(a.msr, a.guest, host) || a.oracle.ok || !a.sut.ok) return null;
+    if (a.kind === 'rdmsr' && a.sut.value !== 0n) return null;
+    return a.sut;
+  },
 };
 
 export const VERSION_NOT_CLAMPED: KnownDivergence = {

@@ -1,5 +1,6 @@
 import type { Profile } from '../../model/hw/profile.js';
-import type { GuestConfig, Observation } from '../../scenarios/world.js';
+import type { Access } from '../../model/hw/access.js';
+import type { Adoption, GuestConfig, MsrAttempt, Observation } from '../../scenarios/world.js';
 
 /** What a known divergence is judged against. */
 export interface DivergenceContext {
@@ -25,4 +26,23 @@ export interface KnownDivergence {
    * program simply ends at the known divergence.
    */
   readonly contract?: (o: Observation, ctx: DivergenceContext) => string | null;
+  /**
+   * Where bare metal can take this divergence on for one guest MSR access (decision W6): the
+   * result the oracle takes instead of its #GP, or null where this divergence is not the cause.
+   * Such a program does not end: it goes on and is compared exactly.
+   */
+  readonly adopt?: (a: MsrAttempt, host: Profile) => Access | null;
+}
+
+/** The World's adoption hook for a design's declared divergences on a host, if any adopts. */
+export function adoptionOf(ks: readonly KnownDivergence[], host: Profile): Adoption | undefined {
+  const adopting = ks.filter((k) => k.adopt !== undefined);
+  if (adopting.length === 0) return undefined;
+  return (a) => {
+    for (const k of adopting) {
+      const result = k.adopt!(a, host);
+      if (result !== null) return { id: k.id, result };
+    }
+    return null;
+  };
 }

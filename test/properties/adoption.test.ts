@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { ok } from '../../src/model/hw/access.js';
+import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
+import { runProgram } from '../../src/properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
+import { Divergence, GuestRdmsr, GuestRdpmc, GuestWrmsr } from '../../src/scenarios/commands.js';
+import type { GuestConfig, VcpuFactory } from '../../src/scenarios/world.js';
+
+/** A v2 guest with one GP counter (so PERFCTR1/EVNTSEL1 are absent) and fixed counter 0. */
+const guest: GuestConfig = {
+  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 1, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(1, 48) }, pdcm: true },
+  perfCapabilities: 0n,
+};
+
+const faithful: VcpuFactory = (h, o) => new EmulatedVcpu(h, o);
+
+/** Fixed counter 0 counts the kernel's instructions; the guest touches absent EVNTSEL1, then reads the count. */
+const program = (absent: number) => [
+  new GuestWrmsr(0, 0x38d, 0x1n), // FIXED_CTR0: OS
+  new GuestWrmsr(0, 0x38f, 1n << 32n),
+  new GuestRdmsr(0, absent),
+  new GuestWrmsr(0, absent, 0x4300c0n),
+  new GuestRdpmc(0, 0x4000_0000, 0),
+];
+
+const run = (design: VcpuFactory, cmds: ReturnType<typeof program>) => {
+  const known = new Map<string, number>();
+  runProgram({ host: SKYLAKE, design, expectations: EMULATED_EXPECTATIONS, known }, guest, cmds);
+  return known;
+};
+
+describe('decision W6: bare metal adopts the P6-quirk access and the program goes on, compared exactly', () => {
+  it('the faithful design passes the whole program; the quirk is counted once as known', () => {
+    for (const m of [0xc2, 0x187]) expect(Object.fromEntries(run(faithful, program(m)))).toEqual({ 'p6-perfctr-quirk': 1 });
+  });
+
+  it('a vPMU that retires the quirked access twice is caught at the later RDPMC', () => {
+    const twice: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestRdmsr(msr: number) {
+          const r = super.guestRdmsr(msr);
+          if (msr === 0xc2 || msr === 0x187) this.instructionRetired(0);
+          return r;
+        }
+      })(h, o);
+    expect(() => run(twice, program(0x187))).toThrow(Divergence);
+    expect(() => run(twice, program(0x187))).toThrow(/RDPMC 0x40000000/);
+  });
+
+  it('is not adopted where the access is not the quirk: a non-zero read of an absent counter fails', () => {
+    const reads1: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestRdmsr(msr: number) {
+          return msr === 0xc2 ? ok(1n) : super.guestRdmsr(msr);
+        }
+      })(h, o);
+    expect(() => run(reads1, program(0xc2))).toThrow(/RDMSR 0xc2: guest saw 0x1, bare metal shows #GP/);
+  });
+
+  it('is not adopted for a counter the guest has: bare metal and KVM agree there', () => {
+    // EVNTSEL0 exists: no adoption, nothing known.
+    expect(run(faithful, [new GuestRdmsr(0, 0x186), new GuestRdmsr(0, 0xc1)]).size).toBe(0);
+  });
+});
