@@ -43,9 +43,10 @@ export const WORLD_DECISIONS: readonly Decision[] = [
   },
   {
     id: 'W6',
-    question: 'Must a program end at a declared divergence that only changes one access (KVM answers an MSR access bare metal #GPs on)?',
-    choice: "No, where the declaration says how: bare metal adopts KVM's answer for that access (the result KVM gives, then the access retires as in W1), the adoption is counted as the known divergence, and every later observation is compared exactly. Only a #GP is adopted, never a value: a faulting access left the oracle's state as it was.",
-    why: 'Ending the program at the first P6-quirk access ended about a quarter of conformance programs before they reached anything else; adopting it keeps the comparison exact instead of excusing what follows.',
-    ref: 'arch/x86/kvm/x86.c kvm_get_msr_common / kvm_set_msr_common (MSR_P6_PERFCTR0/1, MSR_P6_EVNTSEL0/1)',
+    question: 'Must a program end at a declared divergence that only changes one access (KVM and bare metal disagree on whether an MSR access faults)?',
+    choice:
+      "No, where the declaration says how, and the program is then compared exactly. Where bare metal #GPs and KVM answers (the P6 quirk), bare metal takes KVM's answer and retires the access as in W1. Where KVM #GPs for a reason the declaration states (an MSR KVM lacks, a bit it never supports), bare metal faults too, before any effect. Each adoption counts as the known divergence. Only faults are adopted, never a value, so neither side's state is ever patched.",
+    why: 'Ending programs at such accesses ended about a quarter of conformance programs, and over two thirds of lbr-heavy ones (a DEBUGCTL write with FREEZE_PERFMON_ON_PMI), before they reached anything else; adopting them keeps the comparison exact instead of excusing what follows.',
+    ref: 'arch/x86/kvm/x86.c kvm_get_msr_common / kvm_set_msr_common (MSR_P6_*); vmx.c vmx_set_debugctl; pmu.c kvm_pmu_is_valid_msr',
   },
 ];

@@ -45,20 +45,24 @@ export interface WorldConfig {
   readonly adopt?: Adoption | undefined;
 }
 
-/** A guest MSR access as both sides answered it: what a declared divergence may adopt (W6). */
+/** A guest MSR access and the design's answer: what a declared divergence may adopt (W6). */
 export interface MsrAttempt {
   readonly kind: 'rdmsr' | 'wrmsr';
   readonly msr: number;
   /** The value written (wrmsr), else null. */
   readonly value: bigint | null;
   readonly sut: Access;
-  readonly oracle: Access;
   /** The vCPU's model at the time of the access. */
   readonly guest: GuestConfig;
 }
 
-/** The declared divergence bare metal adopts for an access, and the result it takes instead of its #GP; or null. */
-export type Adoption = (a: MsrAttempt) => { readonly id: string; readonly result: Access } | null;
+/** How bare metal takes on declared divergences for one access (W6). */
+export interface Adoption {
+  /** Bare metal's #GP replaced by the design's result (the oracle then retires the access): the divergence's id, or null. */
+  readonly result: (a: MsrAttempt & { readonly oracle: Access }) => { readonly id: string; readonly result: Access } | null;
+  /** The design's #GP taken by bare metal too, before any effect (the oracle's state stays as it was): the id, or null. */
+  readonly fault: (a: MsrAttempt) => string | null;
+}
 
 export type ObservationKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'xsaves' | 'xrstors' | 'pmi' | 'run' | 'vmm' | 'host';
 
@@ -216,17 +220,30 @@ export class World {
   /** Declared divergences bare metal took on (W6), in order. */
   readonly adopted: { readonly step: number; readonly id: string }[] = [];
 
-  /** The oracle's #GP for an access replaced by a declared divergence's result, if one adopts it (W6). */
-  private adoption(v: number, kind: 'rdmsr' | 'wrmsr', msr: number, value: bigint | null, sut: Access, note: { what: string }) {
+  /** Bare metal's answer to a guest MSR access, with a declared divergence adopted where one says so (W6). */
+  private oracleMsr(v: number, kind: 'rdmsr' | 'wrmsr', msr: number, value: bigint, sut: Access, note: { what: string }) {
+    const o = this.oracles[v]!;
+    const effect = () => (kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, value));
     const adopt = this.config.adopt;
-    if (adopt === undefined) return undefined;
-    return (oracle: Access): Access => {
-      const a = adopt({ kind, msr, value, sut, oracle, guest: this.guestConfig(v) });
-      if (a === null) return oracle;
-      this.adopted.push({ step: this.step + 1, id: a.id });
-      note.what += ` (bare metal #GPs; adopted: ${a.id})`;
-      return a.result;
+    if (adopt === undefined) return this.oracleInstruction(o, 0, effect);
+    const attempt: MsrAttempt = { kind, msr, value: kind === 'wrmsr' ? value : null, sut, guest: this.guestConfig(v) };
+    const adopted = (id: string, why: string) => {
+      this.adopted.push({ step: this.step + 1, id });
+      note.what += ` (${why}; adopted: ${id})`;
     };
+    if (!sut.ok) {
+      const id = adopt.fault(attempt);
+      if (id !== null) {
+        adopted(id, 'bare metal would not fault');
+        return { r: sut, pmis: [] };
+      }
+    }
+    return this.oracleInstruction(o, 0, effect, (r) => {
+      const a = adopt.result({ ...attempt, oracle: r });
+      if (a === null) return r;
+      adopted(a.id, 'bare metal #GPs');
+      return a.result;
+    });
   }
 
   guestRdmsr(vcpu: number, msr: number): Observation[] {
@@ -234,7 +251,7 @@ export class World {
     const sut = this.vcpus[v]!.guestRdmsr(msr);
     const pm = this.vcpus[v]!.drainPmis();
     const note = { what: `RDMSR 0x${msr.toString(16)}` };
-    const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.rdmsr(msr), this.adoption(v, 'rdmsr', msr, null, sut, note));
+    const o = this.oracleMsr(v, 'rdmsr', msr, 0n, sut, note);
     return this.compareInstruction(v, 'rdmsr', msr, null, note.what, sut, pm, o);
   }
 
@@ -243,7 +260,7 @@ export class World {
     const sut = this.vcpus[v]!.guestWrmsr(msr, value);
     const pm = this.vcpus[v]!.drainPmis();
     const note = { what: `WRMSR 0x${msr.toString(16)} <- 0x${value.toString(16)}` };
-    const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.wrmsr(msr, value), this.adoption(v, 'wrmsr', msr, value, sut, note));
+    const o = this.oracleMsr(v, 'wrmsr', msr, value, sut, note);
     return this.compareInstruction(v, 'wrmsr', msr, value, note.what, ok(sut), pm, { ...o, r: ok(o.r) });
   }
 

@@ -64,3 +64,42 @@ describe('decision W6: bare metal adopts the P6-quirk access and the program goe
     expect(run(faithful, [new GuestRdmsr(0, 0x186), new GuestRdmsr(0, 0xc1)]).size).toBe(0);
   });
 });
+
+describe('decision W6 for a #GP of the design: bare metal faults too, before any effect', () => {
+  /** A v2 guest with the host's LBRs: DEBUGCTL.LBR is supported, FREEZE_PERFMON_ON_PMI never is. */
+  const lbrGuest: GuestConfig = { ...guest, perfCapabilities: SKYLAKE.perfCapabilities & 0x3fn };
+  const refused = [new GuestWrmsr(0, 0x1d9, 0x1001n), new GuestRdmsr(0, 0x1d9), new GuestWrmsr(0, 0x1d9, 0x1n), new GuestRdmsr(0, 0x1d9)];
+  const runLbr = (design: VcpuFactory) => {
+    const known = new Map<string, number>();
+    runProgram({ host: SKYLAKE, design, expectations: EMULATED_EXPECTATIONS, known }, lbrGuest, refused);
+    return known;
+  };
+
+  it('the faithful design passes: the refused write is adopted, the later reads are compared exactly', () => {
+    expect(Object.fromEntries(runLbr(faithful))).toEqual({ 'debugctl-subset': 1 });
+  });
+
+  it('a vPMU that #GPs but keeps part of the write is caught at the next read', () => {
+    const partial: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestWrmsr(msr: number, value: bigint) {
+          const r = super.guestWrmsr(msr, value);
+          if (msr === 0x1d9 && !r.ok) super.guestWrmsr(msr, value & 0x1n);
+          return r;
+        }
+      })(h, o);
+    expect(() => runLbr(partial)).toThrow(/step 2, vCPU 0: RDMSR 0x1d9: guest saw 0x1, bare metal shows 0x0/);
+  });
+
+  it('a #GP for LBR alone is neither adopted nor declared: KVM drops LBR/BTF, it never refuses them', () => {
+    const refusesLbr: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestWrmsr(msr: number, value: bigint) {
+          return msr === 0x1d9 && value === 0x1n ? { ok: false as const, gp: 'planted' } : super.guestWrmsr(msr, value);
+        }
+      })(h, o);
+    const known = new Map<string, number>();
+    const run1 = () => runProgram({ host: SKYLAKE, design: refusesLbr, expectations: EMULATED_EXPECTATIONS, known }, lbrGuest, [new GuestWrmsr(0, 0x1d9, 0x1n)]);
+    expect(run1).toThrow(/WRMSR 0x1d9 <- 0x1: guest saw #GP, bare metal shows 0x0/);
+  });
+});

@@ -48,7 +48,12 @@ export const VERSION_NOT_CLAMPED: KnownDivergence = {
   kernelRef: 'arch/x86/kvm/pmu.c kvm_init_pmu_capability caps the version at 2; intel_pmu_refresh takes CPUID.0AH version unclamped; kvm_pmu_is_valid_msr has no 0x391/0x392',
   matches: (o, c) =>
     version(c) >= 4 && (o.kind === 'rdmsr' || o.kind === 'wrmsr') && (o.target === 0x391 || o.target === 0x392) && o.sut === '#GP',
+  // Bare metal faults too (W6): KVM has no such MSR, whatever the value.
+  adoptFault: (a) => version(a) >= 4 && (a.msr === 0x391 || a.msr === 0x392),
 };
+
+/** Ovf_Uncore (61), CTR_FRZ (59) and LBR_FRZ (58): real bits from v3/v4 on that KVM reserves. */
+const STATUS_BITS_RESERVED_BY_KVM = (1n << 58n) | (1n << 59n) | (1n << 61n);
 
 export const STATUS_BITS_V2: KnownDivergence = {
   id: 'status-bits-v2',
@@ -61,8 +66,15 @@ export const STATUS_BITS_V2: KnownDivergence = {
     o.sut === '#GP' &&
     o.oracle === '0x0' &&
     o.value !== null &&
-    (o.value & ((1n << 58n) | (1n << 59n) | (1n << 61n))) !== 0n,
+    (o.value & STATUS_BITS_RESERVED_BY_KVM) !== 0n,
+  adoptFault: (a) => version(a) >= 3 && a.kind === 'wrmsr' && a.msr === 0x390 && a.value !== null && (a.value & STATUS_BITS_RESERVED_BY_KVM) !== 0n,
 };
+
+/** DEBUGCTL bits KVM supports for some guest (vmx_get_supported_debugctl): LBR, BTF, FREEZE_LBRS_ON_PMI, RTM_DEBUG. */
+const DEBUGCTL_EVER_SUPPORTED = 0x1n | 0x2n | 0x800n | 0x8000n;
+
+/** LBR and BTF: vmx_set_debugctl drops them when unsupported, so a write of only these never #GPs. */
+const DEBUGCTL_DROPPED_NOT_REFUSED = 0x1n | 0x2n;
 
 /** DEBUGCTL bits KVM may drop or clear: LBR, BTF, FREEZE_LBRS_ON_PMI, FREEZE_PERFMON_ON_PMI. */
 const DEBUGCTL_DROPPABLE = 0x1n | 0x2n | 0x800n | 0x1000n;
@@ -72,12 +84,18 @@ export const DEBUGCTL_SUBSET: KnownDivergence = {
   id: 'debugctl-subset',
   title: 'DEBUGCTL bits other than LBR, FREEZE_LBRS_ON_PMI (with guest LBR), BTF (dropped) and RTM_DEBUG #GP',
   kernelRef: 'arch/x86/kvm/vmx/vmx.c vmx_get_supported_debugctl / vmx_is_valid_debugctl',
-  // A refused write #GPs; a dropped LBR/BTF/freeze bit shows on the next read, as a bit missing, never an extra one.
+  // A refused write #GPs (never for LBR/BTF alone); a dropped bit shows on the next read, as a bit missing, never an extra one.
   matches: (o) =>
     o.target === 0x1d9 &&
-    ((o.kind === 'wrmsr' && o.sut === '#GP' && o.oracle === '0x0') ||
+    ((o.kind === 'wrmsr' && o.sut === '#GP' && o.oracle === '0x0' && o.value !== null && (o.value & ~DEBUGCTL_DROPPED_NOT_REFUSED) !== 0n) ||
       (o.kind === 'rdmsr' && o.sut.startsWith('0x') && o.oracle.startsWith('0x') && droppedOnly(BigInt(o.sut), BigInt(o.oracle)))),
+  // A write with a bit KVM never supports faults on bare metal too (W6); a droppable bit is left to the matcher.
+  adoptFault: (a) => a.kind === 'wrmsr' && a.msr === 0x1d9 && a.value !== null && (a.value & ~DEBUGCTL_EVER_SUPPORTED) !== 0n,
 };
+
+/** A write setting AnyThread: EVTSEL bit 21, or bit 2 of a FIXED_CTR_CTRL field. */
+const anyThread = (msr: number | null, value: bigint | null) =>
+  value !== null && ((msr !== null && msr >= 0x186 && msr < 0x18e && (value & (1n << 21n)) !== 0n) || (msr === 0x38d && (value & 0x4444_4444n) !== 0n));
 
 export const ANYTHREAD_RESERVED: KnownDivergence = {
   id: 'anythread-reserved',
@@ -89,6 +107,6 @@ export const ANYTHREAD_RESERVED: KnownDivergence = {
     o.sut === '#GP' &&
     o.oracle === '0x0' &&
     o.value !== null &&
-    ((o.target !== null && o.target >= 0x186 && o.target < 0x18e && (o.value & (1n << 21n)) !== 0n) ||
-      (o.target === 0x38d && (o.value & 0x4444_4444n) !== 0n)),
+    anyThread(o.target, o.value),
+  adoptFault: (a) => version(a) >= 3 && a.kind === 'wrmsr' && anyThread(a.msr, a.value),
 };

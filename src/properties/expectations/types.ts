@@ -31,18 +31,24 @@ export interface KnownDivergence {
    * result the oracle takes instead of its #GP, or null where this divergence is not the cause.
    * Such a program does not end: it goes on and is compared exactly.
    */
-  readonly adopt?: (a: MsrAttempt, host: Profile) => Access | null;
+  readonly adopt?: (a: MsrAttempt & { readonly oracle: Access }, host: Profile) => Access | null;
+  /** Likewise where the design #GPs: true if this divergence is why, and bare metal faults too (W6). */
+  readonly adoptFault?: (a: MsrAttempt, host: Profile) => boolean;
 }
 
-/** The World's adoption hook for a design's declared divergences on a host, if any adopts. */
+/** The World's adoption hooks for a design's declared divergences on a host, if any adopts. */
 export function adoptionOf(ks: readonly KnownDivergence[], host: Profile): Adoption | undefined {
-  const adopting = ks.filter((k) => k.adopt !== undefined);
-  if (adopting.length === 0) return undefined;
-  return (a) => {
-    for (const k of adopting) {
-      const result = k.adopt!(a, host);
-      if (result !== null) return { id: k.id, result };
-    }
-    return null;
+  const results = ks.filter((k) => k.adopt !== undefined);
+  const faults = ks.filter((k) => k.adoptFault !== undefined);
+  if (results.length === 0 && faults.length === 0) return undefined;
+  return {
+    result: (a) => {
+      for (const k of results) {
+        const result = k.adopt!(a, host);
+        if (result !== null) return { id: k.id, result };
+      }
+      return null;
+    },
+    fault: (a) => faults.find((k) => k.adoptFault!(a, host))?.id ?? null,
   };
 }
