@@ -15,6 +15,7 @@ import { EmulatedVcpu } from '../src/model/kvm/emulated/vcpu.js';
 import { type ConformanceRun, runProgram } from '../src/properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../src/properties/expectations/emulated.js';
 import { guestConfigArb, quietHostCommands } from '../src/scenarios/arbitraries.js';
+import type { WorldCommand } from '../src/scenarios/commands.js';
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -114,13 +115,18 @@ for (const name of Object.keys(BUILTIN_PROFILES)) {
     numRuns: 200,
     seed: 7,
   });
-  const cmds = programs.map(([, c]) => [...c]);
-  const nCmds = cmds.reduce((a, c) => a + c.length, 0);
+  // Count the commands that ran: a program that ends at a declared divergence skips the rest.
+  let ran = 0;
+  const cmds = programs.map(([, c]) =>
+    [...c].map((x): WorldCommand => ({ check: (m) => x.check(m), run: (m, w) => (ran++, x.run(m, w)), toString: () => String(x) })),
+  );
   const run: ConformanceRun = { host, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS };
   const once = () => programs.forEach(([g], i) => runProgram(run, g, cmds[i]!));
+  once();
+  const ranPerPass = ran;
   const perSecond = measure(opts.seconds, programs.length, once);
   rows.push({ what: 'programs', profile: 'skylake', perSecond, target: 0 });
-  rows.push({ what: 'guest commands', profile: 'skylake', perSecond: (perSecond * nCmds) / programs.length, target: 1e5 });
+  rows.push({ what: 'guest commands', profile: 'skylake', perSecond: (perSecond * ranPerPass) / programs.length, target: 1e5 });
 }
 
 if (opts.json) {
