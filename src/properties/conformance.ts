@@ -37,7 +37,6 @@ export function runProgram(r: ConformanceRun, guest: GuestConfig, cmds: Iterable
   try {
     fc.modelRun(() => ({ model: {}, real: (w = world(true)) }), program);
   } catch (e) {
-    if (w !== null) countAdopted(r, w);
     if (!(e instanceof Divergence)) throw e;
     const history = e.world?.observations ?? [e.observation];
     const k = r.expectations.find((x) => x.matches(e.observation, { host: r.host, guest, history }));
@@ -52,14 +51,14 @@ export function runProgram(r: ConformanceRun, guest: GuestConfig, cmds: Iterable
       }
       return fresh;
     });
-    return;
+  } finally {
+    if (w !== null) countAdopted(r, w);
   }
-  if (w !== null) countAdopted(r, w);
 }
 
 /** A program that met an adopted divergence counts it once, as a known divergence met (W6). */
 export function countAdopted(r: { known?: Map<string, number> | undefined }, w: World): void {
-  for (const id of new Set(w.adopted.map((a) => a.id))) r.known?.set(id, (r.known.get(id) ?? 0) + 1);
+  for (const id of new Set(w.adopted)) r.known?.set(id, (r.known.get(id) ?? 0) + 1);
 }
 
 /** Every observation after the known one must keep the divergence's weaker contract. */

@@ -21,16 +21,15 @@ export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: reado
   try {
     fc.modelRun(() => ({ model: {}, real: w }), cmds);
   } catch (e) {
-    countAdopted(r, w);
     if (!(e instanceof Divergence)) throw e;
     if (e.observation.kind === 'vmm') throw e;
     const now = w.guestConfig(e.observation.vcpu);
     const k = r.expectations.find((x) => x.matches(e.observation, { host: r.host, guest: now, history: w.observations }));
     if (k === undefined) throw e;
     r.known?.set(k.id, (r.known.get(k.id) ?? 0) + 1);
-    return;
+  } finally {
+    countAdopted(r, w);
   }
-  countAdopted(r, w);
 }
 
 export function vmmConformanceProperty(r: ConformanceRun) {

@@ -188,16 +188,18 @@ export class World {
    * The oracle executes an MSR instruction: its effect, then (if it did not fault) its
    * retirement as one instruction at `cpl`, which may overflow and deliver a PMI (decision W1).
    */
-  private oracleInstruction(o: Cpu, cpl: number, effect: () => Access, adopt?: (r: Access) => Access): { r: Access; pmis: GuestPmi[] } {
-    let r = effect();
-    // Only a #GP is adopted (W6): a faulting access left the oracle's state as it was.
-    if (!r.ok && adopt !== undefined) r = adopt(r);
+  private oracleInstruction(o: Cpu, cpl: number, effect: () => Access): { r: Access; pmis: GuestPmi[] } {
+    return this.retire(o, cpl, effect());
+  }
+
+  /** The retirement half of oracleInstruction, for a result already known; `note` says what W6 adopted. */
+  private retire(o: Cpu, cpl: number, r: Access, note = ''): { r: Access; pmis: GuestPmi[]; note: string } {
     const pmis: GuestPmi[] = [];
     if (r.ok) {
       const d = o.step({ cpl, instructions: 1 });
       if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
     }
-    return { r, pmis };
+    return { r, pmis, note };
   }
 
   private compareInstruction(
@@ -217,51 +219,53 @@ export class World {
     ];
   }
 
-  /** Declared divergences bare metal took on (W6), in order. */
-  readonly adopted: { readonly step: number; readonly id: string }[] = [];
+  /** Ids of the declared divergences bare metal took on (W6), in order. */
+  readonly adopted: string[] = [];
 
-  /** Bare metal's answer to a guest MSR access, with a declared divergence adopted where one says so (W6). */
-  private oracleMsr(v: number, kind: 'rdmsr' | 'wrmsr', msr: number, value: bigint, sut: Access, note: { what: string }) {
+  /**
+   * Bare metal's answer to a guest MSR access, with a declared divergence adopted where one says
+   * so (W6), and what the observation notes of it; the hooks run only when a side faulted.
+   */
+  private oracleMsr(v: number, kind: 'rdmsr' | 'wrmsr', msr: number, value: bigint, sut: Access): { r: Access; pmis: GuestPmi[]; note: string } {
     const o = this.oracles[v]!;
-    const effect = () => (kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, value));
     const adopt = this.config.adopt;
-    if (adopt === undefined) return this.oracleInstruction(o, 0, effect);
-    const attempt: MsrAttempt = { kind, msr, value: kind === 'wrmsr' ? value : null, sut, guest: this.guestConfig(v) };
-    const adopted = (id: string, why: string) => {
-      this.adopted.push({ step: this.step + 1, id });
-      note.what += ` (${why}; adopted: ${id})`;
-    };
-    if (!sut.ok) {
-      const id = adopt.fault(attempt);
+    const attempt = (): MsrAttempt => ({ kind, msr, value: kind === 'wrmsr' ? value : null, sut, guest: this.guestConfig(v) });
+    if (adopt !== undefined && !sut.ok) {
+      const id = adopt.fault(attempt());
       if (id !== null) {
-        adopted(id, 'bare metal would not fault');
-        return { r: sut, pmis: [] };
+        this.adopted.push(id);
+        return { r: sut, pmis: [], note: ` (bare metal would not fault; adopted: ${id})` };
       }
     }
-    return this.oracleInstruction(o, 0, effect, (r) => {
-      const a = adopt.result({ ...attempt, oracle: r });
-      if (a === null) return r;
-      adopted(a.id, 'bare metal #GPs');
-      return a.result;
-    });
+    const r = kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, value);
+    // Only a #GP is adopted: a faulting access left the oracle's state as it was.
+    if (adopt !== undefined && !r.ok) {
+      const a = adopt.result({ ...attempt(), oracle: r });
+      if (a !== null) {
+        this.adopted.push(a.id);
+        return this.retire(o, 0, a.result, ` (bare metal #GPs; adopted: ${a.id})`);
+      }
+    }
+    return this.retire(o, 0, r);
   }
 
   guestRdmsr(vcpu: number, msr: number): Observation[] {
     const v = this.index(vcpu);
     const sut = this.vcpus[v]!.guestRdmsr(msr);
     const pm = this.vcpus[v]!.drainPmis();
-    const note = { what: `RDMSR 0x${msr.toString(16)}` };
-    const o = this.oracleMsr(v, 'rdmsr', msr, 0n, sut, note);
-    return this.compareInstruction(v, 'rdmsr', msr, null, note.what, sut, pm, o);
+    const o = this.oracleMsr(v, 'rdmsr', msr, 0n, sut);
+    return this.compareInstruction(v, 'rdmsr', msr, null, `RDMSR 0x${msr.toString(16)}${o.note}`, sut, pm, o);
   }
 
   guestWrmsr(vcpu: number, msr: number, value: bigint): Observation[] {
     const v = this.index(vcpu);
     const sut = this.vcpus[v]!.guestWrmsr(msr, value);
     const pm = this.vcpus[v]!.drainPmis();
-    const note = { what: `WRMSR 0x${msr.toString(16)} <- 0x${value.toString(16)}` };
-    const o = this.oracleMsr(v, 'wrmsr', msr, value, sut, note);
-    return this.compareInstruction(v, 'wrmsr', msr, value, note.what, ok(sut), pm, { ...o, r: ok(o.r) });
+    const o = this.oracleMsr(v, 'wrmsr', msr, value, sut);
+    return this.compareInstruction(v, 'wrmsr', msr, value, `WRMSR 0x${msr.toString(16)} <- 0x${value.toString(16)}${o.note}`, ok(sut), pm, {
+      ...o,
+      r: ok(o.r),
+    });
   }
 
   guestRdpmc(vcpu: number, ecx: number, cpl: number): Observation[] {
