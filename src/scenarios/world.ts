@@ -9,7 +9,7 @@ import type { Cpu, PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
 import type { ArchLbrXsave } from '../model/hw/msr/lbr-arch.js';
 import { ProfileError } from '../model/hw/errors.js';
 import { defineProfile, type Profile } from '../model/hw/profile.js';
-import type { WorkUnit } from '../model/hw/work.js';
+import { RETIRED_AT_CPL, type WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
 import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../model/kvm/types.js';
@@ -196,7 +196,7 @@ export class World {
   private retire(o: Cpu, cpl: number, r: Access, note = ''): { r: Access; pmis: GuestPmi[]; note: string } {
     const pmis: GuestPmi[] = [];
     if (r.ok) {
-      const d = o.step({ cpl, instructions: 1 });
+      const d = o.step(RETIRED_AT_CPL[cpl]!);
       if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
     }
     return { r, pmis, note };
@@ -229,9 +229,9 @@ export class World {
   private oracleMsr(v: number, kind: 'rdmsr' | 'wrmsr', msr: number, value: bigint, sut: Access): { r: Access; pmis: GuestPmi[]; note: string } {
     const o = this.oracles[v]!;
     const adopt = this.config.adopt;
-    const attempt = (): MsrAttempt => ({ kind, msr, value: kind === 'wrmsr' ? value : null, sut, guest: this.guestConfig(v) });
+    const w = kind === 'wrmsr' ? value : null;
     if (adopt !== undefined && !sut.ok) {
-      const id = adopt.fault(attempt());
+      const id = adopt.fault({ kind, msr, value: w, sut, guest: this.guestConfig(v) });
       if (id !== null) {
         this.adopted.push(id);
         return { r: sut, pmis: [], note: ` (bare metal would not fault; adopted: ${id})` };
@@ -240,7 +240,7 @@ export class World {
     const r = kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, value);
     // Only a #GP is adopted: a faulting access left the oracle's state as it was.
     if (adopt !== undefined && !r.ok) {
-      const a = adopt.result({ ...attempt(), oracle: r });
+      const a = adopt.result({ kind, msr, value: w, sut, guest: this.guestConfig(v), oracle: r });
       if (a !== null) {
         this.adopted.push(a.id);
         return this.retire(o, 0, a.result, ` (bare metal #GPs; adopted: ${a.id})`);

@@ -68,12 +68,15 @@ function must(a: Access, what: string): bigint {
   return a.value;
 }
 
+// The messages are built only on a fault: these run for every LBR MSR at each context switch.
 function rd(hw: Cpu, msr: number): bigint {
-  return must(hw.rdmsr(msr), `RDMSR ${msrName(msr)}`);
+  const a = hw.rdmsr(msr);
+  return a.ok ? a.value : must(a, `RDMSR ${msrName(msr)}`);
 }
 
 function wr(hw: Cpu, msr: number, v: bigint): void {
-  must(hw.wrmsr(msr, v), `WRMSR ${msrName(msr)} <- 0x${v.toString(16)}`);
+  const a = hw.wrmsr(msr, v);
+  if (!a.ok) must(a, `WRMSR ${msrName(msr)} <- 0x${v.toString(16)}`);
 }
 
 /**

@@ -780,7 +780,8 @@ export class HostKernel {
   private update(pc: PCpu, e: Event): void {
     const idx = e.hwIdx;
     const ecx = idx < FIXED_BASE ? idx : 0x4000_0000 | (idx - FIXED_BASE);
-    const raw = must(pc.hw.rdpmc(ecx, 0), `RDPMC 0x${ecx.toString(16)}`);
+    const r = pc.hw.rdpmc(ecx, 0);
+    const raw = r.ok ? r.value : must(r, `RDPMC 0x${ecx.toString(16)}`);
     const delta = (raw - e.prevCount) & this.counterMask(idx);
     e.prevCount = raw;
     e.count += delta;
@@ -873,11 +874,14 @@ export class HostKernel {
       throw new ModelError(`host perf: ${what} on CPU ${pc.id} while it runs a guest (decision H2)`);
   }
 
+  // The messages are built only on a fault: these run at every event update and context switch.
   private rd(pc: PCpu, msr: number): bigint {
-    return must(pc.hw.rdmsr(msr), `RDMSR ${msrName(msr)}`);
+    const a = pc.hw.rdmsr(msr);
+    return a.ok ? a.value : must(a, `RDMSR ${msrName(msr)}`);
   }
 
   private wr(pc: PCpu, msr: number, v: bigint): void {
-    must(pc.hw.wrmsr(msr, v), `WRMSR ${msrName(msr)} <- 0x${v.toString(16)}`);
+    const a = pc.hw.wrmsr(msr, v);
+    if (!a.ok) must(a, `WRMSR ${msrName(msr)} <- 0x${v.toString(16)}`);
   }
 }

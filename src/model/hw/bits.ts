@@ -14,9 +14,11 @@ export function bits(hi: number, lo: number): bigint {
   return ((1n << BigInt(hi - lo + 1)) - 1n) << BigInt(lo);
 }
 
-/** Low `n` bits set: the value mask of an n-bit counter. */
+const LOW_MASKS: readonly bigint[] = Array.from({ length: 65 }, (_, n) => (1n << BigInt(n)) - 1n);
+
+/** Low `n` bits set: the value mask of an n-bit counter (0..64 precomputed: counting masks with it per unit). */
 export function lowMask(n: number): bigint {
-  return (1n << BigInt(n)) - 1n;
+  return LOW_MASKS[n] ?? (1n << BigInt(n)) - 1n;
 }
 
 export function isSet(v: bigint, n: number): boolean {

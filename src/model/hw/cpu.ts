@@ -59,6 +59,9 @@ export type CpuMode = 'host' | 'guest';
 
 const U64 = (1n << 64n) - 1n;
 
+/** Per profile, the #GP of each absent MSR (an Access is immutable, so one serves every CPU of the profile). */
+const ABSENT_GP = new WeakMap<Profile, Map<number, Access>>();
+
 export class Cpu {
   readonly profile: Profile;
   private s: PmuState;
@@ -126,7 +129,7 @@ export class Cpu {
 
   rdmsr(address: number): Access {
     const d = this.msrs.get(address);
-    if (d === undefined) return gp(this.absent(address));
+    if (d === undefined) return this.absent(address);
     this.sync();
     return d.read(this.s);
   }
@@ -135,13 +138,21 @@ export class Cpu {
     if (typeof value !== 'bigint' || value < 0n || value > U64)
       throw new ModelError(`WRMSR ${msrName(address)}: value ${String(value)} is not a u64 bigint`);
     const d = this.msrs.get(address);
-    if (d === undefined) return gp(this.absent(address));
+    if (d === undefined) return this.absent(address);
     this.sync();
     return d.write(this.s, value);
   }
 
-  private absent(address: number): string {
-    return `${msrName(address)} (0x${address.toString(16)}) does not exist on ${this.profile.name}`;
+  /** The #GP of an MSR the part lacks, made once per address (generated programs probe many). */
+  private absent(address: number): Access {
+    let byAddress = ABSENT_GP.get(this.profile);
+    if (byAddress === undefined) ABSENT_GP.set(this.profile, (byAddress = new Map<number, Access>()));
+    let a = byAddress.get(address);
+    if (a === undefined) {
+      a = gp(`${msrName(address)} (0x${address.toString(16)}) does not exist on ${this.profile.name}`);
+      byAddress.set(address, a);
+    }
+    return a;
   }
 
   get cr4Pce(): boolean {

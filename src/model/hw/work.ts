@@ -65,6 +65,9 @@ function badCount(what: string, v: unknown): never {
  */
 const validated = new WeakSet<WorkUnit>();
 
+/** One instruction retired at each CPL, as constant units (validated once): an instruction's retirement. */
+export const RETIRED_AT_CPL: readonly WorkUnit[] = [0, 1, 2, 3].map((cpl) => Object.freeze({ cpl, instructions: 1 }));
+
 /** Throws a WorkError naming the field for a unit that cannot happen. */
 export function validateUnit(u: WorkUnit): void {
   if (validated.has(u)) return;

@@ -20,7 +20,7 @@ const P6_COUNTER_MSRS = new Map([
 
 /** GP counters KVM gives a guest: none without an architectural PMU (intel_pmu_refresh), else CPUID.0AH.EAX[15:8] capped at the host's. */
 const guestGpCounters = (g: { cpuid: { leaf0a: { eax: number } } }, host: { nGP: number }) =>
-  version({ guest: g }) === 0 ? 0 : Math.min((g.cpuid.leaf0a.eax >> 8) & 0xff, host.nGP);
+  (g.cpuid.leaf0a.eax & 0xff) === 0 ? 0 : Math.min((g.cpuid.leaf0a.eax >> 8) & 0xff, host.nGP);
 
 /** The access is to a P6 counter MSR the guest does not have: the only case kvm_{get,set}_msr_common answer themselves. */
 const absentP6 = (msr: number | null, g: { cpuid: { leaf0a: { eax: number } } }, host: { nGP: number }) => {

@@ -35,8 +35,7 @@ export const KVM_EXIT_HANDLER_WORK: WorkUnit = Object.freeze({
   ]),
 });
 
-/** One instruction retired at each CPL, as constant units (validated once). */
-export const RETIRED_AT_CPL: readonly WorkUnit[] = [0, 1, 2, 3].map((cpl) => Object.freeze({ cpl, instructions: 1 }));
+export { RETIRED_AT_CPL } from '../../hw/work.js';
 
 /** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it; no DEBUGCTL, no LBR MSRs (K4). */
 function msrs_to_save_pmu(): number[] {
