@@ -51,6 +51,10 @@ const LOW63 = lowMask(63);
 const LOW61 = lowMask(61);
 const ADDR48 = lowMask(48);
 const LBR_FRZ = bit(58);
+const CANON_LOW_END = 1n << 47n;
+/** MSR_LBR_INFO's writable bits: MISPRED and CYC_CNT, plus IN_TX and TSX_ABORT in format 5. */
+const INFO_WRITABLE = bit(63) | bits(15, 0);
+const INFO_WRITABLE_FMT5 = INFO_WRITABLE | bits(62, 61);
 
 /** FROM as the format stores it (§2.13): flags over a sign-extended 48-bit address. */
 export function encodeFrom(fmt: number, from: bigint, mispredict: boolean): bigint {
@@ -78,7 +82,8 @@ export function encodeInfo(fmt: number, mispredict: boolean, cycles: number): bi
 
 /** Bits top:47 all equal: the address part below the format's flag bits is canonical. */
 function canonicalUpTo(v: bigint, top: number): boolean {
-  return isSignExtended(signExtend(v, top), 47);
+  // Below 2^47 every bit from 47 up is 0, whatever `top`: no sign extension to compute.
+  return v < CANON_LOW_END || isSignExtended(signExtend(v, top), 47);
 }
 
 /**
@@ -102,7 +107,7 @@ export function legalizeLbrTo(p: Profile, i: number, v: bigint): Access {
 
 /** MSR_LBR_INFO: MISPRED, IN_TX, TSX_ABORT (format 5 only) and the 16-bit cycle count (§2.13). */
 export function legalizeLbrInfo(p: Profile, i: number, v: bigint): Access {
-  const writable = bit(63) | bits(15, 0) | (p.lbrFmt === 5 ? bits(62, 61) : 0n);
+  const writable = p.lbrFmt === 5 ? INFO_WRITABLE_FMT5 : INFO_WRITABLE;
   const bad = v & ~writable;
   return bad === 0n ? ok(v) : gp(`MSR_LBR_INFO_${i}: reserved ${describeBits(bad)} set`);
 }
