@@ -24,7 +24,8 @@ export const branchArb = (cpl: number): fc.Arbitrary<Branch> =>
       kind: fc.constantFrom(...BRANCH_KINDS),
       mispredict: fc.boolean(),
     })
-    .map((b) => ({ ...b, cpl }));
+    // A literal, not a spread plus cpl: V8 gives that form a slow map, and the simulator reads branches hot.
+    .map((b) => ({ from: b.from, to: b.to, kind: b.kind, mispredict: b.mispredict, cpl }));
 
 export const slotsArb = fc
   .record({
@@ -41,7 +42,16 @@ export const slotsArb = fc
         fetchLatency: fc.nat(l1.frontendBound),
         memoryBound: fc.nat(l1.backendBound),
       })
-      .map((l2) => ({ ...l1, ...l2 })),
+      .map((l2) => ({
+        retiring: l1.retiring,
+        badSpeculation: l1.badSpeculation,
+        frontendBound: l1.frontendBound,
+        backendBound: l1.backendBound,
+        heavyOperations: l2.heavyOperations,
+        branchMispredicts: l2.branchMispredicts,
+        fetchLatency: l2.fetchLatency,
+        memoryBound: l2.memoryBound,
+      })),
   );
 
 /**

@@ -105,7 +105,8 @@ export function kvm_init_pmu_capability(p: Profile): MediatedPmuCap {
 
 /** struct kvm_pmu of the mediated vPMU, before kvm_pmu_init. */
 export function newMediatedPmu(): MediatedPmu {
-  return { ...newPmuBase<MediatedPmc>(), fixedCtrCtrlHw: 0n };
+  // Object.assign, not spread: V8 gives a spread plus new keys a slow map (see emulated newKvmPmu).
+  return Object.assign(newPmuBase<MediatedPmc>(), { fixedCtrCtrlHw: 0n });
 }
 
 /** kvm_pmu_init + intel_pmu_init, with mediated PMCs. */
