@@ -59,6 +59,9 @@ export type CpuMode = 'host' | 'guest';
 
 const U64 = (1n << 64n) - 1n;
 
+/** Occurrences of each event source in the unit being stepped: scratch, filled and read within one step. */
+const OCC = new Float64Array(N_SRC);
+
 /** Per profile, the #GP of each absent MSR (an Access is immutable, so one serves every CPU of the profile). */
 const ABSENT_GP = new WeakMap<Profile, Map<number, Access>>();
 
@@ -72,9 +75,8 @@ export class Cpu {
   private readonly fixedIdx: readonly number[];
   private active: Active[] = [];
   private activeEpoch = -1;
-  private readonly occ = new Float64Array(N_SRC);
   /** Topdown slots counted since the last sync, flushed into PERF_METRICS's hidden counts. */
-  private readonly tdPending = new Float64Array(9);
+  private readonly tdPending: number[] = [0, 0, 0, 0, 0, 0, 0, 0, 0]; // a literal: a typed array costs a backing store per CPU
   private tdAny = false;
   /** PERF_METRICS accumulates: enumerated and GLOBAL_CTRL.EN_PERF_METRICS set (D12). */
   private metricsOn = false;
@@ -290,7 +292,7 @@ export class Cpu {
     const active = this.activeEpoch === s.configEpoch ? this.active : this.refresh();
     if (active.length === 0) return null;
 
-    const occ = this.occ;
+    const occ = OCC;
     occ[SRC.INSTRUCTIONS] = u.instructions ?? 0;
     occ[SRC.CYCLES] = cycles;
     occ[SRC.REF_CYCLES] = u.refCycles ?? 0;

@@ -76,7 +76,7 @@ export function totalSlots(t: TopdownSlots): number {
 }
 
 /** Adds one unit's slots to a pending tally: index k per METRICS, index 8 the L1 total. */
-export function tallyTopdown(pending: Float64Array, t: TopdownSlots, l2: boolean): void {
+export function tallyTopdown(pending: number[], t: TopdownSlots, l2: boolean): void {
   pending[0]! += t.retiring;
   pending[1]! += t.badSpeculation;
   pending[2]! += t.frontendBound;
@@ -91,7 +91,7 @@ export function tallyTopdown(pending: Float64Array, t: TopdownSlots, l2: boolean
 }
 
 /** Moves a pending tally into the hidden counts (caller checked SLOTS counts and EN_PERF_METRICS). */
-export function accumulateTopdown(s: PmuState, pending: Float64Array): void {
+export function accumulateTopdown(s: PmuState, pending: number[]): void {
   const a = s.topdown.acc;
   for (let k = 0; k < 8; k++) {
     if (pending[k] !== 0) a[k]! += 255n * BigInt(pending[k]!);
