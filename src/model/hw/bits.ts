@@ -4,9 +4,12 @@
 
 export const U64_MASK = (1n << 64n) - 1n;
 
+/** Bits 0..63 as masks, made once: a BigInt shift allocates, and bits are tested on every access. */
+const BITS: readonly bigint[] = Array.from({ length: 64 }, (_, n) => 1n << BigInt(n));
+
 /** A single bit `n` as a u64 mask. */
 export function bit(n: number): bigint {
-  return 1n << BigInt(n);
+  return BITS[n] ?? 1n << BigInt(n);
 }
 
 /** Bits `hi:lo` inclusive as a u64 mask. */
@@ -22,7 +25,8 @@ export function lowMask(n: number): bigint {
 }
 
 export function isSet(v: bigint, n: number): boolean {
-  return ((v >> BigInt(n)) & 1n) === 1n;
+  const b = BITS[n];
+  return b !== undefined ? (v & b) !== 0n : ((v >> BigInt(n)) & 1n) === 1n;
 }
 
 /** Sign-extend `v` from bit `signBit` to 64 bits (u64 result). */

@@ -110,10 +110,22 @@ export interface Profile {
   readonly archLbr: ArchLbrCaps | undefined;
 }
 
+/** perProfile's memo on each profile: derived constants, not architecture (non-enumerable, so never compared or printed). */
+const MEMO = Symbol('perProfile memo');
+let memoSlots = 0;
+
 /** Memoizes a pure function of a profile: writable masks are asked for on every MSR write. */
 export function perProfile<T>(f: (p: Profile) => T): (p: Profile) => T {
+  const slot = memoSlots++;
   const cache = new WeakMap<Profile, T>();
   return (p) => {
+    // A profile from defineProfile carries its own memo: an indexed load beats a WeakMap lookup.
+    const memo = (p as { readonly [MEMO]?: unknown[] })[MEMO];
+    if (memo !== undefined) {
+      let m = memo[slot] as T | undefined;
+      if (m === undefined) memo[slot] = m = f(p);
+      return m;
+    }
     let v = cache.get(p);
     if (v === undefined) {
       v = f(p);
@@ -264,7 +276,7 @@ export function defineProfile(spec: ProfileSpec): Profile {
     fail('perfCapabilities[5:0]', `LBR_FMT ${lbrFmt} is undefined`);
   }
 
-  return Object.freeze({
+  const profile = {
     name: n,
     spec,
     family: spec.family,
@@ -292,7 +304,9 @@ export function defineProfile(spec: ProfileSpec): Profile {
     tsx: spec.tsx === true,
     legacyLbr: g,
     archLbr,
-  });
+  };
+  Object.defineProperty(profile, MEMO, { value: [] });
+  return Object.freeze(profile);
 }
 
 /** CPUID.0AH:EAX from its fields. */

@@ -52,8 +52,8 @@ function evtselMask(p: Profile, i: number): bigint {
 }
 
 export function legalizeEvtsel(p: Profile, i: number, v: bigint): Access {
-  const bad = v & ~evtselWritable(p, i);
-  return bad === 0n ? ok(v) : gp(`IA32_PERFEVTSEL${i}: reserved ${describeBits(bad)} set`);
+  const w = evtselWritable(p, i);
+  return (v | w) === w ? ok(v) : gp(`IA32_PERFEVTSEL${i}: reserved ${describeBits(v & ~w)} set`);
 }
 
 /** Legacy alias write: EAX sign-extended to the counter width, EDX ignored; never #GPs (§2.2). */
@@ -95,8 +95,8 @@ export const fixedCtrlWritable = perProfile((p: Profile): bigint => {
 });
 
 export function legalizeFixedCtrl(p: Profile, v: bigint): Access {
-  const bad = v & ~fixedCtrlWritable(p);
-  return bad === 0n ? ok(v) : gp(`IA32_FIXED_CTR_CTRL: reserved ${describeBits(bad)} set`);
+  const w = fixedCtrlWritable(p);
+  return (v | w) === w ? ok(v) : gp(`IA32_FIXED_CTR_CTRL: reserved ${describeBits(v & ~w)} set`);
 }
 
 /** The 4-bit control of fixed counter i. */
@@ -166,7 +166,7 @@ export function counterMsrs(p: Profile): MsrDef[] {
       read: (s) => ok(s.fixedCtrl),
       write: (s, v) => {
         const r = legalizeFixedCtrl(s.profile, v);
-        if (r.ok) {
+        if (r.ok && v !== s.fixedCtrl) {
           s.fixedCtrl = v;
           s.configEpoch++;
         }

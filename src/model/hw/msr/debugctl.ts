@@ -45,8 +45,8 @@ export const debugctlWritable = perProfile((p: Profile): bigint => {
 });
 
 export function legalizeDebugctl(p: Profile, v: bigint): Access {
-  const bad = v & ~debugctlWritable(p);
-  return bad === 0n ? ok(v) : gp(`IA32_DEBUGCTL: reserved ${describeBits(bad)} set`);
+  const w = debugctlWritable(p);
+  return (v | w) === w ? ok(v) : gp(`IA32_DEBUGCTL: reserved ${describeBits(v & ~w)} set`);
 }
 
 /** With Arch LBR, DEBUGCTL.LBR is ignored and reads 0 (§2.12). */

@@ -41,8 +41,8 @@ export const globalCtrlWritable = perProfile(
 );
 
 export function legalizeGlobalCtrl(p: Profile, v: bigint): Access {
-  const bad = v & ~globalCtrlWritable(p);
-  return bad === 0n ? ok(v) : gp(`IA32_PERF_GLOBAL_CTRL: reserved ${describeBits(bad)} set`);
+  const w = globalCtrlWritable(p);
+  return (v | w) === w ? ok(v) : gp(`IA32_PERF_GLOBAL_CTRL: reserved ${describeBits(v & ~w)} set`);
 }
 
 /** Status bits that mean something on this part, i.e. that STATUS_RESET/SET accept (decision D14). */
@@ -55,13 +55,13 @@ export const statusBits = perProfile((p: Profile): bigint => {
 });
 
 export function legalizeStatusReset(p: Profile, v: bigint): Access {
-  const bad = v & ~statusBits(p);
-  return bad === 0n ? ok(v) : gp(`IA32_PERF_GLOBAL_STATUS_RESET: ${describeBits(bad)} has no status meaning`);
+  const w = statusBits(p);
+  return (v | w) === w ? ok(v) : gp(`IA32_PERF_GLOBAL_STATUS_RESET: ${describeBits(v & ~w)} has no status meaning`);
 }
 
 export function legalizeStatusSet(p: Profile, v: bigint): Access {
-  const bad = v & ~statusBits(p);
-  return bad === 0n ? ok(v) : gp(`IA32_PERF_GLOBAL_STATUS_SET: ${describeBits(bad)} has no status meaning`);
+  const w = statusBits(p);
+  return (v | w) === w ? ok(v) : gp(`IA32_PERF_GLOBAL_STATUS_SET: ${describeBits(v & ~w)} has no status meaning`);
 }
 
 /** INUSE is derived, never stored (§2.9): event select non-zero, fixed enable non-zero, any PMI. */
@@ -92,7 +92,8 @@ export function globalMsrs(p: Profile): MsrDef[] {
       read: (s) => ok(s.globalCtrl),
       write: (s, v) => {
         const r = legalizeGlobalCtrl(s.profile, v);
-        if (r.ok) {
+        // Only a change can change what counts (VM-entry and exit rewrite it, often unchanged).
+        if (r.ok && v !== s.globalCtrl) {
           s.globalCtrl = v;
           s.configEpoch++;
         }
