@@ -7,8 +7,11 @@ export type Access =
   | { readonly ok: true; readonly value: bigint }
   | { readonly ok: false; readonly gp: string };
 
+/** Zero is most registers' value: one shared (immutable) result serves every read and write of it. */
+const OK_ZERO: Access = Object.freeze({ ok: true, value: 0n });
+
 export function ok(value: bigint): Access {
-  return { ok: true, value };
+  return value === 0n ? OK_ZERO : { ok: true, value };
 }
 
 export function gp(why: string): Access {

@@ -100,16 +100,15 @@ export function legalizeLbrFrom(p: Profile, i: number, v: bigint): Access {
 
 export function legalizeLbrTo(p: Profile, i: number, v: bigint): Access {
   if (p.lbrFmt === 6) return ok(v); // 63:48 hold the cycle count
-  return isSignExtended(v, 47)
+  return v < CANON_LOW_END || isSignExtended(v, 47)
     ? ok(v)
     : gp(`MSR_LBR_TO_${i}: 0x${v.toString(16)} is not a canonical address`);
 }
 
 /** MSR_LBR_INFO: MISPRED, IN_TX, TSX_ABORT (format 5 only) and the 16-bit cycle count (§2.13). */
 export function legalizeLbrInfo(p: Profile, i: number, v: bigint): Access {
-  const writable = p.lbrFmt === 5 ? INFO_WRITABLE_FMT5 : INFO_WRITABLE;
-  const bad = v & ~writable;
-  return bad === 0n ? ok(v) : gp(`MSR_LBR_INFO_${i}: reserved ${describeBits(bad)} set`);
+  const w = p.lbrFmt === 5 ? INFO_WRITABLE_FMT5 : INFO_WRITABLE;
+  return (v | w) === w ? ok(v) : gp(`MSR_LBR_INFO_${i}: reserved ${describeBits(v & ~w)} set`);
 }
 
 /** Records one taken branch per DEBUGCTL.LBR, LBR_FRZ and LBR_SELECT (§4.7). */
