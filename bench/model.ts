@@ -121,7 +121,8 @@ for (const name of Object.keys(BUILTIN_PROFILES)) {
     [...c].map((x): WorldCommand => ({ check: (m) => x.check(m), run: (m, w) => (ran++, x.run(m, w)), toString: () => String(x) })),
   );
   const run: ConformanceRun = { host, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS };
-  const once = () => programs.forEach(([g], i) => runProgram(run, g, cmds[i]!));
+  // A fresh guest config per run, as generation gives: the oracle's profile is built per config object.
+  const once = () => programs.forEach(([g], i) => runProgram(run, { ...g }, cmds[i]!));
   once();
   const ranPerPass = ran;
   const perSecond = measure(opts.seconds, programs.length, once);
