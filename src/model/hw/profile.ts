@@ -135,7 +135,7 @@ export function perProfile<T>(f: (p: Profile) => T): (p: Profile) => T {
   };
 }
 
-export function fixedExists(p: Profile, i: number): boolean {
+export function fixedExists(p: Pick<Profile, 'fixedSet'>, i: number): boolean {
   return i >= 0 && i < 32 && ((p.fixedSet >>> i) & 1) === 1;
 }
 

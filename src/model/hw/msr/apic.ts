@@ -5,7 +5,7 @@
 
 import { type Access, gp, ok } from '../access.js';
 import { describeBits, fields, maskOf } from '../bits.js';
-import type { MsrDef } from './types.js';
+import { msrFamily } from './family.js';
 
 export const X2APIC_LVTPC = 0x834;
 
@@ -20,17 +20,15 @@ export function legalizeLvtpc(v: bigint): Access {
   return bad === 0n ? ok(v & WRITABLE) : gp(`x2APIC LVTPC: reserved ${describeBits(bad)} set`);
 }
 
-export function apicMsrs(): MsrDef[] {
-  return [
-    {
-      address: X2APIC_LVTPC,
-      name: 'X2APIC_LVTPC',
-      read: (s) => ok(s.lvtpc),
-      write: (s, v) => {
-        const r = legalizeLvtpc(v);
-        if (r.ok) s.lvtpc = r.value;
-        return r;
-      },
+export const apicMsrs = msrFamily([], () => [
+  {
+    address: X2APIC_LVTPC,
+    name: 'X2APIC_LVTPC',
+    read: (s) => ok(s.lvtpc),
+    write: (s, v) => {
+      const r = legalizeLvtpc(v);
+      if (r.ok) s.lvtpc = r.value;
+      return r;
     },
-  ];
-}
+  },
+]);

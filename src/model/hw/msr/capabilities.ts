@@ -1,12 +1,11 @@
 /** IA32_PERF_CAPABILITIES (0x345): read-only, present with CPUID.01H:ECX.PDCM (pmu-semantics.md §2.10). */
 
 import { gp, ok } from '../access.js';
-import type { Profile } from '../profile.js';
-import type { MsrDef } from './types.js';
+import { msrFamily } from './family.js';
 
 export const PERF_CAPABILITIES = 0x345;
 
-export function capabilityMsrs(p: Profile): MsrDef[] {
+export const capabilityMsrs = msrFamily(['pdcm'], (p) => {
   if (!p.pdcm) return [];
   return [
     {
@@ -16,4 +15,4 @@ export function capabilityMsrs(p: Profile): MsrDef[] {
       write: () => gp('IA32_PERF_CAPABILITIES is read-only'),
     },
   ];
-}
+});

@@ -7,6 +7,7 @@ import { type Access, gp, ok } from '../access.js';
 import { bit, describeBits, fields, maskOf, signExtend } from '../bits.js';
 import { fixedExists, type Profile, perProfile } from '../profile.js';
 import { rebaseTopdown } from './topdown.js';
+import { msrFamily } from './family.js';
 import type { MsrDef } from './types.js';
 
 export const PMC0 = 0xc1;
@@ -104,7 +105,7 @@ export function fixedNibble(ctrl: bigint, i: number): number {
   return Number((ctrl >> BigInt(4 * i)) & 0xfn);
 }
 
-export function counterMsrs(p: Profile): MsrDef[] {
+export const counterMsrs = msrFamily(['nGP', 'fwWrite', 'version', 'fixedSet'], (p) => {
   const defs: MsrDef[] = [];
   for (let i = 0; i < p.nGP; i++) {
     defs.push({
@@ -175,4 +176,4 @@ export function counterMsrs(p: Profile): MsrDef[] {
     });
   }
   return defs;
-}
+});

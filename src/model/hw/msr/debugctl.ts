@@ -7,7 +7,7 @@ import { type Access, gp, ok } from '../access.js';
 import { bit, describeBits, fields, maskOf } from '../bits.js';
 import { type Profile, perProfile } from '../profile.js';
 import type { PmuState } from '../state.js';
-import type { MsrDef } from './types.js';
+import { msrFamily } from './family.js';
 
 export const DEBUGCTL = 0x1d9;
 
@@ -54,17 +54,15 @@ export function readDebugctl(s: PmuState): bigint {
   return s.profile.archLbr ? s.debugctl & ~1n : s.debugctl;
 }
 
-export function debugctlMsrs(_p: Profile): MsrDef[] {
-  return [
-    {
-      address: DEBUGCTL,
-      name: 'IA32_DEBUGCTL',
-      read: (s) => ok(readDebugctl(s)),
-      write: (s, v) => {
-        const r = legalizeDebugctl(s.profile, v);
-        if (r.ok) s.debugctl = s.profile.archLbr ? v & ~1n : v;
-        return r.ok ? ok(readDebugctl(s)) : r;
-      },
+export const debugctlMsrs = msrFamily([], () => [
+  {
+    address: DEBUGCTL,
+    name: 'IA32_DEBUGCTL',
+    read: (s) => ok(readDebugctl(s)),
+    write: (s, v) => {
+      const r = legalizeDebugctl(s.profile, v);
+      if (r.ok) s.debugctl = s.profile.archLbr ? v & ~1n : v;
+      return r.ok ? ok(readDebugctl(s)) : r;
     },
-  ];
-}
+  },
+]);

@@ -8,6 +8,7 @@ import { bit, describeBits } from '../bits.js';
 import { fixedExists, type Profile, perProfile } from '../profile.js';
 import type { PmuState } from '../state.js';
 import { EVTSEL, fixedNibble } from './counters.js';
+import { msrFamily } from './family.js';
 import type { MsrDef } from './types.js';
 
 export const GLOBAL_STATUS = 0x38e;
@@ -83,7 +84,7 @@ export function readInuse(s: PmuState): bigint {
   return pmi ? v | bit(63) : v;
 }
 
-export function globalMsrs(p: Profile): MsrDef[] {
+export const globalMsrs = msrFamily(['version'], (p) => {
   if (p.version < 2) return [];
   const defs: MsrDef[] = [
     {
@@ -144,4 +145,4 @@ export function globalMsrs(p: Profile): MsrDef[] {
     );
   }
   return defs;
-}
+});

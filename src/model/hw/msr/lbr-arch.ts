@@ -8,6 +8,7 @@ import { bit, bits, describeBits, fields, isSignExtended } from '../bits.js';
 import { ModelError } from '../errors.js';
 import type { Profile } from '../profile.js';
 import { BRANCH_KINDS, type BranchKind, type PmuState } from '../state.js';
+import { msrFamily } from './family.js';
 import type { MsrDef } from './types.js';
 
 export const LBR_CTL = 0x14ce;
@@ -275,7 +276,7 @@ function recordDef(
   };
 }
 
-export function archLbrMsrs(p: Profile): MsrDef[] {
+export const archLbrMsrs = msrFamily(['archLbr'], (p) => {
   const a = p.archLbr;
   if (a === undefined) return [];
   const defs: MsrDef[] = [
@@ -311,4 +312,4 @@ export function archLbrMsrs(p: Profile): MsrDef[] {
     );
   }
   return defs;
-}
+});

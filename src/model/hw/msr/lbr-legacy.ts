@@ -7,6 +7,7 @@ import { type Access, gp, ok } from '../access.js';
 import { bit, bits, describeBits, fields, isSignExtended, lowMask, signExtend } from '../bits.js';
 import type { Profile } from '../profile.js';
 import type { BranchKind, PmuState } from '../state.js';
+import { msrFamily } from './family.js';
 import type { MsrDef } from './types.js';
 
 export const LBR_SELECT = 0x1c8;
@@ -147,7 +148,8 @@ export function legacyRecord(
   return true;
 }
 
-export function legacyLbrMsrs(p: Profile): MsrDef[] {
+/** A guest's oracle profile shares its host's geometry (the same object), so it shares these ~100 defs. */
+export const legacyLbrMsrs = msrFamily(['legacyLbr'], (p) => {
   const g = p.legacyLbr;
   if (g === undefined) return [];
   const defs: MsrDef[] = [
@@ -212,4 +214,4 @@ export function legacyLbrMsrs(p: Profile): MsrDef[] {
     }
   }
   return defs;
-}
+});

@@ -26,23 +26,25 @@ export function buildMsrFile(p: Profile): ReadonlyMap<number, MsrDef> {
   return f;
 }
 
+const FAMILIES: readonly ((p: Profile) => readonly MsrDef[])[] = [
+  counterMsrs,
+  globalMsrs,
+  capabilityMsrs,
+  topdownMsrs,
+  debugctlMsrs,
+  legacyLbrMsrs,
+  archLbrMsrs,
+  apicMsrs,
+];
+
 function makeMsrFile(p: Profile): ReadonlyMap<number, MsrDef> {
-  const all = [
-    ...counterMsrs(p),
-    ...globalMsrs(p),
-    ...capabilityMsrs(p),
-    ...topdownMsrs(p),
-    ...debugctlMsrs(p),
-    ...legacyLbrMsrs(p),
-    ...archLbrMsrs(p),
-    ...apicMsrs(),
-  ];
   const m = new Map<number, MsrDef>();
-  for (const d of all) {
-    if (m.has(d.address))
-      throw new Error(`MSR 0x${d.address.toString(16)} defined twice (${m.get(d.address)!.name}, ${d.name})`);
-    m.set(d.address, d);
-  }
+  for (const family of FAMILIES)
+    for (const d of family(p)) {
+      const before = m.size;
+      m.set(d.address, d);
+      if (m.size === before) throw new Error(`MSR 0x${d.address.toString(16)} defined twice (${d.name})`);
+    }
   return m;
 }
 

@@ -7,7 +7,7 @@
 import { type Access, ok } from '../access.js';
 import type { Profile } from '../profile.js';
 import type { PmuState } from '../state.js';
-import type { MsrDef } from './types.js';
+import { msrFamily } from './family.js';
 
 export const PERF_METRICS = 0x329;
 
@@ -107,7 +107,7 @@ export function clearTopdown(s: PmuState): void {
   seed(s, 0n);
 }
 
-export function topdownMsrs(p: Profile): MsrDef[] {
+export const topdownMsrs = msrFamily(['perfMetrics'], (p) => {
   if (!p.perfMetrics) return [];
   return [
     {
@@ -121,4 +121,4 @@ export function topdownMsrs(p: Profile): MsrDef[] {
       },
     },
   ];
-}
+});

@@ -1,0 +1,40 @@
+/**
+ * One MSR family's defs, shared by every profile that agrees on the fields the family is built
+ * from. A family reads only the fields it names (the builder sees a Pick of them, so the compiler
+ * holds it to that); its rules read anything else from `s.profile` at access time. Every guest
+ * config makes a new oracle profile, and its defs are then mostly found, not built.
+ */
+
+import type { Profile } from '../profile.js';
+import type { MsrDef } from './types.js';
+
+/** A stable id per object-valued field (an LBR geometry), so equal keys mean the same object. */
+const objectIds = new WeakMap<object, number>();
+let nextObjectId = 1;
+const MAX_SHAPES = 1024;
+
+function keyPart(v: unknown): string {
+  if (typeof v === 'object' && v !== null) {
+    let id = objectIds.get(v);
+    if (id === undefined) objectIds.set(v, (id = nextObjectId++));
+    return `#${id}`;
+  }
+  return String(v);
+}
+
+export function msrFamily<K extends keyof Profile>(
+  fields: readonly K[],
+  build: (p: Pick<Profile, K>) => readonly MsrDef[],
+): (p: Profile) => readonly MsrDef[] {
+  const built = new Map<string, readonly MsrDef[]>();
+  return (p) => {
+    let key = '';
+    for (const f of fields) key += `${keyPart(p[f])}|`;
+    let defs = built.get(key);
+    if (defs === undefined) {
+      if (built.size >= MAX_SHAPES) built.clear(); // a long random run meets many shapes: bound the memory
+      built.set(key, (defs = Object.freeze(build(p))));
+    }
+    return defs;
+  };
+}
