@@ -62,8 +62,11 @@ const U64 = (1n << 64n) - 1n;
 /** Occurrences of each event source in the unit being stepped: scratch, filled and read within one step. */
 const OCC = new Float64Array(N_SRC);
 
-/** Per profile, the #GP of each absent MSR (an Access is immutable, so one serves every CPU of the profile). */
-const ABSENT_GP = new WeakMap<Profile, Map<number, Access>>();
+/**
+ * By profile name (all the message depends on), the #GP of each absent MSR: an Access is
+ * immutable, and every guest's oracle profile is a new object named 'guest'.
+ */
+const ABSENT_GP = new Map<string, Map<number, Access>>();
 
 export class Cpu {
   readonly profile: Profile;
@@ -147,8 +150,8 @@ export class Cpu {
 
   /** The #GP of an MSR the part lacks, made once per address (generated programs probe many). */
   private absent(address: number): Access {
-    let byAddress = ABSENT_GP.get(this.profile);
-    if (byAddress === undefined) ABSENT_GP.set(this.profile, (byAddress = new Map<number, Access>()));
+    let byAddress = ABSENT_GP.get(this.profile.name);
+    if (byAddress === undefined) ABSENT_GP.set(this.profile.name, (byAddress = new Map<number, Access>()));
     let a = byAddress.get(address);
     if (a === undefined) {
       a = gp(`${msrName(address)} (0x${address.toString(16)}) does not exist on ${this.profile.name}`);
@@ -277,7 +280,8 @@ export class Cpu {
     const brs = u.branches;
     if (brs !== undefined) {
       const record = p.archLbr !== undefined ? archRecord : p.legacyLbr !== undefined ? legacyRecord : null;
-      for (const b of brs) {
+      for (let k = 0; k < brs.length; k++) {
+        const b = brs[k]!;
         const mp = b.mispredict === true;
         if (mp) mispredicts++;
         if (record === null) continue;
@@ -313,7 +317,9 @@ export class Cpu {
     let overflowed = 0n;
     let pmi = false;
     let slotsCounted = false;
-    for (const c of active) {
+    // Indexed loops here: the per-unit path must not allocate iterator results before it is optimized.
+    for (let k = 0; k < active.length; k++) {
+      const c = active[k]!;
       if (kernel ? !c.os : !c.usr) continue;
       const n = occ[c.src]!;
       let inc: number;

@@ -11,7 +11,8 @@ import type { MsrDef } from './types.js';
 /** A stable id per object-valued field (an LBR geometry), so equal keys mean the same object. */
 const objectIds = new WeakMap<object, number>();
 let nextObjectId = 1;
-const MAX_SHAPES = 1024;
+/** Shapes kept per family (and whole MSR files kept by shape in map.ts). */
+export const MAX_SHAPES = 1024;
 
 function keyPart(v: unknown): string {
   if (typeof v === 'object' && v !== null) {
@@ -22,19 +23,27 @@ function keyPart(v: unknown): string {
   return String(v);
 }
 
+/** A family's defs for a profile, and the key that decides them (equal keys, the same defs). */
+export type MsrFamily = ((p: Profile) => readonly MsrDef[]) & { readonly key: (p: Profile) => string };
+
 export function msrFamily<K extends keyof Profile>(
   fields: readonly K[],
   build: (p: Pick<Profile, K>) => readonly MsrDef[],
-): (p: Profile) => readonly MsrDef[] {
+): MsrFamily {
   const built = new Map<string, readonly MsrDef[]>();
-  return (p) => {
-    let key = '';
-    for (const f of fields) key += `${keyPart(p[f])}|`;
-    let defs = built.get(key);
+  const key = (p: Profile): string => {
+    let k = '';
+    for (const f of fields) k += `${keyPart(p[f])}|`;
+    return k;
+  };
+  const defsOf = (p: Profile): readonly MsrDef[] => {
+    const k = key(p);
+    let defs = built.get(k);
     if (defs === undefined) {
       if (built.size >= MAX_SHAPES) built.clear(); // a long random run meets many shapes: bound the memory
-      built.set(key, (defs = Object.freeze(build(p))));
+      built.set(k, (defs = Object.freeze(build(p))));
     }
     return defs;
   };
+  return Object.assign(defsOf, { key });
 }

@@ -13,6 +13,7 @@ import { globalMsrs } from './global.js';
 import { archLbrMsrs } from './lbr-arch.js';
 import { legacyLbrMsrs } from './lbr-legacy.js';
 import { topdownMsrs } from './topdown.js';
+import { MAX_SHAPES, type MsrFamily } from './family.js';
 import type { MsrDef } from './types.js';
 
 const files = new WeakMap<Profile, ReadonlyMap<number, MsrDef>>();
@@ -26,7 +27,7 @@ export function buildMsrFile(p: Profile): ReadonlyMap<number, MsrDef> {
   return f;
 }
 
-const FAMILIES: readonly ((p: Profile) => readonly MsrDef[])[] = [
+const FAMILIES: readonly MsrFamily[] = [
   counterMsrs,
   globalMsrs,
   capabilityMsrs,
@@ -37,7 +38,21 @@ const FAMILIES: readonly ((p: Profile) => readonly MsrDef[])[] = [
   apicMsrs,
 ];
 
+/** Whole files by the families' keys: profiles of one shape share one file, so a new guest builds none. */
+const byShape = new Map<string, ReadonlyMap<number, MsrDef>>();
+
 function makeMsrFile(p: Profile): ReadonlyMap<number, MsrDef> {
+  let shape = '';
+  for (const family of FAMILIES) shape += `${family.key(p)}/`;
+  let f = byShape.get(shape);
+  if (f === undefined) {
+    if (byShape.size >= MAX_SHAPES) byShape.clear();
+    byShape.set(shape, (f = assemble(p)));
+  }
+  return f;
+}
+
+function assemble(p: Profile): ReadonlyMap<number, MsrDef> {
   const m = new Map<number, MsrDef>();
   for (const family of FAMILIES)
     for (const d of family(p)) {
