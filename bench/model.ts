@@ -133,7 +133,7 @@ for (const name of Object.keys(BUILTIN_PROFILES)) {
 if (opts.json) {
   console.log(JSON.stringify({ node: process.version, results: rows }, null, 2));
 } else {
-  const fmt = (n: number) => (n >= 1e5 ? `${(n / 1e6).toFixed(2)} M/s` : `${(n / 1e3).toFixed(1)} k/s`);
+  const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M/s` : `${(n / 1e3).toFixed(1)} k/s`);
   console.log(`reference model throughput, one core, node ${process.version}`);
   for (const r of rows)
     console.log(

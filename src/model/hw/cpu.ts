@@ -246,8 +246,8 @@ export class Cpu {
           fixed: true,
           idx: j,
           src: fixedSource(j),
+          usr: (f & 2) !== 0, // the GP entries' field order: one object shape for the hot loop
           os: (f & 1) !== 0,
-          usr: (f & 2) !== 0,
           edge: false,
           pmi: (f & 8) !== 0,
           inv: false,

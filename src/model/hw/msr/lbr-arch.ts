@@ -6,7 +6,7 @@
 import { type Access, gp, ok } from '../access.js';
 import { bit, bits, describeBits, fields, isSignExtended } from '../bits.js';
 import { ModelError } from '../errors.js';
-import type { Profile } from '../profile.js';
+import { type Profile, perProfile } from '../profile.js';
 import { BRANCH_KINDS, type BranchKind, type PmuState } from '../state.js';
 import { msrFamily } from './family.js';
 import type { MsrDef } from './types.js';
@@ -131,14 +131,11 @@ export function encodeArchInfo(p: Profile, kind: BranchKind, mispredict: boolean
 const KIND_INDEX = Object.fromEntries(BRANCH_KINDS.map((k, i) => [k, i])) as Record<BranchKind, number>;
 
 /** encodeArchInfo without the cycle count, per profile, kind and mispredict: the per-branch hot path. */
-const infoTemplates = new WeakMap<Profile, bigint[]>();
+const infoTemplates = perProfile((p: Profile): bigint[] =>
+  BRANCH_KINDS.flatMap((k) => [encodeArchInfo(p, k, false, 0), encodeArchInfo(p, k, true, 0)]),
+);
 function infoTemplate(p: Profile, kind: BranchKind, mispredict: boolean): bigint {
-  let t = infoTemplates.get(p);
-  if (t === undefined) {
-    t = BRANCH_KINDS.flatMap((k) => [encodeArchInfo(p, k, false, 0), encodeArchInfo(p, k, true, 0)]);
-    infoTemplates.set(p, t);
-  }
-  return t[KIND_INDEX[kind] * 2 + (mispredict ? 1 : 0)]!;
+  return infoTemplates(p)[KIND_INDEX[kind] * 2 + (mispredict ? 1 : 0)]!;
 }
 
 /** Records one taken branch per LBR_CTL and LBR_FRZ; entry 0 is the newest (§3.4, §4.7). */
