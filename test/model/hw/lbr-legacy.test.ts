@@ -12,6 +12,8 @@ import {
   GLOBAL_CTRL,
   LBR_SELECT,
   LBR_TOS,
+  legalizeLbrFrom,
+  legalizeLbrTo,
   PERFEVTSEL0,
   PMC0,
   type Profile,
@@ -482,5 +484,14 @@ describe('LBR_INSERTS (event 0xE4, umask 0x01; §1.4)', () => {
       branches: [br('NEAR_REL_CALL', USER, USER + 0x100n), br('NEAR_RET', USER + 0x140n, USER + 4n)],
     });
     expect(rd(c, PMC0)).toBe(1n);
+  });
+});
+
+describe('LBR address rules as functions (their fast path for addresses below 2^47)', () => {
+  it('take no negative bigint as canonical: only a u64 is an address', () => {
+    expect(legalizeLbrFrom(SKYLAKE, 0, -(1n << 60n)).ok).toBe(false);
+    expect(legalizeLbrTo(SKYLAKE, 0, -(1n << 60n)).ok).toBe(false);
+    expect(legalizeLbrFrom(SKYLAKE, 0, 0x7fff_ffff_fff0n).ok).toBe(true);
+    expect(legalizeLbrTo(SKYLAKE, 0, 0xffff_8000_0000_0000n).ok).toBe(true);
   });
 });

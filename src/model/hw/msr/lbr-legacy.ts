@@ -84,7 +84,7 @@ export function encodeInfo(fmt: number, mispredict: boolean, cycles: number): bi
 /** Bits top:47 all equal: the address part below the format's flag bits is canonical. */
 function canonicalUpTo(v: bigint, top: number): boolean {
   // Below 2^47 every bit from 47 up is 0, whatever `top`: no sign extension to compute.
-  return v < CANON_LOW_END || isSignExtended(signExtend(v, top), 47);
+  return (v >= 0n && v < CANON_LOW_END) || isSignExtended(signExtend(v, top), 47);
 }
 
 /**
@@ -101,7 +101,7 @@ export function legalizeLbrFrom(p: Profile, i: number, v: bigint): Access {
 
 export function legalizeLbrTo(p: Profile, i: number, v: bigint): Access {
   if (p.lbrFmt === 6) return ok(v); // 63:48 hold the cycle count
-  return v < CANON_LOW_END || isSignExtended(v, 47)
+  return (v >= 0n && v < CANON_LOW_END) || isSignExtended(v, 47)
     ? ok(v)
     : gp(`MSR_LBR_TO_${i}: 0x${v.toString(16)} is not a canonical address`);
 }

@@ -56,9 +56,9 @@ function assemble(p: Profile): ReadonlyMap<number, MsrDef> {
   const m = new Map<number, MsrDef>();
   for (const family of FAMILIES)
     for (const d of family(p)) {
-      const before = m.size;
+      const prev = m.get(d.address);
+      if (prev !== undefined) throw new Error(`MSR 0x${d.address.toString(16)} defined twice (${prev.name}, ${d.name})`);
       m.set(d.address, d);
-      if (m.size === before) throw new Error(`MSR 0x${d.address.toString(16)} defined twice (${d.name})`);
     }
   return m;
 }
