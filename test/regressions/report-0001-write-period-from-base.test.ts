@@ -9,7 +9,7 @@ import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
 import { SKYLAKE } from '../../src/model/hw/profiles.js';
 import { runProgram } from '../../src/properties/conformance.js';
 import { designById, firstDivergence } from '../../src/properties/designs.js';
-import { GuestRun, GuestWrmsr } from '../../src/scenarios/commands.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../src/scenarios/commands.js';
 import type { GuestConfig } from '../../src/scenarios/world.js';
 
 const guest: GuestConfig = {
@@ -41,6 +41,26 @@ describe('reports/0001: a write to a running counter re-arms the perf period fro
     const known = new Map<string, number>();
     const d = designById('emulated');
     runProgram({ host: SKYLAKE, design: d.factory, expectations: d.expectations, known }, guest, program);
+    expect([...known.keys()]).toEqual(['write-period-from-base']);
+  });
+
+  // Found by a seed sweep (FC_SEED=208): with FREEZE_LBRS_ON_PMI armed and LVTPC masked, the late
+  // overflow shows first as DEBUGCTL.LBR not yet cleared by the legacy freeze.
+  it('delays the legacy LBR freeze too, and that is the same declared divergence', () => {
+    const lbrGuest: GuestConfig = { ...guest, perfCapabilities: 0x2005n }; // FW_WRITES, LBR format 5
+    const cycles = (cpl: number, n: number) => ({ cpl, instructions: 0, cycles: n });
+    const late = [
+      new GuestWrmsr(0, 0x1d9, 0x801n), // LBR | FREEZE_LBRS_ON_PMI
+      new GuestWrmsr(0, 0x187, 0x51003cn), // cycles, USR|INT|EN on GP 1
+      new GuestRun(0, [cycles(3, 1)]),
+      new GuestWrmsr(0, 0xc2, 0xfffffffdn), // -3 through the legacy alias
+      new GuestRun(0, [cycles(2, 3)]),
+      new GuestRdmsr(0, 0x1d9),
+    ];
+    expect(firstDivergence('skylake', lbrGuest, late, 'emulated')).toMatchObject({ kind: 'rdmsr', target: 0x1d9, sut: '0x801', oracle: '0x800' });
+    const known = new Map<string, number>();
+    const d = designById('emulated');
+    runProgram({ host: SKYLAKE, design: d.factory, expectations: d.expectations, known }, lbrGuest, late);
     expect([...known.keys()]).toEqual(['write-period-from-base']);
   });
 

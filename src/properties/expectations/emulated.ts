@@ -111,6 +111,24 @@ function countsOwnWrmsr(history: readonly Observation[], w: Observation): boolea
 
 const isLegacyLbrMsr = (m: number) => m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
 
+/** Did the guest write DEBUGCTL with this bit set (and KVM take the write)? */
+const debugctlArmed = (history: readonly Observation[], bitNo: number) =>
+  history.some((h) => h.kind === 'wrmsr' && h.target === 0x1d9 && h.sut === '0x0' && h.value !== null && (h.value & (1n << BigInt(bitNo))) !== 0n);
+
+/**
+ * A read of what a PMI-enabled overflow changes besides the counters: LVTPC's mask (set on
+ * delivery), and with the legacy freezes armed, DEBUGCTL.LBR and the LBR records
+ * (FREEZE_LBRS_ON_PMI) or GLOBAL_CTRL (FREEZE_PERFMON_ON_PMI). A late overflow moves these too.
+ */
+function overflowSideEffect(o: Observation, history: readonly Observation[]): boolean {
+  if (o.kind !== 'rdmsr' || o.target === null) return false;
+  const m = o.target;
+  if (m === 0x834) return true;
+  if (m === 0x1d9 || isLegacyLbrMsr(m)) return debugctlArmed(history, 11);
+  if (m === 0x38f) return debugctlArmed(history, 12);
+  return false;
+}
+
 export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   P6_PERFCTR_QUIRK,
   {
@@ -127,10 +145,21 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_deliver_pmi: freeze emulated only for 1 < version < 4; GLOBAL_STATUS bit 58 is in global_status_rsvd',
     matches: (o, c) =>
       version(c) >= 4 &&
-      c.history.some((h) => h.kind === 'wrmsr' && h.target === 0x1d9 && h.sut === '0x0' && h.value !== null && (h.value & (1n << 11n)) !== 0n) &&
+      debugctlArmed(c.history, 11) &&
       o.kind === 'rdmsr' &&
       o.target !== null &&
       (o.target === 0x38e || isLegacyLbrMsr(o.target)),
+  },
+  {
+    id: 'no-v1-lbr-freeze',
+    title: 'a guest with PMU version 1 and FREEZE_LBRS_ON_PMI gets no freeze: DEBUGCTL.LBR stays set and the LBRs keep recording after the PMI (decision D37; reports/0005)',
+    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_deliver_pmi: intel_pmu_legacy_freezing_lbrs_on_pmi only for 1 < version < 4, while vmx_get_supported_debugctl still accepts FREEZE_LBRS_ON_PMI',
+    matches: (o, c) =>
+      version(c) === 1 &&
+      debugctlArmed(c.history, 11) &&
+      o.kind === 'rdmsr' &&
+      o.target !== null &&
+      (o.target === 0x1d9 || isLegacyLbrMsr(o.target)),
   },
   STATUS_BITS_V2,
   {
@@ -143,7 +172,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       (o.kind === 'run' ||
         o.kind === 'pmi' ||
         o.kind === 'rdpmc' ||
-        (o.kind === 'rdmsr' && o.target !== null && (o.target === 0x38e || isCounter(o.target)))) &&
+        (o.kind === 'rdmsr' && o.target !== null && (o.target === 0x38e || isCounter(o.target))) ||
+        overflowSideEffect(o, c.history)) &&
       c.history.some(
         (h) =>
           h.kind === 'wrmsr' &&

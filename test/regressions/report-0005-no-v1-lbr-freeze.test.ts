@@ -1,0 +1,44 @@
+/**
+ * Regression for reports/0005-kvm-no-lbr-freeze-for-pmu-v1.md: a guest with PMU version 1 and
+ * FREEZE_LBRS_ON_PMI gets no freeze, so DEBUGCTL.LBR stays set after the PMI. Found by a seed
+ * sweep of the conformance property (FC_SEED=213); pinned as upstream behaviour (declared
+ * no-v1-lbr-freeze). It rests on decision D37 (a v1 PMU freezes as v2/v3 do).
+ */
+import { describe, expect, it } from 'vitest';
+import { SKYLAKE } from '../../src/model/hw/profiles.js';
+import { runProgram } from '../../src/properties/conformance.js';
+import { designById, firstDivergence } from '../../src/properties/designs.js';
+import { lbrGuest } from '../../src/properties/lbr-freeze.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../src/scenarios/commands.js';
+
+const guest = lbrGuest(SKYLAKE, 1);
+const branch = { from: 0xffff_ffff_8100_0000n, to: 0xffff_ffff_8100_0040n, kind: 'COND' as const, cpl: 0 };
+const program = [
+  new GuestWrmsr(0, 0x1d9, 0x801n), // LBR | FREEZE_LBRS_ON_PMI
+  new GuestWrmsr(0, 0x186, 0x5300c4n | (1n << 20n)), // BR_INST_RETIRED, USR|OS|INT|EN (v1: no GLOBAL_CTRL)
+  new GuestWrmsr(0, 0x4c1, (1n << 48n) - 2n), // overflow after 2 branches
+  new GuestRun(0, [{ cpl: 0, instructions: 3, cycles: 2, branches: [branch, branch] }]),
+  new GuestRdmsr(0, 0x1d9),
+];
+
+describe('reports/0005: no LBR freeze for a PMU v1 guest', () => {
+  it('the emulated vPMU leaves DEBUGCTL.LBR set after the PMI', () => {
+    expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
+      kind: 'rdmsr',
+      target: 0x1d9,
+      sut: '0x801',
+      oracle: '0x800',
+    });
+  });
+
+  it('is declared as the known divergence no-v1-lbr-freeze', () => {
+    const known = new Map<string, number>();
+    const d = designById('emulated');
+    runProgram({ host: SKYLAKE, design: d.factory, expectations: d.expectations, known }, guest, program);
+    expect([...known.keys()]).toEqual(['no-v1-lbr-freeze']);
+  });
+
+  it('the same program on a v2 guest freezes on both sides', () => {
+    expect(firstDivergence('skylake', lbrGuest(SKYLAKE, 2), [new GuestWrmsr(0, 0x38f, 0x1n), ...program], 'emulated')).toBeNull();
+  });
+});
