@@ -29,8 +29,11 @@ describe('property 2 (host to guest): host-private values never reach the guest'
   });
 
   it('catches a vPMU that lets the guest read LBRs perf has taken for the host', () => {
+    // A fixed seed, as the other planted-bug tests: over 30 random seeds the search needed a median of
+    // 272 programs and at most 1770, but FC_SEED=210 needed 3234, past the budget (seed 1: 448).
     const d = fc.check(noninterferenceProperty({ ...emulated, design: (h, o) => new ReadsLbrFromHardware(h, o) }), {
       numRuns: 3000,
+      seed: 1,
     });
     expect(d.failed).toBe(true);
     expect(d.errorInstance).toBeInstanceOf(Divergence);
