@@ -29,7 +29,7 @@ import { rdpmcPassthroughUnexposed } from '../model/kvm/bugs/mediated-rdpmc-pass
 import type { Profile } from '../model/hw/profile.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, type HostKernelFactory, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
-import { CONFORMANCE_CPUS } from './conformance.js';
+import { CONFORMANCE_CPUS, runProgram } from './conformance.js';
 import { EMULATED_EXPECTATIONS } from './expectations/emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './expectations/emulated-invisibility.js';
 import { MEDIATED_EXPECTATIONS, MEDIATED_INVISIBILITY_EXPECTATIONS } from './expectations/mediated.js';
@@ -249,4 +249,17 @@ export function firstDivergence(
     if (e instanceof Divergence) return e.observation;
     throw e;
   }
+}
+
+/**
+ * Runs a plain program as the conformance property does under design `id` on a built-in host: the
+ * ids of the declared divergences it met, in order. What regressions of declared findings pin.
+ */
+export function knownDivergencesMet(host: string, guest: GuestConfig, program: readonly WorldCommand[], id: string): string[] {
+  const profile = BUILTIN_PROFILES[host];
+  if (profile === undefined) throw new Error(`unknown host profile '${host}'`);
+  const d = designById(id);
+  const known = new Map<string, number>();
+  runProgram({ host: profile, design: d.factory, hostKernel: d.hostKernel, expectations: d.expectations, known }, guest, program);
+  return [...known.keys()];
 }
