@@ -26,25 +26,32 @@ const positive = (v: string) => {
 const opts = new Command('bench')
   .description('Throughput of the reference PMU model')
   .option('--json', 'print one JSON object instead of a table')
-  .option('--seconds <s>', 'time per measurement', positive, 1)
+  .option('--seconds <s>', 'time per figure (the median of 5 runs over it)', positive, 2)
   .parse()
   .opts<{ json?: boolean; seconds: number }>();
 
-/** Runs `body` repeatedly for about `seconds`; returns operations per second. */
+/** Samples per figure: the median of several short runs, since a shared machine dips now and then. */
+const SAMPLES = 5;
+
+/** Runs `body` repeatedly for about `seconds`, in SAMPLES runs; returns the median operations per second. */
 function measure(seconds: number, opsPerCall: number, body: () => void): number {
   // Warm up the JIT for a fixed time, not a few calls: the first row read 0.5 M/s now and then.
   const warm = performance.now();
   do body();
   while (performance.now() - warm < Math.min(500, seconds * 500));
-  let calls = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < seconds * 1000) {
-    body();
-    calls++;
-    t = performance.now();
+  const rates: number[] = [];
+  for (let k = 0; k < SAMPLES; k++) {
+    let calls = 0;
+    const t0 = performance.now();
+    let t = t0;
+    while (t - t0 < (seconds * 1000) / SAMPLES) {
+      body();
+      calls++;
+      t = performance.now();
+    }
+    rates.push((calls * opsPerCall) / ((t - t0) / 1000));
   }
-  return (calls * opsPerCall) / ((t - t0) / 1000);
+  return rates.sort((x, y) => x - y)[SAMPLES >> 1]!;
 }
 
 /** A CPU counting like `perf stat` plus `perf record -b`: every GP and fixed counter, LBRs on. */
@@ -137,7 +144,7 @@ if (opts.json) {
   console.log(JSON.stringify({ node: process.version, results: rows }, null, 2));
 } else {
   const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M/s` : `${(n / 1e3).toFixed(1)} k/s`);
-  console.log(`reference model throughput, one core, node ${process.version}`);
+  console.log(`reference model throughput, one core, node ${process.version} (median of ${SAMPLES} runs per figure)`);
   for (const r of rows)
     console.log(
       `${r.what.padEnd(15)} ${r.profile.padEnd(15)} ${fmt(r.perSecond).padStart(10)}${r.target > 0 ? `  target ${fmt(r.target)}  ${r.perSecond >= r.target ? 'met' : 'MISSED'}` : ''}`,
