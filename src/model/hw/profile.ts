@@ -117,21 +117,13 @@ let memoSlots = 0;
 /** Memoizes a pure function of a profile: writable masks are asked for on every MSR write. */
 export function perProfile<T>(f: (p: Profile) => T): (p: Profile) => T {
   const slot = memoSlots++;
-  const cache = new WeakMap<Profile, T>();
   return (p) => {
-    // A profile from defineProfile carries its own memo: an indexed load beats a WeakMap lookup.
+    // Every profile comes from defineProfile, which gives it the memo; anything else is computed afresh.
     const memo = (p as { readonly [MEMO]?: unknown[] })[MEMO];
-    if (memo !== undefined) {
-      let m = memo[slot] as T | undefined;
-      if (m === undefined) memo[slot] = m = f(p);
-      return m;
-    }
-    let v = cache.get(p);
-    if (v === undefined) {
-      v = f(p);
-      cache.set(p, v);
-    }
-    return v;
+    if (memo === undefined) return f(p);
+    let m = memo[slot] as T | undefined;
+    if (m === undefined) memo[slot] = m = f(p);
+    return m;
   };
 }
 
