@@ -7,6 +7,9 @@
 
 import type { KnownDivergence } from './types.js';
 
+/** LBR_SELECT, LBR_TOS and the FROM/TO/INFO records of a legacy-LBR part (Skylake's addresses). */
+export const isLegacyLbrMsr = (m: number) => m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
+
 /** The PMU version guest CPUID.0AH gives the guest. */
 export const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;
 

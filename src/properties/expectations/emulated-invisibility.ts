@@ -3,9 +3,9 @@
  * (or VMM) behaviour it comes from. Property 4 counts these as known divergences.
  */
 
+import { isLegacyLbrMsr } from './common.js';
 import type { KnownDivergence } from './types.js';
 
-const isLegacyLbrMsr = (m: number) => m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
 const afterSaveRestore = (h: readonly { kind: string; what: string }[]) =>
   h.some((x) => x.kind === 'vmm' && x.what.startsWith('save/restore'));
 

@@ -5,7 +5,7 @@
  */
 
 import type { Observation } from '../../scenarios/world.js';
-import { ANYTHREAD_RESERVED, DEBUGCTL_SUBSET, P6_PERFCTR_QUIRK, STATUS_BITS_V2, VERSION_NOT_CLAMPED, version } from './common.js';
+import { ANYTHREAD_RESERVED, DEBUGCTL_SUBSET, isLegacyLbrMsr, P6_PERFCTR_QUIRK, STATUS_BITS_V2, VERSION_NOT_CLAMPED, version } from './common.js';
 import type { KnownDivergence } from './types.js';
 const isCounter = (m: number) => (m >= 0xc1 && m < 0xc9) || (m >= 0x4c1 && m < 0x4c9) || (m >= 0x309 && m < 0x30c);
 /** A write that leaves the counter at -1: all ones at 32 bits through the legacy alias, else at 48. */
@@ -109,24 +109,18 @@ function countsOwnWrmsr(history: readonly Observation[], w: Observation): boolea
   return (sel & 0xffffn) === 0xc0n && (sel & (1n << 17n)) !== 0n && (sel & (1n << 22n)) !== 0n;
 }
 
-const isLegacyLbrMsr = (m: number) => m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
 
 /** Did the guest write DEBUGCTL with this bit set (and KVM take the write)? */
 const debugctlArmed = (history: readonly Observation[], bitNo: number) =>
   history.some((h) => h.kind === 'wrmsr' && h.target === 0x1d9 && h.sut === '0x0' && h.value !== null && (h.value & (1n << BigInt(bitNo))) !== 0n);
 
 /**
- * A read of what a PMI-enabled overflow changes besides the counters: LVTPC's mask (set on
- * delivery), and with the legacy freezes armed, DEBUGCTL.LBR and the LBR records
- * (FREEZE_LBRS_ON_PMI) or GLOBAL_CTRL (FREEZE_PERFMON_ON_PMI). A late overflow moves these too.
+ * A read of what the legacy LBR freeze changes at a PMI-enabled overflow (pmu-semantics.md §4.4):
+ * DEBUGCTL.LBR and the records, once FREEZE_LBRS_ON_PMI is armed. A late overflow freezes late.
+ * (A delivered PMI shows first as the run's PMI observation; FREEZE_PERFMON_ON_PMI #GPs in KVM.)
  */
-function overflowSideEffect(o: Observation, history: readonly Observation[]): boolean {
-  if (o.kind !== 'rdmsr' || o.target === null) return false;
-  const m = o.target;
-  if (m === 0x834) return true;
-  if (m === 0x1d9 || isLegacyLbrMsr(m)) return debugctlArmed(history, 11);
-  if (m === 0x38f) return debugctlArmed(history, 12);
-  return false;
+function lbrFreezeEffect(o: Observation, history: readonly Observation[]): boolean {
+  return o.kind === 'rdmsr' && o.target !== null && (o.target === 0x1d9 || isLegacyLbrMsr(o.target)) && debugctlArmed(history, 11);
 }
 
 export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
@@ -173,7 +167,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
         o.kind === 'pmi' ||
         o.kind === 'rdpmc' ||
         (o.kind === 'rdmsr' && o.target !== null && (o.target === 0x38e || isCounter(o.target))) ||
-        overflowSideEffect(o, c.history)) &&
+        lbrFreezeEffect(o, c.history)) &&
       c.history.some(
         (h) =>
           h.kind === 'wrmsr' &&
