@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'coverage/', 'reports/', 'scratch/', '.stryker-tmp/'] },
+  { ignores: ['node_modules/', 'coverage/', 'reports/out/', 'scratch/', '.stryker-tmp/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

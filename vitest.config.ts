@@ -11,12 +11,12 @@ export default defineConfig({
     reporters: ['default', ['json', { outputFile: 'reports/out/vitest.json' }]],
     coverage: {
       provider: 'v8',
-      include: ['src/**/*.ts'],
-      exclude: ['src/cli/**'],
+      include: ['model/**/*.ts', 'scenarios/**/*.ts', 'properties/**/*.ts', 'designs/**/*.ts', 'reports/**/*.ts', 'catalogue/**/*.ts', 'compare/**/*.ts'],
+      exclude: ['reports/out/**'],
       reporter: ['text-summary', 'json-summary'],
       reportsDirectory: 'coverage',
       thresholds: {
-        'src/model/hw/**': { lines: 90, branches: 90 },
+        'model/hw/**': { lines: 90, branches: 90 },
       },
     },
   },

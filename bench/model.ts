@@ -5,17 +5,17 @@
 
 import { Command, InvalidArgumentError } from 'commander';
 import fc from 'fast-check';
-import { Cpu } from '../src/model/hw/cpu.js';
-import { EVTSEL } from '../src/model/hw/msr/counters.js';
-import { BUILTIN_PROFILES } from '../src/model/hw/profiles.js';
-import type { WorkUnit } from '../src/model/hw/work.js';
-import { encode } from '../src/scenarios/values.js';
-import { unitArb } from '../src/scenarios/work.js';
-import { EmulatedVcpu } from '../src/model/kvm/emulated/vcpu.js';
-import { type ConformanceRun, runProgram } from '../src/properties/conformance.js';
-import { EMULATED_EXPECTATIONS } from '../src/properties/expectations/emulated.js';
-import { guestConfigArb, quietHostCommands } from '../src/scenarios/arbitraries.js';
-import type { WorldCommand } from '../src/scenarios/commands.js';
+import { Cpu } from '../model/hw/cpu.js';
+import { EVTSEL } from '../model/hw/msr/counters.js';
+import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import type { WorkUnit } from '../model/hw/work.js';
+import { encode } from '../scenarios/values.js';
+import { unitArb } from '../scenarios/work.js';
+import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
+import { type ConformanceRun, runProgram } from '../properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
+import { guestConfigArb, quietHostCommands } from '../scenarios/arbitraries.js';
+import type { WorldCommand } from '../scenarios/commands.js';
 
 const positive = (v: string) => {
   const n = Number(v);

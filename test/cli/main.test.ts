@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
 function start(...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
     encoding: 'utf8',
   });
   return { code: r.status, out: r.stdout, err: r.stderr };
@@ -39,7 +39,7 @@ describe('npm start runs conformance on the built-in hosts', () => {
   it('runs every generation profile on each design, and reports programs and the declared divergences met', () => {
     const r = spawnSync(
       process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', '--runs', '60', '--seed', '3', '--only', 'conformance', '--profile', 'skylake', '--json'],
+      ['--import', 'tsx', 'cli/main.ts', '--runs', '60', '--seed', '3', '--only', 'conformance', '--profile', 'skylake', '--json'],
       { encoding: 'utf8' },
     );
     expect(r.status).toBe(0);
@@ -56,7 +56,7 @@ describe('npm start runs conformance on the built-in hosts', () => {
   it('runs one design on one generation profile when asked', () => {
     const r = spawnSync(
       process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', '--runs', '20', '--seed', '3', '--only', 'conformance', '--profile', 'icelake', '--design', 'mediated', '--gen', 'topdown', '--json'],
+      ['--import', 'tsx', 'cli/main.ts', '--runs', '20', '--seed', '3', '--only', 'conformance', '--profile', 'icelake', '--design', 'mediated', '--gen', 'topdown', '--json'],
       { encoding: 'utf8' },
     );
     expect(r.status).toBe(0);

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { CostSpecError, defaultCosts, parseCostOverride, priced } from '../../src/compare/costs.js';
-import { runWorkload } from '../../src/compare/run.js';
-import { WORKLOADS } from '../../src/compare/workloads.js';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { newVpmuCost } from '../../src/model/kvm/cost.js';
-import { designById } from '../../src/properties/designs.js';
+import { CostSpecError, defaultCosts, parseCostOverride, priced } from '../../compare/costs.js';
+import { runWorkload } from '../../compare/run.js';
+import { WORKLOADS } from '../../compare/workloads.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { newVpmuCost } from '../../model/kvm/cost.js';
+import { designById } from '../../designs/registry.js';
 
 const workload = (id: string) => WORKLOADS.find((w) => w.id === id)!;
 
@@ -52,7 +52,7 @@ describe('workloads on both designs', () => {
 
 describe('npm run compare', () => {
   const compare = (...args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/compare.ts', ...args], { encoding: 'utf8' });
+    spawnSync(process.execPath, ['--import', 'tsx', 'cli/compare.ts', ...args], { encoding: 'utf8' });
 
   it('prints the workloads of the three designs as JSON for one host, without the property runs', () => {
     const r = compare('--runs', '0', '--profile', 'skylake', '--json');

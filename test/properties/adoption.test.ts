@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ok } from '../../src/model/hw/access.js';
-import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { runProgram } from '../../src/properties/conformance.js';
-import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
-import { Divergence, GuestRdmsr, GuestRdpmc, GuestWrmsr } from '../../src/scenarios/commands.js';
-import type { GuestConfig, VcpuFactory } from '../../src/scenarios/world.js';
+import { ok } from '../../model/hw/access.js';
+import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { runProgram } from '../../properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
+import { Divergence, GuestRdmsr, GuestRdpmc, GuestWrmsr } from '../../scenarios/commands.js';
+import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 
 /** A v2 guest with one GP counter (so PERFCTR1/EVNTSEL1 are absent) and fixed counter 0. */
 const guest: GuestConfig = {

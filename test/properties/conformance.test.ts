@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { preFastRdpmcFix } from '../../src/model/kvm/bugs/5728a4a0ea79-fast-rdpmc.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { type ConformanceRun, conformanceProperty } from '../../src/properties/conformance.js';
-import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
-import { Divergence } from '../../src/scenarios/commands.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { preFastRdpmcFix } from '../../model/kvm/bugs/5728a4a0ea79-fast-rdpmc.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { type ConformanceRun, conformanceProperty } from '../../properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
+import { Divergence } from '../../scenarios/commands.js';
 
 const emulated: ConformanceRun = {
   host: SKYLAKE,

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { designChecks } from '../../src/properties/checks.js';
-import { designById } from '../../src/properties/designs.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { designChecks } from '../../properties/checks.js';
+import { designById } from '../../designs/registry.js';
 
 const name = (c: { id: string; gen?: string }) => (c.gen !== undefined ? `${c.id}/${c.gen}` : c.id);
 

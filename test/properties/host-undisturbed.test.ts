@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { PreGlobalCtrlMaskFixHost } from '../../src/model/host/bugs/971079464001-global-ctrl-mask.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { HostDisturbed, type HostUndisturbedRun, hostUndisturbedProperty } from '../../src/properties/host-undisturbed.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { PreGlobalCtrlMaskFixHost } from '../../model/host/bugs/971079464001-global-ctrl-mask.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { HostDisturbed, type HostUndisturbedRun, hostUndisturbedProperty } from '../../properties/host-undisturbed.js';
 
 const emulated: HostUndisturbedRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
 

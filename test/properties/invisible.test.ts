@@ -1,13 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { HostAccess } from '../../src/model/kvm/types.js';
-import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../../src/properties/expectations/emulated-invisibility.js';
-import { checkInvisible, type InvisibilityRun, invisibilityProperty } from '../../src/properties/invisible.js';
-import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../src/scenarios/commands.js';
-import type { GuestConfig } from '../../src/scenarios/world.js';
+import type { HostAccess } from '../../model/kvm/types.js';
+import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../../properties/expectations/emulated-invisibility.js';
+import { checkInvisible, type InvisibilityRun, invisibilityProperty } from '../../properties/invisible.js';
+import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../scenarios/commands.js';
+import type { GuestConfig } from '../../scenarios/world.js';
 
 const emulated: InvisibilityRun = {
   host: SKYLAKE,

@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import type { ConformanceRun } from '../../src/properties/conformance.js';
-import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
-import { lbrFreezeProperty } from '../../src/properties/lbr-freeze.js';
-import { Divergence } from '../../src/scenarios/commands.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import type { ConformanceRun } from '../../properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
+import { lbrFreezeProperty } from '../../properties/lbr-freeze.js';
+import { Divergence } from '../../scenarios/commands.js';
 
 const emulated: ConformanceRun = {
   host: SKYLAKE,
@@ -20,7 +20,7 @@ describe('property 3: the guest LBRs freeze on PMI as the hardware of its PMU ve
     expect([...known.keys()].sort()).toEqual(['no-v1-lbr-freeze', 'no-v4-lbr-freeze']); // v2/v3 match bare metal exactly
   });
 
-  it('finds the missing freeze of a PMU v1 guest (reports/0005) once it is not declared', () => {
+  it('finds the missing freeze of a PMU v1 guest (reports/filed/0005) once it is not declared', () => {
     const undeclared = EMULATED_EXPECTATIONS.filter((e) => e.id !== 'no-v1-lbr-freeze');
     const d = fc.check(lbrFreezeProperty({ ...emulated, expectations: undeclared }), { numRuns: 500, seed: 1 });
     expect(d.failed).toBe(true);

@@ -1,17 +1,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Access } from '../../src/model/hw/access.js';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { type NoninterferenceRun, noninterferenceProperty } from '../../src/properties/noninterference.js';
-import { Divergence } from '../../src/scenarios/commands.js';
+import type { Access } from '../../model/hw/access.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { type NoninterferenceRun, noninterferenceProperty } from '../../properties/noninterference.js';
+import { Divergence } from '../../scenarios/commands.js';
 
 const emulated: NoninterferenceRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
 
 /**
  * A planted fault with a real precedent: the first cut of this suite's own port decided LBR
  * pass-through before the VM-entry that refreshes the MSR bitmap, so after perf reclaimed the LBRs
- * a guest LBR read still went to the hardware (see src/model/kvm/README.md, seed 004 Q3). Here every
+ * a guest LBR read still went to the hardware (see model/kvm/README.md, seed 004 Q3). Here every
  * guest LBR read goes to the hardware, whoever owns the LBRs.
  */
 class ReadsLbrFromHardware extends EmulatedVcpu {

@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { prePerfCapsPdcmFix } from '../../src/model/kvm/bugs/d75cac366f44-perf-caps-without-pdcm.js';
-import { preMsrListFixedFix } from '../../src/model/kvm/bugs/e33b6d79acac-msr-list-fixed.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { checkMsrIndexList, type VmmAbiRun, VmmAbiViolation, vmmAbiProperty } from '../../src/properties/vmm-abi.js';
-import { Divergence } from '../../src/scenarios/commands.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { prePerfCapsPdcmFix } from '../../model/kvm/bugs/d75cac366f44-perf-caps-without-pdcm.js';
+import { preMsrListFixedFix } from '../../model/kvm/bugs/e33b6d79acac-msr-list-fixed.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { checkMsrIndexList, type VmmAbiRun, VmmAbiViolation, vmmAbiProperty } from '../../properties/vmm-abi.js';
+import { Divergence } from '../../scenarios/commands.js';
 
 const emulated: VmmAbiRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
 

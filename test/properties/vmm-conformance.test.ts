@@ -1,13 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { preRefreshResetFix } from '../../src/model/kvm/bugs/1647b52757d5-refresh-without-reset.js';
-import { preFilterEmulatedEventsFix } from '../../src/model/kvm/bugs/dfdeda67ea2d-filter-emulated-events.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import type { ConformanceRun } from '../../src/properties/conformance.js';
-import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
-import { vmmConformanceProperty } from '../../src/properties/vmm-conformance.js';
-import { Divergence } from '../../src/scenarios/commands.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { preRefreshResetFix } from '../../model/kvm/bugs/1647b52757d5-refresh-without-reset.js';
+import { preFilterEmulatedEventsFix } from '../../model/kvm/bugs/dfdeda67ea2d-filter-emulated-events.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import type { ConformanceRun } from '../../properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
+import { vmmConformanceProperty } from '../../properties/vmm-conformance.js';
+import { Divergence } from '../../scenarios/commands.js';
 
 const emulated: ConformanceRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS };
 

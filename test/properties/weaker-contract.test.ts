@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { ok } from '../../src/model/hw/access.js';
-import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { attr } from '../../src/model/host/types.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { runProgram } from '../../src/properties/conformance.js';
-import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
-import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, HostOpen } from '../../src/scenarios/commands.js';
-import type { GuestConfig, VcpuFactory } from '../../src/scenarios/world.js';
+import { ok } from '../../model/hw/access.js';
+import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { attr } from '../../model/host/types.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { runProgram } from '../../properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
+import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, HostOpen } from '../../scenarios/commands.js';
+import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 
 const guest: GuestConfig = {
   cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },

@@ -6,9 +6,9 @@
  * design's side added: the fix must keep the #GP, the ported bug must keep failing.
  */
 import { describe, expect, it } from 'vitest';
-import { firstDivergence } from '../../src/properties/designs.js';
-import { GuestRdpmc } from '../../src/scenarios/commands.js';
-import type { GuestConfig } from '../../src/scenarios/world.js';
+import { firstDivergence } from '../../designs/registry.js';
+import { GuestRdpmc } from '../../scenarios/commands.js';
+import type { GuestConfig } from '../../scenarios/world.js';
 
 const guest: GuestConfig = { cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300102, ebx: 0x0, ecx: 0x0, edx: 0x600 }, pdcm: false }, perfCapabilities: 0x0n };
 const program = [

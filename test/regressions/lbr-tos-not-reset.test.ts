@@ -1,6 +1,6 @@
 /**
  * Regression: [lbr-vs-host] KVM: x86/pmu: a guest's first LBR_TOS read counts the branches the
- * host's LBR user recorded before KVM created the guest LBR event (reports/0003). Upstream
+ * host's LBR user recorded before KVM created the guest LBR event (reports/filed/0003). Upstream
  * behaviour, not a model bug: intel_pmu_lbr_reset() (from intel_pmu_lbr_add) zeroes FROM/TO/INFO
  * but never writes MSR_LASTBRANCH_TOS, and KVM passes TOS through without initialising it. Found by
  * `npm run compare`'s 'lbr-vs-host' workload on the emulated design; shrunk by hand to 4 commands.
@@ -8,13 +8,13 @@
  * host branch addresses themselves are wiped, and that without a host LBR user nothing diverges.
  */
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { attr } from '../../src/model/host/types.js';
-import { EmulatedVcpu, KVM_EXIT_HANDLER_WORK } from '../../src/model/kvm/emulated/vcpu.js';
-import { firstDivergence } from '../../src/properties/designs.js';
-import { EMULATED_EXPECTATIONS } from '../../src/properties/expectations/emulated.js';
-import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../../src/scenarios/commands.js';
-import { type GuestConfig, World } from '../../src/scenarios/world.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { attr } from '../../model/host/types.js';
+import { EmulatedVcpu, KVM_EXIT_HANDLER_WORK } from '../../model/kvm/emulated/vcpu.js';
+import { firstDivergence } from '../../designs/registry.js';
+import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../../scenarios/commands.js';
+import { type GuestConfig, World } from '../../scenarios/world.js';
 
 // Skylake host, guest with the host's CPUID.0AH, FMS and LBR format 5 (QEMU -cpu host,pmu=on).
 const guest: GuestConfig = { cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300404, ebx: 0x0, ecx: 0x0, edx: 0x603 }, pdcm: true }, perfCapabilities: 0x2005n };

@@ -4,9 +4,9 @@
  * KVM passes the global MSRs through to the v4 hardware. Declared as ovf-ctrl-passthrough.
  */
 import { describe, expect, it } from 'vitest';
-import { firstDivergence, knownDivergencesMet } from '../../src/properties/designs.js';
-import { GuestWrmsr } from '../../src/scenarios/commands.js';
-import type { GuestConfig } from '../../src/scenarios/world.js';
+import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
+import { GuestWrmsr } from '../../scenarios/commands.js';
+import type { GuestConfig } from '../../scenarios/world.js';
 
 const guest: GuestConfig = { cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300402, ebx: 0x7f, ecx: 0x0, edx: 0x603 }, pdcm: false }, perfCapabilities: 0x0n };
 const program = [new GuestWrmsr(0, 0x390, 1n << 58n)];

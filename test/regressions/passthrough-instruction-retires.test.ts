@@ -10,9 +10,9 @@
  * test/regressions/emulated-rdpmc-0x7-value.test.ts (its imports are relative to that folder).
  */
 import { describe, expect, it } from 'vitest';
-import { firstDivergence } from '../../src/properties/designs.js';
-import { GuestRdmsr, GuestRdpmc, GuestWrmsr } from '../../src/scenarios/commands.js';
-import type { GuestConfig } from '../../src/scenarios/world.js';
+import { firstDivergence } from '../../designs/registry.js';
+import { GuestRdmsr, GuestRdpmc, GuestWrmsr } from '../../scenarios/commands.js';
+import type { GuestConfig } from '../../scenarios/world.js';
 
 const guest: GuestConfig = { cpuid: { family: 6, model: 0x6a, leaf0a: { eax: 0x8300802, ebx: 0x78, ecx: 0x0, edx: 0x600 }, pdcm: true }, perfCapabilities: 0x2005n };
 const program = [

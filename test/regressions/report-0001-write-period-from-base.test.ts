@@ -1,14 +1,14 @@
 /**
- * Regression for reports/0001-kvm-pmc-write-period-from-base.md: a guest write to a running
+ * Regression for reports/filed/0001-kvm-pmc-write-period-from-base.md: a guest write to a running
  * counter re-arms the perf period from the stale base, so the overflow and its PMI come late.
  * Pinned as upstream behaviour (the known divergence write-period-from-base); if a fix lands, the
  * first expectation flips and the declaration goes.
  */
 import { describe, expect, it } from 'vitest';
-import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
-import { firstDivergence, knownDivergencesMet } from '../../src/properties/designs.js';
-import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../src/scenarios/commands.js';
-import type { GuestConfig } from '../../src/scenarios/world.js';
+import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
+import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../scenarios/commands.js';
+import type { GuestConfig } from '../../scenarios/world.js';
 
 const guest: GuestConfig = {
   cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
@@ -26,7 +26,7 @@ const program = [
   new GuestRun(0, insns(6)),
 ];
 
-describe('reports/0001: a write to a running counter re-arms the perf period from the stale base', () => {
+describe('reports/filed/0001: a write to a running counter re-arms the perf period from the stale base', () => {
   it('the emulated vPMU delivers the PMI late', () => {
     expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
       kind: 'run',

@@ -1,13 +1,13 @@
 /**
- * Regression for reports/0002-kvm-no-lbr-freeze-for-pmu-v4.md (bugs.md #17): a guest with PMU
+ * Regression for reports/filed/0002-kvm-no-lbr-freeze-for-pmu-v4.md (bugs.md #17): a guest with PMU
  * version 4 gets no Freeze_LBRs_On_PMI, so GLOBAL_STATUS.LBR_FRZ is never set. The shrunk program
  * of `npm run bugs -- --only 17`; pinned as upstream behaviour (declared no-v4-lbr-freeze).
  */
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { firstDivergence, knownDivergencesMet } from '../../src/properties/designs.js';
-import { lbrGuest } from '../../src/properties/lbr-freeze.js';
-import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../src/scenarios/commands.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
+import { lbrGuest } from '../../properties/lbr-freeze.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../scenarios/commands.js';
 
 const guest = lbrGuest(SKYLAKE, 4);
 const branch = { from: 0xffff_ffff_8100_0000n, to: 0xffff_ffff_8100_0040n, kind: 'COND' as const, cpl: 0 };
@@ -20,7 +20,7 @@ const program = [
   new GuestRdmsr(0, 0x38e),
 ];
 
-describe('reports/0002: no LBR freeze for a PMU v4 guest', () => {
+describe('reports/filed/0002: no LBR freeze for a PMU v4 guest', () => {
   it('the emulated vPMU leaves LBR_FRZ (GLOBAL_STATUS bit 58) clear', () => {
     expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
       kind: 'rdmsr',

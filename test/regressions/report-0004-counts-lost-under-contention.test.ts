@@ -1,14 +1,14 @@
 /**
- * Regression for reports/0004-kvm-guest-counts-lost-under-host-contention.md: with host pinned
+ * Regression for reports/filed/0004-kvm-guest-counts-lost-under-host-contention.md: with host pinned
  * events on every GP counter of its pCPU, the perf-based vPMU's guest counter counts nothing
  * (declared host-contention); the mediated vPMU refuses the host events and conforms.
  */
 import { describe, expect, it } from 'vitest';
-import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
-import { attr } from '../../src/model/host/types.js';
-import { firstDivergence, knownDivergencesMet } from '../../src/properties/designs.js';
-import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen } from '../../src/scenarios/commands.js';
-import type { GuestConfig } from '../../src/scenarios/world.js';
+import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
+import { attr } from '../../model/host/types.js';
+import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen } from '../../scenarios/commands.js';
+import type { GuestConfig } from '../../scenarios/world.js';
 
 const guest: GuestConfig = {
   cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
@@ -22,7 +22,7 @@ const guestCounts = [
   new GuestRdmsr(0, 0x4c1),
 ];
 
-describe('reports/0004: guest counts lost while host pinned events hold every GP counter', () => {
+describe('reports/filed/0004: guest counts lost while host pinned events hold every GP counter', () => {
   it('the perf-based vPMU shows the guest 0 where bare metal counted 1', () => {
     expect(firstDivergence('skylake', guest, [...hostEvents(4), ...guestCounts], 'emulated')).toMatchObject({ kind: 'rdmsr', target: 0x4c1, sut: '0x0', oracle: '0x1' });
   });

@@ -1,14 +1,14 @@
 /**
- * Regression for reports/0005-kvm-no-lbr-freeze-for-pmu-v1.md: a guest with PMU version 1 and
+ * Regression for reports/filed/0005-kvm-no-lbr-freeze-for-pmu-v1.md: a guest with PMU version 1 and
  * FREEZE_LBRS_ON_PMI gets no freeze, so DEBUGCTL.LBR stays set after the PMI. Found by a seed
  * sweep of the conformance property (FC_SEED=213); pinned as upstream behaviour (declared
  * no-v1-lbr-freeze). It rests on decision D37 (a v1 PMU freezes as v2/v3 do).
  */
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { firstDivergence, knownDivergencesMet } from '../../src/properties/designs.js';
-import { lbrGuest } from '../../src/properties/lbr-freeze.js';
-import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../src/scenarios/commands.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
+import { lbrGuest } from '../../properties/lbr-freeze.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../scenarios/commands.js';
 
 const guest = lbrGuest(SKYLAKE, 1);
 const branch = { from: 0xffff_ffff_8100_0000n, to: 0xffff_ffff_8100_0040n, kind: 'COND' as const, cpl: 0 };
@@ -20,7 +20,7 @@ const program = [
   new GuestRdmsr(0, 0x1d9),
 ];
 
-describe('reports/0005: no LBR freeze for a PMU v1 guest', () => {
+describe('reports/filed/0005: no LBR freeze for a PMU v1 guest', () => {
   it('the emulated vPMU leaves DEBUGCTL.LBR set after the PMI', () => {
     expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
       kind: 'rdmsr',

@@ -3,9 +3,9 @@
  * each. The CLI and the generated regression tests reach them by id through PLANTED.
  */
 
-import type { Access } from '../../src/model/hw/access.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { type Design, designById } from '../../src/properties/designs.js';
+import type { Access } from '../../model/hw/access.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { type Design, designById } from '../../designs/registry.js';
 
 const emulated = designById('emulated');
 

@@ -10,19 +10,19 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { designChecks } from '../../src/properties/checks.js';
-import { type Design, designById } from '../../src/properties/designs.js';
-import { buildReport, type Report } from '../../src/reports/build.js';
-import { parseReport, REPORT_FORMAT, REPORT_FORMAT_V1 } from '../../src/reports/file.js';
-import { regressionTest, reportMarkdown } from '../../src/reports/render.js';
-import { fails, type PropertyId, replay } from '../../src/reports/replay.js';
-import { writeReport } from '../../src/reports/write.js';
-import { programToJson } from '../../src/scenarios/serialize.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { designChecks } from '../../properties/checks.js';
+import { type Design, designById } from '../../designs/registry.js';
+import { buildReport, type Report } from '../../reports/build.js';
+import { parseReport, REPORT_FORMAT, REPORT_FORMAT_V1 } from '../../reports/file.js';
+import { regressionTest, reportMarkdown } from '../../reports/render.js';
+import { fails, type PropertyId, replay } from '../../reports/replay.js';
+import { writeReport } from '../../reports/write.js';
+import { programToJson } from '../../scenarios/serialize.js';
 import { PLANTED } from './planted.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vpmu-properties-'));
-// Generated regressions import '../../src/…': they run from a folder two levels below the root.
+// Generated regressions import '../../…': they run from a folder two levels below the root.
 mkdirSync('scratch', { recursive: true }); // gitignored: a clean clone has none
 const regressions = mkdtempSync(join('scratch', 'regressions-'));
 afterAll(() => {
@@ -66,7 +66,7 @@ function tsx(script: string, ...args: string[]) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 /** The replay CLI: the npm script itself for built-in designs, the same code with planted ones added. */
-const replayCli = (design: string, ...args: string[]) => tsx(design in PLANTED ? 'test/reports/replay-planted.ts' : 'src/cli/replay.ts', ...args);
+const replayCli = (design: string, ...args: string[]) => tsx(design in PLANTED ? 'test/reports/replay-planted.ts' : 'cli/replay.ts', ...args);
 
 const written = new Map<PropertyId, { report: Report; dir: string; json: string }>();
 

@@ -11,13 +11,13 @@ function tsx(script: string, ...args: string[]) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { encoding: 'utf8', env: { ...process.env, INIT_CWD: process.cwd() } });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
-const replay = (...args: string[]) => tsx('src/cli/replay.ts', ...args);
+const replay = (...args: string[]) => tsx('cli/replay.ts', ...args);
 
 const ID = 'bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp';
 const json = join(tmp, ID, 'report.json');
 
 describe('npm start writes a report when conformance fails, and npm run replay replays it', () => {
-  const start = tsx('src/cli/main.ts', '--only', 'conformance', '--profile', 'skylake', '--design', 'bug/5728a4a0ea79', '--seed', '5', '--runs', '200', '--out', tmp);
+  const start = tsx('cli/main.ts', '--only', 'conformance', '--profile', 'skylake', '--design', 'bug/5728a4a0ea79', '--seed', '5', '--runs', '200', '--out', tmp);
 
   it('npm start prints fast-check\'s report, then the report path and its replay command', () => {
     expect(start.code).toBe(1);

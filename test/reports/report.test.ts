@@ -3,21 +3,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { conformanceProperty } from '../../src/properties/conformance.js';
-import { type Design, designById } from '../../src/properties/designs.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { buildReport, type Report } from '../../src/reports/build.js';
-import { parseReport } from '../../src/reports/file.js';
-import { postShrink } from '../../src/reports/minimize.js';
-import { FIRST_DIVERGENCE, regressionTest, reportMarkdown } from '../../src/reports/render.js';
-import { fails, replay } from '../../src/reports/replay.js';
-import { ruleFor, titleFor } from '../../src/reports/rules.js';
-import { pmiShape, reportId, signatureOf } from '../../src/reports/signature.js';
-import { writeReport } from '../../src/reports/write.js';
-import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate } from '../../src/scenarios/commands.js';
-import { programToJson } from '../../src/scenarios/serialize.js';
-import type { GuestConfig, Observation } from '../../src/scenarios/world.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { conformanceProperty } from '../../properties/conformance.js';
+import { type Design, designById } from '../../designs/registry.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { buildReport, type Report } from '../../reports/build.js';
+import { parseReport } from '../../reports/file.js';
+import { postShrink } from '../../reports/minimize.js';
+import { FIRST_DIVERGENCE, regressionTest, reportMarkdown } from '../../reports/render.js';
+import { fails, replay } from '../../reports/replay.js';
+import { ruleFor, titleFor } from '../../reports/rules.js';
+import { pmiShape, reportId, signatureOf } from '../../reports/signature.js';
+import { writeReport } from '../../reports/write.js';
+import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate } from '../../scenarios/commands.js';
+import { programToJson } from '../../scenarios/serialize.js';
+import type { GuestConfig, Observation } from '../../scenarios/world.js';
 
 const bug = designById('bug/5728a4a0ea79');
 const guest: GuestConfig = {
@@ -188,8 +188,8 @@ describe('the generated regression test', () => {
   it('replays the plain program under the report design and pins the observation', () => {
     const src = regressionTest(bug41Report());
     expect(src).toContain('new GuestRdpmc(0, 0x80000000, 0),');
-    expect(src).toContain("import { GuestRdpmc } from '../../src/scenarios/commands.js';");
-    expect(src).toContain("import { firstDivergence } from '../../src/properties/designs.js';");
+    expect(src).toContain("import { GuestRdpmc } from '../../scenarios/commands.js';");
+    expect(src).toContain("import { firstDivergence } from '../../designs/registry.js';");
     expect(src).toContain("{ kind: 'rdpmc', target: 0x80000000, sut: '0x0', oracle: '#GP' }");
   });
 });

@@ -1,9 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Decision } from '../../src/model/hw/decisions.js';
-import { KVM_DECISIONS } from '../../src/model/kvm/decisions.js';
-import { WORLD_DECISIONS } from '../../src/scenarios/decisions.js';
+import type { Decision } from '../../model/hw/decisions.js';
+import { KVM_DECISIONS } from '../../model/kvm/decisions.js';
+import { WORLD_DECISIONS } from '../../scenarios/decisions.js';
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -12,8 +12,8 @@ function sources(dir: string): string[] {
 }
 
 describe.each([
-  ['KVM port (K)', 'src/model/kvm', KVM_DECISIONS, /\bK\d+\b/g],
-  ['world (W)', 'src/scenarios', WORLD_DECISIONS, /\bW\d+\b/g],
+  ['KVM port (K)', 'model/kvm', KVM_DECISIONS, /\bK\d+\b/g],
+  ['world (W)', 'scenarios', WORLD_DECISIONS, /\bW\d+\b/g],
 ] as const)('the %s decision list and its code cite each other', (_name, dir, list: readonly Decision[], re) => {
   const code = sources(dir)
     .filter((f) => !f.endsWith('decisions.ts'))

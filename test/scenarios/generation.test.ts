@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { allCommands } from '../../src/properties/checks.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { allCommands } from '../../properties/checks.js';
 import {
   GuestRdmsr,
   GuestRun,
@@ -17,8 +17,8 @@ import {
   Preempt,
   SaveRestore,
   type WorldCommand,
-} from '../../src/scenarios/commands.js';
-import { GENERATION_PROFILES, type GenerationProfile, profileProgramArb } from '../../src/scenarios/generation.js';
+} from '../../scenarios/commands.js';
+import { GENERATION_PROFILES, type GenerationProfile, profileProgramArb } from '../../scenarios/generation.js';
 
 const LBR_MSRS = (m: number) => m === 0x1d9 || m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
 const TOPDOWN_MSRS = (m: number) => (m >= 0x309 && m <= 0x30c) || m === 0x329 || m === 0x38d || m === 0x38f;

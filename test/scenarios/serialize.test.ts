@@ -1,15 +1,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { guestConfigArb, quietHostCommands } from '../../src/scenarios/arbitraries.js';
-import { GuestRdpmc, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../src/scenarios/commands.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { guestConfigArb, quietHostCommands } from '../../scenarios/arbitraries.js';
+import { GuestRdpmc, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../scenarios/commands.js';
 import {
   guestFromJson,
   guestToJson,
   ProgramFormatError,
   programFromJson,
   programToJson,
-} from '../../src/scenarios/serialize.js';
+} from '../../scenarios/serialize.js';
 
 /** Through text, as report.json does. */
 const viaText = (v: unknown): unknown => JSON.parse(JSON.stringify(v));

@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { leaf0aEax, leaf0aEdx } from '../../src/model/hw/profile.js';
-import { SKYLAKE } from '../../src/model/hw/profiles.js';
-import { EmulatedVcpu } from '../../src/model/kvm/emulated/vcpu.js';
-import { Divergence, GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate } from '../../src/scenarios/commands.js';
-import { type GuestConfig, World } from '../../src/scenarios/world.js';
+import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { Divergence, GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate } from '../../scenarios/commands.js';
+import { type GuestConfig, World } from '../../scenarios/world.js';
 
 const guest: GuestConfig = {
   cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },

@@ -4,8 +4,8 @@
  * kernel interfaces KVM uses (read, pause, period, release) behave as in kernel/events/core.c.
  */
 import { describe, expect, it } from 'vitest';
-import { defineProfile, leaf0aEax, leaf0aEdx, ModelError, perfCaps, SKYLAKE } from '../../../src/model/hw/index.js';
-import { attr, HostKernel } from '../../../src/model/host/index.js';
+import { defineProfile, leaf0aEax, leaf0aEdx, ModelError, perfCaps, SKYLAKE } from '../../../model/hw/index.js';
+import { attr, HostKernel } from '../../../model/host/index.js';
 import {
   CYCLES,
   EN,

@@ -2,9 +2,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HOST_DECISIONS, hostDecision } from '../../../src/model/host/index.js';
+import { HOST_DECISIONS, hostDecision } from '../../../model/host/index.js';
 
-const DIR = 'src/model/host';
+const DIR = 'model/host';
 
 describe('the host decision list', () => {
   const code = readdirSync(DIR)

@@ -4,7 +4,7 @@
  * in again, on legacy (Skylake) and architectural (Sapphire Rapids) LBRs.
  */
 import { describe, expect, it } from 'vitest';
-import { type Branch, type Profile, SAPPHIRE_RAPIDS, SKYLAKE, type WorkUnit } from '../../../src/model/hw/index.js';
+import { type Branch, type Profile, SAPPHIRE_RAPIDS, SKYLAKE, type WorkUnit } from '../../../model/hw/index.js';
 import {
   attr,
   type BranchSampleType,
@@ -13,7 +13,7 @@ import {
   lbrRead,
   type PerfEvent,
   VLBR_CONFIG,
-} from '../../../src/model/host/index.js';
+} from '../../../model/host/index.js';
 import { CYCLES, DEBUGCTL, ev, LBR_CTL, LBR_SELECT, rd, units } from './util.js';
 
 const ALL: BranchSampleType = { user: true, kernel: true, callStack: false };

@@ -5,8 +5,8 @@
  * when the host events exclude the guest.
  */
 import { describe, expect, it } from 'vitest';
-import { defineProfile, ICELAKE, leaf0aEax, leaf0aEdx, SKYLAKE } from '../../../src/model/hw/index.js';
-import { attr, HostKernel, type PerfEvent } from '../../../src/model/host/index.js';
+import { defineProfile, ICELAKE, leaf0aEax, leaf0aEdx, SKYLAKE } from '../../../model/hw/index.js';
+import { attr, HostKernel, type PerfEvent } from '../../../model/host/index.js';
 import {
   BRANCHES,
   CYCLES,

@@ -1,7 +1,7 @@
 /** Shared helpers for the host perf tests: MSR reads that must succeed, work units, events. */
 import { expect } from 'vitest';
-import type { Cpu, WorkUnit } from '../../../src/model/hw/index.js';
-import type { PerfEvent, PerfOpenResult } from '../../../src/model/host/index.js';
+import type { Cpu, WorkUnit } from '../../../model/hw/index.js';
+import type { PerfEvent, PerfOpenResult } from '../../../model/host/index.js';
 
 export const EVTSEL0 = 0x186;
 export const FIXED_CTR_CTRL = 0x38d;

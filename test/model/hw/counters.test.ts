@@ -14,7 +14,7 @@ import {
   PMC0,
   SAPPHIRE_RAPIDS,
   SKYLAKE,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 import { expectGp, expectOk, FW_WRITE, part, value } from './parts.js';
 
 describe('IA32_PMCi legacy alias (§2.2, §4.8)', () => {

@@ -20,7 +20,7 @@ import {
   SKYLAKE,
   WorkError,
   type WorkUnit,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 import { EN, INSTR, instr, OS, part, USR, value, wr } from './parts.js';
 
 /** EVTSEL flag bits (§2.3) beyond those in parts.ts. */

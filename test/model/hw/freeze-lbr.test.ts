@@ -24,7 +24,7 @@ import {
   SKYLAKE,
   type WorkUnit,
   X2APIC_LVTPC,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 import {
   ARCH_CAPTURE_ALL,
   EN,

@@ -22,7 +22,7 @@ import {
   SAPPHIRE_RAPIDS,
   SKYLAKE,
   X2APIC_LVTPC,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 import { expectGp, expectOk, part, value } from './parts.js';
 
 /** Overflows GP counter `i` (INT = 0) and fixed counter 0 in one unit, so GLOBAL_STATUS has bits i and 32. */

@@ -17,7 +17,7 @@ import {
   type Profile,
   perfCaps,
   SAPPHIRE_RAPIDS,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 import { br, isGp, KERNEL, part, rd, USER, userBranches, wr } from './parts.js';
 
 // IA32_LBR_CTL fields (§3.2).

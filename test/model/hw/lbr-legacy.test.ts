@@ -19,7 +19,7 @@ import {
   type Profile,
   perfCaps,
   SKYLAKE,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 import {
   br,
   EN,

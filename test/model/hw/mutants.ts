@@ -2,9 +2,9 @@
  * Model mutants: each plants one mistake a law guards against. They are subclasses of the
  * faithful Cpu, never flags in the model.
  */
-import { type Access, Cpu, LBR_DEPTH, type Profile, type WorkUnit } from '../../../src/model/hw/index.js';
-import type { ArchLbrXsave } from '../../../src/model/hw/msr/lbr-arch.js';
-import type { CpuFactory } from '../../../src/properties/hw-laws.js';
+import { type Access, Cpu, LBR_DEPTH, type Profile, type WorkUnit } from '../../../model/hw/index.js';
+import type { ArchLbrXsave } from '../../../model/hw/msr/lbr-arch.js';
+import type { CpuFactory } from '../../../properties/hw-laws.js';
 
 /** IA32_PERFEVTSELx loses USR (bit 16) on write. */
 class DropsEvtselUsr extends Cpu {

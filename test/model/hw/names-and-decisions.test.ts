@@ -19,7 +19,7 @@ import {
   setField,
   signExtend,
   WorkError,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -28,7 +28,7 @@ function sources(dir: string): string[] {
 }
 
 describe('the decision list (every [U] fact the model relies on)', () => {
-  const code = sources('src/model/hw')
+  const code = sources('model/hw')
     .filter((f) => !f.endsWith('decisions.ts'))
     .map((f) => readFileSync(f, 'utf8'))
     .join('\n');
@@ -51,7 +51,7 @@ describe('the decision list (every [U] fact the model relies on)', () => {
 
 describe('MSR addresses the model exports are the SDM\'s (pmu-semantics.md §2.1)', () => {
   it('pins every family base', async () => {
-    const m = await import('../../../src/model/hw/index.js');
+    const m = await import('../../../model/hw/index.js');
     expect({
       PMC0: m.PMC0,
       A_PMC0: m.A_PMC0,

@@ -17,7 +17,7 @@ import {
   type Profile,
   SKYLAKE,
   X2APIC_LVTPC,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 import { EN, FW_WRITE, INSTR, INT, instr, LVT_NMI, OS, part, rd, USR, wr } from './parts.js';
 
 const CYCLES = 0x3cn;

@@ -4,7 +4,7 @@
  * files need (checked MSR access, #GP expectations, work units and branches).
  *
  * Not a test file (vitest collects only *.test.ts). MSR addresses the model exports come from
- * src/model/hw/index.js; import them from there.
+ * model/hw/index.js; import them from there.
  */
 import { expect } from 'vitest';
 import {
@@ -20,7 +20,7 @@ import {
   type Profile,
   perfCaps,
   type WorkUnit,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 
 // ---------------------------------------------------------------------------------------------
 // Test parts

@@ -11,7 +11,7 @@ import {
   perfCaps,
   SAPPHIRE_RAPIDS,
   SKYLAKE,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 
 const base: ProfileSpec = {
   name: 't',

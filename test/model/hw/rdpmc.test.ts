@@ -16,7 +16,7 @@ import {
   PMC0,
   SAPPHIRE_RAPIDS,
   SKYLAKE,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 import { expectGp, expectOk, FW_WRITE, part, RDPMC_FIXED, RDPMC_METRICS, value } from './parts.js';
 
 describe('RDPMC type 0: GP counters (§4.9)', () => {

@@ -18,7 +18,7 @@ import {
   SKYLAKE,
   type TopdownSlots,
   X2APIC_LVTPC,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 import { LVT_NMI, part, RDPMC_METRICS, rd, wr } from './parts.js';
 
 /** IA32_FIXED_CTR3, the SLOTS counter. */

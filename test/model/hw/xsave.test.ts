@@ -18,7 +18,7 @@ import {
   SAPPHIRE_RAPIDS,
   SKYLAKE,
   xsaveSize,
-} from '../../../src/model/hw/index.js';
+} from '../../../model/hw/index.js';
 import { ARCH_CAPTURE_ALL, part, rd, USER, userBranches, wr } from './parts.js';
 
 function save(c: Cpu): ArchLbrXsave {

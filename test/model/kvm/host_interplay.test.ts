@@ -5,8 +5,8 @@
  * the LBRs when. Host: Skylake pCPUs.
  */
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../../src/model/hw/profiles.js';
-import { attr, type PerfEvent } from '../../../src/model/host/types.js';
+import { SKYLAKE } from '../../../model/hw/profiles.js';
+import { attr, type PerfEvent } from '../../../model/host/types.js';
 import {
   APIC_LVTPC,
   branchy,

@@ -12,7 +12,7 @@
  * count of those instructions can be read off.
  */
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../../src/model/hw/profiles.js';
+import { SKYLAKE } from '../../../model/hw/profiles.js';
 import {
   APIC_LVT_MASKED,
   APIC_LVTPC,

@@ -6,7 +6,7 @@
  * created on the first LBR MSR access or DEBUGCTL.LBR=1, LBR MSRs passed through while ACTIVE.
  */
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../../src/model/hw/profiles.js';
+import { SKYLAKE } from '../../../model/hw/profiles.js';
 import {
   branchy,
   createVcpu,

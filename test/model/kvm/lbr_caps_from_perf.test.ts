@@ -1,15 +1,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { leaf0aEax, leaf0aEdx, type Profile } from '../../../src/model/hw/profile.js';
-import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../src/model/hw/profiles.js';
-import { HostKernel } from '../../../src/model/host/perf.js';
-import { attr } from '../../../src/model/host/types.js';
-import { preNoLegacyLbrOnArchLbrFix } from '../../../src/model/kvm/bugs/098f4c061ea1-legacy-lbr-on-arch-lbr.js';
-import { preLbrIffPerfFix } from '../../../src/model/kvm/bugs/145dfad998ea-lbr-without-perf.js';
-import { EmulatedVcpu } from '../../../src/model/kvm/emulated/vcpu.js';
-import { conformanceProperty } from '../../../src/properties/conformance.js';
-import { EMULATED_EXPECTATIONS } from '../../../src/properties/expectations/emulated.js';
-import { World } from '../../../src/scenarios/world.js';
+import { leaf0aEax, leaf0aEdx, type Profile } from '../../../model/hw/profile.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
+import { HostKernel } from '../../../model/host/perf.js';
+import { attr } from '../../../model/host/types.js';
+import { preNoLegacyLbrOnArchLbrFix } from '../../../model/kvm/bugs/098f4c061ea1-legacy-lbr-on-arch-lbr.js';
+import { preLbrIffPerfFix } from '../../../model/kvm/bugs/145dfad998ea-lbr-without-perf.js';
+import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
+import { conformanceProperty } from '../../../properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../../properties/expectations/emulated.js';
+import { World } from '../../../scenarios/world.js';
 
 const cpuidOf = (p: Profile) => ({
   family: p.family,

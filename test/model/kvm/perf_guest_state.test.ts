@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../../src/model/hw/profiles.js';
-import { HostKernel } from '../../../src/model/host/perf.js';
-import { attr } from '../../../src/model/host/types.js';
-import { EmulatedVcpu } from '../../../src/model/kvm/emulated/vcpu.js';
-import { leaf0aEax, leaf0aEdx } from '../../../src/model/hw/profile.js';
+import { SKYLAKE } from '../../../model/hw/profiles.js';
+import { HostKernel } from '../../../model/host/perf.js';
+import { attr } from '../../../model/host/types.js';
+import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
+import { leaf0aEax, leaf0aEdx } from '../../../model/hw/profile.js';
 
 const cpuid = {
   family: SKYLAKE.family,

@@ -12,7 +12,7 @@
  * the time of the WRMSR). That is the "1 WRMSR" of NUM_INSNS_RETIRED.
  */
 import { describe, expect, it } from 'vitest';
-import { ICELAKE, SKYLAKE } from '../../../src/model/hw/profiles.js';
+import { ICELAKE, SKYLAKE } from '../../../model/hw/profiles.js';
 import {
   ARCH_EVENTS,
   createVcpu,

@@ -4,9 +4,9 @@
  * PERF_CAPABILITIES, counters, status, selectors, FIXED_CTR_CTRL and GLOBAL_CTRL last).
  */
 import { describe, expect, it } from 'vitest';
-import { EmulatedVcpu } from '../../../src/model/kvm/emulated/vcpu.js';
-import { HostKernel } from '../../../src/model/host/perf.js';
-import { SKYLAKE } from '../../../src/model/hw/profiles.js';
+import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
+import { HostKernel } from '../../../model/host/perf.js';
+import { SKYLAKE } from '../../../model/hw/profiles.js';
 import {
   createVcpu,
   defaultCpuid,

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { BUILTIN_PROFILES } from '../../../src/model/hw/profiles.js';
-import { HostKernel } from '../../../src/model/host/perf.js';
-import { EmulatedVcpu } from '../../../src/model/kvm/emulated/vcpu.js';
-import { MediatedVcpu } from '../../../src/model/kvm/mediated/vcpu.js';
+import { BUILTIN_PROFILES } from '../../../model/hw/profiles.js';
+import { HostKernel } from '../../../model/host/perf.js';
+import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
+import { MediatedVcpu } from '../../../model/kvm/mediated/vcpu.js';
 
 const FW_WRITES = 1n << 13n;
 const LBR_FMT = 0x3fn;

@@ -7,13 +7,13 @@
  * and kvm-unit-tests it cites, never from what the port happens to return.
  */
 import { expect } from 'vitest';
-import type { Access } from '../../../src/model/hw/access.js';
-import type { Branch, WorkUnit } from '../../../src/model/hw/work.js';
-import { type CpuidRegs, leaf0aEax, leaf0aEdx, type Profile } from '../../../src/model/hw/profile.js';
-import { SKYLAKE } from '../../../src/model/hw/profiles.js';
-import { HostKernel } from '../../../src/model/host/perf.js';
-import { EmulatedVcpu } from '../../../src/model/kvm/emulated/vcpu.js';
-import type { GuestCpuid, HostAccess } from '../../../src/model/kvm/types.js';
+import type { Access } from '../../../model/hw/access.js';
+import type { Branch, WorkUnit } from '../../../model/hw/work.js';
+import { type CpuidRegs, leaf0aEax, leaf0aEdx, type Profile } from '../../../model/hw/profile.js';
+import { SKYLAKE } from '../../../model/hw/profiles.js';
+import { HostKernel } from '../../../model/host/perf.js';
+import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
+import type { GuestCpuid, HostAccess } from '../../../model/kvm/types.js';
 
 // ---- MSRs (arch/x86/include/asm/msr-index.h) ----
 export const MSR_IA32_PERFCTR0 = 0xc1;

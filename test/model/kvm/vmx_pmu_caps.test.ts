@@ -8,7 +8,7 @@
  * PDCM, leaf 0xA at KVM's version 2).
  */
 import { describe, expect, it } from 'vitest';
-import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../src/model/hw/profiles.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import {
   createVcpu,
   defaultCpuid,

@@ -5,12 +5,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../../src/model/hw/profiles.js';
-import { HostKernel } from '../../../../src/model/host/perf.js';
-import { intel_pmu_is_mediated_pmu_supported } from '../../../../src/model/kvm/mediated/pmu_intel.js';
-import { MediatedUnavailable, newMediatedVcpu } from '../../../../src/model/kvm/mediated/vcpu.js';
-import { conformanceProperty } from '../../../../src/properties/conformance.js';
-import { MEDIATED_EXPECTATIONS } from '../../../../src/properties/expectations/mediated.js';
+import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../../model/hw/profiles.js';
+import { HostKernel } from '../../../../model/host/perf.js';
+import { intel_pmu_is_mediated_pmu_supported } from '../../../../model/kvm/mediated/pmu_intel.js';
+import { MediatedUnavailable, newMediatedVcpu } from '../../../../model/kvm/mediated/vcpu.js';
+import { conformanceProperty } from '../../../../properties/conformance.js';
+import { MEDIATED_EXPECTATIONS } from '../../../../properties/expectations/mediated.js';
 import { guestCpuid, mediatedAsVmm } from './util.js';
 
 describe.each([SKYLAKE, ICELAKE, SAPPHIRE_RAPIDS])('property 1, conformance of the mediated vPMU on %s', (host) => {

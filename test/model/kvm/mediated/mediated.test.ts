@@ -5,12 +5,12 @@
  * and no LBR/PEBS. Every expectation comes from the upstream code paths, not from the port.
  */
 import { describe, expect, it } from 'vitest';
-import { defineProfile, leaf0aEax } from '../../../../src/model/hw/profile.js';
-import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../../src/model/hw/profiles.js';
-import { PERF_GUEST_MEDIATED_PMI_VECTOR } from '../../../../src/model/host/mediated.js';
-import { HostKernel } from '../../../../src/model/host/perf.js';
-import { attr, type PerfEvent } from '../../../../src/model/host/types.js';
-import { MediatedPmuBusy, MediatedUnavailable, newMediatedVcpu } from '../../../../src/model/kvm/mediated/vcpu.js';
+import { defineProfile, leaf0aEax } from '../../../../model/hw/profile.js';
+import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../../model/hw/profiles.js';
+import { PERF_GUEST_MEDIATED_PMI_VECTOR } from '../../../../model/host/mediated.js';
+import { HostKernel } from '../../../../model/host/perf.js';
+import { attr, type PerfEvent } from '../../../../model/host/types.js';
+import { MediatedPmuBusy, MediatedUnavailable, newMediatedVcpu } from '../../../../model/kvm/mediated/vcpu.js';
 import { createMediated, guestCpuid, PMU_CAP_FW_WRITES, recordHw, val } from './util.js';
 
 const PERFCTR0 = 0xc1;

@@ -4,14 +4,14 @@
  * recorder of what KVM and perf do to a pCPU's PMU registers.
  */
 import fc from 'fast-check';
-import type { Access } from '../../../../src/model/hw/access.js';
-import type { Cpu } from '../../../../src/model/hw/cpu.js';
-import { leaf0aEax, leaf0aEdx, type Profile } from '../../../../src/model/hw/profile.js';
-import { SKYLAKE } from '../../../../src/model/hw/profiles.js';
-import { HostKernel } from '../../../../src/model/host/perf.js';
-import { type MediatedVcpu, newMediatedVcpu } from '../../../../src/model/kvm/mediated/vcpu.js';
-import type { GuestCpuid } from '../../../../src/model/kvm/types.js';
-import type { VcpuFactory } from '../../../../src/scenarios/world.js';
+import type { Access } from '../../../../model/hw/access.js';
+import type { Cpu } from '../../../../model/hw/cpu.js';
+import { leaf0aEax, leaf0aEdx, type Profile } from '../../../../model/hw/profile.js';
+import { SKYLAKE } from '../../../../model/hw/profiles.js';
+import { HostKernel } from '../../../../model/host/perf.js';
+import { type MediatedVcpu, newMediatedVcpu } from '../../../../model/kvm/mediated/vcpu.js';
+import type { GuestCpuid } from '../../../../model/kvm/types.js';
+import type { VcpuFactory } from '../../../../scenarios/world.js';
 
 export const PMU_CAP_FW_WRITES = 1n << 13n;
 

@@ -1,0 +1,37 @@
+/**
+ * A row of ../shared/bugs.md as the suite ports it: the historical bug as a design (the faithful
+ * port with the fix reverted), the check that must find it, and how short its trigger can be.
+ */
+
+import type { CheckId } from '../properties/checks.js';
+import type { Design } from '../designs/registry.js';
+
+export interface BugEntry {
+  /** The row number in bugs.md. */
+  readonly row: number;
+  readonly subject: string;
+  /** The upstream commit that fixed it, or null where upstream has no fix (a design hole). */
+  readonly fixedBy: string | null;
+  /** The kernel version of the fix (or where the behaviour stands today). */
+  readonly kernel: string;
+  /** bugs.md property classes: HL, FZ, SR, AC, OV, GP, EF, CC. */
+  readonly classes: readonly string[];
+  /** The design with the bug in it. */
+  readonly design: Design;
+  /** The check that finds it, and on which built-in host. */
+  readonly check: CheckId;
+  readonly host: string;
+  /** Commands in the shortest program that shows the bug (bugs.md's "minimal trigger", counted). */
+  readonly minimalTrigger: number;
+  /** That shortest program in words. */
+  readonly trigger: string;
+  /** A report filed under reports/ for it, if any. */
+  readonly report?: string;
+}
+
+/** A row the model cannot carry, with the reason. */
+export interface OutOfScope {
+  readonly row: number;
+  readonly subject: string;
+  readonly reason: string;
+}

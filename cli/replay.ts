@@ -1,0 +1,117 @@
+/**
+ * `npm run replay -- <report.json>`: rebuilds the world(s) a report describes (design by id, host
+ * by BUILTIN_PROFILES name, the guest configuration), makes the report's property's comparison on
+ * its plain program(s) (against bare metal, the baseline program, the program without the
+ * insertion, or the host without the guest), prints every observation with the first divergence
+ * marked, and says whether the finding still stands.
+ *
+ * Exit status: 1 if the program still fails (diverges, and not as a declared known divergence),
+ * 0 if it no longer does, 2 if the report cannot be replayed (no such file, not a report, an
+ * unknown design or host): one line on stderr, no stack trace.
+ */
+
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import type { Profile } from '../model/hw/profile.js';
+import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import { type Design, DESIGNS, UnknownDesignError } from '../designs/registry.js';
+import { parseReport, ReportFormatError } from '../reports/file.js';
+import { describeGuest, divergenceSentence, traceText } from '../reports/render.js';
+import { fails, replay } from '../reports/replay.js';
+import { caseRule } from '../reports/rules.js';
+import { caseSignature } from '../reports/signature.js';
+
+/** A replay that cannot start: the message is the whole story. */
+class ReplayInputError extends Error {
+  override readonly name = 'ReplayInputError';
+}
+
+const INPUT_ERRORS = [ReplayInputError, ReportFormatError, UnknownDesignError];
+
+function hostByName(name: string): Profile {
+  const p = Object.hasOwn(BUILTIN_PROFILES, name) ? BUILTIN_PROFILES[name] : undefined;
+  if (p === undefined) throw new ReplayInputError(`unknown host profile '${name}' (known: ${Object.keys(BUILTIN_PROFILES).join(', ')})`);
+  return p;
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ReplayInputError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message}`);
+  }
+}
+
+function designIn(designs: readonly Design[], id: string): Design {
+  const d = designs.find((x) => x.id === id);
+  if (d === undefined) throw new UnknownDesignError(`unknown design '${id}' (known: ${designs.map((x) => x.id).join(', ')})`);
+  return d;
+}
+
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/** Replays the report at `arg`; returns the exit status. */
+function run(arg: string, designOverride: string | undefined, designs: readonly Design[]): number {
+  // npm runs scripts from the package root; a relative path means where the user typed it.
+  const path = resolve(process.env.INIT_CWD ?? process.cwd(), arg);
+  const { file, guest, kase } = parseReport(readText(path));
+  const design = designIn(designs, designOverride ?? file.design);
+  const host = hostByName(file.host);
+  const r = replay({ design, host, cpus: file.cpus, guest, gen: file.gen }, kase);
+
+  const n = kase.program.length;
+  const shape =
+    kase.property === 'no-leak'
+      ? `${plural(n, 'command pair')} (changed against original host values)`
+      : kase.property === 'invisible'
+        ? `${plural(n, 'command')} and ${String(kase.insertion.command)} inserted before program[${kase.insertion.at}]`
+        : kase.property === 'host-undisturbed'
+          ? `${plural(n, 'command')}, against its host commands on a host without the guest`
+          : plural(n, 'command');
+  console.log(`replay ${file.id}: ${file.title}`);
+  console.log(`property ${kase.property}; design ${design.id} on ${file.host} (${file.cpus} pCPUs); guest ${describeGuest(guest)}; ${shape}\n`);
+  console.log(traceText(r));
+  console.log('');
+  if (fails(r)) {
+    const o = r.divergence;
+    const sig = caseSignature(design.id, kase, o);
+    console.log(`still diverges: ${divergenceSentence(kase.property, o)}`);
+    console.log(`rule: ${caseRule(kase, o)}`);
+    if (sig !== file.signature) console.log(`note: the signature is now ${sig}, the report's is ${file.signature}`);
+    return 1;
+  }
+  if (r.divergence !== null && r.known !== null)
+    console.log(`no longer diverges as reported: the first divergence is the declared known divergence '${r.known.id}' (${r.known.title})`);
+  else if (kase.property === 'host-undisturbed') console.log('no longer diverges: every host event counts the same with the guest and without it');
+  else if (kase.property === 'conformance' || kase.property === 'lbr-freeze')
+    console.log(`no longer diverges: ${r.steps.length} of ${n} commands ran and every observation matches bare metal`);
+  else console.log(`no longer diverges: every guest observation is the same in both runs`);
+  return 0;
+}
+
+/**
+ * The replay command over a table of designs (the built-in ones for `npm run replay`; a test adds
+ * its planted ones). Sets nothing global; returns the exit status.
+ */
+export function replayCli(argv: readonly string[], designs: readonly Design[] = DESIGNS): number {
+  const cli = new Command('replay')
+    .description('Replay a report: make its property\'s comparison on its program, print the trace, exit 1 if it still diverges.')
+    .argument('<report.json>', 'a report.json written by npm start (reports/out/<id>/report.json)')
+    .addOption(new Option('--design <id>', "replay under another design than the report's (e.g. the fixed one)").choices(designs.map((d) => d.id)))
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
+  try {
+    cli.parse([...argv], { from: 'user' });
+    return run(cli.args[0]!, cli.opts<{ design?: string }>().design, designs);
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander printed the message
+    if (INPUT_ERRORS.some((k) => e instanceof k)) console.error(`replay: ${(e as Error).message}`);
+    else console.error(`replay: internal error: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+    return 2;
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) process.exitCode = replayCli(process.argv.slice(2));

@@ -1,0 +1,45 @@
+/**
+ * Runs one workload on one design on one host, beside bare metal: what the guest saw (the same as
+ * bare metal, a declared divergence, or a finding) and what the design spent doing it.
+ */
+
+import type { Profile } from '../model/hw/profile.js';
+import { newVpmuCost, type VpmuCost } from '../model/kvm/cost.js';
+import type { Design } from '../designs/registry.js';
+import { HostOpen, type WorldCommand } from '../scenarios/commands.js';
+import { World } from '../scenarios/world.js';
+import { type CostStep, diffCost, priced } from './costs.js';
+import type { Workload } from './workloads.js';
+
+export interface WorkloadResult {
+  readonly workload: string;
+  readonly design: string;
+  readonly host: string;
+  /** 'conforms', 'declared: <id>', 'diverges: <observation>', or why it could not run. */
+  readonly verdict: string;
+  readonly guestOps: number;
+  readonly steps: VpmuCost;
+  readonly ns: number;
+}
+
+export function runWorkload(w: Workload, design: Design, hostName: string, host: Profile, costs: Readonly<Record<CostStep, number>>): WorkloadResult {
+  const base = { workload: w.id, design: design.id, host: hostName };
+  const why = design.unavailableOn?.(host) ?? null;
+  if (why !== null) return { ...base, verdict: `unavailable: ${why}`, guestOps: 0, steps: newVpmuCost(), ns: 0 };
+  const guest = w.guest(host);
+  const world = new World({ host, cpus: 2, guests: [guest], design: design.factory, hostKernel: design.hostKernel, compare: false });
+  const program: WorldCommand[] = w.program(host);
+  const before = { ...world.vcpus[0]!.cost };
+  for (const c of program) c.run({}, world);
+  const steps = diffCost(world.vcpus[0]!.cost, before);
+  const obs = world.observations;
+  const i = obs.findIndex((o) => o.sut !== o.oracle);
+  let verdict = 'conforms';
+  if (i >= 0) {
+    const o = obs[i]!;
+    const k = design.expectations.find((x) => x.matches(o, { host, guest, history: obs.slice(0, i + 1) }));
+    verdict = k !== undefined ? `declared: ${k.id}` : `diverges: ${o.what}: guest saw ${o.sut}, bare metal ${o.oracle}`;
+  }
+  const guestOps = program.filter((c) => !(c instanceof HostOpen)).length;
+  return { ...base, verdict, guestOps, steps, ns: priced(steps, costs) };
+}

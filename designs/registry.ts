@@ -1,0 +1,265 @@
+/**
+ * The vPMU designs a report can name, by id: report.json stores the id, and `npm run replay`
+ * and the main job's `--design` look it up here. A ported historical bug is a design of its own
+ * (the faithful port with one patch reverted) and shares the faithful design's declared
+ * divergences, so only the bug itself can fail the property.
+ */
+
+import fc from 'fast-check';
+import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import { FIXED_BY as GLOBAL_CTRL_MASK_FIX, PreGlobalCtrlMaskFixHost } from '../model/host/bugs/971079464001-global-ctrl-mask.js';
+import { FIXED_BY as FAST_RDPMC_FIX, preFastRdpmcFix } from '../model/kvm/bugs/5728a4a0ea79-fast-rdpmc.js';
+import { FIXED_BY as V1_GLOBAL_CTRL_FIX, preV1GlobalCtrlFix } from '../model/kvm/bugs/32c070a46533-v1-global-ctrl.js';
+import { FIXED_BY as RDPMC_TYPE_FIX, preRdpmcTypeFix } from '../model/kvm/bugs/7a0fc734c20d-rdpmc-type-flags.js';
+import { FIXED_BY as UNAVAILABLE_EVENTS_FIX, preUnavailableArchEventsFix } from '../model/kvm/bugs/cbbd1aa89139-unavailable-arch-events.js';
+import { FIXED_BY as LBR_PROXIED_WRITE_FIX, preLbrProxiedWriteFix } from '../model/kvm/bugs/ca674df13b19-lbr-proxied-write.js';
+import { FIXED_BY as REFRESH_RESET_FIX, preRefreshResetFix } from '../model/kvm/bugs/1647b52757d5-refresh-without-reset.js';
+import { FIXED_BY as PMI_IN_GUEST_FIX, prePmiInGuestFix } from '../model/kvm/bugs/812d432373f6-pmi-in-guest.js';
+import { FIXED_BY as PERF_CAPS_PDCM_FIX, prePerfCapsPdcmFix } from '../model/kvm/bugs/d75cac366f44-perf-caps-without-pdcm.js';
+import { FIXED_BY as FILTER_EMULATED_FIX, preFilterEmulatedEventsFix } from '../model/kvm/bugs/dfdeda67ea2d-filter-emulated-events.js';
+import { FIXED_BY as MSR_LIST_FIXED_FIX, preMsrListFixedFix } from '../model/kvm/bugs/e33b6d79acac-msr-list-fixed.js';
+import { FIXED_BY as LBR_IFF_PERF_FIX, preLbrIffPerfFix } from '../model/kvm/bugs/145dfad998ea-lbr-without-perf.js';
+import { FIXED_BY as LEGACY_LBR_ON_ARCH_FIX, preNoLegacyLbrOnArchLbrFix } from '../model/kvm/bugs/098f4c061ea1-legacy-lbr-on-arch-lbr.js';
+import { HostKernel } from '../model/host/perf.js';
+import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
+import { kvm_init_pmu_capability as mediatedCapability } from '../model/kvm/mediated/pmu.js';
+import { newMediatedVcpu } from '../model/kvm/mediated/vcpu.js';
+import { newPreReuseVcpu } from '../model/kvm/variants/pre-reuse.js';
+import { rdpmcPassthroughUnexposed } from '../model/kvm/bugs/mediated-rdpmc-passthrough.js';
+import type { Profile } from '../model/hw/profile.js';
+import { Divergence, type WorldCommand } from '../scenarios/commands.js';
+import { type GuestConfig, type HostKernelFactory, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
+import { CONFORMANCE_CPUS, runProgram } from '../properties/conformance.js';
+import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
+import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/emulated-invisibility.js';
+import { MEDIATED_EXPECTATIONS, MEDIATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/mediated.js';
+import { adoptionOf, type KnownDivergence } from '../properties/expectations/types.js';
+
+export interface Design {
+  readonly id: string;
+  readonly title: string;
+  /** Where the design's code lives. */
+  readonly source: string;
+  readonly factory: VcpuFactory;
+  /** The host's perf, where the design patches it (default: upstream's). */
+  readonly hostKernel?: HostKernelFactory;
+  /** Declared divergences from bare metal (properties 1 and 3). */
+  readonly expectations: readonly KnownDivergence[];
+  /** Declared losses across migration and save/restore (property 4). */
+  readonly invisibility: readonly KnownDivergence[];
+  /** False for a design that gives guests no LBRs (property 3 has nothing to check). */
+  readonly guestLbr?: boolean;
+  /** Why the design cannot run on `host` (e.g. the mediated vPMU needs PMU v4 and full-width writes), or null. */
+  readonly unavailableOn?: (host: Profile) => string | null;
+  /** For a ported bug, the upstream commit that fixed it. */
+  readonly fixedBy?: string;
+}
+
+export const DESIGNS: readonly Design[] = [
+  {
+    id: 'emulated',
+    title: "upstream's perf-based vPMU",
+    source: 'model/kvm/emulated',
+    factory: (h, o) => new EmulatedVcpu(h, o),
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+  },
+  {
+    id: 'mediated',
+    title: "upstream's mediated (pass-through) vPMU",
+    source: 'model/kvm/mediated',
+    factory: newMediatedVcpu,
+    expectations: MEDIATED_EXPECTATIONS,
+    invisibility: MEDIATED_INVISIBILITY_EXPECTATIONS,
+    unavailableOn: (host) => mediatedCapability(host).unavailable,
+    guestLbr: false,
+  },
+  {
+    id: 'bug/mediated-rdpmc-passthrough',
+    title: 'bugs.md #14: the mediated vPMU passing RDPMC through to a guest with fewer counters than the host',
+    source: 'model/kvm/bugs/mediated-rdpmc-passthrough.ts',
+    factory: rdpmcPassthroughUnexposed,
+    expectations: MEDIATED_EXPECTATIONS,
+    invisibility: MEDIATED_INVISIBILITY_EXPECTATIONS,
+    unavailableOn: (host) => mediatedCapability(host).unavailable,
+    guestLbr: false,
+  },
+  {
+    id: 'pre-reuse',
+    title: 'the perf-based vPMU before event reuse and lazy release (Linux 5.4; what seed 003 measured)',
+    source: 'model/kvm/variants/pre-reuse.ts',
+    factory: newPreReuseVcpu,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+  },
+  {
+    id: `bug/${FAST_RDPMC_FIX}`,
+    title: 'bug #41: "fast" RDPMC honoured on architectural PMUs (before 5728a4a0ea79)',
+    source: 'model/kvm/bugs/5728a4a0ea79-fast-rdpmc.ts',
+    factory: preFastRdpmcFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: FAST_RDPMC_FIX,
+  },
+  {
+    id: `bug/${GLOBAL_CTRL_MASK_FIX}`,
+    title: 'bug #1: host-only counters left enabled while the guest runs (before 971079464001)',
+    source: 'model/host/bugs/971079464001-global-ctrl-mask.ts',
+    factory: (h, o) => new EmulatedVcpu(h, o),
+    hostKernel: (o) => new PreGlobalCtrlMaskFixHost(o),
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: GLOBAL_CTRL_MASK_FIX,
+  },
+  {
+    id: `bug/${LBR_PROXIED_WRITE_FIX}`,
+    title: 'bug #13: a proxied guest LBR write the hardware refuses faults in the host and succeeds for the guest (before ca674df13b19)',
+    source: 'model/kvm/bugs/ca674df13b19-lbr-proxied-write.ts',
+    factory: preLbrProxiedWriteFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: LBR_PROXIED_WRITE_FIX,
+  },
+  {
+    id: `bug/${UNAVAILABLE_EVENTS_FIX}`,
+    title: 'bug #35: events CPUID.0AH.EBX marks unavailable never count, on GP and fixed counters (before cbbd1aa89139)',
+    source: 'model/kvm/bugs/cbbd1aa89139-unavailable-arch-events.ts',
+    factory: preUnavailableArchEventsFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: UNAVAILABLE_EVENTS_FIX,
+  },
+  {
+    id: `bug/${V1_GLOBAL_CTRL_FIX}`,
+    title: 'bug #36: a PMU version 1 guest never counts, global_ctrl is checked without GLOBAL_CTRL (before 32c070a46533)',
+    source: 'model/kvm/bugs/32c070a46533-v1-global-ctrl.ts',
+    factory: preV1GlobalCtrlFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: V1_GLOBAL_CTRL_FIX,
+  },
+  {
+    id: `bug/${RDPMC_TYPE_FIX}`,
+    title: 'bug #42: RDPMC ECX[31:30] read as flags, types 0x8000 and 0xC000 accepted (before 7a0fc734c20d)',
+    source: 'model/kvm/bugs/7a0fc734c20d-rdpmc-type-flags.ts',
+    factory: preRdpmcTypeFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: RDPMC_TYPE_FIX,
+  },
+  {
+    id: `bug/${PMI_IN_GUEST_FIX}`,
+    title: 'bug #9: a host PMI during an IRQ VM-exit is reported to perf as the guest\'s (before 812d432373f6)',
+    source: 'model/kvm/bugs/812d432373f6-pmi-in-guest.ts',
+    factory: prePmiInGuestFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: PMI_IN_GUEST_FIX,
+  },
+  {
+    id: `bug/${REFRESH_RESET_FIX}`,
+    title: 'bug #34: a new vCPU model (KVM_SET_CPUID2) keeps the old PMU state and events (before 1647b52757d5)',
+    source: 'model/kvm/bugs/1647b52757d5-refresh-without-reset.ts',
+    factory: preRefreshResetFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: REFRESH_RESET_FIX,
+  },
+  {
+    id: `bug/${PERF_CAPS_PDCM_FIX}`,
+    title: 'bug #45: KVM_GET/SET_MSRS of PERF_CAPABILITIES work without CPUID.PDCM (before d75cac366f44)',
+    source: 'model/kvm/bugs/d75cac366f44-perf-caps-without-pdcm.ts',
+    factory: prePerfCapsPdcmFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: PERF_CAPS_PDCM_FIX,
+  },
+  {
+    id: `bug/${MSR_LIST_FIXED_FIX}`,
+    title: 'bug #47: KVM_GET_MSR_INDEX_LIST lists fixed counters KVM cannot give a vCPU (before e33b6d79acac)',
+    source: 'model/kvm/bugs/e33b6d79acac-msr-list-fixed.ts',
+    factory: preMsrListFixedFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: MSR_LIST_FIXED_FIX,
+  },
+  {
+    id: `bug/${LEGACY_LBR_ON_ARCH_FIX}`,
+    title: 'bug #10: Arch LBR hosts offer the legacy-LBR guest LBR_FMT 0x3f and its non-existent LBR_SELECT/TOS (before 098f4c061ea1)',
+    source: 'model/kvm/bugs/098f4c061ea1-legacy-lbr-on-arch-lbr.ts',
+    factory: preNoLegacyLbrOnArchLbrFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: LEGACY_LBR_ON_ARCH_FIX,
+  },
+  {
+    id: `bug/${LBR_IFF_PERF_FIX}`,
+    title: 'bug #11: LBR_FMT offered on a host whose perf disabled the LBRs (before 145dfad998ea)',
+    source: 'model/kvm/bugs/145dfad998ea-lbr-without-perf.ts',
+    factory: preLbrIffPerfFix,
+    // The environment, not the patch: a host whose perf probe of the LBR MSRs faulted (H17).
+    hostKernel: (o) => new HostKernel({ ...o, lbrProbeFaulted: true }),
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: LBR_IFF_PERF_FIX,
+  },
+  {
+    id: `bug/${FILTER_EMULATED_FIX}`,
+    title: 'bug #49: instructions KVM emulates count on counters whose event the filter denies (before dfdeda67ea2d)',
+    source: 'model/kvm/bugs/dfdeda67ea2d-filter-emulated-events.ts',
+    factory: preFilterEmulatedEventsFix,
+    expectations: EMULATED_EXPECTATIONS,
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    fixedBy: FILTER_EMULATED_FIX,
+  },
+];
+
+export const DESIGN_IDS: readonly string[] = DESIGNS.map((d) => d.id);
+
+export class UnknownDesignError extends Error {
+  override readonly name = 'UnknownDesignError';
+}
+
+export function designById(id: string): Design {
+  const d = DESIGNS.find((x) => x.id === id);
+  if (d === undefined) throw new UnknownDesignError(`unknown design '${id}' (known: ${DESIGN_IDS.join(', ')})`);
+  return d;
+}
+
+/**
+ * Runs a plain program under design `id` on a built-in host with fc.modelRun: the first
+ * observation where the guest and bare metal differ, or null. What committed regressions assert on.
+ */
+export function firstDivergence(
+  host: string,
+  guest: GuestConfig,
+  program: readonly WorldCommand[],
+  id: string,
+  cpus = CONFORMANCE_CPUS,
+): Observation | null {
+  const profile = BUILTIN_PROFILES[host];
+  if (profile === undefined) throw new Error(`unknown host profile '${host}'`);
+  const d = designById(id);
+  const adopt = adoptionOf(d.expectations, profile);
+  const setup = () => ({ model: {}, real: new World({ host: profile, cpus, guests: [guest], design: d.factory, hostKernel: d.hostKernel, adopt }) });
+  try {
+    fc.modelRun(setup, program);
+    return null;
+  } catch (e) {
+    if (e instanceof Divergence) return e.observation;
+    throw e;
+  }
+}
+
+/**
+ * Runs a plain program as the conformance property does under design `id` on a built-in host: the
+ * ids of the declared divergences it met, in order. What regressions of declared findings pin.
+ */
+export function knownDivergencesMet(host: string, guest: GuestConfig, program: readonly WorldCommand[], id: string): string[] {
+  const profile = BUILTIN_PROFILES[host];
+  if (profile === undefined) throw new Error(`unknown host profile '${host}'`);
+  const d = designById(id);
+  const known = new Map<string, number>();
+  runProgram({ host: profile, design: d.factory, hostKernel: d.hostKernel, expectations: d.expectations, known }, guest, program);
+  return [...known.keys()];
+}

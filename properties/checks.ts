@@ -1,0 +1,166 @@
+/**
+ * Every check the main job, `npm run bugs` and the tests run: a property on a host for one design.
+ * One place builds them so a ported bug is searched for exactly as the main job would search.
+ */
+
+import type fc from 'fast-check';
+import type { Profile } from '../model/hw/profile.js';
+import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import type { WorldCommand } from '../scenarios/commands.js';
+import { GENERATION_PROFILES, type GenerationProfile } from '../scenarios/generation.js';
+import { conformanceProperty } from './conformance.js';
+import type { Design } from '../designs/registry.js';
+import type { KnownDivergence } from './expectations/types.js';
+import { hostUndisturbedProperty } from './host-undisturbed.js';
+import { faithful, HW_LAWS } from './hw-laws.js';
+import { invisibilityProperty } from './invisible.js';
+import { hostSamplesProperty } from './host-samples.js';
+import { lbrFreezeProperty } from './lbr-freeze.js';
+import { vmmAbiProperty } from './vmm-abi.js';
+import { vmmConformanceProperty } from './vmm-conformance.js';
+import { noninterferenceProperty } from './noninterference.js';
+
+export type CheckId = 'conformance' | 'no-leak' | 'host-undisturbed' | 'invisible' | 'lbr-freeze' | 'vmm-conformance' | 'vmm-abi' | 'host-samples';
+
+export interface Check {
+  readonly id: string;
+  /** A built-in host profile name, or 'random' for the reference model's laws. */
+  readonly profile: string;
+  readonly rule: string;
+  /** The generation profile of its programs (scenarios/generation.ts), where it has one. */
+  readonly gen?: GenerationProfile;
+  /** Builds the property; `known` collects declared divergences met. */
+  readonly property: (known: Map<string, number>) => fc.IRawProperty<unknown, false>;
+  /** For a design check: the design and host (what a report needs to replay it). */
+  readonly design?: Design;
+  readonly host?: Profile;
+  /** The program of a counterexample, as the commands that ran (design checks only). */
+  readonly programOf?: (counterexample: unknown) => readonly WorldCommand[];
+}
+
+interface Wrapped {
+  readonly cmd: WorldCommand;
+  readonly hasRan: boolean;
+}
+
+/** Every command of an fc.commands iterable (unwrapped), or the array itself. */
+export function allCommands(cmds: unknown): readonly WorldCommand[] {
+  return [...(cmds as Iterable<unknown>)].map((x) => (typeof x === 'object' && x !== null && 'cmd' in x && 'hasRan' in x ? (x as Wrapped).cmd : (x as WorldCommand)));
+}
+
+/** The commands of an fc.commands iterable that ran, or the array itself. */
+export function ranCommands(cmds: unknown): readonly WorldCommand[] {
+  // fast-check's CommandsIterable holds wrappers that remember whether the command ran.
+  const commands: unknown = (cmds as { commands?: unknown }).commands;
+  if (Array.isArray(commands)) return (commands as readonly Wrapped[]).filter((w) => w.hasRan).map((w) => w.cmd);
+  return [...(cmds as Iterable<WorldCommand>)];
+}
+
+const first = (ce: unknown) => (ce as readonly unknown[])[0];
+const designName = (d: Design) => (d.id === 'emulated' ? 'emulated vPMU' : d.id);
+
+/**
+ * What conformance excuses on a profile: programs that save/restore (save-restore-heavy,
+ * contended) also meet what the design loses there on purpose.
+ */
+export function conformanceExpectations(design: Design, gen: string | undefined): readonly KnownDivergence[] {
+  if (gen !== 'save-restore-heavy' && gen !== 'contended') return design.expectations;
+  // A loss across save/restore or migration excuses nothing before the first one.
+  const afterVmm = design.invisibility.map(
+    (k): KnownDivergence => ({ ...k, matches: (o, c) => c.history.some((h) => h.kind === 'vmm') && k.matches(o, c) }),
+  );
+  return [...design.expectations, ...afterVmm];
+}
+
+/** The checks of one design on one host. */
+export function designChecks(design: Design, profile: string, host: Profile): Check[] {
+  const base = { profile, design, host };
+  const runBase = { host, design: design.factory, hostKernel: design.hostKernel };
+  if ((design.unavailableOn?.(host) ?? null) !== null) return [];
+  const checks: Check[] = [
+    ...GENERATION_PROFILES.map(
+      (gen): Check => ({
+        ...base,
+        id: 'conformance',
+        gen,
+        rule: `design.md property 1 (${designName(design)}, ${gen} programs)`,
+        property: (known) =>
+          conformanceProperty(
+            { ...runBase, expectations: conformanceExpectations(design, gen), known },
+            gen,
+          ),
+        programOf: (ce) => ranCommands((first(ce) as readonly unknown[])[1]),
+      }),
+    ),
+    {
+      ...base,
+      id: 'no-leak',
+      rule: 'design.md property 2 (host-private values never reach the guest)',
+      property: () => noninterferenceProperty(runBase),
+      programOf: (ce) => ((first(ce) as readonly unknown[])[1] as readonly (readonly WorldCommand[])[]).map((p) => p[1]!),
+    },
+    {
+      ...base,
+      id: 'host-undisturbed',
+      rule: 'design.md property 2 (host events count as on a host without the guest)',
+      property: () => hostUndisturbedProperty(runBase),
+      programOf: (ce) => (first(ce) as readonly unknown[])[1] as readonly WorldCommand[],
+    },
+    {
+      ...base,
+      id: 'invisible',
+      rule: 'design.md property 4 (migration and save/restore are invisible)',
+      property: (known) => invisibilityProperty({ ...runBase, expectations: design.invisibility, known }),
+      programOf: (ce) => {
+        const [[, cmds], at, inserted] = ce as [[unknown, readonly WorldCommand[]], number, WorldCommand];
+        const k = Math.min(at, cmds.length);
+        return [...cmds.slice(0, k), inserted, ...cmds.slice(k)];
+      },
+    },
+  ];
+  if (host.legacyLbr !== undefined && design.guestLbr !== false)
+    checks.push({
+      ...base,
+      id: 'lbr-freeze',
+      rule: 'design.md property 3 (guest LBRs freeze on PMI as its PMU version says)',
+      property: (known) => lbrFreezeProperty({ ...runBase, expectations: design.expectations, known }),
+      programOf: (ce) => (first(ce) as readonly unknown[])[1] as readonly WorldCommand[],
+    });
+  // The VMM in the program: setup ioctls and event filter, the save ABI, interrupt exits.
+  const flat = (ce: unknown) => {
+    const [, cmds] = first(ce) as [unknown, readonly WorldCommand[] | readonly (readonly WorldCommand[])[]];
+    return cmds.flat() as readonly WorldCommand[];
+  };
+  checks.push(
+    {
+      ...base,
+      id: 'vmm-conformance',
+      rule: `design.md property 1 with a VMM (${designName(design)}: KVM_SET_MSRS, KVM_SET_CPUID2, KVM_SET_PMU_EVENT_FILTER before the guest runs)`,
+      property: (known) => vmmConformanceProperty({ ...runBase, expectations: design.expectations, known }),
+      programOf: flat,
+    },
+    {
+      ...base,
+      id: 'vmm-abi',
+      rule: 'kvm-vpmu.md §2.15/§2.18 (KVM_GET_MSR_INDEX_LIST, KVM_GET/SET_MSRS and KVM_SET_CPUID2 as a VMM relies on them)',
+      property: () => vmmAbiProperty(runBase),
+      programOf: flat,
+    },
+    {
+      ...base,
+      id: 'host-samples',
+      rule: 'design.md property 2 (host samples are attributed as on a host without the guest)',
+      property: () => hostSamplesProperty(runBase),
+      programOf: flat,
+    },
+  );
+  return checks;
+}
+
+/** Every check: the reference model's laws, then each property of `design` on each built-in host. */
+export function checksFor(design: Design): Check[] {
+  return [
+    ...HW_LAWS.map((l): Check => ({ id: l.id, profile: 'random', rule: l.rule, property: () => l.property(faithful) })),
+    ...Object.entries(BUILTIN_PROFILES).flatMap(([name, host]) => designChecks(design, name, host)),
+  ];
+}

@@ -1,0 +1,439 @@
+/**
+ * The three files of a report: report.md (for people, in the house style of reports/filed/0001),
+ * regression.test.ts (the plain program(s) as a vitest file calling the property's own check)
+ * and the per-step trace both of them and `npm run replay` print. Each property names its two
+ * sides in its own words: the guest and bare metal, the changed and the original host values,
+ * the run with and without the insertion, the host with and without the guest.
+ */
+
+import * as commands from '../scenarios/commands.js';
+import { GuestRun, HostWork, type WorldCommand } from '../scenarios/commands.js';
+import { guestToCode } from '../scenarios/serialize.js';
+import type { GuestConfig } from '../scenarios/world.js';
+import type { Report } from './build.js';
+import type { Case, PropertyId, Replay, ReportObservation } from './replay.js';
+
+const hex = (v: number | bigint) => `0x${v.toString(16)}`;
+/** A single-quoted TypeScript string literal, for generated code. */
+const q = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
+/** A command short enough for a trace row: a run shows its unit count, not its units. */
+export function shortCommand(c: WorldCommand): string {
+  const units = (n: number) => `[${n} unit${n === 1 ? '' : 's'}]`;
+  if (c instanceof GuestRun) return `new GuestRun(${c.vcpu}, ${units(c.units.length)})`;
+  if (c instanceof HostWork) return `new HostWork(${c.cpu}, ${units(c.units.length)})`;
+  return String(c);
+}
+
+export const FIRST_DIVERGENCE = '<- first divergence';
+export const COUNTS_PART = '<- counts first differ';
+
+/** The two sides a property compares, as trace column heads: [failing side, what it is compared with]. */
+export function sideHeads(p: PropertyId): [string, string] {
+  switch (p) {
+    case 'no-leak':
+      return ["host's values changed", 'original values'];
+    case 'host-undisturbed':
+      return ['with the guest', 'host only'];
+    case 'invisible':
+      return ['with the insertion', 'without it'];
+    default:
+      return ['guest saw', 'bare metal'];
+  }
+}
+
+export function traceHead(p: PropertyId): string[] {
+  return ['step', 'command', p === 'host-undisturbed' ? 'host event' : 'observation', ...sideHeads(p), ''];
+}
+
+/** The command cell: the baseline's command beside it where it differs, the inserted one marked. */
+function commandCell(s: Replay['steps'][number]): string {
+  const cmd = shortCommand(s.command);
+  if (s.inserted === true) return `${cmd} (inserted)`;
+  if (s.baseline === undefined) return cmd;
+  const original = shortCommand(s.baseline);
+  return `${cmd} (original: ${original === cmd ? 'the same with other values' : original})`;
+}
+
+/** One row per observation (a command without any, such as Migrate, gets one row of its own). */
+export function traceRows(r: Replay): string[][] {
+  const rows: string[][] = [];
+  const none = r.property === 'host-undisturbed' ? '(no host event open)' : '(no guest observation)';
+  const mark = (o: ReportObservation) => (o === r.divergence ? FIRST_DIVERGENCE : o === r.parted ? COUNTS_PART : '');
+  for (const s of r.steps) {
+    const cmd = commandCell(s);
+    if (s.observations.length === 0) rows.push([String(s.index), cmd, none, '', '', '']);
+    s.observations.forEach((o, i) =>
+      // A VMM action (migration, save/restore) is recorded with nothing for either side to see.
+      rows.push([i === 0 ? String(s.index) : '', i === 0 ? cmd : '', o.what, o.sut || '-', o.oracle || '-', mark(o)]),
+    );
+  }
+  return rows;
+}
+
+/** The conformance trace's head (the default). */
+export const TRACE_HEAD = traceHead('conformance');
+
+/** The trace as aligned plain text, for the terminal. */
+export function traceText(r: Replay): string {
+  const head = traceHead(r.property);
+  const rows = [head, ...traceRows(r)];
+  const widths = head.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  return rows.map((row) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+}
+
+const mdCell = (s: string) => s.replace(/\|/g, '\\|');
+
+export function traceMarkdown(r: Replay): string {
+  const head = traceHead(r.property);
+  const rows = traceRows(r).map((row) =>
+    row.map((cell, c) => (cell === '' ? '' : c === 1 ? `\`${cell}\`` : c === 5 ? `**${cell}**` : mdCell(cell))),
+  );
+  return [head, head.map(() => '---'), ...rows].map((row) => `| ${row.join(' | ')} |`).join('\n');
+}
+
+export function programCode(program: readonly WorldCommand[], indent = '  '): string {
+  return program.map((c) => `${indent}${String(c)},`).join('\n');
+}
+
+/** The guest in words: CPUID.0AH fields and PERF_CAPABILITIES. */
+export function describeGuest(g: GuestConfig): string {
+  const { eax, ebx, edx } = g.cpuid.leaf0a;
+  const version = eax & 0xff;
+  const counters = (n: number, what: string, width: number) =>
+    n === 0 ? `no ${what} counters` : `${n} ${what} counter${n === 1 ? '' : 's'} × ${width} bits`;
+  const parts = [
+    `CPUID.0AH v${version}, ${counters((eax >>> 8) & 0xff, 'GP', (eax >>> 16) & 0xff)}`,
+    counters(version > 1 ? edx & 0x1f : 0, 'fixed', (edx >>> 5) & 0xff),
+  ];
+  if (ebx !== 0) parts.push(`EBX (unavailable events) ${hex(ebx)}`);
+  if (!g.cpuid.pdcm) parts.push('no PDCM');
+  else {
+    const caps = g.perfCapabilities;
+    const named = [(caps & (1n << 13n)) !== 0n ? 'FW_WRITES' : null, (caps & 0x3fn) !== 0n ? `LBR_FMT ${caps & 0x3fn}` : null].filter((x) => x !== null);
+    parts.push(`PERF_CAPABILITIES ${hex(caps)}${named.length > 0 ? ` (${named.join(', ')})` : ''}`);
+  }
+  return parts.join('; ');
+}
+
+/** The two sides of the first divergence, in the property's words: [failing side, the side it is compared with]. */
+function sideLabels(c: Case, design: string): [string, string] {
+  switch (c.property) {
+    case 'no-leak':
+      return ["guest, host's private values changed (`changed`)", "guest, the host's original values (`original`)"];
+    case 'host-undisturbed':
+      return ['host event, with the guest running', 'host event, same host without the guest (host commands only)'];
+    case 'invisible':
+      return [`guest with \`${String(c.insertion.command)}\` before program[${c.insertion.at}]`, 'guest without it'];
+    default:
+      return [`guest under \`${design}\``, 'bare metal (reference model)'];
+  }
+}
+
+/** The first divergence in one sentence, as `npm run replay` prints it. */
+export function divergenceSentence(p: PropertyId, o: ReportObservation): string {
+  const at = `step ${o.step}, vCPU ${o.vcpu}: ${o.what}`;
+  switch (p) {
+    case 'no-leak':
+      return `${at}: with the host's values changed the guest saw ${o.sut}, with the original ones ${o.oracle}`;
+    case 'invisible':
+      return `${at}: with the insertion the guest saw ${o.sut}, without it ${o.oracle}`;
+    case 'host-undisturbed': {
+      const ev = o.event === undefined ? 'a host event' : `host event ${o.event.index} on pCPU ${o.event.cpu} (${o.event.perf})`;
+      return `${ev} counted ${o.sut} with the guest running, ${o.oracle} on the same host without it (the counts first differ after step ${o.step})`;
+    }
+    default:
+      return `${at}: guest saw ${o.sut}, bare metal shows ${o.oracle}`;
+  }
+}
+
+function firstDivergenceText(r: Report): string {
+  const o = r.replay.divergence;
+  const [failing, baseline] = sideLabels(r.kase, r.design.id);
+  const where = o.kind === 'host-event' ? `After the whole program (the counts first differ after step ${o.step}): \`${o.what}\`` : `Step ${o.step}, vCPU ${o.vcpu}: \`${o.what}\``;
+  return [
+    where,
+    '',
+    '| | result |',
+    '|---|---|',
+    `| ${failing} | ${mdCell(o.sut)} |`,
+    `| ${baseline} | ${mdCell(o.oracle)} |`,
+    '',
+    ...(r.kase.property === 'conformance' || r.kase.property === 'lbr-freeze' ? [] : [`In words: ${divergenceSentence(r.kase.property, o)}.`, '']),
+    `Rule: ${r.file.divergence.rule}.`,
+  ].join('\n');
+}
+
+/** What the property compares, for the header. */
+function comparedText(c: Case, design: string): string {
+  switch (c.property) {
+    case 'no-leak':
+      return `the guest's observations under \`${design}\` in two runs that differ only in host-private values: \`changed\` (the failing program) against \`original\` (its baseline), command for command`;
+    case 'host-undisturbed':
+      return `the host's perf event counts with the guest running the program, against the same host running only the program's host commands (\`HostOpen\`, \`HostWork\`), no guest`;
+    case 'invisible':
+      return `the guest's observations under \`${design}\` with \`${String(c.insertion.command)}\` inserted before program[${c.insertion.at}] (command ${c.insertion.at} counting from 0, as the property says), against the plain program`;
+    default:
+      return `the guest's observations under \`${design}\` against bare metal (a reference-model CPU of the guest's CPUID), one by one`;
+  }
+}
+
+const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/** How the design and host are built in generated code: by id and by BUILTIN_PROFILES name. */
+function runCode(r: Report, expectations: 'expectations' | 'invisibility' | null): string {
+  const f = r.file;
+  return [
+    `const design = designById(${q(f.design)});`,
+    `const run = { host: BUILTIN_PROFILES[${q(f.host)}]!, design: design.factory, hostKernel: design.hostKernel${expectations === null ? '' : `, expectations: design.${expectations}`} };`,
+  ].join('\n');
+}
+
+/** The minimal case as pasteable code: the guest, the program(s) and the check that fails on them. */
+function caseCode(r: Report): string {
+  const c = r.kase;
+  const guest = `const guest: GuestConfig = ${guestToCode(r.guest)};`;
+  switch (c.property) {
+    case 'conformance':
+    case 'lbr-freeze':
+      return `${guest}\nfc.modelRun(setup, [\n${programCode(c.program)}\n]);`;
+    case 'no-leak': {
+      const differ = c.program.flatMap((x, i) => (String(x) === String(c.baseline[i]) ? [] : [i + 1]));
+      return [
+        guest,
+        "// The host's original values.",
+        `const original = [\n${programCode(c.baseline)}\n];`,
+        `// The same program with host-private values changed (command${differ.length === 1 ? '' : 's'} ${differ.join(', ') || 'none'}).`,
+        `const changed = [\n${programCode(c.program)}\n];`,
+        runCode(r, null),
+        'checkNoninterference(run, guest, original, changed); // throws Divergence',
+      ].join('\n');
+    }
+    case 'host-undisturbed':
+      return [
+        guest,
+        `const program = [\n${programCode(c.program)}\n];`,
+        runCode(r, null),
+        '// Compared with program.filter((c) => c instanceof HostOpen || c instanceof HostWork) on the same host without the guest.',
+        'checkHostUndisturbed(run, guest, program); // throws HostDisturbed',
+      ].join('\n');
+    case 'invisible':
+      return [
+        guest,
+        `const program = [\n${programCode(c.program)}\n];`,
+        runCode(r, 'invisibility'),
+        `checkInvisible(run, guest, program, ${c.insertion.at}, ${String(c.insertion.command)}); // throws Divergence`,
+      ].join('\n');
+  }
+}
+
+function programHeading(c: Case): string {
+  const n = c.program.length;
+  switch (c.property) {
+    case 'no-leak':
+      return `Minimal programs (${count(n, 'command pair')})`;
+    case 'invisible':
+      return `Minimal program (${count(n, 'command')}, and the inserted one)`;
+    default:
+      return `Minimal program (${count(n, 'command')})`;
+  }
+}
+
+export function reportMarkdown(r: Report): string {
+  const f = r.file;
+  const s = f.search;
+  const n = f.program.length;
+  const design = r.design;
+  const unit = r.kase.property === 'no-leak' ? 'command pair' : 'command';
+  return `# ${f.title}
+
+- **Property:** ${f.property.id}: ${f.property.rule}.
+- **Design:** \`${design.id}\`, ${design.title} (\`${design.source}\`${design.fixedBy !== undefined ? `; fixed upstream by ${design.fixedBy}` : ''}).
+- **Host / guest:** \`${f.host}\` (BUILTIN_PROFILES), ${f.cpus} pCPUs; guest ${describeGuest(r.guest)}.
+- **Compared:** ${comparedText(r.kase, design.id)}.
+- **Found:** ${f.found} by \`npm start\`; fast-check ${f.versions.fastCheck}, seed ${s.seed}, path ${JSON.stringify(s.path)}, replayPath ${JSON.stringify(s.replayPath)}; failed after ${count(s.numRuns, 'program')}, shrunk ${s.numShrinks}× by fast-check to ${count(s.shrunkCommands, unit)}, post-shrunk to ${n}.
+- **Signature:** \`${f.signature}\` (one report per signature: ${signatureWords(r.kase.property)}).
+
+## ${programHeading(r.kase)}
+
+\`\`\`ts
+${caseCode(r)}
+\`\`\`
+
+## First divergent observation
+
+${firstDivergenceText(r)}
+
+## Trace
+
+${traceIntro(r.kase.property)}
+
+${traceMarkdown(r.replay)}
+
+## Replay
+
+\`\`\`sh
+${f.replay}
+npm start -- --seed ${s.seed} --only ${f.property.id} --profile ${f.host} --design ${design.id}   # the search itself, same generators only
+\`\`\`
+
+To keep it as a regression that runs before the random search, copy \`regression.test.ts\` from this
+folder to \`test/regressions/${f.id}.test.ts\`.
+
+## Versions
+
+fast-check ${f.versions.fastCheck}, Node ${f.versions.node}, vpmu-conformance ${f.versions.package}, generators ${f.versions.generators}.
+
+## fast-check's report
+
+\`\`\`
+${r.fastCheckMessage.trimEnd()}
+\`\`\`
+`;
+}
+
+function signatureWords(p: PropertyId): string {
+  switch (p) {
+    case 'host-undisturbed':
+      return 'property, design, whether the host event counted more or less with the guest';
+    case 'invisible':
+      return "property, design, observation kind, MSR/ECX, which side #GP'd or how the PMIs differ, the inserted command's kind";
+    case 'conformance':
+      return "design, observation kind, MSR/ECX, which side #GP'd or how the PMIs differ";
+    default:
+      return "property, design, observation kind, MSR/ECX, which side #GP'd or how the PMIs differ";
+  }
+}
+
+function traceIntro(p: PropertyId): string {
+  switch (p) {
+    case 'no-leak':
+      return "Every guest observation of the `changed` program, beside the same observation of `original` (a command is shown with its original where the two differ).";
+    case 'host-undisturbed':
+      return 'The count of every host event after each step, with the guest and on the same host without it (each prefix replayed in fresh worlds; the last row is what the property judges).';
+    case 'invisible':
+      return 'Every guest observation of the program with the insertion, beside the same observation of the plain program.';
+    default:
+      return 'Every observation of the replayed program beside bare metal, the first undeclared divergence marked.';
+  }
+}
+
+/** Fields of the divergent observation a regression pins (not the message: its wording may change). */
+function observationMatcher(o: ReportObservation): string {
+  const target = o.target === null ? 'null' : hex(o.target);
+  return `{ kind: ${q(o.kind)}, target: ${target}, sut: ${q(o.sut)}, oracle: ${q(o.oracle)} }`;
+}
+
+/** The command classes the generated code names (and the Divergence it catches). */
+function commandImports(code: string, extra: readonly string[]): string {
+  const used = [...new Set([...code.matchAll(/\bnew (\w+)\(/g)].map((m) => m[1]!))].filter((c) => c in commands);
+  return `import { ${[...extra, ...used].sort().join(', ')} } from '../../scenarios/commands.js';`;
+}
+
+/** The check a non-conformance regression calls, and what it pins. */
+function regressionBody(r: Report): { imports: string[]; setup: string; it: string } {
+  const c = r.kase;
+  const o = r.replay.divergence;
+  const f = r.file;
+  const base = [`import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';`, `import { designById } from '../../designs/registry.js';`];
+  const threw = 'const thrown = (f: () => void): unknown => {\n  try {\n    f();\n  } catch (e) {\n    return e;\n  }\n  return undefined;\n};';
+  const divergenceIt = (call: string) =>
+    [`    const e = thrown(() => ${call});`, '    expect(e).toBeInstanceOf(Divergence);', `    expect((e as Divergence).observation).toMatchObject(${observationMatcher(o)});`].join('\n');
+  switch (c.property) {
+    case 'lbr-freeze':
+      return {
+        imports: [...base, `import { runProgram } from '../../properties/conformance.js';`],
+        setup: `const program = [\n${programCode(c.program)}\n];\n${runCode(r, 'expectations')}\n${threw}`,
+        it: divergenceIt('runProgram(run, guest, program)'),
+      };
+    case 'no-leak':
+      return {
+        imports: [...base, `import { checkNoninterference } from '../../properties/noninterference.js';`],
+        setup: `const original = [\n${programCode(c.baseline)}\n];\nconst changed = [\n${programCode(c.program)}\n];\n${runCode(r, null)}\n${threw}`,
+        it: divergenceIt('checkNoninterference(run, guest, original, changed)'),
+      };
+    case 'invisible':
+      return {
+        imports: [...base, `import { checkInvisible } from '../../properties/invisible.js';`],
+        setup: `const program = [\n${programCode(c.program)}\n];\n${runCode(r, 'invisibility')}\n${threw}`,
+        it: divergenceIt(`checkInvisible(run, guest, program, ${c.insertion.at}, ${String(c.insertion.command)})`),
+      };
+    case 'host-undisturbed':
+      return {
+        imports: [...base, `import { checkHostUndisturbed, HostDisturbed } from '../../properties/host-undisturbed.js';`],
+        setup: `const program = [\n${programCode(c.program)}\n];\n${runCode(r, null)}\n${threw}`,
+        it: [
+          '    const e = thrown(() => checkHostUndisturbed(run, guest, program));',
+          '    expect(e).toBeInstanceOf(HostDisturbed);',
+          `    // ${f.divergence.what}: ${o.sut} with the guest, ${o.oracle} without it.`,
+          `    expect((e as HostDisturbed).message).toMatch(/host event ${o.event?.index ?? 0} .*counted ${o.sut} with the guest running, ${o.oracle} /);`,
+        ].join('\n'),
+      };
+    case 'conformance':
+      throw new Error('unreachable: conformance regressions use firstDivergence');
+  }
+}
+
+function itTitle(r: Report): string {
+  const o = r.replay.divergence;
+  const f = r.file;
+  return r.kase.property === 'lbr-freeze' || r.kase.property === 'conformance'
+    ? `${f.design} diverges: ${o.what}: guest saw ${o.sut}, bare metal shows ${o.oracle}`
+    : `${f.design} fails ${f.property.id}: ${divergenceSentence(r.kase.property, o)}`;
+}
+
+export function regressionTest(r: Report): string {
+  const f = r.file;
+  const s = f.search;
+  const o = r.replay.divergence;
+  const n = f.program.length;
+  const head = `/**
+ * Regression: ${f.title}
+ * Report ${f.id}, found ${f.found} (fast-check ${f.versions.fastCheck}, seed ${s.seed}, path ${JSON.stringify(s.path)},
+ * replayPath ${JSON.stringify(s.replayPath)}); post-shrunk to ${count(n, r.kase.property === 'no-leak' ? 'command pair' : 'command')}.
+ * A plain program: it replays without the generators. To commit it, copy this file to
+ * test/regressions/${f.id}.test.ts (its imports are relative to that folder).
+ */`;
+  const guest = `const guest: GuestConfig = ${guestToCode(r.guest)};`;
+  if (r.kase.property === 'conformance') {
+    const code = programCode(r.program);
+    return `${head}
+import { describe, expect, it } from 'vitest';
+import { firstDivergence } from '../../designs/registry.js';
+${commandImports(code, [])}
+import type { GuestConfig } from '../../scenarios/world.js';
+
+${guest}
+const program = [
+${code}
+];
+
+describe(${q(`${f.id}: ${f.title}`)}, () => {
+  it(${q(itTitle(r))}, () => {
+    expect(firstDivergence(${q(f.host)}, guest, program, ${q(f.design)}, ${f.cpus})).toMatchObject(${observationMatcher(o)});
+  });
+});
+`;
+  }
+  const b = regressionBody(r);
+  const usesAttr = b.setup.includes('attr({');
+  const imports = [
+    "import { describe, expect, it } from 'vitest';",
+    ...(usesAttr ? ["import { attr } from '../../model/host/types.js';"] : []),
+    ...b.imports,
+    commandImports(`${b.setup}\n${b.it}`, r.kase.property === 'host-undisturbed' ? [] : ['Divergence']),
+    "import type { GuestConfig } from '../../scenarios/world.js';",
+  ];
+  return `${head}
+${imports.join('\n')}
+
+${guest}
+${b.setup}
+
+describe(${q(`${f.id}: ${f.title}`)}, () => {
+  it(${q(itTitle(r))}, () => {
+${b.it}
+  });
+});
+`;
+}

@@ -1,0 +1,607 @@
+/**
+ * The world one program runs in: a host of simulated pCPUs running a vPMU design (the system
+ * under test), and beside it, for each vCPU, an ideal bare-metal CPU of the guest's enumeration
+ * (the oracle). Every guest command runs on both; the world records both sides' observations.
+ */
+
+import type { Access } from '../model/hw/access.js';
+import type { Cpu, PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
+import type { ArchLbrXsave } from '../model/hw/msr/lbr-arch.js';
+import { ProfileError } from '../model/hw/errors.js';
+import { defineProfile, type Profile } from '../model/hw/profile.js';
+import { RETIRED_AT_CPL, type WorkUnit } from '../model/hw/work.js';
+import { HostKernel } from '../model/host/perf.js';
+import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
+import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../model/kvm/types.js';
+import { OracleCpu } from './oracle-filter.js';
+import { restoreVcpu, saveVcpu } from './restore.js';
+
+export const MSR_IA32_PERF_CAPABILITIES = 0x345;
+/** Vector the SUT reports for an NMI-mode PMI (decision K8); the oracle is normalised to it (W2). */
+export const NMI_VECTOR = 2;
+
+/** How a design creates a vCPU on a host. */
+export type VcpuFactory = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) => VpmuVcpu;
+
+/** How a world builds its host kernel; a ported host-side bug substitutes its patched perf. */
+export type HostKernelFactory = (opts: { profile: Profile; cpus: number }) => HostKernel;
+
+export interface GuestConfig {
+  readonly cpuid: GuestCpuid;
+  /** What userspace writes to PERF_CAPABILITIES before the first run (ignored without PDCM). */
+  readonly perfCapabilities: bigint;
+}
+
+export interface WorldConfig {
+  readonly host: Profile;
+  readonly cpus: number;
+  readonly guests: readonly GuestConfig[];
+  readonly design: VcpuFactory;
+  /** Compare each observation with bare metal as it is made (default); off to record only. */
+  readonly compare?: boolean;
+  /** The host kernel (default: upstream's perf); a ported host-side bug patches it here. */
+  readonly hostKernel?: HostKernelFactory | undefined;
+  /** Declared divergences bare metal takes on, so comparison goes on past them (W6). */
+  readonly adopt?: Adoption | undefined;
+}
+
+/** A guest MSR access and the design's answer: what a declared divergence may adopt (W6). */
+export interface MsrAttempt {
+  readonly kind: 'rdmsr' | 'wrmsr';
+  readonly msr: number;
+  /** The value written (wrmsr), else null. */
+  readonly value: bigint | null;
+  readonly sut: Access;
+  /** The vCPU's model at the time of the access. */
+  readonly guest: GuestConfig;
+}
+
+/** How bare metal takes on declared divergences for one access (W6). */
+export interface Adoption {
+  /** Bare metal's #GP replaced by the design's result (the oracle then retires the access): the divergence's id, or null. */
+  readonly result: (a: MsrAttempt & { readonly oracle: Access }) => { readonly id: string; readonly result: Access } | null;
+  /** The design's #GP taken by bare metal too, before any effect (the oracle's state stays as it was): the id, or null. */
+  readonly fault: (a: MsrAttempt) => string | null;
+}
+
+export type ObservationKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'xsaves' | 'xrstors' | 'pmi' | 'run' | 'vmm' | 'host';
+
+/** One observation: what the guest saw on the system under test and on bare metal. */
+export interface Observation {
+  readonly step: number;
+  readonly vcpu: number;
+  readonly kind: ObservationKind;
+  /** The MSR (rdmsr/wrmsr), the ECX (rdpmc), or null. */
+  readonly target: number | null;
+  /** The value written (wrmsr), else null. */
+  readonly value: bigint | null;
+  readonly what: string;
+  readonly sut: string;
+  readonly oracle: string;
+}
+
+export class SetupError extends Error {
+  override readonly name = 'SetupError';
+}
+
+const oracleProfiles = new WeakMap<GuestConfig, Map<Profile, Profile>>();
+
+/** The bare-metal CPU a guest of this CPUID and PERF_CAPABILITIES would be (one per config and host). */
+export function oracleProfile(host: Profile, g: GuestConfig): Profile {
+  let byHost = oracleProfiles.get(g);
+  if (byHost === undefined) oracleProfiles.set(g, (byHost = new Map<Profile, Profile>()));
+  const cached = byHost.get(host);
+  if (cached !== undefined) return cached;
+  const p = makeOracleProfile(host, g);
+  byHost.set(host, p);
+  return p;
+}
+
+/**
+ * Why no CPU enumerates what the guest was given (its bare-metal oracle cannot be built), or null.
+ * A model KVM accepts that no CPU has is a finding of its own (decision W4).
+ */
+export function impossibleEnumeration(host: Profile, g: GuestConfig): string | null {
+  try {
+    oracleProfile(host, g);
+    return null;
+  } catch (e) {
+    if (e instanceof ProfileError) return e.message;
+    throw e;
+  }
+}
+
+function makeOracleProfile(host: Profile, g: GuestConfig): Profile {
+  const caps = g.cpuid.pdcm ? g.perfCapabilities : 0n;
+  const fmt = Number(caps & 0x3fn);
+  return defineProfile({
+    name: 'guest',
+    family: g.cpuid.family,
+    model: g.cpuid.model,
+    leaf0a: g.cpuid.leaf0a,
+    pdcm: g.cpuid.pdcm,
+    perfCapabilities: caps,
+    // The LBR geometry is model-specific: a guest with the host's format and FMS has the host's.
+    ...(fmt >= 1 && fmt <= 7 && host.legacyLbr !== undefined ? { legacyLbr: host.legacyLbr } : {}),
+    ...(g.cpuid.tsx === true ? { tsx: true } : {}),
+  });
+}
+
+const showAccess = (a: Access) => (a.ok ? `0x${a.value.toString(16)}` : '#GP');
+const showPmis = (l: readonly { afterUnit: number; vector: number }[]) =>
+  l.length === 0 ? 'no PMI' : l.map((p) => `PMI(vector ${p.vector}) after unit ${p.afterUnit}`).join(', ');
+
+export class World {
+  readonly host: HostKernel;
+  readonly vcpus: VpmuVcpu[] = [];
+  readonly oracles: Cpu[] = [];
+  readonly observations: Observation[] = [];
+  private step = 0;
+
+  constructor(readonly config: WorldConfig) {
+    const make = config.hostKernel ?? ((o: { profile: Profile; cpus: number }) => new HostKernel(o));
+    this.host = make({ profile: config.host, cpus: config.cpus });
+    config.guests.forEach((asked, i) => {
+      const v = config.design(this.host, { cpu: i % config.cpus, cpuid: asked.cpuid });
+      const g = this.withSupportedCaps(v, asked);
+      if (g !== asked) this.models[i] = g;
+      if (g.cpuid.pdcm) {
+        const r = v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, g.perfCapabilities);
+        if (!r.ok) throw new SetupError(`vCPU ${i}: KVM_SET_MSRS PERF_CAPABILITIES=0x${g.perfCapabilities.toString(16)}: ${r.error}`);
+      }
+      this.vcpus.push(v);
+      this.oracles.push(new OracleCpu(oracleProfile(config.host, g)));
+    });
+  }
+
+  /**
+   * What a VMM asks for, limited to what KVM supports (W5), as QEMU masks the guest's
+   * PERF_CAPABILITIES with KVM's feature MSR (a design without LBRs gets no LBR format); the
+   * bare-metal oracle is built from the same limited value.
+   */
+  private withSupportedCaps(v: VpmuVcpu, g: GuestConfig): GuestConfig {
+    if (!g.cpuid.pdcm) return g;
+    const supported = v.supportedPerfCapabilities();
+    if ((g.perfCapabilities & ~supported) === 0n) return g;
+    return { ...g, perfCapabilities: g.perfCapabilities & supported };
+  }
+
+  private record(
+    vcpu: number,
+    kind: ObservationKind,
+    target: number | null,
+    value: bigint | null,
+    what: string,
+    sut: string,
+    oracle: string,
+  ): Observation {
+    const o = { step: this.step, vcpu, kind, target, value, what, sut, oracle };
+    this.observations.push(o);
+    return o;
+  }
+
+  private index(v: number): number {
+    return ((v % this.vcpus.length) + this.vcpus.length) % this.vcpus.length;
+  }
+
+  /**
+   * The oracle executes an MSR instruction: its effect, then (if it did not fault) its
+   * retirement as one instruction at `cpl`, which may overflow and deliver a PMI (decision W1).
+   */
+  private oracleInstruction(o: Cpu, cpl: number, effect: () => Access): { r: Access; pmis: GuestPmi[] } {
+    return this.retire(o, cpl, effect());
+  }
+
+  /** The retirement half of oracleInstruction, for a result already known; `note` says what W6 adopted. */
+  private retire(o: Cpu, cpl: number, r: Access, note = ''): { r: Access; pmis: GuestPmi[]; note: string } {
+    const pmis: GuestPmi[] = [];
+    if (r.ok) {
+      const d = o.step(RETIRED_AT_CPL[cpl]!);
+      if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
+    }
+    return { r, pmis, note };
+  }
+
+  private compareInstruction(
+    v: number,
+    kind: ObservationKind,
+    target: number | null,
+    value: bigint | null,
+    what: string,
+    sut: Access,
+    sutPmis: GuestPmi[],
+    oracle: { r: Access; pmis: GuestPmi[] },
+  ): Observation[] {
+    this.step++;
+    return [
+      this.record(v, kind, target, value, what, showAccess(sut), showAccess(oracle.r)),
+      this.record(v, 'pmi', target, value, `${what}: PMIs`, showPmis(sutPmis.map((p) => ({ ...p, afterUnit: 0 }))), showPmis(oracle.pmis)),
+    ];
+  }
+
+  /** Ids of the declared divergences bare metal took on (W6), in order. */
+  readonly adopted: string[] = [];
+
+  /**
+   * Bare metal's answer to a guest MSR access, with a declared divergence adopted where one says
+   * so (W6), and what the observation notes of it; the hooks run only when a side faulted.
+   */
+  private oracleMsr(v: number, kind: 'rdmsr' | 'wrmsr', msr: number, value: bigint, sut: Access): { r: Access; pmis: GuestPmi[]; note: string } {
+    const o = this.oracles[v]!;
+    const adopt = this.config.adopt;
+    const w = kind === 'wrmsr' ? value : null;
+    if (adopt !== undefined && !sut.ok) {
+      const id = adopt.fault({ kind, msr, value: w, sut, guest: this.guestConfig(v) });
+      if (id !== null) {
+        this.adopted.push(id);
+        return { r: sut, pmis: [], note: ` (bare metal would not fault; adopted: ${id})` };
+      }
+    }
+    const r = kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, value);
+    // Only a #GP is adopted: a faulting access left the oracle's state as it was.
+    if (adopt !== undefined && !r.ok) {
+      const a = adopt.result({ kind, msr, value: w, sut, guest: this.guestConfig(v), oracle: r });
+      if (a !== null) {
+        this.adopted.push(a.id);
+        return this.retire(o, 0, a.result, ` (bare metal #GPs; adopted: ${a.id})`);
+      }
+    }
+    return this.retire(o, 0, r);
+  }
+
+  guestRdmsr(vcpu: number, msr: number): Observation[] {
+    const v = this.index(vcpu);
+    const sut = this.vcpus[v]!.guestRdmsr(msr);
+    const pm = this.vcpus[v]!.drainPmis();
+    const o = this.oracleMsr(v, 'rdmsr', msr, 0n, sut);
+    return this.compareInstruction(v, 'rdmsr', msr, null, `RDMSR 0x${msr.toString(16)}${o.note}`, sut, pm, o);
+  }
+
+  guestWrmsr(vcpu: number, msr: number, value: bigint): Observation[] {
+    const v = this.index(vcpu);
+    const sut = this.vcpus[v]!.guestWrmsr(msr, value);
+    const pm = this.vcpus[v]!.drainPmis();
+    const o = this.oracleMsr(v, 'wrmsr', msr, value, sut);
+    return this.compareInstruction(v, 'wrmsr', msr, value, `WRMSR 0x${msr.toString(16)} <- 0x${value.toString(16)}${o.note}`, ok(sut), pm, {
+      ...o,
+      r: ok(o.r),
+    });
+  }
+
+  guestRdpmc(vcpu: number, ecx: number, cpl: number): Observation[] {
+    const v = this.index(vcpu);
+    const sut = this.vcpus[v]!.guestRdpmc(ecx, cpl);
+    const pm = this.vcpus[v]!.drainPmis();
+    const o = this.oracleInstruction(this.oracles[v]!, cpl, () => this.oracles[v]!.rdpmc(ecx, cpl));
+    return this.compareInstruction(v, 'rdpmc', ecx, null, `RDPMC 0x${ecx.toString(16)} at CPL ${cpl}`, sut, pm, o);
+  }
+
+  guestRun(vcpu: number, units: readonly WorkUnit[]): Observation[] {
+    const v = this.index(vcpu);
+    const sut = this.vcpus[v]!.guestRun(units);
+    const oracle: GuestPmi[] = [];
+    units.forEach((u, i) => {
+      const d = this.oracles[v]!.step(u);
+      if (d !== null) oracle.push({ afterUnit: i, vector: vectorOf(d) });
+    });
+    this.step++;
+    return [this.record(v, 'run', null, null, `run ${units.length} units`, showPmis(sut), showPmis(oracle))];
+  }
+
+  /** The last Arch LBR image each side saved, per vCPU: what GuestXrstors restores. */
+  private readonly xsaved: { sut: ArchLbrXsave | null; oracle: ArchLbrXsave | null }[] = [];
+
+  /** Guest XSAVES of the Arch LBR component (after setting IA32_XSS.LBR) on both sides. */
+  guestXsaves(vcpu: number): Observation[] {
+    const v = this.index(vcpu);
+    const sut = this.vcpus[v]!.guestXsaves();
+    const pm = this.vcpus[v]!.drainPmis();
+    let oracleSave: XsaveResult = { ok: false, gp: 'not run' };
+    const o = this.oracleInstruction(this.oracles[v]!, 0, () => {
+      oracleSave = this.oracles[v]!.xsaves();
+      return oracleSave.ok ? { ok: true, value: 0n } : { ok: false, gp: oracleSave.gp };
+    });
+    const saved = (this.xsaved[v] ??= { sut: null, oracle: null });
+    const os = oracleSave as XsaveResult; // assigned inside the closure
+    if (sut.ok) saved.sut = sut.area;
+    if (os.ok) saved.oracle = os.area;
+    this.step++;
+    return [
+      this.record(v, 'xsaves', null, null, 'XSAVES (Arch LBR component)', showXsave(sut), showXsave(os)),
+      this.record(v, 'pmi', null, null, 'XSAVES: PMIs', showPmis(pm.map((p) => ({ ...p, afterUnit: 0 }))), showPmis(o.pmis)),
+    ];
+  }
+
+  /** Guest XRSTORS of the image it last saved (an empty restore when it saved none). */
+  guestXrstors(vcpu: number): Observation[] {
+    const v = this.index(vcpu);
+    const saved = this.xsaved[v] ?? { sut: null, oracle: null };
+    const sutArea = saved.sut ?? EMPTY_ARCH_LBR;
+    const oracleArea = saved.oracle ?? EMPTY_ARCH_LBR;
+    const sut = this.vcpus[v]!.guestXrstors(sutArea);
+    const pm = this.vcpus[v]!.drainPmis();
+    const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.xrstors(oracleArea));
+    return this.compareInstruction(v, 'xrstors', null, null, 'XRSTORS (Arch LBR component)', ok(sut), pm, { ...o, r: ok(o.r) });
+  }
+
+  /**
+   * Another host task preempts the vCPU thread on its pCPU and runs `units` there
+   * (kvm_sched_out, the task's slice, kvm_sched_in). Bare metal has nothing to do.
+   */
+  preempt(vcpu: number, units: readonly WorkUnit[]): void {
+    const v = this.index(vcpu);
+    const x = this.vcpus[v]!;
+    x.preempt(() => this.host.runHost(x.cpu, units));
+    this.step++;
+    this.record(v, 'vmm', x.cpu, null, `preempted by a host task (${units.length} units)`, '', '');
+  }
+
+  /** A host user enables, disables or closes the k-th host event it opened (modulo how many exist). */
+  hostEventOp(k: number, op: 'enable' | 'disable' | 'read' | 'close'): void {
+    this.step++;
+    const live = this.hostEvents;
+    if (live.length === 0) return;
+    const ev = live[((k % live.length) + live.length) % live.length]!;
+    if (op === 'read') this.record(-1, 'host', null, null, `host reads event ${live.indexOf(ev)}: ${this.host.perf_event_read_value(ev)}`, '', '');
+    else if (op === 'enable') this.host.perf_event_enable(ev);
+    else if (op === 'disable') this.host.perf_event_disable(ev);
+    else {
+      this.host.perf_event_release_kernel(ev);
+      live.splice(live.indexOf(ev), 1);
+      this.closed.push(ev);
+    }
+  }
+
+  /** Host events closed by host commands, in order (their counts are final). */
+  readonly closed: PerfEvent[] = [];
+
+  /** An NMI on a pCPU while the host runs (a backtrace IPI, a watchdog): perf's handler looks at it. */
+  hostNmi(cpu: number): void {
+    const c = ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus;
+    this.host.handleNmi(c);
+    this.step++;
+  }
+
+  /**
+   * The VMM saves the vCPU, destroys it, and restores the state into a fresh vCPU whose thread
+   * runs on `cpu` (live migration within one host). Bare metal has nothing to do.
+   */
+  saveRestore(vcpu: number, cpu: number): void {
+    const v = this.index(vcpu);
+    const old = this.vcpus[v]!;
+    const saved = saveVcpu(old);
+    old.destroy();
+    const g = this.guestConfig(v);
+    const fresh = this.config.design(this.host, { cpu: ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus, cpuid: g.cpuid });
+    restoreVcpu(fresh, saved);
+    this.vcpus[v] = fresh;
+    this.step++;
+    this.record(v, 'vmm', cpu, null, `save/restore onto pCPU ${cpu}`, '', '');
+  }
+
+  /** Host events opened by host commands, in order; index = the command's event number. */
+  readonly hostEvents: PerfEvent[] = [];
+
+  /** A host user opens a perf event on a pCPU (perf record/stat -a -C cpu). */
+  hostOpen(cpu: number, a: PerfEventAttr): void {
+    const c = ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus;
+    const ev = this.host.perf_event_open(a, { cpu: c });
+    if (!('error' in ev)) this.hostEvents.push(ev);
+    this.step++;
+    // A host event is no guest observation, but declared divergences may depend on it (vCPU -1: the host).
+    const kind = `${a.samplePeriod !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
+    this.record(-1, 'host', c, null, `host opens a ${kind} event 0x${a.config.toString(16)} on pCPU ${c}${'error' in ev ? ' (refused)' : ''}`, '', '');
+  }
+
+  /** A host user opens a perf event on vCPU `vcpu`'s thread (perf record/stat -p <tid>), which follows it between pCPUs. */
+  hostOpenOnThread(vcpu: number, a: PerfEventAttr): void {
+    const v = this.index(vcpu);
+    const task = this.host.pcpu(this.vcpus[v]!.cpu).currentTask;
+    this.step++;
+    if (task === null) return;
+    const ev = this.host.perf_event_open(a, { task });
+    if (!('error' in ev)) this.hostEvents.push(ev);
+    const kind = `${a.samplePeriod !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
+    this.record(-1, 'host', null, null, `host opens a ${kind} event 0x${a.config.toString(16)} on vCPU ${v}'s thread${'error' in ev ? ' (refused)' : ''}`, '', '');
+  }
+
+  /** Host work on a pCPU (another task's time slice); the vCPU thread is preempted meanwhile. */
+  hostWork(cpu: number, units: readonly WorkUnit[]): void {
+    const c = ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus;
+    this.host.runHost(c, units);
+    this.step++;
+  }
+
+  /** The host scheduler moves the vCPU thread; bare metal has nothing to do. */
+  migrate(vcpu: number, cpu: number): void {
+    const v = this.index(vcpu);
+    this.vcpus[v]!.migrate(((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus);
+    this.step++;
+    this.record(v, 'vmm', cpu, null, `migrate to pCPU ${cpu}`, '', '');
+  }
+
+  // ---- the VMM's ioctls (scenarios/vmm.ts) ----
+
+  /** Each vCPU's model as the VMM last set it (KVM_SET_CPUID2 with PERF_CAPABILITIES). */
+  private readonly models: GuestConfig[] = [];
+  /** The event filter the VMM installed, which the oracles honour. */
+  private oracleFilter: KvmPmuEventFilter | null = null;
+
+  /** The guest configuration vCPU `vcpu` has now. */
+  guestConfig(vcpu: number): GuestConfig {
+    const v = this.index(vcpu);
+    return this.models[v] ?? this.config.guests[v]!;
+  }
+
+  /** Has the vCPU entered the guest since it was created (KVM_RUN: the model is then frozen)? */
+  private vcpuHasRun(v: number): boolean {
+    for (let i = this.observations.length - 1; i >= 0; i--) {
+      const o = this.observations[i]!;
+      if (o.vcpu !== v) continue;
+      if (o.kind !== 'vmm' || o.what.startsWith(IRQ_EXIT)) return true;
+      if (o.what.startsWith('save/restore')) return false;
+    }
+    return false;
+  }
+
+  private freshOracle(v: number, g: GuestConfig): void {
+    const o = new OracleCpu(oracleProfile(this.config.host, g));
+    o.filter = this.oracleFilter;
+    this.oracles[v] = o;
+    this.models[v] = g;
+  }
+
+  private vmmRecord(v: number, what: string, sut: string, expected: string): Observation[] {
+    this.step++;
+    return [this.record(v, 'vmm', null, null, what, sut, expected)];
+  }
+
+  /**
+   * The VMM gives the vCPU a new model, as QEMU does: KVM_SET_CPUID2, then (with PDCM)
+   * KVM_SET_MSRS of PERF_CAPABILITIES. Before KVM_RUN bare metal is a freshly reset CPU of that
+   * model; after it KVM must refuse any change.
+   */
+  vmmSetCpuid(vcpu: number, asked: GuestConfig): Observation[] {
+    const v = this.index(vcpu);
+    const x = this.vcpus[v]!;
+    const g = this.withSupportedCaps(x, asked);
+    const ran = this.vcpuHasRun(v);
+    const cur = this.guestConfig(v);
+    let r = x.setCpuid(g.cpuid);
+    if (r.ok && g.cpuid.pdcm) r = x.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, g.perfCapabilities);
+    const same = sameModel(cur, g);
+    const impossible = r.ok && !ran ? impossibleEnumeration(this.config.host, g) : null; // W4
+    if (r.ok && !ran && impossible === null) this.freshOracle(v, g);
+    const { eax, edx } = g.cpuid.leaf0a;
+    const what = `KVM_SET_CPUID2 (0AH eax 0x${eax.toString(16)} edx 0x${edx.toString(16)}${g.cpuid.pdcm ? `, PDCM, PERF_CAPABILITIES 0x${g.perfCapabilities.toString(16)}` : ', no PDCM'})${ran ? ' after KVM_RUN' : ''}`;
+    if (impossible !== null) return this.vmmRecord(v, `${what}: no CPU enumerates it (${impossible})`, r.ok ? 'ok' : 'refused', 'refused');
+    return this.vmmRecord(v, what, r.ok ? 'ok' : 'refused', !ran || same ? 'ok' : 'refused');
+  }
+
+  /**
+   * KVM_SET_MSRS of one MSR. The only result claimed is KVM's ABI for PERF_CAPABILITIES without
+   * PDCM (d75cac366f44: writes of 0 tolerated, others refused); an accepted write becomes the
+   * oracle's state too, as restored state rather than as a guest WRMSR.
+   */
+  vmmSetMsr(vcpu: number, msr: number, value: bigint): Observation[] {
+    const v = this.index(vcpu);
+    const cur = this.guestConfig(v);
+    const ran = this.vcpuHasRun(v);
+    const r = this.vcpus[v]!.hostSetMsr(msr, value);
+    const sut = r.ok ? 'ok' : 'refused';
+    const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !cur.cpuid.pdcm;
+    // W4: a PERF_CAPABILITIES no CPU of this CPUID has must be refused; bare metal has no such state.
+    const impossible = r.ok && msr === MSR_IA32_PERF_CAPABILITIES && !noPdcm ? impossibleEnumeration(this.config.host, { ...cur, perfCapabilities: value }) : null;
+    if (impossible !== null)
+      return this.vmmRecord(v, `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}: no CPU enumerates it (${impossible})`, sut, 'refused');
+    if (r.ok) this.mirrorHostWrite(v, msr, value, cur, ran);
+    return this.vmmRecord(v, `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}`, sut, noPdcm ? (value === 0n ? 'ok' : 'refused') : sut);
+  }
+
+  private mirrorHostWrite(v: number, msr: number, value: bigint, cur: GuestConfig, ran: boolean): void {
+    const o = this.oracles[v]!;
+    if (msr === MSR_IA32_PERF_CAPABILITIES) {
+      // A new PERF_CAPABILITIES before KVM_RUN is a new model (kvm_pmu_refresh).
+      if (cur.cpuid.pdcm && !ran && value !== cur.perfCapabilities) this.freshOracle(v, { ...cur, perfCapabilities: value });
+      return;
+    }
+    const p = o.profile;
+    if (msr >= 0xc1 && msr < 0xc1 + p.nGP) {
+      o.state.pmc[msr - 0xc1] = value & p.gpMask; // host writes are not sign-extended
+      return;
+    }
+    if (msr === 0x38e) {
+      if (o.hasMsr(msr)) o.state.globalStatus = value;
+      return;
+    }
+    if (msr === 0x390) return; // host writes of GLOBAL_OVF_CTRL are no-ops: it holds no state
+    o.wrmsr(msr, value);
+  }
+
+  /** KVM_GET_MSRS of one MSR; without PDCM, PERF_CAPABILITIES must read 0 (d75cac366f44). */
+  vmmGetMsr(vcpu: number, msr: number): Observation[] {
+    const v = this.index(vcpu);
+    const r = this.vcpus[v]!.hostGetMsr(msr);
+    const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !this.guestConfig(v).cpuid.pdcm;
+    return this.vmmRecord(v, `KVM_GET_MSRS 0x${msr.toString(16)}`, showHost(r), noPdcm ? '0x0' : showHost(r));
+  }
+
+  /**
+   * What a VMM saving the vCPU does: KVM_GET_MSR_INDEX_LIST, KVM_GET_MSRS of each, KVM_SET_MSRS
+   * of each value back. Every listed MSR must survive the round trip unchanged.
+   */
+  vmmRoundTrip(vcpu: number): Observation[] {
+    const v = this.index(vcpu);
+    const x = this.vcpus[v]!;
+    const out: Observation[] = [];
+    this.step++;
+    for (const m of x.msrIndexList()) {
+      const got = x.hostGetMsr(m);
+      const set = got.ok ? x.hostSetMsr(m, got.value) : got;
+      const again = got.ok && set.ok ? x.hostGetMsr(m) : set;
+      const what = `KVM_GET_MSRS / KVM_SET_MSRS round trip of listed MSR 0x${m.toString(16)}`;
+      out.push(this.record(v, 'vmm', m, null, what, showHost(again), got.ok ? showHost(got) : 'an MSR the VMM can save'));
+    }
+    return out;
+  }
+
+  /** KVM_SET_PMU_EVENT_FILTER on every VM of the world; the oracles stop counting denied events. */
+  vmmSetPmuEventFilter(filter: KvmPmuEventFilter | null): Observation[] {
+    let r: HostAccess = { ok: true, value: 0n };
+    for (const x of this.vcpus) {
+      const one = x.setPmuEventFilter(filter);
+      if (!one.ok) r = one;
+    }
+    if (r.ok) {
+      this.oracleFilter = filter;
+      for (const o of this.oracles) if (o instanceof OracleCpu) o.filter = filter;
+    }
+    return this.vmmRecord(0, `KVM_SET_PMU_EVENT_FILTER ${filter === null ? 'none' : JSON.stringify(filter, (_k, x: unknown) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x))}`, r.ok ? 'ok' : 'refused', 'ok');
+  }
+
+  /**
+   * An external interrupt exits the guest and the host's IRQ handler runs `units` on the vCPU's
+   * pCPU (a host PMI may arrive meanwhile). The guest sees nothing of it.
+   */
+  irqExit(vcpu: number, units: readonly WorkUnit[]): void {
+    const v = this.index(vcpu);
+    const x = this.vcpus[v]!;
+    if (x.externalInterrupt !== undefined) x.externalInterrupt(units);
+    else this.host.runHost(x.cpu, units);
+    this.vmmRecord(v, `${IRQ_EXIT} on pCPU ${x.cpu}: the host IRQ handler runs ${units.length} units`, '', '');
+  }
+}
+
+const IRQ_EXIT = 'external-interrupt VM-exit';
+
+function showHost(r: HostAccess): string {
+  return r.ok ? `0x${r.value.toString(16)}` : 'refused';
+}
+
+/** The same vCPU model: what KVM accepts again after KVM_RUN. */
+function sameModel(a: GuestConfig, b: GuestConfig): boolean {
+  const x = a.cpuid;
+  const y = b.cpuid;
+  const l = (p: GuestCpuid['leaf0a'], q: GuestCpuid['leaf0a']) => p.eax === q.eax && p.ebx === q.ebx && p.ecx === q.ecx && p.edx === q.edx;
+  const cpuid = x.family === y.family && x.model === y.model && x.pdcm === y.pdcm && x.tsx === y.tsx && l(x.leaf0a, y.leaf0a);
+  return cpuid && (!y.pdcm || a.perfCapabilities === b.perfCapabilities);
+}
+
+/** An Arch LBR image as the guest can see it: control, depth, LER and the records. */
+function showXsave(r: XsaveResult): string {
+  if (!r.ok) return '#GP';
+  const a = r.area;
+  const recs = a.entries.map((e) => `${e.from.toString(16)}->${e.to.toString(16)}/${e.info.toString(16)}`).join(' ');
+  return `ctl 0x${a.lbrCtl.toString(16)} depth ${a.lbrDepth} ler ${a.lerFrom.toString(16)}->${a.lerTo.toString(16)} [${recs}]`;
+}
+
+const EMPTY_ARCH_LBR: ArchLbrXsave = Object.freeze({ lbrCtl: 0n, lbrDepth: 0n, lerFrom: 0n, lerTo: 0n, lerInfo: 0n, entries: Object.freeze([]) });
+
+/** A WRMSR's observable result is only whether it faulted (W3). */
+function ok(a: Access): Access {
+  return a.ok ? { ok: true, value: 0n } : a;
+}
+
+function vectorOf(d: PmiDelivery): number {
+  return d.nmi ? NMI_VECTOR : d.vector;
+}
