@@ -6,9 +6,9 @@
 import fc from 'fast-check';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { designChecks } from '../properties/checks.js';
-import { HostSampleMisattributed } from '../properties/host-samples.js';
-import { HostDisturbed } from '../properties/host-undisturbed.js';
-import { VmmAbiViolation } from '../properties/vmm-abi.js';
+import { HostSampleMisattributed } from '../properties/host_samples.js';
+import { HostDisturbed } from '../properties/host_undisturbed.js';
+import { VmmAbiViolation } from '../properties/vmm_abi.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import type { BugEntry } from './types.js';
 

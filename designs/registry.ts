@@ -7,31 +7,31 @@
 
 import fc from 'fast-check';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
-import { FIXED_BY as GLOBAL_CTRL_MASK_FIX, PreGlobalCtrlMaskFixHost } from '../model/host/bugs/971079464001-global-ctrl-mask.js';
-import { FIXED_BY as FAST_RDPMC_FIX, preFastRdpmcFix } from '../model/kvm/bugs/5728a4a0ea79-fast-rdpmc.js';
-import { FIXED_BY as V1_GLOBAL_CTRL_FIX, preV1GlobalCtrlFix } from '../model/kvm/bugs/32c070a46533-v1-global-ctrl.js';
-import { FIXED_BY as RDPMC_TYPE_FIX, preRdpmcTypeFix } from '../model/kvm/bugs/7a0fc734c20d-rdpmc-type-flags.js';
-import { FIXED_BY as UNAVAILABLE_EVENTS_FIX, preUnavailableArchEventsFix } from '../model/kvm/bugs/cbbd1aa89139-unavailable-arch-events.js';
-import { FIXED_BY as LBR_PROXIED_WRITE_FIX, preLbrProxiedWriteFix } from '../model/kvm/bugs/ca674df13b19-lbr-proxied-write.js';
-import { FIXED_BY as REFRESH_RESET_FIX, preRefreshResetFix } from '../model/kvm/bugs/1647b52757d5-refresh-without-reset.js';
-import { FIXED_BY as PMI_IN_GUEST_FIX, prePmiInGuestFix } from '../model/kvm/bugs/812d432373f6-pmi-in-guest.js';
-import { FIXED_BY as PERF_CAPS_PDCM_FIX, prePerfCapsPdcmFix } from '../model/kvm/bugs/d75cac366f44-perf-caps-without-pdcm.js';
-import { FIXED_BY as FILTER_EMULATED_FIX, preFilterEmulatedEventsFix } from '../model/kvm/bugs/dfdeda67ea2d-filter-emulated-events.js';
-import { FIXED_BY as MSR_LIST_FIXED_FIX, preMsrListFixedFix } from '../model/kvm/bugs/e33b6d79acac-msr-list-fixed.js';
-import { FIXED_BY as LBR_IFF_PERF_FIX, preLbrIffPerfFix } from '../model/kvm/bugs/145dfad998ea-lbr-without-perf.js';
-import { FIXED_BY as LEGACY_LBR_ON_ARCH_FIX, preNoLegacyLbrOnArchLbrFix } from '../model/kvm/bugs/098f4c061ea1-legacy-lbr-on-arch-lbr.js';
+import { FIXED_BY as GLOBAL_CTRL_MASK_FIX, PreGlobalCtrlMaskFixHost } from '../model/host/bugs/971079464001_global_ctrl_mask.js';
+import { FIXED_BY as FAST_RDPMC_FIX, preFastRdpmcFix } from '../model/kvm/bugs/5728a4a0ea79_fast_rdpmc.js';
+import { FIXED_BY as V1_GLOBAL_CTRL_FIX, preV1GlobalCtrlFix } from '../model/kvm/bugs/32c070a46533_v1_global_ctrl.js';
+import { FIXED_BY as RDPMC_TYPE_FIX, preRdpmcTypeFix } from '../model/kvm/bugs/7a0fc734c20d_rdpmc_type_flags.js';
+import { FIXED_BY as UNAVAILABLE_EVENTS_FIX, preUnavailableArchEventsFix } from '../model/kvm/bugs/cbbd1aa89139_unavailable_arch_events.js';
+import { FIXED_BY as LBR_PROXIED_WRITE_FIX, preLbrProxiedWriteFix } from '../model/kvm/bugs/ca674df13b19_lbr_proxied_write.js';
+import { FIXED_BY as REFRESH_RESET_FIX, preRefreshResetFix } from '../model/kvm/bugs/1647b52757d5_refresh_without_reset.js';
+import { FIXED_BY as PMI_IN_GUEST_FIX, prePmiInGuestFix } from '../model/kvm/bugs/812d432373f6_pmi_in_guest.js';
+import { FIXED_BY as PERF_CAPS_PDCM_FIX, prePerfCapsPdcmFix } from '../model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.js';
+import { FIXED_BY as FILTER_EMULATED_FIX, preFilterEmulatedEventsFix } from '../model/kvm/bugs/dfdeda67ea2d_filter_emulated_events.js';
+import { FIXED_BY as MSR_LIST_FIXED_FIX, preMsrListFixedFix } from '../model/kvm/bugs/e33b6d79acac_msr_list_fixed.js';
+import { FIXED_BY as LBR_IFF_PERF_FIX, preLbrIffPerfFix } from '../model/kvm/bugs/145dfad998ea_lbr_without_perf.js';
+import { FIXED_BY as LEGACY_LBR_ON_ARCH_FIX, preNoLegacyLbrOnArchLbrFix } from '../model/kvm/bugs/098f4c061ea1_legacy_lbr_on_arch_lbr.js';
 import { HostKernel } from '../model/host/perf.js';
 import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
 import { kvm_init_pmu_capability as mediatedCapability } from '../model/kvm/mediated/pmu.js';
 import { newMediatedVcpu } from '../model/kvm/mediated/vcpu.js';
-import { newPreReuseVcpu } from '../model/kvm/variants/pre-reuse.js';
-import { rdpmcPassthroughUnexposed } from '../model/kvm/bugs/mediated-rdpmc-passthrough.js';
+import { newPreReuseVcpu } from '../model/kvm/variants/pre_reuse.js';
+import { rdpmcPassthroughUnexposed } from '../model/kvm/bugs/mediated_rdpmc_passthrough.js';
 import type { Profile } from '../model/hw/profile.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, type HostKernelFactory, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
 import { CONFORMANCE_CPUS, runProgram } from '../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
-import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/emulated-invisibility.js';
+import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/emulated_invisibility.js';
 import { MEDIATED_EXPECTATIONS, MEDIATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/mediated.js';
 import { adoptionOf, type KnownDivergence } from '../properties/expectations/types.js';
 
@@ -77,7 +77,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: 'bug/mediated-rdpmc-passthrough',
     title: 'bugs.md #14: the mediated vPMU passing RDPMC through to a guest with fewer counters than the host',
-    source: 'model/kvm/bugs/mediated-rdpmc-passthrough.ts',
+    source: 'model/kvm/bugs/mediated_rdpmc_passthrough.ts',
     factory: rdpmcPassthroughUnexposed,
     expectations: MEDIATED_EXPECTATIONS,
     invisibility: MEDIATED_INVISIBILITY_EXPECTATIONS,
@@ -87,7 +87,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: 'pre-reuse',
     title: 'the perf-based vPMU before event reuse and lazy release (Linux 5.4; what seed 003 measured)',
-    source: 'model/kvm/variants/pre-reuse.ts',
+    source: 'model/kvm/variants/pre_reuse.ts',
     factory: newPreReuseVcpu,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -95,7 +95,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${FAST_RDPMC_FIX}`,
     title: 'bug #41: "fast" RDPMC honoured on architectural PMUs (before 5728a4a0ea79)',
-    source: 'model/kvm/bugs/5728a4a0ea79-fast-rdpmc.ts',
+    source: 'model/kvm/bugs/5728a4a0ea79_fast_rdpmc.ts',
     factory: preFastRdpmcFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -104,7 +104,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${GLOBAL_CTRL_MASK_FIX}`,
     title: 'bug #1: host-only counters left enabled while the guest runs (before 971079464001)',
-    source: 'model/host/bugs/971079464001-global-ctrl-mask.ts',
+    source: 'model/host/bugs/971079464001_global_ctrl_mask.ts',
     factory: (h, o) => new EmulatedVcpu(h, o),
     hostKernel: (o) => new PreGlobalCtrlMaskFixHost(o),
     expectations: EMULATED_EXPECTATIONS,
@@ -114,7 +114,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${LBR_PROXIED_WRITE_FIX}`,
     title: 'bug #13: a proxied guest LBR write the hardware refuses faults in the host and succeeds for the guest (before ca674df13b19)',
-    source: 'model/kvm/bugs/ca674df13b19-lbr-proxied-write.ts',
+    source: 'model/kvm/bugs/ca674df13b19_lbr_proxied_write.ts',
     factory: preLbrProxiedWriteFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -123,7 +123,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${UNAVAILABLE_EVENTS_FIX}`,
     title: 'bug #35: events CPUID.0AH.EBX marks unavailable never count, on GP and fixed counters (before cbbd1aa89139)',
-    source: 'model/kvm/bugs/cbbd1aa89139-unavailable-arch-events.ts',
+    source: 'model/kvm/bugs/cbbd1aa89139_unavailable_arch_events.ts',
     factory: preUnavailableArchEventsFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -132,7 +132,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${V1_GLOBAL_CTRL_FIX}`,
     title: 'bug #36: a PMU version 1 guest never counts, global_ctrl is checked without GLOBAL_CTRL (before 32c070a46533)',
-    source: 'model/kvm/bugs/32c070a46533-v1-global-ctrl.ts',
+    source: 'model/kvm/bugs/32c070a46533_v1_global_ctrl.ts',
     factory: preV1GlobalCtrlFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -141,7 +141,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${RDPMC_TYPE_FIX}`,
     title: 'bug #42: RDPMC ECX[31:30] read as flags, types 0x8000 and 0xC000 accepted (before 7a0fc734c20d)',
-    source: 'model/kvm/bugs/7a0fc734c20d-rdpmc-type-flags.ts',
+    source: 'model/kvm/bugs/7a0fc734c20d_rdpmc_type_flags.ts',
     factory: preRdpmcTypeFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -150,7 +150,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${PMI_IN_GUEST_FIX}`,
     title: 'bug #9: a host PMI during an IRQ VM-exit is reported to perf as the guest\'s (before 812d432373f6)',
-    source: 'model/kvm/bugs/812d432373f6-pmi-in-guest.ts',
+    source: 'model/kvm/bugs/812d432373f6_pmi_in_guest.ts',
     factory: prePmiInGuestFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -159,7 +159,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${REFRESH_RESET_FIX}`,
     title: 'bug #34: a new vCPU model (KVM_SET_CPUID2) keeps the old PMU state and events (before 1647b52757d5)',
-    source: 'model/kvm/bugs/1647b52757d5-refresh-without-reset.ts',
+    source: 'model/kvm/bugs/1647b52757d5_refresh_without_reset.ts',
     factory: preRefreshResetFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -168,7 +168,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${PERF_CAPS_PDCM_FIX}`,
     title: 'bug #45: KVM_GET/SET_MSRS of PERF_CAPABILITIES work without CPUID.PDCM (before d75cac366f44)',
-    source: 'model/kvm/bugs/d75cac366f44-perf-caps-without-pdcm.ts',
+    source: 'model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.ts',
     factory: prePerfCapsPdcmFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -177,7 +177,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${MSR_LIST_FIXED_FIX}`,
     title: 'bug #47: KVM_GET_MSR_INDEX_LIST lists fixed counters KVM cannot give a vCPU (before e33b6d79acac)',
-    source: 'model/kvm/bugs/e33b6d79acac-msr-list-fixed.ts',
+    source: 'model/kvm/bugs/e33b6d79acac_msr_list_fixed.ts',
     factory: preMsrListFixedFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -186,7 +186,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${LEGACY_LBR_ON_ARCH_FIX}`,
     title: 'bug #10: Arch LBR hosts offer the legacy-LBR guest LBR_FMT 0x3f and its non-existent LBR_SELECT/TOS (before 098f4c061ea1)',
-    source: 'model/kvm/bugs/098f4c061ea1-legacy-lbr-on-arch-lbr.ts',
+    source: 'model/kvm/bugs/098f4c061ea1_legacy_lbr_on_arch_lbr.ts',
     factory: preNoLegacyLbrOnArchLbrFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
@@ -195,7 +195,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${LBR_IFF_PERF_FIX}`,
     title: 'bug #11: LBR_FMT offered on a host whose perf disabled the LBRs (before 145dfad998ea)',
-    source: 'model/kvm/bugs/145dfad998ea-lbr-without-perf.ts',
+    source: 'model/kvm/bugs/145dfad998ea_lbr_without_perf.ts',
     factory: preLbrIffPerfFix,
     // The environment, not the patch: a host whose perf probe of the LBR MSRs faulted (H17).
     hostKernel: (o) => new HostKernel({ ...o, lbrProbeFaulted: true }),
@@ -206,7 +206,7 @@ export const DESIGNS: readonly Design[] = [
   {
     id: `bug/${FILTER_EMULATED_FIX}`,
     title: 'bug #49: instructions KVM emulates count on counters whose event the filter denies (before dfdeda67ea2d)',
-    source: 'model/kvm/bugs/dfdeda67ea2d-filter-emulated-events.ts',
+    source: 'model/kvm/bugs/dfdeda67ea2d_filter_emulated_events.ts',
     factory: preFilterEmulatedEventsFix,
     expectations: EMULATED_EXPECTATIONS,
     invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,

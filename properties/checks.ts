@@ -11,13 +11,13 @@ import { GENERATION_PROFILES, type GenerationProfile } from '../scenarios/genera
 import { conformanceProperty } from './conformance.js';
 import type { Design } from '../designs/registry.js';
 import type { KnownDivergence } from './expectations/types.js';
-import { hostUndisturbedProperty } from './host-undisturbed.js';
-import { faithful, HW_LAWS } from './hw-laws.js';
+import { hostUndisturbedProperty } from './host_undisturbed.js';
+import { faithful, HW_LAWS } from './hw_laws.js';
 import { invisibilityProperty } from './invisible.js';
-import { hostSamplesProperty } from './host-samples.js';
-import { lbrFreezeProperty } from './lbr-freeze.js';
-import { vmmAbiProperty } from './vmm-abi.js';
-import { vmmConformanceProperty } from './vmm-conformance.js';
+import { hostSamplesProperty } from './host_samples.js';
+import { lbrFreezeProperty } from './lbr_freeze.js';
+import { vmmAbiProperty } from './vmm_abi.js';
+import { vmmConformanceProperty } from './vmm_conformance.js';
 import { noninterferenceProperty } from './noninterference.js';
 
 export type CheckId = 'conformance' | 'no-leak' | 'host-undisturbed' | 'invisible' | 'lbr-freeze' | 'vmm-conformance' | 'vmm-abi' | 'host-samples';

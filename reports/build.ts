@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import type { Design } from '../designs/registry.js';
-import { HostDisturbed } from '../properties/host-undisturbed.js';
+import { HostDisturbed } from '../properties/host_undisturbed.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import { commandToJson, guestToJson, programToJson } from '../scenarios/serialize.js';
 import type { GuestConfig } from '../scenarios/world.js';

@@ -278,7 +278,7 @@ npm start -- --seed ${s.seed} --only ${f.property.id} --profile ${f.host} --desi
 \`\`\`
 
 To keep it as a regression that runs before the random search, copy \`regression.test.ts\` from this
-folder to \`test/regressions/${f.id}.test.ts\`.
+folder to \`test/regressions/${regressionFileName(f.id)}\`.
 
 ## Versions
 
@@ -360,7 +360,7 @@ function regressionBody(r: Report): { imports: string[]; setup: string; it: stri
       };
     case 'host-undisturbed':
       return {
-        imports: [...base, `import { checkHostUndisturbed, HostDisturbed } from '../../properties/host-undisturbed.js';`],
+        imports: [...base, `import { checkHostUndisturbed, HostDisturbed } from '../../properties/host_undisturbed.js';`],
         setup: `const program = [\n${programCode(c.program)}\n];\n${runCode(r, null)}\n${threw}`,
         it: [
           '    const e = thrown(() => checkHostUndisturbed(run, guest, program));',
@@ -382,6 +382,11 @@ function itTitle(r: Report): string {
     : `${f.design} fails ${f.property.id}: ${divergenceSentence(r.kase.property, o)}`;
 }
 
+/** Where a report's regression is committed: source files are snake_case, report ids kebab-case. */
+export function regressionFileName(id: string): string {
+  return `${id.replaceAll('-', '_')}.test.ts`;
+}
+
 export function regressionTest(r: Report): string {
   const f = r.file;
   const s = f.search;
@@ -392,7 +397,7 @@ export function regressionTest(r: Report): string {
  * Report ${f.id}, found ${f.found} (fast-check ${f.versions.fastCheck}, seed ${s.seed}, path ${JSON.stringify(s.path)},
  * replayPath ${JSON.stringify(s.replayPath)}); post-shrunk to ${count(n, r.kase.property === 'no-leak' ? 'command pair' : 'command')}.
  * A plain program: it replays without the generators. To commit it, copy this file to
- * test/regressions/${f.id}.test.ts (its imports are relative to that folder).
+ * test/regressions/${regressionFileName(f.id)} (its imports are relative to that folder).
  */`;
   const guest = `const guest: GuestConfig = ${guestToCode(r.guest)};`;
   if (r.kase.property === 'conformance') {

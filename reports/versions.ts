@@ -16,9 +16,9 @@ const COMMON_SOURCES = ['scenarios/arbitraries.ts', 'scenarios/generation.ts', '
 /** Each property's own generators (its arbitrary lives beside its check). */
 const PROPERTY_SOURCES: Readonly<Record<string, string>> = {
   conformance: 'properties/conformance.ts',
-  'lbr-freeze': 'properties/lbr-freeze.ts',
+  'lbr-freeze': 'properties/lbr_freeze.ts',
   'no-leak': 'properties/noninterference.ts',
-  'host-undisturbed': 'properties/host-undisturbed.ts',
+  'host-undisturbed': 'properties/host_undisturbed.ts',
   invisible: 'properties/invisible.ts',
 };
 

@@ -37,7 +37,7 @@ export const WORLD_DECISIONS: readonly Decision[] = [
   {
     id: 'W5',
     question: "What PERF_CAPABILITIES does a guest get when the generator asks for bits the design's KVM does not support (e.g. an LBR format from the mediated vPMU)?",
-    choice: "The request limited to KVM's feature MSR (supportedPerfCapabilities), and the bare-metal oracle is built from the limited value; test/model/kvm/supported-caps.test.ts pins that value per host.",
+    choice: "The request limited to KVM's feature MSR (supportedPerfCapabilities), and the bare-metal oracle is built from the limited value; test/model/kvm/supported_caps.test.ts pins that value per host.",
     why: 'A VMM asks KVM what it supports before configuring a vCPU (QEMU masks -cpu features with KVM_GET_MSRS on the system fd); an unsupported request is a VMM configuration error, not a guest observation.',
     ref: 'kvm-vpmu.md §2.15; Documentation/virt/kvm/api.rst KVM_GET_MSRS (feature MSRs)',
   },

@@ -6,14 +6,14 @@
 
 import type { Access } from '../model/hw/access.js';
 import type { Cpu, PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
-import type { ArchLbrXsave } from '../model/hw/msr/lbr-arch.js';
+import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
 import { ProfileError } from '../model/hw/errors.js';
 import { defineProfile, type Profile } from '../model/hw/profile.js';
 import { RETIRED_AT_CPL, type WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
 import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../model/kvm/types.js';
-import { OracleCpu } from './oracle-filter.js';
+import { OracleCpu } from './oracle_filter.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
 
 export const MSR_IA32_PERF_CAPABILITIES = 0x345;

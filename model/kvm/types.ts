@@ -8,7 +8,7 @@
 import type { Access } from '../hw/access.js';
 import type { VpmuCost } from './cost.js';
 import type { XsaveResult } from '../hw/cpu.js';
-import type { ArchLbrXsave } from '../hw/msr/lbr-arch.js';
+import type { ArchLbrXsave } from '../hw/msr/lbr_arch.js';
 import type { CpuidRegs } from '../hw/profile.js';
 import type { WorkUnit } from '../hw/work.js';
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
-import { preFastRdpmcFix } from '../../model/kvm/bugs/5728a4a0ea79-fast-rdpmc.js';
+import { preFastRdpmcFix } from '../../model/kvm/bugs/5728a4a0ea79_fast_rdpmc.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { type ConformanceRun, conformanceProperty } from '../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';

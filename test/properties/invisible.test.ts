@@ -4,7 +4,7 @@ import type { HostAccess } from '../../model/kvm/types.js';
 import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
-import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../../properties/expectations/emulated-invisibility.js';
+import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../../properties/expectations/emulated_invisibility.js';
 import { checkInvisible, type InvisibilityRun, invisibilityProperty } from '../../properties/invisible.js';
 import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../scenarios/commands.js';
 import type { GuestConfig } from '../../scenarios/world.js';

@@ -66,7 +66,7 @@ function tsx(script: string, ...args: string[]) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 /** The replay CLI: the npm script itself for built-in designs, the same code with planted ones added. */
-const replayCli = (design: string, ...args: string[]) => tsx(design in PLANTED ? 'test/reports/replay-planted.ts' : 'cli/replay.ts', ...args);
+const replayCli = (design: string, ...args: string[]) => tsx(design in PLANTED ? 'test/reports/replay_planted.ts' : 'cli/replay.ts', ...args);
 
 const written = new Map<PropertyId, { report: Report; dir: string; json: string }>();
 

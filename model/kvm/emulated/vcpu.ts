@@ -6,7 +6,7 @@
 
 import { type Access, gp } from '../../hw/access.js';
 import type { XsaveResult } from '../../hw/cpu.js';
-import type { ArchLbrXsave } from '../../hw/msr/lbr-arch.js';
+import type { ArchLbrXsave } from '../../hw/msr/lbr_arch.js';
 import { bit } from '../../hw/bits.js';
 import type { WorkUnit } from '../../hw/work.js';
 import type { HostKernel } from '../../host/perf.js';

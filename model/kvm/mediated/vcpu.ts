@@ -9,7 +9,7 @@ import { type Access, gp } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
 import { ModelError } from '../../hw/errors.js';
 import type { PmiDelivery, XsaveResult } from '../../hw/cpu.js';
-import type { ArchLbrXsave } from '../../hw/msr/lbr-arch.js';
+import type { ArchLbrXsave } from '../../hw/msr/lbr_arch.js';
 import type { WorkUnit } from '../../hw/work.js';
 import { PERF_GUEST_MEDIATED_PMI_VECTOR, perf_create_mediated_pmu, perf_release_mediated_pmu } from '../../host/mediated.js';
 import type { HostKernel } from '../../host/perf.js';

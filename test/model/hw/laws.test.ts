@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
-import { faithful, HW_LAWS } from '../../../properties/hw-laws.js';
+import { faithful, HW_LAWS } from '../../../properties/hw_laws.js';
 
 describe('the reference model obeys its laws', () => {
   for (const law of HW_LAWS) {

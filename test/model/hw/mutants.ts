@@ -3,8 +3,8 @@
  * faithful Cpu, never flags in the model.
  */
 import { type Access, Cpu, LBR_DEPTH, type Profile, type WorkUnit } from '../../../model/hw/index.js';
-import type { ArchLbrXsave } from '../../../model/hw/msr/lbr-arch.js';
-import type { CpuFactory } from '../../../properties/hw-laws.js';
+import type { ArchLbrXsave } from '../../../model/hw/msr/lbr_arch.js';
+import type { CpuFactory } from '../../../properties/hw_laws.js';
 
 /** IA32_PERFEVTSELx loses USR (bit 16) on write. */
 class DropsEvtselUsr extends Cpu {

@@ -4,8 +4,8 @@ import { leaf0aEax, leaf0aEdx, type Profile } from '../../../model/hw/profile.js
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { attr } from '../../../model/host/types.js';
-import { preNoLegacyLbrOnArchLbrFix } from '../../../model/kvm/bugs/098f4c061ea1-legacy-lbr-on-arch-lbr.js';
-import { preLbrIffPerfFix } from '../../../model/kvm/bugs/145dfad998ea-lbr-without-perf.js';
+import { preNoLegacyLbrOnArchLbrFix } from '../../../model/kvm/bugs/098f4c061ea1_legacy_lbr_on_arch_lbr.js';
+import { preLbrIffPerfFix } from '../../../model/kvm/bugs/145dfad998ea_lbr_without_perf.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { conformanceProperty } from '../../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../../properties/expectations/emulated.js';

@@ -3,7 +3,7 @@ import { SKYLAKE } from '../../../model/hw/profiles.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { attr } from '../../../model/host/types.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
-import { lbrGuest } from '../../../properties/lbr-freeze.js';
+import { lbrGuest } from '../../../properties/lbr_freeze.js';
 
 // What kvm_arch_vcpu_destroy → kvm_pmu_destroy → kvm_pmu_reset / intel_pmu_reset must give back to perf.
 describe('a destroyed vCPU leaves no perf events behind', () => {

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HW_LAWS } from '../../../properties/hw-laws.js';
+import { HW_LAWS } from '../../../properties/hw_laws.js';
 import { MUTANTS } from './mutants.js';
 
 describe('every model law fails on a mutant that breaks it', () => {

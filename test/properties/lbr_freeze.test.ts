@@ -4,7 +4,7 @@ import { SKYLAKE } from '../../model/hw/profiles.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import type { ConformanceRun } from '../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
-import { lbrFreezeProperty } from '../../properties/lbr-freeze.js';
+import { lbrFreezeProperty } from '../../properties/lbr_freeze.js';
 import { Divergence } from '../../scenarios/commands.js';
 
 const emulated: ConformanceRun = {

@@ -1,7 +1,7 @@
 /**
  * The reference model's own laws, as fast-check properties. They run in `npm test` and in the
  * main job's self-check, and each is shown to fail on a planted model mutant
- * (test/model/hw/laws-bite.test.ts). `make` builds the CPU under test, so mutants can stand in.
+ * (test/model/hw/laws_bite.test.ts). `make` builds the CPU under test, so mutants can stand in.
  */
 
 import fc from 'fast-check';
@@ -11,7 +11,7 @@ import { Cpu } from '../model/hw/cpu.js';
 import { EVTSEL } from '../model/hw/msr/counters.js';
 import { DEBUGCTL } from '../model/hw/msr/debugctl.js';
 import { GLOBAL_STATUS_RESET, GLOBAL_STATUS_SET, STATUS } from '../model/hw/msr/global.js';
-import { LBR_CTL, LBR_DEPTH, lbrCtlWritable } from '../model/hw/msr/lbr-arch.js';
+import { LBR_CTL, LBR_DEPTH, lbrCtlWritable } from '../model/hw/msr/lbr_arch.js';
 import { buildMsrFile, msrName } from '../model/hw/msr/map.js';
 import { METRICS, metricBytes } from '../model/hw/msr/topdown.js';
 import { fixedExists, type Profile } from '../model/hw/profile.js';

@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
-import { prePerfCapsPdcmFix } from '../../model/kvm/bugs/d75cac366f44-perf-caps-without-pdcm.js';
-import { preMsrListFixedFix } from '../../model/kvm/bugs/e33b6d79acac-msr-list-fixed.js';
+import { prePerfCapsPdcmFix } from '../../model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.js';
+import { preMsrListFixedFix } from '../../model/kvm/bugs/e33b6d79acac_msr_list_fixed.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
-import { checkMsrIndexList, type VmmAbiRun, VmmAbiViolation, vmmAbiProperty } from '../../properties/vmm-abi.js';
+import { checkMsrIndexList, type VmmAbiRun, VmmAbiViolation, vmmAbiProperty } from '../../properties/vmm_abi.js';
 import { Divergence } from '../../scenarios/commands.js';
 
 const emulated: VmmAbiRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
-import { PreGlobalCtrlMaskFixHost } from '../../model/host/bugs/971079464001-global-ctrl-mask.js';
+import { PreGlobalCtrlMaskFixHost } from '../../model/host/bugs/971079464001_global_ctrl_mask.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
-import { HostDisturbed, type HostUndisturbedRun, hostUndisturbedProperty } from '../../properties/host-undisturbed.js';
+import { HostDisturbed, type HostUndisturbedRun, hostUndisturbedProperty } from '../../properties/host_undisturbed.js';
 
 const emulated: HostUndisturbedRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
 

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
-import { lbrGuest } from '../../properties/lbr-freeze.js';
+import { lbrGuest } from '../../properties/lbr_freeze.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../scenarios/commands.js';
 
 const guest = lbrGuest(SKYLAKE, 4);

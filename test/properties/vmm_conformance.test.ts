@@ -1,12 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
-import { preRefreshResetFix } from '../../model/kvm/bugs/1647b52757d5-refresh-without-reset.js';
-import { preFilterEmulatedEventsFix } from '../../model/kvm/bugs/dfdeda67ea2d-filter-emulated-events.js';
+import { preRefreshResetFix } from '../../model/kvm/bugs/1647b52757d5_refresh_without_reset.js';
+import { preFilterEmulatedEventsFix } from '../../model/kvm/bugs/dfdeda67ea2d_filter_emulated_events.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import type { ConformanceRun } from '../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
-import { vmmConformanceProperty } from '../../properties/vmm-conformance.js';
+import { vmmConformanceProperty } from '../../properties/vmm_conformance.js';
 import { Divergence } from '../../scenarios/commands.js';
 
 const emulated: ConformanceRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS };

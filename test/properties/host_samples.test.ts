@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
-import { prePmiInGuestFix } from '../../model/kvm/bugs/812d432373f6-pmi-in-guest.js';
+import { prePmiInGuestFix } from '../../model/kvm/bugs/812d432373f6_pmi_in_guest.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
-import { HostSampleMisattributed, type HostSamplesRun, hostSamplesProperty } from '../../properties/host-samples.js';
+import { HostSampleMisattributed, type HostSamplesRun, hostSamplesProperty } from '../../properties/host_samples.js';
 
 const emulated: HostSamplesRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
 
