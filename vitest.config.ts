@@ -11,7 +11,15 @@ export default defineConfig({
     reporters: ['default', ['json', { outputFile: 'reports/out/vitest.json' }]],
     coverage: {
       provider: 'v8',
-      include: ['model/**/*.ts', 'scenarios/**/*.ts', 'properties/**/*.ts', 'designs/**/*.ts', 'reports/**/*.ts', 'catalogue/**/*.ts', 'compare/**/*.ts'],
+      include: [
+        'model/**/*.ts',
+        'scenarios/**/*.ts',
+        'properties/**/*.ts',
+        'designs/**/*.ts',
+        'reports/**/*.ts',
+        'catalogue/**/*.ts',
+        'compare/**/*.ts',
+      ],
       exclude: ['reports/out/**'],
       reporter: ['text-summary', 'json-summary'],
       reportsDirectory: 'coverage',

@@ -4,7 +4,13 @@ import { defineConfig } from 'vitest/config';
 // processes Stryker cannot see into; the reference model's own tests cannot kill a KVM mutant.
 export default defineConfig({
   test: {
-    include: ['test/model/kvm/**/*.test.ts', 'test/catalogue/**/*.test.ts', 'test/regressions/**/*.test.ts', 'test/properties/**/*.test.ts', 'test/compare/**/*.test.ts'],
+    include: [
+      'test/model/kvm/**/*.test.ts',
+      'test/catalogue/**/*.test.ts',
+      'test/regressions/**/*.test.ts',
+      'test/properties/**/*.test.ts',
+      'test/compare/**/*.test.ts',
+    ],
     setupFiles: ['test/setup.ts'],
     testTimeout: 120_000,
   },

@@ -58,16 +58,7 @@ function measure(seconds: number, opsPerCall: number, body: () => void): number 
 function busyCpu(name: string): Cpu {
   const cpu = new Cpu(BUILTIN_PROFILES[name]!);
   const p = cpu.profile;
-  const events = [
-    0xc0n,
-    0x3cn,
-    0xc4n,
-    0xc5n,
-    0x2en | (0x4fn << 8n),
-    0x3cn | (1n << 8n),
-    0xa4n | (1n << 8n),
-    0x73n,
-  ];
+  const events = [0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x2en | (0x4fn << 8n), 0x3cn | (1n << 8n), 0xa4n | (1n << 8n), 0x73n];
   for (let i = 0; i < p.nGP; i++)
     cpu.wrmsr(
       0x186 + i,
@@ -81,10 +72,7 @@ function busyCpu(name: string): Cpu {
       }),
     );
   cpu.wrmsr(0x38d, 0xbbbbn & ((1n << BigInt(4 * p.nFixedContig)) - 1n));
-  cpu.wrmsr(
-    0x38f,
-    ((1n << BigInt(p.nGP)) - 1n) | (BigInt(p.fixedSet) << 32n) | (p.perfMetrics ? 1n << 48n : 0n),
-  );
+  cpu.wrmsr(0x38f, ((1n << BigInt(p.nGP)) - 1n) | (BigInt(p.fixedSet) << 32n) | (p.perfMetrics ? 1n << 48n : 0n));
   cpu.wrmsr(0x834, 0x400n);
   if (p.archLbr) cpu.wrmsr(0x14ce, 0x7f0007n);
   else cpu.wrmsr(0x1d9, 1n);
@@ -128,7 +116,11 @@ for (const name of Object.keys(BUILTIN_PROFILES)) {
   // Count the commands that ran: a program that ends at a declared divergence skips the rest.
   let ran = 0;
   const cmds = programs.map(([, c]) =>
-    [...c].map((x): WorldCommand => ({ check: (m) => x.check(m), run: (m, w) => (ran++, x.run(m, w)), toString: () => String(x) })),
+    [...c].map((x): WorldCommand => ({
+      check: (m) => x.check(m),
+      run: (m, w) => (ran++, x.run(m, w)),
+      toString: () => String(x),
+    })),
   );
   const run: ConformanceRun = { host, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS };
   // A fresh guest config per run, as generation gives: the oracle's profile is built per config object.
@@ -137,7 +129,12 @@ for (const name of Object.keys(BUILTIN_PROFILES)) {
   const ranPerPass = ran;
   const perSecond = measure(opts.seconds, programs.length, once);
   rows.push({ what: 'programs', profile: 'skylake', perSecond, target: 0 });
-  rows.push({ what: 'guest commands', profile: 'skylake', perSecond: (perSecond * ranPerPass) / programs.length, target: 1e5 });
+  rows.push({
+    what: 'guest commands',
+    profile: 'skylake',
+    perSecond: (perSecond * ranPerPass) / programs.length,
+    target: 1e5,
+  });
 }
 
 if (opts.json) {

@@ -49,19 +49,21 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'host-samples',
     host: 'skylake',
     minimalTrigger: 2,
-    trigger: 'host opens a pinned exclude_guest sampling event on the vCPU\'s pCPU; an external interrupt exits the guest and its host handler runs past the sample period',
+    trigger:
+      "host opens a pinned exclude_guest sampling event on the vCPU's pCPU; an external interrupt exits the guest and its host handler runs past the sample period",
   },
   {
     row: 10,
     subject: 'KVM: x86/pmu: Disallow legacy LBRs if architectural LBRs are available',
     fixedBy: '098f4c061ea1',
-    kernel: '6.4 per bugs.md (upstream id from the stable backports\' Stable-dep-of tags; stable e.g. 35bf9fdc3cab)',
+    kernel: "6.4 per bugs.md (upstream id from the stable backports' Stable-dep-of tags; stable e.g. 35bf9fdc3cab)",
     classes: ['HL', 'GP'],
     design: design('bug/098f4c061ea1'),
     check: 'vmm-conformance',
     host: 'sapphirerapids',
     minimalTrigger: 1,
-    trigger: 'Arch LBR host: KVM_SET_MSRS PERF_CAPABILITIES = FW_WRITES|LBR_FMT 0x3f is accepted for a guest without CPUID Arch LBR, an enumeration no CPU has (W4); the guest would then reach legacy LBR_SELECT/TOS the part lacks',
+    trigger:
+      'Arch LBR host: KVM_SET_MSRS PERF_CAPABILITIES = FW_WRITES|LBR_FMT 0x3f is accepted for a guest without CPUID Arch LBR, an enumeration no CPU has (W4); the guest would then reach legacy LBR_SELECT/TOS the part lacks',
   },
   {
     row: 11,
@@ -73,7 +75,8 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'conformance',
     host: 'skylake',
     minimalTrigger: 1,
-    trigger: 'host perf without LBRs (probe faulted; the design\'s host kernel): a guest given LBR_FMT 5 does RDMSR LBR_FROM_0 (or TOS/SELECT) → #GP, bare metal reads 0; or WRMSR DEBUGCTL.LBR is dropped',
+    trigger:
+      "host perf without LBRs (probe faulted; the design's host kernel): a guest given LBR_FMT 5 does RDMSR LBR_FROM_0 (or TOS/SELECT) → #GP, bare metal reads 0; or WRMSR DEBUGCTL.LBR is dropped",
   },
   {
     row: 13,
@@ -85,11 +88,13 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'conformance',
     host: 'skylake',
     minimalTrigger: 1,
-    trigger: 'guest with the host LBR format: WRMSR of a value the hardware refuses (reserved LBR_SELECT bits, non-canonical FROM) while the LBR MSRs are still intercepted → accepted, bare metal #GPs',
+    trigger:
+      'guest with the host LBR format: WRMSR of a value the hardware refuses (reserved LBR_SELECT bits, non-canonical FROM) while the LBR MSRs are still intercepted → accepted, bare metal #GPs',
   },
   {
     row: 14,
-    subject: 'mediated vPMU rule: RDPMC must be intercepted unless the guest has every host counter (kvm_need_rdpmc_intercept)',
+    subject:
+      'mediated vPMU rule: RDPMC must be intercepted unless the guest has every host counter (kvm_need_rdpmc_intercept)',
     fixedBy: null,
     kernel: 'mediated vPMU series (a design rule, not a fix)',
     classes: ['HL'],
@@ -97,7 +102,8 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'conformance',
     host: 'skylake',
     minimalTrigger: 1,
-    trigger: 'guest with fewer GP counters than the host: RDPMC(k) for an unexposed k reads the physical counter, bare metal #GPs',
+    trigger:
+      'guest with fewer GP counters than the host: RDPMC(k) for an unexposed k reads the physical counter, bare metal #GPs',
   },
   {
     row: 17,
@@ -109,7 +115,8 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'lbr-freeze',
     host: 'skylake',
     minimalTrigger: 6,
-    trigger: 'v4 guest: DEBUGCTL=LBR|FRZ, EVNTSEL0 branches with INT, PMC0=-k, GLOBAL_CTRL=1, branchy run, RDMSR GLOBAL_STATUS',
+    trigger:
+      'v4 guest: DEBUGCTL=LBR|FRZ, EVNTSEL0 branches with INT, PMC0=-k, GLOBAL_CTRL=1, branchy run, RDMSR GLOBAL_STATUS',
     report: 'reports/filed/0002-kvm-no-lbr-freeze-for-pmu-v4.md',
   },
   {
@@ -122,11 +129,13 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'vmm-conformance',
     host: 'skylake',
     minimalTrigger: 2,
-    trigger: 'KVM_SET_CPUID2 to a v2 model with no GP counters (GLOBAL_CTRL of the old model survives); guest RDMSR GLOBAL_CTRL',
+    trigger:
+      'KVM_SET_CPUID2 to a v2 model with no GP counters (GLOBAL_CTRL of the old model survives); guest RDMSR GLOBAL_CTRL',
   },
   {
     row: 35,
-    subject: 'KVM: x86/pmu: Always treat Fixed counters as available when supported (+ allow events that match unsupported arch events)',
+    subject:
+      'KVM: x86/pmu: Always treat Fixed counters as available when supported (+ allow events that match unsupported arch events)',
     fixedBy: 'cbbd1aa89139',
     kernel: '6.9',
     classes: ['AC'],
@@ -134,7 +143,8 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'conformance',
     host: 'skylake',
     minimalTrigger: 2,
-    trigger: 'CPUID.0AH.EBX marks instructions unavailable: WRMSR EVNTSEL0 = EN|OS|0xC0 (it counts itself), RDPMC 0 → 0, bare metal 1',
+    trigger:
+      'CPUID.0AH.EBX marks instructions unavailable: WRMSR EVNTSEL0 = EN|OS|0xC0 (it counts itself), RDPMC 0 → 0, bare metal 1',
   },
   {
     row: 36,
@@ -170,7 +180,8 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'conformance',
     host: 'skylake',
     minimalTrigger: 1,
-    trigger: 'RDPMC(0xC0000000) or RDPMC(0x80000000): type 0xC000 / 0x8000 read as fixed / GP counter 0, bare metal #GPs',
+    trigger:
+      'RDPMC(0xC0000000) or RDPMC(0x80000000): type 0xC000 / 0x8000 read as fixed / GP counter 0, bare metal #GPs',
   },
   {
     row: 45,
@@ -182,7 +193,8 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'vmm-abi',
     host: 'skylake',
     minimalTrigger: 1,
-    trigger: 'guest CPUID without PDCM; KVM_SET_MSRS PERF_CAPABILITIES = FW_WRITES is accepted (or KVM_GET_MSRS reads it non-zero)',
+    trigger:
+      'guest CPUID without PDCM; KVM_SET_MSRS PERF_CAPABILITIES = FW_WRITES is accepted (or KVM_GET_MSRS reads it non-zero)',
   },
   {
     row: 47,
@@ -194,7 +206,8 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'vmm-abi',
     host: 'skylake',
     minimalTrigger: 0,
-    trigger: 'no commands: KVM_GET_MSR_INDEX_LIST on a 3-fixed-counter host lists FIXED_CTR3, which a vCPU with all of the host\'s PMU cannot hold',
+    trigger:
+      "no commands: KVM_GET_MSR_INDEX_LIST on a 3-fixed-counter host lists FIXED_CTR3, which a vCPU with all of the host's PMU cannot hold",
   },
   {
     row: 49,
@@ -206,7 +219,8 @@ export const CATALOGUE: readonly BugEntry[] = [
     check: 'vmm-conformance',
     host: 'skylake',
     minimalTrigger: 3,
-    trigger: 'KVM_SET_PMU_EVENT_FILTER(DENY 0xC0); guest WRMSR EVNTSEL0 = EN|OS|0xC0 (itself an emulated instruction); RDMSR PMC0 reads 1, not 0',
+    trigger:
+      'KVM_SET_PMU_EVENT_FILTER(DENY 0xC0); guest WRMSR EVNTSEL0 = EN|OS|0xC0 (itself an emulated instruction); RDMSR PMC0 reads 1, not 0',
   },
 ];
 
@@ -215,13 +229,13 @@ export const OUT_OF_SCOPE: readonly OutOfScope[] = [
     row: 20,
     subject: 'KVM: x86/pmu: Synthesize at most one PMI per VM-exit',
     reason:
-      'Before 73554b29bd70, __kvm_perf_overflow(in_pmi=true) delivered through irq_work (kvm_pmi_trigger_fn → kvm_pmu_deliver_pmi at once) only when perf\'s overflow was not handled as an NMI from the guest (in_pmi && !kvm_handling_nmi_from_guest), i.e. when a guest counter\'s PMI skids past VM-exit into host mode; otherwise it raised KVM_REQ_PMI exactly as the fix does. The model delivers a guest counter\'s PMI at the unit boundary as an NMI VM-exit (K6; pmu-semantics.md: the next instruction boundary) and the vPMU\'s events are exclude_host, so they never overflow in host mode: the irq_work branch is unreachable and the pre-fix code equals the fixed code on every program. Even reached, the second delivery in the same exit is dropped by the LVTPC mask a16eb25b09c0 sets on the first (merged before it in 6.6 and faithful here); what remains upstream is the irq_work self-IPI racing a migration to another pCPU (true concurrency) and the PMI not waking a halted vCPU (no HLT in the vocabulary). It needs PMI skid across VM-exit (a change to K6) and HLT.',
+      "Before 73554b29bd70, __kvm_perf_overflow(in_pmi=true) delivered through irq_work (kvm_pmi_trigger_fn → kvm_pmu_deliver_pmi at once) only when perf's overflow was not handled as an NMI from the guest (in_pmi && !kvm_handling_nmi_from_guest), i.e. when a guest counter's PMI skids past VM-exit into host mode; otherwise it raised KVM_REQ_PMI exactly as the fix does. The model delivers a guest counter's PMI at the unit boundary as an NMI VM-exit (K6; pmu-semantics.md: the next instruction boundary) and the vPMU's events are exclude_host, so they never overflow in host mode: the irq_work branch is unreachable and the pre-fix code equals the fixed code on every program. Even reached, the second delivery in the same exit is dropped by the LVTPC mask a16eb25b09c0 sets on the first (merged before it in 6.6 and faithful here); what remains upstream is the irq_work self-IPI racing a migration to another pCPU (true concurrency) and the PMI not waking a halted vCPU (no HLT in the vocabulary). It needs PMI skid across VM-exit (a change to K6) and HLT.",
   },
   {
     row: 23,
     subject: 'KVM: x86/pmu: Track emulated counter events instead of previous counter',
     reason:
-      'Before fd89499a5151, kvm_pmu_incr_counter snapshotted prev_counter = counter (the base, without perf\'s unfolded count) and bumped the base; reprogram_counter compared after folding. That is wrong only (a) with two emulated events on one PMC between two KVM_REQ_PMU checks (the second snapshot clobbers the first: a counter at -1 loses its overflow) — upstream through handle_invalid_guest_state\'s multi-instruction emulation or nested emulation, while in the model every intercepted instruction is its own exit, retires at most one event per PMC and ends in vcpu_enter_guest handling KVM_REQ_PMU; or (b) when perf\'s unfolded count wrapped before the emulated increment is checked (a spurious second overflow), which needs a guest-counter overflow whose reprogram has not run by the next intercepted instruction, i.e. the host-mode (skidded) PMI of row 20: in the model the overflow\'s NMI exit folds the count before the guest runs again and the events count in guest mode only. The duplicate of (b) would also only re-set a set GLOBAL_STATUS bit and re-raise a coalescing KVM_REQ_PMI behind a masked LVTPC, so it shows only with row 20\'s irq_work path and pre-a16eb25b09c0 LVTPC. It needs PMI skid across VM-exit and multi-instruction emulation in one exit.',
+      "Before fd89499a5151, kvm_pmu_incr_counter snapshotted prev_counter = counter (the base, without perf's unfolded count) and bumped the base; reprogram_counter compared after folding. That is wrong only (a) with two emulated events on one PMC between two KVM_REQ_PMU checks (the second snapshot clobbers the first: a counter at -1 loses its overflow) — upstream through handle_invalid_guest_state's multi-instruction emulation or nested emulation, while in the model every intercepted instruction is its own exit, retires at most one event per PMC and ends in vcpu_enter_guest handling KVM_REQ_PMU; or (b) when perf's unfolded count wrapped before the emulated increment is checked (a spurious second overflow), which needs a guest-counter overflow whose reprogram has not run by the next intercepted instruction, i.e. the host-mode (skidded) PMI of row 20: in the model the overflow's NMI exit folds the count before the guest runs again and the events count in guest mode only. The duplicate of (b) would also only re-set a set GLOBAL_STATUS bit and re-raise a coalescing KVM_REQ_PMI behind a masked LVTPC, so it shows only with row 20's irq_work path and pre-a16eb25b09c0 LVTPC. It needs PMI skid across VM-exit and multi-instruction emulation in one exit.",
   },
   {
     row: 26,

@@ -11,6 +11,7 @@ export function positiveInt(v: string): number {
 /** fast-check seeds are 32-bit signed integers. */
 export function seedArg(v: string): number {
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < -(2 ** 31) || n >= 2 ** 31) throw new InvalidArgumentError('must be a 32-bit integer');
+  if (!Number.isSafeInteger(n) || n < -(2 ** 31) || n >= 2 ** 31)
+    throw new InvalidArgumentError('must be a 32-bit integer');
   return n;
 }

@@ -51,7 +51,10 @@ interface Row {
 
 const entries = CATALOGUE.filter((b) => opts.only === undefined || opts.only.includes(String(b.row)));
 const rows: Row[] = [];
-if (!opts.json) console.log(`npm run bugs: ${entries.length} ported rows × ${opts.seeds} seeds (from ${opts.seed}), ${opts.runs} programs each`);
+if (!opts.json)
+  console.log(
+    `npm run bugs: ${entries.length} ported rows × ${opts.seeds} seeds (from ${opts.seed}), ${opts.runs} programs each`,
+  );
 for (const b of entries) {
   const ms: Measurement[] = [];
   for (let i = 0; i < opts.seeds; i++) ms.push(measure(b, opts.seed + i, opts.runs));
@@ -76,12 +79,20 @@ for (const b of entries) {
   };
   rows.push(r);
   if (!opts.json)
-    console.log(`  #${String(b.row).padEnd(3)} ${r.detected}/${opts.seeds} found, median ${r.medianPrograms} programs, ${r.medianMs} ms`);
+    console.log(
+      `  #${String(b.row).padEnd(3)} ${r.detected}/${opts.seeds} found, median ${r.medianPrograms} programs, ${r.medianMs} ms`,
+    );
 }
 
 const ok = rows.every((r) => r.detected === opts.seeds && r.maxShrunk !== null && r.maxShrunk <= r.minimalTrigger + 1);
 if (opts.json) {
-  console.log(JSON.stringify({ seeds: opts.seeds, firstSeed: opts.seed, runs: opts.runs, rows, outOfScope: OUT_OF_SCOPE }, null, 2));
+  console.log(
+    JSON.stringify(
+      { seeds: opts.seeds, firstSeed: opts.seed, runs: opts.runs, rows, outOfScope: OUT_OF_SCOPE },
+      null,
+      2,
+    ),
+  );
 } else {
   const table = new Table({
     head: ['#', 'commit', 'check', 'host', 'found', 'programs', 'ms', 'shrunk / trigger', 'report'],

@@ -9,7 +9,14 @@ import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { positiveInt, seedArg } from './args.js';
 import fc from 'fast-check';
-import { COST_STEPS, CostSpecError, type CostStep, DEFAULT_COSTS, defaultCosts, parseCostOverride } from '../compare/costs.js';
+import {
+  COST_STEPS,
+  CostSpecError,
+  type CostStep,
+  DEFAULT_COSTS,
+  defaultCosts,
+  parseCostOverride,
+} from '../compare/costs.js';
 import { runWorkload, type WorkloadResult } from '../compare/run.js';
 import { WORKLOADS } from '../compare/workloads.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
@@ -27,15 +34,38 @@ function costArg(v: string, prev: Record<CostStep, number>): Record<CostStep, nu
 
 const program = new Command('npm run compare')
   .description('The vPMU designs side by side: properties held, and what each guest workload costs.')
-  .addOption(new Option('--design <id...>', 'designs to compare').choices(DESIGN_IDS).default(['pre-reuse', 'emulated', 'mediated']))
-  .addOption(new Option('--profile <name...>', 'hosts').choices(Object.keys(BUILTIN_PROFILES)).default(Object.keys(BUILTIN_PROFILES)))
-  .addOption(new Option('--runs <n>', 'programs per property check (0 skips the properties)').argParser((v) => (v === '0' ? 0 : positiveInt(v))).default(200))
+  .addOption(
+    new Option('--design <id...>', 'designs to compare')
+      .choices(DESIGN_IDS)
+      .default(['pre-reuse', 'emulated', 'mediated']),
+  )
+  .addOption(
+    new Option('--profile <name...>', 'hosts')
+      .choices(Object.keys(BUILTIN_PROFILES))
+      .default(Object.keys(BUILTIN_PROFILES)),
+  )
+  .addOption(
+    new Option('--runs <n>', 'programs per property check (0 skips the properties)')
+      .argParser((v) => (v === '0' ? 0 : positiveInt(v)))
+      .default(200),
+  )
   .addOption(new Option('--seed <n>', 'fast-check seed').argParser(seedArg).default(1))
-  .addOption(new Option('--cost <step=ns>', `override a step's cost (steps: ${COST_STEPS.join(', ')})`).argParser(costArg).default(defaultCosts(), 'seed 003'))
+  .addOption(
+    new Option('--cost <step=ns>', `override a step's cost (steps: ${COST_STEPS.join(', ')})`)
+      .argParser(costArg)
+      .default(defaultCosts(), 'seed 003'),
+  )
   .option('--json', 'print results as JSON')
   .showHelpAfterError('(run with --help for usage)');
 program.parse();
-const opts = program.opts<{ design: string[]; profile: string[]; runs: number; seed: number; cost: Record<CostStep, number>; json?: boolean }>();
+const opts = program.opts<{
+  design: string[];
+  profile: string[];
+  runs: number;
+  seed: number;
+  cost: Record<CostStep, number>;
+  json?: boolean;
+}>();
 
 type Verdict = 'held' | 'declared' | 'violated';
 interface PropertyRow {
@@ -77,13 +107,17 @@ if (!opts.json && opts.runs > 0) process.stderr.write('\n');
 
 const workloads: WorkloadResult[] = [];
 for (const w of WORKLOADS)
-  for (const h of opts.profile) for (const d of designs) workloads.push(runWorkload(w, d, h, BUILTIN_PROFILES[h]!, opts.cost));
+  for (const h of opts.profile)
+    for (const d of designs) workloads.push(runWorkload(w, d, h, BUILTIN_PROFILES[h]!, opts.cost));
 
-const us = (ns: number) => (ns >= 10_000_000 ? `${Math.round(ns / 1e6)} ms` : `${Math.round(ns / 1e3).toLocaleString('en-US')} µs`);
+const us = (ns: number) =>
+  ns >= 10_000_000 ? `${Math.round(ns / 1e6)} ms` : `${Math.round(ns / 1e3).toLocaleString('en-US')} µs`;
 const failed = properties.filter((p) => p.verdict === 'violated').length;
 
 if (opts.json) {
-  console.log(JSON.stringify({ seed: opts.seed, runs: opts.runs, costs: opts.cost, properties, unavailable, workloads }, null, 2));
+  console.log(
+    JSON.stringify({ seed: opts.seed, runs: opts.runs, costs: opts.cost, properties, unavailable, workloads }, null, 2),
+  );
 } else {
   if (properties.length > 0) {
     const cols = designs.flatMap((d) => opts.profile.map((h) => ({ d: d.id, h })));
@@ -94,15 +128,23 @@ if (opts.json) {
         check,
         ...cols.map((c) => {
           const p = properties.find((x) => x.design === c.d && x.host === c.h && x.check === check);
-          if (p === undefined) return unavailable.some((u) => u.design === c.d && u.host === c.h) ? 'unavailable' : 'n/a';
-          return p.verdict === 'declared' ? `declared (${Object.keys(p.known).length})` : p.verdict === 'violated' ? 'VIOLATED' : 'held';
+          if (p === undefined)
+            return unavailable.some((u) => u.design === c.d && u.host === c.h) ? 'unavailable' : 'n/a';
+          return p.verdict === 'declared'
+            ? `declared (${Object.keys(p.known).length})`
+            : p.verdict === 'violated'
+              ? 'VIOLATED'
+              : 'held';
         }),
       ]);
-    console.log(`Properties (${opts.runs} programs per check, seed ${opts.seed}): held, declared (holds up to N declared divergences), VIOLATED`);
+    console.log(
+      `Properties (${opts.runs} programs per check, seed ${opts.seed}): held, declared (holds up to N declared divergences), VIOLATED`,
+    );
     console.log(t.toString());
     for (const u of unavailable) console.log(`  ${u.design} unavailable on ${u.host}: ${u.why}`);
     const kinds = new Map<string, Set<string>>();
-    for (const p of properties) for (const k of Object.keys(p.known)) kinds.set(k, (kinds.get(k) ?? new Set()).add(p.design));
+    for (const p of properties)
+      for (const k of Object.keys(p.known)) kinds.set(k, (kinds.get(k) ?? new Set()).add(p.design));
     if (kinds.size > 0) {
       console.log('declared divergences met:');
       for (const [k, ds] of [...kinds].sort()) console.log(`  ${k.padEnd(26)} ${[...ds].join(', ')}`);
@@ -121,7 +163,9 @@ if (opts.json) {
         w.id,
         h,
         ...rs.map((r) =>
-          r.verdict.startsWith('unavailable') ? 'unavailable' : `${r.verdict.length > 28 ? `${r.verdict.slice(0, 27)}…` : r.verdict}\n${us(r.ns)} · ${us(r.ns / Math.max(r.guestOps, 1))}`,
+          r.verdict.startsWith('unavailable')
+            ? 'unavailable'
+            : `${r.verdict.length > 28 ? `${r.verdict.slice(0, 27)}…` : r.verdict}\n${us(r.ns)} · ${us(r.ns / Math.max(r.guestOps, 1))}`,
         ),
         priced.length > 1 && cheapest > 0 ? priced.map((r) => `${(r.ns / cheapest).toFixed(1)}×`).join(' : ') : '',
       ]);
@@ -129,11 +173,16 @@ if (opts.json) {
   console.log('\nWorkloads: what the guest saw, and the priced cost (total, per guest operation)');
   console.log(t.toString());
   const steps = new Table({ head: ['workload', 'host', 'design', ...COST_STEPS], style: { head: [], border: [] } });
-  for (const r of workloads) if (!r.verdict.startsWith('unavailable')) steps.push([r.workload, r.host, r.design, ...COST_STEPS.map((k) => r.steps[k])]);
+  for (const r of workloads)
+    if (!r.verdict.startsWith('unavailable'))
+      steps.push([r.workload, r.host, r.design, ...COST_STEPS.map((k) => r.steps[k])]);
   console.log('\nSteps counted:');
   console.log(steps.toString());
   console.log('\nCost model (ns per step; --cost step=ns overrides):');
-  for (const k of COST_STEPS) console.log(`  ${k.padEnd(21)} ${String(opts.cost[k]).padStart(10)}  ${opts.cost[k] === DEFAULT_COSTS[k].ns ? DEFAULT_COSTS[k].source : 'overridden'}`);
+  for (const k of COST_STEPS)
+    console.log(
+      `  ${k.padEnd(21)} ${String(opts.cost[k]).padStart(10)}  ${opts.cost[k] === DEFAULT_COSTS[k].ns ? DEFAULT_COSTS[k].source : 'overridden'}`,
+    );
   console.log(`${properties.length - failed} passed, ${failed} failed`);
 }
 process.exitCode = failed > 0 ? 1 : 0;

@@ -24,12 +24,20 @@ const IDS = [...new Set(checksFor(DESIGNS[0]!).map((c) => c.id))];
 const program = new Command('vpmu-conformance')
   .description('Conformance of virtual PMUs against a reference Intel PMU model.')
   .addOption(new Option('--runs <n>', 'programs per check').argParser(positiveInt).default(2000))
-  .addOption(new Option('--time <seconds>', 'stop each check after this long (a budget, not a failure)').argParser(positiveInt))
+  .addOption(
+    new Option('--time <seconds>', 'stop each check after this long (a budget, not a failure)').argParser(positiveInt),
+  )
   .addOption(new Option('--seed <n>', 'fast-check seed (default: fresh, printed)').argParser(seedArg))
   .addOption(new Option('--only <id...>', 'run only these checks').choices(IDS))
   .addOption(new Option('--profile <name...>', 'properties on these hosts only').choices(Object.keys(BUILTIN_PROFILES)))
-  .addOption(new Option('--design <id...>', 'the vPMU designs the properties run on').choices(DESIGN_IDS).default(['emulated', 'mediated']))
-  .addOption(new Option('--gen <name...>', 'conformance on these generation profiles only').choices([...GENERATION_PROFILES]))
+  .addOption(
+    new Option('--design <id...>', 'the vPMU designs the properties run on')
+      .choices(DESIGN_IDS)
+      .default(['emulated', 'mediated']),
+  )
+  .addOption(
+    new Option('--gen <name...>', 'conformance on these generation profiles only').choices([...GENERATION_PROFILES]),
+  )
   .addOption(new Option('--out <dir>', 'where failure reports are written').default('reports/out'))
   .option('--json', 'print results as JSON')
   .showHelpAfterError('(run with --help for usage)');
@@ -46,7 +54,7 @@ const opts = program.opts<{
   out: string;
   json?: boolean;
 }>();
-const seed = opts.seed ?? ((Date.now() ^ (process.pid << 8)) | 0);
+const seed = opts.seed ?? (Date.now() ^ (process.pid << 8)) | 0;
 // The reference model's laws once, then every design's checks on every host it can run on.
 const checks = opts.design
   .flatMap((id, i) => checksFor(designById(id)).filter((c) => i === 0 || c.design !== undefined))
@@ -103,7 +111,8 @@ function fileReport(c: Check, d: fc.RunDetails<unknown>): Pick<Row, 'reportPath'
   }
 }
 const rows: Row[] = [];
-if (!opts.json) console.log(`vpmu-conformance: ${checks.length} checks, seed ${seed}, up to ${opts.runs} programs each`);
+if (!opts.json)
+  console.log(`vpmu-conformance: ${checks.length} checks, seed ${seed}, up to ${opts.runs} programs each`);
 for (const c of checks) {
   const known = new Map<string, number>();
   const t0 = performance.now();
@@ -127,7 +136,9 @@ for (const c of checks) {
   };
   rows.push(row);
   if (!opts.json)
-    console.log(`  ${row.result.padEnd(11)} ${c.id}${c.gen !== undefined ? `/${c.gen}` : ''} on ${row.design}, ${c.profile} (${row.programs} programs, ${row.ms} ms)`);
+    console.log(
+      `  ${row.result.padEnd(11)} ${c.id}${c.gen !== undefined ? `/${c.gen}` : ''} on ${row.design}, ${c.profile} (${row.programs} programs, ${row.ms} ms)`,
+    );
 }
 
 if (opts.json) {
@@ -139,7 +150,16 @@ if (opts.json) {
   });
   for (const r of rows) {
     const known = Object.values(r.known).reduce((a, b) => a + b, 0);
-    table.push([r.check, r.design, r.profile, r.gen, r.programs, r.result, known === 0 ? '' : `${known} (${Object.keys(r.known).length} kinds)`, r.ms]);
+    table.push([
+      r.check,
+      r.design,
+      r.profile,
+      r.gen,
+      r.programs,
+      r.result,
+      known === 0 ? '' : `${known} (${Object.keys(r.known).length} kinds)`,
+      r.ms,
+    ]);
   }
   console.log(table.toString());
   const kinds = new Map<string, number>();

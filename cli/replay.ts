@@ -32,7 +32,8 @@ const INPUT_ERRORS = [ReplayInputError, ReportFormatError, UnknownDesignError];
 
 function hostByName(name: string): Profile {
   const p = Object.hasOwn(BUILTIN_PROFILES, name) ? BUILTIN_PROFILES[name] : undefined;
-  if (p === undefined) throw new ReplayInputError(`unknown host profile '${name}' (known: ${Object.keys(BUILTIN_PROFILES).join(', ')})`);
+  if (p === undefined)
+    throw new ReplayInputError(`unknown host profile '${name}' (known: ${Object.keys(BUILTIN_PROFILES).join(', ')})`);
   return p;
 }
 
@@ -41,13 +42,16 @@ function readText(path: string): string {
     return readFileSync(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ReplayInputError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message}`);
+    throw new ReplayInputError(
+      `cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message}`,
+    );
   }
 }
 
 function designIn(designs: readonly Design[], id: string): Design {
   const d = designs.find((x) => x.id === id);
-  if (d === undefined) throw new UnknownDesignError(`unknown design '${id}' (known: ${designs.map((x) => x.id).join(', ')})`);
+  if (d === undefined)
+    throw new UnknownDesignError(`unknown design '${id}' (known: ${designs.map((x) => x.id).join(', ')})`);
   return d;
 }
 
@@ -72,7 +76,9 @@ function run(arg: string, designOverride: string | undefined, designs: readonly 
           ? `${plural(n, 'command')}, against its host commands on a host without the guest`
           : plural(n, 'command');
   console.log(`replay ${file.id}: ${file.title}`);
-  console.log(`property ${kase.property}; design ${design.id} on ${file.host} (${file.cpus} pCPUs); guest ${describeGuest(guest)}; ${shape}\n`);
+  console.log(
+    `property ${kase.property}; design ${design.id} on ${file.host} (${file.cpus} pCPUs); guest ${describeGuest(guest)}; ${shape}\n`,
+  );
   console.log(traceText(r));
   console.log('');
   if (fails(r)) {
@@ -84,8 +90,11 @@ function run(arg: string, designOverride: string | undefined, designs: readonly 
     return 1;
   }
   if (r.divergence !== null && r.known !== null)
-    console.log(`no longer diverges as reported: the first divergence is the declared known divergence '${r.known.id}' (${r.known.title})`);
-  else if (kase.property === 'host-undisturbed') console.log('no longer diverges: every host event counts the same with the guest and without it');
+    console.log(
+      `no longer diverges as reported: the first divergence is the declared known divergence '${r.known.id}' (${r.known.title})`,
+    );
+  else if (kase.property === 'host-undisturbed')
+    console.log('no longer diverges: every host event counts the same with the guest and without it');
   else if (kase.property === 'conformance' || kase.property === 'lbr-freeze')
     console.log(`no longer diverges: ${r.steps.length} of ${n} commands ran and every observation matches bare metal`);
   else console.log(`no longer diverges: every guest observation is the same in both runs`);
@@ -98,9 +107,15 @@ function run(arg: string, designOverride: string | undefined, designs: readonly 
  */
 export function replayCli(argv: readonly string[], designs: readonly Design[] = DESIGNS): number {
   const cli = new Command('replay')
-    .description('Replay a report: make its property\'s comparison on its program, print the trace, exit 1 if it still diverges.')
+    .description(
+      "Replay a report: make its property's comparison on its program, print the trace, exit 1 if it still diverges.",
+    )
     .argument('<report.json>', 'a report.json written by npm start (reports/out/<id>/report.json)')
-    .addOption(new Option('--design <id>', "replay under another design than the report's (e.g. the fixed one)").choices(designs.map((d) => d.id)))
+    .addOption(
+      new Option('--design <id>', "replay under another design than the report's (e.g. the fixed one)").choices(
+        designs.map((d) => d.id),
+      ),
+    )
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
   try {
@@ -114,4 +129,5 @@ export function replayCli(argv: readonly string[], designs: readonly Design[] = 
   }
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) process.exitCode = replayCli(process.argv.slice(2));
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href)
+  process.exitCode = replayCli(process.argv.slice(2));

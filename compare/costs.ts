@@ -39,7 +39,8 @@ export function parseCostOverride(spec: string, into: Record<CostStep, number>):
   const m = /^([a-zA-Z]+)=(\d+(?:\.\d+)?)$/.exec(spec);
   if (m === null) throw new CostSpecError(`--cost '${spec}': expected step=nanoseconds, e.g. perfCreates=25000`);
   const step = m[1]!;
-  if (!(COST_STEPS as string[]).includes(step)) throw new CostSpecError(`--cost '${spec}': unknown step '${step}' (known: ${COST_STEPS.join(', ')})`);
+  if (!(COST_STEPS as string[]).includes(step))
+    throw new CostSpecError(`--cost '${spec}': unknown step '${step}' (known: ${COST_STEPS.join(', ')})`);
   return { ...into, [step]: Number(m[2]) };
 }
 

@@ -22,12 +22,25 @@ export interface WorkloadResult {
   readonly ns: number;
 }
 
-export function runWorkload(w: Workload, design: Design, hostName: string, host: Profile, costs: Readonly<Record<CostStep, number>>): WorkloadResult {
+export function runWorkload(
+  w: Workload,
+  design: Design,
+  hostName: string,
+  host: Profile,
+  costs: Readonly<Record<CostStep, number>>,
+): WorkloadResult {
   const base = { workload: w.id, design: design.id, host: hostName };
   const why = design.unavailableOn?.(host) ?? null;
   if (why !== null) return { ...base, verdict: `unavailable: ${why}`, guestOps: 0, steps: newVpmuCost(), ns: 0 };
   const guest = w.guest(host);
-  const world = new World({ host, cpus: 2, guests: [guest], design: design.factory, hostKernel: design.hostKernel, compare: false });
+  const world = new World({
+    host,
+    cpus: 2,
+    guests: [guest],
+    design: design.factory,
+    hostKernel: design.hostKernel,
+    compare: false,
+  });
   const program: WorldCommand[] = w.program(host);
   const before = { ...world.vcpus[0]!.cost };
   for (const c of program) c.run({}, world);

@@ -36,10 +36,18 @@ export function hostLikeGuest(host: Profile, lbr = false): GuestConfig {
     cpuid: {
       family: host.family,
       model: host.model,
-      leaf0a: { eax: leaf0aEax(v, host.nGP, host.gpWidth, host.evLen), ebx: 0, ecx: 0, edx: leaf0aEdx(Math.min(host.nFixedContig, 3), host.fixedWidth) },
+      leaf0a: {
+        eax: leaf0aEax(v, host.nGP, host.gpWidth, host.evLen),
+        ebx: 0,
+        ecx: 0,
+        edx: leaf0aEdx(Math.min(host.nFixedContig, 3), host.fixedWidth),
+      },
       pdcm: true,
     },
-    perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: lbr && host.legacyLbr !== undefined ? Number(host.perfCapabilities & 0x3fn) : 0 }),
+    perfCapabilities: perfCaps({
+      fwWrite: true,
+      lbrFmt: lbr && host.legacyLbr !== undefined ? Number(host.perfCapabilities & 0x3fn) : 0,
+    }),
   };
 }
 
@@ -67,9 +75,15 @@ export const WORKLOADS: readonly Workload[] = [
       const on = gpEnable(n) | (3n << 32n);
       const p: WorldCommand[] = [new GuestWrmsr(0, GLOBAL_CTRL, 0n)];
       for (let i = 0; i < n; i++) p.push(new GuestWrmsr(0, 0x4c1 + i, 0n), new GuestWrmsr(0, 0x186 + i, events[i]!));
-      p.push(new GuestWrmsr(0, 0x309, 0n), new GuestWrmsr(0, 0x30a, 0n), new GuestWrmsr(0, FIXED_CTR_CTRL, 0x33n), new GuestWrmsr(0, GLOBAL_CTRL, on));
+      p.push(
+        new GuestWrmsr(0, 0x309, 0n),
+        new GuestWrmsr(0, 0x30a, 0n),
+        new GuestWrmsr(0, FIXED_CTR_CTRL, 0x33n),
+        new GuestWrmsr(0, GLOBAL_CTRL, on),
+      );
       // The counted task is switched out and in: x86_pmu_disable / x86_pmu_enable.
-      for (let t = 0; t < 10; t++) p.push(new GuestRun(0, work(20)), new GuestWrmsr(0, GLOBAL_CTRL, 0n), new GuestWrmsr(0, GLOBAL_CTRL, on));
+      for (let t = 0; t < 10; t++)
+        p.push(new GuestRun(0, work(20)), new GuestWrmsr(0, GLOBAL_CTRL, 0n), new GuestWrmsr(0, GLOBAL_CTRL, on));
       p.push(new GuestWrmsr(0, GLOBAL_CTRL, 0n));
       for (let i = 0; i < n; i++) p.push(new GuestRdmsr(0, 0x4c1 + i));
       p.push(new GuestRdmsr(0, 0x309), new GuestRdmsr(0, 0x30a));
@@ -117,7 +131,8 @@ export const WORKLOADS: readonly Workload[] = [
       for (let r = 0; r < 10; r++) {
         p.push(new GuestWrmsr(0, GLOBAL_CTRL, 0n));
         for (let i = 0; i < n; i++) p.push(new GuestRdmsr(0, 0x4c1 + i));
-        for (let i = 0; i < n; i++) p.push(new GuestWrmsr(0, 0x186 + i, sets[r % 2]![i]!), new GuestWrmsr(0, 0x4c1 + i, 0n));
+        for (let i = 0; i < n; i++)
+          p.push(new GuestWrmsr(0, 0x186 + i, sets[r % 2]![i]!), new GuestWrmsr(0, 0x4c1 + i, 0n));
         p.push(new GuestWrmsr(0, GLOBAL_CTRL, gpEnable(n)), new GuestRun(0, work(20)));
       }
       return p;
@@ -129,7 +144,16 @@ export const WORKLOADS: readonly Workload[] = [
     guest: (h) => hostLikeGuest(h, true),
     program: () => {
       const p: WorldCommand[] = [
-        new HostOpen(0, attr({ config: 0xc4n, samplePeriod: 200n, pinned: false, excludeGuest: true, branchSample: { user: true, kernel: true, callStack: false } })),
+        new HostOpen(
+          0,
+          attr({
+            config: 0xc4n,
+            samplePeriod: 200n,
+            pinned: false,
+            excludeGuest: true,
+            branchSample: { user: true, kernel: true, callStack: false },
+          }),
+        ),
         new GuestWrmsr(0, DEBUGCTL, 0x1n),
       ];
       for (let k = 0; k < 10; k++) {

@@ -7,19 +7,40 @@
 
 import fc from 'fast-check';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
-import { FIXED_BY as GLOBAL_CTRL_MASK_FIX, PreGlobalCtrlMaskFixHost } from '../model/host/bugs/971079464001_global_ctrl_mask.js';
+import {
+  FIXED_BY as GLOBAL_CTRL_MASK_FIX,
+  PreGlobalCtrlMaskFixHost,
+} from '../model/host/bugs/971079464001_global_ctrl_mask.js';
 import { FIXED_BY as FAST_RDPMC_FIX, preFastRdpmcFix } from '../model/kvm/bugs/5728a4a0ea79_fast_rdpmc.js';
 import { FIXED_BY as V1_GLOBAL_CTRL_FIX, preV1GlobalCtrlFix } from '../model/kvm/bugs/32c070a46533_v1_global_ctrl.js';
 import { FIXED_BY as RDPMC_TYPE_FIX, preRdpmcTypeFix } from '../model/kvm/bugs/7a0fc734c20d_rdpmc_type_flags.js';
-import { FIXED_BY as UNAVAILABLE_EVENTS_FIX, preUnavailableArchEventsFix } from '../model/kvm/bugs/cbbd1aa89139_unavailable_arch_events.js';
-import { FIXED_BY as LBR_PROXIED_WRITE_FIX, preLbrProxiedWriteFix } from '../model/kvm/bugs/ca674df13b19_lbr_proxied_write.js';
-import { FIXED_BY as REFRESH_RESET_FIX, preRefreshResetFix } from '../model/kvm/bugs/1647b52757d5_refresh_without_reset.js';
+import {
+  FIXED_BY as UNAVAILABLE_EVENTS_FIX,
+  preUnavailableArchEventsFix,
+} from '../model/kvm/bugs/cbbd1aa89139_unavailable_arch_events.js';
+import {
+  FIXED_BY as LBR_PROXIED_WRITE_FIX,
+  preLbrProxiedWriteFix,
+} from '../model/kvm/bugs/ca674df13b19_lbr_proxied_write.js';
+import {
+  FIXED_BY as REFRESH_RESET_FIX,
+  preRefreshResetFix,
+} from '../model/kvm/bugs/1647b52757d5_refresh_without_reset.js';
 import { FIXED_BY as PMI_IN_GUEST_FIX, prePmiInGuestFix } from '../model/kvm/bugs/812d432373f6_pmi_in_guest.js';
-import { FIXED_BY as PERF_CAPS_PDCM_FIX, prePerfCapsPdcmFix } from '../model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.js';
-import { FIXED_BY as FILTER_EMULATED_FIX, preFilterEmulatedEventsFix } from '../model/kvm/bugs/dfdeda67ea2d_filter_emulated_events.js';
+import {
+  FIXED_BY as PERF_CAPS_PDCM_FIX,
+  prePerfCapsPdcmFix,
+} from '../model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.js';
+import {
+  FIXED_BY as FILTER_EMULATED_FIX,
+  preFilterEmulatedEventsFix,
+} from '../model/kvm/bugs/dfdeda67ea2d_filter_emulated_events.js';
 import { FIXED_BY as MSR_LIST_FIXED_FIX, preMsrListFixedFix } from '../model/kvm/bugs/e33b6d79acac_msr_list_fixed.js';
 import { FIXED_BY as LBR_IFF_PERF_FIX, preLbrIffPerfFix } from '../model/kvm/bugs/145dfad998ea_lbr_without_perf.js';
-import { FIXED_BY as LEGACY_LBR_ON_ARCH_FIX, preNoLegacyLbrOnArchLbrFix } from '../model/kvm/bugs/098f4c061ea1_legacy_lbr_on_arch_lbr.js';
+import {
+  FIXED_BY as LEGACY_LBR_ON_ARCH_FIX,
+  preNoLegacyLbrOnArchLbrFix,
+} from '../model/kvm/bugs/098f4c061ea1_legacy_lbr_on_arch_lbr.js';
 import { HostKernel } from '../model/host/perf.js';
 import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
 import { kvm_init_pmu_capability as mediatedCapability } from '../model/kvm/mediated/pmu.js';
@@ -28,7 +49,13 @@ import { newPreReuseVcpu } from '../model/kvm/variants/pre_reuse.js';
 import { rdpmcPassthroughUnexposed } from '../model/kvm/bugs/mediated_rdpmc_passthrough.js';
 import type { Profile } from '../model/hw/profile.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
-import { type GuestConfig, type HostKernelFactory, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
+import {
+  type GuestConfig,
+  type HostKernelFactory,
+  type Observation,
+  type VcpuFactory,
+  World,
+} from '../scenarios/world.js';
 import { CONFORMANCE_CPUS, runProgram } from '../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/emulated_invisibility.js';
@@ -113,7 +140,8 @@ export const DESIGNS: readonly Design[] = [
   },
   {
     id: `bug/${LBR_PROXIED_WRITE_FIX}`,
-    title: 'bug #13: a proxied guest LBR write the hardware refuses faults in the host and succeeds for the guest (before ca674df13b19)',
+    title:
+      'bug #13: a proxied guest LBR write the hardware refuses faults in the host and succeeds for the guest (before ca674df13b19)',
     source: 'model/kvm/bugs/ca674df13b19_lbr_proxied_write.ts',
     factory: preLbrProxiedWriteFix,
     expectations: EMULATED_EXPECTATIONS,
@@ -122,7 +150,8 @@ export const DESIGNS: readonly Design[] = [
   },
   {
     id: `bug/${UNAVAILABLE_EVENTS_FIX}`,
-    title: 'bug #35: events CPUID.0AH.EBX marks unavailable never count, on GP and fixed counters (before cbbd1aa89139)',
+    title:
+      'bug #35: events CPUID.0AH.EBX marks unavailable never count, on GP and fixed counters (before cbbd1aa89139)',
     source: 'model/kvm/bugs/cbbd1aa89139_unavailable_arch_events.ts',
     factory: preUnavailableArchEventsFix,
     expectations: EMULATED_EXPECTATIONS,
@@ -131,7 +160,8 @@ export const DESIGNS: readonly Design[] = [
   },
   {
     id: `bug/${V1_GLOBAL_CTRL_FIX}`,
-    title: 'bug #36: a PMU version 1 guest never counts, global_ctrl is checked without GLOBAL_CTRL (before 32c070a46533)',
+    title:
+      'bug #36: a PMU version 1 guest never counts, global_ctrl is checked without GLOBAL_CTRL (before 32c070a46533)',
     source: 'model/kvm/bugs/32c070a46533_v1_global_ctrl.ts',
     factory: preV1GlobalCtrlFix,
     expectations: EMULATED_EXPECTATIONS,
@@ -149,7 +179,7 @@ export const DESIGNS: readonly Design[] = [
   },
   {
     id: `bug/${PMI_IN_GUEST_FIX}`,
-    title: 'bug #9: a host PMI during an IRQ VM-exit is reported to perf as the guest\'s (before 812d432373f6)',
+    title: "bug #9: a host PMI during an IRQ VM-exit is reported to perf as the guest's (before 812d432373f6)",
     source: 'model/kvm/bugs/812d432373f6_pmi_in_guest.ts',
     factory: prePmiInGuestFix,
     expectations: EMULATED_EXPECTATIONS,
@@ -185,7 +215,8 @@ export const DESIGNS: readonly Design[] = [
   },
   {
     id: `bug/${LEGACY_LBR_ON_ARCH_FIX}`,
-    title: 'bug #10: Arch LBR hosts offer the legacy-LBR guest LBR_FMT 0x3f and its non-existent LBR_SELECT/TOS (before 098f4c061ea1)',
+    title:
+      'bug #10: Arch LBR hosts offer the legacy-LBR guest LBR_FMT 0x3f and its non-existent LBR_SELECT/TOS (before 098f4c061ea1)',
     source: 'model/kvm/bugs/098f4c061ea1_legacy_lbr_on_arch_lbr.ts',
     factory: preNoLegacyLbrOnArchLbrFix,
     expectations: EMULATED_EXPECTATIONS,
@@ -241,7 +272,10 @@ export function firstDivergence(
   if (profile === undefined) throw new Error(`unknown host profile '${host}'`);
   const d = designById(id);
   const adopt = adoptionOf(d.expectations, profile);
-  const setup = () => ({ model: {}, real: new World({ host: profile, cpus, guests: [guest], design: d.factory, hostKernel: d.hostKernel, adopt }) });
+  const setup = () => ({
+    model: {},
+    real: new World({ host: profile, cpus, guests: [guest], design: d.factory, hostKernel: d.hostKernel, adopt }),
+  });
   try {
     fc.modelRun(setup, program);
     return null;
@@ -255,11 +289,20 @@ export function firstDivergence(
  * Runs a plain program as the conformance property does under design `id` on a built-in host: the
  * ids of the declared divergences it met, in order. What regressions of declared findings pin.
  */
-export function knownDivergencesMet(host: string, guest: GuestConfig, program: readonly WorldCommand[], id: string): string[] {
+export function knownDivergencesMet(
+  host: string,
+  guest: GuestConfig,
+  program: readonly WorldCommand[],
+  id: string,
+): string[] {
   const profile = BUILTIN_PROFILES[host];
   if (profile === undefined) throw new Error(`unknown host profile '${host}'`);
   const d = designById(id);
   const known = new Map<string, number>();
-  runProgram({ host: profile, design: d.factory, hostKernel: d.hostKernel, expectations: d.expectations, known }, guest, program);
+  runProgram(
+    { host: profile, design: d.factory, hostKernel: d.hostKernel, expectations: d.expectations, known },
+    guest,
+    program,
+  );
   return [...known.keys()];
 }

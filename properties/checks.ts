@@ -20,7 +20,15 @@ import { vmmAbiProperty } from './vmm_abi.js';
 import { vmmConformanceProperty } from './vmm_conformance.js';
 import { noninterferenceProperty } from './noninterference.js';
 
-export type CheckId = 'conformance' | 'no-leak' | 'host-undisturbed' | 'invisible' | 'lbr-freeze' | 'vmm-conformance' | 'vmm-abi' | 'host-samples';
+export type CheckId =
+  | 'conformance'
+  | 'no-leak'
+  | 'host-undisturbed'
+  | 'invisible'
+  | 'lbr-freeze'
+  | 'vmm-conformance'
+  | 'vmm-abi'
+  | 'host-samples';
 
 export interface Check {
   readonly id: string;
@@ -45,7 +53,9 @@ interface Wrapped {
 
 /** Every command of an fc.commands iterable (unwrapped), or the array itself. */
 export function allCommands(cmds: unknown): readonly WorldCommand[] {
-  return [...(cmds as Iterable<unknown>)].map((x) => (typeof x === 'object' && x !== null && 'cmd' in x && 'hasRan' in x ? (x as Wrapped).cmd : (x as WorldCommand)));
+  return [...(cmds as Iterable<unknown>)].map((x) =>
+    typeof x === 'object' && x !== null && 'cmd' in x && 'hasRan' in x ? (x as Wrapped).cmd : (x as WorldCommand),
+  );
 }
 
 /** The commands of an fc.commands iterable that ran, or the array itself. */
@@ -66,9 +76,10 @@ const designName = (d: Design) => (d.id === 'emulated' ? 'emulated vPMU' : d.id)
 export function conformanceExpectations(design: Design, gen: string | undefined): readonly KnownDivergence[] {
   if (gen !== 'save-restore-heavy' && gen !== 'contended') return design.expectations;
   // A loss across save/restore or migration excuses nothing before the first one.
-  const afterVmm = design.invisibility.map(
-    (k): KnownDivergence => ({ ...k, matches: (o, c) => c.history.some((h) => h.kind === 'vmm') && k.matches(o, c) }),
-  );
+  const afterVmm = design.invisibility.map((k): KnownDivergence => ({
+    ...k,
+    matches: (o, c) => c.history.some((h) => h.kind === 'vmm') && k.matches(o, c),
+  }));
   return [...design.expectations, ...afterVmm];
 }
 
@@ -78,26 +89,22 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
   const runBase = { host, design: design.factory, hostKernel: design.hostKernel };
   if ((design.unavailableOn?.(host) ?? null) !== null) return [];
   const checks: Check[] = [
-    ...GENERATION_PROFILES.map(
-      (gen): Check => ({
-        ...base,
-        id: 'conformance',
-        gen,
-        rule: `design.md property 1 (${designName(design)}, ${gen} programs)`,
-        property: (known) =>
-          conformanceProperty(
-            { ...runBase, expectations: conformanceExpectations(design, gen), known },
-            gen,
-          ),
-        programOf: (ce) => ranCommands((first(ce) as readonly unknown[])[1]),
-      }),
-    ),
+    ...GENERATION_PROFILES.map((gen): Check => ({
+      ...base,
+      id: 'conformance',
+      gen,
+      rule: `design.md property 1 (${designName(design)}, ${gen} programs)`,
+      property: (known) =>
+        conformanceProperty({ ...runBase, expectations: conformanceExpectations(design, gen), known }, gen),
+      programOf: (ce) => ranCommands((first(ce) as readonly unknown[])[1]),
+    })),
     {
       ...base,
       id: 'no-leak',
       rule: 'design.md property 2 (host-private values never reach the guest)',
       property: () => noninterferenceProperty(runBase),
-      programOf: (ce) => ((first(ce) as readonly unknown[])[1] as readonly (readonly WorldCommand[])[]).map((p) => p[1]!),
+      programOf: (ce) =>
+        ((first(ce) as readonly unknown[])[1] as readonly (readonly WorldCommand[])[]).map((p) => p[1]!),
     },
     {
       ...base,

@@ -28,10 +28,22 @@ export interface ConformanceRun {
  * Runs `cmds` in a fresh world. A declared divergence ends the program as known, unless it has a
  * weaker contract: then the rest of the program runs and every later observation must keep it.
  */
-export function runProgram(r: ConformanceRun, guest: GuestConfig, cmds: Iterable<fc.Command<Record<string, never>, World>>): void {
+export function runProgram(
+  r: ConformanceRun,
+  guest: GuestConfig,
+  cmds: Iterable<fc.Command<Record<string, never>, World>>,
+): void {
   const adopt = adoptionOf(r.expectations, r.host);
   const world = (compare: boolean) =>
-    new World({ host: r.host, cpus: CONFORMANCE_CPUS, guests: [guest], design: r.design, hostKernel: r.hostKernel, compare, adopt });
+    new World({
+      host: r.host,
+      cpus: CONFORMANCE_CPUS,
+      guests: [guest],
+      design: r.design,
+      hostKernel: r.hostKernel,
+      compare,
+      adopt,
+    });
   const program = [...cmds];
   let w: World | null = null;
   try {
@@ -42,15 +54,16 @@ export function runProgram(r: ConformanceRun, guest: GuestConfig, cmds: Iterable
     const k = r.expectations.find((x) => x.matches(e.observation, { host: r.host, guest, history }));
     if (k === undefined) throw e;
     r.known?.set(k.id, (r.known.get(k.id) ?? 0) + 1);
-    if (k.contract !== undefined) checkContract(r, guest, k, e.observation, () => {
-      const fresh = world(false);
-      // fast-check's wrappers run again on a fresh world; the commands are immutable.
-      for (const c of program) {
-        const cmd = (c as { cmd?: fc.Command<Record<string, never>, World> }).cmd ?? c;
-        if (cmd.check({})) cmd.run({}, fresh);
-      }
-      return fresh;
-    });
+    if (k.contract !== undefined)
+      checkContract(r, guest, k, e.observation, () => {
+        const fresh = world(false);
+        // fast-check's wrappers run again on a fresh world; the commands are immutable.
+        for (const c of program) {
+          const cmd = (c as { cmd?: fc.Command<Record<string, never>, World> }).cmd ?? c;
+          if (cmd.check({})) cmd.run({}, fresh);
+        }
+        return fresh;
+      });
   } finally {
     if (w !== null) countAdopted(r, w);
   }
@@ -62,7 +75,13 @@ export function countAdopted(r: { known?: Map<string, number> | undefined }, w: 
 }
 
 /** Every observation after the known one must keep the divergence's weaker contract. */
-function checkContract(r: ConformanceRun, guest: GuestConfig, k: KnownDivergence, at: { step: number }, rerun: () => World): void {
+function checkContract(
+  r: ConformanceRun,
+  guest: GuestConfig,
+  k: KnownDivergence,
+  at: { step: number },
+  rerun: () => World,
+): void {
   const w = rerun();
   const obs = w.observations;
   for (let i = 0; i < obs.length; i++) {
@@ -77,7 +96,10 @@ function checkContract(r: ConformanceRun, guest: GuestConfig, k: KnownDivergence
       r.known?.set(other.id, (r.known.get(other.id) ?? 0) + 1);
       return;
     }
-    const d = new Divergence({ ...o, what: `${o.what} (after the known divergence ${k.id}, ${why})` }, 'bare metal shows');
+    const d = new Divergence(
+      { ...o, what: `${o.what} (after the known divergence ${k.id}, ${why})` },
+      'bare metal shows',
+    );
     d.world = w;
     throw d;
   }

@@ -26,11 +26,24 @@ export class HostSampleMisattributed extends Error {
 
 /** perf record -a -C cpu: a pinned host-only sampling event counting kernel and user. */
 const samplingOpenArb: fc.Arbitrary<WorldCommand> = fc
-  .record({ cpu: fc.constantFrom(0, 0, 1), config: fc.constantFrom(0x3cn, 0xc0n), period: fc.constantFrom(50n, 200n, 1000n) })
-  .map((r) => new HostOpen(r.cpu, attr({ config: r.config, samplePeriod: r.period, pinned: true, excludeGuest: true })));
+  .record({
+    cpu: fc.constantFrom(0, 0, 1),
+    config: fc.constantFrom(0x3cn, 0xc0n),
+    period: fc.constantFrom(50n, 200n, 1000n),
+  })
+  .map(
+    (r) => new HostOpen(r.cpu, attr({ config: r.config, samplePeriod: r.period, pinned: true, excludeGuest: true })),
+  );
 
 export function checkHostSamples(r: HostSamplesRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
-  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false, hostKernel: r.hostKernel });
+  const w = new World({
+    host: r.host,
+    cpus: 2,
+    guests: [guest],
+    design: r.design,
+    compare: false,
+    hostKernel: r.hostKernel,
+  });
   fc.modelRun(() => ({ model: {}, real: w }), cmds);
   const events = [...w.hostEvents, ...w.closed];
   events.forEach((e, i) => {
@@ -45,7 +58,15 @@ export function checkHostSamples(r: HostSamplesRun, guest: GuestConfig, cmds: re
 
 export function hostSamplesProperty(r: HostSamplesRun) {
   return fc.property(
-    mixedProgramArb(r.host, 2, [{ arbitrary: samplingOpenArb, weight: 1 }, { arbitrary: irqExitArb, weight: 2 }], 20),
+    mixedProgramArb(
+      r.host,
+      2,
+      [
+        { arbitrary: samplingOpenArb, weight: 1 },
+        { arbitrary: irqExitArb, weight: 2 },
+      ],
+      20,
+    ),
     ([guest, cmds]) => checkHostSamples(r, guest, cmds),
   );
 }

@@ -32,7 +32,13 @@ const hostOpenArb: fc.Arbitrary<WorldCommand> = fc
 /** Host user work: CPL 3 units on a pCPU, preempting the vCPU thread if it is there. */
 const hostWorkArb: fc.Arbitrary<WorldCommand> = fc
   .tuple(fc.constantFrom(0, 0, 1), fc.array(unitArb, { minLength: 1, maxLength: 4 }))
-  .map(([cpu, units]) => new HostWork(cpu, units.map((u) => ({ ...u, cpl: 3, branches: (u.branches ?? []).map((b) => ({ ...b, cpl: 3 })) }))));
+  .map(
+    ([cpu, units]) =>
+      new HostWork(
+        cpu,
+        units.map((u) => ({ ...u, cpl: 3, branches: (u.branches ?? []).map((b) => ({ ...b, cpl: 3 })) })),
+      ),
+  );
 
 const isHost = (c: WorldCommand) => c instanceof HostOpen || c instanceof HostWork;
 
@@ -62,7 +68,15 @@ export function checkHostUndisturbed(r: HostUndisturbedRun, guest: GuestConfig, 
 
 export function hostUndisturbedProperty(r: HostUndisturbedRun) {
   return fc.property(
-    mixedProgramArb(r.host, 3, [{ arbitrary: hostOpenArb, weight: 1 }, { arbitrary: hostWorkArb, weight: 2 }], 30),
+    mixedProgramArb(
+      r.host,
+      3,
+      [
+        { arbitrary: hostOpenArb, weight: 1 },
+        { arbitrary: hostWorkArb, weight: 2 },
+      ],
+      30,
+    ),
     ([guest, cmds]) => checkHostUndisturbed(r, guest, cmds),
   );
 }

@@ -32,9 +32,7 @@ export interface Law {
 }
 
 /** Erases the property's argument type, which only fast-check needs to know. */
-function law<T>(
-  l: Omit<Law, 'property'> & { property: (make: CpuFactory) => fc.IRawProperty<T, false> },
-): Law {
+function law<T>(l: Omit<Law, 'property'> & { property: (make: CpuFactory) => fc.IRawProperty<T, false> }): Law {
   return l;
 }
 
@@ -100,15 +98,10 @@ const readback = law({
         const w = cpu.wrmsr(a, v);
         const after = cpu.rdmsr(a);
         const name = msrName(a, p);
-        if (!w.ok)
-          check(same(before, after), () => `${name}: #GP write changed ${show(before)} to ${show(after)}`);
+        if (!w.ok) check(same(before, after), () => `${name}: #GP write changed ${show(before)} to ${show(after)}`);
         else if (!WRITE_ONLY.has(a))
-          check(
-            same(after, w),
-            () => `${name}: WRMSR 0x${v.toString(16)} stored ${show(w)} but reads ${show(after)}`,
-          );
-        if (!cpu.hasMsr(a))
-          check(!w.ok && !before.ok, () => `${name} does not exist on ${p.name} but did not #GP`);
+          check(same(after, w), () => `${name}: WRMSR 0x${v.toString(16)} stored ${show(w)} but reads ${show(after)}`);
+        if (!cpu.hasMsr(a)) check(!w.ok && !before.ok, () => `${name} does not exist on ${p.name} but did not #GP`);
       },
     ),
 });
@@ -119,10 +112,7 @@ const counterTarget = profileArb
   .chain((p) =>
     fc.tuple(
       fc.constant(p),
-      fc.constantFrom(
-        ...(p.nGP > 0 ? ['gp'] : []),
-        ...(p.version >= 2 && fixedExists(p, 0) ? ['fixed'] : []),
-      ),
+      fc.constantFrom(...(p.nGP > 0 ? ['gp'] : []), ...(p.version >= 2 && fixedExists(p, 0) ? ['fixed'] : [])),
       fc.integer({ min: 1, max: 40 }),
       workArb,
     ),
@@ -165,25 +155,16 @@ const overflowAtK = law({
         seen += u.instructions ?? 0;
         const crosses = before < k && seen >= k;
         if (crosses) overflows++;
-        check(
-          (pmi !== null) === crosses,
-          () => `unit ${i}: ${seen} instructions of ${k}, PMI ${pmi !== null}`,
-        );
+        check((pmi !== null) === crosses, () => `unit ${i}: ${seen} instructions of ${k}, PMI ${pmi !== null}`);
         if (p.version >= 2) {
           const st = cpu.rdmsr(0x38e);
-          check(
-            st.ok && isSet(st.value, bit) === overflows > 0,
-            () => `unit ${i}: GLOBAL_STATUS ${show(st)}`,
-          );
+          check(st.ok && isSet(st.value, bit) === overflows > 0, () => `unit ${i}: GLOBAL_STATUS ${show(st)}`);
         }
         if (crosses) cpu.wrmsr(0x834, 0x400n); // the handler unmasks LVTPC
       }
       const ctr = kind === 'gp' ? cpu.rdpmc(0) : cpu.rdpmc(0x4000_0000);
       const expect = (lowMask(width) + 1n - BigInt(k) + BigInt(seen)) & lowMask(width);
-      check(
-        ctr.ok && ctr.value === expect,
-        () => `counter reads ${show(ctr)}, expected 0x${expect.toString(16)}`,
-      );
+      check(ctr.ok && ctr.value === expect, () => `counter reads ${show(ctr)}, expected 0x${expect.toString(16)}`);
     }),
 });
 
@@ -198,8 +179,7 @@ const frozenCountsNothing = law({
         const cpu = make(p);
         apply(cpu, warm);
         // Enable everything that exists, then freeze.
-        for (let i = 0; i < p.nGP; i++)
-          cpu.wrmsr(0x186 + i, encode(EVTSEL, { event: 0xc0n, usr: 1n, os: 1n, en: 1n }));
+        for (let i = 0; i < p.nGP; i++) cpu.wrmsr(0x186 + i, encode(EVTSEL, { event: 0xc0n, usr: 1n, os: 1n, en: 1n }));
         cpu.wrmsr(0x38d, 0x3333_3333n & (p.version >= 2 ? fixedNibbleMask(p) : 0n));
         cpu.wrmsr(0x38f, ((1n << BigInt(p.nGP)) - 1n) | (BigInt(p.fixedSet) << 32n));
         cpu.wrmsr(GLOBAL_STATUS_SET, 1n << BigInt(STATUS.CTR_FRZ));
@@ -345,9 +325,7 @@ const xsaveIdentity = law({
     fc.property(
       profileArb
         .filter((p) => p.archLbr !== undefined)
-        .chain((p) =>
-          fc.tuple(fc.constant(p), workArb, workArb, fc.constantFrom(...p.archLbr!.depths), fc.boolean()),
-        ),
+        .chain((p) => fc.tuple(fc.constant(p), workArb, workArb, fc.constantFrom(...p.archLbr!.depths), fc.boolean())),
       ([p, before, between, depth, changeDepth]) => {
         const cpu = make(p);
         enableAllLbr(cpu);

@@ -9,7 +9,13 @@ import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, Migrate, SaveRestore, type WorldCommand } from '../scenarios/commands.js';
-import { type GuestConfig, type HostKernelFactory, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
+import {
+  type GuestConfig,
+  type HostKernelFactory,
+  type Observation,
+  type VcpuFactory,
+  World,
+} from '../scenarios/world.js';
 import type { KnownDivergence } from './expectations/types.js';
 
 export interface InvisibilityRun {
@@ -22,7 +28,14 @@ export interface InvisibilityRun {
 }
 
 function record(r: InvisibilityRun, guest: GuestConfig, cmds: readonly WorldCommand[]): Observation[] {
-  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false, hostKernel: r.hostKernel });
+  const w = new World({
+    host: r.host,
+    cpus: 2,
+    guests: [guest],
+    design: r.design,
+    compare: false,
+    hostKernel: r.hostKernel,
+  });
   fc.modelRun(() => ({ model: {}, real: w }), cmds);
   return w.observations.filter((o) => o.kind !== 'vmm');
 }
@@ -38,7 +51,14 @@ export function checkInvisible(
   const plain = record(r, guest, cmds);
   const k = Math.min(at, cmds.length);
   const withCmd = [...cmds.slice(0, k), inserted, ...cmds.slice(k)];
-  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false, hostKernel: r.hostKernel });
+  const w = new World({
+    host: r.host,
+    cpus: 2,
+    guests: [guest],
+    design: r.design,
+    compare: false,
+    hostKernel: r.hostKernel,
+  });
   fc.modelRun(() => ({ model: {}, real: w }), withCmd);
   const seen = w.observations.filter((o) => o.kind !== 'vmm');
   for (let i = 0; i < plain.length; i++) {
@@ -61,7 +81,9 @@ export function invisibilityProperty(r: InvisibilityRun) {
     guestConfigArb(r.host).chain((guest) =>
       fc.tuple(
         fc.constant(guest),
-        focusArb.chain((focus) => fc.array(fc.oneof(...quietHostCommands(focus, shapeOf(guest))), { maxLength: 30, size: '+1' })),
+        focusArb.chain((focus) =>
+          fc.array(fc.oneof(...quietHostCommands(focus, shapeOf(guest))), { maxLength: 30, size: '+1' }),
+        ),
       ),
     ),
     fc.nat(30),

@@ -23,7 +23,12 @@ export function lbrGuest(host: Profile, v: number): GuestConfig {
     cpuid: {
       family: host.family,
       model: host.model,
-      leaf0a: { eax: leaf0aEax(v, Math.min(host.nGP, 4), host.gpWidth, host.evLen), ebx: 0, ecx: 0, edx: leaf0aEdx(Math.min(host.nFixedContig, 3), host.fixedWidth) },
+      leaf0a: {
+        eax: leaf0aEax(v, Math.min(host.nGP, 4), host.gpWidth, host.evLen),
+        ebx: 0,
+        ecx: 0,
+        edx: leaf0aEdx(Math.min(host.nFixedContig, 3), host.fixedWidth),
+      },
       pdcm: true,
     },
     perfCapabilities: (1n << 13n) | (host.perfCapabilities & 0x3fn),
@@ -33,7 +38,9 @@ export function lbrGuest(host: Profile, v: number): GuestConfig {
 const branchyUnit: fc.Arbitrary<WorkUnit> = fc
   .tuple(fc.constantFrom(0, 3), fc.integer({ min: 1, max: 3 }))
   .chain(([cpl, n]) =>
-    fc.array(branchArb(cpl), { minLength: n, maxLength: n }).map((branches) => ({ cpl, instructions: n + 1, cycles: 2, branches })),
+    fc
+      .array(branchArb(cpl), { minLength: n, maxLength: n })
+      .map((branches) => ({ cpl, instructions: n + 1, cycles: 2, branches })),
   );
 
 /** What the program may leave out; the shrinker drops what the failure does not need. */
@@ -82,14 +89,18 @@ export function freezeProgramArb(host: Profile): fc.Arbitrary<[GuestConfig, Worl
   const depth = host.legacyLbr?.depth ?? 0;
   return fc
     .record({
-      v: fc.constantFrom(1, 2, 3, 4, 5), // v1 too: D37 freezes it as v2/v3 do (no GLOBAL_CTRL: that write #GPs on both sides)
+      // v1 too: D37 freezes it as v2/v3 do (no GLOBAL_CTRL: that write #GPs on both sides)
+      v: fc.constantFrom(1, 2, 3, 4, 5),
       k: fc.integer({ min: 2, max: 12 }),
       before: fc.array(branchyUnit, { minLength: 1, maxLength: 8 }),
       after: fc.array(branchyUnit, { maxLength: 4 }),
       quiesce: fc.boolean(),
       lvtpc: fc.boolean(),
       // Reads shrink toward GLOBAL_STATUS, the one read that shows a missing freeze on any version.
-      reads: fc.array(fc.constantFrom(0x38e, ...freezeReads(depth).filter((m) => m !== 0x38e)), { minLength: 1, maxLength: 2 * depth + 3 }),
+      reads: fc.array(fc.constantFrom(0x38e, ...freezeReads(depth).filter((m) => m !== 0x38e)), {
+        minLength: 1,
+        maxLength: 2 * depth + 3,
+      }),
     })
     .map((r) => [lbrGuest(host, r.v), freezeProgram(depth, r.k, r.before, r.after, r)]);
 }

@@ -12,7 +12,13 @@ import { attr } from '../model/host/types.js';
 import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { unitArb } from '../scenarios/work.js';
-import { type GuestConfig, type HostKernelFactory, type Observation, type VcpuFactory, World } from '../scenarios/world.js';
+import {
+  type GuestConfig,
+  type HostKernelFactory,
+  type Observation,
+  type VcpuFactory,
+  World,
+} from '../scenarios/world.js';
 
 export interface NoninterferenceRun {
   readonly host: Profile;
@@ -32,7 +38,9 @@ const hostOpenPair: fc.Arbitrary<[WorldCommand, WorldCommand]> = fc
     pair: fc.tuple(fc.constantFrom(...GP_ONLY), fc.constantFrom(...GP_ONLY)),
     pinned: fc.boolean(),
     excludeGuest: fc.boolean(),
-    periods: fc.option(fc.tuple(fc.integer({ min: 20, max: 400 }), fc.integer({ min: 20, max: 400 })), { nil: undefined }),
+    periods: fc.option(fc.tuple(fc.integer({ min: 20, max: 400 }), fc.integer({ min: 20, max: 400 })), {
+      nil: undefined,
+    }),
     lbr: fc.boolean(),
   })
   .map((r) => {
@@ -55,19 +63,28 @@ const hostOpenPair: fc.Arbitrary<[WorldCommand, WorldCommand]> = fc
 const hostWorkPair: fc.Arbitrary<[WorldCommand, WorldCommand]> = fc
   .tuple(fc.nat(1), fc.array(unitArb, { minLength: 1, maxLength: 4 }), fc.nat(0xfff))
   .map(([cpu, units, shift]) => {
-    const twin = units.map(
-      (u): WorkUnit => ({
-        ...u,
-        instructions: (u.instructions ?? 0) + 3,
-        cycles: (u.cycles ?? 0) + 5,
-        branches: (u.branches ?? []).map((b) => ({ ...b, from: b.from + BigInt(shift) * 16n, to: b.to + BigInt(shift) * 32n })),
-      }),
-    );
+    const twin = units.map((u): WorkUnit => ({
+      ...u,
+      instructions: (u.instructions ?? 0) + 3,
+      cycles: (u.cycles ?? 0) + 5,
+      branches: (u.branches ?? []).map((b) => ({
+        ...b,
+        from: b.from + BigInt(shift) * 16n,
+        to: b.to + BigInt(shift) * 32n,
+      })),
+    }));
     return [new HostWork(cpu, units), new HostWork(cpu, twin)];
   });
 
 function run(r: NoninterferenceRun, guest: GuestConfig, cmds: readonly WorldCommand[]): Observation[] {
-  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, compare: false, hostKernel: r.hostKernel });
+  const w = new World({
+    host: r.host,
+    cpus: 2,
+    guests: [guest],
+    design: r.design,
+    compare: false,
+    hostKernel: r.hostKernel,
+  });
   fc.modelRun(() => ({ model: {}, real: w }), cmds);
   return w.observations.filter((o) => o.kind !== 'vmm');
 }
@@ -83,7 +100,10 @@ export function checkNoninterference(
   const ob = run(r, guest, b);
   for (let i = 0; i < oa.length; i++) {
     if (oa[i]!.sut === ob[i]!.sut) continue;
-    throw new Divergence({ ...ob[i]!, what: `${ob[i]!.what} (with the host's private values changed)`, oracle: oa[i]!.sut }, 'with the original host values it saw');
+    throw new Divergence(
+      { ...ob[i]!, what: `${ob[i]!.what} (with the host's private values changed)`, oracle: oa[i]!.sut },
+      'with the original host values it saw',
+    );
   }
 }
 
@@ -93,11 +113,16 @@ export function checkNoninterference(
  */
 function programGuest(host: Profile): fc.Arbitrary<[GuestConfig, readonly number[]]> {
   const fmt = host.legacyLbr !== undefined ? host.perfCapabilities & 0x3fn : 0n;
-  return fc.tuple(guestConfigArb(host), fc.boolean(), focusArb).map(([g, lbr, focus]) =>
-    lbr && fmt !== 0n
-      ? [{ ...g, cpuid: { ...g.cpuid, pdcm: true }, perfCapabilities: g.perfCapabilities | fmt }, [0x1d9, 0x1c9, 0x680, 0x681, 0x682, ...focus]]
-      : [g, focus],
-  );
+  return fc
+    .tuple(guestConfigArb(host), fc.boolean(), focusArb)
+    .map(([g, lbr, focus]) =>
+      lbr && fmt !== 0n
+        ? [
+            { ...g, cpuid: { ...g.cpuid, pdcm: true }, perfCapabilities: g.perfCapabilities | fmt },
+            [0x1d9, 0x1c9, 0x680, 0x681, 0x682, ...focus],
+          ]
+        : [g, focus],
+    );
 }
 
 export function noninterferenceProperty(r: NoninterferenceRun) {
@@ -108,7 +133,12 @@ export function noninterferenceProperty(r: NoninterferenceRun) {
         fc.constant(focus).chain((focus) =>
           fc.array(
             fc.oneof(
-              { arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))).map((c): [WorldCommand, WorldCommand] => [c, c]), weight: 4 },
+              {
+                arbitrary: fc
+                  .oneof(...quietHostCommands(focus, shapeOf(guest)))
+                  .map((c): [WorldCommand, WorldCommand] => [c, c]),
+                weight: 4,
+              },
               { arbitrary: hostOpenPair, weight: 1 },
               { arbitrary: hostWorkPair, weight: 2 },
             ),

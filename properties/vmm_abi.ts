@@ -12,7 +12,14 @@ import fc from 'fast-check';
 import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
 import { guestConfigArb } from '../scenarios/arbitraries.js';
 import { GuestRun, type WorldCommand } from '../scenarios/commands.js';
-import { MSR_IA32_PERF_CAPABILITIES, VmmGetMsr, VmmRoundTrip, vmmMsrArb, vmmSetCpuidArb, vmmSetMsrArb } from '../scenarios/vmm.js';
+import {
+  MSR_IA32_PERF_CAPABILITIES,
+  VmmGetMsr,
+  VmmRoundTrip,
+  vmmMsrArb,
+  vmmSetCpuidArb,
+  vmmSetMsrArb,
+} from '../scenarios/vmm.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 
 export interface VmmAbiRun {
@@ -31,7 +38,12 @@ export function fullestGuest(host: Profile): GuestConfig {
     cpuid: {
       family: host.family,
       model: host.model,
-      leaf0a: { eax: leaf0aEax(2, host.nGP, host.gpWidth, host.evLen), ebx: 0, ecx: 0, edx: leaf0aEdx(host.nFixedContig, host.fixedWidth) },
+      leaf0a: {
+        eax: leaf0aEax(2, host.nGP, host.gpWidth, host.evLen),
+        ebx: 0,
+        ecx: 0,
+        edx: leaf0aEdx(host.nFixedContig, host.fixedWidth),
+      },
       pdcm: true,
     },
     perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: 0 }),
@@ -40,7 +52,13 @@ export function fullestGuest(host: Profile): GuestConfig {
 
 /** Every listed counter and control MSR holds a non-zero restored value on the fullest vCPU. */
 export function checkMsrIndexList(r: VmmAbiRun): void {
-  const w = new World({ host: r.host, cpus: 1, guests: [fullestGuest(r.host)], design: r.design, hostKernel: r.hostKernel });
+  const w = new World({
+    host: r.host,
+    cpus: 1,
+    guests: [fullestGuest(r.host)],
+    design: r.design,
+    hostKernel: r.hostKernel,
+  });
   const x = w.vcpus[0]!;
   for (const m of x.msrIndexList()) {
     if (m === MSR_IA32_PERF_CAPABILITIES) continue; // a feature MSR: its value is the model, not state

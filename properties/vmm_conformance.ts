@@ -9,7 +9,13 @@
 import fc from 'fast-check';
 import { focusArb, guestConfigArb, nonEmptyArray, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
-import { guestCountingArbs, guestReadbackArb, vmmSetCpuidArb, vmmSetFilterArb, vmmSetMsrArb } from '../scenarios/vmm.js';
+import {
+  guestCountingArbs,
+  guestReadbackArb,
+  vmmSetCpuidArb,
+  vmmSetFilterArb,
+  vmmSetMsrArb,
+} from '../scenarios/vmm.js';
 import { type GuestConfig, World } from '../scenarios/world.js';
 import { CONFORMANCE_CPUS, type ConformanceRun, countAdopted } from './conformance.js';
 import { adoptionOf } from './expectations/types.js';
@@ -17,14 +23,23 @@ import { adoptionOf } from './expectations/types.js';
 /** Runs a VMM-prefixed program; a declared divergence (judged on the vCPU's model then) ends it quietly. */
 export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
   const adopt = adoptionOf(r.expectations, r.host);
-  const w = new World({ host: r.host, cpus: CONFORMANCE_CPUS, guests: [guest], design: r.design, hostKernel: r.hostKernel, adopt });
+  const w = new World({
+    host: r.host,
+    cpus: CONFORMANCE_CPUS,
+    guests: [guest],
+    design: r.design,
+    hostKernel: r.hostKernel,
+    adopt,
+  });
   try {
     fc.modelRun(() => ({ model: {}, real: w }), cmds);
   } catch (e) {
     if (!(e instanceof Divergence)) throw e;
     if (e.observation.kind === 'vmm') throw e;
     const now = w.guestConfig(e.observation.vcpu);
-    const k = r.expectations.find((x) => x.matches(e.observation, { host: r.host, guest: now, history: w.observations }));
+    const k = r.expectations.find((x) =>
+      x.matches(e.observation, { host: r.host, guest: now, history: w.observations }),
+    );
     if (k === undefined) throw e;
     r.known?.set(k.id, (r.known.get(k.id) ?? 0) + 1);
   } finally {

@@ -15,7 +15,17 @@ import { commandToJson, guestToJson, programToJson } from '../scenarios/serializ
 import type { GuestConfig } from '../scenarios/world.js';
 import { REPORT_FORMAT, type ReportFile, type SerializedObservation } from './file.js';
 import { postShrinkCase } from './minimize.js';
-import { type Case, CONFORMANCE_CPUS, fails, isReportProperty, type PropertyId, type Replay, type ReplayTarget, type ReportObservation, replay } from './replay.js';
+import {
+  type Case,
+  CONFORMANCE_CPUS,
+  fails,
+  isReportProperty,
+  type PropertyId,
+  type Replay,
+  type ReplayTarget,
+  type ReportObservation,
+  replay,
+} from './replay.js';
 import { caseRule, caseTitle } from './rules.js';
 import { caseSignature, reportId } from './signature.js';
 import { versions } from './versions.js';
@@ -66,7 +76,8 @@ function isWrapped(x: unknown): x is Wrapped {
 
 const REPLAY_PATH = /\/\*replayPath=['"](.*)['"]\*\//;
 
-const isGuest = (x: unknown): x is GuestConfig => typeof x === 'object' && x !== null && 'cpuid' in x && 'perfCapabilities' in x;
+const isGuest = (x: unknown): x is GuestConfig =>
+  typeof x === 'object' && x !== null && 'cpuid' in x && 'perfCapabilities' in x;
 /** fast-check's command list (CommandsIterable) is iterable but not an array. */
 const isCommandList = (x: unknown): x is Iterable<unknown> =>
   typeof x === 'object' && x !== null && !Array.isArray(x) && Symbol.iterator in x;
@@ -77,7 +88,10 @@ function commandsOf(cmds: unknown): { program: WorldCommand[]; replayPath: strin
   if (!isCommandList(cmds)) throw new ReportError('the counterexample holds no command list');
   const all = [...cmds].map((x) => (isWrapped(x) ? x : { cmd: x as WorldCommand, hasRan: true }));
   const ran = all.filter((w) => w.hasRan).map((w) => w.cmd);
-  return { program: ran.length > 0 ? ran : all.map((w) => w.cmd), replayPath: REPLAY_PATH.exec((cmds as { toString(): string }).toString())?.[1] ?? null };
+  return {
+    program: ran.length > 0 ? ran : all.map((w) => w.cmd),
+    replayPath: REPLAY_PATH.exec((cmds as { toString(): string }).toString())?.[1] ?? null,
+  };
 }
 
 const isCommand = (x: unknown): x is WorldCommand => typeof x === 'object' && x !== null && 'run' in x && 'check' in x;
@@ -87,7 +101,10 @@ const isCommand = (x: unknown): x is WorldCommand => typeof x === 'object' && x 
  * [[guest, commands]] (conformance: an fc.commands list; lbr-freeze, host-undisturbed: arrays),
  * [[guest, [commandA, commandB][]]] (no-leak), [[guest, commands], at, inserted] (invisible).
  */
-export function caseOf(property: PropertyId, counterexample: unknown): { guest: GuestConfig; kase: Case; replayPath: string | null } {
+export function caseOf(
+  property: PropertyId,
+  counterexample: unknown,
+): { guest: GuestConfig; kase: Case; replayPath: string | null } {
   const args = counterexample as readonly unknown[];
   const pair: unknown = Array.isArray(args) ? args[0] : undefined;
   const [guest, cmds] = Array.isArray(pair) ? (pair as readonly unknown[]) : [];
@@ -95,17 +112,29 @@ export function caseOf(property: PropertyId, counterexample: unknown): { guest: 
   switch (property) {
     case 'no-leak': {
       const pairs = cmds as readonly unknown[];
-      if (!Array.isArray(pairs) || !pairs.every((p) => Array.isArray(p) && p.length === 2 && isCommand(p[0]) && isCommand(p[1])))
+      if (
+        !Array.isArray(pairs) ||
+        !pairs.every((p) => Array.isArray(p) && p.length === 2 && isCommand(p[0]) && isCommand(p[1]))
+      )
         throw new ReportError('the no-leak counterexample holds no list of command pairs');
       const ps = pairs as readonly (readonly [WorldCommand, WorldCommand])[];
       // Program B (the host's values changed) is the one that fails; A is its baseline.
-      return { guest, kase: { property, program: ps.map((p) => p[1]), baseline: ps.map((p) => p[0]) }, replayPath: null };
+      return {
+        guest,
+        kase: { property, program: ps.map((p) => p[1]), baseline: ps.map((p) => p[0]) },
+        replayPath: null,
+      };
     }
     case 'invisible': {
       const [, at, inserted] = args;
-      if (typeof at !== 'number' || !isCommand(inserted)) throw new ReportError('the invisible counterexample holds no insertion point and command');
+      if (typeof at !== 'number' || !isCommand(inserted))
+        throw new ReportError('the invisible counterexample holds no insertion point and command');
       const { program, replayPath } = commandsOf(cmds);
-      return { guest, kase: { property, program, insertion: { at: Math.min(at, program.length), command: inserted } }, replayPath };
+      return {
+        guest,
+        kase: { property, program, insertion: { at: Math.min(at, program.length), command: inserted } },
+        replayPath,
+      };
     }
     default: {
       const { program, replayPath } = commandsOf(cmds);
@@ -116,7 +145,16 @@ export function caseOf(property: PropertyId, counterexample: unknown): { guest: 
 const hex = (v: number | bigint | null) => (v === null ? null : `0x${v.toString(16)}`);
 
 export function observationToJson(o: ReportObservation): SerializedObservation {
-  const base = { step: o.step, vcpu: o.vcpu, kind: o.kind, target: hex(o.target), value: hex(o.value), what: o.what, sut: o.sut, oracle: o.oracle };
+  const base = {
+    step: o.step,
+    vcpu: o.vcpu,
+    kind: o.kind,
+    target: hex(o.target),
+    value: hex(o.value),
+    what: o.what,
+    sut: o.sut,
+    oracle: o.oracle,
+  };
   return o.event === undefined ? base : { ...base, event: { ...o.event } };
 }
 
@@ -131,13 +169,19 @@ export function buildReport<Ts>(f: FailedCheck<Ts>): Report {
   const d = f.details;
   if (!d.failed) throw new ReportError('the check did not fail');
   const property = f.property.id;
-  if (!isReportProperty(property)) throw new ReportError(`no reports for the check '${property}' (only for ${['conformance', 'lbr-freeze', 'no-leak', 'host-undisturbed', 'invisible'].join(', ')})`);
+  if (!isReportProperty(property))
+    throw new ReportError(
+      `no reports for the check '${property}' (only for ${['conformance', 'lbr-freeze', 'no-leak', 'host-undisturbed', 'invisible'].join(', ')})`,
+    );
   if (!(d.errorInstance instanceof Divergence) && !(d.errorInstance instanceof HostDisturbed))
-    throw new ReportError(`the failure is not a divergence: ${d.errorInstance instanceof Error ? d.errorInstance.message : String(d.errorInstance)}`);
+    throw new ReportError(
+      `the failure is not a divergence: ${d.errorInstance instanceof Error ? d.errorInstance.message : String(d.errorInstance)}`,
+    );
   const { guest, kase, replayPath } = caseOf(property, d.counterexample);
   const target: ReplayTarget = { design: f.design, host: f.host, cpus: CONFORMANCE_CPUS, guest, gen: f.gen };
   const first = replay(target, kase, { trace: false });
-  if (!fails(first)) throw new ReportError('the shrunk program does not fail when replayed (is the world deterministic?)');
+  if (!fails(first))
+    throw new ReportError('the shrunk program does not fail when replayed (is the world deterministic?)');
   const sig = caseSignature(f.design.id, kase, first.divergence);
   const minimal = postShrinkCase(target, kase, sig);
   const r = replay(target, minimal);
@@ -157,7 +201,9 @@ export function buildReport<Ts>(f: FailedCheck<Ts>): Report {
     guest: guestToJson(guest),
     program: programToJson(minimal.program),
     ...(minimal.property === 'no-leak' ? { baseline: programToJson(minimal.baseline) } : {}),
-    ...(minimal.property === 'invisible' ? { insertion: { at: minimal.insertion.at, command: commandToJson(minimal.insertion.command) } } : {}),
+    ...(minimal.property === 'invisible'
+      ? { insertion: { at: minimal.insertion.at, command: commandToJson(minimal.insertion.command) } }
+      : {}),
     divergence: { ...observationToJson(o), rule: caseRule(minimal, o) },
     search: {
       seed: d.seed,
@@ -172,5 +218,13 @@ export function buildReport<Ts>(f: FailedCheck<Ts>): Report {
     found: f.found,
     replay: replayCommand(f.outDir, id),
   };
-  return { file, design: f.design, guest, kase: minimal, program: minimal.program, replay: r, fastCheckMessage: fc.defaultReportMessage(d) ?? '' };
+  return {
+    file,
+    design: f.design,
+    guest,
+    kase: minimal,
+    program: minimal.program,
+    replay: r,
+    fastCheckMessage: fc.defaultReportMessage(d) ?? '',
+  };
 }

@@ -17,7 +17,10 @@ import {
 import type { GuestConfig, ObservationKind } from '../scenarios/world.js';
 import { type Case, isReportProperty, type PropertyId, REPORT_PROPERTIES } from './replay.js';
 
-/** @2 adds the property's comparison (baseline, insertion, host events); @1 files are conformance reports and still read. */
+/**
+ * @2 adds the property's comparison (baseline, insertion, host events); @1 files are conformance reports and still
+ * read.
+ */
 export const REPORT_FORMAT = 'vpmu-conformance/report@2';
 export const REPORT_FORMAT_V1 = 'vpmu-conformance/report@1';
 
@@ -29,7 +32,10 @@ export interface SerializedObservation {
   readonly target: string | null;
   readonly value: string | null;
   readonly what: string;
-  /** The failing side: the guest under the design, the changed program, the run with the insertion, the host with the guest. */
+  /**
+   * The failing side: the guest under the design, the changed program, the run with the insertion, the host with the
+   * guest.
+   */
   readonly sut: string;
   /** What it is compared with: bare metal, the baseline program, the plain program, the host-only run. */
   readonly oracle: string;
@@ -67,7 +73,12 @@ export interface ReportFile {
     readonly shrunkCommands: number;
     readonly postShrunkCommands: number;
   };
-  readonly versions: { readonly fastCheck: string; readonly node: string; readonly package: string; readonly generators: string };
+  readonly versions: {
+    readonly fastCheck: string;
+    readonly node: string;
+    readonly package: string;
+    readonly generators: string;
+  };
   readonly found: string;
   readonly replay: string;
 }
@@ -89,7 +100,10 @@ export interface ReplayableReport {
 function need(o: Record<string, unknown>, k: string, type: 'string' | 'number' | 'object'): void {
   const v = o[k];
   const ok = type === 'object' ? typeof v === 'object' && v !== null : typeof v === type;
-  if (!ok) throw new ReportFormatError(`report.json: field '${k}' must be ${type === 'object' ? 'an object' : `a ${type}`}, got ${JSON.stringify(v) ?? 'nothing'}`);
+  if (!ok)
+    throw new ReportFormatError(
+      `report.json: field '${k}' must be ${type === 'object' ? 'an object' : `a ${type}`}, got ${JSON.stringify(v) ?? 'nothing'}`,
+    );
 }
 
 /** The property a report is about: every @1 report is a conformance report. */
@@ -98,25 +112,38 @@ function propertyOf(o: Record<string, unknown>): PropertyId {
   need(o, 'property', 'object');
   const id = (o.property as Record<string, unknown>).id;
   if (typeof id !== 'string' || !isReportProperty(id))
-    throw new ReportFormatError(`report.json: property.id must be one of ${REPORT_PROPERTIES.join(', ')}, got ${JSON.stringify(id) ?? 'nothing'}`);
+    throw new ReportFormatError(
+      `report.json: property.id must be one of ${REPORT_PROPERTIES.join(', ')}, got ${JSON.stringify(id) ?? 'nothing'}`,
+    );
   return id;
 }
 
 function caseOf(o: Record<string, unknown>, property: PropertyId, program: WorldCommand[]): Case {
   switch (property) {
     case 'no-leak': {
-      if (o.baseline === undefined) throw new ReportFormatError("report.json: a no-leak report needs 'baseline' (the program with the host's original values)");
+      if (o.baseline === undefined)
+        throw new ReportFormatError(
+          "report.json: a no-leak report needs 'baseline' (the program with the host's original values)",
+        );
       const baseline = programFromJson(o.baseline, 'baseline');
       if (baseline.length !== program.length)
-        throw new ReportFormatError(`report.json: baseline has ${baseline.length} commands, program ${program.length}; they pair command for command`);
+        throw new ReportFormatError(
+          `report.json: baseline has ${baseline.length} commands, program ${program.length}; they pair command for command`,
+        );
       return { property, program, baseline };
     }
     case 'invisible': {
       need(o, 'insertion', 'object');
       const ins = o.insertion as Record<string, unknown>;
       if (typeof ins.at !== 'number' || !Number.isSafeInteger(ins.at) || ins.at < 0 || ins.at > program.length)
-        throw new ReportFormatError(`report.json: insertion.at must be an integer 0..${program.length}, got ${JSON.stringify(ins.at) ?? 'nothing'}`);
-      return { property, program, insertion: { at: ins.at, command: commandFromJson(ins.command, 'insertion.command') } };
+        throw new ReportFormatError(
+          `report.json: insertion.at must be an integer 0..${program.length}, got ${JSON.stringify(ins.at) ?? 'nothing'}`,
+        );
+      return {
+        property,
+        program,
+        insertion: { at: ins.at, command: commandFromJson(ins.command, 'insertion.command') },
+      };
     }
     default:
       return { property, program };
@@ -131,15 +158,20 @@ export function parseReport(text: string): ReplayableReport {
   } catch (e) {
     throw new ReportFormatError(`report.json is not JSON: ${(e as Error).message}`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ReportFormatError('report.json: expected an object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new ReportFormatError('report.json: expected an object');
   const o = v as Record<string, unknown>;
   if (o.format !== REPORT_FORMAT && o.format !== REPORT_FORMAT_V1)
-    throw new ReportFormatError(`report.json: format must be '${REPORT_FORMAT}' (or '${REPORT_FORMAT_V1}'), got ${JSON.stringify(o.format) ?? 'nothing'}`);
+    throw new ReportFormatError(
+      `report.json: format must be '${REPORT_FORMAT}' (or '${REPORT_FORMAT_V1}'), got ${JSON.stringify(o.format) ?? 'nothing'}`,
+    );
   for (const k of ['id', 'title', 'design', 'host']) need(o, k, 'string');
   need(o, 'cpus', 'number');
-  if (!Number.isSafeInteger(o.cpus) || (o.cpus as number) < 1) throw new ReportFormatError(`report.json: cpus must be a positive integer`);
+  if (!Number.isSafeInteger(o.cpus) || (o.cpus as number) < 1)
+    throw new ReportFormatError(`report.json: cpus must be a positive integer`);
   const property = propertyOf(o);
-  if (o.gen !== undefined && typeof o.gen !== 'string') throw new ReportFormatError(`report.json: gen must be a string, got ${JSON.stringify(o.gen)}`);
+  if (o.gen !== undefined && typeof o.gen !== 'string')
+    throw new ReportFormatError(`report.json: gen must be a string, got ${JSON.stringify(o.gen)}`);
   try {
     const program = programFromJson(o.program);
     const kase = caseOf(o, property, program);
@@ -155,8 +187,16 @@ export function parseReport(text: string): ReplayableReport {
  * list of steps and a diff of two reports shows which commands changed.
  */
 export function reportToText(r: ReportFile): string {
-  const lines = (p: readonly SerializedCommand[]) => (p.length === 0 ? '[]' : `[\n${p.map((c) => `    ${JSON.stringify(c)}`).join(',\n')}\n  ]`);
-  const holes: Record<string, string> = { program: lines(r.program), ...(r.baseline !== undefined ? { baseline: lines(r.baseline) } : {}) };
-  const text = JSON.stringify({ ...r, ...Object.fromEntries(Object.keys(holes).map((k) => [k, `__${k.toUpperCase()}__`])) }, null, 2);
+  const lines = (p: readonly SerializedCommand[]) =>
+    p.length === 0 ? '[]' : `[\n${p.map((c) => `    ${JSON.stringify(c)}`).join(',\n')}\n  ]`;
+  const holes: Record<string, string> = {
+    program: lines(r.program),
+    ...(r.baseline !== undefined ? { baseline: lines(r.baseline) } : {}),
+  };
+  const text = JSON.stringify(
+    { ...r, ...Object.fromEntries(Object.keys(holes).map((k) => [k, `__${k.toUpperCase()}__`])) },
+    null,
+    2,
+  );
   return `${Object.entries(holes).reduce((t, [k, v]) => t.replace(`"__${k.toUpperCase()}__"`, () => v), text)}\n`;
 }

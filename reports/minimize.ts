@@ -19,8 +19,16 @@ export function failsWithSignature(t: ReplayTarget, c: Case | readonly WorldComm
 
 /** The same kind of run with one unit fewer, or null when it has only one. */
 function withoutUnit(c: WorldCommand, u: number): WorldCommand | null {
-  if (c instanceof GuestRun && c.units.length > 1) return new GuestRun(c.vcpu, c.units.filter((_, k) => k !== u));
-  if (c instanceof HostWork && c.units.length > 1) return new HostWork(c.cpu, c.units.filter((_, k) => k !== u));
+  if (c instanceof GuestRun && c.units.length > 1)
+    return new GuestRun(
+      c.vcpu,
+      c.units.filter((_, k) => k !== u),
+    );
+  if (c instanceof HostWork && c.units.length > 1)
+    return new HostWork(
+      c.cpu,
+      c.units.filter((_, k) => k !== u),
+    );
   return null;
 }
 
@@ -32,7 +40,12 @@ function* oneSmaller(c: Case): Generator<Case> {
   const drop = <T>(xs: readonly T[], i: number) => xs.filter((_, j) => j !== i);
   for (let i = 0; i < p.length; i++) {
     if (c.property === 'no-leak') yield { ...c, program: drop(p, i), baseline: drop(c.baseline, i) };
-    else if (c.property === 'invisible') yield { ...c, program: drop(p, i), insertion: { ...c.insertion, at: i < c.insertion.at ? c.insertion.at - 1 : c.insertion.at } };
+    else if (c.property === 'invisible')
+      yield {
+        ...c,
+        program: drop(p, i),
+        insertion: { ...c.insertion, at: i < c.insertion.at ? c.insertion.at - 1 : c.insertion.at },
+      };
     else yield { ...c, program: drop(p, i) };
   }
   for (const [i, cmd] of p.entries())
@@ -44,7 +57,8 @@ function* oneSmaller(c: Case): Generator<Case> {
       else {
         // A twin run (host work with other counts) loses the same unit; an identical one is the same command.
         const twin = withoutUnit(c.baseline[i]!, u);
-        if (twin !== null && unitsOf(c.baseline[i]!) === unitsOf(cmd)) yield { ...c, program, baseline: c.baseline.map((x, j) => (j === i ? twin : x)) };
+        if (twin !== null && unitsOf(c.baseline[i]!) === unitsOf(cmd))
+          yield { ...c, program, baseline: c.baseline.map((x, j) => (j === i ? twin : x)) };
       }
     }
 }
@@ -52,7 +66,7 @@ function* oneSmaller(c: Case): Generator<Case> {
 /** Greedy deletion to a fixpoint; the result fails with `sig` whenever the input did. */
 export function postShrinkCase<C extends Case>(t: ReplayTarget, c: C, sig: string): C {
   let cur: Case = c;
-  for (let progress = true; progress; ) {
+  for (let progress = true; progress;) {
     progress = false;
     for (const cand of oneSmaller(cur))
       if (failsWithSignature(t, cand, sig)) {

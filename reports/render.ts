@@ -79,7 +79,14 @@ export function traceText(r: Replay): string {
   const head = traceHead(r.property);
   const rows = [head, ...traceRows(r)];
   const widths = head.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
-  return rows.map((row) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((row) =>
+      row
+        .map((cell, c) => cell.padEnd(widths[c]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 const mdCell = (s: string) => s.replace(/\|/g, '\\|');
@@ -110,7 +117,10 @@ export function describeGuest(g: GuestConfig): string {
   if (!g.cpuid.pdcm) parts.push('no PDCM');
   else {
     const caps = g.perfCapabilities;
-    const named = [(caps & (1n << 13n)) !== 0n ? 'FW_WRITES' : null, (caps & 0x3fn) !== 0n ? `LBR_FMT ${caps & 0x3fn}` : null].filter((x) => x !== null);
+    const named = [
+      (caps & (1n << 13n)) !== 0n ? 'FW_WRITES' : null,
+      (caps & 0x3fn) !== 0n ? `LBR_FMT ${caps & 0x3fn}` : null,
+    ].filter((x) => x !== null);
     parts.push(`PERF_CAPABILITIES ${hex(caps)}${named.length > 0 ? ` (${named.join(', ')})` : ''}`);
   }
   return parts.join('; ');
@@ -139,7 +149,8 @@ export function divergenceSentence(p: PropertyId, o: ReportObservation): string 
     case 'invisible':
       return `${at}: with the insertion the guest saw ${o.sut}, without it ${o.oracle}`;
     case 'host-undisturbed': {
-      const ev = o.event === undefined ? 'a host event' : `host event ${o.event.index} on pCPU ${o.event.cpu} (${o.event.perf})`;
+      const ev =
+        o.event === undefined ? 'a host event' : `host event ${o.event.index} on pCPU ${o.event.cpu} (${o.event.perf})`;
       return `${ev} counted ${o.sut} with the guest running, ${o.oracle} on the same host without it (the counts first differ after step ${o.step})`;
     }
     default:
@@ -150,7 +161,10 @@ export function divergenceSentence(p: PropertyId, o: ReportObservation): string 
 function firstDivergenceText(r: Report): string {
   const o = r.replay.divergence;
   const [failing, baseline] = sideLabels(r.kase, r.design.id);
-  const where = o.kind === 'host-event' ? `After the whole program (the counts first differ after step ${o.step}): \`${o.what}\`` : `Step ${o.step}, vCPU ${o.vcpu}: \`${o.what}\``;
+  const where =
+    o.kind === 'host-event'
+      ? `After the whole program (the counts first differ after step ${o.step}): \`${o.what}\``
+      : `Step ${o.step}, vCPU ${o.vcpu}: \`${o.what}\``;
   return [
     where,
     '',
@@ -159,7 +173,9 @@ function firstDivergenceText(r: Report): string {
     `| ${failing} | ${mdCell(o.sut)} |`,
     `| ${baseline} | ${mdCell(o.oracle)} |`,
     '',
-    ...(r.kase.property === 'conformance' || r.kase.property === 'lbr-freeze' ? [] : [`In words: ${divergenceSentence(r.kase.property, o)}.`, '']),
+    ...(r.kase.property === 'conformance' || r.kase.property === 'lbr-freeze'
+      ? []
+      : [`In words: ${divergenceSentence(r.kase.property, o)}.`, '']),
     `Rule: ${r.file.divergence.rule}.`,
   ].join('\n');
 }
@@ -308,7 +324,7 @@ function signatureWords(p: PropertyId): string {
 function traceIntro(p: PropertyId): string {
   switch (p) {
     case 'no-leak':
-      return "Every guest observation of the `changed` program, beside the same observation of `original` (a command is shown with its original where the two differ).";
+      return 'Every guest observation of the `changed` program, beside the same observation of `original` (a command is shown with its original where the two differ).';
     case 'host-undisturbed':
       return 'The count of every host event after each step, with the guest and on the same host without it (each prefix replayed in fresh worlds; the last row is what the property judges).';
     case 'invisible':
@@ -335,10 +351,18 @@ function regressionBody(r: Report): { imports: string[]; setup: string; it: stri
   const c = r.kase;
   const o = r.replay.divergence;
   const f = r.file;
-  const base = [`import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';`, `import { designById } from '../../designs/registry.js';`];
-  const threw = 'const thrown = (f: () => void): unknown => {\n  try {\n    f();\n  } catch (e) {\n    return e;\n  }\n  return undefined;\n};';
+  const base = [
+    `import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';`,
+    `import { designById } from '../../designs/registry.js';`,
+  ];
+  const threw =
+    'const thrown = (f: () => void): unknown => {\n  try {\n    f();\n  } catch (e) {\n    return e;\n  }\n  return undefined;\n};';
   const divergenceIt = (call: string) =>
-    [`    const e = thrown(() => ${call});`, '    expect(e).toBeInstanceOf(Divergence);', `    expect((e as Divergence).observation).toMatchObject(${observationMatcher(o)});`].join('\n');
+    [
+      `    const e = thrown(() => ${call});`,
+      '    expect(e).toBeInstanceOf(Divergence);',
+      `    expect((e as Divergence).observation).toMatchObject(${observationMatcher(o)});`,
+    ].join('\n');
   switch (c.property) {
     case 'lbr-freeze':
       return {
@@ -360,7 +384,10 @@ function regressionBody(r: Report): { imports: string[]; setup: string; it: stri
       };
     case 'host-undisturbed':
       return {
-        imports: [...base, `import { checkHostUndisturbed, HostDisturbed } from '../../properties/host_undisturbed.js';`],
+        imports: [
+          ...base,
+          `import { checkHostUndisturbed, HostDisturbed } from '../../properties/host_undisturbed.js';`,
+        ],
         setup: `const program = [\n${programCode(c.program)}\n];\n${runCode(r, null)}\n${threw}`,
         it: [
           '    const e = thrown(() => checkHostUndisturbed(run, guest, program));',

@@ -36,7 +36,11 @@ export interface Insertion {
 export type Case =
   | { readonly property: 'conformance' | 'lbr-freeze' | 'host-undisturbed'; readonly program: readonly WorldCommand[] }
   /** `baseline[i]` is `program[i]` with the host's original values; the guest commands are the same. */
-  | { readonly property: 'no-leak'; readonly program: readonly WorldCommand[]; readonly baseline: readonly WorldCommand[] }
+  | {
+      readonly property: 'no-leak';
+      readonly program: readonly WorldCommand[];
+      readonly baseline: readonly WorldCommand[];
+    }
   | { readonly property: 'invisible'; readonly program: readonly WorldCommand[]; readonly insertion: Insertion };
 
 export interface ReplayTarget {
@@ -64,7 +68,10 @@ export interface HostEventRef {
  * whatever the property compares with), or a host event's count (kind 'host-event': sut is the
  * count with the guest, oracle the count on the same host without it).
  */
-export type ReportObservation = Omit<Observation, 'kind'> & { readonly kind: ObservationKind | 'host-event'; readonly event?: HostEventRef };
+export type ReportObservation = Omit<Observation, 'kind'> & {
+  readonly kind: ObservationKind | 'host-event';
+  readonly event?: HostEventRef;
+};
 
 export interface Step {
   /** 1-based position in the program as it ran (for invisible: with the insertion). */
@@ -85,7 +92,9 @@ export interface Replay {
   readonly divergence: ReportObservation | null;
   /** The declared known divergence it matches (then the case is not a failure). */
   readonly known: KnownDivergence | null;
-  /** host-undisturbed: the trace row where the divergent event's counts first part (the divergence is the final count). */
+  /**
+   * host-undisturbed: the trace row where the divergent event's counts first part (the divergence is the final count).
+   */
   readonly parted?: ReportObservation;
 }
 
@@ -95,7 +104,8 @@ export interface ReplayOptions {
 }
 
 /** A failure of the property: a divergence nobody declared. */
-export const fails = (r: Replay): r is Replay & { divergence: ReportObservation } => r.divergence !== null && r.known === null;
+export const fails = (r: Replay): r is Replay & { divergence: ReportObservation } =>
+  r.divergence !== null && r.known === null;
 
 /** A case's program with the insertion in place (invisible), else the program. */
 export function programRun(c: Case): WorldCommand[] {
@@ -106,7 +116,8 @@ export function programRun(c: Case): WorldCommand[] {
 
 export const isHostCommand = (c: WorldCommand) => c instanceof HostOpen || c instanceof HostWork;
 
-const asCase = (c: Case | readonly WorldCommand[]): Case => (Array.isArray(c) ? { property: 'conformance', program: c as readonly WorldCommand[] } : (c as Case));
+const asCase = (c: Case | readonly WorldCommand[]): Case =>
+  Array.isArray(c) ? { property: 'conformance', program: c as readonly WorldCommand[] } : (c as Case);
 
 /** Replays a case (a bare program is a conformance case). */
 export function replay(t: ReplayTarget, c: Case | readonly WorldCommand[], opts: ReplayOptions = {}): Replay {
@@ -125,7 +136,15 @@ export function replay(t: ReplayTarget, c: Case | readonly WorldCommand[], opts:
 }
 
 const world = (t: ReplayTarget, guests: GuestConfig[], compare: boolean) =>
-  new World({ host: t.host, cpus: t.cpus, guests, design: t.design.factory, compare, hostKernel: t.design.hostKernel, adopt: adoptionOf(t.design.expectations, t.host) });
+  new World({
+    host: t.host,
+    cpus: t.cpus,
+    guests,
+    design: t.design.factory,
+    compare,
+    hostKernel: t.design.hostKernel,
+    adopt: adoptionOf(t.design.expectations, t.host),
+  });
 
 /**
  * Properties 1 and 3. The verdict is runProgram's own (known divergences, and the weaker contract
@@ -136,13 +155,18 @@ function againstBareMetal(t: ReplayTarget, property: PropertyId, program: readon
   const expectations = conformanceExpectations(t.design, t.gen);
   let failure: Observation | null = null;
   try {
-    runProgram({ host: t.host, design: t.design.factory, hostKernel: t.design.hostKernel, expectations }, t.guest, program);
+    runProgram(
+      { host: t.host, design: t.design.factory, hostKernel: t.design.hostKernel, expectations },
+      t.guest,
+      program,
+    );
   } catch (e) {
     if (!(e instanceof Divergence)) throw e;
     failure = e.observation;
   }
   const w = world(t, [t.guest], false);
-  const same = (a: Observation, b: Observation) => a.step === b.step && a.vcpu === b.vcpu && a.kind === b.kind && a.target === b.target && a.sut === b.sut;
+  const same = (a: Observation, b: Observation) =>
+    a.step === b.step && a.vcpu === b.vcpu && a.kind === b.kind && a.target === b.target && a.sut === b.sut;
   const steps = program.map((command, i): Step => {
     const before = w.observations.length;
     if (command.check({})) command.run({}, w);
@@ -203,10 +227,18 @@ function pairUp(
 function twoPrograms(t: ReplayTarget, c: Extract<Case, { property: 'no-leak' }>): Replay {
   const changed = record(t, c.program);
   const original = record(t, c.baseline);
-  const { paired, divergence } = pairUp(changed, original, (o) => ({ ...o, what: `${o.what} (with the host's private values changed)` }));
+  const { paired, divergence } = pairUp(changed, original, (o) => ({
+    ...o,
+    what: `${o.what} (with the host's private values changed)`,
+  }));
   const steps = c.program.map((command, i): Step => {
     const b = c.baseline[i];
-    return { index: i + 1, command, ...(b !== undefined && String(b) !== String(command) ? { baseline: b } : {}), observations: paired[i]! };
+    return {
+      index: i + 1,
+      command,
+      ...(b !== undefined && String(b) !== String(command) ? { baseline: b } : {}),
+      observations: paired[i]!,
+    };
   });
   return { property: 'no-leak', steps, divergence, known: null };
 }
@@ -217,13 +249,23 @@ function withInsertion(t: ReplayTarget, c: Extract<Case, { property: 'invisible'
   const run = programRun(c);
   const seen = record(t, run);
   const plain = record(t, c.program);
-  const { paired, divergence } = pairUp(seen, plain, (o) => ({ ...o, what: `${o.what} (with ${String(c.insertion.command)} before command ${k})` }));
-  const steps = run.map((command, i): Step => ({ index: i + 1, command, ...(i === k ? { inserted: true } : {}), observations: paired[i]! }));
+  const { paired, divergence } = pairUp(seen, plain, (o) => ({
+    ...o,
+    what: `${o.what} (with ${String(c.insertion.command)} before command ${k})`,
+  }));
+  const steps = run.map((command, i): Step => ({
+    index: i + 1,
+    command,
+    ...(i === k ? { inserted: true } : {}),
+    observations: paired[i]!,
+  }));
   // The same judgement as checkInvisible: the design's declared losses, against the whole history.
   const known =
     divergence === null
       ? null
-      : (t.design.invisibility.find((x) => x.matches(divergence as Observation, { host: t.host, guest: t.guest, history: seen.world.observations })) ?? null);
+      : (t.design.invisibility.find((x) =>
+          x.matches(divergence as Observation, { host: t.host, guest: t.guest, history: seen.world.observations }),
+        ) ?? null);
   return { property: 'invisible', steps, divergence, known };
 }
 
@@ -249,13 +291,24 @@ function attrWords(e: PerfEvent): string {
 }
 
 /** Counts of the host events at the end of a run, with the guest or (guests = []) without. */
-function countsAfter(t: ReplayTarget, guests: GuestConfig[], cmds: readonly WorldCommand[]): { events: PerfEvent[]; counts: bigint[] } {
+function countsAfter(
+  t: ReplayTarget,
+  guests: GuestConfig[],
+  cmds: readonly WorldCommand[],
+): { events: PerfEvent[]; counts: bigint[] } {
   const w = world({ ...t, guest: t.guest }, guests, false);
   fc.modelRun(() => ({ model: {}, real: w }), cmds);
   return { events: w.hostEvents, counts: w.hostEvents.map((e) => w.host.perf_event_read_value(e)) };
 }
 
-function eventObservation(step: number, index: number, e: PerfEvent, withGuest: bigint | undefined, hostOnly: bigint | undefined, when = ''): ReportObservation {
+function eventObservation(
+  step: number,
+  index: number,
+  e: PerfEvent,
+  withGuest: bigint | undefined,
+  hostOnly: bigint | undefined,
+  when = '',
+): ReportObservation {
   const cpu = 'cpu' in e.target ? e.target.cpu : -1;
   const a = attrCode(e);
   return {
@@ -290,12 +343,20 @@ function hostCounts(t: ReplayTarget, program: readonly WorldCommand[], trace: bo
     for (let k = 1; k <= program.length; k++) {
       const j = judge(program.slice(0, k));
       const observations = j.events.map((e, n) => eventObservation(k, n, e, j.counts[n], j.hostOnly[n]));
-      if (i >= 0 && parted === undefined && observations[i] !== undefined && j.counts[i] !== j.hostOnly[i]) parted = observations[i];
+      if (i >= 0 && parted === undefined && observations[i] !== undefined && j.counts[i] !== j.hostOnly[i])
+        parted = observations[i];
       steps.push({ index: k, command: program[k - 1]!, observations });
     }
   if (i < 0) return { property: 'host-undisturbed', steps, divergence: null, known: null };
   // The property judges the counts at the end; the divergence is dated where they first part.
-  const divergence = eventObservation(parted?.step ?? program.length, i, whole.events[i]!, whole.counts[i], whole.hostOnly[i], ' at the end');
+  const divergence = eventObservation(
+    parted?.step ?? program.length,
+    i,
+    whole.events[i]!,
+    whole.counts[i],
+    whole.hostOnly[i],
+    ' at the end',
+  );
   if (trace) {
     // The last row is the property's verdict: make it the divergence itself.
     const last = steps.at(-1)!;

@@ -16,7 +16,10 @@ interface Family {
 const range = (lo: number, n: number) => (m: number) => m >= lo && m < lo + n;
 
 const FAMILIES: readonly Family[] = [
-  { test: (m) => range(0xc1, 8)(m) || range(0x4c1, 8)(m), section: '§2.2 IA32_PMCi / IA32_A_PMCi; §4.8 counter writes' },
+  {
+    test: (m) => range(0xc1, 8)(m) || range(0x4c1, 8)(m),
+    section: '§2.2 IA32_PMCi / IA32_A_PMCi; §4.8 counter writes',
+  },
   { test: range(0x186, 8), section: '§2.3 IA32_PERFEVTSELi' },
   { test: (m) => range(0x309, 3)(m) || m === 0x38d, section: '§2.4 IA32_FIXED_CTRi and IA32_FIXED_CTR_CTRL' },
   { test: (m) => m === 0x30c || m === 0x329, section: '§2.11 MSR_PERF_METRICS and fixed counter 3 (SLOTS)' },
@@ -32,7 +35,10 @@ const FAMILIES: readonly Family[] = [
     section: '§2.13 legacy LBR',
   },
   { test: (m) => m === 0x14ce || m === 0x14cf, section: '§3.2–3.3 IA32_LBR_CTL / IA32_LBR_DEPTH' },
-  { test: (m) => range(0x1200, 0x40)(m) || range(0x1500, 0x40)(m) || range(0x1600, 0x40)(m), section: '§3.4 arch LBR records' },
+  {
+    test: (m) => range(0x1200, 0x40)(m) || range(0x1500, 0x40)(m) || range(0x1600, 0x40)(m),
+    section: '§3.4 arch LBR records',
+  },
   { test: (m) => m === 0x834, section: '§4.4 PMI request and LAPIC LVTPC' },
 ];
 
@@ -42,7 +48,8 @@ const PMI_RULE = '§4.3 event delivery, increment, wrap, overflow; §4.4 PMI req
 function rdpmcGpReason(ecx: number): string {
   if ((ecx & 0x8000_0000) !== 0) return 'ECX[31] (the "fast" flag) #GPs on an architectural PMU';
   const type = (ecx >>> 16) & 0x7fff;
-  if (type !== 0 && type !== 0x4000 && type !== 0x2000) return `ECX[31:16] = 0x${type.toString(16)} is not a counter type (0, 0x4000, 0x2000)`;
+  if (type !== 0 && type !== 0x4000 && type !== 0x2000)
+    return `ECX[31:16] = 0x${type.toString(16)} is not a counter type (0, 0x4000, 0x2000)`;
   return 'the counter this ECX names does not exist in the guest enumeration';
 }
 
@@ -79,7 +86,9 @@ function pmiWords(o: Pick<ReportObservation, 'kind' | 'what' | 'sut' | 'oracle'>
   const where = pmiWhere(o);
   switch (pmiShape(o.sut, o.oracle)) {
     case 'missing-pmi':
-      return parsePmis(o.sut).length === 0 ? `guest gets no PMI ${where} where bare metal delivers one` : `guest misses a PMI ${where}`;
+      return parsePmis(o.sut).length === 0
+        ? `guest gets no PMI ${where} where bare metal delivers one`
+        : `guest misses a PMI ${where}`;
     case 'extra-pmi':
       return `guest gets a PMI ${where} that bare metal does not deliver`;
     case 'pmi-vector':
@@ -91,11 +100,16 @@ function pmiWords(o: Pick<ReportObservation, 'kind' | 'what' | 'sut' | 'oracle'>
 
 /** Where a PMI observation was made: during a run, or around an instruction (without the suffix the property added). */
 function pmiWhere(o: Pick<ReportObservation, 'kind' | 'what'>): string {
-  return o.kind === 'run' ? 'during guest work' : `around ${o.what.replace(/ \(with .*\)$/, '').replace(/: PMIs$/, '')}`;
+  return o.kind === 'run'
+    ? 'during guest work'
+    : `around ${o.what.replace(/ \(with .*\)$/, '').replace(/: PMIs$/, '')}`;
 }
 
 /** A kernel-style subject line for a divergence from bare metal (properties 1 and 3). */
-export function titleFor(o: Pick<ReportObservation, 'kind' | 'target' | 'what' | 'sut' | 'oracle'>, property: PropertyId = 'conformance'): string {
+export function titleFor(
+  o: Pick<ReportObservation, 'kind' | 'target' | 'what' | 'sut' | 'oracle'>,
+  property: PropertyId = 'conformance',
+): string {
   const subject =
     o.kind === 'pmi' || o.kind === 'run'
       ? pmiWords(o)
@@ -104,12 +118,16 @@ export function titleFor(o: Pick<ReportObservation, 'kind' | 'target' | 'what' |
 }
 
 /** What the guest got, as a short phrase: `0x5`, `#GP`, `no PMI`. */
-const got = (o: Pick<ReportObservation, 'kind'>, side: string) => (o.kind === 'wrmsr' ? (side === '#GP' ? '#GP' : 'accepted') : side);
+const got = (o: Pick<ReportObservation, 'kind'>, side: string) =>
+  o.kind === 'wrmsr' ? (side === '#GP' ? '#GP' : 'accepted') : side;
 
 /** The two runs a property compares, in the words of a title: [failing side, baseline side]. */
 function sides(c: Case): [string, string] {
   if (c.property === 'no-leak') return ["with the host's values changed", 'with the original ones'];
-  const what = c.property === 'invisible' && /^new SaveRestore/.test(String(c.insertion.command)) ? 'a save/restore' : 'a migration';
+  const what =
+    c.property === 'invisible' && /^new SaveRestore/.test(String(c.insertion.command))
+      ? 'a save/restore'
+      : 'a migration';
   return [`after ${what}`, 'without it'];
 }
 
@@ -121,7 +139,12 @@ export function caseTitle(c: Case, o: ReportObservation): string {
       return titleFor(o, c.property);
     case 'host-undisturbed': {
       const ev = o.event === undefined ? 'host event' : `host event (${o.event.perf})`;
-      const how = countShape(o) === 'over-count' ? 'counts guest work' : countShape(o) === 'under-count' ? 'loses counts while the guest runs' : 'is missing';
+      const how =
+        countShape(o) === 'over-count'
+          ? 'counts guest work'
+          : countShape(o) === 'under-count'
+            ? 'loses counts while the guest runs'
+            : 'is missing';
       return `[host-undisturbed] KVM: x86/pmu: ${ev} ${how}: ${o.sut} with the guest running, ${o.oracle} without it`;
     }
     default: {

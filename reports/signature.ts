@@ -19,7 +19,10 @@ export function pmiShape(sut: string, oracle: string): string {
 }
 
 export function parsePmis(s: string): { afterUnit: number; vector: number }[] {
-  return [...s.matchAll(/PMI\(vector (\d+)\) after unit (-?\d+)/g)].map((m) => ({ vector: Number(m[1]), afterUnit: Number(m[2]) }));
+  return [...s.matchAll(/PMI\(vector (\d+)\) after unit (-?\d+)/g)].map((m) => ({
+    vector: Number(m[1]),
+    afterUnit: Number(m[2]),
+  }));
 }
 
 /** Which side faulted, for an instruction: the guest only, bare metal only, or neither (values). */
@@ -29,7 +32,8 @@ export function gpShape(o: Pick<Observation, 'sut' | 'oracle'>): string {
   return 'value';
 }
 
-const isInstruction = (o: Pick<ReportObservation, 'kind'>) => o.kind === 'rdmsr' || o.kind === 'wrmsr' || o.kind === 'rdpmc';
+const isInstruction = (o: Pick<ReportObservation, 'kind'>) =>
+  o.kind === 'rdmsr' || o.kind === 'wrmsr' || o.kind === 'rdpmc';
 
 /**
  * `design|kind|target|shape`. A PMI observation keeps no target: the PMI belongs to the counter

@@ -11,7 +11,13 @@ import fc from 'fast-check';
 const root = new URL('../../', import.meta.url);
 
 /** The sources that decide what fast-check generates, whatever the property. */
-const COMMON_SOURCES = ['scenarios/arbitraries.ts', 'scenarios/generation.ts', 'scenarios/vmm.ts', 'scenarios/work.ts', 'scenarios/values.ts'];
+const COMMON_SOURCES = [
+  'scenarios/arbitraries.ts',
+  'scenarios/generation.ts',
+  'scenarios/vmm.ts',
+  'scenarios/work.ts',
+  'scenarios/values.ts',
+];
 
 /** Each property's own generators (its arbitrary lives beside its check). */
 const PROPERTY_SOURCES: Readonly<Record<string, string>> = {
@@ -41,7 +47,8 @@ export function versions(property = 'conformance'): Versions {
   const pkg = read('package.json');
   const version = pkg === null ? undefined : (JSON.parse(pkg) as { version?: unknown }).version;
   const h = createHash('sha256');
-  for (const f of [...COMMON_SOURCES, PROPERTY_SOURCES[property] ?? PROPERTY_SOURCES.conformance!]) h.update(`${f}\0${read(f) ?? ''}\0`);
+  for (const f of [...COMMON_SOURCES, PROPERTY_SOURCES[property] ?? PROPERTY_SOURCES.conformance!])
+    h.update(`${f}\0${read(f) ?? ''}\0`);
   return {
     fastCheck: fc.__version,
     node: process.version,

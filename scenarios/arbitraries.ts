@@ -75,9 +75,7 @@ export const msrArb: fc.Arbitrary<number> = fc.oneof(
 
 /** GLOBAL_CTRL / GLOBAL_STATUS-shaped values: some GP bits (7:0) and some fixed bits (35:32). */
 const counterBitsArb = (nGP = 8, nFixed = 4): fc.Arbitrary<bigint> =>
-  fc
-    .tuple(fc.nat((1 << nGP) - 1), fc.nat((1 << nFixed) - 1))
-    .map(([gp, fixed]) => BigInt(gp) | (BigInt(fixed) << 32n));
+  fc.tuple(fc.nat((1 << nGP) - 1), fc.nat((1 << nFixed) - 1)).map(([gp, fixed]) => BigInt(gp) | (BigInt(fixed) << 32n));
 
 /** What a program knows of its guest: the counters it has, so its control writes are mostly legal. */
 export interface GuestShape {
@@ -131,10 +129,17 @@ function valueFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
     );
   // DEBUGCTL: LBR, FREEZE_LBRS_ON_PMI, FREEZE_PERFMON_ON_PMI and BTF as the drivers set them.
   if (msr === 0x1d9)
-    return fc.oneof({ arbitrary: fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x800n, 0x0n, 0x2n), weight: 4 }, { arbitrary: u64, weight: 1 });
+    return fc.oneof(
+      { arbitrary: fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x800n, 0x0n, 0x2n), weight: 4 },
+      { arbitrary: u64, weight: 1 },
+    );
   // LBR records: canonical user and kernel addresses; LBR_SELECT and TOS: small values.
   if (msr >= 0x680 && msr < 0x700)
-    return fc.oneof(fc.nat(0xffff).map((o) => 0x40_0000n + BigInt(o)), fc.constant(0xffff_ffff_8100_0000n), u64);
+    return fc.oneof(
+      fc.nat(0xffff).map((o) => 0x40_0000n + BigInt(o)),
+      fc.constant(0xffff_ffff_8100_0000n),
+      u64,
+    );
   if (msr === 0x1c8 || msr === 0x1c9) return fc.oneof(fc.nat(0x3ff).map(BigInt), u64);
   return u64;
 }
@@ -174,7 +179,23 @@ export function quietHostCommands(focus: readonly number[] = [], shape?: GuestSh
     wrmsrArb(focus, shape),
     fc.tuple(fc.nat(3), msrOf(focus)).map(([v, m]) => new GuestRdmsr(v, m)),
     fc
-      .tuple(fc.nat(3), fc.oneof(fc.nat(8), fc.constantFrom(0x4000_0000, 0x4000_0001, 0x4000_0003, 0x8000_0000, 0x2000_0000, 0xc000_0000, 0x4001_0000, 0x0001_0000)), fc.constantFrom(0, 3))
+      .tuple(
+        fc.nat(3),
+        fc.oneof(
+          fc.nat(8),
+          fc.constantFrom(
+            0x4000_0000,
+            0x4000_0001,
+            0x4000_0003,
+            0x8000_0000,
+            0x2000_0000,
+            0xc000_0000,
+            0x4001_0000,
+            0x0001_0000,
+          ),
+        ),
+        fc.constantFrom(0, 3),
+      )
       .map(([v, e, c]) => new GuestRdpmc(v, e, c)),
     fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 6 })).map(([v, u]) => new GuestRun(v, u)),
     fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c)),
@@ -195,10 +216,13 @@ export function mixedProgramArb(
     fc.tuple(
       fc.constant(guest),
       focusArb.chain((focus) =>
-        fc.array(fc.oneof({ arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: quiet }, ...extra), {
-          maxLength,
-          size: '+1',
-        }),
+        fc.array(
+          fc.oneof({ arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: quiet }, ...extra),
+          {
+            maxLength,
+            size: '+1',
+          },
+        ),
       ),
     ),
   );

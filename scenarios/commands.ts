@@ -173,7 +173,9 @@ export class HostOpen extends AlwaysRuns {
       a.excludeKernel ? 'excludeKernel: true' : '',
       a.excludeHost ? 'excludeHost: true' : '',
       a.excludeGuest ? 'excludeGuest: true' : '',
-      a.branchSample !== undefined ? `branchSample: ${JSON.stringify(a.branchSample).replace(/"([a-zA-Z]+)":/g, '$1: ')}` : '',
+      a.branchSample !== undefined
+        ? `branchSample: ${JSON.stringify(a.branchSample).replace(/"([a-zA-Z]+)":/g, '$1: ')}`
+        : '',
     ].filter((f) => f !== '');
     return `new HostOpen(${this.cpu}, attr({ ${fields.join(', ')} }))`;
   }

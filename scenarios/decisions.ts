@@ -9,7 +9,8 @@ export const WORLD_DECISIONS: readonly Decision[] = [
   {
     id: 'W1',
     question: 'Does a guest RDMSR/WRMSR/RDPMC count as a retired instruction on bare metal, and when?',
-    choice: 'Yes: after its effect, as one instruction at the guest CPL (0 for MSR accesses), and only if it did not fault. A WRMSR that enables a counter is counted by it.',
+    choice:
+      'Yes: after its effect, as one instruction at the guest CPL (0 for MSR accesses), and only if it did not fault. A WRMSR that enables a counter is counted by it.',
     why: 'KVM counts each instruction it skips after emulating it (kvm_skip_emulated_instruction → kvm_pmu_instruction_retired) after the write took effect; a faulting instruction does not retire.',
     ref: 'kvm-vpmu.md §2.11',
   },
@@ -29,21 +30,26 @@ export const WORLD_DECISIONS: readonly Decision[] = [
   },
   {
     id: 'W4',
-    question: 'What is bare metal for a guest enumeration no CPU has (e.g. PERF_CAPABILITIES.LBR_FMT 0x3f without CPUID Arch LBR)?',
-    choice: 'There is none: the hardware model refuses the profile, and the VMM command that KVM accepted with it is itself the divergence (KVM accepted, a CPU-faithful vPMU refuses). The oracle is left as it was.',
+    question:
+      'What is bare metal for a guest enumeration no CPU has (e.g. PERF_CAPABILITIES.LBR_FMT 0x3f without CPUID Arch LBR)?',
+    choice:
+      'There is none: the hardware model refuses the profile, and the VMM command that KVM accepted with it is itself the divergence (KVM accepted, a CPU-faithful vPMU refuses). The oracle is left as it was.',
     why: 'pmu-semantics.md §2.10 defines LBR_FMT 0x3f only as "Arch LBR in use", and Arch LBR has no legacy LBR_SELECT/TOS; inventing a CPU for a contradictory enumeration would decide the very behaviour under test.',
     ref: 'pmu-semantics.md §2.10, §3; bugs.md #10',
   },
   {
     id: 'W5',
-    question: "What PERF_CAPABILITIES does a guest get when the generator asks for bits the design's KVM does not support (e.g. an LBR format from the mediated vPMU)?",
-    choice: "The request limited to KVM's feature MSR (supportedPerfCapabilities), and the bare-metal oracle is built from the limited value; test/model/kvm/supported_caps.test.ts pins that value per host.",
+    question:
+      "What PERF_CAPABILITIES does a guest get when the generator asks for bits the design's KVM does not support (e.g. an LBR format from the mediated vPMU)?",
+    choice:
+      "The request limited to KVM's feature MSR (supportedPerfCapabilities), and the bare-metal oracle is built from the limited value; test/model/kvm/supported_caps.test.ts pins that value per host.",
     why: 'A VMM asks KVM what it supports before configuring a vCPU (QEMU masks -cpu features with KVM_GET_MSRS on the system fd); an unsupported request is a VMM configuration error, not a guest observation.',
     ref: 'kvm-vpmu.md §2.15; Documentation/virt/kvm/api.rst KVM_GET_MSRS (feature MSRs)',
   },
   {
     id: 'W6',
-    question: 'Must a program end at a declared divergence that only changes one access (KVM and bare metal disagree on whether an MSR access faults)?',
+    question:
+      'Must a program end at a declared divergence that only changes one access (KVM and bare metal disagree on whether an MSR access faults)?',
     choice:
       "No, where the declaration says how, and the program is then compared exactly. Where bare metal #GPs and KVM answers (the P6 quirk), bare metal takes KVM's answer and retires the access as in W1. Where KVM #GPs for a reason the declaration states (an MSR KVM lacks, a bit it never supports), bare metal faults too, before any effect. Each adoption counts as the known divergence. Only faults are adopted, never a value, so neither side's state is ever patched.",
     why: 'Ending programs at such accesses ended about a quarter of conformance programs, and over two thirds of lbr-heavy ones (a DEBUGCTL write with FREEZE_PERFMON_ON_PMI), before they reached anything else; adopting them keeps the comparison exact instead of excusing what follows.',

@@ -74,7 +74,9 @@ export function contendedHostCommands(): fc.Arbitrary<WorldCommand>[] {
   return [
     fc.tuple(fc.nat(1), hostAttrArb).map(([cpu, a]) => new HostOpen(cpu, a)),
     fc.tuple(fc.nat(3), hostAttrArb).map(([v, a]) => new HostOpenThread(v, a)),
-    fc.tuple(fc.nat(3), fc.constantFrom('enable' as const, 'disable' as const, 'read' as const, 'close' as const)).map(([k, op]) => new HostEvent(k, op)),
+    fc
+      .tuple(fc.nat(3), fc.constantFrom('enable' as const, 'disable' as const, 'read' as const, 'close' as const))
+      .map(([k, op]) => new HostEvent(k, op)),
     fc.tuple(fc.nat(1), fc.array(unitArb, { minLength: 1, maxLength: 4 })).map(([cpu, u]) => new HostWork(cpu, u)),
     fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 3 })).map(([v, u]) => new Preempt(v, u)),
     fc.nat(1).map((cpu) => new HostNmi(cpu)),
@@ -82,20 +84,22 @@ export function contendedHostCommands(): fc.Arbitrary<WorldCommand>[] {
 }
 
 /** Branch-rich guest work: every unit takes branches. */
-const branchyRun = fc
-  .tuple(fc.nat(3), fc.constantFrom(0, 3))
-  .chain(([v, cpl]) =>
-    fc
-      .array(
-        fc.array(branchArb(cpl), { minLength: 1, maxLength: 4 }).map((branches) => ({ cpl, instructions: branches.length + 1, cycles: 3, branches })),
-        { minLength: 1, maxLength: 5 },
-      )
-      .map((units) => new GuestRun(v, units)),
-  );
+const branchyRun = fc.tuple(fc.nat(3), fc.constantFrom(0, 3)).chain(([v, cpl]) =>
+  fc
+    .array(
+      fc
+        .array(branchArb(cpl), { minLength: 1, maxLength: 4 })
+        .map((branches) => ({ cpl, instructions: branches.length + 1, cycles: 3, branches })),
+      { minLength: 1, maxLength: 5 },
+    )
+    .map((units) => new GuestRun(v, units)),
+);
 
 /** LBR traffic: DEBUGCTL with LBR and freeze bits, LBR_SELECT, TOS and the newest records. */
 function lbrCommands(depth: number): fc.Arbitrary<WorldCommand>[] {
-  const record = fc.integer({ min: 0, max: Math.max(depth - 1, 0) }).chain((i) => fc.constantFrom(0x680 + i, 0x6c0 + i, 0xdc0 + i));
+  const record = fc
+    .integer({ min: 0, max: Math.max(depth - 1, 0) })
+    .chain((i) => fc.constantFrom(0x680 + i, 0x6c0 + i, 0xdc0 + i));
   return [
     fc.tuple(fc.nat(3), fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x0n)).map(([v, x]) => new GuestWrmsr(v, DEBUGCTL, x)),
     fc.tuple(fc.nat(3), fc.constantFrom(DEBUGCTL, LBR_TOS, LBR_SELECT)).map(([v, m]) => new GuestRdmsr(v, m)),
@@ -116,14 +120,18 @@ function topdownCommands(shape: GuestShape): fc.Arbitrary<WorldCommand>[] {
   const gp = fc.integer({ min: 0, max: Math.max(shape.nGP - 1, 0) });
   return [
     fc.tuple(fc.nat(3), gp, topdownEvtsel).map(([v, i, x]) => new GuestWrmsr(v, 0x186 + i, x)),
-    fc.tuple(fc.nat(3), fc.constantFrom(0x309, 0x30a, 0x30b, 0x30c, PERF_METRICS, 0x38d, 0x38e, 0xc1)).map(([v, m]) => new GuestRdmsr(v, m)),
+    fc
+      .tuple(fc.nat(3), fc.constantFrom(0x309, 0x30a, 0x30b, 0x30c, PERF_METRICS, 0x38d, 0x38e, 0xc1))
+      .map(([v, m]) => new GuestRdmsr(v, m)),
     fc
       .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x3n, 0x33n, 0x333n, 0x3333n, 0xbbbn))
       .map(([v, x]) => new GuestWrmsr(v, 0x38d, x)),
     fc
       .tuple(fc.nat(3), fc.constantFrom(0x1n, 0x7_0000_0001n, 0xf_0000_000fn, 0x1_0007_0000_0001n, 0x8_0000_0000n))
       .map(([v, x]) => new GuestWrmsr(v, 0x38f, x)),
-    fc.tuple(fc.nat(3), fc.constantFrom(0x0n, 0x1234_5678n, (1n << 64n) - 1n)).map(([v, x]) => new GuestWrmsr(v, PERF_METRICS, x)),
+    fc
+      .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x1234_5678n, (1n << 64n) - 1n))
+      .map(([v, x]) => new GuestWrmsr(v, PERF_METRICS, x)),
   ];
 }
 
@@ -141,24 +149,36 @@ export function profileGuestArb(host: Profile, gen: GenerationProfile): fc.Arbit
   const g = guestConfigArb(host);
   if (gen === 'lbr-heavy') {
     const fmt = host.legacyLbr !== undefined ? host.perfCapabilities & 0x3fn : 0n;
-    return g.map((x) => (fmt === 0n ? x : { ...x, cpuid: { ...x.cpuid, pdcm: true }, perfCapabilities: x.perfCapabilities | fmt }));
+    return g.map((x) =>
+      fmt === 0n ? x : { ...x, cpuid: { ...x.cpuid, pdcm: true }, perfCapabilities: x.perfCapabilities | fmt },
+    );
   }
-  if (gen === 'topdown')
-    return g.filter((x) => (x.cpuid.leaf0a.eax & 0xff) >= 2);
+  if (gen === 'topdown') return g.filter((x) => (x.cpuid.leaf0a.eax & 0xff) >= 2);
   return g;
 }
 
 /** The command mix of a profile, as weighted arbitraries. */
-export function profileCommands(host: Profile, gen: GenerationProfile, focus: readonly number[], shape: GuestShape): fc.Arbitrary<WorldCommand>[] {
+export function profileCommands(
+  host: Profile,
+  gen: GenerationProfile,
+  focus: readonly number[],
+  shape: GuestShape,
+): fc.Arbitrary<WorldCommand>[] {
   const quiet = quietHostCommands(focus, shape);
   const w = (arbs: fc.Arbitrary<WorldCommand>[], weight: number) => arbs.map((arbitrary) => ({ arbitrary, weight }));
-  const mix = (...groups: { arbitrary: fc.Arbitrary<WorldCommand>; weight: number }[][]) => [fc.oneof(...groups.flat())];
+  const mix = (...groups: { arbitrary: fc.Arbitrary<WorldCommand>; weight: number }[][]) => [
+    fc.oneof(...groups.flat()),
+  ];
   switch (gen) {
     case 'quiet':
       return quiet;
     case 'contended':
       // Save/restore now and then: the fresh vCPU lands on a host whose users hold events.
-      return mix(w(quiet, 2), w(contendedHostCommands(), 2), w([fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]): WorldCommand => new SaveRestore(v, c))], 1));
+      return mix(
+        w(quiet, 2),
+        w(contendedHostCommands(), 2),
+        w([fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]): WorldCommand => new SaveRestore(v, c))], 1),
+      );
     case 'lbr-heavy':
       return mix(w(quiet, 1), w(lbrCommands(host.legacyLbr?.depth ?? 0), 3));
     case 'topdown':
@@ -169,7 +189,10 @@ export function profileCommands(host: Profile, gen: GenerationProfile, focus: re
 }
 
 /** [guest, commands] for one profile, in the conformance property's shape. */
-export function profileProgramArb(host: Profile, gen: GenerationProfile): fc.Arbitrary<[GuestConfig, Iterable<WorldCommand>]> {
+export function profileProgramArb(
+  host: Profile,
+  gen: GenerationProfile,
+): fc.Arbitrary<[GuestConfig, Iterable<WorldCommand>]> {
   return profileGuestArb(host, gen).chain((guest) =>
     fc.tuple(
       fc.constant(guest),

@@ -17,7 +17,8 @@ const MASKED = 1;
 
 /** Does an entry of the filter cover this event select + unit mask? */
 function covers(f: KvmPmuEventFilter, e: bigint, event: bigint, umask: bigint): { hit: boolean; exclude: boolean } {
-  if ((f.flags & MASKED) === 0) return { hit: (e & ~0xffffn) === 0n && (e & 0xffn) === event && ((e >> 8n) & 0xffn) === umask, exclude: false };
+  if ((f.flags & MASKED) === 0)
+    return { hit: (e & ~0xffffn) === 0n && (e & 0xffn) === event && ((e >> 8n) & 0xffn) === umask, exclude: false };
   const mask = (e >> 56n) & 0xffn;
   const match = (e >> 8n) & 0xffn;
   return { hit: (e & 0xffn) === event && (umask & mask) === match, exclude: ((e >> 55n) & 1n) === 1n };

@@ -4,14 +4,7 @@
  */
 
 import fc from 'fast-check';
-import {
-  defineProfile,
-  leaf0aEax,
-  leaf0aEdx,
-  type Profile,
-  type ProfileSpec,
-  perfCaps,
-} from '../model/hw/profile.js';
+import { defineProfile, leaf0aEax, leaf0aEdx, type Profile, type ProfileSpec, perfCaps } from '../model/hw/profile.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 
 const widthArb = fc.oneof(
@@ -20,19 +13,17 @@ const widthArb = fc.oneof(
 );
 
 const legacyLbrArb = fc.constantFrom(1, 2, 3, 4, 5, 6, 7).chain((fmt) =>
-  fc
-    .record({ depth: fc.constantFrom(4, 8, 16, 32), select: fc.boolean(), callStack: fc.boolean() })
-    .map((g) => ({
-      fmt,
-      geometry: {
-        depth: g.depth,
-        fromBase: 0x680,
-        toBase: 0x6c0,
-        ...(fmt === 5 || fmt === 7 ? { infoBase: 0xdc0 } : {}),
-        select: g.select,
-        callStack: g.select && g.callStack,
-      },
-    })),
+  fc.record({ depth: fc.constantFrom(4, 8, 16, 32), select: fc.boolean(), callStack: fc.boolean() }).map((g) => ({
+    fmt,
+    geometry: {
+      depth: g.depth,
+      fromBase: 0x680,
+      toBase: 0x6c0,
+      ...(fmt === 5 || fmt === 7 ? { infoBase: 0xdc0 } : {}),
+      select: g.select,
+      callStack: g.select && g.callStack,
+    },
+  })),
 );
 
 const leaf1cArb = fc

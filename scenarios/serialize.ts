@@ -77,7 +77,12 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function readObject(v: unknown, at: string, known: readonly string[], required: readonly string[]): Record<string, unknown> {
+function readObject(
+  v: unknown,
+  at: string,
+  known: readonly string[],
+  required: readonly string[],
+): Record<string, unknown> {
   if (!isObject(v)) fail(at, `expected an object, got ${show(v)}`);
   for (const k of Object.keys(v)) if (!known.includes(k)) fail(at, `unknown field '${k}' (known: ${known.join(', ')})`);
   for (const k of required) if (!(k in v)) fail(at, `missing field '${k}'`);
@@ -113,7 +118,15 @@ function readArray(v: unknown, at: string): readonly unknown[] {
 // ---------------------------------------------------------------------------------------------
 // Work units.
 
-const COUNT_FIELDS = ['instructions', 'cycles', 'refCycles', 'tscCycles', 'llcReferences', 'llcMisses', 'untakenBranches'] as const;
+const COUNT_FIELDS = [
+  'instructions',
+  'cycles',
+  'refCycles',
+  'tscCycles',
+  'llcReferences',
+  'llcMisses',
+  'untakenBranches',
+] as const;
 const UNIT_FIELDS = ['cpl', ...COUNT_FIELDS, 'branches', 'slots'] as const;
 const BRANCH_FIELDS = ['from', 'to', 'kind', 'cpl', 'mispredict'] as const;
 /** The slot breakdown's fields are PERF_METRICS's bytes, in the same order. */
@@ -171,7 +184,8 @@ export function unitFromJson(v: unknown, at: string): WorkUnit {
     const val = o[k];
     if (val === undefined) continue;
     if (k === 'cpl') u[k] = readInt(val, `${at}.cpl`, 3);
-    else if (k === 'branches') u[k] = readArray(val, `${at}.branches`).map((b, i) => branchFromJson(b, `${at}.branches[${i}]`));
+    else if (k === 'branches')
+      u[k] = readArray(val, `${at}.branches`).map((b, i) => branchFromJson(b, `${at}.branches[${i}]`));
     else if (k === 'slots') u[k] = slotsFromJson(val, `${at}.slots`);
     else u[k] = readInt(val, `${at}.${k}`);
   }
@@ -189,7 +203,15 @@ export function unitFromJson(v: unknown, at: string): WorkUnit {
 // Host perf_event_attr: config and sample period as hex, flags as booleans; only what differs from
 // attr()'s zero-initialisation is written, as HostOpen.toString() prints it.
 
-const FLAG_FIELDS = ['pinned', 'exclusive', 'excludeUser', 'excludeKernel', 'excludeHost', 'excludeGuest', 'vlbr'] as const;
+const FLAG_FIELDS = [
+  'pinned',
+  'exclusive',
+  'excludeUser',
+  'excludeKernel',
+  'excludeHost',
+  'excludeGuest',
+  'vlbr',
+] as const;
 const ATTR_FIELDS = ['config', 'samplePeriod', ...FLAG_FIELDS, 'branchSample'] as const;
 
 function attrToJson(a: PerfEventAttr): Json {
@@ -206,8 +228,17 @@ function attrFromJson(v: unknown, at: string): PerfEventAttr {
   if (o.samplePeriod !== undefined) a.samplePeriod = readU64(o.samplePeriod, `${at}.samplePeriod`);
   for (const k of FLAG_FIELDS) if (o[k] !== undefined) a[k] = readBool(o[k], `${at}.${k}`);
   if (o.branchSample !== undefined) {
-    const b = readObject(o.branchSample, `${at}.branchSample`, ['user', 'kernel', 'callStack'], ['user', 'kernel', 'callStack']);
-    a.branchSample = { user: readBool(b.user, `${at}.branchSample.user`), kernel: readBool(b.kernel, `${at}.branchSample.kernel`), callStack: readBool(b.callStack, `${at}.branchSample.callStack`) };
+    const b = readObject(
+      o.branchSample,
+      `${at}.branchSample`,
+      ['user', 'kernel', 'callStack'],
+      ['user', 'kernel', 'callStack'],
+    );
+    a.branchSample = {
+      user: readBool(b.user, `${at}.branchSample.user`),
+      kernel: readBool(b.kernel, `${at}.branchSample.kernel`),
+      callStack: readBool(b.callStack, `${at}.branchSample.callStack`),
+    };
   }
   return attr(a as Partial<PerfEventAttr> & { config: bigint });
 }
@@ -234,7 +265,11 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
     params: ['vcpu', 'msr', 'value'],
     toJson: (c) => (c instanceof GuestWrmsr ? [c.vcpu, hex(c.msr), hex(c.value)] : null),
     fromJson: (a, at) =>
-      new GuestWrmsr(readInt(a[0], arg(at, 0, 'vcpu')), readU32(a[1], arg(at, 1, 'msr')), readU64(a[2], arg(at, 2, 'value'))),
+      new GuestWrmsr(
+        readInt(a[0], arg(at, 0, 'vcpu')),
+        readU32(a[1], arg(at, 1, 'msr')),
+        readU64(a[2], arg(at, 2, 'value')),
+      ),
   },
   GuestRdmsr: {
     params: ['vcpu', 'msr'],
@@ -245,7 +280,11 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
     params: ['vcpu', 'ecx', 'cpl'],
     toJson: (c) => (c instanceof GuestRdpmc ? [c.vcpu, hex(c.ecx), c.cpl] : null),
     fromJson: (a, at) =>
-      new GuestRdpmc(readInt(a[0], arg(at, 0, 'vcpu')), readU32(a[1], arg(at, 1, 'ecx')), readInt(a[2], arg(at, 2, 'cpl'), 3)),
+      new GuestRdpmc(
+        readInt(a[0], arg(at, 0, 'vcpu')),
+        readU32(a[1], arg(at, 1, 'ecx')),
+        readInt(a[2], arg(at, 2, 'cpl'), 3),
+      ),
   },
   GuestRun: {
     params: ['vcpu', 'units'],
@@ -367,7 +406,12 @@ export function guestToJson(g: GuestConfig): SerializedGuest {
 
 export function guestFromJson(v: unknown, at = 'guest'): GuestConfig {
   const o = readObject(v, at, ['cpuid', 'perfCapabilities'], ['cpuid', 'perfCapabilities']);
-  const c = readObject(o.cpuid, `${at}.cpuid`, ['family', 'model', 'leaf0a', 'pdcm', 'tsx'], ['family', 'model', 'leaf0a', 'pdcm']);
+  const c = readObject(
+    o.cpuid,
+    `${at}.cpuid`,
+    ['family', 'model', 'leaf0a', 'pdcm', 'tsx'],
+    ['family', 'model', 'leaf0a', 'pdcm'],
+  );
   const l = readObject(c.leaf0a, `${at}.cpuid.leaf0a`, ['eax', 'ebx', 'ecx', 'edx'], ['eax', 'ebx', 'ecx', 'edx']);
   const reg = (k: 'eax' | 'ebx' | 'ecx' | 'edx') => readU32(l[k], `${at}.cpuid.leaf0a.${k}`);
   return {

@@ -35,14 +35,10 @@ export const EDGE_VALUES: readonly bigint[] = [
 ];
 
 /** A u64 as a set of bits, shrinking by removing bits. */
-export const bitSetU64: fc.Arbitrary<bigint> = fc
-  .uniqueArray(fc.nat(63), { maxLength: 10 })
-  .map(bitsToU64, u64ToBits);
+export const bitSetU64: fc.Arbitrary<bigint> = fc.uniqueArray(fc.nat(63), { maxLength: 10 }).map(bitsToU64, u64ToBits);
 
 /** Sparse values: few bits, often legal, still reaching every bit position. */
-export const sparseU64: fc.Arbitrary<bigint> = fc
-  .uniqueArray(fc.nat(63), { maxLength: 3 })
-  .map(bitsToU64, u64ToBits);
+export const sparseU64: fc.Arbitrary<bigint> = fc.uniqueArray(fc.nat(63), { maxLength: 3 }).map(bitsToU64, u64ToBits);
 
 /** Any u64, weighted: edges, single bits, sparse and dense bit sets. */
 export const u64: fc.Arbitrary<bigint> = fc.oneof(

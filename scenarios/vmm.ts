@@ -11,7 +11,15 @@ import { type Profile, perfCaps } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { KvmPmuEventFilter } from '../model/kvm/types.js';
 import { evtselArb, guestConfigArb } from './arbitraries.js';
-import { AlwaysRuns, assertSame, GuestRdmsr, GuestWrmsr, type NoModel, unitToCode, type WorldCommand } from './commands.js';
+import {
+  AlwaysRuns,
+  assertSame,
+  GuestRdmsr,
+  GuestWrmsr,
+  type NoModel,
+  unitToCode,
+  type WorldCommand,
+} from './commands.js';
 import { guestToCode } from './serialize.js';
 import { encode, u64 } from './values.js';
 import type { GuestConfig, Observation, World } from './world.js';
@@ -130,7 +138,8 @@ export const vmmMsrArb: fc.Arbitrary<number> = fc.oneof(
 
 /** A value a VMM restores into `msr`: built from the register's fields, edge values weighted in. */
 export function vmmValueArb(msr: number, host: Profile): fc.Arbitrary<bigint> {
-  if (msr >= 0x186 && msr < 0x18f) return fc.oneof({ arbitrary: evtselArb, weight: 4 }, { arbitrary: fc.constant(0n), weight: 1 });
+  if (msr >= 0x186 && msr < 0x18f)
+    return fc.oneof({ arbitrary: evtselArb, weight: 4 }, { arbitrary: fc.constant(0n), weight: 1 });
   if ((msr >= 0xc1 && msr < 0xca) || (msr >= 0x309 && msr < 0x30d))
     return fc.oneof(
       { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => (1n << 48n) - BigInt(k)), weight: 2 }, // near overflow
@@ -145,7 +154,10 @@ export function vmmValueArb(msr: number, host: Profile): fc.Arbitrary<bigint> {
     return fc.tuple(fc.nat(0xff), fc.nat(7)).map(([gp, fixed]) => BigInt(gp) | (BigInt(fixed) << 32n));
   if (msr === MSR_IA32_PERF_CAPABILITIES)
     return fc.oneof(
-      { arbitrary: fc.constantFrom(0n, perfCaps({ fwWrite: true, lbrFmt: 0 }), host.perfCapabilities & 0x203fn), weight: 4 },
+      {
+        arbitrary: fc.constantFrom(0n, perfCaps({ fwWrite: true, lbrFmt: 0 }), host.perfCapabilities & 0x203fn),
+        weight: 4,
+      },
       { arbitrary: u64, weight: 1 },
     );
   return u64;
@@ -154,15 +166,25 @@ export function vmmValueArb(msr: number, host: Profile): fc.Arbitrary<bigint> {
 /** KVM_SET_MSRS of a PMU MSR, mostly one of the program's focus. */
 export function vmmSetMsrArb(host: Profile, focus: readonly number[] = []): fc.Arbitrary<WorldCommand> {
   const mine = focus.filter(isVmmMsr);
-  const msr = mine.length === 0 ? vmmMsrArb : fc.oneof({ arbitrary: fc.constantFrom(...mine), weight: 2 }, { arbitrary: vmmMsrArb, weight: 1 });
+  const msr =
+    mine.length === 0
+      ? vmmMsrArb
+      : fc.oneof({ arbitrary: fc.constantFrom(...mine), weight: 2 }, { arbitrary: vmmMsrArb, weight: 1 });
   return msr.chain((m) => vmmValueArb(m, host).map((v): WorldCommand => new VmmSetMsr(0, m, v)));
 }
 
 function isVmmMsr(m: number): boolean {
-  return (m >= 0xc1 && m < 0xca) || (m >= 0x186 && m < 0x18f) || (m >= 0x309 && m < 0x30d) || (m >= 0x38d && m <= 0x38f) || m === MSR_IA32_PERF_CAPABILITIES;
+  return (
+    (m >= 0xc1 && m < 0xca) ||
+    (m >= 0x186 && m < 0x18f) ||
+    (m >= 0x309 && m < 0x30d) ||
+    (m >= 0x38d && m <= 0x38f) ||
+    m === MSR_IA32_PERF_CAPABILITIES
+  );
 }
 
-export const vmmSetCpuidArb = (host: Profile): fc.Arbitrary<WorldCommand> => guestConfigArb(host).map((g) => new VmmSetCpuid(0, g));
+export const vmmSetCpuidArb = (host: Profile): fc.Arbitrary<WorldCommand> =>
+  guestConfigArb(host).map((g) => new VmmSetCpuid(0, g));
 
 /** The architectural events drivers program, as filter entries: (umask << 8) | event select. */
 const FILTER_EVENTS = [0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x2en, 0x13cn, 0x4f2en];
@@ -186,7 +208,12 @@ export const filterArb: fc.Arbitrary<KvmPmuEventFilter> = fc.oneof(
       fixedCounterBitmap: fc.nat(7),
       events: fc.array(
         fc
-          .record({ event: fc.constantFrom(0xc0n, 0x3cn, 0xc4n, 0x2en), mask: fc.constantFrom(0n, 0xffn, 0x01n), match: fc.constantFrom(0n, 1n), exclude: fc.boolean() })
+          .record({
+            event: fc.constantFrom(0xc0n, 0x3cn, 0xc4n, 0x2en),
+            mask: fc.constantFrom(0n, 0xffn, 0x01n),
+            match: fc.constantFrom(0n, 1n),
+            exclude: fc.boolean(),
+          })
           .map((e) => e.event | (e.match << 8n) | (e.exclude ? 1n << 55n : 0n) | (e.mask << 56n)),
         { minLength: 1, maxLength: 3 },
       ),
@@ -199,7 +226,10 @@ export const vmmSetFilterArb: fc.Arbitrary<WorldCommand> = filterArb.map((f) => 
 /** An enabled selector for an architectural event, counting the kernel: what a guest under a filter programs. */
 export const countingEvtselArb: fc.Arbitrary<bigint> = fc
   .record({
-    event: fc.oneof({ arbitrary: fc.constant(0xc0n), weight: 3 }, { arbitrary: fc.constantFrom(0x3cn, 0xc4n), weight: 1 }),
+    event: fc.oneof(
+      { arbitrary: fc.constant(0xc0n), weight: 3 },
+      { arbitrary: fc.constantFrom(0x3cn, 0xc4n), weight: 1 },
+    ),
     umask: fc.constant(0n),
     os: fc.constant(1n),
     usr: fc.constantFrom(0n, 1n),

@@ -58,9 +58,16 @@ export interface MsrAttempt {
 
 /** How bare metal takes on declared divergences for one access (W6). */
 export interface Adoption {
-  /** Bare metal's #GP replaced by the design's result (the oracle then retires the access): the divergence's id, or null. */
-  readonly result: (a: MsrAttempt & { readonly oracle: Access }) => { readonly id: string; readonly result: Access } | null;
-  /** The design's #GP taken by bare metal too, before any effect (the oracle's state stays as it was): the id, or null. */
+  /**
+   * Bare metal's #GP replaced by the design's result (the oracle then retires the access): the divergence's id, or
+   * null.
+   */
+  readonly result: (
+    a: MsrAttempt & { readonly oracle: Access },
+  ) => { readonly id: string; readonly result: Access } | null;
+  /**
+   * The design's #GP taken by bare metal too, before any effect (the oracle's state stays as it was): the id, or null.
+   */
   readonly fault: (a: MsrAttempt) => string | null;
 }
 
@@ -147,7 +154,10 @@ export class World {
       if (g !== asked) this.models[i] = g;
       if (g.cpuid.pdcm) {
         const r = v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, g.perfCapabilities);
-        if (!r.ok) throw new SetupError(`vCPU ${i}: KVM_SET_MSRS PERF_CAPABILITIES=0x${g.perfCapabilities.toString(16)}: ${r.error}`);
+        if (!r.ok)
+          throw new SetupError(
+            `vCPU ${i}: KVM_SET_MSRS PERF_CAPABILITIES=0x${g.perfCapabilities.toString(16)}: ${r.error}`,
+          );
       }
       this.vcpus.push(v);
       this.oracles.push(new OracleCpu(oracleProfile(config.host, g)));
@@ -215,7 +225,15 @@ export class World {
     this.step++;
     return [
       this.record(v, kind, target, value, what, showAccess(sut), showAccess(oracle.r)),
-      this.record(v, 'pmi', target, value, `${what}: PMIs`, showPmis(sutPmis.map((p) => ({ ...p, afterUnit: 0 }))), showPmis(oracle.pmis)),
+      this.record(
+        v,
+        'pmi',
+        target,
+        value,
+        `${what}: PMIs`,
+        showPmis(sutPmis.map((p) => ({ ...p, afterUnit: 0 }))),
+        showPmis(oracle.pmis),
+      ),
     ];
   }
 
@@ -226,7 +244,13 @@ export class World {
    * Bare metal's answer to a guest MSR access, with a declared divergence adopted where one says
    * so (W6), and what the observation notes of it; the hooks run only when a side faulted.
    */
-  private oracleMsr(v: number, kind: 'rdmsr' | 'wrmsr', msr: number, value: bigint, sut: Access): { r: Access; pmis: GuestPmi[]; note: string } {
+  private oracleMsr(
+    v: number,
+    kind: 'rdmsr' | 'wrmsr',
+    msr: number,
+    value: bigint,
+    sut: Access,
+  ): { r: Access; pmis: GuestPmi[]; note: string } {
     const o = this.oracles[v]!;
     const adopt = this.config.adopt;
     const w = kind === 'wrmsr' ? value : null;
@@ -262,10 +286,19 @@ export class World {
     const sut = this.vcpus[v]!.guestWrmsr(msr, value);
     const pm = this.vcpus[v]!.drainPmis();
     const o = this.oracleMsr(v, 'wrmsr', msr, value, sut);
-    return this.compareInstruction(v, 'wrmsr', msr, value, `WRMSR 0x${msr.toString(16)} <- 0x${value.toString(16)}${o.note}`, ok(sut), pm, {
-      ...o,
-      r: ok(o.r),
-    });
+    return this.compareInstruction(
+      v,
+      'wrmsr',
+      msr,
+      value,
+      `WRMSR 0x${msr.toString(16)} <- 0x${value.toString(16)}${o.note}`,
+      ok(sut),
+      pm,
+      {
+        ...o,
+        r: ok(o.r),
+      },
+    );
   }
 
   guestRdpmc(vcpu: number, ecx: number, cpl: number): Observation[] {
@@ -308,7 +341,15 @@ export class World {
     this.step++;
     return [
       this.record(v, 'xsaves', null, null, 'XSAVES (Arch LBR component)', showXsave(sut), showXsave(os)),
-      this.record(v, 'pmi', null, null, 'XSAVES: PMIs', showPmis(pm.map((p) => ({ ...p, afterUnit: 0 }))), showPmis(o.pmis)),
+      this.record(
+        v,
+        'pmi',
+        null,
+        null,
+        'XSAVES: PMIs',
+        showPmis(pm.map((p) => ({ ...p, afterUnit: 0 }))),
+        showPmis(o.pmis),
+      ),
     ];
   }
 
@@ -321,7 +362,10 @@ export class World {
     const sut = this.vcpus[v]!.guestXrstors(sutArea);
     const pm = this.vcpus[v]!.drainPmis();
     const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.xrstors(oracleArea));
-    return this.compareInstruction(v, 'xrstors', null, null, 'XRSTORS (Arch LBR component)', ok(sut), pm, { ...o, r: ok(o.r) });
+    return this.compareInstruction(v, 'xrstors', null, null, 'XRSTORS (Arch LBR component)', ok(sut), pm, {
+      ...o,
+      r: ok(o.r),
+    });
   }
 
   /**
@@ -342,7 +386,16 @@ export class World {
     const live = this.hostEvents;
     if (live.length === 0) return;
     const ev = live[((k % live.length) + live.length) % live.length]!;
-    if (op === 'read') this.record(-1, 'host', null, null, `host reads event ${live.indexOf(ev)}: ${this.host.perf_event_read_value(ev)}`, '', '');
+    if (op === 'read')
+      this.record(
+        -1,
+        'host',
+        null,
+        null,
+        `host reads event ${live.indexOf(ev)}: ${this.host.perf_event_read_value(ev)}`,
+        '',
+        '',
+      );
     else if (op === 'enable') this.host.perf_event_enable(ev);
     else if (op === 'disable') this.host.perf_event_disable(ev);
     else {
@@ -372,7 +425,10 @@ export class World {
     const saved = saveVcpu(old);
     old.destroy();
     const g = this.guestConfig(v);
-    const fresh = this.config.design(this.host, { cpu: ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus, cpuid: g.cpuid });
+    const fresh = this.config.design(this.host, {
+      cpu: ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus,
+      cpuid: g.cpuid,
+    });
     restoreVcpu(fresh, saved);
     this.vcpus[v] = fresh;
     this.step++;
@@ -390,10 +446,20 @@ export class World {
     this.step++;
     // A host event is no guest observation, but declared divergences may depend on it (vCPU -1: the host).
     const kind = `${a.samplePeriod !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
-    this.record(-1, 'host', c, null, `host opens a ${kind} event 0x${a.config.toString(16)} on pCPU ${c}${'error' in ev ? ' (refused)' : ''}`, '', '');
+    this.record(
+      -1,
+      'host',
+      c,
+      null,
+      `host opens a ${kind} event 0x${a.config.toString(16)} on pCPU ${c}${'error' in ev ? ' (refused)' : ''}`,
+      '',
+      '',
+    );
   }
 
-  /** A host user opens a perf event on vCPU `vcpu`'s thread (perf record/stat -p <tid>), which follows it between pCPUs. */
+  /**
+   * A host user opens a perf event on vCPU `vcpu`'s thread (perf record/stat -p <tid>), which follows it between pCPUs.
+   */
   hostOpenOnThread(vcpu: number, a: PerfEventAttr): void {
     const v = this.index(vcpu);
     const task = this.host.pcpu(this.vcpus[v]!.cpu).currentTask;
@@ -402,7 +468,15 @@ export class World {
     const ev = this.host.perf_event_open(a, { task });
     if (!('error' in ev)) this.hostEvents.push(ev);
     const kind = `${a.samplePeriod !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
-    this.record(-1, 'host', null, null, `host opens a ${kind} event 0x${a.config.toString(16)} on vCPU ${v}'s thread${'error' in ev ? ' (refused)' : ''}`, '', '');
+    this.record(
+      -1,
+      'host',
+      null,
+      null,
+      `host opens a ${kind} event 0x${a.config.toString(16)} on vCPU ${v}'s thread${'error' in ev ? ' (refused)' : ''}`,
+      '',
+      '',
+    );
   }
 
   /** Host work on a pCPU (another task's time slice); the vCPU thread is preempted meanwhile. */
@@ -474,7 +548,8 @@ export class World {
     if (r.ok && !ran && impossible === null) this.freshOracle(v, g);
     const { eax, edx } = g.cpuid.leaf0a;
     const what = `KVM_SET_CPUID2 (0AH eax 0x${eax.toString(16)} edx 0x${edx.toString(16)}${g.cpuid.pdcm ? `, PDCM, PERF_CAPABILITIES 0x${g.perfCapabilities.toString(16)}` : ', no PDCM'})${ran ? ' after KVM_RUN' : ''}`;
-    if (impossible !== null) return this.vmmRecord(v, `${what}: no CPU enumerates it (${impossible})`, r.ok ? 'ok' : 'refused', 'refused');
+    if (impossible !== null)
+      return this.vmmRecord(v, `${what}: no CPU enumerates it (${impossible})`, r.ok ? 'ok' : 'refused', 'refused');
     return this.vmmRecord(v, what, r.ok ? 'ok' : 'refused', !ran || same ? 'ok' : 'refused');
   }
 
@@ -491,18 +566,32 @@ export class World {
     const sut = r.ok ? 'ok' : 'refused';
     const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !cur.cpuid.pdcm;
     // W4: a PERF_CAPABILITIES no CPU of this CPUID has must be refused; bare metal has no such state.
-    const impossible = r.ok && msr === MSR_IA32_PERF_CAPABILITIES && !noPdcm ? impossibleEnumeration(this.config.host, { ...cur, perfCapabilities: value }) : null;
+    const impossible =
+      r.ok && msr === MSR_IA32_PERF_CAPABILITIES && !noPdcm
+        ? impossibleEnumeration(this.config.host, { ...cur, perfCapabilities: value })
+        : null;
     if (impossible !== null)
-      return this.vmmRecord(v, `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}: no CPU enumerates it (${impossible})`, sut, 'refused');
+      return this.vmmRecord(
+        v,
+        `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}: no CPU enumerates it (${impossible})`,
+        sut,
+        'refused',
+      );
     if (r.ok) this.mirrorHostWrite(v, msr, value, cur, ran);
-    return this.vmmRecord(v, `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}`, sut, noPdcm ? (value === 0n ? 'ok' : 'refused') : sut);
+    return this.vmmRecord(
+      v,
+      `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}`,
+      sut,
+      noPdcm ? (value === 0n ? 'ok' : 'refused') : sut,
+    );
   }
 
   private mirrorHostWrite(v: number, msr: number, value: bigint, cur: GuestConfig, ran: boolean): void {
     const o = this.oracles[v]!;
     if (msr === MSR_IA32_PERF_CAPABILITIES) {
       // A new PERF_CAPABILITIES before KVM_RUN is a new model (kvm_pmu_refresh).
-      if (cur.cpuid.pdcm && !ran && value !== cur.perfCapabilities) this.freshOracle(v, { ...cur, perfCapabilities: value });
+      if (cur.cpuid.pdcm && !ran && value !== cur.perfCapabilities)
+        this.freshOracle(v, { ...cur, perfCapabilities: value });
       return;
     }
     const p = o.profile;
@@ -540,7 +629,9 @@ export class World {
       const set = got.ok ? x.hostSetMsr(m, got.value) : got;
       const again = got.ok && set.ok ? x.hostGetMsr(m) : set;
       const what = `KVM_GET_MSRS / KVM_SET_MSRS round trip of listed MSR 0x${m.toString(16)}`;
-      out.push(this.record(v, 'vmm', m, null, what, showHost(again), got.ok ? showHost(got) : 'an MSR the VMM can save'));
+      out.push(
+        this.record(v, 'vmm', m, null, what, showHost(again), got.ok ? showHost(got) : 'an MSR the VMM can save'),
+      );
     }
     return out;
   }
@@ -556,7 +647,12 @@ export class World {
       this.oracleFilter = filter;
       for (const o of this.oracles) if (o instanceof OracleCpu) o.filter = filter;
     }
-    return this.vmmRecord(0, `KVM_SET_PMU_EVENT_FILTER ${filter === null ? 'none' : JSON.stringify(filter, (_k, x: unknown) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x))}`, r.ok ? 'ok' : 'refused', 'ok');
+    return this.vmmRecord(
+      0,
+      `KVM_SET_PMU_EVENT_FILTER ${filter === null ? 'none' : JSON.stringify(filter, (_k, x: unknown) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x))}`,
+      r.ok ? 'ok' : 'refused',
+      'ok',
+    );
   }
 
   /**
@@ -582,8 +678,10 @@ function showHost(r: HostAccess): string {
 function sameModel(a: GuestConfig, b: GuestConfig): boolean {
   const x = a.cpuid;
   const y = b.cpuid;
-  const l = (p: GuestCpuid['leaf0a'], q: GuestCpuid['leaf0a']) => p.eax === q.eax && p.ebx === q.ebx && p.ecx === q.ecx && p.edx === q.edx;
-  const cpuid = x.family === y.family && x.model === y.model && x.pdcm === y.pdcm && x.tsx === y.tsx && l(x.leaf0a, y.leaf0a);
+  const l = (p: GuestCpuid['leaf0a'], q: GuestCpuid['leaf0a']) =>
+    p.eax === q.eax && p.ebx === q.ebx && p.ecx === q.ecx && p.edx === q.edx;
+  const cpuid =
+    x.family === y.family && x.model === y.model && x.pdcm === y.pdcm && x.tsx === y.tsx && l(x.leaf0a, y.leaf0a);
   return cpuid && (!y.pdcm || a.perfCapabilities === b.perfCapabilities);
 }
 
@@ -595,7 +693,14 @@ function showXsave(r: XsaveResult): string {
   return `ctl 0x${a.lbrCtl.toString(16)} depth ${a.lbrDepth} ler ${a.lerFrom.toString(16)}->${a.lerTo.toString(16)} [${recs}]`;
 }
 
-const EMPTY_ARCH_LBR: ArchLbrXsave = Object.freeze({ lbrCtl: 0n, lbrDepth: 0n, lerFrom: 0n, lerTo: 0n, lerInfo: 0n, entries: Object.freeze([]) });
+const EMPTY_ARCH_LBR: ArchLbrXsave = Object.freeze({
+  lbrCtl: 0n,
+  lbrDepth: 0n,
+  lerFrom: 0n,
+  lerTo: 0n,
+  lerInfo: 0n,
+  entries: Object.freeze([]),
+});
 
 /** A WRMSR's observable result is only whether it faulted (W3). */
 function ok(a: Access): Access {

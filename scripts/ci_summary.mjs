@@ -11,7 +11,9 @@ try {
   process.exit(1);
 }
 // A file that fails before its tests run has no failed test: count it as one failure.
-const brokenFiles = (r.testResults ?? []).filter((t) => t.status === 'failed' && (t.assertionResults ?? []).every((a) => a.status !== 'failed')).length;
+const brokenFiles = (r.testResults ?? []).filter(
+  (t) => t.status === 'failed' && (t.assertionResults ?? []).every((a) => a.status !== 'failed'),
+).length;
 const failed = r.numFailedTests + Math.max(r.numRuntimeErrorTestSuites ?? 0, brokenFiles);
 const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 console.log(`${r.numPassedTests} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`);

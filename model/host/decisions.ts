@@ -34,7 +34,7 @@ export const HOST_DECISIONS: readonly Decision[] = [
     question: 'How LBR users on one CPU share the facility, and how a host LBR event wins over the guest LBR event.',
     choice:
       'All LBR users active on a CPU must have the same filter (the EXTRA_REG_LBR shared register); the guest LBR event (vlbr) has a filter of its own that matches nothing else. An event whose filter differs from the one in use cannot be scheduled: pinned goes to ERROR, flexible stays INACTIVE.',
-    why: 'Between host events this is the shared-register constraint of intel_shared_regs_constraints. For vlbr it is NOT what the kernel does (reports/filed/0003): __intel_get_event_constraints returns intel_vlbr_constraints before intel_shared_regs_constraints, so vlbr never takes EXTRA_REG_LBR and a host LBR event is scheduled beside it; vlbr_exclude_host() then keeps perf from enabling, disabling or reading the LBRs in host mode, and the host event samples without branches. Upstream a host cpu-pinned LBR event does not take the LBRs from an ACTIVE guest LBR event (Xiong Zhang\'s 2023 reorder patch was not merged; Like Xu: the order is intentional), against seed 000\'s wording. Kept until ported: while vlbr is ACTIVE the guest sees the same either way; a pinned host LBR user (model: vlbr in ERROR, guest reads 0) and the host samples differ. Unverified on hardware.',
+    why: "Between host events this is the shared-register constraint of intel_shared_regs_constraints. For vlbr it is NOT what the kernel does (reports/filed/0003): __intel_get_event_constraints returns intel_vlbr_constraints before intel_shared_regs_constraints, so vlbr never takes EXTRA_REG_LBR and a host LBR event is scheduled beside it; vlbr_exclude_host() then keeps perf from enabling, disabling or reading the LBRs in host mode, and the host event samples without branches. Upstream a host cpu-pinned LBR event does not take the LBRs from an ACTIVE guest LBR event (Xiong Zhang's 2023 reorder patch was not merged; Like Xu: the order is intentional), against seed 000's wording. Kept until ported: while vlbr is ACTIVE the guest sees the same either way; a pinned host LBR user (model: vlbr in ERROR, guest reads 0) and the host samples differ. Unverified on hardware.",
     ref: 'arch/x86/events/intel/core.c __intel_shared_reg_get_constraints, __intel_get_event_constraints, intel_vlbr_constraints; intel/lbr.c vlbr_exclude_host',
   },
   {
@@ -62,8 +62,7 @@ export const HOST_DECISIONS: readonly Decision[] = [
   {
     id: 'H8',
     question: 'A raw config of the form event 0x00, umask j+1 (Linux pseudo-encodings 0x0100..0x0700).',
-    choice:
-      'It counts only on fixed counter j; perf_event_open fails with EINVAL when that counter does not exist.',
+    choice: 'It counts only on fixed counter j; perf_event_open fails with EINVAL when that counter does not exist.',
     why: 'The kernel keeps the fixed-only constraint and the event could never be scheduled; refusing it at open is what callers (KVM) can act on.',
     ref: 'arch/x86/events/intel/core.c FIXED_EVENT_CONSTRAINT, intel_pmu_check_event_constraints',
   },
@@ -109,27 +108,30 @@ export const HOST_DECISIONS: readonly Decision[] = [
     id: 'H14',
     question: 'Does intel_pmu_lbr_reset clear LBR_SELECT?',
     choice: 'Yes, on legacy parts with LBR_SELECT: the reset wipes the records and writes LBR_SELECT = 0.',
-    why: 'lbr.c does so when cpuc->lbr_select is set, which every LBR user with a filter (host branch events and KVM\'s guest LBR event) sets. Leaving it alone leaked a stale filter into a guest LBR event created later (found by the conformance property).',
+    why: "lbr.c does so when cpuc->lbr_select is set, which every LBR user with a filter (host branch events and KVM's guest LBR event) sets. Leaving it alone leaked a stale filter into a guest LBR event created later (found by the conformance property).",
     ref: 'arch/x86/events/intel/lbr.c intel_pmu_lbr_reset',
   },
   {
     id: 'H15',
     question: 'Which events count as "include guest" for the mediated vPMU exclusivity check?',
-    choice: 'Every event without exclude_guest, KVM\'s own and the NMI watchdog included: the model has only the x86 core PMU, which has PERF_PMU_CAP_MEDIATED_VPMU.',
+    choice:
+      "Every event without exclude_guest, KVM's own and the NMI watchdog included: the model has only the x86 core PMU, which has PERF_PMU_CAP_MEDIATED_VPMU.",
     why: 'is_include_guest_event exempts only PMUs without the capability (uncore, software); the model has none of those.',
     ref: 'kernel/events/core.c is_include_guest_event, mediated_pmu_account_event (v6 series, merged for 6.20)',
   },
   {
     id: 'H16',
     question: 'What does perf_put_guest_context schedule back in?',
-    choice: 'Every INACTIVE event of the CPU and current task contexts, in the usual priority order; perf_load_guest_context schedules out exactly the active exclude_guest events.',
+    choice:
+      'Every INACTIVE event of the CPU and current task contexts, in the usual priority order; perf_load_guest_context schedules out exactly the active exclude_guest events.',
     why: 'While a mediated VM exists every core-PMU event is exclude_guest (H15), so EVENT_GUEST covers all of them; the model has no separate guest time clock (timeguest), which only affects enabled/running times.',
     ref: 'kernel/events/core.c perf_load_guest_context, perf_put_guest_context',
   },
   {
     id: 'H17',
     question: 'How is a host whose perf disabled the LBRs at boot modelled?',
-    choice: 'As a host-kernel option (lbrProbeFaulted): perf manages no LBRs (x86_perf_get_lbr reports nr 0, branch-stack and guest LBR events fail with EOPNOTSUPP) while the pCPUs keep the part\'s LBR MSRs.',
+    choice:
+      "As a host-kernel option (lbrProbeFaulted): perf manages no LBRs (x86_perf_get_lbr reports nr 0, branch-stack and guest LBR events fail with EOPNOTSUPP) while the pCPUs keep the part's LBR MSRs.",
     why: 'intel_pmu_init zeroes x86_pmu.lbr_nr when check_msr faults on an LBR MSR (typically a hypervisor below that enumerates LBR_FMT but refuses the MSRs); the reference model has no faulting-LBR part, and what matters to KVM (145dfad998ea) is only what perf reports.',
     ref: 'arch/x86/events/intel/core.c intel_pmu_init (check_msr on lbr_tos/from/to); bugs.md #11',
   },

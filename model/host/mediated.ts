@@ -36,7 +36,8 @@ export function is_include_guest_event(a: PerfEventAttr): boolean {
 /** mediated_pmu_account_event, from perf_event_alloc: null, or the error perf_event_open returns. */
 export function mediated_pmu_account_event(m: MediatedPmuState, a: PerfEventAttr): string | null {
   if (!is_include_guest_event(a)) return null;
-  if (m.nrMediatedPmuVms > 0) return 'EOPNOTSUPP: a VM with a mediated vPMU exists; only exclude_guest events are allowed';
+  if (m.nrMediatedPmuVms > 0)
+    return 'EOPNOTSUPP: a VM with a mediated vPMU exists; only exclude_guest events are allowed';
   m.nrIncludeGuestEvents++;
   return null;
 }
@@ -44,7 +45,8 @@ export function mediated_pmu_account_event(m: MediatedPmuState, a: PerfEventAttr
 /** mediated_pmu_unaccount_event, from _free_event. */
 export function mediated_pmu_unaccount_event(m: MediatedPmuState, a: PerfEventAttr): void {
   if (!is_include_guest_event(a)) return;
-  if (m.nrIncludeGuestEvents === 0) throw new ModelError('perf: unaccounting an include-guest event that was never accounted');
+  if (m.nrIncludeGuestEvents === 0)
+    throw new ModelError('perf: unaccounting an include-guest event that was never accounted');
   m.nrIncludeGuestEvents--;
 }
 
@@ -56,7 +58,9 @@ export function perf_create_mediated_pmu(host: HostKernel): { readonly ok: true 
     return { ok: true };
   }
   if (m.nrIncludeGuestEvents > 0)
-    return { error: `EBUSY: ${m.nrIncludeGuestEvents} host event(s) without exclude_guest exist (system-wide perf or nmi_watchdog)` };
+    return {
+      error: `EBUSY: ${m.nrIncludeGuestEvents} host event(s) without exclude_guest exist (system-wide perf or nmi_watchdog)`,
+    };
   m.nrMediatedPmuVms++;
   return { ok: true };
 }
@@ -68,10 +72,13 @@ export function perf_release_mediated_pmu(host: HostKernel): void {
   m.nrMediatedPmuVms--;
 }
 
-/** perf_load_guest_context: schedule out the exclude_guest events of the CPU and current task contexts (EVENT_GUEST). */
+/**
+ * perf_load_guest_context: schedule out the exclude_guest events of the CPU and current task contexts (EVENT_GUEST).
+ */
 export function perf_load_guest_context(host: HostKernel, cpu: number): void {
   const m = host.mediatedPmu;
-  if (m.guestCtxLoaded.has(cpu)) throw new ModelError(`perf_load_guest_context: CPU ${cpu} already has a guest context (WARN_ON_ONCE)`);
+  if (m.guestCtxLoaded.has(cpu))
+    throw new ModelError(`perf_load_guest_context: CPU ${cpu} already has a guest context (WARN_ON_ONCE)`);
   host.schedGuestEvents(cpu, 'out');
   m.guestCtxLoaded.add(cpu);
 }
@@ -79,7 +86,8 @@ export function perf_load_guest_context(host: HostKernel, cpu: number): void {
 /** perf_put_guest_context: schedule the host events back in (H16). */
 export function perf_put_guest_context(host: HostKernel, cpu: number): void {
   const m = host.mediatedPmu;
-  if (!m.guestCtxLoaded.has(cpu)) throw new ModelError(`perf_put_guest_context: CPU ${cpu} has no guest context (WARN_ON_ONCE)`);
+  if (!m.guestCtxLoaded.has(cpu))
+    throw new ModelError(`perf_put_guest_context: CPU ${cpu} has no guest context (WARN_ON_ONCE)`);
   host.schedGuestEvents(cpu, 'in');
   m.guestCtxLoaded.delete(cpu);
 }

@@ -39,7 +39,12 @@ import {
   lbrRestore,
   lbrSave,
 } from './lbr.js';
-import { type MediatedPmuState, mediated_pmu_account_event, mediated_pmu_unaccount_event, newMediatedPmuState } from './mediated.js';
+import {
+  type MediatedPmuState,
+  mediated_pmu_account_event,
+  mediated_pmu_unaccount_event,
+  newMediatedPmuState,
+} from './mediated.js';
 import { type Constraint, eventConstraint, FIXED_BASE, IDX_VLBR, rawEventMask, x86ScheduleEvents } from './schedule.js';
 import {
   attr as makeAttr,
@@ -367,7 +372,8 @@ export class HostKernel {
       return { error: `EINVAL: sample_period 0x${a.samplePeriod.toString(16)}` };
     const id = this.nextEvent;
     let lbr: LbrUse | null = null;
-    if (a.branchSample !== undefined && this.lbrFormat() === null) return { error: `EOPNOTSUPP: perf on ${p.name} manages no LBRs` };
+    if (a.branchSample !== undefined && this.lbrFormat() === null)
+      return { error: `EOPNOTSUPP: perf on ${p.name} manages no LBRs` };
     if (a.vlbr === true) {
       if (this.lbrFormat() === null) return { error: `EOPNOTSUPP: ${p.name} has no LBRs` };
       lbr = { key: `vlbr#${id}`, config: null, callStack: true, vlbr: true }; // H4: matches nothing
@@ -379,8 +385,8 @@ export class HostKernel {
     }
     const raw = a.config & rawEventMask(p);
     const constraint = eventConstraint(p, raw, a.vlbr === true);
-    if (constraint === null)
-      return { error: `EINVAL: no counter of ${p.name} counts config 0x${raw.toString(16)}` }; // H8
+    // H8
+    if (constraint === null) return { error: `EINVAL: no counter of ${p.name} counts config 0x${raw.toString(16)}` };
     // x86_pmu_hw_config: INT always (counting events fold on overflow too), USR/OS from the excludes.
     let hwConfig = EVTSEL_INT | raw;
     if (!a.excludeUser) hwConfig |= EVTSEL_USR;

@@ -3,9 +3,7 @@
  * the rule that raised it. A fault is data, not an exception, because the oracle reports it.
  */
 
-export type Access =
-  | { readonly ok: true; readonly value: bigint }
-  | { readonly ok: false; readonly gp: string };
+export type Access = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly gp: string };
 
 /** Zero is most registers' value: one shared (immutable) result serves every read and write of it. */
 const OK_ZERO: Access = Object.freeze({ ok: true, value: 0n });

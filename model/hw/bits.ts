@@ -69,9 +69,9 @@ export interface Field {
 export type FieldTable<K extends string> = { readonly [P in K]: Field };
 
 /** Builds a field table from `name: bit` or `name: [hi, lo]` entries. */
-export function fields<K extends string>(
-  spec: { readonly [P in K]: number | readonly [number, number] },
-): FieldTable<K> {
+export function fields<K extends string>(spec: {
+  readonly [P in K]: number | readonly [number, number];
+}): FieldTable<K> {
   const out = {} as { [P in K]: Field };
   for (const name of Object.keys(spec) as K[]) {
     const s = spec[name];

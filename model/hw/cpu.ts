@@ -28,8 +28,7 @@ export interface PmiDelivery {
 }
 
 export type XsaveResult =
-  | { readonly ok: true; readonly area: ArchLbrXsave }
-  | { readonly ok: false; readonly gp: string };
+  { readonly ok: true; readonly area: ArchLbrXsave } | { readonly ok: false; readonly gp: string };
 
 /**
  * A counter that can count in the current configuration, decoded once per configuration. Counts
@@ -79,7 +78,8 @@ export class Cpu {
   private active: Active[] = [];
   private activeEpoch = -1;
   /** Topdown slots counted since the last sync, flushed into PERF_METRICS's hidden counts. */
-  private readonly tdPending: number[] = [0, 0, 0, 0, 0, 0, 0, 0, 0]; // a literal: a typed array costs a backing store per CPU
+  // a literal: a typed array costs a backing store per CPU
+  private readonly tdPending: number[] = [0, 0, 0, 0, 0, 0, 0, 0, 0];
   private tdAny = false;
   /** PERF_METRICS accumulates: enumerated and GLOBAL_CTRL.EN_PERF_METRICS set (D12). */
   private metricsOn = false;
@@ -174,8 +174,7 @@ export class Cpu {
     const p = this.profile;
     if (!Number.isInteger(ecx) || ecx < 0 || ecx > 0xffff_ffff)
       throw new ModelError(`RDPMC: ECX ${ecx} is not a 32-bit value`);
-    if (cpl !== 0 && cpl !== 1 && cpl !== 2 && cpl !== 3)
-      throw new ModelError(`RDPMC: CPL ${cpl} is not 0..3`);
+    if (cpl !== 0 && cpl !== 1 && cpl !== 2 && cpl !== 3) throw new ModelError(`RDPMC: CPL ${cpl} is not 0..3`);
     if (cpl > 0 && s.protectedMode && !s.cr4Pce) return gp(`RDPMC at CPL ${cpl} with CR4.PCE = 0`);
     if (p.version === 0) return gp('RDPMC: no architectural PMU (CPUID.0AH version 0)');
     const type = ecx >>> 16;
@@ -188,8 +187,7 @@ export class Cpu {
           ? ok(s.fixed[idx]!)
           : gp(`RDPMC 0x${ecx.toString(16)}: no fixed counter ${idx}`);
       case 0x2000: {
-        if (!p.perfMetrics || idx !== 0)
-          return gp(`RDPMC 0x${ecx.toString(16)}: no PERF_METRICS index ${idx}`); // D34
+        if (!p.perfMetrics || idx !== 0) return gp(`RDPMC 0x${ecx.toString(16)}: no PERF_METRICS index ${idx}`); // D34
         const v = readPerfMetrics(s);
         if (p.metricsClear && isSet(s.fixedCtrl, METRICS_CLEAR_EN)) clearTopdown(s);
         return ok(v);

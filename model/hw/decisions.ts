@@ -17,8 +17,7 @@ export interface Decision {
 export const DECISIONS: readonly Decision[] = [
   {
     id: 'D1',
-    question:
-      'Do GLOBAL_STATUS/CTRL/OVF_CTRL (0x38E-0x390) exist from version 1 (SDM MSR table) or version 2?',
+    question: 'Do GLOBAL_STATUS/CTRL/OVF_CTRL (0x38E-0x390) exist from version 1 (SDM MSR table) or version 2?',
     choice: 'From version 2, with FIXED_CTR_CTRL.',
     why: 'The SDM chapter text, KVM, kvm-unit-tests and the selftests all gate them on version > 1.',
     ref: 'pmu-semantics.md §1.3, §7 item 24',
@@ -198,8 +197,7 @@ export const DECISIONS: readonly Decision[] = [
   {
     id: 'D25',
     question: 'IA32_LBR_DEPTH reset value; does writing the current value also clear?',
-    choice:
-      'Reset to the maximum enumerated depth. Any accepted write clears every record, the same value included.',
+    choice: 'Reset to the maximum enumerated depth. Any accepted write clears every record, the same value included.',
     why: 'Linux writes the maximum at boot; "any write resets every record" is verified.',
     ref: 'pmu-semantics.md §3.3',
   },
@@ -229,16 +227,14 @@ export const DECISIONS: readonly Decision[] = [
   {
     id: 'D29',
     question: 'What do fixed counters 4-6 and non-architectural event encodings count?',
-    choice:
-      'Nothing: they exist where enumerated and can be written, but no work unit occurrence matches them.',
+    choice: 'Nothing: they exist where enumerated and can be written, but no work unit occurrence matches them.',
     why: 'Their events are model-specific and outside the work-unit vocabulary.',
     ref: 'pmu-semantics.md §1.5',
   },
   {
     id: 'D30',
     question: 'AnyThread (EVTSEL[21], fixed nibble bit 2).',
-    choice:
-      'Writable where enumerated (v3, v4, v5 not deprecated); no effect, since the model is one logical CPU.',
+    choice: 'Writable where enumerated (v3, v4, v5 not deprecated); no effect, since the model is one logical CPU.',
     why: 'The sibling thread does not exist in the model.',
     ref: 'pmu-semantics.md §2.3',
   },
@@ -297,8 +293,7 @@ export const DECISIONS: readonly Decision[] = [
   {
     id: 'D38',
     question: 'What EVTSEL.IN_TX / IN_TX_CP do to counting in a model without transactions.',
-    choice:
-      'A counter with IN_TX set counts nothing (no work unit runs inside a transaction); IN_TX_CP has no effect.',
+    choice: 'A counter with IN_TX set counts nothing (no work unit runs inside a transaction); IN_TX_CP has no effect.',
     why: 'IN_TX restricts counting to transactional regions [V]; checkpointing only matters on abort, which cannot happen.',
     ref: 'pmu-semantics.md §2.3',
   },

@@ -110,7 +110,10 @@ export interface Profile {
   readonly archLbr: ArchLbrCaps | undefined;
 }
 
-/** perProfile's memo on each profile: derived constants, not architecture (non-enumerable, so never compared or printed). */
+/**
+ * perProfile's memo on each profile: derived constants, not architecture (non-enumerable, so never compared or
+ * printed).
+ */
 const MEMO = Symbol('perProfile memo');
 let memoSlots = 0;
 
@@ -151,8 +154,7 @@ function u32(p: string, field: string, v: number): number {
 /** Validates a spec and derives its enumeration; a contradiction throws a ProfileError naming the field. */
 export function defineProfile(spec: ProfileSpec): Profile {
   const n = spec.name;
-  if (typeof n !== 'string' || n.length === 0)
-    throw new ProfileError(String(n), 'name', 'must be a non-empty string');
+  if (typeof n !== 'string' || n.length === 0) throw new ProfileError(String(n), 'name', 'must be a non-empty string');
   const fail = (field: string, msg: string): never => {
     throw new ProfileError(n, field, msg);
   };
@@ -160,8 +162,7 @@ export function defineProfile(spec: ProfileSpec): Profile {
   const ebx = u32(n, 'leaf0a.ebx', spec.leaf0a.ebx);
   const ecx = u32(n, 'leaf0a.ecx', spec.leaf0a.ecx);
   const edx = u32(n, 'leaf0a.edx', spec.leaf0a.edx);
-  if (!Number.isInteger(spec.family) || spec.family < 0)
-    fail('family', `not a family number: ${spec.family}`);
+  if (!Number.isInteger(spec.family) || spec.family < 0) fail('family', `not a family number: ${spec.family}`);
   if (!Number.isInteger(spec.model) || spec.model < 0) fail('model', `not a model number: ${spec.model}`);
 
   const version = eax & 0xff;
@@ -195,20 +196,13 @@ export function defineProfile(spec: ProfileSpec): Profile {
   if (typeof caps !== 'bigint' || caps < 0n || caps > (1n << 64n) - 1n)
     fail('perfCapabilities', 'must be a u64 bigint');
   if (!spec.pdcm && caps !== 0n)
-    fail(
-      'perfCapabilities',
-      'is non-zero but CPUID.01H:ECX.PDCM = 0, so IA32_PERF_CAPABILITIES does not exist',
-    );
+    fail('perfCapabilities', 'is non-zero but CPUID.01H:ECX.PDCM = 0, so IA32_PERF_CAPABILITIES does not exist');
   const lbrFmt = Number(caps & PERF_CAP.LBR_FMT_MASK);
   const perfMetrics = isSet(caps, PERF_CAP.PERF_METRICS);
   if (perfMetrics && !((fixedSet >>> 3) & 1))
-    fail(
-      'perfCapabilities[15]',
-      'PERF_METRICS needs fixed counter 3 (SLOTS), which CPUID.0AH does not enumerate',
-    );
+    fail('perfCapabilities[15]', 'PERF_METRICS needs fixed counter 3 (SLOTS), which CPUID.0AH does not enumerate');
   const metricsClear = isSet(caps, PERF_CAP.RDPMC_METRICS_CLEAR);
-  if (metricsClear && !perfMetrics)
-    fail('perfCapabilities[19]', 'RDPMC metrics-clear mode needs PERF_METRICS');
+  if (metricsClear && !perfMetrics) fail('perfCapabilities[19]', 'RDPMC metrics-clear mode needs PERF_METRICS');
   if (spec.topdownL2 && !perfMetrics) fail('topdownL2', 'level-2 topdown needs PERF_METRICS');
 
   let archLbr: ArchLbrCaps | undefined;
@@ -253,17 +247,11 @@ export function defineProfile(spec: ProfileSpec): Profile {
       fail('legacyLbr.depth', `${g.depth} is not a legacy LBR depth (4, 8, 16, 32)`);
     const needsInfo = lbrFmt === 5 || lbrFmt === 7;
     if (needsInfo !== (g.infoBase !== undefined))
-      fail(
-        'legacyLbr.infoBase',
-        `LBR_FMT ${lbrFmt} ${needsInfo ? 'needs' : 'has no'} MSR_LBR_INFO registers`,
-      );
+      fail('legacyLbr.infoBase', `LBR_FMT ${lbrFmt} ${needsInfo ? 'needs' : 'has no'} MSR_LBR_INFO registers`);
     if (g.callStack && !g.select)
       fail('legacyLbr.callStack', 'call-stack mode is an LBR_SELECT bit, but there is no LBR_SELECT');
   } else if (lbrFmt >= 1 && lbrFmt <= 7) {
-    fail(
-      'legacyLbr',
-      `LBR_FMT ${lbrFmt} enumerates legacy LBRs, but no geometry (depth, MSR bases) is given`,
-    );
+    fail('legacyLbr', `LBR_FMT ${lbrFmt} enumerates legacy LBRs, but no geometry (depth, MSR bases) is given`);
   } else if (lbrFmt !== 0 && lbrFmt !== LBR_FMT_ARCH) {
     fail('perfCapabilities[5:0]', `LBR_FMT ${lbrFmt} is undefined`);
   }

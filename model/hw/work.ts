@@ -89,8 +89,7 @@ function checkUnit(u: WorkUnit): void {
     for (const b of brs) {
       if (KINDS[b.kind] !== true)
         throw new WorkError(`unknown branch kind '${String(b.kind)}' (known: ${BRANCH_KINDS.join(', ')})`);
-      if (b.cpl !== undefined && !okCpl(b.cpl))
-        throw new WorkError(`branch cpl must be 0..3, got ${String(b.cpl)}`);
+      if (b.cpl !== undefined && !okCpl(b.cpl)) throw new WorkError(`branch cpl must be 0..3, got ${String(b.cpl)}`);
       if (!canonical(b.from))
         throw new WorkError(`branch from ${String(b.from)} is not a canonical 48-bit address (u64 bigint)`);
       if (!canonical(b.to))
@@ -110,13 +109,10 @@ function checkUnit(u: WorkUnit): void {
     if (!okCount(t.branchMispredicts)) badCount('slots.branchMispredicts', t.branchMispredicts);
     if (!okCount(t.fetchLatency)) badCount('slots.fetchLatency', t.fetchLatency);
     if (!okCount(t.memoryBound)) badCount('slots.memoryBound', t.memoryBound);
-    if ((t.heavyOperations ?? 0) > t.retiring)
-      throw new WorkError('slots.heavyOperations exceeds its level-1 parent');
+    if ((t.heavyOperations ?? 0) > t.retiring) throw new WorkError('slots.heavyOperations exceeds its level-1 parent');
     if ((t.branchMispredicts ?? 0) > t.badSpeculation)
       throw new WorkError('slots.branchMispredicts exceeds its level-1 parent');
-    if ((t.fetchLatency ?? 0) > t.frontendBound)
-      throw new WorkError('slots.fetchLatency exceeds its level-1 parent');
-    if ((t.memoryBound ?? 0) > t.backendBound)
-      throw new WorkError('slots.memoryBound exceeds its level-1 parent');
+    if ((t.fetchLatency ?? 0) > t.frontendBound) throw new WorkError('slots.fetchLatency exceeds its level-1 parent');
+    if ((t.memoryBound ?? 0) > t.backendBound) throw new WorkError('slots.memoryBound exceeds its level-1 parent');
   }
 }

@@ -68,7 +68,10 @@ export interface VpmuVcpu {
    */
   drainPmis(): GuestPmi[];
 
-  /** KVM_GET_MSRS of the feature MSR PERF_CAPABILITIES on /dev/kvm: what KVM can give a guest (kvm_caps.supported_perf_cap). */
+  /**
+   * KVM_GET_MSRS of the feature MSR PERF_CAPABILITIES on /dev/kvm: what KVM can give a guest
+   * (kvm_caps.supported_perf_cap).
+   */
   supportedPerfCapabilities(): bigint;
   /** KVM_SET_CPUID2: only before the first KVM_RUN. */
   setCpuid(cpuid: GuestCpuid): HostAccess;

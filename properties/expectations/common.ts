@@ -8,7 +8,8 @@
 import type { KnownDivergence } from './types.js';
 
 /** LBR_SELECT, LBR_TOS and the FROM/TO/INFO records of a legacy-LBR part (Skylake's addresses). */
-export const isLegacyLbrMsr = (m: number) => m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
+export const isLegacyLbrMsr = (m: number) =>
+  m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
 
 /** The PMU version guest CPUID.0AH gives the guest. */
 export const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;
@@ -21,11 +22,16 @@ const P6_COUNTER_MSRS = new Map([
   [0x187, 1],
 ]);
 
-/** GP counters KVM gives a guest: none without an architectural PMU (intel_pmu_refresh), else CPUID.0AH.EAX[15:8] capped at the host's. */
+/**
+ * GP counters KVM gives a guest: none without an architectural PMU (intel_pmu_refresh), else CPUID.0AH.EAX[15:8] capped
+ * at the host's.
+ */
 const guestGpCounters = (g: { cpuid: { leaf0a: { eax: number } } }, host: { nGP: number }) =>
   (g.cpuid.leaf0a.eax & 0xff) === 0 ? 0 : Math.min((g.cpuid.leaf0a.eax >> 8) & 0xff, host.nGP);
 
-/** The access is to a P6 counter MSR the guest does not have: the only case kvm_{get,set}_msr_common answer themselves. */
+/**
+ * The access is to a P6 counter MSR the guest does not have: the only case kvm_{get,set}_msr_common answer themselves.
+ */
 const absentP6 = (msr: number | null, g: { cpuid: { leaf0a: { eax: number } } }, host: { nGP: number }) => {
   const i = msr === null ? undefined : P6_COUNTER_MSRS.get(msr);
   return i !== undefined && i >= guestGpCounters(g, host);
@@ -36,7 +42,10 @@ export const P6_PERFCTR_QUIRK: KnownDivergence = {
   title: 'absent MSR_P6_PERFCTR0/1 and MSR_P6_EVNTSEL0/1 read 0 and drop writes instead of #GP',
   kernelRef: 'arch/x86/kvm/x86.c kvm_get_msr_common / kvm_set_msr_common, "case MSR_P6_PERFCTR0/1, MSR_P6_EVNTSEL0/1"',
   matches: (o, c) =>
-    (o.kind === 'rdmsr' || o.kind === 'wrmsr') && absentP6(o.target, c.guest, c.host) && o.oracle === '#GP' && o.sut === '0x0',
+    (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
+    absentP6(o.target, c.guest, c.host) &&
+    o.oracle === '#GP' &&
+    o.sut === '0x0',
   // Bare metal adopts it (W6): the access retires, a read returning 0 and a write dropped, as KVM does.
   adopt: (a, host) => {
     if (!absentP6(a.msr, a.guest, host) || a.oracle.ok || !a.sut.ok) return null;
@@ -48,9 +57,13 @@ export const P6_PERFCTR_QUIRK: KnownDivergence = {
 export const VERSION_NOT_CLAMPED: KnownDivergence = {
   id: 'version-not-clamped',
   title: 'a guest whose CPUID says PMU version 4 or 5 gets version-2 emulation: no GLOBAL_STATUS_SET, no GLOBAL_INUSE',
-  kernelRef: 'arch/x86/kvm/pmu.c kvm_init_pmu_capability caps the version at 2; intel_pmu_refresh takes CPUID.0AH version unclamped; kvm_pmu_is_valid_msr has no 0x391/0x392',
+  kernelRef:
+    'arch/x86/kvm/pmu.c kvm_init_pmu_capability caps the version at 2; intel_pmu_refresh takes CPUID.0AH version unclamped; kvm_pmu_is_valid_msr has no 0x391/0x392',
   matches: (o, c) =>
-    version(c) >= 4 && (o.kind === 'rdmsr' || o.kind === 'wrmsr') && (o.target === 0x391 || o.target === 0x392) && o.sut === '#GP',
+    version(c) >= 4 &&
+    (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
+    (o.target === 0x391 || o.target === 0x392) &&
+    o.sut === '#GP',
   // Bare metal faults too (W6): KVM has no such MSR, whatever the value.
   adoptFault: (a) => version(a) >= 4 && (a.msr === 0x391 || a.msr === 0x392),
 };
@@ -60,8 +73,10 @@ const STATUS_BITS_RESERVED_BY_KVM = (1n << 58n) | (1n << 59n) | (1n << 61n);
 
 export const STATUS_BITS_V2: KnownDivergence = {
   id: 'status-bits-v2',
-  title: 'GLOBAL_OVF_CTRL/STATUS_RESET takes only the counter bits and 62/63: the v3+ Ovf_Uncore and v4 LBR_FRZ/CTR_FRZ bits #GP',
-  kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_refresh: global_status_rsvd = global_ctrl_rsvd & ~(OVF_BUF | COND_CHGD)',
+  title:
+    'GLOBAL_OVF_CTRL/STATUS_RESET takes only the counter bits and 62/63: the v3+ Ovf_Uncore and v4 LBR_FRZ/CTR_FRZ bits #GP',
+  kernelRef:
+    'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_refresh: global_status_rsvd = global_ctrl_rsvd & ~(OVF_BUF | COND_CHGD)',
   matches: (o, c) =>
     version(c) >= 3 &&
     o.kind === 'wrmsr' &&
@@ -70,7 +85,12 @@ export const STATUS_BITS_V2: KnownDivergence = {
     o.oracle === '0x0' &&
     o.value !== null &&
     (o.value & STATUS_BITS_RESERVED_BY_KVM) !== 0n,
-  adoptFault: (a) => version(a) >= 3 && a.kind === 'wrmsr' && a.msr === 0x390 && a.value !== null && (a.value & STATUS_BITS_RESERVED_BY_KVM) !== 0n,
+  adoptFault: (a) =>
+    version(a) >= 3 &&
+    a.kind === 'wrmsr' &&
+    a.msr === 0x390 &&
+    a.value !== null &&
+    (a.value & STATUS_BITS_RESERVED_BY_KVM) !== 0n,
 };
 
 /** DEBUGCTL bits KVM supports for some guest (vmx_get_supported_debugctl): LBR, BTF, FREEZE_LBRS_ON_PMI, RTM_DEBUG. */
@@ -87,23 +107,35 @@ export const DEBUGCTL_SUBSET: KnownDivergence = {
   id: 'debugctl-subset',
   title: 'DEBUGCTL bits other than LBR, FREEZE_LBRS_ON_PMI (with guest LBR), BTF (dropped) and RTM_DEBUG #GP',
   kernelRef: 'arch/x86/kvm/vmx/vmx.c vmx_get_supported_debugctl / vmx_is_valid_debugctl',
-  // A refused write #GPs (never for LBR/BTF alone); a dropped bit shows on the next read, as a bit missing, never an extra one.
+  // A refused write #GPs (never for LBR/BTF alone); a dropped bit shows on the next read, as a bit missing, never an
+  // extra one.
   matches: (o) =>
     o.target === 0x1d9 &&
-    ((o.kind === 'wrmsr' && o.sut === '#GP' && o.oracle === '0x0' && o.value !== null && (o.value & ~DEBUGCTL_DROPPED_NOT_REFUSED) !== 0n) ||
-      (o.kind === 'rdmsr' && o.sut.startsWith('0x') && o.oracle.startsWith('0x') && droppedOnly(BigInt(o.sut), BigInt(o.oracle)))),
+    ((o.kind === 'wrmsr' &&
+      o.sut === '#GP' &&
+      o.oracle === '0x0' &&
+      o.value !== null &&
+      (o.value & ~DEBUGCTL_DROPPED_NOT_REFUSED) !== 0n) ||
+      (o.kind === 'rdmsr' &&
+        o.sut.startsWith('0x') &&
+        o.oracle.startsWith('0x') &&
+        droppedOnly(BigInt(o.sut), BigInt(o.oracle)))),
   // A write with a bit KVM never supports faults on bare metal too (W6); a droppable bit is left to the matcher.
-  adoptFault: (a) => a.kind === 'wrmsr' && a.msr === 0x1d9 && a.value !== null && (a.value & ~DEBUGCTL_EVER_SUPPORTED) !== 0n,
+  adoptFault: (a) =>
+    a.kind === 'wrmsr' && a.msr === 0x1d9 && a.value !== null && (a.value & ~DEBUGCTL_EVER_SUPPORTED) !== 0n,
 };
 
 /** A write setting AnyThread: EVTSEL bit 21, or bit 2 of a FIXED_CTR_CTRL field. */
 const anyThread = (msr: number | null, value: bigint | null) =>
-  value !== null && ((msr !== null && msr >= 0x186 && msr < 0x18e && (value & (1n << 21n)) !== 0n) || (msr === 0x38d && (value & 0x4444_4444n) !== 0n));
+  value !== null &&
+  ((msr !== null && msr >= 0x186 && msr < 0x18e && (value & (1n << 21n)) !== 0n) ||
+    (msr === 0x38d && (value & 0x4444_4444n) !== 0n));
 
 export const ANYTHREAD_RESERVED: KnownDivergence = {
   id: 'anythread-reserved',
   title: 'AnyThread (EVTSEL bit 21, FIXED_CTR_CTRL bit 2 of each field) is reserved whatever the PMU version',
-  kernelRef: 'arch/x86/kvm/pmu.c kvm_pmu_refresh reserved_bits 0xffffffff00200000; pmu_intel.c fixed_ctr_ctrl_rsvd keeps bit 2 of each field',
+  kernelRef:
+    'arch/x86/kvm/pmu.c kvm_pmu_refresh reserved_bits 0xffffffff00200000; pmu_intel.c fixed_ctr_ctrl_rsvd keeps bit 2 of each field',
   matches: (o, c) =>
     version(c) >= 3 &&
     o.kind === 'wrmsr' &&

@@ -5,7 +5,15 @@
  */
 
 import type { Observation } from '../../scenarios/world.js';
-import { ANYTHREAD_RESERVED, DEBUGCTL_SUBSET, isLegacyLbrMsr, P6_PERFCTR_QUIRK, STATUS_BITS_V2, VERSION_NOT_CLAMPED, version } from './common.js';
+import {
+  ANYTHREAD_RESERVED,
+  DEBUGCTL_SUBSET,
+  isLegacyLbrMsr,
+  P6_PERFCTR_QUIRK,
+  STATUS_BITS_V2,
+  VERSION_NOT_CLAMPED,
+  version,
+} from './common.js';
 import type { KnownDivergence } from './types.js';
 const isCounter = (m: number) => (m >= 0xc1 && m < 0xc9) || (m >= 0x4c1 && m < 0x4c9) || (m >= 0x309 && m < 0x30c);
 /** A write that leaves the counter at -1: all ones at 32 bits through the legacy alias, else at 48. */
@@ -22,7 +30,8 @@ function lastWrite(history: readonly Observation[], msr: number, upTo: Observati
 }
 
 /** A host user's event that perf accepted (a refused open holds no counter). */
-const hostEventOpened = (h: Observation) => h.kind === 'host' && h.what.startsWith('host opens') && !h.what.endsWith('(refused)');
+const hostEventOpened = (h: Observation) =>
+  h.kind === 'host' && h.what.startsWith('host opens') && !h.what.endsWith('(refused)');
 
 /**
  * Null when the observation differs from bare metal only by what contention takes away: a counter
@@ -32,9 +41,14 @@ const hostEventOpened = (h: Observation) => h.kind === 'host' && h.what.startsWi
 function lostOnly(o: Observation, history: readonly Observation[]): string | null {
   if (o.sut === o.oracle) return null;
   const p = progress(o, history);
-  if (p !== null) return p.sut <= p.oracle ? null : `the counter counted ${p.sut} since it was written, more than bare metal's ${p.oracle}`;
+  if (p !== null)
+    return p.sut <= p.oracle
+      ? null
+      : `the counter counted ${p.sut} since it was written, more than bare metal's ${p.oracle}`;
   if (o.kind === 'rdmsr' && o.target === 0x38e && o.sut.startsWith('0x') && o.oracle.startsWith('0x'))
-    return (BigInt(o.sut) & ~BigInt(o.oracle)) === 0n ? null : `GLOBAL_STATUS shows bits bare metal does not set (${o.sut} against ${o.oracle})`;
+    return (BigInt(o.sut) & ~BigInt(o.oracle)) === 0n
+      ? null
+      : `GLOBAL_STATUS shows bits bare metal does not set (${o.sut} against ${o.oracle})`;
   if ((o.kind === 'run' || o.kind === 'pmi') && pmiCount(o.sut) < pmiCount(o.oracle)) return null;
   return `${o.what}: guest saw ${o.sut}, bare metal shows ${o.oracle}`;
 }
@@ -45,7 +59,7 @@ const pmiCount = (s: string) => (s === 'no PMI' || s === '' ? 0 : s.split('PMI('
 function counterOf(o: Observation): number | null {
   if (o.target === null) return null;
   const m = o.target;
-  if (o.kind === 'rdpmc') return (m >>> 16) === 0 ? m & 0xffff : (m >>> 16) === 0x4000 ? 32 + (m & 0xffff) : null;
+  if (o.kind === 'rdpmc') return m >>> 16 === 0 ? m & 0xffff : m >>> 16 === 0x4000 ? 32 + (m & 0xffff) : null;
   if (o.kind !== 'rdmsr') return null;
   if (m >= 0xc1 && m < 0xc9) return m - 0xc1;
   if (m >= 0x4c1 && m < 0x4c9) return m - 0x4c1;
@@ -85,7 +99,8 @@ function runningWithCounts(history: readonly Observation[], w: Observation, vers
     const local = fixed
       ? (((lastWrite(history, 0x38d, upTo) ?? 0n) >> BigInt(4 * (idx - 32))) & 3n) !== 0n
       : ((lastWrite(history, 0x186 + idx, upTo) ?? 0n) & (1n << 22n)) !== 0n;
-    const global = version < 2 || (((lastWrite(history, 0x38f, upTo) ?? (fixed ? 0n : 0xffn)) >> BigInt(idx)) & 1n) === 1n;
+    const global =
+      version < 2 || (((lastWrite(history, 0x38f, upTo) ?? (fixed ? 0n : 0xffn)) >> BigInt(idx)) & 1n) === 1n;
     return local && global;
   };
   if (!enabledNow(w)) return false;
@@ -109,10 +124,16 @@ function countsOwnWrmsr(history: readonly Observation[], w: Observation): boolea
   return (sel & 0xffffn) === 0xc0n && (sel & (1n << 17n)) !== 0n && (sel & (1n << 22n)) !== 0n;
 }
 
-
 /** Did the guest write DEBUGCTL with this bit set (and KVM take the write)? */
 const debugctlArmed = (history: readonly Observation[], bitNo: number) =>
-  history.some((h) => h.kind === 'wrmsr' && h.target === 0x1d9 && h.sut === '0x0' && h.value !== null && (h.value & (1n << BigInt(bitNo))) !== 0n);
+  history.some(
+    (h) =>
+      h.kind === 'wrmsr' &&
+      h.target === 0x1d9 &&
+      h.sut === '0x0' &&
+      h.value !== null &&
+      (h.value & (1n << BigInt(bitNo))) !== 0n,
+  );
 
 /**
  * A read of what the legacy LBR freeze changes at a PMI-enabled overflow (pmu-semantics.md §4.4):
@@ -120,23 +141,36 @@ const debugctlArmed = (history: readonly Observation[], bitNo: number) =>
  * (A delivered PMI shows first as the run's PMI observation; FREEZE_PERFMON_ON_PMI #GPs in KVM.)
  */
 function lbrFreezeEffect(o: Observation, history: readonly Observation[]): boolean {
-  return o.kind === 'rdmsr' && o.target !== null && (o.target === 0x1d9 || isLegacyLbrMsr(o.target)) && debugctlArmed(history, 11);
+  return (
+    o.kind === 'rdmsr' &&
+    o.target !== null &&
+    (o.target === 0x1d9 || isLegacyLbrMsr(o.target)) &&
+    debugctlArmed(history, 11)
+  );
 }
 
 export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   P6_PERFCTR_QUIRK,
   {
     id: 'fixed-ctr-width',
-    title: 'a fixed counter write with bits above the counter width is masked, not #GP (hardware #GP is decision D2, unverified)',
+    title:
+      'a fixed counter write with bits above the counter width is masked, not #GP (hardware #GP is decision D2, unverified)',
     kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_set_msr: get_fixed_pmc → pmc_write_counter, no width check',
     matches: (o) =>
-      o.kind === 'wrmsr' && o.target !== null && o.target >= 0x309 && o.target < 0x30c && o.sut === '0x0' && o.oracle === '#GP',
+      o.kind === 'wrmsr' &&
+      o.target !== null &&
+      o.target >= 0x309 &&
+      o.target < 0x30c &&
+      o.sut === '0x0' &&
+      o.oracle === '#GP',
   },
   VERSION_NOT_CLAMPED,
   {
     id: 'no-v4-lbr-freeze',
-    title: 'a guest with PMU version 4 or 5 and FREEZE_LBRS_ON_PMI gets no freeze: LBR_FRZ is never set and the LBRs keep recording after the PMI (bugs.md #17, reports/filed/0002)',
-    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_deliver_pmi: freeze emulated only for 1 < version < 4; GLOBAL_STATUS bit 58 is in global_status_rsvd',
+    title:
+      'a guest with PMU version 4 or 5 and FREEZE_LBRS_ON_PMI gets no freeze: LBR_FRZ is never set and the LBRs keep recording after the PMI (bugs.md #17, reports/filed/0002)',
+    kernelRef:
+      'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_deliver_pmi: freeze emulated only for 1 < version < 4; GLOBAL_STATUS bit 58 is in global_status_rsvd',
     matches: (o, c) =>
       version(c) >= 4 &&
       debugctlArmed(c.history, 11) &&
@@ -146,8 +180,10 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   },
   {
     id: 'no-v1-lbr-freeze',
-    title: 'a guest with PMU version 1 and FREEZE_LBRS_ON_PMI gets no freeze: DEBUGCTL.LBR stays set and the LBRs keep recording after the PMI (decision D37; reports/filed/0005)',
-    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_deliver_pmi: intel_pmu_legacy_freezing_lbrs_on_pmi only for 1 < version < 4, while vmx_get_supported_debugctl still accepts FREEZE_LBRS_ON_PMI',
+    title:
+      'a guest with PMU version 1 and FREEZE_LBRS_ON_PMI gets no freeze: DEBUGCTL.LBR stays set and the LBRs keep recording after the PMI (decision D37; reports/filed/0005)',
+    kernelRef:
+      'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_deliver_pmi: intel_pmu_legacy_freezing_lbrs_on_pmi only for 1 < version < 4, while vmx_get_supported_debugctl still accepts FREEZE_LBRS_ON_PMI',
     matches: (o, c) =>
       version(c) === 1 &&
       debugctlArmed(c.history, 11) &&
@@ -158,8 +194,10 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   STATUS_BITS_V2,
   {
     id: 'write-period-from-base',
-    title: 'after a guest write to a running counter, the perf period is armed from the pre-write base, so the overflow comes late by the events counted since the last reprogram (reports/filed/0001)',
-    kernelRef: 'arch/x86/kvm/pmu.c pmc_write_counter → pmc_update_sample_period: get_sample_period(pmc, pmc->counter), where pmc->counter is the offset base, not the value written',
+    title:
+      'after a guest write to a running counter, the perf period is armed from the pre-write base, so the overflow comes late by the events counted since the last reprogram (reports/filed/0001)',
+    kernelRef:
+      'arch/x86/kvm/pmu.c pmc_write_counter → pmc_update_sample_period: get_sample_period(pmc, pmc->counter), where pmc->counter is the offset base, not the value written',
     // Only a counter that does not count the WRMSR itself (an instruction at CPL 0) keeps the
     // stale period: counting it requests a reprogram, which re-arms the period correctly.
     matches: (o, c) =>
@@ -181,21 +219,30 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   DEBUGCTL_SUBSET,
   {
     id: 'perf-min-period',
-    title: 'a counter preset to overflow on the next event overflows one event late: perf programs a period of at least 2',
+    title:
+      'a counter preset to overflow on the next event overflows one event late: perf programs a period of at least 2',
     kernelRef: 'arch/x86/events/core.c x86_perf_event_set_period: "if (unlikely(left < 2)) left = 2"',
     // The program set some counter to all ones (-1 at its width) before diverging, or a migration
     // re-armed the event, possibly with one event left (sched-in also goes through set_period).
     matches: (o, c) =>
       c.history.some(
-        (h) => h.kind === 'wrmsr' && h.sut === '0x0' && h.target !== null && isCounter(h.target) && h.value !== null && isMinusOne(h.target, h.value),
+        (h) =>
+          h.kind === 'wrmsr' &&
+          h.sut === '0x0' &&
+          h.target !== null &&
+          isCounter(h.target) &&
+          h.value !== null &&
+          isMinusOne(h.target, h.value),
       ) ||
       (o.kind === 'run' && o.sut === 'no PMI' && o.oracle !== 'no PMI' && c.history.some((h) => h.kind === 'vmm')),
   },
   ANYTHREAD_RESERVED,
   {
     id: 'lbr-lazy-release',
-    title: 'LBR records written while DEBUGCTL.LBR is clear are lost when the vCPU is rescheduled: the guest LBR event is released and a new one starts from reset LBRs',
-    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_cleanup: release the guest LBR event iff DEBUGCTL.LBR == 0; kvm_arch_vcpu_load sets need_cleanup',
+    title:
+      'LBR records written while DEBUGCTL.LBR is clear are lost when the vCPU is rescheduled: the guest LBR event is released and a new one starts from reset LBRs',
+    kernelRef:
+      'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_cleanup: release the guest LBR event iff DEBUGCTL.LBR == 0; kvm_arch_vcpu_load sets need_cleanup',
     // Reads 0 from a fresh guest LBR event, or any other value once a reschedule released the old one.
     matches: (o, c) =>
       o.kind === 'rdmsr' &&
@@ -205,7 +252,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   },
   {
     id: 'host-contention',
-    title: 'while host perf events compete for the PMU, the guest counters lose counts (their perf events are scheduled out or in ERROR) and overflow late or never',
+    title:
+      'while host perf events compete for the PMU, the guest counters lose counts (their perf events are scheduled out or in ERROR) and overflow late or never',
     kernelRef:
       'arch/x86/kvm/pmu.c pmc_reprogram_counter: guest counters are pinned, exclude_host perf events; kernel/events/core.c ctx_sched_in gives a pinned event that cannot get a counter PERF_EVENT_STATE_ERROR',
     // Only losses: counts, overflow bits and PMIs the guest misses, never ones it gains.
@@ -215,8 +263,10 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   },
   {
     id: 'lbr-host-owned',
-    title: 'while a host perf event holds the LBRs, KVM cannot create the guest LBR event: guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses',
-    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored)',
+    title:
+      'while a host perf event holds the LBRs, KVM cannot create the guest LBR event: guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses',
+    kernelRef:
+      'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored)',
     // A read shows 0; a write does not fault (W3: '0x0'), where bare metal may #GP it.
     matches: (o, c) =>
       (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
@@ -227,7 +277,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   },
   {
     id: 'lbr-tos-not-reset',
-    title: "the guest's LBR_TOS starts where the host's LBR user left it: branches recorded in host mode before KVM created the guest LBR event move it, though their records are wiped (reports/filed/0003)",
+    title:
+      "the guest's LBR_TOS starts where the host's LBR user left it: branches recorded in host mode before KVM created the guest LBR event move it, though their records are wiped (reports/filed/0003)",
     kernelRef:
       'arch/x86/events/intel/lbr.c intel_pmu_lbr_add → intel_pmu_lbr_reset → intel_pmu_lbr_reset_64 zeroes FROM/TO/INFO, never MSR_LASTBRANCH_TOS; arch/x86/kvm/vmx/vmx.c vmx_passthrough_lbr_msrs passes TOS through uninitialised',
     // Only the TOS value: a shifted record read cannot be told from a leaked one here, so it stays a finding.

@@ -12,13 +12,15 @@ const afterSaveRestore = (h: readonly { kind: string; what: string }[]) =>
 export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
   {
     id: 'debugctl-not-saved',
-    title: 'IA32_DEBUGCTL is not in KVM_GET_MSR_INDEX_LIST, so a save/restore resets it to 0 (decision K4, to confirm against QEMU)',
+    title:
+      'IA32_DEBUGCTL is not in KVM_GET_MSR_INDEX_LIST, so a save/restore resets it to 0 (decision K4, to confirm against QEMU)',
     kernelRef: 'arch/x86/kvm/x86.c msrs_to_save_pmu / emulated_msrs: no MSR_IA32_DEBUGCTLMSR',
     matches: (o, c) => o.kind === 'rdmsr' && o.target === 0x1d9 && afterSaveRestore(c.history),
   },
   {
     id: 'lbr-not-saved',
-    title: 'LBR MSRs are neither saved nor restored, and a reschedule with DEBUGCTL.LBR clear releases the guest LBR event: LBR records are lost',
+    title:
+      'LBR MSRs are neither saved nor restored, and a reschedule with DEBUGCTL.LBR clear releases the guest LBR event: LBR records are lost',
     kernelRef: 'arch/x86/kvm/x86.c msrs_to_save (no LBR MSRs); vmx/pmu_intel.c intel_pmu_cleanup',
     matches: (o) => o.kind === 'rdmsr' && o.target !== null && isLegacyLbrMsr(o.target),
   },

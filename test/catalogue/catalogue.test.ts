@@ -36,9 +36,13 @@ describe('every ported bug is found within the default budget and shrinks to its
     it(`#${b.row} ${b.fixedBy ?? '(no fix)'}: ${b.subject} — by ${b.check} on ${b.host}`, () => {
       for (const seed of SEEDS) {
         const m = measure(b, seed, BUDGET);
-        const why = m.details.failed ? `failed, but not by the check's verdict: ${String(m.details.errorInstance)}` : `not found in ${BUDGET} programs`;
+        const why = m.details.failed
+          ? `failed, but not by the check's verdict: ${String(m.details.errorInstance)}`
+          : `not found in ${BUDGET} programs`;
         expect(m.found, `${why} (seed ${seed})`).toBe(true);
-        expect(m.shrunk, `seed ${seed}:\n${m.program?.map(String).join('\n')}`).toBeLessThanOrEqual(b.minimalTrigger + 2);
+        expect(m.shrunk, `seed ${seed}:\n${m.program?.map(String).join('\n')}`).toBeLessThanOrEqual(
+          b.minimalTrigger + 2,
+        );
       }
     });
   }

@@ -39,24 +39,65 @@ describe('npm start runs conformance on the built-in hosts', () => {
   it('runs every generation profile on each design, and reports programs and the declared divergences met', () => {
     const r = spawnSync(
       process.execPath,
-      ['--import', 'tsx', 'cli/main.ts', '--runs', '60', '--seed', '3', '--only', 'conformance', '--profile', 'skylake', '--json'],
+      [
+        '--import',
+        'tsx',
+        'cli/main.ts',
+        '--runs',
+        '60',
+        '--seed',
+        '3',
+        '--only',
+        'conformance',
+        '--profile',
+        'skylake',
+        '--json',
+      ],
       { encoding: 'utf8' },
     );
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as {
-      rows: { check: string; design: string; profile: string; gen: string; programs: number; result: string; known: Record<string, number> }[];
+      rows: {
+        check: string;
+        design: string;
+        profile: string;
+        gen: string;
+        programs: number;
+        result: string;
+        known: Record<string, number>;
+      }[];
     };
     expect(out.rows.map((x) => `${x.design}/${x.gen}`)).toEqual(
-      ['emulated', 'mediated'].flatMap((d) => ['quiet', 'contended', 'lbr-heavy', 'topdown', 'save-restore-heavy'].map((g) => `${d}/${g}`)),
+      ['emulated', 'mediated'].flatMap((d) =>
+        ['quiet', 'contended', 'lbr-heavy', 'topdown', 'save-restore-heavy'].map((g) => `${d}/${g}`),
+      ),
     );
-    for (const row of out.rows) expect(row).toMatchObject({ check: 'conformance', profile: 'skylake', programs: 60, result: 'passed' });
+    for (const row of out.rows)
+      expect(row).toMatchObject({ check: 'conformance', profile: 'skylake', programs: 60, result: 'passed' });
     expect(Object.keys(out.rows[0]!.known).length).toBeGreaterThan(0);
   });
 
   it('runs one design on one generation profile when asked', () => {
     const r = spawnSync(
       process.execPath,
-      ['--import', 'tsx', 'cli/main.ts', '--runs', '20', '--seed', '3', '--only', 'conformance', '--profile', 'icelake', '--design', 'mediated', '--gen', 'topdown', '--json'],
+      [
+        '--import',
+        'tsx',
+        'cli/main.ts',
+        '--runs',
+        '20',
+        '--seed',
+        '3',
+        '--only',
+        'conformance',
+        '--profile',
+        'icelake',
+        '--design',
+        'mediated',
+        '--gen',
+        'topdown',
+        '--json',
+      ],
       { encoding: 'utf8' },
     );
     expect(r.status).toBe(0);

@@ -58,7 +58,9 @@ describe('npm run compare', () => {
     const r = compare('--runs', '0', '--profile', 'skylake', '--json');
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { workloads: { workload: string; design: string }[] };
-    expect(out.workloads.map((w) => `${w.workload}/${w.design}`)).toEqual(WORKLOADS.flatMap((w) => ['pre-reuse', 'emulated', 'mediated'].map((d) => `${w.id}/${d}`)));
+    expect(out.workloads.map((w) => `${w.workload}/${w.design}`)).toEqual(
+      WORKLOADS.flatMap((w) => ['pre-reuse', 'emulated', 'mediated'].map((d) => `${w.id}/${d}`)),
+    );
   });
 
   it.each([

@@ -10,7 +10,12 @@ import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 
 /** A v2 guest with one GP counter (so PERFCTR1/EVNTSEL1 are absent) and fixed counter 0. */
 const guest: GuestConfig = {
-  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 1, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(1, 48) }, pdcm: true },
+  cpuid: {
+    family: 6,
+    model: 0x55,
+    leaf0a: { eax: leaf0aEax(2, 1, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(1, 48) },
+    pdcm: true,
+  },
   perfCapabilities: 0n,
 };
 
@@ -33,7 +38,8 @@ const run = (design: VcpuFactory, cmds: ReturnType<typeof program>) => {
 
 describe('decision W6: bare metal adopts the P6-quirk access and the program goes on, compared exactly', () => {
   it('the faithful design passes the whole program; the quirk is counted once as known', () => {
-    for (const m of [0xc2, 0x187]) expect(Object.fromEntries(run(faithful, program(m)))).toEqual({ 'p6-perfctr-quirk': 1 });
+    for (const m of [0xc2, 0x187])
+      expect(Object.fromEntries(run(faithful, program(m)))).toEqual({ 'p6-perfctr-quirk': 1 });
   });
 
   it('a vPMU that retires the quirked access twice is caught at the later RDPMC', () => {
@@ -68,7 +74,12 @@ describe('decision W6: bare metal adopts the P6-quirk access and the program goe
 describe('decision W6 for a #GP of the design: bare metal faults too, before any effect', () => {
   /** A v2 guest with the host's LBRs: DEBUGCTL.LBR is supported, FREEZE_PERFMON_ON_PMI never is. */
   const lbrGuest: GuestConfig = { ...guest, perfCapabilities: SKYLAKE.perfCapabilities & 0x3fn };
-  const refused = [new GuestWrmsr(0, 0x1d9, 0x1001n), new GuestRdmsr(0, 0x1d9), new GuestWrmsr(0, 0x1d9, 0x1n), new GuestRdmsr(0, 0x1d9)];
+  const refused = [
+    new GuestWrmsr(0, 0x1d9, 0x1001n),
+    new GuestRdmsr(0, 0x1d9),
+    new GuestWrmsr(0, 0x1d9, 0x1n),
+    new GuestRdmsr(0, 0x1d9),
+  ];
   const runLbr = (design: VcpuFactory) => {
     const known = new Map<string, number>();
     runProgram({ host: SKYLAKE, design, expectations: EMULATED_EXPECTATIONS, known }, lbrGuest, refused);
@@ -99,7 +110,10 @@ describe('decision W6 for a #GP of the design: bare metal faults too, before any
         }
       })(h, o);
     const known = new Map<string, number>();
-    const run1 = () => runProgram({ host: SKYLAKE, design: refusesLbr, expectations: EMULATED_EXPECTATIONS, known }, lbrGuest, [new GuestWrmsr(0, 0x1d9, 0x1n)]);
+    const run1 = () =>
+      runProgram({ host: SKYLAKE, design: refusesLbr, expectations: EMULATED_EXPECTATIONS, known }, lbrGuest, [
+        new GuestWrmsr(0, 0x1d9, 0x1n),
+      ]);
     expect(run1).toThrow(/WRMSR 0x1d9 <- 0x1: guest saw #GP, bare metal shows 0x0/);
   });
 });

@@ -26,7 +26,9 @@ describe('property 1, conformance (quiet host): guest observations equal bare me
     expect(d.failed).toBe(true);
     expect(d.errorInstance).toBeInstanceOf(Divergence);
     // fast-check's command iterable prints the commands that ran, plus the replay path.
-    const program = (d.counterexample![0][1] as { toString(): string }).toString().replace(/ \/\*replayPath=.*\*\//, '');
+    const program = (d.counterexample![0][1] as { toString(): string })
+      .toString()
+      .replace(/ \/\*replayPath=.*\*\//, '');
     // Any ECX with bit 31 (the "fast" flag) set, e.g. 0x80000000 or 0xc0000000.
     expect(program).toMatch(/^new GuestRdpmc\(\d+, 0x[89a-f][0-9a-f]{7}, [03]\)$/);
   });

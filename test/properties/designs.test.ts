@@ -7,7 +7,9 @@ import { designById } from '../../designs/registry.js';
 const name = (c: { id: string; gen?: string }) => (c.gen !== undefined ? `${c.id}/${c.gen}` : c.id);
 
 // The emulated design's quiet conformance and other properties run in each property's own file.
-const emulated = designChecks(designById('emulated'), 'skylake', SKYLAKE).filter((c) => c.id === 'conformance' && c.gen !== 'quiet');
+const emulated = designChecks(designById('emulated'), 'skylake', SKYLAKE).filter(
+  (c) => c.id === 'conformance' && c.gen !== 'quiet',
+);
 const mediated = designChecks(designById('mediated'), 'skylake', SKYLAKE);
 
 describe('conformance holds for the emulated vPMU on every generation profile (Skylake-like host)', () => {
@@ -19,7 +21,15 @@ describe('conformance holds for the emulated vPMU on every generation profile (S
 describe('every property holds for the mediated vPMU on a Skylake-like host, up to its declared divergences', () => {
   it('has a check for every property but LBR freeze (no guest LBRs)', () => {
     expect(new Set(mediated.map((c) => c.id))).toEqual(
-      new Set(['conformance', 'no-leak', 'host-undisturbed', 'invisible', 'vmm-conformance', 'vmm-abi', 'host-samples']),
+      new Set([
+        'conformance',
+        'no-leak',
+        'host-undisturbed',
+        'invisible',
+        'vmm-conformance',
+        'vmm-abi',
+        'host-samples',
+      ]),
     );
   });
 

@@ -12,7 +12,7 @@ describe('property 2 for samples: host samples are attributed as on a host witho
     fc.assert(hostSamplesProperty(emulated), { numRuns: 1000 });
   });
 
-  it('finds bug #9 (a PMI during an IRQ exit taken as the guest\'s, fixed by 812d432373f6) in a two-command program', () => {
+  it("finds bug #9 (a PMI during an IRQ exit taken as the guest's, fixed by 812d432373f6) in a two-command program", () => {
     // A fixed seed, as the catalogue: on about 1 seed in 60 the shrinker stops at two IrqExits whose
     // handlers together outlast the host period, one command longer (measured over 300 seeds).
     const d = fc.check(hostSamplesProperty({ ...emulated, design: prePmiInGuestFix }), { numRuns: 1000, seed: 1 });
@@ -22,7 +22,9 @@ describe('property 2 for samples: host samples are attributed as on a host witho
     // Migrating the vCPU to the host event's pCPU is the same trigger on pCPU 1.
     const program = cmds.map(String).filter((c) => !c.startsWith('new Migrate'));
     expect(program).toHaveLength(2);
-    expect(program[0]).toMatch(/^new HostOpen\(\d, attr\(\{ config: 0x[0-9a-f]+n, samplePeriod: 0x[0-9a-f]+n, pinned: true, excludeGuest: true \}\)\)$/);
+    expect(program[0]).toMatch(
+      /^new HostOpen\(\d, attr\(\{ config: 0x[0-9a-f]+n, samplePeriod: 0x[0-9a-f]+n, pinned: true, excludeGuest: true \}\)\)$/,
+    );
     expect(program[1]).toMatch(/^new IrqExit\(0, /);
   });
 });

@@ -15,7 +15,12 @@ const emulated: InvisibilityRun = {
   expectations: EMULATED_INVISIBILITY_EXPECTATIONS,
 };
 const guest: GuestConfig = {
-  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
+  cpuid: {
+    family: 6,
+    model: 0x55,
+    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+    pdcm: true,
+  },
   perfCapabilities: 0x2005n, // FW_WRITES and the host's LBR format
 };
 

@@ -17,7 +17,8 @@ describe('property 3: the guest LBRs freeze on PMI as the hardware of its PMU ve
   it('holds for the emulated vPMU up to its declared divergences (500 programs)', () => {
     const known = new Map<string, number>();
     fc.assert(lbrFreezeProperty({ ...emulated, known }), { numRuns: 500 });
-    expect([...known.keys()].sort()).toEqual(['no-v1-lbr-freeze', 'no-v4-lbr-freeze']); // v2/v3 match bare metal exactly
+    // v2/v3 match bare metal exactly
+    expect([...known.keys()].sort()).toEqual(['no-v1-lbr-freeze', 'no-v4-lbr-freeze']);
   });
 
   it('finds the missing freeze of a PMU v1 guest (reports/filed/0005) once it is not declared', () => {

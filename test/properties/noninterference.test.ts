@@ -37,6 +37,8 @@ describe('property 2 (host to guest): host-private values never reach the guest'
     });
     expect(d.failed).toBe(true);
     expect(d.errorInstance).toBeInstanceOf(Divergence);
-    expect((d.errorInstance as Divergence).observation.what).toMatch(/RDMSR 0x(6[89a-f][0-9a-f]|1c9) \(with the host's private values changed\)/);
+    expect((d.errorInstance as Divergence).observation.what).toMatch(
+      /RDMSR 0x(6[89a-f][0-9a-f]|1c9) \(with the host's private values changed\)/,
+    );
   });
 });

@@ -9,14 +9,18 @@ import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js
 import { vmmConformanceProperty } from '../../properties/vmm_conformance.js';
 import { Divergence } from '../../scenarios/commands.js';
 
-const emulated: ConformanceRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS };
+const emulated: ConformanceRun = {
+  host: SKYLAKE,
+  design: (h, o) => new EmulatedVcpu(h, o),
+  expectations: EMULATED_EXPECTATIONS,
+};
 
 describe('property 1 with a VMM: setup ioctls and the event filter', () => {
   it('holds for the emulated vPMU (1000 programs)', () => {
     fc.assert(vmmConformanceProperty(emulated), { numRuns: 1000 });
   });
 
-  it('finds bug #34 (refresh without reset, fixed by 1647b52757d5): the guest sees the old model\'s state', () => {
+  it("finds bug #34 (refresh without reset, fixed by 1647b52757d5): the guest sees the old model's state", () => {
     const d = fc.check(vmmConformanceProperty({ ...emulated, design: preRefreshResetFix }), { numRuns: 1000, seed: 2 });
     expect(d.failed).toBe(true);
     expect(d.errorInstance).toBeInstanceOf(Divergence);
@@ -25,7 +29,10 @@ describe('property 1 with a VMM: setup ioctls and the event filter', () => {
   });
 
   it('finds bug #49 (emulated instructions ignore the filter, fixed by dfdeda67ea2d)', () => {
-    const d = fc.check(vmmConformanceProperty({ ...emulated, design: preFilterEmulatedEventsFix }), { numRuns: 1000, seed: 1 });
+    const d = fc.check(vmmConformanceProperty({ ...emulated, design: preFilterEmulatedEventsFix }), {
+      numRuns: 1000,
+      seed: 1,
+    });
     expect(d.failed).toBe(true);
     const [[, [setup]]] = d.counterexample!;
     expect(setup.map(String).some((c) => c.startsWith('new VmmSetPmuEventFilter'))).toBe(true);

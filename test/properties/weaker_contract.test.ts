@@ -10,7 +10,12 @@ import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, HostOpen } from '../../sc
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 
 const guest: GuestConfig = {
-  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
+  cpuid: {
+    family: 6,
+    model: 0x55,
+    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+    pdcm: true,
+  },
   perfCapabilities: 0x2000n,
 };
 
@@ -43,10 +48,12 @@ describe('the weaker contract after host contention: never more than bare metal 
   });
 
   it('a counter that shows more than bare metal is no contention: the program fails at once', () => {
-    expect(() => runProgram({ host: SKYLAKE, design: skewed(5n), expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(Divergence);
-    expect(() => runProgram({ host: SKYLAKE, design: skewed(5n), expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(
-      /^step \d+, vCPU 0: RDMSR 0x4c1: guest saw 0x\w+, bare metal shows 0x\w+$/,
-    );
+    expect(() =>
+      runProgram({ host: SKYLAKE, design: skewed(5n), expectations: EMULATED_EXPECTATIONS }, guest, program),
+    ).toThrow(Divergence);
+    expect(() =>
+      runProgram({ host: SKYLAKE, design: skewed(5n), expectations: EMULATED_EXPECTATIONS }, guest, program),
+    ).toThrow(/^step \d+, vCPU 0: RDMSR 0x4c1: guest saw 0x\w+, bare metal shows 0x\w+$/);
   });
 
   it('a later read that gains on bare metal fails even when the first one lost counts', () => {

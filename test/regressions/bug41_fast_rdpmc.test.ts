@@ -10,10 +10,11 @@ import { firstDivergence } from '../../designs/registry.js';
 import { GuestRdpmc } from '../../scenarios/commands.js';
 import type { GuestConfig } from '../../scenarios/world.js';
 
-const guest: GuestConfig = { cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300102, ebx: 0x0, ecx: 0x0, edx: 0x600 }, pdcm: false }, perfCapabilities: 0x0n };
-const program = [
-  new GuestRdpmc(0, 0x80000000, 0),
-];
+const guest: GuestConfig = {
+  cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300102, ebx: 0x0, ecx: 0x0, edx: 0x600 }, pdcm: false },
+  perfCapabilities: 0x0n,
+};
+const program = [new GuestRdpmc(0, 0x80000000, 0)];
 
 describe('bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp: "fast" RDPMC on an architectural PMU', () => {
   it('the emulated vPMU raises #GP, as bare metal does (no divergence)', () => {
@@ -21,6 +22,11 @@ describe('bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp: "fast" RDPMC on an ar
   });
 
   it('bug/5728a4a0ea79 diverges: RDPMC 0x80000000 at CPL 0: guest saw 0x0, bare metal shows #GP', () => {
-    expect(firstDivergence('skylake', guest, program, 'bug/5728a4a0ea79')).toMatchObject({ kind: 'rdpmc', target: 0x80000000, sut: '0x0', oracle: '#GP' });
+    expect(firstDivergence('skylake', guest, program, 'bug/5728a4a0ea79')).toMatchObject({
+      kind: 'rdpmc',
+      target: 0x80000000,
+      sut: '0x0',
+      oracle: '#GP',
+    });
   });
 });

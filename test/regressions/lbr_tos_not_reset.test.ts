@@ -17,37 +17,71 @@ import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '.
 import { type GuestConfig, World } from '../../scenarios/world.js';
 
 // Skylake host, guest with the host's CPUID.0AH, FMS and LBR format 5 (QEMU -cpu host,pmu=on).
-const guest: GuestConfig = { cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300404, ebx: 0x0, ecx: 0x0, edx: 0x603 }, pdcm: true }, perfCapabilities: 0x2005n };
-const hostLbrUser = new HostOpen(0, attr({ config: 0xc4n, samplePeriod: 0xc8n, excludeGuest: true, branchSample: { user: true, kernel: true, callStack: false } }));
+const guest: GuestConfig = {
+  cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300404, ebx: 0x0, ecx: 0x0, edx: 0x603 }, pdcm: true },
+  perfCapabilities: 0x2005n,
+};
+const hostLbrUser = new HostOpen(
+  0,
+  attr({
+    config: 0xc4n,
+    samplePeriod: 0xc8n,
+    excludeGuest: true,
+    branchSample: { user: true, kernel: true, callStack: false },
+  }),
+);
 const program: WorldCommand[] = [
   hostLbrUser,
   new GuestWrmsr(0, 0x1d9, 0x1n), // DEBUGCTL.LBR: exits; KVM's handler runs while the host event still holds the LBRs
-  new GuestRun(0, [{ cpl: 3, instructions: 2, cycles: 4, branches: [{ from: 0x401000n, to: 0x401040n, kind: 'COND' }] }]),
+  new GuestRun(0, [
+    { cpl: 3, instructions: 2, cycles: 4, branches: [{ from: 0x401000n, to: 0x401040n, kind: 'COND' }] },
+  ]),
   new GuestRdmsr(0, 0x1c9), // LBR_TOS, passed through
 ];
 
 const hostBranches = KVM_EXIT_HANDLER_WORK.branches!.length;
 
-describe('lbr-tos-not-reset: the guest LBR event inherits the host LBR user\'s TOS', () => {
-  it('the guest reads LBR_TOS ahead of bare metal by the branches KVM\'s exit handler recorded for the host event', () => {
+describe("lbr-tos-not-reset: the guest LBR event inherits the host LBR user's TOS", () => {
+  it("the guest reads LBR_TOS ahead of bare metal by the branches KVM's exit handler recorded for the host event", () => {
     const o = firstDivergence('skylake', guest, program, 'emulated');
-    expect(o).toMatchObject({ kind: 'rdmsr', target: 0x1c9, sut: `0x${(1 + hostBranches).toString(16)}`, oracle: '0x1' });
+    expect(o).toMatchObject({
+      kind: 'rdmsr',
+      target: 0x1c9,
+      sut: `0x${(1 + hostBranches).toString(16)}`,
+      oracle: '0x1',
+    });
   });
 
   it('is the declared divergence lbr-tos-not-reset', () => {
-    const w = new World({ host: SKYLAKE, cpus: 2, guests: [guest], design: (h, o) => new EmulatedVcpu(h, o), compare: false });
+    const w = new World({
+      host: SKYLAKE,
+      cpus: 2,
+      guests: [guest],
+      design: (h, o) => new EmulatedVcpu(h, o),
+      compare: false,
+    });
     for (const c of program) c.run({}, w);
     const obs = w.observations;
     const i = obs.findIndex((x) => x.sut !== x.oracle);
-    const k = EMULATED_EXPECTATIONS.filter((x) => x.matches(obs[i]!, { host: SKYLAKE, guest, history: obs.slice(0, i + 1) }));
+    const k = EMULATED_EXPECTATIONS.filter((x) =>
+      x.matches(obs[i]!, { host: SKYLAKE, guest, history: obs.slice(0, i + 1) }),
+    );
     expect(k.map((x) => x.id)).toEqual(['lbr-tos-not-reset']);
   });
 
-  it('the host branch addresses themselves are wiped: the records below the guest\'s read 0', () => {
+  it("the host branch addresses themselves are wiped: the records below the guest's read 0", () => {
     const reads = [0, 1, 2].map((i) => new GuestRdmsr(0, 0x680 + 1 + i)); // the guest's record, then the two host slots
-    const w = new World({ host: SKYLAKE, cpus: 2, guests: [guest], design: (h, o) => new EmulatedVcpu(h, o), compare: false });
+    const w = new World({
+      host: SKYLAKE,
+      cpus: 2,
+      guests: [guest],
+      design: (h, o) => new EmulatedVcpu(h, o),
+      compare: false,
+    });
     for (const c of [...program, ...reads]) c.run({}, w);
-    const got = w.observations.filter((x) => x.kind === 'rdmsr' && x.target !== null && x.target >= 0x680 && x.target < 0x6a0).map((x) => [x.target, x.sut]);
+    const got = w.observations
+      .filter((x) => x.kind === 'rdmsr' && x.target !== null && x.target >= 0x680 && x.target < 0x6a0)
+      .map((x) => [x.target, x.sut]);
     // TOS = 3: slot 3 holds the guest's branch, slots 1 and 2 held KVM's exit-handler branches and were zeroed.
     expect(got).toEqual([
       [0x681, '0x0'],
@@ -56,7 +90,7 @@ describe('lbr-tos-not-reset: the guest LBR event inherits the host LBR user\'s T
     ]);
   });
 
-  it('without a host LBR user the guest\'s TOS matches bare metal', () => {
+  it("without a host LBR user the guest's TOS matches bare metal", () => {
     expect(firstDivergence('skylake', guest, program.slice(1), 'emulated')).toBeNull();
   });
 });

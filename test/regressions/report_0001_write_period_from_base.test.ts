@@ -11,7 +11,12 @@ import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../scenarios/commands.js';
 import type { GuestConfig } from '../../scenarios/world.js';
 
 const guest: GuestConfig = {
-  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
+  cpuid: {
+    family: 6,
+    model: 0x55,
+    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+    pdcm: true,
+  },
   perfCapabilities: 0x2000n, // FW_WRITES
 };
 const insns = (n: number) => Array.from({ length: n }, () => ({ cpl: 3, instructions: 1 }));
@@ -52,7 +57,12 @@ describe('reports/filed/0001: a write to a running counter re-arms the perf peri
       new GuestRun(0, [cycles(2, 3)]),
       new GuestRdmsr(0, 0x1d9),
     ];
-    expect(firstDivergence('skylake', lbrGuest, late, 'emulated')).toMatchObject({ kind: 'rdmsr', target: 0x1d9, sut: '0x801', oracle: '0x800' });
+    expect(firstDivergence('skylake', lbrGuest, late, 'emulated')).toMatchObject({
+      kind: 'rdmsr',
+      target: 0x1d9,
+      sut: '0x801',
+      oracle: '0x800',
+    });
     expect(knownDivergencesMet('skylake', lbrGuest, late, 'emulated')).toEqual(['write-period-from-base']);
   });
 

@@ -35,6 +35,8 @@ describe('reports/filed/0005: no LBR freeze for a PMU v1 guest', () => {
   });
 
   it('the same program on a v2 guest freezes on both sides', () => {
-    expect(firstDivergence('skylake', lbrGuest(SKYLAKE, 2), [new GuestWrmsr(0, 0x38f, 0x1n), ...program], 'emulated')).toBeNull();
+    expect(
+      firstDivergence('skylake', lbrGuest(SKYLAKE, 2), [new GuestWrmsr(0, 0x38f, 0x1n), ...program], 'emulated'),
+    ).toBeNull();
   });
 });

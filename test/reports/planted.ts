@@ -9,7 +9,9 @@ import { type Design, designById } from '../../designs/registry.js';
 
 const emulated = designById('emulated');
 
-/** RDPMC of a GP counter adds the host's raw IA32_PMC0 of the pCPU: whatever host perf counts there reaches the guest. */
+/**
+ * RDPMC of a GP counter adds the host's raw IA32_PMC0 of the pCPU: whatever host perf counts there reaches the guest.
+ */
 class LeaksHostPmc0 extends EmulatedVcpu {
   override guestRdpmc(ecx: number, cpl: number): Access {
     const r = super.guestRdpmc(ecx, cpl);
@@ -19,7 +21,8 @@ class LeaksHostPmc0 extends EmulatedVcpu {
   }
 }
 
-const isCounter = (msr: number) => (msr >= 0xc1 && msr < 0xc9) || (msr >= 0x4c1 && msr < 0x4c9) || (msr >= 0x309 && msr < 0x30d);
+const isCounter = (msr: number) =>
+  (msr >= 0xc1 && msr < 0xc9) || (msr >= 0x4c1 && msr < 0x4c9) || (msr >= 0x309 && msr < 0x30d);
 
 /** A migration loses the counter values: every counter reads 0 (RDMSR and RDPMC) until the guest writes one. */
 class LosesCountersOnMigrate extends EmulatedVcpu {
@@ -43,7 +46,13 @@ class LosesCountersOnMigrate extends EmulatedVcpu {
 }
 
 export const PLANTED: Readonly<Record<string, Design>> = {
-  'test/leaks-host-pmc0': { ...emulated, id: 'test/leaks-host-pmc0', title: 'planted: RDPMC leaks the host PMC0', source: 'test/reports/planted.ts', factory: (h, o) => new LeaksHostPmc0(h, o) },
+  'test/leaks-host-pmc0': {
+    ...emulated,
+    id: 'test/leaks-host-pmc0',
+    title: 'planted: RDPMC leaks the host PMC0',
+    source: 'test/reports/planted.ts',
+    factory: (h, o) => new LeaksHostPmc0(h, o),
+  },
   'test/loses-counters-on-migrate': {
     ...emulated,
     id: 'test/loses-counters-on-migrate',

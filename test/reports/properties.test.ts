@@ -40,11 +40,38 @@ interface Planted {
 }
 
 const PLANTS: readonly Planted[] = [
-  { property: 'conformance', design: 'bug/5728a4a0ea79', seeds: [5, 6, 7], title: /^\[conformance\] KVM: x86\/pmu: guest RDPMC 0x80000000 at CPL 0 returns 0x0 where bare metal raises #GP$/ },
-  { property: 'lbr-freeze', design: 'test/undeclared-v4-freeze', seeds: [2, 3, 4], title: /^\[lbr-freeze\] KVM: x86\/pmu: guest (RDMSR|gets|misses)/ },
-  { property: 'no-leak', design: 'test/leaks-host-pmc0', seeds: [4, 5, 3], title: /^\[no-leak\] KVM: x86\/pmu: guest RDPMC 0x\w+ at CPL \d gets 0x\w+ with the host's values changed, 0x\w+ with the original ones$/ },
-  { property: 'host-undisturbed', design: 'bug/971079464001', seeds: [5, 6, 7], title: /^\[host-undisturbed\] KVM: x86\/pmu: host event \(config 0x\w+, pinned, exclude_kernel, exclude_guest\) counts guest work: \d+ with the guest running, \d+ without it$/ },
-  { property: 'invisible', design: 'test/loses-counters-on-migrate', seeds: [6, 7, 4, 3], title: /^\[invisible\] KVM: x86\/pmu: guest (RDMSR|RDPMC) .* after a (save\/restore|migration), 0x\w+ without it$/ },
+  {
+    property: 'conformance',
+    design: 'bug/5728a4a0ea79',
+    seeds: [5, 6, 7],
+    title: /^\[conformance\] KVM: x86\/pmu: guest RDPMC 0x80000000 at CPL 0 returns 0x0 where bare metal raises #GP$/,
+  },
+  {
+    property: 'lbr-freeze',
+    design: 'test/undeclared-v4-freeze',
+    seeds: [2, 3, 4],
+    title: /^\[lbr-freeze\] KVM: x86\/pmu: guest (RDMSR|gets|misses)/,
+  },
+  {
+    property: 'no-leak',
+    design: 'test/leaks-host-pmc0',
+    seeds: [4, 5, 3],
+    title:
+      /^\[no-leak\] KVM: x86\/pmu: guest RDPMC 0x\w+ at CPL \d gets 0x\w+ with the host's values changed, 0x\w+ with the original ones$/,
+  },
+  {
+    property: 'host-undisturbed',
+    design: 'bug/971079464001',
+    seeds: [5, 6, 7],
+    title:
+      /^\[host-undisturbed\] KVM: x86\/pmu: host event \(config 0x\w+, pinned, exclude_kernel, exclude_guest\) counts guest work: \d+ with the guest running, \d+ without it$/,
+  },
+  {
+    property: 'invisible',
+    design: 'test/loses-counters-on-migrate',
+    seeds: [6, 7, 4, 3],
+    title: /^\[invisible\] KVM: x86\/pmu: guest (RDMSR|RDPMC) .* after a (save\/restore|migration), 0x\w+ without it$/,
+  },
 ];
 
 const designOf = (id: string): Design => PLANTED[id] ?? designById(id);
@@ -56,17 +83,29 @@ function found(p: Planted): Report {
   for (const seed of p.seeds) {
     const details = fc.check(check.property(new Map()), { seed, numRuns: 3000 });
     if (!details.failed) continue;
-    return buildReport({ details, property: { id: check.id, rule: check.rule }, design, hostName: 'skylake', host: SKYLAKE, found: '2026-01-01', outDir: 'reports/out' });
+    return buildReport({
+      details,
+      property: { id: check.id, rule: check.rule },
+      design,
+      hostName: 'skylake',
+      host: SKYLAKE,
+      found: '2026-01-01',
+      outDir: 'reports/out',
+    });
   }
   throw new Error(`${p.property} on ${p.design}: no failure with seeds ${p.seeds.join(', ')}`);
 }
 
 function tsx(script: string, ...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { encoding: 'utf8', env: { ...process.env, INIT_CWD: process.cwd() } });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, INIT_CWD: process.cwd() },
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 /** The replay CLI: the npm script itself for built-in designs, the same code with planted ones added. */
-const replayCli = (design: string, ...args: string[]) => tsx(design in PLANTED ? 'test/reports/replay_planted.ts' : 'cli/replay.ts', ...args);
+const replayCli = (design: string, ...args: string[]) =>
+  tsx(design in PLANTED ? 'test/reports/replay_planted.ts' : 'cli/replay.ts', ...args);
 
 const written = new Map<PropertyId, { report: Report; dir: string; json: string }>();
 
@@ -79,8 +118,17 @@ describe.each(PLANTS)('a $property failure ($design) becomes a report', (p) => {
     expect(r.file.title).toMatch(p.title);
     expect(md.split('\n')[0]).toBe(`# ${r.file.title}`);
     expect(r.file.property.id).toBe(p.property);
-    expect(r.file.signature.startsWith(p.property === 'conformance' ? p.design : `${p.property}|${p.design}|`)).toBe(true);
-    expect(r.file.id).toBe(r.file.signature.split('|').filter((x) => x !== '-').join('-').replace(/[^a-zA-Z0-9.-]+/g, '-').toLowerCase());
+    expect(r.file.signature.startsWith(p.property === 'conformance' ? p.design : `${p.property}|${p.design}|`)).toBe(
+      true,
+    );
+    expect(r.file.id).toBe(
+      r.file.signature
+        .split('|')
+        .filter((x) => x !== '-')
+        .join('-')
+        .replace(/[^a-zA-Z0-9.-]+/g, '-')
+        .toLowerCase(),
+    );
     expect(r.file.baseline !== undefined).toBe(p.property === 'no-leak');
     expect(r.file.insertion !== undefined).toBe(p.property === 'invisible');
     expect(md).toContain(`- **Property:** ${p.property}: `);
@@ -91,7 +139,7 @@ describe.each(PLANTS)('a $property failure ($design) becomes a report', (p) => {
     expect(r.file.search.postShrunkCommands).toBeLessThanOrEqual(r.file.search.shrunkCommands);
   });
 
-  it('shows the first divergence in the property\'s words', () => {
+  it("shows the first divergence in the property's words", () => {
     const o = r.file.divergence;
     if (p.property === 'no-leak') {
       expect(md).toContain(`with the host's values changed the guest saw ${o.sut}, with the original ones ${o.oracle}`);
@@ -99,7 +147,14 @@ describe.each(PLANTS)('a $property failure ($design) becomes a report', (p) => {
       expect(md).toContain('const changed = [');
       expect(md).toContain('checkNoninterference(run, guest, original, changed)');
     } else if (p.property === 'host-undisturbed') {
-      expect(o).toMatchObject({ kind: 'host-event', vcpu: -1, event: { index: expect.any(Number) as number, attr: expect.stringMatching(/^attr\(\{ config: 0x\w+n, pinned: true/) as string } });
+      expect(o).toMatchObject({
+        kind: 'host-event',
+        vcpu: -1,
+        event: {
+          index: expect.any(Number) as number,
+          attr: expect.stringMatching(/^attr\(\{ config: 0x\w+n, pinned: true/) as string,
+        },
+      });
       expect(BigInt(o.sut)).toBeGreaterThan(BigInt(o.oracle));
       expect(md).toContain(`counted ${o.sut} with the guest running, ${o.oracle} on the same host without it`);
       expect(md).toContain('checkHostUndisturbed(run, guest, program)');
@@ -119,7 +174,8 @@ describe.each(PLANTS)('a $property failure ($design) becomes a report', (p) => {
     const back = parseReport(readFileSync(w.json, 'utf8'));
     expect(back.kase.property).toBe(p.property);
     expect(back.program.map(String)).toEqual(r.program.map(String));
-    if (back.kase.property === 'no-leak' && r.kase.property === 'no-leak') expect(back.kase.baseline.map(String)).toEqual(r.kase.baseline.map(String));
+    if (back.kase.property === 'no-leak' && r.kase.property === 'no-leak')
+      expect(back.kase.baseline.map(String)).toEqual(r.kase.baseline.map(String));
     if (back.kase.property === 'invisible' && r.kase.property === 'invisible') {
       expect(back.kase.insertion.at).toBe(r.kase.insertion.at);
       expect(String(back.kase.insertion.command)).toBe(String(r.kase.insertion.command));
@@ -127,7 +183,14 @@ describe.each(PLANTS)('a $property failure ($design) becomes a report', (p) => {
     written.set(p.property, { report: r, dir: w.dir, json: w.json });
     // The same root cause found again with a longer program leaves the report alone.
     const extra = r.program[0]!;
-    const longer: Report = { ...r, file: { ...r.file, program: programToJson([extra, ...r.program]), ...(r.file.baseline !== undefined ? { baseline: [r.file.baseline[0]!, ...r.file.baseline] } : {}) } };
+    const longer: Report = {
+      ...r,
+      file: {
+        ...r.file,
+        program: programToJson([extra, ...r.program]),
+        ...(r.file.baseline !== undefined ? { baseline: [r.file.baseline[0]!, ...r.file.baseline] } : {}),
+      },
+    };
     expect(writeReport(longer, tmp).written).toBe(false);
     expect(writeReport(r, tmp).written).toBe(false);
     const dedupe = join(tmp, 'dedupe');
@@ -137,9 +200,17 @@ describe.each(PLANTS)('a $property failure ($design) becomes a report', (p) => {
 
   it('replays in-process to the divergence the file records', () => {
     const back = parseReport(readFileSync(written.get(p.property)!.json, 'utf8'));
-    const again = replay({ design: designOf(p.design), host: SKYLAKE, cpus: back.file.cpus, guest: back.guest }, back.kase);
+    const again = replay(
+      { design: designOf(p.design), host: SKYLAKE, cpus: back.file.cpus, guest: back.guest },
+      back.kase,
+    );
     expect(fails(again)).toBe(true);
-    expect(again.divergence).toMatchObject({ kind: r.file.divergence.kind, sut: r.file.divergence.sut, oracle: r.file.divergence.oracle, what: r.file.divergence.what });
+    expect(again.divergence).toMatchObject({
+      kind: r.file.divergence.kind,
+      sut: r.file.divergence.sut,
+      oracle: r.file.divergence.oracle,
+      what: r.file.divergence.what,
+    });
   });
 
   it('replays exactly through the replay CLI: the trace, the divergence, exit 1', () => {
@@ -178,7 +249,9 @@ describe('replaying under the fixed design and malformed reports', () => {
     expect(parseReport(text).kase.property).toBe('conformance');
     const out = replayCli('bug/5728a4a0ea79', json);
     expect(out.code).toBe(1);
-    expect(out.out).toContain('still diverges: step 1, vCPU 0: RDPMC 0x80000000 at CPL 0: guest saw 0x0, bare metal shows #GP');
+    expect(out.out).toContain(
+      'still diverges: step 1, vCPU 0: RDPMC 0x80000000 at CPL 0: guest saw 0x0, bare metal shows #GP',
+    );
   });
 
   const edit = (p: PropertyId, f: (o: Record<string, unknown>) => void) => {
@@ -189,12 +262,46 @@ describe('replaying under the fixed design and malformed reports', () => {
     return path;
   };
   it.each([
-    ['a no-leak report without its baseline', 'no-leak' as const, (o: Record<string, unknown>) => delete o.baseline, "report.json: a no-leak report needs 'baseline'"],
-    ['a baseline of another length', 'no-leak' as const, (o: Record<string, unknown>) => (o.baseline = []), 'report.json: baseline has 0 commands, program'],
-    ['an insertion point past the program', 'invisible' as const, (o: Record<string, unknown>) => (o.insertion = { ...(o.insertion as object), at: 99 }), 'report.json: insertion.at must be an integer 0..'],
-    ['an unknown inserted command', 'invisible' as const, (o: Record<string, unknown>) => (o.insertion = { ...(o.insertion as object), command: { cmd: 'Teleport', args: [] } }), "report.json: insertion.command.cmd: unknown command 'Teleport'"],
-    ['an unknown property', 'host-undisturbed' as const, (o: Record<string, unknown>) => (o.property = { id: 'telepathy', rule: '' }), 'report.json: property.id must be one of conformance, lbr-freeze, no-leak, host-undisturbed, invisible'],
-    ['a malformed host event attr', 'host-undisturbed' as const, (o: Record<string, unknown>) => ((o.program as { cmd: string; args: unknown[] }[]).find((c) => c.cmd === 'HostOpen')!.args[1] = { config: 192 }), '].args[1].config: expected a "0x…" hex string, got 192'],
+    [
+      'a no-leak report without its baseline',
+      'no-leak' as const,
+      (o: Record<string, unknown>) => delete o.baseline,
+      "report.json: a no-leak report needs 'baseline'",
+    ],
+    [
+      'a baseline of another length',
+      'no-leak' as const,
+      (o: Record<string, unknown>) => (o.baseline = []),
+      'report.json: baseline has 0 commands, program',
+    ],
+    [
+      'an insertion point past the program',
+      'invisible' as const,
+      (o: Record<string, unknown>) => (o.insertion = { ...(o.insertion as object), at: 99 }),
+      'report.json: insertion.at must be an integer 0..',
+    ],
+    [
+      'an unknown inserted command',
+      'invisible' as const,
+      (o: Record<string, unknown>) =>
+        (o.insertion = { ...(o.insertion as object), command: { cmd: 'Teleport', args: [] } }),
+      "report.json: insertion.command.cmd: unknown command 'Teleport'",
+    ],
+    [
+      'an unknown property',
+      'host-undisturbed' as const,
+      (o: Record<string, unknown>) => (o.property = { id: 'telepathy', rule: '' }),
+      'report.json: property.id must be one of conformance, lbr-freeze, no-leak, host-undisturbed, invisible',
+    ],
+    [
+      'a malformed host event attr',
+      'host-undisturbed' as const,
+      (o: Record<string, unknown>) =>
+        ((o.program as { cmd: string; args: unknown[] }[]).find((c) => c.cmd === 'HostOpen')!.args[1] = {
+          config: 192,
+        }),
+      '].args[1].config: expected a "0x…" hex string, got 192',
+    ],
   ])('exits 2 with one line on %s', (_what, p, f, msg) => {
     const design = PLANTS.find((x) => x.property === p)!.design;
     const out = replayCli(design, edit(p, f));
@@ -207,9 +314,11 @@ describe('replaying under the fixed design and malformed reports', () => {
 });
 
 describe('the generated regression tests', () => {
-  it('call the property\'s own check on the minimal program(s)', () => {
+  it("call the property's own check on the minimal program(s)", () => {
     const src = (p: PropertyId) => readFileSync(join(written.get(p)!.dir, 'regression.test.ts'), 'utf8');
-    expect(src('conformance')).toContain("expect(firstDivergence('skylake', guest, program, 'bug/5728a4a0ea79', 2)).toMatchObject(");
+    expect(src('conformance')).toContain(
+      "expect(firstDivergence('skylake', guest, program, 'bug/5728a4a0ea79', 2)).toMatchObject(",
+    );
     expect(src('lbr-freeze')).toContain('runProgram(run, guest, program)');
     expect(src('no-leak')).toContain('checkNoninterference(run, guest, original, changed)');
     expect(src('host-undisturbed')).toContain('checkHostUndisturbed(run, guest, program)');
@@ -224,11 +333,25 @@ describe('the generated regression tests', () => {
       if (design in PLANTED)
         src = src
           .replace(`designById('${design}')`, `PLANTED['${design}']!`)
-          .replace("import { describe, expect, it } from 'vitest';", "import { describe, expect, it } from 'vitest';\nimport { PLANTED } from '../../test/reports/planted.js';");
+          .replace(
+            "import { describe, expect, it } from 'vitest';",
+            "import { describe, expect, it } from 'vitest';\nimport { PLANTED } from '../../test/reports/planted.js';",
+          );
       writeFileSync(join(regressions, `${p}.test.ts`), src);
     }
     writeFileSync(join(regressions, 'vitest.config.mjs'), "export default { test: { include: ['*.test.ts'] } };\n");
-    const r = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', '--root', resolve(regressions), '--config', resolve(regressions, 'vitest.config.mjs')], { encoding: 'utf8', env: { ...process.env, CI: '1' } });
+    const r = spawnSync(
+      process.execPath,
+      [
+        'node_modules/vitest/vitest.mjs',
+        'run',
+        '--root',
+        resolve(regressions),
+        '--config',
+        resolve(regressions, 'vitest.config.mjs'),
+      ],
+      { encoding: 'utf8', env: { ...process.env, CI: '1' } },
+    );
     const out = `${r.stdout}\n${r.stderr}`;
     expect(out, out).toMatch(/Test Files\s+.*5 passed/);
     expect(out).toMatch(/Tests\s+.*5 passed/);

@@ -8,7 +8,10 @@ const tmp = mkdtempSync(join(tmpdir(), 'vpmu-replay-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 function tsx(script: string, ...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { encoding: 'utf8', env: { ...process.env, INIT_CWD: process.cwd() } });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, INIT_CWD: process.cwd() },
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 const replay = (...args: string[]) => tsx('cli/replay.ts', ...args);
@@ -17,23 +20,45 @@ const ID = 'bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp';
 const json = join(tmp, ID, 'report.json');
 
 describe('npm start writes a report when conformance fails, and npm run replay replays it', () => {
-  const start = tsx('cli/main.ts', '--only', 'conformance', '--profile', 'skylake', '--design', 'bug/5728a4a0ea79', '--seed', '5', '--runs', '200', '--out', tmp);
+  const start = tsx(
+    'cli/main.ts',
+    '--only',
+    'conformance',
+    '--profile',
+    'skylake',
+    '--design',
+    'bug/5728a4a0ea79',
+    '--seed',
+    '5',
+    '--runs',
+    '200',
+    '--out',
+    tmp,
+  );
 
-  it('npm start prints fast-check\'s report, then the report path and its replay command', () => {
+  it("npm start prints fast-check's report, then the report path and its replay command", () => {
     expect(start.code).toBe(1);
     expect(start.out).toContain('Property failed after');
     expect(start.out).toContain(`report: ${join(tmp, ID, 'report.md')} (replay: npm run replay -- ${json})`);
     // One conformance check per generation profile; each failure lands in the same report folder.
-    expect(start.out.trim().split('\n').at(-1)).toMatch(/^0 passed, \d+ failed \(replay: npm start -- --seed 5 --design bug\/5728a4a0ea79\)$/);
-    expect(readFileSync(join(tmp, ID, 'report.md'), 'utf8')).toMatch(/^# \[conformance\] KVM: x86\/pmu: guest RDPMC 0x80000000/);
+    expect(start.out.trim().split('\n').at(-1)).toMatch(
+      /^0 passed, \d+ failed \(replay: npm start -- --seed 5 --design bug\/5728a4a0ea79\)$/,
+    );
+    expect(readFileSync(join(tmp, ID, 'report.md'), 'utf8')).toMatch(
+      /^# \[conformance\] KVM: x86\/pmu: guest RDPMC 0x80000000/,
+    );
   });
 
   it('replay prints the trace with the first divergence marked and exits 1 while it still diverges', () => {
     const r = replay(json);
     expect(r.code).toBe(1);
     expect(r.out).toContain(`replay ${ID}: [conformance] KVM: x86/pmu:`);
-    expect(r.out).toMatch(/1\s+new GuestRdpmc\(0, 0x80000000, 0\)\s+RDPMC 0x80000000 at CPL 0\s+0x0\s+#GP\s+<- first divergence/);
-    expect(r.out).toContain('still diverges: step 1, vCPU 0: RDPMC 0x80000000 at CPL 0: guest saw 0x0, bare metal shows #GP');
+    expect(r.out).toMatch(
+      /1\s+new GuestRdpmc\(0, 0x80000000, 0\)\s+RDPMC 0x80000000 at CPL 0\s+0x0\s+#GP\s+<- first divergence/,
+    );
+    expect(r.out).toContain(
+      'still diverges: step 1, vCPU 0: RDPMC 0x80000000 at CPL 0: guest saw 0x0, bare metal shows #GP',
+    );
   });
 
   it('exits 0 with "no longer diverges" under the fixed design', () => {
@@ -45,9 +70,25 @@ describe('npm start writes a report when conformance fails, and npm run replay r
   it.each([
     ['a missing file', () => join(tmp, 'nope.json'), 'replay: cannot read'],
     ['a file that is not JSON', () => write('bad.json', '{ "format": '), 'replay: report.json is not JSON'],
-    ['an unknown command', () => write('cmd.json', readFileSync(json, 'utf8').replace('"GuestRdpmc"', '"GuestRdpmx"')), "program[0].cmd: unknown command 'GuestRdpmx'"],
-    ['an unknown design', () => write('design.json', readFileSync(json, 'utf8').replace('"design": "bug/5728a4a0ea79"', '"design": "no-such-design"')), "replay: unknown design 'no-such-design'"],
-    ['an unknown host', () => write('host.json', readFileSync(json, 'utf8').replace('"host": "skylake"', '"host": "haswell"')), "replay: unknown host profile 'haswell'"],
+    [
+      'an unknown command',
+      () => write('cmd.json', readFileSync(json, 'utf8').replace('"GuestRdpmc"', '"GuestRdpmx"')),
+      "program[0].cmd: unknown command 'GuestRdpmx'",
+    ],
+    [
+      'an unknown design',
+      () =>
+        write(
+          'design.json',
+          readFileSync(json, 'utf8').replace('"design": "bug/5728a4a0ea79"', '"design": "no-such-design"'),
+        ),
+      "replay: unknown design 'no-such-design'",
+    ],
+    [
+      'an unknown host',
+      () => write('host.json', readFileSync(json, 'utf8').replace('"host": "skylake"', '"host": "haswell"')),
+      "replay: unknown host profile 'haswell'",
+    ],
   ])('exits 2 with one line on %s', (_what, file, msg) => {
     const r = replay(file());
     expect(r.code).toBe(2);

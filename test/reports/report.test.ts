@@ -30,7 +30,10 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** The bug #41 catch, as npm start makes it: fc.check of the conformance property on the bug design. */
 function bug41Report(): Report {
-  const details = fc.check(conformanceProperty({ host: SKYLAKE, design: bug.factory, expectations: bug.expectations }), { seed: 5, numRuns: 1000 });
+  const details = fc.check(
+    conformanceProperty({ host: SKYLAKE, design: bug.factory, expectations: bug.expectations }),
+    { seed: 5, numRuns: 1000 },
+  );
   expect(details.failed).toBe(true);
   return buildReport({
     details,
@@ -48,7 +51,9 @@ describe('a report built from the bug #41 run', () => {
   const md = reportMarkdown(r);
 
   it('has a kernel-style title naming the instruction and both sides', () => {
-    expect(r.file.title).toBe('[conformance] KVM: x86/pmu: guest RDPMC 0x80000000 at CPL 0 returns 0x0 where bare metal raises #GP');
+    expect(r.file.title).toBe(
+      '[conformance] KVM: x86/pmu: guest RDPMC 0x80000000 at CPL 0 returns 0x0 where bare metal raises #GP',
+    );
     expect(md.split('\n')[0]).toBe(`# ${r.file.title}`);
   });
 
@@ -67,8 +72,14 @@ describe('a report built from the bug #41 run', () => {
   });
 
   it('has the trace with the first divergence marked, the replay command, the search token and versions', () => {
-    expect(md).toMatch(new RegExp(`\\| 1 \\| \`new GuestRdpmc\\(0, 0x80000000, 0\\)\` \\| RDPMC 0x80000000 at CPL 0 \\| 0x0 \\| #GP \\| \\*\\*${FIRST_DIVERGENCE}\\*\\* \\|`));
-    expect(r.file.replay).toBe('npm run replay -- reports/out/bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp/report.json');
+    expect(md).toMatch(
+      new RegExp(
+        `\\| 1 \\| \`new GuestRdpmc\\(0, 0x80000000, 0\\)\` \\| RDPMC 0x80000000 at CPL 0 \\| 0x0 \\| #GP \\| \\*\\*${FIRST_DIVERGENCE}\\*\\* \\|`,
+      ),
+    );
+    expect(r.file.replay).toBe(
+      'npm run replay -- reports/out/bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp/report.json',
+    );
     expect(md).toContain(r.file.replay);
     expect(r.file.search).toMatchObject({ seed: 5, postShrunkCommands: 1 });
     expect(r.file.search.path).toMatch(/^\d+(:\d+)*$/);
@@ -83,12 +94,18 @@ describe('a report built from the bug #41 run', () => {
     const back = parseReport(readFileSync(w.json, 'utf8'));
     expect(back.program.map(String)).toEqual(r.program.map(String));
     expect(back.guest).toEqual(r.guest);
-    expect(readFileSync(join(w.dir, 'regression.test.ts'), 'utf8')).toContain("expect(firstDivergence('skylake', guest, program, 'bug/5728a4a0ea79', 2)).toMatchObject(");
+    expect(readFileSync(join(w.dir, 'regression.test.ts'), 'utf8')).toContain(
+      "expect(firstDivergence('skylake', guest, program, 'bug/5728a4a0ea79', 2)).toMatchObject(",
+    );
   });
 
   it('dedupes by signature: an equal or longer program keeps the existing report, a shorter one replaces it', () => {
     const extra = new GuestRdmsr(0, 0x38f);
-    const longer: Report = { ...r, program: [extra, ...r.program], file: { ...r.file, program: programToJson([extra, ...r.program]) } };
+    const longer: Report = {
+      ...r,
+      program: [extra, ...r.program],
+      file: { ...r.file, program: programToJson([extra, ...r.program]) },
+    };
     writeReport(longer, join(tmp, 'dedupe'));
     expect(writeReport(r, join(tmp, 'dedupe')).written).toBe(true);
     expect(writeReport(longer, join(tmp, 'dedupe')).written).toBe(false);
@@ -100,7 +117,10 @@ describe('post-shrinking', () => {
   it('deletes commands and work units the divergence does not need', () => {
     const program = [
       new GuestWrmsr(0, 0x38f, 0x1n),
-      new GuestRun(0, [{ cpl: 3, instructions: 1 }, { cpl: 0, instructions: 2 }]),
+      new GuestRun(0, [
+        { cpl: 3, instructions: 1 },
+        { cpl: 0, instructions: 2 },
+      ]),
       new Migrate(0, 1),
       new GuestRdpmc(0, 0x80000000, 0),
     ];
@@ -123,7 +143,11 @@ describe('post-shrinking', () => {
         return this.armed && msr === 0x38f && r.ok ? { ok: true as const, value: r.value ^ 1n } : r;
       }
     }
-    const design: Design = { ...designById('emulated'), id: 'test/after-evtsel', factory: (h, o) => new AfterEvtsel(h, o) };
+    const design: Design = {
+      ...designById('emulated'),
+      id: 'test/after-evtsel',
+      factory: (h, o) => new AfterEvtsel(h, o),
+    };
     const t = { ...target, design };
     const program = [
       new GuestRdmsr(0, 0x38e),
@@ -132,7 +156,10 @@ describe('post-shrinking', () => {
       new GuestRdmsr(0, 0x38f),
     ];
     const sig = signatureOf(design.id, replay(t, program).divergence!);
-    expect(postShrink(t, program, sig).map(String)).toEqual(['new GuestWrmsr(0, 0x186, 0x4300c0n)', 'new GuestRdmsr(0, 0x38f)']);
+    expect(postShrink(t, program, sig).map(String)).toEqual([
+      'new GuestWrmsr(0, 0x186, 0x4300c0n)',
+      'new GuestRdmsr(0, 0x38f)',
+    ]);
     // A program that does not fail is left as it is.
     expect(postShrink({ ...target, design: designById('emulated') }, program, sig)).toHaveLength(4);
   });
@@ -159,15 +186,21 @@ describe('signatures, rules and titles', () => {
   });
 
   it('keep design, kind, target and which side #GP-ed, and drop values', () => {
-    expect(signatureOf('emulated', obs({ sut: '#GP', oracle: '0x0', target: 0x392 }))).toBe('emulated|rdmsr|0x392|guest-gp');
+    expect(signatureOf('emulated', obs({ sut: '#GP', oracle: '0x0', target: 0x392 }))).toBe(
+      'emulated|rdmsr|0x392|guest-gp',
+    );
     expect(signatureOf('emulated', obs({}))).toBe(signatureOf('emulated', obs({ sut: '0x5', oracle: '0x7' })));
-    expect(signatureOf('emulated', obs({ kind: 'run', target: null, sut: 'no PMI', oracle: 'PMI(vector 2) after unit 4' }))).toBe('emulated|run|-|missing-pmi');
+    expect(
+      signatureOf('emulated', obs({ kind: 'run', target: null, sut: 'no PMI', oracle: 'PMI(vector 2) after unit 4' })),
+    ).toBe('emulated|run|-|missing-pmi');
     expect(reportId('emulated|run|-|missing-pmi')).toBe('emulated-run-missing-pmi');
   });
 
   it('point at the section of pmu-semantics.md for the MSR family', () => {
     expect(ruleFor(obs({ target: 0x38e }))).toBe('pmu-semantics.md §2.6 IA32_PERF_GLOBAL_STATUS');
-    expect(ruleFor(obs({ kind: 'wrmsr', target: 0x186, sut: '#GP', oracle: '0x0' }))).toBe('pmu-semantics.md §2.3 IA32_PERFEVTSELi; §5 #GP master table');
+    expect(ruleFor(obs({ kind: 'wrmsr', target: 0x186, sut: '#GP', oracle: '0x0' }))).toBe(
+      'pmu-semantics.md §2.3 IA32_PERFEVTSELi; §5 #GP master table',
+    );
     expect(ruleFor(obs({ kind: 'pmi', target: 0x4c1 }))).toContain('§4.3');
   });
 
@@ -178,9 +211,11 @@ describe('signatures, rules and titles', () => {
     expect(titleFor(obs({ kind: 'wrmsr', target: 0x390, sut: '0x0', oracle: '#GP' }))).toBe(
       '[conformance] KVM: x86/pmu: guest WRMSR IA32_PERF_GLOBAL_OVF_CTRL (0x390) is accepted where bare metal raises #GP',
     );
-    expect(titleFor(obs({ kind: 'run', target: null, what: 'run 6 units', sut: 'no PMI', oracle: 'PMI(vector 2) after unit 4' }))).toBe(
-      '[conformance] KVM: x86/pmu: guest gets no PMI during guest work where bare metal delivers one',
-    );
+    expect(
+      titleFor(
+        obs({ kind: 'run', target: null, what: 'run 6 units', sut: 'no PMI', oracle: 'PMI(vector 2) after unit 4' }),
+      ),
+    ).toBe('[conformance] KVM: x86/pmu: guest gets no PMI during guest work where bare metal delivers one');
   });
 });
 

@@ -20,12 +20,20 @@ import {
 } from '../../scenarios/commands.js';
 import { GENERATION_PROFILES, type GenerationProfile, profileProgramArb } from '../../scenarios/generation.js';
 
-const LBR_MSRS = (m: number) => m === 0x1d9 || m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
+const LBR_MSRS = (m: number) =>
+  m === 0x1d9 || m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
 const TOPDOWN_MSRS = (m: number) => (m >= 0x309 && m <= 0x30c) || m === 0x329 || m === 0x38d || m === 0x38f;
 
 /** What a command is about, for the distribution. */
 function classOf(c: WorldCommand): string {
-  if (c instanceof HostOpen || c instanceof HostOpenThread || c instanceof HostWork || c instanceof HostEvent || c instanceof HostNmi) return 'host';
+  if (
+    c instanceof HostOpen ||
+    c instanceof HostOpenThread ||
+    c instanceof HostWork ||
+    c instanceof HostEvent ||
+    c instanceof HostNmi
+  )
+    return 'host';
   if (c instanceof Preempt || c instanceof Migrate || c instanceof SaveRestore) return 'scheduler/vmm';
   if (c instanceof GuestXsaves || c instanceof GuestXrstors) return 'lbr';
   if ((c instanceof GuestRdmsr || c instanceof GuestWrmsr) && LBR_MSRS(c.msr)) return 'lbr';

@@ -17,22 +17,42 @@ const viaText = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
 describe('programs to and from JSON', () => {
   it('round-trips every generated program and guest configuration (same code printed, same config)', () => {
     fc.assert(
-      fc.property(guestConfigArb(SKYLAKE), fc.array(fc.oneof(...quietHostCommands(), fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new SaveRestore(v, c))), {
-        maxLength: 20,
-      }), (guest, cmds) => {
-        const back = programFromJson(viaText(programToJson(cmds)));
-        expect(back.map(String)).toEqual(cmds.map(String));
-        expect(guestFromJson(viaText(guestToJson(guest)))).toEqual(guest);
-      }),
+      fc.property(
+        guestConfigArb(SKYLAKE),
+        fc.array(
+          fc.oneof(
+            ...quietHostCommands(),
+            fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new SaveRestore(v, c)),
+          ),
+          {
+            maxLength: 20,
+          },
+        ),
+        (guest, cmds) => {
+          const back = programFromJson(viaText(programToJson(cmds)));
+          expect(back.map(String)).toEqual(cmds.map(String));
+          expect(guestFromJson(viaText(guestToJson(guest)))).toEqual(guest);
+        },
+      ),
       { numRuns: 300 },
     );
   });
 
   it('writes each command as { cmd, args } with addresses and 64-bit values as hex strings', () => {
-    const units = [{ cpl: 3, instructions: 2, branches: [{ from: 0x401000n, to: 0xffff_ffff_8100_0000n, kind: 'COND' as const }] }];
-    expect(programToJson([new GuestWrmsr(0, 0x38f, 0xffff_ffff_ffff_ffffn), new GuestRun(1, units), new Migrate(0, 1)])).toEqual([
+    const units = [
+      { cpl: 3, instructions: 2, branches: [{ from: 0x401000n, to: 0xffff_ffff_8100_0000n, kind: 'COND' as const }] },
+    ];
+    expect(
+      programToJson([new GuestWrmsr(0, 0x38f, 0xffff_ffff_ffff_ffffn), new GuestRun(1, units), new Migrate(0, 1)]),
+    ).toEqual([
       { cmd: 'GuestWrmsr', args: [0, '0x38f', '0xffffffffffffffff'] },
-      { cmd: 'GuestRun', args: [1, [{ cpl: 3, instructions: 2, branches: [{ from: '0x401000', to: '0xffffffff81000000', kind: 'COND' }] }]] },
+      {
+        cmd: 'GuestRun',
+        args: [
+          1,
+          [{ cpl: 3, instructions: 2, branches: [{ from: '0x401000', to: '0xffffffff81000000', kind: 'COND' }] }],
+        ],
+      },
       { cmd: 'Migrate', args: [0, 1] },
     ]);
   });
@@ -44,21 +64,44 @@ describe('programs to and from JSON', () => {
 
   const unit = { cpl: 3, instructions: 1 };
   it.each([
-    [{ cmd: 'GuestWrmsr' }, "program: expected an array, got {\"cmd\":\"GuestWrmsr\"}"],
-    [[{ cmd: 'GuestFoo', args: [] }], "program[0].cmd: unknown command 'GuestFoo' (known: GuestWrmsr, GuestRdmsr, GuestRdpmc, GuestRun, Migrate"],
+    [{ cmd: 'GuestWrmsr' }, 'program: expected an array, got {"cmd":"GuestWrmsr"}'],
+    [
+      [{ cmd: 'GuestFoo', args: [] }],
+      "program[0].cmd: unknown command 'GuestFoo' (known: GuestWrmsr, GuestRdmsr, GuestRdpmc, GuestRun, Migrate",
+    ],
     [[{ cmd: 'toString', args: [] }], "program[0].cmd: unknown command 'toString'"],
     [[{ cmd: 'GuestRdmsr', args: [0] }], 'program[0].args: GuestRdmsr takes 2 arguments (vcpu, msr), got 1'],
     [[{ cmd: 'GuestRdmsr', args: [0, '0x38f'], extra: 1 }], "program[0]: unknown field 'extra' (known: cmd, args)"],
     [[{ cmd: 'GuestRdmsr', args: [-1, '0x38f'] }], 'program[0].args[0] (vcpu): expected an integer 0..max, got -1'],
     [[{ cmd: 'GuestRdmsr', args: [0, 911] }], 'program[0].args[1] (msr): expected a "0x…" hex string, got 911'],
-    [[{ cmd: 'GuestRdmsr', args: [0, '0x100000000'] }], 'program[0].args[1] (msr): 0x100000000 does not fit in 32 bits'],
-    [[{ cmd: 'GuestWrmsr', args: [0, '0x38f', '0x10000000000000000'] }], 'program[0].args[2] (value): 0x10000000000000000 does not fit in 64 bits'],
+    [
+      [{ cmd: 'GuestRdmsr', args: [0, '0x100000000'] }],
+      'program[0].args[1] (msr): 0x100000000 does not fit in 32 bits',
+    ],
+    [
+      [{ cmd: 'GuestWrmsr', args: [0, '0x38f', '0x10000000000000000'] }],
+      'program[0].args[2] (value): 0x10000000000000000 does not fit in 64 bits',
+    ],
     [[{ cmd: 'GuestRdpmc', args: [0, '0x0', 4] }], 'program[0].args[2] (cpl): expected an integer 0..3, got 4'],
     [[{ cmd: 'GuestRun', args: [0, [{ ...unit, bogus: 1 }]] }], "program[0].args[1][0]: unknown field 'bogus'"],
     [[{ cmd: 'GuestRun', args: [0, [{ instructions: 1 }]] }], "program[0].args[1][0]: missing field 'cpl'"],
-    [[{ cmd: 'GuestRun', args: [0, [{ ...unit, branches: [{ from: '0x1', to: '0x2', kind: 'JMP' }] }]] }], 'program[0].args[1][0].branches[0].kind: expected one of COND'],
-    [[{ cmd: 'GuestRun', args: [0, [{ ...unit, branches: [{ from: 4096, to: '0x2', kind: 'COND' }] }]] }], 'program[0].args[1][0].branches[0].from: expected a "0x…" hex string, got 4096'],
-    [[{ cmd: 'GuestRun', args: [0, [{ cpl: 3, instructions: 0, branches: [{ from: '0x1', to: '0x2', kind: 'COND' }] }]] }], 'program[0].args[1][0]: unit retires 1 branches but only 0 instructions'],
+    [
+      [{ cmd: 'GuestRun', args: [0, [{ ...unit, branches: [{ from: '0x1', to: '0x2', kind: 'JMP' }] }]] }],
+      'program[0].args[1][0].branches[0].kind: expected one of COND',
+    ],
+    [
+      [{ cmd: 'GuestRun', args: [0, [{ ...unit, branches: [{ from: 4096, to: '0x2', kind: 'COND' }] }]] }],
+      'program[0].args[1][0].branches[0].from: expected a "0x…" hex string, got 4096',
+    ],
+    [
+      [
+        {
+          cmd: 'GuestRun',
+          args: [0, [{ cpl: 3, instructions: 0, branches: [{ from: '0x1', to: '0x2', kind: 'COND' }] }]],
+        },
+      ],
+      'program[0].args[1][0]: unit retires 1 branches but only 0 instructions',
+    ],
   ])('rejects %j with one line naming the place', (json, msg) => {
     let err: unknown;
     try {
@@ -72,9 +115,12 @@ describe('programs to and from JSON', () => {
   });
 
   it('rejects a malformed guest configuration', () => {
-    expect(() => guestFromJson({ cpuid: { family: 6, model: 85, leaf0a: { eax: '0x1', ebx: '0x0', ecx: '0x0' }, pdcm: true }, perfCapabilities: '0x0' })).toThrow(
-      "guest.cpuid.leaf0a: missing field 'edx'",
-    );
+    expect(() =>
+      guestFromJson({
+        cpuid: { family: 6, model: 85, leaf0a: { eax: '0x1', ebx: '0x0', ecx: '0x0' }, pdcm: true },
+        perfCapabilities: '0x0',
+      }),
+    ).toThrow("guest.cpuid.leaf0a: missing field 'edx'");
     expect(() => guestFromJson({ cpuid: {}, perfCapabilities: 0 })).toThrow(ProgramFormatError);
   });
 });

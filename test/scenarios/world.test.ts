@@ -7,7 +7,12 @@ import { Divergence, GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate } fro
 import { type GuestConfig, World } from '../../scenarios/world.js';
 
 const guest: GuestConfig = {
-  cpuid: { family: 6, model: 0x55, leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) }, pdcm: true },
+  cpuid: {
+    family: 6,
+    model: 0x55,
+    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+    pdcm: true,
+  },
   perfCapabilities: 0x2000n, // FW_WRITES
 };
 const setup = () => ({
@@ -34,9 +39,11 @@ describe('the world runs a program on the design and on bare metal side by side'
 
   it('prints commands as code that builds the same program', () => {
     expect(String(new GuestWrmsr(1, 0x38f, 0x70000000fn))).toBe('new GuestWrmsr(1, 0x38f, 0x70000000fn)');
-    expect(String(new GuestRun(0, [{ cpl: 3, instructions: 2, branches: [{ from: 0x401000n, to: 0x402000n, kind: 'COND' }] }]))).toBe(
-      'new GuestRun(0, [{cpl: 3, instructions: 2, branches: [{from: 0x401000n, to: 0x402000n, kind: "COND"}]}])',
-    );
+    expect(
+      String(
+        new GuestRun(0, [{ cpl: 3, instructions: 2, branches: [{ from: 0x401000n, to: 0x402000n, kind: 'COND' }] }]),
+      ),
+    ).toBe('new GuestRun(0, [{cpl: 3, instructions: 2, branches: [{from: 0x401000n, to: 0x402000n, kind: "COND"}]}])');
     expect(String(new GuestRdpmc(0, 0x40000001, 3))).toBe('new GuestRdpmc(0, 0x40000001, 3)');
   });
 
@@ -44,7 +51,10 @@ describe('the world runs a program on the design and on bare metal side by side'
     expect(() => fc.modelRun(setup, [new GuestRdmsr(0, 0xc5)])).not.toThrow(); // absent on both: #GP = #GP
     const run = () => fc.modelRun(setup, [new GuestWrmsr(0, 0x391, 0x1n)]); // STATUS_SET: v4+ only, both #GP here
     expect(run).not.toThrow();
-    const v4: GuestConfig = { ...guest, cpuid: { ...guest.cpuid, leaf0a: { ...guest.cpuid.leaf0a, eax: leaf0aEax(4, 4, 48, 7) } } };
+    const v4: GuestConfig = {
+      ...guest,
+      cpuid: { ...guest.cpuid, leaf0a: { ...guest.cpuid.leaf0a, eax: leaf0aEax(4, 4, 48, 7) } },
+    };
     const w = new World({ host: SKYLAKE, cpus: 2, guests: [v4], design: (h, o) => new EmulatedVcpu(h, o) });
     expect(() => new GuestRdmsr(0, 0x392).run({}, w)).toThrow(Divergence);
     expect(() => new GuestRdmsr(0, 0x392).run({}, w)).toThrow(/RDMSR 0x392: guest saw #GP, bare metal shows 0x0/);

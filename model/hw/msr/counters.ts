@@ -65,9 +65,7 @@ export function writeLegacyPmc(p: Profile, v: bigint): bigint {
 /** Full-width alias write: bits at or above gpWidth #GP (§2.2; decision D3). */
 export function legalizeFullWidthPmc(p: Profile, i: number, v: bigint): Access {
   const bad = v & ~p.gpMask;
-  return bad === 0n
-    ? ok(v)
-    : gp(`IA32_A_PMC${i}: ${describeBits(bad)} at or above the ${p.gpWidth}-bit counter width`);
+  return bad === 0n ? ok(v) : gp(`IA32_A_PMC${i}: ${describeBits(bad)} at or above the ${p.gpWidth}-bit counter width`);
 }
 
 /** Fixed counter write: bits at or above fixedWidth #GP (§2.4; decision D2, KVM masks instead). */

@@ -75,9 +75,7 @@ export function lbrCtlWritable(p: Profile): bigint {
 
 export function legalizeLbrCtl(p: Profile, v: bigint): Access {
   const bad = v & ~lbrCtlWritable(p);
-  return bad === 0n
-    ? ok(v)
-    : gp(`IA32_LBR_CTL: ${describeBits(bad)} reserved or not enumerated by CPUID.1CH`);
+  return bad === 0n ? ok(v) : gp(`IA32_LBR_CTL: ${describeBits(bad)} reserved or not enumerated by CPUID.1CH`);
 }
 
 export function legalizeLbrDepth(p: Profile, v: bigint): Access {

@@ -57,7 +57,8 @@ function assemble(p: Profile): ReadonlyMap<number, MsrDef> {
   for (const family of FAMILIES)
     for (const d of family(p)) {
       const prev = m.get(d.address);
-      if (prev !== undefined) throw new Error(`MSR 0x${d.address.toString(16)} defined twice (${prev.name}, ${d.name})`);
+      if (prev !== undefined)
+        throw new Error(`MSR 0x${d.address.toString(16)} defined twice (${prev.name}, ${d.name})`);
       m.set(d.address, d);
     }
   return m;
@@ -124,9 +125,7 @@ export function msrAddress(nameOrAddress: string): number {
   if (/^[0-9]+$/.test(s)) return Number.parseInt(s, 10);
   const a = BY_NAME.get(s.toUpperCase());
   if (a !== undefined) return a;
-  const near = [...BY_NAME.keys()]
-    .filter((k) => k.includes(s.toUpperCase().replace(/[0-9]+$/, '')))
-    .slice(0, 4);
+  const near = [...BY_NAME.keys()].filter((k) => k.includes(s.toUpperCase().replace(/[0-9]+$/, ''))).slice(0, 4);
   throw new MsrNameError(
     `unknown MSR name '${nameOrAddress}'${near.length > 0 ? `; did you mean ${near.join(', ')}?` : ''}`,
   );

@@ -24,4 +24,5 @@ export class PreLbrIffPerfFixVcpu extends EmulatedVcpu {
   }
 }
 
-export const preLbrIffPerfFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) => new PreLbrIffPerfFixVcpu(host, opts);
+export const preLbrIffPerfFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
+  new PreLbrIffPerfFixVcpu(host, opts);

@@ -30,4 +30,5 @@ export class PreRefreshResetFixVcpu extends EmulatedVcpu {
   }
 }
 
-export const preRefreshResetFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) => new PreRefreshResetFixVcpu(host, opts);
+export const preRefreshResetFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
+  new PreRefreshResetFixVcpu(host, opts);

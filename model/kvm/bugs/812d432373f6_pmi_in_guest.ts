@@ -19,4 +19,5 @@ export class PrePmiInGuestFixVcpu extends EmulatedVcpu {
   }
 }
 
-export const prePmiInGuestFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) => new PrePmiInGuestFixVcpu(host, opts);
+export const prePmiInGuestFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
+  new PrePmiInGuestFixVcpu(host, opts);

@@ -23,10 +23,12 @@ export class PrePerfCapsPdcmFixVcpu extends EmulatedVcpu {
     if (msr !== MSR_IA32_PERF_CAPABILITIES || this.s.cpuid.pdcm) return super.hostSetMsr(msr, value);
     // kvm_set_msr_common without the PDCM check: immutable after KVM_RUN, vendor checks, then refresh.
     const s = this.s;
-    if (s.hasRun && value !== s.perfCapabilities) return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
+    if (s.hasRun && value !== s.perfCapabilities)
+      return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
     const why = vmx_check_perf_capabilities(s, value);
     if (why !== null) return { ok: false, error: why };
-    if ((value & ~s.supportedPerfCap) !== 0n) return { ok: false, error: 'PERF_CAPABILITIES: bits KVM does not support' };
+    if ((value & ~s.supportedPerfCap) !== 0n)
+      return { ok: false, error: 'PERF_CAPABILITIES: bits KVM does not support' };
     if (s.perfCapabilities !== value) {
       s.perfCapabilities = value;
       this.refresh();
@@ -35,4 +37,5 @@ export class PrePerfCapsPdcmFixVcpu extends EmulatedVcpu {
   }
 }
 
-export const prePerfCapsPdcmFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) => new PrePerfCapsPdcmFixVcpu(host, opts);
+export const prePerfCapsPdcmFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
+  new PrePerfCapsPdcmFixVcpu(host, opts);

@@ -20,4 +20,5 @@ export class PreMsrListFixedFixVcpu extends EmulatedVcpu {
   }
 }
 
-export const preMsrListFixedFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) => new PreMsrListFixedFixVcpu(host, opts);
+export const preMsrListFixedFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
+  new PreMsrListFixedFixVcpu(host, opts);

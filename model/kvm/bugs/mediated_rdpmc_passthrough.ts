@@ -17,8 +17,11 @@ export class RdpmcPassthroughVcpu extends MediatedVcpu {
     super.refresh();
     const pmu = this.s.pmu;
     // The count check left out: only a narrower counter keeps RDPMC exiting.
-    this.s.rdpmcExiting = pmu.counterBitmaskGp !== lowMask(this.s.host.profile.gpWidth) || pmu.counterBitmaskFixed !== lowMask(this.s.host.profile.fixedWidth);
+    this.s.rdpmcExiting =
+      pmu.counterBitmaskGp !== lowMask(this.s.host.profile.gpWidth) ||
+      pmu.counterBitmaskFixed !== lowMask(this.s.host.profile.fixedWidth);
   }
 }
 
-export const rdpmcPassthroughUnexposed = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) => new RdpmcPassthroughVcpu(host, opts);
+export const rdpmcPassthroughUnexposed = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
+  new RdpmcPassthroughVcpu(host, opts);

@@ -28,8 +28,18 @@ export interface KvmX86PmuEventFilter {
 }
 
 /** KVM_PMU_ENCODE_MASKED_ENTRY (Intel: the event select is bits 7:0). */
-export function KVM_PMU_ENCODE_MASKED_ENTRY(eventSelect: number, mask: number, match: number, exclude: boolean): bigint {
-  return BigInt(eventSelect & 0xff) | (BigInt(match & 0xff) << 8n) | (exclude ? 1n << 55n : 0n) | (BigInt(mask & 0xff) << 56n);
+export function KVM_PMU_ENCODE_MASKED_ENTRY(
+  eventSelect: number,
+  mask: number,
+  match: number,
+  exclude: boolean,
+): bigint {
+  return (
+    BigInt(eventSelect & 0xff) |
+    (BigInt(match & 0xff) << 8n) |
+    (exclude ? 1n << 55n : 0n) |
+    (BigInt(mask & 0xff) << 56n)
+  );
 }
 
 /** Bits a masked entry may use on Intel: event select 7:0, match 15:8, exclude 55, mask 63:56. */
@@ -57,7 +67,8 @@ export function kvm_vm_ioctl_set_pmu_event_filter(f: KvmPmuEventFilter): KvmX86P
   const entries: MaskedEntry[] = [];
   for (const e of f.events) {
     if (masked) {
-      if ((e & ~MASKED_ENTRY_VALID) !== 0n) return { error: `masked entry 0x${e.toString(16)} has invalid bits (-EINVAL)` };
+      if ((e & ~MASKED_ENTRY_VALID) !== 0n)
+        return { error: `masked entry 0x${e.toString(16)} has invalid bits (-EINVAL)` };
       entries.push(decodeMasked(e));
     } else {
       if ((e & ~0xffffn) !== 0n) continue; // can never match an event select + umask

@@ -10,9 +10,21 @@ import { type Access, gp, ok } from '../../hw/access.js';
 import { bit, isSet, lowMask } from '../../hw/bits.js';
 import type { Profile } from '../../hw/profile.js';
 import type { HostAccess, KvmPmuEventFilter } from '../types.js';
-import { is_fixed_event_allowed, is_gp_event_allowed, type KvmX86PmuEventFilter, kvm_vm_ioctl_set_pmu_event_filter } from './filter.js';
+import {
+  is_fixed_event_allowed,
+  is_gp_event_allowed,
+  type KvmX86PmuEventFilter,
+  kvm_vm_ioctl_set_pmu_event_filter,
+} from './filter.js';
 import { intel_rdpmc_ecx_to_pmc } from './pmu_intel.js';
-import { KVM_FIXED_PMC_BASE_IDX, type KvmBase, type PmcBase, type PmcType, type PmuBase, type VcpuBase } from './state.js';
+import {
+  KVM_FIXED_PMC_BASE_IDX,
+  type KvmBase,
+  type PmcBase,
+  type PmcType,
+  type PmuBase,
+  type VcpuBase,
+} from './state.js';
 
 export const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
 export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
@@ -55,7 +67,15 @@ export interface KvmPmuCap {
 export function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
   // Intel: no vPMU without an architectural host PMU with GP counters; the caps are then all zero.
   if (host.version === 0 || host.nGP === 0)
-    return { enablePmu: false, version: 0, numCountersGp: 0, numCountersFixed: 0, bitWidthGp: 0, bitWidthFixed: 0, eventsMaskLen: 0 };
+    return {
+      enablePmu: false,
+      version: 0,
+      numCountersGp: 0,
+      numCountersFixed: 0,
+      bitWidthGp: 0,
+      bitWidthFixed: 0,
+      eventsMaskLen: 0,
+    };
   return {
     enablePmu: true,
     version: Math.min(host.version, 2),
@@ -200,7 +220,10 @@ function pmc_is_event_match(pmc: PmcBase, generic: bigint): boolean {
   return ((pmc.eventsel ^ generic) & AMD64_RAW_EVENT_MASK_NB) === 0n;
 }
 
-/** kvm_pmu_recalc_pmc_emulation: which PMCs count emulated instructions and branches (no filter check: it is read at emulation time). */
+/**
+ * kvm_pmu_recalc_pmc_emulation: which PMCs count emulated instructions and branches (no filter check: it is read at
+ * emulation time).
+ */
 export function kvm_pmu_recalc_pmc_emulation(vcpu: VcpuBase, pmc: PmcBase): void {
   const b = bit(pmc.idx);
   const pmu = vcpu.pmu;
@@ -247,7 +270,9 @@ export function kvm_pmu_trigger_event<V extends VcpuBase<P>, P extends PmcBase>(
   }
 }
 
-/** kvm_pmu_rdpmc: #GP without a vPMU, for bad ECX, and at CPL > 0 without CR4.PCE; the design's pmc_read_counter reads. */
+/**
+ * kvm_pmu_rdpmc: #GP without a vPMU, for bad ECX, and at CPL > 0 without CR4.PCE; the design's pmc_read_counter reads.
+ */
 export function kvm_pmu_rdpmc<V extends VcpuBase<P>, P extends PmcBase>(
   vcpu: V,
   ecx: number,
@@ -283,7 +308,11 @@ export function kvm_apic_local_deliver_lvtpc(vcpu: VcpuBase): number | null {
 }
 
 /** kvm_pmu_is_valid_msr: the common global MSRs from v2 (no STATUS_SET/INUSE: K10), then the vendor's. */
-export function kvm_pmu_is_valid_msr<V extends VcpuBase>(vcpu: V, msr: number, intel_is_valid_msr: (vcpu: V, msr: number) => boolean): boolean {
+export function kvm_pmu_is_valid_msr<V extends VcpuBase>(
+  vcpu: V,
+  msr: number,
+  intel_is_valid_msr: (vcpu: V, msr: number) => boolean,
+): boolean {
   if (msr === MSR_CORE_PERF_GLOBAL_STATUS || msr === MSR_CORE_PERF_GLOBAL_CTRL || msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL)
     return kvm_pmu_has_perf_global_ctrl(vcpu.pmu);
   return intel_is_valid_msr(vcpu, msr);
@@ -339,7 +368,8 @@ export function kvm_pmu_set_msr<V extends VcpuBase>(
       return ok(data);
     }
     case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
-      if ((data & pmu.globalStatusRsvd) !== 0n) return gp('IA32_PERF_GLOBAL_OVF_CTRL: reserved bits (global_status_rsvd)');
+      if ((data & pmu.globalStatusRsvd) !== 0n)
+        return gp('IA32_PERF_GLOBAL_OVF_CTRL: reserved bits (global_status_rsvd)');
       if (!hostInitiated) pmu.globalStatus &= ~data;
       return ok(data);
     default:

@@ -78,7 +78,10 @@ export function intel_pmu_refresh(vcpu: VcpuBase, cap: KvmPmuCap): void {
   pmu.globalStatusRsvd = pmu.globalCtrlRsvd & ~(bit(62) | bit(63));
 }
 
-/** intel_is_valid_msr for the counter and control MSRs (the LBR MSRs are the perf-based design's; PEBS MSRs are not ported: K2). */
+/**
+ * intel_is_valid_msr for the counter and control MSRs (the LBR MSRs are the perf-based design's; PEBS MSRs are not
+ * ported: K2).
+ */
 export function intel_is_valid_pmc_msr(vcpu: VcpuBase, msr: number): boolean {
   if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) return vcpu.pmu.version > 1;
   return (
@@ -115,7 +118,11 @@ export function intel_pmu_get_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
  * reprogram_fixed_counters: store, and reprogram each counter whose 4-bit field changed
  * (`touched` is the design's bookkeeping for such a counter: pmc_in_use in the perf-based vPMU).
  */
-export function reprogram_fixed_counters<P extends PmcBase>(vcpu: VcpuBase<P>, data: bigint, touched?: (pmc: P) => void): void {
+export function reprogram_fixed_counters<P extends PmcBase>(
+  vcpu: VcpuBase<P>,
+  data: bigint,
+  touched?: (pmc: P) => void,
+): void {
   const pmu = vcpu.pmu;
   const old = pmu.fixedCtrCtrl; // a u64 snapshot (05519c86d699)
   pmu.fixedCtrCtrl = data;
@@ -180,11 +187,15 @@ export function intel_pmu_set_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
 }
 
 /** intel_rdpmc_ecx_to_pmc: ECX[31:16] is a type, 0 (GP) or 0x4000 (fixed); anything else is invalid. */
-export function intel_rdpmc_ecx_to_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, ecx: number): { pmc: P; mask: bigint } | null {
+export function intel_rdpmc_ecx_to_pmc<P extends PmcBase>(
+  vcpu: VcpuBase<P>,
+  ecx: number,
+): { pmc: P; mask: bigint } | null {
   const pmu = vcpu.pmu;
   const type = ecx >>> 16;
   const idx = ecx & 0xffff;
   if (type === 0x0000) return idx < pmu.nrArchGpCounters ? { pmc: pmu.gp[idx]!, mask: pmu.counterBitmaskGp } : null;
-  if (type === 0x4000) return idx < pmu.nrArchFixedCounters ? { pmc: pmu.fixed[idx]!, mask: pmu.counterBitmaskFixed } : null;
+  if (type === 0x4000)
+    return idx < pmu.nrArchFixedCounters ? { pmc: pmu.fixed[idx]!, mask: pmu.counterBitmaskFixed } : null;
   return null;
 }

@@ -59,11 +59,14 @@ export function kvm_pmu_msr_index_list(cap: KvmPmuCap): number[] {
 }
 
 function sameCpuid(a: GuestCpuid, b: GuestCpuid): boolean {
-  const r = (x: GuestCpuid['leaf0a'], y: GuestCpuid['leaf0a']) => x.eax === y.eax && x.ebx === y.ebx && x.ecx === y.ecx && x.edx === y.edx;
+  const r = (x: GuestCpuid['leaf0a'], y: GuestCpuid['leaf0a']) =>
+    x.eax === y.eax && x.ebx === y.ebx && x.ecx === y.ecx && x.edx === y.edx;
   return a.family === b.family && a.model === b.model && a.pdcm === b.pdcm && a.tsx === b.tsx && r(a.leaf0a, b.leaf0a);
 }
 
-/** kvm_set_cpuid: after KVM_RUN only an identical CPUID is accepted, and changes nothing; before it, store and refresh. */
+/**
+ * kvm_set_cpuid: after KVM_RUN only an identical CPUID is accepted, and changes nothing; before it, store and refresh.
+ */
 export function kvm_set_cpuid(vcpu: VcpuBase, cpuid: GuestCpuid, refresh: () => void): HostAccess {
   if (vcpu.hasRun)
     return sameCpuid(vcpu.cpuid, cpuid)
@@ -83,8 +86,15 @@ export interface KvmMsrOps<V> {
   readonly vmx_check_perf_capabilities: (vcpu: V, data: bigint) => string | null;
 }
 
-/** kvm_get_msr_common / vmx_get_msr for the vPMU's MSRs; null for an MSR KVM does not handle (KVM_MSR_RET_UNSUPPORTED). */
-export function kvm_get_msr_common<V extends VcpuBase>(vcpu: V, msr: number, host: boolean, ops: KvmMsrOps<V>): Access | null {
+/**
+ * kvm_get_msr_common / vmx_get_msr for the vPMU's MSRs; null for an MSR KVM does not handle (KVM_MSR_RET_UNSUPPORTED).
+ */
+export function kvm_get_msr_common<V extends VcpuBase>(
+  vcpu: V,
+  msr: number,
+  host: boolean,
+  ops: KvmMsrOps<V>,
+): Access | null {
   switch (msr) {
     case MSR_IA32_DEBUGCTLMSR:
       return ok(vcpu.guestDebugctl);
@@ -102,8 +112,18 @@ export function kvm_get_msr_common<V extends VcpuBase>(vcpu: V, msr: number, hos
   return ops.kvm_pmu_is_valid_msr(vcpu, msr) ? ops.kvm_pmu_get_msr(vcpu, msr, host) : null;
 }
 
-/** kvm_set_msr_common / vmx_set_msr for the vPMU's MSRs; `refresh` is the design's kvm_pmu_refresh (and intercept recalc). */
-export function kvm_set_msr_common<V extends VcpuBase>(vcpu: V, msr: number, data: bigint, host: boolean, ops: KvmMsrOps<V>, refresh: () => void): Access | null {
+/**
+ * kvm_set_msr_common / vmx_set_msr for the vPMU's MSRs; `refresh` is the design's kvm_pmu_refresh (and intercept
+ * recalc).
+ */
+export function kvm_set_msr_common<V extends VcpuBase>(
+  vcpu: V,
+  msr: number,
+  data: bigint,
+  host: boolean,
+  ops: KvmMsrOps<V>,
+  refresh: () => void,
+): Access | null {
   switch (msr) {
     case MSR_IA32_DEBUGCTLMSR:
       return ops.vmx_set_debugctl(vcpu, data, host);
@@ -152,12 +172,18 @@ export function do_set_msr(
 ): HostAccess {
   if (vcpu.hasRun && msr === MSR_IA32_PERF_CAPABILITIES) {
     const cur = get(msr);
-    if (!cur.ok || cur.value !== value) return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
+    if (!cur.ok || cur.value !== value)
+      return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
   }
   const r = set(msr, value);
   if (r !== null) return toHost(r);
-  return advertised(msr) && value === 0n ? { ok: true, value: 0n } : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+  return advertised(msr) && value === 0n
+    ? { ok: true, value: 0n }
+    : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
 }
 
-/** Guest XSAVES/XRSTORS of Arch LBR state: KVM never lets the guest set IA32_XSS.LBR (supported_xss has no XFEATURE_MASK_LBR). */
+/**
+ * Guest XSAVES/XRSTORS of Arch LBR state: KVM never lets the guest set IA32_XSS.LBR (supported_xss has no
+ * XFEATURE_MASK_LBR).
+ */
 export const NO_GUEST_ARCH_LBR = 'WRMSR IA32_XSS.LBR: KVM does not support guest Arch LBR (supported_xss)';

@@ -52,7 +52,11 @@ export function intel_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
   common_intel_pmu_refresh(vcpu, cap);
   if (vcpu.pmu.version === 0) return;
   // intel_pmu_lbr_is_compatible: the records are vmx_lbr_caps, i.e. what perf manages.
-  if (cpuid_model_is_consistent(vcpu) && (vcpu_get_perf_capabilities(vcpu) & PERF_CAP_LBR_FMT) !== 0n && vcpu.lbrCaps.nr !== 0) {
+  if (
+    cpuid_model_is_consistent(vcpu) &&
+    (vcpu_get_perf_capabilities(vcpu) & PERF_CAP_LBR_FMT) !== 0n &&
+    vcpu.lbrCaps.nr !== 0
+  ) {
     lbr.nr = vcpu.lbrCaps.nr;
     vcpu.pmu.allValidPmcIdx |= bit(INTEL_PMC_IDX_FIXED_VLBR);
   }
@@ -96,7 +100,11 @@ export function intel_is_valid_msr(vcpu: KvmVcpuState, msr: number): boolean {
 
 /** intel_pmu_get_msr: counters and controls, then the LBR MSRs. */
 export function intel_pmu_get_msr(vcpu: KvmVcpuState, msr: number, _hostInitiated: boolean): Access {
-  return intel_pmu_get_pmc_msr(vcpu, msr, pmc_read_counter) ?? intel_pmu_handle_lbr_msrs_access(vcpu, msr, null) ?? notVpmuMsr(msr);
+  return (
+    intel_pmu_get_pmc_msr(vcpu, msr, pmc_read_counter) ??
+    intel_pmu_handle_lbr_msrs_access(vcpu, msr, null) ??
+    notVpmuMsr(msr)
+  );
 }
 
 /** reprogram_fixed_counters, perf-based: each changed counter is marked in pmc_in_use. */

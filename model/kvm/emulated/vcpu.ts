@@ -189,7 +189,14 @@ export class EmulatedVcpu implements VpmuVcpu {
   }
 
   hostSetMsr(msr: number, value: bigint): HostAccess {
-    return do_set_msr(this.s, msr, value, (m) => this.hostGetMsr(m), (m, v) => this.setMsr(m, v, true), (m) => this.advertised(m));
+    return do_set_msr(
+      this.s,
+      msr,
+      value,
+      (m) => this.hostGetMsr(m),
+      (m, v) => this.setMsr(m, v, true),
+      (m) => this.advertised(m),
+    );
   }
 
   // ---- MSR dispatch: kvm_get_msr_common / kvm_set_msr_common / vmx_get_msr / vmx_set_msr ----
@@ -206,22 +213,33 @@ export class EmulatedVcpu implements VpmuVcpu {
   // ---- the guest ----
 
   guestRdmsr(msr: number): Access {
-    return this.guestInstruction((exit) => {
-      if (!exit) return this.hw.rdmsr(msr); // passed through: the hardware holds the guest's value
-      return this.getMsr(msr, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`);
-    }, () => !this.s.passthrough.has(msr));
+    return this.guestInstruction(
+      (exit) => {
+        if (!exit) return this.hw.rdmsr(msr); // passed through: the hardware holds the guest's value
+        return this.getMsr(msr, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`);
+      },
+      () => !this.s.passthrough.has(msr),
+    );
   }
 
   guestWrmsr(msr: number, value: bigint): Access {
-    return this.guestInstruction((exit) => {
-      if (!exit) return this.hw.wrmsr(msr, value);
-      return this.setMsr(msr, value, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`);
-    }, () => !this.s.passthrough.has(msr));
+    return this.guestInstruction(
+      (exit) => {
+        if (!exit) return this.hw.wrmsr(msr, value);
+        return this.setMsr(msr, value, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`);
+      },
+      () => !this.s.passthrough.has(msr),
+    );
   }
 
   guestRdpmc(ecx: number, cpl: number): Access {
     // The perf-based vPMU always intercepts RDPMC.
-    return this.guestInstruction(() => kvm_pmu_rdpmc(this.s, ecx, cpl), () => true, cpl, 'rdpmc');
+    return this.guestInstruction(
+      () => kvm_pmu_rdpmc(this.s, ecx, cpl),
+      () => true,
+      cpl,
+      'rdpmc',
+    );
   }
 
   /**
@@ -229,7 +247,12 @@ export class EmulatedVcpu implements VpmuVcpu {
    * runs as host work; a handled instruction is skipped, which counts it as retired
    * (kvm_skip_emulated_instruction → kvm_pmu_instruction_retired).
    */
-  private guestInstruction(op: (exited: boolean) => Access, intercepted: () => boolean, cpl = 0, exit: 'msr' | 'rdpmc' = 'msr'): Access {
+  private guestInstruction(
+    op: (exited: boolean) => Access,
+    intercepted: () => boolean,
+    cpl = 0,
+    exit: 'msr' | 'rdpmc' = 'msr',
+  ): Access {
     this.vcpu_enter_guest(-1);
     // The MSR bitmap as this VM-entry left it (vmx_passthrough_lbr_msrs ran just before it).
     if (!intercepted()) {

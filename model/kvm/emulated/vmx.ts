@@ -52,7 +52,8 @@ export function vmx_get_perf_capabilities(host: HostKernel, enablePmu: boolean):
 export function vmx_get_supported_debugctl(vcpu: KvmVcpuState, hostInitiated: boolean): bigint {
   let d = 0n;
   const lbrAdvertised = (vcpu.supportedPerfCap & PERF_CAP_LBR_FMT) !== 0n; // kvm_caps.supported_perf_cap
-  if (lbrAdvertised && (hostInitiated || intel_pmu_lbr_is_enabled(vcpu))) d |= DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
+  if (lbrAdvertised && (hostInitiated || intel_pmu_lbr_is_enabled(vcpu)))
+    d |= DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
   if (vcpu.host.profile.tsx && (hostInitiated || vcpu.cpuid.tsx === true)) d |= DEBUGCTLMSR_RTM_DEBUG;
   return d;
 }
@@ -66,7 +67,8 @@ function vmx_is_valid_debugctl(vcpu: KvmVcpuState, data: bigint, hostInitiated: 
 
 /** vmx_set_msr(MSR_IA32_DEBUGCTLMSR): store in the VMCS; DEBUGCTL.LBR creates the guest LBR event. */
 export function vmx_set_debugctl(vcpu: KvmVcpuState, value: bigint, hostInitiated: boolean): Access {
-  if (!vmx_is_valid_debugctl(vcpu, value, hostInitiated)) return gp('IA32_DEBUGCTL: bits KVM does not support (vmx_is_valid_debugctl)');
+  if (!vmx_is_valid_debugctl(vcpu, value, hostInitiated))
+    return gp('IA32_DEBUGCTL: bits KVM does not support (vmx_is_valid_debugctl)');
   const data = value & vmx_get_supported_debugctl(vcpu, hostInitiated);
   vcpu.guestDebugctl = data; // vmx_guest_debugctl_write
   if (intel_pmu_lbr_is_enabled(vcpu) && vcpu.lbr.event === null && (data & DEBUGCTLMSR_LBR) !== 0n)
@@ -83,7 +85,7 @@ export function vmx_check_perf_capabilities(vcpu: KvmVcpuState, data: bigint): s
       return `PERF_CAPABILITIES: LBR_FMT ${fmt} is not the host's`;
     const h = vcpu.host.profile;
     if (vcpu.cpuid.family !== h.family || vcpu.cpuid.model !== h.model)
-      return 'PERF_CAPABILITIES: LBR_FMT needs the guest family/model to be the host\'s (cpuid_model_is_consistent)';
+      return "PERF_CAPABILITIES: LBR_FMT needs the guest family/model to be the host's (cpuid_model_is_consistent)";
   }
   return null;
 }
@@ -106,4 +108,3 @@ function vmx_update_intercept_for_lbr_msrs(vcpu: KvmVcpuState, set: boolean): vo
   }
   vcpu.lbr.msrPassthrough = !set;
 }
-

@@ -39,7 +39,12 @@ import {
   pmc_bitmask,
   validPmcs,
 } from '../common/pmu.js';
-import { INTEL_PMC_FIXED_RDPMC_BASE, MSR_CORE_PERF_FIXED_CTR0, MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../common/pmu_intel.js';
+import {
+  INTEL_PMC_FIXED_RDPMC_BASE,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+} from '../common/pmu_intel.js';
 import {
   intel_is_valid_msr,
   intel_mediated_pmu_load,
@@ -50,7 +55,13 @@ import {
   intel_pmu_set_msr,
   intel_pmu_write_global_ctrl,
 } from './pmu_intel.js';
-import { KVM_FIXED_PMC_BASE_IDX, type MediatedPmc, type MediatedPmu, type MediatedVcpuState, newMediatedPmc } from './state.js';
+import {
+  KVM_FIXED_PMC_BASE_IDX,
+  type MediatedPmc,
+  type MediatedPmu,
+  type MediatedVcpuState,
+  newMediatedPmc,
+} from './state.js';
 
 // The shared pmu.c pieces, re-exported under the names the mediated port uses.
 export {
@@ -85,10 +96,18 @@ export interface MediatedPmuCap extends KvmPmuCap {
   readonly enableMediatedPmu: boolean;
   readonly unavailable: string | null;
   /** kvm_host_pmu: perf_get_x86_pmu_capability, not clamped to what KVM supports. */
-  readonly host: { readonly numCountersGp: number; readonly numCountersFixed: number; readonly bitWidthGp: number; readonly bitWidthFixed: number };
+  readonly host: {
+    readonly numCountersGp: number;
+    readonly numCountersFixed: number;
+    readonly bitWidthGp: number;
+    readonly bitWidthFixed: number;
+  };
 }
 
-/** kvm_init_pmu_capability: the shared caps (version capped at 2 even with the mediated PMU); enable_mediated_pmu forced off without vendor support. */
+/**
+ * kvm_init_pmu_capability: the shared caps (version capped at 2 even with the mediated PMU); enable_mediated_pmu forced
+ * off without vendor support.
+ */
 export function kvm_init_pmu_capability(p: Profile): MediatedPmuCap {
   const fixed = fixedIndices(p);
   // perf_get_x86_pmu_capability: num_counters_fixed is fls() of the fixed-counter mask (K15).
@@ -99,7 +118,9 @@ export function kvm_init_pmu_capability(p: Profile): MediatedPmuCap {
     bitWidthFixed: p.fixedWidth,
   };
   const cap = common_kvm_init_pmu_capability(p);
-  const why = !cap.enablePmu ? `${p.name} has no architectural PMU with GP counters (enable_pmu off)` : intel_pmu_is_mediated_pmu_supported(p);
+  const why = !cap.enablePmu
+    ? `${p.name} has no architectural PMU with GP counters (enable_pmu off)`
+    : intel_pmu_is_mediated_pmu_supported(p);
   return { ...cap, enableMediatedPmu: why === null, unavailable: why, host };
 }
 
@@ -138,7 +159,9 @@ function kvm_mediated_pmu_refresh_event_filter(vcpu: MediatedVcpuState, pmc: Med
     return;
   }
   const field = 0xfn << BigInt(4 * (pmc.idx - KVM_FIXED_PMC_BASE_IDX));
-  pmu.fixedCtrCtrlHw = allowed ? (pmu.fixedCtrCtrlHw & ~field) | (pmu.fixedCtrCtrl & field) : pmu.fixedCtrCtrlHw & ~field;
+  pmu.fixedCtrCtrlHw = allowed
+    ? (pmu.fixedCtrCtrlHw & ~field) | (pmu.fixedCtrCtrl & field)
+    : pmu.fixedCtrCtrlHw & ~field;
 }
 
 /** reprogram_counter, mediated branch: only the filter shadows change; no perf event. */
@@ -227,7 +250,9 @@ export function kvm_pmu_reset(vcpu: MediatedVcpuState): void {
   pmu.globalStatus = 0n;
 }
 
-/** kvm_pmu_refresh: before the first KVM_RUN; mediated sets the RESET GLOBAL_CTRL even for v1 and pushes it to the VMCS. */
+/**
+ * kvm_pmu_refresh: before the first KVM_RUN; mediated sets the RESET GLOBAL_CTRL even for v1 and pushes it to the VMCS.
+ */
 export function kvm_pmu_refresh(vcpu: MediatedVcpuState, cap: MediatedPmuCap): void {
   if (vcpu.hasRun) throw new Error('KVM_BUG_ON: kvm_pmu_refresh after the first KVM_RUN');
   kvm_pmu_reset(vcpu);
@@ -253,7 +278,10 @@ export function kvm_need_perf_global_ctrl_intercept(vcpu: MediatedVcpuState, cap
   return kvm_need_any_pmc_intercept(vcpu, cap) || !kvm_pmu_has_perf_global_ctrl(vcpu.pmu);
 }
 
-/** kvm_need_rdpmc_intercept: unexposed counters are not zeroed at load, so RDPMC must exit unless the guest sees every counter at full width (bugs.md #14). */
+/**
+ * kvm_need_rdpmc_intercept: unexposed counters are not zeroed at load, so RDPMC must exit unless the guest sees every
+ * counter at full width (bugs.md #14).
+ */
 export function kvm_need_rdpmc_intercept(vcpu: MediatedVcpuState, cap: MediatedPmuCap): boolean {
   const pmu = vcpu.pmu;
   return (
@@ -302,7 +330,8 @@ function kvm_pmu_load_guest_pmcs(vcpu: MediatedVcpuState): void {
   }
   for (let i = 0; i < pmu.nrArchFixedCounters; i++) {
     const pmc = pmu.fixed[i]!;
-    if (pmc.counter !== kvm_rdpmc(vcpu, INTEL_PMC_FIXED_RDPMC_BASE | i)) kvm_wrmsr(vcpu, MSR_CORE_PERF_FIXED_CTR0 + i, pmc.counter);
+    if (pmc.counter !== kvm_rdpmc(vcpu, INTEL_PMC_FIXED_RDPMC_BASE | i))
+      kvm_wrmsr(vcpu, MSR_CORE_PERF_FIXED_CTR0 + i, pmc.counter);
   }
 }
 

@@ -46,7 +46,8 @@ export {
  */
 export function intel_pmu_is_mediated_pmu_supported(p: Profile): string | null {
   if (p.version < 4) return `${p.name} has PMU version ${p.version}; the mediated vPMU needs v4+ (GLOBAL_STATUS_SET)`;
-  if (!p.fwWrite) return `${p.name} lacks PERF_CAPABILITIES.FW_WRITE; the mediated vPMU needs full-width counter writes`;
+  if (!p.fwWrite)
+    return `${p.name} lacks PERF_CAPABILITIES.FW_WRITE; the mediated vPMU needs full-width counter writes`;
   return null;
 }
 
@@ -60,7 +61,9 @@ export function intel_pmu_get_msr(vcpu: MediatedVcpuState, msr: number, _hostIni
   return intel_pmu_get_pmc_msr(vcpu, msr, pmc_read_counter) ?? notVpmuMsr(msr);
 }
 
-/** reprogram_fixed_counters, mediated: the _hw shadow takes the new value too (the filter refreshes it at KVM_REQ_PMU). */
+/**
+ * reprogram_fixed_counters, mediated: the _hw shadow takes the new value too (the filter refreshes it at KVM_REQ_PMU).
+ */
 function intel_reprogram_fixed_counters(vcpu: MediatedVcpuState, data: bigint): void {
   vcpu.pmu.fixedCtrCtrlHw = data;
   reprogram_fixed_counters(vcpu, data);

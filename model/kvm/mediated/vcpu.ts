@@ -11,7 +11,11 @@ import { ModelError } from '../../hw/errors.js';
 import type { PmiDelivery, XsaveResult } from '../../hw/cpu.js';
 import type { ArchLbrXsave } from '../../hw/msr/lbr_arch.js';
 import type { WorkUnit } from '../../hw/work.js';
-import { PERF_GUEST_MEDIATED_PMI_VECTOR, perf_create_mediated_pmu, perf_release_mediated_pmu } from '../../host/mediated.js';
+import {
+  PERF_GUEST_MEDIATED_PMI_VECTOR,
+  perf_create_mediated_pmu,
+  perf_release_mediated_pmu,
+} from '../../host/mediated.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
 import {
@@ -98,7 +102,8 @@ export class MediatedVcpu implements VpmuVcpu {
    */
   constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm }) {
     this.cap = kvm_init_pmu_capability(host.profile);
-    if (!this.cap.enableMediatedPmu) throw new MediatedUnavailable(this.cap.unavailable ?? 'enable_mediated_pmu is off');
+    if (!this.cap.enableMediatedPmu)
+      throw new MediatedUnavailable(this.cap.unavailable ?? 'enable_mediated_pmu is off');
     const kvm = opts.vm ?? newMediatedKvm();
     // kvm_arch_vcpu_precreate: the VM's mediated PMU is created with its first vCPU.
     if (!kvm.createdMediatedPmu) {
@@ -182,7 +187,14 @@ export class MediatedVcpu implements VpmuVcpu {
   }
 
   hostSetMsr(msr: number, value: bigint): HostAccess {
-    return do_set_msr(this.s, msr, value, (m) => this.hostGetMsr(m), (m, v) => this.setMsr(m, v, true), (m) => this.advertised(m));
+    return do_set_msr(
+      this.s,
+      msr,
+      value,
+      (m) => this.hostGetMsr(m),
+      (m, v) => this.setMsr(m, v, true),
+      (m) => this.advertised(m),
+    );
   }
 
   // ---- MSR dispatch: kvm_get_msr_common / kvm_set_msr_common / vmx_get_msr / vmx_set_msr ----
@@ -199,7 +211,8 @@ export class MediatedVcpu implements VpmuVcpu {
 
   guestRdmsr(msr: number): Access {
     return this.guestInstruction(
-      (exit) => (exit ? (this.getMsr(msr, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`)) : this.hw.rdmsr(msr)),
+      (exit) =>
+        exit ? (this.getMsr(msr, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`)) : this.hw.rdmsr(msr),
       !this.s.passthrough.has(msr),
       'msr',
     );
@@ -207,7 +220,10 @@ export class MediatedVcpu implements VpmuVcpu {
 
   guestWrmsr(msr: number, value: bigint): Access {
     return this.guestInstruction(
-      (exit) => (exit ? (this.setMsr(msr, value, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`)) : this.hw.wrmsr(msr, value)),
+      (exit) =>
+        exit
+          ? (this.setMsr(msr, value, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`))
+          : this.hw.wrmsr(msr, value),
       !this.s.passthrough.has(msr),
       'msr',
     );
@@ -215,14 +231,24 @@ export class MediatedVcpu implements VpmuVcpu {
 
   guestRdpmc(ecx: number, cpl: number): Access {
     // Not intercepted: the hardware checks CR4.PCE (loaded from the guest) and the index itself.
-    return this.guestInstruction((exit) => (exit ? kvm_pmu_rdpmc(this.s, ecx, cpl) : this.hw.rdpmc(ecx, cpl)), this.s.rdpmcExiting, 'rdpmc', cpl);
+    return this.guestInstruction(
+      (exit) => (exit ? kvm_pmu_rdpmc(this.s, ecx, cpl) : this.hw.rdpmc(ecx, cpl)),
+      this.s.rdpmcExiting,
+      'rdpmc',
+      cpl,
+    );
   }
 
   /**
    * One guest instruction: in guest mode on the loaded PMU if not intercepted, else a VM-exit
    * (the PMU is put), the handler as host work, and a skip that counts the instruction in software.
    */
-  private guestInstruction(op: (exited: boolean) => Access, intercepted: boolean, kind: 'msr' | 'rdpmc', cpl = 0): Access {
+  private guestInstruction(
+    op: (exited: boolean) => Access,
+    intercepted: boolean,
+    kind: 'msr' | 'rdpmc',
+    cpl = 0,
+  ): Access {
     this.vcpu_enter_guest(-1);
     if (!intercepted) {
       const r = op(false);
@@ -281,14 +307,19 @@ export class MediatedVcpu implements VpmuVcpu {
   private mediatedPmiExit(d: PmiDelivery, afterUnit: number): void {
     // Host events are off the PMU in guest context, so any PMI here is the guest's.
     if (d.nmi || d.vector !== PERF_GUEST_MEDIATED_PMI_VECTOR)
-      throw new ModelError(`mediated: a PMI in guest mode went to vector ${d.vector}${d.nmi ? ' (NMI)' : ''}, not the mediated vector`);
+      throw new ModelError(
+        `mediated: a PMI in guest mode went to vector ${d.vector}${d.nmi ? ' (NMI)' : ''}, not the mediated vector`,
+      );
     this.s.cost.pmiExits++;
     this.vmexit();
     kvm_handle_guest_mediated_pmi(this.s);
     this.vcpu_enter_guest(afterUnit);
   }
 
-  /** vcpu_enter_guest: requests (KVM_REQ_PMU, then KVM_REQ_PMI: K5), IRQs off, DEBUGCTL snapshot, kvm_mediated_pmu_load (K14), VM-entry. */
+  /**
+   * vcpu_enter_guest: requests (KVM_REQ_PMU, then KVM_REQ_PMI: K5), IRQs off, DEBUGCTL snapshot, kvm_mediated_pmu_load
+   * (K14), VM-entry.
+   */
   private vcpu_enter_guest(afterUnit: number): void {
     const s = this.s;
     if (s.requests.delete('PMU')) kvm_pmu_handle_event(s);
@@ -314,7 +345,9 @@ export class MediatedVcpu implements VpmuVcpu {
     this.inGuest = true;
   }
 
-  /** VM-exit: GLOBAL_CTRL saved to the VMCS and cleared (host value 0), DEBUGCTL switched, then kvm_mediated_pmu_put. */
+  /**
+   * VM-exit: GLOBAL_CTRL saved to the VMCS and cleared (host value 0), DEBUGCTL switched, then kvm_mediated_pmu_put.
+   */
   private vmexit(): void {
     if (!this.inGuest) return;
     const s = this.s;
@@ -350,7 +383,9 @@ export class MediatedVcpu implements VpmuVcpu {
     s.host.switchTo(cpu, s.task);
   }
 
-  /** kvm_arch_vcpu_destroy → kvm_pmu_destroy; the last vCPU takes the VM, and perf_release_mediated_pmu, with it (K13). */
+  /**
+   * kvm_arch_vcpu_destroy → kvm_pmu_destroy; the last vCPU takes the VM, and perf_release_mediated_pmu, with it (K13).
+   */
   destroy(): void {
     kvm_pmu_reset(this.s);
     const vm = this.s.kvm;
@@ -365,7 +400,10 @@ export class MediatedVcpu implements VpmuVcpu {
 }
 
 /** The design's factory: KVM_CREATE_VCPU with enable_mediated_pmu. */
-export function newMediatedVcpu(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm }): MediatedVcpu {
+export function newMediatedVcpu(
+  host: HostKernel,
+  opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm },
+): MediatedVcpu {
   return new MediatedVcpu(host, opts);
 }
 

@@ -7,7 +7,11 @@
 
 import { type Access, gp, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
-import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_OVF_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../common/pmu.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+} from '../common/pmu.js';
 import { PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
 import { kvm_need_perf_global_ctrl_intercept, kvm_need_rdpmc_intercept, type MediatedPmuCap } from './pmu.js';
 import {
@@ -46,13 +50,17 @@ function vmx_is_valid_debugctl(vcpu: MediatedVcpuState, data: bigint, hostInitia
 
 /** vmx_set_msr(MSR_IA32_DEBUGCTLMSR): into the VMCS; DEBUGCTL.LBR is not virtualized with the mediated vPMU. */
 export function vmx_set_debugctl(vcpu: MediatedVcpuState, value: bigint, hostInitiated: boolean): Access {
-  if (!vmx_is_valid_debugctl(vcpu, value, hostInitiated)) return gp('IA32_DEBUGCTL: bits KVM does not support (vmx_is_valid_debugctl)');
+  if (!vmx_is_valid_debugctl(vcpu, value, hostInitiated))
+    return gp('IA32_DEBUGCTL: bits KVM does not support (vmx_is_valid_debugctl)');
   const data = value & vmx_get_supported_debugctl(vcpu, hostInitiated);
   vcpu.guestDebugctl = data;
   return ok(data);
 }
 
-/** vmx_set_msr(MSR_IA32_PERF_CAPABILITIES) vendor checks: a non-zero value needs a vPMU (K7); LBR_FMT is never supported. */
+/**
+ * vmx_set_msr(MSR_IA32_PERF_CAPABILITIES) vendor checks: a non-zero value needs a vPMU (K7); LBR_FMT is never
+ * supported.
+ */
 export function vmx_check_perf_capabilities(vcpu: MediatedVcpuState, data: bigint): string | null {
   if (data !== 0n && vcpu.pmu.version === 0) return 'PERF_CAPABILITIES: a non-zero value needs a vPMU (K7)';
   if ((data & PERF_CAP_LBR_FMT) !== 0n) return 'PERF_CAPABILITIES: LBR_FMT is not supported with the mediated vPMU';

@@ -29,7 +29,8 @@ function reprogram_counter_pre_reuse(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   const emulatedOverflow = pmc_pause_counter(vcpu, pmc);
   pmc_release_perf_event(vcpu, pmc);
   pmc.isPaused = false;
-  if (!pmc_is_globally_enabled(vcpu, pmc) || !pmc_is_locally_enabled(vcpu, pmc) || !pmc_is_event_allowed(vcpu, pmc)) return true;
+  if (!pmc_is_globally_enabled(vcpu, pmc) || !pmc_is_locally_enabled(vcpu, pmc) || !pmc_is_event_allowed(vcpu, pmc))
+    return true;
   if (emulatedOverflow) __kvm_perf_overflow(vcpu, pmc, false);
   const { eventsel, config } = pmc_eventsel(vcpu, pmc);
   pmc.currentConfig = config;
@@ -43,4 +44,5 @@ export class PreReuseVcpu extends EmulatedVcpu {
   }
 }
 
-export const newPreReuseVcpu = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) => new PreReuseVcpu(host, opts);
+export const newPreReuseVcpu = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
+  new PreReuseVcpu(host, opts);

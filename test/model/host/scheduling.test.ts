@@ -122,14 +122,15 @@ describe('fixed or general-purpose counter', () => {
     });
     const k = new HostKernel({ profile: twoFixed, cpus: 1 });
     expect(errorOf(k.perf_event_create_kernel_counter(attr({ config: REF_TSC }), { cpu: 0 }))).toMatch(/^EINVAL/);
-    expect(errorOf(new HostKernel({ profile: SKYLAKE, cpus: 1 }).perf_event_open(attr({ config: SLOTS }), { cpu: 0 })))
-      .toMatch(/^EINVAL/);
+    expect(
+      errorOf(new HostKernel({ profile: SKYLAKE, cpus: 1 }).perf_event_open(attr({ config: SLOTS }), { cpu: 0 })),
+    ).toMatch(/^EINVAL/);
     const icx = new HostKernel({ profile: ICELAKE, cpus: 1 });
     expect(ev(icx.perf_event_open(attr({ config: SLOTS }), { cpu: 0 })).hwIdx).toBe(35);
     expect(ev(icx.perf_event_open(attr({ config: 0x01a4n }), { cpu: 0 })).hwIdx).toBe(0);
   });
 
-  it("the slow path moves a running event to its fixed counter, and its count carries over", () => {
+  it('the slow path moves a running event to its fixed counter, and its count carries over', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const w = ev(k.perf_event_open(attr({ config: CYCLES, pinned: true }), { cpu: 0 }));
     const a = ev(k.perf_event_open(attr({ config: CYCLES, pinned: true }), { cpu: 0 }));

@@ -51,12 +51,7 @@ export function work(cpl: number, instructions: number, cycles = instructions, l
 }
 
 /** Runs units on a pCPU that the test has put in guest mode, handling each PMI as an NMI. */
-export function runGuest(
-  hw: Cpu,
-  guestCtrl: bigint,
-  us: readonly WorkUnit[],
-  nmi: () => boolean,
-): number {
+export function runGuest(hw: Cpu, guestCtrl: bigint, us: readonly WorkUnit[], nmi: () => boolean): number {
   hw.mode = 'guest';
   expect(hw.wrmsr(GLOBAL_CTRL, guestCtrl).ok).toBe(true); // what VM-entry would load
   let pmis = 0;

@@ -293,10 +293,7 @@ describe('work units that cannot happen throw WorkError (work.ts)', () => {
     ['CPL 4', { cpl: 4 }],
     ['CPL -1', { cpl: -1 }],
     ['a fractional CPL', { cpl: 0.5 }],
-    [
-      'an unknown branch kind',
-      { cpl: 0, branches: [{ from: 0x1000n, to: 0x2000n, kind: 'JUMP' as BranchKind }] },
-    ],
+    ['an unknown branch kind', { cpl: 0, branches: [{ from: 0x1000n, to: 0x2000n, kind: 'JUMP' as BranchKind }] }],
     ['a branch at CPL 7', { cpl: 0, branches: [{ from: 0x1000n, to: 0x2000n, kind: 'COND', cpl: 7 }] }],
     [
       'a non-canonical branch source',

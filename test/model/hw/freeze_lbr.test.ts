@@ -25,20 +25,7 @@ import {
   type WorkUnit,
   X2APIC_LVTPC,
 } from '../../../model/hw/index.js';
-import {
-  ARCH_CAPTURE_ALL,
-  EN,
-  INT,
-  LEGACY_FROM0,
-  LEGACY_TO0,
-  LVT_NMI,
-  OS,
-  part,
-  rd,
-  USER,
-  USR,
-  wr,
-} from './parts.js';
+import { ARCH_CAPTURE_ALL, EN, INT, LEGACY_FROM0, LEGACY_TO0, LVT_NMI, OS, part, rd, USER, USR, wr } from './parts.js';
 
 const DBG_LBR = 1n;
 const FREEZE_LBRS_ON_PMI = 1n << 11n;

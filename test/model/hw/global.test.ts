@@ -211,14 +211,7 @@ describe('IA32_PERF_GLOBAL_INUSE (§2.9, v4+)', () => {
 });
 
 describe('version gating of 0x38D-0x392 (§1.3, §2.1, D1)', () => {
-  const ALL = [
-    FIXED_CTR_CTRL,
-    GLOBAL_STATUS,
-    GLOBAL_CTRL,
-    GLOBAL_STATUS_RESET,
-    GLOBAL_STATUS_SET,
-    GLOBAL_INUSE,
-  ];
+  const ALL = [FIXED_CTR_CTRL, GLOBAL_STATUS, GLOBAL_CTRL, GLOBAL_STATUS_RESET, GLOBAL_STATUS_SET, GLOBAL_INUSE];
 
   it('v1 has none of them', () => {
     const cpu = new Cpu(part({ v: 1, nGP: 2 }));
@@ -231,8 +224,7 @@ describe('version gating of 0x38D-0x392 (§1.3, §2.1, D1)', () => {
   it('v2 and v3 have 0x38D-0x390 but not 0x391/0x392', () => {
     for (const v of [2, 3]) {
       const cpu = new Cpu(part({ v, nGP: 2 }));
-      for (const a of [FIXED_CTR_CTRL, GLOBAL_STATUS, GLOBAL_CTRL, GLOBAL_STATUS_RESET])
-        expectOk(cpu.rdmsr(a));
+      for (const a of [FIXED_CTR_CTRL, GLOBAL_STATUS, GLOBAL_CTRL, GLOBAL_STATUS_RESET]) expectOk(cpu.rdmsr(a));
       for (const a of [GLOBAL_STATUS_SET, GLOBAL_INUSE]) expectGp(cpu.rdmsr(a));
     }
   });
@@ -322,8 +314,7 @@ describe('x2APIC LVTPC at MSR 0x834 (§4.4, D32)', () => {
   it('other bits #GP and leave LVTPC unchanged', () => {
     const cpu = new Cpu(SKYLAKE);
     expectOk(cpu.wrmsr(X2APIC_LVTPC, 0xefn));
-    for (const b of [11n, 13n, 14n, 15n, 17n, 31n, 32n, 63n])
-      expectGp(cpu.wrmsr(X2APIC_LVTPC, (1n << b) | 0xefn));
+    for (const b of [11n, 13n, 14n, 15n, 17n, 31n, 32n, 63n]) expectGp(cpu.wrmsr(X2APIC_LVTPC, (1n << b) | 0xefn));
     expect(value(cpu.rdmsr(X2APIC_LVTPC))).toBe(0xefn);
   });
 });

@@ -25,7 +25,6 @@ import {
   EN,
   isGp,
   KERNEL,
-  
   LEGACY_FROM0,
   LEGACY_INFO0,
   LEGACY_TO0,
@@ -115,8 +114,7 @@ describe('SKYLAKE built-in legacy LBR geometry (§2.13 model table)', () => {
   });
 
   it('has no INFO MSRs on a format without LBR_INFO (§2.1: INFO only for LBR_FMT 5, 7)', () => {
-    for (const fmt of [1, 2, 3, 4, 6])
-      expect(isGp(new Cpu(legacyProfile({ fmt })).rdmsr(LEGACY_INFO0))).toBe(true);
+    for (const fmt of [1, 2, 3, 4, 6]) expect(isGp(new Cpu(legacyProfile({ fmt })).rdmsr(LEGACY_INFO0))).toBe(true);
   });
 });
 
@@ -377,9 +375,7 @@ describe('LBR record write legality (§2.13, §5; D20)', () => {
 
   it('format 6: TO bits 63:48 hold the cycle count, so any value is accepted', () => {
     const c = new Cpu(legacyProfile({ fmt: 6 }));
-    expect(wr(c, LEGACY_TO0, (0xabcdn << 48n) | 0x8000_0000_0000n)).toBe(
-      (0xabcdn << 48n) | 0x8000_0000_0000n,
-    );
+    expect(wr(c, LEGACY_TO0, (0xabcdn << 48n) | 0x8000_0000_0000n)).toBe((0xabcdn << 48n) | 0x8000_0000_0000n);
   });
 
   it('format 3: TO must be canonical', () => {
@@ -459,11 +455,7 @@ describe('LBR_INSERTS (event 0xE4, umask 0x01; §1.4)', () => {
     c.step({
       cpl: 3,
       instructions: 10,
-      branches: [
-        br('COND', USER, USER + 4n),
-        br('NEAR_REL_JMP', USER + 8n, USER + 12n),
-        br('FAR', USER, KERNEL),
-      ],
+      branches: [br('COND', USER, USER + 4n), br('NEAR_REL_JMP', USER + 8n, USER + 12n), br('FAR', USER, KERNEL)],
     });
     expect(rd(c, PMC0)).toBe(2n);
     expect(rd(c, LBR_TOS)).toBe(2n);

@@ -49,7 +49,7 @@ describe('the decision list (every [U] fact the model relies on)', () => {
   });
 });
 
-describe('MSR addresses the model exports are the SDM\'s (pmu-semantics.md §2.1)', () => {
+describe("MSR addresses the model exports are the SDM's (pmu-semantics.md §2.1)", () => {
   it('pins every family base', async () => {
     const m = await import('../../../model/hw/index.js');
     expect({

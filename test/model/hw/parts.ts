@@ -78,7 +78,7 @@ export function part(s: PartOptions): Profile {
       ecx: s.ecx ?? 0,
       edx: leaf0aEdx(s.nFixed ?? 3, s.fixedWidth ?? 48, s.anyDeprecated ?? false),
     },
-    pdcm: s.pdcm ?? (s.caps !== undefined),
+    pdcm: s.pdcm ?? s.caps !== undefined,
     perfCapabilities: s.caps ?? 0n,
     ...(s.tsx !== undefined ? { tsx: s.tsx } : {}),
     ...(s.topdownL2 !== undefined ? { topdownL2: s.topdownL2 } : {}),
@@ -128,8 +128,7 @@ export function value(a: Access, what = 'access'): bigint {
 export const rd = (c: Cpu, msr: number): bigint => value(c.rdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
 
 /** WRMSR that must not #GP; returns what was written. */
-export const wr = (c: Cpu, msr: number, v: bigint): bigint =>
-  value(c.wrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
+export const wr = (c: Cpu, msr: number, v: bigint): bigint => value(c.wrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
 
 export const isGp = (a: Access): boolean => !a.ok;
 
@@ -157,7 +156,5 @@ export function br(kind: BranchKind, from: bigint, to: bigint, extra: Partial<Br
 
 /** `n` distinct user-mode branches of one kind. */
 export function userBranches(n: number, kind: BranchKind = 'NEAR_REL_JMP'): Branch[] {
-  return Array.from({ length: n }, (_, i) =>
-    br(kind, USER + BigInt(i) * 0x10n, USER + 0x8000n + BigInt(i) * 0x10n),
-  );
+  return Array.from({ length: n }, (_, i) => br(kind, USER + BigInt(i) * 0x10n, USER + 0x8000n + BigInt(i) * 0x10n));
 }

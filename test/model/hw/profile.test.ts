@@ -95,8 +95,7 @@ describe('defineProfile rejects a profile that contradicts itself, naming the fi
     rejects({ leaf0a: { eax: leaf0aEax(0, 2, 48, 0), ebx: 0, ecx: 0, edx: 0 } }, 'leaf0a.eax'));
   it('more GP counters than the MSR map holds', () =>
     rejects({ leaf0a: { ...base.leaf0a, eax: leaf0aEax(2, 9, 48, 7) } }, 'leaf0a.eax[15:8]'));
-  it('a register value that is not 32-bit', () =>
-    rejects({ leaf0a: { ...base.leaf0a, ebx: -1 } }, 'leaf0a.ebx'));
+  it('a register value that is not 32-bit', () => rejects({ leaf0a: { ...base.leaf0a, ebx: -1 } }, 'leaf0a.ebx'));
   it('a family or model that is not a number', () => {
     rejects({ family: -1 }, 'family');
     rejects({ model: 1.5 }, 'model');
@@ -107,10 +106,7 @@ describe('defineProfile rejects a profile that contradicts itself, naming the fi
     rejects({ leaf0a: { ...base.leaf0a, eax: leaf0aEax(2, 4, 48, 33) } }, 'leaf0a.eax[31:24]'));
   it('fixed counters beyond IA32_FIXED_CTR6', () => {
     rejects({ leaf0a: { ...base.leaf0a, edx: leaf0aEdx(8, 48) } }, 'leaf0a.edx[4:0]');
-    rejects(
-      { leaf0a: { eax: leaf0aEax(5, 4, 48, 7), ebx: 0, ecx: 0x80, edx: leaf0aEdx(3, 48) } },
-      'leaf0a.ecx',
-    );
+    rejects({ leaf0a: { eax: leaf0aEax(5, 4, 48, 7), ebx: 0, ecx: 0x80, edx: leaf0aEdx(3, 48) } }, 'leaf0a.ecx');
   });
   it('a fixed counter width of 0 with fixed counters enumerated', () =>
     rejects({ leaf0a: { ...base.leaf0a, edx: leaf0aEdx(3, 0) } }, 'leaf0a.edx[12:5]'));

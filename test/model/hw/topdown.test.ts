@@ -156,10 +156,7 @@ describe('PERF_METRICS bytes (§2.11; D12)', () => {
         expect(sum).toBeLessThanOrEqual(0xff);
         expect(sum).toBeGreaterThanOrEqual(0xff - 3);
         for (let k = 0; k < 4; k++) expect(b[4 + k]!).toBeLessThanOrEqual(b[k]!);
-        const total = units.reduce(
-          (s, t) => s + t.retiring + t.badSpeculation + t.frontendBound + t.backendBound,
-          0,
-        );
+        const total = units.reduce((s, t) => s + t.retiring + t.badSpeculation + t.frontendBound + t.backendBound, 0);
         const ret = units.reduce((s, t) => s + t.retiring, 0);
         expect(b[0]).toBe(floorFrac(ret, total));
       }),

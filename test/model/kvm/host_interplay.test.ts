@@ -53,7 +53,12 @@ function ev(r: PerfEvent | { readonly error: string }): PerfEvent {
 function hostLbrUser(w: World, cpu: number, period = 40n): PerfEvent {
   return ev(
     w.host.perf_event_open(
-      attr({ config: CYCLES, samplePeriod: period, pinned: true, branchSample: { user: true, kernel: true, callStack: false } }),
+      attr({
+        config: CYCLES,
+        samplePeriod: period,
+        pinned: true,
+        branchSample: { user: true, kernel: true, callStack: false },
+      }),
       { cpu },
     ),
   );
@@ -126,7 +131,10 @@ describe('seed 004: who owns the LBRs', () => {
     const samples = hostEv.samples.slice(before);
     expect(samples.length, 'the host event sampled during the guest run').toBeGreaterThan(0);
     const seen = new Set(samples.flatMap((s) => (s.branches ?? []).map((b) => b.from)));
-    expect(guestSet.some((b) => seen.has(b.from)), 'guest branches are in the host samples').toBe(true);
+    expect(
+      guestSet.some((b) => seen.has(b.from)),
+      'guest branches are in the host samples',
+    ).toBe(true);
 
     // Control: with DEBUGCTL.LBR clear the guest's branches do not reach the host's stack.
     wr(w, MSR_IA32_DEBUGCTLMSR, 0n);
@@ -136,7 +144,10 @@ describe('seed 004: who owns the LBRs', () => {
     const samples2 = hostEv.samples.slice(before2);
     expect(samples2.length).toBeGreaterThan(0);
     const seen2 = new Set(samples2.flatMap((s) => (s.branches ?? []).map((b) => b.from)));
-    expect(quiet.some((b) => seen2.has(b.from)), 'no guest branch recorded with DEBUGCTL.LBR = 0').toBe(false);
+    expect(
+      quiet.some((b) => seen2.has(b.from)),
+      'no guest branch recorded with DEBUGCTL.LBR = 0',
+    ).toBe(false);
   });
 
   it('seed 004 Q3: guest LBR MSR accesses reach the hardware only while the guest LBR event is ACTIVE', () => {
@@ -176,7 +187,9 @@ describe('seed 004: who owns the LBRs', () => {
 describe('exclude_guest and exclude_host', () => {
   it('a host exclude_guest event does not count guest work; one without it does', () => {
     const w = createVcpu({ profile: SKYLAKE, cpus: 2 });
-    const hostOnly = ev(w.host.perf_event_open(attr({ config: INSTRUCTIONS, pinned: true, excludeGuest: true }), { cpu: 0 }));
+    const hostOnly = ev(
+      w.host.perf_event_open(attr({ config: INSTRUCTIONS, pinned: true, excludeGuest: true }), { cpu: 0 }),
+    );
     const both = ev(w.host.perf_event_open(attr({ config: INSTRUCTIONS, pinned: true }), { cpu: 0 }));
     const h0 = w.host.perf_event_read_value(hostOnly);
     const b0 = w.host.perf_event_read_value(both);
@@ -271,11 +284,17 @@ describe('legacy Freeze_LBRs_On_PMI emulation', () => {
       wr(w, MSR_P6_EVNTSEL0, INSNS | EVENTSEL_INT | EVENTSEL_EN);
       if (version >= 2) wr(w, MSR_CORE_PERF_GLOBAL_CTRL, 1n);
       w.vcpu.drainPmis();
-      const pmis = w.vcpu.guestRun([branchy(guestBranches(10)), branchy(guestBranches(10)), branchy(guestBranches(10))]);
+      const pmis = w.vcpu.guestRun([
+        branchy(guestBranches(10)),
+        branchy(guestBranches(10)),
+        branchy(guestBranches(10)),
+      ]);
       expect(pmis.length, 'one PMI').toBe(1);
       const dbg = rd(w, MSR_IA32_DEBUGCTLMSR);
       const freezes = version === 2 || version === 3;
-      expect(dbg & DEBUGCTLMSR_LBR, `v${version}: DEBUGCTL.LBR ${freezes ? 'cleared' : 'kept'}`).toBe(freezes ? 0n : DEBUGCTLMSR_LBR);
+      expect(dbg & DEBUGCTLMSR_LBR, `v${version}: DEBUGCTL.LBR ${freezes ? 'cleared' : 'kept'}`).toBe(
+        freezes ? 0n : DEBUGCTLMSR_LBR,
+      );
       expect(dbg & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI).toBe(DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
     },
   );

@@ -80,7 +80,8 @@ class KutGuest {
     return c.ctr < MSR_CORE_PERF_FIXED_CTR0 || c.ctr >= MSR_IA32_PMC0 || c.ctr === this.gpBase;
   }
   globalIdx(c: Cnt): number {
-    if (c.ctr >= MSR_CORE_PERF_FIXED_CTR0 && c.ctr < MSR_CORE_PERF_FIXED_CTR0 + NR_FIXED) return 32 + c.ctr - MSR_CORE_PERF_FIXED_CTR0;
+    if (c.ctr >= MSR_CORE_PERF_FIXED_CTR0 && c.ctr < MSR_CORE_PERF_FIXED_CTR0 + NR_FIXED)
+      return 32 + c.ctr - MSR_CORE_PERF_FIXED_CTR0;
     return c.ctr - this.gpBase;
   }
   /** __start_event: counter, selector, global enable, LVTPC = PC_VECTOR. 2 counted instructions. */
@@ -125,7 +126,9 @@ class KutGuest {
     this.runPmis = 0;
     if (pmis > 0) {
       const lvtpc = this.rdmsr(APIC_LVTPC);
-      expect(lvtpc & APIC_LVT_MASKED, 'KVM masked LVTPC when it delivered the PMI (a16eb25b09c0)').toBe(APIC_LVT_MASKED);
+      expect(lvtpc & APIC_LVT_MASKED, 'KVM masked LVTPC when it delivered the PMI (a16eb25b09c0)').toBe(
+        APIC_LVT_MASKED,
+      );
       this.wrmsr(APIC_LVTPC, lvtpc & ~APIC_LVT_MASKED);
     }
     return pmis;

@@ -47,7 +47,9 @@ describe('kvm-unit-tests pmu_lbr (Skylake host, LBR_FMT 5, depth 32)', () => {
 
   it('"The number of guest LBR entries is good": FROM/TO/INFO exist for the host depth and #GP beyond', () => {
     const w = lbrGuest();
-    expect(isGp(w.vcpu.guestWrmsr(MSR_LBR_CORE_FROM, 0n)), 'Core-style LBR_FROM base #GPs, so kut picks NHM').toBe(true);
+    expect(isGp(w.vcpu.guestWrmsr(MSR_LBR_CORE_FROM, 0n)), 'Core-style LBR_FROM base #GPs, so kut picks NHM').toBe(
+      true,
+    );
     wr(w, MSR_LBR_SELECT, 0n);
     wr(w, MSR_LBR_TOS, 0n);
     let max = 0;

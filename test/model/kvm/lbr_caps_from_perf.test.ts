@@ -23,21 +23,36 @@ const PERF_CAPABILITIES = 0x345;
 // x86_perf_get_lbr (H17): what perf reports to KVM, which KVM's LBR support now follows (145dfad998ea).
 describe('x86_perf_get_lbr', () => {
   it('reports the legacy records of the part, Arch LBR bases on Arch LBR parts, nothing when the probe faulted', () => {
-    expect(new HostKernel({ profile: SKYLAKE, cpus: 1 }).x86_perf_get_lbr()).toEqual({ nr: 32, from: 0x680, to: 0x6c0, info: 0xdc0, hasCallstack: true });
-    expect(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }).x86_perf_get_lbr()).toMatchObject({ nr: 32, from: 0x1500, to: 0x1600, info: 0x1200 });
+    expect(new HostKernel({ profile: SKYLAKE, cpus: 1 }).x86_perf_get_lbr()).toEqual({
+      nr: 32,
+      from: 0x680,
+      to: 0x6c0,
+      info: 0xdc0,
+      hasCallstack: true,
+    });
+    expect(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }).x86_perf_get_lbr()).toMatchObject({
+      nr: 32,
+      from: 0x1500,
+      to: 0x1600,
+      info: 0x1200,
+    });
     expect(noLbrHost({ profile: SKYLAKE, cpus: 1 }).x86_perf_get_lbr().nr).toBe(0);
   });
 
   it('refuses branch-stack events when perf manages no LBRs', () => {
     const host = noLbrHost({ profile: SKYLAKE, cpus: 1 });
-    const ev = host.perf_event_open(attr({ config: 0xc4n, samplePeriod: 100n, branchSample: { user: true, kernel: true, callStack: false } }), { cpu: 0 });
+    const ev = host.perf_event_open(
+      attr({ config: 0xc4n, samplePeriod: 100n, branchSample: { user: true, kernel: true, callStack: false } }),
+      { cpu: 0 },
+    );
     expect('error' in ev).toBe(true);
   });
 });
 
 describe('vmx_get_perf_capabilities asks perf for LBRs', () => {
   it('offers LBR_FMT only where perf manages legacy LBRs', () => {
-    const caps = (h: HostKernel, f = (x: HostKernel) => new EmulatedVcpu(x, { cpu: 0, cpuid: cpuidOf(x.profile) })) => f(h).s.supportedPerfCap;
+    const caps = (h: HostKernel, f = (x: HostKernel) => new EmulatedVcpu(x, { cpu: 0, cpuid: cpuidOf(x.profile) })) =>
+      f(h).s.supportedPerfCap;
     expect(caps(new HostKernel({ profile: SKYLAKE, cpus: 1 }))).toBe(0x2005n);
     expect(caps(noLbrHost({ profile: SKYLAKE, cpus: 1 }))).toBe(0x2000n);
     expect(caps(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }))).toBe(0x2000n);
@@ -52,7 +67,10 @@ describe('vmx_get_perf_capabilities asks perf for LBRs', () => {
   });
 
   it('before 098f4c061ea1 offered LBR_FMT 0x3f on Arch LBR hosts, with legacy LBR_SELECT/TOS among the proxied MSRs', () => {
-    const v = preNoLegacyLbrOnArchLbrFix(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }), { cpu: 0, cpuid: cpuidOf(SAPPHIRE_RAPIDS) });
+    const v = preNoLegacyLbrOnArchLbrFix(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }), {
+      cpu: 0,
+      cpuid: cpuidOf(SAPPHIRE_RAPIDS),
+    });
     expect(v.s.supportedPerfCap).toBe(0x203fn);
     expect(v.hostSetMsr(PERF_CAPABILITIES, 0x203fn).ok).toBe(true);
     expect(v.s.lbr.nr).toBe(32);
@@ -77,9 +95,17 @@ describe('a model no CPU has is a VMM-visible divergence (W4)', () => {
 
 describe('the faithful KVM on a host whose perf has no LBRs', () => {
   it('conforms (the guest is never offered LBRs)', () => {
-    fc.assert(conformanceProperty({ host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o), hostKernel: noLbrHost, expectations: EMULATED_EXPECTATIONS }), {
-      numRuns: 150,
-      seed: 11,
-    });
+    fc.assert(
+      conformanceProperty({
+        host: SKYLAKE,
+        design: (h, o) => new EmulatedVcpu(h, o),
+        hostKernel: noLbrHost,
+        expectations: EMULATED_EXPECTATIONS,
+      }),
+      {
+        numRuns: 150,
+        seed: 11,
+      },
+    );
   });
 });

@@ -8,13 +8,18 @@ import { leaf0aEax, leaf0aEdx } from '../../../model/hw/profile.js';
 const cpuid = {
   family: SKYLAKE.family,
   model: SKYLAKE.model,
-  leaf0a: { eax: leaf0aEax(2, 4, SKYLAKE.gpWidth, SKYLAKE.evLen), ebx: 0, ecx: 0, edx: leaf0aEdx(3, SKYLAKE.fixedWidth) },
+  leaf0a: {
+    eax: leaf0aEax(2, 4, SKYLAKE.gpWidth, SKYLAKE.evLen),
+    ebx: 0,
+    ecx: 0,
+    edx: leaf0aEdx(3, SKYLAKE.fixedWidth),
+  },
   pdcm: true,
 };
 
 // kvm_guest_state / kvm_arch_pmi_in_guest (812d432373f6): perf asks KVM whose a PMI is.
-describe('perf_guest_state through KVM\'s guest-info callbacks', () => {
-  it('marks a host sample taken at a PMI that exited the guest as the guest\'s', () => {
+describe("perf_guest_state through KVM's guest-info callbacks", () => {
+  it("marks a host sample taken at a PMI that exited the guest as the guest's", () => {
     const host = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const v = new EmulatedVcpu(host, { cpu: 0, cpuid });
     const ev = host.perf_event_open(attr({ config: 0xc0n, samplePeriod: 100n, pinned: true }), { cpu: 0 });
@@ -23,10 +28,12 @@ describe('perf_guest_state through KVM\'s guest-info callbacks', () => {
     expect(ev.samples.map((s) => s.inGuest)).toEqual([true]);
   });
 
-  it('marks a host sample taken in the host handler of an external-interrupt exit as the host\'s', () => {
+  it("marks a host sample taken in the host handler of an external-interrupt exit as the host's", () => {
     const host = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const v = new EmulatedVcpu(host, { cpu: 0, cpuid });
-    const ev = host.perf_event_open(attr({ config: 0xc0n, samplePeriod: 100n, pinned: true, excludeGuest: true }), { cpu: 0 });
+    const ev = host.perf_event_open(attr({ config: 0xc0n, samplePeriod: 100n, pinned: true, excludeGuest: true }), {
+      cpu: 0,
+    });
     if ('error' in ev) throw new Error(ev.error);
     v.externalInterrupt([{ cpl: 0, instructions: 150 }]);
     expect(ev.samples.map((s) => s.inGuest)).toEqual([false]);

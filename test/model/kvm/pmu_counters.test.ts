@@ -76,7 +76,9 @@ class Guest {
   /** The selftest's base: IA32_PMC0 iff PDCM and PERF_CAPABILITIES.FW_WRITES (C7). */
   gpCounterBase(): number {
     const pdcm = this.w.vcpu.s.cpuid.pdcm;
-    return pdcm && (this.rdmsr(MSR_IA32_PERF_CAPABILITIES) & PMU_CAP_FW_WRITES) !== 0n ? MSR_IA32_PMC0 : MSR_IA32_PERFCTR0;
+    return pdcm && (this.rdmsr(MSR_IA32_PERF_CAPABILITIES) & PMU_CAP_FW_WRITES) !== 0n
+      ? MSR_IA32_PMC0
+      : MSR_IA32_PERFCTR0;
   }
 }
 
@@ -114,7 +116,15 @@ function assertEventCount(g: Guest, idx: number, pmc: number, pmcMsr: number, wh
 }
 
 /** GUEST_TEST_EVENT: zero the counter, enable, run the payload, disable, check. */
-function guestTestEvent(g: Guest, idx: number, pmc: number, pmcMsr: number, ctrlMsr: number, value: bigint, where: string) {
+function guestTestEvent(
+  g: Guest,
+  idx: number,
+  pmc: number,
+  pmcMsr: number,
+  ctrlMsr: number,
+  value: bigint,
+  where: string,
+) {
   g.wrmsr(pmcMsr, 0n);
   g.wrmsr(ctrlMsr, value); // GUEST_MEASURE_EVENT: "wrmsr" ...
   g.w.vcpu.guestRun(measuredLoop());
@@ -158,7 +168,9 @@ function testArchEvents(v: number, caps: bigint, length: number, unavailable: nu
 
 function testRdpmc(w: World, ecx: number, expectSuccess: boolean, expected: bigint, where: string): void {
   const r = w.vcpu.guestRdpmc(ecx >>> 0, 0);
-  expect(isGp(r), `${where}: RDPMC 0x${(ecx >>> 0).toString(16)} ${expectSuccess ? 'succeeds' : '#GPs'}`).toBe(!expectSuccess);
+  expect(isGp(r), `${where}: RDPMC 0x${(ecx >>> 0).toString(16)} ${expectSuccess ? 'succeeds' : '#GPs'}`).toBe(
+    !expectSuccess,
+  );
   if (expectSuccess) expect(val(r), `${where}: RDPMC 0x${(ecx >>> 0).toString(16)} value`).toBe(expected);
 }
 
@@ -193,7 +205,8 @@ function testGpCounters(v: number, caps: bigint, nrGp: number): void {
   const ver = effectiveVersion(v);
   const nr = ver > 0 ? nrGp : 0;
   // C5: post-RESET GLOBAL_CTRL is GENMASK(nr_gp - 1, 0), or 0 without GP counters.
-  if (ver > 1) expect(g.rdmsr(MSR_CORE_PERF_GLOBAL_CTRL), 'post-RESET GLOBAL_CTRL').toBe(nr > 0 ? (1n << BigInt(nr)) - 1n : 0n);
+  if (ver > 1)
+    expect(g.rdmsr(MSR_CORE_PERF_GLOBAL_CTRL), 'post-RESET GLOBAL_CTRL').toBe(nr > 0 ? (1n << BigInt(nr)) - 1n : 0n);
   guestRdWrCounters(w, g.gpCounterBase(), MAX_NR_GP_COUNTERS, nr, 0);
 }
 
@@ -208,8 +221,14 @@ function testFixedCounters(v: number, caps: bigint, nrFixed: number, bitmask: nu
   for (let i = 0; i < MAX_NR_FIXED_COUNTERS; i++) {
     if (i >= nr && ((supported >>> i) & 1) === 0) {
       // C8: an absent fixed counter cannot be enabled, locally or globally.
-      expect(isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(i, FIXED_PMC_KERNEL))), `FIXED_CTR_CTRL field ${i} #GPs`).toBe(true);
-      expect(isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, fixedGlobalEnable(i))), `GLOBAL_CTRL bit ${32 + i} #GPs`).toBe(true);
+      expect(
+        isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(i, FIXED_PMC_KERNEL))),
+        `FIXED_CTR_CTRL field ${i} #GPs`,
+      ).toBe(true);
+      expect(
+        isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, fixedGlobalEnable(i))),
+        `GLOBAL_CTRL bit ${32 + i} #GPs`,
+      ).toBe(true);
       continue;
     }
     g.wrmsr(MSR_CORE_PERF_FIXED_CTR0 + i, 0n);
@@ -228,19 +247,19 @@ const hex = (c: bigint) => c.toString(16);
 
 describe.each(CONFIGS)('pmu_counters_test: guest PMU v%d, PERF_CAPABILITIES 0x%s', (v, caps) => {
   // Arch events need a vPMU: upstream runs them only for version > 0.
-  if (v !== 0) it(
-    `v${v}/caps 0x${hex(caps)}: each arch event counts on each GP counter and on its fixed counter; instructions and branches exactly (C1, C3, C4)`,
-    () => testArchEvents(v, caps, HOST.evLen, 0),
-  );
+  if (v !== 0)
+    it(`v${v}/caps 0x${hex(caps)}: each arch event counts on each GP counter and on its fixed counter; instructions and branches exactly (C1, C3, C4)`, () =>
+      testArchEvents(v, caps, HOST.evLen, 0));
 
   // Arch events need a vPMU: upstream runs them only for version > 0.
-  if (v !== 0) it(`v${v}/caps 0x${hex(caps)}: events count whatever CPUID.0AH:EBX says is unavailable (C1)`, () => {
-    for (let length = 0; length <= 9; length++) {
-      testArchEvents(v, caps, length, 0);
-      testArchEvents(v, caps, length, 0xff);
-    }
-    for (let bit = 0; bit < 8; bit++) testArchEvents(v, caps, HOST.evLen, 1 << bit);
-  });
+  if (v !== 0)
+    it(`v${v}/caps 0x${hex(caps)}: events count whatever CPUID.0AH:EBX says is unavailable (C1)`, () => {
+      for (let length = 0; length <= 9; length++) {
+        testArchEvents(v, caps, length, 0);
+        testArchEvents(v, caps, length, 0xff);
+      }
+      for (let bit = 0; bit < 8; bit++) testArchEvents(v, caps, HOST.evLen, 1 << bit);
+    });
 
   it(`v${v}/caps 0x${hex(caps)}: GP counters exist iff CPUID enumerates them; post-RESET GLOBAL_CTRL; RDPMC; fast RDPMC #GPs (C5, C6, C7)`, () => {
     for (let nr = 0; nr <= HOST_NR_GP; nr++) testGpCounters(v, caps, nr);
@@ -262,7 +281,10 @@ describe('pmu_counters_test: IA32_PMC0 aliases (C7)', () => {
     for (const [setup, exists] of cases) {
       const w = createVcpu(setup);
       for (let i = 0; i < HOST_NR_GP; i++) {
-        expect(isGp(w.vcpu.guestWrmsr(MSR_IA32_PMC0 + i, 0x1234n)), `PMC${i} WRMSR with ${JSON.stringify(setup, (_, x: unknown) => (typeof x === 'bigint' ? x.toString(16) : x))}`).toBe(!exists);
+        expect(
+          isGp(w.vcpu.guestWrmsr(MSR_IA32_PMC0 + i, 0x1234n)),
+          `PMC${i} WRMSR with ${JSON.stringify(setup, (_, x: unknown) => (typeof x === 'bigint' ? x.toString(16) : x))}`,
+        ).toBe(!exists);
         expect(isGp(w.vcpu.guestRdmsr(MSR_IA32_PMC0 + i))).toBe(!exists);
       }
       // The legacy aliases are there either way.
@@ -283,7 +305,10 @@ describe('pmu_counters_test: guest CPUID is clamped to what KVM supports, except
   it('nr_fixed is clamped to 3: CPUID 4 fixed counters on an Ice Lake host gives 3', () => {
     const w = createVcpu({ profile: ICELAKE, perfCaps: PMU_CAP_FW_WRITES, nrFixed: 4 });
     guestRdWrCounters(w, MSR_CORE_PERF_FIXED_CTR0, 4, 3, 0);
-    expect(isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(3, FIXED_PMC_KERNEL))), 'FIXED_CTR_CTRL field 3').toBe(true);
+    expect(
+      isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(3, FIXED_PMC_KERNEL))),
+      'FIXED_CTR_CTRL field 3',
+    ).toBe(true);
     expect(isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, fixedGlobalEnable(3))), 'GLOBAL_CTRL bit 35').toBe(true);
     expect(isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, fixedGlobalEnable(2))), 'GLOBAL_CTRL bit 34').toBe(false);
   });

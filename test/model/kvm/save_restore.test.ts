@@ -37,7 +37,8 @@ function restoreOrder(list: readonly number[]): number[] {
   const rank = (m: number) =>
     m === MSR_IA32_PERF_CAPABILITIES
       ? 0
-      : (m >= MSR_IA32_PERFCTR0 && m < MSR_IA32_PERFCTR0 + 8) || (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 4)
+      : (m >= MSR_IA32_PERFCTR0 && m < MSR_IA32_PERFCTR0 + 8) ||
+          (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 4)
         ? 1
         : m === MSR_CORE_PERF_GLOBAL_STATUS
           ? 2
@@ -95,7 +96,10 @@ describe('KVM_GET_MSRS / KVM_SET_MSRS round trip', () => {
   it('GLOBAL_STATUS is writable by the host (reserved bits rejected); GLOBAL_OVF_CTRL host writes clear nothing', () => {
     const w = createVcpu({ profile: SKYLAKE });
     expect(hostOk(w.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, 0x1_0000_0001n))).toBe(true);
-    expect(hostOk(w.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, 1n << 48n)), 'bit 48 is reserved in the legacy vPMU').toBe(false);
+    expect(
+      hostOk(w.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, 1n << 48n)),
+      'bit 48 is reserved in the legacy vPMU',
+    ).toBe(false);
     expect(hostOk(w.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, 0x1_0000_0001n))).toBe(true);
     expect(hostVal(w.vcpu.hostGetMsr(MSR_CORE_PERF_GLOBAL_STATUS))).toBe(0x1_0000_0001n);
     expect(w.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_STATUS, 0n).ok, 'read-only to the guest').toBe(false);

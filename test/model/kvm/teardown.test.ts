@@ -7,7 +7,9 @@ import { lbrGuest } from '../../../properties/lbr_freeze.js';
 
 // What kvm_arch_vcpu_destroy → kvm_pmu_destroy → kvm_pmu_reset / intel_pmu_reset must give back to perf.
 describe('a destroyed vCPU leaves no perf events behind', () => {
-  const branchy = [{ cpl: 3, instructions: 4, branches: [{ from: 0x40_0000n, to: 0x40_0040n, kind: 'COND' as const }] }];
+  const branchy = [
+    { cpl: 3, instructions: 4, branches: [{ from: 0x40_0000n, to: 0x40_0040n, kind: 'COND' as const }] },
+  ];
 
   function busyVcpu(host: HostKernel): EmulatedVcpu {
     const g = lbrGuest(SKYLAKE, 2);
@@ -29,7 +31,15 @@ describe('a destroyed vCPU leaves no perf events behind', () => {
     // Released, not merely scheduled out with the exiting thread: KVM drops its reference.
     expect(() => host.perf_event_read_value(vlbr!)).toThrow(/was released/);
     expect(host.lbrOwner(0)).toBeNull();
-    const ev = host.perf_event_open(attr({ config: 0xc4n, samplePeriod: 100n, pinned: true, branchSample: { user: true, kernel: true, callStack: false } }), { cpu: 0 });
+    const ev = host.perf_event_open(
+      attr({
+        config: 0xc4n,
+        samplePeriod: 100n,
+        pinned: true,
+        branchSample: { user: true, kernel: true, callStack: false },
+      }),
+      { cpu: 0 },
+    );
     expect('error' in ev ? ev.error : ev.state).toBe('ACTIVE');
     expect(host.lbrOwner(0)).toBe(ev);
   });
@@ -37,7 +47,11 @@ describe('a destroyed vCPU leaves no perf events behind', () => {
   it("the counters' events go (pmc_stop_counter), so host pinned events get every GP counter", () => {
     const host = new HostKernel({ profile: SKYLAKE, cpus: 2 });
     busyVcpu(host).destroy();
-    const evs = Array.from({ length: SKYLAKE.nGP }, () => host.perf_event_open(attr({ config: 0xc4n, pinned: true }), { cpu: 0 }));
-    expect(evs.map((e) => ('error' in e ? e.error : e.state))).toEqual(Array.from({ length: SKYLAKE.nGP }, () => 'ACTIVE'));
+    const evs = Array.from({ length: SKYLAKE.nGP }, () =>
+      host.perf_event_open(attr({ config: 0xc4n, pinned: true }), { cpu: 0 }),
+    );
+    expect(evs.map((e) => ('error' in e ? e.error : e.state))).toEqual(
+      Array.from({ length: SKYLAKE.nGP }, () => 'ACTIVE'),
+    );
   });
 });

@@ -39,7 +39,8 @@ function setCaps(w: World, v: bigint): boolean {
 
 /** guest_code: every guest WRMSR to PERF_CAPABILITIES #GPs, whatever the value. */
 function guestCode(w: World, current: bigint): void {
-  const gpFor = (v: bigint) => expect(isGp(w.vcpu.guestWrmsr(MSR_IA32_PERF_CAPABILITIES, v)), `guest WRMSR 0x${v.toString(16)}`).toBe(true);
+  const gpFor = (v: bigint) =>
+    expect(isGp(w.vcpu.guestWrmsr(MSR_IA32_PERF_CAPABILITIES, v)), `guest WRMSR 0x${v.toString(16)}`).toBe(true);
   gpFor(current);
   gpFor(0n);
   for (let i = 0; i < 64; i++) gpFor(current ^ bitu(i));
@@ -63,7 +64,8 @@ describe('vmx_pmu_caps_test (Skylake host)', () => {
 
     expect(setCaps(w, host_cap), 'post-KVM_RUN write of the same value').toBe(true);
     expect(setCaps(w, 0n), "post-KVM_RUN write '0' fails").toBe(false);
-    for (let i = 0; i < 64; i++) expect(setCaps(w, host_cap ^ bitu(i)), `post-KVM_RUN write with bit ${i} flipped fails`).toBe(false);
+    for (let i = 0; i < 64; i++)
+      expect(setCaps(w, host_cap ^ bitu(i)), `post-KVM_RUN write with bit ${i} flipped fails`).toBe(false);
     expect(hostVal(w.vcpu.hostGetMsr(MSR_IA32_PERF_CAPABILITIES))).toBe(host_cap);
   });
 
@@ -87,12 +89,14 @@ describe('vmx_pmu_caps_test (Skylake host)', () => {
     expect(setCaps(w, host_cap)).toBe(true);
   });
 
-  it('immutable_perf_capabilities: unsupported or immutable bits, and any LBR/PEBS format but the host\'s, fail', () => {
+  it("immutable_perf_capabilities: unsupported or immutable bits, and any LBR/PEBS format but the host's, fail", () => {
     const w = createVcpu();
     const reserved = ((~host_cap & U64) | IMMUTABLE) & ~FORMATS;
     for (let b = 0; b < 64; b++) {
       if ((reserved & bitu(b)) === 0n) continue;
-      expect(setCaps(w, host_cap ^ bitu(b)), `${(host_cap & bitu(b)) !== 0n ? 'clearing' : 'setting'} bit ${b}`).toBe(false);
+      expect(setCaps(w, host_cap ^ bitu(b)), `${(host_cap & bitu(b)) !== 0n ? 'clearing' : 'setting'} bit ${b}`).toBe(
+        false,
+      );
     }
     const hostFmt = host_cap & PMU_CAP_LBR_FMT;
     expect(hostFmt, 'Skylake has a legacy LBR format').toBe(5n);
@@ -108,7 +112,7 @@ describe('vmx_pmu_caps_test (Skylake host)', () => {
     expect(hostVal(w.vcpu.hostGetMsr(MSR_IA32_PERF_CAPABILITIES)), 'nothing stuck').toBe(host_cap);
   });
 
-  it('LBR format needs the guest family/model to be the host\'s', () => {
+  it("LBR format needs the guest family/model to be the host's", () => {
     const w = createVcpu({ cpuid: { model: SKYLAKE.model + 1 }, perfCaps: 0n });
     expect(setCaps(w, host_cap)).toBe(false);
     expect(setCaps(w, PMU_CAP_FW_WRITES)).toBe(true);

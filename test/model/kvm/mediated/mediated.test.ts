@@ -45,14 +45,22 @@ describe('requirements: host PMU v4+ and full-width writes, else the design does
   });
 
   it('throws MediatedUnavailable on a v3 host', () => {
-    const v3 = defineProfile({ ...SKYLAKE.spec, name: 'v3', leaf0a: { ...SKYLAKE.spec.leaf0a, eax: leaf0aEax(3, 4, 48, 7) } });
+    const v3 = defineProfile({
+      ...SKYLAKE.spec,
+      name: 'v3',
+      leaf0a: { ...SKYLAKE.spec.leaf0a, eax: leaf0aEax(3, 4, 48, 7) },
+    });
     const host = new HostKernel({ profile: v3, cpus: 1 });
     expect(() => newMediatedVcpu(host, { cpu: 0, cpuid: guestCpuid(v3) })).toThrow(MediatedUnavailable);
     expect(() => newMediatedVcpu(host, { cpu: 0, cpuid: guestCpuid(v3) })).toThrow(/version 3.*v4/);
   });
 
   it('throws MediatedUnavailable without PERF_CAPABILITIES.FW_WRITE', () => {
-    const noFw = defineProfile({ ...SKYLAKE.spec, name: 'nofw', perfCapabilities: SKYLAKE.perfCapabilities & ~PMU_CAP_FW_WRITES });
+    const noFw = defineProfile({
+      ...SKYLAKE.spec,
+      name: 'nofw',
+      perfCapabilities: SKYLAKE.perfCapabilities & ~PMU_CAP_FW_WRITES,
+    });
     const host = new HostKernel({ profile: noFw, cpus: 1 });
     expect(() => newMediatedVcpu(host, { cpu: 0, cpuid: guestCpuid(noFw) })).toThrow(/FW_WRITE/);
   });
@@ -91,8 +99,10 @@ describe('interception: identity-mapped counters pass through; selectors and FIX
   it('Skylake, guest with all 4 GP and 3 fixed counters at full width: RDPMC and the global MSRs pass through', () => {
     const { vcpu } = createMediated();
     expect(vcpu.s.rdpmcExiting).toBe(false);
-    for (const m of [GLOBAL_CTRL, GLOBAL_STATUS, GLOBAL_OVF_CTRL, PERFCTR0, PERFCTR0 + 3, PMC0, FIXED_CTR0 + 2]) expect(vcpu.s.passthrough.has(m)).toBe(true);
-    for (const m of [EVNTSEL0, FIXED_CTR_CTRL, STATUS_SET, DEBUGCTL, LVTPC]) expect(vcpu.s.passthrough.has(m)).toBe(false);
+    for (const m of [GLOBAL_CTRL, GLOBAL_STATUS, GLOBAL_OVF_CTRL, PERFCTR0, PERFCTR0 + 3, PMC0, FIXED_CTR0 + 2])
+      expect(vcpu.s.passthrough.has(m)).toBe(true);
+    for (const m of [EVNTSEL0, FIXED_CTR_CTRL, STATUS_SET, DEBUGCTL, LVTPC])
+      expect(vcpu.s.passthrough.has(m)).toBe(false);
   });
 
   it('fewer GP counters than the host: RDPMC and the global MSRs exit; exposed counters still pass through', () => {
@@ -127,7 +137,10 @@ describe('bugs.md #14: unexposed counters are not zeroed, so RDPMC of them must 
   it('a guest with 2 GP counters cannot read a host counter in PMC3 with RDPMC', () => {
     const w = createMediated({ nrGp: 2 });
     // Four pinned exclude_guest host events fill PMC0..3; PMC3 holds a host count.
-    for (let i = 0; i < 4; i++) evOk(w.host.perf_event_open(attr({ config: 0xc4n + BigInt(i % 2), pinned: true, excludeGuest: true }), { cpu: 0 }));
+    for (let i = 0; i < 4; i++)
+      evOk(
+        w.host.perf_event_open(attr({ config: 0xc4n + BigInt(i % 2), pinned: true, excludeGuest: true }), { cpu: 0 }),
+      );
     w.host.runHost(0, insnUnits(5));
     expect(w.vcpu.guestRdpmc(3, 0).ok).toBe(false);
     expect(w.vcpu.guestRdpmc(2, 0).ok).toBe(false);
@@ -144,7 +157,8 @@ describe('the load/put world switch, in upstream order', () => {
     const log = recordHw(w.host.pcpu(0).hw, () => w.vcpu.guestRun([{ cpl: 0, instructions: 1 }]));
     const writes = log.filter((x) => x.op === 'wrmsr').map((x) => [x.target, x.value]);
     const at = (t: number, v?: bigint) => writes.findIndex(([m, x]) => m === t && (v === undefined || x === v));
-    const lvtpcGuest = at(LVTPC, BigInt(PERF_GUEST_MEDIATED_PMI_VECTOR) | (1n << 16n)); // guest LVTPC is masked at RESET
+    // guest LVTPC is masked at RESET
+    const lvtpcGuest = at(LVTPC, BigInt(PERF_GUEST_MEDIATED_PMI_VECTOR) | (1n << 16n));
     expect(at(GLOBAL_CTRL, 0n)).toBeGreaterThanOrEqual(0);
     expect(at(GLOBAL_CTRL, 0n)).toBeLessThan(lvtpcGuest);
     expect(lvtpcGuest).toBeLessThan(at(EVNTSEL0, INSNS));
@@ -167,7 +181,11 @@ describe('the load/put world switch, in upstream order', () => {
     const hw = w.host.pcpu(0).hw;
     const log = recordHw(hw, () => w.vcpu.guestRun(insnUnits(5)));
     const afterExit = log.slice(log.map((x) => x.op === 'rdmsr' && x.target === GLOBAL_STATUS).lastIndexOf(true));
-    expect(afterExit.map((x) => `${x.op} ${x.target.toString(16)}${x.value === undefined ? '' : `=${x.value.toString(16)}`}`)).toEqual([
+    expect(
+      afterExit.map(
+        (x) => `${x.op} ${x.target.toString(16)}${x.value === undefined ? '' : `=${x.value.toString(16)}`}`,
+      ),
+    ).toEqual([
       'rdmsr 38e',
       'wrmsr 390=1', // the guest's overflow bit, saved then cleared
       'wrmsr 38d=0',
@@ -191,7 +209,11 @@ describe('the load/put world switch, in upstream order', () => {
 
   it('host exclude_guest events are scheduled out for guest time and back in at put', () => {
     const w = createMediated();
-    const ev = evOk(w.host.perf_event_open(attr({ config: 0xc0n, pinned: true, excludeGuest: true, excludeKernel: true }), { cpu: 0 }));
+    const ev = evOk(
+      w.host.perf_event_open(attr({ config: 0xc0n, pinned: true, excludeGuest: true, excludeKernel: true }), {
+        cpu: 0,
+      }),
+    );
     w.host.runHost(0, insnUnits(3, 3));
     const seen: string[] = [];
     const hw = w.host.pcpu(0).hw;
