@@ -1,7 +1,36 @@
-// Lint: ESLint with typescript-eslint's type-aware rules. (Biome's per-platform binaries are not
-// all on the registry this project installs from, which breaks `npm ci`.)
+// Lint: ESLint with typescript-eslint's type-aware rules, and the layers of the design card held by
+// import-x: a module imports only from the layers below its own, and no two modules import each
+// other with values. (Biome's per-platform binaries are not all on the registry this project
+// installs from, which breaks `npm ci`.)
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import importX, { createNodeResolver } from 'eslint-plugin-import-x';
+
+/** The layers, lowest first; each may import from the layers before it and from nothing after. */
+const LAYERS = [
+  'model/hw',
+  'model/host',
+  'model/kvm',
+  'scenarios',
+  'properties',
+  'designs',
+  'reports',
+  ['catalogue', 'compare'],
+  'cli',
+  'bench',
+];
+
+const flat = LAYERS.flatMap((l) => (Array.isArray(l) ? l : [l]));
+const zones = LAYERS.flatMap((layer, i) => {
+  const above = LAYERS.slice(i + 1).flatMap((l) => (Array.isArray(l) ? l : [l]));
+  const members = Array.isArray(layer) ? layer : [layer];
+  return members.map((m) => ({
+    target: `./${m}`,
+    // Upward, and sideways between the members of one layer.
+    from: [...above, ...members.filter((o) => o !== m), 'test', 'scripts'].map((f) => `./${f}`),
+    message: `${m} is below what it imports (layers, lowest first: ${flat.join(' < ')})`,
+  }));
+});
 
 export default tseslint.config(
   { ignores: ['node_modules/', 'coverage/', 'reports/out/', 'scratch/', '.stryker-tmp/'] },
@@ -15,6 +44,21 @@ export default tseslint.config(
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
       eqeqeq: 'error',
       'prefer-const': 'error',
+    },
+  },
+  {
+    files: ['**/*.ts'],
+    plugins: { 'import-x': importX },
+    settings: {
+      'import-x/extensions': ['.ts'],
+      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
+      // Imports name the emitted .js; the resolver finds the .ts beside it.
+      'import-x/resolver-next': [createNodeResolver({ extensionAlias: { '.js': ['.ts', '.js'] } })],
+    },
+    rules: {
+      'import-x/no-restricted-paths': ['error', { zones }],
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
+      'import-x/no-duplicates': ['error', { 'prefer-inline': true }],
     },
   },
   {

@@ -4,7 +4,8 @@
  * `npm run bugs` measures them; test/catalogue/catalogue.test.ts holds each to its budget.
  */
 
-import { designById, DESIGNS, type Design } from '../designs/registry.js';
+import { designById, DESIGNS } from '../designs/registry.js';
+import type { Design } from '../properties/design.js';
 import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
 import type { BugEntry, OutOfScope } from './types.js';
 

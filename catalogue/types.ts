@@ -4,7 +4,7 @@
  */
 
 import type { CheckId } from '../properties/checks.js';
-import type { Design } from '../designs/registry.js';
+import type { Design } from '../properties/design.js';
 
 export interface BugEntry {
   /** The row number in bugs.md. */

@@ -5,7 +5,7 @@
 
 import type { Profile } from '../model/hw/profile.js';
 import { newVpmuCost, type VpmuCost } from '../model/kvm/cost.js';
-import type { Design } from '../designs/registry.js';
+import type { Design } from '../properties/design.js';
 import { HostOpen, type WorldCommand } from '../scenarios/commands.js';
 import { World } from '../scenarios/world.js';
 import { type CostStep, diffCost, priced } from './costs.js';

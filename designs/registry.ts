@@ -45,42 +45,17 @@ import { HostKernel } from '../model/host/perf.js';
 import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
 import { kvm_init_pmu_capability as mediatedCapability } from '../model/kvm/mediated/pmu.js';
 import { newMediatedVcpu } from '../model/kvm/mediated/vcpu.js';
+import { intel_pmu_ops as mediated_intel_pmu_ops } from '../model/kvm/mediated/pmu_intel.js';
 import { newPreReuseVcpu } from '../model/kvm/variants/pre_reuse.js';
 import { rdpmcPassthroughUnexposed } from '../model/kvm/bugs/mediated_rdpmc_passthrough.js';
-import type { Profile } from '../model/hw/profile.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
-import {
-  type GuestConfig,
-  type HostKernelFactory,
-  type Observation,
-  type VcpuFactory,
-  World,
-} from '../scenarios/world.js';
+import { type GuestConfig, type Observation, World } from '../scenarios/world.js';
 import { CONFORMANCE_CPUS, runProgram } from '../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/emulated_invisibility.js';
 import { MEDIATED_EXPECTATIONS, MEDIATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/mediated.js';
-import { adoptionOf, type KnownDivergence } from '../properties/expectations/types.js';
-
-export interface Design {
-  readonly id: string;
-  readonly title: string;
-  /** Where the design's code lives. */
-  readonly source: string;
-  readonly factory: VcpuFactory;
-  /** The host's perf, where the design patches it (default: upstream's). */
-  readonly hostKernel?: HostKernelFactory;
-  /** Declared divergences from bare metal (properties 1 and 3). */
-  readonly expectations: readonly KnownDivergence[];
-  /** Declared losses across migration and save/restore (property 4). */
-  readonly invisibility: readonly KnownDivergence[];
-  /** False for a design that gives guests no LBRs (property 3 has nothing to check). */
-  readonly guestLbr?: boolean;
-  /** Why the design cannot run on `host` (e.g. the mediated vPMU needs PMU v4 and full-width writes), or null. */
-  readonly unavailableOn?: (host: Profile) => string | null;
-  /** For a ported bug, the upstream commit that fixed it. */
-  readonly fixedBy?: string;
-}
+import { adoptionOf } from '../properties/expectations/types.js';
+import type { Design } from '../properties/design.js';
 
 export const DESIGNS: readonly Design[] = [
   {
@@ -98,7 +73,7 @@ export const DESIGNS: readonly Design[] = [
     factory: newMediatedVcpu,
     expectations: MEDIATED_EXPECTATIONS,
     invisibility: MEDIATED_INVISIBILITY_EXPECTATIONS,
-    unavailableOn: (host) => mediatedCapability(host).unavailable,
+    unavailableOn: (host) => mediatedCapability(host, mediated_intel_pmu_ops).unavailable,
     guestLbr: false,
   },
   {
@@ -108,7 +83,7 @@ export const DESIGNS: readonly Design[] = [
     factory: rdpmcPassthroughUnexposed,
     expectations: MEDIATED_EXPECTATIONS,
     invisibility: MEDIATED_INVISIBILITY_EXPECTATIONS,
-    unavailableOn: (host) => mediatedCapability(host).unavailable,
+    unavailableOn: (host) => mediatedCapability(host, mediated_intel_pmu_ops).unavailable,
     guestLbr: false,
   },
   {

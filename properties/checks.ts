@@ -9,7 +9,7 @@ import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import type { WorldCommand } from '../scenarios/commands.js';
 import { GENERATION_PROFILES, type GenerationProfile } from '../scenarios/generation.js';
 import { conformanceProperty } from './conformance.js';
-import type { Design } from '../designs/registry.js';
+import type { Design } from './design.js';
 import type { KnownDivergence } from './expectations/types.js';
 import { hostUndisturbedProperty } from './host_undisturbed.js';
 import { faithful, HW_LAWS } from './hw_laws.js';

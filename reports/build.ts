@@ -8,7 +8,7 @@
 
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
-import type { Design } from '../designs/registry.js';
+import type { Design } from '../properties/design.js';
 import { HostDisturbed } from '../properties/host_undisturbed.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import { commandToJson, guestToJson, programToJson } from '../scenarios/serialize.js';
@@ -17,7 +17,6 @@ import { REPORT_FORMAT, type ReportFile, type SerializedObservation } from './fi
 import { postShrinkCase } from './minimize.js';
 import {
   type Case,
-  CONFORMANCE_CPUS,
   fails,
   isReportProperty,
   type PropertyId,
@@ -26,6 +25,7 @@ import {
   type ReportObservation,
   replay,
 } from './replay.js';
+import { CONFORMANCE_CPUS } from '../properties/conformance.js';
 import { caseRule, caseTitle } from './rules.js';
 import { caseSignature, reportId } from './signature.js';
 import { versions } from './versions.js';

@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import type { PerfEvent } from '../model/host/types.js';
 import { CONFORMANCE_CPUS, runProgram } from '../properties/conformance.js';
-import type { Design } from '../designs/registry.js';
+import type { Design } from '../properties/design.js';
 import { adoptionOf, type KnownDivergence } from '../properties/expectations/types.js';
 import { Divergence, HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, type Observation, type ObservationKind, World } from '../scenarios/world.js';

@@ -10,9 +10,10 @@
  * names the place (`program[2].args[1][0].branches[0].from`) on one line.
  */
 
-import { METRICS } from '../model/hw/msr/topdown.js';
+import { METRICS, type TopdownSlots } from '../model/hw/msr/topdown.js';
 import { WorkError } from '../model/hw/errors.js';
-import { BRANCH_KINDS, type Branch, type TopdownSlots, type WorkUnit, validateUnit } from '../model/hw/work.js';
+import { BRANCH_KINDS } from '../model/hw/state.js';
+import { type Branch, type WorkUnit, validateUnit } from '../model/hw/work.js';
 import { attr, type PerfEventAttr } from '../model/host/types.js';
 import {
   GuestRdmsr,

@@ -1,7 +1,8 @@
 /** Work-unit arbitraries: small, CPL-tagged units with canonical branch addresses. */
 
 import fc from 'fast-check';
-import { BRANCH_KINDS, type Branch, type WorkUnit } from '../model/hw/work.js';
+import { BRANCH_KINDS } from '../model/hw/state.js';
+import { type Branch, type WorkUnit } from '../model/hw/work.js';
 
 const USER_BASE = 0x40_0000n;
 const KERNEL_BASE = 0xffff_ffff_8100_0000n;

@@ -3,7 +3,7 @@
  * why. Code cites these by id ("H3"). Same shape as model/hw's decisions (D1...).
  */
 
-import type { Decision } from '../hw/index.js';
+import type { Decision } from '../hw/decisions.js';
 
 export const HOST_DECISIONS: readonly Decision[] = [
   {

@@ -5,24 +5,15 @@
  * pCPU's RDMSR/WRMSR or XSAVES/XRSTORS.
  */
 
-import {
-  type Access,
-  type ArchLbrXsave,
-  type Cpu,
-  DEBUGCTL,
-  LBR_CTL,
-  LBR_DEPTH,
-  LBR_FROM0,
-  LBR_SELECT,
-  LBR_TO0,
-  LBR_TOS,
-  lbrCtlWritable,
-  lowMask,
-  ModelError,
-  msrName,
-  type Profile,
-  signExtend,
-} from '../hw/index.js';
+import { type Access } from '../hw/access.js';
+import { type ArchLbrXsave, LBR_CTL, LBR_DEPTH, LBR_FROM0, LBR_TO0, lbrCtlWritable } from '../hw/msr/lbr_arch.js';
+import { type Cpu } from '../hw/cpu.js';
+import { DEBUGCTL } from '../hw/msr/debugctl.js';
+import { LBR_SELECT, LBR_TOS } from '../hw/msr/lbr_legacy.js';
+import { lowMask, signExtend } from '../hw/bits.js';
+import { ModelError } from '../hw/errors.js';
+import { msrName } from '../hw/msr/map.js';
+import { type Profile } from '../hw/profile.js';
 import type { BranchSampleType } from './types.js';
 
 const DEBUGCTL_LBR = 1n << 0n;

@@ -6,7 +6,8 @@
  * to the mediated PMI vector. perf.ts calls the accounting hooks; KVM calls the rest.
  */
 
-import { ModelError, X2APIC_LVTPC } from '../hw/index.js';
+import { ModelError } from '../hw/errors.js';
+import { X2APIC_LVTPC } from '../hw/msr/apic.js';
 import type { HostKernel } from './perf.js';
 import type { PerfEventAttr } from './types.js';
 

@@ -7,25 +7,15 @@
  * Where it departs from the kernel, decisions.ts says so (H1...).
  */
 
-import {
-  type Access,
-  A_PMC0,
-  Cpu,
-  counterBits,
-  FIXED_CTR0,
-  FIXED_CTR_CTRL,
-  GLOBAL_CTRL,
-  GLOBAL_STATUS,
-  GLOBAL_STATUS_RESET,
-  ModelError,
-  msrName,
-  PERFEVTSEL0,
-  PMC0,
-  type Profile,
-  STATUS,
-  type WorkUnit,
-  X2APIC_LVTPC,
-} from '../hw/index.js';
+import { type Access } from '../hw/access.js';
+import { A_PMC0, FIXED_CTR0, FIXED_CTR_CTRL, PERFEVTSEL0, PMC0 } from '../hw/msr/counters.js';
+import { Cpu } from '../hw/cpu.js';
+import { counterBits, GLOBAL_CTRL, GLOBAL_STATUS, GLOBAL_STATUS_RESET, STATUS } from '../hw/msr/global.js';
+import { ModelError } from '../hw/errors.js';
+import { msrName } from '../hw/msr/map.js';
+import { type Profile } from '../hw/profile.js';
+import { type WorkUnit } from '../hw/work.js';
+import { X2APIC_LVTPC } from '../hw/msr/apic.js';
 import {
   effectiveBranchType,
   type LbrSaved,

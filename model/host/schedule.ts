@@ -5,7 +5,7 @@
  * choices first, fixed counters before GP ones).
  */
 
-import { fixedExists, type Profile } from '../hw/index.js';
+import { fixedExists, type Profile } from '../hw/profile.js';
 
 /** INTEL_PMC_IDX_FIXED: fixed counter j is index 32 + j in every counter bitmap. */
 export const FIXED_BASE = 32;

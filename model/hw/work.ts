@@ -8,9 +8,6 @@ import { WorkError } from './errors.js';
 import type { TopdownSlots } from './msr/topdown.js';
 import { BRANCH_KINDS, type BranchKind } from './state.js';
 
-export type { BranchKind, TopdownSlots };
-export { BRANCH_KINDS };
-
 /** A taken branch as it retires, for counting and for the LBRs. */
 export interface Branch {
   readonly from: bigint;

@@ -10,7 +10,8 @@
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { attr } from '../../model/host/types.js';
-import { EmulatedVcpu, KVM_EXIT_HANDLER_WORK } from '../../model/kvm/emulated/vcpu.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { KVM_EXIT_HANDLER_WORK } from '../../model/kvm/common/vcpu.js';
 import { firstDivergence } from '../../designs/registry.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../../scenarios/commands.js';

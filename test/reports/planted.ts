@@ -5,7 +5,8 @@
 
 import type { Access } from '../../model/hw/access.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
-import { type Design, designById } from '../../designs/registry.js';
+import { designById } from '../../designs/registry.js';
+import type { Design } from '../../properties/design.js';
 
 const emulated = designById('emulated');
 

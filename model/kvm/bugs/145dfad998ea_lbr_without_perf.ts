@@ -8,7 +8,7 @@
  */
 
 import type { HostKernel } from '../../host/perf.js';
-import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../emulated/pmu_intel.js';
+import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
 import { EmulatedVcpu } from '../emulated/vcpu.js';
 import { vmx_get_perf_capabilities, type VmxPerfCaps } from '../emulated/vmx.js';
 import type { GuestCpuid } from '../types.js';

@@ -8,7 +8,8 @@
 
 import type { HostKernel } from '../../host/perf.js';
 import { vmx_check_perf_capabilities } from '../emulated/vmx.js';
-import { EmulatedVcpu, MSR_IA32_PERF_CAPABILITIES } from '../emulated/vcpu.js';
+import { EmulatedVcpu } from '../emulated/vcpu.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../common/vcpu.js';
 import type { GuestCpuid, HostAccess } from '../types.js';
 
 export const FIXED_BY = 'd75cac366f44';

@@ -7,7 +7,7 @@
  */
 
 import { type Access, gp, ok } from '../../hw/access.js';
-import { bit, isSet, lowMask } from '../../hw/bits.js';
+import { bit, lowMask } from '../../hw/bits.js';
 import type { Profile } from '../../hw/profile.js';
 import type { HostAccess, KvmPmuEventFilter } from '../types.js';
 import {
@@ -16,7 +16,6 @@ import {
   type KvmX86PmuEventFilter,
   kvm_vm_ioctl_set_pmu_event_filter,
 } from './filter.js';
-import { intel_rdpmc_ecx_to_pmc } from './pmu_intel.js';
 import {
   KVM_FIXED_PMC_BASE_IDX,
   type KvmBase,
@@ -25,43 +24,24 @@ import {
   type PmuBase,
   type VcpuBase,
 } from './state.js';
+import {
+  type KvmPmuCap,
+  KVM_MAX_NR_INTEL_GP_COUNTERS,
+  KVM_MAX_NR_INTEL_FIXED_COUTNERS,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  fixed_ctrl_field,
+  kvm_pmu_has_perf_global_ctrl,
+  validPmcs,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  reprogram_counters,
+  X86_RAW_EVENT_MASK,
+} from './pmu.h.js';
 
-export const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
-export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
-export const MSR_CORE_PERF_GLOBAL_OVF_CTRL = 0x390;
-export const MSR_CORE_PERF_GLOBAL_STATUS_SET = 0x391;
-
-export const ARCH_PERFMON_EVENTSEL_USR = bit(16);
-export const ARCH_PERFMON_EVENTSEL_OS = bit(17);
-export const ARCH_PERFMON_EVENTSEL_EDGE = bit(18);
-export const ARCH_PERFMON_EVENTSEL_INT = bit(20);
-export const ARCH_PERFMON_EVENTSEL_ENABLE = bit(22);
-export const ARCH_PERFMON_EVENTSEL_INV = bit(23);
-/** X86_RAW_EVENT_MASK: event select, umask, edge, inv, cmask. */
-export const X86_RAW_EVENT_MASK = 0xff84_ffffn;
-export const KVM_MAX_NR_INTEL_GP_COUNTERS = 8;
-/** KVM_MAX_NR_INTEL_FIXED_COUTNERS, upstream's spelling. */
-export const KVM_MAX_NR_INTEL_FIXED_COUTNERS = 3;
-export const KVM_MAX_NR_INTEL_FIXED_COUNTERS = KVM_MAX_NR_INTEL_FIXED_COUTNERS;
-/** perf's generic encodings KVM matches emulated instructions and branches against. */
-export const PERF_COUNT_HW_INSTRUCTIONS = 0x00c0n;
-export const PERF_COUNT_HW_BRANCH_INSTRUCTIONS = 0x00c4n;
-/** AMD64_RAW_EVENT_MASK_NB: event select (with AMD's bits 35:32, Intel's IN_TX/IN_TXCP) and umask. */
-const AMD64_RAW_EVENT_MASK_NB = 0xf_0000_ffffn;
 /** The reserved_bits kvm_pmu_refresh starts from (bit 21, AnyThread, among them). */
 const KVM_PMU_RESERVED_BITS = 0xffff_ffff_0020_0000n;
-
-/** kvm_pmu_cap: what KVM can offer on this host (kvm_init_pmu_capability), with enable_pmu. */
-export interface KvmPmuCap {
-  /** enable_pmu after kvm_init_pmu_capability: false leaves every vCPU without a vPMU. */
-  readonly enablePmu: boolean;
-  readonly version: number;
-  readonly numCountersGp: number;
-  readonly numCountersFixed: number;
-  readonly bitWidthGp: number;
-  readonly bitWidthFixed: number;
-  readonly eventsMaskLen: number;
-}
 
 /** kvm_init_pmu_capability: the host's PMU as perf reports it, version capped at 2. */
 export function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
@@ -145,38 +125,6 @@ export function kvm_pmu_refresh_valid_pmcs(pmu: PmuBase): void {
   pmu.allValidPmcIdx |= lowMask(pmu.nrArchGpCounters) | (lowMask(pmu.nrArchFixedCounters) << 32n);
 }
 
-/** pmc_bitmask. */
-export function pmc_bitmask(vcpu: VcpuBase, pmc: PmcBase): bigint {
-  return pmc.type === 'gp' ? vcpu.pmu.counterBitmaskGp : vcpu.pmu.counterBitmaskFixed;
-}
-
-/** The valid PMCs, in kvm_for_each_pmc order (GP then fixed). */
-export function validPmcs<P extends PmcBase>(pmu: PmuBase<P>): P[] {
-  return [...pmu.gp.slice(0, pmu.nrArchGpCounters), ...pmu.fixed.slice(0, pmu.nrArchFixedCounters)];
-}
-
-/** kvm_pmu_has_perf_global_ctrl. */
-export function kvm_pmu_has_perf_global_ctrl(pmu: PmuBase): boolean {
-  return pmu.version > 1;
-}
-
-/** pmc_is_globally_enabled. */
-export function pmc_is_globally_enabled(vcpu: VcpuBase, pmc: PmcBase): boolean {
-  const pmu = vcpu.pmu;
-  return !kvm_pmu_has_perf_global_ctrl(pmu) || isSet(pmu.globalCtrl, pmc.idx);
-}
-
-/** fixed_ctrl_field. */
-export function fixed_ctrl_field(ctrl: bigint, i: number): number {
-  return Number((ctrl >> BigInt(4 * i)) & 0xfn);
-}
-
-/** pmc_is_locally_enabled: EN for GP counters, OS|USR for fixed ones. */
-export function pmc_is_locally_enabled(vcpu: VcpuBase, pmc: PmcBase): boolean {
-  if (pmc.type === 'gp') return (pmc.eventsel & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n;
-  return (fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX) & 3) !== 0;
-}
-
 /** check_pmu_event_filter (the filter half of today's pmc_is_event_allowed): the VM's filter, if any. */
 export function check_pmu_event_filter(vcpu: VcpuBase, pmc: PmcBase): boolean {
   const f = vcpu.kvm.pmuEventFilter;
@@ -199,39 +147,6 @@ export function kvm_vm_set_pmu_event_filter(kvm: KvmBase, filter: KvmPmuEventFil
     v.requests.add('PMU');
   }
   return { ok: true, value: 0n };
-}
-
-/** kvm_pmu_request_counter_reprogram: recalc emulation at once, so the skipped WRMSR itself counts. */
-export function kvm_pmu_request_counter_reprogram(vcpu: VcpuBase, pmc: PmcBase): void {
-  kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
-  vcpu.pmu.reprogramPmi |= bit(pmc.idx);
-  vcpu.requests.add('PMU');
-}
-
-/** reprogram_counters: every counter whose bit changed in `diff`. */
-export function reprogram_counters(vcpu: VcpuBase, diff: bigint): void {
-  if (diff === 0n) return;
-  vcpu.pmu.reprogramPmi |= diff;
-  vcpu.requests.add('PMU');
-}
-
-/** pmc_is_event_match: edge, pin, inv and cmask are ignored; IN_TX/IN_TXCP must match (be clear). */
-function pmc_is_event_match(pmc: PmcBase, generic: bigint): boolean {
-  return ((pmc.eventsel ^ generic) & AMD64_RAW_EVENT_MASK_NB) === 0n;
-}
-
-/**
- * kvm_pmu_recalc_pmc_emulation: which PMCs count emulated instructions and branches (no filter check: it is read at
- * emulation time).
- */
-export function kvm_pmu_recalc_pmc_emulation(vcpu: VcpuBase, pmc: PmcBase): void {
-  const b = bit(pmc.idx);
-  const pmu = vcpu.pmu;
-  pmu.pmcCountingInstructions &= ~b;
-  pmu.pmcCountingBranches &= ~b;
-  if (!pmc_is_locally_enabled(vcpu, pmc)) return;
-  if (pmc_is_event_match(pmc, PERF_COUNT_HW_INSTRUCTIONS)) pmu.pmcCountingInstructions |= b;
-  if (pmc_is_event_match(pmc, PERF_COUNT_HW_BRANCH_INSTRUCTIONS)) pmu.pmcCountingBranches |= b;
 }
 
 /** cpl_is_matched: OS for CPL 0, USR otherwise; fixed counters read their nibble. */
@@ -281,7 +196,7 @@ export function kvm_pmu_rdpmc<V extends VcpuBase<P>, P extends PmcBase>(
 ): Access {
   const pmu = vcpu.pmu;
   if (pmu.version === 0) return gp('RDPMC: no vPMU (pmu->version == 0)');
-  const r = intel_rdpmc_ecx_to_pmc(vcpu, ecx);
+  const r = vcpu.kvm_pmu_ops.rdpmc_ecx_to_pmc(vcpu, ecx);
   if (r === null) return gp(`RDPMC 0x${ecx.toString(16)}: no such counter (intel_rdpmc_ecx_to_pmc)`);
   if (!vcpu.cr4Pce && cpl !== 0) return gp(`RDPMC at CPL ${cpl} with CR4.PCE = 0`);
   return ok(pmc_read_counter(vcpu, r.pmc) & r.mask);
@@ -308,23 +223,14 @@ export function kvm_apic_local_deliver_lvtpc(vcpu: VcpuBase): number | null {
 }
 
 /** kvm_pmu_is_valid_msr: the common global MSRs from v2 (no STATUS_SET/INUSE: K10), then the vendor's. */
-export function kvm_pmu_is_valid_msr<V extends VcpuBase>(
-  vcpu: V,
-  msr: number,
-  intel_is_valid_msr: (vcpu: V, msr: number) => boolean,
-): boolean {
+export function kvm_pmu_is_valid_msr<V extends VcpuBase>(vcpu: V, msr: number): boolean {
   if (msr === MSR_CORE_PERF_GLOBAL_STATUS || msr === MSR_CORE_PERF_GLOBAL_CTRL || msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL)
     return kvm_pmu_has_perf_global_ctrl(vcpu.pmu);
-  return intel_is_valid_msr(vcpu, msr);
+  return vcpu.kvm_pmu_ops.is_valid_msr(vcpu, msr);
 }
 
 /** kvm_pmu_get_msr: the global MSRs from KVM's copy, the rest from the vendor. */
-export function kvm_pmu_get_msr<V extends VcpuBase>(
-  vcpu: V,
-  msr: number,
-  hostInitiated: boolean,
-  intel_pmu_get_msr: (vcpu: V, msr: number, hostInitiated: boolean) => Access,
-): Access {
+export function kvm_pmu_get_msr<V extends VcpuBase>(vcpu: V, msr: number, hostInitiated: boolean): Access {
   const pmu = vcpu.pmu;
   switch (msr) {
     case MSR_CORE_PERF_GLOBAL_STATUS:
@@ -334,21 +240,19 @@ export function kvm_pmu_get_msr<V extends VcpuBase>(
     case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
       return ok(0n);
     default:
-      return intel_pmu_get_msr(vcpu, msr, hostInitiated);
+      return vcpu.kvm_pmu_ops.get_msr(vcpu, msr, hostInitiated);
   }
 }
 
 /**
- * kvm_pmu_set_msr: returns #GP (guest) / failure (host) as upstream does. `write_global_ctrl` is
- * the mediated branch (kvm_pmu_call(write_global_ctrl): the VMCS copy); the perf-based vPMU has none.
+ * kvm_pmu_set_msr: returns #GP (guest) / failure (host) as upstream does. The vendor's
+ * write_global_ctrl is the mediated branch (the VMCS copy); the perf-based vPMU has none.
  */
 export function kvm_pmu_set_msr<V extends VcpuBase>(
   vcpu: V,
   msr: number,
   data: bigint,
   hostInitiated: boolean,
-  intel_pmu_set_msr: (vcpu: V, msr: number, data: bigint, hostInitiated: boolean) => Access,
-  write_global_ctrl?: (vcpu: V, data: bigint) => void,
 ): Access {
   const pmu = vcpu.pmu;
   switch (msr) {
@@ -364,7 +268,7 @@ export function kvm_pmu_set_msr<V extends VcpuBase>(
         pmu.globalCtrl = data;
         reprogram_counters(vcpu, diff);
       }
-      write_global_ctrl?.(vcpu, data);
+      vcpu.kvm_pmu_ops.write_global_ctrl?.(vcpu, data);
       return ok(data);
     }
     case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
@@ -373,7 +277,7 @@ export function kvm_pmu_set_msr<V extends VcpuBase>(
       if (!hostInitiated) pmu.globalStatus &= ~data;
       return ok(data);
     default:
-      return intel_pmu_set_msr(vcpu, msr, data, hostInitiated);
+      return vcpu.kvm_pmu_ops.set_msr(vcpu, msr, data, hostInitiated);
   }
 }
 

@@ -7,13 +7,18 @@
 
 import { type Access, gp, ok } from '../../hw/access.js';
 import { bit, lowMask, signExtend } from '../../hw/bits.js';
-import { fixed_ctrl_field, type KvmPmuCap, kvm_pmu_request_counter_reprogram } from './pmu.js';
 import type { PmcBase, VcpuBase } from './state.js';
+import {
+  fixed_ctrl_field,
+  type KvmPmuCap,
+  kvm_pmu_request_counter_reprogram,
+  get_gp_pmc,
+  get_fixed_pmc,
+} from './pmu.h.js';
 
 export const MSR_IA32_PERFCTR0 = 0xc1;
 export const MSR_IA32_PMC0 = 0x4c1;
 export const MSR_P6_EVNTSEL0 = 0x186;
-export const MSR_CORE_PERF_FIXED_CTR0 = 0x309;
 export const MSR_CORE_PERF_FIXED_CTR_CTRL = 0x38d;
 export const HSW_IN_TX = bit(32);
 /** HSW_IN_TX_CHECKPOINTED: only counter 2 takes it; perf refuses a sample period with it. */
@@ -22,18 +27,6 @@ export const PERF_CAP_FW_WRITES = bit(13);
 export const PERF_CAP_LBR_FMT = 0x3fn;
 /** INTEL_PMC_FIXED_RDPMC_BASE: RDPMC type 0x4000 selects the fixed counters. */
 export const INTEL_PMC_FIXED_RDPMC_BASE = 0x4000_0000;
-
-/** get_gp_pmc: the GP PMC an MSR of the family at `base` addresses. */
-export function get_gp_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number, base: number): P | undefined {
-  const i = msr - base;
-  return i >= 0 && i < vcpu.pmu.nrArchGpCounters ? vcpu.pmu.gp[i] : undefined;
-}
-
-/** get_fixed_pmc. */
-export function get_fixed_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number): P | undefined {
-  const i = msr - MSR_CORE_PERF_FIXED_CTR0;
-  return i >= 0 && i < vcpu.pmu.nrArchFixedCounters ? vcpu.pmu.fixed[i] : undefined;
-}
 
 /** vcpu_get_perf_capabilities: PERF_CAPABILITIES counts only while guest CPUID has PDCM. */
 export function vcpu_get_perf_capabilities(vcpu: VcpuBase): bigint {

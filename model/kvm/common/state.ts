@@ -9,6 +9,7 @@ import type { VpmuCost } from '../cost.js';
 import type { HostKernel } from '../../host/perf.js';
 import type { KvmX86PmuEventFilter } from './filter.js';
 import type { GuestCpuid } from '../types.js';
+import type { KvmPmuOps } from './pmu.h.js';
 
 export const KVM_FIXED_PMC_BASE_IDX = 32;
 
@@ -64,6 +65,8 @@ export interface KvmBase<V extends VcpuRequests = VcpuRequests> {
 
 /** The parts of struct kvm_vcpu both vPMUs touch. */
 export interface VcpuBase<P extends PmcBase = PmcBase> {
+  /** The vendor's kvm_pmu_ops (intel_pmu_ops of the design). */
+  readonly kvm_pmu_ops: KvmPmuOps<this>;
   readonly host: HostKernel;
   readonly kvm: KvmBase;
   /** The vCPU thread: a host task whose events follow it between pCPUs. */

@@ -8,8 +8,9 @@
 import { type Access, gp, ok } from '../../hw/access.js';
 import type { WorkUnit } from '../../hw/work.js';
 import type { GuestCpuid, HostAccess } from '../types.js';
-import { type KvmPmuCap, toHost } from './pmu.js';
+import { toHost } from './pmu.js';
 import type { VcpuBase } from './state.js';
+import { type KvmPmuCap } from './pmu.h.js';
 
 export const MSR_IA32_PERF_CAPABILITIES = 0x345;
 export const MSR_IA32_DEBUGCTLMSR = 0x1d9;
@@ -34,8 +35,6 @@ export const KVM_EXIT_HANDLER_WORK: WorkUnit = Object.freeze({
     Object.freeze({ from: 0xffff_ffff_81a0_0420n, to: 0xffff_ffff_81a0_0010n, kind: 'NEAR_RET' as const }),
   ]),
 });
-
-export { RETIRED_AT_CPL } from '../../hw/work.js';
 
 /** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it; no DEBUGCTL, no LBR MSRs (K4). */
 function msrs_to_save_pmu(): number[] {

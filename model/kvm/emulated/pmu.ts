@@ -8,71 +8,33 @@ import type { Access } from '../../hw/access.js';
 import { bit, lowMask } from '../../hw/bits.js';
 import { attr, type PerfEvent } from '../../host/types.js';
 import {
-  ARCH_PERFMON_EVENTSEL_INT,
-  ARCH_PERFMON_EVENTSEL_OS,
-  ARCH_PERFMON_EVENTSEL_USR,
   check_pmu_event_filter,
-  fixed_ctrl_field,
   kvm_apic_local_deliver_lvtpc,
-  kvm_pmu_get_msr as common_kvm_pmu_get_msr,
-  kvm_pmu_has_perf_global_ctrl,
   kvm_pmu_init as common_kvm_pmu_init,
-  kvm_pmu_is_valid_msr as common_kvm_pmu_is_valid_msr,
   kvm_pmu_rdpmc as common_kvm_pmu_rdpmc,
-  kvm_pmu_recalc_pmc_emulation,
   kvm_pmu_refresh_defaults,
   kvm_pmu_refresh_valid_pmcs,
-  kvm_pmu_request_counter_reprogram,
   kvm_pmu_set_msr as common_kvm_pmu_set_msr,
   kvm_pmu_trigger_event as common_kvm_pmu_trigger_event,
-  type KvmPmuCap,
   newPmuBase,
-  pmc_bitmask,
-  pmc_is_globally_enabled,
-  pmc_is_locally_enabled,
-  validPmcs,
 } from '../common/pmu.js';
 import { HSW_IN_TX_CHECKPOINTED } from '../common/pmu_intel.js';
+import { KVM_FIXED_PMC_BASE_IDX } from '../common/state.js';
+import { type KvmPmc, type KvmPmu, type KvmVcpuState, newPmc } from './state.js';
 import {
-  intel_is_valid_msr,
-  intel_pmu_cleanup,
-  intel_pmu_deliver_pmi,
-  intel_pmu_get_msr,
-  intel_pmu_refresh,
-  intel_pmu_reset,
-  intel_pmu_set_msr,
-} from './pmu_intel.js';
-import { KVM_FIXED_PMC_BASE_IDX, type KvmPmc, type KvmPmu, type KvmVcpuState, newPmc } from './state.js';
-
-// The shared pmu.c pieces, re-exported under the names the perf-based port (and its bug patches) use.
-export {
-  ARCH_PERFMON_EVENTSEL_EDGE,
-  ARCH_PERFMON_EVENTSEL_ENABLE,
   ARCH_PERFMON_EVENTSEL_INT,
-  ARCH_PERFMON_EVENTSEL_INV,
   ARCH_PERFMON_EVENTSEL_OS,
   ARCH_PERFMON_EVENTSEL_USR,
   fixed_ctrl_field,
-  KVM_MAX_NR_INTEL_FIXED_COUTNERS,
-  KVM_MAX_NR_INTEL_GP_COUNTERS,
-  kvm_init_pmu_capability,
+  kvm_pmu_has_perf_global_ctrl,
+  kvm_pmu_recalc_pmc_emulation,
   kvm_pmu_request_counter_reprogram,
-  kvm_vm_set_pmu_event_filter,
   type KvmPmuCap,
-  MSR_CORE_PERF_GLOBAL_CTRL,
-  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
-  MSR_CORE_PERF_GLOBAL_STATUS,
-  NMI_VECTOR,
-  PERF_COUNT_HW_BRANCH_INSTRUCTIONS,
-  PERF_COUNT_HW_INSTRUCTIONS,
   pmc_bitmask,
   pmc_is_globally_enabled,
   pmc_is_locally_enabled,
-  reprogram_counters,
-  toHost,
   validPmcs,
-  X86_RAW_EVENT_MASK,
-} from '../common/pmu.js';
+} from '../common/pmu.h.js';
 
 /** struct kvm_pmu of the perf-based vPMU, before kvm_pmu_init. */
 export function newKvmPmu(): KvmPmu {
@@ -298,18 +260,8 @@ export function kvm_pmu_rdpmc(vcpu: KvmVcpuState, ecx: number, cpl: number): Acc
 
 /** kvm_pmu_deliver_pmi: KVM_REQ_PMI before VM-entry; returns the vector if LVTPC accepted it. */
 export function kvm_pmu_deliver_pmi(vcpu: KvmVcpuState): number | null {
-  intel_pmu_deliver_pmi(vcpu);
+  vcpu.kvm_pmu_ops.deliver_pmi(vcpu);
   return kvm_apic_local_deliver_lvtpc(vcpu);
-}
-
-/** kvm_pmu_is_valid_msr: the common global MSRs from v2, then the vendor's (LBR MSRs included). */
-export function kvm_pmu_is_valid_msr(vcpu: KvmVcpuState, msr: number): boolean {
-  return common_kvm_pmu_is_valid_msr(vcpu, msr, intel_is_valid_msr);
-}
-
-/** kvm_pmu_get_msr. */
-export function kvm_pmu_get_msr(vcpu: KvmVcpuState, msr: number, hostInitiated: boolean): Access {
-  return common_kvm_pmu_get_msr(vcpu, msr, hostInitiated, intel_pmu_get_msr);
 }
 
 /** kvm_pmu_set_msr: the pmc_in_use bookkeeping, then the shared dispatch (no write_global_ctrl: not mediated). */
@@ -317,7 +269,7 @@ export function kvm_pmu_set_msr(vcpu: KvmVcpuState, msr: number, data: bigint, h
   // Any write to a counter's MSR keeps its perf event alive across lazy cleanup.
   const pmcIdx = msrToPmcIdx(vcpu, msr);
   if (pmcIdx !== null) vcpu.pmu.pmcInUse |= bit(pmcIdx);
-  return common_kvm_pmu_set_msr(vcpu, msr, data, hostInitiated, intel_pmu_set_msr);
+  return common_kvm_pmu_set_msr(vcpu, msr, data, hostInitiated);
 }
 
 /** intel_msr_idx_to_pmc, for the pmc_in_use bookkeeping of kvm_pmu_set_msr: not the IA32_PMCx aliases. */
@@ -346,7 +298,7 @@ export function kvm_pmu_reset(vcpu: KvmVcpuState): void {
   pmu.fixedCtrCtrl = 0n;
   pmu.globalCtrl = 0n;
   pmu.globalStatus = 0n;
-  intel_pmu_reset(vcpu);
+  vcpu.kvm_pmu_ops.reset(vcpu);
 }
 
 /** kvm_pmu_refresh: before the first KVM_RUN only; reset, then derive from guest CPUID. */
@@ -356,7 +308,7 @@ export function kvm_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
   const pmu = vcpu.pmu;
   kvm_pmu_refresh_defaults(pmu);
   if (!cap.enablePmu) return; // kvm->arch.enable_pmu
-  intel_pmu_refresh(vcpu, cap);
+  vcpu.kvm_pmu_ops.refresh(vcpu, cap);
   // de120e1d692d: the architectural RESET value of GLOBAL_CTRL.
   if (pmu.nrArchGpCounters > 0 && kvm_pmu_has_perf_global_ctrl(pmu)) pmu.globalCtrl = lowMask(pmu.nrArchGpCounters);
   kvm_pmu_refresh_valid_pmcs(pmu);
@@ -371,6 +323,6 @@ export function kvm_pmu_cleanup(vcpu: KvmVcpuState): void {
     if ((unused & bit(pmc.idx)) === 0n) continue;
     if (pmc.perfEvent !== null && !pmc_is_locally_enabled(vcpu, pmc)) pmc_stop_counter(vcpu, pmc);
   }
-  intel_pmu_cleanup(vcpu);
+  vcpu.kvm_pmu_ops.cleanup(vcpu);
   pmu.pmcInUse = 0n;
 }

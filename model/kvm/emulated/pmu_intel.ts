@@ -7,7 +7,6 @@
 import { type Access, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
 import { attr } from '../../host/types.js';
-import { type KvmPmuCap } from '../common/pmu.js';
 import {
   intel_is_valid_pmc_msr,
   intel_pmu_get_pmc_msr,
@@ -17,21 +16,12 @@ import {
   PERF_CAP_LBR_FMT,
   reprogram_fixed_counters,
   vcpu_get_perf_capabilities,
+  intel_rdpmc_ecx_to_pmc,
 } from '../common/pmu_intel.js';
 import { pmc_read_counter, pmc_write_counter } from './pmu.js';
 import { INTEL_PMC_IDX_FIXED_VLBR, type KvmPmc, type KvmVcpuState } from './state.js';
+import { type KvmPmuCap, type KvmPmuOps } from '../common/pmu.h.js';
 
-export {
-  MSR_CORE_PERF_FIXED_CTR0,
-  MSR_CORE_PERF_FIXED_CTR_CTRL,
-  MSR_IA32_PERFCTR0,
-  MSR_IA32_PMC0,
-  MSR_P6_EVNTSEL0,
-  PERF_CAP_FW_WRITES,
-  PERF_CAP_LBR_FMT,
-  intel_rdpmc_ecx_to_pmc,
-  vcpu_get_perf_capabilities,
-} from '../common/pmu_intel.js';
 export const MSR_LBR_SELECT = 0x1c8;
 export const MSR_LBR_TOS = 0x1c9;
 export const DEBUGCTLMSR_LBR = bit(0);
@@ -196,3 +186,15 @@ export function intel_pmu_deliver_pmi(vcpu: KvmVcpuState): void {
   const v = vcpu.pmu.version;
   if (v > 1 && v < 4) intel_pmu_legacy_freezing_lbrs_on_pmi(vcpu);
 }
+
+/** intel_pmu_ops of the perf-based vPMU: what pmu.c reaches through kvm_pmu_call. */
+export const intel_pmu_ops: KvmPmuOps<KvmVcpuState> = {
+  rdpmc_ecx_to_pmc: intel_rdpmc_ecx_to_pmc,
+  is_valid_msr: intel_is_valid_msr,
+  get_msr: intel_pmu_get_msr,
+  set_msr: intel_pmu_set_msr,
+  refresh: intel_pmu_refresh,
+  reset: intel_pmu_reset,
+  deliver_pmi: intel_pmu_deliver_pmi,
+  cleanup: intel_pmu_cleanup,
+};

@@ -7,7 +7,6 @@ import type { X86PmuLbr } from '../../host/perf.js';
 import type { PerfEvent } from '../../host/types.js';
 import type { KvmBase, PmcBase, PmcType, PmuBase, VcpuBase } from '../common/state.js';
 
-export { KVM_FIXED_PMC_BASE_IDX, type KvmRequest, type PmcType } from '../common/state.js';
 /** INTEL_PMC_IDX_FIXED_VLBR: the pseudo counter index of the guest LBR event. */
 export const INTEL_PMC_IDX_FIXED_VLBR = 58;
 

@@ -8,7 +8,7 @@ import { type Access, gp } from '../../hw/access.js';
 import type { XsaveResult } from '../../hw/cpu.js';
 import type { ArchLbrXsave } from '../../hw/msr/lbr_arch.js';
 import { bit } from '../../hw/bits.js';
-import type { WorkUnit } from '../../hw/work.js';
+import { type WorkUnit, RETIRED_AT_CPL } from '../../hw/work.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
 import {
@@ -21,26 +21,28 @@ import {
   kvm_set_msr_common,
   type KvmMsrOps,
   NO_GUEST_ARCH_LBR,
-  RETIRED_AT_CPL,
+  MSR_IA32_DEBUGCTLMSR,
 } from '../common/vcpu.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
 import {
   kvm_init_pmu_capability,
-  kvm_pmu_deliver_pmi,
+  kvm_vm_set_pmu_event_filter,
   kvm_pmu_get_msr,
+  kvm_pmu_is_valid_msr,
+} from '../common/pmu.js';
+import {
+  kvm_pmu_deliver_pmi,
   kvm_pmu_handle_event,
   kvm_pmu_init,
   kvm_pmu_instruction_retired,
-  kvm_pmu_is_valid_msr,
   kvm_pmu_rdpmc,
   kvm_pmu_refresh,
   kvm_pmu_reset,
   kvm_pmu_set_msr,
-  kvm_vm_set_pmu_event_filter,
-  type KvmPmuCap,
   newKvmPmu,
 } from './pmu.js';
-import { intel_pmu_lbr_is_enabled, PERF_CAP_LBR_FMT } from './pmu_intel.js';
+import { intel_pmu_lbr_is_enabled, intel_pmu_ops } from './pmu_intel.js';
+import { PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
 import type { KvmState, KvmVcpuState } from './state.js';
 
 /** KVM_CREATE_VM: a VM with no event filter and no vCPUs yet. */
@@ -48,16 +50,13 @@ export function newKvm(): KvmState {
   return { pmuEventFilter: null, vcpus: [] };
 }
 import {
-  MSR_CORE_PERF_GLOBAL_CTRL,
-  MSR_IA32_DEBUGCTLMSR,
   vmx_check_perf_capabilities,
   vmx_get_perf_capabilities,
   vmx_passthrough_lbr_msrs,
   vmx_set_debugctl,
   type VmxPerfCaps,
 } from './vmx.js';
-
-export { APIC_LVTPC_X2APIC, KVM_EXIT_HANDLER_WORK, MSR_IA32_PERF_CAPABILITIES } from '../common/vcpu.js';
+import { type KvmPmuCap, MSR_CORE_PERF_GLOBAL_CTRL } from '../common/pmu.h.js';
 
 /** The pmu.c / vmx.c functions of this design that the shared MSR dispatch calls. */
 const MSR_OPS: KvmMsrOps<KvmVcpuState> = {
@@ -115,6 +114,7 @@ export class EmulatedVcpu implements VpmuVcpu {
     const kvm = opts.vm ?? newKvm();
     const task = host.createTask(`vcpu${kvm.vcpus.length}`); // no global counter: runs replay exactly
     this.s = {
+      kvm_pmu_ops: intel_pmu_ops,
       host,
       kvm,
       task,

@@ -13,13 +13,10 @@ import {
   intel_pmu_create_guest_lbr_event,
   intel_pmu_lbr_is_enabled,
   lbrMsrs,
-  PERF_CAP_FW_WRITES,
-  PERF_CAP_LBR_FMT,
 } from './pmu_intel.js';
+import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
 import { INTEL_PMC_IDX_FIXED_VLBR, type KvmVcpuState } from './state.js';
 
-export { MSR_CORE_PERF_GLOBAL_CTRL } from '../common/pmu.js';
-export { MSR_IA32_DEBUGCTLMSR } from '../common/vcpu.js';
 const DEBUGCTLMSR_BTF = bit(1);
 const DEBUGCTLMSR_RTM_DEBUG = bit(15);
 

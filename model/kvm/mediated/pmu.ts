@@ -17,78 +17,32 @@ import {
   perf_put_guest_lvtpc,
 } from '../../host/mediated.js';
 import {
-  ARCH_PERFMON_EVENTSEL_ENABLE,
-  ARCH_PERFMON_EVENTSEL_INT,
   check_pmu_event_filter as pmc_is_event_allowed,
-  fixed_ctrl_field,
   kvm_apic_local_deliver_lvtpc,
   kvm_init_pmu_capability as common_kvm_init_pmu_capability,
-  kvm_pmu_get_msr as common_kvm_pmu_get_msr,
-  kvm_pmu_has_perf_global_ctrl,
   kvm_pmu_init as common_kvm_pmu_init,
-  kvm_pmu_is_valid_msr as common_kvm_pmu_is_valid_msr,
   kvm_pmu_rdpmc as common_kvm_pmu_rdpmc,
-  kvm_pmu_recalc_pmc_emulation,
   kvm_pmu_refresh_defaults,
   kvm_pmu_refresh_valid_pmcs,
-  kvm_pmu_set_msr as common_kvm_pmu_set_msr,
   kvm_pmu_trigger_event as common_kvm_pmu_trigger_event,
-  type KvmPmuCap,
-  MSR_CORE_PERF_GLOBAL_CTRL,
   newPmuBase,
-  pmc_bitmask,
-  validPmcs,
 } from '../common/pmu.js';
+import { INTEL_PMC_FIXED_RDPMC_BASE, MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../common/pmu_intel.js';
 import {
-  INTEL_PMC_FIXED_RDPMC_BASE,
-  MSR_CORE_PERF_FIXED_CTR0,
-  MSR_IA32_PMC0,
-  MSR_P6_EVNTSEL0,
-} from '../common/pmu_intel.js';
-import {
-  intel_is_valid_msr,
-  intel_mediated_pmu_load,
-  intel_mediated_pmu_put,
-  intel_pmu_get_msr,
-  intel_pmu_is_mediated_pmu_supported,
-  intel_pmu_refresh,
-  intel_pmu_set_msr,
-  intel_pmu_write_global_ctrl,
-} from './pmu_intel.js';
-import {
-  KVM_FIXED_PMC_BASE_IDX,
-  type MediatedPmc,
-  type MediatedPmu,
-  type MediatedVcpuState,
-  newMediatedPmc,
-} from './state.js';
-
-// The shared pmu.c pieces, re-exported under the names the mediated port uses.
-export {
+  type KvmPmuOps,
   ARCH_PERFMON_EVENTSEL_ENABLE,
   ARCH_PERFMON_EVENTSEL_INT,
-  ARCH_PERFMON_EVENTSEL_OS,
-  ARCH_PERFMON_EVENTSEL_USR,
   fixed_ctrl_field,
-  KVM_MAX_NR_INTEL_FIXED_COUNTERS,
-  KVM_MAX_NR_INTEL_GP_COUNTERS,
   kvm_pmu_has_perf_global_ctrl,
-  kvm_pmu_request_counter_reprogram,
-  kvm_vm_set_pmu_event_filter,
+  kvm_pmu_recalc_pmc_emulation,
+  type KvmPmuCap,
   MSR_CORE_PERF_GLOBAL_CTRL,
-  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
-  MSR_CORE_PERF_GLOBAL_STATUS,
-  MSR_CORE_PERF_GLOBAL_STATUS_SET,
-  NMI_VECTOR,
-  PERF_COUNT_HW_BRANCH_INSTRUCTIONS,
-  PERF_COUNT_HW_INSTRUCTIONS,
   pmc_bitmask,
-  pmc_is_locally_enabled,
-  toHost,
   validPmcs,
-  X86_RAW_EVENT_MASK,
-} from '../common/pmu.js';
-export { INTEL_PMC_FIXED_RDPMC_BASE } from '../common/pmu_intel.js';
+  MSR_CORE_PERF_FIXED_CTR0,
+} from '../common/pmu.h.js';
+import { KVM_FIXED_PMC_BASE_IDX } from '../common/state.js';
+import { type MediatedPmc, type MediatedPmu, type MediatedVcpuState, newMediatedPmc } from './state.js';
 
 /** kvm_pmu_cap (what KVM offers guests) and kvm_host_pmu (what perf reports of the hardware). */
 export interface MediatedPmuCap extends KvmPmuCap {
@@ -108,7 +62,7 @@ export interface MediatedPmuCap extends KvmPmuCap {
  * kvm_init_pmu_capability: the shared caps (version capped at 2 even with the mediated PMU); enable_mediated_pmu forced
  * off without vendor support.
  */
-export function kvm_init_pmu_capability(p: Profile): MediatedPmuCap {
+export function kvm_init_pmu_capability(p: Profile, pmu_ops: KvmPmuOps<MediatedVcpuState>): MediatedPmuCap {
   const fixed = fixedIndices(p);
   // perf_get_x86_pmu_capability: num_counters_fixed is fls() of the fixed-counter mask (K15).
   const host = {
@@ -120,7 +74,9 @@ export function kvm_init_pmu_capability(p: Profile): MediatedPmuCap {
   const cap = common_kvm_init_pmu_capability(p);
   const why = !cap.enablePmu
     ? `${p.name} has no architectural PMU with GP counters (enable_pmu off)`
-    : intel_pmu_is_mediated_pmu_supported(p);
+    : pmu_ops.is_mediated_pmu_supported === undefined
+      ? 'the vendor has no mediated vPMU'
+      : pmu_ops.is_mediated_pmu_supported(p);
   return { ...cap, enableMediatedPmu: why === null, unavailable: why, host };
 }
 
@@ -210,27 +166,13 @@ export function kvm_pmu_rdpmc(vcpu: MediatedVcpuState, ecx: number, cpl: number)
 
 /** kvm_pmu_deliver_pmi: KVM_REQ_PMI before VM-entry; no freeze emulation (no guest LBR in mediated mode). */
 export function kvm_pmu_deliver_pmi(vcpu: MediatedVcpuState): number | null {
+  vcpu.kvm_pmu_ops.deliver_pmi(vcpu);
   return kvm_apic_local_deliver_lvtpc(vcpu);
 }
 
 /** kvm_handle_guest_mediated_pmi: the PERF_GUEST_MEDIATED_PMI_VECTOR handler; status comes from hardware at put. */
 export function kvm_handle_guest_mediated_pmi(vcpu: MediatedVcpuState): void {
   vcpu.requests.add('PMI');
-}
-
-/** kvm_pmu_is_valid_msr: the shared global MSRs (K10), then the vendor's (no LBR MSRs). */
-export function kvm_pmu_is_valid_msr(vcpu: MediatedVcpuState, msr: number): boolean {
-  return common_kvm_pmu_is_valid_msr(vcpu, msr, intel_is_valid_msr);
-}
-
-/** kvm_pmu_get_msr: an intercepted (or host-initiated) read, from KVM's copy. */
-export function kvm_pmu_get_msr(vcpu: MediatedVcpuState, msr: number, hostInitiated: boolean): Access {
-  return common_kvm_pmu_get_msr(vcpu, msr, hostInitiated, intel_pmu_get_msr);
-}
-
-/** kvm_pmu_set_msr: mediated GLOBAL_CTRL writes also go to the VMCS (write_global_ctrl). */
-export function kvm_pmu_set_msr(vcpu: MediatedVcpuState, msr: number, data: bigint, hostInitiated: boolean): Access {
-  return common_kvm_pmu_set_msr(vcpu, msr, data, hostInitiated, intel_pmu_set_msr, intel_pmu_write_global_ctrl);
 }
 
 /** kvm_pmu_reset: zero the architectural state (no perf events to stop). */
@@ -248,6 +190,7 @@ export function kvm_pmu_reset(vcpu: MediatedVcpuState): void {
   pmu.fixedCtrCtrlHw = 0n;
   pmu.globalCtrl = 0n;
   pmu.globalStatus = 0n;
+  vcpu.kvm_pmu_ops.reset(vcpu);
 }
 
 /**
@@ -259,9 +202,9 @@ export function kvm_pmu_refresh(vcpu: MediatedVcpuState, cap: MediatedPmuCap): v
   const pmu = vcpu.pmu;
   kvm_pmu_refresh_defaults(pmu);
   if (!cap.enablePmu) return;
-  intel_pmu_refresh(vcpu, cap);
+  vcpu.kvm_pmu_ops.refresh(vcpu, cap);
   if (pmu.nrArchGpCounters > 0) pmu.globalCtrl = lowMask(pmu.nrArchGpCounters); // has_perf_global_ctrl || mediated
-  intel_pmu_write_global_ctrl(vcpu, pmu.globalCtrl);
+  vcpu.kvm_pmu_ops.write_global_ctrl?.(vcpu, pmu.globalCtrl);
   kvm_pmu_refresh_valid_pmcs(pmu);
 }
 
@@ -344,7 +287,7 @@ export function kvm_mediated_pmu_load(vcpu: MediatedVcpuState): void {
   vcpu.cost.entryExitMsrAccesses++; // perf_load_guest_lvtpc's APIC write
   perf_load_guest_lvtpc(vcpu.host, vcpu.cpu, vcpu.lvtpc);
   kvm_pmu_load_guest_pmcs(vcpu);
-  intel_mediated_pmu_load(vcpu);
+  vcpu.kvm_pmu_ops.mediated_load?.(vcpu);
   vcpu.pmuLoaded = true;
 }
 
@@ -367,7 +310,7 @@ function kvm_pmu_put_guest_pmcs(vcpu: MediatedVcpuState): void {
 /** kvm_mediated_pmu_put: the reverse order: status and fixed controls, counters, LVTPC, then perf's context. */
 export function kvm_mediated_pmu_put(vcpu: MediatedVcpuState): void {
   if (!vcpu.pmuLoaded) throw new ModelError('kvm_mediated_pmu_put: not loaded');
-  intel_mediated_pmu_put(vcpu); // GLOBAL_CTRL was saved and cleared by VM-exit
+  vcpu.kvm_pmu_ops.mediated_put?.(vcpu); // GLOBAL_CTRL was saved and cleared by VM-exit
   vcpu.pmuLoaded = false;
   kvm_pmu_put_guest_pmcs(vcpu);
   vcpu.cost.entryExitMsrAccesses++; // perf_put_guest_lvtpc's APIC write

@@ -14,30 +14,17 @@ import {
   MSR_CORE_PERF_FIXED_CTR_CTRL,
   notVpmuMsr,
   reprogram_fixed_counters,
+  intel_pmu_refresh,
+  intel_rdpmc_ecx_to_pmc,
 } from '../common/pmu_intel.js';
+import { kvm_rdmsr, kvm_wrmsr, pmc_read_counter, pmc_write_counter } from './pmu.js';
+import type { MediatedPmc, MediatedVcpuState } from './state.js';
 import {
-  kvm_rdmsr,
-  kvm_wrmsr,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
   MSR_CORE_PERF_GLOBAL_STATUS,
   MSR_CORE_PERF_GLOBAL_STATUS_SET,
-  pmc_read_counter,
-  pmc_write_counter,
-} from './pmu.js';
-import type { MediatedPmc, MediatedVcpuState } from './state.js';
-
-export {
-  fw_writes_is_enabled,
-  intel_pmu_refresh,
-  intel_rdpmc_ecx_to_pmc,
-  MSR_CORE_PERF_FIXED_CTR0,
-  MSR_CORE_PERF_FIXED_CTR_CTRL,
-  MSR_IA32_PERFCTR0,
-  MSR_IA32_PMC0,
-  MSR_P6_EVNTSEL0,
-  PERF_CAP_FW_WRITES,
-  vcpu_get_perf_capabilities,
-} from '../common/pmu_intel.js';
+  type KvmPmuOps,
+} from '../common/pmu.h.js';
 
 /**
  * intel_pmu_is_mediated_pmu_supported: PMU v4+ (for GLOBAL_STATUS_SET) and full-width writes;
@@ -108,3 +95,19 @@ export function intel_mediated_pmu_put(vcpu: MediatedVcpuState): void {
   if (pmu.globalStatus !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_GLOBAL_OVF_CTRL, pmu.globalStatus);
   if (pmu.fixedCtrCtrlHw !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_FIXED_CTR_CTRL, 0n);
 }
+
+/** intel_pmu_ops of the mediated vPMU: no guest LBR, so reset, cleanup and PMI delivery have nothing to do. */
+export const intel_pmu_ops: KvmPmuOps<MediatedVcpuState> = {
+  rdpmc_ecx_to_pmc: intel_rdpmc_ecx_to_pmc,
+  is_valid_msr: intel_is_valid_msr,
+  get_msr: intel_pmu_get_msr,
+  set_msr: intel_pmu_set_msr,
+  refresh: intel_pmu_refresh,
+  reset: () => {},
+  deliver_pmi: () => {},
+  cleanup: () => {},
+  write_global_ctrl: intel_pmu_write_global_ctrl,
+  is_mediated_pmu_supported: intel_pmu_is_mediated_pmu_supported,
+  mediated_load: intel_mediated_pmu_load,
+  mediated_put: intel_mediated_pmu_put,
+};

@@ -6,8 +6,6 @@
 
 import type { KvmBase, PmcBase, PmuBase, VcpuBase } from '../common/state.js';
 
-export { KVM_FIXED_PMC_BASE_IDX, type KvmRequest, type PmcType } from '../common/state.js';
-
 /** struct kvm_pmc, mediated: no perf event; `counter` is the guest value itself. */
 export interface MediatedPmc extends PmcBase {
   /** The guest's counter, synced from hardware at put and loaded at load. */

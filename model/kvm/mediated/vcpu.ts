@@ -10,7 +10,7 @@ import { bit } from '../../hw/bits.js';
 import { ModelError } from '../../hw/errors.js';
 import type { PmiDelivery, XsaveResult } from '../../hw/cpu.js';
 import type { ArchLbrXsave } from '../../hw/msr/lbr_arch.js';
-import type { WorkUnit } from '../../hw/work.js';
+import { type WorkUnit, RETIRED_AT_CPL } from '../../hw/work.js';
 import {
   PERF_GUEST_MEDIATED_PMI_VECTOR,
   perf_create_mediated_pmu,
@@ -28,7 +28,7 @@ import {
   kvm_set_msr_common,
   type KvmMsrOps,
   NO_GUEST_ARCH_LBR,
-  RETIRED_AT_CPL,
+  MSR_IA32_DEBUGCTLMSR,
 } from '../common/vcpu.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
 import {
@@ -37,31 +37,26 @@ import {
   kvm_mediated_pmu_load,
   kvm_mediated_pmu_put,
   kvm_pmu_deliver_pmi,
-  kvm_pmu_get_msr,
   kvm_pmu_handle_event,
   kvm_pmu_init,
   kvm_pmu_instruction_retired,
-  kvm_pmu_is_valid_msr,
   kvm_pmu_rdpmc,
   kvm_pmu_refresh,
   kvm_pmu_reset,
-  kvm_pmu_set_msr,
-  kvm_vm_set_pmu_event_filter,
   type MediatedPmuCap,
-  MSR_CORE_PERF_GLOBAL_CTRL,
   newMediatedPmu,
 } from './pmu.js';
+import { kvm_vm_set_pmu_event_filter, kvm_pmu_get_msr, kvm_pmu_is_valid_msr, kvm_pmu_set_msr } from '../common/pmu.js';
 import type { MediatedKvm, MediatedVcpuState } from './state.js';
 import {
-  MSR_IA32_DEBUGCTLMSR,
   vmx_check_perf_capabilities,
   vmx_get_perf_capabilities,
   vmx_recalc_instruction_intercepts,
   vmx_recalc_pmu_msr_intercepts,
   vmx_set_debugctl,
 } from './vmx.js';
-
-export { APIC_LVTPC_X2APIC, MSR_IA32_PERF_CAPABILITIES } from '../common/vcpu.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../common/pmu.h.js';
+import { intel_pmu_ops } from './pmu_intel.js';
 
 /** The pmu.c / vmx.c functions of this design that the shared MSR dispatch calls. */
 const MSR_OPS: KvmMsrOps<MediatedVcpuState> = {
@@ -101,7 +96,7 @@ export class MediatedVcpu implements VpmuVcpu {
    * host cannot have a mediated vPMU, MediatedPmuBusy where perf refuses one (kvm_arch_vcpu_precreate).
    */
   constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm }) {
-    this.cap = kvm_init_pmu_capability(host.profile);
+    this.cap = kvm_init_pmu_capability(host.profile, intel_pmu_ops);
     if (!this.cap.enableMediatedPmu)
       throw new MediatedUnavailable(this.cap.unavailable ?? 'enable_mediated_pmu is off');
     const kvm = opts.vm ?? newMediatedKvm();
@@ -114,6 +109,7 @@ export class MediatedVcpu implements VpmuVcpu {
     const supportedPerfCap = vmx_get_perf_capabilities(this.cap.enablePmu);
     const task = host.createTask(`vcpu${kvm.vcpus.length}`);
     this.s = {
+      kvm_pmu_ops: intel_pmu_ops,
       host,
       kvm,
       task,
@@ -411,5 +407,3 @@ function must(a: Access, what: string): bigint {
   if (!a.ok) throw new ModelError(`KVM: ${what} faulted: ${a.gp}`);
   return a.value;
 }
-
-export { PERF_GUEST_MEDIATED_PMI_VECTOR };

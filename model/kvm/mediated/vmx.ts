@@ -8,20 +8,20 @@
 import { type Access, gp, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
 import {
-  MSR_CORE_PERF_GLOBAL_CTRL,
-  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
-  MSR_CORE_PERF_GLOBAL_STATUS,
-} from '../common/pmu.js';
-import { PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
-import { kvm_need_perf_global_ctrl_intercept, kvm_need_rdpmc_intercept, type MediatedPmuCap } from './pmu.js';
-import {
+  PERF_CAP_LBR_FMT,
   fw_writes_is_enabled,
-  MSR_CORE_PERF_FIXED_CTR0,
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
   PERF_CAP_FW_WRITES,
-} from './pmu_intel.js';
+} from '../common/pmu_intel.js';
+import { kvm_need_perf_global_ctrl_intercept, kvm_need_rdpmc_intercept, type MediatedPmuCap } from './pmu.js';
 import type { MediatedVcpuState } from './state.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_FIXED_CTR0,
+} from '../common/pmu.h.js';
 
 export { MSR_IA32_DEBUGCTLMSR } from '../common/vcpu.js';
 const DEBUGCTLMSR_LBR = bit(0);

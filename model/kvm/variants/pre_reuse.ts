@@ -13,14 +13,13 @@ import {
   pmc_create_event,
   pmc_eventsel,
   pmc_is_event_allowed,
-  pmc_is_globally_enabled,
-  pmc_is_locally_enabled,
   pmc_pause_counter,
   pmc_release_perf_event,
 } from '../emulated/pmu.js';
 import type { KvmPmc, KvmVcpuState } from '../emulated/state.js';
 import { EmulatedVcpu } from '../emulated/vcpu.js';
 import type { GuestCpuid } from '../types.js';
+import { pmc_is_globally_enabled, pmc_is_locally_enabled } from '../common/pmu.h.js';
 
 /** reprogram_gp_counter / reprogram_fixed_counter before 5.5: pmc_stop_counter, then a fresh event. */
 function reprogram_counter_pre_reuse(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {

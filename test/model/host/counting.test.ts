@@ -4,8 +4,11 @@
  * kernel interfaces KVM uses (read, pause, period, release) behave as in kernel/events/core.c.
  */
 import { describe, expect, it } from 'vitest';
-import { defineProfile, leaf0aEax, leaf0aEdx, ModelError, perfCaps, SKYLAKE } from '../../../model/hw/index.js';
-import { attr, HostKernel } from '../../../model/host/index.js';
+import { defineProfile, leaf0aEax, leaf0aEdx, perfCaps } from '../../../model/hw/profile.js';
+import { ModelError } from '../../../model/hw/errors.js';
+import { SKYLAKE } from '../../../model/hw/profiles.js';
+import { attr } from '../../../model/host/types.js';
+import { HostKernel } from '../../../model/host/perf.js';
 import {
   CYCLES,
   EN,

@@ -2,7 +2,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HOST_DECISIONS, hostDecision } from '../../../model/host/index.js';
+import { HOST_DECISIONS, hostDecision } from '../../../model/host/decisions.js';
 
 const DIR = 'model/host';
 

@@ -4,16 +4,13 @@
  * in again, on legacy (Skylake) and architectural (Sapphire Rapids) LBRs.
  */
 import { describe, expect, it } from 'vitest';
-import { type Branch, type Profile, SAPPHIRE_RAPIDS, SKYLAKE, type WorkUnit } from '../../../model/hw/index.js';
-import {
-  attr,
-  type BranchSampleType,
-  HostKernel,
-  IDX_VLBR,
-  lbrRead,
-  type PerfEvent,
-  VLBR_CONFIG,
-} from '../../../model/host/index.js';
+import { type Branch, type WorkUnit } from '../../../model/hw/work.js';
+import { type Profile } from '../../../model/hw/profile.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
+import { attr, type BranchSampleType, type PerfEvent } from '../../../model/host/types.js';
+import { HostKernel } from '../../../model/host/perf.js';
+import { IDX_VLBR, VLBR_CONFIG } from '../../../model/host/schedule.js';
+import { lbrRead } from '../../../model/host/lbr.js';
 import { CYCLES, DEBUGCTL, ev, LBR_CTL, LBR_SELECT, rd, units } from './util.js';
 
 const ALL: BranchSampleType = { user: true, kernel: true, callStack: false };

@@ -3,8 +3,9 @@
  * handled, an unknown and a guest-mode NMI leave behind.
  */
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../../model/hw/index.js';
-import { attr, HostKernel, WATCHDOG_CONFIG, WATCHDOG_DEFAULT_PERIOD } from '../../../model/host/index.js';
+import { SKYLAKE } from '../../../model/hw/profiles.js';
+import { attr } from '../../../model/host/types.js';
+import { HostKernel, WATCHDOG_CONFIG, WATCHDOG_DEFAULT_PERIOD } from '../../../model/host/perf.js';
 import { CYCLES, ev, exitGuest, GLOBAL_CTRL, LLC_REFERENCES, LVTPC, rd, runGuest, units, work } from './util.js';
 
 const GLOBAL_STATUS = 0x38e;

@@ -5,8 +5,10 @@
  * when the host events exclude the guest.
  */
 import { describe, expect, it } from 'vitest';
-import { defineProfile, ICELAKE, leaf0aEax, leaf0aEdx, SKYLAKE } from '../../../model/hw/index.js';
-import { attr, HostKernel, type PerfEvent } from '../../../model/host/index.js';
+import { defineProfile, leaf0aEax, leaf0aEdx } from '../../../model/hw/profile.js';
+import { ICELAKE, SKYLAKE } from '../../../model/hw/profiles.js';
+import { attr, type PerfEvent } from '../../../model/host/types.js';
+import { HostKernel } from '../../../model/host/perf.js';
 import {
   BRANCHES,
   CYCLES,

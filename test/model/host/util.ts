@@ -1,7 +1,9 @@
 /** Shared helpers for the host perf tests: MSR reads that must succeed, work units, events. */
 import { expect } from 'vitest';
-import type { Cpu, WorkUnit } from '../../../model/hw/index.js';
-import type { PerfEvent, PerfOpenResult } from '../../../model/host/index.js';
+import type { Cpu } from '../../../model/hw/cpu.js';
+import type { WorkUnit } from '../../../model/hw/work.js';
+import type { PerfEvent } from '../../../model/host/types.js';
+import type { PerfOpenResult } from '../../../model/host/perf.js';
 
 export const EVTSEL0 = 0x186;
 export const FIXED_CTR_CTRL = 0x38d;

@@ -4,17 +4,9 @@
  * as the spec lists them.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  A_PMC0,
-  Cpu,
-  FIXED_CTR_CTRL,
-  FIXED_CTR0,
-  ICELAKE,
-  PERFEVTSEL0,
-  PMC0,
-  SAPPHIRE_RAPIDS,
-  SKYLAKE,
-} from '../../../model/hw/index.js';
+import { A_PMC0, FIXED_CTR_CTRL, FIXED_CTR0, PERFEVTSEL0, PMC0 } from '../../../model/hw/msr/counters.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { expectGp, expectOk, FW_WRITE, part, value } from './parts.js';
 
 describe('IA32_PMCi legacy alias (§2.2, §4.8)', () => {

@@ -4,23 +4,14 @@
  * reads them back through RDMSR.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  type BranchKind,
-  Cpu,
-  DEBUGCTL,
-  FIXED_CTR_CTRL,
-  FIXED_CTR0,
-  GLOBAL_CTRL,
-  GLOBAL_STATUS_RESET,
-  GLOBAL_STATUS_SET,
-  ICELAKE,
-  ModelError,
-  PERFEVTSEL0,
-  PMC0,
-  SKYLAKE,
-  WorkError,
-  type WorkUnit,
-} from '../../../model/hw/index.js';
+import { type BranchKind } from '../../../model/hw/state.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { DEBUGCTL } from '../../../model/hw/msr/debugctl.js';
+import { FIXED_CTR_CTRL, FIXED_CTR0, PERFEVTSEL0, PMC0 } from '../../../model/hw/msr/counters.js';
+import { GLOBAL_CTRL, GLOBAL_STATUS_RESET, GLOBAL_STATUS_SET } from '../../../model/hw/msr/global.js';
+import { ICELAKE, SKYLAKE } from '../../../model/hw/profiles.js';
+import { ModelError, WorkError } from '../../../model/hw/errors.js';
+import { type WorkUnit } from '../../../model/hw/work.js';
 import { EN, INSTR, instr, OS, part, USR, value, wr } from './parts.js';
 
 /** EVTSEL flag bits (§2.3) beyond those in parts.ts. */

@@ -3,28 +3,16 @@
  * the model's choices D6, D7, D36 and D37.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  A_PMC0,
-  type Branch,
-  Cpu,
-  DEBUGCTL,
-  GLOBAL_CTRL,
-  GLOBAL_STATUS,
-  GLOBAL_STATUS_RESET,
-  GLOBAL_STATUS_SET,
-  LBR_CTL,
-  LBR_DEPTH,
-  LBR_FROM0,
-  LBR_TOS,
-  PERFEVTSEL0,
-  PMC0,
-  type Profile,
-  perfCaps,
-  SAPPHIRE_RAPIDS,
-  SKYLAKE,
-  type WorkUnit,
-  X2APIC_LVTPC,
-} from '../../../model/hw/index.js';
+import { A_PMC0, PERFEVTSEL0, PMC0 } from '../../../model/hw/msr/counters.js';
+import { type Branch, type WorkUnit } from '../../../model/hw/work.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { DEBUGCTL } from '../../../model/hw/msr/debugctl.js';
+import { GLOBAL_CTRL, GLOBAL_STATUS, GLOBAL_STATUS_RESET, GLOBAL_STATUS_SET } from '../../../model/hw/msr/global.js';
+import { LBR_CTL, LBR_DEPTH, LBR_FROM0 } from '../../../model/hw/msr/lbr_arch.js';
+import { LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
+import { type Profile, perfCaps } from '../../../model/hw/profile.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
+import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 import { ARCH_CAPTURE_ALL, EN, INT, LEGACY_FROM0, LEGACY_TO0, LVT_NMI, OS, part, rd, USER, USR, wr } from './parts.js';
 
 const DBG_LBR = 1n;

@@ -4,25 +4,20 @@
  * the decisions D1, D14–D17 and D32.
  */
 import { describe, expect, it } from 'vitest';
+import { A_PMC0, FIXED_CTR_CTRL, FIXED_CTR0, PERFEVTSEL0 } from '../../../model/hw/msr/counters.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { DEBUGCTL } from '../../../model/hw/msr/debugctl.js';
 import {
-  A_PMC0,
-  Cpu,
-  DEBUGCTL,
-  FIXED_CTR_CTRL,
-  FIXED_CTR0,
   GLOBAL_CTRL,
   GLOBAL_INUSE,
   GLOBAL_STATUS,
   GLOBAL_STATUS_RESET,
   GLOBAL_STATUS_SET,
-  ICELAKE,
-  PERF_CAPABILITIES,
-  PERFEVTSEL0,
-  perfCaps,
-  SAPPHIRE_RAPIDS,
-  SKYLAKE,
-  X2APIC_LVTPC,
-} from '../../../model/hw/index.js';
+} from '../../../model/hw/msr/global.js';
+import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
+import { PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
+import { perfCaps } from '../../../model/hw/profile.js';
+import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 import { expectGp, expectOk, part, value } from './parts.js';
 
 /** Overflows GP counter `i` (INT = 0) and fixed counter 0 in one unit, so GLOBAL_STATUS has bits i and 32. */

@@ -3,21 +3,13 @@
  * decisions D21, D23-D25, D28 on its [U] facts.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  BRANCH_KINDS,
-  type BranchKind,
-  Cpu,
-  DEBUGCTL,
-  LBR_CTL,
-  LBR_DEPTH,
-  LBR_FROM0,
-  LBR_INFO0,
-  LBR_TO0,
-  PERF_CAPABILITIES,
-  type Profile,
-  perfCaps,
-  SAPPHIRE_RAPIDS,
-} from '../../../model/hw/index.js';
+import { BRANCH_KINDS, type BranchKind } from '../../../model/hw/state.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { DEBUGCTL } from '../../../model/hw/msr/debugctl.js';
+import { LBR_CTL, LBR_DEPTH, LBR_FROM0, LBR_INFO0, LBR_TO0 } from '../../../model/hw/msr/lbr_arch.js';
+import { PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
+import { type Profile, perfCaps } from '../../../model/hw/profile.js';
+import { SAPPHIRE_RAPIDS } from '../../../model/hw/profiles.js';
 import { br, isGp, KERNEL, part, rd, USER, userBranches, wr } from './parts.js';
 
 // IA32_LBR_CTL fields (§3.2).

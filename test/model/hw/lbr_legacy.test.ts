@@ -3,23 +3,15 @@
  * model takes on their [U] facts (D18-D23). Expectations come from the spec, not from the code.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  BRANCH_KINDS,
-  type Branch,
-  type BranchKind,
-  Cpu,
-  DEBUGCTL,
-  GLOBAL_CTRL,
-  LBR_SELECT,
-  LBR_TOS,
-  legalizeLbrFrom,
-  legalizeLbrTo,
-  PERFEVTSEL0,
-  PMC0,
-  type Profile,
-  perfCaps,
-  SKYLAKE,
-} from '../../../model/hw/index.js';
+import { BRANCH_KINDS, type BranchKind } from '../../../model/hw/state.js';
+import { type Branch } from '../../../model/hw/work.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { DEBUGCTL } from '../../../model/hw/msr/debugctl.js';
+import { GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import { LBR_SELECT, LBR_TOS, legalizeLbrFrom, legalizeLbrTo } from '../../../model/hw/msr/lbr_legacy.js';
+import { PERFEVTSEL0, PMC0 } from '../../../model/hw/msr/counters.js';
+import { type Profile, perfCaps } from '../../../model/hw/profile.js';
+import { SKYLAKE } from '../../../model/hw/profiles.js';
 import {
   br,
   EN,

@@ -2,8 +2,11 @@
  * Model mutants: each plants one mistake a law guards against. They are subclasses of the
  * faithful Cpu, never flags in the model.
  */
-import { type Access, Cpu, LBR_DEPTH, type Profile, type WorkUnit } from '../../../model/hw/index.js';
-import type { ArchLbrXsave } from '../../../model/hw/msr/lbr_arch.js';
+import { type Access } from '../../../model/hw/access.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { LBR_DEPTH, type ArchLbrXsave } from '../../../model/hw/msr/lbr_arch.js';
+import { type Profile } from '../../../model/hw/profile.js';
+import { type WorkUnit } from '../../../model/hw/work.js';
 import type { CpuFactory } from '../../../properties/hw_laws.js';
 
 /** IA32_PERFEVTSELx loses USR (bit 16) on write. */

@@ -3,23 +3,19 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   bits,
-  Cpu,
-  DECISIONS,
-  decision,
   describeBits,
   fields,
   getField,
   hex,
   isSignExtended,
-  MsrNameError,
-  msrAddress,
-  msrName,
-  SAPPHIRE_RAPIDS,
-  SKYLAKE,
   setField,
   signExtend,
-  WorkError,
-} from '../../../model/hw/index.js';
+} from '../../../model/hw/bits.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { DECISIONS, decision } from '../../../model/hw/decisions.js';
+import { MsrNameError, WorkError } from '../../../model/hw/errors.js';
+import { msrAddress, msrName } from '../../../model/hw/msr/map.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>

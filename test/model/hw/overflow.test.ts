@@ -3,21 +3,13 @@
  * pmu-semantics.md §2.6, §4.3–§4.5, §4.8, §7 items 9, 10, 14, 15 and the decisions D6–D10, D35.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  A_PMC0,
-  Cpu,
-  DEBUGCTL,
-  FIXED_CTR_CTRL,
-  FIXED_CTR0,
-  GLOBAL_CTRL,
-  GLOBAL_STATUS,
-  GLOBAL_STATUS_RESET,
-  PERFEVTSEL0,
-  PMC0,
-  type Profile,
-  SKYLAKE,
-  X2APIC_LVTPC,
-} from '../../../model/hw/index.js';
+import { A_PMC0, FIXED_CTR_CTRL, FIXED_CTR0, PERFEVTSEL0, PMC0 } from '../../../model/hw/msr/counters.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { DEBUGCTL } from '../../../model/hw/msr/debugctl.js';
+import { GLOBAL_CTRL, GLOBAL_STATUS, GLOBAL_STATUS_RESET } from '../../../model/hw/msr/global.js';
+import { type Profile } from '../../../model/hw/profile.js';
+import { SKYLAKE } from '../../../model/hw/profiles.js';
+import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 import { EN, FW_WRITE, INSTR, INT, instr, LVT_NMI, OS, part, rd, USR, wr } from './parts.js';
 
 const CYCLES = 0x3cn;

@@ -7,11 +7,11 @@
  * model/hw/index.js; import them from there.
  */
 import { expect } from 'vitest';
+import { type Access } from '../../../model/hw/access.js';
+import { type Branch, type WorkUnit } from '../../../model/hw/work.js';
+import { type BranchKind } from '../../../model/hw/state.js';
+import { type Cpu } from '../../../model/hw/cpu.js';
 import {
-  type Access,
-  type Branch,
-  type BranchKind,
-  type Cpu,
   type CpuidRegs,
   defineProfile,
   type LegacyLbrGeometry,
@@ -19,8 +19,7 @@ import {
   leaf0aEdx,
   type Profile,
   perfCaps,
-  type WorkUnit,
-} from '../../../model/hw/index.js';
+} from '../../../model/hw/profile.js';
 
 // ---------------------------------------------------------------------------------------------
 // Test parts

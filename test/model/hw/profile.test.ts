@@ -1,17 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { BUILTIN_PROFILES, ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import {
-  BUILTIN_PROFILES,
   defineProfile,
   fixedExists,
-  ICELAKE,
   leaf0aEax,
   leaf0aEdx,
-  ProfileError,
   type ProfileSpec,
   perfCaps,
-  SAPPHIRE_RAPIDS,
-  SKYLAKE,
-} from '../../../model/hw/index.js';
+} from '../../../model/hw/profile.js';
+import { ProfileError } from '../../../model/hw/errors.js';
 
 const base: ProfileSpec = {
   name: 't',

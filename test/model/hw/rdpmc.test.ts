@@ -3,20 +3,12 @@
  * ECX[31:16] is the counter type (0, 4000H, 2000H); ECX[15:0] the index.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  A_PMC0,
-  Cpu,
-  FIXED_CTR_CTRL,
-  FIXED_CTR0,
-  GLOBAL_CTRL,
-  ICELAKE,
-  ModelError,
-  PERF_METRICS,
-  PERFEVTSEL0,
-  PMC0,
-  SAPPHIRE_RAPIDS,
-  SKYLAKE,
-} from '../../../model/hw/index.js';
+import { A_PMC0, FIXED_CTR_CTRL, FIXED_CTR0, PERFEVTSEL0, PMC0 } from '../../../model/hw/msr/counters.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
+import { ModelError } from '../../../model/hw/errors.js';
+import { PERF_METRICS } from '../../../model/hw/msr/topdown.js';
 import { expectGp, expectOk, FW_WRITE, part, RDPMC_FIXED, RDPMC_METRICS, value } from './parts.js';
 
 describe('RDPMC type 0: GP counters (§4.9)', () => {

@@ -4,21 +4,13 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  Cpu,
-  FIXED_CTR_CTRL,
-  FIXED_CTR0,
-  GLOBAL_CTRL,
-  GLOBAL_STATUS,
-  ICELAKE,
-  PERF_METRICS,
-  type Profile,
-  perfCaps,
-  SAPPHIRE_RAPIDS,
-  SKYLAKE,
-  type TopdownSlots,
-  X2APIC_LVTPC,
-} from '../../../model/hw/index.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { FIXED_CTR_CTRL, FIXED_CTR0 } from '../../../model/hw/msr/counters.js';
+import { GLOBAL_CTRL, GLOBAL_STATUS } from '../../../model/hw/msr/global.js';
+import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
+import { PERF_METRICS, type TopdownSlots } from '../../../model/hw/msr/topdown.js';
+import { type Profile, perfCaps } from '../../../model/hw/profile.js';
+import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 import { LVT_NMI, part, RDPMC_METRICS, rd, wr } from './parts.js';
 
 /** IA32_FIXED_CTR3, the SLOTS counter. */

@@ -5,20 +5,18 @@
 import { describe, expect, it } from 'vitest';
 import {
   type ArchLbrXsave,
-  type Branch,
-  Cpu,
-  ICELAKE,
   LBR_CTL,
   LBR_DEPTH,
   LBR_FROM0,
   LBR_INFO0,
   LBR_TO0,
-  ModelError,
-  perfCaps,
-  SAPPHIRE_RAPIDS,
-  SKYLAKE,
   xsaveSize,
-} from '../../../model/hw/index.js';
+} from '../../../model/hw/msr/lbr_arch.js';
+import { type Branch } from '../../../model/hw/work.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
+import { ModelError } from '../../../model/hw/errors.js';
+import { perfCaps } from '../../../model/hw/profile.js';
 import { ARCH_CAPTURE_ALL, part, rd, USER, userBranches, wr } from './parts.js';
 
 function save(c: Cpu): ArchLbrXsave {

@@ -1,0 +1,164 @@
+/**
+ * arch/x86/kvm/pmu.h: what pmu.c and the vendor's pmu_intel.c share. The inline helpers, the
+ * capability struct, and struct kvm_pmu_ops, the record through which pmu.c reaches the vendor
+ * (kvm_pmu_call). pmu.c imports the vendor through no other way, so the two never import each other.
+ */
+
+import type { Access } from '../../hw/access.js';
+import type { Profile } from '../../hw/profile.js';
+import { bit, isSet } from '../../hw/bits.js';
+import { KVM_FIXED_PMC_BASE_IDX, type PmcBase, type PmuBase, type VcpuBase } from './state.js';
+
+export const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
+
+export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
+
+export const MSR_CORE_PERF_GLOBAL_OVF_CTRL = 0x390;
+
+export const MSR_CORE_PERF_GLOBAL_STATUS_SET = 0x391;
+
+export const ARCH_PERFMON_EVENTSEL_USR = bit(16);
+
+export const ARCH_PERFMON_EVENTSEL_OS = bit(17);
+
+export const ARCH_PERFMON_EVENTSEL_EDGE = bit(18);
+
+export const ARCH_PERFMON_EVENTSEL_INT = bit(20);
+
+export const ARCH_PERFMON_EVENTSEL_ENABLE = bit(22);
+
+export const ARCH_PERFMON_EVENTSEL_INV = bit(23);
+
+/** X86_RAW_EVENT_MASK: event select, umask, edge, inv, cmask. */
+export const X86_RAW_EVENT_MASK = 0xff84_ffffn;
+
+export const KVM_MAX_NR_INTEL_GP_COUNTERS = 8;
+
+/** KVM_MAX_NR_INTEL_FIXED_COUTNERS, upstream's spelling. */
+export const KVM_MAX_NR_INTEL_FIXED_COUTNERS = 3;
+
+export const KVM_MAX_NR_INTEL_FIXED_COUNTERS = KVM_MAX_NR_INTEL_FIXED_COUTNERS;
+
+/** perf's generic encodings KVM matches emulated instructions and branches against. */
+export const PERF_COUNT_HW_INSTRUCTIONS = 0x00c0n;
+
+export const PERF_COUNT_HW_BRANCH_INSTRUCTIONS = 0x00c4n;
+
+/** AMD64_RAW_EVENT_MASK_NB: event select (with AMD's bits 35:32, Intel's IN_TX/IN_TXCP) and umask. */
+const AMD64_RAW_EVENT_MASK_NB = 0xf_0000_ffffn;
+
+/** kvm_pmu_cap: what KVM can offer on this host (kvm_init_pmu_capability), with enable_pmu. */
+export interface KvmPmuCap {
+  /** enable_pmu after kvm_init_pmu_capability: false leaves every vCPU without a vPMU. */
+  readonly enablePmu: boolean;
+  readonly version: number;
+  readonly numCountersGp: number;
+  readonly numCountersFixed: number;
+  readonly bitWidthGp: number;
+  readonly bitWidthFixed: number;
+  readonly eventsMaskLen: number;
+}
+
+/** pmc_bitmask. */
+export function pmc_bitmask(vcpu: VcpuBase, pmc: PmcBase): bigint {
+  return pmc.type === 'gp' ? vcpu.pmu.counterBitmaskGp : vcpu.pmu.counterBitmaskFixed;
+}
+
+/** The valid PMCs, in kvm_for_each_pmc order (GP then fixed). */
+export function validPmcs<P extends PmcBase>(pmu: PmuBase<P>): P[] {
+  return [...pmu.gp.slice(0, pmu.nrArchGpCounters), ...pmu.fixed.slice(0, pmu.nrArchFixedCounters)];
+}
+
+/** kvm_pmu_has_perf_global_ctrl. */
+export function kvm_pmu_has_perf_global_ctrl(pmu: PmuBase): boolean {
+  return pmu.version > 1;
+}
+
+/** pmc_is_globally_enabled. */
+export function pmc_is_globally_enabled(vcpu: VcpuBase, pmc: PmcBase): boolean {
+  const pmu = vcpu.pmu;
+  return !kvm_pmu_has_perf_global_ctrl(pmu) || isSet(pmu.globalCtrl, pmc.idx);
+}
+
+/** fixed_ctrl_field. */
+export function fixed_ctrl_field(ctrl: bigint, i: number): number {
+  return Number((ctrl >> BigInt(4 * i)) & 0xfn);
+}
+
+/** pmc_is_locally_enabled: EN for GP counters, OS|USR for fixed ones. */
+export function pmc_is_locally_enabled(vcpu: VcpuBase, pmc: PmcBase): boolean {
+  if (pmc.type === 'gp') return (pmc.eventsel & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n;
+  return (fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX) & 3) !== 0;
+}
+
+/** kvm_pmu_request_counter_reprogram: recalc emulation at once, so the skipped WRMSR itself counts. */
+export function kvm_pmu_request_counter_reprogram(vcpu: VcpuBase, pmc: PmcBase): void {
+  kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
+  vcpu.pmu.reprogramPmi |= bit(pmc.idx);
+  vcpu.requests.add('PMU');
+}
+
+/** reprogram_counters: every counter whose bit changed in `diff`. */
+export function reprogram_counters(vcpu: VcpuBase, diff: bigint): void {
+  if (diff === 0n) return;
+  vcpu.pmu.reprogramPmi |= diff;
+  vcpu.requests.add('PMU');
+}
+
+/** pmc_is_event_match: edge, pin, inv and cmask are ignored; IN_TX/IN_TXCP must match (be clear). */
+function pmc_is_event_match(pmc: PmcBase, generic: bigint): boolean {
+  return ((pmc.eventsel ^ generic) & AMD64_RAW_EVENT_MASK_NB) === 0n;
+}
+
+/**
+ * kvm_pmu_recalc_pmc_emulation: which PMCs count emulated instructions and branches (no filter check: it is read at
+ * emulation time).
+ */
+export function kvm_pmu_recalc_pmc_emulation(vcpu: VcpuBase, pmc: PmcBase): void {
+  const b = bit(pmc.idx);
+  const pmu = vcpu.pmu;
+  pmu.pmcCountingInstructions &= ~b;
+  pmu.pmcCountingBranches &= ~b;
+  if (!pmc_is_locally_enabled(vcpu, pmc)) return;
+  if (pmc_is_event_match(pmc, PERF_COUNT_HW_INSTRUCTIONS)) pmu.pmcCountingInstructions |= b;
+  if (pmc_is_event_match(pmc, PERF_COUNT_HW_BRANCH_INSTRUCTIONS)) pmu.pmcCountingBranches |= b;
+}
+
+export const MSR_CORE_PERF_FIXED_CTR0 = 0x309;
+
+/** get_gp_pmc: the GP PMC an MSR of the family at `base` addresses. */
+export function get_gp_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number, base: number): P | undefined {
+  const i = msr - base;
+  return i >= 0 && i < vcpu.pmu.nrArchGpCounters ? vcpu.pmu.gp[i] : undefined;
+}
+
+/** get_fixed_pmc. */
+export function get_fixed_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number): P | undefined {
+  const i = msr - MSR_CORE_PERF_FIXED_CTR0;
+  return i >= 0 && i < vcpu.pmu.nrArchFixedCounters ? vcpu.pmu.fixed[i] : undefined;
+}
+
+/** The PMC type of a vCPU state. */
+export type PmcOf<V extends VcpuBase> = V['pmu']['gp'][number];
+
+/**
+ * struct kvm_pmu_ops: the vendor functions pmu.c calls (kvm_pmu_call), Intel's as pmu_intel.c
+ * fills them in (intel_pmu_ops). A design's vCPU state carries the record it was built with. Method
+ * signatures, not function fields, so that a design's vCPU state stays assignable to VcpuBase.
+ */
+export interface KvmPmuOps<V extends VcpuBase> {
+  rdpmc_ecx_to_pmc(vcpu: V, ecx: number): { pmc: PmcOf<V>; mask: bigint } | null;
+  is_valid_msr(vcpu: V, msr: number): boolean;
+  get_msr(vcpu: V, msr: number, hostInitiated: boolean): Access;
+  set_msr(vcpu: V, msr: number, data: bigint, hostInitiated: boolean): Access;
+  refresh(vcpu: V, cap: KvmPmuCap): void;
+  reset(vcpu: V): void;
+  deliver_pmi(vcpu: V): void;
+  cleanup(vcpu: V): void;
+  /** Mediated only: GUEST_IA32_PERF_GLOBAL_CTRL in the VMCS. */
+  write_global_ctrl?(vcpu: V, data: bigint): void;
+  /** Mediated only: why this host cannot run the mediated vPMU, or null. */
+  is_mediated_pmu_supported?(host: Profile): string | null;
+  mediated_load?(vcpu: V): void;
+  mediated_put?(vcpu: V): void;
+}
