@@ -20,10 +20,10 @@ const LAYERS = [
   'bench',
 ];
 
-const flat = LAYERS.flatMap((l) => (Array.isArray(l) ? l : [l]));
+const flat = LAYERS.flat();
 const zones = LAYERS.flatMap((layer, i) => {
-  const above = LAYERS.slice(i + 1).flatMap((l) => (Array.isArray(l) ? l : [l]));
-  const members = Array.isArray(layer) ? layer : [layer];
+  const above = LAYERS.slice(i + 1).flat();
+  const members = [layer].flat();
   return members.map((m) => ({
     target: `./${m}`,
     // Upward, and sideways between the members of one layer.
@@ -32,8 +32,26 @@ const zones = LAYERS.flatMap((layer, i) => {
   }));
 });
 
+/** The layer rules, exported so that a test can show them failing on planted imports. */
+export const layers = {
+  files: ['**/*.ts'],
+  plugins: { 'import-x': importX },
+  settings: {
+    'import-x/extensions': ['.ts'],
+    'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
+    // Imports name the emitted .js; the resolver finds the .ts beside it.
+    'import-x/resolver-next': [createNodeResolver({ extensionAlias: { '.js': ['.ts', '.js'] } })],
+  },
+  rules: {
+    'import-x/no-restricted-paths': ['error', { zones }],
+    // Type-only imports are ignored: a type cycle costs nothing at run time.
+    'import-x/no-cycle': ['error', { ignoreExternal: true }],
+    'import-x/no-duplicates': ['error', { 'prefer-inline': true }],
+  },
+};
+
 export default tseslint.config(
-  { ignores: ['node_modules/', 'coverage/', 'reports/out/', 'scratch/', '.stryker-tmp/'] },
+  { ignores: ['node_modules/', 'coverage/', 'reports/out/', 'scratch/', 'scratch-*/', '.stryker-tmp/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -46,21 +64,7 @@ export default tseslint.config(
       'prefer-const': 'error',
     },
   },
-  {
-    files: ['**/*.ts'],
-    plugins: { 'import-x': importX },
-    settings: {
-      'import-x/extensions': ['.ts'],
-      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
-      // Imports name the emitted .js; the resolver finds the .ts beside it.
-      'import-x/resolver-next': [createNodeResolver({ extensionAlias: { '.js': ['.ts', '.js'] } })],
-    },
-    rules: {
-      'import-x/no-restricted-paths': ['error', { zones }],
-      'import-x/no-cycle': ['error', { ignoreExternal: true }],
-      'import-x/no-duplicates': ['error', { 'prefer-inline': true }],
-    },
-  },
+  layers,
   {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,

@@ -1,0 +1,6 @@
+// Types for eslint.config.js, which test/lint imports to show the layer rules failing.
+import type { Linter } from 'eslint';
+
+export declare const layers: Linter.Config;
+declare const config: Linter.Config[];
+export default config;
