@@ -23,6 +23,7 @@ import {
 import { guestToCode } from './serialize.js';
 import { encode, u64 } from './values.js';
 import type { GuestConfig, Observation, World } from './world.js';
+import { irqExit, vmmGetMsr, vmmRoundTrip, vmmSetCpuid, vmmSetMsr, vmmSetPmuEventFilter } from './vmm_ioctls.js';
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
 
@@ -38,7 +39,7 @@ export class VmmSetCpuid extends AlwaysRuns {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSameVmm(w.vmmSetCpuid(this.vcpu, this.config), w);
+    assertSameVmm(vmmSetCpuid(w, this.vcpu, this.config), w);
   }
   toString(): string {
     return `new VmmSetCpuid(${this.vcpu}, ${guestToCode(this.config)})`;
@@ -55,7 +56,7 @@ export class VmmSetMsr extends AlwaysRuns {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSameVmm(w.vmmSetMsr(this.vcpu, this.msr, this.value), w);
+    assertSameVmm(vmmSetMsr(w, this.vcpu, this.msr, this.value), w);
   }
   toString(): string {
     return `new VmmSetMsr(${this.vcpu}, ${hex(this.msr)}, ${hex(this.value)}n)`;
@@ -71,7 +72,7 @@ export class VmmGetMsr extends AlwaysRuns {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSameVmm(w.vmmGetMsr(this.vcpu, this.msr), w);
+    assertSameVmm(vmmGetMsr(w, this.vcpu, this.msr), w);
   }
   toString(): string {
     return `new VmmGetMsr(${this.vcpu}, ${hex(this.msr)})`;
@@ -84,7 +85,7 @@ export class VmmRoundTrip extends AlwaysRuns {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSameVmm(w.vmmRoundTrip(this.vcpu), w);
+    assertSameVmm(vmmRoundTrip(w, this.vcpu), w);
   }
   toString(): string {
     return `new VmmRoundTrip(${this.vcpu})`;
@@ -97,7 +98,7 @@ export class VmmSetPmuEventFilter extends AlwaysRuns {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSameVmm(w.vmmSetPmuEventFilter(this.filter), w);
+    assertSameVmm(vmmSetPmuEventFilter(w, this.filter), w);
   }
   toString(): string {
     const f = this.filter;
@@ -116,7 +117,7 @@ export class IrqExit extends AlwaysRuns {
     super();
   }
   run(_m: NoModel, w: World): void {
-    w.irqExit(this.vcpu, this.units);
+    irqExit(w, this.vcpu, this.units);
   }
   toString(): string {
     return `new IrqExit(${this.vcpu}, [${this.units.map(unitToCode).join(', ')}])`;

@@ -12,7 +12,7 @@ import { defineProfile, type Profile } from '../model/hw/profile.js';
 import { RETIRED_AT_CPL, type WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
 import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
-import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../model/kvm/types.js';
+import type { GuestCpuid, GuestPmi, KvmPmuEventFilter, VpmuVcpu } from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
 
@@ -145,6 +145,11 @@ export class World {
   readonly observations: Observation[] = [];
   private step = 0;
 
+  /** A command that records several observations starts its step once (the VMM's round trip). */
+  beginStep(): void {
+    this.step++;
+  }
+
   constructor(readonly config: WorldConfig) {
     const make = config.hostKernel ?? ((o: { profile: Profile; cpus: number }) => new HostKernel(o));
     this.host = make({ profile: config.host, cpus: config.cpus });
@@ -169,14 +174,14 @@ export class World {
    * PERF_CAPABILITIES with KVM's feature MSR (a design without LBRs gets no LBR format); the
    * bare-metal oracle is built from the same limited value.
    */
-  private withSupportedCaps(v: VpmuVcpu, g: GuestConfig): GuestConfig {
+  withSupportedCaps(v: VpmuVcpu, g: GuestConfig): GuestConfig {
     if (!g.cpuid.pdcm) return g;
     const supported = v.supportedPerfCapabilities();
     if ((g.perfCapabilities & ~supported) === 0n) return g;
     return { ...g, perfCapabilities: g.perfCapabilities & supported };
   }
 
-  private record(
+  record(
     vcpu: number,
     kind: ObservationKind,
     target: number | null,
@@ -190,7 +195,7 @@ export class World {
     return o;
   }
 
-  private index(v: number): number {
+  index(v: number): number {
     return ((v % this.vcpus.length) + this.vcpus.length) % this.vcpus.length;
   }
 
@@ -494,12 +499,12 @@ export class World {
     this.record(v, 'vmm', cpu, null, `migrate to pCPU ${cpu}`, '', '');
   }
 
-  // ---- the VMM's ioctls (scenarios/vmm.ts) ----
+  // ---- what the VMM's ioctls (vmm_ioctls.ts) change of the engine ----
 
   /** Each vCPU's model as the VMM last set it (KVM_SET_CPUID2 with PERF_CAPABILITIES). */
-  private readonly models: GuestConfig[] = [];
+  readonly models: GuestConfig[] = [];
   /** The event filter the VMM installed, which the oracles honour. */
-  private oracleFilter: KvmPmuEventFilter | null = null;
+  oracleFilter: KvmPmuEventFilter | null = null;
 
   /** The guest configuration vCPU `vcpu` has now. */
   guestConfig(vcpu: number): GuestConfig {
@@ -508,7 +513,7 @@ export class World {
   }
 
   /** Has the vCPU entered the guest since it was created (KVM_RUN: the model is then frozen)? */
-  private vcpuHasRun(v: number): boolean {
+  vcpuHasRun(v: number): boolean {
     for (let i = this.observations.length - 1; i >= 0; i--) {
       const o = this.observations[i]!;
       if (o.vcpu !== v) continue;
@@ -518,172 +523,21 @@ export class World {
     return false;
   }
 
-  private freshOracle(v: number, g: GuestConfig): void {
+  freshOracle(v: number, g: GuestConfig): void {
     const o = new OracleCpu(oracleProfile(this.config.host, g));
     o.filter = this.oracleFilter;
     this.oracles[v] = o;
     this.models[v] = g;
   }
 
-  private vmmRecord(v: number, what: string, sut: string, expected: string): Observation[] {
+  vmmRecord(v: number, what: string, sut: string, expected: string): Observation[] {
     this.step++;
     return [this.record(v, 'vmm', null, null, what, sut, expected)];
   }
-
-  /**
-   * The VMM gives the vCPU a new model, as QEMU does: KVM_SET_CPUID2, then (with PDCM)
-   * KVM_SET_MSRS of PERF_CAPABILITIES. Before KVM_RUN bare metal is a freshly reset CPU of that
-   * model; after it KVM must refuse any change.
-   */
-  vmmSetCpuid(vcpu: number, asked: GuestConfig): Observation[] {
-    const v = this.index(vcpu);
-    const x = this.vcpus[v]!;
-    const g = this.withSupportedCaps(x, asked);
-    const ran = this.vcpuHasRun(v);
-    const cur = this.guestConfig(v);
-    let r = x.setCpuid(g.cpuid);
-    if (r.ok && g.cpuid.pdcm) r = x.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, g.perfCapabilities);
-    const same = sameModel(cur, g);
-    const impossible = r.ok && !ran ? impossibleEnumeration(this.config.host, g) : null; // W4
-    if (r.ok && !ran && impossible === null) this.freshOracle(v, g);
-    const { eax, edx } = g.cpuid.leaf0a;
-    const what = `KVM_SET_CPUID2 (0AH eax 0x${eax.toString(16)} edx 0x${edx.toString(16)}${g.cpuid.pdcm ? `, PDCM, PERF_CAPABILITIES 0x${g.perfCapabilities.toString(16)}` : ', no PDCM'})${ran ? ' after KVM_RUN' : ''}`;
-    if (impossible !== null)
-      return this.vmmRecord(v, `${what}: no CPU enumerates it (${impossible})`, r.ok ? 'ok' : 'refused', 'refused');
-    return this.vmmRecord(v, what, r.ok ? 'ok' : 'refused', !ran || same ? 'ok' : 'refused');
-  }
-
-  /**
-   * KVM_SET_MSRS of one MSR. The only result claimed is KVM's ABI for PERF_CAPABILITIES without
-   * PDCM (d75cac366f44: writes of 0 tolerated, others refused); an accepted write becomes the
-   * oracle's state too, as restored state rather than as a guest WRMSR.
-   */
-  vmmSetMsr(vcpu: number, msr: number, value: bigint): Observation[] {
-    const v = this.index(vcpu);
-    const cur = this.guestConfig(v);
-    const ran = this.vcpuHasRun(v);
-    const r = this.vcpus[v]!.hostSetMsr(msr, value);
-    const sut = r.ok ? 'ok' : 'refused';
-    const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !cur.cpuid.pdcm;
-    // W4: a PERF_CAPABILITIES no CPU of this CPUID has must be refused; bare metal has no such state.
-    const impossible =
-      r.ok && msr === MSR_IA32_PERF_CAPABILITIES && !noPdcm
-        ? impossibleEnumeration(this.config.host, { ...cur, perfCapabilities: value })
-        : null;
-    if (impossible !== null)
-      return this.vmmRecord(
-        v,
-        `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}: no CPU enumerates it (${impossible})`,
-        sut,
-        'refused',
-      );
-    if (r.ok) this.mirrorHostWrite(v, msr, value, cur, ran);
-    return this.vmmRecord(
-      v,
-      `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}`,
-      sut,
-      noPdcm ? (value === 0n ? 'ok' : 'refused') : sut,
-    );
-  }
-
-  private mirrorHostWrite(v: number, msr: number, value: bigint, cur: GuestConfig, ran: boolean): void {
-    const o = this.oracles[v]!;
-    if (msr === MSR_IA32_PERF_CAPABILITIES) {
-      // A new PERF_CAPABILITIES before KVM_RUN is a new model (kvm_pmu_refresh).
-      if (cur.cpuid.pdcm && !ran && value !== cur.perfCapabilities)
-        this.freshOracle(v, { ...cur, perfCapabilities: value });
-      return;
-    }
-    const p = o.profile;
-    if (msr >= 0xc1 && msr < 0xc1 + p.nGP) {
-      o.state.pmc[msr - 0xc1] = value & p.gpMask; // host writes are not sign-extended
-      return;
-    }
-    if (msr === 0x38e) {
-      if (o.hasMsr(msr)) o.state.globalStatus = value;
-      return;
-    }
-    if (msr === 0x390) return; // host writes of GLOBAL_OVF_CTRL are no-ops: it holds no state
-    o.wrmsr(msr, value);
-  }
-
-  /** KVM_GET_MSRS of one MSR; without PDCM, PERF_CAPABILITIES must read 0 (d75cac366f44). */
-  vmmGetMsr(vcpu: number, msr: number): Observation[] {
-    const v = this.index(vcpu);
-    const r = this.vcpus[v]!.hostGetMsr(msr);
-    const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !this.guestConfig(v).cpuid.pdcm;
-    return this.vmmRecord(v, `KVM_GET_MSRS 0x${msr.toString(16)}`, showHost(r), noPdcm ? '0x0' : showHost(r));
-  }
-
-  /**
-   * What a VMM saving the vCPU does: KVM_GET_MSR_INDEX_LIST, KVM_GET_MSRS of each, KVM_SET_MSRS
-   * of each value back. Every listed MSR must survive the round trip unchanged.
-   */
-  vmmRoundTrip(vcpu: number): Observation[] {
-    const v = this.index(vcpu);
-    const x = this.vcpus[v]!;
-    const out: Observation[] = [];
-    this.step++;
-    for (const m of x.msrIndexList()) {
-      const got = x.hostGetMsr(m);
-      const set = got.ok ? x.hostSetMsr(m, got.value) : got;
-      const again = got.ok && set.ok ? x.hostGetMsr(m) : set;
-      const what = `KVM_GET_MSRS / KVM_SET_MSRS round trip of listed MSR 0x${m.toString(16)}`;
-      out.push(
-        this.record(v, 'vmm', m, null, what, showHost(again), got.ok ? showHost(got) : 'an MSR the VMM can save'),
-      );
-    }
-    return out;
-  }
-
-  /** KVM_SET_PMU_EVENT_FILTER on every VM of the world; the oracles stop counting denied events. */
-  vmmSetPmuEventFilter(filter: KvmPmuEventFilter | null): Observation[] {
-    let r: HostAccess = { ok: true, value: 0n };
-    for (const x of this.vcpus) {
-      const one = x.setPmuEventFilter(filter);
-      if (!one.ok) r = one;
-    }
-    if (r.ok) {
-      this.oracleFilter = filter;
-      for (const o of this.oracles) if (o instanceof OracleCpu) o.filter = filter;
-    }
-    return this.vmmRecord(
-      0,
-      `KVM_SET_PMU_EVENT_FILTER ${filter === null ? 'none' : JSON.stringify(filter, (_k, x: unknown) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x))}`,
-      r.ok ? 'ok' : 'refused',
-      'ok',
-    );
-  }
-
-  /**
-   * An external interrupt exits the guest and the host's IRQ handler runs `units` on the vCPU's
-   * pCPU (a host PMI may arrive meanwhile). The guest sees nothing of it.
-   */
-  irqExit(vcpu: number, units: readonly WorkUnit[]): void {
-    const v = this.index(vcpu);
-    const x = this.vcpus[v]!;
-    if (x.externalInterrupt !== undefined) x.externalInterrupt(units);
-    else this.host.runHost(x.cpu, units);
-    this.vmmRecord(v, `${IRQ_EXIT} on pCPU ${x.cpu}: the host IRQ handler runs ${units.length} units`, '', '');
-  }
 }
 
-const IRQ_EXIT = 'external-interrupt VM-exit';
-
-function showHost(r: HostAccess): string {
-  return r.ok ? `0x${r.value.toString(16)}` : 'refused';
-}
-
-/** The same vCPU model: what KVM accepts again after KVM_RUN. */
-function sameModel(a: GuestConfig, b: GuestConfig): boolean {
-  const x = a.cpuid;
-  const y = b.cpuid;
-  const l = (p: GuestCpuid['leaf0a'], q: GuestCpuid['leaf0a']) =>
-    p.eax === q.eax && p.ebx === q.ebx && p.ecx === q.ecx && p.edx === q.edx;
-  const cpuid =
-    x.family === y.family && x.model === y.model && x.pdcm === y.pdcm && x.tsx === y.tsx && l(x.leaf0a, y.leaf0a);
-  return cpuid && (!y.pdcm || a.perfCapabilities === b.perfCapabilities);
-}
+/** How an external-interrupt exit reads in the record (the VMM's irqExit writes it). */
+export const IRQ_EXIT = 'external-interrupt VM-exit';
 
 /** An Arch LBR image as the guest can see it: control, depth, LER and the records. */
 function showXsave(r: XsaveResult): string {

@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { vmmSetMsr } from '../../../scenarios/vmm_ioctls.js';
 import { describe, expect, it } from 'vitest';
 import { leaf0aEax, leaf0aEdx, type Profile } from '../../../model/hw/profile.js';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
@@ -82,12 +83,12 @@ describe('a model no CPU has is a VMM-visible divergence (W4)', () => {
   const guest = { cpuid: cpuidOf(SAPPHIRE_RAPIDS), perfCapabilities: 0x2000n };
   it('is not met by the faithful KVM, which refuses LBR_FMT 0x3f', () => {
     const w = new World({ host: SAPPHIRE_RAPIDS, cpus: 1, guests: [guest], design: (h, o) => new EmulatedVcpu(h, o) });
-    const [o] = w.vmmSetMsr(0, PERF_CAPABILITIES, 0x203fn);
+    const [o] = vmmSetMsr(w, 0, PERF_CAPABILITIES, 0x203fn);
     expect([o!.sut, o!.oracle]).toEqual(['refused', 'refused']);
   });
   it('is met by KVM before 098f4c061ea1', () => {
     const w = new World({ host: SAPPHIRE_RAPIDS, cpus: 1, guests: [guest], design: preNoLegacyLbrOnArchLbrFix });
-    const [o] = w.vmmSetMsr(0, PERF_CAPABILITIES, 0x203fn);
+    const [o] = vmmSetMsr(w, 0, PERF_CAPABILITIES, 0x203fn);
     expect([o!.sut, o!.oracle]).toEqual(['ok', 'refused']);
     expect(o!.what).toMatch(/no CPU enumerates it/);
   });

@@ -1,0 +1,166 @@
+/**
+ * The VMM's ioctls on a World: KVM_SET_CPUID2, KVM_SET_MSRS / KVM_GET_MSRS, the save-side round
+ * trip, KVM_SET_PMU_EVENT_FILTER, and an external-interrupt exit. Each runs on the design and
+ * tells the bare-metal oracles what changed; the commands of vmm.ts call them.
+ */
+
+import type { WorkUnit } from '../model/hw/work.js';
+import type { GuestCpuid, HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
+import { OracleCpu } from './oracle_filter.js';
+import {
+  type GuestConfig,
+  impossibleEnumeration,
+  IRQ_EXIT,
+  MSR_IA32_PERF_CAPABILITIES,
+  type Observation,
+  type World,
+} from './world.js';
+
+/**
+ * The VMM gives the vCPU a new model, as QEMU does: KVM_SET_CPUID2, then (with PDCM)
+ * KVM_SET_MSRS of PERF_CAPABILITIES. Before KVM_RUN bare metal is a freshly reset CPU of that
+ * model; after it KVM must refuse any change.
+ */
+export function vmmSetCpuid(w: World, vcpu: number, asked: GuestConfig): Observation[] {
+  const v = w.index(vcpu);
+  const x = w.vcpus[v]!;
+  const g = w.withSupportedCaps(x, asked);
+  const ran = w.vcpuHasRun(v);
+  const cur = w.guestConfig(v);
+  let r = x.setCpuid(g.cpuid);
+  if (r.ok && g.cpuid.pdcm) r = x.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, g.perfCapabilities);
+  const same = sameModel(cur, g);
+  const impossible = r.ok && !ran ? impossibleEnumeration(w.config.host, g) : null; // W4
+  if (r.ok && !ran && impossible === null) w.freshOracle(v, g);
+  const { eax, edx } = g.cpuid.leaf0a;
+  const what = `KVM_SET_CPUID2 (0AH eax 0x${eax.toString(16)} edx 0x${edx.toString(16)}${g.cpuid.pdcm ? `, PDCM, PERF_CAPABILITIES 0x${g.perfCapabilities.toString(16)}` : ', no PDCM'})${ran ? ' after KVM_RUN' : ''}`;
+  if (impossible !== null)
+    return w.vmmRecord(v, `${what}: no CPU enumerates it (${impossible})`, r.ok ? 'ok' : 'refused', 'refused');
+  return w.vmmRecord(v, what, r.ok ? 'ok' : 'refused', !ran || same ? 'ok' : 'refused');
+}
+
+/**
+ * KVM_SET_MSRS of one MSR. The only result claimed is KVM's ABI for PERF_CAPABILITIES without
+ * PDCM (d75cac366f44: writes of 0 tolerated, others refused); an accepted write becomes the
+ * oracle's state too, as restored state rather than as a guest WRMSR.
+ */
+export function vmmSetMsr(w: World, vcpu: number, msr: number, value: bigint): Observation[] {
+  const v = w.index(vcpu);
+  const cur = w.guestConfig(v);
+  const ran = w.vcpuHasRun(v);
+  const r = w.vcpus[v]!.hostSetMsr(msr, value);
+  const sut = r.ok ? 'ok' : 'refused';
+  const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !cur.cpuid.pdcm;
+  // W4: a PERF_CAPABILITIES no CPU of this CPUID has must be refused; bare metal has no such state.
+  const impossible =
+    r.ok && msr === MSR_IA32_PERF_CAPABILITIES && !noPdcm
+      ? impossibleEnumeration(w.config.host, { ...cur, perfCapabilities: value })
+      : null;
+  if (impossible !== null)
+    return w.vmmRecord(
+      v,
+      `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}: no CPU enumerates it (${impossible})`,
+      sut,
+      'refused',
+    );
+  if (r.ok) mirrorHostWrite(w, v, msr, value, cur, ran);
+  return w.vmmRecord(
+    v,
+    `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}`,
+    sut,
+    noPdcm ? (value === 0n ? 'ok' : 'refused') : sut,
+  );
+}
+
+function mirrorHostWrite(w: World, v: number, msr: number, value: bigint, cur: GuestConfig, ran: boolean): void {
+  const o = w.oracles[v]!;
+  if (msr === MSR_IA32_PERF_CAPABILITIES) {
+    // A new PERF_CAPABILITIES before KVM_RUN is a new model (kvm_pmu_refresh).
+    if (cur.cpuid.pdcm && !ran && value !== cur.perfCapabilities) w.freshOracle(v, { ...cur, perfCapabilities: value });
+    return;
+  }
+  const p = o.profile;
+  if (msr >= 0xc1 && msr < 0xc1 + p.nGP) {
+    o.state.pmc[msr - 0xc1] = value & p.gpMask; // host writes are not sign-extended
+    return;
+  }
+  if (msr === 0x38e) {
+    if (o.hasMsr(msr)) o.state.globalStatus = value;
+    return;
+  }
+  if (msr === 0x390) return; // host writes of GLOBAL_OVF_CTRL are no-ops: it holds no state
+  o.wrmsr(msr, value);
+}
+
+/** KVM_GET_MSRS of one MSR; without PDCM, PERF_CAPABILITIES must read 0 (d75cac366f44). */
+export function vmmGetMsr(w: World, vcpu: number, msr: number): Observation[] {
+  const v = w.index(vcpu);
+  const r = w.vcpus[v]!.hostGetMsr(msr);
+  const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !w.guestConfig(v).cpuid.pdcm;
+  return w.vmmRecord(v, `KVM_GET_MSRS 0x${msr.toString(16)}`, showHost(r), noPdcm ? '0x0' : showHost(r));
+}
+
+/**
+ * What a VMM saving the vCPU does: KVM_GET_MSR_INDEX_LIST, KVM_GET_MSRS of each, KVM_SET_MSRS
+ * of each value back. Every listed MSR must survive the round trip unchanged.
+ */
+export function vmmRoundTrip(w: World, vcpu: number): Observation[] {
+  const v = w.index(vcpu);
+  const x = w.vcpus[v]!;
+  const out: Observation[] = [];
+  w.beginStep();
+  for (const m of x.msrIndexList()) {
+    const got = x.hostGetMsr(m);
+    const set = got.ok ? x.hostSetMsr(m, got.value) : got;
+    const again = got.ok && set.ok ? x.hostGetMsr(m) : set;
+    const what = `KVM_GET_MSRS / KVM_SET_MSRS round trip of listed MSR 0x${m.toString(16)}`;
+    out.push(w.record(v, 'vmm', m, null, what, showHost(again), got.ok ? showHost(got) : 'an MSR the VMM can save'));
+  }
+  return out;
+}
+
+/** KVM_SET_PMU_EVENT_FILTER on every VM of the world; the oracles stop counting denied events. */
+export function vmmSetPmuEventFilter(w: World, filter: KvmPmuEventFilter | null): Observation[] {
+  let r: HostAccess = { ok: true, value: 0n };
+  for (const x of w.vcpus) {
+    const one = x.setPmuEventFilter(filter);
+    if (!one.ok) r = one;
+  }
+  if (r.ok) {
+    w.oracleFilter = filter;
+    for (const o of w.oracles) if (o instanceof OracleCpu) o.filter = filter;
+  }
+  return w.vmmRecord(
+    0,
+    `KVM_SET_PMU_EVENT_FILTER ${filter === null ? 'none' : JSON.stringify(filter, (_k, x: unknown) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x))}`,
+    r.ok ? 'ok' : 'refused',
+    'ok',
+  );
+}
+
+/**
+ * An external interrupt exits the guest and the host's IRQ handler runs `units` on the vCPU's
+ * pCPU (a host PMI may arrive meanwhile). The guest sees nothing of it.
+ */
+export function irqExit(w: World, vcpu: number, units: readonly WorkUnit[]): void {
+  const v = w.index(vcpu);
+  const x = w.vcpus[v]!;
+  if (x.externalInterrupt !== undefined) x.externalInterrupt(units);
+  else w.host.runHost(x.cpu, units);
+  w.vmmRecord(v, `${IRQ_EXIT} on pCPU ${x.cpu}: the host IRQ handler runs ${units.length} units`, '', '');
+}
+
+function showHost(r: HostAccess): string {
+  return r.ok ? `0x${r.value.toString(16)}` : 'refused';
+}
+
+/** The same vCPU model: what KVM accepts again after KVM_RUN. */
+function sameModel(a: GuestConfig, b: GuestConfig): boolean {
+  const x = a.cpuid;
+  const y = b.cpuid;
+  const l = (p: GuestCpuid['leaf0a'], q: GuestCpuid['leaf0a']) =>
+    p.eax === q.eax && p.ebx === q.ebx && p.ecx === q.ecx && p.edx === q.edx;
+  const cpuid =
+    x.family === y.family && x.model === y.model && x.pdcm === y.pdcm && x.tsx === y.tsx && l(x.leaf0a, y.leaf0a);
+  return cpuid && (!y.pdcm || a.perfCapabilities === b.perfCapabilities);
+}
