@@ -6,7 +6,14 @@
 import { Command, InvalidArgumentError } from 'commander';
 import fc from 'fast-check';
 import { Cpu } from '../model/hw/cpu.js';
-import { EVTSEL } from '../model/hw/msr/counters.js';
+import {
+  EVTSEL,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_IA32_PMC0,
+} from '../model/hw/msr/counters.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import { encode } from '../scenarios/values.js';
@@ -16,6 +23,14 @@ import { type ConformanceRun, runProgram } from '../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
 import { guestConfigArb, quietHostCommands } from '../scenarios/arbitraries.js';
 import type { WorldCommand } from '../scenarios/commands.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+} from '../model/hw/msr/global.js';
+import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
+import { MSR_ARCH_LBR_CTL } from '../model/hw/msr/lbr_arch.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -61,7 +76,7 @@ function busyCpu(name: string): Cpu {
   const events = [0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x2en | (0x4fn << 8n), 0x3cn | (1n << 8n), 0xa4n | (1n << 8n), 0x73n];
   for (let i = 0; i < p.nGP; i++)
     cpu.wrmsr(
-      0x186 + i,
+      MSR_P6_EVNTSEL0 + i,
       encode(EVTSEL, {
         event: events[i]! & 0xffn,
         umask: events[i]! >> 8n,
@@ -71,11 +86,14 @@ function busyCpu(name: string): Cpu {
         en: 1n,
       }),
     );
-  cpu.wrmsr(0x38d, 0xbbbbn & ((1n << BigInt(4 * p.nFixedContig)) - 1n));
-  cpu.wrmsr(0x38f, ((1n << BigInt(p.nGP)) - 1n) | (BigInt(p.fixedSet) << 32n) | (p.perfMetrics ? 1n << 48n : 0n));
-  cpu.wrmsr(0x834, 0x400n);
-  if (p.archLbr) cpu.wrmsr(0x14ce, 0x7f0007n);
-  else cpu.wrmsr(0x1d9, 1n);
+  cpu.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0xbbbbn & ((1n << BigInt(4 * p.nFixedContig)) - 1n));
+  cpu.wrmsr(
+    MSR_CORE_PERF_GLOBAL_CTRL,
+    ((1n << BigInt(p.nGP)) - 1n) | (BigInt(p.fixedSet) << 32n) | (p.perfMetrics ? 1n << 48n : 0n),
+  );
+  cpu.wrmsr(X2APIC_LVTPC, 0x400n);
+  if (p.archLbr) cpu.wrmsr(MSR_ARCH_LBR_CTL, 0x7f0007n);
+  else cpu.wrmsr(MSR_IA32_DEBUGCTLMSR, 1n);
   return cpu;
 }
 
@@ -87,11 +105,22 @@ for (const name of Object.keys(BUILTIN_PROFILES)) {
     what: 'work units',
     profile: name,
     perSecond: measure(opts.seconds, units.length, () => {
-      for (const u of units) if (cpu.step(u) !== null) cpu.wrmsr(0x834, 0x400n);
+      for (const u of units) if (cpu.step(u) !== null) cpu.wrmsr(X2APIC_LVTPC, 0x400n);
     }),
     target: 2e6,
   });
-  const addrs = [0x186, 0xc1, 0x38f, 0x38e, 0x390, 0x38d, 0x309, 0x1d9, 0x4c1, 0x187];
+  const addrs = [
+    MSR_P6_EVNTSEL0,
+    MSR_IA32_PERFCTR0,
+    MSR_CORE_PERF_GLOBAL_CTRL,
+    MSR_CORE_PERF_GLOBAL_STATUS,
+    MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+    MSR_CORE_PERF_FIXED_CTR_CTRL,
+    MSR_CORE_PERF_FIXED_CTR0,
+    MSR_IA32_DEBUGCTLMSR,
+    MSR_IA32_PMC0,
+    MSR_P6_EVNTSEL0 + 1,
+  ];
   const values = [0x5300c0n, 0xffff_fff0n, 0xfn, 0n, 1n, 0xbbbn, 0x1000n, 0x1801n, 5n, 0x53003cn];
   rows.push({
     what: 'MSR accesses',

@@ -10,6 +10,25 @@ import type { WorkUnit } from '../model/hw/work.js';
 import { attr } from '../model/host/types.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../scenarios/commands.js';
 import type { GuestConfig } from '../scenarios/world.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+} from '../model/hw/msr/global.js';
+import {
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  ARCH_PERFMON_EVENTSEL_INT,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  ARCH_PERFMON_EVENTSEL_USR,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+} from '../model/hw/msr/counters.js';
+import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO } from '../model/hw/msr/lbr_legacy.js';
+import { PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
 
 export interface Workload {
   readonly id: string;
@@ -19,14 +38,7 @@ export interface Workload {
   readonly guest: (host: Profile) => GuestConfig;
 }
 
-const GLOBAL_CTRL = 0x38f;
-const GLOBAL_STATUS = 0x38e;
-const OVF_CTRL = 0x390;
-const FIXED_CTR_CTRL = 0x38d;
-const LVTPC = 0x834;
-const DEBUGCTL = 0x1d9;
-const USR_OS_EN = (1n << 16n) | (1n << 17n) | (1n << 22n);
-const INT = 1n << 20n;
+const USR_OS_EN = ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_ENABLE;
 const evtsel = (event: number, umask: number, extra = 0n) => BigInt(event) | (BigInt(umask) << 8n) | USR_OS_EN | extra;
 
 /** The guest QEMU's `-cpu host,pmu=on` makes: the host's counters (fixed capped at 3), full-width writes. */
@@ -46,7 +58,7 @@ export function hostLikeGuest(host: Profile, lbr = false): GuestConfig {
     },
     perfCapabilities: perfCaps({
       fwWrite: true,
-      lbrFmt: lbr && host.legacyLbr !== undefined ? Number(host.perfCapabilities & 0x3fn) : 0,
+      lbrFmt: lbr && host.legacyLbr !== undefined ? Number(host.perfCapabilities & PERF_CAP_LBR_FMT) : 0,
     }),
   };
 }
@@ -73,20 +85,25 @@ export const WORKLOADS: readonly Workload[] = [
       const n = Math.min(h.nGP, 4);
       const events = [evtsel(0xc4, 0), evtsel(0xc5, 0), evtsel(0x2e, 0x41), evtsel(0x2e, 0x4f)];
       const on = gpEnable(n) | (3n << 32n);
-      const p: WorldCommand[] = [new GuestWrmsr(0, GLOBAL_CTRL, 0n)];
-      for (let i = 0; i < n; i++) p.push(new GuestWrmsr(0, 0x4c1 + i, 0n), new GuestWrmsr(0, 0x186 + i, events[i]!));
+      const p: WorldCommand[] = [new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0n)];
+      for (let i = 0; i < n; i++)
+        p.push(new GuestWrmsr(0, MSR_IA32_PMC0 + i, 0n), new GuestWrmsr(0, MSR_P6_EVNTSEL0 + i, events[i]!));
       p.push(
-        new GuestWrmsr(0, 0x309, 0n),
-        new GuestWrmsr(0, 0x30a, 0n),
-        new GuestWrmsr(0, FIXED_CTR_CTRL, 0x33n),
-        new GuestWrmsr(0, GLOBAL_CTRL, on),
+        new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR0, 0n),
+        new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR0 + 1, 0n),
+        new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x33n),
+        new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, on),
       );
       // The counted task is switched out and in: x86_pmu_disable / x86_pmu_enable.
       for (let t = 0; t < 10; t++)
-        p.push(new GuestRun(0, work(20)), new GuestWrmsr(0, GLOBAL_CTRL, 0n), new GuestWrmsr(0, GLOBAL_CTRL, on));
-      p.push(new GuestWrmsr(0, GLOBAL_CTRL, 0n));
-      for (let i = 0; i < n; i++) p.push(new GuestRdmsr(0, 0x4c1 + i));
-      p.push(new GuestRdmsr(0, 0x309), new GuestRdmsr(0, 0x30a));
+        p.push(
+          new GuestRun(0, work(20)),
+          new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0n),
+          new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, on),
+        );
+      p.push(new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0n));
+      for (let i = 0; i < n; i++) p.push(new GuestRdmsr(0, MSR_IA32_PMC0 + i));
+      p.push(new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0), new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0 + 1));
       return p;
     },
   },
@@ -98,21 +115,21 @@ export const WORKLOADS: readonly Workload[] = [
       const period = 1000n;
       const reload = (1n << 48n) - period;
       const p: WorldCommand[] = [
-        new GuestWrmsr(0, GLOBAL_CTRL, 0n),
-        new GuestWrmsr(0, LVTPC, 0x400n), // NMI delivery, as Linux programs it
-        new GuestWrmsr(0, 0x4c1, reload),
-        new GuestWrmsr(0, 0x186, evtsel(0xc0, 0, INT)),
-        new GuestWrmsr(0, GLOBAL_CTRL, 1n),
+        new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0n),
+        new GuestWrmsr(0, X2APIC_LVTPC, 0x400n), // NMI delivery, as Linux programs it
+        new GuestWrmsr(0, MSR_IA32_PMC0, reload),
+        new GuestWrmsr(0, MSR_P6_EVNTSEL0, evtsel(0xc0, 0, ARCH_PERFMON_EVENTSEL_INT)),
+        new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 1n),
       ];
       for (let k = 0; k < 10; k++)
         p.push(
           new GuestRun(0, work(20)), // 1000 instructions: one overflow
-          new GuestWrmsr(0, GLOBAL_CTRL, 0n),
-          new GuestRdmsr(0, GLOBAL_STATUS),
-          new GuestWrmsr(0, 0x4c1, reload),
-          new GuestWrmsr(0, OVF_CTRL, 1n),
-          new GuestWrmsr(0, LVTPC, 0x400n),
-          new GuestWrmsr(0, GLOBAL_CTRL, 1n),
+          new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0n),
+          new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_STATUS),
+          new GuestWrmsr(0, MSR_IA32_PMC0, reload),
+          new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_OVF_CTRL, 1n),
+          new GuestWrmsr(0, X2APIC_LVTPC, 0x400n),
+          new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 1n),
         );
       return p;
     },
@@ -129,11 +146,11 @@ export const WORKLOADS: readonly Workload[] = [
       ];
       const p: WorldCommand[] = [];
       for (let r = 0; r < 10; r++) {
-        p.push(new GuestWrmsr(0, GLOBAL_CTRL, 0n));
-        for (let i = 0; i < n; i++) p.push(new GuestRdmsr(0, 0x4c1 + i));
+        p.push(new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0n));
+        for (let i = 0; i < n; i++) p.push(new GuestRdmsr(0, MSR_IA32_PMC0 + i));
         for (let i = 0; i < n; i++)
-          p.push(new GuestWrmsr(0, 0x186 + i, sets[r % 2]![i]!), new GuestWrmsr(0, 0x4c1 + i, 0n));
-        p.push(new GuestWrmsr(0, GLOBAL_CTRL, gpEnable(n)), new GuestRun(0, work(20)));
+          p.push(new GuestWrmsr(0, MSR_P6_EVNTSEL0 + i, sets[r % 2]![i]!), new GuestWrmsr(0, MSR_IA32_PMC0 + i, 0n));
+        p.push(new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, gpEnable(n)), new GuestRun(0, work(20)));
       }
       return p;
     },
@@ -154,11 +171,12 @@ export const WORKLOADS: readonly Workload[] = [
             branchSample: { user: true, kernel: true, callStack: false },
           }),
         ),
-        new GuestWrmsr(0, DEBUGCTL, 0x1n),
+        new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x1n),
       ];
       for (let k = 0; k < 10; k++) {
-        p.push(new GuestRun(0, work(10)), new GuestRdmsr(0, 0x1c9));
-        for (let i = 0; i < 4; i++) p.push(new GuestRdmsr(0, 0x680 + i), new GuestRdmsr(0, 0x6c0 + i));
+        p.push(new GuestRun(0, work(10)), new GuestRdmsr(0, MSR_LBR_TOS));
+        for (let i = 0; i < 4; i++)
+          p.push(new GuestRdmsr(0, MSR_LBR_NHM_FROM + i), new GuestRdmsr(0, MSR_LBR_NHM_TO + i));
       }
       return p;
     },

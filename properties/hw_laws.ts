@@ -8,17 +8,39 @@ import fc from 'fast-check';
 import type { Access } from '../model/hw/access.js';
 import { isSet, lowMask, signExtend } from '../model/hw/bits.js';
 import { Cpu } from '../model/hw/cpu.js';
-import { EVTSEL } from '../model/hw/msr/counters.js';
-import { DEBUGCTL } from '../model/hw/msr/debugctl.js';
-import { GLOBAL_STATUS_RESET, GLOBAL_STATUS_SET, STATUS } from '../model/hw/msr/global.js';
-import { LBR_CTL, LBR_DEPTH, lbrCtlWritable } from '../model/hw/msr/lbr_arch.js';
+import {
+  EVTSEL,
+  MSR_IA32_PERFCTR0,
+  MSR_P6_EVNTSEL0,
+  MSR_IA32_PMC0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+} from '../model/hw/msr/counters.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import {
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS_SET,
+  STATUS,
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+} from '../model/hw/msr/global.js';
+import {
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_DEPTH,
+  lbrCtlWritable,
+  MSR_ARCH_LBR_INFO_0,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_TO_0,
+} from '../model/hw/msr/lbr_arch.js';
 import { buildMsrFile, msrName } from '../model/hw/msr/map.js';
-import { METRICS, metricBytes } from '../model/hw/msr/topdown.js';
+import { METRICS, metricBytes, MSR_PERF_METRICS } from '../model/hw/msr/topdown.js';
 import { fixedExists, type Profile } from '../model/hw/profile.js';
 import type { Branch, WorkUnit } from '../model/hw/work.js';
 import { profileArb } from '../scenarios/profiles.js';
 import { encode, u64 } from '../scenarios/values.js';
 import { unitArb, workArb } from '../scenarios/work.js';
+import { MSR_LBR_NHM_FROM, MSR_LBR_INFO_0, MSR_LBR_SELECT, MSR_LBR_TOS } from '../model/hw/msr/lbr_legacy.js';
+import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
 
 export type CpuFactory = (p: Profile) => Cpu;
 export const faithful: CpuFactory = (p) => new Cpu(p);
@@ -48,14 +70,25 @@ const show = (a: Access) => (a.ok ? `0x${a.value.toString(16)}` : `#GP (${a.gp})
 const same = (a: Access, b: Access) => a.ok === b.ok && (!a.ok || (b.ok && a.value === b.value));
 
 const isLbrRecord = (a: number) =>
-  (a >= 0x680 && a < 0x700) || (a >= 0xdc0 && a < 0xde0) || (a >= 0x1200 && a < 0x1700);
+  (a >= MSR_LBR_NHM_FROM && a < 0x700) ||
+  (a >= MSR_LBR_INFO_0 && a < MSR_LBR_INFO_0 + 32) ||
+  (a >= MSR_ARCH_LBR_INFO_0 && a < 0x1700);
 
 /** MSRs that exist on `p` (controls weighted over the many LBR records), and some just beside them. */
 function addressArb(p: Profile): fc.Arbitrary<number> {
   const present = [...buildMsrFile(p).keys()];
   const controls = present.filter((a) => !isLbrRecord(a));
   const records = present.filter(isLbrRecord);
-  const near = [0xc1 + p.nGP, 0x186 + p.nGP, 0x4c1 + p.nGP, 0x309 + 7, 0x393, 0x3f1, 0x600, 0x1dd];
+  const near = [
+    MSR_IA32_PERFCTR0 + p.nGP,
+    MSR_P6_EVNTSEL0 + p.nGP,
+    MSR_IA32_PMC0 + p.nGP,
+    MSR_CORE_PERF_FIXED_CTR0 + 7,
+    0x393,
+    0x3f1,
+    0x600,
+    0x1dd,
+  ];
   return fc.oneof(
     { arbitrary: fc.constantFrom(...controls), weight: 6 },
     ...(records.length > 0 ? [{ arbitrary: fc.constantFrom(...records), weight: 3 }] : []),
@@ -63,7 +96,7 @@ function addressArb(p: Profile): fc.Arbitrary<number> {
   );
 }
 
-const WRITE_ONLY = new Set([GLOBAL_STATUS_RESET, GLOBAL_STATUS_SET]);
+const WRITE_ONLY = new Set([MSR_CORE_PERF_GLOBAL_OVF_CTRL, MSR_CORE_PERF_GLOBAL_STATUS_SET]);
 
 /** Random prior state: a few writes and some work, so laws do not only meet the reset state. */
 function warmup(p: Profile) {
@@ -121,18 +154,18 @@ const counterTarget = profileArb
 /** Programs the chosen counter to count instructions at every CPL with PMI, preset 2^W - k. */
 function armInstructionCounter(cpu: Cpu, kind: string, k: number): void {
   const p = cpu.profile;
-  cpu.wrmsr(0x834, 0x400n); // LVTPC: NMI, unmasked
+  cpu.wrmsr(X2APIC_LVTPC, 0x400n); // LVTPC: NMI, unmasked
   if (kind === 'gp') {
     const preset = p.gpMask + 1n - BigInt(k);
     // Both aliases reach the counter: A_PMC takes it whole, the legacy alias sign-extends.
-    if (p.fwWrite) cpu.wrmsr(0x4c1, preset);
-    else cpu.wrmsr(0xc1, preset & 0xffff_ffffn);
-    cpu.wrmsr(0x186, encode(EVTSEL, { event: 0xc0n, usr: 1n, os: 1n, int: 1n, en: 1n }));
-    if (p.version >= 2) cpu.wrmsr(0x38f, 1n);
+    if (p.fwWrite) cpu.wrmsr(MSR_IA32_PMC0, preset);
+    else cpu.wrmsr(MSR_IA32_PERFCTR0, preset & 0xffff_ffffn);
+    cpu.wrmsr(MSR_P6_EVNTSEL0, encode(EVTSEL, { event: 0xc0n, usr: 1n, os: 1n, int: 1n, en: 1n }));
+    if (p.version >= 2) cpu.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 1n);
   } else {
-    cpu.wrmsr(0x309, p.fixedMask + 1n - BigInt(k));
-    cpu.wrmsr(0x38d, 0xbn);
-    cpu.wrmsr(0x38f, 1n << 32n);
+    cpu.wrmsr(MSR_CORE_PERF_FIXED_CTR0, p.fixedMask + 1n - BigInt(k));
+    cpu.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0xbn);
+    cpu.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 1n << 32n);
   }
 }
 
@@ -157,10 +190,10 @@ const overflowAtK = law({
         if (crosses) overflows++;
         check((pmi !== null) === crosses, () => `unit ${i}: ${seen} instructions of ${k}, PMI ${pmi !== null}`);
         if (p.version >= 2) {
-          const st = cpu.rdmsr(0x38e);
+          const st = cpu.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS);
           check(st.ok && isSet(st.value, bit) === overflows > 0, () => `unit ${i}: GLOBAL_STATUS ${show(st)}`);
         }
-        if (crosses) cpu.wrmsr(0x834, 0x400n); // the handler unmasks LVTPC
+        if (crosses) cpu.wrmsr(X2APIC_LVTPC, 0x400n); // the handler unmasks LVTPC
       }
       const ctr = kind === 'gp' ? cpu.rdpmc(0) : cpu.rdpmc(0x4000_0000);
       const expect = (lowMask(width) + 1n - BigInt(k) + BigInt(seen)) & lowMask(width);
@@ -179,12 +212,15 @@ const frozenCountsNothing = law({
         const cpu = make(p);
         apply(cpu, warm);
         // Enable everything that exists, then freeze.
-        for (let i = 0; i < p.nGP; i++) cpu.wrmsr(0x186 + i, encode(EVTSEL, { event: 0xc0n, usr: 1n, os: 1n, en: 1n }));
-        cpu.wrmsr(0x38d, 0x3333_3333n & (p.version >= 2 ? fixedNibbleMask(p) : 0n));
-        cpu.wrmsr(0x38f, ((1n << BigInt(p.nGP)) - 1n) | (BigInt(p.fixedSet) << 32n));
-        cpu.wrmsr(GLOBAL_STATUS_SET, 1n << BigInt(STATUS.CTR_FRZ));
+        for (let i = 0; i < p.nGP; i++)
+          cpu.wrmsr(MSR_P6_EVNTSEL0 + i, encode(EVTSEL, { event: 0xc0n, usr: 1n, os: 1n, en: 1n }));
+        cpu.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3333_3333n & (p.version >= 2 ? fixedNibbleMask(p) : 0n));
+        cpu.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, ((1n << BigInt(p.nGP)) - 1n) | (BigInt(p.fixedSet) << 32n));
+        cpu.wrmsr(MSR_CORE_PERF_GLOBAL_STATUS_SET, 1n << BigInt(STATUS.CTR_FRZ));
         const snap = () =>
-          [...Array(p.nGP).keys()].map((i) => cpu.rdpmc(i)).concat(fixedRead(cpu, p), cpu.rdmsr(0x38e));
+          [...Array(p.nGP).keys()]
+            .map((i) => cpu.rdpmc(i))
+            .concat(fixedRead(cpu, p), cpu.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS));
         const before = snap();
         for (const u of work) cpu.step(u);
         const after = snap();
@@ -204,7 +240,7 @@ function fixedNibbleMask(p: Profile): bigint {
 
 function fixedRead(cpu: Cpu, p: Profile): Access[] {
   const out: Access[] = [];
-  for (let i = 0; i < 7; i++) if (fixedExists(p, i)) out.push(cpu.rdmsr(0x309 + i));
+  for (let i = 0; i < 7; i++) if (fixedExists(p, i)) out.push(cpu.rdmsr(MSR_CORE_PERF_FIXED_CTR0 + i));
   return out;
 }
 
@@ -223,10 +259,10 @@ const lbrProfiles = profileArb.filter((p) => p.legacyLbr !== undefined || p.arch
 /** Turns LBRs on with no filtering, so every taken branch is recorded. */
 function enableAllLbr(cpu: Cpu): void {
   const p = cpu.profile;
-  if (p.archLbr) cpu.wrmsr(LBR_CTL, lbrCtlWritable(p) & ~(1n << 3n));
+  if (p.archLbr) cpu.wrmsr(MSR_ARCH_LBR_CTL, lbrCtlWritable(p) & ~(1n << 3n));
   else {
-    cpu.wrmsr(0x1c8, 0n);
-    cpu.wrmsr(DEBUGCTL, 1n);
+    cpu.wrmsr(MSR_LBR_SELECT, 0n);
+    cpu.wrmsr(MSR_IA32_DEBUGCTLMSR, 1n);
   }
 }
 
@@ -235,16 +271,16 @@ function lbrStack(cpu: Cpu): { from: bigint; to: bigint }[] {
   const p = cpu.profile;
   const out: { from: bigint; to: bigint }[] = [];
   if (p.archLbr) {
-    const d = cpu.rdmsr(LBR_DEPTH);
+    const d = cpu.rdmsr(MSR_ARCH_LBR_DEPTH);
     const depth = d.ok ? Number(d.value) : 0;
     for (let k = 0; k < depth; k++) {
-      const f = cpu.rdmsr(0x1500 + k);
-      const t = cpu.rdmsr(0x1600 + k);
+      const f = cpu.rdmsr(MSR_ARCH_LBR_FROM_0 + k);
+      const t = cpu.rdmsr(MSR_ARCH_LBR_TO_0 + k);
       out.push({ from: f.ok ? f.value : -1n, to: t.ok ? t.value : -1n });
     }
   } else if (p.legacyLbr) {
     const g = p.legacyLbr;
-    const tos = cpu.rdmsr(0x1c9);
+    const tos = cpu.rdmsr(MSR_LBR_TOS);
     const t0 = tos.ok ? Number(tos.value) : 0;
     for (let k = 0; k < g.depth; k++) {
       const i = (t0 - k + g.depth) % g.depth;
@@ -302,10 +338,10 @@ const archDepthClears = law({
         const cpu = make(p);
         enableAllLbr(cpu);
         for (const u of work) cpu.step(u);
-        const w = cpu.wrmsr(LBR_DEPTH, BigInt(depth));
+        const w = cpu.wrmsr(MSR_ARCH_LBR_DEPTH, BigInt(depth));
         check(w.ok, () => `IA32_LBR_DEPTH ${depth} refused: ${show(w)}`);
         for (let k = 0; k < p.archLbr!.maxDepth; k++) {
-          for (const base of [0x1500, 0x1600, 0x1200]) {
+          for (const base of [MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0]) {
             const r = cpu.rdmsr(base + k);
             check(
               k < depth ? r.ok && r.value === 0n : !r.ok,
@@ -333,8 +369,8 @@ const xsaveIdentity = law({
         const saved = cpu.xsaves();
         check(saved.ok, () => 'XSAVES refused on an Arch LBR part');
         if (!saved.ok) return;
-        cpu.wrmsr(LBR_CTL, 1n);
-        if (changeDepth) cpu.wrmsr(LBR_DEPTH, BigInt(depth));
+        cpu.wrmsr(MSR_ARCH_LBR_CTL, 1n);
+        if (changeDepth) cpu.wrmsr(MSR_ARCH_LBR_DEPTH, BigInt(depth));
         for (const u of between) cpu.step(u);
         const r = cpu.xrstors(saved.area);
         check(r.ok, () => `XRSTORS of an XSAVES image: ${show(r)}`);
@@ -362,10 +398,10 @@ const perfMetricsTrack = law({
       profileArb.filter((p) => p.perfMetrics).chain((p) => fc.tuple(fc.constant(p), workArb)),
       ([p, work]) => {
         const cpu = make(p);
-        cpu.wrmsr(0x30c, 0n);
-        cpu.wrmsr(0x329, 0n);
-        cpu.wrmsr(0x38d, 0x3000n);
-        cpu.wrmsr(0x38f, (1n << 35n) | (1n << 48n));
+        cpu.wrmsr(MSR_CORE_PERF_FIXED_CTR0 + 3, 0n);
+        cpu.wrmsr(MSR_PERF_METRICS, 0n);
+        cpu.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3000n);
+        cpu.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, (1n << 35n) | (1n << 48n));
         const sums = new Array<bigint>(8).fill(0n);
         for (const u of work) {
           cpu.step(u);
@@ -376,9 +412,9 @@ const perfMetricsTrack = law({
           });
         }
         const total = sums[0]! + sums[1]! + sums[2]! + sums[3]!;
-        const slots = cpu.rdmsr(0x30c);
+        const slots = cpu.rdmsr(MSR_CORE_PERF_FIXED_CTR0 + 3);
         check(slots.ok && slots.value === total, () => `SLOTS ${show(slots)}, expected ${total}`);
-        const pm = cpu.rdmsr(0x329);
+        const pm = cpu.rdmsr(MSR_PERF_METRICS);
         if (!pm.ok) return check(false, () => `PERF_METRICS ${show(pm)}`);
         const byte = (k: number) => (pm.value >> BigInt(8 * k)) & 0xffn;
         for (let k = 0; k < 8; k++) {

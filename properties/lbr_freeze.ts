@@ -13,9 +13,11 @@ import { GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../scenario
 import { branchArb } from '../scenarios/work.js';
 import type { GuestConfig } from '../scenarios/world.js';
 import { type ConformanceRun, runProgram } from './conformance.js';
-
-const DEBUGCTL = 0x1d9;
-const LBR_TOS = 0x1c9;
+import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO } from '../model/hw/msr/lbr_legacy.js';
+import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
+import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
+import { MSR_P6_EVNTSEL0, MSR_IA32_PMC0 } from '../model/hw/msr/counters.js';
 
 /** A guest with the host's legacy LBRs and PMU version `v`. */
 export function lbrGuest(host: Profile, v: number): GuestConfig {
@@ -55,8 +57,8 @@ export interface FreezeShape {
 
 /** The reads a freeze program may make: DEBUGCTL, GLOBAL_STATUS, LBR_TOS, then FROM_i/TO_i for each slot. */
 export function freezeReads(depth: number): number[] {
-  const reads = [DEBUGCTL, 0x38e, LBR_TOS];
-  for (let i = 0; i < depth; i++) reads.push(0x680 + i, 0x6c0 + i);
+  const reads = [MSR_IA32_DEBUGCTLMSR, MSR_CORE_PERF_GLOBAL_STATUS, MSR_LBR_TOS];
+  for (let i = 0; i < depth; i++) reads.push(MSR_LBR_NHM_FROM + i, MSR_LBR_NHM_TO + i);
   return reads;
 }
 
@@ -72,12 +74,12 @@ export function freezeProgram(
   shape: FreezeShape = { quiesce: true, lvtpc: true, reads: freezeReads(depth) },
 ): WorldCommand[] {
   return [
-    ...(shape.quiesce ? [new GuestWrmsr(0, 0x38f, 0x0n)] : []),
-    ...(shape.lvtpc ? [new GuestWrmsr(0, 0x834, 0x400n)] : []),
-    new GuestWrmsr(0, DEBUGCTL, 0x801n), // LBR | FREEZE_LBRS_ON_PMI
-    new GuestWrmsr(0, 0x186, 0x5300c4n | (1n << 20n)), // BR_INST_RETIRED, USR|OS|INT|EN
-    new GuestWrmsr(0, 0x4c1, (1n << 48n) - BigInt(k)),
-    new GuestWrmsr(0, 0x38f, 0x1n),
+    ...(shape.quiesce ? [new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x0n)] : []),
+    ...(shape.lvtpc ? [new GuestWrmsr(0, X2APIC_LVTPC, 0x400n)] : []),
+    new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x801n), // LBR | FREEZE_LBRS_ON_PMI
+    new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x5300c4n | (1n << 20n)), // BR_INST_RETIRED, USR|OS|INT|EN
+    new GuestWrmsr(0, MSR_IA32_PMC0, (1n << 48n) - BigInt(k)),
+    new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1n),
     new GuestRun(0, before),
     ...(after.length > 0 ? [new GuestRun(0, after)] : []),
     ...shape.reads.map((m) => new GuestRdmsr(0, m)),
@@ -97,10 +99,16 @@ export function freezeProgramArb(host: Profile): fc.Arbitrary<[GuestConfig, Worl
       quiesce: fc.boolean(),
       lvtpc: fc.boolean(),
       // Reads shrink toward GLOBAL_STATUS, the one read that shows a missing freeze on any version.
-      reads: fc.array(fc.constantFrom(0x38e, ...freezeReads(depth).filter((m) => m !== 0x38e)), {
-        minLength: 1,
-        maxLength: 2 * depth + 3,
-      }),
+      reads: fc.array(
+        fc.constantFrom(
+          MSR_CORE_PERF_GLOBAL_STATUS,
+          ...freezeReads(depth).filter((m) => m !== MSR_CORE_PERF_GLOBAL_STATUS),
+        ),
+        {
+          minLength: 1,
+          maxLength: 2 * depth + 3,
+        },
+      ),
     })
     .map((r) => [lbrGuest(host, r.v), freezeProgram(depth, r.k, r.before, r.after, r)]);
 }

@@ -19,6 +19,8 @@ import {
   type VcpuFactory,
   World,
 } from '../scenarios/world.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { MSR_LBR_TOS, MSR_LBR_NHM_FROM } from '../model/hw/msr/lbr_legacy.js';
 
 export interface NoninterferenceRun {
   readonly host: Profile;
@@ -119,7 +121,7 @@ function programGuest(host: Profile): fc.Arbitrary<[GuestConfig, readonly number
       lbr && fmt !== 0n
         ? [
             { ...g, cpuid: { ...g.cpuid, pdcm: true }, perfCapabilities: g.perfCapabilities | fmt },
-            [0x1d9, 0x1c9, 0x680, 0x681, 0x682, ...focus],
+            [MSR_IA32_DEBUGCTLMSR, MSR_LBR_TOS, MSR_LBR_NHM_FROM, 0x681, 0x682, ...focus],
           ]
         : [g, focus],
     );

@@ -12,15 +12,9 @@ import fc from 'fast-check';
 import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
 import { guestConfigArb } from '../scenarios/arbitraries.js';
 import { GuestRun, type WorldCommand } from '../scenarios/commands.js';
-import {
-  MSR_IA32_PERF_CAPABILITIES,
-  VmmGetMsr,
-  VmmRoundTrip,
-  vmmMsrArb,
-  vmmSetCpuidArb,
-  vmmSetMsrArb,
-} from '../scenarios/vmm.js';
+import { VmmGetMsr, VmmRoundTrip, vmmMsrArb, vmmSetCpuidArb, vmmSetMsrArb } from '../scenarios/vmm.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 
 export interface VmmAbiRun {
   readonly host: Profile;

@@ -11,7 +11,7 @@ import { conformanceExpectations } from '../properties/checks.js';
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import type { PerfEvent } from '../model/host/types.js';
-import { CONFORMANCE_CPUS, runProgram } from '../properties/conformance.js';
+import { runProgram } from '../properties/conformance.js';
 import type { Design } from '../properties/design.js';
 import { adoptionOf, type KnownDivergence } from '../properties/expectations/types.js';
 import { Divergence, HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
@@ -365,5 +365,3 @@ function hostCounts(t: ReplayTarget, program: readonly WorldCommand[], trace: bo
   }
   return { property: 'host-undisturbed', steps, divergence, known: null, ...(parted !== undefined ? { parted } : {}) };
 }
-
-export { CONFORMANCE_CPUS };

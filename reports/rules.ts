@@ -7,6 +7,32 @@
 import { msrName } from '../model/hw/msr/map.js';
 import type { Case, PropertyId, ReportObservation } from './replay.js';
 import { countShape, gpShape, parsePmis, pmiShape } from './signature.js';
+import {
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+} from '../model/hw/msr/counters.js';
+import { MSR_PERF_METRICS } from '../model/hw/msr/topdown.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS_SET,
+  MSR_CORE_PERF_GLOBAL_INUSE,
+} from '../model/hw/msr/global.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_INFO_0 } from '../model/hw/msr/lbr_legacy.js';
+import {
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_DEPTH,
+  MSR_ARCH_LBR_INFO_0,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_TO_0,
+} from '../model/hw/msr/lbr_arch.js';
+import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
 
 interface Family {
   readonly test: (msr: number) => boolean;
@@ -17,29 +43,40 @@ const range = (lo: number, n: number) => (m: number) => m >= lo && m < lo + n;
 
 const FAMILIES: readonly Family[] = [
   {
-    test: (m) => range(0xc1, 8)(m) || range(0x4c1, 8)(m),
+    test: (m) => range(MSR_IA32_PERFCTR0, 8)(m) || range(MSR_IA32_PMC0, 8)(m),
     section: '§2.2 IA32_PMCi / IA32_A_PMCi; §4.8 counter writes',
   },
-  { test: range(0x186, 8), section: '§2.3 IA32_PERFEVTSELi' },
-  { test: (m) => range(0x309, 3)(m) || m === 0x38d, section: '§2.4 IA32_FIXED_CTRi and IA32_FIXED_CTR_CTRL' },
-  { test: (m) => m === 0x30c || m === 0x329, section: '§2.11 MSR_PERF_METRICS and fixed counter 3 (SLOTS)' },
-  { test: (m) => m === 0x38f, section: '§2.5 IA32_PERF_GLOBAL_CTRL' },
-  { test: (m) => m === 0x38e, section: '§2.6 IA32_PERF_GLOBAL_STATUS' },
-  { test: (m) => m === 0x390, section: '§2.7 IA32_PERF_GLOBAL_OVF_CTRL / STATUS_RESET' },
-  { test: (m) => m === 0x391, section: '§2.8 IA32_PERF_GLOBAL_STATUS_SET' },
-  { test: (m) => m === 0x392, section: '§2.9 IA32_PERF_GLOBAL_INUSE' },
-  { test: (m) => m === 0x345, section: '§2.10 IA32_PERF_CAPABILITIES' },
-  { test: (m) => m === 0x1d9, section: '§2.12 IA32_DEBUGCTL' },
+  { test: range(MSR_P6_EVNTSEL0, 8), section: '§2.3 IA32_PERFEVTSELi' },
   {
-    test: (m) => m === 0x1c8 || m === 0x1c9 || range(0x680, 0x80)(m) || range(0xdc0, 0x20)(m),
+    test: (m) => range(MSR_CORE_PERF_FIXED_CTR0, 3)(m) || m === MSR_CORE_PERF_FIXED_CTR_CTRL,
+    section: '§2.4 IA32_FIXED_CTRi and IA32_FIXED_CTR_CTRL',
+  },
+  {
+    test: (m) => m === MSR_CORE_PERF_FIXED_CTR0 + 3 || m === MSR_PERF_METRICS,
+    section: '§2.11 MSR_PERF_METRICS and fixed counter 3 (SLOTS)',
+  },
+  { test: (m) => m === MSR_CORE_PERF_GLOBAL_CTRL, section: '§2.5 IA32_PERF_GLOBAL_CTRL' },
+  { test: (m) => m === MSR_CORE_PERF_GLOBAL_STATUS, section: '§2.6 IA32_PERF_GLOBAL_STATUS' },
+  { test: (m) => m === MSR_CORE_PERF_GLOBAL_OVF_CTRL, section: '§2.7 IA32_PERF_GLOBAL_OVF_CTRL / STATUS_RESET' },
+  { test: (m) => m === MSR_CORE_PERF_GLOBAL_STATUS_SET, section: '§2.8 IA32_PERF_GLOBAL_STATUS_SET' },
+  { test: (m) => m === MSR_CORE_PERF_GLOBAL_INUSE, section: '§2.9 IA32_PERF_GLOBAL_INUSE' },
+  { test: (m) => m === MSR_IA32_PERF_CAPABILITIES, section: '§2.10 IA32_PERF_CAPABILITIES' },
+  { test: (m) => m === MSR_IA32_DEBUGCTLMSR, section: '§2.12 IA32_DEBUGCTL' },
+  {
+    test: (m) =>
+      m === MSR_LBR_SELECT || m === MSR_LBR_TOS || range(MSR_LBR_NHM_FROM, 0x80)(m) || range(MSR_LBR_INFO_0, 0x20)(m),
     section: '§2.13 legacy LBR',
   },
-  { test: (m) => m === 0x14ce || m === 0x14cf, section: '§3.2–3.3 IA32_LBR_CTL / IA32_LBR_DEPTH' },
   {
-    test: (m) => range(0x1200, 0x40)(m) || range(0x1500, 0x40)(m) || range(0x1600, 0x40)(m),
+    test: (m) => m === MSR_ARCH_LBR_CTL || m === MSR_ARCH_LBR_DEPTH,
+    section: '§3.2–3.3 IA32_LBR_CTL / IA32_LBR_DEPTH',
+  },
+  {
+    test: (m) =>
+      range(MSR_ARCH_LBR_INFO_0, 0x40)(m) || range(MSR_ARCH_LBR_FROM_0, 0x40)(m) || range(MSR_ARCH_LBR_TO_0, 0x40)(m),
     section: '§3.4 arch LBR records',
   },
-  { test: (m) => m === 0x834, section: '§4.4 PMI request and LAPIC LVTPC' },
+  { test: (m) => m === X2APIC_LVTPC, section: '§4.4 PMI request and LAPIC LVTPC' },
 ];
 
 const PMI_RULE = '§4.3 event delivery, increment, wrap, overflow; §4.4 PMI request and LAPIC LVTPC';

@@ -5,12 +5,37 @@
  */
 
 import fc from 'fast-check';
-import { EVTSEL } from '../model/hw/msr/counters.js';
+import {
+  EVTSEL,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+} from '../model/hw/msr/counters.js';
 import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
 import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate, type WorldCommand } from './commands.js';
 import { encode, u64 } from './values.js';
 import { unitArb } from './work.js';
 import type { GuestConfig } from './world.js';
+import {
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS_SET,
+  MSR_CORE_PERF_GLOBAL_INUSE,
+} from '../model/hw/msr/global.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
+import { MSR_PERF_METRICS } from '../model/hw/msr/topdown.js';
+import {
+  MSR_LBR_SELECT,
+  MSR_LBR_TOS,
+  MSR_LBR_NHM_FROM,
+  MSR_LBR_NHM_TO,
+  MSR_LBR_INFO_0,
+} from '../model/hw/msr/lbr_legacy.js';
 
 /**
  * A non-empty array that still shrinks its last element away: fast-check's array shrinker keeps
@@ -63,14 +88,40 @@ export function guestConfigArb(host: Profile): fc.Arbitrary<GuestConfig> {
 
 /** PMU MSR addresses: every family, with the index one past the end weighted in. */
 export const msrArb: fc.Arbitrary<number> = fc.oneof(
-  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => 0xc1 + i), weight: 3 },
-  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => 0x4c1 + i), weight: 2 },
-  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => 0x186 + i), weight: 3 },
-  { arbitrary: fc.integer({ min: 0, max: 4 }).map((i) => 0x309 + i), weight: 2 },
-  { arbitrary: fc.constantFrom(0x38d, 0x38e, 0x38f, 0x390, 0x391, 0x392), weight: 4 },
-  { arbitrary: fc.constantFrom(0x345, 0x1d9, 0x834, 0x329), weight: 2 },
+  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => MSR_IA32_PERFCTR0 + i), weight: 3 },
+  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => MSR_IA32_PMC0 + i), weight: 2 },
+  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => MSR_P6_EVNTSEL0 + i), weight: 3 },
+  { arbitrary: fc.integer({ min: 0, max: 4 }).map((i) => MSR_CORE_PERF_FIXED_CTR0 + i), weight: 2 },
+  {
+    arbitrary: fc.constantFrom(
+      MSR_CORE_PERF_FIXED_CTR_CTRL,
+      MSR_CORE_PERF_GLOBAL_STATUS,
+      MSR_CORE_PERF_GLOBAL_CTRL,
+      MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+      MSR_CORE_PERF_GLOBAL_STATUS_SET,
+      MSR_CORE_PERF_GLOBAL_INUSE,
+    ),
+    weight: 4,
+  },
+  {
+    arbitrary: fc.constantFrom(MSR_IA32_PERF_CAPABILITIES, MSR_IA32_DEBUGCTLMSR, X2APIC_LVTPC, MSR_PERF_METRICS),
+    weight: 2,
+  },
   // LBR MSRs: the first and last record of a 32-deep stack, and the index one past each end.
-  { arbitrary: fc.constantFrom(0x1c8, 0x1c9, 0x680, 0x6c0, 0xdc0, 0x69f, 0x6a0, 0x6e0, 0xde0), weight: 1 },
+  {
+    arbitrary: fc.constantFrom(
+      MSR_LBR_SELECT,
+      MSR_LBR_TOS,
+      MSR_LBR_NHM_FROM,
+      MSR_LBR_NHM_TO,
+      MSR_LBR_INFO_0,
+      MSR_LBR_NHM_FROM + 31,
+      MSR_LBR_NHM_FROM + 32,
+      MSR_LBR_NHM_TO + 32,
+      MSR_LBR_INFO_0 + 32,
+    ),
+    weight: 1,
+  },
 );
 
 /** GLOBAL_CTRL / GLOBAL_STATUS-shaped values: some GP bits (7:0) and some fixed bits (35:32). */
@@ -102,22 +153,31 @@ export const evtselArb: fc.Arbitrary<bigint> = fc
 
 /** A value for `msr`: fields where the register has them, else weighted u64s. */
 function valueFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
-  if (msr >= 0x186 && msr < 0x18f) return fc.oneof({ arbitrary: evtselArb, weight: 4 }, { arbitrary: u64, weight: 1 });
-  if ((msr >= 0xc1 && msr < 0xca) || (msr >= 0x4c1 && msr < 0x4ca) || (msr >= 0x309 && msr < 0x30e))
+  if (msr >= MSR_P6_EVNTSEL0 && msr < 0x18f)
+    return fc.oneof({ arbitrary: evtselArb, weight: 4 }, { arbitrary: u64, weight: 1 });
+  if (
+    (msr >= MSR_IA32_PERFCTR0 && msr < 0xca) ||
+    (msr >= MSR_IA32_PMC0 && msr < 0x4ca) ||
+    (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < 0x30e)
+  )
     return fc.oneof(
       { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => (1n << 48n) - BigInt(k)), weight: 2 }, // near overflow
       { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => 0x1_0000_0000n - BigInt(k)), weight: 1 }, // -k, 32-bit
       { arbitrary: u64, weight: 1 },
     );
-  if (msr === 0x834) return fc.constantFrom(0x400n, 0x1_0400n, 0x20n, 0x1_0000n);
+  if (msr === X2APIC_LVTPC) return fc.constantFrom(0x400n, 0x1_0400n, 0x20n, 0x1_0000n);
   // Global and fixed controls: subsets of the counter bits, the way drivers write them.
-  if (msr === 0x38f || msr === 0x390 || msr === 0x391)
+  if (
+    msr === MSR_CORE_PERF_GLOBAL_CTRL ||
+    msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL ||
+    msr === MSR_CORE_PERF_GLOBAL_STATUS_SET
+  )
     return fc.oneof(
       { arbitrary: counterBitsArb(shape?.nGP, shape?.nFixed), weight: 4 },
       { arbitrary: counterBitsArb(), weight: 1 },
       { arbitrary: u64, weight: 1 },
     );
-  if (msr === 0x38d)
+  if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
     return fc.oneof(
       {
         arbitrary: fc
@@ -128,19 +188,19 @@ function valueFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
       { arbitrary: u64, weight: 1 },
     );
   // DEBUGCTL: LBR, FREEZE_LBRS_ON_PMI, FREEZE_PERFMON_ON_PMI and BTF as the drivers set them.
-  if (msr === 0x1d9)
+  if (msr === MSR_IA32_DEBUGCTLMSR)
     return fc.oneof(
       { arbitrary: fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x800n, 0x0n, 0x2n), weight: 4 },
       { arbitrary: u64, weight: 1 },
     );
   // LBR records: canonical user and kernel addresses; LBR_SELECT and TOS: small values.
-  if (msr >= 0x680 && msr < 0x700)
+  if (msr >= MSR_LBR_NHM_FROM && msr < 0x700)
     return fc.oneof(
       fc.nat(0xffff).map((o) => 0x40_0000n + BigInt(o)),
       fc.constant(0xffff_ffff_8100_0000n),
       u64,
     );
-  if (msr === 0x1c8 || msr === 0x1c9) return fc.oneof(fc.nat(0x3ff).map(BigInt), u64);
+  if (msr === MSR_LBR_SELECT || msr === MSR_LBR_TOS) return fc.oneof(fc.nat(0x3ff).map(BigInt), u64);
   return u64;
 }
 
@@ -154,7 +214,14 @@ export const focusArb: fc.Arbitrary<readonly number[]> = fc.oneof(
   {
     arbitrary: fc
       .tuple(fc.nat(3), fc.boolean(), fc.uniqueArray(msrArb, { maxLength: 2 }))
-      .map(([i, fullWidth, extra]) => [...new Set([0x186 + i, fullWidth ? 0x4c1 + i : 0xc1 + i, 0x38f, ...extra])]),
+      .map(([i, fullWidth, extra]) => [
+        ...new Set([
+          MSR_P6_EVNTSEL0 + i,
+          fullWidth ? MSR_IA32_PMC0 + i : MSR_IA32_PERFCTR0 + i,
+          MSR_CORE_PERF_GLOBAL_CTRL,
+          ...extra,
+        ]),
+      ]),
     weight: 2,
   },
 );

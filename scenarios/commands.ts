@@ -2,7 +2,7 @@
  * The command vocabulary, as immutable fast-check commands. Each command runs on the world (the
  * system under test and the oracle side by side) and throws a Divergence at the first
  * observation where they differ. toString() prints code that pastes into a regression test:
- * `fc.modelRun(setup, [new GuestWrmsr(0, 0x38f, 0x1n), ...])`.
+ * `fc.modelRun(setup, [new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1n), ...])`.
  */
 
 import type fc from 'fast-check';

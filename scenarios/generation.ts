@@ -15,7 +15,13 @@
  */
 
 import fc from 'fast-check';
-import { EVTSEL } from '../model/hw/msr/counters.js';
+import {
+  EVTSEL,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+} from '../model/hw/msr/counters.js';
 import type { Profile } from '../model/hw/profile.js';
 import { attr } from '../model/host/types.js';
 import { focusArb, guestConfigArb, type GuestShape, quietHostCommands, shapeOf } from './arbitraries.js';
@@ -38,14 +44,19 @@ import {
 import { encode } from './values.js';
 import { branchArb, unitArb } from './work.js';
 import type { GuestConfig } from './world.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import {
+  MSR_LBR_TOS,
+  MSR_LBR_SELECT,
+  MSR_LBR_NHM_FROM,
+  MSR_LBR_NHM_TO,
+  MSR_LBR_INFO_0,
+} from '../model/hw/msr/lbr_legacy.js';
+import { MSR_PERF_METRICS } from '../model/hw/msr/topdown.js';
+import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 
 export const GENERATION_PROFILES = ['quiet', 'contended', 'lbr-heavy', 'topdown', 'save-restore-heavy'] as const;
 export type GenerationProfile = (typeof GENERATION_PROFILES)[number];
-
-const DEBUGCTL = 0x1d9;
-const LBR_SELECT = 0x1c8;
-const LBR_TOS = 0x1c9;
-const PERF_METRICS = 0x329;
 
 /** A host user's event: counting or sampling, pinned or not, user/kernel/guest exclusions, maybe a branch stack. */
 export const hostAttrArb = fc
@@ -99,12 +110,16 @@ const branchyRun = fc.tuple(fc.nat(3), fc.constantFrom(0, 3)).chain(([v, cpl]) =
 function lbrCommands(depth: number): fc.Arbitrary<WorldCommand>[] {
   const record = fc
     .integer({ min: 0, max: Math.max(depth - 1, 0) })
-    .chain((i) => fc.constantFrom(0x680 + i, 0x6c0 + i, 0xdc0 + i));
+    .chain((i) => fc.constantFrom(MSR_LBR_NHM_FROM + i, MSR_LBR_NHM_TO + i, MSR_LBR_INFO_0 + i));
   return [
-    fc.tuple(fc.nat(3), fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x0n)).map(([v, x]) => new GuestWrmsr(v, DEBUGCTL, x)),
-    fc.tuple(fc.nat(3), fc.constantFrom(DEBUGCTL, LBR_TOS, LBR_SELECT)).map(([v, m]) => new GuestRdmsr(v, m)),
+    fc
+      .tuple(fc.nat(3), fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x0n))
+      .map(([v, x]) => new GuestWrmsr(v, MSR_IA32_DEBUGCTLMSR, x)),
+    fc
+      .tuple(fc.nat(3), fc.constantFrom(MSR_IA32_DEBUGCTLMSR, MSR_LBR_TOS, MSR_LBR_SELECT))
+      .map(([v, m]) => new GuestRdmsr(v, m)),
     fc.tuple(fc.nat(3), record).map(([v, m]) => new GuestRdmsr(v, m)),
-    fc.tuple(fc.nat(3), fc.nat(0x3ff)).map(([v, x]) => new GuestWrmsr(v, LBR_SELECT, BigInt(x))),
+    fc.tuple(fc.nat(3), fc.nat(0x3ff)).map(([v, x]) => new GuestWrmsr(v, MSR_LBR_SELECT, BigInt(x))),
     branchyRun,
     fc.nat(3).map((v) => new GuestXsaves(v)),
     fc.nat(3).map((v) => new GuestXrstors(v)),
@@ -119,19 +134,31 @@ const topdownEvtsel = fc
 function topdownCommands(shape: GuestShape): fc.Arbitrary<WorldCommand>[] {
   const gp = fc.integer({ min: 0, max: Math.max(shape.nGP - 1, 0) });
   return [
-    fc.tuple(fc.nat(3), gp, topdownEvtsel).map(([v, i, x]) => new GuestWrmsr(v, 0x186 + i, x)),
+    fc.tuple(fc.nat(3), gp, topdownEvtsel).map(([v, i, x]) => new GuestWrmsr(v, MSR_P6_EVNTSEL0 + i, x)),
     fc
-      .tuple(fc.nat(3), fc.constantFrom(0x309, 0x30a, 0x30b, 0x30c, PERF_METRICS, 0x38d, 0x38e, 0xc1))
+      .tuple(
+        fc.nat(3),
+        fc.constantFrom(
+          MSR_CORE_PERF_FIXED_CTR0,
+          MSR_CORE_PERF_FIXED_CTR0 + 1,
+          MSR_CORE_PERF_FIXED_CTR0 + 2,
+          MSR_CORE_PERF_FIXED_CTR0 + 3,
+          MSR_PERF_METRICS,
+          MSR_CORE_PERF_FIXED_CTR_CTRL,
+          MSR_CORE_PERF_GLOBAL_STATUS,
+          MSR_IA32_PERFCTR0,
+        ),
+      )
       .map(([v, m]) => new GuestRdmsr(v, m)),
     fc
       .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x3n, 0x33n, 0x333n, 0x3333n, 0xbbbn))
-      .map(([v, x]) => new GuestWrmsr(v, 0x38d, x)),
+      .map(([v, x]) => new GuestWrmsr(v, MSR_CORE_PERF_FIXED_CTR_CTRL, x)),
     fc
       .tuple(fc.nat(3), fc.constantFrom(0x1n, 0x7_0000_0001n, 0xf_0000_000fn, 0x1_0007_0000_0001n, 0x8_0000_0000n))
-      .map(([v, x]) => new GuestWrmsr(v, 0x38f, x)),
+      .map(([v, x]) => new GuestWrmsr(v, MSR_CORE_PERF_GLOBAL_CTRL, x)),
     fc
       .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x1234_5678n, (1n << 64n) - 1n))
-      .map(([v, x]) => new GuestWrmsr(v, PERF_METRICS, x)),
+      .map(([v, x]) => new GuestWrmsr(v, MSR_PERF_METRICS, x)),
   ];
 }
 

@@ -10,8 +10,8 @@
 import { Cpu, type PmiDelivery } from '../model/hw/cpu.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { KvmPmuEventFilter } from '../model/kvm/types.js';
+import { ARCH_PERFMON_EVENTSEL_ENABLE } from '../model/hw/msr/counters.js';
 
-const EVTSEL_EN = 1n << 22n;
 const ALLOW = 0;
 const MASKED = 1;
 
@@ -57,8 +57,8 @@ export class OracleCpu extends Cpu {
     const fixedCtrl = s.fixedCtrl;
     let off = false;
     evtsel.forEach((e, i) => {
-      if ((e & EVTSEL_EN) === 0n || gpEventAllowed(f, e)) return;
-      s.evtsel[i] = e & ~EVTSEL_EN;
+      if ((e & ARCH_PERFMON_EVENTSEL_ENABLE) === 0n || gpEventAllowed(f, e)) return;
+      s.evtsel[i] = e & ~ARCH_PERFMON_EVENTSEL_ENABLE;
       off = true;
     });
     for (let i = 0; i < 8; i++) {

@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { defineProfile, leaf0aEax, leaf0aEdx, type Profile, type ProfileSpec, perfCaps } from '../model/hw/profile.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import { MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO, MSR_LBR_INFO_0 } from '../model/hw/msr/lbr_legacy.js';
 
 const widthArb = fc.oneof(
   { arbitrary: fc.constant(48), weight: 4 },
@@ -17,9 +18,9 @@ const legacyLbrArb = fc.constantFrom(1, 2, 3, 4, 5, 6, 7).chain((fmt) =>
     fmt,
     geometry: {
       depth: g.depth,
-      fromBase: 0x680,
-      toBase: 0x6c0,
-      ...(fmt === 5 || fmt === 7 ? { infoBase: 0xdc0 } : {}),
+      fromBase: MSR_LBR_NHM_FROM,
+      toBase: MSR_LBR_NHM_TO,
+      ...(fmt === 5 || fmt === 7 ? { infoBase: MSR_LBR_INFO_0 } : {}),
       select: g.select,
       callStack: g.select && g.callStack,
     },

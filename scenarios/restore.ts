@@ -6,9 +6,16 @@
  */
 
 import type { HostAccess, VpmuVcpu } from '../model/kvm/types.js';
-
-export const X2APIC_LVTPC = 0x834;
-export const PERF_CAPABILITIES = 0x345;
+import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
+import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
+import {
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+} from '../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 
 export interface SavedVcpu {
   readonly msrs: ReadonlyMap<number, bigint>;
@@ -17,12 +24,17 @@ export interface SavedVcpu {
 
 /** The rank of an MSR in QEMU's kvm_put_msrs order. */
 function rank(m: number): number {
-  if (m === PERF_CAPABILITIES) return 0;
-  if ((m >= 0xc1 && m < 0xc9) || (m >= 0x4c1 && m < 0x4c9) || (m >= 0x309 && m < 0x30d)) return 1;
-  if (m === 0x38e) return 2;
-  if (m >= 0x186 && m < 0x18e) return 3;
-  if (m === 0x38d) return 4;
-  if (m === 0x38f) return 6;
+  if (m === MSR_IA32_PERF_CAPABILITIES) return 0;
+  if (
+    (m >= MSR_IA32_PERFCTR0 && m < 0xc9) ||
+    (m >= MSR_IA32_PMC0 && m < 0x4c9) ||
+    (m >= MSR_CORE_PERF_FIXED_CTR0 && m < 0x30d)
+  )
+    return 1;
+  if (m === MSR_CORE_PERF_GLOBAL_STATUS) return 2;
+  if (m >= MSR_P6_EVNTSEL0 && m < 0x18e) return 3;
+  if (m === MSR_CORE_PERF_FIXED_CTR_CTRL) return 4;
+  if (m === MSR_CORE_PERF_GLOBAL_CTRL) return 6;
   return 5;
 }
 

@@ -1,6 +1,6 @@
 /**
  * Programs and guest configurations to and from JSON, for report.json and `npm run replay`.
- * A command is `{ "cmd": "GuestWrmsr", "args": [0, "0x38f", "0x1"] }`: MSR addresses, RDPMC ECX
+ * A command is `{ "cmd": "GuestWrmsr", "args": [0, "0x186", "0x4300c0"] }`: MSR addresses, RDPMC ECX
  * and 64-bit values as "0x…" strings (JSON numbers lose bits above 2^53 and hide the bit layout),
  * vCPU, CPL and pCPU indices as numbers, work units as objects with every count a number and
  * branch addresses as "0x…" strings.

@@ -6,7 +6,13 @@
  */
 
 import fc from 'fast-check';
-import { EVTSEL } from '../model/hw/msr/counters.js';
+import {
+  EVTSEL,
+  MSR_IA32_PERFCTR0,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+} from '../model/hw/msr/counters.js';
 import { type Profile, perfCaps } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { KvmPmuEventFilter } from '../model/kvm/types.js';
@@ -24,6 +30,8 @@ import { guestToCode } from './serialize.js';
 import { encode, u64 } from './values.js';
 import type { GuestConfig, Observation, World } from './world.js';
 import { irqExit, vmmGetMsr, vmmRoundTrip, vmmSetCpuid, vmmSetMsr, vmmSetPmuEventFilter } from './vmm_ioctls.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
+import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
 
@@ -126,32 +134,33 @@ export class IrqExit extends AlwaysRuns {
 
 // ---- arbitraries ----
 
-export const MSR_IA32_PERF_CAPABILITIES = 0x345;
-
 /** PMU MSRs a VMM saves and restores: counters, selectors, fixed and global controls, PERF_CAPABILITIES. */
 export const vmmMsrArb: fc.Arbitrary<number> = fc.oneof(
-  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => 0xc1 + i), weight: 3 },
-  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => 0x186 + i), weight: 3 },
-  { arbitrary: fc.integer({ min: 0, max: 3 }).map((i) => 0x309 + i), weight: 2 },
-  { arbitrary: fc.constantFrom(0x38d, 0x38e, 0x38f), weight: 3 },
+  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => MSR_IA32_PERFCTR0 + i), weight: 3 },
+  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => MSR_P6_EVNTSEL0 + i), weight: 3 },
+  { arbitrary: fc.integer({ min: 0, max: 3 }).map((i) => MSR_CORE_PERF_FIXED_CTR0 + i), weight: 2 },
+  {
+    arbitrary: fc.constantFrom(MSR_CORE_PERF_FIXED_CTR_CTRL, MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL),
+    weight: 3,
+  },
   { arbitrary: fc.constant(MSR_IA32_PERF_CAPABILITIES), weight: 1 },
 );
 
 /** A value a VMM restores into `msr`: built from the register's fields, edge values weighted in. */
 export function vmmValueArb(msr: number, host: Profile): fc.Arbitrary<bigint> {
-  if (msr >= 0x186 && msr < 0x18f)
+  if (msr >= MSR_P6_EVNTSEL0 && msr < 0x18f)
     return fc.oneof({ arbitrary: evtselArb, weight: 4 }, { arbitrary: fc.constant(0n), weight: 1 });
-  if ((msr >= 0xc1 && msr < 0xca) || (msr >= 0x309 && msr < 0x30d))
+  if ((msr >= MSR_IA32_PERFCTR0 && msr < 0xca) || (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < 0x30d))
     return fc.oneof(
       { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => (1n << 48n) - BigInt(k)), weight: 2 }, // near overflow
       { arbitrary: fc.nat(1000).map(BigInt), weight: 2 },
       { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => 0x1_0000_0000n - BigInt(k)), weight: 1 },
     );
-  if (msr === 0x38d)
+  if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
     return fc
       .array(fc.constantFrom<bigint>(0n, 0x3n, 0xbn, 0x1n, 0x2n), { minLength: 3, maxLength: 3 })
       .map((n) => n.reduce((a: bigint, x: bigint, i: number) => a | (x << BigInt(4 * i)), 0n));
-  if (msr === 0x38e || msr === 0x38f)
+  if (msr === MSR_CORE_PERF_GLOBAL_STATUS || msr === MSR_CORE_PERF_GLOBAL_CTRL)
     return fc.tuple(fc.nat(0xff), fc.nat(7)).map(([gp, fixed]) => BigInt(gp) | (BigInt(fixed) << 32n));
   if (msr === MSR_IA32_PERF_CAPABILITIES)
     return fc.oneof(
@@ -176,10 +185,10 @@ export function vmmSetMsrArb(host: Profile, focus: readonly number[] = []): fc.A
 
 function isVmmMsr(m: number): boolean {
   return (
-    (m >= 0xc1 && m < 0xca) ||
-    (m >= 0x186 && m < 0x18f) ||
-    (m >= 0x309 && m < 0x30d) ||
-    (m >= 0x38d && m <= 0x38f) ||
+    (m >= MSR_IA32_PERFCTR0 && m < 0xca) ||
+    (m >= MSR_P6_EVNTSEL0 && m < 0x18f) ||
+    (m >= MSR_CORE_PERF_FIXED_CTR0 && m < 0x30d) ||
+    (m >= MSR_CORE_PERF_FIXED_CTR_CTRL && m <= MSR_CORE_PERF_GLOBAL_CTRL) ||
     m === MSR_IA32_PERF_CAPABILITIES
   );
 }
@@ -243,8 +252,8 @@ export const countingEvtselArb: fc.Arbitrary<bigint> = fc
 export function guestCountingArbs(nGP: number): fc.Arbitrary<WorldCommand>[] {
   const i = fc.nat(Math.max(nGP - 1, 0));
   return [
-    fc.tuple(i, countingEvtselArb).map(([k, v]): WorldCommand => new GuestWrmsr(0, 0x186 + k, v)),
-    i.map((k): WorldCommand => new GuestRdmsr(0, 0xc1 + k)),
+    fc.tuple(i, countingEvtselArb).map(([k, v]): WorldCommand => new GuestWrmsr(0, MSR_P6_EVNTSEL0 + k, v)),
+    i.map((k): WorldCommand => new GuestRdmsr(0, MSR_IA32_PERFCTR0 + k)),
   ];
 }
 

@@ -7,14 +7,10 @@
 import type { WorkUnit } from '../model/hw/work.js';
 import type { GuestCpuid, HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
-import {
-  type GuestConfig,
-  impossibleEnumeration,
-  IRQ_EXIT,
-  MSR_IA32_PERF_CAPABILITIES,
-  type Observation,
-  type World,
-} from './world.js';
+import { type GuestConfig, impossibleEnumeration, IRQ_EXIT, type Observation, type World } from './world.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
+import { MSR_IA32_PERFCTR0 } from '../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_OVF_CTRL } from '../model/hw/msr/global.js';
 
 /**
  * The VMM gives the vCPU a new model, as QEMU does: KVM_SET_CPUID2, then (with PDCM)
@@ -80,15 +76,15 @@ function mirrorHostWrite(w: World, v: number, msr: number, value: bigint, cur: G
     return;
   }
   const p = o.profile;
-  if (msr >= 0xc1 && msr < 0xc1 + p.nGP) {
-    o.state.pmc[msr - 0xc1] = value & p.gpMask; // host writes are not sign-extended
+  if (msr >= MSR_IA32_PERFCTR0 && msr < MSR_IA32_PERFCTR0 + p.nGP) {
+    o.state.pmc[msr - MSR_IA32_PERFCTR0] = value & p.gpMask; // host writes are not sign-extended
     return;
   }
-  if (msr === 0x38e) {
+  if (msr === MSR_CORE_PERF_GLOBAL_STATUS) {
     if (o.hasMsr(msr)) o.state.globalStatus = value;
     return;
   }
-  if (msr === 0x390) return; // host writes of GLOBAL_OVF_CTRL are no-ops: it holds no state
+  if (msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL) return; // host writes of GLOBAL_OVF_CTRL are no-ops: it holds no state
   o.wrmsr(msr, value);
 }
 

@@ -15,8 +15,8 @@ import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
 import type { GuestCpuid, GuestPmi, KvmPmuEventFilter, VpmuVcpu } from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 
-export const MSR_IA32_PERF_CAPABILITIES = 0x345;
 /** Vector the SUT reports for an NMI-mode PMI (decision K8); the oracle is normalised to it (W2). */
 export const NMI_VECTOR = 2;
 

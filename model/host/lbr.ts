@@ -6,42 +6,49 @@
  */
 
 import { type Access } from '../hw/access.js';
-import { type ArchLbrXsave, LBR_CTL, LBR_DEPTH, LBR_FROM0, LBR_TO0, lbrCtlWritable } from '../hw/msr/lbr_arch.js';
+import {
+  type ArchLbrXsave,
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_DEPTH,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_TO_0,
+  lbrCtlWritable,
+  ARCH_LBR_REL_CALL,
+  ARCH_LBR_IND_CALL,
+  ARCH_LBR_RETURN,
+  ARCH_LBR_CALL_STACK,
+  ARCH_LBR_ANY,
+  ARCH_LBR_USER,
+  ARCH_LBR_KERNEL,
+  ARCH_LBR_LBREN,
+} from '../hw/msr/lbr_arch.js';
 import { type Cpu } from '../hw/cpu.js';
-import { DEBUGCTL } from '../hw/msr/debugctl.js';
-import { LBR_SELECT, LBR_TOS } from '../hw/msr/lbr_legacy.js';
+import { MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR, DEBUGCTLMSR_FREEZE_LBRS_ON_PMI } from '../hw/msr/debugctl.js';
+import {
+  MSR_LBR_SELECT,
+  MSR_LBR_TOS,
+  LBR_JCC,
+  LBR_REL_CALL,
+  LBR_IND_CALL,
+  LBR_RETURN,
+  LBR_REL_JMP,
+  LBR_IND_JMP,
+  LBR_FAR,
+  LBR_CALL_STACK,
+  LBR_USER,
+  LBR_KERNEL,
+  LBR_SEL_MASK,
+} from '../hw/msr/lbr_legacy.js';
 import { lowMask, signExtend } from '../hw/bits.js';
 import { ModelError } from '../hw/errors.js';
 import { msrName } from '../hw/msr/map.js';
 import { type Profile } from '../hw/profile.js';
 import type { BranchSampleType } from './types.js';
 
-const DEBUGCTL_LBR = 1n << 0n;
-const DEBUGCTL_FREEZE_LBRS_ON_PMI = 1n << 11n;
-
 // Legacy LBR_SELECT bits (LBR_KERNEL .. LBR_CALL_STACK), "capture" sense before inversion.
-const LBR_KERNEL = 1n << 0n;
-const LBR_USER = 1n << 1n;
-const LBR_JCC = 1n << 2n;
-const LBR_REL_CALL = 1n << 3n;
-const LBR_IND_CALL = 1n << 4n;
-const LBR_RETURN = 1n << 5n;
-const LBR_IND_JMP = 1n << 6n;
-const LBR_REL_JMP = 1n << 7n;
-const LBR_FAR = 1n << 8n;
-const LBR_CALL_STACK = 1n << 9n;
 const LBR_ANY = LBR_JCC | LBR_REL_CALL | LBR_IND_CALL | LBR_RETURN | LBR_REL_JMP | LBR_IND_JMP | LBR_FAR;
-const LBR_SEL_MASK = 0x3ffn;
 
 // Arch LBR_CTL bits (arch_lbr_ctl_map), positive sense.
-const ARCH_LBR_LBREN = 1n << 0n;
-const ARCH_LBR_KERNEL = 1n << 1n;
-const ARCH_LBR_USER = 1n << 2n;
-const ARCH_LBR_CALL_STACK = 1n << 3n;
-const ARCH_LBR_REL_CALL = 1n << 19n;
-const ARCH_LBR_IND_CALL = 1n << 20n;
-const ARCH_LBR_RETURN = 1n << 21n;
-const ARCH_LBR_ANY = 0x7fn << 16n;
 
 export type LbrFormat = 'legacy' | 'arch';
 
@@ -119,30 +126,30 @@ export function lbrEnable(hw: Cpu, config: bigint | null, pmi: boolean): void {
   if (pmi && p.version >= 4) return; // v4+ unfreezes through the GLOBAL_STATUS ack
   const arch = p.archLbr !== undefined;
   const sel = config ?? 0n;
-  if (!arch && !pmi && config !== null && p.legacyLbr?.select === true) wr(hw, LBR_SELECT, sel);
-  const orig = rd(hw, DEBUGCTL);
-  let d = arch ? orig : orig | DEBUGCTL_LBR;
+  if (!arch && !pmi && config !== null && p.legacyLbr?.select === true) wr(hw, MSR_LBR_SELECT, sel);
+  const orig = rd(hw, MSR_IA32_DEBUGCTLMSR);
+  let d = arch ? orig : orig | DEBUGCTLMSR_LBR;
   // Call-stack mode and FREEZE_LBRS_ON_PMI do not mix: a PMI next to a call/return corrupts TOS.
-  d = callStackBit(p, sel) ? d & ~DEBUGCTL_FREEZE_LBRS_ON_PMI : d | DEBUGCTL_FREEZE_LBRS_ON_PMI;
-  if (d !== orig) wr(hw, DEBUGCTL, d);
-  if (arch) wr(hw, LBR_CTL, sel | ARCH_LBR_LBREN);
+  d = callStackBit(p, sel) ? d & ~DEBUGCTLMSR_FREEZE_LBRS_ON_PMI : d | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
+  if (d !== orig) wr(hw, MSR_IA32_DEBUGCTLMSR, d);
+  if (arch) wr(hw, MSR_ARCH_LBR_CTL, sel | ARCH_LBR_LBREN);
 }
 
 /** __intel_pmu_lbr_disable. */
 export function lbrDisable(hw: Cpu): void {
   if (hw.profile.archLbr !== undefined) {
-    wr(hw, LBR_CTL, 0n);
+    wr(hw, MSR_ARCH_LBR_CTL, 0n);
     return;
   }
-  const d = rd(hw, DEBUGCTL);
-  wr(hw, DEBUGCTL, d & ~(DEBUGCTL_LBR | DEBUGCTL_FREEZE_LBRS_ON_PMI));
+  const d = rd(hw, MSR_IA32_DEBUGCTLMSR);
+  wr(hw, MSR_IA32_DEBUGCTLMSR, d & ~(DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI));
 }
 
 /** intel_pmu_lbr_reset: wipe every record, and zero LBR_SELECT where the part has one (H14). */
 export function lbrReset(hw: Cpu): void {
   const p = hw.profile;
   if (p.archLbr !== undefined) {
-    wr(hw, LBR_DEPTH, BigInt(lbrNr(p))); // any DEPTH write clears the records
+    wr(hw, MSR_ARCH_LBR_DEPTH, BigInt(lbrNr(p))); // any DEPTH write clears the records
     return;
   }
   const g = p.legacyLbr;
@@ -153,7 +160,7 @@ export function lbrReset(hw: Cpu): void {
     if (g.infoBase !== undefined) wr(hw, g.infoBase + i, 0n);
   }
   // "if (!ARCH_LBR && cpuc->lbr_select) wrmsrl(MSR_LBR_SELECT, 0)": every LBR user filters here.
-  if (g.select) wr(hw, LBR_SELECT, 0n);
+  if (g.select) wr(hw, MSR_LBR_SELECT, 0n);
 }
 
 /** An LBR record's addresses with the format's flag bits stripped, as perf reports them. */
@@ -180,17 +187,17 @@ export function lbrRead(hw: Cpu): BranchRecord[] {
   const p = hw.profile;
   const out: BranchRecord[] = [];
   if (p.archLbr !== undefined) {
-    const depth = Number(rd(hw, LBR_DEPTH));
+    const depth = Number(rd(hw, MSR_ARCH_LBR_DEPTH));
     for (let k = 0; k < depth; k++) {
-      const from = rd(hw, LBR_FROM0 + k);
+      const from = rd(hw, MSR_ARCH_LBR_FROM_0 + k);
       if (from === 0n) break;
-      out.push({ from, to: rd(hw, LBR_TO0 + k) });
+      out.push({ from, to: rd(hw, MSR_ARCH_LBR_TO_0 + k) });
     }
     return out;
   }
   const g = p.legacyLbr;
   if (g === undefined) return out;
-  const tos = Number(rd(hw, LBR_TOS));
+  const tos = Number(rd(hw, MSR_LBR_TOS));
   for (let i = 0; i < g.depth; i++) {
     const idx = (tos - i + g.depth) % g.depth;
     const from = rd(hw, g.fromBase + idx);
@@ -219,7 +226,7 @@ export function lbrSave(hw: Cpu): LbrSaved {
     return { format: 'arch', area: x.area };
   }
   const g = p.legacyLbr!;
-  const tos = rd(hw, LBR_TOS);
+  const tos = rd(hw, MSR_LBR_TOS);
   const entries: { from: bigint; to: bigint; info: bigint }[] = [];
   for (let i = 0; i < g.depth; i++) {
     const idx = (Number(tos) - i + g.depth) % g.depth;
@@ -231,7 +238,7 @@ export function lbrSave(hw: Cpu): LbrSaved {
       info: g.infoBase !== undefined ? rd(hw, g.infoBase + idx) : 0n,
     });
   }
-  return { format: 'legacy', tos, entries, select: g.select ? rd(hw, LBR_SELECT) : null };
+  return { format: 'legacy', tos, entries, select: g.select ? rd(hw, MSR_LBR_SELECT) : null };
 }
 
 /** intel_pmu_lbr_restore / intel_pmu_arch_lbr_xrstors. */
@@ -249,6 +256,6 @@ export function lbrRestore(hw: Cpu, s: LbrSaved): void {
     wr(hw, g.toBase + idx, e?.to ?? 0n);
     if (g.infoBase !== undefined) wr(hw, g.infoBase + idx, e?.info ?? 0n);
   }
-  wr(hw, LBR_TOS, s.tos);
-  if (s.select !== null) wr(hw, LBR_SELECT, s.select);
+  wr(hw, MSR_LBR_TOS, s.tos);
+  if (s.select !== null) wr(hw, MSR_LBR_SELECT, s.select);
 }

@@ -7,15 +7,12 @@
  */
 
 import { ModelError } from '../hw/errors.js';
-import { X2APIC_LVTPC } from '../hw/msr/apic.js';
+import { X2APIC_LVTPC, APIC_LVT_MASKED, APIC_DM_NMI, APIC_DM_FIXED } from '../hw/msr/apic.js';
 import type { HostKernel } from './perf.js';
 import type { PerfEventAttr } from './types.js';
 
 /** PERF_GUEST_MEDIATED_PMI_VECTOR (arch/x86/include/asm/irq_vectors.h). */
 export const PERF_GUEST_MEDIATED_PMI_VECTOR = 0xf5;
-const APIC_DM_FIXED = 0x000n;
-const APIC_DM_NMI = 0x400n;
-const APIC_LVT_MASKED = 1n << 16n;
 
 /** nr_include_guest_events, nr_mediated_pmu_vms and the per-CPU guest_ctx_loaded / guest_lvtpc_loaded flags. */
 export interface MediatedPmuState {

@@ -8,14 +8,30 @@
  */
 
 import { type Access } from '../hw/access.js';
-import { A_PMC0, FIXED_CTR0, FIXED_CTR_CTRL, PERFEVTSEL0, PMC0 } from '../hw/msr/counters.js';
+import {
+  MSR_IA32_PMC0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_P6_EVNTSEL0,
+  MSR_IA32_PERFCTR0,
+  ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_USR,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+} from '../hw/msr/counters.js';
 import { Cpu } from '../hw/cpu.js';
-import { counterBits, GLOBAL_CTRL, GLOBAL_STATUS, GLOBAL_STATUS_RESET, STATUS } from '../hw/msr/global.js';
+import {
+  counterBits,
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  STATUS,
+} from '../hw/msr/global.js';
 import { ModelError } from '../hw/errors.js';
 import { msrName } from '../hw/msr/map.js';
 import { type Profile } from '../hw/profile.js';
 import { type WorkUnit } from '../hw/work.js';
-import { X2APIC_LVTPC } from '../hw/msr/apic.js';
+import { X2APIC_LVTPC, APIC_DM_NMI } from '../hw/msr/apic.js';
 import {
   effectiveBranchType,
   type LbrSaved,
@@ -45,13 +61,8 @@ import {
   type PerfSample,
   type PerfTarget,
 } from './types.js';
+import { MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0 } from '../hw/msr/lbr_arch.js';
 
-const EVTSEL_USR = 1n << 16n;
-const EVTSEL_OS = 1n << 17n;
-const EVTSEL_INT = 1n << 20n;
-const EVTSEL_EN = 1n << 22n;
-/** APIC_DM_NMI: LVTPC delivers the PMI as an NMI, unmasked. */
-const APIC_DM_NMI = 0x400n;
 /** hw_nmi_get_sample_period(watchdog_thresh = 10): cpu_khz * 1000 * 10, for a 2 GHz part. */
 export const WATCHDOG_DEFAULT_PERIOD = 20_000_000_000n;
 /** PERF_COUNT_HW_CPU_CYCLES on Intel. */
@@ -227,7 +238,7 @@ export class HostKernel {
       throw new ModelError(`host perf: ${p.name} has PMU version ${p.version}; the model drives GLOBAL_CTRL (v2+)`);
     this.profile = p;
     this.maxPeriod = p.fwWrite ? p.gpMask >> 1n : (1n << 31n) - 1n;
-    this.perfctr = p.fwWrite ? A_PMC0 : PMC0;
+    this.perfctr = p.fwWrite ? MSR_IA32_PMC0 : MSR_IA32_PERFCTR0;
     this.lbrProbed = opts.lbrProbeFaulted !== true;
     this.cpus = [];
     for (let i = 0; i < opts.cpus; i++) {
@@ -271,7 +282,13 @@ export class HostKernel {
     const p = this.profile;
     if (this.lbrFormat() === null) return NO_LBR;
     if (p.archLbr !== undefined)
-      return { nr: lbrNr(p), from: 0x1500, to: 0x1600, info: 0x1200, hasCallstack: p.archLbr.callStack };
+      return {
+        nr: lbrNr(p),
+        from: MSR_ARCH_LBR_FROM_0,
+        to: MSR_ARCH_LBR_TO_0,
+        info: MSR_ARCH_LBR_INFO_0,
+        hasCallstack: p.archLbr.callStack,
+      };
     const g = p.legacyLbr!;
     return { nr: g.depth, from: g.fromBase, to: g.toBase, info: g.infoBase ?? 0, hasCallstack: g.callStack };
   }
@@ -378,9 +395,9 @@ export class HostKernel {
     // H8
     if (constraint === null) return { error: `EINVAL: no counter of ${p.name} counts config 0x${raw.toString(16)}` };
     // x86_pmu_hw_config: INT always (counting events fold on overflow too), USR/OS from the excludes.
-    let hwConfig = EVTSEL_INT | raw;
-    if (!a.excludeUser) hwConfig |= EVTSEL_USR;
-    if (!a.excludeKernel) hwConfig |= EVTSEL_OS;
+    let hwConfig = ARCH_PERFMON_EVENTSEL_INT | raw;
+    if (!a.excludeUser) hwConfig |= ARCH_PERFMON_EVENTSEL_USR;
+    if (!a.excludeKernel) hwConfig |= ARCH_PERFMON_EVENTSEL_OS;
     const denied = mediated_pmu_account_event(this.mediatedPmu, a); // perf_event_alloc, after event init
     if (denied !== null) return { error: denied };
     const period = a.samplePeriod !== 0n ? a.samplePeriod : this.maxPeriod;
@@ -534,12 +551,12 @@ export class HostKernel {
     const hw = pc.hw;
     const inGuest = this.guestCallbacks !== null ? this.guestCallbacks.state(cpu) : hw.mode === 'guest';
     let handled = 0;
-    must(hw.wrmsr(GLOBAL_CTRL, 0n), 'WRMSR GLOBAL_CTRL'); // __intel_pmu_disable_all
-    let status = must(hw.rdmsr(GLOBAL_STATUS), 'RDMSR GLOBAL_STATUS');
+    must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0n), 'WRMSR GLOBAL_CTRL'); // __intel_pmu_disable_all
+    let status = must(hw.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS), 'RDMSR GLOBAL_STATUS');
     const counters = counterBits(this.profile);
     for (let loops = 1; status !== 0n && loops <= PMI_LOOP_LIMIT; loops++) {
       const branches = this.lbrUsers(pc) > 0 && !this.vlbrActive(pc) ? lbrRead(hw) : null; // intel_pmu_lbr_read
-      must(hw.wrmsr(GLOBAL_STATUS_RESET, status), 'WRMSR GLOBAL_OVF_CTRL'); // intel_pmu_ack
+      must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, status), 'WRMSR GLOBAL_OVF_CTRL'); // intel_pmu_ack
       if ((status & (1n << BigInt(STATUS.OVF_BUF))) !== 0n) handled++; // PEBS buffer: nothing to drain (H7)
       if ((status & (1n << BigInt(STATUS.PERF_METRICS_OVF))) !== 0n) handled++;
       for (let bit = 0; bit < 64; bit++) {
@@ -558,7 +575,7 @@ export class HostKernel {
           e.overflow?.(e, sample);
         }
       }
-      status = must(hw.rdmsr(GLOBAL_STATUS), 'RDMSR GLOBAL_STATUS');
+      status = must(hw.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS), 'RDMSR GLOBAL_STATUS');
     }
     this.enableAll(pc, true);
     must(hw.wrmsr(X2APIC_LVTPC, APIC_DM_NMI), 'WRMSR X2APIC_LVTPC'); // late ack: unmask
@@ -691,7 +708,7 @@ export class HostKernel {
   /** perf_pmu_disable → intel_pmu_disable_all. */
   private pmuDisable(pc: PCpu): void {
     if (pc.disableDepth++ > 0) return;
-    this.wr(pc, GLOBAL_CTRL, 0n);
+    this.wr(pc, MSR_CORE_PERF_GLOBAL_CTRL, 0n);
     if (this.lbrUsers(pc) > 0 && !this.vlbrActive(pc)) lbrDisable(pc.hw);
   }
 
@@ -712,14 +729,14 @@ export class HostKernel {
   /** __intel_pmu_enable_all: LBRs, then GLOBAL_CTRL for the mode the CPU is in (H1, H2). */
   private enableAll(pc: PCpu, pmi: boolean): void {
     if (pc.hw.mode === 'guest') {
-      this.wr(pc, GLOBAL_CTRL, this.ctrlValue(pc, true));
+      this.wr(pc, MSR_CORE_PERF_GLOBAL_CTRL, this.ctrlValue(pc, true));
       return;
     }
     if (this.lbrUsers(pc) > 0 && !this.vlbrActive(pc)) {
       const owner = pc.x86.find((x) => x.lbr !== null)!;
       lbrEnable(pc.hw, owner.lbr!.config, pmi);
     }
-    this.wr(pc, GLOBAL_CTRL, this.ctrlValue(pc, false));
+    this.wr(pc, MSR_CORE_PERF_GLOBAL_CTRL, this.ctrlValue(pc, false));
   }
 
   /** The active counters of events that count in guest (or host) mode (H1). */
@@ -741,16 +758,16 @@ export class HostKernel {
     if (idx === IDX_VLBR) return; // a pseudo counter: the guest LBR event only owns the LBRs
     this.setPeriod(pc, e);
     if (idx < FIXED_BASE) {
-      this.wr(pc, PERFEVTSEL0 + idx, e.hwConfig | EVTSEL_EN);
+      this.wr(pc, MSR_P6_EVNTSEL0 + idx, e.hwConfig | ARCH_PERFMON_EVENTSEL_ENABLE);
       return;
     }
     // intel_pmu_enable_fixed: PMI always, OS and USR as the event asks.
     const j = BigInt(4 * (idx - FIXED_BASE));
     let nibble = 8n;
-    if ((e.hwConfig & EVTSEL_OS) !== 0n) nibble |= 1n;
-    if ((e.hwConfig & EVTSEL_USR) !== 0n) nibble |= 2n;
-    const ctrl = this.rd(pc, FIXED_CTR_CTRL);
-    this.wr(pc, FIXED_CTR_CTRL, (ctrl & ~(0xfn << j)) | (nibble << j));
+    if ((e.hwConfig & ARCH_PERFMON_EVENTSEL_OS) !== 0n) nibble |= 1n;
+    if ((e.hwConfig & ARCH_PERFMON_EVENTSEL_USR) !== 0n) nibble |= 2n;
+    const ctrl = this.rd(pc, MSR_CORE_PERF_FIXED_CTR_CTRL);
+    this.wr(pc, MSR_CORE_PERF_FIXED_CTR_CTRL, (ctrl & ~(0xfn << j)) | (nibble << j));
   }
 
   /** x86_pmu_stop(PERF_EF_UPDATE): disable the counter, fold its count. */
@@ -758,10 +775,10 @@ export class HostKernel {
     const idx = e.hwIdx;
     if (idx !== IDX_VLBR) {
       if (idx < FIXED_BASE) {
-        this.wr(pc, PERFEVTSEL0 + idx, e.hwConfig); // x86_pmu_disable_event: EN cleared
+        this.wr(pc, MSR_P6_EVNTSEL0 + idx, e.hwConfig); // x86_pmu_disable_event: EN cleared
       } else {
         const j = BigInt(4 * (idx - FIXED_BASE));
-        this.wr(pc, FIXED_CTR_CTRL, this.rd(pc, FIXED_CTR_CTRL) & ~(0xfn << j));
+        this.wr(pc, MSR_CORE_PERF_FIXED_CTR_CTRL, this.rd(pc, MSR_CORE_PERF_FIXED_CTR_CTRL) & ~(0xfn << j));
       }
       this.update(pc, e);
     }
@@ -803,7 +820,7 @@ export class HostKernel {
     const idx = e.hwIdx;
     const v = -program & this.counterMask(idx);
     e.prevCount = v;
-    this.wr(pc, idx < FIXED_BASE ? this.perfctr + idx : FIXED_CTR0 + (idx - FIXED_BASE), v);
+    this.wr(pc, idx < FIXED_BASE ? this.perfctr + idx : MSR_CORE_PERF_FIXED_CTR0 + (idx - FIXED_BASE), v);
     return elapsed;
   }
 

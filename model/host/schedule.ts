@@ -6,6 +6,7 @@
  */
 
 import { fixedExists, type Profile } from '../hw/profile.js';
+import { X86_RAW_EVENT_MASK, HSW_IN_TX, HSW_IN_TX_CHECKPOINTED } from '../hw/msr/counters.js';
 
 /** INTEL_PMC_IDX_FIXED: fixed counter j is index 32 + j in every counter bitmap. */
 export const FIXED_BASE = 32;
@@ -14,14 +15,9 @@ export const IDX_VLBR = FIXED_BASE + 27;
 /** INTEL_FIXED_VLBR_EVENT: the config KVM gives the guest LBR event. */
 export const VLBR_CONFIG = 0x1b00n;
 
-/** X86_RAW_EVENT_MASK: event select, umask, edge, inv, cmask; the rest of a raw config is dropped. */
-export const X86_RAW_EVENT_MASK = 0xff84_ffffn;
-const HSW_IN_TX = 1n << 32n;
-const HSW_IN_TX_CP = 1n << 33n;
-
 /** The raw config bits perf keeps on this part (HSW_IN_TX/IN_TX_CP only where TSX exists). */
 export function rawEventMask(p: Profile): bigint {
-  return p.tsx ? X86_RAW_EVENT_MASK | HSW_IN_TX | HSW_IN_TX_CP : X86_RAW_EVENT_MASK;
+  return p.tsx ? X86_RAW_EVENT_MASK | HSW_IN_TX | HSW_IN_TX_CHECKPOINTED : X86_RAW_EVENT_MASK;
 }
 
 /** A fixed counter that counts `config` natively, and whether a GP counter may count it instead. */
@@ -72,7 +68,7 @@ export const EMPTY_CONSTRAINT: Constraint = { mask: 0n, weight: 0 };
 export function eventConstraint(p: Profile, config: bigint, vlbr: boolean): Constraint | null {
   if (vlbr) return constraintOf(1n << BigInt(IDX_VLBR)); // intel_vlbr_constraints
   const gpAll = (1n << BigInt(p.nGP)) - 1n;
-  if ((config & HSW_IN_TX_CP) !== 0n) return p.nGP > 2 ? constraintOf(1n << 2n) : null; // counter2_constraint
+  if ((config & HSW_IN_TX_CHECKPOINTED) !== 0n) return p.nGP > 2 ? constraintOf(1n << 2n) : null; // counter2_constraint
   const f = fixedMapping(config);
   if (f === null) return p.nGP > 0 ? constraintOf(gpAll) : null;
   const fixedBit = p.version >= 2 && fixedExists(p, f.idx) ? 1n << BigInt(FIXED_BASE + f.idx) : 0n;

@@ -5,12 +5,13 @@
  */
 
 import { type Access, gp, ok } from './access.js';
-import { isSet } from './bits.js';
+import { getField, isSet } from './bits.js';
 import { ModelError } from './errors.js';
 import { fixedSource, gpSource, N_SRC, SRC } from './events.js';
-import { DELIVERY_NMI, LVT_MASK } from './msr/apic.js';
+import { APIC_DM, APIC_LVT_MASKED, LVTPC } from './msr/apic.js';
+import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, DEBUGCTLMSR_FREEZE_PERFMON_ON_PMI, DEBUGCTLMSR_LBR } from './msr/debugctl.js';
 import { fixedNibble, METRICS_CLEAR_EN } from './msr/counters.js';
-import { EN_PERF_METRICS, STATUS } from './msr/global.js';
+import { EN_PERF_METRICS, GLOBAL_STATUS_COUNTERS_FROZEN, GLOBAL_STATUS_LBRS_FROZEN, STATUS } from './msr/global.js';
 import { type ArchLbrXsave, archRecord, xrstorsArchLbr, xsavesArchLbr } from './msr/lbr_arch.js';
 import { legacyRecord } from './msr/lbr_legacy.js';
 import { buildMsrFile, msrName } from './msr/map.js';
@@ -382,18 +383,21 @@ export class Cpu {
   private raisePmi(): PmiDelivery | null {
     const s = this.s;
     const p = this.profile;
-    if (isSet(s.debugctl, 12)) {
-      if (p.version >= 4) s.globalStatus |= 1n << BigInt(STATUS.CTR_FRZ);
+    if ((s.debugctl & DEBUGCTLMSR_FREEZE_PERFMON_ON_PMI) !== 0n) {
+      if (p.version >= 4) s.globalStatus |= GLOBAL_STATUS_COUNTERS_FROZEN;
       else if (p.version >= 2) s.globalCtrl = 0n; // D9: legacy freeze clears all of GLOBAL_CTRL
       s.configEpoch++;
     }
-    if (isSet(s.debugctl, 11)) {
-      if (p.version >= 4) s.globalStatus |= 1n << BigInt(STATUS.LBR_FRZ);
-      else s.debugctl &= ~1n; // legacy: clear DEBUGCTL.LBR (on v1 too: D37)
+    if ((s.debugctl & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n) {
+      if (p.version >= 4) s.globalStatus |= GLOBAL_STATUS_LBRS_FROZEN;
+      else s.debugctl &= ~DEBUGCTLMSR_LBR; // legacy: clear DEBUGCTL.LBR (on v1 too: D37)
     }
-    if ((s.lvtpc & LVT_MASK) !== 0n) return null;
-    const lvt = Number(s.lvtpc);
-    s.lvtpc |= LVT_MASK;
-    return { vector: lvt & 0xff, nmi: ((lvt >> 8) & 7) === DELIVERY_NMI };
+    if ((s.lvtpc & APIC_LVT_MASKED) !== 0n) return null;
+    const lvt = s.lvtpc;
+    s.lvtpc |= APIC_LVT_MASKED;
+    return {
+      vector: Number(getField(lvt, LVTPC.vector)),
+      nmi: Number(getField(lvt, LVTPC.deliveryMode)) === APIC_DM.NMI,
+    };
   }
 }

@@ -4,8 +4,16 @@
  * derives the enumeration every other module reads (pmu-semantics.md §1, §2.10, §2.13, §3.1).
  */
 
-import { bit, isSet, lowMask } from './bits.js';
+import { bit, lowMask } from './bits.js';
 import { ProfileError } from './errors.js';
+import {
+  PERF_CAP_LBR_FMT,
+  PERF_CAP_PERF_METRICS,
+  PERF_CAP_RDPMC_METRICS_CLEAR,
+  PERF_CAP_FW_WRITES,
+  PERF_CAP_FREEZE_WHILE_SMM,
+  PERF_CAP_PEBS_BASELINE,
+} from './msr/capabilities.js';
 
 export interface CpuidRegs {
   readonly eax: number;
@@ -46,16 +54,6 @@ export interface ProfileSpec {
   /** PERF_METRICS has the level-2 bytes 63:32 (Sapphire Rapids and later). */
   readonly topdownL2?: boolean;
 }
-
-/** PERF_CAPABILITIES fields (pmu-semantics.md §2.10). */
-export const PERF_CAP = {
-  LBR_FMT_MASK: 0x3fn,
-  SMM_FRZ: 12,
-  FW_WRITE: 13,
-  PEBS_BASELINE: 14,
-  PERF_METRICS: 15,
-  RDPMC_METRICS_CLEAR: 19,
-} as const;
 
 export const LBR_FMT_ARCH = 0x3f;
 /** Highest fixed counter the MSR map holds: IA32_FIXED_CTR0..6 at 0x309..0x30F. */
@@ -197,11 +195,11 @@ export function defineProfile(spec: ProfileSpec): Profile {
     fail('perfCapabilities', 'must be a u64 bigint');
   if (!spec.pdcm && caps !== 0n)
     fail('perfCapabilities', 'is non-zero but CPUID.01H:ECX.PDCM = 0, so IA32_PERF_CAPABILITIES does not exist');
-  const lbrFmt = Number(caps & PERF_CAP.LBR_FMT_MASK);
-  const perfMetrics = isSet(caps, PERF_CAP.PERF_METRICS);
+  const lbrFmt = Number(caps & PERF_CAP_LBR_FMT);
+  const perfMetrics = (caps & PERF_CAP_PERF_METRICS) !== 0n;
   if (perfMetrics && !((fixedSet >>> 3) & 1))
     fail('perfCapabilities[15]', 'PERF_METRICS needs fixed counter 3 (SLOTS), which CPUID.0AH does not enumerate');
-  const metricsClear = isSet(caps, PERF_CAP.RDPMC_METRICS_CLEAR);
+  const metricsClear = (caps & PERF_CAP_RDPMC_METRICS_CLEAR) !== 0n;
   if (metricsClear && !perfMetrics) fail('perfCapabilities[19]', 'RDPMC metrics-clear mode needs PERF_METRICS');
   if (spec.topdownL2 && !perfMetrics) fail('topdownL2', 'level-2 topdown needs PERF_METRICS');
 
@@ -275,9 +273,9 @@ export function defineProfile(spec: ProfileSpec): Profile {
     pdcm: spec.pdcm,
     perfCapabilities: caps,
     lbrFmt,
-    fwWrite: isSet(caps, PERF_CAP.FW_WRITE),
-    smmFrz: isSet(caps, PERF_CAP.SMM_FRZ),
-    pebsBaseline: isSet(caps, PERF_CAP.PEBS_BASELINE),
+    fwWrite: (caps & PERF_CAP_FW_WRITES) !== 0n,
+    smmFrz: (caps & PERF_CAP_FREEZE_WHILE_SMM) !== 0n,
+    pebsBaseline: (caps & PERF_CAP_PEBS_BASELINE) !== 0n,
     perfMetrics,
     metricsClear,
     topdownL2: spec.topdownL2 === true,
@@ -312,15 +310,15 @@ export function perfCaps(f: {
   pebsOutputPt?: boolean;
   metricsClear?: boolean;
 }): bigint {
-  let v = BigInt(f.lbrFmt ?? 0) & PERF_CAP.LBR_FMT_MASK;
+  let v = BigInt(f.lbrFmt ?? 0) & PERF_CAP_LBR_FMT;
   if (f.pebsTrap) v |= bit(6);
   if (f.pebsArchReg) v |= bit(7);
   v |= BigInt((f.pebsRecFmt ?? 0) & 0xf) << 8n;
-  if (f.smmFrz) v |= bit(PERF_CAP.SMM_FRZ);
-  if (f.fwWrite) v |= bit(PERF_CAP.FW_WRITE);
-  if (f.pebsBaseline) v |= bit(PERF_CAP.PEBS_BASELINE);
-  if (f.perfMetrics) v |= bit(PERF_CAP.PERF_METRICS);
+  if (f.smmFrz) v |= PERF_CAP_FREEZE_WHILE_SMM;
+  if (f.fwWrite) v |= PERF_CAP_FW_WRITES;
+  if (f.pebsBaseline) v |= PERF_CAP_PEBS_BASELINE;
+  if (f.perfMetrics) v |= PERF_CAP_PERF_METRICS;
   if (f.pebsOutputPt) v |= bit(16);
-  if (f.metricsClear) v |= bit(PERF_CAP.RDPMC_METRICS_CLEAR);
+  if (f.metricsClear) v |= PERF_CAP_RDPMC_METRICS_CLEAR;
   return v;
 }

@@ -4,6 +4,7 @@
  */
 
 import { defineProfile, leaf0aEax, leaf0aEdx, type Profile, perfCaps } from './profile.js';
+import { MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO, MSR_LBR_INFO_0 } from './msr/lbr_legacy.js';
 
 /** Legacy LBR (format 5 with LBR_INFO), PMU v4, no PERF_METRICS: Skylake server, HT on. */
 export const SKYLAKE: Profile = defineProfile({
@@ -21,7 +22,14 @@ export const SKYLAKE: Profile = defineProfile({
     smmFrz: true,
     fwWrite: true,
   }),
-  legacyLbr: { depth: 32, fromBase: 0x680, toBase: 0x6c0, infoBase: 0xdc0, select: true, callStack: true },
+  legacyLbr: {
+    depth: 32,
+    fromBase: MSR_LBR_NHM_FROM,
+    toBase: MSR_LBR_NHM_TO,
+    infoBase: MSR_LBR_INFO_0,
+    select: true,
+    callStack: true,
+  },
 });
 
 /** PERF_METRICS and SLOTS (fixed counter 3), PMU v5, legacy LBR: Ice Lake server. */
@@ -41,7 +49,14 @@ export const ICELAKE: Profile = defineProfile({
     pebsBaseline: true,
     perfMetrics: true,
   }),
-  legacyLbr: { depth: 32, fromBase: 0x680, toBase: 0x6c0, infoBase: 0xdc0, select: true, callStack: true },
+  legacyLbr: {
+    depth: 32,
+    fromBase: MSR_LBR_NHM_FROM,
+    toBase: MSR_LBR_NHM_TO,
+    infoBase: MSR_LBR_INFO_0,
+    select: true,
+    callStack: true,
+  },
 });
 
 /** Arch LBR, PMU v5 with the fixed-counter bitmap and AnyThread deprecated, topdown level 2. */

@@ -6,20 +6,48 @@
  */
 
 import type { KnownDivergence } from './types.js';
+import { MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
+import {
+  MSR_IA32_PERFCTR0,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  INTEL_FIXED_0_ANYTHREAD,
+  ARCH_PERFMON_EVENTSEL_ANY,
+} from '../../model/hw/msr/counters.js';
+import {
+  MSR_CORE_PERF_GLOBAL_STATUS_SET,
+  MSR_CORE_PERF_GLOBAL_INUSE,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  GLOBAL_STATUS_LBRS_FROZEN,
+  GLOBAL_STATUS_COUNTERS_FROZEN,
+  GLOBAL_STATUS_UNC_OVF,
+} from '../../model/hw/msr/global.js';
+import {
+  MSR_IA32_DEBUGCTLMSR,
+  DEBUGCTLMSR_LBR,
+  DEBUGCTLMSR_BTF,
+  DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
+  DEBUGCTLMSR_RTM_DEBUG,
+  DEBUGCTLMSR_FREEZE_PERFMON_ON_PMI,
+} from '../../model/hw/msr/debugctl.js';
+import { MAX_FIXED, MAX_GP } from '../../model/hw/profile.js';
 
 /** LBR_SELECT, LBR_TOS and the FROM/TO/INFO records of a legacy-LBR part (Skylake's addresses). */
 export const isLegacyLbrMsr = (m: number) =>
-  m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
+  m === MSR_LBR_SELECT ||
+  m === MSR_LBR_TOS ||
+  (m >= MSR_LBR_NHM_FROM && m < 0x700) ||
+  (m >= MSR_LBR_INFO_0 && m < MSR_LBR_INFO_0 + 32);
 
 /** The PMU version guest CPUID.0AH gives the guest. */
 export const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;
 
 /** The P6-era counter MSRs KVM special-cases, with the GP counter each names. */
 const P6_COUNTER_MSRS = new Map([
-  [0xc1, 0],
+  [MSR_IA32_PERFCTR0, 0],
   [0xc2, 1],
-  [0x186, 0],
-  [0x187, 1],
+  [MSR_P6_EVNTSEL0, 0],
+  [MSR_P6_EVNTSEL0 + 1, 1],
 ]);
 
 /**
@@ -62,14 +90,21 @@ export const VERSION_NOT_CLAMPED: KnownDivergence = {
   matches: (o, c) =>
     version(c) >= 4 &&
     (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
-    (o.target === 0x391 || o.target === 0x392) &&
+    (o.target === MSR_CORE_PERF_GLOBAL_STATUS_SET || o.target === MSR_CORE_PERF_GLOBAL_INUSE) &&
     o.sut === '#GP',
   // Bare metal faults too (W6): KVM has no such MSR, whatever the value.
-  adoptFault: (a) => version(a) >= 4 && (a.msr === 0x391 || a.msr === 0x392),
+  adoptFault: (a) =>
+    version(a) >= 4 && (a.msr === MSR_CORE_PERF_GLOBAL_STATUS_SET || a.msr === MSR_CORE_PERF_GLOBAL_INUSE),
 };
 
 /** Ovf_Uncore (61), CTR_FRZ (59) and LBR_FRZ (58): real bits from v3/v4 on that KVM reserves. */
-const STATUS_BITS_RESERVED_BY_KVM = (1n << 58n) | (1n << 59n) | (1n << 61n);
+/** FIXED_CTR_CTRL's AnyThread bit in every counter's nibble. */
+const ANYTHREAD_ALL_FIXED = Array.from(
+  { length: MAX_FIXED },
+  (_, i) => INTEL_FIXED_0_ANYTHREAD << BigInt(4 * i),
+).reduce((a, b) => a | b, 0n);
+
+const STATUS_BITS_RESERVED_BY_KVM = GLOBAL_STATUS_LBRS_FROZEN | GLOBAL_STATUS_COUNTERS_FROZEN | GLOBAL_STATUS_UNC_OVF;
 
 export const STATUS_BITS_V2: KnownDivergence = {
   id: 'status-bits-v2',
@@ -80,7 +115,7 @@ export const STATUS_BITS_V2: KnownDivergence = {
   matches: (o, c) =>
     version(c) >= 3 &&
     o.kind === 'wrmsr' &&
-    o.target === 0x390 &&
+    o.target === MSR_CORE_PERF_GLOBAL_OVF_CTRL &&
     o.sut === '#GP' &&
     o.oracle === '0x0' &&
     o.value !== null &&
@@ -88,19 +123,21 @@ export const STATUS_BITS_V2: KnownDivergence = {
   adoptFault: (a) =>
     version(a) >= 3 &&
     a.kind === 'wrmsr' &&
-    a.msr === 0x390 &&
+    a.msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL &&
     a.value !== null &&
     (a.value & STATUS_BITS_RESERVED_BY_KVM) !== 0n,
 };
 
 /** DEBUGCTL bits KVM supports for some guest (vmx_get_supported_debugctl): LBR, BTF, FREEZE_LBRS_ON_PMI, RTM_DEBUG. */
-const DEBUGCTL_EVER_SUPPORTED = 0x1n | 0x2n | 0x800n | 0x8000n;
+const DEBUGCTL_EVER_SUPPORTED =
+  DEBUGCTLMSR_LBR | DEBUGCTLMSR_BTF | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI | DEBUGCTLMSR_RTM_DEBUG;
 
 /** LBR and BTF: vmx_set_debugctl drops them when unsupported, so a write of only these never #GPs. */
-const DEBUGCTL_DROPPED_NOT_REFUSED = 0x1n | 0x2n;
+const DEBUGCTL_DROPPED_NOT_REFUSED = DEBUGCTLMSR_LBR | DEBUGCTLMSR_BTF;
 
 /** DEBUGCTL bits KVM may drop or clear: LBR, BTF, FREEZE_LBRS_ON_PMI, FREEZE_PERFMON_ON_PMI. */
-const DEBUGCTL_DROPPABLE = 0x1n | 0x2n | 0x800n | 0x1000n;
+const DEBUGCTL_DROPPABLE =
+  DEBUGCTLMSR_LBR | DEBUGCTLMSR_BTF | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI | DEBUGCTLMSR_FREEZE_PERFMON_ON_PMI;
 const droppedOnly = (sut: bigint, bare: bigint) => (sut & ~bare) === 0n && ((sut ^ bare) & ~DEBUGCTL_DROPPABLE) === 0n;
 
 export const DEBUGCTL_SUBSET: KnownDivergence = {
@@ -110,7 +147,7 @@ export const DEBUGCTL_SUBSET: KnownDivergence = {
   // A refused write #GPs (never for LBR/BTF alone); a dropped bit shows on the next read, as a bit missing, never an
   // extra one.
   matches: (o) =>
-    o.target === 0x1d9 &&
+    o.target === MSR_IA32_DEBUGCTLMSR &&
     ((o.kind === 'wrmsr' &&
       o.sut === '#GP' &&
       o.oracle === '0x0' &&
@@ -122,14 +159,20 @@ export const DEBUGCTL_SUBSET: KnownDivergence = {
         droppedOnly(BigInt(o.sut), BigInt(o.oracle)))),
   // A write with a bit KVM never supports faults on bare metal too (W6); a droppable bit is left to the matcher.
   adoptFault: (a) =>
-    a.kind === 'wrmsr' && a.msr === 0x1d9 && a.value !== null && (a.value & ~DEBUGCTL_EVER_SUPPORTED) !== 0n,
+    a.kind === 'wrmsr' &&
+    a.msr === MSR_IA32_DEBUGCTLMSR &&
+    a.value !== null &&
+    (a.value & ~DEBUGCTL_EVER_SUPPORTED) !== 0n,
 };
 
 /** A write setting AnyThread: EVTSEL bit 21, or bit 2 of a FIXED_CTR_CTRL field. */
 const anyThread = (msr: number | null, value: bigint | null) =>
   value !== null &&
-  ((msr !== null && msr >= 0x186 && msr < 0x18e && (value & (1n << 21n)) !== 0n) ||
-    (msr === 0x38d && (value & 0x4444_4444n) !== 0n));
+  ((msr !== null &&
+    msr >= MSR_P6_EVNTSEL0 &&
+    msr < MSR_P6_EVNTSEL0 + MAX_GP &&
+    (value & ARCH_PERFMON_EVENTSEL_ANY) !== 0n) ||
+    (msr === MSR_CORE_PERF_FIXED_CTR_CTRL && (value & ANYTHREAD_ALL_FIXED) !== 0n));
 
 export const ANYTHREAD_RESERVED: KnownDivergence = {
   id: 'anythread-reserved',

@@ -15,10 +15,30 @@ import {
   version,
 } from './common.js';
 import type { KnownDivergence } from './types.js';
-const isCounter = (m: number) => (m >= 0xc1 && m < 0xc9) || (m >= 0x4c1 && m < 0x4c9) || (m >= 0x309 && m < 0x30c);
+import {
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_P6_EVNTSEL0,
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_EVENT,
+  ARCH_PERFMON_EVENTSEL_UMASK,
+  ARCH_PERFMON_EVENTSEL_OS,
+} from '../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { MSR_LBR_TOS, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
+import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
+const isCounter = (m: number) =>
+  (m >= MSR_IA32_PERFCTR0 && m < 0xc9) ||
+  (m >= MSR_IA32_PMC0 && m < 0x4c9) ||
+  (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 3);
 /** A write that leaves the counter at -1: all ones at 32 bits through the legacy alias, else at 48. */
 const isMinusOne = (m: number, v: bigint) =>
-  m >= 0xc1 && m < 0xc9 ? (v & 0xffff_ffffn) === 0xffff_ffffn : (v & 0xffff_ffff_ffffn) === 0xffff_ffff_ffffn;
+  m >= MSR_IA32_PERFCTR0 && m < 0xc9
+    ? (v & 0xffff_ffffn) === 0xffff_ffffn
+    : (v & 0xffff_ffff_ffffn) === 0xffff_ffff_ffffn;
 /** The last accepted value written to `msr` before observation `upTo`, if any. */
 function lastWrite(history: readonly Observation[], msr: number, upTo: Observation): bigint | null {
   let v: bigint | null = null;
@@ -45,7 +65,12 @@ function lostOnly(o: Observation, history: readonly Observation[]): string | nul
     return p.sut <= p.oracle
       ? null
       : `the counter counted ${p.sut} since it was written, more than bare metal's ${p.oracle}`;
-  if (o.kind === 'rdmsr' && o.target === 0x38e && o.sut.startsWith('0x') && o.oracle.startsWith('0x'))
+  if (
+    o.kind === 'rdmsr' &&
+    o.target === MSR_CORE_PERF_GLOBAL_STATUS &&
+    o.sut.startsWith('0x') &&
+    o.oracle.startsWith('0x')
+  )
     return (BigInt(o.sut) & ~BigInt(o.oracle)) === 0n
       ? null
       : `GLOBAL_STATUS shows bits bare metal does not set (${o.sut} against ${o.oracle})`;
@@ -61,9 +86,9 @@ function counterOf(o: Observation): number | null {
   const m = o.target;
   if (o.kind === 'rdpmc') return m >>> 16 === 0 ? m & 0xffff : m >>> 16 === 0x4000 ? 32 + (m & 0xffff) : null;
   if (o.kind !== 'rdmsr') return null;
-  if (m >= 0xc1 && m < 0xc9) return m - 0xc1;
-  if (m >= 0x4c1 && m < 0x4c9) return m - 0x4c1;
-  if (m >= 0x309 && m < 0x30c) return 32 + (m - 0x309);
+  if (m >= MSR_IA32_PERFCTR0 && m < 0xc9) return m - MSR_IA32_PERFCTR0;
+  if (m >= MSR_IA32_PMC0 && m < 0x4c9) return m - MSR_IA32_PMC0;
+  if (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 3) return 32 + (m - MSR_CORE_PERF_FIXED_CTR0);
   return null;
 }
 
@@ -81,8 +106,9 @@ function progress(o: Observation, history: readonly Observation[]): { sut: bigin
     if (h === o) break;
     if (h.kind !== 'wrmsr' || h.sut !== '0x0' || h.target === null || h.value === null) continue;
     const t = h.target;
-    if (idx < 32 && t === 0xc1 + idx) base = BigInt.asUintN(48, BigInt.asIntN(32, h.value));
-    else if ((idx < 32 && t === 0x4c1 + idx) || (idx >= 32 && t === 0x309 + idx - 32)) base = h.value & MASK48;
+    if (idx < 32 && t === MSR_IA32_PERFCTR0 + idx) base = BigInt.asUintN(48, BigInt.asIntN(32, h.value));
+    else if ((idx < 32 && t === MSR_IA32_PMC0 + idx) || (idx >= 32 && t === MSR_CORE_PERF_FIXED_CTR0 + idx - 32))
+      base = h.value & MASK48;
   }
   return { sut: (BigInt(o.sut) - base) & MASK48, oracle: (BigInt(o.oracle) - base) & MASK48 };
 }
@@ -93,14 +119,19 @@ function progress(o: Observation, history: readonly Observation[]): { sut: bigin
  */
 function runningWithCounts(history: readonly Observation[], w: Observation, version: number): boolean {
   const m = w.target!;
-  const fixed = m >= 0x309 && m < 0x30c;
-  const idx = fixed ? 32 + (m - 0x309) : m >= 0x4c1 ? m - 0x4c1 : m - 0xc1;
+  const fixed = m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 3;
+  const idx = fixed
+    ? 32 + (m - MSR_CORE_PERF_FIXED_CTR0)
+    : m >= MSR_IA32_PMC0
+      ? m - MSR_IA32_PMC0
+      : m - MSR_IA32_PERFCTR0;
   const enabledNow = (upTo: Observation) => {
     const local = fixed
-      ? (((lastWrite(history, 0x38d, upTo) ?? 0n) >> BigInt(4 * (idx - 32))) & 3n) !== 0n
-      : ((lastWrite(history, 0x186 + idx, upTo) ?? 0n) & (1n << 22n)) !== 0n;
+      ? (((lastWrite(history, MSR_CORE_PERF_FIXED_CTR_CTRL, upTo) ?? 0n) >> BigInt(4 * (idx - 32))) & 3n) !== 0n
+      : ((lastWrite(history, MSR_P6_EVNTSEL0 + idx, upTo) ?? 0n) & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n;
     const global =
-      version < 2 || (((lastWrite(history, 0x38f, upTo) ?? (fixed ? 0n : 0xffn)) >> BigInt(idx)) & 1n) === 1n;
+      version < 2 ||
+      (((lastWrite(history, MSR_CORE_PERF_GLOBAL_CTRL, upTo) ?? (fixed ? 0n : 0xffn)) >> BigInt(idx)) & 1n) === 1n;
     return local && global;
   };
   if (!enabledNow(w)) return false;
@@ -115,13 +146,17 @@ function runningWithCounts(history: readonly Observation[], w: Observation, vers
 /** Did the counter written by `w` count that WRMSR (instructions retired at CPL 0)? */
 function countsOwnWrmsr(history: readonly Observation[], w: Observation): boolean {
   const m = w.target!;
-  if (m >= 0x309) {
-    const ctrl = lastWrite(history, 0x38d, w) ?? 0n;
-    return m === 0x309 && (ctrl & 1n) === 1n; // FC0 counts instructions; OS enable is bit 0
+  if (m >= MSR_CORE_PERF_FIXED_CTR0) {
+    const ctrl = lastWrite(history, MSR_CORE_PERF_FIXED_CTR_CTRL, w) ?? 0n;
+    return m === MSR_CORE_PERF_FIXED_CTR0 && (ctrl & 1n) === 1n; // FC0 counts instructions; OS enable is bit 0
   }
-  const i = m >= 0x4c1 ? m - 0x4c1 : m - 0xc1;
-  const sel = lastWrite(history, 0x186 + i, w) ?? 0n;
-  return (sel & 0xffffn) === 0xc0n && (sel & (1n << 17n)) !== 0n && (sel & (1n << 22n)) !== 0n;
+  const i = m >= MSR_IA32_PMC0 ? m - MSR_IA32_PMC0 : m - MSR_IA32_PERFCTR0;
+  const sel = lastWrite(history, MSR_P6_EVNTSEL0 + i, w) ?? 0n;
+  return (
+    (sel & (ARCH_PERFMON_EVENTSEL_EVENT | ARCH_PERFMON_EVENTSEL_UMASK)) === PERF_COUNT_HW_INSTRUCTIONS &&
+    (sel & ARCH_PERFMON_EVENTSEL_OS) !== 0n &&
+    (sel & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n
+  );
 }
 
 /** Did the guest write DEBUGCTL with this bit set (and KVM take the write)? */
@@ -129,7 +164,7 @@ const debugctlArmed = (history: readonly Observation[], bitNo: number) =>
   history.some(
     (h) =>
       h.kind === 'wrmsr' &&
-      h.target === 0x1d9 &&
+      h.target === MSR_IA32_DEBUGCTLMSR &&
       h.sut === '0x0' &&
       h.value !== null &&
       (h.value & (1n << BigInt(bitNo))) !== 0n,
@@ -144,7 +179,7 @@ function lbrFreezeEffect(o: Observation, history: readonly Observation[]): boole
   return (
     o.kind === 'rdmsr' &&
     o.target !== null &&
-    (o.target === 0x1d9 || isLegacyLbrMsr(o.target)) &&
+    (o.target === MSR_IA32_DEBUGCTLMSR || isLegacyLbrMsr(o.target)) &&
     debugctlArmed(history, 11)
   );
 }
@@ -159,8 +194,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     matches: (o) =>
       o.kind === 'wrmsr' &&
       o.target !== null &&
-      o.target >= 0x309 &&
-      o.target < 0x30c &&
+      o.target >= MSR_CORE_PERF_FIXED_CTR0 &&
+      o.target < MSR_CORE_PERF_FIXED_CTR0 + 3 &&
       o.sut === '0x0' &&
       o.oracle === '#GP',
   },
@@ -176,7 +211,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       debugctlArmed(c.history, 11) &&
       o.kind === 'rdmsr' &&
       o.target !== null &&
-      (o.target === 0x38e || isLegacyLbrMsr(o.target)),
+      (o.target === MSR_CORE_PERF_GLOBAL_STATUS || isLegacyLbrMsr(o.target)),
   },
   {
     id: 'no-v1-lbr-freeze',
@@ -189,7 +224,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       debugctlArmed(c.history, 11) &&
       o.kind === 'rdmsr' &&
       o.target !== null &&
-      (o.target === 0x1d9 || isLegacyLbrMsr(o.target)),
+      (o.target === MSR_IA32_DEBUGCTLMSR || isLegacyLbrMsr(o.target)),
   },
   STATUS_BITS_V2,
   {
@@ -204,7 +239,9 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       (o.kind === 'run' ||
         o.kind === 'pmi' ||
         o.kind === 'rdpmc' ||
-        (o.kind === 'rdmsr' && o.target !== null && (o.target === 0x38e || isCounter(o.target))) ||
+        (o.kind === 'rdmsr' &&
+          o.target !== null &&
+          (o.target === MSR_CORE_PERF_GLOBAL_STATUS || isCounter(o.target))) ||
         lbrFreezeEffect(o, c.history)) &&
       c.history.some(
         (h) =>
@@ -284,7 +321,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     // Only the TOS value: a shifted record read cannot be told from a leaked one here, so it stays a finding.
     matches: (o, c) =>
       o.kind === 'rdmsr' &&
-      o.target === 0x1c9 &&
+      o.target === MSR_LBR_TOS &&
       o.sut.startsWith('0x') &&
       o.oracle.startsWith('0x') &&
       c.history.some((h) => h.kind === 'host' && h.what.includes('with branch stack') && !h.what.includes('(refused)')),
@@ -296,7 +333,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'arch/x86/kvm/vmx/vmx.c: intercepted guest MSR accesses exit to the host between guest branches; LBR_INFO.CYC_CNT counts core cycles (decision D23)',
     // Same record, same flags; only the 16-bit cycle count differs, and it is larger in the guest.
     matches: (o) => {
-      if (o.kind !== 'rdmsr' || o.target === null || o.target < 0xdc0 || o.target >= 0xde0) return false;
+      if (o.kind !== 'rdmsr' || o.target === null || o.target < MSR_LBR_INFO_0 || o.target >= MSR_LBR_INFO_0 + 32)
+        return false;
       if (!o.sut.startsWith('0x') || !o.oracle.startsWith('0x')) return false;
       const sut = BigInt(o.sut);
       const bare = BigInt(o.oracle);
@@ -304,5 +342,3 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     },
   },
 ];
-
-export { version };

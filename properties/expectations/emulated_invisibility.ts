@@ -5,6 +5,7 @@
 
 import { isLegacyLbrMsr } from './common.js';
 import type { KnownDivergence } from './types.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 
 const afterSaveRestore = (h: readonly { kind: string; what: string }[]) =>
   h.some((x) => x.kind === 'vmm' && x.what.startsWith('save/restore'));
@@ -15,7 +16,7 @@ export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
     title:
       'IA32_DEBUGCTL is not in KVM_GET_MSR_INDEX_LIST, so a save/restore resets it to 0 (decision K4, to confirm against QEMU)',
     kernelRef: 'arch/x86/kvm/x86.c msrs_to_save_pmu / emulated_msrs: no MSR_IA32_DEBUGCTLMSR',
-    matches: (o, c) => o.kind === 'rdmsr' && o.target === 0x1d9 && afterSaveRestore(c.history),
+    matches: (o, c) => o.kind === 'rdmsr' && o.target === MSR_IA32_DEBUGCTLMSR && afterSaveRestore(c.history),
   },
   {
     id: 'lbr-not-saved',

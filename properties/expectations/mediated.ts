@@ -13,6 +13,12 @@ import {
   version,
 } from './common.js';
 import type { KnownDivergence } from './types.js';
+import {
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  GLOBAL_STATUS_LBRS_FROZEN,
+  GLOBAL_STATUS_COUNTERS_FROZEN,
+  GLOBAL_STATUS_UNC_OVF,
+} from '../../model/hw/msr/global.js';
 
 // The shared entries (common.ts), with the mediated path to the same upstream code in the title and reference.
 export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
@@ -57,7 +63,7 @@ export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
       "arch/x86/kvm/vmx/vmx.c vmx_recalc_pmu_msr_intercepts: GLOBAL_CTRL/STATUS/OVF_CTRL intercepted only if kvm_need_perf_global_ctrl_intercept (counter counts, v2+), not by the guest's version",
     matches: (o, c) =>
       o.kind === 'wrmsr' &&
-      o.target === 0x390 &&
+      o.target === MSR_CORE_PERF_GLOBAL_OVF_CTRL &&
       o.sut === '0x0' &&
       o.oracle === '#GP' &&
       o.value !== null &&
@@ -67,7 +73,7 @@ export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
       // Passed through only when the guest has every host counter (kvm_need_perf_global_ctrl_intercept).
       ((c.guest.cpuid.leaf0a.eax >>> 8) & 0xff) === c.host.nGP &&
       (c.guest.cpuid.leaf0a.edx & 0x1f) === c.host.nFixedContig &&
-      (o.value & ((1n << 58n) | (1n << 59n) | (1n << 61n))) !== 0n,
+      (o.value & (GLOBAL_STATUS_LBRS_FROZEN | GLOBAL_STATUS_COUNTERS_FROZEN | GLOBAL_STATUS_UNC_OVF)) !== 0n,
   },
 ];
 

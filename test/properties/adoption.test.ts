@@ -7,6 +7,9 @@ import { runProgram } from '../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 import { Divergence, GuestRdmsr, GuestRdpmc, GuestWrmsr } from '../../scenarios/commands.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import { MSR_CORE_PERF_FIXED_CTR_CTRL, MSR_P6_EVNTSEL0, MSR_IA32_PERFCTR0 } from '../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 
 /** A v2 guest with one GP counter (so PERFCTR1/EVNTSEL1 are absent) and fixed counter 0. */
 const guest: GuestConfig = {
@@ -23,8 +26,8 @@ const faithful: VcpuFactory = (h, o) => new EmulatedVcpu(h, o);
 
 /** Fixed counter 0 counts the kernel's instructions; the guest touches absent EVNTSEL1, then reads the count. */
 const program = (absent: number) => [
-  new GuestWrmsr(0, 0x38d, 0x1n), // FIXED_CTR0: OS
-  new GuestWrmsr(0, 0x38f, 1n << 32n),
+  new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x1n), // FIXED_CTR0: OS
+  new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 1n << 32n),
   new GuestRdmsr(0, absent),
   new GuestWrmsr(0, absent, 0x4300c0n),
   new GuestRdpmc(0, 0x4000_0000, 0),
@@ -38,7 +41,7 @@ const run = (design: VcpuFactory, cmds: ReturnType<typeof program>) => {
 
 describe('decision W6: bare metal adopts the P6-quirk access and the program goes on, compared exactly', () => {
   it('the faithful design passes the whole program; the quirk is counted once as known', () => {
-    for (const m of [0xc2, 0x187])
+    for (const m of [0xc2, MSR_P6_EVNTSEL0 + 1])
       expect(Object.fromEntries(run(faithful, program(m)))).toEqual({ 'p6-perfctr-quirk': 1 });
   });
 
@@ -47,12 +50,12 @@ describe('decision W6: bare metal adopts the P6-quirk access and the program goe
       new (class extends EmulatedVcpu {
         override guestRdmsr(msr: number) {
           const r = super.guestRdmsr(msr);
-          if (msr === 0xc2 || msr === 0x187) this.instructionRetired(0);
+          if (msr === 0xc2 || msr === MSR_P6_EVNTSEL0 + 1) this.instructionRetired(0);
           return r;
         }
       })(h, o);
-    expect(() => run(twice, program(0x187))).toThrow(Divergence);
-    expect(() => run(twice, program(0x187))).toThrow(/RDPMC 0x40000000/);
+    expect(() => run(twice, program(MSR_P6_EVNTSEL0 + 1))).toThrow(Divergence);
+    expect(() => run(twice, program(MSR_P6_EVNTSEL0 + 1))).toThrow(/RDPMC 0x40000000/);
   });
 
   it('is not adopted where the access is not the quirk: a non-zero read of an absent counter fails', () => {
@@ -67,7 +70,7 @@ describe('decision W6: bare metal adopts the P6-quirk access and the program goe
 
   it('is not adopted for a counter the guest has: bare metal and KVM agree there', () => {
     // EVNTSEL0 exists: no adoption, nothing known.
-    expect(run(faithful, [new GuestRdmsr(0, 0x186), new GuestRdmsr(0, 0xc1)]).size).toBe(0);
+    expect(run(faithful, [new GuestRdmsr(0, MSR_P6_EVNTSEL0), new GuestRdmsr(0, MSR_IA32_PERFCTR0)]).size).toBe(0);
   });
 });
 
@@ -75,10 +78,10 @@ describe('decision W6 for a #GP of the design: bare metal faults too, before any
   /** A v2 guest with the host's LBRs: DEBUGCTL.LBR is supported, FREEZE_PERFMON_ON_PMI never is. */
   const lbrGuest: GuestConfig = { ...guest, perfCapabilities: SKYLAKE.perfCapabilities & 0x3fn };
   const refused = [
-    new GuestWrmsr(0, 0x1d9, 0x1001n),
-    new GuestRdmsr(0, 0x1d9),
-    new GuestWrmsr(0, 0x1d9, 0x1n),
-    new GuestRdmsr(0, 0x1d9),
+    new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x1001n),
+    new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR),
+    new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x1n),
+    new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR),
   ];
   const runLbr = (design: VcpuFactory) => {
     const known = new Map<string, number>();
@@ -95,7 +98,7 @@ describe('decision W6 for a #GP of the design: bare metal faults too, before any
       new (class extends EmulatedVcpu {
         override guestWrmsr(msr: number, value: bigint) {
           const r = super.guestWrmsr(msr, value);
-          if (msr === 0x1d9 && !r.ok) super.guestWrmsr(msr, value & 0x1n);
+          if (msr === MSR_IA32_DEBUGCTLMSR && !r.ok) super.guestWrmsr(msr, value & 0x1n);
           return r;
         }
       })(h, o);
@@ -106,13 +109,15 @@ describe('decision W6 for a #GP of the design: bare metal faults too, before any
     const refusesLbr: VcpuFactory = (h, o) =>
       new (class extends EmulatedVcpu {
         override guestWrmsr(msr: number, value: bigint) {
-          return msr === 0x1d9 && value === 0x1n ? { ok: false as const, gp: 'planted' } : super.guestWrmsr(msr, value);
+          return msr === MSR_IA32_DEBUGCTLMSR && value === 0x1n
+            ? { ok: false as const, gp: 'planted' }
+            : super.guestWrmsr(msr, value);
         }
       })(h, o);
     const known = new Map<string, number>();
     const run1 = () =>
       runProgram({ host: SKYLAKE, design: refusesLbr, expectations: EMULATED_EXPECTATIONS, known }, lbrGuest, [
-        new GuestWrmsr(0, 0x1d9, 0x1n),
+        new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x1n),
       ]);
     expect(run1).toThrow(/WRMSR 0x1d9 <- 0x1: guest saw #GP, bare metal shows 0x0/);
   });

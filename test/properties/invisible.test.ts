@@ -8,6 +8,9 @@ import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../../properties/expectation
 import { checkInvisible, type InvisibilityRun, invisibilityProperty } from '../../properties/invisible.js';
 import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../scenarios/commands.js';
 import type { GuestConfig } from '../../scenarios/world.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
+import { MSR_P6_EVNTSEL0, MSR_IA32_PERFCTR0 } from '../../model/hw/msr/counters.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 
 const emulated: InvisibilityRun = {
   host: SKYLAKE,
@@ -27,7 +30,7 @@ const guest: GuestConfig = {
 /** A planted fault, not a historical bug: KVM_SET_MSRS of GLOBAL_CTRL is accepted and ignored. */
 class IgnoresRestoredGlobalCtrl extends EmulatedVcpu {
   override hostSetMsr(msr: number, value: bigint): HostAccess {
-    return msr === 0x38f ? { ok: true, value } : super.hostSetMsr(msr, value);
+    return msr === MSR_CORE_PERF_GLOBAL_CTRL ? { ok: true, value } : super.hostSetMsr(msr, value);
   }
 }
 
@@ -38,12 +41,12 @@ describe('property 4: migration and save/restore are invisible to the guest', ()
 
   it('a counting program is unchanged by a migration or a save/restore in the middle', () => {
     const program = [
-      new GuestWrmsr(0, 0x186, 0x4300c0n),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x4300c0n),
       new GuestRun(0, [{ cpl: 3, instructions: 5 }]),
-      new GuestRdmsr(0, 0xc1),
+      new GuestRdmsr(0, MSR_IA32_PERFCTR0),
       new GuestRun(0, [{ cpl: 0, instructions: 7 }]),
-      new GuestRdmsr(0, 0xc1),
-      new GuestRdmsr(0, 0x38f),
+      new GuestRdmsr(0, MSR_IA32_PERFCTR0),
+      new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_CTRL),
     ];
     for (let at = 0; at <= program.length; at++) {
       checkInvisible(emulated, guest, program, at, new Migrate(0, 1));
@@ -52,7 +55,7 @@ describe('property 4: migration and save/restore are invisible to the guest', ()
   });
 
   it('catches a VMM-visible loss: DEBUGCTL does not survive a save/restore (declared, decision K4)', () => {
-    const program = [new GuestWrmsr(0, 0x1d9, 0x1n), new GuestRdmsr(0, 0x1d9)];
+    const program = [new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x1n), new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR)];
     expect(() => checkInvisible({ ...emulated, expectations: [] }, guest, program, 1, new SaveRestore(0, 1))).toThrow(
       /RDMSR 0x1d9 \(with new SaveRestore\(0, 1\) before command 1\): guest saw 0x0, without it the guest saw 0x1/,
     );

@@ -5,6 +5,7 @@ import { SKYLAKE } from '../../model/hw/profiles.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { type NoninterferenceRun, noninterferenceProperty } from '../../properties/noninterference.js';
 import { Divergence } from '../../scenarios/commands.js';
+import { MSR_LBR_TOS, MSR_LBR_NHM_FROM } from '../../model/hw/msr/lbr_legacy.js';
 
 const emulated: NoninterferenceRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
 
@@ -16,7 +17,7 @@ const emulated: NoninterferenceRun = { host: SKYLAKE, design: (h, o) => new Emul
  */
 class ReadsLbrFromHardware extends EmulatedVcpu {
   override guestRdmsr(msr: number): Access {
-    const isLbr = msr === 0x1c9 || (msr >= 0x680 && msr < 0x700);
+    const isLbr = msr === MSR_LBR_TOS || (msr >= MSR_LBR_NHM_FROM && msr < 0x700);
     if (!isLbr || !this.lbrEnabled) return super.guestRdmsr(msr);
     super.guestRdmsr(msr);
     return this.s.host.pcpu(this.cpu).hw.rdmsr(msr);

@@ -8,6 +8,8 @@ import { runProgram } from '../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, HostOpen } from '../../scenarios/commands.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import { MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 
 const guest: GuestConfig = {
   cpuid: {
@@ -25,19 +27,19 @@ function skewed(delta: bigint): VcpuFactory {
     new (class extends EmulatedVcpu {
       override guestRdmsr(msr: number) {
         const r = super.guestRdmsr(msr);
-        return r.ok && msr === 0x4c1 ? ok((r.value + delta) & ((1n << 48n) - 1n)) : r;
+        return r.ok && msr === MSR_IA32_PMC0 ? ok((r.value + delta) & ((1n << 48n) - 1n)) : r;
       }
     })(h, o);
 }
 
 const program = [
   new HostOpen(0, attr({ config: 0xc0n, pinned: true })),
-  new GuestWrmsr(0, 0x186, 0x4300c0n), // instructions, OS|USR|EN
-  new GuestWrmsr(0, 0x38f, 0x1n),
+  new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x4300c0n), // instructions, OS|USR|EN
+  new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1n),
   new GuestRun(0, [{ cpl: 3, instructions: 10 }]),
-  new GuestRdmsr(0, 0x4c1),
+  new GuestRdmsr(0, MSR_IA32_PMC0),
   new GuestRun(0, [{ cpl: 3, instructions: 10 }]),
-  new GuestRdmsr(0, 0x4c1),
+  new GuestRdmsr(0, MSR_IA32_PMC0),
 ];
 
 describe('the weaker contract after host contention: never more than bare metal counted', () => {
@@ -62,7 +64,7 @@ describe('the weaker contract after host contention: never more than bare metal 
         reads = 0;
         override guestRdmsr(msr: number) {
           const r = super.guestRdmsr(msr);
-          if (!r.ok || msr !== 0x4c1) return r;
+          if (!r.ok || msr !== MSR_IA32_PMC0) return r;
           this.reads++;
           return ok(this.reads === 1 ? r.value - 1n : r.value + 3n);
         }

@@ -7,6 +7,7 @@ import type { Access } from '../../model/hw/access.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { designById } from '../../designs/registry.js';
 import type { Design } from '../../properties/design.js';
+import { MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_CORE_PERF_FIXED_CTR0 } from '../../model/hw/msr/counters.js';
 
 const emulated = designById('emulated');
 
@@ -17,13 +18,15 @@ class LeaksHostPmc0 extends EmulatedVcpu {
   override guestRdpmc(ecx: number, cpl: number): Access {
     const r = super.guestRdpmc(ecx, cpl);
     if (!r.ok || ecx >>> 16 !== 0) return r;
-    const hw = this.s.host.pcpu(this.s.cpu).hw.rdmsr(0xc1);
+    const hw = this.s.host.pcpu(this.s.cpu).hw.rdmsr(MSR_IA32_PERFCTR0);
     return hw.ok ? { ok: true, value: r.value ^ hw.value } : r;
   }
 }
 
 const isCounter = (msr: number) =>
-  (msr >= 0xc1 && msr < 0xc9) || (msr >= 0x4c1 && msr < 0x4c9) || (msr >= 0x309 && msr < 0x30d);
+  (msr >= MSR_IA32_PERFCTR0 && msr < 0xc9) ||
+  (msr >= MSR_IA32_PMC0 && msr < 0x4c9) ||
+  (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < 0x30d);
 
 /** A migration loses the counter values: every counter reads 0 (RDMSR and RDPMC) until the guest writes one. */
 class LosesCountersOnMigrate extends EmulatedVcpu {

@@ -19,6 +19,13 @@ import { writeReport } from '../../reports/write.js';
 import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate } from '../../scenarios/commands.js';
 import { programToJson } from '../../scenarios/serialize.js';
 import type { GuestConfig, Observation } from '../../scenarios/world.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_INUSE,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+} from '../../model/hw/msr/global.js';
+import { MSR_P6_EVNTSEL0, MSR_IA32_PMC0 } from '../../model/hw/msr/counters.js';
 
 const bug = designById('bug/5728a4a0ea79');
 const guest: GuestConfig = {
@@ -101,7 +108,7 @@ describe('a report built from the bug #41 run', () => {
   });
 
   it('dedupes by signature: an equal or longer program keeps the existing report, a shorter one replaces it', () => {
-    const extra = new GuestRdmsr(0, 0x38f);
+    const extra = new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_CTRL);
     const longer: Report = {
       ...r,
       program: [extra, ...r.program],
@@ -117,7 +124,7 @@ describe('a report built from the bug #41 run', () => {
 describe('post-shrinking', () => {
   it('deletes commands and work units the divergence does not need', () => {
     const program = [
-      new GuestWrmsr(0, 0x38f, 0x1n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1n),
       new GuestRun(0, [
         { cpl: 3, instructions: 1 },
         { cpl: 0, instructions: 2 },
@@ -136,12 +143,12 @@ describe('post-shrinking', () => {
     class AfterEvtsel extends EmulatedVcpu {
       private armed = false;
       override guestWrmsr(msr: number, value: bigint) {
-        if (msr === 0x186) this.armed = true;
+        if (msr === MSR_P6_EVNTSEL0) this.armed = true;
         return super.guestWrmsr(msr, value);
       }
       override guestRdmsr(msr: number) {
         const r = super.guestRdmsr(msr);
-        return this.armed && msr === 0x38f && r.ok ? { ok: true as const, value: r.value ^ 1n } : r;
+        return this.armed && msr === MSR_CORE_PERF_GLOBAL_CTRL && r.ok ? { ok: true as const, value: r.value ^ 1n } : r;
       }
     }
     const design: Design = {
@@ -151,10 +158,10 @@ describe('post-shrinking', () => {
     };
     const t = { ...target, design };
     const program = [
-      new GuestRdmsr(0, 0x38e),
-      new GuestWrmsr(0, 0x186, 0x4300c0n),
+      new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_STATUS),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x4300c0n),
       new Migrate(0, 1),
-      new GuestRdmsr(0, 0x38f),
+      new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_CTRL),
     ];
     const sig = signatureOf(design.id, replay(t, program).divergence!);
     expect(postShrink(t, program, sig).map(String)).toEqual([
@@ -171,7 +178,7 @@ describe('signatures, rules and titles', () => {
     step: 1,
     vcpu: 0,
     kind: 'rdmsr',
-    target: 0x38e,
+    target: MSR_CORE_PERF_GLOBAL_STATUS,
     value: null,
     what: 'RDMSR 0x38e',
     sut: '0x0',
@@ -187,7 +194,7 @@ describe('signatures, rules and titles', () => {
   });
 
   it('keep design, kind, target and which side #GP-ed, and drop values', () => {
-    expect(signatureOf('emulated', obs({ sut: '#GP', oracle: '0x0', target: 0x392 }))).toBe(
+    expect(signatureOf('emulated', obs({ sut: '#GP', oracle: '0x0', target: MSR_CORE_PERF_GLOBAL_INUSE }))).toBe(
       'emulated|rdmsr|0x392|guest-gp',
     );
     expect(signatureOf('emulated', obs({}))).toBe(signatureOf('emulated', obs({ sut: '0x5', oracle: '0x7' })));
@@ -198,18 +205,18 @@ describe('signatures, rules and titles', () => {
   });
 
   it('point at the section of pmu-semantics.md for the MSR family', () => {
-    expect(ruleFor(obs({ target: 0x38e }))).toBe('pmu-semantics.md §2.6 IA32_PERF_GLOBAL_STATUS');
-    expect(ruleFor(obs({ kind: 'wrmsr', target: 0x186, sut: '#GP', oracle: '0x0' }))).toBe(
+    expect(ruleFor(obs({ target: MSR_CORE_PERF_GLOBAL_STATUS }))).toBe('pmu-semantics.md §2.6 IA32_PERF_GLOBAL_STATUS');
+    expect(ruleFor(obs({ kind: 'wrmsr', target: MSR_P6_EVNTSEL0, sut: '#GP', oracle: '0x0' }))).toBe(
       'pmu-semantics.md §2.3 IA32_PERFEVTSELi; §5 #GP master table',
     );
-    expect(ruleFor(obs({ kind: 'pmi', target: 0x4c1 }))).toContain('§4.3');
+    expect(ruleFor(obs({ kind: 'pmi', target: MSR_IA32_PMC0 }))).toContain('§4.3');
   });
 
   it('title a divergence in domain words', () => {
-    expect(titleFor(obs({ sut: '#GP', oracle: '0x0', target: 0x392 }))).toBe(
+    expect(titleFor(obs({ sut: '#GP', oracle: '0x0', target: MSR_CORE_PERF_GLOBAL_INUSE }))).toBe(
       '[conformance] KVM: x86/pmu: guest RDMSR IA32_PERF_GLOBAL_INUSE (0x392) raises #GP where bare metal reads 0x0',
     );
-    expect(titleFor(obs({ kind: 'wrmsr', target: 0x390, sut: '0x0', oracle: '#GP' }))).toBe(
+    expect(titleFor(obs({ kind: 'wrmsr', target: MSR_CORE_PERF_GLOBAL_OVF_CTRL, sut: '0x0', oracle: '#GP' }))).toBe(
       '[conformance] KVM: x86/pmu: guest WRMSR IA32_PERF_GLOBAL_OVF_CTRL (0x390) is accepted where bare metal raises #GP',
     );
     expect(

@@ -19,10 +19,27 @@ import {
   type WorldCommand,
 } from '../../scenarios/commands.js';
 import { GENERATION_PROFILES, type GenerationProfile, profileProgramArb } from '../../scenarios/generation.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
+import {
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_P6_EVNTSEL0,
+} from '../../model/hw/msr/counters.js';
+import { MSR_PERF_METRICS } from '../../model/hw/msr/topdown.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 
 const LBR_MSRS = (m: number) =>
-  m === 0x1d9 || m === 0x1c8 || m === 0x1c9 || (m >= 0x680 && m < 0x700) || (m >= 0xdc0 && m < 0xde0);
-const TOPDOWN_MSRS = (m: number) => (m >= 0x309 && m <= 0x30c) || m === 0x329 || m === 0x38d || m === 0x38f;
+  m === MSR_IA32_DEBUGCTLMSR ||
+  m === MSR_LBR_SELECT ||
+  m === MSR_LBR_TOS ||
+  (m >= MSR_LBR_NHM_FROM && m < 0x700) ||
+  (m >= MSR_LBR_INFO_0 && m < MSR_LBR_INFO_0 + 32);
+const TOPDOWN_MSRS = (m: number) =>
+  (m >= MSR_CORE_PERF_FIXED_CTR0 && m <= MSR_CORE_PERF_FIXED_CTR0 + 3) ||
+  m === MSR_PERF_METRICS ||
+  m === MSR_CORE_PERF_FIXED_CTR_CTRL ||
+  m === MSR_CORE_PERF_GLOBAL_CTRL;
 
 /** What a command is about, for the distribution. */
 function classOf(c: WorldCommand): string {
@@ -37,7 +54,8 @@ function classOf(c: WorldCommand): string {
   if (c instanceof Preempt || c instanceof Migrate || c instanceof SaveRestore) return 'scheduler/vmm';
   if (c instanceof GuestXsaves || c instanceof GuestXrstors) return 'lbr';
   if ((c instanceof GuestRdmsr || c instanceof GuestWrmsr) && LBR_MSRS(c.msr)) return 'lbr';
-  if (c instanceof GuestWrmsr && c.msr >= 0x186 && c.msr < 0x18e && (c.value & 0xffffn) === 0x1a4n) return 'topdown';
+  if (c instanceof GuestWrmsr && c.msr >= MSR_P6_EVNTSEL0 && c.msr < 0x18e && (c.value & 0xffffn) === 0x1a4n)
+    return 'topdown';
   if ((c instanceof GuestRdmsr || c instanceof GuestWrmsr) && TOPDOWN_MSRS(c.msr)) return 'topdown';
   if (c instanceof GuestRun && c.units.every((u) => (u.branches?.length ?? 0) > 0)) return 'branchy run';
   return 'guest';

@@ -4,14 +4,20 @@
  */
 
 import { type Access, gp, ok } from '../access.js';
-import { describeBits, fields, maskOf } from '../bits.js';
+import { describeBits, fieldMask, fields, maskOf } from '../bits.js';
 import { msrFamily } from './family.js';
 
 export const X2APIC_LVTPC = 0x834;
 
 export const LVTPC = fields({ vector: [7, 0], deliveryMode: [10, 8], deliveryStatus: 12, mask: 16 });
-export const LVT_MASK = 1n << 16n;
-export const DELIVERY_NMI = 4;
+/** The entry's bits by the kernel's names (apicdef.h). */
+export const APIC_LVT_MASKED = fieldMask(LVTPC.mask);
+export const APIC_VECTOR_MASK = fieldMask(LVTPC.vector);
+export const APIC_MODE_MASK = fieldMask(LVTPC.deliveryMode);
+/** Delivery modes, as the field holds them (APIC_DM_* >> 8). */
+export const APIC_DM = { FIXED: 0, LOWEST: 1, SMI: 2, NMI: 4, INIT: 5, EXTINT: 7 } as const;
+export const APIC_DM_FIXED = BigInt(APIC_DM.FIXED) << BigInt(LVTPC.deliveryMode.lo);
+export const APIC_DM_NMI = BigInt(APIC_DM.NMI) << BigInt(LVTPC.deliveryMode.lo);
 
 const WRITABLE = maskOf(LVTPC, ['vector', 'deliveryMode', 'mask']);
 

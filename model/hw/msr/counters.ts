@@ -4,17 +4,21 @@
  */
 
 import { type Access, gp, ok } from '../access.js';
-import { bit, describeBits, fields, maskOf, signExtend } from '../bits.js';
+import { bit, describeBits, fieldMask, fields, maskOf, signExtend } from '../bits.js';
 import { fixedExists, type Profile, perProfile } from '../profile.js';
 import { rebaseTopdown } from './topdown.js';
 import { msrFamily } from './family.js';
 import type { MsrDef } from './types.js';
 
-export const PMC0 = 0xc1;
-export const A_PMC0 = 0x4c1;
-export const PERFEVTSEL0 = 0x186;
-export const FIXED_CTR0 = 0x309;
-export const FIXED_CTR_CTRL = 0x38d;
+export const MSR_IA32_PERFCTR0 = 0xc1;
+export const MSR_IA32_PMC0 = 0x4c1;
+export const MSR_P6_EVNTSEL0 = 0x186;
+export const MSR_CORE_PERF_FIXED_CTR0 = 0x309;
+export const MSR_CORE_PERF_FIXED_CTR_CTRL = 0x38d;
+/** The P6-era names kvm_{get,set}_msr_common answer for (the P6 quirk). */
+export const MSR_P6_PERFCTR0 = MSR_IA32_PERFCTR0;
+export const MSR_P6_PERFCTR1 = MSR_IA32_PERFCTR0 + 1;
+export const MSR_P6_EVNTSEL1 = MSR_P6_EVNTSEL0 + 1;
 
 /** IA32_PERFEVTSELx layout (SDM Vol. 4 / pmu-semantics.md §2.3). */
 export const EVTSEL = fields({
@@ -33,6 +37,30 @@ export const EVTSEL = fields({
   inTxCp: 33,
   adaptive: 34,
 });
+
+/** EVTSEL's bits by the kernel's names (perf_event.h), as the ports of perf and KVM use them. */
+export const ARCH_PERFMON_EVENTSEL_EVENT = fieldMask(EVTSEL.event);
+export const ARCH_PERFMON_EVENTSEL_UMASK = fieldMask(EVTSEL.umask);
+export const ARCH_PERFMON_EVENTSEL_USR = fieldMask(EVTSEL.usr);
+export const ARCH_PERFMON_EVENTSEL_OS = fieldMask(EVTSEL.os);
+export const ARCH_PERFMON_EVENTSEL_EDGE = fieldMask(EVTSEL.edge);
+export const ARCH_PERFMON_EVENTSEL_PIN_CONTROL = fieldMask(EVTSEL.pc);
+export const ARCH_PERFMON_EVENTSEL_INT = fieldMask(EVTSEL.int);
+export const ARCH_PERFMON_EVENTSEL_ANY = fieldMask(EVTSEL.any);
+export const ARCH_PERFMON_EVENTSEL_ENABLE = fieldMask(EVTSEL.en);
+export const ARCH_PERFMON_EVENTSEL_INV = fieldMask(EVTSEL.inv);
+export const ARCH_PERFMON_EVENTSEL_CMASK = fieldMask(EVTSEL.cmask);
+export const HSW_IN_TX = fieldMask(EVTSEL.inTx);
+export const HSW_IN_TX_CHECKPOINTED = fieldMask(EVTSEL.inTxCp);
+export const ICL_EVENTSEL_ADAPTIVE = fieldMask(EVTSEL.adaptive);
+/** X86_RAW_EVENT_MASK: what a raw perf config may carry of a selector. */
+export const X86_RAW_EVENT_MASK = maskOf(EVTSEL, ['event', 'umask', 'edge', 'inv', 'cmask']);
+/** RDPMC ECX type 0x4000: the fixed counters (pmu-semantics.md §4.9). */
+export const INTEL_PMC_FIXED_RDPMC_BASE = 0x4000_0000;
+/** RDPMC ECX bit 31: fast (32-bit) read, which no part of the model enumerates. */
+export const INTEL_PMC_RDPMC_FAST = 0x8000_0000;
+/** RDPMC ECX type 0x2000: PERF_METRICS (INTEL_PMC_FIXED_RDPMC_METRICS). */
+export const INTEL_PMC_FIXED_RDPMC_METRICS = 0x2000_0000;
 
 /** Bits of EVTSELi a WRMSR may set on this part; everything else #GPs. */
 export function evtselWritable(p: Profile, i: number): bigint {
@@ -78,6 +106,13 @@ export function legalizeFixedCtr(p: Profile, i: number, v: bigint): Access {
 
 /** One FIXED_CTR_CTRL nibble (§2.4). */
 export const FIXED_NIBBLE = fields({ enOs: 0, enUsr: 1, any: 2, pmi: 3 });
+/** The nibble's bits by the kernel's names (fixed counter 0's; counter i's are these << 4i). */
+export const INTEL_FIXED_0_KERNEL = fieldMask(FIXED_NIBBLE.enOs);
+export const INTEL_FIXED_0_USER = fieldMask(FIXED_NIBBLE.enUsr);
+export const INTEL_FIXED_0_ANYTHREAD = fieldMask(FIXED_NIBBLE.any);
+export const INTEL_FIXED_0_ENABLE_PMI = fieldMask(FIXED_NIBBLE.pmi);
+/** INTEL_FIXED_BITS_MASK: one counter's nibble. */
+export const INTEL_FIXED_BITS_MASK = maskOf(FIXED_NIBBLE, ['enOs', 'enUsr', 'any', 'pmi']);
 export const METRICS_CLEAR_EN = 14;
 
 /** Bits of FIXED_CTR_CTRL a WRMSR may set: nibbles of existing counters, ANY where supported. */
@@ -107,7 +142,7 @@ export const counterMsrs = msrFamily(['nGP', 'fwWrite', 'version', 'fixedSet'], 
   const defs: MsrDef[] = [];
   for (let i = 0; i < p.nGP; i++) {
     defs.push({
-      address: PMC0 + i,
+      address: MSR_IA32_PERFCTR0 + i,
       name: `IA32_PMC${i}`,
       read: (s) => ok(s.pmc[i]!),
       write: (s, v) => {
@@ -117,7 +152,7 @@ export const counterMsrs = msrFamily(['nGP', 'fwWrite', 'version', 'fixedSet'], 
     });
     if (p.fwWrite) {
       defs.push({
-        address: A_PMC0 + i,
+        address: MSR_IA32_PMC0 + i,
         name: `IA32_A_PMC${i}`,
         read: (s) => ok(s.pmc[i]!),
         write: (s, v) => {
@@ -128,7 +163,7 @@ export const counterMsrs = msrFamily(['nGP', 'fwWrite', 'version', 'fixedSet'], 
       });
     }
     defs.push({
-      address: PERFEVTSEL0 + i,
+      address: MSR_P6_EVNTSEL0 + i,
       name: `IA32_PERFEVTSEL${i}`,
       read: (s) => ok(s.evtsel[i]!),
       write: (s, v) => {
@@ -146,7 +181,7 @@ export const counterMsrs = msrFamily(['nGP', 'fwWrite', 'version', 'fixedSet'], 
     for (let i = 0; i < 8; i++) {
       if (!fixedExists(p, i)) continue;
       defs.push({
-        address: FIXED_CTR0 + i,
+        address: MSR_CORE_PERF_FIXED_CTR0 + i,
         name: `IA32_FIXED_CTR${i}`,
         read: (s) => ok(s.fixed[i]!),
         write: (s, v) => {
@@ -160,7 +195,7 @@ export const counterMsrs = msrFamily(['nGP', 'fwWrite', 'version', 'fixedSet'], 
       });
     }
     defs.push({
-      address: FIXED_CTR_CTRL,
+      address: MSR_CORE_PERF_FIXED_CTR_CTRL,
       name: 'IA32_FIXED_CTR_CTRL',
       read: (s) => ok(s.fixedCtrl),
       write: (s, v) => {

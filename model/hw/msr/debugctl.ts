@@ -4,12 +4,12 @@
  */
 
 import { type Access, gp, ok } from '../access.js';
-import { bit, describeBits, fields, maskOf } from '../bits.js';
+import { bit, describeBits, fieldMask, fields, maskOf } from '../bits.js';
 import { type Profile, perProfile } from '../profile.js';
 import type { PmuState } from '../state.js';
 import { msrFamily } from './family.js';
 
-export const DEBUGCTL = 0x1d9;
+export const MSR_IA32_DEBUGCTLMSR = 0x1d9;
 
 export const DEBUGCTL_FIELDS = fields({
   lbr: 0,
@@ -25,6 +25,20 @@ export const DEBUGCTL_FIELDS = fields({
   freezeWhileSmm: 14,
   rtmDebug: 15,
 });
+
+/** DEBUGCTL's bits by the kernel's names (msr-index.h). */
+export const DEBUGCTLMSR_LBR = fieldMask(DEBUGCTL_FIELDS.lbr);
+export const DEBUGCTLMSR_BTF = fieldMask(DEBUGCTL_FIELDS.btf);
+export const DEBUGCTLMSR_BUS_LOCK_DETECT = bit(2);
+export const DEBUGCTLMSR_TR = fieldMask(DEBUGCTL_FIELDS.tr);
+export const DEBUGCTLMSR_BTS = fieldMask(DEBUGCTL_FIELDS.bts);
+export const DEBUGCTLMSR_BTINT = fieldMask(DEBUGCTL_FIELDS.btint);
+export const DEBUGCTLMSR_BTS_OFF_OS = fieldMask(DEBUGCTL_FIELDS.btsOffOs);
+export const DEBUGCTLMSR_BTS_OFF_USR = fieldMask(DEBUGCTL_FIELDS.btsOffUsr);
+export const DEBUGCTLMSR_FREEZE_LBRS_ON_PMI = fieldMask(DEBUGCTL_FIELDS.freezeLbrsOnPmi);
+export const DEBUGCTLMSR_FREEZE_PERFMON_ON_PMI = fieldMask(DEBUGCTL_FIELDS.freezePerfmonOnPmi);
+export const DEBUGCTLMSR_FREEZE_IN_SMM = fieldMask(DEBUGCTL_FIELDS.freezeWhileSmm);
+export const DEBUGCTLMSR_RTM_DEBUG = fieldMask(DEBUGCTL_FIELDS.rtmDebug);
 
 export const debugctlWritable = perProfile((p: Profile): bigint => {
   let m = maskOf(DEBUGCTL_FIELDS, [
@@ -56,7 +70,7 @@ export function readDebugctl(s: PmuState): bigint {
 
 export const debugctlMsrs = msrFamily([], () => [
   {
-    address: DEBUGCTL,
+    address: MSR_IA32_DEBUGCTLMSR,
     name: 'IA32_DEBUGCTL',
     read: (s) => ok(readDebugctl(s)),
     write: (s, v) => {

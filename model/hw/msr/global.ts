@@ -7,15 +7,15 @@ import { type Access, gp, ok } from '../access.js';
 import { bit, describeBits } from '../bits.js';
 import { fixedExists, type Profile, perProfile } from '../profile.js';
 import type { PmuState } from '../state.js';
-import { EVTSEL, fixedNibble } from './counters.js';
+import { ARCH_PERFMON_EVENTSEL_EVENT, EVTSEL, fixedNibble } from './counters.js';
 import { msrFamily } from './family.js';
 import type { MsrDef } from './types.js';
 
-export const GLOBAL_STATUS = 0x38e;
-export const GLOBAL_CTRL = 0x38f;
-export const GLOBAL_STATUS_RESET = 0x390;
-export const GLOBAL_STATUS_SET = 0x391;
-export const GLOBAL_INUSE = 0x392;
+export const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
+export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
+export const MSR_CORE_PERF_GLOBAL_OVF_CTRL = 0x390;
+export const MSR_CORE_PERF_GLOBAL_STATUS_SET = 0x391;
+export const MSR_CORE_PERF_GLOBAL_INUSE = 0x392;
 
 /** GLOBAL_STATUS bits beyond the per-counter ones. */
 export const STATUS = {
@@ -28,6 +28,15 @@ export const STATUS = {
 } as const;
 
 export const EN_PERF_METRICS = 48;
+
+/** The status bits by the kernel's names (perf_event.h). */
+export const GLOBAL_STATUS_PERF_METRICS_OVF_BIT = STATUS.PERF_METRICS_OVF;
+export const GLOBAL_STATUS_LBRS_FROZEN = bit(STATUS.LBR_FRZ);
+export const GLOBAL_STATUS_COUNTERS_FROZEN = bit(STATUS.CTR_FRZ);
+export const GLOBAL_STATUS_UNC_OVF = bit(STATUS.OVF_UNCORE);
+export const GLOBAL_STATUS_BUFFER_OVF = bit(STATUS.OVF_BUF);
+export const GLOBAL_STATUS_COND_CHG = bit(STATUS.COND_CHGD);
+export const GLOBAL_CTRL_EN_PERF_METRICS = EN_PERF_METRICS;
 
 /** Per-counter bits: GP i at bit i, fixed j at bit 32 + j. */
 export const counterBits = perProfile((p: Profile): bigint => {
@@ -65,6 +74,9 @@ export function legalizeStatusSet(p: Profile, v: bigint): Access {
   return (v | w) === w ? ok(v) : gp(`IA32_PERF_GLOBAL_STATUS_SET: ${describeBits(v & ~w)} has no status meaning`);
 }
 
+/** GLOBAL_INUSE bit 63: some counter may raise a PMI. */
+const INUSE_PMI = bit(63);
+
 /** INUSE is derived, never stored (§2.9): event select non-zero, fixed enable non-zero, any PMI. */
 export function readInuse(s: PmuState): bigint {
   const p = s.profile;
@@ -72,7 +84,7 @@ export function readInuse(s: PmuState): bigint {
   let pmi = false;
   for (let i = 0; i < p.nGP; i++) {
     const e = s.evtsel[i]!;
-    if ((e & 0xffn) !== 0n) v |= bit(i);
+    if ((e & ARCH_PERFMON_EVENTSEL_EVENT) !== 0n) v |= bit(i);
     if ((e >> BigInt(EVTSEL.int.lo)) & 1n) pmi = true;
   }
   for (let j = 0; j < 8; j++) {
@@ -81,14 +93,14 @@ export function readInuse(s: PmuState): bigint {
     if ((f & 3) !== 0) v |= bit(32 + j);
     if (f & 8) pmi = true;
   }
-  return pmi ? v | bit(63) : v;
+  return pmi ? v | INUSE_PMI : v;
 }
 
 export const globalMsrs = msrFamily(['version'], (p) => {
   if (p.version < 2) return [];
   const defs: MsrDef[] = [
     {
-      address: GLOBAL_CTRL,
+      address: MSR_CORE_PERF_GLOBAL_CTRL,
       name: 'IA32_PERF_GLOBAL_CTRL',
       read: (s) => ok(s.globalCtrl),
       write: (s, v) => {
@@ -102,13 +114,13 @@ export const globalMsrs = msrFamily(['version'], (p) => {
       },
     },
     {
-      address: GLOBAL_STATUS,
+      address: MSR_CORE_PERF_GLOBAL_STATUS,
       name: 'IA32_PERF_GLOBAL_STATUS',
       read: (s) => ok(s.globalStatus),
       write: () => gp('IA32_PERF_GLOBAL_STATUS is read-only'),
     },
     {
-      address: GLOBAL_STATUS_RESET,
+      address: MSR_CORE_PERF_GLOBAL_OVF_CTRL,
       name: p.version >= 4 ? 'IA32_PERF_GLOBAL_STATUS_RESET' : 'IA32_PERF_GLOBAL_OVF_CTRL',
       read: () => ok(0n), // D14: reads as 0
       write: (s, v) => {
@@ -124,7 +136,7 @@ export const globalMsrs = msrFamily(['version'], (p) => {
   if (p.version >= 4) {
     defs.push(
       {
-        address: GLOBAL_STATUS_SET,
+        address: MSR_CORE_PERF_GLOBAL_STATUS_SET,
         name: 'IA32_PERF_GLOBAL_STATUS_SET',
         read: () => ok(0n), // D14
         write: (s, v) => {
@@ -137,7 +149,7 @@ export const globalMsrs = msrFamily(['version'], (p) => {
         },
       },
       {
-        address: GLOBAL_INUSE,
+        address: MSR_CORE_PERF_GLOBAL_INUSE,
         name: 'IA32_PERF_GLOBAL_INUSE',
         read: (s) => ok(readInuse(s)),
         write: () => gp('IA32_PERF_GLOBAL_INUSE is read-only'), // D16

@@ -4,18 +4,19 @@
  */
 
 import { type Access, gp, ok } from '../access.js';
-import { bit, bits, describeBits, fields, isSignExtended } from '../bits.js';
+import { bits, describeBits, fieldMask, fields, isSignExtended, maskOf } from '../bits.js';
 import { ModelError } from '../errors.js';
 import { type Profile, perProfile } from '../profile.js';
 import { BRANCH_KINDS, type BranchKind, type PmuState } from '../state.js';
 import { msrFamily } from './family.js';
+import { GLOBAL_STATUS_LBRS_FROZEN } from './global.js';
 import type { MsrDef } from './types.js';
 
-export const LBR_CTL = 0x14ce;
-export const LBR_DEPTH = 0x14cf;
-export const LBR_FROM0 = 0x1500;
-export const LBR_TO0 = 0x1600;
-export const LBR_INFO0 = 0x1200;
+export const MSR_ARCH_LBR_CTL = 0x14ce;
+export const MSR_ARCH_LBR_DEPTH = 0x14cf;
+export const MSR_ARCH_LBR_FROM_0 = 0x1500;
+export const MSR_ARCH_LBR_TO_0 = 0x1600;
+export const MSR_ARCH_LBR_INFO_0 = 0x1200;
 
 /** IA32_LBR_CTL: positive filtering, 1 = capture (§3.2). */
 export const LBR_CTL_FIELDS = fields({
@@ -32,14 +33,38 @@ export const LBR_CTL_FIELDS = fields({
   otherBranch: 22,
 });
 
+/** LBR_CTL's bits by the kernel's names (intel/lbr.c). */
+export const ARCH_LBR_LBREN = fieldMask(LBR_CTL_FIELDS.lbrEn);
+export const ARCH_LBR_KERNEL = fieldMask(LBR_CTL_FIELDS.os);
+export const ARCH_LBR_USER = fieldMask(LBR_CTL_FIELDS.usr);
+export const ARCH_LBR_CALL_STACK = fieldMask(LBR_CTL_FIELDS.callStack);
+export const ARCH_LBR_JCC = fieldMask(LBR_CTL_FIELDS.cond);
+export const ARCH_LBR_REL_JMP = fieldMask(LBR_CTL_FIELDS.nearRelJmp);
+export const ARCH_LBR_IND_JMP = fieldMask(LBR_CTL_FIELDS.nearIndJmp);
+export const ARCH_LBR_REL_CALL = fieldMask(LBR_CTL_FIELDS.nearRelCall);
+export const ARCH_LBR_IND_CALL = fieldMask(LBR_CTL_FIELDS.nearIndCall);
+export const ARCH_LBR_RETURN = fieldMask(LBR_CTL_FIELDS.nearRet);
+export const ARCH_LBR_OTHER_BRANCH = fieldMask(LBR_CTL_FIELDS.otherBranch);
+/** ARCH_LBR_ANY: every branch type. */
+export const ARCH_LBR_ANY = maskOf(LBR_CTL_FIELDS, [
+  'cond',
+  'nearRelJmp',
+  'nearIndJmp',
+  'nearRelCall',
+  'nearIndCall',
+  'nearRet',
+  'otherBranch',
+]);
+
+/** Which LBR_CTL bit captures each kind of branch. */
 export const CAPTURE_BIT: Readonly<Record<BranchKind, number>> = {
-  COND: 16,
-  NEAR_REL_JMP: 17,
-  NEAR_IND_JMP: 18,
-  NEAR_REL_CALL: 19,
-  NEAR_IND_CALL: 20,
-  NEAR_RET: 21,
-  FAR: 22,
+  COND: LBR_CTL_FIELDS.cond.lo,
+  NEAR_REL_JMP: LBR_CTL_FIELDS.nearRelJmp.lo,
+  NEAR_IND_JMP: LBR_CTL_FIELDS.nearIndJmp.lo,
+  NEAR_REL_CALL: LBR_CTL_FIELDS.nearRelCall.lo,
+  NEAR_IND_CALL: LBR_CTL_FIELDS.nearIndCall.lo,
+  NEAR_RET: LBR_CTL_FIELDS.nearRet.lo,
+  FAR: LBR_CTL_FIELDS.otherBranch.lo,
 };
 
 /** IA32_LBR_x_INFO BR_TYPE encodings (§3.4); far branches are "other" (decision D28). */
@@ -66,10 +91,10 @@ export const INFO_FIELDS = fields({
 export function lbrCtlWritable(p: Profile): bigint {
   const a = p.archLbr;
   if (a === undefined) return 0n;
-  let m = bit(0);
-  if (a.cplFilter) m |= bit(1) | bit(2);
-  if (a.callStack) m |= bit(3);
-  if (a.branchFilter) m |= bits(22, 16);
+  let m = ARCH_LBR_LBREN;
+  if (a.cplFilter) m |= ARCH_LBR_KERNEL | ARCH_LBR_USER;
+  if (a.callStack) m |= ARCH_LBR_CALL_STACK;
+  if (a.branchFilter) m |= ARCH_LBR_ANY;
   return m;
 }
 
@@ -90,9 +115,11 @@ export function legalizeArchAddr(name: string, v: bigint): Access {
   return isSignExtended(v, 47) ? ok(v) : gp(`${name}: 0x${v.toString(16)} is not a canonical address`);
 }
 
-/** D24: INFO bits 55:16 are reserved. */
+/** D24: INFO bits 55:16, between the cycle count and BR_TYPE, are reserved. */
+const INFO_RESERVED = bits(INFO_FIELDS.brType.lo - 1, INFO_FIELDS.cycCnt.hi + 1);
+
 export function legalizeArchInfo(name: string, v: bigint): Access {
-  const bad = v & bits(55, 16);
+  const bad = v & INFO_RESERVED;
   return bad === 0n ? ok(v) : gp(`${name}: reserved ${describeBits(bad)} set`);
 }
 
@@ -110,11 +137,10 @@ export function archSlot(s: PmuState, k: number): number {
 }
 
 const BR_TYPE_FIELD: Readonly<Record<BranchKind, bigint>> = Object.fromEntries(
-  Object.entries(BR_TYPE).map(([k, v]) => [k, BigInt(v) << 56n]),
+  Object.entries(BR_TYPE).map(([k, v]) => [k, BigInt(v) << BigInt(INFO_FIELDS.brType.lo)]),
 ) as Record<BranchKind, bigint>;
-const MISPRED = bit(63);
-const CYC_CNT_VALID = bit(60);
-const LBR_FRZ = bit(58);
+const MISPRED = fieldMask(INFO_FIELDS.mispred);
+const CYC_CNT_VALID = fieldMask(INFO_FIELDS.cycCntValid);
 
 /** INFO of a new record: each field only where CPUID.1CH:ECX enumerates it (§3.1, §3.4). */
 export function encodeArchInfo(p: Profile, kind: BranchKind, mispredict: boolean, cycles: number): bigint {
@@ -147,13 +173,13 @@ export function archRecord(
   cycles: number,
 ): boolean {
   const a = s.profile.archLbr;
-  if (a === undefined || (s.lbrCtl & 1n) === 0n) return false;
-  if ((s.globalStatus & LBR_FRZ) !== 0n) return false;
+  if (a === undefined || (s.lbrCtl & ARCH_LBR_LBREN) === 0n) return false;
+  if ((s.globalStatus & GLOBAL_STATUS_LBRS_FROZEN) !== 0n) return false;
   const c = Number(s.lbrCtl); // bits 22:0 only (legalizeLbrCtl)
-  if (a.cplFilter && !((c >> (cpl === 0 ? 1 : 2)) & 1)) return false;
+  if (a.cplFilter && !((c >> (cpl === 0 ? LBR_CTL_FIELDS.os.lo : LBR_CTL_FIELDS.usr.lo)) & 1)) return false;
   if (a.branchFilter && !((c >> CAPTURE_BIT[kind]) & 1)) return false;
   const d = s.lbrDepth;
-  if (kind === 'NEAR_RET' && a.callStack && (c >> 3) & 1) {
+  if (kind === 'NEAR_RET' && a.callStack && (c >> LBR_CTL_FIELDS.callStack.lo) & 1) {
     // D21: a return in call-stack mode pops the newest record; the freed slot becomes the oldest.
     const h = s.alHead;
     s.alFrom[h] = 0n;
@@ -276,7 +302,7 @@ export const archLbrMsrs = msrFamily(['archLbr'], (p) => {
   if (a === undefined) return [];
   const defs: MsrDef[] = [
     {
-      address: LBR_CTL,
+      address: MSR_ARCH_LBR_CTL,
       name: 'IA32_LBR_CTL',
       read: (s) => ok(s.lbrCtl),
       write: (s, v) => {
@@ -286,7 +312,7 @@ export const archLbrMsrs = msrFamily(['archLbr'], (p) => {
       },
     },
     {
-      address: LBR_DEPTH,
+      address: MSR_ARCH_LBR_DEPTH,
       name: 'IA32_LBR_DEPTH',
       read: (s) => ok(BigInt(s.lbrDepth)),
       write: (s, v) => {
@@ -301,9 +327,9 @@ export const archLbrMsrs = msrFamily(['archLbr'], (p) => {
   ];
   for (let k = 0; k < a.maxDepth; k++) {
     defs.push(
-      recordDef(LBR_FROM0 + k, `IA32_LBR_${k}_FROM_IP`, k, (s) => s.alFrom, legalizeArchAddr),
-      recordDef(LBR_TO0 + k, `IA32_LBR_${k}_TO_IP`, k, (s) => s.alTo, legalizeArchAddr),
-      recordDef(LBR_INFO0 + k, `IA32_LBR_${k}_INFO`, k, (s) => s.alInfo, legalizeArchInfo),
+      recordDef(MSR_ARCH_LBR_FROM_0 + k, `IA32_LBR_${k}_FROM_IP`, k, (s) => s.alFrom, legalizeArchAddr),
+      recordDef(MSR_ARCH_LBR_TO_0 + k, `IA32_LBR_${k}_TO_IP`, k, (s) => s.alTo, legalizeArchAddr),
+      recordDef(MSR_ARCH_LBR_INFO_0 + k, `IA32_LBR_${k}_INFO`, k, (s) => s.alInfo, legalizeArchInfo),
     );
   }
   return defs;

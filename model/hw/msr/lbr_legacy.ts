@@ -4,14 +4,21 @@
  */
 
 import { type Access, gp, ok } from '../access.js';
-import { bit, bits, describeBits, fields, isSignExtended, lowMask, signExtend } from '../bits.js';
+import { bit, bits, describeBits, fieldMask, fields, isSignExtended, lowMask, signExtend } from '../bits.js';
 import type { Profile } from '../profile.js';
 import type { BranchKind, PmuState } from '../state.js';
 import { msrFamily } from './family.js';
+import { GLOBAL_STATUS_LBRS_FROZEN } from './global.js';
 import type { MsrDef } from './types.js';
 
-export const LBR_SELECT = 0x1c8;
-export const LBR_TOS = 0x1c9;
+export const MSR_LBR_SELECT = 0x1c8;
+export const MSR_LBR_TOS = 0x1c9;
+/** The record bases of the formats the built-in parts have (MSR_LASTBRANCH_x_FROM_IP / TO_IP, MSR_LBR_INFO_x). */
+export const MSR_LBR_NHM_FROM = 0x680;
+export const MSR_LBR_NHM_TO = 0x6c0;
+export const MSR_LBR_INFO_0 = 0xdc0;
+export const MSR_LBR_CORE_FROM = 0x40;
+export const MSR_LBR_CORE_TO = 0x60;
 
 /** MSR_LBR_SELECT: bits 0..8 suppress (1 = do not capture), bit 9 enables call-stack mode. */
 export const LBR_SELECT_FIELDS = fields({
@@ -27,19 +34,43 @@ export const LBR_SELECT_FIELDS = fields({
   enCallstack: 9,
 });
 
+/** LBR_SELECT's bits by the kernel's names (intel/lbr.c). */
+export const LBR_KERNEL = fieldMask(LBR_SELECT_FIELDS.cplEq0);
+export const LBR_USER = fieldMask(LBR_SELECT_FIELDS.cplNeq0);
+export const LBR_JCC = fieldMask(LBR_SELECT_FIELDS.jcc);
+export const LBR_REL_CALL = fieldMask(LBR_SELECT_FIELDS.nearRelCall);
+export const LBR_IND_CALL = fieldMask(LBR_SELECT_FIELDS.nearIndCall);
+export const LBR_RETURN = fieldMask(LBR_SELECT_FIELDS.nearRet);
+export const LBR_IND_JMP = fieldMask(LBR_SELECT_FIELDS.nearIndJmp);
+export const LBR_REL_JMP = fieldMask(LBR_SELECT_FIELDS.nearRelJmp);
+export const LBR_FAR = fieldMask(LBR_SELECT_FIELDS.farBranch);
+export const LBR_CALL_STACK = fieldMask(LBR_SELECT_FIELDS.enCallstack);
+/** LBR_SEL_MASK: every filter bit and call-stack mode. */
+export const LBR_SEL_MASK =
+  LBR_KERNEL |
+  LBR_USER |
+  LBR_JCC |
+  LBR_REL_CALL |
+  LBR_IND_CALL |
+  LBR_RETURN |
+  LBR_IND_JMP |
+  LBR_REL_JMP |
+  LBR_FAR |
+  LBR_CALL_STACK;
+
 /** Which LBR_SELECT bit suppresses each kind of branch. */
 export const SUPPRESS_BIT: Readonly<Record<BranchKind, number>> = {
-  COND: 2,
-  NEAR_REL_CALL: 3,
-  NEAR_IND_CALL: 4,
-  NEAR_RET: 5,
-  NEAR_IND_JMP: 6,
-  NEAR_REL_JMP: 7,
-  FAR: 8,
+  COND: LBR_SELECT_FIELDS.jcc.lo,
+  NEAR_REL_CALL: LBR_SELECT_FIELDS.nearRelCall.lo,
+  NEAR_IND_CALL: LBR_SELECT_FIELDS.nearIndCall.lo,
+  NEAR_RET: LBR_SELECT_FIELDS.nearRet.lo,
+  NEAR_IND_JMP: LBR_SELECT_FIELDS.nearIndJmp.lo,
+  NEAR_REL_JMP: LBR_SELECT_FIELDS.nearRelJmp.lo,
+  FAR: LBR_SELECT_FIELDS.farBranch.lo,
 };
 
 export function lbrSelectWritable(p: Profile): bigint {
-  return bits(8, 0) | (p.legacyLbr?.callStack ? bit(9) : 0n);
+  return (LBR_SEL_MASK & ~LBR_CALL_STACK) | (p.legacyLbr?.callStack ? LBR_CALL_STACK : 0n);
 }
 
 export function legalizeLbrSelect(p: Profile, v: bigint): Access {
@@ -51,7 +82,6 @@ const MISPRED = bit(63);
 const LOW63 = lowMask(63);
 const LOW61 = lowMask(61);
 const ADDR48 = lowMask(48);
-const LBR_FRZ = bit(58);
 const CANON_LOW_END = 1n << 47n;
 /** MSR_LBR_INFO's writable bits: MISPRED and CYC_CNT, plus IN_TX and TSX_ABORT in format 5. */
 const INFO_WRITABLE = bit(63) | bits(15, 0);
@@ -124,7 +154,7 @@ export function legacyRecord(
 ): boolean {
   const g = s.profile.legacyLbr;
   if (g === undefined || (s.debugctl & 1n) === 0n) return false;
-  if ((s.globalStatus & LBR_FRZ) !== 0n) return false; // LBR_FRZ (v4+)
+  if ((s.globalStatus & GLOBAL_STATUS_LBRS_FROZEN) !== 0n) return false; // LBR_FRZ (v4+)
   if (s.lbrSelect !== 0n) {
     const sel = Number(s.lbrSelect); // bits 9:0 only (D18)
     if ((sel >> (cpl === 0 ? 0 : 1)) & 1) return false; // D22: the branch's own CPL
@@ -154,7 +184,7 @@ export const legacyLbrMsrs = msrFamily(['legacyLbr'], (p) => {
   if (g === undefined) return [];
   const defs: MsrDef[] = [
     {
-      address: LBR_TOS,
+      address: MSR_LBR_TOS,
       name: 'MSR_LASTBRANCH_TOS',
       read: (s) => ok(BigInt(s.lbrTos)),
       write: (s, v) => {
@@ -167,7 +197,7 @@ export const legacyLbrMsrs = msrFamily(['legacyLbr'], (p) => {
   ];
   if (g.select) {
     defs.push({
-      address: LBR_SELECT,
+      address: MSR_LBR_SELECT,
       name: 'MSR_LBR_SELECT',
       read: (s) => ok(s.lbrSelect),
       write: (s, v) => {

@@ -9,7 +9,7 @@ import type { Profile } from '../profile.js';
 import type { PmuState } from '../state.js';
 import { msrFamily } from './family.js';
 
-export const PERF_METRICS = 0x329;
+export const MSR_PERF_METRICS = 0x329;
 
 /** Byte order of PERF_METRICS: level 1 in bytes 0..3, level 2 (SPR+) in bytes 4..7. */
 export const METRICS = [
@@ -111,7 +111,7 @@ export const topdownMsrs = msrFamily(['perfMetrics'], (p) => {
   if (!p.perfMetrics) return [];
   return [
     {
-      address: PERF_METRICS,
+      address: MSR_PERF_METRICS,
       name: 'MSR_PERF_METRICS',
       read: (s) => ok(readPerfMetrics(s)),
       write: (s, v): Access => {

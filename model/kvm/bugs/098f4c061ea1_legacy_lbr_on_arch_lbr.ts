@@ -9,10 +9,10 @@
  */
 
 import type { HostKernel } from '../../host/perf.js';
-import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
 import { EmulatedVcpu } from '../emulated/vcpu.js';
 import { NO_LBR_CAPS, vmx_get_perf_capabilities, type VmxPerfCaps } from '../emulated/vmx.js';
 import type { GuestCpuid } from '../types.js';
+import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
 
 export const FIXED_BY = '098f4c061ea1';
 

@@ -9,8 +9,8 @@
 import type { HostKernel } from '../../host/perf.js';
 import { vmx_check_perf_capabilities } from '../emulated/vmx.js';
 import { EmulatedVcpu } from '../emulated/vcpu.js';
-import { MSR_IA32_PERF_CAPABILITIES } from '../common/vcpu.js';
 import type { GuestCpuid, HostAccess } from '../types.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../hw/msr/capabilities.js';
 
 export const FIXED_BY = 'd75cac366f44';
 

@@ -9,13 +9,19 @@
 import type { HostKernel } from '../../host/perf.js';
 import { EmulatedVcpu } from '../emulated/vcpu.js';
 import type { GuestCpuid } from '../types.js';
+import { MSR_CORE_PERF_FIXED_CTR0 } from '../../hw/msr/counters.js';
 
 export const FIXED_BY = 'e33b6d79acac';
 
 export class PreMsrListFixedFixVcpu extends EmulatedVcpu {
   override msrIndexList(): readonly number[] {
     const listed = super.msrIndexList();
-    const fixed = [0x309, 0x30a, 0x30b, 0x30c].filter((m) => !listed.includes(m) && this.cap.enablePmu);
+    const fixed = [
+      MSR_CORE_PERF_FIXED_CTR0,
+      MSR_CORE_PERF_FIXED_CTR0 + 1,
+      MSR_CORE_PERF_FIXED_CTR0 + 2,
+      MSR_CORE_PERF_FIXED_CTR0 + 3,
+    ].filter((m) => !listed.includes(m) && this.cap.enablePmu);
     return [...fixed, ...listed];
   }
 }

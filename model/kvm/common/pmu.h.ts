@@ -8,29 +8,7 @@ import type { Access } from '../../hw/access.js';
 import type { Profile } from '../../hw/profile.js';
 import { bit, isSet } from '../../hw/bits.js';
 import { KVM_FIXED_PMC_BASE_IDX, type PmcBase, type PmuBase, type VcpuBase } from './state.js';
-
-export const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
-
-export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
-
-export const MSR_CORE_PERF_GLOBAL_OVF_CTRL = 0x390;
-
-export const MSR_CORE_PERF_GLOBAL_STATUS_SET = 0x391;
-
-export const ARCH_PERFMON_EVENTSEL_USR = bit(16);
-
-export const ARCH_PERFMON_EVENTSEL_OS = bit(17);
-
-export const ARCH_PERFMON_EVENTSEL_EDGE = bit(18);
-
-export const ARCH_PERFMON_EVENTSEL_INT = bit(20);
-
-export const ARCH_PERFMON_EVENTSEL_ENABLE = bit(22);
-
-export const ARCH_PERFMON_EVENTSEL_INV = bit(23);
-
-/** X86_RAW_EVENT_MASK: event select, umask, edge, inv, cmask. */
-export const X86_RAW_EVENT_MASK = 0xff84_ffffn;
+import { ARCH_PERFMON_EVENTSEL_ENABLE, MSR_CORE_PERF_FIXED_CTR0 } from '../../hw/msr/counters.js';
 
 export const KVM_MAX_NR_INTEL_GP_COUNTERS = 8;
 
@@ -123,8 +101,6 @@ export function kvm_pmu_recalc_pmc_emulation(vcpu: VcpuBase, pmc: PmcBase): void
   if (pmc_is_event_match(pmc, PERF_COUNT_HW_INSTRUCTIONS)) pmu.pmcCountingInstructions |= b;
   if (pmc_is_event_match(pmc, PERF_COUNT_HW_BRANCH_INSTRUCTIONS)) pmu.pmcCountingBranches |= b;
 }
-
-export const MSR_CORE_PERF_FIXED_CTR0 = 0x309;
 
 /** get_gp_pmc: the GP PMC an MSR of the family at `base` addresses. */
 export function get_gp_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number, base: number): P | undefined {

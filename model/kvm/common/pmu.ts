@@ -28,17 +28,18 @@ import {
   type KvmPmuCap,
   KVM_MAX_NR_INTEL_GP_COUNTERS,
   KVM_MAX_NR_INTEL_FIXED_COUTNERS,
-  ARCH_PERFMON_EVENTSEL_OS,
-  ARCH_PERFMON_EVENTSEL_USR,
   fixed_ctrl_field,
   kvm_pmu_has_perf_global_ctrl,
   validPmcs,
+  reprogram_counters,
+} from './pmu.h.js';
+import { ARCH_PERFMON_EVENTSEL_OS, ARCH_PERFMON_EVENTSEL_USR, X86_RAW_EVENT_MASK } from '../../hw/msr/counters.js';
+import {
   MSR_CORE_PERF_GLOBAL_STATUS,
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
-  reprogram_counters,
-  X86_RAW_EVENT_MASK,
-} from './pmu.h.js';
+} from '../../hw/msr/global.js';
+import { APIC_LVT_MASKED } from '../../hw/msr/apic.js';
 
 /** The reserved_bits kvm_pmu_refresh starts from (bit 21, AnyThread, among them). */
 const KVM_PMU_RESERVED_BITS = 0xffff_ffff_0020_0000n;
@@ -212,12 +213,11 @@ export const NMI_VECTOR = 2;
  * accepted but not modelled (K8).
  */
 export function kvm_apic_local_deliver_lvtpc(vcpu: VcpuBase): number | null {
-  const LVT_MASKED = bit(16);
   const reg = vcpu.lvtpc;
-  if ((reg & LVT_MASKED) !== 0n) return null;
+  if ((reg & APIC_LVT_MASKED) !== 0n) return null;
   const mode = Number((reg >> 8n) & 7n);
   if (mode === 7) return null; // APIC_DM_EXTINT: not accepted, LVTPC stays unmasked
-  vcpu.lvtpc = reg | LVT_MASKED;
+  vcpu.lvtpc = reg | APIC_LVT_MASKED;
   if (mode === 0 || mode === 1) return Number(reg & 0xffn);
   return mode === 4 ? NMI_VECTOR : null;
 }

@@ -6,7 +6,7 @@
  */
 
 import { type Access, gp, ok } from '../../hw/access.js';
-import { bit, lowMask, signExtend } from '../../hw/bits.js';
+import { lowMask, signExtend } from '../../hw/bits.js';
 import type { PmcBase, VcpuBase } from './state.js';
 import {
   fixed_ctrl_field,
@@ -15,18 +15,19 @@ import {
   get_gp_pmc,
   get_fixed_pmc,
 } from './pmu.h.js';
-
-export const MSR_IA32_PERFCTR0 = 0xc1;
-export const MSR_IA32_PMC0 = 0x4c1;
-export const MSR_P6_EVNTSEL0 = 0x186;
-export const MSR_CORE_PERF_FIXED_CTR_CTRL = 0x38d;
-export const HSW_IN_TX = bit(32);
-/** HSW_IN_TX_CHECKPOINTED: only counter 2 takes it; perf refuses a sample period with it. */
-export const HSW_IN_TX_CHECKPOINTED = bit(33);
-export const PERF_CAP_FW_WRITES = bit(13);
-export const PERF_CAP_LBR_FMT = 0x3fn;
-/** INTEL_PMC_FIXED_RDPMC_BASE: RDPMC type 0x4000 selects the fixed counters. */
-export const INTEL_PMC_FIXED_RDPMC_BASE = 0x4000_0000;
+import { PERF_CAP_FW_WRITES } from '../../hw/msr/capabilities.js';
+import {
+  MSR_IA32_PMC0,
+  HSW_IN_TX,
+  HSW_IN_TX_CHECKPOINTED,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_P6_EVNTSEL0,
+  INTEL_FIXED_0_KERNEL,
+  INTEL_FIXED_0_USER,
+  INTEL_FIXED_0_ENABLE_PMI,
+} from '../../hw/msr/counters.js';
+import { GLOBAL_STATUS_BUFFER_OVF, GLOBAL_STATUS_COND_CHG } from '../../hw/msr/global.js';
 
 /** vcpu_get_perf_capabilities: PERF_CAPABILITIES counts only while guest CPUID has PDCM. */
 export function vcpu_get_perf_capabilities(vcpu: VcpuBase): bigint {
@@ -65,10 +66,11 @@ export function intel_pmu_refresh(vcpu: VcpuBase, cap: KvmPmuCap): void {
   pmu.nrArchFixedCounters = Math.min(edx & 0x1f, cap.numCountersFixed); // the v5 ECX bitmap is not consumed
   const fixedWidth = Math.min((edx >>> 5) & 0xff, cap.bitWidthFixed);
   pmu.counterBitmaskFixed = lowMask(fixedWidth);
-  for (let i = 0; i < pmu.nrArchFixedCounters; i++) pmu.fixedCtrCtrlRsvd &= ~(0xbn << BigInt(4 * i));
+  for (let i = 0; i < pmu.nrArchFixedCounters; i++)
+    pmu.fixedCtrCtrlRsvd &= ~((INTEL_FIXED_0_KERNEL | INTEL_FIXED_0_USER | INTEL_FIXED_0_ENABLE_PMI) << BigInt(4 * i));
   const counterRsvd = ~(lowMask(pmu.nrArchGpCounters) | (lowMask(pmu.nrArchFixedCounters) << 32n));
   pmu.globalCtrlRsvd = counterRsvd;
-  pmu.globalStatusRsvd = pmu.globalCtrlRsvd & ~(bit(62) | bit(63));
+  pmu.globalStatusRsvd = pmu.globalCtrlRsvd & ~(GLOBAL_STATUS_BUFFER_OVF | GLOBAL_STATUS_COND_CHG);
 }
 
 /**

@@ -11,14 +11,20 @@ import type { GuestCpuid, HostAccess } from '../types.js';
 import { toHost } from './pmu.js';
 import type { VcpuBase } from './state.js';
 import { type KvmPmuCap } from './pmu.h.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../hw/msr/capabilities.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../hw/msr/debugctl.js';
+import {
+  MSR_P6_EVNTSEL0,
+  MSR_IA32_PERFCTR0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+} from '../../hw/msr/counters.js';
+import { X2APIC_LVTPC } from '../../hw/msr/apic.js';
+import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
 
-export const MSR_IA32_PERF_CAPABILITIES = 0x345;
-export const MSR_IA32_DEBUGCTLMSR = 0x1d9;
-export const APIC_LVTPC_X2APIC = 0x834;
-const MSR_P6_PERFCTR0 = 0xc1;
+const MSR_P6_PERFCTR0 = MSR_IA32_PERFCTR0;
 const MSR_P6_PERFCTR1 = 0xc2;
-const MSR_P6_EVNTSEL0 = 0x186;
-const MSR_P6_EVNTSEL1 = 0x187;
+const MSR_P6_EVNTSEL1 = MSR_P6_EVNTSEL0 + 1;
 /** apic_lvt_mask for LVTPC (LVT_MASK | APIC_MODE_MASK): vector, mode, delivery status, mask; other bits dropped. */
 const LVTPC_WRITABLE = 0x1_17ffn;
 
@@ -38,17 +44,26 @@ export const KVM_EXIT_HANDLER_WORK: WorkUnit = Object.freeze({
 
 /** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it; no DEBUGCTL, no LBR MSRs (K4). */
 function msrs_to_save_pmu(): number[] {
-  const l = [0x309, 0x30a, 0x30b, 0x30c, 0x38d, 0x38e, 0x38f];
-  for (let i = 0; i < 8; i++) l.push(0xc1 + i, 0x186 + i);
+  const l = [
+    MSR_CORE_PERF_FIXED_CTR0,
+    MSR_CORE_PERF_FIXED_CTR0 + 1,
+    MSR_CORE_PERF_FIXED_CTR0 + 2,
+    MSR_CORE_PERF_FIXED_CTR0 + 3,
+    MSR_CORE_PERF_FIXED_CTR_CTRL,
+    MSR_CORE_PERF_GLOBAL_STATUS,
+    MSR_CORE_PERF_GLOBAL_CTRL,
+  ];
+  for (let i = 0; i < 8; i++) l.push(MSR_IA32_PERFCTR0 + i, MSR_P6_EVNTSEL0 + i);
   return l;
 }
 
 /** kvm_probe_msr_to_save: drop what this host's KVM cannot expose (e33b6d79acac). */
 function kvm_probe_msr_to_save(cap: KvmPmuCap, msr: number): boolean {
-  if (msr >= 0x309 && msr <= 0x30c) return msr - 0x309 < cap.numCountersFixed;
-  if (msr >= 0x38d && msr <= 0x38f) return cap.version >= 2;
-  if (msr >= 0xc1 && msr < 0xc9) return msr - 0xc1 < cap.numCountersGp;
-  if (msr >= 0x186 && msr < 0x18e) return msr - 0x186 < cap.numCountersGp;
+  if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr <= MSR_CORE_PERF_FIXED_CTR0 + 3)
+    return msr - MSR_CORE_PERF_FIXED_CTR0 < cap.numCountersFixed;
+  if (msr >= MSR_CORE_PERF_FIXED_CTR_CTRL && msr <= MSR_CORE_PERF_GLOBAL_CTRL) return cap.version >= 2;
+  if (msr >= MSR_IA32_PERFCTR0 && msr < 0xc9) return msr - MSR_IA32_PERFCTR0 < cap.numCountersGp;
+  if (msr >= MSR_P6_EVNTSEL0 && msr < 0x18e) return msr - MSR_P6_EVNTSEL0 < cap.numCountersGp;
   return true;
 }
 
@@ -100,7 +115,7 @@ export function kvm_get_msr_common<V extends VcpuBase>(
     case MSR_IA32_PERF_CAPABILITIES:
       if (!vcpu.cpuid.pdcm) return host ? null : gp('IA32_PERF_CAPABILITIES: guest CPUID has no PDCM');
       return ok(vcpu.perfCapabilities);
-    case APIC_LVTPC_X2APIC:
+    case X2APIC_LVTPC:
       return ok(vcpu.lvtpc);
     case MSR_P6_PERFCTR0:
     case MSR_P6_PERFCTR1:
@@ -138,7 +153,7 @@ export function kvm_set_msr_common<V extends VcpuBase>(
       }
       return ok(data);
     }
-    case APIC_LVTPC_X2APIC:
+    case X2APIC_LVTPC:
       if (data >> 32n !== 0n) return gp('x2APIC LVTPC: bits 63:32 set');
       vcpu.lvtpc = data & LVTPC_WRITABLE; // apic_lvt_mask drops the other bits
       return ok(vcpu.lvtpc);

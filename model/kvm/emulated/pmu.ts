@@ -18,13 +18,9 @@ import {
   kvm_pmu_trigger_event as common_kvm_pmu_trigger_event,
   newPmuBase,
 } from '../common/pmu.js';
-import { HSW_IN_TX_CHECKPOINTED } from '../common/pmu_intel.js';
 import { KVM_FIXED_PMC_BASE_IDX } from '../common/state.js';
 import { type KvmPmc, type KvmPmu, type KvmVcpuState, newPmc } from './state.js';
 import {
-  ARCH_PERFMON_EVENTSEL_INT,
-  ARCH_PERFMON_EVENTSEL_OS,
-  ARCH_PERFMON_EVENTSEL_USR,
   fixed_ctrl_field,
   kvm_pmu_has_perf_global_ctrl,
   kvm_pmu_recalc_pmc_emulation,
@@ -35,6 +31,15 @@ import {
   pmc_is_locally_enabled,
   validPmcs,
 } from '../common/pmu.h.js';
+import {
+  HSW_IN_TX_CHECKPOINTED,
+  ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  MSR_IA32_PERFCTR0,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR0,
+} from '../../hw/msr/counters.js';
 
 /** struct kvm_pmu of the perf-based vPMU, before kvm_pmu_init. */
 export function newKvmPmu(): KvmPmu {
@@ -275,11 +280,11 @@ export function kvm_pmu_set_msr(vcpu: KvmVcpuState, msr: number, data: bigint, h
 /** intel_msr_idx_to_pmc, for the pmc_in_use bookkeeping of kvm_pmu_set_msr: not the IA32_PMCx aliases. */
 function msrToPmcIdx(vcpu: KvmVcpuState, msr: number): number | null {
   const pmu = vcpu.pmu;
-  for (const base of [0xc1, 0x186]) {
+  for (const base of [MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0]) {
     const i = msr - base;
     if (i >= 0 && i < pmu.nrArchGpCounters) return i;
   }
-  const f = msr - 0x309;
+  const f = msr - MSR_CORE_PERF_FIXED_CTR0;
   if (f >= 0 && f < pmu.nrArchFixedCounters) return KVM_FIXED_PMC_BASE_IDX + f;
   return null;
 }

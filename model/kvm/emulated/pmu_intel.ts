@@ -13,7 +13,6 @@ import {
   intel_pmu_refresh as common_intel_pmu_refresh,
   intel_pmu_set_pmc_msr,
   notVpmuMsr,
-  PERF_CAP_LBR_FMT,
   reprogram_fixed_counters,
   vcpu_get_perf_capabilities,
   intel_rdpmc_ecx_to_pmc,
@@ -21,11 +20,10 @@ import {
 import { pmc_read_counter, pmc_write_counter } from './pmu.js';
 import { INTEL_PMC_IDX_FIXED_VLBR, type KvmPmc, type KvmVcpuState } from './state.js';
 import { type KvmPmuCap, type KvmPmuOps } from '../common/pmu.h.js';
+import { PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
+import { MSR_LBR_SELECT, MSR_LBR_TOS } from '../../hw/msr/lbr_legacy.js';
+import { DEBUGCTLMSR_LBR, DEBUGCTLMSR_FREEZE_LBRS_ON_PMI } from '../../hw/msr/debugctl.js';
 
-export const MSR_LBR_SELECT = 0x1c8;
-export const MSR_LBR_TOS = 0x1c9;
-export const DEBUGCTLMSR_LBR = bit(0);
-export const DEBUGCTLMSR_FREEZE_LBRS_ON_PMI = bit(11);
 /** INTEL_FIXED_VLBR_EVENT: the config of the guest LBR event. */
 export const INTEL_FIXED_VLBR_EVENT = 0x1b00n;
 

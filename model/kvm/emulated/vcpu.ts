@@ -21,7 +21,6 @@ import {
   kvm_set_msr_common,
   type KvmMsrOps,
   NO_GUEST_ARCH_LBR,
-  MSR_IA32_DEBUGCTLMSR,
 } from '../common/vcpu.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
 import {
@@ -42,7 +41,6 @@ import {
   newKvmPmu,
 } from './pmu.js';
 import { intel_pmu_lbr_is_enabled, intel_pmu_ops } from './pmu_intel.js';
-import { PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
 import type { KvmState, KvmVcpuState } from './state.js';
 
 /** KVM_CREATE_VM: a VM with no event filter and no vCPUs yet. */
@@ -56,7 +54,10 @@ import {
   vmx_set_debugctl,
   type VmxPerfCaps,
 } from './vmx.js';
-import { type KvmPmuCap, MSR_CORE_PERF_GLOBAL_CTRL } from '../common/pmu.h.js';
+import { type KvmPmuCap } from '../common/pmu.h.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../hw/msr/debugctl.js';
+import { PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
 
 /** The pmu.c / vmx.c functions of this design that the shared MSR dispatch calls. */
 const MSR_OPS: KvmMsrOps<KvmVcpuState> = {

@@ -7,18 +7,15 @@
 import { type Access, gp, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
 import type { HostKernel, X86PmuLbr } from '../../host/perf.js';
+import { intel_pmu_create_guest_lbr_event, intel_pmu_lbr_is_enabled, lbrMsrs } from './pmu_intel.js';
+import { INTEL_PMC_IDX_FIXED_VLBR, type KvmVcpuState } from './state.js';
 import {
   DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
   DEBUGCTLMSR_LBR,
-  intel_pmu_create_guest_lbr_event,
-  intel_pmu_lbr_is_enabled,
-  lbrMsrs,
-} from './pmu_intel.js';
-import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
-import { INTEL_PMC_IDX_FIXED_VLBR, type KvmVcpuState } from './state.js';
-
-const DEBUGCTLMSR_BTF = bit(1);
-const DEBUGCTLMSR_RTM_DEBUG = bit(15);
+  DEBUGCTLMSR_RTM_DEBUG,
+  DEBUGCTLMSR_BTF,
+} from '../../hw/msr/debugctl.js';
+import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
 
 /** kvm_caps.supported_perf_cap and vmx_lbr_caps, which vmx_get_perf_capabilities fills at module load. */
 export interface VmxPerfCaps {

@@ -27,22 +27,26 @@ import {
   kvm_pmu_trigger_event as common_kvm_pmu_trigger_event,
   newPmuBase,
 } from '../common/pmu.js';
-import { INTEL_PMC_FIXED_RDPMC_BASE, MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../common/pmu_intel.js';
 import {
   type KvmPmuOps,
-  ARCH_PERFMON_EVENTSEL_ENABLE,
-  ARCH_PERFMON_EVENTSEL_INT,
   fixed_ctrl_field,
   kvm_pmu_has_perf_global_ctrl,
   kvm_pmu_recalc_pmc_emulation,
   type KvmPmuCap,
-  MSR_CORE_PERF_GLOBAL_CTRL,
   pmc_bitmask,
   validPmcs,
-  MSR_CORE_PERF_FIXED_CTR0,
 } from '../common/pmu.h.js';
 import { KVM_FIXED_PMC_BASE_IDX } from '../common/state.js';
 import { type MediatedPmc, type MediatedPmu, type MediatedVcpuState, newMediatedPmc } from './state.js';
+import {
+  INTEL_PMC_FIXED_RDPMC_BASE,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_INT,
+  MSR_CORE_PERF_FIXED_CTR0,
+} from '../../hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
 
 /** kvm_pmu_cap (what KVM offers guests) and kvm_host_pmu (what perf reports of the hardware). */
 export interface MediatedPmuCap extends KvmPmuCap {

@@ -11,7 +11,6 @@ import {
   intel_is_valid_pmc_msr,
   intel_pmu_get_pmc_msr,
   intel_pmu_set_pmc_msr,
-  MSR_CORE_PERF_FIXED_CTR_CTRL,
   notVpmuMsr,
   reprogram_fixed_counters,
   intel_pmu_refresh,
@@ -19,12 +18,13 @@ import {
 } from '../common/pmu_intel.js';
 import { kvm_rdmsr, kvm_wrmsr, pmc_read_counter, pmc_write_counter } from './pmu.js';
 import type { MediatedPmc, MediatedVcpuState } from './state.js';
+import { type KvmPmuOps } from '../common/pmu.h.js';
+import { MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../hw/msr/counters.js';
 import {
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
   MSR_CORE_PERF_GLOBAL_STATUS,
   MSR_CORE_PERF_GLOBAL_STATUS_SET,
-  type KvmPmuOps,
-} from '../common/pmu.h.js';
+} from '../../hw/msr/global.js';
 
 /**
  * intel_pmu_is_mediated_pmu_supported: PMU v4+ (for GLOBAL_STATUS_SET) and full-width writes;

@@ -28,7 +28,6 @@ import {
   kvm_set_msr_common,
   type KvmMsrOps,
   NO_GUEST_ARCH_LBR,
-  MSR_IA32_DEBUGCTLMSR,
 } from '../common/vcpu.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
 import {
@@ -55,8 +54,9 @@ import {
   vmx_recalc_pmu_msr_intercepts,
   vmx_set_debugctl,
 } from './vmx.js';
-import { MSR_CORE_PERF_GLOBAL_CTRL } from '../common/pmu.h.js';
 import { intel_pmu_ops } from './pmu_intel.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../hw/msr/debugctl.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
 
 /** The pmu.c / vmx.c functions of this design that the shared MSR dispatch calls. */
 const MSR_OPS: KvmMsrOps<MediatedVcpuState> = {

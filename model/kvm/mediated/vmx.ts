@@ -6,28 +6,17 @@
  */
 
 import { type Access, gp, ok } from '../../hw/access.js';
-import { bit } from '../../hw/bits.js';
-import {
-  PERF_CAP_LBR_FMT,
-  fw_writes_is_enabled,
-  MSR_IA32_PERFCTR0,
-  MSR_IA32_PMC0,
-  PERF_CAP_FW_WRITES,
-} from '../common/pmu_intel.js';
+import { fw_writes_is_enabled } from '../common/pmu_intel.js';
 import { kvm_need_perf_global_ctrl_intercept, kvm_need_rdpmc_intercept, type MediatedPmuCap } from './pmu.js';
 import type { MediatedVcpuState } from './state.js';
+import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
+import { MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_CORE_PERF_FIXED_CTR0 } from '../../hw/msr/counters.js';
 import {
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
   MSR_CORE_PERF_GLOBAL_STATUS,
-  MSR_CORE_PERF_FIXED_CTR0,
-} from '../common/pmu.h.js';
-
-export { MSR_IA32_DEBUGCTLMSR } from '../common/vcpu.js';
-const DEBUGCTLMSR_LBR = bit(0);
-const DEBUGCTLMSR_BTF = bit(1);
-const DEBUGCTLMSR_RTM_DEBUG = bit(15);
-export { PERF_CAP_LBR_FMT } from '../common/pmu_intel.js';
+} from '../../hw/msr/global.js';
+import { DEBUGCTLMSR_RTM_DEBUG, DEBUGCTLMSR_BTF, DEBUGCTLMSR_LBR } from '../../hw/msr/debugctl.js';
 
 /** vmx_get_perf_capabilities with the mediated vPMU: FW_WRITES only (LBR_FMT and PEBS need it off). */
 export function vmx_get_perf_capabilities(enablePmu: boolean): bigint {

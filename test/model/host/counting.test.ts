@@ -9,32 +9,26 @@ import { ModelError } from '../../../model/hw/errors.js';
 import { SKYLAKE } from '../../../model/hw/profiles.js';
 import { attr } from '../../../model/host/types.js';
 import { HostKernel } from '../../../model/host/perf.js';
+import { CYCLES, ev, exitGuest, INSTRUCTIONS, LLC_REFERENCES, rd, runGuest, units, work } from './util.js';
 import {
-  CYCLES,
-  EN,
-  EVTSEL0,
-  ev,
-  exitGuest,
-  FIXED_CTR_CTRL,
-  GLOBAL_CTRL,
-  INSTRUCTIONS,
-  INT,
-  LLC_REFERENCES,
-  LVTPC,
-  OS,
-  rd,
-  runGuest,
-  units,
-  USR,
-  work,
-} from './util.js';
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+} from '../../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 
 describe('boot', () => {
   it('points LVTPC at NMI delivery, unmasked, on every pCPU, and enables no counter', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 3 });
     for (let c = 0; c < 3; c++) {
-      expect(rd(k.pcpu(c).hw, LVTPC)).toBe(0x400n);
-      expect(rd(k.pcpu(c).hw, GLOBAL_CTRL)).toBe(0n);
+      expect(rd(k.pcpu(c).hw, X2APIC_LVTPC)).toBe(0x400n);
+      expect(rd(k.pcpu(c).hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe(0n);
       expect(k.pcpu(c).currentTask).toBeNull();
     }
   });
@@ -60,8 +54,14 @@ describe('a counting event', () => {
     expect(e.state).toBe('ACTIVE');
     expect(e.hwIdx).toBe(0);
     const hw = k.pcpu(0).hw;
-    expect(rd(hw, EVTSEL0)).toBe(LLC_REFERENCES | USR | OS | INT | EN); // INT even for counting
-    expect(rd(hw, GLOBAL_CTRL)).toBe(1n);
+    expect(rd(hw, MSR_P6_EVNTSEL0)).toBe(
+      LLC_REFERENCES |
+        ARCH_PERFMON_EVENTSEL_USR |
+        ARCH_PERFMON_EVENTSEL_OS |
+        ARCH_PERFMON_EVENTSEL_INT |
+        ARCH_PERFMON_EVENTSEL_ENABLE,
+    ); // INT even for counting
+    expect(rd(hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe(1n);
     k.runHost(0, units(10, work(0, 5, 5, 7)));
     k.runHost(1, units(10, work(0, 5, 5, 7))); // another CPU: not counted
     expect(k.perf_event_read_value(e)).toBe(70n);
@@ -73,9 +73,13 @@ describe('a counting event', () => {
     const kern = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, excludeUser: true }), { cpu: 0 }));
     const fixedUser = ev(k.perf_event_open(attr({ config: INSTRUCTIONS, excludeKernel: true }), { cpu: 0 }));
     const hw = k.pcpu(0).hw;
-    expect(rd(hw, EVTSEL0) & (USR | OS)).toBe(USR);
-    expect(rd(hw, EVTSEL0 + 1) & (USR | OS)).toBe(OS);
-    expect(rd(hw, FIXED_CTR_CTRL) & 0xfn).toBe(0xan); // PMI | USR on fixed counter 0
+    expect(rd(hw, MSR_P6_EVNTSEL0) & (ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_OS)).toBe(
+      ARCH_PERFMON_EVENTSEL_USR,
+    );
+    expect(rd(hw, MSR_P6_EVNTSEL0 + 1) & (ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_OS)).toBe(
+      ARCH_PERFMON_EVENTSEL_OS,
+    );
+    expect(rd(hw, MSR_CORE_PERF_FIXED_CTR_CTRL) & 0xfn).toBe(0xan); // PMI | USR on fixed counter 0
     k.runHost(0, [work(3, 10, 10, 1), work(0, 20, 20, 100), work(3, 30, 30, 1000)]);
     expect(k.perf_event_read_value(user)).toBe(1001n);
     expect(k.perf_event_read_value(kern)).toBe(100n);
@@ -91,7 +95,7 @@ describe('a counting event', () => {
     const k = new HostKernel({ profile: noFw, cpus: 1 });
     const e = ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { cpu: 0 }));
     // Preset to -(2^31 - 1) through the legacy alias, so 3e9 events wrap the 48-bit counter.
-    expect(rd(k.pcpu(0).hw, 0xc1)).toBe((1n << 48n) - ((1n << 31n) - 1n));
+    expect(rd(k.pcpu(0).hw, MSR_IA32_PERFCTR0)).toBe((1n << 48n) - ((1n << 31n) - 1n));
     expect(k.runHost(0, [work(0, 1, 1, 3_000_000_000)])).toBe(1);
     expect(e.samples).toHaveLength(0);
     expect(k.perf_event_read_value(e)).toBe(3_000_000_000n);
@@ -132,7 +136,7 @@ describe('a sampling event', () => {
     const msrs = k.perf_guest_get_msrs(0);
     const pmis = runGuest(hw, msrs.guest, units(20, work(3, 1, 1, 1)), () => k.handleNmi(0));
     expect(pmis).toBe(2);
-    expect(rd(hw, GLOBAL_CTRL)).toBe(msrs.guest); // the handler re-enabled for the guest (H2)
+    expect(rd(hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe(msrs.guest); // the handler re-enabled for the guest (H2)
     exitGuest(hw, msrs.host);
     k.runHost(0, units(10, work(3, 1, 1, 1)));
     expect(all.samples.map((s) => s.inGuest)).toEqual([true, true, false]);
@@ -165,7 +169,7 @@ describe('a task event', () => {
     k.switchTo(0, null);
     expect(e.state).toBe('INACTIVE');
     expect(e.hwIdx).toBe(-1);
-    expect(rd(k.pcpu(0).hw, EVTSEL0) & EN).toBe(0n); // the counter was stopped
+    expect(rd(k.pcpu(0).hw, MSR_P6_EVNTSEL0) & ARCH_PERFMON_EVENTSEL_ENABLE).toBe(0n); // the counter was stopped
     k.runHost(0, units(3, work(0, 1, 1, 100)));
     k.switchTo(1, t);
     expect(k.taskCpu(t)).toBe(1);
@@ -196,7 +200,7 @@ describe('the interfaces KVM uses', () => {
     expect(k.perf_event_read_value(e)).toBe(30n);
     expect(k.perf_event_pause(e, false)).toBe(30n);
     expect(e.state).toBe('OFF');
-    expect(rd(hw, EVTSEL0) & EN).toBe(0n);
+    expect(rd(hw, MSR_P6_EVNTSEL0) & ARCH_PERFMON_EVENTSEL_ENABLE).toBe(0n);
     k.runHost(0, units(3, work(0, 1, 1, 10)));
     expect(k.perf_event_read_value(e)).toBe(30n);
 
@@ -204,7 +208,7 @@ describe('the interfaces KVM uses', () => {
     expect(e.attr.samplePeriod).toBe(20n);
     k.perf_event_enable(e);
     expect(e.state).toBe('ACTIVE');
-    expect(rd(hw, 0x4c1)).toBe((1n << 48n) - 20n); // a whole new period, full-width alias
+    expect(rd(hw, MSR_IA32_PMC0)).toBe((1n << 48n) - 20n); // a whole new period, full-width alias
     k.runHost(0, units(2, work(0, 1, 1, 10)));
     expect(e.samples).toHaveLength(1);
     expect(k.perf_event_pause(e, true)).toBe(50n);
@@ -270,7 +274,7 @@ describe('with fixed counters only partly enumerated', () => {
     });
     const k = new HostKernel({ profile: p, cpus: 1 });
     const e = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, samplePeriod: 1n << 40n }), { cpu: 0 }));
-    expect(rd(k.pcpu(0).hw, 0xc1)).toBe((1n << 48n) - ((1n << 31n) - 1n)); // capped at max_period
+    expect(rd(k.pcpu(0).hw, MSR_IA32_PERFCTR0)).toBe((1n << 48n) - ((1n << 31n) - 1n)); // capped at max_period
     k.runHost(0, [work(0, 1, 1, 2 ** 31)]);
     expect(e.samples).toHaveLength(0); // the period has not elapsed, only the hardware wrapped
     expect(k.perf_event_read_value(e)).toBe(2n ** 31n);

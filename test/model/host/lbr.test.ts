@@ -11,13 +11,18 @@ import { attr, type BranchSampleType, type PerfEvent } from '../../../model/host
 import { HostKernel } from '../../../model/host/perf.js';
 import { IDX_VLBR, VLBR_CONFIG } from '../../../model/host/schedule.js';
 import { lbrRead } from '../../../model/host/lbr.js';
-import { CYCLES, DEBUGCTL, ev, LBR_CTL, LBR_SELECT, rd, units } from './util.js';
+import { CYCLES, ev, rd, units } from './util.js';
+import {
+  MSR_IA32_DEBUGCTLMSR,
+  DEBUGCTLMSR_LBR,
+  DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
+} from '../../../model/hw/msr/debugctl.js';
+import { MSR_ARCH_LBR_CTL } from '../../../model/hw/msr/lbr_arch.js';
+import { MSR_LBR_SELECT } from '../../../model/hw/msr/lbr_legacy.js';
 
 const ALL: BranchSampleType = { user: true, kernel: true, callStack: false };
 const USER: BranchSampleType = { user: true, kernel: false, callStack: false };
 const USER_CALLSTACK: BranchSampleType = { user: true, kernel: false, callStack: true };
-const DEBUGCTL_LBR = 1n;
-const FREEZE_LBRS_ON_PMI = 1n << 11n;
 
 function jmp(i: number, cpl = 0): Branch {
   return { from: 0x40_1000n + BigInt(i), to: 0x40_2000n + BigInt(i), kind: 'NEAR_REL_JMP', cpl };
@@ -57,10 +62,12 @@ describe.each(PARTS)('host branch sampling (%s)', (_, profile) => {
     const e = recordB(k, 0, ALL, 100n);
     const hw = k.pcpu(0).hw;
     if (profile.archLbr !== undefined) {
-      expect(rd(hw, LBR_CTL)).toBe((0x7fn << 16n) | 0b111n); // all branch types, OS, USR, LBREn
+      expect(rd(hw, MSR_ARCH_LBR_CTL)).toBe((0x7fn << 16n) | 0b111n); // all branch types, OS, USR, LBREn
     } else {
-      expect(rd(hw, LBR_SELECT)).toBe(0n); // suppress nothing
-      expect(rd(hw, DEBUGCTL) & (DEBUGCTL_LBR | FREEZE_LBRS_ON_PMI)).toBe(DEBUGCTL_LBR | FREEZE_LBRS_ON_PMI);
+      expect(rd(hw, MSR_LBR_SELECT)).toBe(0n); // suppress nothing
+      expect(rd(hw, MSR_IA32_DEBUGCTLMSR) & (DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI)).toBe(
+        DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
+      );
     }
     k.runHost(0, [branchy([jmp(1)], 50), branchy([jmp(2)], 50), branchy([jmp(3)], 50), branchy([jmp(4)], 50)]);
     expect(e.samples.map((s) => s.branches)).toEqual([
@@ -72,7 +79,7 @@ describe.each(PARTS)('host branch sampling (%s)', (_, profile) => {
   it('filters by privilege level', () => {
     const k = new HostKernel({ profile, cpus: 1 });
     const e = recordB(k, 0, USER, 2n);
-    if (profile.archLbr === undefined) expect(rd(k.pcpu(0).hw, LBR_SELECT)).toBe(1n); // suppress CPL 0
+    if (profile.archLbr === undefined) expect(rd(k.pcpu(0).hw, MSR_LBR_SELECT)).toBe(1n); // suppress CPL 0
     k.runHost(0, [branchy([jmp(1, 0), jmp(2, 3)], 1, 3), branchy([], 1, 3)]);
     expect(e.samples[0]!.branches).toEqual([{ from: jmp(2).from, to: jmp(2).to }]);
   });
@@ -107,7 +114,7 @@ describe('the guest LBR event (seed 000)', () => {
     expect(vlbr.hwIdx).toBe(IDX_VLBR);
     expect(k.lbrOwner(0)).toBe(vlbr);
     const hw = k.pcpu(0).hw;
-    expect(rd(hw, DEBUGCTL) & DEBUGCTL_LBR).toBe(0n);
+    expect(rd(hw, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_LBR).toBe(0n);
     expect(k.perf_guest_get_msrs(0)).toEqual({ host: 0n, guest: 0n });
     k.runHost(0, [branchy([jmp(1)])]);
     expect(lbrRead(hw)).toEqual([]); // host branches are not recorded for the guest
@@ -123,7 +130,7 @@ describe('the guest LBR event (seed 000)', () => {
     const host = recordB(k, 0, ALL, 1000n, true);
     expect([vlbr.state, host.state]).toEqual(['ERROR', 'ACTIVE']);
     expect(k.lbrOwner(0)).toBe(host);
-    expect(rd(k.pcpu(0).hw, DEBUGCTL) & DEBUGCTL_LBR).toBe(DEBUGCTL_LBR);
+    expect(rd(k.pcpu(0).hw, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_LBR).toBe(DEBUGCTLMSR_LBR);
   });
 });
 
@@ -140,10 +147,10 @@ describe.each(PARTS)('call-stack save/restore with the task (%s)', (_, profile) 
     const brs = (xs: readonly Branch[]) => xs.map(({ from, to }) => ({ from, to }));
     k.switchTo(0, t);
     if (profile.archLbr === undefined) {
-      expect(rd(hw0, LBR_SELECT)).toBe(0x3c5n); // call stack, user calls and returns only
-      expect(rd(hw0, DEBUGCTL) & FREEZE_LBRS_ON_PMI).toBe(0n); // not with call-stack mode
+      expect(rd(hw0, MSR_LBR_SELECT)).toBe(0x3c5n); // call stack, user calls and returns only
+      expect(rd(hw0, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI).toBe(0n); // not with call-stack mode
     } else {
-      expect(rd(hw0, LBR_CTL)).toBe((7n << 19n) | (1n << 3n) | (1n << 2n) | 1n);
+      expect(rd(hw0, MSR_ARCH_LBR_CTL)).toBe((7n << 19n) | (1n << 3n) | (1n << 2n) | 1n);
     }
     k.runHost(0, units(1, branchy([call(1), call(2)], 1, 3)));
     expect(lbrRead(hw0)).toEqual(brs([call(2), call(1)]));

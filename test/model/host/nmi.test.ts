@@ -6,10 +6,13 @@ import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../../model/hw/profiles.js';
 import { attr } from '../../../model/host/types.js';
 import { HostKernel, WATCHDOG_CONFIG, WATCHDOG_DEFAULT_PERIOD } from '../../../model/host/perf.js';
-import { CYCLES, ev, exitGuest, GLOBAL_CTRL, LLC_REFERENCES, LVTPC, rd, runGuest, units, work } from './util.js';
-
-const GLOBAL_STATUS = 0x38e;
-const GLOBAL_STATUS_SET = 0x391;
+import { CYCLES, ev, exitGuest, LLC_REFERENCES, rd, runGuest, units, work } from './util.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS_SET,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+} from '../../../model/hw/msr/global.js';
+import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 
 describe('the NMI watchdog', () => {
   it('is a pinned cycles event on fixed counter 1 of every CPU that counts and samples host work', () => {
@@ -54,18 +57,18 @@ describe('the PMI handler', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { cpu: 0 }));
     const hw = k.pcpu(0).hw;
-    expect(hw.wrmsr(LVTPC, 0x1_0400n).ok).toBe(true); // masked, as after a delivery
+    expect(hw.wrmsr(X2APIC_LVTPC, 0x1_0400n).ok).toBe(true); // masked, as after a delivery
     expect(k.handleNmi(0)).toBe(false);
-    expect(rd(hw, LVTPC)).toBe(0x400n);
-    expect(rd(hw, GLOBAL_CTRL)).toBe(1n);
+    expect(rd(hw, X2APIC_LVTPC)).toBe(0x400n);
+    expect(rd(hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe(1n);
   });
 
   it('acks an overflow bit of a counter no event uses, and counts it as handled', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const hw = k.pcpu(0).hw;
-    expect(hw.wrmsr(GLOBAL_STATUS_SET, 1n << 2n).ok).toBe(true);
+    expect(hw.wrmsr(MSR_CORE_PERF_GLOBAL_STATUS_SET, 1n << 2n).ok).toBe(true);
     expect(k.handleNmi(0)).toBe(true);
-    expect(rd(hw, GLOBAL_STATUS)).toBe(0n);
+    expect(rd(hw, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(0n);
   });
 
   it('leaves LVTPC unmasked after each handled PMI, so the next overflow is delivered', () => {
@@ -74,6 +77,6 @@ describe('the PMI handler', () => {
     // A period of 1 is programmed as 2 ("certain CPUs don't like it if just 1 event is left").
     expect(k.runHost(0, units(6, work(0, 1, 1, 1)))).toBe(3);
     expect(e.samples).toHaveLength(3);
-    expect(rd(k.pcpu(0).hw, LVTPC)).toBe(0x400n);
+    expect(rd(k.pcpu(0).hw, X2APIC_LVTPC)).toBe(0x400n);
   });
 });

@@ -14,7 +14,6 @@ import {
   CYCLES,
   errorOf,
   ev,
-  GLOBAL_CTRL,
   INSTRUCTIONS,
   LLC_REFERENCES,
   rd,
@@ -23,6 +22,7 @@ import {
   units,
   work,
 } from './util.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 
 /** KVM's perf event for a guest counter (pmc_reprogram_counter): task-pinned, exclude_host. */
 function kvmEvent(k: HostKernel, task: number, config: bigint): PerfEvent {
@@ -110,7 +110,7 @@ describe('fixed or general-purpose counter', () => {
     expect(instr2.hwIdx).toBe(1);
     const second = open(REF_TSC); // fixed-only: no GP fallback
     expect(second.state).toBe('INACTIVE');
-    expect(rd(k.pcpu(0).hw, GLOBAL_CTRL)).toBe((7n << 32n) | 3n);
+    expect(rd(k.pcpu(0).hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe((7n << 32n) | 3n);
   });
 
   it('refuses a fixed-only pseudo-encoding whose fixed counter does not exist (H8)', () => {
@@ -201,7 +201,7 @@ describe('perf_guest_get_msrs (intel_guest_get_msrs)', () => {
     expect([host.hwIdx, guest.hwIdx, k.watchdog(0)!.hwIdx]).toEqual([0, 1, 33]);
     const fc1 = 1n << 33n;
     expect(k.perf_guest_get_msrs(0)).toEqual({ host: 1n | fc1, guest: 2n | fc1 });
-    expect(rd(k.pcpu(0).hw, GLOBAL_CTRL)).toBe(1n | fc1);
+    expect(rd(k.pcpu(0).hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe(1n | fc1);
     k.switchTo(0, null);
     expect(k.perf_guest_get_msrs(0)).toEqual({ host: 1n | fc1, guest: fc1 });
   });

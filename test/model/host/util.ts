@@ -4,19 +4,7 @@ import type { Cpu } from '../../../model/hw/cpu.js';
 import type { WorkUnit } from '../../../model/hw/work.js';
 import type { PerfEvent } from '../../../model/host/types.js';
 import type { PerfOpenResult } from '../../../model/host/perf.js';
-
-export const EVTSEL0 = 0x186;
-export const FIXED_CTR_CTRL = 0x38d;
-export const GLOBAL_CTRL = 0x38f;
-export const DEBUGCTL = 0x1d9;
-export const LBR_SELECT = 0x1c8;
-export const LBR_CTL = 0x14ce;
-export const LVTPC = 0x834;
-
-export const USR = 1n << 16n;
-export const OS = 1n << 17n;
-export const INT = 1n << 20n;
-export const EN = 1n << 22n;
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 
 /** Architectural encodings the tests use. */
 export const INSTRUCTIONS = 0x00c0n;
@@ -55,7 +43,7 @@ export function work(cpl: number, instructions: number, cycles = instructions, l
 /** Runs units on a pCPU that the test has put in guest mode, handling each PMI as an NMI. */
 export function runGuest(hw: Cpu, guestCtrl: bigint, us: readonly WorkUnit[], nmi: () => boolean): number {
   hw.mode = 'guest';
-  expect(hw.wrmsr(GLOBAL_CTRL, guestCtrl).ok).toBe(true); // what VM-entry would load
+  expect(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, guestCtrl).ok).toBe(true); // what VM-entry would load
   let pmis = 0;
   for (const u of us) {
     if (hw.step(u) === null) continue;
@@ -67,6 +55,6 @@ export function runGuest(hw: Cpu, guestCtrl: bigint, us: readonly WorkUnit[], nm
 
 /** VM-exit as the later VMX layer will do it: host GLOBAL_CTRL, host mode. */
 export function exitGuest(hw: Cpu, hostCtrl: bigint): void {
-  expect(hw.wrmsr(GLOBAL_CTRL, hostCtrl).ok).toBe(true);
+  expect(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, hostCtrl).ok).toBe(true);
   hw.mode = 'host';
 }

@@ -3,25 +3,44 @@
  * the model's choices D6, D7, D36 and D37.
  */
 import { describe, expect, it } from 'vitest';
-import { A_PMC0, PERFEVTSEL0, PMC0 } from '../../../model/hw/msr/counters.js';
+import {
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+  MSR_IA32_PERFCTR0,
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+} from '../../../model/hw/msr/counters.js';
 import { type Branch, type WorkUnit } from '../../../model/hw/work.js';
 import { Cpu } from '../../../model/hw/cpu.js';
-import { DEBUGCTL } from '../../../model/hw/msr/debugctl.js';
-import { GLOBAL_CTRL, GLOBAL_STATUS, GLOBAL_STATUS_RESET, GLOBAL_STATUS_SET } from '../../../model/hw/msr/global.js';
-import { LBR_CTL, LBR_DEPTH, LBR_FROM0 } from '../../../model/hw/msr/lbr_arch.js';
-import { LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
+import {
+  MSR_IA32_DEBUGCTLMSR,
+  DEBUGCTLMSR_LBR,
+  DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
+} from '../../../model/hw/msr/debugctl.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS_SET,
+  GLOBAL_STATUS_LBRS_FROZEN,
+} from '../../../model/hw/msr/global.js';
+import { MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH, MSR_ARCH_LBR_FROM_0 } from '../../../model/hw/msr/lbr_arch.js';
+import { MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO } from '../../../model/hw/msr/lbr_legacy.js';
 import { type Profile, perfCaps } from '../../../model/hw/profile.js';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
-import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
-import { ARCH_CAPTURE_ALL, EN, INT, LEGACY_FROM0, LEGACY_TO0, LVT_NMI, OS, part, rd, USER, USR, wr } from './parts.js';
-
-const DBG_LBR = 1n;
-const FREEZE_LBRS_ON_PMI = 1n << 11n;
-const LBR_FRZ = 1n << 58n;
+import { X2APIC_LVTPC, APIC_DM_NMI } from '../../../model/hw/msr/apic.js';
+import { ARCH_CAPTURE_ALL, part, rd, USER, wr } from './parts.js';
 
 /** EN | INT | OS | USR, branch instructions retired (0xC4). */
-const BRANCHES_PMI = EN | INT | OS | USR | 0xc4n;
-const BRANCHES_NO_PMI = BRANCHES_PMI & ~INT;
+const BRANCHES_PMI =
+  ARCH_PERFMON_EVENTSEL_ENABLE |
+  ARCH_PERFMON_EVENTSEL_INT |
+  ARCH_PERFMON_EVENTSEL_OS |
+  ARCH_PERFMON_EVENTSEL_USR |
+  0xc4n;
+const BRANCHES_NO_PMI = BRANCHES_PMI & ~ARCH_PERFMON_EVENTSEL_INT;
 
 function legacyPart(version: number): Profile {
   return part({
@@ -29,7 +48,7 @@ function legacyPart(version: number): Profile {
     name: `legacy-v${version}`,
     model: 0x2a,
     caps: perfCaps({ lbrFmt: 3 }),
-    legacyLbr: { depth: 16, fromBase: LEGACY_FROM0, toBase: LEGACY_TO0, select: true, callStack: false },
+    legacyLbr: { depth: 16, fromBase: MSR_LBR_NHM_FROM, toBase: MSR_LBR_NHM_TO, select: true, callStack: false },
   });
 }
 const V1 = legacyPart(1);
@@ -58,23 +77,27 @@ interface Setup {
 /** PMC0 counts branches and overflows after `k` of them; LBR recording on. */
 function armed(p: Profile, s: Setup): Cpu {
   const c = new Cpu(p);
-  if (p.archLbr !== undefined) wr(c, LBR_CTL, ARCH_CAPTURE_ALL);
-  wr(c, DEBUGCTL, (p.archLbr === undefined ? DBG_LBR : 0n) | (s.freeze === false ? 0n : FREEZE_LBRS_ON_PMI));
-  wr(c, PERFEVTSEL0, s.pmi === false ? BRANCHES_NO_PMI : BRANCHES_PMI);
-  if (p.version >= 2) wr(c, GLOBAL_CTRL, 1n);
-  if (p.fwWrite) wr(c, A_PMC0, p.gpMask + 1n - BigInt(s.k));
-  else wr(c, PMC0, (1n << 32n) - BigInt(s.k)); // legacy alias: sign-extended -k (§2.2)
-  if (s.unmask !== false) wr(c, X2APIC_LVTPC, LVT_NMI);
+  if (p.archLbr !== undefined) wr(c, MSR_ARCH_LBR_CTL, ARCH_CAPTURE_ALL);
+  wr(
+    c,
+    MSR_IA32_DEBUGCTLMSR,
+    (p.archLbr === undefined ? DEBUGCTLMSR_LBR : 0n) | (s.freeze === false ? 0n : DEBUGCTLMSR_FREEZE_LBRS_ON_PMI),
+  );
+  wr(c, MSR_P6_EVNTSEL0, s.pmi === false ? BRANCHES_NO_PMI : BRANCHES_PMI);
+  if (p.version >= 2) wr(c, MSR_CORE_PERF_GLOBAL_CTRL, 1n);
+  if (p.fwWrite) wr(c, MSR_IA32_PMC0, p.gpMask + 1n - BigInt(s.k));
+  else wr(c, MSR_IA32_PERFCTR0, (1n << 32n) - BigInt(s.k)); // legacy alias: sign-extended -k (§2.2)
+  if (s.unmask !== false) wr(c, X2APIC_LVTPC, APIC_DM_NMI);
   return c;
 }
 
 /** Legacy records newest first, non-zero only. */
 function legacyFroms(c: Cpu): bigint[] {
   const n = c.profile.legacyLbr!.depth;
-  const tos = Number(rd(c, LBR_TOS));
+  const tos = Number(rd(c, MSR_LBR_TOS));
   const out: bigint[] = [];
   for (let k = 0; k < n; k++) {
-    const v = rd(c, LEGACY_FROM0 + ((((tos - k) % n) + n) % n));
+    const v = rd(c, MSR_LBR_NHM_FROM + ((((tos - k) % n) + n) % n));
     if (v !== 0n) out.push(v & ((1n << 63n) - 1n)); // strip the format-3 MISPRED flag
   }
   return out;
@@ -82,8 +105,8 @@ function legacyFroms(c: Cpu): bigint[] {
 
 function archFroms(c: Cpu): bigint[] {
   const out: bigint[] = [];
-  for (let i = 0; i < Number(rd(c, LBR_DEPTH)); i++) {
-    const v = rd(c, LBR_FROM0 + i);
+  for (let i = 0; i < Number(rd(c, MSR_ARCH_LBR_DEPTH)); i++) {
+    const v = rd(c, MSR_ARCH_LBR_FROM_0 + i);
     if (v !== 0n) out.push(v);
   }
   return out;
@@ -96,9 +119,9 @@ describe('legacy freeze on v2/v3: the PMI clears DEBUGCTL.LBR (§4.4, §4.5, §7
       expect(c.step(unit(0))).toBeNull();
       expect(c.step(unit(1))).toBeNull();
       expect(c.step(unit(2))).toEqual({ vector: 0, nmi: true });
-      expect(rd(c, GLOBAL_STATUS) & 1n).toBe(1n);
-      expect(rd(c, DEBUGCTL)).toBe(FREEZE_LBRS_ON_PMI);
-      expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(0n);
+      expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS) & 1n).toBe(1n);
+      expect(rd(c, MSR_IA32_DEBUGCTLMSR)).toBe(DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
+      expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS) & GLOBAL_STATUS_LBRS_FROZEN).toBe(0n);
       c.step(unit(3));
       c.step(unit(4));
       expect(legacyFroms(c)).toEqual([fromOf(2), fromOf(1), fromOf(0)]);
@@ -107,9 +130,9 @@ describe('legacy freeze on v2/v3: the PMI clears DEBUGCTL.LBR (§4.4, §4.5, §7
     it(`${p.name}: recording resumes when software sets DEBUGCTL.LBR again`, () => {
       const c = armed(p, { k: 1 });
       c.step(unit(0));
-      expect(rd(c, DEBUGCTL) & DBG_LBR).toBe(0n);
+      expect(rd(c, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_LBR).toBe(0n);
       c.step(unit(1));
-      wr(c, DEBUGCTL, DBG_LBR | FREEZE_LBRS_ON_PMI);
+      wr(c, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
       c.step(unit(2));
       expect(legacyFroms(c)).toEqual([fromOf(2), fromOf(0)]);
     });
@@ -119,7 +142,7 @@ describe('legacy freeze on v2/v3: the PMI clears DEBUGCTL.LBR (§4.4, §4.5, §7
     const c = armed(V1, { k: 2 });
     c.step(unit(0));
     expect(c.step(unit(1))).not.toBeNull();
-    expect(rd(c, DEBUGCTL)).toBe(FREEZE_LBRS_ON_PMI);
+    expect(rd(c, MSR_IA32_DEBUGCTLMSR)).toBe(DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
     c.step(unit(2));
     expect(legacyFroms(c)).toEqual([fromOf(1), fromOf(0)]);
   });
@@ -129,27 +152,27 @@ describe('v4 streamlined freeze on SKYLAKE: LBR_FRZ (GLOBAL_STATUS[58]) (§2.6, 
   it('sets LBR_FRZ, leaves DEBUGCTL.LBR = 1, and records nothing while frozen', () => {
     const c = armed(SKYLAKE, { k: 2 });
     c.step(unit(0));
-    expect(rd(c, GLOBAL_STATUS)).toBe(0n);
+    expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(0n);
     expect(c.step(unit(1))).toEqual({ vector: 0, nmi: true });
-    expect(rd(c, GLOBAL_STATUS)).toBe(LBR_FRZ | 1n);
-    expect(rd(c, DEBUGCTL)).toBe(DBG_LBR | FREEZE_LBRS_ON_PMI);
+    expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(GLOBAL_STATUS_LBRS_FROZEN | 1n);
+    expect(rd(c, MSR_IA32_DEBUGCTLMSR)).toBe(DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
     c.step(unit(2));
     c.step(unit(3));
     expect(legacyFroms(c)).toEqual([fromOf(1), fromOf(0)]);
-    expect(rd(c, LBR_TOS)).toBe(2n);
+    expect(rd(c, MSR_LBR_TOS)).toBe(2n);
   });
 
   it('setting DEBUGCTL.LBR again does not unfreeze; writing STATUS_RESET bit 58 does', () => {
     const c = armed(SKYLAKE, { k: 1 });
     c.step(unit(0));
-    wr(c, DEBUGCTL, DBG_LBR | FREEZE_LBRS_ON_PMI);
+    wr(c, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
     c.step(unit(1));
     expect(legacyFroms(c)).toEqual([fromOf(0)]);
-    wr(c, GLOBAL_STATUS_RESET, 1n); // clears only the counter's bit
+    wr(c, MSR_CORE_PERF_GLOBAL_OVF_CTRL, 1n); // clears only the counter's bit
     c.step(unit(2));
     expect(legacyFroms(c)).toEqual([fromOf(0)]);
-    wr(c, GLOBAL_STATUS_RESET, LBR_FRZ);
-    expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(0n);
+    wr(c, MSR_CORE_PERF_GLOBAL_OVF_CTRL, GLOBAL_STATUS_LBRS_FROZEN);
+    expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS) & GLOBAL_STATUS_LBRS_FROZEN).toBe(0n);
     c.step(unit(3));
     expect(legacyFroms(c)).toEqual([fromOf(3), fromOf(0)]);
   });
@@ -168,10 +191,10 @@ describe('LBR_FRZ set through STATUS_SET freezes like a hardware freeze (§2.8; 
     it(`${p.name}: recording stops while bit 58 is set and resumes when STATUS_RESET clears it`, () => {
       const c = armed(p, { k: 1000 });
       c.step(unit(0));
-      wr(c, GLOBAL_STATUS_SET, LBR_FRZ);
-      expect(rd(c, GLOBAL_STATUS)).toBe(LBR_FRZ);
+      wr(c, MSR_CORE_PERF_GLOBAL_STATUS_SET, GLOBAL_STATUS_LBRS_FROZEN);
+      expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(GLOBAL_STATUS_LBRS_FROZEN);
       c.step(unit(1));
-      wr(c, GLOBAL_STATUS_RESET, LBR_FRZ);
+      wr(c, MSR_CORE_PERF_GLOBAL_OVF_CTRL, GLOBAL_STATUS_LBRS_FROZEN);
       c.step(unit(2));
       const froms = p.archLbr === undefined ? legacyFroms(c) : archFroms(c);
       expect(froms).toEqual([fromOf(2), fromOf(0)]);
@@ -184,12 +207,12 @@ describe('Arch LBR freeze on SAPPHIRE_RAPIDS (§3.6)', () => {
     const c = armed(SAPPHIRE_RAPIDS, { k: 2 });
     c.step(unit(0));
     expect(c.step(unit(1))).not.toBeNull();
-    expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(LBR_FRZ);
-    expect(rd(c, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
-    expect(rd(c, DEBUGCTL)).toBe(FREEZE_LBRS_ON_PMI);
+    expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS) & GLOBAL_STATUS_LBRS_FROZEN).toBe(GLOBAL_STATUS_LBRS_FROZEN);
+    expect(rd(c, MSR_ARCH_LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
+    expect(rd(c, MSR_IA32_DEBUGCTLMSR)).toBe(DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
     c.step(unit(2));
     expect(archFroms(c)).toEqual([fromOf(1), fromOf(0)]);
-    wr(c, GLOBAL_STATUS_RESET, LBR_FRZ);
+    wr(c, MSR_CORE_PERF_GLOBAL_OVF_CTRL, GLOBAL_STATUS_LBRS_FROZEN);
     c.step(unit(3));
     expect(archFroms(c)).toEqual([fromOf(3), fromOf(1), fromOf(0)]);
   });
@@ -207,9 +230,9 @@ describe('no freeze without a PMI (D6) or without FREEZE_LBRS_ON_PMI', () => {
     it(`${p.name}: overflow with INT = 0 sets the status bit but freezes nothing`, () => {
       const c = armed(p, { k: 1, pmi: false });
       expect(c.step(unit(0))).toBeNull();
-      expect(rd(c, GLOBAL_STATUS)).toBe(1n);
-      expect(rd(c, DEBUGCTL) & FREEZE_LBRS_ON_PMI).toBe(FREEZE_LBRS_ON_PMI);
-      if (p.archLbr === undefined) expect(rd(c, DEBUGCTL) & DBG_LBR).toBe(DBG_LBR);
+      expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(1n);
+      expect(rd(c, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI).toBe(DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
+      if (p.archLbr === undefined) expect(rd(c, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_LBR).toBe(DEBUGCTLMSR_LBR);
       c.step(unit(1));
       const froms = p.archLbr === undefined ? legacyFroms(c) : archFroms(c);
       expect(froms).toEqual([fromOf(1), fromOf(0)]);
@@ -218,8 +241,8 @@ describe('no freeze without a PMI (D6) or without FREEZE_LBRS_ON_PMI', () => {
     it(`${p.name}: a PMI with FREEZE_LBRS_ON_PMI = 0 freezes nothing`, () => {
       const c = armed(p, { k: 1, freeze: false });
       expect(c.step(unit(0))).not.toBeNull();
-      expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(0n);
-      if (p.archLbr === undefined) expect(rd(c, DEBUGCTL)).toBe(DBG_LBR);
+      expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS) & GLOBAL_STATUS_LBRS_FROZEN).toBe(0n);
+      if (p.archLbr === undefined) expect(rd(c, MSR_IA32_DEBUGCTLMSR)).toBe(DEBUGCTLMSR_LBR);
       c.step(unit(1));
       const froms = p.archLbr === undefined ? legacyFroms(c) : archFroms(c);
       expect(froms).toEqual([fromOf(1), fromOf(0)]);
@@ -232,7 +255,7 @@ describe('the freeze happens even when LVTPC is masked (§4.4: freeze at PMI gen
     const c = armed(V2, { k: 1, unmask: false });
     expect(rd(c, X2APIC_LVTPC) & (1n << 16n)).toBe(1n << 16n);
     expect(c.step(unit(0))).toBeNull();
-    expect(rd(c, DEBUGCTL)).toBe(FREEZE_LBRS_ON_PMI);
+    expect(rd(c, MSR_IA32_DEBUGCTLMSR)).toBe(DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
     c.step(unit(1));
     expect(legacyFroms(c)).toEqual([fromOf(0)]);
   });
@@ -241,7 +264,7 @@ describe('the freeze happens even when LVTPC is masked (§4.4: freeze at PMI gen
     it(`${p.name}: no PMI delivered, but LBR_FRZ is set and recording stops`, () => {
       const c = armed(p, { k: 1, unmask: false });
       expect(c.step(unit(0))).toBeNull();
-      expect(rd(c, GLOBAL_STATUS) & LBR_FRZ).toBe(LBR_FRZ);
+      expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS) & GLOBAL_STATUS_LBRS_FROZEN).toBe(GLOBAL_STATUS_LBRS_FROZEN);
       c.step(unit(1));
       const froms = p.archLbr === undefined ? legacyFroms(c) : archFroms(c);
       expect(froms).toEqual([fromOf(0)]);
@@ -252,10 +275,10 @@ describe('the freeze happens even when LVTPC is masked (§4.4: freeze at PMI gen
     const c = armed(SKYLAKE, { k: 1 });
     expect(c.step(unit(0))).not.toBeNull();
     expect(rd(c, X2APIC_LVTPC) & (1n << 16n)).toBe(1n << 16n);
-    wr(c, GLOBAL_STATUS_RESET, LBR_FRZ | 1n);
-    wr(c, A_PMC0, SKYLAKE.gpMask); // overflows on the next branch
+    wr(c, MSR_CORE_PERF_GLOBAL_OVF_CTRL, GLOBAL_STATUS_LBRS_FROZEN | 1n);
+    wr(c, MSR_IA32_PMC0, SKYLAKE.gpMask); // overflows on the next branch
     expect(c.step(unit(1))).toBeNull();
-    expect(rd(c, GLOBAL_STATUS)).toBe(LBR_FRZ | 1n);
+    expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(GLOBAL_STATUS_LBRS_FROZEN | 1n);
     c.step(unit(2));
     expect(legacyFroms(c)).toEqual([fromOf(1), fromOf(0)]);
   });

@@ -4,16 +4,18 @@
  */
 import { type Access } from '../../../model/hw/access.js';
 import { Cpu } from '../../../model/hw/cpu.js';
-import { LBR_DEPTH, type ArchLbrXsave } from '../../../model/hw/msr/lbr_arch.js';
+import { MSR_ARCH_LBR_DEPTH, type ArchLbrXsave } from '../../../model/hw/msr/lbr_arch.js';
 import { type Profile } from '../../../model/hw/profile.js';
 import { type WorkUnit } from '../../../model/hw/work.js';
 import type { CpuFactory } from '../../../properties/hw_laws.js';
+import { MSR_P6_EVNTSEL0 } from '../../../model/hw/msr/counters.js';
+import { MSR_PERF_METRICS } from '../../../model/hw/msr/topdown.js';
 
 /** IA32_PERFEVTSELx loses USR (bit 16) on write. */
 class DropsEvtselUsr extends Cpu {
   override wrmsr(a: number, v: bigint): Access {
     const r = super.wrmsr(a, v);
-    const i = a - 0x186;
+    const i = a - MSR_P6_EVNTSEL0;
     if (i >= 0 && i < this.profile.nGP && r.ok) this.state.evtsel[i] = v & ~(1n << 16n);
     return r;
   }
@@ -54,7 +56,7 @@ class LosesLbrRecords extends Cpu {
 /** An IA32_LBR_DEPTH write keeps the old records. */
 class DepthKeepsRecords extends Cpu {
   override wrmsr(a: number, v: bigint): Access {
-    if (a !== LBR_DEPTH) return super.wrmsr(a, v);
+    if (a !== MSR_ARCH_LBR_DEPTH) return super.wrmsr(a, v);
     const keep = [[...this.state.alFrom], [...this.state.alTo], [...this.state.alInfo]] as const;
     const r = super.wrmsr(a, v);
     keep[0].forEach((x, i) => {
@@ -80,7 +82,7 @@ class XrstorsSkipsCtl extends Cpu {
 class SwapsMetrics extends Cpu {
   override rdmsr(a: number): Access {
     const r = super.rdmsr(a);
-    if (a !== 0x329 || !r.ok) return r;
+    if (a !== MSR_PERF_METRICS || !r.ok) return r;
     const b0 = r.value & 0xffn;
     const b1 = (r.value >> 8n) & 0xffn;
     return { ok: true, value: (r.value & ~0xffffn) | (b0 << 8n) | b1 };

@@ -89,27 +89,10 @@ export function part(s: PartOptions): Profile {
 // ---------------------------------------------------------------------------------------------
 // Addresses and values the model does not export
 
-/** MSR_LASTBRANCH_0_FROM_IP, _TO_IP and MSR_LBR_INFO_0 of the legacy LBRs (pmu-semantics.md §2.1). */
-export const LEGACY_FROM0 = 0x680;
-export const LEGACY_TO0 = 0x6c0;
-export const LEGACY_INFO0 = 0xdc0;
-
 /** PERF_CAPABILITIES with only FW_WRITE (bit 13): the IA32_A_PMCi full-width aliases exist. */
 export const FW_WRITE = perfCaps({ fwWrite: true });
 
-/** RDPMC ECX[31:16] counter types (§4.9). */
-export const RDPMC_FIXED = 0x4000_0000;
-export const RDPMC_METRICS = 0x2000_0000;
-
-/** IA32_PERFEVTSELx flag bits (§2.3) and the instructions-retired event. */
-export const USR = 1n << 16n;
-export const OS = 1n << 17n;
-export const INT = 1n << 20n;
-export const EN = 1n << 22n;
 export const INSTR = 0xc0n;
-
-/** x2APIC LVTPC: NMI delivery (10:8 = 100b), unmasked. */
-export const LVT_NMI = 0x400n;
 
 /** IA32_LBR_CTL: LBREn | OS | USR and every branch type (22:16). */
 export const ARCH_CAPTURE_ALL = 0x7f0007n;

@@ -9,6 +9,7 @@ import {
   perfCaps,
 } from '../../../model/hw/profile.js';
 import { ProfileError } from '../../../model/hw/errors.js';
+import { MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO, MSR_LBR_INFO_0 } from '../../../model/hw/msr/lbr_legacy.js';
 
 const base: ProfileSpec = {
   name: 't',
@@ -80,7 +81,7 @@ describe('defineProfile rejects a profile that contradicts itself, naming the fi
       {
         pdcm: true,
         perfCapabilities: perfCaps({ lbrFmt: 5 }),
-        legacyLbr: { depth: 32, fromBase: 0x680, toBase: 0x6c0, select: true, callStack: true },
+        legacyLbr: { depth: 32, fromBase: MSR_LBR_NHM_FROM, toBase: MSR_LBR_NHM_TO, select: true, callStack: true },
       },
       'legacyLbr.infoBase',
     ));
@@ -118,21 +119,21 @@ describe('defineProfile rejects a profile that contradicts itself, naming the fi
         ...arch,
         leaf0a: v4,
         leaf1c: { eax: 1, ebx: 0, ecx: 0, edx: 0 },
-        legacyLbr: { depth: 8, fromBase: 0x680, toBase: 0x6c0, select: true, callStack: false },
+        legacyLbr: { depth: 8, fromBase: MSR_LBR_NHM_FROM, toBase: MSR_LBR_NHM_TO, select: true, callStack: false },
       },
       'legacyLbr',
     );
     rejects({ ...arch, leaf1c: { eax: 1, ebx: 0, ecx: 0, edx: 0 } }, 'leaf0a.eax[7:0]');
   });
   it('legacy LBR geometry that the format or the part cannot have', () => {
-    const g = { depth: 16, fromBase: 0x680, toBase: 0x6c0, select: true, callStack: false };
+    const g = { depth: 16, fromBase: MSR_LBR_NHM_FROM, toBase: MSR_LBR_NHM_TO, select: true, callStack: false };
     rejects({ pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 0 }), legacyLbr: g }, 'perfCapabilities[5:0]');
     rejects(
       { pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 3 }), legacyLbr: { ...g, depth: 12 } },
       'legacyLbr.depth',
     );
     rejects(
-      { pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 3 }), legacyLbr: { ...g, infoBase: 0xdc0 } },
+      { pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 3 }), legacyLbr: { ...g, infoBase: MSR_LBR_INFO_0 } },
       'legacyLbr.infoBase',
     );
     rejects(

@@ -5,16 +5,20 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Cpu } from '../../../model/hw/cpu.js';
-import { FIXED_CTR_CTRL, FIXED_CTR0 } from '../../../model/hw/msr/counters.js';
-import { GLOBAL_CTRL, GLOBAL_STATUS } from '../../../model/hw/msr/global.js';
+import {
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_CORE_PERF_FIXED_CTR0,
+  INTEL_PMC_FIXED_RDPMC_METRICS,
+} from '../../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../../model/hw/msr/global.js';
 import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
-import { PERF_METRICS, type TopdownSlots } from '../../../model/hw/msr/topdown.js';
+import { MSR_PERF_METRICS, type TopdownSlots } from '../../../model/hw/msr/topdown.js';
 import { type Profile, perfCaps } from '../../../model/hw/profile.js';
-import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
-import { LVT_NMI, part, RDPMC_METRICS, rd, wr } from './parts.js';
+import { X2APIC_LVTPC, APIC_DM_NMI } from '../../../model/hw/msr/apic.js';
+import { part, rd, wr } from './parts.js';
 
 /** IA32_FIXED_CTR3, the SLOTS counter. */
-const FIXED_CTR3 = FIXED_CTR0 + 3;
+const FIXED_CTR3 = MSR_CORE_PERF_FIXED_CTR0 + 3;
 
 const EN_SLOTS = 1n << 35n;
 const EN_METRICS = 1n << 48n;
@@ -40,8 +44,8 @@ const METRICS_CLEAR = part({
 /** FIXED_CTR3 counting at every ring, PERF_METRICS enabled unless told otherwise. */
 function slotsOn(p: Profile, opts: { metrics?: boolean; ctrl?: bigint } = {}): Cpu {
   const c = new Cpu(p);
-  wr(c, FIXED_CTR_CTRL, opts.ctrl ?? CTR3_ALL_RINGS);
-  wr(c, GLOBAL_CTRL, EN_SLOTS | (opts.metrics === false ? 0n : EN_METRICS));
+  wr(c, MSR_CORE_PERF_FIXED_CTR_CTRL, opts.ctrl ?? CTR3_ALL_RINGS);
+  wr(c, MSR_CORE_PERF_GLOBAL_CTRL, EN_SLOTS | (opts.metrics === false ? 0n : EN_METRICS));
   return c;
 }
 
@@ -54,17 +58,17 @@ describe('MSR_PERF_METRICS exists only with PERF_CAPABILITIES[15] (§2.1, §2.11
   it('ICELAKE and SAPPHIRE_RAPIDS have it (reset 0); SKYLAKE #GPs on read and write', () => {
     for (const p of [ICELAKE, SAPPHIRE_RAPIDS]) {
       expect((p.perfCapabilities >> 15n) & 1n).toBe(1n);
-      expect(rd(new Cpu(p), PERF_METRICS)).toBe(0n);
+      expect(rd(new Cpu(p), MSR_PERF_METRICS)).toBe(0n);
     }
     const c = new Cpu(SKYLAKE);
     expect((SKYLAKE.perfCapabilities >> 15n) & 1n).toBe(0n);
-    expect(c.rdmsr(PERF_METRICS).ok).toBe(false);
-    expect(c.wrmsr(PERF_METRICS, 0n).ok).toBe(false);
+    expect(c.rdmsr(MSR_PERF_METRICS).ok).toBe(false);
+    expect(c.wrmsr(MSR_PERF_METRICS, 0n).ok).toBe(false);
   });
 
   it('GLOBAL_CTRL[48] (EN_PERF_METRICS) is writable only with PERF_METRICS (§2.5)', () => {
-    expect(new Cpu(ICELAKE).wrmsr(GLOBAL_CTRL, EN_METRICS).ok).toBe(true);
-    expect(new Cpu(SKYLAKE).wrmsr(GLOBAL_CTRL, EN_METRICS).ok).toBe(false);
+    expect(new Cpu(ICELAKE).wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, EN_METRICS).ok).toBe(true);
+    expect(new Cpu(SKYLAKE).wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, EN_METRICS).ok).toBe(false);
   });
 });
 
@@ -92,7 +96,7 @@ describe('PERF_METRICS bytes (§2.11; D12)', () => {
       cpl: 3,
       slots: { ...L1, heavyOperations: 20, branchMispredicts: 5, fetchLatency: 10, memoryBound: 10 },
     });
-    const v = rd(c, PERF_METRICS);
+    const v = rd(c, MSR_PERF_METRICS);
     expect([0, 1, 2, 3].map((k) => byte(v, k))).toEqual([102, 25, 76, 51]);
     expect(v >> 32n).toBe(0n);
   });
@@ -103,7 +107,7 @@ describe('PERF_METRICS bytes (§2.11; D12)', () => {
       cpl: 3,
       slots: { ...L1, heavyOperations: 20, branchMispredicts: 5, fetchLatency: 10, memoryBound: 10 },
     });
-    const v = rd(c, PERF_METRICS);
+    const v = rd(c, MSR_PERF_METRICS);
     expect([0, 1, 2, 3, 4, 5, 6, 7].map((k) => byte(v, k))).toEqual([102, 25, 76, 51, 51, 12, 25, 25]);
   });
 
@@ -111,7 +115,7 @@ describe('PERF_METRICS bytes (§2.11; D12)', () => {
     const c = slotsOn(ICELAKE);
     c.step({ cpl: 3, slots: { retiring: 300, badSpeculation: 0, frontendBound: 0, backendBound: 0 } });
     c.step({ cpl: 3, slots: { retiring: 0, badSpeculation: 0, frontendBound: 0, backendBound: 100 } });
-    const v = rd(c, PERF_METRICS);
+    const v = rd(c, MSR_PERF_METRICS);
     expect(byte(v, 0)).toBe(floorFrac(300, 400));
     expect(byte(v, 3)).toBe(floorFrac(100, 400));
   });
@@ -142,7 +146,7 @@ describe('PERF_METRICS bytes (§2.11; D12)', () => {
       fc.property(fc.array(slotsArb, { minLength: 1, maxLength: 4 }), (units) => {
         const c = slotsOn(SAPPHIRE_RAPIDS);
         for (const t of units) c.step({ cpl: 3, slots: t });
-        const v = rd(c, PERF_METRICS);
+        const v = rd(c, MSR_PERF_METRICS);
         const b = [0, 1, 2, 3, 4, 5, 6, 7].map((k) => byte(v, k));
         const sum = b[0]! + b[1]! + b[2]! + b[3]!;
         expect(sum).toBeLessThanOrEqual(0xff);
@@ -160,7 +164,7 @@ describe('PERF_METRICS bytes (§2.11; D12)', () => {
       fc.property(slotsArb, (t) => {
         const c = slotsOn(ICELAKE);
         c.step({ cpl: 3, slots: t });
-        expect(rd(c, PERF_METRICS) >> 32n).toBe(0n);
+        expect(rd(c, MSR_PERF_METRICS) >> 32n).toBe(0n);
       }),
     );
   });
@@ -171,36 +175,36 @@ describe('PERF_METRICS accumulates only while GLOBAL_CTRL[48] = 1 and FIXED_CTR3
     const c = slotsOn(ICELAKE, { metrics: false });
     c.step({ cpl: 3, slots: L1 });
     expect(rd(c, FIXED_CTR3)).toBe(100n);
-    expect(rd(c, PERF_METRICS)).toBe(0n);
+    expect(rd(c, MSR_PERF_METRICS)).toBe(0n);
   });
 
   it('units before GLOBAL_CTRL[48] is set do not enter the fractions', () => {
     const c = slotsOn(ICELAKE, { metrics: false });
     c.step({ cpl: 3, slots: { retiring: 100, badSpeculation: 0, frontendBound: 0, backendBound: 0 } });
     wr(c, FIXED_CTR3, 0n);
-    wr(c, PERF_METRICS, 0n);
-    wr(c, GLOBAL_CTRL, EN_SLOTS | EN_METRICS);
+    wr(c, MSR_PERF_METRICS, 0n);
+    wr(c, MSR_CORE_PERF_GLOBAL_CTRL, EN_SLOTS | EN_METRICS);
     c.step({ cpl: 3, slots: { retiring: 0, badSpeculation: 0, frontendBound: 0, backendBound: 100 } });
-    expect(rd(c, PERF_METRICS)).toBe(0xffn << 24n);
+    expect(rd(c, MSR_PERF_METRICS)).toBe(0xffn << 24n);
   });
 
   it('no accumulation in a unit where FIXED_CTR3 does not count (CPL filter, disabled, or GLOBAL_CTRL[35] = 0)', () => {
     const osOnly = slotsOn(ICELAKE, { ctrl: 0x1n << 12n });
     osOnly.step({ cpl: 3, slots: L1 });
-    expect(rd(osOnly, PERF_METRICS)).toBe(0n);
+    expect(rd(osOnly, MSR_PERF_METRICS)).toBe(0n);
     osOnly.step({ cpl: 0, slots: { retiring: 10, badSpeculation: 0, frontendBound: 0, backendBound: 0 } });
-    expect(rd(osOnly, PERF_METRICS)).toBe(0xffn);
+    expect(rd(osOnly, MSR_PERF_METRICS)).toBe(0xffn);
 
     const off = slotsOn(ICELAKE, { ctrl: 0n });
     off.step({ cpl: 3, slots: L1 });
-    expect(rd(off, PERF_METRICS)).toBe(0n);
+    expect(rd(off, MSR_PERF_METRICS)).toBe(0n);
 
     const c = new Cpu(ICELAKE);
-    wr(c, FIXED_CTR_CTRL, CTR3_ALL_RINGS);
-    wr(c, GLOBAL_CTRL, EN_METRICS);
+    wr(c, MSR_CORE_PERF_FIXED_CTR_CTRL, CTR3_ALL_RINGS);
+    wr(c, MSR_CORE_PERF_GLOBAL_CTRL, EN_METRICS);
     c.step({ cpl: 3, slots: L1 });
     expect(rd(c, FIXED_CTR3)).toBe(0n);
-    expect(rd(c, PERF_METRICS)).toBe(0n);
+    expect(rd(c, MSR_PERF_METRICS)).toBe(0n);
   });
 });
 
@@ -209,14 +213,14 @@ describe('writing both registers to 0 opens a new period (§2.11)', () => {
     it(`zeroes both and forgets the old period (${order})`, () => {
       const c = slotsOn(ICELAKE);
       c.step({ cpl: 3, slots: { retiring: 100, badSpeculation: 0, frontendBound: 0, backendBound: 0 } });
-      expect(rd(c, PERF_METRICS)).toBe(0xffn);
-      const regs = order === 'FIXED_CTR3 first' ? [FIXED_CTR3, PERF_METRICS] : [PERF_METRICS, FIXED_CTR3];
+      expect(rd(c, MSR_PERF_METRICS)).toBe(0xffn);
+      const regs = order === 'FIXED_CTR3 first' ? [FIXED_CTR3, MSR_PERF_METRICS] : [MSR_PERF_METRICS, FIXED_CTR3];
       for (const r of regs) wr(c, r, 0n);
       expect(rd(c, FIXED_CTR3)).toBe(0n);
-      expect(rd(c, PERF_METRICS)).toBe(0n);
+      expect(rd(c, MSR_PERF_METRICS)).toBe(0n);
       c.step({ cpl: 3, slots: { retiring: 0, badSpeculation: 0, frontendBound: 50, backendBound: 0 } });
       expect(rd(c, FIXED_CTR3)).toBe(50n);
-      expect(rd(c, PERF_METRICS)).toBe(0xffn << 16n);
+      expect(rd(c, MSR_PERF_METRICS)).toBe(0xffn << 16n);
     });
   }
 
@@ -224,7 +228,7 @@ describe('writing both registers to 0 opens a new period (§2.11)', () => {
     const c = slotsOn(ICELAKE);
     c.step({ cpl: 3, slots: { retiring: 100, badSpeculation: 0, frontendBound: 0, backendBound: 0 } });
     c.step({ cpl: 3, slots: { retiring: 0, badSpeculation: 0, frontendBound: 100, backendBound: 0 } });
-    const v = rd(c, PERF_METRICS);
+    const v = rd(c, MSR_PERF_METRICS);
     expect(byte(v, 0)).toBe(127);
     expect(byte(v, 2)).toBe(127);
   });
@@ -234,32 +238,32 @@ describe('PERF_METRICS writes read back (§2.11 "writes are stored verbatim"; D1
   it('SAPPHIRE_RAPIDS: all 64 bits, with FIXED_CTR3 at 0 or not', () => {
     const c = slotsOn(SAPPHIRE_RAPIDS);
     const v = 0x1020_3040_4030_2010n;
-    expect(wr(c, PERF_METRICS, v)).toBe(v);
-    expect(rd(c, PERF_METRICS)).toBe(v);
+    expect(wr(c, MSR_PERF_METRICS, v)).toBe(v);
+    expect(rd(c, MSR_PERF_METRICS)).toBe(v);
     c.step({ cpl: 3, slots: L1 });
-    wr(c, PERF_METRICS, v);
-    expect(rd(c, PERF_METRICS)).toBe(v);
+    wr(c, MSR_PERF_METRICS, v);
+    expect(rd(c, MSR_PERF_METRICS)).toBe(v);
     expect(rd(c, FIXED_CTR3)).toBe(100n);
   });
 
   it('ICELAKE: the low 32 bits read back; bits 63:32 are ignored without #GP (D13)', () => {
     const c = new Cpu(ICELAKE);
-    expect(c.wrmsr(PERF_METRICS, 0xaabb_ccdd_4030_2010n).ok).toBe(true);
-    expect(rd(c, PERF_METRICS)).toBe(0x4030_2010n);
-    wr(c, PERF_METRICS, 0xffff_ffffn);
-    expect(rd(c, PERF_METRICS)).toBe(0xffff_ffffn);
+    expect(c.wrmsr(MSR_PERF_METRICS, 0xaabb_ccdd_4030_2010n).ok).toBe(true);
+    expect(rd(c, MSR_PERF_METRICS)).toBe(0x4030_2010n);
+    wr(c, MSR_PERF_METRICS, 0xffff_ffffn);
+    expect(rd(c, MSR_PERF_METRICS)).toBe(0xffff_ffffn);
   });
 
   it('a saved pair (FIXED_CTR3, PERF_METRICS) restored into a fresh CPU reads back (Linux save/restore)', () => {
     const a = slotsOn(SAPPHIRE_RAPIDS);
     a.step({ cpl: 3, slots: { ...L1, heavyOperations: 7, memoryBound: 3 } });
     const slots = rd(a, FIXED_CTR3);
-    const metrics = rd(a, PERF_METRICS);
+    const metrics = rd(a, MSR_PERF_METRICS);
     const b = slotsOn(SAPPHIRE_RAPIDS);
     wr(b, FIXED_CTR3, slots);
-    wr(b, PERF_METRICS, metrics);
+    wr(b, MSR_PERF_METRICS, metrics);
     expect(rd(b, FIXED_CTR3)).toBe(slots);
-    expect(rd(b, PERF_METRICS)).toBe(metrics);
+    expect(rd(b, MSR_PERF_METRICS)).toBe(metrics);
   });
 });
 
@@ -274,7 +278,7 @@ describe('FIXED_CTR3 overflow raises GLOBAL_STATUS[48] with bit 35 (§2.6, §2.1
     it(`${p.name}: sets bits 35 and 48; wraps the counter`, () => {
       const c = nearOverflow(p, true);
       c.step({ cpl: 3, slots: L1 });
-      expect(rd(c, GLOBAL_STATUS)).toBe((1n << 35n) | (1n << 48n));
+      expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS)).toBe((1n << 35n) | (1n << 48n));
       expect(rd(c, FIXED_CTR3)).toBe(50n);
     });
   }
@@ -282,23 +286,23 @@ describe('FIXED_CTR3 overflow raises GLOBAL_STATUS[48] with bit 35 (§2.6, §2.1
   it('no overflow, no bit 48', () => {
     const c = nearOverflow(ICELAKE, true);
     c.step({ cpl: 3, slots: { retiring: 49, badSpeculation: 0, frontendBound: 0, backendBound: 0 } });
-    expect(rd(c, GLOBAL_STATUS)).toBe(0n);
+    expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(0n);
   });
 
   it('with GLOBAL_CTRL[48] = 0 only bit 35 is set (D11)', () => {
     const c = nearOverflow(ICELAKE, false);
     c.step({ cpl: 3, slots: L1 });
-    expect(rd(c, GLOBAL_STATUS)).toBe(1n << 35n);
+    expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(1n << 35n);
   });
 
   it("bit 48's PMI is FIXED_CTR3's PMI bit (D11)", () => {
     const quiet = nearOverflow(ICELAKE, true);
-    wr(quiet, X2APIC_LVTPC, LVT_NMI);
+    wr(quiet, X2APIC_LVTPC, APIC_DM_NMI);
     expect(quiet.step({ cpl: 3, slots: L1 })).toBeNull();
     const loud = nearOverflow(ICELAKE, true, CTR3_ALL_RINGS | CTR3_PMI);
-    wr(loud, X2APIC_LVTPC, LVT_NMI);
+    wr(loud, X2APIC_LVTPC, APIC_DM_NMI);
     expect(loud.step({ cpl: 3, slots: L1 })).toEqual({ vector: 0, nmi: true });
-    expect(rd(loud, GLOBAL_STATUS)).toBe((1n << 35n) | (1n << 48n));
+    expect(rd(loud, MSR_CORE_PERF_GLOBAL_STATUS)).toBe((1n << 35n) | (1n << 48n));
   });
 });
 
@@ -306,16 +310,16 @@ describe('RDPMC type 2000H reads PERF_METRICS (§2.11, §4.9; D34)', () => {
   it('returns the same value as RDMSR 0x329 and changes nothing by default', () => {
     const c = slotsOn(SAPPHIRE_RAPIDS);
     c.step({ cpl: 3, slots: { ...L1, fetchLatency: 15 } });
-    const v = rd(c, PERF_METRICS);
+    const v = rd(c, MSR_PERF_METRICS);
     expect(v).not.toBe(0n);
-    expect(c.rdpmc(RDPMC_METRICS)).toEqual({ ok: true, value: v });
-    expect(rd(c, PERF_METRICS)).toBe(v);
+    expect(c.rdpmc(INTEL_PMC_FIXED_RDPMC_METRICS)).toEqual({ ok: true, value: v });
+    expect(rd(c, MSR_PERF_METRICS)).toBe(v);
     expect(rd(c, FIXED_CTR3)).toBe(100n);
   });
 
   it('#GPs without PERF_METRICS (SKYLAKE) and for an index other than 0', () => {
-    expect(new Cpu(SKYLAKE).rdpmc(RDPMC_METRICS).ok).toBe(false);
-    expect(new Cpu(ICELAKE).rdpmc(RDPMC_METRICS + 1).ok).toBe(false);
+    expect(new Cpu(SKYLAKE).rdpmc(INTEL_PMC_FIXED_RDPMC_METRICS).ok).toBe(false);
+    expect(new Cpu(ICELAKE).rdpmc(INTEL_PMC_FIXED_RDPMC_METRICS + 1).ok).toBe(false);
   });
 });
 
@@ -323,35 +327,35 @@ describe('RDPMC metrics-clear mode (PERF_CAPABILITIES[19] + FIXED_CTR_CTRL[14]; 
   it('clears PERF_METRICS and FIXED_CTR3 after returning the metrics', () => {
     const c = slotsOn(METRICS_CLEAR, { ctrl: CTR3_ALL_RINGS | METRICS_CLEAR_EN });
     c.step({ cpl: 3, slots: L1 });
-    const v = rd(c, PERF_METRICS);
+    const v = rd(c, MSR_PERF_METRICS);
     expect(v).not.toBe(0n);
-    expect(c.rdpmc(RDPMC_METRICS)).toEqual({ ok: true, value: v });
-    expect(rd(c, PERF_METRICS)).toBe(0n);
+    expect(c.rdpmc(INTEL_PMC_FIXED_RDPMC_METRICS)).toEqual({ ok: true, value: v });
+    expect(rd(c, MSR_PERF_METRICS)).toBe(0n);
     expect(rd(c, FIXED_CTR3)).toBe(0n);
     c.step({ cpl: 3, slots: { retiring: 0, badSpeculation: 20, frontendBound: 0, backendBound: 0 } });
     expect(rd(c, FIXED_CTR3)).toBe(20n);
-    expect(rd(c, PERF_METRICS)).toBe(0xffn << 8n);
+    expect(rd(c, MSR_PERF_METRICS)).toBe(0xffn << 8n);
   });
 
   it('does not clear with FIXED_CTR_CTRL[14] = 0, nor on RDMSR', () => {
     const c = slotsOn(METRICS_CLEAR);
     c.step({ cpl: 3, slots: L1 });
-    const v = rd(c, PERF_METRICS);
-    expect(c.rdpmc(RDPMC_METRICS)).toEqual({ ok: true, value: v });
-    expect(rd(c, PERF_METRICS)).toBe(v);
+    const v = rd(c, MSR_PERF_METRICS);
+    expect(c.rdpmc(INTEL_PMC_FIXED_RDPMC_METRICS)).toEqual({ ok: true, value: v });
+    expect(rd(c, MSR_PERF_METRICS)).toBe(v);
     expect(rd(c, FIXED_CTR3)).toBe(100n);
     const d = slotsOn(METRICS_CLEAR, { ctrl: CTR3_ALL_RINGS | METRICS_CLEAR_EN });
     d.step({ cpl: 3, slots: L1 });
-    expect(rd(d, PERF_METRICS)).toBe(v);
+    expect(rd(d, MSR_PERF_METRICS)).toBe(v);
     expect(rd(d, FIXED_CTR3)).toBe(100n);
   });
 
   it('without PERF_CAPABILITIES[19], bit 14 is not METRICS_CLEAR_EN: ICELAKE (bit 14 = AnyThread) does not clear', () => {
     const c = slotsOn(ICELAKE, { ctrl: CTR3_ALL_RINGS | METRICS_CLEAR_EN });
     c.step({ cpl: 3, slots: L1 });
-    const v = rd(c, PERF_METRICS);
-    expect(c.rdpmc(RDPMC_METRICS)).toEqual({ ok: true, value: v });
-    expect(rd(c, PERF_METRICS)).toBe(v);
+    const v = rd(c, MSR_PERF_METRICS);
+    expect(c.rdpmc(INTEL_PMC_FIXED_RDPMC_METRICS)).toEqual({ ok: true, value: v });
+    expect(rd(c, MSR_PERF_METRICS)).toBe(v);
     expect(rd(c, FIXED_CTR3)).toBe(100n);
   });
 });

@@ -5,11 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import {
   type ArchLbrXsave,
-  LBR_CTL,
-  LBR_DEPTH,
-  LBR_FROM0,
-  LBR_INFO0,
-  LBR_TO0,
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_DEPTH,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_INFO_0,
+  MSR_ARCH_LBR_TO_0,
   xsaveSize,
 } from '../../../model/hw/msr/lbr_arch.js';
 import { type Branch } from '../../../model/hw/work.js';
@@ -33,18 +33,18 @@ function branches(n: number): Branch[] {
 /** A CPU at `depth` with `n` records (newest first in entry 0). */
 function withRecords(depth: number, n: number): Cpu {
   const c = new Cpu(SAPPHIRE_RAPIDS);
-  wr(c, LBR_DEPTH, BigInt(depth));
-  wr(c, LBR_CTL, ARCH_CAPTURE_ALL);
+  wr(c, MSR_ARCH_LBR_DEPTH, BigInt(depth));
+  wr(c, MSR_ARCH_LBR_CTL, ARCH_CAPTURE_ALL);
   c.step({ cpl: 3, cycles: 40, branches: branches(n) });
   return c;
 }
 
 function records(c: Cpu): { from: bigint; to: bigint; info: bigint }[] {
-  const d = Number(rd(c, LBR_DEPTH));
+  const d = Number(rd(c, MSR_ARCH_LBR_DEPTH));
   return Array.from({ length: d }, (_, i) => ({
-    from: rd(c, LBR_FROM0 + i),
-    to: rd(c, LBR_TO0 + i),
-    info: rd(c, LBR_INFO0 + i),
+    from: rd(c, MSR_ARCH_LBR_FROM_0 + i),
+    to: rd(c, MSR_ARCH_LBR_TO_0 + i),
+    info: rd(c, MSR_ARCH_LBR_INFO_0 + i),
   }));
 }
 
@@ -82,7 +82,7 @@ describe('XSAVES of component 15 (§3.5 layout)', () => {
     const before = records(c);
     save(c);
     expect(records(c)).toEqual(before);
-    expect(rd(c, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
+    expect(rd(c, MSR_ARCH_LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
   });
 });
 
@@ -91,18 +91,18 @@ describe('XRSTORS of component 15 (§3.5; D26)', () => {
     const c = withRecords(16, 9);
     const a = save(c);
     const saved = records(c);
-    wr(c, LBR_DEPTH, 16n); // zeroes the records
-    wr(c, LBR_CTL, 0n);
+    wr(c, MSR_ARCH_LBR_DEPTH, 16n); // zeroes the records
+    wr(c, MSR_ARCH_LBR_CTL, 0n);
     expect(records(c).every((r) => r.from === 0n)).toBe(true);
     expect(c.xrstors(a).ok).toBe(true);
-    expect(rd(c, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
-    expect(rd(c, LBR_DEPTH)).toBe(16n);
+    expect(rd(c, MSR_ARCH_LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
+    expect(rd(c, MSR_ARCH_LBR_DEPTH)).toBe(16n);
     expect(records(c)).toEqual(saved);
   });
 
   it('restores records written by software, not only recorded ones', () => {
     const c = new Cpu(SAPPHIRE_RAPIDS);
-    wr(c, LBR_DEPTH, 8n);
+    wr(c, MSR_ARCH_LBR_DEPTH, 8n);
     const entries = Array.from({ length: 8 }, (_, i) => ({
       from: 0xffffffff81000000n + BigInt(i),
       to: USER + BigInt(i),
@@ -111,17 +111,17 @@ describe('XRSTORS of component 15 (§3.5; D26)', () => {
     const area: ArchLbrXsave = { lbrCtl: 0x1n, lbrDepth: 8n, lerFrom: 0n, lerTo: 0n, lerInfo: 0n, entries };
     expect(c.xrstors(area).ok).toBe(true);
     expect(records(c)).toEqual(entries);
-    expect(rd(c, LBR_CTL)).toBe(1n);
+    expect(rd(c, MSR_ARCH_LBR_CTL)).toBe(1n);
   });
 
   it('with a different saved depth, zeroes the records, loads LBR_CTL, and leaves IA32_LBR_DEPTH alone', () => {
     const src = withRecords(32, 20);
     const a = save(src);
     const dst = withRecords(8, 8);
-    wr(dst, LBR_CTL, 0n);
+    wr(dst, MSR_ARCH_LBR_CTL, 0n);
     expect(dst.xrstors(a).ok).toBe(true);
-    expect(rd(dst, LBR_DEPTH)).toBe(8n);
-    expect(rd(dst, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
+    expect(rd(dst, MSR_ARCH_LBR_DEPTH)).toBe(8n);
+    expect(rd(dst, MSR_ARCH_LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
     expect(records(dst)).toEqual(Array.from({ length: 8 }, () => ({ from: 0n, to: 0n, info: 0n })));
   });
 
@@ -129,7 +129,7 @@ describe('XRSTORS of component 15 (§3.5; D26)', () => {
     const a = save(withRecords(8, 8));
     const dst = withRecords(32, 30);
     expect(dst.xrstors(a).ok).toBe(true);
-    expect(rd(dst, LBR_DEPTH)).toBe(32n);
+    expect(rd(dst, MSR_ARCH_LBR_DEPTH)).toBe(32n);
     expect(records(dst).every((r) => r.from === 0n && r.to === 0n && r.info === 0n)).toBe(true);
   });
 
@@ -139,7 +139,7 @@ describe('XRSTORS of component 15 (§3.5; D26)', () => {
     const before = records(c);
     for (const ctl of [1n << 4n, 1n << 23n, 1n << 63n, ARCH_CAPTURE_ALL | (1n << 15n)]) {
       expect(c.xrstors({ ...a, lbrCtl: ctl }).ok).toBe(false);
-      expect(rd(c, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
+      expect(rd(c, MSR_ARCH_LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
       expect(records(c)).toEqual(before);
     }
     const noCallStack = new Cpu(
@@ -171,7 +171,7 @@ describe('XRSTORS of component 15 (§3.5; D26)', () => {
     expect(c.xrstors(bad(7, { to: 1n << 63n })).ok).toBe(false);
     expect(c.xrstors(bad(0, { info: 1n << 20n })).ok).toBe(false);
     expect(records(c)).toEqual(before);
-    expect(rd(c, LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
+    expect(rd(c, MSR_ARCH_LBR_CTL)).toBe(ARCH_CAPTURE_ALL);
   });
 
   it('a malformed area (entries.length != lbrDepth) is a programming error: ModelError', () => {

@@ -8,37 +8,39 @@ import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../../model/hw/profiles.js';
 import { attr, type PerfEvent } from '../../../model/host/types.js';
 import {
-  APIC_LVTPC,
   branchy,
   createVcpu,
   CYCLES,
-  DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
-  DEBUGCTLMSR_LBR,
-  EVENTSEL_EN,
-  EVENTSEL_INT,
-  EVENTSEL_OS,
-  EVENTSEL_USR,
   guestBranches,
   INSTRUCTIONS,
   kvmSupportedPerfCaps,
-  MSR_CORE_PERF_FIXED_CTR0,
-  MSR_CORE_PERF_FIXED_CTR_CTRL,
-  MSR_CORE_PERF_GLOBAL_CTRL,
-  MSR_IA32_DEBUGCTLMSR,
-  MSR_IA32_PMC0,
-  MSR_LBR_NHM_FROM,
-  MSR_LBR_NHM_TO,
-  MSR_LBR_TOS,
-  MSR_P6_EVNTSEL0,
   PC_VECTOR,
   val,
   work,
   type World,
 } from './util.js';
+import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
+import {
+  DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
+  DEBUGCTLMSR_LBR,
+  MSR_IA32_DEBUGCTLMSR,
+} from '../../../model/hw/msr/debugctl.js';
+import {
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+} from '../../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import { MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO, MSR_LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
 
 const HOST_CAP = kvmSupportedPerfCaps(SKYLAKE);
 const MASK = (1n << 48n) - 1n;
-const INSNS = EVENTSEL_OS | EVENTSEL_USR | INSTRUCTIONS;
+const INSNS = ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | INSTRUCTIONS;
 
 const wr = (w: World, msr: number, v: bigint) => val(w.vcpu.guestWrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
 const rd = (w: World, msr: number) => val(w.vcpu.guestRdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
@@ -204,7 +206,7 @@ describe('exclude_guest and exclude_host', () => {
   it("KVM's exclude_host events count neither host work nor KVM's own exit handling", () => {
     const w = createVcpu({ profile: SKYLAKE, cpus: 2 });
     wr(w, MSR_CORE_PERF_GLOBAL_CTRL, 0n); // post-RESET it enables the GP counters
-    wr(w, MSR_P6_EVNTSEL0, INSNS | EVENTSEL_EN);
+    wr(w, MSR_P6_EVNTSEL0, INSNS | ARCH_PERFMON_EVENTSEL_ENABLE);
     wr(w, MSR_IA32_PMC0, 0n);
     wr(w, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3n);
     wr(w, MSR_CORE_PERF_GLOBAL_CTRL, 0x1_0000_0001n); // 1
@@ -221,9 +223,9 @@ describe('vCPU migration', () => {
   it('a vCPU migrated mid-count keeps counting exactly, and overflows at the right unit on the new pCPU', () => {
     const w = createVcpu({ profile: SKYLAKE, cpus: 2, cpu: 0 });
     wr(w, MSR_CORE_PERF_GLOBAL_CTRL, 0n); // post-RESET it enables the GP counters
-    wr(w, APIC_LVTPC, PC_VECTOR);
-    wr(w, MSR_P6_EVNTSEL0, INSNS | EVENTSEL_EN);
-    wr(w, MSR_P6_EVNTSEL0 + 1, INSNS | EVENTSEL_EN | EVENTSEL_INT);
+    wr(w, X2APIC_LVTPC, PC_VECTOR);
+    wr(w, MSR_P6_EVNTSEL0, INSNS | ARCH_PERFMON_EVENTSEL_ENABLE);
+    wr(w, MSR_P6_EVNTSEL0 + 1, INSNS | ARCH_PERFMON_EVENTSEL_ENABLE | ARCH_PERFMON_EVENTSEL_INT);
     wr(w, MSR_IA32_PMC0, 0n);
     wr(w, MSR_IA32_PMC0 + 1, -(1n + 30n + 25n) & MASK); // wraps during the third unit after migrating
     wr(w, MSR_CORE_PERF_FIXED_CTR0, 0n);
@@ -277,11 +279,11 @@ describe('legacy Freeze_LBRs_On_PMI emulation', () => {
     (version) => {
       const w = createVcpu({ profile: SKYLAKE, perfCaps: HOST_CAP, version });
       expect(w.vcpu.lbrEnabled).toBe(true);
-      wr(w, APIC_LVTPC, PC_VECTOR);
+      wr(w, X2APIC_LVTPC, PC_VECTOR);
       wr(w, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
       if (version >= 2) wr(w, MSR_CORE_PERF_GLOBAL_CTRL, 0n);
       wr(w, MSR_IA32_PMC0, -25n & MASK);
-      wr(w, MSR_P6_EVNTSEL0, INSNS | EVENTSEL_INT | EVENTSEL_EN);
+      wr(w, MSR_P6_EVNTSEL0, INSNS | ARCH_PERFMON_EVENTSEL_INT | ARCH_PERFMON_EVENTSEL_ENABLE);
       if (version >= 2) wr(w, MSR_CORE_PERF_GLOBAL_CTRL, 1n);
       w.vcpu.drainPmis();
       const pmis = w.vcpu.guestRun([
@@ -301,10 +303,10 @@ describe('legacy Freeze_LBRs_On_PMI emulation', () => {
 
   it('no emulation without FREEZE_LBRS_ON_PMI; without guest LBR the freeze bit cannot even be set', () => {
     const w = createVcpu({ profile: SKYLAKE, perfCaps: HOST_CAP, version: 2 });
-    wr(w, APIC_LVTPC, PC_VECTOR);
+    wr(w, X2APIC_LVTPC, PC_VECTOR);
     wr(w, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR);
     wr(w, MSR_IA32_PMC0, -5n & MASK);
-    wr(w, MSR_P6_EVNTSEL0, INSNS | EVENTSEL_INT | EVENTSEL_EN);
+    wr(w, MSR_P6_EVNTSEL0, INSNS | ARCH_PERFMON_EVENTSEL_INT | ARCH_PERFMON_EVENTSEL_ENABLE);
     wr(w, MSR_CORE_PERF_GLOBAL_CTRL, 1n);
     expect(w.vcpu.guestRun(work(2, 10)).length).toBe(1);
     expect(rd(w, MSR_IA32_DEBUGCTLMSR)).toBe(DEBUGCTLMSR_LBR);

@@ -14,33 +14,36 @@
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../../model/hw/profiles.js';
 import {
-  APIC_LVT_MASKED,
-  APIC_LVTPC,
   createVcpu,
   EVENTSEL_CMASK_SHIFT,
-  EVENTSEL_EN,
-  EVENTSEL_INT,
-  EVENTSEL_OS,
-  EVENTSEL_USR,
   INSTRUCTIONS,
-  INTEL_RDPMC_FAST,
-  INTEL_RDPMC_FIXED,
   isGp,
   kvmSupportedPerfCaps,
-  MSR_CORE_PERF_FIXED_CTR0,
-  MSR_CORE_PERF_FIXED_CTR_CTRL,
-  MSR_CORE_PERF_GLOBAL_CTRL,
-  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
-  MSR_CORE_PERF_GLOBAL_STATUS,
-  MSR_IA32_PERF_CAPABILITIES,
-  MSR_IA32_PERFCTR0,
-  MSR_IA32_PMC0,
-  MSR_P6_EVNTSEL0,
   PC_VECTOR,
   val,
   work,
   type World,
 } from './util.js';
+import { APIC_LVT_MASKED, X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
+import {
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  INTEL_PMC_RDPMC_FAST,
+  INTEL_PMC_FIXED_RDPMC_BASE,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+} from '../../../model/hw/msr/counters.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+} from '../../../model/hw/msr/global.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
 
 const NR_GP = 4;
 const NR_FIXED = 3;
@@ -90,25 +93,25 @@ class KutGuest {
     this.wrmsr(c.ctr, count);
     const idx = this.globalIdx(c);
     if (idx < 32) {
-      this.wrmsr(MSR_P6_EVNTSEL0 + idx, c.config | EVENTSEL_EN);
+      this.wrmsr(MSR_P6_EVNTSEL0 + idx, c.config | ARCH_PERFMON_EVENTSEL_ENABLE);
     } else {
       const shift = BigInt(4 * (idx - 32));
       let nib = 0n;
-      if ((c.config & EVENTSEL_OS) !== 0n) nib |= 1n;
-      if ((c.config & EVENTSEL_USR) !== 0n) nib |= 2n;
-      if ((c.config & EVENTSEL_INT) !== 0n) nib |= 8n;
+      if ((c.config & ARCH_PERFMON_EVENTSEL_OS) !== 0n) nib |= 1n;
+      if ((c.config & ARCH_PERFMON_EVENTSEL_USR) !== 0n) nib |= 2n;
+      if ((c.config & ARCH_PERFMON_EVENTSEL_INT) !== 0n) nib |= 8n;
       const ctrl = this.rdmsr(MSR_CORE_PERF_FIXED_CTR_CTRL);
       this.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, (ctrl & ~(0xfn << shift)) | (nib << shift));
     }
     this.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, this.rdmsr(MSR_CORE_PERF_GLOBAL_CTRL) | (1n << BigInt(idx))); // counted
-    this.wrmsr(APIC_LVTPC, PC_VECTOR); // counted
+    this.wrmsr(X2APIC_LVTPC, PC_VECTOR); // counted
   }
   /** __stop_event: global disable (its RDMSR is counted), selector off, read the counter. */
   stop(c: Cnt): void {
     const idx = this.globalIdx(c);
     this.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, this.rdmsr(MSR_CORE_PERF_GLOBAL_CTRL) & ~(1n << BigInt(idx)));
     if (idx < 32) {
-      this.wrmsr(MSR_P6_EVNTSEL0 + idx, c.config & ~EVENTSEL_EN);
+      this.wrmsr(MSR_P6_EVNTSEL0 + idx, c.config & ~ARCH_PERFMON_EVENTSEL_ENABLE);
     } else {
       const shift = BigInt(4 * (idx - 32));
       this.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, this.rdmsr(MSR_CORE_PERF_FIXED_CTR_CTRL) & ~(0xfn << shift));
@@ -125,11 +128,11 @@ class KutGuest {
     const pmis = this.runPmis + this.v.drainPmis().length;
     this.runPmis = 0;
     if (pmis > 0) {
-      const lvtpc = this.rdmsr(APIC_LVTPC);
+      const lvtpc = this.rdmsr(X2APIC_LVTPC);
       expect(lvtpc & APIC_LVT_MASKED, 'KVM masked LVTPC when it delivered the PMI (a16eb25b09c0)').toBe(
         APIC_LVT_MASKED,
       );
-      this.wrmsr(APIC_LVTPC, lvtpc & ~APIC_LVT_MASKED);
+      this.wrmsr(X2APIC_LVTPC, lvtpc & ~APIC_LVT_MASKED);
     }
     return pmis;
   }
@@ -145,7 +148,7 @@ function kutGuest(gpBase: number): KutGuest {
   return g;
 }
 
-const INSNS_CFG = EVENTSEL_OS | EVENTSEL_USR | INSTRUCTIONS;
+const INSNS_CFG = ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | INSTRUCTIONS;
 const BASES = [
   ['legacy IA32_PERFCTRx', MSR_IA32_PERFCTR0],
   ['full-width IA32_PMCx', MSR_IA32_PMC0],
@@ -167,7 +170,7 @@ describe.each(BASES)('kvm-unit-tests pmu: check_counters with %s', (_name, base)
     for (let i = 0; i < NR_GP + 2; i++) {
       const fixed = i >= NR_GP;
       cnt.ctr = fixed ? MSR_CORE_PERF_FIXED_CTR0 : base + i;
-      cnt.config = i % 2 === 1 ? INSNS_CFG | EVENTSEL_INT : INSNS_CFG;
+      cnt.config = i % 2 === 1 ? INSNS_CFG | ARCH_PERFMON_EVENTSEL_INT : INSNS_CFG;
       let count = preset;
       if (fullWrites || fixed) count &= MASK;
       const idx = g.globalIdx(cnt);
@@ -222,14 +225,17 @@ describe.each(BASES)('kvm-unit-tests pmu: check_counters with %s', (_name, base)
         g.wrmsr(base + i, fullWrites ? v & MASK : v);
         expect(g.rdpmc(i), `cntr-${i} 0x${v.toString(16)}`).toBe(x);
         expect(g.rdmsr(base + i), `cntr-${i} RDMSR`).toBe(x);
-        expect(isGp(g.v.guestRdpmc((i | INTEL_RDPMC_FAST) >>> 0, 0)), `fast-${i}`).toBe(true);
+        expect(isGp(g.v.guestRdpmc((i | INTEL_PMC_RDPMC_FAST) >>> 0, 0)), `fast-${i}`).toBe(true);
       }
       for (let i = 0; i < NR_FIXED; i++) {
         const x = v & MASK;
         g.wrmsr(MSR_CORE_PERF_FIXED_CTR0 + i, x);
-        expect(g.rdpmc(i | INTEL_RDPMC_FIXED), `fixed cntr-${i}`).toBe(x);
+        expect(g.rdpmc(i | INTEL_PMC_FIXED_RDPMC_BASE), `fixed cntr-${i}`).toBe(x);
         expect(g.rdmsr(MSR_CORE_PERF_FIXED_CTR0 + i)).toBe(x);
-        expect(isGp(g.v.guestRdpmc((i | INTEL_RDPMC_FIXED | INTEL_RDPMC_FAST) >>> 0, 0)), `fixed fast-${i}`).toBe(true);
+        expect(
+          isGp(g.v.guestRdpmc((i | INTEL_PMC_FIXED_RDPMC_BASE | INTEL_PMC_RDPMC_FAST) >>> 0, 0)),
+          `fixed fast-${i}`,
+        ).toBe(true);
       }
     }
   });
@@ -238,7 +244,7 @@ describe.each(BASES)('kvm-unit-tests pmu: check_counters with %s', (_name, base)
     const g = kutGuest(base);
     for (let i = 0; i < NR_GP; i++) {
       g.wrmsr(base + i, 0n);
-      g.wrmsr(MSR_P6_EVNTSEL0 + i, INSNS_CFG | EVENTSEL_EN);
+      g.wrmsr(MSR_P6_EVNTSEL0 + i, INSNS_CFG | ARCH_PERFMON_EVENTSEL_ENABLE);
     }
     for (let i = 0; i < NR_FIXED; i++) g.wrmsr(MSR_CORE_PERF_FIXED_CTR0 + i, 0n);
     g.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x333n);
@@ -256,9 +262,9 @@ describe('kvm-unit-tests pmu: emulated instructions', () => {
     for (const int of [false, true]) {
       const g = kutGuest(MSR_IA32_PMC0);
       const K = 22n;
-      g.wrmsr(MSR_P6_EVNTSEL0 + 1, INSNS_CFG | EVENTSEL_EN | (int ? EVENTSEL_INT : 0n));
+      g.wrmsr(MSR_P6_EVNTSEL0 + 1, INSNS_CFG | ARCH_PERFMON_EVENTSEL_ENABLE | (int ? ARCH_PERFMON_EVENTSEL_INT : 0n));
       g.wrmsr(MSR_IA32_PMC0 + 1, -K & MASK);
-      g.wrmsr(APIC_LVTPC, PC_VECTOR);
+      g.wrmsr(X2APIC_LVTPC, PC_VECTOR);
       g.v.drainPmis();
       g.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0b10n); // 1: counts itself
       for (let k = 0; k < 20; k++) g.rdmsr(MSR_IA32_PERF_CAPABILITIES); // 2..21
@@ -272,8 +278,8 @@ describe('kvm-unit-tests pmu: emulated instructions', () => {
 
   it('emulated instructions count at CPL 0 only for counters with OS set; faulting instructions are not skipped', () => {
     const g = kutGuest(MSR_IA32_PMC0);
-    g.wrmsr(MSR_P6_EVNTSEL0 + 0, EVENTSEL_USR | INSTRUCTIONS | EVENTSEL_EN);
-    g.wrmsr(MSR_P6_EVNTSEL0 + 1, EVENTSEL_OS | INSTRUCTIONS | EVENTSEL_EN);
+    g.wrmsr(MSR_P6_EVNTSEL0 + 0, ARCH_PERFMON_EVENTSEL_USR | INSTRUCTIONS | ARCH_PERFMON_EVENTSEL_ENABLE);
+    g.wrmsr(MSR_P6_EVNTSEL0 + 1, ARCH_PERFMON_EVENTSEL_OS | INSTRUCTIONS | ARCH_PERFMON_EVENTSEL_ENABLE);
     g.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0b11n); // OS counter: 1
     g.rdmsr(MSR_IA32_PERF_CAPABILITIES); // OS counter: 2
     expect(isGp(g.v.guestRdpmc(0, 3)), 'RDPMC at CPL 3 with CR4.PCE = 0 #GPs').toBe(true); // not skipped

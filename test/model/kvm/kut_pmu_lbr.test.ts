@@ -7,28 +7,23 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../../model/hw/profiles.js';
+import { branchy, createVcpu, guestBranches, isGp, kvmSupportedPerfCaps, val, type World } from './util.js';
+import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 import {
-  branchy,
-  createVcpu,
-  DEBUGCTLMSR_LBR,
-  guestBranches,
-  isGp,
-  kvmSupportedPerfCaps,
-  MSR_IA32_DEBUGCTLMSR,
   MSR_IA32_PERF_CAPABILITIES,
+  PERF_CAP_FW_WRITES,
+  PERF_CAP_LBR_FMT,
+} from '../../../model/hw/msr/capabilities.js';
+import {
   MSR_LBR_INFO_0,
   MSR_LBR_NHM_FROM,
   MSR_LBR_NHM_TO,
   MSR_LBR_SELECT,
   MSR_LBR_TOS,
-  PMU_CAP_FW_WRITES,
-  PMU_CAP_LBR_FMT,
-  val,
-  type World,
-} from './util.js';
+  MSR_LBR_CORE_FROM,
+} from '../../../model/hw/msr/lbr_legacy.js';
 
 const DEPTH = SKYLAKE.legacyLbr!.depth;
-const MSR_LBR_CORE_FROM = 0x40;
 const HOST_CAP = kvmSupportedPerfCaps(SKYLAKE);
 
 function lbrGuest(): World {
@@ -41,7 +36,7 @@ const rd = (w: World, msr: number) => val(w.vcpu.guestRdmsr(msr), `RDMSR 0x${msr
 describe('kvm-unit-tests pmu_lbr (Skylake host, LBR_FMT 5, depth 32)', () => {
   it('the guest sees PDCM, LBR_FMT = host format and a vPMU', () => {
     const w = lbrGuest();
-    expect(rd(w, MSR_IA32_PERF_CAPABILITIES) & PMU_CAP_LBR_FMT).toBe(SKYLAKE.perfCapabilities & PMU_CAP_LBR_FMT);
+    expect(rd(w, MSR_IA32_PERF_CAPABILITIES) & PERF_CAP_LBR_FMT).toBe(SKYLAKE.perfCapabilities & PERF_CAP_LBR_FMT);
     expect(w.vcpu.lbrEnabled).toBe(true);
   });
 
@@ -130,7 +125,7 @@ describe('kvm-unit-tests pmu_lbr (Skylake host, LBR_FMT 5, depth 32)', () => {
   });
 
   it('without LBR_FMT there are no LBR MSRs and DEBUGCTL.LBR is dropped, not #GP', () => {
-    const w = createVcpu({ profile: SKYLAKE, perfCaps: PMU_CAP_FW_WRITES });
+    const w = createVcpu({ profile: SKYLAKE, perfCaps: PERF_CAP_FW_WRITES });
     expect(isGp(w.vcpu.guestRdmsr(MSR_LBR_NHM_FROM))).toBe(true);
     expect(isGp(w.vcpu.guestRdmsr(MSR_LBR_TOS))).toBe(true);
     expect(isGp(w.vcpu.guestWrmsr(MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR)), 'unsupported LBR bit: dropped').toBe(false);

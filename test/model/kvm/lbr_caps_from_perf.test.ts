@@ -11,6 +11,9 @@ import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { conformanceProperty } from '../../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../../properties/expectations/emulated.js';
 import { World } from '../../../scenarios/world.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
+import { MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO, MSR_LBR_INFO_0, MSR_LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
+import { MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0 } from '../../../model/hw/msr/lbr_arch.js';
 
 const cpuidOf = (p: Profile) => ({
   family: p.family,
@@ -19,23 +22,22 @@ const cpuidOf = (p: Profile) => ({
   pdcm: true,
 });
 const noLbrHost = (o: { profile: Profile; cpus: number }) => new HostKernel({ ...o, lbrProbeFaulted: true });
-const PERF_CAPABILITIES = 0x345;
 
 // x86_perf_get_lbr (H17): what perf reports to KVM, which KVM's LBR support now follows (145dfad998ea).
 describe('x86_perf_get_lbr', () => {
   it('reports the legacy records of the part, Arch LBR bases on Arch LBR parts, nothing when the probe faulted', () => {
     expect(new HostKernel({ profile: SKYLAKE, cpus: 1 }).x86_perf_get_lbr()).toEqual({
       nr: 32,
-      from: 0x680,
-      to: 0x6c0,
-      info: 0xdc0,
+      from: MSR_LBR_NHM_FROM,
+      to: MSR_LBR_NHM_TO,
+      info: MSR_LBR_INFO_0,
       hasCallstack: true,
     });
     expect(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }).x86_perf_get_lbr()).toMatchObject({
       nr: 32,
-      from: 0x1500,
-      to: 0x1600,
-      info: 0x1200,
+      from: MSR_ARCH_LBR_FROM_0,
+      to: MSR_ARCH_LBR_TO_0,
+      info: MSR_ARCH_LBR_INFO_0,
     });
     expect(noLbrHost({ profile: SKYLAKE, cpus: 1 }).x86_perf_get_lbr().nr).toBe(0);
   });
@@ -62,9 +64,9 @@ describe('vmx_get_perf_capabilities asks perf for LBRs', () => {
   it('before 145dfad998ea offered the hardware format without perf, and the vCPU got no LBR records', () => {
     const v = preLbrIffPerfFix(noLbrHost({ profile: SKYLAKE, cpus: 1 }), { cpu: 0, cpuid: cpuidOf(SKYLAKE) });
     expect(v.s.supportedPerfCap).toBe(0x2005n);
-    expect(v.hostSetMsr(PERF_CAPABILITIES, 0x2005n).ok).toBe(true);
+    expect(v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, 0x2005n).ok).toBe(true);
     expect(v.s.lbr.nr).toBe(0);
-    expect(v.guestRdmsr(0x680).ok).toBe(false);
+    expect(v.guestRdmsr(MSR_LBR_NHM_FROM).ok).toBe(false);
   });
 
   it('before 098f4c061ea1 offered LBR_FMT 0x3f on Arch LBR hosts, with legacy LBR_SELECT/TOS among the proxied MSRs', () => {
@@ -73,9 +75,9 @@ describe('vmx_get_perf_capabilities asks perf for LBRs', () => {
       cpuid: cpuidOf(SAPPHIRE_RAPIDS),
     });
     expect(v.s.supportedPerfCap).toBe(0x203fn);
-    expect(v.hostSetMsr(PERF_CAPABILITIES, 0x203fn).ok).toBe(true);
+    expect(v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, 0x203fn).ok).toBe(true);
     expect(v.s.lbr.nr).toBe(32);
-    expect(v.guestRdmsr(0x1c9).ok).toBe(false); // the part has no LBR_TOS: the proxied RDMSR faults
+    expect(v.guestRdmsr(MSR_LBR_TOS).ok).toBe(false); // the part has no LBR_TOS: the proxied RDMSR faults
   });
 });
 
@@ -83,12 +85,12 @@ describe('a model no CPU has is a VMM-visible divergence (W4)', () => {
   const guest = { cpuid: cpuidOf(SAPPHIRE_RAPIDS), perfCapabilities: 0x2000n };
   it('is not met by the faithful KVM, which refuses LBR_FMT 0x3f', () => {
     const w = new World({ host: SAPPHIRE_RAPIDS, cpus: 1, guests: [guest], design: (h, o) => new EmulatedVcpu(h, o) });
-    const [o] = vmmSetMsr(w, 0, PERF_CAPABILITIES, 0x203fn);
+    const [o] = vmmSetMsr(w, 0, MSR_IA32_PERF_CAPABILITIES, 0x203fn);
     expect([o!.sut, o!.oracle]).toEqual(['refused', 'refused']);
   });
   it('is met by KVM before 098f4c061ea1', () => {
     const w = new World({ host: SAPPHIRE_RAPIDS, cpus: 1, guests: [guest], design: preNoLegacyLbrOnArchLbrFix });
-    const [o] = vmmSetMsr(w, 0, PERF_CAPABILITIES, 0x203fn);
+    const [o] = vmmSetMsr(w, 0, MSR_IA32_PERF_CAPABILITIES, 0x203fn);
     expect([o!.sut, o!.oracle]).toEqual(['ok', 'refused']);
     expect(o!.what).toMatch(/no CPU enumerates it/);
   });

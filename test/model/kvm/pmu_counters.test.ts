@@ -16,33 +16,34 @@ import { ICELAKE, SKYLAKE } from '../../../model/hw/profiles.js';
 import {
   ARCH_EVENTS,
   createVcpu,
-  EVENTSEL_EN,
-  EVENTSEL_OS,
-  FIXED_PMC_KERNEL,
   fixedGlobalEnable,
   fixedPmcCtrl,
-  INTEL_RDPMC_FAST,
-  INTEL_RDPMC_FIXED,
   isGp,
   loopDot,
   measuredLoop,
+  NUM_BRANCH_INSNS_RETIRED,
+  NUM_INSNS_RETIRED,
+  NUM_LOOPS,
+  val,
+  type VcpuSetup,
+  type World,
+} from './util.js';
+import {
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_OS,
+  INTEL_FIXED_0_KERNEL,
+  INTEL_PMC_RDPMC_FAST,
+  INTEL_PMC_FIXED_RDPMC_BASE,
   MSR_CORE_PERF_FIXED_CTR0,
   MSR_CORE_PERF_FIXED_CTR_CTRL,
-  MSR_CORE_PERF_GLOBAL_CTRL,
-  MSR_IA32_PERF_CAPABILITIES,
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
   MSR_P6_EVNTSEL0,
   MSR_P6_PERFCTR0,
   MSR_P6_PERFCTR1,
-  NUM_BRANCH_INSNS_RETIRED,
-  NUM_INSNS_RETIRED,
-  NUM_LOOPS,
-  PMU_CAP_FW_WRITES,
-  val,
-  type VcpuSetup,
-  type World,
-} from './util.js';
+} from '../../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_FW_WRITES } from '../../../model/hw/msr/capabilities.js';
 
 const HOST = SKYLAKE;
 /** kvm_pmu_cap.version: KVM advertises at most v2 (kvm_init_pmu_capability). */
@@ -55,7 +56,7 @@ const MAX_NR_GP_COUNTERS = 8;
 const MAX_NR_FIXED_COUNTERS = 3;
 
 const VERSIONS = [0, 1, 2, 3, 4, 5];
-const CAPS: readonly bigint[] = [0n, PMU_CAP_FW_WRITES];
+const CAPS: readonly bigint[] = [0n, PERF_CAP_FW_WRITES];
 const CONFIGS = VERSIONS.flatMap((v) => CAPS.map((c) => [v, c] as const));
 
 /** guest_get_pmu_version(). */
@@ -76,7 +77,7 @@ class Guest {
   /** The selftest's base: IA32_PMC0 iff PDCM and PERF_CAPABILITIES.FW_WRITES (C7). */
   gpCounterBase(): number {
     const pdcm = this.w.vcpu.s.cpuid.pdcm;
-    return pdcm && (this.rdmsr(MSR_IA32_PERF_CAPABILITIES) & PMU_CAP_FW_WRITES) !== 0n
+    return pdcm && (this.rdmsr(MSR_IA32_PERF_CAPABILITIES) & PERF_CAP_FW_WRITES) !== 0n
       ? MSR_IA32_PMC0
       : MSR_IA32_PERFCTR0;
   }
@@ -137,7 +138,7 @@ function guestTestArchEvent(g: Guest, idx: number, nrGp: number, nrFixed: number
   const base = g.gpCounterBase();
   expect(nrGp).toBeGreaterThan(0);
   for (let i = 0; i < nrGp; i++) {
-    const eventsel = EVENTSEL_OS | EVENTSEL_EN | ARCH_EVENTS[idx]!.sel;
+    const eventsel = ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_ENABLE | ARCH_EVENTS[idx]!.sel;
     g.wrmsr(MSR_P6_EVNTSEL0 + i, 0n);
     if (hasGlobalCtrl) g.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 1n << BigInt(i));
     guestTestEvent(g, idx, i, base + i, MSR_P6_EVNTSEL0 + i, eventsel, `${ARCH_EVENTS[idx]!.name} on GP ${i}`);
@@ -145,11 +146,11 @@ function guestTestArchEvent(g: Guest, idx: number, nrGp: number, nrFixed: number
   if (!hasGlobalCtrl) return;
   const f = ARCH_EVENTS[idx]!.fixed;
   if (f < 0 || f >= nrFixed) return;
-  g.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(f, FIXED_PMC_KERNEL));
+  g.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(f, INTEL_FIXED_0_KERNEL));
   guestTestEvent(
     g,
     idx,
-    f | INTEL_RDPMC_FIXED,
+    f | INTEL_PMC_FIXED_RDPMC_BASE,
     MSR_CORE_PERF_FIXED_CTR0 + f,
     MSR_CORE_PERF_GLOBAL_CTRL,
     fixedGlobalEnable(f),
@@ -190,10 +191,10 @@ function guestRdWrCounters(w: World, baseMsr: number, nrPossible: number, nrCoun
     if (!expectGp) expect(val(r), `${where}: RDMSR value`).toBe(expectedVal);
 
     let rdpmcIdx = i;
-    if (baseMsr === MSR_CORE_PERF_FIXED_CTR0) rdpmcIdx |= INTEL_RDPMC_FIXED;
+    if (baseMsr === MSR_CORE_PERF_FIXED_CTR0) rdpmcIdx |= INTEL_PMC_FIXED_RDPMC_BASE;
     testRdpmc(w, rdpmcIdx, expectSuccess, expectedVal, where);
     // KVM has no non-architectural PMU: "fast" RDPMC always #GPs.
-    testRdpmc(w, rdpmcIdx | INTEL_RDPMC_FAST, false, 0n, `${where} (fast)`);
+    testRdpmc(w, rdpmcIdx | INTEL_PMC_RDPMC_FAST, false, 0n, `${where} (fast)`);
 
     expect(isGp(w.vcpu.guestWrmsr(msr, 0n)), `${where}: WRMSR 0 ${expectGp ? '#GPs' : 'succeeds'}`).toBe(expectGp);
   }
@@ -222,7 +223,7 @@ function testFixedCounters(v: number, caps: bigint, nrFixed: number, bitmask: nu
     if (i >= nr && ((supported >>> i) & 1) === 0) {
       // C8: an absent fixed counter cannot be enabled, locally or globally.
       expect(
-        isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(i, FIXED_PMC_KERNEL))),
+        isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(i, INTEL_FIXED_0_KERNEL))),
         `FIXED_CTR_CTRL field ${i} #GPs`,
       ).toBe(true);
       expect(
@@ -232,7 +233,7 @@ function testFixedCounters(v: number, caps: bigint, nrFixed: number, bitmask: nu
       continue;
     }
     g.wrmsr(MSR_CORE_PERF_FIXED_CTR0 + i, 0n);
-    g.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(i, FIXED_PMC_KERNEL));
+    g.wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(i, INTEL_FIXED_0_KERNEL));
     g.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, fixedGlobalEnable(i));
     w.vcpu.guestRun(loopDot());
     g.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0n);
@@ -274,7 +275,7 @@ describe.each(CONFIGS)('pmu_counters_test: guest PMU v%d, PERF_CAPABILITIES 0x%s
 describe('pmu_counters_test: IA32_PMC0 aliases (C7)', () => {
   it('IA32_PMCx exist iff PDCM and PERF_CAPABILITIES.FW_WRITES', () => {
     const cases: readonly (readonly [VcpuSetup, boolean])[] = [
-      [{ perfCaps: PMU_CAP_FW_WRITES }, true],
+      [{ perfCaps: PERF_CAP_FW_WRITES }, true],
       [{ perfCaps: 0n }, false],
       [{ cpuid: { pdcm: false } }, false],
     ];
@@ -295,7 +296,7 @@ describe('pmu_counters_test: IA32_PMC0 aliases (C7)', () => {
 
 describe('pmu_counters_test: guest CPUID is clamped to what KVM supports, except the version', () => {
   it('nr_gp is clamped to the host: CPUID 8 GP counters on a 4-counter host gives 4', () => {
-    const w = createVcpu({ profile: SKYLAKE, perfCaps: PMU_CAP_FW_WRITES, nrGp: 8 });
+    const w = createVcpu({ profile: SKYLAKE, perfCaps: PERF_CAP_FW_WRITES, nrGp: 8 });
     const g = new Guest(w);
     expect(g.rdmsr(MSR_CORE_PERF_GLOBAL_CTRL), 'post-RESET GLOBAL_CTRL covers the counters that exist').toBe(0xfn);
     guestRdWrCounters(w, MSR_IA32_PMC0, MAX_NR_GP_COUNTERS, SKYLAKE.nGP, 0);
@@ -303,10 +304,10 @@ describe('pmu_counters_test: guest CPUID is clamped to what KVM supports, except
   });
 
   it('nr_fixed is clamped to 3: CPUID 4 fixed counters on an Ice Lake host gives 3', () => {
-    const w = createVcpu({ profile: ICELAKE, perfCaps: PMU_CAP_FW_WRITES, nrFixed: 4 });
+    const w = createVcpu({ profile: ICELAKE, perfCaps: PERF_CAP_FW_WRITES, nrFixed: 4 });
     guestRdWrCounters(w, MSR_CORE_PERF_FIXED_CTR0, 4, 3, 0);
     expect(
-      isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(3, FIXED_PMC_KERNEL))),
+      isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(3, INTEL_FIXED_0_KERNEL))),
       'FIXED_CTR_CTRL field 3',
     ).toBe(true);
     expect(isGp(w.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, fixedGlobalEnable(3))), 'GLOBAL_CTRL bit 35').toBe(true);
@@ -314,15 +315,15 @@ describe('pmu_counters_test: guest CPUID is clamped to what KVM supports, except
   });
 
   it('counter width is clamped to the host: CPUID width 64 gives 48-bit counters', () => {
-    const w = createVcpu({ profile: SKYLAKE, perfCaps: PMU_CAP_FW_WRITES, gpWidth: 64 });
+    const w = createVcpu({ profile: SKYLAKE, perfCaps: PERF_CAP_FW_WRITES, gpWidth: 64 });
     expect(isGp(w.vcpu.guestWrmsr(MSR_IA32_PMC0, 1n << 48n)), 'full-width write above bit 47').toBe(true);
     expect(val(w.vcpu.guestWrmsr(MSR_IA32_PMC0, (1n << 48n) - 1n))).toBe((1n << 48n) - 1n);
     expect(val(w.vcpu.guestRdpmc(0, 0))).toBe((1n << 48n) - 1n);
   });
 
   it('the version is not clamped: a CPUID v5 guest still has a working v2-style PMU', () => {
-    const w = createVcpu({ profile: SKYLAKE, perfCaps: PMU_CAP_FW_WRITES, version: 5 });
+    const w = createVcpu({ profile: SKYLAKE, perfCaps: PERF_CAP_FW_WRITES, version: 5 });
     expect(w.vcpu.s.pmu.version, 'pmu->version follows CPUID').toBe(5);
-    testArchEvents(5, PMU_CAP_FW_WRITES, SKYLAKE.evLen, 0);
+    testArchEvents(5, PERF_CAP_FW_WRITES, SKYLAKE.evLen, 0);
   });
 });

@@ -7,30 +7,26 @@ import { describe, expect, it } from 'vitest';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { SKYLAKE } from '../../../model/hw/profiles.js';
+import { createVcpu, defaultCpuid, hostOk, hostVal, INSTRUCTIONS, val, work } from './util.js';
 import {
-  createVcpu,
-  defaultCpuid,
-  EVENTSEL_EN,
-  EVENTSEL_INT,
-  EVENTSEL_OS,
-  EVENTSEL_USR,
-  hostOk,
-  hostVal,
-  INSTRUCTIONS,
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
   MSR_CORE_PERF_FIXED_CTR0,
   MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+} from '../../../model/hw/msr/counters.js';
+import {
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
   MSR_CORE_PERF_GLOBAL_STATUS,
-  MSR_IA32_DEBUGCTLMSR,
-  MSR_IA32_PERF_CAPABILITIES,
-  MSR_IA32_PERFCTR0,
-  MSR_IA32_PMC0,
-  MSR_LBR_NHM_FROM,
-  MSR_P6_EVNTSEL0,
-  val,
-  work,
-} from './util.js';
+} from '../../../model/hw/msr/global.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
+import { MSR_LBR_NHM_FROM } from '../../../model/hw/msr/lbr_legacy.js';
 
 /** QEMU's kvm_put_msrs order for the PMU: counters, then status, then controls, GLOBAL_CTRL last. */
 function restoreOrder(list: readonly number[]): number[] {
@@ -55,8 +51,18 @@ function busyGuest() {
   const w = createVcpu({ profile: SKYLAKE, cpus: 2 });
   const wr = (m: number, v: bigint) => expect(w.vcpu.guestWrmsr(m, v).ok, `guest WRMSR 0x${m.toString(16)}`).toBe(true);
   wr(MSR_CORE_PERF_GLOBAL_CTRL, 0n);
-  wr(MSR_P6_EVNTSEL0, INSTRUCTIONS | EVENTSEL_USR | EVENTSEL_OS | EVENTSEL_INT | EVENTSEL_EN);
-  wr(MSR_P6_EVNTSEL0 + 1, INSTRUCTIONS | EVENTSEL_USR | EVENTSEL_OS | EVENTSEL_EN);
+  wr(
+    MSR_P6_EVNTSEL0,
+    INSTRUCTIONS |
+      ARCH_PERFMON_EVENTSEL_USR |
+      ARCH_PERFMON_EVENTSEL_OS |
+      ARCH_PERFMON_EVENTSEL_INT |
+      ARCH_PERFMON_EVENTSEL_ENABLE,
+  );
+  wr(
+    MSR_P6_EVNTSEL0 + 1,
+    INSTRUCTIONS | ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_ENABLE,
+  );
   wr(MSR_IA32_PMC0 + 1, (1n << 48n) - 3n);
   wr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3n);
   wr(MSR_CORE_PERF_GLOBAL_CTRL, 0x1_0000_0003n);

@@ -3,9 +3,7 @@ import { BUILTIN_PROFILES } from '../../../model/hw/profiles.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { MediatedVcpu } from '../../../model/kvm/mediated/vcpu.js';
-
-const FW_WRITES = 1n << 13n;
-const LBR_FMT = 0x3fn;
+import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../../../model/hw/msr/capabilities.js';
 
 /**
  * KVM's feature MSR PERF_CAPABILITIES (kvm_caps.supported_perf_cap) is what the World limits a
@@ -19,16 +17,18 @@ describe('the PERF_CAPABILITIES KVM offers, per host (vmx_get_perf_capabilities)
       const v = new EmulatedVcpu(new HostKernel({ profile: host, cpus: 1 }), { cpu: 0, cpuid });
       const caps = v.supportedPerfCapabilities();
       expect(caps & ~host.perfCapabilities).toBe(0n);
-      expect(caps & FW_WRITES).toBe(host.perfCapabilities & FW_WRITES);
-      expect(caps & LBR_FMT).toBe(host.legacyLbr !== undefined ? host.perfCapabilities & LBR_FMT : 0n);
+      expect(caps & PERF_CAP_FW_WRITES).toBe(host.perfCapabilities & PERF_CAP_FW_WRITES);
+      expect(caps & PERF_CAP_LBR_FMT).toBe(
+        host.legacyLbr !== undefined ? host.perfCapabilities & PERF_CAP_LBR_FMT : 0n,
+      );
     });
 
     it(`${name}, mediated vPMU: full-width writes and no LBR format`, () => {
       const v = new MediatedVcpu(new HostKernel({ profile: host, cpus: 1 }), { cpu: 0, cpuid });
       const caps = v.supportedPerfCapabilities();
       expect(caps & ~host.perfCapabilities).toBe(0n);
-      expect(caps & FW_WRITES).toBe(FW_WRITES);
-      expect(caps & LBR_FMT).toBe(0n);
+      expect(caps & PERF_CAP_FW_WRITES).toBe(PERF_CAP_FW_WRITES);
+      expect(caps & PERF_CAP_LBR_FMT).toBe(0n);
     });
   }
 });

@@ -4,6 +4,10 @@ import { HostKernel } from '../../../model/host/perf.js';
 import { attr } from '../../../model/host/types.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { lbrGuest } from '../../../properties/lbr_freeze.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
+import { MSR_P6_EVNTSEL0 } from '../../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 
 // What kvm_arch_vcpu_destroy → kvm_pmu_destroy → kvm_pmu_reset / intel_pmu_reset must give back to perf.
 describe('a destroyed vCPU leaves no perf events behind', () => {
@@ -14,10 +18,10 @@ describe('a destroyed vCPU leaves no perf events behind', () => {
   function busyVcpu(host: HostKernel): EmulatedVcpu {
     const g = lbrGuest(SKYLAKE, 2);
     const v = new EmulatedVcpu(host, { cpu: 0, cpuid: g.cpuid });
-    expect(v.hostSetMsr(0x345, g.perfCapabilities).ok).toBe(true);
-    for (let i = 0; i < 4; i++) expect(v.guestWrmsr(0x186 + i, 0x4300c4n).ok).toBe(true); // BR_INST_RETIRED, OS|USR|EN
-    expect(v.guestWrmsr(0x38f, 0xfn).ok).toBe(true);
-    expect(v.guestWrmsr(0x1d9, 0x1n).ok).toBe(true); // DEBUGCTL.LBR: the guest LBR event
+    expect(v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, g.perfCapabilities).ok).toBe(true);
+    for (let i = 0; i < 4; i++) expect(v.guestWrmsr(MSR_P6_EVNTSEL0 + i, 0x4300c4n).ok).toBe(true); // BR_INST_RETIRED, OS|USR|EN
+    expect(v.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0xfn).ok).toBe(true);
+    expect(v.guestWrmsr(MSR_IA32_DEBUGCTLMSR, 0x1n).ok).toBe(true); // DEBUGCTL.LBR: the guest LBR event
     v.guestRun(branchy);
     return v;
   }

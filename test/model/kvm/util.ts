@@ -14,44 +14,16 @@ import { SKYLAKE } from '../../../model/hw/profiles.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import type { GuestCpuid, HostAccess } from '../../../model/kvm/types.js';
+import {
+  PERF_CAP_LBR_FMT,
+  PERF_CAP_FW_WRITES,
+  MSR_IA32_PERF_CAPABILITIES,
+} from '../../../model/hw/msr/capabilities.js';
 
 // ---- MSRs (arch/x86/include/asm/msr-index.h) ----
-export const MSR_IA32_PERFCTR0 = 0xc1;
-export const MSR_P6_PERFCTR0 = 0xc1;
-export const MSR_P6_PERFCTR1 = 0xc2;
-export const MSR_IA32_PMC0 = 0x4c1;
-export const MSR_P6_EVNTSEL0 = 0x186;
-export const MSR_CORE_PERF_FIXED_CTR0 = 0x309;
-export const MSR_CORE_PERF_FIXED_CTR_CTRL = 0x38d;
-export const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
-export const MSR_CORE_PERF_GLOBAL_CTRL = 0x38f;
-export const MSR_CORE_PERF_GLOBAL_OVF_CTRL = 0x390;
-export const MSR_IA32_PERF_CAPABILITIES = 0x345;
-export const MSR_IA32_DEBUGCTLMSR = 0x1d9;
-export const MSR_LBR_SELECT = 0x1c8;
-export const MSR_LBR_TOS = 0x1c9;
-export const MSR_LBR_NHM_FROM = 0x680;
-export const MSR_LBR_NHM_TO = 0x6c0;
-export const MSR_LBR_INFO_0 = 0xdc0;
-export const APIC_LVTPC = 0x834;
 
 // ---- bits ----
-export const EVENTSEL_USR = 1n << 16n;
-export const EVENTSEL_OS = 1n << 17n;
-export const EVENTSEL_INT = 1n << 20n;
-export const EVENTSEL_EN = 1n << 22n;
 export const EVENTSEL_CMASK_SHIFT = 24n;
-export const PMU_CAP_FW_WRITES = 1n << 13n;
-export const PMU_CAP_LBR_FMT = 0x3fn;
-export const DEBUGCTLMSR_LBR = 1n << 0n;
-export const DEBUGCTLMSR_FREEZE_LBRS_ON_PMI = 1n << 11n;
-export const APIC_LVT_MASKED = 1n << 16n;
-export const INTEL_RDPMC_FIXED = 0x4000_0000;
-export const INTEL_RDPMC_FAST = 0x8000_0000;
-/** FIXED_PMC_CTRL(i, FIXED_PMC_KERNEL) and friends. */
-export const FIXED_PMC_KERNEL = 1n;
-export const FIXED_PMC_USER = 2n;
-export const FIXED_PMC_PMI = 8n;
 export const fixedPmcCtrl = (i: number, nibble: bigint): bigint => nibble << BigInt(4 * i);
 export const fixedGlobalEnable = (i: number): bigint => 1n << BigInt(32 + i);
 export const PC_VECTOR = 32n;
@@ -109,8 +81,8 @@ export function defaultCpuid(p: Profile): GuestCpuid {
 
 /** What KVM_GET_MSRS(KVM_FEATURE) reports for PERF_CAPABILITIES: FW_WRITES and the legacy LBR format. */
 export function kvmSupportedPerfCaps(p: Profile): bigint {
-  const lbr = p.archLbr === undefined && p.legacyLbr?.callStack === true ? p.perfCapabilities & PMU_CAP_LBR_FMT : 0n;
-  return PMU_CAP_FW_WRITES | lbr; // PEBS is not ported (decision K2)
+  const lbr = p.archLbr === undefined && p.legacyLbr?.callStack === true ? p.perfCapabilities & PERF_CAP_LBR_FMT : 0n;
+  return PERF_CAP_FW_WRITES | lbr; // PEBS is not ported (decision K2)
 }
 
 export interface VcpuSetup {

@@ -9,28 +9,21 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
+import { createVcpu, defaultCpuid, hostOk, hostVal, isGp, kvmSupportedPerfCaps, work, type World } from './util.js';
 import {
-  createVcpu,
-  defaultCpuid,
-  hostOk,
-  hostVal,
-  isGp,
-  kvmSupportedPerfCaps,
   MSR_IA32_PERF_CAPABILITIES,
-  MSR_LBR_TOS,
-  PMU_CAP_FW_WRITES,
-  PMU_CAP_LBR_FMT,
-  work,
-  type World,
-} from './util.js';
+  PERF_CAP_FW_WRITES,
+  PERF_CAP_LBR_FMT,
+} from '../../../model/hw/msr/capabilities.js';
+import { MSR_LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
 
 const host_cap = kvmSupportedPerfCaps(SKYLAKE);
 const bitu = (i: number) => 1n << BigInt(i);
 
 /** The LBR format and most PEBS features are immutable (immutable_caps). */
-const IMMUTABLE = PMU_CAP_LBR_FMT | bitu(6) | bitu(7) | (0xfn << 8n) | bitu(14) | bitu(17);
+const IMMUTABLE = PERF_CAP_LBR_FMT | bitu(6) | bitu(7) | (0xfn << 8n) | bitu(14) | bitu(17);
 /** lbr_format and pebs_format are multi-bit values, checked separately (format_caps). */
-const FORMATS = PMU_CAP_LBR_FMT | (0xfn << 8n);
+const FORMATS = PERF_CAP_LBR_FMT | (0xfn << 8n);
 const U64 = (1n << 64n) - 1n;
 
 function setCaps(w: World, v: bigint): boolean {
@@ -48,7 +41,7 @@ function guestCode(w: World, current: bigint): void {
 
 describe('vmx_pmu_caps_test (Skylake host)', () => {
   it('KVM advertises full-width writes', () => {
-    expect(host_cap & PMU_CAP_FW_WRITES).toBe(PMU_CAP_FW_WRITES);
+    expect(host_cap & PERF_CAP_FW_WRITES).toBe(PERF_CAP_FW_WRITES);
     const w = createVcpu();
     // KVM_X86_QUIRK_STUFF_FEATURE_MSRS: a new vCPU starts with the supported value.
     expect(hostVal(w.vcpu.hostGetMsr(MSR_IA32_PERF_CAPABILITIES))).toBe(host_cap);
@@ -98,16 +91,18 @@ describe('vmx_pmu_caps_test (Skylake host)', () => {
         false,
       );
     }
-    const hostFmt = host_cap & PMU_CAP_LBR_FMT;
+    const hostFmt = host_cap & PERF_CAP_LBR_FMT;
     expect(hostFmt, 'Skylake has a legacy LBR format').toBe(5n);
     for (let fmt = 1n; fmt <= 63n; fmt++) {
       if (fmt === hostFmt) continue;
-      expect(setCaps(w, (host_cap & ~PMU_CAP_LBR_FMT) | fmt), `LBR format ${fmt}`).toBe(false);
+      expect(setCaps(w, (host_cap & ~PERF_CAP_LBR_FMT) | fmt), `LBR format ${fmt}`).toBe(false);
     }
     const hostPebs = (host_cap >> 8n) & 0xfn;
     for (let fmt = 1n; fmt <= 15n; fmt++) {
       if (fmt === hostPebs) continue;
-      expect(setCaps(w, (host_cap & ~PMU_CAP_LBR_FMT & ~(0xfn << 8n)) | (fmt << 8n)), `PEBS format ${fmt}`).toBe(false);
+      expect(setCaps(w, (host_cap & ~PERF_CAP_LBR_FMT & ~(0xfn << 8n)) | (fmt << 8n)), `PEBS format ${fmt}`).toBe(
+        false,
+      );
     }
     expect(hostVal(w.vcpu.hostGetMsr(MSR_IA32_PERF_CAPABILITIES)), 'nothing stuck').toBe(host_cap);
   });
@@ -115,7 +110,7 @@ describe('vmx_pmu_caps_test (Skylake host)', () => {
   it("LBR format needs the guest family/model to be the host's", () => {
     const w = createVcpu({ cpuid: { model: SKYLAKE.model + 1 }, perfCaps: 0n });
     expect(setCaps(w, host_cap)).toBe(false);
-    expect(setCaps(w, PMU_CAP_FW_WRITES)).toBe(true);
+    expect(setCaps(w, PERF_CAP_FW_WRITES)).toBe(true);
   });
 
   it('lbr_perf_capabilities: with LBR_FMT set the host can write LBR_TOS; clearing leaf 0xA (vPMU off) makes it fail', () => {
@@ -130,7 +125,7 @@ describe('vmx_pmu_caps_test (Skylake host)', () => {
     // pmu_counters_test writes PERF_CAPABILITIES before the version for this reason:
     // vmx_set_msr fails "data && !vcpu_to_pmu(vcpu)->version".
     const w = createVcpu({ version: 0, perfCaps: 0n });
-    expect(setCaps(w, PMU_CAP_FW_WRITES), 'FW_WRITES with version 0').toBe(false);
+    expect(setCaps(w, PERF_CAP_FW_WRITES), 'FW_WRITES with version 0').toBe(false);
     expect(setCaps(w, host_cap), 'LBR_FMT with version 0').toBe(false);
     expect(setCaps(w, 0n), 'zero is fine').toBe(true);
   });
@@ -159,7 +154,7 @@ describe('vmx_pmu_caps_test (Skylake host)', () => {
 describe('vmx_pmu_caps_test (Sapphire Rapids host: Arch LBR)', () => {
   it('KVM advertises no LBR format on an Arch LBR host, so LBR_FMT 0x3f is refused', () => {
     const cap = kvmSupportedPerfCaps(SAPPHIRE_RAPIDS);
-    expect(cap).toBe(PMU_CAP_FW_WRITES);
+    expect(cap).toBe(PERF_CAP_FW_WRITES);
     const w = createVcpu({ profile: SAPPHIRE_RAPIDS });
     expect(setCaps(w, cap)).toBe(true);
     expect(setCaps(w, cap | 0x3fn)).toBe(false);

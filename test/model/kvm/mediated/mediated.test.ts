@@ -11,27 +11,31 @@ import { PERF_GUEST_MEDIATED_PMI_VECTOR } from '../../../../model/host/mediated.
 import { HostKernel } from '../../../../model/host/perf.js';
 import { attr, type PerfEvent } from '../../../../model/host/types.js';
 import { MediatedPmuBusy, MediatedUnavailable, newMediatedVcpu } from '../../../../model/kvm/mediated/vcpu.js';
-import { createMediated, guestCpuid, PMU_CAP_FW_WRITES, recordHw, val } from './util.js';
+import { createMediated, guestCpuid, recordHw, val } from './util.js';
+import { PERF_CAP_FW_WRITES, MSR_IA32_PERF_CAPABILITIES } from '../../../../model/hw/msr/capabilities.js';
+import {
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_P6_EVNTSEL0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  ARCH_PERFMON_EVENTSEL_INT,
+} from '../../../../model/hw/msr/counters.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS_SET,
+} from '../../../../model/hw/msr/global.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../../../model/hw/msr/debugctl.js';
+import { X2APIC_LVTPC, APIC_DM_NMI } from '../../../../model/hw/msr/apic.js';
+import { MSR_LBR_NHM_FROM, MSR_LBR_TOS } from '../../../../model/hw/msr/lbr_legacy.js';
 
-const PERFCTR0 = 0xc1;
-const PMC0 = 0x4c1;
-const EVNTSEL0 = 0x186;
-const FIXED_CTR0 = 0x309;
-const FIXED_CTR_CTRL = 0x38d;
-const GLOBAL_STATUS = 0x38e;
-const GLOBAL_CTRL = 0x38f;
-const GLOBAL_OVF_CTRL = 0x390;
-const STATUS_SET = 0x391;
-const LVTPC = 0x834;
-const DEBUGCTL = 0x1d9;
-const PERF_CAPABILITIES = 0x345;
-const EN = 1n << 22n;
-const INT = 1n << 20n;
-const OS = 1n << 17n;
-const USR = 1n << 16n;
-const INSNS = EN | OS | USR | 0xc0n;
+const INSNS = ARCH_PERFMON_EVENTSEL_ENABLE | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | 0xc0n;
 const MASK48 = (1n << 48n) - 1n;
-const APIC_DM_NMI = 0x400n;
 
 const evOk = (r: PerfEvent | { readonly error: string }): PerfEvent => {
   if ('error' in r) throw new Error(r.error);
@@ -59,7 +63,7 @@ describe('requirements: host PMU v4+ and full-width writes, else the design does
     const noFw = defineProfile({
       ...SKYLAKE.spec,
       name: 'nofw',
-      perfCapabilities: SKYLAKE.perfCapabilities & ~PMU_CAP_FW_WRITES,
+      perfCapabilities: SKYLAKE.perfCapabilities & ~PERF_CAP_FW_WRITES,
     });
     const host = new HostKernel({ profile: noFw, cpus: 1 });
     expect(() => newMediatedVcpu(host, { cpu: 0, cpuid: guestCpuid(noFw) })).toThrow(/FW_WRITE/);
@@ -99,36 +103,50 @@ describe('interception: identity-mapped counters pass through; selectors and FIX
   it('Skylake, guest with all 4 GP and 3 fixed counters at full width: RDPMC and the global MSRs pass through', () => {
     const { vcpu } = createMediated();
     expect(vcpu.s.rdpmcExiting).toBe(false);
-    for (const m of [GLOBAL_CTRL, GLOBAL_STATUS, GLOBAL_OVF_CTRL, PERFCTR0, PERFCTR0 + 3, PMC0, FIXED_CTR0 + 2])
+    for (const m of [
+      MSR_CORE_PERF_GLOBAL_CTRL,
+      MSR_CORE_PERF_GLOBAL_STATUS,
+      MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+      MSR_IA32_PERFCTR0,
+      MSR_IA32_PERFCTR0 + 3,
+      MSR_IA32_PMC0,
+      MSR_CORE_PERF_FIXED_CTR0 + 2,
+    ])
       expect(vcpu.s.passthrough.has(m)).toBe(true);
-    for (const m of [EVNTSEL0, FIXED_CTR_CTRL, STATUS_SET, DEBUGCTL, LVTPC])
+    for (const m of [
+      MSR_P6_EVNTSEL0,
+      MSR_CORE_PERF_FIXED_CTR_CTRL,
+      MSR_CORE_PERF_GLOBAL_STATUS_SET,
+      MSR_IA32_DEBUGCTLMSR,
+      X2APIC_LVTPC,
+    ])
       expect(vcpu.s.passthrough.has(m)).toBe(false);
   });
 
   it('fewer GP counters than the host: RDPMC and the global MSRs exit; exposed counters still pass through', () => {
     const { vcpu } = createMediated({ nrGp: 2 });
     expect(vcpu.s.rdpmcExiting).toBe(true);
-    expect(vcpu.s.passthrough.has(GLOBAL_CTRL)).toBe(false);
-    expect(vcpu.s.passthrough.has(PERFCTR0 + 1)).toBe(true);
-    expect(vcpu.s.passthrough.has(PERFCTR0 + 2)).toBe(false);
+    expect(vcpu.s.passthrough.has(MSR_CORE_PERF_GLOBAL_CTRL)).toBe(false);
+    expect(vcpu.s.passthrough.has(MSR_IA32_PERFCTR0 + 1)).toBe(true);
+    expect(vcpu.s.passthrough.has(MSR_IA32_PERFCTR0 + 2)).toBe(false);
   });
 
   it('IA32_PMCx pass through only with guest FW_WRITES', () => {
-    expect(createMediated({ perfCaps: 0n }).vcpu.s.passthrough.has(PMC0)).toBe(false);
-    expect(createMediated({ perfCaps: PMU_CAP_FW_WRITES }).vcpu.s.passthrough.has(PMC0)).toBe(true);
+    expect(createMediated({ perfCaps: 0n }).vcpu.s.passthrough.has(MSR_IA32_PMC0)).toBe(false);
+    expect(createMediated({ perfCaps: PERF_CAP_FW_WRITES }).vcpu.s.passthrough.has(MSR_IA32_PMC0)).toBe(true);
   });
 
   it('a v1 guest with every GP counter: no fixed counters, so RDPMC and GLOBAL_CTRL stay intercepted', () => {
     const { vcpu } = createMediated({ version: 1 });
     expect(vcpu.s.rdpmcExiting).toBe(true); // no fixed counters: not the host's count
-    expect(vcpu.s.passthrough.has(GLOBAL_CTRL)).toBe(false);
+    expect(vcpu.s.passthrough.has(MSR_CORE_PERF_GLOBAL_CTRL)).toBe(false);
   });
 
   it('Ice Lake and Sapphire Rapids have a 4th fixed counter KVM does not expose: RDPMC always exits (K15)', () => {
     for (const profile of [ICELAKE, SAPPHIRE_RAPIDS]) {
       const { vcpu } = createMediated({ profile, nrGp: 8, nrFixed: 3 });
       expect(vcpu.s.rdpmcExiting).toBe(true);
-      expect(vcpu.s.passthrough.has(GLOBAL_CTRL)).toBe(false);
+      expect(vcpu.s.passthrough.has(MSR_CORE_PERF_GLOBAL_CTRL)).toBe(false);
     }
   });
 });
@@ -151,36 +169,38 @@ describe('bugs.md #14: unexposed counters are not zeroed, so RDPMC of them must 
 describe('the load/put world switch, in upstream order', () => {
   it('load: perf steps aside, GLOBAL_CTRL=0, LVTPC to the mediated vector, counters and selectors, status toggle, FIXED_CTR_CTRL, then VM-entry', () => {
     const w = createMediated();
-    val(w.vcpu.guestWrmsr(EVNTSEL0, INSNS));
-    val(w.vcpu.guestWrmsr(FIXED_CTR_CTRL, 0x3n));
+    val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, INSNS));
+    val(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3n));
     w.vcpu.s.pmu.globalStatus = 0b10n; // as if restored by userspace: STATUS_SET must set it
     const log = recordHw(w.host.pcpu(0).hw, () => w.vcpu.guestRun([{ cpl: 0, instructions: 1 }]));
     const writes = log.filter((x) => x.op === 'wrmsr').map((x) => [x.target, x.value]);
     const at = (t: number, v?: bigint) => writes.findIndex(([m, x]) => m === t && (v === undefined || x === v));
     // guest LVTPC is masked at RESET
-    const lvtpcGuest = at(LVTPC, BigInt(PERF_GUEST_MEDIATED_PMI_VECTOR) | (1n << 16n));
-    expect(at(GLOBAL_CTRL, 0n)).toBeGreaterThanOrEqual(0);
-    expect(at(GLOBAL_CTRL, 0n)).toBeLessThan(lvtpcGuest);
-    expect(lvtpcGuest).toBeLessThan(at(EVNTSEL0, INSNS));
-    expect(at(EVNTSEL0, INSNS)).toBeLessThan(at(STATUS_SET, 0b10n));
-    expect(at(STATUS_SET, 0b10n)).toBeLessThan(at(FIXED_CTR_CTRL, 0x3n));
+    const lvtpcGuest = at(X2APIC_LVTPC, BigInt(PERF_GUEST_MEDIATED_PMI_VECTOR) | (1n << 16n));
+    expect(at(MSR_CORE_PERF_GLOBAL_CTRL, 0n)).toBeGreaterThanOrEqual(0);
+    expect(at(MSR_CORE_PERF_GLOBAL_CTRL, 0n)).toBeLessThan(lvtpcGuest);
+    expect(lvtpcGuest).toBeLessThan(at(MSR_P6_EVNTSEL0, INSNS));
+    expect(at(MSR_P6_EVNTSEL0, INSNS)).toBeLessThan(at(MSR_CORE_PERF_GLOBAL_STATUS_SET, 0b10n));
+    expect(at(MSR_CORE_PERF_GLOBAL_STATUS_SET, 0b10n)).toBeLessThan(at(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3n));
     // VM-entry loads the guest GLOBAL_CTRL (RESET value: the GP enables) after the vendor load.
-    expect(at(FIXED_CTR_CTRL, 0x3n)).toBeLessThan(at(GLOBAL_CTRL, 0xfn));
+    expect(at(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3n)).toBeLessThan(at(MSR_CORE_PERF_GLOBAL_CTRL, 0xfn));
     // PMC0 counted both skipped WRMSRs in software (2 ≠ hardware's 0): written, before its selector.
-    expect(at(PMC0, 2n)).toBeGreaterThan(lvtpcGuest);
-    expect(at(PMC0, 2n)).toBeLessThan(at(EVNTSEL0, INSNS));
+    expect(at(MSR_IA32_PMC0, 2n)).toBeGreaterThan(lvtpcGuest);
+    expect(at(MSR_IA32_PMC0, 2n)).toBeLessThan(at(MSR_P6_EVNTSEL0, INSNS));
     // Counters already equal to hardware (0) are not written.
-    expect(at(PMC0 + 1)).toBe(-1);
+    expect(at(MSR_IA32_PMC0 + 1)).toBe(-1);
   });
 
   it('put: status saved and cleared, FIXED_CTR_CTRL zeroed, counters saved and zeroed, selectors zeroed, LVTPC back to NMI', () => {
     const w = createMediated();
-    val(w.vcpu.guestWrmsr(EVNTSEL0, INSNS | INT));
-    val(w.vcpu.guestWrmsr(PMC0, MASK48 - 1n)); // overflows after 2 instructions
-    val(w.vcpu.guestWrmsr(FIXED_CTR_CTRL, 0x3n));
+    val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, INSNS | ARCH_PERFMON_EVENTSEL_INT));
+    val(w.vcpu.guestWrmsr(MSR_IA32_PMC0, MASK48 - 1n)); // overflows after 2 instructions
+    val(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3n));
     const hw = w.host.pcpu(0).hw;
     const log = recordHw(hw, () => w.vcpu.guestRun(insnUnits(5)));
-    const afterExit = log.slice(log.map((x) => x.op === 'rdmsr' && x.target === GLOBAL_STATUS).lastIndexOf(true));
+    const afterExit = log.slice(
+      log.map((x) => x.op === 'rdmsr' && x.target === MSR_CORE_PERF_GLOBAL_STATUS).lastIndexOf(true),
+    );
     expect(
       afterExit.map(
         (x) => `${x.op} ${x.target.toString(16)}${x.value === undefined ? '' : `=${x.value.toString(16)}`}`,
@@ -202,9 +222,9 @@ describe('the load/put world switch, in upstream order', () => {
       'wrmsr 38f=0', // perf_put_guest_context: perf_pmu_disable, then enable with no host events
       'wrmsr 38f=0',
     ]);
-    expect(val(w.vcpu.guestRdmsr(GLOBAL_STATUS)) & 1n).toBe(1n);
-    expect(val(hw.rdmsr(EVNTSEL0))).toBe(0n);
-    expect(val(hw.rdmsr(LVTPC))).toBe(APIC_DM_NMI);
+    expect(val(w.vcpu.guestRdmsr(MSR_CORE_PERF_GLOBAL_STATUS)) & 1n).toBe(1n);
+    expect(val(hw.rdmsr(MSR_P6_EVNTSEL0))).toBe(0n);
+    expect(val(hw.rdmsr(X2APIC_LVTPC))).toBe(APIC_DM_NMI);
   });
 
   it('host exclude_guest events are scheduled out for guest time and back in at put', () => {
@@ -222,7 +242,7 @@ describe('the load/put world switch, in upstream order', () => {
       if (hw.mode === 'guest') seen.push(ev.state);
       return step(u);
     };
-    val(w.vcpu.guestWrmsr(EVNTSEL0, INSNS));
+    val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, INSNS));
     w.vcpu.guestRun(insnUnits(10, 3));
     delete (hw as { step?: unknown }).step;
     expect(seen.length).toBe(10);
@@ -235,9 +255,9 @@ describe('the load/put world switch, in upstream order', () => {
 describe('guest counter overflow in guest mode reaches the guest as its own PMI', () => {
   it('the mediated vector exits, KVM_REQ_PMI injects through the virtual LVTPC after the overflowing unit', () => {
     const w = createMediated();
-    val(w.vcpu.guestWrmsr(LVTPC, 0xe0n)); // Fixed, vector 0xe0, unmasked
-    val(w.vcpu.guestWrmsr(EVNTSEL0, INSNS | INT));
-    val(w.vcpu.guestWrmsr(PMC0, MASK48 - 2n)); // −3, and this passed-through WRMSR itself retires: −2
+    val(w.vcpu.guestWrmsr(X2APIC_LVTPC, 0xe0n)); // Fixed, vector 0xe0, unmasked
+    val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, INSNS | ARCH_PERFMON_EVENTSEL_INT));
+    val(w.vcpu.guestWrmsr(MSR_IA32_PMC0, MASK48 - 2n)); // −3, and this passed-through WRMSR itself retires: −2
     const before = { ...w.vcpu.cost };
     const pmis = w.vcpu.guestRun(insnUnits(5));
     expect(pmis).toEqual([{ afterUnit: 1, vector: 0xe0 }]);
@@ -245,16 +265,16 @@ describe('guest counter overflow in guest mode reaches the guest as its own PMI'
     expect(w.vcpu.cost.injectedPmis - before.injectedPmis).toBe(1);
     expect(w.vcpu.cost.perfCreates).toBe(0);
     // The guest sees its status bit, and its LVTPC masked by delivery.
-    expect(val(w.vcpu.guestRdmsr(GLOBAL_STATUS)) & 1n).toBe(1n);
-    expect(val(w.vcpu.guestRdmsr(LVTPC)) & (1n << 16n)).toBe(1n << 16n);
+    expect(val(w.vcpu.guestRdmsr(MSR_CORE_PERF_GLOBAL_STATUS)) & 1n).toBe(1n);
+    expect(val(w.vcpu.guestRdmsr(X2APIC_LVTPC)) & (1n << 16n)).toBe(1n << 16n);
     // 3 units after the wrap, the passed-through RDMSR (hardware) and the intercepted one (software).
     expect(val(w.vcpu.guestRdpmc(0, 0))).toBe(5n);
   });
 
   it('with the guest LVTPC masked, hardware LVTPC is masked too and no PMI arrives', () => {
     const w = createMediated();
-    val(w.vcpu.guestWrmsr(EVNTSEL0, INSNS | INT));
-    val(w.vcpu.guestWrmsr(PMC0, MASK48));
+    val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, INSNS | ARCH_PERFMON_EVENTSEL_INT));
+    val(w.vcpu.guestWrmsr(MSR_IA32_PMC0, MASK48));
     expect(w.vcpu.guestRun(insnUnits(3))).toEqual([]);
     expect(w.vcpu.cost.pmiExits).toBe(0);
   });
@@ -263,45 +283,47 @@ describe('guest counter overflow in guest mode reaches the guest as its own PMI'
 describe('emulated-instruction counting (kvm_pmu_incr_counter, mediated)', () => {
   it('counts the skipped instruction at its CPL, honouring OS/USR and GLOBAL_CTRL', () => {
     const w = createMediated({ nrGp: 2 });
-    val(w.vcpu.guestWrmsr(EVNTSEL0, EN | USR | 0xc0n)); // user only
-    val(w.vcpu.guestWrmsr(PMC0, 0n));
+    val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, ARCH_PERFMON_EVENTSEL_ENABLE | ARCH_PERFMON_EVENTSEL_USR | 0xc0n)); // user only
+    val(w.vcpu.guestWrmsr(MSR_IA32_PMC0, 0n));
     w.vcpu.guestRdpmc(0, 3); // RDPMC at CPL 3 with CR4.PCE = 0: #GP, not retired
-    val(w.vcpu.guestWrmsr(EVNTSEL0 + 1, 0n)); // a CPL 0 instruction: not counted
-    expect(val(w.vcpu.guestRdmsr(PERFCTR0))).toBe(0n);
+    val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0 + 1, 0n)); // a CPL 0 instruction: not counted
+    expect(val(w.vcpu.guestRdmsr(MSR_IA32_PERFCTR0))).toBe(0n);
     w.vcpu.s.cr4Pce = true;
     val(w.vcpu.guestRdpmc(0, 3)); // retired at CPL 3: counted
-    expect(val(w.vcpu.guestRdmsr(PERFCTR0))).toBe(1n);
-    val(w.vcpu.guestWrmsr(GLOBAL_CTRL, 0n));
+    expect(val(w.vcpu.guestRdmsr(MSR_IA32_PERFCTR0))).toBe(1n);
+    val(w.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0n));
     val(w.vcpu.guestRdpmc(0, 3));
-    expect(val(w.vcpu.guestRdmsr(PERFCTR0))).toBe(1n);
+    expect(val(w.vcpu.guestRdmsr(MSR_IA32_PERFCTR0))).toBe(1n);
   });
 
   it('a counter at −1 wraps on the skipped instruction: status bit, and the PMI right after it', () => {
     const w = createMediated({ nrGp: 2 });
-    val(w.vcpu.guestWrmsr(LVTPC, 0xe1n));
-    val(w.vcpu.guestWrmsr(EVNTSEL0, INSNS | INT));
-    val(w.vcpu.guestWrmsr(GLOBAL_CTRL, 0n));
-    val(w.vcpu.guestWrmsr(PMC0, MASK48));
+    val(w.vcpu.guestWrmsr(X2APIC_LVTPC, 0xe1n));
+    val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, INSNS | ARCH_PERFMON_EVENTSEL_INT));
+    val(w.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0n));
+    val(w.vcpu.guestWrmsr(MSR_IA32_PMC0, MASK48));
     expect(w.vcpu.drainPmis()).toEqual([]);
-    val(w.vcpu.guestWrmsr(GLOBAL_CTRL, 1n)); // intercepted: counted in software after the write enables PMC0
+    val(w.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 1n)); // intercepted: counted in software after the write enables PMC0
     expect(w.vcpu.drainPmis()).toEqual([{ afterUnit: 0, vector: 0xe1 }]);
-    expect(val(w.vcpu.guestRdmsr(GLOBAL_STATUS)) & 1n).toBe(1n);
+    expect(val(w.vcpu.guestRdmsr(MSR_CORE_PERF_GLOBAL_STATUS)) & 1n).toBe(1n);
   });
 });
 
 describe('no LBR and no PEBS with the mediated vPMU', () => {
   it('PERF_CAPABILITIES offers FW_WRITES only: userspace cannot set an LBR format', () => {
     const w = createMediated();
-    expect(val(w.vcpu.guestRdmsr(PERF_CAPABILITIES))).toBe(PMU_CAP_FW_WRITES);
-    expect(w.vcpu.hostSetMsr(PERF_CAPABILITIES, PMU_CAP_FW_WRITES | (SKYLAKE.perfCapabilities & 0x3fn)).ok).toBe(false);
+    expect(val(w.vcpu.guestRdmsr(MSR_IA32_PERF_CAPABILITIES))).toBe(PERF_CAP_FW_WRITES);
+    expect(
+      w.vcpu.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, PERF_CAP_FW_WRITES | (SKYLAKE.perfCapabilities & 0x3fn)).ok,
+    ).toBe(false);
   });
 
   it('DEBUGCTL.LBR is dropped, FREEZE_LBRS_ON_PMI #GPs, and the LBR MSRs do not exist', () => {
     const w = createMediated();
-    val(w.vcpu.guestWrmsr(DEBUGCTL, 1n));
-    expect(val(w.vcpu.guestRdmsr(DEBUGCTL))).toBe(0n);
-    expect(w.vcpu.guestWrmsr(DEBUGCTL, 0x801n).ok).toBe(false);
-    expect(w.vcpu.guestRdmsr(0x680).ok).toBe(false);
-    expect(w.vcpu.guestRdmsr(0x1c9).ok).toBe(false);
+    val(w.vcpu.guestWrmsr(MSR_IA32_DEBUGCTLMSR, 1n));
+    expect(val(w.vcpu.guestRdmsr(MSR_IA32_DEBUGCTLMSR))).toBe(0n);
+    expect(w.vcpu.guestWrmsr(MSR_IA32_DEBUGCTLMSR, 0x801n).ok).toBe(false);
+    expect(w.vcpu.guestRdmsr(MSR_LBR_NHM_FROM).ok).toBe(false);
+    expect(w.vcpu.guestRdmsr(MSR_LBR_TOS).ok).toBe(false);
   });
 });

@@ -12,8 +12,7 @@ import { HostKernel } from '../../../../model/host/perf.js';
 import { type MediatedVcpu, newMediatedVcpu } from '../../../../model/kvm/mediated/vcpu.js';
 import type { GuestCpuid } from '../../../../model/kvm/types.js';
 import type { VcpuFactory } from '../../../../scenarios/world.js';
-
-export const PMU_CAP_FW_WRITES = 1n << 13n;
+import { PERF_CAP_FW_WRITES, MSR_IA32_PERF_CAPABILITIES } from '../../../../model/hw/msr/capabilities.js';
 
 export interface Setup {
   readonly profile?: Profile;
@@ -49,7 +48,7 @@ export function createMediated(o: Setup = {}): MWorld {
   const profile = o.profile ?? SKYLAKE;
   const host = o.host ?? new HostKernel({ profile, cpus: 2 });
   const vcpu = newMediatedVcpu(host, { cpu: 0, cpuid: guestCpuid(profile, o) });
-  const r = vcpu.hostSetMsr(0x345, o.perfCaps ?? PMU_CAP_FW_WRITES);
+  const r = vcpu.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, o.perfCaps ?? PERF_CAP_FW_WRITES);
   if (!r.ok) throw new Error(r.error);
   return { host, vcpu, profile };
 }
@@ -98,7 +97,7 @@ export const mediatedAsVmm: VcpuFactory = (h, o) => {
   const v = newMediatedVcpu(h, o);
   const set = v.hostSetMsr.bind(v);
   v.hostSetMsr = (m, value) => {
-    if (m === 0x345) fc.pre((value & ~PMU_CAP_FW_WRITES) === 0n);
+    if (m === MSR_IA32_PERF_CAPABILITIES) fc.pre((value & ~PERF_CAP_FW_WRITES) === 0n);
     return set(m, value);
   };
   return v;
