@@ -165,9 +165,9 @@ export const WORKLOADS: readonly Workload[] = [
           0,
           attr({
             config: 0xc4n,
-            samplePeriod: 200n,
+            sample_period: 200n,
             pinned: false,
-            excludeGuest: true,
+            exclude_guest: true,
             branchSample: { user: true, kernel: true, callStack: false },
           }),
         ),

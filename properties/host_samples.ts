@@ -32,7 +32,7 @@ const samplingOpenArb: fc.Arbitrary<WorldCommand> = fc
     period: fc.constantFrom(50n, 200n, 1000n),
   })
   .map(
-    (r) => new HostOpen(r.cpu, attr({ config: r.config, samplePeriod: r.period, pinned: true, excludeGuest: true })),
+    (r) => new HostOpen(r.cpu, attr({ config: r.config, sample_period: r.period, pinned: true, exclude_guest: true })),
   );
 
 export function checkHostSamples(r: HostSamplesRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
@@ -47,11 +47,11 @@ export function checkHostSamples(r: HostSamplesRun, guest: GuestConfig, cmds: re
   fc.modelRun(() => ({ model: {}, real: w }), cmds);
   const events = [...w.hostEvents, ...w.closed];
   events.forEach((e, i) => {
-    if (!e.attr.excludeGuest) return;
+    if (!e.attr.exclude_guest) return;
     const inGuest = e.samples.filter((s) => s.inGuest).length;
     if (inGuest > 0)
       throw new HostSampleMisattributed(
-        `host event ${i} (exclude_guest, sample_period ${e.attr.samplePeriod}) has ${inGuest} of ${e.samples.length} samples marked "in guest"; on the host without the guest all are the host's`,
+        `host event ${i} (exclude_guest, sample_period ${e.attr.sample_period}) has ${inGuest} of ${e.samples.length} samples marked "in guest"; on the host without the guest all are the host's`,
       );
   });
 }

@@ -27,7 +27,7 @@ export class HostDisturbed extends Error {
 
 const hostOpenArb: fc.Arbitrary<WorldCommand> = fc
   .record({ cpu: fc.constantFrom(0, 0, 1), config: fc.constantFrom(0xc0n, 0x3cn, 0xc4n, 0x4f2en) })
-  .map((r) => new HostOpen(r.cpu, attr({ config: r.config, pinned: true, excludeGuest: true, excludeKernel: true })));
+  .map((r) => new HostOpen(r.cpu, attr({ config: r.config, pinned: true, exclude_guest: true, exclude_kernel: true })));
 
 /** Host user work: CPL 3 units on a pCPU, preempting the vCPU thread if it is there. */
 const hostWorkArb: fc.Arbitrary<WorldCommand> = fc

@@ -52,8 +52,8 @@ const hostOpenPair: fc.Arbitrary<[WorldCommand, WorldCommand]> = fc
         attr({
           config,
           pinned: r.pinned,
-          excludeGuest: r.excludeGuest,
-          samplePeriod: period === undefined ? 0n : BigInt(period),
+          exclude_guest: r.excludeGuest,
+          sample_period: period === undefined ? 0n : BigInt(period),
           ...(r.lbr && period !== undefined ? { branchSample: { user: true, kernel: true, callStack: false } } : {}),
         }),
       );

@@ -280,13 +280,13 @@ function attrWords(e: PerfEvent): string {
   const flags: [boolean, string][] = [
     [a.pinned, 'pinned'],
     [a.exclusive, 'exclusive'],
-    [a.excludeUser, 'exclude_user'],
-    [a.excludeKernel, 'exclude_kernel'],
-    [a.excludeHost, 'exclude_host'],
-    [a.excludeGuest, 'exclude_guest'],
+    [a.exclude_user, 'exclude_user'],
+    [a.exclude_kernel, 'exclude_kernel'],
+    [a.exclude_host, 'exclude_host'],
+    [a.exclude_guest, 'exclude_guest'],
     [a.branchSample !== undefined, 'branch stack'],
   ];
-  const period = a.samplePeriod !== 0n ? [`sample_period ${a.samplePeriod}`] : [];
+  const period = a.sample_period !== 0n ? [`sample_period ${a.sample_period}`] : [];
   return [`config 0x${a.config.toString(16)}`, ...period, ...flags.filter(([on]) => on).map(([, w]) => w)].join(', ');
 }
 

@@ -166,13 +166,13 @@ export class HostOpen extends AlwaysRuns {
     const a = this.attr;
     const fields = [
       `config: ${hex(a.config)}n`,
-      a.samplePeriod !== 0n ? `samplePeriod: ${hex(a.samplePeriod)}n` : '',
+      a.sample_period !== 0n ? `sample_period: ${hex(a.sample_period)}n` : '',
       a.pinned ? 'pinned: true' : '',
       a.exclusive ? 'exclusive: true' : '',
-      a.excludeUser ? 'excludeUser: true' : '',
-      a.excludeKernel ? 'excludeKernel: true' : '',
-      a.excludeHost ? 'excludeHost: true' : '',
-      a.excludeGuest ? 'excludeGuest: true' : '',
+      a.exclude_user ? 'exclude_user: true' : '',
+      a.exclude_kernel ? 'exclude_kernel: true' : '',
+      a.exclude_host ? 'exclude_host: true' : '',
+      a.exclude_guest ? 'exclude_guest: true' : '',
       a.branchSample !== undefined
         ? `branchSample: ${JSON.stringify(a.branchSample).replace(/"([a-zA-Z]+)":/g, '$1: ')}`
         : '',

@@ -72,10 +72,10 @@ export const hostAttrArb = fc
   .map((r) =>
     attr({
       config: r.config,
-      samplePeriod: r.sampling ? BigInt(r.period) : 0n,
+      sample_period: r.sampling ? BigInt(r.period) : 0n,
       pinned: r.pinned,
-      excludeGuest: r.excludeGuest,
-      excludeKernel: r.excludeKernel,
+      exclude_guest: r.excludeGuest,
+      exclude_kernel: r.excludeKernel,
       ...(r.sampling && r.branches ? { branchSample: { user: true, kernel: !r.excludeKernel, callStack: false } } : {}),
     }),
   );

@@ -41,7 +41,7 @@ export function gpEventAllowed(f: KvmPmuEventFilter, evtsel: bigint): boolean {
 
 /** Whether the filter lets fixed counter `i` count. */
 export function fixedCounterAllowed(f: KvmPmuEventFilter, i: number): boolean {
-  const set = ((f.fixedCounterBitmap >>> i) & 1) === 1;
+  const set = ((f.fixed_counter_bitmap >>> i) & 1) === 1;
   return f.action === ALLOW ? set : !set;
 }
 

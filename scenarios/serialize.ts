@@ -204,21 +204,22 @@ export function unitFromJson(v: unknown, at: string): WorkUnit {
 // Host perf_event_attr: config and sample period as hex, flags as booleans; only what differs from
 // attr()'s zero-initialisation is written, as HostOpen.toString() prints it.
 
+/** The wire names of the flags (report@1/@2) and the perf_event_attr fields they hold. */
 const FLAG_FIELDS = [
-  'pinned',
-  'exclusive',
-  'excludeUser',
-  'excludeKernel',
-  'excludeHost',
-  'excludeGuest',
-  'vlbr',
+  ['pinned', 'pinned'],
+  ['exclusive', 'exclusive'],
+  ['excludeUser', 'exclude_user'],
+  ['excludeKernel', 'exclude_kernel'],
+  ['excludeHost', 'exclude_host'],
+  ['excludeGuest', 'exclude_guest'],
+  ['vlbr', 'vlbr'],
 ] as const;
-const ATTR_FIELDS = ['config', 'samplePeriod', ...FLAG_FIELDS, 'branchSample'] as const;
+const ATTR_FIELDS = ['config', 'samplePeriod', ...FLAG_FIELDS.map(([wire]) => wire), 'branchSample'] as const;
 
 function attrToJson(a: PerfEventAttr): Json {
   const o: Record<string, Json> = { config: hex(a.config) };
-  if (a.samplePeriod !== 0n) o.samplePeriod = hex(a.samplePeriod);
-  for (const k of FLAG_FIELDS) if (a[k] === true) o[k] = true;
+  if (a.sample_period !== 0n) o.samplePeriod = hex(a.sample_period);
+  for (const [wire, field] of FLAG_FIELDS) if (a[field] === true) o[wire] = true;
   if (a.branchSample !== undefined) o.branchSample = { ...a.branchSample };
   return o;
 }
@@ -226,8 +227,8 @@ function attrToJson(a: PerfEventAttr): Json {
 function attrFromJson(v: unknown, at: string): PerfEventAttr {
   const o = readObject(v, at, ATTR_FIELDS, ['config']);
   const a: Record<string, unknown> = { config: readU64(o.config, `${at}.config`) };
-  if (o.samplePeriod !== undefined) a.samplePeriod = readU64(o.samplePeriod, `${at}.samplePeriod`);
-  for (const k of FLAG_FIELDS) if (o[k] !== undefined) a[k] = readBool(o[k], `${at}.${k}`);
+  if (o.samplePeriod !== undefined) a.sample_period = readU64(o.samplePeriod, `${at}.samplePeriod`);
+  for (const [wire, field] of FLAG_FIELDS) if (o[wire] !== undefined) a[field] = readBool(o[wire], `${at}.${wire}`);
   if (o.branchSample !== undefined) {
     const b = readObject(
       o.branchSample,

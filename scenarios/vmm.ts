@@ -112,7 +112,7 @@ export class VmmSetPmuEventFilter extends AlwaysRuns {
     const f = this.filter;
     if (f === null) return 'new VmmSetPmuEventFilter(null)';
     const ev = f.events.map((e) => `${hex(e)}n`).join(', ');
-    return `new VmmSetPmuEventFilter({ action: ${f.action}, flags: ${f.flags}, fixedCounterBitmap: ${hex(f.fixedCounterBitmap)}, events: [${ev}] })`;
+    return `new VmmSetPmuEventFilter({ action: ${f.action}, flags: ${f.flags}, fixed_counter_bitmap: ${hex(f.fixed_counter_bitmap)}, events: [${ev}] })`;
   }
 }
 
@@ -206,7 +206,7 @@ export const filterArb: fc.Arbitrary<KvmPmuEventFilter> = fc.oneof(
     arbitrary: fc.record({
       action: fc.constantFrom(0, 1, 1),
       flags: fc.constant(0),
-      fixedCounterBitmap: fc.nat(7),
+      fixed_counter_bitmap: fc.nat(7),
       events: fc.subarray(FILTER_EVENTS, { minLength: 1 }),
     }),
   },
@@ -215,7 +215,7 @@ export const filterArb: fc.Arbitrary<KvmPmuEventFilter> = fc.oneof(
     arbitrary: fc.record({
       action: fc.constantFrom(0, 1),
       flags: fc.constant(1),
-      fixedCounterBitmap: fc.nat(7),
+      fixed_counter_bitmap: fc.nat(7),
       events: fc.array(
         fc
           .record({

@@ -416,7 +416,7 @@ export class World {
   /** An NMI on a pCPU while the host runs (a backtrace IPI, a watchdog): perf's handler looks at it. */
   hostNmi(cpu: number): void {
     const c = ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus;
-    this.host.handleNmi(c);
+    this.host.intel_pmu_handle_irq(c);
     this.step++;
   }
 
@@ -450,7 +450,7 @@ export class World {
     if (!('error' in ev)) this.hostEvents.push(ev);
     this.step++;
     // A host event is no guest observation, but declared divergences may depend on it (vCPU -1: the host).
-    const kind = `${a.samplePeriod !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
+    const kind = `${a.sample_period !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
     this.record(
       -1,
       'host',
@@ -472,7 +472,7 @@ export class World {
     if (task === null) return;
     const ev = this.host.perf_event_open(a, { task });
     if (!('error' in ev)) this.hostEvents.push(ev);
-    const kind = `${a.samplePeriod !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
+    const kind = `${a.sample_period !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
     this.record(
       -1,
       'host',

@@ -95,7 +95,7 @@ export function effectiveBranchType(
  * filter bits (Arch LBR) for PERF_SAMPLE_BRANCH_ANY or _CALL_STACK plus the privilege levels
  * (decision H12), or the errno perf returns.
  */
-export function lbrFilter(p: Profile, b: BranchSampleType): { config: bigint } | { error: string } {
+export function intel_pmu_setup_hw_lbr_filter(p: Profile, b: BranchSampleType): { config: bigint } | { error: string } {
   const fmt = lbrFormat(p);
   if (fmt === null) return { error: `EOPNOTSUPP: ${p.name} has no LBRs` };
   if (fmt === 'arch') {
@@ -121,7 +121,7 @@ function callStackBit(p: Profile, config: bigint): boolean {
 }
 
 /** __intel_pmu_lbr_enable: program the filter and start recording (in a PMI, only re-arm). */
-export function lbrEnable(hw: Cpu, config: bigint | null, pmi: boolean): void {
+export function intel_pmu_lbr_enable_all(hw: Cpu, config: bigint | null, pmi: boolean): void {
   const p = hw.profile;
   if (pmi && p.version >= 4) return; // v4+ unfreezes through the GLOBAL_STATUS ack
   const arch = p.archLbr !== undefined;
@@ -136,7 +136,7 @@ export function lbrEnable(hw: Cpu, config: bigint | null, pmi: boolean): void {
 }
 
 /** __intel_pmu_lbr_disable. */
-export function lbrDisable(hw: Cpu): void {
+export function intel_pmu_lbr_disable_all(hw: Cpu): void {
   if (hw.profile.archLbr !== undefined) {
     wr(hw, MSR_ARCH_LBR_CTL, 0n);
     return;
@@ -146,7 +146,7 @@ export function lbrDisable(hw: Cpu): void {
 }
 
 /** intel_pmu_lbr_reset: wipe every record, and zero LBR_SELECT where the part has one (H14). */
-export function lbrReset(hw: Cpu): void {
+export function intel_pmu_lbr_reset(hw: Cpu): void {
   const p = hw.profile;
   if (p.archLbr !== undefined) {
     wr(hw, MSR_ARCH_LBR_DEPTH, BigInt(lbrNr(p))); // any DEPTH write clears the records
@@ -183,7 +183,7 @@ function legacyTo(fmt: number, raw: bigint): bigint {
 }
 
 /** intel_pmu_lbr_read: the stack newest first, up to the first empty record (decision H5). */
-export function lbrRead(hw: Cpu): BranchRecord[] {
+export function intel_pmu_lbr_read(hw: Cpu): BranchRecord[] {
   const p = hw.profile;
   const out: BranchRecord[] = [];
   if (p.archLbr !== undefined) {
@@ -218,7 +218,7 @@ export type LbrSaved =
   | { readonly format: 'arch'; readonly area: ArchLbrXsave };
 
 /** intel_pmu_lbr_save / intel_pmu_arch_lbr_xsaves. */
-export function lbrSave(hw: Cpu): LbrSaved {
+export function intel_pmu_lbr_save(hw: Cpu): LbrSaved {
   const p = hw.profile;
   if (p.archLbr !== undefined) {
     const x = hw.xsaves();
@@ -242,7 +242,7 @@ export function lbrSave(hw: Cpu): LbrSaved {
 }
 
 /** intel_pmu_lbr_restore / intel_pmu_arch_lbr_xrstors. */
-export function lbrRestore(hw: Cpu, s: LbrSaved): void {
+export function intel_pmu_lbr_restore(hw: Cpu, s: LbrSaved): void {
   if (s.format === 'arch') {
     must(hw.xrstors(s.area), 'XRSTORS of the LBR state');
     return;

@@ -28,7 +28,7 @@ export function newMediatedPmuState(): MediatedPmuState {
 
 /** is_include_guest_event: an event of the core PMU (which has PERF_PMU_CAP_MEDIATED_VPMU) that counts the guest. */
 export function is_include_guest_event(a: PerfEventAttr): boolean {
-  return !a.excludeGuest; // every event of the model is on the x86 core PMU (H15)
+  return !a.exclude_guest; // every event of the model is on the x86 core PMU (H15)
 }
 
 /** mediated_pmu_account_event, from perf_event_alloc: null, or the error perf_event_open returns. */

@@ -35,15 +35,15 @@ import { X2APIC_LVTPC, APIC_DM_NMI } from '../hw/msr/apic.js';
 import {
   effectiveBranchType,
   type LbrSaved,
-  lbrDisable,
-  lbrEnable,
-  lbrFilter,
+  intel_pmu_lbr_disable_all,
+  intel_pmu_lbr_enable_all,
+  intel_pmu_setup_hw_lbr_filter,
   lbrFormat,
   lbrNr,
-  lbrRead,
-  lbrReset,
-  lbrRestore,
-  lbrSave,
+  intel_pmu_lbr_read,
+  intel_pmu_lbr_reset,
+  intel_pmu_lbr_restore,
+  intel_pmu_lbr_save,
 } from './lbr.js';
 import {
   type MediatedPmuState,
@@ -51,7 +51,14 @@ import {
   mediated_pmu_unaccount_event,
   newMediatedPmuState,
 } from './mediated.js';
-import { type Constraint, eventConstraint, FIXED_BASE, IDX_VLBR, rawEventMask, x86ScheduleEvents } from './schedule.js';
+import {
+  type Constraint,
+  intel_get_event_constraints,
+  FIXED_BASE,
+  IDX_VLBR,
+  rawEventMask,
+  x86_schedule_events,
+} from './schedule.js';
 import {
   attr as makeAttr,
   type OverflowHandler,
@@ -127,14 +134,14 @@ interface LbrUse {
 /** struct perf_event with its struct hw_perf_event. */
 class Event implements PerfEvent {
   state: PerfEventState = 'INACTIVE';
-  hwIdx = -1;
+  hw_idx = -1;
   readonly samples: PerfSample[] = [];
   /** event->count. */
   count = 0n;
   /** hwc->prev_count: the raw counter value at the last update or preset. */
-  prevCount = 0n;
+  prev_count = 0n;
   /** hwc->period_left (signed). */
-  periodLeft: bigint;
+  period_left: bigint;
   /** hwc->sample_period: the attr's period, or max_period for a counting event. */
   hwPeriod: bigint;
   /** hwc->idx after the event leaves the hardware: the fast path's hint. */
@@ -160,7 +167,7 @@ class Event implements PerfEvent {
     period: bigint,
   ) {
     this.hwPeriod = period;
-    this.periodLeft = period;
+    this.period_left = period;
   }
 
   get pass(): Pass {
@@ -197,7 +204,7 @@ interface PCpu extends PhysCpu {
   x86: Event[];
   rotate: boolean;
   /** perf_pmu_disable nesting. */
-  disableDepth: number;
+  pmu_disable_count: number;
   watchdog: Event | null;
 }
 
@@ -251,10 +258,10 @@ export class HostKernel {
         events: [],
         x86: [],
         rotate: false,
-        disableDepth: 0,
+        pmu_disable_count: 0,
         watchdog: null,
       });
-      if (this.lbrFormat() !== null) lbrReset(hw);
+      if (this.lbrFormat() !== null) intel_pmu_lbr_reset(hw);
       this.withPmu(this.cpus[i]!, () => undefined); // the first x86_pmu_enable writes GLOBAL_CTRL
     }
     const wd = opts.nmiWatchdog;
@@ -263,7 +270,7 @@ export class HostKernel {
       for (const pc of this.cpus) {
         // hardlockup_detector_event_create: a pinned cycles event with a long period.
         const r = this.perf_event_create_kernel_counter(
-          makeAttr({ config: WATCHDOG_CONFIG, samplePeriod: period, pinned: true }),
+          makeAttr({ config: WATCHDOG_CONFIG, sample_period: period, pinned: true }),
           { cpu: pc.id },
         );
         if (isError(r)) throw new ModelError(`host: NMI watchdog on CPU ${pc.id}: ${r.error}`);
@@ -324,7 +331,7 @@ export class HostKernel {
    * context_switch on `cpu`: perf_event_task_sched_out of the old task (its counts folded, its
    * call stack saved) and perf_event_task_sched_in of the new one (decision H11).
    */
-  switchTo(cpu: number, next: number | null): void {
+  context_switch(cpu: number, next: number | null): void {
     const pc = this.cpu(cpu);
     this.requireHost(pc, 'a context switch');
     const nt = next === null ? null : this.task(next);
@@ -335,8 +342,8 @@ export class HostKernel {
     this.withPmu(pc, () => {
       if (prev !== null) {
         const pt = this.task(prev);
-        this.lbrSchedTask(pc, pt, false); // intel_pmu_lbr_sched_task(sched_in = false)
-        this.schedOut(pc, new Set<Pass>(['taskPinned', 'taskFlexible']));
+        this.intel_pmu_lbr_sched_task(pc, pt, false); // intel_pmu_lbr_sched_task(sched_in = false)
+        this.ctx_sched_out(pc, new Set<Pass>(['taskPinned', 'taskFlexible']));
         pt.runningOn = null;
       }
       pc.currentTask = next;
@@ -345,12 +352,12 @@ export class HostKernel {
         const passes = new Set<Pass>(['taskPinned', 'taskFlexible']);
         // Keep cpu pinned > task pinned > cpu flexible > task flexible: flip the cpu flexibles.
         if (nt.events.some((e) => e.attr.pinned)) {
-          this.schedOut(pc, new Set<Pass>(['cpuFlexible']));
+          this.ctx_sched_out(pc, new Set<Pass>(['cpuFlexible']));
           passes.add('cpuFlexible');
         }
-        this.schedIn(pc, passes);
+        this.ctx_sched_in(pc, passes);
       }
-      this.lbrSchedTask(pc, nt, true);
+      this.intel_pmu_lbr_sched_task(pc, nt, true);
     });
   }
 
@@ -358,16 +365,20 @@ export class HostKernel {
 
   /** sys_perf_event_open for a host user: the event is created enabled. */
   perf_event_open(a: PerfEventAttr, target: PerfTarget, overflow?: OverflowHandler): PerfOpenResult {
-    return this.createEvent(a, target, overflow);
+    return this.perf_event_alloc(a, target, overflow);
   }
 
   /** perf_event_create_kernel_counter: how KVM and the watchdog create events. */
   perf_event_create_kernel_counter(a: PerfEventAttr, target: PerfTarget, overflow?: OverflowHandler): PerfOpenResult {
-    return this.createEvent(a, target, overflow);
+    return this.perf_event_alloc(a, target, overflow);
   }
 
   /** perf_event_alloc + x86_pmu_event_init + perf_install_in_context. */
-  private createEvent(a: PerfEventAttr, target: PerfTarget, overflow: OverflowHandler | undefined): PerfOpenResult {
+  private perf_event_alloc(
+    a: PerfEventAttr,
+    target: PerfTarget,
+    overflow: OverflowHandler | undefined,
+  ): PerfOpenResult {
     const p = this.profile;
     if ('cpu' in target) {
       if (!Number.isInteger(target.cpu) || target.cpu < 0 || target.cpu >= this.cpus.length)
@@ -375,8 +386,8 @@ export class HostKernel {
     } else if (!this.tasks.has(target.task)) {
       return { error: `ESRCH: no task ${target.task}` };
     }
-    if (a.samplePeriod < 0n || a.samplePeriod >> 63n !== 0n)
-      return { error: `EINVAL: sample_period 0x${a.samplePeriod.toString(16)}` };
+    if (a.sample_period < 0n || a.sample_period >> 63n !== 0n)
+      return { error: `EINVAL: sample_period 0x${a.sample_period.toString(16)}` };
     const id = this.nextEvent;
     let lbr: LbrUse | null = null;
     if (a.branchSample !== undefined && this.lbrFormat() === null)
@@ -385,33 +396,33 @@ export class HostKernel {
       if (this.lbrFormat() === null) return { error: `EOPNOTSUPP: ${p.name} has no LBRs` };
       lbr = { key: `vlbr#${id}`, config: null, callStack: true, vlbr: true }; // H4: matches nothing
     } else if (a.branchSample !== undefined) {
-      const b = effectiveBranchType(a.branchSample, a.excludeUser, a.excludeKernel);
-      const f = lbrFilter(p, b);
+      const b = effectiveBranchType(a.branchSample, a.exclude_user, a.exclude_kernel);
+      const f = intel_pmu_setup_hw_lbr_filter(p, b);
       if ('error' in f) return f;
       lbr = { key: `lbr:${f.config.toString(16)}`, config: f.config, callStack: b.callStack, vlbr: false };
     }
     const raw = a.config & rawEventMask(p);
-    const constraint = eventConstraint(p, raw, a.vlbr === true);
+    const constraint = intel_get_event_constraints(p, raw, a.vlbr === true);
     // H8
     if (constraint === null) return { error: `EINVAL: no counter of ${p.name} counts config 0x${raw.toString(16)}` };
     // x86_pmu_hw_config: INT always (counting events fold on overflow too), USR/OS from the excludes.
     let hwConfig = ARCH_PERFMON_EVENTSEL_INT | raw;
-    if (!a.excludeUser) hwConfig |= ARCH_PERFMON_EVENTSEL_USR;
-    if (!a.excludeKernel) hwConfig |= ARCH_PERFMON_EVENTSEL_OS;
+    if (!a.exclude_user) hwConfig |= ARCH_PERFMON_EVENTSEL_USR;
+    if (!a.exclude_kernel) hwConfig |= ARCH_PERFMON_EVENTSEL_OS;
     const denied = mediated_pmu_account_event(this.mediatedPmu, a); // perf_event_alloc, after event init
     if (denied !== null) return { error: denied };
-    const period = a.samplePeriod !== 0n ? a.samplePeriod : this.maxPeriod;
+    const period = a.sample_period !== 0n ? a.sample_period : this.maxPeriod;
     this.nextEvent++;
     const e = new Event(id, a, target, hwConfig, constraint, lbr, overflow, this.nextGroup++, period);
     this.owned.add(e);
     if ('cpu' in target) {
       this.cpu(target.cpu).events.push(e);
-      this.ctxResched(this.cpu(target.cpu), e);
+      this.ctx_resched(this.cpu(target.cpu), e);
     } else {
       const t = this.task(target.task);
       t.events.push(e);
       if (lbr?.callStack === true) t.callstackData = true; // PERF_ATTACH_TASK_DATA
-      if (t.runningOn !== null) this.ctxResched(this.cpu(t.runningOn), e);
+      if (t.runningOn !== null) this.ctx_resched(this.cpu(t.runningOn), e);
     }
     return e;
   }
@@ -422,7 +433,7 @@ export class HostKernel {
     if (e.state === 'ACTIVE' || e.state === 'INACTIVE') return;
     e.state = 'INACTIVE';
     const c = this.ctxCpu(e);
-    if (c !== null) this.ctxResched(c, e);
+    if (c !== null) this.ctx_resched(c, e);
   }
 
   /** perf_event_disable: sched out if active; an ERROR event stays in ERROR. */
@@ -431,7 +442,7 @@ export class HostKernel {
     if (e.state === 'ACTIVE') {
       const pc = this.cpu(e.oncpu);
       this.requireHost(pc, 'perf_event_disable');
-      this.withPmu(pc, () => this.eventSchedOut(e));
+      this.withPmu(pc, () => this.event_sched_out(e));
     }
     if (e.state === 'INACTIVE') e.state = 'OFF';
   }
@@ -439,7 +450,8 @@ export class HostKernel {
   /** perf_event_read_value: the count, with the live hardware delta of an active event. */
   perf_event_read_value(ev: PerfEvent): bigint {
     const e = this.live(ev);
-    if (e.state === 'ACTIVE' && e.hwIdx >= 0 && e.hwIdx !== IDX_VLBR) this.update(this.cpu(e.oncpu), e);
+    if (e.state === 'ACTIVE' && e.hw_idx >= 0 && e.hw_idx !== IDX_VLBR)
+      this.x86_perf_event_update(this.cpu(e.oncpu), e);
     return e.count;
   }
 
@@ -455,21 +467,21 @@ export class HostKernel {
   /** perf_event_period: a new sample period, restarting an active event; false where perf says EINVAL. */
   perf_event_period(ev: PerfEvent, period: bigint): boolean {
     const e = this.live(ev);
-    if (e.attr.samplePeriod === 0n) return false; // not a sampling event
+    if (e.attr.sample_period === 0n) return false; // not a sampling event
     if (period <= 0n || period >> 63n !== 0n) return false;
-    e.attr = { ...e.attr, samplePeriod: period };
+    e.attr = { ...e.attr, sample_period: period };
     e.hwPeriod = period;
     if (e.state !== 'ACTIVE') {
-      e.periodLeft = 0n;
+      e.period_left = 0n;
       return true;
     }
     const pc = this.cpu(e.oncpu);
     this.requireHost(pc, 'perf_event_period');
     this.withPmu(pc, () => {
-      const idx = e.hwIdx;
-      this.stop(pc, e);
-      e.periodLeft = 0n; // the next set_period starts a whole period
-      this.start(pc, e, idx);
+      const idx = e.hw_idx;
+      this.x86_pmu_stop(pc, e);
+      e.period_left = 0n; // the next set_period starts a whole period
+      this.x86_pmu_start(pc, e, idx);
     });
     return true;
   }
@@ -480,7 +492,7 @@ export class HostKernel {
     if (e.state === 'ACTIVE') {
       const pc = this.cpu(e.oncpu);
       this.requireHost(pc, 'perf_event_release_kernel');
-      this.withPmu(pc, () => this.eventSchedOut(e));
+      this.withPmu(pc, () => this.event_sched_out(e));
     }
     const list = 'cpu' in e.target ? this.cpu(e.target.cpu).events : this.task(e.target.task).events;
     list.splice(list.indexOf(e), 1);
@@ -508,8 +520,8 @@ export class HostKernel {
     const pc = this.cpu(cpu);
     this.requireHost(pc, 'a mediated guest context switch');
     this.withPmu(pc, () => {
-      if (dir === 'out') for (const e of [...pc.x86]) if (e.attr.excludeGuest) this.eventSchedOut(e);
-      if (dir === 'in') this.schedIn(pc, new Set<Pass>(PASS_ORDER));
+      if (dir === 'out') for (const e of [...pc.x86]) if (e.attr.exclude_guest) this.event_sched_out(e);
+      if (dir === 'in') this.ctx_sched_in(pc, new Set<Pass>(PASS_ORDER));
     });
   }
 
@@ -537,7 +549,7 @@ export class HostKernel {
     for (const u of units) {
       if (pc.hw.step(u) === null) continue;
       pmis++;
-      this.handleNmi(cpu);
+      this.intel_pmu_handle_irq(cpu);
     }
     return pmis;
   }
@@ -546,7 +558,7 @@ export class HostKernel {
    * intel_pmu_handle_irq (late ack): disable, read and ack GLOBAL_STATUS, fold and re-arm each
    * overflowed counter, take the samples, re-enable, unmask LVTPC. False: an unknown NMI.
    */
-  handleNmi(cpu: number): boolean {
+  intel_pmu_handle_irq(cpu: number): boolean {
     const pc = this.cpu(cpu);
     const hw = pc.hw;
     const inGuest = this.guestCallbacks !== null ? this.guestCallbacks.state(cpu) : hw.mode === 'guest';
@@ -555,18 +567,18 @@ export class HostKernel {
     let status = must(hw.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS), 'RDMSR GLOBAL_STATUS');
     const counters = counterBits(this.profile);
     for (let loops = 1; status !== 0n && loops <= PMI_LOOP_LIMIT; loops++) {
-      const branches = this.lbrUsers(pc) > 0 && !this.vlbrActive(pc) ? lbrRead(hw) : null; // intel_pmu_lbr_read
+      const branches = this.lbrUsers(pc) > 0 && !this.vlbr_exclude_host(pc) ? intel_pmu_lbr_read(hw) : null; // intel_pmu_lbr_read
       must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, status), 'WRMSR GLOBAL_OVF_CTRL'); // intel_pmu_ack
       if ((status & (1n << BigInt(STATUS.OVF_BUF))) !== 0n) handled++; // PEBS buffer: nothing to drain (H7)
       if ((status & (1n << BigInt(STATUS.PERF_METRICS_OVF))) !== 0n) handled++;
       for (let bit = 0; bit < 64; bit++) {
         if ((((status & counters) >> BigInt(bit)) & 1n) !== 0n) {
           handled++;
-          const e = pc.x86.find((x) => x.hwIdx === bit);
+          const e = pc.x86.find((x) => x.hw_idx === bit);
           if (e === undefined) continue;
-          this.update(pc, e); // intel_pmu_save_and_restart
-          if (!this.setPeriod(pc, e)) continue;
-          if (e.attr.samplePeriod === 0n) continue; // counting events use the PMI only to fold
+          this.x86_perf_event_update(pc, e); // intel_pmu_save_and_restart
+          if (!this.x86_perf_event_set_period(pc, e)) continue;
+          if (e.attr.sample_period === 0n) continue; // counting events use the PMI only to fold
           const sample: PerfSample =
             e.lbr !== null && !e.lbr.vlbr && branches !== null
               ? { cpu, inGuest, branches: branches.map((b) => ({ from: b.from, to: b.to })) }
@@ -577,13 +589,13 @@ export class HostKernel {
       }
       status = must(hw.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS), 'RDMSR GLOBAL_STATUS');
     }
-    this.enableAll(pc, true);
+    this.intel_pmu_enable_all(pc, true);
     must(hw.wrmsr(X2APIC_LVTPC, APIC_DM_NMI), 'WRMSR X2APIC_LVTPC'); // late ack: unmask
     return handled > 0;
   }
 
   /** perf_rotate_context (the multiplexing hrtimer): rotate the flexible events that did not fit. */
-  tick(cpu: number): boolean {
+  perf_rotate_context(cpu: number): boolean {
     const pc = this.cpu(cpu);
     const t = pc.currentTask !== null ? this.task(pc.currentTask) : null;
     const taskEpc = t !== null && t.events.length > 0;
@@ -592,19 +604,19 @@ export class HostKernel {
     if (!cpuRotate && !taskRotate) return false;
     this.requireHost(pc, 'the multiplexing tick');
     this.withPmu(pc, () => {
-      const taskEv = taskRotate ? this.eventToRotate(pc, 'taskFlexible') : null;
-      const cpuEv = cpuRotate ? this.eventToRotate(pc, 'cpuFlexible') : null;
+      const taskEv = taskRotate ? this.ctx_event_to_rotate(pc, 'taskFlexible') : null;
+      const cpuEv = cpuRotate ? this.ctx_event_to_rotate(pc, 'cpuFlexible') : null;
       if (t !== null) t.rotate = false;
       pc.rotate = false;
       const taskOut = taskEv !== null || (taskEpc && cpuEv !== null);
-      if (taskOut) this.schedOut(pc, new Set<Pass>(['taskFlexible']));
+      if (taskOut) this.ctx_sched_out(pc, new Set<Pass>(['taskFlexible']));
       if (cpuEv !== null) {
-        this.schedOut(pc, new Set<Pass>(['cpuFlexible']));
+        this.ctx_sched_out(pc, new Set<Pass>(['cpuFlexible']));
         cpuEv.groupIndex = this.nextGroup++; // rotate_ctx: to the end of the list
-        this.schedIn(pc, new Set<Pass>(['cpuFlexible']));
+        this.ctx_sched_in(pc, new Set<Pass>(['cpuFlexible']));
       }
       if (taskEv !== null) taskEv.groupIndex = this.nextGroup++;
-      if (taskOut) this.schedIn(pc, new Set<Pass>(['taskFlexible']));
+      if (taskOut) this.ctx_sched_in(pc, new Set<Pass>(['taskFlexible']));
     });
     return true;
   }
@@ -612,7 +624,7 @@ export class HostKernel {
   // ---------------------------------------------------------------- scheduling (kernel/events/core.c)
 
   /** ctx_resched for a newly installed or enabled event. */
-  private ctxResched(pc: PCpu, e: Event): void {
+  private ctx_resched(pc: PCpu, e: Event): void {
     this.requireHost(pc, 'scheduling an event');
     const out = new Set<Pass>();
     if (pc.currentTask !== null) {
@@ -626,25 +638,25 @@ export class HostKernel {
       out.add('cpuFlexible');
     }
     this.withPmu(pc, () => {
-      this.schedOut(pc, out);
-      this.schedIn(pc, out);
+      this.ctx_sched_out(pc, out);
+      this.ctx_sched_in(pc, out);
     });
   }
 
   /** ctx_sched_out for the given classes. */
-  private schedOut(pc: PCpu, passes: ReadonlySet<Pass>): void {
-    for (const e of [...pc.x86]) if (passes.has(e.pass)) this.eventSchedOut(e);
+  private ctx_sched_out(pc: PCpu, passes: ReadonlySet<Pass>): void {
+    for (const e of [...pc.x86]) if (passes.has(e.pass)) this.event_sched_out(e);
   }
 
   /** perf_event_sched_in restricted to the classes that were scheduled out, in priority order. */
-  private schedIn(pc: PCpu, passes: ReadonlySet<Pass>): void {
+  private ctx_sched_in(pc: PCpu, passes: ReadonlySet<Pass>): void {
     for (const pass of PASS_ORDER) {
       if (!passes.has(pass)) continue;
       let canAddHw = true;
       for (const e of this.passEvents(pc, pass)) {
         if (e.state !== 'INACTIVE') continue; // OFF and ERROR stay out
         // merge_sched_in
-        if (this.groupCanGoOn(pc, e, canAddHw) && this.x86Add(pc, e)) {
+        if (this.group_can_go_on(pc, e, canAddHw) && this.x86_pmu_add(pc, e)) {
           e.state = 'ACTIVE';
           e.oncpu = pc.id;
           continue;
@@ -668,22 +680,22 @@ export class HostKernel {
   }
 
   /** group_can_go_on (decision H3). */
-  private groupCanGoOn(pc: PCpu, e: Event, canAddHw: boolean): boolean {
+  private group_can_go_on(pc: PCpu, e: Event, canAddHw: boolean): boolean {
     if (pc.x86.some((x) => x.attr.exclusive)) return false;
     if (e.attr.exclusive && pc.x86.length > 0) return false;
     return canAddHw;
   }
 
   /** ctx_event_to_rotate: the first active flexible event, else the first flexible one. */
-  private eventToRotate(pc: PCpu, pass: Pass): Event | null {
+  private ctx_event_to_rotate(pc: PCpu, pass: Pass): Event | null {
     const list = this.passEvents(pc, pass);
     return list.find((e) => e.state === 'ACTIVE') ?? list[0] ?? null;
   }
 
   /** event_sched_out → x86_pmu_del. */
-  private eventSchedOut(e: Event): void {
+  private event_sched_out(e: Event): void {
     const pc = this.cpu(e.oncpu);
-    if (e.hwIdx >= 0) this.stop(pc, e);
+    if (e.hw_idx >= 0) this.x86_pmu_stop(pc, e);
     pc.x86 = pc.x86.filter((x) => x !== e);
     e.assigned = -1;
     e.state = 'INACTIVE';
@@ -693,48 +705,48 @@ export class HostKernel {
   // ---------------------------------------------------------------- the x86 PMU driver
 
   /** x86_pmu_add: collect the event and schedule the whole set; false when it does not fit. */
-  private x86Add(pc: PCpu, e: Event): boolean {
+  private x86_pmu_add(pc: PCpu, e: Event): boolean {
     const firstLbr = e.lbr !== null && !pc.x86.some((x) => x.lbr !== null);
     if (e.lbr !== null && pc.x86.some((x) => x.lbr !== null && x.lbr.key !== e.lbr!.key)) return false; // H4
     const set = [...pc.x86, e];
-    const assign = x86ScheduleEvents(set.map((x) => ({ constraint: x.constraint, lastIdx: x.lastIdx })));
+    const assign = x86_schedule_events(set.map((x) => ({ constraint: x.constraint, lastIdx: x.lastIdx })));
     if (assign === null) return false;
     for (let i = 0; i < set.length; i++) set[i]!.assigned = assign[i]!;
     pc.x86 = set;
-    if (firstLbr && !e.everRan) lbrReset(pc.hw); // intel_pmu_lbr_add (decision H13)
+    if (firstLbr && !e.everRan) intel_pmu_lbr_reset(pc.hw); // intel_pmu_lbr_add (decision H13)
     return true;
   }
 
   /** perf_pmu_disable → intel_pmu_disable_all. */
-  private pmuDisable(pc: PCpu): void {
-    if (pc.disableDepth++ > 0) return;
+  private perf_pmu_disable(pc: PCpu): void {
+    if (pc.pmu_disable_count++ > 0) return;
     this.wr(pc, MSR_CORE_PERF_GLOBAL_CTRL, 0n);
-    if (this.lbrUsers(pc) > 0 && !this.vlbrActive(pc)) lbrDisable(pc.hw);
+    if (this.lbrUsers(pc) > 0 && !this.vlbr_exclude_host(pc)) intel_pmu_lbr_disable_all(pc.hw);
   }
 
   /** perf_pmu_enable → x86_pmu_enable: move and start what was (re)assigned, then enable all. */
-  private pmuEnable(pc: PCpu): void {
-    if (--pc.disableDepth > 0) return;
-    for (const e of pc.x86) if (e.hwIdx >= 0 && e.hwIdx !== e.assigned) this.stop(pc, e);
-    for (const e of pc.x86) if (e.hwIdx < 0) this.start(pc, e, e.assigned);
-    this.enableAll(pc, false);
+  private perf_pmu_enable(pc: PCpu): void {
+    if (--pc.pmu_disable_count > 0) return;
+    for (const e of pc.x86) if (e.hw_idx >= 0 && e.hw_idx !== e.assigned) this.x86_pmu_stop(pc, e);
+    for (const e of pc.x86) if (e.hw_idx < 0) this.x86_pmu_start(pc, e, e.assigned);
+    this.intel_pmu_enable_all(pc, false);
   }
 
   private withPmu(pc: PCpu, f: () => void): void {
-    this.pmuDisable(pc);
+    this.perf_pmu_disable(pc);
     f();
-    this.pmuEnable(pc);
+    this.perf_pmu_enable(pc);
   }
 
   /** __intel_pmu_enable_all: LBRs, then GLOBAL_CTRL for the mode the CPU is in (H1, H2). */
-  private enableAll(pc: PCpu, pmi: boolean): void {
+  private intel_pmu_enable_all(pc: PCpu, pmi: boolean): void {
     if (pc.hw.mode === 'guest') {
       this.wr(pc, MSR_CORE_PERF_GLOBAL_CTRL, this.ctrlValue(pc, true));
       return;
     }
-    if (this.lbrUsers(pc) > 0 && !this.vlbrActive(pc)) {
+    if (this.lbrUsers(pc) > 0 && !this.vlbr_exclude_host(pc)) {
       const owner = pc.x86.find((x) => x.lbr !== null)!;
-      lbrEnable(pc.hw, owner.lbr!.config, pmi);
+      intel_pmu_lbr_enable_all(pc.hw, owner.lbr!.config, pmi);
     }
     this.wr(pc, MSR_CORE_PERF_GLOBAL_CTRL, this.ctrlValue(pc, false));
   }
@@ -743,20 +755,20 @@ export class HostKernel {
   private ctrlValue(pc: PCpu, guest: boolean): bigint {
     let v = 0n;
     for (const e of pc.x86) {
-      if (e.hwIdx < 0 || e.hwIdx === IDX_VLBR) continue;
-      if (guest ? e.attr.excludeGuest : e.attr.excludeHost) continue;
-      v |= 1n << BigInt(e.hwIdx);
+      if (e.hw_idx < 0 || e.hw_idx === IDX_VLBR) continue;
+      if (guest ? e.attr.exclude_guest : e.attr.exclude_host) continue;
+      v |= 1n << BigInt(e.hw_idx);
     }
     return v;
   }
 
   /** x86_pmu_start(PERF_EF_RELOAD) → intel_pmu_enable_event. */
-  private start(pc: PCpu, e: Event, idx: number): void {
-    e.hwIdx = idx;
+  private x86_pmu_start(pc: PCpu, e: Event, idx: number): void {
+    e.hw_idx = idx;
     e.lastIdx = idx;
     e.everRan = true;
     if (idx === IDX_VLBR) return; // a pseudo counter: the guest LBR event only owns the LBRs
-    this.setPeriod(pc, e);
+    this.x86_perf_event_set_period(pc, e);
     if (idx < FIXED_BASE) {
       this.wr(pc, MSR_P6_EVNTSEL0 + idx, e.hwConfig | ARCH_PERFMON_EVENTSEL_ENABLE);
       return;
@@ -771,8 +783,8 @@ export class HostKernel {
   }
 
   /** x86_pmu_stop(PERF_EF_UPDATE): disable the counter, fold its count. */
-  private stop(pc: PCpu, e: Event): void {
-    const idx = e.hwIdx;
+  private x86_pmu_stop(pc: PCpu, e: Event): void {
+    const idx = e.hw_idx;
     if (idx !== IDX_VLBR) {
       if (idx < FIXED_BASE) {
         this.wr(pc, MSR_P6_EVNTSEL0 + idx, e.hwConfig); // x86_pmu_disable_event: EN cleared
@@ -780,9 +792,9 @@ export class HostKernel {
         const j = BigInt(4 * (idx - FIXED_BASE));
         this.wr(pc, MSR_CORE_PERF_FIXED_CTR_CTRL, this.rd(pc, MSR_CORE_PERF_FIXED_CTR_CTRL) & ~(0xfn << j));
       }
-      this.update(pc, e);
+      this.x86_perf_event_update(pc, e);
     }
-    e.hwIdx = -1;
+    e.hw_idx = -1;
   }
 
   private counterMask(idx: number): bigint {
@@ -790,21 +802,21 @@ export class HostKernel {
   }
 
   /** x86_perf_event_update: RDPMC, delta masked to the width, folded into the count. */
-  private update(pc: PCpu, e: Event): void {
-    const idx = e.hwIdx;
+  private x86_perf_event_update(pc: PCpu, e: Event): void {
+    const idx = e.hw_idx;
     const ecx = idx < FIXED_BASE ? idx : 0x4000_0000 | (idx - FIXED_BASE);
     const r = pc.hw.rdpmc(ecx, 0);
     const raw = r.ok ? r.value : must(r, `RDPMC 0x${ecx.toString(16)}`);
-    const delta = (raw - e.prevCount) & this.counterMask(idx);
-    e.prevCount = raw;
+    const delta = (raw - e.prev_count) & this.counterMask(idx);
+    e.prev_count = raw;
     e.count += delta;
-    e.periodLeft -= delta;
+    e.period_left -= delta;
   }
 
   /** x86_perf_event_set_period: preset the counter to −left; true when a period elapsed. */
-  private setPeriod(pc: PCpu, e: Event): boolean {
+  private x86_perf_event_set_period(pc: PCpu, e: Event): boolean {
     const period = e.hwPeriod;
-    let left = e.periodLeft;
+    let left = e.period_left;
     let elapsed = false;
     if (left <= -period) {
       left = period; // way behind: skip forward
@@ -814,12 +826,12 @@ export class HostKernel {
       left += period;
       elapsed = true;
     }
-    e.periodLeft = left;
+    e.period_left = left;
     let program = left < 2n ? 2n : left; // "certain CPUs don't like it if just 1 event is left"
     if (program > this.maxPeriod) program = this.maxPeriod;
-    const idx = e.hwIdx;
+    const idx = e.hw_idx;
     const v = -program & this.counterMask(idx);
-    e.prevCount = v;
+    e.prev_count = v;
     this.wr(pc, idx < FIXED_BASE ? this.perfctr + idx : MSR_CORE_PERF_FIXED_CTR0 + (idx - FIXED_BASE), v);
     return elapsed;
   }
@@ -832,26 +844,26 @@ export class HostKernel {
   }
 
   /** vlbr_exclude_host: the guest LBR event is on this CPU, so perf keeps its hands off the LBRs. */
-  private vlbrActive(pc: PCpu): boolean {
-    return pc.x86.some((e) => e.lbr?.vlbr === true && e.attr.excludeHost);
+  private vlbr_exclude_host(pc: PCpu): boolean {
+    return pc.x86.some((e) => e.lbr?.vlbr === true && e.attr.exclude_host);
   }
 
   /** intel_pmu_lbr_sched_task: save or restore a task's call stack, or wipe the LBRs. */
-  private lbrSchedTask(pc: PCpu, t: Task | null, schedIn: boolean): void {
+  private intel_pmu_lbr_sched_task(pc: PCpu, t: Task | null, schedIn: boolean): void {
     if (this.lbrUsers(pc) === 0) return;
     if (t !== null && t.callstackData) {
       const users = pc.x86.filter((e) => e.lbr?.callStack === true && 'task' in e.target && e.target.task === t.id);
       if (!schedIn) {
-        if (users.length > 0) t.lbrSaved = lbrSave(pc.hw);
+        if (users.length > 0) t.lbrSaved = intel_pmu_lbr_save(pc.hw);
         return;
       }
-      if (users.length === 0 || t.lbrSaved === null) lbrReset(pc.hw);
-      else lbrRestore(pc.hw, t.lbrSaved); // decision H6: always restore
+      if (users.length === 0 || t.lbrSaved === null) intel_pmu_lbr_reset(pc.hw);
+      else intel_pmu_lbr_restore(pc.hw, t.lbrSaved); // decision H6: always restore
       t.lbrSaved = null;
       return;
     }
     // LBR entries carry no address-space tag: a new task must not see the old one's branches.
-    if (schedIn) lbrReset(pc.hw);
+    if (schedIn) intel_pmu_lbr_reset(pc.hw);
   }
 
   // ---------------------------------------------------------------- helpers

@@ -65,7 +65,7 @@ export const EMPTY_CONSTRAINT: Constraint = { mask: 0n, weight: 0 };
  * Returns null when no counter of this part can ever count it (a fixed-only pseudo-encoding
  * whose fixed counter does not exist).
  */
-export function eventConstraint(p: Profile, config: bigint, vlbr: boolean): Constraint | null {
+export function intel_get_event_constraints(p: Profile, config: bigint, vlbr: boolean): Constraint | null {
   if (vlbr) return constraintOf(1n << BigInt(IDX_VLBR)); // intel_vlbr_constraints
   const gpAll = (1n << BigInt(p.nGP)) - 1n;
   if ((config & HSW_IN_TX_CHECKPOINTED) !== 0n) return p.nGP > 2 ? constraintOf(1n << 2n) : null; // counter2_constraint
@@ -94,7 +94,7 @@ function findCounter(c: Constraint, used: Set<number>): number {
  * x86_schedule_events: a counter index per event (in the order given, which is the order perf
  * collected them), or null when the set does not fit.
  */
-export function x86ScheduleEvents(events: readonly Schedulable[]): number[] | null {
+export function x86_schedule_events(events: readonly Schedulable[]): number[] | null {
   const n = events.length;
   const assign: number[] = new Array<number>(n).fill(-1);
   const used = new Set<number>();

@@ -4,6 +4,7 @@
  * are u64. Implemented in perf.ts on simulated physical CPUs (model/hw).
  */
 
+import { ModelError } from '../hw/errors.js';
 import type { Branch } from '../hw/work.js';
 
 /** enum perf_event_state, the subset the model needs. */
@@ -25,13 +26,13 @@ export interface PerfEventAttr {
    */
   readonly config: bigint;
   /** 0n: a counting event; otherwise overflow every `samplePeriod` events. */
-  readonly samplePeriod: bigint;
+  readonly sample_period: bigint;
   readonly pinned: boolean;
   readonly exclusive: boolean;
-  readonly excludeUser: boolean;
-  readonly excludeKernel: boolean;
-  readonly excludeHost: boolean;
-  readonly excludeGuest: boolean;
+  readonly exclude_user: boolean;
+  readonly exclude_kernel: boolean;
+  readonly exclude_host: boolean;
+  readonly exclude_guest: boolean;
   /** Sample the LBRs (perf record -b); needs the LBR facility of the CPU. */
   readonly branchSample?: BranchSampleType;
   /**
@@ -41,16 +42,31 @@ export interface PerfEventAttr {
   readonly vlbr?: boolean;
 }
 
+const ATTR_KEYS: ReadonlySet<string> = new Set([
+  'config',
+  'sample_period',
+  'pinned',
+  'exclusive',
+  'exclude_user',
+  'exclude_kernel',
+  'exclude_host',
+  'exclude_guest',
+  'branchSample',
+  'vlbr',
+] satisfies (keyof PerfEventAttr)[]);
+
 /** Defaults for the fields a caller leaves out, as perf_event_attr zero-initialisation does. */
 export function attr(a: Partial<PerfEventAttr> & { readonly config: bigint }): PerfEventAttr {
+  // Pasted or generated code is not type-checked when it runs: a misspelt field must not vanish.
+  for (const k of Object.keys(a)) if (!ATTR_KEYS.has(k)) throw new ModelError(`perf_event_attr has no field '${k}'`);
   return {
-    samplePeriod: 0n,
+    sample_period: 0n,
     pinned: false,
     exclusive: false,
-    excludeUser: false,
-    excludeKernel: false,
-    excludeHost: false,
-    excludeGuest: false,
+    exclude_user: false,
+    exclude_kernel: false,
+    exclude_host: false,
+    exclude_guest: false,
     ...a,
   };
 }
@@ -77,6 +93,6 @@ export interface PerfEvent {
   readonly target: PerfTarget;
   readonly state: PerfEventState;
   /** hw.idx: the hardware counter (GP i, or 32 + fixed j) while ACTIVE, else -1. */
-  readonly hwIdx: number;
+  readonly hw_idx: number;
   readonly samples: readonly PerfSample[];
 }

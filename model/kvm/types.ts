@@ -33,7 +33,7 @@ export interface KvmPmuEventFilter {
   readonly action: number;
   /** KVM_PMU_EVENT_FLAG_MASKED_EVENTS (1) or 0. */
   readonly flags: number;
-  readonly fixedCounterBitmap: number;
+  readonly fixed_counter_bitmap: number;
   /** Legacy entries: (umask << 8) | event select. Masked entries: KVM_PMU_ENCODE_MASKED_ENTRY. */
   readonly events: readonly bigint[];
 }

@@ -23,7 +23,7 @@ describe('property 2 for samples: host samples are attributed as on a host witho
     const program = cmds.map(String).filter((c) => !c.startsWith('new Migrate'));
     expect(program).toHaveLength(2);
     expect(program[0]).toMatch(
-      /^new HostOpen\(\d, attr\(\{ config: 0x[0-9a-f]+n, samplePeriod: 0x[0-9a-f]+n, pinned: true, excludeGuest: true \}\)\)$/,
+      /^new HostOpen\(\d, attr\(\{ config: 0x[0-9a-f]+n, sample_period: 0x[0-9a-f]+n, pinned: true, exclude_guest: true \}\)\)$/,
     );
     expect(program[1]).toMatch(/^new IrqExit\(0, /);
   });

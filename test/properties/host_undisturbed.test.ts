@@ -22,7 +22,7 @@ describe('property 2 (guest to host): the guest does not disturb host events', (
     const program = cmds.map(String).filter((c) => !c.startsWith('new Migrate'));
     expect(program).toHaveLength(2);
     expect(program[0]).toMatch(
-      /^new HostOpen\(\d, attr\(\{ config: 0x[0-9a-f]+n, pinned: true, excludeKernel: true, excludeGuest: true \}\)\)$/,
+      /^new HostOpen\(\d, attr\(\{ config: 0x[0-9a-f]+n, pinned: true, exclude_kernel: true, exclude_guest: true \}\)\)$/,
     );
     expect(program[1]).toMatch(/^new GuestRun\(/);
   });

@@ -26,8 +26,8 @@ const hostLbrUser = new HostOpen(
   0,
   attr({
     config: 0xc4n,
-    samplePeriod: 0xc8n,
-    excludeGuest: true,
+    sample_period: 0xc8n,
+    exclude_guest: true,
     branchSample: { user: true, kernel: true, callStack: false },
   }),
 );

@@ -19,7 +19,7 @@ export const FIXED_BY = '098f4c061ea1';
 export class PreNoLegacyLbrOnArchLbrFixVcpu extends EmulatedVcpu {
   /** The pre-fix vmx_get_perf_capabilities: x86_perf_get_lbr is asked on Arch LBR hosts too. */
   protected override vmxGetPerfCapabilities(host: HostKernel): VmxPerfCaps {
-    const fixed = vmx_get_perf_capabilities(host, this.cap.enablePmu);
+    const fixed = vmx_get_perf_capabilities(host, this.cap.enable_pmu);
     if ((fixed.supportedPerfCap & PERF_CAP_FW_WRITES) === 0n || host.profile.archLbr === undefined) return fixed;
     const lbr = host.x86_perf_get_lbr();
     if (!lbr.hasCallstack) return { ...fixed, lbrCaps: NO_LBR_CAPS };

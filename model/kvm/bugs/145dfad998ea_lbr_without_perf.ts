@@ -18,7 +18,7 @@ export const FIXED_BY = '145dfad998ea';
 export class PreLbrIffPerfFixVcpu extends EmulatedVcpu {
   /** The pre-fix vmx_get_perf_capabilities: the host's LBR_FMT whatever x86_perf_get_lbr says. */
   protected override vmxGetPerfCapabilities(host: HostKernel): VmxPerfCaps {
-    const fixed = vmx_get_perf_capabilities(host, this.cap.enablePmu);
+    const fixed = vmx_get_perf_capabilities(host, this.cap.enable_pmu);
     if ((fixed.supportedPerfCap & PERF_CAP_FW_WRITES) === 0n || host.profile.archLbr !== undefined) return fixed;
     return { ...fixed, supportedPerfCap: fixed.supportedPerfCap | (host.profile.perfCapabilities & PERF_CAP_LBR_FMT) };
   }

@@ -23,9 +23,9 @@ export class PreRefreshResetFixVcpu extends EmulatedVcpu {
     if (vcpu.hasRun) throw new Error('KVM_BUG_ON: kvm_pmu_refresh after the first KVM_RUN');
     const pmu = vcpu.pmu;
     kvm_pmu_refresh_defaults(pmu);
-    if (!this.cap.enablePmu) return;
+    if (!this.cap.enable_pmu) return;
     intel_pmu_refresh(vcpu, this.cap);
-    if (pmu.nrArchGpCounters > 0 && pmu.version > 1) pmu.globalCtrl = lowMask(pmu.nrArchGpCounters);
+    if (pmu.nr_arch_gp_counters > 0 && pmu.version > 1) pmu.global_ctrl = lowMask(pmu.nr_arch_gp_counters);
     kvm_pmu_refresh_valid_pmcs(pmu);
   }
 }

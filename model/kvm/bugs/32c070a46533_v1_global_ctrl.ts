@@ -16,7 +16,7 @@ export const FIXED_BY = '32c070a46533';
 
 /** The pre-fix intel_pmc_is_enabled: the global_ctrl bit, with no version check. */
 function intel_pmc_is_enabled(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
-  return isSet(vcpu.pmu.globalCtrl, pmc.idx);
+  return isSet(vcpu.pmu.global_ctrl, pmc.idx);
 }
 
 export class PreV1GlobalCtrlFixVcpu extends EmulatedVcpu {

@@ -14,7 +14,7 @@ export const FIXED_BY = '812d432373f6';
 
 export class PrePmiInGuestFixVcpu extends EmulatedVcpu {
   /** vcpu->arch.handling_intr_from_guest alone, whatever the context perf asks from. */
-  protected override pmiInGuest(_inNmi: boolean): boolean {
+  protected override kvm_arch_pmi_in_guest(_inNmi: boolean): boolean {
     return true; // guestState() asks only while KVM handles an interrupt from the guest
   }
 }

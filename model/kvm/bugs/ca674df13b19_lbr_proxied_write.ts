@@ -29,10 +29,10 @@ export class PreLbrProxiedWriteFixVcpu extends EmulatedVcpu {
     if (s.lbr.event === null && !intel_pmu_create_guest_lbr_event(s)) return ok(data);
     const ev = s.lbr.event!;
     if (ev.state !== 'ACTIVE') {
-      s.pmu.pmcInUse &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
+      s.pmu.pmc_in_use &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
       return ok(data);
     }
-    s.pmu.pmcInUse |= bit(INTEL_PMC_IDX_FIXED_VLBR);
+    s.pmu.pmc_in_use |= bit(INTEL_PMC_IDX_FIXED_VLBR);
     const r = s.host.pcpu(s.cpu).hw.wrmsr(msr, data); // wrmsrq: a fault is fixed up, not returned
     if (!r.ok) this.hostMsrFaults.push(`WRMSR 0x${msr.toString(16)} <- 0x${data.toString(16)}: ${r.gp}`);
     return ok(data);

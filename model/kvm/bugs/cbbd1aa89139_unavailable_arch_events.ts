@@ -30,7 +30,7 @@ function intel_hw_event_available(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   const event = Number(pmc.eventsel & 0xffn);
   const umask = Number((pmc.eventsel >> 8n) & 0xffn);
   const i = INTEL_ARCH_EVENTS.findIndex(([e, u]) => e === event && u === umask);
-  return i < 0 || ((vcpu.pmu.availableEventTypes >>> i) & 1) === 1;
+  return i < 0 || ((vcpu.pmu.available_event_types >>> i) & 1) === 1;
 }
 
 export class PreUnavailableArchEventsFixVcpu extends EmulatedVcpu {

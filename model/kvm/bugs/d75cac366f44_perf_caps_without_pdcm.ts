@@ -16,7 +16,7 @@ export const FIXED_BY = 'd75cac366f44';
 
 export class PrePerfCapsPdcmFixVcpu extends EmulatedVcpu {
   override hostGetMsr(msr: number): HostAccess {
-    if (msr === MSR_IA32_PERF_CAPABILITIES && !this.s.cpuid.pdcm) return { ok: true, value: this.s.perfCapabilities };
+    if (msr === MSR_IA32_PERF_CAPABILITIES && !this.s.cpuid.pdcm) return { ok: true, value: this.s.perf_capabilities };
     return super.hostGetMsr(msr);
   }
 
@@ -24,14 +24,14 @@ export class PrePerfCapsPdcmFixVcpu extends EmulatedVcpu {
     if (msr !== MSR_IA32_PERF_CAPABILITIES || this.s.cpuid.pdcm) return super.hostSetMsr(msr, value);
     // kvm_set_msr_common without the PDCM check: immutable after KVM_RUN, vendor checks, then refresh.
     const s = this.s;
-    if (s.hasRun && value !== s.perfCapabilities)
+    if (s.hasRun && value !== s.perf_capabilities)
       return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
     const why = vmx_check_perf_capabilities(s, value);
     if (why !== null) return { ok: false, error: why };
-    if ((value & ~s.supportedPerfCap) !== 0n)
+    if ((value & ~s.supported_perf_cap) !== 0n)
       return { ok: false, error: 'PERF_CAPABILITIES: bits KVM does not support' };
-    if (s.perfCapabilities !== value) {
-      s.perfCapabilities = value;
+    if (s.perf_capabilities !== value) {
+      s.perf_capabilities = value;
       this.refresh();
     }
     return { ok: true, value };

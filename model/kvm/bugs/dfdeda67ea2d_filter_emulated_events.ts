@@ -16,7 +16,7 @@ export const FIXED_BY = 'dfdeda67ea2d';
 export class PreFilterEmulatedEventsFixVcpu extends EmulatedVcpu {
   /** kvm_pmu_instruction_retired → the pre-fix kvm_pmu_trigger_event: every PMC is allowed, the filter is not asked. */
   protected override instructionRetired(cpl: number): void {
-    kvm_pmu_trigger_event(this.s, this.s.pmu.pmcCountingInstructions, cpl, () => true, kvm_pmu_incr_counter);
+    kvm_pmu_trigger_event(this.s, this.s.pmu.pmc_counting_instructions, cpl, () => true, kvm_pmu_incr_counter);
   }
 }
 

@@ -21,7 +21,7 @@ export class PreMsrListFixedFixVcpu extends EmulatedVcpu {
       MSR_CORE_PERF_FIXED_CTR0 + 1,
       MSR_CORE_PERF_FIXED_CTR0 + 2,
       MSR_CORE_PERF_FIXED_CTR0 + 3,
-    ].filter((m) => !listed.includes(m) && this.cap.enablePmu);
+    ].filter((m) => !listed.includes(m) && this.cap.enable_pmu);
     return [...fixed, ...listed];
   }
 }

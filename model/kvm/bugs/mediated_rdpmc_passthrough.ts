@@ -18,8 +18,8 @@ export class RdpmcPassthroughVcpu extends MediatedVcpu {
     const pmu = this.s.pmu;
     // The count check left out: only a narrower counter keeps RDPMC exiting.
     this.s.rdpmcExiting =
-      pmu.counterBitmaskGp !== lowMask(this.s.host.profile.gpWidth) ||
-      pmu.counterBitmaskFixed !== lowMask(this.s.host.profile.fixedWidth);
+      pmu.counter_bitmask_gp !== lowMask(this.s.host.profile.gpWidth) ||
+      pmu.counter_bitmask_fixed !== lowMask(this.s.host.profile.fixedWidth);
   }
 }
 

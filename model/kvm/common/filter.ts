@@ -22,7 +22,7 @@ interface MaskedEntry {
 /** struct kvm_x86_pmu_event_filter: the sorted include and exclude lists. */
 export interface KvmX86PmuEventFilter {
   readonly action: number;
-  readonly fixedCounterBitmap: number;
+  readonly fixed_counter_bitmap: number;
   readonly includes: readonly MaskedEntry[];
   readonly excludes: readonly MaskedEntry[];
 }
@@ -78,7 +78,7 @@ export function kvm_vm_ioctl_set_pmu_event_filter(f: KvmPmuEventFilter): KvmX86P
   const byKey = (a: MaskedEntry, b: MaskedEntry) => a.eventSelect - b.eventSelect;
   return {
     action: f.action,
-    fixedCounterBitmap: f.fixedCounterBitmap,
+    fixed_counter_bitmap: f.fixed_counter_bitmap,
     includes: entries.filter((e) => !e.exclude).sort(byKey),
     excludes: entries.filter((e) => e.exclude).sort(byKey),
   };
@@ -100,7 +100,7 @@ export function is_gp_event_allowed(f: KvmX86PmuEventFilter, eventsel: bigint): 
 
 /** is_fixed_event_allowed: the bitmap alone decides for fixed counters. */
 export function is_fixed_event_allowed(f: KvmX86PmuEventFilter, fixedIdx: number): boolean {
-  const set = ((f.fixedCounterBitmap >>> fixedIdx) & 1) === 1;
+  const set = ((f.fixed_counter_bitmap >>> fixedIdx) & 1) === 1;
   if (f.action === KVM_PMU_EVENT_DENY && set) return false;
   if (f.action === KVM_PMU_EVENT_ALLOW && !set) return false;
   return true;

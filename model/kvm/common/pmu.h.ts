@@ -28,23 +28,26 @@ const AMD64_RAW_EVENT_MASK_NB = 0xf_0000_ffffn;
 /** kvm_pmu_cap: what KVM can offer on this host (kvm_init_pmu_capability), with enable_pmu. */
 export interface KvmPmuCap {
   /** enable_pmu after kvm_init_pmu_capability: false leaves every vCPU without a vPMU. */
-  readonly enablePmu: boolean;
+  readonly enable_pmu: boolean;
   readonly version: number;
-  readonly numCountersGp: number;
-  readonly numCountersFixed: number;
-  readonly bitWidthGp: number;
-  readonly bitWidthFixed: number;
-  readonly eventsMaskLen: number;
+  readonly num_counters_gp: number;
+  readonly num_counters_fixed: number;
+  readonly bit_width_gp: number;
+  readonly bit_width_fixed: number;
+  readonly events_mask_len: number;
 }
 
 /** pmc_bitmask. */
 export function pmc_bitmask(vcpu: VcpuBase, pmc: PmcBase): bigint {
-  return pmc.type === 'gp' ? vcpu.pmu.counterBitmaskGp : vcpu.pmu.counterBitmaskFixed;
+  return pmc.type === 'gp' ? vcpu.pmu.counter_bitmask_gp : vcpu.pmu.counter_bitmask_fixed;
 }
 
 /** The valid PMCs, in kvm_for_each_pmc order (GP then fixed). */
 export function validPmcs<P extends PmcBase>(pmu: PmuBase<P>): P[] {
-  return [...pmu.gp.slice(0, pmu.nrArchGpCounters), ...pmu.fixed.slice(0, pmu.nrArchFixedCounters)];
+  return [
+    ...pmu.gp_counters.slice(0, pmu.nr_arch_gp_counters),
+    ...pmu.fixed_counters.slice(0, pmu.nr_arch_fixed_counters),
+  ];
 }
 
 /** kvm_pmu_has_perf_global_ctrl. */
@@ -55,7 +58,7 @@ export function kvm_pmu_has_perf_global_ctrl(pmu: PmuBase): boolean {
 /** pmc_is_globally_enabled. */
 export function pmc_is_globally_enabled(vcpu: VcpuBase, pmc: PmcBase): boolean {
   const pmu = vcpu.pmu;
-  return !kvm_pmu_has_perf_global_ctrl(pmu) || isSet(pmu.globalCtrl, pmc.idx);
+  return !kvm_pmu_has_perf_global_ctrl(pmu) || isSet(pmu.global_ctrl, pmc.idx);
 }
 
 /** fixed_ctrl_field. */
@@ -66,20 +69,20 @@ export function fixed_ctrl_field(ctrl: bigint, i: number): number {
 /** pmc_is_locally_enabled: EN for GP counters, OS|USR for fixed ones. */
 export function pmc_is_locally_enabled(vcpu: VcpuBase, pmc: PmcBase): boolean {
   if (pmc.type === 'gp') return (pmc.eventsel & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n;
-  return (fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX) & 3) !== 0;
+  return (fixed_ctrl_field(vcpu.pmu.fixed_ctr_ctrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX) & 3) !== 0;
 }
 
 /** kvm_pmu_request_counter_reprogram: recalc emulation at once, so the skipped WRMSR itself counts. */
 export function kvm_pmu_request_counter_reprogram(vcpu: VcpuBase, pmc: PmcBase): void {
   kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
-  vcpu.pmu.reprogramPmi |= bit(pmc.idx);
+  vcpu.pmu.reprogram_pmi |= bit(pmc.idx);
   vcpu.requests.add('PMU');
 }
 
 /** reprogram_counters: every counter whose bit changed in `diff`. */
 export function reprogram_counters(vcpu: VcpuBase, diff: bigint): void {
   if (diff === 0n) return;
-  vcpu.pmu.reprogramPmi |= diff;
+  vcpu.pmu.reprogram_pmi |= diff;
   vcpu.requests.add('PMU');
 }
 
@@ -95,27 +98,27 @@ function pmc_is_event_match(pmc: PmcBase, generic: bigint): boolean {
 export function kvm_pmu_recalc_pmc_emulation(vcpu: VcpuBase, pmc: PmcBase): void {
   const b = bit(pmc.idx);
   const pmu = vcpu.pmu;
-  pmu.pmcCountingInstructions &= ~b;
-  pmu.pmcCountingBranches &= ~b;
+  pmu.pmc_counting_instructions &= ~b;
+  pmu.pmc_counting_branches &= ~b;
   if (!pmc_is_locally_enabled(vcpu, pmc)) return;
-  if (pmc_is_event_match(pmc, PERF_COUNT_HW_INSTRUCTIONS)) pmu.pmcCountingInstructions |= b;
-  if (pmc_is_event_match(pmc, PERF_COUNT_HW_BRANCH_INSTRUCTIONS)) pmu.pmcCountingBranches |= b;
+  if (pmc_is_event_match(pmc, PERF_COUNT_HW_INSTRUCTIONS)) pmu.pmc_counting_instructions |= b;
+  if (pmc_is_event_match(pmc, PERF_COUNT_HW_BRANCH_INSTRUCTIONS)) pmu.pmc_counting_branches |= b;
 }
 
 /** get_gp_pmc: the GP PMC an MSR of the family at `base` addresses. */
 export function get_gp_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number, base: number): P | undefined {
   const i = msr - base;
-  return i >= 0 && i < vcpu.pmu.nrArchGpCounters ? vcpu.pmu.gp[i] : undefined;
+  return i >= 0 && i < vcpu.pmu.nr_arch_gp_counters ? vcpu.pmu.gp_counters[i] : undefined;
 }
 
 /** get_fixed_pmc. */
 export function get_fixed_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number): P | undefined {
   const i = msr - MSR_CORE_PERF_FIXED_CTR0;
-  return i >= 0 && i < vcpu.pmu.nrArchFixedCounters ? vcpu.pmu.fixed[i] : undefined;
+  return i >= 0 && i < vcpu.pmu.nr_arch_fixed_counters ? vcpu.pmu.fixed_counters[i] : undefined;
 }
 
 /** The PMC type of a vCPU state. */
-export type PmcOf<V extends VcpuBase> = V['pmu']['gp'][number];
+export type PmcOf<V extends VcpuBase> = V['pmu']['gp_counters'][number];
 
 /**
  * struct kvm_pmu_ops: the vendor functions pmu.c calls (kvm_pmu_call), Intel's as pmu_intel.c

@@ -49,22 +49,22 @@ export function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
   // Intel: no vPMU without an architectural host PMU with GP counters; the caps are then all zero.
   if (host.version === 0 || host.nGP === 0)
     return {
-      enablePmu: false,
+      enable_pmu: false,
       version: 0,
-      numCountersGp: 0,
-      numCountersFixed: 0,
-      bitWidthGp: 0,
-      bitWidthFixed: 0,
-      eventsMaskLen: 0,
+      num_counters_gp: 0,
+      num_counters_fixed: 0,
+      bit_width_gp: 0,
+      bit_width_fixed: 0,
+      events_mask_len: 0,
     };
   return {
-    enablePmu: true,
+    enable_pmu: true,
     version: Math.min(host.version, 2),
-    numCountersGp: Math.min(host.nGP, KVM_MAX_NR_INTEL_GP_COUNTERS),
-    numCountersFixed: Math.min(host.nFixedContig, KVM_MAX_NR_INTEL_FIXED_COUTNERS),
-    bitWidthGp: host.gpWidth,
-    bitWidthFixed: host.fixedWidth,
-    eventsMaskLen: host.evLen,
+    num_counters_gp: Math.min(host.nGP, KVM_MAX_NR_INTEL_GP_COUNTERS),
+    num_counters_fixed: Math.min(host.nFixedContig, KVM_MAX_NR_INTEL_FIXED_COUTNERS),
+    bit_width_gp: host.gpWidth,
+    bit_width_fixed: host.fixedWidth,
+    events_mask_len: host.evLen,
   };
 }
 
@@ -72,63 +72,63 @@ export function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
 export function newPmuBase<P extends PmcBase>(): PmuBase<P> {
   return {
     version: 0,
-    nrArchGpCounters: 0,
-    nrArchFixedCounters: 0,
-    availableEventTypes: 0,
-    counterBitmaskGp: 0n,
-    counterBitmaskFixed: 0n,
-    globalCtrl: 0n,
-    globalStatus: 0n,
-    fixedCtrCtrl: 0n,
-    globalCtrlRsvd: ~0n,
-    globalStatusRsvd: ~0n,
-    fixedCtrCtrlRsvd: ~0n,
-    reservedBits: KVM_PMU_RESERVED_BITS,
-    rawEventMask: X86_RAW_EVENT_MASK,
-    gp: [],
-    fixed: [],
-    reprogramPmi: 0n,
-    allValidPmcIdx: 0n,
-    pmcCountingInstructions: 0n,
-    pmcCountingBranches: 0n,
+    nr_arch_gp_counters: 0,
+    nr_arch_fixed_counters: 0,
+    available_event_types: 0,
+    counter_bitmask_gp: 0n,
+    counter_bitmask_fixed: 0n,
+    global_ctrl: 0n,
+    global_status: 0n,
+    fixed_ctr_ctrl: 0n,
+    global_ctrl_rsvd: ~0n,
+    global_status_rsvd: ~0n,
+    fixed_ctr_ctrl_rsvd: ~0n,
+    reserved_bits: KVM_PMU_RESERVED_BITS,
+    raw_event_mask: X86_RAW_EVENT_MASK,
+    gp_counters: [],
+    fixed_counters: [],
+    reprogram_pmi: 0n,
+    all_valid_pmc_idx: 0n,
+    pmc_counting_instructions: 0n,
+    pmc_counting_branches: 0n,
   };
 }
 
 /** kvm_pmu_init + intel_pmu_init: the PMC array and the fixed counters' generic encodings. */
 export function kvm_pmu_init<P extends PmcBase>(pmu: PmuBase<P>, newPmc: (idx: number, type: PmcType) => P): void {
-  for (let i = 0; i < KVM_MAX_NR_INTEL_GP_COUNTERS; i++) pmu.gp.push(newPmc(i, 'gp'));
+  for (let i = 0; i < KVM_MAX_NR_INTEL_GP_COUNTERS; i++) pmu.gp_counters.push(newPmc(i, 'gp'));
   // intel_get_fixed_pmc_eventsel: instructions, cycles, ref cycles (perf's REF_CPU_CYCLES pseudo-encoding).
   const fixedEvents = [0x00c0n, 0x003cn, 0x0300n];
   for (let i = 0; i < KVM_MAX_NR_INTEL_FIXED_COUTNERS; i++) {
     const pmc = newPmc(KVM_FIXED_PMC_BASE_IDX + i, 'fixed');
     pmc.eventsel = fixedEvents[i]!;
-    pmu.fixed.push(pmc);
+    pmu.fixed_counters.push(pmc);
   }
 }
 
 /** The top of kvm_pmu_refresh after kvm_pmu_reset: the model is zeroed before the vendor derives it. */
 export function kvm_pmu_refresh_defaults(pmu: PmuBase): void {
   pmu.version = 0;
-  pmu.nrArchGpCounters = 0;
-  pmu.nrArchFixedCounters = 0;
-  pmu.counterBitmaskGp = 0n;
-  pmu.counterBitmaskFixed = 0n;
-  pmu.reservedBits = KVM_PMU_RESERVED_BITS;
-  pmu.rawEventMask = X86_RAW_EVENT_MASK;
-  pmu.globalCtrlRsvd = ~0n;
-  pmu.globalStatusRsvd = ~0n;
-  pmu.fixedCtrCtrlRsvd = ~0n;
-  pmu.allValidPmcIdx = 0n;
+  pmu.nr_arch_gp_counters = 0;
+  pmu.nr_arch_fixed_counters = 0;
+  pmu.counter_bitmask_gp = 0n;
+  pmu.counter_bitmask_fixed = 0n;
+  pmu.reserved_bits = KVM_PMU_RESERVED_BITS;
+  pmu.raw_event_mask = X86_RAW_EVENT_MASK;
+  pmu.global_ctrl_rsvd = ~0n;
+  pmu.global_status_rsvd = ~0n;
+  pmu.fixed_ctr_ctrl_rsvd = ~0n;
+  pmu.all_valid_pmc_idx = 0n;
 }
 
 /** The tail of kvm_pmu_refresh: every GP and fixed counter the guest has is valid. */
 export function kvm_pmu_refresh_valid_pmcs(pmu: PmuBase): void {
-  pmu.allValidPmcIdx |= lowMask(pmu.nrArchGpCounters) | (lowMask(pmu.nrArchFixedCounters) << 32n);
+  pmu.all_valid_pmc_idx |= lowMask(pmu.nr_arch_gp_counters) | (lowMask(pmu.nr_arch_fixed_counters) << 32n);
 }
 
 /** check_pmu_event_filter (the filter half of today's pmc_is_event_allowed): the VM's filter, if any. */
 export function check_pmu_event_filter(vcpu: VcpuBase, pmc: PmcBase): boolean {
-  const f = vcpu.kvm.pmuEventFilter;
+  const f = vcpu.kvm.pmu_event_filter;
   if (f === null) return true;
   if (pmc.type === 'gp') return is_gp_event_allowed(f, pmc.eventsel);
   return is_fixed_event_allowed(f, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
@@ -142,9 +142,9 @@ export function kvm_vm_set_pmu_event_filter(kvm: KvmBase, filter: KvmPmuEventFil
     if ('error' in r) return { ok: false, error: r.error };
     next = r;
   }
-  kvm.pmuEventFilter = next; // rcu_replace_pointer + synchronize_srcu_expedited
+  kvm.pmu_event_filter = next; // rcu_replace_pointer + synchronize_srcu_expedited
   for (const v of kvm.vcpus) {
-    v.pmu.reprogramPmi = lowMask(64); // atomic64_set(&pmu->__reprogram_pmi, -1ull)
+    v.pmu.reprogram_pmi = lowMask(64); // atomic64_set(&pmu->__reprogram_pmi, -1ull)
     v.requests.add('PMU');
   }
   return { ok: true, value: 0n };
@@ -158,7 +158,7 @@ export function cpl_is_matched(vcpu: VcpuBase, pmc: PmcBase, cpl: number): boole
     os = (pmc.eventsel & ARCH_PERFMON_EVENTSEL_OS) !== 0n;
     usr = (pmc.eventsel & ARCH_PERFMON_EVENTSEL_USR) !== 0n;
   } else {
-    const f = fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
+    const f = fixed_ctrl_field(vcpu.pmu.fixed_ctr_ctrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
     os = (f & 1) !== 0;
     usr = (f & 2) !== 0;
   }
@@ -178,7 +178,7 @@ export function kvm_pmu_trigger_event<V extends VcpuBase<P>, P extends PmcBase>(
 ): void {
   const pmu = vcpu.pmu;
   let mask = counting;
-  if (kvm_pmu_has_perf_global_ctrl(pmu)) mask &= pmu.globalCtrl;
+  if (kvm_pmu_has_perf_global_ctrl(pmu)) mask &= pmu.global_ctrl;
   for (const pmc of validPmcs(pmu)) {
     if ((mask & bit(pmc.idx)) === 0n) continue;
     if (!pmc_is_event_allowed(vcpu, pmc) || !cpl_is_matched(vcpu, pmc, cpl)) continue;
@@ -234,9 +234,9 @@ export function kvm_pmu_get_msr<V extends VcpuBase>(vcpu: V, msr: number, hostIn
   const pmu = vcpu.pmu;
   switch (msr) {
     case MSR_CORE_PERF_GLOBAL_STATUS:
-      return ok(pmu.globalStatus);
+      return ok(pmu.global_status);
     case MSR_CORE_PERF_GLOBAL_CTRL:
-      return ok(pmu.globalCtrl);
+      return ok(pmu.global_ctrl);
     case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
       return ok(0n);
     default:
@@ -258,23 +258,23 @@ export function kvm_pmu_set_msr<V extends VcpuBase>(
   switch (msr) {
     case MSR_CORE_PERF_GLOBAL_STATUS:
       if (!hostInitiated) return gp('IA32_PERF_GLOBAL_STATUS is read-only');
-      if ((data & pmu.globalStatusRsvd) !== 0n) return gp('IA32_PERF_GLOBAL_STATUS: reserved bits');
-      pmu.globalStatus = data; // mediated: loaded into hardware through STATUS_SET at the next load
+      if ((data & pmu.global_status_rsvd) !== 0n) return gp('IA32_PERF_GLOBAL_STATUS: reserved bits');
+      pmu.global_status = data; // mediated: loaded into hardware through STATUS_SET at the next load
       return ok(data);
     case MSR_CORE_PERF_GLOBAL_CTRL: {
-      if ((data & pmu.globalCtrlRsvd) !== 0n) return gp('IA32_PERF_GLOBAL_CTRL: reserved bits (global_ctrl_rsvd)');
-      if (pmu.globalCtrl !== data) {
-        const diff = pmu.globalCtrl ^ data;
-        pmu.globalCtrl = data;
+      if ((data & pmu.global_ctrl_rsvd) !== 0n) return gp('IA32_PERF_GLOBAL_CTRL: reserved bits (global_ctrl_rsvd)');
+      if (pmu.global_ctrl !== data) {
+        const diff = pmu.global_ctrl ^ data;
+        pmu.global_ctrl = data;
         reprogram_counters(vcpu, diff);
       }
       vcpu.kvm_pmu_ops.write_global_ctrl?.(vcpu, data);
       return ok(data);
     }
     case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
-      if ((data & pmu.globalStatusRsvd) !== 0n)
+      if ((data & pmu.global_status_rsvd) !== 0n)
         return gp('IA32_PERF_GLOBAL_OVF_CTRL: reserved bits (global_status_rsvd)');
-      if (!hostInitiated) pmu.globalStatus &= ~data;
+      if (!hostInitiated) pmu.global_status &= ~data;
       return ok(data);
     default:
       return vcpu.kvm_pmu_ops.set_msr(vcpu, msr, data, hostInitiated);

@@ -31,7 +31,7 @@ import { GLOBAL_STATUS_BUFFER_OVF, GLOBAL_STATUS_COND_CHG } from '../../hw/msr/g
 
 /** vcpu_get_perf_capabilities: PERF_CAPABILITIES counts only while guest CPUID has PDCM. */
 export function vcpu_get_perf_capabilities(vcpu: VcpuBase): bigint {
-  return vcpu.cpuid.pdcm ? vcpu.perfCapabilities : 0n;
+  return vcpu.cpuid.pdcm ? vcpu.perf_capabilities : 0n;
 }
 
 /** fw_writes_is_enabled. */
@@ -53,24 +53,27 @@ export function intel_pmu_refresh(vcpu: VcpuBase, cap: KvmPmuCap): void {
   const { eax, ebx, edx } = vcpu.cpuid.leaf0a;
   pmu.version = eax & 0xff; // not clamped to what KVM advertises (kvm-vpmu.md §2.4, K10)
   if (pmu.version === 0) return;
-  pmu.nrArchGpCounters = Math.min((eax >>> 8) & 0xff, cap.numCountersGp);
-  const gpWidth = Math.min((eax >>> 16) & 0xff, cap.bitWidthGp);
-  pmu.counterBitmaskGp = lowMask(gpWidth);
-  const maskLen = Math.min((eax >>> 24) & 0xff, cap.eventsMaskLen);
-  pmu.availableEventTypes = ~ebx & ((1 << maskLen) - 1);
+  pmu.nr_arch_gp_counters = Math.min((eax >>> 8) & 0xff, cap.num_counters_gp);
+  const gpWidth = Math.min((eax >>> 16) & 0xff, cap.bit_width_gp);
+  pmu.counter_bitmask_gp = lowMask(gpWidth);
+  const maskLen = Math.min((eax >>> 24) & 0xff, cap.events_mask_len);
+  pmu.available_event_types = ~ebx & ((1 << maskLen) - 1);
   if (vcpu.cpuid.tsx === true && vcpu.host.profile.tsx) {
-    pmu.reservedBits ^= HSW_IN_TX;
-    pmu.rawEventMask |= HSW_IN_TX | HSW_IN_TX_CHECKPOINTED;
+    pmu.reserved_bits ^= HSW_IN_TX;
+    pmu.raw_event_mask |= HSW_IN_TX | HSW_IN_TX_CHECKPOINTED;
   }
   if (pmu.version === 1) return;
-  pmu.nrArchFixedCounters = Math.min(edx & 0x1f, cap.numCountersFixed); // the v5 ECX bitmap is not consumed
-  const fixedWidth = Math.min((edx >>> 5) & 0xff, cap.bitWidthFixed);
-  pmu.counterBitmaskFixed = lowMask(fixedWidth);
-  for (let i = 0; i < pmu.nrArchFixedCounters; i++)
-    pmu.fixedCtrCtrlRsvd &= ~((INTEL_FIXED_0_KERNEL | INTEL_FIXED_0_USER | INTEL_FIXED_0_ENABLE_PMI) << BigInt(4 * i));
-  const counterRsvd = ~(lowMask(pmu.nrArchGpCounters) | (lowMask(pmu.nrArchFixedCounters) << 32n));
-  pmu.globalCtrlRsvd = counterRsvd;
-  pmu.globalStatusRsvd = pmu.globalCtrlRsvd & ~(GLOBAL_STATUS_BUFFER_OVF | GLOBAL_STATUS_COND_CHG);
+  pmu.nr_arch_fixed_counters = Math.min(edx & 0x1f, cap.num_counters_fixed); // the v5 ECX bitmap is not consumed
+  const fixedWidth = Math.min((edx >>> 5) & 0xff, cap.bit_width_fixed);
+  pmu.counter_bitmask_fixed = lowMask(fixedWidth);
+  for (let i = 0; i < pmu.nr_arch_fixed_counters; i++)
+    pmu.fixed_ctr_ctrl_rsvd &= ~(
+      (INTEL_FIXED_0_KERNEL | INTEL_FIXED_0_USER | INTEL_FIXED_0_ENABLE_PMI) <<
+      BigInt(4 * i)
+    );
+  const counterRsvd = ~(lowMask(pmu.nr_arch_gp_counters) | (lowMask(pmu.nr_arch_fixed_counters) << 32n));
+  pmu.global_ctrl_rsvd = counterRsvd;
+  pmu.global_status_rsvd = pmu.global_ctrl_rsvd & ~(GLOBAL_STATUS_BUFFER_OVF | GLOBAL_STATUS_COND_CHG);
 }
 
 /**
@@ -99,11 +102,11 @@ export function intel_pmu_get_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
   pmc_read_counter: (vcpu: V, pmc: P) => bigint,
 ): Access | null {
   const pmu = vcpu.pmu;
-  if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) return ok(pmu.fixedCtrCtrl);
+  if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) return ok(pmu.fixed_ctr_ctrl);
   const ctr = get_gp_pmc(vcpu, msr, MSR_IA32_PERFCTR0) ?? get_gp_pmc(vcpu, msr, MSR_IA32_PMC0);
-  if (ctr !== undefined) return ok(pmc_read_counter(vcpu, ctr) & pmu.counterBitmaskGp);
+  if (ctr !== undefined) return ok(pmc_read_counter(vcpu, ctr) & pmu.counter_bitmask_gp);
   const fixed = get_fixed_pmc(vcpu, msr);
-  if (fixed !== undefined) return ok(pmc_read_counter(vcpu, fixed) & pmu.counterBitmaskFixed);
+  if (fixed !== undefined) return ok(pmc_read_counter(vcpu, fixed) & pmu.counter_bitmask_fixed);
   const sel = get_gp_pmc(vcpu, msr, MSR_P6_EVNTSEL0);
   if (sel !== undefined) return ok(sel.eventsel); // the guest's value, even when the filter denies it
   return null;
@@ -119,11 +122,11 @@ export function reprogram_fixed_counters<P extends PmcBase>(
   touched?: (pmc: P) => void,
 ): void {
   const pmu = vcpu.pmu;
-  const old = pmu.fixedCtrCtrl; // a u64 snapshot (05519c86d699)
-  pmu.fixedCtrCtrl = data;
-  for (let i = 0; i < pmu.nrArchFixedCounters; i++) {
+  const old = pmu.fixed_ctr_ctrl; // a u64 snapshot (05519c86d699)
+  pmu.fixed_ctr_ctrl = data;
+  for (let i = 0; i < pmu.nr_arch_fixed_counters; i++) {
     if (fixed_ctrl_field(data, i) === fixed_ctrl_field(old, i)) continue;
-    const pmc = pmu.fixed[i]!;
+    const pmc = pmu.fixed_counters[i]!;
     touched?.(pmc);
     kvm_pmu_request_counter_reprogram(vcpu, pmc);
   }
@@ -150,14 +153,14 @@ export function intel_pmu_set_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
   const pmu = vcpu.pmu;
   let data = value;
   if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) {
-    if ((data & pmu.fixedCtrCtrlRsvd) !== 0n) return gp('IA32_FIXED_CTR_CTRL: reserved bits (fixed_ctr_ctrl_rsvd)');
-    if (pmu.fixedCtrCtrl !== data) ops.reprogram_fixed_counters(vcpu, data);
+    if ((data & pmu.fixed_ctr_ctrl_rsvd) !== 0n) return gp('IA32_FIXED_CTR_CTRL: reserved bits (fixed_ctr_ctrl_rsvd)');
+    if (pmu.fixed_ctr_ctrl !== data) ops.reprogram_fixed_counters(vcpu, data);
     return ok(data);
   }
   const ctr = get_gp_pmc(vcpu, msr, MSR_IA32_PERFCTR0) ?? get_gp_pmc(vcpu, msr, MSR_IA32_PMC0);
   if (ctr !== undefined) {
     const fullWidth = msr >= MSR_IA32_PMC0;
-    if (fullWidth && (data & ~pmu.counterBitmaskGp) !== 0n) return gp('IA32_PMCx: bits above the counter width');
+    if (fullWidth && (data & ~pmu.counter_bitmask_gp) !== 0n) return gp('IA32_PMCx: bits above the counter width');
     if (!hostInitiated && !fullWidth) data = signExtend(data & 0xffff_ffffn, 31); // (s64)(s32)data
     ops.pmc_write_counter(vcpu, ctr, data);
     return ok(data);
@@ -169,8 +172,8 @@ export function intel_pmu_set_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
   }
   const sel = get_gp_pmc(vcpu, msr, MSR_P6_EVNTSEL0);
   if (sel !== undefined) {
-    let reserved = pmu.reservedBits;
-    if (sel.idx === 2 && (pmu.rawEventMask & HSW_IN_TX_CHECKPOINTED) !== 0n) reserved ^= HSW_IN_TX_CHECKPOINTED;
+    let reserved = pmu.reserved_bits;
+    if (sel.idx === 2 && (pmu.raw_event_mask & HSW_IN_TX_CHECKPOINTED) !== 0n) reserved ^= HSW_IN_TX_CHECKPOINTED;
     if ((data & reserved) !== 0n) return gp(`IA32_PERFEVTSEL${sel.idx}: reserved bits (reserved_bits)`);
     if (data !== sel.eventsel) {
       ops.set_eventsel(sel, data);
@@ -189,8 +192,9 @@ export function intel_rdpmc_ecx_to_pmc<P extends PmcBase>(
   const pmu = vcpu.pmu;
   const type = ecx >>> 16;
   const idx = ecx & 0xffff;
-  if (type === 0x0000) return idx < pmu.nrArchGpCounters ? { pmc: pmu.gp[idx]!, mask: pmu.counterBitmaskGp } : null;
+  if (type === 0x0000)
+    return idx < pmu.nr_arch_gp_counters ? { pmc: pmu.gp_counters[idx]!, mask: pmu.counter_bitmask_gp } : null;
   if (type === 0x4000)
-    return idx < pmu.nrArchFixedCounters ? { pmc: pmu.fixed[idx]!, mask: pmu.counterBitmaskFixed } : null;
+    return idx < pmu.nr_arch_fixed_counters ? { pmc: pmu.fixed_counters[idx]!, mask: pmu.counter_bitmask_fixed } : null;
   return null;
 }

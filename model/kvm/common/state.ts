@@ -29,37 +29,37 @@ export interface PmcBase {
 /** struct kvm_pmu, the fields both designs use. */
 export interface PmuBase<P extends PmcBase = PmcBase> {
   version: number;
-  nrArchGpCounters: number;
-  nrArchFixedCounters: number;
-  availableEventTypes: number;
-  counterBitmaskGp: bigint;
-  counterBitmaskFixed: bigint;
-  globalCtrl: bigint;
-  globalStatus: bigint;
-  fixedCtrCtrl: bigint;
-  globalCtrlRsvd: bigint;
-  globalStatusRsvd: bigint;
-  fixedCtrCtrlRsvd: bigint;
-  reservedBits: bigint;
-  rawEventMask: bigint;
-  readonly gp: P[];
-  readonly fixed: P[];
+  nr_arch_gp_counters: number;
+  nr_arch_fixed_counters: number;
+  available_event_types: number;
+  counter_bitmask_gp: bigint;
+  counter_bitmask_fixed: bigint;
+  global_ctrl: bigint;
+  global_status: bigint;
+  fixed_ctr_ctrl: bigint;
+  global_ctrl_rsvd: bigint;
+  global_status_rsvd: bigint;
+  fixed_ctr_ctrl_rsvd: bigint;
+  reserved_bits: bigint;
+  raw_event_mask: bigint;
+  readonly gp_counters: P[];
+  readonly fixed_counters: P[];
   /** reprogram_pmi bitmap. */
-  reprogramPmi: bigint;
-  allValidPmcIdx: bigint;
-  pmcCountingInstructions: bigint;
-  pmcCountingBranches: bigint;
+  reprogram_pmi: bigint;
+  all_valid_pmc_idx: bigint;
+  pmc_counting_instructions: bigint;
+  pmc_counting_branches: bigint;
 }
 
 /** The vCPU side of a VM-wide request: what kvm_vm_ioctl_set_pmu_event_filter touches per vCPU. */
 export interface VcpuRequests {
-  readonly pmu: { reprogramPmi: bigint };
+  readonly pmu: { reprogram_pmi: bigint };
   readonly requests: Set<KvmRequest>;
 }
 
 /** struct kvm as far as both vPMUs go: the event filter and the vCPUs it reprograms. */
 export interface KvmBase<V extends VcpuRequests = VcpuRequests> {
-  pmuEventFilter: KvmX86PmuEventFilter | null;
+  pmu_event_filter: KvmX86PmuEventFilter | null;
   readonly vcpus: V[];
 }
 
@@ -76,9 +76,9 @@ export interface VcpuBase<P extends PmcBase = PmcBase> {
   cpu: number;
   cpuid: GuestCpuid;
   /** vcpu->arch.perf_capabilities, kept even while guest CPUID lacks PDCM (vcpu_get_perf_capabilities hides it). */
-  perfCapabilities: bigint;
+  perf_capabilities: bigint;
   /** kvm_caps.supported_perf_cap (vmx_get_perf_capabilities). */
-  readonly supportedPerfCap: bigint;
+  readonly supported_perf_cap: bigint;
   hasRun: boolean;
   readonly requests: Set<KvmRequest>;
   readonly pmu: PmuBase<P>;

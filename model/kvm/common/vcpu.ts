@@ -60,10 +60,10 @@ function msrs_to_save_pmu(): number[] {
 /** kvm_probe_msr_to_save: drop what this host's KVM cannot expose (e33b6d79acac). */
 function kvm_probe_msr_to_save(cap: KvmPmuCap, msr: number): boolean {
   if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr <= MSR_CORE_PERF_FIXED_CTR0 + 3)
-    return msr - MSR_CORE_PERF_FIXED_CTR0 < cap.numCountersFixed;
+    return msr - MSR_CORE_PERF_FIXED_CTR0 < cap.num_counters_fixed;
   if (msr >= MSR_CORE_PERF_FIXED_CTR_CTRL && msr <= MSR_CORE_PERF_GLOBAL_CTRL) return cap.version >= 2;
-  if (msr >= MSR_IA32_PERFCTR0 && msr < 0xc9) return msr - MSR_IA32_PERFCTR0 < cap.numCountersGp;
-  if (msr >= MSR_P6_EVNTSEL0 && msr < 0x18e) return msr - MSR_P6_EVNTSEL0 < cap.numCountersGp;
+  if (msr >= MSR_IA32_PERFCTR0 && msr < 0xc9) return msr - MSR_IA32_PERFCTR0 < cap.num_counters_gp;
+  if (msr >= MSR_P6_EVNTSEL0 && msr < 0x18e) return msr - MSR_P6_EVNTSEL0 < cap.num_counters_gp;
   return true;
 }
 
@@ -114,7 +114,7 @@ export function kvm_get_msr_common<V extends VcpuBase>(
       return ok(vcpu.guestDebugctl);
     case MSR_IA32_PERF_CAPABILITIES:
       if (!vcpu.cpuid.pdcm) return host ? null : gp('IA32_PERF_CAPABILITIES: guest CPUID has no PDCM');
-      return ok(vcpu.perfCapabilities);
+      return ok(vcpu.perf_capabilities);
     case X2APIC_LVTPC:
       return ok(vcpu.lvtpc);
     case MSR_P6_PERFCTR0:
@@ -146,9 +146,9 @@ export function kvm_set_msr_common<V extends VcpuBase>(
       if (!vcpu.cpuid.pdcm) return null; // d75cac366f44
       const why = ops.vmx_check_perf_capabilities(vcpu, data);
       if (why !== null) return gp(why);
-      if ((data & ~vcpu.supportedPerfCap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
-      if (vcpu.perfCapabilities !== data) {
-        vcpu.perfCapabilities = data;
+      if ((data & ~vcpu.supported_perf_cap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
+      if (vcpu.perf_capabilities !== data) {
+        vcpu.perf_capabilities = data;
         refresh(); // mediated: FW_WRITES decides whether IA32_PMCx pass through
       }
       return ok(data);

@@ -44,7 +44,7 @@ import {
 /** struct kvm_pmu of the perf-based vPMU, before kvm_pmu_init. */
 export function newKvmPmu(): KvmPmu {
   // Object.assign, not spread: V8 gives a spread plus new keys a slow map, and this object is read on every access.
-  return Object.assign(newPmuBase<KvmPmc>(), { pmcInUse: 0n, eventCount: 0, needCleanup: false });
+  return Object.assign(newPmuBase<KvmPmc>(), { pmc_in_use: 0n, event_count: 0, need_cleanup: false });
 }
 
 /** kvm_pmu_init + intel_pmu_init, with perf-backed PMCs. */
@@ -54,10 +54,10 @@ export function kvm_pmu_init(pmu: KvmPmu): void {
 
 /** pmc_read_counter: base + emulated + what the perf event counted, masked. */
 export function pmc_read_counter(vcpu: KvmVcpuState, pmc: KvmPmc): bigint {
-  let c = pmc.counter + pmc.emulatedCounter;
-  if (pmc.perfEvent !== null && !pmc.isPaused) {
+  let c = pmc.counter + pmc.emulated_counter;
+  if (pmc.perf_event !== null && !pmc.is_paused) {
     vcpu.cost.perfCalls++;
-    c += vcpu.host.perf_event_read_value(pmc.perfEvent);
+    c += vcpu.host.perf_event_read_value(pmc.perf_event);
   }
   return c & pmc_bitmask(vcpu, pmc);
 }
@@ -71,19 +71,19 @@ export function get_sample_period(vcpu: KvmVcpuState, pmc: KvmPmc, counterValue:
 
 /** is_sampling_event: a counting event (sample_period 0) has no period to recalibrate. */
 function is_sampling_event(ev: PerfEvent): boolean {
-  return ev.attr.samplePeriod !== 0n;
+  return ev.attr.sample_period !== 0n;
 }
 
 /** pmc_update_sample_period. */
 function pmc_update_sample_period(vcpu: KvmVcpuState, pmc: KvmPmc): void {
-  if (pmc.perfEvent === null || pmc.isPaused || !is_sampling_event(pmc.perfEvent)) return;
+  if (pmc.perf_event === null || pmc.is_paused || !is_sampling_event(pmc.perf_event)) return;
   vcpu.cost.perfCalls++;
-  vcpu.host.perf_event_period(pmc.perfEvent, get_sample_period(vcpu, pmc, pmc.counter));
+  vcpu.host.perf_event_period(pmc.perf_event, get_sample_period(vcpu, pmc, pmc.counter));
 }
 
 /** pmc_write_counter: offsets the base so that the read formula yields `val`. */
 export function pmc_write_counter(vcpu: KvmVcpuState, pmc: KvmPmc, val: bigint): void {
-  pmc.emulatedCounter = 0n;
+  pmc.emulated_counter = 0n;
   pmc.counter += val - pmc_read_counter(vcpu, pmc);
   pmc.counter &= pmc_bitmask(vcpu, pmc);
   pmc_update_sample_period(vcpu, pmc);
@@ -91,17 +91,17 @@ export function pmc_write_counter(vcpu: KvmVcpuState, pmc: KvmPmc, val: bigint):
 
 /** pmc_release_perf_event. */
 export function pmc_release_perf_event(vcpu: KvmVcpuState, pmc: KvmPmc): void {
-  if (pmc.perfEvent === null) return;
+  if (pmc.perf_event === null) return;
   vcpu.cost.perfReleases++;
-  vcpu.host.perf_event_release_kernel(pmc.perfEvent);
-  pmc.perfEvent = null;
-  pmc.currentConfig = 0n;
-  vcpu.pmu.eventCount--;
+  vcpu.host.perf_event_release_kernel(pmc.perf_event);
+  pmc.perf_event = null;
+  pmc.current_config = 0n;
+  vcpu.pmu.event_count--;
 }
 
 /** pmc_stop_counter: folds the count into the base and releases the event. */
 export function pmc_stop_counter(vcpu: KvmVcpuState, pmc: KvmPmc): void {
-  if (pmc.perfEvent === null) return;
+  if (pmc.perf_event === null) return;
   pmc.counter = pmc_read_counter(vcpu, pmc);
   pmc_release_perf_event(vcpu, pmc);
 }
@@ -110,28 +110,28 @@ export function pmc_stop_counter(vcpu: KvmVcpuState, pmc: KvmPmc): void {
 export function pmc_pause_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   const mask = pmc_bitmask(vcpu, pmc);
   let counter = pmc.counter;
-  if (pmc.perfEvent !== null && !pmc.isPaused) {
+  if (pmc.perf_event !== null && !pmc.is_paused) {
     vcpu.cost.perfCalls++;
-    counter += vcpu.host.perf_event_pause(pmc.perfEvent, true);
+    counter += vcpu.host.perf_event_pause(pmc.perf_event, true);
   }
   const prev = counter & mask;
-  counter += pmc.emulatedCounter;
+  counter += pmc.emulated_counter;
   pmc.counter = counter & mask;
-  pmc.emulatedCounter = 0n;
-  pmc.isPaused = true;
+  pmc.emulated_counter = 0n;
+  pmc.is_paused = true;
   return pmc.counter < prev;
 }
 
 /** pmc_resume_counter: re-arms the period and re-enables the existing event. */
 function pmc_resume_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
-  if (pmc.perfEvent === null) return false;
-  if (is_sampling_event(pmc.perfEvent)) {
+  if (pmc.perf_event === null) return false;
+  if (is_sampling_event(pmc.perf_event)) {
     vcpu.cost.perfCalls++;
-    if (!vcpu.host.perf_event_period(pmc.perfEvent, get_sample_period(vcpu, pmc, pmc.counter))) return false;
+    if (!vcpu.host.perf_event_period(pmc.perf_event, get_sample_period(vcpu, pmc, pmc.counter))) return false;
   }
   vcpu.cost.perfCalls++;
-  vcpu.host.perf_event_enable(pmc.perfEvent);
-  pmc.isPaused = false;
+  vcpu.host.perf_event_enable(pmc.perf_event);
+  pmc.is_paused = false;
   return true;
 }
 
@@ -149,14 +149,21 @@ export function pmc_reprogram_counter(
   if ((config & HSW_IN_TX_CHECKPOINTED) !== 0n && vcpu.host.profile.tsx) samplePeriod = 0n;
   vcpu.cost.perfCreates++;
   const ev = vcpu.host.perf_event_create_kernel_counter(
-    attr({ config, pinned: true, excludeHost: true, excludeUser, excludeKernel, samplePeriod }),
+    attr({
+      config,
+      pinned: true,
+      exclude_host: true,
+      exclude_user: excludeUser,
+      exclude_kernel: excludeKernel,
+      sample_period: samplePeriod,
+    }),
     { task: vcpu.task },
     () => kvm_perf_overflow(vcpu, pmc),
   );
   if ('error' in ev) return false; // pmc->intr keeps the value of the last event created
-  pmc.perfEvent = ev;
-  vcpu.pmu.eventCount++;
-  pmc.isPaused = false;
+  pmc.perf_event = ev;
+  vcpu.pmu.event_count++;
+  pmc.is_paused = false;
   pmc.intr = intr;
   return true;
 }
@@ -181,9 +188,9 @@ export function reprogram_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   if (emulateOverflow) __kvm_perf_overflow(vcpu, pmc, false);
 
   const { eventsel, config } = pmc_eventsel(vcpu, pmc);
-  if (pmc.currentConfig === config && pmc_resume_counter(vcpu, pmc)) return true;
+  if (pmc.current_config === config && pmc_resume_counter(vcpu, pmc)) return true;
   pmc_release_perf_event(vcpu, pmc);
-  pmc.currentConfig = config;
+  pmc.current_config = config;
   return pmc_create_event(vcpu, pmc, eventsel);
 }
 
@@ -193,7 +200,7 @@ export function reprogram_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
  */
 export function pmc_eventsel(vcpu: KvmVcpuState, pmc: KvmPmc): { eventsel: bigint; config: bigint } {
   if (pmc.type !== 'fixed') return { eventsel: pmc.eventsel, config: pmc.eventsel };
-  const ctrl = fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
+  const ctrl = fixed_ctrl_field(vcpu.pmu.fixed_ctr_ctrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX);
   let eventsel = pmc.eventsel;
   if (ctrl & 1) eventsel |= ARCH_PERFMON_EVENTSEL_OS;
   if (ctrl & 2) eventsel |= ARCH_PERFMON_EVENTSEL_USR;
@@ -206,7 +213,7 @@ export function pmc_create_event(vcpu: KvmVcpuState, pmc: KvmPmc, eventsel: bigi
   return pmc_reprogram_counter(
     vcpu,
     pmc,
-    eventsel & vcpu.pmu.rawEventMask,
+    eventsel & vcpu.pmu.raw_event_mask,
     (eventsel & ARCH_PERFMON_EVENTSEL_USR) === 0n,
     (eventsel & ARCH_PERFMON_EVENTSEL_OS) === 0n,
     (eventsel & ARCH_PERFMON_EVENTSEL_INT) !== 0n,
@@ -215,7 +222,7 @@ export function pmc_create_event(vcpu: KvmVcpuState, pmc: KvmPmc, eventsel: bigi
 
 /** __kvm_perf_overflow: status bit, and a PMI request if the counter interrupts. */
 export function __kvm_perf_overflow(vcpu: KvmVcpuState, pmc: KvmPmc, _inPmi: boolean): void {
-  vcpu.pmu.globalStatus |= bit(pmc.idx);
+  vcpu.pmu.global_status |= bit(pmc.idx);
   if (pmc.intr) vcpu.requests.add('PMI');
 }
 
@@ -223,8 +230,8 @@ export function __kvm_perf_overflow(vcpu: KvmVcpuState, pmc: KvmPmc, _inPmi: boo
 export function kvm_perf_overflow(vcpu: KvmVcpuState, pmc: KvmPmc): void {
   const b = bit(pmc.idx);
   // Ignore asynchronous overflows of counters already queued for reprogramming.
-  if ((vcpu.pmu.reprogramPmi & b) !== 0n) return;
-  vcpu.pmu.reprogramPmi |= b;
+  if ((vcpu.pmu.reprogram_pmi & b) !== 0n) return;
+  vcpu.pmu.reprogram_pmi |= b;
   __kvm_perf_overflow(vcpu, pmc, true);
   vcpu.requests.add('PMU');
 }
@@ -232,19 +239,19 @@ export function kvm_perf_overflow(vcpu: KvmVcpuState, pmc: KvmPmc): void {
 /** kvm_pmu_handle_event: KVM_REQ_PMU before VM-entry; failures retry at the next request. */
 export function kvm_pmu_handle_event(vcpu: KvmVcpuState): void {
   const pmu = vcpu.pmu;
-  const snapshot = pmu.reprogramPmi;
-  pmu.reprogramPmi &= ~snapshot;
+  const snapshot = pmu.reprogram_pmi;
+  pmu.reprogram_pmi &= ~snapshot;
   for (const pmc of validPmcs(pmu)) {
     if ((snapshot & bit(pmc.idx)) === 0n) continue;
-    if (!reprogram_counter(vcpu, pmc)) pmu.reprogramPmi |= bit(pmc.idx); // retried, no new request
+    if (!reprogram_counter(vcpu, pmc)) pmu.reprogram_pmi |= bit(pmc.idx); // retried, no new request
   }
-  if (pmu.needCleanup) kvm_pmu_cleanup(vcpu);
+  if (pmu.need_cleanup) kvm_pmu_cleanup(vcpu);
   for (const pmc of validPmcs(pmu)) if ((snapshot & bit(pmc.idx)) !== 0n) kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
 }
 
 /** kvm_pmu_incr_counter, perf-based: an emulated event, folded in at the reprogram it requests. */
 export function kvm_pmu_incr_counter(vcpu: KvmVcpuState, pmc: KvmPmc): void {
-  pmc.emulatedCounter += 1n;
+  pmc.emulated_counter += 1n;
   kvm_pmu_request_counter_reprogram(vcpu, pmc);
 }
 
@@ -255,7 +262,7 @@ export function kvm_pmu_trigger_event(vcpu: KvmVcpuState, counting: bigint, cpl:
 
 /** kvm_pmu_instruction_retired. */
 export function kvm_pmu_instruction_retired(vcpu: KvmVcpuState, cpl: number): void {
-  kvm_pmu_trigger_event(vcpu, vcpu.pmu.pmcCountingInstructions, cpl);
+  kvm_pmu_trigger_event(vcpu, vcpu.pmu.pmc_counting_instructions, cpl);
 }
 
 /** kvm_pmu_rdpmc: always intercepted in the perf-based vPMU; reads through pmc_read_counter. */
@@ -273,7 +280,7 @@ export function kvm_pmu_deliver_pmi(vcpu: KvmVcpuState): number | null {
 export function kvm_pmu_set_msr(vcpu: KvmVcpuState, msr: number, data: bigint, hostInitiated: boolean): Access {
   // Any write to a counter's MSR keeps its perf event alive across lazy cleanup.
   const pmcIdx = msrToPmcIdx(vcpu, msr);
-  if (pmcIdx !== null) vcpu.pmu.pmcInUse |= bit(pmcIdx);
+  if (pmcIdx !== null) vcpu.pmu.pmc_in_use |= bit(pmcIdx);
   return common_kvm_pmu_set_msr(vcpu, msr, data, hostInitiated);
 }
 
@@ -282,27 +289,27 @@ function msrToPmcIdx(vcpu: KvmVcpuState, msr: number): number | null {
   const pmu = vcpu.pmu;
   for (const base of [MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0]) {
     const i = msr - base;
-    if (i >= 0 && i < pmu.nrArchGpCounters) return i;
+    if (i >= 0 && i < pmu.nr_arch_gp_counters) return i;
   }
   const f = msr - MSR_CORE_PERF_FIXED_CTR0;
-  if (f >= 0 && f < pmu.nrArchFixedCounters) return KVM_FIXED_PMC_BASE_IDX + f;
+  if (f >= 0 && f < pmu.nr_arch_fixed_counters) return KVM_FIXED_PMC_BASE_IDX + f;
   return null;
 }
 
 /** kvm_pmu_reset: stop every counter and zero the architectural state. */
 export function kvm_pmu_reset(vcpu: KvmVcpuState): void {
   const pmu = vcpu.pmu;
-  pmu.needCleanup = false;
-  pmu.reprogramPmi = 0n;
+  pmu.need_cleanup = false;
+  pmu.reprogram_pmi = 0n;
   for (const pmc of validPmcs(pmu)) {
     pmc_stop_counter(vcpu, pmc);
     pmc.counter = 0n;
-    pmc.emulatedCounter = 0n;
+    pmc.emulated_counter = 0n;
     if (pmc.type === 'gp') pmc.eventsel = 0n;
   }
-  pmu.fixedCtrCtrl = 0n;
-  pmu.globalCtrl = 0n;
-  pmu.globalStatus = 0n;
+  pmu.fixed_ctr_ctrl = 0n;
+  pmu.global_ctrl = 0n;
+  pmu.global_status = 0n;
   vcpu.kvm_pmu_ops.reset(vcpu);
 }
 
@@ -312,22 +319,23 @@ export function kvm_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
   kvm_pmu_reset(vcpu);
   const pmu = vcpu.pmu;
   kvm_pmu_refresh_defaults(pmu);
-  if (!cap.enablePmu) return; // kvm->arch.enable_pmu
+  if (!cap.enable_pmu) return; // kvm->arch.enable_pmu
   vcpu.kvm_pmu_ops.refresh(vcpu, cap);
   // de120e1d692d: the architectural RESET value of GLOBAL_CTRL.
-  if (pmu.nrArchGpCounters > 0 && kvm_pmu_has_perf_global_ctrl(pmu)) pmu.globalCtrl = lowMask(pmu.nrArchGpCounters);
+  if (pmu.nr_arch_gp_counters > 0 && kvm_pmu_has_perf_global_ctrl(pmu))
+    pmu.global_ctrl = lowMask(pmu.nr_arch_gp_counters);
   kvm_pmu_refresh_valid_pmcs(pmu);
 }
 
 /** kvm_pmu_cleanup: lazy release of events the guest stopped using since the last reschedule. */
 export function kvm_pmu_cleanup(vcpu: KvmVcpuState): void {
   const pmu = vcpu.pmu;
-  pmu.needCleanup = false;
-  const unused = pmu.allValidPmcIdx & ~pmu.pmcInUse;
+  pmu.need_cleanup = false;
+  const unused = pmu.all_valid_pmc_idx & ~pmu.pmc_in_use;
   for (const pmc of validPmcs(pmu)) {
     if ((unused & bit(pmc.idx)) === 0n) continue;
-    if (pmc.perfEvent !== null && !pmc_is_locally_enabled(vcpu, pmc)) pmc_stop_counter(vcpu, pmc);
+    if (pmc.perf_event !== null && !pmc_is_locally_enabled(vcpu, pmc)) pmc_stop_counter(vcpu, pmc);
   }
   vcpu.kvm_pmu_ops.cleanup(vcpu);
-  pmu.pmcInUse = 0n;
+  pmu.pmc_in_use = 0n;
 }

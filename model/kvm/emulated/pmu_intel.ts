@@ -46,7 +46,7 @@ export function intel_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
     vcpu.lbrCaps.nr !== 0
   ) {
     lbr.nr = vcpu.lbrCaps.nr;
-    vcpu.pmu.allValidPmcIdx |= bit(INTEL_PMC_IDX_FIXED_VLBR);
+    vcpu.pmu.all_valid_pmc_idx |= bit(INTEL_PMC_IDX_FIXED_VLBR);
   }
 }
 
@@ -97,7 +97,7 @@ export function intel_pmu_get_msr(vcpu: KvmVcpuState, msr: number, _hostInitiate
 
 /** reprogram_fixed_counters, perf-based: each changed counter is marked in pmc_in_use. */
 function intel_reprogram_fixed_counters(vcpu: KvmVcpuState, data: bigint): void {
-  reprogram_fixed_counters(vcpu, data, (pmc) => (vcpu.pmu.pmcInUse |= bit(pmc.idx)));
+  reprogram_fixed_counters(vcpu, data, (pmc) => (vcpu.pmu.pmc_in_use |= bit(pmc.idx)));
 }
 
 /** intel_pmu_set_msr: counters and controls, then the LBR MSRs. */
@@ -116,7 +116,7 @@ export function intel_pmu_set_msr(vcpu: KvmVcpuState, msr: number, value: bigint
 export function intel_pmu_create_guest_lbr_event(vcpu: KvmVcpuState): boolean {
   const pmu = vcpu.pmu;
   if (vcpu.lbr.event !== null) {
-    pmu.pmcInUse |= bit(INTEL_PMC_IDX_FIXED_VLBR);
+    pmu.pmc_in_use |= bit(INTEL_PMC_IDX_FIXED_VLBR);
     return true;
   }
   vcpu.cost.perfCreates++;
@@ -124,7 +124,7 @@ export function intel_pmu_create_guest_lbr_event(vcpu: KvmVcpuState): boolean {
     attr({
       config: INTEL_FIXED_VLBR_EVENT,
       pinned: true,
-      excludeHost: true,
+      exclude_host: true,
       vlbr: true,
       branchSample: { user: true, kernel: false, callStack: true },
     }),
@@ -132,8 +132,8 @@ export function intel_pmu_create_guest_lbr_event(vcpu: KvmVcpuState): boolean {
   );
   if ('error' in ev) return false;
   vcpu.lbr.event = ev;
-  pmu.eventCount++;
-  pmu.pmcInUse |= bit(INTEL_PMC_IDX_FIXED_VLBR);
+  pmu.event_count++;
+  pmu.pmc_in_use |= bit(INTEL_PMC_IDX_FIXED_VLBR);
   return true;
 }
 
@@ -144,7 +144,7 @@ export function intel_pmu_release_guest_lbr_event(vcpu: KvmVcpuState): void {
   vcpu.cost.perfReleases++;
   vcpu.host.perf_event_release_kernel(ev);
   vcpu.lbr.event = null;
-  vcpu.pmu.eventCount--;
+  vcpu.pmu.event_count--;
 }
 
 /**
@@ -160,11 +160,11 @@ export function intel_pmu_handle_lbr_msrs_access(vcpu: KvmVcpuState, msr: number
   // KVM disables IRQs here so perf cannot take the LBRs between the state check and the access.
   if (ev.state === 'ACTIVE') {
     const hw = vcpu.host.pcpu(vcpu.cpu).hw;
-    vcpu.pmu.pmcInUse |= bit(INTEL_PMC_IDX_FIXED_VLBR);
+    vcpu.pmu.pmc_in_use |= bit(INTEL_PMC_IDX_FIXED_VLBR);
     // ca674df13b19: a proxied write the hardware refuses is a #GP for the guest, not a host fault.
     return write === null ? hw.rdmsr(msr) : hw.wrmsr(msr, write);
   }
-  vcpu.pmu.pmcInUse &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
+  vcpu.pmu.pmc_in_use &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
   return write === null ? ok(0n) : dummy();
 }
 

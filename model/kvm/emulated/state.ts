@@ -15,11 +15,11 @@ export interface KvmPmc extends PmcBase {
   /** Base value: the guest reads (counter + emulated_counter + perf count) & bitmask. */
   counter: bigint;
   /** KVM-emulated events not yet folded into `counter`. */
-  emulatedCounter: bigint;
+  emulated_counter: bigint;
   /** The config of the current perf event (GP: eventsel, fixed: its 4-bit field); 0 when none. */
-  currentConfig: bigint;
-  perfEvent: PerfEvent | null;
-  isPaused: boolean;
+  current_config: bigint;
+  perf_event: PerfEvent | null;
+  is_paused: boolean;
   /** The INT bit (or PEBS) of the config the event was created with. */
   intr: boolean;
 }
@@ -29,14 +29,14 @@ export interface LbrDesc {
   /** records.nr: 0 when guest LBR is not enabled for this vCPU. */
   nr: number;
   event: PerfEvent | null;
-  msrPassthrough: boolean;
+  msr_passthrough: boolean;
 }
 
 /** struct kvm_pmu, perf-based: PmuBase plus the perf-event bookkeeping. */
 export interface KvmPmu extends PmuBase<KvmPmc> {
-  pmcInUse: bigint;
-  eventCount: number;
-  needCleanup: boolean;
+  pmc_in_use: bigint;
+  event_count: number;
+  need_cleanup: boolean;
 }
 
 /** The parts of struct kvm the vPMU touches: the event filter and the vCPUs it reprograms. */
@@ -48,7 +48,7 @@ export interface KvmVcpuState extends VcpuBase<KvmPmc> {
   /** vmx_lbr_caps: the LBR records perf manages, as vmx_get_perf_capabilities kept them (nr 0: none). */
   readonly lbrCaps: X86PmuLbr;
   /** Was the vCPU scheduled out since it last ran (vcpu->preempted / scheduled out). */
-  scheduledOut: boolean;
+  scheduled_out: boolean;
   readonly pmu: KvmPmu;
   readonly lbr: LbrDesc;
   /** Vendor hooks that upstream no longer has; absent in the faithful port (see KvmPmuHistoricOps). */
@@ -74,11 +74,11 @@ export function newPmc(idx: number, type: PmcType): KvmPmc {
     idx,
     type,
     counter: 0n,
-    emulatedCounter: 0n,
+    emulated_counter: 0n,
     eventsel: 0n,
-    currentConfig: 0n,
-    perfEvent: null,
-    isPaused: false,
+    current_config: 0n,
+    perf_event: null,
+    is_paused: false,
     intr: false,
   };
 }

@@ -45,7 +45,7 @@ import type { KvmState, KvmVcpuState } from './state.js';
 
 /** KVM_CREATE_VM: a VM with no event filter and no vCPUs yet. */
 export function newKvm(): KvmState {
-  return { pmuEventFilter: null, vcpus: [] };
+  return { pmu_event_filter: null, vcpus: [] };
 }
 import {
   vmx_check_perf_capabilities,
@@ -86,7 +86,7 @@ function kvm_register_perf_callbacks(host: HostKernel): Set<EmulatedVcpu> {
   const IN_NMI = true;
   host.perf_register_guest_info_callbacks({
     state: (cpu) => {
-      for (const v of vcpus) if (v.guestState(cpu, IN_NMI)) return true; // no copy per host PMI
+      for (const v of vcpus) if (v.kvm_guest_state(cpu, IN_NMI)) return true; // no copy per host PMI
       return false;
     },
   });
@@ -122,14 +122,14 @@ export class EmulatedVcpu implements VpmuVcpu {
       cost: newVpmuCost(),
       cpu: opts.cpu,
       cpuid: opts.cpuid,
-      perfCapabilities: supportedPerfCap, // kvm_arch_vcpu_create, KVM_X86_QUIRK_STUFF_FEATURE_MSRS (K9)
-      supportedPerfCap,
+      perf_capabilities: supportedPerfCap, // kvm_arch_vcpu_create, KVM_X86_QUIRK_STUFF_FEATURE_MSRS (K9)
+      supported_perf_cap: supportedPerfCap,
       lbrCaps,
       hasRun: false,
-      scheduledOut: false,
+      scheduled_out: false,
       requests: new Set(),
       pmu: newKvmPmu(),
-      lbr: { nr: 0, event: null, msrPassthrough: false },
+      lbr: { nr: 0, event: null, msr_passthrough: false },
       guestDebugctl: 0n,
       lvtpc: 0x1_0000n,
       passthrough: new Set(),
@@ -138,7 +138,7 @@ export class EmulatedVcpu implements VpmuVcpu {
     kvm.vcpus.push(this.s);
     kvm_register_perf_callbacks(host).add(this);
     kvm_pmu_init(this.s.pmu);
-    host.switchTo(opts.cpu, task);
+    host.context_switch(opts.cpu, task);
     this.setCpuid(opts.cpuid);
   }
 
@@ -148,12 +148,12 @@ export class EmulatedVcpu implements VpmuVcpu {
 
   /** vmx_get_perf_capabilities at module load (a ported bug patches it; called from the constructor). */
   protected vmxGetPerfCapabilities(host: HostKernel): VmxPerfCaps {
-    return vmx_get_perf_capabilities(host, this.cap.enablePmu);
+    return vmx_get_perf_capabilities(host, this.cap.enable_pmu);
   }
 
   /** kvm_caps.supported_perf_cap, as KVM_GET_MSRS on /dev/kvm reports it. */
   supportedPerfCapabilities(): bigint {
-    return this.s.supportedPerfCap;
+    return this.s.supported_perf_cap;
   }
 
   /** What KVM spent so far (issue #6's cost model). */
@@ -321,7 +321,7 @@ export class EmulatedVcpu implements VpmuVcpu {
   private handleNmiExit(): void {
     this.s.cost.pmiExits++;
     this.handlingIntrFromGuest = 'nmi';
-    this.s.host.handleNmi(this.s.cpu);
+    this.s.host.intel_pmu_handle_irq(this.s.cpu);
     this.handlingIntrFromGuest = 'none';
   }
 
@@ -329,14 +329,14 @@ export class EmulatedVcpu implements VpmuVcpu {
    * kvm_arch_pmi_in_guest (812d432373f6): the PMI hit the guest iff KVM is handling an interrupt
    * that exited it and that interrupt is an NMI exactly when perf is in NMI context.
    */
-  protected pmiInGuest(inNmi: boolean): boolean {
+  protected kvm_arch_pmi_in_guest(inNmi: boolean): boolean {
     const h = this.handlingIntrFromGuest;
     return h !== 'none' && inNmi === (h === 'nmi');
   }
 
   /** kvm_guest_state for perf: whether an NMI on this vCPU's pCPU is the guest's. */
-  guestState(cpu: number, inNmi: boolean): boolean {
-    return this.s.cpu === cpu && this.handlingIntrFromGuest !== 'none' && this.pmiInGuest(inNmi);
+  kvm_guest_state(cpu: number, inNmi: boolean): boolean {
+    return this.s.cpu === cpu && this.handlingIntrFromGuest !== 'none' && this.kvm_arch_pmi_in_guest(inNmi);
   }
 
   /** kvm_pmu_refresh on a new vCPU model (CPUID or PERF_CAPABILITIES). */
@@ -367,7 +367,7 @@ export class EmulatedVcpu implements VpmuVcpu {
     }
     if (intel_pmu_lbr_is_enabled(s)) vmx_passthrough_lbr_msrs(s);
     s.hasRun = true;
-    s.scheduledOut = false;
+    s.scheduled_out = false;
     // VM-entry: perf's GLOBAL_CTRL switch (atomic_switch_perf_msrs) and the VMCS DEBUGCTL.
     const hw = this.hw;
     this.switched = s.host.perf_guest_get_msrs(s.cpu);
@@ -402,20 +402,20 @@ export class EmulatedVcpu implements VpmuVcpu {
   /** The vCPU thread moves: kvm_arch_vcpu_put, a context switch on both pCPUs, kvm_arch_vcpu_load. */
   migrate(cpu: number): void {
     const s = this.s;
-    s.scheduledOut = true;
-    s.host.switchTo(s.cpu, null);
+    s.scheduled_out = true;
+    s.host.context_switch(s.cpu, null);
     s.cpu = cpu;
-    s.host.switchTo(cpu, s.task);
+    s.host.context_switch(cpu, s.task);
     this.kvm_arch_vcpu_load();
   }
 
   /** kvm_sched_out → kvm_arch_vcpu_put, another task runs, kvm_sched_in → kvm_arch_vcpu_load. */
   preempt(work: () => void): void {
     const s = this.s;
-    s.scheduledOut = true;
-    s.host.switchTo(s.cpu, null);
+    s.scheduled_out = true;
+    s.host.context_switch(s.cpu, null);
     work();
-    s.host.switchTo(s.cpu, s.task);
+    s.host.context_switch(s.cpu, s.task);
     this.kvm_arch_vcpu_load();
   }
 
@@ -425,20 +425,20 @@ export class EmulatedVcpu implements VpmuVcpu {
     const k = this.s.kvm.vcpus.indexOf(this.s);
     if (k >= 0) this.s.kvm.vcpus.splice(k, 1);
     kvm_register_perf_callbacks(this.s.host).delete(this);
-    this.s.host.switchTo(this.s.cpu, null);
+    this.s.host.context_switch(this.s.cpu, null);
   }
 
   /** kvm_arch_vcpu_load: a rescheduled vCPU with perf events asks for lazy cleanup. */
   private kvm_arch_vcpu_load(): void {
     const pmu = this.s.pmu;
-    if (this.s.scheduledOut && pmu.version !== 0 && pmu.eventCount !== 0) {
-      pmu.needCleanup = true;
+    if (this.s.scheduled_out && pmu.version !== 0 && pmu.event_count !== 0) {
+      pmu.need_cleanup = true;
       this.s.requests.add('PMU');
     }
   }
 
   /** Whether guest LBR is on for this vCPU (records.nr != 0), for tests and reports. */
   get lbrEnabled(): boolean {
-    return intel_pmu_lbr_is_enabled(this.s) && (this.s.perfCapabilities & PERF_CAP_LBR_FMT) !== 0n;
+    return intel_pmu_lbr_is_enabled(this.s) && (this.s.perf_capabilities & PERF_CAP_LBR_FMT) !== 0n;
   }
 }

@@ -45,7 +45,7 @@ export function vmx_get_perf_capabilities(host: HostKernel, enablePmu: boolean):
 /** vmx_get_supported_debugctl: LBR and FREEZE_LBRS_ON_PMI with guest LBR, RTM_DEBUG with RTM. */
 export function vmx_get_supported_debugctl(vcpu: KvmVcpuState, hostInitiated: boolean): bigint {
   let d = 0n;
-  const lbrAdvertised = (vcpu.supportedPerfCap & PERF_CAP_LBR_FMT) !== 0n; // kvm_caps.supported_perf_cap
+  const lbrAdvertised = (vcpu.supported_perf_cap & PERF_CAP_LBR_FMT) !== 0n; // kvm_caps.supported_perf_cap
   if (lbrAdvertised && (hostInitiated || intel_pmu_lbr_is_enabled(vcpu)))
     d |= DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
   if (vcpu.host.profile.tsx && (hostInitiated || vcpu.cpuid.tsx === true)) d |= DEBUGCTLMSR_RTM_DEBUG;
@@ -75,7 +75,7 @@ export function vmx_check_perf_capabilities(vcpu: KvmVcpuState, data: bigint): s
   if (data !== 0n && vcpu.pmu.version === 0) return 'PERF_CAPABILITIES: a non-zero value needs a vPMU (K7)';
   const fmt = data & PERF_CAP_LBR_FMT;
   if (fmt !== 0n) {
-    if (fmt !== (vcpu.supportedPerfCap & PERF_CAP_LBR_FMT))
+    if (fmt !== (vcpu.supported_perf_cap & PERF_CAP_LBR_FMT))
       return `PERF_CAPABILITIES: LBR_FMT ${fmt} is not the host's`;
     const h = vcpu.host.profile;
     if (vcpu.cpuid.family !== h.family || vcpu.cpuid.model !== h.model)
@@ -89,16 +89,16 @@ export function vmx_passthrough_lbr_msrs(vcpu: KvmVcpuState): void {
   const ev = vcpu.lbr.event;
   // No event: pr_warn if DEBUGCTL.LBR or the in-use bit is set ("fail to passthrough LBR").
   const intercept = ev === null || ev.state !== 'ACTIVE';
-  if (ev !== null && intercept) vcpu.pmu.pmcInUse &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
+  if (ev !== null && intercept) vcpu.pmu.pmc_in_use &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
   vmx_update_intercept_for_lbr_msrs(vcpu, intercept);
 }
 
 /** vmx_update_intercept_for_lbr_msrs: flip the MSR bitmap, unless it is already so. */
 function vmx_update_intercept_for_lbr_msrs(vcpu: KvmVcpuState, set: boolean): void {
-  if (vcpu.lbr.msrPassthrough === !set) return;
+  if (vcpu.lbr.msr_passthrough === !set) return;
   for (const m of lbrMsrs(vcpu)) {
     if (set) vcpu.passthrough.delete(m);
     else vcpu.passthrough.add(m);
   }
-  vcpu.lbr.msrPassthrough = !set;
+  vcpu.lbr.msr_passthrough = !set;
 }

@@ -76,7 +76,7 @@ export function kvm_init_pmu_capability(p: Profile, pmu_ops: KvmPmuOps<MediatedV
     bitWidthFixed: p.fixedWidth,
   };
   const cap = common_kvm_init_pmu_capability(p);
-  const why = !cap.enablePmu
+  const why = !cap.enable_pmu
     ? `${p.name} has no architectural PMU with GP counters (enable_pmu off)`
     : pmu_ops.is_mediated_pmu_supported === undefined
       ? 'the vendor has no mediated vPMU'
@@ -87,7 +87,7 @@ export function kvm_init_pmu_capability(p: Profile, pmu_ops: KvmPmuOps<MediatedV
 /** struct kvm_pmu of the mediated vPMU, before kvm_pmu_init. */
 export function newMediatedPmu(): MediatedPmu {
   // Object.assign, not spread: V8 gives a spread plus new keys a slow map (see emulated newKvmPmu).
-  return Object.assign(newPmuBase<MediatedPmc>(), { fixedCtrCtrlHw: 0n });
+  return Object.assign(newPmuBase<MediatedPmc>(), { fixed_ctr_ctrl_hw: 0n });
 }
 
 /** kvm_pmu_init + intel_pmu_init, with mediated PMCs. */
@@ -115,13 +115,13 @@ function kvm_mediated_pmu_refresh_event_filter(vcpu: MediatedVcpuState, pmc: Med
   const allowed = pmc_is_event_allowed(vcpu, pmc);
   const pmu = vcpu.pmu;
   if (pmc.type === 'gp') {
-    pmc.eventselHw = allowed ? pmc.eventsel : pmc.eventsel & ~ARCH_PERFMON_EVENTSEL_ENABLE;
+    pmc.eventsel_hw = allowed ? pmc.eventsel : pmc.eventsel & ~ARCH_PERFMON_EVENTSEL_ENABLE;
     return;
   }
   const field = 0xfn << BigInt(4 * (pmc.idx - KVM_FIXED_PMC_BASE_IDX));
-  pmu.fixedCtrCtrlHw = allowed
-    ? (pmu.fixedCtrCtrlHw & ~field) | (pmu.fixedCtrCtrl & field)
-    : pmu.fixedCtrCtrlHw & ~field;
+  pmu.fixed_ctr_ctrl_hw = allowed
+    ? (pmu.fixed_ctr_ctrl_hw & ~field) | (pmu.fixed_ctr_ctrl & field)
+    : pmu.fixed_ctr_ctrl_hw & ~field;
 }
 
 /** reprogram_counter, mediated branch: only the filter shadows change; no perf event. */
@@ -133,8 +133,8 @@ function reprogram_counter(vcpu: MediatedVcpuState, pmc: MediatedPmc): void {
 /** kvm_pmu_handle_event: KVM_REQ_PMU before VM-entry; mediated reprogramming cannot fail. */
 export function kvm_pmu_handle_event(vcpu: MediatedVcpuState): void {
   const pmu = vcpu.pmu;
-  const snapshot = pmu.reprogramPmi;
-  pmu.reprogramPmi &= ~snapshot;
+  const snapshot = pmu.reprogram_pmi;
+  pmu.reprogram_pmi &= ~snapshot;
   for (const pmc of validPmcs(pmu)) if ((snapshot & bit(pmc.idx)) !== 0n) reprogram_counter(vcpu, pmc);
   for (const pmc of validPmcs(pmu)) if ((snapshot & bit(pmc.idx)) !== 0n) kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
 }
@@ -142,14 +142,14 @@ export function kvm_pmu_handle_event(vcpu: MediatedVcpuState): void {
 /** pmc_pmi_enabled: the INT bit, or the fixed field's PMI bit (the guest's values, not the _hw shadows). */
 function pmc_pmi_enabled(vcpu: MediatedVcpuState, pmc: MediatedPmc): boolean {
   if (pmc.type === 'gp') return (pmc.eventsel & ARCH_PERFMON_EVENTSEL_INT) !== 0n;
-  return (fixed_ctrl_field(vcpu.pmu.fixedCtrCtrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX) & 8) !== 0;
+  return (fixed_ctrl_field(vcpu.pmu.fixed_ctr_ctrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX) & 8) !== 0;
 }
 
 /** kvm_pmu_incr_counter, mediated: bump the stored counter; on wrap to 0 set the status bit and request a PMI. */
 function kvm_pmu_incr_counter(vcpu: MediatedVcpuState, pmc: MediatedPmc): void {
   pmc.counter = (pmc.counter + 1n) & pmc_bitmask(vcpu, pmc);
   if (pmc.counter !== 0n) return;
-  vcpu.pmu.globalStatus |= bit(pmc.idx);
+  vcpu.pmu.global_status |= bit(pmc.idx);
   if (pmc_pmi_enabled(vcpu, pmc)) vcpu.requests.add('PMI');
 }
 
@@ -160,7 +160,7 @@ export function kvm_pmu_trigger_event(vcpu: MediatedVcpuState, counting: bigint,
 
 /** kvm_pmu_instruction_retired. */
 export function kvm_pmu_instruction_retired(vcpu: MediatedVcpuState, cpl: number): void {
-  kvm_pmu_trigger_event(vcpu, vcpu.pmu.pmcCountingInstructions, cpl);
+  kvm_pmu_trigger_event(vcpu, vcpu.pmu.pmc_counting_instructions, cpl);
 }
 
 /** kvm_pmu_rdpmc: the intercepted RDPMC, from KVM's copy (the PMU is put). */
@@ -182,18 +182,18 @@ export function kvm_handle_guest_mediated_pmi(vcpu: MediatedVcpuState): void {
 /** kvm_pmu_reset: zero the architectural state (no perf events to stop). */
 export function kvm_pmu_reset(vcpu: MediatedVcpuState): void {
   const pmu = vcpu.pmu;
-  pmu.reprogramPmi = 0n;
+  pmu.reprogram_pmi = 0n;
   for (const pmc of validPmcs(pmu)) {
     pmc.counter = 0n;
     if (pmc.type === 'gp') {
       pmc.eventsel = 0n;
-      pmc.eventselHw = 0n;
+      pmc.eventsel_hw = 0n;
     }
   }
-  pmu.fixedCtrCtrl = 0n;
-  pmu.fixedCtrCtrlHw = 0n;
-  pmu.globalCtrl = 0n;
-  pmu.globalStatus = 0n;
+  pmu.fixed_ctr_ctrl = 0n;
+  pmu.fixed_ctr_ctrl_hw = 0n;
+  pmu.global_ctrl = 0n;
+  pmu.global_status = 0n;
   vcpu.kvm_pmu_ops.reset(vcpu);
 }
 
@@ -205,10 +205,10 @@ export function kvm_pmu_refresh(vcpu: MediatedVcpuState, cap: MediatedPmuCap): v
   kvm_pmu_reset(vcpu);
   const pmu = vcpu.pmu;
   kvm_pmu_refresh_defaults(pmu);
-  if (!cap.enablePmu) return;
+  if (!cap.enable_pmu) return;
   vcpu.kvm_pmu_ops.refresh(vcpu, cap);
-  if (pmu.nrArchGpCounters > 0) pmu.globalCtrl = lowMask(pmu.nrArchGpCounters); // has_perf_global_ctrl || mediated
-  vcpu.kvm_pmu_ops.write_global_ctrl?.(vcpu, pmu.globalCtrl);
+  if (pmu.nr_arch_gp_counters > 0) pmu.global_ctrl = lowMask(pmu.nr_arch_gp_counters); // has_perf_global_ctrl || mediated
+  vcpu.kvm_pmu_ops.write_global_ctrl?.(vcpu, pmu.global_ctrl);
   kvm_pmu_refresh_valid_pmcs(pmu);
 }
 
@@ -217,7 +217,7 @@ export function kvm_pmu_refresh(vcpu: MediatedVcpuState, cap: MediatedPmuCap): v
 /** kvm_need_any_pmc_intercept: unless the guest has exactly the host's counters (perf's count, not KVM's). */
 function kvm_need_any_pmc_intercept(vcpu: MediatedVcpuState, cap: MediatedPmuCap): boolean {
   const pmu = vcpu.pmu;
-  return pmu.nrArchGpCounters !== cap.host.numCountersGp || pmu.nrArchFixedCounters !== cap.host.numCountersFixed;
+  return pmu.nr_arch_gp_counters !== cap.host.numCountersGp || pmu.nr_arch_fixed_counters !== cap.host.numCountersFixed;
 }
 
 /** kvm_need_perf_global_ctrl_intercept: GLOBAL_CTRL/STATUS/OVF_CTRL pass through only for a full v2+ guest PMU. */
@@ -233,8 +233,8 @@ export function kvm_need_rdpmc_intercept(vcpu: MediatedVcpuState, cap: MediatedP
   const pmu = vcpu.pmu;
   return (
     kvm_need_any_pmc_intercept(vcpu, cap) ||
-    pmu.counterBitmaskGp !== lowMask(cap.host.bitWidthGp) ||
-    pmu.counterBitmaskFixed !== lowMask(cap.host.bitWidthFixed)
+    pmu.counter_bitmask_gp !== lowMask(cap.host.bitWidthGp) ||
+    pmu.counter_bitmask_fixed !== lowMask(cap.host.bitWidthFixed)
   ); // enable_vmware_backdoor is not modelled (K2)
 }
 
@@ -270,13 +270,13 @@ function kvm_rdpmc(vcpu: MediatedVcpuState, ecx: number): bigint {
 /** kvm_pmu_load_guest_pmcs: counters (only where hardware differs) and selectors; unexposed ones are left alone. */
 function kvm_pmu_load_guest_pmcs(vcpu: MediatedVcpuState): void {
   const pmu = vcpu.pmu;
-  for (let i = 0; i < pmu.nrArchGpCounters; i++) {
-    const pmc = pmu.gp[i]!;
+  for (let i = 0; i < pmu.nr_arch_gp_counters; i++) {
+    const pmc = pmu.gp_counters[i]!;
     if (pmc.counter !== kvm_rdpmc(vcpu, i)) kvm_wrmsr(vcpu, MSR_IA32_PMC0 + i, pmc.counter);
-    kvm_wrmsr(vcpu, MSR_P6_EVNTSEL0 + i, pmc.eventselHw);
+    kvm_wrmsr(vcpu, MSR_P6_EVNTSEL0 + i, pmc.eventsel_hw);
   }
-  for (let i = 0; i < pmu.nrArchFixedCounters; i++) {
-    const pmc = pmu.fixed[i]!;
+  for (let i = 0; i < pmu.nr_arch_fixed_counters; i++) {
+    const pmc = pmu.fixed_counters[i]!;
     if (pmc.counter !== kvm_rdpmc(vcpu, INTEL_PMC_FIXED_RDPMC_BASE | i))
       kvm_wrmsr(vcpu, MSR_CORE_PERF_FIXED_CTR0 + i, pmc.counter);
   }
@@ -298,14 +298,14 @@ export function kvm_mediated_pmu_load(vcpu: MediatedVcpuState): void {
 /** kvm_pmu_put_guest_pmcs: save each exposed counter, zero non-zero counters and selectors before perf returns. */
 function kvm_pmu_put_guest_pmcs(vcpu: MediatedVcpuState): void {
   const pmu = vcpu.pmu;
-  for (let i = 0; i < pmu.nrArchGpCounters; i++) {
-    const pmc = pmu.gp[i]!;
+  for (let i = 0; i < pmu.nr_arch_gp_counters; i++) {
+    const pmc = pmu.gp_counters[i]!;
     pmc.counter = kvm_rdpmc(vcpu, i);
     if (pmc.counter !== 0n) kvm_wrmsr(vcpu, MSR_IA32_PMC0 + i, 0n);
-    if (pmc.eventselHw !== 0n) kvm_wrmsr(vcpu, MSR_P6_EVNTSEL0 + i, 0n);
+    if (pmc.eventsel_hw !== 0n) kvm_wrmsr(vcpu, MSR_P6_EVNTSEL0 + i, 0n);
   }
-  for (let i = 0; i < pmu.nrArchFixedCounters; i++) {
-    const pmc = pmu.fixed[i]!;
+  for (let i = 0; i < pmu.nr_arch_fixed_counters; i++) {
+    const pmc = pmu.fixed_counters[i]!;
     pmc.counter = kvm_rdpmc(vcpu, INTEL_PMC_FIXED_RDPMC_BASE | i);
     if (pmc.counter !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_FIXED_CTR0 + i, 0n);
   }

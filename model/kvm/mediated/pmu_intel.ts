@@ -52,7 +52,7 @@ export function intel_pmu_get_msr(vcpu: MediatedVcpuState, msr: number, _hostIni
  * reprogram_fixed_counters, mediated: the _hw shadow takes the new value too (the filter refreshes it at KVM_REQ_PMU).
  */
 function intel_reprogram_fixed_counters(vcpu: MediatedVcpuState, data: bigint): void {
-  vcpu.pmu.fixedCtrCtrlHw = data;
+  vcpu.pmu.fixed_ctr_ctrl_hw = data;
   reprogram_fixed_counters(vcpu, data);
 }
 
@@ -63,7 +63,7 @@ export function intel_pmu_set_msr(vcpu: MediatedVcpuState, msr: number, value: b
     reprogram_fixed_counters: intel_reprogram_fixed_counters,
     set_eventsel: (pmc: MediatedPmc, data: bigint) => {
       pmc.eventsel = data;
-      pmc.eventselHw = data;
+      pmc.eventsel_hw = data;
     },
   });
   return r ?? notVpmuMsr(msr);
@@ -82,18 +82,18 @@ export function intel_pmu_write_global_ctrl(vcpu: MediatedVcpuState, globalCtrl:
 export function intel_mediated_pmu_load(vcpu: MediatedVcpuState): void {
   const pmu = vcpu.pmu;
   const status = kvm_rdmsr(vcpu, MSR_CORE_PERF_GLOBAL_STATUS);
-  const toggle = pmu.globalStatus ^ status;
+  const toggle = pmu.global_status ^ status;
   if ((status & toggle) !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_GLOBAL_OVF_CTRL, status & toggle);
-  if ((pmu.globalStatus & toggle) !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_GLOBAL_STATUS_SET, pmu.globalStatus & toggle);
-  kvm_wrmsr(vcpu, MSR_CORE_PERF_FIXED_CTR_CTRL, pmu.fixedCtrCtrlHw);
+  if ((pmu.global_status & toggle) !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_GLOBAL_STATUS_SET, pmu.global_status & toggle);
+  kvm_wrmsr(vcpu, MSR_CORE_PERF_FIXED_CTR_CTRL, pmu.fixed_ctr_ctrl_hw);
 }
 
 /** intel_mediated_pmu_put: GLOBAL_STATUS into KVM's copy and cleared; FIXED_CTR_CTRL zeroed if set. */
 export function intel_mediated_pmu_put(vcpu: MediatedVcpuState): void {
   const pmu = vcpu.pmu;
-  pmu.globalStatus = kvm_rdmsr(vcpu, MSR_CORE_PERF_GLOBAL_STATUS);
-  if (pmu.globalStatus !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_GLOBAL_OVF_CTRL, pmu.globalStatus);
-  if (pmu.fixedCtrCtrlHw !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_FIXED_CTR_CTRL, 0n);
+  pmu.global_status = kvm_rdmsr(vcpu, MSR_CORE_PERF_GLOBAL_STATUS);
+  if (pmu.global_status !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_GLOBAL_OVF_CTRL, pmu.global_status);
+  if (pmu.fixed_ctr_ctrl_hw !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_FIXED_CTR_CTRL, 0n);
 }
 
 /** intel_pmu_ops of the mediated vPMU: no guest LBR, so reset, cleanup and PMI delivery have nothing to do. */

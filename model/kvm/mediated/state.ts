@@ -11,19 +11,19 @@ export interface MediatedPmc extends PmcBase {
   /** The guest's counter, synced from hardware at put and loaded at load. */
   counter: bigint;
   /** What KVM loads into hardware: eventsel with ENABLE cleared when the filter denies it. */
-  eventselHw: bigint;
+  eventsel_hw: bigint;
 }
 
 /** struct kvm_pmu as the mediated vPMU uses it: PmuBase plus the _hw shadow of FIXED_CTR_CTRL. */
 export interface MediatedPmu extends PmuBase<MediatedPmc> {
   /** What KVM loads into FIXED_CTR_CTRL: fields the filter denies are cleared. */
-  fixedCtrCtrlHw: bigint;
+  fixed_ctr_ctrl_hw: bigint;
 }
 
 /** struct kvm as far as the mediated vPMU goes: the filter, the vCPUs, created_mediated_pmu. */
 export interface MediatedKvm extends KvmBase<MediatedVcpuState> {
   /** kvm->arch.created_mediated_pmu: perf_create_mediated_pmu succeeded for this VM. */
-  createdMediatedPmu: boolean;
+  created_mediated_pmu: boolean;
 }
 
 /** The parts of struct kvm_vcpu (and struct vcpu_vmx) the mediated vPMU touches. */
@@ -39,5 +39,5 @@ export interface MediatedVcpuState extends VcpuBase<MediatedPmc> {
 }
 
 export function newMediatedPmc(idx: number, type: PmcBase['type']): MediatedPmc {
-  return { idx, type, counter: 0n, eventsel: 0n, eventselHw: 0n };
+  return { idx, type, counter: 0n, eventsel: 0n, eventsel_hw: 0n };
 }

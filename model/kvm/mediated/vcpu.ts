@@ -79,7 +79,7 @@ export class MediatedPmuBusy extends Error {
 
 /** KVM_CREATE_VM: no filter, no vCPUs, no mediated PMU yet (it is created with the first vCPU). */
 export function newMediatedKvm(): MediatedKvm {
-  return { pmuEventFilter: null, vcpus: [], createdMediatedPmu: false };
+  return { pmu_event_filter: null, vcpus: [], created_mediated_pmu: false };
 }
 
 export class MediatedVcpu implements VpmuVcpu {
@@ -101,12 +101,12 @@ export class MediatedVcpu implements VpmuVcpu {
       throw new MediatedUnavailable(this.cap.unavailable ?? 'enable_mediated_pmu is off');
     const kvm = opts.vm ?? newMediatedKvm();
     // kvm_arch_vcpu_precreate: the VM's mediated PMU is created with its first vCPU.
-    if (!kvm.createdMediatedPmu) {
+    if (!kvm.created_mediated_pmu) {
       const r = perf_create_mediated_pmu(host);
       if ('error' in r) throw new MediatedPmuBusy(`KVM_CREATE_VCPU: perf_create_mediated_pmu: ${r.error}`);
-      kvm.createdMediatedPmu = true;
+      kvm.created_mediated_pmu = true;
     }
-    const supportedPerfCap = vmx_get_perf_capabilities(this.cap.enablePmu);
+    const supportedPerfCap = vmx_get_perf_capabilities(this.cap.enable_pmu);
     const task = host.createTask(`vcpu${kvm.vcpus.length}`);
     this.s = {
       kvm_pmu_ops: intel_pmu_ops,
@@ -115,8 +115,8 @@ export class MediatedVcpu implements VpmuVcpu {
       task,
       cpu: opts.cpu,
       cpuid: opts.cpuid,
-      perfCapabilities: supportedPerfCap, // KVM_X86_QUIRK_STUFF_FEATURE_MSRS (K9)
-      supportedPerfCap,
+      perf_capabilities: supportedPerfCap, // KVM_X86_QUIRK_STUFF_FEATURE_MSRS (K9)
+      supported_perf_cap: supportedPerfCap,
       hasRun: false,
       requests: new Set(),
       pmu: newMediatedPmu(),
@@ -131,7 +131,7 @@ export class MediatedVcpu implements VpmuVcpu {
     };
     kvm.vcpus.push(this.s);
     kvm_pmu_init(this.s.pmu);
-    host.switchTo(opts.cpu, task);
+    host.context_switch(opts.cpu, task);
     this.setCpuid(opts.cpuid);
   }
 
@@ -141,7 +141,7 @@ export class MediatedVcpu implements VpmuVcpu {
 
   /** kvm_caps.supported_perf_cap, as KVM_GET_MSRS on /dev/kvm reports it. */
   supportedPerfCapabilities(): bigint {
-    return this.s.supportedPerfCap;
+    return this.s.supported_perf_cap;
   }
 
   /** What KVM spent so far (issue #6's cost model). */
@@ -351,7 +351,7 @@ export class MediatedVcpu implements VpmuVcpu {
     s.vmcsGuestPerfGlobalCtrl = must(hw.rdmsr(MSR_CORE_PERF_GLOBAL_CTRL), 'VM-exit save PERF_GLOBAL_CTRL');
     must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0n), 'VM-exit load PERF_GLOBAL_CTRL');
     // vmx_vcpu_run: the guest's GLOBAL_CTRL is only read back when the guest could write it.
-    if (s.passthrough.has(MSR_CORE_PERF_GLOBAL_CTRL)) s.pmu.globalCtrl = s.vmcsGuestPerfGlobalCtrl;
+    if (s.passthrough.has(MSR_CORE_PERF_GLOBAL_CTRL)) s.pmu.global_ctrl = s.vmcsGuestPerfGlobalCtrl;
     const dbg = hw.rdmsr(MSR_IA32_DEBUGCTLMSR);
     if (dbg.ok) s.guestDebugctl = dbg.value & ~bit(63);
     must(hw.wrmsr(MSR_IA32_DEBUGCTLMSR, this.hostDebugctl), 'VM-exit host DEBUGCTL');
@@ -366,17 +366,17 @@ export class MediatedVcpu implements VpmuVcpu {
   /** Another task preempts the vCPU thread; the PMU was put at the last exit, so only the thread leaves. */
   preempt(work: () => void): void {
     const s = this.s;
-    s.host.switchTo(s.cpu, null);
+    s.host.context_switch(s.cpu, null);
     work();
-    s.host.switchTo(s.cpu, s.task);
+    s.host.context_switch(s.cpu, s.task);
   }
 
   /** The vCPU thread moves; the PMU was put at the last exit, so only the thread moves. */
   migrate(cpu: number): void {
     const s = this.s;
-    s.host.switchTo(s.cpu, null);
+    s.host.context_switch(s.cpu, null);
     s.cpu = cpu;
-    s.host.switchTo(cpu, s.task);
+    s.host.context_switch(cpu, s.task);
   }
 
   /**
@@ -387,11 +387,11 @@ export class MediatedVcpu implements VpmuVcpu {
     const vm = this.s.kvm;
     const k = vm.vcpus.indexOf(this.s);
     if (k >= 0) vm.vcpus.splice(k, 1);
-    if (vm.vcpus.length === 0 && vm.createdMediatedPmu) {
+    if (vm.vcpus.length === 0 && vm.created_mediated_pmu) {
       perf_release_mediated_pmu(this.s.host); // kvm_arch_destroy_vm
-      vm.createdMediatedPmu = false;
+      vm.created_mediated_pmu = false;
     }
-    this.s.host.switchTo(this.s.cpu, null);
+    this.s.host.context_switch(this.s.cpu, null);
   }
 }
 

@@ -70,17 +70,17 @@ function setIntercept(vcpu: MediatedVcpuState, msr: number, intercept: boolean):
 export function vmx_recalc_pmu_msr_intercepts(vcpu: MediatedVcpuState, cap: MediatedPmuCap): void {
   const pmu = vcpu.pmu;
   let i = 0;
-  for (; i < pmu.nrArchGpCounters; i++) {
+  for (; i < pmu.nr_arch_gp_counters; i++) {
     setIntercept(vcpu, MSR_IA32_PERFCTR0 + i, false);
     setIntercept(vcpu, MSR_IA32_PMC0 + i, !fw_writes_is_enabled(vcpu));
   }
-  for (; i < cap.numCountersGp; i++) {
+  for (; i < cap.num_counters_gp; i++) {
     setIntercept(vcpu, MSR_IA32_PERFCTR0 + i, true);
     setIntercept(vcpu, MSR_IA32_PMC0 + i, true);
   }
   let j = 0;
-  for (; j < pmu.nrArchFixedCounters; j++) setIntercept(vcpu, MSR_CORE_PERF_FIXED_CTR0 + j, false);
-  for (; j < cap.numCountersFixed; j++) setIntercept(vcpu, MSR_CORE_PERF_FIXED_CTR0 + j, true);
+  for (; j < pmu.nr_arch_fixed_counters; j++) setIntercept(vcpu, MSR_CORE_PERF_FIXED_CTR0 + j, false);
+  for (; j < cap.num_counters_fixed; j++) setIntercept(vcpu, MSR_CORE_PERF_FIXED_CTR0 + j, true);
   const intercept = kvm_need_perf_global_ctrl_intercept(vcpu, cap);
   setIntercept(vcpu, MSR_CORE_PERF_GLOBAL_STATUS, intercept);
   setIntercept(vcpu, MSR_CORE_PERF_GLOBAL_CTRL, intercept);

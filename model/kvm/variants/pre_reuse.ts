@@ -27,12 +27,12 @@ function reprogram_counter_pre_reuse(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   // pmc_stop_counter: fold the count into the base and release the event, whatever comes next.
   const emulatedOverflow = pmc_pause_counter(vcpu, pmc);
   pmc_release_perf_event(vcpu, pmc);
-  pmc.isPaused = false;
+  pmc.is_paused = false;
   if (!pmc_is_globally_enabled(vcpu, pmc) || !pmc_is_locally_enabled(vcpu, pmc) || !pmc_is_event_allowed(vcpu, pmc))
     return true;
   if (emulatedOverflow) __kvm_perf_overflow(vcpu, pmc, false);
   const { eventsel, config } = pmc_eventsel(vcpu, pmc);
-  pmc.currentConfig = config;
+  pmc.current_config = config;
   return pmc_create_event(vcpu, pmc, eventsel);
 }
 

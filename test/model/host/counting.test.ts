@@ -52,7 +52,7 @@ describe('a counting event', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 2 });
     const e = ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { cpu: 0 }));
     expect(e.state).toBe('ACTIVE');
-    expect(e.hwIdx).toBe(0);
+    expect(e.hw_idx).toBe(0);
     const hw = k.pcpu(0).hw;
     expect(rd(hw, MSR_P6_EVNTSEL0)).toBe(
       LLC_REFERENCES |
@@ -69,9 +69,9 @@ describe('a counting event', () => {
 
   it('exclude_kernel counts only CPL 3, exclude_user only CPL 0', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
-    const user = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, excludeKernel: true }), { cpu: 0 }));
-    const kern = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, excludeUser: true }), { cpu: 0 }));
-    const fixedUser = ev(k.perf_event_open(attr({ config: INSTRUCTIONS, excludeKernel: true }), { cpu: 0 }));
+    const user = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, exclude_kernel: true }), { cpu: 0 }));
+    const kern = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, exclude_user: true }), { cpu: 0 }));
+    const fixedUser = ev(k.perf_event_open(attr({ config: INSTRUCTIONS, exclude_kernel: true }), { cpu: 0 }));
     const hw = k.pcpu(0).hw;
     expect(rd(hw, MSR_P6_EVNTSEL0) & (ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_OS)).toBe(
       ARCH_PERFMON_EVENTSEL_USR,
@@ -107,8 +107,8 @@ describe('a counting event', () => {
 describe('a sampling event', () => {
   it('takes a sample every period of host work, with inGuest false', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
-    const e = ev(k.perf_event_open(attr({ config: CYCLES, samplePeriod: 100n }), { cpu: 0 }));
-    expect(e.hwIdx).toBe(33); // fixed counter 1
+    const e = ev(k.perf_event_open(attr({ config: CYCLES, sample_period: 100n }), { cpu: 0 }));
+    expect(e.hw_idx).toBe(33); // fixed counter 1
     expect(k.runHost(0, units(55, work(0, 1, 10)))).toBe(5);
     expect(e.samples).toEqual(Array.from({ length: 5 }, () => ({ cpu: 0, inGuest: false })));
     expect(k.perf_event_read_value(e)).toBe(550n);
@@ -118,7 +118,7 @@ describe('a sampling event', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const seen: number[] = [];
     const e = ev(
-      k.perf_event_create_kernel_counter(attr({ config: LLC_REFERENCES, samplePeriod: 3n }), { cpu: 0 }, (x, s) =>
+      k.perf_event_create_kernel_counter(attr({ config: LLC_REFERENCES, sample_period: 3n }), { cpu: 0 }, (x, s) =>
         seen.push(x.id, s.cpu),
       ),
     );
@@ -128,13 +128,13 @@ describe('a sampling event', () => {
 
   it('marks samples taken in guest mode, and an exclude_guest event does not count there', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
-    const all = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, samplePeriod: 10n }), { cpu: 0 }));
+    const all = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, sample_period: 10n }), { cpu: 0 }));
     const hostOnly = ev(
-      k.perf_event_open(attr({ config: LLC_REFERENCES, samplePeriod: 10n, excludeGuest: true }), { cpu: 0 }),
+      k.perf_event_open(attr({ config: LLC_REFERENCES, sample_period: 10n, exclude_guest: true }), { cpu: 0 }),
     );
     const hw = k.pcpu(0).hw;
     const msrs = k.perf_guest_get_msrs(0);
-    const pmis = runGuest(hw, msrs.guest, units(20, work(3, 1, 1, 1)), () => k.handleNmi(0));
+    const pmis = runGuest(hw, msrs.guest, units(20, work(3, 1, 1, 1)), () => k.intel_pmu_handle_irq(0));
     expect(pmis).toBe(2);
     expect(rd(hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe(msrs.guest); // the handler re-enabled for the guest (H2)
     exitGuest(hw, msrs.host);
@@ -147,7 +147,7 @@ describe('a sampling event', () => {
 
   it('asks registered guest-info callbacks whether the NMI came from a guest', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
-    const e = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, samplePeriod: 2n }), { cpu: 0 }));
+    const e = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, sample_period: 2n }), { cpu: 0 }));
     k.perf_register_guest_info_callbacks({ state: (cpu) => cpu === 0 });
     k.runHost(0, units(2, work(0, 1, 1, 1)));
     k.perf_unregister_guest_info_callbacks();
@@ -163,15 +163,15 @@ describe('a task event', () => {
     const e = ev(k.perf_event_create_kernel_counter(attr({ config: LLC_REFERENCES, pinned: true }), { task: t }));
     expect(e.state).toBe('INACTIVE');
     k.runHost(0, units(3, work(0, 1, 1, 100))); // before it runs
-    k.switchTo(0, t);
+    k.context_switch(0, t);
     expect(e.state).toBe('ACTIVE');
     k.runHost(0, units(4, work(0, 1, 1, 5)));
-    k.switchTo(0, null);
+    k.context_switch(0, null);
     expect(e.state).toBe('INACTIVE');
-    expect(e.hwIdx).toBe(-1);
+    expect(e.hw_idx).toBe(-1);
     expect(rd(k.pcpu(0).hw, MSR_P6_EVNTSEL0) & ARCH_PERFMON_EVENTSEL_ENABLE).toBe(0n); // the counter was stopped
     k.runHost(0, units(3, work(0, 1, 1, 100)));
-    k.switchTo(1, t);
+    k.context_switch(1, t);
     expect(k.taskCpu(t)).toBe(1);
     k.runHost(1, units(6, work(0, 1, 1, 5)));
     expect(k.perf_event_read_value(e)).toBe(50n);
@@ -180,8 +180,8 @@ describe('a task event', () => {
   it('a task runs on one CPU at a time (H11)', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 2 });
     const t = k.createTask('t');
-    k.switchTo(0, t);
-    expect(() => k.switchTo(1, t)).toThrow(ModelError);
+    k.context_switch(0, t);
+    expect(() => k.context_switch(1, t)).toThrow(ModelError);
   });
 });
 
@@ -189,9 +189,9 @@ describe('the interfaces KVM uses', () => {
   it('read includes the live delta; pause stops counting and returns the count, reset zeroes it', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const t = k.createTask('vcpu');
-    k.switchTo(0, t);
+    k.context_switch(0, t);
     const e = ev(
-      k.perf_event_create_kernel_counter(attr({ config: LLC_REFERENCES, samplePeriod: 50n, pinned: true }), {
+      k.perf_event_create_kernel_counter(attr({ config: LLC_REFERENCES, sample_period: 50n, pinned: true }), {
         task: t,
       }),
     );
@@ -205,7 +205,7 @@ describe('the interfaces KVM uses', () => {
     expect(k.perf_event_read_value(e)).toBe(30n);
 
     expect(k.perf_event_period(e, 20n)).toBe(true);
-    expect(e.attr.samplePeriod).toBe(20n);
+    expect(e.attr.sample_period).toBe(20n);
     k.perf_event_enable(e);
     expect(e.state).toBe('ACTIVE');
     expect(rd(hw, MSR_IA32_PMC0)).toBe((1n << 48n) - 20n); // a whole new period, full-width alias
@@ -217,7 +217,7 @@ describe('the interfaces KVM uses', () => {
 
   it('perf_event_period restarts an active event and refuses counting events and bad periods', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
-    const s = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, samplePeriod: 1000n }), { cpu: 0 }));
+    const s = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, sample_period: 1000n }), { cpu: 0 }));
     const c = ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { cpu: 0 }));
     k.runHost(0, [work(0, 1, 1, 7)]);
     expect(k.perf_event_period(s, 8n)).toBe(true);
@@ -241,7 +241,7 @@ describe('the interfaces KVM uses', () => {
     k.perf_event_enable(late);
     expect(late.state).toBe('ACTIVE');
     // A new event sends x86_schedule_events down the slow path, which reassigns in order.
-    expect([held[0]!.hwIdx, held[1]!.hwIdx, held[3]!.hwIdx, late.hwIdx]).toEqual([0, 1, 2, 3]);
+    expect([held[0]!.hw_idx, held[1]!.hw_idx, held[3]!.hw_idx, late.hw_idx]).toEqual([0, 1, 2, 3]);
     expect(() => k.perf_event_read_value(held[2]!)).toThrow(ModelError);
     expect(() => k.perf_event_enable(held[2]!)).toThrow(ModelError);
     expect(() => new HostKernel({ profile: SKYLAKE, cpus: 1 }).perf_event_disable(late)).toThrow(ModelError);
@@ -258,7 +258,7 @@ describe('the interfaces KVM uses', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     expect(k.perf_event_open(attr({ config: CYCLES }), { cpu: 1 })).toHaveProperty('error');
     expect(k.perf_event_open(attr({ config: CYCLES }), { task: 99 })).toHaveProperty('error');
-    expect(k.perf_event_open(attr({ config: CYCLES, samplePeriod: 1n << 63n }), { cpu: 0 })).toHaveProperty('error');
+    expect(k.perf_event_open(attr({ config: CYCLES, sample_period: 1n << 63n }), { cpu: 0 })).toHaveProperty('error');
   });
 });
 
@@ -273,7 +273,7 @@ describe('with fixed counters only partly enumerated', () => {
       perfCapabilities: 0n,
     });
     const k = new HostKernel({ profile: p, cpus: 1 });
-    const e = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, samplePeriod: 1n << 40n }), { cpu: 0 }));
+    const e = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, sample_period: 1n << 40n }), { cpu: 0 }));
     expect(rd(k.pcpu(0).hw, MSR_IA32_PERFCTR0)).toBe((1n << 48n) - ((1n << 31n) - 1n)); // capped at max_period
     k.runHost(0, [work(0, 1, 1, 2 ** 31)]);
     expect(e.samples).toHaveLength(0); // the period has not elapsed, only the hardware wrapped

@@ -10,7 +10,7 @@ import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { attr, type BranchSampleType, type PerfEvent } from '../../../model/host/types.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { IDX_VLBR, VLBR_CONFIG } from '../../../model/host/schedule.js';
-import { lbrRead } from '../../../model/host/lbr.js';
+import { intel_pmu_lbr_read } from '../../../model/host/lbr.js';
 import { CYCLES, ev, rd, units } from './util.js';
 import {
   MSR_IA32_DEBUGCTLMSR,
@@ -38,14 +38,14 @@ function branchy(brs: readonly Branch[], cycles = 1, cpl = 0): WorkUnit {
 
 /** `perf record -b` on one CPU. */
 function recordB(k: HostKernel, cpu: number, b: BranchSampleType, period: bigint, pinned = false): PerfEvent {
-  return ev(k.perf_event_open(attr({ config: CYCLES, samplePeriod: period, branchSample: b, pinned }), { cpu }));
+  return ev(k.perf_event_open(attr({ config: CYCLES, sample_period: period, branchSample: b, pinned }), { cpu }));
 }
 
 /** KVM's guest LBR event (intel_pmu_create_guest_lbr_event) on the vCPU thread. */
 function guestLbrEvent(k: HostKernel, vcpu: number): PerfEvent {
   return ev(
     k.perf_event_create_kernel_counter(
-      attr({ config: VLBR_CONFIG, vlbr: true, pinned: true, excludeHost: true, branchSample: USER_CALLSTACK }),
+      attr({ config: VLBR_CONFIG, vlbr: true, pinned: true, exclude_host: true, branchSample: USER_CALLSTACK }),
       { task: vcpu },
     ),
   );
@@ -109,22 +109,22 @@ describe('the guest LBR event (seed 000)', () => {
     const vlbr = guestLbrEvent(k, vcpu);
     expect(vlbr.state).toBe('INACTIVE');
     expect(k.lbrOwner(0)).toBeNull();
-    k.switchTo(0, vcpu);
+    k.context_switch(0, vcpu);
     expect(vlbr.state).toBe('ACTIVE');
-    expect(vlbr.hwIdx).toBe(IDX_VLBR);
+    expect(vlbr.hw_idx).toBe(IDX_VLBR);
     expect(k.lbrOwner(0)).toBe(vlbr);
     const hw = k.pcpu(0).hw;
     expect(rd(hw, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_LBR).toBe(0n);
     expect(k.perf_guest_get_msrs(0)).toEqual({ host: 0n, guest: 0n });
     k.runHost(0, [branchy([jmp(1)])]);
-    expect(lbrRead(hw)).toEqual([]); // host branches are not recorded for the guest
+    expect(intel_pmu_lbr_read(hw)).toEqual([]); // host branches are not recorded for the guest
   });
 
   it('loses the LBRs to a host cpu-pinned LBR event, and keeps them against a flexible one', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const vcpu = k.createTask('vcpu0');
     const vlbr = guestLbrEvent(k, vcpu);
-    k.switchTo(0, vcpu);
+    k.context_switch(0, vcpu);
     const flex = recordB(k, 0, ALL, 1000n);
     expect([vlbr.state, flex.state]).toEqual(['ACTIVE', 'INACTIVE']);
     const host = recordB(k, 0, ALL, 1000n, true);
@@ -145,7 +145,7 @@ describe.each(PARTS)('call-stack save/restore with the task (%s)', (_, profile) 
     open(u);
     const hw0 = k.pcpu(0).hw;
     const brs = (xs: readonly Branch[]) => xs.map(({ from, to }) => ({ from, to }));
-    k.switchTo(0, t);
+    k.context_switch(0, t);
     if (profile.archLbr === undefined) {
       expect(rd(hw0, MSR_LBR_SELECT)).toBe(0x3c5n); // call stack, user calls and returns only
       expect(rd(hw0, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI).toBe(0n); // not with call-stack mode
@@ -153,20 +153,20 @@ describe.each(PARTS)('call-stack save/restore with the task (%s)', (_, profile) 
       expect(rd(hw0, MSR_ARCH_LBR_CTL)).toBe((7n << 19n) | (1n << 3n) | (1n << 2n) | 1n);
     }
     k.runHost(0, units(1, branchy([call(1), call(2)], 1, 3)));
-    expect(lbrRead(hw0)).toEqual(brs([call(2), call(1)]));
-    k.switchTo(0, u);
-    expect(lbrRead(hw0)).toEqual([]); // U starts from a wiped stack
+    expect(intel_pmu_lbr_read(hw0)).toEqual(brs([call(2), call(1)]));
+    k.context_switch(0, u);
+    expect(intel_pmu_lbr_read(hw0)).toEqual([]); // U starts from a wiped stack
     k.runHost(0, [branchy([call(7)], 1, 3)]);
-    expect(lbrRead(hw0)).toEqual(brs([call(7)]));
-    k.switchTo(0, t);
-    expect(lbrRead(hw0)).toEqual(brs([call(2), call(1)]));
-    k.switchTo(0, null);
-    k.switchTo(1, t); // migration: the stack arrives through WRMSR or XRSTORS on fresh hardware
+    expect(intel_pmu_lbr_read(hw0)).toEqual(brs([call(7)]));
+    k.context_switch(0, t);
+    expect(intel_pmu_lbr_read(hw0)).toEqual(brs([call(2), call(1)]));
+    k.context_switch(0, null);
+    k.context_switch(1, t); // migration: the stack arrives through WRMSR or XRSTORS on fresh hardware
     const hw1 = k.pcpu(1).hw;
-    expect(lbrRead(hw1)).toEqual(brs([call(2), call(1)]));
+    expect(intel_pmu_lbr_read(hw1)).toEqual(brs([call(2), call(1)]));
     k.runHost(1, [branchy([call(3)], 1, 3)]);
-    expect(lbrRead(hw1)).toEqual(brs([call(3), call(2), call(1)]));
-    k.switchTo(1, u);
-    expect(lbrRead(hw1)).toEqual(brs([call(7)]));
+    expect(intel_pmu_lbr_read(hw1)).toEqual(brs([call(3), call(2), call(1)]));
+    k.context_switch(1, u);
+    expect(intel_pmu_lbr_read(hw1)).toEqual(brs([call(7)]));
   });
 });

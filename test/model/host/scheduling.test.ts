@@ -27,7 +27,7 @@ import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 /** KVM's perf event for a guest counter (pmc_reprogram_counter): task-pinned, exclude_host. */
 function kvmEvent(k: HostKernel, task: number, config: bigint): PerfEvent {
   return ev(
-    k.perf_event_create_kernel_counter(attr({ config, pinned: true, excludeHost: true, samplePeriod: 1n << 40n }), {
+    k.perf_event_create_kernel_counter(attr({ config, pinned: true, exclude_host: true, sample_period: 1n << 40n }), {
       task,
     }),
   );
@@ -35,22 +35,22 @@ function kvmEvent(k: HostKernel, task: number, config: bigint): PerfEvent {
 
 /** A host `perf stat -a` style event that stays out of guests. */
 function hostPinned(k: HostKernel, cpu: number, config: bigint): PerfEvent {
-  return ev(k.perf_event_open(attr({ config, pinned: true, excludeGuest: true }), { cpu }));
+  return ev(k.perf_event_open(attr({ config, pinned: true, exclude_guest: true }), { cpu }));
 }
 
 describe('seed 001: host cpu-pinned events against KVM task-pinned events', () => {
   it('a cpu-pinned exclude_guest event takes the last counter; the KVM event goes to ERROR', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const vcpu = k.createTask('vcpu0');
-    k.switchTo(0, vcpu);
+    k.context_switch(0, vcpu);
     const host = [0, 1, 2].map(() => hostPinned(k, 0, LLC_REFERENCES));
     const guest = kvmEvent(k, vcpu, BRANCHES);
     expect(guest.state).toBe('ACTIVE');
-    expect(guest.hwIdx).toBe(3);
+    expect(guest.hw_idx).toBe(3);
     const last = hostPinned(k, 0, LLC_REFERENCES); // arrives later, still wins
     expect(last.state).toBe('ACTIVE');
     expect(guest.state).toBe('ERROR');
-    expect(guest.hwIdx).toBe(-1);
+    expect(guest.hw_idx).toBe(-1);
     expect(host.every((e) => e.state === 'ACTIVE')).toBe(true);
   });
 
@@ -59,10 +59,10 @@ describe('seed 001: host cpu-pinned events against KVM task-pinned events', () =
     const vcpu = k.createTask('vcpu0');
     const host = [0, 1, 2, 3].map(() => hostPinned(k, 0, LLC_REFERENCES));
     const guest = kvmEvent(k, vcpu, BRANCHES);
-    k.switchTo(0, vcpu);
+    k.context_switch(0, vcpu);
     expect(guest.state).toBe('ERROR');
-    k.switchTo(0, null);
-    k.switchTo(0, vcpu);
+    k.context_switch(0, null);
+    k.context_switch(0, vcpu);
     expect(guest.state).toBe('ERROR');
     k.perf_event_enable(guest);
     expect(guest.state).toBe('ERROR');
@@ -76,7 +76,7 @@ describe('seed 001: host cpu-pinned events against KVM task-pinned events', () =
     const vcpu = k.createTask('vcpu0');
     const flex = [0, 1, 2, 3].map(() => ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { cpu: 0 })));
     const guest = kvmEvent(k, vcpu, BRANCHES);
-    k.switchTo(0, vcpu);
+    k.context_switch(0, vcpu);
     expect(guest.state).toBe('ACTIVE');
     expect(flex.filter((e) => e.state === 'INACTIVE')).toHaveLength(1);
   });
@@ -90,7 +90,7 @@ describe('merge_sched_in', () => {
       ev(k.perf_event_open(attr({ config, pinned: true }), { task: t })),
     );
     const flexible = [REF_TSC, LLC_REFERENCES].map((config) => ev(k.perf_event_open(attr({ config }), { task: t })));
-    k.switchTo(0, t);
+    k.context_switch(0, t);
     expect(pinned.map((e) => e.state)).toEqual(['ACTIVE', 'ERROR', 'ERROR']);
     expect(flexible.map((e) => e.state)).toEqual(['INACTIVE', 'INACTIVE']); // REF_TSC fails, so LLC waits too
   });
@@ -100,14 +100,14 @@ describe('fixed or general-purpose counter', () => {
   it('places architectural events on their fixed counter, then on the lowest free GP counter', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const open = (config: bigint) => ev(k.perf_event_open(attr({ config }), { cpu: 0 }));
-    expect(open(INSTRUCTIONS).hwIdx).toBe(32);
-    expect(open(CYCLES).hwIdx).toBe(33);
-    expect(open(REF_TSC).hwIdx).toBe(34);
+    expect(open(INSTRUCTIONS).hw_idx).toBe(32);
+    expect(open(CYCLES).hw_idx).toBe(33);
+    expect(open(REF_TSC).hw_idx).toBe(34);
     const instr2 = open(INSTRUCTIONS);
-    expect(instr2.hwIdx).toBe(0);
+    expect(instr2.hw_idx).toBe(0);
     // SLOTS encoding: Skylake has no fixed counter 3. GP-only has fewer choices, so it goes first.
-    expect(open(0x01a4n).hwIdx).toBe(0);
-    expect(instr2.hwIdx).toBe(1);
+    expect(open(0x01a4n).hw_idx).toBe(0);
+    expect(instr2.hw_idx).toBe(1);
     const second = open(REF_TSC); // fixed-only: no GP fallback
     expect(second.state).toBe('INACTIVE');
     expect(rd(k.pcpu(0).hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe((7n << 32n) | 3n);
@@ -128,19 +128,19 @@ describe('fixed or general-purpose counter', () => {
       errorOf(new HostKernel({ profile: SKYLAKE, cpus: 1 }).perf_event_open(attr({ config: SLOTS }), { cpu: 0 })),
     ).toMatch(/^EINVAL/);
     const icx = new HostKernel({ profile: ICELAKE, cpus: 1 });
-    expect(ev(icx.perf_event_open(attr({ config: SLOTS }), { cpu: 0 })).hwIdx).toBe(35);
-    expect(ev(icx.perf_event_open(attr({ config: 0x01a4n }), { cpu: 0 })).hwIdx).toBe(0);
+    expect(ev(icx.perf_event_open(attr({ config: SLOTS }), { cpu: 0 })).hw_idx).toBe(35);
+    expect(ev(icx.perf_event_open(attr({ config: 0x01a4n }), { cpu: 0 })).hw_idx).toBe(0);
   });
 
   it('the slow path moves a running event to its fixed counter, and its count carries over', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const w = ev(k.perf_event_open(attr({ config: CYCLES, pinned: true }), { cpu: 0 }));
     const a = ev(k.perf_event_open(attr({ config: CYCLES, pinned: true }), { cpu: 0 }));
-    expect([w.hwIdx, a.hwIdx]).toEqual([33, 0]);
+    expect([w.hw_idx, a.hw_idx]).toEqual([33, 0]);
     k.runHost(0, units(2, work(0, 1, 10)));
     k.perf_event_release_kernel(w);
     const b = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, pinned: true }), { cpu: 0 }));
-    expect([a.hwIdx, b.hwIdx]).toEqual([33, 0]); // fewest choices first: b, then a on fixed 1
+    expect([a.hw_idx, b.hw_idx]).toEqual([33, 0]); // fewest choices first: b, then a on fixed 1
     k.runHost(0, units(3, work(0, 1, 10)));
     expect(k.perf_event_read_value(a)).toBe(50n);
   });
@@ -163,10 +163,10 @@ describe('multiplexing', () => {
     const evs = [0, 1, 2, 3, 4].map(() => ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { cpu: 0 })));
     expect(evs.map((e) => e.state)).toEqual(['ACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE', 'INACTIVE']);
     k.runHost(0, [work(0, 1, 1, 1)]);
-    expect(k.tick(0)).toBe(true);
+    expect(k.perf_rotate_context(0)).toBe(true);
     expect(evs.map((e) => e.state)).toEqual(['INACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
     k.runHost(0, [work(0, 1, 1, 10)]);
-    expect(k.tick(0)).toBe(true);
+    expect(k.perf_rotate_context(0)).toBe(true);
     expect(evs.map((e) => e.state)).toEqual(['ACTIVE', 'INACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
     k.runHost(0, [work(0, 1, 1, 100)]);
     expect(evs.map((e) => k.perf_event_read_value(e))).toEqual([101n, 11n, 111n, 111n, 110n]);
@@ -175,7 +175,7 @@ describe('multiplexing', () => {
   it('does nothing on the tick when every event fits', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const e = ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { cpu: 0 }));
-    expect(k.tick(0)).toBe(false);
+    expect(k.perf_rotate_context(0)).toBe(false);
     expect(e.state).toBe('ACTIVE');
   });
 
@@ -183,9 +183,9 @@ describe('multiplexing', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const t = k.createTask('perf-stat');
     const evs = [0, 1, 2, 3, 4].map(() => ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { task: t })));
-    k.switchTo(0, t);
+    k.context_switch(0, t);
     expect(evs[4]!.state).toBe('INACTIVE');
-    expect(k.tick(0)).toBe(true);
+    expect(k.perf_rotate_context(0)).toBe(true);
     expect(evs[0]!.state).toBe('INACTIVE');
     expect(evs[4]!.state).toBe('ACTIVE');
   });
@@ -195,14 +195,14 @@ describe('perf_guest_get_msrs (intel_guest_get_msrs)', () => {
   it('gives the host the counters of non-exclude_host events and the guest those of non-exclude_guest ones (H1)', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1, nmiWatchdog: true });
     const vcpu = k.createTask('vcpu0');
-    k.switchTo(0, vcpu);
+    k.context_switch(0, vcpu);
     const host = hostPinned(k, 0, LLC_REFERENCES);
     const guest = kvmEvent(k, vcpu, BRANCHES);
-    expect([host.hwIdx, guest.hwIdx, k.watchdog(0)!.hwIdx]).toEqual([0, 1, 33]);
+    expect([host.hw_idx, guest.hw_idx, k.watchdog(0)!.hw_idx]).toEqual([0, 1, 33]);
     const fc1 = 1n << 33n;
     expect(k.perf_guest_get_msrs(0)).toEqual({ host: 1n | fc1, guest: 2n | fc1 });
     expect(rd(k.pcpu(0).hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe(1n | fc1);
-    k.switchTo(0, null);
+    k.context_switch(0, null);
     expect(k.perf_guest_get_msrs(0)).toEqual({ host: 1n | fc1, guest: fc1 });
   });
 });

@@ -57,7 +57,7 @@ function hostLbrUser(w: World, cpu: number, period = 40n): PerfEvent {
     w.host.perf_event_open(
       attr({
         config: CYCLES,
-        samplePeriod: period,
+        sample_period: period,
         pinned: true,
         branchSample: { user: true, kernel: true, callStack: false },
       }),
@@ -80,7 +80,7 @@ describe('seed 004: who owns the LBRs', () => {
     const guestEv = w.vcpu.s.lbr.event!;
     expect(w.host.lbrOwner(0)).toBe(guestEv);
     w.vcpu.guestRun([branchy(guestBranches(4))]);
-    expect(w.vcpu.s.lbr.msrPassthrough).toBe(true);
+    expect(w.vcpu.s.lbr.msr_passthrough).toBe(true);
 
     const hostEv = hostLbrUser(w, 0); // cpu-pinned beats the task-pinned guest event
     expect(hostEv.state).toBe('ACTIVE');
@@ -88,7 +88,7 @@ describe('seed 004: who owns the LBRs', () => {
     expect(guestEv.state, 'the guest LBR event is no longer ACTIVE').not.toBe('ACTIVE');
     // vmx_passthrough_lbr_msrs at the next entry: re-intercept.
     w.vcpu.guestRun([branchy(guestBranches(2))]);
-    expect(w.vcpu.s.lbr.msrPassthrough).toBe(false);
+    expect(w.vcpu.s.lbr.msr_passthrough).toBe(false);
     expect(w.vcpu.s.passthrough.has(MSR_LBR_NHM_FROM)).toBe(false);
     // A host LBR user on another pCPU takes nothing from this vCPU.
     const w2 = guestWithActiveLbr();
@@ -190,7 +190,7 @@ describe('exclude_guest and exclude_host', () => {
   it('a host exclude_guest event does not count guest work; one without it does', () => {
     const w = createVcpu({ profile: SKYLAKE, cpus: 2 });
     const hostOnly = ev(
-      w.host.perf_event_open(attr({ config: INSTRUCTIONS, pinned: true, excludeGuest: true }), { cpu: 0 }),
+      w.host.perf_event_open(attr({ config: INSTRUCTIONS, pinned: true, exclude_guest: true }), { cpu: 0 }),
     );
     const both = ev(w.host.perf_event_open(attr({ config: INSTRUCTIONS, pinned: true }), { cpu: 0 }));
     const h0 = w.host.perf_event_read_value(hostOnly);
@@ -259,7 +259,7 @@ describe('vCPU migration', () => {
     expect(w.vcpu.s.lbr.event, 'released at the next entry (kvm_pmu_cleanup)').toBeNull();
     expect(w.host.lbrOwner(1)).toBeNull();
     expect(w.host.lbrOwner(0)).toBeNull();
-    expect(w.vcpu.s.lbr.msrPassthrough).toBe(false);
+    expect(w.vcpu.s.lbr.msr_passthrough).toBe(false);
 
     // With DEBUGCTL.LBR still set the event survives the reschedule and follows the thread.
     const k = guestWithActiveLbr();

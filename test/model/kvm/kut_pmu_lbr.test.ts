@@ -110,10 +110,10 @@ describe('kvm-unit-tests pmu_lbr (Skylake host, LBR_FMT 5, depth 32)', () => {
 
   it('while the event is ACTIVE the LBR MSRs are passed through, and guest accesses reach the hardware', () => {
     const w = lbrGuest();
-    expect(w.vcpu.s.lbr.msrPassthrough).toBe(false);
+    expect(w.vcpu.s.lbr.msr_passthrough).toBe(false);
     expect(w.vcpu.s.passthrough.has(MSR_LBR_NHM_FROM)).toBe(false);
     wr(w, MSR_LBR_NHM_FROM + 3, 0x7123_4000n); // creates the event; passthrough from the next entry
-    expect(w.vcpu.s.lbr.msrPassthrough).toBe(true);
+    expect(w.vcpu.s.lbr.msr_passthrough).toBe(true);
     for (const m of [MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO + DEPTH - 1, MSR_LBR_INFO_0 + 5])
       expect(w.vcpu.s.passthrough.has(m), `0x${m.toString(16)} passed through`).toBe(true);
     expect(w.vcpu.s.passthrough.has(MSR_IA32_DEBUGCTLMSR), 'DEBUGCTL stays intercepted').toBe(false);

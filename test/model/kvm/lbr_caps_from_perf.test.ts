@@ -45,7 +45,7 @@ describe('x86_perf_get_lbr', () => {
   it('refuses branch-stack events when perf manages no LBRs', () => {
     const host = noLbrHost({ profile: SKYLAKE, cpus: 1 });
     const ev = host.perf_event_open(
-      attr({ config: 0xc4n, samplePeriod: 100n, branchSample: { user: true, kernel: true, callStack: false } }),
+      attr({ config: 0xc4n, sample_period: 100n, branchSample: { user: true, kernel: true, callStack: false } }),
       { cpu: 0 },
     );
     expect('error' in ev).toBe(true);
@@ -55,7 +55,7 @@ describe('x86_perf_get_lbr', () => {
 describe('vmx_get_perf_capabilities asks perf for LBRs', () => {
   it('offers LBR_FMT only where perf manages legacy LBRs', () => {
     const caps = (h: HostKernel, f = (x: HostKernel) => new EmulatedVcpu(x, { cpu: 0, cpuid: cpuidOf(x.profile) })) =>
-      f(h).s.supportedPerfCap;
+      f(h).s.supported_perf_cap;
     expect(caps(new HostKernel({ profile: SKYLAKE, cpus: 1 }))).toBe(0x2005n);
     expect(caps(noLbrHost({ profile: SKYLAKE, cpus: 1 }))).toBe(0x2000n);
     expect(caps(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }))).toBe(0x2000n);
@@ -63,7 +63,7 @@ describe('vmx_get_perf_capabilities asks perf for LBRs', () => {
 
   it('before 145dfad998ea offered the hardware format without perf, and the vCPU got no LBR records', () => {
     const v = preLbrIffPerfFix(noLbrHost({ profile: SKYLAKE, cpus: 1 }), { cpu: 0, cpuid: cpuidOf(SKYLAKE) });
-    expect(v.s.supportedPerfCap).toBe(0x2005n);
+    expect(v.s.supported_perf_cap).toBe(0x2005n);
     expect(v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, 0x2005n).ok).toBe(true);
     expect(v.s.lbr.nr).toBe(0);
     expect(v.guestRdmsr(MSR_LBR_NHM_FROM).ok).toBe(false);
@@ -74,7 +74,7 @@ describe('vmx_get_perf_capabilities asks perf for LBRs', () => {
       cpu: 0,
       cpuid: cpuidOf(SAPPHIRE_RAPIDS),
     });
-    expect(v.s.supportedPerfCap).toBe(0x203fn);
+    expect(v.s.supported_perf_cap).toBe(0x203fn);
     expect(v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, 0x203fn).ok).toBe(true);
     expect(v.s.lbr.nr).toBe(32);
     expect(v.guestRdmsr(MSR_LBR_TOS).ok).toBe(false); // the part has no LBR_TOS: the proxied RDMSR faults

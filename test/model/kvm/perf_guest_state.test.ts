@@ -22,7 +22,7 @@ describe("perf_guest_state through KVM's guest-info callbacks", () => {
   it("marks a host sample taken at a PMI that exited the guest as the guest's", () => {
     const host = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const v = new EmulatedVcpu(host, { cpu: 0, cpuid });
-    const ev = host.perf_event_open(attr({ config: 0xc0n, samplePeriod: 100n, pinned: true }), { cpu: 0 });
+    const ev = host.perf_event_open(attr({ config: 0xc0n, sample_period: 100n, pinned: true }), { cpu: 0 });
     if ('error' in ev) throw new Error(ev.error);
     v.guestRun([{ cpl: 3, instructions: 150 }]);
     expect(ev.samples.map((s) => s.inGuest)).toEqual([true]);
@@ -31,7 +31,7 @@ describe("perf_guest_state through KVM's guest-info callbacks", () => {
   it("marks a host sample taken in the host handler of an external-interrupt exit as the host's", () => {
     const host = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const v = new EmulatedVcpu(host, { cpu: 0, cpuid });
-    const ev = host.perf_event_open(attr({ config: 0xc0n, samplePeriod: 100n, pinned: true, excludeGuest: true }), {
+    const ev = host.perf_event_open(attr({ config: 0xc0n, sample_period: 100n, pinned: true, exclude_guest: true }), {
       cpu: 0,
     });
     if ('error' in ev) throw new Error(ev.error);

@@ -38,7 +38,7 @@ describe('a destroyed vCPU leaves no perf events behind', () => {
     const ev = host.perf_event_open(
       attr({
         config: 0xc4n,
-        samplePeriod: 100n,
+        sample_period: 100n,
         pinned: true,
         branchSample: { user: true, kernel: true, callStack: false },
       }),

@@ -89,7 +89,7 @@ describe("perf's exclusivity rules (perf_create_mediated_pmu, mediated_pmu_accou
     const w = createMediated();
     const r = w.host.perf_event_open(attr({ config: 0xc0n }), { cpu: 1 });
     expect('error' in r && r.error).toMatch(/^EOPNOTSUPP/);
-    expect('error' in w.host.perf_event_open(attr({ config: 0xc0n, excludeGuest: true }), { cpu: 1 })).toBe(false);
+    expect('error' in w.host.perf_event_open(attr({ config: 0xc0n, exclude_guest: true }), { cpu: 1 })).toBe(false);
   });
 
   it('the last vCPU of the VM releases the mediated PMU (kvm_arch_destroy_vm)', () => {
@@ -157,7 +157,7 @@ describe('bugs.md #14: unexposed counters are not zeroed, so RDPMC of them must 
     // Four pinned exclude_guest host events fill PMC0..3; PMC3 holds a host count.
     for (let i = 0; i < 4; i++)
       evOk(
-        w.host.perf_event_open(attr({ config: 0xc4n + BigInt(i % 2), pinned: true, excludeGuest: true }), { cpu: 0 }),
+        w.host.perf_event_open(attr({ config: 0xc4n + BigInt(i % 2), pinned: true, exclude_guest: true }), { cpu: 0 }),
       );
     w.host.runHost(0, insnUnits(5));
     expect(w.vcpu.guestRdpmc(3, 0).ok).toBe(false);
@@ -171,7 +171,7 @@ describe('the load/put world switch, in upstream order', () => {
     const w = createMediated();
     val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, INSNS));
     val(w.vcpu.guestWrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3n));
-    w.vcpu.s.pmu.globalStatus = 0b10n; // as if restored by userspace: STATUS_SET must set it
+    w.vcpu.s.pmu.global_status = 0b10n; // as if restored by userspace: STATUS_SET must set it
     const log = recordHw(w.host.pcpu(0).hw, () => w.vcpu.guestRun([{ cpl: 0, instructions: 1 }]));
     const writes = log.filter((x) => x.op === 'wrmsr').map((x) => [x.target, x.value]);
     const at = (t: number, v?: bigint) => writes.findIndex(([m, x]) => m === t && (v === undefined || x === v));
@@ -230,7 +230,7 @@ describe('the load/put world switch, in upstream order', () => {
   it('host exclude_guest events are scheduled out for guest time and back in at put', () => {
     const w = createMediated();
     const ev = evOk(
-      w.host.perf_event_open(attr({ config: 0xc0n, pinned: true, excludeGuest: true, excludeKernel: true }), {
+      w.host.perf_event_open(attr({ config: 0xc0n, pinned: true, exclude_guest: true, exclude_kernel: true }), {
         cpu: 0,
       }),
     );
