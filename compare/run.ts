@@ -8,6 +8,7 @@ import { newVpmuCost, type VpmuCost } from '../model/kvm/cost.js';
 import type { Design } from '../properties/design.js';
 import { HostOpen, type WorldCommand } from '../scenarios/commands.js';
 import { World } from '../scenarios/world.js';
+import { describeObservation, diverges, showOutcome } from '../scenarios/observation.js';
 import { type CostStep, diffCost, priced } from './costs.js';
 import type { Workload } from './workloads.js';
 
@@ -46,12 +47,15 @@ export function runWorkload(
   for (const c of program) c.run({}, world);
   const steps = diffCost(world.vcpus[0]!.cost, before);
   const obs = world.observations;
-  const i = obs.findIndex((o) => o.sut !== o.oracle);
+  const i = obs.findIndex(diverges);
   let verdict = 'conforms';
   if (i >= 0) {
     const o = obs[i]!;
     const k = design.expectations.find((x) => x.matches(o, { host, guest, history: obs.slice(0, i + 1) }));
-    verdict = k !== undefined ? `declared: ${k.id}` : `diverges: ${o.what}: guest saw ${o.sut}, bare metal ${o.oracle}`;
+    verdict =
+      k !== undefined
+        ? `declared: ${k.id}`
+        : `diverges: ${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal ${showOutcome(o.oracle)}`;
   }
   const guestOps = program.filter((c) => !(c instanceof HostOpen)).length;
   return { ...base, verdict, guestOps, steps, ns: priced(steps, costs) };

@@ -49,7 +49,8 @@ import { intel_pmu_ops as mediated_intel_pmu_ops } from '../model/kvm/mediated/p
 import { newPreReuseVcpu } from '../model/kvm/variants/pre_reuse.js';
 import { rdpmcPassthroughUnexposed } from '../model/kvm/bugs/mediated_rdpmc_passthrough.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
-import { type GuestConfig, type Observation, World } from '../scenarios/world.js';
+import { type GuestConfig, World } from '../scenarios/world.js';
+import type { Observation } from '../scenarios/observation.js';
 import { CONFORMANCE_CPUS, runProgram } from '../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/emulated_invisibility.js';

@@ -7,6 +7,7 @@
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { Divergence } from '../scenarios/commands.js';
+import { diverges } from '../scenarios/observation.js';
 import { type GenerationProfile, profileProgramArb } from '../scenarios/generation.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import { adoptionOf, type KnownDivergence } from './expectations/types.js';
@@ -86,7 +87,7 @@ function checkContract(
   const obs = w.observations;
   for (let i = 0; i < obs.length; i++) {
     const o = obs[i]!;
-    if (o.step < at.step || o.sut === o.oracle) continue;
+    if (o.step < at.step || !diverges(o)) continue;
     const ctx = { host: r.host, guest, history: obs.slice(0, i + 1) };
     const why = k.contract!(o, ctx);
     if (why === null) continue;
@@ -96,10 +97,7 @@ function checkContract(
       r.known?.set(other.id, (r.known.get(other.id) ?? 0) + 1);
       return;
     }
-    const d = new Divergence(
-      { ...o, what: `${o.what} (after the known divergence ${k.id}, ${why})` },
-      'bare metal shows',
-    );
+    const d = new Divergence({ ...o, note: { kind: 'contract', id: k.id, why } }, 'bare metal shows');
     d.world = w;
     throw d;
   }

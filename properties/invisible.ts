@@ -9,13 +9,8 @@ import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, Migrate, SaveRestore, type WorldCommand } from '../scenarios/commands.js';
-import {
-  type GuestConfig,
-  type HostKernelFactory,
-  type Observation,
-  type VcpuFactory,
-  World,
-} from '../scenarios/world.js';
+import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
+import { type Observation, sameOutcome } from '../scenarios/observation.js';
 import type { KnownDivergence } from './expectations/types.js';
 
 export interface InvisibilityRun {
@@ -64,9 +59,9 @@ export function checkInvisible(
   for (let i = 0; i < plain.length; i++) {
     const a = plain[i]!;
     const b = seen[i]!;
-    if (a.sut === b.sut) continue;
+    if (sameOutcome(a.sut, b.sut)) continue;
     // Reported as: what the guest saw with the insertion, against what it saw without.
-    const o: Observation = { ...b, what: `${b.what} (with ${String(inserted)} before command ${k})`, oracle: a.sut };
+    const o: Observation = { ...b, note: { kind: 'insertion', command: String(inserted), at: k }, oracle: a.sut };
     const known = r.expectations.find((x) => x.matches(o, { host: r.host, guest, history: w.observations }));
     if (known !== undefined) {
       r.known?.set(known.id, (r.known.get(known.id) ?? 0) + 1);

@@ -12,13 +12,8 @@ import { attr } from '../model/host/types.js';
 import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { unitArb } from '../scenarios/work.js';
-import {
-  type GuestConfig,
-  type HostKernelFactory,
-  type Observation,
-  type VcpuFactory,
-  World,
-} from '../scenarios/world.js';
+import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
+import { type Observation, sameOutcome } from '../scenarios/observation.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import { MSR_LBR_TOS, MSR_LBR_NHM_FROM } from '../model/hw/msr/lbr_legacy.js';
 
@@ -101,9 +96,9 @@ export function checkNoninterference(
   const oa = run(r, guest, a);
   const ob = run(r, guest, b);
   for (let i = 0; i < oa.length; i++) {
-    if (oa[i]!.sut === ob[i]!.sut) continue;
+    if (sameOutcome(oa[i]!.sut, ob[i]!.sut)) continue;
     throw new Divergence(
-      { ...ob[i]!, what: `${ob[i]!.what} (with the host's private values changed)`, oracle: oa[i]!.sut },
+      { ...ob[i]!, note: { kind: 'host-values' }, oracle: oa[i]!.sut },
       'with the original host values it saw',
     );
   }

@@ -26,7 +26,8 @@ import {
   replay,
 } from './replay.js';
 import { CONFORMANCE_CPUS } from '../properties/conformance.js';
-import { caseRule, caseTitle } from './rules.js';
+import { caseRule, caseTitle, describeReport } from './rules.js';
+import { showOutcome } from '../scenarios/observation.js';
 import { caseSignature, reportId } from './signature.js';
 import { versions } from './versions.js';
 
@@ -151,9 +152,9 @@ export function observationToJson(o: ReportObservation): SerializedObservation {
     kind: o.kind,
     target: hex(o.target),
     value: hex(o.value),
-    what: o.what,
-    sut: o.sut,
-    oracle: o.oracle,
+    what: describeReport(o),
+    sut: showOutcome(o.sut),
+    oracle: showOutcome(o.oracle),
   };
   return o.event === undefined ? base : { ...base, event: { ...o.event } };
 }

@@ -14,7 +14,8 @@ import {
   type SerializedCommand,
   type SerializedGuest,
 } from '../scenarios/serialize.js';
-import type { GuestConfig, ObservationKind } from '../scenarios/world.js';
+import type { GuestConfig } from '../scenarios/world.js';
+import type { ObservationKind } from '../scenarios/observation.js';
 import { type Case, isReportProperty, type PropertyId, REPORT_PROPERTIES } from './replay.js';
 
 /**

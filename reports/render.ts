@@ -12,6 +12,8 @@ import { guestToCode } from '../scenarios/serialize.js';
 import type { GuestConfig } from '../scenarios/world.js';
 import type { Report } from './build.js';
 import type { Case, PropertyId, Replay, ReportObservation } from './replay.js';
+import { describeReport } from './rules.js';
+import { type Outcome, showOutcome } from '../scenarios/observation.js';
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
 /** A single-quoted TypeScript string literal, for generated code. */
@@ -65,7 +67,14 @@ export function traceRows(r: Replay): string[][] {
     if (s.observations.length === 0) rows.push([String(s.index), cmd, none, '', '', '']);
     s.observations.forEach((o, i) =>
       // A VMM action (migration, save/restore) is recorded with nothing for either side to see.
-      rows.push([i === 0 ? String(s.index) : '', i === 0 ? cmd : '', o.what, o.sut || '-', o.oracle || '-', mark(o)]),
+      rows.push([
+        i === 0 ? String(s.index) : '',
+        i === 0 ? cmd : '',
+        describeReport(o),
+        showOutcome(o.sut) || '-',
+        showOutcome(o.oracle) || '-',
+        mark(o),
+      ]),
     );
   }
   return rows;
@@ -142,19 +151,20 @@ function sideLabels(c: Case, design: string): [string, string] {
 
 /** The first divergence in one sentence, as `npm run replay` prints it. */
 export function divergenceSentence(p: PropertyId, o: ReportObservation): string {
-  const at = `step ${o.step}, vCPU ${o.vcpu}: ${o.what}`;
+  const at = `step ${o.step}, vCPU ${o.vcpu}: ${describeReport(o)}`;
+  const [sut, oracle] = [showOutcome(o.sut), showOutcome(o.oracle)];
   switch (p) {
     case 'no-leak':
-      return `${at}: with the host's values changed the guest saw ${o.sut}, with the original ones ${o.oracle}`;
+      return `${at}: with the host's values changed the guest saw ${sut}, with the original ones ${oracle}`;
     case 'invisible':
-      return `${at}: with the insertion the guest saw ${o.sut}, without it ${o.oracle}`;
+      return `${at}: with the insertion the guest saw ${sut}, without it ${oracle}`;
     case 'host-undisturbed': {
       const ev =
         o.event === undefined ? 'a host event' : `host event ${o.event.index} on pCPU ${o.event.cpu} (${o.event.perf})`;
-      return `${ev} counted ${o.sut} with the guest running, ${o.oracle} on the same host without it (the counts first differ after step ${o.step})`;
+      return `${ev} counted ${sut} with the guest running, ${oracle} on the same host without it (the counts first differ after step ${o.step})`;
     }
     default:
-      return `${at}: guest saw ${o.sut}, bare metal shows ${o.oracle}`;
+      return `${at}: guest saw ${sut}, bare metal shows ${oracle}`;
   }
 }
 
@@ -163,15 +173,15 @@ function firstDivergenceText(r: Report): string {
   const [failing, baseline] = sideLabels(r.kase, r.design.id);
   const where =
     o.kind === 'host-event'
-      ? `After the whole program (the counts first differ after step ${o.step}): \`${o.what}\``
-      : `Step ${o.step}, vCPU ${o.vcpu}: \`${o.what}\``;
+      ? `After the whole program (the counts first differ after step ${o.step}): \`${describeReport(o)}\``
+      : `Step ${o.step}, vCPU ${o.vcpu}: \`${describeReport(o)}\``;
   return [
     where,
     '',
     '| | result |',
     '|---|---|',
-    `| ${failing} | ${mdCell(o.sut)} |`,
-    `| ${baseline} | ${mdCell(o.oracle)} |`,
+    `| ${failing} | ${mdCell(showOutcome(o.sut))} |`,
+    `| ${baseline} | ${mdCell(showOutcome(o.oracle))} |`,
     '',
     ...(r.kase.property === 'conformance' || r.kase.property === 'lbr-freeze'
       ? []
@@ -334,10 +344,29 @@ function traceIntro(p: PropertyId): string {
   }
 }
 
+/** An outcome as a toMatchObject pattern: its values, not a #GP's rule (its wording may change). */
+export function outcomeCode(x: Outcome): string {
+  switch (x.kind) {
+    case 'value':
+      return `{ kind: 'value', value: ${hex(x.value)}n }`;
+    case 'count':
+      return `{ kind: 'count', count: ${x.count}n }`;
+    case 'pmis':
+      return `{ kind: 'pmis', pmis: [${x.pmis.map((p) => `{ afterUnit: ${p.afterUnit}, vector: ${p.vector} }`).join(', ')}] }`;
+    case 'xsave': {
+      const a = x.area;
+      const e = a.entries.map((r) => `{ from: ${hex(r.from)}n, to: ${hex(r.to)}n, info: ${hex(r.info)}n }`);
+      return `{ kind: 'xsave', area: { lbrCtl: ${hex(a.lbrCtl)}n, lbrDepth: ${hex(a.lbrDepth)}n, lerFrom: ${hex(a.lerFrom)}n, lerTo: ${hex(a.lerTo)}n, entries: [${e.join(', ')}] } }`;
+    }
+    default:
+      return `{ kind: ${q(x.kind)} }`;
+  }
+}
+
 /** Fields of the divergent observation a regression pins (not the message: its wording may change). */
 function observationMatcher(o: ReportObservation): string {
   const target = o.target === null ? 'null' : hex(o.target);
-  return `{ kind: ${q(o.kind)}, target: ${target}, sut: ${q(o.sut)}, oracle: ${q(o.oracle)} }`;
+  return `{ kind: ${q(o.kind)}, target: ${target}, sut: ${outcomeCode(o.sut)}, oracle: ${outcomeCode(o.oracle)} }`;
 }
 
 /** The command classes the generated code names (and the Divergence it catches). */
@@ -350,7 +379,6 @@ function commandImports(code: string, extra: readonly string[]): string {
 function regressionBody(r: Report): { imports: string[]; setup: string; it: string } {
   const c = r.kase;
   const o = r.replay.divergence;
-  const f = r.file;
   const base = [
     `import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';`,
     `import { designById } from '../../designs/registry.js';`,
@@ -392,8 +420,8 @@ function regressionBody(r: Report): { imports: string[]; setup: string; it: stri
         it: [
           '    const e = thrown(() => checkHostUndisturbed(run, guest, program));',
           '    expect(e).toBeInstanceOf(HostDisturbed);',
-          `    // ${f.divergence.what}: ${o.sut} with the guest, ${o.oracle} without it.`,
-          `    expect((e as HostDisturbed).message).toMatch(/host event ${o.event?.index ?? 0} .*counted ${o.sut} with the guest running, ${o.oracle} /);`,
+          `    // ${describeReport(o)}: ${showOutcome(o.sut)} with the guest, ${showOutcome(o.oracle)} without it.`,
+          `    expect((e as HostDisturbed).message).toMatch(/host event ${o.event?.index ?? 0} .*counted ${showOutcome(o.sut)} with the guest running, ${showOutcome(o.oracle)} /);`,
         ].join('\n'),
       };
     case 'conformance':
@@ -405,7 +433,7 @@ function itTitle(r: Report): string {
   const o = r.replay.divergence;
   const f = r.file;
   return r.kase.property === 'lbr-freeze' || r.kase.property === 'conformance'
-    ? `${f.design} diverges: ${o.what}: guest saw ${o.sut}, bare metal shows ${o.oracle}`
+    ? `${f.design} diverges: ${describeReport(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`
     : `${f.design} fails ${f.property.id}: ${divergenceSentence(r.kase.property, o)}`;
 }
 

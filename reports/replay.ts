@@ -15,7 +15,8 @@ import { runProgram } from '../properties/conformance.js';
 import type { Design } from '../properties/design.js';
 import { adoptionOf, type KnownDivergence } from '../properties/expectations/types.js';
 import { Divergence, HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
-import { type GuestConfig, type Observation, type ObservationKind, World } from '../scenarios/world.js';
+import { type GuestConfig, World } from '../scenarios/world.js';
+import { ABSENT, diverges, type Observation, type ObservationKind, sameOutcome } from '../scenarios/observation.js';
 
 /** The properties whose failures become reports (checks.ts ids). */
 export const REPORT_PROPERTIES = ['conformance', 'lbr-freeze', 'no-leak', 'host-undisturbed', 'invisible'] as const;
@@ -71,6 +72,8 @@ export interface HostEventRef {
 export type ReportObservation = Omit<Observation, 'kind'> & {
   readonly kind: ObservationKind | 'host-event';
   readonly event?: HostEventRef;
+  /** host-event: the count at the end of the program (the property's verdict), not after a prefix. */
+  readonly atEnd?: boolean;
 };
 
 export interface Step {
@@ -166,7 +169,7 @@ function againstBareMetal(t: ReplayTarget, property: PropertyId, program: readon
   }
   const w = world(t, [t.guest], false);
   const same = (a: Observation, b: Observation) =>
-    a.step === b.step && a.vcpu === b.vcpu && a.kind === b.kind && a.target === b.target && a.sut === b.sut;
+    a.step === b.step && a.vcpu === b.vcpu && a.kind === b.kind && a.target === b.target && sameOutcome(a.sut, b.sut);
   const steps = program.map((command, i): Step => {
     const before = w.observations.length;
     if (command.check({})) command.run({}, w);
@@ -175,7 +178,7 @@ function againstBareMetal(t: ReplayTarget, property: PropertyId, program: readon
   });
   if (failure !== null) return { property, steps, divergence: failure, known: null };
   // No failure: the first difference, if any, is a declared one.
-  const first = w.observations.find((o) => o.sut !== o.oracle);
+  const first = w.observations.find(diverges);
   if (first === undefined) return { property, steps, divergence: null, known: null };
   const history = w.observations.slice(0, w.observations.indexOf(first) + 1);
   const known = expectations.find((x) => x.matches(first, { host: t.host, guest: t.guest, history })) ?? null;
@@ -214,8 +217,8 @@ function pairUp(
   const paired = shown.perCommand.map((obs) =>
     obs.map((o) => {
       const a = theirs[n++];
-      const p: ReportObservation = { ...o, oracle: a?.sut ?? '(none)' };
-      if (divergence !== null || a === undefined || a.sut === o.sut) return p;
+      const p: ReportObservation = { ...o, oracle: a?.sut ?? ABSENT };
+      if (divergence !== null || a === undefined || sameOutcome(a.sut, o.sut)) return p;
       divergence = mark(p);
       return divergence;
     }),
@@ -227,10 +230,7 @@ function pairUp(
 function twoPrograms(t: ReplayTarget, c: Extract<Case, { property: 'no-leak' }>): Replay {
   const changed = record(t, c.program);
   const original = record(t, c.baseline);
-  const { paired, divergence } = pairUp(changed, original, (o) => ({
-    ...o,
-    what: `${o.what} (with the host's private values changed)`,
-  }));
+  const { paired, divergence } = pairUp(changed, original, (o) => ({ ...o, note: { kind: 'host-values' } }));
   const steps = c.program.map((command, i): Step => {
     const b = c.baseline[i];
     return {
@@ -251,7 +251,7 @@ function withInsertion(t: ReplayTarget, c: Extract<Case, { property: 'invisible'
   const plain = record(t, c.program);
   const { paired, divergence } = pairUp(seen, plain, (o) => ({
     ...o,
-    what: `${o.what} (with ${String(c.insertion.command)} before command ${k})`,
+    note: { kind: 'insertion', command: String(c.insertion.command), at: k },
   }));
   const steps = run.map((command, i): Step => ({
     index: i + 1,
@@ -307,20 +307,21 @@ function eventObservation(
   e: PerfEvent,
   withGuest: bigint | undefined,
   hostOnly: bigint | undefined,
-  when = '',
+  atEnd = false,
 ): ReportObservation {
   const cpu = 'cpu' in e.target ? e.target.cpu : -1;
   const a = attrCode(e);
+  const count = (n: bigint | undefined) => (n === undefined ? ABSENT : { kind: 'count' as const, count: n });
   return {
     step,
     vcpu: -1,
     kind: 'host-event',
     target: Number(e.attr.config),
     value: null,
-    what: `host event ${index} on pCPU ${cpu}: count${when}`,
-    sut: withGuest === undefined ? '(none)' : String(withGuest),
-    oracle: hostOnly === undefined ? '(none)' : String(hostOnly),
+    sut: count(withGuest),
+    oracle: count(hostOnly),
     event: { index, cpu, attr: a, perf: attrWords(e) },
+    ...(atEnd ? { atEnd } : {}),
   };
 }
 
@@ -355,7 +356,7 @@ function hostCounts(t: ReplayTarget, program: readonly WorldCommand[], trace: bo
     whole.events[i]!,
     whole.counts[i],
     whole.hostOnly[i],
-    ' at the end',
+    true,
   );
   if (trace) {
     // The last row is the property's verdict: make it the divergence itself.

@@ -6,7 +6,16 @@
 
 import { msrName } from '../model/hw/msr/map.js';
 import type { Case, PropertyId, ReportObservation } from './replay.js';
-import { countShape, gpShape, parsePmis, pmiShape } from './signature.js';
+import { countShape, gpShape, pmiShape } from './signature.js';
+import {
+  describeObservation,
+  describeAction,
+  describeAround,
+  isGp,
+  type Outcome,
+  pmisOf,
+  showOutcome,
+} from '../scenarios/observation.js';
 import {
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
@@ -94,7 +103,7 @@ function rdpmcGpReason(ecx: number): string {
 export function ruleFor(o: Pick<ReportObservation, 'kind' | 'target' | 'sut' | 'oracle'>): string {
   const gp = gpShape(o) !== 'value' ? '; §5 #GP master table' : '';
   if (o.kind === 'rdpmc') {
-    const why = o.oracle === '#GP' ? `: ${rdpmcGpReason(o.target ?? 0)}` : '';
+    const why = isGp(o.oracle) ? `: ${rdpmcGpReason(o.target ?? 0)}` : '';
     return `pmu-semantics.md §4.9 RDPMC${gp}${why}`;
   }
   if (o.kind === 'pmi' || o.kind === 'run') return `pmu-semantics.md ${PMI_RULE}`;
@@ -104,26 +113,34 @@ export function ruleFor(o: Pick<ReportObservation, 'kind' | 'target' | 'sut' | '
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
+/** A report's observation in words: the guest's, or a host event's count (`host event 0 on pCPU 1: count`). */
+export function describeReport(o: ReportObservation): string {
+  if (o.kind !== 'host-event') return describeObservation({ ...o, kind: o.kind });
+  return `host event ${o.event?.index ?? 0} on pCPU ${o.event?.cpu ?? -1}: count${o.atEnd === true ? ' at the end' : ''}`;
+}
+
 /** `RDMSR IA32_PERF_GLOBAL_INUSE (0x392)`, `RDPMC 0x80000000 at CPL 0`: the instruction in words. */
-export function instructionWords(o: Pick<ReportObservation, 'kind' | 'target' | 'what'>): string {
-  // The property's note on which run it was ("(with …)") is not part of the instruction.
-  if (o.kind === 'rdpmc') return o.what.replace(/ \(with .*\)$/, '');
+export function instructionWords(o: Pick<ReportObservation, 'kind' | 'target' | 'cpl'>): string {
+  if (o.kind === 'rdpmc') return describeAction({ ...o, kind: 'rdpmc', value: null });
   const op = o.kind === 'wrmsr' ? 'WRMSR' : 'RDMSR';
   return o.target === null ? op : `${op} ${msrName(o.target)} (${hex(o.target)})`;
 }
 
 /** What one side did, as a verb phrase. */
-function outcome(o: Pick<ReportObservation, 'kind'>, side: string): string {
-  if (side === '#GP') return 'raises #GP';
+function outcome(o: Pick<ReportObservation, 'kind'>, side: Outcome): string {
+  if (isGp(side)) return 'raises #GP';
   if (o.kind === 'wrmsr') return 'is accepted';
-  return o.kind === 'rdpmc' ? `returns ${side}` : `reads ${side}`;
+  return o.kind === 'rdpmc' ? `returns ${showOutcome(side)}` : `reads ${showOutcome(side)}`;
 }
 
-function pmiWords(o: Pick<ReportObservation, 'kind' | 'what' | 'sut' | 'oracle'>): string {
+/** What a title needs of an observation. */
+type Titled = Pick<ReportObservation, 'kind' | 'target' | 'value' | 'cpl' | 'around' | 'adopted' | 'sut' | 'oracle'>;
+
+function pmiWords(o: Titled): string {
   const where = pmiWhere(o);
   switch (pmiShape(o.sut, o.oracle)) {
     case 'missing-pmi':
-      return parsePmis(o.sut).length === 0
+      return pmisOf(o.sut).length === 0
         ? `guest gets no PMI ${where} where bare metal delivers one`
         : `guest misses a PMI ${where}`;
     case 'extra-pmi':
@@ -135,18 +152,15 @@ function pmiWords(o: Pick<ReportObservation, 'kind' | 'what' | 'sut' | 'oracle'>
   }
 }
 
-/** Where a PMI observation was made: during a run, or around an instruction (without the suffix the property added). */
-function pmiWhere(o: Pick<ReportObservation, 'kind' | 'what'>): string {
-  return o.kind === 'run'
+/** Where a PMI observation was made: during a run, or around an instruction. */
+function pmiWhere(o: Titled): string {
+  return o.kind === 'run' || o.kind === 'host-event'
     ? 'during guest work'
-    : `around ${o.what.replace(/ \(with .*\)$/, '').replace(/: PMIs$/, '')}`;
+    : `around ${describeAround({ ...o, kind: o.kind })}`;
 }
 
 /** A kernel-style subject line for a divergence from bare metal (properties 1 and 3). */
-export function titleFor(
-  o: Pick<ReportObservation, 'kind' | 'target' | 'what' | 'sut' | 'oracle'>,
-  property: PropertyId = 'conformance',
-): string {
+export function titleFor(o: Titled, property: PropertyId = 'conformance'): string {
   const subject =
     o.kind === 'pmi' || o.kind === 'run'
       ? pmiWords(o)
@@ -155,8 +169,8 @@ export function titleFor(
 }
 
 /** What the guest got, as a short phrase: `0x5`, `#GP`, `no PMI`. */
-const got = (o: Pick<ReportObservation, 'kind'>, side: string) =>
-  o.kind === 'wrmsr' ? (side === '#GP' ? '#GP' : 'accepted') : side;
+const got = (o: Pick<ReportObservation, 'kind'>, side: Outcome) =>
+  o.kind === 'wrmsr' ? (isGp(side) ? '#GP' : 'accepted') : showOutcome(side);
 
 /** The two runs a property compares, in the words of a title: [failing side, baseline side]. */
 function sides(c: Case): [string, string] {
@@ -182,13 +196,13 @@ export function caseTitle(c: Case, o: ReportObservation): string {
           : countShape(o) === 'under-count'
             ? 'loses counts while the guest runs'
             : 'is missing';
-      return `[host-undisturbed] KVM: x86/pmu: ${ev} ${how}: ${o.sut} with the guest running, ${o.oracle} without it`;
+      return `[host-undisturbed] KVM: x86/pmu: ${ev} ${how}: ${showOutcome(o.sut)} with the guest running, ${showOutcome(o.oracle)} without it`;
     }
     default: {
       const [changed, baseline] = sides(c);
       const subject =
         o.kind === 'pmi' || o.kind === 'run'
-          ? `guest's PMIs ${pmiWhere(o)} differ: ${o.sut} ${changed}, ${o.oracle} ${baseline}`
+          ? `guest's PMIs ${pmiWhere(o)} differ: ${showOutcome(o.sut)} ${changed}, ${showOutcome(o.oracle)} ${baseline}`
           : `guest ${instructionWords(o)} gets ${got(o, o.sut)} ${changed}, ${got(o, o.oracle)} ${baseline}`;
       return `[${c.property}] KVM: x86/pmu: ${subject}`;
     }

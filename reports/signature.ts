@@ -5,30 +5,23 @@
  * (values, unit counts, the vCPU, the step).
  */
 
-import type { Observation } from '../scenarios/world.js';
+import { isGp, type Observation, type Outcome, pmisOf } from '../scenarios/observation.js';
 import type { Case, ReportObservation } from './replay.js';
 
-/** How two PMI lists (as World prints them) differ. */
-export function pmiShape(sut: string, oracle: string): string {
-  const a = parsePmis(sut);
-  const b = parsePmis(oracle);
+/** How two sides' PMIs differ. */
+export function pmiShape(sut: Outcome, oracle: Outcome): string {
+  const a = pmisOf(sut);
+  const b = pmisOf(oracle);
   if (a.length < b.length) return 'missing-pmi';
   if (a.length > b.length) return 'extra-pmi';
   if (a.some((p, i) => p.vector !== b[i]!.vector)) return 'pmi-vector';
   return 'pmi-timing';
 }
 
-export function parsePmis(s: string): { afterUnit: number; vector: number }[] {
-  return [...s.matchAll(/PMI\(vector (\d+)\) after unit (-?\d+)/g)].map((m) => ({
-    vector: Number(m[1]),
-    afterUnit: Number(m[2]),
-  }));
-}
-
 /** Which side faulted, for an instruction: the guest only, bare metal only, or neither (values). */
 export function gpShape(o: Pick<Observation, 'sut' | 'oracle'>): string {
-  if (o.sut === '#GP') return 'guest-gp';
-  if (o.oracle === '#GP') return 'bare-metal-gp';
+  if (isGp(o.sut)) return 'guest-gp';
+  if (isGp(o.oracle)) return 'bare-metal-gp';
   return 'value';
 }
 
@@ -47,7 +40,7 @@ export function signatureOf(design: string, o: Pick<ReportObservation, 'kind' | 
 
 /** Whether the host event counted more with the guest than without it (it counted guest work) or less. */
 export function countShape(o: Pick<ReportObservation, 'sut' | 'oracle'>): string {
-  const n = (s: string) => (/^\d+$/.test(s) ? BigInt(s) : null);
+  const n = (x: Outcome) => (x.kind === 'count' ? x.count : null);
   const [a, b] = [n(o.sut), n(o.oracle)];
   return a === null || b === null ? 'missing' : a > b ? 'over-count' : 'under-count';
 }

@@ -8,7 +8,8 @@
 import type fc from 'fast-check';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { PerfEventAttr } from '../model/host/types.js';
-import type { Observation, World } from './world.js';
+import type { World } from './world.js';
+import { describeObservation, diverges, type Observation, showOutcome } from './observation.js';
 
 export class Divergence extends Error {
   override readonly name = 'Divergence';
@@ -20,7 +21,7 @@ export class Divergence extends Error {
     readonly against = 'bare metal shows',
   ) {
     super(
-      `step ${observation.step}, vCPU ${observation.vcpu}: ${observation.what}: guest saw ${observation.sut}, ${against} ${observation.oracle}`,
+      `step ${observation.step}, vCPU ${observation.vcpu}: ${describeObservation(observation)}: guest saw ${showOutcome(observation.sut)}, ${against} ${showOutcome(observation.oracle)}`,
     );
   }
 }
@@ -33,7 +34,7 @@ export type WorldCommand = fc.Command<NoModel, World>;
 export function assertSame(obs: readonly Observation[], w?: World, against?: string): void {
   if (w?.config.compare === false) return;
   for (const o of obs)
-    if (o.sut !== o.oracle) {
+    if (diverges(o)) {
       const d = new Divergence(o, against);
       d.world = w ?? null;
       throw d;

@@ -28,7 +28,8 @@ import {
 } from './commands.js';
 import { guestToCode } from './serialize.js';
 import { encode, u64 } from './values.js';
-import type { GuestConfig, Observation, World } from './world.js';
+import type { GuestConfig, World } from './world.js';
+import type { Observation } from './observation.js';
 import { irqExit, vmmGetMsr, vmmRoundTrip, vmmSetCpuid, vmmSetMsr, vmmSetPmuEventFilter } from './vmm_ioctls.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';

@@ -7,7 +7,8 @@
 import type { WorkUnit } from '../model/hw/work.js';
 import type { GuestCpuid, HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
-import { type GuestConfig, impossibleEnumeration, IRQ_EXIT, type Observation, type World } from './world.js';
+import { type GuestConfig, impossibleEnumeration, type World } from './world.js';
+import { NONE, type Observation, OK, type Outcome, REFUSED, valueOutcome } from './observation.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 import { MSR_IA32_PERFCTR0 } from '../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_OVF_CTRL } from '../model/hw/msr/global.js';
@@ -28,11 +29,14 @@ export function vmmSetCpuid(w: World, vcpu: number, asked: GuestConfig): Observa
   const same = sameModel(cur, g);
   const impossible = r.ok && !ran ? impossibleEnumeration(w.config.host, g) : null; // W4
   if (r.ok && !ran && impossible === null) w.freshOracle(v, g);
-  const { eax, edx } = g.cpuid.leaf0a;
-  const what = `KVM_SET_CPUID2 (0AH eax 0x${eax.toString(16)} edx 0x${edx.toString(16)}${g.cpuid.pdcm ? `, PDCM, PERF_CAPABILITIES 0x${g.perfCapabilities.toString(16)}` : ', no PDCM'})${ran ? ' after KVM_RUN' : ''}`;
-  if (impossible !== null)
-    return w.vmmRecord(v, `${what}: no CPU enumerates it (${impossible})`, r.ok ? 'ok' : 'refused', 'refused');
-  return w.vmmRecord(v, what, r.ok ? 'ok' : 'refused', !ran || same ? 'ok' : 'refused');
+  const op = {
+    op: 'set-cpuid',
+    cpuid: g.cpuid,
+    perfCapabilities: g.cpuid.pdcm ? g.perfCapabilities : null,
+    afterRun: ran,
+    impossible,
+  } as const;
+  return w.vmmRecord(v, op, answer(r), impossible === null && (!ran || same) ? OK : REFUSED);
 }
 
 /**
@@ -45,27 +49,17 @@ export function vmmSetMsr(w: World, vcpu: number, msr: number, value: bigint): O
   const cur = w.guestConfig(v);
   const ran = w.vcpuHasRun(v);
   const r = w.vcpus[v]!.hostSetMsr(msr, value);
-  const sut = r.ok ? 'ok' : 'refused';
+  const sut = answer(r);
   const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !cur.cpuid.pdcm;
   // W4: a PERF_CAPABILITIES no CPU of this CPUID has must be refused; bare metal has no such state.
   const impossible =
     r.ok && msr === MSR_IA32_PERF_CAPABILITIES && !noPdcm
       ? impossibleEnumeration(w.config.host, { ...cur, perfCapabilities: value })
       : null;
-  if (impossible !== null)
-    return w.vmmRecord(
-      v,
-      `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}: no CPU enumerates it (${impossible})`,
-      sut,
-      'refused',
-    );
+  const op = { op: 'set-msr', msr, value, afterRun: ran, impossible } as const;
+  if (impossible !== null) return w.vmmRecord(v, op, sut, REFUSED);
   if (r.ok) mirrorHostWrite(w, v, msr, value, cur, ran);
-  return w.vmmRecord(
-    v,
-    `KVM_SET_MSRS 0x${msr.toString(16)} <- 0x${value.toString(16)}`,
-    sut,
-    noPdcm ? (value === 0n ? 'ok' : 'refused') : sut,
-  );
+  return w.vmmRecord(v, op, sut, noPdcm ? (value === 0n ? OK : REFUSED) : sut);
 }
 
 function mirrorHostWrite(w: World, v: number, msr: number, value: bigint, cur: GuestConfig, ran: boolean): void {
@@ -93,7 +87,7 @@ export function vmmGetMsr(w: World, vcpu: number, msr: number): Observation[] {
   const v = w.index(vcpu);
   const r = w.vcpus[v]!.hostGetMsr(msr);
   const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !w.guestConfig(v).cpuid.pdcm;
-  return w.vmmRecord(v, `KVM_GET_MSRS 0x${msr.toString(16)}`, showHost(r), noPdcm ? '0x0' : showHost(r));
+  return w.vmmRecord(v, { op: 'get-msr', msr }, showHost(r), noPdcm ? valueOutcome(0n) : showHost(r));
 }
 
 /**
@@ -109,8 +103,17 @@ export function vmmRoundTrip(w: World, vcpu: number): Observation[] {
     const got = x.hostGetMsr(m);
     const set = got.ok ? x.hostSetMsr(m, got.value) : got;
     const again = got.ok && set.ok ? x.hostGetMsr(m) : set;
-    const what = `KVM_GET_MSRS / KVM_SET_MSRS round trip of listed MSR 0x${m.toString(16)}`;
-    out.push(w.record(v, 'vmm', m, null, what, showHost(again), got.ok ? showHost(got) : 'an MSR the VMM can save'));
+    out.push(
+      w.record({
+        vcpu: v,
+        kind: 'vmm',
+        target: m,
+        value: null,
+        vmm: { op: 'round-trip', msr: m },
+        sut: showHost(again),
+        oracle: got.ok ? showHost(got) : { kind: 'savable' },
+      }),
+    );
   }
   return out;
 }
@@ -126,12 +129,7 @@ export function vmmSetPmuEventFilter(w: World, filter: KvmPmuEventFilter | null)
     w.oracleFilter = filter;
     for (const o of w.oracles) if (o instanceof OracleCpu) o.filter = filter;
   }
-  return w.vmmRecord(
-    0,
-    `KVM_SET_PMU_EVENT_FILTER ${filter === null ? 'none' : JSON.stringify(filter, (_k, x: unknown) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x))}`,
-    r.ok ? 'ok' : 'refused',
-    'ok',
-  );
+  return w.vmmRecord(0, { op: 'set-filter', filter }, answer(r), OK);
 }
 
 /**
@@ -143,12 +141,16 @@ export function irqExit(w: World, vcpu: number, units: readonly WorkUnit[]): voi
   const x = w.vcpus[v]!;
   if (x.externalInterrupt !== undefined) x.externalInterrupt(units);
   else w.host.runHost(x.cpu, units);
-  w.vmmRecord(v, `${IRQ_EXIT} on pCPU ${x.cpu}: the host IRQ handler runs ${units.length} units`, '', '');
+  w.vmmRecord(v, { op: 'irq-exit', cpu: x.cpu, units: units.length }, NONE, NONE);
 }
 
-function showHost(r: HostAccess): string {
-  return r.ok ? `0x${r.value.toString(16)}` : 'refused';
+/** A KVM_GET_MSRS answer: the value, or refused. */
+function showHost(r: HostAccess): Outcome {
+  return r.ok ? valueOutcome(r.value) : REFUSED;
 }
+
+/** An ioctl's answer: ok or refused. */
+const answer = (r: HostAccess): Outcome => (r.ok ? OK : REFUSED);
 
 /** The same vCPU model: what KVM accepts again after KVM_RUN. */
 function sameModel(a: GuestConfig, b: GuestConfig): boolean {

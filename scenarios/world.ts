@@ -16,6 +16,18 @@ import type { GuestCpuid, GuestPmi, KvmPmuEventFilter, VpmuVcpu } from '../model
 import { OracleCpu } from './oracle_filter.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
+import {
+  ACCEPTED,
+  gpOutcome,
+  type HostOp,
+  type InstructionKind,
+  NONE,
+  type Observation,
+  type Outcome,
+  pmisOutcome,
+  valueOutcome,
+  type VmmOp,
+} from './observation.js';
 
 /** Vector the SUT reports for an NMI-mode PMI (decision K8); the oracle is normalised to it (W2). */
 export const NMI_VECTOR = 2;
@@ -71,22 +83,6 @@ export interface Adoption {
   readonly fault: (a: MsrAttempt) => string | null;
 }
 
-export type ObservationKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'xsaves' | 'xrstors' | 'pmi' | 'run' | 'vmm' | 'host';
-
-/** One observation: what the guest saw on the system under test and on bare metal. */
-export interface Observation {
-  readonly step: number;
-  readonly vcpu: number;
-  readonly kind: ObservationKind;
-  /** The MSR (rdmsr/wrmsr), the ECX (rdpmc), or null. */
-  readonly target: number | null;
-  /** The value written (wrmsr), else null. */
-  readonly value: bigint | null;
-  readonly what: string;
-  readonly sut: string;
-  readonly oracle: string;
-}
-
 export class SetupError extends Error {
   override readonly name = 'SetupError';
 }
@@ -134,9 +130,13 @@ function makeOracleProfile(host: Profile, g: GuestConfig): Profile {
   });
 }
 
-const showAccess = (a: Access) => (a.ok ? `0x${a.value.toString(16)}` : '#GP');
-const showPmis = (l: readonly { afterUnit: number; vector: number }[]) =>
-  l.length === 0 ? 'no PMI' : l.map((p) => `PMI(vector ${p.vector}) after unit ${p.afterUnit}`).join(', ');
+/** A read's outcome: its value, or #GP with the rule. */
+const readOutcome = (a: Access): Outcome => (a.ok ? valueOutcome(a.value) : gpOutcome(a.gp));
+/** A write's outcome: only whether it faulted (W3). */
+const writeOutcome = (a: Access): Outcome => (a.ok ? ACCEPTED : gpOutcome(a.gp));
+
+/** What W6 adopted for one access, for the observation to say. */
+type Adopted = Observation['adopted'];
 
 export class World {
   readonly host: HostKernel;
@@ -181,19 +181,19 @@ export class World {
     return { ...g, perfCapabilities: g.perfCapabilities & supported };
   }
 
-  record(
-    vcpu: number,
-    kind: ObservationKind,
-    target: number | null,
-    value: bigint | null,
-    what: string,
-    sut: string,
-    oracle: string,
-  ): Observation {
-    const o = { step: this.step, vcpu, kind, target, value, what, sut, oracle };
-    this.observations.push(o);
-    return o;
+  record(o: Omit<Observation, 'step'>): Observation {
+    const r: Observation = { step: this.step, ...o };
+    this.observations.push(r);
+    if (o.vcpu >= 0) {
+      // KVM_RUN: any guest observation, or an exit from the guest; a restored vCPU is a fresh one.
+      if (o.kind !== 'vmm' || o.vmm?.op === 'irq-exit') this.ran[o.vcpu] = true;
+      else if (o.vmm?.op === 'save-restore') this.ran[o.vcpu] = false;
+    }
+    return r;
   }
+
+  /** Per vCPU: has it entered the guest since it was created or restored? */
+  private readonly ran: boolean[] = [];
 
   index(v: number): number {
     return ((v % this.vcpus.length) + this.vcpus.length) % this.vcpus.length;
@@ -207,38 +207,39 @@ export class World {
     return this.retire(o, cpl, effect());
   }
 
-  /** The retirement half of oracleInstruction, for a result already known; `note` says what W6 adopted. */
-  private retire(o: Cpu, cpl: number, r: Access, note = ''): { r: Access; pmis: GuestPmi[]; note: string } {
+  /** The retirement half of oracleInstruction, for a result already known; `adopted` says what W6 took on. */
+  private retire(
+    o: Cpu,
+    cpl: number,
+    r: Access,
+    adopted?: Adopted,
+  ): { r: Access; pmis: GuestPmi[]; adopted?: Adopted } {
     const pmis: GuestPmi[] = [];
     if (r.ok) {
       const d = o.step(RETIRED_AT_CPL[cpl]!);
       if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
     }
-    return { r, pmis, note };
+    return adopted === undefined ? { r, pmis } : { r, pmis, adopted };
   }
 
+  /** The instruction's observation and the PMIs around it (the design's are reported after it: afterUnit 0). */
   private compareInstruction(
-    v: number,
-    kind: ObservationKind,
-    target: number | null,
-    value: bigint | null,
-    what: string,
-    sut: Access,
-    sutPmis: GuestPmi[],
-    oracle: { r: Access; pmis: GuestPmi[] },
+    about: Omit<Observation, 'step' | 'sut' | 'oracle' | 'kind'> & { readonly kind: InstructionKind },
+    sut: Outcome,
+    sutPmis: readonly GuestPmi[],
+    oracle: { r: Outcome; pmis: readonly GuestPmi[] },
   ): Observation[] {
     this.step++;
+    const { kind, ...rest } = about;
     return [
-      this.record(v, kind, target, value, what, showAccess(sut), showAccess(oracle.r)),
-      this.record(
-        v,
-        'pmi',
-        target,
-        value,
-        `${what}: PMIs`,
-        showPmis(sutPmis.map((p) => ({ ...p, afterUnit: 0 }))),
-        showPmis(oracle.pmis),
-      ),
+      this.record({ ...about, sut, oracle: oracle.r }),
+      this.record({
+        ...rest,
+        kind: 'pmi',
+        around: kind,
+        sut: pmisOutcome(sutPmis.map((p) => ({ ...p, afterUnit: 0 }))),
+        oracle: pmisOutcome(oracle.pmis),
+      }),
     ];
   }
 
@@ -255,7 +256,7 @@ export class World {
     msr: number,
     value: bigint,
     sut: Access,
-  ): { r: Access; pmis: GuestPmi[]; note: string } {
+  ): { r: Access; pmis: GuestPmi[]; adopted?: Adopted } {
     const o = this.oracles[v]!;
     const adopt = this.config.adopt;
     const w = kind === 'wrmsr' ? value : null;
@@ -263,7 +264,7 @@ export class World {
       const id = adopt.fault({ kind, msr, value: w, sut, guest: this.guestConfig(v) });
       if (id !== null) {
         this.adopted.push(id);
-        return { r: sut, pmis: [], note: ` (bare metal would not fault; adopted: ${id})` };
+        return { r: sut, pmis: [], adopted: { id, bareMetal: 'does not fault' } };
       }
     }
     const r = kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, value);
@@ -272,7 +273,7 @@ export class World {
       const a = adopt.result({ kind, msr, value: w, sut, guest: this.guestConfig(v), oracle: r });
       if (a !== null) {
         this.adopted.push(a.id);
-        return this.retire(o, 0, a.result, ` (bare metal #GPs; adopted: ${a.id})`);
+        return this.retire(o, 0, a.result, { id: a.id, bareMetal: 'faults' });
       }
     }
     return this.retire(o, 0, r);
@@ -283,7 +284,13 @@ export class World {
     const sut = this.vcpus[v]!.guestRdmsr(msr);
     const pm = this.vcpus[v]!.drainPmis();
     const o = this.oracleMsr(v, 'rdmsr', msr, 0n, sut);
-    return this.compareInstruction(v, 'rdmsr', msr, null, `RDMSR 0x${msr.toString(16)}${o.note}`, sut, pm, o);
+    const about = { vcpu: v, kind: 'rdmsr', target: msr, value: null } as const;
+    return this.compareInstruction(
+      o.adopted === undefined ? about : { ...about, adopted: o.adopted },
+      readOutcome(sut),
+      pm,
+      { r: readOutcome(o.r), pmis: o.pmis },
+    );
   }
 
   guestWrmsr(vcpu: number, msr: number, value: bigint): Observation[] {
@@ -291,18 +298,12 @@ export class World {
     const sut = this.vcpus[v]!.guestWrmsr(msr, value);
     const pm = this.vcpus[v]!.drainPmis();
     const o = this.oracleMsr(v, 'wrmsr', msr, value, sut);
+    const about = { vcpu: v, kind: 'wrmsr', target: msr, value } as const;
     return this.compareInstruction(
-      v,
-      'wrmsr',
-      msr,
-      value,
-      `WRMSR 0x${msr.toString(16)} <- 0x${value.toString(16)}${o.note}`,
-      ok(sut),
+      o.adopted === undefined ? about : { ...about, adopted: o.adopted },
+      writeOutcome(sut),
       pm,
-      {
-        ...o,
-        r: ok(o.r),
-      },
+      { r: writeOutcome(o.r), pmis: o.pmis },
     );
   }
 
@@ -311,7 +312,10 @@ export class World {
     const sut = this.vcpus[v]!.guestRdpmc(ecx, cpl);
     const pm = this.vcpus[v]!.drainPmis();
     const o = this.oracleInstruction(this.oracles[v]!, cpl, () => this.oracles[v]!.rdpmc(ecx, cpl));
-    return this.compareInstruction(v, 'rdpmc', ecx, null, `RDPMC 0x${ecx.toString(16)} at CPL ${cpl}`, sut, pm, o);
+    return this.compareInstruction({ vcpu: v, kind: 'rdpmc', target: ecx, value: null, cpl }, readOutcome(sut), pm, {
+      r: readOutcome(o.r),
+      pmis: o.pmis,
+    });
   }
 
   guestRun(vcpu: number, units: readonly WorkUnit[]): Observation[] {
@@ -323,7 +327,17 @@ export class World {
       if (d !== null) oracle.push({ afterUnit: i, vector: vectorOf(d) });
     });
     this.step++;
-    return [this.record(v, 'run', null, null, `run ${units.length} units`, showPmis(sut), showPmis(oracle))];
+    return [
+      this.record({
+        vcpu: v,
+        kind: 'run',
+        target: null,
+        value: null,
+        units: units.length,
+        sut: pmisOutcome(sut),
+        oracle: pmisOutcome(oracle),
+      }),
+    ];
   }
 
   /** The last Arch LBR image each side saved, per vCPU: what GuestXrstors restores. */
@@ -343,19 +357,10 @@ export class World {
     const os = oracleSave as XsaveResult; // assigned inside the closure
     if (sut.ok) saved.sut = sut.area;
     if (os.ok) saved.oracle = os.area;
-    this.step++;
-    return [
-      this.record(v, 'xsaves', null, null, 'XSAVES (Arch LBR component)', showXsave(sut), showXsave(os)),
-      this.record(
-        v,
-        'pmi',
-        null,
-        null,
-        'XSAVES: PMIs',
-        showPmis(pm.map((p) => ({ ...p, afterUnit: 0 }))),
-        showPmis(o.pmis),
-      ),
-    ];
+    return this.compareInstruction({ vcpu: v, kind: 'xsaves', target: null, value: null }, xsaveOutcome(sut), pm, {
+      r: xsaveOutcome(os),
+      pmis: o.pmis,
+    });
   }
 
   /** Guest XRSTORS of the image it last saved (an empty restore when it saved none). */
@@ -367,10 +372,21 @@ export class World {
     const sut = this.vcpus[v]!.guestXrstors(sutArea);
     const pm = this.vcpus[v]!.drainPmis();
     const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.xrstors(oracleArea));
-    return this.compareInstruction(v, 'xrstors', null, null, 'XRSTORS (Arch LBR component)', ok(sut), pm, {
-      ...o,
-      r: ok(o.r),
+    return this.compareInstruction({ vcpu: v, kind: 'xrstors', target: null, value: null }, writeOutcome(sut), pm, {
+      r: writeOutcome(o.r),
+      pmis: o.pmis,
     });
+  }
+
+  /** Records a VMM step on vCPU `v` that neither side can see (a new step). */
+  private vmmStep(v: number, target: number | null, op: VmmOp): void {
+    this.step++;
+    this.record({ vcpu: v, kind: 'vmm', target, value: null, vmm: op, sut: NONE, oracle: NONE });
+  }
+
+  /** Records a host user's step (vCPU -1: the host), in the current step. */
+  private hostStep(target: number | null, op: HostOp): void {
+    this.record({ vcpu: -1, kind: 'host', target, value: null, host: op, sut: NONE, oracle: NONE });
   }
 
   /**
@@ -381,32 +397,26 @@ export class World {
     const v = this.index(vcpu);
     const x = this.vcpus[v]!;
     x.preempt(() => this.host.runHost(x.cpu, units));
-    this.step++;
-    this.record(v, 'vmm', x.cpu, null, `preempted by a host task (${units.length} units)`, '', '');
+    this.vmmStep(v, x.cpu, { op: 'preempt', units: units.length });
   }
 
-  /** A host user enables, disables or closes the k-th host event it opened (modulo how many exist). */
+  /** A host user enables, disables, reads or closes the k-th live host event (modulo how many exist). */
   hostEventOp(k: number, op: 'enable' | 'disable' | 'read' | 'close'): void {
     this.step++;
     const live = this.hostEvents;
     if (live.length === 0) return;
     const ev = live[((k % live.length) + live.length) % live.length]!;
-    if (op === 'read')
-      this.record(
-        -1,
-        'host',
-        null,
-        null,
-        `host reads event ${live.indexOf(ev)}: ${this.host.perf_event_read_value(ev)}`,
-        '',
-        '',
-      );
-    else if (op === 'enable') this.host.perf_event_enable(ev);
-    else if (op === 'disable') this.host.perf_event_disable(ev);
+    const index = this.opened.indexOf(ev);
+    if (op === 'read') this.hostStep(null, { op, index, count: this.host.perf_event_read_value(ev) });
     else {
-      this.host.perf_event_release_kernel(ev);
-      live.splice(live.indexOf(ev), 1);
-      this.closed.push(ev);
+      if (op === 'enable') this.host.perf_event_enable(ev);
+      else if (op === 'disable') this.host.perf_event_disable(ev);
+      else {
+        this.host.perf_event_release_kernel(ev);
+        live.splice(live.indexOf(ev), 1);
+        this.closed.push(ev);
+      }
+      this.hostStep(null, { op, index });
     }
   }
 
@@ -436,30 +446,35 @@ export class World {
     });
     restoreVcpu(fresh, saved);
     this.vcpus[v] = fresh;
-    this.step++;
-    this.record(v, 'vmm', cpu, null, `save/restore onto pCPU ${cpu}`, '', '');
+    this.vmmStep(v, cpu, { op: 'save-restore', cpu });
   }
 
-  /** Host events opened by host commands, in order; index = the command's event number. */
+  /** Host events opened by host commands and still open, in order. */
   readonly hostEvents: PerfEvent[] = [];
+  /** Every host event host commands opened, in order: a HostOp's index. */
+  private readonly opened: PerfEvent[] = [];
 
   /** A host user opens a perf event on a pCPU (perf record/stat -a -C cpu). */
   hostOpen(cpu: number, a: PerfEventAttr): void {
     const c = ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus;
     const ev = this.host.perf_event_open(a, { cpu: c });
-    if (!('error' in ev)) this.hostEvents.push(ev);
     this.step++;
     // A host event is no guest observation, but declared divergences may depend on it (vCPU -1: the host).
-    const kind = `${a.sample_period !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
-    this.record(
-      -1,
-      'host',
-      c,
-      null,
-      `host opens a ${kind} event 0x${a.config.toString(16)} on pCPU ${c}${'error' in ev ? ' (refused)' : ''}`,
-      '',
-      '',
-    );
+    this.hostOpened(c, { cpu: c }, a, ev);
+  }
+
+  private hostOpened(
+    target: number | null,
+    on: { cpu: number } | { vcpu: number },
+    a: PerfEventAttr,
+    ev: PerfEvent | { error: string },
+  ) {
+    const accepted = !('error' in ev);
+    if (accepted) {
+      this.hostEvents.push(ev);
+      this.opened.push(ev);
+    }
+    this.hostStep(target, { op: 'open', on, attr: a, accepted, index: accepted ? this.opened.length - 1 : null });
   }
 
   /**
@@ -470,18 +485,7 @@ export class World {
     const task = this.host.pcpu(this.vcpus[v]!.cpu).currentTask;
     this.step++;
     if (task === null) return;
-    const ev = this.host.perf_event_open(a, { task });
-    if (!('error' in ev)) this.hostEvents.push(ev);
-    const kind = `${a.sample_period !== 0n ? 'sampling' : 'counting'}${a.branchSample !== undefined ? ' with branch stack' : ''}`;
-    this.record(
-      -1,
-      'host',
-      null,
-      null,
-      `host opens a ${kind} event 0x${a.config.toString(16)} on vCPU ${v}'s thread${'error' in ev ? ' (refused)' : ''}`,
-      '',
-      '',
-    );
+    this.hostOpened(null, { vcpu: v }, a, this.host.perf_event_open(a, { task }));
   }
 
   /** Host work on a pCPU (another task's time slice); the vCPU thread is preempted meanwhile. */
@@ -495,8 +499,7 @@ export class World {
   migrate(vcpu: number, cpu: number): void {
     const v = this.index(vcpu);
     this.vcpus[v]!.migrate(((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus);
-    this.step++;
-    this.record(v, 'vmm', cpu, null, `migrate to pCPU ${cpu}`, '', '');
+    this.vmmStep(v, cpu, { op: 'migrate', cpu });
   }
 
   // ---- what the VMM's ioctls (vmm_ioctls.ts) change of the engine ----
@@ -512,15 +515,9 @@ export class World {
     return this.models[v] ?? this.config.guests[v]!;
   }
 
-  /** Has the vCPU entered the guest since it was created (KVM_RUN: the model is then frozen)? */
+  /** Has the vCPU entered the guest since it was created or restored (KVM_RUN: the model is then frozen)? */
   vcpuHasRun(v: number): boolean {
-    for (let i = this.observations.length - 1; i >= 0; i--) {
-      const o = this.observations[i]!;
-      if (o.vcpu !== v) continue;
-      if (o.kind !== 'vmm' || o.what.startsWith(IRQ_EXIT)) return true;
-      if (o.what.startsWith('save/restore')) return false;
-    }
-    return false;
+    return this.ran[v] ?? false;
   }
 
   freshOracle(v: number, g: GuestConfig): void {
@@ -530,22 +527,15 @@ export class World {
     this.models[v] = g;
   }
 
-  vmmRecord(v: number, what: string, sut: string, expected: string): Observation[] {
+  /** A VMM ioctl on vCPU `v`: what KVM answered, and what its ABI (or bare metal) says to expect. */
+  vmmRecord(v: number, op: VmmOp, sut: Outcome, expected: Outcome, target: number | null = null): Observation[] {
     this.step++;
-    return [this.record(v, 'vmm', null, null, what, sut, expected)];
+    return [this.record({ vcpu: v, kind: 'vmm', target, value: null, vmm: op, sut, oracle: expected })];
   }
 }
 
-/** How an external-interrupt exit reads in the record (the VMM's irqExit writes it). */
-export const IRQ_EXIT = 'external-interrupt VM-exit';
-
-/** An Arch LBR image as the guest can see it: control, depth, LER and the records. */
-function showXsave(r: XsaveResult): string {
-  if (!r.ok) return '#GP';
-  const a = r.area;
-  const recs = a.entries.map((e) => `${e.from.toString(16)}->${e.to.toString(16)}/${e.info.toString(16)}`).join(' ');
-  return `ctl 0x${a.lbrCtl.toString(16)} depth ${a.lbrDepth} ler ${a.lerFrom.toString(16)}->${a.lerTo.toString(16)} [${recs}]`;
-}
+/** An XSAVES result: the image, or #GP. */
+const xsaveOutcome = (r: XsaveResult): Outcome => (r.ok ? { kind: 'xsave', area: r.area } : gpOutcome(r.gp));
 
 const EMPTY_ARCH_LBR: ArchLbrXsave = Object.freeze({
   lbrCtl: 0n,
@@ -555,11 +545,6 @@ const EMPTY_ARCH_LBR: ArchLbrXsave = Object.freeze({
   lerInfo: 0n,
   entries: Object.freeze([]),
 });
-
-/** A WRMSR's observable result is only whether it faulted (W3). */
-function ok(a: Access): Access {
-  return a.ok ? { ok: true, value: 0n } : a;
-}
 
 function vectorOf(d: PmiDelivery): number {
   return d.nmi ? NMI_VECTOR : d.vector;

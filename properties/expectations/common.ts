@@ -6,6 +6,7 @@
  */
 
 import type { KnownDivergence } from './types.js';
+import { isGp, readValue, type Observation } from '../../scenarios/observation.js';
 import { MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
 import {
   MSR_IA32_PERFCTR0,
@@ -38,6 +39,10 @@ export const isLegacyLbrMsr = (m: number) =>
   m === MSR_LBR_TOS ||
   (m >= MSR_LBR_NHM_FROM && m < 0x700) ||
   (m >= MSR_LBR_INFO_0 && m < MSR_LBR_INFO_0 + 32);
+
+/** The access retired as KVM's P6 quirk answers: a read of 0, or a write accepted (and dropped). */
+export const readZeroOrAccepted = (o: Pick<Observation, 'kind' | 'sut'>) =>
+  o.kind === 'rdmsr' ? readValue(o.sut) === 0n : o.kind === 'wrmsr' && o.sut.kind === 'accepted';
 
 /** The PMU version guest CPUID.0AH gives the guest. */
 export const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;
@@ -72,8 +77,8 @@ export const P6_PERFCTR_QUIRK: KnownDivergence = {
   matches: (o, c) =>
     (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
     absentP6(o.target, c.guest, c.host) &&
-    o.oracle === '#GP' &&
-    o.sut === '0x0',
+    isGp(o.oracle) &&
+    readZeroOrAccepted(o),
   // Bare metal adopts it (W6): the access retires, a read returning 0 and a write dropped, as KVM does.
   adopt: (a, host) => {
     if (!absentP6(a.msr, a.guest, host) || a.oracle.ok || !a.sut.ok) return null;
@@ -91,7 +96,7 @@ export const VERSION_NOT_CLAMPED: KnownDivergence = {
     version(c) >= 4 &&
     (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
     (o.target === MSR_CORE_PERF_GLOBAL_STATUS_SET || o.target === MSR_CORE_PERF_GLOBAL_INUSE) &&
-    o.sut === '#GP',
+    isGp(o.sut),
   // Bare metal faults too (W6): KVM has no such MSR, whatever the value.
   adoptFault: (a) =>
     version(a) >= 4 && (a.msr === MSR_CORE_PERF_GLOBAL_STATUS_SET || a.msr === MSR_CORE_PERF_GLOBAL_INUSE),
@@ -116,8 +121,8 @@ export const STATUS_BITS_V2: KnownDivergence = {
     version(c) >= 3 &&
     o.kind === 'wrmsr' &&
     o.target === MSR_CORE_PERF_GLOBAL_OVF_CTRL &&
-    o.sut === '#GP' &&
-    o.oracle === '0x0' &&
+    isGp(o.sut) &&
+    o.oracle.kind === 'accepted' &&
     o.value !== null &&
     (o.value & STATUS_BITS_RESERVED_BY_KVM) !== 0n,
   adoptFault: (a) =>
@@ -149,14 +154,14 @@ export const DEBUGCTL_SUBSET: KnownDivergence = {
   matches: (o) =>
     o.target === MSR_IA32_DEBUGCTLMSR &&
     ((o.kind === 'wrmsr' &&
-      o.sut === '#GP' &&
-      o.oracle === '0x0' &&
+      isGp(o.sut) &&
+      o.oracle.kind === 'accepted' &&
       o.value !== null &&
       (o.value & ~DEBUGCTL_DROPPED_NOT_REFUSED) !== 0n) ||
       (o.kind === 'rdmsr' &&
-        o.sut.startsWith('0x') &&
-        o.oracle.startsWith('0x') &&
-        droppedOnly(BigInt(o.sut), BigInt(o.oracle)))),
+        o.sut.kind === 'value' &&
+        o.oracle.kind === 'value' &&
+        droppedOnly(o.sut.value, o.oracle.value))),
   // A write with a bit KVM never supports faults on bare metal too (W6); a droppable bit is left to the matcher.
   adoptFault: (a) =>
     a.kind === 'wrmsr' &&
@@ -182,8 +187,8 @@ export const ANYTHREAD_RESERVED: KnownDivergence = {
   matches: (o, c) =>
     version(c) >= 3 &&
     o.kind === 'wrmsr' &&
-    o.sut === '#GP' &&
-    o.oracle === '0x0' &&
+    isGp(o.sut) &&
+    o.oracle.kind === 'accepted' &&
     o.value !== null &&
     anyThread(o.target, o.value),
   adoptFault: (a) => version(a) >= 3 && a.kind === 'wrmsr' && anyThread(a.msr, a.value),

@@ -4,12 +4,21 @@
  * divergence, not a failure; anything else is a finding.
  */
 
-import type { Observation } from '../../scenarios/world.js';
+import {
+  describeObservation,
+  diverges,
+  isGp,
+  type Observation,
+  pmisOf,
+  readValue,
+  showOutcome,
+} from '../../scenarios/observation.js';
 import {
   ANYTHREAD_RESERVED,
   DEBUGCTL_SUBSET,
   isLegacyLbrMsr,
   P6_PERFCTR_QUIRK,
+  readZeroOrAccepted,
   STATUS_BITS_V2,
   VERSION_NOT_CLAMPED,
   version,
@@ -44,14 +53,17 @@ function lastWrite(history: readonly Observation[], msr: number, upTo: Observati
   let v: bigint | null = null;
   for (const h of history) {
     if (h === upTo) break;
-    if (h.kind === 'wrmsr' && h.target === msr && h.sut === '0x0') v = h.value;
+    if (h.kind === 'wrmsr' && h.target === msr && h.sut.kind === 'accepted') v = h.value;
   }
   return v;
 }
 
 /** A host user's event that perf accepted (a refused open holds no counter). */
-const hostEventOpened = (h: Observation) =>
-  h.kind === 'host' && h.what.startsWith('host opens') && !h.what.endsWith('(refused)');
+const hostEventOpened = (h: Observation) => h.host?.op === 'open' && h.host.accepted;
+
+/** A host user's event with a branch stack that perf accepted: it takes the LBRs. */
+const hostBranchStackOpened = (h: Observation) =>
+  h.host?.op === 'open' && h.host.accepted && h.host.attr.branchSample !== undefined;
 
 /**
  * Null when the observation differs from bare metal only by what contention takes away: a counter
@@ -59,7 +71,7 @@ const hostEventOpened = (h: Observation) =>
  * Otherwise what is wrong, for the weaker contract.
  */
 function lostOnly(o: Observation, history: readonly Observation[]): string | null {
-  if (o.sut === o.oracle) return null;
+  if (!diverges(o)) return null;
   const p = progress(o, history);
   if (p !== null)
     return p.sut <= p.oracle
@@ -68,17 +80,15 @@ function lostOnly(o: Observation, history: readonly Observation[]): string | nul
   if (
     o.kind === 'rdmsr' &&
     o.target === MSR_CORE_PERF_GLOBAL_STATUS &&
-    o.sut.startsWith('0x') &&
-    o.oracle.startsWith('0x')
+    o.sut.kind === 'value' &&
+    o.oracle.kind === 'value'
   )
-    return (BigInt(o.sut) & ~BigInt(o.oracle)) === 0n
+    return (o.sut.value & ~o.oracle.value) === 0n
       ? null
-      : `GLOBAL_STATUS shows bits bare metal does not set (${o.sut} against ${o.oracle})`;
-  if ((o.kind === 'run' || o.kind === 'pmi') && pmiCount(o.sut) < pmiCount(o.oracle)) return null;
-  return `${o.what}: guest saw ${o.sut}, bare metal shows ${o.oracle}`;
+      : `GLOBAL_STATUS shows bits bare metal does not set (${showOutcome(o.sut)} against ${showOutcome(o.oracle)})`;
+  if ((o.kind === 'run' || o.kind === 'pmi') && pmisOf(o.sut).length < pmisOf(o.oracle).length) return null;
+  return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
 }
-
-const pmiCount = (s: string) => (s === 'no PMI' || s === '' ? 0 : s.split('PMI(').length - 1);
 
 /** The counter (GP i, or fixed j as 32 + j) a counter read names: RDMSR of either alias, or RDPMC. */
 function counterOf(o: Observation): number | null {
@@ -100,17 +110,19 @@ const MASK48 = (1n << 48n) - 1n;
  */
 function progress(o: Observation, history: readonly Observation[]): { sut: bigint; oracle: bigint } | null {
   const idx = counterOf(o);
-  if (idx === null || !o.sut.startsWith('0x') || !o.oracle.startsWith('0x')) return null;
+  const sut = readValue(o.sut);
+  const bare = readValue(o.oracle);
+  if (idx === null || sut === null || bare === null) return null;
   let base = 0n;
   for (const h of history) {
     if (h === o) break;
-    if (h.kind !== 'wrmsr' || h.sut !== '0x0' || h.target === null || h.value === null) continue;
+    if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) continue;
     const t = h.target;
     if (idx < 32 && t === MSR_IA32_PERFCTR0 + idx) base = BigInt.asUintN(48, BigInt.asIntN(32, h.value));
     else if ((idx < 32 && t === MSR_IA32_PMC0 + idx) || (idx >= 32 && t === MSR_CORE_PERF_FIXED_CTR0 + idx - 32))
       base = h.value & MASK48;
   }
-  return { sut: (BigInt(o.sut) - base) & MASK48, oracle: (BigInt(o.oracle) - base) & MASK48 };
+  return { sut: (sut - base) & MASK48, oracle: (bare - base) & MASK48 };
 }
 
 /**
@@ -165,7 +177,7 @@ const debugctlArmed = (history: readonly Observation[], bitNo: number) =>
     (h) =>
       h.kind === 'wrmsr' &&
       h.target === MSR_IA32_DEBUGCTLMSR &&
-      h.sut === '0x0' &&
+      h.sut.kind === 'accepted' &&
       h.value !== null &&
       (h.value & (1n << BigInt(bitNo))) !== 0n,
   );
@@ -196,8 +208,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       o.target !== null &&
       o.target >= MSR_CORE_PERF_FIXED_CTR0 &&
       o.target < MSR_CORE_PERF_FIXED_CTR0 + 3 &&
-      o.sut === '0x0' &&
-      o.oracle === '#GP',
+      o.sut.kind === 'accepted' &&
+      isGp(o.oracle),
   },
   VERSION_NOT_CLAMPED,
   {
@@ -246,7 +258,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       c.history.some(
         (h) =>
           h.kind === 'wrmsr' &&
-          h.sut === '0x0' &&
+          h.sut.kind === 'accepted' &&
           h.target !== null &&
           isCounter(h.target) &&
           runningWithCounts(c.history, h, version(c)) &&
@@ -265,13 +277,16 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       c.history.some(
         (h) =>
           h.kind === 'wrmsr' &&
-          h.sut === '0x0' &&
+          h.sut.kind === 'accepted' &&
           h.target !== null &&
           isCounter(h.target) &&
           h.value !== null &&
           isMinusOne(h.target, h.value),
       ) ||
-      (o.kind === 'run' && o.sut === 'no PMI' && o.oracle !== 'no PMI' && c.history.some((h) => h.kind === 'vmm')),
+      (o.kind === 'run' &&
+        pmisOf(o.sut).length === 0 &&
+        pmisOf(o.oracle).length > 0 &&
+        c.history.some((h) => h.kind === 'vmm')),
   },
   ANYTHREAD_RESERVED,
   {
@@ -285,7 +300,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       o.kind === 'rdmsr' &&
       o.target !== null &&
       isLegacyLbrMsr(o.target) &&
-      ((o.sut === '0x0' && o.oracle !== '0x0') || c.history.some((h) => h.kind === 'vmm')),
+      ((readValue(o.sut) === 0n && readValue(o.oracle) !== 0n) || c.history.some((h) => h.kind === 'vmm')),
   },
   {
     id: 'host-contention',
@@ -309,8 +324,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
       o.target !== null &&
       isLegacyLbrMsr(o.target) &&
-      o.sut === '0x0' &&
-      c.history.some((h) => hostEventOpened(h) && h.what.includes('with branch stack')),
+      readZeroOrAccepted(o) &&
+      c.history.some(hostBranchStackOpened),
   },
   {
     id: 'lbr-tos-not-reset',
@@ -322,9 +337,9 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     matches: (o, c) =>
       o.kind === 'rdmsr' &&
       o.target === MSR_LBR_TOS &&
-      o.sut.startsWith('0x') &&
-      o.oracle.startsWith('0x') &&
-      c.history.some((h) => h.kind === 'host' && h.what.includes('with branch stack') && !h.what.includes('(refused)')),
+      o.sut.kind === 'value' &&
+      o.oracle.kind === 'value' &&
+      c.history.some(hostBranchStackOpened),
   },
   {
     id: 'lbr-cycles-include-exits',
@@ -335,9 +350,9 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     matches: (o) => {
       if (o.kind !== 'rdmsr' || o.target === null || o.target < MSR_LBR_INFO_0 || o.target >= MSR_LBR_INFO_0 + 32)
         return false;
-      if (!o.sut.startsWith('0x') || !o.oracle.startsWith('0x')) return false;
-      const sut = BigInt(o.sut);
-      const bare = BigInt(o.oracle);
+      const sut = readValue(o.sut);
+      const bare = readValue(o.oracle);
+      if (sut === null || bare === null) return false;
       return (sut & ~0xffffn) === (bare & ~0xffffn) && (sut & 0xffffn) > (bare & 0xffffn);
     },
   },

@@ -5,10 +5,10 @@
 
 import { isLegacyLbrMsr } from './common.js';
 import type { KnownDivergence } from './types.js';
+import type { Observation } from '../../scenarios/observation.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 
-const afterSaveRestore = (h: readonly { kind: string; what: string }[]) =>
-  h.some((x) => x.kind === 'vmm' && x.what.startsWith('save/restore'));
+const afterSaveRestore = (h: readonly Observation[]) => h.some((x) => x.vmm?.op === 'save-restore');
 
 export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
   {

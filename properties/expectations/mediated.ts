@@ -13,6 +13,7 @@ import {
   version,
 } from './common.js';
 import type { KnownDivergence } from './types.js';
+import { isGp } from '../../scenarios/observation.js';
 import {
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
   GLOBAL_STATUS_LBRS_FROZEN,
@@ -64,8 +65,8 @@ export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
     matches: (o, c) =>
       o.kind === 'wrmsr' &&
       o.target === MSR_CORE_PERF_GLOBAL_OVF_CTRL &&
-      o.sut === '0x0' &&
-      o.oracle === '#GP' &&
+      o.sut.kind === 'accepted' &&
+      isGp(o.oracle) &&
       o.value !== null &&
       c.host.version >= 4 &&
       version(c) >= 2 &&

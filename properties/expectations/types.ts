@@ -1,6 +1,7 @@
 import type { Profile } from '../../model/hw/profile.js';
 import type { Access } from '../../model/hw/access.js';
-import type { Adoption, GuestConfig, MsrAttempt, Observation } from '../../scenarios/world.js';
+import type { Adoption, GuestConfig, MsrAttempt } from '../../scenarios/world.js';
+import type { Observation } from '../../scenarios/observation.js';
 
 /** What a known divergence is judged against. */
 export interface DivergenceContext {

@@ -6,6 +6,7 @@ import type { ConformanceRun } from '../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 import { lbrFreezeProperty } from '../../properties/lbr_freeze.js';
 import { Divergence } from '../../scenarios/commands.js';
+import { describeObservation } from '../../scenarios/observation.js';
 
 const emulated: ConformanceRun = {
   host: SKYLAKE,
@@ -29,7 +30,9 @@ describe('property 3: the guest LBRs freeze on PMI as the hardware of its PMU ve
     const [[guest]] = d.counterexample!;
     expect(guest.cpuid.leaf0a.eax & 0xff).toBe(1);
     // DEBUGCTL keeps LBR set, or an LBR MSR shows a branch recorded after the PMI.
-    expect((d.errorInstance as Divergence).observation.what).toMatch(/RDMSR 0x(1d9|6[89a-f][0-9a-f]|1c9)/);
+    expect(describeObservation((d.errorInstance as Divergence).observation)).toMatch(
+      /RDMSR 0x(1d9|6[89a-f][0-9a-f]|1c9)/,
+    );
   });
 
   it('finds bugs.md #17 (no streamlined freeze for PMU v4+ guests) once it is not declared', () => {
@@ -39,7 +42,9 @@ describe('property 3: the guest LBRs freeze on PMI as the hardware of its PMU ve
     expect(d.errorInstance).toBeInstanceOf(Divergence);
     const [[guest, program]] = d.counterexample!;
     expect(guest.cpuid.leaf0a.eax & 0xff).toBeGreaterThanOrEqual(4);
-    expect((d.errorInstance as Divergence).observation.what).toMatch(/RDMSR 0x38e|RDMSR 0x(6[89a-f]|1c9)/);
+    expect(describeObservation((d.errorInstance as Divergence).observation)).toMatch(
+      /RDMSR 0x38e|RDMSR 0x(6[89a-f]|1c9)/,
+    );
     // The shrinker drops the optional steps and most reads: the LBR setup, the counter, the runs, a read or two.
     const text = program.map(String);
     expect(text.slice(0, 4)).toEqual([

@@ -6,6 +6,7 @@ import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { type NoninterferenceRun, noninterferenceProperty } from '../../properties/noninterference.js';
 import { Divergence } from '../../scenarios/commands.js';
 import { MSR_LBR_TOS, MSR_LBR_NHM_FROM } from '../../model/hw/msr/lbr_legacy.js';
+import { describeObservation } from '../../scenarios/observation.js';
 
 const emulated: NoninterferenceRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
 
@@ -38,7 +39,7 @@ describe('property 2 (host to guest): host-private values never reach the guest'
     });
     expect(d.failed).toBe(true);
     expect(d.errorInstance).toBeInstanceOf(Divergence);
-    expect((d.errorInstance as Divergence).observation.what).toMatch(
+    expect(describeObservation((d.errorInstance as Divergence).observation)).toMatch(
       /RDMSR 0x(6[89a-f][0-9a-f]|1c9) \(with the host's private values changed\)/,
     );
   });

@@ -25,8 +25,8 @@ describe('bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp: "fast" RDPMC on an ar
     expect(firstDivergence('skylake', guest, program, 'bug/5728a4a0ea79')).toMatchObject({
       kind: 'rdpmc',
       target: 0x80000000,
-      sut: '0x0',
-      oracle: '#GP',
+      sut: { kind: 'value', value: 0n },
+      oracle: { kind: 'gp' },
     });
   });
 });

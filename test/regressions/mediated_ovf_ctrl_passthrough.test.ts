@@ -19,8 +19,8 @@ describe('mediated vPMU: a v2 guest with every host counter writes the host v4 O
     expect(firstDivergence('skylake', guest, program, 'mediated')).toMatchObject({
       kind: 'wrmsr',
       target: 0x390,
-      sut: '0x0',
-      oracle: '#GP',
+      sut: { kind: 'accepted' },
+      oracle: { kind: 'gp' },
     });
   });
 

@@ -35,8 +35,8 @@ describe('reports/filed/0001: a write to a running counter re-arms the perf peri
   it('the emulated vPMU delivers the PMI late', () => {
     expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
       kind: 'run',
-      sut: 'no PMI',
-      oracle: 'PMI(vector 2) after unit 4',
+      sut: { kind: 'pmis', pmis: [] },
+      oracle: { kind: 'pmis', pmis: [{ afterUnit: 4, vector: 2 }] },
     });
   });
 
@@ -60,8 +60,8 @@ describe('reports/filed/0001: a write to a running counter re-arms the perf peri
     expect(firstDivergence('skylake', lbrGuest, late, 'emulated')).toMatchObject({
       kind: 'rdmsr',
       target: 0x1d9,
-      sut: '0x801',
-      oracle: '0x800',
+      sut: { kind: 'value', value: 0x801n },
+      oracle: { kind: 'value', value: 0x800n },
     });
     expect(knownDivergencesMet('skylake', lbrGuest, late, 'emulated')).toEqual(['write-period-from-base']);
   });

@@ -25,8 +25,8 @@ describe('reports/filed/0002: no LBR freeze for a PMU v4 guest', () => {
     expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
       kind: 'rdmsr',
       target: 0x38e,
-      sut: '0x1',
-      oracle: `0x${((1n << 58n) | 1n).toString(16)}`,
+      sut: { kind: 'value', value: 1n },
+      oracle: { kind: 'value', value: (1n << 58n) | 1n },
     });
   });
 

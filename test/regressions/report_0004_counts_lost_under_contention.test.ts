@@ -35,8 +35,8 @@ describe('reports/filed/0004: guest counts lost while host pinned events hold ev
     expect(firstDivergence('skylake', guest, [...hostEvents(4), ...guestCounts], 'emulated')).toMatchObject({
       kind: 'rdmsr',
       target: 0x4c1,
-      sut: '0x0',
-      oracle: '0x1',
+      sut: { kind: 'value', value: 0n },
+      oracle: { kind: 'value', value: 1n },
     });
   });
 

@@ -25,8 +25,8 @@ describe('reports/filed/0005: no LBR freeze for a PMU v1 guest', () => {
     expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
       kind: 'rdmsr',
       target: 0x1d9,
-      sut: '0x801',
-      oracle: '0x800',
+      sut: { kind: 'value', value: 0x801n },
+      oracle: { kind: 'value', value: 0x800n },
     });
   });
 

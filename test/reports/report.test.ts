@@ -18,7 +18,8 @@ import { pmiShape, reportId, signatureOf } from '../../reports/signature.js';
 import { writeReport } from '../../reports/write.js';
 import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate } from '../../scenarios/commands.js';
 import { programToJson } from '../../scenarios/serialize.js';
-import type { GuestConfig, Observation } from '../../scenarios/world.js';
+import type { GuestConfig } from '../../scenarios/world.js';
+import { ACCEPTED, gpOutcome, type Observation, pmisOutcome, valueOutcome } from '../../scenarios/observation.js';
 import {
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_CORE_PERF_GLOBAL_STATUS,
@@ -173,6 +174,9 @@ describe('post-shrinking', () => {
   });
 });
 
+const GP = gpOutcome('a rule');
+const NO_PMI = pmisOutcome([]);
+
 describe('signatures, rules and titles', () => {
   const obs = (o: Partial<Observation>): Observation => ({
     step: 1,
@@ -180,48 +184,53 @@ describe('signatures, rules and titles', () => {
     kind: 'rdmsr',
     target: MSR_CORE_PERF_GLOBAL_STATUS,
     value: null,
-    what: 'RDMSR 0x38e',
-    sut: '0x0',
-    oracle: '0x1',
+    sut: valueOutcome(0n),
+    oracle: valueOutcome(1n),
     ...o,
   });
 
   it('tell PMI differences apart by shape', () => {
-    expect(pmiShape('no PMI', 'PMI(vector 2) after unit 4')).toBe('missing-pmi');
-    expect(pmiShape('PMI(vector 2) after unit 1', 'no PMI')).toBe('extra-pmi');
-    expect(pmiShape('PMI(vector 2) after unit 1', 'PMI(vector 254) after unit 1')).toBe('pmi-vector');
-    expect(pmiShape('PMI(vector 2) after unit 1', 'PMI(vector 2) after unit 4')).toBe('pmi-timing');
+    const pmi = (afterUnit: number, vector = 2) => pmisOutcome([{ afterUnit, vector }]);
+    expect(pmiShape(NO_PMI, pmi(4))).toBe('missing-pmi');
+    expect(pmiShape(pmi(1), NO_PMI)).toBe('extra-pmi');
+    expect(pmiShape(pmi(1), pmi(1, 254))).toBe('pmi-vector');
+    expect(pmiShape(pmi(1), pmi(4))).toBe('pmi-timing');
   });
 
   it('keep design, kind, target and which side #GP-ed, and drop values', () => {
-    expect(signatureOf('emulated', obs({ sut: '#GP', oracle: '0x0', target: MSR_CORE_PERF_GLOBAL_INUSE }))).toBe(
-      'emulated|rdmsr|0x392|guest-gp',
-    );
-    expect(signatureOf('emulated', obs({}))).toBe(signatureOf('emulated', obs({ sut: '0x5', oracle: '0x7' })));
     expect(
-      signatureOf('emulated', obs({ kind: 'run', target: null, sut: 'no PMI', oracle: 'PMI(vector 2) after unit 4' })),
+      signatureOf('emulated', obs({ sut: GP, oracle: valueOutcome(0n), target: MSR_CORE_PERF_GLOBAL_INUSE })),
+    ).toBe('emulated|rdmsr|0x392|guest-gp');
+    expect(signatureOf('emulated', obs({}))).toBe(
+      signatureOf('emulated', obs({ sut: valueOutcome(5n), oracle: valueOutcome(7n) })),
+    );
+    expect(
+      signatureOf(
+        'emulated',
+        obs({ kind: 'run', target: null, sut: NO_PMI, oracle: pmisOutcome([{ afterUnit: 4, vector: 2 }]) }),
+      ),
     ).toBe('emulated|run|-|missing-pmi');
     expect(reportId('emulated|run|-|missing-pmi')).toBe('emulated-run-missing-pmi');
   });
 
   it('point at the section of pmu-semantics.md for the MSR family', () => {
     expect(ruleFor(obs({ target: MSR_CORE_PERF_GLOBAL_STATUS }))).toBe('pmu-semantics.md §2.6 IA32_PERF_GLOBAL_STATUS');
-    expect(ruleFor(obs({ kind: 'wrmsr', target: MSR_P6_EVNTSEL0, sut: '#GP', oracle: '0x0' }))).toBe(
+    expect(ruleFor(obs({ kind: 'wrmsr', target: MSR_P6_EVNTSEL0, sut: GP, oracle: ACCEPTED }))).toBe(
       'pmu-semantics.md §2.3 IA32_PERFEVTSELi; §5 #GP master table',
     );
     expect(ruleFor(obs({ kind: 'pmi', target: MSR_IA32_PMC0 }))).toContain('§4.3');
   });
 
   it('title a divergence in domain words', () => {
-    expect(titleFor(obs({ sut: '#GP', oracle: '0x0', target: MSR_CORE_PERF_GLOBAL_INUSE }))).toBe(
+    expect(titleFor(obs({ sut: GP, oracle: valueOutcome(0n), target: MSR_CORE_PERF_GLOBAL_INUSE }))).toBe(
       '[conformance] KVM: x86/pmu: guest RDMSR IA32_PERF_GLOBAL_INUSE (0x392) raises #GP where bare metal reads 0x0',
     );
-    expect(titleFor(obs({ kind: 'wrmsr', target: MSR_CORE_PERF_GLOBAL_OVF_CTRL, sut: '0x0', oracle: '#GP' }))).toBe(
+    expect(titleFor(obs({ kind: 'wrmsr', target: MSR_CORE_PERF_GLOBAL_OVF_CTRL, sut: ACCEPTED, oracle: GP }))).toBe(
       '[conformance] KVM: x86/pmu: guest WRMSR IA32_PERF_GLOBAL_OVF_CTRL (0x390) is accepted where bare metal raises #GP',
     );
     expect(
       titleFor(
-        obs({ kind: 'run', target: null, what: 'run 6 units', sut: 'no PMI', oracle: 'PMI(vector 2) after unit 4' }),
+        obs({ kind: 'run', target: null, units: 6, sut: NO_PMI, oracle: pmisOutcome([{ afterUnit: 4, vector: 2 }]) }),
       ),
     ).toBe('[conformance] KVM: x86/pmu: guest gets no PMI during guest work where bare metal delivers one');
   });
@@ -233,6 +242,8 @@ describe('the generated regression test', () => {
     expect(src).toContain('new GuestRdpmc(0, 0x80000000, 0),');
     expect(src).toContain("import { GuestRdpmc } from '../../scenarios/commands.js';");
     expect(src).toContain("import { firstDivergence } from '../../designs/registry.js';");
-    expect(src).toContain("{ kind: 'rdpmc', target: 0x80000000, sut: '0x0', oracle: '#GP' }");
+    expect(src).toContain(
+      "{ kind: 'rdpmc', target: 0x80000000, sut: { kind: 'value', value: 0x0n }, oracle: { kind: 'gp' } }",
+    );
   });
 });
