@@ -7,49 +7,58 @@
 
 import fc from 'fast-check';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import { HostKernel, type HostPerfOps } from '../model/host/perf.js';
 import {
   FIXED_BY as GLOBAL_CTRL_MASK_FIX,
-  PreGlobalCtrlMaskFixHost,
+  PRE_GLOBAL_CTRL_MASK_FIX_OPS,
 } from '../model/host/bugs/971079464001_global_ctrl_mask.js';
-import { FIXED_BY as FAST_RDPMC_FIX, preFastRdpmcFix } from '../model/kvm/bugs/5728a4a0ea79_fast_rdpmc.js';
-import { FIXED_BY as V1_GLOBAL_CTRL_FIX, preV1GlobalCtrlFix } from '../model/kvm/bugs/32c070a46533_v1_global_ctrl.js';
-import { FIXED_BY as RDPMC_TYPE_FIX, preRdpmcTypeFix } from '../model/kvm/bugs/7a0fc734c20d_rdpmc_type_flags.js';
+import { FIXED_BY as FAST_RDPMC_FIX, PRE_FAST_RDPMC_FIX_OPS } from '../model/kvm/bugs/5728a4a0ea79_fast_rdpmc.js';
+import {
+  FIXED_BY as V1_GLOBAL_CTRL_FIX,
+  PRE_V1_GLOBAL_CTRL_FIX_OPS,
+} from '../model/kvm/bugs/32c070a46533_v1_global_ctrl.js';
+import { FIXED_BY as RDPMC_TYPE_FIX, PRE_RDPMC_TYPE_FIX_OPS } from '../model/kvm/bugs/7a0fc734c20d_rdpmc_type_flags.js';
 import {
   FIXED_BY as UNAVAILABLE_EVENTS_FIX,
-  preUnavailableArchEventsFix,
+  PRE_UNAVAILABLE_ARCH_EVENTS_FIX_OPS,
 } from '../model/kvm/bugs/cbbd1aa89139_unavailable_arch_events.js';
 import {
   FIXED_BY as LBR_PROXIED_WRITE_FIX,
-  preLbrProxiedWriteFix,
+  PRE_LBR_PROXIED_WRITE_FIX_OPS,
 } from '../model/kvm/bugs/ca674df13b19_lbr_proxied_write.js';
 import {
   FIXED_BY as REFRESH_RESET_FIX,
-  preRefreshResetFix,
+  PRE_REFRESH_RESET_FIX_OPS,
 } from '../model/kvm/bugs/1647b52757d5_refresh_without_reset.js';
-import { FIXED_BY as PMI_IN_GUEST_FIX, prePmiInGuestFix } from '../model/kvm/bugs/812d432373f6_pmi_in_guest.js';
+import { FIXED_BY as PMI_IN_GUEST_FIX, PRE_PMI_IN_GUEST_FIX_OPS } from '../model/kvm/bugs/812d432373f6_pmi_in_guest.js';
 import {
   FIXED_BY as PERF_CAPS_PDCM_FIX,
-  prePerfCapsPdcmFix,
+  PRE_PERF_CAPS_PDCM_FIX_OPS,
 } from '../model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.js';
 import {
   FIXED_BY as FILTER_EMULATED_FIX,
-  preFilterEmulatedEventsFix,
+  PRE_FILTER_EMULATED_EVENTS_FIX_OPS,
 } from '../model/kvm/bugs/dfdeda67ea2d_filter_emulated_events.js';
-import { FIXED_BY as MSR_LIST_FIXED_FIX, preMsrListFixedFix } from '../model/kvm/bugs/e33b6d79acac_msr_list_fixed.js';
-import { FIXED_BY as LBR_IFF_PERF_FIX, preLbrIffPerfFix } from '../model/kvm/bugs/145dfad998ea_lbr_without_perf.js';
+import {
+  FIXED_BY as MSR_LIST_FIXED_FIX,
+  PRE_MSR_LIST_FIXED_FIX_OPS,
+} from '../model/kvm/bugs/e33b6d79acac_msr_list_fixed.js';
+import {
+  FIXED_BY as LBR_IFF_PERF_FIX,
+  PRE_LBR_IFF_PERF_FIX_OPS,
+} from '../model/kvm/bugs/145dfad998ea_lbr_without_perf.js';
 import {
   FIXED_BY as LEGACY_LBR_ON_ARCH_FIX,
-  preNoLegacyLbrOnArchLbrFix,
+  PRE_NO_LEGACY_LBR_ON_ARCH_LBR_FIX_OPS,
 } from '../model/kvm/bugs/098f4c061ea1_legacy_lbr_on_arch_lbr.js';
-import { HostKernel } from '../model/host/perf.js';
+import { RDPMC_PASSTHROUGH_UNEXPOSED_OPS } from '../model/kvm/bugs/mediated_rdpmc_passthrough.js';
 import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
-import { kvm_init_pmu_capability as mediatedCapability } from '../model/kvm/mediated/pmu.js';
-import { newMediatedVcpu } from '../model/kvm/mediated/vcpu.js';
-import { intel_pmu_ops as mediated_intel_pmu_ops } from '../model/kvm/mediated/pmu_intel.js';
-import { newPreReuseVcpu } from '../model/kvm/variants/pre_reuse.js';
-import { rdpmcPassthroughUnexposed } from '../model/kvm/bugs/mediated_rdpmc_passthrough.js';
+import { EMULATED_OPS, type EmulatedOps } from '../model/kvm/emulated/ops.js';
+import { MediatedVcpu } from '../model/kvm/mediated/vcpu.js';
+import { MEDIATED_OPS, type MediatedOps } from '../model/kvm/mediated/ops.js';
+import { PRE_REUSE_OPS } from '../model/kvm/variants/pre_reuse.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
-import { type GuestConfig, World } from '../scenarios/world.js';
+import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import type { Observation } from '../scenarios/observation.js';
 import { CONFORMANCE_CPUS, runProgram } from '../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
@@ -57,61 +66,78 @@ import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/e
 import { MEDIATED_EXPECTATIONS, MEDIATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/mediated.js';
 import { adoptionOf } from '../properties/expectations/types.js';
 import type { Design } from '../properties/design.js';
+import type { Profile } from '../model/hw/profile.js';
+
+/** A perf-based design: vCPUs that run the kernel functions of `ops` (EMULATED_OPS with a series' replacements). */
+export function emulatedWith(ops: EmulatedOps): VcpuFactory {
+  return (h, o) => new EmulatedVcpu(h, o, ops);
+}
+
+/** A mediated design: vCPUs that run the kernel functions of `ops`. */
+export function mediatedWith(ops: MediatedOps): VcpuFactory {
+  return (h, o) => new MediatedVcpu(h, o, ops);
+}
+
+/** A host kernel that runs the perf functions of `ops` (HOST_PERF_OPS with a perf patch's replacements). */
+export function hostWith(ops: HostPerfOps): HostKernelFactory {
+  return (o) => new HostKernel({ ...o, ops });
+}
+
+/** What a design built on today's perf-based vPMU declares: its divergences. */
+const EMULATED_DECLARED = { expectations: EMULATED_EXPECTATIONS, invisibility: EMULATED_INVISIBILITY_EXPECTATIONS };
+
+/** What a design built on the mediated vPMU declares, and where it cannot run. */
+const MEDIATED_DECLARED = {
+  expectations: MEDIATED_EXPECTATIONS,
+  invisibility: MEDIATED_INVISIBILITY_EXPECTATIONS,
+  unavailableOn: (host: Profile) => MEDIATED_OPS.kvm_init_pmu_capability(host, MEDIATED_OPS).unavailable,
+  guestLbr: false,
+};
 
 export const DESIGNS: readonly Design[] = [
   {
     id: 'emulated',
     title: "upstream's perf-based vPMU",
     source: 'model/kvm/emulated',
-    factory: (h, o) => new EmulatedVcpu(h, o),
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(EMULATED_OPS),
+    ...EMULATED_DECLARED,
   },
   {
     id: 'mediated',
     title: "upstream's mediated (pass-through) vPMU",
     source: 'model/kvm/mediated',
-    factory: newMediatedVcpu,
-    expectations: MEDIATED_EXPECTATIONS,
-    invisibility: MEDIATED_INVISIBILITY_EXPECTATIONS,
-    unavailableOn: (host) => mediatedCapability(host, mediated_intel_pmu_ops).unavailable,
-    guestLbr: false,
+    factory: mediatedWith(MEDIATED_OPS),
+    ...MEDIATED_DECLARED,
   },
   {
     id: 'bug/mediated-rdpmc-passthrough',
     title: 'bugs.md #14: the mediated vPMU passing RDPMC through to a guest with fewer counters than the host',
     source: 'model/kvm/bugs/mediated_rdpmc_passthrough.ts',
-    factory: rdpmcPassthroughUnexposed,
-    expectations: MEDIATED_EXPECTATIONS,
-    invisibility: MEDIATED_INVISIBILITY_EXPECTATIONS,
-    unavailableOn: (host) => mediatedCapability(host, mediated_intel_pmu_ops).unavailable,
-    guestLbr: false,
+    factory: mediatedWith(RDPMC_PASSTHROUGH_UNEXPOSED_OPS),
+    ...MEDIATED_DECLARED,
   },
   {
     id: 'pre-reuse',
     title: 'the perf-based vPMU before event reuse and lazy release (Linux 5.4; what seed 003 measured)',
     source: 'model/kvm/variants/pre_reuse.ts',
-    factory: newPreReuseVcpu,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_REUSE_OPS),
+    ...EMULATED_DECLARED,
   },
   {
     id: `bug/${FAST_RDPMC_FIX}`,
     title: 'bug #41: "fast" RDPMC honoured on architectural PMUs (before 5728a4a0ea79)',
     source: 'model/kvm/bugs/5728a4a0ea79_fast_rdpmc.ts',
-    factory: preFastRdpmcFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_FAST_RDPMC_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: FAST_RDPMC_FIX,
   },
   {
     id: `bug/${GLOBAL_CTRL_MASK_FIX}`,
     title: 'bug #1: host-only counters left enabled while the guest runs (before 971079464001)',
     source: 'model/host/bugs/971079464001_global_ctrl_mask.ts',
-    factory: (h, o) => new EmulatedVcpu(h, o),
-    hostKernel: (o) => new PreGlobalCtrlMaskFixHost(o),
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(EMULATED_OPS),
+    hostKernel: hostWith(PRE_GLOBAL_CTRL_MASK_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: GLOBAL_CTRL_MASK_FIX,
   },
   {
@@ -119,9 +145,8 @@ export const DESIGNS: readonly Design[] = [
     title:
       'bug #13: a proxied guest LBR write the hardware refuses faults in the host and succeeds for the guest (before ca674df13b19)',
     source: 'model/kvm/bugs/ca674df13b19_lbr_proxied_write.ts',
-    factory: preLbrProxiedWriteFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_LBR_PROXIED_WRITE_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: LBR_PROXIED_WRITE_FIX,
   },
   {
@@ -129,9 +154,8 @@ export const DESIGNS: readonly Design[] = [
     title:
       'bug #35: events CPUID.0AH.EBX marks unavailable never count, on GP and fixed counters (before cbbd1aa89139)',
     source: 'model/kvm/bugs/cbbd1aa89139_unavailable_arch_events.ts',
-    factory: preUnavailableArchEventsFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_UNAVAILABLE_ARCH_EVENTS_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: UNAVAILABLE_EVENTS_FIX,
   },
   {
@@ -139,54 +163,48 @@ export const DESIGNS: readonly Design[] = [
     title:
       'bug #36: a PMU version 1 guest never counts, global_ctrl is checked without GLOBAL_CTRL (before 32c070a46533)',
     source: 'model/kvm/bugs/32c070a46533_v1_global_ctrl.ts',
-    factory: preV1GlobalCtrlFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_V1_GLOBAL_CTRL_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: V1_GLOBAL_CTRL_FIX,
   },
   {
     id: `bug/${RDPMC_TYPE_FIX}`,
     title: 'bug #42: RDPMC ECX[31:30] read as flags, types 0x8000 and 0xC000 accepted (before 7a0fc734c20d)',
     source: 'model/kvm/bugs/7a0fc734c20d_rdpmc_type_flags.ts',
-    factory: preRdpmcTypeFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_RDPMC_TYPE_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: RDPMC_TYPE_FIX,
   },
   {
     id: `bug/${PMI_IN_GUEST_FIX}`,
     title: "bug #9: a host PMI during an IRQ VM-exit is reported to perf as the guest's (before 812d432373f6)",
     source: 'model/kvm/bugs/812d432373f6_pmi_in_guest.ts',
-    factory: prePmiInGuestFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_PMI_IN_GUEST_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: PMI_IN_GUEST_FIX,
   },
   {
     id: `bug/${REFRESH_RESET_FIX}`,
     title: 'bug #34: a new vCPU model (KVM_SET_CPUID2) keeps the old PMU state and events (before 1647b52757d5)',
     source: 'model/kvm/bugs/1647b52757d5_refresh_without_reset.ts',
-    factory: preRefreshResetFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_REFRESH_RESET_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: REFRESH_RESET_FIX,
   },
   {
     id: `bug/${PERF_CAPS_PDCM_FIX}`,
     title: 'bug #45: KVM_GET/SET_MSRS of PERF_CAPABILITIES work without CPUID.PDCM (before d75cac366f44)',
     source: 'model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.ts',
-    factory: prePerfCapsPdcmFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_PERF_CAPS_PDCM_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: PERF_CAPS_PDCM_FIX,
   },
   {
     id: `bug/${MSR_LIST_FIXED_FIX}`,
     title: 'bug #47: KVM_GET_MSR_INDEX_LIST lists fixed counters KVM cannot give a vCPU (before e33b6d79acac)',
     source: 'model/kvm/bugs/e33b6d79acac_msr_list_fixed.ts',
-    factory: preMsrListFixedFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_MSR_LIST_FIXED_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: MSR_LIST_FIXED_FIX,
   },
   {
@@ -194,29 +212,26 @@ export const DESIGNS: readonly Design[] = [
     title:
       'bug #10: Arch LBR hosts offer the legacy-LBR guest LBR_FMT 0x3f and its non-existent LBR_SELECT/TOS (before 098f4c061ea1)',
     source: 'model/kvm/bugs/098f4c061ea1_legacy_lbr_on_arch_lbr.ts',
-    factory: preNoLegacyLbrOnArchLbrFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_NO_LEGACY_LBR_ON_ARCH_LBR_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: LEGACY_LBR_ON_ARCH_FIX,
   },
   {
     id: `bug/${LBR_IFF_PERF_FIX}`,
     title: 'bug #11: LBR_FMT offered on a host whose perf disabled the LBRs (before 145dfad998ea)',
     source: 'model/kvm/bugs/145dfad998ea_lbr_without_perf.ts',
-    factory: preLbrIffPerfFix,
+    factory: emulatedWith(PRE_LBR_IFF_PERF_FIX_OPS),
     // The environment, not the patch: a host whose perf probe of the LBR MSRs faulted (H17).
     hostKernel: (o) => new HostKernel({ ...o, lbrProbeFaulted: true }),
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    ...EMULATED_DECLARED,
     fixedBy: LBR_IFF_PERF_FIX,
   },
   {
     id: `bug/${FILTER_EMULATED_FIX}`,
     title: 'bug #49: instructions KVM emulates count on counters whose event the filter denies (before dfdeda67ea2d)',
     source: 'model/kvm/bugs/dfdeda67ea2d_filter_emulated_events.ts',
-    factory: preFilterEmulatedEventsFix,
-    expectations: EMULATED_EXPECTATIONS,
-    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    factory: emulatedWith(PRE_FILTER_EMULATED_EVENTS_FIX_OPS),
+    ...EMULATED_DECLARED,
     fixedBy: FILTER_EMULATED_FIX,
   },
 ];

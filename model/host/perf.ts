@@ -91,6 +91,18 @@ export interface HostKernelOptions {
   readonly nmiWatchdog?: boolean | { readonly period: bigint };
   /** perf's boot-time probe of the LBR MSRs faulted, so perf runs without LBRs (x86_pmu.lbr_nr = 0; decision H17). */
   readonly lbrProbeFaulted?: boolean;
+  /** The perf functions this kernel runs (HOST_PERF_OPS: upstream's); a perf patch replaces some. */
+  readonly ops?: HostPerfOps;
+}
+
+/**
+ * The host side of the seam: the perf functions KVM's designs meet that a perf patch (a series, a
+ * historical bug) may replace, by their kernel names. `new HostKernel({ ...o, ops: { ...HOST_PERF_OPS,
+ * intel_guest_get_msrs: mine } })` runs a kernel with one of them replaced.
+ */
+export interface HostPerfOps {
+  /** intel_guest_get_msrs: the GLOBAL_CTRL values VM-exit (host) and VM-entry (guest) load (H1). */
+  intel_guest_get_msrs(host: HostKernel, cpu: number): GuestMsrs;
 }
 
 /** struct x86_pmu_lbr: what perf tells KVM of the LBRs it manages (x86_perf_get_lbr). */
@@ -235,6 +247,8 @@ export class HostKernel {
   private readonly perfctr: number;
   /** Did intel_pmu_init keep the LBRs (its check_msr probe did not fault)? */
   private readonly lbrProbed: boolean;
+  /** The perf functions this kernel runs. */
+  readonly ops: HostPerfOps;
 
   /** init_hw_perf_events + perf_events_lapic_init on every CPU, then the watchdog. */
   constructor(opts: HostKernelOptions) {
@@ -247,6 +261,7 @@ export class HostKernel {
     this.maxPeriod = p.fwWrite ? p.gpMask >> 1n : (1n << 31n) - 1n;
     this.perfctr = p.fwWrite ? MSR_IA32_PMC0 : MSR_IA32_PERFCTR0;
     this.lbrProbed = opts.lbrProbeFaulted !== true;
+    this.ops = opts.ops ?? HOST_PERF_OPS;
     this.cpus = [];
     for (let i = 0; i < opts.cpus; i++) {
       const hw = new Cpu(p);
@@ -527,10 +542,14 @@ export class HostKernel {
 
   // ---------------------------------------------------------------- guest switch list, LBR owner
 
-  /** intel_guest_get_msrs: the GLOBAL_CTRL values VM-exit and VM-entry load (H1). */
+  /** perf_guest_get_msrs → x86_pmu.guest_get_msrs (intel_guest_get_msrs): what VM-exit and VM-entry load. */
   perf_guest_get_msrs(cpu: number): GuestMsrs {
-    const pc = this.cpu(cpu);
-    return { host: this.ctrlValue(pc, false), guest: this.ctrlValue(pc, true) };
+    return this.ops.intel_guest_get_msrs(this, cpu);
+  }
+
+  /** The active counters of the CPU's events that count in guest (or host) mode (H1). */
+  activeCounters(cpu: number, mode: 'host' | 'guest'): bigint {
+    return this.ctrlValue(this.cpu(cpu), mode === 'guest');
   }
 
   /** The event that holds the LBR facility of a CPU: the guest LBR event if active, else the first host user. */
@@ -910,3 +929,11 @@ export class HostKernel {
     if (!a.ok) must(a, `WRMSR ${msrName(msr)} <- 0x${v.toString(16)}`);
   }
 }
+
+/** intel_guest_get_msrs: GLOBAL_CTRL without guest-only counters for the host, without host-only ones for the guest. */
+function intel_guest_get_msrs(host: HostKernel, cpu: number): GuestMsrs {
+  return { host: host.activeCounters(cpu, 'host'), guest: host.activeCounters(cpu, 'guest') };
+}
+
+/** Upstream's host perf. */
+export const HOST_PERF_OPS: HostPerfOps = { intel_guest_get_msrs };

@@ -50,7 +50,7 @@ describe('decision W6: bare metal adopts the P6-quirk access and the program goe
       new (class extends EmulatedVcpu {
         override guestRdmsr(msr: number) {
           const r = super.guestRdmsr(msr);
-          if (msr === 0xc2 || msr === MSR_P6_EVNTSEL0 + 1) this.instructionRetired(0);
+          if (msr === 0xc2 || msr === MSR_P6_EVNTSEL0 + 1) this.s.ops.kvm_skip_emulated_instruction(this.s, 0);
           return r;
         }
       })(h, o);

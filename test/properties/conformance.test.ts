@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
-import { preFastRdpmcFix } from '../../model/kvm/bugs/5728a4a0ea79_fast_rdpmc.js';
+import { PRE_FAST_RDPMC_FIX_OPS } from '../../model/kvm/bugs/5728a4a0ea79_fast_rdpmc.js';
+import { emulatedWith } from '../../designs/registry.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { type ConformanceRun, conformanceProperty } from '../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
@@ -22,7 +23,9 @@ describe('property 1, conformance (quiet host): guest observations equal bare me
   });
 
   it('finds bug #41 (fast RDPMC honoured, fixed by 5728a4a0ea79) and shrinks it to one command', () => {
-    const d = fc.check(conformanceProperty({ ...emulated, design: preFastRdpmcFix }), { numRuns: 1000 });
+    const d = fc.check(conformanceProperty({ ...emulated, design: emulatedWith(PRE_FAST_RDPMC_FIX_OPS) }), {
+      numRuns: 1000,
+    });
     expect(d.failed).toBe(true);
     expect(d.errorInstance).toBeInstanceOf(Divergence);
     // fast-check's command iterable prints the commands that ran, plus the replay path.

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
-import { PreGlobalCtrlMaskFixHost } from '../../model/host/bugs/971079464001_global_ctrl_mask.js';
+import { PRE_GLOBAL_CTRL_MASK_FIX_OPS } from '../../model/host/bugs/971079464001_global_ctrl_mask.js';
+import { hostWith } from '../../designs/registry.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { HostDisturbed, type HostUndisturbedRun, hostUndisturbedProperty } from '../../properties/host_undisturbed.js';
 
@@ -13,7 +14,7 @@ describe('property 2 (guest to host): the guest does not disturb host events', (
   });
 
   it('finds bug #1 (exclude_guest counters left enabled in the guest, fixed by 971079464001) in a two-command program', () => {
-    const d = fc.check(hostUndisturbedProperty({ ...emulated, hostKernel: (o) => new PreGlobalCtrlMaskFixHost(o) }), {
+    const d = fc.check(hostUndisturbedProperty({ ...emulated, hostKernel: hostWith(PRE_GLOBAL_CTRL_MASK_FIX_OPS) }), {
       numRuns: 1000,
     });
     expect(d.failed).toBe(true);

@@ -1,8 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
-import { prePerfCapsPdcmFix } from '../../model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.js';
-import { preMsrListFixedFix } from '../../model/kvm/bugs/e33b6d79acac_msr_list_fixed.js';
+import { PRE_PERF_CAPS_PDCM_FIX_OPS } from '../../model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.js';
+import { PRE_MSR_LIST_FIXED_FIX_OPS } from '../../model/kvm/bugs/e33b6d79acac_msr_list_fixed.js';
+import { emulatedWith } from '../../designs/registry.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { checkMsrIndexList, type VmmAbiRun, VmmAbiViolation, vmmAbiProperty } from '../../properties/vmm_abi.js';
 import { Divergence } from '../../scenarios/commands.js';
@@ -15,7 +16,10 @@ describe('the VMM ABI: MSR index list, save round trip, PERF_CAPABILITIES withou
   });
 
   it('finds bug #45 (PERF_CAPABILITIES without PDCM, fixed by d75cac366f44) in a one- or two-command program', () => {
-    const d = fc.check(vmmAbiProperty({ ...emulated, design: prePerfCapsPdcmFix }), { numRuns: 1000, seed: 1 });
+    const d = fc.check(vmmAbiProperty({ ...emulated, design: emulatedWith(PRE_PERF_CAPS_PDCM_FIX_OPS) }), {
+      numRuns: 1000,
+      seed: 1,
+    });
     expect(d.failed).toBe(true);
     expect(d.errorInstance).toBeInstanceOf(Divergence);
     expect((d.errorInstance as Divergence).observation.target).toBe(null);
@@ -23,8 +27,10 @@ describe('the VMM ABI: MSR index list, save round trip, PERF_CAPABILITIES withou
   });
 
   it('finds bug #47 (fixed counters KVM cannot expose are listed, fixed by e33b6d79acac) before any command', () => {
-    expect(() => checkMsrIndexList({ ...emulated, design: preMsrListFixedFix })).toThrow(VmmAbiViolation);
-    expect(() => checkMsrIndexList({ ...emulated, design: preMsrListFixedFix })).toThrow(/0x30c/);
+    expect(() => checkMsrIndexList({ ...emulated, design: emulatedWith(PRE_MSR_LIST_FIXED_FIX_OPS) })).toThrow(
+      VmmAbiViolation,
+    );
+    expect(() => checkMsrIndexList({ ...emulated, design: emulatedWith(PRE_MSR_LIST_FIXED_FIX_OPS) })).toThrow(/0x30c/);
     expect(() => checkMsrIndexList(emulated)).not.toThrow();
   });
 });

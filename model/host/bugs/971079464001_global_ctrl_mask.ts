@@ -5,14 +5,14 @@
  * so host-only (exclude_guest) counters stayed enabled while the guest ran.
  */
 
-import { type GuestMsrs, HostKernel } from '../perf.js';
+import { type GuestMsrs, HOST_PERF_OPS, type HostKernel, type HostPerfOps } from '../perf.js';
 
 export const FIXED_BY = '971079464001';
 
-export class PreGlobalCtrlMaskFixHost extends HostKernel {
-  override perf_guest_get_msrs(cpu: number): GuestMsrs {
-    const m = super.perf_guest_get_msrs(cpu);
-    // Every active counter, host-only ones included: ctrl & (~host_mask | ~0).
-    return { host: m.host, guest: m.host | m.guest };
-  }
+/** The pre-fix intel_guest_get_msrs: every active counter for the guest, host-only ones included (ctrl & ~0). */
+function intel_guest_get_msrs(host: HostKernel, cpu: number): GuestMsrs {
+  const h = host.activeCounters(cpu, 'host');
+  return { host: h, guest: h | host.activeCounters(cpu, 'guest') };
 }
+
+export const PRE_GLOBAL_CTRL_MASK_FIX_OPS: HostPerfOps = { ...HOST_PERF_OPS, intel_guest_get_msrs };

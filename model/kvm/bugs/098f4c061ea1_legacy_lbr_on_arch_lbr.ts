@@ -9,24 +9,21 @@
  */
 
 import type { HostKernel } from '../../host/perf.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
-import { NO_LBR_CAPS, vmx_get_perf_capabilities, type VmxPerfCaps } from '../emulated/vmx.js';
-import type { GuestCpuid } from '../types.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
+import { NO_LBR_CAPS, type VmxPerfCaps } from '../emulated/vmx.js';
 import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
 
 export const FIXED_BY = '098f4c061ea1';
 
-export class PreNoLegacyLbrOnArchLbrFixVcpu extends EmulatedVcpu {
-  /** The pre-fix vmx_get_perf_capabilities: x86_perf_get_lbr is asked on Arch LBR hosts too. */
-  protected override vmxGetPerfCapabilities(host: HostKernel): VmxPerfCaps {
-    const fixed = vmx_get_perf_capabilities(host, this.cap.enable_pmu);
-    if ((fixed.supportedPerfCap & PERF_CAP_FW_WRITES) === 0n || host.profile.archLbr === undefined) return fixed;
-    const lbr = host.x86_perf_get_lbr();
-    if (!lbr.hasCallstack) return { ...fixed, lbrCaps: NO_LBR_CAPS };
-    const fmt = lbr.nr !== 0 ? host.profile.perfCapabilities & PERF_CAP_LBR_FMT : 0n;
-    return { supportedPerfCap: fixed.supportedPerfCap | fmt, lbrCaps: lbr };
-  }
+/** The pre-fix vmx_get_perf_capabilities: x86_perf_get_lbr is asked on Arch LBR hosts too. */
+function vmx_get_perf_capabilities(host: HostKernel, enablePmu: boolean): VmxPerfCaps {
+  if (!enablePmu) return { supportedPerfCap: 0n, lbrCaps: NO_LBR_CAPS };
+  let cap = PERF_CAP_FW_WRITES;
+  let lbrCaps = host.x86_perf_get_lbr();
+  // KVM needs LBR call-stack support: context-switching LBRs without it costs too much.
+  if (!lbrCaps.hasCallstack) lbrCaps = NO_LBR_CAPS;
+  else if (lbrCaps.nr !== 0) cap |= host.profile.perfCapabilities & PERF_CAP_LBR_FMT;
+  return { supportedPerfCap: cap, lbrCaps };
 }
 
-export const preNoLegacyLbrOnArchLbrFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PreNoLegacyLbrOnArchLbrFixVcpu(host, opts);
+export const PRE_NO_LEGACY_LBR_ON_ARCH_LBR_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, vmx_get_perf_capabilities };

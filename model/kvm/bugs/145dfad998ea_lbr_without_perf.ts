@@ -8,21 +8,17 @@
  */
 
 import type { HostKernel } from '../../host/perf.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
-import { vmx_get_perf_capabilities, type VmxPerfCaps } from '../emulated/vmx.js';
-import type { GuestCpuid } from '../types.js';
-import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
+import type { VmxPerfCaps } from '../emulated/vmx.js';
+import { PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
 
 export const FIXED_BY = '145dfad998ea';
 
-export class PreLbrIffPerfFixVcpu extends EmulatedVcpu {
-  /** The pre-fix vmx_get_perf_capabilities: the host's LBR_FMT whatever x86_perf_get_lbr says. */
-  protected override vmxGetPerfCapabilities(host: HostKernel): VmxPerfCaps {
-    const fixed = vmx_get_perf_capabilities(host, this.cap.enable_pmu);
-    if ((fixed.supportedPerfCap & PERF_CAP_FW_WRITES) === 0n || host.profile.archLbr !== undefined) return fixed;
-    return { ...fixed, supportedPerfCap: fixed.supportedPerfCap | (host.profile.perfCapabilities & PERF_CAP_LBR_FMT) };
-  }
+/** The pre-fix vmx_get_perf_capabilities: the host's LBR_FMT whatever x86_perf_get_lbr says (perf's records kept). */
+function vmx_get_perf_capabilities(host: HostKernel, enablePmu: boolean): VmxPerfCaps {
+  const caps = EMULATED_OPS.vmx_get_perf_capabilities(host, enablePmu);
+  if (!enablePmu || host.profile.archLbr !== undefined) return caps;
+  return { ...caps, supportedPerfCap: caps.supportedPerfCap | (host.profile.perfCapabilities & PERF_CAP_LBR_FMT) };
 }
 
-export const preLbrIffPerfFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PreLbrIffPerfFixVcpu(host, opts);
+export const PRE_LBR_IFF_PERF_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, vmx_get_perf_capabilities };

@@ -8,27 +8,21 @@
  */
 
 import { lowMask } from '../../hw/bits.js';
-import type { HostKernel } from '../../host/perf.js';
 import { kvm_pmu_refresh_defaults, kvm_pmu_refresh_valid_pmcs } from '../common/pmu.js';
-import { intel_pmu_refresh } from '../emulated/pmu_intel.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
-import type { GuestCpuid } from '../types.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
+import type { KvmVcpuState } from '../emulated/state.js';
 
 export const FIXED_BY = '1647b52757d5';
 
-export class PreRefreshResetFixVcpu extends EmulatedVcpu {
-  /** The pre-fix kvm_pmu_refresh: today's, minus the kvm_pmu_reset() at its top. */
-  protected override refresh(): void {
-    const vcpu = this.s;
-    if (vcpu.hasRun) throw new Error('KVM_BUG_ON: kvm_pmu_refresh after the first KVM_RUN');
-    const pmu = vcpu.pmu;
-    kvm_pmu_refresh_defaults(pmu);
-    if (!this.cap.enable_pmu) return;
-    intel_pmu_refresh(vcpu, this.cap);
-    if (pmu.nr_arch_gp_counters > 0 && pmu.version > 1) pmu.global_ctrl = lowMask(pmu.nr_arch_gp_counters);
-    kvm_pmu_refresh_valid_pmcs(pmu);
-  }
+/** The pre-fix kvm_pmu_refresh: today's, minus the kvm_pmu_reset() at its top. */
+function kvm_pmu_refresh(vcpu: KvmVcpuState): void {
+  if (vcpu.hasRun) throw new Error('KVM_BUG_ON: kvm_pmu_refresh after the first KVM_RUN');
+  const pmu = vcpu.pmu;
+  kvm_pmu_refresh_defaults(pmu);
+  if (!vcpu.kvm_pmu_cap.enable_pmu) return;
+  vcpu.ops.intel_pmu_refresh(vcpu);
+  if (pmu.nr_arch_gp_counters > 0 && pmu.version > 1) pmu.global_ctrl = lowMask(pmu.nr_arch_gp_counters);
+  kvm_pmu_refresh_valid_pmcs(pmu);
 }
 
-export const preRefreshResetFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PreRefreshResetFixVcpu(host, opts);
+export const PRE_REFRESH_RESET_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, kvm_pmu_refresh };

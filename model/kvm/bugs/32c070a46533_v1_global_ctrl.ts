@@ -3,14 +3,13 @@
  * global_ctrl" (5.19; upstream id not pinned, the 5.10 stable backport is 32c070a46533): the
  * vendor's pmc_is_enabled static call (intel_pmc_is_enabled) tested the PMC's bit in global_ctrl
  * whatever the PMU version. A version-1 guest has no IA32_PERF_GLOBAL_CTRL, so global_ctrl stays 0
- * and reprogram_counter / kvm_pmu_trigger_event never let its counters count.
+ * and reprogram_counter / kvm_pmu_trigger_event, which both ask pmc_is_event_allowed here, never
+ * let its counters count.
  */
 
 import { isSet } from '../../hw/bits.js';
-import type { HostKernel } from '../../host/perf.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
 import type { KvmPmc, KvmVcpuState } from '../emulated/state.js';
-import type { GuestCpuid } from '../types.js';
 
 export const FIXED_BY = '32c070a46533';
 
@@ -19,12 +18,9 @@ function intel_pmc_is_enabled(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   return isSet(vcpu.pmu.global_ctrl, pmc.idx);
 }
 
-export class PreV1GlobalCtrlFixVcpu extends EmulatedVcpu {
-  constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) {
-    super(host, opts);
-    this.s.ops = { ...this.s.ops, pmc_is_enabled: intel_pmc_is_enabled };
-  }
+/** pmc_is_event_allowed with the pmc_is_enabled static call still in front of it. */
+function pmc_is_event_allowed(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
+  return intel_pmc_is_enabled(vcpu, pmc) && EMULATED_OPS.pmc_is_event_allowed(vcpu, pmc);
 }
 
-export const preV1GlobalCtrlFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PreV1GlobalCtrlFixVcpu(host, opts);
+export const PRE_V1_GLOBAL_CTRL_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, pmc_is_event_allowed };

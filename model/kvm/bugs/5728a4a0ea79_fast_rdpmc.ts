@@ -4,21 +4,19 @@
  * returned the counter's low 32 bits, where the hardware raises #GP.
  */
 
-import { type Access, ok } from '../../hw/access.js';
-import type { HostKernel } from '../../host/perf.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
-import type { GuestCpuid } from '../types.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
+import type { KvmPmc, KvmVcpuState } from '../emulated/state.js';
 
 export const FIXED_BY = '5728a4a0ea79';
 
-export class PreFastRdpmcFixVcpu extends EmulatedVcpu {
-  override guestRdpmc(ecx: number, cpl: number): Access {
-    if ((ecx & 0x8000_0000) === 0) return super.guestRdpmc(ecx, cpl);
-    // The pre-fix intel_rdpmc_ecx_to_pmc: strip the fast flag, mask the result to 32 bits.
-    const r = super.guestRdpmc(ecx & 0x7fff_ffff, cpl);
-    return r.ok ? ok(r.value & 0xffff_ffffn) : r;
-  }
+/**
+ * The pre-fix intel_rdpmc_ecx_to_pmc: the fast flag is stripped before decoding, and kvm_pmu_rdpmc's
+ * fast_mode mask (~0u, which the decoder narrows further) is folded into the mask returned here.
+ */
+function intel_rdpmc_ecx_to_pmc(vcpu: KvmVcpuState, ecx: number): { pmc: KvmPmc; mask: bigint } | null {
+  if ((ecx & 0x8000_0000) === 0) return EMULATED_OPS.intel_rdpmc_ecx_to_pmc(vcpu, ecx);
+  const r = EMULATED_OPS.intel_rdpmc_ecx_to_pmc(vcpu, ecx & 0x7fff_ffff);
+  return r === null ? null : { pmc: r.pmc, mask: r.mask & 0xffff_ffffn };
 }
 
-export const preFastRdpmcFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PreFastRdpmcFixVcpu(host, opts);
+export const PRE_FAST_RDPMC_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, intel_rdpmc_ecx_to_pmc };

@@ -8,23 +8,19 @@
  * 32-bit "fast" truncation of bit 31 is row #41 (5728a4a0ea79) and is not part of this patch.
  */
 
-import type { Access } from '../../hw/access.js';
-import type { HostKernel } from '../../host/perf.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
-import type { GuestCpuid } from '../types.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
+import type { KvmPmc, KvmVcpuState } from '../emulated/state.js';
 
 export const FIXED_BY = '7a0fc734c20d';
 
-export class PreRdpmcTypeFixVcpu extends EmulatedVcpu {
-  override guestRdpmc(ecx: number, cpl: number): Access {
-    // Bits 31:30 are flags to the pre-fix decoder; any other type bit fails its bounds check.
-    const flags = ecx >>> 30;
-    if (flags === 0 || flags === 1) return super.guestRdpmc(ecx, cpl);
-    if ((ecx & 0x3fff_0000) !== 0) return super.guestRdpmc(ecx, cpl); // the bounds check fails either way
-    // Type 0x8000 reads as GP, 0xC000 as fixed: the same counter the faithful decoder gives 0x0000 / 0x4000.
-    return super.guestRdpmc((ecx & 0x4000_ffff) >>> 0, cpl);
-  }
+/** The pre-fix intel_rdpmc_ecx_to_pmc: bit 30 picks the fixed counters, bits 31:30 are stripped, the rest is the index. */
+function intel_rdpmc_ecx_to_pmc(vcpu: KvmVcpuState, ecx: number): { pmc: KvmPmc; mask: bigint } | null {
+  const pmu = vcpu.pmu;
+  const fixed = (ecx & 0x4000_0000) !== 0;
+  const idx = ecx & 0x3fff_ffff;
+  if (fixed)
+    return idx < pmu.nr_arch_fixed_counters ? { pmc: pmu.fixed_counters[idx]!, mask: pmu.counter_bitmask_fixed } : null;
+  return idx < pmu.nr_arch_gp_counters ? { pmc: pmu.gp_counters[idx]!, mask: pmu.counter_bitmask_gp } : null;
 }
 
-export const preRdpmcTypeFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PreRdpmcTypeFixVcpu(host, opts);
+export const PRE_RDPMC_TYPE_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, intel_rdpmc_ecx_to_pmc };

@@ -6,18 +6,14 @@
  * host samples taken in host IRQ code were attributed to the guest.
  */
 
-import type { HostKernel } from '../../host/perf.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
-import type { GuestCpuid } from '../types.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
+import type { KvmVcpuState } from '../emulated/state.js';
 
 export const FIXED_BY = '812d432373f6';
 
-export class PrePmiInGuestFixVcpu extends EmulatedVcpu {
-  /** vcpu->arch.handling_intr_from_guest alone, whatever the context perf asks from. */
-  protected override kvm_arch_pmi_in_guest(_inNmi: boolean): boolean {
-    return true; // guestState() asks only while KVM handles an interrupt from the guest
-  }
+/** The pre-fix kvm_arch_pmi_in_guest: vcpu->arch.handling_intr_from_guest alone, whatever the context perf asks from. */
+function kvm_arch_pmi_in_guest(vcpu: KvmVcpuState, _inNmi: boolean): boolean {
+  return vcpu.handling_intr_from_guest !== 'none';
 }
 
-export const prePmiInGuestFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PrePmiInGuestFixVcpu(host, opts);
+export const PRE_PMI_IN_GUEST_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, kvm_arch_pmi_in_guest };

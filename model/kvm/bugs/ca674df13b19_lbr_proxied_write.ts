@@ -10,34 +10,24 @@
 
 import { type Access, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
-import type { HostKernel } from '../../host/perf.js';
-import { intel_pmu_create_guest_lbr_event, intel_pmu_is_valid_lbr_msr } from '../emulated/pmu_intel.js';
-import { INTEL_PMC_IDX_FIXED_VLBR } from '../emulated/state.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
-import type { GuestCpuid } from '../types.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
+import { INTEL_PMC_IDX_FIXED_VLBR, type KvmVcpuState } from '../emulated/state.js';
 
 export const FIXED_BY = 'ca674df13b19';
 
-export class PreLbrProxiedWriteFixVcpu extends EmulatedVcpu {
-  /** Host-side faults the unchecked WRMSR hit ("unchecked MSR access error" splats), oldest first. */
-  readonly hostMsrFaults: string[] = [];
-
-  protected override setMsr(msr: number, data: bigint, host: boolean): Access | null {
-    const s = this.s;
-    if (!intel_pmu_is_valid_lbr_msr(s, msr)) return super.setMsr(msr, data, host);
-    // The pre-fix intel_pmu_handle_lbr_msrs_access, write side.
-    if (s.lbr.event === null && !intel_pmu_create_guest_lbr_event(s)) return ok(data);
-    const ev = s.lbr.event!;
-    if (ev.state !== 'ACTIVE') {
-      s.pmu.pmc_in_use &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
-      return ok(data);
-    }
-    s.pmu.pmc_in_use |= bit(INTEL_PMC_IDX_FIXED_VLBR);
-    const r = s.host.pcpu(s.cpu).hw.wrmsr(msr, data); // wrmsrq: a fault is fixed up, not returned
-    if (!r.ok) this.hostMsrFaults.push(`WRMSR 0x${msr.toString(16)} <- 0x${data.toString(16)}: ${r.gp}`);
-    return ok(data);
+/** The pre-fix intel_pmu_handle_lbr_msrs_access: reads as today, writes with an unchecked wrmsrq. */
+function intel_pmu_handle_lbr_msrs_access(vcpu: KvmVcpuState, msr: number, write: bigint | null): Access | null {
+  if (write === null) return EMULATED_OPS.intel_pmu_handle_lbr_msrs_access(vcpu, msr, null);
+  if (!vcpu.ops.intel_pmu_is_valid_lbr_msr(vcpu, msr)) return null;
+  if (vcpu.lbr.event === null && !vcpu.ops.intel_pmu_create_guest_lbr_event(vcpu)) return ok(write);
+  const ev = vcpu.lbr.event!;
+  if (ev.state !== 'ACTIVE') {
+    vcpu.pmu.pmc_in_use &= ~bit(INTEL_PMC_IDX_FIXED_VLBR);
+    return ok(write);
   }
+  vcpu.pmu.pmc_in_use |= bit(INTEL_PMC_IDX_FIXED_VLBR);
+  vcpu.host.pcpu(vcpu.cpu).hw.wrmsr(msr, write); // wrmsrq: a fault is fixed up with a splat, never returned
+  return ok(write);
 }
 
-export const preLbrProxiedWriteFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PreLbrProxiedWriteFixVcpu(host, opts);
+export const PRE_LBR_PROXIED_WRITE_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, intel_pmu_handle_lbr_msrs_access };

@@ -7,10 +7,8 @@
  * as their eventsel holds perf's generic encoding (FC0: instructions). Real CPUs count them.
  */
 
-import type { HostKernel } from '../../host/perf.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
 import type { KvmPmc, KvmVcpuState } from '../emulated/state.js';
-import type { GuestCpuid } from '../types.js';
 
 export const FIXED_BY = 'cbbd1aa89139';
 
@@ -33,12 +31,9 @@ function intel_hw_event_available(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   return i < 0 || ((vcpu.pmu.available_event_types >>> i) & 1) === 1;
 }
 
-export class PreUnavailableArchEventsFixVcpu extends EmulatedVcpu {
-  constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) {
-    super(host, opts);
-    this.s.ops = { ...this.s.ops, hw_event_available: intel_hw_event_available };
-  }
+/** pmc_is_event_allowed (pmc_event_is_allowed up to 6.8) with the hw_event_available static call in front. */
+function pmc_is_event_allowed(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
+  return intel_hw_event_available(vcpu, pmc) && EMULATED_OPS.pmc_is_event_allowed(vcpu, pmc);
 }
 
-export const preUnavailableArchEventsFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PreUnavailableArchEventsFixVcpu(host, opts);
+export const PRE_UNAVAILABLE_ARCH_EVENTS_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, pmc_is_event_allowed };

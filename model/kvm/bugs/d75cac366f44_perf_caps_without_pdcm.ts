@@ -6,37 +6,32 @@
  * 0 and accepts only 0 (KVM_MSR_RET_UNSUPPORTED), matching "set CPUID first, then MSRs".
  */
 
-import type { HostKernel } from '../../host/perf.js';
-import { vmx_check_perf_capabilities } from '../emulated/vmx.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
-import type { GuestCpuid, HostAccess } from '../types.js';
+import { type Access, gp, ok } from '../../hw/access.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
+import type { KvmVcpuState } from '../emulated/state.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../hw/msr/capabilities.js';
 
 export const FIXED_BY = 'd75cac366f44';
 
-export class PrePerfCapsPdcmFixVcpu extends EmulatedVcpu {
-  override hostGetMsr(msr: number): HostAccess {
-    if (msr === MSR_IA32_PERF_CAPABILITIES && !this.s.cpuid.pdcm) return { ok: true, value: this.s.perf_capabilities };
-    return super.hostGetMsr(msr);
-  }
-
-  override hostSetMsr(msr: number, value: bigint): HostAccess {
-    if (msr !== MSR_IA32_PERF_CAPABILITIES || this.s.cpuid.pdcm) return super.hostSetMsr(msr, value);
-    // kvm_set_msr_common without the PDCM check: immutable after KVM_RUN, vendor checks, then refresh.
-    const s = this.s;
-    if (s.hasRun && value !== s.perf_capabilities)
-      return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
-    const why = vmx_check_perf_capabilities(s, value);
-    if (why !== null) return { ok: false, error: why };
-    if ((value & ~s.supported_perf_cap) !== 0n)
-      return { ok: false, error: 'PERF_CAPABILITIES: bits KVM does not support' };
-    if (s.perf_capabilities !== value) {
-      s.perf_capabilities = value;
-      this.refresh();
-    }
-    return { ok: true, value };
-  }
+/** The pre-fix kvm_get_msr_common(PERF_CAPABILITIES): only the guest's read asks for PDCM. */
+function kvm_get_msr_common(vcpu: KvmVcpuState, msr: number, host: boolean): Access | null {
+  if (msr !== MSR_IA32_PERF_CAPABILITIES) return EMULATED_OPS.kvm_get_msr_common(vcpu, msr, host);
+  if (!host && !vcpu.cpuid.pdcm) return gp('IA32_PERF_CAPABILITIES: guest CPUID has no PDCM');
+  return ok(vcpu.perf_capabilities);
 }
 
-export const prePerfCapsPdcmFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PrePerfCapsPdcmFixVcpu(host, opts);
+/** The pre-fix kvm_set_msr_common(PERF_CAPABILITIES): no PDCM check. */
+function kvm_set_msr_common(vcpu: KvmVcpuState, msr: number, data: bigint, host: boolean): Access | null {
+  if (msr !== MSR_IA32_PERF_CAPABILITIES) return EMULATED_OPS.kvm_set_msr_common(vcpu, msr, data, host);
+  if (!host) return gp('IA32_PERF_CAPABILITIES is read-only to the guest');
+  const why = vcpu.ops.vmx_check_perf_capabilities(vcpu, data);
+  if (why !== null) return gp(why);
+  if ((data & ~vcpu.supported_perf_cap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
+  if (vcpu.perf_capabilities !== data) {
+    vcpu.perf_capabilities = data;
+    vcpu.ops.kvm_pmu_refresh(vcpu);
+  }
+  return ok(data);
+}
+
+export const PRE_PERF_CAPS_PDCM_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, kvm_get_msr_common, kvm_set_msr_common };

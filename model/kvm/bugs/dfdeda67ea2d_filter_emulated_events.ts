@@ -5,20 +5,23 @@
  * counted every intercepted guest instruction (while its perf event, rightly, was never created).
  */
 
-import type { HostKernel } from '../../host/perf.js';
-import { kvm_pmu_trigger_event } from '../common/pmu.js';
-import { kvm_pmu_incr_counter } from '../emulated/pmu.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
-import type { GuestCpuid } from '../types.js';
+import { bit } from '../../hw/bits.js';
+import { cpl_is_matched } from '../common/pmu.js';
+import { kvm_pmu_has_perf_global_ctrl, validPmcs } from '../common/pmu.h.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
+import type { KvmVcpuState } from '../emulated/state.js';
 
 export const FIXED_BY = 'dfdeda67ea2d';
 
-export class PreFilterEmulatedEventsFixVcpu extends EmulatedVcpu {
-  /** kvm_pmu_instruction_retired → the pre-fix kvm_pmu_trigger_event: every PMC is allowed, the filter is not asked. */
-  protected override instructionRetired(cpl: number): void {
-    kvm_pmu_trigger_event(this.s, this.s.pmu.pmc_counting_instructions, cpl, () => true, kvm_pmu_incr_counter);
+/** The pre-fix kvm_pmu_trigger_event: every PMC counting the event is bumped; the filter is not asked. */
+function kvm_pmu_trigger_event(vcpu: KvmVcpuState, counting: bigint, cpl: number): void {
+  const pmu = vcpu.pmu;
+  let mask = counting;
+  if (kvm_pmu_has_perf_global_ctrl(pmu)) mask &= pmu.global_ctrl;
+  for (const pmc of validPmcs(pmu)) {
+    if ((mask & bit(pmc.idx)) === 0n || !cpl_is_matched(vcpu, pmc, cpl)) continue;
+    vcpu.ops.kvm_pmu_incr_counter(vcpu, pmc);
   }
 }
 
-export const preFilterEmulatedEventsFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PreFilterEmulatedEventsFixVcpu(host, opts);
+export const PRE_FILTER_EMULATED_EVENTS_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, kvm_pmu_trigger_event };

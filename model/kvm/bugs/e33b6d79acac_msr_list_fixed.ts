@@ -6,25 +6,16 @@
  * have (FIXED_CTR3 on a host with three), and restoring a value there fails.
  */
 
-import type { HostKernel } from '../../host/perf.js';
-import { EmulatedVcpu } from '../emulated/vcpu.js';
-import type { GuestCpuid } from '../types.js';
+import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
+import type { KvmVcpuState } from '../emulated/state.js';
 import { MSR_CORE_PERF_FIXED_CTR0 } from '../../hw/msr/counters.js';
 
 export const FIXED_BY = 'e33b6d79acac';
 
-export class PreMsrListFixedFixVcpu extends EmulatedVcpu {
-  override msrIndexList(): readonly number[] {
-    const listed = super.msrIndexList();
-    const fixed = [
-      MSR_CORE_PERF_FIXED_CTR0,
-      MSR_CORE_PERF_FIXED_CTR0 + 1,
-      MSR_CORE_PERF_FIXED_CTR0 + 2,
-      MSR_CORE_PERF_FIXED_CTR0 + 3,
-    ].filter((m) => !listed.includes(m) && this.cap.enable_pmu);
-    return [...fixed, ...listed];
-  }
+/** The pre-fix kvm_probe_msr_to_save: no case for the fixed counters, so all four are kept. */
+function kvm_probe_msr_to_save(vcpu: KvmVcpuState, msr: number): boolean {
+  if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr <= MSR_CORE_PERF_FIXED_CTR0 + 3) return true;
+  return EMULATED_OPS.kvm_probe_msr_to_save(vcpu, msr);
 }
 
-export const preMsrListFixedFix = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new PreMsrListFixedFixVcpu(host, opts);
+export const PRE_MSR_LIST_FIXED_FIX_OPS: EmulatedOps = { ...EMULATED_OPS, kvm_probe_msr_to_save };

@@ -8,20 +8,16 @@
  */
 
 import { lowMask } from '../../hw/bits.js';
-import type { HostKernel } from '../../host/perf.js';
-import { MediatedVcpu } from '../mediated/vcpu.js';
-import type { GuestCpuid } from '../types.js';
+import { MEDIATED_OPS, type MediatedOps } from '../mediated/ops.js';
+import type { MediatedVcpuState } from '../mediated/state.js';
 
-export class RdpmcPassthroughVcpu extends MediatedVcpu {
-  protected override refresh(): void {
-    super.refresh();
-    const pmu = this.s.pmu;
-    // The count check left out: only a narrower counter keeps RDPMC exiting.
-    this.s.rdpmcExiting =
-      pmu.counter_bitmask_gp !== lowMask(this.s.host.profile.gpWidth) ||
-      pmu.counter_bitmask_fixed !== lowMask(this.s.host.profile.fixedWidth);
-  }
+/** kvm_need_rdpmc_intercept with the count check left out: only a narrower counter keeps RDPMC exiting. */
+function kvm_need_rdpmc_intercept(vcpu: MediatedVcpuState): boolean {
+  const pmu = vcpu.pmu;
+  const host = vcpu.kvm_pmu_cap.host;
+  return (
+    pmu.counter_bitmask_gp !== lowMask(host.bitWidthGp) || pmu.counter_bitmask_fixed !== lowMask(host.bitWidthFixed)
+  );
 }
 
-export const rdpmcPassthroughUnexposed = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) =>
-  new RdpmcPassthroughVcpu(host, opts);
+export const RDPMC_PASSTHROUGH_UNEXPOSED_OPS: MediatedOps = { ...MEDIATED_OPS, kvm_need_rdpmc_intercept };

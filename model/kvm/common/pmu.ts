@@ -166,41 +166,42 @@ export function cpl_is_matched(vcpu: VcpuBase, pmc: PmcBase, cpl: number): boole
 }
 
 /**
- * kvm_pmu_trigger_event: KVM emulated (or skipped) an instruction of this kind. The design passes
- * its pmc_is_event_allowed and kvm_pmu_incr_counter (mediated: the stored counter itself).
+ * kvm_pmu_trigger_event: KVM emulated (or skipped) an instruction of this kind; the design's
+ * pmc_is_event_allowed decides and its kvm_pmu_incr_counter counts (mediated: the stored counter itself).
  */
-export function kvm_pmu_trigger_event<V extends VcpuBase<P>, P extends PmcBase>(
-  vcpu: V,
-  counting: bigint,
-  cpl: number,
-  pmc_is_event_allowed: (vcpu: V, pmc: P) => boolean,
-  kvm_pmu_incr_counter: (vcpu: V, pmc: P) => void,
-): void {
+export function kvm_pmu_trigger_event(vcpu: VcpuBase, counting: bigint, cpl: number): void {
   const pmu = vcpu.pmu;
   let mask = counting;
   if (kvm_pmu_has_perf_global_ctrl(pmu)) mask &= pmu.global_ctrl;
+  if (mask === 0n) return;
   for (const pmc of validPmcs(pmu)) {
     if ((mask & bit(pmc.idx)) === 0n) continue;
-    if (!pmc_is_event_allowed(vcpu, pmc) || !cpl_is_matched(vcpu, pmc, cpl)) continue;
-    kvm_pmu_incr_counter(vcpu, pmc);
+    if (!vcpu.ops.pmc_is_event_allowed(vcpu, pmc) || !cpl_is_matched(vcpu, pmc, cpl)) continue;
+    vcpu.ops.kvm_pmu_incr_counter(vcpu, pmc);
   }
+}
+
+/** kvm_pmu_instruction_retired. */
+export function kvm_pmu_instruction_retired(vcpu: VcpuBase, cpl: number): void {
+  vcpu.ops.kvm_pmu_trigger_event(vcpu, vcpu.pmu.pmc_counting_instructions, cpl);
 }
 
 /**
  * kvm_pmu_rdpmc: #GP without a vPMU, for bad ECX, and at CPL > 0 without CR4.PCE; the design's pmc_read_counter reads.
  */
-export function kvm_pmu_rdpmc<V extends VcpuBase<P>, P extends PmcBase>(
-  vcpu: V,
-  ecx: number,
-  cpl: number,
-  pmc_read_counter: (vcpu: V, pmc: P) => bigint,
-): Access {
+export function kvm_pmu_rdpmc(vcpu: VcpuBase, ecx: number, cpl: number): Access {
   const pmu = vcpu.pmu;
   if (pmu.version === 0) return gp('RDPMC: no vPMU (pmu->version == 0)');
-  const r = vcpu.kvm_pmu_ops.rdpmc_ecx_to_pmc(vcpu, ecx);
+  const r = vcpu.ops.intel_rdpmc_ecx_to_pmc(vcpu, ecx);
   if (r === null) return gp(`RDPMC 0x${ecx.toString(16)}: no such counter (intel_rdpmc_ecx_to_pmc)`);
   if (!vcpu.cr4Pce && cpl !== 0) return gp(`RDPMC at CPL ${cpl} with CR4.PCE = 0`);
-  return ok(pmc_read_counter(vcpu, r.pmc) & r.mask);
+  return ok(vcpu.ops.pmc_read_counter(vcpu, r.pmc) & r.mask);
+}
+
+/** kvm_pmu_deliver_pmi: KVM_REQ_PMI before VM-entry; the vendor first (freeze emulation), then LVTPC. */
+export function kvm_pmu_deliver_pmi(vcpu: VcpuBase): number | null {
+  vcpu.ops.intel_pmu_deliver_pmi(vcpu);
+  return kvm_apic_local_deliver_lvtpc(vcpu);
 }
 
 /** NMI_VECTOR: what a PMI delivered in NMI mode is reported as. */
@@ -223,14 +224,14 @@ export function kvm_apic_local_deliver_lvtpc(vcpu: VcpuBase): number | null {
 }
 
 /** kvm_pmu_is_valid_msr: the common global MSRs from v2 (no STATUS_SET/INUSE: K10), then the vendor's. */
-export function kvm_pmu_is_valid_msr<V extends VcpuBase>(vcpu: V, msr: number): boolean {
+export function kvm_pmu_is_valid_msr(vcpu: VcpuBase, msr: number): boolean {
   if (msr === MSR_CORE_PERF_GLOBAL_STATUS || msr === MSR_CORE_PERF_GLOBAL_CTRL || msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL)
     return kvm_pmu_has_perf_global_ctrl(vcpu.pmu);
-  return vcpu.kvm_pmu_ops.is_valid_msr(vcpu, msr);
+  return vcpu.ops.intel_is_valid_msr(vcpu, msr);
 }
 
 /** kvm_pmu_get_msr: the global MSRs from KVM's copy, the rest from the vendor. */
-export function kvm_pmu_get_msr<V extends VcpuBase>(vcpu: V, msr: number, hostInitiated: boolean): Access {
+export function kvm_pmu_get_msr(vcpu: VcpuBase, msr: number, hostInitiated: boolean): Access {
   const pmu = vcpu.pmu;
   switch (msr) {
     case MSR_CORE_PERF_GLOBAL_STATUS:
@@ -240,20 +241,15 @@ export function kvm_pmu_get_msr<V extends VcpuBase>(vcpu: V, msr: number, hostIn
     case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
       return ok(0n);
     default:
-      return vcpu.kvm_pmu_ops.get_msr(vcpu, msr, hostInitiated);
+      return vcpu.ops.intel_pmu_get_msr(vcpu, msr, hostInitiated);
   }
 }
 
 /**
  * kvm_pmu_set_msr: returns #GP (guest) / failure (host) as upstream does. The vendor's
- * write_global_ctrl is the mediated branch (the VMCS copy); the perf-based vPMU has none.
+ * write_global_ctrl (intel_pmu_write_global_ctrl) is the mediated branch (the VMCS copy); the perf-based vPMU has none.
  */
-export function kvm_pmu_set_msr<V extends VcpuBase>(
-  vcpu: V,
-  msr: number,
-  data: bigint,
-  hostInitiated: boolean,
-): Access {
+export function kvm_pmu_set_msr(vcpu: VcpuBase, msr: number, data: bigint, hostInitiated: boolean): Access {
   const pmu = vcpu.pmu;
   switch (msr) {
     case MSR_CORE_PERF_GLOBAL_STATUS:
@@ -268,7 +264,7 @@ export function kvm_pmu_set_msr<V extends VcpuBase>(
         pmu.global_ctrl = data;
         reprogram_counters(vcpu, diff);
       }
-      vcpu.kvm_pmu_ops.write_global_ctrl?.(vcpu, data);
+      vcpu.ops.intel_pmu_write_global_ctrl?.(vcpu, data);
       return ok(data);
     }
     case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
@@ -277,7 +273,7 @@ export function kvm_pmu_set_msr<V extends VcpuBase>(
       if (!hostInitiated) pmu.global_status &= ~data;
       return ok(data);
     default:
-      return vcpu.kvm_pmu_ops.set_msr(vcpu, msr, data, hostInitiated);
+      return vcpu.ops.intel_pmu_set_msr(vcpu, msr, data, hostInitiated);
   }
 }
 

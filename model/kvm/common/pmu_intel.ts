@@ -8,13 +8,7 @@
 import { type Access, gp, ok } from '../../hw/access.js';
 import { lowMask, signExtend } from '../../hw/bits.js';
 import type { PmcBase, VcpuBase } from './state.js';
-import {
-  fixed_ctrl_field,
-  type KvmPmuCap,
-  kvm_pmu_request_counter_reprogram,
-  get_gp_pmc,
-  get_fixed_pmc,
-} from './pmu.h.js';
+import { fixed_ctrl_field, kvm_pmu_request_counter_reprogram, get_gp_pmc, get_fixed_pmc } from './pmu.h.js';
 import { PERF_CAP_FW_WRITES } from '../../hw/msr/capabilities.js';
 import {
   MSR_IA32_PMC0,
@@ -48,8 +42,9 @@ function get_fw_gp_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number): P | u
  * intel_pmu_refresh without its guest-LBR step (perf-based only; the mediated vPMU never advertises
  * LBR_FMT): the guest PMU from guest CPUID.0AH, clamped to KVM's caps.
  */
-export function intel_pmu_refresh(vcpu: VcpuBase, cap: KvmPmuCap): void {
+export function intel_pmu_refresh(vcpu: VcpuBase): void {
   const pmu = vcpu.pmu;
+  const cap = vcpu.kvm_pmu_cap;
   const { eax, ebx, edx } = vcpu.cpuid.leaf0a;
   pmu.version = eax & 0xff; // not clamped to what KVM advertises (kvm-vpmu.md §2.4, K10)
   if (pmu.version === 0) return;
@@ -96,17 +91,13 @@ export function notVpmuMsr(msr: number): Access {
 }
 
 /** intel_pmu_get_msr for the counter and control MSRs; null for any other MSR (the design goes on). */
-export function intel_pmu_get_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
-  vcpu: V,
-  msr: number,
-  pmc_read_counter: (vcpu: V, pmc: P) => bigint,
-): Access | null {
+export function intel_pmu_get_pmc_msr(vcpu: VcpuBase, msr: number): Access | null {
   const pmu = vcpu.pmu;
   if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) return ok(pmu.fixed_ctr_ctrl);
   const ctr = get_gp_pmc(vcpu, msr, MSR_IA32_PERFCTR0) ?? get_gp_pmc(vcpu, msr, MSR_IA32_PMC0);
-  if (ctr !== undefined) return ok(pmc_read_counter(vcpu, ctr) & pmu.counter_bitmask_gp);
+  if (ctr !== undefined) return ok(vcpu.ops.pmc_read_counter(vcpu, ctr) & pmu.counter_bitmask_gp);
   const fixed = get_fixed_pmc(vcpu, msr);
-  if (fixed !== undefined) return ok(pmc_read_counter(vcpu, fixed) & pmu.counter_bitmask_fixed);
+  if (fixed !== undefined) return ok(vcpu.ops.pmc_read_counter(vcpu, fixed) & pmu.counter_bitmask_fixed);
   const sel = get_gp_pmc(vcpu, msr, MSR_P6_EVNTSEL0);
   if (sel !== undefined) return ok(sel.eventsel); // the guest's value, even when the filter denies it
   return null;
@@ -116,10 +107,10 @@ export function intel_pmu_get_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
  * reprogram_fixed_counters: store, and reprogram each counter whose 4-bit field changed
  * (`touched` is the design's bookkeeping for such a counter: pmc_in_use in the perf-based vPMU).
  */
-export function reprogram_fixed_counters<P extends PmcBase>(
-  vcpu: VcpuBase<P>,
+export function reprogram_fixed_counters<V extends VcpuBase<P>, P extends PmcBase>(
+  vcpu: V,
   data: bigint,
-  touched?: (pmc: P) => void,
+  touched?: (vcpu: V, pmc: P) => void,
 ): void {
   const pmu = vcpu.pmu;
   const old = pmu.fixed_ctr_ctrl; // a u64 snapshot (05519c86d699)
@@ -127,34 +118,27 @@ export function reprogram_fixed_counters<P extends PmcBase>(
   for (let i = 0; i < pmu.nr_arch_fixed_counters; i++) {
     if (fixed_ctrl_field(data, i) === fixed_ctrl_field(old, i)) continue;
     const pmc = pmu.fixed_counters[i]!;
-    touched?.(pmc);
+    touched?.(vcpu, pmc);
     kvm_pmu_request_counter_reprogram(vcpu, pmc);
   }
 }
 
-/** What intel_pmu_set_msr does differently per design. */
-export interface IntelSetMsrOps<V, P> {
-  /** pmc_write_counter (perf-based: offset the base; mediated: the stored value). */
-  readonly pmc_write_counter: (vcpu: V, pmc: P, val: bigint) => void;
-  /** reprogram_fixed_counters, with the design's bookkeeping. */
-  readonly reprogram_fixed_counters: (vcpu: V, data: bigint) => void;
-  /** Stores a changed selector (mediated: eventsel_hw too). */
-  readonly set_eventsel: (pmc: P, data: bigint) => void;
-}
-
-/** intel_pmu_set_msr for the counter and control MSRs; null for any other MSR (the design goes on). */
-export function intel_pmu_set_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
-  vcpu: V,
+/**
+ * intel_pmu_set_msr for the counter and control MSRs; null for any other MSR (the design goes on). The
+ * design's pmc_write_counter and reprogram_fixed_counters do the writes; a changed selector is stored
+ * in eventsel and eventsel_hw (the mediated vPMU's filter shadow).
+ */
+export function intel_pmu_set_pmc_msr(
+  vcpu: VcpuBase,
   msr: number,
   value: bigint,
   hostInitiated: boolean,
-  ops: IntelSetMsrOps<V, P>,
 ): Access | null {
   const pmu = vcpu.pmu;
   let data = value;
   if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) {
     if ((data & pmu.fixed_ctr_ctrl_rsvd) !== 0n) return gp('IA32_FIXED_CTR_CTRL: reserved bits (fixed_ctr_ctrl_rsvd)');
-    if (pmu.fixed_ctr_ctrl !== data) ops.reprogram_fixed_counters(vcpu, data);
+    if (pmu.fixed_ctr_ctrl !== data) vcpu.ops.reprogram_fixed_counters(vcpu, data);
     return ok(data);
   }
   const ctr = get_gp_pmc(vcpu, msr, MSR_IA32_PERFCTR0) ?? get_gp_pmc(vcpu, msr, MSR_IA32_PMC0);
@@ -162,12 +146,12 @@ export function intel_pmu_set_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
     const fullWidth = msr >= MSR_IA32_PMC0;
     if (fullWidth && (data & ~pmu.counter_bitmask_gp) !== 0n) return gp('IA32_PMCx: bits above the counter width');
     if (!hostInitiated && !fullWidth) data = signExtend(data & 0xffff_ffffn, 31); // (s64)(s32)data
-    ops.pmc_write_counter(vcpu, ctr, data);
+    vcpu.ops.pmc_write_counter(vcpu, ctr, data);
     return ok(data);
   }
   const fixed = get_fixed_pmc(vcpu, msr);
   if (fixed !== undefined) {
-    ops.pmc_write_counter(vcpu, fixed, data);
+    vcpu.ops.pmc_write_counter(vcpu, fixed, data);
     return ok(data);
   }
   const sel = get_gp_pmc(vcpu, msr, MSR_P6_EVNTSEL0);
@@ -176,7 +160,8 @@ export function intel_pmu_set_pmc_msr<V extends VcpuBase<P>, P extends PmcBase>(
     if (sel.idx === 2 && (pmu.raw_event_mask & HSW_IN_TX_CHECKPOINTED) !== 0n) reserved ^= HSW_IN_TX_CHECKPOINTED;
     if ((data & reserved) !== 0n) return gp(`IA32_PERFEVTSEL${sel.idx}: reserved bits (reserved_bits)`);
     if (data !== sel.eventsel) {
-      ops.set_eventsel(sel, data);
+      sel.eventsel = data;
+      sel.eventsel_hw = data;
       kvm_pmu_request_counter_reprogram(vcpu, sel);
     }
     return ok(data);

@@ -8,8 +8,9 @@
 import type { VpmuCost } from '../cost.js';
 import type { HostKernel } from '../../host/perf.js';
 import type { KvmX86PmuEventFilter } from './filter.js';
-import type { GuestCpuid } from '../types.js';
-import type { KvmPmuOps } from './pmu.h.js';
+import type { GuestCpuid, GuestPmi } from '../types.js';
+import type { KvmPmuCap } from './pmu.h.js';
+import type { KvmOps } from './ops.js';
 
 export const KVM_FIXED_PMC_BASE_IDX = 32;
 
@@ -24,6 +25,8 @@ export interface PmcBase {
   counter: bigint;
   /** GP: what the guest wrote. Fixed: perf's generic encoding of the fixed event. */
   eventsel: bigint;
+  /** What the mediated vPMU loads into hardware (the filter may clear ENABLE); set with eventsel. */
+  eventsel_hw: bigint;
 }
 
 /** struct kvm_pmu, the fields both designs use. */
@@ -65,8 +68,10 @@ export interface KvmBase<V extends VcpuRequests = VcpuRequests> {
 
 /** The parts of struct kvm_vcpu both vPMUs touch. */
 export interface VcpuBase<P extends PmcBase = PmcBase> {
-  /** The vendor's kvm_pmu_ops (intel_pmu_ops of the design). */
-  readonly kvm_pmu_ops: KvmPmuOps<this>;
+  /** The design's record of kernel functions (kvm_pmu_ops, kvm_x86_ops and pmu.c's own): see ops.ts. */
+  readonly ops: KvmOps<this>;
+  /** kvm_pmu_cap: what KVM offers guests on this host (kvm_init_pmu_capability at module load). */
+  readonly kvm_pmu_cap: KvmPmuCap;
   readonly host: HostKernel;
   readonly kvm: KvmBase;
   /** The vCPU thread: a host task whose events follow it between pCPUs. */
@@ -80,6 +85,8 @@ export interface VcpuBase<P extends PmcBase = PmcBase> {
   /** kvm_caps.supported_perf_cap (vmx_get_perf_capabilities). */
   readonly supported_perf_cap: bigint;
   hasRun: boolean;
+  /** vcpu->scheduled_out: the thread was scheduled out since the vCPU last entered the guest. */
+  scheduled_out: boolean;
   readonly requests: Set<KvmRequest>;
   readonly pmu: PmuBase<P>;
   /** GUEST_IA32_DEBUGCTL in the VMCS. */
@@ -90,4 +97,10 @@ export interface VcpuBase<P extends PmcBase = PmcBase> {
   readonly passthrough: Set<number>;
   /** Guest CR4.PCE, which RDPMC checks. */
   cr4Pce: boolean;
+  /** The pCPU is in guest mode (between VM-entry and VM-exit). */
+  inGuest: boolean;
+  /** vmx->host_debugctlmsr: the host's DEBUGCTL, snapshotted before VM-entry and restored at VM-exit. */
+  host_debugctlmsr: bigint;
+  /** PMIs injected and not yet reported to the world, oldest first. */
+  readonly injected: GuestPmi[];
 }

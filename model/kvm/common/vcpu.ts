@@ -1,8 +1,9 @@
 /**
  * The x86.c glue both designs share: KVM_GET_MSR_INDEX_LIST (msrs_to_save_pmu,
  * kvm_probe_msr_to_save), the PMU cases of kvm_get_msr_common / kvm_set_msr_common, do_get_msr /
- * do_set_msr for host-initiated accesses, and kvm_set_cpuid after KVM_RUN. Each design's vcpu.ts
- * passes in its pmu.c / vmx.c functions; its VM-entry/exit loop stays its own.
+ * do_set_msr for host-initiated accesses, kvm_set_cpuid after KVM_RUN, and the preempt notifiers.
+ * Each reaches pmu.c and vmx.c through the design's record (vcpu.ops); the VM-entry/exit loop is each
+ * design's own (its x86.ts and vmx.ts).
  */
 
 import { type Access, gp, ok } from '../../hw/access.js';
@@ -10,7 +11,6 @@ import type { WorkUnit } from '../../hw/work.js';
 import type { GuestCpuid, HostAccess } from '../types.js';
 import { toHost } from './pmu.js';
 import type { VcpuBase } from './state.js';
-import { type KvmPmuCap } from './pmu.h.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../hw/msr/capabilities.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../hw/msr/debugctl.js';
 import {
@@ -58,7 +58,8 @@ function msrs_to_save_pmu(): number[] {
 }
 
 /** kvm_probe_msr_to_save: drop what this host's KVM cannot expose (e33b6d79acac). */
-function kvm_probe_msr_to_save(cap: KvmPmuCap, msr: number): boolean {
+export function kvm_probe_msr_to_save(vcpu: VcpuBase, msr: number): boolean {
+  const cap = vcpu.kvm_pmu_cap;
   if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr <= MSR_CORE_PERF_FIXED_CTR0 + 3)
     return msr - MSR_CORE_PERF_FIXED_CTR0 < cap.num_counters_fixed;
   if (msr >= MSR_CORE_PERF_FIXED_CTR_CTRL && msr <= MSR_CORE_PERF_GLOBAL_CTRL) return cap.version >= 2;
@@ -67,9 +68,21 @@ function kvm_probe_msr_to_save(cap: KvmPmuCap, msr: number): boolean {
   return true;
 }
 
-/** KVM_GET_MSR_INDEX_LIST as far as the PMU goes: msrs_to_save_pmu filtered, and the feature MSR PERF_CAPABILITIES. */
-export function kvm_pmu_msr_index_list(cap: KvmPmuCap): number[] {
-  return [...msrs_to_save_pmu().filter((m) => kvm_probe_msr_to_save(cap, m)), MSR_IA32_PERF_CAPABILITIES];
+/**
+ * KVM_GET_MSR_INDEX_LIST as far as the PMU goes (kvm_init_msr_lists): msrs_to_save_pmu filtered when
+ * enable_pmu, and the feature MSR PERF_CAPABILITIES.
+ */
+export function kvm_get_msr_index_list(vcpu: VcpuBase): number[] {
+  const l: number[] = [];
+  if (vcpu.kvm_pmu_cap.enable_pmu)
+    for (const m of msrs_to_save_pmu()) if (vcpu.ops.kvm_probe_msr_to_save(vcpu, m)) l.push(m);
+  l.push(MSR_IA32_PERF_CAPABILITIES);
+  return l;
+}
+
+/** kvm_is_advertised_msr: host-initiated accesses to these may read 0 / write 0 when unsupported. */
+function kvm_is_advertised_msr(vcpu: VcpuBase, msr: number): boolean {
+  return vcpu.ops.kvm_get_msr_index_list(vcpu).includes(msr);
 }
 
 function sameCpuid(a: GuestCpuid, b: GuestCpuid): boolean {
@@ -79,36 +92,24 @@ function sameCpuid(a: GuestCpuid, b: GuestCpuid): boolean {
 }
 
 /**
- * kvm_set_cpuid: after KVM_RUN only an identical CPUID is accepted, and changes nothing; before it, store and refresh.
+ * kvm_set_cpuid: after KVM_RUN only an identical CPUID is accepted, and changes nothing; before it, store
+ * and refresh (kvm_vcpu_after_set_cpuid → kvm_pmu_refresh).
  */
-export function kvm_set_cpuid(vcpu: VcpuBase, cpuid: GuestCpuid, refresh: () => void): HostAccess {
+export function kvm_set_cpuid(vcpu: VcpuBase, cpuid: GuestCpuid): HostAccess {
   if (vcpu.hasRun)
     return sameCpuid(vcpu.cpuid, cpuid)
       ? { ok: true, value: 0n }
       : { ok: false, error: 'KVM_SET_CPUID2 after KVM_RUN with a different CPUID (-EINVAL)' };
   vcpu.cpuid = cpuid; // perf_capabilities survives; without PDCM vcpu_get_perf_capabilities hides it
-  refresh();
+  vcpu.ops.kvm_pmu_refresh(vcpu);
   return { ok: true, value: 0n };
-}
-
-/** What the MSR dispatch calls in each design's pmu.c and vmx.c ports. */
-export interface KvmMsrOps<V> {
-  readonly kvm_pmu_is_valid_msr: (vcpu: V, msr: number) => boolean;
-  readonly kvm_pmu_get_msr: (vcpu: V, msr: number, hostInitiated: boolean) => Access;
-  readonly kvm_pmu_set_msr: (vcpu: V, msr: number, data: bigint, hostInitiated: boolean) => Access;
-  readonly vmx_set_debugctl: (vcpu: V, data: bigint, hostInitiated: boolean) => Access;
-  readonly vmx_check_perf_capabilities: (vcpu: V, data: bigint) => string | null;
 }
 
 /**
  * kvm_get_msr_common / vmx_get_msr for the vPMU's MSRs; null for an MSR KVM does not handle (KVM_MSR_RET_UNSUPPORTED).
  */
-export function kvm_get_msr_common<V extends VcpuBase>(
-  vcpu: V,
-  msr: number,
-  host: boolean,
-  ops: KvmMsrOps<V>,
-): Access | null {
+export function kvm_get_msr_common(vcpu: VcpuBase, msr: number, host: boolean): Access | null {
+  const ops = vcpu.ops;
   switch (msr) {
     case MSR_IA32_DEBUGCTLMSR:
       return ok(vcpu.guestDebugctl);
@@ -126,18 +127,9 @@ export function kvm_get_msr_common<V extends VcpuBase>(
   return ops.kvm_pmu_is_valid_msr(vcpu, msr) ? ops.kvm_pmu_get_msr(vcpu, msr, host) : null;
 }
 
-/**
- * kvm_set_msr_common / vmx_set_msr for the vPMU's MSRs; `refresh` is the design's kvm_pmu_refresh (and intercept
- * recalc).
- */
-export function kvm_set_msr_common<V extends VcpuBase>(
-  vcpu: V,
-  msr: number,
-  data: bigint,
-  host: boolean,
-  ops: KvmMsrOps<V>,
-  refresh: () => void,
-): Access | null {
+/** kvm_set_msr_common / vmx_set_msr for the vPMU's MSRs; a new PERF_CAPABILITIES refreshes the vPMU. */
+export function kvm_set_msr_common(vcpu: VcpuBase, msr: number, data: bigint, host: boolean): Access | null {
+  const ops = vcpu.ops;
   switch (msr) {
     case MSR_IA32_DEBUGCTLMSR:
       return ops.vmx_set_debugctl(vcpu, data, host);
@@ -149,7 +141,7 @@ export function kvm_set_msr_common<V extends VcpuBase>(
       if ((data & ~vcpu.supported_perf_cap) !== 0n) return gp('PERF_CAPABILITIES: bits KVM does not support');
       if (vcpu.perf_capabilities !== data) {
         vcpu.perf_capabilities = data;
-        refresh(); // mediated: FW_WRITES decides whether IA32_PMCx pass through
+        ops.kvm_pmu_refresh(vcpu); // mediated: FW_WRITES decides whether IA32_PMCx pass through
       }
       return ok(data);
     }
@@ -167,34 +159,51 @@ export function kvm_set_msr_common<V extends VcpuBase>(
 }
 
 /** do_get_msr (KVM_GET_MSRS): an advertised MSR KVM does not handle reads 0 (kvm_is_advertised_msr). */
-export function do_get_msr(msr: number, r: Access | null, advertised: (msr: number) => boolean): HostAccess {
+export function do_get_msr(vcpu: VcpuBase, msr: number): HostAccess {
+  const r = vcpu.ops.kvm_get_msr_common(vcpu, msr, true);
   if (r !== null) return toHost(r);
-  return advertised(msr) ? { ok: true, value: 0n } : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
+  return kvm_is_advertised_msr(vcpu, msr)
+    ? { ok: true, value: 0n }
+    : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
 }
 
 /**
  * do_set_msr (KVM_SET_MSRS): feature MSRs are immutable once the vCPU has run, compared with what
  * do_get_msr reads; an advertised MSR KVM does not handle takes only 0.
  */
-export function do_set_msr(
-  vcpu: VcpuBase,
-  msr: number,
-  value: bigint,
-  get: (msr: number) => HostAccess,
-  set: (msr: number, value: bigint) => Access | null,
-  advertised: (msr: number) => boolean,
-): HostAccess {
+export function do_set_msr(vcpu: VcpuBase, msr: number, value: bigint): HostAccess {
   if (vcpu.hasRun && msr === MSR_IA32_PERF_CAPABILITIES) {
-    const cur = get(msr);
+    const cur = vcpu.ops.do_get_msr(vcpu, msr);
     if (!cur.ok || cur.value !== value)
       return { ok: false, error: 'PERF_CAPABILITIES cannot change after KVM_RUN (-EINVAL)' };
   }
-  const r = set(msr, value);
+  const r = vcpu.ops.kvm_set_msr_common(vcpu, msr, value, true);
   if (r !== null) return toHost(r);
-  return advertised(msr) && value === 0n
+  return kvm_is_advertised_msr(vcpu, msr) && value === 0n
     ? { ok: true, value: 0n }
     : { ok: false, error: `MSR 0x${msr.toString(16)} unsupported` };
 }
+
+/** kvm_skip_emulated_instruction: the skipped instruction retires (kvm_pmu_instruction_retired). */
+export function kvm_skip_emulated_instruction(vcpu: VcpuBase, cpl: number): void {
+  vcpu.ops.kvm_pmu_instruction_retired(vcpu, cpl);
+}
+
+/** kvm_sched_out (the vCPU thread's preempt notifier): after perf's task sched-out. */
+export function kvm_sched_out(vcpu: VcpuBase): void {
+  vcpu.scheduled_out = true;
+  vcpu.ops.kvm_arch_sched_out(vcpu);
+  vcpu.ops.kvm_arch_vcpu_put(vcpu);
+}
+
+/** kvm_sched_in (the vCPU thread's preempt notifier): after perf's task sched-in. */
+export function kvm_sched_in(vcpu: VcpuBase): void {
+  vcpu.ops.kvm_arch_sched_in(vcpu);
+  vcpu.ops.kvm_arch_vcpu_load(vcpu);
+}
+
+/** A kernel hook this design leaves empty. */
+export function nop(): void {}
 
 /**
  * Guest XSAVES/XRSTORS of Arch LBR state: KVM never lets the guest set IA32_XSS.LBR (supported_xss has no

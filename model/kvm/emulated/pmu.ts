@@ -9,13 +9,10 @@ import { bit, lowMask } from '../../hw/bits.js';
 import { attr, type PerfEvent } from '../../host/types.js';
 import {
   check_pmu_event_filter,
-  kvm_apic_local_deliver_lvtpc,
   kvm_pmu_init as common_kvm_pmu_init,
-  kvm_pmu_rdpmc as common_kvm_pmu_rdpmc,
   kvm_pmu_refresh_defaults,
   kvm_pmu_refresh_valid_pmcs,
   kvm_pmu_set_msr as common_kvm_pmu_set_msr,
-  kvm_pmu_trigger_event as common_kvm_pmu_trigger_event,
   newPmuBase,
 } from '../common/pmu.js';
 import { KVM_FIXED_PMC_BASE_IDX } from '../common/state.js';
@@ -25,7 +22,6 @@ import {
   kvm_pmu_has_perf_global_ctrl,
   kvm_pmu_recalc_pmc_emulation,
   kvm_pmu_request_counter_reprogram,
-  type KvmPmuCap,
   pmc_bitmask,
   pmc_is_globally_enabled,
   pmc_is_locally_enabled,
@@ -48,8 +44,8 @@ export function newKvmPmu(): KvmPmu {
 }
 
 /** kvm_pmu_init + intel_pmu_init, with perf-backed PMCs. */
-export function kvm_pmu_init(pmu: KvmPmu): void {
-  common_kvm_pmu_init(pmu, newPmc);
+export function kvm_pmu_init(vcpu: KvmVcpuState): void {
+  common_kvm_pmu_init(vcpu.pmu, newPmc);
 }
 
 /** pmc_read_counter: base + emulated + what the perf event counted, masked. */
@@ -84,7 +80,7 @@ function pmc_update_sample_period(vcpu: KvmVcpuState, pmc: KvmPmc): void {
 /** pmc_write_counter: offsets the base so that the read formula yields `val`. */
 export function pmc_write_counter(vcpu: KvmVcpuState, pmc: KvmPmc, val: bigint): void {
   pmc.emulated_counter = 0n;
-  pmc.counter += val - pmc_read_counter(vcpu, pmc);
+  pmc.counter += val - vcpu.ops.pmc_read_counter(vcpu, pmc);
   pmc.counter &= pmc_bitmask(vcpu, pmc);
   pmc_update_sample_period(vcpu, pmc);
 }
@@ -102,8 +98,8 @@ export function pmc_release_perf_event(vcpu: KvmVcpuState, pmc: KvmPmc): void {
 /** pmc_stop_counter: folds the count into the base and releases the event. */
 export function pmc_stop_counter(vcpu: KvmVcpuState, pmc: KvmPmc): void {
   if (pmc.perf_event === null) return;
-  pmc.counter = pmc_read_counter(vcpu, pmc);
-  pmc_release_perf_event(vcpu, pmc);
+  pmc.counter = vcpu.ops.pmc_read_counter(vcpu, pmc);
+  vcpu.ops.pmc_release_perf_event(vcpu, pmc);
 }
 
 /** pmc_pause_counter: folds perf and emulated counts; true iff emulated events wrapped it. */
@@ -123,7 +119,7 @@ export function pmc_pause_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
 }
 
 /** pmc_resume_counter: re-arms the period and re-enables the existing event. */
-function pmc_resume_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
+export function pmc_resume_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
   if (pmc.perf_event === null) return false;
   if (is_sampling_event(pmc.perf_event)) {
     vcpu.cost.perfCalls++;
@@ -158,7 +154,7 @@ export function pmc_reprogram_counter(
       sample_period: samplePeriod,
     }),
     { task: vcpu.task },
-    () => kvm_perf_overflow(vcpu, pmc),
+    () => vcpu.ops.kvm_perf_overflow(vcpu, pmc),
   );
   if ('error' in ev) return false; // pmc->intr keeps the value of the last event created
   pmc.perf_event = ev;
@@ -170,26 +166,21 @@ export function pmc_reprogram_counter(
 
 /** pmc_is_event_allowed (check_pmu_event_filter before 2025): the VM's filter, if any. */
 export function pmc_is_event_allowed(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
-  // Historic vendor vetoes (pmc_event_is_allowed up to 6.8); never set in the faithful port.
-  const ops = vcpu.ops;
-  if (ops?.pmc_is_enabled !== undefined && !ops.pmc_is_enabled(vcpu, pmc)) return false;
-  if (ops?.hw_event_available !== undefined && !ops.hw_event_available(vcpu, pmc)) return false;
   return check_pmu_event_filter(vcpu, pmc);
 }
 
 /** reprogram_counter: pause, then resume the same event or create a new one. */
 export function reprogram_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
-  const historic = vcpu.ops?.reprogram_counter; // an older kernel's version, for comparisons
-  if (historic !== undefined) return historic(vcpu, pmc);
+  const ops = vcpu.ops;
   vcpu.cost.reprograms++;
-  const emulateOverflow = pmc_pause_counter(vcpu, pmc);
-  if (!pmc_is_globally_enabled(vcpu, pmc) || !pmc_is_locally_enabled(vcpu, pmc) || !pmc_is_event_allowed(vcpu, pmc))
+  const emulateOverflow = ops.pmc_pause_counter(vcpu, pmc);
+  if (!pmc_is_globally_enabled(vcpu, pmc) || !pmc_is_locally_enabled(vcpu, pmc) || !ops.pmc_is_event_allowed(vcpu, pmc))
     return true; // the event stays paused, not released
-  if (emulateOverflow) __kvm_perf_overflow(vcpu, pmc, false);
+  if (emulateOverflow) ops.__kvm_perf_overflow(vcpu, pmc, false);
 
   const { eventsel, config } = pmc_eventsel(vcpu, pmc);
-  if (pmc.current_config === config && pmc_resume_counter(vcpu, pmc)) return true;
-  pmc_release_perf_event(vcpu, pmc);
+  if (pmc.current_config === config && ops.pmc_resume_counter(vcpu, pmc)) return true;
+  ops.pmc_release_perf_event(vcpu, pmc);
   pmc.current_config = config;
   return pmc_create_event(vcpu, pmc, eventsel);
 }
@@ -210,7 +201,7 @@ export function pmc_eventsel(vcpu: KvmVcpuState, pmc: KvmPmc): { eventsel: bigin
 
 /** reprogram_counter's tail: pmc_reprogram_counter with the selector's exclusions and INT. */
 export function pmc_create_event(vcpu: KvmVcpuState, pmc: KvmPmc, eventsel: bigint): boolean {
-  return pmc_reprogram_counter(
+  return vcpu.ops.pmc_reprogram_counter(
     vcpu,
     pmc,
     eventsel & vcpu.pmu.raw_event_mask,
@@ -232,7 +223,7 @@ export function kvm_perf_overflow(vcpu: KvmVcpuState, pmc: KvmPmc): void {
   // Ignore asynchronous overflows of counters already queued for reprogramming.
   if ((vcpu.pmu.reprogram_pmi & b) !== 0n) return;
   vcpu.pmu.reprogram_pmi |= b;
-  __kvm_perf_overflow(vcpu, pmc, true);
+  vcpu.ops.__kvm_perf_overflow(vcpu, pmc, true);
   vcpu.requests.add('PMU');
 }
 
@@ -243,9 +234,9 @@ export function kvm_pmu_handle_event(vcpu: KvmVcpuState): void {
   pmu.reprogram_pmi &= ~snapshot;
   for (const pmc of validPmcs(pmu)) {
     if ((snapshot & bit(pmc.idx)) === 0n) continue;
-    if (!reprogram_counter(vcpu, pmc)) pmu.reprogram_pmi |= bit(pmc.idx); // retried, no new request
+    if (!vcpu.ops.reprogram_counter(vcpu, pmc)) pmu.reprogram_pmi |= bit(pmc.idx); // retried, no new request
   }
-  if (pmu.need_cleanup) kvm_pmu_cleanup(vcpu);
+  if (pmu.need_cleanup) vcpu.ops.kvm_pmu_cleanup(vcpu);
   for (const pmc of validPmcs(pmu)) if ((snapshot & bit(pmc.idx)) !== 0n) kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
 }
 
@@ -253,27 +244,6 @@ export function kvm_pmu_handle_event(vcpu: KvmVcpuState): void {
 export function kvm_pmu_incr_counter(vcpu: KvmVcpuState, pmc: KvmPmc): void {
   pmc.emulated_counter += 1n;
   kvm_pmu_request_counter_reprogram(vcpu, pmc);
-}
-
-/** kvm_pmu_trigger_event: KVM emulated (or skipped) an instruction of this kind. */
-export function kvm_pmu_trigger_event(vcpu: KvmVcpuState, counting: bigint, cpl: number): void {
-  common_kvm_pmu_trigger_event(vcpu, counting, cpl, pmc_is_event_allowed, kvm_pmu_incr_counter);
-}
-
-/** kvm_pmu_instruction_retired. */
-export function kvm_pmu_instruction_retired(vcpu: KvmVcpuState, cpl: number): void {
-  kvm_pmu_trigger_event(vcpu, vcpu.pmu.pmc_counting_instructions, cpl);
-}
-
-/** kvm_pmu_rdpmc: always intercepted in the perf-based vPMU; reads through pmc_read_counter. */
-export function kvm_pmu_rdpmc(vcpu: KvmVcpuState, ecx: number, cpl: number): Access {
-  return common_kvm_pmu_rdpmc(vcpu, ecx, cpl, pmc_read_counter);
-}
-
-/** kvm_pmu_deliver_pmi: KVM_REQ_PMI before VM-entry; returns the vector if LVTPC accepted it. */
-export function kvm_pmu_deliver_pmi(vcpu: KvmVcpuState): number | null {
-  vcpu.kvm_pmu_ops.deliver_pmi(vcpu);
-  return kvm_apic_local_deliver_lvtpc(vcpu);
 }
 
 /** kvm_pmu_set_msr: the pmc_in_use bookkeeping, then the shared dispatch (no write_global_ctrl: not mediated). */
@@ -302,7 +272,7 @@ export function kvm_pmu_reset(vcpu: KvmVcpuState): void {
   pmu.need_cleanup = false;
   pmu.reprogram_pmi = 0n;
   for (const pmc of validPmcs(pmu)) {
-    pmc_stop_counter(vcpu, pmc);
+    vcpu.ops.pmc_stop_counter(vcpu, pmc);
     pmc.counter = 0n;
     pmc.emulated_counter = 0n;
     if (pmc.type === 'gp') pmc.eventsel = 0n;
@@ -310,17 +280,17 @@ export function kvm_pmu_reset(vcpu: KvmVcpuState): void {
   pmu.fixed_ctr_ctrl = 0n;
   pmu.global_ctrl = 0n;
   pmu.global_status = 0n;
-  vcpu.kvm_pmu_ops.reset(vcpu);
+  vcpu.ops.intel_pmu_reset(vcpu);
 }
 
 /** kvm_pmu_refresh: before the first KVM_RUN only; reset, then derive from guest CPUID. */
-export function kvm_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
+export function kvm_pmu_refresh(vcpu: KvmVcpuState): void {
   if (vcpu.hasRun) throw new Error('KVM_BUG_ON: kvm_pmu_refresh after the first KVM_RUN');
-  kvm_pmu_reset(vcpu);
+  vcpu.ops.kvm_pmu_reset(vcpu);
   const pmu = vcpu.pmu;
   kvm_pmu_refresh_defaults(pmu);
-  if (!cap.enable_pmu) return; // kvm->arch.enable_pmu
-  vcpu.kvm_pmu_ops.refresh(vcpu, cap);
+  if (!vcpu.kvm_pmu_cap.enable_pmu) return; // kvm->arch.enable_pmu
+  vcpu.ops.intel_pmu_refresh(vcpu);
   // de120e1d692d: the architectural RESET value of GLOBAL_CTRL.
   if (pmu.nr_arch_gp_counters > 0 && kvm_pmu_has_perf_global_ctrl(pmu))
     pmu.global_ctrl = lowMask(pmu.nr_arch_gp_counters);
@@ -334,8 +304,8 @@ export function kvm_pmu_cleanup(vcpu: KvmVcpuState): void {
   const unused = pmu.all_valid_pmc_idx & ~pmu.pmc_in_use;
   for (const pmc of validPmcs(pmu)) {
     if ((unused & bit(pmc.idx)) === 0n) continue;
-    if (pmc.perf_event !== null && !pmc_is_locally_enabled(vcpu, pmc)) pmc_stop_counter(vcpu, pmc);
+    if (pmc.perf_event !== null && !pmc_is_locally_enabled(vcpu, pmc)) vcpu.ops.pmc_stop_counter(vcpu, pmc);
   }
-  vcpu.kvm_pmu_ops.cleanup(vcpu);
+  vcpu.ops.intel_pmu_cleanup(vcpu);
   pmu.pmc_in_use = 0n;
 }

@@ -13,13 +13,10 @@ import {
   intel_pmu_refresh as common_intel_pmu_refresh,
   intel_pmu_set_pmc_msr,
   notVpmuMsr,
-  reprogram_fixed_counters,
+  reprogram_fixed_counters as common_reprogram_fixed_counters,
   vcpu_get_perf_capabilities,
-  intel_rdpmc_ecx_to_pmc,
 } from '../common/pmu_intel.js';
-import { pmc_read_counter, pmc_write_counter } from './pmu.js';
 import { INTEL_PMC_IDX_FIXED_VLBR, type KvmPmc, type KvmVcpuState } from './state.js';
-import { type KvmPmuCap, type KvmPmuOps } from '../common/pmu.h.js';
 import { PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
 import { MSR_LBR_SELECT, MSR_LBR_TOS } from '../../hw/msr/lbr_legacy.js';
 import { DEBUGCTLMSR_LBR, DEBUGCTLMSR_FREEZE_LBRS_ON_PMI } from '../../hw/msr/debugctl.js';
@@ -34,10 +31,10 @@ function cpuid_model_is_consistent(vcpu: KvmVcpuState): boolean {
 }
 
 /** intel_pmu_refresh: the shared CPUID.0AH part, then guest LBR iff the host's records are compatible. */
-export function intel_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
+export function intel_pmu_refresh(vcpu: KvmVcpuState): void {
   const lbr = vcpu.lbr;
   lbr.nr = 0;
-  common_intel_pmu_refresh(vcpu, cap);
+  common_intel_pmu_refresh(vcpu);
   if (vcpu.pmu.version === 0) return;
   // intel_pmu_lbr_is_compatible: the records are vmx_lbr_caps, i.e. what perf manages.
   if (
@@ -52,7 +49,7 @@ export function intel_pmu_refresh(vcpu: KvmVcpuState, cap: KvmPmuCap): void {
 
 /** intel_pmu_reset: also drops the guest LBR event. */
 export function intel_pmu_reset(vcpu: KvmVcpuState): void {
-  intel_pmu_release_guest_lbr_event(vcpu);
+  vcpu.ops.intel_pmu_release_guest_lbr_event(vcpu);
 }
 
 /** intel_pmu_lbr_is_enabled. */
@@ -83,33 +80,32 @@ export function lbrMsrs(vcpu: KvmVcpuState): number[] {
 
 /** intel_is_valid_msr (the vendor part of kvm_pmu_is_valid_msr): counters and controls, then the LBR MSRs. */
 export function intel_is_valid_msr(vcpu: KvmVcpuState, msr: number): boolean {
-  return intel_is_valid_pmc_msr(vcpu, msr) || intel_pmu_is_valid_lbr_msr(vcpu, msr);
+  return intel_is_valid_pmc_msr(vcpu, msr) || vcpu.ops.intel_pmu_is_valid_lbr_msr(vcpu, msr);
 }
 
 /** intel_pmu_get_msr: counters and controls, then the LBR MSRs. */
 export function intel_pmu_get_msr(vcpu: KvmVcpuState, msr: number, _hostInitiated: boolean): Access {
   return (
-    intel_pmu_get_pmc_msr(vcpu, msr, pmc_read_counter) ??
-    intel_pmu_handle_lbr_msrs_access(vcpu, msr, null) ??
-    notVpmuMsr(msr)
+    intel_pmu_get_pmc_msr(vcpu, msr) ?? vcpu.ops.intel_pmu_handle_lbr_msrs_access(vcpu, msr, null) ?? notVpmuMsr(msr)
   );
 }
 
+function markInUse(vcpu: KvmVcpuState, pmc: KvmPmc): void {
+  vcpu.pmu.pmc_in_use |= bit(pmc.idx);
+}
+
 /** reprogram_fixed_counters, perf-based: each changed counter is marked in pmc_in_use. */
-function intel_reprogram_fixed_counters(vcpu: KvmVcpuState, data: bigint): void {
-  reprogram_fixed_counters(vcpu, data, (pmc) => (vcpu.pmu.pmc_in_use |= bit(pmc.idx)));
+export function reprogram_fixed_counters(vcpu: KvmVcpuState, data: bigint): void {
+  common_reprogram_fixed_counters(vcpu, data, markInUse);
 }
 
 /** intel_pmu_set_msr: counters and controls, then the LBR MSRs. */
 export function intel_pmu_set_msr(vcpu: KvmVcpuState, msr: number, value: bigint, hostInitiated: boolean): Access {
-  const r = intel_pmu_set_pmc_msr(vcpu, msr, value, hostInitiated, {
-    pmc_write_counter,
-    reprogram_fixed_counters: intel_reprogram_fixed_counters,
-    set_eventsel: (pmc: KvmPmc, data: bigint) => {
-      pmc.eventsel = data;
-    },
-  });
-  return r ?? intel_pmu_handle_lbr_msrs_access(vcpu, msr, value) ?? notVpmuMsr(msr);
+  return (
+    intel_pmu_set_pmc_msr(vcpu, msr, value, hostInitiated) ??
+    vcpu.ops.intel_pmu_handle_lbr_msrs_access(vcpu, msr, value) ??
+    notVpmuMsr(msr)
+  );
 }
 
 /** intel_pmu_create_guest_lbr_event: a pinned exclude_host call-stack event owning the LBRs. */
@@ -153,9 +149,10 @@ export function intel_pmu_release_guest_lbr_event(vcpu: KvmVcpuState): void {
  * and writes are dropped. `write` null means a read. Returns null for a non-LBR MSR.
  */
 export function intel_pmu_handle_lbr_msrs_access(vcpu: KvmVcpuState, msr: number, write: bigint | null): Access | null {
-  if (!intel_pmu_is_valid_lbr_msr(vcpu, msr)) return null;
+  if (!vcpu.ops.intel_pmu_is_valid_lbr_msr(vcpu, msr)) return null;
   const dummy = () => ok(write ?? 0n);
-  if (vcpu.lbr.event === null && !intel_pmu_create_guest_lbr_event(vcpu)) return write === null ? ok(0n) : dummy();
+  if (vcpu.lbr.event === null && !vcpu.ops.intel_pmu_create_guest_lbr_event(vcpu))
+    return write === null ? ok(0n) : dummy();
   const ev = vcpu.lbr.event!;
   // KVM disables IRQs here so perf cannot take the LBRs between the state check and the access.
   if (ev.state === 'ACTIVE') {
@@ -170,11 +167,11 @@ export function intel_pmu_handle_lbr_msrs_access(vcpu: KvmVcpuState, msr: number
 
 /** intel_pmu_cleanup: the guest LBR event goes when the guest has DEBUGCTL.LBR clear. */
 export function intel_pmu_cleanup(vcpu: KvmVcpuState): void {
-  if ((vcpu.guestDebugctl & DEBUGCTLMSR_LBR) === 0n) intel_pmu_release_guest_lbr_event(vcpu);
+  if ((vcpu.guestDebugctl & DEBUGCTLMSR_LBR) === 0n) vcpu.ops.intel_pmu_release_guest_lbr_event(vcpu);
 }
 
 /** intel_pmu_legacy_freezing_lbrs_on_pmi: emulated Freeze_LBRs_On_PMI clears DEBUGCTL.LBR. */
-function intel_pmu_legacy_freezing_lbrs_on_pmi(vcpu: KvmVcpuState): void {
+export function intel_pmu_legacy_freezing_lbrs_on_pmi(vcpu: KvmVcpuState): void {
   if ((vcpu.guestDebugctl & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n) vcpu.guestDebugctl &= ~DEBUGCTLMSR_LBR;
 }
 
@@ -182,17 +179,5 @@ function intel_pmu_legacy_freezing_lbrs_on_pmi(vcpu: KvmVcpuState): void {
 export function intel_pmu_deliver_pmi(vcpu: KvmVcpuState): void {
   if (!intel_pmu_lbr_is_enabled(vcpu)) return;
   const v = vcpu.pmu.version;
-  if (v > 1 && v < 4) intel_pmu_legacy_freezing_lbrs_on_pmi(vcpu);
+  if (v > 1 && v < 4) vcpu.ops.intel_pmu_legacy_freezing_lbrs_on_pmi(vcpu);
 }
-
-/** intel_pmu_ops of the perf-based vPMU: what pmu.c reaches through kvm_pmu_call. */
-export const intel_pmu_ops: KvmPmuOps<KvmVcpuState> = {
-  rdpmc_ecx_to_pmc: intel_rdpmc_ecx_to_pmc,
-  is_valid_msr: intel_is_valid_msr,
-  get_msr: intel_pmu_get_msr,
-  set_msr: intel_pmu_set_msr,
-  refresh: intel_pmu_refresh,
-  reset: intel_pmu_reset,
-  deliver_pmi: intel_pmu_deliver_pmi,
-  cleanup: intel_pmu_cleanup,
-};

@@ -3,9 +3,10 @@
  * lists it. Plain data; the functions of pmu.ts / pmu_intel.ts / vmx.ts act on it.
  */
 
-import type { X86PmuLbr } from '../../host/perf.js';
+import type { GuestMsrs, X86PmuLbr } from '../../host/perf.js';
 import type { PerfEvent } from '../../host/types.js';
 import type { KvmBase, PmcBase, PmcType, PmuBase, VcpuBase } from '../common/state.js';
+import type { EmulatedOps } from './ops.js';
 
 /** INTEL_PMC_IDX_FIXED_VLBR: the pseudo counter index of the guest LBR event. */
 export const INTEL_PMC_IDX_FIXED_VLBR = 58;
@@ -42,31 +43,21 @@ export interface KvmPmu extends PmuBase<KvmPmc> {
 /** The parts of struct kvm the vPMU touches: the event filter and the vCPUs it reprograms. */
 export type KvmState = KvmBase<KvmVcpuState>;
 
+/** vcpu->arch.handling_intr_from_guest: which interrupt that exited the guest KVM is handling. */
+export type KvmIntrType = 'none' | 'irq' | 'nmi';
+
 /** The parts of struct kvm_vcpu the perf-based vPMU touches. */
 export interface KvmVcpuState extends VcpuBase<KvmPmc> {
+  readonly ops: EmulatedOps;
   readonly kvm: KvmState;
   /** vmx_lbr_caps: the LBR records perf manages, as vmx_get_perf_capabilities kept them (nr 0: none). */
   readonly lbrCaps: X86PmuLbr;
-  /** Was the vCPU scheduled out since it last ran (vcpu->preempted / scheduled out). */
-  scheduled_out: boolean;
   readonly pmu: KvmPmu;
   readonly lbr: LbrDesc;
-  /** Vendor hooks that upstream no longer has; absent in the faithful port (see KvmPmuHistoricOps). */
-  ops?: KvmPmuHistoricOps;
-}
-
-/**
- * Static calls of kvm_pmu_ops that older kernels had and today's upstream folded away
- * (.pmc_is_enabled until 5.19's global_ctrl fix, .hw_event_available until 6.9). A ported bug
- * plugs its pre-fix version in here; the faithful port leaves them out, which is today's behaviour.
- */
-export interface KvmPmuHistoricOps {
-  /** intel_pmc_is_enabled: may the PMC count at all, as the vendor saw it. */
-  readonly pmc_is_enabled?: (vcpu: KvmVcpuState, pmc: KvmPmc) => boolean;
-  /** intel_hw_event_available: is the PMC's event one guest CPUID lets it count. */
-  readonly hw_event_available?: (vcpu: KvmVcpuState, pmc: KvmPmc) => boolean;
-  /** reprogram_gp_counter / reprogram_fixed_counter as kernels before 5.5 had them (no event reuse). */
-  readonly reprogram_counter?: (vcpu: KvmVcpuState, pmc: KvmPmc) => boolean;
+  /** vcpu->arch.handling_intr_from_guest: set while KVM handles an IRQ or NMI that exited the guest. */
+  handling_intr_from_guest: KvmIntrType;
+  /** vmx->msr_autoload for GLOBAL_CTRL: what this VM-entry loaded (guest) and the VM-exit loads (host). */
+  msr_autoload: GuestMsrs;
 }
 
 export function newPmc(idx: number, type: PmcType): KvmPmc {
@@ -76,6 +67,7 @@ export function newPmc(idx: number, type: PmcType): KvmPmc {
     counter: 0n,
     emulated_counter: 0n,
     eventsel: 0n,
+    eventsel_hw: 0n,
     current_config: 0n,
     perf_event: null,
     is_paused: false,

@@ -7,9 +7,11 @@
 import { type Access, gp, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
 import type { HostKernel, X86PmuLbr } from '../../host/perf.js';
-import { intel_pmu_create_guest_lbr_event, intel_pmu_lbr_is_enabled, lbrMsrs } from './pmu_intel.js';
+import { intel_pmu_lbr_is_enabled, lbrMsrs } from './pmu_intel.js';
 import { INTEL_PMC_IDX_FIXED_VLBR, type KvmVcpuState } from './state.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
 import {
+  MSR_IA32_DEBUGCTLMSR,
   DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
   DEBUGCTLMSR_LBR,
   DEBUGCTLMSR_RTM_DEBUG,
@@ -54,7 +56,7 @@ export function vmx_get_supported_debugctl(vcpu: KvmVcpuState, hostInitiated: bo
 
 /** vmx_is_valid_debugctl: unsupported BTF/LBR are dropped, any other unsupported bit is invalid. */
 function vmx_is_valid_debugctl(vcpu: KvmVcpuState, data: bigint, hostInitiated: boolean): boolean {
-  let invalid = data & ~vmx_get_supported_debugctl(vcpu, hostInitiated);
+  let invalid = data & ~vcpu.ops.vmx_get_supported_debugctl(vcpu, hostInitiated);
   invalid &= ~(DEBUGCTLMSR_BTF | DEBUGCTLMSR_LBR); // kvm_pr_unimpl_wrmsr, then ignored
   return invalid === 0n;
 }
@@ -63,10 +65,10 @@ function vmx_is_valid_debugctl(vcpu: KvmVcpuState, data: bigint, hostInitiated: 
 export function vmx_set_debugctl(vcpu: KvmVcpuState, value: bigint, hostInitiated: boolean): Access {
   if (!vmx_is_valid_debugctl(vcpu, value, hostInitiated))
     return gp('IA32_DEBUGCTL: bits KVM does not support (vmx_is_valid_debugctl)');
-  const data = value & vmx_get_supported_debugctl(vcpu, hostInitiated);
+  const data = value & vcpu.ops.vmx_get_supported_debugctl(vcpu, hostInitiated);
   vcpu.guestDebugctl = data; // vmx_guest_debugctl_write
   if (intel_pmu_lbr_is_enabled(vcpu) && vcpu.lbr.event === null && (data & DEBUGCTLMSR_LBR) !== 0n)
-    intel_pmu_create_guest_lbr_event(vcpu);
+    vcpu.ops.intel_pmu_create_guest_lbr_event(vcpu);
   return ok(data);
 }
 
@@ -101,4 +103,39 @@ function vmx_update_intercept_for_lbr_msrs(vcpu: KvmVcpuState, set: boolean): vo
     else vcpu.passthrough.add(m);
   }
   vcpu.lbr.msr_passthrough = !set;
+}
+
+/**
+ * vmx_vcpu_run up to VM-entry: the LBR MSR bitmap, then the entry's MSR switch (atomic_switch_perf_msrs:
+ * perf's GLOBAL_CTRL pair, loaded only when the two differ) and the VMCS DEBUGCTL, with the host's
+ * DEBUGCTL snapshotted for the exit.
+ */
+export function vmx_vcpu_enter(vcpu: KvmVcpuState): void {
+  if (intel_pmu_lbr_is_enabled(vcpu)) vcpu.ops.vmx_passthrough_lbr_msrs(vcpu);
+  const hw = vcpu.host.pcpu(vcpu.cpu).hw;
+  const msrs = (vcpu.msr_autoload = vcpu.host.perf_guest_get_msrs(vcpu.cpu));
+  vcpu.cost.entries++;
+  // add_atomic_switch_msr only when the two values differ; else the entry loads nothing.
+  if (msrs.guest !== msrs.host) vcpu.cost.entryExitMsrAccesses++;
+  const dbg = hw.rdmsr(MSR_IA32_DEBUGCTLMSR);
+  vcpu.host_debugctlmsr = dbg.ok ? dbg.value : 0n;
+  hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, msrs.guest);
+  hw.wrmsr(MSR_IA32_DEBUGCTLMSR, vcpu.guestDebugctl);
+  hw.mode = 'guest';
+  vcpu.inGuest = true;
+}
+
+/** vmx_vcpu_run after VM-exit: save the guest DEBUGCTL, load the host's GLOBAL_CTRL and DEBUGCTL. */
+export function vmx_vcpu_exit(vcpu: KvmVcpuState): void {
+  if (!vcpu.inGuest) return;
+  const hw = vcpu.host.pcpu(vcpu.cpu).hw;
+  const dbg = hw.rdmsr(MSR_IA32_DEBUGCTLMSR);
+  if (dbg.ok) vcpu.guestDebugctl = dbg.value & ~bit(63); // "save debug controls"
+  hw.wrmsr(MSR_IA32_DEBUGCTLMSR, vcpu.host_debugctlmsr);
+  hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, vcpu.msr_autoload.host);
+  // The exit's MSR-load list (GLOBAL_CTRL) and update_debugctlmsr when the host's DEBUGCTL is not 0.
+  if (vcpu.msr_autoload.guest !== vcpu.msr_autoload.host) vcpu.cost.entryExitMsrAccesses++;
+  if (vcpu.host_debugctlmsr !== 0n) vcpu.cost.entryExitMsrAccesses++;
+  hw.mode = 'host';
+  vcpu.inGuest = false;
 }

@@ -6,7 +6,6 @@
  * (kvm_mediated_pmu_load / kvm_mediated_pmu_put). kvm-vpmu.md §2.3–§2.12, §2.19.
  */
 
-import type { Access } from '../../hw/access.js';
 import { bit, lowMask } from '../../hw/bits.js';
 import { ModelError } from '../../hw/errors.js';
 import { fixedIndices, type Profile } from '../../hw/profile.js';
@@ -17,18 +16,14 @@ import {
   perf_put_guest_lvtpc,
 } from '../../host/mediated.js';
 import {
-  check_pmu_event_filter as pmc_is_event_allowed,
-  kvm_apic_local_deliver_lvtpc,
   kvm_init_pmu_capability as common_kvm_init_pmu_capability,
   kvm_pmu_init as common_kvm_pmu_init,
-  kvm_pmu_rdpmc as common_kvm_pmu_rdpmc,
   kvm_pmu_refresh_defaults,
   kvm_pmu_refresh_valid_pmcs,
-  kvm_pmu_trigger_event as common_kvm_pmu_trigger_event,
   newPmuBase,
 } from '../common/pmu.js';
+import type { MediatedOps } from './ops.js';
 import {
-  type KvmPmuOps,
   fixed_ctrl_field,
   kvm_pmu_has_perf_global_ctrl,
   kvm_pmu_recalc_pmc_emulation,
@@ -66,7 +61,7 @@ export interface MediatedPmuCap extends KvmPmuCap {
  * kvm_init_pmu_capability: the shared caps (version capped at 2 even with the mediated PMU); enable_mediated_pmu forced
  * off without vendor support.
  */
-export function kvm_init_pmu_capability(p: Profile, pmu_ops: KvmPmuOps<MediatedVcpuState>): MediatedPmuCap {
+export function kvm_init_pmu_capability(p: Profile, pmu_ops: MediatedOps): MediatedPmuCap {
   const fixed = fixedIndices(p);
   // perf_get_x86_pmu_capability: num_counters_fixed is fls() of the fixed-counter mask (K15).
   const host = {
@@ -78,9 +73,7 @@ export function kvm_init_pmu_capability(p: Profile, pmu_ops: KvmPmuOps<MediatedV
   const cap = common_kvm_init_pmu_capability(p);
   const why = !cap.enable_pmu
     ? `${p.name} has no architectural PMU with GP counters (enable_pmu off)`
-    : pmu_ops.is_mediated_pmu_supported === undefined
-      ? 'the vendor has no mediated vPMU'
-      : pmu_ops.is_mediated_pmu_supported(p);
+    : pmu_ops.intel_pmu_is_mediated_pmu_supported(p);
   return { ...cap, enableMediatedPmu: why === null, unavailable: why, host };
 }
 
@@ -91,8 +84,8 @@ export function newMediatedPmu(): MediatedPmu {
 }
 
 /** kvm_pmu_init + intel_pmu_init, with mediated PMCs. */
-export function kvm_pmu_init(pmu: MediatedPmu): void {
-  common_kvm_pmu_init(pmu, newMediatedPmc);
+export function kvm_pmu_init(vcpu: MediatedVcpuState): void {
+  common_kvm_pmu_init(vcpu.pmu, newMediatedPmc);
 }
 
 /** pmc_read_counter, mediated: the stored value is the guest's (valid while the PMU is put). */
@@ -112,7 +105,7 @@ export function pmc_write_counter(vcpu: MediatedVcpuState, pmc: MediatedPmc, val
  * counter's field in fixed_ctr_ctrl_hw; the guest still reads back what it wrote.
  */
 function kvm_mediated_pmu_refresh_event_filter(vcpu: MediatedVcpuState, pmc: MediatedPmc): void {
-  const allowed = pmc_is_event_allowed(vcpu, pmc);
+  const allowed = vcpu.ops.pmc_is_event_allowed(vcpu, pmc);
   const pmu = vcpu.pmu;
   if (pmc.type === 'gp') {
     pmc.eventsel_hw = allowed ? pmc.eventsel : pmc.eventsel & ~ARCH_PERFMON_EVENTSEL_ENABLE;
@@ -124,10 +117,11 @@ function kvm_mediated_pmu_refresh_event_filter(vcpu: MediatedVcpuState, pmc: Med
     : pmu.fixed_ctr_ctrl_hw & ~field;
 }
 
-/** reprogram_counter, mediated branch: only the filter shadows change; no perf event. */
-function reprogram_counter(vcpu: MediatedVcpuState, pmc: MediatedPmc): void {
+/** reprogram_counter, mediated branch: only the filter shadows change; no perf event, so it cannot fail. */
+export function reprogram_counter(vcpu: MediatedVcpuState, pmc: MediatedPmc): boolean {
   kvm_mediated_pmu_refresh_event_filter(vcpu, pmc);
   vcpu.cost.reprograms++;
+  return true;
 }
 
 /** kvm_pmu_handle_event: KVM_REQ_PMU before VM-entry; mediated reprogramming cannot fail. */
@@ -135,7 +129,7 @@ export function kvm_pmu_handle_event(vcpu: MediatedVcpuState): void {
   const pmu = vcpu.pmu;
   const snapshot = pmu.reprogram_pmi;
   pmu.reprogram_pmi &= ~snapshot;
-  for (const pmc of validPmcs(pmu)) if ((snapshot & bit(pmc.idx)) !== 0n) reprogram_counter(vcpu, pmc);
+  for (const pmc of validPmcs(pmu)) if ((snapshot & bit(pmc.idx)) !== 0n) vcpu.ops.reprogram_counter(vcpu, pmc);
   for (const pmc of validPmcs(pmu)) if ((snapshot & bit(pmc.idx)) !== 0n) kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
 }
 
@@ -146,32 +140,11 @@ function pmc_pmi_enabled(vcpu: MediatedVcpuState, pmc: MediatedPmc): boolean {
 }
 
 /** kvm_pmu_incr_counter, mediated: bump the stored counter; on wrap to 0 set the status bit and request a PMI. */
-function kvm_pmu_incr_counter(vcpu: MediatedVcpuState, pmc: MediatedPmc): void {
+export function kvm_pmu_incr_counter(vcpu: MediatedVcpuState, pmc: MediatedPmc): void {
   pmc.counter = (pmc.counter + 1n) & pmc_bitmask(vcpu, pmc);
   if (pmc.counter !== 0n) return;
   vcpu.pmu.global_status |= bit(pmc.idx);
   if (pmc_pmi_enabled(vcpu, pmc)) vcpu.requests.add('PMI');
-}
-
-/** kvm_pmu_trigger_event: KVM emulated (or skipped) an instruction; counted in software, the PMU being put. */
-export function kvm_pmu_trigger_event(vcpu: MediatedVcpuState, counting: bigint, cpl: number): void {
-  common_kvm_pmu_trigger_event(vcpu, counting, cpl, pmc_is_event_allowed, kvm_pmu_incr_counter);
-}
-
-/** kvm_pmu_instruction_retired. */
-export function kvm_pmu_instruction_retired(vcpu: MediatedVcpuState, cpl: number): void {
-  kvm_pmu_trigger_event(vcpu, vcpu.pmu.pmc_counting_instructions, cpl);
-}
-
-/** kvm_pmu_rdpmc: the intercepted RDPMC, from KVM's copy (the PMU is put). */
-export function kvm_pmu_rdpmc(vcpu: MediatedVcpuState, ecx: number, cpl: number): Access {
-  return common_kvm_pmu_rdpmc(vcpu, ecx, cpl, pmc_read_counter);
-}
-
-/** kvm_pmu_deliver_pmi: KVM_REQ_PMI before VM-entry; no freeze emulation (no guest LBR in mediated mode). */
-export function kvm_pmu_deliver_pmi(vcpu: MediatedVcpuState): number | null {
-  vcpu.kvm_pmu_ops.deliver_pmi(vcpu);
-  return kvm_apic_local_deliver_lvtpc(vcpu);
 }
 
 /** kvm_handle_guest_mediated_pmi: the PERF_GUEST_MEDIATED_PMI_VECTOR handler; status comes from hardware at put. */
@@ -194,45 +167,52 @@ export function kvm_pmu_reset(vcpu: MediatedVcpuState): void {
   pmu.fixed_ctr_ctrl_hw = 0n;
   pmu.global_ctrl = 0n;
   pmu.global_status = 0n;
-  vcpu.kvm_pmu_ops.reset(vcpu);
+  vcpu.ops.intel_pmu_reset(vcpu);
 }
 
 /**
  * kvm_pmu_refresh: before the first KVM_RUN; mediated sets the RESET GLOBAL_CTRL even for v1 and pushes it to the VMCS.
+ * The new model then decides the MSR and RDPMC intercepts (vmx_recalc_msr_intercepts, K12).
  */
-export function kvm_pmu_refresh(vcpu: MediatedVcpuState, cap: MediatedPmuCap): void {
+export function kvm_pmu_refresh(vcpu: MediatedVcpuState): void {
   if (vcpu.hasRun) throw new Error('KVM_BUG_ON: kvm_pmu_refresh after the first KVM_RUN');
-  kvm_pmu_reset(vcpu);
+  const ops = vcpu.ops;
+  ops.kvm_pmu_reset(vcpu);
   const pmu = vcpu.pmu;
   kvm_pmu_refresh_defaults(pmu);
-  if (!cap.enable_pmu) return;
-  vcpu.kvm_pmu_ops.refresh(vcpu, cap);
-  if (pmu.nr_arch_gp_counters > 0) pmu.global_ctrl = lowMask(pmu.nr_arch_gp_counters); // has_perf_global_ctrl || mediated
-  vcpu.kvm_pmu_ops.write_global_ctrl?.(vcpu, pmu.global_ctrl);
-  kvm_pmu_refresh_valid_pmcs(pmu);
+  if (vcpu.kvm_pmu_cap.enable_pmu) {
+    ops.intel_pmu_refresh(vcpu);
+    if (pmu.nr_arch_gp_counters > 0) pmu.global_ctrl = lowMask(pmu.nr_arch_gp_counters); // has_perf_global_ctrl || mediated
+    ops.intel_pmu_write_global_ctrl?.(vcpu, pmu.global_ctrl);
+    kvm_pmu_refresh_valid_pmcs(pmu);
+  }
+  ops.vmx_recalc_pmu_msr_intercepts(vcpu);
+  ops.vmx_recalc_instruction_intercepts(vcpu);
 }
 
 // ---- interception decisions ----
 
 /** kvm_need_any_pmc_intercept: unless the guest has exactly the host's counters (perf's count, not KVM's). */
-function kvm_need_any_pmc_intercept(vcpu: MediatedVcpuState, cap: MediatedPmuCap): boolean {
+function kvm_need_any_pmc_intercept(vcpu: MediatedVcpuState): boolean {
   const pmu = vcpu.pmu;
+  const cap = vcpu.kvm_pmu_cap;
   return pmu.nr_arch_gp_counters !== cap.host.numCountersGp || pmu.nr_arch_fixed_counters !== cap.host.numCountersFixed;
 }
 
 /** kvm_need_perf_global_ctrl_intercept: GLOBAL_CTRL/STATUS/OVF_CTRL pass through only for a full v2+ guest PMU. */
-export function kvm_need_perf_global_ctrl_intercept(vcpu: MediatedVcpuState, cap: MediatedPmuCap): boolean {
-  return kvm_need_any_pmc_intercept(vcpu, cap) || !kvm_pmu_has_perf_global_ctrl(vcpu.pmu);
+export function kvm_need_perf_global_ctrl_intercept(vcpu: MediatedVcpuState): boolean {
+  return kvm_need_any_pmc_intercept(vcpu) || !kvm_pmu_has_perf_global_ctrl(vcpu.pmu);
 }
 
 /**
  * kvm_need_rdpmc_intercept: unexposed counters are not zeroed at load, so RDPMC must exit unless the guest sees every
  * counter at full width (bugs.md #14).
  */
-export function kvm_need_rdpmc_intercept(vcpu: MediatedVcpuState, cap: MediatedPmuCap): boolean {
+export function kvm_need_rdpmc_intercept(vcpu: MediatedVcpuState): boolean {
   const pmu = vcpu.pmu;
+  const cap = vcpu.kvm_pmu_cap;
   return (
-    kvm_need_any_pmc_intercept(vcpu, cap) ||
+    kvm_need_any_pmc_intercept(vcpu) ||
     pmu.counter_bitmask_gp !== lowMask(cap.host.bitWidthGp) ||
     pmu.counter_bitmask_fixed !== lowMask(cap.host.bitWidthFixed)
   ); // enable_vmware_backdoor is not modelled (K2)
@@ -291,7 +271,7 @@ export function kvm_mediated_pmu_load(vcpu: MediatedVcpuState): void {
   vcpu.cost.entryExitMsrAccesses++; // perf_load_guest_lvtpc's APIC write
   perf_load_guest_lvtpc(vcpu.host, vcpu.cpu, vcpu.lvtpc);
   kvm_pmu_load_guest_pmcs(vcpu);
-  vcpu.kvm_pmu_ops.mediated_load?.(vcpu);
+  vcpu.ops.intel_mediated_pmu_load(vcpu);
   vcpu.pmuLoaded = true;
 }
 
@@ -314,7 +294,7 @@ function kvm_pmu_put_guest_pmcs(vcpu: MediatedVcpuState): void {
 /** kvm_mediated_pmu_put: the reverse order: status and fixed controls, counters, LVTPC, then perf's context. */
 export function kvm_mediated_pmu_put(vcpu: MediatedVcpuState): void {
   if (!vcpu.pmuLoaded) throw new ModelError('kvm_mediated_pmu_put: not loaded');
-  vcpu.kvm_pmu_ops.mediated_put?.(vcpu); // GLOBAL_CTRL was saved and cleared by VM-exit
+  vcpu.ops.intel_mediated_pmu_put(vcpu); // GLOBAL_CTRL was saved and cleared by VM-exit
   vcpu.pmuLoaded = false;
   kvm_pmu_put_guest_pmcs(vcpu);
   vcpu.cost.entryExitMsrAccesses++; // perf_put_guest_lvtpc's APIC write

@@ -12,13 +12,10 @@ import {
   intel_pmu_get_pmc_msr,
   intel_pmu_set_pmc_msr,
   notVpmuMsr,
-  reprogram_fixed_counters,
-  intel_pmu_refresh,
-  intel_rdpmc_ecx_to_pmc,
+  reprogram_fixed_counters as common_reprogram_fixed_counters,
 } from '../common/pmu_intel.js';
-import { kvm_rdmsr, kvm_wrmsr, pmc_read_counter, pmc_write_counter } from './pmu.js';
-import type { MediatedPmc, MediatedVcpuState } from './state.js';
-import { type KvmPmuOps } from '../common/pmu.h.js';
+import { kvm_rdmsr, kvm_wrmsr } from './pmu.js';
+import type { MediatedVcpuState } from './state.js';
 import { MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../hw/msr/counters.js';
 import {
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
@@ -45,28 +42,20 @@ export function intel_is_valid_msr(vcpu: MediatedVcpuState, msr: number): boolea
 
 /** intel_pmu_get_msr: counters and controls only. */
 export function intel_pmu_get_msr(vcpu: MediatedVcpuState, msr: number, _hostInitiated: boolean): Access {
-  return intel_pmu_get_pmc_msr(vcpu, msr, pmc_read_counter) ?? notVpmuMsr(msr);
+  return intel_pmu_get_pmc_msr(vcpu, msr) ?? notVpmuMsr(msr);
 }
 
 /**
  * reprogram_fixed_counters, mediated: the _hw shadow takes the new value too (the filter refreshes it at KVM_REQ_PMU).
  */
-function intel_reprogram_fixed_counters(vcpu: MediatedVcpuState, data: bigint): void {
+export function reprogram_fixed_counters(vcpu: MediatedVcpuState, data: bigint): void {
   vcpu.pmu.fixed_ctr_ctrl_hw = data;
-  reprogram_fixed_counters(vcpu, data);
+  common_reprogram_fixed_counters(vcpu, data);
 }
 
 /** intel_pmu_set_msr: counters and controls only; a selector write sets eventsel_hw too. */
 export function intel_pmu_set_msr(vcpu: MediatedVcpuState, msr: number, value: bigint, hostInitiated: boolean): Access {
-  const r = intel_pmu_set_pmc_msr(vcpu, msr, value, hostInitiated, {
-    pmc_write_counter,
-    reprogram_fixed_counters: intel_reprogram_fixed_counters,
-    set_eventsel: (pmc: MediatedPmc, data: bigint) => {
-      pmc.eventsel = data;
-      pmc.eventsel_hw = data;
-    },
-  });
-  return r ?? notVpmuMsr(msr);
+  return intel_pmu_set_pmc_msr(vcpu, msr, value, hostInitiated) ?? notVpmuMsr(msr);
 }
 
 /** intel_pmu_write_global_ctrl: GUEST_IA32_PERF_GLOBAL_CTRL in the VMCS. */
@@ -95,19 +84,3 @@ export function intel_mediated_pmu_put(vcpu: MediatedVcpuState): void {
   if (pmu.global_status !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_GLOBAL_OVF_CTRL, pmu.global_status);
   if (pmu.fixed_ctr_ctrl_hw !== 0n) kvm_wrmsr(vcpu, MSR_CORE_PERF_FIXED_CTR_CTRL, 0n);
 }
-
-/** intel_pmu_ops of the mediated vPMU: no guest LBR, so reset, cleanup and PMI delivery have nothing to do. */
-export const intel_pmu_ops: KvmPmuOps<MediatedVcpuState> = {
-  rdpmc_ecx_to_pmc: intel_rdpmc_ecx_to_pmc,
-  is_valid_msr: intel_is_valid_msr,
-  get_msr: intel_pmu_get_msr,
-  set_msr: intel_pmu_set_msr,
-  refresh: intel_pmu_refresh,
-  reset: () => {},
-  deliver_pmi: () => {},
-  cleanup: () => {},
-  write_global_ctrl: intel_pmu_write_global_ctrl,
-  is_mediated_pmu_supported: intel_pmu_is_mediated_pmu_supported,
-  mediated_load: intel_mediated_pmu_load,
-  mediated_put: intel_mediated_pmu_put,
-};

@@ -5,6 +5,8 @@
  */
 
 import type { KvmBase, PmcBase, PmuBase, VcpuBase } from '../common/state.js';
+import type { MediatedOps } from './ops.js';
+import type { MediatedPmuCap } from './pmu.js';
 
 /** struct kvm_pmc, mediated: no perf event; `counter` is the guest value itself. */
 export interface MediatedPmc extends PmcBase {
@@ -28,6 +30,8 @@ export interface MediatedKvm extends KvmBase<MediatedVcpuState> {
 
 /** The parts of struct kvm_vcpu (and struct vcpu_vmx) the mediated vPMU touches. */
 export interface MediatedVcpuState extends VcpuBase<MediatedPmc> {
+  readonly ops: MediatedOps;
+  readonly kvm_pmu_cap: MediatedPmuCap;
   readonly kvm: MediatedKvm;
   readonly pmu: MediatedPmu;
   /** GUEST_IA32_PERF_GLOBAL_CTRL in the VMCS: loaded by VM-entry, saved by VM-exit. */
@@ -36,6 +40,8 @@ export interface MediatedVcpuState extends VcpuBase<MediatedPmc> {
   rdpmcExiting: boolean;
   /** The guest PMU state is in hardware (between kvm_mediated_pmu_load and kvm_mediated_pmu_put). */
   pmuLoaded: boolean;
+  /** The host's CR4.PCE, which VM-exit restores. */
+  hostCr4Pce: boolean;
 }
 
 export function newMediatedPmc(idx: number, type: PmcBase['type']): MediatedPmc {

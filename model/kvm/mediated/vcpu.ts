@@ -6,7 +6,6 @@
  */
 
 import { type Access, gp } from '../../hw/access.js';
-import { bit } from '../../hw/bits.js';
 import { ModelError } from '../../hw/errors.js';
 import type { PmiDelivery, XsaveResult } from '../../hw/cpu.js';
 import type { ArchLbrXsave } from '../../hw/msr/lbr_arch.js';
@@ -18,54 +17,12 @@ import {
 } from '../../host/mediated.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
-import {
-  do_get_msr,
-  do_set_msr,
-  KVM_EXIT_HANDLER_WORK,
-  kvm_get_msr_common,
-  kvm_pmu_msr_index_list,
-  kvm_set_cpuid,
-  kvm_set_msr_common,
-  type KvmMsrOps,
-  NO_GUEST_ARCH_LBR,
-} from '../common/vcpu.js';
+import { KVM_EXIT_HANDLER_WORK, kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR } from '../common/vcpu.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
-import {
-  kvm_handle_guest_mediated_pmi,
-  kvm_init_pmu_capability,
-  kvm_mediated_pmu_load,
-  kvm_mediated_pmu_put,
-  kvm_pmu_deliver_pmi,
-  kvm_pmu_handle_event,
-  kvm_pmu_init,
-  kvm_pmu_instruction_retired,
-  kvm_pmu_rdpmc,
-  kvm_pmu_refresh,
-  kvm_pmu_reset,
-  type MediatedPmuCap,
-  newMediatedPmu,
-} from './pmu.js';
-import { kvm_vm_set_pmu_event_filter, kvm_pmu_get_msr, kvm_pmu_is_valid_msr, kvm_pmu_set_msr } from '../common/pmu.js';
+import { kvm_handle_guest_mediated_pmi, newMediatedPmu } from './pmu.js';
+import { kvm_vm_set_pmu_event_filter } from '../common/pmu.js';
 import type { MediatedKvm, MediatedVcpuState } from './state.js';
-import {
-  vmx_check_perf_capabilities,
-  vmx_get_perf_capabilities,
-  vmx_recalc_instruction_intercepts,
-  vmx_recalc_pmu_msr_intercepts,
-  vmx_set_debugctl,
-} from './vmx.js';
-import { intel_pmu_ops } from './pmu_intel.js';
-import { MSR_IA32_DEBUGCTLMSR } from '../../hw/msr/debugctl.js';
-import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
-
-/** The pmu.c / vmx.c functions of this design that the shared MSR dispatch calls. */
-const MSR_OPS: KvmMsrOps<MediatedVcpuState> = {
-  kvm_pmu_is_valid_msr,
-  kvm_pmu_get_msr,
-  kvm_pmu_set_msr,
-  vmx_set_debugctl,
-  vmx_check_perf_capabilities,
-};
+import { MEDIATED_OPS, type MediatedOps } from './ops.js';
 
 /** The host lacks what the mediated vPMU needs (enable_mediated_pmu is forced off): the design does not exist there. */
 export class MediatedUnavailable extends Error {
@@ -85,20 +42,19 @@ export function newMediatedKvm(): MediatedKvm {
 export class MediatedVcpu implements VpmuVcpu {
   readonly design = 'mediated';
   readonly s: MediatedVcpuState;
-  private readonly cap: MediatedPmuCap;
-  private inGuest = false;
-  private hostDebugctl = 0n;
-  private hostCr4Pce = false;
-  private readonly injected: GuestPmi[] = [];
 
   /**
-   * KVM_CREATE_VCPU in `vm` (a fresh VM of its own by default). Throws MediatedUnavailable where the
-   * host cannot have a mediated vPMU, MediatedPmuBusy where perf refuses one (kvm_arch_vcpu_precreate).
+   * KVM_CREATE_VCPU in `vm` (a fresh VM of its own by default), running the kernel functions of `ops`.
+   * Throws MediatedUnavailable where the host cannot have a mediated vPMU, MediatedPmuBusy where perf
+   * refuses one (kvm_arch_vcpu_precreate).
    */
-  constructor(host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm }) {
-    this.cap = kvm_init_pmu_capability(host.profile, intel_pmu_ops);
-    if (!this.cap.enableMediatedPmu)
-      throw new MediatedUnavailable(this.cap.unavailable ?? 'enable_mediated_pmu is off');
+  constructor(
+    host: HostKernel,
+    opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm },
+    ops: MediatedOps = MEDIATED_OPS,
+  ) {
+    const cap = ops.kvm_init_pmu_capability(host.profile, ops);
+    if (!cap.enableMediatedPmu) throw new MediatedUnavailable(cap.unavailable ?? 'enable_mediated_pmu is off');
     const kvm = opts.vm ?? newMediatedKvm();
     // kvm_arch_vcpu_precreate: the VM's mediated PMU is created with its first vCPU.
     if (!kvm.created_mediated_pmu) {
@@ -106,10 +62,11 @@ export class MediatedVcpu implements VpmuVcpu {
       if ('error' in r) throw new MediatedPmuBusy(`KVM_CREATE_VCPU: perf_create_mediated_pmu: ${r.error}`);
       kvm.created_mediated_pmu = true;
     }
-    const supportedPerfCap = vmx_get_perf_capabilities(this.cap.enable_pmu);
+    const supportedPerfCap = ops.vmx_get_perf_capabilities(cap.enable_pmu);
     const task = host.createTask(`vcpu${kvm.vcpus.length}`);
     this.s = {
-      kvm_pmu_ops: intel_pmu_ops,
+      ops,
+      kvm_pmu_cap: cap,
       host,
       kvm,
       task,
@@ -118,6 +75,7 @@ export class MediatedVcpu implements VpmuVcpu {
       perf_capabilities: supportedPerfCap, // KVM_X86_QUIRK_STUFF_FEATURE_MSRS (K9)
       supported_perf_cap: supportedPerfCap,
       hasRun: false,
+      scheduled_out: false,
       requests: new Set(),
       pmu: newMediatedPmu(),
       guestDebugctl: 0n,
@@ -128,9 +86,13 @@ export class MediatedVcpu implements VpmuVcpu {
       cr4Pce: false,
       pmuLoaded: false,
       cost: newVpmuCost(),
+      inGuest: false,
+      host_debugctlmsr: 0n,
+      hostCr4Pce: false,
+      injected: [],
     };
     kvm.vcpus.push(this.s);
-    kvm_pmu_init(this.s.pmu);
+    ops.kvm_pmu_init(this.s);
     host.context_switch(opts.cpu, task);
     this.setCpuid(opts.cpuid);
   }
@@ -155,15 +117,9 @@ export class MediatedVcpu implements VpmuVcpu {
 
   // ---- userspace ----
 
-  /** KVM_SET_CPUID2 → kvm_pmu_refresh, then the MSR and RDPMC intercepts are recomputed (K12). */
+  /** KVM_SET_CPUID2 → kvm_pmu_refresh, which recomputes the MSR and RDPMC intercepts (K12). */
   setCpuid(cpuid: GuestCpuid): HostAccess {
-    return kvm_set_cpuid(this.s, cpuid, () => this.refresh());
-  }
-
-  protected refresh(): void {
-    kvm_pmu_refresh(this.s, this.cap);
-    vmx_recalc_pmu_msr_intercepts(this.s, this.cap);
-    vmx_recalc_instruction_intercepts(this.s, this.cap);
+    return this.s.ops.kvm_set_cpuid(this.s, cpuid);
   }
 
   setPmuEventFilter(filter: KvmPmuEventFilter | null): HostAccess {
@@ -171,36 +127,15 @@ export class MediatedVcpu implements VpmuVcpu {
   }
 
   msrIndexList(): readonly number[] {
-    return kvm_pmu_msr_index_list(this.cap);
-  }
-
-  private advertised(msr: number): boolean {
-    return this.msrIndexList().includes(msr);
+    return this.s.ops.kvm_get_msr_index_list(this.s);
   }
 
   hostGetMsr(msr: number): HostAccess {
-    return do_get_msr(msr, this.getMsr(msr, true), (m) => this.advertised(m));
+    return this.s.ops.do_get_msr(this.s, msr);
   }
 
   hostSetMsr(msr: number, value: bigint): HostAccess {
-    return do_set_msr(
-      this.s,
-      msr,
-      value,
-      (m) => this.hostGetMsr(m),
-      (m, v) => this.setMsr(m, v, true),
-      (m) => this.advertised(m),
-    );
-  }
-
-  // ---- MSR dispatch: kvm_get_msr_common / kvm_set_msr_common / vmx_get_msr / vmx_set_msr ----
-
-  private getMsr(msr: number, host: boolean): Access | null {
-    return kvm_get_msr_common(this.s, msr, host, MSR_OPS);
-  }
-
-  private setMsr(msr: number, data: bigint, host: boolean): Access | null {
-    return kvm_set_msr_common(this.s, msr, data, host, MSR_OPS, () => this.refresh());
+    return this.s.ops.do_set_msr(this.s, msr, value);
   }
 
   // ---- the guest ----
@@ -208,7 +143,9 @@ export class MediatedVcpu implements VpmuVcpu {
   guestRdmsr(msr: number): Access {
     return this.guestInstruction(
       (exit) =>
-        exit ? (this.getMsr(msr, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`)) : this.hw.rdmsr(msr),
+        exit
+          ? (this.s.ops.kvm_get_msr_common(this.s, msr, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`))
+          : this.hw.rdmsr(msr),
       !this.s.passthrough.has(msr),
       'msr',
     );
@@ -218,7 +155,8 @@ export class MediatedVcpu implements VpmuVcpu {
     return this.guestInstruction(
       (exit) =>
         exit
-          ? (this.setMsr(msr, value, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`))
+          ? (this.s.ops.kvm_set_msr_common(this.s, msr, value, false) ??
+            gp(`MSR 0x${msr.toString(16)}: unknown to KVM`))
           : this.hw.wrmsr(msr, value),
       !this.s.passthrough.has(msr),
       'msr',
@@ -228,7 +166,7 @@ export class MediatedVcpu implements VpmuVcpu {
   guestRdpmc(ecx: number, cpl: number): Access {
     // Not intercepted: the hardware checks CR4.PCE (loaded from the guest) and the index itself.
     return this.guestInstruction(
-      (exit) => (exit ? kvm_pmu_rdpmc(this.s, ecx, cpl) : this.hw.rdpmc(ecx, cpl)),
+      (exit) => (exit ? this.s.ops.kvm_pmu_rdpmc(this.s, ecx, cpl) : this.hw.rdpmc(ecx, cpl)),
       this.s.rdpmcExiting,
       'rdpmc',
       cpl,
@@ -245,38 +183,40 @@ export class MediatedVcpu implements VpmuVcpu {
     kind: 'msr' | 'rdpmc',
     cpl = 0,
   ): Access {
-    this.vcpu_enter_guest(-1);
+    const s = this.s;
+    s.ops.vcpu_enter_guest(s, -1);
     if (!intercepted) {
       const r = op(false);
       const d = r.ok ? this.hw.step(RETIRED_AT_CPL[cpl]!) : null;
       if (d !== null) this.mediatedPmiExit(d, 0);
-      this.vmexit();
+      s.ops.vmx_vcpu_exit(s);
       return r;
     }
-    if (kind === 'msr') this.s.cost.msrExits++;
-    else this.s.cost.rdpmcExits++;
-    this.vmexit();
-    this.s.host.runHost(this.s.cpu, [KVM_EXIT_HANDLER_WORK]); // K3
+    if (kind === 'msr') s.cost.msrExits++;
+    else s.cost.rdpmcExits++;
+    s.ops.vmx_vcpu_exit(s);
+    s.host.runHost(s.cpu, [KVM_EXIT_HANDLER_WORK]); // K3
     const r = op(true);
-    if (r.ok) kvm_pmu_instruction_retired(this.s, cpl); // kvm_skip_emulated_instruction
-    this.vcpu_enter_guest(0);
-    this.vmexit();
+    if (r.ok) s.ops.kvm_skip_emulated_instruction(s, cpl);
+    s.ops.vcpu_enter_guest(s, 0);
+    s.ops.vmx_vcpu_exit(s);
     return r;
   }
 
   guestRun(units: readonly WorkUnit[]): readonly GuestPmi[] {
-    const from = this.injected.length;
-    this.vcpu_enter_guest(-1);
+    const s = this.s;
+    const from = s.injected.length;
+    s.ops.vcpu_enter_guest(s, -1);
     units.forEach((u, i) => {
       const d = this.hw.step(u);
       if (d !== null) this.mediatedPmiExit(d, i);
     });
-    this.vmexit();
-    return this.injected.splice(from);
+    s.ops.vmx_vcpu_exit(s);
+    return s.injected.splice(from);
   }
 
   drainPmis(): GuestPmi[] {
-    return this.injected.splice(0);
+    return this.s.injected.splice(0);
   }
 
   /** XSAVES of Arch LBR state: the guest cannot set IA32_XSS.LBR, KVM has no guest Arch LBR (no LBR at all here). */
@@ -290,9 +230,10 @@ export class MediatedVcpu implements VpmuVcpu {
 
   /** An external interrupt exits the guest; the PMU is put before the host's handler runs `units` (K14). */
   externalInterrupt(units: readonly WorkUnit[]): void {
-    this.vcpu_enter_guest(-1);
-    this.vmexit();
-    this.s.host.runHost(this.s.cpu, units);
+    const s = this.s;
+    s.ops.vcpu_enter_guest(s, -1);
+    s.ops.vmx_vcpu_exit(s);
+    s.host.runHost(s.cpu, units);
   }
 
   /**
@@ -306,59 +247,11 @@ export class MediatedVcpu implements VpmuVcpu {
       throw new ModelError(
         `mediated: a PMI in guest mode went to vector ${d.vector}${d.nmi ? ' (NMI)' : ''}, not the mediated vector`,
       );
-    this.s.cost.pmiExits++;
-    this.vmexit();
-    kvm_handle_guest_mediated_pmi(this.s);
-    this.vcpu_enter_guest(afterUnit);
-  }
-
-  /**
-   * vcpu_enter_guest: requests (KVM_REQ_PMU, then KVM_REQ_PMI: K5), IRQs off, DEBUGCTL snapshot, kvm_mediated_pmu_load
-   * (K14), VM-entry.
-   */
-  private vcpu_enter_guest(afterUnit: number): void {
     const s = this.s;
-    if (s.requests.delete('PMU')) kvm_pmu_handle_event(s);
-    if (s.requests.delete('PMI')) {
-      const vector = kvm_pmu_deliver_pmi(s);
-      if (vector !== null) {
-        this.injected.push({ afterUnit, vector });
-        s.cost.injectedPmis++;
-      }
-    }
-    s.hasRun = true;
-    const hw = this.hw;
-    const dbg = hw.rdmsr(MSR_IA32_DEBUGCTLMSR);
-    this.hostDebugctl = dbg.ok ? dbg.value : 0n;
-    kvm_mediated_pmu_load(s);
-    // VM-entry: GLOBAL_CTRL and DEBUGCTL from the VMCS guest area, the guest's CR4.PCE.
-    must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, s.vmcsGuestPerfGlobalCtrl), 'VM-entry GUEST_IA32_PERF_GLOBAL_CTRL');
-    must(hw.wrmsr(MSR_IA32_DEBUGCTLMSR, s.guestDebugctl), 'VM-entry GUEST_IA32_DEBUGCTL');
-    this.hostCr4Pce = hw.cr4Pce;
-    hw.cr4Pce = s.cr4Pce;
-    hw.mode = 'guest';
-    s.cost.entries++;
-    this.inGuest = true;
-  }
-
-  /**
-   * VM-exit: GLOBAL_CTRL saved to the VMCS and cleared (host value 0), DEBUGCTL switched, then kvm_mediated_pmu_put.
-   */
-  private vmexit(): void {
-    if (!this.inGuest) return;
-    const s = this.s;
-    const hw = this.hw;
-    s.vmcsGuestPerfGlobalCtrl = must(hw.rdmsr(MSR_CORE_PERF_GLOBAL_CTRL), 'VM-exit save PERF_GLOBAL_CTRL');
-    must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0n), 'VM-exit load PERF_GLOBAL_CTRL');
-    // vmx_vcpu_run: the guest's GLOBAL_CTRL is only read back when the guest could write it.
-    if (s.passthrough.has(MSR_CORE_PERF_GLOBAL_CTRL)) s.pmu.global_ctrl = s.vmcsGuestPerfGlobalCtrl;
-    const dbg = hw.rdmsr(MSR_IA32_DEBUGCTLMSR);
-    if (dbg.ok) s.guestDebugctl = dbg.value & ~bit(63);
-    must(hw.wrmsr(MSR_IA32_DEBUGCTLMSR, this.hostDebugctl), 'VM-exit host DEBUGCTL');
-    hw.cr4Pce = this.hostCr4Pce;
-    hw.mode = 'host';
-    this.inGuest = false;
-    kvm_mediated_pmu_put(s);
+    s.cost.pmiExits++;
+    s.ops.vmx_vcpu_exit(s);
+    kvm_handle_guest_mediated_pmi(s);
+    s.ops.vcpu_enter_guest(s, afterUnit);
   }
 
   // ---- the host scheduler ----
@@ -367,31 +260,36 @@ export class MediatedVcpu implements VpmuVcpu {
   preempt(work: () => void): void {
     const s = this.s;
     s.host.context_switch(s.cpu, null);
+    kvm_sched_out(s);
     work();
     s.host.context_switch(s.cpu, s.task);
+    kvm_sched_in(s);
   }
 
   /** The vCPU thread moves; the PMU was put at the last exit, so only the thread moves. */
   migrate(cpu: number): void {
     const s = this.s;
     s.host.context_switch(s.cpu, null);
+    kvm_sched_out(s);
     s.cpu = cpu;
     s.host.context_switch(cpu, s.task);
+    kvm_sched_in(s);
   }
 
   /**
    * kvm_arch_vcpu_destroy → kvm_pmu_destroy; the last vCPU takes the VM, and perf_release_mediated_pmu, with it (K13).
    */
   destroy(): void {
-    kvm_pmu_reset(this.s);
-    const vm = this.s.kvm;
-    const k = vm.vcpus.indexOf(this.s);
+    const s = this.s;
+    s.ops.kvm_pmu_reset(s);
+    const vm = s.kvm;
+    const k = vm.vcpus.indexOf(s);
     if (k >= 0) vm.vcpus.splice(k, 1);
     if (vm.vcpus.length === 0 && vm.created_mediated_pmu) {
-      perf_release_mediated_pmu(this.s.host); // kvm_arch_destroy_vm
+      perf_release_mediated_pmu(s.host); // kvm_arch_destroy_vm
       vm.created_mediated_pmu = false;
     }
-    this.s.host.context_switch(this.s.cpu, null);
+    s.host.context_switch(s.cpu, null);
   }
 }
 
@@ -401,9 +299,4 @@ export function newMediatedVcpu(
   opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm },
 ): MediatedVcpu {
   return new MediatedVcpu(host, opts);
-}
-
-function must(a: Access, what: string): bigint {
-  if (!a.ok) throw new ModelError(`KVM: ${what} faulted: ${a.gp}`);
-  return a.value;
 }

@@ -5,8 +5,10 @@ import { leaf0aEax, leaf0aEdx, type Profile } from '../../../model/hw/profile.js
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { attr } from '../../../model/host/types.js';
-import { preNoLegacyLbrOnArchLbrFix } from '../../../model/kvm/bugs/098f4c061ea1_legacy_lbr_on_arch_lbr.js';
-import { preLbrIffPerfFix } from '../../../model/kvm/bugs/145dfad998ea_lbr_without_perf.js';
+import { PRE_NO_LEGACY_LBR_ON_ARCH_LBR_FIX_OPS } from '../../../model/kvm/bugs/098f4c061ea1_legacy_lbr_on_arch_lbr.js';
+import { PRE_LBR_IFF_PERF_FIX_OPS } from '../../../model/kvm/bugs/145dfad998ea_lbr_without_perf.js';
+import type { GuestCpuid } from '../../../model/kvm/types.js';
+
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { conformanceProperty } from '../../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../../properties/expectations/emulated.js';
@@ -15,6 +17,11 @@ import { MSR_IA32_PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.j
 import { MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO, MSR_LBR_INFO_0, MSR_LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
 import { MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0 } from '../../../model/hw/msr/lbr_arch.js';
 import { OK, REFUSED } from '../../../scenarios/observation.js';
+
+const preNoLegacyLbrOnArchLbrFix = (h: HostKernel, o: { cpu: number; cpuid: GuestCpuid }) =>
+  new EmulatedVcpu(h, o, PRE_NO_LEGACY_LBR_ON_ARCH_LBR_FIX_OPS);
+const preLbrIffPerfFix = (h: HostKernel, o: { cpu: number; cpuid: GuestCpuid }) =>
+  new EmulatedVcpu(h, o, PRE_LBR_IFF_PERF_FIX_OPS);
 
 const cpuidOf = (p: Profile) => ({
   family: p.family,
