@@ -1,11 +1,9 @@
 /**
- * arch/x86/kvm/pmu.h: what pmu.c and the vendor's pmu_intel.c share. The inline helpers, the
- * capability struct, and struct kvm_pmu_ops, the record through which pmu.c reaches the vendor
- * (kvm_pmu_call). pmu.c imports the vendor through no other way, so the two never import each other.
+ * arch/x86/kvm/pmu.h: what pmu.c and the vendor's pmu_intel.c share: the inline helpers and the
+ * capability struct. pmu.c reaches the vendor (kvm_pmu_call) only through the design's record of
+ * kernel functions (ops.ts), so the two never import each other.
  */
 
-import type { Access } from '../../hw/access.js';
-import type { Profile } from '../../hw/profile.js';
 import { bit, isSet } from '../../hw/bits.js';
 import { KVM_FIXED_PMC_BASE_IDX, type PmcBase, type PmuBase, type VcpuBase } from './state.js';
 import { ARCH_PERFMON_EVENTSEL_ENABLE, MSR_CORE_PERF_FIXED_CTR0 } from '../../hw/msr/counters.js';
@@ -119,25 +117,3 @@ export function get_fixed_pmc<P extends PmcBase>(vcpu: VcpuBase<P>, msr: number)
 
 /** The PMC type of a vCPU state. */
 export type PmcOf<V extends VcpuBase> = V['pmu']['gp_counters'][number];
-
-/**
- * struct kvm_pmu_ops: the vendor functions pmu.c calls (kvm_pmu_call), Intel's as pmu_intel.c
- * fills them in (intel_pmu_ops). A design's vCPU state carries the record it was built with. Method
- * signatures, not function fields, so that a design's vCPU state stays assignable to VcpuBase.
- */
-export interface KvmPmuOps<V extends VcpuBase> {
-  rdpmc_ecx_to_pmc(vcpu: V, ecx: number): { pmc: PmcOf<V>; mask: bigint } | null;
-  is_valid_msr(vcpu: V, msr: number): boolean;
-  get_msr(vcpu: V, msr: number, hostInitiated: boolean): Access;
-  set_msr(vcpu: V, msr: number, data: bigint, hostInitiated: boolean): Access;
-  refresh(vcpu: V, cap: KvmPmuCap): void;
-  reset(vcpu: V): void;
-  deliver_pmi(vcpu: V): void;
-  cleanup(vcpu: V): void;
-  /** Mediated only: GUEST_IA32_PERF_GLOBAL_CTRL in the VMCS. */
-  write_global_ctrl?(vcpu: V, data: bigint): void;
-  /** Mediated only: why this host cannot run the mediated vPMU, or null. */
-  is_mediated_pmu_supported?(host: Profile): string | null;
-  mediated_load?(vcpu: V): void;
-  mediated_put?(vcpu: V): void;
-}
