@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 
-const root = new URL('../../', import.meta.url);
+// The repository root, from reports/ in the sources and from dist/ in the build alike.
+const root = new URL('../', import.meta.url);
 
 /** The sources that decide what fast-check generates, whatever the property. */
 const COMMON_SOURCES = [

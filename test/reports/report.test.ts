@@ -94,6 +94,10 @@ describe('a report built from the bug #41 run', () => {
     expect(r.file.search.path).toMatch(/^\d+(:\d+)*$/);
     expect(r.file.search.replayPath).not.toBeNull();
     expect(r.file.versions.fastCheck).toBe(fc.__version);
+    // Read from the repository root, as the generator sources the hash covers are.
+    expect(r.file.versions.package).toBe(
+      (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version,
+    );
     expect(md).toContain("## fast-check's report");
   });
 
