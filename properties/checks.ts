@@ -164,6 +164,31 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
   return checks;
 }
 
+/** A check with nothing to check for a design on a host, and why (the main job shows it as an n/a row). */
+export interface NotApplicable {
+  /** The check's id, or '*' when the design cannot run on the host at all. */
+  readonly id: string;
+  readonly profile: string;
+  readonly design: Design;
+  readonly reason: string;
+}
+
+/** The checks `designChecks` leaves out for a design on a host, each with its reason. */
+export function notApplicable(design: Design, profile: string, host: Profile): NotApplicable[] {
+  const base = { profile, design };
+  const why = design.unavailableOn?.(host) ?? null;
+  if (why !== null) return [{ ...base, id: '*', reason: `design unavailable on this host: ${why}` }];
+  if (design.guestLbr === false) return [{ ...base, id: 'lbr-freeze', reason: 'no guest LBRs in this design' }];
+  if (host.legacyLbr === undefined)
+    return [{ ...base, id: 'lbr-freeze', reason: 'Arch LBR host: no legacy LBR freeze to check' }];
+  return [];
+}
+
+/** What `checksFor` leaves out for `design`, host by host. */
+export function notApplicableFor(design: Design): NotApplicable[] {
+  return Object.entries(BUILTIN_PROFILES).flatMap(([name, host]) => notApplicable(design, name, host));
+}
+
 /** Every check: the reference model's laws, then each property of `design` on each built-in host. */
 export function checksFor(design: Design): Check[] {
   return [
