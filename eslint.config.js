@@ -51,7 +51,7 @@ export const layers = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'coverage/', 'reports/out/', 'scratch/', 'scratch-*/', '.stryker-tmp/'] },
+  { ignores: ['node_modules/', 'dist/', 'coverage/', 'reports/out/', 'scratch/', 'scratch-*/', '.stryker-tmp/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     setupFiles: ['test/setup.ts'],
+    globalSetup: ['test/global_setup.ts'],
     testTimeout: 120_000,
     pool: 'forks',
     maxWorkers: 2,

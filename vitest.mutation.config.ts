@@ -12,6 +12,7 @@ export default defineConfig({
       'test/compare/**/*.test.ts',
     ],
     setupFiles: ['test/setup.ts'],
+    globalSetup: ['test/global_setup.ts'],
     testTimeout: 120_000,
   },
 });

@@ -22,6 +22,11 @@ import { WORKLOADS } from '../compare/workloads.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { designChecks } from '../properties/checks.js';
 import { DESIGN_IDS, designById } from '../designs/registry.js';
+import { OutDirError, checkOutputFile, writeFileAtomic } from '../reports/out_dir.js';
+import { EXIT, EXIT_HELP, guard } from './exit.js';
+import { jsonTarget } from './output.js';
+
+export const COMPARE_FORMAT = 'vpmu-conformance/compare@1';
 
 function costArg(v: string, prev: Record<CostStep, number>): Record<CostStep, number> {
   try {
@@ -32,40 +37,46 @@ function costArg(v: string, prev: Record<CostStep, number>): Record<CostStep, nu
   }
 }
 
-const program = new Command('npm run compare')
-  .description('The vPMU designs side by side: properties held, and what each guest workload costs.')
-  .addOption(
-    new Option('--design <id...>', 'designs to compare')
-      .choices(DESIGN_IDS)
-      .default(['pre-reuse', 'emulated', 'mediated']),
-  )
-  .addOption(
-    new Option('--profile <name...>', 'hosts')
-      .choices(Object.keys(BUILTIN_PROFILES))
-      .default(Object.keys(BUILTIN_PROFILES)),
-  )
-  .addOption(
-    new Option('--runs <n>', 'programs per property check (0 skips the properties)')
-      .argParser((v) => (v === '0' ? 0 : positiveInt(v)))
-      .default(200),
-  )
-  .addOption(new Option('--seed <n>', 'fast-check seed').argParser(seedArg).default(1))
-  .addOption(
-    new Option('--cost <step=ns>', `override a step's cost (steps: ${COST_STEPS.join(', ')})`)
-      .argParser(costArg)
-      .default(defaultCosts(), 'seed 003'),
-  )
-  .option('--json', 'print results as JSON')
-  .showHelpAfterError('(run with --help for usage)');
-program.parse();
-const opts = program.opts<{
+function command(): Command {
+  return new Command('vpmu-conformance compare')
+    .description(
+      'The vPMU designs side by side: properties held, and what each guest workload costs (npm run compare -- [options]).',
+    )
+    .addOption(
+      new Option('--design <id...>', 'designs to compare')
+        .choices(DESIGN_IDS)
+        .default(['pre-reuse', 'emulated', 'mediated']),
+    )
+    .addOption(
+      new Option('--profile <name...>', 'hosts')
+        .choices(Object.keys(BUILTIN_PROFILES))
+        .default(Object.keys(BUILTIN_PROFILES)),
+    )
+    .addOption(
+      new Option('--runs <n>', 'programs per property check (0 skips the properties)')
+        .argParser((v) => (v === '0' ? 0 : positiveInt(v)))
+        .default(200),
+    )
+    .addOption(new Option('--seed <n>', 'fast-check seed').argParser(seedArg).default(1))
+    .addOption(
+      new Option('--cost <step=ns>', `override a step's cost (steps: ${COST_STEPS.join(', ')})`)
+        .argParser(costArg)
+        .default(defaultCosts(), 'seed 003'),
+    )
+    .option('--json [file]', `results as JSON (format ${COMPARE_FORMAT}), on stdout or to FILE`)
+    .addHelpText('after', `\n${EXIT_HELP}`)
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
+}
+
+interface Options {
   design: string[];
   profile: string[];
   runs: number;
   seed: number;
   cost: Record<CostStep, number>;
-  json?: boolean;
-}>();
+  json?: string | boolean;
+}
 
 type Verdict = 'held' | 'declared' | 'violated';
 interface PropertyRow {
@@ -77,112 +88,182 @@ interface PropertyRow {
   known: Record<string, number>;
 }
 
-const designs = opts.design.map(designById);
-const properties: PropertyRow[] = [];
-const unavailable: { design: string; host: string; why: string }[] = [];
-if (opts.runs > 0)
-  for (const d of designs)
-    for (const h of opts.profile) {
-      const host = BUILTIN_PROFILES[h]!;
-      const why = d.unavailableOn?.(host) ?? null;
-      if (why !== null) {
-        unavailable.push({ design: d.id, host: h, why });
-        continue;
-      }
-      for (const c of designChecks(d, h, host)) {
-        const known = new Map<string, number>();
-        const r = fc.check(c.property(known), { seed: opts.seed, numRuns: opts.runs });
-        properties.push({
-          design: d.id,
-          host: h,
-          check: c.gen !== undefined ? `${c.id}/${c.gen}` : c.id,
-          programs: r.numRuns,
-          verdict: r.failed ? 'violated' : known.size > 0 ? 'declared' : 'held',
-          known: Object.fromEntries(known),
-        });
-        if (!opts.json) process.stderr.write('.');
-      }
-    }
-if (!opts.json && opts.runs > 0) process.stderr.write('\n');
-
-const workloads: WorkloadResult[] = [];
-for (const w of WORKLOADS)
-  for (const h of opts.profile)
-    for (const d of designs) workloads.push(runWorkload(w, d, h, BUILTIN_PROFILES[h]!, opts.cost));
-
-const us = (ns: number) =>
-  ns >= 10_000_000 ? `${Math.round(ns / 1e6)} ms` : `${Math.round(ns / 1e3).toLocaleString('en-US')} µs`;
-const failed = properties.filter((p) => p.verdict === 'violated').length;
-
-if (opts.json) {
-  console.log(
-    JSON.stringify({ seed: opts.seed, runs: opts.runs, costs: opts.cost, properties, unavailable, workloads }, null, 2),
-  );
-} else {
-  if (properties.length > 0) {
-    const cols = designs.flatMap((d) => opts.profile.map((h) => ({ d: d.id, h })));
-    const checks = [...new Set(properties.map((p) => p.check))];
-    const t = new Table({ head: ['property', ...cols.map((c) => `${c.d}\n${c.h}`)], style: { head: [], border: [] } });
-    for (const check of checks)
-      t.push([
-        check,
-        ...cols.map((c) => {
-          const p = properties.find((x) => x.design === c.d && x.host === c.h && x.check === check);
-          if (p === undefined)
-            return unavailable.some((u) => u.design === c.d && u.host === c.h) ? 'unavailable' : 'n/a';
-          return p.verdict === 'declared'
-            ? `declared (${Object.keys(p.known).length})`
-            : p.verdict === 'violated'
-              ? 'VIOLATED'
-              : 'held';
-        }),
-      ]);
-    console.log(
-      `Properties (${opts.runs} programs per check, seed ${opts.seed}): held, declared (holds up to N declared divergences), VIOLATED`,
-    );
-    console.log(t.toString());
-    for (const u of unavailable) console.log(`  ${u.design} unavailable on ${u.host}: ${u.why}`);
-    const kinds = new Map<string, Set<string>>();
-    for (const p of properties)
-      for (const k of Object.keys(p.known)) kinds.set(k, (kinds.get(k) ?? new Set()).add(p.design));
-    if (kinds.size > 0) {
-      console.log('declared divergences met:');
-      for (const [k, ds] of [...kinds].sort()) console.log(`  ${k.padEnd(26)} ${[...ds].join(', ')}`);
-    }
+async function compare(argv: readonly string[]): Promise<number> {
+  const cli = command();
+  cli.parse([...argv], { from: 'user' });
+  const opts = cli.opts<Options>();
+  const json = jsonTarget(opts.json, 'compare');
+  if (json !== null && json !== 'stdout') checkOutputFile('--json', json);
+  let signal: NodeJS.Signals | null = null;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signal !== null) process.exit(EXIT.interrupted);
+    signal = sig;
+    console.error(`\n${sig}: stopping after the current check and printing what ran (${sig} again: at once)`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await compareWith(opts, json, () => signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
-  const t = new Table({
-    head: ['workload', 'host', ...designs.map((d) => `${d.id}\nguest saw · time · per op`), 'ratio'],
-    style: { head: [], border: [] },
-  });
-  for (const w of WORKLOADS)
-    for (const h of opts.profile) {
-      const rs = designs.map((d) => workloads.find((x) => x.workload === w.id && x.host === h && x.design === d.id)!);
-      const priced = rs.filter((r) => !r.verdict.startsWith('unavailable'));
-      const cheapest = Math.min(...priced.map((r) => r.ns));
-      t.push([
-        w.id,
-        h,
-        ...rs.map((r) =>
-          r.verdict.startsWith('unavailable')
-            ? 'unavailable'
-            : `${r.verdict.length > 28 ? `${r.verdict.slice(0, 27)}…` : r.verdict}\n${us(r.ns)} · ${us(r.ns / Math.max(r.guestOps, 1))}`,
-        ),
-        priced.length > 1 && cheapest > 0 ? priced.map((r) => `${(r.ns / cheapest).toFixed(1)}×`).join(' : ') : '',
-      ]);
-    }
-  console.log('\nWorkloads: what the guest saw, and the priced cost (total, per guest operation)');
-  console.log(t.toString());
-  const steps = new Table({ head: ['workload', 'host', 'design', ...COST_STEPS], style: { head: [], border: [] } });
-  for (const r of workloads)
-    if (!r.verdict.startsWith('unavailable'))
-      steps.push([r.workload, r.host, r.design, ...COST_STEPS.map((k) => r.steps[k])]);
-  console.log('\nSteps counted:');
-  console.log(steps.toString());
-  console.log('\nCost model (ns per step; --cost step=ns overrides):');
-  for (const k of COST_STEPS)
-    console.log(
-      `  ${k.padEnd(21)} ${String(opts.cost[k]).padStart(10)}  ${opts.cost[k] === DEFAULT_COSTS[k].ns ? DEFAULT_COSTS[k].source : 'overridden'}`,
-    );
-  console.log(`${properties.length - failed} passed, ${failed} failed`);
 }
-process.exitCode = failed > 0 ? 1 : 0;
+
+async function compareWith(opts: Options, json: string | null, signal: () => NodeJS.Signals | null): Promise<number> {
+  const designs = opts.design.map(designById);
+  const properties: PropertyRow[] = [];
+  const unavailable: { design: string; host: string; why: string }[] = [];
+  if (opts.runs > 0)
+    for (const d of designs)
+      for (const h of opts.profile) {
+        if (signal() !== null) break;
+        const host = BUILTIN_PROFILES[h]!;
+        const why = d.unavailableOn?.(host) ?? null;
+        if (why !== null) {
+          unavailable.push({ design: d.id, host: h, why });
+          continue;
+        }
+        for (const c of designChecks(d, h, host)) {
+          // A turn of the event loop between checks: a signal is handled there.
+          await new Promise((r) => setImmediate(r));
+          if (signal() !== null) break;
+          const known = new Map<string, number>();
+          const r = fc.check(c.property(known), { seed: opts.seed, numRuns: opts.runs });
+          properties.push({
+            design: d.id,
+            host: h,
+            check: c.gen !== undefined ? `${c.id}/${c.gen}` : c.id,
+            programs: r.numRuns,
+            verdict: r.failed ? 'violated' : known.size > 0 ? 'declared' : 'held',
+            known: Object.fromEntries(known),
+          });
+          process.stderr.write('.');
+        }
+      }
+  if (opts.runs > 0) process.stderr.write('\n');
+
+  const workloads: WorkloadResult[] = [];
+  if (signal() === null)
+    for (const w of WORKLOADS)
+      for (const h of opts.profile)
+        for (const d of designs) workloads.push(runWorkload(w, d, h, BUILTIN_PROFILES[h]!, opts.cost));
+
+  const us = (ns: number) =>
+    ns >= 10_000_000 ? `${Math.round(ns / 1e6)} ms` : `${Math.round(ns / 1e3).toLocaleString('en-US')} µs`;
+  const failed = properties.filter((p) => p.verdict === 'violated').length;
+  const status = signal() !== null ? EXIT.interrupted : failed > 0 ? EXIT.failed : EXIT.passed;
+  const totals = {
+    properties: properties.length,
+    held: properties.filter((p) => p.verdict === 'held').length,
+    declared: properties.filter((p) => p.verdict === 'declared').length,
+    violated: failed,
+    unavailable: unavailable.length,
+    workloads: workloads.length,
+  };
+  const text = `${JSON.stringify(
+    {
+      format: COMPARE_FORMAT,
+      command: 'compare',
+      exitStatus: status,
+      interruptedBy: signal(),
+      seed: opts.seed,
+      runs: opts.runs,
+      costs: opts.cost,
+      totals,
+      properties,
+      unavailable,
+      workloads,
+    },
+    null,
+    2,
+  )}\n`;
+  if (json === 'stdout') process.stdout.write(text);
+  else {
+    if (properties.length > 0) {
+      const cols = designs.flatMap((d) => opts.profile.map((h) => ({ d: d.id, h })));
+      const checks = [...new Set(properties.map((p) => p.check))];
+      const t = new Table({
+        head: ['property', ...cols.map((c) => `${c.d}\n${c.h}`)],
+        style: { head: [], border: [] },
+      });
+      for (const check of checks)
+        t.push([
+          check,
+          ...cols.map((c) => {
+            const p = properties.find((x) => x.design === c.d && x.host === c.h && x.check === check);
+            if (p === undefined)
+              return unavailable.some((u) => u.design === c.d && u.host === c.h) ? 'unavailable' : 'n/a';
+            return p.verdict === 'declared'
+              ? `declared (${Object.keys(p.known).length})`
+              : p.verdict === 'violated'
+                ? 'VIOLATED'
+                : 'held';
+          }),
+        ]);
+      console.log(
+        `Properties (${opts.runs} programs per check, seed ${opts.seed}): held, declared (holds up to N declared divergences), VIOLATED`,
+      );
+      console.log(t.toString());
+      for (const u of unavailable) console.log(`  ${u.design} unavailable on ${u.host}: ${u.why}`);
+      const kinds = new Map<string, Set<string>>();
+      for (const p of properties)
+        for (const k of Object.keys(p.known)) kinds.set(k, (kinds.get(k) ?? new Set()).add(p.design));
+      if (kinds.size > 0) {
+        console.log('declared divergences met:');
+        for (const [k, ds] of [...kinds].sort()) console.log(`  ${k.padEnd(26)} ${[...ds].join(', ')}`);
+      }
+    }
+    // An interrupted run has no workloads: the properties it ran are all there is.
+    if (workloads.length > 0) {
+      const t = new Table({
+        head: ['workload', 'host', ...designs.map((d) => `${d.id}\nguest saw · time · per op`), 'ratio'],
+        style: { head: [], border: [] },
+      });
+      for (const w of WORKLOADS)
+        for (const h of opts.profile) {
+          const rs = designs.map((d) =>
+            workloads.find((x) => x.workload === w.id && x.host === h && x.design === d.id)!,
+          );
+          const priced = rs.filter((r) => !r.verdict.startsWith('unavailable'));
+          const cheapest = Math.min(...priced.map((r) => r.ns));
+          t.push([
+            w.id,
+            h,
+            ...rs.map((r) =>
+              r.verdict.startsWith('unavailable')
+                ? 'unavailable'
+                : `${r.verdict.length > 28 ? `${r.verdict.slice(0, 27)}…` : r.verdict}\n${us(r.ns)} · ${us(r.ns / Math.max(r.guestOps, 1))}`,
+            ),
+            priced.length > 1 && cheapest > 0 ? priced.map((r) => `${(r.ns / cheapest).toFixed(1)}×`).join(' : ') : '',
+          ]);
+        }
+      console.log('\nWorkloads: what the guest saw, and the priced cost (total, per guest operation)');
+      console.log(t.toString());
+      const steps = new Table({ head: ['workload', 'host', 'design', ...COST_STEPS], style: { head: [], border: [] } });
+      for (const r of workloads)
+        if (!r.verdict.startsWith('unavailable'))
+          steps.push([r.workload, r.host, r.design, ...COST_STEPS.map((k) => r.steps[k])]);
+      console.log('\nSteps counted:');
+      console.log(steps.toString());
+      console.log('\nCost model (ns per step; --cost step=ns overrides):');
+      for (const k of COST_STEPS)
+        console.log(
+          `  ${k.padEnd(21)} ${String(opts.cost[k]).padStart(10)}  ${opts.cost[k] === DEFAULT_COSTS[k].ns ? DEFAULT_COSTS[k].source : 'overridden'}`,
+        );
+    }
+    const sig = signal();
+    const costFlags = COST_STEPS.filter((k) => opts.cost[k] !== DEFAULT_COSTS[k].ns)
+      .map((k) => ` --cost ${k}=${opts.cost[k]}`)
+      .join('');
+    console.log(
+      `${sig !== null ? `interrupted by ${sig}: ` : ''}${properties.length - failed} passed, ${failed} failed (replay: npm run compare -- --design ${opts.design.join(' ')} --profile ${opts.profile.join(' ')} --runs ${opts.runs} --seed ${opts.seed}${costFlags})`,
+    );
+  }
+  if (json !== null && json !== 'stdout') writeFileAtomic(json, text);
+  return status;
+}
+
+export function compareCli(argv: readonly string[]): Promise<number> {
+  return guard('compare', () => compare(argv), [OutDirError]);
+}

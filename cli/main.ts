@@ -1,49 +1,44 @@
 /**
- * `npm start`: the main job. Runs the reference model's laws and, for each chosen vPMU design
- * (default: emulated and mediated), every property on the built-in hosts it can run on,
- * conformance once per generation profile, under a run or time budget; prints a summary table
- * (check × design × host × profile: programs, result, known divergences). A failure prints
- * fast-check's report with the seed to replay it, and the command exits 1; a failed check of the
- * five properties reports knows also gets a bug report under --out, whose path is printed.
+ * `vpmu-conformance start` (`npm start`): the main job. Runs the reference model's laws and, for each
+ * chosen vPMU design (default: emulated and mediated), every property on the built-in hosts it can run
+ * on, conformance once per generation profile, under a run or time budget; prints a line per check, a
+ * table (check × design × host × profile: programs, result, known divergences), one fast-check report
+ * per root cause, and a closing line with the command that runs the same checks again. A failed check
+ * of the five properties reports cover also gets a bug report under --out.
+ *
+ * The plan is a list of CheckSpecs (check_run.ts), run one by one by a CheckRunner: the work of a
+ * check is a pure function of its spec, so it can run in a worker. SIGINT or SIGTERM stops the
+ * search after the current program and prints what ran (exit 130); a second one stops at once.
  */
 
-import Table from 'cli-table3';
 import { Command, Option } from 'commander';
-import { positiveInt, seedArg } from './args.js';
 import fc from 'fast-check';
+import { createRequire } from 'node:module';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
-import { type Check, checksFor } from '../properties/checks.js';
-import { DESIGN_IDS, DESIGNS, designById } from '../designs/registry.js';
+import { checksFor, notApplicableFor } from '../properties/checks.js';
+import { DESIGN_IDS, designById } from '../designs/registry.js';
 import { GENERATION_PROFILES } from '../scenarios/generation.js';
-import { buildReport } from '../reports/build.js';
-import { isReportProperty } from '../reports/replay.js';
-import { writeReport } from '../reports/write.js';
+import {
+  clearReports,
+  checkOutputFile,
+  existingReports,
+  OutDirError,
+  prepareOutDir,
+  writeFileAtomic,
+} from '../reports/out_dir.js';
+import { positiveInt, seedArg } from './args.js';
+import { type CheckSpec, specOf } from './check_run.js';
+import { checkRunner } from './check_runner.js';
+import { EXIT, EXIT_HELP, guard } from './exit.js';
+import { junitXml } from './junit.js';
+import { compactTable, jsonTarget, plural } from './output.js';
+import { type CheckResult, RESULTS_FORMAT, type StartResults, type Totals } from './results.js';
 
-const IDS = [...new Set(checksFor(DESIGNS[0]!).map((c) => c.id))];
+export const DEFAULT_RUNS = 2000;
+export const DEFAULT_DESIGNS = ['emulated', 'mediated'];
+const IDS = [...new Set(checksFor(designById('emulated')).map((c) => c.id))];
 
-const program = new Command('vpmu-conformance')
-  .description('Conformance of virtual PMUs against a reference Intel PMU model.')
-  .addOption(new Option('--runs <n>', 'programs per check').argParser(positiveInt).default(2000))
-  .addOption(
-    new Option('--time <seconds>', 'stop each check after this long (a budget, not a failure)').argParser(positiveInt),
-  )
-  .addOption(new Option('--seed <n>', 'fast-check seed (default: fresh, printed)').argParser(seedArg))
-  .addOption(new Option('--only <id...>', 'run only these checks').choices(IDS))
-  .addOption(new Option('--profile <name...>', 'properties on these hosts only').choices(Object.keys(BUILTIN_PROFILES)))
-  .addOption(
-    new Option('--design <id...>', 'the vPMU designs the properties run on')
-      .choices(DESIGN_IDS)
-      .default(['emulated', 'mediated']),
-  )
-  .addOption(
-    new Option('--gen <name...>', 'conformance on these generation profiles only').choices([...GENERATION_PROFILES]),
-  )
-  .addOption(new Option('--out <dir>', 'where failure reports are written').default('reports/out'))
-  .option('--json', 'print results as JSON')
-  .showHelpAfterError('(run with --help for usage)');
-
-program.parse();
-const opts = program.opts<{
+interface Options {
   runs: number;
   time?: number;
   seed?: number;
@@ -52,129 +47,316 @@ const opts = program.opts<{
   design: string[];
   gen?: string[];
   out: string;
-  json?: boolean;
-}>();
-const seed = opts.seed ?? (Date.now() ^ (process.pid << 8)) | 0;
-// The reference model's laws once, then every design's checks on every host it can run on.
-const checks = opts.design
-  .flatMap((id, i) => checksFor(designById(id)).filter((c) => i === 0 || c.design !== undefined))
-  .filter(
-    (c) =>
-      (opts.only === undefined || opts.only.includes(c.id)) &&
-      (c.profile === 'random' || opts.profile === undefined || opts.profile.includes(c.profile)) &&
-      (c.gen === undefined || opts.gen === undefined || opts.gen.includes(c.gen)),
-  );
-
-interface Row {
-  check: string;
-  design: string;
-  profile: string;
-  /** The generation profile of the programs, where the check has one. */
-  gen: string;
-  rule: string;
-  programs: number;
-  result: 'passed' | 'failed' | 'interrupted';
-  known: Record<string, number>;
-  ms: number;
-  report?: string | undefined;
-  /** The bug report written for a failed check (report.md), or why there is none. */
-  reportPath?: string | undefined;
-  reportNote?: string | undefined;
+  clean?: boolean;
+  json?: string | boolean;
+  junit?: string;
 }
 
-/**
- * Turns a failed design check (any property reports knows) into a report under --out. Never
- * throws: a report that cannot be built must not hide fast-check's own message (toolchain.md §1.6).
- */
-function fileReport(c: Check, d: fc.RunDetails<unknown>): Pick<Row, 'reportPath' | 'reportNote'> {
-  if (!isReportProperty(c.id) || c.design === undefined || c.host === undefined) return {};
-  try {
-    const r = buildReport({
-      details: d,
-      property: { id: c.id, rule: c.rule },
-      gen: c.gen,
-      design: c.design,
-      hostName: c.profile,
-      host: c.host,
-      found: new Date().toISOString().slice(0, 10),
-      outDir: opts.out,
-    });
-    const w = writeReport(r, opts.out);
-    return {
-      reportPath: w.markdown,
-      reportNote: w.written
-        ? `replay: npm run replay -- ${w.json}`
-        : `kept: a report with the same root cause and a program no longer than this one is there; replay: npm run replay -- ${w.json}`,
-    };
-  } catch (e) {
-    return { reportNote: `no report written: ${e instanceof Error ? e.message : String(e)}` };
-  }
+function command(): Command {
+  return new Command('vpmu-conformance start')
+    .description(
+      'Conformance of virtual PMUs against a reference Intel PMU model: the main job (npm start -- [options]).',
+    )
+    .addOption(new Option('--runs <n>', 'programs per check').argParser(positiveInt).default(DEFAULT_RUNS))
+    .addOption(
+      new Option('--time <seconds>', 'stop each check after this long (counted as interrupted, not passed)').argParser(
+        positiveInt,
+      ),
+    )
+    .addOption(new Option('--seed <n>', 'fast-check seed (default: fresh, printed)').argParser(seedArg))
+    .addOption(new Option('--only <id...>', 'run only these checks').choices(IDS))
+    .addOption(
+      new Option('--profile <name...>', 'properties on these hosts only').choices(Object.keys(BUILTIN_PROFILES)),
+    )
+    .addOption(
+      new Option('--design <id...>', 'the vPMU designs the properties run on')
+        .choices(DESIGN_IDS)
+        .default(DEFAULT_DESIGNS),
+    )
+    .addOption(
+      new Option('--gen <name...>', 'conformance on these generation profiles only').choices([...GENERATION_PROFILES]),
+    )
+    .addOption(new Option('--out <dir>', 'where failure reports are written').default('reports/out'))
+    .option('--clean', 'remove the reports already in --out before the run')
+    .option('--json [file]', 'results as JSON (format vpmu-conformance/results@1), on stdout or to FILE')
+    .option('--junit <file>', 'results as JUnit XML to FILE, for CI systems')
+    .addHelpText(
+      'after',
+      `\nUnder npm, JSON on stdout needs npm quiet: 'npm start --json' or 'npm start -s -- --json'.\n\n${EXIT_HELP}`,
+    )
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
 }
-const rows: Row[] = [];
-if (!opts.json)
-  console.log(`vpmu-conformance: ${checks.length} checks, seed ${seed}, up to ${opts.runs} programs each`);
-for (const c of checks) {
-  const known = new Map<string, number>();
-  const t0 = performance.now();
-  const d = fc.check(c.property(known), {
-    seed,
-    numRuns: opts.runs,
-    ...(opts.time !== undefined ? { plugins: [fc.interruptAfterTimeLimit(opts.time * 1000)] } : {}),
+
+/** The command that runs the same checks again: every flag that shapes the run, none that does not. */
+export function replayLine(o: Options, seed: number): string {
+  const f = [`--seed ${seed}`];
+  if (o.runs !== DEFAULT_RUNS) f.push(`--runs ${o.runs}`);
+  if (o.time !== undefined) f.push(`--time ${o.time}`);
+  if (o.only !== undefined) f.push(`--only ${o.only.join(' ')}`);
+  if (o.profile !== undefined) f.push(`--profile ${o.profile.join(' ')}`);
+  if (o.design.join(' ') !== DEFAULT_DESIGNS.join(' ')) f.push(`--design ${o.design.join(' ')}`);
+  if (o.gen !== undefined) f.push(`--gen ${o.gen.join(' ')}`);
+  return `npm start -- ${f.join(' ')}`;
+}
+
+/** A row of the plan: a check to run, or one that does not apply (with why). */
+type Planned = { readonly spec: CheckSpec; readonly rule: string } | { readonly na: CheckResult };
+
+function plan(o: Options, budget: Parameters<typeof specOf>[1]): Planned[] {
+  const picked = (id: string, profile: string, gen: string | null) =>
+    (o.only === undefined || id === '*' || o.only.includes(id)) &&
+    (profile === 'random' || o.profile === undefined || o.profile.includes(profile)) &&
+    (gen === null || o.gen === undefined || o.gen.includes(gen));
+  const rows: Planned[] = [];
+  o.design.forEach((id, i) => {
+    const design = designById(id);
+    // The reference model's laws once, with the first design; then every design's checks.
+    for (const c of checksFor(design))
+      if ((i === 0 || c.design !== undefined) && picked(c.id, c.profile, c.gen ?? null))
+        rows.push({ spec: specOf(c, budget), rule: c.rule });
+    for (const n of notApplicableFor(design))
+      if (picked(n.id, n.profile, null))
+        rows.push({
+          na: {
+            check: n.id,
+            gen: null,
+            design: design.id,
+            host: n.profile,
+            rule: '',
+            result: 'n/a',
+            reason: n.reason,
+            programs: 0,
+            ms: 0,
+            known: {},
+            failure: null,
+            report: null,
+            reportError: null,
+          },
+        });
   });
-  const row: Row = {
-    check: c.id,
-    design: c.design?.id ?? 'hw model',
-    profile: c.profile,
-    gen: c.gen ?? '',
-    rule: c.rule,
-    programs: d.numRuns,
-    result: d.failed ? 'failed' : d.interrupted ? 'interrupted' : 'passed',
-    known: Object.fromEntries(known),
-    ms: Math.round(performance.now() - t0),
-    report: d.failed ? fc.defaultReportMessage(d) : undefined,
-    ...(d.failed ? fileReport(c, d) : {}),
+  return rows;
+}
+
+const label = (c: Pick<CheckResult, 'check' | 'gen' | 'design' | 'host'>) =>
+  `${c.check}${c.gen !== null ? `/${c.gen}` : ''} on ${c.design ?? 'hw model'}, ${c.host}`;
+
+function resultCell(c: CheckResult): string {
+  if (c.result === 'interrupted') return `interrupted (${plural(c.programs, 'program')})`;
+  if (c.result === 'n/a') return `n/a: ${c.reason ?? ''}`;
+  return c.result;
+}
+
+function totalsOf(rows: readonly CheckResult[]): Totals {
+  const n = (r: CheckResult['result']) => rows.filter((c) => c.result === r).length;
+  return {
+    checks: rows.length,
+    passed: n('passed'),
+    failed: n('failed'),
+    interrupted: n('interrupted'),
+    notApplicable: n('n/a'),
+    notRun: n('not run'),
   };
-  rows.push(row);
-  if (!opts.json)
-    console.log(
-      `  ${row.result.padEnd(11)} ${c.id}${c.gen !== undefined ? `/${c.gen}` : ''} on ${row.design}, ${c.profile} (${row.programs} programs, ${row.ms} ms)`,
-    );
 }
 
-if (opts.json) {
-  console.log(JSON.stringify({ seed, rows }, null, 2));
-} else {
-  const table = new Table({
-    head: ['check', 'design', 'host', 'programs of', 'programs', 'result', 'known divergences', 'ms'],
-    style: { head: [], border: [] },
-  });
-  for (const r of rows) {
-    const known = Object.values(r.known).reduce((a, b) => a + b, 0);
+function closingLine(r: StartResults): string {
+  const t = r.totals;
+  const extra = [
+    ...(t.interrupted > 0 ? [`${t.interrupted} interrupted`] : []),
+    ...(t.notApplicable > 0 ? [`${t.notApplicable} n/a`] : []),
+    ...(t.notRun > 0 ? [`${t.notRun} not run`] : []),
+  ];
+  const counts = [`${t.passed} passed`, `${t.failed} failed`, ...extra].join(', ');
+  return `${r.interruptedBy !== null ? `interrupted by ${r.interruptedBy}: ` : ''}${counts} (replay: ${r.replay})`;
+}
+
+/** The human summary: table, declared divergences, one report per root cause, old reports, closing line. */
+export function summary(r: StartResults): string {
+  const lines: string[] = [];
+  const table = compactTable([
+    'check',
+    'design',
+    'host',
+    'programs of',
+    'programs',
+    'result',
+    'known divergences',
+    'ms',
+  ]);
+  for (const c of r.checks) {
+    if (c.result === 'not run') continue;
+    const known = Object.values(c.known).reduce((a, b) => a + b, 0);
     table.push([
-      r.check,
-      r.design,
-      r.profile,
-      r.gen,
-      r.programs,
-      r.result,
-      known === 0 ? '' : `${known} (${Object.keys(r.known).length} kinds)`,
-      r.ms,
+      c.check,
+      c.design ?? 'hw model',
+      c.host,
+      c.gen ?? '',
+      c.result === 'n/a' ? '' : c.programs,
+      resultCell(c),
+      known === 0 ? '' : `${known} (${plural(Object.keys(c.known).length, 'kind')})`,
+      c.result === 'n/a' ? '' : c.ms,
     ]);
   }
-  console.log(table.toString());
-  const kinds = new Map<string, number>();
-  for (const r of rows) for (const [k, n] of Object.entries(r.known)) kinds.set(k, (kinds.get(k) ?? 0) + n);
-  if (kinds.size > 0) {
-    console.log('\nknown divergences met (declared in properties/expectations/):');
-    for (const [k, n] of [...kinds].sort((a, b) => b[1] - a[1])) console.log(`  ${String(n).padStart(6)}  ${k}`);
+  lines.push(table.toString());
+  const kinds = Object.entries(r.knownDivergences);
+  if (kinds.length > 0) {
+    lines.push('', 'known divergences met (declared in properties/expectations/):');
+    for (const [k, n] of kinds.sort((a, b) => b[1] - a[1])) lines.push(`  ${String(n).padStart(6)}  ${k}`);
   }
-  for (const r of rows.filter((x) => x.report !== undefined)) {
-    console.log(`\n${r.check}${r.gen !== '' ? `/${r.gen}` : ''} on ${r.design}, ${r.profile} failed:\n${r.report}`);
-    if (r.reportPath !== undefined) console.log(`report: ${r.reportPath} (${r.reportNote})`);
-    else if (r.reportNote !== undefined) console.log(r.reportNote);
+  const causes = new Map<string, CheckResult[]>();
+  for (const c of r.checks)
+    if (c.failure !== null) causes.set(c.failure.rootCause, [...(causes.get(c.failure.rootCause) ?? []), c]);
+  for (const [, [first, ...rest]] of causes) {
+    lines.push('', `${label(first!)} failed:`, first!.failure!.message);
+    if (first!.report !== null)
+      lines.push(
+        `report: ${first!.report.markdown} (${first!.report.status === 'kept' ? 'kept: a report with the same root cause and a program no longer than this one was there; ' : ''}replay: ${first!.report.replay})`,
+      );
+    else if (first!.reportError !== null) lines.push(`no report written: ${first!.reportError}`);
+    if (rest.length > 0)
+      lines.push(`and ${plural(rest.length, 'more failure')} with the same root cause: ${rest.map(label).join('; ')}`);
   }
-  const failed = rows.filter((r) => r.result === 'failed').length;
-  const design = opts.design.join(',') === 'emulated,mediated' ? '' : ` --design ${opts.design.join(' ')}`;
-  console.log(`${rows.length - failed} passed, ${failed} failed (replay: npm start -- --seed ${seed}${design})`);
+  if (r.oldReports.length > 0) {
+    const shown = r.oldReports.slice(0, 10);
+    lines.push(
+      '',
+      `${plural(r.oldReports.length, 'old report')} in ${r.options.out}, not from this run (--clean clears them):`,
+      ...shown.map((id) => `  ${id}`),
+      ...(r.oldReports.length > shown.length ? [`  and ${r.oldReports.length - shown.length} more`] : []),
+    );
+  }
+  lines.push(closingLine(r));
+  return lines.join('\n');
 }
-process.exitCode = rows.some((r) => r.result === 'failed') ? 1 : 0;
+
+function progressLine(c: CheckResult): string {
+  return `  ${c.result.padEnd(11)} ${label(c)} (${plural(c.programs, 'program')}, ${c.ms} ms)`;
+}
+
+async function start(argv: readonly string[]): Promise<number> {
+  const cli = command();
+  cli.parse([...argv], { from: 'user' });
+  const o = cli.opts<Options>();
+  const json = jsonTarget(o.json, 'start');
+  // Everything the run will write is checked before the search: a bad path costs nothing.
+  prepareOutDir(o.out);
+  if (json !== null && json !== 'stdout') checkOutputFile('--json', json);
+  if (o.junit !== undefined) checkOutputFile('--junit', o.junit);
+  // Progress goes where the JSON does not.
+  const say = json === 'stdout' ? (s: string) => console.error(s) : (s: string) => console.log(s);
+  const cleared = o.clean === true ? clearReports(o.out) : [];
+  if (cleared.length > 0) say(`cleared ${plural(cleared.length, 'old report')} from ${o.out}`);
+  const before = existingReports(o.out);
+
+  const seed = o.seed ?? (Date.now() ^ (process.pid << 8)) | 0;
+  const planned = plan(o, {
+    seed,
+    runs: o.runs,
+    timeSeconds: o.time ?? null,
+    out: o.out,
+    found: new Date().toISOString().slice(0, 10),
+  });
+  const runnable = planned.filter((p) => 'spec' in p).length;
+  say(
+    `vpmu-conformance: ${plural(runnable, 'check')}${runnable < planned.length ? ` (+ ${planned.length - runnable} n/a)` : ''}, seed ${seed}, up to ${o.runs} programs each${o.time !== undefined ? ` or ${o.time} s` : ''}`,
+  );
+
+  const runner = checkRunner();
+  let signal: NodeJS.Signals | null = null;
+  const onSignal = (s: NodeJS.Signals) => {
+    if (signal !== null) {
+      void runner.kill();
+      return;
+    }
+    signal = s;
+    runner.requestStop();
+    console.error(`\n${s}: stopping after the current program and printing what ran (${s} again: at once)`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const rows: CheckResult[] = [];
+  try {
+    for (const p of planned) {
+      if ('na' in p) {
+        rows.push(p.na);
+        continue;
+      }
+      const notRun = (reason: string | null): CheckResult => ({
+        check: p.spec.check,
+        gen: p.spec.gen,
+        design: p.spec.design,
+        host: p.spec.host,
+        rule: p.rule,
+        result: 'not run',
+        reason,
+        programs: 0,
+        ms: 0,
+        known: {},
+        failure: null,
+        report: null,
+        reportError: null,
+      });
+      if (signal !== null) {
+        rows.push(notRun(null));
+        continue;
+      }
+      let row: CheckResult;
+      try {
+        row = await runner.run(p.spec);
+      } catch (e) {
+        if (signal === null) throw e;
+        // Stopped at once: the check in flight has no result to show.
+        rows.push({ ...notRun(`stopped at once by a second ${signal as string}`), result: 'interrupted' });
+        continue;
+      }
+      rows.push(row);
+      say(progressLine(row));
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await runner.close();
+  }
+
+  const written = new Set(rows.flatMap((c) => (c.report !== null ? [c.report.id] : [])));
+  const known = new Map<string, number>();
+  for (const c of rows) for (const [k, n] of Object.entries(c.known)) known.set(k, (known.get(k) ?? 0) + n);
+  const totals = totalsOf(rows);
+  const status = signal !== null ? EXIT.interrupted : totals.failed > 0 ? EXIT.failed : EXIT.passed;
+  const results: StartResults = {
+    format: RESULTS_FORMAT,
+    command: 'start',
+    exitStatus: status,
+    interruptedBy: signal,
+    seed,
+    options: {
+      runs: o.runs,
+      timeSeconds: o.time ?? null,
+      only: o.only ?? null,
+      profile: o.profile ?? null,
+      design: o.design,
+      gen: o.gen ?? null,
+      out: o.out,
+    },
+    replay: replayLine(o, seed),
+    totals,
+    checks: rows,
+    knownDivergences: Object.fromEntries([...known].sort((a, b) => b[1] - a[1])),
+    oldReports: before.filter((id) => !written.has(id)),
+    versions: {
+      package: (createRequire(import.meta.url)('../package.json') as { version: string }).version,
+      node: process.version,
+      fastCheck: fc.__version,
+    },
+  };
+  const text = `${JSON.stringify(results, null, 2)}\n`;
+  if (json === 'stdout') process.stdout.write(text);
+  else console.log(summary(results));
+  if (json !== null && json !== 'stdout') writeFileAtomic(json, text);
+  if (o.junit !== undefined) writeFileAtomic(o.junit, junitXml(results));
+  return status;
+}
+
+export function startCli(argv: readonly string[]): Promise<number> {
+  return guard('start', () => start(argv), [OutDirError]);
+}

@@ -12,8 +12,7 @@
 
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import type { Profile } from '../model/hw/profile.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { DESIGNS, UnknownDesignError } from '../designs/registry.js';
@@ -23,6 +22,8 @@ import { describeGuest, divergenceSentence, traceText } from '../reports/render.
 import { fails, replay } from '../reports/replay.js';
 import { caseRule } from '../reports/rules.js';
 import { caseSignature } from '../reports/signature.js';
+import { EXIT, EXIT_HELP, guard } from './exit.js';
+import { plural } from './output.js';
 
 /** A replay that cannot start: the message is the whole story. */
 class ReplayInputError extends Error {
@@ -56,8 +57,6 @@ function designIn(designs: readonly Design[], id: string): Design {
   return d;
 }
 
-const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
-
 /** Replays the report at `arg`; returns the exit status. */
 function run(arg: string, designOverride: string | undefined, designs: readonly Design[]): number {
   // npm runs scripts from the package root; a relative path means where the user typed it.
@@ -88,7 +87,7 @@ function run(arg: string, designOverride: string | undefined, designs: readonly 
     console.log(`still diverges: ${divergenceSentence(kase.property, o)}`);
     console.log(`rule: ${caseRule(kase, o)}`);
     if (sig !== file.signature) console.log(`note: the signature is now ${sig}, the report's is ${file.signature}`);
-    return 1;
+    return EXIT.failed;
   }
   if (r.divergence !== null && r.known !== null)
     console.log(
@@ -99,17 +98,17 @@ function run(arg: string, designOverride: string | undefined, designs: readonly 
   else if (kase.property === 'conformance' || kase.property === 'lbr-freeze')
     console.log(`no longer diverges: ${r.steps.length} of ${n} commands ran and every observation matches bare metal`);
   else console.log(`no longer diverges: every guest observation is the same in both runs`);
-  return 0;
+  return EXIT.passed;
 }
 
 /**
  * The replay command over a table of designs (the built-in ones for `npm run replay`; a test adds
  * its planted ones). Sets nothing global; returns the exit status.
  */
-export function replayCli(argv: readonly string[], designs: readonly Design[] = DESIGNS): number {
-  const cli = new Command('replay')
+export function replayCli(argv: readonly string[], designs: readonly Design[] = DESIGNS): Promise<number> {
+  const cli = new Command('vpmu-conformance replay')
     .description(
-      "Replay a report: make its property's comparison on its program, print the trace, exit 1 if it still diverges.",
+      "Replay a report: make its property's comparison on its program, print the trace, exit 1 if it still diverges (npm run replay -- FILE).",
     )
     .argument('<report.json>', 'a report.json written by npm start (reports/out/<id>/report.json)')
     .addOption(
@@ -117,18 +116,15 @@ export function replayCli(argv: readonly string[], designs: readonly Design[] = 
         designs.map((d) => d.id),
       ),
     )
+    .addHelpText('after', `\n${EXIT_HELP}`)
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
-  try {
-    cli.parse([...argv], { from: 'user' });
-    return run(cli.args[0]!, cli.opts<{ design?: string }>().design, designs);
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander printed the message
-    if (INPUT_ERRORS.some((k) => e instanceof k)) console.error(`replay: ${(e as Error).message}`);
-    else console.error(`replay: internal error: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
-    return 2;
-  }
+  return guard(
+    'replay',
+    () => {
+      cli.parse([...argv], { from: 'user' });
+      return run(cli.args[0]!, cli.opts<{ design?: string }>().design, designs);
+    },
+    INPUT_ERRORS,
+  );
 }
-
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href)
-  process.exitCode = replayCli(process.argv.slice(2));

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { CostSpecError, defaultCosts, parseCostOverride, priced } from '../../compare/costs.js';
 import { runWorkload } from '../../compare/run.js';
@@ -6,6 +5,7 @@ import { WORKLOADS } from '../../compare/workloads.js';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { newVpmuCost } from '../../model/kvm/cost.js';
 import { designById } from '../../designs/registry.js';
+import { cli } from '../support/cli.js';
 
 const workload = (id: string) => WORKLOADS.find((w) => w.id === id)!;
 
@@ -51,13 +51,13 @@ describe('workloads on both designs', () => {
 });
 
 describe('npm run compare', () => {
-  const compare = (...args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'cli/compare.ts', ...args], { encoding: 'utf8' });
+  const compare = (...args: string[]) => cli(['compare', ...args]);
 
   it('prints the workloads of the three designs as JSON for one host, without the property runs', () => {
     const r = compare('--runs', '0', '--profile', 'skylake', '--json');
-    expect(r.status).toBe(0);
-    const out = JSON.parse(r.stdout) as { workloads: { workload: string; design: string }[] };
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.out) as { format: string; workloads: { workload: string; design: string }[] };
+    expect(out.format).toBe('vpmu-conformance/compare@1');
     expect(out.workloads.map((w) => `${w.workload}/${w.design}`)).toEqual(
       WORKLOADS.flatMap((w) => ['pre-reuse', 'emulated', 'mediated'].map((d) => `${w.id}/${d}`)),
     );
@@ -69,8 +69,8 @@ describe('npm run compare', () => {
     [['--design', 'bogus'], 'Allowed choices are'],
   ])('rejects %j with a one-line error', (args, msg) => {
     const r = compare(...args);
-    expect(r.status).toBe(1);
-    expect(r.stderr).toContain(msg);
-    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(msg);
+    expect(r.err).not.toMatch(/\n\s+at /);
   });
 });

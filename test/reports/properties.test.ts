@@ -23,6 +23,7 @@ import { programToJson } from '../../scenarios/serialize.js';
 import { PLANTED } from './planted.js';
 import { describeReport } from '../../reports/rules.js';
 import { showOutcome } from '../../scenarios/observation.js';
+import { cli } from '../support/cli.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vpmu-properties-'));
 // Generated regressions import '../../…': they run from a folder two levels below the root.
@@ -106,9 +107,9 @@ function tsx(script: string, ...args: string[]) {
   });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
-/** The replay CLI: the npm script itself for built-in designs, the same code with planted ones added. */
+/** The replay CLI: the built command itself for built-in designs, the same code with planted ones added. */
 const replayCli = (design: string, ...args: string[]) =>
-  tsx(design in PLANTED ? 'test/reports/replay_planted.ts' : 'cli/replay.ts', ...args);
+  design in PLANTED ? tsx('test/reports/replay_planted.ts', ...args) : cli(['replay', ...args]);
 
 const written = new Map<PropertyId, { report: Report; dir: string; json: string }>();
 

@@ -1,27 +1,20 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { cli } from '../support/cli.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vpmu-replay-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function tsx(script: string, ...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, INIT_CWD: process.cwd() },
-  });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
-const replay = (...args: string[]) => tsx('cli/replay.ts', ...args);
+const replay = (...args: string[]) => cli(['replay', ...args]);
 
 const ID = 'bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp';
 const json = join(tmp, ID, 'report.json');
 
 describe('npm start writes a report when conformance fails, and npm run replay replays it', () => {
-  const start = tsx(
-    'cli/main.ts',
+  const start = cli([
+    'start',
     '--only',
     'conformance',
     '--profile',
@@ -34,7 +27,7 @@ describe('npm start writes a report when conformance fails, and npm run replay r
     '200',
     '--out',
     tmp,
-  );
+  ]);
 
   it("npm start prints fast-check's report, then the report path and its replay command", () => {
     expect(start.code).toBe(1);
@@ -42,7 +35,7 @@ describe('npm start writes a report when conformance fails, and npm run replay r
     expect(start.out).toContain(`report: ${join(tmp, ID, 'report.md')} (replay: npm run replay -- ${json})`);
     // One conformance check per generation profile; each failure lands in the same report folder.
     expect(start.out.trim().split('\n').at(-1)).toMatch(
-      /^0 passed, \d+ failed \(replay: npm start -- --seed 5 --design bug\/5728a4a0ea79\)$/,
+      /^0 passed, \d+ failed \(replay: npm start -- --seed 5 --runs 200 --only conformance --profile skylake --design bug\/5728a4a0ea79\)$/,
     );
     expect(readFileSync(join(tmp, ID, 'report.md'), 'utf8')).toMatch(
       /^# \[conformance\] KVM: x86\/pmu: guest RDPMC 0x80000000/,

@@ -6,4 +6,4 @@ import { replayCli } from '../../cli/replay.js';
 import { DESIGNS } from '../../designs/registry.js';
 import { PLANTED } from './planted.js';
 
-process.exitCode = replayCli(process.argv.slice(2), [...DESIGNS, ...Object.values(PLANTED)]);
+process.exitCode = await replayCli(process.argv.slice(2), [...DESIGNS, ...Object.values(PLANTED)]);

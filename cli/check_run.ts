@@ -1,0 +1,146 @@
+/**
+ * One check of the main job, from a plain description to a plain result: what a worker thread runs.
+ * A CheckSpec names the check (design, check id, host, generation profile) and its budget; runCheck
+ * rebuilds the check from the registry, runs fast-check, writes a bug report for a failure of the
+ * five properties reports cover, and returns a CheckResult. Both are structured-clonable, so the
+ * same function runs in-process, in the one worker `npm start` uses, or in a pool.
+ */
+
+import fc from 'fast-check';
+import { type Check, checksFor } from '../properties/checks.js';
+import { designById } from '../designs/registry.js';
+import { buildReport } from '../reports/build.js';
+import { isReportProperty } from '../reports/replay.js';
+import { writeReport } from '../reports/write.js';
+import { join } from 'node:path';
+import type { CheckResult } from './results.js';
+
+export interface CheckSpec {
+  readonly check: string;
+  /** The design's id; null for the reference model's laws. */
+  readonly design: string | null;
+  /** A built-in host profile name, or 'random' for the laws. */
+  readonly host: string;
+  readonly gen: string | null;
+  readonly seed: number;
+  readonly runs: number;
+  readonly timeSeconds: number | null;
+  /** Where a report goes. */
+  readonly out: string;
+  /** The date of the run (the CLI reads the clock; nothing under model does). */
+  readonly found: string;
+}
+
+/** A spec that names no check (a worker cannot throw the Check across the thread boundary). */
+export class CheckSpecError extends Error {
+  override readonly name = 'CheckSpecError';
+}
+
+/** Where a check and its spec meet: the spec of a check, and the check of a spec. */
+export function specOf(
+  c: Check,
+  budget: Pick<CheckSpec, 'seed' | 'runs' | 'timeSeconds' | 'out' | 'found'>,
+): CheckSpec {
+  return { check: c.id, design: c.design?.id ?? null, host: c.profile, gen: c.gen ?? null, ...budget };
+}
+
+export function checkOf(s: CheckSpec): Check {
+  // The laws do not depend on the design; any design's list holds them.
+  const all = checksFor(designById(s.design ?? 'emulated'));
+  const c = all.find(
+    (x) =>
+      x.id === s.check &&
+      x.profile === s.host &&
+      (x.gen ?? null) === s.gen &&
+      (x.design === undefined) === (s.design === null),
+  );
+  if (c === undefined)
+    throw new CheckSpecError(
+      `no check ${s.check}${s.gen !== null ? `/${s.gen}` : ''} on ${s.design ?? 'hw model'}, ${s.host}`,
+    );
+  return c;
+}
+
+/** A fast-check plugin that interrupts the run (as a time limit does) once `flag[0]` is set. */
+export function stopWhenFlagged(flag: Int32Array): fc.Plugin<unknown> {
+  return () => ({
+    decorateRun: (run) => (v) => (Atomics.load(flag, 0) !== 0 ? new fc.PreconditionFailure(true) : run(v)),
+  });
+}
+
+const firstLine = (e: unknown) =>
+  (e instanceof Error ? `${e.name}: ${e.message}` : String(e)).split('\n')[0]!.slice(0, 300);
+
+/** Turns a failure of a property reports cover into a report under `out`; never throws (fast-check's message must show). */
+function fileReport(c: Check, s: CheckSpec, d: fc.RunDetails<unknown>): Pick<CheckResult, 'report' | 'reportError'> {
+  if (!isReportProperty(c.id) || c.design === undefined || c.host === undefined)
+    return { report: null, reportError: null };
+  try {
+    const r = buildReport({
+      details: d,
+      property: { id: c.id, rule: c.rule },
+      gen: c.gen,
+      design: c.design,
+      hostName: c.profile,
+      host: c.host,
+      found: s.found,
+      outDir: s.out,
+    });
+    const w = writeReport(r, s.out);
+    return {
+      report: {
+        id: r.file.id,
+        dir: w.dir,
+        markdown: w.markdown,
+        json: w.json,
+        regression: join(w.dir, 'regression.test.ts'),
+        status: w.written ? 'written' : 'kept',
+        replay: `npm run replay -- ${w.json}`,
+      },
+      reportError: null,
+    };
+  } catch (e) {
+    return { report: null, reportError: firstLine(e) };
+  }
+}
+
+/** Runs one check. `stop`, when given, is the flag a signal handler sets to end the search early. */
+export function runCheck(s: CheckSpec, stop?: Int32Array): CheckResult {
+  const c = checkOf(s);
+  const known = new Map<string, number>();
+  const plugins: fc.Plugin<unknown>[] = [];
+  if (s.timeSeconds !== null) plugins.push(fc.interruptAfterTimeLimit(s.timeSeconds * 1000));
+  if (stop !== undefined) plugins.push(stopWhenFlagged(stop));
+  const t0 = performance.now();
+  const d = fc.check(c.property(known), { seed: s.seed, numRuns: s.runs, plugins });
+  // fast-check marks a check interrupted before its first program as failed, with no counterexample: not a finding.
+  const failed = d.failed && !(d.interrupted && d.counterexample === null && d.errorInstance === null);
+  const filed = failed ? fileReport(c, s, d) : { report: null, reportError: null };
+  const stopped = stop !== undefined && Atomics.load(stop, 0) !== 0;
+  const result = failed ? 'failed' : d.interrupted ? 'interrupted' : 'passed';
+  return {
+    check: c.id,
+    gen: c.gen ?? null,
+    design: c.design?.id ?? null,
+    host: c.profile,
+    rule: c.rule,
+    result,
+    reason: result === 'interrupted' ? (stopped ? 'signal' : 'time limit') : null,
+    programs: d.numRuns,
+    ms: Math.round(performance.now() - t0),
+    known: Object.fromEntries(known),
+    failure: failed
+      ? {
+          error: firstLine(d.errorInstance),
+          message: fc.defaultReportMessage(d) ?? '',
+          seed: d.seed,
+          path: d.counterexamplePath,
+          // Without a report's signature: the check, the design and the error with its step and index numbers left out.
+          rootCause:
+            filed.report?.id ??
+            `${c.id} on ${c.design?.id ?? 'hw model'}: ${firstLine(d.errorInstance).replace(/\b\d+\b/g, 'N')}`,
+        }
+      : null,
+    ...filed,
+  };
+}

@@ -1,0 +1,4 @@
+export const DIST: string;
+export function build(): Promise<void>;
+export function stale(): boolean;
+export function ensureBuilt(): Promise<void>;

@@ -1,0 +1,71 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type CheckSpec, CheckSpecError, checkOf, runCheck } from '../../cli/check_run.js';
+import { designChecks, notApplicable } from '../../properties/checks.js';
+import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
+import { DESIGNS } from '../../designs/registry.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'vpmu-check-run-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const spec = (over: Partial<CheckSpec> = {}): CheckSpec => ({
+  check: 'conformance',
+  design: 'emulated',
+  host: 'skylake',
+  gen: 'quiet',
+  seed: 1,
+  runs: 30,
+  timeSeconds: null,
+  out: tmp,
+  found: '2026-01-01',
+  ...over,
+});
+
+describe('runCheck: a check from a plain spec to a plain result (what a worker runs)', () => {
+  it('runs the check the spec names and returns a structured-clonable result', () => {
+    const r = runCheck(spec());
+    expect(r).toMatchObject({
+      check: 'conformance',
+      gen: 'quiet',
+      design: 'emulated',
+      host: 'skylake',
+      result: 'passed',
+      programs: 30,
+    });
+    expect(structuredClone(r)).toEqual(r);
+  });
+
+  it('a law of the model has no design', () => {
+    expect(runCheck(spec({ check: 'readback', design: null, host: 'random', gen: null }))).toMatchObject({
+      design: null,
+      result: 'passed',
+    });
+  });
+
+  it('stops when the flag is set: interrupted, never failed, even before its first program', () => {
+    const stop = new Int32Array(new SharedArrayBuffer(4));
+    Atomics.store(stop, 0, 1);
+    const r = runCheck(spec({ runs: 1000 }), stop);
+    expect(r).toMatchObject({ result: 'interrupted', reason: 'signal', programs: 0, failure: null });
+  });
+
+  it('refuses a spec that names no check', () => {
+    expect(() => checkOf(spec({ gen: 'nope' }))).toThrow(CheckSpecError);
+  });
+});
+
+describe('notApplicable: the complement of designChecks', () => {
+  it.each(DESIGNS.map((d) => [d.id, d] as const))('%s: every check either runs or is n/a with a reason', (_id, d) => {
+    const all = new Set(designChecks(DESIGNS[0]!, 'skylake', BUILTIN_PROFILES.skylake!).map((c) => c.id));
+    for (const [name, host] of Object.entries(BUILTIN_PROFILES)) {
+      const run = new Set(designChecks(d, name, host).map((c) => c.id));
+      const na = notApplicable(d, name, host);
+      for (const n of na) expect(n.reason.length).toBeGreaterThan(0);
+      if (na.some((n) => n.id === '*')) expect(run.size).toBe(0);
+      else expect(new Set([...run, ...na.map((n) => n.id)])).toEqual(all);
+      for (const n of na) expect(run.has(n.id)).toBe(false);
+    }
+  });
+});
