@@ -1,5 +1,5 @@
 /**
- * The historical bug catalogue (../shared/bugs.md), ported: each in-scope row as a design with
+ * The historical bug catalogue (docs/bugs.md), ported: each in-scope row as a design with
  * the fix reverted and the check that must find it; each other row with why it cannot fit.
  * `npm run bugs` measures them; test/catalogue/catalogue.test.ts holds each to its budget.
  */

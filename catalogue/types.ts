@@ -1,5 +1,5 @@
 /**
- * A row of ../shared/bugs.md as the suite ports it: the historical bug as a design (the faithful
+ * A row of docs/bugs.md as the suite ports it: the historical bug as a design (the faithful
  * port with the fix reverted), the check that must find it, and how short its trigger can be.
  */
 

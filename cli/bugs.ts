@@ -1,7 +1,6 @@
 /**
- * `vpmu-conformance bugs` (`npm run bugs`): runs every ported row of the bug catalogue (bugs.md of the
- * project's design notes; docs/bugs.md summarises it) through the check that must find it, over several
- * seeds, and prints per bug: the commit, the check, the median programs and wall time to the first
+ * `vpmu-conformance bugs` (`npm run bugs`): runs every ported row of the bug catalogue (docs/bugs.md)
+ * through the check that must find it, over several seeds, and prints per bug: the commit, the check, the median programs and wall time to the first
  * failure, the shrunk length against the minimal trigger, and the report. Two targets per row: found
  * on every seed, and shrunk to at most the trigger plus one command; a miss is named with its
  * distance and the command exits 1. `--json` prints the same for machines.
@@ -13,10 +12,10 @@ import { CATALOGUE, OUT_OF_SCOPE } from '../catalogue/catalogue.js';
 import { type Measurement, measure } from '../catalogue/measure.js';
 import { OutDirError, checkOutputFile, writeFileAtomic } from '../reports/out_dir.js';
 import { EXIT, EXIT_HELP, guard } from './exit.js';
+import { BUGS_FORMAT } from './formats.js';
 import { compactTable, jsonTarget, plural } from './output.js';
 
 const ROWS = CATALOGUE.map((b) => String(b.row));
-export const BUGS_FORMAT = 'vpmu-conformance/bugs@1';
 /** How many commands past the minimal trigger a shrunk program may keep. */
 export const SHRINK_SLACK = 1;
 

@@ -24,9 +24,8 @@ import { designChecks } from '../properties/checks.js';
 import { DESIGN_IDS, designById } from '../designs/registry.js';
 import { OutDirError, checkOutputFile, writeFileAtomic } from '../reports/out_dir.js';
 import { EXIT, EXIT_HELP, guard } from './exit.js';
+import { COMPARE_FORMAT } from './formats.js';
 import { jsonTarget } from './output.js';
-
-export const COMPARE_FORMAT = 'vpmu-conformance/compare@1';
 
 function costArg(v: string, prev: Record<CostStep, number>): Record<CostStep, number> {
   try {

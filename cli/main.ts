@@ -32,7 +32,8 @@ import { checkRunner } from './check_runner.js';
 import { EXIT, EXIT_HELP, guard } from './exit.js';
 import { junitXml } from './junit.js';
 import { compactTable, jsonTarget, plural } from './output.js';
-import { type CheckResult, RESULTS_FORMAT, type StartResults, type Totals } from './results.js';
+import { RESULTS_FORMAT } from './formats.js';
+import type { CheckResult, StartResults, Totals } from './results.js';
 
 export const DEFAULT_RUNS = 2000;
 export const DEFAULT_DESIGNS = ['emulated', 'mediated'];

@@ -5,8 +5,7 @@
  */
 
 import { z } from 'zod';
-
-export const RESULTS_FORMAT = 'vpmu-conformance/results@1';
+import { RESULTS_FORMAT } from './formats.js';
 
 const count = z.int().nonnegative();
 
