@@ -27,6 +27,8 @@ export const WORLD_DECISIONS: readonly Decision[] = [
     choice: 'Only whether it faulted (#GP) or not; the value it stored shows on the next read.',
     why: 'WRMSR returns nothing to software; comparing a stored value on both sides would compare model internals.',
     ref: 'design.md "A program and its observations"',
+    unrecorded:
+      'It decides what is compared, not what either side does: a write is never judged by its value, so no verdict rests on it.',
   },
   {
     id: 'W4',

@@ -8,6 +8,7 @@ import type { Access } from '../model/hw/access.js';
 import type { Cpu, PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
 import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
 import { ProfileError } from '../model/hw/errors.js';
+import { relied } from '../model/hw/relied.js';
 import { defineProfile, type Profile } from '../model/hw/profile.js';
 import { RETIRED_AT_CPL, type WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
@@ -109,7 +110,10 @@ export function impossibleEnumeration(host: Profile, g: GuestConfig): string | n
     oracleProfile(host, g);
     return null;
   } catch (e) {
-    if (e instanceof ProfileError) return e.message;
+    if (e instanceof ProfileError) {
+      relied('W4');
+      return e.message;
+    }
     throw e;
   }
 }
@@ -178,6 +182,7 @@ export class World {
     if (!g.cpuid.pdcm) return g;
     const supported = v.supportedPerfCapabilities();
     if ((g.perfCapabilities & ~supported) === 0n) return g;
+    relied('W5');
     return { ...g, perfCapabilities: g.perfCapabilities & supported };
   }
 
@@ -217,6 +222,7 @@ export class World {
     const pmis: GuestPmi[] = [];
     if (r.ok) {
       const d = o.step(RETIRED_AT_CPL[cpl]!);
+      if (o.counted) relied('W1');
       if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
     }
     return adopted === undefined ? { r, pmis } : { r, pmis, adopted };
@@ -263,6 +269,7 @@ export class World {
     if (adopt !== undefined && !sut.ok) {
       const id = adopt.fault({ kind, msr, value: w, sut, guest: this.guestConfig(v) });
       if (id !== null) {
+        relied('W6');
         this.adopted.push(id);
         return { r: sut, pmis: [], adopted: { id, bareMetal: 'does not fault' } };
       }
@@ -272,6 +279,7 @@ export class World {
     if (adopt !== undefined && !r.ok) {
       const a = adopt.result({ kind, msr, value: w, sut, guest: this.guestConfig(v), oracle: r });
       if (a !== null) {
+        relied('W6');
         this.adopted.push(a.id);
         return this.retire(o, 0, a.result, { id: a.id, bareMetal: 'faults' });
       }
@@ -547,5 +555,6 @@ const EMPTY_ARCH_LBR: ArchLbrXsave = Object.freeze({
 });
 
 function vectorOf(d: PmiDelivery): number {
+  if (d.nmi) relied('W2');
   return d.nmi ? NMI_VECTOR : d.vector;
 }

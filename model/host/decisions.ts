@@ -13,6 +13,8 @@ export const HOST_DECISIONS: readonly Decision[] = [
       'Host: the active counters of events without exclude_host. Guest: the active counters of events without exclude_guest. Idle counters are left out.',
     why: 'The kernel writes intel_ctrl (every counter) minus intel_ctrl_guest_mask / host_mask; an idle counter has EN and its fixed nibble clear, so counting is the same, and the value read back names exactly the counters in use.',
     ref: 'arch/x86/events/intel/core.c __intel_pmu_enable_all, intel_guest_get_msrs',
+    unrecorded:
+      'An idle counter has EN and its fixed nibble clear, so whether its GLOBAL_CTRL bit is set changes no count, and no observation reads the pCPU GLOBAL_CTRL.',
   },
   {
     id: 'H2',
@@ -87,6 +89,7 @@ export const HOST_DECISIONS: readonly Decision[] = [
     choice: 'switchTo throws a ModelError when the task runs on another CPU; it must be switched out there first.',
     why: 'A thread runs on one CPU at a time; migration is switch-out on one CPU, switch-in on another.',
     ref: 'kernel/sched/core.c context_switch',
+    unrecorded: 'The error stops the model; it never decides an outcome.',
   },
   {
     id: 'H12',

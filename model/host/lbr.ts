@@ -43,6 +43,7 @@ import { lowMask, signExtend } from '../hw/bits.js';
 import { ModelError } from '../hw/errors.js';
 import { msrName } from '../hw/msr/map.js';
 import { type Profile } from '../hw/profile.js';
+import { relied } from '../hw/relied.js';
 import type { BranchSampleType } from './types.js';
 
 // Legacy LBR_SELECT bits (LBR_KERNEL .. LBR_CALL_STACK), "capture" sense before inversion.
@@ -99,6 +100,7 @@ export function intel_pmu_setup_hw_lbr_filter(p: Profile, b: BranchSampleType): 
   const fmt = lbrFormat(p);
   if (fmt === null) return { error: `EOPNOTSUPP: ${p.name} has no LBRs` };
   if (fmt === 'arch') {
+    relied('H12');
     const a = p.archLbr!;
     if (b.callStack && !a.callStack) return { error: 'EOPNOTSUPP: Arch LBR without call-stack mode' };
     let m = b.callStack ? ARCH_LBR_REL_CALL | ARCH_LBR_IND_CALL | ARCH_LBR_RETURN | ARCH_LBR_CALL_STACK : ARCH_LBR_ANY;
@@ -108,6 +110,7 @@ export function intel_pmu_setup_hw_lbr_filter(p: Profile, b: BranchSampleType): 
   }
   const g = p.legacyLbr!;
   if (b.callStack && !g.callStack) return { error: `EOPNOTSUPP: ${p.name} has no LBR call-stack mode` };
+  relied('H12');
   if (!g.select) return { config: 0n }; // no LBR_SELECT: everything is recorded (decision H12)
   let m = b.callStack ? LBR_REL_CALL | LBR_IND_CALL | LBR_RETURN | LBR_CALL_STACK : LBR_ANY;
   if (b.user) m |= LBR_USER;
@@ -160,7 +163,10 @@ export function intel_pmu_lbr_reset(hw: Cpu): void {
     if (g.infoBase !== undefined) wr(hw, g.infoBase + i, 0n);
   }
   // "if (!ARCH_LBR && cpuc->lbr_select) wrmsrl(MSR_LBR_SELECT, 0)": every LBR user filters here.
-  if (g.select) wr(hw, MSR_LBR_SELECT, 0n);
+  if (g.select) {
+    relied('H14');
+    wr(hw, MSR_LBR_SELECT, 0n);
+  }
 }
 
 /** An LBR record's addresses with the format's flag bits stripped, as perf reports them. */
@@ -190,7 +196,10 @@ export function intel_pmu_lbr_read(hw: Cpu): BranchRecord[] {
     const depth = Number(rd(hw, MSR_ARCH_LBR_DEPTH));
     for (let k = 0; k < depth; k++) {
       const from = rd(hw, MSR_ARCH_LBR_FROM_0 + k);
-      if (from === 0n) break;
+      if (from === 0n) {
+        relied('H5');
+        break;
+      }
       out.push({ from, to: rd(hw, MSR_ARCH_LBR_TO_0 + k) });
     }
     return out;
@@ -201,7 +210,10 @@ export function intel_pmu_lbr_read(hw: Cpu): BranchRecord[] {
   for (let i = 0; i < g.depth; i++) {
     const idx = (tos - i + g.depth) % g.depth;
     const from = rd(hw, g.fromBase + idx);
-    if (from === 0n) break;
+    if (from === 0n) {
+      relied('H5');
+      break;
+    }
     out.push({ from: legacyFrom(p.lbrFmt, from), to: legacyTo(p.lbrFmt, rd(hw, g.toBase + idx)) });
   }
   return out;

@@ -7,6 +7,7 @@
  */
 
 import { ModelError } from '../hw/errors.js';
+import { relied } from '../hw/relied.js';
 import { X2APIC_LVTPC, APIC_LVT_MASKED, APIC_DM_NMI, APIC_DM_FIXED } from '../hw/msr/apic.js';
 import type { HostKernel } from './perf.js';
 import type { PerfEventAttr } from './types.js';
@@ -34,8 +35,10 @@ export function is_include_guest_event(a: PerfEventAttr): boolean {
 /** mediated_pmu_account_event, from perf_event_alloc: null, or the error perf_event_open returns. */
 export function mediated_pmu_account_event(m: MediatedPmuState, a: PerfEventAttr): string | null {
   if (!is_include_guest_event(a)) return null;
-  if (m.nrMediatedPmuVms > 0)
+  if (m.nrMediatedPmuVms > 0) {
+    relied('H15');
     return 'EOPNOTSUPP: a VM with a mediated vPMU exists; only exclude_guest events are allowed';
+  }
   m.nrIncludeGuestEvents++;
   return null;
 }
@@ -86,6 +89,7 @@ export function perf_put_guest_context(host: HostKernel, cpu: number): void {
   const m = host.mediatedPmu;
   if (!m.guestCtxLoaded.has(cpu))
     throw new ModelError(`perf_put_guest_context: CPU ${cpu} has no guest context (WARN_ON_ONCE)`);
+  relied('H16');
   host.schedGuestEvents(cpu, 'in');
   m.guestCtxLoaded.delete(cpu);
 }

@@ -28,6 +28,7 @@ import {
   STATUS,
 } from '../hw/msr/global.js';
 import { ModelError } from '../hw/errors.js';
+import { relied } from '../hw/relied.js';
 import { msrName } from '../hw/msr/map.js';
 import { type Profile } from '../hw/profile.js';
 import { type WorkUnit } from '../hw/work.js';
@@ -55,6 +56,7 @@ import {
   type Constraint,
   intel_get_event_constraints,
   FIXED_BASE,
+  fixedMapping,
   IDX_VLBR,
   rawEventMask,
   x86_schedule_events,
@@ -296,6 +298,7 @@ export class HostKernel {
 
   /** The LBR facility perf manages: the part's, unless the boot-time probe took it away. */
   private lbrFormat() {
+    if (!this.lbrProbed && lbrFormat(this.profile) !== null) relied('H17');
     return this.lbrProbed ? lbrFormat(this.profile) : null;
   }
 
@@ -418,7 +421,7 @@ export class HostKernel {
     }
     const raw = a.config & rawEventMask(p);
     const constraint = intel_get_event_constraints(p, raw, a.vlbr === true);
-    // H8
+    if (fixedMapping(raw)?.gpFallback === false) relied('H8'); // a pseudo-encoding: fixed counter j only
     if (constraint === null) return { error: `EINVAL: no counter of ${p.name} counts config 0x${raw.toString(16)}` };
     // x86_pmu_hw_config: INT always (counting events fold on overflow too), USR/OS from the excludes.
     let hwConfig = ARCH_PERFMON_EVENTSEL_INT | raw;
@@ -581,6 +584,7 @@ export class HostKernel {
     const pc = this.cpu(cpu);
     const hw = pc.hw;
     const inGuest = this.guestCallbacks !== null ? this.guestCallbacks.state(cpu) : hw.mode === 'guest';
+    if (hw.mode === 'guest') relied('H2'); // the handler stands for VM-exit, handler, VM-entry
     let handled = 0;
     must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0n), 'WRMSR GLOBAL_CTRL'); // __intel_pmu_disable_all
     let status = must(hw.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS), 'RDMSR GLOBAL_STATUS');
@@ -588,7 +592,10 @@ export class HostKernel {
     for (let loops = 1; status !== 0n && loops <= PMI_LOOP_LIMIT; loops++) {
       const branches = this.lbrUsers(pc) > 0 && !this.vlbr_exclude_host(pc) ? intel_pmu_lbr_read(hw) : null; // intel_pmu_lbr_read
       must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, status), 'WRMSR GLOBAL_OVF_CTRL'); // intel_pmu_ack
-      if ((status & (1n << BigInt(STATUS.OVF_BUF))) !== 0n) handled++; // PEBS buffer: nothing to drain (H7)
+      if ((status & (1n << BigInt(STATUS.OVF_BUF))) !== 0n) {
+        relied('H7');
+        handled++; // PEBS buffer: nothing to drain (H7)
+      }
       if ((status & (1n << BigInt(STATUS.PERF_METRICS_OVF))) !== 0n) handled++;
       for (let bit = 0; bit < 64; bit++) {
         if ((((status & counters) >> BigInt(bit)) & 1n) !== 0n) {
@@ -602,6 +609,7 @@ export class HostKernel {
             e.lbr !== null && !e.lbr.vlbr && branches !== null
               ? { cpu, inGuest, branches: branches.map((b) => ({ from: b.from, to: b.to })) }
               : { cpu, inGuest };
+          relied('H10'); // the sample's guest/host attribution
           e.samples.push(sample);
           e.overflow?.(e, sample);
         }
@@ -700,6 +708,7 @@ export class HostKernel {
 
   /** group_can_go_on (decision H3). */
   private group_can_go_on(pc: PCpu, e: Event, canAddHw: boolean): boolean {
+    if (e.attr.exclusive || pc.x86.some((x) => x.attr.exclusive)) relied('H3');
     if (pc.x86.some((x) => x.attr.exclusive)) return false;
     if (e.attr.exclusive && pc.x86.length > 0) return false;
     return canAddHw;
@@ -726,13 +735,19 @@ export class HostKernel {
   /** x86_pmu_add: collect the event and schedule the whole set; false when it does not fit. */
   private x86_pmu_add(pc: PCpu, e: Event): boolean {
     const firstLbr = e.lbr !== null && !pc.x86.some((x) => x.lbr !== null);
-    if (e.lbr !== null && pc.x86.some((x) => x.lbr !== null && x.lbr.key !== e.lbr!.key)) return false; // H4
+    if (e.lbr !== null && pc.x86.some((x) => x.lbr !== null && x.lbr.key !== e.lbr!.key)) {
+      relied('H4');
+      return false;
+    }
     const set = [...pc.x86, e];
     const assign = x86_schedule_events(set.map((x) => ({ constraint: x.constraint, lastIdx: x.lastIdx })));
     if (assign === null) return false;
     for (let i = 0; i < set.length; i++) set[i]!.assigned = assign[i]!;
     pc.x86 = set;
-    if (firstLbr && !e.everRan) intel_pmu_lbr_reset(pc.hw); // intel_pmu_lbr_add (decision H13)
+    if (firstLbr && !e.everRan) {
+      relied('H13');
+      intel_pmu_lbr_reset(pc.hw); // intel_pmu_lbr_add
+    }
     return true;
   }
 
@@ -826,6 +841,7 @@ export class HostKernel {
     const ecx = idx < FIXED_BASE ? idx : 0x4000_0000 | (idx - FIXED_BASE);
     const r = pc.hw.rdpmc(ecx, 0);
     const raw = r.ok ? r.value : must(r, `RDPMC 0x${ecx.toString(16)}`);
+    if (raw < e.prev_count) relied('H9'); // the delta wraps at the counter's own width
     const delta = (raw - e.prev_count) & this.counterMask(idx);
     e.prev_count = raw;
     e.count += delta;
@@ -877,7 +893,10 @@ export class HostKernel {
         return;
       }
       if (users.length === 0 || t.lbrSaved === null) intel_pmu_lbr_reset(pc.hw);
-      else intel_pmu_lbr_restore(pc.hw, t.lbrSaved); // decision H6: always restore
+      else {
+        relied('H6');
+        intel_pmu_lbr_restore(pc.hw, t.lbrSaved); // always restore
+      }
       t.lbrSaved = null;
       return;
     }

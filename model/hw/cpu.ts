@@ -5,19 +5,36 @@
  */
 
 import { type Access, gp, ok } from './access.js';
-import { getField, isSet } from './bits.js';
+import { bit, getField, isSet } from './bits.js';
 import { ModelError } from './errors.js';
-import { fixedSource, gpSource, N_SRC, SRC } from './events.js';
+import { archEventIndex, fixedSource, gpSource, N_SRC, SRC } from './events.js';
 import { APIC_DM, APIC_LVT_MASKED, LVTPC } from './msr/apic.js';
 import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, DEBUGCTLMSR_FREEZE_PERFMON_ON_PMI, DEBUGCTLMSR_LBR } from './msr/debugctl.js';
 import { fixedNibble, METRICS_CLEAR_EN } from './msr/counters.js';
-import { EN_PERF_METRICS, GLOBAL_STATUS_COUNTERS_FROZEN, GLOBAL_STATUS_LBRS_FROZEN, STATUS } from './msr/global.js';
-import { type ArchLbrXsave, archRecord, xrstorsArchLbr, xsavesArchLbr } from './msr/lbr_arch.js';
+import {
+  EN_PERF_METRICS,
+  GLOBAL_STATUS_COUNTERS_FROZEN,
+  GLOBAL_STATUS_LBRS_FROZEN,
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  STATUS,
+} from './msr/global.js';
+import { ARCH_LBR_LBREN, type ArchLbrXsave, archRecord, xrstorsArchLbr, xsavesArchLbr } from './msr/lbr_arch.js';
 import { legacyRecord } from './msr/lbr_legacy.js';
 import { buildMsrFile, msrName } from './msr/map.js';
+import {
+  MSR_IA32_DS_AREA,
+  MSR_IA32_LASTINTFROMIP,
+  MSR_IA32_LASTINTTOIP,
+  MSR_IA32_PEBS_ENABLE,
+  MSR_LER_INFO,
+  MSR_PEBS_DATA_CFG,
+} from './msr/unmodelled.js';
 import { accumulateTopdown, clearTopdown, readPerfMetrics, tallyTopdown, totalSlots } from './msr/topdown.js';
 import type { MsrDef } from './msr/types.js';
-import { fixedIndices, type Profile } from './profile.js';
+import { archEventAvailable, fixedIndices, type Profile } from './profile.js';
+import { relied } from './relied.js';
 import { PmuState } from './state.js';
 import { validateUnit, type WorkUnit } from './work.js';
 
@@ -53,6 +70,7 @@ interface Active {
 }
 
 const ROOM_CAP = 2 ** 52;
+const FREEZES = DEBUGCTLMSR_FREEZE_LBRS_ON_PMI | DEBUGCTLMSR_FREEZE_PERFMON_ON_PMI;
 const PERF_METRICS_OVF = 1n << BigInt(STATUS.PERF_METRICS_OVF);
 
 export type CpuMode = 'host' | 'guest';
@@ -68,6 +86,12 @@ const OCC = new Float64Array(N_SRC);
  */
 const ABSENT_GP = new Map<string, Map<number, Access>>();
 
+/** Global MSRs, absent below version 2 (decision D1). */
+const GLOBAL_MSRS = new Set([MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_OVF_CTRL]);
+/** PEBS and the debug store (decision D31), the last-exception records (decision D27): absent everywhere. */
+const PEBS_MSRS = new Set([MSR_IA32_PEBS_ENABLE, MSR_PEBS_DATA_CFG, MSR_IA32_DS_AREA]);
+const LER_MSRS = new Set([MSR_IA32_LASTINTFROMIP, MSR_IA32_LASTINTTOIP, MSR_LER_INFO]);
+
 export class Cpu {
   readonly profile: Profile;
   private s: PmuState;
@@ -82,6 +106,8 @@ export class Cpu {
   // a literal: a typed array costs a backing store per CPU
   private readonly tdPending: number[] = [0, 0, 0, 0, 0, 0, 0, 0, 0];
   private tdAny = false;
+  /** Did the last unit stepped count on any counter? (What the world's decision W1 needs to know.) */
+  counted = false;
   /** PERF_METRICS accumulates: enumerated and GLOBAL_CTRL.EN_PERF_METRICS set (D12). */
   private metricsOn = false;
 
@@ -151,6 +177,9 @@ export class Cpu {
 
   /** The #GP of an MSR the part lacks, made once per address (generated programs probe many). */
   private absent(address: number): Access {
+    if (GLOBAL_MSRS.has(address) && this.profile.version === 1) relied('D1');
+    else if (PEBS_MSRS.has(address)) relied('D31');
+    else if (LER_MSRS.has(address)) relied('D27');
     let byAddress = ABSENT_GP.get(this.profile.name);
     if (byAddress === undefined) ABSENT_GP.set(this.profile.name, (byAddress = new Map<number, Access>()));
     let a = byAddress.get(address);
@@ -188,7 +217,11 @@ export class Cpu {
           ? ok(s.fixed[idx]!)
           : gp(`RDPMC 0x${ecx.toString(16)}: no fixed counter ${idx}`);
       case 0x2000: {
-        if (!p.perfMetrics || idx !== 0) return gp(`RDPMC 0x${ecx.toString(16)}: no PERF_METRICS index ${idx}`); // D34
+        if (!p.perfMetrics || idx !== 0) {
+          if (p.perfMetrics) relied('D34');
+          return gp(`RDPMC 0x${ecx.toString(16)}: no PERF_METRICS index ${idx}`);
+        }
+        relied('D12');
         const v = readPerfMetrics(s);
         if (p.metricsClear && isSet(s.fixedCtrl, METRICS_CLEAR_EN)) clearTopdown(s);
         return ok(v);
@@ -222,11 +255,15 @@ export class Cpu {
         const e = s.evtsel[i]!;
         if (!isSet(e, 22)) continue;
         if (p.version >= 2 && !isSet(s.globalCtrl, i)) continue;
+        if (isSet(e, 32) || isSet(e, 33)) relied('D38');
         if (isSet(e, 32)) continue; // IN_TX: counts only inside transactions; no unit runs in one (D38)
+        const src = gpSource(e);
+        if (src === SRC.NONE) relied('D29');
+        else if (!archEventAvailable(p, archEventIndex(src))) relied('D33');
         out.push({
           fixed: false,
           idx: i,
-          src: gpSource(e),
+          src,
           usr: isSet(e, 16),
           os: isSet(e, 17),
           edge: isSet(e, 18),
@@ -241,6 +278,7 @@ export class Cpu {
       for (const j of this.fixedIdx) {
         const f = fixedNibble(s.fixedCtrl, j);
         if ((f & 3) === 0 || !isSet(s.globalCtrl, 32 + j)) continue;
+        if (fixedSource(j) === SRC.NONE) relied('D29');
         out.push({
           fixed: true,
           idx: j,
@@ -293,6 +331,7 @@ export class Cpu {
     }
 
     const active = this.activeEpoch === s.configEpoch ? this.active : this.refresh();
+    this.counted = false;
     if (active.length === 0) return null;
 
     const occ = OCC;
@@ -324,15 +363,20 @@ export class Cpu {
       let inc: number;
       if (c.cmask === 0)
         inc = n; // INV is ignored when CMASK = 0
-      else inc = (c.inv ? n < c.cmask : n >= c.cmask) ? 1 : 0;
+      else {
+        relied('D4');
+        inc = (c.inv ? n < c.cmask : n >= c.cmask) ? 1 : 0;
+      }
       if (c.edge) {
         // D5: count rising edges of the (thresholded) condition, one per unit at most.
+        relied('D5');
         const cond = inc > 0;
         inc = cond && !s.edgePrev[c.idx]! ? 1 : 0;
         s.edgePrev[c.idx] = cond;
       }
       if (c.fixed && c.idx === 3) slotsCounted = true;
       if (inc === 0) continue;
+      this.counted = true;
       const arr = c.fixed ? s.fixed : s.pmc;
       if (c.room < 0) {
         const left = (c.fixed ? p.fixedMask : p.gpMask) - arr[c.idx]!;
@@ -350,20 +394,44 @@ export class Cpu {
       if (raw > mask) {
         arr[c.idx] = raw & mask; // wraps modulo 2^width
         overflowed |= c.statusBit;
-        if (c.pmi) pmi = true;
-        if (c.fixed && c.idx === 3 && this.metricsOn) overflowed |= PERF_METRICS_OVF; // D11
+        if (c.pmi) {
+          if (pmi) relied('D8'); // a second PMI-enabled overflow in the unit: still one PMI
+          pmi = true;
+        }
+        if (c.fixed && c.idx === 3 && this.metricsOn) {
+          relied('D11');
+          overflowed |= PERF_METRICS_OVF;
+        }
       } else {
         arr[c.idx] = raw;
       }
     }
     if (slotsCounted && t !== undefined && this.metricsOn) {
-      tallyTopdown(this.tdPending, t, p.topdownL2); // D12
+      relied('D12');
+      tallyTopdown(this.tdPending, t, p.topdownL2);
       this.tdAny = true;
     }
 
     if (overflowed === 0n) return null;
-    if (p.version >= 2) s.globalStatus |= overflowed; // whatever INT says (§4.3); sticky if set (D10)
-    return pmi ? this.raisePmi() : null; // D6: no PMI-enabled overflow, no PMI and no freeze
+    if (p.version >= 2) {
+      if ((s.globalStatus & overflowed) !== 0n) relied('D10');
+      s.globalStatus |= overflowed; // whatever INT says (§4.3); sticky if set (D10)
+    }
+    if (!pmi) {
+      if ((s.debugctl & FREEZES) !== 0n) relied('D6'); // no PMI-enabled overflow, no PMI and no freeze
+      return null;
+    }
+    // D36: this unit's branches were recorded before the freeze its overflow causes.
+    if (inserts > 0 && (s.debugctl & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n) relied('D36');
+    return this.raisePmi();
+  }
+
+  /** Do the LBRs record now (legacy DEBUGCTL.LBR or Arch LBR_CTL.LBREn, and no LBR_FRZ)? */
+  private lbrRecording(): boolean {
+    const s = this.s;
+    if ((s.globalStatus & GLOBAL_STATUS_LBRS_FROZEN) !== 0n) return false;
+    if (this.profile.archLbr !== undefined) return (s.lbrCtl & ARCH_LBR_LBREN) !== 0n;
+    return this.profile.legacyLbr !== undefined && (s.debugctl & DEBUGCTLMSR_LBR) !== 0n;
   }
 
   /** Runs units in order; returns the index of each unit after which a PMI arrived. */
@@ -383,16 +451,25 @@ export class Cpu {
   private raisePmi(): PmiDelivery | null {
     const s = this.s;
     const p = this.profile;
+    // Both freeze bits exist from version 2 (D37): a version-1 DEBUGCTL never has them.
     if ((s.debugctl & DEBUGCTLMSR_FREEZE_PERFMON_ON_PMI) !== 0n) {
       if (p.version >= 4) s.globalStatus |= GLOBAL_STATUS_COUNTERS_FROZEN;
-      else if (p.version >= 2) s.globalCtrl = 0n; // D9: legacy freeze clears all of GLOBAL_CTRL
+      else {
+        if ((s.globalCtrl & bit(EN_PERF_METRICS)) !== 0n) relied('D9');
+        s.globalCtrl = 0n; // D9: legacy freeze clears all of GLOBAL_CTRL
+      }
       s.configEpoch++;
     }
     if ((s.debugctl & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n) {
       if (p.version >= 4) s.globalStatus |= GLOBAL_STATUS_LBRS_FROZEN;
-      else s.debugctl &= ~DEBUGCTLMSR_LBR; // legacy: clear DEBUGCTL.LBR (on v1 too: D37)
+      else s.debugctl &= ~DEBUGCTLMSR_LBR; // legacy (v2, v3): clear DEBUGCTL.LBR
     }
-    if ((s.lvtpc & APIC_LVT_MASKED) !== 0n) return null;
+    if ((s.lvtpc & APIC_LVT_MASKED) !== 0n) {
+      relied('D7');
+      return null;
+    }
+    // D39: the PMI itself is no LBR record, which shows only while the LBRs still record.
+    if (this.lbrRecording()) relied('D39');
     const lvt = s.lvtpc;
     s.lvtpc |= APIC_LVT_MASKED;
     return {

@@ -12,6 +12,11 @@ export interface Decision {
   readonly why: string;
   /** Where the question is raised. */
   readonly ref: string;
+  /**
+   * Why no run records this decision (model/hw/relied.ts), where none does: it shapes the model or the comparison
+   * rather than deciding an outcome a different choice would change.
+   */
+  readonly unrecorded?: string;
 }
 
 export const DECISIONS: readonly Decision[] = [
@@ -77,7 +82,7 @@ export const DECISIONS: readonly Decision[] = [
     id: 'D9',
     question: 'Does legacy FREEZE_PERFMON_ON_PMI clear GLOBAL_CTRL[48] too?',
     choice:
-      'Legacy freeze (v2, v3) clears every bit of GLOBAL_CTRL. On v1 there is no GLOBAL_CTRL and it has no effect.',
+      'Legacy freeze (v2, v3) clears every bit of GLOBAL_CTRL, bit 48 included. A version-1 PMU has neither freeze bit (D37).',
     why: 'The SDM says it clears the enable bits of GLOBAL_CTRL; EN_PERF_METRICS only exists on v4+ parts, where freezing uses CTR_FRZ.',
     ref: 'pmu-semantics.md §4.4, §8',
   },
@@ -285,10 +290,11 @@ export const DECISIONS: readonly Decision[] = [
   },
   {
     id: 'D37',
-    question: 'Freeze_LBRs_On_PMI on a version-1 PMU.',
-    choice: 'Clears DEBUGCTL.LBR, as on versions 2 and 3; FREEZE_PERFMON_ON_PMI has nothing to clear.',
-    why: 'The legacy LBR freeze is a DEBUGCTL behaviour, older than the global MSRs.',
-    ref: 'pmu-semantics.md §4.4, §4.5',
+    question: 'Freeze_LBRs_On_PMI and Freeze_PerfMon_On_PMI (IA32_DEBUGCTL bits 11 and 12) on a version-1 PMU.',
+    choice:
+      'Absent below version 2: a DEBUGCTL write that sets either bit #GPs (reserved), so nothing freezes on a PMI of a version-1 PMU.',
+    why: 'The current SDM offers both freezes "for processors supporting architectural performance monitoring version 2 or greater (i.e. CPUID.0AH:EAX[7:0] > 1)", the legacy DEBUGCTL form for versions 2 and 3, the streamlined one from version 4. Unverified: no version-1 part was run (whether it #GPs on bit 11 or ignores it), and the 2009 SDM (253668-032US §16.4.7) stated the freezes without a version condition. The model took that older reading until this entry was re-decided (v1 cleared DEBUGCTL.LBR as v2/v3 do); reports/filed/0005 rested on it.',
+    ref: 'Intel SDM Vol. 3B §17.4.7 "Freezing LBR and Performance Counters on PMI", §17.4.1 IA32_DEBUGCTL; pmu-semantics.md §4.4, §4.5',
   },
   {
     id: 'D38',
@@ -304,6 +310,14 @@ export const DECISIONS: readonly Decision[] = [
       'No: the model records only the taken branches a work unit lists. A workload that wants an interrupt in the LBRs lists it as a FAR branch.',
     why: 'Where a PMI lands in the handler is microarchitectural skid; the work-unit vocabulary states branches explicitly.',
     ref: 'pmu-semantics.md §4.7; design.md "Timing"',
+  },
+  {
+    id: 'D40',
+    question: 'MSR_LASTBRANCH_TOS and the legacy LBR records after RESET.',
+    choice:
+      'TOS 0 and every record 0. A read of TOS or of a record before software first wrote TOS relies on this choice.',
+    why: "No reset value of TOS or of the records is architectural (the SDM lists none, pmu-semantics.md §4.10 has no row, and a deep C-state may zero TOS), so what such a read returns is the part's choice: any value is conformant, and a divergence there shows only which choice KVM's path makes.",
+    ref: 'Intel SDM Vol. 3B §17.4.8 "LBR Stack", §17.10.3; pmu-semantics.md §4.10',
   },
 ];
 

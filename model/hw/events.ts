@@ -52,3 +52,29 @@ const FIXED_SRC = [SRC.INSTRUCTIONS, SRC.CYCLES, SRC.TSC_CYCLES, SRC.SLOTS];
 export function fixedSource(i: number): number {
   return FIXED_SRC[i] ?? SRC.NONE;
 }
+
+/** The CPUID.0AH:EBX bit (architectural event index) of each source, -1 for none (D33). */
+const EBX_BIT: readonly number[] = (() => {
+  const order = [
+    SRC.CYCLES,
+    SRC.INSTRUCTIONS,
+    SRC.REF_CYCLES,
+    SRC.LLC_REFERENCES,
+    SRC.LLC_MISSES,
+    SRC.BRANCHES,
+    SRC.BRANCH_MISSES,
+    SRC.SLOTS,
+    SRC.TD_BACKEND,
+    SRC.TD_BAD_SPEC,
+    SRC.TD_FRONTEND,
+    SRC.TD_RETIRING,
+    SRC.LBR_INSERTS,
+  ];
+  const bits = new Array<number>(N_SRC).fill(-1);
+  order.forEach((src, i) => (bits[src] = i));
+  return bits;
+})();
+
+export function archEventIndex(src: number): number {
+  return EBX_BIT[src] ?? -1;
+}

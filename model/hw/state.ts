@@ -45,6 +45,8 @@ export class PmuState {
   // Legacy LBR (model-specific MSRs).
   lbrSelect = 0n;
   lbrTos = 0;
+  /** Has software written TOS since RESET? Until then TOS and the records sit where RESET left them (D40). */
+  lbrTosWritten = false;
   readonly lbrFrom: bigint[];
   readonly lbrTo: bigint[];
   readonly lbrInfo: bigint[];

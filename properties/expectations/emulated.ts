@@ -36,7 +36,7 @@ import {
   ARCH_PERFMON_EVENTSEL_OS,
 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
-import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { MSR_LBR_TOS, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
 const isCounter = (m: number) =>
@@ -226,17 +226,19 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       (o.target === MSR_CORE_PERF_GLOBAL_STATUS || isLegacyLbrMsr(o.target)),
   },
   {
-    id: 'no-v1-lbr-freeze',
+    id: 'v1-freeze-lbrs-accepted',
     title:
-      'a guest with PMU version 1 and FREEZE_LBRS_ON_PMI gets no freeze: DEBUGCTL.LBR stays set and the LBRs keep recording after the PMI (decision D37; reports/filed/0005)',
+      'a guest with PMU version 1 and LBRs may set FREEZE_LBRS_ON_PMI, which a version-1 PMU does not have (decision D37; reports/filed/0005)',
     kernelRef:
-      'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_deliver_pmi: intel_pmu_legacy_freezing_lbrs_on_pmi only for 1 < version < 4, while vmx_get_supported_debugctl still accepts FREEZE_LBRS_ON_PMI',
+      'arch/x86/kvm/vmx/vmx.c vmx_get_supported_debugctl: LBR and FREEZE_LBRS_ON_PMI whenever intel_pmu_lbr_is_enabled, whatever the PMU version',
     matches: (o, c) =>
       version(c) === 1 &&
-      debugctlArmed(c.history, 11) &&
-      o.kind === 'rdmsr' &&
-      o.target !== null &&
-      (o.target === MSR_IA32_DEBUGCTLMSR || isLegacyLbrMsr(o.target)),
+      o.kind === 'wrmsr' &&
+      o.target === MSR_IA32_DEBUGCTLMSR &&
+      o.sut.kind === 'accepted' &&
+      isGp(o.oracle) &&
+      o.value !== null &&
+      (o.value & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n,
   },
   STATUS_BITS_V2,
   {

@@ -1,11 +1,12 @@
 /**
- * Regression for reports/filed/0005-kvm-no-lbr-freeze-for-pmu-v1.md: a guest with PMU version 1 and
- * FREEZE_LBRS_ON_PMI gets no freeze, so DEBUGCTL.LBR stays set after the PMI. Found by a seed
- * sweep of the conformance property (FC_SEED=213); pinned as upstream behaviour (declared
- * no-v1-lbr-freeze). It rests on decision D37 (a v1 PMU freezes as v2/v3 do).
+ * Regression for reports/filed/0005-kvm-freeze-lbrs-accepted-for-pmu-v1.md: KVM accepts FREEZE_LBRS_ON_PMI in the
+ * DEBUGCTL of a PMU version 1 guest with LBRs, a bit a version-1 PMU does not have (decision D37, re-decided from the
+ * SDM). It first read "no LBR freeze for a PMU v1 guest", which rested on the opposite reading of D37; that claim is
+ * withdrawn (a v1 PMU has no freeze to emulate). Declared as v1-freeze-lbrs-accepted.
  */
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
+import { DecisionLog, recording } from '../../model/hw/relied.js';
 import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
 import { lbrGuest } from '../../properties/lbr_freeze.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../scenarios/commands.js';
@@ -20,21 +21,22 @@ const program = [
   new GuestRdmsr(0, 0x1d9),
 ];
 
-describe('reports/filed/0005: no LBR freeze for a PMU v1 guest', () => {
-  it('the emulated vPMU leaves DEBUGCTL.LBR set after the PMI', () => {
-    expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
-      kind: 'rdmsr',
-      target: 0x1d9,
-      sut: { kind: 'value', value: 0x801n },
-      oracle: { kind: 'value', value: 0x800n },
-    });
+describe('reports/filed/0005: FREEZE_LBRS_ON_PMI accepted for a PMU v1 guest', () => {
+  it('the emulated vPMU accepts the DEBUGCTL write that a version-1 PMU refuses, and that verdict rests on D37', () => {
+    const log = new DecisionLog();
+    const d = recording(log, () => firstDivergence('skylake', guest, program, 'emulated'));
+    expect(d).toMatchObject({ kind: 'wrmsr', target: 0x1d9, sut: { kind: 'accepted' }, oracle: { kind: 'gp' } });
+    expect(log.has('D37')).toBe(true);
   });
 
-  it('is declared as the known divergence no-v1-lbr-freeze', () => {
-    expect(knownDivergencesMet('skylake', guest, program, 'emulated')).toEqual(['no-v1-lbr-freeze']);
+  it('is declared as the known divergence v1-freeze-lbrs-accepted', () => {
+    expect(knownDivergencesMet('skylake', guest, program, 'emulated')).toEqual(['v1-freeze-lbrs-accepted']);
   });
 
-  it('the same program on a v2 guest freezes on both sides', () => {
+  it('LBR alone conforms on a v1 guest, and the whole program freezes on both sides of a v2 guest', () => {
+    expect(firstDivergence('skylake', guest, [new GuestWrmsr(0, 0x1d9, 0x1n), ...program.slice(1)], 'emulated')).toBe(
+      null,
+    );
     expect(
       firstDivergence('skylake', lbrGuest(SKYLAKE, 2), [new GuestWrmsr(0, 0x38f, 0x1n), ...program], 'emulated'),
     ).toBeNull();

@@ -6,6 +6,7 @@
 import { type Access, gp, ok } from '../access.js';
 import { describeBits, fieldMask, fields, maskOf } from '../bits.js';
 import { msrFamily } from './family.js';
+import { relied } from '../relied.js';
 
 export const X2APIC_LVTPC = 0x834;
 
@@ -23,6 +24,7 @@ const WRITABLE = maskOf(LVTPC, ['vector', 'deliveryMode', 'mask']);
 
 export function legalizeLvtpc(v: bigint): Access {
   const bad = v & ~WRITABLE & ~maskOf(LVTPC, ['deliveryStatus']);
+  if ((v & ~WRITABLE) !== 0n) relied('D32'); // a reserved bit, or the read-only delivery status
   return bad === 0n ? ok(v & WRITABLE) : gp(`x2APIC LVTPC: reserved ${describeBits(bad)} set`);
 }
 

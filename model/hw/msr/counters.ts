@@ -9,6 +9,8 @@ import { fixedExists, type Profile, perProfile } from '../profile.js';
 import { rebaseTopdown } from './topdown.js';
 import { msrFamily } from './family.js';
 import type { MsrDef } from './types.js';
+import { relied } from '../relied.js';
+import type { PmuState } from '../state.js';
 
 export const MSR_IA32_PERFCTR0 = 0xc1;
 export const MSR_IA32_PMC0 = 0x4c1;
@@ -80,9 +82,21 @@ function evtselMask(p: Profile, i: number): bigint {
   return m;
 }
 
+/** Bits a selector may carry that the model accepts without their effect: AnyThread (D30), ADAPTIVE (D31). */
+const UNMODELLED_EVTSEL = ARCH_PERFMON_EVENTSEL_ANY | ICL_EVENTSEL_ADAPTIVE;
+
 export function legalizeEvtsel(p: Profile, i: number, v: bigint): Access {
   const w = evtselWritable(p, i);
-  return (v | w) === w ? ok(v) : gp(`IA32_PERFEVTSEL${i}: reserved ${describeBits(v & ~w)} set`);
+  if ((v | w) !== w) return gp(`IA32_PERFEVTSEL${i}: reserved ${describeBits(v & ~w)} set`);
+  if ((v & UNMODELLED_EVTSEL) !== 0n) relied((v & ARCH_PERFMON_EVENTSEL_ANY) !== 0n ? 'D30' : 'D31');
+  return ok(v);
+}
+
+const EN_INT = ARCH_PERFMON_EVENTSEL_ENABLE | ARCH_PERFMON_EVENTSEL_INT;
+
+/** A write never overflows by itself (D35): that decides an outcome only for a counter that could raise a PMI. */
+function gpWritten(s: PmuState, i: number): void {
+  if ((s.evtsel[i]! & EN_INT) === EN_INT) relied('D35');
 }
 
 /** Legacy alias write: EAX sign-extended to the counter width, EDX ignored; never #GPs (§2.2). */
@@ -93,12 +107,14 @@ export function writeLegacyPmc(p: Profile, v: bigint): bigint {
 /** Full-width alias write: bits at or above gpWidth #GP (§2.2; decision D3). */
 export function legalizeFullWidthPmc(p: Profile, i: number, v: bigint): Access {
   const bad = v & ~p.gpMask;
+  if (bad !== 0n) relied('D3');
   return bad === 0n ? ok(v) : gp(`IA32_A_PMC${i}: ${describeBits(bad)} at or above the ${p.gpWidth}-bit counter width`);
 }
 
 /** Fixed counter write: bits at or above fixedWidth #GP (§2.4; decision D2, KVM masks instead). */
 export function legalizeFixedCtr(p: Profile, i: number, v: bigint): Access {
   const bad = v & ~p.fixedMask;
+  if (bad !== 0n) relied('D2');
   return bad === 0n
     ? ok(v)
     : gp(`IA32_FIXED_CTR${i}: ${describeBits(bad)} at or above the ${p.fixedWidth}-bit counter width`);
@@ -128,9 +144,16 @@ export const fixedCtrlWritable = perProfile((p: Profile): bigint => {
   return m;
 });
 
+/** Per nibble, ANY (bit 2) and, above bit 31, adaptive PEBS: accepted without effect (D30, D31). */
+const FIXED_ANY = 0x4444_4444n;
+const FIXED_ADAPTIVE = 0xffff_ffffn << 32n;
+
 export function legalizeFixedCtrl(p: Profile, v: bigint): Access {
   const w = fixedCtrlWritable(p);
-  return (v | w) === w ? ok(v) : gp(`IA32_FIXED_CTR_CTRL: reserved ${describeBits(v & ~w)} set`);
+  if ((v | w) !== w) return gp(`IA32_FIXED_CTR_CTRL: reserved ${describeBits(v & ~w)} set`);
+  if ((v & FIXED_ANY) !== 0n) relied('D30');
+  if ((v & FIXED_ADAPTIVE) !== 0n) relied('D31');
+  return ok(v);
 }
 
 /** The 4-bit control of fixed counter i. */
@@ -146,7 +169,8 @@ export const counterMsrs = msrFamily(['nGP', 'fwWrite', 'version', 'fixedSet'], 
       name: `IA32_PMC${i}`,
       read: (s) => ok(s.pmc[i]!),
       write: (s, v) => {
-        s.pmc[i] = writeLegacyPmc(s.profile, v); // a write never overflows by itself (D35)
+        s.pmc[i] = writeLegacyPmc(s.profile, v);
+        gpWritten(s, i);
         return ok(s.pmc[i]!);
       },
     });
@@ -157,7 +181,10 @@ export const counterMsrs = msrFamily(['nGP', 'fwWrite', 'version', 'fixedSet'], 
         read: (s) => ok(s.pmc[i]!),
         write: (s, v) => {
           const r = legalizeFullWidthPmc(s.profile, i, v);
-          if (r.ok) s.pmc[i] = v;
+          if (r.ok) {
+            s.pmc[i] = v;
+            gpWritten(s, i);
+          }
           return r;
         },
       });
@@ -188,7 +215,11 @@ export const counterMsrs = msrFamily(['nGP', 'fwWrite', 'version', 'fixedSet'], 
           const r = legalizeFixedCtr(s.profile, i, v);
           if (r.ok) {
             s.fixed[i] = v;
-            if (i === 3 && s.profile.perfMetrics) rebaseTopdown(s); // D12
+            if ((fixedNibble(s.fixedCtrl, i) & 0xb) > 8) relied('D35'); // enabled, with PMI
+            if (i === 3 && s.profile.perfMetrics) {
+              relied('D12');
+              rebaseTopdown(s);
+            }
           }
           return r;
         },

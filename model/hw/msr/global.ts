@@ -9,6 +9,7 @@ import { fixedExists, type Profile, perProfile } from '../profile.js';
 import type { PmuState } from '../state.js';
 import { ARCH_PERFMON_EVENTSEL_EVENT, EVTSEL, fixedNibble } from './counters.js';
 import { msrFamily } from './family.js';
+import { relied } from '../relied.js';
 import type { MsrDef } from './types.js';
 
 export const MSR_CORE_PERF_GLOBAL_STATUS = 0x38e;
@@ -66,13 +67,18 @@ export const statusBits = perProfile((p: Profile): bigint => {
 
 export function legalizeStatusReset(p: Profile, v: bigint): Access {
   const w = statusBits(p);
+  if ((v | w) !== w) relied('D14');
   return (v | w) === w ? ok(v) : gp(`IA32_PERF_GLOBAL_STATUS_RESET: ${describeBits(v & ~w)} has no status meaning`);
 }
 
 export function legalizeStatusSet(p: Profile, v: bigint): Access {
   const w = statusBits(p);
+  if ((v | w) !== w) relied('D14');
   return (v | w) === w ? ok(v) : gp(`IA32_PERF_GLOBAL_STATUS_SET: ${describeBits(v & ~w)} has no status meaning`);
 }
+
+/** The status bits whose setting by software D15 decides: CondChgd and the freezes. */
+const SET_BY_SOFTWARE_ONLY = bit(STATUS.COND_CHGD) | bit(STATUS.LBR_FRZ) | bit(STATUS.CTR_FRZ);
 
 /** GLOBAL_INUSE bit 63: some counter may raise a PMI. */
 const INUSE_PMI = bit(63);
@@ -122,7 +128,10 @@ export const globalMsrs = msrFamily(['version'], (p) => {
     {
       address: MSR_CORE_PERF_GLOBAL_OVF_CTRL,
       name: p.version >= 4 ? 'IA32_PERF_GLOBAL_STATUS_RESET' : 'IA32_PERF_GLOBAL_OVF_CTRL',
-      read: () => ok(0n), // D14: reads as 0
+      read: () => {
+        relied('D14'); // reads as 0
+        return ok(0n);
+      },
       write: (s, v) => {
         const r = legalizeStatusReset(s.profile, v);
         if (r.ok && (s.globalStatus & v) !== 0n) {
@@ -138,10 +147,14 @@ export const globalMsrs = msrFamily(['version'], (p) => {
       {
         address: MSR_CORE_PERF_GLOBAL_STATUS_SET,
         name: 'IA32_PERF_GLOBAL_STATUS_SET',
-        read: () => ok(0n), // D14
+        read: () => {
+          relied('D14');
+          return ok(0n);
+        },
         write: (s, v) => {
           const r = legalizeStatusSet(s.profile, v);
           if (r.ok && (s.globalStatus | v) !== s.globalStatus) {
+            if ((v & SET_BY_SOFTWARE_ONLY) !== 0n) relied('D15');
             s.globalStatus |= v; // D15: setting CTR_FRZ/LBR_FRZ freezes as if hardware had
             s.configEpoch++;
           }
@@ -152,7 +165,10 @@ export const globalMsrs = msrFamily(['version'], (p) => {
         address: MSR_CORE_PERF_GLOBAL_INUSE,
         name: 'IA32_PERF_GLOBAL_INUSE',
         read: (s) => ok(readInuse(s)),
-        write: () => gp('IA32_PERF_GLOBAL_INUSE is read-only'), // D16
+        write: () => {
+          relied('D16');
+          return gp('IA32_PERF_GLOBAL_INUSE is read-only');
+        },
       },
     );
   }

@@ -9,6 +9,7 @@ import { ModelError } from '../errors.js';
 import { type Profile, perProfile } from '../profile.js';
 import { BRANCH_KINDS, type BranchKind, type PmuState } from '../state.js';
 import { msrFamily } from './family.js';
+import { relied } from '../relied.js';
 import { GLOBAL_STATUS_LBRS_FROZEN } from './global.js';
 import type { MsrDef } from './types.js';
 
@@ -104,6 +105,7 @@ export function legalizeLbrCtl(p: Profile, v: bigint): Access {
 }
 
 export function legalizeLbrDepth(p: Profile, v: bigint): Access {
+  relied('D25'); // any accepted write clears every record, the same depth included
   const depths = p.archLbr?.depths ?? [];
   return depths.some((d) => BigInt(d) === v)
     ? ok(v)
@@ -112,6 +114,7 @@ export function legalizeLbrDepth(p: Profile, v: bigint): Access {
 
 /** D24: record FROM/TO take canonical addresses only. */
 export function legalizeArchAddr(name: string, v: bigint): Access {
+  if (!isSignExtended(v, 47)) relied('D24');
   return isSignExtended(v, 47) ? ok(v) : gp(`${name}: 0x${v.toString(16)} is not a canonical address`);
 }
 
@@ -120,6 +123,7 @@ const INFO_RESERVED = bits(INFO_FIELDS.brType.lo - 1, INFO_FIELDS.cycCnt.hi + 1)
 
 export function legalizeArchInfo(name: string, v: bigint): Access {
   const bad = v & INFO_RESERVED;
+  if (bad !== 0n) relied('D24');
   return bad === 0n ? ok(v) : gp(`${name}: reserved ${describeBits(bad)} set`);
 }
 
@@ -176,11 +180,13 @@ export function archRecord(
   if (a === undefined || (s.lbrCtl & ARCH_LBR_LBREN) === 0n) return false;
   if ((s.globalStatus & GLOBAL_STATUS_LBRS_FROZEN) !== 0n) return false;
   const c = Number(s.lbrCtl); // bits 22:0 only (legalizeLbrCtl)
+  if (kind === 'FAR' && a.cplFilter) relied('D22'); // only a far branch may change CPL
   if (a.cplFilter && !((c >> (cpl === 0 ? LBR_CTL_FIELDS.os.lo : LBR_CTL_FIELDS.usr.lo)) & 1)) return false;
   if (a.branchFilter && !((c >> CAPTURE_BIT[kind]) & 1)) return false;
   const d = s.lbrDepth;
   if (kind === 'NEAR_RET' && a.callStack && (c >> LBR_CTL_FIELDS.callStack.lo) & 1) {
     // D21: a return in call-stack mode pops the newest record; the freed slot becomes the oldest.
+    relied('D21');
     const h = s.alHead;
     s.alFrom[h] = 0n;
     s.alTo[h] = 0n;
@@ -194,6 +200,8 @@ export function archRecord(
   s.alTo[h] = to;
   const info = infoTemplate(s.profile, kind, mispredict);
   s.alInfo[h] = a.timedLbr && cycles !== 0 ? info | BigInt(cycles) : info;
+  if (a.timedLbr) relied('D23');
+  if (kind === 'FAR' && a.brType) relied('D28');
   return true;
 }
 
@@ -219,6 +227,7 @@ export function xsaveSize(area: ArchLbrXsave): number {
 }
 
 export function xsavesArchLbr(s: PmuState): ArchLbrXsave {
+  relied('D27'); // the LER fields are stored values no branch updates
   const entries: ArchLbrEntry[] = [];
   for (let k = 0; k < s.lbrDepth; k++) {
     const i = archSlot(s, k);
@@ -239,6 +248,7 @@ export function xsavesArchLbr(s: PmuState): ArchLbrXsave {
  * equals IA32_LBR_DEPTH, and zeroes them otherwise (§3.5). DEPTH itself is not loaded (D26).
  */
 export function xrstorsArchLbr(s: PmuState, area: ArchLbrXsave): Access {
+  relied('D26');
   if (area.entries.length !== Number(area.lbrDepth))
     throw new ModelError(
       `malformed Arch LBR XSAVE area: lbr_depth ${area.lbrDepth} but ${area.entries.length} records (${xsaveSize(area)} bytes)`,
@@ -283,7 +293,10 @@ function recordDef(
   get: (s: PmuState) => bigint[],
   legalize: (name: string, v: bigint) => Access,
 ): MsrDef {
-  const beyond = (s: PmuState) => gp(`${name}: record ${k} is beyond IA32_LBR_DEPTH ${s.lbrDepth}`);
+  const beyond = (s: PmuState) => {
+    relied('D24');
+    return gp(`${name}: record ${k} is beyond IA32_LBR_DEPTH ${s.lbrDepth}`);
+  };
   return {
     address,
     name,
@@ -314,7 +327,10 @@ export const archLbrMsrs = msrFamily(['archLbr'], (p) => {
     {
       address: MSR_ARCH_LBR_DEPTH,
       name: 'IA32_LBR_DEPTH',
-      read: (s) => ok(BigInt(s.lbrDepth)),
+      read: (s) => {
+        relied('D25'); // RESET left the maximum depth
+        return ok(BigInt(s.lbrDepth));
+      },
       write: (s, v) => {
         const r = legalizeLbrDepth(s.profile, v);
         if (r.ok) {

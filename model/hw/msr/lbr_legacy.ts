@@ -8,6 +8,7 @@ import { bit, bits, describeBits, fieldMask, fields, isSignExtended, lowMask, si
 import type { Profile } from '../profile.js';
 import type { BranchKind, PmuState } from '../state.js';
 import { msrFamily } from './family.js';
+import { relied } from '../relied.js';
 import { GLOBAL_STATUS_LBRS_FROZEN } from './global.js';
 import type { MsrDef } from './types.js';
 
@@ -75,6 +76,7 @@ export function lbrSelectWritable(p: Profile): bigint {
 
 export function legalizeLbrSelect(p: Profile, v: bigint): Access {
   const bad = v & ~lbrSelectWritable(p);
+  if (bad !== 0n) relied('D18');
   return bad === 0n ? ok(v) : gp(`MSR_LBR_SELECT: reserved ${describeBits(bad)} set`);
 }
 
@@ -122,6 +124,7 @@ function canonicalUpTo(v: bigint, top: number): boolean {
  * format 4 and no TSX, bits 62:61 count as sign extension (the TSX quirk of §2.13).
  */
 export function legalizeLbrFrom(p: Profile, i: number, v: bigint): Access {
+  relied('D20');
   const fmt = p.lbrFmt;
   const top = fmt === 3 || fmt === 6 || (fmt === 4 && !p.tsx) ? 62 : fmt === 4 ? 60 : 63;
   return canonicalUpTo(v, top)
@@ -130,6 +133,7 @@ export function legalizeLbrFrom(p: Profile, i: number, v: bigint): Access {
 }
 
 export function legalizeLbrTo(p: Profile, i: number, v: bigint): Access {
+  relied('D20');
   if (p.lbrFmt === 6) return ok(v); // 63:48 hold the cycle count
   return (v >= 0n && v < CANON_LOW_END) || isSignExtended(v, 47)
     ? ok(v)
@@ -138,6 +142,7 @@ export function legalizeLbrTo(p: Profile, i: number, v: bigint): Access {
 
 /** MSR_LBR_INFO: MISPRED, IN_TX, TSX_ABORT (format 5 only) and the 16-bit cycle count (§2.13). */
 export function legalizeLbrInfo(p: Profile, i: number, v: bigint): Access {
+  relied('D20');
   const w = p.lbrFmt === 5 ? INFO_WRITABLE_FMT5 : INFO_WRITABLE;
   return (v | w) === w ? ok(v) : gp(`MSR_LBR_INFO_${i}: reserved ${describeBits(v & ~w)} set`);
 }
@@ -157,10 +162,12 @@ export function legacyRecord(
   if ((s.globalStatus & GLOBAL_STATUS_LBRS_FROZEN) !== 0n) return false; // LBR_FRZ (v4+)
   if (s.lbrSelect !== 0n) {
     const sel = Number(s.lbrSelect); // bits 9:0 only (D18)
+    if (kind === 'FAR' && (sel & 3) !== 0) relied('D22'); // only a far branch may change CPL
     if ((sel >> (cpl === 0 ? 0 : 1)) & 1) return false; // D22: the branch's own CPL
     if ((sel >> SUPPRESS_BIT[kind]) & 1) return false;
     if (kind === 'NEAR_RET' && (sel >> 9) & 1) {
       // D21: a return in call-stack mode pops the newest record instead of adding one.
+      relied('D21');
       const t = s.lbrTos;
       s.lbrFrom[t] = 0n;
       s.lbrTo[t] = 0n;
@@ -175,6 +182,7 @@ export function legacyRecord(
   s.lbrFrom[t] = encodeFrom(fmt, from, mispredict);
   s.lbrTo[t] = encodeTo(fmt, to, cycles);
   if (g.infoBase !== undefined) s.lbrInfo[t] = encodeInfo(fmt, mispredict, cycles);
+  if (fmt >= 5) relied('D23'); // formats 5-7 record a cycle count
   return true;
 }
 
@@ -186,11 +194,18 @@ export const legacyLbrMsrs = msrFamily(['legacyLbr'], (p) => {
     {
       address: MSR_LBR_TOS,
       name: 'MSR_LASTBRANCH_TOS',
-      read: (s) => ok(BigInt(s.lbrTos)),
+      read: (s) => {
+        if (!s.lbrTosWritten) relied('D40');
+        return ok(BigInt(s.lbrTos));
+      },
       write: (s, v) => {
         // D19: a TOS beyond the ring #GPs.
-        if (v >= BigInt(g.depth)) return gp(`MSR_LASTBRANCH_TOS: ${v} is not below the LBR depth ${g.depth}`);
+        if (v >= BigInt(g.depth)) {
+          relied('D19');
+          return gp(`MSR_LASTBRANCH_TOS: ${v} is not below the LBR depth ${g.depth}`);
+        }
         s.lbrTos = Number(v);
+        s.lbrTosWritten = true;
         return ok(v);
       },
     },
@@ -212,7 +227,10 @@ export const legacyLbrMsrs = msrFamily(['legacyLbr'], (p) => {
       {
         address: g.fromBase + i,
         name: `MSR_LBR_FROM_${i}`,
-        read: (s) => ok(s.lbrFrom[i]!),
+        read: (s) => {
+          if (!s.lbrTosWritten) relied('D40'); // which record holds what depends on TOS at RESET
+          return ok(s.lbrFrom[i]!);
+        },
         write: (s, v) => {
           const r = legalizeLbrFrom(s.profile, i, v);
           if (r.ok) s.lbrFrom[i] = v;
@@ -222,7 +240,10 @@ export const legacyLbrMsrs = msrFamily(['legacyLbr'], (p) => {
       {
         address: g.toBase + i,
         name: `MSR_LBR_TO_${i}`,
-        read: (s) => ok(s.lbrTo[i]!),
+        read: (s) => {
+          if (!s.lbrTosWritten) relied('D40'); // which record holds what depends on TOS at RESET
+          return ok(s.lbrTo[i]!);
+        },
         write: (s, v) => {
           const r = legalizeLbrTo(s.profile, i, v);
           if (r.ok) s.lbrTo[i] = v;
@@ -234,7 +255,10 @@ export const legacyLbrMsrs = msrFamily(['legacyLbr'], (p) => {
       defs.push({
         address: g.infoBase + i,
         name: `MSR_LBR_INFO_${i}`,
-        read: (s) => ok(s.lbrInfo[i]!),
+        read: (s) => {
+          if (!s.lbrTosWritten) relied('D40'); // which record holds what depends on TOS at RESET
+          return ok(s.lbrInfo[i]!);
+        },
         write: (s, v) => {
           const r = legalizeLbrInfo(s.profile, i, v);
           if (r.ok) s.lbrInfo[i] = v;

@@ -8,6 +8,7 @@ import { type Access, ok } from '../access.js';
 import type { Profile } from '../profile.js';
 import type { PmuState } from '../state.js';
 import { msrFamily } from './family.js';
+import { relied } from '../relied.js';
 
 export const MSR_PERF_METRICS = 0x329;
 
@@ -56,7 +57,9 @@ export function rebaseTopdown(s: PmuState): void {
 
 /** Bits 63:32 do not exist without level 2: ignored on write, read 0 (decision D13). */
 export function legalizePerfMetrics(p: Profile, v: bigint): bigint {
-  return p.topdownL2 ? v : v & 0xffff_ffffn;
+  if (p.topdownL2) return v;
+  if (v > 0xffff_ffffn) relied('D13');
+  return v & 0xffff_ffffn;
 }
 
 /** The slot breakdown of one work unit, in slots; level-2 parts are within their parents. */
@@ -115,6 +118,7 @@ export const topdownMsrs = msrFamily(['perfMetrics'], (p) => {
       name: 'MSR_PERF_METRICS',
       read: (s) => ok(readPerfMetrics(s)),
       write: (s, v): Access => {
+        relied('D12');
         const stored = legalizePerfMetrics(s.profile, v);
         seed(s, stored);
         return ok(stored);

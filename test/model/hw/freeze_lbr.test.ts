@@ -14,6 +14,7 @@ import {
 } from '../../../model/hw/msr/counters.js';
 import { type Branch, type WorkUnit } from '../../../model/hw/work.js';
 import { Cpu } from '../../../model/hw/cpu.js';
+import { DecisionLog, recording } from '../../../model/hw/relied.js';
 import {
   MSR_IA32_DEBUGCTLMSR,
   DEBUGCTLMSR_LBR,
@@ -138,13 +139,13 @@ describe('legacy freeze on v2/v3: the PMI clears DEBUGCTL.LBR (§4.4, §4.5, §7
     });
   }
 
-  it('v1 (no global MSRs) clears DEBUGCTL.LBR the same way (D37)', () => {
-    const c = armed(V1, { k: 2 });
-    c.step(unit(0));
-    expect(c.step(unit(1))).not.toBeNull();
-    expect(rd(c, MSR_IA32_DEBUGCTLMSR)).toBe(DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
-    c.step(unit(2));
-    expect(legacyFroms(c)).toEqual([fromOf(1), fromOf(0)]);
+  it('v1 has no Freeze_LBRs_On_PMI: DEBUGCTL bit 11 #GPs and the LBRs record on past a PMI (D37)', () => {
+    const c = new Cpu(V1);
+    const log = new DecisionLog();
+    const r = recording(log, () => c.wrmsr(MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI));
+    expect(r.ok).toBe(false);
+    expect(log.ids).toEqual(['D37']);
+    expect(rd(c, MSR_IA32_DEBUGCTLMSR)).toBe(0n);
   });
 });
 
