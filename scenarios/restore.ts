@@ -8,6 +8,8 @@
 import type { HostAccess, VpmuVcpu } from '../model/kvm/types.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { relied } from '../model/hw/relied.js';
 import {
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
@@ -48,6 +50,9 @@ function value(r: HostAccess, what: string): bigint {
 }
 
 export function saveVcpu(v: VpmuVcpu): SavedVcpu {
+  // DEBUGCTL and the LBRs are not in the list (K4): a guest with either set loses them here.
+  const dbg = v.hostGetMsr(MSR_IA32_DEBUGCTLMSR);
+  if (dbg.ok && dbg.value !== 0n) relied('K4');
   const msrs = new Map<number, bigint>();
   for (const m of v.msrIndexList()) msrs.set(m, value(v.hostGetMsr(m), `KVM_GET_MSRS 0x${m.toString(16)}`));
   return { msrs, lvtpc: value(v.hostGetMsr(X2APIC_LVTPC), 'KVM_GET_LAPIC LVTPC') };

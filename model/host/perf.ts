@@ -28,6 +28,7 @@ import {
   STATUS,
 } from '../hw/msr/global.js';
 import { ModelError } from '../hw/errors.js';
+import { MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0 } from '../hw/msr/lbr_arch.js';
 import { relied } from '../hw/relied.js';
 import { msrName } from '../hw/msr/map.js';
 import { type Profile } from '../hw/profile.js';
@@ -70,7 +71,6 @@ import {
   type PerfSample,
   type PerfTarget,
 } from './types.js';
-import { MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0 } from '../hw/msr/lbr_arch.js';
 
 /** hw_nmi_get_sample_period(watchdog_thresh = 10): cpu_khz * 1000 * 10, for a 2 GHz part. */
 export const WATCHDOG_DEFAULT_PERIOD = 20_000_000_000n;
@@ -324,6 +324,16 @@ export class HostKernel {
 
   pcpu(i: number): PhysCpu {
     return this.cpu(i);
+  }
+
+  /**
+   * Does host-mode work on this pCPU show anywhere: an active host user's event that counts the host (the
+   * watchdog aside), or LBRs recording in host mode?
+   */
+  hostWorkObserved(cpu: number): boolean {
+    const pc = this.cpu(cpu);
+    if (pc.x86.some((e) => e !== pc.watchdog && !e.attr.exclude_host)) return true;
+    return this.lbrUsers(pc) > 0 && !this.vlbr_exclude_host(pc); // perf's LBRs record in host mode
   }
 
   /** The watchdog event of a CPU, if the kernel booted with one. */

@@ -89,6 +89,8 @@ export const KVM_DECISIONS: readonly Decision[] = [
       'No: every modelled part is assumed to have them; the requirement check is host PMU version >= 4 and PERF_CAPABILITIES.FW_WRITE (and a vPMU at all).',
     why: 'The hardware model has no VMX capability MSRs; all Intel parts with PMU v4 have the controls.',
     ref: 'pmu_intel.c intel_pmu_is_mediated_pmu_supported; kvm-vpmu.md §2.3 item 4',
+    unrecorded:
+      'It decides whether the mediated design runs on a host at all; every built-in host is a real part with the VMCS controls, so no run rests on it.',
   },
   {
     id: 'K12',
@@ -97,6 +99,8 @@ export const KVM_DECISIONS: readonly Decision[] = [
       'After every kvm_pmu_refresh (KVM_SET_CPUID2 and a PERF_CAPABILITIES change), from the refreshed counter counts, widths and FW_WRITES.',
     why: 'vmx_recalc_pmu_msr_intercepts and the RDPMC exiting control are derived from the vCPU model, recomputed upstream on CPUID and MSR-filter changes (KVM_REQ_RECALC_INTERCEPTS); the exact request plumbing is not ported.',
     ref: 'vmx.c vmx_recalc_pmu_msr_intercepts, vmx_recalc_instruction_intercepts [I call sites]',
+    unrecorded:
+      'A refresh after KVM_RUN is refused (KVM_SET_CPUID2 unless identical, PERF_CAPABILITIES once run), so every recomputation happens before the guest runs and no observation can tell another timing.',
   },
   {
     id: 'K13',

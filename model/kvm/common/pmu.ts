@@ -38,8 +38,11 @@ import {
   MSR_CORE_PERF_GLOBAL_STATUS,
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS_SET,
+  MSR_CORE_PERF_GLOBAL_INUSE,
 } from '../../hw/msr/global.js';
 import { APIC_LVT_MASKED } from '../../hw/msr/apic.js';
+import { relied } from '../../hw/relied.js';
 
 /** The reserved_bits kvm_pmu_refresh starts from (bit 21, AnyThread, among them). */
 const KVM_PMU_RESERVED_BITS = 0xffff_ffff_0020_0000n;
@@ -217,6 +220,7 @@ export function kvm_apic_local_deliver_lvtpc(vcpu: VcpuBase): number | null {
   const reg = vcpu.lvtpc;
   if ((reg & APIC_LVT_MASKED) !== 0n) return null;
   const mode = Number((reg >> 8n) & 7n);
+  if (mode !== 0 && mode !== 1 && mode !== 4) relied('K8');
   if (mode === 7) return null; // APIC_DM_EXTINT: not accepted, LVTPC stays unmasked
   vcpu.lvtpc = reg | APIC_LVT_MASKED;
   if (mode === 0 || mode === 1) return Number(reg & 0xffn);
@@ -225,6 +229,8 @@ export function kvm_apic_local_deliver_lvtpc(vcpu: VcpuBase): number | null {
 
 /** kvm_pmu_is_valid_msr: the common global MSRs from v2 (no STATUS_SET/INUSE: K10), then the vendor's. */
 export function kvm_pmu_is_valid_msr(vcpu: VcpuBase, msr: number): boolean {
+  if ((msr === MSR_CORE_PERF_GLOBAL_STATUS_SET || msr === MSR_CORE_PERF_GLOBAL_INUSE) && vcpu.pmu.version >= 4)
+    relied('K10'); // a v4+ CPUID, yet KVM has neither MSR
   if (msr === MSR_CORE_PERF_GLOBAL_STATUS || msr === MSR_CORE_PERF_GLOBAL_CTRL || msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL)
     return kvm_pmu_has_perf_global_ctrl(vcpu.pmu);
   return vcpu.ops.intel_is_valid_msr(vcpu, msr);

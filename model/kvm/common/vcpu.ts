@@ -21,6 +21,8 @@ import {
 } from '../../hw/msr/counters.js';
 import { X2APIC_LVTPC } from '../../hw/msr/apic.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
+import { MSR_IA32_DS_AREA, MSR_IA32_PEBS_ENABLE, MSR_PEBS_DATA_CFG } from '../../hw/msr/unmodelled.js';
+import { relied } from '../../hw/relied.js';
 
 const MSR_P6_PERFCTR0 = MSR_IA32_PERFCTR0;
 const MSR_P6_PERFCTR1 = 0xc2;
@@ -41,6 +43,18 @@ export const KVM_EXIT_HANDLER_WORK: WorkUnit = Object.freeze({
     Object.freeze({ from: 0xffff_ffff_81a0_0420n, to: 0xffff_ffff_81a0_0010n, kind: 'NEAR_RET' as const }),
   ]),
 });
+
+/**
+ * KVM's exit handler runs on the pCPU in host mode (K3); the choice of its work decides an outcome only where a host
+ * user's event counts host work there or the LBRs record it.
+ */
+export function runExitHandler(vcpu: VcpuBase): void {
+  if (vcpu.host.hostWorkObserved(vcpu.cpu)) relied('K3');
+  vcpu.host.runHost(vcpu.cpu, [KVM_EXIT_HANDLER_WORK]);
+}
+
+/** The MSRs of what the port leaves out (K2): unknown to it, so #GP for the guest. */
+const UNPORTED_MSRS = new Set([MSR_IA32_PEBS_ENABLE, MSR_PEBS_DATA_CFG, MSR_IA32_DS_AREA]);
 
 /** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it; no DEBUGCTL, no LBR MSRs (K4). */
 function msrs_to_save_pmu(): number[] {
@@ -100,6 +114,7 @@ export function kvm_set_cpuid(vcpu: VcpuBase, cpuid: GuestCpuid): HostAccess {
     return sameCpuid(vcpu.cpuid, cpuid)
       ? { ok: true, value: 0n }
       : { ok: false, error: 'KVM_SET_CPUID2 after KVM_RUN with a different CPUID (-EINVAL)' };
+  if (cpuid.pdcm && !vcpu.cpuid.pdcm) relied('K9'); // what PERF_CAPABILITIES held while hidden shows again
   vcpu.cpuid = cpuid; // perf_capabilities survives; without PDCM vcpu_get_perf_capabilities hides it
   vcpu.ops.kvm_pmu_refresh(vcpu);
   return { ok: true, value: 0n };
@@ -122,9 +137,13 @@ export function kvm_get_msr_common(vcpu: VcpuBase, msr: number, host: boolean): 
     case MSR_P6_PERFCTR1:
     case MSR_P6_EVNTSEL0:
     case MSR_P6_EVNTSEL1:
-      return ops.kvm_pmu_is_valid_msr(vcpu, msr) ? ops.kvm_pmu_get_msr(vcpu, msr, host) : ok(0n); // K1
+      if (ops.kvm_pmu_is_valid_msr(vcpu, msr)) return ops.kvm_pmu_get_msr(vcpu, msr, host);
+      if (msr === MSR_P6_EVNTSEL0 || msr === MSR_P6_EVNTSEL1) relied('K1');
+      return ok(0n);
   }
-  return ops.kvm_pmu_is_valid_msr(vcpu, msr) ? ops.kvm_pmu_get_msr(vcpu, msr, host) : null;
+  if (ops.kvm_pmu_is_valid_msr(vcpu, msr)) return ops.kvm_pmu_get_msr(vcpu, msr, host);
+  if (UNPORTED_MSRS.has(msr)) relied('K2');
+  return null;
 }
 
 /** kvm_set_msr_common / vmx_set_msr for the vPMU's MSRs; a new PERF_CAPABILITIES refreshes the vPMU. */
@@ -153,9 +172,13 @@ export function kvm_set_msr_common(vcpu: VcpuBase, msr: number, data: bigint, ho
     case MSR_P6_PERFCTR1:
     case MSR_P6_EVNTSEL0:
     case MSR_P6_EVNTSEL1:
-      return ops.kvm_pmu_is_valid_msr(vcpu, msr) ? ops.kvm_pmu_set_msr(vcpu, msr, data, host) : ok(data); // K1
+      if (ops.kvm_pmu_is_valid_msr(vcpu, msr)) return ops.kvm_pmu_set_msr(vcpu, msr, data, host);
+      if (msr === MSR_P6_EVNTSEL0 || msr === MSR_P6_EVNTSEL1) relied('K1');
+      return ok(data);
   }
-  return ops.kvm_pmu_is_valid_msr(vcpu, msr) ? ops.kvm_pmu_set_msr(vcpu, msr, data, host) : null;
+  if (ops.kvm_pmu_is_valid_msr(vcpu, msr)) return ops.kvm_pmu_set_msr(vcpu, msr, data, host);
+  if (UNPORTED_MSRS.has(msr)) relied('K2');
+  return null;
 }
 
 /** do_get_msr (KVM_GET_MSRS): an advertised MSR KVM does not handle reads 0 (kvm_is_advertised_msr). */

@@ -12,7 +12,7 @@ import type { ArchLbrXsave } from '../../hw/msr/lbr_arch.js';
 import { type WorkUnit, RETIRED_AT_CPL } from '../../hw/work.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
-import { KVM_EXIT_HANDLER_WORK, kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR } from '../common/vcpu.js';
+import { kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR, runExitHandler } from '../common/vcpu.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
 import { kvm_vm_set_pmu_event_filter } from '../common/pmu.js';
 import { newKvmPmu } from './pmu.js';
@@ -209,7 +209,7 @@ export class EmulatedVcpu implements VpmuVcpu {
     s.ops.vmx_vcpu_exit(s);
     if (exit === 'msr') s.cost.msrExits++;
     else s.cost.rdpmcExits++;
-    s.host.runHost(s.cpu, [KVM_EXIT_HANDLER_WORK]);
+    runExitHandler(s);
     const r = op(true);
     if (r.ok) s.ops.kvm_skip_emulated_instruction(s, cpl);
     s.ops.vcpu_enter_guest(s, 0);

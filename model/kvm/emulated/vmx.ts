@@ -18,6 +18,7 @@ import {
   DEBUGCTLMSR_BTF,
 } from '../../hw/msr/debugctl.js';
 import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
+import { relied } from '../../hw/relied.js';
 
 /** kvm_caps.supported_perf_cap and vmx_lbr_caps, which vmx_get_perf_capabilities fills at module load. */
 export interface VmxPerfCaps {
@@ -74,7 +75,10 @@ export function vmx_set_debugctl(vcpu: KvmVcpuState, value: bigint, hostInitiate
 
 /** vmx_set_msr(MSR_IA32_PERF_CAPABILITIES) vendor checks before kvm_set_msr_common. */
 export function vmx_check_perf_capabilities(vcpu: KvmVcpuState, data: bigint): string | null {
-  if (data !== 0n && vcpu.pmu.version === 0) return 'PERF_CAPABILITIES: a non-zero value needs a vPMU (K7)';
+  if (data !== 0n && vcpu.pmu.version === 0) {
+    relied('K7');
+    return 'PERF_CAPABILITIES: a non-zero value needs a vPMU (K7)';
+  }
   const fmt = data & PERF_CAP_LBR_FMT;
   if (fmt !== 0n) {
     if (fmt !== (vcpu.supported_perf_cap & PERF_CAP_LBR_FMT))

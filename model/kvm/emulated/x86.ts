@@ -5,14 +5,17 @@
  */
 
 import type { KvmVcpuState } from './state.js';
+import { relied } from '../../hw/relied.js';
 
 /** vcpu_enter_guest: requests first (KVM_REQ_PMU, then KVM_REQ_PMI: K5), then VM-entry. */
 export function vcpu_enter_guest(vcpu: KvmVcpuState, afterUnit: number): void {
   const ops = vcpu.ops;
+  if (vcpu.requests.has('PMU') && vcpu.requests.has('PMI')) relied('K5');
   if (vcpu.requests.delete('PMU')) ops.kvm_pmu_handle_event(vcpu);
   if (vcpu.requests.delete('PMI')) {
     const vector = ops.kvm_pmu_deliver_pmi(vcpu);
     if (vector !== null) {
+      relied('K6'); // injected at this entry: the boundary after the overflowing unit
       vcpu.cost.injectedPmis++;
       vcpu.injected.push({ afterUnit, vector });
     }

@@ -42,6 +42,7 @@ import {
   MSR_CORE_PERF_FIXED_CTR0,
 } from '../../hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
+import { relied } from '../../hw/relied.js';
 
 /** kvm_pmu_cap (what KVM offers guests) and kvm_host_pmu (what perf reports of the hardware). */
 export interface MediatedPmuCap extends KvmPmuCap {
@@ -196,6 +197,7 @@ export function kvm_pmu_refresh(vcpu: MediatedVcpuState): void {
 function kvm_need_any_pmc_intercept(vcpu: MediatedVcpuState): boolean {
   const pmu = vcpu.pmu;
   const cap = vcpu.kvm_pmu_cap;
+  if (cap.host.numCountersFixed !== cap.num_counters_fixed) relied('K15'); // perf's fls() count, not KVM's
   return pmu.nr_arch_gp_counters !== cap.host.numCountersGp || pmu.nr_arch_fixed_counters !== cap.host.numCountersFixed;
 }
 
@@ -300,4 +302,5 @@ export function kvm_mediated_pmu_put(vcpu: MediatedVcpuState): void {
   vcpu.cost.entryExitMsrAccesses++; // perf_put_guest_lvtpc's APIC write
   perf_put_guest_lvtpc(vcpu.host, vcpu.cpu);
   perf_put_guest_context(vcpu.host, vcpu.cpu);
+  if (vcpu.host.hostWorkObserved(vcpu.cpu)) relied('K14'); // a put at every exit: host events count from here
 }

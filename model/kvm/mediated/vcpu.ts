@@ -17,12 +17,13 @@ import {
 } from '../../host/mediated.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
-import { KVM_EXIT_HANDLER_WORK, kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR } from '../common/vcpu.js';
+import { kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR, runExitHandler } from '../common/vcpu.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
 import { kvm_handle_guest_mediated_pmi, newMediatedPmu } from './pmu.js';
 import { kvm_vm_set_pmu_event_filter } from '../common/pmu.js';
 import type { MediatedKvm, MediatedVcpuState } from './state.js';
 import { MEDIATED_OPS, type MediatedOps } from './ops.js';
+import { relied } from '../../hw/relied.js';
 
 /** The host lacks what the mediated vPMU needs (enable_mediated_pmu is forced off): the design does not exist there. */
 export class MediatedUnavailable extends Error {
@@ -195,7 +196,7 @@ export class MediatedVcpu implements VpmuVcpu {
     if (kind === 'msr') s.cost.msrExits++;
     else s.cost.rdpmcExits++;
     s.ops.vmx_vcpu_exit(s);
-    s.host.runHost(s.cpu, [KVM_EXIT_HANDLER_WORK]); // K3
+    runExitHandler(s);
     const r = op(true);
     if (r.ok) s.ops.kvm_skip_emulated_instruction(s, cpl);
     s.ops.vcpu_enter_guest(s, 0);
@@ -286,6 +287,7 @@ export class MediatedVcpu implements VpmuVcpu {
     const k = vm.vcpus.indexOf(s);
     if (k >= 0) vm.vcpus.splice(k, 1);
     if (vm.vcpus.length === 0 && vm.created_mediated_pmu) {
+      relied('K13');
       perf_release_mediated_pmu(s.host); // kvm_arch_destroy_vm
       vm.created_mediated_pmu = false;
     }

@@ -23,6 +23,7 @@ import {
 } from '../../hw/msr/debugctl.js';
 import { bit } from '../../hw/bits.js';
 import { ModelError } from '../../hw/errors.js';
+import { relied } from '../../hw/relied.js';
 
 /** vmx_get_perf_capabilities with the mediated vPMU: FW_WRITES only (LBR_FMT and PEBS need it off). */
 export function vmx_get_perf_capabilities(enablePmu: boolean): bigint {
@@ -57,7 +58,10 @@ export function vmx_set_debugctl(vcpu: MediatedVcpuState, value: bigint, hostIni
  * supported.
  */
 export function vmx_check_perf_capabilities(vcpu: MediatedVcpuState, data: bigint): string | null {
-  if (data !== 0n && vcpu.pmu.version === 0) return 'PERF_CAPABILITIES: a non-zero value needs a vPMU (K7)';
+  if (data !== 0n && vcpu.pmu.version === 0) {
+    relied('K7');
+    return 'PERF_CAPABILITIES: a non-zero value needs a vPMU (K7)';
+  }
   if ((data & PERF_CAP_LBR_FMT) !== 0n) return 'PERF_CAPABILITIES: LBR_FMT is not supported with the mediated vPMU';
   return null;
 }

@@ -5,6 +5,7 @@
 
 import type { MediatedVcpuState } from './state.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../hw/msr/debugctl.js';
+import { relied } from '../../hw/relied.js';
 
 /**
  * vcpu_enter_guest: requests (KVM_REQ_PMU, then KVM_REQ_PMI: K5), IRQs off, DEBUGCTL snapshot,
@@ -12,10 +13,12 @@ import { MSR_IA32_DEBUGCTLMSR } from '../../hw/msr/debugctl.js';
  */
 export function vcpu_enter_guest(vcpu: MediatedVcpuState, afterUnit: number): void {
   const ops = vcpu.ops;
+  if (vcpu.requests.has('PMU') && vcpu.requests.has('PMI')) relied('K5');
   if (vcpu.requests.delete('PMU')) ops.kvm_pmu_handle_event(vcpu);
   if (vcpu.requests.delete('PMI')) {
     const vector = ops.kvm_pmu_deliver_pmi(vcpu);
     if (vector !== null) {
+      relied('K6'); // injected at this entry: the boundary after the overflowing unit
       vcpu.injected.push({ afterUnit, vector });
       vcpu.cost.injectedPmis++;
     }

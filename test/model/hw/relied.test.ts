@@ -14,6 +14,7 @@ import { MSR_LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
 import { SKYLAKE } from '../../../model/hw/profiles.js';
 import { DecisionLog, recording, relied } from '../../../model/hw/relied.js';
 import { HOST_DECISIONS } from '../../../model/host/decisions.js';
+import { KVM_DECISIONS } from '../../../model/kvm/decisions.js';
 import { WORLD_DECISIONS } from '../../../scenarios/decisions.js';
 
 function sources(dir: string): string[] {
@@ -77,6 +78,7 @@ describe('a decision log records what runs inside it, and only that', () => {
 describe.each([
   ['hardware model (D)', ['model/hw'], DECISIONS],
   ['host perf model (H)', ['model/host'], HOST_DECISIONS],
+  ['KVM port (K)', ['model/kvm', 'scenarios'], KVM_DECISIONS],
   ['world (W)', ['scenarios'], WORLD_DECISIONS],
 ] as const)('every decision of the %s is recorded where it decides, or says why not', (_n, dirs, list) => {
   const recorded = new Set(dirs.flatMap((d) => [...recordedIn(d)]));
