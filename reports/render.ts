@@ -87,7 +87,8 @@ export const TRACE_HEAD = traceHead('conformance');
 export function traceText(r: Replay): string {
   const head = traceHead(r.property);
   const rows = [head, ...traceRows(r)];
-  const widths = head.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  // A loop, not Math.max(...rows): a 200k-command program would overflow the stack with its arguments.
+  const widths = head.map((_, c) => rows.reduce((w, row) => Math.max(w, row[c]!.length), 0));
   return rows
     .map((row) =>
       row
