@@ -10,18 +10,19 @@
  * unknown design or host): one line on stderr, no stack trace.
  */
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import type { Profile } from '../model/hw/profile.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { DESIGNS, UnknownDesignError } from '../designs/registry.js';
 import type { Design } from '../properties/design.js';
-import { parseReport, ReportFormatError } from '../reports/file.js';
+import { parseReport, REPORT_MAX_BYTES, ReportFormatError } from '../reports/file.js';
 import { describeGuest, divergenceSentence, traceText } from '../reports/render.js';
 import { fails, replay } from '../reports/replay.js';
 import { caseRule } from '../reports/rules.js';
 import { caseSignature } from '../reports/signature.js';
+import { SetupError } from '../scenarios/world.js';
 import { EXIT, EXIT_HELP, guard } from './exit.js';
 import { plural } from './output.js';
 
@@ -41,8 +42,15 @@ function hostByName(name: string): Profile {
 
 function readText(path: string): string {
   try {
+    // Checked before reading: a file of gigabytes is not a report, and reading it would exhaust memory.
+    const size = statSync(path).size;
+    if (size > REPORT_MAX_BYTES)
+      throw new ReplayInputError(
+        `${path} is ${(size / 2 ** 20).toFixed(0)} MB; a report.json is at most ${REPORT_MAX_BYTES / 2 ** 20} MB`,
+      );
     return readFileSync(path, 'utf8');
   } catch (e) {
+    if (e instanceof ReplayInputError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw new ReplayInputError(
       `cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message}`,
@@ -64,7 +72,14 @@ function run(arg: string, designOverride: string | undefined, designs: readonly 
   const { file, guest, kase } = parseReport(readText(path));
   const design = designIn(designs, designOverride ?? file.design);
   const host = hostByName(file.host);
-  const r = replay({ design, host, cpus: file.cpus, guest, gen: file.gen }, kase);
+  let r: ReturnType<typeof replay>;
+  try {
+    r = replay({ design, host, cpus: file.cpus, guest, gen: file.gen }, kase);
+  } catch (e) {
+    // The design refused the guest the report gives it (KVM_SET_MSRS failed): the input, not the suite.
+    if (e instanceof SetupError) throw new ReplayInputError(`report.json: guest: ${e.message}`);
+    throw e;
+  }
 
   const n = kase.program.length;
   const shape =

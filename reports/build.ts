@@ -11,7 +11,7 @@ import type { Profile } from '../model/hw/profile.js';
 import type { Design } from '../properties/design.js';
 import { HostDisturbed } from '../properties/host_undisturbed.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
-import { commandToJson, guestToJson, programToJson } from '../scenarios/serialize.js';
+import { commandToJson, guestToJson, programToJson, reduceIndices } from '../scenarios/serialize.js';
 import type { GuestConfig } from '../scenarios/world.js';
 import { REPORT_FORMAT, type ReportFile, type SerializedObservation } from './file.js';
 import { postShrinkCase } from './minimize.js';
@@ -26,6 +26,7 @@ import {
   replay,
 } from './replay.js';
 import { CONFORMANCE_CPUS } from '../properties/conformance.js';
+import type { GenerationProfile } from '../scenarios/generation.js';
 import { caseRule, caseTitle, describeReport } from './rules.js';
 import { showOutcome } from '../scenarios/observation.js';
 import { caseSignature, reportId } from './signature.js';
@@ -41,7 +42,7 @@ export interface FailedCheck<Ts = unknown> {
   /** The check's id (checks.ts) and rule. */
   readonly property: { readonly id: string; readonly rule: string };
   /** A conformance check's generation profile (Check.gen): it decides which divergences are declared. */
-  readonly gen?: string | undefined;
+  readonly gen?: GenerationProfile | undefined;
   readonly design: Design;
   readonly hostName: string;
   readonly host: Profile;
@@ -166,6 +167,20 @@ export function replayCommand(outDir: string, id: string): string {
   return `npm run replay -- ${outDir.replace(/\/+$/, '')}/${id}/report.json`;
 }
 
+/**
+ * The case with every vCPU and pCPU index reduced to one the world has (a report's world has one
+ * guest and CONFORMANCE_CPUS pCPUs; generators draw past them and the world reduces them), so the
+ * report names only vCPUs and pCPUs that exist. It runs the same; the replay below checks it.
+ */
+function inWorld(c: Case): Case {
+  const l = { vcpus: 1, cpus: CONFORMANCE_CPUS };
+  const program = reduceIndices(c.program, l);
+  if (c.property === 'no-leak') return { ...c, program, baseline: reduceIndices(c.baseline, l) };
+  if (c.property === 'invisible')
+    return { ...c, program, insertion: { ...c.insertion, command: reduceIndices([c.insertion.command], l)[0]! } };
+  return { ...c, program };
+}
+
 export function buildReport<Ts>(f: FailedCheck<Ts>): Report {
   const d = f.details;
   if (!d.failed) throw new ReportError('the check did not fail');
@@ -184,7 +199,7 @@ export function buildReport<Ts>(f: FailedCheck<Ts>): Report {
   if (!fails(first))
     throw new ReportError('the shrunk program does not fail when replayed (is the world deterministic?)');
   const sig = caseSignature(f.design.id, kase, first.divergence);
-  const minimal = postShrinkCase(target, kase, sig);
+  const minimal = inWorld(postShrinkCase(target, kase, sig));
   const r = replay(target, minimal);
   if (!fails(r)) throw new ReportError('the post-shrunk program does not fail when replayed');
   const id = reportId(sig);

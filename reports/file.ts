@@ -5,18 +5,23 @@
  * (toolchain.md §1.4), so the program, not the seed, is what `npm run replay` runs.
  */
 
+import { z } from 'zod';
+import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import type { WorldCommand } from '../scenarios/commands.js';
+import { GENERATION_PROFILES } from '../scenarios/generation.js';
 import {
-  commandFromJson,
-  guestFromJson,
+  checkIndices,
+  CommandJson,
+  describeIssue,
+  GuestJson,
+  natural,
   ProgramFormatError,
-  programFromJson,
+  ProgramJson,
   type SerializedCommand,
-  type SerializedGuest,
+  show,
 } from '../scenarios/serialize.js';
-import type { GuestConfig } from '../scenarios/world.js';
-import type { ObservationKind } from '../scenarios/observation.js';
-import { type Case, isReportProperty, type PropertyId, REPORT_PROPERTIES } from './replay.js';
+import { type GuestConfig, impossibleEnumeration } from '../scenarios/world.js';
+import { type Case, type PropertyId, REPORT_PROPERTIES } from './replay.js';
 
 /**
  * @2 adds the property's comparison (baseline, insertion, host events); @1 files are conformance reports and still
@@ -25,66 +30,120 @@ import { type Case, isReportProperty, type PropertyId, REPORT_PROPERTIES } from 
 export const REPORT_FORMAT = 'vpmu-conformance/report@2';
 export const REPORT_FORMAT_V1 = 'vpmu-conformance/report@1';
 
-export interface SerializedObservation {
-  readonly step: number;
-  /** -1 for a host event. */
-  readonly vcpu: number;
-  readonly kind: ObservationKind | 'host-event';
-  readonly target: string | null;
-  readonly value: string | null;
-  readonly what: string;
-  /**
-   * The failing side: the guest under the design, the changed program, the run with the insertion, the host with the
-   * guest.
-   */
-  readonly sut: string;
-  /** What it is compared with: bare metal, the baseline program, the plain program, the host-only run. */
-  readonly oracle: string;
-  /** host-undisturbed: which host event (index among the opened ones, pCPU, attr as code). */
-  readonly event?: { readonly index: number; readonly cpu: number; readonly attr: string; readonly perf: string };
-}
+/** The largest report.json replay reads: about a million commands. */
+export const REPORT_MAX_BYTES = 64 * 1024 * 1024;
+/** pCPUs a report's world may have (the checks use 2). */
+export const REPORT_MAX_CPUS = 64;
 
-export interface ReportFile {
-  readonly format: typeof REPORT_FORMAT | typeof REPORT_FORMAT_V1;
-  readonly id: string;
-  readonly title: string;
-  readonly signature: string;
-  readonly property: { readonly id: PropertyId; readonly rule: string };
-  /** The generation profile of the conformance check that found it (scenarios/generation.ts), where it has one. */
-  readonly gen?: string;
-  readonly design: string;
-  readonly host: string;
-  readonly cpus: number;
-  readonly guest: SerializedGuest;
-  /** The failing program (see Case in replay.ts for what it is per property). */
-  readonly program: readonly SerializedCommand[];
-  /** no-leak: the same program with the host's original values, command for command. */
-  readonly baseline?: readonly SerializedCommand[];
-  /** invisible: the VMM action inserted before command `at` (0-based) of the program. */
-  readonly insertion?: { readonly at: number; readonly command: SerializedCommand };
-  /** The first divergent observation when the report was written, and the rule that decides it. */
-  readonly divergence: SerializedObservation & { readonly rule: string };
-  readonly search: {
-    readonly seed: number;
-    readonly path: string | null;
-    readonly replayPath: string | null;
-    readonly numRuns: number;
-    readonly numShrinks: number;
-    /** Commands (no-leak: pairs) in fast-check's shrunk program, and after deleting the ones not needed. */
-    readonly shrunkCommands: number;
-    readonly postShrunkCommands: number;
-  };
-  readonly versions: {
-    readonly fastCheck: string;
-    readonly node: string;
-    readonly package: string;
-    readonly generators: string;
-  };
-  readonly found: string;
-  readonly replay: string;
-}
+/** Text of at most `max` characters: a report is printed, and a field of megabytes is not a report. */
+const text = (max: number) =>
+  z.string({ error: (i) => `expected a string, got ${show(i.input)}` }).max(max, {
+    error: (i) => `${(i.input as string).length} characters, at most ${max}`,
+  });
 
-/** A report.json that cannot be replayed: not JSON, the wrong format, a missing field. */
+const cpusError = (i: { input?: unknown }) => `expected an integer 1..${REPORT_MAX_CPUS}, got ${show(i.input)}`;
+
+const hexOrNull = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]+$/)
+  .max(18)
+  .nullable();
+
+const ObservationJson = z.strictObject({
+  step: natural(),
+  vcpu: z.int().min(-1).describe('-1 for a host event'),
+  kind: text(40),
+  target: hexOrNull,
+  value: hexOrNull,
+  what: text(2000),
+  sut: text(2000).describe(
+    'the failing side: the design, the changed program, the run with the insertion, the host with the guest',
+  ),
+  oracle: text(2000).describe(
+    'what it is compared with: bare metal, the baseline program, the plain program, the host-only run',
+  ),
+  event: z
+    .strictObject({ index: natural(), cpu: natural(), attr: text(2000), perf: text(2000) })
+    .optional()
+    .describe('host-undisturbed: which host event (index among the opened ones, pCPU, attr as code)'),
+});
+
+/**
+ * The schema of report.json: the readers below are its parse, the type of what build.ts writes
+ * is its input type, and reports/report.schema.json is generated from it (`npm run schemas`).
+ */
+export const ReportFileSchema = z
+  .strictObject({
+    format: z.enum([REPORT_FORMAT, REPORT_FORMAT_V1], {
+      error: (i) => `expected '${REPORT_FORMAT}' (or '${REPORT_FORMAT_V1}'), got ${show(i.input)}`,
+    }),
+    id: z.string().regex(/^[a-zA-Z0-9.-]{1,200}$/, {
+      error: (i) => `expected a folder name of letters, digits, '.' and '-', got ${show(i.input)}`,
+    }),
+    title: text(500),
+    signature: text(500),
+    property: z
+      .strictObject({
+        id: z.enum(REPORT_PROPERTIES, {
+          error: (i) => `expected one of ${REPORT_PROPERTIES.join(', ')}, got ${show(i.input)}`,
+        }),
+        rule: text(2000),
+      })
+      .optional()
+      .describe('required from @2 on; every @1 report is a conformance report'),
+    gen: z
+      .enum(GENERATION_PROFILES, {
+        error: (i) => `expected one of ${GENERATION_PROFILES.join(', ')}, got ${show(i.input)}`,
+      })
+      .optional()
+      .describe('the generation profile of the conformance check that found it (scenarios/generation.ts)'),
+    design: text(200).describe("the design's id (designs/registry.ts)"),
+    host: text(200).describe('a built-in host profile name (model/hw/profiles.ts)'),
+    cpus: z
+      .int({ error: cpusError })
+      .min(1, { error: cpusError })
+      .max(REPORT_MAX_CPUS, { error: cpusError })
+      .describe("the pCPUs of the report's world"),
+    guest: GuestJson,
+    program: ProgramJson.describe('the failing program (see Case in reports/replay.ts for what it is per property)'),
+    baseline: ProgramJson.optional().describe(
+      "no-leak: the same program with the host's original values, command for command",
+    ),
+    insertion: z
+      .strictObject({ at: natural(), command: CommandJson })
+      .optional()
+      .describe('invisible: the VMM action inserted before command `at` (0-based) of the program'),
+    divergence: ObservationJson.extend({ rule: text(2000) }).describe(
+      'the first divergent observation when the report was written, and the rule that decides it',
+    ),
+    search: z.strictObject({
+      seed: z.int(),
+      path: text(100_000).nullable(),
+      replayPath: text(100_000).nullable(),
+      numRuns: natural(),
+      numShrinks: natural(),
+      shrunkCommands: natural().describe("commands (no-leak: pairs) in fast-check's shrunk program"),
+      postShrunkCommands: natural().describe('and after deleting the ones not needed'),
+    }),
+    versions: z.strictObject({ fastCheck: text(100), node: text(100), package: text(100), generators: text(100) }),
+    found: text(40),
+    replay: text(5000),
+  })
+  .meta({
+    title: 'vpmu-conformance report.json',
+    description: 'A finding of vpmu-conformance: what replay needs, and the record',
+  });
+
+type ReportJson = z.input<typeof ReportFileSchema>;
+/** A report.json as build.ts writes it (the schema's input side: commands as `{ cmd, args }`), property included. */
+export type ReportFile = ReportJson & { readonly property: NonNullable<ReportJson['property']> };
+export type SerializedObservation = z.input<typeof ObservationJson>;
+
+/** The JSON Schema of report.json (reports/report.schema.json). */
+export const reportJsonSchema = () =>
+  z.toJSONSchema(ReportFileSchema, { target: 'draft-2020-12', io: 'input', unrepresentable: 'any', reused: 'ref' });
+
+/** A report.json that cannot be replayed: not JSON, the wrong format, a missing field, a field out of range. */
 export class ReportFormatError extends Error {
   override readonly name = 'ReportFormatError';
 }
@@ -98,89 +157,66 @@ export interface ReplayableReport {
   readonly kase: Case;
 }
 
-function need(o: Record<string, unknown>, k: string, type: 'string' | 'number' | 'object'): void {
-  const v = o[k];
-  const ok = type === 'object' ? typeof v === 'object' && v !== null : typeof v === type;
-  if (!ok)
-    throw new ReportFormatError(
-      `report.json: field '${k}' must be ${type === 'object' ? 'an object' : `a ${type}`}, got ${JSON.stringify(v) ?? 'nothing'}`,
-    );
-}
+const bad = (msg: string) => new ReportFormatError(`report.json: ${msg}`);
 
-/** The property a report is about: every @1 report is a conformance report. */
-function propertyOf(o: Record<string, unknown>): PropertyId {
-  if (o.format === REPORT_FORMAT_V1) return 'conformance';
-  need(o, 'property', 'object');
-  const id = (o.property as Record<string, unknown>).id;
-  if (typeof id !== 'string' || !isReportProperty(id))
-    throw new ReportFormatError(
-      `report.json: property.id must be one of ${REPORT_PROPERTIES.join(', ')}, got ${JSON.stringify(id) ?? 'nothing'}`,
-    );
-  return id;
-}
-
-function caseOf(o: Record<string, unknown>, property: PropertyId, program: WorldCommand[]): Case {
+/** The case the property compares, from the fields its property needs. */
+function caseOf(f: z.output<typeof ReportFileSchema>, property: PropertyId): Case {
+  const program = f.program;
   switch (property) {
     case 'no-leak': {
-      if (o.baseline === undefined)
-        throw new ReportFormatError(
-          "report.json: a no-leak report needs 'baseline' (the program with the host's original values)",
+      if (f.baseline === undefined)
+        throw bad("a no-leak report needs 'baseline' (the program with the host's original values)");
+      if (f.baseline.length !== program.length)
+        throw bad(
+          `baseline has ${f.baseline.length} commands, program ${program.length}; they pair command for command`,
         );
-      const baseline = programFromJson(o.baseline, 'baseline');
-      if (baseline.length !== program.length)
-        throw new ReportFormatError(
-          `report.json: baseline has ${baseline.length} commands, program ${program.length}; they pair command for command`,
-        );
-      return { property, program, baseline };
+      return { property, program, baseline: f.baseline };
     }
     case 'invisible': {
-      need(o, 'insertion', 'object');
-      const ins = o.insertion as Record<string, unknown>;
-      if (typeof ins.at !== 'number' || !Number.isSafeInteger(ins.at) || ins.at < 0 || ins.at > program.length)
-        throw new ReportFormatError(
-          `report.json: insertion.at must be an integer 0..${program.length}, got ${JSON.stringify(ins.at) ?? 'nothing'}`,
-        );
-      return {
-        property,
-        program,
-        insertion: { at: ins.at, command: commandFromJson(ins.command, 'insertion.command') },
-      };
+      if (f.insertion === undefined) throw bad("an invisible report needs 'insertion' (the VMM action inserted)");
+      if (f.insertion.at > program.length)
+        throw bad(`insertion.at must be an integer 0..${program.length}, got ${f.insertion.at}`);
+      return { property, program, insertion: f.insertion };
     }
     default:
       return { property, program };
   }
 }
 
-/** Parses the text of a report.json (@1 or @2); every problem is one line naming the field. */
-export function parseReport(text: string): ReplayableReport {
+/**
+ * Parses the text of a report.json (@1 or @2): the schema, then what it cannot say alone (the
+ * fields a property needs, vCPU and pCPU indices within the world, a guest some CPU has).
+ * Every problem is one line naming the field.
+ */
+export function parseReport(raw: string): ReplayableReport {
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    v = JSON.parse(raw);
   } catch (e) {
     throw new ReportFormatError(`report.json is not JSON: ${(e as Error).message}`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new ReportFormatError('report.json: expected an object');
-  const o = v as Record<string, unknown>;
-  if (o.format !== REPORT_FORMAT && o.format !== REPORT_FORMAT_V1)
-    throw new ReportFormatError(
-      `report.json: format must be '${REPORT_FORMAT}' (or '${REPORT_FORMAT_V1}'), got ${JSON.stringify(o.format) ?? 'nothing'}`,
-    );
-  for (const k of ['id', 'title', 'design', 'host']) need(o, k, 'string');
-  need(o, 'cpus', 'number');
-  if (!Number.isSafeInteger(o.cpus) || (o.cpus as number) < 1)
-    throw new ReportFormatError(`report.json: cpus must be a positive integer`);
-  const property = propertyOf(o);
-  if (o.gen !== undefined && typeof o.gen !== 'string')
-    throw new ReportFormatError(`report.json: gen must be a string, got ${JSON.stringify(o.gen)}`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('expected an object');
+  const r = ReportFileSchema.safeParse(v);
+  if (!r.success) throw bad(describeIssue('', r.error.issues[0]!, v));
+  const f = r.data;
+  if (f.property === undefined && f.format !== REPORT_FORMAT_V1) throw bad("missing field 'property'");
+  const property = f.property?.id ?? 'conformance';
+  const file = { ...(v as ReportJson), property: f.property ?? { id: property, rule: 'design.md property 1' } };
+  const kase = caseOf(f, property);
+  // A report's world has one guest (one vCPU) and `cpus` pCPUs: an index past them names nothing.
+  const limits = { vcpus: 1, cpus: f.cpus };
   try {
-    const program = programFromJson(o.program);
-    const kase = caseOf(o, property, program);
-    return { file: o as unknown as ReportFile, guest: guestFromJson(o.guest), program, kase };
+    checkIndices(file.program, limits, 'program');
+    if (file.baseline !== undefined) checkIndices(file.baseline, limits, 'baseline');
+    if (file.insertion !== undefined) checkIndices([file.insertion.command], limits, 'insertion.command');
   } catch (e) {
-    if (e instanceof ProgramFormatError) throw new ReportFormatError(`report.json: ${e.message}`);
+    if (e instanceof ProgramFormatError) throw bad(e.message.replace(/^insertion\.command\[0\]/, 'insertion.command'));
     throw e;
   }
+  const host = Object.hasOwn(BUILTIN_PROFILES, f.host) ? BUILTIN_PROFILES[f.host] : undefined;
+  const impossible = host === undefined ? null : impossibleEnumeration(host, f.guest);
+  if (impossible !== null) throw bad(`guest.cpuid: no CPU enumerates this guest (${impossible})`);
+  return { file, guest: f.guest, program: f.program, kase };
 }
 
 /**

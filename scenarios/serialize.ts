@@ -5,12 +5,15 @@
  * vCPU, CPL and pCPU indices as numbers, work units as objects with every count a number and
  * branch addresses as "0x…" strings.
  *
- * Parsing is strict: a file is edited by hand or by other tools, and a program that silently
+ * The wire format is a zod schema (CommandJson, GuestJson and what they hold): the readers are the
+ * schema's parse, then the command's constructor; the JSON Schema of report.json is generated from
+ * it. Parsing is strict: a file is edited by hand or by other tools, and a program that silently
  * loses a field would replay something else. Any problem is a ProgramFormatError whose message
  * names the place (`program[2].args[1][0].branches[0].from`) on one line.
  */
 
 import { METRICS, type TopdownSlots } from '../model/hw/msr/topdown.js';
+import { z } from 'zod';
 import { WorkError } from '../model/hw/errors.js';
 import { BRANCH_KINDS } from '../model/hw/state.js';
 import { type Branch, type WorkUnit, validateUnit } from '../model/hw/work.js';
@@ -37,87 +40,70 @@ import type { GuestConfig } from './world.js';
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [k: string]: Json };
 
-export interface SerializedCommand {
-  readonly cmd: string;
-  readonly args: readonly Json[];
-}
-
-export interface SerializedGuest {
-  readonly cpuid: {
-    readonly family: number;
-    readonly model: number;
-    readonly leaf0a: { readonly eax: string; readonly ebx: string; readonly ecx: string; readonly edx: string };
-    readonly pdcm: boolean;
-    readonly tsx?: boolean;
-  };
-  readonly perfCapabilities: string;
-}
-
 /** A program or guest configuration that cannot be read back; the message names the place. */
 export class ProgramFormatError extends Error {
   override readonly name = 'ProgramFormatError';
 }
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
-const U64_MAX = (1n << 64n) - 1n;
 
 // ---------------------------------------------------------------------------------------------
-// Field readers: each takes the value and where it is, and returns it typed or throws.
+// Limits: a report is edited by hand or made by other tools, and nothing it holds may make a
+// replay run out of memory or print megabytes.
 
-function fail(at: string, msg: string): never {
-  throw new ProgramFormatError(`${at}: ${msg}`);
-}
+/** Commands in a program (a 64 MB report holds about a million). */
+export const MAX_COMMANDS = 1_000_000;
+/** Work units in one run of work, and taken branches in one unit. */
+export const MAX_UNITS = 10_000;
+export const MAX_BRANCHES = 10_000;
+
+// ---------------------------------------------------------------------------------------------
+// Field schemas, each with the message a person reads.
 
 /** A value as it appears in the file, cut short: the message stays one line. */
-function show(v: unknown): string {
+export function show(v: unknown): string {
   const s = v === undefined ? 'nothing' : typeof v === 'bigint' ? `${v}n` : (JSON.stringify(v) ?? typeof v);
   return s.length > 40 ? `${s.slice(0, 37)}...` : s;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const U64_MAX = (1n << 64n) - 1n;
 
-function readObject(
-  v: unknown,
-  at: string,
-  known: readonly string[],
-  required: readonly string[],
-): Record<string, unknown> {
-  if (!isObject(v)) fail(at, `expected an object, got ${show(v)}`);
-  for (const k of Object.keys(v)) if (!known.includes(k)) fail(at, `unknown field '${k}' (known: ${known.join(', ')})`);
-  for (const k of required) if (!(k in v)) fail(at, `missing field '${k}'`);
-  return v;
-}
+export const natural = (max = Number.MAX_SAFE_INTEGER) => {
+  const error = (i: { input?: unknown }) =>
+    `expected an integer 0..${max === Number.MAX_SAFE_INTEGER ? 'max' : max}, got ${show(i.input)}`;
+  return z.int({ error }).min(0, { error }).max(max, { error });
+};
 
-function readInt(v: unknown, at: string, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max)
-    fail(at, `expected an integer 0..${max === Number.MAX_SAFE_INTEGER ? 'max' : max}, got ${show(v)}`);
-  return v;
-}
+const bool = z.boolean({ error: (i) => `expected true or false, got ${show(i.input)}` });
 
-function readBool(v: unknown, at: string): boolean {
-  if (typeof v !== 'boolean') fail(at, `expected true or false, got ${show(v)}`);
-  return v;
-}
+/** A "0x…" string of at most `bits` bits, read as a bigint (one pass: replay reads a million of them). */
+export const hexOf = (bits: 32 | 64) => {
+  const error = (i: { input?: unknown }) => `expected a "0x…" hex string, got ${show(i.input)}`;
+  const max = bits === 64 ? U64_MAX : 0xffff_ffffn;
+  return z
+    .string({ error })
+    .regex(/^0x[0-9a-fA-F]+$/, { error })
+    .transform((v, ctx) => {
+      const n = BigInt(v);
+      if (n <= max) return n;
+      ctx.issues.push({ code: 'custom', message: `${v} does not fit in ${bits} bits`, input: v });
+      return z.NEVER;
+    });
+};
+const u64 = hexOf(64);
+const u32 = hexOf(32).transform(Number);
 
-function readHex(v: unknown, at: string, max: bigint): bigint {
-  if (typeof v !== 'string' || !/^0x[0-9a-f]+$/i.test(v)) fail(at, `expected a "0x…" hex string, got ${show(v)}`);
-  const n = BigInt(v);
-  if (n > max) fail(at, `${v} does not fit in ${max === U64_MAX ? 64 : 32} bits`);
-  return n;
-}
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: (i) => `expected one of ${values.join(', ')}, got ${show(i.input)}` });
 
-const readU64 = (v: unknown, at: string) => readHex(v, at, U64_MAX);
-const readU32 = (v: unknown, at: string) => Number(readHex(v, at, 0xffff_ffffn));
-
-function readArray(v: unknown, at: string): readonly unknown[] {
-  if (!Array.isArray(v)) fail(at, `expected an array, got ${show(v)}`);
-  return v as readonly unknown[];
-}
+const arrayOf = <T extends z.ZodType>(item: T, max: number, what: string) =>
+  z
+    .array(item, { error: (i) => `expected an array, got ${show(i.input)}` })
+    .max(max, { error: (i) => `${(i.input as unknown[]).length} ${what}, at most ${max}` });
 
 // ---------------------------------------------------------------------------------------------
-// Work units.
+// Work units. Fields are listed in the order the generators build them: a unit read back has
+// the same shape (and prints the same) as the one that ran.
 
 const COUNT_FIELDS = [
   'instructions',
@@ -128,20 +114,46 @@ const COUNT_FIELDS = [
   'llcMisses',
   'untakenBranches',
 ] as const;
-const UNIT_FIELDS = ['cpl', ...COUNT_FIELDS, 'branches', 'slots'] as const;
-const BRANCH_FIELDS = ['from', 'to', 'kind', 'cpl', 'mispredict'] as const;
-/** The slot breakdown's fields are PERF_METRICS's bytes, in the same order. */
-const SLOT_FIELDS = METRICS;
 
-/** A branch as JSON, in its own field order (as units, branches keep one shape). */
-function branchToJson(b: Branch): Json {
-  const o: Record<string, Json> = {};
-  for (const [k, v] of Object.entries(b) as [keyof Branch, unknown][]) {
-    if (v === undefined) continue;
-    o[k] = typeof v === 'bigint' ? hex(v) : (v as Json);
-  }
-  return o;
-}
+const BranchJson = z.strictObject({
+  from: u64,
+  to: u64,
+  kind: oneOf(BRANCH_KINDS),
+  mispredict: bool.optional(),
+  cpl: natural(3).optional(),
+});
+
+const SlotsJson = z.strictObject(
+  Object.fromEntries(METRICS.map((k, i) => [k, i < 4 ? natural() : natural().optional()])) as Record<
+    (typeof METRICS)[number],
+    ReturnType<typeof natural> | z.ZodOptional<ReturnType<typeof natural>>
+  >,
+);
+
+const counts = Object.fromEntries(COUNT_FIELDS.map((k) => [k, natural().optional()])) as Record<
+  (typeof COUNT_FIELDS)[number],
+  z.ZodOptional<ReturnType<typeof natural>>
+>;
+
+/** A work unit; the model's own unit validation runs on it (a branch needs an instruction, ...). */
+export const UnitJson = z
+  .strictObject({
+    cpl: natural(3),
+    ...counts,
+    branches: arrayOf(BranchJson, MAX_BRANCHES, 'branches').optional(),
+    slots: SlotsJson.optional(),
+  })
+  .transform((u, ctx) => {
+    const unit = u as WorkUnit;
+    try {
+      validateUnit(unit);
+    } catch (e) {
+      if (!(e instanceof WorkError)) throw e;
+      ctx.issues.push({ code: 'custom', message: e.message, input: u });
+      return z.NEVER;
+    }
+    return unit;
+  });
 
 /** A unit as JSON, its fields in the unit's own order (units keep one shape for the simulator). */
 export function unitToJson(u: WorkUnit): Json {
@@ -155,50 +167,17 @@ export function unitToJson(u: WorkUnit): Json {
   return o;
 }
 
-function branchFromJson(v: unknown, at: string): Branch {
-  const o = readObject(v, at, BRANCH_FIELDS, ['from', 'to', 'kind']);
-  const b: Record<string, unknown> = {};
-  for (const k of Object.keys(o)) {
-    const val = o[k];
-    if (k === 'from' || k === 'to') b[k] = readU64(val, `${at}.${k}`);
-    else if (k === 'cpl') b[k] = readInt(val, `${at}.cpl`, 3);
-    else if (k === 'mispredict') b[k] = readBool(val, `${at}.mispredict`);
-    else if (typeof val !== 'string' || !(BRANCH_KINDS as readonly string[]).includes(val))
-      fail(`${at}.kind`, `expected one of ${BRANCH_KINDS.join(', ')}, got ${show(val)}`);
-    else b[k] = val;
+/** A branch as JSON, in its own field order. */
+function branchToJson(b: Branch): Json {
+  const o: Record<string, Json> = {};
+  for (const [k, v] of Object.entries(b) as [keyof Branch, unknown][]) {
+    if (v === undefined) continue;
+    o[k] = typeof v === 'bigint' ? hex(v) : (v as Json);
   }
-  return b as unknown as Branch;
+  return o;
 }
 
-function slotsFromJson(v: unknown, at: string): TopdownSlots {
-  const o = readObject(v, at, SLOT_FIELDS, ['retiring', 'badSpeculation', 'frontendBound', 'backendBound']);
-  const s: Record<string, number> = {};
-  for (const k of SLOT_FIELDS) if (o[k] !== undefined) s[k] = readInt(o[k], `${at}.${k}`);
-  return s as unknown as TopdownSlots;
-}
-
-/** Reads a unit back in the JSON's field order, then runs the model's own unit validation. */
-export function unitFromJson(v: unknown, at: string): WorkUnit {
-  const o = readObject(v, at, UNIT_FIELDS, ['cpl']);
-  const u: Record<string, unknown> = {};
-  for (const k of Object.keys(o)) {
-    const val = o[k];
-    if (val === undefined) continue;
-    if (k === 'cpl') u[k] = readInt(val, `${at}.cpl`, 3);
-    else if (k === 'branches')
-      u[k] = readArray(val, `${at}.branches`).map((b, i) => branchFromJson(b, `${at}.branches[${i}]`));
-    else if (k === 'slots') u[k] = slotsFromJson(val, `${at}.slots`);
-    else u[k] = readInt(val, `${at}.${k}`);
-  }
-  const unit = u as unknown as WorkUnit;
-  try {
-    validateUnit(unit);
-  } catch (e) {
-    if (e instanceof WorkError) fail(at, e.message);
-    throw e;
-  }
-  return unit;
-}
+const UnitsJson = arrayOf(UnitJson, MAX_UNITS, 'work units');
 
 // ---------------------------------------------------------------------------------------------
 // Host perf_event_attr: config and sample period as hex, flags as booleans; only what differs from
@@ -214,7 +193,6 @@ const FLAG_FIELDS = [
   ['excludeGuest', 'exclude_guest'],
   ['vlbr', 'vlbr'],
 ] as const;
-const ATTR_FIELDS = ['config', 'samplePeriod', ...FLAG_FIELDS.map(([wire]) => wire), 'branchSample'] as const;
 
 function attrToJson(a: PerfEventAttr): Json {
   const o: Record<string, Json> = { config: hex(a.config) };
@@ -224,141 +202,159 @@ function attrToJson(a: PerfEventAttr): Json {
   return o;
 }
 
-function attrFromJson(v: unknown, at: string): PerfEventAttr {
-  const o = readObject(v, at, ATTR_FIELDS, ['config']);
-  const a: Record<string, unknown> = { config: readU64(o.config, `${at}.config`) };
-  if (o.samplePeriod !== undefined) a.sample_period = readU64(o.samplePeriod, `${at}.samplePeriod`);
-  for (const [wire, field] of FLAG_FIELDS) if (o[wire] !== undefined) a[field] = readBool(o[wire], `${at}.${wire}`);
-  if (o.branchSample !== undefined) {
-    const b = readObject(
-      o.branchSample,
-      `${at}.branchSample`,
-      ['user', 'kernel', 'callStack'],
-      ['user', 'kernel', 'callStack'],
-    );
-    a.branchSample = {
-      user: readBool(b.user, `${at}.branchSample.user`),
-      kernel: readBool(b.kernel, `${at}.branchSample.kernel`),
-      callStack: readBool(b.callStack, `${at}.branchSample.callStack`),
-    };
-  }
-  return attr(a as Partial<PerfEventAttr> & { config: bigint });
-}
+const AttrJson = z
+  .strictObject({
+    config: u64,
+    samplePeriod: u64.optional(),
+    ...(Object.fromEntries(FLAG_FIELDS.map(([wire]) => [wire, bool.optional()])) as Record<
+      (typeof FLAG_FIELDS)[number][0],
+      z.ZodOptional<typeof bool>
+    >),
+    branchSample: z.strictObject({ user: bool, kernel: bool, callStack: bool }).optional(),
+  })
+  .transform((o): PerfEventAttr => {
+    const a: Record<string, unknown> = { config: o.config };
+    if (o.samplePeriod !== undefined) a.sample_period = o.samplePeriod;
+    for (const [wire, field] of FLAG_FIELDS) if (o[wire] !== undefined) a[field] = o[wire];
+    if (o.branchSample !== undefined) a.branchSample = { ...o.branchSample };
+    return attr(a as Partial<PerfEventAttr> & { config: bigint });
+  });
 
 // ---------------------------------------------------------------------------------------------
-// Commands. Each entry says how to print a command's arguments and how to read them back; a new
-// command class needs an entry here before its programs can be filed.
+// Commands. Each entry names the arguments, says how to print them and gives their schema and
+// the constructor they go to; a new command class needs an entry here before its programs can
+// be filed.
+
+const HOST_EVENT_OPS = ['enable', 'disable', 'read', 'close'] as const satisfies readonly HostEventOp[];
 
 interface Schema {
   readonly params: readonly string[];
   readonly toJson: (c: WorldCommand) => Json[] | null;
-  readonly fromJson: (args: readonly unknown[], at: string) => WorldCommand;
+  readonly args: z.ZodTuple;
+  readonly make: (args: never) => WorldCommand;
 }
 
-const arg = (at: string, i: number, name: string) => `${at}.args[${i}] (${name})`;
+/** One command's entry, its constructor typed by its argument schema. */
+function entry<A extends [z.ZodType, ...z.ZodType[]]>(
+  params: { [K in keyof A]: string },
+  toJson: (c: WorldCommand) => Json[] | null,
+  args: A,
+  make: (a: z.output<z.ZodTuple<A, null>>) => WorldCommand,
+): Schema {
+  return { params, toJson, args: z.tuple(args), make };
+}
 
-const unitsFromJson = (v: unknown, at: string, i: number) =>
-  readArray(v, arg(at, i, 'units')).map((u, k) => unitFromJson(u, `${at}.args[${i}][${k}]`));
-
-const HOST_EVENT_OPS: readonly HostEventOp[] = ['enable', 'disable', 'read', 'close'];
+const vcpu = natural();
+const cpu = natural();
 
 const SCHEMAS: Readonly<Record<string, Schema>> = {
-  GuestWrmsr: {
-    params: ['vcpu', 'msr', 'value'],
-    toJson: (c) => (c instanceof GuestWrmsr ? [c.vcpu, hex(c.msr), hex(c.value)] : null),
-    fromJson: (a, at) =>
-      new GuestWrmsr(
-        readInt(a[0], arg(at, 0, 'vcpu')),
-        readU32(a[1], arg(at, 1, 'msr')),
-        readU64(a[2], arg(at, 2, 'value')),
-      ),
-  },
-  GuestRdmsr: {
-    params: ['vcpu', 'msr'],
-    toJson: (c) => (c instanceof GuestRdmsr ? [c.vcpu, hex(c.msr)] : null),
-    fromJson: (a, at) => new GuestRdmsr(readInt(a[0], arg(at, 0, 'vcpu')), readU32(a[1], arg(at, 1, 'msr'))),
-  },
-  GuestRdpmc: {
-    params: ['vcpu', 'ecx', 'cpl'],
-    toJson: (c) => (c instanceof GuestRdpmc ? [c.vcpu, hex(c.ecx), c.cpl] : null),
-    fromJson: (a, at) =>
-      new GuestRdpmc(
-        readInt(a[0], arg(at, 0, 'vcpu')),
-        readU32(a[1], arg(at, 1, 'ecx')),
-        readInt(a[2], arg(at, 2, 'cpl'), 3),
-      ),
-  },
-  GuestRun: {
-    params: ['vcpu', 'units'],
-    toJson: (c) => (c instanceof GuestRun ? [c.vcpu, c.units.map(unitToJson)] : null),
-    fromJson: (a, at) =>
-      new GuestRun(
-        readInt(a[0], arg(at, 0, 'vcpu')),
-        readArray(a[1], arg(at, 1, 'units')).map((u, i) => unitFromJson(u, `${at}.args[1][${i}]`)),
-      ),
-  },
-  Migrate: {
-    params: ['vcpu', 'cpu'],
-    toJson: (c) => (c instanceof Migrate ? [c.vcpu, c.cpu] : null),
-    fromJson: (a, at) => new Migrate(readInt(a[0], arg(at, 0, 'vcpu')), readInt(a[1], arg(at, 1, 'cpu'))),
-  },
-  SaveRestore: {
-    params: ['vcpu', 'cpu'],
-    toJson: (c) => (c instanceof SaveRestore ? [c.vcpu, c.cpu] : null),
-    fromJson: (a, at) => new SaveRestore(readInt(a[0], arg(at, 0, 'vcpu')), readInt(a[1], arg(at, 1, 'cpu'))),
-  },
-  HostOpen: {
-    params: ['cpu', 'attr'],
-    toJson: (c) => (c instanceof HostOpen ? [c.cpu, attrToJson(c.attr)] : null),
-    fromJson: (a, at) => new HostOpen(readInt(a[0], arg(at, 0, 'cpu')), attrFromJson(a[1], `${at}.args[1]`)),
-  },
-  HostWork: {
-    params: ['cpu', 'units'],
-    toJson: (c) => (c instanceof HostWork ? [c.cpu, c.units.map(unitToJson)] : null),
-    fromJson: (a, at) =>
-      new HostWork(
-        readInt(a[0], arg(at, 0, 'cpu')),
-        readArray(a[1], arg(at, 1, 'units')).map((u, i) => unitFromJson(u, `${at}.args[1][${i}]`)),
-      ),
-  },
-  HostOpenThread: {
-    params: ['vcpu', 'attr'],
-    toJson: (c) => (c instanceof HostOpenThread ? [c.vcpu, attrToJson(c.attr)] : null),
-    fromJson: (a, at) => new HostOpenThread(readInt(a[0], arg(at, 0, 'vcpu')), attrFromJson(a[1], `${at}.args[1]`)),
-  },
-  GuestXsaves: {
-    params: ['vcpu'],
-    toJson: (c) => (c instanceof GuestXsaves ? [c.vcpu] : null),
-    fromJson: (a, at) => new GuestXsaves(readInt(a[0], arg(at, 0, 'vcpu'))),
-  },
-  GuestXrstors: {
-    params: ['vcpu'],
-    toJson: (c) => (c instanceof GuestXrstors ? [c.vcpu] : null),
-    fromJson: (a, at) => new GuestXrstors(readInt(a[0], arg(at, 0, 'vcpu'))),
-  },
-  Preempt: {
-    params: ['vcpu', 'units'],
-    toJson: (c) => (c instanceof Preempt ? [c.vcpu, c.units.map(unitToJson)] : null),
-    fromJson: (a, at) => new Preempt(readInt(a[0], arg(at, 0, 'vcpu')), unitsFromJson(a[1], at, 1)),
-  },
-  HostEvent: {
-    params: ['k', 'op'],
-    toJson: (c) => (c instanceof HostEvent ? [c.k, c.op] : null),
-    fromJson: (a, at) => {
-      const op = a[1];
-      if (typeof op !== 'string' || !(HOST_EVENT_OPS as readonly string[]).includes(op))
-        fail(arg(at, 1, 'op'), `expected one of ${HOST_EVENT_OPS.join(', ')}, got ${show(op)}`);
-      return new HostEvent(readInt(a[0], arg(at, 0, 'k')), op as HostEventOp);
-    },
-  },
-  HostNmi: {
-    params: ['cpu'],
-    toJson: (c) => (c instanceof HostNmi ? [c.cpu] : null),
-    fromJson: (a, at) => new HostNmi(readInt(a[0], arg(at, 0, 'cpu'))),
-  },
+  GuestWrmsr: entry(
+    ['vcpu', 'msr', 'value'],
+    (c) => (c instanceof GuestWrmsr ? [c.vcpu, hex(c.msr), hex(c.value)] : null),
+    [vcpu, u32, u64],
+    ([v, msr, value]) => new GuestWrmsr(v, msr, value),
+  ),
+  GuestRdmsr: entry(
+    ['vcpu', 'msr'],
+    (c) => (c instanceof GuestRdmsr ? [c.vcpu, hex(c.msr)] : null),
+    [vcpu, u32],
+    ([v, msr]) => new GuestRdmsr(v, msr),
+  ),
+  GuestRdpmc: entry(
+    ['vcpu', 'ecx', 'cpl'],
+    (c) => (c instanceof GuestRdpmc ? [c.vcpu, hex(c.ecx), c.cpl] : null),
+    [vcpu, u32, natural(3)],
+    ([v, ecx, cpl]) => new GuestRdpmc(v, ecx, cpl),
+  ),
+  GuestRun: entry(
+    ['vcpu', 'units'],
+    (c) => (c instanceof GuestRun ? [c.vcpu, c.units.map(unitToJson)] : null),
+    [vcpu, UnitsJson],
+    ([v, units]) => new GuestRun(v, units),
+  ),
+  Migrate: entry(
+    ['vcpu', 'cpu'],
+    (c) => (c instanceof Migrate ? [c.vcpu, c.cpu] : null),
+    [vcpu, cpu],
+    ([v, p]) => new Migrate(v, p),
+  ),
+  SaveRestore: entry(
+    ['vcpu', 'cpu'],
+    (c) => (c instanceof SaveRestore ? [c.vcpu, c.cpu] : null),
+    [vcpu, cpu],
+    ([v, p]) => new SaveRestore(v, p),
+  ),
+  HostOpen: entry(
+    ['cpu', 'attr'],
+    (c) => (c instanceof HostOpen ? [c.cpu, attrToJson(c.attr)] : null),
+    [cpu, AttrJson],
+    ([p, a]) => new HostOpen(p, a),
+  ),
+  HostWork: entry(
+    ['cpu', 'units'],
+    (c) => (c instanceof HostWork ? [c.cpu, c.units.map(unitToJson)] : null),
+    [cpu, UnitsJson],
+    ([p, units]) => new HostWork(p, units),
+  ),
+  HostOpenThread: entry(
+    ['vcpu', 'attr'],
+    (c) => (c instanceof HostOpenThread ? [c.vcpu, attrToJson(c.attr)] : null),
+    [vcpu, AttrJson],
+    ([v, a]) => new HostOpenThread(v, a),
+  ),
+  GuestXsaves: entry(
+    ['vcpu'],
+    (c) => (c instanceof GuestXsaves ? [c.vcpu] : null),
+    [vcpu],
+    ([v]) => new GuestXsaves(v),
+  ),
+  GuestXrstors: entry(
+    ['vcpu'],
+    (c) => (c instanceof GuestXrstors ? [c.vcpu] : null),
+    [vcpu],
+    ([v]) => new GuestXrstors(v),
+  ),
+  Preempt: entry(
+    ['vcpu', 'units'],
+    (c) => (c instanceof Preempt ? [c.vcpu, c.units.map(unitToJson)] : null),
+    [vcpu, UnitsJson],
+    ([v, units]) => new Preempt(v, units),
+  ),
+  HostEvent: entry(
+    ['k', 'op'],
+    (c) => (c instanceof HostEvent ? [c.k, c.op] : null),
+    [natural(), oneOf(HOST_EVENT_OPS)],
+    ([k, op]) => new HostEvent(k, op),
+  ),
+  HostNmi: entry(
+    ['cpu'],
+    (c) => (c instanceof HostNmi ? [c.cpu] : null),
+    [cpu],
+    ([p]) => new HostNmi(p),
+  ),
 };
 
 export const COMMAND_NAMES: readonly string[] = Object.keys(SCHEMAS);
+
+/** A command on the wire, `{ cmd, args }`, read into the command it names. */
+export const CommandJson = z
+  .discriminatedUnion(
+    'cmd',
+    Object.entries(SCHEMAS).map(([name, s]) => z.strictObject({ cmd: z.literal(name), args: s.args })) as unknown as [
+      z.ZodObject<{ cmd: z.ZodLiteral<string>; args: z.ZodTuple }>,
+      ...z.ZodObject<{ cmd: z.ZodLiteral<string>; args: z.ZodTuple }>[],
+    ],
+  )
+  .transform((c) => SCHEMAS[c.cmd]!.make(c.args as never))
+  .meta({
+    description:
+      'A command: { "cmd": <name>, "args": [...] }, args as the command class takes them (MSR addresses and 64-bit values as "0x…" strings)',
+  });
+
+export const ProgramJson = arrayOf(CommandJson, MAX_COMMANDS, 'commands');
+
+/** The wire form of a command (what commandToJson writes and CommandJson reads). */
+export type SerializedCommand = z.input<typeof CommandJson>;
 
 export function commandToJson(c: WorldCommand): SerializedCommand {
   for (const [cmd, s] of Object.entries(SCHEMAS)) {
@@ -372,25 +368,163 @@ export function programToJson(cmds: Iterable<WorldCommand>): SerializedCommand[]
   return [...cmds].map(commandToJson);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Problems, as one line naming the place.
+
+/** `program[2].args[1][0].branches[0].from`, with the command's argument named: `program[0].args[1] (msr)`. */
+export function placeOf(root: string, path: readonly PropertyKey[], input: unknown): string {
+  let at = root;
+  const nodes: unknown[] = [input];
+  path.forEach((k, n) => {
+    const node = nodes[n];
+    at += typeof k === 'number' ? `[${k}]` : at === '' ? String(k) : `.${String(k)}`;
+    nodes.push(typeof node === 'object' && node !== null ? (node as Record<PropertyKey, unknown>)[k] : undefined);
+    // A command's argument itself ({ cmd, args: [...] }): name it as the command's constructor does.
+    const cmd =
+      n >= 1 && n === path.length - 1 && path[n - 1] === 'args'
+        ? (nodes[n - 1] as { cmd?: unknown } | undefined)?.cmd
+        : undefined;
+    if (typeof k === 'number' && typeof cmd === 'string' && Object.hasOwn(SCHEMAS, cmd)) {
+      const name = SCHEMAS[cmd]!.params[k];
+      if (name !== undefined) at += ` (${name})`;
+    }
+  });
+  return at;
+}
+
+/** The value at `path` in `input`. */
+function at(input: unknown, path: readonly PropertyKey[]): unknown {
+  let node = input;
+  for (const k of path)
+    node = typeof node === 'object' && node !== null ? (node as Record<PropertyKey, unknown>)[k] : undefined;
+  return node;
+}
+
+/** The first problem zod found, as one line: the place, then what is wrong there. */
+export function describeIssue(root: string, issue: z.core.$ZodIssue, input: unknown): string {
+  const where = (path: readonly PropertyKey[]) => placeOf(root, path, input) || root;
+  const last = issue.path.at(-1);
+  if (issue.code === 'unrecognized_keys')
+    return `${where(issue.path)}: unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+  // A command's name: the union of commands found none by it.
+  if (issue.code === 'invalid_union' && last === 'cmd') {
+    const name = at(input, issue.path);
+    return typeof name === 'string'
+      ? `${where(issue.path)}: unknown command '${name.slice(0, 40)}' (known: ${COMMAND_NAMES.join(', ')})`
+      : `${where(issue.path)}: expected a command name, got ${show(name)}`;
+  }
+  // The arguments of a known command, too many or too few.
+  const cmd = last === 'args' ? (at(input, issue.path.slice(0, -1)) as { cmd?: unknown } | undefined)?.cmd : undefined;
+  if (
+    (issue.code === 'too_big' || issue.code === 'too_small') &&
+    typeof cmd === 'string' &&
+    Object.hasOwn(SCHEMAS, cmd)
+  ) {
+    const params = SCHEMAS[cmd]!.params;
+    const args = at(input, issue.path);
+    return `${where(issue.path)}: ${cmd} takes ${params.length} arguments (${params.join(', ')}), got ${Array.isArray(args) ? args.length : show(args)}`;
+  }
+  // A required field that is not there: name the object that lacks it.
+  if (issue.code === 'invalid_type' && at(input, issue.path) === undefined && typeof last === 'string')
+    return `${where(issue.path.slice(0, -1))}: missing field '${last}'`;
+  const place = placeOf(root, issue.path, input);
+  return place === '' ? issue.message : `${place}: ${issue.message}`;
+}
+
+/** Parses `v` with `schema`, or throws a ProgramFormatError naming the first problem. */
+export function parseWith<T extends z.ZodType>(schema: T, v: unknown, root: string): z.output<T> {
+  const r = schema.safeParse(v);
+  if (r.success) return r.data;
+  throw new ProgramFormatError(describeIssue(root, r.error.issues[0]!, v));
+}
+
 export function commandFromJson(v: unknown, at: string): WorldCommand {
-  const o = readObject(v, at, ['cmd', 'args'], ['cmd', 'args']);
-  const name = o.cmd;
-  if (typeof name !== 'string') fail(`${at}.cmd`, `expected a command name, got ${show(name)}`);
-  const s = Object.hasOwn(SCHEMAS, name) ? SCHEMAS[name] : undefined;
-  if (s === undefined) fail(`${at}.cmd`, `unknown command '${name}' (known: ${COMMAND_NAMES.join(', ')})`);
-  const args = readArray(o.args, `${at}.args`);
-  if (args.length !== s.params.length)
-    fail(`${at}.args`, `${name} takes ${s.params.length} arguments (${s.params.join(', ')}), got ${args.length}`);
-  return s.fromJson(args, at);
+  return parseWith(CommandJson, v, at);
 }
 
 /** Reads a program (the parsed JSON array); throws a ProgramFormatError naming the bad place. */
 export function programFromJson(v: unknown, at = 'program'): WorldCommand[] {
-  return readArray(v, at).map((c, i) => commandFromJson(c, `${at}[${i}]`));
+  return parseWith(ProgramJson, v, at);
+}
+
+/** How many vCPUs and pCPUs a program's world has: it reduces any index modulo these. */
+export interface IndexLimits {
+  readonly vcpus: number;
+  readonly cpus: number;
+}
+
+const INDEX_PARAMS = { vcpu: 'vcpus', cpu: 'cpus' } as const;
+const noun = (param: string) => (param === 'vcpu' ? 'vCPU' : 'pCPU');
+
+/**
+ * The program with every vCPU and pCPU index reduced as the world reduces it (generators draw
+ * indices past the world's size on purpose), so a report names only vCPUs and pCPUs that exist.
+ * The program runs the same.
+ */
+export function reduceIndices(program: readonly WorldCommand[], l: IndexLimits): WorldCommand[] {
+  return program.map((c) => {
+    const j = commandToJson(c);
+    const params = SCHEMAS[j.cmd]!.params;
+    let changed = false;
+    const args = j.args.map((a, i) => {
+      const limit = (INDEX_PARAMS as Record<string, keyof IndexLimits | undefined>)[params[i]!];
+      if (limit === undefined || typeof a !== 'number' || a < l[limit]) return a;
+      changed = true;
+      return a % l[limit];
+    });
+    return changed ? commandFromJson({ cmd: j.cmd, args }, 'program') : c;
+  });
+}
+
+/** Throws a ProgramFormatError naming the first vCPU or pCPU index the world does not have. */
+export function checkIndices(program: readonly SerializedCommand[], l: IndexLimits, at = 'program'): void {
+  program.forEach((c, k) => {
+    const params = SCHEMAS[c.cmd]?.params ?? [];
+    c.args.forEach((a, i) => {
+      const name = params[i]!;
+      const limit = (INDEX_PARAMS as Record<string, keyof IndexLimits | undefined>)[name];
+      if (limit !== undefined && typeof a === 'number' && a >= l[limit])
+        throw new ProgramFormatError(
+          `${at}[${k}].args[${i}] (${name}): ${noun(name)} ${a} does not exist: the world has ${l[limit]} ${noun(name)}${l[limit] === 1 ? '' : 's'} (${l[limit] === 1 ? 'index 0' : `0..${l[limit] - 1}`})`,
+        );
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Guest configurations.
+
+const u32Hex = hexOf(32);
+
+export const GuestJson = z
+  .strictObject({
+    cpuid: z.strictObject({
+      family: natural(0xfff),
+      model: natural(0xff),
+      leaf0a: z.strictObject({ eax: u32Hex, ebx: u32Hex, ecx: u32Hex, edx: u32Hex }),
+      pdcm: bool,
+      tsx: bool.optional(),
+    }),
+    perfCapabilities: u64,
+  })
+  .transform((g): GuestConfig => ({
+    cpuid: {
+      family: g.cpuid.family,
+      model: g.cpuid.model,
+      leaf0a: {
+        eax: Number(g.cpuid.leaf0a.eax),
+        ebx: Number(g.cpuid.leaf0a.ebx),
+        ecx: Number(g.cpuid.leaf0a.ecx),
+        edx: Number(g.cpuid.leaf0a.edx),
+      },
+      pdcm: g.cpuid.pdcm,
+      ...(g.cpuid.tsx !== undefined ? { tsx: g.cpuid.tsx } : {}),
+    },
+    perfCapabilities: g.perfCapabilities,
+  }));
+
+/** The wire form of a guest configuration. */
+export type SerializedGuest = z.input<typeof GuestJson>;
 
 export function guestToJson(g: GuestConfig): SerializedGuest {
   const r = g.cpuid.leaf0a;
@@ -407,25 +541,7 @@ export function guestToJson(g: GuestConfig): SerializedGuest {
 }
 
 export function guestFromJson(v: unknown, at = 'guest'): GuestConfig {
-  const o = readObject(v, at, ['cpuid', 'perfCapabilities'], ['cpuid', 'perfCapabilities']);
-  const c = readObject(
-    o.cpuid,
-    `${at}.cpuid`,
-    ['family', 'model', 'leaf0a', 'pdcm', 'tsx'],
-    ['family', 'model', 'leaf0a', 'pdcm'],
-  );
-  const l = readObject(c.leaf0a, `${at}.cpuid.leaf0a`, ['eax', 'ebx', 'ecx', 'edx'], ['eax', 'ebx', 'ecx', 'edx']);
-  const reg = (k: 'eax' | 'ebx' | 'ecx' | 'edx') => readU32(l[k], `${at}.cpuid.leaf0a.${k}`);
-  return {
-    cpuid: {
-      family: readInt(c.family, `${at}.cpuid.family`, 0xfff),
-      model: readInt(c.model, `${at}.cpuid.model`, 0xff),
-      leaf0a: { eax: reg('eax'), ebx: reg('ebx'), ecx: reg('ecx'), edx: reg('edx') },
-      pdcm: readBool(c.pdcm, `${at}.cpuid.pdcm`),
-      ...(c.tsx !== undefined ? { tsx: readBool(c.tsx, `${at}.cpuid.tsx`) } : {}),
-    },
-    perfCapabilities: readU64(o.perfCapabilities, `${at}.perfCapabilities`),
-  };
+  return parseWith(GuestJson, v, at);
 }
 
 /** The guest configuration as TypeScript, for reports and regression files. */

@@ -297,7 +297,7 @@ describe('replaying under the fixed design and malformed reports', () => {
       'an unknown property',
       'host-undisturbed' as const,
       (o: Record<string, unknown>) => (o.property = { id: 'telepathy', rule: '' }),
-      'report.json: property.id must be one of conformance, lbr-freeze, no-leak, host-undisturbed, invisible',
+      'report.json: property.id: expected one of conformance, lbr-freeze, no-leak, host-undisturbed, invisible, got "telepathy"',
     ],
     [
       'a malformed host event attr',

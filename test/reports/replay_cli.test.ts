@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -78,6 +78,57 @@ describe('npm start writes a report when conformance fails, and npm run replay r
       "replay: unknown design 'no-such-design'",
     ],
     [
+      'a vCPU the world does not have',
+      () =>
+        write(
+          'vcpu.json',
+          readFileSync(json, 'utf8').replace('"args":[0,"0x80000000",0]', '"args":[3,"0x80000000",0]'),
+        ),
+      'replay: report.json: program[0].args[0] (vcpu): vCPU 3 does not exist: the world has 1 vCPU (index 0)',
+    ],
+    [
+      'a pCPU the world does not have',
+      () =>
+        write(
+          'pcpu.json',
+          readFileSync(json, 'utf8').replace(
+            '{"cmd":"GuestRdpmc"',
+            '{"cmd":"Migrate","args":[0,7]},{"cmd":"GuestRdpmc"',
+          ),
+        ),
+      'replay: report.json: program[0].args[1] (cpu): pCPU 7 does not exist: the world has 2 pCPUs (0..1)',
+    ],
+    [
+      'a guest CPUID no CPU has (255 GP counters)',
+      () => write('cpuid.json', readFileSync(json, 'utf8').replace(/"eax": "0x730(..)(..)"/, '"eax": "0x730ff$2"')),
+      "replay: report.json: guest.cpuid: no CPU enumerates this guest (profile 'guest': leaf0a.eax[15:8]: 255 GP counters",
+    ],
+    [
+      'a billion pCPUs',
+      () => write('cpus.json', readFileSync(json, 'utf8').replace('"cpus": 2', '"cpus": 1000000000')),
+      'replay: report.json: cpus: expected an integer 1..64, got 1000000000',
+    ],
+    [
+      'a title of a megabyte',
+      () => write('title.json', readFileSync(json, 'utf8').replace('"title": "', `"title": "${'x'.repeat(1 << 20)}`)),
+      /^replay: report\.json: title: \d+ characters, at most 500$/,
+    ],
+    [
+      'a file of 100 MB',
+      () => {
+        const p = join(tmp, 'huge.json');
+        writeFileSync(p, '');
+        truncateSync(p, 100 * 2 ** 20); // sparse: no 100 MB written
+        return p;
+      },
+      `replay: ${join(tmp, 'huge.json')} is 100 MB; a report.json is at most 64 MB`,
+    ],
+    [
+      'an unknown generation profile',
+      () => write('gen.json', readFileSync(json, 'utf8').replace('"gen": "', '"gen": "x')),
+      'replay: report.json: gen: expected one of quiet, contended, lbr-heavy, topdown, save-restore-heavy, got "x',
+    ],
+    [
       'an unknown host',
       () => write('host.json', readFileSync(json, 'utf8').replace('"host": "skylake"', '"host": "haswell"')),
       "replay: unknown host profile 'haswell'",
@@ -85,7 +136,8 @@ describe('npm start writes a report when conformance fails, and npm run replay r
   ])('exits 2 with one line on %s', (_what, file, msg) => {
     const r = replay(file());
     expect(r.code).toBe(2);
-    expect(r.err).toContain(msg);
+    if (typeof msg === 'string') expect(r.err).toContain(msg);
+    else expect(r.err.trim()).toMatch(msg);
     expect(r.err.trim().split('\n')).toHaveLength(1);
     expect(r.out).toBe('');
   });
