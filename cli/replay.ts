@@ -8,6 +8,9 @@
  * Exit status: 1 if the program still fails (diverges, and not as a declared known divergence),
  * 0 if it no longer does, 2 if the report cannot be replayed (no such file, not a report, an
  * unknown design or host): one line on stderr, no stack trace.
+ *
+ * `--emit c|selftest|both` writes the report's reproducers beside it instead (reports/emit): the
+ * standalone C and the KVM selftest; exit 0 when written.
  */
 
 import { readFileSync, statSync } from 'node:fs';
@@ -23,6 +26,8 @@ import { fails, replay } from '../reports/replay.js';
 import { caseRule } from '../reports/rules.js';
 import { caseSignature } from '../reports/signature.js';
 import { SetupError } from '../scenarios/world.js';
+import { type EmitKind, emitFiles, predictionLine, writeEmitted } from '../reports/emit/files.js';
+import { findingOfReport, reproducerPaths } from '../reports/emit/finding.js';
 import { EXIT, EXIT_HELP, guard } from './exit.js';
 import { plural } from './output.js';
 
@@ -65,10 +70,29 @@ function designIn(designs: readonly Design[], id: string): Design {
   return d;
 }
 
+/** Writes the report's reproducer(s) beside it instead of replaying; returns the exit status. */
+function emit(
+  path: string,
+  arg: string,
+  kind: string,
+  designOverride: string | undefined,
+  designs: readonly Design[],
+): number {
+  const report = parseReport(readText(path));
+  const design = designIn(designs, designOverride ?? report.file.design);
+  const host = hostByName(report.file.host);
+  const f = findingOfReport(report, design, host, { regenerate: `npm run replay -- ${arg} --emit ${kind}` });
+  const e = emitFiles(f, reproducerPaths(path, report.file.id));
+  for (const p of writeEmitted(e, kind === 'both' ? ['c', 'selftest'] : [kind as EmitKind])) console.log(`wrote ${p}`);
+  console.log(`${predictionLine(e.emission)}; not run on hardware yet`);
+  return EXIT.passed;
+}
+
 /** Replays the report at `arg`; returns the exit status. */
-function run(arg: string, designOverride: string | undefined, designs: readonly Design[]): number {
+function run(arg: string, designOverride: string | undefined, designs: readonly Design[], emitKind?: string): number {
   // npm runs scripts from the package root; a relative path means where the user typed it.
   const path = resolve(process.env.INIT_CWD ?? process.cwd(), arg);
+  if (emitKind !== undefined) return emit(path, arg, emitKind, designOverride, designs);
   const { file, guest, kase } = parseReport(readText(path));
   const design = designIn(designs, designOverride ?? file.design);
   const host = hostByName(file.host);
@@ -131,6 +155,12 @@ export function replayCli(argv: readonly string[], designs: readonly Design[] = 
         designs.map((d) => d.id),
       ),
     )
+    .addOption(
+      new Option(
+        '--emit <kind>',
+        'instead of replaying, write the reproducer beside the report: c (standalone, raw /dev/kvm), selftest (KVM selftest) or both',
+      ).choices(['c', 'selftest', 'both']),
+    )
     .addHelpText('after', `\n${EXIT_HELP}`)
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
@@ -138,7 +168,8 @@ export function replayCli(argv: readonly string[], designs: readonly Design[] = 
     'replay',
     () => {
       cli.parse([...argv], { from: 'user' });
-      return run(cli.args[0]!, cli.opts<{ design?: string }>().design, designs);
+      const o = cli.opts<{ design?: string; emit?: string }>();
+      return run(cli.args[0]!, o.design, designs, o.emit);
     },
     INPUT_ERRORS,
   );

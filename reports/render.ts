@@ -266,7 +266,24 @@ function programHeading(c: Case): string {
   }
 }
 
-export function reportMarkdown(r: Report): string {
+/** The report's reproducers (reports/emit): file names beside report.md and what the model predicts. */
+export type ReproducerLinks =
+  { readonly repro: string; readonly selftest: string; readonly prediction: string } | { readonly error: string };
+
+function reproducersSection(l: ReproducerLinks | undefined): string {
+  if (l === undefined) return '';
+  if ('error' in l) return `\n## Reproducers\n\nNone: ${l.error}\n`;
+  return `
+## Reproducers (not run on hardware yet)
+
+- [\`${l.repro}\`](${l.repro}): standalone, raw \`/dev/kvm\` ioctls; \`gcc -O2 -Wall -o repro ${l.repro} && ./repro\`. Exit 0: the divergence is absent; 1: present (the first divergent observation is printed); 2: the reproducer itself failed; 77: the host lacks what the program needs.
+- [\`${l.selftest}\`](${l.selftest}): the same program as a KVM selftest (\`tools/testing/selftests/kvm/x86/\`, \`x86_64/\` before 6.14); its header says how to build it in a kernel tree.
+
+Both were generated where there is no \`/dev/kvm\` with an Intel PMU: ${l.prediction}. Until someone runs them on an Intel host and reports back what they print, that is a prediction, not a result (README, "Reproducers").
+`;
+}
+
+export function reportMarkdown(r: Report, reproducers?: ReproducerLinks): string {
   const f = r.file;
   const s = f.search;
   const n = f.program.length;
@@ -306,7 +323,7 @@ npm start -- --seed ${s.seed} --only ${f.property.id} --profile ${f.host} --desi
 
 To keep it as a regression that runs before the random search, copy \`regression.test.ts\` from this
 folder to \`test/regressions/${regressionFileName(f.id)}\`.
-
+${reproducersSection(reproducers)}
 ## Versions
 
 fast-check ${f.versions.fastCheck}, Node ${f.versions.node}, vpmu-conformance ${f.versions.package}, generators ${f.versions.generators}.

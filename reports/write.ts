@@ -18,10 +18,13 @@ import {
   rmSync,
   writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Report } from './build.js';
 import { parseReport, reportToText } from './file.js';
-import { regressionTest, reportMarkdown } from './render.js';
+import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
+import { emitFiles, type EmittedFile, predictionLine } from './emit/files.js';
+import { findingOfReport, reproducerPaths } from './emit/finding.js';
+import { regressionTest, reportMarkdown, type ReproducerLinks } from './render.js';
 
 export interface Written {
   readonly dir: string;
@@ -79,16 +82,39 @@ export function writeReport(r: Report, outDir: string): Written {
   const old = existingLength(paths.json);
   if (old !== null && old <= r.file.program.length) return { ...paths, written: false };
   mkdirSync(outDir, { recursive: true });
+  const repro = reproducers(r, paths.json);
   // Same file system as the destination (a rename across file systems fails).
   const tmp = mkdtempSync(join(outDir, `.${r.file.id}.tmp-`));
   try {
     writeDurably(join(tmp, 'report.json'), reportToText(r.file));
-    writeDurably(join(tmp, 'report.md'), reportMarkdown(r));
+    writeDurably(join(tmp, 'report.md'), reportMarkdown(r, repro.links));
     writeDurably(join(tmp, 'regression.test.ts'), regressionTest(r));
+    for (const f of repro.files) writeDurably(join(tmp, basename(f.path)), f.text);
     publish(tmp, dir, outDir, r.file.id);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
   return { ...paths, written: true };
+}
+
+/**
+ * The report's reproducers (standalone C and KVM selftest), to be written beside it, and report.md's
+ * links to them; a failure to emit is said in report.md, not fatal to the report.
+ */
+function reproducers(r: Report, json: string): { links: ReproducerLinks; files: readonly EmittedFile[] } {
+  try {
+    const host = BUILTIN_PROFILES[r.file.host];
+    if (host === undefined) return { links: { error: `unknown host '${r.file.host}'` }, files: [] };
+    const f = findingOfReport(parseReport(reportToText(r.file)), r.design, host, {
+      regenerate: `npm run replay -- ${json} --emit both`,
+    });
+    const e = emitFiles(f, reproducerPaths(json, r.file.id));
+    return {
+      links: { repro: basename(e.repro.path), selftest: basename(e.selftest.path), prediction: predictionLine(e.emission) },
+      files: [e.repro, e.selftest],
+    };
+  } catch (e) {
+    return { links: { error: `the emitter failed: ${e instanceof Error ? e.message : String(e)}` }, files: [] };
+  }
 }
