@@ -26,8 +26,7 @@ import { fails, replay } from '../reports/replay.js';
 import { caseRule } from '../reports/rules.js';
 import { caseSignature } from '../reports/signature.js';
 import { SetupError } from '../scenarios/world.js';
-import { type EmitKind, emitFiles, predictionLine, writeEmitted } from '../reports/emit/files.js';
-import { findingOfReport, reproducerPaths } from '../reports/emit/finding.js';
+import type { EmitKind } from '../reports/emit/files.js';
 import { EXIT, EXIT_HELP, guard } from './exit.js';
 import { plural } from './output.js';
 
@@ -71,16 +70,19 @@ function designIn(designs: readonly Design[], id: string): Design {
 }
 
 /** Writes the report's reproducer(s) beside it instead of replaying; returns the exit status. */
-function emit(
+async function emit(
   path: string,
   arg: string,
   kind: string,
   designOverride: string | undefined,
   designs: readonly Design[],
-): number {
+): Promise<number> {
   const report = parseReport(readText(path));
   const design = designIn(designs, designOverride ?? report.file.design);
   const host = hostByName(report.file.host);
+  // Loaded only here: a plain replay starts without the emitters.
+  const { emitFiles, predictionLine, writeEmitted } = await import('../reports/emit/files.js');
+  const { findingOfReport, reproducerPaths } = await import('../reports/emit/finding.js');
   const f = findingOfReport(report, design, host, { regenerate: `npm run replay -- ${arg} --emit ${kind}` });
   const e = emitFiles(f, reproducerPaths(path, report.file.id));
   for (const p of writeEmitted(e, kind === 'both' ? ['c', 'selftest'] : [kind as EmitKind])) console.log(`wrote ${p}`);
@@ -89,7 +91,12 @@ function emit(
 }
 
 /** Replays the report at `arg`; returns the exit status. */
-function run(arg: string, designOverride: string | undefined, designs: readonly Design[], emitKind?: string): number {
+function run(
+  arg: string,
+  designOverride: string | undefined,
+  designs: readonly Design[],
+  emitKind?: string,
+): number | Promise<number> {
   // npm runs scripts from the package root; a relative path means where the user typed it.
   const path = resolve(process.env.INIT_CWD ?? process.cwd(), arg);
   if (emitKind !== undefined) return emit(path, arg, emitKind, designOverride, designs);

@@ -10,10 +10,11 @@
 import { MSR_CORE_PERF_FIXED_CTR0, MSR_IA32_PERFCTR0, MSR_IA32_PMC0 } from '../../model/hw/msr/counters.js';
 import type { KnownDivergence } from '../../properties/expectations/types.js';
 import { VmmRoundTrip } from '../../scenarios/vmm.js';
-import type { Observation } from '../../scenarios/world.js';
+import { diverges, type Observation, type Outcome, sameOutcome, showOutcome } from '../../scenarios/observation.js';
 import { addr, LAYOUT } from './guest.js';
 import type { Plan } from './lower.js';
-import { accessOf, type SeenXsave, xsaveOf } from './observed.js';
+import type { ArchLbrXsave } from '../../model/hw/msr/lbr_arch.js';
+import { accessOf, xsaveOf } from './observed.js';
 import { slotValue, slotVector } from './plan.js';
 import { type HostSeen, NOMINAL, type Target, type Trace, type Variant } from './simulate.js';
 
@@ -149,7 +150,7 @@ export function meets(e: Expect, x: bigint): boolean {
 export const XSAVE_LBR_OFFSET = 576;
 
 /** The XSAVES image fields, in area order, with the value the model shows. */
-function xsaveFields(x: SeenXsave): { name: string; offset: number; value: bigint }[] {
+function xsaveFields(x: ArchLbrXsave): { name: string; offset: number; value: bigint }[] {
   const base = XSAVE_LBR_OFFSET;
   const f = [
     { name: 'LBR_CTL', offset: base, value: x.lbrCtl },
@@ -203,7 +204,7 @@ export function checksOf(plan: Plan, t: Target, traces: readonly Trace[], opts: 
     const due = dueOf(m.op);
     const isTarget = opts.target !== undefined && opts.target.source === source && opts.target.kind === o.kind;
     // A declared divergence before the report's own: stepped over, named in the comment.
-    if (!isTarget && o.sut !== o.oracle && opts.expectations !== undefined) {
+    if (!isTarget && diverges(o) && opts.expectations !== undefined) {
       const upTo = history.slice(0, history.indexOf(o) + 1);
       const k = opts.expectations.find((x) => x.matches(o, { host: t.host, guest: t.guest, history: upTo }));
       if (k !== undefined) {
@@ -311,7 +312,10 @@ export function checksOf(plan: Plan, t: Target, traces: readonly Trace[], opts: 
       vector,
       valAddr: reads ? slotValue(m.main.slot) : null,
       value,
-      why: o.what.includes('adopted') ? `${why}; ${o.what.replace(/^.*\((.*adopted.*)\)$/, '$1')}` : why,
+      why:
+        o.adopted !== undefined
+          ? `${why}; bare metal ${o.adopted.bareMetal}, KVM's declared '${o.adopted.id}' is expected (adopted, decision W6)`
+          : why,
       due,
       pos,
     });
@@ -384,9 +388,10 @@ export type Failure =
   | { readonly kind: 'run'; readonly what: string; readonly got: string };
 
 /** The model's expectation of a VMM observation, where every variant agrees (else any result passes). */
-export function vmmExpected(traces: readonly Trace[], h: number, o: number): string | null {
+export function vmmExpected(traces: readonly Trace[], h: number, o: number): Outcome | null {
   const xs = traces.map((t) => t.hosts[h]?.observations[o]?.oracle);
-  return xs.every((x) => x === xs[0]) ? (xs[0] ?? null) : null;
+  const first = xs[0];
+  return first !== undefined && xs.every((x) => x !== undefined && sameOutcome(x, first)) ? first : null;
 }
 
 /**
@@ -412,12 +417,13 @@ export function firstFailure(
       if (host.op !== op) continue;
       for (let k = 0; k < host.observations.length; k++) {
         const o = host.observations[k]!;
-        if (o.kind !== 'vmm' || o.oracle === '') continue;
+        if (o.kind !== 'vmm' || o.oracle.kind === 'none') continue;
         const expected = vmmExpected(traces, h, k);
         const got = seenOf(o);
         // The round trip's expectation is the value read before it: compare this run's own pair.
         const want = host.command instanceof VmmRoundTrip ? o.oracle : expected;
-        if (want !== null && got !== want) return { kind: 'vmm', host, got, expected: want };
+        if (want !== null && !sameOutcome(got, want))
+          return { kind: 'vmm', host, got: showOutcome(got), expected: showOutcome(want) };
       }
     }
     return null;

@@ -11,6 +11,7 @@
 import type { Profile } from '../../model/hw/profile.js';
 import type { Design } from '../../properties/design.js';
 import { type WorldCommand, HostOpen, HostWork } from '../../scenarios/commands.js';
+import { type Outcome, sameOutcome, showOutcome } from '../../scenarios/observation.js';
 import { type GuestConfig, World } from '../../scenarios/world.js';
 import { checkMsrIndexList, VmmAbiViolation } from '../../properties/vmm_abi.js';
 import { checksOf, type Checks, type Failure, firstFailure, type GuestCheck } from './checks.js';
@@ -157,7 +158,11 @@ function differentialFailure(plan: Plan, checks: Checks, a: Trace, b: Trace, sid
     if (!compared(c)) continue;
     const x = ma.get(c.source);
     const y = mb.get(c.source);
-    if (x !== y) return { kind: 'guest', check: c, got: `${y ?? 'nothing'} with it, ${x ?? 'nothing'} without` };
+    if (x === undefined || y === undefined) continue;
+    const masked = (o: Outcome) =>
+      c.value.mode === 'mask' && o.kind === 'value' ? { kind: 'value' as const, value: o.value & c.value.mask } : o;
+    if (!sameOutcome(masked(x), masked(y)))
+      return { kind: 'guest', check: c, got: `${showOutcome(y)} with it, ${showOutcome(x)} without` };
   }
   const pa = (side === 'sut' ? a.sutPmis : a.oraclePmis).map((p) => p.vector).join();
   const pb = (side === 'sut' ? b.sutPmis : b.oraclePmis).map((p) => p.vector).join();

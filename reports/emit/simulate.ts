@@ -15,7 +15,8 @@ import type { Design } from '../../properties/design.js';
 import { adoptionOf } from '../../properties/expectations/types.js';
 import { HostEvent, HostOpen, HostOpenThread, type WorldCommand } from '../../scenarios/commands.js';
 import { VmmSetCpuid } from '../../scenarios/vmm.js';
-import { type GuestConfig, type Observation, World } from '../../scenarios/world.js';
+import type { Observation, Outcome } from '../../scenarios/observation.js';
+import { type GuestConfig, World } from '../../scenarios/world.js';
 import {
   buildStubs,
   cplAfter,
@@ -288,8 +289,8 @@ function once(
     const before = w.observations.length;
     w.guestRun(0, units);
     const run = w.observations.slice(before).find((o) => o.kind === 'run')!;
-    const place = (list: PmiSeen[], text: string, need: boolean) => {
-      for (const p of pmisOf(text)) {
+    const place = (list: PmiSeen[], x: Outcome, need: boolean) => {
+      for (const p of pmisOf(x)) {
         const j = owner[p.afterUnit] ?? base.length - 1;
         if (need) needed.set(`${key}:${j}`, [...(needed.get(`${key}:${j}`) ?? []), p.vector]);
         list.push({
@@ -324,8 +325,8 @@ function once(
       const after: Piece[] = [];
       if (faulted) after.push(...handlerPieces(STUBS.gpPath(s.len), STUBS.entry(GP_VECTOR), s.insn.addr, s.cpl, v));
       const next = nextPoint(points, plan, o, k);
-      const pmiOf = (text: string, list: PmiSeen[]) =>
-        pmisOf(text).map((p) =>
+      const pmiOf = (x: Outcome, list: PmiSeen[]) =>
+        pmisOf(x).map((p) =>
           list.push({
             vector: p.vector,
             lo: s.insn.addr,

@@ -29,8 +29,10 @@ import {
   type WorldCommand,
 } from '../../scenarios/commands.js';
 import { IrqExit, VmmGetMsr, VmmRoundTrip, VmmSetCpuid, VmmSetMsr, VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
-import type { GuestConfig, Observation } from '../../scenarios/world.js';
+import type { Observation } from '../../scenarios/observation.js';
+import type { GuestConfig } from '../../scenarios/world.js';
 import { addr, emitUnit, enterCpl, LAYOUT, leaveCpl, type Piece } from './guest.js';
+import { type SeenVmm, vmmOf } from './observed.js';
 import { type OpBuilder, slotValue, slotVector } from './plan.js';
 import * as x86 from './x86.js';
 
@@ -214,13 +216,13 @@ export function guestC(g: GuestConfig): string {
 }
 
 /** The model's expected result of a VMM observation: 'ok', 'refused' or a value. */
-function expected(h: HostContext): string {
+function expected(h: HostContext): SeenVmm {
   const o = h.observations.find((x) => x.kind === 'vmm');
   if (o === undefined) throw new Error('a VMM command without its observation');
-  return o.oracle;
+  return vmmOf(o.oracle);
 }
 
-const okC = (e: string) => (e === 'ok' ? 'EXPECT_OK' : e === 'refused' ? 'EXPECT_REFUSED' : 'EXPECT_ANY');
+const okC = (e: SeenVmm) => (e.kind === 'ok' ? 'EXPECT_OK' : e.kind === 'refused' ? 'EXPECT_REFUSED' : 'EXPECT_ANY');
 
 function entry<C extends WorldCommand>(
   k: abstract new (...args: never[]) => C,
@@ -322,8 +324,8 @@ export const COMMAND_EMITTERS: readonly CommandEmitter[] = [
     label: (c) => `KVM_GET_MSRS ${msrLabel(c.msr)}`,
     host: (c, h) => {
       const e = expected(h);
-      return e.startsWith('0x')
-        ? `vmm_get_msr(${hex(c.msr)}, 1, ${u64(BigInt(e))});`
+      return e.kind === 'value'
+        ? `vmm_get_msr(${hex(c.msr)}, 1, ${u64(e.value)});`
         : `vmm_get_msr(${hex(c.msr)}, 0, 0);`;
     },
   }),
