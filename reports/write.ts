@@ -111,7 +111,11 @@ function reproducers(r: Report, json: string): { links: ReproducerLinks; files: 
     });
     const e = emitFiles(f, reproducerPaths(json, r.file.id));
     return {
-      links: { repro: basename(e.repro.path), selftest: basename(e.selftest.path), prediction: predictionLine(e.emission) },
+      links: {
+        repro: basename(e.repro.path),
+        selftest: basename(e.selftest.path),
+        prediction: predictionLine(e.emission),
+      },
       files: [e.repro, e.selftest],
     };
   } catch (e) {
