@@ -25,6 +25,7 @@ export const DEFAULT_COSTS: Readonly<Record<CostStep, StepCost>> = {
   perfReleases: { ns: 30_000, source: 'seed 003 (1): pmc_stop_counter, which releases the event' },
   perfCalls: { ns: 3_000, source: 'seed 003 (4): enable global_ctrl with the optimisation (perf_event_enable/period)' },
   entryExitMsrAccesses: { ns: 100, source: 'assumption: one WRMSR/RDMSR of a PMU MSR, ~250 cycles' },
+  kvmMsrAccesses: { ns: 100, source: 'assumption: as entryExitMsrAccesses, one PMU MSR access by KVM' },
   entries: { ns: 0, source: 'assumption: counted in the exit that precedes each entry' },
 };
 

@@ -102,7 +102,7 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
       ...base,
       id: 'no-leak',
       rule: 'design.md property 2 (host-private values never reach the guest)',
-      property: () => noninterferenceProperty(runBase),
+      property: (known) => noninterferenceProperty({ ...runBase, leaks: design.leaks ?? [], known }),
       programOf: (ce) =>
         ((first(ce) as readonly unknown[])[1] as readonly (readonly WorldCommand[])[]).map((p) => p[1]!),
     },

@@ -19,6 +19,11 @@ export interface Design {
   readonly expectations: readonly KnownDivergence[];
   /** Declared losses across migration and save/restore (property 4). */
   readonly invisibility: readonly KnownDivergence[];
+  /**
+   * Declared leaks of host-private values to the guest (property 2, no-leak), each with the mechanism that
+   * leaks: only a design that hands host counters to the guest has any.
+   */
+  readonly leaks?: readonly KnownDivergence[];
   /** False for a design that gives guests no LBRs (property 3 has nothing to check). */
   readonly guestLbr?: boolean;
   /** Why the design cannot run on `host` (e.g. the mediated vPMU needs PMU v4 and full-width writes), or null. */

@@ -17,6 +17,8 @@ export type Outcome =
   | { readonly kind: 'accepted' }
   /** A #GP, with the rule that raised it (bare metal's rule, or the design's reason). */
   | { readonly kind: 'gp'; readonly rule: string }
+  /** The design's host kernel crashed handling the instruction (KernelOops): the guest sees its host die. */
+  | { readonly kind: 'oops'; readonly reason: string }
   /** The PMIs the guest got, oldest first. */
   | { readonly kind: 'pmis'; readonly pmis: readonly GuestPmi[] }
   /** XSAVES of the Arch LBR component: the image. */
@@ -40,6 +42,7 @@ export const OK: Outcome = Object.freeze({ kind: 'ok' });
 export const REFUSED: Outcome = Object.freeze({ kind: 'refused' });
 export const valueOutcome = (value: bigint): Outcome => ({ kind: 'value', value });
 export const gpOutcome = (rule: string): Outcome => ({ kind: 'gp', rule });
+export const oopsOutcome = (reason: string): Outcome => ({ kind: 'oops', reason });
 export const pmisOutcome = (pmis: readonly GuestPmi[]): Outcome => ({ kind: 'pmis', pmis });
 
 /** The VMM's step an observation records (kind 'vmm'). */
@@ -181,6 +184,8 @@ export function showOutcome(x: Outcome): string {
       return '0x0'; // W3: a WRMSR shows only that it retired; the trace has always printed it so
     case 'gp':
       return '#GP';
+    case 'oops':
+      return 'host oops';
     case 'pmis':
       return x.pmis.length === 0
         ? 'no PMI'

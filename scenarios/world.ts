@@ -13,7 +13,13 @@ import { defineProfile, type Profile } from '../model/hw/profile.js';
 import { RETIRED_AT_CPL, type WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
 import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
-import type { GuestCpuid, GuestPmi, KvmPmuEventFilter, VpmuVcpu } from '../model/kvm/types.js';
+import {
+  type GuestCpuid,
+  type GuestPmi,
+  KernelOops,
+  type KvmPmuEventFilter,
+  type VpmuVcpu,
+} from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
@@ -24,6 +30,7 @@ import {
   type InstructionKind,
   NONE,
   type Observation,
+  oopsOutcome,
   type Outcome,
   pmisOutcome,
   valueOutcome,
@@ -135,9 +142,27 @@ function makeOracleProfile(host: Profile, g: GuestConfig): Profile {
 }
 
 /** A read's outcome: its value, or #GP with the rule. */
-const readOutcome = (a: Access): Outcome => (a.ok ? valueOutcome(a.value) : gpOutcome(a.gp));
+const readOutcome = (a: Access | KernelOops): Outcome =>
+  a instanceof KernelOops ? oopsOutcome(a.message) : a.ok ? valueOutcome(a.value) : gpOutcome(a.gp);
 /** A write's outcome: only whether it faulted (W3). */
-const writeOutcome = (a: Access): Outcome => (a.ok ? ACCEPTED : gpOutcome(a.gp));
+const writeOutcome = (a: Access | KernelOops): Outcome =>
+  a instanceof KernelOops ? oopsOutcome(a.message) : a.ok ? ACCEPTED : gpOutcome(a.gp);
+
+/**
+ * A guest instruction on the design: its result, or the KernelOops its host kernel died of (the
+ * design's outcome, which the observation records, never a crash of the engine).
+ */
+function attempt(f: () => Access): Access | KernelOops {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof KernelOops) return e;
+    throw e;
+  }
+}
+
+/** What an oops shows bare metal's adoption hooks: no fault of the design to adopt (W6). */
+const NO_FAULT: Access = { ok: true, value: 0n };
 
 /** What W6 adopted for one access, for the observation to say. */
 type Adopted = Observation['adopted'];
@@ -289,9 +314,9 @@ export class World {
 
   guestRdmsr(vcpu: number, msr: number): Observation[] {
     const v = this.index(vcpu);
-    const sut = this.vcpus[v]!.guestRdmsr(msr);
+    const sut = attempt(() => this.vcpus[v]!.guestRdmsr(msr));
     const pm = this.vcpus[v]!.drainPmis();
-    const o = this.oracleMsr(v, 'rdmsr', msr, 0n, sut);
+    const o = this.oracleMsr(v, 'rdmsr', msr, 0n, sut instanceof KernelOops ? NO_FAULT : sut);
     const about = { vcpu: v, kind: 'rdmsr', target: msr, value: null } as const;
     return this.compareInstruction(
       o.adopted === undefined ? about : { ...about, adopted: o.adopted },
@@ -303,9 +328,9 @@ export class World {
 
   guestWrmsr(vcpu: number, msr: number, value: bigint): Observation[] {
     const v = this.index(vcpu);
-    const sut = this.vcpus[v]!.guestWrmsr(msr, value);
+    const sut = attempt(() => this.vcpus[v]!.guestWrmsr(msr, value));
     const pm = this.vcpus[v]!.drainPmis();
-    const o = this.oracleMsr(v, 'wrmsr', msr, value, sut);
+    const o = this.oracleMsr(v, 'wrmsr', msr, value, sut instanceof KernelOops ? NO_FAULT : sut);
     const about = { vcpu: v, kind: 'wrmsr', target: msr, value } as const;
     return this.compareInstruction(
       o.adopted === undefined ? about : { ...about, adopted: o.adopted },
@@ -317,7 +342,7 @@ export class World {
 
   guestRdpmc(vcpu: number, ecx: number, cpl: number): Observation[] {
     const v = this.index(vcpu);
-    const sut = this.vcpus[v]!.guestRdpmc(ecx, cpl);
+    const sut = attempt(() => this.vcpus[v]!.guestRdpmc(ecx, cpl));
     const pm = this.vcpus[v]!.drainPmis();
     const o = this.oracleInstruction(this.oracles[v]!, cpl, () => this.oracles[v]!.rdpmc(ecx, cpl));
     return this.compareInstruction({ vcpu: v, kind: 'rdpmc', target: ecx, value: null, cpl }, readOutcome(sut), pm, {

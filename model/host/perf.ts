@@ -105,6 +105,10 @@ export interface HostKernelOptions {
 export interface HostPerfOps {
   /** intel_guest_get_msrs: the GLOBAL_CTRL values VM-exit (host) and VM-entry (guest) load (H1). */
   intel_guest_get_msrs(host: HostKernel, cpu: number): GuestMsrs;
+  /** perf presets an event's counter (x86_perf_event_set_period's wrmsrl of hwc->event_base). */
+  x86_perf_event_set_event_base(hw: Cpu, event: PerfEvent, msr: number, val: bigint): void;
+  /** perf writes an event's control (its event select, or its FIXED_CTR_CTRL field) at start and stop. */
+  x86_perf_event_set_config_base(hw: Cpu, event: PerfEvent, msr: number, val: bigint): void;
 }
 
 /** struct x86_pmu_lbr: what perf tells KVM of the LBRs it manages (x86_perf_get_lbr). */
@@ -172,7 +176,7 @@ class Event implements PerfEvent {
     public attr: PerfEventAttr,
     readonly target: PerfTarget,
     /** hwc->config: the EVTSEL image without EN. */
-    readonly hwConfig: bigint,
+    readonly hw_config: bigint,
     readonly constraint: Constraint,
     readonly lbr: LbrUse | null,
     readonly overflow: OverflowHandler | undefined,
@@ -814,16 +818,27 @@ export class HostKernel {
     if (idx === IDX_VLBR) return; // a pseudo counter: the guest LBR event only owns the LBRs
     this.x86_perf_event_set_period(pc, e);
     if (idx < FIXED_BASE) {
-      this.wr(pc, MSR_P6_EVNTSEL0 + idx, e.hwConfig | ARCH_PERFMON_EVENTSEL_ENABLE);
+      // __x86_pmu_enable_event
+      this.ops.x86_perf_event_set_config_base(
+        pc.hw,
+        e,
+        MSR_P6_EVNTSEL0 + idx,
+        e.hw_config | ARCH_PERFMON_EVENTSEL_ENABLE,
+      );
       return;
     }
     // intel_pmu_enable_fixed: PMI always, OS and USR as the event asks.
     const j = BigInt(4 * (idx - FIXED_BASE));
     let nibble = 8n;
-    if ((e.hwConfig & ARCH_PERFMON_EVENTSEL_OS) !== 0n) nibble |= 1n;
-    if ((e.hwConfig & ARCH_PERFMON_EVENTSEL_USR) !== 0n) nibble |= 2n;
+    if ((e.hw_config & ARCH_PERFMON_EVENTSEL_OS) !== 0n) nibble |= 1n;
+    if ((e.hw_config & ARCH_PERFMON_EVENTSEL_USR) !== 0n) nibble |= 2n;
     const ctrl = this.rd(pc, MSR_CORE_PERF_FIXED_CTR_CTRL);
-    this.wr(pc, MSR_CORE_PERF_FIXED_CTR_CTRL, (ctrl & ~(0xfn << j)) | (nibble << j));
+    this.ops.x86_perf_event_set_config_base(
+      pc.hw,
+      e,
+      MSR_CORE_PERF_FIXED_CTR_CTRL,
+      (ctrl & ~(0xfn << j)) | (nibble << j),
+    );
   }
 
   /** x86_pmu_stop(PERF_EF_UPDATE): disable the counter, fold its count. */
@@ -831,14 +846,30 @@ export class HostKernel {
     const idx = e.hw_idx;
     if (idx !== IDX_VLBR) {
       if (idx < FIXED_BASE) {
-        this.wr(pc, MSR_P6_EVNTSEL0 + idx, e.hwConfig); // x86_pmu_disable_event: EN cleared
+        this.ops.x86_perf_event_set_config_base(pc.hw, e, MSR_P6_EVNTSEL0 + idx, e.hw_config); // x86_pmu_disable_event
       } else {
         const j = BigInt(4 * (idx - FIXED_BASE));
-        this.wr(pc, MSR_CORE_PERF_FIXED_CTR_CTRL, this.rd(pc, MSR_CORE_PERF_FIXED_CTR_CTRL) & ~(0xfn << j));
+        const ctrl = this.rd(pc, MSR_CORE_PERF_FIXED_CTR_CTRL) & ~(0xfn << j); // intel_pmu_disable_fixed
+        this.ops.x86_perf_event_set_config_base(pc.hw, e, MSR_CORE_PERF_FIXED_CTR_CTRL, ctrl);
       }
       this.x86_perf_event_update(pc, e);
     }
     e.hw_idx = -1;
+  }
+
+  /** hwc->event_base of counter `idx`: x86_pmu.perfctr (IA32_PMCx with full-width writes) or the fixed counter. */
+  x86_pmu_event_addr(idx: number): number {
+    return idx < FIXED_BASE ? this.perfctr + idx : MSR_CORE_PERF_FIXED_CTR0 + (idx - FIXED_BASE);
+  }
+
+  /** hwc->config_base of counter `idx`: its event select, or FIXED_CTR_CTRL. */
+  x86_pmu_config_addr(idx: number): number {
+    return idx < FIXED_BASE ? MSR_P6_EVNTSEL0 + idx : MSR_CORE_PERF_FIXED_CTR_CTRL;
+  }
+
+  /** hwc->event_base_rdpmc of counter `idx`: the RDPMC index. */
+  x86_pmu_rdpmc_index(idx: number): number {
+    return idx < FIXED_BASE ? idx : 0x4000_0000 | (idx - FIXED_BASE);
   }
 
   private counterMask(idx: number): bigint {
@@ -848,7 +879,7 @@ export class HostKernel {
   /** x86_perf_event_update: RDPMC, delta masked to the width, folded into the count. */
   private x86_perf_event_update(pc: PCpu, e: Event): void {
     const idx = e.hw_idx;
-    const ecx = idx < FIXED_BASE ? idx : 0x4000_0000 | (idx - FIXED_BASE);
+    const ecx = this.x86_pmu_rdpmc_index(idx);
     const r = pc.hw.rdpmc(ecx, 0);
     const raw = r.ok ? r.value : must(r, `RDPMC 0x${ecx.toString(16)}`);
     if (raw < e.prev_count) relied('H9'); // the delta wraps at the counter's own width
@@ -877,7 +908,7 @@ export class HostKernel {
     const idx = e.hw_idx;
     const v = -program & this.counterMask(idx);
     e.prev_count = v;
-    this.wr(pc, idx < FIXED_BASE ? this.perfctr + idx : MSR_CORE_PERF_FIXED_CTR0 + (idx - FIXED_BASE), v);
+    this.ops.x86_perf_event_set_event_base(pc.hw, e, this.x86_pmu_event_addr(idx), v);
     return elapsed;
   }
 
@@ -965,4 +996,14 @@ function intel_guest_get_msrs(host: HostKernel, cpu: number): GuestMsrs {
 }
 
 /** Upstream's host perf. */
-export const HOST_PERF_OPS: HostPerfOps = { intel_guest_get_msrs };
+export const HOST_PERF_OPS: HostPerfOps = {
+  intel_guest_get_msrs,
+  x86_perf_event_set_event_base: perf_wrmsrl,
+  x86_perf_event_set_config_base: perf_wrmsrl,
+};
+
+/** wrmsrl by perf: a fault is a bug of the model. */
+function perf_wrmsrl(hw: Cpu, _event: PerfEvent, msr: number, val: bigint): void {
+  const a = hw.wrmsr(msr, val);
+  if (!a.ok) must(a, `WRMSR ${msrName(msr)} <- 0x${val.toString(16)}`);
+}

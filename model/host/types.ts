@@ -94,5 +94,9 @@ export interface PerfEvent {
   readonly state: PerfEventState;
   /** hw.idx: the hardware counter (GP i, or 32 + fixed j) while ACTIVE, else -1. */
   readonly hw_idx: number;
+  /** event->oncpu: the CPU it is scheduled on while ACTIVE, else -1. */
+  readonly oncpu: number;
+  /** hwc->config: the event select image perf programs, without EN. */
+  readonly hw_config: bigint;
   readonly samples: readonly PerfSample[];
 }

@@ -22,6 +22,8 @@ export interface VpmuCost {
   perfCalls: number;
   /** MSR accesses done by KVM itself at VM-entry and VM-exit (atomic switch lists, context load/put). */
   entryExitMsrAccesses: number;
+  /** RDMSR/WRMSR/RDPMC KVM issues to host counters in an exit handler or at vCPU scheduling (a hw-assigned vPMC). */
+  kvmMsrAccesses: number;
   /** VM-entries (each run, each re-entry after an exit). */
   entries: number;
 }
@@ -37,6 +39,7 @@ export function newVpmuCost(): VpmuCost {
     perfReleases: 0,
     perfCalls: 0,
     entryExitMsrAccesses: 0,
+    kvmMsrAccesses: 0,
     entries: 0,
   };
 }

@@ -24,6 +24,14 @@ export interface GuestCpuid {
   readonly tsx?: boolean;
 }
 
+/**
+ * The design's kernel crashed (a NULL dereference, a BUG_ON) while handling a guest instruction: the host
+ * is gone. The world records it as the design's outcome, never as a failure of the engine.
+ */
+export class KernelOops extends Error {
+  override readonly name = 'KernelOops';
+}
+
 /** A host-initiated (KVM_GET_MSRS / KVM_SET_MSRS) access: the ioctl succeeds or fails. */
 export type HostAccess = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly error: string };
 

@@ -6,16 +6,27 @@
  */
 
 import type { KnownDivergence } from './types.js';
-import { isGp, readValue, type Observation } from '../../scenarios/observation.js';
+import {
+  describeObservation,
+  diverges,
+  isGp,
+  type Observation,
+  pmisOf,
+  readValue,
+  showOutcome,
+} from '../../scenarios/observation.js';
 import { MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
 import {
   MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_CORE_PERF_FIXED_CTR0,
   MSR_P6_EVNTSEL0,
   MSR_CORE_PERF_FIXED_CTR_CTRL,
   INTEL_FIXED_0_ANYTHREAD,
   ARCH_PERFMON_EVENTSEL_ANY,
 } from '../../model/hw/msr/counters.js';
 import {
+  MSR_CORE_PERF_GLOBAL_STATUS,
   MSR_CORE_PERF_GLOBAL_STATUS_SET,
   MSR_CORE_PERF_GLOBAL_INUSE,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
@@ -43,6 +54,104 @@ export const isLegacyLbrMsr = (m: number) =>
 /** The access retired as KVM's P6 quirk answers: a read of 0, or a write accepted (and dropped). */
 export const readZeroOrAccepted = (o: Pick<Observation, 'kind' | 'sut'>) =>
   o.kind === 'rdmsr' ? readValue(o.sut) === 0n : o.kind === 'wrmsr' && o.sut.kind === 'accepted';
+
+/** A GP counter (either alias) or one of the three fixed counters KVM gives a guest. */
+export const isCounter = (m: number) =>
+  (m >= MSR_IA32_PERFCTR0 && m < 0xc9) ||
+  (m >= MSR_IA32_PMC0 && m < 0x4c9) ||
+  (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 3);
+
+/** A host user's event that perf accepted (a refused open holds no counter). */
+export const hostEventOpened = (h: Observation) => h.host?.op === 'open' && h.host.accepted;
+
+/** The counter (GP i, or fixed j as 32 + j) a counter MSR names (either GP alias), or null. */
+export function counterOfMsr(m: number): number | null {
+  if (m >= MSR_IA32_PERFCTR0 && m < 0xc9) return m - MSR_IA32_PERFCTR0;
+  if (m >= MSR_IA32_PMC0 && m < 0x4c9) return m - MSR_IA32_PMC0;
+  if (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 3) return 32 + (m - MSR_CORE_PERF_FIXED_CTR0);
+  return null;
+}
+
+/** The counter (GP i, or fixed j as 32 + j) a counter read names: RDMSR of either alias, or RDPMC. */
+export function counterOf(o: Observation): number | null {
+  if (o.target === null) return null;
+  const m = o.target;
+  if (o.kind === 'rdpmc') return m >>> 16 === 0 ? m & 0xffff : m >>> 16 === 0x4000 ? 32 + (m & 0xffff) : null;
+  return o.kind === 'rdmsr' ? counterOfMsr(m) : null;
+}
+
+/** Did the guest write DEBUGCTL with this bit set (and KVM take the write)? */
+export const debugctlArmed = (history: readonly Observation[], bitNo: number) =>
+  history.some(
+    (h) =>
+      h.kind === 'wrmsr' &&
+      h.target === MSR_IA32_DEBUGCTLMSR &&
+      h.sut.kind === 'accepted' &&
+      h.value !== null &&
+      (h.value & (1n << BigInt(bitNo))) !== 0n,
+  );
+
+/**
+ * A read of what the legacy LBR freeze changes at a PMI-enabled overflow (pmu-semantics.md §4.4):
+ * DEBUGCTL.LBR and the records, once FREEZE_LBRS_ON_PMI is armed. A late overflow freezes late.
+ * (A delivered PMI shows first as the run's PMI observation; FREEZE_PERFMON_ON_PMI #GPs in KVM.)
+ */
+export function lbrFreezeEffect(o: Observation, history: readonly Observation[]): boolean {
+  return (
+    o.kind === 'rdmsr' &&
+    o.target !== null &&
+    (o.target === MSR_IA32_DEBUGCTLMSR || isLegacyLbrMsr(o.target)) &&
+    debugctlArmed(history, 11)
+  );
+}
+
+/**
+ * Null when the observation differs from bare metal only by what contention takes away: a counter
+ * that counted less since it was written, GLOBAL_STATUS missing overflow bits, fewer PMIs.
+ * Otherwise what is wrong, for the weaker contract.
+ */
+export function lostOnly(o: Observation, history: readonly Observation[]): string | null {
+  if (!diverges(o)) return null;
+  const p = progress(o, history);
+  if (p !== null)
+    return p.sut <= p.oracle
+      ? null
+      : `the counter counted ${p.sut} since it was written, more than bare metal's ${p.oracle}`;
+  if (
+    o.kind === 'rdmsr' &&
+    o.target === MSR_CORE_PERF_GLOBAL_STATUS &&
+    o.sut.kind === 'value' &&
+    o.oracle.kind === 'value'
+  )
+    return (o.sut.value & ~o.oracle.value) === 0n
+      ? null
+      : `GLOBAL_STATUS shows bits bare metal does not set (${showOutcome(o.sut)} against ${showOutcome(o.oracle)})`;
+  if ((o.kind === 'run' || o.kind === 'pmi') && pmisOf(o.sut).length < pmisOf(o.oracle).length) return null;
+  return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
+}
+
+const MASK48 = (1n << 48n) - 1n;
+
+/**
+ * What a counter read shows on each side as counts since the counter was last written, modulo
+ * 2^48: a lost count is a smaller progress whether or not either side has wrapped.
+ */
+function progress(o: Observation, history: readonly Observation[]): { sut: bigint; oracle: bigint } | null {
+  const idx = counterOf(o);
+  const sut = readValue(o.sut);
+  const bare = readValue(o.oracle);
+  if (idx === null || sut === null || bare === null) return null;
+  let base = 0n;
+  for (const h of history) {
+    if (h === o) break;
+    if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) continue;
+    const t = h.target;
+    if (idx < 32 && t === MSR_IA32_PERFCTR0 + idx) base = BigInt.asUintN(48, BigInt.asIntN(32, h.value));
+    else if ((idx < 32 && t === MSR_IA32_PMC0 + idx) || (idx >= 32 && t === MSR_CORE_PERF_FIXED_CTR0 + idx - 32))
+      base = h.value & MASK48;
+  }
+  return { sut: (sut - base) & MASK48, oracle: (bare - base) & MASK48 };
+}
 
 /** The PMU version guest CPUID.0AH gives the guest. */
 export const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;

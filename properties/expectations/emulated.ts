@@ -4,17 +4,14 @@
  * divergence, not a failure; anything else is a finding.
  */
 
-import {
-  describeObservation,
-  diverges,
-  isGp,
-  type Observation,
-  pmisOf,
-  readValue,
-  showOutcome,
-} from '../../scenarios/observation.js';
+import { isGp, type Observation, pmisOf, readValue } from '../../scenarios/observation.js';
 import {
   ANYTHREAD_RESERVED,
+  debugctlArmed,
+  hostEventOpened,
+  lbrFreezeEffect,
+  lostOnly,
+  isCounter,
   DEBUGCTL_SUBSET,
   isLegacyLbrMsr,
   P6_PERFCTR_QUIRK,
@@ -39,10 +36,6 @@ import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../mo
 import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { MSR_LBR_TOS, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
-const isCounter = (m: number) =>
-  (m >= MSR_IA32_PERFCTR0 && m < 0xc9) ||
-  (m >= MSR_IA32_PMC0 && m < 0x4c9) ||
-  (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 3);
 /** A write that leaves the counter at -1: all ones at 32 bits through the legacy alias, else at 48. */
 const isMinusOne = (m: number, v: bigint) =>
   m >= MSR_IA32_PERFCTR0 && m < 0xc9
@@ -58,72 +51,9 @@ function lastWrite(history: readonly Observation[], msr: number, upTo: Observati
   return v;
 }
 
-/** A host user's event that perf accepted (a refused open holds no counter). */
-const hostEventOpened = (h: Observation) => h.host?.op === 'open' && h.host.accepted;
-
 /** A host user's event with a branch stack that perf accepted: it takes the LBRs. */
 const hostBranchStackOpened = (h: Observation) =>
   h.host?.op === 'open' && h.host.accepted && h.host.attr.branchSample !== undefined;
-
-/**
- * Null when the observation differs from bare metal only by what contention takes away: a counter
- * that counted less since it was written, GLOBAL_STATUS missing overflow bits, fewer PMIs.
- * Otherwise what is wrong, for the weaker contract.
- */
-function lostOnly(o: Observation, history: readonly Observation[]): string | null {
-  if (!diverges(o)) return null;
-  const p = progress(o, history);
-  if (p !== null)
-    return p.sut <= p.oracle
-      ? null
-      : `the counter counted ${p.sut} since it was written, more than bare metal's ${p.oracle}`;
-  if (
-    o.kind === 'rdmsr' &&
-    o.target === MSR_CORE_PERF_GLOBAL_STATUS &&
-    o.sut.kind === 'value' &&
-    o.oracle.kind === 'value'
-  )
-    return (o.sut.value & ~o.oracle.value) === 0n
-      ? null
-      : `GLOBAL_STATUS shows bits bare metal does not set (${showOutcome(o.sut)} against ${showOutcome(o.oracle)})`;
-  if ((o.kind === 'run' || o.kind === 'pmi') && pmisOf(o.sut).length < pmisOf(o.oracle).length) return null;
-  return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
-}
-
-/** The counter (GP i, or fixed j as 32 + j) a counter read names: RDMSR of either alias, or RDPMC. */
-function counterOf(o: Observation): number | null {
-  if (o.target === null) return null;
-  const m = o.target;
-  if (o.kind === 'rdpmc') return m >>> 16 === 0 ? m & 0xffff : m >>> 16 === 0x4000 ? 32 + (m & 0xffff) : null;
-  if (o.kind !== 'rdmsr') return null;
-  if (m >= MSR_IA32_PERFCTR0 && m < 0xc9) return m - MSR_IA32_PERFCTR0;
-  if (m >= MSR_IA32_PMC0 && m < 0x4c9) return m - MSR_IA32_PMC0;
-  if (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 3) return 32 + (m - MSR_CORE_PERF_FIXED_CTR0);
-  return null;
-}
-
-const MASK48 = (1n << 48n) - 1n;
-
-/**
- * What a counter read shows on each side as counts since the counter was last written, modulo
- * 2^48: a lost count is a smaller progress whether or not either side has wrapped.
- */
-function progress(o: Observation, history: readonly Observation[]): { sut: bigint; oracle: bigint } | null {
-  const idx = counterOf(o);
-  const sut = readValue(o.sut);
-  const bare = readValue(o.oracle);
-  if (idx === null || sut === null || bare === null) return null;
-  let base = 0n;
-  for (const h of history) {
-    if (h === o) break;
-    if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) continue;
-    const t = h.target;
-    if (idx < 32 && t === MSR_IA32_PERFCTR0 + idx) base = BigInt.asUintN(48, BigInt.asIntN(32, h.value));
-    else if ((idx < 32 && t === MSR_IA32_PMC0 + idx) || (idx >= 32 && t === MSR_CORE_PERF_FIXED_CTR0 + idx - 32))
-      base = h.value & MASK48;
-  }
-  return { sut: (sut - base) & MASK48, oracle: (bare - base) & MASK48 };
-}
 
 /**
  * Was the counter written by `w` enabled, and had guest work run since it was last enabled? Only
@@ -168,31 +98,6 @@ function countsOwnWrmsr(history: readonly Observation[], w: Observation): boolea
     (sel & (ARCH_PERFMON_EVENTSEL_EVENT | ARCH_PERFMON_EVENTSEL_UMASK)) === PERF_COUNT_HW_INSTRUCTIONS &&
     (sel & ARCH_PERFMON_EVENTSEL_OS) !== 0n &&
     (sel & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n
-  );
-}
-
-/** Did the guest write DEBUGCTL with this bit set (and KVM take the write)? */
-const debugctlArmed = (history: readonly Observation[], bitNo: number) =>
-  history.some(
-    (h) =>
-      h.kind === 'wrmsr' &&
-      h.target === MSR_IA32_DEBUGCTLMSR &&
-      h.sut.kind === 'accepted' &&
-      h.value !== null &&
-      (h.value & (1n << BigInt(bitNo))) !== 0n,
-  );
-
-/**
- * A read of what the legacy LBR freeze changes at a PMI-enabled overflow (pmu-semantics.md §4.4):
- * DEBUGCTL.LBR and the records, once FREEZE_LBRS_ON_PMI is armed. A late overflow freezes late.
- * (A delivered PMI shows first as the run's PMI observation; FREEZE_PERFMON_ON_PMI #GPs in KVM.)
- */
-function lbrFreezeEffect(o: Observation, history: readonly Observation[]): boolean {
-  return (
-    o.kind === 'rdmsr' &&
-    o.target !== null &&
-    (o.target === MSR_IA32_DEBUGCTLMSR || isLegacyLbrMsr(o.target)) &&
-    debugctlArmed(history, 11)
   );
 }
 
