@@ -44,7 +44,7 @@ function command(): Command {
     .addOption(
       new Option('--design <id...>', 'designs to compare')
         .choices(DESIGN_IDS)
-        .default(['pre-reuse', 'emulated', 'mediated']),
+        .default(['pre-reuse', 'hw-assigned', 'emulated', 'mediated']),
     )
     .addOption(
       new Option('--profile <name...>', 'hosts')

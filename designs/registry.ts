@@ -57,6 +57,7 @@ import { EMULATED_OPS, type EmulatedOps } from '../model/kvm/emulated/ops.js';
 import { MediatedVcpu } from '../model/kvm/mediated/vcpu.js';
 import { MEDIATED_OPS, type MediatedOps } from '../model/kvm/mediated/ops.js';
 import { PRE_REUSE_OPS } from '../model/kvm/variants/pre_reuse.js';
+import { HW_ASSIGNED_HOST_OPS, HW_ASSIGNED_OPS } from '../model/kvm/series/hw_assigned.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import type { Observation } from '../scenarios/observation.js';
@@ -65,6 +66,11 @@ import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/emulated_invisibility.js';
 import { MEDIATED_EXPECTATIONS, MEDIATED_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/mediated.js';
 import { adoptionOf } from '../properties/expectations/types.js';
+import {
+  HW_ASSIGNED_ALL_EXPECTATIONS,
+  HW_ASSIGNED_INVISIBILITY_EXPECTATIONS,
+  HW_ASSIGNED_LEAKS,
+} from '../properties/expectations/hw_assigned.js';
 import type { Design } from '../properties/design.js';
 import type { Profile } from '../model/hw/profile.js';
 
@@ -122,6 +128,17 @@ export const DESIGNS: readonly Design[] = [
     source: 'model/kvm/variants/pre_reuse.ts',
     factory: emulatedWith(PRE_REUSE_OPS),
     ...EMULATED_DECLARED,
+  },
+  {
+    id: 'hw-assigned',
+    title:
+      "seed 003: host perf allocates the counter, KVM drives it (Like Xu, 'Intel Virtual PMU Optimization' v2, 2019)",
+    source: 'model/kvm/series/hw_assigned.ts',
+    factory: emulatedWith(HW_ASSIGNED_OPS),
+    hostKernel: hostWith(HW_ASSIGNED_HOST_OPS),
+    expectations: HW_ASSIGNED_ALL_EXPECTATIONS,
+    invisibility: HW_ASSIGNED_INVISIBILITY_EXPECTATIONS,
+    leaks: HW_ASSIGNED_LEAKS,
   },
   {
     id: `bug/${FAST_RDPMC_FIX}`,

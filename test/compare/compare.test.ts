@@ -43,6 +43,20 @@ describe('workloads on both designs', () => {
     }
   });
 
+  it('seed 003: an assigned counter takes guest selector and counter writes directly, with no perf event after the first', () => {
+    const d = runWorkload(workload('multiplex'), designById('hw-assigned'), 'skylake', SKYLAKE, defaultCosts());
+    const e = runWorkload(workload('multiplex'), designById('emulated'), 'skylake', SKYLAKE, defaultCosts());
+    expect(d.steps.perfCreates).toBe(4); // one per vPMC, the first time it is enabled
+    expect(d.steps.perfReleases).toBe(0);
+    expect(d.steps.reprograms).toBe(4);
+    expect(d.steps.kvmMsrAccesses).toBeGreaterThan(0);
+    expect(e.steps.kvmMsrAccesses).toBe(0);
+    expect(d.ns).toBeLessThan(e.ns / 5);
+    // perf stat as Linux programs it (select, then GLOBAL_CTRL) counts nothing: its controls are never loaded.
+    const s = runWorkload(workload('perf-stat'), designById('hw-assigned'), 'skylake', SKYLAKE, defaultCosts());
+    expect(s.verdict).toBe('declared: global-ctrl-not-loaded');
+  });
+
   it('multiplexing: the perf-based vPMU releases and recreates events as the guest rotates them', () => {
     const e = runWorkload(workload('multiplex'), designById('emulated'), 'skylake', SKYLAKE, defaultCosts());
     expect(e.steps.perfReleases).toBeGreaterThan(0);
@@ -53,13 +67,13 @@ describe('workloads on both designs', () => {
 describe('npm run compare', () => {
   const compare = (...args: string[]) => cli(['compare', ...args]);
 
-  it('prints the workloads of the three designs as JSON for one host, without the property runs', () => {
+  it('prints the workloads of the four designs as JSON for one host, without the property runs', () => {
     const r = compare('--runs', '0', '--profile', 'skylake', '--json');
     expect(r.code).toBe(0);
     const out = JSON.parse(r.out) as { format: string; workloads: { workload: string; design: string }[] };
     expect(out.format).toBe('vpmu-conformance/compare@1');
     expect(out.workloads.map((w) => `${w.workload}/${w.design}`)).toEqual(
-      WORKLOADS.flatMap((w) => ['pre-reuse', 'emulated', 'mediated'].map((d) => `${w.id}/${d}`)),
+      WORKLOADS.flatMap((w) => ['pre-reuse', 'hw-assigned', 'emulated', 'mediated'].map((d) => `${w.id}/${d}`)),
     );
   });
 

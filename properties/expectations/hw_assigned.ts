@@ -1,0 +1,237 @@
+/**
+ * Known divergences of seed 003's proposal (model/kvm/series/hw_assigned.ts: Like Xu, "Intel Virtual
+ * PMU Optimization" v2, 2019) from bare metal, each with the mechanism in the posted patches that
+ * causes it ("patch N/5" of the series). They come on top of what its base, the perf-based vPMU,
+ * already declares. A program whose first divergence matches none is a finding against the series.
+ */
+
+import { isGp, type Observation } from '../../scenarios/observation.js';
+import type { DivergenceContext, KnownDivergence } from './types.js';
+import { EMULATED_EXPECTATIONS } from './emulated.js';
+import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
+import { counterOf, counterOfMsr, hostEventOpened, isCounter, lbrFreezeEffect, lostOnly } from './common.js';
+import { MAX_GP } from '../../model/hw/profile.js';
+import { lowMask } from '../../model/hw/bits.js';
+import {
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_P6_EVNTSEL0,
+} from '../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../model/hw/msr/global.js';
+
+const isEvtsel = (m: number | null) => m !== null && m >= MSR_P6_EVNTSEL0 && m < MSR_P6_EVNTSEL0 + MAX_GP;
+
+/** The RDPMC index types the 5.0 decoder reads as flags: bit 31 (fast) and bit 30 (fixed), nothing in 29:16. */
+const flagsOnlyType = (ecx: number) => ((ecx >>> 16) & 0x3fff) === 0 && (ecx & 0x8000_0000) !== 0;
+
+/** What a counter's count decides: a read of it or of GLOBAL_STATUS, RDPMC, a run's PMIs, an instruction's PMIs. */
+const countEffect = (o: Observation) =>
+  o.kind === 'rdpmc' ||
+  o.kind === 'run' ||
+  o.kind === 'pmi' ||
+  (o.kind === 'rdmsr' && o.target !== null && (isCounter(o.target) || o.target === MSR_CORE_PERF_GLOBAL_STATUS));
+
+/** The counters of the guest's width: GP from CPUID.0AH.EAX[23:16], fixed from EDX[12:5], each capped at the host's. */
+function widthMask(c: DivergenceContext, idx: number): bigint {
+  const { eax, edx } = c.guest.cpuid.leaf0a;
+  return idx < 32
+    ? lowMask(Math.min((eax >>> 16) & 0xff, c.host.gpWidth))
+    : lowMask(Math.min((edx >>> 5) & 0xff, c.host.fixedWidth));
+}
+
+/**
+ * The counter a guest write stored otherwise than bare metal: the series keeps the value as written,
+ * where bare metal sign-extends a legacy-alias write from bit 31 and keeps only the counter's width.
+ */
+function rawWriteOf(h: Observation, c: DivergenceContext): number | null {
+  if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) return null;
+  const idx = counterOfMsr(h.target);
+  if (idx === null) return null;
+  const legacy = h.target >= MSR_IA32_PERFCTR0 && h.target < MSR_IA32_PERFCTR0 + MAX_GP;
+  const held = (legacy ? BigInt.asUintN(64, BigInt.asIntN(32, h.value)) : h.value) & widthMask(c, idx);
+  return held === h.value ? null : idx;
+}
+
+/** An accepted guest write of `msr`. */
+const wrote = (h: Observation, msr: (m: number) => boolean) =>
+  h.kind === 'wrmsr' && h.sut.kind === 'accepted' && h.target !== null && msr(h.target);
+
+/** Did the guest write one counter control (an event select, or FIXED_CTR_CTRL) a second time? */
+function controlRewritten(history: readonly Observation[]): boolean {
+  const seen = new Set<number>();
+  for (const h of history) {
+    if (!wrote(h, (m) => isEvtsel(m) || m === MSR_CORE_PERF_FIXED_CTR_CTRL)) continue;
+    if (seen.has(h.target!)) return true;
+    seen.add(h.target!);
+  }
+  return false;
+}
+
+/** kvm_pmu_refresh's reserved_bits: bits 63:32 and AnyThread (21). */
+const KVM_RESERVED_EVTSEL = 0xffff_ffff_0020_0000n;
+
+/** A guest event-select write (of `msr`, or of any) the series dropped for its reserved bits. */
+const droppedEvtsel = (h: Observation, msr: number | null) =>
+  wrote(h, (m) => isEvtsel(m) && (msr === null || m === msr)) &&
+  h.value !== null &&
+  (h.value & KVM_RESERVED_EVTSEL) !== 0n;
+
+/**
+ * The counters whose guest GLOBAL_CTRL bit changed while their control enabled them (GP i, fixed 32 + j):
+ * cleared under an enabled counter (which then counts on), or set for one already enabled (whose event
+ * the GLOBAL_CTRL write creates, its control never loaded). GLOBAL_CTRL starts with the GP bits set.
+ */
+function globalGated(history: readonly Observation[], c: DivergenceContext): Set<number> {
+  const out = new Set<number>();
+  const nGp = (c.guest.cpuid.leaf0a.eax >>> 8) & 0xff;
+  let global = lowMask(Math.min(nGp, c.host.nGP));
+  const enabled = new Map<number, boolean>();
+  for (const h of history) {
+    if (!wrote(h, () => true) || h.value === null) continue;
+    const m = h.target!;
+    if (isEvtsel(m)) enabled.set(m - MSR_P6_EVNTSEL0, (h.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n);
+    else if (m === MSR_CORE_PERF_FIXED_CTR_CTRL)
+      for (let j = 0; j < 3; j++) enabled.set(32 + j, ((h.value >> BigInt(4 * j)) & 3n) !== 0n);
+    else if (m === MSR_CORE_PERF_GLOBAL_CTRL) {
+      for (const [idx, on] of enabled) if (on && ((global ^ h.value) & (1n << BigInt(idx))) !== 0n) out.add(idx);
+      global = h.value;
+    }
+  }
+  return out;
+}
+
+/** Did the guest write a counter (any alias), whatever the value? */
+const counterWritten = (history: readonly Observation[]) => history.some((h) => wrote(h, isCounter));
+
+const DESCHEDULE_ROLLBACK: KnownDivergence = {
+  id: 'deschedule-rollback',
+  title:
+    "a preemption or migration rolls a guest counter back to its last sync (the guest's last access, reprogram or overflow): counts are lost",
+  kernelRef:
+    "series patch 4/5: kvm_arch_sched_out → intel_pmu_save_guest_pmc saves nothing, perf_event_task_sched_out having run first (prepare_task_switch: the event's oncpu is -1, so !intel_pmc_is_assigned); kvm_arch_sched_in → intel_pmu_restore_guest_pmc writes the stale pmc->counter",
+  // Only losses: counts, overflow bits and PMIs the guest misses, never ones it gains; the program goes on.
+  matches: (o, c) =>
+    c.history.some((h) => h.vmm?.op === 'preempt' || h.vmm?.op === 'migrate') && lostOnly(o, c.history) === null,
+  contract: (o, c) => lostOnly(o, c.history),
+};
+
+export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
+  {
+    id: 'evtsel-reserved-dropped',
+    title:
+      'an event select write with bits KVM reserves is dropped without #GP: where bare metal #GPs nothing else differs, where it takes the write (AnyThread from v3) the old select stays and counts',
+    kernelRef:
+      'series patch 5/5 intel_pmu_set_msr: "if (data == pmc->eventsel || (data & pmu->reserved_bits)) return 0;" (was: #GP)',
+    matches: (o, c) =>
+      (o.kind === 'wrmsr' && isEvtsel(o.target) && o.sut.kind === 'accepted' && isGp(o.oracle)) ||
+      (o.kind === 'rdmsr' && isEvtsel(o.target) && c.history.some((h) => h !== o && droppedEvtsel(h, o.target))) ||
+      (countEffect(o) && c.history.some((h) => droppedEvtsel(h, null) && h.oracle.kind === 'accepted')),
+    // Bare metal adopts a #GP'd one (W6): the write retires with no effect, as the design drops it.
+    adopt: (a) => (a.kind === 'wrmsr' && isEvtsel(a.msr) && a.sut.ok && !a.oracle.ok ? a.sut : null),
+  },
+  {
+    id: 'rdpmc-null-oops',
+    title: 'RDPMC with an ECX that names no counter oopses the host (NULL pointer dereference)',
+    kernelRef:
+      'series patch 2/5 intel_pmc_read_counter: pmc = msr_idx_to_pmc(vcpu, idx) with no NULL check, then intel_pmc_is_assigned(pmc) dereferences it; patch 4/5 kvm_pmu_rdpmc calls it for every RDPMC',
+    matches: (o) => o.kind === 'rdpmc' && o.sut.kind === 'oops',
+  },
+  {
+    id: 'rdpmc-flags',
+    title:
+      "RDPMC reads ECX[31:30] as flags (5.0's decoder): fast reads (bit 31) and types 0x8000/0xC000 return the whole counter where bare metal #GPs",
+    kernelRef:
+      'Linux 5.0 intel_msr_idx_to_pmc: "fixed = idx & (1u << 30); idx &= ~(3u << 30)"; series patch 4/5 kvm_pmu_rdpmc: the vendor pmc_read_counter skips the fast-mode truncation',
+    matches: (o) =>
+      o.kind === 'rdpmc' && o.target !== null && flagsOnlyType(o.target) && o.sut.kind === 'value' && isGp(o.oracle),
+  },
+  {
+    id: 'counter-write-raw',
+    title:
+      'a guest counter write is kept as written: no sign extension from bit 31 through the legacy alias, bits above the counter width kept and read back',
+    kernelRef:
+      'series patch 5/5 intel_pmu_set_msr: "pmc->counter = data" (the (s64)(s32) extension and pmc_bitmask dropped), wrmsrl(hw.event_base) if assigned; intel_pmu_get_msr returns pmc->counter unmasked',
+    // A read of that counter, or what its count decides later (overflow, PMIs, GLOBAL_STATUS).
+    matches: (o, c) => {
+      if (!countEffect(o)) return false;
+      const idx = counterOf(o);
+      return c.history.some((h) => h !== o && rawWriteOf(h, c) !== null && (idx === null || rawWriteOf(h, c) === idx));
+    },
+  },
+  {
+    id: 'overflow-from-perf-period',
+    title:
+      "once the guest has written a counter, its overflows bring no PMI and no GLOBAL_STATUS bit (or bring them late): perf still decides the overflow from the period it armed when it created the event, and the guest's direct counter writes leave that period stale",
+    kernelRef:
+      'series patch 1/5 (perf writes no counter of an exclude_host event) and 5/5 (intel_pmu_set_msr writes the guest value to hw.event_base); arch/x86/events/intel/core.c handle_pmi_common → intel_pmu_save_and_restart → x86_perf_event_set_period decides, from its own period_left, whether kvm_perf_overflow runs',
+    // The PMI, the overflow bit, and what the legacy LBR freeze at that PMI changes.
+    matches: (o, c) =>
+      (o.kind === 'run' ||
+        o.kind === 'pmi' ||
+        (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) ||
+        lbrFreezeEffect(o, c.history)) &&
+      counterWritten(c.history),
+  },
+  DESCHEDULE_ROLLBACK,
+  {
+    id: 'global-ctrl-not-loaded',
+    title:
+      "the guest's GLOBAL_CTRL does not gate its counters: one it disables keeps counting once perf assigned it a counter, and one whose event a GLOBAL_CTRL write creates counts nothing until the next sched-in, its control never loaded",
+    kernelRef:
+      'series patch 5/5: reprogram_gp_counter returns early for an assigned vPMC and intel_pmu_enable_host_counter runs only from intel_pmu_set_msr (event select) and reprogram_fixed_counters; patch 1/5 leaves the control of the new event unwritten; intel_guest_get_msrs enables every exclude_host counter for the guest',
+    // A read of such a counter, or what any counter's count decides (runs, PMIs, GLOBAL_STATUS).
+    matches: (o, c) => {
+      if (!countEffect(o)) return false;
+      const gated = globalGated(c.history, c);
+      const idx = counterOf(o);
+      return idx === null ? gated.size > 0 : gated.has(idx);
+    },
+  },
+  {
+    id: 'counter-moved',
+    title:
+      "when host perf reschedules the guest's event onto another counter (a host event takes its counter), the guest's count stays behind and the guest reads and counts from what the new counter holds, host counts included",
+    kernelRef:
+      'series patch 1/5: x86_perf_event_set_event_base / set_config_base skip the preset and the control of an exclude_host event on its new counter; patch 2/5 intel_pmc_is_assigned only asks that the event be on some counter',
+    matches: (o, c) => countEffect(o) && c.history.some(hostEventOpened),
+  },
+  {
+    id: 'cross-mapped-stale-config',
+    title:
+      "a guest counter perf placed on a counter of the other kind (a GP event on a fixed counter, or a fixed one on a GP counter) keeps the event and mode bits of its first control: the guest's later event-select or FIXED_CTR_CTRL changes reach it only through perf's stale hw.config",
+    kernelRef:
+      'series patch 3/5 intel_pmu_enable_host_fixed_counter (bits from pmc->perf_event->hw.config) and patch 5/5 reprogram_fixed_counters (hwc->config | ENABLE on a host GP counter); reprogram_gp_counter keeps an assigned event whatever the new select',
+    matches: (o, c) => countEffect(o) && controlRewritten(c.history),
+  },
+];
+
+/** Nothing the series changes of what a migration or save/restore loses yet; the base's list. */
+export const HW_ASSIGNED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
+  {
+    id: DESCHEDULE_ROLLBACK.id,
+    title: DESCHEDULE_ROLLBACK.title,
+    kernelRef: DESCHEDULE_ROLLBACK.kernelRef,
+    // Either run may have lost counts: the inserted migration, or one of the program's own.
+    matches: (o, c) => countEffect(o) && c.history.some((h) => h.vmm?.op === 'preempt' || h.vmm?.op === 'migrate'),
+  },
+  ...EMULATED_INVISIBILITY_EXPECTATIONS,
+];
+
+/** Host-private values the series lets the guest read (property 2). */
+export const HW_ASSIGNED_LEAKS: readonly KnownDivergence[] = [
+  {
+    id: 'counter-moved-leak',
+    title:
+      "once host perf moves the guest's event onto a counter a host event used, the guest reads that counter's host value (perf's preset of the host event's period, its count)",
+    kernelRef:
+      'series patch 1/5: the new counter is neither preset nor zeroed for an exclude_host event; patch 5/5 intel_pmu_get_msr and patch 2/5 intel_pmc_read_counter read hw.event_base as it is',
+    matches: (o, c) => countEffect(o) && c.history.some(hostEventOpened),
+  },
+];
+
+/** The base's declarations follow the series' own. */
+export const HW_ASSIGNED_ALL_EXPECTATIONS: readonly KnownDivergence[] = [
+  ...HW_ASSIGNED_EXPECTATIONS,
+  ...EMULATED_EXPECTATIONS,
+];
