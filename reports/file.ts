@@ -126,7 +126,7 @@ export const ReportFileSchema = z
       postShrunkCommands: natural().describe('and after deleting the ones not needed'),
     }),
     versions: z.strictObject({ fastCheck: text(100), node: text(100), package: text(100), generators: text(100) }),
-    found: text(40),
+    found: text(200).describe('when and how it was found: a date, or the regression test whose program it is'),
     replay: text(5000),
   })
   .meta({
