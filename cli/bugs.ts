@@ -14,6 +14,7 @@ import { OutDirError, checkOutputFile, writeFileAtomic } from '../reports/out_di
 import { EXIT, EXIT_HELP, guard } from './exit.js';
 import { BUGS_FORMAT } from './formats.js';
 import { compactTable, jsonTarget, plural } from './output.js';
+import type { BugsResults } from './results.js';
 
 const ROWS = CATALOGUE.map((b) => String(b.row));
 /** How many commands past the minimal trigger a shrunk program may keep. */
@@ -144,23 +145,20 @@ async function bugs(argv: readonly string[]): Promise<number> {
     missedTargets: missedRows.length,
   };
   const replay = `npm run bugs -- --seeds ${opts.seeds} --seed ${opts.seed} --runs ${opts.runs}${opts.only !== undefined ? ` --only ${opts.only.join(' ')}` : ''}`;
-  const text = `${JSON.stringify(
-    {
-      format: BUGS_FORMAT,
-      command: 'bugs',
-      exitStatus: status,
-      interruptedBy: signal,
-      seeds: opts.seeds,
-      firstSeed: opts.seed,
-      runs: opts.runs,
-      replay,
-      totals,
-      rows,
-      outOfScope: OUT_OF_SCOPE,
-    },
-    null,
-    2,
-  )}\n`;
+  const results: BugsResults = {
+    format: BUGS_FORMAT,
+    command: 'bugs',
+    exitStatus: status,
+    interruptedBy: signal,
+    seeds: opts.seeds,
+    firstSeed: opts.seed,
+    runs: opts.runs,
+    replay,
+    totals,
+    rows,
+    outOfScope: OUT_OF_SCOPE.map((o) => ({ ...o })),
+  };
+  const text = `${JSON.stringify(results, null, 2)}\n`;
   if (json === 'stdout') process.stdout.write(text);
   else {
     const table = compactTable([

@@ -26,6 +26,7 @@ import { OutDirError, checkOutputFile, writeFileAtomic } from '../reports/out_di
 import { EXIT, EXIT_HELP, guard } from './exit.js';
 import { COMPARE_FORMAT } from './formats.js';
 import { jsonTarget } from './output.js';
+import type { CompareResults } from './results.js';
 
 function costArg(v: string, prev: Record<CostStep, number>): Record<CostStep, number> {
   try {
@@ -160,23 +161,20 @@ async function compareWith(opts: Options, json: string | null, signal: () => Nod
     unavailable: unavailable.length,
     workloads: workloads.length,
   };
-  const text = `${JSON.stringify(
-    {
-      format: COMPARE_FORMAT,
-      command: 'compare',
-      exitStatus: status,
-      interruptedBy: signal(),
-      seed: opts.seed,
-      runs: opts.runs,
-      costs: opts.cost,
-      totals,
-      properties,
-      unavailable,
-      workloads,
-    },
-    null,
-    2,
-  )}\n`;
+  const results: CompareResults = {
+    format: COMPARE_FORMAT,
+    command: 'compare',
+    exitStatus: status,
+    interruptedBy: signal(),
+    seed: opts.seed,
+    runs: opts.runs,
+    costs: opts.cost,
+    totals,
+    properties,
+    unavailable,
+    workloads: workloads.map((w) => ({ ...w, steps: { ...w.steps } })),
+  };
+  const text = `${JSON.stringify(results, null, 2)}\n`;
   if (json === 'stdout') process.stdout.write(text);
   else {
     if (properties.length > 0) {

@@ -1,11 +1,12 @@
 /**
- * The contract of `vpmu-conformance start --json`: a zod schema, the TypeScript types read from it,
- * and (`npm run schemas`) the JSON Schema exported beside it as cli/results.schema.json for other
- * tools. A change that breaks a reader bumps the format's version.
+ * The contract of `--json`: for each command a zod schema, the TypeScript types read from it, and
+ * (`npm run schemas`) the JSON Schema exported beside it (cli/results.schema.json for start,
+ * cli/bugs.schema.json, cli/compare.schema.json) for other tools. A change that breaks a reader
+ * bumps the format's version.
  */
 
 import { z } from 'zod';
-import { RESULTS_FORMAT } from './formats.js';
+import { BUGS_FORMAT, COMPARE_FORMAT, RESULTS_FORMAT } from './formats.js';
 
 const count = z.int().nonnegative();
 
@@ -107,3 +108,100 @@ export const parseStartResults = (v: unknown): StartResults => StartResultsSchem
 
 /** The JSON Schema of the --json output (cli/results.schema.json). */
 export const startResultsJsonSchema = () => z.toJSONSchema(StartResultsSchema, { target: 'draft-2020-12' });
+
+// ---------------------------------------------------------------------------------------------
+// `vpmu-conformance bugs --json` and `vpmu-conformance compare --json`.
+
+const exitStatus = z.union([z.literal(0), z.literal(1), z.literal(130)]);
+
+export const BugsResultsSchema = z
+  .strictObject({
+    format: z.literal(BUGS_FORMAT),
+    command: z.literal('bugs'),
+    exitStatus,
+    interruptedBy: z.string().nullable(),
+    seeds: count,
+    firstSeed: z.int(),
+    runs: count,
+    replay: z.string(),
+    totals: z.strictObject({
+      rows: count.describe('catalogue rows asked for'),
+      measured: count.describe('rows measured before an interruption'),
+      detectedOnEverySeed: count,
+      shrunkWithinTarget: count,
+      missedTargets: count.describe('rows that missed a target (then the exit status is 1)'),
+    }),
+    rows: z.array(
+      z.strictObject({
+        row: count.describe('the row of docs/bugs.md'),
+        subject: z.string(),
+        fixedBy: z.string().nullable().describe('the upstream commit that fixed it'),
+        design: z.string(),
+        check: z.string(),
+        host: z.string(),
+        seeds: z.array(z.int()),
+        detected: count.describe('seeds on which the check found it'),
+        medianPrograms: z.number(),
+        medianMs: z.number(),
+        minimalTrigger: count,
+        medianShrunk: z.number().nullable(),
+        maxShrunk: count.nullable(),
+        report: z.string().nullable(),
+        example: z.array(z.string()).nullable().describe('the shrunk program of the first seed that found it'),
+        missed: z.array(z.string()).describe('each target missed, with how far off it was'),
+      }),
+    ),
+    outOfScope: z.array(z.strictObject({ row: count, subject: z.string(), reason: z.string() })),
+  })
+  .describe('vpmu-conformance bugs --json');
+
+export const CompareResultsSchema = z
+  .strictObject({
+    format: z.literal(COMPARE_FORMAT),
+    command: z.literal('compare'),
+    exitStatus,
+    interruptedBy: z.string().nullable(),
+    seed: z.int(),
+    runs: count,
+    costs: z.record(z.string(), z.number()).describe('ns per step'),
+    totals: z.strictObject({
+      properties: count,
+      held: count,
+      declared: count,
+      violated: count,
+      unavailable: count,
+      workloads: count,
+    }),
+    properties: z.array(
+      z.strictObject({
+        design: z.string(),
+        host: z.string(),
+        check: z.string(),
+        programs: count,
+        verdict: z.enum(['held', 'declared', 'violated']),
+        known: z.record(z.string(), count),
+      }),
+    ),
+    unavailable: z.array(z.strictObject({ design: z.string(), host: z.string(), why: z.string() })),
+    workloads: z.array(
+      z.strictObject({
+        workload: z.string(),
+        design: z.string(),
+        host: z.string(),
+        verdict: z
+          .string()
+          .describe("'conforms', 'declared: <id>', 'diverges: <observation>', or why it could not run"),
+        guestOps: count,
+        steps: z.record(z.string(), z.number()).describe('steps counted, by cost step'),
+        ns: z.number().describe('the priced cost'),
+      }),
+    ),
+  })
+  .describe('vpmu-conformance compare --json');
+
+export type BugsResults = z.infer<typeof BugsResultsSchema>;
+export type CompareResults = z.infer<typeof CompareResultsSchema>;
+export const parseBugsResults = (v: unknown): BugsResults => BugsResultsSchema.parse(v);
+export const parseCompareResults = (v: unknown): CompareResults => CompareResultsSchema.parse(v);
+export const bugsResultsJsonSchema = () => z.toJSONSchema(BugsResultsSchema, { target: 'draft-2020-12' });
+export const compareResultsJsonSchema = () => z.toJSONSchema(CompareResultsSchema, { target: 'draft-2020-12' });

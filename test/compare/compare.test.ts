@@ -5,6 +5,7 @@ import { WORKLOADS } from '../../compare/workloads.js';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { newVpmuCost } from '../../model/kvm/cost.js';
 import { designById } from '../../designs/registry.js';
+import { parseCompareResults } from '../../cli/results.js';
 import { cli } from '../support/cli.js';
 
 const workload = (id: string) => WORKLOADS.find((w) => w.id === id)!;
@@ -70,7 +71,7 @@ describe('npm run compare', () => {
   it('prints the workloads of the four designs as JSON for one host, without the property runs', () => {
     const r = compare('--runs', '0', '--profile', 'skylake', '--json');
     expect(r.code).toBe(0);
-    const out = JSON.parse(r.out) as { format: string; workloads: { workload: string; design: string }[] };
+    const out = parseCompareResults(JSON.parse(r.out));
     expect(out.format).toBe('vpmu-conformance/compare@1');
     expect(out.workloads.map((w) => `${w.workload}/${w.design}`)).toEqual(
       WORKLOADS.flatMap((w) => ['pre-reuse', 'hw-assigned', 'emulated', 'mediated'].map((d) => `${w.id}/${d}`)),
