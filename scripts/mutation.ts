@@ -1,0 +1,218 @@
+/**
+ * `npm run mutation`: Stryker over the KVM designs and the host perf model, one source file per
+ * Stryker run, so that a run of several hours can stop and resume at any file and every file gets
+ * its own score. Each run writes reports/out/mutation/<file>.json (Stryker's JSON report for that
+ * file, plus the source's hash); the merged report is reports/out/mutation.json and the table of
+ * scores per file reports/out/mutation.md. A file whose source, tests and Stryker configuration are
+ * unchanged since its last report is not run again unless --fresh.
+ *
+ *   npm run mutation                                   # every file of model/kvm and model/host
+ *   npm run mutation -- --only model/kvm/common/pmu.ts # one file (repeatable)
+ *   npm run mutation -- --report                       # merge and print what is there, run nothing
+ */
+
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { Command } from 'commander';
+
+const ROOT = join(import.meta.dirname, '..');
+const OUT = join(ROOT, 'reports/out/mutation');
+const BASE_CONFIG = join(ROOT, 'stryker.config.json');
+
+/** What is mutated: the ported kernel code, not the patches planted in it nor its decision tables. */
+const TREES = ['model/kvm', 'model/host'];
+const LEFT_OUT = [/\/bugs\//, /\/faults\//, /\/decisions\.ts$/, /\/index\.ts$/, /\/types\.ts$/];
+
+/** Mutant states Stryker reports, and which of them the score counts as detected. */
+const DETECTED = ['Killed', 'Timeout'];
+const UNDETECTED = ['Survived', 'NoCoverage'];
+
+interface FileReport {
+  readonly file: string;
+  readonly hash: string;
+  /** Stryker's report entry of the file: its source and mutants. */
+  readonly result: { readonly language: string; readonly source: string; readonly mutants: readonly Mutant[] };
+  readonly seconds: number;
+}
+
+interface Mutant {
+  readonly id: string;
+  readonly mutatorName: string;
+  readonly status: string;
+  readonly replacement?: string;
+  readonly location: { readonly start: { readonly line: number; readonly column: number } };
+}
+
+const program = new Command('npm run mutation')
+  .description('Mutation score of model/kvm and model/host, one Stryker run per source file.')
+  .option('--only <file...>', 'only these source files')
+  .option('--fresh', 'run files whose report is up to date again')
+  .option('--report', 'only merge the per-file reports and print the table')
+  .option('--concurrency <n>', 'Stryker test-runner processes', '2')
+  .showHelpAfterError('(run with --help for usage)');
+program.parse();
+const opts = program.opts<{ only?: string[]; fresh?: boolean; report?: boolean; concurrency: string }>();
+
+function sources(): string[] {
+  const out: string[] = [];
+  for (const t of TREES)
+    for (const f of readdirSync(join(ROOT, t), { recursive: true, encoding: 'utf8' })) {
+      const rel = `${t}/${f}`;
+      if (rel.endsWith('.ts') && !LEFT_OUT.some((r) => r.test(rel))) out.push(rel);
+    }
+  return out.sort();
+}
+
+const slug = (file: string) => file.replace(/[/.]/g, '_');
+const reportPath = (file: string) => join(OUT, `${slug(file)}.json`);
+
+/** The hash that decides whether a file's report is current: its source, every test, the configs. */
+function hashOf(file: string, testsHash: string): string {
+  return createHash('sha256')
+    .update(readFileSync(join(ROOT, file)))
+    .update(testsHash)
+    .digest('hex');
+}
+
+function treeHash(): string {
+  const h = createHash('sha256');
+  const walk = (dir: string) => {
+    for (const f of readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' }).sort())
+      if (f.endsWith('.ts')) h.update(f).update(readFileSync(join(ROOT, dir, f)));
+  };
+  // What a mutant is tested against: the tests and every non-mutated layer they run through.
+  for (const d of ['test', 'model', 'scenarios', 'properties', 'designs', 'catalogue', 'compare', 'reports']) walk(d);
+  h.update(readFileSync(BASE_CONFIG)).update(readFileSync(join(ROOT, 'vitest.mutation.config.ts')));
+  return h.digest('hex');
+}
+
+function current(file: string, hash: string): boolean {
+  if (!existsSync(reportPath(file))) return false;
+  const r = JSON.parse(readFileSync(reportPath(file), 'utf8')) as FileReport;
+  return r.hash === hash;
+}
+
+function runOne(file: string, hash: string): void {
+  mkdirSync(join(OUT, 'cfg'), { recursive: true });
+  const base = JSON.parse(readFileSync(BASE_CONFIG, 'utf8')) as Record<string, unknown>;
+  const json = join(OUT, 'cfg', `${slug(file)}.stryker.json`);
+  const cfg = {
+    ...base,
+    mutate: [file],
+    incrementalFile: relative(ROOT, join(OUT, 'cfg', `${slug(file)}.incremental.json`)),
+    jsonReporter: { fileName: relative(ROOT, json) },
+    reporters: ['json', 'progress'],
+    concurrency: Number(opts.concurrency),
+  };
+  const cfgFile = join(OUT, 'cfg', `${slug(file)}.config.json`);
+  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+  const t0 = performance.now();
+  const r = spawnSync('npx', ['stryker', 'run', relative(ROOT, cfgFile)], {
+    cwd: ROOT,
+    stdio: 'inherit',
+    env: { ...process.env, FC_SEED: '20261122', FC_QUIET: '1' },
+  });
+  if (r.status !== 0) throw new Error(`stryker on ${file} exited with ${r.status ?? r.signal}`);
+  const report = JSON.parse(readFileSync(json, 'utf8')) as { files: Record<string, FileReport['result']> };
+  const result = Object.entries(report.files).find(([f]) => f.endsWith(file))?.[1] ?? {
+    language: 'typescript',
+    source: readFileSync(join(ROOT, file), 'utf8'),
+    mutants: [],
+  };
+  const out: FileReport = { file, hash, result, seconds: Math.round((performance.now() - t0) / 1000) };
+  writeFileSync(reportPath(file), JSON.stringify(out));
+}
+
+interface Score {
+  readonly file: string;
+  readonly detected: number;
+  readonly undetected: number;
+  readonly other: number;
+  readonly score: number | null;
+  readonly seconds: number;
+  readonly survivors: readonly Mutant[];
+}
+
+function scoreOf(r: FileReport): Score {
+  const count = (states: readonly string[]) => r.result.mutants.filter((m) => states.includes(m.status)).length;
+  const detected = count(DETECTED);
+  const undetected = count(UNDETECTED);
+  return {
+    file: r.file,
+    detected,
+    undetected,
+    other: r.result.mutants.length - detected - undetected,
+    score: detected + undetected === 0 ? null : (100 * detected) / (detected + undetected),
+    seconds: r.seconds,
+    survivors: r.result.mutants.filter((m) => UNDETECTED.includes(m.status)),
+  };
+}
+
+const pct = (x: number | null) => (x === null ? 'n/a' : `${x.toFixed(1)} %`);
+
+function merge(files: readonly string[]): void {
+  const reports = files
+    .filter((f) => existsSync(reportPath(f)))
+    .map((f) => JSON.parse(readFileSync(reportPath(f), 'utf8')) as FileReport);
+  const scores = reports.map(scoreOf);
+  const detected = scores.reduce((a, s) => a + s.detected, 0);
+  const undetected = scores.reduce((a, s) => a + s.undetected, 0);
+  const total = detected + undetected === 0 ? null : (100 * detected) / (detected + undetected);
+  writeFileSync(
+    join(ROOT, 'reports/out/mutation.json'),
+    JSON.stringify({
+      schemaVersion: '1',
+      thresholds: { high: 85, low: 60 },
+      files: Object.fromEntries(reports.map((r) => [r.file, r.result])),
+    }),
+  );
+  const lines = [
+    '| file | mutants | detected | survived or uncovered | score | minutes |',
+    '|---|---|---|---|---|---|',
+    ...scores.map(
+      (s) =>
+        `| \`${s.file}\` | ${s.detected + s.undetected + s.other} | ${s.detected} | ${s.undetected} | ${pct(s.score)} | ${Math.round(s.seconds / 60)} |`,
+    ),
+    `| **all ${scores.length} files** | | ${detected} | ${undetected} | **${pct(total)}** | ${Math.round(scores.reduce((a, s) => a + s.seconds, 0) / 60)} |`,
+  ];
+  const missing = files.filter((f) => !existsSync(reportPath(f)));
+  if (missing.length > 0) lines.push('', `not scored yet: ${missing.map((f) => `\`${f}\``).join(', ')}`);
+  const survivors = scores.flatMap((s) =>
+    s.survivors.map(
+      (m) =>
+        `- \`${s.file}:${m.location.start.line}\` ${m.mutatorName} ${m.status}${m.replacement !== undefined ? `: \`${m.replacement.replace(/\s+/g, ' ').slice(0, 80)}\`` : ''}`,
+    ),
+  );
+  writeFileSync(
+    join(ROOT, 'reports/out/mutation.md'),
+    [...lines, '', '## Undetected mutants', '', ...survivors, ''].join('\n'),
+  );
+  console.log(lines.join('\n'));
+  console.log(
+    `\n(reports/out/mutation.md lists the ${survivors.length} undetected mutants; reports/out/mutation.json is the merged Stryker report)`,
+  );
+}
+
+const all = sources();
+const unknown = (opts.only ?? []).filter((f) => !all.includes(f));
+if (unknown.length > 0) {
+  console.error(`npm run mutation: not a mutated source file: ${unknown.join(', ')} (known: ${all.join(', ')})`);
+  process.exit(2);
+}
+const files = opts.only ?? all;
+if (opts.report !== true) {
+  const tests = treeHash();
+  files.forEach((f, i) => {
+    const hash = hashOf(f, tests);
+    if (opts.fresh !== true && current(f, hash)) {
+      console.log(`[${i + 1}/${files.length}] ${f}: report up to date`);
+      return;
+    }
+    console.log(`[${i + 1}/${files.length}] ${f}`);
+    runOne(f, hash);
+    merge(all);
+  });
+}
+merge(all);
