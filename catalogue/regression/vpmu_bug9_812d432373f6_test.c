@@ -36,7 +36,7 @@
 //                   make -C tools/testing/selftests/kvm TEST_GEN_PROGS_x86_64=x86_64/vpmu_bug9_812d432373f6_test
 //   6.14 and later (x86/): cp vpmu_bug9_812d432373f6_test.c tools/testing/selftests/kvm/x86/ &&
 //                   make -C tools/testing/selftests/kvm TEST_GEN_PROGS_x86=x86/vpmu_bug9_812d432373f6_test
-//   or, from vpmu-conformance: npm run reproducers:check -- <kernel tree>
+//   or, from vpmu-conformance: npm run reproducers:check -- --kernel <kernel tree>
 // Exit:  0 pass (no divergence), 4 (KSFT_SKIP) the host lacks what the program needs,
 //        254 fail: "first divergence at ..." (or "harness error", which is no verdict).
 

@@ -482,7 +482,7 @@ function header(e: Emission, flavor: 'repro' | 'selftest', file: string): string
     w(`                  make -C tools/testing/selftests/kvm TEST_GEN_PROGS_x86_64=x86_64/${name}`);
     w(`  6.14 and later (x86/): cp ${file} tools/testing/selftests/kvm/x86/ &&`);
     w(`                  make -C tools/testing/selftests/kvm TEST_GEN_PROGS_x86=x86/${name}`);
-    w('  or, from vpmu-conformance: npm run reproducers:check -- <kernel tree>');
+    w('  or, from vpmu-conformance: npm run reproducers:check -- --kernel <kernel tree>');
     w('Exit:  0 pass (no divergence), 4 (KSFT_SKIP) the host lacks what the program needs,');
     w('       254 fail: "first divergence at ..." (or "harness error", which is no verdict).');
   }
