@@ -22,7 +22,8 @@ import { WORKLOADS } from '../compare/workloads.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { designChecks } from '../properties/checks.js';
 import { DESIGN_IDS, designById } from '../designs/registry.js';
-import { OutDirError, checkOutputFile, writeFileAtomic } from '../reports/out_dir.js';
+import { OutDirError, checkOutputFile, prepareOutDir, writeFileAtomic } from '../reports/out_dir.js';
+import { join } from 'node:path';
 import { EXIT, EXIT_HELP, guard } from './exit.js';
 import { COMPARE_FORMAT } from './formats.js';
 import { jsonTarget } from './output.js';
@@ -64,6 +65,10 @@ function command(): Command {
         .default(defaultCosts(), 'seed 003'),
     )
     .option('--json [file]', `results as JSON (format ${COMPARE_FORMAT}), on stdout or to FILE`)
+    .option(
+      '--svg <dir>',
+      'draw the workloads as SVG charts into DIR (cost per guest operation; cost by step per host)',
+    )
     .addHelpText('after', `\n${EXIT_HELP}`)
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
@@ -76,6 +81,7 @@ interface Options {
   seed: number;
   cost: Record<CostStep, number>;
   json?: string | boolean;
+  svg?: string;
 }
 
 type Verdict = 'held' | 'declared' | 'violated';
@@ -94,6 +100,7 @@ async function compare(argv: readonly string[]): Promise<number> {
   const opts = cli.opts<Options>();
   const json = jsonTarget(opts.json, 'compare');
   if (json !== null && json !== 'stdout') checkOutputFile('--json', json);
+  if (opts.svg !== undefined) prepareOutDir(opts.svg, '--svg');
   let signal: NodeJS.Signals | null = null;
   const onSignal = (sig: NodeJS.Signals) => {
     if (signal !== null) process.exit(EXIT.interrupted);
@@ -258,7 +265,30 @@ async function compareWith(opts: Options, json: string | null, signal: () => Nod
     );
   }
   if (json !== null && json !== 'stdout') writeFileAtomic(json, text);
+  if (opts.svg !== undefined && workloads.length > 0) {
+    const written = await drawCharts(opts.svg, workloads, opts);
+    console.error(`charts: ${written.join(', ')}`);
+  }
   return status;
+}
+
+/** The workloads as charts (compare/charts.ts), from the same results the tables print; returns the paths written. */
+async function drawCharts(dir: string, workloads: readonly WorkloadResult[], opts: Options): Promise<string[]> {
+  const { costByStepSpec, costPerOpSpec, renderSvg } = await import('../compare/charts.js');
+  const charts: [string, Parameters<typeof renderSvg>[0]][] = [
+    ['cost_per_op.svg', costPerOpSpec(workloads, opts.design, opts.profile)],
+    ...opts.profile.map((h): [string, Parameters<typeof renderSvg>[0]] => [
+      `cost_by_step_${h.replace(/[^a-z0-9]+/gi, '_')}.svg`,
+      costByStepSpec(workloads, opts.design, h, opts.cost),
+    ]),
+  ];
+  const out: string[] = [];
+  for (const [name, spec] of charts) {
+    const path = join(dir, name);
+    writeFileAtomic(path, await renderSvg(spec));
+    out.push(path);
+  }
+  return out;
 }
 
 export function compareCli(argv: readonly string[]): Promise<number> {

@@ -59,24 +59,25 @@ export function pseudoFileSystem(path: string): string | null {
  * Makes sure `out` is a directory the suite can write reports into, creating it if needed: not on a
  * pseudo file system, not a file, writable. Throws an OutDirError naming the problem.
  */
-export function prepareOutDir(out: string): void {
+export function prepareOutDir(out: string, flag = '--out'): void {
   const abs = resolve(out);
   const fs = pseudoFileSystem(abs);
-  if (fs !== null) throw new OutDirError(`--out ${out}: on ${fs}, a pseudo file system; choose a directory on a disk`);
+  if (fs !== null)
+    throw new OutDirError(`${flag} ${out}: on ${fs}, a pseudo file system; choose a directory on a disk`);
   let p = abs;
   while (!existsSync(p)) p = dirname(p);
   if (!statSync(p).isDirectory())
-    throw new OutDirError(`--out ${out}: ${p === abs ? 'is' : `${p} is`} a file, not a directory`);
+    throw new OutDirError(`${flag} ${out}: ${p === abs ? 'is' : `${p} is`} a file, not a directory`);
   try {
     accessSync(p, constants.W_OK | constants.X_OK);
   } catch {
-    throw new OutDirError(`--out ${out}: ${p === abs ? 'not writable' : `${p} is not writable`}`);
+    throw new OutDirError(`${flag} ${out}: ${p === abs ? 'not writable' : `${p} is not writable`}`);
   }
   try {
     mkdirSync(abs, { recursive: true });
   } catch (e) {
     throw new OutDirError(
-      `--out ${out}: cannot create it: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      `${flag} ${out}: cannot create it: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
     );
   }
 }
