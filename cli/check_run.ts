@@ -108,11 +108,12 @@ function fileReport(c: Check, s: CheckSpec, d: fc.RunDetails<unknown>): Pick<Che
 export function runCheck(s: CheckSpec, stop?: Int32Array): CheckResult {
   const c = checkOf(s);
   const known = new Map<string, number>();
+  const ended = new Map<string, number>();
   const plugins: fc.Plugin<unknown>[] = [];
   if (s.timeSeconds !== null) plugins.push(fc.interruptAfterTimeLimit(s.timeSeconds * 1000));
   if (stop !== undefined) plugins.push(stopWhenFlagged(stop));
   const t0 = performance.now();
-  const d = fc.check(c.property(known), { seed: s.seed, numRuns: s.runs, plugins });
+  const d = fc.check(c.property(known, ended), { seed: s.seed, numRuns: s.runs, plugins });
   // fast-check marks a check interrupted before its first program as failed, with no counterexample: not a finding.
   const failed = d.failed && !(d.interrupted && d.counterexample === null && d.errorInstance === null);
   const filed = failed ? fileReport(c, s, d) : { report: null, reportError: null };
@@ -129,6 +130,7 @@ export function runCheck(s: CheckSpec, stop?: Int32Array): CheckResult {
     programs: d.numRuns,
     ms: Math.round(performance.now() - t0),
     known: Object.fromEntries(known),
+    ended: c.countsEndings === true ? Object.fromEntries(ended) : null,
     failure: failed
       ? {
           error: firstLine(d.errorInstance),

@@ -79,7 +79,7 @@ function command(): Command {
     )
     .addOption(new Option('--out <dir>', 'where failure reports are written').default('reports/out'))
     .option('--clean', 'remove the reports already in --out before the run')
-    .option('--json [file]', 'results as JSON (format vpmu-conformance/results@1), on stdout or to FILE')
+    .option('--json [file]', `results as JSON (format ${RESULTS_FORMAT}), on stdout or to FILE`)
     .option('--junit <file>', 'results as JUnit XML to FILE, for CI systems')
     .addHelpText(
       'after',
@@ -130,6 +130,7 @@ function plan(o: Options, budget: Parameters<typeof specOf>[1]): Planned[] {
             programs: 0,
             ms: 0,
             known: {},
+            ended: null,
             failure: null,
             report: null,
             reportError: null,
@@ -182,6 +183,7 @@ export function summary(r: StartResults): string {
     'programs',
     'result',
     'known divergences',
+    'ended there',
     'ms',
   ]);
   for (const c of r.checks) {
@@ -195,6 +197,7 @@ export function summary(r: StartResults): string {
       c.result === 'n/a' ? '' : c.programs,
       resultCell(c),
       known === 0 ? '' : `${known} (${plural(Object.keys(c.known).length, 'kind')})`,
+      endedShare(c),
       c.result === 'n/a' ? '' : c.ms,
     ]);
   }
@@ -204,6 +207,7 @@ export function summary(r: StartResults): string {
     lines.push('', 'known divergences met (declared in properties/expectations/):');
     for (const [k, n] of kinds.sort((a, b) => b[1] - a[1])) lines.push(`  ${String(n).padStart(6)}  ${k}`);
   }
+  lines.push(...endings(r.checks));
   const causes = new Map<string, CheckResult[]>();
   for (const c of r.checks)
     if (c.failure !== null) causes.set(c.failure.rootCause, [...(causes.get(c.failure.rootCause) ?? []), c]);
@@ -228,6 +232,43 @@ export function summary(r: StartResults): string {
   }
   lines.push(closingLine(r));
   return lines.join('\n');
+}
+
+/** The share of a check's programs that ended at a declared divergence, or '' where none can. */
+export function endedShare(c: Pick<CheckResult, 'ended' | 'programs'>): string {
+  if (c.ended === null || c.programs === 0) return '';
+  const n = Object.values(c.ended).reduce((a, b) => a + b, 0);
+  return `${((100 * n) / c.programs).toFixed(1)} %`;
+}
+
+/**
+ * Per design and host, the share of programs that ended at a declaration, per generation profile (and for the
+ * lbr-freeze and VMM checks): a declaration that ends a program leaves whatever it would have met after it unchecked.
+ */
+function endings(rows: readonly CheckResult[]): string[] {
+  const counted = rows.filter((c) => c.ended !== null && c.programs > 0);
+  if (counted.length === 0) return [];
+  const column = (c: CheckResult) => c.gen ?? c.check;
+  const columns = [...new Set(counted.map(column))];
+  const t = compactTable(['design', 'host', ...columns]);
+  const keys = [...new Set(counted.map((c) => `${c.design ?? ''}\u0000${c.host}`))];
+  for (const k of keys) {
+    const [design, host] = k.split('\u0000') as [string, string];
+    const mine = counted.filter((c) => (c.design ?? '') === design && c.host === host);
+    t.push([
+      design,
+      host,
+      ...columns.map((col) => {
+        const c = mine.find((x) => column(x) === col);
+        return c === undefined ? '' : endedShare(c);
+      }),
+    ]);
+  }
+  return [
+    '',
+    'programs that ended at a declared divergence (what each would have met after it goes unchecked):',
+    t.toString(),
+  ];
 }
 
 function progressLine(c: CheckResult): string {
@@ -293,6 +334,7 @@ async function start(argv: readonly string[]): Promise<number> {
         programs: 0,
         ms: 0,
         known: {},
+        ended: null,
         failure: null,
         report: null,
         reportError: null,

@@ -34,6 +34,12 @@ export const CheckResultSchema = z
     known: z
       .record(z.string(), count)
       .describe('declared known divergences met, by id, and how many programs met each'),
+    ended: z
+      .record(z.string(), count)
+      .nullable()
+      .describe(
+        'programs that ended at a declared divergence (no weaker contract or adoption to go on under), by id; null for a check whose programs never end at one',
+      ),
     failure: z
       .strictObject({
         error: z.string().describe("the first line of the property's error"),

@@ -37,11 +37,16 @@ export interface Check {
   readonly rule: string;
   /** The generation profile of its programs (scenarios/generation.ts), where it has one. */
   readonly gen?: GenerationProfile;
-  /** Builds the property; `known` collects declared divergences met. */
-  readonly property: (known: Map<string, number>) => fc.IRawProperty<unknown, false>;
+  /**
+   * Builds the property; `known` collects declared divergences met, `ended` the programs that ended at one (a
+   * declaration without a weaker contract to go on under).
+   */
+  readonly property: (known: Map<string, number>, ended?: Map<string, number>) => fc.IRawProperty<unknown, false>;
   /** For a design check: the design and host (what a report needs to replay it). */
   readonly design?: Design;
   readonly host?: Profile;
+  /** Its programs can end at a declared divergence, and `ended` counts them (a share npm start reports). */
+  readonly countsEndings?: boolean;
   /** The program of a counterexample, as the commands that ran (design checks only). */
   readonly programOf?: (counterexample: unknown) => readonly WorldCommand[];
 }
@@ -93,9 +98,13 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
       ...base,
       id: 'conformance',
       gen,
+      countsEndings: true,
       rule: `design.md property 1 (${designName(design)}, ${gen} programs)`,
-      property: (known) =>
-        conformanceProperty({ ...runBase, expectations: conformanceExpectations(design, gen), known }, gen),
+      property: (known, ended) =>
+        conformanceProperty(
+          { ...runBase, expectations: conformanceExpectations(design, gen), known, ...(ended ? { ended } : {}) },
+          gen,
+        ),
       programOf: (ce) => ranCommands((first(ce) as readonly unknown[])[1]),
     })),
     {
@@ -129,8 +138,10 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
     checks.push({
       ...base,
       id: 'lbr-freeze',
+      countsEndings: true,
       rule: 'design.md property 3 (guest LBRs freeze on PMI as its PMU version says)',
-      property: (known) => lbrFreezeProperty({ ...runBase, expectations: design.expectations, known }),
+      property: (known, ended) =>
+        lbrFreezeProperty({ ...runBase, expectations: design.expectations, known, ...(ended ? { ended } : {}) }),
       programOf: (ce) => (first(ce) as readonly unknown[])[1] as readonly WorldCommand[],
     });
   // The VMM in the program: setup ioctls and event filter, the save ABI, interrupt exits.
@@ -142,8 +153,10 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
     {
       ...base,
       id: 'vmm-conformance',
+      countsEndings: true,
       rule: `design.md property 1 with a VMM (${designName(design)}: KVM_SET_MSRS, KVM_SET_CPUID2, KVM_SET_PMU_EVENT_FILTER before the guest runs)`,
-      property: (known) => vmmConformanceProperty({ ...runBase, expectations: design.expectations, known }),
+      property: (known, ended) =>
+        vmmConformanceProperty({ ...runBase, expectations: design.expectations, known, ...(ended ? { ended } : {}) }),
       programOf: flat,
     },
     {

@@ -23,7 +23,11 @@ export interface ConformanceRun {
   readonly hostKernel?: HostKernelFactory | undefined;
   /** Counts of known divergences met, by id (for the summary). */
   readonly known?: Map<string, number>;
+  /** Counts of programs that ended at a declared divergence (no weaker contract to go on under), by id. */
+  readonly ended?: Map<string, number>;
 }
+
+const tally = (m: Map<string, number> | undefined, id: string) => m?.set(id, (m.get(id) ?? 0) + 1);
 
 /**
  * Runs `cmds` in a fresh world. A declared divergence ends the program as known, unless it has a
@@ -54,8 +58,9 @@ export function runProgram(
     const history = e.world?.observations ?? [e.observation];
     const k = r.expectations.find((x) => x.matches(e.observation, { host: r.host, guest, history }));
     if (k === undefined) throw e;
-    r.known?.set(k.id, (r.known.get(k.id) ?? 0) + 1);
-    if (k.contract !== undefined)
+    tally(r.known, k.id);
+    if (k.contract === undefined) tally(r.ended, k.id);
+    else
       checkContract(r, guest, k, e.observation, () => {
         const fresh = world(false);
         // fast-check's wrappers run again on a fresh world; the commands are immutable.
@@ -94,7 +99,8 @@ function checkContract(
     // Outside the contract but declared on its own: the program ends there as that known divergence.
     const other = r.expectations.find((x) => x !== k && x.contract === undefined && x.matches(o, ctx));
     if (other !== undefined) {
-      r.known?.set(other.id, (r.known.get(other.id) ?? 0) + 1);
+      tally(r.known, other.id);
+      tally(r.ended, other.id);
       return;
     }
     const d = new Divergence({ ...o, note: { kind: 'contract', id: k.id, why } }, 'bare metal shows');

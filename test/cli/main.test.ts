@@ -69,7 +69,9 @@ describe('start: the summary a person reads', () => {
   it('is a compact table: a rule under the header, none between rows; checks that do not apply are n/a rows with the reason', () => {
     const r = start('--runs', '5', '--seed', '1', '--only', 'lbr-freeze', 'no-leak');
     expect(r.code).toBe(0);
-    const table = r.out.split('\n').filter((l) => /^[┌├└│]/.test(l));
+    const lines = r.out.split('\n');
+    const from = lines.findIndex((l) => l.startsWith('┌'));
+    const table = lines.slice(from, lines.findIndex((l, i) => i > from && l.startsWith('└')) + 1);
     expect(table.filter((l) => l.startsWith('├'))).toHaveLength(1);
     expect(table.filter((l) => l.startsWith('│'))).toHaveLength(1 + 6 + 6); // header, no-leak and lbr-freeze on two designs and three hosts
     expect(r.out).toMatch(
@@ -77,6 +79,38 @@ describe('start: the summary a person reads', () => {
     );
     expect(r.out).toMatch(/│ lbr-freeze +│ mediated +│ skylake .*│ n\/a: no guest LBRs in this design/);
     expect(lastLine(r.out)).toMatch(/^8 passed, 0 failed, 4 n\/a \(replay: /);
+  });
+});
+
+describe('start: programs that ended at a declared divergence', () => {
+  it('are counted per id in --json (never more than met it) and their share printed per design, host and profile', () => {
+    const args = [
+      '--runs',
+      '30',
+      '--seed',
+      '3',
+      '--only',
+      'conformance',
+      '--profile',
+      'skylake',
+      '--design',
+      'emulated',
+    ];
+    const j = parseStartResults(JSON.parse(start(...args, '--gen', 'quiet', 'lbr-heavy', '--json').out));
+    expect(j.checks.map((c) => c.gen)).toEqual(['quiet', 'lbr-heavy']);
+    for (const c of j.checks) {
+      expect(c.ended).not.toBeNull();
+      for (const [id, n] of Object.entries(c.ended!)) expect(n).toBeLessThanOrEqual(c.known[id] ?? 0);
+    }
+    const r = start(...args, '--gen', 'quiet');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('programs that ended at a declared divergence');
+    expect(r.out).toMatch(/│ emulated │ skylake │ \d+\.\d % +│/);
+  });
+
+  it('is null for checks whose programs never end at one', () => {
+    const j = parseStartResults(JSON.parse(start('--runs', '5', '--seed', '1', '--only', 'frozen', '--json').out));
+    expect(j.checks.map((c) => c.ended)).toEqual([null]);
   });
 });
 
@@ -97,7 +131,7 @@ describe('start --json: a contract', () => {
     expect(r.code).toBe(0);
     const out = parseStartResults(JSON.parse(r.out));
     expect(out).toMatchObject({
-      format: 'vpmu-conformance/results@1',
+      format: 'vpmu-conformance/results@2',
       exitStatus: 0,
       seed: 1,
       totals: { checks: 3, passed: 1, failed: 0, interrupted: 0, notApplicable: 2, notRun: 0 },

@@ -43,10 +43,24 @@ const program = [
 ];
 
 describe('the weaker contract after host contention: never more than bare metal counted', () => {
-  it('a counter that lost counts while the host competed is a known divergence', () => {
+  it('a counter that lost counts while the host competed is a known divergence, and the program runs on', () => {
     const known = new Map<string, number>();
-    runProgram({ host: SKYLAKE, design: skewed(-5n), expectations: EMULATED_EXPECTATIONS, known }, guest, program);
+    const ended = new Map<string, number>();
+    runProgram(
+      { host: SKYLAKE, design: skewed(-5n), expectations: EMULATED_EXPECTATIONS, known, ended },
+      guest,
+      program,
+    );
     expect([...known.keys()]).toEqual(['host-contention']);
+    expect([...ended.keys()]).toEqual([]); // a weaker contract: the program did not end there
+  });
+
+  it('a declaration without a weaker contract ends the program, and is counted as where it ended', () => {
+    const ended = new Map<string, number>();
+    const k = EMULATED_EXPECTATIONS.find((x) => x.id === 'host-contention')!;
+    const lost = { id: k.id, title: k.title, kernelRef: k.kernelRef, matches: k.matches };
+    runProgram({ host: SKYLAKE, design: skewed(-5n), expectations: [lost], ended }, guest, program);
+    expect([...ended]).toEqual([['host-contention', 1]]);
   });
 
   it('a counter that shows more than bare metal is no contention: the program fails at once', () => {
