@@ -260,11 +260,13 @@ export function kvm_pmu_set_msr(vcpu: VcpuBase, msr: number, data: bigint, hostI
   switch (msr) {
     case MSR_CORE_PERF_GLOBAL_STATUS:
       if (!hostInitiated) return gp('IA32_PERF_GLOBAL_STATUS is read-only');
-      if ((data & pmu.global_status_rsvd) !== 0n) return gp('IA32_PERF_GLOBAL_STATUS: reserved bits');
+      if ((data & pmu.global_status_rsvd) !== 0n)
+        return gp('IA32_PERF_GLOBAL_STATUS: reserved bits', data & pmu.global_status_rsvd);
       pmu.global_status = data; // mediated: loaded into hardware through STATUS_SET at the next load
       return ok(data);
     case MSR_CORE_PERF_GLOBAL_CTRL: {
-      if ((data & pmu.global_ctrl_rsvd) !== 0n) return gp('IA32_PERF_GLOBAL_CTRL: reserved bits (global_ctrl_rsvd)');
+      if ((data & pmu.global_ctrl_rsvd) !== 0n)
+        return gp('IA32_PERF_GLOBAL_CTRL: reserved bits (global_ctrl_rsvd)', data & pmu.global_ctrl_rsvd);
       if (pmu.global_ctrl !== data) {
         const diff = pmu.global_ctrl ^ data;
         pmu.global_ctrl = data;
@@ -275,7 +277,7 @@ export function kvm_pmu_set_msr(vcpu: VcpuBase, msr: number, data: bigint, hostI
     }
     case MSR_CORE_PERF_GLOBAL_OVF_CTRL:
       if ((data & pmu.global_status_rsvd) !== 0n)
-        return gp('IA32_PERF_GLOBAL_OVF_CTRL: reserved bits (global_status_rsvd)');
+        return gp('IA32_PERF_GLOBAL_OVF_CTRL: reserved bits (global_status_rsvd)', data & pmu.global_status_rsvd);
       if (!hostInitiated) pmu.global_status &= ~data;
       return ok(data);
     default:

@@ -137,14 +137,16 @@ export function intel_pmu_set_pmc_msr(
   const pmu = vcpu.pmu;
   let data = value;
   if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) {
-    if ((data & pmu.fixed_ctr_ctrl_rsvd) !== 0n) return gp('IA32_FIXED_CTR_CTRL: reserved bits (fixed_ctr_ctrl_rsvd)');
+    if ((data & pmu.fixed_ctr_ctrl_rsvd) !== 0n)
+      return gp('IA32_FIXED_CTR_CTRL: reserved bits (fixed_ctr_ctrl_rsvd)', data & pmu.fixed_ctr_ctrl_rsvd);
     if (pmu.fixed_ctr_ctrl !== data) vcpu.ops.reprogram_fixed_counters(vcpu, data);
     return ok(data);
   }
   const ctr = get_gp_pmc(vcpu, msr, MSR_IA32_PERFCTR0) ?? get_gp_pmc(vcpu, msr, MSR_IA32_PMC0);
   if (ctr !== undefined) {
     const fullWidth = msr >= MSR_IA32_PMC0;
-    if (fullWidth && (data & ~pmu.counter_bitmask_gp) !== 0n) return gp('IA32_PMCx: bits above the counter width');
+    if (fullWidth && (data & ~pmu.counter_bitmask_gp) !== 0n)
+      return gp('IA32_PMCx: bits above the counter width', data & ~pmu.counter_bitmask_gp);
     if (!hostInitiated && !fullWidth) data = signExtend(data & 0xffff_ffffn, 31); // (s64)(s32)data
     vcpu.ops.pmc_write_counter(vcpu, ctr, data);
     return ok(data);
@@ -158,7 +160,8 @@ export function intel_pmu_set_pmc_msr(
   if (sel !== undefined) {
     let reserved = pmu.reserved_bits;
     if (sel.idx === 2 && (pmu.raw_event_mask & HSW_IN_TX_CHECKPOINTED) !== 0n) reserved ^= HSW_IN_TX_CHECKPOINTED;
-    if ((data & reserved) !== 0n) return gp(`IA32_PERFEVTSEL${sel.idx}: reserved bits (reserved_bits)`);
+    if ((data & reserved) !== 0n)
+      return gp(`IA32_PERFEVTSEL${sel.idx}: reserved bits (reserved_bits)`, data & reserved);
     if (data !== sel.eventsel) {
       sel.eventsel = data;
       sel.eventsel_hw = data;

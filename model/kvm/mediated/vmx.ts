@@ -37,17 +37,24 @@ export function vmx_get_supported_debugctl(vcpu: MediatedVcpuState, hostInitiate
   return d;
 }
 
-/** vmx_is_valid_debugctl: unsupported BTF/LBR are dropped, any other unsupported bit is invalid. */
+/** The bits vmx_is_valid_debugctl finds invalid: unsupported BTF/LBR are dropped, any other unsupported bit is. */
+function invalid_debugctl_bits(vcpu: MediatedVcpuState, data: bigint, hostInitiated: boolean): bigint {
+  const invalid = data & ~vcpu.ops.vmx_get_supported_debugctl(vcpu, hostInitiated);
+  return invalid & ~(DEBUGCTLMSR_BTF | DEBUGCTLMSR_LBR); // kvm_pr_unimpl_wrmsr, then ignored
+}
+
+/** vmx_is_valid_debugctl. */
 function vmx_is_valid_debugctl(vcpu: MediatedVcpuState, data: bigint, hostInitiated: boolean): boolean {
-  let invalid = data & ~vcpu.ops.vmx_get_supported_debugctl(vcpu, hostInitiated);
-  invalid &= ~(DEBUGCTLMSR_BTF | DEBUGCTLMSR_LBR);
-  return invalid === 0n;
+  return invalid_debugctl_bits(vcpu, data, hostInitiated) === 0n;
 }
 
 /** vmx_set_msr(MSR_IA32_DEBUGCTLMSR): into the VMCS; DEBUGCTL.LBR is not virtualized with the mediated vPMU. */
 export function vmx_set_debugctl(vcpu: MediatedVcpuState, value: bigint, hostInitiated: boolean): Access {
   if (!vmx_is_valid_debugctl(vcpu, value, hostInitiated))
-    return gp('IA32_DEBUGCTL: bits KVM does not support (vmx_is_valid_debugctl)');
+    return gp(
+      'IA32_DEBUGCTL: bits KVM does not support (vmx_is_valid_debugctl)',
+      invalid_debugctl_bits(vcpu, value, hostInitiated),
+    );
   const data = value & vcpu.ops.vmx_get_supported_debugctl(vcpu, hostInitiated);
   vcpu.guestDebugctl = data;
   return ok(data);
