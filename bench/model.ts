@@ -21,7 +21,9 @@ import { unitArb } from '../scenarios/work.js';
 import { EmulatedVcpu } from '../model/kvm/emulated/vcpu.js';
 import { type ConformanceRun, runProgram } from '../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../properties/expectations/emulated.js';
-import { guestConfigArb, quietHostCommands } from '../scenarios/arbitraries.js';
+import { quietHostCommands } from '../scenarios/arbitraries.js';
+import { probeSupportedPmu, supportedGuestArb } from '../scenarios/supported.js';
+import type { VcpuFactory } from '../scenarios/world.js';
 import type { WorldCommand } from '../scenarios/commands.js';
 import {
   MSR_CORE_PERF_GLOBAL_CTRL,
@@ -138,7 +140,9 @@ for (const name of Object.keys(BUILTIN_PROFILES)) {
 // The full world: oracle + KVM + host, running generated conformance programs.
 {
   const host = BUILTIN_PROFILES.skylake!;
-  const programs = fc.sample(fc.tuple(guestConfigArb(host), fc.commands(quietHostCommands(), { size: '+1' })), {
+  const design: VcpuFactory = (h, o) => new EmulatedVcpu(h, o);
+  const guests = supportedGuestArb(host, probeSupportedPmu(host, design));
+  const programs = fc.sample(fc.tuple(guests, fc.commands(quietHostCommands(), { size: '+1' })), {
     numRuns: 200,
     seed: 7,
   });
@@ -151,7 +155,7 @@ for (const name of Object.keys(BUILTIN_PROFILES)) {
       toString: () => String(x),
     })),
   );
-  const run: ConformanceRun = { host, design: (h, o) => new EmulatedVcpu(h, o), expectations: EMULATED_EXPECTATIONS };
+  const run: ConformanceRun = { host, design, expectations: EMULATED_EXPECTATIONS };
   // A fresh guest config per run, as generation gives: the oracle's profile is built per config object.
   const once = () => programs.forEach(([g], i) => runProgram(run, { ...g }, cmds[i]!));
   once();

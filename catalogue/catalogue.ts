@@ -114,6 +114,8 @@ export const CATALOGUE: readonly BugEntry[] = [
     classes: ['FZ', 'AC'],
     design: undeclared('no-v4-lbr-freeze', 'bugs.md #17: no LBR freeze for PMU v4+ guests (undeclared)'),
     check: 'lbr-freeze',
+    // A v4 guest is beyond the version 2 KVM_GET_SUPPORTED_CPUID reports: an unsupported configuration.
+    gen: 'beyond-supported',
     host: 'skylake',
     minimalTrigger: 6,
     trigger:

@@ -37,8 +37,13 @@ export class CatalogueError extends Error {
 export function checkOf(b: BugEntry) {
   const host = BUILTIN_PROFILES[b.host];
   if (host === undefined) throw new CatalogueError(`bugs.md #${b.row}: unknown host profile '${b.host}'`);
-  const c = designChecks(b.design, b.host, host).find((x) => x.id === b.check);
-  if (c === undefined) throw new CatalogueError(`bugs.md #${b.row}: no check '${b.check}' on ${b.host}`);
+  const c = designChecks(b.design, b.host, host).find(
+    (x) => x.id === b.check && (b.gen === undefined || x.gen === b.gen),
+  );
+  if (c === undefined)
+    throw new CatalogueError(
+      `bugs.md #${b.row}: no check '${b.check}${b.gen !== undefined ? `/${b.gen}` : ''}' on ${b.host}`,
+    );
   return c;
 }
 

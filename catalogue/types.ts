@@ -5,6 +5,7 @@
 
 import type { CheckId } from '../properties/checks.js';
 import type { Design } from '../properties/design.js';
+import type { GenerationProfile } from '../scenarios/generation.js';
 
 export interface BugEntry {
   /** The row number in bugs.md. */
@@ -20,6 +21,8 @@ export interface BugEntry {
   readonly design: Design;
   /** The check that finds it, and on which built-in host. */
   readonly check: CheckId;
+  /** The check's generation profile where it has several (default: the first, which keeps to supported guests). */
+  readonly gen?: GenerationProfile;
   readonly host: string;
   /** Commands in the shortest program that shows the bug (bugs.md's "minimal trigger", counted). */
   readonly minimalTrigger: number;

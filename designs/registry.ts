@@ -71,7 +71,10 @@ import {
   HW_ASSIGNED_INVISIBILITY_EXPECTATIONS,
   HW_ASSIGNED_LEAKS,
 } from '../properties/expectations/hw_assigned.js';
-import type { Design } from '../properties/design.js';
+import { checkDesign, type Design } from '../properties/design.js';
+import { probeSupportedPmu } from '../scenarios/supported.js';
+import { KVM_PORT_BASE } from '../model/kvm/base.js';
+import { HOST_PERF_BASE } from '../model/host/base.js';
 import type { Profile } from '../model/hw/profile.js';
 
 /** A perf-based design: vCPUs that run the kernel functions of `ops` (EMULATED_OPS with a series' replacements). */
@@ -100,7 +103,8 @@ const MEDIATED_DECLARED = {
   guestLbr: false,
 };
 
-export const DESIGNS: readonly Design[] = [
+/** The designs as written here; each then states its supported configuration and base (stated()). */
+const DECLARED: readonly Declared[] = [
   {
     id: 'emulated',
     title: "upstream's perf-based vPMU",
@@ -120,6 +124,7 @@ export const DESIGNS: readonly Design[] = [
     title: 'bugs.md #14: the mediated vPMU passing RDPMC through to a guest with fewer counters than the host',
     source: 'model/kvm/bugs/mediated_rdpmc_passthrough.ts',
     factory: mediatedWith(RDPMC_PASSTHROUGH_UNEXPOSED_OPS),
+    base: 'the port of Linux v7.0-rc1 with kvm_need_rdpmc_intercept ignoring unexposed counters',
     ...MEDIATED_DECLARED,
   },
   {
@@ -127,6 +132,7 @@ export const DESIGNS: readonly Design[] = [
     title: 'the perf-based vPMU before event reuse and lazy release (Linux 5.4; what seed 003 measured)',
     source: 'model/kvm/variants/pre_reuse.ts',
     factory: emulatedWith(PRE_REUSE_OPS),
+    base: 'the port of Linux v7.0-rc1 with event reuse and lazy release taken out, as the perf-based vPMU was in Linux 5.4',
     ...EMULATED_DECLARED,
   },
   {
@@ -139,6 +145,7 @@ export const DESIGNS: readonly Design[] = [
     expectations: HW_ASSIGNED_ALL_EXPECTATIONS,
     invisibility: HW_ASSIGNED_INVISIBILITY_EXPECTATIONS,
     leaks: HW_ASSIGNED_LEAKS,
+    base: "Like Xu's 'Intel Virtual PMU Optimization' v2 (2019, on Linux 5.0) applied to pre-reuse, the port of Linux v7.0-rc1 with event reuse and lazy release taken out",
   },
   {
     id: `bug/${FAST_RDPMC_FIX}`,
@@ -154,6 +161,7 @@ export const DESIGNS: readonly Design[] = [
     source: 'model/host/bugs/971079464001_global_ctrl_mask.ts',
     factory: emulatedWith(EMULATED_OPS),
     hostKernel: hostWith(PRE_GLOBAL_CTRL_MASK_FIX_OPS),
+    layer: 'perf',
     ...EMULATED_DECLARED,
     fixedBy: GLOBAL_CTRL_MASK_FIX,
   },
@@ -253,6 +261,27 @@ export const DESIGNS: readonly Design[] = [
   },
 ];
 
+type Declared = Omit<Design, 'supported'>;
+
+/**
+ * A design states what a VMM can get from it on a host, asked of its own kernel functions as a VMM asks /dev/kvm
+ * (KVM_GET_SUPPORTED_CPUID, the feature MSRs), and the upstream tree it models: the port's base, with a ported bug's
+ * fix reverted.
+ */
+function stated(d: Declared): Design {
+  return {
+    ...d,
+    supported: (host) => probeSupportedPmu(host, d.factory, d.hostKernel),
+    base:
+      d.base ??
+      (d.fixedBy === undefined
+        ? KVM_PORT_BASE
+        : `${d.layer === 'perf' ? HOST_PERF_BASE : KVM_PORT_BASE}, with ${d.fixedBy} reverted`),
+  };
+}
+
+export const DESIGNS: readonly Design[] = DECLARED.map(stated);
+
 export const DESIGN_IDS: readonly string[] = DESIGNS.map((d) => d.id);
 
 export class UnknownDesignError extends Error {
@@ -262,7 +291,7 @@ export class UnknownDesignError extends Error {
 export function designById(id: string): Design {
   const d = DESIGNS.find((x) => x.id === id);
   if (d === undefined) throw new UnknownDesignError(`unknown design '${id}' (known: ${DESIGN_IDS.join(', ')})`);
-  return d;
+  return checkDesign(d);
 }
 
 /**

@@ -9,7 +9,7 @@ import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import type { WorldCommand } from '../scenarios/commands.js';
 import { GENERATION_PROFILES, type GenerationProfile } from '../scenarios/generation.js';
 import { conformanceProperty } from './conformance.js';
-import type { Design } from './design.js';
+import { checkDesign, type Design } from './design.js';
 import type { KnownDivergence } from './expectations/types.js';
 import { hostUndisturbedProperty } from './host_undisturbed.js';
 import { faithful, HW_LAWS } from './hw_laws.js';
@@ -90,9 +90,11 @@ export function conformanceExpectations(design: Design, gen: string | undefined)
 
 /** The checks of one design on one host. */
 export function designChecks(design: Design, profile: string, host: Profile): Check[] {
+  checkDesign(design);
   const base = { profile, design, host };
-  const runBase = { host, design: design.factory, hostKernel: design.hostKernel };
   if ((design.unavailableOn?.(host) ?? null) !== null) return [];
+  // Every check generates within what the design reports on this host (beyond-supported aside).
+  const runBase = { host, design: design.factory, hostKernel: design.hostKernel, supported: design.supported(host) };
   const checks: Check[] = [
     ...GENERATION_PROFILES.map((gen): Check => ({
       ...base,
@@ -135,15 +137,20 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
     },
   ];
   if (host.legacyLbr !== undefined && design.guestLbr !== false)
-    checks.push({
-      ...base,
-      id: 'lbr-freeze',
-      countsEndings: true,
-      rule: 'design.md property 3 (guest LBRs freeze on PMI as its PMU version says)',
-      property: (known, ended) =>
-        lbrFreezeProperty({ ...runBase, expectations: design.expectations, known, ...(ended ? { ended } : {}) }),
-      programOf: (ce) => (first(ce) as readonly unknown[])[1] as readonly WorldCommand[],
-    });
+    for (const beyond of [false, true])
+      checks.push({
+        ...base,
+        id: 'lbr-freeze',
+        ...(beyond ? { gen: 'beyond-supported' as const } : {}),
+        countsEndings: true,
+        rule: `design.md property 3 (guest LBRs freeze on PMI as its PMU version says${beyond ? '; PMU versions beyond what KVM reports' : ''})`,
+        property: (known, ended) =>
+          lbrFreezeProperty(
+            { ...runBase, expectations: design.expectations, known, ...(ended ? { ended } : {}) },
+            beyond ? 'beyond-supported' : 'supported',
+          ),
+        programOf: (ce) => (first(ce) as readonly unknown[])[1] as readonly WorldCommand[],
+      });
   // The VMM in the program: setup ioctls and event filter, the save ABI, interrupt exits.
   const flat = (ce: unknown) => {
     const [, cmds] = first(ce) as [unknown, readonly WorldCommand[] | readonly (readonly WorldCommand[])[]];

@@ -11,6 +11,8 @@ import { diverges } from '../scenarios/observation.js';
 import { type GenerationProfile, profileProgramArb } from '../scenarios/generation.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import { adoptionOf, type KnownDivergence } from './expectations/types.js';
+import type { SupportedPmu } from '../model/kvm/types.js';
+import { supportedOf } from '../scenarios/supported.js';
 
 /** pCPUs of the host in every conformance world; replay rebuilds the same world. */
 export const CONFORMANCE_CPUS = 2;
@@ -18,6 +20,8 @@ export const CONFORMANCE_CPUS = 2;
 export interface ConformanceRun {
   readonly host: Profile;
   readonly design: VcpuFactory;
+  /** What the design reports on the host, which generation keeps to (probed from the design when not given). */
+  readonly supported?: SupportedPmu | undefined;
   readonly expectations: readonly KnownDivergence[];
   /** The host's perf (default: upstream's); a ported host-side bug patches it. */
   readonly hostKernel?: HostKernelFactory | undefined;
@@ -111,5 +115,5 @@ function checkContract(
 
 /** Conformance over programs of one generation profile (default: quiet host). */
 export function conformanceProperty(r: ConformanceRun, gen: GenerationProfile = 'quiet') {
-  return fc.property(profileProgramArb(r.host, gen), ([guest, cmds]) => runProgram(r, guest, cmds));
+  return fc.property(profileProgramArb(r.host, gen, supportedOf(r)), ([guest, cmds]) => runProgram(r, guest, cmds));
 }

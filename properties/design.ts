@@ -4,6 +4,7 @@
  */
 
 import type { Profile } from '../model/hw/profile.js';
+import type { SupportedPmu } from '../model/kvm/types.js';
 import type { HostKernelFactory, VcpuFactory } from '../scenarios/world.js';
 import type { KnownDivergence } from './expectations/types.js';
 
@@ -30,4 +31,28 @@ export interface Design {
   readonly unavailableOn?: (host: Profile) => string | null;
   /** For a ported bug, the upstream commit that fixed it. */
   readonly fixedBy?: string;
+  /**
+   * What a VMM can get from the design on a host: KVM_GET_SUPPORTED_CPUID leaf 0xA and the feature MSR
+   * PERF_CAPABILITIES (the PMU version KVM advertises, its counters and widths, an LBR format only for the host's own
+   * family/model). Generation keeps to it by default; a design that does not state it is refused.
+   */
+  readonly supported: (host: Profile) => SupportedPmu;
+  /** The upstream tree the design models, as a report names it; a design without one files no report. */
+  readonly base?: string;
+  /** The layer its own changes are in: KVM (default) or host perf, which decides a report's subject prefix. */
+  readonly layer?: 'kvm' | 'perf';
+}
+
+export class DesignError extends Error {
+  override readonly name = 'DesignError';
+}
+
+/** A design as the properties accept it: one that states its supported configuration; anything else is refused. */
+export function checkDesign(d: Design): Design {
+  const s = (d as Partial<Design>).supported;
+  if (typeof s !== 'function')
+    throw new DesignError(
+      `design '${d.id}' does not state its supported configuration: give it 'supported', what KVM_GET_SUPPORTED_CPUID and the feature MSRs report on a host`,
+    );
+  return d;
 }

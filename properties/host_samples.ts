@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { attr } from '../model/host/types.js';
 import { mixedProgramArb } from '../scenarios/arbitraries.js';
+import { supportedOf } from '../scenarios/supported.js';
 import { HostOpen, type WorldCommand } from '../scenarios/commands.js';
 import { irqExitArb } from '../scenarios/vmm.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
@@ -60,6 +61,7 @@ export function hostSamplesProperty(r: HostSamplesRun) {
   return fc.property(
     mixedProgramArb(
       r.host,
+      supportedOf(r),
       2,
       [
         { arbitrary: samplingOpenArb, weight: 1 },

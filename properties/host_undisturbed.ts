@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { attr } from '../model/host/types.js';
 import { mixedProgramArb } from '../scenarios/arbitraries.js';
+import { supportedOf } from '../scenarios/supported.js';
 import { HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { unitArb } from '../scenarios/work.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
@@ -70,6 +71,7 @@ export function hostUndisturbedProperty(r: HostUndisturbedRun) {
   return fc.property(
     mixedProgramArb(
       r.host,
+      supportedOf(r),
       3,
       [
         { arbitrary: hostOpenArb, weight: 1 },

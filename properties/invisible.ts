@@ -7,11 +7,12 @@
 
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
-import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
+import { focusArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, Migrate, SaveRestore, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import { type Observation, sameOutcome } from '../scenarios/observation.js';
 import type { KnownDivergence } from './expectations/types.js';
+import { supportedGuestArb, supportedOf } from '../scenarios/supported.js';
 
 export interface InvisibilityRun {
   readonly host: Profile;
@@ -73,7 +74,7 @@ export function checkInvisible(
 
 export function invisibilityProperty(r: InvisibilityRun) {
   return fc.property(
-    guestConfigArb(r.host).chain((guest) =>
+    supportedGuestArb(r.host, supportedOf(r)).chain((guest) =>
       fc.tuple(
         fc.constant(guest),
         focusArb.chain((focus) =>

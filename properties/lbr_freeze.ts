@@ -13,6 +13,8 @@ import { GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../scenario
 import { branchArb } from '../scenarios/work.js';
 import type { GuestConfig } from '../scenarios/world.js';
 import { type ConformanceRun, runProgram } from './conformance.js';
+import type { SupportedPmu } from '../model/kvm/types.js';
+import { supportedOf } from '../scenarios/supported.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import { MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO } from '../model/hw/msr/lbr_legacy.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
@@ -86,13 +88,23 @@ export function freezeProgram(
   ];
 }
 
-/** A freeze program and its guest, as [guest, program] like the conformance property's input. */
-export function freezeProgramArb(host: Profile): fc.Arbitrary<[GuestConfig, WorldCommand[]]> {
+/**
+ * A freeze program and its guest, as [guest, program] like the conformance property's input: PMU versions from 2 (a
+ * version-1 PMU has no freeze on PMI, decision D37) up to what the design reports, or beyond it up to 5.
+ */
+export function freezeProgramArb(
+  host: Profile,
+  supported: SupportedPmu,
+  range: 'supported' | 'beyond-supported' = 'supported',
+): fc.Arbitrary<[GuestConfig, WorldCommand[]]> {
   const depth = host.legacyLbr?.depth ?? 0;
+  const v = supported.leaf0a.eax & 0xff;
   return fc
     .record({
-      // Not v1: a version-1 PMU has no freeze on PMI (decision D37), so there is nothing to check.
-      v: fc.constantFrom(2, 3, 4, 5),
+      v:
+        range === 'supported'
+          ? fc.integer({ min: 2, max: Math.max(v, 2) })
+          : fc.integer({ min: Math.min(v + 1, 5), max: 5 }),
       k: fc.integer({ min: 2, max: 12 }),
       before: fc.array(branchyUnit, { minLength: 1, maxLength: 8 }),
       after: fc.array(branchyUnit, { maxLength: 4 }),
@@ -113,6 +125,8 @@ export function freezeProgramArb(host: Profile): fc.Arbitrary<[GuestConfig, Worl
     .map((r) => [lbrGuest(host, r.v), freezeProgram(depth, r.k, r.before, r.after, r)]);
 }
 
-export function lbrFreezeProperty(r: ConformanceRun) {
-  return fc.property(freezeProgramArb(r.host), ([guest, program]) => runProgram(r, guest, program));
+export function lbrFreezeProperty(r: ConformanceRun, range: 'supported' | 'beyond-supported' = 'supported') {
+  return fc.property(freezeProgramArb(r.host, supportedOf(r), range), ([guest, program]) =>
+    runProgram(r, guest, program),
+  );
 }

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import { attr } from '../model/host/types.js';
-import { focusArb, guestConfigArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
+import { focusArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { unitArb } from '../scenarios/work.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
@@ -17,6 +17,8 @@ import { type Observation, sameOutcome } from '../scenarios/observation.js';
 import type { KnownDivergence } from './expectations/types.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import { MSR_LBR_TOS, MSR_LBR_NHM_FROM } from '../model/hw/msr/lbr_legacy.js';
+import { supportedGuestArb, supportedOf } from '../scenarios/supported.js';
+import type { SupportedPmu } from '../model/kvm/types.js';
 
 export interface NoninterferenceRun {
   readonly host: Profile;
@@ -119,10 +121,10 @@ export function checkNoninterference(
  * Half the programs are LBR-heavy: the guest has the host's LBR format, and its program keeps
  * coming back to DEBUGCTL, LBR_TOS and the newest LBR records, where host branches would show.
  */
-function programGuest(host: Profile): fc.Arbitrary<[GuestConfig, readonly number[]]> {
+function programGuest(host: Profile, supported: SupportedPmu): fc.Arbitrary<[GuestConfig, readonly number[]]> {
   const fmt = host.legacyLbr !== undefined ? host.perfCapabilities & 0x3fn : 0n;
   return fc
-    .tuple(guestConfigArb(host), fc.boolean(), focusArb)
+    .tuple(supportedGuestArb(host, supported), fc.boolean(), focusArb)
     .map(([g, lbr, focus]) =>
       lbr && fmt !== 0n
         ? [
@@ -135,7 +137,7 @@ function programGuest(host: Profile): fc.Arbitrary<[GuestConfig, readonly number
 
 export function noninterferenceProperty(r: NoninterferenceRun) {
   return fc.property(
-    programGuest(r.host).chain(([guest, focus]) =>
+    programGuest(r.host, supportedOf(r)).chain(([guest, focus]) =>
       fc.tuple(
         fc.constant(guest),
         fc.constant(focus).chain((focus) =>

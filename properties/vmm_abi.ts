@@ -10,11 +10,11 @@
 
 import fc from 'fast-check';
 import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
-import { guestConfigArb } from '../scenarios/arbitraries.js';
 import { GuestRun, type WorldCommand } from '../scenarios/commands.js';
 import { VmmGetMsr, VmmRoundTrip, vmmMsrArb, vmmSetCpuidArb, vmmSetMsrArb } from '../scenarios/vmm.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
+import { supportedGuestArb, supportedOf } from '../scenarios/supported.js';
 
 export interface VmmAbiRun {
   readonly host: Profile;
@@ -80,10 +80,10 @@ export function vmmAbiProperty(r: VmmAbiRun) {
   return fc.property(
     // No chain: nothing below depends on the first guest, so the shrinker may shrink both.
     fc.tuple(
-      guestConfigArb(r.host),
+      supportedGuestArb(r.host, supportedOf(r)),
       fc.array(
         fc.oneof(
-          { arbitrary: vmmSetCpuidArb(r.host), weight: 2 },
+          { arbitrary: vmmSetCpuidArb(r.host, supportedOf(r)), weight: 2 },
           { arbitrary: getMsrArb, weight: 2 },
           { arbitrary: vmmSetMsrArb(r.host, [MSR_IA32_PERF_CAPABILITIES]), weight: 2 },
           { arbitrary: fc.constant(new VmmRoundTrip(0)), weight: 1 },

@@ -7,7 +7,7 @@
  */
 
 import fc from 'fast-check';
-import { focusArb, guestConfigArb, nonEmptyArray, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
+import { focusArb, nonEmptyArray, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import {
   guestCountingArbs,
@@ -19,6 +19,7 @@ import {
 import { type GuestConfig, World } from '../scenarios/world.js';
 import { CONFORMANCE_CPUS, type ConformanceRun, countAdopted } from './conformance.js';
 import { adoptionOf } from './expectations/types.js';
+import { supportedGuestArb, supportedOf } from '../scenarios/supported.js';
 
 /** Runs a VMM-prefixed program; a declared divergence (judged on the vCPU's model then) ends it quietly. */
 export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
@@ -50,7 +51,7 @@ export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: reado
 
 export function vmmConformanceProperty(r: ConformanceRun) {
   return fc.property(
-    guestConfigArb(r.host).chain((guest) =>
+    supportedGuestArb(r.host, supportedOf(r)).chain((guest) =>
       fc.tuple(
         fc.constant(guest),
         focusArb.chain((focus) =>
@@ -58,7 +59,7 @@ export function vmmConformanceProperty(r: ConformanceRun) {
             nonEmptyArray(
               fc.oneof(
                 { arbitrary: vmmSetMsrArb(r.host, focus), weight: 3 },
-                { arbitrary: vmmSetCpuidArb(r.host), weight: 2 },
+                { arbitrary: vmmSetCpuidArb(r.host, supportedOf(r)), weight: 2 },
                 { arbitrary: vmmSetFilterArb, weight: 2 },
               ),
               4,

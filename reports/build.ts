@@ -27,7 +27,8 @@ import {
 } from './replay.js';
 import { CONFORMANCE_CPUS } from '../properties/conformance.js';
 import type { GenerationProfile } from '../scenarios/generation.js';
-import { caseRule, caseTitle, describeReport } from './rules.js';
+import { caseRule, caseTitle, describeReport, KVM_SUBJECT } from './rules.js';
+import { unsupportedBy } from '../scenarios/supported.js';
 import { showOutcome } from '../scenarios/observation.js';
 import { caseSignature, reportId } from './signature.js';
 import { versions } from './versions.js';
@@ -181,9 +182,24 @@ function inWorld(c: Case): Case {
   return { ...c, program };
 }
 
+/** A host perf finding's subject prefix; a KVM finding's is KVM_SUBJECT. */
+export const PERF_SUBJECT = 'perf/x86/intel:';
+/** The prefix of a finding in a configuration KVM does not report as supported: never filed as a bug. */
+export const UNSUPPORTED_SUBJECT = 'unsupported configuration:';
+
+/** The subject prefix: the layer at fault, unless the guest is one KVM_GET_SUPPORTED_CPUID never offered. */
+export function subjectPrefix(design: Design, unsupported: readonly string[]): string {
+  if (unsupported.length > 0) return UNSUPPORTED_SUBJECT;
+  return design.layer === 'perf' ? PERF_SUBJECT : KVM_SUBJECT;
+}
+
 export function buildReport<Ts>(f: FailedCheck<Ts>): Report {
   const d = f.details;
   if (!d.failed) throw new ReportError('the check did not fail');
+  if (f.design.base === undefined)
+    throw new ReportError(
+      `design '${f.design.id}' names no upstream base, so a report could not say what it is against; not filed`,
+    );
   const property = f.property.id;
   if (!isReportProperty(property))
     throw new ReportError(
@@ -204,14 +220,17 @@ export function buildReport<Ts>(f: FailedCheck<Ts>): Report {
   if (!fails(r)) throw new ReportError('the post-shrunk program does not fail when replayed');
   const id = reportId(sig);
   const o = r.divergence;
+  const unsupported = unsupportedBy(f.design.supported(f.host), guest);
   const file: ReportFile = {
     format: REPORT_FORMAT,
     id,
-    title: caseTitle(minimal, o),
+    title: caseTitle(minimal, o, subjectPrefix(f.design, unsupported)),
     signature: sig,
     property: { id: property, rule: f.property.rule },
     ...(f.gen !== undefined ? { gen: f.gen } : {}),
     design: f.design.id,
+    base: f.design.base,
+    ...(unsupported.length > 0 ? { unsupported } : {}),
     host: f.hostName,
     cpus: CONFORMANCE_CPUS,
     guest: guestToJson(guest),

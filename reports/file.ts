@@ -98,6 +98,16 @@ export const ReportFileSchema = z
       .optional()
       .describe('the generation profile of the conformance check that found it (scenarios/generation.ts)'),
     design: text(200).describe("the design's id (designs/registry.ts)"),
+    base: text(1000)
+      .optional()
+      .describe('the upstream tree the design models (model/kvm/base.ts); required of every report written now'),
+    unsupported: z
+      .array(text(500))
+      .max(32)
+      .optional()
+      .describe(
+        'where the guest goes beyond what the design reports on the host (KVM_GET_SUPPORTED_CPUID, PERF_CAPABILITIES): an unsupported configuration, not a bug',
+      ),
     host: text(200).describe('a built-in host profile name (model/hw/profiles.ts)'),
     cpus: z
       .int({ error: cpusError })

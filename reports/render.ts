@@ -283,6 +283,17 @@ Both were generated where there is no \`/dev/kvm\` with an Intel PMU: ${l.predic
 `;
 }
 
+/** The upstream tree the design models. */
+function baseLine(f: Report['file']): string {
+  return f.base === undefined ? '' : `- **Base:** ${f.base}.\n`;
+}
+
+/** A guest beyond what KVM reports: said in the header, as the title says it. */
+function unsupportedLine(f: Report['file']): string {
+  if (f.unsupported === undefined || f.unsupported.length === 0) return '';
+  return `- **Configuration:** unsupported. The guest goes beyond what the design reports on this host: ${f.unsupported.join('; ')}. A VMM that keeps to KVM_GET_SUPPORTED_CPUID and the feature MSRs cannot create it, so this is not filed as a bug.\n`;
+}
+
 export function reportMarkdown(r: Report, reproducers?: ReproducerLinks): string {
   const f = r.file;
   const s = f.search;
@@ -294,7 +305,7 @@ export function reportMarkdown(r: Report, reproducers?: ReproducerLinks): string
 - **Property:** ${f.property.id}: ${f.property.rule}.
 - **Design:** \`${design.id}\`, ${design.title} (\`${design.source}\`${design.fixedBy !== undefined ? `; fixed upstream by ${design.fixedBy}` : ''}).
 - **Host / guest:** \`${f.host}\` (BUILTIN_PROFILES), ${f.cpus} pCPUs; guest ${describeGuest(r.guest)}.
-- **Compared:** ${comparedText(r.kase, design.id)}.
+${baseLine(f)}${unsupportedLine(f)}- **Compared:** ${comparedText(r.kase, design.id)}.
 - **Found:** ${f.found} by \`npm start\`; fast-check ${f.versions.fastCheck}, seed ${s.seed}, path ${JSON.stringify(s.path)}, replayPath ${JSON.stringify(s.replayPath)}; failed after ${count(s.numRuns, 'program')}, shrunk ${s.numShrinks}× by fast-check to ${count(s.shrunkCommands, unit)}, post-shrunk to ${n}.
 - **Signature:** \`${f.signature}\` (one report per signature: ${signatureWords(r.kase.property)}).
 

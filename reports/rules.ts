@@ -159,13 +159,16 @@ function pmiWhere(o: Titled): string {
     : `around ${describeAround({ ...o, kind: o.kind })}`;
 }
 
+/** The subject prefix of a KVM finding; a host perf finding or an unsupported configuration gets its own. */
+export const KVM_SUBJECT = 'KVM: x86/pmu:';
+
 /** A kernel-style subject line for a divergence from bare metal (properties 1 and 3). */
-export function titleFor(o: Titled, property: PropertyId = 'conformance'): string {
+export function titleFor(o: Titled, property: PropertyId = 'conformance', prefix = KVM_SUBJECT): string {
   const subject =
     o.kind === 'pmi' || o.kind === 'run'
       ? pmiWords(o)
       : `guest ${instructionWords(o)} ${outcome(o, o.sut)} where bare metal ${outcome(o, o.oracle).replace(/^is accepted$/, 'accepts it')}`;
-  return `[${property}] KVM: x86/pmu: ${subject}`;
+  return `[${property}] ${prefix} ${subject}`;
 }
 
 /** What the guest got, as a short phrase: `0x5`, `#GP`, `no PMI`. */
@@ -183,11 +186,11 @@ function sides(c: Case): [string, string] {
 }
 
 /** A kernel-style subject line for a failing case of any property. */
-export function caseTitle(c: Case, o: ReportObservation): string {
+export function caseTitle(c: Case, o: ReportObservation, prefix = KVM_SUBJECT): string {
   switch (c.property) {
     case 'conformance':
     case 'lbr-freeze':
-      return titleFor(o, c.property);
+      return titleFor(o, c.property, prefix);
     case 'host-undisturbed': {
       const ev = o.event === undefined ? 'host event' : `host event (${o.event.perf})`;
       const how =
@@ -196,7 +199,7 @@ export function caseTitle(c: Case, o: ReportObservation): string {
           : countShape(o) === 'under-count'
             ? 'loses counts while the guest runs'
             : 'is missing';
-      return `[host-undisturbed] KVM: x86/pmu: ${ev} ${how}: ${showOutcome(o.sut)} with the guest running, ${showOutcome(o.oracle)} without it`;
+      return `[host-undisturbed] ${prefix} ${ev} ${how}: ${showOutcome(o.sut)} with the guest running, ${showOutcome(o.oracle)} without it`;
     }
     default: {
       const [changed, baseline] = sides(c);
@@ -204,7 +207,7 @@ export function caseTitle(c: Case, o: ReportObservation): string {
         o.kind === 'pmi' || o.kind === 'run'
           ? `guest's PMIs ${pmiWhere(o)} differ: ${showOutcome(o.sut)} ${changed}, ${showOutcome(o.oracle)} ${baseline}`
           : `guest ${instructionWords(o)} gets ${got(o, o.sut)} ${changed}, ${got(o, o.oracle)} ${baseline}`;
-      return `[${c.property}] KVM: x86/pmu: ${subject}`;
+      return `[${c.property}] ${prefix} ${subject}`;
     }
   }
 }

@@ -13,7 +13,9 @@ import {
   MSR_CORE_PERF_FIXED_CTR0,
   MSR_CORE_PERF_FIXED_CTR_CTRL,
 } from '../model/hw/msr/counters.js';
-import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
+import type { Profile } from '../model/hw/profile.js';
+import type { SupportedPmu } from '../model/kvm/types.js';
+import { supportedGuestArb } from './supported.js';
 import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate, type WorldCommand } from './commands.js';
 import { encode, u64 } from './values.js';
 import { unitArb } from './work.js';
@@ -43,47 +45,6 @@ import {
  */
 export function nonEmptyArray<T>(arb: fc.Arbitrary<T>, maxLength: number): fc.Arbitrary<T[]> {
   return fc.array(arb, { maxLength }).filter((a) => a.length > 0);
-}
-
-/** A guest CPUID no bigger than the host's (what userspace takes from KVM_GET_SUPPORTED_CPUID, then trims). */
-export function guestConfigArb(host: Profile): fc.Arbitrary<GuestConfig> {
-  const hostFmt = Number(host.perfCapabilities & 0x3fn);
-  const legacyLbr = host.legacyLbr !== undefined && host.legacyLbr.callStack;
-  return fc
-    .record({
-      // Version 1 on its own weight: no GLOBAL_CTRL and no fixed counters is a case of its own.
-      version: fc.oneof(
-        { arbitrary: fc.constant(2), weight: 3 },
-        { arbitrary: fc.constant(1), weight: 2 },
-        { arbitrary: fc.constantFrom(3, 4, 5), weight: 2 },
-      ),
-      nGP: fc.integer({ min: 0, max: Math.min(host.nGP, 8) }),
-      nFixed: fc.integer({ min: 0, max: Math.min(host.nFixedContig, 3) }),
-      // CPUID.0AH.EBX: mostly all available, else one event or a random set marked unavailable.
-      unavailable: fc.oneof(
-        { arbitrary: fc.constant(0), weight: 2 },
-        { arbitrary: fc.nat(6).map((b) => 1 << b), weight: 1 },
-        { arbitrary: fc.nat(0x7f), weight: 2 },
-        { arbitrary: fc.constant(0x7f), weight: 1 }, // none of the seven: a VMM hiding the events
-      ),
-      pdcm: fc.oneof({ arbitrary: fc.constant(true), weight: 4 }, { arbitrary: fc.constant(false), weight: 1 }),
-      fwWrite: fc.boolean(),
-      lbr: fc.boolean(),
-    })
-    .map((r) => ({
-      cpuid: {
-        family: host.family,
-        model: host.model,
-        leaf0a: {
-          eax: leaf0aEax(r.version, r.nGP, host.gpWidth, host.evLen),
-          ebx: r.unavailable,
-          ecx: 0,
-          edx: r.version > 1 ? leaf0aEdx(r.nFixed, host.fixedWidth) : 0,
-        },
-        pdcm: r.pdcm,
-      },
-      perfCapabilities: perfCaps({ fwWrite: r.fwWrite, lbrFmt: r.lbr && legacyLbr ? hostFmt : 0 }),
-    }));
 }
 
 /** PMU MSR addresses: every family, with the index one past the end weighted in. */
@@ -275,11 +236,12 @@ export function quietHostCommands(focus: readonly number[] = [], shape?: GuestSh
  */
 export function mixedProgramArb(
   host: Profile,
+  supported: SupportedPmu,
   quiet: number,
   extra: readonly { readonly arbitrary: fc.Arbitrary<WorldCommand>; readonly weight: number }[],
   maxLength: number,
 ): fc.Arbitrary<[GuestConfig, WorldCommand[]]> {
-  return guestConfigArb(host).chain((guest) =>
+  return supportedGuestArb(host, supported).chain((guest) =>
     fc.tuple(
       fc.constant(guest),
       focusArb.chain((focus) =>

@@ -12,6 +12,11 @@
  * - topdown: the fixed counters and their controls, the GP topdown-slots event, PERF_METRICS and
  *   the global MSRs; work with slot breakdowns.
  * - save-restore-heavy: quiet traffic with migrations, preemptions and save/restore in between.
+ * - beyond-supported: a guest beyond what the design reports (a PMU version above KVM_GET_SUPPORTED_CPUID's, more
+ *   fixed counters than KVM offers) with quiet, LBR and topdown traffic: what a VMM that ignores KVM's answer gets.
+ *   Its findings are unsupported configurations, never KVM bugs.
+ *
+ * Every other profile makes guests a VMM can configure from what the design reports (scenarios/supported.ts).
  */
 
 import fc from 'fast-check';
@@ -24,7 +29,9 @@ import {
 } from '../model/hw/msr/counters.js';
 import type { Profile } from '../model/hw/profile.js';
 import { attr } from '../model/host/types.js';
-import { focusArb, guestConfigArb, type GuestShape, quietHostCommands, shapeOf } from './arbitraries.js';
+import { focusArb, type GuestShape, quietHostCommands, shapeOf } from './arbitraries.js';
+import { beyondSupportedGuestArb, supportedGuestArb } from './supported.js';
+import type { SupportedPmu } from '../model/kvm/types.js';
 import {
   GuestRdmsr,
   GuestRun,
@@ -54,8 +61,16 @@ import {
 } from '../model/hw/msr/lbr_legacy.js';
 import { MSR_PERF_METRICS } from '../model/hw/msr/topdown.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
+import { PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
 
-export const GENERATION_PROFILES = ['quiet', 'contended', 'lbr-heavy', 'topdown', 'save-restore-heavy'] as const;
+export const GENERATION_PROFILES = [
+  'quiet',
+  'contended',
+  'lbr-heavy',
+  'topdown',
+  'save-restore-heavy',
+  'beyond-supported',
+] as const;
 export type GenerationProfile = (typeof GENERATION_PROFILES)[number];
 
 /** A host user's event: counting or sampling, pinned or not, user/kernel/guest exclusions, maybe a branch stack. */
@@ -171,15 +186,29 @@ function vmmCommands(): fc.Arbitrary<WorldCommand>[] {
   ];
 }
 
-/** The guest a profile makes: LBR-heavy guests take the host's LBR format; topdown guests are v2+. */
-export function profileGuestArb(host: Profile, gen: GenerationProfile): fc.Arbitrary<GuestConfig> {
-  const g = guestConfigArb(host);
-  if (gen === 'lbr-heavy') {
-    const fmt = host.legacyLbr !== undefined ? host.perfCapabilities & 0x3fn : 0n;
-    return g.map((x) =>
-      fmt === 0n ? x : { ...x, cpuid: { ...x.cpuid, pdcm: true }, perfCapabilities: x.perfCapabilities | fmt },
+/** A guest with the legacy LBR format the design offers, where it offers one the host's model has. */
+const withLbr = (host: Profile, s: SupportedPmu) => (x: GuestConfig) => {
+  const offered = s.perfCapabilities & PERF_CAP_LBR_FMT;
+  const fmt = offered <= 7n && host.legacyLbr !== undefined ? offered : 0n;
+  return fmt === 0n ? x : { ...x, cpuid: { ...x.cpuid, pdcm: true }, perfCapabilities: x.perfCapabilities | fmt };
+};
+
+/**
+ * The guest a profile makes, within what the design reports on the host (`supported`) except for beyond-supported:
+ * LBR-heavy guests take the LBR format the design offers; topdown guests are v2+.
+ */
+export function profileGuestArb(
+  host: Profile,
+  gen: GenerationProfile,
+  supported: SupportedPmu,
+): fc.Arbitrary<GuestConfig> {
+  if (gen === 'beyond-supported')
+    return fc.oneof(
+      beyondSupportedGuestArb(host, supported),
+      beyondSupportedGuestArb(host, supported).map(withLbr(host, supported)),
     );
-  }
+  const g = supportedGuestArb(host, supported);
+  if (gen === 'lbr-heavy') return g.map(withLbr(host, supported));
   if (gen === 'topdown') return g.filter((x) => (x.cpuid.leaf0a.eax & 0xff) >= 2);
   return g;
 }
@@ -212,6 +241,8 @@ export function profileCommands(
       return mix(w(quiet, 1), w(topdownCommands(shape), 3));
     case 'save-restore-heavy':
       return mix(w(quiet, 2), w(vmmCommands(), 2));
+    case 'beyond-supported':
+      return mix(w(quiet, 2), w(lbrCommands(host.legacyLbr?.depth ?? 0), 1), w(topdownCommands(shape), 1));
   }
 }
 
@@ -219,8 +250,9 @@ export function profileCommands(
 export function profileProgramArb(
   host: Profile,
   gen: GenerationProfile,
+  supported: SupportedPmu,
 ): fc.Arbitrary<[GuestConfig, Iterable<WorldCommand>]> {
-  return profileGuestArb(host, gen).chain((guest) =>
+  return profileGuestArb(host, gen, supported).chain((guest) =>
     fc.tuple(
       fc.constant(guest),
       focusArb.chain((focus) => fc.commands(profileCommands(host, gen, focus, shapeOf(guest)), { size: '+1' })),

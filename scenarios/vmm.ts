@@ -15,8 +15,9 @@ import {
 } from '../model/hw/msr/counters.js';
 import { type Profile, perfCaps } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
-import type { KvmPmuEventFilter } from '../model/kvm/types.js';
-import { evtselArb, guestConfigArb } from './arbitraries.js';
+import type { KvmPmuEventFilter, SupportedPmu } from '../model/kvm/types.js';
+import { evtselArb } from './arbitraries.js';
+import { supportedGuestArb } from './supported.js';
 import {
   AlwaysRuns,
   assertSame,
@@ -194,8 +195,8 @@ function isVmmMsr(m: number): boolean {
   );
 }
 
-export const vmmSetCpuidArb = (host: Profile): fc.Arbitrary<WorldCommand> =>
-  guestConfigArb(host).map((g) => new VmmSetCpuid(0, g));
+export const vmmSetCpuidArb = (host: Profile, supported: SupportedPmu): fc.Arbitrary<WorldCommand> =>
+  supportedGuestArb(host, supported).map((g) => new VmmSetCpuid(0, g));
 
 /** The architectural events drivers program, as filter entries: (umask << 8) | event select. */
 const FILTER_EVENTS = [0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x2en, 0x13cn, 0x4f2en];

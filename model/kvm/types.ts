@@ -53,6 +53,23 @@ export interface GuestPmi {
   readonly vector: number;
 }
 
+/**
+ * What a VMM can get from a design on a host: what KVM_GET_SUPPORTED_CPUID and the feature MSRs report. A guest
+ * configured within it is a supported configuration; anything beyond (a higher PMU version, more counters, an LBR
+ * format with another family/model) is a configuration KVM never offered.
+ */
+export interface SupportedPmu {
+  /** CPUID.0AH as KVM_GET_SUPPORTED_CPUID reports it (cpuid.c __do_cpuid_func). */
+  readonly leaf0a: CpuidRegs;
+  /** PERF_CAPABILITIES as KVM_GET_MSRS on /dev/kvm reports it (kvm_caps.supported_perf_cap). */
+  readonly perfCapabilities: bigint;
+  /**
+   * The family/model a guest given an LBR format must have: the host's own (vmx_set_msr refuses another, as
+   * cpuid_model_is_consistent decides).
+   */
+  readonly lbrModel: { readonly family: number; readonly model: number };
+}
+
 export interface VpmuVcpu {
   /** Which design this is, e.g. "emulated". */
   readonly design: string;
@@ -81,6 +98,8 @@ export interface VpmuVcpu {
    * (kvm_caps.supported_perf_cap).
    */
   supportedPerfCapabilities(): bigint;
+  /** KVM_GET_SUPPORTED_CPUID and the feature MSRs of this design on this host: what a VMM can give a guest. */
+  supportedPmu(): SupportedPmu;
   /** KVM_SET_CPUID2: only before the first KVM_RUN. */
   setCpuid(cpuid: GuestCpuid): HostAccess;
   /** Host-initiated MSR accesses (KVM_GET_MSRS / KVM_SET_MSRS). */

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../model/hw/profiles.js';
+import { ICELAKE, SKYLAKE } from '../../model/hw/profiles.js';
 import { allCommands } from '../../properties/checks.js';
 import {
   GuestRdmsr,
@@ -28,6 +28,13 @@ import {
 } from '../../model/hw/msr/counters.js';
 import { MSR_PERF_METRICS } from '../../model/hw/msr/topdown.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
+import { probeSupportedPmu, supportedGuestArb, unsupportedBy } from '../../scenarios/supported.js';
+import { emulatedWith, mediatedWith } from '../../designs/registry.js';
+import { MEDIATED_OPS } from '../../model/kvm/mediated/ops.js';
+import { leaf0aEax } from '../../model/hw/profile.js';
+import { EMULATED_OPS } from '../../model/kvm/emulated/ops.js';
+
+const SUPPORTED = probeSupportedPmu(SKYLAKE, emulatedWith(EMULATED_OPS));
 
 const LBR_MSRS = (m: number) =>
   m === MSR_IA32_DEBUGCTLMSR ||
@@ -61,9 +68,16 @@ function classOf(c: WorldCommand): string {
   return 'guest';
 }
 
-/** Shares of each class over 300 programs of a profile, with a fixed seed. */
+const distributions = new Map<GenerationProfile, ReturnType<typeof sampleDistribution>>();
+/** Shares of each class over 300 programs of a profile, with a fixed seed (sampled once per profile). */
 function distribution(gen: GenerationProfile) {
-  const programs = fc.sample(profileProgramArb(SKYLAKE, gen), { numRuns: 300, seed: 42 });
+  let d = distributions.get(gen);
+  if (d === undefined) distributions.set(gen, (d = sampleDistribution(gen)));
+  return d;
+}
+
+function sampleDistribution(gen: GenerationProfile) {
+  const programs = fc.sample(profileProgramArb(SKYLAKE, gen, SUPPORTED), { numRuns: 300, seed: 42 });
   const counts = new Map<string, number>();
   let total = 0;
   for (const [, cmds] of programs)
@@ -105,5 +119,47 @@ describe('generation profiles reach the programs their properties need', () => {
 
   it('save-restore-heavy: a fifth or more of the commands migrate, preempt or save/restore', () => {
     expect(distribution('save-restore-heavy').share('scheduler/vmm')).toBeGreaterThan(0.2);
+  });
+
+  it('every profile but beyond-supported makes only guests a VMM can configure from what KVM reports', () => {
+    for (const gen of GENERATION_PROFILES.filter((g) => g !== 'beyond-supported'))
+      for (const [g] of distribution(gen).programs) expect(unsupportedBy(SUPPORTED, g), gen).toEqual([]);
+  });
+
+  it('beyond-supported: every guest goes beyond it (a PMU version above 2), with LBR and topdown traffic', () => {
+    const d = distribution('beyond-supported');
+    for (const [g] of d.programs) expect(unsupportedBy(SUPPORTED, g)).not.toEqual([]);
+    expect(d.programs.every(([g]) => (g.cpuid.leaf0a.eax & 0xff) > 2)).toBe(true);
+    expect(d.share('lbr')).toBeGreaterThan(0.05);
+    expect(d.share('topdown')).toBeGreaterThan(0.05);
+  });
+});
+
+describe('what a design reports on a host (KVM_GET_SUPPORTED_CPUID leaf 0xA and the feature MSR)', () => {
+  it('emulated on Skylake: version 2, 4 GP and 3 fixed counters at 48 bits, FW_WRITES and LBR format 5', () => {
+    expect(SUPPORTED.leaf0a.eax & 0xff).toBe(2);
+    expect((SUPPORTED.leaf0a.eax >>> 8) & 0xff).toBe(4);
+    expect(SUPPORTED.leaf0a.edx & 0x1f).toBe(3);
+    expect(SUPPORTED.leaf0a.ecx).toBe(0);
+    expect(SUPPORTED.perfCapabilities).toBe(0x2005n);
+    expect(SUPPORTED.lbrModel).toEqual({ family: SKYLAKE.family, model: SKYLAKE.model });
+  });
+
+  it('mediated on Ice Lake: the same version cap, no LBR format; a guest with one is beyond it', () => {
+    const s = probeSupportedPmu(ICELAKE, mediatedWith(MEDIATED_OPS));
+    expect(s.leaf0a.eax & 0xff).toBe(2);
+    expect(s.perfCapabilities & 0x3fn).toBe(0n);
+    const lbr = fc.sample(supportedGuestArb(ICELAKE, s), { numRuns: 100, seed: 1 });
+    expect(lbr.every((g) => (g.perfCapabilities & 0x3fn) === 0n)).toBe(true);
+    const g = lbr[0]!;
+    expect(unsupportedBy(s, { ...g, cpuid: { ...g.cpuid, pdcm: true }, perfCapabilities: 0x2005n })).toHaveLength(1);
+  });
+
+  it('an LBR format on another family/model, more counters, or events KVM marks unavailable are beyond it', () => {
+    const [g] = fc.sample(supportedGuestArb(SKYLAKE, SUPPORTED), { numRuns: 1, seed: 3 });
+    const lbr = { ...g!, cpuid: { ...g!.cpuid, pdcm: true, model: 0x8e }, perfCapabilities: 0x2005n };
+    expect(unsupportedBy(SUPPORTED, lbr).join()).toMatch(/LBR_FMT 5 on family 6 model 0x8e/);
+    const wide = { ...g!, cpuid: { ...g!.cpuid, leaf0a: { ...g!.cpuid.leaf0a, eax: leaf0aEax(2, 8, 48, 7) } } };
+    expect(unsupportedBy(SUPPORTED, wide).join()).toMatch(/GP counters 8 \(KVM_GET_SUPPORTED_CPUID: 4\)/);
   });
 });

@@ -1,7 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
-import { guestConfigArb, quietHostCommands } from '../../scenarios/arbitraries.js';
+import { quietHostCommands } from '../../scenarios/arbitraries.js';
+import { beyondSupportedGuestArb, probeSupportedPmu, supportedGuestArb } from '../../scenarios/supported.js';
+import { emulatedWith } from '../../designs/registry.js';
+import { EMULATED_OPS } from '../../model/kvm/emulated/ops.js';
+
+const SUPPORTED = probeSupportedPmu(SKYLAKE, emulatedWith(EMULATED_OPS));
 import { GuestRdpmc, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../scenarios/commands.js';
 import {
   guestFromJson,
@@ -18,7 +23,7 @@ describe('programs to and from JSON', () => {
   it('round-trips every generated program and guest configuration (same code printed, same config)', () => {
     fc.assert(
       fc.property(
-        guestConfigArb(SKYLAKE),
+        fc.oneof(supportedGuestArb(SKYLAKE, SUPPORTED), beyondSupportedGuestArb(SKYLAKE, SUPPORTED)),
         fc.array(
           fc.oneof(
             ...quietHostCommands(),

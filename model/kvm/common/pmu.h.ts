@@ -33,6 +33,8 @@ export interface KvmPmuCap {
   readonly bit_width_gp: number;
   readonly bit_width_fixed: number;
   readonly events_mask_len: number;
+  /** perf's x86_pmu.events_maskl: the host's CPUID.0AH:EBX, a set bit marking an event unavailable. */
+  readonly events_mask: number;
 }
 
 /** pmc_bitmask. */

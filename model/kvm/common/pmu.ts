@@ -59,6 +59,7 @@ export function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
       bit_width_gp: 0,
       bit_width_fixed: 0,
       events_mask_len: 0,
+      events_mask: 0,
     };
   return {
     enable_pmu: true,
@@ -68,6 +69,7 @@ export function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
     bit_width_gp: host.gpWidth,
     bit_width_fixed: host.fixedWidth,
     events_mask_len: host.evLen,
+    events_mask: host.eventsUnavailable,
   };
 }
 

@@ -9,6 +9,7 @@ import type { Profile } from '../../hw/profile.js';
 import type { HostKernel } from '../../host/perf.js';
 import type { Access } from '../../hw/access.js';
 import type { KvmOps } from '../common/ops.js';
+import { __do_cpuid_func } from '../common/cpuid.js';
 import type { KvmPmuCap } from '../common/pmu.h.js';
 import {
   kvm_init_pmu_capability,
@@ -172,7 +173,8 @@ export const EMULATED_OPS: EmulatedOps = {
   vmx_passthrough_lbr_msrs,
   vmx_vcpu_enter,
   vmx_vcpu_exit,
-  // x86.c
+  // x86.c, cpuid.c
+  __do_cpuid_func,
   kvm_get_msr_common,
   kvm_set_msr_common,
   do_get_msr,

@@ -13,7 +13,8 @@ import { type WorkUnit, RETIRED_AT_CPL } from '../../hw/work.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
 import { kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR, runExitHandler } from '../common/vcpu.js';
-import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, VpmuVcpu } from '../types.js';
+import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, SupportedPmu, VpmuVcpu } from '../types.js';
+import { CPUID_LEAF_ARCH_PERFMON } from '../common/cpuid.js';
 import { kvm_vm_set_pmu_event_filter } from '../common/pmu.js';
 import { newKvmPmu } from './pmu.js';
 import { intel_pmu_lbr_is_enabled } from './pmu_intel.js';
@@ -113,6 +114,17 @@ export class EmulatedVcpu implements VpmuVcpu {
   /** kvm_caps.supported_perf_cap, as KVM_GET_MSRS on /dev/kvm reports it. */
   supportedPerfCapabilities(): bigint {
     return this.s.supported_perf_cap;
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID leaf 0xA and the feature MSR PERF_CAPABILITIES; an LBR format needs the host's model. */
+  supportedPmu(): SupportedPmu {
+    const s = this.s;
+    const p = s.host.profile;
+    return {
+      leaf0a: s.ops.__do_cpuid_func(s.kvm_pmu_cap, CPUID_LEAF_ARCH_PERFMON),
+      perfCapabilities: s.supported_perf_cap,
+      lbrModel: { family: p.family, model: p.model },
+    };
   }
 
   /** What KVM spent so far (issue #6's cost model). */

@@ -6,6 +6,7 @@
 
 import type { Profile } from '../../hw/profile.js';
 import type { KvmOps } from '../common/ops.js';
+import { __do_cpuid_func } from '../common/cpuid.js';
 import {
   check_pmu_event_filter,
   kvm_pmu_deliver_pmi,
@@ -136,7 +137,8 @@ export const MEDIATED_OPS: MediatedOps = {
   vmx_recalc_instruction_intercepts,
   vmx_vcpu_enter,
   vmx_vcpu_exit,
-  // x86.c
+  // x86.c, cpuid.c
+  __do_cpuid_func,
   kvm_get_msr_common,
   kvm_set_msr_common,
   do_get_msr,
