@@ -73,6 +73,11 @@ export const GENERATION_PROFILES = [
 ] as const;
 export type GenerationProfile = (typeof GENERATION_PROFILES)[number];
 
+/** The profiles a campaign runs unless told otherwise: every one that keeps to what the design reports. */
+export const DEFAULT_GENERATION_PROFILES: readonly GenerationProfile[] = GENERATION_PROFILES.filter(
+  (g) => g !== 'beyond-supported',
+);
+
 /** A host user's event: counting or sampling, pinned or not, user/kernel/guest exclusions, maybe a branch stack. */
 export const hostAttrArb = fc
   .record({

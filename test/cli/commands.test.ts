@@ -34,21 +34,23 @@ describe('bugs: exit status and targets', () => {
   });
 
   it('1 when a row misses a target, naming the row, the target and by how much', () => {
-    // Row 45 shrinks to 3 commands on seed 4 against a minimal trigger of 1.
-    const r = cli(['bugs', '--only', '45', '--seeds', '1', '--seed', '4']);
+    // Row 35 shrinks to 4 commands on seed 5 against a minimal trigger of 2 (row 45 meets its targets on every seed
+    // tried since generation keeps to what KVM reports).
+    const r = cli(['bugs', '--only', '35', '--seeds', '1', '--seed', '5']);
     expect(r.code).toBe(1);
     expect(r.out).toContain(
-      'missed targets:\n  #45 (vmm-abi on skylake): shrunk to 3 commands on its worst seed (target: at most 2, the minimal trigger 1 + 1; 1 over)',
+      'missed targets:\n  #35 (conformance on skylake): shrunk to 4 commands on its worst seed (target: at most 3, the minimal trigger 2 + 1; 1 over)',
     );
-    expect(r.out.trim().split('\n').at(-1)).toBe(
-      '1/1 detected on every seed; 1/1 under 1 s median; 0/1 shrunk to trigger + 1 or less; 1 row missed a target (above) (replay: npm run bugs -- --seeds 1 --seed 4 --runs 1000 --only 45)',
+    // The median time depends on the machine's load; the rest of the closing line does not.
+    expect(r.out.trim().split('\n').at(-1)).toMatch(
+      /^1\/1 detected on every seed; [01]\/1 under 1 s median; 0\/1 shrunk to trigger \+ 1 or less; 1 row missed a target \(above\) \(replay: npm run bugs -- --seeds 1 --seed 5 --runs 1000 --only 35\)$/,
     );
-    const j = cli(['bugs', '--only', '45', '--seeds', '1', '--seed', '4', '--json']);
+    const j = cli(['bugs', '--only', '35', '--seeds', '1', '--seed', '5', '--json']);
     expect(parseBugsResults(JSON.parse(j.out))).toMatchObject({
       format: 'vpmu-conformance/bugs@1',
       exitStatus: 1,
       totals: { rows: 1, measured: 1, missedTargets: 1 },
-      rows: [{ row: 45, missed: [expect.stringContaining('1 over')] }],
+      rows: [{ row: 35, missed: [expect.stringContaining('1 over')] }],
     });
   });
 

@@ -41,20 +41,24 @@ interface Planted {
   readonly seeds: readonly number[];
   /** What the title must say. */
   readonly title: RegExp;
+  /** The check's generation profile where the property has several runs. */
+  readonly gen?: 'beyond-supported';
 }
 
 const PLANTS: readonly Planted[] = [
   {
     property: 'conformance',
     design: 'bug/5728a4a0ea79',
-    seeds: [5, 6, 7],
+    seeds: [1, 3, 4],
     title: /^\[conformance\] KVM: x86\/pmu: guest RDPMC 0x80000000 at CPL 0 returns 0x0 where bare metal raises #GP$/,
   },
   {
     property: 'lbr-freeze',
     design: 'test/undeclared-v4-freeze',
     seeds: [2, 3, 4],
-    title: /^\[lbr-freeze\] KVM: x86\/pmu: guest (RDMSR|gets|misses)/,
+    // A v4 guest: beyond the version 2 KVM_GET_SUPPORTED_CPUID reports, so no KVM bug.
+    gen: 'beyond-supported',
+    title: /^\[lbr-freeze\] unsupported configuration: guest (RDMSR|gets|misses)/,
   },
   {
     property: 'no-leak',
@@ -68,7 +72,7 @@ const PLANTS: readonly Planted[] = [
     design: 'bug/971079464001',
     seeds: [5, 6, 7],
     title:
-      /^\[host-undisturbed\] KVM: x86\/pmu: host event \(config 0x\w+, pinned, exclude_kernel, exclude_guest\) counts guest work: \d+ with the guest running, \d+ without it$/,
+      /^\[host-undisturbed\] perf\/x86\/intel: host event \(config 0x\w+, pinned, exclude_kernel, exclude_guest\) counts guest work: \d+ with the guest running, \d+ without it$/,
   },
   {
     property: 'invisible',
@@ -83,13 +87,16 @@ const designOf = (id: string): Design => PLANTED[id] ?? designById(id);
 /** The failure as npm start finds it: the same check, the first failing seed, built into a report. */
 function found(p: Planted): Report {
   const design = designOf(p.design);
-  const check = designChecks(design, 'skylake', SKYLAKE).find((c) => c.id === p.property)!;
+  const check = designChecks(design, 'skylake', SKYLAKE).find(
+    (c) => c.id === p.property && (p.gen === undefined || c.gen === p.gen),
+  )!;
   for (const seed of p.seeds) {
     const details = fc.check(check.property(new Map()), { seed, numRuns: 3000 });
     if (!details.failed) continue;
     return buildReport({
       details,
       property: { id: check.id, rule: check.rule },
+      gen: p.gen,
       design,
       hostName: 'skylake',
       host: SKYLAKE,

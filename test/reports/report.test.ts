@@ -41,7 +41,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 function bug41Report(): Report {
   const details = fc.check(
     conformanceProperty({ host: SKYLAKE, design: bug.factory, expectations: bug.expectations }),
-    { seed: 5, numRuns: 1000 },
+    { seed: 1, numRuns: 1000 },
   );
   expect(details.failed).toBe(true);
   return buildReport({
@@ -90,7 +90,7 @@ describe('a report built from the bug #41 run', () => {
       'npm run replay -- reports/out/bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp/report.json',
     );
     expect(md).toContain(r.file.replay);
-    expect(r.file.search).toMatchObject({ seed: 5, postShrunkCommands: 1 });
+    expect(r.file.search).toMatchObject({ seed: 1, postShrunkCommands: 1 });
     expect(r.file.search.path).toMatch(/^\d+(:\d+)*$/);
     expect(r.file.search.replayPath).not.toBeNull();
     expect(r.file.versions.fastCheck).toBe(fc.__version);
