@@ -3,13 +3,15 @@
  * through the check that must find it, over several seeds, and prints per bug: the commit, the check, the median programs and wall time to the first
  * failure, the shrunk length against the minimal trigger, and the report. Two targets per row: found
  * on every seed, and shrunk to at most the trigger plus one command; a miss is named with its
- * distance and the command exits 1. `--json` prints the same for machines.
+ * distance and the command exits 1. `--json` prints the same for machines. The seeds run on a pool
+ * of worker threads (--workers); the table does not depend on how many.
  */
 
 import { Command, Option } from 'commander';
 import { positiveInt, seedArg } from './args.js';
 import { CATALOGUE, OUT_OF_SCOPE } from '../catalogue/catalogue.js';
-import { type Measurement, measure } from '../catalogue/measure.js';
+import { defaultWorkers, inLanes, workerPool } from './check_runner.js';
+import type { BugSeed } from './check_worker.js';
 import { OutDirError, checkOutputFile, writeFileAtomic } from '../reports/out_dir.js';
 import { EXIT, EXIT_HELP, guard } from './exit.js';
 import { BUGS_FORMAT } from './formats.js';
@@ -28,6 +30,11 @@ function command(): Command {
     .addOption(new Option('--runs <n>', 'program budget per seed').argParser(positiveInt).default(1000))
     .addOption(new Option('--only <row...>', 'only these catalogue rows').choices(ROWS))
     .option('--json [file]', `results as JSON (format ${BUGS_FORMAT}), on stdout or to FILE`)
+    .addOption(
+      new Option('--workers <n>', 'worker threads measuring seeds (the results do not depend on it)')
+        .argParser(positiveInt)
+        .default(defaultWorkers(), 'one per available core'),
+    )
     .addHelpText('after', `\n${EXIT_HELP}`)
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
@@ -76,33 +83,36 @@ export function misses(r: Row, seeds: number): string[] {
 async function bugs(argv: readonly string[]): Promise<number> {
   const cli = command();
   cli.parse([...argv], { from: 'user' });
-  const opts = cli.opts<{ seeds: number; seed: number; runs: number; only?: string[]; json?: string | boolean }>();
+  const opts = cli.opts<{
+    seeds: number;
+    seed: number;
+    runs: number;
+    only?: string[];
+    json?: string | boolean;
+    workers: number;
+  }>();
   const json = jsonTarget(opts.json, 'bugs');
   if (json !== null && json !== 'stdout') checkOutputFile('--json', json);
   const say = json === 'stdout' ? (t: string) => console.error(t) : (t: string) => console.log(t);
 
+  const entries = CATALOGUE.filter((b) => opts.only === undefined || opts.only.includes(String(b.row)));
+  const pool = workerPool(Math.max(1, Math.min(opts.workers, entries.length * opts.seeds)));
   let signal: NodeJS.Signals | null = null;
   const onSignal = (sig: NodeJS.Signals) => {
     if (signal !== null) process.exit(EXIT.interrupted);
     signal = sig;
-    console.error(`\n${sig}: stopping after the current seed and printing what ran (${sig} again: at once)`);
+    console.error(`\n${sig}: stopping after the seeds under way and printing what ran (${sig} again: at once)`);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const entries = CATALOGUE.filter((b) => opts.only === undefined || opts.only.includes(String(b.row)));
+  // Every (row, seed) is a task; a row is tabulated once all its seeds are in, rows in catalogue order.
+  const seeds: (BugSeed | undefined)[][] = entries.map(() => Array.from({ length: opts.seeds }));
   const rows: Row[] = [];
-  say(
-    `npm run bugs: ${entries.length} ported rows × ${opts.seeds} seeds (from ${opts.seed}), ${opts.runs} programs each`,
-  );
-  try {
-    for (const b of entries) {
-      const ms: Measurement[] = [];
-      for (let i = 0; i < opts.seeds && signal === null; i++) {
-        ms.push(measure(b, opts.seed + i, opts.runs));
-        // A turn of the event loop: a signal is handled between seeds.
-        await new Promise((r) => setImmediate(r));
-      }
-      if (signal !== null) break;
+  const complete = (k: number) => seeds[k]!.every((m) => m !== undefined);
+  const tabulate = () => {
+    for (; rows.length < entries.length && complete(rows.length);) {
+      const b = entries[rows.length]!;
+      const ms = seeds[rows.length] as BugSeed[];
       const found = ms.filter((m) => m.found);
       const shrunk = found.map((m) => m.shrunk ?? 0);
       const r: Row = {
@@ -120,7 +130,7 @@ async function bugs(argv: readonly string[]): Promise<number> {
         medianShrunk: shrunk.length > 0 ? median(shrunk) : null,
         maxShrunk: shrunk.length > 0 ? Math.max(...shrunk) : null,
         report: b.report ?? null,
-        example: found[0]?.program?.map(String) ?? null,
+        example: found[0]?.example?.slice() ?? null,
         missed: [],
       };
       r.missed = misses(r, opts.seeds);
@@ -129,9 +139,22 @@ async function bugs(argv: readonly string[]): Promise<number> {
         `  #${String(b.row).padEnd(3)} ${r.detected}/${opts.seeds} found, median ${r.medianPrograms} programs, ${r.medianMs} ms`,
       );
     }
+  };
+  say(
+    `npm run bugs: ${entries.length} ported rows × ${opts.seeds} seeds (from ${opts.seed}), ${opts.runs} programs each`,
+  );
+  try {
+    await inLanes(entries.length * opts.seeds, pool.workers, async (t) => {
+      if (signal !== null) return;
+      const k = Math.floor(t / opts.seeds);
+      const i = t % opts.seeds;
+      seeds[k]![i] = await pool.bug(entries[k]!.row, opts.seed + i, opts.runs);
+      tabulate();
+    });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    await pool.close();
   }
 
   const missedRows = rows.filter((r) => r.missed.length > 0);

@@ -11,7 +11,7 @@ import { type Check, checksFor } from '../properties/checks.js';
 import { designById } from '../designs/registry.js';
 import { buildReport } from '../reports/build.js';
 import { isReportProperty } from '../reports/replay.js';
-import { writeReport } from '../reports/write.js';
+import { publishReport, type RenderedReport, renderReport } from '../reports/write.js';
 import { join } from 'node:path';
 import type { CheckResult } from './results.js';
 
@@ -71,10 +71,9 @@ export function stopWhenFlagged(flag: Int32Array): fc.Plugin<unknown> {
 const firstLine = (e: unknown) =>
   (e instanceof Error ? `${e.name}: ${e.message}` : String(e)).split('\n')[0]!.slice(0, 300);
 
-/** Turns a failure of a property reports cover into a report under `out`; never throws (fast-check's message must show). */
-function fileReport(c: Check, s: CheckSpec, d: fc.RunDetails<unknown>): Pick<CheckResult, 'report' | 'reportError'> {
-  if (!isReportProperty(c.id) || c.design === undefined || c.host === undefined)
-    return { report: null, reportError: null };
+/** Renders a failure of a property reports cover as a report for `out`; never throws (fast-check's message must show). */
+function renderFailure(c: Check, s: CheckSpec, d: fc.RunDetails<unknown>): RenderedReport | string | null {
+  if (!isReportProperty(c.id) || c.design === undefined || c.host === undefined) return null;
   try {
     const r = buildReport({
       details: d,
@@ -86,10 +85,27 @@ function fileReport(c: Check, s: CheckSpec, d: fc.RunDetails<unknown>): Pick<Che
       found: s.found,
       outDir: s.out,
     });
-    const w = writeReport(r, s.out);
+    return renderReport(r, s.out);
+  } catch (e) {
+    return firstLine(e);
+  }
+}
+
+/** A check run, its report (if any) rendered but not yet in the output folder. */
+export interface RanCheck {
+  readonly result: CheckResult;
+  readonly pending: RenderedReport | null;
+}
+
+/** Puts a run check's report in place and says so in its result; never throws. */
+export function publishRan(r: RanCheck, out: string): CheckResult {
+  if (r.pending === null) return r.result;
+  try {
+    const w = publishReport(r.pending, out);
     return {
+      ...r.result,
       report: {
-        id: r.file.id,
+        id: r.pending.id,
         dir: w.dir,
         markdown: w.markdown,
         json: w.json,
@@ -97,15 +113,22 @@ function fileReport(c: Check, s: CheckSpec, d: fc.RunDetails<unknown>): Pick<Che
         status: w.written ? 'written' : 'kept',
         replay: `npm run replay -- ${w.json}`,
       },
-      reportError: null,
     };
   } catch (e) {
-    return { report: null, reportError: firstLine(e) };
+    return { ...r.result, reportError: firstLine(e) };
   }
 }
 
-/** Runs one check. `stop`, when given, is the flag a signal handler sets to end the search early. */
+/** Runs one check and writes its report. */
 export function runCheck(s: CheckSpec, stop?: Int32Array): CheckResult {
+  return publishRan(runCheckDeferred(s, stop), s.out);
+}
+
+/**
+ * Runs one check, leaving its report for the caller to publish (in the run's order). `stop`, when
+ * given, is the flag a signal handler sets to end the search early.
+ */
+export function runCheckDeferred(s: CheckSpec, stop?: Int32Array): RanCheck {
   const c = checkOf(s);
   const known = new Map<string, number>();
   const ended = new Map<string, number>();
@@ -116,17 +139,18 @@ export function runCheck(s: CheckSpec, stop?: Int32Array): CheckResult {
   const d = fc.check(c.property(known, ended), { seed: s.seed, numRuns: s.runs, plugins });
   // fast-check marks a check interrupted before its first program as failed, with no counterexample: not a finding.
   const failed = d.failed && !(d.interrupted && d.counterexample === null && d.errorInstance === null);
-  const filed = failed ? fileReport(c, s, d) : { report: null, reportError: null };
+  const rendered = failed ? renderFailure(c, s, d) : null;
+  const pending = typeof rendered === 'string' ? null : rendered;
   const stopped = stop !== undefined && Atomics.load(stop, 0) !== 0;
-  const result = failed ? 'failed' : d.interrupted ? 'interrupted' : 'passed';
-  return {
+  const verdict = failed ? 'failed' : d.interrupted ? 'interrupted' : 'passed';
+  const result: CheckResult = {
     check: c.id,
     gen: c.gen ?? null,
     design: c.design?.id ?? null,
     host: c.profile,
     rule: c.rule,
-    result,
-    reason: result === 'interrupted' ? (stopped ? 'signal' : 'time limit') : null,
+    result: verdict,
+    reason: verdict === 'interrupted' ? (stopped ? 'signal' : 'time limit') : null,
     programs: d.numRuns,
     ms: Math.round(performance.now() - t0),
     known: Object.fromEntries(known),
@@ -139,10 +163,12 @@ export function runCheck(s: CheckSpec, stop?: Int32Array): CheckResult {
           path: d.counterexamplePath,
           // Without a report's signature: the check, the design and the error with its step and index numbers left out.
           rootCause:
-            filed.report?.id ??
+            pending?.id ??
             `${c.id} on ${c.design?.id ?? 'hw model'}: ${firstLine(d.errorInstance).replace(/\b\d+\b/g, 'N')}`,
         }
       : null,
-    ...filed,
+    report: null,
+    reportError: typeof rendered === 'string' ? rendered : null,
   };
+  return { result, pending };
 }

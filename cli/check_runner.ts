@@ -1,80 +1,62 @@
 /**
- * Where the main job's checks run. Built (dist/), in one worker thread: fast-check's search is
- * synchronous, and only a free main thread can take SIGINT and set the flag the search polls. From
- * the TypeScript sources (tests, tsx), in-process: a signal then waits for the running check to end.
- * A pool of workers is another CheckRunner over the same runCheck.
+ * Where checks run: a pool of worker threads (piscina), one per available core unless told. A
+ * check's work is a pure function of its spec, so the pool changes when a check runs, never what it
+ * finds. fast-check's search is synchronous; with it off the main thread, the main thread stays free
+ * to take SIGINT and set the flag the running searches poll between programs.
  */
 
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import { runCheck, type CheckSpec } from './check_run.js';
-import type { CheckResult } from './results.js';
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import type { CheckSpec, RanCheck } from './check_run.js';
+import type { BugSeed, Task } from './check_worker.js';
 
-export interface CheckRunner {
-  run(spec: CheckSpec): Promise<CheckResult>;
-  /** Ask the running check to stop after its current program (its result says interrupted). */
+export interface WorkerPool {
+  readonly workers: number;
+  check(spec: CheckSpec): Promise<RanCheck>;
+  bug(row: number, seed: number, runs: number): Promise<BugSeed>;
+  /** Ask the running checks to stop after their current program (their results say interrupted). */
   requestStop(): void;
-  /** Stop at once: the running check's promise rejects. */
+  /** Stop at once: the running tasks' promises reject. */
   kill(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** A check the worker could not run (a bug of the suite, not a finding). */
-export class CheckRunError extends Error {
-  override readonly name = 'CheckRunError';
-}
+/** One worker per core the process may use. */
+export const defaultWorkers = (): number => availableParallelism();
 
-function inProcess(): CheckRunner {
-  const stop = new Int32Array(new SharedArrayBuffer(4));
-  return {
-    async run(spec) {
-      // A turn of the event loop between checks, so a pending signal is handled before the next one.
-      await new Promise((r) => setImmediate(r));
-      return runCheck(spec, stop);
-    },
-    requestStop: () => Atomics.store(stop, 0, 1),
-    kill: () => Promise.resolve(),
-    close: () => Promise.resolve(),
-  };
-}
-
-function inWorker(url: URL): CheckRunner {
+export function workerPool(workers: number): WorkerPool {
+  // From the TypeScript sources (tsx) the worker needs tsx too; piscina require()s the worker, and
+  // tsx's require hook (unlike its ESM hooks on Node 20) acts in worker threads.
+  const ts = import.meta.url.endsWith('.ts');
+  const pool = new Piscina<Task, RanCheck | BugSeed>({
+    filename: new URL(ts ? './check_worker.ts' : './check_worker.js', import.meta.url).href,
+    minThreads: workers,
+    maxThreads: workers,
+    idleTimeout: Number.POSITIVE_INFINITY,
+    ...(ts ? { execArgv: ['--import', 'tsx'] } : {}),
+  });
   const sab = new SharedArrayBuffer(4);
   const stop = new Int32Array(sab);
-  const worker = new Worker(url, { workerData: { stop: sab } });
-  let pending: { resolve: (r: CheckResult) => void; reject: (e: Error) => void } | null = null;
-  const fail = (e: Error) => {
-    const p = pending;
-    pending = null;
-    p?.reject(e);
-  };
-  worker.on('message', (m: { ok: true; result: CheckResult } | { ok: false; error: string }) => {
-    const p = pending;
-    pending = null;
-    if (m.ok) p?.resolve(m.result);
-    else p?.reject(new CheckRunError(m.error));
-  });
-  worker.on('error', (e) => fail(e));
-  worker.on('exit', (code) => fail(new CheckRunError(`the check worker exited (${code})`)));
+  let destroyed: Promise<void> | null = null;
+  const destroy = () => (destroyed ??= pool.destroy());
   return {
-    run(spec) {
-      return new Promise((resolve, reject) => {
-        pending = { resolve, reject };
-        worker.postMessage(spec);
-      });
-    },
+    workers,
+    check: (spec) => pool.run({ kind: 'check', spec, stop: sab }) as Promise<RanCheck>,
+    bug: (row, seed, runs) => pool.run({ kind: 'bug', row, seed, runs }) as Promise<BugSeed>,
     requestStop: () => Atomics.store(stop, 0, 1),
-    kill: async () => {
-      await worker.terminate();
-    },
-    close: async () => {
-      await worker.terminate();
-    },
+    kill: destroy,
+    close: destroy,
   };
 }
 
-export function checkRunner(): CheckRunner {
-  const url = new URL('./check_worker.js', import.meta.url);
-  return import.meta.url.endsWith('.ts') || !existsSync(fileURLToPath(url)) ? inProcess() : inWorker(url);
+/**
+ * Runs `jobs` on at most `width` lanes, starting them in order; `run(i)` does job i. Returns when
+ * every lane has finished; the first error ends the wait (the other lanes' errors are dropped).
+ */
+export async function inLanes(jobs: number, width: number, run: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < jobs) await run(next++);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(width, jobs)) }, lane));
 }

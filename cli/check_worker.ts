@@ -1,17 +1,45 @@
 /**
- * The worker thread of `npm start`: runs the checks it is sent, one at a time, so the main thread
- * stays free to take a signal and set the stop flag the running check polls between programs.
+ * The task a pool worker runs (piscina calls the default export with each task it is sent): a check
+ * of the main job from its spec, or one seed of a bug-catalogue row. Tasks and answers are plain
+ * data (structured-cloned across the thread boundary); reports come back rendered, for the main
+ * thread to publish in the run's order.
  */
 
-import { parentPort, workerData } from 'node:worker_threads';
-import { runCheck, type CheckSpec } from './check_run.js';
+import { CATALOGUE } from '../catalogue/catalogue.js';
+import { measure } from '../catalogue/measure.js';
+import { type CheckSpec, type RanCheck, runCheckDeferred } from './check_run.js';
 
-const stop = new Int32Array((workerData as { stop: SharedArrayBuffer }).stop);
-const port = parentPort!;
-port.on('message', (spec: CheckSpec) => {
-  try {
-    port.postMessage({ ok: true, result: runCheck(spec, stop) });
-  } catch (e) {
-    port.postMessage({ ok: false, error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
-  }
-});
+/** One seed of a catalogue row, as `npm run bugs` tabulates it. */
+export interface BugSeed {
+  readonly row: number;
+  readonly seed: number;
+  readonly found: boolean;
+  readonly programs: number;
+  readonly msToFirst: number;
+  readonly shrunk: number | null;
+  /** The shrunk program, one command per line of code. */
+  readonly example: readonly string[] | null;
+}
+
+export type Task =
+  | { readonly kind: 'check'; readonly spec: CheckSpec; readonly stop: SharedArrayBuffer }
+  | { readonly kind: 'bug'; readonly row: number; readonly seed: number; readonly runs: number };
+
+export function measureSeed(row: number, seed: number, runs: number): BugSeed {
+  const b = CATALOGUE.find((x) => x.row === row);
+  if (b === undefined) throw new Error(`no catalogue row ${row}`);
+  const m = measure(b, seed, runs);
+  return {
+    row,
+    seed,
+    found: m.found,
+    programs: m.programs,
+    msToFirst: m.msToFirst,
+    shrunk: m.shrunk,
+    example: m.program?.map(String) ?? null,
+  };
+}
+
+export default function task(t: Task): RanCheck | BugSeed {
+  return t.kind === 'check' ? runCheckDeferred(t.spec, new Int32Array(t.stop)) : measureSeed(t.row, t.seed, t.runs);
+}

@@ -6,9 +6,11 @@
  * per root cause, and a closing line with the command that runs the same checks again. A failed check
  * of the five properties reports cover also gets a bug report under --out.
  *
- * The plan is a list of CheckSpecs (check_run.ts), run one by one by a CheckRunner: the work of a
- * check is a pure function of its spec, so it can run in a worker. SIGINT or SIGTERM stops the
- * search after the current program and prints what ran (exit 130); a second one stops at once.
+ * The plan is a list of CheckSpecs (check_run.ts), run on a pool of worker threads (--workers): the
+ * work of a check is a pure function of its spec, and the main thread publishes reports and tabulates
+ * results in the plan's order, so the worker count changes only the wall time. SIGINT or SIGTERM
+ * stops the searches after their current program and prints what ran (exit 130); a second one stops
+ * at once.
  */
 
 import { Command, Option } from 'commander';
@@ -27,8 +29,8 @@ import {
   writeFileAtomic,
 } from '../reports/out_dir.js';
 import { positiveInt, seedArg } from './args.js';
-import { type CheckSpec, specOf } from './check_run.js';
-import { checkRunner } from './check_runner.js';
+import { type CheckSpec, publishRan, type RanCheck, specOf } from './check_run.js';
+import { defaultWorkers, inLanes, workerPool } from './check_runner.js';
 import { EXIT, EXIT_HELP, guard } from './exit.js';
 import { junitXml } from './junit.js';
 import { compactTable, jsonTarget, plural } from './output.js';
@@ -51,6 +53,7 @@ interface Options {
   clean?: boolean;
   json?: string | boolean;
   junit?: string;
+  workers: number;
 }
 
 function command(): Command {
@@ -84,6 +87,11 @@ function command(): Command {
     .option('--clean', 'remove the reports already in --out before the run')
     .option('--json [file]', `results as JSON (format ${RESULTS_FORMAT}), on stdout or to FILE`)
     .option('--junit <file>', 'results as JUnit XML to FILE, for CI systems')
+    .addOption(
+      new Option('--workers <n>', 'worker threads running checks (the results do not depend on it)')
+        .argParser(positiveInt)
+        .default(defaultWorkers(), 'one per available core'),
+    )
     .addHelpText(
       'after',
       `\nUnder npm, JSON on stdout needs npm quiet: 'npm start --json' or 'npm start -s -- --json'.\n\n${EXIT_HELP}`,
@@ -307,26 +315,30 @@ async function start(argv: readonly string[]): Promise<number> {
     `vpmu-conformance: ${plural(runnable, 'check')}${runnable < planned.length ? ` (+ ${planned.length - runnable} n/a)` : ''}, seed ${seed}, up to ${o.runs} programs each${o.time !== undefined ? ` or ${o.time} s` : ''}`,
   );
 
-  const runner = checkRunner();
+  const pool = workerPool(Math.max(1, Math.min(o.workers, runnable)));
   let signal: NodeJS.Signals | null = null;
   const onSignal = (s: NodeJS.Signals) => {
     if (signal !== null) {
-      void runner.kill();
+      void pool.kill();
       return;
     }
     signal = s;
-    runner.requestStop();
+    pool.requestStop();
     console.error(`\n${s}: stopping after the current program and printing what ran (${s} again: at once)`);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Results as they come, published (reports written) and tabulated in the plan's order.
+  const settled: (CheckResult | RanCheck | undefined)[] = planned.map((p) => ('na' in p ? p.na : undefined));
   const rows: CheckResult[] = [];
+  const publishReady = () => {
+    for (let s = settled[rows.length]; s !== undefined; s = settled[rows.length])
+      rows.push('pending' in s ? publishRan(s, o.out) : s);
+  };
   try {
-    for (const p of planned) {
-      if ('na' in p) {
-        rows.push(p.na);
-        continue;
-      }
+    await inLanes(planned.length, pool.workers, async (i) => {
+      const p = planned[i]!;
+      if ('na' in p) return;
       const notRun = (reason: string | null): CheckResult => ({
         check: p.spec.check,
         gen: p.spec.gen,
@@ -344,25 +356,25 @@ async function start(argv: readonly string[]): Promise<number> {
         reportError: null,
       });
       if (signal !== null) {
-        rows.push(notRun(null));
-        continue;
+        settled[i] = notRun(null);
+      } else {
+        try {
+          const r = await pool.check(p.spec);
+          settled[i] = r;
+          say(progressLine(r.result));
+        } catch (e) {
+          if (signal === null) throw e;
+          // Stopped at once: the check in flight has no result to show.
+          settled[i] = { ...notRun(`stopped at once by a second ${signal as string}`), result: 'interrupted' };
+        }
       }
-      let row: CheckResult;
-      try {
-        row = await runner.run(p.spec);
-      } catch (e) {
-        if (signal === null) throw e;
-        // Stopped at once: the check in flight has no result to show.
-        rows.push({ ...notRun(`stopped at once by a second ${signal as string}`), result: 'interrupted' });
-        continue;
-      }
-      rows.push(row);
-      say(progressLine(row));
-    }
+      publishReady();
+    });
+    publishReady();
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await runner.close();
+    await pool.close();
   }
 
   const written = new Set(rows.flatMap((c) => (c.report !== null ? [c.report.id] : [])));

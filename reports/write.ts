@@ -76,26 +76,52 @@ function publish(tmp: string, dir: string, outDir: string, id: string): void {
   }
 }
 
-export function writeReport(r: Report, outDir: string): Written {
-  const dir = join(outDir, r.file.id);
+/**
+ * A report's files as text, ready to be put in place: what a worker thread hands back, so that the
+ * main thread publishes the reports of a run in the run's order whatever the number of workers.
+ */
+export interface RenderedReport {
+  readonly id: string;
+  readonly programLength: number;
+  readonly files: readonly { readonly name: string; readonly text: string }[];
+}
+
+export function renderReport(r: Report, outDir: string): RenderedReport {
+  const json = join(outDir, r.file.id, 'report.json');
+  const repro = reproducers(r, json);
+  return {
+    id: r.file.id,
+    programLength: r.file.program.length,
+    files: [
+      { name: 'report.json', text: reportToText(r.file) },
+      { name: 'report.md', text: reportMarkdown(r, repro.links) },
+      { name: 'regression.test.ts', text: regressionTest(r) },
+      ...repro.files.map((f) => ({ name: basename(f.path), text: f.text })),
+    ],
+  };
+}
+
+/** Puts a rendered report in place unless one with the same signature and a program no longer is there. */
+export function publishReport(p: RenderedReport, outDir: string): Written {
+  const dir = join(outDir, p.id);
   const paths = { dir, markdown: join(dir, 'report.md'), json: join(dir, 'report.json') };
   const old = existingLength(paths.json);
-  if (old !== null && old <= r.file.program.length) return { ...paths, written: false };
+  if (old !== null && old <= p.programLength) return { ...paths, written: false };
   mkdirSync(outDir, { recursive: true });
-  const repro = reproducers(r, paths.json);
   // Same file system as the destination (a rename across file systems fails).
-  const tmp = mkdtempSync(join(outDir, `.${r.file.id}.tmp-`));
+  const tmp = mkdtempSync(join(outDir, `.${p.id}.tmp-`));
   try {
-    writeDurably(join(tmp, 'report.json'), reportToText(r.file));
-    writeDurably(join(tmp, 'report.md'), reportMarkdown(r, repro.links));
-    writeDurably(join(tmp, 'regression.test.ts'), regressionTest(r));
-    for (const f of repro.files) writeDurably(join(tmp, basename(f.path)), f.text);
-    publish(tmp, dir, outDir, r.file.id);
+    for (const f of p.files) writeDurably(join(tmp, f.name), f.text);
+    publish(tmp, dir, outDir, p.id);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
   return { ...paths, written: true };
+}
+
+export function writeReport(r: Report, outDir: string): Written {
+  return publishReport(renderReport(r, outDir), outDir);
 }
 
 /**
