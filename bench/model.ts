@@ -1,6 +1,8 @@
 /**
- * `npm run bench`: throughput of the reference model on one core. Prints work units/s and MSR
- * accesses/s against the targets (issue #2: 2 M units/s, 1 M MSR accesses/s); `--json` for machines.
+ * `npm run bench`: throughput on one core. The reference model's work units/s and MSR accesses/s
+ * against the targets (issue #2: 2 M units/s, 1 M MSR accesses/s); the full world on pre-generated
+ * programs (run only); and each property end to end as fc.check runs it, split into generation and
+ * execution, against fast-check's trivial-model ceiling (bench/end_to_end.ts). `--json` for machines.
  */
 
 import { Command, InvalidArgumentError } from 'commander';
@@ -33,6 +35,9 @@ import {
 import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
 import { MSR_ARCH_LBR_CTL } from '../model/hw/msr/lbr_arch.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { designChecks } from '../properties/checks.js';
+import { designById } from '../designs/registry.js';
+import { type EndToEnd, checkProperty, endToEnd, trivialModel } from './end_to_end.js';
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -44,8 +49,9 @@ const opts = new Command('bench')
   .description('Throughput of the reference PMU model')
   .option('--json', 'print one JSON object instead of a table')
   .option('--seconds <s>', 'time per figure (the median of 5 runs over it)', positive, 2)
+  .option('--property <id...>', 'end to end: only these properties (e.g. conformance/quiet no-leak)')
   .parse()
-  .opts<{ json?: boolean; seconds: number }>();
+  .opts<{ json?: boolean; seconds: number; property?: string[] }>();
 
 /** Samples per figure: the median of several short runs, since a shared machine dips now and then. */
 const SAMPLES = 5;
@@ -170,13 +176,57 @@ for (const name of Object.keys(BUILTIN_PROFILES)) {
   });
 }
 
+// End to end: each property of the emulated design on Skylake as fc.check runs it, then the ceiling.
+const E2E_TARGET = 150e3;
+const e2eChecks = designChecks(designById('emulated'), 'skylake', BUILTIN_PROFILES.skylake!);
+const nameOf = (c: (typeof e2eChecks)[number]) => `${c.id}${c.gen !== undefined ? `/${c.gen}` : ''}`;
+const e2e: EndToEnd[] = e2eChecks
+  .filter((c) => opts.property === undefined || opts.property.includes(nameOf(c)) || opts.property.includes(c.id))
+  .map((c) => endToEnd(nameOf(c), checkProperty(c), opts.seconds, SAMPLES));
+const trivial = endToEnd('fast-check trivial model', trivialModel, opts.seconds, SAMPLES, 100);
+const runOnly = rows.find((r) => r.what === 'guest commands')!.perSecond;
+
 if (opts.json) {
-  console.log(JSON.stringify({ node: process.version, results: rows }, null, 2));
+  console.log(
+    JSON.stringify(
+      {
+        node: process.version,
+        results: rows,
+        endToEnd: {
+          design: 'emulated',
+          host: 'skylake',
+          target: { conformanceCommandsPerSecond: E2E_TARGET, generationShareBelow: 1 / 3 },
+          properties: e2e.map((r) => ({ ...r, ofTrivial: r.commandsPerSecond / trivial.commandsPerSecond })),
+          trivial,
+        },
+      },
+      null,
+      2,
+    ),
+  );
 } else {
-  const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M/s` : `${(n / 1e3).toFixed(1)} k/s`);
+  const fmt = (n: number) =>
+    n >= 1e6 ? `${(n / 1e6).toFixed(2)} M/s` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k/s` : `${n.toFixed(0)}/s`;
   console.log(`reference model throughput, one core, node ${process.version} (median of ${SAMPLES} runs per figure)`);
   for (const r of rows)
     console.log(
       `${r.what.padEnd(15)} ${r.profile.padEnd(15)} ${fmt(r.perSecond).padStart(10)}${r.target > 0 ? `  target ${fmt(r.target)}  ${r.perSecond >= r.target ? 'met' : 'MISSED'}` : ''}`,
     );
+  console.log(
+    `\nend to end (fc.check: generation + execution), emulated on skylake, one core; generation = time outside the predicate`,
+  );
+  console.log(
+    `${'property'.padEnd(30)} ${'programs'.padStart(10)} ${'commands'.padStart(10)} ${'generation'.padStart(10)} ${'of trivial'.padStart(10)}`,
+  );
+  const line = (r: EndToEnd) =>
+    `${r.property.padEnd(30)} ${fmt(r.programsPerSecond).padStart(10)} ${fmt(r.commandsPerSecond).padStart(10)} ${`${Math.round(r.generationShare * 100)} %`.padStart(10)} ${`${((r.commandsPerSecond / trivial.commandsPerSecond) * 100).toFixed(1)} %`.padStart(10)}`;
+  for (const r of e2e) {
+    const conformance = r.property.startsWith('conformance/');
+    console.log(
+      `${line(r)}${conformance ? `  target ${fmt(E2E_TARGET)} ${r.commandsPerSecond >= E2E_TARGET && r.generationShare < 1 / 3 ? 'met' : 'MISSED'}` : ''}`,
+    );
+    if (r.property === 'conformance/quiet')
+      console.log(`${'  run only (pre-generated)'.padEnd(30)} ${''.padStart(10)} ${fmt(runOnly).padStart(10)}`);
+  }
+  console.log(line(trivial));
 }
