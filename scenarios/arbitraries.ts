@@ -194,39 +194,56 @@ function msrOf(focus: readonly number[]): fc.Arbitrary<number> {
     : fc.oneof({ arbitrary: fc.constantFrom(...focus), weight: 3 }, { arbitrary: msrArb, weight: 1 });
 }
 
+/** valueFor's arbitraries, built once per MSR and guest shape (a bounded set) and reused for every write. */
+const valueArbs = new Map<string, fc.Arbitrary<bigint>>();
+function valueArbFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
+  const key = shape === undefined ? `${msr}` : `${msr}:${shape.nGP}:${shape.nFixed}`;
+  let a = valueArbs.get(key);
+  if (a === undefined) valueArbs.set(key, (a = valueFor(msr, shape)));
+  return a;
+}
+
 function wrmsrArb(focus: readonly number[], shape?: GuestShape): fc.Arbitrary<WorldCommand> {
   return fc
     .tuple(fc.nat(3), msrOf(focus))
-    .chain(([v, msr]) => valueFor(msr, shape).map((val) => new GuestWrmsr(v, msr, val)));
+    .chain(([v, msr]) => valueArbFor(msr, shape).map((val) => new GuestWrmsr(v, msr, val)));
 }
+
+/** The quiet mix's commands that depend on neither the focus nor the guest: built once. */
+const rdpmcArb: fc.Arbitrary<WorldCommand> = fc
+  .tuple(
+    fc.nat(3),
+    fc.oneof(
+      fc.nat(8),
+      fc.constantFrom(
+        0x4000_0000,
+        0x4000_0001,
+        0x4000_0003,
+        0x8000_0000,
+        0x2000_0000,
+        0xc000_0000,
+        0x4001_0000,
+        0x0001_0000,
+      ),
+    ),
+    fc.constantFrom(0, 3),
+  )
+  .map(([v, e, c]) => new GuestRdpmc(v, e, c));
+const guestRunArb: fc.Arbitrary<WorldCommand> = fc
+  .tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 6 }))
+  .map(([v, u]) => new GuestRun(v, u));
+const migrateArb: fc.Arbitrary<WorldCommand> = fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c));
 
 /** The quiet-host command mix: guest MSR traffic and work, and the vCPU thread moving. */
 export function quietHostCommands(focus: readonly number[] = [], shape?: GuestShape): fc.Arbitrary<WorldCommand>[] {
+  const wrmsr = wrmsrArb(focus, shape);
   return [
-    wrmsrArb(focus, shape),
-    wrmsrArb(focus, shape),
+    wrmsr,
+    wrmsr,
     fc.tuple(fc.nat(3), msrOf(focus)).map(([v, m]) => new GuestRdmsr(v, m)),
-    fc
-      .tuple(
-        fc.nat(3),
-        fc.oneof(
-          fc.nat(8),
-          fc.constantFrom(
-            0x4000_0000,
-            0x4000_0001,
-            0x4000_0003,
-            0x8000_0000,
-            0x2000_0000,
-            0xc000_0000,
-            0x4001_0000,
-            0x0001_0000,
-          ),
-        ),
-        fc.constantFrom(0, 3),
-      )
-      .map(([v, e, c]) => new GuestRdpmc(v, e, c)),
-    fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 6 })).map(([v, u]) => new GuestRun(v, u)),
-    fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c)),
+    rdpmcArb,
+    guestRunArb,
+    migrateArb,
   ];
 }
 

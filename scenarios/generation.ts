@@ -100,37 +100,46 @@ export const hostAttrArb = fc
     }),
   );
 
-/** Host activity: users' perf events and work, preemption of the vCPU thread, NMIs. */
-export function contendedHostCommands(): fc.Arbitrary<WorldCommand>[] {
-  return [
-    fc.tuple(fc.nat(1), hostAttrArb).map(([cpu, a]) => new HostOpen(cpu, a)),
-    fc.tuple(fc.nat(3), hostAttrArb).map(([v, a]) => new HostOpenThread(v, a)),
-    fc
-      .tuple(fc.nat(3), fc.constantFrom('enable' as const, 'disable' as const, 'read' as const, 'close' as const))
-      .map(([k, op]) => new HostEvent(k, op)),
-    fc.tuple(fc.nat(1), fc.array(unitArb, { minLength: 1, maxLength: 4 })).map(([cpu, u]) => new HostWork(cpu, u)),
-    fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 3 })).map(([v, u]) => new Preempt(v, u)),
-    fc.nat(1).map((cpu) => new HostNmi(cpu)),
-  ];
+/** Built on first use and kept: the command lists below depend on a small key, never on the program. */
+function memo<K, T>(build: (k: K) => T): (k: K) => T {
+  const built = new Map<K, T>();
+  return (k) => {
+    let t = built.get(k);
+    if (t === undefined) built.set(k, (t = build(k)));
+    return t;
+  };
 }
 
-/** Branch-rich guest work: every unit takes branches. */
-const branchyRun = fc.tuple(fc.nat(3), fc.constantFrom(0, 3)).chain(([v, cpl]) =>
+/** Host activity: users' perf events and work, preemption of the vCPU thread, NMIs. */
+const CONTENDED: fc.Arbitrary<WorldCommand>[] = [
+  fc.tuple(fc.nat(1), hostAttrArb).map(([cpu, a]) => new HostOpen(cpu, a)),
+  fc.tuple(fc.nat(3), hostAttrArb).map(([v, a]) => new HostOpenThread(v, a)),
   fc
-    .array(
-      fc
-        .array(branchArb(cpl), { minLength: 1, maxLength: 4 })
-        .map((branches) => ({ cpl, instructions: branches.length + 1, cycles: 3, branches })),
-      { minLength: 1, maxLength: 5 },
-    )
-    .map((units) => new GuestRun(v, units)),
+    .tuple(fc.nat(3), fc.constantFrom('enable' as const, 'disable' as const, 'read' as const, 'close' as const))
+    .map(([k, op]) => new HostEvent(k, op)),
+  fc.tuple(fc.nat(1), fc.array(unitArb, { minLength: 1, maxLength: 4 })).map(([cpu, u]) => new HostWork(cpu, u)),
+  fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 3 })).map(([v, u]) => new Preempt(v, u)),
+  fc.nat(1).map((cpu) => new HostNmi(cpu)),
+];
+export const contendedHostCommands = (): fc.Arbitrary<WorldCommand>[] => CONTENDED;
+
+/** Branch-rich guest work: every unit takes branches. */
+const branchyUnits = memo((cpl: number) =>
+  fc.array(
+    fc
+      .array(branchArb(cpl), { minLength: 1, maxLength: 4 })
+      .map((branches) => ({ cpl, instructions: branches.length + 1, cycles: 3, branches })),
+    { minLength: 1, maxLength: 5 },
+  ),
 );
+const branchyRun = fc
+  .tuple(fc.nat(3), fc.constantFrom(0, 3))
+  .chain(([v, cpl]) => branchyUnits(cpl).map((units) => new GuestRun(v, units)));
 
 /** LBR traffic: DEBUGCTL with LBR and freeze bits, LBR_SELECT, TOS and the newest records. */
-function lbrCommands(depth: number): fc.Arbitrary<WorldCommand>[] {
-  const record = fc
-    .integer({ min: 0, max: Math.max(depth - 1, 0) })
-    .chain((i) => fc.constantFrom(MSR_LBR_NHM_FROM + i, MSR_LBR_NHM_TO + i, MSR_LBR_INFO_0 + i));
+const lbrCommands = memo((depth: number): fc.Arbitrary<WorldCommand>[] => {
+  const recordOf = memo((i: number) => fc.constantFrom(MSR_LBR_NHM_FROM + i, MSR_LBR_NHM_TO + i, MSR_LBR_INFO_0 + i));
+  const record = fc.integer({ min: 0, max: Math.max(depth - 1, 0) }).chain(recordOf);
   return [
     fc
       .tuple(fc.nat(3), fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x0n))
@@ -144,15 +153,15 @@ function lbrCommands(depth: number): fc.Arbitrary<WorldCommand>[] {
     fc.nat(3).map((v) => new GuestXsaves(v)),
     fc.nat(3).map((v) => new GuestXrstors(v)),
   ];
-}
+});
 
 /** The GP topdown-slots event (CPUID.0AH.EBX bit 7), programmed the way pmu_counters_test does. */
 const topdownEvtsel = fc
   .record({ usr: fc.constantFrom(0n, 1n), os: fc.constantFrom(0n, 1n), int: fc.constantFrom(0n, 1n) })
   .map((f) => encode(EVTSEL, { event: 0xa4n, umask: 0x1n, en: 1n, ...f }));
 
-function topdownCommands(shape: GuestShape): fc.Arbitrary<WorldCommand>[] {
-  const gp = fc.integer({ min: 0, max: Math.max(shape.nGP - 1, 0) });
+const topdownCommands = memo((nGP: number): fc.Arbitrary<WorldCommand>[] => {
+  const gp = fc.integer({ min: 0, max: Math.max(nGP - 1, 0) });
   return [
     fc.tuple(fc.nat(3), gp, topdownEvtsel).map(([v, i, x]) => new GuestWrmsr(v, MSR_P6_EVNTSEL0 + i, x)),
     fc
@@ -180,16 +189,18 @@ function topdownCommands(shape: GuestShape): fc.Arbitrary<WorldCommand>[] {
       .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x1234_5678n, (1n << 64n) - 1n))
       .map(([v, x]) => new GuestWrmsr(v, MSR_PERF_METRICS, x)),
   ];
-}
+});
 
 /** The scheduler and the VMM: migrations, preemptions, save/restore. */
-function vmmCommands(): fc.Arbitrary<WorldCommand>[] {
-  return [
-    fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c)),
-    fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new SaveRestore(v, c)),
-    fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 2 })).map(([v, u]) => new Preempt(v, u)),
-  ];
-}
+const VMM: fc.Arbitrary<WorldCommand>[] = [
+  fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c)),
+  fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new SaveRestore(v, c)),
+  fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 2 })).map(([v, u]) => new Preempt(v, u)),
+];
+
+const saveRestoreArb: fc.Arbitrary<WorldCommand> = fc
+  .tuple(fc.nat(3), fc.nat(3))
+  .map(([v, c]) => new SaveRestore(v, c));
 
 /** A guest with the legacy LBR format the design offers, where it offers one the host's model has. */
 const withLbr = (host: Profile, s: SupportedPmu) => (x: GuestConfig) => {
@@ -235,19 +246,15 @@ export function profileCommands(
       return quiet;
     case 'contended':
       // Save/restore now and then: the fresh vCPU lands on a host whose users hold events.
-      return mix(
-        w(quiet, 2),
-        w(contendedHostCommands(), 2),
-        w([fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]): WorldCommand => new SaveRestore(v, c))], 1),
-      );
+      return mix(w(quiet, 2), w(CONTENDED, 2), w([saveRestoreArb], 1));
     case 'lbr-heavy':
       return mix(w(quiet, 1), w(lbrCommands(host.legacyLbr?.depth ?? 0), 3));
     case 'topdown':
-      return mix(w(quiet, 1), w(topdownCommands(shape), 3));
+      return mix(w(quiet, 1), w(topdownCommands(shape.nGP), 3));
     case 'save-restore-heavy':
-      return mix(w(quiet, 2), w(vmmCommands(), 2));
+      return mix(w(quiet, 2), w(VMM, 2));
     case 'beyond-supported':
-      return mix(w(quiet, 2), w(lbrCommands(host.legacyLbr?.depth ?? 0), 1), w(topdownCommands(shape), 1));
+      return mix(w(quiet, 2), w(lbrCommands(host.legacyLbr?.depth ?? 0), 1), w(topdownCommands(shape.nGP), 1));
   }
 }
 

@@ -7,9 +7,19 @@ import { type Branch, type WorkUnit } from '../model/hw/work.js';
 const USER_BASE = 0x40_0000n;
 const KERNEL_BASE = 0xffff_ffff_8100_0000n;
 
+/**
+ * One arbitrary per CPL, built on first use and reused: building an arbitrary for every value
+ * (inside `chain`) costs about as much as drawing from it, and a prebuilt one draws the same values.
+ */
+function perCpl<T>(build: (cpl: number) => fc.Arbitrary<T>): (cpl: number) => fc.Arbitrary<T> {
+  const built: fc.Arbitrary<T>[] = [];
+  return (cpl) => (built[cpl] ??= build(cpl));
+}
+
 /** A canonical address in user or kernel text, from a small pool so branches repeat. */
-export const address = (cpl: number): fc.Arbitrary<bigint> =>
-  fc.nat(0xfff).map((o) => (cpl === 0 ? KERNEL_BASE : USER_BASE) + BigInt(o) * 16n);
+export const address = perCpl((cpl): fc.Arbitrary<bigint> =>
+  fc.nat(0xfff).map((o) => (cpl === 0 ? KERNEL_BASE : USER_BASE) + BigInt(o) * 16n),
+);
 
 export const cplArb: fc.Arbitrary<number> = fc.oneof(
   { arbitrary: fc.constant(3), weight: 3 },
@@ -17,7 +27,7 @@ export const cplArb: fc.Arbitrary<number> = fc.oneof(
   { arbitrary: fc.constantFrom(1, 2), weight: 1 },
 );
 
-export const branchArb = (cpl: number): fc.Arbitrary<Branch> =>
+export const branchArb = perCpl((cpl): fc.Arbitrary<Branch> =>
   fc
     .record({
       from: address(cpl),
@@ -26,7 +36,8 @@ export const branchArb = (cpl: number): fc.Arbitrary<Branch> =>
       mispredict: fc.boolean(),
     })
     // A literal, not a spread plus cpl: V8 gives that form a slow map, and the simulator reads branches hot.
-    .map((b) => ({ from: b.from, to: b.to, kind: b.kind, mispredict: b.mispredict, cpl }));
+    .map((b) => ({ from: b.from, to: b.to, kind: b.kind, mispredict: b.mispredict, cpl })),
+);
 
 export const slotsArb = fc
   .record({
@@ -59,7 +70,7 @@ export const slotsArb = fc
  * One work unit; every count is small so overflow needs a preset, as real tests do. Every unit
  * has every field, in one order, so the simulator's property loads stay monomorphic.
  */
-export const unitArb: fc.Arbitrary<WorkUnit> = cplArb.chain((cpl) =>
+const unitOf = perCpl((cpl): fc.Arbitrary<WorkUnit> =>
   fc
     .record({
       cycles: fc.nat(8),
@@ -85,5 +96,7 @@ export const unitArb: fc.Arbitrary<WorkUnit> = cplArb.chain((cpl) =>
       slots: r.slots,
     })),
 );
+
+export const unitArb: fc.Arbitrary<WorkUnit> = cplArb.chain(unitOf);
 
 export const workArb: fc.Arbitrary<WorkUnit[]> = fc.array(unitArb, { maxLength: 12 });
