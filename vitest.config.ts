@@ -24,9 +24,12 @@ export default defineConfig({
       exclude: ['reports/out/**'],
       reporter: ['text-summary', 'json-summary'],
       reportsDirectory: 'coverage',
-      thresholds: {
-        'model/hw/**': { lines: 90, branches: 90 },
-      },
+      // A shard (--shard i/n, .github/workflows/shards.yml) covers part of the code: the thresholds hold for the merged run.
+      thresholds: process.argv.some((a) => a.startsWith('--shard'))
+        ? {}
+        : {
+            'model/hw/**': { lines: 90, branches: 90 },
+          },
     },
   },
 });

@@ -28,10 +28,10 @@ import {
   prepareOutDir,
   writeFileAtomic,
 } from '../reports/out_dir.js';
-import { positiveInt, seedArg } from './args.js';
+import { positiveInt, seedArg, shardArg } from './args.js';
 import { type CheckSpec, publishRan, type RanCheck, specOf } from './check_run.js';
 import { defaultWorkers, inLanes, workerPool } from './check_runner.js';
-import { EXIT, EXIT_HELP, guard } from './exit.js';
+import { EXIT, EXIT_HELP, guard, InputError } from './exit.js';
 import { junitXml } from './junit.js';
 import { compactTable, jsonTarget, plural } from './output.js';
 import { RESULTS_FORMAT } from './formats.js';
@@ -54,6 +54,7 @@ interface Options {
   json?: string | boolean;
   junit?: string;
   workers: number;
+  shard?: { index: number; count: number };
 }
 
 function command(): Command {
@@ -92,6 +93,12 @@ function command(): Command {
         .argParser(positiveInt)
         .default(defaultWorkers(), 'one per available core'),
     )
+    .addOption(
+      new Option(
+        '--shard <i/n>',
+        'run only the i-th of n shares of the checks (needs --seed; npm run merge joins them)',
+      ).argParser(shardArg),
+    )
     .addHelpText(
       'after',
       `\nUnder npm, JSON on stdout needs npm quiet: 'npm start --json' or 'npm start -s -- --json'.\n\n${EXIT_HELP}`,
@@ -109,6 +116,7 @@ export function replayLine(o: Options, seed: number): string {
   if (o.profile !== undefined) f.push(`--profile ${o.profile.join(' ')}`);
   if (o.design.join(' ') !== DEFAULT_DESIGNS.join(' ')) f.push(`--design ${o.design.join(' ')}`);
   if (o.gen !== undefined) f.push(`--gen ${o.gen.join(' ')}`);
+  if (o.shard !== undefined) f.push(`--shard ${o.shard.index}/${o.shard.count}`);
   return `npm start -- ${f.join(' ')}`;
 }
 
@@ -149,7 +157,9 @@ function plan(o: Options, budget: Parameters<typeof specOf>[1]): Planned[] {
           },
         });
   });
-  return rows;
+  // A shard holds every n-th row of the plan, so each gets a mix of the checks and the union is the plan.
+  const s = o.shard;
+  return s === undefined ? rows : rows.filter((_, j) => j % s.count === s.index - 1);
 }
 
 const label = (c: Pick<CheckResult, 'check' | 'gen' | 'design' | 'host'>) =>
@@ -161,7 +171,7 @@ function resultCell(c: CheckResult): string {
   return c.result;
 }
 
-function totalsOf(rows: readonly CheckResult[]): Totals {
+export function totalsOf(rows: readonly CheckResult[]): Totals {
   const n = (r: CheckResult['result']) => rows.filter((c) => c.result === r).length;
   return {
     checks: rows.length,
@@ -292,6 +302,8 @@ async function start(argv: readonly string[]): Promise<number> {
   cli.parse([...argv], { from: 'user' });
   const o = cli.opts<Options>();
   const json = jsonTarget(o.json, 'start');
+  if (o.shard !== undefined && o.seed === undefined)
+    throw new InputError('--shard needs --seed: every shard of a run must search with the same seed');
   // Everything the run will write is checked before the search: a bad path costs nothing.
   prepareOutDir(o.out);
   if (json !== null && json !== 'stdout') checkOutputFile('--json', json);
@@ -396,6 +408,7 @@ async function start(argv: readonly string[]): Promise<number> {
       design: o.design,
       gen: o.gen ?? null,
       out: o.out,
+      shard: o.shard ?? null,
     },
     replay: replayLine(o, seed),
     totals,

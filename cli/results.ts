@@ -93,6 +93,12 @@ export const StartResultsSchema = z
       design: z.array(z.string()),
       gen: z.array(z.string()).nullable(),
       out: z.string(),
+      shard: z
+        .strictObject({ index: z.int().positive(), count: z.int().positive() })
+        .nullable()
+        .describe(
+          '--shard i/n: this run holds rows i-1, i-1+n, i-1+2n, ... of the plan (npm run merge joins the shards)',
+        ),
     }),
     replay: z.string().describe('the command that runs the same checks again, every flag that shapes the run included'),
     totals: TotalsSchema,
