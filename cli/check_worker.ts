@@ -6,20 +6,14 @@
  */
 
 import { CATALOGUE } from '../catalogue/catalogue.js';
-import { measure } from '../catalogue/measure.js';
+import { type Measurement, measure } from '../catalogue/measure.js';
 import { type CheckSpec, type RanCheck, runCheckDeferred } from './check_run.js';
 
-/** One seed of a catalogue row, as `npm run bugs` tabulates it. */
-export interface BugSeed {
-  readonly row: number;
-  readonly seed: number;
-  readonly found: boolean;
-  readonly programs: number;
-  readonly msToFirst: number;
-  readonly shrunk: number | null;
+/** One seed of a catalogue row, as `npm run bugs` tabulates it: a Measurement without what cannot cross threads. */
+export type BugSeed = Pick<Measurement, 'row' | 'seed' | 'found' | 'programs' | 'msToFirst' | 'shrunk'> & {
   /** The shrunk program, one command per line of code. */
   readonly example: readonly string[] | null;
-}
+};
 
 export type Task =
   | { readonly kind: 'check'; readonly spec: CheckSpec; readonly stop: SharedArrayBuffer }
