@@ -193,6 +193,11 @@ export function subjectPrefix(design: Design, unsupported: readonly string[]): s
   return design.layer === 'perf' ? PERF_SUBJECT : KVM_SUBJECT;
 }
 
+/** A title that rests on unverified decisions says so: `… [rests on D37, K4]`. */
+export function withRests(title: string, rests: readonly string[]): string {
+  return rests.length === 0 ? title : `${title} [rests on ${rests.join(', ')}]`;
+}
+
 export function buildReport<Ts>(f: FailedCheck<Ts>): Report {
   const d = f.details;
   if (!d.failed) throw new ReportError('the check did not fail');
@@ -224,12 +229,13 @@ export function buildReport<Ts>(f: FailedCheck<Ts>): Report {
   const file: ReportFile = {
     format: REPORT_FORMAT,
     id,
-    title: caseTitle(minimal, o, subjectPrefix(f.design, unsupported)),
+    title: withRests(caseTitle(minimal, o, subjectPrefix(f.design, unsupported)), r.rests ?? []),
     signature: sig,
     property: { id: property, rule: f.property.rule },
     ...(f.gen !== undefined ? { gen: f.gen } : {}),
     design: f.design.id,
     base: f.design.base,
+    ...(r.rests !== undefined ? { rests: [...r.rests] } : {}),
     ...(unsupported.length > 0 ? { unsupported } : {}),
     host: f.hostName,
     cpus: CONFORMANCE_CPUS,

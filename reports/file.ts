@@ -108,6 +108,17 @@ export const ReportFileSchema = z
       .describe(
         'where the guest goes beyond what the design reports on the host (KVM_GET_SUPPORTED_CPUID, PERF_CAPABILITIES): an unsupported configuration, not a bug',
       ),
+    rests: z
+      .array(
+        z
+          .string()
+          .regex(/^[DHKW][0-9]{1,4}$/, { error: (i) => `expected a decision id like D37, got ${show(i.input)}` }),
+      )
+      .max(200)
+      .optional()
+      .describe(
+        'the unverified decisions (D hardware, H host perf, K KVM port, W world) the program applied up to its first divergence',
+      ),
     host: text(200).describe('a built-in host profile name (model/hw/profiles.ts)'),
     cpus: z
       .int({ error: cpusError })

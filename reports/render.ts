@@ -13,6 +13,7 @@ import type { GuestConfig } from '../scenarios/world.js';
 import type { Report } from './build.js';
 import type { Case, PropertyId, Replay, ReportObservation } from './replay.js';
 import { describeReport } from './rules.js';
+import { unverifiedDecision } from './decisions.js';
 import { type Outcome, showOutcome } from '../scenarios/observation.js';
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
@@ -288,6 +289,18 @@ function baseLine(f: Report['file']): string {
   return f.base === undefined ? '' : `- **Base:** ${f.base}.\n`;
 }
 
+/** The unverified decisions the verdict can rest on, each with the choice the model made. */
+function restsLine(f: Report['file']): string {
+  if (f.rests === undefined) return '';
+  if (f.rests.length === 0)
+    return '- **Rests on unverified decisions:** none (the program applied none before it diverged).\n';
+  const items = f.rests.map((id) => {
+    const d = unverifiedDecision(id);
+    return d === undefined ? id : `${id} (${d.question} Choice: ${d.choice})`;
+  });
+  return `- **Rests on unverified decisions:** ${items.join('; ')}.\n`;
+}
+
 /** A guest beyond what KVM reports: said in the header, as the title says it. */
 function unsupportedLine(f: Report['file']): string {
   if (f.unsupported === undefined || f.unsupported.length === 0) return '';
@@ -305,7 +318,7 @@ export function reportMarkdown(r: Report, reproducers?: ReproducerLinks): string
 - **Property:** ${f.property.id}: ${f.property.rule}.
 - **Design:** \`${design.id}\`, ${design.title} (\`${design.source}\`${design.fixedBy !== undefined ? `; fixed upstream by ${design.fixedBy}` : ''}).
 - **Host / guest:** \`${f.host}\` (BUILTIN_PROFILES), ${f.cpus} pCPUs; guest ${describeGuest(r.guest)}.
-${baseLine(f)}${unsupportedLine(f)}- **Compared:** ${comparedText(r.kase, design.id)}.
+${baseLine(f)}${unsupportedLine(f)}${restsLine(f)}- **Compared:** ${comparedText(r.kase, design.id)}.
 - **Found:** ${f.found} by \`npm start\`; fast-check ${f.versions.fastCheck}, seed ${s.seed}, path ${JSON.stringify(s.path)}, replayPath ${JSON.stringify(s.replayPath)}; failed after ${count(s.numRuns, 'program')}, shrunk ${s.numShrinks}× by fast-check to ${count(s.shrunkCommands, unit)}, post-shrunk to ${n}.
 - **Signature:** \`${f.signature}\` (one report per signature: ${signatureWords(r.kase.property)}).
 

@@ -16,6 +16,7 @@ import type { Design } from '../properties/design.js';
 import { adoptionOf, type KnownDivergence } from '../properties/expectations/types.js';
 import { Divergence, HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, World } from '../scenarios/world.js';
+import { type DecisionId, DecisionLog, recording } from '../model/hw/relied.js';
 import { ABSENT, diverges, type Observation, type ObservationKind, sameOutcome } from '../scenarios/observation.js';
 
 /** The properties whose failures become reports (checks.ts ids). */
@@ -99,6 +100,12 @@ export interface Replay {
    * host-undisturbed: the trace row where the divergent event's counts first part (the divergence is the final count).
    */
   readonly parted?: ReportObservation;
+  /**
+   * Properties 1 and 3: the unverified decisions (model/hw/relied.ts) the program's commands applied up to and
+   * including the divergent one, on either side, in the order first met; the world's construction (host perf's own
+   * set-up) is left out.
+   */
+  readonly rests?: readonly DecisionId[];
 }
 
 export interface ReplayOptions {
@@ -170,19 +177,26 @@ function againstBareMetal(t: ReplayTarget, property: PropertyId, program: readon
   const w = world(t, [t.guest], false);
   const same = (a: Observation, b: Observation) =>
     a.step === b.step && a.vcpu === b.vcpu && a.kind === b.kind && a.target === b.target && sameOutcome(a.sut, b.sut);
+  // One log per command: the decisions up to the divergent command are what its verdict can rest on.
+  const logs: DecisionLog[] = [];
   const steps = program.map((command, i): Step => {
     const before = w.observations.length;
-    if (command.check({})) command.run({}, w);
+    const log = new DecisionLog();
+    logs.push(log);
+    recording(log, () => {
+      if (command.check({})) command.run({}, w);
+    });
     const observations = w.observations.slice(before).map((o) => (failure !== null && same(o, failure) ? failure : o));
     return { index: i + 1, command, observations };
   });
-  if (failure !== null) return { property, steps, divergence: failure, known: null };
+  const rests = (o: Observation) => [...new Set(logs.slice(0, o.step).flatMap((l) => l.ids))];
+  if (failure !== null) return { property, steps, divergence: failure, known: null, rests: rests(failure) };
   // No failure: the first difference, if any, is a declared one.
   const first = w.observations.find(diverges);
   if (first === undefined) return { property, steps, divergence: null, known: null };
   const history = w.observations.slice(0, w.observations.indexOf(first) + 1);
   const known = expectations.find((x) => x.matches(first, { host: t.host, guest: t.guest, history })) ?? null;
-  return { property, steps, divergence: first, known };
+  return { property, steps, divergence: first, known, rests: rests(first) };
 }
 
 interface Recorded {

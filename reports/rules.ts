@@ -1,6 +1,6 @@
 /**
- * The pmu-semantics.md section that decides an observation, from the MSR family (or RDPMC, or
- * PMI delivery), and domain words for a title. A table, not a derivation: the report points the
+ * The rule that decides an observation, from the MSR family (or RDPMC, or PMI delivery): the Intel SDM section, the
+ * KVM functions that handle it and the docs/pmu-semantics.md section; and domain words for a title. A table, not a derivation: the report points the
  * reader at the rule; the oracle already applied it.
  */
 
@@ -45,8 +45,19 @@ import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
 
 interface Family {
   readonly test: (msr: number) => boolean;
+  /** docs/pmu-semantics.md. */
   readonly section: string;
+  /** The Intel SDM section(s) that state the rule (titles; numbers of the edition docs/pmu-semantics.md cites). */
+  readonly sdm: string;
+  /** The KVM functions that handle the access (arch/x86/kvm/). */
+  readonly kvm: string;
 }
+
+const V1 = 'Intel SDM Vol. 3B §18.2.1 "Architectural Performance Monitoring Version 1"';
+const V2 = 'Intel SDM Vol. 3B §18.2.2 "Architectural Performance Monitoring Version 2"';
+const V4 = 'Intel SDM Vol. 3B §18.2.4 "Architectural Performance Monitoring Version 4"';
+const PMU_MSR = 'kvm_pmu_get_msr/kvm_pmu_set_msr (pmu.c), intel_pmu_get_msr/intel_pmu_set_msr (vmx/pmu_intel.c)';
+const LBR_MSR = 'intel_pmu_handle_lbr_msrs_access, vmx_passthrough_lbr_msrs (vmx/pmu_intel.c, vmx/vmx.c)';
 
 const range = (lo: number, n: number) => (m: number) => m >= lo && m < lo + n;
 
@@ -54,41 +65,104 @@ const FAMILIES: readonly Family[] = [
   {
     test: (m) => range(MSR_IA32_PERFCTR0, 8)(m) || range(MSR_IA32_PMC0, 8)(m),
     section: '§2.2 IA32_PMCi / IA32_A_PMCi; §4.8 counter writes',
+    sdm: `${V1}; "Full-Width Writes to Performance Counter Registers"`,
+    kvm: `${PMU_MSR}, pmc_write_counter (pmu.c)`,
   },
-  { test: range(MSR_P6_EVNTSEL0, 8), section: '§2.3 IA32_PERFEVTSELi' },
+  {
+    test: range(MSR_P6_EVNTSEL0, 8),
+    section: '§2.3 IA32_PERFEVTSELi',
+    sdm: V1,
+    kvm: `${PMU_MSR}, reprogram_counter (pmu.c)`,
+  },
   {
     test: (m) => range(MSR_CORE_PERF_FIXED_CTR0, 3)(m) || m === MSR_CORE_PERF_FIXED_CTR_CTRL,
     section: '§2.4 IA32_FIXED_CTRi and IA32_FIXED_CTR_CTRL',
+    sdm: V2,
+    kvm: `${PMU_MSR}, reprogram_fixed_counters (vmx/pmu_intel.c)`,
   },
   {
     test: (m) => m === MSR_CORE_PERF_FIXED_CTR0 + 3 || m === MSR_PERF_METRICS,
     section: '§2.11 MSR_PERF_METRICS and fixed counter 3 (SLOTS)',
+    sdm: 'Intel SDM Vol. 3B "Performance Monitoring", IA32_PERF_METRICS and fixed counter 3 (topdown slots)',
+    kvm: 'intel_pmu_is_valid_msr (vmx/pmu_intel.c): not emulated',
   },
-  { test: (m) => m === MSR_CORE_PERF_GLOBAL_CTRL, section: '§2.5 IA32_PERF_GLOBAL_CTRL' },
-  { test: (m) => m === MSR_CORE_PERF_GLOBAL_STATUS, section: '§2.6 IA32_PERF_GLOBAL_STATUS' },
-  { test: (m) => m === MSR_CORE_PERF_GLOBAL_OVF_CTRL, section: '§2.7 IA32_PERF_GLOBAL_OVF_CTRL / STATUS_RESET' },
-  { test: (m) => m === MSR_CORE_PERF_GLOBAL_STATUS_SET, section: '§2.8 IA32_PERF_GLOBAL_STATUS_SET' },
-  { test: (m) => m === MSR_CORE_PERF_GLOBAL_INUSE, section: '§2.9 IA32_PERF_GLOBAL_INUSE' },
-  { test: (m) => m === MSR_IA32_PERF_CAPABILITIES, section: '§2.10 IA32_PERF_CAPABILITIES' },
-  { test: (m) => m === MSR_IA32_DEBUGCTLMSR, section: '§2.12 IA32_DEBUGCTL' },
+  {
+    test: (m) => m === MSR_CORE_PERF_GLOBAL_CTRL,
+    section: '§2.5 IA32_PERF_GLOBAL_CTRL',
+    sdm: V2,
+    kvm: `${PMU_MSR}, reprogram_counters (pmu.h)`,
+  },
+  {
+    test: (m) => m === MSR_CORE_PERF_GLOBAL_STATUS,
+    section: '§2.6 IA32_PERF_GLOBAL_STATUS',
+    sdm: V2,
+    kvm: `${PMU_MSR}; kvm_perf_overflow, pmc_pause_counter (pmu.c) set its bits`,
+  },
+  {
+    test: (m) => m === MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+    section: '§2.7 IA32_PERF_GLOBAL_OVF_CTRL / STATUS_RESET',
+    sdm: `${V2}; ${V4}`,
+    kvm: PMU_MSR,
+  },
+  {
+    test: (m) => m === MSR_CORE_PERF_GLOBAL_STATUS_SET,
+    section: '§2.8 IA32_PERF_GLOBAL_STATUS_SET',
+    sdm: V4,
+    kvm: 'kvm_pmu_is_valid_msr (pmu.c): not emulated',
+  },
+  {
+    test: (m) => m === MSR_CORE_PERF_GLOBAL_INUSE,
+    section: '§2.9 IA32_PERF_GLOBAL_INUSE',
+    sdm: V4,
+    kvm: 'kvm_pmu_is_valid_msr (pmu.c): not emulated',
+  },
+  {
+    test: (m) => m === MSR_IA32_PERF_CAPABILITIES,
+    section: '§2.10 IA32_PERF_CAPABILITIES',
+    sdm: 'Intel SDM Vol. 4 "IA-32 Architectural MSRs" (IA32_PERF_CAPABILITIES, 345H)',
+    kvm: 'vmx_get_msr/vmx_set_msr, vmx_get_perf_capabilities (vmx/vmx.c)',
+  },
+  {
+    test: (m) => m === MSR_IA32_DEBUGCTLMSR,
+    section: '§2.12 IA32_DEBUGCTL',
+    sdm: 'Intel SDM Vol. 3B §17.4.1 "IA32_DEBUGCTL MSR", §17.4.7 "Freezing LBR and Performance Counters on PMI"',
+    kvm: 'vmx_set_msr, vmx_get_supported_debugctl (vmx/vmx.c)',
+  },
   {
     test: (m) =>
       m === MSR_LBR_SELECT || m === MSR_LBR_TOS || range(MSR_LBR_NHM_FROM, 0x80)(m) || range(MSR_LBR_INFO_0, 0x20)(m),
     section: '§2.13 legacy LBR',
+    sdm: 'Intel SDM Vol. 3B §17.4.8 "LBR Stack"',
+    kvm: LBR_MSR,
   },
   {
     test: (m) => m === MSR_ARCH_LBR_CTL || m === MSR_ARCH_LBR_DEPTH,
     section: '§3.2–3.3 IA32_LBR_CTL / IA32_LBR_DEPTH',
+    sdm: 'Intel SDM Vol. 3B "Last Branch Records" (architectural LBRs: IA32_LBR_CTL, IA32_LBR_DEPTH)',
+    kvm: 'intel_pmu_is_valid_msr (vmx/pmu_intel.c): no architectural LBRs for guests',
   },
   {
     test: (m) =>
       range(MSR_ARCH_LBR_INFO_0, 0x40)(m) || range(MSR_ARCH_LBR_FROM_0, 0x40)(m) || range(MSR_ARCH_LBR_TO_0, 0x40)(m),
     section: '§3.4 arch LBR records',
+    sdm: 'Intel SDM Vol. 3B "Last Branch Records" (architectural LBR record MSRs)',
+    kvm: 'intel_pmu_is_valid_msr (vmx/pmu_intel.c): no architectural LBRs for guests',
   },
-  { test: (m) => m === X2APIC_LVTPC, section: '§4.4 PMI request and LAPIC LVTPC' },
+  {
+    test: (m) => m === X2APIC_LVTPC,
+    section: '§4.4 PMI request and LAPIC LVTPC',
+    sdm: 'Intel SDM Vol. 3A "Local Vector Table" (LVT performance counter register)',
+    kvm: 'kvm_apic_local_deliver (lapic.c), kvm_pmu_deliver_pmi (pmu.c)',
+  },
 ];
 
 const PMI_RULE = '§4.3 event delivery, increment, wrap, overflow; §4.4 PMI request and LAPIC LVTPC';
+const PMI_SDM = `${V1} (the INT flag: a PMI on overflow), ${V2} (overflow status); Intel SDM Vol. 3A "Local Vector Table"`;
+const PMI_KVM =
+  'kvm_perf_overflow, pmc_pause_counter, kvm_pmu_handle_event, kvm_pmu_deliver_pmi (pmu.c), intel_pmu_deliver_pmi (vmx/pmu_intel.c)';
+const RDPMC_SDM = 'Intel SDM Vol. 2B "RDPMC—Read Performance-Monitoring Counters"';
+const RDPMC_KVM = 'kvm_pmu_rdpmc (pmu.c), intel_rdpmc_ecx_to_pmc (vmx/pmu_intel.c)';
+const MSR_GP_SDM = '; Intel SDM Vol. 4 "IA-32 Architectural MSRs" (reserved bits, MSRs a part lacks: #GP)';
 
 /** Why bare metal #GPs on this RDPMC ECX (pmu-semantics.md §4.9), in the words of the rule. */
 function rdpmcGpReason(ecx: number): string {
@@ -99,16 +173,28 @@ function rdpmcGpReason(ecx: number): string {
   return 'the counter this ECX names does not exist in the guest enumeration';
 }
 
-/** The section(s) of pmu-semantics.md that decide the observation, with a reason where one is known. */
+/**
+ * The rule that decides the observation: the Intel SDM section(s), the KVM functions that handle it (arch/x86/kvm/),
+ * and the docs/pmu-semantics.md section this repository's model follows, with a reason where one is known.
+ */
 export function ruleFor(o: Pick<ReportObservation, 'kind' | 'target' | 'sut' | 'oracle'>): string {
-  const gp = gpShape(o) !== 'value' ? '; §5 #GP master table' : '';
+  const isGpShape = gpShape(o) !== 'value';
+  const gp = isGpShape ? '; §5 #GP master table' : '';
+  const gpSdm = isGpShape ? MSR_GP_SDM : '';
+  const cite = (sdm: string, kvm: string, section: string) => `${sdm}; KVM: ${kvm}; docs/pmu-semantics.md ${section}`;
   if (o.kind === 'rdpmc') {
     const why = isGp(o.oracle) ? `: ${rdpmcGpReason(o.target ?? 0)}` : '';
-    return `pmu-semantics.md §4.9 RDPMC${gp}${why}`;
+    return `${cite(RDPMC_SDM, RDPMC_KVM, '§4.9 RDPMC')}${gp}${why}`;
   }
-  if (o.kind === 'pmi' || o.kind === 'run') return `pmu-semantics.md ${PMI_RULE}`;
+  if (o.kind === 'pmi' || o.kind === 'run') return cite(PMI_SDM, PMI_KVM, PMI_RULE);
   const f = o.target === null ? undefined : FAMILIES.find((x) => x.test(o.target!));
-  return f === undefined ? `pmu-semantics.md §2.1 address map${gp}` : `pmu-semantics.md ${f.section}${gp}`;
+  return f === undefined
+    ? cite(
+        `Intel SDM Vol. 4 "IA-32 Architectural MSRs"${gpSdm}`,
+        'kvm_get_msr_common/kvm_set_msr_common (x86.c)',
+        `§2.1 address map${gp}`,
+      )
+    : cite(`${f.sdm}${gpSdm}`, f.kvm, `${f.section}${gp}`);
 }
 
 const hex = (n: number) => `0x${n.toString(16)}`;
@@ -214,7 +300,8 @@ export function caseTitle(c: Case, o: ReportObservation, prefix = KVM_SUBJECT): 
 
 const HOST_UNDISTURBED_RULE =
   'design.md property 2 (guest to host): a pinned, exclude_guest, user-only host event counts exactly what it counts on the same host without the guest; ' +
-  'while the guest runs its counter must be off (perf_event_attr.exclude_guest; pmu-semantics.md §2.5 IA32_PERF_GLOBAL_CTRL, §4.2 is a counter counting?)';
+  'while the guest runs its counter must be off (perf_event_attr.exclude_guest; Intel SDM Vol. 3B §18.2.2 "Architectural Performance Monitoring Version 2", IA32_PERF_GLOBAL_CTRL; ' +
+  'perf intel_guest_get_msrs (arch/x86/events/intel/core.c), KVM atomic_switch_perf_msrs (vmx/vmx.c); docs/pmu-semantics.md §2.5 IA32_PERF_GLOBAL_CTRL, §4.2 is a counter counting?)';
 
 /** The rule that decides a failing case: the property's, and the pmu-semantics.md section for what the guest read. */
 export function caseRule(c: Case, o: ReportObservation): string {

@@ -217,12 +217,20 @@ describe('signatures, rules and titles', () => {
     expect(reportId('emulated|run|-|missing-pmi')).toBe('emulated-run-missing-pmi');
   });
 
-  it('point at the section of pmu-semantics.md for the MSR family', () => {
-    expect(ruleFor(obs({ target: MSR_CORE_PERF_GLOBAL_STATUS }))).toBe('pmu-semantics.md §2.6 IA32_PERF_GLOBAL_STATUS');
-    expect(ruleFor(obs({ kind: 'wrmsr', target: MSR_P6_EVNTSEL0, sut: GP, oracle: ACCEPTED }))).toBe(
-      'pmu-semantics.md §2.3 IA32_PERFEVTSELi; §5 #GP master table',
+  it('cite the SDM section, the KVM functions and the pmu-semantics.md section for the MSR family', () => {
+    expect(ruleFor(obs({ target: MSR_CORE_PERF_GLOBAL_STATUS }))).toBe(
+      'Intel SDM Vol. 3B §18.2.2 "Architectural Performance Monitoring Version 2"; KVM: kvm_pmu_get_msr/kvm_pmu_set_msr (pmu.c), intel_pmu_get_msr/intel_pmu_set_msr (vmx/pmu_intel.c); kvm_perf_overflow, pmc_pause_counter (pmu.c) set its bits; docs/pmu-semantics.md §2.6 IA32_PERF_GLOBAL_STATUS',
     );
-    expect(ruleFor(obs({ kind: 'pmi', target: MSR_IA32_PMC0 }))).toContain('§4.3');
+    const evtsel = ruleFor(obs({ kind: 'wrmsr', target: MSR_P6_EVNTSEL0, sut: GP, oracle: ACCEPTED }));
+    expect(evtsel).toMatch(
+      /^Intel SDM Vol\. 3B §18\.2\.1 "Architectural Performance Monitoring Version 1"; Intel SDM Vol\. 4 /,
+    );
+    expect(evtsel).toContain('KVM: kvm_pmu_get_msr/kvm_pmu_set_msr (pmu.c)');
+    expect(evtsel).toMatch(/docs\/pmu-semantics\.md §2\.3 IA32_PERFEVTSELi; §5 #GP master table$/);
+    const pmi = ruleFor(obs({ kind: 'pmi', target: MSR_IA32_PMC0 }));
+    expect(pmi).toContain('§4.3');
+    expect(pmi).toContain('Intel SDM Vol. 3A "Local Vector Table"');
+    expect(pmi).toContain('kvm_pmu_deliver_pmi');
   });
 
   it('title a divergence in domain words', () => {

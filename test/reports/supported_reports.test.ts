@@ -1,14 +1,16 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../model/hw/profiles.js';
+import { BUILTIN_PROFILES, SKYLAKE } from '../../model/hw/profiles.js';
 import { designById } from '../../designs/registry.js';
 import { designChecks } from '../../properties/checks.js';
 import { type Design, DesignError } from '../../properties/design.js';
 import { lbrFreezeProperty } from '../../properties/lbr_freeze.js';
-import { buildReport, ReportError, subjectPrefix } from '../../reports/build.js';
+import { buildReport, ReportError, subjectPrefix, withRests } from '../../reports/build.js';
 import { parseReport } from '../../reports/file.js';
 import { reportMarkdown } from '../../reports/render.js';
 import { KVM_PORT_BASE } from '../../model/kvm/base.js';
+import { readFileSync } from 'node:fs';
+import { replay } from '../../reports/replay.js';
 
 const emulated = designById('emulated');
 /** bugs.md #17 undeclared: the emulated vPMU's missing streamlined freeze for v4+ guests is then a finding. */
@@ -77,5 +79,40 @@ describe('findings outside what a design reports are unsupported configurations,
     const silent = { ...emulated, supported: undefined } as unknown as Design;
     expect(() => designChecks(silent, 'skylake', SKYLAKE)).toThrow(DesignError);
     expect(() => designChecks(silent, 'skylake', SKYLAKE)).toThrow(/does not state its supported/);
+  });
+});
+
+/** The replay of a filed finding's report.json. */
+function filedReplay(name: string) {
+  const r = parseReport(readFileSync(`reports/filed/${name}.json`, 'utf8'));
+  const host = BUILTIN_PROFILES[r.file.host]!;
+  return {
+    file: r.file,
+    replay: replay({ design: designById(r.file.design), host, cpus: r.file.cpus, guest: r.guest }, r.kase),
+  };
+}
+
+describe('a report says which unverified decisions its verdict rests on', () => {
+  it('the decisions the program applied up to its divergence, not the world set-up before it', () => {
+    const v1 = filedReplay('0005-kvm-no-lbr-freeze-for-pmu-v1');
+    expect(v1.replay.rests).toContain('D37');
+    expect(v1.file.rests).toEqual(v1.replay.rests);
+    // 0001 touches counters and GLOBAL_STATUS only: host perf's LBR set-up at boot is not the program's.
+    expect(filedReplay('0001-kvm-pmc-write-period-from-base').replay.rests).toEqual([]);
+  });
+
+  it('in the title and in the header, each decision with its choice', () => {
+    expect(withRests('[conformance] KVM: x86/pmu: x', ['D37', 'K4'])).toBe(
+      '[conformance] KVM: x86/pmu: x [rests on D37, K4]',
+    );
+    expect(withRests('t', [])).toBe('t');
+    const r = buildReport(beyondFinding(undeclared));
+    expect(r.file.rests).toEqual(r.replay.rests);
+    const md = reportMarkdown(r);
+    if (r.file.rests!.length === 0) expect(md).toContain('- **Rests on unverified decisions:** none');
+    else {
+      expect(r.file.title.endsWith(`[rests on ${r.file.rests!.join(', ')}]`)).toBe(true);
+      expect(md).toMatch(new RegExp(`- \\*\\*Rests on unverified decisions:\\*\\* ${r.file.rests![0]} \\(.+ Choice: `));
+    }
   });
 });
