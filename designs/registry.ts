@@ -39,6 +39,7 @@ import {
   FIXED_BY as FILTER_EMULATED_FIX,
   PRE_FILTER_EMULATED_EVENTS_FIX_OPS,
 } from '../model/kvm/bugs/dfdeda67ea2d_filter_emulated_events.js';
+import { WRITE_PERIOD_FROM_VALUE_OPS } from '../model/kvm/fixes/0001_write_period_from_value.js';
 import {
   FIXED_BY as MSR_LIST_FIXED_FIX,
   PRE_MSR_LIST_FIXED_FIX_OPS,
@@ -258,6 +259,15 @@ const DECLARED: readonly Declared[] = [
     factory: emulatedWith(PRE_FILTER_EMULATED_EVENTS_FIX_OPS),
     ...EMULATED_DECLARED,
     fixedBy: FILTER_EMULATED_FIX,
+  },
+  {
+    id: 'fix/0001-write-period-from-value',
+    title: "reports/filed/0001's suggested fix: pmc_write_counter re-arms perf's period from the value written",
+    source: 'model/kvm/fixes/0001_write_period_from_value.ts',
+    factory: emulatedWith(WRITE_PERIOD_FROM_VALUE_OPS),
+    expectations: EMULATED_EXPECTATIONS.filter((e) => e.id !== 'write-period-from-base'),
+    invisibility: EMULATED_INVISIBILITY_EXPECTATIONS,
+    base: 'the port of Linux v7.0-rc1 with the fix reports/filed/0001 suggests (not upstream)',
   },
 ];
 

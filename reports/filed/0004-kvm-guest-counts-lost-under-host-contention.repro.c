@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// [conformance] KVM: x86/pmu: a guest counter counts nothing while host pinned events hold every GP counter of its pCPU
+// [limitation] a guest counter counts nothing while host pinned events hold every GP counter of its pCPU
 //
 // vpmu-conformance reproducer for 0004-kvm-guest-counts-lost-under-host-contention (reports/filed/0004-kvm-guest-counts-lost-under-host-contention.md).
 // Property: property 1, conformance: every guest observation equals what bare metal of the guest CPUID shows.
@@ -71,7 +71,7 @@
 
 /* ---- the program (generated) ---------------------------------------------------------- */
 
-#define TITLE "0004-kvm-guest-counts-lost-under-host-contention: [conformance] KVM: x86/pmu: a guest counter counts nothing while host pinned events hold every GP counter of its pCPU"
+#define TITLE "0004-kvm-guest-counts-lost-under-host-contention: [limitation] a guest counter counts nothing while host pinned events hold every GP counter of its pCPU"
 #define AGAINST "bare metal"
 #define GUEST_BASE 0x40000000ull
 #define GUEST_SIZE 0x400000

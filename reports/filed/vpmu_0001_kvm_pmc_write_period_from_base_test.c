@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// [conformance] KVM: x86/pmu: a write to a running counter re-arms the perf period from the stale base, so the guest's overflow and PMI come late
+// KVM: x86/pmu: a write to a running counter re-arms perf's period from the stale base, so the overflow comes late
 //
 // vpmu-conformance KVM selftest for 0001-kvm-pmc-write-period-from-base (reports/filed/0001-kvm-pmc-write-period-from-base.md).
 // Property: property 1, conformance: every guest observation equals what bare metal of the guest CPUID shows.
@@ -12,20 +12,17 @@
 // model's prediction below, nothing more.
 //
 // The model predicts: on a kernel like the design it fails at
-//   PMI #1 (vector 2, after run 6 units, 6 instructions): no such PMI
+//   [7] RDMSR IA32_PERF_GLOBAL_STATUS (0x38e): 0x0
 // and it passes on a kernel that behaves as bare metal does.
 //
 // The program (guest ops run in order; host steps run at the sync point before the next guest op):
-//   [1] WRMSR IA32_PERF_GLOBAL_CTRL (0x38f) <- 0x0
-//   [2] WRMSR X2APIC_LVTPC (0x834) <- 0x400
-//   [3] WRMSR IA32_PERFEVTSEL0 (0x186) <- 0x5100c0
-//   [4] WRMSR IA32_PERF_GLOBAL_CTRL (0x38f) <- 0x1
-//   [5] run 3 units, 3 instructions
-//   [6] WRMSR IA32_A_PMC0 (0x4c1) <- 0xfffffffffffb
-//   [7] run 6 units, 6 instructions
-//
-// It assumes (and checks where it can, exiting 77 otherwise):
-//   - a PMI arrives between the instruction that overflows and the next one that observes (skid)
+//   [1] WRMSR IA32_PERFEVTSEL0 (0x186) <- 0x4100c0
+//   [2] WRMSR IA32_PERF_GLOBAL_CTRL (0x38f) <- 0x1
+//   [3] run 1 unit, 100000 instructions
+//   [4] WRMSR IA32_A_PMC0 (0x4c1) <- 0xfffffffffc18
+//   [5] run 1 unit, 50000 instructions
+//   [6] RDMSR IA32_A_PMC0 (0x4c1)
+//   [7] RDMSR IA32_PERF_GLOBAL_STATUS (0x38e)
 //
 // Checks are exact where hardware gives exact values (instructions and branches retired, MSR
 // read-back, #GP); bounds where it cannot: cycles, LLC and topdown events, mispredictions, PMI skid,
@@ -64,7 +61,7 @@
 
 /* ---- the program (generated) ---------------------------------------------------------- */
 
-#define TITLE "0001-kvm-pmc-write-period-from-base: [conformance] KVM: x86/pmu: a write to a running counter re-arms the perf period from the stale base, so the guest's overflow and PMI come late"
+#define TITLE "0001-kvm-pmc-write-period-from-base: KVM: x86/pmu: a write to a running counter re-arms perf's period from the stale base, so the overflow comes late"
 #define AGAINST "bare metal"
 #define GUEST_BASE 0x40000000ull
 #define GUEST_SIZE 0x400000
@@ -77,7 +74,7 @@
 #define OFF_FAR_PTRS 0x7000
 #define OFF_STUBS 0x8000
 #define OFF_CODE 0x10000
-#define CODE_END 0x100bf
+#define CODE_END 0x34ab0
 #define OFF_OBS 0x100000
 #define OFF_PMI_COUNT 0x110000
 #define OFF_PMI_VEC 0x118000
@@ -280,77 +277,78 @@ static const struct far_ptr far_ptrs[] = {
 
 /* The program, one op per command; each guest op stores its exception vector (R14) and value. */
 static const struct code_run guest_code[] = {
-	/* [1] WRMSR IA32_PERF_GLOBAL_CTRL (0x38f) <- 0x0 */
+	/* [1] WRMSR IA32_PERFEVTSEL0 (0x186) <- 0x4100c0 */
 	{ 0x10000, 1, 3, { 0x45, 0x31, 0xf6 } },               /* 0x40010000: xor %r14d,%r14d */
-	{ 0x10003, 1, 5, { 0xb9, 0x8f, 0x03, 0x00, 0x00 } },   /* 0x40010003: mov $0x38f,%ecx */
-	{ 0x10008, 1, 5, { 0xb8, 0x00, 0x00, 0x00, 0x00 } },   /* 0x40010008: mov $0x0,%eax */
+	{ 0x10003, 1, 5, { 0xb9, 0x86, 0x01, 0x00, 0x00 } },   /* 0x40010003: mov $0x186,%ecx */
+	{ 0x10008, 1, 5, { 0xb8, 0xc0, 0x00, 0x41, 0x00 } },   /* 0x40010008: mov $0x4100c0,%eax */
 	{ 0x1000d, 1, 5, { 0xba, 0x00, 0x00, 0x00, 0x00 } },   /* 0x4001000d: mov $0x0,%edx */
 	{ 0x10012, 1, 2, { 0x0f, 0x30 } },                     /* 0x40010012: wrmsr */
 	{ 0x10014, 1, 8, { 0x4c, 0x89, 0x34, 0x25, 0x08, 0x00, 0x10, 0x40 } },/* 0x40010014: mov %r14,0x40100008 */
-	/* [2] WRMSR X2APIC_LVTPC (0x834) <- 0x400 */
+	/* [2] WRMSR IA32_PERF_GLOBAL_CTRL (0x38f) <- 0x1 */
 	{ 0x1001c, 1, 3, { 0x45, 0x31, 0xf6 } },               /* 0x4001001c: xor %r14d,%r14d */
-	{ 0x1001f, 1, 5, { 0xb9, 0x34, 0x08, 0x00, 0x00 } },   /* 0x4001001f: mov $0x834,%ecx */
-	{ 0x10024, 1, 5, { 0xb8, 0x00, 0x04, 0x00, 0x00 } },   /* 0x40010024: mov $0x400,%eax */
+	{ 0x1001f, 1, 5, { 0xb9, 0x8f, 0x03, 0x00, 0x00 } },   /* 0x4001001f: mov $0x38f,%ecx */
+	{ 0x10024, 1, 5, { 0xb8, 0x01, 0x00, 0x00, 0x00 } },   /* 0x40010024: mov $0x1,%eax */
 	{ 0x10029, 1, 5, { 0xba, 0x00, 0x00, 0x00, 0x00 } },   /* 0x40010029: mov $0x0,%edx */
 	{ 0x1002e, 1, 2, { 0x0f, 0x30 } },                     /* 0x4001002e: wrmsr */
 	{ 0x10030, 1, 8, { 0x4c, 0x89, 0x34, 0x25, 0x18, 0x00, 0x10, 0x40 } },/* 0x40010030: mov %r14,0x40100018 */
-	/* [3] WRMSR IA32_PERFEVTSEL0 (0x186) <- 0x5100c0 */
-	{ 0x10038, 1, 3, { 0x45, 0x31, 0xf6 } },               /* 0x40010038: xor %r14d,%r14d */
-	{ 0x1003b, 1, 5, { 0xb9, 0x86, 0x01, 0x00, 0x00 } },   /* 0x4001003b: mov $0x186,%ecx */
-	{ 0x10040, 1, 5, { 0xb8, 0xc0, 0x00, 0x51, 0x00 } },   /* 0x40010040: mov $0x5100c0,%eax */
-	{ 0x10045, 1, 5, { 0xba, 0x00, 0x00, 0x00, 0x00 } },   /* 0x40010045: mov $0x0,%edx */
-	{ 0x1004a, 1, 2, { 0x0f, 0x30 } },                     /* 0x4001004a: wrmsr */
-	{ 0x1004c, 1, 8, { 0x4c, 0x89, 0x34, 0x25, 0x28, 0x00, 0x10, 0x40 } },/* 0x4001004c: mov %r14,0x40100028 */
-	/* [4] WRMSR IA32_PERF_GLOBAL_CTRL (0x38f) <- 0x1 */
-	{ 0x10054, 1, 3, { 0x45, 0x31, 0xf6 } },               /* 0x40010054: xor %r14d,%r14d */
-	{ 0x10057, 1, 5, { 0xb9, 0x8f, 0x03, 0x00, 0x00 } },   /* 0x40010057: mov $0x38f,%ecx */
-	{ 0x1005c, 1, 5, { 0xb8, 0x01, 0x00, 0x00, 0x00 } },   /* 0x4001005c: mov $0x1,%eax */
-	{ 0x10061, 1, 5, { 0xba, 0x00, 0x00, 0x00, 0x00 } },   /* 0x40010061: mov $0x0,%edx */
-	{ 0x10066, 1, 2, { 0x0f, 0x30 } },                     /* 0x40010066: wrmsr */
-	{ 0x10068, 1, 8, { 0x4c, 0x89, 0x34, 0x25, 0x38, 0x00, 0x10, 0x40 } },/* 0x40010068: mov %r14,0x40100038 */
-	/* [5] run 3 units, 3 instructions */
-	{ 0x10070, 1, 7, { 0x48, 0x8d, 0x0d, 0x09, 0x00, 0x00, 0x00 } },/* 0x40010070: lea 0x9(%rip),%rcx */
-	{ 0x10077, 1, 6, { 0x41, 0xbb, 0x02, 0x02, 0x00, 0x00 } },/* 0x40010077: mov $0x202,%r11d */
-	{ 0x1007d, 1, 3, { 0x48, 0x0f, 0x07 } },               /* 0x4001007d: sysretq */
-	{ 0x10080, 3, 1, { 0x90 } },                           /* 0x40010080: nop (x 3) */
-	{ 0x10083, 1, 2, { 0x0f, 0x05 } },                     /* 0x40010083: syscall */
-	/* [6] WRMSR IA32_A_PMC0 (0x4c1) <- 0xfffffffffffb */
-	{ 0x10085, 1, 3, { 0x45, 0x31, 0xf6 } },               /* 0x40010085: xor %r14d,%r14d */
-	{ 0x10088, 1, 5, { 0xb9, 0xc1, 0x04, 0x00, 0x00 } },   /* 0x40010088: mov $0x4c1,%ecx */
-	{ 0x1008d, 1, 5, { 0xb8, 0xfb, 0xff, 0xff, 0xff } },   /* 0x4001008d: mov $0xfffffffb,%eax */
-	{ 0x10092, 1, 5, { 0xba, 0xff, 0xff, 0x00, 0x00 } },   /* 0x40010092: mov $0xffff,%edx */
-	{ 0x10097, 1, 2, { 0x0f, 0x30 } },                     /* 0x40010097: wrmsr */
-	{ 0x10099, 1, 8, { 0x4c, 0x89, 0x34, 0x25, 0x48, 0x00, 0x10, 0x40 } },/* 0x40010099: mov %r14,0x40100048 */
-	/* [7] run 6 units, 6 instructions */
-	{ 0x100a1, 1, 7, { 0x48, 0x8d, 0x0d, 0x09, 0x00, 0x00, 0x00 } },/* 0x400100a1: lea 0x9(%rip),%rcx */
-	{ 0x100a8, 1, 6, { 0x41, 0xbb, 0x02, 0x02, 0x00, 0x00 } },/* 0x400100a8: mov $0x202,%r11d */
-	{ 0x100ae, 1, 3, { 0x48, 0x0f, 0x07 } },               /* 0x400100ae: sysretq */
-	{ 0x100b1, 6, 1, { 0x90 } },                           /* 0x400100b1: nop (x 6) */
-	{ 0x100b7, 1, 2, { 0x0f, 0x05 } },                     /* 0x400100b7: syscall */
+	/* [3] run 1 unit, 100000 instructions */
+	{ 0x10038, 1, 7, { 0x48, 0x8d, 0x0d, 0x09, 0x00, 0x00, 0x00 } },/* 0x40010038: lea 0x9(%rip),%rcx */
+	{ 0x1003f, 1, 6, { 0x41, 0xbb, 0x02, 0x02, 0x00, 0x00 } },/* 0x4001003f: mov $0x202,%r11d */
+	{ 0x10045, 1, 3, { 0x48, 0x0f, 0x07 } },               /* 0x40010045: sysretq */
+	{ 0x10048, 100000, 1, { 0x90 } },                      /* 0x40010048: nop (x 100000) */
+	{ 0x286e8, 1, 2, { 0x0f, 0x05 } },                     /* 0x400286e8: syscall */
+	/* [4] WRMSR IA32_A_PMC0 (0x4c1) <- 0xfffffffffc18 */
+	{ 0x286ea, 1, 3, { 0x45, 0x31, 0xf6 } },               /* 0x400286ea: xor %r14d,%r14d */
+	{ 0x286ed, 1, 5, { 0xb9, 0xc1, 0x04, 0x00, 0x00 } },   /* 0x400286ed: mov $0x4c1,%ecx */
+	{ 0x286f2, 1, 5, { 0xb8, 0x18, 0xfc, 0xff, 0xff } },   /* 0x400286f2: mov $0xfffffc18,%eax */
+	{ 0x286f7, 1, 5, { 0xba, 0xff, 0xff, 0x00, 0x00 } },   /* 0x400286f7: mov $0xffff,%edx */
+	{ 0x286fc, 1, 2, { 0x0f, 0x30 } },                     /* 0x400286fc: wrmsr */
+	{ 0x286fe, 1, 8, { 0x4c, 0x89, 0x34, 0x25, 0x28, 0x00, 0x10, 0x40 } },/* 0x400286fe: mov %r14,0x40100028 */
+	/* [5] run 1 unit, 50000 instructions */
+	{ 0x28706, 1, 7, { 0x48, 0x8d, 0x0d, 0x09, 0x00, 0x00, 0x00 } },/* 0x40028706: lea 0x9(%rip),%rcx */
+	{ 0x2870d, 1, 6, { 0x41, 0xbb, 0x02, 0x02, 0x00, 0x00 } },/* 0x4002870d: mov $0x202,%r11d */
+	{ 0x28713, 1, 3, { 0x48, 0x0f, 0x07 } },               /* 0x40028713: sysretq */
+	{ 0x28716, 50000, 1, { 0x90 } },                       /* 0x40028716: nop (x 50000) */
+	{ 0x34a66, 1, 2, { 0x0f, 0x05 } },                     /* 0x40034a66: syscall */
+	/* [6] RDMSR IA32_A_PMC0 (0x4c1) */
+	{ 0x34a68, 1, 3, { 0x45, 0x31, 0xf6 } },               /* 0x40034a68: xor %r14d,%r14d */
+	{ 0x34a6b, 1, 5, { 0xb9, 0xc1, 0x04, 0x00, 0x00 } },   /* 0x40034a6b: mov $0x4c1,%ecx */
+	{ 0x34a70, 1, 2, { 0x0f, 0x32 } },                     /* 0x40034a70: rdmsr */
+	{ 0x34a72, 1, 4, { 0x48, 0xc1, 0xe2, 0x20 } },         /* 0x40034a72: shl $0x20,%rdx */
+	{ 0x34a76, 1, 3, { 0x48, 0x09, 0xd0 } },               /* 0x40034a76: or %rdx,%rax */
+	{ 0x34a79, 1, 8, { 0x48, 0x89, 0x04, 0x25, 0x30, 0x00, 0x10, 0x40 } },/* 0x40034a79: mov %rax,0x40100030 */
+	{ 0x34a81, 1, 8, { 0x4c, 0x89, 0x34, 0x25, 0x38, 0x00, 0x10, 0x40 } },/* 0x40034a81: mov %r14,0x40100038 */
+	/* [7] RDMSR IA32_PERF_GLOBAL_STATUS (0x38e) */
+	{ 0x34a89, 1, 3, { 0x45, 0x31, 0xf6 } },               /* 0x40034a89: xor %r14d,%r14d */
+	{ 0x34a8c, 1, 5, { 0xb9, 0x8e, 0x03, 0x00, 0x00 } },   /* 0x40034a8c: mov $0x38e,%ecx */
+	{ 0x34a91, 1, 2, { 0x0f, 0x32 } },                     /* 0x40034a91: rdmsr */
+	{ 0x34a93, 1, 4, { 0x48, 0xc1, 0xe2, 0x20 } },         /* 0x40034a93: shl $0x20,%rdx */
+	{ 0x34a97, 1, 3, { 0x48, 0x09, 0xd0 } },               /* 0x40034a97: or %rdx,%rax */
+	{ 0x34a9a, 1, 8, { 0x48, 0x89, 0x04, 0x25, 0x40, 0x00, 0x10, 0x40 } },/* 0x40034a9a: mov %rax,0x40100040 */
+	{ 0x34aa2, 1, 8, { 0x4c, 0x89, 0x34, 0x25, 0x48, 0x00, 0x10, 0x40 } },/* 0x40034aa2: mov %r14,0x40100048 */
 	/* end */
-	{ 0x100b9, 1, 2, { 0x31, 0xc0 } },                     /* 0x400100b9: xor %eax,%eax */
-	{ 0x100bb, 1, 2, { 0xe7, 0x11 } },                     /* 0x400100bb: out %eax,$0x11 */
-	{ 0x100bd, 1, 2, { 0xeb, 0xfe } },                     /* 0x400100bd: jmp . */
+	{ 0x34aaa, 1, 2, { 0x31, 0xc0 } },                     /* 0x40034aaa: xor %eax,%eax */
+	{ 0x34aac, 1, 2, { 0xe7, 0x11 } },                     /* 0x40034aac: out %eax,$0x11 */
+	{ 0x34aae, 1, 2, { 0xeb, 0xfe } },                     /* 0x40034aae: jmp . */
 };
 
-#define NR_CHECKS 6
-static const struct check checks[6] = {
+#define NR_CHECKS 5
+static const struct check checks[5] = {
 	/* exact */
-	{ .what = "[1] WRMSR IA32_PERF_GLOBAL_CTRL (0x38f) <- 0x0", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100008, .mode = M_NONE, .due = 1 },
+	{ .what = "[1] WRMSR IA32_PERFEVTSEL0 (0x186) <- 0x4100c0", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100008, .mode = M_NONE, .due = 1 },
 	/* exact */
-	{ .what = "[2] WRMSR X2APIC_LVTPC (0x834) <- 0x400", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100018, .mode = M_NONE, .due = 1 },
+	{ .what = "[2] WRMSR IA32_PERF_GLOBAL_CTRL (0x38f) <- 0x1", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100018, .mode = M_NONE, .due = 1 },
 	/* exact */
-	{ .what = "[3] WRMSR IA32_PERFEVTSEL0 (0x186) <- 0x5100c0", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100028, .mode = M_NONE, .due = 1 },
+	{ .what = "[4] WRMSR IA32_A_PMC0 (0x4c1) <- 0xfffffffffc18", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100028, .mode = M_NONE, .due = 1 },
+	/* bound: ring crossings and event delivery count on either side */
+	{ .what = "[6] RDMSR IA32_A_PMC0 (0x4c1)", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100038, .val_at = 0x40100030, .mode = M_RANGE, .a = 0xbf68ull, .b = 0xbf6aull, .due = 1 },
 	/* exact */
-	{ .what = "[4] WRMSR IA32_PERF_GLOBAL_CTRL (0x38f) <- 0x1", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100038, .mode = M_NONE, .due = 1 },
-	/* exact */
-	{ .what = "[6] WRMSR IA32_A_PMC0 (0x4c1) <- 0xfffffffffffb", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100048, .mode = M_NONE, .due = 1 },
-	{ .what = "PMI #1 (vector 2, after run 6 units, 6 instructions)", .kind = C_PMI, .vec = 2, .val_off = 0, .a = 0x400100b4, .b = 0x400100bd, .due = 1 },
+	{ .what = "[7] RDMSR IA32_PERF_GLOBAL_STATUS (0x38e)", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100048, .val_at = 0x40100040, .mode = M_EXACT, .a = 0x1ull, .due = 1 },
 };
 
 /* PMIs bare metal delivers by each sync point (the end last), and in all. */
-static const unsigned pmi_max_by[NR_SYNCS + 1] = { 1 };
-#define PMI_MIN 1
+static const unsigned pmi_max_by[NR_SYNCS + 1] = { 0 };
+#define PMI_MIN 0
 
 static void check_needs(void);
 static void vmm_prefix(void);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// [lbr-freeze] KVM: x86/pmu: a guest with PMU version 4 or 5 gets no Freeze_LBRs_On_PMI: LBR_FRZ is never set and its LBRs keep recording
+// unsupported configuration: a guest with PMU version 4 or 5 gets no streamlined Freeze_LBRs_On_PMI: LBR_FRZ is never set and its LBRs keep recording
 //
 // vpmu-conformance KVM selftest for 0002-kvm-no-lbr-freeze-for-pmu-v4 (reports/filed/0002-kvm-no-lbr-freeze-for-pmu-v4.md).
 // Property: property 3: after a PMI with Freeze_LBRs_On_PMI the guest sees the LBRs bare metal shows.
@@ -63,7 +63,7 @@
 
 /* ---- the program (generated) ---------------------------------------------------------- */
 
-#define TITLE "0002-kvm-no-lbr-freeze-for-pmu-v4: [lbr-freeze] KVM: x86/pmu: a guest with PMU version 4 or 5 gets no Freeze_LBRs_On_PMI: LBR_FRZ is never set and its LBRs keep recording"
+#define TITLE "0002-kvm-no-lbr-freeze-for-pmu-v4: unsupported configuration: a guest with PMU version 4 or 5 gets no streamlined Freeze_LBRs_On_PMI: LBR_FRZ is never set and its LBRs keep recording"
 #define AGAINST "bare metal"
 #define GUEST_BASE 0x40000000ull
 #define GUEST_SIZE 0x400000

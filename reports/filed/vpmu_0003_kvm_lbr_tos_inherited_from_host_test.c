@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// [lbr-vs-host] KVM: x86/pmu: the guest's LBR_TOS starts where the host's LBR user left it: intel_pmu_lbr_reset() wipes the records but not MSR_LASTBRANCH_TOS
+// [withdrawn] the guest's first LBR_TOS read shows where the host's LBR user left TOS: intel_pmu_lbr_reset() wipes the records but not MSR_LASTBRANCH_TOS
 //
 // vpmu-conformance KVM selftest for 0003-kvm-lbr-tos-inherited-from-host (reports/filed/0003-kvm-lbr-tos-inherited-from-host.md).
 // Property: property 1, conformance: every guest observation equals what bare metal of the guest CPUID shows.
@@ -63,7 +63,7 @@
 
 /* ---- the program (generated) ---------------------------------------------------------- */
 
-#define TITLE "0003-kvm-lbr-tos-inherited-from-host: [lbr-vs-host] KVM: x86/pmu: the guest's LBR_TOS starts where the host's LBR user left it: intel_pmu_lbr_reset() wipes the records but not MSR_LASTBRANCH_TOS"
+#define TITLE "0003-kvm-lbr-tos-inherited-from-host: [withdrawn] the guest's first LBR_TOS read shows where the host's LBR user left TOS: intel_pmu_lbr_reset() wipes the records but not MSR_LASTBRANCH_TOS"
 #define AGAINST "bare metal"
 #define GUEST_BASE 0x40000000ull
 #define GUEST_SIZE 0x400000

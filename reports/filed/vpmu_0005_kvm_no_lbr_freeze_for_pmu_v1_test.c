@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// [conformance] KVM: x86/pmu: a guest with PMU version 1 gets no Freeze_LBRs_On_PMI: DEBUGCTL.LBR stays set and its LBRs keep recording
+// KVM: x86/pmu: FREEZE_LBRS_ON_PMI is accepted in the DEBUGCTL of a PMU version 1 guest, where a version-1 PMU has no such bit [rests on D37]
 //
 // vpmu-conformance KVM selftest for 0005-kvm-no-lbr-freeze-for-pmu-v1 (reports/filed/0005-kvm-no-lbr-freeze-for-pmu-v1.md).
 // Property: property 1, conformance: every guest observation equals what bare metal of the guest CPUID shows.
@@ -65,7 +65,7 @@
 
 /* ---- the program (generated) ---------------------------------------------------------- */
 
-#define TITLE "0005-kvm-no-lbr-freeze-for-pmu-v1: [conformance] KVM: x86/pmu: a guest with PMU version 1 gets no Freeze_LBRs_On_PMI: DEBUGCTL.LBR stays set and its LBRs keep recording"
+#define TITLE "0005-kvm-no-lbr-freeze-for-pmu-v1: KVM: x86/pmu: FREEZE_LBRS_ON_PMI is accepted in the DEBUGCTL of a PMU version 1 guest, where a version-1 PMU has no such bit [rests on D37]"
 #define AGAINST "bare metal"
 #define GUEST_BASE 0x40000000ull
 #define GUEST_SIZE 0x400000

@@ -1,11 +1,12 @@
 /**
- * Regression for reports/filed/0001-kvm-pmc-write-period-from-base.md: a guest write to a running
- * counter re-arms the perf period from the stale base, so the overflow and its PMI come late.
- * Pinned as upstream behaviour (the known divergence write-period-from-base); if a fix lands, the
- * first expectation flips and the declaration goes.
+ * Regression for reports/filed/0001-kvm-pmc-write-period-from-base.md: a guest write to a running counter re-arms
+ * perf's period from the stale base, so the overflow comes late by what perf counted since the event was last paused.
+ * Judged by GLOBAL_STATUS and the counter after a large count, not by when a PMI lands. Pinned as upstream behaviour
+ * (the known divergence write-period-from-base); the design applying the suggested fix conforms.
  */
 import { describe, expect, it } from 'vitest';
 import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
+import { DecisionLog, recording } from '../../model/hw/relied.js';
 import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../scenarios/commands.js';
 import type { GuestConfig } from '../../scenarios/world.js';
@@ -19,29 +20,54 @@ const guest: GuestConfig = {
   },
   perfCapabilities: 0x2000n, // FW_WRITES
 };
-const insns = (n: number) => Array.from({ length: n }, () => ({ cpl: 3, instructions: 1 }));
-// A USR-only counter does not count the WRMSR (CPL 0), so no reprogram follows the write.
+// A USR-only counter does not count the WRMSR (CPL 0), so no reprogram follows the write; INT clear: no PMI at all.
 const program = [
-  new GuestWrmsr(0, 0x38f, 0x0n),
-  new GuestWrmsr(0, 0x834, 0x400n),
-  new GuestWrmsr(0, 0x186, 0x5100c0n), // instructions, USR|INT|EN
+  new GuestWrmsr(0, 0x186, 0x4100c0n), // instructions, USR|EN
   new GuestWrmsr(0, 0x38f, 0x1n),
-  new GuestRun(0, insns(3)),
-  new GuestWrmsr(0, 0x4c1, (1n << 48n) - 5n),
-  new GuestRun(0, insns(6)),
+  new GuestRun(0, [{ cpl: 3, instructions: 100_000 }]),
+  new GuestWrmsr(0, 0x4c1, (1n << 48n) - 1000n), // -1000 while it counts
+  new GuestRun(0, [{ cpl: 3, instructions: 50_000 }]),
+  new GuestRdmsr(0, 0x4c1),
+  new GuestRdmsr(0, 0x38e),
 ];
 
 describe('reports/filed/0001: a write to a running counter re-arms the perf period from the stale base', () => {
-  it('the emulated vPMU delivers the PMI late', () => {
-    expect(firstDivergence('skylake', guest, program, 'emulated')).toMatchObject({
-      kind: 'run',
-      sut: { kind: 'pmis', pmis: [] },
-      oracle: { kind: 'pmis', pmis: [{ afterUnit: 4, vector: 2 }] },
+  it('the counter wraps on both sides, but the emulated vPMU sets no overflow bit: perf overflows 100 000 events late', () => {
+    const log = new DecisionLog();
+    const d = recording(log, () => firstDivergence('skylake', guest, program, 'emulated'));
+    expect(d).toMatchObject({
+      step: 7,
+      kind: 'rdmsr',
+      target: 0x38e,
+      sut: { kind: 'value', value: 0n },
+      oracle: { kind: 'value', value: 1n },
     });
+    // Nothing it rests on concerns counters or GLOBAL_STATUS: host perf's LBR set-up only.
+    expect(log.ids.filter((id) => id !== 'D20' && id !== 'H14')).toEqual([]);
   });
 
   it('is declared as the known divergence write-period-from-base', () => {
     expect(knownDivergencesMet('skylake', guest, program, 'emulated')).toEqual(['write-period-from-base']);
+  });
+
+  it('conforms once pmc_write_counter re-arms from the value written (the suggested fix), and on the mediated vPMU', () => {
+    expect(firstDivergence('skylake', guest, program, 'fix/0001-write-period-from-value')).toBeNull();
+    expect(firstDivergence('skylake', guest, program, 'mediated')).toBeNull();
+  });
+
+  it('a count smaller than the distance to overflow still wraps late, by exactly the events perf counted before', () => {
+    // 10 events before the write, -5 written, 12 after: bare metal wraps at the 5th, perf only at the 15th.
+    const small = [
+      ...program.slice(0, 2),
+      new GuestRun(0, [{ cpl: 3, instructions: 10 }]),
+      new GuestWrmsr(0, 0x4c1, (1n << 48n) - 5n),
+      new GuestRun(0, [{ cpl: 3, instructions: 12 }]),
+      new GuestRdmsr(0, 0x38e),
+      new GuestRun(0, [{ cpl: 3, instructions: 3 }]),
+      new GuestRdmsr(0, 0x38e),
+    ];
+    expect(firstDivergence('skylake', guest, small.slice(0, 6), 'emulated')).toMatchObject({ target: 0x38e });
+    expect(firstDivergence('skylake', guest, small.slice(0, 6), 'fix/0001-write-period-from-value')).toBeNull();
   });
 
   // Found by a seed sweep (FC_SEED=208): with FREEZE_LBRS_ON_PMI armed and LVTPC masked, the late
@@ -64,9 +90,5 @@ describe('reports/filed/0001: a write to a running counter re-arms the perf peri
       oracle: { kind: 'value', value: 0x800n },
     });
     expect(knownDivergencesMet('skylake', lbrGuest, late, 'emulated')).toEqual(['write-period-from-base']);
-  });
-
-  it('the mediated vPMU writes the hardware counter: the PMI comes on time', () => {
-    expect(firstDivergence('skylake', guest, program, 'mediated')).toBeNull();
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Regression for reports/filed/0005-kvm-freeze-lbrs-accepted-for-pmu-v1.md: KVM accepts FREEZE_LBRS_ON_PMI in the
+ * Regression for reports/filed/0005-kvm-no-lbr-freeze-for-pmu-v1.md: KVM accepts FREEZE_LBRS_ON_PMI in the
  * DEBUGCTL of a PMU version 1 guest with LBRs, a bit a version-1 PMU does not have (decision D37, re-decided from the
  * SDM). It first read "no LBR freeze for a PMU v1 guest", which rested on the opposite reading of D37; that claim is
  * withdrawn (a v1 PMU has no freeze to emulate). Declared as v1-freeze-lbrs-accepted.
