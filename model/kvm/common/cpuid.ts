@@ -3,7 +3,8 @@
  * kvm_pmu_cap. Both designs report the same leaf; the mediated vPMU only requires more of the host.
  */
 
-import { leaf0aEax, leaf0aEdx, type CpuidRegs } from '../../hw/profile.js';
+import { leaf0aEax, leaf0aEdx, type CpuidRegs, type Profile } from '../../hw/profile.js';
+import type { SupportedPmu } from '../types.js';
 import type { KvmPmuCap } from './pmu.h.js';
 
 /** CPUID leaf 0xA: Architectural Performance Monitoring. */
@@ -25,5 +26,23 @@ export function __do_cpuid_func(cap: KvmPmuCap, func: number): CpuidRegs {
     ebx: cap.events_mask,
     ecx: 0,
     edx: leaf0aEdx(cap.num_counters_fixed, cap.bit_width_fixed, cap.version !== 0),
+  };
+}
+
+/** What a vCPU's state holds that KVM_GET_SUPPORTED_CPUID and the feature MSRs are answered from. */
+interface SupportedSource {
+  readonly ops: { __do_cpuid_func(cap: KvmPmuCap, func: number): CpuidRegs };
+  readonly kvm_pmu_cap: KvmPmuCap;
+  readonly supported_perf_cap: bigint;
+  readonly host: { readonly profile: Profile };
+}
+
+/** KVM_GET_SUPPORTED_CPUID leaf 0xA and the feature MSR PERF_CAPABILITIES; an LBR format needs the host's model. */
+export function supportedPmuOf(s: SupportedSource): SupportedPmu {
+  const p = s.host.profile;
+  return {
+    leaf0a: s.ops.__do_cpuid_func(s.kvm_pmu_cap, CPUID_LEAF_ARCH_PERFMON),
+    perfCapabilities: s.supported_perf_cap,
+    lbrModel: { family: p.family, model: p.model },
   };
 }

@@ -19,7 +19,7 @@ import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
 import { kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR, runExitHandler } from '../common/vcpu.js';
 import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, SupportedPmu, VpmuVcpu } from '../types.js';
-import { CPUID_LEAF_ARCH_PERFMON } from '../common/cpuid.js';
+import { supportedPmuOf } from '../common/cpuid.js';
 import { kvm_handle_guest_mediated_pmi, newMediatedPmu } from './pmu.js';
 import { kvm_vm_set_pmu_event_filter } from '../common/pmu.js';
 import type { MediatedKvm, MediatedVcpuState } from './state.js';
@@ -108,15 +108,9 @@ export class MediatedVcpu implements VpmuVcpu {
     return this.s.supported_perf_cap;
   }
 
-  /** KVM_GET_SUPPORTED_CPUID leaf 0xA and the feature MSR PERF_CAPABILITIES; an LBR format needs the host's model. */
+  /** KVM_GET_SUPPORTED_CPUID leaf 0xA and the feature MSR PERF_CAPABILITIES of this design on this host. */
   supportedPmu(): SupportedPmu {
-    const s = this.s;
-    const p = s.host.profile;
-    return {
-      leaf0a: s.ops.__do_cpuid_func(s.kvm_pmu_cap, CPUID_LEAF_ARCH_PERFMON),
-      perfCapabilities: s.supported_perf_cap,
-      lbrModel: { family: p.family, model: p.model },
-    };
+    return supportedPmuOf(this.s);
   }
 
   /** What KVM spent so far (issue #6's cost model). */
