@@ -31,7 +31,7 @@ export function __do_cpuid_func(cap: KvmPmuCap, func: number): CpuidRegs {
 
 /** What a vCPU's state holds that KVM_GET_SUPPORTED_CPUID and the feature MSRs are answered from. */
 interface SupportedSource {
-  readonly ops: { __do_cpuid_func(cap: KvmPmuCap, func: number): CpuidRegs };
+  readonly ops: { readonly __do_cpuid_func: typeof __do_cpuid_func };
   readonly kvm_pmu_cap: KvmPmuCap;
   readonly supported_perf_cap: bigint;
   readonly host: { readonly profile: Profile };

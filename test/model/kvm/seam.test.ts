@@ -34,7 +34,7 @@ const ROOT = join(import.meta.dirname, '../../../model/kvm');
 
 function sources(): { file: string; src: string }[] {
   const out: { file: string; src: string }[] = [];
-  for (const dir of ['common', 'emulated', 'mediated', 'variants', 'bugs']) {
+  for (const dir of ['common', 'emulated', 'mediated', 'variants', 'bugs', 'fixes']) {
     for (const f of readdirSync(join(ROOT, dir))) {
       // ops.ts files build the records; they name the functions without calling them.
       if (!f.endsWith('.ts') || f === 'ops.ts') continue;
