@@ -6,7 +6,7 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -23,7 +23,6 @@ if (spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' }).sta
   throw new Error('the build failed');
 const tmp = mkdtempSync(join(tmpdir(), 'vpmu-startup-'));
 // A report to replay: bug #41 found by conformance, shrunk to one command.
-const id = 'bug-5728a4a0ea79-rdpmc-0x80000000-bare-metal-gp';
 const made = spawnSync(
   process.execPath,
   [
@@ -47,6 +46,9 @@ const made = spawnSync(
   { encoding: 'utf8' },
 );
 if (made.status !== 1) throw new Error(`could not make a report to replay:\n${made.stdout}\n${made.stderr}`);
+// Its folder is named by its root cause, which the generators decide: look it up rather than name it.
+const id = readdirSync(tmp).find((d) => existsSync(join(tmp, d, 'report.json')));
+if (id === undefined) throw new Error(`the run wrote no report into ${tmp}`);
 
 const node = process.execPath;
 const CASES: { what: string; cmd: string; args: string[]; status: number; target: number }[] = [
