@@ -17,7 +17,7 @@ import {
   defaultCosts,
   parseCostOverride,
 } from '../compare/costs.js';
-import { runWorkload, type WorkloadResult } from '../compare/run.js';
+import { nsPerGuestOp, ranWorkload, runWorkload, type WorkloadResult } from '../compare/run.js';
 import { WORKLOADS } from '../compare/workloads.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { designChecks } from '../properties/checks.js';
@@ -229,15 +229,15 @@ async function compareWith(opts: Options, json: string | null, signal: () => Nod
           const rs = designs.map((d) =>
             workloads.find((x) => x.workload === w.id && x.host === h && x.design === d.id)!,
           );
-          const priced = rs.filter((r) => !r.verdict.startsWith('unavailable'));
+          const priced = rs.filter(ranWorkload);
           const cheapest = Math.min(...priced.map((r) => r.ns));
           t.push([
             w.id,
             h,
             ...rs.map((r) =>
-              r.verdict.startsWith('unavailable')
+              !ranWorkload(r)
                 ? 'unavailable'
-                : `${r.verdict.length > 28 ? `${r.verdict.slice(0, 27)}…` : r.verdict}\n${us(r.ns)} · ${us(r.ns / Math.max(r.guestOps, 1))}`,
+                : `${r.verdict.length > 28 ? `${r.verdict.slice(0, 27)}…` : r.verdict}\n${us(r.ns)} · ${us(nsPerGuestOp(r))}`,
             ),
             priced.length > 1 && cheapest > 0 ? priced.map((r) => `${(r.ns / cheapest).toFixed(1)}×`).join(' : ') : '',
           ]);
@@ -246,8 +246,7 @@ async function compareWith(opts: Options, json: string | null, signal: () => Nod
       console.log(t.toString());
       const steps = new Table({ head: ['workload', 'host', 'design', ...COST_STEPS], style: { head: [], border: [] } });
       for (const r of workloads)
-        if (!r.verdict.startsWith('unavailable'))
-          steps.push([r.workload, r.host, r.design, ...COST_STEPS.map((k) => r.steps[k])]);
+        if (ranWorkload(r)) steps.push([r.workload, r.host, r.design, ...COST_STEPS.map((k) => r.steps[k])]);
       console.log('\nSteps counted:');
       console.log(steps.toString());
       console.log('\nCost model (ns per step; --cost step=ns overrides):');

@@ -6,12 +6,9 @@
 
 import type { TopLevelSpec } from 'vega-lite';
 import { COST_STEPS } from './costs.js';
-import type { WorkloadResult } from './run.js';
+import { nsPerGuestOp, ranWorkload, type WorkloadResult } from './run.js';
 
-/** The results a chart can draw: those a design could run (an unavailable design has no cost). */
-const priced = (rs: readonly WorkloadResult[]) => rs.filter((r) => !r.verdict.startsWith('unavailable'));
-
-const perOp = (r: WorkloadResult) => r.ns / Math.max(r.guestOps, 1);
+const priced = (rs: readonly WorkloadResult[]) => rs.filter(ranWorkload);
 
 /**
  * Cost per guest operation, per design, for each workload (rows) on each host (columns): the
@@ -33,7 +30,7 @@ export function costPerOpSpec(
         workload: r.workload,
         host: r.host,
         design: r.design,
-        perOpUs: perOp(r) / 1000,
+        perOpUs: nsPerGuestOp(r) / 1000,
         verdict: r.verdict,
       })),
     },

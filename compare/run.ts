@@ -23,6 +23,12 @@ export interface WorkloadResult {
   readonly ns: number;
 }
 
+/** Whether the design could run the workload (an unavailable design has no cost to show). */
+export const ranWorkload = (r: WorkloadResult): boolean => !r.verdict.startsWith('unavailable');
+
+/** The priced cost per guest operation, in ns: the tables' and the charts' "per op" figure. */
+export const nsPerGuestOp = (r: WorkloadResult): number => r.ns / Math.max(r.guestOps, 1);
+
 export function runWorkload(
   w: Workload,
   design: Design,
