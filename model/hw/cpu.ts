@@ -23,14 +23,7 @@ import {
 import { ARCH_LBR_LBREN, type ArchLbrXsave, archRecord, xrstorsArchLbr, xsavesArchLbr } from './msr/lbr_arch.js';
 import { legacyRecord } from './msr/lbr_legacy.js';
 import { buildMsrFile, msrName } from './msr/map.js';
-import {
-  MSR_IA32_DS_AREA,
-  MSR_IA32_LASTINTFROMIP,
-  MSR_IA32_LASTINTTOIP,
-  MSR_IA32_PEBS_ENABLE,
-  MSR_LER_INFO,
-  MSR_PEBS_DATA_CFG,
-} from './msr/unmodelled.js';
+import { MSR_IA32_LASTINTFROMIP, MSR_IA32_LASTINTTOIP, MSR_LER_INFO, PEBS_DS_MSRS } from './msr/unmodelled.js';
 import { accumulateTopdown, clearTopdown, readPerfMetrics, tallyTopdown, totalSlots } from './msr/topdown.js';
 import type { MsrDef } from './msr/types.js';
 import { archEventAvailable, fixedIndices, type Profile } from './profile.js';
@@ -89,7 +82,6 @@ const ABSENT_GP = new Map<string, Map<number, Access>>();
 /** Global MSRs, absent below version 2 (decision D1). */
 const GLOBAL_MSRS = new Set([MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_OVF_CTRL]);
 /** PEBS and the debug store (decision D31), the last-exception records (decision D27): absent everywhere. */
-const PEBS_MSRS = new Set([MSR_IA32_PEBS_ENABLE, MSR_PEBS_DATA_CFG, MSR_IA32_DS_AREA]);
 const LER_MSRS = new Set([MSR_IA32_LASTINTFROMIP, MSR_IA32_LASTINTTOIP, MSR_LER_INFO]);
 
 export class Cpu {
@@ -178,7 +170,7 @@ export class Cpu {
   /** The #GP of an MSR the part lacks, made once per address (generated programs probe many). */
   private absent(address: number): Access {
     if (GLOBAL_MSRS.has(address) && this.profile.version === 1) relied('D1');
-    else if (PEBS_MSRS.has(address)) relied('D31');
+    else if (PEBS_DS_MSRS.has(address)) relied('D31');
     else if (LER_MSRS.has(address)) relied('D27');
     let byAddress = ABSENT_GP.get(this.profile.name);
     if (byAddress === undefined) ABSENT_GP.set(this.profile.name, (byAddress = new Map<number, Access>()));

@@ -33,6 +33,9 @@ export function relied(id: DecisionId): void {
   if (active !== null) active.add(id);
 }
 
+/** Whether a log records: a check that costs more than a null test is made only then. */
+export const isRecording = (): boolean => active !== null;
+
 /** Runs `f` with `log` recording every decision applied meanwhile (nested recordings see only their own). */
 export function recording<T>(log: DecisionLog, f: () => T): T {
   const outer = active;

@@ -21,8 +21,8 @@ import {
 } from '../../hw/msr/counters.js';
 import { X2APIC_LVTPC } from '../../hw/msr/apic.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
-import { MSR_IA32_DS_AREA, MSR_IA32_PEBS_ENABLE, MSR_PEBS_DATA_CFG } from '../../hw/msr/unmodelled.js';
-import { relied } from '../../hw/relied.js';
+import { PEBS_DS_MSRS } from '../../hw/msr/unmodelled.js';
+import { isRecording, relied } from '../../hw/relied.js';
 
 const MSR_P6_PERFCTR0 = MSR_IA32_PERFCTR0;
 const MSR_P6_PERFCTR1 = 0xc2;
@@ -49,12 +49,9 @@ export const KVM_EXIT_HANDLER_WORK: WorkUnit = Object.freeze({
  * user's event counts host work there or the LBRs record it.
  */
 export function runExitHandler(vcpu: VcpuBase): void {
-  if (vcpu.host.hostWorkObserved(vcpu.cpu)) relied('K3');
+  if (isRecording() && vcpu.host.hostWorkObserved(vcpu.cpu)) relied('K3');
   vcpu.host.runHost(vcpu.cpu, [KVM_EXIT_HANDLER_WORK]);
 }
-
-/** The MSRs of what the port leaves out (K2): unknown to it, so #GP for the guest. */
-const UNPORTED_MSRS = new Set([MSR_IA32_PEBS_ENABLE, MSR_PEBS_DATA_CFG, MSR_IA32_DS_AREA]);
 
 /** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it; no DEBUGCTL, no LBR MSRs (K4). */
 function msrs_to_save_pmu(): number[] {
@@ -142,7 +139,8 @@ export function kvm_get_msr_common(vcpu: VcpuBase, msr: number, host: boolean): 
       return ok(0n);
   }
   if (ops.kvm_pmu_is_valid_msr(vcpu, msr)) return ops.kvm_pmu_get_msr(vcpu, msr, host);
-  if (UNPORTED_MSRS.has(msr)) relied('K2');
+  // PEBS and the DS area are unknown to the port (K2), so #GP for the guest.
+  if (PEBS_DS_MSRS.has(msr)) relied('K2');
   return null;
 }
 
@@ -177,7 +175,7 @@ export function kvm_set_msr_common(vcpu: VcpuBase, msr: number, data: bigint, ho
       return ok(data);
   }
   if (ops.kvm_pmu_is_valid_msr(vcpu, msr)) return ops.kvm_pmu_set_msr(vcpu, msr, data, host);
-  if (UNPORTED_MSRS.has(msr)) relied('K2');
+  if (PEBS_DS_MSRS.has(msr)) relied('K2');
   return null;
 }
 

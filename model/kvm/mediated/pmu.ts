@@ -42,7 +42,7 @@ import {
   MSR_CORE_PERF_FIXED_CTR0,
 } from '../../hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
-import { relied } from '../../hw/relied.js';
+import { isRecording, relied } from '../../hw/relied.js';
 
 /** kvm_pmu_cap (what KVM offers guests) and kvm_host_pmu (what perf reports of the hardware). */
 export interface MediatedPmuCap extends KvmPmuCap {
@@ -302,5 +302,5 @@ export function kvm_mediated_pmu_put(vcpu: MediatedVcpuState): void {
   vcpu.cost.entryExitMsrAccesses++; // perf_put_guest_lvtpc's APIC write
   perf_put_guest_lvtpc(vcpu.host, vcpu.cpu);
   perf_put_guest_context(vcpu.host, vcpu.cpu);
-  if (vcpu.host.hostWorkObserved(vcpu.cpu)) relied('K14'); // a put at every exit: host events count from here
+  if (isRecording() && vcpu.host.hostWorkObserved(vcpu.cpu)) relied('K14'); // a put at every exit: host events count from here
 }
