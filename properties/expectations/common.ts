@@ -56,10 +56,7 @@ export const readZeroOrAccepted = (o: Pick<Observation, 'kind' | 'sut'>) =>
   o.kind === 'rdmsr' ? readValue(o.sut) === 0n : o.kind === 'wrmsr' && o.sut.kind === 'accepted';
 
 /** A GP counter (either alias) or one of the three fixed counters KVM gives a guest. */
-export const isCounter = (m: number) =>
-  (m >= MSR_IA32_PERFCTR0 && m < 0xc9) ||
-  (m >= MSR_IA32_PMC0 && m < 0x4c9) ||
-  (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 3);
+export const isCounter = (m: number) => counterOfMsr(m) !== null;
 
 /** A host user's event that perf accepted (a refused open holds no counter). */
 export const hostEventOpened = (h: Observation) => h.host?.op === 'open' && h.host.accepted;
