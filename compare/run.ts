@@ -8,6 +8,7 @@ import { newVpmuCost, type VpmuCost } from '../model/kvm/cost.js';
 import type { Design } from '../properties/design.js';
 import { HostOpen, type WorldCommand } from '../scenarios/commands.js';
 import { World } from '../scenarios/world.js';
+import { adoptionOf } from '../properties/expectations/types.js';
 import { describeObservation, diverges, showOutcome } from '../scenarios/observation.js';
 import { type CostStep, diffCost, priced } from './costs.js';
 import type { Workload } from './workloads.js';
@@ -47,6 +48,7 @@ export function runWorkload(
     design: design.factory,
     hostKernel: design.hostKernel,
     compare: false,
+    adopt: adoptionOf(design.expectations, host),
   });
   const program: WorldCommand[] = w.program(host);
   const before = { ...world.vcpus[0]!.cost };

@@ -60,20 +60,21 @@ export function runProgram(
   } catch (e) {
     if (!(e instanceof Divergence)) throw e;
     const history = e.world?.observations ?? [e.observation];
-    const k = r.expectations.find((x) => x.matches(e.observation, { host: r.host, guest, history }));
+    const ctx = { host: r.host, guest, history, ...(e.world !== null ? { facts: e.world } : {}) };
+    const k = r.expectations.find((x) => x.matches(e.observation, ctx));
     if (k === undefined) throw e;
     tally(r.known, k.id);
     if (k.contract === undefined) tally(r.ended, k.id);
+    // fast-check's wrappers run again on a fresh world; the commands are immutable.
     else
-      checkContract(r, guest, k, e.observation, () => {
-        const fresh = world(false);
-        // fast-check's wrappers run again on a fresh world; the commands are immutable.
-        for (const c of program) {
-          const cmd = (c as { cmd?: fc.Command<Record<string, never>, World> }).cmd ?? c;
-          if (cmd.check({})) cmd.run({}, fresh);
-        }
-        return fresh;
-      });
+      checkContract(
+        r,
+        guest,
+        k,
+        e.observation,
+        world(false),
+        program.map((c) => (c as { cmd?: fc.Command<Record<string, never>, World> }).cmd ?? c),
+      );
   } finally {
     if (w !== null) countAdopted(r, w);
   }
@@ -84,32 +85,39 @@ export function countAdopted(r: { known?: Map<string, number> | undefined }, w: 
   for (const id of new Set(w.adopted)) r.known?.set(id, (r.known.get(id) ?? 0) + 1);
 }
 
-/** Every observation after the known one must keep the divergence's weaker contract. */
+/**
+ * Every observation after the known one must keep the divergence's weaker contract. The program runs again, one
+ * command at a time, so each observation is judged with the world as it was when it was made.
+ */
 function checkContract(
   r: ConformanceRun,
   guest: GuestConfig,
   k: KnownDivergence,
   at: { step: number },
-  rerun: () => World,
+  w: World,
+  program: readonly fc.Command<Record<string, never>, World>[],
 ): void {
-  const w = rerun();
   const obs = w.observations;
-  for (let i = 0; i < obs.length; i++) {
-    const o = obs[i]!;
-    if (o.step < at.step || !diverges(o)) continue;
-    const ctx = { host: r.host, guest, history: obs.slice(0, i + 1) };
-    const why = k.contract!(o, ctx);
-    if (why === null) continue;
-    // Outside the contract but declared on its own: the program ends there as that known divergence.
-    const other = r.expectations.find((x) => x !== k && x.contract === undefined && x.matches(o, ctx));
-    if (other !== undefined) {
-      tally(r.known, other.id);
-      tally(r.ended, other.id);
-      return;
+  let i = 0;
+  for (const cmd of program) {
+    if (cmd.check({})) cmd.run({}, w);
+    for (; i < obs.length; i++) {
+      const o = obs[i]!;
+      if (o.step < at.step || !diverges(o)) continue;
+      const ctx = { host: r.host, guest, history: obs.slice(0, i + 1), facts: w };
+      const why = k.contract!(o, ctx);
+      if (why === null) continue;
+      // Outside the contract but declared on its own: the program ends there as that known divergence.
+      const other = r.expectations.find((x) => x !== k && x.contract === undefined && x.matches(o, ctx));
+      if (other !== undefined) {
+        tally(r.known, other.id);
+        tally(r.ended, other.id);
+        return;
+      }
+      const d = new Divergence({ ...o, note: { kind: 'contract', id: k.id, why } }, 'bare metal shows');
+      d.world = w;
+      throw d;
     }
-    const d = new Divergence({ ...o, note: { kind: 'contract', id: k.id, why } }, 'bare metal shows');
-    d.world = w;
-    throw d;
   }
 }
 

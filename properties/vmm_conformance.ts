@@ -39,7 +39,7 @@ export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: reado
     if (e.observation.kind === 'vmm') throw e;
     const now = w.guestConfig(e.observation.vcpu);
     const k = r.expectations.find((x) =>
-      x.matches(e.observation, { host: r.host, guest: now, history: w.observations }),
+      x.matches(e.observation, { host: r.host, guest: now, history: w.observations, facts: w }),
     );
     if (k === undefined) throw e;
     r.known?.set(k.id, (r.known.get(k.id) ?? 0) + 1);

@@ -15,8 +15,11 @@ export type Outcome =
   | { readonly kind: 'value'; readonly value: bigint }
   /** A WRMSR or XRSTORS that retired: whether it faulted is all it shows (W3). */
   | { readonly kind: 'accepted' }
-  /** A #GP, with the rule that raised it (bare metal's rule, or the design's reason). */
-  | { readonly kind: 'gp'; readonly rule: string }
+  /**
+   * A #GP, with the rule that raised it (bare metal's rule, or the design's reason) and, for a value refused, the bits
+   * of it the rule reserves.
+   */
+  | { readonly kind: 'gp'; readonly rule: string; readonly reservedBits?: bigint }
   /** The design's host kernel crashed handling the instruction (KernelOops): the guest sees its host die. */
   | { readonly kind: 'oops'; readonly reason: string }
   /** The PMIs the guest got, oldest first. */
@@ -41,7 +44,10 @@ export const ACCEPTED: Outcome = Object.freeze({ kind: 'accepted' });
 export const OK: Outcome = Object.freeze({ kind: 'ok' });
 export const REFUSED: Outcome = Object.freeze({ kind: 'refused' });
 export const valueOutcome = (value: bigint): Outcome => ({ kind: 'value', value });
-export const gpOutcome = (rule: string): Outcome => ({ kind: 'gp', rule });
+export const gpOutcome = (rule: string, reservedBits?: bigint): Outcome =>
+  reservedBits === undefined ? { kind: 'gp', rule } : { kind: 'gp', rule, reservedBits };
+/** The bits a refused write's rule reserves, if it said; undefined for anything else. */
+export const reservedBitsOf = (x: Outcome): bigint | undefined => (x.kind === 'gp' ? x.reservedBits : undefined);
 export const oopsOutcome = (reason: string): Outcome => ({ kind: 'oops', reason });
 export const pmisOutcome = (pmis: readonly GuestPmi[]): Outcome => ({ kind: 'pmis', pmis });
 
@@ -118,8 +124,13 @@ export interface Observation {
   readonly around?: InstructionKind;
   /** run: how many work units ran. */
   readonly units?: number;
-  /** A declared divergence bare metal took on for this access (W6): it faulted only on one side. */
-  readonly adopted?: { readonly id: string; readonly bareMetal: 'faults' | 'does not fault' };
+  /**
+   * A declared divergence bare metal took on for this access (W6): it faulted only on one side, or bare metal was
+   * written the value the declared mechanism leaves instead of the one the guest wrote.
+   */
+  readonly adopted?:
+    | { readonly id: string; readonly bareMetal: 'faults' | 'does not fault' }
+    | { readonly id: string; readonly written: bigint };
   readonly vmm?: VmmOp;
   readonly host?: HostOp;
   readonly note?: ObservationNote;
@@ -273,12 +284,15 @@ type Described = Pick<
 /** The instruction or step itself, without a property's note: `RDMSR 0x38e`, `run 4 units`. */
 export function describeAction(o: Described): string {
   const t = o.target ?? 0;
+  const a = o.adopted;
   const adopted =
-    o.adopted === undefined
+    a === undefined
       ? ''
-      : o.adopted.bareMetal === 'faults'
-        ? ` (bare metal #GPs; adopted: ${o.adopted.id})`
-        : ` (bare metal would not fault; adopted: ${o.adopted.id})`;
+      : 'written' in a
+        ? ` (bare metal is written ${hex(a.written)}; adopted: ${a.id})`
+        : a.bareMetal === 'faults'
+          ? ` (bare metal #GPs; adopted: ${a.id})`
+          : ` (bare metal would not fault; adopted: ${a.id})`;
   switch (o.kind) {
     case 'rdmsr':
       return `RDMSR ${hex(t)}${adopted}`;

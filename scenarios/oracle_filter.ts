@@ -11,6 +11,9 @@ import { Cpu, type PmiDelivery } from '../model/hw/cpu.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { KvmPmuEventFilter } from '../model/kvm/types.js';
 import { ARCH_PERFMON_EVENTSEL_ENABLE } from '../model/hw/msr/counters.js';
+import type { Access } from '../model/hw/access.js';
+import { relied } from '../model/hw/relied.js';
+import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 
 const ALLOW = 0;
 const MASKED = 1;
@@ -45,9 +48,39 @@ export function fixedCounterAllowed(f: KvmPmuEventFilter, i: number): boolean {
   return f.action === ALLOW ? set : !set;
 }
 
-/** A bare-metal CPU that honours a VMM's event filter: denied counters sit out each unit. */
+/**
+ * A bare-metal CPU that honours a VMM's event filter (denied counters sit out each unit) and, where a declared
+ * divergence is adopted for its guest, ignores FREEZE_LBRS_ON_PMI.
+ */
 export class OracleCpu extends Cpu {
   filter: KvmPmuEventFilter | null = null;
+  /**
+   * Set when bare metal takes on a guest PMU version without the LBR freeze: told each time that changes what it does
+   * (a freeze skipped, a version-1 freeze bit held).
+   */
+  lbrFreezeAdopted: (() => void) | null = null;
+
+  /**
+   * Under that adoption a version-1 CPU also holds FREEZE_LBRS_ON_PMI, a bit its DEBUGCTL lacks (D37), as KVM lets a
+   * version-1 guest with LBRs hold it: stored, never acted on.
+   */
+  override wrmsr(address: number, value: bigint): Access {
+    const frz = value & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
+    if (address !== MSR_IA32_DEBUGCTLMSR || frz === 0n || this.lbrFreezeAdopted === null || this.profile.version !== 1)
+      return super.wrmsr(address, value);
+    relied('D37'); // a version-1 DEBUGCTL has no freeze bits: held here only because KVM holds it
+    const r = super.wrmsr(address, value & ~frz);
+    if (r.ok) {
+      this.state.debugctl |= frz;
+      this.lbrFreezeAdopted();
+    }
+    return r.ok ? { ok: true, value: r.value | frz } : r;
+  }
+
+  protected override freezeLbrsOnPmi(): void {
+    if (this.lbrFreezeAdopted === null) super.freezeLbrsOnPmi();
+    else this.lbrFreezeAdopted();
+  }
 
   override step(u: WorkUnit): PmiDelivery | null {
     const f = this.filter;

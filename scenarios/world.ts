@@ -24,6 +24,14 @@ import { OracleCpu } from './oracle_filter.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 import {
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+} from '../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
+import {
   ACCEPTED,
   gpOutcome,
   type HostOp,
@@ -76,7 +84,7 @@ export interface MsrAttempt {
   readonly guest: GuestConfig;
 }
 
-/** How bare metal takes on declared divergences for one access (W6). */
+/** How bare metal takes on declared divergences (W6): for one access, at a VMM step, or as the CPU it is. */
 export interface Adoption {
   /**
    * Bare metal's #GP replaced by the design's result (the oracle then retires the access): the divergence's id, or
@@ -89,7 +97,49 @@ export interface Adoption {
    * The design's #GP taken by bare metal too, before any effect (the oracle's state stays as it was): the id, or null.
    */
   readonly fault: (a: MsrAttempt) => string | null;
+  /**
+   * A write the design accepted, of a value the declared mechanism narrows (bits dropped, a field masked): what bare
+   * metal is written instead, and the id, or null.
+   */
+  readonly value: (a: MsrAttempt) => { readonly id: string; readonly value: bigint } | null;
+  /** At a VMM step, bare metal takes on what a declared mechanism does there: the ids of those that changed it. */
+  readonly step: (op: VmmOp, oracle: OracleCpu, guest: GuestConfig) => readonly string[];
+  /** The declaration under which a bare-metal CPU of this guest ignores FREEZE_LBRS_ON_PMI, or null. */
+  readonly noLbrFreeze: (guest: GuestConfig) => string | null;
 }
+
+/**
+ * What the world knows besides its observations, for judging a divergence where it happens: bare metal's side and
+ * the scheduler's, never the design's state.
+ */
+export interface WorldFacts {
+  readonly cpus: number;
+  /** The pCPU vCPU `v`'s thread started on (migrations and save/restores record where it went). */
+  initialCpu(v: number): number;
+  /**
+   * Bare metal's counter `idx` (GP i, fixed j as 32 + j) of vCPU `v` now; the value the guest's last accepted write
+   * left in it (null if none); whether perf would have armed its event with one event left (the counter stood at -1
+   * when written, when a control write or a reschedule re-armed it) since that write.
+   */
+  oracleCounter(
+    v: number,
+    idx: number,
+  ): { readonly value: bigint; readonly written: bigint | null; readonly armedAtMinusOne: boolean } | null;
+}
+
+/** The counter an MSR names (GP i through either alias, fixed j as 32 + j), or null. */
+export function counterIndexOf(msr: number): number | null {
+  if (msr >= MSR_IA32_PERFCTR0 && msr < MSR_IA32_PERFCTR0 + 8) return msr - MSR_IA32_PERFCTR0;
+  if (msr >= MSR_IA32_PMC0 && msr < MSR_IA32_PMC0 + 8) return msr - MSR_IA32_PMC0;
+  if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < MSR_CORE_PERF_FIXED_CTR0 + 4) return 32 + msr - MSR_CORE_PERF_FIXED_CTR0;
+  return null;
+}
+
+/** Control MSRs whose write (re)arms a counter's perf event in KVM (a reprogram): the selectors and the global and fixed controls. */
+const isCounterControl = (msr: number) =>
+  (msr >= MSR_P6_EVNTSEL0 && msr < MSR_P6_EVNTSEL0 + 8) ||
+  msr === MSR_CORE_PERF_FIXED_CTR_CTRL ||
+  msr === MSR_CORE_PERF_GLOBAL_CTRL;
 
 export class SetupError extends Error {
   override readonly name = 'SetupError';
@@ -143,10 +193,10 @@ function makeOracleProfile(host: Profile, g: GuestConfig): Profile {
 
 /** A read's outcome: its value, or #GP with the rule. */
 const readOutcome = (a: Access | KernelOops): Outcome =>
-  a instanceof KernelOops ? oopsOutcome(a.message) : a.ok ? valueOutcome(a.value) : gpOutcome(a.gp);
+  a instanceof KernelOops ? oopsOutcome(a.message) : a.ok ? valueOutcome(a.value) : gpOutcome(a.gp, a.reservedBits);
 /** A write's outcome: only whether it faulted (W3). */
 const writeOutcome = (a: Access | KernelOops): Outcome =>
-  a instanceof KernelOops ? oopsOutcome(a.message) : a.ok ? ACCEPTED : gpOutcome(a.gp);
+  a instanceof KernelOops ? oopsOutcome(a.message) : a.ok ? ACCEPTED : gpOutcome(a.gp, a.reservedBits);
 
 /**
  * A guest instruction on the design: its result, or the KernelOops its host kernel died of (the
@@ -167,16 +217,58 @@ const NO_FAULT: Access = { ok: true, value: 0n };
 /** What W6 adopted for one access, for the observation to say. */
 type Adopted = Observation['adopted'];
 
-export class World {
+export class World implements WorldFacts {
   readonly host: HostKernel;
   readonly vcpus: VpmuVcpu[] = [];
-  readonly oracles: Cpu[] = [];
+  readonly oracles: OracleCpu[] = [];
   readonly observations: Observation[] = [];
   private step = 0;
 
   /** A command that records several observations starts its step once (the VMM's round trip). */
   beginStep(): void {
     this.step++;
+  }
+
+  get cpus(): number {
+    return this.config.cpus;
+  }
+
+  initialCpu(v: number): number {
+    return v % this.config.cpus;
+  }
+
+  /** Per vCPU and counter: what the guest's last accepted write left in bare metal's counter, and whether it was armed at -1 since. */
+  private readonly counterWrites: Map<number, { written: bigint; armedAtMinusOne: boolean }>[] = [];
+
+  oracleCounter(v: number, idx: number) {
+    const o = this.oracles[v];
+    if (o === undefined) return null;
+    const s = o.state;
+    const value = idx < 32 ? s.pmc[idx] : s.fixed[idx - 32];
+    if (value === undefined) return null;
+    const w = this.counterWrites[v]?.get(idx);
+    return { value, written: w?.written ?? null, armedAtMinusOne: w?.armedAtMinusOne ?? false };
+  }
+
+  /** After a guest write or a reschedule: which of bare metal's counters perf would now arm with one event left. */
+  private noteCounters(v: number, written: number | null): void {
+    const o = this.oracles[v]!;
+    const s = o.state;
+    const p = o.profile;
+    const m = (this.counterWrites[v] ??= new Map());
+    if (written !== null) {
+      const value = written < 32 ? s.pmc[written]! : s.fixed[written - 32]!;
+      m.set(written, { written: value, armedAtMinusOne: value === (written < 32 ? p.gpMask : p.fixedMask) });
+      return;
+    }
+    s.pmc.forEach((x, i) => {
+      if (x === p.gpMask && x !== 0n)
+        (m.get(i) ?? m.set(i, { written: x, armedAtMinusOne: true }).get(i)!).armedAtMinusOne = true;
+    });
+    s.fixed.forEach((x, j) => {
+      if (x === p.fixedMask && x !== 0n)
+        (m.get(32 + j) ?? m.set(32 + j, { written: x, armedAtMinusOne: true }).get(32 + j)!).armedAtMinusOne = true;
+    });
   }
 
   constructor(readonly config: WorldConfig) {
@@ -194,7 +286,7 @@ export class World {
           );
       }
       this.vcpus.push(v);
-      this.oracles.push(new OracleCpu(oracleProfile(config.host, g)));
+      this.oracles.push(this.newOracle(g));
     });
   }
 
@@ -299,7 +391,17 @@ export class World {
         return { r: sut, pmis: [], adopted: { id, bareMetal: 'does not fault' } };
       }
     }
-    const r = kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, value);
+    // A write the design took, of a value its declared mechanism narrows: bare metal is written what it keeps.
+    const narrowed =
+      adopt !== undefined && kind === 'wrmsr' && sut.ok
+        ? adopt.value({ kind, msr, value, sut, guest: this.guestConfig(v) })
+        : null;
+    const written = narrowed !== null && narrowed.value !== value ? narrowed : null;
+    const r = kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, written?.value ?? value);
+    if (written !== null && r.ok) {
+      this.adopted.push(written.id);
+      return this.retire(o, 0, r, { id: written.id, written: written.value });
+    }
     // Only a #GP is adopted: a faulting access left the oracle's state as it was.
     if (adopt !== undefined && !r.ok) {
       const a = adopt.result({ kind, msr, value: w, sut, guest: this.guestConfig(v), oracle: r });
@@ -331,6 +433,11 @@ export class World {
     const sut = attempt(() => this.vcpus[v]!.guestWrmsr(msr, value));
     const pm = this.vcpus[v]!.drainPmis();
     const o = this.oracleMsr(v, 'wrmsr', msr, value, sut instanceof KernelOops ? NO_FAULT : sut);
+    if (o.r.ok) {
+      const idx = counterIndexOf(msr);
+      if (idx !== null) this.noteCounters(v, idx);
+      else if (isCounterControl(msr)) this.noteCounters(v, null);
+    }
     const about = { vcpu: v, kind: 'wrmsr', target: msr, value } as const;
     return this.compareInstruction(
       o.adopted === undefined ? about : { ...about, adopted: o.adopted },
@@ -411,10 +518,13 @@ export class World {
     });
   }
 
-  /** Records a VMM step on vCPU `v` that neither side can see (a new step). */
+  /** Records a VMM step on vCPU `v` that neither side can see (a new step); bare metal takes on what is declared of it. */
   private vmmStep(v: number, target: number | null, op: VmmOp): void {
     this.step++;
     this.record({ vcpu: v, kind: 'vmm', target, value: null, vmm: op, sut: NONE, oracle: NONE });
+    const adopt = this.config.adopt;
+    if (adopt !== undefined) this.adopted.push(...adopt.step(op, this.oracles[v]!, this.guestConfig(v)));
+    if (op.op === 'migrate' || op.op === 'preempt') this.noteCounters(v, null); // sched-in re-arms every event
   }
 
   /** Records a host user's step (vCPU -1: the host), in the current step. */
@@ -553,11 +663,20 @@ export class World {
     return this.ran[v] ?? false;
   }
 
-  freshOracle(v: number, g: GuestConfig): void {
+  /** The bare-metal CPU a guest of this model is, with what declared divergences it takes on as a CPU (W6). */
+  private newOracle(g: GuestConfig): OracleCpu {
     const o = new OracleCpu(oracleProfile(this.config.host, g));
+    const id = this.config.adopt?.noLbrFreeze(g) ?? null;
+    if (id !== null) o.lbrFreezeAdopted = () => this.adopted.push(id);
+    return o;
+  }
+
+  freshOracle(v: number, g: GuestConfig): void {
+    const o = this.newOracle(g);
     o.filter = this.oracleFilter;
     this.oracles[v] = o;
     this.models[v] = g;
+    this.counterWrites[v]?.clear();
   }
 
   /** A VMM ioctl on vCPU `v`: what KVM answered, and what its ABI (or bare metal) says to expect. */

@@ -436,6 +436,13 @@ export class Cpu {
     return out;
   }
 
+  /** FREEZE_LBRS_ON_PMI at a PMI: v4 sets LBR_FRZ, the legacy freeze (v2, v3) clears DEBUGCTL.LBR. */
+  protected freezeLbrsOnPmi(): void {
+    const s = this.s;
+    if (this.profile.version >= 4) s.globalStatus |= GLOBAL_STATUS_LBRS_FROZEN;
+    else s.debugctl &= ~DEBUGCTLMSR_LBR; // legacy (v2, v3): clear DEBUGCTL.LBR
+  }
+
   /**
    * PMI generation: freeze actions first, then the LAPIC, which drops the PMI while LVTPC is
    * masked (D7) and masks LVTPC on delivery (§4.4). One PMI per unit boundary (D8).
@@ -452,10 +459,7 @@ export class Cpu {
       }
       s.configEpoch++;
     }
-    if ((s.debugctl & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n) {
-      if (p.version >= 4) s.globalStatus |= GLOBAL_STATUS_LBRS_FROZEN;
-      else s.debugctl &= ~DEBUGCTLMSR_LBR; // legacy (v2, v3): clear DEBUGCTL.LBR
-    }
+    if ((s.debugctl & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n) this.freezeLbrsOnPmi();
     if ((s.lvtpc & APIC_LVT_MASKED) !== 0n) {
       relied('D7');
       return null;

@@ -13,8 +13,11 @@ import {
   type Observation,
   pmisOf,
   readValue,
+  reservedBitsOf,
   showOutcome,
 } from '../../scenarios/observation.js';
+import { counterIndexOf, type GuestConfig } from '../../scenarios/world.js';
+import { PERF_CAP_LBR_FMT } from '../../model/hw/msr/capabilities.js';
 import { MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
 import {
   MSR_IA32_PERFCTR0,
@@ -40,9 +43,9 @@ import {
   DEBUGCTLMSR_BTF,
   DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
   DEBUGCTLMSR_RTM_DEBUG,
-  DEBUGCTLMSR_FREEZE_PERFMON_ON_PMI,
 } from '../../model/hw/msr/debugctl.js';
-import { MAX_FIXED, MAX_GP } from '../../model/hw/profile.js';
+import { MAX_FIXED, MAX_GP, type Profile } from '../../model/hw/profile.js';
+import type { Cpu } from '../../model/hw/cpu.js';
 
 /** LBR_SELECT, LBR_TOS and the FROM/TO/INFO records of a legacy-LBR part (Skylake's addresses). */
 export const isLegacyLbrMsr = (m: number) =>
@@ -61,12 +64,10 @@ export const isCounter = (m: number) => counterOfMsr(m) !== null;
 /** A host user's event that perf accepted (a refused open holds no counter). */
 export const hostEventOpened = (h: Observation) => h.host?.op === 'open' && h.host.accepted;
 
-/** The counter (GP i, or fixed j as 32 + j) a counter MSR names (either GP alias), or null. */
+/** The counter (GP i, or fixed j as 32 + j) a counter MSR names (either GP alias; the three fixed counters KVM gives), or null. */
 export function counterOfMsr(m: number): number | null {
-  if (m >= MSR_IA32_PERFCTR0 && m < 0xc9) return m - MSR_IA32_PERFCTR0;
-  if (m >= MSR_IA32_PMC0 && m < 0x4c9) return m - MSR_IA32_PMC0;
-  if (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 3) return 32 + (m - MSR_CORE_PERF_FIXED_CTR0);
-  return null;
+  const idx = counterIndexOf(m);
+  return idx !== null && idx < 32 + 3 ? idx : null;
 }
 
 /** The counter (GP i, or fixed j as 32 + j) a counter read names: RDMSR of either alias, or RDPMC. */
@@ -150,8 +151,113 @@ function progress(o: Observation, history: readonly Observation[]): { sut: bigin
   return { sut: (sut - base) & MASK48, oracle: (bare - base) & MASK48 };
 }
 
+/** An LBR record: a FROM/TO pair's half (Skylake's addresses) or an LBR_INFO; not LBR_SELECT or LBR_TOS. */
+export const isLegacyLbrRecord = (m: number) =>
+  (m >= MSR_LBR_NHM_FROM && m < 0x700) || (m >= MSR_LBR_INFO_0 && m < MSR_LBR_INFO_0 + 32);
+
+/**
+ * A reschedule at or after observation `from` after which the guest LBR event may be gone: a save/restore, or a
+ * migration or preemption with DEBUGCTL.LBR clear (intel_pmu_cleanup).
+ */
+export const lbrEventLost = (h: readonly Observation[], from = 0) =>
+  h.some(
+    (x, i) =>
+      i >= from &&
+      (x.vmm?.op === 'save-restore' ||
+        ((x.vmm?.op === 'migrate' || x.vmm?.op === 'preempt') && !debugctlLbrSetAt(h, i))),
+  );
+
+/** DEBUGCTL.LBR as the guest last wrote it (KVM took it) before observation `i`. */
+function debugctlLbrSetAt(h: readonly Observation[], i: number): boolean {
+  for (let k = i - 1; k >= 0; k--) {
+    const x = h[k]!;
+    if (x.kind === 'wrmsr' && x.target === MSR_IA32_DEBUGCTLMSR && x.sut.kind === 'accepted')
+      return ((x.value ?? 0n) & DEBUGCTLMSR_LBR) !== 0n;
+    if (x.vmm?.op === 'save-restore') return false;
+  }
+  return false;
+}
+
 /** The PMU version guest CPUID.0AH gives the guest. */
 export const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;
+
+/** A refusal that names exactly these reserved bits, or (`within`) only bits among them. */
+const refusedFor = (reserved: bigint | undefined, bits: bigint) =>
+  reserved !== undefined && reserved !== 0n && reserved === bits;
+const refusedWithin = (reserved: bigint | undefined, bits: bigint) =>
+  reserved !== undefined && reserved !== 0n && (reserved & ~bits) === 0n;
+
+/**
+ * KVM gives the guest LBRs (intel_pmu_lbr_is_enabled), from what the VMM configured: a vPMU, PDCM and an LBR format
+ * (which W5 leaves only where KVM advertises one), the host's family/model (cpuid_model_is_consistent), and a host
+ * whose perf manages legacy LBRs with call-stack mode (vmx_get_perf_capabilities).
+ */
+export function guestHasLbr(g: GuestConfig, host: Profile): boolean {
+  return (
+    (g.cpuid.leaf0a.eax & 0xff) !== 0 &&
+    g.cpuid.pdcm &&
+    (g.perfCapabilities & PERF_CAP_LBR_FMT) !== 0n &&
+    g.cpuid.family === host.family &&
+    g.cpuid.model === host.model &&
+    host.legacyLbr?.callStack === true
+  );
+}
+
+/** vmx_get_supported_debugctl for a guest access, from the configuration: LBR|FREEZE_LBRS_ON_PMI with guest LBR, RTM_DEBUG with RTM. */
+export function supportedDebugctl(g: GuestConfig, host: Profile): bigint {
+  let d = 0n;
+  if (guestHasLbr(g, host)) d |= DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
+  if (host.tsx && g.cpuid.tsx === true) d |= DEBUGCTLMSR_RTM_DEBUG;
+  return d;
+}
+
+/**
+ * What a new guest LBR event leaves of the LBRs (intel_pmu_lbr_add → intel_pmu_lbr_reset): every FROM/TO/INFO record
+ * and LBR_SELECT zeroed, LBR_TOS kept. True if one of them was not zero already.
+ */
+export function wipeLbrRecords(cpu: Pick<Cpu, 'profile' | 'rdmsr' | 'wrmsr'>): boolean {
+  const g = cpu.profile.legacyLbr;
+  if (g === undefined) return false;
+  const msrs = g.select ? [MSR_LBR_SELECT] : [];
+  for (let i = 0; i < g.depth; i++)
+    for (const base of [g.fromBase, g.toBase, g.infoBase]) if (base !== undefined) msrs.push(base + i);
+  let changed = false;
+  for (const m of msrs) {
+    const r = cpu.rdmsr(m);
+    if (!r.ok || r.value === 0n) continue;
+    cpu.wrmsr(m, 0n);
+    changed = true;
+  }
+  return changed;
+}
+
+/**
+ * What perf's save and restore of a task's LBRs leave (intel_pmu_lbr_save stops at the first record, newest first from
+ * LBR_TOS, whose FROM is 0; intel_pmu_lbr_restore zero-fills the rest): every record from that one on zeroed. True if
+ * one of them was not zero already.
+ */
+export function truncateLbrAtEmptyFrom(cpu: Pick<Cpu, 'profile' | 'rdmsr' | 'wrmsr'>): boolean {
+  const g = cpu.profile.legacyLbr;
+  if (g === undefined) return false;
+  const tos = cpu.rdmsr(MSR_LBR_TOS);
+  if (!tos.ok) return false;
+  let empty = false;
+  let changed = false;
+  for (let i = 0; i < g.depth; i++) {
+    const idx = (Number(tos.value) - i + g.depth) % g.depth;
+    const from = cpu.rdmsr(g.fromBase + idx);
+    if (from.ok && from.value === 0n) empty = true;
+    if (!empty) continue;
+    for (const base of [g.fromBase, g.toBase, g.infoBase]) {
+      if (base === undefined) continue;
+      const r = cpu.rdmsr(base + idx);
+      if (!r.ok || r.value === 0n) continue;
+      cpu.wrmsr(base + idx, 0n);
+      changed = true;
+    }
+  }
+  return changed;
+}
 
 /** The P6-era counter MSRs KVM special-cases, with the GP counter each names. */
 const P6_COUNTER_MSRS = new Map([
@@ -202,10 +308,14 @@ export const VERSION_NOT_CLAMPED: KnownDivergence = {
     version(c) >= 4 &&
     (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
     (o.target === MSR_CORE_PERF_GLOBAL_STATUS_SET || o.target === MSR_CORE_PERF_GLOBAL_INUSE) &&
-    isGp(o.sut),
-  // Bare metal faults too (W6): KVM has no such MSR, whatever the value.
+    isGp(o.sut) &&
+    reservedBitsOf(o.sut) === undefined,
+  // Bare metal faults too (W6): KVM has no such MSR, whatever the value (a refusal of a value is another mechanism).
   adoptFault: (a) =>
-    version(a) >= 4 && (a.msr === MSR_CORE_PERF_GLOBAL_STATUS_SET || a.msr === MSR_CORE_PERF_GLOBAL_INUSE),
+    version(a) >= 4 &&
+    (a.msr === MSR_CORE_PERF_GLOBAL_STATUS_SET || a.msr === MSR_CORE_PERF_GLOBAL_INUSE) &&
+    !a.sut.ok &&
+    a.sut.reservedBits === undefined,
 };
 
 /** Ovf_Uncore (61), CTR_FRZ (59) and LBR_FRZ (58): real bits from v3/v4 on that KVM reserves. */
@@ -223,79 +333,73 @@ export const STATUS_BITS_V2: KnownDivergence = {
     'GLOBAL_OVF_CTRL/STATUS_RESET takes only the counter bits and 62/63: the v3+ Ovf_Uncore and v4 LBR_FRZ/CTR_FRZ bits #GP',
   kernelRef:
     'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_refresh: global_status_rsvd = global_ctrl_rsvd & ~(OVF_BUF | COND_CHGD)',
+  // KVM's refusal names only bits 58/59/61 (global_status_rsvd); bare metal takes the write.
   matches: (o, c) =>
     version(c) >= 3 &&
     o.kind === 'wrmsr' &&
     o.target === MSR_CORE_PERF_GLOBAL_OVF_CTRL &&
-    isGp(o.sut) &&
     o.oracle.kind === 'accepted' &&
-    o.value !== null &&
-    (o.value & STATUS_BITS_RESERVED_BY_KVM) !== 0n,
+    refusedWithin(reservedBitsOf(o.sut), STATUS_BITS_RESERVED_BY_KVM),
   adoptFault: (a) =>
     version(a) >= 3 &&
     a.kind === 'wrmsr' &&
     a.msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL &&
-    a.value !== null &&
-    (a.value & STATUS_BITS_RESERVED_BY_KVM) !== 0n,
+    !a.sut.ok &&
+    refusedWithin(a.sut.reservedBits, STATUS_BITS_RESERVED_BY_KVM),
 };
-
-/** DEBUGCTL bits KVM supports for some guest (vmx_get_supported_debugctl): LBR, BTF, FREEZE_LBRS_ON_PMI, RTM_DEBUG. */
-const DEBUGCTL_EVER_SUPPORTED =
-  DEBUGCTLMSR_LBR | DEBUGCTLMSR_BTF | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI | DEBUGCTLMSR_RTM_DEBUG;
 
 /** LBR and BTF: vmx_set_debugctl drops them when unsupported, so a write of only these never #GPs. */
 const DEBUGCTL_DROPPED_NOT_REFUSED = DEBUGCTLMSR_LBR | DEBUGCTLMSR_BTF;
 
-/** DEBUGCTL bits KVM may drop or clear: LBR, BTF, FREEZE_LBRS_ON_PMI, FREEZE_PERFMON_ON_PMI. */
-const DEBUGCTL_DROPPABLE =
-  DEBUGCTLMSR_LBR | DEBUGCTLMSR_BTF | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI | DEBUGCTLMSR_FREEZE_PERFMON_ON_PMI;
-const droppedOnly = (sut: bigint, bare: bigint) => (sut & ~bare) === 0n && ((sut ^ bare) & ~DEBUGCTL_DROPPABLE) === 0n;
+/** The bits of a guest DEBUGCTL write vmx_is_valid_debugctl refuses, for this guest. */
+const debugctlRefused = (value: bigint, g: GuestConfig, host: Profile) =>
+  value & ~supportedDebugctl(g, host) & ~DEBUGCTL_DROPPED_NOT_REFUSED;
 
 export const DEBUGCTL_SUBSET: KnownDivergence = {
   id: 'debugctl-subset',
   title: 'DEBUGCTL bits other than LBR, FREEZE_LBRS_ON_PMI (with guest LBR), BTF (dropped) and RTM_DEBUG #GP',
   kernelRef: 'arch/x86/kvm/vmx/vmx.c vmx_get_supported_debugctl / vmx_is_valid_debugctl',
-  // A refused write #GPs (never for LBR/BTF alone); a dropped bit shows on the next read, as a bit missing, never an
-  // extra one.
-  matches: (o) =>
+  // A refusal of exactly the bits this guest's supported set lacks (LBR and BTF excepted: those are dropped).
+  matches: (o, c) =>
+    o.kind === 'wrmsr' &&
     o.target === MSR_IA32_DEBUGCTLMSR &&
-    ((o.kind === 'wrmsr' &&
-      isGp(o.sut) &&
-      o.oracle.kind === 'accepted' &&
-      o.value !== null &&
-      (o.value & ~DEBUGCTL_DROPPED_NOT_REFUSED) !== 0n) ||
-      (o.kind === 'rdmsr' &&
-        o.sut.kind === 'value' &&
-        o.oracle.kind === 'value' &&
-        droppedOnly(o.sut.value, o.oracle.value))),
-  // A write with a bit KVM never supports faults on bare metal too (W6); a droppable bit is left to the matcher.
-  adoptFault: (a) =>
+    o.oracle.kind === 'accepted' &&
+    o.value !== null &&
+    refusedFor(reservedBitsOf(o.sut), debugctlRefused(o.value, c.guest, c.host)),
+  // Bare metal faults too (W6), before any effect.
+  adoptFault: (a, host) =>
     a.kind === 'wrmsr' &&
     a.msr === MSR_IA32_DEBUGCTLMSR &&
     a.value !== null &&
-    (a.value & ~DEBUGCTL_EVER_SUPPORTED) !== 0n,
+    !a.sut.ok &&
+    refusedFor(a.sut.reservedBits, debugctlRefused(a.value, a.guest, host)),
+  // An unsupported LBR or BTF is dropped (kvm_pr_unimpl_wrmsr): bare metal is written the value without them (W6).
+  adoptValue: (a, host) => {
+    if (a.kind !== 'wrmsr' || a.msr !== MSR_IA32_DEBUGCTLMSR || a.value === null) return null;
+    const dropped = a.value & DEBUGCTL_DROPPED_NOT_REFUSED & ~supportedDebugctl(a.guest, host);
+    return dropped === 0n ? null : a.value & ~dropped;
+  },
 };
 
-/** A write setting AnyThread: EVTSEL bit 21, or bit 2 of a FIXED_CTR_CTRL field. */
-const anyThread = (msr: number | null, value: bigint | null) =>
-  value !== null &&
-  ((msr !== null &&
-    msr >= MSR_P6_EVNTSEL0 &&
-    msr < MSR_P6_EVNTSEL0 + MAX_GP &&
-    (value & ARCH_PERFMON_EVENTSEL_ANY) !== 0n) ||
-    (msr === MSR_CORE_PERF_FIXED_CTR_CTRL && (value & ANYTHREAD_ALL_FIXED) !== 0n));
+/** The AnyThread bits of an MSR: EVTSEL bit 21, or bit 2 of each FIXED_CTR_CTRL field; 0 for any other MSR. */
+const anyThreadBits = (msr: number | null) =>
+  msr !== null && msr >= MSR_P6_EVNTSEL0 && msr < MSR_P6_EVNTSEL0 + MAX_GP
+    ? ARCH_PERFMON_EVENTSEL_ANY
+    : msr === MSR_CORE_PERF_FIXED_CTR_CTRL
+      ? ANYTHREAD_ALL_FIXED
+      : 0n;
 
 export const ANYTHREAD_RESERVED: KnownDivergence = {
   id: 'anythread-reserved',
   title: 'AnyThread (EVTSEL bit 21, FIXED_CTR_CTRL bit 2 of each field) is reserved whatever the PMU version',
   kernelRef:
     'arch/x86/kvm/pmu.c kvm_pmu_refresh reserved_bits 0xffffffff00200000; pmu_intel.c fixed_ctr_ctrl_rsvd keeps bit 2 of each field',
+  // KVM's refusal names only AnyThread bits; bare metal (v3+) takes the write.
   matches: (o, c) =>
     version(c) >= 3 &&
     o.kind === 'wrmsr' &&
-    isGp(o.sut) &&
     o.oracle.kind === 'accepted' &&
-    o.value !== null &&
-    anyThread(o.target, o.value),
-  adoptFault: (a) => version(a) >= 3 && a.kind === 'wrmsr' && anyThread(a.msr, a.value),
+    refusedWithin(reservedBitsOf(o.sut), anyThreadBits(o.target)),
+  adoptFault: (a) =>
+    version(a) >= 3 && a.kind === 'wrmsr' && !a.sut.ok && refusedWithin(a.sut.reservedBits, anyThreadBits(a.msr)),
 };

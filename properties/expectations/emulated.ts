@@ -4,23 +4,32 @@
  * divergence, not a failure; anything else is a finding.
  */
 
-import { isGp, type Observation, pmisOf, readValue } from '../../scenarios/observation.js';
+import {
+  describeObservation,
+  diverges,
+  isGp,
+  type Observation,
+  pmisOf,
+  readValue,
+  showOutcome,
+} from '../../scenarios/observation.js';
 import {
   ANYTHREAD_RESERVED,
-  debugctlArmed,
-  hostEventOpened,
   lbrFreezeEffect,
   lostOnly,
-  isCounter,
   DEBUGCTL_SUBSET,
+  guestHasLbr,
   isLegacyLbrMsr,
+  lbrEventLost,
+  wipeLbrRecords,
+  truncateLbrAtEmptyFrom,
   P6_PERFCTR_QUIRK,
   readZeroOrAccepted,
   STATUS_BITS_V2,
   VERSION_NOT_CLAMPED,
   version,
 } from './common.js';
-import type { KnownDivergence } from './types.js';
+import type { DivergenceContext, KnownDivergence } from './types.js';
 import {
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
@@ -33,14 +42,12 @@ import {
   ARCH_PERFMON_EVENTSEL_OS,
 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
-import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import type { Profile } from '../../model/hw/profile.js';
+import type { Access } from '../../model/hw/access.js';
+import { counterIndexOf, type GuestConfig } from '../../scenarios/world.js';
 import { MSR_LBR_TOS, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
-/** A write that leaves the counter at -1: all ones at 32 bits through the legacy alias, else at 48. */
-const isMinusOne = (m: number, v: bigint) =>
-  m >= MSR_IA32_PERFCTR0 && m < 0xc9
-    ? (v & 0xffff_ffffn) === 0xffff_ffffn
-    : (v & 0xffff_ffff_ffffn) === 0xffff_ffff_ffffn;
 /** The last accepted value written to `msr` before observation `upTo`, if any. */
 function lastWrite(history: readonly Observation[], msr: number, upTo: Observation): bigint | null {
   let v: bigint | null = null;
@@ -101,6 +108,148 @@ function countsOwnWrmsr(history: readonly Observation[], w: Observation): boolea
   );
 }
 
+/** What a bare-metal read returned (0 for a #GP). */
+const valueOf = (a: Access) => (a.ok ? a.value : 0n);
+
+/**
+ * A write to fixed counter j that KVM takes and masks (no width check in intel_pmu_set_msr): the value the counter
+ * keeps, for a counter KVM gives the guest (v2+, j below the guest's and KVM's count) and a value with bits above
+ * its width; else null.
+ */
+function fixedCounterMasked(msr: number, value: bigint, g: GuestConfig, host: Profile): bigint | null {
+  const j = msr - MSR_CORE_PERF_FIXED_CTR0;
+  const { eax, edx } = g.cpuid.leaf0a;
+  const n = (eax & 0xff) > 1 ? Math.min(edx & 0x1f, host.nFixedContig, 3) : 0;
+  if (j < 0 || j >= n) return null;
+  const mask = (1n << BigInt(Math.min((edx >>> 5) & 0xff, host.fixedWidth))) - 1n;
+  return (value & ~mask) === 0n ? null : value & mask;
+}
+
+/**
+ * Null when `o` is an LBR_INFO read that differs from bare metal only in CYC_CNT (bits 15:0), by more cycles, or by
+ * any after a reschedule moved the vCPU's LBRs (the timer is the pCPU's); otherwise what else differs.
+ */
+function cyclesOnly(o: Observation, history: readonly Observation[]): string | null {
+  const sut = readValue(o.sut);
+  const bare = readValue(o.oracle);
+  const info = o.kind === 'rdmsr' && o.target !== null && o.target >= MSR_LBR_INFO_0 && o.target < MSR_LBR_INFO_0 + 32;
+  if (info && sut !== null && bare !== null && (sut & ~0xffffn) === (bare & ~0xffffn)) {
+    const moved = history.some(
+      (h) => h.vmm?.op === 'migrate' || h.vmm?.op === 'preempt' || h.vmm?.op === 'save-restore',
+    );
+    if (moved || (sut & 0xffffn) > (bare & 0xffffn)) return null;
+  }
+  return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
+}
+
+/** Every counter a guest can have: GP 0..7, fixed 0..2 (as 32 + j). */
+const COUNTERS = [0, 1, 2, 3, 4, 5, 6, 7, 32, 33, 34];
+const statusBit = (idx: number) => 1n << BigInt(idx);
+
+/**
+ * `o` shows only that the counters of `bits` (GLOBAL_STATUS bits) overflowed at another time than on bare metal.
+ * `late`: later only: a run or PMI observation with fewer PMIs or as many each after the same or a later unit,
+ * GLOBAL_STATUS lacking some of their bits. `later-unit`: as many PMIs, each after the same or a later unit.
+ * `any`: earlier or later: any PMI difference, GLOBAL_STATUS differing in their bits only. `late` and `any` also
+ * take what the legacy LBR freeze changes while FREEZE_LBRS_ON_PMI is armed. Counter values are never excused.
+ */
+function overflowMovedOnly(
+  o: Observation,
+  bits: bigint,
+  history: readonly Observation[],
+  how: 'late' | 'later-unit' | 'any',
+): boolean {
+  if (o.kind === 'run' || o.kind === 'pmi') {
+    if (how === 'any') return true;
+    const a = pmisOf(o.sut);
+    const b = pmisOf(o.oracle);
+    if (a.length < b.length) return how === 'late';
+    return a.length === b.length && a.every((p, i) => p.vector === b[i]!.vector && p.afterUnit >= b[i]!.afterUnit);
+  }
+  if (how === 'later-unit') return false;
+  if (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) {
+    const sut = readValue(o.sut);
+    const bare = readValue(o.oracle);
+    if (sut === null || bare === null || ((sut ^ bare) & ~bits) !== 0n) return false;
+    return how === 'any' || (sut & ~bare) === 0n;
+  }
+  return lbrFreezeEffect(o, history);
+}
+
+/**
+ * Null when `o` differs from bare metal only as a moved overflow of a counter write-period-from-base left with a
+ * stale period: PMIs while one's period is stale; GLOBAL_STATUS in the bits of counters whose period ever was (a
+ * missed overflow stays missed); what the legacy LBR freeze changes (a missed freeze stays missed). Else what differs.
+ */
+function stalePeriodOnly(o: Observation, history: readonly Observation[], v: number): string | null {
+  const now = stalePeriodCounters(history, v, 'now');
+  const ever = stalePeriodCounters(history, v, 'ever');
+  const excused =
+    ((o.kind === 'run' || o.kind === 'pmi') && now !== 0n && overflowMovedOnly(o, now, history, 'any')) ||
+    (o.kind !== 'run' && o.kind !== 'pmi' && ever !== 0n && overflowMovedOnly(o, ever, history, 'any'));
+  return excused || !diverges(o)
+    ? null
+    : `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
+}
+
+/**
+ * The counters (as GLOBAL_STATUS bits) whose perf period write-period-from-base left stale: the guest's last write to
+ * the counter found its event running with counts, and the counter did not count that WRMSR; nothing reprogrammed
+ * it since (a changed selector, fixed field or GLOBAL_CTRL bit). `ever`: the counters any write ever left so.
+ */
+function stalePeriodCounters(history: readonly Observation[], v: number, when: 'now' | 'ever'): bigint {
+  let stale = 0n;
+  let ever = 0n;
+  const last = new Map<number, bigint>();
+  for (const h of history) {
+    if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) continue;
+    const m = h.target;
+    const idx = counterIndexOf(m);
+    if (idx !== null) {
+      stale &= ~statusBit(idx);
+      if (runningWithCounts(history, h, v) && !countsOwnWrmsr(history, h)) stale |= statusBit(idx);
+      ever |= stale;
+      continue;
+    }
+    const before = last.get(m) ?? (m === MSR_CORE_PERF_GLOBAL_CTRL ? 0xffn : 0n);
+    last.set(m, h.value);
+    if (m >= MSR_P6_EVNTSEL0 && m < MSR_P6_EVNTSEL0 + 8) {
+      if (before !== h.value) stale &= ~statusBit(m - MSR_P6_EVNTSEL0);
+    } else if (m === MSR_CORE_PERF_GLOBAL_CTRL) stale &= ~(before ^ h.value);
+    else if (m === MSR_CORE_PERF_FIXED_CTR_CTRL)
+      for (let j = 0; j < 3; j++) if (((before ^ h.value) >> BigInt(4 * j)) & 0xfn) stale &= ~statusBit(32 + j);
+  }
+  return when === 'now' ? stale : ever;
+}
+
+/**
+ * Whether a host user's event (with a branch stack, if `lbr`) was open where vCPU `v`'s events run: on the pCPU its
+ * thread was on at the time, or on its thread. `now`: at the end of the history only, else at any point of it.
+ */
+function hostCompeted(c: DivergenceContext, v: number, lbr: boolean, now = false): boolean {
+  const cpus = c.facts?.cpus ?? 2;
+  let cpu = c.facts?.initialCpu(v) ?? v % cpus;
+  const open = new Map<number, { cpu: number } | { vcpu: number }>();
+  const competes = () => [...open.values()].some((on) => ('cpu' in on ? on.cpu === cpu : on.vcpu === v));
+  let ever = false;
+  for (const h of c.history) {
+    const op = h.host;
+    if (h.vcpu === v && (h.vmm?.op === 'migrate' || h.vmm?.op === 'save-restore'))
+      cpu = ((h.vmm.cpu % cpus) + cpus) % cpus;
+    else if (op?.op === 'open' && op.accepted && op.index !== null && (!lbr || op.attr.branchSample !== undefined))
+      open.set(op.index, op.on);
+    else if (op?.op === 'close') open.delete(op.index);
+    if (!now && competes()) ever = true;
+  }
+  return now ? competes() : ever;
+}
+
+/** Since the guest last wrote LBR_TOS, a host branch-stack user opened or the guest LBR event was lost. */
+function tosMovedSinceWritten(h: readonly Observation[]): boolean {
+  const w = h.findLastIndex((x) => x.kind === 'wrmsr' && x.target === MSR_LBR_TOS && x.sut.kind === 'accepted');
+  return h.slice(w + 1).some(hostBranchStackOpened) || lbrEventLost(h, w + 1);
+}
+
 export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   P6_PERFCTR_QUIRK,
   {
@@ -108,13 +257,17 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     title:
       'a fixed counter write with bits above the counter width is masked, not #GP (hardware #GP is decision D2, unverified)',
     kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_set_msr: get_fixed_pmc → pmc_write_counter, no width check',
-    matches: (o) =>
+    // Only a fixed counter KVM gives the guest, only a value with bits above its width.
+    matches: (o, c) =>
       o.kind === 'wrmsr' &&
-      o.target !== null &&
-      o.target >= MSR_CORE_PERF_FIXED_CTR0 &&
-      o.target < MSR_CORE_PERF_FIXED_CTR0 + 3 &&
       o.sut.kind === 'accepted' &&
-      isGp(o.oracle),
+      isGp(o.oracle) &&
+      o.target !== null &&
+      o.value !== null &&
+      fixedCounterMasked(o.target, o.value, c.guest, c.host) !== null,
+    // Bare metal is written what the counter keeps (W6); every later read is compared exactly.
+    adoptValue: (a, host) =>
+      a.kind === 'wrmsr' && a.value !== null ? fixedCounterMasked(a.msr, a.value, a.guest, host) : null,
   },
   VERSION_NOT_CLAMPED,
   {
@@ -123,12 +276,9 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'a guest with PMU version 4 or 5 and FREEZE_LBRS_ON_PMI gets no freeze: LBR_FRZ is never set and the LBRs keep recording after the PMI (bugs.md #17, reports/filed/0002)',
     kernelRef:
       'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_deliver_pmi: freeze emulated only for 1 < version < 4; GLOBAL_STATUS bit 58 is in global_status_rsvd',
-    matches: (o, c) =>
-      version(c) >= 4 &&
-      debugctlArmed(c.history, 11) &&
-      o.kind === 'rdmsr' &&
-      o.target !== null &&
-      (o.target === MSR_CORE_PERF_GLOBAL_STATUS || isLegacyLbrMsr(o.target)),
+    // Adopted whole: bare metal of such a guest ignores FREEZE_LBRS_ON_PMI (W6), so what it leaves differs nowhere.
+    matches: () => false,
+    noLbrFreeze: (g, host) => (g.cpuid.leaf0a.eax & 0xff) >= 4 && guestHasLbr(g, host),
   },
   {
     id: 'v1-freeze-lbrs-accepted',
@@ -136,14 +286,9 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'a guest with PMU version 1 and LBRs may set FREEZE_LBRS_ON_PMI, which a version-1 PMU does not have (decision D37; reports/filed/0005)',
     kernelRef:
       'arch/x86/kvm/vmx/vmx.c vmx_get_supported_debugctl: LBR and FREEZE_LBRS_ON_PMI whenever intel_pmu_lbr_is_enabled, whatever the PMU version',
-    matches: (o, c) =>
-      version(c) === 1 &&
-      o.kind === 'wrmsr' &&
-      o.target === MSR_IA32_DEBUGCTLMSR &&
-      o.sut.kind === 'accepted' &&
-      isGp(o.oracle) &&
-      o.value !== null &&
-      (o.value & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n,
+    // Adopted whole: bare metal of such a guest holds the bit too, without effect, as KVM does (W6).
+    matches: () => false,
+    noLbrFreeze: (g, host) => (g.cpuid.leaf0a.eax & 0xff) === 1 && guestHasLbr(g, host),
   },
   STATUS_BITS_V2,
   {
@@ -152,25 +297,12 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'after a guest write to a running counter, the perf period is armed from the pre-write base, so the overflow comes late by the events counted since the last reprogram (reports/filed/0001)',
     kernelRef:
       'arch/x86/kvm/pmu.c pmc_write_counter → pmc_update_sample_period: get_sample_period(pmc, pmc->counter), where pmc->counter is the offset base, not the value written',
-    // Only a counter that does not count the WRMSR itself (an instruction at CPL 0) keeps the
-    // stale period: counting it requests a reprogram, which re-arms the period correctly.
-    matches: (o, c) =>
-      (o.kind === 'run' ||
-        o.kind === 'pmi' ||
-        o.kind === 'rdpmc' ||
-        (o.kind === 'rdmsr' &&
-          o.target !== null &&
-          (o.target === MSR_CORE_PERF_GLOBAL_STATUS || isCounter(o.target))) ||
-        lbrFreezeEffect(o, c.history)) &&
-      c.history.some(
-        (h) =>
-          h.kind === 'wrmsr' &&
-          h.sut.kind === 'accepted' &&
-          h.target !== null &&
-          isCounter(h.target) &&
-          runningWithCounts(c.history, h, version(c)) &&
-          !countsOwnWrmsr(c.history, h),
-      ),
+    // Only a counter that does not count the WRMSR itself (an instruction at CPL 0) keeps the stale period (counting
+    // it requests a reprogram, which re-arms the period correctly), until its next reprogram; only its overflow moves
+    // (late by the events since the reprogram, or early where that wraps the period). Its value stays exact.
+    matches: (o, c) => stalePeriodOnly(o, c.history, version(c)) === null,
+    // The program goes on: later observations may differ only as a moved overflow of such a counter does.
+    contract: (o, c) => stalePeriodOnly(o, c.history, version(c)),
   },
   DEBUGCTL_SUBSET,
   {
@@ -178,22 +310,24 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     title:
       'a counter preset to overflow on the next event overflows one event late: perf programs a period of at least 2',
     kernelRef: 'arch/x86/events/core.c x86_perf_event_set_period: "if (unlikely(left < 2)) left = 2"',
-    // The program set some counter to all ones (-1 at its width) before diverging, or a migration
-    // re-armed the event, possibly with one event left (sched-in also goes through set_period).
-    matches: (o, c) =>
-      c.history.some(
-        (h) =>
-          h.kind === 'wrmsr' &&
-          h.sut.kind === 'accepted' &&
-          h.target !== null &&
-          isCounter(h.target) &&
-          h.value !== null &&
-          isMinusOne(h.target, h.value),
-      ) ||
-      (o.kind === 'run' &&
-        pmisOf(o.sut).length === 0 &&
-        pmisOf(o.oracle).length > 0 &&
-        c.history.some((h) => h.kind === 'vmm')),
+    // A counter that stood at -1 when perf armed its event (written so, or re-armed by a reschedule or a control
+    // write while there) overflows after its second event: before that, bare metal's counter has taken exactly one.
+    matches: (o, c) => {
+      const f = c.facts;
+      if (f === undefined) return false;
+      let pending = 0n; // armed at -1, one event taken: bare metal overflowed, the guest's has not
+      let armed = 0n;
+      for (const idx of COUNTERS) {
+        const x = f.oracleCounter(o.vcpu, idx);
+        if (x === null || !x.armedAtMinusOne) continue;
+        armed |= statusBit(idx);
+        if (x.value === 0n) pending |= statusBit(idx);
+      }
+      return (
+        (pending !== 0n && overflowMovedOnly(o, pending, c.history, 'late')) ||
+        (armed !== 0n && overflowMovedOnly(o, armed, c.history, 'later-unit'))
+      );
+    },
   },
   ANYTHREAD_RESERVED,
   {
@@ -201,13 +335,28 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     title:
       'LBR records written while DEBUGCTL.LBR is clear are lost when the vCPU is rescheduled: the guest LBR event is released and a new one starts from reset LBRs',
     kernelRef:
-      'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_cleanup: release the guest LBR event iff DEBUGCTL.LBR == 0; kvm_arch_vcpu_load sets need_cleanup',
-    // Reads 0 from a fresh guest LBR event, or any other value once a reschedule released the old one.
-    matches: (o, c) =>
-      o.kind === 'rdmsr' &&
-      o.target !== null &&
-      isLegacyLbrMsr(o.target) &&
-      ((readValue(o.sut) === 0n && readValue(o.oracle) !== 0n) || c.history.some((h) => h.kind === 'vmm')),
+      'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_cleanup: release the guest LBR event iff DEBUGCTL.LBR == 0; kvm_arch_vcpu_load sets need_cleanup; arch/x86/events/intel/lbr.c intel_pmu_lbr_add resets FROM/TO/INFO, not TOS',
+    // Adopted whole: at each reschedule with DEBUGCTL.LBR clear, bare metal loses its LBR records too (W6).
+    matches: () => false,
+    adoptStep: (op, oracle, g, host) =>
+      (op.op === 'migrate' || op.op === 'preempt') &&
+      guestHasLbr(g, host) &&
+      (valueOf(oracle.rdmsr(MSR_IA32_DEBUGCTLMSR)) & DEBUGCTLMSR_LBR) === 0n &&
+      wipeLbrRecords(oracle),
+  },
+  {
+    id: 'lbr-save-stops-at-empty-record',
+    title:
+      "when the vCPU is rescheduled with DEBUGCTL.LBR set, perf saves its guest LBR event's records only up to the first one (newest first) whose FROM is 0, and restores the rest as 0",
+    kernelRef:
+      'arch/x86/events/intel/lbr.c intel_pmu_lbr_save: "if (!from) break"; intel_pmu_lbr_restore writes 0 to the records past lbr_stack_state (the guest LBR event is CALL_STACK, so perf saves and restores it at each context switch)',
+    // Adopted whole: at each reschedule with DEBUGCTL.LBR set, bare metal's records past the first empty one go too (W6).
+    matches: () => false,
+    adoptStep: (op, oracle, g, host) =>
+      (op.op === 'migrate' || op.op === 'preempt') &&
+      guestHasLbr(g, host) &&
+      (valueOf(oracle.rdmsr(MSR_IA32_DEBUGCTLMSR)) & DEBUGCTLMSR_LBR) !== 0n &&
+      truncateLbrAtEmptyFrom(oracle),
   },
   {
     id: 'host-contention',
@@ -215,8 +364,9 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'while host perf events compete for the PMU, the guest counters lose counts (their perf events are scheduled out or in ERROR) and overflow late or never',
     kernelRef:
       'arch/x86/kvm/pmu.c pmc_reprogram_counter: guest counters are pinned, exclude_host perf events; kernel/events/core.c ctx_sched_in gives a pinned event that cannot get a counter PERF_EVENT_STATE_ERROR',
-    // Only losses: counts, overflow bits and PMIs the guest misses, never ones it gains.
-    matches: (o, c) => c.history.some(hostEventOpened) && lostOnly(o, c.history) === null,
+    // Only losses (counts, overflow bits and PMIs the guest misses, never ones it gains), and only while a host event
+    // was open where the vCPU's events run: on its pCPU at the time, or on its thread.
+    matches: (o, c) => hostCompeted(c, o.vcpu, false) && lostOnly(o, c.history) === null,
     // The weaker contract, on every later observation: the same, or another declared divergence.
     contract: (o, c) => lostOnly(o, c.history),
   },
@@ -226,13 +376,13 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'while a host perf event holds the LBRs, KVM cannot create the guest LBR event: guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses',
     kernelRef:
       'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored)',
-    // A read shows 0; a write does not fault (W3: '0x0'), where bare metal may #GP it.
+    // A read shows 0; a write does not fault (W3: accepted), where bare metal may #GP it.
     matches: (o, c) =>
       (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
       o.target !== null &&
       isLegacyLbrMsr(o.target) &&
       readZeroOrAccepted(o) &&
-      c.history.some(hostBranchStackOpened),
+      hostCompeted(c, o.vcpu, true, true),
   },
   {
     id: 'lbr-tos-not-reset',
@@ -240,27 +390,23 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       "the guest's LBR_TOS starts where the host's LBR user left it: branches recorded in host mode before KVM created the guest LBR event move it, though their records are wiped (reports/filed/0003)",
     kernelRef:
       'arch/x86/events/intel/lbr.c intel_pmu_lbr_add → intel_pmu_lbr_reset → intel_pmu_lbr_reset_64 zeroes FROM/TO/INFO, never MSR_LASTBRANCH_TOS; arch/x86/kvm/vmx/vmx.c vmx_passthrough_lbr_msrs passes TOS through uninitialised',
-    // Only the TOS value: a shifted record read cannot be told from a leaked one here, so it stays a finding.
+    // Only the TOS value, not written by the guest since a new guest LBR event may have started on LBRs a host user
+    // (or another vCPU's event) moved: a shifted record read cannot be told from a leaked one here, so it stays a finding.
     matches: (o, c) =>
       o.kind === 'rdmsr' &&
       o.target === MSR_LBR_TOS &&
       o.sut.kind === 'value' &&
       o.oracle.kind === 'value' &&
-      c.history.some(hostBranchStackOpened),
+      tosMovedSinceWritten(c.history),
   },
   {
     id: 'lbr-cycles-include-exits',
-    title: "an LBR record's elapsed-cycles field includes the cycles of VM-exits KVM handled since the previous branch",
+    title:
+      "an LBR record's elapsed-cycles field counts the host's cycles too: those of VM-exits KVM handled since the previous branch, or, after the vCPU moved, the new pCPU's since it last recorded a branch",
     kernelRef:
-      'arch/x86/kvm/vmx/vmx.c: intercepted guest MSR accesses exit to the host between guest branches; LBR_INFO.CYC_CNT counts core cycles (decision D23)',
-    // Same record, same flags; only the 16-bit cycle count differs, and it is larger in the guest.
-    matches: (o) => {
-      if (o.kind !== 'rdmsr' || o.target === null || o.target < MSR_LBR_INFO_0 || o.target >= MSR_LBR_INFO_0 + 32)
-        return false;
-      const sut = readValue(o.sut);
-      const bare = readValue(o.oracle);
-      if (sut === null || bare === null) return false;
-      return (sut & ~0xffffn) === (bare & ~0xffffn) && (sut & 0xffffn) > (bare & 0xffffn);
-    },
+      'arch/x86/kvm/vmx/vmx.c: intercepted guest MSR accesses exit to the host between guest branches; LBR_INFO.CYC_CNT is a per-pCPU timer perf cannot save with the records (arch/x86/events/intel/lbr.c intel_pmu_lbr_restore); decision D23',
+    matches: (o, c) => cyclesOnly(o, c.history) === null,
+    // The rest of the program is compared as before, LBR_INFO reads up to their cycle counts.
+    contract: (o, c) => cyclesOnly(o, c.history),
   },
 ];

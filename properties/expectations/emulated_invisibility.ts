@@ -1,14 +1,20 @@
 /**
  * What today's perf-based vPMU loses across a migration or a save/restore, each with the kernel
- * (or VMM) behaviour it comes from. Property 4 counts these as known divergences.
+ * (or VMM) behaviour it comes from. Property 4 counts these as known divergences; conformance, on
+ * the profiles that save and restore, has bare metal take them on at the save/restore (W6).
  */
 
-import { isLegacyLbrMsr } from './common.js';
+import { guestHasLbr, isLegacyLbrRecord, lbrEventLost, wipeLbrRecords } from './common.js';
 import type { KnownDivergence } from './types.js';
-import type { Observation } from '../../scenarios/observation.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { readValue, type Observation } from '../../scenarios/observation.js';
+import { MSR_LBR_SELECT } from '../../model/hw/msr/lbr_legacy.js';
 
-const afterSaveRestore = (h: readonly Observation[]) => h.some((x) => x.vmm?.op === 'save-restore');
+/** The history has a save/restore of the vCPU after which the guest did not write `msr` (KVM took none). */
+const lostAtSaveRestore = (h: readonly Observation[], msr: number) => {
+  const at = h.findLastIndex((x) => x.vmm?.op === 'save-restore');
+  return at >= 0 && !h.slice(at).some((x) => x.kind === 'wrmsr' && x.target === msr && x.sut.kind === 'accepted');
+};
 
 export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
   {
@@ -16,13 +22,33 @@ export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
     title:
       'IA32_DEBUGCTL is not in KVM_GET_MSR_INDEX_LIST, so a save/restore resets it to 0 (decision K4, to confirm against QEMU)',
     kernelRef: 'arch/x86/kvm/x86.c msrs_to_save_pmu / emulated_msrs: no MSR_IA32_DEBUGCTLMSR',
-    matches: (o, c) => o.kind === 'rdmsr' && o.target === MSR_IA32_DEBUGCTLMSR && afterSaveRestore(c.history),
+    // A read of 0 where the other side kept a value, with no DEBUGCTL write since the save/restore.
+    matches: (o, c) =>
+      o.kind === 'rdmsr' &&
+      o.target === MSR_IA32_DEBUGCTLMSR &&
+      readValue(o.sut) === 0n &&
+      lostAtSaveRestore(c.history, MSR_IA32_DEBUGCTLMSR),
+    adoptStep: (op, oracle) => {
+      if (op.op !== 'save-restore') return false;
+      const d = oracle.rdmsr(MSR_IA32_DEBUGCTLMSR);
+      if (!d.ok || d.value === 0n) return false;
+      oracle.wrmsr(MSR_IA32_DEBUGCTLMSR, 0n);
+      return true;
+    },
   },
   {
     id: 'lbr-not-saved',
     title:
       'LBR MSRs are neither saved nor restored, and a reschedule with DEBUGCTL.LBR clear releases the guest LBR event: LBR records are lost',
-    kernelRef: 'arch/x86/kvm/x86.c msrs_to_save (no LBR MSRs); vmx/pmu_intel.c intel_pmu_cleanup',
-    matches: (o) => o.kind === 'rdmsr' && o.target !== null && isLegacyLbrMsr(o.target),
+    kernelRef:
+      'arch/x86/kvm/x86.c msrs_to_save (no LBR MSRs); vmx/pmu_intel.c intel_pmu_cleanup; events/intel/lbr.c intel_pmu_lbr_add resets FROM/TO/INFO',
+    // A record or LBR_SELECT (not TOS) that reads 0, after a save/restore or a reschedule with DEBUGCTL.LBR clear.
+    matches: (o, c) =>
+      o.kind === 'rdmsr' &&
+      o.target !== null &&
+      (isLegacyLbrRecord(o.target) || o.target === MSR_LBR_SELECT) &&
+      readValue(o.sut) === 0n &&
+      lbrEventLost(c.history),
+    adoptStep: (op, oracle, g, host) => op.op === 'save-restore' && guestHasLbr(g, host) && wipeLbrRecords(oracle),
   },
 ];

@@ -1,7 +1,8 @@
 import type { Profile } from '../../model/hw/profile.js';
 import type { Access } from '../../model/hw/access.js';
-import type { Adoption, GuestConfig, MsrAttempt } from '../../scenarios/world.js';
-import type { Observation } from '../../scenarios/observation.js';
+import type { Adoption, GuestConfig, MsrAttempt, WorldFacts } from '../../scenarios/world.js';
+import type { Observation, VmmOp } from '../../scenarios/observation.js';
+import type { OracleCpu } from '../../scenarios/oracle_filter.js';
 
 /** What a known divergence is judged against. */
 export interface DivergenceContext {
@@ -9,6 +10,8 @@ export interface DivergenceContext {
   readonly guest: GuestConfig;
   /** Every observation of the program so far, the divergent one last. */
   readonly history: readonly Observation[];
+  /** What the world knows as the divergent observation is made (bare metal's counters, where vCPUs started). */
+  readonly facts?: WorldFacts;
 }
 
 /**
@@ -35,13 +38,25 @@ export interface KnownDivergence {
   readonly adopt?: (a: MsrAttempt & { readonly oracle: Access }, host: Profile) => Access | null;
   /** Likewise where the design #GPs: true if this divergence is why, and bare metal faults too (W6). */
   readonly adoptFault?: (a: MsrAttempt, host: Profile) => boolean;
+  /**
+   * For a write the design accepted: the value the mechanism leaves (bits dropped, a field masked), which bare metal is
+   * written instead, or null where this divergence does not narrow it (W6).
+   */
+  readonly adoptValue?: (a: MsrAttempt, host: Profile) => bigint | null;
+  /** At a VMM step: bare metal takes on what the mechanism does there; true if that changed its state (W6). */
+  readonly adoptStep?: (op: VmmOp, oracle: OracleCpu, guest: GuestConfig, host: Profile) => boolean;
+  /** Bare metal of this guest ignores FREEZE_LBRS_ON_PMI, as the design does for its PMU version (W6). */
+  readonly noLbrFreeze?: (guest: GuestConfig, host: Profile) => boolean;
 }
 
 /** The World's adoption hooks for a design's declared divergences on a host, if any adopts. */
 export function adoptionOf(ks: readonly KnownDivergence[], host: Profile): Adoption | undefined {
   const results = ks.filter((k) => k.adopt !== undefined);
   const faults = ks.filter((k) => k.adoptFault !== undefined);
-  if (results.length === 0 && faults.length === 0) return undefined;
+  const values = ks.filter((k) => k.adoptValue !== undefined);
+  const steps = ks.filter((k) => k.adoptStep !== undefined);
+  const freezes = ks.filter((k) => k.noLbrFreeze !== undefined);
+  if (results.length + faults.length + values.length + steps.length + freezes.length === 0) return undefined;
   return {
     result: (a) => {
       for (const k of results) {
@@ -51,5 +66,14 @@ export function adoptionOf(ks: readonly KnownDivergence[], host: Profile): Adopt
       return null;
     },
     fault: (a) => faults.find((k) => k.adoptFault!(a, host))?.id ?? null,
+    value: (a) => {
+      for (const k of values) {
+        const value = k.adoptValue!(a, host);
+        if (value !== null) return { id: k.id, value };
+      }
+      return null;
+    },
+    step: (op, oracle, guest) => steps.filter((k) => k.adoptStep!(op, oracle, guest, host)).map((k) => k.id),
+    noLbrFreeze: (guest) => freezes.find((k) => k.noLbrFreeze!(guest, host))?.id ?? null,
   };
 }

@@ -1,0 +1,247 @@
+/**
+ * Each declared divergence excuses only what its mechanism produces: beside the declaration met on the faithful
+ * emulated vPMU, a neighbouring planted fault (the same MSR or event, another mechanism) is still reported. The faults
+ * are planted at the vCPU's answers (a read off, a refusal naming other bits, a write taken that bare metal refuses).
+ */
+import { describe, expect, it } from 'vitest';
+import { type Access, gp, ok } from '../../model/hw/access.js';
+import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
+import { SKYLAKE } from '../../model/hw/profiles.js';
+import { attr } from '../../model/host/types.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { runProgram } from '../../properties/conformance.js';
+import { conformanceExpectations } from '../../properties/checks.js';
+import { designById } from '../../designs/registry.js';
+import { lbrGuest } from '../../properties/lbr_freeze.js';
+import {
+  Divergence,
+  GuestRdmsr,
+  GuestRun,
+  GuestWrmsr,
+  HostOpen,
+  Migrate,
+  type WorldCommand,
+} from '../../scenarios/commands.js';
+import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import {
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+} from '../../model/hw/msr/counters.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+} from '../../model/hw/msr/global.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { MSR_LBR_INFO_0, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
+
+const emulated = designById('emulated');
+const LBR_V2 = lbrGuest(SKYLAKE, 2);
+const LBR_V4 = lbrGuest(SKYLAKE, 4);
+/** Version 2, 4 GP and 3 fixed counters, no LBRs. */
+const PLAIN: GuestConfig = {
+  cpuid: {
+    family: 6,
+    model: 0x55,
+    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+    pdcm: true,
+  },
+  perfCapabilities: 0x2000n,
+};
+
+type Plant = {
+  rd?: (msr: number, r: Access) => Access;
+  wr?: (msr: number, value: bigint, r: Access) => Access;
+};
+
+/** The emulated vPMU with one answer planted. */
+function planted(p: Plant): VcpuFactory {
+  return (h, o) =>
+    new (class extends EmulatedVcpu {
+      override guestRdmsr(msr: number) {
+        const r = super.guestRdmsr(msr);
+        return p.rd === undefined ? r : p.rd(msr, r);
+      }
+      override guestWrmsr(msr: number, value: bigint) {
+        const r = super.guestWrmsr(msr, value);
+        return p.wr === undefined ? r : p.wr(msr, value, r);
+      }
+    })(h, o);
+}
+
+/** Runs the program as conformance does: the declarations met, or the Divergence reported. */
+function run(guest: GuestConfig, program: readonly WorldCommand[], design?: VcpuFactory, gen?: string) {
+  const known = new Map<string, number>();
+  try {
+    runProgram(
+      {
+        host: SKYLAKE,
+        design: design ?? emulated.factory,
+        expectations: conformanceExpectations(emulated, gen),
+        known,
+      },
+      guest,
+      program,
+    );
+  } catch (e) {
+    if (e instanceof Divergence) return { reported: e.observation, known: [...known.keys()] };
+    throw e;
+  }
+  return { reported: null, known: [...known.keys()] };
+}
+
+const bumped = (target: number, by: bigint) => (msr: number, r: Access) =>
+  msr === target && r.ok ? ok(r.value + by) : r;
+
+describe('a declared divergence excuses its mechanism, not a neighbouring fault', () => {
+  it('status-bits-v2: a refusal of OVF_CTRL bit 58 is excused; one that also reserves counter bit 0 is reported', () => {
+    const p = [new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_OVF_CTRL, (1n << 58n) | 1n)];
+    expect(run(LBR_V4, p)).toEqual({ reported: null, known: ['status-bits-v2'] });
+    const wide = planted({
+      wr: (m, v, r) => (m === MSR_CORE_PERF_GLOBAL_OVF_CTRL ? gp('planted: every bit reserved', v) : r),
+    });
+    expect(run(LBR_V4, p, wide).reported).toMatchObject({ kind: 'wrmsr', target: MSR_CORE_PERF_GLOBAL_OVF_CTRL });
+  });
+
+  it('anythread-reserved: AnyThread refused is excused; a FIXED_CTR_CTRL refusal of enable bits too is reported', () => {
+    const p = [new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xfffn)];
+    expect(run(LBR_V4, p)).toEqual({ reported: null, known: ['anythread-reserved'] });
+    const wide = planted({
+      wr: (m, v, r) => (m === MSR_CORE_PERF_FIXED_CTR_CTRL ? gp('planted: wrong fixed_ctr_ctrl_rsvd', v) : r),
+    });
+    expect(run(LBR_V4, p, wide).reported).toMatchObject({ kind: 'wrmsr', target: MSR_CORE_PERF_FIXED_CTR_CTRL });
+  });
+
+  it('debugctl-subset: FREEZE_LBRS_ON_PMI refused for a guest with LBRs is reported', () => {
+    const p = [new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x801n), new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR)];
+    expect(run(LBR_V2, p).reported).toBeNull();
+    const frz = planted({
+      wr: (m, v, r) => (m === MSR_IA32_DEBUGCTLMSR ? gp('planted: FRZ unsupported', v & 0x800n) : r),
+    });
+    expect(run(LBR_V2, p, frz).reported).toMatchObject({ kind: 'wrmsr', target: MSR_IA32_DEBUGCTLMSR });
+  });
+
+  it('fixed-ctr-width: a wide value is masked and the program runs on; a fixed counter the guest lacks is reported', () => {
+    const p = [
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR0, (1n << 48n) | 5n),
+      new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR0 + 3, 1n),
+    ];
+    expect(run(PLAIN, p)).toEqual({ reported: null, known: ['fixed-ctr-width'] });
+    const extra = planted({ wr: (m, _v, r) => (m === MSR_CORE_PERF_FIXED_CTR0 + 3 ? ok(0n) : r) });
+    expect(run(PLAIN, p, extra).reported).toMatchObject({ kind: 'wrmsr', target: MSR_CORE_PERF_FIXED_CTR0 + 3 });
+  });
+
+  it('write-period-from-base: a counter read after a write to the running counter is never excused', () => {
+    const p = [
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x4300c0n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 1n),
+      new GuestRun(0, [{ cpl: 3, instructions: 5 }]),
+      new GuestWrmsr(0, MSR_IA32_PERFCTR0, 100n),
+      new GuestRun(0, [{ cpl: 3, instructions: 5 }]),
+      new GuestRdmsr(0, MSR_IA32_PERFCTR0),
+    ];
+    expect(run(PLAIN, p).reported).toBeNull();
+    expect(run(PLAIN, p, planted({ rd: bumped(MSR_IA32_PERFCTR0, 1n) })).reported).toMatchObject({
+      kind: 'rdmsr',
+      target: MSR_IA32_PERFCTR0,
+    });
+  });
+
+  it('host-contention: a count lost while a host event runs on the other pCPU only is reported', () => {
+    const p = (cpu: number) => [
+      new HostOpen(cpu, attr({ config: 0xc0n, pinned: true })),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x4300c0n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 1n),
+      new GuestRun(0, [{ cpl: 3, instructions: 10 }]),
+      new GuestRdmsr(0, MSR_IA32_PMC0),
+    ];
+    const lost = planted({ rd: bumped(MSR_IA32_PMC0, -5n) });
+    expect(run(PLAIN, p(0), lost)).toEqual({ reported: null, known: ['host-contention'] });
+    expect(run(PLAIN, p(1), lost).reported).toMatchObject({ kind: 'rdmsr', target: MSR_IA32_PMC0 });
+  });
+
+  it('lbr-lazy-release and lbr-save-stops-at-empty-record: a record lost at a migration with DEBUGCTL.LBR set is reported', () => {
+    const p = (from: bigint) => [
+      new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 1n),
+      new GuestWrmsr(0, MSR_LBR_NHM_FROM, from),
+      new GuestWrmsr(0, MSR_LBR_NHM_TO, 0x5678n),
+      new Migrate(0, 1),
+      new GuestRdmsr(0, MSR_LBR_NHM_TO),
+    ];
+    expect(run(LBR_V2, p(0x1234n)).reported).toBeNull();
+    // Saved only up to the first empty FROM: bare metal takes it on at the migration (W6).
+    expect(run(LBR_V2, p(0n))).toEqual({ reported: null, known: ['lbr-save-stops-at-empty-record'] });
+    const lost = planted({ rd: (m, r) => (m === MSR_LBR_NHM_TO ? ok(0n) : r) });
+    expect(run(LBR_V2, p(0x1234n), lost).reported).toMatchObject({ kind: 'rdmsr', target: MSR_LBR_NHM_TO });
+  });
+
+  it('lbr-tos-not-reset: a TOS the guest wrote, read back wrong with no host LBR user, is reported', () => {
+    const p = [new GuestWrmsr(0, MSR_LBR_TOS, 3n), new GuestRdmsr(0, MSR_LBR_TOS)];
+    expect(run(LBR_V2, p).reported).toBeNull();
+    expect(run(LBR_V2, p, planted({ rd: bumped(MSR_LBR_TOS, 2n) })).reported).toMatchObject({
+      kind: 'rdmsr',
+      target: MSR_LBR_TOS,
+    });
+  });
+
+  it('lbr-cycles-include-exits: an LBR_INFO differing above the cycle count is reported', () => {
+    const p = [new GuestWrmsr(0, MSR_LBR_INFO_0, 0x10n), new GuestRdmsr(0, MSR_LBR_INFO_0)];
+    expect(run(LBR_V2, p).reported).toBeNull();
+    expect(run(LBR_V2, p, planted({ rd: bumped(MSR_LBR_INFO_0, 1n << 40n) })).reported).toMatchObject({
+      kind: 'rdmsr',
+      target: MSR_LBR_INFO_0,
+    });
+  });
+
+  it('no-v4-lbr-freeze: GLOBAL_STATUS still set after the ack (an OVF_CTRL write that clears nothing) is reported', () => {
+    const branch = { from: 0xffff_ffff_8100_0000n, to: 0xffff_ffff_8100_0040n, kind: 'COND' as const, cpl: 0 };
+    const p = [
+      new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x801n),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x5300c4n | (1n << 20n)),
+      new GuestWrmsr(0, MSR_IA32_PMC0, (1n << 48n) - 2n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 1n),
+      new GuestRun(0, [{ cpl: 0, instructions: 3, cycles: 2, branches: [branch, branch] }]),
+      new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_STATUS),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_OVF_CTRL, 1n),
+      new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_STATUS),
+    ];
+    expect(run(LBR_V4, p)).toEqual({ reported: null, known: ['no-v4-lbr-freeze'] });
+    let acked = false;
+    const noClear = planted({
+      wr: (m, _v, r) => {
+        if (m === MSR_CORE_PERF_GLOBAL_OVF_CTRL) acked = true;
+        return r;
+      },
+      rd: (m, r) => (m === MSR_CORE_PERF_GLOBAL_STATUS && acked && r.ok ? ok(r.value | 1n) : r),
+    });
+    expect(run(LBR_V4, p, noClear).reported).toMatchObject({ kind: 'rdmsr', target: MSR_CORE_PERF_GLOBAL_STATUS });
+  });
+
+  it('v1-freeze-lbrs-accepted: the bit is held on both sides; DEBUGCTL.LBR cleared at the PMI (a freeze) is reported', () => {
+    const branch = { from: 0xffff_ffff_8100_0000n, to: 0xffff_ffff_8100_0040n, kind: 'COND' as const, cpl: 0 };
+    const p = [
+      new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x801n),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x5300c4n | (1n << 20n)),
+      new GuestWrmsr(0, MSR_IA32_PMC0, (1n << 48n) - 2n),
+      new GuestRun(0, [{ cpl: 0, instructions: 3, cycles: 2, branches: [branch, branch] }]),
+      new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR),
+    ];
+    const v1 = lbrGuest(SKYLAKE, 1);
+    expect(run(v1, p)).toEqual({ reported: null, known: ['v1-freeze-lbrs-accepted'] });
+    const frozen = planted({ rd: (m, r) => (m === MSR_IA32_DEBUGCTLMSR && r.ok ? ok(r.value & ~1n) : r) });
+    expect(run(v1, p, frozen).reported).toMatchObject({ kind: 'rdmsr', target: MSR_IA32_DEBUGCTLMSR });
+  });
+
+  it('debugctl-not-saved: a DEBUGCTL that reads 0 with no save/restore since it was written is reported', () => {
+    const p = [new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 1n), new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR)];
+    const lost = planted({ rd: (m, r) => (m === MSR_IA32_DEBUGCTLMSR ? ok(0n) : r) });
+    expect(run(LBR_V2, p, lost, 'save-restore-heavy').reported).toMatchObject({
+      kind: 'rdmsr',
+      target: MSR_IA32_DEBUGCTLMSR,
+    });
+  });
+});
