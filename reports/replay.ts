@@ -52,6 +52,8 @@ export interface ReplayTarget {
   readonly guest: GuestConfig;
   /** A conformance check's generation profile (checks.ts): it decides which divergences are declared. */
   readonly gen?: string | undefined;
+  /** The filed report replayed to show its own divergence: bare metal does not take on the declaration filed as it. */
+  readonly shows?: string | undefined;
 }
 
 /** A host perf event, as a report names it. */
@@ -153,7 +155,10 @@ const world = (t: ReplayTarget, guests: GuestConfig[], compare: boolean) =>
     design: t.design.factory,
     compare,
     hostKernel: t.design.hostKernel,
-    adopt: adoptionOf(t.design.expectations, t.host),
+    adopt: adoptionOf(
+      t.design.expectations.filter((k) => k.filed === undefined || k.filed !== t.shows),
+      t.host,
+    ),
   });
 
 /**

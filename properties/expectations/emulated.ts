@@ -279,6 +279,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     // Adopted whole: bare metal of such a guest ignores FREEZE_LBRS_ON_PMI (W6), so what it leaves differs nowhere.
     matches: () => false,
     noLbrFreeze: (g, host) => (g.cpuid.leaf0a.eax & 0xff) >= 4 && guestHasLbr(g, host),
+    filed: '0002-kvm-no-lbr-freeze-for-pmu-v4',
   },
   {
     id: 'v1-freeze-lbrs-accepted',
@@ -289,6 +290,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     // Adopted whole: bare metal of such a guest holds the bit too, without effect, as KVM does (W6).
     matches: () => false,
     noLbrFreeze: (g, host) => (g.cpuid.leaf0a.eax & 0xff) === 1 && guestHasLbr(g, host),
+    filed: '0005-kvm-no-lbr-freeze-for-pmu-v1',
   },
   STATUS_BITS_V2,
   {

@@ -45,6 +45,8 @@ export interface KnownDivergence {
   readonly adoptValue?: (a: MsrAttempt, host: Profile) => bigint | null;
   /** At a VMM step: bare metal takes on what the mechanism does there; true if that changed its state (W6). */
   readonly adoptStep?: (op: VmmOp, oracle: OracleCpu, guest: GuestConfig, host: Profile) => boolean;
+  /** The report under reports/filed this divergence was filed as: its reproducers show it, so they never adopt it. */
+  readonly filed?: string;
   /** Bare metal of this guest ignores FREEZE_LBRS_ON_PMI, as the design does for its PMU version (W6). */
   readonly noLbrFreeze?: (guest: GuestConfig, host: Profile) => boolean;
 }

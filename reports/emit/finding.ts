@@ -16,7 +16,7 @@ export function targetOf(
   t: { design: Design; host: Profile; cpus: number; guest: ReplayableReport['guest']; gen?: string | undefined },
   r: ReplayableReport,
 ): { source: number; kind: string } | undefined {
-  const rep = replay(t, r.kase, { trace: true });
+  const rep = replay({ ...t, shows: r.file.id }, r.kase, { trace: true });
   const d = rep.divergence;
   if (d === null) return undefined;
   const i = rep.steps.findIndex((s) => s.observations.includes(d));
