@@ -82,13 +82,16 @@ describe('findings outside what a design reports are unsupported configurations,
   });
 });
 
-/** The replay of a filed finding's report.json. */
+/** The replay of a filed finding's report.json as its reproducers run it: bare metal does not take on its own declaration. */
 function filedReplay(name: string) {
   const r = parseReport(readFileSync(`reports/filed/${name}.json`, 'utf8'));
   const host = BUILTIN_PROFILES[r.file.host]!;
   return {
     file: r.file,
-    replay: replay({ design: designById(r.file.design), host, cpus: r.file.cpus, guest: r.guest }, r.kase),
+    replay: replay(
+      { design: designById(r.file.design), host, cpus: r.file.cpus, guest: r.guest, shows: r.file.id },
+      r.kase,
+    ),
   };
 }
 
