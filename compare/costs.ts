@@ -18,6 +18,10 @@ export interface StepCost {
 export const DEFAULT_COSTS: Readonly<Record<CostStep, StepCost>> = {
   msrExits: { ns: 1_400, source: 'seed 003 (4): rd/wr fixed_ctrl with the optimisation, an exit doing no perf work' },
   rdpmcExits: { ns: 1_600, source: 'seed 003 (1)+(4): the exit plus kvm_pmu_rdpmc 200 ns' },
+  emulationExits: {
+    ns: 3_000,
+    source: 'assumption: a #UD exit plus a pass of the instruction emulator, about two MSR exits',
+  },
   pmiExits: { ns: 8_800, source: 'seed 003 (2): x86_pmu.handle_irq with the optimisation, NMI exit included' },
   injectedPmis: { ns: 0, source: 'assumption: injection rides on the next VM-entry, which the exit already paid for' },
   reprograms: { ns: 30_000, source: 'seed 003 (1): pmc_stop_counter on a GP counter' },

@@ -9,6 +9,8 @@ export interface VpmuCost {
   msrExits: number;
   /** VM-exits taken for an intercepted guest RDPMC. */
   rdpmcExits: number;
+  /** VM-exits for a guest instruction KVM emulates (the forced-emulation prefix's #UD). */
+  emulationExits: number;
   /** VM-exits for a host NMI/PMI arriving while the guest runs. */
   pmiExits: number;
   /** PMIs injected into the guest. */
@@ -32,6 +34,7 @@ export function newVpmuCost(): VpmuCost {
   return {
     msrExits: 0,
     rdpmcExits: 0,
+    emulationExits: 0,
     pmiExits: 0,
     injectedPmis: 0,
     reprograms: 0,

@@ -126,4 +126,12 @@ export const KVM_DECISIONS: readonly Decision[] = [
     why: 'perf_get_x86_pmu_capability reports x86_pmu_max_num_counters_fixed(); KVM compares the guest with the host, not with kvm_pmu_cap, on purpose ("Check *host* PMU capabilities").',
     ref: 'arch/x86/events/core.c perf_get_x86_pmu_capability; pmu.c kvm_need_any_pmc_intercept',
   },
+  {
+    id: 'K16',
+    question: 'What does KVM do with a guest instruction behind the forced-emulation prefix (KVM_FEP)?',
+    choice:
+      "kvm.force_emulation_prefix is set: the prefix's UD2 exits, KVM skips the prefix and emulates the instruction, which always completes (MOV, XOR, ENTER, LEAVE, JNE, LOOP on registers); the UD2 itself never retires in the guest.",
+    why: 'The selftests (pmu_counters_test) and kvm-unit-tests (x86/pmu.c check_emulated_instr) run their emulated-instruction checks only with the parameter set; without it the guest takes the #UD, which no guest program here asks for.',
+    ref: 'x86.c handle_ud, x86_emulate_instruction (EMULTYPE_TRAP_UD_FORCED)',
+  },
 ];

@@ -32,6 +32,15 @@ export class KernelOops extends Error {
   override readonly name = 'KernelOops';
 }
 
+/**
+ * An instruction the guest makes KVM emulate by prefixing it with KVM's forced-emulation prefix (KVM_FEP,
+ * `ud2; .byte 'k', 'v', 'm'`, with kvm.force_emulation_prefix set), as the selftests and kvm-unit-tests do: `mov`,
+ * `xor`, `enter`, `leave` (no branches), `jne` and `loop` (branches).
+ */
+export type EmulatedInsn = 'mov' | 'xor' | 'enter' | 'leave' | 'jne' | 'loop';
+
+export const EMULATED_INSNS: readonly EmulatedInsn[] = ['mov', 'xor', 'enter', 'leave', 'jne', 'loop'];
+
 /** A host-initiated (KVM_GET_MSRS / KVM_SET_MSRS) access: the ioctl succeeds or fails. */
 export type HostAccess = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly error: string };
 
@@ -82,6 +91,11 @@ export interface VpmuVcpu {
   guestRdmsr(msr: number): Access;
   guestWrmsr(msr: number, value: bigint): Access;
   guestRdpmc(ecx: number, cpl: number): Access;
+  /**
+   * A forced-emulation instruction at CPL `cpl`: the prefix's UD2 exits (handle_ud), KVM skips the prefix and its
+   * emulator runs the instruction (x86_emulate_instruction). PMIs it raises come out of drainPmis.
+   */
+  guestEmulate(insn: EmulatedInsn, cpl: number): void;
   /** Runs guest work; returns the PMIs the guest received. */
   guestRun(units: readonly WorkUnit[]): readonly GuestPmi[];
   /** Guest XSAVES / XRSTORS of the Arch LBR state component (15), with IA32_XSS.LBR set first. */

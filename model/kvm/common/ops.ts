@@ -13,7 +13,7 @@
  */
 
 import type { Access } from '../../hw/access.js';
-import type { GuestCpuid, HostAccess } from '../types.js';
+import type { EmulatedInsn, GuestCpuid, HostAccess } from '../types.js';
 import { type PmcOf, type KvmPmuCap } from './pmu.h.js';
 import type { VcpuBase } from './state.js';
 import type { CpuidRegs } from '../../hw/profile.js';
@@ -39,6 +39,7 @@ export interface KvmOps<V extends VcpuBase, P = PmcOf<V>> {
   /** kvm_pmu_trigger_event: KVM emulated (or skipped) an instruction the PMCs in `counting` count. */
   kvm_pmu_trigger_event(vcpu: V, counting: bigint, cpl: number): void;
   kvm_pmu_instruction_retired(vcpu: V, cpl: number): void;
+  kvm_pmu_branch_retired(vcpu: V, cpl: number): void;
   kvm_pmu_incr_counter(vcpu: V, pmc: P): void;
   pmc_read_counter(vcpu: V, pmc: P): bigint;
   pmc_write_counter(vcpu: V, pmc: P, val: bigint): void;
@@ -90,6 +91,8 @@ export interface KvmOps<V extends VcpuBase, P = PmcOf<V>> {
   kvm_set_cpuid(vcpu: V, cpuid: GuestCpuid): HostAccess;
   /** kvm_skip_emulated_instruction: a handled intercepted instruction retires. */
   kvm_skip_emulated_instruction(vcpu: V, cpl: number): void;
+  /** x86_emulate_instruction: KVM's emulator ran `insn` (forced emulation) and it retired. */
+  x86_emulate_instruction(vcpu: V, insn: EmulatedInsn, cpl: number): void;
   /** vcpu_enter_guest: requests, then VM-entry; `afterUnit` dates the PMIs it injects. */
   vcpu_enter_guest(vcpu: V, afterUnit: number): void;
   /** kvm_arch_sched_out (the preempt notifier, after perf's sched-out). */

@@ -191,6 +191,11 @@ export function kvm_pmu_instruction_retired(vcpu: VcpuBase, cpl: number): void {
   vcpu.ops.kvm_pmu_trigger_event(vcpu, vcpu.pmu.pmc_counting_instructions, cpl);
 }
 
+/** kvm_pmu_branch_retired: an emulated branch, for the PMCs counting branch instructions retired. */
+export function kvm_pmu_branch_retired(vcpu: VcpuBase, cpl: number): void {
+  vcpu.ops.kvm_pmu_trigger_event(vcpu, vcpu.pmu.pmc_counting_branches, cpl);
+}
+
 /**
  * kvm_pmu_rdpmc: #GP without a vPMU, for bad ECX, and at CPL > 0 without CR4.PCE; the design's pmc_read_counter reads.
  */

@@ -8,7 +8,7 @@
 
 import { type Access, gp, ok } from '../../hw/access.js';
 import type { WorkUnit } from '../../hw/work.js';
-import type { GuestCpuid, HostAccess } from '../types.js';
+import type { EmulatedInsn, GuestCpuid, HostAccess } from '../types.js';
 import { toHost } from './pmu.js';
 import type { VcpuBase } from './state.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../hw/msr/capabilities.js';
@@ -208,6 +208,29 @@ export function do_set_msr(vcpu: VcpuBase, msr: number, value: bigint): HostAcce
 /** kvm_skip_emulated_instruction: the skipped instruction retires (kvm_pmu_instruction_retired). */
 export function kvm_skip_emulated_instruction(vcpu: VcpuBase, cpl: number): void {
   vcpu.ops.kvm_pmu_instruction_retired(vcpu, cpl);
+}
+
+/**
+ * The opcodes emulate.c's table flags IsBranch (018d70ffcfec), among those a guest forces KVM to emulate: Jcc and
+ * LOOP are, MOV and XOR are not, and ENTER and LEAVE lost the flag in e8f85d7884e0.
+ */
+const IS_BRANCH: Readonly<Record<EmulatedInsn, boolean>> = {
+  mov: false,
+  xor: false,
+  enter: false,
+  leave: false,
+  jne: true,
+  loop: true,
+};
+
+/**
+ * x86_emulate_instruction's writeback, for an instruction that completed without an exception: it retires
+ * (kvm_pmu_instruction_retired), then, for an opcode flagged IsBranch (ctxt->is_branch), it retires as a branch
+ * (kvm_pmu_branch_retired), before RIP moves on. Taken or not makes no difference to KVM's count.
+ */
+export function x86_emulate_instruction(vcpu: VcpuBase, insn: EmulatedInsn, cpl: number): void {
+  vcpu.ops.kvm_pmu_instruction_retired(vcpu, cpl);
+  if (IS_BRANCH[insn]) vcpu.ops.kvm_pmu_branch_retired(vcpu, cpl);
 }
 
 /** kvm_sched_out (the vCPU thread's preempt notifier): after perf's task sched-out. */

@@ -15,6 +15,7 @@ import {
   kvm_init_pmu_capability,
   kvm_pmu_deliver_pmi,
   kvm_pmu_get_msr,
+  kvm_pmu_branch_retired,
   kvm_pmu_instruction_retired,
   kvm_pmu_is_valid_msr,
   kvm_pmu_rdpmc,
@@ -30,6 +31,7 @@ import {
   kvm_set_cpuid,
   kvm_set_msr_common,
   kvm_skip_emulated_instruction,
+  x86_emulate_instruction,
   nop,
 } from '../common/vcpu.js';
 import {
@@ -137,6 +139,7 @@ export const EMULATED_OPS: EmulatedOps = {
   kvm_pmu_handle_event,
   kvm_pmu_deliver_pmi,
   kvm_pmu_trigger_event,
+  kvm_pmu_branch_retired,
   kvm_pmu_instruction_retired,
   kvm_pmu_incr_counter,
   pmc_read_counter,
@@ -183,6 +186,7 @@ export const EMULATED_OPS: EmulatedOps = {
   kvm_get_msr_index_list,
   kvm_set_cpuid,
   kvm_skip_emulated_instruction,
+  x86_emulate_instruction,
   vcpu_enter_guest,
   kvm_arch_pmi_in_guest,
   kvm_arch_sched_out: nop,

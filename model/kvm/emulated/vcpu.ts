@@ -6,14 +6,22 @@
  * scheduler into the preempt notifiers. Every kernel function is reached through `s.ops`.
  */
 
-import { type Access, gp } from '../../hw/access.js';
+import { type Access, gp, ok } from '../../hw/access.js';
 import type { XsaveResult } from '../../hw/cpu.js';
 import type { ArchLbrXsave } from '../../hw/msr/lbr_arch.js';
 import { type WorkUnit, RETIRED_AT_CPL } from '../../hw/work.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
 import { kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR, runExitHandler } from '../common/vcpu.js';
-import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, SupportedPmu, VpmuVcpu } from '../types.js';
+import type {
+  EmulatedInsn,
+  GuestCpuid,
+  GuestPmi,
+  HostAccess,
+  KvmPmuEventFilter,
+  SupportedPmu,
+  VpmuVcpu,
+} from '../types.js';
 import { supportedPmuOf } from '../common/cpuid.js';
 import { kvm_vm_set_pmu_event_filter } from '../common/pmu.js';
 import { newKvmPmu } from './pmu.js';
@@ -21,6 +29,7 @@ import { intel_pmu_lbr_is_enabled } from './pmu_intel.js';
 import type { KvmState, KvmVcpuState } from './state.js';
 import { EMULATED_OPS, type EmulatedOps } from './ops.js';
 import { PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
+import { relied } from '../../hw/relied.js';
 
 /** KVM_CREATE_VM: a VM with no event filter and no vCPUs yet. */
 export function newKvm(): KvmState {
@@ -188,15 +197,32 @@ export class EmulatedVcpu implements VpmuVcpu {
   }
 
   /**
+   * A forced-emulation instruction: the #UD of the prefix exits (handle_ud → kvm_emulate_instruction with
+   * EMULTYPE_TRAP_UD_FORCED), and the emulator, not a skip, retires it (K16).
+   */
+  guestEmulate(insn: EmulatedInsn, cpl: number): void {
+    relied('K16');
+    this.guestInstruction(
+      () => {
+        this.s.ops.x86_emulate_instruction(this.s, insn, cpl);
+        return ok(0n);
+      },
+      () => true,
+      cpl,
+      'emulation',
+    );
+  }
+
+  /**
    * One guest instruction: executed in guest mode if passed through, else a VM-exit whose handler
    * runs as host work; a handled instruction is skipped, which counts it as retired
-   * (kvm_skip_emulated_instruction → kvm_pmu_instruction_retired).
+   * (kvm_skip_emulated_instruction → kvm_pmu_instruction_retired); an emulated one retired in the emulator.
    */
   private guestInstruction(
     op: (exited: boolean) => Access,
     intercepted: () => boolean,
     cpl = 0,
-    exit: 'msr' | 'rdpmc' = 'msr',
+    exit: 'msr' | 'rdpmc' | 'emulation' = 'msr',
   ): Access {
     const s = this.s;
     s.ops.vcpu_enter_guest(s, -1);
@@ -214,10 +240,11 @@ export class EmulatedVcpu implements VpmuVcpu {
     }
     s.ops.vmx_vcpu_exit(s);
     if (exit === 'msr') s.cost.msrExits++;
-    else s.cost.rdpmcExits++;
+    else if (exit === 'rdpmc') s.cost.rdpmcExits++;
+    else s.cost.emulationExits++;
     runExitHandler(s);
     const r = op(true);
-    if (r.ok) s.ops.kvm_skip_emulated_instruction(s, cpl);
+    if (r.ok && exit !== 'emulation') s.ops.kvm_skip_emulated_instruction(s, cpl);
     s.ops.vcpu_enter_guest(s, 0);
     s.ops.vmx_vcpu_exit(s);
     return r;

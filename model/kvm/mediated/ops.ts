@@ -11,6 +11,7 @@ import {
   check_pmu_event_filter,
   kvm_pmu_deliver_pmi,
   kvm_pmu_get_msr,
+  kvm_pmu_branch_retired,
   kvm_pmu_instruction_retired,
   kvm_pmu_is_valid_msr,
   kvm_pmu_rdpmc,
@@ -27,6 +28,7 @@ import {
   kvm_set_cpuid,
   kvm_set_msr_common,
   kvm_skip_emulated_instruction,
+  x86_emulate_instruction,
   nop,
 } from '../common/vcpu.js';
 import {
@@ -105,6 +107,7 @@ export const MEDIATED_OPS: MediatedOps = {
   kvm_pmu_handle_event,
   kvm_pmu_deliver_pmi,
   kvm_pmu_trigger_event,
+  kvm_pmu_branch_retired,
   kvm_pmu_instruction_retired,
   kvm_pmu_incr_counter,
   pmc_read_counter,
@@ -147,6 +150,7 @@ export const MEDIATED_OPS: MediatedOps = {
   kvm_get_msr_index_list,
   kvm_set_cpuid,
   kvm_skip_emulated_instruction,
+  x86_emulate_instruction,
   vcpu_enter_guest,
   kvm_arch_sched_out: nop,
   kvm_arch_vcpu_put: nop,

@@ -5,7 +5,7 @@
  * save/restore, and the thread moving between pCPUs. kvm-vpmu.md §2.19.
  */
 
-import { type Access, gp } from '../../hw/access.js';
+import { type Access, gp, ok } from '../../hw/access.js';
 import { ModelError } from '../../hw/errors.js';
 import type { PmiDelivery, XsaveResult } from '../../hw/cpu.js';
 import type { ArchLbrXsave } from '../../hw/msr/lbr_arch.js';
@@ -18,7 +18,15 @@ import {
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
 import { kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR, runExitHandler } from '../common/vcpu.js';
-import type { GuestCpuid, GuestPmi, HostAccess, KvmPmuEventFilter, SupportedPmu, VpmuVcpu } from '../types.js';
+import type {
+  EmulatedInsn,
+  GuestCpuid,
+  GuestPmi,
+  HostAccess,
+  KvmPmuEventFilter,
+  SupportedPmu,
+  VpmuVcpu,
+} from '../types.js';
 import { supportedPmuOf } from '../common/cpuid.js';
 import { kvm_handle_guest_mediated_pmi, newMediatedPmu } from './pmu.js';
 import { kvm_vm_set_pmu_event_filter } from '../common/pmu.js';
@@ -181,13 +189,31 @@ export class MediatedVcpu implements VpmuVcpu {
   }
 
   /**
+   * A forced-emulation instruction: the prefix's #UD exits and puts the PMU; the emulator retires the instruction on
+   * the counters KVM now holds (kvm_pmu_incr_counter bumps pmc->counter), loaded again at the next entry (K16).
+   */
+  guestEmulate(insn: EmulatedInsn, cpl: number): void {
+    relied('K16');
+    this.guestInstruction(
+      () => {
+        this.s.ops.x86_emulate_instruction(this.s, insn, cpl);
+        return ok(0n);
+      },
+      true,
+      'emulation',
+      cpl,
+    );
+  }
+
+  /**
    * One guest instruction: in guest mode on the loaded PMU if not intercepted, else a VM-exit
-   * (the PMU is put), the handler as host work, and a skip that counts the instruction in software.
+   * (the PMU is put), the handler as host work, and a skip that counts the instruction in software
+   * (an emulated one is retired by the emulator instead).
    */
   private guestInstruction(
     op: (exited: boolean) => Access,
     intercepted: boolean,
-    kind: 'msr' | 'rdpmc',
+    kind: 'msr' | 'rdpmc' | 'emulation',
     cpl = 0,
   ): Access {
     const s = this.s;
@@ -200,11 +226,12 @@ export class MediatedVcpu implements VpmuVcpu {
       return r;
     }
     if (kind === 'msr') s.cost.msrExits++;
-    else s.cost.rdpmcExits++;
+    else if (kind === 'rdpmc') s.cost.rdpmcExits++;
+    else s.cost.emulationExits++;
     s.ops.vmx_vcpu_exit(s);
     runExitHandler(s);
     const r = op(true);
-    if (r.ok) s.ops.kvm_skip_emulated_instruction(s, cpl);
+    if (r.ok && kind !== 'emulation') s.ops.kvm_skip_emulated_instruction(s, cpl);
     s.ops.vcpu_enter_guest(s, 0);
     s.ops.vmx_vcpu_exit(s);
     return r;
