@@ -14,9 +14,9 @@ import {
   MSR_CORE_PERF_FIXED_CTR_CTRL,
 } from '../model/hw/msr/counters.js';
 import type { Profile } from '../model/hw/profile.js';
-import type { SupportedPmu } from '../model/kvm/types.js';
+import { EMULATED_INSNS, type SupportedPmu } from '../model/kvm/types.js';
 import { supportedGuestArb } from './supported.js';
-import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate, type WorldCommand } from './commands.js';
+import { GuestEmulate, GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate, type WorldCommand } from './commands.js';
 import { encode, u64 } from './values.js';
 import { unitArb } from './work.js';
 import type { GuestConfig } from './world.js';
@@ -232,9 +232,16 @@ const rdpmcArb: fc.Arbitrary<WorldCommand> = fc
 const guestRunArb: fc.Arbitrary<WorldCommand> = fc
   .tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 6 }))
   .map(([v, u]) => new GuestRun(v, u));
+/**
+ * An instruction behind the forced-emulation prefix, at CPL 0 or 3; branches not taken (a taken one would show in
+ * the guest's LBRs on bare metal, which KVM's emulator never writes).
+ */
+const emulateArb: fc.Arbitrary<WorldCommand> = fc
+  .tuple(fc.nat(3), fc.constantFrom(...EMULATED_INSNS), fc.constantFrom(0, 3))
+  .map(([v, insn, cpl]) => new GuestEmulate(v, insn, cpl));
 const migrateArb: fc.Arbitrary<WorldCommand> = fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c));
 
-/** The quiet-host command mix: guest MSR traffic and work, and the vCPU thread moving. */
+/** The quiet-host command mix: guest MSR traffic, work and emulated instructions, and the vCPU thread moving. */
 export function quietHostCommands(focus: readonly number[] = [], shape?: GuestShape): fc.Arbitrary<WorldCommand>[] {
   const wrmsr = wrmsrArb(focus, shape);
   return [
@@ -243,6 +250,7 @@ export function quietHostCommands(focus: readonly number[] = [], shape?: GuestSh
     fc.tuple(fc.nat(3), msrOf(focus)).map(([v, m]) => new GuestRdmsr(v, m)),
     rdpmcArb,
     guestRunArb,
+    emulateArb,
     migrateArb,
   ];
 }

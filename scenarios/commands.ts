@@ -8,6 +8,7 @@
 import type fc from 'fast-check';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { PerfEventAttr } from '../model/host/types.js';
+import type { EmulatedInsn } from '../model/kvm/types.js';
 import type { World } from './world.js';
 import { describeObservation, diverges, type Observation, showOutcome } from './observation.js';
 
@@ -96,6 +97,28 @@ export class GuestRdpmc extends AlwaysRuns {
   }
   toString(): string {
     return `new GuestRdpmc(${this.vcpu}, ${hex(this.ecx)}, ${this.cpl})`;
+  }
+}
+
+/**
+ * An instruction behind KVM's forced-emulation prefix (KVM_FEP), as pmu_counters_test and kvm-unit-tests run them:
+ * KVM emulates it and counts it as retired (a branch for JNE and LOOP); bare metal retires the instruction (W7).
+ * `taken` says whether a branch jumps (LOOP back to its loop, JNE forward); KVM's count does not depend on it.
+ */
+export class GuestEmulate extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly insn: EmulatedInsn,
+    readonly cpl: number,
+    readonly taken = false,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    assertSame(w.guestEmulate(this.vcpu, this.insn, this.cpl, this.taken), w);
+  }
+  toString(): string {
+    return `new GuestEmulate(${this.vcpu}, '${this.insn}', ${this.cpl}${this.taken ? ', true' : ''})`;
   }
 }
 

@@ -57,4 +57,12 @@ export const WORLD_DECISIONS: readonly Decision[] = [
     why: 'Ending programs at such accesses ended about a quarter of conformance programs, and over two thirds of lbr-heavy ones (a DEBUGCTL write with FREEZE_PERFMON_ON_PMI), before they reached anything else; adopting them keeps the comparison exact instead of excusing what follows.',
     ref: 'arch/x86/kvm/x86.c kvm_get_msr_common / kvm_set_msr_common (MSR_P6_*); vmx.c vmx_set_debugctl; pmu.c kvm_pmu_is_valid_msr',
   },
+  {
+    id: 'W7',
+    question: "What is bare metal for an instruction behind KVM's forced-emulation prefix (KVM_FEP)?",
+    choice:
+      'The instruction alone: it retires as one instruction at the guest CPL, as a branch for JNE and LOOP (taken or not as the program says; ENTER and LEAVE are no branches), and the prefix (UD2 and its signature) retires nothing.',
+    why: 'The prefix is a hook for KVM to emulate the instruction that follows; the guest asks for the instruction, and the upstream checks (pmu_counters_test, kvm-unit-tests check_emulated_instr) expect the same counts with and without it.',
+    ref: 'tools/testing/selftests/kvm/x86/pmu_counters_test.c (KVM_FEP); kvm-unit-tests x86/pmu.c check_emulated_instr',
+  },
 ];

@@ -7,7 +7,7 @@
 
 import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
 import type { PerfEventAttr } from '../model/host/types.js';
-import type { GuestCpuid, GuestPmi, KvmPmuEventFilter } from '../model/kvm/types.js';
+import type { EmulatedInsn, GuestCpuid, GuestPmi, KvmPmuEventFilter } from '../model/kvm/types.js';
 
 /** What one side showed. */
 export type Outcome =
@@ -94,7 +94,7 @@ export type HostOp =
   | { readonly op: 'enable' | 'disable' | 'close'; readonly index: number };
 
 /** A guest instruction an observation is about (what a PMI observation came around). */
-export type InstructionKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'xsaves' | 'xrstors';
+export type InstructionKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'xsaves' | 'xrstors' | 'emulate';
 
 export type ObservationKind = InstructionKind | 'pmi' | 'run' | 'vmm' | 'host';
 
@@ -118,8 +118,10 @@ export interface Observation {
   readonly value: bigint | null;
   readonly sut: Outcome;
   readonly oracle: Outcome;
-  /** rdpmc (and its PMIs): the CPL it ran at. */
+  /** rdpmc and emulate (and their PMIs): the CPL it ran at. */
   readonly cpl?: number;
+  /** emulate (and its PMIs): the instruction behind the forced-emulation prefix. */
+  readonly insn?: EmulatedInsn;
   /** pmi: the instruction the PMIs came around. */
   readonly around?: InstructionKind;
   /** run: how many work units ran. */
@@ -278,7 +280,7 @@ export function describeHost(op: HostOp): string {
 
 type Described = Pick<
   Observation,
-  'kind' | 'target' | 'value' | 'cpl' | 'around' | 'units' | 'adopted' | 'vmm' | 'host'
+  'kind' | 'target' | 'value' | 'cpl' | 'insn' | 'around' | 'units' | 'adopted' | 'vmm' | 'host'
 >;
 
 /** The instruction or step itself, without a property's note: `RDMSR 0x38e`, `run 4 units`. */
@@ -304,6 +306,8 @@ export function describeAction(o: Described): string {
       return 'XSAVES (Arch LBR component)';
     case 'xrstors':
       return 'XRSTORS (Arch LBR component)';
+    case 'emulate':
+      return `KVM_FEP ${(o.insn ?? 'mov').toUpperCase()} at CPL ${o.cpl ?? 0}`;
     case 'pmi':
       return `${describeAround(o)}: PMIs`;
     case 'run':

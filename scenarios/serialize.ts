@@ -19,6 +19,7 @@ import { BRANCH_KINDS } from '../model/hw/state.js';
 import { type Branch, type WorkUnit, validateUnit } from '../model/hw/work.js';
 import { attr, type PerfEventAttr } from '../model/host/types.js';
 import {
+  GuestEmulate,
   GuestRdmsr,
   GuestRdpmc,
   GuestRun,
@@ -37,6 +38,7 @@ import {
   type WorldCommand,
 } from './commands.js';
 import type { GuestConfig } from './world.js';
+import { EMULATED_INSNS, type EmulatedInsn } from '../model/kvm/types.js';
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [k: string]: Json };
 
@@ -226,6 +228,7 @@ const AttrJson = z
 // be filed.
 
 const HOST_EVENT_OPS = ['enable', 'disable', 'read', 'close'] as const satisfies readonly HostEventOp[];
+const INSNS = EMULATED_INSNS as [EmulatedInsn, ...EmulatedInsn[]];
 
 interface Schema {
   readonly params: readonly string[];
@@ -331,6 +334,12 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
     (c) => (c instanceof HostNmi ? [c.cpu] : null),
     [cpu],
     ([p]) => new HostNmi(p),
+  ),
+  GuestEmulate: entry(
+    ['vcpu', 'insn', 'cpl', 'taken'],
+    (c) => (c instanceof GuestEmulate ? [c.vcpu, c.insn, c.cpl, c.taken] : null),
+    [vcpu, oneOf(INSNS), natural(3), bool],
+    ([v, insn, cpl, taken]) => new GuestEmulate(v, insn, cpl, taken),
   ),
 };
 

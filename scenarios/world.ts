@@ -17,6 +17,7 @@ import {
   type GuestCpuid,
   type GuestPmi,
   KernelOops,
+  type EmulatedInsn,
   type KvmPmuEventFilter,
   type VpmuVcpu,
 } from '../model/kvm/types.js';
@@ -458,6 +459,25 @@ export class World implements WorldFacts {
     });
   }
 
+  /**
+   * A forced-emulation instruction: KVM emulates it; bare metal retires the instruction alone (W7), which cannot
+   * fault, so both sides show it retired and the comparison is of the PMIs around it.
+   */
+  guestEmulate(vcpu: number, insn: EmulatedInsn, cpl: number, taken: boolean): Observation[] {
+    const v = this.index(vcpu);
+    this.vcpus[v]!.guestEmulate(insn, cpl);
+    const pm = this.vcpus[v]!.drainPmis();
+    const o = this.oracles[v]!;
+    const pmis: GuestPmi[] = [];
+    const d = o.step(fepUnit(insn, cpl, taken));
+    if (o.counted) relied('W7');
+    if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
+    return this.compareInstruction({ vcpu: v, kind: 'emulate', target: null, value: null, cpl, insn }, ACCEPTED, pm, {
+      r: ACCEPTED,
+      pmis,
+    });
+  }
+
   guestRun(vcpu: number, units: readonly WorkUnit[]): Observation[] {
     const v = this.index(vcpu);
     const sut = this.vcpus[v]!.guestRun(units);
@@ -697,6 +717,39 @@ const EMPTY_ARCH_LBR: ArchLbrXsave = Object.freeze({
   lerInfo: 0n,
   entries: Object.freeze([]),
 });
+
+/** Where a taken forced-emulation branch jumps on bare metal: back 16 bytes, in user or kernel text by CPL. */
+const FEP_TEXT = [0xffff_ffff_8100_3000n, 0x40_3000n];
+
+/** The branches among the instructions a guest forces KVM to emulate (ENTER and LEAVE are not branches). */
+const FEP_BRANCHES: ReadonlySet<EmulatedInsn> = new Set(['jne', 'loop']);
+
+const fepUnits = new Map<string, WorkUnit>();
+
+/**
+ * What a forced-emulation instruction retires on bare metal (W7): one instruction at its CPL, a branch for JNE and
+ * LOOP (recorded in the LBRs when taken), and nothing of the prefix.
+ */
+export function fepUnit(insn: EmulatedInsn, cpl: number, taken: boolean): WorkUnit {
+  const branch = FEP_BRANCHES.has(insn);
+  const jumps = branch && taken;
+  const key = `${cpl}:${branch ? (jumps ? 'taken' : 'untaken') : 'plain'}`;
+  let u = fepUnits.get(key);
+  if (u === undefined) {
+    const text = FEP_TEXT[cpl === 0 ? 0 : 1]!;
+    u = Object.freeze(
+      jumps
+        ? {
+            cpl,
+            instructions: 1,
+            branches: Object.freeze([Object.freeze({ from: text + 0x10n, to: text, kind: 'COND' as const })]),
+          }
+        : { cpl, instructions: 1, untakenBranches: branch ? 1 : 0 },
+    );
+    fepUnits.set(key, u);
+  }
+  return u;
+}
 
 function vectorOf(d: PmiDelivery): number {
   if (d.nmi) relied('W2');

@@ -12,6 +12,7 @@ import { MSR_IA32_XSS, XFEATURE_LBR } from '../../model/hw/msr/system.js';
 import type { WorkUnit } from '../../model/hw/work.js';
 import type { PerfEventAttr } from '../../model/host/types.js';
 import {
+  GuestEmulate,
   GuestRdmsr,
   GuestRdpmc,
   GuestRun,
@@ -263,6 +264,11 @@ export const COMMAND_EMITTERS: readonly CommandEmitter[] = [
     label: () => 'XRSTORS of the Arch LBR image saved last (IA32_XSS.LBR set first)',
     guest: (c, b) => xsavesOp(b, c, true),
     needs: () => [{ kind: 'xsaves' }],
+  }),
+  entry(GuestEmulate, {
+    label: (c) => `KVM_FEP ${c.insn}${c.taken ? ' (taken)' : ''} at CPL ${c.cpl}`,
+    dropped: () =>
+      "the reproducers' guest code has no forced-emulation step (it needs kvm.force_emulation_prefix and the emulator's count in the plan); the prediction is made without it",
   }),
   entry(Migrate, {
     label: (c) => `the host moves the vCPU thread to pCPU ${c.cpu}`,
