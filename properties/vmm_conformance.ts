@@ -12,6 +12,8 @@ import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import {
   guestCountingArbs,
   guestReadbackArb,
+  pmuOffGuestArb,
+  vmmPmuCapabilityArb,
   vmmSetCpuidArb,
   vmmSetFilterArb,
   vmmSetMsrArb,
@@ -49,9 +51,17 @@ export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: reado
   }
 }
 
+/** The VMM property's guests: supported ones, and now and then a VM created with KVM_PMU_CAP_DISABLE (pmu=off). */
+export function vmmGuestArb(r: ConformanceRun): fc.Arbitrary<GuestConfig> {
+  return fc.oneof(
+    { arbitrary: supportedGuestArb(r.host, supportedOf(r)), weight: 6 },
+    { arbitrary: pmuOffGuestArb(r.host), weight: 1 },
+  );
+}
+
 export function vmmConformanceProperty(r: ConformanceRun) {
   return fc.property(
-    supportedGuestArb(r.host, supportedOf(r)).chain((guest) =>
+    vmmGuestArb(r).chain((guest) =>
       fc.tuple(
         fc.constant(guest),
         focusArb.chain((focus) =>
@@ -59,8 +69,12 @@ export function vmmConformanceProperty(r: ConformanceRun) {
             nonEmptyArray(
               fc.oneof(
                 { arbitrary: vmmSetMsrArb(r.host, focus), weight: 3 },
-                { arbitrary: vmmSetCpuidArb(r.host, supportedOf(r)), weight: 2 },
+                // A PMU-off VM keeps its CPUID: a new one with a PMU is a configuration KVM does not support.
+                ...(guest.pmuCap === undefined
+                  ? [{ arbitrary: vmmSetCpuidArb(r.host, supportedOf(r)), weight: 2 }]
+                  : []),
                 { arbitrary: vmmSetFilterArb, weight: 2 },
+                { arbitrary: vmmPmuCapabilityArb, weight: 1 },
               ),
               4,
             ),

@@ -76,7 +76,9 @@ export type VmmOp =
     }
   | { readonly op: 'get-msr'; readonly msr: number }
   | { readonly op: 'round-trip'; readonly msr: number }
-  | { readonly op: 'set-filter'; readonly filter: KvmPmuEventFilter | null };
+  | { readonly op: 'set-filter'; readonly filter: KvmPmuEventFilter | null }
+  /** KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY, args0) on the vCPU's VM. */
+  | { readonly op: 'pmu-cap'; readonly args0: bigint };
 
 /** A host user's step an observation records (kind 'host', vCPU -1). */
 export type HostOp =
@@ -259,6 +261,8 @@ export function describeVmm(op: VmmOp): string {
       return `KVM_GET_MSRS / KVM_SET_MSRS round trip of listed MSR ${hex(op.msr)}`;
     case 'set-filter':
       return `KVM_SET_PMU_EVENT_FILTER ${filterJson(op.filter)}`;
+    case 'pmu-cap':
+      return `KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY, ${hex(op.args0)}) on a VM with a vCPU`;
   }
 }
 

@@ -515,6 +515,7 @@ export const GuestJson = z
       tsx: bool.optional(),
     }),
     perfCapabilities: u64,
+    pmuCap: u64.optional(),
   })
   .transform((g): GuestConfig => ({
     cpuid: {
@@ -530,6 +531,7 @@ export const GuestJson = z
       ...(g.cpuid.tsx !== undefined ? { tsx: g.cpuid.tsx } : {}),
     },
     perfCapabilities: g.perfCapabilities,
+    ...(g.pmuCap !== undefined ? { pmuCap: g.pmuCap } : {}),
   }));
 
 /** The wire form of a guest configuration. */
@@ -546,6 +548,7 @@ export function guestToJson(g: GuestConfig): SerializedGuest {
       ...(g.cpuid.tsx !== undefined ? { tsx: g.cpuid.tsx } : {}),
     },
     perfCapabilities: hex(g.perfCapabilities),
+    ...(g.pmuCap !== undefined ? { pmuCap: hex(g.pmuCap) } : {}),
   };
 }
 
@@ -560,6 +563,7 @@ export function guestToCode(g: GuestConfig): string {
   return (
     `{ cpuid: { family: ${g.cpuid.family}, model: ${hex(g.cpuid.model)}, ` +
     `leaf0a: { eax: ${hex(r.eax)}, ebx: ${hex(r.ebx)}, ecx: ${hex(r.ecx)}, edx: ${hex(r.edx)} }, ` +
-    `pdcm: ${g.cpuid.pdcm}${tsx} }, perfCapabilities: ${hex(g.perfCapabilities)}n }`
+    `pdcm: ${g.cpuid.pdcm}${tsx} }, perfCapabilities: ${hex(g.perfCapabilities)}n` +
+    `${g.pmuCap !== undefined ? `, pmuCap: ${hex(g.pmuCap)}n` : ''} }`
   );
 }

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
 import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
 import { HostKernel } from '../model/host/perf.js';
-import type { SupportedPmu } from '../model/kvm/types.js';
+import { KVM_PMU_CAP_DISABLE, type SupportedPmu } from '../model/kvm/types.js';
 import type { GuestConfig, HostKernelFactory, VcpuFactory } from './world.js';
 
 const probed = new WeakMap<VcpuFactory, Map<HostKernelFactory | undefined, Map<Profile, SupportedPmu>>>();
@@ -59,6 +59,9 @@ export function unsupportedBy(s: SupportedPmu, g: GuestConfig): string[] {
   const out: string[] = [];
   const have = fields(s.leaf0a.eax, s.leaf0a.edx);
   const want = fields(g.cpuid.leaf0a.eax, g.cpuid.leaf0a.edx);
+  // KVM_PMU_CAP_DISABLE leaves the VM's vCPUs without a vPMU, whatever KVM_GET_SUPPORTED_CPUID (module-wide) says.
+  if (g.pmuCap !== undefined && (g.pmuCap & KVM_PMU_CAP_DISABLE) !== 0n && want.version > 0)
+    out.push(`CPUID.0AH version ${want.version} on a VM created with KVM_PMU_CAP_DISABLE (its vCPUs have no vPMU)`);
   const over = (what: string, w: number, h: number) => {
     if (w > h) out.push(`${what} ${w} (KVM_GET_SUPPORTED_CPUID: ${h})`);
   };

@@ -15,7 +15,7 @@ import {
 } from '../model/hw/msr/counters.js';
 import { type Profile, perfCaps } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
-import type { KvmPmuEventFilter, SupportedPmu } from '../model/kvm/types.js';
+import { KVM_PMU_CAP_DISABLE, type KvmPmuEventFilter, type SupportedPmu } from '../model/kvm/types.js';
 import { evtselArb } from './arbitraries.js';
 import { supportedGuestArb } from './supported.js';
 import {
@@ -31,7 +31,15 @@ import { guestToCode } from './serialize.js';
 import { encode, u64 } from './values.js';
 import type { GuestConfig, World } from './world.js';
 import type { Observation } from './observation.js';
-import { irqExit, vmmGetMsr, vmmRoundTrip, vmmSetCpuid, vmmSetMsr, vmmSetPmuEventFilter } from './vmm_ioctls.js';
+import {
+  irqExit,
+  vmmGetMsr,
+  vmmPmuCapability,
+  vmmRoundTrip,
+  vmmSetCpuid,
+  vmmSetMsr,
+  vmmSetPmuEventFilter,
+} from './vmm_ioctls.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 
@@ -115,6 +123,25 @@ export class VmmSetPmuEventFilter extends AlwaysRuns {
     if (f === null) return 'new VmmSetPmuEventFilter(null)';
     const ev = f.events.map((e) => `${hex(e)}n`).join(', ');
     return `new VmmSetPmuEventFilter({ action: ${f.action}, flags: ${f.flags}, fixed_counter_bitmap: ${hex(f.fixed_counter_bitmap)}, events: [${ev}] })`;
+  }
+}
+
+/**
+ * KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY, args0) on the vCPU's VM after KVM_CREATE_VCPU: the per-VM PMU switch, which
+ * KVM takes only before the VM's first vCPU (a VM set up with it is a guest's `pmuCap`).
+ */
+export class VmmPmuCapability extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly args0: bigint,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    assertSameVmm(vmmPmuCapability(w, this.vcpu, this.args0), w);
+  }
+  toString(): string {
+    return `new VmmPmuCapability(${this.vcpu}, ${hex(this.args0)}n)`;
   }
 }
 
@@ -234,6 +261,22 @@ export const filterArb: fc.Arbitrary<KvmPmuEventFilter> = fc.oneof(
 );
 
 export const vmmSetFilterArb: fc.Arbitrary<WorldCommand> = filterArb.map((f) => new VmmSetPmuEventFilter(f));
+
+/** The per-VM PMU switch a VMM may try too late: KVM_PMU_CAP_DISABLE, 0 (enable), or a flag KVM does not know. */
+export const vmmPmuCapabilityArb: fc.Arbitrary<WorldCommand> = fc
+  .constantFrom(1n, 0n, 2n)
+  .map((a) => new VmmPmuCapability(0, a));
+
+/**
+ * A guest of a VM the VMM created with KVM_PMU_CAP_DISABLE, as QEMU's `pmu=off` does: CPUID leaf 0xA zero and no
+ * PDCM, which is all a VMM can give a vCPU without a vPMU.
+ */
+export const pmuOffGuestArb = (host: Profile): fc.Arbitrary<GuestConfig> =>
+  fc.constant({
+    cpuid: { family: host.family, model: host.model, leaf0a: { eax: 0, ebx: 0, ecx: 0, edx: 0 }, pdcm: false },
+    perfCapabilities: 0n,
+    pmuCap: KVM_PMU_CAP_DISABLE,
+  });
 
 /** An enabled selector for an architectural event, counting the kernel: what a guest under a filter programs. */
 export const countingEvtselArb: fc.Arbitrary<bigint> = fc

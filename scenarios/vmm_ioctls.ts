@@ -7,7 +7,7 @@
 import type { WorkUnit } from '../model/hw/work.js';
 import type { GuestCpuid, HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
-import { type GuestConfig, impossibleEnumeration, type World } from './world.js';
+import { type GuestConfig, impossibleEnumeration, vmSetupOf, type World } from './world.js';
 import { NONE, type Observation, OK, type Outcome, REFUSED, valueOutcome } from './observation.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 import { MSR_IA32_PERFCTR0 } from '../model/hw/msr/counters.js';
@@ -21,9 +21,10 @@ import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_OVF_CTRL } from '../m
 export function vmmSetCpuid(w: World, vcpu: number, asked: GuestConfig): Observation[] {
   const v = w.index(vcpu);
   const x = w.vcpus[v]!;
-  const g = w.withSupportedCaps(x, asked);
-  const ran = w.vcpuHasRun(v);
   const cur = w.guestConfig(v);
+  // The VM keeps what it was created with: a new vCPU model does not undo KVM_CAP_PMU_CAPABILITY.
+  const g = { ...w.withSupportedCaps(x, asked), ...vmSetupOf(cur) };
+  const ran = w.vcpuHasRun(v);
   let r = x.setCpuid(g.cpuid);
   if (r.ok && g.cpuid.pdcm) r = x.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, g.perfCapabilities);
   const same = sameModel(cur, g);
@@ -130,6 +131,16 @@ export function vmmSetPmuEventFilter(w: World, filter: KvmPmuEventFilter | null)
     for (const o of w.oracles) if (o instanceof OracleCpu) o.filter = filter;
   }
   return w.vmmRecord(0, { op: 'set-filter', filter }, answer(r), OK);
+}
+
+/**
+ * KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY) on the VM of vCPU `vcpu`, which has that vCPU: KVM's rule is -EINVAL once the
+ * VM has created a vCPU (kvm_vm_ioctl_enable_cap), so the VMM must be refused and nothing changes for either side.
+ */
+export function vmmPmuCapability(w: World, vcpu: number, args0: bigint): Observation[] {
+  const v = w.index(vcpu);
+  const r = w.vcpus[v]!.enablePmuCapability(args0);
+  return w.vmmRecord(v, { op: 'pmu-cap', args0 }, answer(r), REFUSED);
 }
 
 /**

@@ -17,8 +17,10 @@ import {
   type GuestCpuid,
   type GuestPmi,
   KernelOops,
+  KvmIoctlError,
   type EmulatedInsn,
   type KvmPmuEventFilter,
+  type VmSetup,
   type VpmuVcpu,
 } from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
@@ -49,8 +51,8 @@ import {
 /** Vector the SUT reports for an NMI-mode PMI (decision K8); the oracle is normalised to it (W2). */
 export const NMI_VECTOR = 2;
 
-/** How a design creates a vCPU on a host. */
-export type VcpuFactory = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid }) => VpmuVcpu;
+/** How a design creates a vCPU on a host, in a VM of its own the VMM set up first (VmSetup). */
+export type VcpuFactory = (host: HostKernel, opts: { cpu: number; cpuid: GuestCpuid } & VmSetup) => VpmuVcpu;
 
 /** How a world builds its host kernel; a ported host-side bug substitutes its patched perf. */
 export type HostKernelFactory = (opts: { profile: Profile; cpus: number }) => HostKernel;
@@ -59,6 +61,11 @@ export interface GuestConfig {
   readonly cpuid: GuestCpuid;
   /** What userspace writes to PERF_CAPABILITIES before the first run (ignored without PDCM). */
   readonly perfCapabilities: bigint;
+  /**
+   * KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY, pmuCap) on the vCPU's VM before KVM_CREATE_VCPU, as QEMU does for
+   * `-cpu ...,pmu=off` (KVM_PMU_CAP_DISABLE, 1: the VM's vCPUs get no vPMU); absent: not issued.
+   */
+  readonly pmuCap?: bigint;
 }
 
 export interface WorldConfig {
@@ -144,6 +151,25 @@ const isCounterControl = (msr: number) =>
 
 export class SetupError extends Error {
   override readonly name = 'SetupError';
+}
+
+/** The VM the VMM sets up for a guest before its vCPU: KVM_CAP_PMU_CAPABILITY where the guest asks for it. */
+export function vmSetupOf(g: GuestConfig): VmSetup {
+  return g.pmuCap === undefined ? {} : { pmuCap: g.pmuCap };
+}
+
+/** KVM_CREATE_VM, its VM ioctls, KVM_CREATE_VCPU: a refused VM ioctl is a setup the VMM cannot make. */
+function createVcpu(
+  design: VcpuFactory,
+  host: HostKernel,
+  opts: { cpu: number; cpuid: GuestCpuid } & VmSetup,
+): VpmuVcpu {
+  try {
+    return design(host, opts);
+  } catch (e) {
+    if (e instanceof KvmIoctlError) throw new SetupError(e.message);
+    throw e;
+  }
 }
 
 const oracleProfiles = new WeakMap<GuestConfig, Map<Profile, Profile>>();
@@ -276,7 +302,7 @@ export class World implements WorldFacts {
     const make = config.hostKernel ?? ((o: { profile: Profile; cpus: number }) => new HostKernel(o));
     this.host = make({ profile: config.host, cpus: config.cpus });
     config.guests.forEach((asked, i) => {
-      const v = config.design(this.host, { cpu: i % config.cpus, cpuid: asked.cpuid });
+      const v = createVcpu(config.design, this.host, { cpu: i % config.cpus, cpuid: asked.cpuid, ...vmSetupOf(asked) });
       const g = this.withSupportedCaps(v, asked);
       if (g !== asked) this.models[i] = g;
       if (g.cpuid.pdcm) {
@@ -603,9 +629,10 @@ export class World implements WorldFacts {
     const saved = saveVcpu(old);
     old.destroy();
     const g = this.guestConfig(v);
-    const fresh = this.config.design(this.host, {
+    const fresh = createVcpu(this.config.design, this.host, {
       cpu: ((cpu % this.config.cpus) + this.config.cpus) % this.config.cpus,
       cpuid: g.cpuid,
+      ...vmSetupOf(g),
     });
     restoreVcpu(fresh, saved);
     this.vcpus[v] = fresh;

@@ -134,4 +134,13 @@ export const KVM_DECISIONS: readonly Decision[] = [
     why: 'The selftests (pmu_counters_test) and kvm-unit-tests (x86/pmu.c check_emulated_instr) run their emulated-instruction checks only with the parameter set; without it the guest takes the #UD, which no guest program here asks for.',
     ref: 'x86.c handle_ud, x86_emulate_instruction (EMULTYPE_TRAP_UD_FORCED)',
   },
+  {
+    id: 'K17',
+    question:
+      'Mediated design: what does KVM do with the host PMU for a vCPU without a vPMU (version 0, a PMU-off VM)?',
+    choice:
+      'It neither loads nor puts a guest PMU (kvm_mediated_pmu_load/put return early); nothing else is done at VM-entry or VM-exit for it.',
+    why: "kvm_vcpu_has_mediated_pmu is false for such a vCPU; whether VM-entry then switches perf's GLOBAL_CTRL for it as the perf-based vPMU does was not read. Only the host properties could see it, and they make no such vCPU.",
+    ref: 'pmu.c kvm_mediated_pmu_load, kvm_mediated_pmu_put; pmu.h kvm_vcpu_has_mediated_pmu',
+  },
 ];

@@ -41,6 +41,20 @@ export type EmulatedInsn = 'mov' | 'xor' | 'enter' | 'leave' | 'jne' | 'loop';
 
 export const EMULATED_INSNS: readonly EmulatedInsn[] = ['mov', 'xor', 'enter', 'leave', 'jne', 'loop'];
 
+/** KVM_PMU_CAP_DISABLE (uapi): the one flag of KVM_CAP_PMU_CAPABILITY. */
+export const KVM_PMU_CAP_DISABLE = 1n;
+
+/** A VM ioctl the VMM issued before KVM_CREATE_VCPU failed: the vCPU was never created. */
+export class KvmIoctlError extends Error {
+  override readonly name = 'KvmIoctlError';
+}
+
+/** How the VMM creates the vCPU's VM: KVM_CREATE_VM, then (if given) KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY, args[0]). */
+export interface VmSetup {
+  /** args[0] of KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY) before KVM_CREATE_VCPU: KVM_PMU_CAP_DISABLE (1) turns the vPMU off. */
+  readonly pmuCap?: bigint;
+}
+
 /** A host-initiated (KVM_GET_MSRS / KVM_SET_MSRS) access: the ioctl succeeds or fails. */
 export type HostAccess = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly error: string };
 
@@ -119,6 +133,10 @@ export interface VpmuVcpu {
   /** Host-initiated MSR accesses (KVM_GET_MSRS / KVM_SET_MSRS). */
   hostGetMsr(msr: number): HostAccess;
   hostSetMsr(msr: number, value: bigint): HostAccess;
+  /** KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY, args0) on this vCPU's VM, which has a vCPU by now. */
+  enablePmuCapability(args0: bigint): HostAccess;
+  /** KVM_CHECK_EXTENSION(KVM_CAP_PMU_CAPABILITY) on this vCPU's VM: the flags it takes. */
+  pmuCapabilityFlags(): bigint;
   /** KVM_SET_PMU_EVENT_FILTER on this vCPU's VM (null removes the filter). */
   setPmuEventFilter(filter: KvmPmuEventFilter | null): HostAccess;
   /** KVM_GET_MSR_INDEX_LIST as far as the PMU goes (msrs_to_save_pmu, filtered). */

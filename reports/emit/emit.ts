@@ -84,6 +84,8 @@ export interface Emission {
 }
 
 export function emitFinding(f: Finding, fixed?: Design): Emission {
+  if (f.guest.pmuCap !== undefined)
+    throw new Error('the harness does not create its VM with KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY) yet');
   const mode = modeOf(f.property);
   const plan = lowerProgram(f.program, { amplify: mode === 'host-counts' });
   const t: Target = { design: f.design, host: f.host, cpus: f.cpus, guest: f.guest, shows: f.id };

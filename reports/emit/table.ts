@@ -29,7 +29,15 @@ import {
   SaveRestore,
   type WorldCommand,
 } from '../../scenarios/commands.js';
-import { IrqExit, VmmGetMsr, VmmRoundTrip, VmmSetCpuid, VmmSetMsr, VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
+import {
+  IrqExit,
+  VmmGetMsr,
+  VmmPmuCapability,
+  VmmRoundTrip,
+  VmmSetCpuid,
+  VmmSetMsr,
+  VmmSetPmuEventFilter,
+} from '../../scenarios/vmm.js';
 import type { Observation } from '../../scenarios/observation.js';
 import type { GuestConfig } from '../../scenarios/world.js';
 import { addr, emitUnit, enterCpl, LAYOUT, leaveCpl, type Piece } from './guest.js';
@@ -352,6 +360,11 @@ export const COMMAND_EMITTERS: readonly CommandEmitter[] = [
       { kind: 'filter' },
       ...(c.filter !== null && c.filter.flags !== 0 ? [{ kind: 'maskedFilter' } as const] : []),
     ],
+  }),
+  entry(VmmPmuCapability, {
+    label: (c) => `KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY, ${hex(c.args0)}) after KVM_CREATE_VCPU`,
+    dropped: () =>
+      'the harness has no KVM_ENABLE_CAP helper yet; KVM refuses the ioctl once the VM has a vCPU (-EINVAL), so nothing the guest sees depends on it',
   }),
   entry(IrqExit, {
     label: (c) => `an external interrupt exits the guest; the host handler runs ${workLabel(c.units)}`,

@@ -19,7 +19,7 @@ function kvm_pmu_refresh(vcpu: KvmVcpuState): void {
   if (vcpu.hasRun) throw new Error('KVM_BUG_ON: kvm_pmu_refresh after the first KVM_RUN');
   const pmu = vcpu.pmu;
   kvm_pmu_refresh_defaults(pmu);
-  if (!vcpu.kvm_pmu_cap.enable_pmu) return;
+  if (!vcpu.kvm.enable_pmu) return;
   vcpu.ops.intel_pmu_refresh(vcpu);
   if (pmu.nr_arch_gp_counters > 0 && pmu.version > 1) pmu.global_ctrl = lowMask(pmu.nr_arch_gp_counters);
   kvm_pmu_refresh_valid_pmcs(pmu);

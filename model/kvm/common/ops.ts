@@ -15,7 +15,7 @@
 import type { Access } from '../../hw/access.js';
 import type { EmulatedInsn, GuestCpuid, HostAccess } from '../types.js';
 import { type PmcOf, type KvmPmuCap } from './pmu.h.js';
-import type { VcpuBase } from './state.js';
+import type { KvmBase, VcpuBase } from './state.js';
 import type { CpuidRegs } from '../../hw/profile.js';
 
 /** What a design's record holds for both designs; P is the design's struct kvm_pmc. */
@@ -87,6 +87,10 @@ export interface KvmOps<V extends VcpuBase, P = PmcOf<V>> {
   kvm_probe_msr_to_save(vcpu: V, msr: number): boolean;
   /** KVM_GET_MSR_INDEX_LIST as far as the PMU goes (kvm_init_msr_lists). */
   kvm_get_msr_index_list(vcpu: V): number[];
+  /** kvm_vm_ioctl_enable_cap(KVM_CAP_PMU_CAPABILITY) on the vCPU's VM; `enable_pmu` is the module's. */
+  kvm_vm_ioctl_enable_cap(kvm: KvmBase, enable_pmu: boolean, args0: bigint): HostAccess;
+  /** kvm_vm_ioctl_check_extension(KVM_CAP_PMU_CAPABILITY). */
+  kvm_vm_ioctl_check_extension(enable_pmu: boolean): bigint;
   /** kvm_set_cpuid: KVM_SET_CPUID2. */
   kvm_set_cpuid(vcpu: V, cpuid: GuestCpuid): HostAccess;
   /** kvm_skip_emulated_instruction: a handled intercepted instruction retires. */

@@ -60,10 +60,16 @@ export interface VcpuRequests {
   readonly requests: Set<KvmRequest>;
 }
 
-/** struct kvm as far as both vPMUs go: the event filter and the vCPUs it reprograms. */
+/** struct kvm as far as both vPMUs go: the event filter, the vCPUs it reprograms, the per-VM PMU switch. */
 export interface KvmBase<V extends VcpuRequests = VcpuRequests> {
   pmu_event_filter: KvmX86PmuEventFilter | null;
   readonly vcpus: V[];
+  /** kvm->arch.enable_pmu: the module's enable_pmu at KVM_CREATE_VM, cleared by KVM_PMU_CAP_DISABLE. */
+  enable_pmu: boolean;
+  /** kvm->created_vcpus: KVM_CREATE_VCPU calls so far (a destroyed vCPU still counts). */
+  created_vcpus: number;
+  /** kvm->arch.created_mediated_pmu: perf_create_mediated_pmu succeeded for this VM (never, perf-based). */
+  created_mediated_pmu: boolean;
 }
 
 /** The parts of struct kvm_vcpu both vPMUs touch. */

@@ -8,9 +8,9 @@
 
 import { type Access, gp, ok } from '../../hw/access.js';
 import type { WorkUnit } from '../../hw/work.js';
-import type { EmulatedInsn, GuestCpuid, HostAccess } from '../types.js';
+import { type EmulatedInsn, type GuestCpuid, type HostAccess, KVM_PMU_CAP_DISABLE } from '../types.js';
 import { toHost } from './pmu.js';
-import type { VcpuBase } from './state.js';
+import type { KvmBase, VcpuBase } from './state.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../hw/msr/capabilities.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../hw/msr/debugctl.js';
 import {
@@ -231,6 +231,29 @@ const IS_BRANCH: Readonly<Record<EmulatedInsn, boolean>> = {
 export function x86_emulate_instruction(vcpu: VcpuBase, insn: EmulatedInsn, cpl: number): void {
   vcpu.ops.kvm_pmu_instruction_retired(vcpu, cpl);
   if (IS_BRANCH[insn]) vcpu.ops.kvm_pmu_branch_retired(vcpu, cpl);
+}
+
+/** KVM_CAP_PMU_VALID_MASK: every flag KVM_CAP_PMU_CAPABILITY takes. */
+const KVM_CAP_PMU_VALID_MASK = KVM_PMU_CAP_DISABLE;
+
+/** kvm_vm_ioctl_check_extension(KVM_CAP_PMU_CAPABILITY): the flags KVM_ENABLE_CAP takes, none without enable_pmu. */
+export function kvm_vm_ioctl_check_extension(enable_pmu: boolean): bigint {
+  return enable_pmu ? KVM_CAP_PMU_VALID_MASK : 0n;
+}
+
+/**
+ * kvm_vm_ioctl_enable_cap(KVM_CAP_PMU_CAPABILITY): -EINVAL without the module's enable_pmu, for an unknown flag, and
+ * once the VM has a vCPU or a mediated PMU (checked under kvm->lock); else KVM_PMU_CAP_DISABLE decides
+ * kvm->arch.enable_pmu, and the VM's vCPUs are created without (or again with) a vPMU. Repeatable until then.
+ */
+export function kvm_vm_ioctl_enable_cap(kvm: KvmBase, enable_pmu: boolean, args0: bigint): HostAccess {
+  if (!enable_pmu) return { ok: false, error: 'KVM_CAP_PMU_CAPABILITY: enable_pmu is off (-EINVAL)' };
+  if ((args0 & ~KVM_CAP_PMU_VALID_MASK) !== 0n)
+    return { ok: false, error: `KVM_CAP_PMU_CAPABILITY: unknown flags 0x${args0.toString(16)} (-EINVAL)` };
+  if (kvm.created_vcpus > 0 || kvm.created_mediated_pmu)
+    return { ok: false, error: 'KVM_CAP_PMU_CAPABILITY after KVM_CREATE_VCPU (kvm->created_vcpus, -EINVAL)' };
+  kvm.enable_pmu = (args0 & KVM_PMU_CAP_DISABLE) === 0n;
+  return { ok: true, value: 0n };
 }
 
 /** kvm_sched_out (the vCPU thread's preempt notifier): after perf's task sched-out. */

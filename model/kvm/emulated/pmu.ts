@@ -289,7 +289,7 @@ export function kvm_pmu_refresh(vcpu: KvmVcpuState): void {
   vcpu.ops.kvm_pmu_reset(vcpu);
   const pmu = vcpu.pmu;
   kvm_pmu_refresh_defaults(pmu);
-  if (!vcpu.kvm_pmu_cap.enable_pmu) return; // kvm->arch.enable_pmu
+  if (!vcpu.kvm.enable_pmu) return; // the module's enable_pmu, or KVM_PMU_CAP_DISABLE
   vcpu.ops.intel_pmu_refresh(vcpu);
   // de120e1d692d: the architectural RESET value of GLOBAL_CTRL.
   if (pmu.nr_arch_gp_counters > 0 && kvm_pmu_has_perf_global_ctrl(pmu))

@@ -13,14 +13,16 @@ import { type WorkUnit, RETIRED_AT_CPL } from '../../hw/work.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
 import { kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR, runExitHandler } from '../common/vcpu.js';
-import type {
-  EmulatedInsn,
-  GuestCpuid,
-  GuestPmi,
-  HostAccess,
-  KvmPmuEventFilter,
-  SupportedPmu,
-  VpmuVcpu,
+import {
+  type EmulatedInsn,
+  type GuestCpuid,
+  type GuestPmi,
+  type HostAccess,
+  KvmIoctlError,
+  type KvmPmuEventFilter,
+  type SupportedPmu,
+  type VmSetup,
+  type VpmuVcpu,
 } from '../types.js';
 import { supportedPmuOf } from '../common/cpuid.js';
 import { kvm_vm_set_pmu_event_filter } from '../common/pmu.js';
@@ -31,9 +33,9 @@ import { EMULATED_OPS, type EmulatedOps } from './ops.js';
 import { PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
 import { relied } from '../../hw/relied.js';
 
-/** KVM_CREATE_VM: a VM with no event filter and no vCPUs yet. */
-export function newKvm(): KvmState {
-  return { pmu_event_filter: null, vcpus: [] };
+/** KVM_CREATE_VM (kvm_arch_init_vm): no event filter, no vCPUs yet, the vPMU as the module's enable_pmu says. */
+export function newKvm(enable_pmu: boolean): KvmState {
+  return { pmu_event_filter: null, vcpus: [], enable_pmu, created_vcpus: 0, created_mediated_pmu: false };
 }
 
 /** The vCPUs of each host kernel, as kvm_get_running_vcpu() finds them per pCPU. */
@@ -74,13 +76,18 @@ export class EmulatedVcpu implements VpmuVcpu {
    */
   constructor(
     host: HostKernel,
-    opts: { cpu: number; cpuid: GuestCpuid; vm?: KvmState },
+    opts: { cpu: number; cpuid: GuestCpuid; vm?: KvmState } & VmSetup,
     ops: EmulatedOps = EMULATED_OPS,
   ) {
     // Module load: kvm_init_pmu_capability, then vmx_get_perf_capabilities (hardware_setup).
     const cap = ops.kvm_init_pmu_capability(host.profile);
     const { supportedPerfCap, lbrCaps } = ops.vmx_get_perf_capabilities(host, cap.enable_pmu);
-    const kvm = opts.vm ?? newKvm();
+    const kvm = opts.vm ?? newKvm(cap.enable_pmu);
+    if (opts.pmuCap !== undefined) {
+      const r = ops.kvm_vm_ioctl_enable_cap(kvm, cap.enable_pmu, opts.pmuCap);
+      if (!r.ok) throw new KvmIoctlError(`KVM_ENABLE_CAP: ${r.error}`);
+    }
+    kvm.created_vcpus++;
     const task = host.createTask(`vcpu${kvm.vcpus.length}`); // no global counter: runs replay exactly
     this.s = {
       ops,
@@ -144,6 +151,14 @@ export class EmulatedVcpu implements VpmuVcpu {
   /** KVM_SET_CPUID2 → kvm_vcpu_after_set_cpuid → kvm_pmu_refresh. */
   setCpuid(cpuid: GuestCpuid): HostAccess {
     return this.s.ops.kvm_set_cpuid(this.s, cpuid);
+  }
+
+  enablePmuCapability(args0: bigint): HostAccess {
+    return this.s.ops.kvm_vm_ioctl_enable_cap(this.s.kvm, this.s.kvm_pmu_cap.enable_pmu, args0);
+  }
+
+  pmuCapabilityFlags(): bigint {
+    return this.s.ops.kvm_vm_ioctl_check_extension(this.s.kvm_pmu_cap.enable_pmu);
   }
 
   setPmuEventFilter(filter: KvmPmuEventFilter | null): HostAccess {

@@ -181,7 +181,7 @@ export function kvm_pmu_refresh(vcpu: MediatedVcpuState): void {
   ops.kvm_pmu_reset(vcpu);
   const pmu = vcpu.pmu;
   kvm_pmu_refresh_defaults(pmu);
-  if (vcpu.kvm_pmu_cap.enable_pmu) {
+  if (vcpu.kvm.enable_pmu) {
     ops.intel_pmu_refresh(vcpu);
     if (pmu.nr_arch_gp_counters > 0) pmu.global_ctrl = lowMask(pmu.nr_arch_gp_counters); // has_perf_global_ctrl || mediated
     ops.intel_pmu_write_global_ctrl?.(vcpu, pmu.global_ctrl);
@@ -266,6 +266,10 @@ function kvm_pmu_load_guest_pmcs(vcpu: MediatedVcpuState): void {
 
 /** kvm_mediated_pmu_load: perf steps aside, counters off, PMIs to KVM's vector, guest counters and controls in. */
 export function kvm_mediated_pmu_load(vcpu: MediatedVcpuState): void {
+  if (!kvm_vcpu_has_mediated_pmu(vcpu)) {
+    relied('K17');
+    return;
+  }
   if (vcpu.pmuLoaded) throw new ModelError('kvm_mediated_pmu_load: already loaded');
   perf_load_guest_context(vcpu.host, vcpu.cpu);
   // Selectors are in flux: nothing may count until VM-entry loads the guest's GLOBAL_CTRL.
@@ -275,6 +279,11 @@ export function kvm_mediated_pmu_load(vcpu: MediatedVcpuState): void {
   kvm_pmu_load_guest_pmcs(vcpu);
   vcpu.ops.intel_mediated_pmu_load(vcpu);
   vcpu.pmuLoaded = true;
+}
+
+/** kvm_vcpu_has_mediated_pmu: enable_mediated_pmu and a vPMU (none for a guest of version 0 or with the PMU off). */
+export function kvm_vcpu_has_mediated_pmu(vcpu: MediatedVcpuState): boolean {
+  return vcpu.kvm_pmu_cap.enableMediatedPmu && vcpu.pmu.version !== 0;
 }
 
 /** kvm_pmu_put_guest_pmcs: save each exposed counter, zero non-zero counters and selectors before perf returns. */
@@ -295,6 +304,10 @@ function kvm_pmu_put_guest_pmcs(vcpu: MediatedVcpuState): void {
 
 /** kvm_mediated_pmu_put: the reverse order: status and fixed controls, counters, LVTPC, then perf's context. */
 export function kvm_mediated_pmu_put(vcpu: MediatedVcpuState): void {
+  if (!kvm_vcpu_has_mediated_pmu(vcpu)) {
+    relied('K17');
+    return;
+  }
   if (!vcpu.pmuLoaded) throw new ModelError('kvm_mediated_pmu_put: not loaded');
   vcpu.ops.intel_mediated_pmu_put(vcpu); // GLOBAL_CTRL was saved and cleared by VM-exit
   vcpu.pmuLoaded = false;

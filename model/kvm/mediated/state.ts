@@ -22,11 +22,8 @@ export interface MediatedPmu extends PmuBase<MediatedPmc> {
   fixed_ctr_ctrl_hw: bigint;
 }
 
-/** struct kvm as far as the mediated vPMU goes: the filter, the vCPUs, created_mediated_pmu. */
-export interface MediatedKvm extends KvmBase<MediatedVcpuState> {
-  /** kvm->arch.created_mediated_pmu: perf_create_mediated_pmu succeeded for this VM. */
-  created_mediated_pmu: boolean;
-}
+/** struct kvm as far as the mediated vPMU goes. */
+export type MediatedKvm = KvmBase<MediatedVcpuState>;
 
 /** The parts of struct kvm_vcpu (and struct vcpu_vmx) the mediated vPMU touches. */
 export interface MediatedVcpuState extends VcpuBase<MediatedPmc> {

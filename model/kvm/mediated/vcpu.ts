@@ -18,14 +18,16 @@ import {
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
 import { kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR, runExitHandler } from '../common/vcpu.js';
-import type {
-  EmulatedInsn,
-  GuestCpuid,
-  GuestPmi,
-  HostAccess,
-  KvmPmuEventFilter,
-  SupportedPmu,
-  VpmuVcpu,
+import {
+  type EmulatedInsn,
+  type GuestCpuid,
+  type GuestPmi,
+  type HostAccess,
+  KvmIoctlError,
+  type KvmPmuEventFilter,
+  type SupportedPmu,
+  type VmSetup,
+  type VpmuVcpu,
 } from '../types.js';
 import { supportedPmuOf } from '../common/cpuid.js';
 import { kvm_handle_guest_mediated_pmi, newMediatedPmu } from './pmu.js';
@@ -45,8 +47,8 @@ export class MediatedPmuBusy extends Error {
 }
 
 /** KVM_CREATE_VM: no filter, no vCPUs, no mediated PMU yet (it is created with the first vCPU). */
-export function newMediatedKvm(): MediatedKvm {
-  return { pmu_event_filter: null, vcpus: [], created_mediated_pmu: false };
+export function newMediatedKvm(enable_pmu: boolean): MediatedKvm {
+  return { pmu_event_filter: null, vcpus: [], enable_pmu, created_vcpus: 0, created_mediated_pmu: false };
 }
 
 export class MediatedVcpu implements VpmuVcpu {
@@ -60,18 +62,23 @@ export class MediatedVcpu implements VpmuVcpu {
    */
   constructor(
     host: HostKernel,
-    opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm },
+    opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm } & VmSetup,
     ops: MediatedOps = MEDIATED_OPS,
   ) {
     const cap = ops.kvm_init_pmu_capability(host.profile, ops);
     if (!cap.enableMediatedPmu) throw new MediatedUnavailable(cap.unavailable ?? 'enable_mediated_pmu is off');
-    const kvm = opts.vm ?? newMediatedKvm();
-    // kvm_arch_vcpu_precreate: the VM's mediated PMU is created with its first vCPU.
-    if (!kvm.created_mediated_pmu) {
+    const kvm = opts.vm ?? newMediatedKvm(cap.enable_pmu);
+    if (opts.pmuCap !== undefined) {
+      const r = ops.kvm_vm_ioctl_enable_cap(kvm, cap.enable_pmu, opts.pmuCap);
+      if (!r.ok) throw new KvmIoctlError(`KVM_ENABLE_CAP: ${r.error}`);
+    }
+    // kvm_arch_vcpu_precreate: the VM's mediated PMU is created with its first vCPU, unless its vPMU is off.
+    if (kvm.enable_pmu && !kvm.created_mediated_pmu) {
       const r = perf_create_mediated_pmu(host);
       if ('error' in r) throw new MediatedPmuBusy(`KVM_CREATE_VCPU: perf_create_mediated_pmu: ${r.error}`);
       kvm.created_mediated_pmu = true;
     }
+    kvm.created_vcpus++;
     const supportedPerfCap = ops.vmx_get_perf_capabilities(cap.enable_pmu);
     const task = host.createTask(`vcpu${kvm.vcpus.length}`);
     this.s = {
@@ -143,6 +150,14 @@ export class MediatedVcpu implements VpmuVcpu {
 
   msrIndexList(): readonly number[] {
     return this.s.ops.kvm_get_msr_index_list(this.s);
+  }
+
+  enablePmuCapability(args0: bigint): HostAccess {
+    return this.s.ops.kvm_vm_ioctl_enable_cap(this.s.kvm, this.s.kvm_pmu_cap.enable_pmu, args0);
+  }
+
+  pmuCapabilityFlags(): bigint {
+    return this.s.ops.kvm_vm_ioctl_check_extension(this.s.kvm_pmu_cap.enable_pmu);
   }
 
   hostGetMsr(msr: number): HostAccess {
@@ -331,7 +346,7 @@ export class MediatedVcpu implements VpmuVcpu {
 /** The design's factory: KVM_CREATE_VCPU with enable_mediated_pmu. */
 export function newMediatedVcpu(
   host: HostKernel,
-  opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm },
+  opts: { cpu: number; cpuid: GuestCpuid; vm?: MediatedKvm } & VmSetup,
 ): MediatedVcpu {
   return new MediatedVcpu(host, opts);
 }
