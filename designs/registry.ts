@@ -37,6 +37,7 @@ import {
 } from '../model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.js';
 import {
   FIXED_BY as FILTER_EMULATED_FIX,
+  FIXES as FILTER_EMULATED_INTRODUCED,
   PRE_FILTER_EMULATED_EVENTS_FIX_OPS,
 } from '../model/kvm/bugs/dfdeda67ea2d_filter_emulated_events.js';
 import { WRITE_PERIOD_FROM_VALUE_OPS } from '../model/kvm/fixes/0001_write_period_from_value.js';
@@ -259,6 +260,7 @@ const DECLARED: readonly Declared[] = [
     factory: emulatedWith(PRE_FILTER_EMULATED_EVENTS_FIX_OPS),
     ...EMULATED_DECLARED,
     fixedBy: FILTER_EMULATED_FIX,
+    fixes: FILTER_EMULATED_INTRODUCED,
   },
   {
     id: 'fix/0001-write-period-from-value',

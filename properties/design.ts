@@ -32,6 +32,11 @@ export interface Design {
   /** For a ported bug, the upstream commit that fixed it. */
   readonly fixedBy?: string;
   /**
+   * The upstream commit that introduced what the design's findings are about, where the port knows it: the `Fixes:`
+   * tag a patch for such a finding carries (for a ported bug, the one its upstream fix carries).
+   */
+  readonly fixes?: { readonly commit: string; readonly subject: string };
+  /**
    * What a VMM can get from the design on a host: KVM_GET_SUPPORTED_CPUID leaf 0xA and the feature MSR
    * PERF_CAPABILITIES (the PMU version KVM advertises, its counters and widths, an LBR format only for the host's own
    * family/model). Generation keeps to it by default; a design that does not state it is refused.

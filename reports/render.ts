@@ -14,6 +14,7 @@ import type { Report } from './build.js';
 import type { Case, PropertyId, Replay, ReportObservation } from './replay.js';
 import { describeReport } from './rules.js';
 import { unverifiedDecision } from './decisions.js';
+import { affectedGuests } from './affected.js';
 import { type Outcome, showOutcome } from '../scenarios/observation.js';
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
@@ -217,14 +218,58 @@ function runCode(r: Report, expectations: 'expectations' | 'invisibility' | null
   ].join('\n');
 }
 
-/** The minimal case as pasteable code: the guest, the program(s) and the check that fails on them. */
+/**
+ * The world the conformance and lbr-freeze checks run a program in, as code: the design beside bare metal, with the
+ * declared divergences bare metal takes on (W6), as properties/conformance.ts runProgram builds it.
+ */
+function setupCode(r: Report): string {
+  const f = r.file;
+  return [
+    `const design = designById(${q(f.design)});`,
+    `const host = BUILTIN_PROFILES[${q(f.host)}]!;`,
+    'const setup = () => ({',
+    '  model: {},',
+    `  real: new World({ host, cpus: ${f.cpus}, guests: [guest], design: design.factory, hostKernel: design.hostKernel, adopt: adoptionOf(design.expectations, host) }),`,
+    '});',
+  ].join('\n');
+}
+
+/** The imports the pasted case needs, relative to test/regressions/ as in regression.test.ts. */
+function caseImports(r: Report, body: string): string {
+  const c = r.kase;
+  const modelRun = c.property === 'conformance' || c.property === 'lbr-freeze';
+  const check: Partial<Record<PropertyId, string>> = {
+    'no-leak': "import { checkNoninterference } from '../../properties/noninterference.js';",
+    'host-undisturbed': "import { checkHostUndisturbed } from '../../properties/host_undisturbed.js';",
+    invisible: "import { checkInvisible } from '../../properties/invisible.js';",
+  };
+  return [
+    ...(modelRun ? ["import fc from 'fast-check';"] : []),
+    "import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';",
+    ...(body.includes('attr({') ? ["import { attr } from '../../model/host/types.js';"] : []),
+    "import { designById } from '../../designs/registry.js';",
+    ...(modelRun ? ["import { adoptionOf } from '../../properties/expectations/types.js';"] : []),
+    ...(check[c.property] !== undefined ? [check[c.property]!] : []),
+    commandImports(body, []),
+    modelRun
+      ? "import { type GuestConfig, World } from '../../scenarios/world.js';"
+      : "import type { GuestConfig } from '../../scenarios/world.js';",
+  ].join('\n');
+}
+
+/** The minimal case as pasteable code, imports included: the guest, the program(s) and the check that fails on them. */
 function caseCode(r: Report): string {
+  const body = caseBody(r);
+  return `${caseImports(r, body)}\n\n${body}`;
+}
+
+function caseBody(r: Report): string {
   const c = r.kase;
   const guest = `const guest: GuestConfig = ${guestToCode(r.guest)};`;
   switch (c.property) {
     case 'conformance':
     case 'lbr-freeze':
-      return `${guest}\nfc.modelRun(setup, [\n${programCode(c.program)}\n]);`;
+      return `${guest}\n${setupCode(r)}\n// Throws Divergence at the first divergent observation.\nfc.modelRun(setup, [\n${programCode(c.program)}\n]);`;
     case 'no-leak': {
       const differ = c.program.flatMap((x, i) => (String(x) === String(c.baseline[i]) ? [] : [i + 1]));
       return [
@@ -301,6 +346,20 @@ function restsLine(f: Report['file']): string {
   return `- **Rests on unverified decisions:** ${items.join('; ')}.\n`;
 }
 
+/** The Fixes: tag a patch for the finding would carry, where the port knows it. */
+function fixesLine(r: Report): string {
+  const d = r.design;
+  const fixed = d.fixedBy !== undefined ? `; upstream fixed it in ${d.fixedBy}` : '';
+  if (d.fixes !== undefined)
+    return `- **Fixes:** ${d.fixes.commit} ("${d.fixes.subject}"), the change that introduced it${fixed}.\n`;
+  return `- **Fixes:** not known to the port${fixed === '' ? '' : ` (${fixed.slice(2)})`}.\n`;
+}
+
+/** Which real guest software issues the program's sequence. */
+function affectedLine(r: Report): string {
+  return `- **Affected guests:** ${affectedGuests(r.program, r.guest).join('; ')}.\n`;
+}
+
 /** A guest beyond what KVM reports: said in the header, as the title says it. */
 function unsupportedLine(f: Report['file']): string {
   if (f.unsupported === undefined || f.unsupported.length === 0) return '';
@@ -318,7 +377,7 @@ export function reportMarkdown(r: Report, reproducers?: ReproducerLinks): string
 - **Property:** ${f.property.id}: ${f.property.rule}.
 - **Design:** \`${design.id}\`, ${design.title} (\`${design.source}\`${design.fixedBy !== undefined ? `; fixed upstream by ${design.fixedBy}` : ''}).
 - **Host / guest:** \`${f.host}\` (BUILTIN_PROFILES), ${f.cpus} pCPUs; guest ${describeGuest(r.guest)}.
-${baseLine(f)}${unsupportedLine(f)}${restsLine(f)}- **Compared:** ${comparedText(r.kase, design.id)}.
+${baseLine(f)}${fixesLine(r)}${affectedLine(r)}${unsupportedLine(f)}${restsLine(f)}- **Compared:** ${comparedText(r.kase, design.id)}.
 - **Found:** ${f.found} by \`npm start\`; fast-check ${f.versions.fastCheck}, seed ${s.seed}, path ${JSON.stringify(s.path)}, replayPath ${JSON.stringify(s.replayPath)}; failed after ${count(s.numRuns, 'program')}, shrunk ${s.numShrinks}× by fast-check to ${count(s.shrunkCommands, unit)}, post-shrunk to ${n}.
 - **Signature:** \`${f.signature}\` (one report per signature: ${signatureWords(r.kase.property)}).
 

@@ -13,6 +13,9 @@ import type { KvmVcpuState } from '../emulated/state.js';
 
 export const FIXED_BY = 'dfdeda67ea2d';
 
+/** The commit dfdeda67ea2d's own Fixes: tag names: where kvm_pmu_trigger_event started counting without the filter. */
+export const FIXES = { commit: '9cd803d496e7', subject: 'KVM: x86: Update vPMCs when retiring instructions' } as const;
+
 /** The pre-fix kvm_pmu_trigger_event: every PMC counting the event is bumped; the filter is not asked. */
 function kvm_pmu_trigger_event(vcpu: KvmVcpuState, counting: bigint, cpl: number): void {
   const pmu = vcpu.pmu;
