@@ -5,7 +5,8 @@
  *   restores, so a saved VM restores (e33b6d79acac);
  * - every listed MSR survives KVM_GET_MSRS then KVM_SET_MSRS of what was read, at any time;
  * - without CPUID.PDCM, PERF_CAPABILITIES reads 0 and only 0 can be written (d75cac366f44);
- * - KVM_SET_CPUID2 is accepted before KVM_RUN and refused after it unless nothing changes.
+ * - KVM_SET_CPUID2 is accepted before KVM_RUN and refused after it unless nothing changes;
+ * - a VM created with KVM_PMU_CAP_DISABLE gives its vCPUs no vPMU whatever their CPUID (ba7bb663f554).
  */
 
 import fc from 'fast-check';
@@ -14,6 +15,14 @@ import { GuestRun, type WorldCommand } from '../scenarios/commands.js';
 import { VmmGetMsr, VmmRoundTrip, vmmMsrArb, vmmSetCpuidArb, vmmSetMsrArb } from '../scenarios/vmm.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
+import {
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+} from '../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
+import { KVM_PMU_CAP_DISABLE } from '../model/kvm/types.js';
 import { supportedGuestArb, supportedOf } from '../scenarios/supported.js';
 
 export interface VmmAbiRun {
@@ -66,8 +75,41 @@ export function checkMsrIndexList(r: VmmAbiRun): void {
   }
 }
 
+/**
+ * The PMU MSRs test_pmu_config_disable's guest checks (check_msr: GLOBAL_CTRL, IA32_PMC0; EVNTSEL0 is one of the
+ * P6 MSRs kvm_get_msr_common reads as 0 without a vPMU, K1), and more counters and controls.
+ */
+const PMU_PROBE = [
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0 + 2,
+  MSR_IA32_PERFCTR0 + 2,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+];
+
+/**
+ * A VM created with KVM_PMU_CAP_DISABLE gives its vCPUs no vPMU, whatever CPUID the VMM sets (pmu_event_filter_test
+ * test_pmu_config_disable: the guest's check_msr must #GP although its CPUID is KVM_GET_SUPPORTED_CPUID's): every
+ * guest RDMSR of the probed PMU MSRs #GPs. Bare metal cannot judge a CPUID with a PMU that is not there; KVM's ABI
+ * can. (RDPMC's #GP, which the selftest does not check, is in test/model/kvm/pmu_capability.test.ts.)
+ */
+export function checkPmuCapDisable(r: VmmAbiRun): void {
+  const g = fullestGuest(r.host);
+  const guest: GuestConfig = { ...g, cpuid: { ...g.cpuid, pdcm: false }, pmuCap: KVM_PMU_CAP_DISABLE };
+  const w = new World({ host: r.host, cpus: 1, guests: [guest], design: r.design, hostKernel: r.hostKernel });
+  const x = w.vcpus[0]!;
+  for (const m of PMU_PROBE) {
+    const got = x.guestRdmsr(m);
+    if (got.ok)
+      throw new VmmAbiViolation(
+        `a vCPU of a VM created with KVM_PMU_CAP_DISABLE reads PMU MSR 0x${m.toString(16)} (0x${got.value.toString(16)}) where it must #GP: the VM's vPMU is off whatever CPUID says`,
+      );
+  }
+}
+
 export function checkVmmAbi(r: VmmAbiRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
   checkMsrIndexList(r);
+  checkPmuCapDisable(r);
   const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, hostKernel: r.hostKernel });
   fc.modelRun(() => ({ model: {}, real: w }), cmds);
 }

@@ -3,14 +3,22 @@ import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { PRE_PERF_CAPS_PDCM_FIX_OPS } from '../../model/kvm/bugs/d75cac366f44_perf_caps_without_pdcm.js';
 import { PRE_MSR_LIST_FIXED_FIX_OPS } from '../../model/kvm/bugs/e33b6d79acac_msr_list_fixed.js';
-import { emulatedWith } from '../../designs/registry.js';
+import { emulatedWith, mediatedWith } from '../../designs/registry.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
-import { checkMsrIndexList, type VmmAbiRun, VmmAbiViolation, vmmAbiProperty } from '../../properties/vmm_abi.js';
+import {
+  checkMsrIndexList,
+  checkPmuCapDisable,
+  type VmmAbiRun,
+  VmmAbiViolation,
+  vmmAbiProperty,
+} from '../../properties/vmm_abi.js';
+import { EMULATED_OPS, type EmulatedOps } from '../../model/kvm/emulated/ops.js';
+import { MEDIATED_OPS } from '../../model/kvm/mediated/ops.js';
 import { Divergence } from '../../scenarios/commands.js';
 
 const emulated: VmmAbiRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
 
-describe('the VMM ABI: MSR index list, save round trip, PERF_CAPABILITIES without PDCM, KVM_SET_CPUID2', () => {
+describe('the VMM ABI: MSR index list, save round trip, PERF_CAPABILITIES without PDCM, KVM_SET_CPUID2, KVM_PMU_CAP_DISABLE', () => {
   it('holds for the emulated vPMU (1000 programs)', () => {
     fc.assert(vmmAbiProperty(emulated), { numRuns: 1000 });
   });
@@ -32,5 +40,22 @@ describe('the VMM ABI: MSR index list, save round trip, PERF_CAPABILITIES withou
     );
     expect(() => checkMsrIndexList({ ...emulated, design: emulatedWith(PRE_MSR_LIST_FIXED_FIX_OPS) })).toThrow(/0x30c/);
     expect(() => checkMsrIndexList(emulated)).not.toThrow();
+  });
+
+  it('finds a KVM where only the module decides (before ba7bb663f554): a PMU-off VM with a CPUID PMU reads its MSRs', () => {
+    const ops: EmulatedOps = {
+      ...EMULATED_OPS,
+      kvm_pmu_refresh: (vcpu) => {
+        const asked = vcpu.kvm.enable_pmu;
+        vcpu.kvm.enable_pmu = vcpu.kvm_pmu_cap.enable_pmu;
+        EMULATED_OPS.kvm_pmu_refresh(vcpu);
+        vcpu.kvm.enable_pmu = asked;
+      },
+    };
+    expect(() => checkPmuCapDisable({ ...emulated, design: emulatedWith(ops) })).toThrow(
+      /KVM_PMU_CAP_DISABLE reads PMU MSR 0x38f/,
+    );
+    expect(() => checkPmuCapDisable(emulated)).not.toThrow();
+    expect(() => checkPmuCapDisable({ ...emulated, design: mediatedWith(MEDIATED_OPS) })).not.toThrow();
   });
 });
