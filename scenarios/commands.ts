@@ -11,6 +11,7 @@ import type { PerfEventAttr } from '../model/host/types.js';
 import type { EmulatedInsn } from '../model/kvm/types.js';
 import type { World } from './world.js';
 import { describeObservation, diverges, type Observation, showOutcome } from './observation.js';
+import { type DriverEventSpec, type DriverLbrSpec, type DriverParams, runDriver } from './driver.js';
 
 export class Divergence extends Error {
   override readonly name = 'Divergence';
@@ -307,5 +308,122 @@ export class HostNmi extends AlwaysRuns {
   }
   toString(): string {
     return `new HostNmi(${this.cpu})`;
+  }
+}
+
+// ---- guest driver routines (scenarios/driver.ts): each side runs the routine on what it reads ----
+
+const bool = (b: boolean) => (b ? 'true' : 'false');
+
+/** Linux perf boots in the guest: the probe (PERF_CAPABILITIES, selectors, a counter, the LBRs), LVTPC, enable-all. */
+export class DriverBoot extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly params: DriverParams,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    runDriver(w, this.vcpu, { kind: 'boot', params: this.params }, (o) => assertSame(o, w));
+  }
+  toString(): string {
+    const p = this.params;
+    return `new DriverBoot(${this.vcpu}, { kernel: '${p.kernel}', ack: '${p.ack}', lvtpc: ${hex(p.lvtpc)}n })`;
+  }
+}
+
+/** The guest opens perf events (perf record/stat): each on a counter, preset to -period, enabled. */
+export class DriverOpen extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly events: readonly DriverEventSpec[],
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    runDriver(w, this.vcpu, { kind: 'open', events: this.events }, (o) => assertSame(o, w));
+  }
+  toString(): string {
+    const evs = this.events.map(
+      (e) => `{ event: ${hex(e.event)}n, usr: ${bool(e.usr)}, os: ${bool(e.os)}, period: ${hex(e.period)}n }`,
+    );
+    return `new DriverOpen(${this.vcpu}, [${evs.join(', ')}])`;
+  }
+}
+
+/** The guest closes its k-th event (by counter, modulo how many it has). */
+export class DriverClose extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly k: number,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    runDriver(w, this.vcpu, { kind: 'close', k: this.k }, (o) => assertSame(o, w));
+  }
+  toString(): string {
+    return `new DriverClose(${this.vcpu}, ${this.k})`;
+  }
+}
+
+/** The guest runs these units under its driver: a PMI after a unit runs the guest's handler. */
+export class DriverRun extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly units: readonly WorkUnit[],
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    runDriver(w, this.vcpu, { kind: 'run', units: this.units }, (o) => assertSame(o, w));
+  }
+  toString(): string {
+    return `new DriverRun(${this.vcpu}, [${this.units.map(unitToCode).join(', ')}])`;
+  }
+}
+
+/** A guest context switch away from the task with the events (its counts saved), these units, and back. */
+export class DriverSwitch extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly units: readonly WorkUnit[],
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    runDriver(w, this.vcpu, { kind: 'switch', units: this.units }, (o) => assertSame(o, w));
+  }
+  toString(): string {
+    return `new DriverSwitch(${this.vcpu}, [${this.units.map(unitToCode).join(', ')}])`;
+  }
+}
+
+/** An NMI that is not the PMU's (a watchdog, a backtrace IPI) reaches the guest's perf NMI handler. */
+export class DriverNmi extends AlwaysRuns {
+  constructor(readonly vcpu: number) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    runDriver(w, this.vcpu, { kind: 'nmi' }, (o) => assertSame(o, w));
+  }
+  toString(): string {
+    return `new DriverNmi(${this.vcpu})`;
+  }
+}
+
+/** An LBR user joins the guest's events (perf record -b / --call-graph lbr). */
+export class DriverLbr extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly lbr: DriverLbrSpec,
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    runDriver(w, this.vcpu, { kind: 'lbr', lbr: this.lbr }, (o) => assertSame(o, w));
+  }
+  toString(): string {
+    return `new DriverLbr(${this.vcpu}, { select: ${hex(this.lbr.select)}n, callStack: ${bool(this.lbr.callStack)} })`;
   }
 }

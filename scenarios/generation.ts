@@ -16,6 +16,10 @@
  *   fixed counters than KVM offers) with quiet, LBR and topdown traffic: what a VMM that ignores KVM's answer gets.
  *   Its findings are unsupported configurations, never KVM bugs.
  *
+ * - driver: the guest runs Linux perf (scenarios/driver.ts): it boots, opens events with small
+ *   periods, runs work whose overflows take its PMI handler, switches tasks, takes other NMIs,
+ *   records LBRs; guests of every version the design reports, many with every counter it offers.
+ *
  * Every other profile makes guests a VMM can configure from what the design reports (scenarios/supported.ts).
  */
 
@@ -32,7 +36,15 @@ import { attr } from '../model/host/types.js';
 import { focusArb, type GuestShape, quietHostCommands, shapeOf } from './arbitraries.js';
 import { beyondSupportedGuestArb, supportedGuestArb } from './supported.js';
 import type { SupportedPmu } from '../model/kvm/types.js';
+import type { DriverEventSpec, DriverLbrSpec, DriverParams } from './driver.js';
 import {
+  DriverBoot,
+  DriverClose,
+  DriverLbr,
+  DriverNmi,
+  DriverOpen,
+  DriverRun,
+  DriverSwitch,
   GuestRdmsr,
   GuestRun,
   GuestWrmsr,
@@ -53,6 +65,7 @@ import { branchArb, unitArb } from './work.js';
 import type { GuestConfig } from './world.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import {
+  LBR_CALL_STACK,
   MSR_LBR_TOS,
   MSR_LBR_SELECT,
   MSR_LBR_NHM_FROM,
@@ -70,6 +83,7 @@ export const GENERATION_PROFILES = [
   'topdown',
   'save-restore-heavy',
   'beyond-supported',
+  'driver',
 ] as const;
 export type GenerationProfile = (typeof GENERATION_PROFILES)[number];
 
@@ -202,6 +216,85 @@ const saveRestoreArb: fc.Arbitrary<WorldCommand> = fc
   .tuple(fc.nat(3), fc.nat(3))
   .map(([v, c]) => new SaveRestore(v, c));
 
+// ---- guest driver routines ----
+
+/** A perf event as a driver opens it: the architectural events, mostly small periods so that it overflows soon. */
+export const driverEventArb: fc.Arbitrary<DriverEventSpec> = fc
+  .record({
+    event: fc.constantFrom(0xc0n, 0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x0300n),
+    // perf counts in user mode, kernel mode or both (an event that excludes both counts nothing).
+    rings: fc.constantFrom(
+      { usr: true, os: true },
+      { usr: true, os: true },
+      { usr: true, os: false },
+      { usr: false, os: true },
+    ),
+    // Linux presets -period: 2 (its minimum) and a few events overflow within a unit or two.
+    period: fc.oneof(
+      { arbitrary: fc.constant(2n), weight: 3 },
+      { arbitrary: fc.bigInt(3n, 8n), weight: 4 },
+      { arbitrary: fc.bigInt(9n, 40n), weight: 2 },
+      { arbitrary: fc.constant(1n), weight: 1 }, // perf clamps the preset to -2
+      { arbitrary: fc.constant(0n), weight: 1 }, // counting: max_period, folded at each wrap
+    ),
+  })
+  .map((r) => ({ event: r.event, usr: r.rings.usr, os: r.rings.os, period: r.period }));
+
+const driverParamsArb: fc.Arbitrary<DriverParams> = fc.record({
+  kernel: fc.constantFrom('linux' as const, 'linux-old' as const),
+  ack: fc.constantFrom('late' as const, 'early' as const, 'mid' as const),
+  // NMI delivery as Linux programs it; a fixed vector as kvm-unit-tests does.
+  lvtpc: fc.oneof({ arbitrary: fc.constant(0x400n), weight: 4 }, { arbitrary: fc.constant(0x20n), weight: 1 }),
+});
+
+const driverLbrArb: fc.Arbitrary<DriverLbrSpec> = fc
+  .record({ select: fc.constantFrom(0x0n, 0x1n, 0x2n, 0xc4n, 0x1c4n), callStack: fc.boolean() })
+  .map((l) => ({ select: l.callStack ? l.select | LBR_CALL_STACK : l.select, callStack: l.callStack }));
+
+/** perf_event_open of one to four events on some vCPU. */
+const driverOpenArb: fc.Arbitrary<WorldCommand> = fc
+  .tuple(fc.nat(3), fc.array(driverEventArb, { minLength: 1, maxLength: 4 }))
+  .map(([x, e]) => new DriverOpen(x, e));
+
+const driverUnits = (max: number) => fc.array(unitArb, { minLength: 1, maxLength: max });
+
+/** The guest's perf at work, as weighted arbitraries: events opened, workloads, switches, NMIs, LBR users. */
+export function driverCommands(): { arbitrary: fc.Arbitrary<WorldCommand>; weight: number }[] {
+  return DRIVER_COMMANDS;
+}
+
+const DRIVER_COMMANDS: { arbitrary: fc.Arbitrary<WorldCommand>; weight: number }[] = (() => {
+  const v = fc.nat(3);
+  return [
+    { arbitrary: fc.tuple(v, driverParamsArb).map(([x, p]) => new DriverBoot(x, p)), weight: 1 },
+    {
+      arbitrary: driverOpenArb,
+      weight: 3,
+    },
+    { arbitrary: fc.tuple(v, driverUnits(8)).map(([x, u]) => new DriverRun(x, u)), weight: 5 },
+    { arbitrary: fc.tuple(v, driverUnits(3)).map(([x, u]) => new DriverSwitch(x, u)), weight: 1 },
+    { arbitrary: v.map((x) => new DriverNmi(x)), weight: 1 },
+    { arbitrary: fc.tuple(v, fc.nat(3)).map(([x, k]) => new DriverClose(x, k)), weight: 1 },
+    { arbitrary: fc.tuple(v, driverLbrArb).map(([x, l]) => new DriverLbr(x, l)), weight: 1 },
+  ];
+})();
+
+/**
+ * The guest of the driver profile: a guest the design reports (every version it offers), and more often one with every
+ * counter it offers at its highest version, which the mediated vPMU passes through.
+ */
+function driverGuestArb(host: Profile, s: SupportedPmu): fc.Arbitrary<GuestConfig> {
+  const version = s.leaf0a.eax & 0xff;
+  const full = (g: GuestConfig): GuestConfig => {
+    // Version and GP counters as reported (widths and event mask as generated), and the fixed counters as reported.
+    const eax = ((g.cpuid.leaf0a.eax & ~0xffff) | (s.leaf0a.eax & 0xffff)) >>> 0;
+    const edx = version > 1 ? s.leaf0a.edx & 0x1fff : 0;
+    return { ...g, cpuid: { ...g.cpuid, leaf0a: { ...g.cpuid.leaf0a, eax, edx } } };
+  };
+  const g = supportedGuestArb(host, s);
+  return fc.oneof({ arbitrary: g, weight: 2 }, { arbitrary: g.map(full), weight: 3 });
+}
+
 /** A guest with the legacy LBR format the design offers, where it offers one the host's model has. */
 const withLbr = (host: Profile, s: SupportedPmu) => (x: GuestConfig) => {
   const offered = s.perfCapabilities & PERF_CAP_LBR_FMT;
@@ -223,6 +316,7 @@ export function profileGuestArb(
       beyondSupportedGuestArb(host, supported),
       beyondSupportedGuestArb(host, supported).map(withLbr(host, supported)),
     );
+  if (gen === 'driver') return driverGuestArb(host, supported);
   const g = supportedGuestArb(host, supported);
   if (gen === 'lbr-heavy') return g.map(withLbr(host, supported));
   if (gen === 'topdown') return g.filter((x) => (x.cpuid.leaf0a.eax & 0xff) >= 2);
@@ -255,6 +349,9 @@ export function profileCommands(
       return mix(w(quiet, 2), w(VMM, 2));
     case 'beyond-supported':
       return mix(w(quiet, 2), w(lbrCommands(host.legacyLbr?.depth ?? 0), 1), w(topdownCommands(shape.nGP), 1));
+    case 'driver':
+      // Mostly the driver; now and then raw guest traffic, a migration or a save/restore.
+      return mix(DRIVER_COMMANDS, w([fc.oneof(...quiet)], 1), w([fc.oneof(...VMM.slice(0, 2))], 1));
   }
 }
 
@@ -267,7 +364,39 @@ export function profileProgramArb(
   return profileGuestArb(host, gen, supported).chain((guest) =>
     fc.tuple(
       fc.constant(guest),
-      focusArb.chain((focus) => fc.commands(profileCommands(host, gen, focus, shapeOf(guest)), { size: '+1' })),
+      focusArb.chain((focus) => {
+        const cmds = fc.commands(profileCommands(host, gen, focus, shapeOf(guest)), {
+          size: '+1',
+          // A driver command runs tens of instructions: shorter programs reach as far.
+          ...(gen === 'driver' ? { maxCommands: 24 } : {}),
+        });
+        if (gen !== 'driver') return cmds;
+        // A guest that runs perf has events open before its work: the driver profile's programs start with an open.
+        return fc.tuple(driverOpenArb, cmds).map(([open, rest]): Iterable<WorldCommand> => new Opened(open, rest));
+      }),
     ),
   );
+}
+
+/**
+ * A first command, then fast-check's command iterable: iterates as both, prints as fast-check does (with the
+ * replay path), and shows its wrappers under `commands` as fast-check's own iterable does (properties/checks.ts).
+ */
+class Opened implements Iterable<WorldCommand> {
+  constructor(
+    readonly first: WorldCommand,
+    readonly rest: Iterable<WorldCommand> & { toString(): string },
+  ) {}
+  *[Symbol.iterator](): Iterator<WorldCommand> {
+    yield this.first;
+    yield* this.rest;
+  }
+  get commands(): readonly unknown[] {
+    const inner: unknown = (this.rest as { commands?: unknown }).commands;
+    return [{ cmd: this.first, hasRan: true }, ...(Array.isArray(inner) ? (inner as unknown[]) : [...this.rest])];
+  }
+  toString(): string {
+    const rest = this.rest.toString();
+    return rest.startsWith(' ') || rest === '' ? `${String(this.first)}${rest}` : `${String(this.first)},${rest}`;
+  }
 }

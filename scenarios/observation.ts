@@ -6,6 +6,7 @@
  */
 
 import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
+import type { WorkUnit } from '../model/hw/work.js';
 import type { PerfEventAttr } from '../model/host/types.js';
 import type { EmulatedInsn, GuestCpuid, GuestPmi, KvmPmuEventFilter } from '../model/kvm/types.js';
 
@@ -36,7 +37,16 @@ export type Outcome =
   /** Nothing to see: a VMM action or host step both sides record alike. */
   | { readonly kind: 'none' }
   /** The other run has no such observation (it ended earlier, or its host event was never opened). */
-  | { readonly kind: 'absent' };
+  | { readonly kind: 'absent' }
+  /** The next instruction a guest driver routine issues on this side, or null where its routine ended. */
+  | { readonly kind: 'step'; readonly step: DriverStep | null };
+
+/** One instruction of a guest driver routine (scenarios/driver.ts). */
+export type DriverStep =
+  | { readonly op: 'rdmsr'; readonly msr: number }
+  | { readonly op: 'wrmsr'; readonly msr: number; readonly value: bigint }
+  | { readonly op: 'rdpmc'; readonly ecx: number }
+  | { readonly op: 'run'; readonly unit: WorkUnit };
 
 export const NONE: Outcome = Object.freeze({ kind: 'none' });
 export const ABSENT: Outcome = Object.freeze({ kind: 'absent' });
@@ -98,7 +108,7 @@ export type HostOp =
 /** A guest instruction an observation is about (what a PMI observation came around). */
 export type InstructionKind = 'rdmsr' | 'wrmsr' | 'rdpmc' | 'xsaves' | 'xrstors' | 'emulate';
 
-export type ObservationKind = InstructionKind | 'pmi' | 'run' | 'vmm' | 'host';
+export type ObservationKind = InstructionKind | 'pmi' | 'run' | 'vmm' | 'host' | 'driver';
 
 /** How a property re-labelled an observation it compares with another run. */
 export type ObservationNote =
@@ -137,6 +147,17 @@ export interface Observation {
     | { readonly id: string; readonly written: bigint };
   readonly vmm?: VmmOp;
   readonly host?: HostOp;
+  /**
+   * driver: the routine whose two sides issued different instructions next, and the step of the routine's
+   * first observation where the sides differed (what the routine's data flow parted on), if any.
+   */
+  readonly driver?: { readonly routine: string; readonly cause: number | null };
+  /**
+   * The counters (GP i, fixed j as 32 + j) bare metal held at -1 (one event short of overflowing) once a guest
+   * instruction retired, or after some unit of a run (where the design's vCPU may exit on an NMI), when any: where
+   * perf may re-arm a counter with one event left.
+   */
+  readonly oracleAtMinusOne?: readonly number[];
   readonly note?: ObservationNote;
 }
 
@@ -170,8 +191,25 @@ export function sameOutcome(a: Outcome, b: Outcome): boolean {
       );
     case 'xsave':
       return b.kind === 'xsave' && sameArea(a.area, b.area);
+    case 'step':
+      return b.kind === 'step' && sameStep(a.step, b.step);
     default:
       return a.kind === b.kind;
+  }
+}
+
+/** The same driver instruction (a run names the same unit). */
+export function sameStep(a: DriverStep | null, b: DriverStep | null): boolean {
+  if (a === null || b === null) return a === b;
+  switch (a.op) {
+    case 'rdmsr':
+      return b.op === 'rdmsr' && a.msr === b.msr;
+    case 'wrmsr':
+      return b.op === 'wrmsr' && a.msr === b.msr && a.value === b.value;
+    case 'rdpmc':
+      return b.op === 'rdpmc' && a.ecx === b.ecx;
+    case 'run':
+      return b.op === 'run' && a.unit === b.unit;
   }
 }
 
@@ -222,6 +260,22 @@ export function showOutcome(x: Outcome): string {
       return '';
     case 'absent':
       return '(none)';
+    case 'step':
+      return x.step === null ? 'the routine ends' : `next ${describeStep(x.step)}`;
+  }
+}
+
+/** A driver routine's instruction in words: `RDMSR 0x38e`, `WRMSR 0x390 <- 0x1`, `RDPMC 0x0`, `a work unit`. */
+export function describeStep(s: DriverStep): string {
+  switch (s.op) {
+    case 'rdmsr':
+      return `RDMSR ${hex(s.msr)}`;
+    case 'wrmsr':
+      return `WRMSR ${hex(s.msr)} <- ${hex(s.value)}`;
+    case 'rdpmc':
+      return `RDPMC ${hex(s.ecx)}`;
+    case 'run':
+      return 'a work unit';
   }
 }
 
@@ -284,7 +338,7 @@ export function describeHost(op: HostOp): string {
 
 type Described = Pick<
   Observation,
-  'kind' | 'target' | 'value' | 'cpl' | 'insn' | 'around' | 'units' | 'adopted' | 'vmm' | 'host'
+  'kind' | 'target' | 'value' | 'cpl' | 'insn' | 'around' | 'units' | 'adopted' | 'vmm' | 'host' | 'driver'
 >;
 
 /** The instruction or step itself, without a property's note: `RDMSR 0x38e`, `run 4 units`. */
@@ -320,6 +374,8 @@ export function describeAction(o: Described): string {
       return o.vmm === undefined ? 'VMM' : describeVmm(o.vmm);
     case 'host':
       return o.host === undefined ? 'host' : describeHost(o.host);
+    case 'driver':
+      return `guest driver (${o.driver?.routine ?? 'routine'}): the instruction after the last one both ran`;
   }
 }
 

@@ -20,6 +20,13 @@ import { type Branch, type WorkUnit, validateUnit } from '../model/hw/work.js';
 import { attr, type PerfEventAttr } from '../model/host/types.js';
 import {
   GuestEmulate,
+  DriverBoot,
+  DriverClose,
+  DriverLbr,
+  DriverNmi,
+  DriverOpen,
+  DriverRun,
+  DriverSwitch,
   GuestRdmsr,
   GuestRdpmc,
   GuestRun,
@@ -39,6 +46,7 @@ import {
 } from './commands.js';
 import type { GuestConfig } from './world.js';
 import { EMULATED_INSNS, type EmulatedInsn } from '../model/kvm/types.js';
+import type { DriverEventSpec, DriverLbrSpec, DriverParams } from './driver.js';
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [k: string]: Json };
 
@@ -250,6 +258,31 @@ function entry<A extends [z.ZodType, ...z.ZodType[]]>(
 const vcpu = natural();
 const cpu = natural();
 
+// A guest driver's parameters, events and LBR request: 64-bit values as "0x…", flags as booleans.
+
+const DriverParamsJson = z.strictObject({
+  kernel: oneOf(['linux', 'linux-old'] as const),
+  ack: oneOf(['early', 'mid', 'late'] as const),
+  lvtpc: u64,
+}) satisfies z.ZodType<DriverParams>;
+
+const DriverEventJson = z.strictObject({
+  event: u64,
+  usr: bool,
+  os: bool,
+  period: u64,
+}) satisfies z.ZodType<DriverEventSpec>;
+
+const DriverLbrJson = z.strictObject({ select: u64, callStack: bool }) satisfies z.ZodType<DriverLbrSpec>;
+
+const driverParamsToJson = (p: DriverParams): Json => ({ kernel: p.kernel, ack: p.ack, lvtpc: hex(p.lvtpc) });
+const driverEventToJson = (e: DriverEventSpec): Json => ({
+  event: hex(e.event),
+  usr: e.usr,
+  os: e.os,
+  period: hex(e.period),
+});
+
 const SCHEMAS: Readonly<Record<string, Schema>> = {
   GuestWrmsr: entry(
     ['vcpu', 'msr', 'value'],
@@ -340,6 +373,48 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
     (c) => (c instanceof GuestEmulate ? [c.vcpu, c.insn, c.cpl, c.taken] : null),
     [vcpu, oneOf(INSNS), natural(3), bool],
     ([v, insn, cpl, taken]) => new GuestEmulate(v, insn, cpl, taken),
+  ),
+  DriverBoot: entry(
+    ['vcpu', 'params'],
+    (c) => (c instanceof DriverBoot ? [c.vcpu, driverParamsToJson(c.params)] : null),
+    [vcpu, DriverParamsJson],
+    ([v, p]) => new DriverBoot(v, p),
+  ),
+  DriverOpen: entry(
+    ['vcpu', 'events'],
+    (c) => (c instanceof DriverOpen ? [c.vcpu, c.events.map(driverEventToJson)] : null),
+    [vcpu, arrayOf(DriverEventJson, 64, 'events')],
+    ([v, evs]) => new DriverOpen(v, evs),
+  ),
+  DriverClose: entry(
+    ['vcpu', 'k'],
+    (c) => (c instanceof DriverClose ? [c.vcpu, c.k] : null),
+    [vcpu, natural()],
+    ([v, k]) => new DriverClose(v, k),
+  ),
+  DriverRun: entry(
+    ['vcpu', 'units'],
+    (c) => (c instanceof DriverRun ? [c.vcpu, c.units.map(unitToJson)] : null),
+    [vcpu, UnitsJson],
+    ([v, units]) => new DriverRun(v, units),
+  ),
+  DriverSwitch: entry(
+    ['vcpu', 'units'],
+    (c) => (c instanceof DriverSwitch ? [c.vcpu, c.units.map(unitToJson)] : null),
+    [vcpu, UnitsJson],
+    ([v, units]) => new DriverSwitch(v, units),
+  ),
+  DriverNmi: entry(
+    ['vcpu'],
+    (c) => (c instanceof DriverNmi ? [c.vcpu] : null),
+    [vcpu],
+    ([v]) => new DriverNmi(v),
+  ),
+  DriverLbr: entry(
+    ['vcpu', 'lbr'],
+    (c) => (c instanceof DriverLbr ? [c.vcpu, { select: hex(c.lbr.select), callStack: c.lbr.callStack }] : null),
+    [vcpu, DriverLbrJson],
+    ([v, l]) => new DriverLbr(v, l),
   ),
 };
 

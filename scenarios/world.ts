@@ -9,7 +9,8 @@ import type { Cpu, PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
 import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
 import { ProfileError } from '../model/hw/errors.js';
 import { relied } from '../model/hw/relied.js';
-import { defineProfile, type Profile } from '../model/hw/profile.js';
+import { defineProfile, fixedIndices, type Profile } from '../model/hw/profile.js';
+import { INTEL_PMC_FIXED_RDPMC_BASE } from '../model/hw/msr/counters.js';
 import { RETIRED_AT_CPL, type WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
 import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
@@ -381,8 +382,13 @@ export class World implements WorldFacts {
   ): Observation[] {
     this.step++;
     const { kind, ...rest } = about;
+    const atMinusOne = countersAtMinusOne(this.oracles[about.vcpu]!);
     return [
-      this.record({ ...about, sut, oracle: oracle.r }),
+      this.record(
+        atMinusOne.length > 0
+          ? { ...about, sut, oracle: oracle.r, oracleAtMinusOne: atMinusOne }
+          : { ...about, sut, oracle: oracle.r },
+      ),
       this.record({
         ...rest,
         kind: 'pmi',
@@ -508,22 +514,24 @@ export class World implements WorldFacts {
     const v = this.index(vcpu);
     const sut = this.vcpus[v]!.guestRun(units);
     const oracle: GuestPmi[] = [];
+    // Counters at -1 at a unit boundary, where the design's vCPU may exit (an NMI for any counter's overflow).
+    const atMinusOne = new Set<number>();
     units.forEach((u, i) => {
       const d = this.oracles[v]!.step(u);
       if (d !== null) oracle.push({ afterUnit: i, vector: vectorOf(d) });
+      for (const c of countersAtMinusOne(this.oracles[v]!)) atMinusOne.add(c);
     });
     this.step++;
-    return [
-      this.record({
-        vcpu: v,
-        kind: 'run',
-        target: null,
-        value: null,
-        units: units.length,
-        sut: pmisOutcome(sut),
-        oracle: pmisOutcome(oracle),
-      }),
-    ];
+    const about = {
+      vcpu: v,
+      kind: 'run',
+      target: null,
+      value: null,
+      units: units.length,
+      sut: pmisOutcome(sut),
+      oracle: pmisOutcome(oracle),
+    } as const;
+    return [this.record(atMinusOne.size > 0 ? { ...about, oracleAtMinusOne: [...atMinusOne] } : about)];
   }
 
   /** The last Arch LBR image each side saved, per vCPU: what GuestXrstors restores. */
@@ -776,6 +784,22 @@ export function fepUnit(insn: EmulatedInsn, cpl: number, taken: boolean): WorkUn
     fepUnits.set(key, u);
   }
   return u;
+}
+
+/** The counters (GP i, fixed j as 32 + j) a bare-metal CPU holds one event short of overflowing (read as RDPMC). */
+function countersAtMinusOne(o: Cpu): number[] {
+  const p = o.profile;
+  const out: number[] = [];
+  for (let i = 0; i < p.nGP; i++) {
+    const r = o.rdpmc(i, 0);
+    if (r.ok && r.value === p.gpMask) out.push(i);
+  }
+  if (p.version > 1)
+    for (const j of fixedIndices(p)) {
+      const r = o.rdpmc(INTEL_PMC_FIXED_RDPMC_BASE | j, 0);
+      if (r.ok && r.value === p.fixedMask) out.push(32 + j);
+    }
+  return out;
 }
 
 function vectorOf(d: PmiDelivery): number {

@@ -40,6 +40,7 @@ import {
   ARCH_PERFMON_EVENTSEL_EVENT,
   ARCH_PERFMON_EVENTSEL_UMASK,
   ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_INT,
 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
@@ -56,6 +57,34 @@ function lastWrite(history: readonly Observation[], msr: number, upTo: Observati
     if (h.kind === 'wrmsr' && h.target === msr && h.sut.kind === 'accepted') v = h.value;
   }
   return v;
+}
+
+/**
+ * A WRMSR to a selector or FIXED_CTR_CTRL that flipped a counter's INT (PMI) bit while bare metal held that counter
+ * at -1 just before it (so the write's own retirement overflowed it), and the PMIs around it differ.
+ */
+function staleIntOverflow(o: Observation, history: readonly Observation[]): boolean {
+  if (pmisOf(o.sut).length === pmisOf(o.oracle).length) return false;
+  const at = history.indexOf(o);
+  const w = history[at - 1];
+  if (w === undefined || w.kind !== 'wrmsr' || w.target === null || w.value === null) return false;
+  // The counters at -1 right before the write: the last instruction before it, with no run in between.
+  let before: readonly number[] = [];
+  for (let k = at - 2; k >= 0; k--) {
+    const h = history[k]!;
+    if (h.kind === 'run') break;
+    if (h.kind === 'rdmsr' || h.kind === 'wrmsr' || h.kind === 'rdpmc') {
+      before = h.oracleAtMinusOne ?? [];
+      break;
+    }
+  }
+  const prev = lastWrite(history, w.target, w) ?? 0n;
+  if (w.target >= MSR_P6_EVNTSEL0 && w.target < MSR_P6_EVNTSEL0 + 8) {
+    const i = w.target - MSR_P6_EVNTSEL0;
+    return before.includes(i) && ((prev ^ w.value) & ARCH_PERFMON_EVENTSEL_INT) !== 0n;
+  }
+  if (w.target !== MSR_CORE_PERF_FIXED_CTR_CTRL) return false;
+  return before.some((i) => i >= 32 && (((prev ^ w.value!) >> BigInt(4 * (i - 32) + 3)) & 1n) === 1n);
 }
 
 /** A host user's event with a branch stack that perf accepted: it takes the LBRs. */
@@ -330,6 +359,14 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
         (armed !== 0n && overflowMovedOnly(o, armed, c.history, 'later-unit'))
       );
     },
+  },
+  {
+    id: 'emulated-overflow-stale-int',
+    title:
+      "an overflow caused by an instruction KVM counts in software is signalled with the INT setting of the counter's previous perf event: the WRMSR that sets or clears a counter's INT (PMI) bit and overflows it by retiring gets the PMI of the old setting",
+    kernelRef:
+      'arch/x86/kvm/pmu.c reprogram_counter: __kvm_perf_overflow(pmc, false) tests pmc->intr, set by pmc_reprogram_counter for the previous event, before the new event stores the new INT',
+    matches: (o, c) => o.kind === 'pmi' && o.around === 'wrmsr' && staleIntOverflow(o, c.history),
   },
   ANYTHREAD_RESERVED,
   {

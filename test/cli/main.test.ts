@@ -359,7 +359,7 @@ describe('start runs conformance on the built-in hosts', () => {
     const out: StartResults = parseStartResults(JSON.parse(r.out));
     expect(out.checks.map((x) => `${x.design}/${x.gen}`)).toEqual(
       ['emulated', 'mediated'].flatMap((d) =>
-        ['quiet', 'contended', 'lbr-heavy', 'topdown', 'save-restore-heavy'].map((g) => `${d}/${g}`),
+        ['quiet', 'contended', 'lbr-heavy', 'topdown', 'save-restore-heavy', 'driver'].map((g) => `${d}/${g}`),
       ),
     );
     for (const row of out.checks)
