@@ -48,17 +48,37 @@ export function checkOf(b: BugEntry) {
 }
 
 export function measure(b: BugEntry, seed: number, numRuns: number): Measurement {
-  const c = checkOf(b);
+  return { ...measureCheck(checkOf(b), seed, numRuns), row: b.row };
+}
+
+/** The check of a planted fault: its check id, on its generation profile where it has one. */
+export function faultCheckOf(
+  f: Pick<BugEntry, 'design' | 'check' | 'host'> & { readonly gen?: string; readonly id: string },
+) {
+  const host = BUILTIN_PROFILES[f.host];
+  if (host === undefined) throw new CatalogueError(`fault ${f.id}: unknown host profile '${f.host}'`);
+  const c = designChecks(f.design, f.host, host).find(
+    (x) => x.id === f.check && (f.gen === undefined || x.gen === f.gen),
+  );
+  if (c === undefined) throw new CatalogueError(`fault ${f.id}: no check '${f.check}' on ${f.host}`);
+  return c;
+}
+
+/**
+ * Measures the search on one check: programs and time to the first failure, then (unless `shrink` is false,
+ * as the tests that only hold detection ask) the shrunk program.
+ */
+export function measureCheck(c: ReturnType<typeof checkOf>, seed: number, numRuns: number, shrink = true): Measurement {
   // First the search alone (endOnFailure skips the shrinker), then the same seed with shrinking.
   const t0 = performance.now();
   const search = fc.check(c.property(new Map()), { seed, numRuns, endOnFailure: true });
   const msToFirst = performance.now() - t0;
-  const d = search.failed ? fc.check(c.property(new Map()), { seed, numRuns }) : search;
+  const d = search.failed && shrink ? fc.check(c.property(new Map()), { seed, numRuns }) : search;
   // Found means the check's own verdict; a crash of the patched model is not a detection.
   const found = d.failed && FAILURES.some((F) => d.errorInstance instanceof F);
-  const program = found && c.programOf !== undefined ? c.programOf(d.counterexample) : null;
+  const program = found && shrink && c.programOf !== undefined ? c.programOf(d.counterexample) : null;
   return {
-    row: b.row,
+    row: 0,
     seed,
     found,
     programs: search.numRuns,

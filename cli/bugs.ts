@@ -11,7 +11,8 @@ import { Command, Option } from 'commander';
 import { positiveInt, seedArg } from './args.js';
 import { CATALOGUE, OUT_OF_SCOPE } from '../catalogue/catalogue.js';
 import { defaultWorkers, inLanes, workerPool } from './check_runner.js';
-import type { BugSeed } from './check_worker.js';
+import type { BugSeed, FaultSeed } from './check_worker.js';
+import { EQUIVALENT_FAULTS, FAULTS, type PlantedFault } from '../catalogue/faults.js';
 import { OutDirError, checkOutputFile, writeFileAtomic } from '../reports/out_dir.js';
 import { EXIT, EXIT_HELP, guard } from './exit.js';
 import { BUGS_FORMAT } from './formats.js';
@@ -19,6 +20,7 @@ import { compactTable, jsonTarget, plural } from './output.js';
 import type { BugsResults } from './results.js';
 
 const ROWS = CATALOGUE.map((b) => String(b.row));
+const FAULT_IDS = FAULTS.map((f) => f.id);
 /** How many commands past the minimal trigger a shrunk program may keep. */
 export const SHRINK_SLACK = 1;
 
@@ -28,7 +30,11 @@ function command(): Command {
     .addOption(new Option('--seeds <n>', 'seeds per bug (the table shows medians)').argParser(positiveInt).default(5))
     .addOption(new Option('--seed <n>', 'first seed; seed i is this + i').argParser(seedArg).default(1))
     .addOption(new Option('--runs <n>', 'program budget per seed').argParser(positiveInt).default(1000))
-    .addOption(new Option('--only <row...>', 'only these catalogue rows').choices(ROWS))
+    .addOption(new Option('--only <row...>', 'only these catalogue rows (and no planted fault)').choices(ROWS))
+    .addOption(
+      new Option('--fault <id...>', 'only these planted faults (beside the rows of --only)').choices(FAULT_IDS),
+    )
+    .option('--no-faults', 'the catalogue alone, without the planted faults')
     .option('--json [file]', `results as JSON (format ${BUGS_FORMAT}), on stdout or to FILE`)
     .addOption(
       new Option('--workers <n>', 'worker threads measuring seeds (the results do not depend on it)')
@@ -67,6 +73,54 @@ export interface Row {
   missed: string[];
 }
 
+/** A planted fault measured: what it changes, where, and how the search found it. */
+export interface FaultRow {
+  id: string;
+  file: string;
+  fn: string;
+  class: string;
+  change: string;
+  design: string;
+  check: string;
+  gen: string | null;
+  host: string;
+  seeds: number[];
+  detected: number;
+  medianPrograms: number;
+  medianMs: number;
+  medianShrunk: number | null;
+  maxShrunk: number | null;
+  example: string[] | null;
+  missed: string[];
+}
+
+function faultRow(f: PlantedFault, ms: readonly FaultSeed[]): FaultRow {
+  const found = ms.filter((m) => m.found);
+  const shrunk = found.map((m) => m.shrunk ?? 0);
+  return {
+    id: f.id,
+    file: f.file,
+    fn: f.fn,
+    class: f.cls,
+    change: f.change,
+    design: f.design.id,
+    check: f.check,
+    gen: f.gen ?? null,
+    host: f.host,
+    seeds: ms.map((m) => m.seed),
+    detected: found.length,
+    medianPrograms: median(ms.map((m) => m.programs)),
+    medianMs: Math.round(median(ms.map((m) => m.msToFirst)) * 10) / 10,
+    medianShrunk: shrunk.length > 0 ? median(shrunk) : null,
+    maxShrunk: shrunk.length > 0 ? Math.max(...shrunk) : null,
+    example: found[0]?.example?.slice() ?? null,
+    missed:
+      found.length < ms.length
+        ? [`found on ${found.length} of ${ms.length} seeds (target: every seed; ${ms.length - found.length} short)`]
+        : [],
+  };
+}
+
 /** A target a row missed, in words, with how far off it was. */
 export function misses(r: Row, seeds: number): string[] {
   const m: string[] = [];
@@ -88,6 +142,8 @@ async function bugs(argv: readonly string[]): Promise<number> {
     seed: number;
     runs: number;
     only?: string[];
+    fault?: string[];
+    faults: boolean;
     json?: string | boolean;
     workers: number;
   }>();
@@ -95,8 +151,13 @@ async function bugs(argv: readonly string[]): Promise<number> {
   if (json !== null && json !== 'stdout') checkOutputFile('--json', json);
   const say = json === 'stdout' ? (t: string) => console.error(t) : (t: string) => console.log(t);
 
-  const entries = CATALOGUE.filter((b) => opts.only === undefined || opts.only.includes(String(b.row)));
-  const pool = workerPool(Math.max(1, Math.min(opts.workers, entries.length * opts.seeds)));
+  const entries = CATALOGUE.filter((b) =>
+    opts.only === undefined ? opts.fault === undefined : opts.only.includes(String(b.row)),
+  );
+  const plantedFaults = FAULTS.filter((f) =>
+    !opts.faults ? false : opts.fault !== undefined ? opts.fault.includes(f.id) : opts.only === undefined,
+  );
+  const pool = workerPool(Math.max(1, Math.min(opts.workers, (entries.length + plantedFaults.length) * opts.seeds)));
   let signal: NodeJS.Signals | null = null;
   const onSignal = (sig: NodeJS.Signals) => {
     if (signal !== null) process.exit(EXIT.interrupted);
@@ -140,16 +201,35 @@ async function bugs(argv: readonly string[]): Promise<number> {
       );
     }
   };
+  // The planted faults after the rows, tabulated the same way, in the order of catalogue/faults.ts.
+  const faultSeeds: (FaultSeed | undefined)[][] = plantedFaults.map(() => Array.from({ length: opts.seeds }));
+  const faultRows: FaultRow[] = [];
+  const tabulateFaults = () => {
+    for (; faultRows.length < plantedFaults.length && faultSeeds[faultRows.length]!.every((m) => m !== undefined);) {
+      const f = plantedFaults[faultRows.length]!;
+      const r = faultRow(f, faultSeeds[faultRows.length] as FaultSeed[]);
+      faultRows.push(r);
+      say(`  ${f.id} ${r.detected}/${opts.seeds} found, median ${r.medianPrograms} programs, ${r.medianMs} ms`);
+    }
+  };
   say(
-    `npm run bugs: ${entries.length} ported rows × ${opts.seeds} seeds (from ${opts.seed}), ${opts.runs} programs each`,
+    `npm run bugs: ${entries.length} ported rows${plantedFaults.length > 0 ? ` and ${plantedFaults.length} planted faults` : ''} × ${opts.seeds} seeds (from ${opts.seed}), ${opts.runs} programs each`,
   );
   try {
-    await inLanes(entries.length * opts.seeds, pool.workers, async (t) => {
+    const rowTasks = entries.length * opts.seeds;
+    await inLanes(rowTasks + plantedFaults.length * opts.seeds, pool.workers, async (t) => {
       if (signal !== null) return;
-      const k = Math.floor(t / opts.seeds);
-      const i = t % opts.seeds;
-      seeds[k]![i] = await pool.bug(entries[k]!.row, opts.seed + i, opts.runs);
-      tabulate();
+      if (t < rowTasks) {
+        const k = Math.floor(t / opts.seeds);
+        const i = t % opts.seeds;
+        seeds[k]![i] = await pool.bug(entries[k]!.row, opts.seed + i, opts.runs);
+        tabulate();
+        return;
+      }
+      const k = Math.floor((t - rowTasks) / opts.seeds);
+      const i = (t - rowTasks) % opts.seeds;
+      faultSeeds[k]![i] = await pool.fault(plantedFaults[k]!.id, opts.seed + i, opts.runs);
+      tabulateFaults();
     });
   } finally {
     process.off('SIGINT', onSignal);
@@ -158,7 +238,9 @@ async function bugs(argv: readonly string[]): Promise<number> {
   }
 
   const missedRows = rows.filter((r) => r.missed.length > 0);
-  const status = signal !== null ? EXIT.interrupted : missedRows.length > 0 ? EXIT.failed : EXIT.passed;
+  const missedFaults = faultRows.filter((r) => r.missed.length > 0);
+  const status =
+    signal !== null ? EXIT.interrupted : missedRows.length + missedFaults.length > 0 ? EXIT.failed : EXIT.passed;
   const totals = {
     rows: entries.length,
     measured: rows.length,
@@ -166,8 +248,12 @@ async function bugs(argv: readonly string[]): Promise<number> {
     shrunkWithinTarget: rows.filter((r) => r.maxShrunk !== null && r.maxShrunk <= r.minimalTrigger + SHRINK_SLACK)
       .length,
     missedTargets: missedRows.length,
+    faults: plantedFaults.length,
+    faultsMeasured: faultRows.length,
+    faultsDetectedOnEverySeed: faultRows.filter((r) => r.detected === opts.seeds).length,
+    faultsMissed: missedFaults.length,
   };
-  const replay = `npm run bugs -- --seeds ${opts.seeds} --seed ${opts.seed} --runs ${opts.runs}${opts.only !== undefined ? ` --only ${opts.only.join(' ')}` : ''}`;
+  const replay = `npm run bugs -- --seeds ${opts.seeds} --seed ${opts.seed} --runs ${opts.runs}${opts.only !== undefined ? ` --only ${opts.only.join(' ')}` : ''}${opts.fault !== undefined ? ` --fault ${opts.fault.join(' ')}` : ''}${opts.faults ? '' : ' --no-faults'}`;
   const results: BugsResults = {
     format: BUGS_FORMAT,
     command: 'bugs',
@@ -180,6 +266,8 @@ async function bugs(argv: readonly string[]): Promise<number> {
     totals,
     rows,
     outOfScope: OUT_OF_SCOPE.map((o) => ({ ...o })),
+    faults: faultRows,
+    equivalentFaults: EQUIVALENT_FAULTS.map((e) => ({ ...e })),
   };
   const text = `${JSON.stringify(results, null, 2)}\n`;
   if (json === 'stdout') process.stdout.write(text);
@@ -216,6 +304,7 @@ async function bugs(argv: readonly string[]): Promise<number> {
       console.log('\nmissed targets:');
       for (const r of missedRows) for (const m of r.missed) console.log(`  #${r.row} (${r.check} on ${r.host}): ${m}`);
     }
+    if (faultRows.length > 0) printFaults(faultRows, opts.seeds);
     const slow = rows.filter((r) => r.medianMs >= 1000).length;
     console.log(
       `\n${signal !== null ? `interrupted by ${signal as string} after ${rows.length} of ${entries.length} rows: ` : ''}` +
@@ -231,4 +320,43 @@ async function bugs(argv: readonly string[]): Promise<number> {
 
 export function bugsCli(argv: readonly string[]): Promise<number> {
   return guard('bugs', () => bugs(argv), [OutDirError]);
+}
+
+/** The planted faults' table, the equivalent ones with their argument, and a line of totals. */
+function printFaults(rows: readonly FaultRow[], seeds: number): void {
+  const table = compactTable([
+    'planted fault',
+    'file: function',
+    'class',
+    'check',
+    'found',
+    'programs',
+    'ms',
+    'shrunk',
+  ]);
+  for (const r of rows)
+    table.push([
+      r.id,
+      `${r.file.replace(/^model\//, '')}: ${r.fn}`,
+      r.class,
+      r.gen === null ? r.check : `${r.check}/${r.gen}`,
+      `${r.detected}/${seeds}`,
+      r.medianPrograms,
+      r.medianMs,
+      r.medianShrunk === null ? '—' : `${r.medianShrunk} (max ${r.maxShrunk})`,
+    ]);
+  console.log(`\nplanted faults (catalogue/faults.ts):\n${table.toString()}`);
+  console.log('\nequivalent, kept out of the count:');
+  for (const e of EQUIVALENT_FAULTS) console.log(`  ${e.id} (${e.file}: ${e.fn}, ${e.change}): ${e.why}`);
+  const missed = rows.filter((r) => r.missed.length > 0);
+  if (missed.length > 0) {
+    console.log('\nmissed planted faults:');
+    for (const r of missed) for (const m of r.missed) console.log(`  ${r.id} (${r.check} on ${r.host}): ${m}`);
+  }
+  const found = rows.filter((r) => r.detected > 0);
+  const programs = found.map((r) => r.medianPrograms);
+  const shrunk = found.flatMap((r) => (r.medianShrunk === null ? [] : [r.medianShrunk]));
+  console.log(
+    `\n${rows.length - missed.length}/${rows.length} planted faults detected on every seed; median programs to find ${programs.length > 0 ? median(programs) : '—'}; median shrunk length ${shrunk.length > 0 ? median(shrunk) : '—'}`,
+  );
 }

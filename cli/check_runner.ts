@@ -8,12 +8,13 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { CheckSpec, RanCheck } from './check_run.js';
-import type { BugSeed, Task } from './check_worker.js';
+import type { BugSeed, FaultSeed, Task } from './check_worker.js';
 
 export interface WorkerPool {
   readonly workers: number;
   check(spec: CheckSpec): Promise<RanCheck>;
   bug(row: number, seed: number, runs: number): Promise<BugSeed>;
+  fault(id: string, seed: number, runs: number): Promise<FaultSeed>;
   /** Ask the running checks to stop after their current program (their results say interrupted). */
   requestStop(): void;
   /** Stop at once: the running tasks' promises reject. */
@@ -28,7 +29,7 @@ export function workerPool(workers: number): WorkerPool {
   // From the TypeScript sources (tsx) the worker needs tsx too; piscina require()s the worker, and
   // tsx's require hook (unlike its ESM hooks on Node 20) acts in worker threads.
   const ts = import.meta.url.endsWith('.ts');
-  const pool = new Piscina<Task, RanCheck | BugSeed>({
+  const pool = new Piscina<Task, RanCheck | BugSeed | FaultSeed>({
     filename: new URL(ts ? './check_worker.ts' : './check_worker.js', import.meta.url).href,
     minThreads: workers,
     maxThreads: workers,
@@ -43,6 +44,7 @@ export function workerPool(workers: number): WorkerPool {
     workers,
     check: (spec) => pool.run({ kind: 'check', spec, stop: sab }) as Promise<RanCheck>,
     bug: (row, seed, runs) => pool.run({ kind: 'bug', row, seed, runs }) as Promise<BugSeed>,
+    fault: (id, seed, runs) => pool.run({ kind: 'fault', id, seed, runs }) as Promise<FaultSeed>,
     requestStop: () => Atomics.store(stop, 0, 1),
     kill: destroy,
     close: destroy,

@@ -6,7 +6,8 @@
  */
 
 import { CATALOGUE } from '../catalogue/catalogue.js';
-import { type Measurement, measure } from '../catalogue/measure.js';
+import { type Measurement, faultCheckOf, measure, measureCheck } from '../catalogue/measure.js';
+import { FAULTS } from '../catalogue/faults.js';
 import { type CheckSpec, type RanCheck, runCheckDeferred } from './check_run.js';
 
 /** One seed of a catalogue row, as `npm run bugs` tabulates it: a Measurement without what cannot cross threads. */
@@ -15,9 +16,16 @@ export type BugSeed = Pick<Measurement, 'row' | 'seed' | 'found' | 'programs' | 
   readonly example: readonly string[] | null;
 };
 
+/** One seed of a planted fault (catalogue/faults.ts). */
+export type FaultSeed = Pick<Measurement, 'seed' | 'found' | 'programs' | 'msToFirst' | 'shrunk'> & {
+  readonly id: string;
+  readonly example: readonly string[] | null;
+};
+
 export type Task =
   | { readonly kind: 'check'; readonly spec: CheckSpec; readonly stop: SharedArrayBuffer }
-  | { readonly kind: 'bug'; readonly row: number; readonly seed: number; readonly runs: number };
+  | { readonly kind: 'bug'; readonly row: number; readonly seed: number; readonly runs: number }
+  | { readonly kind: 'fault'; readonly id: string; readonly seed: number; readonly runs: number };
 
 export function measureSeed(row: number, seed: number, runs: number): BugSeed {
   const b = CATALOGUE.find((x) => x.row === row);
@@ -34,6 +42,22 @@ export function measureSeed(row: number, seed: number, runs: number): BugSeed {
   };
 }
 
-export default function task(t: Task): RanCheck | BugSeed {
-  return t.kind === 'check' ? runCheckDeferred(t.spec, new Int32Array(t.stop)) : measureSeed(t.row, t.seed, t.runs);
+export function measureFaultSeed(id: string, seed: number, runs: number): FaultSeed {
+  const f = FAULTS.find((x) => x.id === id);
+  if (f === undefined) throw new Error(`no planted fault ${id}`);
+  const m = measureCheck(faultCheckOf(f), seed, runs);
+  return {
+    id,
+    seed,
+    found: m.found,
+    programs: m.programs,
+    msToFirst: m.msToFirst,
+    shrunk: m.shrunk,
+    example: m.program?.map(String) ?? null,
+  };
+}
+
+export default function task(t: Task): RanCheck | BugSeed | FaultSeed {
+  if (t.kind === 'check') return runCheckDeferred(t.spec, new Int32Array(t.stop));
+  return t.kind === 'bug' ? measureSeed(t.row, t.seed, t.runs) : measureFaultSeed(t.id, t.seed, t.runs);
 }

@@ -142,6 +142,10 @@ export const BugsResultsSchema = z
       detectedOnEverySeed: count,
       shrunkWithinTarget: count,
       missedTargets: count.describe('rows that missed a target (then the exit status is 1)'),
+      faults: count.describe('planted faults asked for'),
+      faultsMeasured: count,
+      faultsDetectedOnEverySeed: count,
+      faultsMissed: count.describe('planted faults not found on every seed (then the exit status is 1)'),
     }),
     rows: z.array(
       z.strictObject({
@@ -164,6 +168,32 @@ export const BugsResultsSchema = z
       }),
     ),
     outOfScope: z.array(z.strictObject({ row: count, subject: z.string(), reason: z.string() })),
+    faults: z
+      .array(
+        z.strictObject({
+          id: z.string(),
+          file: z.string().describe('the ported file the change is in'),
+          fn: z.string().describe('the kernel function it changes'),
+          class: z.string().describe('MASK, OBO, REQ, ORD, CLR, EXIT, CHK, UPD or COND'),
+          change: z.string(),
+          design: z.string(),
+          check: z.string(),
+          gen: z.string().nullable(),
+          host: z.string(),
+          seeds: z.array(z.int()),
+          detected: count,
+          medianPrograms: z.number(),
+          medianMs: z.number(),
+          medianShrunk: z.number().nullable(),
+          maxShrunk: count.nullable(),
+          example: z.array(z.string()).nullable(),
+          missed: z.array(z.string()),
+        }),
+      )
+      .describe('the planted faults of catalogue/faults.ts, measured like the rows'),
+    equivalentFaults: z
+      .array(z.strictObject({ id: z.string(), file: z.string(), fn: z.string(), change: z.string(), why: z.string() }))
+      .describe('planted faults no property can see, each with the argument; not counted'),
   })
   .describe('vpmu-conformance bugs --json');
 

@@ -46,7 +46,7 @@ describe('bugs: exit status and targets', () => {
     );
     const j = cli(['bugs', '--only', '35', '--seeds', '1', '--seed', '5', '--runs', '3', '--json']);
     expect(parseBugsResults(JSON.parse(j.out))).toMatchObject({
-      format: 'vpmu-conformance/bugs@1',
+      format: 'vpmu-conformance/bugs@2',
       exitStatus: 1,
       totals: { rows: 1, measured: 1, missedTargets: 1 },
       rows: [{ row: 35, missed: [expect.stringContaining('1 short')] }],
