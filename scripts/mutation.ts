@@ -51,9 +51,16 @@ const program = new Command('npm run mutation')
   .option('--fresh', 'run files whose report is up to date again')
   .option('--report', 'only merge the per-file reports and print the table')
   .option('--concurrency <n>', 'Stryker test-runner processes', '2')
+  .option('--together', 'one Stryker run over the files (one initial test run), split into per-file reports')
   .showHelpAfterError('(run with --help for usage)');
 program.parse();
-const opts = program.opts<{ only?: string[]; fresh?: boolean; report?: boolean; concurrency: string }>();
+const opts = program.opts<{
+  only?: string[];
+  fresh?: boolean;
+  report?: boolean;
+  concurrency: string;
+  together?: boolean;
+}>();
 
 function sources(): string[] {
   const out: string[] = [];
@@ -94,19 +101,25 @@ function current(file: string, hash: string): boolean {
   return r.hash === hash;
 }
 
-function runOne(file: string, hash: string): void {
+/** One Stryker run mutating `files` (with their hashes); each file's entry of its report is written apart. */
+function runStryker(files: readonly string[], hashes: readonly string[]): void {
   mkdirSync(join(OUT, 'cfg'), { recursive: true });
   const base = JSON.parse(readFileSync(BASE_CONFIG, 'utf8')) as Record<string, unknown>;
-  const json = join(OUT, 'cfg', `${slug(file)}.stryker.json`);
+  const name = files.length === 1 ? slug(files[0]!) : `group_${slug(files[0]!)}_${files.length}`;
+  const json = join(OUT, 'cfg', `${name}.stryker.json`);
   const cfg = {
     ...base,
-    mutate: [file],
-    incrementalFile: relative(ROOT, join(OUT, 'cfg', `${slug(file)}.incremental.json`)),
+    mutate: files,
+    incrementalFile: relative(ROOT, join(OUT, 'cfg', `${name}.incremental.json`)),
     jsonReporter: { fileName: relative(ROOT, json) },
     reporters: ['json', 'progress'],
     concurrency: Number(opts.concurrency),
+    // The initial run is the whole mutation suite once: on a shared, loaded machine it takes far longer than 5 minutes.
+    dryRunTimeoutMinutes: 90,
+    // A static mutant (a module-level value) runs every test: hours per file on two cores. They are reported as ignored.
+    ignoreStatic: true,
   };
-  const cfgFile = join(OUT, 'cfg', `${slug(file)}.config.json`);
+  const cfgFile = join(OUT, 'cfg', `${name}.config.json`);
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
   const t0 = performance.now();
   const r = spawnSync('npx', ['stryker', 'run', relative(ROOT, cfgFile)], {
@@ -114,15 +127,18 @@ function runOne(file: string, hash: string): void {
     stdio: 'inherit',
     env: { ...process.env, FC_SEED: '20261122', FC_QUIET: '1' },
   });
-  if (r.status !== 0) throw new Error(`stryker on ${file} exited with ${r.status ?? r.signal}`);
+  if (r.status !== 0) throw new Error(`stryker on ${files.join(', ')} exited with ${r.status ?? r.signal}`);
   const report = JSON.parse(readFileSync(json, 'utf8')) as { files: Record<string, FileReport['result']> };
-  const result = Object.entries(report.files).find(([f]) => f.endsWith(file))?.[1] ?? {
-    language: 'typescript',
-    source: readFileSync(join(ROOT, file), 'utf8'),
-    mutants: [],
-  };
-  const out: FileReport = { file, hash, result, seconds: Math.round((performance.now() - t0) / 1000) };
-  writeFileSync(reportPath(file), JSON.stringify(out));
+  const seconds = Math.round((performance.now() - t0) / 1000 / files.length);
+  files.forEach((file, i) => {
+    const result = Object.entries(report.files).find(([f]) => f.endsWith(file))?.[1] ?? {
+      language: 'typescript',
+      source: readFileSync(join(ROOT, file), 'utf8'),
+      mutants: [],
+    };
+    const out: FileReport = { file, hash: hashes[i]!, result, seconds };
+    writeFileSync(reportPath(file), JSON.stringify(out));
+  });
 }
 
 interface Score {
@@ -204,15 +220,24 @@ if (unknown.length > 0) {
 const files = opts.only ?? all;
 if (opts.report !== true) {
   const tests = treeHash();
-  files.forEach((f, i) => {
-    const hash = hashOf(f, tests);
-    if (opts.fresh !== true && current(f, hash)) {
+  const due = files.filter((f, i) => {
+    if (opts.fresh !== true && current(f, hashOf(f, tests))) {
       console.log(`[${i + 1}/${files.length}] ${f}: report up to date`);
-      return;
+      return false;
     }
-    console.log(`[${i + 1}/${files.length}] ${f}`);
-    runOne(f, hash);
-    merge(all);
+    return true;
   });
+  if (opts.together === true && due.length > 0) {
+    console.log(`${due.length} files in one Stryker run: ${due.join(', ')}`);
+    runStryker(
+      due,
+      due.map((f) => hashOf(f, tests)),
+    );
+  } else
+    due.forEach((f, i) => {
+      console.log(`[${i + 1}/${due.length}] ${f}`);
+      runStryker([f], [hashOf(f, tests)]);
+      merge(all);
+    });
 }
 merge(all);
