@@ -126,7 +126,7 @@ describe('npm start writes a report when conformance fails, and npm run replay r
     [
       'an unknown generation profile',
       () => write('gen.json', readFileSync(json, 'utf8').replace('"gen": "', '"gen": "x')),
-      'replay: report.json: gen: expected one of quiet, contended, lbr-heavy, topdown, save-restore-heavy, beyond-supported, got "x',
+      'replay: report.json: gen: expected one of quiet, contended, lbr-heavy, topdown, save-restore-heavy, beyond-supported, driver, got "x',
     ],
     [
       'an unknown host',
