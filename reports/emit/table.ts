@@ -13,6 +13,13 @@ import type { WorkUnit } from '../../model/hw/work.js';
 import type { PerfEventAttr } from '../../model/host/types.js';
 import {
   GuestEmulate,
+  DriverBoot,
+  DriverClose,
+  DriverLbr,
+  DriverNmi,
+  DriverOpen,
+  DriverRun,
+  DriverSwitch,
   GuestRdmsr,
   GuestRdpmc,
   GuestRun,
@@ -240,6 +247,10 @@ function entry<C extends WorldCommand>(
   return { name: k.name, is: (c: WorldCommand): c is C => c instanceof k, ...e } as unknown as CommandEmitter;
 }
 
+/** Why a guest driver routine (scenarios/driver.ts) is not in a reproducer yet. */
+const DRIVER_NOT_EMITTED =
+  'a guest driver routine branches on what the guest reads, and the emitters write straight-line guest code: not emitted yet, so a reproducer of a program with one is incomplete';
+
 export const COMMAND_EMITTERS: readonly CommandEmitter[] = [
   entry(GuestWrmsr, {
     label: (c) => `WRMSR ${msrLabel(c.msr)} <- ${hex(c.value)}`,
@@ -365,6 +376,34 @@ export const COMMAND_EMITTERS: readonly CommandEmitter[] = [
     label: (c) => `KVM_ENABLE_CAP(KVM_CAP_PMU_CAPABILITY, ${hex(c.args0)}) after KVM_CREATE_VCPU`,
     dropped: () =>
       'the harness has no KVM_ENABLE_CAP helper yet; KVM refuses the ioctl once the VM has a vCPU (-EINVAL), so nothing the guest sees depends on it',
+  }),
+  entry(DriverBoot, {
+    label: (c) => String(c),
+    dropped: () => DRIVER_NOT_EMITTED,
+  }),
+  entry(DriverOpen, {
+    label: (c) => String(c),
+    dropped: () => DRIVER_NOT_EMITTED,
+  }),
+  entry(DriverClose, {
+    label: (c) => String(c),
+    dropped: () => DRIVER_NOT_EMITTED,
+  }),
+  entry(DriverRun, {
+    label: (c) => String(c),
+    dropped: () => DRIVER_NOT_EMITTED,
+  }),
+  entry(DriverSwitch, {
+    label: (c) => String(c),
+    dropped: () => DRIVER_NOT_EMITTED,
+  }),
+  entry(DriverNmi, {
+    label: (c) => String(c),
+    dropped: () => DRIVER_NOT_EMITTED,
+  }),
+  entry(DriverLbr, {
+    label: (c) => String(c),
+    dropped: () => DRIVER_NOT_EMITTED,
   }),
   entry(IrqExit, {
     label: (c) => `an external interrupt exits the guest; the host handler runs ${workLabel(c.units)}`,
