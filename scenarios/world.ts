@@ -10,7 +10,6 @@ import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
 import { ProfileError } from '../model/hw/errors.js';
 import { relied } from '../model/hw/relied.js';
 import { defineProfile, fixedIndices, type Profile } from '../model/hw/profile.js';
-import { INTEL_PMC_FIXED_RDPMC_BASE } from '../model/hw/msr/counters.js';
 import { RETIRED_AT_CPL, type WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
 import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
@@ -28,6 +27,7 @@ import { OracleCpu } from './oracle_filter.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 import {
+  INTEL_PMC_FIXED_RDPMC_BASE,
   MSR_CORE_PERF_FIXED_CTR0,
   MSR_CORE_PERF_FIXED_CTR_CTRL,
   MSR_IA32_PERFCTR0,
