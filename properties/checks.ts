@@ -7,7 +7,7 @@ import type fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import type { WorldCommand } from '../scenarios/commands.js';
-import { GENERATION_PROFILES, type GenerationProfile } from '../scenarios/generation.js';
+import { GENERATION_PROFILES, type GenerationProfile, VMM_STEPPING_PROFILES } from '../scenarios/generation.js';
 import { conformanceProperty } from './conformance.js';
 import { checkDesign, type Design } from './design.js';
 import type { KnownDivergence } from './expectations/types.js';
@@ -75,11 +75,11 @@ const first = (ce: unknown) => (ce as readonly unknown[])[0];
 const designName = (d: Design) => (d.id === 'emulated' ? 'emulated vPMU' : d.id);
 
 /**
- * What conformance excuses on a profile: programs that save/restore (save-restore-heavy,
- * contended) also meet what the design loses there on purpose.
+ * What conformance excuses on a profile: programs that save/restore or reschedule a vCPU also meet what the design
+ * loses there on purpose.
  */
 export function conformanceExpectations(design: Design, gen: string | undefined): readonly KnownDivergence[] {
-  if (gen !== 'save-restore-heavy' && gen !== 'contended') return design.expectations;
+  if (!VMM_STEPPING_PROFILES.some((g) => g === gen)) return design.expectations;
   // Each names the VMM step it needs (a save/restore, a reschedule), so none excuses anything before one.
   return [...design.expectations, ...design.invisibility];
 }

@@ -87,6 +87,9 @@ export const GENERATION_PROFILES = [
 ] as const;
 export type GenerationProfile = (typeof GENERATION_PROFILES)[number];
 
+/** The profiles whose programs save/restore or reschedule a vCPU: they meet what a design loses there on purpose. */
+export const VMM_STEPPING_PROFILES: readonly GenerationProfile[] = ['contended', 'save-restore-heavy', 'driver'];
+
 /** The profiles a campaign runs unless told otherwise: every one that keeps to what the design reports. */
 export const DEFAULT_GENERATION_PROFILES: readonly GenerationProfile[] = GENERATION_PROFILES.filter(
   (g) => g !== 'beyond-supported',

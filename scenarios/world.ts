@@ -278,6 +278,20 @@ export class World implements WorldFacts {
     return { value, written: w?.written ?? null, armedAtMinusOne: w?.armedAtMinusOne ?? false };
   }
 
+  /**
+   * Counters bare metal held at -1 where the vCPU may exit (after an instruction KVM emulates or intercepts, at a unit
+   * boundary): a reprogram there (of a counter KVM counted in software, or on another counter's overflow) arms perf
+   * with one event left.
+   */
+  private noteArmedAtMinusOne(v: number, counters: Iterable<number>): void {
+    const s = this.oracles[v]!.state;
+    const m = (this.counterWrites[v] ??= new Map());
+    for (const i of counters) {
+      const x = i < 32 ? s.pmc[i]! : s.fixed[i - 32]!;
+      (m.get(i) ?? m.set(i, { written: x, armedAtMinusOne: true }).get(i)!).armedAtMinusOne = true;
+    }
+  }
+
   /** After a guest write or a reschedule: which of bare metal's counters perf would now arm with one event left. */
   private noteCounters(v: number, written: number | null): void {
     const o = this.oracles[v]!;
@@ -383,6 +397,7 @@ export class World implements WorldFacts {
     this.step++;
     const { kind, ...rest } = about;
     const atMinusOne = countersAtMinusOne(this.oracles[about.vcpu]!);
+    this.noteArmedAtMinusOne(about.vcpu, atMinusOne);
     return [
       this.record(
         atMinusOne.length > 0
@@ -521,6 +536,7 @@ export class World implements WorldFacts {
       if (d !== null) oracle.push({ afterUnit: i, vector: vectorOf(d) });
       for (const c of countersAtMinusOne(this.oracles[v]!)) atMinusOne.add(c);
     });
+    this.noteArmedAtMinusOne(v, atMinusOne);
     this.step++;
     const about = {
       vcpu: v,
