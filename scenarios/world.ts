@@ -134,6 +134,8 @@ export interface WorldFacts {
     v: number,
     idx: number,
   ): { readonly value: bigint; readonly written: bigint | null; readonly armedAtMinusOne: boolean } | null;
+  /** Every record of the kind `msr` names (legacy LBR FROM, TO or INFO) in bare metal's LBRs of vCPU `v` now, or null. */
+  oracleLbrRecords(v: number, msr: number): readonly bigint[] | null;
 }
 
 /** The counter an MSR names (GP i through either alias, fixed j as 32 + j), or null. */
@@ -290,6 +292,20 @@ export class World implements WorldFacts {
       const x = i < 32 ? s.pmc[i]! : s.fixed[i - 32]!;
       (m.get(i) ?? m.set(i, { written: x, armedAtMinusOne: true }).get(i)!).armedAtMinusOne = true;
     }
+  }
+
+  oracleLbrRecords(v: number, msr: number): readonly bigint[] | null {
+    const o = this.oracles[v];
+    const l = o?.profile.legacyLbr;
+    if (o === undefined || l === undefined) return null;
+    const s = o.state;
+    const kinds = [
+      [l.fromBase, s.lbrFrom],
+      [l.toBase, s.lbrTo],
+      [l.infoBase, s.lbrInfo],
+    ] as const;
+    const k = kinds.find(([base]) => base !== undefined && msr >= base && msr < base + l.depth);
+    return k === undefined ? null : [...k[1]];
   }
 
   /** After a guest write or a reschedule: which of bare metal's counters perf would now arm with one event left. */

@@ -274,6 +274,10 @@ function hostCompeted(c: DivergenceContext, v: number, lbr: boolean, now = false
 }
 
 /** Since the guest last wrote LBR_TOS, a host branch-stack user opened or the guest LBR event was lost. */
+/** A record value a guest whose TOS moved may read in place of bare metal's: empty, or one of bare metal's records. */
+const shiftedRecord = (v: bigint, records: readonly bigint[] | null | undefined) =>
+  records !== null && records !== undefined && (v === 0n || records.includes(v));
+
 function tosMovedSinceWritten(h: readonly Observation[]): boolean {
   const w = h.findLastIndex((x) => x.kind === 'wrmsr' && x.target === MSR_LBR_TOS && x.sut.kind === 'accepted');
   return h.slice(w + 1).some(hostBranchStackOpened) || lbrEventLost(h, w + 1);
@@ -429,13 +433,15 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       "the guest's LBR_TOS starts where the host's LBR user left it: branches recorded in host mode before KVM created the guest LBR event move it, though their records are wiped (reports/filed/0003)",
     kernelRef:
       'arch/x86/events/intel/lbr.c intel_pmu_lbr_add → intel_pmu_lbr_reset → intel_pmu_lbr_reset_64 zeroes FROM/TO/INFO, never MSR_LASTBRANCH_TOS; arch/x86/kvm/vmx/vmx.c vmx_passthrough_lbr_msrs passes TOS through uninitialised',
-    // Only the TOS value, not written by the guest since a new guest LBR event may have started on LBRs a host user
-    // (or another vCPU's event) moved: a shifted record read cannot be told from a leaked one here, so it stays a finding.
+    // The TOS value, not written by the guest since a new guest LBR event may have started on LBRs a host user (or
+    // another vCPU's event, or the pCPU it moved to) moved; and a record read shifted by it: a value bare metal holds
+    // in some record of the same kind, or an empty one, never one bare metal does not have (a leak stays a finding).
     matches: (o, c) =>
       o.kind === 'rdmsr' &&
-      o.target === MSR_LBR_TOS &&
+      o.target !== null &&
       o.sut.kind === 'value' &&
       o.oracle.kind === 'value' &&
+      (o.target === MSR_LBR_TOS || shiftedRecord(o.sut.value, c.facts?.oracleLbrRecords(o.vcpu, o.target))) &&
       tosMovedSinceWritten(c.history),
   },
   {

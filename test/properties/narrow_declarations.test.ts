@@ -188,6 +188,36 @@ describe('a declared divergence excuses its mechanism, not a neighbouring fault'
     });
   });
 
+  it('lbr-tos-not-reset: after the LBR event moved pCPU, a record shifted by the new TOS is excused; a value bare metal never recorded is reported', () => {
+    const k = (cpl: number, n: number) => ({
+      cpl,
+      instructions: n + 1,
+      cycles: 1,
+      branches: Array.from({ length: n }, () => ({
+        from: cpl === 0 ? 0xffffffff81000000n : 0x400000n,
+        to: cpl === 0 ? 0xffffffff81000000n : 0x400000n,
+        kind: 'COND' as const,
+        mispredict: false,
+        cpl,
+      })),
+    });
+    // Released at the reschedules with DEBUGCTL.LBR clear, created again on pCPU 1, whose TOS it starts from.
+    const p = [
+      new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 1n),
+      new GuestRun(0, [k(0, 1)]),
+      new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0n),
+      new Migrate(0, 0),
+      new GuestRun(0, [k(0, 1)]),
+      new Migrate(0, 1),
+      new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 1n),
+      new GuestRun(0, [k(1, 3), k(0, 5)]),
+      new GuestRdmsr(0, MSR_LBR_NHM_FROM + 9),
+    ];
+    expect(run(LBR_V2, p)).toMatchObject({ reported: null, known: expect.arrayContaining(['lbr-tos-not-reset']) });
+    const leak = planted({ rd: (m, r) => (m === MSR_LBR_NHM_FROM + 9 ? ok(0xffffffff8badf00dn) : r) });
+    expect(run(LBR_V2, p, leak).reported).toMatchObject({ kind: 'rdmsr', target: MSR_LBR_NHM_FROM + 9 });
+  });
+
   it('lbr-cycles-include-exits: an LBR_INFO differing above the cycle count is reported', () => {
     const p = [new GuestWrmsr(0, MSR_LBR_INFO_0, 0x10n), new GuestRdmsr(0, MSR_LBR_INFO_0)];
     expect(run(LBR_V2, p).reported).toBeNull();
