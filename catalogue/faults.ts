@@ -41,6 +41,8 @@ export interface PlantedFault {
   /** What the patch changes, in one line. */
   readonly change: string;
   readonly design: Design;
+  /** The faithful design the fault patches: its detection counts only where this one passes the same programs. */
+  readonly base: Design;
   /** The check that must find it, its generation profile where it has one, and the built-in host. */
   readonly check: CheckId;
   readonly gen?: GenerationProfile;
@@ -67,18 +69,33 @@ const srHeavy: Where = { check: 'conformance', gen: 'save-restore-heavy', host: 
 const vmm: Where = { check: 'vmm-conformance', host: 'skylake' };
 const abi: Where = { check: 'vmm-abi', host: 'skylake' };
 
-type Base = Omit<PlantedFault, 'design' | keyof Where>;
+type Base = Omit<PlantedFault, 'design' | 'base' | keyof Where>;
 
 function onEmulated(b: Base, ops: EmulatedOps, w: Where): PlantedFault {
-  return { ...b, ...w, design: { ...emulated, id: `fault/${b.id}`, title: b.change, factory: emulatedWith(ops) } };
+  return {
+    ...b,
+    ...w,
+    base: emulated,
+    design: { ...emulated, id: `fault/${b.id}`, title: b.change, factory: emulatedWith(ops) },
+  };
 }
 
 function onMediated(b: Base, ops: MediatedOps, w: Where): PlantedFault {
-  return { ...b, ...w, design: { ...mediated, id: `fault/${b.id}`, title: b.change, factory: mediatedWith(ops) } };
+  return {
+    ...b,
+    ...w,
+    base: mediated,
+    design: { ...mediated, id: `fault/${b.id}`, title: b.change, factory: mediatedWith(ops) },
+  };
 }
 
 function onHost(b: Base, ops: HostPerfOps, w: Where): PlantedFault {
-  return { ...b, ...w, design: { ...emulated, id: `fault/${b.id}`, title: b.change, hostKernel: hostWith(ops) } };
+  return {
+    ...b,
+    ...w,
+    base: emulated,
+    design: { ...emulated, id: `fault/${b.id}`, title: b.change, hostKernel: hostWith(ops) },
+  };
 }
 
 const C = 'model/kvm/common';

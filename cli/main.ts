@@ -127,7 +127,7 @@ function plan(o: Options, budget: Parameters<typeof specOf>[1]): Planned[] {
   const picked = (id: string, profile: string, gen: string | null) =>
     (o.only === undefined || id === '*' || o.only.includes(id)) &&
     (profile === 'random' || o.profile === undefined || o.profile.includes(profile)) &&
-    // beyond-supported (guests no VMM gets from KVM_GET_SUPPORTED_CPUID) runs only when named.
+    // The opt-in profiles (beyond-supported, driver) run only when named.
     (gen === null || (o.gen ?? DEFAULT_GENERATION_PROFILES).includes(gen as GenerationProfile));
   const rows: Planned[] = [];
   o.design.forEach((id, i) => {

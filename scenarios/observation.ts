@@ -158,6 +158,11 @@ export interface Observation {
    * perf may re-arm a counter with one event left.
    */
   readonly oracleAtMinusOne?: readonly number[];
+  /**
+   * The counters perf armed at -1 (WorldFacts.oracleCounter) that bare metal holds at 0 once the instruction retired:
+   * overflowed there one event before perf's minimum period of 2 lets the design's, as of this observation.
+   */
+  readonly oracleOneEventPast?: readonly number[];
   readonly note?: ObservationNote;
 }
 

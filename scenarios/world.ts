@@ -308,6 +308,15 @@ export class World implements WorldFacts {
     return k === undefined ? null : [...k[1]];
   }
 
+  /** Counters perf armed at -1 that bare metal now holds at 0: one event past, overflowed only on bare metal. */
+  private oneEventPast(v: number): number[] {
+    const m = this.counterWrites[v];
+    if (m === undefined) return [];
+    const out: number[] = [];
+    for (const [i, w] of m) if (w.armedAtMinusOne && this.oracleCounter(v, i)?.value === 0n) out.push(i);
+    return out;
+  }
+
   /** After a guest write or a reschedule: which of bare metal's counters perf would now arm with one event left. */
   private noteCounters(v: number, written: number | null): void {
     const o = this.oracles[v]!;
@@ -413,19 +422,21 @@ export class World implements WorldFacts {
     this.step++;
     const { kind, ...rest } = about;
     const atMinusOne = countersAtMinusOne(this.oracles[about.vcpu]!);
+    const past = this.oneEventPast(about.vcpu);
     this.noteArmedAtMinusOne(about.vcpu, atMinusOne);
+    const facts = {
+      ...(atMinusOne.length > 0 ? { oracleAtMinusOne: atMinusOne } : {}),
+      ...(past.length > 0 ? { oracleOneEventPast: past } : {}),
+    };
     return [
-      this.record(
-        atMinusOne.length > 0
-          ? { ...about, sut, oracle: oracle.r, oracleAtMinusOne: atMinusOne }
-          : { ...about, sut, oracle: oracle.r },
-      ),
+      this.record({ ...about, sut, oracle: oracle.r, ...facts }),
       this.record({
         ...rest,
         kind: 'pmi',
         around: kind,
         sut: pmisOutcome(sutPmis.map((p) => ({ ...p, afterUnit: 0 }))),
         oracle: pmisOutcome(oracle.pmis),
+        ...(past.length > 0 ? { oracleOneEventPast: past } : {}),
       }),
     ];
   }

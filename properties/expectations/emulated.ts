@@ -352,12 +352,15 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       if (f === undefined) return false;
       let pending = 0n; // armed at -1, one event taken: bare metal overflowed, the guest's has not
       let armed = 0n;
+      // An instruction's observation (and its PMIs) says which were pending when it retired: a driver routine runs on.
+      const atInstruction = o.kind !== 'run' && o.kind !== 'vmm' && o.kind !== 'host' && o.kind !== 'driver';
       for (const idx of COUNTERS) {
         const x = f.oracleCounter(o.vcpu, idx);
         if (x === null || !x.armedAtMinusOne) continue;
         armed |= statusBit(idx);
-        if (x.value === 0n) pending |= statusBit(idx);
+        if (!atInstruction && x.value === 0n) pending |= statusBit(idx);
       }
+      for (const idx of o.oracleOneEventPast ?? []) pending |= statusBit(idx);
       return (
         (pending !== 0n && overflowMovedOnly(o, pending, c.history, 'late')) ||
         (armed !== 0n && overflowMovedOnly(o, armed, c.history, 'later-unit'))
