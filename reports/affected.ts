@@ -5,6 +5,13 @@
  */
 
 import {
+  DriverBoot,
+  DriverClose,
+  DriverLbr,
+  DriverNmi,
+  DriverOpen,
+  DriverRun,
+  DriverSwitch,
   GuestEmulate,
   GuestRdmsr,
   GuestRdpmc,
@@ -61,13 +68,24 @@ const isGlobal = (m: number) =>
   m === MSR_CORE_PERF_GLOBAL_CTRL || m === MSR_CORE_PERF_GLOBAL_STATUS || m === MSR_CORE_PERF_GLOBAL_OVF_CTRL;
 const isLbr = (m: number) => m === MSR_LBR_SELECT || m === MSR_LBR_TOS || (m >= MSR_LBR_NHM_FROM && m < 0x700);
 
+/** A guest driver routine (scenarios/driver.ts): Linux perf's own sequences, or a v1 driver's on a version-1 PMU. */
+const isDriver = (c: WorldCommand) =>
+  c instanceof DriverBoot ||
+  c instanceof DriverOpen ||
+  c instanceof DriverClose ||
+  c instanceof DriverRun ||
+  c instanceof DriverSwitch ||
+  c instanceof DriverNmi;
+
 /** The guest software (and host users) that issue the program's sequence, most specific first; never empty. */
 export function affectedGuests(program: readonly WorldCommand[], guest: GuestConfig): string[] {
   const out = new Set<string>();
   const version = guest.cpuid.leaf0a.eax & 0xff;
   const msrOf = (c: WorldCommand) => (c instanceof GuestWrmsr || c instanceof GuestRdmsr ? c.msr : null);
   for (const c of program) {
-    if (c instanceof GuestEmulate) out.add(KUT_FEP);
+    if (c instanceof DriverLbr) out.add(LBR);
+    else if (isDriver(c)) out.add(version === 1 ? V1_DRIVER : LINUX_PERF);
+    else if (c instanceof GuestEmulate) out.add(KUT_FEP);
     else if (c instanceof GuestXsaves || c instanceof GuestXrstors) out.add(ARCH_LBR);
     else if (c instanceof GuestRdpmc) {
       if ((c.ecx & 0x8000_0000) !== 0) out.add(FAST_RDPMC);

@@ -13,7 +13,16 @@ import { conformanceProperty } from '../../properties/conformance.js';
 import { buildReport } from '../../reports/build.js';
 import { reportMarkdown } from '../../reports/render.js';
 import { affectedGuests } from '../../reports/affected.js';
-import { Divergence, GuestEmulate, GuestRdpmc, GuestWrmsr, HostOpen } from '../../scenarios/commands.js';
+import {
+  Divergence,
+  DriverLbr,
+  DriverNmi,
+  DriverOpen,
+  GuestEmulate,
+  GuestRdpmc,
+  GuestWrmsr,
+  HostOpen,
+} from '../../scenarios/commands.js';
 import { attr } from '../../model/host/types.js';
 import type { GuestConfig } from '../../scenarios/world.js';
 
@@ -82,6 +91,11 @@ describe('the Fixes and Affected guests lines', () => {
     expect(affectedGuests([new GuestEmulate(0, 'jne', 0)], v2)[0]).toMatch(/kvm-unit-tests/);
     expect(affectedGuests([new GuestRdpmc(0, 0, 3)], v2)[0]).toMatch(/user-space self-monitoring/);
     expect(affectedGuests([new GuestWrmsr(0, 0x1d9, 1n)], v2)[0]).toMatch(/LBR/);
+    expect(affectedGuests([new DriverOpen(0, [{ event: 0xc0n, usr: true, os: true, period: 2n }])], v2)[0]).toMatch(
+      /^Linux perf/,
+    );
+    expect(affectedGuests([new DriverNmi(0)], v1)[0]).toMatch(/version-1 PMU/);
+    expect(affectedGuests([new DriverLbr(0, { select: 0n, callStack: false })], v2)[0]).toMatch(/LBR/);
     expect(affectedGuests([new HostOpen(0, attr({ config: 0xc0n }))], v2)).toEqual([
       expect.stringMatching(/^host perf/),
     ]);
