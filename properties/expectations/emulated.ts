@@ -43,6 +43,7 @@ import {
   ARCH_PERFMON_EVENTSEL_INT,
 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
+import { APIC_LVT_MASKED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { Profile } from '../../model/hw/profile.js';
 import type { Access } from '../../model/hw/access.js';
@@ -180,7 +181,8 @@ const statusBit = (idx: number) => 1n << BigInt(idx);
  * `late`: later only: a run or PMI observation with fewer PMIs or as many each after the same or a later unit,
  * GLOBAL_STATUS lacking some of their bits. `later-unit`: as many PMIs, each after the same or a later unit.
  * `any`: earlier or later: any PMI difference, GLOBAL_STATUS differing in their bits only. `late` and `any` also
- * take what the legacy LBR freeze changes while FREEZE_LBRS_ON_PMI is armed. Counter values are never excused.
+ * take what the legacy LBR freeze changes while FREEZE_LBRS_ON_PMI is armed; all but `later-unit` take LVTPC differing
+ * in its mask bit alone, which the PMI's delivery sets (`late`: not yet set on the guest). Counter values never.
  */
 function overflowMovedOnly(
   o: Observation,
@@ -196,6 +198,17 @@ function overflowMovedOnly(
     return a.length === b.length && a.every((p, i) => p.vector === b[i]!.vector && p.afterUnit >= b[i]!.afterUnit);
   }
   if (how === 'later-unit') return false;
+  // The PMI's delivery masks LVTPC: a moved PMI moves when the mask bit is set, and nothing else of LVTPC.
+  if (o.kind === 'rdmsr' && o.target === X2APIC_LVTPC) {
+    const sut = readValue(o.sut);
+    const bare = readValue(o.oracle);
+    return (
+      sut !== null &&
+      bare !== null &&
+      (sut ^ bare) === APIC_LVT_MASKED &&
+      (how === 'any' || (sut & APIC_LVT_MASKED) === 0n)
+    );
+  }
   if (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) {
     const sut = readValue(o.sut);
     const bare = readValue(o.oracle);
