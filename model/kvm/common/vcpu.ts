@@ -8,9 +8,17 @@
 
 import { type Access, gp, ok } from '../../hw/access.js';
 import type { WorkUnit } from '../../hw/work.js';
-import { type EmulatedInsn, type GuestCpuid, type HostAccess, KVM_PMU_CAP_DISABLE } from '../types.js';
+import {
+  type EmulatedInsn,
+  type GuestCpuid,
+  type HostAccess,
+  KVM_PMU_CAP_DISABLE,
+  KvmIoctlError,
+  type VmSetup,
+} from '../types.js';
 import { toHost } from './pmu.js';
-import type { KvmBase, VcpuBase } from './state.js';
+import type { KvmBase, VcpuBase, VcpuRequests } from './state.js';
+import type { KvmOps } from './ops.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../hw/msr/capabilities.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../hw/msr/debugctl.js';
 import {
@@ -254,6 +262,23 @@ export function kvm_vm_ioctl_enable_cap(kvm: KvmBase, enable_pmu: boolean, args0
     return { ok: false, error: 'KVM_CAP_PMU_CAPABILITY after KVM_CREATE_VCPU (kvm->created_vcpus, -EINVAL)' };
   kvm.enable_pmu = (args0 & KVM_PMU_CAP_DISABLE) === 0n;
   return { ok: true, value: 0n };
+}
+
+/** kvm_arch_init_vm (KVM_CREATE_VM): no event filter, no vCPUs, the vPMU as the module's enable_pmu says. */
+export function kvm_arch_init_vm<V extends VcpuRequests>(enable_pmu: boolean): KvmBase<V> {
+  return { pmu_event_filter: null, vcpus: [], enable_pmu, created_vcpus: 0, created_mediated_pmu: false };
+}
+
+/** The VM ioctls a VMM issues before KVM_CREATE_VCPU (VmSetup); a refused one means the vCPU is never created. */
+export function applyVmSetup(
+  ops: Pick<KvmOps<VcpuBase>, 'kvm_vm_ioctl_enable_cap'>,
+  kvm: KvmBase,
+  enable_pmu: boolean,
+  setup: VmSetup,
+): void {
+  if (setup.pmuCap === undefined) return;
+  const r = ops.kvm_vm_ioctl_enable_cap(kvm, enable_pmu, setup.pmuCap);
+  if (!r.ok) throw new KvmIoctlError(`KVM_ENABLE_CAP: ${r.error}`);
 }
 
 /** kvm_sched_out (the vCPU thread's preempt notifier): after perf's task sched-out. */

@@ -12,13 +12,19 @@ import type { ArchLbrXsave } from '../../hw/msr/lbr_arch.js';
 import { type WorkUnit, RETIRED_AT_CPL } from '../../hw/work.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
-import { kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR, runExitHandler } from '../common/vcpu.js';
+import {
+  applyVmSetup,
+  kvm_arch_init_vm,
+  kvm_sched_in,
+  kvm_sched_out,
+  NO_GUEST_ARCH_LBR,
+  runExitHandler,
+} from '../common/vcpu.js';
 import {
   type EmulatedInsn,
   type GuestCpuid,
   type GuestPmi,
   type HostAccess,
-  KvmIoctlError,
   type KvmPmuEventFilter,
   type SupportedPmu,
   type VmSetup,
@@ -35,7 +41,7 @@ import { relied } from '../../hw/relied.js';
 
 /** KVM_CREATE_VM (kvm_arch_init_vm): no event filter, no vCPUs yet, the vPMU as the module's enable_pmu says. */
 export function newKvm(enable_pmu: boolean): KvmState {
-  return { pmu_event_filter: null, vcpus: [], enable_pmu, created_vcpus: 0, created_mediated_pmu: false };
+  return kvm_arch_init_vm(enable_pmu);
 }
 
 /** The vCPUs of each host kernel, as kvm_get_running_vcpu() finds them per pCPU. */
@@ -83,10 +89,7 @@ export class EmulatedVcpu implements VpmuVcpu {
     const cap = ops.kvm_init_pmu_capability(host.profile);
     const { supportedPerfCap, lbrCaps } = ops.vmx_get_perf_capabilities(host, cap.enable_pmu);
     const kvm = opts.vm ?? newKvm(cap.enable_pmu);
-    if (opts.pmuCap !== undefined) {
-      const r = ops.kvm_vm_ioctl_enable_cap(kvm, cap.enable_pmu, opts.pmuCap);
-      if (!r.ok) throw new KvmIoctlError(`KVM_ENABLE_CAP: ${r.error}`);
-    }
+    applyVmSetup(ops, kvm, cap.enable_pmu, opts);
     kvm.created_vcpus++;
     const task = host.createTask(`vcpu${kvm.vcpus.length}`); // no global counter: runs replay exactly
     this.s = {

@@ -17,13 +17,19 @@ import {
 } from '../../host/mediated.js';
 import type { HostKernel } from '../../host/perf.js';
 import { newVpmuCost, type VpmuCost } from '../cost.js';
-import { kvm_sched_in, kvm_sched_out, NO_GUEST_ARCH_LBR, runExitHandler } from '../common/vcpu.js';
+import {
+  applyVmSetup,
+  kvm_arch_init_vm,
+  kvm_sched_in,
+  kvm_sched_out,
+  NO_GUEST_ARCH_LBR,
+  runExitHandler,
+} from '../common/vcpu.js';
 import {
   type EmulatedInsn,
   type GuestCpuid,
   type GuestPmi,
   type HostAccess,
-  KvmIoctlError,
   type KvmPmuEventFilter,
   type SupportedPmu,
   type VmSetup,
@@ -48,7 +54,7 @@ export class MediatedPmuBusy extends Error {
 
 /** KVM_CREATE_VM: no filter, no vCPUs, no mediated PMU yet (it is created with the first vCPU). */
 export function newMediatedKvm(enable_pmu: boolean): MediatedKvm {
-  return { pmu_event_filter: null, vcpus: [], enable_pmu, created_vcpus: 0, created_mediated_pmu: false };
+  return kvm_arch_init_vm(enable_pmu);
 }
 
 export class MediatedVcpu implements VpmuVcpu {
@@ -68,10 +74,7 @@ export class MediatedVcpu implements VpmuVcpu {
     const cap = ops.kvm_init_pmu_capability(host.profile, ops);
     if (!cap.enableMediatedPmu) throw new MediatedUnavailable(cap.unavailable ?? 'enable_mediated_pmu is off');
     const kvm = opts.vm ?? newMediatedKvm(cap.enable_pmu);
-    if (opts.pmuCap !== undefined) {
-      const r = ops.kvm_vm_ioctl_enable_cap(kvm, cap.enable_pmu, opts.pmuCap);
-      if (!r.ok) throw new KvmIoctlError(`KVM_ENABLE_CAP: ${r.error}`);
-    }
+    applyVmSetup(ops, kvm, cap.enable_pmu, opts);
     // kvm_arch_vcpu_precreate: the VM's mediated PMU is created with its first vCPU, unless its vPMU is off.
     if (kvm.enable_pmu && !kvm.created_mediated_pmu) {
       const r = perf_create_mediated_pmu(host);
