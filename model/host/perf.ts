@@ -18,6 +18,8 @@ import {
   ARCH_PERFMON_EVENTSEL_USR,
   ARCH_PERFMON_EVENTSEL_OS,
   ARCH_PERFMON_EVENTSEL_ENABLE,
+  INTEL_PMC_FIXED_RDPMC_BASE,
+  INTEL_PMC_FIXED_RDPMC_METRICS,
 } from '../hw/msr/counters.js';
 import { Cpu } from '../hw/cpu.js';
 import {
@@ -58,10 +60,15 @@ import {
   intel_get_event_constraints,
   FIXED_BASE,
   fixedMapping,
+  IDX_FIXED_SLOTS,
+  IDX_METRIC_BASE,
   IDX_VLBR,
+  INTEL_TD_SLOTS,
+  is_topdown_idx,
   rawEventMask,
   x86_schedule_events,
 } from './schedule.js';
+import { MSR_PERF_METRICS } from '../hw/msr/topdown.js';
 import {
   attr as makeAttr,
   type OverflowHandler,
@@ -109,6 +116,37 @@ export interface HostPerfOps {
   x86_perf_event_set_event_base(hw: Cpu, event: PerfEvent, msr: number, val: bigint): void;
   /** perf writes an event's control (its event select, or its FIXED_CTR_CTRL field) at start and stop. */
   x86_perf_event_set_config_base(hw: Cpu, event: PerfEvent, msr: number, val: bigint): void;
+  /** intel_get_event_constraints: the counters `config` (masked to the raw bits) may use; null: none. */
+  intel_get_event_constraints(p: Profile, config: bigint, vlbr: boolean): Constraint | null;
+  /** __icl_update_topdown_event: fold one topdown event's share of a FIXED_CTR3/PERF_METRICS reading into its count. */
+  __icl_update_topdown_event(
+    event: TopdownEvent,
+    slots: bigint,
+    metrics: bigint,
+    lastSlots: bigint,
+    lastMetric: bigint,
+  ): void;
+  /** icl_set_topdown_event_period: a topdown event starts; what FIXED_CTR3 and PERF_METRICS start from. */
+  icl_set_topdown_event_period(hw: Cpu, event: TopdownEvent, maxPeriod: bigint): void;
+  /**
+   * handle_pmi_common's GLOBAL_STATUS bit 48 (PERF_METRICS overflow): `metricsEvent` is cpuc->events[48];
+   * `update` is update_topdown_event(NULL).
+   */
+  handle_pmi_common_perf_metrics(metricsEvent: TopdownEvent | undefined, update: () => void, sample: PerfSample): void;
+}
+
+/** What the topdown functions see of an event (struct perf_event with its hw_perf_event). */
+export interface TopdownEvent extends PerfEvent {
+  /** event->count. */
+  count: bigint;
+  /** hwc->period_left. */
+  period_left: bigint;
+  /** hwc->saved_slots and hwc->saved_metric: FIXED_CTR3 and PERF_METRICS kept across a context switch. */
+  saved_slots: bigint;
+  saved_metric: bigint;
+  /** hwc->idx: the counter it last had, kept after it leaves the PMU (hw_idx is then -1). */
+  readonly lastIdx: number;
+  readonly overflow: OverflowHandler | undefined;
 }
 
 /** struct x86_pmu_lbr: what perf tells KVM of the LBRs it manages (x86_perf_get_lbr). */
@@ -150,8 +188,16 @@ interface LbrUse {
 }
 
 /** struct perf_event with its struct hw_perf_event. */
-class Event implements PerfEvent {
+class Event implements TopdownEvent {
   state: PerfEventState = 'INACTIVE';
+  /** event->group_leader, null for a leader (itself in the kernel); a sibling is scheduled with its leader. */
+  group_leader: Event | null = null;
+  /** event->sibling_list. */
+  siblings: Event[] = [];
+  /** PERF_X86_EVENT_TOPDOWN: a slots leader with metric siblings, or one of those siblings. */
+  topdown = false;
+  saved_slots = 0n;
+  saved_metric = 0n;
   hw_idx = -1;
   readonly samples: PerfSample[] = [];
   /** event->count. */
@@ -400,9 +446,17 @@ export class HostKernel {
     return this.perf_event_alloc(a, target, overflow);
   }
 
-  /** perf_event_create_kernel_counter: how KVM and the watchdog create events. */
-  perf_event_create_kernel_counter(a: PerfEventAttr, target: PerfTarget, overflow?: OverflowHandler): PerfOpenResult {
-    return this.perf_event_alloc(a, target, overflow);
+  /**
+   * perf_event_create_kernel_counter: how KVM and the watchdog create events; `group_leader` (the parameter the
+   * topdown series add) makes the event a sibling scheduled with that leader.
+   */
+  perf_event_create_kernel_counter(
+    a: PerfEventAttr,
+    target: PerfTarget,
+    overflow?: OverflowHandler,
+    group_leader?: PerfEvent | null,
+  ): PerfOpenResult {
+    return this.perf_event_alloc(a, target, overflow, group_leader ?? null);
   }
 
   /** perf_event_alloc + x86_pmu_event_init + perf_install_in_context. */
@@ -410,8 +464,12 @@ export class HostKernel {
     a: PerfEventAttr,
     target: PerfTarget,
     overflow: OverflowHandler | undefined,
+    group_leader: PerfEvent | null = null,
   ): PerfOpenResult {
     const p = this.profile;
+    const leader = group_leader === null ? null : this.live(group_leader);
+    if (leader !== null && (leader.group_leader !== null || JSON.stringify(leader.target) !== JSON.stringify(target)))
+      return { error: 'EINVAL: a group leader of another context, or not a leader' };
     if ('cpu' in target) {
       if (!Number.isInteger(target.cpu) || target.cpu < 0 || target.cpu >= this.cpus.length)
         return { error: `ENODEV: no CPU ${target.cpu}` };
@@ -434,9 +492,13 @@ export class HostKernel {
       lbr = { key: `lbr:${f.config.toString(16)}`, config: f.config, callStack: b.callStack, vlbr: false };
     }
     const raw = a.config & rawEventMask(p);
-    const constraint = intel_get_event_constraints(p, raw, a.vlbr === true);
+    const constraint = this.ops.intel_get_event_constraints(p, raw, a.vlbr === true);
     if (fixedMapping(raw)?.gpFallback === false) relied('H8'); // a pseudo-encoding: fixed counter j only
     if (constraint === null) return { error: `EINVAL: no counter of ${p.name} counts config 0x${raw.toString(16)}` };
+    // intel_pmu_hw_config: a metric event only as a sibling of a slots leader, and the group counts topdown.
+    const metric = ((constraint.mask >> BigInt(IDX_METRIC_BASE)) & 0xffn) !== 0n;
+    if (metric && (leader === null || (leader.attr.config & rawEventMask(p)) !== INTEL_TD_SLOTS))
+      return { error: `EINVAL: metric event 0x${raw.toString(16)} without a slots group leader` };
     // x86_pmu_hw_config: INT always (counting events fold on overflow too), USR/OS from the excludes.
     let hwConfig = ARCH_PERFMON_EVENTSEL_INT | raw;
     if (!a.exclude_user) hwConfig |= ARCH_PERFMON_EVENTSEL_USR;
@@ -447,14 +509,24 @@ export class HostKernel {
     this.nextEvent++;
     const e = new Event(id, a, target, hwConfig, constraint, lbr, overflow, this.nextGroup++, period);
     this.owned.add(e);
+    if (a.disabled === true) e.state = 'OFF';
+    const off = e.state === 'OFF';
+    if (leader !== null) {
+      e.group_leader = leader;
+      if (metric) leader.topdown = e.topdown = true;
+      leader.siblings.push(e);
+      // perf_install_in_context: a sibling of a running group joins it at a reschedule of its context.
+      if (leader.state === 'ACTIVE' && !off) this.ctx_resched(this.cpu(leader.oncpu), leader);
+      return e;
+    }
     if ('cpu' in target) {
       this.cpu(target.cpu).events.push(e);
-      this.ctx_resched(this.cpu(target.cpu), e);
+      if (!off) this.ctx_resched(this.cpu(target.cpu), e);
     } else {
       const t = this.task(target.task);
       t.events.push(e);
       if (lbr?.callStack === true) t.callstackData = true; // PERF_ATTACH_TASK_DATA
-      if (t.runningOn !== null) this.ctx_resched(this.cpu(t.runningOn), e);
+      if (t.runningOn !== null && !off) this.ctx_resched(this.cpu(t.runningOn), e);
     }
     return e;
   }
@@ -464,6 +536,11 @@ export class HostKernel {
     const e = this.live(ev);
     if (e.state === 'ACTIVE' || e.state === 'INACTIVE') return;
     e.state = 'INACTIVE';
+    const l = e.group_leader;
+    if (l !== null) {
+      if (l.state === 'ACTIVE') this.ctx_resched(this.cpu(l.oncpu), l); // the sibling goes on with its group
+      return;
+    }
     const c = this.ctxCpu(e);
     if (c !== null) this.ctx_resched(c, e);
   }
@@ -482,8 +559,7 @@ export class HostKernel {
   /** perf_event_read_value: the count, with the live hardware delta of an active event. */
   perf_event_read_value(ev: PerfEvent): bigint {
     const e = this.live(ev);
-    if (e.state === 'ACTIVE' && e.hw_idx >= 0 && e.hw_idx !== IDX_VLBR)
-      this.x86_perf_event_update(this.cpu(e.oncpu), e);
+    if (e.state === 'ACTIVE' && e.hw_idx >= 0 && e.hw_idx !== IDX_VLBR) this.intel_pmu_update(this.cpu(e.oncpu), e);
     return e.count;
   }
 
@@ -518,16 +594,50 @@ export class HostKernel {
     return true;
   }
 
+  /**
+   * perf_event_topdown_metrics (seed 002's patch 08, for KVM): set a counting topdown event's saved FIXED_CTR3 and
+   * PERF_METRICS, restarting it if it runs (stop with update, then start); false (-EINVAL) for a sampling event.
+   */
+  perf_event_topdown_metrics(ev: PerfEvent, slots: bigint, metric: bigint): boolean {
+    const e = this.live(ev);
+    if (e.attr.sample_period !== 0n) return false;
+    if (e.state !== 'ACTIVE') {
+      [e.saved_slots, e.saved_metric] = [slots, metric];
+      return true;
+    }
+    const pc = this.cpu(e.oncpu);
+    this.requireHost(pc, 'perf_event_topdown_metrics');
+    this.withPmu(pc, () => {
+      const idx = e.hw_idx;
+      this.x86_pmu_stop(pc, e);
+      [e.saved_slots, e.saved_metric] = [slots, metric];
+      this.x86_pmu_start(pc, e, idx);
+    });
+    return true;
+  }
+
   /** perf_event_release_kernel: sched out, unlink from its context; the handle is dead. */
   perf_event_release_kernel(ev: PerfEvent): void {
     const e = this.live(ev);
     if (e.state === 'ACTIVE') {
       const pc = this.cpu(e.oncpu);
       this.requireHost(pc, 'perf_event_release_kernel');
-      this.withPmu(pc, () => this.event_sched_out(e));
+      this.withPmu(pc, () => this.event_sched_out(e, false));
     }
     const list = 'cpu' in e.target ? this.cpu(e.target.cpu).events : this.task(e.target.task).events;
-    list.splice(list.indexOf(e), 1);
+    if (e.group_leader !== null) {
+      const sibs = e.group_leader.siblings;
+      sibs.splice(sibs.indexOf(e), 1);
+    } else {
+      list.splice(list.indexOf(e), 1);
+      // perf_group_detach: the siblings become singletons where they are.
+      for (const s of e.siblings) {
+        s.group_leader = null;
+        s.groupIndex = this.nextGroup++;
+        list.push(s);
+      }
+      e.siblings = [];
+    }
     mediated_pmu_unaccount_event(this.mediatedPmu, e.attr);
     if ('cpu' in e.target && this.cpu(e.target.cpu).watchdog === e) this.cpu(e.target.cpu).watchdog = null;
     e.state = 'OFF';
@@ -552,7 +662,8 @@ export class HostKernel {
     const pc = this.cpu(cpu);
     this.requireHost(pc, 'a mediated guest context switch');
     this.withPmu(pc, () => {
-      if (dir === 'out') for (const e of [...pc.x86]) if (e.attr.exclude_guest) this.event_sched_out(e);
+      if (dir === 'out')
+        for (const e of [...pc.x86]) if (e.attr.exclude_guest && e.state === 'ACTIVE') this.event_sched_out(e);
       if (dir === 'in') this.ctx_sched_in(pc, new Set<Pass>(PASS_ORDER));
     });
   }
@@ -610,7 +721,14 @@ export class HostKernel {
         relied('H7');
         handled++; // PEBS buffer: nothing to drain (H7)
       }
-      if ((status & (1n << BigInt(STATUS.PERF_METRICS_OVF))) !== 0n) handled++;
+      if ((status & (1n << BigInt(STATUS.PERF_METRICS_OVF))) !== 0n) {
+        handled++;
+        this.ops.handle_pmi_common_perf_metrics(
+          pc.x86.find((x) => x.hw_idx === IDX_METRIC_BASE),
+          () => this.intel_update_topdown_event(pc, null),
+          { cpu, inGuest },
+        );
+      }
       for (let bit = 0; bit < 64; bit++) {
         if ((((status & counters) >> BigInt(bit)) & 1n) !== 0n) {
           handled++;
@@ -686,7 +804,9 @@ export class HostKernel {
 
   /** ctx_sched_out for the given classes. */
   private ctx_sched_out(pc: PCpu, passes: ReadonlySet<Pass>): void {
-    for (const e of [...pc.x86]) if (passes.has(e.pass)) this.event_sched_out(e);
+    // A group goes by its leader's class, its siblings with it (group_sched_out).
+    for (const e of [...pc.x86])
+      if (e.group_leader === null && e.state === 'ACTIVE' && passes.has(e.pass)) this.event_sched_out(e);
   }
 
   /** perf_event_sched_in restricted to the classes that were scheduled out, in priority order. */
@@ -696,10 +816,13 @@ export class HostKernel {
       let canAddHw = true;
       for (const e of this.passEvents(pc, pass)) {
         if (e.state !== 'INACTIVE') continue; // OFF and ERROR stay out
-        // merge_sched_in
+        // merge_sched_in → group_sched_in: the leader and its enabled siblings, all or none
         if (this.group_can_go_on(pc, e, canAddHw) && this.x86_pmu_add(pc, e)) {
-          e.state = 'ACTIVE';
-          e.oncpu = pc.id;
+          for (const m of [e, ...e.siblings]) {
+            if (m !== e && m.state !== 'INACTIVE') continue;
+            m.state = 'ACTIVE';
+            m.oncpu = pc.id;
+          }
           continue;
         }
         canAddHw = false;
@@ -734,14 +857,17 @@ export class HostKernel {
     return list.find((e) => e.state === 'ACTIVE') ?? list[0] ?? null;
   }
 
-  /** event_sched_out → x86_pmu_del. */
-  private event_sched_out(e: Event): void {
+  /** event_sched_out → x86_pmu_del; a leader's active siblings go with it (group_sched_out) unless `group` is false. */
+  private event_sched_out(e: Event, group = true): void {
     const pc = this.cpu(e.oncpu);
-    if (e.hw_idx >= 0) this.x86_pmu_stop(pc, e);
-    pc.x86 = pc.x86.filter((x) => x !== e);
-    e.assigned = -1;
-    e.state = 'INACTIVE';
-    e.oncpu = -1;
+    const out = group ? [e, ...e.siblings.filter((s) => s.state === 'ACTIVE')] : [e];
+    for (const x of out) {
+      if (x.hw_idx >= 0) this.x86_pmu_stop(pc, x);
+      pc.x86 = pc.x86.filter((y) => y !== x);
+      x.assigned = -1;
+      x.state = 'INACTIVE';
+      x.oncpu = -1;
+    }
   }
 
   // ---------------------------------------------------------------- the x86 PMU driver
@@ -753,7 +879,7 @@ export class HostKernel {
       relied('H4');
       return false;
     }
-    const set = [...pc.x86, e];
+    const set = [...pc.x86, e, ...e.siblings.filter((s) => s.state === 'INACTIVE')];
     const assign = x86_schedule_events(set.map((x) => ({ constraint: x.constraint, lastIdx: x.lastIdx })));
     if (assign === null) return false;
     for (let i = 0; i < set.length; i++) set[i]!.assigned = assign[i]!;
@@ -805,7 +931,8 @@ export class HostKernel {
     for (const e of pc.x86) {
       if (e.hw_idx < 0 || e.hw_idx === IDX_VLBR) continue;
       if (guest ? e.attr.exclude_guest : e.attr.exclude_host) continue;
-      v |= 1n << BigInt(e.hw_idx);
+      // Every metric index is GLOBAL_CTRL's one EN_PERF_METRICS bit (x86_pmu.intel_ctrl has only bit 48).
+      v |= 1n << BigInt(Math.min(e.hw_idx, IDX_METRIC_BASE));
     }
     return v;
   }
@@ -816,7 +943,9 @@ export class HostKernel {
     e.lastIdx = idx;
     e.everRan = true;
     if (idx === IDX_VLBR) return; // a pseudo counter: the guest LBR event only owns the LBRs
-    this.x86_perf_event_set_period(pc, e);
+    if (idx >= IDX_METRIC_BASE) return; // a metric: PERF_METRICS, enabled by GLOBAL_CTRL bit 48 alone
+    if (e.topdown) this.ops.icl_set_topdown_event_period(pc.hw, e, this.maxPeriod);
+    else this.x86_perf_event_set_period(pc, e);
     if (idx < FIXED_BASE) {
       // __x86_pmu_enable_event
       this.ops.x86_perf_event_set_config_base(
@@ -844,6 +973,11 @@ export class HostKernel {
   /** x86_pmu_stop(PERF_EF_UPDATE): disable the counter, fold its count. */
   private x86_pmu_stop(pc: PCpu, e: Event): void {
     const idx = e.hw_idx;
+    if (idx >= IDX_METRIC_BASE && idx !== IDX_VLBR) {
+      e.hw_idx = -1; // __clear_bit(idx, active_mask) comes before the update: a context switch, saved
+      this.intel_update_topdown_event(pc, e);
+      return;
+    }
     if (idx !== IDX_VLBR) {
       if (idx < FIXED_BASE) {
         this.ops.x86_perf_event_set_config_base(pc.hw, e, MSR_P6_EVNTSEL0 + idx, e.hw_config); // x86_pmu_disable_event
@@ -852,9 +986,41 @@ export class HostKernel {
         const ctrl = this.rd(pc, MSR_CORE_PERF_FIXED_CTR_CTRL) & ~(0xfn << j); // intel_pmu_disable_fixed
         this.ops.x86_perf_event_set_config_base(pc.hw, e, MSR_CORE_PERF_FIXED_CTR_CTRL, ctrl);
       }
-      this.x86_perf_event_update(pc, e);
+      if (e.topdown) {
+        e.hw_idx = -1;
+        this.intel_update_topdown_event(pc, e);
+      } else this.x86_perf_event_update(pc, e);
     }
     e.hw_idx = -1;
+  }
+
+  /** intel_pmu_update (x86_pmu.update): a topdown event folds through update_topdown_event. */
+  private intel_pmu_update(pc: PCpu, e: Event): void {
+    if (e.topdown) this.intel_update_topdown_event(pc, e);
+    else this.x86_perf_event_update(pc, e);
+  }
+
+  /**
+   * intel_update_topdown_event: read FIXED_CTR3 and PERF_METRICS, fold each active topdown event's share; an
+   * event that left the PMU (x86_pmu_stop, hw_idx already -1) keeps the pair for its return, otherwise both
+   * registers restart from 0. `e` null: the PMI's update.
+   */
+  private intel_update_topdown_event(pc: PCpu, e: Event | null): void {
+    const hw = pc.hw;
+    const slots = must(hw.rdpmc(INTEL_PMC_FIXED_RDPMC_BASE | 3, 0), 'RDPMC FIXED_CTR3');
+    if (slots === 0n) return;
+    const metrics = must(hw.rdpmc(INTEL_PMC_FIXED_RDPMC_METRICS, 0), 'RDPMC PERF_METRICS');
+    const active = pc.x86.filter((x) => x.hw_idx >= 0 && is_topdown_idx(x.hw_idx));
+    for (const o of active)
+      this.ops.__icl_update_topdown_event(o, slots, metrics, e?.saved_slots ?? 0n, e?.saved_metric ?? 0n);
+    if (e !== null && e.hw_idx < 0) {
+      this.ops.__icl_update_topdown_event(e, slots, metrics, e.saved_slots, e.saved_metric);
+      for (const o of [e, ...active]) [o.saved_slots, o.saved_metric] = [slots, metrics]; // update_saved_topdown_regs
+      return;
+    }
+    this.wr(pc, MSR_CORE_PERF_FIXED_CTR0 + 3, 0n); // FIXED_CTR3 before PERF_METRICS
+    this.wr(pc, MSR_PERF_METRICS, 0n);
+    if (e !== null) for (const o of [e, ...active]) o.saved_slots = o.saved_metric = 0n;
   }
 
   /** hwc->event_base of counter `idx`: x86_pmu.perfctr (IA32_PMCx with full-width writes) or the fixed counter. */
@@ -995,11 +1161,57 @@ function intel_guest_get_msrs(host: HostKernel, cpu: number): GuestMsrs {
   return { host: host.activeCounters(cpu, 'host'), guest: host.activeCounters(cpu, 'guest') };
 }
 
+/** icl_get_metrics_event_value: metric byte `idx` of PERF_METRICS as slots, floor(slots · byte / 255). */
+export function icl_get_metrics_event_value(metric: bigint, slots: bigint, idx: number): bigint {
+  return (slots * ((metric >> BigInt(8 * idx)) & 0xffn)) / 0xffn;
+}
+
+/** icl_get_topdown_value: the slots event counts the slots, a metric event its share. */
+function icl_get_topdown_value(event: TopdownEvent, slots: bigint, metrics: bigint): bigint {
+  const idx = event.lastIdx;
+  return idx === IDX_FIXED_SLOTS ? slots : icl_get_metrics_event_value(metrics, slots, idx - IDX_METRIC_BASE);
+}
+
+/** __icl_update_topdown_event: add what the reading adds over the last one, never a decrease. */
+function __icl_update_topdown_event(
+  event: TopdownEvent,
+  slots: bigint,
+  metrics: bigint,
+  lastSlots: bigint,
+  lastMetric: bigint,
+): void {
+  const delta = icl_get_topdown_value(event, slots, metrics);
+  const last = lastSlots !== 0n ? icl_get_topdown_value(event, lastSlots, lastMetric) : 0n;
+  if (delta > last) event.count += delta - last;
+}
+
+/** icl_set_topdown_event_period: both registers from 0 at the (counting) event's start, else the saved pair. */
+function icl_set_topdown_event_period(hw: Cpu, event: TopdownEvent, maxPeriod: bigint): void {
+  if (event.period_left === maxPeriod) {
+    perf_wrmsrl(hw, event, MSR_CORE_PERF_FIXED_CTR0 + 3, 0n);
+    perf_wrmsrl(hw, event, MSR_PERF_METRICS, 0n);
+    event.saved_slots = event.saved_metric = 0n;
+  }
+  if (event.saved_slots !== 0n && event.hw_idx === IDX_FIXED_SLOTS) {
+    perf_wrmsrl(hw, event, MSR_CORE_PERF_FIXED_CTR0 + 3, event.saved_slots);
+    perf_wrmsrl(hw, event, MSR_PERF_METRICS, event.saved_metric);
+  }
+}
+
+/** handle_pmi_common, GLOBAL_STATUS bit 48: update_topdown_event(NULL). */
+function handle_pmi_common_perf_metrics(_metricsEvent: TopdownEvent | undefined, update: () => void): void {
+  update();
+}
+
 /** Upstream's host perf. */
 export const HOST_PERF_OPS: HostPerfOps = {
   intel_guest_get_msrs,
   x86_perf_event_set_event_base: perf_wrmsrl,
   x86_perf_event_set_config_base: perf_wrmsrl,
+  intel_get_event_constraints,
+  __icl_update_topdown_event,
+  icl_set_topdown_event_period,
+  handle_pmi_common_perf_metrics,
 };
 
 /** wrmsrl by perf: a fault is a bug of the model. */

@@ -14,6 +14,31 @@ export const FIXED_BASE = 32;
 export const IDX_VLBR = FIXED_BASE + 27;
 /** INTEL_FIXED_VLBR_EVENT: the config KVM gives the guest LBR event. */
 export const VLBR_CONFIG = 0x1b00n;
+/** INTEL_PMC_IDX_FIXED_SLOTS: fixed counter 3, which counts the topdown slots. */
+export const IDX_FIXED_SLOTS = FIXED_BASE + 3;
+/** INTEL_PMC_IDX_METRIC_BASE: topdown metric i takes the pseudo index 48 + i (GLOBAL_CTRL bit 48 for all). */
+export const IDX_METRIC_BASE = 48;
+/** INTEL_TD_METRIC_RETIRING: metric i of PERF_METRICS is the pseudo-event 0x8000 + 0x100·i. */
+export const INTEL_TD_METRIC_RETIRING = 0x8000n;
+/** INTEL_TD_SLOTS: Linux's pseudo-encoding of the slots event, fixed counter 3 only. */
+export const INTEL_TD_SLOTS = 0x0400n;
+
+/** num_topdown_events: the PERF_METRICS bytes perf exposes as metric events (model-specific; 0 without PERF_METRICS). */
+export function num_topdown_events(p: Profile): number {
+  if (!p.perfMetrics) return 0;
+  return p.topdownL2 ? 8 : 4;
+}
+
+/** is_metric_event: the topdown metric pseudo-event's metric number, or -1. */
+export function metricOf(config: bigint): number {
+  const m = Number((config - INTEL_TD_METRIC_RETIRING) >> 8n);
+  return config >= INTEL_TD_METRIC_RETIRING && (config & 0xffn) === 0n && m < 8 ? m : -1;
+}
+
+/** is_topdown_idx: fixed counter 3 or a metric index. */
+export function is_topdown_idx(idx: number): boolean {
+  return idx === IDX_FIXED_SLOTS || (idx >= IDX_METRIC_BASE && idx < IDX_METRIC_BASE + 8);
+}
 
 /** The raw config bits perf keeps on this part (HSW_IN_TX/IN_TX_CP only where TSX exists). */
 export function rawEventMask(p: Profile): bigint {
@@ -67,6 +92,8 @@ export const EMPTY_CONSTRAINT: Constraint = { mask: 0n, weight: 0 };
  */
 export function intel_get_event_constraints(p: Profile, config: bigint, vlbr: boolean): Constraint | null {
   if (vlbr) return constraintOf(1n << BigInt(IDX_VLBR)); // intel_vlbr_constraints
+  const metric = p.perfMetrics ? metricOf(config) : -1; // without PERF_METRICS, 0x8000 is a raw GP event
+  if (metric >= 0) return metric < num_topdown_events(p) ? constraintOf(1n << BigInt(IDX_METRIC_BASE + metric)) : null;
   const gpAll = (1n << BigInt(p.nGP)) - 1n;
   if ((config & HSW_IN_TX_CHECKPOINTED) !== 0n) return p.nGP > 2 ? constraintOf(1n << 2n) : null; // counter2_constraint
   const f = fixedMapping(config);

@@ -40,6 +40,8 @@ export interface PerfEventAttr {
    * counter (vmx/pmu_intel.c intel_pmu_create_guest_lbr_event).
    */
   readonly vlbr?: boolean;
+  /** attr.disabled: created OFF, until perf_event_enable (how a group is built before it runs). */
+  readonly disabled?: boolean;
 }
 
 const ATTR_KEYS: ReadonlySet<string> = new Set([
@@ -53,6 +55,7 @@ const ATTR_KEYS: ReadonlySet<string> = new Set([
   'exclude_guest',
   'branchSample',
   'vlbr',
+  'disabled',
 ] satisfies (keyof PerfEventAttr)[]);
 
 /** Defaults for the fields a caller leaves out, as perf_event_attr zero-initialisation does. */
