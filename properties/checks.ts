@@ -166,7 +166,7 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
       ...base,
       id: 'vmm-abi',
       rule: 'kvm-vpmu.md §2.15/§2.18 (KVM_GET_MSR_INDEX_LIST, KVM_GET/SET_MSRS and KVM_SET_CPUID2 as a VMM relies on them)',
-      property: () => vmmAbiProperty(runBase),
+      property: (known) => vmmAbiProperty({ ...runBase, expectations: design.expectations, known }),
       programOf: flat,
     },
     {

@@ -20,7 +20,7 @@ import {
 } from '../scenarios/vmm.js';
 import { type GuestConfig, World } from '../scenarios/world.js';
 import { CONFORMANCE_CPUS, type ConformanceRun, countAdopted } from './conformance.js';
-import { adoptionOf } from './expectations/types.js';
+import { adoptionOf, declaredFor } from './expectations/types.js';
 import { supportedGuestArb, supportedOf } from '../scenarios/supported.js';
 
 /** Runs a VMM-prefixed program; a declared divergence (judged on the vCPU's model then) ends it quietly. */
@@ -38,11 +38,13 @@ export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: reado
     fc.modelRun(() => ({ model: {}, real: w }), cmds);
   } catch (e) {
     if (!(e instanceof Divergence)) throw e;
-    if (e.observation.kind === 'vmm') throw e;
     const now = w.guestConfig(e.observation.vcpu);
-    const k = r.expectations.find((x) =>
-      x.matches(e.observation, { host: r.host, guest: now, history: w.observations, facts: w }),
-    );
+    const k = declaredFor(r.expectations, e.observation, {
+      host: r.host,
+      guest: now,
+      history: w.observations,
+      facts: w,
+    });
     if (k === undefined) throw e;
     r.known?.set(k.id, (r.known.get(k.id) ?? 0) + 1);
     r.ended?.set(k.id, (r.ended.get(k.id) ?? 0) + 1);

@@ -49,6 +49,20 @@ export interface KnownDivergence {
   readonly filed?: string;
   /** Bare metal of this guest ignores FREEZE_LBRS_ON_PMI, as the design does for its PMU version (W6). */
   readonly noLbrFreeze?: (guest: GuestConfig, host: Profile) => boolean;
+  /**
+   * A VMM ioctl's result (an observation of kind 'vmm') may match too. Without it the VMM checks judge every ioctl
+   * exactly: only a declaration that names the ioctl's kernel path opts in.
+   */
+  readonly vmm?: boolean;
+}
+
+/** The declaration `o` meets, if any: an ioctl's result only meets one that opts in (vmm). */
+export function declaredFor(
+  ks: readonly KnownDivergence[],
+  o: Observation,
+  ctx: DivergenceContext,
+): KnownDivergence | undefined {
+  return ks.find((k) => (o.kind !== 'vmm' || k.vmm === true) && k.matches(o, ctx));
 }
 
 /** The World's adoption hooks for a design's declared divergences on a host, if any adopts. */
