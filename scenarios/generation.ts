@@ -207,7 +207,7 @@ const topdownCommands = memo((nGP: number): fc.Arbitrary<WorldCommand>[] => {
       .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x3n, 0x33n, 0x333n, 0x3333n, 0xbbbn))
       .map(([v, x]) => new GuestWrmsr(v, MSR_CORE_PERF_FIXED_CTR_CTRL, x)),
     fc
-      .tuple(fc.nat(3), fc.constantFrom(0x1n, 0x7_0000_0001n, 0xf_0000_000fn, 0x1_0007_0000_0001n, 0x8_0000_0000n))
+      .tuple(fc.nat(3), fc.constantFrom(0x1n, 0x7_0000_0001n, 0xf_0000_000fn, 0x1_000f_0000_0001n, 0x8_0000_0000n)) // bit 48 with SLOTS: topdown
       .map(([v, x]) => new GuestWrmsr(v, MSR_CORE_PERF_GLOBAL_CTRL, x)),
     fc
       .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x1234_5678n, (1n << 64n) - 1n))

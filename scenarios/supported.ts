@@ -6,7 +6,7 @@
 
 import fc from 'fast-check';
 import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
-import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
+import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT, PERF_CAP_PERF_METRICS } from '../model/hw/msr/capabilities.js';
 import { HostKernel } from '../model/host/perf.js';
 import { KVM_PMU_CAP_DISABLE, type SupportedPmu } from '../model/kvm/types.js';
 import type { GuestConfig, HostKernelFactory, VcpuFactory } from './world.js';
@@ -104,8 +104,11 @@ function configArb(host: Profile, s: SupportedPmu, range: Range): fc.Arbitrary<G
   const offered = Number(s.perfCapabilities & PERF_CAP_LBR_FMT);
   const lbrFmt = offered >= 1 && offered <= 7 && host.legacyLbr !== undefined ? offered : 0;
   const fwWrites = (s.perfCapabilities & PERF_CAP_FW_WRITES) !== 0n;
+  // Drawn only where the design offers PERF_METRICS, so that other designs meet the guests they always met.
+  const metrics = (s.perfCapabilities & PERF_CAP_PERF_METRICS) !== 0n ? { perfMetrics: fc.boolean() } : {};
   return fc
     .record({
+      ...metrics,
       version: range.versions,
       nGP: fc.integer({ min: 0, max: range.maxGP }),
       nFixed: fc.integer({ min: 0, max: range.maxFixed }),
@@ -120,20 +123,30 @@ function configArb(host: Profile, s: SupportedPmu, range: Range): fc.Arbitrary<G
       fwWrite: fc.boolean(),
       lbr: fc.boolean(),
     })
-    .map((r) => ({
-      cpuid: {
-        family: host.family,
-        model: host.model,
-        leaf0a: {
-          eax: leaf0aEax(r.version, r.nGP, have.gpWidth || host.gpWidth, have.evLen || host.evLen),
-          ebx: (r.unavailable | s.leaf0a.ebx) >>> 0, // what KVM marks unavailable stays so
-          ecx: 0,
-          edx: r.version > 1 ? leaf0aEdx(r.nFixed, have.fixedWidth || host.fixedWidth) : 0,
+    .map((r) => {
+      // A topdown guest: PERF_METRICS with FIXED_CTR3 (SLOTS), which no CPU enumerates it without.
+      const topdownOf = (x: typeof r) =>
+        'perfMetrics' in x && x.perfMetrics === true && x.version > 1 && range.maxFixed > 3;
+      const nFixedOf = (x: typeof r) => (topdownOf(x) ? range.maxFixed : x.nFixed);
+      return {
+        cpuid: {
+          family: host.family,
+          model: host.model,
+          leaf0a: {
+            eax: leaf0aEax(r.version, r.nGP, have.gpWidth || host.gpWidth, have.evLen || host.evLen),
+            ebx: (r.unavailable | s.leaf0a.ebx) >>> 0, // what KVM marks unavailable stays so
+            ecx: 0,
+            edx: r.version > 1 ? leaf0aEdx(nFixedOf(r), have.fixedWidth || host.fixedWidth) : 0,
+          },
+          pdcm: r.pdcm,
         },
-        pdcm: r.pdcm,
-      },
-      perfCapabilities: perfCaps({ fwWrite: r.fwWrite && fwWrites, lbrFmt: r.lbr ? lbrFmt : 0 }),
-    }));
+        perfCapabilities: perfCaps({
+          fwWrite: r.fwWrite && fwWrites,
+          lbrFmt: r.lbr ? lbrFmt : 0,
+          perfMetrics: topdownOf(r),
+        }),
+      };
+    });
 }
 
 /** A guest a VMM can configure from what the design reports: versions 1 up to its own, never more counters. */

@@ -25,7 +25,7 @@ import {
 } from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
 import { restoreVcpu, saveVcpu } from './restore.js';
-import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
+import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_PERF_METRICS } from '../model/hw/msr/capabilities.js';
 import {
   INTEL_PMC_FIXED_RDPMC_BASE,
   MSR_CORE_PERF_FIXED_CTR0,
@@ -218,6 +218,10 @@ function makeOracleProfile(host: Profile, g: GuestConfig): Profile {
     // The LBR geometry is model-specific: a guest with the host's format and FMS has the host's.
     ...(fmt >= 1 && fmt <= 7 && host.legacyLbr !== undefined ? { legacyLbr: host.legacyLbr } : {}),
     ...(g.cpuid.tsx === true ? { tsx: true } : {}),
+    // The PERF_METRICS layout is model-specific too: the host's level-2 bytes with the host's model.
+    ...((caps & PERF_CAP_PERF_METRICS) !== 0n && host.topdownL2 && g.cpuid.model === host.model
+      ? { topdownL2: true }
+      : {}),
   });
 }
 

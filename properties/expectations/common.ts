@@ -64,10 +64,13 @@ export const isCounter = (m: number) => counterOfMsr(m) !== null;
 /** A host user's event that perf accepted (a refused open holds no counter). */
 export const hostEventOpened = (h: Observation) => h.host?.op === 'open' && h.host.accepted;
 
-/** The counter (GP i, or fixed j as 32 + j) a counter MSR names (either GP alias; the three fixed counters KVM gives), or null. */
+/**
+ * The counter (GP i, or fixed j as 32 + j) a counter MSR names (either GP alias; the fixed counters a KVM design gives:
+ * three upstream, FIXED_CTR3 too with a topdown series, which a design without it #GPs), or null.
+ */
 export function counterOfMsr(m: number): number | null {
   const idx = counterIndexOf(m);
-  return idx !== null && idx < 32 + 3 ? idx : null;
+  return idx !== null && idx < 32 + 4 ? idx : null;
 }
 
 /** The counter (GP i, or fixed j as 32 + j) a counter read names: RDMSR of either alias, or RDPMC. */

@@ -98,7 +98,7 @@ const hostBranchStackOpened = (h: Observation) =>
  */
 function runningWithCounts(history: readonly Observation[], w: Observation, version: number): boolean {
   const m = w.target!;
-  const fixed = m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 3;
+  const fixed = m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 4;
   const idx = fixed
     ? 32 + (m - MSR_CORE_PERF_FIXED_CTR0)
     : m >= MSR_IA32_PMC0
@@ -149,7 +149,8 @@ const valueOf = (a: Access) => (a.ok ? a.value : 0n);
 function fixedCounterMasked(msr: number, value: bigint, g: GuestConfig, host: Profile): bigint | null {
   const j = msr - MSR_CORE_PERF_FIXED_CTR0;
   const { eax, edx } = g.cpuid.leaf0a;
-  const n = (eax & 0xff) > 1 ? Math.min(edx & 0x1f, host.nFixedContig, 3) : 0;
+  // Three fixed counters upstream, four with a topdown series (a design without FIXED_CTR3 #GPs its writes).
+  const n = (eax & 0xff) > 1 ? Math.min(edx & 0x1f, host.nFixedContig, 4) : 0;
   if (j < 0 || j >= n) return null;
   const mask = (1n << BigInt(Math.min((edx >>> 5) & 0xff, host.fixedWidth))) - 1n;
   return (value & ~mask) === 0n ? null : value & mask;
