@@ -60,6 +60,7 @@ import { MediatedVcpu } from '../model/kvm/mediated/vcpu.js';
 import { MEDIATED_OPS, type MediatedOps } from '../model/kvm/mediated/ops.js';
 import { PRE_REUSE_OPS } from '../model/kvm/variants/pre_reuse.js';
 import { HW_ASSIGNED_HOST_OPS, HW_ASSIGNED_OPS } from '../model/kvm/series/hw_assigned.js';
+import { TOPDOWN_RAW_HOST_OPS, TOPDOWN_RAW_OPS } from '../model/kvm/series/topdown_raw.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import type { Observation } from '../scenarios/observation.js';
@@ -73,6 +74,10 @@ import {
   HW_ASSIGNED_INVISIBILITY_EXPECTATIONS,
   HW_ASSIGNED_LEAKS,
 } from '../properties/expectations/hw_assigned.js';
+import {
+  TOPDOWN_RAW_EXPECTATIONS,
+  TOPDOWN_RAW_INVISIBILITY_EXPECTATIONS,
+} from '../properties/expectations/topdown_raw.js';
 import { checkDesign, type Design } from '../properties/design.js';
 import { probeSupportedPmu } from '../scenarios/supported.js';
 import { KVM_PORT_BASE } from '../model/kvm/base.js';
@@ -148,6 +153,17 @@ const DECLARED: readonly Declared[] = [
     invisibility: HW_ASSIGNED_INVISIBILITY_EXPECTATIONS,
     leaks: HW_ASSIGNED_LEAKS,
     base: "Like Xu's 'Intel Virtual PMU Optimization' v2 (2019, on Linux 5.0) applied to pre-reuse, the port of Linux v7.0-rc1 with event reuse and lazy release taken out",
+  },
+  {
+    id: 'topdown-raw',
+    title:
+      "seed 002: guest topdown, a slots event leading a virtual metrics event, PERF_METRICS handed over raw (Dapeng Mi, 'Enable topdown metrics feature for KVM vPMU' v4, 2023)",
+    source: 'model/kvm/series/topdown_raw.ts',
+    factory: emulatedWith(TOPDOWN_RAW_OPS),
+    hostKernel: hostWith(TOPDOWN_RAW_HOST_OPS),
+    expectations: TOPDOWN_RAW_EXPECTATIONS,
+    invisibility: TOPDOWN_RAW_INVISIBILITY_EXPECTATIONS,
+    base: "Dapeng Mi's 'Enable topdown metrics feature for KVM vPMU' v4 (2023) applied to the port of Linux v7.0-rc1",
   },
   {
     id: `bug/${FAST_RDPMC_FIX}`,

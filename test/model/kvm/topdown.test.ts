@@ -1,0 +1,116 @@
+/**
+ * Guest topdown as the two posted proposals build it (model/kvm/series/topdown_raw.ts, seed 002): the Linux guest's
+ * topdown sequence reaches the series' mechanism (FIXED_CTR3's slots event leading a metrics event) and gives the
+ * guest what bare metal gives it, and a fault planted in the mechanism is found by the conformance property.
+ */
+
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { SAPPHIRE_RAPIDS } from '../../../model/hw/profiles.js';
+import { leaf0aEax, leaf0aEdx, perfCaps } from '../../../model/hw/profile.js';
+import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import { MSR_PERF_METRICS, type TopdownSlots } from '../../../model/hw/msr/topdown.js';
+import { type HostPerfOps, type TopdownEvent } from '../../../model/host/perf.js';
+import { designById, emulatedWith, hostWith } from '../../../designs/registry.js';
+import {
+  INTEL_FIXED_VMETRICS_EVENT,
+  TOPDOWN_RAW_HOST_OPS,
+  TOPDOWN_RAW_OPS,
+} from '../../../model/kvm/series/topdown_raw.js';
+import { CONFORMANCE_CPUS, conformanceProperty } from '../../../properties/conformance.js';
+import { TOPDOWN_RAW_EXPECTATIONS } from '../../../properties/expectations/topdown_raw.js';
+import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../../../scenarios/commands.js';
+import { type GuestConfig, World } from '../../../scenarios/world.js';
+
+const h = SAPPHIRE_RAPIDS;
+/** A v2 guest with FIXED_CTR3 and PERF_METRICS, as the design's supported configuration allows. */
+const guest: GuestConfig = {
+  cpuid: {
+    family: h.family,
+    model: h.model,
+    leaf0a: { eax: leaf0aEax(2, 8, h.gpWidth, h.evLen), ebx: 0, ecx: 0, edx: leaf0aEdx(4, h.fixedWidth) },
+    pdcm: true,
+  },
+  perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: 0, perfMetrics: true }),
+};
+
+const FC3 = MSR_CORE_PERF_FIXED_CTR0 + 3;
+const unit = (slots: TopdownSlots) => ({ cpl: 3, instructions: 1, slots });
+const MIX: TopdownSlots = {
+  retiring: 380,
+  badSpeculation: 7,
+  frontendBound: 213,
+  backendBound: 400,
+  heavyOperations: 95,
+  branchMispredicts: 7,
+  fetchLatency: 150,
+  memoryBound: 333,
+};
+
+/** Linux's topdown sequence (icl_set_topdown_event_period, then enable; disable before reading). */
+const linuxTopdown = (units: readonly ReturnType<typeof unit>[]): WorldCommand[] => [
+  new GuestWrmsr(0, FC3, 0n),
+  new GuestWrmsr(0, MSR_PERF_METRICS, 0n),
+  new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3000n),
+  new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, (1n << 35n) | (1n << 48n)),
+  new GuestRun(0, units),
+  new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0n),
+  new GuestRdmsr(0, FC3),
+  new GuestRdmsr(0, MSR_PERF_METRICS),
+];
+
+function run(id: string, cmds: readonly WorldCommand[]): World {
+  const d = designById(id);
+  const w = new World({
+    host: h,
+    cpus: CONFORMANCE_CPUS,
+    guests: [guest],
+    design: d.factory,
+    hostKernel: d.hostKernel,
+    compare: false,
+  });
+  for (const c of cmds) c.run({}, w);
+  return w;
+}
+
+describe('seed 002 (topdown-raw): FIXED_CTR3 leads a virtual metrics event, PERF_METRICS handed over raw', () => {
+  it("reaches the group: the guest reads bare metal's FIXED_CTR3 and PERF_METRICS over one window", () => {
+    const w = run('topdown-raw', linuxTopdown([unit(MIX), unit(MIX)]));
+    const [slots, metrics] = w.observations.filter((o) => o.kind === 'rdmsr').slice(-2);
+    expect(slots!.sut).toEqual({ kind: 'value', value: 2000n });
+    expect(metrics!.oracle.kind === 'value' && metrics!.oracle.value).not.toBe(0n);
+    expect(metrics!.sut).toEqual(metrics!.oracle);
+  });
+
+  it('without the group (no PERF_METRICS write) PERF_METRICS keeps what was written: the group is what reaches it', () => {
+    const cmds = linuxTopdown([unit(MIX)]).filter((c) => !(c instanceof GuestWrmsr && c.msr === MSR_PERF_METRICS));
+    const w = run('topdown-raw', cmds);
+    const metrics = w.observations.filter((o) => o.kind === 'rdmsr').at(-1)!;
+    expect(metrics.sut).toEqual({ kind: 'value', value: 0n });
+    expect(metrics.oracle).not.toEqual(metrics.sut);
+  });
+
+  it('a planted fault, the vmetrics count summed instead of overwritten, is found by conformance on two seeds', () => {
+    const summed: HostPerfOps = {
+      ...TOPDOWN_RAW_HOST_OPS,
+      __icl_update_topdown_event: (e: TopdownEvent, slots, metrics, lastSlots, lastMetric) => {
+        if (e.attr.config === INTEL_FIXED_VMETRICS_EVENT) e.count += metrics;
+        else TOPDOWN_RAW_HOST_OPS.__icl_update_topdown_event(e, slots, metrics, lastSlots, lastMetric);
+      },
+    };
+    const planted = {
+      host: h,
+      design: emulatedWith(TOPDOWN_RAW_OPS),
+      hostKernel: hostWith(summed),
+      expectations: TOPDOWN_RAW_EXPECTATIONS,
+    };
+    // Seeds 1–10 all find it within 1000 programs (13 to 896); these two within 25, to keep the suite fast.
+    for (const seed of [7, 9]) {
+      const d = fc.check(conformanceProperty(planted, 'topdown'), { seed, numRuns: 200, endOnFailure: true });
+      expect(d.failed).toBe(true);
+      expect(d.errorInstance).toBeInstanceOf(Divergence);
+      expect(String(d.errorInstance)).toMatch(/0x329|0x20000000/); // a PERF_METRICS read
+    }
+  });
+});
