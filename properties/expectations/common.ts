@@ -58,7 +58,7 @@ export const isLegacyLbrMsr = (m: number) =>
 export const readZeroOrAccepted = (o: Pick<Observation, 'kind' | 'sut'>) =>
   o.kind === 'rdmsr' ? readValue(o.sut) === 0n : o.kind === 'wrmsr' && o.sut.kind === 'accepted';
 
-/** A GP counter (either alias) or one of the three fixed counters KVM gives a guest. */
+/** A GP counter (either alias) or a fixed counter a KVM design gives a guest (counterOfMsr). */
 export const isCounter = (m: number) => counterOfMsr(m) !== null;
 
 /** A host user's event that perf accepted (a refused open holds no counter). */
