@@ -105,8 +105,8 @@ describe('seed 002 (topdown-raw): FIXED_CTR3 leads a virtual metrics event, PERF
       hostKernel: hostWith(summed),
       expectations: TOPDOWN_RAW_EXPECTATIONS,
     };
-    // Seeds 1–10 all find it within 1000 programs (13 to 896); these two within 25, to keep the suite fast.
-    for (const seed of [7, 9]) {
+    // Seeds 1–12: 11 find it within 1000 programs (5 to 288); these two within 25, to keep the suite fast.
+    for (const seed of [5, 8]) {
       const d = fc.check(conformanceProperty(planted, 'topdown'), { seed, numRuns: 200, endOnFailure: true });
       expect(d.failed).toBe(true);
       expect(d.errorInstance).toBeInstanceOf(Divergence);
