@@ -165,6 +165,15 @@ export const TOPDOWN_RAW_DECLARED: readonly KnownDivergence[] = [
       o.oracle.kind === 'value',
   },
   {
+    id: 'metrics-need-write',
+    title:
+      'until PERF_METRICS is written, FIXED_CTR3 counts alone (no metrics event) and PERF_METRICS reads 0, whatever GLOBAL_CTRL bit 48 says',
+    kernelRef:
+      'seed 002 patch 11/13: a PERF_METRICS write is what sets max_nr_events = 2 ("KVM cannot tell a lone slots user from a topdown user"); before it, pmc_reprogram_counter creates the slots event alone',
+    matches: (o, c) =>
+      readsMetrics(o) && hasMetrics(c) && !wroteMetrics(c) && o.sut.kind === 'value' && o.sut.value === 0n,
+  },
+  {
     id: 'metrics-frozen-window',
     title:
       'PERF_METRICS reads the bytes host perf last saw of the slots+metrics group: frozen between pauses of the group, and covering only the slots since the group last started or host perf last read it (a read of FIXED_CTR3 while it runs restarts both registers from 0), not the whole period bare metal weights',
