@@ -61,6 +61,7 @@ import { MEDIATED_OPS, type MediatedOps } from '../model/kvm/mediated/ops.js';
 import { PRE_REUSE_OPS } from '../model/kvm/variants/pre_reuse.js';
 import { HW_ASSIGNED_HOST_OPS, HW_ASSIGNED_OPS } from '../model/kvm/series/hw_assigned.js';
 import { TOPDOWN_RAW_HOST_OPS, TOPDOWN_RAW_OPS } from '../model/kvm/series/topdown_raw.js';
+import { TOPDOWN_REBUILT_OPS } from '../model/kvm/series/topdown_rebuilt.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import type { Observation } from '../scenarios/observation.js';
@@ -78,6 +79,10 @@ import {
   TOPDOWN_RAW_EXPECTATIONS,
   TOPDOWN_RAW_INVISIBILITY_EXPECTATIONS,
 } from '../properties/expectations/topdown_raw.js';
+import {
+  TOPDOWN_REBUILT_EXPECTATIONS,
+  TOPDOWN_REBUILT_INVISIBILITY_EXPECTATIONS,
+} from '../properties/expectations/topdown_rebuilt.js';
 import { checkDesign, type Design } from '../properties/design.js';
 import { probeSupportedPmu } from '../scenarios/supported.js';
 import { KVM_PORT_BASE } from '../model/kvm/base.js';
@@ -164,6 +169,16 @@ const DECLARED: readonly Declared[] = [
     expectations: TOPDOWN_RAW_EXPECTATIONS,
     invisibility: TOPDOWN_RAW_INVISIBILITY_EXPECTATIONS,
     base: "Dapeng Mi's 'Enable topdown metrics feature for KVM vPMU' v4 (2023) applied to the port of Linux v7.0-rc1",
+  },
+  {
+    id: 'topdown-rebuilt',
+    title:
+      "Like Xu's topdown proposal: a metric event per PERF_METRICS byte, PERF_METRICS rebuilt from their counts ('Enable Fixed Counter3 and Topdown Perf Metrics' RFC, 2022)",
+    source: 'model/kvm/series/topdown_rebuilt.ts',
+    factory: emulatedWith(TOPDOWN_REBUILT_OPS),
+    expectations: TOPDOWN_REBUILT_EXPECTATIONS,
+    invisibility: TOPDOWN_REBUILT_INVISIBILITY_EXPECTATIONS,
+    base: "Like Xu's 'Enable Fixed Counter3 and Topdown Perf Metrics' RFC (2022) applied to the port of Linux v7.0-rc1 (its host perf patch 3/8, bit 48 with FIXED_CTR3 in intel_set_masks, not ported)",
   },
   {
     id: `bug/${FAST_RDPMC_FIX}`,
