@@ -38,6 +38,15 @@ import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import { designChecks } from '../properties/checks.js';
 import { designById } from '../designs/registry.js';
 import { type EndToEnd, checkProperty, endToEnd, trivialModel } from './end_to_end.js';
+import {
+  levelSummary,
+  measureTopdown,
+  TOPDOWN_CASES,
+  TOPDOWN_DESIGNS,
+  TOPDOWN_HOST,
+  TOPDOWN_SCENARIOS,
+  topdownCases,
+} from '../compare/topdown.js';
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -186,6 +195,15 @@ const e2e: EndToEnd[] = e2eChecks
 const trivial = endToEnd('fast-check trivial model', trivialModel, opts.seconds, SAMPLES, 100);
 const runOnly = rows.find((r) => r.what === 'guest commands')!.perSecond;
 
+// The topdown proposals' accuracy (compare/topdown.ts): worst and mean |error| in 1/255 per level, one run.
+const topdownCasesRun = topdownCases(1, TOPDOWN_CASES);
+const topdown = TOPDOWN_DESIGNS.flatMap((d) => {
+  const rs = measureTopdown(designById(d), BUILTIN_PROFILES[TOPDOWN_HOST]!, topdownCasesRun);
+  return TOPDOWN_SCENARIOS.flatMap((scenario) =>
+    ([1, 2] as const).map((level) => ({ design: d, scenario, level, ...levelSummary(rs, d, scenario, level) })),
+  );
+});
+
 if (opts.json) {
   console.log(
     JSON.stringify(
@@ -199,6 +217,7 @@ if (opts.json) {
           properties: e2e.map((r) => ({ ...r, ofTrivial: r.commandsPerSecond / trivial.commandsPerSecond })),
           trivial,
         },
+        topdown,
       },
       null,
       2,
@@ -229,4 +248,11 @@ if (opts.json) {
       console.log(`${'  run only (pre-generated)'.padEnd(30)} ${''.padStart(10)} ${fmt(runOnly).padStart(10)}`);
   }
   console.log(line(trivial));
+  console.log(
+    `\ntopdown accuracy on ${TOPDOWN_HOST}, ${TOPDOWN_CASES} slot breakdowns (seed 1): guest PERF_METRICS − bare metal, worst / mean |error| in 1/255`,
+  );
+  for (const t of topdown)
+    console.log(
+      `${`${t.design}, ${t.scenario}`.padEnd(30)} L${t.level}  worst ${String(t.worst).padStart(3)}  mean ${t.mean.toFixed(2).padStart(6)}  bias ${t.bias >= 0 ? '+' : ''}${t.bias.toFixed(2)}`,
+    );
 }

@@ -19,6 +19,17 @@ import {
 } from '../compare/costs.js';
 import { nsPerGuestOp, ranWorkload, runWorkload, type WorkloadResult } from '../compare/run.js';
 import { WORKLOADS } from '../compare/workloads.js';
+import {
+  levelSummary,
+  measureTopdown,
+  SLOT_BUCKETS,
+  TOPDOWN_CASES,
+  TOPDOWN_DESIGNS,
+  TOPDOWN_HOST,
+  TOPDOWN_SCENARIOS,
+  type TopdownAccuracy,
+  topdownCases,
+} from '../compare/topdown.js';
 import { BUILTIN_PROFILES } from '../model/hw/profiles.js';
 import { designChecks } from '../properties/checks.js';
 import { DESIGN_IDS, designById } from '../designs/registry.js';
@@ -156,6 +167,15 @@ async function compareWith(opts: Options, json: string | null, signal: () => Nod
       for (const h of opts.profile)
         for (const d of designs) workloads.push(runWorkload(w, d, h, BUILTIN_PROFILES[h]!, opts.cost));
 
+  // The topdown proposals' accuracy against bare metal over generated slot breakdowns (the same cases for both).
+  // Measured where its host is among the hosts asked for.
+  const topdown: TopdownAccuracy[] = [];
+  if (signal() === null && opts.profile.includes(TOPDOWN_HOST)) {
+    const cases = topdownCases(opts.seed, TOPDOWN_CASES);
+    for (const id of TOPDOWN_DESIGNS)
+      topdown.push(...measureTopdown(designById(id), BUILTIN_PROFILES[TOPDOWN_HOST]!, cases));
+  }
+
   const us = (ns: number) =>
     ns >= 10_000_000 ? `${Math.round(ns / 1e6)} ms` : `${Math.round(ns / 1e3).toLocaleString('en-US')} µs`;
   const failed = properties.filter((p) => p.verdict === 'violated').length;
@@ -180,6 +200,7 @@ async function compareWith(opts: Options, json: string | null, signal: () => Nod
     properties,
     unavailable,
     workloads: workloads.map((w) => ({ ...w, steps: { ...w.steps } })),
+    topdown,
   };
   const text = `${JSON.stringify(results, null, 2)}\n`;
   if (json === 'stdout') process.stdout.write(text);
@@ -255,6 +276,7 @@ async function compareWith(opts: Options, json: string | null, signal: () => Nod
           `  ${k.padEnd(21)} ${String(opts.cost[k]).padStart(10)}  ${opts.cost[k] === DEFAULT_COSTS[k].ns ? DEFAULT_COSTS[k].source : 'overridden'}`,
         );
     }
+    if (topdown.length > 0) printTopdown(topdown);
     const sig = signal();
     const costFlags = COST_STEPS.filter((k) => opts.cost[k] !== DEFAULT_COSTS[k].ns)
       .map((k) => ` --cost ${k}=${opts.cost[k]}`)
@@ -265,17 +287,52 @@ async function compareWith(opts: Options, json: string | null, signal: () => Nod
   }
   if (json !== null && json !== 'stdout') writeFileAtomic(json, text);
   if (opts.svg !== undefined && workloads.length > 0) {
-    const written = await drawCharts(opts.svg, workloads, opts);
+    const written = await drawCharts(opts.svg, workloads, topdown, opts);
     console.error(`charts: ${written.join(', ')}`);
   }
   return status;
 }
 
+/** The topdown accuracy section: per metric, each proposal's worst, mean and signed error in 1/255, per scenario. */
+function printTopdown(rows: readonly TopdownAccuracy[]): void {
+  const cases = rows.find((r) => r.bucket === 'all')?.cases ?? 0;
+  console.log(
+    `\nTopdown accuracy on ${TOPDOWN_HOST}: PERF_METRICS as the guest reads it minus bare metal, in 1/255 (${cases} generated slot breakdowns; worst |err| · mean |err| · bias)`,
+  );
+  const cols = TOPDOWN_DESIGNS.flatMap((d) => TOPDOWN_SCENARIOS.map((s) => ({ d, s })));
+  const t = new Table({ head: ['metric', ...cols.map((c) => `${c.d}\n${c.s}`)], style: { head: [], border: [] } });
+  const cell = (r: TopdownAccuracy | { worst: number; mean: number; bias: number } | undefined) =>
+    r === undefined ? 'n/a' : `${r.worst} · ${r.mean.toFixed(2)} · ${r.bias >= 0 ? '+' : ''}${r.bias.toFixed(2)}`;
+  const metrics = [...new Set(rows.map((r) => r.metric))];
+  for (const m of metrics)
+    t.push([
+      `${rows.find((r) => r.metric === m)!.level === 1 ? 'L1' : 'L2'} ${m}`,
+      ...cols.map((c) =>
+        cell(rows.find((r) => r.design === c.d && r.scenario === c.s && r.bucket === 'all' && r.metric === m)),
+      ),
+    ]);
+  for (const level of [1, 2] as const)
+    for (const bucket of SLOT_BUCKETS)
+      t.push([
+        `L${level}, ${bucket} (${levelSummary(rows, TOPDOWN_DESIGNS[0], 'one window', level, bucket).cases})`,
+        ...cols.map((c) => cell(levelSummary(rows, c.d, c.s, level, bucket))),
+      ]);
+  console.log(t.toString());
+}
+
 /** The workloads as charts (compare/charts.ts), from the same results the tables print; returns the paths written. */
-async function drawCharts(dir: string, workloads: readonly WorkloadResult[], opts: Options): Promise<string[]> {
-  const { costByStepSpec, costPerOpSpec, renderSvg } = await import('../compare/charts.js');
+async function drawCharts(
+  dir: string,
+  workloads: readonly WorkloadResult[],
+  topdown: readonly TopdownAccuracy[],
+  opts: Options,
+): Promise<string[]> {
+  const { costByStepSpec, costPerOpSpec, renderSvg, topdownAccuracySpec } = await import('../compare/charts.js');
   const charts: [string, Parameters<typeof renderSvg>[0]][] = [
     ['cost_per_op.svg', costPerOpSpec(workloads, opts.design, opts.profile)],
+    ...(topdown.length > 0
+      ? [['topdown_accuracy.svg', topdownAccuracySpec(topdown)] as [string, Parameters<typeof renderSvg>[0]]]
+      : []),
     ...opts.profile.map((h): [string, Parameters<typeof renderSvg>[0]] => [
       `cost_by_step_${h.replace(/[^a-z0-9]+/gi, '_')}.svg`,
       costByStepSpec(workloads, opts.design, h, opts.cost),

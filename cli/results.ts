@@ -238,6 +238,21 @@ export const CompareResultsSchema = z
         ns: z.number().describe('the priced cost'),
       }),
     ),
+    topdown: z
+      .array(
+        z.strictObject({
+          design: z.string(),
+          scenario: z.string().describe("'one window', or 'preempted' (the vCPU thread preempted mid-period)"),
+          bucket: z.string().describe('the periods of S slots it covers, or all'),
+          metric: z.string(),
+          level: z.union([z.literal(1), z.literal(2)]),
+          cases: count,
+          worst: z.number().describe('largest |guest byte - bare metal byte|, in 1/255'),
+          mean: z.number().describe('mean |error|, in 1/255'),
+          bias: z.number().describe('mean signed error, in 1/255'),
+        }),
+      )
+      .describe('the topdown accuracy of each proposal against bare metal (compare/topdown.ts)'),
   })
   .describe('vpmu-conformance compare --json');
 

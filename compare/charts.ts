@@ -7,6 +7,7 @@
 import type { TopLevelSpec } from 'vega-lite';
 import { COST_STEPS } from './costs.js';
 import { nsPerGuestOp, ranWorkload, type WorkloadResult } from './run.js';
+import { TOPDOWN_DESIGNS, TOPDOWN_HOST, TOPDOWN_SCENARIOS, type TopdownAccuracy } from './topdown.js';
 
 const priced = (rs: readonly WorkloadResult[]) => rs.filter(ranWorkload);
 
@@ -91,6 +92,54 @@ export function costByStepSpec(
       },
     },
     resolve: { scale: { x: 'independent' } },
+  };
+}
+
+/**
+ * The topdown accuracy of each proposal, per metric: worst and mean |error| against bare metal in 1/255, one panel
+ * per scenario (the figures of the topdown table, all periods).
+ */
+export function topdownAccuracySpec(rows: readonly TopdownAccuracy[]): TopLevelSpec {
+  const values = rows
+    .filter((r) => r.bucket === 'all')
+    .flatMap((r) =>
+      (['worst', 'mean'] as const).map((stat) => ({
+        design: r.design,
+        scenario: r.scenario,
+        metric: `${r.level === 1 ? 'L1' : 'L2'} ${r.metric}`,
+        stat: `${stat} |error|`,
+        err: r[stat],
+      })),
+    );
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: 'Topdown accuracy: guest PERF_METRICS against bare metal (1/255, symmetric log scale)',
+      subtitle: `npm run compare: ${rows.find((r) => r.bucket === 'all')?.cases ?? 0} generated slot breakdowns on ${TOPDOWN_HOST}`,
+    },
+    data: { values },
+    facet: {
+      row: { field: 'stat', title: null },
+      column: { field: 'scenario', title: null, sort: [...TOPDOWN_SCENARIOS] },
+    },
+    spec: {
+      width: 260,
+      height: 200,
+      mark: { type: 'bar', tooltip: true },
+      encoding: {
+        y: { field: 'metric', type: 'nominal', sort: null, title: null },
+        yOffset: { field: 'design', sort: [...TOPDOWN_DESIGNS] },
+        x: {
+          field: 'err',
+          type: 'quantitative',
+          scale: { type: 'symlog' },
+          axis: { values: [0, 1, 2, 5, 10, 20, 50, 100, 200], format: ',.2~f' },
+          title: '1/255',
+        },
+        color: { field: 'design', type: 'nominal', sort: [...TOPDOWN_DESIGNS], title: 'design' },
+      },
+    },
+    resolve: { scale: { x: 'shared' } },
   };
 }
 
