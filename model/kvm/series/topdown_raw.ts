@@ -13,28 +13,27 @@ import { type Access, gp, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
 import type { Cpu } from '../../hw/cpu.js';
 import type { Profile } from '../../hw/profile.js';
-import { PERF_CAP_PERF_METRICS, MSR_IA32_PERF_CAPABILITIES } from '../../hw/msr/capabilities.js';
+import { PERF_CAP_PERF_METRICS } from '../../hw/msr/capabilities.js';
 import { MSR_PERF_METRICS } from '../../hw/msr/topdown.js';
 import { GLOBAL_STATUS_PERF_METRICS_OVF_BIT } from '../../hw/msr/global.js';
 import { INTEL_PMC_FIXED_RDPMC_METRICS, MSR_CORE_PERF_FIXED_CTR0 } from '../../hw/msr/counters.js';
 import { HOST_PERF_OPS, type HostKernel, type HostPerfOps, type TopdownEvent } from '../../host/perf.js';
 import { type Constraint, IDX_METRIC_BASE, IDX_FIXED_SLOTS } from '../../host/schedule.js';
 import { attr, type PerfEvent, type PerfSample } from '../../host/types.js';
-import { KVM_FIXED_PMC_BASE_IDX } from '../common/state.js';
-import { get_fixed_pmc, type KvmPmuCap } from '../common/pmu.h.js';
+import { get_fixed_pmc } from '../common/pmu.h.js';
 import { vcpu_get_perf_capabilities } from '../common/pmu_intel.js';
 import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
-import { type KvmPmc, type KvmVcpuState, newPmc } from '../emulated/state.js';
+import {
+  INTEL_PMC_IDX_FIXED_SLOTS,
+  kvm_get_msr_index_list,
+  kvm_init_pmu_capability,
+  kvm_pmu_init_with_slots,
+} from './fixed_ctr3.js';
+import type { KvmPmc, KvmVcpuState } from '../emulated/state.js';
 import type { VmxPerfCaps } from '../emulated/vmx.js';
 
-/** KVM_MAX_NR_INTEL_FIXED_COUTNERS after patch 02/13: FIXED_CTR3 is the fourth. */
-export const TOPDOWN_MAX_NR_FIXED = 4;
-/** PSEUDO_ARCH_TOPDOWN_SLOTS (patch 02/13): fixed_pmc_events[3], perf's slots pseudo-encoding. */
-const PSEUDO_ARCH_TOPDOWN_SLOTS = 0x0400n;
 /** INTEL_FIXED_VMETRICS_EVENT (patch 07/13): the guest's virtual metrics event. */
 export const INTEL_FIXED_VMETRICS_EVENT = 0x1100n;
-/** INTEL_PMC_IDX_FIXED_SLOTS: FC3 in KVM's PMC index space. */
-const INTEL_PMC_IDX_FIXED_SLOTS = KVM_FIXED_PMC_BASE_IDX + 3;
 /** KVM_TD_EVENTS_MAX (patch 10/13): the slots leader and the metrics member. */
 const KVM_TD_EVENTS_MAX = 2;
 
@@ -61,21 +60,9 @@ const ops = (vcpu: KvmVcpuState): TopdownRawOps => vcpu.ops;
 
 // ---------------------------------------------------------------- pmu.c
 
-/** kvm_init_pmu_capability with patch 02/13: up to four fixed counters. */
-function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
-  const cap = EMULATED_OPS.kvm_init_pmu_capability(host);
-  if (!cap.enable_pmu) return cap;
-  return { ...cap, num_counters_fixed: Math.min(host.nFixedContig, TOPDOWN_MAX_NR_FIXED) };
-}
-
 /** kvm_pmu_init + intel_pmu_init with patches 02/13 and 10/13: FC3 counts the slots pseudo-event. */
 function kvm_pmu_init(vcpu: KvmVcpuState): void {
-  EMULATED_OPS.kvm_pmu_init(vcpu);
-  const fc3 = newPmc(INTEL_PMC_IDX_FIXED_SLOTS, 'fixed');
-  fc3.eventsel = PSEUDO_ARCH_TOPDOWN_SLOTS;
-  vcpu.pmu.fixed_counters.push(fc3);
-  for (const pmc of [...vcpu.pmu.gp_counters, ...vcpu.pmu.fixed_counters])
-    Object.assign(pmc, { max_nr_events: 1, extra_config: 0n, metrics_event: null });
+  kvm_pmu_init_with_slots(vcpu, { max_nr_events: 1, extra_config: 0n, metrics_event: null });
 }
 
 /** pmc_is_topdown_metrics_used (patch 11/13): FC3 in topdown mode. */
@@ -276,14 +263,6 @@ function vmx_get_perf_capabilities(host: HostKernel, enablePmu: boolean): VmxPer
   const c = EMULATED_OPS.vmx_get_perf_capabilities(host, enablePmu);
   if (!enablePmu) return c;
   return { ...c, supportedPerfCap: c.supportedPerfCap | (host.profile.perfCapabilities & PERF_CAP_PERF_METRICS) };
-}
-
-/** kvm_get_msr_index_list with patch 11/13: PERF_METRICS in msrs_to_save_pmu where KVM offers it. */
-function kvm_get_msr_index_list(vcpu: KvmVcpuState): number[] {
-  const l = EMULATED_OPS.kvm_get_msr_index_list(vcpu);
-  if (!vcpu.kvm_pmu_cap.enable_pmu || (vcpu.supported_perf_cap & PERF_CAP_PERF_METRICS) === 0n) return l;
-  l.splice(l.indexOf(MSR_IA32_PERF_CAPABILITIES), 0, MSR_PERF_METRICS);
-  return l;
 }
 
 // ---------------------------------------------------------------- host perf (patches 07/13, 09/13, 12/13)

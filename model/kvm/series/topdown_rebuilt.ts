@@ -11,27 +11,25 @@
 
 import { type Access, gp, ok } from '../../hw/access.js';
 import { bit, lowMask } from '../../hw/bits.js';
-import type { Profile } from '../../hw/profile.js';
-import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_PERF_METRICS } from '../../hw/msr/capabilities.js';
+import { PERF_CAP_PERF_METRICS } from '../../hw/msr/capabilities.js';
 import { MSR_PERF_METRICS } from '../../hw/msr/topdown.js';
 import { GLOBAL_STATUS_PERF_METRICS_OVF_BIT } from '../../hw/msr/global.js';
 import { MSR_CORE_PERF_FIXED_CTR0 } from '../../hw/msr/counters.js';
 import type { HostKernel } from '../../host/perf.js';
 import { INTEL_TD_METRIC_RETIRING, num_topdown_events } from '../../host/schedule.js';
 import { attr, type PerfEvent } from '../../host/types.js';
-import { KVM_FIXED_PMC_BASE_IDX } from '../common/state.js';
-import { get_fixed_pmc, type KvmPmuCap, pmc_is_globally_enabled, pmc_is_locally_enabled } from '../common/pmu.h.js';
+import { get_fixed_pmc, pmc_is_globally_enabled, pmc_is_locally_enabled } from '../common/pmu.h.js';
 import { vcpu_get_perf_capabilities } from '../common/pmu_intel.js';
 import { EMULATED_OPS, type EmulatedOps } from '../emulated/ops.js';
-import { type KvmPmc, type KvmPmu, type KvmVcpuState, newPmc } from '../emulated/state.js';
+import {
+  INTEL_PMC_IDX_FIXED_SLOTS,
+  kvm_get_msr_index_list,
+  kvm_init_pmu_capability,
+  kvm_pmu_init_with_slots,
+} from './fixed_ctr3.js';
+import type { KvmPmc, KvmPmu, KvmVcpuState } from '../emulated/state.js';
 import type { VmxPerfCaps } from '../emulated/vmx.js';
 
-/** KVM_PMC_MAX_FIXED after patch 5/8: FIXED_CTR3 is the fourth. */
-export const TOPDOWN_MAX_NR_FIXED = 4;
-/** The kernel-defined slots event of patch 5/8: fixed_pmc_events[3] = {0x00, 0x04}. */
-const PSEUDO_ARCH_TOPDOWN_SLOTS = 0x0400n;
-/** INTEL_PMC_IDX_FIXED_SLOTS: FC3 in KVM's PMC index space. */
-const INTEL_PMC_IDX_FIXED_SLOTS = KVM_FIXED_PMC_BASE_IDX + 3;
 /** INTEL_PERF_METRICS_IDX (patch 8/8): GLOBAL_CTRL_EN_PERF_METRICS, the status bit of a metric byte's wrap. */
 const INTEL_PERF_METRICS_IDX = GLOBAL_STATUS_PERF_METRICS_OVF_BIT;
 /** RDPMC ECX bit 29 (INTEL_PMC_FIXED_RDPMC_METRICS) as a type: ECX[31:16] = 0x2000. */
@@ -58,21 +56,9 @@ const tdPmu = (vcpu: KvmVcpuState): TopdownRebuiltPmu => vcpu.pmu as TopdownRebu
 
 // ---------------------------------------------------------------- pmu.c
 
-/** kvm_init_pmu_capability with patch 5/8: up to four fixed counters. */
-function kvm_init_pmu_capability(host: Profile): KvmPmuCap {
-  const cap = EMULATED_OPS.kvm_init_pmu_capability(host);
-  if (!cap.enable_pmu) return cap;
-  return { ...cap, num_counters_fixed: Math.min(host.nFixedContig, TOPDOWN_MAX_NR_FIXED) };
-}
-
 /** kvm_pmu_init + intel_pmu_init with patches 5/8 and 7/8: FC3 counts the slots event. */
 function kvm_pmu_init(vcpu: KvmVcpuState): void {
-  EMULATED_OPS.kvm_pmu_init(vcpu);
-  const fc3 = newPmc(INTEL_PMC_IDX_FIXED_SLOTS, 'fixed');
-  fc3.eventsel = PSEUDO_ARCH_TOPDOWN_SLOTS;
-  vcpu.pmu.fixed_counters.push(fc3);
-  for (const pmc of [...vcpu.pmu.gp_counters, ...vcpu.pmu.fixed_counters])
-    Object.assign(pmc, { max_nr_events: 1, metric_events: [] });
+  kvm_pmu_init_with_slots(vcpu, { max_nr_events: 1, metric_events: [] });
   Object.assign(vcpu.pmu, { nr_perf_metrics: 0, perf_metrics: 0n, perf_metrics_mask: ~0n, metric_event_ovf: false });
 }
 
@@ -296,14 +282,6 @@ function vmx_get_perf_capabilities(host: HostKernel, enablePmu: boolean): VmxPer
   const c = EMULATED_OPS.vmx_get_perf_capabilities(host, enablePmu);
   if (!enablePmu || num_topdown_events(host.profile) === 0) return c;
   return { ...c, supportedPerfCap: c.supportedPerfCap | PERF_CAP_PERF_METRICS };
-}
-
-/** kvm_get_msr_index_list with patch 8/8: PERF_METRICS in msrs_to_save_all where KVM offers it. */
-function kvm_get_msr_index_list(vcpu: KvmVcpuState): number[] {
-  const l = EMULATED_OPS.kvm_get_msr_index_list(vcpu);
-  if (!vcpu.kvm_pmu_cap.enable_pmu || (vcpu.supported_perf_cap & PERF_CAP_PERF_METRICS) === 0n) return l;
-  l.splice(l.indexOf(MSR_IA32_PERF_CAPABILITIES), 0, MSR_PERF_METRICS);
-  return l;
 }
 
 /** The series as a design: today's record with the functions patches 5/8–8/8 change (host perf: upstream's topdown). */
