@@ -57,18 +57,9 @@ interface Options {
   shard?: { index: number; count: number };
 }
 
-function command(): Command {
-  return new Command('vpmu-conformance start')
-    .description(
-      'Conformance of virtual PMUs against a reference Intel PMU model: the main job (npm start -- [options]).',
-    )
-    .addOption(new Option('--runs <n>', 'programs per check').argParser(positiveInt).default(DEFAULT_RUNS))
-    .addOption(
-      new Option('--time <seconds>', 'stop each check after this long (counted as interrupted, not passed)').argParser(
-        positiveInt,
-      ),
-    )
-    .addOption(new Option('--seed <n>', 'fast-check seed (default: fresh, printed)').argParser(seedArg))
+/** The flags that choose which checks run and where their reports go, shared by start and soak. */
+export function withPlanOptions(cli: Command): Command {
+  return cli
     .addOption(new Option('--only <id...>', 'run only these checks').choices(IDS))
     .addOption(
       new Option('--profile <name...>', 'properties on these hosts only').choices(Object.keys(BUILTIN_PROFILES)),
@@ -84,7 +75,22 @@ function command(): Command {
         'conformance on these generation profiles only (default: all but beyond-supported)',
       ).choices([...GENERATION_PROFILES]),
     )
-    .addOption(new Option('--out <dir>', 'where failure reports are written').default('reports/out'))
+    .addOption(new Option('--out <dir>', 'where failure reports are written').default('reports/out'));
+}
+
+function command(): Command {
+  const cli = new Command('vpmu-conformance start')
+    .description(
+      'Conformance of virtual PMUs against a reference Intel PMU model: the main job (npm start -- [options]).',
+    )
+    .addOption(new Option('--runs <n>', 'programs per check').argParser(positiveInt).default(DEFAULT_RUNS))
+    .addOption(
+      new Option('--time <seconds>', 'stop each check after this long (counted as interrupted, not passed)').argParser(
+        positiveInt,
+      ),
+    )
+    .addOption(new Option('--seed <n>', 'fast-check seed (default: fresh, printed)').argParser(seedArg));
+  return withPlanOptions(cli)
     .option('--clean', 'remove the reports already in --out before the run')
     .option('--json [file]', `results as JSON (format ${RESULTS_FORMAT}), on stdout or to FILE`)
     .option('--junit <file>', 'results as JUnit XML to FILE, for CI systems')
@@ -121,9 +127,12 @@ export function replayLine(o: Options, seed: number): string {
 }
 
 /** A row of the plan: a check to run, or one that does not apply (with why). */
-type Planned = { readonly spec: CheckSpec; readonly rule: string } | { readonly na: CheckResult };
+export type Planned = { readonly spec: CheckSpec; readonly rule: string } | { readonly na: CheckResult };
 
-function plan(o: Options, budget: Parameters<typeof specOf>[1]): Planned[] {
+/** What chooses the checks: the plan-shaping flags (withPlanOptions) and a shard. */
+export type PlanChoice = Pick<Options, 'only' | 'profile' | 'design' | 'gen' | 'shard'>;
+
+export function plan(o: PlanChoice, budget: Parameters<typeof specOf>[1]): Planned[] {
   const picked = (id: string, profile: string, gen: string | null) =>
     (o.only === undefined || id === '*' || o.only.includes(id)) &&
     (profile === 'random' || o.profile === undefined || o.profile.includes(profile)) &&
@@ -162,7 +171,7 @@ function plan(o: Options, budget: Parameters<typeof specOf>[1]): Planned[] {
   return s === undefined ? rows : rows.filter((_, j) => j % s.count === s.index - 1);
 }
 
-const label = (c: Pick<CheckResult, 'check' | 'gen' | 'design' | 'host'>) =>
+export const label = (c: Pick<CheckResult, 'check' | 'gen' | 'design' | 'host'>) =>
   `${c.check}${c.gen !== null ? `/${c.gen}` : ''} on ${c.design ?? 'hw model'}, ${c.host}`;
 
 function resultCell(c: CheckResult): string {
