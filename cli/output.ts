@@ -14,7 +14,7 @@ export function compactTable(head: string[]): Table.Table {
 }
 
 /** The npm scripts of this package that run a command (package.json). */
-const OUR_SCRIPTS = ['start', 'replay', 'bugs', 'compare', 'merge'];
+const OUR_SCRIPTS = ['start', 'replay', 'bugs', 'compare', 'merge', 'soak'];
 
 /** True when npm ran this command as one of our scripts and printed its banner on stdout. */
 export function npmBannerOnStdout(env: NodeJS.ProcessEnv = process.env): boolean {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * The command line: `vpmu-conformance start|replay|bugs|compare|merge` (the package's bin, what `npx
- * vpmu-conformance` runs; `npm start` and `npm run replay|bugs|compare|merge` run the same commands).
+ * The command line: `vpmu-conformance start|replay|bugs|compare|soak|merge` (the package's bin, what `npx
+ * vpmu-conformance` runs; `npm start` and `npm run replay|bugs|compare|soak|merge` run the same commands).
  * Each command is loaded only when asked for, so `--help` costs commander alone.
  */
 
@@ -29,6 +29,10 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   compare: {
     summary: 'the vPMU designs side by side: properties held, cost of guest workloads (npm run compare)',
     run: async (a) => (await import('./compare.js')).compareCli(a),
+  },
+  soak: {
+    summary: 'every check of npm start, round after round on fresh seeds, until a time budget (npm run soak)',
+    run: async (a) => (await import('./soak.js')).soakCli(a),
   },
   merge: {
     summary: 'join the --json results of the shards of one run (npm start -- --shard i/n) into one (npm run merge)',

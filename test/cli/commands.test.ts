@@ -8,22 +8,26 @@ describe('the entry point (the bin)', () => {
   it('--help names every command and the exit statuses; no command is bad usage', () => {
     const h = cli(['--help']);
     expect(h.code).toBe(0);
-    for (const c of ['start', 'replay', 'bugs', 'compare', 'merge']) expect(h.out).toMatch(new RegExp(`^  ${c} `, 'm'));
+    for (const c of ['start', 'replay', 'bugs', 'compare', 'soak', 'merge'])
+      expect(h.out).toMatch(new RegExp(`^  ${c} `, 'm'));
     expect(h.out).toContain('130  interrupted');
     expect(cli([]).code).toBe(2);
     const u = cli(['frobnicate']);
     expect(u.code).toBe(2);
     expect(u.err).toBe(
-      "vpmu-conformance: unknown command 'frobnicate' (commands: start, replay, bugs, compare, merge; --help for usage)\n",
+      "vpmu-conformance: unknown command 'frobnicate' (commands: start, replay, bugs, compare, soak, merge; --help for usage)\n",
     );
   });
 
-  it.each(['start', 'replay', 'bugs', 'compare', 'merge'])('%s --help gives the exit statuses and exits 0', (c) => {
-    const r = cli([c, '--help']);
-    expect(r.code).toBe(0);
-    expect(r.out).toContain(`Usage: vpmu-conformance ${c}`);
-    expect(r.out).toContain('Exit status (every command):');
-  });
+  it.each(['start', 'replay', 'bugs', 'compare', 'soak', 'merge'])(
+    '%s --help gives the exit statuses and exits 0',
+    (c) => {
+      const r = cli([c, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain(`Usage: vpmu-conformance ${c}`);
+      expect(r.out).toContain('Exit status (every command):');
+    },
+  );
 });
 
 describe('bugs: exit status and targets', () => {

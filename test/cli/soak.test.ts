@@ -1,0 +1,65 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { roundSeed } from '../../cli/soak.js';
+import { cli } from '../support/cli.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'vpmu-soak-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const lastLine = (s: string) => s.trim().split('\n').at(-1)!;
+
+describe('soak: every planned check, round after round, until the budget', () => {
+  it('0 after a 3 s soak of one check, with its programs and rounds in the table and the replay of the soak', () => {
+    const r = cli(['soak', '--minutes', '0.05', '--only', 'readback', '--workers', '1', '--out', join(tmp, 'ok')]);
+    expect(r.code).toBe(0);
+    // Plain lines off a terminal: one per round, each on its own seed.
+    const rounds = [...r.out.matchAll(/^round (\d+) \(seed (-?\d+)\) done: 2000 programs/gm)];
+    expect(rounds.length).toBeGreaterThan(1);
+    rounds.forEach((m, i) => expect([Number(m[1]), Number(m[2])]).toEqual([i, roundSeed(15, i)]));
+    const row = /│ readback +│ hw model +│ random +│ +│ (\d+) +│ (\d+) +│ 0 +│/.exec(r.out);
+    expect(Number(row![1])).toBeGreaterThanOrEqual(2000 * rounds.length);
+    expect(Number(row![2])).toBe(rounds.length);
+    expect(lastLine(r.out)).toMatch(
+      new RegExp(
+        `^${row![1]} programs in \\d s, 0 failed \\(replay: npm run soak -- --seed 15 --minutes 0.05 --only readback\\)$`,
+      ),
+    );
+  });
+
+  it('1 on a planted bug: the failure is written as npm start writes it, and its replay line fails again under npm start', () => {
+    const out = join(tmp, 'bug');
+    const args = ['--only', 'conformance', '--profile', 'skylake', '--design', 'bug/5728a4a0ea79', '--gen', 'quiet'];
+    const r = cli(['soak', '--minutes', '0.05', '--seed', '3', ...args, '--out', out]);
+    expect(r.code).toBe(1);
+    const report = /^report: (\S+)\/report\.md/m.exec(r.out)![1]!;
+    expect(report).toMatch(/\/bug-5728a4a0ea79-rdpmc-0x[0-9a-f]+-bare-metal-gp$/);
+    expect(existsSync(join(report, 'report.json'))).toBe(true);
+    expect(existsSync(join(report, 'regression.test.ts'))).toBe(true);
+    const replay = /replay the first failure: npm start -- (.*?);/.exec(lastLine(r.out))![1]!;
+    expect(replay).toBe(
+      `--seed ${roundSeed(3, 0)} ${args.join(' ').replace('--profile skylake --design bug/5728a4a0ea79', '--design bug/5728a4a0ea79 --profile skylake')}`,
+    );
+    const again = cli(['start', ...replay.split(' '), '--out', join(tmp, 'again')]);
+    expect(again.code).toBe(1);
+    expect(again.out).toContain(`report: ${join(tmp, 'again', report.split('/').at(-1)!)}/report.md`);
+  });
+
+  it.each([['0'], ['x']])('2 for --minutes %s, with one line', (m) => {
+    const r = cli(['soak', '--minutes', m, '--out', join(tmp, 'bad')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(
+      `error: option '--minutes <m>' argument '${m}' is invalid. must be a positive number of minutes, at most 10080 (a week)\n`,
+    );
+    expect(r.out).toBe('');
+  });
+
+  it('round seeds are fresh and a pure function of the base seed and the round', () => {
+    const seeds = Array.from({ length: 1000 }, (_, i) => roundSeed(7, i));
+    expect(new Set(seeds).size).toBe(1000);
+    expect(seeds.every((s) => Number.isSafeInteger(s) && s >= -(2 ** 31) && s < 2 ** 31)).toBe(true);
+    expect(roundSeed(7, 3)).toBe(seeds[3]);
+    expect(roundSeed(8, 3)).not.toBe(seeds[3]);
+  });
+});
