@@ -51,6 +51,38 @@ export function workerPool(workers: number): WorkerPool {
   };
 }
 
+/** The signal that stopped a run, if one did, and the way to stop listening. */
+export interface StopSignals {
+  readonly signal: () => NodeJS.Signals | null;
+  readonly off: () => void;
+}
+
+/**
+ * SIGINT and SIGTERM: the first asks the pool's running checks to stop after their current program
+ * (and is said on stderr), a second stops them at once.
+ */
+export function stopOnSignals(pool: WorkerPool): StopSignals {
+  let signal: NodeJS.Signals | null = null;
+  const onSignal = (s: NodeJS.Signals) => {
+    if (signal !== null) {
+      void pool.kill();
+      return;
+    }
+    signal = s;
+    pool.requestStop();
+    console.error(`\n${s}: stopping after the current program and printing what ran (${s} again: at once)`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: () => signal,
+    off: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
 /**
  * Runs `jobs` on at most `width` lanes, starting them in order; `run(i)` does job i. Returns when
  * every lane has finished; the first error ends the wait (the other lanes' errors are dropped).

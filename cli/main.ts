@@ -30,7 +30,7 @@ import {
 } from '../reports/out_dir.js';
 import { positiveInt, seedArg, shardArg } from './args.js';
 import { type CheckSpec, publishRan, type RanCheck, specOf } from './check_run.js';
-import { defaultWorkers, inLanes, workerPool } from './check_runner.js';
+import { defaultWorkers, inLanes, stopOnSignals, workerPool } from './check_runner.js';
 import { EXIT, EXIT_HELP, guard, InputError } from './exit.js';
 import { junitXml } from './junit.js';
 import { compactTable, jsonTarget, plural } from './output.js';
@@ -337,18 +337,7 @@ async function start(argv: readonly string[]): Promise<number> {
   );
 
   const pool = workerPool(Math.max(1, Math.min(o.workers, runnable)));
-  let signal: NodeJS.Signals | null = null;
-  const onSignal = (s: NodeJS.Signals) => {
-    if (signal !== null) {
-      void pool.kill();
-      return;
-    }
-    signal = s;
-    pool.requestStop();
-    console.error(`\n${s}: stopping after the current program and printing what ran (${s} again: at once)`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const stop = stopOnSignals(pool);
   // Results as they come, published (reports written) and tabulated in the plan's order.
   const settled: (CheckResult | RanCheck | undefined)[] = planned.map((p) => ('na' in p ? p.na : undefined));
   const rows: CheckResult[] = [];
@@ -376,7 +365,7 @@ async function start(argv: readonly string[]): Promise<number> {
         report: null,
         reportError: null,
       });
-      if (signal !== null) {
+      if (stop.signal() !== null) {
         settled[i] = notRun(null);
       } else {
         try {
@@ -384,20 +373,20 @@ async function start(argv: readonly string[]): Promise<number> {
           settled[i] = r;
           say(progressLine(r.result));
         } catch (e) {
-          if (signal === null) throw e;
+          if (stop.signal() === null) throw e;
           // Stopped at once: the check in flight has no result to show.
-          settled[i] = { ...notRun(`stopped at once by a second ${signal as string}`), result: 'interrupted' };
+          settled[i] = { ...notRun(`stopped at once by a second ${stop.signal() as string}`), result: 'interrupted' };
         }
       }
       publishReady();
     });
     publishReady();
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stop.off();
     await pool.close();
   }
 
+  const signal = stop.signal();
   const written = new Set(rows.flatMap((c) => (c.report !== null ? [c.report.id] : [])));
   const known = new Map<string, number>();
   for (const c of rows) for (const [k, n] of Object.entries(c.known)) known.set(k, (known.get(k) ?? 0) + n);

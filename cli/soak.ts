@@ -12,7 +12,7 @@ import { MultiBar, type SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { positiveInt, seedArg } from './args.js';
 import { type CheckSpec, publishRan } from './check_run.js';
-import { defaultWorkers, workerPool } from './check_runner.js';
+import { defaultWorkers, stopOnSignals, workerPool } from './check_runner.js';
 import { EXIT, EXIT_HELP, guard, InputError } from './exit.js';
 import { DEFAULT_DESIGNS, DEFAULT_RUNS, label, plan, type PlanChoice, withPlanOptions } from './main.js';
 import { compactTable, plural } from './output.js';
@@ -157,31 +157,20 @@ async function soak(argv: readonly string[]): Promise<number> {
   const pool = workerPool(workers);
   const t0 = Date.now();
   const shown = progress(workers, budgetMs / 1000);
-  let signal: NodeJS.Signals | null = null;
+  const stop = stopOnSignals(pool);
   let over = false;
   const budget = setTimeout(() => {
     over = true;
     pool.requestStop();
   }, budgetMs);
   const ticker = setInterval(() => shown.tick((Date.now() - t0) / 1000), 500);
-  const onSignal = (s: NodeJS.Signals) => {
-    if (signal !== null) {
-      void pool.kill();
-      return;
-    }
-    signal = s;
-    pool.requestStop();
-    console.error(`\n${s}: stopping after the current program and printing what ran (${s} again: at once)`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
   // Jobs in order: round 0's checks, then round 1's, ...; a round's line is printed when all its checks are back.
   let next = 0;
   const pending = new Map<number, number>();
   const roundPrograms = new Map<number, number>();
   const take = (): { round: number; s: Soaked } | null => {
     for (;;) {
-      if (over || signal !== null || soaked.every((s) => s.failure !== null)) return null;
+      if (over || stop.signal() !== null || soaked.every((s) => s.failure !== null)) return null;
       const round = Math.floor(next / soaked.length);
       const s = soaked[next++ % soaked.length]!;
       if (s.failure === null) return { round, s };
@@ -197,7 +186,7 @@ async function soak(argv: readonly string[]): Promise<number> {
       try {
         r = await pool.check({ ...s.spec, seed });
       } catch (e) {
-        if (signal === null) throw e;
+        if (stop.signal() === null) throw e;
         return; // stopped at once: the check in flight has nothing to show
       }
       s.programs += r.result.programs;
@@ -210,7 +199,7 @@ async function soak(argv: readonly string[]): Promise<number> {
       }
       const left = pending.get(round)! - 1;
       pending.set(round, left);
-      if (left === 0 && next >= (round + 1) * soaked.length && !over && signal === null)
+      if (left === 0 && next >= (round + 1) * soaked.length && !over && stop.signal() === null)
         shown.line(
           `round ${round} (seed ${seed}) done: ${plural(roundPrograms.get(round)!, 'program')}, ${Math.round((Date.now() - t0) / 1000)} s`,
         );
@@ -222,10 +211,10 @@ async function soak(argv: readonly string[]): Promise<number> {
     clearTimeout(budget);
     clearInterval(ticker);
     shown.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stop.off();
     await pool.close();
   }
+  const signal = stop.signal();
   console.log(summary(o, soaked, signal, Date.now() - t0));
   return signal !== null ? EXIT.interrupted : soaked.some((s) => s.failure !== null) ? EXIT.failed : EXIT.passed;
 }
