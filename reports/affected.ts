@@ -29,13 +29,8 @@ import {
 } from '../scenarios/commands.js';
 import type { GuestConfig } from '../scenarios/world.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
-import {
-  MSR_CORE_PERF_FIXED_CTR0,
-  MSR_CORE_PERF_FIXED_CTR_CTRL,
-  MSR_IA32_PERFCTR0,
-  MSR_IA32_PMC0,
-  MSR_P6_EVNTSEL0,
-} from '../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_FIXED_CTR_CTRL, MSR_P6_EVNTSEL0 } from '../model/hw/msr/counters.js';
+import { isCounter } from '../properties/expectations/common.js';
 import {
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
@@ -59,11 +54,7 @@ const TOPDOWN = 'Linux perf topdown metrics (perf stat --topdown) on Ice Lake an
 const HOST = 'host perf users (perf stat / perf record on the host or on the vCPU thread) while the guest runs';
 
 const isPmuMsr = (m: number) =>
-  (m >= MSR_IA32_PERFCTR0 && m < MSR_IA32_PERFCTR0 + 8) ||
-  (m >= MSR_IA32_PMC0 && m < MSR_IA32_PMC0 + 8) ||
-  (m >= MSR_P6_EVNTSEL0 && m < MSR_P6_EVNTSEL0 + 8) ||
-  (m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 4) ||
-  m === MSR_CORE_PERF_FIXED_CTR_CTRL;
+  isCounter(m) || (m >= MSR_P6_EVNTSEL0 && m < MSR_P6_EVNTSEL0 + 8) || m === MSR_CORE_PERF_FIXED_CTR_CTRL;
 const isGlobal = (m: number) =>
   m === MSR_CORE_PERF_GLOBAL_CTRL || m === MSR_CORE_PERF_GLOBAL_STATUS || m === MSR_CORE_PERF_GLOBAL_OVF_CTRL;
 const isLbr = (m: number) => m === MSR_LBR_SELECT || m === MSR_LBR_TOS || (m >= MSR_LBR_NHM_FROM && m < 0x700);

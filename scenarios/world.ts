@@ -286,8 +286,8 @@ export class World implements WorldFacts {
 
   /**
    * Counters bare metal held at -1 where the vCPU may exit (after an instruction KVM emulates or intercepts, at a unit
-   * boundary): a reprogram there (of a counter KVM counted in software, or on another counter's overflow) arms perf
-   * with one event left.
+   * boundary): a reprogram there (of a counter KVM counted in software, kvm_pmu_incr_counter, or on another counter's
+   * overflow) arms perf with one event left (reprogram_counter → pmc_resume_counter → perf_event_period).
    */
   private noteArmedAtMinusOne(v: number, counters: Iterable<number>): void {
     const s = this.oracles[v]!.state;
@@ -332,14 +332,7 @@ export class World implements WorldFacts {
       m.set(written, { written: value, armedAtMinusOne: value === (written < 32 ? p.gpMask : p.fixedMask) });
       return;
     }
-    s.pmc.forEach((x, i) => {
-      if (x === p.gpMask && x !== 0n)
-        (m.get(i) ?? m.set(i, { written: x, armedAtMinusOne: true }).get(i)!).armedAtMinusOne = true;
-    });
-    s.fixed.forEach((x, j) => {
-      if (x === p.fixedMask && x !== 0n)
-        (m.get(32 + j) ?? m.set(32 + j, { written: x, armedAtMinusOne: true }).get(32 + j)!).armedAtMinusOne = true;
-    });
+    this.noteArmedAtMinusOne(v, countersAtMinusOne(o));
   }
 
   constructor(readonly config: WorldConfig) {

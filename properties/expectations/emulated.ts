@@ -48,7 +48,7 @@ import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugc
 import type { Profile } from '../../model/hw/profile.js';
 import type { Access } from '../../model/hw/access.js';
 import { counterIndexOf, type GuestConfig } from '../../scenarios/world.js';
-import { MSR_LBR_TOS, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
+import { LBR_INFO_CYC_CNT, MSR_LBR_TOS, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
 /** The last accepted value written to `msr` before observation `upTo`, if any. */
 function lastWrite(history: readonly Observation[], msr: number, upTo: Observation): bigint | null {
@@ -164,11 +164,11 @@ function cyclesOnly(o: Observation, history: readonly Observation[]): string | n
   const sut = readValue(o.sut);
   const bare = readValue(o.oracle);
   const info = o.kind === 'rdmsr' && o.target !== null && o.target >= MSR_LBR_INFO_0 && o.target < MSR_LBR_INFO_0 + 32;
-  if (info && sut !== null && bare !== null && (sut & ~0xffffn) === (bare & ~0xffffn)) {
+  if (info && sut !== null && bare !== null && (sut & ~LBR_INFO_CYC_CNT) === (bare & ~LBR_INFO_CYC_CNT)) {
     const moved = history.some(
       (h) => h.vmm?.op === 'migrate' || h.vmm?.op === 'preempt' || h.vmm?.op === 'save-restore',
     );
-    if (moved || (sut & 0xffffn) > (bare & 0xffffn)) return null;
+    if (moved || (sut & LBR_INFO_CYC_CNT) > (bare & LBR_INFO_CYC_CNT)) return null;
   }
   return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
 }
@@ -295,7 +295,7 @@ function hostCompeted(c: DivergenceContext, v: number, lbr: boolean, now = false
 function shiftedRecord(msr: number, v: bigint, records: readonly bigint[] | null | undefined): boolean {
   if (records === null || records === undefined) return false;
   const info = msr >= MSR_LBR_INFO_0 && msr < MSR_LBR_INFO_0 + 32;
-  const key = (x: bigint) => (info ? x & ~0xffffn : x);
+  const key = (x: bigint) => (info ? x & ~LBR_INFO_CYC_CNT : x);
   return v === 0n || records.some((r) => key(r) === key(v));
 }
 

@@ -85,8 +85,10 @@ const LOW63 = lowMask(63);
 const LOW61 = lowMask(61);
 const ADDR48 = lowMask(48);
 const CANON_LOW_END = 1n << 47n;
+/** MSR_LBR_INFO.CYC_CNT: the elapsed core cycles since the previous record, saturated at 16 bits (D23). */
+export const LBR_INFO_CYC_CNT = bits(15, 0);
 /** MSR_LBR_INFO's writable bits: MISPRED and CYC_CNT, plus IN_TX and TSX_ABORT in format 5. */
-const INFO_WRITABLE = bit(63) | bits(15, 0);
+const INFO_WRITABLE = bit(63) | LBR_INFO_CYC_CNT;
 const INFO_WRITABLE_FMT5 = INFO_WRITABLE | bits(62, 61);
 
 /** FROM as the format stores it (§2.13): flags over a sign-extended 48-bit address. */
