@@ -436,11 +436,17 @@ export class Cpu {
     return out;
   }
 
-  /** FREEZE_LBRS_ON_PMI at a PMI: v4 sets LBR_FRZ, the legacy freeze (v2, v3) clears DEBUGCTL.LBR. */
+  /**
+   * FREEZE_LBRS_ON_PMI at a PMI: v4 sets LBR_FRZ, the legacy freeze (v2, v3) clears DEBUGCTL.LBR, or with Arch LBR
+   * LBR_CTL.LBREn (D41).
+   */
   protected freezeLbrsOnPmi(): void {
     const s = this.s;
     if (this.profile.version >= 4) s.globalStatus |= GLOBAL_STATUS_LBRS_FROZEN;
-    else s.debugctl &= ~DEBUGCTLMSR_LBR; // legacy (v2, v3): clear DEBUGCTL.LBR
+    else if (this.profile.archLbr !== undefined) {
+      relied('D41');
+      s.lbrCtl &= ~ARCH_LBR_LBREN;
+    } else s.debugctl &= ~DEBUGCTLMSR_LBR; // legacy (v2, v3): clear DEBUGCTL.LBR
   }
 
   /**

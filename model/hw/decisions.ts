@@ -319,6 +319,15 @@ export const DECISIONS: readonly Decision[] = [
     why: "No reset value of TOS or of the records is architectural (the SDM lists none, pmu-semantics.md §4.10 has no row, and a deep C-state may zero TOS), so what such a read returns is the part's choice: any value is conformant, and a divergence there shows only which choice KVM's path makes.",
     ref: 'Intel SDM Vol. 3B §17.4.8 "LBR Stack", §17.10.3; pmu-semantics.md §4.10',
   },
+  {
+    id: 'D41',
+    question:
+      "What does FREEZE_LBRS_ON_PMI do on a part that enumerates Arch LBR (CPUID.(7,0):EDX[19], leaf 1CH) with a PMU version below 4, which has no GLOBAL_STATUS.LBR_FRZ? No CPU is such a part; a VMM makes one when it gives a guest Arch LBR under KVM's version-2 CPUID.0AH.",
+    choice:
+      "The legacy freeze of versions 2 and 3 applied to Arch LBR's enable: the PMI clears IA32_LBR_CTL.LBREn (as it clears DEBUGCTL.LBR on a legacy part); LBR_FRZ stays reserved. From version 4 the PMI sets LBR_FRZ and leaves LBREn set (pmu-semantics.md §3.6).",
+    why: 'The SDM ties the LBR_FRZ freeze to version 4 and, below it, stops recording by clearing the enable bit; Arch LBR moved that bit from DEBUGCTL[0] to LBR_CTL[0]. The Arch LBR v2 series emulates exactly this for guests of versions 2 and 3 (intel_pmu_legacy_freezing_lbrs_on_pmi on GUEST_IA32_LBR_CTL), so a guest LBR freeze there is judged by this choice, not by hardware.',
+    ref: 'pmu-semantics.md §3.6, §4.4; series.md §4.3 step 6',
+  },
 ];
 
 export function decision(id: string): Decision {

@@ -211,14 +211,11 @@ export function defineProfile(spec: ProfileSpec): Profile {
     const depths: number[] = [];
     for (let k = 0; k < 8; k++) if ((a >>> k) & 1) depths.push(8 * (k + 1));
     if (depths.length === 0) fail('leaf1c.eax[7:0]', 'Arch LBR enumerates no legal depth');
-    if (lbrFmt !== LBR_FMT_ARCH)
+    // Without PDCM there is no PERF_CAPABILITIES, so no LBR_FMT to say otherwise.
+    if (spec.pdcm && lbrFmt !== LBR_FMT_ARCH)
       fail('perfCapabilities[5:0]', `Arch LBR (leaf 1CH) needs LBR_FMT 0x3f, found ${lbrFmt.toString(16)}`);
     if (spec.legacyLbr !== undefined) fail('legacyLbr', 'an Arch LBR part has no model-specific LBR MSRs');
-    if (version < 4)
-      fail(
-        'leaf0a.eax[7:0]',
-        `Arch LBR freezes through GLOBAL_STATUS.LBR_FRZ, which needs PMU version 4, not ${version}`,
-      );
+    // Below version 4 there is no LBR_FRZ: such a part freezes as versions 2 and 3 do (decision D41).
     archLbr = {
       depths,
       maxDepth: depths[depths.length - 1]!,

@@ -27,9 +27,14 @@ import {
   MSR_CORE_PERF_GLOBAL_STATUS_SET,
   GLOBAL_STATUS_LBRS_FROZEN,
 } from '../../../model/hw/msr/global.js';
-import { MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH, MSR_ARCH_LBR_FROM_0 } from '../../../model/hw/msr/lbr_arch.js';
+import {
+  ARCH_LBR_LBREN,
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_DEPTH,
+  MSR_ARCH_LBR_FROM_0,
+} from '../../../model/hw/msr/lbr_arch.js';
 import { MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO } from '../../../model/hw/msr/lbr_legacy.js';
-import { type Profile, perfCaps } from '../../../model/hw/profile.js';
+import { defineProfile, leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../../../model/hw/profile.js';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { X2APIC_LVTPC, APIC_DM_NMI } from '../../../model/hw/msr/apic.js';
 import { ARCH_CAPTURE_ALL, part, rd, USER, wr } from './parts.js';
@@ -223,6 +228,28 @@ describe('Arch LBR freeze on SAPPHIRE_RAPIDS (§3.6)', () => {
     c.step(unit(0, 3)); // overflow inside the first unit
     c.step(unit(1, 3));
     expect(archFroms(c)).toEqual([fromOf(0, 2), fromOf(0, 1), fromOf(0, 0)]);
+  });
+});
+
+describe('Arch LBR below PMU version 4 (a VMM-made part, D41): the PMI clears LBR_CTL.LBREn', () => {
+  it('clears LBREn, sets no LBR_FRZ, and records nothing until LBREn is set again', () => {
+    const v2Arch = defineProfile({
+      ...SAPPHIRE_RAPIDS.spec,
+      name: 'v2-arch-lbr',
+      leaf0a: { eax: leaf0aEax(2, 4, 48, 8), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+      perfCapabilities: perfCaps({ lbrFmt: 0x3f, fwWrite: true }),
+      topdownL2: false,
+    });
+    const c = armed(v2Arch, { k: 2 });
+    c.step(unit(0));
+    expect(c.step(unit(1))).not.toBeNull();
+    expect(rd(c, MSR_ARCH_LBR_CTL)).toBe(ARCH_CAPTURE_ALL & ~ARCH_LBR_LBREN);
+    expect(rd(c, MSR_CORE_PERF_GLOBAL_STATUS) & GLOBAL_STATUS_LBRS_FROZEN).toBe(0n);
+    c.step(unit(2));
+    expect(archFroms(c)).toEqual([fromOf(1), fromOf(0)]);
+    wr(c, MSR_ARCH_LBR_CTL, ARCH_CAPTURE_ALL);
+    c.step(unit(3));
+    expect(archFroms(c)).toEqual([fromOf(3), fromOf(1), fromOf(0)]);
   });
 });
 

@@ -87,8 +87,10 @@ describe('defineProfile rejects a profile that contradicts itself, naming the fi
     ));
   it('LBR_FMT 0x3f without CPUID leaf 1CH', () =>
     rejects({ pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 0x3f }) }, 'perfCapabilities[5:0]'));
-  it('leaf 1CH without LBR_FMT 0x3f', () =>
-    rejects({ leaf1c: { eax: 0xf, ebx: 0, ecx: 0, edx: 0 } }, 'perfCapabilities[5:0]'));
+  it('leaf 1CH without LBR_FMT 0x3f (with PDCM; without it there is no LBR_FMT to contradict)', () => {
+    rejects({ pdcm: true, leaf1c: { eax: 0xf, ebx: 0, ecx: 0, edx: 0 } }, 'perfCapabilities[5:0]');
+    expect(defineProfile({ ...base, leaf1c: { eax: 0xf, ebx: 0, ecx: 0, edx: 0 } }).archLbr?.maxDepth).toBe(32);
+  });
   it('counters on a version-0 PMU', () =>
     rejects({ leaf0a: { eax: leaf0aEax(0, 2, 48, 0), ebx: 0, ecx: 0, edx: 0 } }, 'leaf0a.eax'));
   it('more GP counters than the MSR map holds', () =>
@@ -110,7 +112,7 @@ describe('defineProfile rejects a profile that contradicts itself, naming the fi
     rejects({ leaf0a: { ...base.leaf0a, edx: leaf0aEdx(3, 0) } }, 'leaf0a.edx[12:5]'));
   it('a PERF_CAPABILITIES value that is not a u64', () =>
     rejects({ pdcm: true, perfCapabilities: 1n << 64n }, 'perfCapabilities'));
-  it('Arch LBR with no legal depth, with legacy geometry, or before v4', () => {
+  it('Arch LBR with no legal depth or with legacy geometry (below v4 it is a part of its own: D41)', () => {
     const arch = { pdcm: true, perfCapabilities: perfCaps({ lbrFmt: 0x3f }) };
     const v4 = { ...base.leaf0a, eax: leaf0aEax(4, 4, 48, 7) };
     rejects({ ...arch, leaf0a: v4, leaf1c: { eax: 0, ebx: 0, ecx: 0, edx: 0 } }, 'leaf1c.eax[7:0]');
@@ -123,7 +125,9 @@ describe('defineProfile rejects a profile that contradicts itself, naming the fi
       },
       'legacyLbr',
     );
-    rejects({ ...arch, leaf1c: { eax: 1, ebx: 0, ecx: 0, edx: 0 } }, 'leaf0a.eax[7:0]');
+    expect(defineProfile({ ...base, ...arch, leaf1c: { eax: 1, ebx: 0, ecx: 0, edx: 0 } }).archLbr?.depths).toEqual([
+      8,
+    ]);
   });
   it('legacy LBR geometry that the format or the part cannot have', () => {
     const g = { depth: 16, fromBase: MSR_LBR_NHM_FROM, toBase: MSR_LBR_NHM_TO, select: true, callStack: false };
