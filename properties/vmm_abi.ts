@@ -10,7 +10,10 @@
  */
 
 import fc from 'fast-check';
-import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
+import { type CpuidRegs, LBR_FMT_ARCH, leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
+import { bit } from '../model/hw/bits.js';
+import { MSR_IA32_XSS, XFEATURE_LBR } from '../model/hw/msr/system.js';
+import { MSR_ARCH_LBR_DEPTH } from '../model/hw/msr/lbr_arch.js';
 import { Divergence, GuestRun, type WorldCommand } from '../scenarios/commands.js';
 import { declaredFor, type KnownDivergence } from './expectations/types.js';
 import { VmmGetMsr, VmmRoundTrip, vmmMsrArb, vmmSetCpuidArb, vmmSetMsrArb } from '../scenarios/vmm.js';
@@ -23,7 +26,7 @@ import {
   MSR_P6_EVNTSEL0,
 } from '../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
-import { KVM_PMU_CAP_DISABLE } from '../model/kvm/types.js';
+import { KVM_PMU_CAP_DISABLE, type VpmuVcpu } from '../model/kvm/types.js';
 import { probeSupportedPmu, supportedGuestArb, supportedOf } from '../scenarios/supported.js';
 
 export interface VmmAbiRun {
@@ -43,7 +46,17 @@ export class VmmAbiViolation extends Error {
  * The guest a VMM gives the host's whole PMU (architectural v2, every counter, PDCM, full-width writes, and PERF_METRICS
  * where the design offers it).
  */
-export function fullestGuest(host: Profile, perfMetrics = false): GuestConfig {
+export function fullestGuest(host: Profile, perfMetrics = false, archLbr?: CpuidRegs): GuestConfig {
+  const g = fullestPmuGuest(host, perfMetrics);
+  if (archLbr === undefined) return g;
+  // Arch LBR as KVM reports it, with the format an Arch LBR part enumerates.
+  return {
+    cpuid: { ...g.cpuid, archLbr: true, leaf1c: archLbr },
+    perfCapabilities: g.perfCapabilities | BigInt(LBR_FMT_ARCH),
+  };
+}
+
+function fullestPmuGuest(host: Profile, perfMetrics: boolean): GuestConfig {
   return {
     cpuid: {
       family: host.family,
@@ -60,29 +73,39 @@ export function fullestGuest(host: Profile, perfMetrics = false): GuestConfig {
   };
 }
 
+/**
+ * A non-zero value MSR `m` of the fullest vCPU holds on hardware: 1 for a counter or control (LBR_CTL: LBREn), the
+ * Arch LBR component for IA32_XSS (bit 0, x87, is no supervisor state), and for IA32_LBR_DEPTH the depth it reads.
+ */
+function holdable(x: VpmuVcpu, m: number): bigint {
+  if (m === MSR_IA32_XSS) return bit(XFEATURE_LBR);
+  if (m === MSR_ARCH_LBR_DEPTH) {
+    const d = x.hostGetMsr(m);
+    return d.ok && d.value !== 0n ? d.value : 1n;
+  }
+  return 1n;
+}
+
 /** Every listed counter and control MSR holds a non-zero restored value on the fullest vCPU. */
 export function checkMsrIndexList(r: VmmAbiRun): void {
+  const s = probeSupportedPmu(r.host, r.design, r.hostKernel);
   const w = new World({
     host: r.host,
     cpus: 1,
-    guests: [
-      fullestGuest(
-        r.host,
-        (probeSupportedPmu(r.host, r.design, r.hostKernel).perfCapabilities & PERF_CAP_PERF_METRICS) !== 0n,
-      ),
-    ],
+    guests: [fullestGuest(r.host, (s.perfCapabilities & PERF_CAP_PERF_METRICS) !== 0n, s.archLbr)],
     design: r.design,
     hostKernel: r.hostKernel,
   });
   const x = w.vcpus[0]!;
   for (const m of x.msrIndexList()) {
     if (m === MSR_IA32_PERF_CAPABILITIES) continue; // a feature MSR: its value is the model, not state
-    const set = x.hostSetMsr(m, 1n);
+    const v = holdable(x, m);
+    const set = x.hostSetMsr(m, v);
     const got = set.ok ? x.hostGetMsr(m) : set;
-    if (!got.ok || got.value !== 1n)
+    if (!got.ok || got.value !== v)
       throw new VmmAbiViolation(
         `KVM_GET_MSR_INDEX_LIST lists MSR 0x${m.toString(16)}, but a vCPU with all of ${r.host.name}'s PMU cannot hold it: ` +
-          `KVM_SET_MSRS 0x${m.toString(16)} <- 0x1 ${set.ok ? `then KVM_GET_MSRS reads ${got.ok ? `0x${got.value.toString(16)}` : 'an error'}` : `fails (${set.error})`}`,
+          `KVM_SET_MSRS 0x${m.toString(16)} <- 0x${v.toString(16)} ${set.ok ? `then KVM_GET_MSRS reads ${got.ok ? `0x${got.value.toString(16)}` : 'an error'}` : `fails (${set.error})`}`,
       );
   }
 }

@@ -8,7 +8,7 @@
  *   enable, disable, read and close perf events (counting and sampling, with and without branch
  *   stacks), run work, preempt the vCPU thread and take NMIs; now and then a save/restore.
  * - lbr-heavy: a guest with the host's LBR format; DEBUGCTL, LBR_SELECT/TOS and the newest LBR
- *   records; branchy work; XSAVES/XRSTORS of Arch LBR state.
+ *   records (on an Arch LBR host LBR_CTL, DEPTH and its records); branchy work; XSAVES/XRSTORS of Arch LBR state.
  * - topdown: the fixed counters and their controls, the GP topdown-slots event, PERF_METRICS and
  *   the global MSRs; work with slot breakdowns.
  * - save-restore-heavy: quiet traffic with migrations, preemptions and save/restore in between.
@@ -31,7 +31,7 @@ import {
   MSR_CORE_PERF_FIXED_CTR_CTRL,
   MSR_IA32_PERFCTR0,
 } from '../model/hw/msr/counters.js';
-import type { Profile } from '../model/hw/profile.js';
+import { LBR_FMT_ARCH, type Profile } from '../model/hw/profile.js';
 import { attr } from '../model/host/types.js';
 import { focusArb, type GuestShape, quietHostCommands, shapeOf } from './arbitraries.js';
 import { beyondSupportedGuestArb, supportedGuestArb } from './supported.js';
@@ -73,6 +73,13 @@ import {
   MSR_LBR_INFO_0,
 } from '../model/hw/msr/lbr_legacy.js';
 import { MSR_PERF_METRICS } from '../model/hw/msr/topdown.js';
+import {
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_DEPTH,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_INFO_0,
+  MSR_ARCH_LBR_TO_0,
+} from '../model/hw/msr/lbr_arch.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 import { PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
 
@@ -178,6 +185,37 @@ const lbrCommands = memo((depth: number): fc.Arbitrary<WorldCommand>[] => {
     fc.nat(3).map((v) => new GuestXrstors(v)),
   ];
 });
+
+/**
+ * Arch LBR traffic: LBR_CTL (everything, user only, call stack, a reserved bit), DEPTH (the deepest, the shallowest,
+ * 0), DEBUGCTL's freeze bit, the newest records, branchy work, XSAVES/XRSTORS of the component.
+ */
+const archLbrCommands = memo((depth: number): fc.Arbitrary<WorldCommand>[] => {
+  const recordOf = memo((i: number) =>
+    fc.constantFrom(MSR_ARCH_LBR_FROM_0 + i, MSR_ARCH_LBR_TO_0 + i, MSR_ARCH_LBR_INFO_0 + i),
+  );
+  const record = fc
+    .oneof(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: Math.max(depth - 1, 0) }))
+    .chain(recordOf);
+  return [
+    fc
+      .tuple(fc.nat(3), fc.constantFrom(0x7f000fn, 0x7f0005n, 0x38000fn, 0x0n, 0x10n))
+      .map(([v, x]) => new GuestWrmsr(v, MSR_ARCH_LBR_CTL, x)),
+    fc.tuple(fc.nat(3), fc.constantFrom(MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH)).map(([v, m]) => new GuestRdmsr(v, m)),
+    fc
+      .tuple(fc.nat(3), fc.constantFrom(BigInt(depth), 8n, 0n))
+      .map(([v, x]) => new GuestWrmsr(v, MSR_ARCH_LBR_DEPTH, x)),
+    fc.tuple(fc.nat(3), fc.constantFrom(0x0n, 0x800n)).map(([v, x]) => new GuestWrmsr(v, MSR_IA32_DEBUGCTLMSR, x)),
+    fc.tuple(fc.nat(3), record).map(([v, m]) => new GuestRdmsr(v, m)),
+    branchyRun,
+    fc.nat(3).map((v) => new GuestXsaves(v)),
+    fc.nat(3).map((v) => new GuestXrstors(v)),
+  ];
+});
+
+/** The LBR traffic of a host's flavour: Arch LBR MSRs on an Arch LBR host, else the legacy ones. */
+const hostLbrCommands = (host: Profile) =>
+  host.archLbr !== undefined ? archLbrCommands(host.archLbr.maxDepth) : lbrCommands(host.legacyLbr?.depth ?? 0);
 
 /** The GP topdown-slots event (CPUID.0AH.EBX bit 7), programmed the way pmu_counters_test does. */
 const topdownEvtsel = fc
@@ -305,8 +343,14 @@ function driverGuestArb(host: Profile, s: SupportedPmu): fc.Arbitrary<GuestConfi
   return fc.oneof({ arbitrary: g, weight: 2 }, { arbitrary: g.map(full), weight: 3 });
 }
 
-/** A guest with the legacy LBR format the design offers, where it offers one the host's model has. */
+/** A guest with the LBRs the design offers: Arch LBR where it offers it, else its legacy format the host's model has. */
 const withLbr = (host: Profile, s: SupportedPmu) => (x: GuestConfig) => {
+  if (s.archLbr !== undefined)
+    return {
+      ...x,
+      cpuid: { ...x.cpuid, pdcm: true, archLbr: true, leaf1c: s.archLbr },
+      perfCapabilities: (x.perfCapabilities & ~PERF_CAP_LBR_FMT) | BigInt(LBR_FMT_ARCH),
+    };
   const offered = s.perfCapabilities & PERF_CAP_LBR_FMT;
   const fmt = offered <= 7n && host.legacyLbr !== undefined ? offered : 0n;
   return fmt === 0n ? x : { ...x, cpuid: { ...x.cpuid, pdcm: true }, perfCapabilities: x.perfCapabilities | fmt };
@@ -352,13 +396,13 @@ export function profileCommands(
       // Save/restore now and then: the fresh vCPU lands on a host whose users hold events.
       return mix(w(quiet, 2), w(CONTENDED, 2), w([saveRestoreArb], 1));
     case 'lbr-heavy':
-      return mix(w(quiet, 1), w(lbrCommands(host.legacyLbr?.depth ?? 0), 3));
+      return mix(w(quiet, 1), w(hostLbrCommands(host), 3));
     case 'topdown':
       return mix(w(quiet, 1), w(topdownCommands(shape.nGP), 3));
     case 'save-restore-heavy':
       return mix(w(quiet, 2), w(VMM, 2));
     case 'beyond-supported':
-      return mix(w(quiet, 2), w(lbrCommands(host.legacyLbr?.depth ?? 0), 1), w(topdownCommands(shape.nGP), 1));
+      return mix(w(quiet, 2), w(hostLbrCommands(host), 1), w(topdownCommands(shape.nGP), 1));
     case 'driver':
       // Mostly the driver; now and then raw guest traffic, a migration or a save/restore.
       return mix(DRIVER_COMMANDS, w([fc.oneof(...quiet)], 1), w([fc.oneof(...VMM.slice(0, 2))], 1));

@@ -44,6 +44,7 @@ import {
   SaveRestore,
   type WorldCommand,
 } from './commands.js';
+import type { CpuidRegs } from '../model/hw/profile.js';
 import type { GuestConfig } from './world.js';
 import { EMULATED_INSNS, type EmulatedInsn } from '../model/kvm/types.js';
 import type { DriverEventSpec, DriverLbrSpec, DriverParams } from './driver.js';
@@ -580,6 +581,15 @@ export function checkIndices(program: readonly SerializedCommand[], l: IndexLimi
 
 const u32Hex = hexOf(32);
 
+const regsOf = (r: { eax: bigint | number; ebx: bigint | number; ecx: bigint | number; edx: bigint | number }) => ({
+  eax: Number(r.eax),
+  ebx: Number(r.ebx),
+  ecx: Number(r.ecx),
+  edx: Number(r.edx),
+});
+
+const regsHex = (r: CpuidRegs) => ({ eax: hex(r.eax), ebx: hex(r.ebx), ecx: hex(r.ecx), edx: hex(r.edx) });
+
 export const GuestJson = z
   .strictObject({
     cpuid: z.strictObject({
@@ -588,6 +598,8 @@ export const GuestJson = z
       leaf0a: z.strictObject({ eax: u32Hex, ebx: u32Hex, ecx: u32Hex, edx: u32Hex }),
       pdcm: bool,
       tsx: bool.optional(),
+      archLbr: bool.optional(),
+      leaf1c: z.strictObject({ eax: u32Hex, ebx: u32Hex, ecx: u32Hex, edx: u32Hex }).optional(),
     }),
     perfCapabilities: u64,
     pmuCap: u64.optional(),
@@ -596,14 +608,11 @@ export const GuestJson = z
     cpuid: {
       family: g.cpuid.family,
       model: g.cpuid.model,
-      leaf0a: {
-        eax: Number(g.cpuid.leaf0a.eax),
-        ebx: Number(g.cpuid.leaf0a.ebx),
-        ecx: Number(g.cpuid.leaf0a.ecx),
-        edx: Number(g.cpuid.leaf0a.edx),
-      },
+      leaf0a: regsOf(g.cpuid.leaf0a),
       pdcm: g.cpuid.pdcm,
       ...(g.cpuid.tsx !== undefined ? { tsx: g.cpuid.tsx } : {}),
+      ...(g.cpuid.archLbr !== undefined ? { archLbr: g.cpuid.archLbr } : {}),
+      ...(g.cpuid.leaf1c !== undefined ? { leaf1c: regsOf(g.cpuid.leaf1c) } : {}),
     },
     perfCapabilities: g.perfCapabilities,
     ...(g.pmuCap !== undefined ? { pmuCap: g.pmuCap } : {}),
@@ -618,9 +627,11 @@ export function guestToJson(g: GuestConfig): SerializedGuest {
     cpuid: {
       family: g.cpuid.family,
       model: g.cpuid.model,
-      leaf0a: { eax: hex(r.eax), ebx: hex(r.ebx), ecx: hex(r.ecx), edx: hex(r.edx) },
+      leaf0a: regsHex(r),
       pdcm: g.cpuid.pdcm,
       ...(g.cpuid.tsx !== undefined ? { tsx: g.cpuid.tsx } : {}),
+      ...(g.cpuid.archLbr !== undefined ? { archLbr: g.cpuid.archLbr } : {}),
+      ...(g.cpuid.leaf1c !== undefined ? { leaf1c: regsHex(g.cpuid.leaf1c) } : {}),
     },
     perfCapabilities: hex(g.perfCapabilities),
     ...(g.pmuCap !== undefined ? { pmuCap: hex(g.pmuCap) } : {}),
@@ -634,7 +645,13 @@ export function guestFromJson(v: unknown, at = 'guest'): GuestConfig {
 /** The guest configuration as TypeScript, for reports and regression files. */
 export function guestToCode(g: GuestConfig): string {
   const r = g.cpuid.leaf0a;
-  const tsx = g.cpuid.tsx !== undefined ? `, tsx: ${g.cpuid.tsx}` : '';
+  const l1c = g.cpuid.leaf1c;
+  const tsx =
+    (g.cpuid.tsx !== undefined ? `, tsx: ${g.cpuid.tsx}` : '') +
+    (g.cpuid.archLbr !== undefined ? `, archLbr: ${g.cpuid.archLbr}` : '') +
+    (l1c !== undefined
+      ? `, leaf1c: { eax: ${hex(l1c.eax)}, ebx: ${hex(l1c.ebx)}, ecx: ${hex(l1c.ecx)}, edx: ${hex(l1c.edx)} }`
+      : '');
   return (
     `{ cpuid: { family: ${g.cpuid.family}, model: ${hex(g.cpuid.model)}, ` +
     `leaf0a: { eax: ${hex(r.eax)}, ebx: ${hex(r.ebx)}, ecx: ${hex(r.ecx)}, edx: ${hex(r.edx)} }, ` +

@@ -5,7 +5,7 @@
  */
 
 import fc from 'fast-check';
-import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
+import { leaf0aEax, leaf0aEdx, LBR_FMT_ARCH, type Profile, perfCaps } from '../model/hw/profile.js';
 import { PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT, PERF_CAP_PERF_METRICS } from '../model/hw/msr/capabilities.js';
 import { HostKernel } from '../model/host/perf.js';
 import { KVM_PMU_CAP_DISABLE, type SupportedPmu } from '../model/kvm/types.js';
@@ -81,6 +81,17 @@ export function unsupportedBy(s: SupportedPmu, g: GuestConfig): string[] {
   const caps = g.cpuid.pdcm ? g.perfCapabilities : 0n;
   if ((caps & ~s.perfCapabilities) !== 0n)
     out.push(`PERF_CAPABILITIES ${hex(caps)} (the feature MSR: ${hex(s.perfCapabilities)})`);
+  if (g.cpuid.archLbr === true) {
+    const l = g.cpuid.leaf1c;
+    if (s.archLbr === undefined) out.push('CPUID.(7,0):EDX[19] ARCH_LBR (KVM_GET_SUPPORTED_CPUID: none)');
+    else if (
+      l === undefined ||
+      l.eax !== s.archLbr.eax ||
+      (l.ebx & ~s.archLbr.ebx) !== 0 ||
+      (l.ecx & ~s.archLbr.ecx) !== 0
+    )
+      out.push(`CPUID.1CH ${l === undefined ? 'absent' : hex(l.eax)} (KVM_GET_SUPPORTED_CPUID: ${hex(s.archLbr.eax)})`);
+  }
   const fmt = caps & PERF_CAP_LBR_FMT;
   if (fmt !== 0n && (g.cpuid.family !== s.lbrModel.family || g.cpuid.model !== s.lbrModel.model))
     out.push(
@@ -106,9 +117,13 @@ function configArb(host: Profile, s: SupportedPmu, range: Range): fc.Arbitrary<G
   const fwWrites = (s.perfCapabilities & PERF_CAP_FW_WRITES) !== 0n;
   // Drawn only where the design offers PERF_METRICS, so that other designs meet the guests they always met.
   const metrics = (s.perfCapabilities & PERF_CAP_PERF_METRICS) !== 0n ? { perfMetrics: fc.boolean() } : {};
+  // Likewise Arch LBR (CPUID.(7,0):EDX[19] with KVM's leaf 1CH, LBR_FMT 0x3f behind PDCM) where the design offers it.
+  const archLbr = s.archLbr;
+  const arch = archLbr !== undefined ? { archLbr: fc.boolean() } : {};
   return fc
     .record({
       ...metrics,
+      ...arch,
       version: range.versions,
       nGP: fc.integer({ min: 0, max: range.maxGP }),
       nFixed: fc.integer({ min: 0, max: range.maxFixed }),
@@ -128,6 +143,7 @@ function configArb(host: Profile, s: SupportedPmu, range: Range): fc.Arbitrary<G
       const topdownOf = (x: typeof r) =>
         'perfMetrics' in x && x.perfMetrics === true && x.version > 1 && range.maxFixed > 3;
       const nFixedOf = (x: typeof r) => (topdownOf(x) ? range.maxFixed : x.nFixed);
+      const withArch = 'archLbr' in r && r.archLbr === true && archLbr !== undefined;
       return {
         cpuid: {
           family: host.family,
@@ -139,10 +155,11 @@ function configArb(host: Profile, s: SupportedPmu, range: Range): fc.Arbitrary<G
             edx: r.version > 1 ? leaf0aEdx(nFixedOf(r), have.fixedWidth || host.fixedWidth) : 0,
           },
           pdcm: r.pdcm,
+          ...(withArch ? { archLbr: true, leaf1c: archLbr } : {}),
         },
         perfCapabilities: perfCaps({
           fwWrite: r.fwWrite && fwWrites,
-          lbrFmt: r.lbr ? lbrFmt : 0,
+          lbrFmt: withArch ? LBR_FMT_ARCH : r.lbr ? lbrFmt : 0,
           perfMetrics: topdownOf(r),
         }),
       };

@@ -5,7 +5,8 @@
  */
 
 import type { WorkUnit } from '../model/hw/work.js';
-import type { GuestCpuid, HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
+import type { HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
+import { sameGuestCpuid } from '../model/kvm/common/cpuid.js';
 import { OracleCpu } from './oracle_filter.js';
 import { type GuestConfig, impossibleEnumeration, vmSetupOf, type World } from './world.js';
 import { NONE, type Observation, OK, type Outcome, REFUSED, valueOutcome } from './observation.js';
@@ -165,11 +166,5 @@ const answer = (r: HostAccess): Outcome => (r.ok ? OK : REFUSED);
 
 /** The same vCPU model: what KVM accepts again after KVM_RUN. */
 function sameModel(a: GuestConfig, b: GuestConfig): boolean {
-  const x = a.cpuid;
-  const y = b.cpuid;
-  const l = (p: GuestCpuid['leaf0a'], q: GuestCpuid['leaf0a']) =>
-    p.eax === q.eax && p.ebx === q.ebx && p.ecx === q.ecx && p.edx === q.edx;
-  const cpuid =
-    x.family === y.family && x.model === y.model && x.pdcm === y.pdcm && x.tsx === y.tsx && l(x.leaf0a, y.leaf0a);
-  return cpuid && (!y.pdcm || a.perfCapabilities === b.perfCapabilities);
+  return sameGuestCpuid(a.cpuid, b.cpuid) && (!b.cpuid.pdcm || a.perfCapabilities === b.perfCapabilities);
 }

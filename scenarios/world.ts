@@ -218,6 +218,8 @@ function makeOracleProfile(host: Profile, g: GuestConfig): Profile {
     // The LBR geometry is model-specific: a guest with the host's format and FMS has the host's.
     ...(fmt >= 1 && fmt <= 7 && host.legacyLbr !== undefined ? { legacyLbr: host.legacyLbr } : {}),
     ...(g.cpuid.tsx === true ? { tsx: true } : {}),
+    // CPUID.1CH means something only with CPUID.(7,0):EDX[19].
+    ...(g.cpuid.archLbr === true ? { leaf1c: g.cpuid.leaf1c ?? { eax: 0, ebx: 0, ecx: 0, edx: 0 } } : {}),
     // The PERF_METRICS layout is model-specific too: the host's level-2 bytes with the host's model.
     ...((caps & PERF_CAP_PERF_METRICS) !== 0n && host.topdownL2 && g.cpuid.model === host.model
       ? { topdownL2: true }

@@ -22,6 +22,10 @@ export interface GuestCpuid {
   readonly pdcm: boolean;
   /** CPUID.07H:EBX HLE/RTM. */
   readonly tsx?: boolean;
+  /** CPUID.(07H,0):EDX[19] ARCH_LBR (X86_FEATURE_ARCH_LBR). */
+  readonly archLbr?: boolean;
+  /** CPUID.1CH (Arch LBR depths and capabilities); read only with archLbr. */
+  readonly leaf1c?: CpuidRegs;
 }
 
 /**
@@ -91,6 +95,8 @@ export interface SupportedPmu {
    * cpuid_model_is_consistent decides).
    */
   readonly lbrModel: { readonly family: number; readonly model: number };
+  /** CPUID.1CH with CPUID.(07H,0):EDX[19] as KVM_GET_SUPPORTED_CPUID reports them, where the design offers Arch LBR. */
+  readonly archLbr?: CpuidRegs;
 }
 
 export interface VpmuVcpu {

@@ -196,6 +196,14 @@ const refusedWithin = (reserved: bigint | undefined, bits: bigint) =>
  * whose perf manages legacy LBRs with call-stack mode (vmx_get_perf_capabilities).
  */
 export function guestHasLbr(g: GuestConfig, host: Profile): boolean {
+  // Arch LBR, from a design that offers it (upstream reports none): CPUID ARCH_LBR and leaf 0x1C's depth mask the
+  // host's deepest depth (series.md §4.2, cpuid_enable_lbr); PERF_CAPABILITIES plays no part.
+  if (g.cpuid.archLbr === true)
+    return (
+      (g.cpuid.leaf0a.eax & 0xff) !== 0 &&
+      host.archLbr !== undefined &&
+      ((g.cpuid.leaf1c?.eax ?? 0) & 0xff) === 1 << (host.archLbr.maxDepth / 8 - 1)
+    );
   return (
     (g.cpuid.leaf0a.eax & 0xff) !== 0 &&
     g.cpuid.pdcm &&

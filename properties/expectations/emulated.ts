@@ -49,6 +49,7 @@ import type { Profile } from '../../model/hw/profile.js';
 import type { Access } from '../../model/hw/access.js';
 import { counterIndexOf, type GuestConfig } from '../../scenarios/world.js';
 import { LBR_INFO_CYC_CNT, MSR_LBR_TOS, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
+import { MSR_ARCH_LBR_INFO_0 } from '../../model/hw/msr/lbr_arch.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
 /** The last accepted value written to `msr` before observation `upTo`, if any. */
 function lastWrite(history: readonly Observation[], msr: number, upTo: Observation): bigint | null {
@@ -161,16 +162,41 @@ function fixedCounterMasked(msr: number, value: bigint, g: GuestConfig, host: Pr
  * any after a reschedule moved the vCPU's LBRs (the timer is the pCPU's); otherwise what else differs.
  */
 function cyclesOnly(o: Observation, history: readonly Observation[]): string | null {
-  const sut = readValue(o.sut);
-  const bare = readValue(o.oracle);
-  const info = o.kind === 'rdmsr' && o.target !== null && o.target >= MSR_LBR_INFO_0 && o.target < MSR_LBR_INFO_0 + 32;
-  if (info && sut !== null && bare !== null && (sut & ~LBR_INFO_CYC_CNT) === (bare & ~LBR_INFO_CYC_CNT)) {
-    const moved = history.some(
-      (h) => h.vmm?.op === 'migrate' || h.vmm?.op === 'preempt' || h.vmm?.op === 'save-restore',
-    );
-    if (moved || (sut & LBR_INFO_CYC_CNT) > (bare & LBR_INFO_CYC_CNT)) return null;
+  const moved = () =>
+    history.some((h) => h.vmm?.op === 'migrate' || h.vmm?.op === 'preempt' || h.vmm?.op === 'save-restore');
+  // INFO pairs (guest, bare metal) that must differ in CYC_CNT alone: an LBR_INFO read, or the records of an XSAVES.
+  const infos = infoPairs(o);
+  if (infos !== null) {
+    const sameElse = infos.every(([a, b]) => (a & ~LBR_INFO_CYC_CNT) === (b & ~LBR_INFO_CYC_CNT));
+    const more = infos.every(([a, b]) => (a & LBR_INFO_CYC_CNT) >= (b & LBR_INFO_CYC_CNT));
+    if (sameElse && (more || moved())) return null;
   }
   return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
+}
+
+/** The record MSRs holding LBR_INFO: legacy MSR_LBR_INFO_0.., Arch IA32_LBR_x_INFO. */
+const isInfoMsr = (m: number) =>
+  (m >= MSR_LBR_INFO_0 && m < MSR_LBR_INFO_0 + 32) || (m >= MSR_ARCH_LBR_INFO_0 && m < MSR_ARCH_LBR_INFO_0 + 64);
+
+/**
+ * The INFO values of `o` on both sides, where everything else it shows is the same: an INFO read's value, or every
+ * record's INFO of an XSAVES image whose other fields are equal; null for anything else.
+ */
+function infoPairs(o: Observation): [bigint, bigint][] | null {
+  if (o.kind === 'rdmsr' && o.target !== null && isInfoMsr(o.target)) {
+    const sut = readValue(o.sut);
+    const bare = readValue(o.oracle);
+    return sut === null || bare === null ? null : [[sut, bare]];
+  }
+  if (o.kind !== 'xsaves' || o.sut.kind !== 'xsave' || o.oracle.kind !== 'xsave') return null;
+  const a = o.sut.area;
+  const b = o.oracle.area;
+  const same =
+    a.lbrCtl === b.lbrCtl &&
+    a.lbrDepth === b.lbrDepth &&
+    a.entries.length === b.entries.length &&
+    a.entries.every((e, i) => e.from === b.entries[i]!.from && e.to === b.entries[i]!.to);
+  return same ? a.entries.map((e, i) => [e.info, b.entries[i]!.info]) : null;
 }
 
 /** Every counter a guest can have: GP 0..7, fixed 0..2 (as 32 + j). */
@@ -471,7 +497,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   {
     id: 'lbr-cycles-include-exits',
     title:
-      "an LBR record's elapsed-cycles field counts the host's cycles too: those of VM-exits KVM handled since the previous branch, or, after the vCPU moved, the new pCPU's since it last recorded a branch",
+      "an LBR record's elapsed-cycles field counts the host's cycles too: those of VM-exits KVM handled since the previous branch, or, after the vCPU moved, the new pCPU's since it last recorded a branch (in an LBR_INFO read or, with Arch LBR, an XSAVES image)",
     kernelRef:
       'arch/x86/kvm/vmx/vmx.c: intercepted guest MSR accesses exit to the host between guest branches; LBR_INFO.CYC_CNT is a per-pCPU timer perf cannot save with the records (arch/x86/events/intel/lbr.c intel_pmu_lbr_restore); decision D23',
     matches: (o, c) => cyclesOnly(o, c.history) === null,

@@ -16,7 +16,7 @@ import type { Access } from '../../hw/access.js';
 import type { EmulatedInsn, GuestCpuid, HostAccess } from '../types.js';
 import { type PmcOf, type KvmPmuCap } from './pmu.h.js';
 import type { KvmBase, VcpuBase } from './state.js';
-import type { CpuidRegs } from '../../hw/profile.js';
+import type { CpuidRegs, Profile } from '../../hw/profile.js';
 
 /** What a design's record holds for both designs; P is the design's struct kvm_pmc. */
 export interface KvmOps<V extends VcpuBase, P = PmcOf<V>> {
@@ -74,8 +74,8 @@ export interface KvmOps<V extends VcpuBase, P = PmcOf<V>> {
   vmx_vcpu_exit(vcpu: V): void;
 
   // ---- x86.c, cpuid.c ----
-  /** __do_cpuid_func, leaf 0xA: what KVM_GET_SUPPORTED_CPUID reports (module-wide, from kvm_pmu_cap). */
-  __do_cpuid_func(cap: KvmPmuCap, func: number): CpuidRegs;
+  /** __do_cpuid_func, leaves 0xA and 0x1C: what KVM_GET_SUPPORTED_CPUID reports (module-wide: kvm_pmu_cap, the host). */
+  __do_cpuid_func(cap: KvmPmuCap, func: number, host?: Profile): CpuidRegs;
   /** kvm_get_msr_common / vmx_get_msr for the vPMU's MSRs; null: KVM_MSR_RET_UNSUPPORTED. */
   kvm_get_msr_common(vcpu: V, msr: number, hostInitiated: boolean): Access | null;
   kvm_set_msr_common(vcpu: V, msr: number, data: bigint, hostInitiated: boolean): Access | null;

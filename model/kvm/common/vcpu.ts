@@ -17,6 +17,7 @@ import {
   type VmSetup,
 } from '../types.js';
 import { toHost } from './pmu.js';
+import { sameGuestCpuid } from './cpuid.js';
 import type { KvmBase, VcpuBase, VcpuRequests } from './state.js';
 import type { KvmOps } from './ops.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../hw/msr/capabilities.js';
@@ -104,19 +105,13 @@ function kvm_is_advertised_msr(vcpu: VcpuBase, msr: number): boolean {
   return vcpu.ops.kvm_get_msr_index_list(vcpu).includes(msr);
 }
 
-function sameCpuid(a: GuestCpuid, b: GuestCpuid): boolean {
-  const r = (x: GuestCpuid['leaf0a'], y: GuestCpuid['leaf0a']) =>
-    x.eax === y.eax && x.ebx === y.ebx && x.ecx === y.ecx && x.edx === y.edx;
-  return a.family === b.family && a.model === b.model && a.pdcm === b.pdcm && a.tsx === b.tsx && r(a.leaf0a, b.leaf0a);
-}
-
 /**
  * kvm_set_cpuid: after KVM_RUN only an identical CPUID is accepted, and changes nothing; before it, store
  * and refresh (kvm_vcpu_after_set_cpuid → kvm_pmu_refresh).
  */
 export function kvm_set_cpuid(vcpu: VcpuBase, cpuid: GuestCpuid): HostAccess {
   if (vcpu.hasRun)
-    return sameCpuid(vcpu.cpuid, cpuid)
+    return sameGuestCpuid(vcpu.cpuid, cpuid)
       ? { ok: true, value: 0n }
       : { ok: false, error: 'KVM_SET_CPUID2 after KVM_RUN with a different CPUID (-EINVAL)' };
   if (cpuid.pdcm && !vcpu.cpuid.pdcm) relied('K9'); // what PERF_CAPABILITIES held while hidden shows again

@@ -38,6 +38,8 @@ import type { KvmState, KvmVcpuState } from './state.js';
 import { EMULATED_OPS, type EmulatedOps } from './ops.js';
 import { PERF_CAP_LBR_FMT } from '../../hw/msr/capabilities.js';
 import { relied } from '../../hw/relied.js';
+import { bit } from '../../hw/bits.js';
+import { MSR_IA32_XSS, XFEATURE_LBR } from '../../hw/msr/system.js';
 
 /** KVM_CREATE_VM (kvm_arch_init_vm): no event filter, no vCPUs yet, the vPMU as the module's enable_pmu says. */
 export function newKvm(enable_pmu: boolean): KvmState {
@@ -284,15 +286,38 @@ export class EmulatedVcpu implements VpmuVcpu {
   }
 
   /**
-   * XSAVES with IA32_XSS.LBR: KVM never lets the guest set XSS bit 15 (guest Arch LBR was not
-   * merged; kvm_caps.supported_xss has no XFEATURE_MASK_LBR), so the WRMSR to XSS faults first.
+   * The command's WRMSR IA32_XSS = XFEATURE_MASK_LBR, as KVM handles it (kvm_set_msr_common): upstream handles no XSS
+   * bit the model knows (kvm_caps.supported_xss has no XFEATURE_MASK_LBR: guest Arch LBR was not merged), so it
+   * faults; a series that supports the component takes it. Set-up of the XSAVES/XRSTORS command, as on bare metal,
+   * where it retires nothing the oracle counts.
    */
-  guestXsaves(): XsaveResult {
-    return { ok: false, gp: NO_GUEST_ARCH_LBR };
+  private setGuestXssLbr(): Access {
+    return this.s.ops.kvm_set_msr_common(this.s, MSR_IA32_XSS, bit(XFEATURE_LBR), false) ?? gp(NO_GUEST_ARCH_LBR);
   }
 
-  guestXrstors(_area: ArchLbrXsave): Access {
-    return gp(NO_GUEST_ARCH_LBR);
+  /** XSAVES of component 15: never intercepted (no XSS-exiting bitmap), it runs on the LBRs the pCPU holds. */
+  guestXsaves(): XsaveResult {
+    const xss = this.setGuestXssLbr();
+    if (!xss.ok) return { ok: false, gp: xss.gp };
+    let saved: XsaveResult = { ok: false, gp: 'not run' };
+    this.guestInstruction(
+      () => {
+        saved = this.hw.xsaves();
+        return saved.ok ? ok(0n) : gp(saved.gp);
+      },
+      () => false,
+    );
+    return saved;
+  }
+
+  /** XRSTORS of component 15: natively, like XSAVES. */
+  guestXrstors(area: ArchLbrXsave): Access {
+    const xss = this.setGuestXssLbr();
+    if (!xss.ok) return xss;
+    return this.guestInstruction(
+      () => this.hw.xrstors(area),
+      () => false,
+    );
   }
 
   /**
