@@ -62,6 +62,7 @@ import { PRE_REUSE_OPS } from '../model/kvm/variants/pre_reuse.js';
 import { HW_ASSIGNED_HOST_OPS, HW_ASSIGNED_OPS } from '../model/kvm/series/hw_assigned.js';
 import { TOPDOWN_RAW_HOST_OPS, TOPDOWN_RAW_OPS } from '../model/kvm/series/topdown_raw.js';
 import { TOPDOWN_REBUILT_OPS } from '../model/kvm/series/topdown_rebuilt.js';
+import { ARCH_LBR_OPS } from '../model/kvm/series/arch_lbr.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import type { Observation } from '../scenarios/observation.js';
@@ -83,6 +84,7 @@ import {
   TOPDOWN_REBUILT_EXPECTATIONS,
   TOPDOWN_REBUILT_INVISIBILITY_EXPECTATIONS,
 } from '../properties/expectations/topdown_rebuilt.js';
+import { ARCH_LBR_EXPECTATIONS, ARCH_LBR_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/arch_lbr.js';
 import { checkDesign, type Design } from '../properties/design.js';
 import { probeSupportedPmu } from '../scenarios/supported.js';
 import { KVM_PORT_BASE } from '../model/kvm/base.js';
@@ -179,6 +181,16 @@ const DECLARED: readonly Declared[] = [
     expectations: TOPDOWN_REBUILT_EXPECTATIONS,
     invisibility: TOPDOWN_REBUILT_INVISIBILITY_EXPECTATIONS,
     base: "Like Xu's 'Enable Fixed Counter3 and Topdown Perf Metrics' RFC (2022) applied to the port of Linux v7.0-rc1 (its host perf patch 3/8, bit 48 with FIXED_CTR3 in intel_set_masks, not ported)",
+  },
+  {
+    id: 'arch-lbr',
+    title:
+      "seed 004's subject: guest Arch LBR with the host's depth, LBR_CTL in the VMCS, XSAVES of component 15 (Yang Weijiang, 'Introduce Architectural LBR for vPMU' v2, 2022)",
+    source: 'model/kvm/series/arch_lbr.ts',
+    factory: emulatedWith(ARCH_LBR_OPS),
+    expectations: ARCH_LBR_EXPECTATIONS,
+    invisibility: ARCH_LBR_INVISIBILITY_EXPECTATIONS,
+    base: "Yang Weijiang's 'Introduce Architectural LBR for vPMU' v2 (2022) applied to the port of Linux v7.0-rc1 (#DB, INIT, SMM and nested VMX not ported)",
   },
   {
     id: `bug/${FAST_RDPMC_FIX}`,

@@ -1,0 +1,166 @@
+/**
+ * Known divergences of the Arch LBR v2 series (model/kvm/series/arch_lbr.ts: Yang Weijiang et al., "Introduce
+ * Architectural LBR for vPMU" v2, 2022, the series seed 004 reviews) from bare metal, each with the mechanism in the
+ * posted patches ("patch N/15") that causes it. They come on top of what its base, today's perf-based vPMU, declares.
+ * A program whose first divergence matches none is a finding against the series. What the series does to the host's
+ * LBRs (seed 004's contention test) is no divergence a guest sees: test/model/kvm/arch_lbr.test.ts shows it.
+ */
+
+import { isGp, type Observation } from '../../scenarios/observation.js';
+import type { DivergenceContext, KnownDivergence } from './types.js';
+import { EMULATED_EXPECTATIONS } from './emulated.js';
+import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
+import { guestHasLbr } from './common.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../model/hw/msr/capabilities.js';
+import {
+  ARCH_LBR_LBREN,
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_INFO_0,
+  MSR_ARCH_LBR_TO_0,
+} from '../../model/hw/msr/lbr_arch.js';
+
+/** An Arch LBR record MSR (FROM, TO or INFO of some record). */
+export const isArchLbrRecord = (m: number | null) =>
+  m !== null && [MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0].some((b) => m >= b && m < b + 64);
+
+/**
+ * Was the vCPU rescheduled (migrated, preempted, saved and restored) at a time its LBR_CTL.LBREn may have been clear:
+ * never set by an accepted guest WRMSR, cleared by one, or left to an XRSTORS since?
+ */
+function rescheduledWithLbrEnClear(c: DivergenceContext, v: number): boolean {
+  let lbrEn = false;
+  for (const h of c.history) {
+    if (h.vcpu !== v) continue;
+    if (h.kind === 'wrmsr' && h.target === MSR_ARCH_LBR_CTL && h.sut.kind === 'accepted' && h.value !== null)
+      lbrEn = (h.value & ARCH_LBR_LBREN) !== 0n;
+    if (h.kind === 'xrstors') lbrEn = false; // the image's LBR_CTL: unknown here
+    const op = h.vmm?.op;
+    if (!lbrEn && (op === 'migrate' || op === 'preempt' || op === 'save-restore')) return true;
+  }
+  return false;
+}
+
+/**
+ * Older records lost: an Arch record read of 0 where bare metal holds one, or an XSAVES image whose records are bare
+ * metal's newest ones and then only empty ones where bare metal has more.
+ */
+function recordsLost(o: Observation): boolean {
+  if (o.kind === 'rdmsr' && isArchLbrRecord(o.target))
+    return o.sut.kind === 'value' && o.sut.value === 0n && o.oracle.kind === 'value' && o.oracle.value !== 0n;
+  if (o.kind !== 'xsaves' || o.sut.kind !== 'xsave' || o.oracle.kind !== 'xsave') return false;
+  const a = o.sut.area.entries;
+  const b = o.oracle.area.entries;
+  const kept = a.findIndex((e) => e.from === 0n);
+  if (o.sut.area.lbrCtl !== o.oracle.area.lbrCtl || kept < 0 || b[kept]?.from === 0n) return false;
+  // The kept ones are bare metal's (their cycle counts aside: lbr-cycles-include-exits), the rest empty.
+  return a.every((e, i) =>
+    i < kept ? e.from === b[i]!.from && e.to === b[i]!.to : e.from === 0n && e.to === 0n && e.info === 0n,
+  );
+}
+
+/**
+ * May the vCPU have lost its guest LBR event, or never had it ACTIVE: rescheduled with LBREn clear, LBREn left to an
+ * XRSTORS, or a host branch-stack user opened?
+ */
+function maybeNoGuestLbrEvent(c: DivergenceContext, v: number): boolean {
+  return (
+    rescheduledWithLbrEnClear(c, v) ||
+    c.history.some(
+      (h) =>
+        (h.vcpu === v && h.kind === 'xrstors') ||
+        (h.host?.op === 'open' && h.host.accepted && h.host.attr.branchSample !== undefined),
+    )
+  );
+}
+
+/** Did an XRSTORS of this vCPU precede an accepted WRMSR of LBR_CTL with LBREn (which creates the guest LBR event)? */
+function lbrEnByXrstorsThenWrmsr(c: DivergenceContext, v: number): boolean {
+  let restored = false;
+  for (const h of c.history) {
+    if (h.vcpu !== v) continue;
+    if (h.kind === 'xrstors' && h.sut.kind === 'accepted') restored = true;
+    if (
+      restored &&
+      h.kind === 'wrmsr' &&
+      h.target === MSR_ARCH_LBR_CTL &&
+      h.sut.kind === 'accepted' &&
+      h.value !== null &&
+      (h.value & ARCH_LBR_LBREN) !== 0n
+    )
+      return true;
+  }
+  return false;
+}
+
+/**
+ * A VMM's PERF_CAPABILITIES or CPUID that KVM took though its LBR_FMT and CPUID Arch LBR disagree (0x3f without CPUID
+ * Arch LBR, or CPUID Arch LBR without 0x3f), a model no CPU has (W4).
+ */
+export const archLbrFormatMismatch = (o: Observation) => {
+  const v = o.vmm;
+  if (o.kind !== 'vmm' || v === undefined || o.sut.kind !== 'ok' || o.oracle.kind !== 'refused') return false;
+  if (v.op !== 'set-msr' && v.op !== 'set-cpuid') return false;
+  const why = v.impossible;
+  if (
+    why === null ||
+    !/Arch LBR \(leaf 1CH\) needs LBR_FMT 0x3f|LBR_FMT 0x3f \(Arch LBR\) without CPUID leaf 1CH/.test(why)
+  )
+    return false;
+  return v.op === 'set-cpuid' || v.msr === MSR_IA32_PERF_CAPABILITIES;
+};
+
+export const ARCH_LBR_DECLARED: readonly KnownDivergence[] = [
+  {
+    id: 'lbr-fmt-arch-mismatch',
+    title:
+      "KVM_SET_MSRS and KVM_SET_CPUID2 take a PERF_CAPABILITIES.LBR_FMT that disagrees with the vCPU's CPUID Arch LBR (0x3f without it, or another format with it), a model no CPU has; guest LBRs follow CPUID alone",
+    kernelRef:
+      'Arch LBR v2 patch 05/15, cpuid_enable_lbr: with X86_FEATURE_ARCH_LBR only guest CPUID (7.EDX[19], leaf 0x1C) decides, PMU_CAP_LBR_FMT is not consulted; vmx.c vmx_set_msr(MSR_IA32_PERF_CAPABILITIES) checks LBR_FMT against kvm_caps.supported_perf_cap (0x3f by patch 10/15) and the family/model only',
+    vmm: true,
+    matches: archLbrFormatMismatch,
+  },
+  {
+    id: 'xss-lbr-without-arch-lbr',
+    title:
+      'a guest without Arch LBR (no CPUID 7.EDX[19], or a leaf 0x1C KVM did not enable) may set IA32_XSS bit 15 and XSAVES/XRSTORS state component 15, on whatever LBRs the pCPU holds, where bare metal #GPs',
+    kernelRef:
+      'Arch LBR v2 patch 11/15: KVM_SUPPORTED_XSS = XFEATURE_MASK_LBR; x86.c kvm_set_msr_common(MSR_IA32_XSS) checks kvm_caps.supported_xss, not guest CPUID Arch LBR; XSAVES/XRSTORS do not exit',
+    matches: (o, c) =>
+      (o.kind === 'xsaves' || o.kind === 'xrstors') && !isGp(o.sut) && isGp(o.oracle) && !guestHasLbr(c.guest, c.host),
+  },
+  {
+    id: 'arch-lbr-lazy-release',
+    title:
+      'Arch LBR records are lost once the vCPU is rescheduled with LBR_CTL.LBREn clear: the guest LBR event is released, and the one LBREn creates next starts from reset LBRs',
+    kernelRef:
+      'Arch LBR v2 patch 06/15, intel_pmu_cleanup: release the guest LBR event iff GUEST_IA32_LBR_CTL.LBREn == 0 (kvm_arch_vcpu_load sets need_cleanup); arch/x86/events/intel/lbr.c intel_pmu_lbr_add → intel_pmu_lbr_reset writes MSR_ARCH_LBR_DEPTH, which zeroes every record',
+    matches: (o, c) => guestHasLbr(c.guest, c.host) && recordsLost(o) && rescheduledWithLbrEnClear(c, o.vcpu),
+  },
+  {
+    id: 'records-on-the-pcpu',
+    title:
+      "without an ACTIVE guest LBR event, the guest's Arch LBR record reads and XSAVES show whatever the pCPU's LBRs hold: its own records from before it moved away and back, another vCPU's, or a host user's",
+    kernelRef:
+      'Arch LBR v2 patch 14/15: intel_pmu_get_msr reads MSR_ARCH_LBR_{FROM,TO,INFO}_0..31 with a raw rdmsrl before intel_pmu_handle_lbr_msrs_access checks the event; patch 11/15: XSAVES does not exit; perf saves and restores the LBRs only for the event it schedules',
+    matches: (o, c) =>
+      guestHasLbr(c.guest, c.host) &&
+      ((o.kind === 'rdmsr' && isArchLbrRecord(o.target)) || o.kind === 'xsaves') &&
+      o.sut.kind !== 'gp' &&
+      !isGp(o.oracle) &&
+      maybeNoGuestLbrEvent(c, o.vcpu),
+  },
+  {
+    id: 'xrstors-lbren-no-event',
+    title:
+      "LBREn that the guest's XRSTORS sets creates no guest LBR event: the branches recorded meanwhile go when a later WRMSR of LBR_CTL creates it (perf resets the LBRs for a new LBR user)",
+    kernelRef:
+      'Arch LBR v2 patch 06/15: only intel_pmu_set_msr(MSR_ARCH_LBR_CTL) calls intel_pmu_create_guest_lbr_event; XRSTORS does not exit (patch 11/15), and VM_EXIT_CLEAR_IA32_LBR_CTL saves its LBREn into the VMCS unseen; arch/x86/events/intel/lbr.c intel_pmu_lbr_add → intel_pmu_lbr_reset',
+    matches: (o, c) => guestHasLbr(c.guest, c.host) && recordsLost(o) && lbrEnByXrstorsThenWrmsr(c, o.vcpu),
+  },
+];
+
+/** Every declared divergence of the design: its base's, then the series' own. */
+export const ARCH_LBR_EXPECTATIONS: readonly KnownDivergence[] = [...EMULATED_EXPECTATIONS, ...ARCH_LBR_DECLARED];
+
+export const ARCH_LBR_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = EMULATED_INVISIBILITY_EXPECTATIONS;
