@@ -74,6 +74,15 @@ function maybeNoGuestLbrEvent(c: DivergenceContext, v: number): boolean {
   );
 }
 
+/** The guest sees a record bare metal does not hold there: a non-zero record read, or a non-empty XSAVES record. */
+function recordsNotBareMetals(o: Observation): boolean {
+  if (o.kind === 'rdmsr' && isArchLbrRecord(o.target))
+    return o.sut.kind === 'value' && o.sut.value !== 0n && !isGp(o.oracle);
+  if (o.kind !== 'xsaves' || o.sut.kind !== 'xsave' || o.oracle.kind !== 'xsave') return false;
+  const b = o.oracle.area.entries;
+  return o.sut.area.entries.some((e, i) => e.from !== 0n && (e.from !== b[i]?.from || e.to !== b[i]?.to));
+}
+
 /** Did an XRSTORS of this vCPU precede an accepted WRMSR of LBR_CTL with LBREn (which creates the guest LBR event)? */
 function lbrEnByXrstorsThenWrmsr(c: DivergenceContext, v: number): boolean {
   let restored = false;
@@ -130,6 +139,14 @@ export const ARCH_LBR_DECLARED: readonly KnownDivergence[] = [
       (o.kind === 'xsaves' || o.kind === 'xrstors') && !isGp(o.sut) && isGp(o.oracle) && !guestHasLbr(c.guest, c.host),
   },
   {
+    id: 'xrstors-lbren-no-event',
+    title:
+      "LBREn that the guest's XRSTORS sets creates no guest LBR event: the branches recorded meanwhile go when a later WRMSR of LBR_CTL creates it (perf resets the LBRs for a new LBR user)",
+    kernelRef:
+      'Arch LBR v2 patch 06/15: only intel_pmu_set_msr(MSR_ARCH_LBR_CTL) calls intel_pmu_create_guest_lbr_event; XRSTORS does not exit (patch 11/15), and VM_EXIT_CLEAR_IA32_LBR_CTL saves its LBREn into the VMCS unseen; arch/x86/events/intel/lbr.c intel_pmu_lbr_add → intel_pmu_lbr_reset',
+    matches: (o, c) => guestHasLbr(c.guest, c.host) && recordsLost(o) && lbrEnByXrstorsThenWrmsr(c, o.vcpu),
+  },
+  {
     id: 'arch-lbr-lazy-release',
     title:
       'Arch LBR records are lost once the vCPU is rescheduled with LBR_CTL.LBREn clear: the guest LBR event is released, and the one LBREn creates next starts from reset LBRs',
@@ -143,20 +160,7 @@ export const ARCH_LBR_DECLARED: readonly KnownDivergence[] = [
       "without an ACTIVE guest LBR event, the guest's Arch LBR record reads and XSAVES show whatever the pCPU's LBRs hold: its own records from before it moved away and back, another vCPU's, or a host user's",
     kernelRef:
       'Arch LBR v2 patch 14/15: intel_pmu_get_msr reads MSR_ARCH_LBR_{FROM,TO,INFO}_0..31 with a raw rdmsrl before intel_pmu_handle_lbr_msrs_access checks the event; patch 11/15: XSAVES does not exit; perf saves and restores the LBRs only for the event it schedules',
-    matches: (o, c) =>
-      guestHasLbr(c.guest, c.host) &&
-      ((o.kind === 'rdmsr' && isArchLbrRecord(o.target)) || o.kind === 'xsaves') &&
-      o.sut.kind !== 'gp' &&
-      !isGp(o.oracle) &&
-      maybeNoGuestLbrEvent(c, o.vcpu),
-  },
-  {
-    id: 'xrstors-lbren-no-event',
-    title:
-      "LBREn that the guest's XRSTORS sets creates no guest LBR event: the branches recorded meanwhile go when a later WRMSR of LBR_CTL creates it (perf resets the LBRs for a new LBR user)",
-    kernelRef:
-      'Arch LBR v2 patch 06/15: only intel_pmu_set_msr(MSR_ARCH_LBR_CTL) calls intel_pmu_create_guest_lbr_event; XRSTORS does not exit (patch 11/15), and VM_EXIT_CLEAR_IA32_LBR_CTL saves its LBREn into the VMCS unseen; arch/x86/events/intel/lbr.c intel_pmu_lbr_add → intel_pmu_lbr_reset',
-    matches: (o, c) => guestHasLbr(c.guest, c.host) && recordsLost(o) && lbrEnByXrstorsThenWrmsr(c, o.vcpu),
+    matches: (o, c) => guestHasLbr(c.guest, c.host) && recordsNotBareMetals(o) && maybeNoGuestLbrEvent(c, o.vcpu),
   },
 ];
 
