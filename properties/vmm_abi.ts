@@ -15,7 +15,7 @@ import { bit } from '../model/hw/bits.js';
 import { MSR_IA32_XSS, XFEATURE_LBR } from '../model/hw/msr/system.js';
 import { MSR_ARCH_LBR_DEPTH } from '../model/hw/msr/lbr_arch.js';
 import { Divergence, GuestRun, type WorldCommand } from '../scenarios/commands.js';
-import { declaredFor, type KnownDivergence } from './expectations/types.js';
+import { adoptionOf, declaredFor, type KnownDivergence } from './expectations/types.js';
 import { VmmGetMsr, VmmRoundTrip, vmmMsrArb, vmmSetCpuidArb, vmmSetMsrArb } from '../scenarios/vmm.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_PERF_METRICS } from '../model/hw/msr/capabilities.js';
@@ -145,7 +145,9 @@ export function checkPmuCapDisable(r: VmmAbiRun): void {
 export function checkVmmAbi(r: VmmAbiRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
   checkMsrIndexList(r);
   checkPmuCapDisable(r);
-  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, hostKernel: r.hostKernel });
+  // Bare metal takes on what a declaration names for a host-initiated write, as for a guest WRMSR (W6).
+  const adopt = adoptionOf(r.expectations ?? [], r.host);
+  const w = new World({ host: r.host, cpus: 2, guests: [guest], design: r.design, hostKernel: r.hostKernel, adopt });
   try {
     fc.modelRun(() => ({ model: {}, real: w }), cmds);
   } catch (e) {

@@ -10,9 +10,16 @@ import { sameGuestCpuid } from '../model/kvm/common/cpuid.js';
 import { OracleCpu } from './oracle_filter.js';
 import { type GuestConfig, impossibleEnumeration, vmSetupOf, type World } from './world.js';
 import { NONE, type Observation, OK, type Outcome, REFUSED, valueOutcome } from './observation.js';
-import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
+import { type Access, gp, ok } from '../model/hw/access.js';
+import { relied } from '../model/hw/relied.js';
+import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
 import { MSR_IA32_PERFCTR0 } from '../model/hw/msr/counters.js';
-import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_OVF_CTRL } from '../model/hw/msr/global.js';
+import {
+  legalizeStatusReset,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  statusBits,
+} from '../model/hw/msr/global.js';
 
 /**
  * The VMM gives the vCPU a new model, as QEMU does: KVM_SET_CPUID2, then (with PDCM)
@@ -42,54 +49,138 @@ export function vmmSetCpuid(w: World, vcpu: number, asked: GuestConfig): Observa
 }
 
 /**
- * KVM_SET_MSRS of one MSR. The only result claimed is KVM's ABI for PERF_CAPABILITIES without
- * PDCM (d75cac366f44: writes of 0 tolerated, others refused); an accepted write becomes the
- * oracle's state too, as restored state rather than as a guest WRMSR.
+ * KVM_SET_MSRS of one MSR, judged on bare metal of the guest's CPUID, never on KVM's answer: a value that CPU can hold
+ * is restored into it and must be accepted, one it cannot hold must be refused, where KVM's ABI for host-initiated
+ * writes (kvm-vpmu.md §2.15, §2.18) says nothing else. A declared divergence bare metal takes on (W6) decides as for a
+ * guest WRMSR.
  */
 export function vmmSetMsr(w: World, vcpu: number, msr: number, value: bigint): Observation[] {
   const v = w.index(vcpu);
   const cur = w.guestConfig(v);
   const ran = w.vcpuHasRun(v);
-  const r = w.vcpus[v]!.hostSetMsr(msr, value);
+  const x = w.vcpus[v]!;
+  const r = x.hostSetMsr(msr, value);
   const sut = answer(r);
-  const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !cur.cpuid.pdcm;
-  // W4: a PERF_CAPABILITIES no CPU of this CPUID has must be refused; bare metal has no such state.
-  const impossible =
-    r.ok && msr === MSR_IA32_PERF_CAPABILITIES && !noPdcm
-      ? impossibleEnumeration(w.config.host, { ...cur, perfCapabilities: value })
-      : null;
-  const op = { op: 'set-msr', msr, value, afterRun: ran, impossible } as const;
-  if (impossible !== null) return w.vmmRecord(v, op, sut, REFUSED);
-  if (r.ok) mirrorHostWrite(w, v, msr, value, cur, ran);
-  return w.vmmRecord(v, op, sut, noPdcm ? (value === 0n ? OK : REFUSED) : sut);
-}
-
-function mirrorHostWrite(w: World, v: number, msr: number, value: bigint, cur: GuestConfig, ran: boolean): void {
-  const o = w.oracles[v]!;
   if (msr === MSR_IA32_PERF_CAPABILITIES) {
+    // W4: a PERF_CAPABILITIES no CPU of this CPUID has must be refused; bare metal has no such state.
+    const impossible =
+      cur.cpuid.pdcm && !ran ? impossibleEnumeration(w.config.host, { ...cur, perfCapabilities: value }) : null;
+    const op = { op: 'set-msr', msr, value, afterRun: ran, impossible } as const;
+    const ok = perfCapabilitiesTaken(w, v, value, cur, ran) && impossible === null;
     // A new PERF_CAPABILITIES before KVM_RUN is a new model (kvm_pmu_refresh).
-    if (cur.cpuid.pdcm && !ran && value !== cur.perfCapabilities) w.freshOracle(v, { ...cur, perfCapabilities: value });
-    return;
+    if (ok && cur.cpuid.pdcm && !ran && value !== cur.perfCapabilities)
+      w.freshOracle(v, { ...cur, perfCapabilities: value });
+    return w.vmmRecord(v, op, sut, ok ? OK : REFUSED);
   }
-  const p = o.profile;
-  if (msr >= MSR_IA32_PERFCTR0 && msr < MSR_IA32_PERFCTR0 + p.nGP) {
-    o.state.pmc[msr - MSR_IA32_PERFCTR0] = value & p.gpMask; // host writes are not sign-extended
-    return;
-  }
-  if (msr === MSR_CORE_PERF_GLOBAL_STATUS) {
-    if (o.hasMsr(msr)) o.state.globalStatus = value;
-    return;
-  }
-  if (msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL) return; // host writes of GLOBAL_OVF_CTRL are no-ops: it holds no state
-  o.wrmsr(msr, value);
+  const op = { op: 'set-msr', msr, value, afterRun: ran, impossible: null } as const;
+  const judged = restoreJudged(w, v, msr, value, r);
+  return w.vmmRecord(v, op, sut, judged.expected, judged.adopted);
 }
 
-/** KVM_GET_MSRS of one MSR; without PDCM, PERF_CAPABILITIES must read 0 (d75cac366f44). */
+/**
+ * KVM_SET_MSRS of PERF_CAPABILITIES as KVM's ABI documents it (kvm-vpmu.md §2.15): without CPUID.PDCM only 0
+ * (d75cac366f44); after KVM_RUN only the value it holds (0094f62c7eaa); before it, what KVM reports it supports
+ * (KVM_GET_MSRS of the feature MSR), non-zero only with a vPMU (K7), an LBR format only the host's, on the host's
+ * family and model.
+ */
+function perfCapabilitiesTaken(w: World, v: number, value: bigint, cur: GuestConfig, ran: boolean): boolean {
+  if (!cur.cpuid.pdcm) return value === 0n;
+  if (ran) return value === cur.perfCapabilities;
+  const supported = w.vcpus[v]!.supportedPerfCapabilities();
+  if ((value & ~supported) !== 0n) return false;
+  if (value !== 0n && (cur.cpuid.leaf0a.eax & 0xff) === 0) return false;
+  const fmt = value & PERF_CAP_LBR_FMT;
+  const host = w.config.host;
+  return (
+    fmt === 0n ||
+    (fmt === (supported & PERF_CAP_LBR_FMT) && cur.cpuid.family === host.family && cur.cpuid.model === host.model)
+  );
+}
+
+/**
+ * What bare metal says of a restored value, and what it then holds. A listed MSR the CPU lacks takes 0 (do_set_msr:
+ * kvm_is_advertised_msr); the design's refusal or narrowing that a declaration names is taken on first (W6), as for a
+ * guest WRMSR.
+ */
+function restoreJudged(
+  w: World,
+  v: number,
+  msr: number,
+  value: bigint,
+  r: HostAccess,
+): { expected: Outcome; adopted?: Observation['adopted'] } {
+  const o = w.oracles[v]!;
+  const adopt = w.config.adopt;
+  const sut: Access = r.ok ? ok(r.value) : gp(r.error, r.reservedBits);
+  const attempt = { kind: 'wrmsr', msr, value, sut, guest: w.guestConfig(v), hostInitiated: true } as const;
+  if (!o.hasMsr(msr) && value === 0n && w.vcpus[v]!.msrIndexList().includes(msr)) return { expected: OK };
+  if (adopt !== undefined && !r.ok) {
+    const id = adopt.fault(attempt);
+    if (id !== null) return { expected: REFUSED, adopted: adopted(w, { id, bareMetal: 'does not fault' }) };
+  }
+  const narrowed = adopt !== undefined && r.ok ? adopt.value(attempt) : null;
+  const written = narrowed !== null && narrowed.value !== value ? narrowed : null;
+  const hw = restoreOnBareMetal(o, msr, written?.value ?? value);
+  if (hw.ok) {
+    w.noteWrite(v, msr);
+    return written === null
+      ? { expected: OK }
+      : { expected: OK, adopted: adopted(w, { id: written.id, written: written.value }) };
+  }
+  const a = adopt !== undefined && r.ok ? adopt.result({ ...attempt, oracle: hw }) : null;
+  if (a !== null && a.result.ok) return { expected: OK, adopted: adopted(w, { id: a.id, bareMetal: 'faults' }) };
+  return { expected: REFUSED };
+}
+
+function adopted(w: World, a: NonNullable<Observation['adopted']>): NonNullable<Observation['adopted']> {
+  relied('W6');
+  w.adopted.push(a.id);
+  return a;
+}
+
+/**
+ * A value the VMM restores, on bare metal of the guest's CPUID: written as a WRMSR would be, but where KVM's ABI makes
+ * a host-initiated write differ (kvm-vpmu.md §2.6, §2.18): GLOBAL_STATUS is writable by the host, refusing the bits no
+ * status of this CPU has (30dab5c0b65e); a GLOBAL_OVF_CTRL write is checked but clears nothing; a counter's legacy
+ * alias holds the value masked to the counter's width, not sign-extended from bit 31.
+ */
+function restoreOnBareMetal(o: OracleCpu, msr: number, value: bigint): Access {
+  const p = o.profile;
+  if (!o.hasMsr(msr)) return o.wrmsr(msr, value);
+  if (msr === MSR_CORE_PERF_GLOBAL_STATUS) {
+    const bad = value & ~statusBits(p);
+    if (bad !== 0n) return gp('IA32_PERF_GLOBAL_STATUS: bits no status of this CPU has', bad);
+    o.state.globalStatus = value;
+    return ok(value);
+  }
+  if (msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL) return legalizeStatusReset(p, value);
+  const i = msr - MSR_IA32_PERFCTR0;
+  if (i >= 0 && i < p.nGP) {
+    o.state.pmc[i] = value & p.gpMask;
+    return ok(value & p.gpMask);
+  }
+  return o.wrmsr(msr, value);
+}
+
+/**
+ * KVM_GET_MSRS of one MSR: what bare metal of the guest's CPUID holds, and 0 for a listed MSR it lacks (do_get_msr:
+ * kvm_is_advertised_msr; PERF_CAPABILITIES without PDCM, d75cac366f44).
+ */
 export function vmmGetMsr(w: World, vcpu: number, msr: number): Observation[] {
   const v = w.index(vcpu);
-  const r = w.vcpus[v]!.hostGetMsr(msr);
-  const noPdcm = msr === MSR_IA32_PERF_CAPABILITIES && !w.guestConfig(v).cpuid.pdcm;
-  return w.vmmRecord(v, { op: 'get-msr', msr }, showHost(r), noPdcm ? valueOutcome(0n) : showHost(r));
+  const x = w.vcpus[v]!;
+  const r = x.hostGetMsr(msr);
+  const o = w.oracles[v]!;
+  const held = o.hasMsr(msr) ? o.rdmsr(msr) : null;
+  const expected =
+    held !== null
+      ? held.ok
+        ? valueOutcome(held.value)
+        : REFUSED
+      : x.msrIndexList().includes(msr)
+        ? valueOutcome(0n)
+        : REFUSED;
+  return w.vmmRecord(v, { op: 'get-msr', msr }, showHost(r), expected);
 }
 
 /**

@@ -91,6 +91,8 @@ export interface MsrAttempt {
   readonly sut: Access;
   /** The vCPU's model at the time of the access. */
   readonly guest: GuestConfig;
+  /** KVM_SET_MSRS from the VMM (host_initiated), not a guest WRMSR: KVM's ABI relaxes some checks for it. */
+  readonly hostInitiated?: boolean;
 }
 
 /** How bare metal takes on declared divergences (W6): for one access, at a VMM step, or as the CPU it is. */
@@ -323,6 +325,13 @@ export class World implements WorldFacts {
     return out;
   }
 
+  /** A write bare metal took (a guest's, or the VMM's KVM_SET_MSRS): what perf arms its counters with afterwards. */
+  noteWrite(v: number, msr: number): void {
+    const idx = counterIndexOf(msr);
+    if (idx !== null) this.noteCounters(v, idx);
+    else if (isCounterControl(msr)) this.noteCounters(v, null);
+  }
+
   /** After a guest write or a reschedule: which of bare metal's counters perf would now arm with one event left. */
   private noteCounters(v: number, written: number | null): void {
     const o = this.oracles[v]!;
@@ -507,11 +516,7 @@ export class World implements WorldFacts {
     const sut = attempt(() => this.vcpus[v]!.guestWrmsr(msr, value));
     const pm = this.vcpus[v]!.drainPmis();
     const o = this.oracleMsr(v, 'wrmsr', msr, value, sut instanceof KernelOops ? NO_FAULT : sut);
-    if (o.r.ok) {
-      const idx = counterIndexOf(msr);
-      if (idx !== null) this.noteCounters(v, idx);
-      else if (isCounterControl(msr)) this.noteCounters(v, null);
-    }
+    if (o.r.ok) this.noteWrite(v, msr);
     const about = { vcpu: v, kind: 'wrmsr', target: msr, value } as const;
     return this.compareInstruction(
       o.adopted === undefined ? about : { ...about, adopted: o.adopted },
@@ -768,18 +773,27 @@ export class World implements WorldFacts {
     return o;
   }
 
+  /**
+   * A new vCPU model before KVM_RUN (KVM_SET_CPUID2, a new PERF_CAPABILITIES): kvm_pmu_refresh resets the vPMU, so bare
+   * metal is a freshly reset CPU of that model, but for DEBUGCTL, which is no PMU state: it lives in the VMCS
+   * (GUEST_IA32_DEBUGCTL), which neither kvm_vcpu_after_set_cpuid nor intel_pmu_refresh writes, only a vCPU RESET
+   * (vmx_vcpu_reset), so what the VMM or the guest left there stays.
+   */
   freshOracle(v: number, g: GuestConfig): void {
+    const old = this.oracles[v];
     const o = this.newOracle(g);
     o.filter = this.oracleFilter;
+    if (old !== undefined) o.state.debugctl = old.state.debugctl;
     this.oracles[v] = o;
     this.models[v] = g;
     this.counterWrites[v]?.clear();
   }
 
   /** A VMM ioctl on vCPU `v`: what KVM answered, and what its ABI (or bare metal) says to expect. */
-  vmmRecord(v: number, op: VmmOp, sut: Outcome, expected: Outcome, target: number | null = null): Observation[] {
+  vmmRecord(v: number, op: VmmOp, sut: Outcome, expected: Outcome, adopted?: Adopted): Observation[] {
     this.step++;
-    return [this.record({ vcpu: v, kind: 'vmm', target, value: null, vmm: op, sut, oracle: expected })];
+    const o = { vcpu: v, kind: 'vmm', target: null, value: null, vmm: op, sut, oracle: expected } as const;
+    return [this.record(adopted === undefined ? o : { ...o, adopted })];
   }
 }
 

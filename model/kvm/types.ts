@@ -59,8 +59,13 @@ export interface VmSetup {
   readonly pmuCap?: bigint;
 }
 
-/** A host-initiated (KVM_GET_MSRS / KVM_SET_MSRS) access: the ioctl succeeds or fails. */
-export type HostAccess = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly error: string };
+/**
+ * A host-initiated (KVM_GET_MSRS / KVM_SET_MSRS) access: the ioctl succeeds or fails (`reservedBits`: for a value
+ * refused, the bits of it the rule reserves, as a guest's #GP names them).
+ */
+export type HostAccess =
+  | { readonly ok: true; readonly value: bigint }
+  | { readonly ok: false; readonly error: string; readonly reservedBits?: bigint };
 
 /** struct kvm_pmu_event_filter, as userspace passes it to KVM_SET_PMU_EVENT_FILTER. */
 export interface KvmPmuEventFilter {

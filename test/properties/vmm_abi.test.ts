@@ -15,8 +15,13 @@ import {
 import { EMULATED_OPS, type EmulatedOps } from '../../model/kvm/emulated/ops.js';
 import { MEDIATED_OPS } from '../../model/kvm/mediated/ops.js';
 import { Divergence } from '../../scenarios/commands.js';
+import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 
-const emulated: VmmAbiRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
+const emulated: VmmAbiRun = {
+  host: SKYLAKE,
+  design: (h, o) => new EmulatedVcpu(h, o),
+  expectations: EMULATED_EXPECTATIONS,
+};
 
 describe('the VMM ABI: MSR index list, save round trip, PERF_CAPABILITIES without PDCM, KVM_SET_CPUID2, KVM_PMU_CAP_DISABLE', () => {
   it('holds for the emulated vPMU (1000 programs)', () => {

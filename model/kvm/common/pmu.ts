@@ -294,5 +294,8 @@ export function kvm_pmu_set_msr(vcpu: VcpuBase, msr: number, data: bigint, hostI
 
 /** The raw image of a host-initiated access result. */
 export function toHost(a: Access): HostAccess {
-  return a.ok ? { ok: true, value: a.value } : { ok: false, error: a.gp };
+  if (a.ok) return { ok: true, value: a.value };
+  return a.reservedBits === undefined
+    ? { ok: false, error: a.gp }
+    : { ok: false, error: a.gp, reservedBits: a.reservedBits };
 }
