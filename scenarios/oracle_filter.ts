@@ -61,12 +61,12 @@ export class OracleCpu extends Cpu {
   lbrFreezeAdopted: (() => void) | null = null;
 
   /**
-   * Under that adoption a version-1 CPU also holds FREEZE_LBRS_ON_PMI, a bit its DEBUGCTL lacks (D37), as KVM lets a
-   * version-1 guest with LBRs hold it: stored, never acted on.
+   * Under that adoption a CPU below version 2 also holds FREEZE_LBRS_ON_PMI, a bit its DEBUGCTL lacks (D37), as KVM
+   * lets a version-1 guest with LBRs hold it, and a VMM's KVM_SET_MSRS any guest: stored, never acted on.
    */
   override wrmsr(address: number, value: bigint): Access {
     const frz = value & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
-    if (address !== MSR_IA32_DEBUGCTLMSR || frz === 0n || this.lbrFreezeAdopted === null || this.profile.version !== 1)
+    if (address !== MSR_IA32_DEBUGCTLMSR || frz === 0n || this.lbrFreezeAdopted === null || this.profile.version >= 2)
       return super.wrmsr(address, value);
     relied('D37'); // a version-1 DEBUGCTL has no freeze bits: held here only because KVM holds it
     const r = super.wrmsr(address, value & ~frz);

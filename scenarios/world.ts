@@ -91,8 +91,11 @@ export interface MsrAttempt {
   readonly sut: Access;
   /** The vCPU's model at the time of the access. */
   readonly guest: GuestConfig;
-  /** KVM_SET_MSRS from the VMM (host_initiated), not a guest WRMSR: KVM's ABI relaxes some checks for it. */
-  readonly hostInitiated?: boolean;
+  /**
+   * KVM_SET_MSRS from the VMM (host_initiated), not a guest WRMSR, with what KVM reports it supports of
+   * PERF_CAPABILITIES (its feature MSR): a host-initiated DEBUGCTL write is judged on that, not on the guest's CPUID.
+   */
+  readonly hostInitiated?: { readonly supportedPerfCapabilities: bigint };
 }
 
 /** How bare metal takes on declared divergences (W6): for one access, at a VMM step, or as the CPU it is. */

@@ -16,7 +16,7 @@ import {
   reservedBitsOf,
   showOutcome,
 } from '../../scenarios/observation.js';
-import { counterIndexOf, type GuestConfig } from '../../scenarios/world.js';
+import { counterIndexOf, type GuestConfig, type MsrAttempt } from '../../scenarios/world.js';
 import { PERF_CAP_LBR_FMT } from '../../model/hw/msr/capabilities.js';
 import { MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
 import {
@@ -223,6 +223,19 @@ export function supportedDebugctl(g: GuestConfig, host: Profile): bigint {
 }
 
 /**
+ * vmx_get_supported_debugctl for an access: a guest's as above; a host-initiated one ignores the guest's CPUID
+ * (b333b8ebb85d): LBR|FREEZE_LBRS_ON_PMI wherever KVM advertises an LBR format, RTM_DEBUG wherever the host has RTM.
+ */
+export function supportedDebugctlOf(a: Pick<MsrAttempt, 'guest' | 'hostInitiated'>, host: Profile): bigint {
+  if (a.hostInitiated === undefined) return supportedDebugctl(a.guest, host);
+  let d = 0n;
+  if ((a.hostInitiated.supportedPerfCapabilities & PERF_CAP_LBR_FMT) !== 0n)
+    d |= DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
+  if (host.tsx) d |= DEBUGCTLMSR_RTM_DEBUG;
+  return d;
+}
+
+/**
  * What a new guest LBR event leaves of the LBRs (intel_pmu_lbr_add → intel_pmu_lbr_reset): every FROM/TO/INFO record
  * and LBR_SELECT zeroed, LBR_TOS kept. True if one of them was not zero already.
  */
@@ -341,7 +354,7 @@ const STATUS_BITS_RESERVED_BY_KVM = GLOBAL_STATUS_LBRS_FROZEN | GLOBAL_STATUS_CO
 export const STATUS_BITS_V2: KnownDivergence = {
   id: 'status-bits-v2',
   title:
-    'GLOBAL_OVF_CTRL/STATUS_RESET takes only the counter bits and 62/63: the v3+ Ovf_Uncore and v4 LBR_FRZ/CTR_FRZ bits #GP',
+    'GLOBAL_OVF_CTRL/STATUS_RESET (and a VMM restoring GLOBAL_STATUS) takes only the counter bits and 62/63: the v3+ Ovf_Uncore and v4 LBR_FRZ/CTR_FRZ bits #GP',
   kernelRef:
     'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_refresh: global_status_rsvd = global_ctrl_rsvd & ~(OVF_BUF | COND_CHGD)',
   // KVM's refusal names only bits 58/59/61 (global_status_rsvd); bare metal takes the write.
@@ -351,12 +364,47 @@ export const STATUS_BITS_V2: KnownDivergence = {
     o.target === MSR_CORE_PERF_GLOBAL_OVF_CTRL &&
     o.oracle.kind === 'accepted' &&
     refusedWithin(reservedBitsOf(o.sut), STATUS_BITS_RESERVED_BY_KVM),
+  // The same mask refuses a VMM's KVM_SET_MSRS of GLOBAL_STATUS (kvm_pmu_set_msr, host_initiated).
   adoptFault: (a) =>
     version(a) >= 3 &&
     a.kind === 'wrmsr' &&
-    a.msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL &&
+    (a.msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL ||
+      (a.msr === MSR_CORE_PERF_GLOBAL_STATUS && a.hostInitiated !== undefined)) &&
     !a.sut.ok &&
     refusedWithin(a.sut.reservedBits, STATUS_BITS_RESERVED_BY_KVM),
+};
+
+/**
+ * A write to fixed counter j that KVM takes and masks (no width check in intel_pmu_set_msr): the value the counter
+ * keeps, for a counter KVM gives the guest (v2+, j below the guest's and KVM's count) and a value with bits above
+ * its width; else null.
+ */
+export function fixedCounterMasked(msr: number, value: bigint, g: GuestConfig, host: Profile): bigint | null {
+  const j = msr - MSR_CORE_PERF_FIXED_CTR0;
+  const { eax, edx } = g.cpuid.leaf0a;
+  // Three fixed counters upstream, four with a topdown series (a design without FIXED_CTR3 #GPs its writes).
+  const n = (eax & 0xff) > 1 ? Math.min(edx & 0x1f, host.nFixedContig, 4) : 0;
+  if (j < 0 || j >= n) return null;
+  const mask = (1n << BigInt(Math.min((edx >>> 5) & 0xff, host.fixedWidth))) - 1n;
+  return (value & ~mask) === 0n ? null : value & mask;
+}
+
+export const FIXED_CTR_WIDTH: KnownDivergence = {
+  id: 'fixed-ctr-width',
+  title:
+    'a fixed counter write with bits above the counter width is masked, not #GP (hardware #GP is decision D2, unverified)',
+  kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_set_msr: get_fixed_pmc → pmc_write_counter, no width check',
+  // Only a fixed counter KVM gives the guest, only a value with bits above its width.
+  matches: (o, c) =>
+    o.kind === 'wrmsr' &&
+    o.sut.kind === 'accepted' &&
+    isGp(o.oracle) &&
+    o.target !== null &&
+    o.value !== null &&
+    fixedCounterMasked(o.target, o.value, c.guest, c.host) !== null,
+  // Bare metal is written what the counter keeps (W6); every later read is compared exactly.
+  adoptValue: (a, host) =>
+    a.kind === 'wrmsr' && a.value !== null ? fixedCounterMasked(a.msr, a.value, a.guest, host) : null,
 };
 
 /** LBR and BTF: vmx_set_debugctl drops them when unsupported, so a write of only these never #GPs. */
@@ -365,6 +413,10 @@ const DEBUGCTL_DROPPED_NOT_REFUSED = DEBUGCTLMSR_LBR | DEBUGCTLMSR_BTF;
 /** The bits of a guest DEBUGCTL write vmx_is_valid_debugctl refuses, for this guest. */
 const debugctlRefused = (value: bigint, g: GuestConfig, host: Profile) =>
   value & ~supportedDebugctl(g, host) & ~DEBUGCTL_DROPPED_NOT_REFUSED;
+
+/** Likewise for a guest WRMSR or a host-initiated KVM_SET_MSRS. */
+const debugctlRefusedOf = (a: MsrAttempt & { readonly value: bigint }, host: Profile) =>
+  a.value & ~supportedDebugctlOf(a, host) & ~DEBUGCTL_DROPPED_NOT_REFUSED;
 
 export const DEBUGCTL_SUBSET: KnownDivergence = {
   id: 'debugctl-subset',
@@ -377,17 +429,17 @@ export const DEBUGCTL_SUBSET: KnownDivergence = {
     o.oracle.kind === 'accepted' &&
     o.value !== null &&
     refusedFor(reservedBitsOf(o.sut), debugctlRefused(o.value, c.guest, c.host)),
-  // Bare metal faults too (W6), before any effect.
+  // Bare metal faults too (W6), before any effect; a VMM's KVM_SET_MSRS is judged on what a host write may set.
   adoptFault: (a, host) =>
     a.kind === 'wrmsr' &&
     a.msr === MSR_IA32_DEBUGCTLMSR &&
     a.value !== null &&
     !a.sut.ok &&
-    refusedFor(a.sut.reservedBits, debugctlRefused(a.value, a.guest, host)),
+    refusedFor(a.sut.reservedBits, debugctlRefusedOf({ ...a, value: a.value }, host)),
   // An unsupported LBR or BTF is dropped (kvm_pr_unimpl_wrmsr): bare metal is written the value without them (W6).
   adoptValue: (a, host) => {
     if (a.kind !== 'wrmsr' || a.msr !== MSR_IA32_DEBUGCTLMSR || a.value === null) return null;
-    const dropped = a.value & DEBUGCTL_DROPPED_NOT_REFUSED & ~supportedDebugctl(a.guest, host);
+    const dropped = a.value & DEBUGCTL_DROPPED_NOT_REFUSED & ~supportedDebugctlOf(a, host);
     return dropped === 0n ? null : a.value & ~dropped;
   },
 };

@@ -7,7 +7,6 @@
 import {
   describeObservation,
   diverges,
-  isGp,
   type Observation,
   pmisOf,
   readValue,
@@ -18,6 +17,7 @@ import {
   lbrFreezeEffect,
   lostOnly,
   DEBUGCTL_SUBSET,
+  FIXED_CTR_WIDTH,
   guestHasLbr,
   isLegacyLbrMsr,
   lbrEventLost,
@@ -45,9 +45,8 @@ import {
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 import { APIC_LVT_MASKED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
-import type { Profile } from '../../model/hw/profile.js';
 import type { Access } from '../../model/hw/access.js';
-import { counterIndexOf, type GuestConfig } from '../../scenarios/world.js';
+import { counterIndexOf } from '../../scenarios/world.js';
 import { LBR_INFO_CYC_CNT, MSR_LBR_TOS, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
 import { MSR_ARCH_LBR_INFO_0 } from '../../model/hw/msr/lbr_arch.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
@@ -141,21 +140,6 @@ function countsOwnWrmsr(history: readonly Observation[], w: Observation): boolea
 
 /** What a bare-metal read returned (0 for a #GP). */
 const valueOf = (a: Access) => (a.ok ? a.value : 0n);
-
-/**
- * A write to fixed counter j that KVM takes and masks (no width check in intel_pmu_set_msr): the value the counter
- * keeps, for a counter KVM gives the guest (v2+, j below the guest's and KVM's count) and a value with bits above
- * its width; else null.
- */
-function fixedCounterMasked(msr: number, value: bigint, g: GuestConfig, host: Profile): bigint | null {
-  const j = msr - MSR_CORE_PERF_FIXED_CTR0;
-  const { eax, edx } = g.cpuid.leaf0a;
-  // Three fixed counters upstream, four with a topdown series (a design without FIXED_CTR3 #GPs its writes).
-  const n = (eax & 0xff) > 1 ? Math.min(edx & 0x1f, host.nFixedContig, 4) : 0;
-  if (j < 0 || j >= n) return null;
-  const mask = (1n << BigInt(Math.min((edx >>> 5) & 0xff, host.fixedWidth))) - 1n;
-  return (value & ~mask) === 0n ? null : value & mask;
-}
 
 /**
  * Null when `o` is an LBR_INFO read that differs from bare metal only in CYC_CNT (bits 15:0), by more cycles, or by
@@ -332,23 +316,7 @@ function tosMovedSinceWritten(h: readonly Observation[]): boolean {
 
 export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   P6_PERFCTR_QUIRK,
-  {
-    id: 'fixed-ctr-width',
-    title:
-      'a fixed counter write with bits above the counter width is masked, not #GP (hardware #GP is decision D2, unverified)',
-    kernelRef: 'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_set_msr: get_fixed_pmc → pmc_write_counter, no width check',
-    // Only a fixed counter KVM gives the guest, only a value with bits above its width.
-    matches: (o, c) =>
-      o.kind === 'wrmsr' &&
-      o.sut.kind === 'accepted' &&
-      isGp(o.oracle) &&
-      o.target !== null &&
-      o.value !== null &&
-      fixedCounterMasked(o.target, o.value, c.guest, c.host) !== null,
-    // Bare metal is written what the counter keeps (W6); every later read is compared exactly.
-    adoptValue: (a, host) =>
-      a.kind === 'wrmsr' && a.value !== null ? fixedCounterMasked(a.msr, a.value, a.guest, host) : null,
-  },
+  FIXED_CTR_WIDTH,
   VERSION_NOT_CLAMPED,
   {
     id: 'no-v4-lbr-freeze',
@@ -371,6 +339,16 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     matches: () => false,
     noLbrFreeze: (g, host) => (g.cpuid.leaf0a.eax & 0xff) === 1 && guestHasLbr(g, host),
     filed: '0005-kvm-no-lbr-freeze-for-pmu-v1',
+  },
+  {
+    id: 'no-freeze-without-guest-lbr',
+    title:
+      'a guest KVM gives no LBRs gets no freeze on PMI, though a VMM may set FREEZE_LBRS_ON_PMI in its DEBUGCTL (a host-initiated write ignores the guest CPUID)',
+    kernelRef:
+      'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_deliver_pmi returns unless intel_pmu_lbr_is_enabled; vmx.c vmx_get_supported_debugctl (host_initiated, b333b8ebb85d)',
+    // Adopted whole: bare metal of such a guest holds the bit without effect (a guest WRMSR of it #GPs: debugctl-subset).
+    matches: () => false,
+    noLbrFreeze: (g, host) => !guestHasLbr(g, host),
   },
   STATUS_BITS_V2,
   {

@@ -7,6 +7,7 @@
 import {
   ANYTHREAD_RESERVED,
   DEBUGCTL_SUBSET,
+  FIXED_CTR_WIDTH,
   P6_PERFCTR_QUIRK,
   STATUS_BITS_V2,
   VERSION_NOT_CLAMPED,
@@ -34,6 +35,16 @@ export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'a guest whose CPUID says PMU version 4 or 5 gets no GLOBAL_STATUS_SET and no GLOBAL_INUSE: KVM intercepts them and knows only the v2 MSRs (decision K10)',
     kernelRef:
       'arch/x86/kvm/pmu.c kvm_init_pmu_capability caps the version at 2 even with the mediated PMU; kvm_pmu_is_valid_msr has no 0x391/0x392; vmx.c vmx_recalc_pmu_msr_intercepts never passes them through',
+  },
+  {
+    ...FIXED_CTR_WIDTH,
+    title:
+      "a VMM's KVM_SET_MSRS of a fixed counter with bits above the counter width is masked, not refused (a guest's own write reaches the counter)",
+    kernelRef:
+      'arch/x86/kvm/pmu.c pmc_write_counter (mediated: counter = val & pmc_bitmask); vmx/pmu_intel.c intel_pmu_set_msr: get_fixed_pmc, no width check',
+    matches: () => false,
+    // Only a host-initiated write: bare metal is written what the counter keeps (W6).
+    adoptValue: (a, host) => (a.hostInitiated === undefined ? null : FIXED_CTR_WIDTH.adoptValue!(a, host)),
   },
   {
     ...DEBUGCTL_SUBSET,
