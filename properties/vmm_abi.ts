@@ -172,6 +172,7 @@ const getMsrArb: fc.Arbitrary<WorldCommand> = fc
 export function vmmAbiProperty(r: VmmAbiRun) {
   return fc.property(
     // No chain: nothing below depends on the first guest, so the shrinker may shrink both.
+    // Guests without a PMU come through KVM_SET_CPUID2 (vmmSetCpuidArb).
     fc.tuple(
       supportedGuestArb(r.host, supportedOf(r)),
       fc.array(

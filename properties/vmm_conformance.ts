@@ -1,9 +1,10 @@
 /**
- * Property 1 with the VMM in the program: a VMM sets the vCPU up (KVM_SET_MSRS of PMU state,
- * KVM_SET_CPUID2, KVM_SET_PMU_EVENT_FILTER), then the guest runs on a quiet host. Bare metal is
- * the oracle throughout: a new vCPU model is a freshly reset CPU of that model, restored MSRs are
- * its state, and under an event filter it is a CPU whose counters programmed with denied events
- * do not count (what KVM's documentation promises of the filter).
+ * Property 1 with the VMM in the program: a VMM sets the vCPU up (KVM_SET_MSRS and KVM_GET_MSRS of the PMU
+ * MSRs it saves, DEBUGCTL among them, KVM_SET_CPUID2, KVM_SET_PMU_EVENT_FILTER), then the guest runs on a quiet host
+ * while the VMM saves and restores again. Bare metal of the guest's CPUID is the oracle throughout: a new vCPU model is
+ * a freshly reset CPU of that model (DEBUGCTL kept, as KVM keeps it), a restored value is taken and held only if that
+ * CPU can hold it (scenarios/vmm_ioctls.ts), and under an event filter it is a CPU whose counters programmed with
+ * denied events do not count (what KVM's documentation promises of the filter).
  */
 
 import fc from 'fast-check';
@@ -12,9 +13,11 @@ import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import {
   guestCountingArbs,
   guestReadbackArb,
+  noPmuGuestArb,
   pmuOffGuestArb,
   vmmPmuCapabilityArb,
   vmmSetCpuidArb,
+  vmmGetMsrArb,
   vmmSetFilterArb,
   vmmSetMsrArb,
 } from '../scenarios/vmm.js';
@@ -58,6 +61,7 @@ export function vmmGuestArb(r: ConformanceRun): fc.Arbitrary<GuestConfig> {
   return fc.oneof(
     { arbitrary: supportedGuestArb(r.host, supportedOf(r)), weight: 6 },
     { arbitrary: pmuOffGuestArb(r.host), weight: 1 },
+    { arbitrary: noPmuGuestArb(r.host), weight: 1 },
   );
 }
 
@@ -77,6 +81,7 @@ export function vmmConformanceProperty(r: ConformanceRun) {
                   : []),
                 { arbitrary: vmmSetFilterArb, weight: 2 },
                 { arbitrary: vmmPmuCapabilityArb, weight: 1 },
+                { arbitrary: vmmGetMsrArb, weight: 1 },
               ),
               4,
             ),
@@ -85,6 +90,9 @@ export function vmmConformanceProperty(r: ConformanceRun) {
                 { arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: 4 },
                 { arbitrary: fc.oneof(...guestCountingArbs(shapeOf(guest).nGP)), weight: 1 },
                 { arbitrary: guestReadbackArb, weight: 1 },
+                // The VMM again once the guest has run (a restore on the destination, a save on the source).
+                { arbitrary: vmmSetMsrArb(r.host, focus), weight: 1 },
+                { arbitrary: vmmGetMsrArb, weight: 1 },
               ),
               { maxLength: 20, size: '+1' },
             ),

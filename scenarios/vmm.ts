@@ -42,6 +42,13 @@ import {
 } from './vmm_ioctls.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
+import {
+  DEBUGCTL_FIELDS,
+  DEBUGCTLMSR_BTF,
+  DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
+  DEBUGCTLMSR_LBR,
+  MSR_IA32_DEBUGCTLMSR,
+} from '../model/hw/msr/debugctl.js';
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
 
@@ -163,7 +170,11 @@ export class IrqExit extends AlwaysRuns {
 
 // ---- arbitraries ----
 
-/** PMU MSRs a VMM saves and restores: counters, selectors, fixed and global controls, PERF_CAPABILITIES. */
+/**
+ * The PMU MSRs a VMM saves and restores: KVM_GET_MSR_INDEX_LIST's PMU part (counters, selectors, fixed and global
+ * controls; the P6 counters beyond the guest's too), PERF_CAPABILITIES, and DEBUGCTL (which QEMU restores, and KVM lists
+ * from 3700f0788da6 on).
+ */
 export const vmmMsrArb: fc.Arbitrary<number> = fc.oneof(
   { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => MSR_IA32_PERFCTR0 + i), weight: 3 },
   { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => MSR_P6_EVNTSEL0 + i), weight: 3 },
@@ -172,25 +183,71 @@ export const vmmMsrArb: fc.Arbitrary<number> = fc.oneof(
     arbitrary: fc.constantFrom(MSR_CORE_PERF_FIXED_CTR_CTRL, MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL),
     weight: 3,
   },
+  { arbitrary: fc.constant(MSR_IA32_DEBUGCTLMSR), weight: 2 },
   { arbitrary: fc.constant(MSR_IA32_PERF_CAPABILITIES), weight: 1 },
+);
+
+/** A value with one bit of `bits` set, or none: what a restore of a register carrying a reserved bit looks like. */
+const oneOf = (bits: readonly number[]) => fc.constantFrom(0n, ...bits.map((b) => 1n << BigInt(b)));
+
+/** A counter value: near the overflow at 48 and 32 bits, small, or an edge (all ones, above any width). */
+const counterValueArb: fc.Arbitrary<bigint> = fc.oneof(
+  { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => (1n << 48n) - BigInt(k)), weight: 3 },
+  { arbitrary: fc.nat(1000).map(BigInt), weight: 3 },
+  { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => 0x1_0000_0000n - BigInt(k)), weight: 1 },
+  { arbitrary: fc.constantFrom(0n, 1n << 48n, (1n << 64n) - 1n, 1n << 63n), weight: 1 },
+);
+
+/** GLOBAL_CTRL and GLOBAL_STATUS bits: the counters', then the architectural status bits (48, 55, 58..63). */
+const globalValueArb: fc.Arbitrary<bigint> = fc
+  .tuple(
+    fc.nat(0xff),
+    fc.nat(0xf),
+    fc.oneof(
+      { arbitrary: fc.constant(0n), weight: 3 },
+      { arbitrary: oneOf([48, 55, 58, 59, 61, 62, 63, 40]), weight: 2 },
+    ),
+  )
+  .map(([gp, fixed, edge]) => BigInt(gp) | (BigInt(fixed) << 32n) | edge);
+
+/** FIXED_CTR_CTRL: a field per fixed counter (EN_OS, EN_USR, PMI, sometimes AnyThread), sometimes a bit above them. */
+const fixedCtrlValueArb: fc.Arbitrary<bigint> = fc
+  .tuple(
+    fc.array(fc.constantFrom<bigint>(0n, 0x3n, 0xbn, 0x1n, 0x2n, 0x9n, 0x4n, 0xfn), { minLength: 4, maxLength: 4 }),
+    fc.oneof({ arbitrary: fc.constant(0n), weight: 4 }, { arbitrary: oneOf([16, 32, 63]), weight: 1 }),
+  )
+  .map(([n, edge]) => n.reduce((a: bigint, x: bigint, i: number) => a | (x << BigInt(4 * i)), 0n) | edge);
+
+/** DEBUGCTL: the LBR, BTF and freeze bits most often, any architectural field, and now and then a reserved bit. */
+const debugctlValueArb: fc.Arbitrary<bigint> = fc.oneof(
+  {
+    arbitrary: fc
+      .subarray([DEBUGCTLMSR_LBR, DEBUGCTLMSR_BTF, DEBUGCTLMSR_FREEZE_LBRS_ON_PMI])
+      .map((b) => b.reduce((a, x) => a | x, 0n)),
+    weight: 4,
+  },
+  {
+    arbitrary: fc
+      .subarray(Object.values(DEBUGCTL_FIELDS).map((f) => 1n << BigInt(f.lo)))
+      .map((b) => b.reduce((a, x) => a | x, 0n)),
+    weight: 2,
+  },
+  { arbitrary: oneOf([3, 4, 5, 16, 63]), weight: 1 },
 );
 
 /** A value a VMM restores into `msr`: built from the register's fields, edge values weighted in. */
 export function vmmValueArb(msr: number, host: Profile): fc.Arbitrary<bigint> {
   if (msr >= MSR_P6_EVNTSEL0 && msr < 0x18f)
-    return fc.oneof({ arbitrary: evtselArb, weight: 4 }, { arbitrary: fc.constant(0n), weight: 1 });
-  if ((msr >= MSR_IA32_PERFCTR0 && msr < 0xca) || (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < 0x30d))
     return fc.oneof(
-      { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => (1n << 48n) - BigInt(k)), weight: 2 }, // near overflow
-      { arbitrary: fc.nat(1000).map(BigInt), weight: 2 },
-      { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => 0x1_0000_0000n - BigInt(k)), weight: 1 },
+      { arbitrary: evtselArb, weight: 4 },
+      { arbitrary: fc.constant(0n), weight: 1 },
+      { arbitrary: fc.tuple(evtselArb, oneOf([21, 32, 33, 34, 35, 63])).map(([e, b]) => e | b), weight: 1 },
     );
-  if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
-    return fc
-      .array(fc.constantFrom<bigint>(0n, 0x3n, 0xbn, 0x1n, 0x2n), { minLength: 3, maxLength: 3 })
-      .map((n) => n.reduce((a: bigint, x: bigint, i: number) => a | (x << BigInt(4 * i)), 0n));
-  if (msr === MSR_CORE_PERF_GLOBAL_STATUS || msr === MSR_CORE_PERF_GLOBAL_CTRL)
-    return fc.tuple(fc.nat(0xff), fc.nat(7)).map(([gp, fixed]) => BigInt(gp) | (BigInt(fixed) << 32n));
+  if ((msr >= MSR_IA32_PERFCTR0 && msr < 0xca) || (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < 0x30d))
+    return counterValueArb;
+  if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) return fixedCtrlValueArb;
+  if (msr === MSR_CORE_PERF_GLOBAL_STATUS || msr === MSR_CORE_PERF_GLOBAL_CTRL) return globalValueArb;
+  if (msr === MSR_IA32_DEBUGCTLMSR) return debugctlValueArb;
   if (msr === MSR_IA32_PERF_CAPABILITIES)
     return fc.oneof(
       {
@@ -214,6 +271,7 @@ export function vmmSetMsrArb(host: Profile, focus: readonly number[] = []): fc.A
 
 function isVmmMsr(m: number): boolean {
   return (
+    m === MSR_IA32_DEBUGCTLMSR ||
     (m >= MSR_IA32_PERFCTR0 && m < 0xca) ||
     (m >= MSR_P6_EVNTSEL0 && m < 0x18f) ||
     (m >= MSR_CORE_PERF_FIXED_CTR0 && m < 0x30d) ||
@@ -222,8 +280,24 @@ function isVmmMsr(m: number): boolean {
   );
 }
 
+/**
+ * A vCPU model without an architectural PMU (CPUID.0AH all zero), in a VM whose vPMU is on: KVM's vPMU has version 0,
+ * as a CPU without one; with PDCM now and then, whose PERF_CAPABILITIES KVM then holds at 0.
+ */
+export const noPmuGuestArb = (host: Profile): fc.Arbitrary<GuestConfig> =>
+  fc.boolean().map((pdcm) => ({
+    cpuid: { family: host.family, model: host.model, leaf0a: { eax: 0, ebx: 0, ecx: 0, edx: 0 }, pdcm },
+    perfCapabilities: 0n,
+  }));
+
+/** KVM_SET_CPUID2 of a model KVM supports, or of one without a PMU. */
 export const vmmSetCpuidArb = (host: Profile, supported: SupportedPmu): fc.Arbitrary<WorldCommand> =>
-  supportedGuestArb(host, supported).map((g) => new VmmSetCpuid(0, g));
+  fc
+    .oneof({ arbitrary: supportedGuestArb(host, supported), weight: 5 }, { arbitrary: noPmuGuestArb(host), weight: 1 })
+    .map((g) => new VmmSetCpuid(0, g));
+
+/** KVM_GET_MSRS of a PMU MSR a VMM saves. */
+export const vmmGetMsrArb: fc.Arbitrary<WorldCommand> = vmmMsrArb.map((m) => new VmmGetMsr(0, m));
 
 /** The architectural events drivers program, as filter entries: (umask << 8) | event select. */
 const FILTER_EVENTS = [0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x2en, 0x13cn, 0x4f2en];
