@@ -81,18 +81,22 @@ export function vmmConformanceProperty(r: ConformanceRun) {
                   : []),
                 { arbitrary: vmmSetFilterArb, weight: 2 },
                 { arbitrary: vmmPmuCapabilityArb, weight: 1 },
-                { arbitrary: vmmGetMsrArb, weight: 1 },
+                { arbitrary: vmmGetMsrArb(focus), weight: 1 },
               ),
-              4,
+              6,
             ),
             fc.array(
               fc.oneof(
                 { arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: 4 },
                 { arbitrary: fc.oneof(...guestCountingArbs(shapeOf(guest).nGP)), weight: 1 },
-                { arbitrary: guestReadbackArb, weight: 1 },
+                { arbitrary: guestReadbackArb(focus), weight: 1 },
                 // The VMM again once the guest has run (a restore on the destination, a save on the source).
                 { arbitrary: vmmSetMsrArb(r.host, focus), weight: 1 },
-                { arbitrary: vmmGetMsrArb, weight: 1 },
+                { arbitrary: vmmGetMsrArb(focus), weight: 1 },
+                // KVM_SET_CPUID2 once the guest has run: refused unless nothing changes.
+                ...(guest.pmuCap === undefined
+                  ? [{ arbitrary: vmmSetCpuidArb(r.host, supportedOf(r)), weight: 1 }]
+                  : []),
               ),
               { maxLength: 20, size: '+1' },
             ),

@@ -198,11 +198,14 @@ const counterValueArb: fc.Arbitrary<bigint> = fc.oneof(
   { arbitrary: fc.constantFrom(0n, 1n << 48n, (1n << 64n) - 1n, 1n << 63n), weight: 1 },
 );
 
-/** GLOBAL_CTRL and GLOBAL_STATUS bits: the counters', then the architectural status bits (48, 55, 58..63). */
+/**
+ * GLOBAL_CTRL and GLOBAL_STATUS bits: mostly the counters a guest has (four GP, three fixed), sometimes any of eight
+ * and four, and the architectural status bits (48, 55, 58..63) or one no counter has (40).
+ */
 const globalValueArb: fc.Arbitrary<bigint> = fc
   .tuple(
-    fc.nat(0xff),
-    fc.nat(0xf),
+    fc.oneof({ arbitrary: fc.nat(0xf), weight: 3 }, { arbitrary: fc.nat(0xff), weight: 1 }),
+    fc.oneof({ arbitrary: fc.nat(0x7), weight: 3 }, { arbitrary: fc.nat(0xf), weight: 1 }),
     fc.oneof(
       { arbitrary: fc.constant(0n), weight: 3 },
       { arbitrary: oneOf([48, 55, 58, 59, 61, 62, 63, 40]), weight: 2 },
@@ -259,15 +262,22 @@ export function vmmValueArb(msr: number, host: Profile): fc.Arbitrary<bigint> {
   return u64;
 }
 
+/** A PMU MSR a VMM saves, mostly one of the program's focus (what its guest commands touch too). */
+function vmmFocusMsrArb(focus: readonly number[]): fc.Arbitrary<number> {
+  const mine = focus.filter(isVmmMsr);
+  return mine.length === 0
+    ? vmmMsrArb
+    : fc.oneof({ arbitrary: fc.constantFrom(...mine), weight: 2 }, { arbitrary: vmmMsrArb, weight: 1 });
+}
+
 /** KVM_SET_MSRS of a PMU MSR, mostly one of the program's focus. */
 export function vmmSetMsrArb(host: Profile, focus: readonly number[] = []): fc.Arbitrary<WorldCommand> {
-  const mine = focus.filter(isVmmMsr);
-  const msr =
-    mine.length === 0
-      ? vmmMsrArb
-      : fc.oneof({ arbitrary: fc.constantFrom(...mine), weight: 2 }, { arbitrary: vmmMsrArb, weight: 1 });
-  return msr.chain((m) => vmmValueArb(m, host).map((v): WorldCommand => new VmmSetMsr(0, m, v)));
+  return vmmFocusMsrArb(focus).chain((m) => vmmValueArb(m, host).map((v): WorldCommand => new VmmSetMsr(0, m, v)));
 }
+
+/** KVM_GET_MSRS of a PMU MSR a VMM saves, mostly one of the program's focus. */
+export const vmmGetMsrArb = (focus: readonly number[] = []): fc.Arbitrary<WorldCommand> =>
+  vmmFocusMsrArb(focus).map((m) => new VmmGetMsr(0, m));
 
 function isVmmMsr(m: number): boolean {
   return (
@@ -295,9 +305,6 @@ export const vmmSetCpuidArb = (host: Profile, supported: SupportedPmu): fc.Arbit
   fc
     .oneof({ arbitrary: supportedGuestArb(host, supported), weight: 5 }, { arbitrary: noPmuGuestArb(host), weight: 1 })
     .map((g) => new VmmSetCpuid(0, g));
-
-/** KVM_GET_MSRS of a PMU MSR a VMM saves. */
-export const vmmGetMsrArb: fc.Arbitrary<WorldCommand> = vmmMsrArb.map((m) => new VmmGetMsr(0, m));
 
 /** The architectural events drivers program, as filter entries: (umask << 8) | event select. */
 const FILTER_EVENTS = [0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x2en, 0x13cn, 0x4f2en];
@@ -376,8 +383,9 @@ export function guestCountingArbs(nGP: number): fc.Arbitrary<WorldCommand>[] {
   ];
 }
 
-/** The guest reads back PMU state a VMM sets (counters, selectors, fixed and global controls, PERF_CAPABILITIES). */
-export const guestReadbackArb: fc.Arbitrary<WorldCommand> = vmmMsrArb.map((m): WorldCommand => new GuestRdmsr(0, m));
+/** The guest reads back PMU state a VMM sets (counters, selectors, controls, DEBUGCTL, PERF_CAPABILITIES), mostly the focus. */
+export const guestReadbackArb = (focus: readonly number[] = []): fc.Arbitrary<WorldCommand> =>
+  vmmFocusMsrArb(focus).map((m): WorldCommand => new GuestRdmsr(0, m));
 
 /** Host IRQ handler work: kernel code, long enough for a host sampling period to elapse in it. */
 export const irqHandlerArb: fc.Arbitrary<WorkUnit[]> = fc.array(
