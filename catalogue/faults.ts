@@ -150,6 +150,17 @@ export const FAULTS: readonly PlantedFault[] = [
   ),
   onEmulated(
     {
+      id: 'host-status-rsvd-unchecked',
+      file: `${C}/pmu.ts`,
+      fn: 'kvm_pmu_set_msr',
+      cls: 'CHK',
+      change: "a VMM's GLOBAL_STATUS write takes any value (its `global_status_rsvd` check deleted)",
+    },
+    C_PMU.HOST_STATUS_RSVD_UNCHECKED,
+    vmm,
+  ),
+  onEmulated(
+    {
       id: 'global-ctrl-diff-one-way',
       file: `${C}/pmu.ts`,
       fn: 'kvm_pmu_set_msr',
@@ -306,6 +317,18 @@ export const FAULTS: readonly PlantedFault[] = [
   ),
   onEmulated(
     {
+      id: 'host-counter-write-sign-extended',
+      file: `${C}/pmu_intel.ts`,
+      fn: 'intel_pmu_set_msr',
+      cls: 'COND',
+      change:
+        "a VMM's write of a counter's legacy alias is sign-extended from bit 31 as a guest's is (`!host_initiated &&` dropped)",
+    },
+    C_PMU_INTEL.HOST_COUNTER_WRITE_SIGN_EXTENDED,
+    vmm,
+  ),
+  onEmulated(
+    {
       id: 'fw-write-width-unchecked',
       file: `${C}/pmu_intel.ts`,
       fn: 'intel_pmu_set_msr',
@@ -437,6 +460,17 @@ export const FAULTS: readonly PlantedFault[] = [
     },
     C_VCPU.SET_CPUID_AFTER_RUN_ACCEPTED,
     abi,
+  ),
+  onEmulated(
+    {
+      id: 'set-cpuid-clears-debugctl',
+      file: `${C}/vcpu.ts`,
+      fn: 'kvm_set_cpuid',
+      cls: 'CLR',
+      change: 'KVM_SET_CPUID2 before KVM_RUN also clears the guest DEBUGCTL (a VMCS field only vmx_vcpu_reset clears)',
+    },
+    C_VCPU.SET_CPUID_CLEARS_DEBUGCTL,
+    vmm,
   ),
   // ---- emulated/pmu.ts ----
   onEmulated(

@@ -57,6 +57,17 @@ export const STATUS_WRITABLE_BY_GUEST: EmulatedOps = {
   },
 };
 
+/** A host write of GLOBAL_STATUS takes any value (its `global_status_rsvd` check deleted): a VMM restores bits no status has. */
+export const HOST_STATUS_RSVD_UNCHECKED: EmulatedOps = {
+  ...EMULATED_OPS,
+  kvm_pmu_set_msr(vcpu: KvmVcpuState, msr: number, data: bigint, hostInitiated: boolean): Access {
+    if (msr !== MSR_CORE_PERF_GLOBAL_STATUS || !hostInitiated)
+      return EMULATED_OPS.kvm_pmu_set_msr(vcpu, msr, data, hostInitiated);
+    vcpu.pmu.global_status = data;
+    return ok(data);
+  },
+};
+
 /** GLOBAL_CTRL reprograms only counters it enables (`diff = data & ~global_ctrl`, not the XOR). */
 export const GLOBAL_CTRL_DIFF_ONE_WAY: EmulatedOps = {
   ...EMULATED_OPS,

@@ -27,6 +27,18 @@ export const FIXED_RSVD_PMI_BIT: EmulatedOps = {
   },
 };
 
+/**
+ * A VMM's write of a counter's legacy alias is sign-extended from bit 31 as a guest's is (`!host_initiated &&`
+ * dropped): a restored 0xfffffff0 becomes -16 at the counter's full width.
+ */
+export const HOST_COUNTER_WRITE_SIGN_EXTENDED: EmulatedOps = {
+  ...EMULATED_OPS,
+  intel_pmu_set_msr(vcpu: KvmVcpuState, msr: number, data: bigint, hostInitiated: boolean): Access {
+    const legacy = msr >= MSR_IA32_PERFCTR0 && msr < MSR_IA32_PERFCTR0 + vcpu.pmu.nr_arch_gp_counters;
+    return EMULATED_OPS.intel_pmu_set_msr(vcpu, msr, data, hostInitiated && !legacy);
+  },
+};
+
 /** intel_pmu_refresh takes the GP counter width one bit short (`min(width, cap) - 1`). */
 export const GP_WIDTH_OFF_BY_ONE: EmulatedOps = {
   ...EMULATED_OPS,

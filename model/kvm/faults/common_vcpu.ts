@@ -31,6 +31,19 @@ export const PERF_CAPS_GUEST_WRITE_DROPPED: EmulatedOps = {
   },
 };
 
+/**
+ * kvm_set_cpuid clears the guest's DEBUGCTL with the vPMU's state (as if the refresh reset the vCPU): what a VMM
+ * restored before KVM_SET_CPUID2 is lost.
+ */
+export const SET_CPUID_CLEARS_DEBUGCTL: EmulatedOps = {
+  ...EMULATED_OPS,
+  kvm_set_cpuid(vcpu: KvmVcpuState, cpuid: GuestCpuid): HostAccess {
+    const r = EMULATED_OPS.kvm_set_cpuid(vcpu, cpuid);
+    if (r.ok && !vcpu.hasRun) vcpu.guestDebugctl = 0n;
+    return r;
+  },
+};
+
 /** kvm_probe_msr_to_save lists FIXED_CTR_CTRL and the global MSRs from version 3 (`>= 2` became `>= 3`). */
 export const MSR_LIST_GLOBALS_V3: EmulatedOps = {
   ...EMULATED_OPS,
