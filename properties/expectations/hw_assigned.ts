@@ -26,11 +26,13 @@ const isEvtsel = (m: number | null) => m !== null && m >= MSR_P6_EVNTSEL0 && m <
 const flagsOnlyType = (ecx: number) => ((ecx >>> 16) & 0x3fff) === 0 && (ecx & 0x8000_0000) !== 0;
 
 /** What a counter's count decides: a read of it or of GLOBAL_STATUS, RDPMC, a run's PMIs, an instruction's PMIs. */
+/** What a count decides, a VMM's KVM_GET_MSRS of a counter among them: the declarations that use it opt in (vmm). */
 const countEffect = (o: Observation) =>
   o.kind === 'rdpmc' ||
   o.kind === 'run' ||
   o.kind === 'pmi' ||
-  (o.kind === 'rdmsr' && o.target !== null && (isCounter(o.target) || o.target === MSR_CORE_PERF_GLOBAL_STATUS));
+  (o.kind === 'rdmsr' && o.target !== null && (isCounter(o.target) || o.target === MSR_CORE_PERF_GLOBAL_STATUS)) ||
+  (o.vmm?.op === 'get-msr' && isCounter(o.vmm.msr));
 
 /** The counters of the guest's width: GP from CPUID.0AH.EAX[23:16], fixed from EDX[12:5], each capped at the host's. */
 function widthMask(c: DivergenceContext, idx: number): bigint {
@@ -45,6 +47,11 @@ function widthMask(c: DivergenceContext, idx: number): bigint {
  * where bare metal sign-extends a legacy-alias write from bit 31 and keeps only the counter's width.
  */
 function rawWriteOf(h: Observation, c: DivergenceContext): number | null {
+  // A VMM's KVM_SET_MSRS too: bare metal keeps only the counter's width (not sign-extended, a host write).
+  if (h.vmm?.op === 'set-msr' && h.sut.kind === 'ok') {
+    const i = counterOfMsr(h.vmm.msr);
+    return i !== null && (h.vmm.value & widthMask(c, i)) !== h.vmm.value ? i : null;
+  }
   if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) return null;
   const idx = counterOfMsr(h.target);
   if (idx === null) return null;
@@ -129,6 +136,7 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       (countEffect(o) && c.history.some((h) => droppedEvtsel(h, null) && h.oracle.kind === 'accepted')),
     // Bare metal adopts a #GP'd one (W6): the write retires with no effect, as the design drops it.
     adopt: (a) => (a.kind === 'wrmsr' && isEvtsel(a.msr) && a.sut.ok && !a.oracle.ok ? a.sut : null),
+    vmm: true,
   },
   {
     id: 'rdpmc-null-oops',
@@ -152,12 +160,14 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       'a guest counter write is kept as written: no sign extension from bit 31 through the legacy alias, bits above the counter width kept and read back',
     kernelRef:
       'series patch 5/5 intel_pmu_set_msr: "pmc->counter = data" (the (s64)(s32) extension and pmc_bitmask dropped), wrmsrl(hw.event_base) if assigned; intel_pmu_get_msr returns pmc->counter unmasked',
-    // A read of that counter, or what its count decides later (overflow, PMIs, GLOBAL_STATUS).
+    // A read of that counter (a guest's, or the VMM's KVM_GET_MSRS), or what its count decides later (overflow, PMIs,
+    // GLOBAL_STATUS).
     matches: (o, c) => {
       if (!countEffect(o)) return false;
-      const idx = counterOf(o);
+      const idx = o.vmm?.op === 'get-msr' ? counterOfMsr(o.vmm.msr) : counterOf(o);
       return c.history.some((h) => h !== o && rawWriteOf(h, c) !== null && (idx === null || rawWriteOf(h, c) === idx));
     },
+    vmm: true,
   },
   {
     id: 'overflow-from-perf-period',
@@ -187,6 +197,7 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       const idx = counterOf(o);
       return idx === null ? gated.size > 0 : gated.has(idx);
     },
+    vmm: true,
   },
   {
     id: 'counter-moved',
@@ -195,6 +206,7 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
     kernelRef:
       'series patch 1/5: x86_perf_event_set_event_base / set_config_base skip the preset and the control of an exclude_host event on its new counter; patch 2/5 intel_pmc_is_assigned only asks that the event be on some counter',
     matches: (o, c) => countEffect(o) && c.history.some(hostEventOpened),
+    vmm: true,
   },
   {
     id: 'cross-mapped-stale-config',
@@ -203,6 +215,7 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
     kernelRef:
       'series patch 3/5 intel_pmu_enable_host_fixed_counter (bits from pmc->perf_event->hw.config) and patch 5/5 reprogram_fixed_counters (hwc->config | ENABLE on a host GP counter); reprogram_gp_counter keeps an assigned event whatever the new select',
     matches: (o, c) => countEffect(o) && controlRewritten(c.history),
+    vmm: true,
   },
 ];
 
@@ -214,6 +227,7 @@ export const HW_ASSIGNED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] =
     kernelRef: DESCHEDULE_ROLLBACK.kernelRef,
     // Either run may have lost counts: the inserted migration, or one of the program's own.
     matches: (o, c) => countEffect(o) && c.history.some((h) => h.vmm?.op === 'preempt' || h.vmm?.op === 'migrate'),
+    vmm: true,
   },
   ...EMULATED_INVISIBILITY_EXPECTATIONS,
 ];
@@ -227,6 +241,7 @@ export const HW_ASSIGNED_LEAKS: readonly KnownDivergence[] = [
     kernelRef:
       'series patch 1/5: the new counter is neither preset nor zeroed for an exclude_host event; patch 5/5 intel_pmu_get_msr and patch 2/5 intel_pmc_read_counter read hw.event_base as it is',
     matches: (o, c) => countEffect(o) && c.history.some(hostEventOpened),
+    vmm: true,
   },
 ];
 
