@@ -6,7 +6,8 @@
  * LBRs (seed 004's contention test) is no divergence a guest sees: test/model/kvm/arch_lbr.test.ts shows it.
  */
 
-import { isGp, type Observation } from '../../scenarios/observation.js';
+import { isGp, type Observation, readValue } from '../../scenarios/observation.js';
+import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { DivergenceContext, KnownDivergence } from './types.js';
 import { EMULATED_EXPECTATIONS } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
@@ -119,7 +120,46 @@ export const archLbrFormatMismatch = (o: Observation) => {
   return v.op === 'set-cpuid' || v.msr === MSR_IA32_PERF_CAPABILITIES;
 };
 
+/** Did the VMM set DEBUGCTL.LBR with a KVM_SET_MSRS that KVM took, on vCPU `v`? */
+const vmmSetDebugctlLbr = (c: DivergenceContext, v: number) =>
+  c.history.some(
+    (h) =>
+      h.vcpu === v &&
+      h.vmm?.op === 'set-msr' &&
+      h.vmm.msr === MSR_IA32_DEBUGCTLMSR &&
+      h.sut.kind === 'ok' &&
+      (h.vmm.value & DEBUGCTLMSR_LBR) !== 0n,
+  );
+
+/** A read of DEBUGCTL (the guest's RDMSR, or the VMM's KVM_GET_MSRS) that shows bare metal's value without LBR. */
+function debugctlLbrLost(o: Observation): boolean {
+  const read = o.kind === 'rdmsr' && o.target === MSR_IA32_DEBUGCTLMSR;
+  const get = o.vmm?.op === 'get-msr' && o.vmm.msr === MSR_IA32_DEBUGCTLMSR;
+  const sut = readValue(o.sut);
+  const bare = readValue(o.oracle);
+  return (
+    (read || get) &&
+    sut !== null &&
+    bare !== null &&
+    (bare & DEBUGCTLMSR_LBR) !== 0n &&
+    sut === (bare & ~DEBUGCTLMSR_LBR)
+  );
+}
+
 export const ARCH_LBR_DECLARED: readonly KnownDivergence[] = [
+  {
+    id: 'vmm-debugctl-lbr-lost',
+    title:
+      "on an Arch LBR host, DEBUGCTL.LBR that a VMM's KVM_SET_MSRS sets for a guest without Arch LBR is taken, then lost at the next VM-exit: the VMCS's GUEST_IA32_DEBUGCTL goes through a DEBUGCTL whose bit 0 reads 0",
+    kernelRef:
+      'Arch LBR v2 patch 10/15 advertises LBR_FMT 0x3f, so vmx.c vmx_get_supported_debugctl gives a host-initiated write LBR (b333b8ebb85d); patch 06/15 drops bit 0 only for an Arch LBR guest; VM-exit saves DEBUGCTL into GUEST_IA32_DEBUGCTL',
+    vmm: true,
+    matches: (o, c) =>
+      c.host.archLbr !== undefined &&
+      c.guest.cpuid.archLbr !== true &&
+      debugctlLbrLost(o) &&
+      vmmSetDebugctlLbr(c, o.vcpu),
+  },
   {
     id: 'lbr-fmt-arch-mismatch',
     title:

@@ -21,7 +21,7 @@ import {
   MSR_ARCH_LBR_TO_0,
 } from '../../../model/hw/msr/lbr_arch.js';
 import { LBR_INFO_CYC_CNT, MSR_LBR_SELECT, MSR_LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
-import { MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
+import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
 import { MSR_IA32_XSS, XFEATURE_LBR } from '../../../model/hw/msr/system.js';
 import { HostKernel } from '../../../model/host/perf.js';
@@ -332,6 +332,10 @@ describe('the Arch LBR v2 series: each declared divergence is met by a program, 
   const PROGRAMS: Record<string, [GuestConfig, WorldCommand[]]> = {
     'lbr-fmt-arch-mismatch': [guest, [new VmmSetMsr(0, MSR_IA32_PERF_CAPABILITIES, 0n)]],
     'xss-lbr-without-arch-lbr': [noArch, [new GuestXsaves(0)]],
+    'vmm-debugctl-lbr-lost': [
+      noArch,
+      [new VmmSetMsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR), new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR)],
+    ],
     'xrstors-lbren-no-event': [
       guest,
       [
