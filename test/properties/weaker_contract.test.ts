@@ -7,7 +7,8 @@ import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { runProgram } from '../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, HostOpen } from '../../scenarios/commands.js';
-import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import type { GuestConfig, VcpuFactory, World } from '../../scenarios/world.js';
+import { ranCommands } from '../../properties/checks.js';
 import { MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 
@@ -86,5 +87,34 @@ describe('the weaker contract after host contention: never more than bare metal 
     expect(() => runProgram({ host: SKYLAKE, design, expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(
       /after the known divergence host-contention, the counter counted \d+ since it was written, more than bare metal's \d+/,
     );
+  });
+
+  it("the commands past the known divergence count as run: fast-check's counterexample and shrinking keep them", () => {
+    const design: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        reads = 0;
+        override guestRdmsr(msr: number) {
+          const r = super.guestRdmsr(msr);
+          if (!r.ok || msr !== MSR_IA32_PMC0) return r;
+          this.reads++;
+          return ok(this.reads === 1 ? r.value - 1n : r.value + 3n);
+        }
+      })(h, o);
+    // As fast-check's CommandWrapper: run() marks the command as run, and only such commands are reported or shrunk.
+    const wrapped = program.map((cmd) => ({
+      cmd,
+      hasRan: false,
+      check: () => cmd.check(),
+      run(m: Record<string, never>, w: World) {
+        this.hasRan = true;
+        cmd.run(m, w);
+      },
+      toString: () => String(cmd),
+    }));
+    expect(() => runProgram({ host: SKYLAKE, design, expectations: EMULATED_EXPECTATIONS }, guest, wrapped)).toThrow(
+      Divergence,
+    );
+    // The first read (the known divergence) is the fifth command; the contract broke at the seventh.
+    expect(ranCommands({ commands: wrapped })).toEqual(program);
   });
 });
