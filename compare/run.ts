@@ -8,7 +8,7 @@ import { newVpmuCost, type VpmuCost } from '../model/kvm/cost.js';
 import type { Design } from '../properties/design.js';
 import { HostOpen, type WorldCommand } from '../scenarios/commands.js';
 import { World } from '../scenarios/world.js';
-import { adoptionOf } from '../properties/expectations/types.js';
+import { adoptionOf, type KnownDivergence } from '../properties/expectations/types.js';
 import { describeObservation, diverges, showOutcome } from '../scenarios/observation.js';
 import { type CostStep, diffCost, priced } from './costs.js';
 import type { Workload } from './workloads.js';
@@ -52,14 +52,23 @@ export function runWorkload(
   });
   const program: WorldCommand[] = w.program(host);
   const before = { ...world.vcpus[0]!.cost };
-  for (const c of program) c.run({}, world);
-  const steps = diffCost(world.vcpus[0]!.cost, before);
   const obs = world.observations;
-  const i = obs.findIndex(diverges);
+  // The first divergence is judged as its command ends, with the World's facts (bare metal's counters) as they are then.
+  let judged: { i: number; k: KnownDivergence | undefined } | null = null;
+  let seen = 0;
+  for (const c of program) {
+    c.run({}, world);
+    for (; judged === null && seen < obs.length; seen++) {
+      if (!diverges(obs[seen]!)) continue;
+      const ctx = { host, guest, history: obs.slice(0, seen + 1), facts: world };
+      judged = { i: seen, k: design.expectations.find((x) => x.matches(obs[seen]!, ctx)) };
+    }
+  }
+  const steps = diffCost(world.vcpus[0]!.cost, before);
   let verdict = 'conforms';
-  if (i >= 0) {
-    const o = obs[i]!;
-    const k = design.expectations.find((x) => x.matches(o, { host, guest, history: obs.slice(0, i + 1) }));
+  if (judged !== null) {
+    const o = obs[judged.i]!;
+    const k = judged.k;
     verdict =
       k !== undefined
         ? `declared: ${k.id}`

@@ -169,9 +169,11 @@ const world = (t: ReplayTarget, guests: GuestConfig[], compare: boolean) =>
 function againstBareMetal(t: ReplayTarget, property: PropertyId, program: readonly WorldCommand[]): Replay {
   const expectations = conformanceExpectations(t.design, t.gen);
   let failure: Observation | null = null;
+  // What the program met, by id, the declaration judged at its first divergence first (adoptions are counted last).
+  const met = new Map<string, number>();
   try {
     runProgram(
-      { host: t.host, design: t.design.factory, hostKernel: t.design.hostKernel, expectations },
+      { host: t.host, design: t.design.factory, hostKernel: t.design.hostKernel, expectations, known: met },
       t.guest,
       program,
     );
@@ -199,8 +201,13 @@ function againstBareMetal(t: ReplayTarget, property: PropertyId, program: readon
   // No failure: the first difference, if any, is a declared one.
   const first = w.observations.find(diverges);
   if (first === undefined) return { property, steps, divergence: null, known: null };
+  // runProgram's own verdict names it: its matchers saw the World's facts as they were at the divergence.
+  const judged = met.keys().next();
   const history = w.observations.slice(0, w.observations.indexOf(first) + 1);
-  const known = expectations.find((x) => x.matches(first, { host: t.host, guest: t.guest, history })) ?? null;
+  const known =
+    expectations.find((x) => !judged.done && x.id === judged.value) ??
+    expectations.find((x) => x.matches(first, { host: t.host, guest: t.guest, history, facts: w })) ??
+    null;
   return { property, steps, divergence: first, known, rests: rests(first) };
 }
 
