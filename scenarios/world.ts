@@ -141,6 +141,11 @@ export interface WorldFacts {
   ): { readonly value: bigint; readonly written: bigint | null; readonly armedAtMinusOne: boolean } | null;
   /** Every record of the kind `msr` names (legacy LBR FROM, TO or INFO) in bare metal's LBRs of vCPU `v` now, or null. */
   oracleLbrRecords(v: number, msr: number): readonly bigint[] | null;
+  /**
+   * The GLOBAL_STATUS bits bare metal holds now for counters that wrapped after perf would have armed them at -1 (see
+   * oracleCounter), also where the guest has written the counter since, until bare metal clears the bit.
+   */
+  oracleArmedWrapStatus(v: number): bigint;
 }
 
 /** The counter an MSR names (GP i through either alias, fixed j as 32 + j), or null. */
@@ -319,6 +324,19 @@ export class World implements WorldFacts {
     return k === undefined ? null : [...k[1]];
   }
 
+  /** Per vCPU: status bits of counters rewritten after they wrapped armed at -1, while bare metal keeps the bit. */
+  private readonly armedWraps: bigint[] = [];
+
+  oracleArmedWrapStatus(v: number): bigint {
+    const o = this.oracles[v];
+    if (o === undefined) return 0n;
+    let bits = this.armedWraps[v] ?? 0n;
+    const minusOne = (i: number) => (i < 32 ? o.profile.gpMask : o.profile.fixedMask);
+    for (const [i, w] of this.counterWrites[v] ?? [])
+      if (w.armedAtMinusOne && this.oracleCounter(v, i)?.value !== minusOne(i)) bits |= 1n << BigInt(i);
+    return bits & o.state.globalStatus;
+  }
+
   /** Counters perf armed at -1 that bare metal now holds at 0: one event past, overflowed only on bare metal. */
   private oneEventPast(v: number): number[] {
     const m = this.counterWrites[v];
@@ -342,6 +360,9 @@ export class World implements WorldFacts {
     const p = o.profile;
     const m = (this.counterWrites[v] ??= new Map());
     if (written !== null) {
+      // A rewrite ends the counter's arming, not the overflow bit its wrap left on bare metal (nor its loss under KVM).
+      if (m.get(written)?.armedAtMinusOne === true)
+        this.armedWraps[v] = ((this.armedWraps[v] ?? 0n) | (1n << BigInt(written))) & s.globalStatus;
       const value = written < 32 ? s.pmc[written]! : s.fixed[written - 32]!;
       m.set(written, { written: value, armedAtMinusOne: value === (written < 32 ? p.gpMask : p.fixedMask) });
       return;
@@ -434,6 +455,7 @@ export class World implements WorldFacts {
     const { kind, ...rest } = about;
     const atMinusOne = countersAtMinusOne(this.oracles[about.vcpu]!);
     const past = this.oneEventPast(about.vcpu);
+    this.armedWraps[about.vcpu] = (this.armedWraps[about.vcpu] ?? 0n) & this.oracles[about.vcpu]!.state.globalStatus;
     this.noteArmedAtMinusOne(about.vcpu, atMinusOne);
     const facts = {
       ...(atMinusOne.length > 0 ? { oracleAtMinusOne: atMinusOne } : {}),
