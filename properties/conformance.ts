@@ -79,7 +79,8 @@ export function countAdopted(r: { known?: Map<string, number> | undefined }, w: 
 }
 
 /**
- * Every observation after the known one must keep the divergence's weaker contract. The program runs again, one
+ * Every observation after the known one must keep the divergence's weaker contract, or the contract of another
+ * declaration met later (each mechanism excuses what it leaves, so both hold from then on). The program runs again, one
  * command at a time, so each observation is judged with the world as it was when it was made.
  */
 function checkContract(
@@ -91,6 +92,7 @@ function checkContract(
   program: readonly fc.Command<Record<string, never>, World>[],
 ): void {
   const obs = w.observations;
+  const active = [k];
   let i = 0;
   for (const cmd of program) {
     if (cmd.check({})) cmd.run({}, w);
@@ -98,19 +100,25 @@ function checkContract(
       const o = obs[i]!;
       if (o.step < at.step || !diverges(o)) continue;
       const ctx = { host: r.host, guest, history: obs.slice(0, i + 1), facts: w };
-      const why = k.contract!(o, ctx);
-      if (why === null) continue;
-      // A guest driver routine parted on a value the contract lets differ: what follows depends on it on each side,
+      const whys = active.map((c) => c.contract!(o, ctx));
+      if (whys.includes(null)) continue;
+      // A guest driver routine parted on a value a contract lets differ: what follows depends on it on each side,
       // so nothing after compares, and the program ends there as the known divergence.
-      if (o.kind === 'driver' && partedWithinContract(k, o, obs, { host: r.host, guest, facts: w })) return;
-      // Outside the contract but declared on its own: the program ends there as that known divergence.
-      const other = r.expectations.find((x) => x !== k && x.contract === undefined && x.matches(o, ctx));
+      if (o.kind === 'driver' && active.some((c) => partedWithinContract(c, o, obs, { host: r.host, guest, facts: w })))
+        return;
+      // Outside every contract but declared on its own: with a contract of its own it joins them, else the program
+      // ends there as that known divergence.
+      const other = r.expectations.find((x) => !active.includes(x) && x.matches(o, ctx));
       if (other !== undefined) {
         tally(r.known, other.id);
+        if (other.contract !== undefined) {
+          active.push(other);
+          continue;
+        }
         tally(r.ended, other.id);
         return;
       }
-      const d = new Divergence({ ...o, note: { kind: 'contract', id: k.id, why } }, 'bare metal shows');
+      const d = new Divergence({ ...o, note: { kind: 'contract', id: k.id, why: whys[0]! } }, 'bare metal shows');
       d.world = w;
       throw d;
     }

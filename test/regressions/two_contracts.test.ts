@@ -1,0 +1,149 @@
+/**
+ * Two weaker contracts at once (driver profile, seed 6, icelake): the LBR cycle counts a VM-exit adds
+ * (lbr-cycles-include-exits) are met first; later Linux perf's boot probe writes a running counter, whose overflow then
+ * comes late (write-period-from-base, reports/filed/0001). Each mechanism excuses what it leaves, so from the second
+ * on both contracts hold: the missing PMI is the second one's, not a finding. Found when the first contract alone
+ * judged the rest of the program.
+ */
+import { describe, expect, it } from 'vitest';
+import { knownDivergencesMet } from '../../designs/registry.js';
+import { DriverBoot, DriverLbr, DriverOpen, DriverRun } from '../../scenarios/commands.js';
+import type { GuestConfig } from '../../scenarios/world.js';
+
+const guest: GuestConfig = {
+  cpuid: { family: 6, model: 0x6a, leaf0a: { eax: 0x8300402, ebx: 0x4, ecx: 0x0, edx: 0x602 }, pdcm: true },
+  perfCapabilities: 0x2005n,
+};
+const program = [
+  new DriverOpen(0, [
+    { event: 0xc4n, usr: true, os: true, period: 0x3n },
+    { event: 0xc0n, usr: true, os: true, period: 0x0n },
+  ]),
+  new DriverLbr(0, { select: 0x0n, callStack: false }),
+  new DriverRun(0, [
+    {
+      cpl: 0,
+      instructions: 3,
+      cycles: 0,
+      refCycles: 0,
+      tscCycles: 0,
+      llcReferences: 0,
+      llcMisses: 0,
+      untakenBranches: 0,
+      branches: [
+        { from: 0xffffffff81000000n, to: 0xffffffff81000000n, kind: 'COND', mispredict: false, cpl: 0 },
+        { from: 0xffffffff81000000n, to: 0xffffffff81000000n, kind: 'COND', mispredict: false, cpl: 0 },
+        { from: 0xffffffff81000000n, to: 0xffffffff81000000n, kind: 'COND', mispredict: false, cpl: 0 },
+      ],
+      slots: {
+        retiring: 0,
+        badSpeculation: 0,
+        frontendBound: 0,
+        backendBound: 0,
+        heavyOperations: 0,
+        branchMispredicts: 0,
+        fetchLatency: 0,
+        memoryBound: 0,
+      },
+    },
+    {
+      cpl: 3,
+      instructions: 0,
+      cycles: 0,
+      refCycles: 0,
+      tscCycles: 0,
+      llcReferences: 0,
+      llcMisses: 0,
+      untakenBranches: 0,
+      branches: [],
+      slots: {
+        retiring: 0,
+        badSpeculation: 0,
+        frontendBound: 0,
+        backendBound: 0,
+        heavyOperations: 0,
+        branchMispredicts: 0,
+        fetchLatency: 0,
+        memoryBound: 0,
+      },
+    },
+  ]),
+  new DriverBoot(0, { kernel: 'linux', ack: 'late', lvtpc: 0x400n }),
+  new DriverRun(0, [
+    {
+      cpl: 1,
+      instructions: 1,
+      cycles: 0,
+      refCycles: 0,
+      tscCycles: 0,
+      llcReferences: 0,
+      llcMisses: 0,
+      untakenBranches: 0,
+      branches: [{ from: 0x400000n, to: 0x400000n, kind: 'COND', mispredict: false, cpl: 1 }],
+      slots: {
+        retiring: 0,
+        badSpeculation: 0,
+        frontendBound: 0,
+        backendBound: 0,
+        heavyOperations: 0,
+        branchMispredicts: 0,
+        fetchLatency: 0,
+        memoryBound: 0,
+      },
+    },
+  ]),
+  new DriverBoot(0, { kernel: 'linux', ack: 'late', lvtpc: 0x20n }),
+  new DriverRun(0, [
+    {
+      cpl: 3,
+      instructions: 1,
+      cycles: 0,
+      refCycles: 0,
+      tscCycles: 0,
+      llcReferences: 0,
+      llcMisses: 0,
+      untakenBranches: 1,
+      branches: [],
+      slots: {
+        retiring: 0,
+        badSpeculation: 0,
+        frontendBound: 0,
+        backendBound: 0,
+        heavyOperations: 0,
+        branchMispredicts: 0,
+        fetchLatency: 0,
+        memoryBound: 0,
+      },
+    },
+    {
+      cpl: 3,
+      instructions: 3,
+      cycles: 0,
+      refCycles: 0,
+      tscCycles: 0,
+      llcReferences: 0,
+      llcMisses: 0,
+      untakenBranches: 2,
+      branches: [{ from: 0x400000n, to: 0x400000n, kind: 'COND', mispredict: false, cpl: 3 }],
+      slots: {
+        retiring: 0,
+        badSpeculation: 0,
+        frontendBound: 0,
+        backendBound: 0,
+        heavyOperations: 0,
+        branchMispredicts: 0,
+        fetchLatency: 0,
+        memoryBound: 0,
+      },
+    },
+  ]),
+];
+
+describe('two weaker contracts in one program', () => {
+  it('the second declaration with a contract joins the first: the program runs on under both', () => {
+    expect(knownDivergencesMet('icelake', guest, program, 'emulated')).toEqual([
+      'lbr-cycles-include-exits',
+      'write-period-from-base',
+    ]);
+  });
+});
