@@ -125,6 +125,20 @@ export function runCheck(s: CheckSpec, stop?: Int32Array): CheckResult {
 }
 
 /**
+ * The tallies of the first runs only: shrinking runs the property again after a failure, and a check reports the
+ * programs it counted (fast-check's numRuns), not the shrinker's. The plugin snapshots both maps as each run starts.
+ */
+export function countsOfRuns(known: Map<string, number>, ended: Map<string, number>) {
+  type Counts = readonly [Map<string, number>, Map<string, number>];
+  const starts: Counts[] = [];
+  return {
+    plugin: fc.beforeEach(() => void starts.push([new Map(known), new Map(ended)])),
+    /** Both maps as they were after run `n` (the live maps when no later run started). */
+    after: (n: number): Counts => starts[n] ?? [known, ended],
+  };
+}
+
+/**
  * Runs one check, leaving its report for the caller to publish (in the run's order). `stop`, when
  * given, is the flag a signal handler sets to end the search early.
  */
@@ -135,8 +149,11 @@ export function runCheckDeferred(s: CheckSpec, stop?: Int32Array): RanCheck {
   const plugins: fc.Plugin<unknown>[] = [];
   if (s.timeSeconds !== null) plugins.push(fc.interruptAfterTimeLimit(s.timeSeconds * 1000));
   if (stop !== undefined) plugins.push(stopWhenFlagged(stop));
+  const counted = countsOfRuns(known, ended);
+  plugins.push(counted.plugin);
   const t0 = performance.now();
   const d = fc.check(c.property(known, ended), { seed: s.seed, numRuns: s.runs, plugins });
+  const [knownOfRuns, endedOfRuns] = counted.after(d.numRuns);
   // fast-check marks a check interrupted before its first program as failed, with no counterexample: not a finding.
   const failed = d.failed && !(d.interrupted && d.counterexample === null && d.errorInstance === null);
   const rendered = failed ? renderFailure(c, s, d) : null;
@@ -153,8 +170,8 @@ export function runCheckDeferred(s: CheckSpec, stop?: Int32Array): RanCheck {
     reason: verdict === 'interrupted' ? (stopped ? 'signal' : 'time limit') : null,
     programs: d.numRuns,
     ms: Math.round(performance.now() - t0),
-    known: Object.fromEntries(known),
-    ended: c.countsEndings === true ? Object.fromEntries(ended) : null,
+    known: Object.fromEntries(knownOfRuns),
+    ended: c.countsEndings === true ? Object.fromEntries(endedOfRuns) : null,
     failure: failed
       ? {
           error: firstLine(d.errorInstance),

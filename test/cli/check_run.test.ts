@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type CheckSpec, CheckSpecError, checkOf, runCheck } from '../../cli/check_run.js';
+import fc from 'fast-check';
+import { type CheckSpec, CheckSpecError, checkOf, countsOfRuns, runCheck } from '../../cli/check_run.js';
 import { designChecks, notApplicable } from '../../properties/checks.js';
 import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
 import { DESIGNS } from '../../designs/registry.js';
@@ -67,5 +68,25 @@ describe('notApplicable: the complement of designChecks', () => {
       else expect(new Set([...run, ...na.map((n) => n.id)])).toEqual(all);
       for (const n of na) expect(run.has(n.id)).toBe(false);
     }
+  });
+});
+
+describe('countsOfRuns: a check reports the programs it counted, not the runs of its shrinker', () => {
+  it('a failure at run 5 tallies 5 programs, however often shrinking runs the property again', () => {
+    const known = new Map<string, number>();
+    const ended = new Map<string, number>();
+    const counted = countsOfRuns(known, ended);
+    const tally = (m: Map<string, number>) => m.set('x', (m.get('x') ?? 0) + 1);
+    let runs = 0;
+    const p = fc.property(fc.nat(1000), (n) => {
+      tally(known);
+      tally(ended);
+      return ++runs < 5 || n < 3; // fails from the fifth run on, for values the shrinker tries many of
+    });
+    const d = fc.check(p, { seed: 1, numRuns: 100, plugins: [counted.plugin] });
+    expect(d.failed).toBe(true);
+    expect(ended.get('x')!).toBeGreaterThan(d.numRuns); // the shrinker ran it too
+    const [k, e] = counted.after(d.numRuns);
+    expect([k.get('x'), e.get('x')]).toEqual([d.numRuns, d.numRuns]);
   });
 });
