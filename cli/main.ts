@@ -136,7 +136,7 @@ export function plan(o: PlanChoice, budget: Parameters<typeof specOf>[1]): Plann
   const picked = (id: string, profile: string, gen: string | null) =>
     (o.only === undefined || id === '*' || o.only.includes(id)) &&
     (profile === 'random' || o.profile === undefined || o.profile.includes(profile)) &&
-    // The opt-in profiles (beyond-supported, driver) run only when named.
+    // The opt-in profile (beyond-supported) runs only when named.
     (gen === null || (o.gen ?? DEFAULT_GENERATION_PROFILES).includes(gen as GenerationProfile));
   const rows: Planned[] = [];
   o.design.forEach((id, i) => {

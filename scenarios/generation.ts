@@ -97,12 +97,8 @@ export type GenerationProfile = (typeof GENERATION_PROFILES)[number];
 /** The profiles whose programs save/restore or reschedule a vCPU: they meet what a design loses there on purpose. */
 export const VMM_STEPPING_PROFILES: readonly GenerationProfile[] = ['contended', 'save-restore-heavy', 'driver'];
 
-/**
- * Profiles a campaign runs only when named (`--gen`): beyond-supported (guests no VMM gets from
- * KVM_GET_SUPPORTED_CPUID), and driver until the faithful emulated vPMU's divergences under it are declared or fixed
- * (within 80 to 700 programs on four of seeds 1-6, test/catalogue/faults.test.ts).
- */
-export const OPT_IN_GENERATION_PROFILES: readonly GenerationProfile[] = ['beyond-supported', 'driver'];
+/** Profiles a campaign runs only when named (`--gen`): beyond-supported (guests no VMM gets from KVM_GET_SUPPORTED_CPUID). */
+export const OPT_IN_GENERATION_PROFILES: readonly GenerationProfile[] = ['beyond-supported'];
 
 /** The profiles a campaign runs unless told otherwise. */
 export const DEFAULT_GENERATION_PROFILES: readonly GenerationProfile[] = GENERATION_PROFILES.filter(

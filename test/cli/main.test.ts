@@ -301,7 +301,7 @@ describe('start: reports in the output folder', () => {
     expect(r.code).toBe(1);
     expect(results.exitStatus).toBe(1);
     const failed = results.checks.filter((c) => c.result === 'failed');
-    expect(failed).toHaveLength(5); // conformance on every default generation profile
+    expect(failed).toHaveLength(6); // conformance on every default generation profile
     for (const c of failed) {
       const id = c.report!.id;
       expect(id).toMatch(/^bug-5728a4a0ea79-rdpmc-0x[0-9a-f]+-bare-metal-gp$/);
@@ -359,7 +359,7 @@ describe('start runs conformance on the built-in hosts', () => {
     const out: StartResults = parseStartResults(JSON.parse(r.out));
     expect(out.checks.map((x) => `${x.design}/${x.gen}`)).toEqual(
       ['emulated', 'mediated'].flatMap((d) =>
-        ['quiet', 'contended', 'lbr-heavy', 'topdown', 'save-restore-heavy'].map((g) => `${d}/${g}`),
+        ['quiet', 'contended', 'lbr-heavy', 'topdown', 'save-restore-heavy', 'driver'].map((g) => `${d}/${g}`),
       ),
     );
     for (const row of out.checks)

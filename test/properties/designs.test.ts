@@ -9,10 +9,9 @@ const name = (c: { id: string; gen?: string }) => (c.gen !== undefined ? `${c.id
 /** A driver program runs hundreds of guest instructions: 300 of them cost what 1000 of the others do. */
 const runsOf = (c: { gen?: string }) => (c.gen === 'driver' ? 300 : 1000);
 
-// The emulated design's quiet conformance and other properties run in each property's own file; its driver programs
-// meet divergences not yet declared (OPT_IN_GENERATION_PROFILES), which test/catalogue/faults.test.ts keeps apart.
+// The emulated design's quiet conformance and other properties run in each property's own file.
 const emulated = designChecks(designById('emulated'), 'skylake', SKYLAKE).filter(
-  (c) => c.id === 'conformance' && c.gen !== 'quiet' && c.gen !== 'driver',
+  (c) => c.id === 'conformance' && c.gen !== 'quiet',
 );
 const mediated = designChecks(designById('mediated'), 'skylake', SKYLAKE);
 
