@@ -10,6 +10,7 @@ import { HostSampleMisattributed } from '../properties/host_samples.js';
 import { HostDisturbed } from '../properties/host_undisturbed.js';
 import { VmmAbiViolation } from '../properties/vmm_abi.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
+import type { PlantedFault } from './faults.js';
 import type { BugEntry } from './types.js';
 
 export interface Measurement {
@@ -87,4 +88,20 @@ export function measureCheck(c: ReturnType<typeof checkOf>, seed: number, numRun
     program,
     details: d,
   };
+}
+
+/**
+ * A planted fault measured on one seed. Found only where its faithful base passes the same programs up to the one that
+ * found it: otherwise the find was the base design's own divergence, not the fault's (`baseFailedFirst`).
+ */
+export function measureFault(
+  f: PlantedFault,
+  seed: number,
+  numRuns: number,
+  shrink = true,
+): Measurement & { readonly baseFailedFirst: boolean } {
+  const m = measureCheck(faultCheckOf(f), seed, numRuns, shrink);
+  if (!m.found) return { ...m, baseFailedFirst: false };
+  const base = measureCheck(faultCheckOf({ ...f, design: f.base }), seed, m.programs, false);
+  return base.found ? { ...m, found: false, baseFailedFirst: true } : { ...m, baseFailedFirst: false };
 }

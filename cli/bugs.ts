@@ -94,6 +94,14 @@ export interface FaultRow {
   missed: string[];
 }
 
+/** The seeds where the faithful base design failed the same programs first, as a clause of a missed line. */
+function baseFirst(ms: readonly FaultSeed[]): string {
+  const seeds = ms.filter((m) => m.baseFailedFirst).map((m) => m.seed);
+  return seeds.length === 0
+    ? ''
+    : `; on seed${seeds.length > 1 ? 's' : ''} ${seeds.join(', ')} the faithful design failed first`;
+}
+
 function faultRow(f: PlantedFault, ms: readonly FaultSeed[]): FaultRow {
   const found = ms.filter((m) => m.found);
   const shrunk = found.map((m) => m.shrunk ?? 0);
@@ -116,7 +124,9 @@ function faultRow(f: PlantedFault, ms: readonly FaultSeed[]): FaultRow {
     example: found[0]?.example?.slice() ?? null,
     missed:
       found.length < ms.length
-        ? [`found on ${found.length} of ${ms.length} seeds (target: every seed; ${ms.length - found.length} short)`]
+        ? [
+            `found on ${found.length} of ${ms.length} seeds (target: every seed; ${ms.length - found.length} short)${baseFirst(ms)}`,
+          ]
         : [],
   };
 }

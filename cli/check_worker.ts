@@ -6,7 +6,7 @@
  */
 
 import { CATALOGUE } from '../catalogue/catalogue.js';
-import { type Measurement, faultCheckOf, measure, measureCheck } from '../catalogue/measure.js';
+import { type Measurement, measure, measureFault } from '../catalogue/measure.js';
 import { FAULTS } from '../catalogue/faults.js';
 import { type CheckSpec, type RanCheck, runCheckDeferred } from './check_run.js';
 
@@ -19,6 +19,8 @@ export type BugSeed = Pick<Measurement, 'row' | 'seed' | 'found' | 'programs' | 
 /** One seed of a planted fault (catalogue/faults.ts). */
 export type FaultSeed = Pick<Measurement, 'seed' | 'found' | 'programs' | 'msToFirst' | 'shrunk'> & {
   readonly id: string;
+  /** The faithful base design failed the same programs first: the find was its own, not the fault's. */
+  readonly baseFailedFirst: boolean;
   readonly example: readonly string[] | null;
 };
 
@@ -45,11 +47,12 @@ export function measureSeed(row: number, seed: number, runs: number): BugSeed {
 export function measureFaultSeed(id: string, seed: number, runs: number): FaultSeed {
   const f = FAULTS.find((x) => x.id === id);
   if (f === undefined) throw new Error(`no planted fault ${id}`);
-  const m = measureCheck(faultCheckOf(f), seed, runs);
+  const m = measureFault(f, seed, runs);
   return {
     id,
     seed,
     found: m.found,
+    baseFailedFirst: m.baseFailedFirst,
     programs: m.programs,
     msToFirst: m.msToFirst,
     shrunk: m.shrunk,
