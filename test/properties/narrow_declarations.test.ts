@@ -9,6 +9,8 @@ import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { attr } from '../../model/host/types.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import type { HostAccess } from '../../model/kvm/types.js';
+import { VmmSetMsr } from '../../scenarios/vmm.js';
 import { runProgram } from '../../properties/conformance.js';
 import { conformanceExpectations } from '../../properties/checks.js';
 import { designById } from '../../designs/registry.js';
@@ -55,6 +57,8 @@ const PLAIN: GuestConfig = {
 type Plant = {
   rd?: (msr: number, r: Access) => Access;
   wr?: (msr: number, value: bigint, r: Access) => Access;
+  /** The VMM's KVM_SET_MSRS. */
+  hostWr?: (msr: number, value: bigint, r: HostAccess) => HostAccess;
 };
 
 /** The emulated vPMU with one answer planted. */
@@ -68,6 +72,10 @@ function planted(p: Plant): VcpuFactory {
       override guestWrmsr(msr: number, value: bigint) {
         const r = super.guestWrmsr(msr, value);
         return p.wr === undefined ? r : p.wr(msr, value, r);
+      }
+      override hostSetMsr(msr: number, value: bigint) {
+        const r = super.hostSetMsr(msr, value);
+        return p.hostWr === undefined ? r : p.hostWr(msr, value, r);
       }
     })(h, o);
 }
@@ -266,6 +274,28 @@ describe('a declared divergence excuses its mechanism, not a neighbouring fault'
     expect(run(v1, p)).toEqual({ reported: null, known: ['v1-freeze-lbrs-accepted'] });
     const frozen = planted({ rd: (m, r) => (m === MSR_IA32_DEBUGCTLMSR && r.ok ? ok(r.value & ~1n) : r) });
     expect(run(v1, p, frozen).reported).toMatchObject({ kind: 'rdmsr', target: MSR_IA32_DEBUGCTLMSR });
+  });
+
+  it("no-freeze-without-guest-lbr: a VMM's FREEZE_LBRS_ON_PMI is held without effect; DEBUGCTL.LBR cleared at the PMI is reported", () => {
+    const p = [
+      new VmmSetMsr(0, MSR_IA32_DEBUGCTLMSR, 0x801n),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x5300c0n | (1n << 20n)),
+      new GuestWrmsr(0, MSR_IA32_PMC0, (1n << 48n) - 2n),
+      new GuestRun(0, [{ cpl: 0, instructions: 3, cycles: 2 }]),
+      new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR),
+    ];
+    expect(run(PLAIN, p)).toEqual({ reported: null, known: ['no-freeze-without-guest-lbr'] });
+    const frozen = planted({ rd: (m, r) => (m === MSR_IA32_DEBUGCTLMSR && r.ok ? ok(r.value & ~1n) : r) });
+    expect(run(PLAIN, p, frozen).reported).toMatchObject({ kind: 'rdmsr', target: MSR_IA32_DEBUGCTLMSR });
+  });
+
+  it("debugctl-subset: a VMM's FREEZE_LBRS_ON_PMI is judged on what KVM advertises, not the guest CPUID; refused, it is reported", () => {
+    const p = [new VmmSetMsr(0, MSR_IA32_DEBUGCTLMSR, 0x800n), new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR)];
+    expect(run(PLAIN, p).reported).toBeNull();
+    const refused = planted({
+      hostWr: (m, v, r) => (m === MSR_IA32_DEBUGCTLMSR ? { ok: false, error: 'planted', reservedBits: v } : r),
+    });
+    expect(run(PLAIN, p, refused).reported).toMatchObject({ kind: 'vmm', vmm: { op: 'set-msr' } });
   });
 
   it('debugctl-not-saved: a DEBUGCTL that reads 0 with no save/restore since it was written is reported', () => {
