@@ -132,7 +132,7 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
       },
     },
   ];
-  if (host.legacyLbr !== undefined && design.guestLbr !== false)
+  if (lbrFreezeApplies(design, host))
     for (const beyond of [false, true])
       checks.push({
         ...base,
@@ -195,9 +195,15 @@ export function notApplicable(design: Design, profile: string, host: Profile): N
   const why = design.unavailableOn?.(host) ?? null;
   if (why !== null) return [{ ...base, id: '*', reason: `design unavailable on this host: ${why}` }];
   if (design.guestLbr === false) return [{ ...base, id: 'lbr-freeze', reason: 'no guest LBRs in this design' }];
-  if (host.legacyLbr === undefined)
+  if (!lbrFreezeApplies(design, host))
     return [{ ...base, id: 'lbr-freeze', reason: 'Arch LBR host: no legacy LBR freeze to check' }];
   return [];
+}
+
+/** Guest LBRs to freeze: legacy ones on a legacy host, Arch LBR where the design offers it on an Arch LBR host. */
+function lbrFreezeApplies(design: Design, host: Profile): boolean {
+  if (design.guestLbr === false) return false;
+  return host.legacyLbr !== undefined || (host.archLbr !== undefined && design.supported(host).archLbr !== undefined);
 }
 
 /** What `checksFor` leaves out for `design`, host by host. */

@@ -7,7 +7,17 @@
  */
 
 import fc from 'fast-check';
-import { leaf0aEax, leaf0aEdx, type Profile } from '../model/hw/profile.js';
+import { type CpuidRegs, LBR_FMT_ARCH, leaf0aEax, leaf0aEdx, type Profile } from '../model/hw/profile.js';
+import { PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
+import {
+  ARCH_LBR_ANY,
+  ARCH_LBR_KERNEL,
+  ARCH_LBR_LBREN,
+  ARCH_LBR_USER,
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_TO_0,
+} from '../model/hw/msr/lbr_arch.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../scenarios/commands.js';
 import { branchArb } from '../scenarios/work.js';
@@ -15,7 +25,7 @@ import type { GuestConfig } from '../scenarios/world.js';
 import { type ConformanceRun, runProgram } from './conformance.js';
 import type { SupportedPmu } from '../model/kvm/types.js';
 import { supportedOf } from '../scenarios/supported.js';
-import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import { MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO } from '../model/hw/msr/lbr_legacy.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
@@ -97,7 +107,9 @@ export function freezeProgramArb(
   supported: SupportedPmu,
   range: 'supported' | 'beyond-supported' = 'supported',
 ): fc.Arbitrary<[GuestConfig, WorldCommand[]]> {
-  const depth = host.legacyLbr?.depth ?? 0;
+  const arch = supported.archLbr;
+  const depth = arch !== undefined ? Math.min(host.archLbr?.maxDepth ?? 0, 8) : (host.legacyLbr?.depth ?? 0);
+  const reads = arch !== undefined ? archFreezeReads(depth) : freezeReads(depth);
   const v = supported.leaf0a.eax & 0xff;
   return fc
     .record({
@@ -112,17 +124,59 @@ export function freezeProgramArb(
       lvtpc: fc.boolean(),
       // Reads shrink toward GLOBAL_STATUS, the one read that shows a missing freeze on any version.
       reads: fc.array(
-        fc.constantFrom(
-          MSR_CORE_PERF_GLOBAL_STATUS,
-          ...freezeReads(depth).filter((m) => m !== MSR_CORE_PERF_GLOBAL_STATUS),
-        ),
+        fc.constantFrom(MSR_CORE_PERF_GLOBAL_STATUS, ...reads.filter((m) => m !== MSR_CORE_PERF_GLOBAL_STATUS)),
         {
           minLength: 1,
           maxLength: 2 * depth + 3,
         },
       ),
     })
-    .map((r) => [lbrGuest(host, r.v), freezeProgram(depth, r.k, r.before, r.after, r)]);
+    .map((r) =>
+      arch !== undefined
+        ? [archLbrGuest(host, r.v, arch), archFreezeProgram(r.k, r.before, r.after, r)]
+        : [lbrGuest(host, r.v), freezeProgram(depth, r.k, r.before, r.after, r)],
+    );
+}
+
+/** A guest with Arch LBR as the design reports it (`leaf1c`, LBR_FMT 0x3f) and PMU version `v`. */
+export function archLbrGuest(host: Profile, v: number, leaf1c: CpuidRegs): GuestConfig {
+  const g = lbrGuest(host, v);
+  return {
+    cpuid: { ...g.cpuid, archLbr: true, leaf1c },
+    perfCapabilities: (g.perfCapabilities & ~PERF_CAP_LBR_FMT) | BigInt(LBR_FMT_ARCH),
+  };
+}
+
+/** The reads of an Arch LBR freeze program: LBR_CTL, DEBUGCTL, GLOBAL_STATUS, then FROM_i/TO_i, newest first. */
+export function archFreezeReads(depth: number): number[] {
+  const reads = [MSR_ARCH_LBR_CTL, MSR_IA32_DEBUGCTLMSR, MSR_CORE_PERF_GLOBAL_STATUS];
+  for (let i = 0; i < depth; i++) reads.push(MSR_ARCH_LBR_FROM_0 + i, MSR_ARCH_LBR_TO_0 + i);
+  return reads;
+}
+
+/**
+ * The Arch LBR program: LBR_CTL records every branch at CPL 0 and 3, DEBUGCTL has FREEZE_LBRS_ON_PMI only (Arch LBR
+ * has no DEBUGCTL.LBR), then the counter, runs and reads of freezeProgram. Below version 4 the PMI clears LBREn (D41),
+ * from 4 it sets LBR_FRZ.
+ */
+export function archFreezeProgram(
+  k: number,
+  before: readonly WorkUnit[],
+  after: readonly WorkUnit[],
+  shape: FreezeShape,
+): WorldCommand[] {
+  return [
+    ...(shape.quiesce ? [new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x0n)] : []),
+    ...(shape.lvtpc ? [new GuestWrmsr(0, X2APIC_LVTPC, 0x400n)] : []),
+    new GuestWrmsr(0, MSR_ARCH_LBR_CTL, ARCH_LBR_LBREN | ARCH_LBR_KERNEL | ARCH_LBR_USER | ARCH_LBR_ANY),
+    new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_FREEZE_LBRS_ON_PMI),
+    new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x5300c4n | (1n << 20n)), // BR_INST_RETIRED, USR|OS|INT|EN
+    new GuestWrmsr(0, MSR_IA32_PMC0, (1n << 48n) - BigInt(k)),
+    new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1n),
+    new GuestRun(0, before),
+    ...(after.length > 0 ? [new GuestRun(0, after)] : []),
+    ...shape.reads.map((m) => new GuestRdmsr(0, m)),
+  ];
 }
 
 export function lbrFreezeProperty(r: ConformanceRun, range: 'supported' | 'beyond-supported' = 'supported') {

@@ -32,6 +32,7 @@ import type { KvmVcpuState } from '../../../model/kvm/emulated/state.js';
 import { ARCH_LBR_OPS, type ArchLbrVcpu } from '../../../model/kvm/series/arch_lbr.js';
 import { designById, emulatedWith } from '../../../designs/registry.js';
 import { CONFORMANCE_CPUS, conformanceProperty, runProgram } from '../../../properties/conformance.js';
+import { lbrFreezeProperty } from '../../../properties/lbr_freeze.js';
 import { ARCH_LBR_DECLARED, ARCH_LBR_EXPECTATIONS } from '../../../properties/expectations/arch_lbr.js';
 import {
   Divergence,
@@ -378,6 +379,25 @@ describe('the Arch LBR v2 series: each declared divergence is met by a program, 
   it.each(ARCH_LBR_DECLARED.map((k) => [k.id] as const))('%s', (id) => {
     const [g, cmds] = PROGRAMS[id]!;
     expect(met(g, cmds)).toContain(id);
+  });
+
+  it('LBR freeze (property 3) on Arch LBR guests: the series clears LBREn as a v2 part does (D41); freezing DEBUGCTL.LBR instead is found', () => {
+    const known = new Map<string, number>();
+    const run = { host: h, design: design.factory, expectations: ARCH_LBR_EXPECTATIONS, known };
+    fc.assert(lbrFreezeProperty(run), { numRuns: 100 });
+    expect([...known.keys()]).toEqual([]);
+    // Upstream's freeze function clears DEBUGCTL.LBR, which Arch LBR does not have: the guest keeps recording.
+    const legacyFreeze: EmulatedOps = {
+      ...ARCH_LBR_OPS,
+      intel_pmu_legacy_freezing_lbrs_on_pmi: (vcpu) => EMULATED_OPS.intel_pmu_legacy_freezing_lbrs_on_pmi(vcpu),
+    };
+    const planted = { host: h, design: emulatedWith(legacyFreeze), expectations: ARCH_LBR_EXPECTATIONS };
+    // Seeds 1–6 all find it within 3 programs, at a record read past the PMI.
+    for (const seed of [1, 2]) {
+      const d = fc.check(lbrFreezeProperty(planted), { seed, numRuns: 20, endOnFailure: true });
+      expect(d.failed).toBe(true);
+      expect(String(d.errorInstance)).toMatch(/RDMSR 0x1[56]0[0-7]/);
+    }
   });
 
   it('a planted fault, VM-exit not saving LBR_CTL into the VMCS (an XRSTORS of it is lost), is found on two seeds', () => {
