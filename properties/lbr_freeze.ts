@@ -84,11 +84,12 @@ export function freezeProgram(
   before: readonly WorkUnit[],
   after: readonly WorkUnit[],
   shape: FreezeShape = { quiesce: true, lvtpc: true, reads: freezeReads(depth) },
+  lbrOn: readonly WorldCommand[] = [new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x801n)], // LBR | FREEZE_LBRS_ON_PMI
 ): WorldCommand[] {
   return [
     ...(shape.quiesce ? [new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x0n)] : []),
     ...(shape.lvtpc ? [new GuestWrmsr(0, X2APIC_LVTPC, 0x400n)] : []),
-    new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x801n), // LBR | FREEZE_LBRS_ON_PMI
+    ...lbrOn,
     new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x5300c4n | (1n << 20n)), // BR_INST_RETIRED, USR|OS|INT|EN
     new GuestWrmsr(0, MSR_IA32_PMC0, (1n << 48n) - BigInt(k)),
     new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1n),
@@ -165,18 +166,10 @@ export function archFreezeProgram(
   after: readonly WorkUnit[],
   shape: FreezeShape,
 ): WorldCommand[] {
-  return [
-    ...(shape.quiesce ? [new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x0n)] : []),
-    ...(shape.lvtpc ? [new GuestWrmsr(0, X2APIC_LVTPC, 0x400n)] : []),
+  return freezeProgram(0, k, before, after, shape, [
     new GuestWrmsr(0, MSR_ARCH_LBR_CTL, ARCH_LBR_LBREN | ARCH_LBR_KERNEL | ARCH_LBR_USER | ARCH_LBR_ANY),
     new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_FREEZE_LBRS_ON_PMI),
-    new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x5300c4n | (1n << 20n)), // BR_INST_RETIRED, USR|OS|INT|EN
-    new GuestWrmsr(0, MSR_IA32_PMC0, (1n << 48n) - BigInt(k)),
-    new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1n),
-    new GuestRun(0, before),
-    ...(after.length > 0 ? [new GuestRun(0, after)] : []),
-    ...shape.reads.map((m) => new GuestRdmsr(0, m)),
-  ];
+  ]);
 }
 
 export function lbrFreezeProperty(r: ConformanceRun, range: 'supported' | 'beyond-supported' = 'supported') {

@@ -41,22 +41,23 @@ describe('every property holds for the mediated vPMU on a Skylake-like host, up 
   });
 });
 
+/** The id of every property's check. */
+const EVERY_PROPERTY = new Set([
+  'conformance',
+  'no-leak',
+  'host-undisturbed',
+  'invisible',
+  'lbr-freeze',
+  'vmm-conformance',
+  'vmm-abi',
+  'host-samples',
+]);
+
 const hwAssigned = designChecks(designById('hw-assigned'), 'skylake', SKYLAKE);
 
 describe("every property holds for seed 003's proposal up to its declared divergences (Skylake-like host)", () => {
   it('has a check for every property', () => {
-    expect(new Set(hwAssigned.map((c) => c.id))).toEqual(
-      new Set([
-        'conformance',
-        'no-leak',
-        'host-undisturbed',
-        'invisible',
-        'lbr-freeze',
-        'vmm-conformance',
-        'vmm-abi',
-        'host-samples',
-      ]),
-    );
+    expect(new Set(hwAssigned.map((c) => c.id))).toEqual(EVERY_PROPERTY);
   });
 
   // 100 programs each (npm start runs 2000); each declared divergence is met in test/model/kvm/hw_assigned.test.ts.
@@ -88,18 +89,7 @@ describe('every property holds for the Arch LBR v2 series up to its declared div
     (c) => !(c.id === 'conformance' && c.gen === 'beyond-supported'),
   );
   it('has a check for every property', () => {
-    expect(new Set(checks.map((c) => c.id))).toEqual(
-      new Set([
-        'conformance',
-        'no-leak',
-        'host-undisturbed',
-        'invisible',
-        'lbr-freeze',
-        'vmm-conformance',
-        'vmm-abi',
-        'host-samples',
-      ]),
-    );
+    expect(new Set(checks.map((c) => c.id))).toEqual(EVERY_PROPERTY);
   });
   it.each(checks.map((c) => [name(c), c] as const))('%s (30 programs)', (_n, c) => {
     fc.assert(c.property(new Map()), { numRuns: 30 });
