@@ -38,6 +38,7 @@ import {
   MSR_CORE_PERF_GLOBAL_STATUS,
 } from '../../model/hw/msr/global.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { MSR_LBR_INFO_0, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
 
 const emulated = designById('emulated');
@@ -157,6 +158,22 @@ describe('a declared divergence excuses its mechanism, not a neighbouring fault'
       kind: 'rdmsr',
       target: MSR_IA32_PERFCTR0,
     });
+  });
+
+  it('write-period-from-base: LVTPC differing in the mask bit its late PMI sets is excused; in its vector, reported', () => {
+    // A USR counter written with -3 while it runs: bare metal takes the PMI (LVTPC vector 32 masks), KVM not yet.
+    const p = [
+      new GuestWrmsr(0, X2APIC_LVTPC, 0x20n),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x5100c0n), // instructions, USR|INT|EN
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 1n),
+      new GuestRun(0, [{ cpl: 3, instructions: 5 }]),
+      new GuestWrmsr(0, MSR_IA32_PERFCTR0, 0xfffffffdn),
+      new GuestRun(0, [{ cpl: 3, instructions: 5 }]),
+      new GuestRdmsr(0, X2APIC_LVTPC),
+    ];
+    expect(run(PLAIN, p)).toEqual({ reported: null, known: ['write-period-from-base'] });
+    const vector = planted({ rd: (m, r) => (m === X2APIC_LVTPC && r.ok ? ok(r.value ^ 1n) : r) });
+    expect(run(PLAIN, p, vector).reported).toMatchObject({ kind: 'rdmsr', target: X2APIC_LVTPC });
   });
 
   it('host-contention: a count lost while a host event runs on the other pCPU only is reported', () => {
