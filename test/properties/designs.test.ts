@@ -61,7 +61,8 @@ describe("every property holds for seed 003's proposal up to its declared diverg
   });
 
   // 100 programs each (npm start runs 2000); each declared divergence is met in test/model/kvm/hw_assigned.test.ts.
-  // Built on the perf-based vPMU, it meets the same undeclared divergences under driver programs (opt-in).
+  // Its driver programs meet a divergence not yet declared or explained (seeds 1 and 2 of npm start, within 400
+  // programs: an RDPMC one count high in a version-1 PMI handler), so they stay out of this test.
   it.each(hwAssigned.filter((c) => c.gen !== 'driver').map((c) => [name(c), c] as const))(
     '%s (100 programs)',
     (_n, c) => {
