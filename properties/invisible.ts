@@ -63,7 +63,9 @@ export function checkInvisible(
     if (sameOutcome(a.sut, b.sut)) continue;
     // Reported as: what the guest saw with the insertion, against what it saw without.
     const o: Observation = { ...b, note: { kind: 'insertion', command: String(inserted), at: k }, oracle: a.sut };
-    const known = r.expectations.find((x) => x.matches(o, { host: r.host, guest, history: w.observations }));
+    // Judged on the history up to the divergent read: what the program does after it cannot excuse it.
+    const history = w.observations.slice(0, w.observations.indexOf(b) + 1);
+    const known = r.expectations.find((x) => x.matches(o, { host: r.host, guest, history }));
     if (known !== undefined) {
       r.known?.set(known.id, (r.known.get(known.id) ?? 0) + 1);
       return;

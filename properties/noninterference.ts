@@ -108,7 +108,9 @@ export function checkNoninterference(
   for (let i = 0; i < oa.length; i++) {
     if (sameOutcome(oa[i]!.sut, ob[i]!.sut)) continue;
     const o: Observation = { ...ob[i]!, note: { kind: 'host-values' }, oracle: oa[i]!.sut };
-    const known = r.leaks?.find((x) => x.matches(o, { host: r.host, guest, history: wb.observations }));
+    // Judged on the history up to the divergent observation: what the program does after it cannot excuse it.
+    const history = wb.observations.slice(0, wb.observations.indexOf(ob[i]!) + 1);
+    const known = r.leaks?.find((x) => x.matches(o, { host: r.host, guest, history }));
     if (known !== undefined) {
       r.known?.set(known.id, (r.known.get(known.id) ?? 0) + 1);
       return;

@@ -285,14 +285,18 @@ function withInsertion(t: ReplayTarget, c: Extract<Case, { property: 'invisible'
     ...(i === k ? { inserted: true } : {}),
     observations: paired[i]!,
   }));
-  // The same judgement as checkInvisible: the design's declared losses, against the whole history.
-  const known =
-    divergence === null
-      ? null
-      : (t.design.invisibility.find((x) =>
-          x.matches(divergence as Observation, { host: t.host, guest: t.guest, history: seen.world.observations }),
-        ) ?? null);
+  // The same judgement as checkInvisible: the design's declared losses, against the history up to the divergence.
+  const known = divergence === null ? null : insertionDeclared(t, divergence, seen.world.observations);
   return { property: 'invisible', steps, divergence, known };
+}
+
+/** The invisibility declaration that excuses `d`, judged on the observations up to the one it was made from. */
+function insertionDeclared(t: ReplayTarget, d: ReportObservation, all: readonly Observation[]): KnownDivergence | null {
+  const at = all.findIndex((x) => x.step === d.step && x.vcpu === d.vcpu && x.kind === d.kind && x.target === d.target);
+  const history = all.slice(0, at + 1);
+  return (
+    t.design.invisibility.find((x) => x.matches(d as Observation, { host: t.host, guest: t.guest, history })) ?? null
+  );
 }
 
 /** A host event's attr as HostOpen prints it. */
