@@ -33,6 +33,18 @@ function skewed(delta: bigint): VcpuFactory {
     })(h, o);
 }
 
+/** A planted vPMU whose first PMC0 read loses a count (host contention's loss) and whose later ones gain three. */
+const losesThenGains: VcpuFactory = (h, o) =>
+  new (class extends EmulatedVcpu {
+    reads = 0;
+    override guestRdmsr(msr: number) {
+      const r = super.guestRdmsr(msr);
+      if (!r.ok || msr !== MSR_IA32_PMC0) return r;
+      this.reads++;
+      return ok(this.reads === 1 ? r.value - 1n : r.value + 3n);
+    }
+  })(h, o);
+
 const program = [
   new HostOpen(0, attr({ config: 0xc0n, pinned: true })),
   new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x4300c0n), // instructions, OS|USR|EN
@@ -74,32 +86,14 @@ describe('the weaker contract after host contention: never more than bare metal 
   });
 
   it('a later read that gains on bare metal fails even when the first one lost counts', () => {
-    const design: VcpuFactory = (h, o) =>
-      new (class extends EmulatedVcpu {
-        reads = 0;
-        override guestRdmsr(msr: number) {
-          const r = super.guestRdmsr(msr);
-          if (!r.ok || msr !== MSR_IA32_PMC0) return r;
-          this.reads++;
-          return ok(this.reads === 1 ? r.value - 1n : r.value + 3n);
-        }
-      })(h, o);
-    expect(() => runProgram({ host: SKYLAKE, design, expectations: EMULATED_EXPECTATIONS }, guest, program)).toThrow(
+    expect(() =>
+      runProgram({ host: SKYLAKE, design: losesThenGains, expectations: EMULATED_EXPECTATIONS }, guest, program),
+    ).toThrow(
       /after the known divergence host-contention, the counter counted \d+ since it was written, more than bare metal's \d+/,
     );
   });
 
   it("the commands past the known divergence count as run: fast-check's counterexample and shrinking keep them", () => {
-    const design: VcpuFactory = (h, o) =>
-      new (class extends EmulatedVcpu {
-        reads = 0;
-        override guestRdmsr(msr: number) {
-          const r = super.guestRdmsr(msr);
-          if (!r.ok || msr !== MSR_IA32_PMC0) return r;
-          this.reads++;
-          return ok(this.reads === 1 ? r.value - 1n : r.value + 3n);
-        }
-      })(h, o);
     // As fast-check's CommandWrapper: run() marks the command as run, and only such commands are reported or shrunk.
     const wrapped = program.map((cmd) => ({
       cmd,
@@ -111,9 +105,9 @@ describe('the weaker contract after host contention: never more than bare metal 
       },
       toString: () => String(cmd),
     }));
-    expect(() => runProgram({ host: SKYLAKE, design, expectations: EMULATED_EXPECTATIONS }, guest, wrapped)).toThrow(
-      Divergence,
-    );
+    expect(() =>
+      runProgram({ host: SKYLAKE, design: losesThenGains, expectations: EMULATED_EXPECTATIONS }, guest, wrapped),
+    ).toThrow(Divergence);
     // The first read (the known divergence) is the fifth command; the contract broke at the seventh.
     expect(ranCommands({ commands: wrapped })).toEqual(program);
   });
