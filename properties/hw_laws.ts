@@ -39,7 +39,7 @@ import type { Branch, WorkUnit } from '../model/hw/work.js';
 import { profileArb } from '../scenarios/profiles.js';
 import { encode, u64 } from '../scenarios/values.js';
 import { unitArb, workArb } from '../scenarios/work.js';
-import { MSR_LBR_NHM_FROM, MSR_LBR_INFO_0, MSR_LBR_SELECT, MSR_LBR_TOS } from '../model/hw/msr/lbr_legacy.js';
+import { isLbrInfoMsr, MSR_LBR_NHM_FROM, MSR_LBR_SELECT, MSR_LBR_TOS } from '../model/hw/msr/lbr_legacy.js';
 import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
 
 export type CpuFactory = (p: Profile) => Cpu;
@@ -70,9 +70,7 @@ const show = (a: Access) => (a.ok ? `0x${a.value.toString(16)}` : `#GP (${a.gp})
 const same = (a: Access, b: Access) => a.ok === b.ok && (!a.ok || (b.ok && a.value === b.value));
 
 const isLbrRecord = (a: number) =>
-  (a >= MSR_LBR_NHM_FROM && a < 0x700) ||
-  (a >= MSR_LBR_INFO_0 && a < MSR_LBR_INFO_0 + 32) ||
-  (a >= MSR_ARCH_LBR_INFO_0 && a < 0x1700);
+  (a >= MSR_LBR_NHM_FROM && a < 0x700) || isLbrInfoMsr(a) || (a >= MSR_ARCH_LBR_INFO_0 && a < 0x1700);
 
 /** MSRs that exist on `p` (controls weighted over the many LBR records), and some just beside them. */
 function addressArb(p: Profile): fc.Arbitrary<number> {

@@ -18,7 +18,7 @@ import {
 } from '../../scenarios/observation.js';
 import { counterIndexOf, type GuestConfig, type MsrAttempt } from '../../scenarios/world.js';
 import { PERF_CAP_LBR_FMT } from '../../model/hw/msr/capabilities.js';
-import { MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
+import { isLbrInfoMsr, MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM } from '../../model/hw/msr/lbr_legacy.js';
 import {
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
@@ -49,10 +49,7 @@ import type { Cpu } from '../../model/hw/cpu.js';
 
 /** LBR_SELECT, LBR_TOS and the FROM/TO/INFO records of a legacy-LBR part (Skylake's addresses). */
 export const isLegacyLbrMsr = (m: number) =>
-  m === MSR_LBR_SELECT ||
-  m === MSR_LBR_TOS ||
-  (m >= MSR_LBR_NHM_FROM && m < 0x700) ||
-  (m >= MSR_LBR_INFO_0 && m < MSR_LBR_INFO_0 + 32);
+  m === MSR_LBR_SELECT || m === MSR_LBR_TOS || (m >= MSR_LBR_NHM_FROM && m < 0x700) || isLbrInfoMsr(m);
 
 /** The access retired as KVM's P6 quirk answers: a read of 0, or a write accepted (and dropped). */
 export const readZeroOrAccepted = (o: Pick<Observation, 'kind' | 'sut'>) =>
@@ -155,8 +152,7 @@ function progress(o: Observation, history: readonly Observation[]): { sut: bigin
 }
 
 /** An LBR record: a FROM/TO pair's half (Skylake's addresses) or an LBR_INFO; not LBR_SELECT or LBR_TOS. */
-export const isLegacyLbrRecord = (m: number) =>
-  (m >= MSR_LBR_NHM_FROM && m < 0x700) || (m >= MSR_LBR_INFO_0 && m < MSR_LBR_INFO_0 + 32);
+export const isLegacyLbrRecord = (m: number) => (m >= MSR_LBR_NHM_FROM && m < 0x700) || isLbrInfoMsr(m);
 
 /**
  * A reschedule at or after observation `from` after which the guest LBR event may be gone: a save/restore, or a

@@ -47,8 +47,8 @@ import { APIC_LVT_MASKED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { Access } from '../../model/hw/access.js';
 import { counterIndexOf } from '../../scenarios/world.js';
-import { LBR_INFO_CYC_CNT, MSR_LBR_TOS, MSR_LBR_INFO_0 } from '../../model/hw/msr/lbr_legacy.js';
-import { MSR_ARCH_LBR_INFO_0 } from '../../model/hw/msr/lbr_arch.js';
+import { isLbrInfoMsr, LBR_INFO_CYC_CNT, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
+import { isArchLbrInfoMsr } from '../../model/hw/msr/lbr_arch.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
 /** The last accepted value written to `msr` before observation `upTo`, if any. */
 function lastWrite(history: readonly Observation[], msr: number, upTo: Observation): bigint | null {
@@ -159,8 +159,7 @@ function cyclesOnly(o: Observation, history: readonly Observation[]): string | n
 }
 
 /** The record MSRs holding LBR_INFO: legacy MSR_LBR_INFO_0.., Arch IA32_LBR_x_INFO. */
-const isInfoMsr = (m: number) =>
-  (m >= MSR_LBR_INFO_0 && m < MSR_LBR_INFO_0 + 32) || (m >= MSR_ARCH_LBR_INFO_0 && m < MSR_ARCH_LBR_INFO_0 + 64);
+const isInfoMsr = (m: number) => isLbrInfoMsr(m) || isArchLbrInfoMsr(m);
 
 /**
  * The INFO values of `o` on both sides, where everything else it shows is the same: an INFO read's value, or every
@@ -304,7 +303,7 @@ function hostCompeted(c: DivergenceContext, v: number, lbr: boolean, now = false
  */
 function shiftedRecord(msr: number, v: bigint, records: readonly bigint[] | null | undefined): boolean {
   if (records === null || records === undefined) return false;
-  const info = msr >= MSR_LBR_INFO_0 && msr < MSR_LBR_INFO_0 + 32;
+  const info = isLbrInfoMsr(msr);
   const key = (x: bigint) => (info ? x & ~LBR_INFO_CYC_CNT : x);
   return v === 0n || records.some((r) => key(r) === key(v));
 }

@@ -18,6 +18,10 @@ export const MSR_ARCH_LBR_DEPTH = 0x14cf;
 export const MSR_ARCH_LBR_FROM_0 = 0x1500;
 export const MSR_ARCH_LBR_TO_0 = 0x1600;
 export const MSR_ARCH_LBR_INFO_0 = 0x1200;
+/** The deepest Arch LBR stack CPUID.1CH can enumerate (64 records): the size of each record block. */
+export const ARCH_LBR_MAX_DEPTH = 64;
+/** An IA32_LBR_n_INFO of any depth. */
+export const isArchLbrInfoMsr = (m: number) => m >= MSR_ARCH_LBR_INFO_0 && m < MSR_ARCH_LBR_INFO_0 + ARCH_LBR_MAX_DEPTH;
 
 /** IA32_LBR_CTL: positive filtering, 1 = capture (§3.2). */
 export const LBR_CTL_FIELDS = fields({

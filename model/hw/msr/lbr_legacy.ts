@@ -18,6 +18,10 @@ export const MSR_LBR_TOS = 0x1c9;
 export const MSR_LBR_NHM_FROM = 0x680;
 export const MSR_LBR_NHM_TO = 0x6c0;
 export const MSR_LBR_INFO_0 = 0xdc0;
+/** The deepest legacy LBR stack (32 records, Skylake and later): the size of each record block. */
+export const LEGACY_LBR_MAX_DEPTH = 32;
+/** An MSR_LBR_INFO_n of any legacy depth. */
+export const isLbrInfoMsr = (m: number) => m >= MSR_LBR_INFO_0 && m < MSR_LBR_INFO_0 + LEGACY_LBR_MAX_DEPTH;
 export const MSR_LBR_CORE_FROM = 0x40;
 export const MSR_LBR_CORE_TO = 0x60;
 
