@@ -69,7 +69,7 @@ const CASES: { what: string; cmd: string; args: string[]; status: number; target
     target: 1000,
   },
   { what: 'npx vpmu-conformance --help', cmd: 'npx', args: ['vpmu-conformance', '--help'], status: 0, target: 1000 },
-  // npm's floor: npx with nothing to resolve; the difference is npx linking the package's own bin into its cache.
+  // npm's floor: npx with nothing to resolve; the difference is npx finding the bin in node_modules/.bin and node starting it.
   { what: 'npx --version (npm alone)', cmd: 'npx', args: ['--version'], status: 0, target: 0 },
   { what: 'npm start -s -- --help', cmd: 'npm', args: ['start', '-s', '--', '--help'], status: 0, target: 0 },
 ];

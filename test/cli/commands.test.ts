@@ -1,5 +1,8 @@
 /** Exit statuses of the other commands (bugs, compare, the entry), and how `npm run bugs` names a missed target. */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseBugsResults } from '../../cli/results.js';
 import { cleanEnv, cli } from '../support/cli.js';
@@ -28,6 +31,25 @@ describe('the entry point (the bin)', () => {
       expect(r.out).toContain('Exit status (every command):');
     },
   );
+});
+
+describe('npx vpmu-conformance', () => {
+  // The command lives in the `bin` workspace, so npx finds it in node_modules/.bin. A `bin` in the root
+  // package.json would make npx link the project into its cache and load both trees first (about 1 s).
+  it('runs the bin from node_modules/.bin, without installing the project into the npx cache', () => {
+    const cache = mkdtempSync(join(tmpdir(), 'vpmu-npx-cache-'));
+    try {
+      const r = spawnSync('npx', ['vpmu-conformance', '--help'], {
+        encoding: 'utf8',
+        env: cleanEnv({ npm_config_cache: cache, npm_config_update_notifier: 'false' }),
+      });
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain('Usage: vpmu-conformance <command>');
+      expect(existsSync(join(cache, '_npx'))).toBe(false);
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('bugs: exit status and targets', () => {
