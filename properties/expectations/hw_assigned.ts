@@ -64,13 +64,23 @@ function rawWriteOf(h: Observation, c: DivergenceContext): number | null {
 const wrote = (h: Observation, msr: (m: number) => boolean) =>
   h.kind === 'wrmsr' && h.sut.kind === 'accepted' && h.target !== null && msr(h.target);
 
-/** Did the guest write one counter control (an event select, or FIXED_CTR_CTRL) a second time? */
+/**
+ * The MSR and value of a write KVM took through intel_pmu_set_msr, which treats both alike: the guest's accepted WRMSR,
+ * or the VMM's KVM_SET_MSRS.
+ */
+function written(h: Observation): { msr: number; value: bigint } | null {
+  if (h.vmm?.op === 'set-msr') return h.sut.kind === 'ok' ? { msr: h.vmm.msr, value: h.vmm.value } : null;
+  return wrote(h, () => true) && h.value !== null ? { msr: h.target!, value: h.value } : null;
+}
+
+/** Was one counter control (an event select, or FIXED_CTR_CTRL) written a second time, by the guest or the VMM? */
 function controlRewritten(history: readonly Observation[]): boolean {
   const seen = new Set<number>();
   for (const h of history) {
-    if (!wrote(h, (m) => isEvtsel(m) || m === MSR_CORE_PERF_FIXED_CTR_CTRL)) continue;
-    if (seen.has(h.target!)) return true;
-    seen.add(h.target!);
+    const m = written(h)?.msr ?? null;
+    if (m === null || !(isEvtsel(m) || m === MSR_CORE_PERF_FIXED_CTR_CTRL)) continue;
+    if (seen.has(m)) return true;
+    seen.add(m);
   }
   return false;
 }
@@ -85,7 +95,7 @@ const droppedEvtsel = (h: Observation, msr: number | null) =>
   (h.value & KVM_RESERVED_EVTSEL) !== 0n;
 
 /**
- * The counters whose guest GLOBAL_CTRL bit changed while their control enabled them (GP i, fixed 32 + j):
+ * The counters whose GLOBAL_CTRL bit changed (the guest's write or the VMM's) while their control enabled them:
  * cleared under an enabled counter (which then counts on), or set for one already enabled (whose event
  * the GLOBAL_CTRL write creates, its control never loaded). GLOBAL_CTRL starts with the GP bits set.
  */
@@ -95,32 +105,84 @@ function globalGated(history: readonly Observation[], c: DivergenceContext): Set
   let global = lowMask(Math.min(nGp, c.host.nGP));
   const enabled = new Map<number, boolean>();
   for (const h of history) {
-    if (!wrote(h, () => true) || h.value === null) continue;
-    const m = h.target!;
-    if (isEvtsel(m)) enabled.set(m - MSR_P6_EVNTSEL0, (h.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n);
+    const x = written(h);
+    if (x === null) continue;
+    const { msr: m, value } = x;
+    if (isEvtsel(m)) enabled.set(m - MSR_P6_EVNTSEL0, (value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n);
     else if (m === MSR_CORE_PERF_FIXED_CTR_CTRL)
-      for (let j = 0; j < 3; j++) enabled.set(32 + j, ((h.value >> BigInt(4 * j)) & 3n) !== 0n);
+      for (let j = 0; j < 3; j++) enabled.set(32 + j, ((value >> BigInt(4 * j)) & 3n) !== 0n);
     else if (m === MSR_CORE_PERF_GLOBAL_CTRL) {
-      for (const [idx, on] of enabled) if (on && ((global ^ h.value) & (1n << BigInt(idx))) !== 0n) out.add(idx);
-      global = h.value;
+      for (const [idx, on] of enabled) if (on && ((global ^ value) & (1n << BigInt(idx))) !== 0n) out.add(idx);
+      global = value;
     }
   }
   return out;
 }
 
-/** Did the guest write a counter (any alias), whatever the value? */
-const counterWritten = (history: readonly Observation[]) => history.some((h) => wrote(h, isCounter));
+/** Was a counter written (any alias, by the guest or the VMM), whatever the value? */
+const counterWritten = (history: readonly Observation[]) =>
+  history.some((h) => {
+    const x = written(h);
+    return x !== null && isCounter(x.msr);
+  });
+
+/** A write of counter `idx` on vCPU `v` that KVM took: the guest's WRMSR of either alias, or the VMM's KVM_SET_MSRS. */
+const wroteCounter = (h: Observation, v: number, idx: number) => {
+  const x = written(h);
+  return h.vcpu === v && x !== null && counterOfMsr(x.msr) === idx;
+};
+
+/**
+ * A VMM's KVM_GET_MSRS of a counter that shows a count rolled back: vCPU `v` was preempted or migrated since the
+ * counter was last written (a write loads the counter, so nothing rolls back past it), and the value read has counted
+ * no more since that write than bare metal's (the World's facts: what the write left in bare metal's counter).
+ */
+function vmmReadRolledBack(o: Observation, c: DivergenceContext): boolean {
+  const idx = o.vmm?.op === 'get-msr' ? counterOfMsr(o.vmm.msr) : null;
+  if (idx === null || o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
+  const bare = c.facts?.oracleCounter(o.vcpu, idx);
+  if (bare === undefined || bare === null) return false;
+  const w = c.history.findLastIndex((h) => wroteCounter(h, o.vcpu, idx));
+  const rescheduled = c.history
+    .slice(w + 1)
+    .some((h) => h.vcpu === o.vcpu && (h.vmm?.op === 'preempt' || h.vmm?.op === 'migrate'));
+  const mask = widthMask(c, idx);
+  const base = w < 0 ? 0n : (bare.written ?? 0n);
+  return rescheduled && ((o.sut.value - base) & mask) < ((o.oracle.value - base) & mask);
+}
+
+/**
+ * The counters a control write (the guest's or the VMM's) had enabled when a later KVM_SET_PMU_EVENT_FILTER installed a
+ * filter: their events outlive it, and any later enabling write loads their control again.
+ */
+function enabledBeforeFilter(history: readonly Observation[]): Set<number> {
+  const enabled = new Set<number>();
+  const out = new Set<number>();
+  for (const h of history) {
+    if (h.vmm?.op === 'set-filter' && h.vmm.filter !== null && h.sut.kind === 'ok') for (const i of enabled) out.add(i);
+    const x = written(h);
+    if (x === null) continue;
+    if (isEvtsel(x.msr) && (x.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n) enabled.add(x.msr - MSR_P6_EVNTSEL0);
+    else if (x.msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
+      for (let j = 0; j < 3; j++) if (((x.value >> BigInt(4 * j)) & 3n) !== 0n) enabled.add(32 + j);
+  }
+  return out;
+}
 
 const DESCHEDULE_ROLLBACK: KnownDivergence = {
   id: 'deschedule-rollback',
   title:
-    "a preemption or migration rolls a guest counter back to its last sync (the guest's last access, reprogram or overflow): counts are lost",
+    "a preemption or migration rolls a guest counter back to its last sync (the guest's last access, reprogram or overflow): counts are lost, also to a VMM's KVM_GET_MSRS of the counter",
   kernelRef:
-    "series patch 4/5: kvm_arch_sched_out → intel_pmu_save_guest_pmc saves nothing, perf_event_task_sched_out having run first (prepare_task_switch: the event's oncpu is -1, so !intel_pmc_is_assigned); kvm_arch_sched_in → intel_pmu_restore_guest_pmc writes the stale pmc->counter",
-  // Only losses: counts, overflow bits and PMIs the guest misses, never ones it gains; the program goes on.
+    "series patch 4/5: kvm_arch_sched_out → intel_pmu_save_guest_pmc saves nothing, perf_event_task_sched_out having run first (prepare_task_switch: the event's oncpu is -1, so !intel_pmc_is_assigned); kvm_arch_sched_in → intel_pmu_restore_guest_pmc writes the stale pmc->counter, which patch 5/5's intel_pmu_get_msr reads back from hw.event_base for KVM_GET_MSRS as for a guest RDMSR",
+  // Only losses: counts, overflow bits and PMIs the guest misses, never ones it gains; the program goes on. A VMM's
+  // read meets it only for a counter rolled back since its last write.
   matches: (o, c) =>
-    c.history.some((h) => h.vmm?.op === 'preempt' || h.vmm?.op === 'migrate') && lostOnly(o, c.history) === null,
+    o.kind === 'vmm'
+      ? vmmReadRolledBack(o, c)
+      : c.history.some((h) => h.vmm?.op === 'preempt' || h.vmm?.op === 'migrate') && lostOnly(o, c.history) === null,
   contract: (o, c) => lostOnly(o, c.history),
+  vmm: true,
 };
 
 export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
@@ -175,13 +237,16 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       "once the guest has written a counter, its overflows bring no PMI and no GLOBAL_STATUS bit (or bring them late): perf still decides the overflow from the period it armed when it created the event, and the guest's direct counter writes leave that period stale",
     kernelRef:
       'series patch 1/5 (perf writes no counter of an exclude_host event) and 5/5 (intel_pmu_set_msr writes the guest value to hw.event_base); arch/x86/events/intel/core.c handle_pmi_common → intel_pmu_save_and_restart → x86_perf_event_set_period decides, from its own period_left, whether kvm_perf_overflow runs',
-    // The PMI, the overflow bit, and what the legacy LBR freeze at that PMI changes.
+    // The PMI, the overflow bit (a guest's read, or the VMM's KVM_GET_MSRS of the same pmu->global_status), and what
+    // the legacy LBR freeze at that PMI changes.
     matches: (o, c) =>
       (o.kind === 'run' ||
         o.kind === 'pmi' ||
         (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) ||
+        (o.vmm?.op === 'get-msr' && o.vmm.msr === MSR_CORE_PERF_GLOBAL_STATUS) ||
         lbrFreezeEffect(o, c.history)) &&
       counterWritten(c.history),
+    vmm: true,
   },
   DESCHEDULE_ROLLBACK,
   {
@@ -196,6 +261,21 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       const gated = globalGated(c.history, c);
       const idx = counterOf(o);
       return idx === null ? gated.size > 0 : gated.has(idx);
+    },
+    vmm: true,
+  },
+  {
+    id: 'event-filter-not-applied',
+    title:
+      "an event the VMM's event filter denies keeps counting on a counter perf assigned to the vPMC before the filter: the filter's reprogram stops nothing, and a later enabling write loads the guest's control again",
+    kernelRef:
+      "series patch 4/5: pmc_stop_counter only syncs an assigned counter; the base's reprogram_counter returns for an event pmc_is_event_allowed refuses after it (kvm_vm_ioctl_set_pmu_event_filter reprograms every PMC), leaving the host counter's control as patch 5/5's intel_pmu_enable_host_counter loaded it; intel_pmu_set_msr enables the host counter after reprogram_counter whatever it decided. (The filter postdates the series' 5.0 base: this is the series on pre-reuse's base.)",
+    // A read of such a counter (a guest's, or the VMM's KVM_GET_MSRS), or what any such counter's count decides.
+    matches: (o, c) => {
+      if (!countEffect(o)) return false;
+      const filtered = enabledBeforeFilter(c.history);
+      const idx = o.vmm?.op === 'get-msr' ? counterOfMsr(o.vmm.msr) : counterOf(o);
+      return idx === null ? filtered.size > 0 : filtered.has(idx);
     },
     vmm: true,
   },

@@ -31,6 +31,7 @@ import {
   Migrate,
   Preempt,
 } from '../../../scenarios/commands.js';
+import { VmmSetPmuEventFilter } from '../../../scenarios/vmm.js';
 import type { GuestConfig } from '../../../scenarios/world.js';
 import { val } from './util.js';
 
@@ -197,6 +198,17 @@ describe('seed 003: the divergences it declares, each met', () => {
     ];
     expect(faithful(p)).toBeNull();
     expect(met(p)).toEqual(['counter-moved']);
+  });
+
+  it("event-filter-not-applied: an event the VMM's filter denies counts on once perf assigned it a counter", () => {
+    const p = [
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, sel(CYCLES)),
+      new VmmSetPmuEventFilter({ action: 1, flags: 0, fixed_counter_bitmap: 0, events: [CYCLES] }),
+      new GuestRun(0, work(50)),
+      new GuestRdmsr(0, MSR_IA32_PMC0),
+    ];
+    expect(faithful(p)).toBeNull();
+    expect(met(p)).toEqual(['event-filter-not-applied']);
   });
 
   it('a migration is declared by the same rollback in property 4, and a fixed counter write with it', () => {
