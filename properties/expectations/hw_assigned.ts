@@ -15,10 +15,12 @@ import { lowMask } from '../../model/hw/bits.js';
 import {
   ARCH_PERFMON_EVENTSEL_ENABLE,
   MSR_CORE_PERF_FIXED_CTR_CTRL,
+  X86_RAW_EVENT_MASK,
   MSR_IA32_PERFCTR0,
   MSR_P6_EVNTSEL0,
 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../model/hw/msr/global.js';
+import { intel_get_event_constraints, type Constraint, x86_schedule_events } from '../../model/host/schedule.js';
 
 const isEvtsel = (m: number | null) => m !== null && m >= MSR_P6_EVNTSEL0 && m < MSR_P6_EVNTSEL0 + MAX_GP;
 
@@ -117,6 +119,71 @@ function globalGated(history: readonly Observation[], c: DivergenceContext): Set
     }
   }
   return out;
+}
+
+/** fixed_pmc_events: the config KVM gives fixed counter j's perf event. */
+const FIXED_PMC_EVENTS = [0x00c0n, 0x003cn, 0x0300n];
+
+/**
+ * The guest counters (GP i, fixed 32 + j) whose perf event host perf moved to another hardware counter when the guest
+ * enabled another counter: a new event joins the vCPU thread's events, x86_schedule_events' fast path fails on it (it
+ * has no previous counter), and the slow path assigns every event again by weight, fixed counters first. The guest's
+ * events are replayed from its control writes (and the VMM's): an event is created when a counter is enabled both in its
+ * control and in GLOBAL_CTRL and has none yet; the series releases one only after two slices disabled (not replayed:
+ * it is kept) or at a vCPU reset (a new CPUID; a save/restore, whose restored controls create them again).
+ */
+function movedByGuestEvents(history: readonly Observation[], c: DivergenceContext): Set<number> {
+  const moved = new Set<number>();
+  let version = 0;
+  let global = 0n;
+  const config = new Map<number, bigint>(); // the enabled counters, by the config of their event
+  let events: { idx: number; constraint: Constraint; hw: number }[] = [];
+  // A vCPU reset: no events, controls cleared, GLOBAL_CTRL with the GP bits set (v1: no GLOBAL_CTRL, always on).
+  const reset = (eax: number) => {
+    version = eax & 0xff;
+    global = version < 2 ? ~0n : lowMask(Math.min((eax >>> 8) & 0xff, c.host.nGP));
+    config.clear();
+    events = [];
+  };
+  reset(c.guest.cpuid.leaf0a.eax);
+  // KVM reprograms the counters a write enabled in index order (kvm_pmu_handle_event walks reprogram_pmi).
+  const create = () => {
+    for (const [idx, cfg] of [...config].sort(([a], [b]) => a - b)) {
+      if (((global >> BigInt(idx)) & 1n) === 0n || events.some((e) => e.idx === idx)) continue;
+      const constraint = intel_get_event_constraints(c.host, cfg, false);
+      if (constraint === null) continue;
+      const next = [...events, { idx, constraint, hw: -1 }];
+      const assign = x86_schedule_events(next.map((e) => ({ constraint: e.constraint, lastIdx: e.hw })));
+      if (assign === null) continue; // it never runs: the guest counter reads pmc->counter
+      next.forEach((e, k) => {
+        if (e.hw !== -1 && e.hw !== assign[k]) moved.add(e.idx);
+        e.hw = assign[k]!;
+      });
+      events = next;
+    }
+  };
+  for (const h of history) {
+    if (h.vmm?.op === 'set-cpuid' && h.sut.kind === 'ok') reset(h.vmm.cpuid.leaf0a.eax);
+    // A save/restore gives the thread a new vCPU whose restored controls create their events afresh.
+    if (h.vmm?.op === 'save-restore') {
+      events = [];
+      create();
+    }
+    const x = written(h);
+    if (x === null) continue;
+    if (isEvtsel(x.msr)) {
+      const i = x.msr - MSR_P6_EVNTSEL0;
+      if ((x.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n) config.set(i, x.value & X86_RAW_EVENT_MASK);
+      else config.delete(i);
+    } else if (x.msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
+      for (let j = 0; j < 3; j++)
+        if (((x.value >> BigInt(4 * j)) & 3n) !== 0n) config.set(32 + j, FIXED_PMC_EVENTS[j]!);
+        else config.delete(32 + j);
+    else if (x.msr === MSR_CORE_PERF_GLOBAL_CTRL && version >= 2) global = x.value;
+    else continue;
+    create();
+  }
+  return moved;
 }
 
 /** Was a counter written (any alias, by the guest or the VMM), whatever the value? */
@@ -285,7 +352,13 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       "when host perf reschedules the guest's event onto another counter (a host event takes its counter), the guest's count stays behind and the guest reads and counts from what the new counter holds, host counts included",
     kernelRef:
       'series patch 1/5: x86_perf_event_set_event_base / set_config_base skip the preset and the control of an exclude_host event on its new counter; patch 2/5 intel_pmc_is_assigned only asks that the event be on some counter',
-    matches: (o, c) => countEffect(o) && c.history.some(hostEventOpened),
+    matches: (o, c) => {
+      if (!countEffect(o)) return false;
+      if (c.history.some(hostEventOpened)) return true;
+      const moved = movedByGuestEvents(c.history, c);
+      const idx = o.vmm?.op === 'get-msr' ? counterOfMsr(o.vmm.msr) : counterOf(o);
+      return idx === null ? moved.size > 0 : moved.has(idx);
+    },
     vmm: true,
   },
   {
