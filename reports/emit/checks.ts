@@ -8,9 +8,8 @@
  */
 
 import { MSR_CORE_PERF_FIXED_CTR0, MSR_IA32_PERFCTR0, MSR_IA32_PMC0 } from '../../model/hw/msr/counters.js';
-import type { KnownDivergence } from '../../properties/expectations/types.js';
 import { VmmRoundTrip } from '../../scenarios/vmm.js';
-import { diverges, type Observation, type Outcome, sameOutcome, showOutcome } from '../../scenarios/observation.js';
+import { type Observation, type Outcome, sameOutcome, showOutcome } from '../../scenarios/observation.js';
 import { addr, LAYOUT } from './guest.js';
 import type { Plan } from './lower.js';
 import type { ArchLbrXsave } from '../../model/hw/msr/lbr_arch.js';
@@ -170,7 +169,6 @@ function xsaveFields(x: ArchLbrXsave): { name: string; offset: number; value: bi
 export interface CheckOptions {
   /** The observation to keep checked though declared (the report's own divergence): program index and kind. */
   readonly target?: { readonly source: number; readonly kind: string } | undefined;
-  readonly expectations?: readonly KnownDivergence[];
 }
 
 /** The checks of a plan from its traces (one per variant; the nominal one first). */
@@ -195,7 +193,6 @@ export function checksOf(plan: Plan, t: Target, traces: readonly Trace[], opts: 
   const guest: GuestCheck[] = [];
   const declared: { label: string; id: string; title: string }[] = [];
   let weaker: string | null = null;
-  const history = nominal.world.observations;
   nominal.mains.forEach((m, i) => {
     const source = plan.ops[m.op]!.source!;
     const l = `[${source + 1}] ${plan.emitters[source]!.label(m.main.command)}`;
@@ -204,9 +201,9 @@ export function checksOf(plan: Plan, t: Target, traces: readonly Trace[], opts: 
     const due = dueOf(m.op);
     const isTarget = opts.target !== undefined && opts.target.source === source && opts.target.kind === o.kind;
     // A declared divergence before the report's own: stepped over, named in the comment.
-    if (!isTarget && diverges(o) && opts.expectations !== undefined) {
-      const upTo = history.slice(0, history.indexOf(o) + 1);
-      const k = opts.expectations.find((x) => x.matches(o, { host: t.host, guest: t.guest, history: upTo }));
+    if (!isTarget) {
+      // Judged as the simulation made it, with the World's facts of that moment.
+      const k = m.declared;
       if (k !== undefined) {
         declared.push({ label: l, id: k.id, title: k.title });
         if (k.contract !== undefined) weaker = k.id;

@@ -90,7 +90,7 @@ export function emitFinding(f: Finding, fixed?: Design): Emission {
   const plan = lowerProgram(f.program, { amplify: mode === 'host-counts' });
   const t: Target = { design: f.design, host: f.host, cpus: f.cpus, guest: f.guest, shows: f.id };
   const traces = simulateVariants(plan, t);
-  const checks = checksOf(plan, t, traces, { target: f.target, expectations: f.design.expectations });
+  const checks = checksOf(plan, t, traces, { target: f.target });
   const needs = dedupe(plan.emitters.flatMap((e, i) => (e.needs !== undefined ? e.needs(f.program[i]!) : [])));
   const baselineOf = (x: Target) => {
     const base = f.baseline;

@@ -12,10 +12,10 @@ import type { Profile } from '../../model/hw/profile.js';
 import type { Branch, WorkUnit } from '../../model/hw/work.js';
 import type { PerfEvent } from '../../model/host/types.js';
 import type { Design } from '../../properties/design.js';
-import { adoptionOf } from '../../properties/expectations/types.js';
+import { adoptionOf, type KnownDivergence } from '../../properties/expectations/types.js';
 import { HostEvent, HostOpen, HostOpenThread, type WorldCommand } from '../../scenarios/commands.js';
 import { VmmSetCpuid } from '../../scenarios/vmm.js';
-import type { Observation, Outcome } from '../../scenarios/observation.js';
+import { diverges, type Observation, type Outcome } from '../../scenarios/observation.js';
 import { type GuestConfig, World } from '../../scenarios/world.js';
 import {
   buildStubs,
@@ -70,6 +70,8 @@ export interface MainSeen {
   readonly main: MainStep;
   readonly obs: Observation;
   readonly pmi: Observation | undefined;
+  /** The design's declared divergence this observation meets, judged as it is made (with the World's facts then). */
+  readonly declared: KnownDivergence | undefined;
 }
 
 export interface HostSeen {
@@ -323,7 +325,17 @@ function once(
       const obs = w.observations.slice(before);
       const main = obs.find((x) => x.kind !== 'pmi')!;
       const pmi = obs.find((x) => x.kind === 'pmi');
-      mains.push({ op: o, main: s, obs: main, pmi });
+      const declared = diverges(main)
+        ? t.design.expectations.find((k) =>
+            k.matches(main, {
+              host: t.host,
+              guest: t.guest,
+              history: w.observations.slice(0, w.observations.indexOf(main) + 1),
+              facts: w,
+            }),
+          )
+        : undefined;
+      mains.push({ op: o, main: s, obs: main, pmi, declared });
       // The handlers that run after it on bare metal: #GP, then one per PMI around it.
       const resume = s.insn.addr + s.len;
       const faulted = main.kind === 'xsaves' ? xsaveOf(main.oracle) === null : accessOf(main.oracle).gp;

@@ -137,6 +137,27 @@ describe('the checks', () => {
     expect(e.onDesign).toMatchObject({ kind: 'guest', got: '0x10', check: { source: 3 } });
   });
 
+  it('step over a divergence declared only through facts of the World, judged as the simulation made it', () => {
+    // A USR-only counter written -1 while enabled: with 0001's fix, KVM arms perf from -1 and perf raises the period to
+    // 2, so the one user instruction wraps bare metal's counter only. GLOBAL_STATUS then differs, which perf-min-period
+    // declares through bare metal's counters armed at -1: a fact of the World, not in the history.
+    const e = emitFinding({
+      ...finding([
+        new GuestWrmsr(0, 0x186, 0x4100c0n),
+        new GuestWrmsr(0, 0xc1, 0xffffffffffffn),
+        new GuestRun(0, [{ cpl: 3, instructions: 1 }]),
+        new GuestRdmsr(0, 0x38e),
+        new GuestRdmsr(0, 0xc1),
+      ]),
+      design: designById('fix/0001-write-period-from-value'),
+    });
+    expect(e.checks.declared.map((d) => d.id)).toEqual(['perf-min-period']);
+    expect(e.checks.guest.find((c) => c.source === 3)!.why).toContain("'perf-min-period'");
+    // The reproducer does not fail where the search excused the program.
+    expect(e.onDesign).toBeNull();
+    expect(e.onBareMetal).toBeNull();
+  });
+
   it('are a range where a ring crossing counts on either side, and a floor for cycles', () => {
     const e = emitFinding(
       finding([
