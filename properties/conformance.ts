@@ -103,9 +103,15 @@ function checkContract(
       const whys = active.map((c) => c.contract!(o, ctx));
       if (whys.includes(null)) continue;
       // A guest driver routine parted on a value a contract lets differ: what follows depends on it on each side,
-      // so nothing after compares, and the program ends there as the known divergence.
-      if (o.kind === 'driver' && active.some((c) => partedWithinContract(c, o, obs, { host: r.host, guest, facts: w })))
+      // so nothing after compares, and the program ends there as that known divergence.
+      const parted =
+        o.kind === 'driver'
+          ? active.find((c) => partedWithinContract(c, o, obs, { host: r.host, guest, facts: w }))
+          : undefined;
+      if (parted !== undefined) {
+        tally(r.ended, parted.id);
         return;
+      }
       // Outside every contract but declared on its own: with a contract of its own it joins them, else the program
       // ends there as that known divergence.
       const other = r.expectations.find((x) => !active.includes(x) && x.matches(o, ctx));
