@@ -278,7 +278,7 @@ function stalePeriodCounters(history: readonly Observation[], v: number, when: '
  * Whether a host user's event (with a branch stack, if `lbr`) was open where vCPU `v`'s events run: on the pCPU its
  * thread was on at the time, or on its thread. `now`: at the end of the history only, else at any point of it.
  */
-function hostCompeted(c: DivergenceContext, v: number, lbr: boolean, now = false): boolean {
+export function hostCompeted(c: DivergenceContext, v: number, lbr: boolean, now = false): boolean {
   const cpus = c.facts?.cpus ?? 2;
   let cpu = c.facts?.initialCpu(v) ?? v % cpus;
   const open = new Map<number, { cpu: number } | { vcpu: number }>();

@@ -7,9 +7,9 @@
 
 import { isGp, type Observation } from '../../scenarios/observation.js';
 import type { DivergenceContext, KnownDivergence } from './types.js';
-import { EMULATED_EXPECTATIONS } from './emulated.js';
+import { EMULATED_EXPECTATIONS, hostCompeted } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
-import { counterOf, counterOfMsr, hostEventOpened, isCounter, lbrFreezeEffect, lostOnly } from './common.js';
+import { counterOf, counterOfMsr, isCounter, lbrFreezeEffect, lostOnly } from './common.js';
 import { MAX_GP } from '../../model/hw/profile.js';
 import { lowMask } from '../../model/hw/bits.js';
 import {
@@ -349,12 +349,12 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
   {
     id: 'counter-moved',
     title:
-      "when host perf reschedules the guest's event onto another counter (a host event takes its counter), the guest's count stays behind and the guest reads and counts from what the new counter holds, host counts included",
+      "when host perf reschedules the guest's event onto another counter (a host event on the vCPU's pCPU or thread takes its counter, or the guest's own new event makes perf place every event again), the guest's count stays behind and the guest reads and counts from what the new counter holds, host counts included",
     kernelRef:
       'series patch 1/5: x86_perf_event_set_event_base / set_config_base skip the preset and the control of an exclude_host event on its new counter; patch 2/5 intel_pmc_is_assigned only asks that the event be on some counter',
     matches: (o, c) => {
       if (!countEffect(o)) return false;
-      if (c.history.some(hostEventOpened)) return true;
+      if (hostCompeted(c, o.vcpu, false)) return true; // a host event where the vCPU's events run, now or before
       const moved = movedByGuestEvents(c.history, c);
       const idx = o.vmm?.op === 'get-msr' ? counterOfMsr(o.vmm.msr) : counterOf(o);
       return idx === null ? moved.size > 0 : moved.has(idx);
@@ -390,10 +390,10 @@ export const HW_ASSIGNED_LEAKS: readonly KnownDivergence[] = [
   {
     id: 'counter-moved-leak',
     title:
-      "once host perf moves the guest's event onto a counter a host event used, the guest reads that counter's host value (perf's preset of the host event's period, its count)",
+      "once host perf moves the guest's event onto a counter a host event used (one on the vCPU's pCPU or thread), the guest reads that counter's host value (perf's preset of the host event's period, its count)",
     kernelRef:
       'series patch 1/5: the new counter is neither preset nor zeroed for an exclude_host event; patch 5/5 intel_pmu_get_msr and patch 2/5 intel_pmc_read_counter read hw.event_base as it is',
-    matches: (o, c) => countEffect(o) && c.history.some(hostEventOpened),
+    matches: (o, c) => countEffect(o) && hostCompeted(c, o.vcpu, false),
     vmm: true,
   },
 ];

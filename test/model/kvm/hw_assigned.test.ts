@@ -32,7 +32,9 @@ import {
   Preempt,
 } from '../../../scenarios/commands.js';
 import { VmmSetPmuEventFilter } from '../../../scenarios/vmm.js';
-import type { GuestConfig } from '../../../scenarios/world.js';
+import type { GuestConfig, VcpuFactory } from '../../../scenarios/world.js';
+import { runProgram } from '../../../properties/conformance.js';
+import { type Access, ok } from '../../../model/hw/access.js';
 import { val } from './util.js';
 
 const cpuid = {
@@ -198,6 +200,28 @@ describe('seed 003: the divergences it declares, each met', () => {
     ];
     expect(faithful(p)).toBeNull();
     expect(met(p)).toEqual(['counter-moved']);
+  });
+
+  it('counter-moved: a host event on the other pCPU moves nothing, and a count lost beside it is reported', () => {
+    // The vCPU's thread stays on pCPU 0; a cpu-pinned host event on pCPU 1 never competes with its events.
+    const p = [
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, sel(INSTRUCTIONS)),
+      new HostOpen(1, attr({ config: 0xc5n, pinned: true })),
+      new GuestRun(0, work(50)),
+      new GuestRdmsr(0, MSR_IA32_PMC0),
+    ];
+    expect(firstDivergence('skylake', guest, p, 'hw-assigned')).toBeNull();
+    // A planted vPMU whose counter reads lose one count: any host event anywhere used to excuse it.
+    const losesOne: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestRdmsr(msr: number): Access {
+          const r = super.guestRdmsr(msr);
+          return r.ok && msr === MSR_IA32_PMC0 ? ok(r.value - 1n) : r;
+        }
+      })(h, o, HW_ASSIGNED_OPS);
+    const d = designById('hw-assigned');
+    const run = { host: SKYLAKE, design: losesOne, hostKernel: d.hostKernel, expectations: d.expectations };
+    expect(() => runProgram(run, guest, p)).toThrow(/RDMSR 0x4c1: guest saw 0x32, bare metal shows 0x33/);
   });
 
   it("event-filter-not-applied: an event the VMM's filter denies counts on once perf assigned it a counter", () => {
