@@ -84,7 +84,11 @@ import {
   TOPDOWN_REBUILT_EXPECTATIONS,
   TOPDOWN_REBUILT_INVISIBILITY_EXPECTATIONS,
 } from '../properties/expectations/topdown_rebuilt.js';
-import { ARCH_LBR_EXPECTATIONS, ARCH_LBR_INVISIBILITY_EXPECTATIONS } from '../properties/expectations/arch_lbr.js';
+import {
+  ARCH_LBR_EXPECTATIONS,
+  ARCH_LBR_INVISIBILITY_EXPECTATIONS,
+  ARCH_LBR_LEAKS,
+} from '../properties/expectations/arch_lbr.js';
 import { checkDesign, type Design } from '../properties/design.js';
 import { probeSupportedPmu } from '../scenarios/supported.js';
 import { KVM_PORT_BASE } from '../model/kvm/base.js';
@@ -190,6 +194,7 @@ const DECLARED: readonly Declared[] = [
     factory: emulatedWith(ARCH_LBR_OPS),
     expectations: ARCH_LBR_EXPECTATIONS,
     invisibility: ARCH_LBR_INVISIBILITY_EXPECTATIONS,
+    leaks: ARCH_LBR_LEAKS,
     base: "Yang Weijiang's 'Introduce Architectural LBR for vPMU' v2 (2022) applied to the port of Linux v7.0-rc1 (#DB, INIT, SMM and nested VMX not ported)",
   },
   {

@@ -22,7 +22,7 @@ export interface Design {
   readonly invisibility: readonly KnownDivergence[];
   /**
    * Declared leaks of host-private values to the guest (property 2, no-leak), each with the mechanism that
-   * leaks: only a design that hands host counters to the guest has any.
+   * leaks: only a design that hands host counters or host LBRs to the guest has any.
    */
   readonly leaks?: readonly KnownDivergence[];
   /** False for a design that gives guests no LBRs (property 3 has nothing to check). */

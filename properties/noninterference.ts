@@ -6,7 +6,7 @@
  */
 
 import fc from 'fast-check';
-import type { Profile } from '../model/hw/profile.js';
+import { LBR_FMT_ARCH, type Profile } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import { attr } from '../model/host/types.js';
 import { focusArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
@@ -17,6 +17,15 @@ import { type Observation, sameOutcome } from '../scenarios/observation.js';
 import type { KnownDivergence } from './expectations/types.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import { MSR_LBR_TOS, MSR_LBR_NHM_FROM } from '../model/hw/msr/lbr_legacy.js';
+import {
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_DEPTH,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_INFO_0,
+  MSR_ARCH_LBR_TO_0,
+} from '../model/hw/msr/lbr_arch.js';
+import { PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
+import { hostLbrCommands } from '../scenarios/generation.js';
 import { supportedGuestArb, supportedOf } from '../scenarios/supported.js';
 import type { SupportedPmu } from '../model/kvm/types.js';
 
@@ -24,6 +33,8 @@ export interface NoninterferenceRun {
   readonly host: Profile;
   readonly design: VcpuFactory;
   readonly hostKernel?: HostKernelFactory | undefined;
+  /** What the design reports on the host (probed from the design when not given). */
+  readonly supported?: SupportedPmu | undefined;
   /** The design's declared leaks: a program whose first differing observation matches one ends as known. */
   readonly leaks?: readonly KnownDivergence[];
   /** Counts the declared leaks met, by id. */
@@ -61,6 +72,31 @@ const hostOpenPair: fc.Arbitrary<[WorldCommand, WorldCommand]> = fc
       );
     const [ca, cb] = r.gpOnly ? r.pair : [r.config, r.config];
     return [make(ca, r.periods?.[0]), make(cb, r.periods?.[1])];
+  });
+
+/**
+ * A host LBR user (perf record -b -a) and its twin, recording other privilege levels: the same LBR ownership and
+ * counter, another IA32_LBR_CTL (USR, OS or both), so the host's LBR_CTL and which of its branches it keeps differ.
+ */
+const hostLbrOpenPair: fc.Arbitrary<[WorldCommand, WorldCommand]> = fc
+  .record({
+    cpu: fc.oneof({ arbitrary: fc.constant(0), weight: 3 }, { arbitrary: fc.constant(1), weight: 1 }),
+    config: fc.constantFrom(0xc4n, 0x3cn, 0xc0n),
+    period: fc.integer({ min: 20, max: 400 }),
+    levels: fc.tuple(fc.nat(2), fc.nat(2)),
+  })
+  .map((r) => {
+    const make = (level: number) =>
+      new HostOpen(
+        r.cpu,
+        attr({
+          config: r.config,
+          pinned: true,
+          sample_period: BigInt(r.period),
+          branchSample: { user: level !== 1, kernel: level !== 0, callStack: false },
+        }),
+      );
+    return [make(r.levels[0]), make(r.levels[1])];
   });
 
 /** Host work and its twin: the same shape of units, other counts and other kernel addresses. */
@@ -119,27 +155,51 @@ export function checkNoninterference(
   }
 }
 
+/** A guest's program: its configuration, the MSRs it keeps coming back to, and LBR traffic of its own (or none). */
+type ProgramGuest = [GuestConfig, readonly number[], readonly fc.Arbitrary<WorldCommand>[]];
+
 /**
- * Half the programs are LBR-heavy: the guest has the host's LBR format, and its program keeps
- * coming back to DEBUGCTL, LBR_TOS and the newest LBR records, where host branches would show.
+ * Half the programs are LBR-heavy. On a legacy LBR host the guest has the host's LBR format, and its program keeps
+ * coming back to DEBUGCTL, LBR_TOS and the newest LBR records, where host branches would show. On an Arch LBR host
+ * the guest has Arch LBR where the design offers it, and its program keeps coming back to IA32_LBR_CTL, IA32_LBR_DEPTH
+ * and the newest FROM/TO/INFO records, with the Arch LBR traffic of the lbr-heavy profile (LBR_CTL values that enable
+ * recording, DEPTH writes, XSAVES and XRSTORS of state component 15), where host records and the host's LBR_CTL would
+ * show; without Arch LBR from the design, the same traffic probes what a guest without it reaches.
  */
-function programGuest(host: Profile, supported: SupportedPmu): fc.Arbitrary<[GuestConfig, readonly number[]]> {
-  const fmt = host.legacyLbr !== undefined ? host.perfCapabilities & 0x3fn : 0n;
-  return fc
-    .tuple(supportedGuestArb(host, supported), fc.boolean(), focusArb)
-    .map(([g, lbr, focus]) =>
-      lbr && fmt !== 0n
-        ? [
-            { ...g, cpuid: { ...g.cpuid, pdcm: true }, perfCapabilities: g.perfCapabilities | fmt },
-            [MSR_IA32_DEBUGCTLMSR, MSR_LBR_TOS, MSR_LBR_NHM_FROM, 0x681, 0x682, ...focus],
-          ]
-        : [g, focus],
-    );
+function programGuest(host: Profile, supported: SupportedPmu): fc.Arbitrary<ProgramGuest> {
+  const fmt = host.legacyLbr !== undefined ? host.perfCapabilities & PERF_CAP_LBR_FMT : 0n;
+  const arch = supported.archLbr;
+  const archTraffic = host.archLbr !== undefined ? hostLbrCommands(host) : [];
+  return fc.tuple(supportedGuestArb(host, supported), fc.boolean(), focusArb).map(([g, lbr, focus]): ProgramGuest => {
+    if (lbr && fmt !== 0n)
+      return [
+        { ...g, cpuid: { ...g.cpuid, pdcm: true }, perfCapabilities: g.perfCapabilities | fmt },
+        [MSR_IA32_DEBUGCTLMSR, MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_NHM_FROM + 1, MSR_LBR_NHM_FROM + 2, ...focus],
+        [],
+      ];
+    if (!lbr || archTraffic.length === 0) return [g, focus, []];
+    const guest =
+      arch === undefined
+        ? g
+        : {
+            ...g,
+            cpuid: { ...g.cpuid, pdcm: true, archLbr: true, leaf1c: arch },
+            perfCapabilities: (g.perfCapabilities & ~PERF_CAP_LBR_FMT) | BigInt(LBR_FMT_ARCH),
+          };
+    const archFocus = [
+      MSR_ARCH_LBR_CTL,
+      MSR_ARCH_LBR_DEPTH,
+      MSR_ARCH_LBR_FROM_0,
+      MSR_ARCH_LBR_TO_0,
+      MSR_ARCH_LBR_INFO_0,
+    ];
+    return [guest, [...archFocus, ...focus], archTraffic];
+  });
 }
 
 export function noninterferenceProperty(r: NoninterferenceRun) {
   return fc.property(
-    programGuest(r.host, supportedOf(r)).chain(([guest, focus]) =>
+    programGuest(r.host, supportedOf(r)).chain(([guest, focus, lbrTraffic]) =>
       fc.tuple(
         fc.constant(guest),
         fc.constant(focus).chain((focus) =>
@@ -153,6 +213,12 @@ export function noninterferenceProperty(r: NoninterferenceRun) {
               },
               { arbitrary: hostOpenPair, weight: 1 },
               { arbitrary: hostWorkPair, weight: 2 },
+              ...(lbrTraffic.length === 0
+                ? []
+                : [
+                    { arbitrary: fc.oneof(...lbrTraffic).map((c): [WorldCommand, WorldCommand] => [c, c]), weight: 3 },
+                    { arbitrary: hostLbrOpenPair, weight: 1 },
+                  ]),
             ),
             { maxLength: 30, size: '+1' },
           ),

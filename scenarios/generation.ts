@@ -210,7 +210,7 @@ const archLbrCommands = memo((depth: number): fc.Arbitrary<WorldCommand>[] => {
 });
 
 /** The LBR traffic of a host's flavour: Arch LBR MSRs on an Arch LBR host, else the legacy ones. */
-const hostLbrCommands = (host: Profile) =>
+export const hostLbrCommands = (host: Profile): fc.Arbitrary<WorldCommand>[] =>
   host.archLbr !== undefined ? archLbrCommands(host.archLbr.maxDepth) : lbrCommands(host.legacyLbr?.depth ?? 0);
 
 /** The GP topdown-slots event (CPUID.0AH.EBX bit 7), programmed the way pmu_counters_test does. */

@@ -2,14 +2,14 @@
  * Known divergences of the Arch LBR v2 series (model/kvm/series/arch_lbr.ts: Yang Weijiang et al., "Introduce
  * Architectural LBR for vPMU" v2, 2022, the series seed 004 reviews) from bare metal, each with the mechanism in the
  * posted patches ("patch N/15") that causes it. They come on top of what its base, today's perf-based vPMU, declares.
- * A program whose first divergence matches none is a finding against the series. What the series does to the host's
- * LBRs (seed 004's contention test) is no divergence a guest sees: test/model/kvm/arch_lbr.test.ts shows it.
+ * A program whose first divergence matches none is a finding against the series. The host's records it lets the guest
+ * read are declared for no-leak apart (ARCH_LBR_LEAKS), one mechanism each.
  */
 
 import { isGp, type Observation, readValue } from '../../scenarios/observation.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { DivergenceContext, KnownDivergence } from './types.js';
-import { EMULATED_EXPECTATIONS } from './emulated.js';
+import { EMULATED_EXPECTATIONS, infoCyclesOnly } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
 import { guestHasLbr } from './common.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../model/hw/msr/capabilities.js';
@@ -60,6 +60,10 @@ function recordsLost(o: Observation): boolean {
   );
 }
 
+/** Did a host user open an event with a branch stack, so that host records may sit in the pCPU's LBRs? */
+const hostLbrUserOpened = (c: DivergenceContext) =>
+  c.history.some((h) => h.host?.op === 'open' && h.host.accepted && h.host.attr.branchSample !== undefined);
+
 /**
  * May the vCPU have lost its guest LBR event, or never had it ACTIVE: rescheduled with LBREn clear, LBREn left to an
  * XRSTORS, or a host branch-stack user opened?
@@ -67,11 +71,7 @@ function recordsLost(o: Observation): boolean {
 function maybeNoGuestLbrEvent(c: DivergenceContext, v: number): boolean {
   return (
     rescheduledWithLbrEnClear(c, v) ||
-    c.history.some(
-      (h) =>
-        (h.vcpu === v && h.kind === 'xrstors') ||
-        (h.host?.op === 'open' && h.host.accepted && h.host.attr.branchSample !== undefined),
-    )
+    c.history.some((h) => (h.vcpu === v && h.kind === 'xrstors') || hostLbrUserOpened({ ...c, history: [h] }))
   );
 }
 
@@ -208,3 +208,43 @@ export const ARCH_LBR_DECLARED: readonly KnownDivergence[] = [
 export const ARCH_LBR_EXPECTATIONS: readonly KnownDivergence[] = [...EMULATED_EXPECTATIONS, ...ARCH_LBR_DECLARED];
 
 export const ARCH_LBR_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = EMULATED_INVISIBILITY_EXPECTATIONS;
+
+/**
+ * Host records the series lets the guest read (property 2, no-leak): the twin runs differ only in the host's branch
+ * addresses and counts, so a host branch-stack user's records are what differs. One declaration per path the records
+ * take; the host's LBR_CTL and DEPTH, and every other MSR, stay checked exactly.
+ */
+export const ARCH_LBR_LEAKS: readonly KnownDivergence[] = [
+  {
+    id: 'raw-record-read-leak',
+    title:
+      "the guest's RDMSR of an Arch LBR record reads the pCPU's record as it is, a host branch-stack user's once perf has the LBRs",
+    kernelRef:
+      'Arch LBR v2 patch 14/15: intel_pmu_get_msr reads MSR_ARCH_LBR_{FROM,TO,INFO}_0..31 with a raw rdmsrl before intel_pmu_handle_lbr_msrs_access checks that the guest LBR event is ACTIVE (review R-AL2-14: "I don\'t see how this is correct")',
+    matches: (o, c) =>
+      o.kind === 'rdmsr' && isArchLbrRecord(o.target) && guestHasLbr(c.guest, c.host) && hostLbrUserOpened(c),
+  },
+  {
+    id: 'xsaves-host-records-leak',
+    title:
+      "the guest's XSAVES of state component 15 saves the pCPU's LBR records as they are, a host branch-stack user's once perf has the LBRs (a guest without Arch LBR too: IA32_XSS takes bit 15)",
+    kernelRef:
+      "Arch LBR v2 patch 11/15: KVM_SUPPORTED_XSS = XFEATURE_MASK_LBR, kvm_set_msr_common(MSR_IA32_XSS) checks no guest CPUID, and XSAVES does not exit; VM-entry loads only LBR_CTL (patch 10/15), never the guest's records",
+    // The records alone: LBR_CTL and DEPTH in the image are the guest's (VM-entry loads LBR_CTL; DEPTH is the host's).
+    matches: (o, c) =>
+      o.kind === 'xsaves' &&
+      o.sut.kind === 'xsave' &&
+      o.oracle.kind === 'xsave' &&
+      o.sut.area.lbrCtl === o.oracle.area.lbrCtl &&
+      o.sut.area.lbrDepth === o.oracle.area.lbrDepth &&
+      hostLbrUserOpened(c),
+  },
+  {
+    id: 'lbr-cycles-count-host-time',
+    title:
+      "an Arch LBR record's elapsed-cycles field counts the host's cycles on the pCPU since its previous branch, so a guest's INFO read or XSAVES image shows how long host work ran (a timer, as lbr-cycles-include-exits)",
+    kernelRef:
+      "Arch LBR v2 patches 06/15 and 07/15 hand the guest the pCPU's LBRs; IA32_LBR_x_INFO.CYC_CNT is a per-pCPU timer that runs in host mode and that neither perf (arch/x86/events/intel/lbr.c intel_pmu_arch_lbr_xrstors) nor KVM saves; decision D23",
+    matches: (o) => infoCyclesOnly(o),
+  },
+];

@@ -182,6 +182,16 @@ function infoPairs(o: Observation): [bigint, bigint][] | null {
   return same ? a.entries.map((e, i) => [e.info, b.entries[i]!.info]) : null;
 }
 
+/** `o` is an LBR_INFO read, or an XSAVES image, whose two sides differ in the INFO cycle counts (CYC_CNT) alone. */
+export function infoCyclesOnly(o: Observation): boolean {
+  const infos = infoPairs(o);
+  return (
+    infos !== null &&
+    infos.some(([a, b]) => a !== b) &&
+    infos.every(([a, b]) => (a & ~LBR_INFO_CYC_CNT) === (b & ~LBR_INFO_CYC_CNT))
+  );
+}
+
 /** Every counter a guest can have: GP 0..7, fixed 0..2 (as 32 + j). */
 const COUNTERS = [0, 1, 2, 3, 4, 5, 6, 7, 32, 33, 34];
 const statusBit = (idx: number) => 1n << BigInt(idx);
