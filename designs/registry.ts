@@ -87,6 +87,7 @@ import {
 import {
   ARCH_LBR_EXPECTATIONS,
   ARCH_LBR_INVISIBILITY_EXPECTATIONS,
+  ARCH_LBR_DISTURBANCES,
   ARCH_LBR_LEAKS,
 } from '../properties/expectations/arch_lbr.js';
 import { checkDesign, type Design } from '../properties/design.js';
@@ -195,6 +196,7 @@ const DECLARED: readonly Declared[] = [
     expectations: ARCH_LBR_EXPECTATIONS,
     invisibility: ARCH_LBR_INVISIBILITY_EXPECTATIONS,
     leaks: ARCH_LBR_LEAKS,
+    disturbances: ARCH_LBR_DISTURBANCES,
     base: "Yang Weijiang's 'Introduce Architectural LBR for vPMU' v2 (2022) applied to the port of Linux v7.0-rc1 (#DB, INIT, SMM and nested VMX not ported)",
   },
   {

@@ -116,8 +116,8 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
     {
       ...base,
       id: 'host-undisturbed',
-      rule: 'design.md property 2 (host events count as on a host without the guest)',
-      property: () => hostUndisturbedProperty(runBase),
+      rule: "design.md property 2 (host events count, and host perf's Arch LBRs hold, as on a host without the guest)",
+      property: (known) => hostUndisturbedProperty({ ...runBase, disturbances: design.disturbances ?? [], known }),
       programOf: (ce) => (first(ce) as readonly unknown[])[1] as readonly WorldCommand[],
     },
     {

@@ -6,7 +6,7 @@
 import type { Profile } from '../model/hw/profile.js';
 import type { SupportedPmu } from '../model/kvm/types.js';
 import type { HostKernelFactory, VcpuFactory } from '../scenarios/world.js';
-import type { KnownDivergence } from './expectations/types.js';
+import type { KnownDisturbance, KnownDivergence } from './expectations/types.js';
 
 export interface Design {
   readonly id: string;
@@ -25,6 +25,11 @@ export interface Design {
    * leaks: only a design that hands host counters or host LBRs to the guest has any.
    */
   readonly leaks?: readonly KnownDivergence[];
+  /**
+   * Declared disturbances of host perf's LBRs by the guest (property 2, host-undisturbed), each with its mechanism:
+   * only a design that hands the pCPU's LBRs to the guest has any.
+   */
+  readonly disturbances?: readonly KnownDisturbance[];
   /** False for a design that gives guests no LBRs (property 3 has nothing to check). */
   readonly guestLbr?: boolean;
   /** Why the design cannot run on `host` (e.g. the mediated vPMU needs PMU v4 and full-width writes), or null. */

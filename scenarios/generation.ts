@@ -340,17 +340,19 @@ function driverGuestArb(host: Profile, s: SupportedPmu): fc.Arbitrary<GuestConfi
 }
 
 /** A guest with the LBRs the design offers: Arch LBR where it offers it, else its legacy format the host's model has. */
-const withLbr = (host: Profile, s: SupportedPmu) => (x: GuestConfig) => {
-  if (s.archLbr !== undefined)
-    return {
-      ...x,
-      cpuid: { ...x.cpuid, pdcm: true, archLbr: true, leaf1c: s.archLbr },
-      perfCapabilities: (x.perfCapabilities & ~PERF_CAP_LBR_FMT) | BigInt(LBR_FMT_ARCH),
-    };
-  const offered = s.perfCapabilities & PERF_CAP_LBR_FMT;
-  const fmt = offered <= 7n && host.legacyLbr !== undefined ? offered : 0n;
-  return fmt === 0n ? x : { ...x, cpuid: { ...x.cpuid, pdcm: true }, perfCapabilities: x.perfCapabilities | fmt };
-};
+export const guestWithLbr =
+  (host: Profile, s: SupportedPmu) =>
+  (x: GuestConfig): GuestConfig => {
+    if (s.archLbr !== undefined)
+      return {
+        ...x,
+        cpuid: { ...x.cpuid, pdcm: true, archLbr: true, leaf1c: s.archLbr },
+        perfCapabilities: (x.perfCapabilities & ~PERF_CAP_LBR_FMT) | BigInt(LBR_FMT_ARCH),
+      };
+    const offered = s.perfCapabilities & PERF_CAP_LBR_FMT;
+    const fmt = offered <= 7n && host.legacyLbr !== undefined ? offered : 0n;
+    return fmt === 0n ? x : { ...x, cpuid: { ...x.cpuid, pdcm: true }, perfCapabilities: x.perfCapabilities | fmt };
+  };
 
 /**
  * The guest a profile makes, within what the design reports on the host (`supported`) except for beyond-supported:
@@ -364,11 +366,11 @@ export function profileGuestArb(
   if (gen === 'beyond-supported')
     return fc.oneof(
       beyondSupportedGuestArb(host, supported),
-      beyondSupportedGuestArb(host, supported).map(withLbr(host, supported)),
+      beyondSupportedGuestArb(host, supported).map(guestWithLbr(host, supported)),
     );
   if (gen === 'driver') return driverGuestArb(host, supported);
   const g = supportedGuestArb(host, supported);
-  if (gen === 'lbr-heavy') return g.map(withLbr(host, supported));
+  if (gen === 'lbr-heavy') return g.map(guestWithLbr(host, supported));
   if (gen === 'topdown') return g.filter((x) => (x.cpuid.leaf0a.eax & 0xff) >= 2);
   return g;
 }

@@ -8,7 +8,8 @@
 
 import { isGp, type Observation, readValue } from '../../scenarios/observation.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
-import type { DivergenceContext, KnownDivergence } from './types.js';
+import type { DivergenceContext, HostLbrDifference, KnownDisturbance, KnownDivergence } from './types.js';
+import { GuestWrmsr, GuestXrstors, HostOpen, HostWork, type WorldCommand } from '../../scenarios/commands.js';
 import { EMULATED_EXPECTATIONS, infoCyclesOnly } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
 import { guestHasLbr } from './common.js';
@@ -16,6 +17,7 @@ import { MSR_IA32_PERF_CAPABILITIES } from '../../model/hw/msr/capabilities.js';
 import {
   ARCH_LBR_LBREN,
   MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_DEPTH,
   MSR_ARCH_LBR_FROM_0,
   MSR_ARCH_LBR_INFO_0,
   MSR_ARCH_LBR_TO_0,
@@ -246,5 +248,53 @@ export const ARCH_LBR_LEAKS: readonly KnownDivergence[] = [
     kernelRef:
       "Arch LBR v2 patches 06/15 and 07/15 hand the guest the pCPU's LBRs; IA32_LBR_x_INFO.CYC_CNT is a per-pCPU timer that runs in host mode and that neither perf (arch/x86/events/intel/lbr.c intel_pmu_arch_lbr_xrstors) nor KVM saves; decision D23",
     matches: (o) => infoCyclesOnly(o),
+  },
+];
+
+/** The command after which a difference in host perf's LBRs shows. */
+const lastOf = (d: HostLbrDifference): WorldCommand | undefined => d.ran[d.ran.length - 1];
+/** A guest WRMSR of `msr` (or of an MSR `msr` accepts) is the last command. */
+const afterGuestWrmsr = (d: HostLbrDifference, msr: (m: number) => boolean) => {
+  const c = lastOf(d);
+  return c instanceof GuestWrmsr && msr(c.msr);
+};
+
+/**
+ * What the series does to host perf's Arch LBRs (property 2, guest to host; seed 004's fourth test): one declaration per
+ * mechanism, each matching only the field it changes, right after the guest command that changes it.
+ */
+export const ARCH_LBR_DISTURBANCES: readonly KnownDisturbance[] = [
+  {
+    id: 'exit-clears-host-lbr-ctl',
+    title:
+      "every VM-exit clears IA32_LBR_CTL and nothing restores the host's: a host LBR user stops recording once the vCPU has run on its pCPU, whether or not the guest uses LBRs",
+    kernelRef:
+      'Arch LBR v2 patch 10/15: VM_EXIT_CLEAR_IA32_LBR_CTL is a required VM-exit control for every VM (review R-AL2-10: "KVM will clear LBR_CTL on VM-Exit ... and AFAICT, never restore the host\'s values")',
+    matches: (d) => {
+      const c = lastOf(d);
+      return d.field === 'LBR_CTL' && d.withGuest === '0x0' && !(c instanceof HostOpen || c instanceof HostWork);
+    },
+  },
+  {
+    id: 'depth-write-zeroes-host-records',
+    title: "the guest's WRMSR of IA32_LBR_DEPTH writes the pCPU's DEPTH, which zeroes every record: the host's too",
+    kernelRef:
+      'Arch LBR v2 patch 05/15: intel_pmu_set_msr(MSR_ARCH_LBR_DEPTH) does a real wrmsrl with no check that the guest LBR event owns the LBRs (review R-AL2-05: "this is subtly broken")',
+    matches: (d) => d.field === 'records' && afterGuestWrmsr(d, (m) => m === MSR_ARCH_LBR_DEPTH),
+  },
+  {
+    id: 'raw-record-write-overwrites-host-records',
+    title: "the guest's WRMSR of an Arch LBR record writes the pCPU's record, the host's once perf has the LBRs",
+    kernelRef:
+      'Arch LBR v2 patch 14/15: intel_pmu_set_msr writes MSR_ARCH_LBR_{FROM,TO,INFO}_0..31 with a raw wrmsrl before intel_pmu_handle_lbr_msrs_access checks the guest LBR event (review R-AL2-14)',
+    matches: (d) => d.field === 'records' && afterGuestWrmsr(d, isArchLbrRecord),
+  },
+  {
+    id: 'xrstors-overwrites-host-records',
+    title:
+      "the guest's XRSTORS of state component 15 loads its image into the pCPU's LBRs, over the host's records (or zeroes them where the image's depth is not the pCPU's)",
+    kernelRef:
+      'Arch LBR v2 patch 11/15: KVM_SUPPORTED_XSS = XFEATURE_MASK_LBR and XRSTORS does not exit, so it runs on whatever LBRs the pCPU holds',
+    matches: (d) => d.field === 'records' && lastOf(d) instanceof GuestXrstors,
   },
 ];

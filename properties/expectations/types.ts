@@ -3,6 +3,7 @@ import type { Access } from '../../model/hw/access.js';
 import type { Adoption, GuestConfig, MsrAttempt, WorldFacts } from '../../scenarios/world.js';
 import type { Observation, VmmOp } from '../../scenarios/observation.js';
 import type { OracleCpu } from '../../scenarios/oracle_filter.js';
+import type { WorldCommand } from '../../scenarios/commands.js';
 
 /** What a known divergence is judged against. */
 export interface DivergenceContext {
@@ -92,4 +93,34 @@ export function adoptionOf(ks: readonly KnownDivergence[], host: Profile): Adopt
     step: (op, oracle, guest) => steps.filter((k) => k.adoptStep!(op, oracle, guest, host)).map((k) => k.id),
     noLbrFreeze: (guest) => freezes.find((k) => k.noLbrFreeze!(guest, host))?.id ?? null,
   };
+}
+
+/** An Arch LBR record as host perf's state compares it: FROM, TO, and INFO without its elapsed-cycles timer. */
+export interface LbrRecord {
+  readonly from: bigint;
+  readonly to: bigint;
+  readonly info: bigint;
+}
+
+/** What differs in host perf's Arch LBR state on a pCPU with the guest running and on the same host without it. */
+export interface HostLbrDifference {
+  readonly cpu: number;
+  readonly field: 'LBR_CTL' | 'DEPTH' | 'records';
+  /** The field as shown with the guest and without it (hex, or the records' FROM->TO, newest first). */
+  readonly withGuest: string;
+  readonly hostOnly: string;
+  /** The program's commands up to the one after which the difference shows, that one last. */
+  readonly ran: readonly WorldCommand[];
+}
+
+/**
+ * A design's known disturbance of host perf's LBRs (property 2, guest to host), one mechanism: when every field of a
+ * program's first difference matches one, the program ends as known.
+ */
+export interface KnownDisturbance {
+  readonly id: string;
+  readonly title: string;
+  /** Where in the kernel (or the series) the behaviour comes from. */
+  readonly kernelRef: string;
+  readonly matches: (d: HostLbrDifference) => boolean;
 }

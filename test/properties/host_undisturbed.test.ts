@@ -1,10 +1,31 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SKYLAKE } from '../../model/hw/profiles.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../model/hw/profiles.js';
+import { LBR_FMT_ARCH, perfCaps } from '../../model/hw/profile.js';
+import { MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH, MSR_ARCH_LBR_FROM_0 } from '../../model/hw/msr/lbr_arch.js';
+import { attr } from '../../model/host/types.js';
+import { ARCH_LBR_OPS } from '../../model/kvm/series/arch_lbr.js';
+import type { Design } from '../../properties/design.js';
+import { ARCH_LBR_DISTURBANCES } from '../../properties/expectations/arch_lbr.js';
+import {
+  GuestRdmsr,
+  GuestWrmsr,
+  GuestXrstors,
+  HostOpen,
+  HostWork,
+  type WorldCommand,
+} from '../../scenarios/commands.js';
+import type { GuestConfig } from '../../scenarios/world.js';
 import { PRE_GLOBAL_CTRL_MASK_FIX_OPS } from '../../model/host/bugs/971079464001_global_ctrl_mask.js';
-import { hostWith } from '../../designs/registry.js';
+import { designById, emulatedWith, hostWith } from '../../designs/registry.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
-import { HostDisturbed, type HostUndisturbedRun, hostUndisturbedProperty } from '../../properties/host_undisturbed.js';
+import {
+  checkHostUndisturbed,
+  HostDisturbed,
+  HostLbrDisturbed,
+  type HostUndisturbedRun,
+  hostUndisturbedProperty,
+} from '../../properties/host_undisturbed.js';
 
 const emulated: HostUndisturbedRun = { host: SKYLAKE, design: (h, o) => new EmulatedVcpu(h, o) };
 
@@ -26,5 +47,121 @@ describe('property 2 (guest to host): the guest does not disturb host events', (
       /^new HostOpen\(\d, attr\(\{ config: 0x[0-9a-f]+n, pinned: true, exclude_kernel: true, exclude_guest: true \}\)\)$/,
     );
     expect(program[1]).toMatch(/^new GuestRun\(/);
+  });
+});
+
+const archLbr = designById('arch-lbr');
+const onSpr = (design: Design): HostUndisturbedRun => ({
+  host: SAPPHIRE_RAPIDS,
+  design: design.factory,
+  supported: design.supported(SAPPHIRE_RAPIDS),
+});
+
+/** A guest with Arch LBR as the series reports it (KVM's leaf 0x1C, LBR_FMT 0x3f). */
+const s = archLbr.supported(SAPPHIRE_RAPIDS);
+const archGuest: GuestConfig = {
+  cpuid: {
+    family: SAPPHIRE_RAPIDS.family,
+    model: SAPPHIRE_RAPIDS.model,
+    leaf0a: s.leaf0a,
+    pdcm: true,
+    archLbr: true,
+    leaf1c: s.archLbr!,
+  },
+  perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: LBR_FMT_ARCH }),
+};
+
+/** perf record -b -a -e branches:u on pCPU 0, then host user work it records. */
+const hostRecording: WorldCommand[] = [
+  new HostOpen(
+    0,
+    attr({
+      config: 0xc4n,
+      pinned: true,
+      exclude_guest: true,
+      exclude_kernel: true,
+      sample_period: 1_000_000n,
+      branchSample: { user: true, kernel: false, callStack: false },
+    }),
+  ),
+  new HostWork(0, [
+    {
+      cpl: 3,
+      instructions: 4,
+      cycles: 6,
+      branches: [
+        { from: 0x7f00_0000_1000n, to: 0x7f00_0000_2000n, kind: 'NEAR_REL_JMP' },
+        { from: 0x7f00_0000_2040n, to: 0x7f00_0000_3000n, kind: 'NEAR_REL_CALL' },
+      ],
+    },
+  ]),
+];
+
+describe("property 2 (guest to host) on an Arch LBR host: host perf's LBR_CTL, DEPTH and records hold", () => {
+  it('holds for the emulated vPMU, a host LBR user among its programs (200 programs)', () => {
+    fc.assert(hostUndisturbedProperty(onSpr(designById('emulated'))), { numRuns: 200, seed: 1 });
+  });
+
+  it('finds the v2 series clearing the host LBR_CTL at VM-exit once its declarations are set aside', () => {
+    // Seeds 1-8 all find it, within 1 to 18 programs.
+    for (const seed of [1, 2]) {
+      const d = fc.check(hostUndisturbedProperty(onSpr(archLbr)), { seed, numRuns: 20, endOnFailure: true });
+      expect(d.failed).toBe(true);
+      expect(d.errorInstance).toBeInstanceOf(HostLbrDisturbed);
+      expect(String(d.errorInstance)).toMatch(/host perf's LBR_CTL after step \d+ .* is 0x0 with the guest running/);
+    }
+  });
+
+  it('holds for the v2 series up to its declared disturbances, each met by a program (and 200 generated ones)', () => {
+    const run = { ...onSpr(archLbr), disturbances: ARCH_LBR_DISTURBANCES };
+    const met = (guestCommands: WorldCommand[]): string[] => {
+      const known = new Map<string, number>();
+      checkHostUndisturbed({ ...run, known }, archGuest, [...hostRecording, ...guestCommands]);
+      return [...known.keys()].sort();
+    };
+    expect(met([new GuestRdmsr(0, MSR_ARCH_LBR_CTL)])).toEqual(['exit-clears-host-lbr-ctl']);
+    expect(met([new GuestWrmsr(0, MSR_ARCH_LBR_DEPTH, 32n)])).toEqual([
+      'depth-write-zeroes-host-records',
+      'exit-clears-host-lbr-ctl',
+    ]);
+    expect(met([new GuestWrmsr(0, MSR_ARCH_LBR_FROM_0, 0xffff_ffff_8100_0000n)])).toEqual([
+      'exit-clears-host-lbr-ctl',
+      'raw-record-write-overwrites-host-records',
+    ]);
+    expect(met([new GuestXrstors(0)])).toEqual(['exit-clears-host-lbr-ctl', 'xrstors-overwrites-host-records']);
+    // Upstream KVM (no Arch LBR for its guests), on the same programs: nothing of the host's LBRs changes.
+    const upstreamGuest: GuestConfig = {
+      cpuid: { family: archGuest.cpuid.family, model: archGuest.cpuid.model, leaf0a: s.leaf0a, pdcm: true },
+      perfCapabilities: perfCaps({ fwWrite: true }),
+    };
+    for (const c of [
+      new GuestRdmsr(0, MSR_ARCH_LBR_CTL),
+      new GuestWrmsr(0, MSR_ARCH_LBR_DEPTH, 32n),
+      new GuestXrstors(0),
+    ])
+      checkHostUndisturbed(onSpr(designById('emulated')), upstreamGuest, [...hostRecording, c]);
+    const known = new Map<string, number>();
+    fc.assert(hostUndisturbedProperty({ ...run, known }), { numRuns: 200, seed: 1 });
+    expect(known.get('exit-clears-host-lbr-ctl')).toBeGreaterThan(10);
+  });
+
+  it('catches a series whose VM-exit also resets the LBRs (a DEPTH write) through those declarations, on two seeds', () => {
+    const resets = emulatedWith({
+      ...ARCH_LBR_OPS,
+      vmx_vcpu_exit: (vcpu) => {
+        const entered = vcpu.inGuest;
+        ARCH_LBR_OPS.vmx_vcpu_exit(vcpu);
+        if (entered) vcpu.host.pcpu(vcpu.cpu).hw.wrmsr(MSR_ARCH_LBR_DEPTH, 32n);
+      },
+    });
+    // Seeds 1-8 all find it within 85 programs; seeds 2 and 3 within 20.
+    for (const seed of [2, 3]) {
+      const run = { ...onSpr(archLbr), design: resets, disturbances: ARCH_LBR_DISTURBANCES };
+      const d = fc.check(hostUndisturbedProperty(run), { seed, numRuns: 30, endOnFailure: true });
+      expect(d.failed).toBe(true);
+      expect(String(d.errorInstance)).toMatch(
+        /host perf's records after step \d+ .* is \(none\) with the guest running/,
+      );
+    }
   });
 });
