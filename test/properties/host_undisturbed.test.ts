@@ -1,7 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../model/hw/profiles.js';
-import { LBR_FMT_ARCH, perfCaps } from '../../model/hw/profile.js';
 import { MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH, MSR_ARCH_LBR_FROM_0 } from '../../model/hw/msr/lbr_arch.js';
 import { attr } from '../../model/host/types.js';
 import { ARCH_LBR_OPS } from '../../model/kvm/series/arch_lbr.js';
@@ -15,7 +14,7 @@ import {
   HostWork,
   type WorldCommand,
 } from '../../scenarios/commands.js';
-import type { GuestConfig } from '../../scenarios/world.js';
+import { reportedGuest } from '../support/guests.js';
 import { PRE_GLOBAL_CTRL_MASK_FIX_OPS } from '../../model/host/bugs/971079464001_global_ctrl_mask.js';
 import { designById, emulatedWith, hostWith } from '../../designs/registry.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
@@ -58,18 +57,7 @@ const onSpr = (design: Design): HostUndisturbedRun => ({
 });
 
 /** A guest with Arch LBR as the series reports it (KVM's leaf 0x1C, LBR_FMT 0x3f). */
-const s = archLbr.supported(SAPPHIRE_RAPIDS);
-const archGuest: GuestConfig = {
-  cpuid: {
-    family: SAPPHIRE_RAPIDS.family,
-    model: SAPPHIRE_RAPIDS.model,
-    leaf0a: s.leaf0a,
-    pdcm: true,
-    archLbr: true,
-    leaf1c: s.archLbr!,
-  },
-  perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: LBR_FMT_ARCH }),
-};
+const archGuest = reportedGuest(archLbr, SAPPHIRE_RAPIDS, true);
 
 /** perf record -b -a -e branches:u on pCPU 0, then host user work it records. */
 const hostRecording: WorldCommand[] = [
@@ -130,10 +118,7 @@ describe("property 2 (guest to host) on an Arch LBR host: host perf's LBR_CTL, D
     ]);
     expect(met([new GuestXrstors(0)])).toEqual(['exit-clears-host-lbr-ctl', 'xrstors-overwrites-host-records']);
     // Upstream KVM (no Arch LBR for its guests), on the same programs: nothing of the host's LBRs changes.
-    const upstreamGuest: GuestConfig = {
-      cpuid: { family: archGuest.cpuid.family, model: archGuest.cpuid.model, leaf0a: s.leaf0a, pdcm: true },
-      perfCapabilities: perfCaps({ fwWrite: true }),
-    };
+    const upstreamGuest = reportedGuest(designById('emulated'), SAPPHIRE_RAPIDS, false);
     for (const c of [
       new GuestRdmsr(0, MSR_ARCH_LBR_CTL),
       new GuestWrmsr(0, MSR_ARCH_LBR_DEPTH, 32n),

@@ -2,14 +2,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Access } from '../../model/hw/access.js';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../model/hw/profiles.js';
-import { LBR_FMT_ARCH, perfCaps } from '../../model/hw/profile.js';
 import { MSR_ARCH_LBR_CTL } from '../../model/hw/msr/lbr_arch.js';
 import { EMULATED_OPS } from '../../model/kvm/emulated/ops.js';
 import { ARCH_LBR_OPS } from '../../model/kvm/series/arch_lbr.js';
 import { designById, emulatedWith } from '../../designs/registry.js';
 import type { Design } from '../../properties/design.js';
 import { ARCH_LBR_LEAKS } from '../../properties/expectations/arch_lbr.js';
-import type { GuestConfig } from '../../scenarios/world.js';
+import { reportedGuest } from '../support/guests.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import {
   checkNoninterference,
@@ -90,7 +89,7 @@ describe('property 2 (host to guest) on an Arch LBR host: host records and LBR_C
     });
     expect([...known.keys()].sort()).toEqual(['raw-record-read-leak', 'xsaves-host-records-leak']);
     // The host's work runs 5 cycles longer in the twin before the guest's first recorded branch.
-    const guest = withArchLbr(archLbr);
+    const guest = reportedGuest(archLbr, SAPPHIRE_RAPIDS, true);
     const hostWork = (cycles: number) => new HostWork(0, [{ cpl: 0, instructions: cycles, cycles, branches: [] }]);
     const rest = [
       new GuestWrmsr(0, MSR_ARCH_LBR_CTL, 0x7f000fn),
@@ -129,19 +128,3 @@ describe('property 2 (host to guest) on an Arch LBR host: host records and LBR_C
 });
 
 const K = 0xffff_ffff_8100_0000n;
-
-/** A guest with Arch LBR as the design reports it (KVM's leaf 0x1C, LBR_FMT 0x3f). */
-function withArchLbr(design: Design): GuestConfig {
-  const s = design.supported(SAPPHIRE_RAPIDS);
-  return {
-    cpuid: {
-      family: SAPPHIRE_RAPIDS.family,
-      model: SAPPHIRE_RAPIDS.model,
-      leaf0a: s.leaf0a,
-      pdcm: true,
-      archLbr: true,
-      leaf1c: s.archLbr!,
-    },
-    perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: LBR_FMT_ARCH }),
-  };
-}
