@@ -251,6 +251,8 @@ async function compareWith(opts: Options, json: string | null, signal: () => Nod
             workloads.find((x) => x.workload === w.id && x.host === h && x.design === d.id)!,
           );
           const priced = rs.filter(ranWorkload);
+          // A workload none of these designs can give its guest (Arch LBR where none offers it): no row of its own.
+          if (priced.length === 0 && w.unavailable !== undefined) continue;
           const cheapest = Math.min(...priced.map((r) => r.ns));
           t.push([
             w.id,

@@ -38,9 +38,12 @@ export function runWorkload(
   costs: Readonly<Record<CostStep, number>>,
 ): WorkloadResult {
   const base = { workload: w.id, design: design.id, host: hostName };
-  const why = design.unavailableOn?.(host) ?? null;
-  if (why !== null) return { ...base, verdict: `unavailable: ${why}`, guestOps: 0, steps: newVpmuCost(), ns: 0 };
-  const guest = w.guest(host);
+  const down = design.unavailableOn?.(host) ?? null;
+  const supported = down === null ? design.supported(host) : null;
+  const why = down ?? (supported !== null ? (w.unavailable?.(supported) ?? null) : null);
+  if (why !== null || supported === null)
+    return { ...base, verdict: `unavailable: ${why}`, guestOps: 0, steps: newVpmuCost(), ns: 0 };
+  const guest = w.guest(host, supported);
   const world = new World({
     host,
     cpus: 2,

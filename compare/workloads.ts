@@ -1,11 +1,13 @@
 /**
  * The guest workloads `npm run compare` prices, as plain programs a guest kernel's perf would
  * issue (issue #6): `perf stat` of six events across guest context switches, `perf record` with
- * its PMI handler, multiplexing eight events over four counters, and a guest using LBRs while the
- * host profiles with LBRs. Each runs on a guest with the host's PMU (QEMU's `-cpu host`).
+ * its PMI handler, multiplexing eight events over four counters, a guest using LBRs while the
+ * host profiles with LBRs, and the same with Arch LBR where a design offers it (seed 004's series). Each runs on a
+ * guest with the host's PMU (QEMU's `-cpu host`).
  */
 
-import { leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
+import { LBR_FMT_ARCH, leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
+import type { SupportedPmu } from '../model/kvm/types.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import { attr } from '../model/host/types.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../scenarios/commands.js';
@@ -29,13 +31,25 @@ import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import { MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO } from '../model/hw/msr/lbr_legacy.js';
 import { PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
+import {
+  ARCH_LBR_ANY,
+  ARCH_LBR_KERNEL,
+  ARCH_LBR_LBREN,
+  ARCH_LBR_USER,
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_TO_0,
+} from '../model/hw/msr/lbr_arch.js';
 
 export interface Workload {
   readonly id: string;
   readonly title: string;
   /** The guest's operations, for "per guest operation" figures: its instructions and runs. */
   readonly program: (host: Profile) => WorldCommand[];
-  readonly guest: (host: Profile) => GuestConfig;
+  /** The guest, from the host and what the design reports on it. */
+  readonly guest: (host: Profile, supported: SupportedPmu) => GuestConfig;
+  /** Why a design cannot give the workload its guest on a host (it is then unavailable there), or null. */
+  readonly unavailable?: (supported: SupportedPmu) => string | null;
 }
 
 const USR_OS_EN = ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_ENABLE;
@@ -75,6 +89,27 @@ function work(n: number, cpl = 3): WorkUnit[] {
 }
 
 const gpEnable = (n: number) => (1n << BigInt(n)) - 1n;
+
+/** hostLikeGuest with Arch LBR as the design reports it: CPUID.(7,0):EDX[19], KVM's leaf 0x1C, LBR_FMT 0x3f. */
+function archLbrGuest(host: Profile, s: SupportedPmu): GuestConfig {
+  const g = hostLikeGuest(host);
+  return {
+    cpuid: { ...g.cpuid, archLbr: true, leaf1c: s.archLbr! },
+    perfCapabilities: g.perfCapabilities | BigInt(LBR_FMT_ARCH),
+  };
+}
+
+/** A host user sampling branches with branch stacks (perf record -b), leaving the guest out (exclude_guest). */
+const hostBranchSampler = new HostOpen(
+  0,
+  attr({
+    config: 0xc4n,
+    sample_period: 200n,
+    pinned: false,
+    exclude_guest: true,
+    branchSample: { user: true, kernel: true, callStack: false },
+  }),
+);
 
 export const WORKLOADS: readonly Workload[] = [
   {
@@ -160,23 +195,48 @@ export const WORKLOADS: readonly Workload[] = [
     title: 'the guest records LBRs while a host user samples with branch stacks (exclude_guest) on its pCPU',
     guest: (h) => hostLikeGuest(h, true),
     program: () => {
-      const p: WorldCommand[] = [
-        new HostOpen(
-          0,
-          attr({
-            config: 0xc4n,
-            sample_period: 200n,
-            pinned: false,
-            exclude_guest: true,
-            branchSample: { user: true, kernel: true, callStack: false },
-          }),
-        ),
-        new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x1n),
-      ];
+      const p: WorldCommand[] = [hostBranchSampler, new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x1n)];
       for (let k = 0; k < 10; k++) {
         p.push(new GuestRun(0, work(10)), new GuestRdmsr(0, MSR_LBR_TOS));
         for (let i = 0; i < 4; i++)
           p.push(new GuestRdmsr(0, MSR_LBR_NHM_FROM + i), new GuestRdmsr(0, MSR_LBR_NHM_TO + i));
+      }
+      return p;
+    },
+  },
+  {
+    id: 'arch-lbr-pmi',
+    title:
+      'guest perf record -b with Arch LBR beside a host LBR user: LBR_CTL on, 10 branch-counter PMIs, each handler reading the 4 newest records',
+    unavailable: (s) => (s.archLbr === undefined ? 'no guest Arch LBR (CPUID.(7,0):EDX[19]) from this design' : null),
+    guest: archLbrGuest,
+    program: () => {
+      const period = 10n; // work(10) takes ten branches: one overflow per run
+      const reload = (1n << 48n) - period;
+      const p: WorldCommand[] = [
+        hostBranchSampler,
+        new GuestWrmsr(0, MSR_ARCH_LBR_CTL, ARCH_LBR_LBREN | ARCH_LBR_KERNEL | ARCH_LBR_USER | ARCH_LBR_ANY),
+        new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0n),
+        new GuestWrmsr(0, X2APIC_LVTPC, 0x400n),
+        new GuestWrmsr(0, MSR_IA32_PMC0, reload),
+        new GuestWrmsr(0, MSR_P6_EVNTSEL0, evtsel(0xc4, 0, ARCH_PERFMON_EVENTSEL_INT)),
+        new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 1n),
+      ];
+      for (let k = 0; k < 10; k++) {
+        p.push(
+          new GuestRun(0, work(10)),
+          new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0n),
+          new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_STATUS),
+        );
+        // The handler's branch stack: Arch LBR records are newest first.
+        for (let i = 0; i < 4; i++)
+          p.push(new GuestRdmsr(0, MSR_ARCH_LBR_FROM_0 + i), new GuestRdmsr(0, MSR_ARCH_LBR_TO_0 + i));
+        p.push(
+          new GuestWrmsr(0, MSR_IA32_PMC0, reload),
+          new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_OVF_CTRL, 1n),
+          new GuestWrmsr(0, X2APIC_LVTPC, 0x400n),
+          new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 1n),
+        );
       }
       return p;
     },

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { CostSpecError, defaultCosts, parseCostOverride, priced } from '../../compare/costs.js';
 import { runWorkload } from '../../compare/run.js';
 import { WORKLOADS } from '../../compare/workloads.js';
-import { SKYLAKE } from '../../model/hw/profiles.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../model/hw/profiles.js';
 import { newVpmuCost } from '../../model/kvm/cost.js';
 import { designById } from '../../designs/registry.js';
 import { parseCompareResults } from '../../cli/results.js';
@@ -56,6 +56,19 @@ describe('workloads on both designs', () => {
     // perf stat as Linux programs it (select, then GLOBAL_CTRL) counts nothing: its controls are never loaded.
     const s = runWorkload(workload('perf-stat'), designById('hw-assigned'), 'skylake', SKYLAKE, defaultCosts());
     expect(s.verdict).toBe('declared: global-ctrl-not-loaded');
+  });
+
+  it('Arch LBR (seed 004): the v2 series records the guest perf record -b and passes its record reads through; a design without guest Arch LBR cannot run it', () => {
+    const run = (d: string) =>
+      runWorkload(workload('arch-lbr-pmi'), designById(d), 'sapphirerapids', SAPPHIRE_RAPIDS, defaultCosts());
+    const a = run('arch-lbr');
+    expect(a.verdict).toBe('conforms');
+    expect(a.steps.perfCreates).toBe(2); // the branch counter's event and the guest LBR event
+    expect(a.steps.pmiExits).toBe(10);
+    // Every MSR access exits but the 80 record reads, which pass through while the guest LBR event is ACTIVE.
+    expect(a.steps.msrExits).toBe(66);
+    expect(a.ns).toBeGreaterThan(0);
+    expect(run('emulated').verdict).toBe('unavailable: no guest Arch LBR (CPUID.(7,0):EDX[19]) from this design');
   });
 
   it('multiplexing: the perf-based vPMU releases and recreates events as the guest rotates them', () => {
