@@ -149,8 +149,9 @@ export function designChecks(design: Design, profile: string, host: Profile): Ch
       });
   // The VMM in the program: setup ioctls and event filter, the save ABI, interrupt exits.
   const flat = (ce: unknown) => {
-    const [, cmds] = first(ce) as [unknown, readonly WorldCommand[] | readonly (readonly WorldCommand[])[]];
-    return cmds.flat() as readonly WorldCommand[];
+    const [, cmds] = first(ce) as [unknown, readonly unknown[]];
+    // [setup, body], each of commands and of a VMM's saves (arrays of commands).
+    return cmds.flat(2) as readonly WorldCommand[];
   };
   checks.push(
     {

@@ -18,6 +18,7 @@ import {
   vmmPmuCapabilityArb,
   vmmSetCpuidArb,
   vmmGetMsrArb,
+  vmmSaveCommands,
   vmmSetFilterArb,
   vmmSetMsrArb,
 } from '../scenarios/vmm.js';
@@ -67,8 +68,10 @@ export function vmmGuestArb(r: ConformanceRun): fc.Arbitrary<GuestConfig> {
 
 export function vmmConformanceProperty(r: ConformanceRun) {
   return fc.property(
-    vmmGuestArb(r).chain((guest) =>
-      fc.tuple(
+    vmmGuestArb(r).chain((guest) => {
+      // Any of the MSRs a save reads (all of them as a VMM does at migration, fewer as the shrinker keeps what matters).
+      const save = fc.subarray(vmmSaveCommands(shapeOf(guest)), { minLength: 1 });
+      return fc.tuple(
         fc.constant(guest),
         focusArb.chain((focus) =>
           fc.tuple(
@@ -82,6 +85,8 @@ export function vmmConformanceProperty(r: ConformanceRun) {
                 { arbitrary: vmmSetFilterArb, weight: 2 },
                 { arbitrary: vmmPmuCapabilityArb, weight: 1 },
                 { arbitrary: vmmGetMsrArb(focus), weight: 1 },
+                // A save (as at migration), after what the VMM did so far.
+                { arbitrary: save, weight: 1 },
               ),
               6,
             ),
@@ -93,6 +98,7 @@ export function vmmConformanceProperty(r: ConformanceRun) {
                 // The VMM again once the guest has run (a restore on the destination, a save on the source).
                 { arbitrary: vmmSetMsrArb(r.host, focus), weight: 1 },
                 { arbitrary: vmmGetMsrArb(focus), weight: 1 },
+                { arbitrary: save, weight: 1 },
                 // KVM_SET_CPUID2 once the guest has run: refused unless nothing changes.
                 ...(guest.pmuCap === undefined
                   ? [{ arbitrary: vmmSetCpuidArb(r.host, supportedOf(r)), weight: 1 }]
@@ -102,8 +108,8 @@ export function vmmConformanceProperty(r: ConformanceRun) {
             ),
           ),
         ),
-      ),
-    ),
-    ([guest, [setup, body]]) => runVmmProgram(r, guest, [...setup, ...body]),
+      );
+    }),
+    ([guest, [setup, body]]) => runVmmProgram(r, guest, [...setup, ...body].flat()),
   );
 }

@@ -16,7 +16,7 @@ import {
 import { type Profile, perfCaps } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import { KVM_PMU_CAP_DISABLE, type KvmPmuEventFilter, type SupportedPmu } from '../model/kvm/types.js';
-import { evtselArb } from './arbitraries.js';
+import { evtselArb, type GuestShape } from './arbitraries.js';
 import { supportedGuestArb } from './supported.js';
 import {
   AlwaysRuns,
@@ -273,6 +273,22 @@ function vmmFocusMsrArb(focus: readonly number[]): fc.Arbitrary<number> {
 /** KVM_SET_MSRS of a PMU MSR, mostly one of the program's focus. */
 export function vmmSetMsrArb(host: Profile, focus: readonly number[] = []): fc.Arbitrary<WorldCommand> {
   return vmmFocusMsrArb(focus).chain((m) => vmmValueArb(m, host).map((v): WorldCommand => new VmmSetMsr(0, m, v)));
+}
+
+/**
+ * A VMM's save of the vCPU (QEMU's kvm_get_msrs at migration): KVM_GET_MSRS of the global controls and status, and of
+ * every counter and control of the guest's shape, each judged on its own.
+ */
+export function vmmSaveCommands(shape: GuestShape): WorldCommand[] {
+  const msrs = [
+    MSR_CORE_PERF_FIXED_CTR_CTRL,
+    MSR_CORE_PERF_GLOBAL_CTRL,
+    MSR_CORE_PERF_GLOBAL_STATUS,
+    ...Array.from({ length: shape.nFixed }, (_, i) => MSR_CORE_PERF_FIXED_CTR0 + i),
+    ...Array.from({ length: shape.nGP }, (_, i) => MSR_IA32_PERFCTR0 + i),
+    ...Array.from({ length: shape.nGP }, (_, i) => MSR_P6_EVNTSEL0 + i),
+  ];
+  return msrs.map((m) => new VmmGetMsr(0, m));
 }
 
 /** KVM_GET_MSRS of a PMU MSR a VMM saves, mostly one of the program's focus. */
