@@ -148,6 +148,24 @@ function debugctlLbrLost(o: Observation): boolean {
   );
 }
 
+/**
+ * The last KVM_SET_CPUID2 gave the guest Arch LBR, since then the guest has not run and nothing wrote DEBUGCTL, and
+ * before it the VMM set DEBUGCTL.LBR with a KVM_SET_MSRS that KVM took, on vCPU `v`.
+ */
+function debugctlLbrKeptAcrossCpuid(c: DivergenceContext, v: number): boolean {
+  const h = c.history;
+  const cpuid = h.findLastIndex((x) => x.vcpu === v && x.vmm?.op === 'set-cpuid' && x.sut.kind === 'ok');
+  const model = cpuid < 0 ? undefined : h[cpuid]!.vmm;
+  if (model?.op !== 'set-cpuid' || model.cpuid.archLbr !== true) return false;
+  const since = h.slice(cpuid + 1);
+  const wrote = (x: Observation) =>
+    x.vcpu === v &&
+    ((x.kind === 'wrmsr' && x.target === MSR_IA32_DEBUGCTLMSR) ||
+      (x.vmm?.op === 'set-msr' && x.vmm.msr === MSR_IA32_DEBUGCTLMSR));
+  if (since.some((x) => x.vcpu === v && (x.kind !== 'vmm' || wrote(x)))) return false;
+  return vmmSetDebugctlLbr({ ...c, history: h.slice(0, cpuid) }, v);
+}
+
 export const ARCH_LBR_DECLARED: readonly KnownDivergence[] = [
   {
     id: 'vmm-debugctl-lbr-lost',
@@ -161,6 +179,28 @@ export const ARCH_LBR_DECLARED: readonly KnownDivergence[] = [
       c.guest.cpuid.archLbr !== true &&
       debugctlLbrLost(o) &&
       vmmSetDebugctlLbr(c, o.vcpu),
+  },
+  {
+    id: 'vmm-debugctl-lbr-kept-across-cpuid',
+    title:
+      "on an Arch LBR host, DEBUGCTL.LBR that a VMM's KVM_SET_MSRS set before a KVM_SET_CPUID2 giving the guest Arch LBR reads back 1 through KVM_GET_MSRS until the guest runs: KVM keeps GUEST_IA32_DEBUGCTL across a new CPUID, and the series drops bit 0 only on writes",
+    kernelRef:
+      'Arch LBR v2 patch 10/15 advertises LBR_FMT 0x3f, so vmx.c vmx_get_supported_debugctl gives a host-initiated write LBR; patch 06/15 drops bit 0 in vmx_set_msr for an Arch LBR guest only; kvm_vcpu_after_set_cpuid leaves GUEST_IA32_DEBUGCTL (only vmx_vcpu_reset clears it)',
+    vmm: true,
+    // KVM's read is bare metal's with LBR added; the first VM-exit after the guest runs takes bit 0 away.
+    matches: (o, c) => {
+      if (c.host.archLbr === undefined) return false;
+      if (o.vmm?.op !== 'get-msr' || o.vmm.msr !== MSR_IA32_DEBUGCTLMSR) return false;
+      const sut = readValue(o.sut);
+      const bare = readValue(o.oracle);
+      return (
+        sut !== null &&
+        bare !== null &&
+        (bare & DEBUGCTLMSR_LBR) === 0n &&
+        sut === (bare | DEBUGCTLMSR_LBR) &&
+        debugctlLbrKeptAcrossCpuid({ ...c, history: c.history.slice(0, -1) }, o.vcpu)
+      );
+    },
   },
   {
     id: 'lbr-fmt-arch-mismatch',

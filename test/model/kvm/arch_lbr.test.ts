@@ -45,7 +45,7 @@ import {
   SaveRestore,
   type WorldCommand,
 } from '../../../scenarios/commands.js';
-import { VmmSetMsr } from '../../../scenarios/vmm.js';
+import { VmmGetMsr, VmmSetCpuid, VmmSetMsr } from '../../../scenarios/vmm.js';
 import { type GuestConfig, impossibleEnumeration, World } from '../../../scenarios/world.js';
 import type { Observation } from '../../../scenarios/observation.js';
 
@@ -336,6 +336,14 @@ describe('the Arch LBR v2 series: each declared divergence is met by a program, 
     'vmm-debugctl-lbr-lost': [
       noArch,
       [new VmmSetMsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR), new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR)],
+    ],
+    'vmm-debugctl-lbr-kept-across-cpuid': [
+      noArch,
+      [
+        new VmmSetMsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR),
+        new VmmSetCpuid(0, guest),
+        new VmmGetMsr(0, MSR_IA32_DEBUGCTLMSR),
+      ],
     ],
     'xrstors-lbren-no-event': [
       guest,
