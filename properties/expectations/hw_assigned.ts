@@ -36,6 +36,16 @@ const countEffect = (o: Observation) =>
   (o.kind === 'rdmsr' && o.target !== null && (isCounter(o.target) || o.target === MSR_CORE_PERF_GLOBAL_STATUS)) ||
   (o.vmm?.op === 'get-msr' && isCounter(o.vmm.msr));
 
+/** The counter a read names: a guest's RDMSR or RDPMC, or the VMM's KVM_GET_MSRS; null for anything else. */
+const readCounter = (o: Observation) => (o.vmm?.op === 'get-msr' ? counterOfMsr(o.vmm.msr) : counterOf(o));
+
+/** What a count of one of `counters` decides: a read of one of them, or a run's PMIs, GLOBAL_STATUS, any count effect. */
+function decidedBy(o: Observation, counters: ReadonlySet<number>): boolean {
+  if (!countEffect(o)) return false;
+  const idx = readCounter(o);
+  return idx === null ? counters.size > 0 : counters.has(idx);
+}
+
 /** The counters of the guest's width: GP from CPUID.0AH.EAX[23:16], fixed from EDX[12:5], each capped at the host's. */
 function widthMask(c: DivergenceContext, idx: number): bigint {
   const { eax, edx } = c.guest.cpuid.leaf0a;
@@ -293,7 +303,7 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
     // GLOBAL_STATUS).
     matches: (o, c) => {
       if (!countEffect(o)) return false;
-      const idx = o.vmm?.op === 'get-msr' ? counterOfMsr(o.vmm.msr) : counterOf(o);
+      const idx = readCounter(o);
       return c.history.some((h) => h !== o && rawWriteOf(h, c) !== null && (idx === null || rawWriteOf(h, c) === idx));
     },
     vmm: true,
@@ -323,12 +333,7 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
     kernelRef:
       'series patch 5/5: reprogram_gp_counter returns early for an assigned vPMC and intel_pmu_enable_host_counter runs only from intel_pmu_set_msr (event select) and reprogram_fixed_counters; patch 1/5 leaves the control of the new event unwritten; intel_guest_get_msrs enables every exclude_host counter for the guest',
     // A read of such a counter, or what any counter's count decides (runs, PMIs, GLOBAL_STATUS).
-    matches: (o, c) => {
-      if (!countEffect(o)) return false;
-      const gated = globalGated(c.history, c);
-      const idx = counterOf(o);
-      return idx === null ? gated.size > 0 : gated.has(idx);
-    },
+    matches: (o, c) => decidedBy(o, globalGated(c.history, c)),
     vmm: true,
   },
   {
@@ -338,12 +343,7 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
     kernelRef:
       "series patch 4/5: pmc_stop_counter only syncs an assigned counter; the base's reprogram_counter returns for an event pmc_is_event_allowed refuses after it (kvm_vm_ioctl_set_pmu_event_filter reprograms every PMC), leaving the host counter's control as patch 5/5's intel_pmu_enable_host_counter loaded it; intel_pmu_set_msr enables the host counter after reprogram_counter whatever it decided. (The filter postdates the series' 5.0 base: this is the series on pre-reuse's base.)",
     // A read of such a counter (a guest's, or the VMM's KVM_GET_MSRS), or what any such counter's count decides.
-    matches: (o, c) => {
-      if (!countEffect(o)) return false;
-      const filtered = enabledBeforeFilter(c.history);
-      const idx = o.vmm?.op === 'get-msr' ? counterOfMsr(o.vmm.msr) : counterOf(o);
-      return idx === null ? filtered.size > 0 : filtered.has(idx);
-    },
+    matches: (o, c) => decidedBy(o, enabledBeforeFilter(c.history)),
     vmm: true,
   },
   {
@@ -352,13 +352,9 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       "when host perf reschedules the guest's event onto another counter (a host event on the vCPU's pCPU or thread takes its counter, or the guest's own new event makes perf place every event again), the guest's count stays behind and the guest reads and counts from what the new counter holds, host counts included",
     kernelRef:
       'series patch 1/5: x86_perf_event_set_event_base / set_config_base skip the preset and the control of an exclude_host event on its new counter; patch 2/5 intel_pmc_is_assigned only asks that the event be on some counter',
-    matches: (o, c) => {
-      if (!countEffect(o)) return false;
-      if (hostCompeted(c, o.vcpu, false)) return true; // a host event where the vCPU's events run, now or before
-      const moved = movedByGuestEvents(c.history, c);
-      const idx = o.vmm?.op === 'get-msr' ? counterOfMsr(o.vmm.msr) : counterOf(o);
-      return idx === null ? moved.size > 0 : moved.has(idx);
-    },
+    // A host event where the vCPU's events run (now or before), or a counter the guest's own events moved.
+    matches: (o, c) =>
+      countEffect(o) && (hostCompeted(c, o.vcpu, false) || decidedBy(o, movedByGuestEvents(c.history, c))),
     vmm: true,
   },
   {
