@@ -40,6 +40,7 @@ import {
 import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { MSR_LBR_INFO_0, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
+import { condBranch } from '../support/work.js';
 
 const emulated = designById('emulated');
 const LBR_V2 = lbrGuest(SKYLAKE, 2);
@@ -218,13 +219,7 @@ describe('a declared divergence excuses its mechanism, not a neighbouring fault'
       cpl,
       instructions: n + 1,
       cycles: 1,
-      branches: Array.from({ length: n }, () => ({
-        from: cpl === 0 ? 0xffffffff81000000n : 0x400000n,
-        to: cpl === 0 ? 0xffffffff81000000n : 0x400000n,
-        kind: 'COND' as const,
-        mispredict: false,
-        cpl,
-      })),
+      branches: Array.from({ length: n }, () => condBranch(cpl)),
     });
     // Released at the reschedules with DEBUGCTL.LBR clear, created again on pCPU 1, whose TOS it starts from.
     const p = [

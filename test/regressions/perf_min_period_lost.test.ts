@@ -26,17 +26,12 @@ import {
   GuestWrmsr,
 } from '../../scenarios/commands.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import { condBranch } from '../support/work.js';
 
 const unit = (cpl: number, instructions: number, mispredicts = 0) => ({
   cpl,
   instructions,
-  branches: Array.from({ length: mispredicts }, () => ({
-    from: cpl === 0 ? 0xffffffff81000000n : 0x400000n,
-    to: cpl === 0 ? 0xffffffff81000000n : 0x400000n,
-    kind: 'COND' as const,
-    mispredict: true,
-    cpl,
-  })),
+  branches: Array.from({ length: mispredicts }, () => condBranch(cpl, true)),
 });
 
 // Skylake-like v2 guest, 4 GP and 3 fixed counters: Linux perf puts instructions on fixed counter 0.

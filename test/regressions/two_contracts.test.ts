@@ -9,15 +9,11 @@ import { describe, expect, it } from 'vitest';
 import { knownDivergencesMet } from '../../designs/registry.js';
 import { DriverBoot, DriverLbr, DriverOpen, DriverRun } from '../../scenarios/commands.js';
 import type { GuestConfig } from '../../scenarios/world.js';
+import { condBranch } from '../support/work.js';
 
 const guest: GuestConfig = {
   cpuid: { family: 6, model: 0x6a, leaf0a: { eax: 0x8300402, ebx: 0x4, ecx: 0x0, edx: 0x602 }, pdcm: true },
   perfCapabilities: 0x2005n,
-};
-/** A correctly predicted conditional branch at `cpl`, in user or kernel text. */
-const br = (cpl: number) => {
-  const at = cpl === 0 ? 0xffffffff81000000n : 0x400000n;
-  return { from: at, to: at, kind: 'COND' as const, mispredict: false, cpl };
 };
 const program = [
   new DriverOpen(0, [
@@ -26,15 +22,15 @@ const program = [
   ]),
   new DriverLbr(0, { select: 0x0n, callStack: false }),
   new DriverRun(0, [
-    { cpl: 0, instructions: 3, branches: [br(0), br(0), br(0)] },
+    { cpl: 0, instructions: 3, branches: [condBranch(0), condBranch(0), condBranch(0)] },
     { cpl: 3, instructions: 0 },
   ]),
   new DriverBoot(0, { kernel: 'linux', ack: 'late', lvtpc: 0x400n }),
-  new DriverRun(0, [{ cpl: 1, instructions: 1, branches: [br(1)] }]),
+  new DriverRun(0, [{ cpl: 1, instructions: 1, branches: [condBranch(1)] }]),
   new DriverBoot(0, { kernel: 'linux', ack: 'late', lvtpc: 0x20n }),
   new DriverRun(0, [
     { cpl: 3, instructions: 1, untakenBranches: 1 },
-    { cpl: 3, instructions: 3, untakenBranches: 2, branches: [br(3)] },
+    { cpl: 3, instructions: 3, untakenBranches: 2, branches: [condBranch(3)] },
   ]),
 ];
 
