@@ -330,7 +330,7 @@ function once(
             k.matches(main, {
               host: t.host,
               guest: t.guest,
-              history: w.observations.slice(0, w.observations.indexOf(main) + 1),
+              history: w.observations.slice(0, before + obs.indexOf(main) + 1),
               facts: w,
             }),
           )
