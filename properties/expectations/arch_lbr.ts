@@ -10,7 +10,7 @@ import { isGp, type Observation, readValue } from '../../scenarios/observation.j
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { DivergenceContext, HostLbrDifference, KnownDisturbance, KnownDivergence } from './types.js';
 import { GuestWrmsr, GuestXrstors, HostOpen, HostWork, type WorldCommand } from '../../scenarios/commands.js';
-import { EMULATED_EXPECTATIONS, infoCyclesOnly } from './emulated.js';
+import { EMULATED_EXPECTATIONS, hostCompeted, infoCyclesOnly } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
 import { guestHasLbr } from './common.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../model/hw/msr/capabilities.js';
@@ -62,9 +62,9 @@ function recordsLost(o: Observation): boolean {
   );
 }
 
-/** Did a host user open an event with a branch stack, so that host records may sit in the pCPU's LBRs? */
-const hostLbrUserOpened = (c: DivergenceContext) =>
-  c.history.some((h) => h.host?.op === 'open' && h.host.accepted && h.host.attr.branchSample !== undefined);
+/** A host user opening an event with a branch stack: perf may take the LBRs from the guest's event from then on. */
+const hostLbrUserOpens = (h: Observation) =>
+  h.host?.op === 'open' && h.host.accepted && h.host.attr.branchSample !== undefined;
 
 /**
  * May the vCPU have lost its guest LBR event, or never had it ACTIVE: rescheduled with LBREn clear, LBREn left to an
@@ -73,7 +73,7 @@ const hostLbrUserOpened = (c: DivergenceContext) =>
 function maybeNoGuestLbrEvent(c: DivergenceContext, v: number): boolean {
   return (
     rescheduledWithLbrEnClear(c, v) ||
-    c.history.some((h) => (h.vcpu === v && h.kind === 'xrstors') || hostLbrUserOpened({ ...c, history: [h] }))
+    c.history.some((h) => (h.vcpu === v && h.kind === 'xrstors') || hostLbrUserOpens(h))
   );
 }
 
@@ -158,11 +158,10 @@ function debugctlLbrKeptAcrossCpuid(c: DivergenceContext, v: number): boolean {
   const model = cpuid < 0 ? undefined : h[cpuid]!.vmm;
   if (model?.op !== 'set-cpuid' || model.cpuid.archLbr !== true) return false;
   const since = h.slice(cpuid + 1);
-  const wrote = (x: Observation) =>
-    x.vcpu === v &&
-    ((x.kind === 'wrmsr' && x.target === MSR_IA32_DEBUGCTLMSR) ||
-      (x.vmm?.op === 'set-msr' && x.vmm.msr === MSR_IA32_DEBUGCTLMSR));
-  if (since.some((x) => x.vcpu === v && (x.kind !== 'vmm' || wrote(x)))) return false;
+  // The guest ran (any guest observation), or the VMM wrote DEBUGCTL since.
+  const ranOrWrote = (x: Observation) =>
+    x.kind !== 'vmm' || (x.vmm?.op === 'set-msr' && x.vmm.msr === MSR_IA32_DEBUGCTLMSR);
+  if (since.some((x) => x.vcpu === v && ranOrWrote(x))) return false;
   return vmmSetDebugctlLbr({ ...c, history: h.slice(0, cpuid) }, v);
 }
 
@@ -198,7 +197,7 @@ export const ARCH_LBR_DECLARED: readonly KnownDivergence[] = [
         bare !== null &&
         (bare & DEBUGCTLMSR_LBR) === 0n &&
         sut === (bare | DEBUGCTLMSR_LBR) &&
-        debugctlLbrKeptAcrossCpuid({ ...c, history: c.history.slice(0, -1) }, o.vcpu)
+        debugctlLbrKeptAcrossCpuid(c, o.vcpu)
       );
     },
   },
@@ -264,12 +263,12 @@ export const ARCH_LBR_LEAKS: readonly KnownDivergence[] = [
     kernelRef:
       'Arch LBR v2 patch 14/15: intel_pmu_get_msr reads MSR_ARCH_LBR_{FROM,TO,INFO}_0..31 with a raw rdmsrl before intel_pmu_handle_lbr_msrs_access checks that the guest LBR event is ACTIVE (review R-AL2-14: "I don\'t see how this is correct")',
     matches: (o, c) =>
-      o.kind === 'rdmsr' && isArchLbrRecord(o.target) && guestHasLbr(c.guest, c.host) && hostLbrUserOpened(c),
+      o.kind === 'rdmsr' && isArchLbrRecord(o.target) && guestHasLbr(c.guest, c.host) && hostCompeted(c, o.vcpu, true),
   },
   {
     id: 'xsaves-host-records-leak',
     title:
-      "the guest's XSAVES of state component 15 saves the pCPU's LBR records as they are, a host branch-stack user's once perf has the LBRs (a guest without Arch LBR too: IA32_XSS takes bit 15)",
+      "the guest's XSAVES of state component 15 saves the pCPU's LBR records (and LER) as they are, a host branch-stack user's once perf has the LBRs (a guest without Arch LBR too: IA32_XSS takes bit 15)",
     kernelRef:
       "Arch LBR v2 patch 11/15: KVM_SUPPORTED_XSS = XFEATURE_MASK_LBR, kvm_set_msr_common(MSR_IA32_XSS) checks no guest CPUID, and XSAVES does not exit; VM-entry loads only LBR_CTL (patch 10/15), never the guest's records",
     // The records alone: LBR_CTL and DEPTH in the image are the guest's (VM-entry loads LBR_CTL; DEPTH is the host's).
@@ -279,7 +278,7 @@ export const ARCH_LBR_LEAKS: readonly KnownDivergence[] = [
       o.oracle.kind === 'xsave' &&
       o.sut.area.lbrCtl === o.oracle.area.lbrCtl &&
       o.sut.area.lbrDepth === o.oracle.area.lbrDepth &&
-      hostLbrUserOpened(c),
+      hostCompeted(c, o.vcpu, true),
   },
   {
     id: 'lbr-cycles-count-host-time',
