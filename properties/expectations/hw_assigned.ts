@@ -11,6 +11,11 @@ import { EMULATED_EXPECTATIONS, hostCompeted } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
 import { counterOf, counterOfMsr, isCounter, lbrFreezeEffect, lostOnly } from './common.js';
 import { MAX_GP } from '../../model/hw/profile.js';
+import {
+  is_fixed_event_allowed,
+  is_gp_event_allowed,
+  kvm_vm_ioctl_set_pmu_event_filter,
+} from '../../model/kvm/common/filter.js';
 import { lowMask } from '../../model/hw/bits.js';
 import {
   ARCH_PERFMON_EVENTSEL_ENABLE,
@@ -229,19 +234,32 @@ function vmmReadRolledBack(o: Observation, c: DivergenceContext): boolean {
 }
 
 /**
- * The counters a control write (the guest's or the VMM's) had enabled when a later KVM_SET_PMU_EVENT_FILTER installed a
- * filter: their events outlive it, and any later enabling write loads their control again.
+ * The counters enabled (by the guest's or the VMM's last control write) with an event a later KVM_SET_PMU_EVENT_FILTER
+ * denies (is_gp_event_allowed / is_fixed_event_allowed): their events outlive it, and any later enabling write loads
+ * their control again.
  */
 function enabledBeforeFilter(history: readonly Observation[]): Set<number> {
-  const enabled = new Set<number>();
+  const selects = new Map<number, bigint>(); // enabled GP counters: their event selects
+  const fixed = new Set<number>(); // enabled fixed counters
   const out = new Set<number>();
   for (const h of history) {
-    if (h.vmm?.op === 'set-filter' && h.vmm.filter !== null && h.sut.kind === 'ok') for (const i of enabled) out.add(i);
+    if (h.vmm?.op === 'set-filter' && h.vmm.filter !== null && h.sut.kind === 'ok') {
+      const f = kvm_vm_ioctl_set_pmu_event_filter(h.vmm.filter);
+      if (!('error' in f)) {
+        for (const [i, sel] of selects) if (!is_gp_event_allowed(f, sel)) out.add(i);
+        for (const j of fixed) if (!is_fixed_event_allowed(f, j)) out.add(32 + j);
+      }
+    }
     const x = written(h);
     if (x === null) continue;
-    if (isEvtsel(x.msr) && (x.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n) enabled.add(x.msr - MSR_P6_EVNTSEL0);
-    else if (x.msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
-      for (let j = 0; j < 3; j++) if (((x.value >> BigInt(4 * j)) & 3n) !== 0n) enabled.add(32 + j);
+    if (isEvtsel(x.msr)) {
+      const i = x.msr - MSR_P6_EVNTSEL0;
+      if ((x.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n) selects.set(i, x.value);
+      else selects.delete(i);
+    } else if (x.msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
+      for (let j = 0; j < 3; j++)
+        if (((x.value >> BigInt(4 * j)) & 3n) !== 0n) fixed.add(j);
+        else fixed.delete(j);
   }
   return out;
 }

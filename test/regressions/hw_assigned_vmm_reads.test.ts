@@ -187,4 +187,23 @@ describe('hw-assigned: KVM_SET_PMU_EVENT_FILTER does not stop an assigned counte
       /RDMSR 0xc1: guest saw 0x1, bare metal shows 0x0/,
     );
   });
+
+  it('a filter that denies another event excuses nothing of the counter: a planted count on it is reported', () => {
+    const other = [
+      new VmmSetMsr(0, MSR_P6_EVNTSEL0, 0x41003cn),
+      deny([0xc0n]),
+      new GuestRun(0, cycles(3)),
+      new GuestRdmsr(0, MSR_IA32_PERFCTR0),
+    ];
+    const gains: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestRdmsr(msr: number) {
+          const r = super.guestRdmsr(msr);
+          return r.ok && msr === MSR_IA32_PERFCTR0 ? ok(r.value + 1n) : r;
+        }
+      })(h, o, HW_ASSIGNED_OPS);
+    expect(verdict(guest, other, d.expectations, gains).reported).toMatch(
+      /RDMSR 0xc1: guest saw 0x2, bare metal shows 0x1/,
+    );
+  });
 });
