@@ -149,26 +149,21 @@ const show = (rs: readonly LbrRecord[]) =>
     .join(' ');
 
 /** What differs on `cpu` between the host with the guest and without it, field by field (none: []). */
-function lbrDifferences(
-  withGuest: World,
-  hostOnly: World,
-  cpu: number,
-  ran: readonly WorldCommand[],
-): HostLbrDifference[] {
+function lbrDifferences(withGuest: World, hostOnly: World, cpu: number, after: WorldCommand): HostLbrDifference[] {
   const a = hostLbrState(withGuest, cpu);
   const b = hostLbrState(hostOnly, cpu);
   if (a === null || b === null) return [];
   const out: HostLbrDifference[] = [];
   const hex = (v: bigint) => `0x${v.toString(16)}`;
-  if (a.ctl !== b.ctl) out.push({ cpu, field: 'LBR_CTL', withGuest: hex(a.ctl), hostOnly: hex(b.ctl), ran });
-  if (a.depth !== b.depth) out.push({ cpu, field: 'DEPTH', withGuest: hex(a.depth), hostOnly: hex(b.depth), ran });
+  if (a.ctl !== b.ctl) out.push({ cpu, field: 'LBR_CTL', withGuest: hex(a.ctl), hostOnly: hex(b.ctl), after });
+  if (a.depth !== b.depth) out.push({ cpu, field: 'DEPTH', withGuest: hex(a.depth), hostOnly: hex(b.depth), after });
   // Newest first: the host's own records, those the guest added set aside, are the newest of the host's without it.
   const kept = a.records.filter((x) => !added(x));
   const same = kept.every((x, i) => {
     const y = b.records[i];
     return y !== undefined && x.from === y.from && x.to === y.to && x.info === y.info;
   });
-  if (!same) out.push({ cpu, field: 'records', withGuest: show(a.records), hostOnly: show(b.records), ran });
+  if (!same) out.push({ cpu, field: 'records', withGuest: show(a.records), hostOnly: show(b.records), after });
   return out;
 }
 
@@ -185,8 +180,7 @@ export function checkHostUndisturbed(r: HostUndisturbedRun, guest: GuestConfig, 
     run(c, withGuest);
     if (isHost(c)) run(c, hostOnly);
     if (!lbrs) continue;
-    const ran = cmds.slice(0, i + 1);
-    const diffs = [0, 1].flatMap((cpu) => lbrDifferences(withGuest, hostOnly, cpu, ran));
+    const diffs = [0, 1].flatMap((cpu) => lbrDifferences(withGuest, hostOnly, cpu, c));
     if (diffs.length === 0) continue;
     // The first difference ends the program: known if a declared mechanism explains each field of it.
     const why = diffs.map((d) => r.disturbances?.find((k) => k.matches(d)));

@@ -9,7 +9,7 @@
 import { isGp, type Observation, readValue } from '../../scenarios/observation.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { DivergenceContext, HostLbrDifference, KnownDisturbance, KnownDivergence } from './types.js';
-import { GuestWrmsr, GuestXrstors, HostOpen, HostWork, type WorldCommand } from '../../scenarios/commands.js';
+import { GuestWrmsr, GuestXrstors, HostOpen, HostWork } from '../../scenarios/commands.js';
 import { EMULATED_EXPECTATIONS, hostCompeted, infoCyclesOnly } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
 import { guestHasLbr } from './common.js';
@@ -290,11 +290,9 @@ export const ARCH_LBR_LEAKS: readonly KnownDivergence[] = [
   },
 ];
 
-/** The command after which a difference in host perf's LBRs shows. */
-const lastOf = (d: HostLbrDifference): WorldCommand | undefined => d.ran[d.ran.length - 1];
 /** A guest WRMSR of `msr` (or of an MSR `msr` accepts) is the last command. */
 const afterGuestWrmsr = (d: HostLbrDifference, msr: (m: number) => boolean) => {
-  const c = lastOf(d);
+  const c = d.after;
   return c instanceof GuestWrmsr && msr(c.msr);
 };
 
@@ -310,7 +308,7 @@ export const ARCH_LBR_DISTURBANCES: readonly KnownDisturbance[] = [
     kernelRef:
       'Arch LBR v2 patch 10/15: VM_EXIT_CLEAR_IA32_LBR_CTL is a required VM-exit control for every VM (review R-AL2-10: "KVM will clear LBR_CTL on VM-Exit ... and AFAICT, never restore the host\'s values")',
     matches: (d) => {
-      const c = lastOf(d);
+      const c = d.after;
       return d.field === 'LBR_CTL' && d.withGuest === '0x0' && !(c instanceof HostOpen || c instanceof HostWork);
     },
   },
@@ -334,6 +332,6 @@ export const ARCH_LBR_DISTURBANCES: readonly KnownDisturbance[] = [
       "the guest's XRSTORS of state component 15 loads its image into the pCPU's LBRs, over the host's records (or zeroes them where the image's depth is not the pCPU's)",
     kernelRef:
       'Arch LBR v2 patch 11/15: KVM_SUPPORTED_XSS = XFEATURE_MASK_LBR and XRSTORS does not exit, so it runs on whatever LBRs the pCPU holds',
-    matches: (d) => d.field === 'records' && lastOf(d) instanceof GuestXrstors,
+    matches: (d) => d.field === 'records' && d.after instanceof GuestXrstors,
   },
 ];

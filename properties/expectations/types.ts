@@ -109,8 +109,8 @@ export interface HostLbrDifference {
   /** The field as shown with the guest and without it (hex, or the records' FROM->TO, newest first). */
   readonly withGuest: string;
   readonly hostOnly: string;
-  /** The program's commands up to the one after which the difference shows, that one last. */
-  readonly ran: readonly WorldCommand[];
+  /** The command after which the difference shows. */
+  readonly after: WorldCommand;
 }
 
 /**
