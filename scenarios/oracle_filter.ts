@@ -10,10 +10,26 @@
 import { Cpu, type PmiDelivery } from '../model/hw/cpu.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { KvmPmuEventFilter } from '../model/kvm/types.js';
-import { ARCH_PERFMON_EVENTSEL_ENABLE } from '../model/hw/msr/counters.js';
+import {
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  INTEL_PMC_FIXED_RDPMC_BASE,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+} from '../model/hw/msr/counters.js';
 import type { Access } from '../model/hw/access.js';
 import { relied } from '../model/hw/relied.js';
-import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { fixedIndices } from '../model/hw/profile.js';
+import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { MSR_LBR_SELECT, MSR_LBR_TOS } from '../model/hw/msr/lbr_legacy.js';
+
+/** The counter an MSR names (GP i through either alias, fixed j as 32 + j), or null. */
+export function counterIndexOf(msr: number): number | null {
+  if (msr >= MSR_IA32_PERFCTR0 && msr < MSR_IA32_PERFCTR0 + 8) return msr - MSR_IA32_PERFCTR0;
+  if (msr >= MSR_IA32_PMC0 && msr < MSR_IA32_PMC0 + 8) return msr - MSR_IA32_PMC0;
+  if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < MSR_CORE_PERF_FIXED_CTR0 + 4) return 32 + msr - MSR_CORE_PERF_FIXED_CTR0;
+  return null;
+}
 
 const ALLOW = 0;
 const MASKED = 1;
@@ -65,6 +81,49 @@ export class OracleCpu extends Cpu {
    * lets a version-1 guest with LBRs hold it, and a VMM's KVM_SET_MSRS any guest: stored, never acted on.
    */
   override wrmsr(address: number, value: bigint): Access {
+    if (this.periodFloorAdopted === null) return this.wrmsrFreeze(address, value);
+    const before = this.controls();
+    const r = this.wrmsrFreeze(address, value);
+    if (!r.ok) return r;
+    const idx = counterIndexOf(address);
+    if (idx !== null) this.counterWritten(idx);
+    else this.reprogramAfterRetire = this.changedBy(before, this.controls());
+    // vmx_set_debugctl: DEBUGCTL.LBR creates the guest LBR event, if there is none.
+    if (address === MSR_IA32_DEBUGCTLMSR && (value & DEBUGCTLMSR_LBR) !== 0n) this.guestLbrEventCreated();
+    return r;
+  }
+
+  /**
+   * The guest LBR event of KVM, as far as bare metal can tell (the guest has LBRs): none, created (by DEBUGCTL.LBR or an
+   * LBR MSR access) and not yet released (at a reschedule with DEBUGCTL.LBR clear), or unknown (after a restore).
+   */
+  guestLbrEvent: 'none' | 'exists' | 'unknown' = 'none';
+  /** A host user of the branch stack was opened: the guest LBR event may not run, and KVM then intercepts the LBR MSRs. */
+  hostLbrUser = false;
+
+  /** intel_pmu_create_guest_lbr_event: installing it on the vCPU task reschedules its context (ctx_resched). */
+  private guestLbrEventCreated(): void {
+    if (this.periodFloorAdopted === null || this.profile.legacyLbr === undefined || this.guestLbrEvent !== 'none')
+      return;
+    this.guestLbrEvent = 'exists';
+    this.kvmResched();
+  }
+
+  /** The LBR MSRs KVM passes through while the guest LBR event runs (vmx_passthrough_lbr_msrs). */
+  private isGuestLbrMsr(m: number): boolean {
+    const l = this.profile.legacyLbr;
+    if (l === undefined) return false;
+    const inRecords = (base: number | undefined) => base !== undefined && m >= base && m < base + l.depth;
+    return (
+      m === MSR_LBR_TOS ||
+      (l.select && m === MSR_LBR_SELECT) ||
+      inRecords(l.fromBase) ||
+      inRecords(l.toBase) ||
+      inRecords(l.infoBase)
+    );
+  }
+
+  private wrmsrFreeze(address: number, value: bigint): Access {
     const frz = value & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
     if (address !== MSR_IA32_DEBUGCTLMSR || frz === 0n || this.lbrFreezeAdopted === null || this.profile.version >= 2)
       return super.wrmsr(address, value);
@@ -82,7 +141,244 @@ export class OracleCpu extends Cpu {
     else this.lbrFreezeAdopted();
   }
 
+  /**
+   * perf-min-period adopted (W6): set when bare metal takes on that KVM's perf arms a guest counter with at least 2
+   * events left (x86_perf_event_set_period); told each time a counter is so armed at -1.
+   */
+  periodFloorAdopted: (() => void) | null = null;
+
+  /**
+   * Per counter (GP i, fixed j as 32 + j) under that adoption: by how many events the register here lags the count the
+   * guest reads, as KVM's perf event lags the guest's counter after perf raised a period of 1 to 2. The register
+   * overflows (status bit, PMI, freeze) when KVM's event does; every read shows the register plus the lag.
+   */
+  private readonly lags = new Map<number, bigint>();
+  private indices: readonly number[] | null = null;
+  /** The counters whose controls the last WRMSR changed: KVM reprograms them once the WRMSR retires. */
+  private reprogramAfterRetire: number[] = [];
+
+  private counterMask(idx: number): bigint {
+    return idx < 32 ? this.profile.gpMask : this.profile.fixedMask;
+  }
+
+  /** The register itself, read as RDPMC reads it (taking the state would drop the counting cache). */
+  private raw(idx: number): bigint {
+    const r = super.rdpmc(idx < 32 ? idx : INTEL_PMC_FIXED_RDPMC_BASE | (idx - 32), 0);
+    return r.ok ? r.value : 0n;
+  }
+
+  private setRaw(idx: number, v: bigint): void {
+    const s = this.state;
+    if (idx < 32) s.pmc[idx] = v & this.counterMask(idx);
+    else s.fixed[idx - 32] = v & this.counterMask(idx);
+  }
+
+  /** The count the guest reads of counter `idx` (GP i, fixed j as 32 + j): the register plus its lag. */
+  counterValue(idx: number): bigint | undefined {
+    const s = this.state;
+    const raw = idx < 32 ? s.pmc[idx] : s.fixed[idx - 32];
+    return raw === undefined ? undefined : (raw + (this.lags.get(idx) ?? 0n)) & this.counterMask(idx);
+  }
+
+  /** A write of the counter (a guest's or the VMM's): KVM's event is armed from the value written, its lag gone. */
+  counterWritten(idx: number): void {
+    this.lags.delete(idx);
+  }
+
+  /** The guest counters (no SLOTS: its overflow is PERF_METRICS') with the controls KVM reprograms on. */
+  private counterIndices(): readonly number[] {
+    return (this.indices ??= [
+      ...Array.from({ length: this.profile.nGP }, (_, i) => i),
+      ...(this.profile.version > 1 ? fixedIndices(this.profile).filter((j) => j < 3) : []).map((j) => 32 + j),
+    ]);
+  }
+
+  private controls(): { evtsel: bigint[]; fixedCtrl: bigint; globalCtrl: bigint } {
+    const s = this.state;
+    return { evtsel: [...s.evtsel], fixedCtrl: s.fixedCtrl, globalCtrl: s.globalCtrl };
+  }
+
+  /**
+   * The counters a control write makes KVM reprogram: a changed selector (intel_pmu_set_msr), a changed fixed field
+   * (reprogram_fixed_counters), a toggled GLOBAL_CTRL bit (reprogram_counters).
+   */
+  private changedBy(a: ReturnType<OracleCpu['controls']>, b: ReturnType<OracleCpu['controls']>): number[] {
+    return this.counterIndices().filter((i) =>
+      ((a.globalCtrl ^ b.globalCtrl) >> BigInt(i)) & 1n
+        ? true
+        : i < 32
+          ? a.evtsel[i] !== b.evtsel[i]
+          : (((a.fixedCtrl ^ b.fixedCtrl) >> BigInt(4 * (i - 32))) & 0xfn) !== 0n,
+    );
+  }
+
+  /** Does counter `idx` count now (pmc_is_globally_enabled, pmc_is_locally_enabled, the VMM's filter)? */
+  private running(idx: number): boolean {
+    const s = this.state;
+    const p = this.profile;
+    const global = p.version < 2 || ((s.globalCtrl >> BigInt(idx)) & 1n) === 1n;
+    if (idx < 32) {
+      const e = s.evtsel[idx] ?? 0n;
+      return (
+        global && (e & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n && (this.filter === null || gpEventAllowed(this.filter, e))
+      );
+    }
+    const j = idx - 32;
+    return (
+      global &&
+      ((s.fixedCtrl >> BigInt(4 * j)) & 0x3n) !== 0n &&
+      (this.filter === null || fixedCounterAllowed(this.filter, j))
+    );
+  }
+
+  /** perf (re)starts KVM's event of a running counter: a register one event short of the wrap gets two (left < 2). */
+  private floorIfAtMinusOne(idx: number): void {
+    const m = this.counterMask(idx);
+    if (!this.running(idx) || this.raw(idx) !== m) return;
+    this.setRaw(idx, m - 1n);
+    this.lags.set(idx, (this.lags.get(idx) ?? 0n) + 1n);
+    this.periodFloorAdopted?.();
+  }
+
+  /** pmc_pause_counter then the new period: the lag folded in (an overflow KVM's event had not reached is lost). */
+  private fold(idx: number): void {
+    const lag = this.lags.get(idx);
+    if (lag === undefined) return;
+    this.setRaw(idx, this.raw(idx) + lag);
+    this.lags.delete(idx);
+  }
+
+  /**
+   * KVM reprograms `counters` (pause, then resume or create each running one's event with its period): perf enabling
+   * an event reschedules the vCPU task's context (ctx_resched), which re-arms every running event with what it has left.
+   */
+  private kvmReprogram(counters: readonly number[]): void {
+    for (const i of counters) this.fold(i);
+    if (counters.some((i) => this.running(i))) this.kvmResched();
+  }
+
+  /** perf schedules the vCPU task's events in (after a reschedule, or ctx_resched): each restarts with its period left. */
+  kvmResched(): void {
+    if (this.periodFloorAdopted === null) return;
+    for (const i of this.counterIndices()) this.floorIfAtMinusOne(i);
+  }
+
+  /** The vCPU thread was rescheduled: perf's sched-in, then KVM's cleanup releases an LBR event DEBUGCTL.LBR no longer uses. */
+  kvmSchedIn(): void {
+    this.kvmResched();
+    if ((this.debugctlNow() & DEBUGCTLMSR_LBR) === 0n) this.guestLbrEvent = 'none';
+  }
+
+  /** A restored vCPU: KVM creates every event afresh from the restored counts (what KVM's events had not reached is lost). */
+  kvmRecreate(): void {
+    if (this.periodFloorAdopted === null) return;
+    for (const i of [...this.lags.keys()]) this.fold(i);
+    this.kvmResched();
+    this.guestLbrEvent = (this.debugctlNow() & DEBUGCTLMSR_LBR) !== 0n ? 'exists' : 'unknown';
+  }
+
+  private debugctlNow(): bigint {
+    const r = super.rdmsr(MSR_IA32_DEBUGCTLMSR);
+    return r.ok ? r.value : 0n;
+  }
+
+  /** Shows every counter with its lag for the length of `f` (a read), then puts the registers back. */
+  private shown<T>(f: () => T): T {
+    if (this.lags.size === 0) return f();
+    const lags = [...this.lags];
+    for (const [i, l] of lags) this.setRaw(i, this.raw(i) + l);
+    try {
+      return f();
+    } finally {
+      for (const [i, l] of lags) this.setRaw(i, this.raw(i) - l);
+    }
+  }
+
+  override rdmsr(address: number): Access {
+    return this.shown(() => super.rdmsr(address));
+  }
+
+  override rdpmc(ecx: number, cpl = 0): Access {
+    return this.shown(() => super.rdpmc(ecx, cpl));
+  }
+
+  /**
+   * An instruction KVM intercepts retires: KVM counts it in software (kvm_pmu_incr_counter), so each counter that
+   * counts it is paused (its lag folded in first, the wrap then exact) and reprogrammed, with those the WRMSR's
+   * controls changed. Counters that did not count it keep their lag.
+   */
+  retireIntercepted(u: WorkUnit, msr: number | null = null): PmiDelivery | null {
+    if (this.periodFloorAdopted === null) return this.step(u);
+    // An LBR MSR is passed through while the guest LBR event surely runs: the counters count it. An access without the
+    // event creates it; whether KVM intercepts one while a host user may hold the LBRs, bare metal cannot tell.
+    let unsure = false;
+    if (msr !== null && this.isGuestLbrMsr(msr)) {
+      if (this.guestLbrEvent === 'exists' && !this.hostLbrUser) return this.step(u);
+      if (this.guestLbrEvent === 'none') this.guestLbrEventCreated();
+      else unsure = true;
+    }
+    const changed = this.reprogramAfterRetire;
+    this.reprogramAfterRetire = [];
+    const lags = [...this.lags];
+    for (const [i] of lags) this.fold(i);
+    const before = this.counterIndices().map((i) => [i, this.raw(i)] as const);
+    const d = this.filteredStep(u);
+    const counted = before.filter(([i, v]) => this.raw(i) !== v).map(([i]) => i);
+    for (const [i, l] of lags)
+      if (!counted.includes(i)) {
+        this.setRaw(i, this.raw(i) - l);
+        this.lags.set(i, l);
+      }
+    if (!unsure) this.kvmReprogram([...new Set([...counted, ...changed])]);
+    else {
+      // Counted in software or by the counters: what KVM re-armed, and where, is the declaration's to judge.
+      for (const i of this.counterIndices())
+        if (counted.includes(i) || this.raw(i) === this.counterMask(i)) this.unsureArms.add(i);
+    }
+    return d;
+  }
+
+  /**
+   * Counters perf may have armed at -1 where bare metal could not tell (an LBR MSR KVM may or may not intercept, a
+   * write of -1 to a running counter, whose period KVM takes from the old base, a host user's event): the declaration
+   * judges what follows.
+   */
+  private readonly unsureArms = new Set<number>();
+
+  /** A host user's event came or went on: perf may reschedule the vCPU task's events with it (ctx_resched). */
+  hostEventChanged(): void {
+    if (this.periodFloorAdopted === null) return;
+    for (const i of this.counterIndices())
+      if (this.running(i) && this.raw(i) === this.counterMask(i)) this.unsureArms.add(i);
+  }
+
+  /** The counters perf may have armed at -1 since the last call, where bare metal could not tell. */
+  takeUnsureArms(): number[] {
+    const out = [...this.unsureArms];
+    this.unsureArms.clear();
+    return out;
+  }
+
+  /** Does counter `idx` count now (its KVM event running)? */
+  counterRunning(idx: number): boolean {
+    return this.running(idx);
+  }
+
+  /**
+   * A unit the hardware counts: a counter whose register wrapped is KVM's event overflowing, which KVM reprograms
+   * (kvm_perf_overflow → KVM_REQ_PMU) before the vCPU runs on.
+   */
   override step(u: WorkUnit): PmiDelivery | null {
+    if (this.periodFloorAdopted === null) return this.filteredStep(u);
+    this.reprogramAfterRetire = [];
+    const before = this.counterIndices().map((i) => [i, this.raw(i)] as const);
+    const d = this.filteredStep(u);
+    const wrapped = before.filter(([i, v]) => this.raw(i) < v).map(([i]) => i);
+    if (wrapped.length > 0) this.kvmReprogram(wrapped);
+    return d;
+  }
+
+  private filteredStep(u: WorkUnit): PmiDelivery | null {
     const f = this.filter;
     if (f === null) return super.step(u);
     const s = this.state;

@@ -158,6 +158,7 @@ function restoreOnBareMetal(o: OracleCpu, msr: number, value: bigint): Access {
   const i = msr - MSR_IA32_PERFCTR0;
   if (i >= 0 && i < p.nGP) {
     o.state.pmc[i] = value & p.gpMask;
+    o.counterWritten(i);
     return ok(value & p.gpMask);
   }
   return o.wrmsr(msr, value);

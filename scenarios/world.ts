@@ -23,17 +23,12 @@ import {
   type VmSetup,
   type VpmuVcpu,
 } from '../model/kvm/types.js';
-import { OracleCpu } from './oracle_filter.js';
+import { counterIndexOf, OracleCpu } from './oracle_filter.js';
+
+export { counterIndexOf };
 import { restoreVcpu, saveVcpu } from './restore.js';
 import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_PERF_METRICS } from '../model/hw/msr/capabilities.js';
-import {
-  INTEL_PMC_FIXED_RDPMC_BASE,
-  MSR_CORE_PERF_FIXED_CTR0,
-  MSR_CORE_PERF_FIXED_CTR_CTRL,
-  MSR_IA32_PERFCTR0,
-  MSR_IA32_PMC0,
-  MSR_P6_EVNTSEL0,
-} from '../model/hw/msr/counters.js';
+import { INTEL_PMC_FIXED_RDPMC_BASE, MSR_CORE_PERF_FIXED_CTR_CTRL, MSR_P6_EVNTSEL0 } from '../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 import {
   ACCEPTED,
@@ -120,6 +115,8 @@ export interface Adoption {
   readonly step: (op: VmmOp, oracle: OracleCpu, guest: GuestConfig) => readonly string[];
   /** The declaration under which a bare-metal CPU of this guest ignores FREEZE_LBRS_ON_PMI, or null. */
   readonly noLbrFreeze: (guest: GuestConfig) => string | null;
+  /** The declaration under which bare metal's counters overflow when KVM's perf events do (perf's period floor), or null. */
+  readonly periodFloor: (guest: GuestConfig) => string | null;
 }
 
 /**
@@ -146,14 +143,6 @@ export interface WorldFacts {
    * oracleCounter), also where the guest has written the counter since, until bare metal clears the bit.
    */
   oracleArmedWrapStatus(v: number): bigint;
-}
-
-/** The counter an MSR names (GP i through either alias, fixed j as 32 + j), or null. */
-export function counterIndexOf(msr: number): number | null {
-  if (msr >= MSR_IA32_PERFCTR0 && msr < MSR_IA32_PERFCTR0 + 8) return msr - MSR_IA32_PERFCTR0;
-  if (msr >= MSR_IA32_PMC0 && msr < MSR_IA32_PMC0 + 8) return msr - MSR_IA32_PMC0;
-  if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < MSR_CORE_PERF_FIXED_CTR0 + 4) return 32 + msr - MSR_CORE_PERF_FIXED_CTR0;
-  return null;
 }
 
 /** Control MSRs whose write (re)arms a counter's perf event in KVM (a reprogram): the selectors and the global and fixed controls. */
@@ -289,8 +278,7 @@ export class World implements WorldFacts {
   oracleCounter(v: number, idx: number) {
     const o = this.oracles[v];
     if (o === undefined) return null;
-    const s = o.state;
-    const value = idx < 32 ? s.pmc[idx] : s.fixed[idx - 32];
+    const value = o.counterValue(idx);
     if (value === undefined) return null;
     const w = this.counterWrites[v]?.get(idx);
     return { value, written: w?.written ?? null, armedAtMinusOne: w?.armedAtMinusOne ?? false };
@@ -301,11 +289,13 @@ export class World implements WorldFacts {
    * boundary): a reprogram there (of a counter KVM counted in software, kvm_pmu_incr_counter, or on another counter's
    * overflow) arms perf with one event left (reprogram_counter → pmc_resume_counter → perf_event_period).
    */
-  private noteArmedAtMinusOne(v: number, counters: Iterable<number>): void {
-    const s = this.oracles[v]!.state;
+  private noteArmedAtMinusOne(v: number, atMinusOne: Iterable<number>): void {
+    const o = this.oracles[v]!;
     const m = (this.counterWrites[v] ??= new Map());
+    // Where bare metal takes on perf's period floor, it knows where perf armed at -1 but for what it cannot tell.
+    const counters = o.periodFloorAdopted !== null ? o.takeUnsureArms() : atMinusOne;
     for (const i of counters) {
-      const x = i < 32 ? s.pmc[i]! : s.fixed[i - 32]!;
+      const x = o.counterValue(i)!;
       (m.get(i) ?? m.set(i, { written: x, armedAtMinusOne: true }).get(i)!).armedAtMinusOne = true;
     }
   }
@@ -363,8 +353,12 @@ export class World implements WorldFacts {
       // A rewrite ends the counter's arming, not the overflow bit its wrap left on bare metal (nor its loss under KVM).
       if (m.get(written)?.armedAtMinusOne === true)
         this.armedWraps[v] = ((this.armedWraps[v] ?? 0n) | (1n << BigInt(written))) & s.globalStatus;
-      const value = written < 32 ? s.pmc[written]! : s.fixed[written - 32]!;
-      m.set(written, { written: value, armedAtMinusOne: value === (written < 32 ? p.gpMask : p.fixedMask) });
+      const value = o.counterValue(written)!;
+      // Adopted, a write of -1 is unsure only while the counter runs (KVM arms it from the old base); else its
+      // enabling write arms it, which bare metal takes on.
+      const atMinusOne = value === (written < 32 ? p.gpMask : p.fixedMask);
+      const unsure = o.periodFloorAdopted === null || o.counterRunning(written);
+      m.set(written, { written: value, armedAtMinusOne: atMinusOne && unsure });
       return;
     }
     this.noteArmedAtMinusOne(v, countersAtMinusOne(o));
@@ -424,20 +418,32 @@ export class World implements WorldFacts {
    * The oracle executes an MSR instruction: its effect, then (if it did not fault) its
    * retirement as one instruction at `cpl`, which may overflow and deliver a PMI (decision W1).
    */
-  private oracleInstruction(o: Cpu, cpl: number, effect: () => Access): { r: Access; pmis: GuestPmi[] } {
-    return this.retire(o, cpl, effect());
+  private oracleInstruction(
+    o: OracleCpu,
+    cpl: number,
+    effect: () => Access,
+    intercepted = true,
+  ): { r: Access; pmis: GuestPmi[] } {
+    return this.retire(o, cpl, effect(), undefined, intercepted);
   }
 
   /** The retirement half of oracleInstruction, for a result already known; `adopted` says what W6 took on. */
   private retire(
-    o: Cpu,
+    o: OracleCpu,
     cpl: number,
     r: Access,
     adopted?: Adopted,
+    intercepted: boolean | number = true,
   ): { r: Access; pmis: GuestPmi[]; adopted?: Adopted } {
     const pmis: GuestPmi[] = [];
     if (r.ok) {
-      const d = o.step(RETIRED_AT_CPL[cpl]!);
+      // An instruction KVM intercepts retires in KVM's software count, the others on the counters (XSAVES, XRSTORS);
+      // an MSR access (its address given) may be passed through.
+      const u = RETIRED_AT_CPL[cpl]!;
+      const d =
+        intercepted === false
+          ? o.step(u)
+          : o.retireIntercepted(u, typeof intercepted === 'number' ? intercepted : null);
       if (o.counted) relied('W1');
       if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
     }
@@ -454,9 +460,10 @@ export class World implements WorldFacts {
     this.step++;
     const { kind, ...rest } = about;
     const atMinusOne = countersAtMinusOne(this.oracles[about.vcpu]!);
+    // Noted first: where bare metal takes on perf's floor, what it could not tell of this instruction is among them.
+    this.noteArmedAtMinusOne(about.vcpu, atMinusOne);
     const past = this.oneEventPast(about.vcpu);
     this.armedWraps[about.vcpu] = (this.armedWraps[about.vcpu] ?? 0n) & this.oracles[about.vcpu]!.state.globalStatus;
-    this.noteArmedAtMinusOne(about.vcpu, atMinusOne);
     const facts = {
       ...(atMinusOne.length > 0 ? { oracleAtMinusOne: atMinusOne } : {}),
       ...(past.length > 0 ? { oracleOneEventPast: past } : {}),
@@ -508,7 +515,7 @@ export class World implements WorldFacts {
     const r = kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, written?.value ?? value);
     if (written !== null && r.ok) {
       this.adopted.push(written.id);
-      return this.retire(o, 0, r, { id: written.id, written: written.value });
+      return this.retire(o, 0, r, { id: written.id, written: written.value }, msr);
     }
     // Only a #GP is adopted: a faulting access left the oracle's state as it was.
     if (adopt !== undefined && !r.ok) {
@@ -516,10 +523,10 @@ export class World implements WorldFacts {
       if (a !== null) {
         relied('W6');
         this.adopted.push(a.id);
-        return this.retire(o, 0, a.result, { id: a.id, bareMetal: 'faults' });
+        return this.retire(o, 0, a.result, { id: a.id, bareMetal: 'faults' }, msr);
       }
     }
-    return this.retire(o, 0, r);
+    return this.retire(o, 0, r, undefined, msr);
   }
 
   guestRdmsr(vcpu: number, msr: number): Observation[] {
@@ -572,7 +579,7 @@ export class World implements WorldFacts {
     const pm = this.vcpus[v]!.drainPmis();
     const o = this.oracles[v]!;
     const pmis: GuestPmi[] = [];
-    const d = o.step(fepUnit(insn, cpl, taken));
+    const d = o.retireIntercepted(fepUnit(insn, cpl, taken));
     if (o.counted) relied('W7');
     if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
     return this.compareInstruction({ vcpu: v, kind: 'emulate', target: null, value: null, cpl, insn }, ACCEPTED, pm, {
@@ -615,10 +622,15 @@ export class World implements WorldFacts {
     const sut = this.vcpus[v]!.guestXsaves();
     const pm = this.vcpus[v]!.drainPmis();
     let oracleSave: XsaveResult = { ok: false, gp: 'not run' };
-    const o = this.oracleInstruction(this.oracles[v]!, 0, () => {
-      oracleSave = this.oracles[v]!.xsaves();
-      return oracleSave.ok ? { ok: true, value: 0n } : { ok: false, gp: oracleSave.gp };
-    });
+    const o = this.oracleInstruction(
+      this.oracles[v]!,
+      0,
+      () => {
+        oracleSave = this.oracles[v]!.xsaves();
+        return oracleSave.ok ? { ok: true, value: 0n } : { ok: false, gp: oracleSave.gp };
+      },
+      false,
+    );
     const saved = (this.xsaved[v] ??= { sut: null, oracle: null });
     const os = oracleSave as XsaveResult; // assigned inside the closure
     if (sut.ok) saved.sut = sut.area;
@@ -637,7 +649,7 @@ export class World implements WorldFacts {
     const oracleArea = saved.oracle ?? EMPTY_ARCH_LBR;
     const sut = this.vcpus[v]!.guestXrstors(sutArea);
     const pm = this.vcpus[v]!.drainPmis();
-    const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.xrstors(oracleArea));
+    const o = this.oracleInstruction(this.oracles[v]!, 0, () => this.oracles[v]!.xrstors(oracleArea), false);
     return this.compareInstruction({ vcpu: v, kind: 'xrstors', target: null, value: null }, writeOutcome(sut), pm, {
       r: writeOutcome(o.r),
       pmis: o.pmis,
@@ -650,7 +662,11 @@ export class World implements WorldFacts {
     this.record({ vcpu: v, kind: 'vmm', target, value: null, vmm: op, sut: NONE, oracle: NONE });
     const adopt = this.config.adopt;
     if (adopt !== undefined) this.adopted.push(...adopt.step(op, this.oracles[v]!, this.guestConfig(v)));
-    if (op.op === 'migrate' || op.op === 'preempt') this.noteCounters(v, null); // sched-in re-arms every event
+    if (op.op === 'migrate' || op.op === 'preempt') {
+      this.oracles[v]!.kvmSchedIn();
+      this.noteCounters(v, null); // sched-in re-arms every event
+    }
+    if (op.op === 'save-restore') this.oracles[v]!.kvmRecreate();
   }
 
   /** Records a host user's step (vCPU -1: the host), in the current step. */
@@ -678,6 +694,7 @@ export class World implements WorldFacts {
     const index = this.opened.indexOf(ev);
     if (op === 'read') this.hostStep(null, { op, index, count: this.host.perf_event_read_value(ev) });
     else {
+      for (const o of this.oracles) o.hostEventChanged();
       if (op === 'enable') this.host.perf_event_enable(ev);
       else if (op === 'disable') this.host.perf_event_disable(ev);
       else {
@@ -740,6 +757,10 @@ export class World implements WorldFacts {
     ev: PerfEvent | { error: string },
   ) {
     const accepted = !('error' in ev);
+    for (const o of this.oracles) {
+      if (accepted && a.branchSample !== undefined) o.hostLbrUser = true;
+      o.hostEventChanged();
+    }
     if (accepted) {
       this.hostEvents.push(ev);
       this.opened.push(ev);
@@ -795,6 +816,8 @@ export class World implements WorldFacts {
     const o = new OracleCpu(oracleProfile(this.config.host, g));
     const id = this.config.adopt?.noLbrFreeze(g) ?? null;
     if (id !== null) o.lbrFreezeAdopted = () => this.adopted.push(id);
+    const floor = this.config.adopt?.periodFloor(g) ?? null;
+    if (floor !== null) o.periodFloorAdopted = () => this.adopted.push(floor);
     return o;
   }
 

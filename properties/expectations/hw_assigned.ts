@@ -412,8 +412,11 @@ export const HW_ASSIGNED_LEAKS: readonly KnownDivergence[] = [
   },
 ];
 
-/** The base's declarations follow the series' own. */
+/**
+ * The base's declarations follow the series' own. Bare metal takes on none of the base's perf period floor: the series
+ * counts on the counters perf assigned, so when KVM re-arms them is the series' own, which the base's matcher judges.
+ */
 export const HW_ASSIGNED_ALL_EXPECTATIONS: readonly KnownDivergence[] = [
   ...HW_ASSIGNED_EXPECTATIONS,
-  ...EMULATED_EXPECTATIONS,
+  ...EMULATED_EXPECTATIONS.map(({ periodFloor: _, ...k }) => k),
 ];

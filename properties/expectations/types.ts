@@ -50,6 +50,8 @@ export interface KnownDivergence {
   readonly filed?: string;
   /** Bare metal of this guest ignores FREEZE_LBRS_ON_PMI, as the design does for its PMU version (W6). */
   readonly noLbrFreeze?: (guest: GuestConfig, host: Profile) => boolean;
+  /** Bare metal of this guest overflows a counter when the design's perf event for it does (perf's period floor, W6). */
+  readonly periodFloor?: (guest: GuestConfig, host: Profile) => boolean;
   /**
    * A VMM ioctl's result (an observation of kind 'vmm') may match too. Without it the VMM checks judge every ioctl
    * exactly: only a declaration that names the ioctl's kernel path opts in.
@@ -73,7 +75,9 @@ export function adoptionOf(ks: readonly KnownDivergence[], host: Profile): Adopt
   const values = ks.filter((k) => k.adoptValue !== undefined);
   const steps = ks.filter((k) => k.adoptStep !== undefined);
   const freezes = ks.filter((k) => k.noLbrFreeze !== undefined);
-  if (results.length + faults.length + values.length + steps.length + freezes.length === 0) return undefined;
+  const floors = ks.filter((k) => k.periodFloor !== undefined);
+  if (results.length + faults.length + values.length + steps.length + freezes.length + floors.length === 0)
+    return undefined;
   return {
     result: (a) => {
       for (const k of results) {
@@ -92,6 +96,7 @@ export function adoptionOf(ks: readonly KnownDivergence[], host: Profile): Adopt
     },
     step: (op, oracle, guest) => steps.filter((k) => k.adoptStep!(op, oracle, guest, host)).map((k) => k.id),
     noLbrFreeze: (guest) => freezes.find((k) => k.noLbrFreeze!(guest, host))?.id ?? null,
+    periodFloor: (guest) => floors.find((k) => k.periodFloor!(guest, host))?.id ?? null,
   };
 }
 
