@@ -14,7 +14,14 @@ import {
   version,
 } from './common.js';
 import type { KnownDivergence } from './types.js';
-import { isGp } from '../../scenarios/observation.js';
+import { isGp, type Observation } from '../../scenarios/observation.js';
+import { fixedCounterAllowed } from '../../scenarios/oracle_filter.js';
+import type { KvmPmuEventFilter } from '../../model/kvm/types.js';
+import {
+  INTEL_PMC_FIXED_RDPMC_BASE,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+} from '../../model/hw/msr/counters.js';
 import {
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
   GLOBAL_STATUS_LBRS_FROZEN,
@@ -22,8 +29,78 @@ import {
   GLOBAL_STATUS_UNC_OVF,
 } from '../../model/hw/msr/global.js';
 
+/** The fixed counter a read names (RDMSR or KVM_GET_MSRS of FIXED_CTRj, RDPMC of fixed j), or null. */
+function fixedCounterRead(o: Observation): number | null {
+  const msr = o.kind === 'rdmsr' ? o.target : o.kind === 'vmm' && o.vmm?.op === 'get-msr' ? o.vmm.msr : null;
+  if (msr !== null && msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < MSR_CORE_PERF_FIXED_CTR0 + 4)
+    return msr - MSR_CORE_PERF_FIXED_CTR0;
+  if (o.kind === 'rdpmc' && o.target !== null && (o.target & ~3) === INTEL_PMC_FIXED_RDPMC_BASE) return o.target & 3;
+  return null;
+}
+
+/**
+ * The fixed counters whose field fixed_ctr_ctrl_hw holds enabled against the filter after `history`: set by a
+ * FIXED_CTR_CTRL write (guest or KVM_SET_MSRS) that changed other fields but left theirs, enabled, as it was; cleared
+ * by a write that changes their field (reprogrammed, filter applied), a new filter, a new vCPU model. With the filter.
+ */
+function fixedFieldsPastFilter(history: readonly Observation[]): { leaked: number; filter: KvmPmuEventFilter | null } {
+  let ctrl = 0n;
+  let leaked = 0;
+  let filter: KvmPmuEventFilter | null = null;
+  const write = (data: bigint) => {
+    if (data === ctrl) return; // reprogram_fixed_counters only runs on a change
+    for (let j = 0; j < 4; j++) {
+      const field = (v: bigint) => (v >> BigInt(4 * j)) & 0xfn;
+      if (field(data) !== field(ctrl)) leaked &= ~(1 << j);
+      else if ((field(data) & 3n) !== 0n) leaked |= 1 << j;
+    }
+    ctrl = data;
+  };
+  for (const o of history) {
+    if (
+      o.kind === 'wrmsr' &&
+      o.target === MSR_CORE_PERF_FIXED_CTR_CTRL &&
+      o.sut.kind === 'accepted' &&
+      o.value !== null
+    )
+      write(o.value);
+    if (o.kind !== 'vmm' || o.vmm === undefined || o.sut.kind !== 'ok') continue;
+    const op = o.vmm;
+    if (op.op === 'set-msr' && op.msr === MSR_CORE_PERF_FIXED_CTR_CTRL) write(op.value);
+    if (op.op === 'set-filter') {
+      filter = op.filter;
+      leaked = 0; // every counter is reprogrammed, fields filtered afresh
+    }
+    if (op.op === 'set-cpuid') [ctrl, leaked] = [0n, 0];
+  }
+  return { leaked, filter };
+}
+
+/**
+ * A fixed counter the filter denies that counts on in hardware: reprogram_fixed_counters copies the whole guest value
+ * into fixed_ctr_ctrl_hw and reprograms (filters) only the fields that changed, so a write that changes another
+ * field re-enables a denied counter's unchanged, enabled field until its own field changes or a filter comes.
+ */
+export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
+  id: 'fixed-filter-unchanged-field',
+  title:
+    "a fixed counter the event filter denies counts again once the guest rewrites FIXED_CTR_CTRL changing only other counters' fields: its own field is copied to the hardware value unfiltered",
+  kernelRef:
+    'arch/x86/kvm/vmx/pmu_intel.c reprogram_fixed_counters: fixed_ctr_ctrl_hw = data, a reprogram requested only for the fields that changed; pmu.c kvm_mediated_pmu_refresh_event_filter filters only the counters reprogrammed',
+  vmm: true,
+  // Only a read of that counter, showing more than bare metal, whose filter denies it.
+  matches: (o, c) => {
+    const j = fixedCounterRead(o);
+    if (j === null || o.sut.kind !== 'value' || o.oracle.kind !== 'value' || o.sut.value <= o.oracle.value)
+      return false;
+    const { leaked, filter } = fixedFieldsPastFilter(c.history);
+    return filter !== null && (leaked & (1 << j)) !== 0 && !fixedCounterAllowed(filter, j);
+  },
+};
+
 // The shared entries (common.ts), with the mediated path to the same upstream code in the title and reference.
 export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
+  FIXED_FILTER_UNCHANGED_FIELD,
   {
     ...P6_PERFCTR_QUIRK,
     title:

@@ -3,12 +3,17 @@ import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { PRE_REFRESH_RESET_FIX_OPS } from '../../model/kvm/bugs/1647b52757d5_refresh_without_reset.js';
 import { PRE_FILTER_EMULATED_EVENTS_FIX_OPS } from '../../model/kvm/bugs/dfdeda67ea2d_filter_emulated_events.js';
-import { emulatedWith } from '../../designs/registry.js';
+import { designById, emulatedWith } from '../../designs/registry.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import type { ConformanceRun } from '../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
-import { vmmConformanceProperty } from '../../properties/vmm_conformance.js';
-import { Divergence } from '../../scenarios/commands.js';
+import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../../scenarios/commands.js';
+import { FAULTS } from '../../catalogue/faults.js';
+import { runVmmProgram, vmmConformanceProperty } from '../../properties/vmm_conformance.js';
+import { VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
+import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 
 const emulated: ConformanceRun = {
   host: SKYLAKE,
@@ -40,5 +45,69 @@ describe('property 1 with a VMM: setup ioctls and the event filter', () => {
     expect(d.failed).toBe(true);
     const [[, [setup]]] = d.counterexample!;
     expect(setup.map(String).some((c) => c.startsWith('new VmmSetPmuEventFilter'))).toBe(true);
+  });
+});
+
+describe("fixed-filter-unchanged-field: the mediated vPMU's filter and FIXED_CTR_CTRL writes that leave a field as it was", () => {
+  const mediated = designById('mediated');
+  // Skylake-like v2 guest, 4 GP and 3 fixed counters.
+  const guest: GuestConfig = {
+    cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300402, ebx: 0, ecx: 0, edx: 0x603 }, pdcm: true },
+    perfCapabilities: 0x2000n,
+  };
+  const denyFixed = new VmmSetPmuEventFilter({ action: 1, flags: 0, fixed_counter_bitmap: 0x7, events: [0xc0n] });
+  const run = new GuestRun(0, [{ cpl: 0, instructions: 10, cycles: 20 }]);
+
+  function verdict(design: VcpuFactory, program: readonly WorldCommand[]) {
+    const known = new Map<string, number>();
+    try {
+      runVmmProgram({ host: SKYLAKE, design, expectations: mediated.expectations, known }, guest, program);
+    } catch (e) {
+      if (e instanceof Divergence) return { reported: e.message };
+      throw e;
+    }
+    return { met: [...known.keys()] };
+  }
+
+  it('a denied fixed counter counting after a write that changed only another field is excused (vmm-conformance found it on icelake, seed 1)', () => {
+    const program = [
+      denyFixed,
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x333n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_000fn),
+      // Field 2 changes (PMI on): only fixed counter 2 is filtered again; 0 and 1 reach the hardware value as written.
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb33n),
+      run,
+      new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0),
+    ];
+    expect(verdict(mediated.factory, program)).toEqual({ met: ['fixed-filter-unchanged-field'] });
+  });
+
+  it('a denied fixed counter counting on after its own field was written is reported (planted med-load-fixed-ctrl-unfiltered)', () => {
+    const program = [
+      denyFixed,
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1_0000_000fn),
+      run,
+      new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0),
+    ];
+    expect(verdict(mediated.factory, program)).toEqual({ met: [] });
+    const fault = FAULTS.find((f) => f.id === 'med-load-fixed-ctrl-unfiltered')!;
+    expect(verdict(fault.design.factory, program)).toHaveProperty('reported');
+  });
+
+  it('a new filter reprograms every counter: after it, a denied fixed counter counting is reported', () => {
+    const program = [
+      denyFixed,
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x333n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_000fn),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb33n),
+      denyFixed,
+      run,
+      new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0),
+    ];
+    // Faithfully the filter applies again; the fault's load ignores it, and the history no longer explains that.
+    expect(verdict(mediated.factory, program)).toEqual({ met: [] });
+    const fault = FAULTS.find((f) => f.id === 'med-load-fixed-ctrl-unfiltered')!;
+    expect(verdict(fault.design.factory, program)).toHaveProperty('reported');
   });
 });
