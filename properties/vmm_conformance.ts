@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import { focusArb, nonEmptyArray, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import {
+  countedArb,
   guestCountingArbs,
   guestReadbackArb,
   noPmuGuestArb,
@@ -73,7 +74,7 @@ export function vmmConformanceProperty(r: ConformanceRun) {
       const save = fc.subarray(vmmSaveCommands(shapeOf(guest)), { minLength: 1 });
       return fc.tuple(
         fc.constant(guest),
-        focusArb.chain((focus) =>
+        fc.tuple(focusArb, countedArb(shapeOf(guest))).chain(([focus, counted]) =>
           fc.tuple(
             nonEmptyArray(
               fc.oneof(
@@ -82,7 +83,7 @@ export function vmmConformanceProperty(r: ConformanceRun) {
                 ...(guest.pmuCap === undefined
                   ? [{ arbitrary: vmmSetCpuidArb(r.host, supportedOf(r)), weight: 2 }]
                   : []),
-                { arbitrary: vmmSetFilterArb, weight: 2 },
+                { arbitrary: vmmSetFilterArb(counted), weight: 2 },
                 { arbitrary: vmmPmuCapabilityArb, weight: 1 },
                 { arbitrary: vmmGetMsrArb(focus), weight: 1 },
                 // A save (as at migration), after what the VMM did so far.
@@ -93,7 +94,7 @@ export function vmmConformanceProperty(r: ConformanceRun) {
             fc.array(
               fc.oneof(
                 { arbitrary: fc.oneof(...quietHostCommands(focus, shapeOf(guest))), weight: 4 },
-                { arbitrary: fc.oneof(...guestCountingArbs(shapeOf(guest).nGP)), weight: 1 },
+                { arbitrary: fc.oneof(...guestCountingArbs(shapeOf(guest), counted)), weight: 2 },
                 { arbitrary: guestReadbackArb(focus), weight: 1 },
                 // The VMM again once the guest has run (a restore on the destination, a save on the source).
                 { arbitrary: vmmSetMsrArb(r.host, focus), weight: 1 },

@@ -16,6 +16,7 @@ import {
 import { type Profile, perfCaps } from '../model/hw/profile.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import { KVM_PMU_CAP_DISABLE, type KvmPmuEventFilter, type SupportedPmu } from '../model/kvm/types.js';
+import { KVM_PMU_ENCODE_MASKED_ENTRY } from '../model/kvm/common/filter.js';
 import { evtselArb, type GuestShape } from './arbitraries.js';
 import { supportedGuestArb } from './supported.js';
 import {
@@ -325,39 +326,100 @@ export const vmmSetCpuidArb = (host: Profile, supported: SupportedPmu): fc.Arbit
 /** The architectural events drivers program, as filter entries: (umask << 8) | event select. */
 const FILTER_EVENTS = [0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x2en, 0x13cn, 0x4f2en];
 
-/** A filter as userspace writes one: a deny or allow list of architectural events, sometimes masked. */
-export const filterArb: fc.Arbitrary<KvmPmuEventFilter> = fc.oneof(
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      action: fc.constantFrom(0, 1, 1),
-      flags: fc.constant(0),
-      fixed_counter_bitmap: fc.nat(7),
-      events: fc.subarray(FILTER_EVENTS, { minLength: 1 }),
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      action: fc.constantFrom(0, 1),
-      flags: fc.constant(1),
-      fixed_counter_bitmap: fc.nat(7),
-      events: fc.array(
-        fc
-          .record({
-            event: fc.constantFrom(0xc0n, 0x3cn, 0xc4n, 0x2en),
-            mask: fc.constantFrom(0n, 0xffn, 0x01n),
-            match: fc.constantFrom(0n, 1n),
-            exclude: fc.boolean(),
-          })
-          .map((e) => e.event | (e.match << 8n) | (e.exclude ? 1n << 55n : 0n) | (e.mask << 56n)),
-        { minLength: 1, maxLength: 3 },
-      ),
-    }),
-  },
-);
+/**
+ * The events a VMM program's guest counts, as filter entries: the architectural events drivers program, with the unit
+ * mask siblings a masked filter tells apart (core and reference cycles, LLC references and misses).
+ */
+const COUNTED_EVENTS = [0xc0n, 0x3cn, 0x13cn, 0xc4n, 0x4f2en, 0x412en];
 
-export const vmmSetFilterArb: fc.Arbitrary<WorldCommand> = filterArb.map((f) => new VmmSetPmuEventFilter(f));
+/**
+ * What a VMM program's guest counts: GP events and fixed counters. A VMM filters the events its guests use, so the
+ * filter mostly names these, allowed or denied, and the guest programs and reads them under it.
+ */
+export interface Counted {
+  readonly events: readonly bigint[];
+  readonly fixed: readonly number[];
+}
+
+export const countedArb = (shape: GuestShape): fc.Arbitrary<Counted> =>
+  fc.record({
+    events: fc.oneof(
+      { arbitrary: fc.constant([0xc0n]), weight: 2 },
+      { arbitrary: fc.subarray(COUNTED_EVENTS, { minLength: 1, maxLength: 2 }), weight: 3 },
+    ),
+    fixed:
+      shape.nFixed === 0
+        ? fc.constant([])
+        : fc.subarray(
+            Array.from({ length: Math.min(shape.nFixed, 3) }, (_, j) => j),
+            { minLength: 1 },
+          ),
+  });
+
+/** A masked filter entry as userspace encodes it. */
+const maskedEntry = (event: bigint, mask: bigint, match: bigint, exclude: boolean) =>
+  KVM_PMU_ENCODE_MASKED_ENTRY(Number(event & 0xffn), Number(mask), Number(match), exclude);
+
+/**
+ * A filter as userspace writes one: a deny or allow list of events, mostly the guest's own, sometimes masked, and a
+ * fixed-counter bitmap; with masked events, now and then every unit mask of one of the guest's events but one (the
+ * use api.rst gives masked events), the excluded one sometimes the guest's.
+ */
+export function filterArb(c: Counted): fc.Arbitrary<KvmPmuEventFilter> {
+  const events = fc.oneof(
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(fc.subarray([...c.events], { minLength: 1 }), fc.subarray(FILTER_EVENTS))
+        .map(([mine, other]) => [...new Set([...mine, ...other])]),
+    },
+    { weight: 1, arbitrary: fc.subarray(FILTER_EVENTS, { minLength: 1 }) },
+  );
+  const randomMasked = fc.array(
+    fc
+      .record({
+        event: fc.constantFrom(0xc0n, 0x3cn, 0xc4n, 0x2en),
+        mask: fc.constantFrom(0n, 0xffn, 0x01n),
+        match: fc.constantFrom(0n, 1n),
+        exclude: fc.boolean(),
+      })
+      .map((e) => maskedEntry(e.event, e.mask, e.match, e.exclude)),
+    { minLength: 1, maxLength: 3 },
+  );
+  // All unit masks of the event (mask 0), less one: the guest's own unit mask or another one's of COUNTED_EVENTS.
+  const allButOne = fc
+    .tuple(fc.constantFrom(...c.events), fc.constantFrom(...c.events, ...COUNTED_EVENTS))
+    .map(([e, x]) => [maskedEntry(e, 0n, 0n, false), maskedEntry(e, 0xffn, (x >> 8n) & 0xffn, true)]);
+  // Any fixed counters, none (an event list whose author left the bitmap at 0), or exactly the guest's.
+  const bitmap = fc.oneof(
+    { weight: 2, arbitrary: fc.nat(7) },
+    { weight: 1, arbitrary: fc.constant(0) },
+    { weight: 1, arbitrary: fc.constant(c.fixed.reduce((a, j) => a | (1 << j), 0)) },
+  );
+  return fc.oneof(
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        action: fc.constantFrom(0, 1),
+        flags: fc.constant(0),
+        fixed_counter_bitmap: bitmap,
+        events,
+      }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        action: fc.constantFrom(0, 1),
+        flags: fc.constant(1),
+        fixed_counter_bitmap: bitmap,
+        events: fc.oneof({ weight: 1, arbitrary: randomMasked }, { weight: 2, arbitrary: allButOne }),
+      }),
+    },
+  );
+}
+
+export const vmmSetFilterArb = (c: Counted): fc.Arbitrary<WorldCommand> =>
+  filterArb(c).map((f) => new VmmSetPmuEventFilter(f));
 
 /** The per-VM PMU switch a VMM may try too late: KVM_PMU_CAP_DISABLE, 0 (enable), or a flag KVM does not know. */
 export const vmmPmuCapabilityArb: fc.Arbitrary<WorldCommand> = fc
@@ -375,28 +437,44 @@ export const pmuOffGuestArb = (host: Profile): fc.Arbitrary<GuestConfig> =>
     pmuCap: KVM_PMU_CAP_DISABLE,
   });
 
-/** An enabled selector for an architectural event, counting the kernel: what a guest under a filter programs. */
-export const countingEvtselArb: fc.Arbitrary<bigint> = fc
-  .record({
-    event: fc.oneof(
-      { arbitrary: fc.constant(0xc0n), weight: 3 },
-      { arbitrary: fc.constantFrom(0x3cn, 0xc4n), weight: 1 },
-    ),
-    umask: fc.constant(0n),
-    os: fc.constant(1n),
-    usr: fc.constantFrom(0n, 1n),
-    int: fc.constant(0n),
-    en: fc.constant(1n),
-  })
-  .map((f) => encode(EVTSEL, f));
+/** An enabled selector for one of the guest's events, counting the kernel: what a guest under a filter programs. */
+export const countingEvtselArb = (c: Counted): fc.Arbitrary<bigint> =>
+  fc
+    .record({ event: fc.constantFrom(...c.events), usr: fc.constantFrom(0n, 1n) })
+    .map(({ event, usr }) =>
+      encode(EVTSEL, { event: event & 0xffn, umask: (event >> 8n) & 0xffn, os: 1n, usr, int: 0n, en: 1n }),
+    );
 
-/** The guest programs one of its GP counters to count (what a filter then has to stop), or reads one back. */
-export function guestCountingArbs(nGP: number): fc.Arbitrary<WorldCommand>[] {
-  const i = fc.nat(Math.max(nGP - 1, 0));
-  return [
-    fc.tuple(i, countingEvtselArb).map(([k, v]): WorldCommand => new GuestWrmsr(0, MSR_P6_EVNTSEL0 + k, v)),
+/**
+ * The guest programs one of its GP counters with one of its events (what a filter then has to stop) or reads one back;
+ * where it has fixed counters, it enables its fixed ones (FIXED_CTR_CTRL, then GLOBAL_CTRL with its GP counters, as a
+ * driver's enable-all writes it) or reads one back.
+ */
+export function guestCountingArbs(shape: GuestShape, c: Counted): fc.Arbitrary<WorldCommand | WorldCommand[]>[] {
+  const i = fc.nat(Math.max(shape.nGP - 1, 0));
+  const gp = [
+    fc.tuple(i, countingEvtselArb(c)).map(([k, v]): WorldCommand => new GuestWrmsr(0, MSR_P6_EVNTSEL0 + k, v)),
     i.map((k): WorldCommand => new GuestRdmsr(0, MSR_IA32_PERFCTR0 + k)),
   ];
+  if (c.fixed.length === 0) return gp;
+  const gpBits = (1n << BigInt(shape.nGP)) - 1n;
+  // Each of its fixed counters at CPL 0 and 3, with a PMI now and then.
+  const enable = fc
+    .array(fc.constantFrom(0x3n, 0x3n, 0xbn), { minLength: c.fixed.length, maxLength: c.fixed.length })
+    .map((fields): WorldCommand[] => [
+      new GuestWrmsr(
+        0,
+        MSR_CORE_PERF_FIXED_CTR_CTRL,
+        c.fixed.reduce((a, j, k) => a | (fields[k]! << BigInt(4 * j)), 0n),
+      ),
+      new GuestWrmsr(
+        0,
+        MSR_CORE_PERF_GLOBAL_CTRL,
+        c.fixed.reduce((a, j) => a | (1n << BigInt(32 + j)), gpBits),
+      ),
+    ]);
+  const read = fc.constantFrom(...c.fixed).map((j): WorldCommand => new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0 + j));
+  return [...gp, enable, read];
 }
 
 /** The guest reads back PMU state a VMM sets (counters, selectors, controls, DEBUGCTL, PERF_CAPABILITIES), mostly the focus. */
