@@ -4,6 +4,7 @@
  * and then reads its LBR stack, DEBUGCTL and GLOBAL_STATUS. Everything it reads must be what bare
  * metal shows: the branches up to the overflowing unit and nothing after, DEBUGCTL.LBR clear
  * before v4, LBR_FRZ set from v4 (pmu-semantics.md §4.4, §4.5, §7 item 14; design.md property 3).
+ * Now and then the guest sets LBR alone, as Linux does in call-stack mode: then the PMI freezes nothing.
  */
 
 import fc from 'fast-check';
@@ -25,7 +26,7 @@ import type { GuestConfig } from '../scenarios/world.js';
 import { type ConformanceRun, runProgram } from './conformance.js';
 import type { SupportedPmu } from '../model/kvm/types.js';
 import { supportedOf } from '../scenarios/supported.js';
-import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
+import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import { MSR_LBR_TOS, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO } from '../model/hw/msr/lbr_legacy.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
@@ -65,6 +66,11 @@ export interface FreezeShape {
   readonly lvtpc: boolean;
   /** Which of the reads (DEBUGCTL, GLOBAL_STATUS, LBR_TOS, FROM/TO pairs) the program makes, in order. */
   readonly reads: readonly number[];
+  /**
+   * FREEZE_LBRS_ON_PMI set beside the LBRs. Linux leaves it clear in LBR call-stack mode (intel_pmu_lbr_enable_all):
+   * then the PMI must leave the LBRs recording.
+   */
+  readonly freeze: boolean;
 }
 
 /** The reads a freeze program may make: DEBUGCTL, GLOBAL_STATUS, LBR_TOS, then FROM_i/TO_i for each slot. */
@@ -83,8 +89,10 @@ export function freezeProgram(
   k: number,
   before: readonly WorkUnit[],
   after: readonly WorkUnit[],
-  shape: FreezeShape = { quiesce: true, lvtpc: true, reads: freezeReads(depth) },
-  lbrOn: readonly WorldCommand[] = [new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x801n)], // LBR | FREEZE_LBRS_ON_PMI
+  shape: FreezeShape = { quiesce: true, lvtpc: true, reads: freezeReads(depth), freeze: true },
+  lbrOn: readonly WorldCommand[] = [
+    new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR | (shape.freeze ? DEBUGCTLMSR_FREEZE_LBRS_ON_PMI : 0n)),
+  ],
 ): WorldCommand[] {
   return [
     ...(shape.quiesce ? [new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x0n)] : []),
@@ -123,6 +131,8 @@ export function freezeProgramArb(
       after: fc.array(branchyUnit, { maxLength: 4 }),
       quiesce: fc.boolean(),
       lvtpc: fc.boolean(),
+      // Mostly the freeze; now and then the LBRs alone, as in call-stack mode.
+      freeze: fc.oneof({ arbitrary: fc.constant(true), weight: 3 }, { arbitrary: fc.constant(false), weight: 1 }),
       // Reads shrink toward GLOBAL_STATUS, the one read that shows a missing freeze on any version.
       reads: fc.array(
         fc.constantFrom(MSR_CORE_PERF_GLOBAL_STATUS, ...reads.filter((m) => m !== MSR_CORE_PERF_GLOBAL_STATUS)),
@@ -168,7 +178,7 @@ export function archFreezeProgram(
 ): WorldCommand[] {
   return freezeProgram(0, k, before, after, shape, [
     new GuestWrmsr(0, MSR_ARCH_LBR_CTL, ARCH_LBR_LBREN | ARCH_LBR_KERNEL | ARCH_LBR_USER | ARCH_LBR_ANY),
-    new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_FREEZE_LBRS_ON_PMI),
+    ...(shape.freeze ? [new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_FREEZE_LBRS_ON_PMI)] : []),
   ]);
 }
 
