@@ -9,11 +9,12 @@ import type { ConformanceRun } from '../../properties/conformance.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../../scenarios/commands.js';
 import { FAULTS } from '../../catalogue/faults.js';
-import { runVmmProgram, vmmConformanceProperty } from '../../properties/vmm_conformance.js';
+import { vmmConformanceProperty } from '../../properties/vmm_conformance.js';
 import { VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
+import { vmmVerdict } from '../support/vmm.js';
 
 const emulated: ConformanceRun = {
   host: SKYLAKE,
@@ -56,29 +57,23 @@ describe("fixed-filter-unchanged-field: the mediated vPMU's filter and FIXED_CTR
     perfCapabilities: 0x2000n,
   };
   const denyFixed = new VmmSetPmuEventFilter({ action: 1, flags: 0, fixed_counter_bitmap: 0x7, events: [0xc0n] });
-  const run = new GuestRun(0, [{ cpl: 0, instructions: 10, cycles: 20 }]);
+  // All three fixed counters on, then field 2 changes (PMI on): only fixed counter 2 is filtered again.
+  const changeOtherField = [
+    new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x333n),
+    new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_000fn),
+    new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb33n),
+  ];
+  const runAndReadFc0 = [
+    new GuestRun(0, [{ cpl: 0, instructions: 10, cycles: 20 }]),
+    new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0),
+  ];
+  const fault = FAULTS.find((f) => f.id === 'med-load-fixed-ctrl-unfiltered')!;
 
-  function verdict(design: VcpuFactory, program: readonly WorldCommand[]) {
-    const known = new Map<string, number>();
-    try {
-      runVmmProgram({ host: SKYLAKE, design, expectations: mediated.expectations, known }, guest, program);
-    } catch (e) {
-      if (e instanceof Divergence) return { reported: e.message };
-      throw e;
-    }
-    return { met: [...known.keys()] };
-  }
+  const verdict = (design: VcpuFactory, program: readonly WorldCommand[]) =>
+    vmmVerdict({ host: SKYLAKE, design, expectations: mediated.expectations }, guest, program);
 
   it('a denied fixed counter counting after a write that changed only another field is excused (vmm-conformance found it on icelake, seed 1)', () => {
-    const program = [
-      denyFixed,
-      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x333n),
-      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_000fn),
-      // Field 2 changes (PMI on): only fixed counter 2 is filtered again; 0 and 1 reach the hardware value as written.
-      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb33n),
-      run,
-      new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0),
-    ];
+    const program = [denyFixed, ...changeOtherField, ...runAndReadFc0];
     expect(verdict(mediated.factory, program)).toEqual({ met: ['fixed-filter-unchanged-field'] });
   });
 
@@ -87,27 +82,16 @@ describe("fixed-filter-unchanged-field: the mediated vPMU's filter and FIXED_CTR
       denyFixed,
       new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3n),
       new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1_0000_000fn),
-      run,
-      new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0),
+      ...runAndReadFc0,
     ];
     expect(verdict(mediated.factory, program)).toEqual({ met: [] });
-    const fault = FAULTS.find((f) => f.id === 'med-load-fixed-ctrl-unfiltered')!;
     expect(verdict(fault.design.factory, program)).toHaveProperty('reported');
   });
 
   it('a new filter reprograms every counter: after it, a denied fixed counter counting is reported', () => {
-    const program = [
-      denyFixed,
-      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x333n),
-      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_000fn),
-      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb33n),
-      denyFixed,
-      run,
-      new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0),
-    ];
+    const program = [denyFixed, ...changeOtherField, denyFixed, ...runAndReadFc0];
     // Faithfully the filter applies again; the fault's load ignores it, and the history no longer explains that.
     expect(verdict(mediated.factory, program)).toEqual({ met: [] });
-    const fault = FAULTS.find((f) => f.id === 'med-load-fixed-ctrl-unfiltered')!;
     expect(verdict(fault.design.factory, program)).toHaveProperty('reported');
   });
 });

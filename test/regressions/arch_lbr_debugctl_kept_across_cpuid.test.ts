@@ -10,23 +10,15 @@ import { SAPPHIRE_RAPIDS } from '../../model/hw/profiles.js';
 import { DEBUGCTLMSR_BTF, DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { MSR_IA32_PERFCTR0 } from '../../model/hw/msr/counters.js';
 import { designById } from '../../designs/registry.js';
-import { runVmmProgram } from '../../properties/vmm_conformance.js';
-import { Divergence, GuestRun, type WorldCommand } from '../../scenarios/commands.js';
+import { GuestRun, type WorldCommand } from '../../scenarios/commands.js';
 import { VmmGetMsr, VmmSetCpuid, VmmSetMsr } from '../../scenarios/vmm.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import { vmmVerdict } from '../support/vmm.js';
 
 const d = designById('arch-lbr');
 
-function verdict(guest: GuestConfig, program: readonly WorldCommand[], design: VcpuFactory = d.factory) {
-  const known = new Map<string, number>();
-  try {
-    runVmmProgram({ host: SAPPHIRE_RAPIDS, design, expectations: d.expectations, known }, guest, program);
-  } catch (e) {
-    if (e instanceof Divergence) return { reported: e.message };
-    throw e;
-  }
-  return { met: [...known.keys()] };
-}
+const verdict = (guest: GuestConfig, program: readonly WorldCommand[], design: VcpuFactory = d.factory) =>
+  vmmVerdict({ host: SAPPHIRE_RAPIDS, design, expectations: d.expectations }, guest, program);
 
 // A v1 model without LBRs (PERF_CAPABILITIES 0), then a v2 model with Arch LBR (depths 8, LBR_FMT 0x3f).
 const noLbr: GuestConfig = {

@@ -15,11 +15,11 @@ import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { HW_ASSIGNED_OPS } from '../../model/kvm/series/hw_assigned.js';
 import { designById } from '../../designs/registry.js';
 import type { KnownDivergence } from '../../properties/expectations/types.js';
-import { runVmmProgram } from '../../properties/vmm_conformance.js';
-import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, Migrate, type WorldCommand } from '../../scenarios/commands.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr, Migrate, type WorldCommand } from '../../scenarios/commands.js';
 import { VmmGetMsr, VmmSetCpuid, VmmSetMsr, VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 import type { HostAccess } from '../../model/kvm/types.js';
+import { vmmVerdict } from '../support/vmm.js';
 
 const d = designById('hw-assigned');
 
@@ -30,14 +30,7 @@ function verdict(
   expectations = d.expectations,
   design = d.factory,
 ) {
-  const known = new Map<string, number>();
-  try {
-    runVmmProgram({ host: SKYLAKE, design, hostKernel: d.hostKernel, expectations, known }, guest, program);
-  } catch (e) {
-    if (e instanceof Divergence) return { reported: e.message };
-    throw e;
-  }
-  return { met: [...known.keys()] };
+  return vmmVerdict({ host: SKYLAKE, design, hostKernel: d.hostKernel, expectations }, guest, program);
 }
 
 /** The design's declarations with one of them no longer opting in to VMM ioctls. */
