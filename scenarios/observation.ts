@@ -140,11 +140,13 @@ export interface Observation {
   readonly units?: number;
   /**
    * A declared divergence bare metal took on for this access (W6): it faulted only on one side, or bare metal was
-   * written the value the declared mechanism leaves instead of the one the guest wrote.
+   * written the value the declared mechanism leaves instead of the one the guest wrote, or a read took the design's
+   * value where the mechanism alone explains the difference (what bare metal read itself).
    */
   readonly adopted?:
     | { readonly id: string; readonly bareMetal: 'faults' | 'does not fault' }
-    | { readonly id: string; readonly written: bigint };
+    | { readonly id: string; readonly written: bigint }
+    | { readonly id: string; readonly read: bigint };
   readonly vmm?: VmmOp;
   readonly host?: HostOp;
   /**
@@ -355,9 +357,11 @@ export function describeAction(o: Described): string {
       ? ''
       : 'written' in a
         ? ` (bare metal is written ${hex(a.written)}; adopted: ${a.id})`
-        : a.bareMetal === 'faults'
-          ? ` (bare metal #GPs; adopted: ${a.id})`
-          : ` (bare metal would not fault; adopted: ${a.id})`;
+        : 'read' in a
+          ? ` (bare metal read ${hex(a.read)}; adopted: ${a.id})`
+          : a.bareMetal === 'faults'
+            ? ` (bare metal #GPs; adopted: ${a.id})`
+            : ` (bare metal would not fault; adopted: ${a.id})`;
   switch (o.kind) {
     case 'rdmsr':
       return `RDMSR ${hex(t)}${adopted}`;

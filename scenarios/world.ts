@@ -115,6 +115,11 @@ export interface Adoption {
   readonly step: (op: VmmOp, oracle: OracleCpu, guest: GuestConfig) => readonly string[];
   /** The declaration under which a bare-metal CPU of this guest ignores FREEZE_LBRS_ON_PMI, or null. */
   readonly noLbrFreeze: (guest: GuestConfig) => string | null;
+  /**
+   * A read both sides answered with different values: the declaration whose mechanism alone explains the difference,
+   * bare metal then reading the design's value, or null.
+   */
+  readonly read: (a: MsrAttempt & { readonly oracle: Access }, history: readonly Observation[]) => string | null;
   /** The declaration under which bare metal's counters overflow when KVM's perf events do (perf's period floor), or null. */
   readonly periodFloor: (guest: GuestConfig) => string | null;
 }
@@ -513,6 +518,14 @@ export class World implements WorldFacts {
         : null;
     const written = narrowed !== null && narrowed.value !== value ? narrowed : null;
     const r = kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, written?.value ?? value);
+    if (adopt !== undefined && kind === 'rdmsr' && sut.ok && r.ok && sut.value !== r.value) {
+      const id = adopt.read({ kind, msr, value: null, sut, guest: this.guestConfig(v), oracle: r }, this.observations);
+      if (id !== null) {
+        relied('W6');
+        this.adopted.push(id);
+        return this.retire(o, 0, sut, { id, read: r.value }, msr);
+      }
+    }
     if (written !== null && r.ok) {
       this.adopted.push(written.id);
       return this.retire(o, 0, r, { id: written.id, written: written.value }, msr);

@@ -7,6 +7,8 @@
 import {
   describeObservation,
   diverges,
+  gpOutcome,
+  valueOutcome,
   type Observation,
   pmisOf,
   readValue,
@@ -46,7 +48,7 @@ import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../mo
 import { APIC_LVT_MASKED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { Access } from '../../model/hw/access.js';
-import { counterIndexOf } from '../../scenarios/world.js';
+import { counterIndexOf, type MsrAttempt } from '../../scenarios/world.js';
 import { isLbrInfoMsr, LBR_INFO_CYC_CNT, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
 import { isArchLbrInfoMsr } from '../../model/hw/msr/lbr_arch.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
@@ -156,6 +158,20 @@ function cyclesOnly(o: Observation, history: readonly Observation[]): string | n
     if (sameElse && (more || moved())) return null;
   }
   return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
+}
+
+/** A read both sides answered, as the observation it makes (what cyclesOnly judges). */
+function readObservation(a: MsrAttempt & { readonly oracle: Access }): Observation {
+  const outcome = (x: Access) => (x.ok ? valueOutcome(x.value) : gpOutcome(x.gp));
+  return {
+    step: -1,
+    vcpu: -1,
+    kind: 'rdmsr',
+    target: a.msr,
+    value: null,
+    sut: outcome(a.sut),
+    oracle: outcome(a.oracle),
+  };
 }
 
 /** The record MSRs holding LBR_INFO: legacy MSR_LBR_INFO_0.., Arch IA32_LBR_x_INFO. */
@@ -496,6 +512,9 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
     kernelRef:
       'arch/x86/kvm/vmx/vmx.c: intercepted guest MSR accesses exit to the host between guest branches; LBR_INFO.CYC_CNT is a per-pCPU timer perf cannot save with the records (arch/x86/events/intel/lbr.c intel_pmu_lbr_restore); decision D23',
     matches: (o, c) => cyclesOnly(o, c.history) === null,
+    // An LBR_INFO read that differs only so: bare metal reads the design's value (W6), so a guest that writes it back
+    // (a call-stack restore) leaves the same record on both sides. What else shows it (an XSAVES image) keeps this.
+    adoptRead: (a, history) => isInfoMsr(a.msr) && cyclesOnly(readObservation(a), history) === null,
     // The rest of the program is compared as before, LBR_INFO reads up to their cycle counts.
     contract: (o, c) => cyclesOnly(o, c.history),
   },

@@ -44,6 +44,11 @@ export interface KnownDivergence {
    * written instead, or null where this divergence does not narrow it (W6).
    */
   readonly adoptValue?: (a: MsrAttempt, host: Profile) => bigint | null;
+  /**
+   * For a read both sides answered with different values: true where the declared mechanism alone explains the
+   * difference, and bare metal's read takes the design's value (W6). `history`: the program's observations so far.
+   */
+  readonly adoptRead?: (a: MsrAttempt & { readonly oracle: Access }, history: readonly Observation[]) => boolean;
   /** At a VMM step: bare metal takes on what the mechanism does there; true if that changed its state (W6). */
   readonly adoptStep?: (op: VmmOp, oracle: OracleCpu, guest: GuestConfig, host: Profile) => boolean;
   /** The report under reports/filed this divergence was filed as: its reproducers show it, so they never adopt it. */
@@ -76,7 +81,11 @@ export function adoptionOf(ks: readonly KnownDivergence[], host: Profile): Adopt
   const steps = ks.filter((k) => k.adoptStep !== undefined);
   const freezes = ks.filter((k) => k.noLbrFreeze !== undefined);
   const floors = ks.filter((k) => k.periodFloor !== undefined);
-  if (results.length + faults.length + values.length + steps.length + freezes.length + floors.length === 0)
+  const reads = ks.filter((k) => k.adoptRead !== undefined);
+  if (
+    results.length + faults.length + values.length + steps.length + freezes.length + floors.length + reads.length ===
+    0
+  )
     return undefined;
   return {
     result: (a) => {
@@ -97,6 +106,7 @@ export function adoptionOf(ks: readonly KnownDivergence[], host: Profile): Adopt
     step: (op, oracle, guest) => steps.filter((k) => k.adoptStep!(op, oracle, guest, host)).map((k) => k.id),
     noLbrFreeze: (guest) => freezes.find((k) => k.noLbrFreeze!(guest, host))?.id ?? null,
     periodFloor: (guest) => floors.find((k) => k.periodFloor!(guest, host))?.id ?? null,
+    read: (a, history) => reads.find((k) => k.adoptRead!(a, history))?.id ?? null,
   };
 }
 

@@ -311,7 +311,7 @@ export function checksOf(plan: Plan, t: Target, traces: readonly Trace[], opts: 
       value,
       why:
         o.adopted !== undefined
-          ? `${why}; bare metal ${'written' in o.adopted ? `is written 0x${o.adopted.written.toString(16)}` : o.adopted.bareMetal}, KVM's declared '${o.adopted.id}' is expected (adopted, decision W6)`
+          ? `${why}; bare metal ${'written' in o.adopted ? `is written 0x${o.adopted.written.toString(16)}` : 'read' in o.adopted ? `reads 0x${o.adopted.read.toString(16)}` : o.adopted.bareMetal}, KVM's declared '${o.adopted.id}' is expected (adopted, decision W6)`
           : why,
       due,
       pos,
