@@ -160,10 +160,10 @@ describe("Like Xu's RFC (topdown-rebuilt): a metric event per byte, PERF_METRICS
       design: emulatedWith(halved),
       expectations: TOPDOWN_REBUILT_EXPECTATIONS,
     };
-    // The series' declarations excuse much of what a halved divisor does (re-adds, held values): of seeds 1–12, three
-    // find it within 1000 programs (368 to 797), each at a read after one clean fold; these two within 410.
-    for (const seed of [9, 11]) {
-      const d = fc.check(conformanceProperty(planted, 'topdown'), { seed, numRuns: 410, endOnFailure: true });
+    // The series' declarations excuse much of what a halved divisor does (re-adds, held values): of seeds 1–20, six
+    // find it within 1000 programs (86 to 797), the faithful design passing the same programs; these two within 90.
+    for (const seed of [15, 16]) {
+      const d = fc.check(conformanceProperty(planted, 'topdown'), { seed, numRuns: 200, endOnFailure: true });
       expect(d.failed).toBe(true);
       expect(d.errorInstance).toBeInstanceOf(Divergence);
       expect(String(d.errorInstance)).toMatch(/0x329|0x38e/); // PERF_METRICS, or the bit-48 wrap it causes
