@@ -44,7 +44,11 @@ import {
   ARCH_PERFMON_EVENTSEL_OS,
   ARCH_PERFMON_EVENTSEL_INT,
 } from '../../model/hw/msr/counters.js';
-import { MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
+import {
+  GLOBAL_STATUS_PERF_METRICS_OVF_BIT,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_CTRL,
+} from '../../model/hw/msr/global.js';
 import { APIC_LVT_MASKED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { Access } from '../../model/hw/access.js';
@@ -209,8 +213,12 @@ export function infoCyclesOnly(o: Observation): boolean {
 }
 
 /** Every counter a guest can have: GP 0..7, fixed 0..2 (as 32 + j). */
-const COUNTERS = [0, 1, 2, 3, 4, 5, 6, 7, 32, 33, 34];
+/** Every counter a guest may have: GP 0-7, fixed 0-3 (FIXED_CTR3 where a series gives it). */
+const COUNTERS = [0, 1, 2, 3, 4, 5, 6, 7, 32, 33, 34, 35];
 const statusBit = (idx: number) => 1n << BigInt(idx);
+/** What a counter's overflow sets in GLOBAL_STATUS: FIXED_CTR3's also sets bit 48 with GLOBAL_CTRL[48] set (decision D11). */
+const overflowBits = (idx: number) =>
+  idx === 35 ? statusBit(idx) | statusBit(GLOBAL_STATUS_PERF_METRICS_OVF_BIT) : statusBit(idx);
 
 /**
  * `o` shows only that the counters of `bits` (GLOBAL_STATUS bits) overflowed at another time than on bare metal.
@@ -409,13 +417,16 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       for (const idx of COUNTERS) {
         const x = f.oracleCounter(o.vcpu, idx);
         if (x === null || !x.armedAtMinusOne) continue;
-        armed |= statusBit(idx);
-        if (!atInstruction && x.value === 0n) pending |= statusBit(idx);
+        armed |= overflowBits(idx);
+        if (!atInstruction && x.value === 0n) pending |= overflowBits(idx);
       }
-      for (const idx of o.oracleOneEventPast ?? []) pending |= statusBit(idx);
+      for (const idx of o.oracleOneEventPast ?? []) pending |= overflowBits(idx);
       // A wrap KVM folded away shows in what the overflow leaves (GLOBAL_STATUS, LVTPC's mask, the LBR freeze), never
       // in PMIs: bare metal's own PMI came at the wrap, where the counter read 0 (pending above).
-      if (o.kind === 'rdmsr') pending |= f.oracleArmedWrapStatus(o.vcpu);
+      if (o.kind === 'rdmsr') {
+        const wraps = f.oracleArmedWrapStatus(o.vcpu);
+        for (const idx of COUNTERS) if ((wraps & statusBit(idx)) !== 0n) pending |= overflowBits(idx);
+      }
       return (
         (pending !== 0n && overflowMovedOnly(o, pending, c.history, 'late')) ||
         (armed !== 0n && overflowMovedOnly(o, armed, c.history, 'later-unit'))

@@ -6,7 +6,11 @@
  */
 
 import { type Observation, pmisOf, readValue } from '../../scenarios/observation.js';
-import { MSR_CORE_PERF_GLOBAL_STATUS } from '../../model/hw/msr/global.js';
+import {
+  GLOBAL_STATUS_PERF_METRICS_OVF_BIT,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_STATUS_SET,
+} from '../../model/hw/msr/global.js';
 import type { DivergenceContext, KnownDivergence } from './types.js';
 import { EMULATED_EXPECTATIONS } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
@@ -47,6 +51,16 @@ function metricsWrittenAfterWork(c: DivergenceContext): boolean {
   return false;
 }
 
+/** Did PERF_METRICS ever hold a non-zero value written to it (by the guest, or the VMM's KVM_SET_MSRS)? */
+function metricsEverWrittenNonZero(c: DivergenceContext): boolean {
+  return c.history.some(
+    (h) =>
+      (h.kind === 'wrmsr' && h.target === MSR_PERF_METRICS && h.sut.kind === 'accepted' && h.value !== 0n) ||
+      (h.vmm?.op === 'set-msr' && h.vmm.msr === MSR_PERF_METRICS && h.sut.kind === 'ok' && h.vmm.value !== 0n) ||
+      h.vmm?.op === 'save-restore',
+  );
+}
+
 /** Rebuilt bytes from one fold over the whole period: each floor(255·m/S) + 1 with m ≤ the true share, so ≤ bare metal + 1. */
 function atMostOneOver(o: Observation, n: number): boolean {
   const sut = readValue(o.sut);
@@ -54,6 +68,25 @@ function atMostOneOver(o: Observation, n: number): boolean {
   if (sut === null || bare === null) return false;
   for (let k = 0; k < n; k++) if (byteOf(sut, k) > byteOf(bare, k) + 1n) return false;
   return true;
+}
+
+const METRICS_OVF = 1n << BigInt(GLOBAL_STATUS_PERF_METRICS_OVF_BIT);
+
+/**
+ * A GLOBAL_STATUS read lacking only bit 48, where only FIXED_CTR3's overflow can have set it on bare metal: no write
+ * of the bit (STATUS_SET, or the VMM's KVM_SET_MSRS or restore) came before.
+ */
+function lacksSlotsMetricsOvf(o: Observation, c: DivergenceContext): boolean {
+  if (o.kind !== 'rdmsr' || o.target !== MSR_CORE_PERF_GLOBAL_STATUS) return false;
+  const sut = readValue(o.sut);
+  const bare = readValue(o.oracle);
+  if (sut === null || bare === null || (bare & ~sut) !== METRICS_OVF || (sut & ~bare) !== 0n) return false;
+  return !c.history.some(
+    (h) =>
+      (h.kind === 'wrmsr' && h.target === MSR_CORE_PERF_GLOBAL_STATUS_SET && ((h.value ?? 0n) & METRICS_OVF) !== 0n) ||
+      (h.vmm?.op === 'set-msr' && h.vmm.msr === MSR_CORE_PERF_GLOBAL_STATUS) ||
+      h.vmm?.op === 'save-restore',
+  );
 }
 
 export const TOPDOWN_REBUILT_DECLARED: readonly KnownDivergence[] = [
@@ -120,8 +153,17 @@ export const TOPDOWN_REBUILT_DECLARED: readonly KnownDivergence[] = [
         readValue(o.oracle) !== null &&
         readValue(o.sut)! === (readValue(o.oracle)! | (1n << 48n))) ||
         (o.kind === 'pmi' && pmisOf(o.sut).length > pmisOf(o.oracle).length)) &&
-      // Bytes can only wrap on top of a value written, or of a fold before.
-      ((lastMetricsWrite(c) ?? 0n) !== 0n || c.history.some(readsMetricsOrSlots)),
+      // Bytes can only wrap on top of a value written (then or since rewritten: the fold of a pause comes later), or
+      // of a fold before.
+      (metricsEverWrittenNonZero(c) || c.history.some(readsMetricsOrSlots)),
+  },
+  {
+    id: 'slots-overflow-without-metrics-ovf',
+    title:
+      "FIXED_CTR3's own overflow sets GLOBAL_STATUS bit 35 alone, where bare metal also sets bit 48 (PERF_METRICS overflow) with it",
+    kernelRef:
+      'Like Xu RFC patch 8/8, __kvm_perf_overflow: INTEL_PERF_METRICS_IDX is set instead of pmc->idx only for metric_event_ovf (a rebuilt byte wrapping), never for the slots leader overflowing',
+    matches: (o, c) => hasMetrics(c) && lacksSlotsMetricsOvf(o, c),
   },
   {
     id: 'metrics-mask-gp',
