@@ -90,18 +90,6 @@ function written(h: Observation): { msr: number; value: bigint } | null {
   return wrote(h, () => true) && h.value !== null ? { msr: h.target!, value: h.value } : null;
 }
 
-/** Was one counter control (an event select, or FIXED_CTR_CTRL) written a second time, by the guest or the VMM? */
-function controlRewritten(history: readonly Observation[]): boolean {
-  const seen = new Set<number>();
-  for (const h of history) {
-    const m = written(h)?.msr ?? null;
-    if (m === null || !(isEvtsel(m) || m === MSR_CORE_PERF_FIXED_CTR_CTRL)) continue;
-    if (seen.has(m)) return true;
-    seen.add(m);
-  }
-  return false;
-}
-
 /** kvm_pmu_refresh's reserved_bits: bits 63:32 and AnyThread (21). */
 const KVM_RESERVED_EVTSEL = 0xffff_ffff_0020_0000n;
 
@@ -140,15 +128,23 @@ function globalGated(history: readonly Observation[], c: DivergenceContext): Set
 const FIXED_PMC_EVENTS = [0x00c0n, 0x003cn, 0x0300n];
 
 /**
- * The guest counters (GP i, fixed 32 + j) whose perf event host perf moved to another hardware counter when the guest
- * enabled another counter: a new event joins the vCPU thread's events, x86_schedule_events' fast path fails on it (it
+ * Perf's placement of the guest's events, replayed. `moved`: the guest counters (GP i, fixed 32 + j) whose perf event
+ * host perf moved to another hardware counter when the guest enabled another counter: a new event joins the vCPU thread's events, x86_schedule_events' fast path fails on it (it
  * has no previous counter), and the slow path assigns every event again by weight, fixed counters first. The guest's
  * events are replayed from its control writes (and the VMM's): an event is created when a counter is enabled both in its
  * control and in GLOBAL_CTRL and has none yet; the series releases one only after two slices disabled (not replayed:
  * it is kept) or at a vCPU reset (a new CPUID; a save/restore, whose restored controls create them again).
+ * `staleCross`: the guest counters whose event sits on a host counter of the other kind (a GP event on a fixed counter,
+ * or a fixed one on a GP counter) and whose control was written again while it did: that write reaches the counter
+ * only through the event's first hw.config.
  */
-function movedByGuestEvents(history: readonly Observation[], c: DivergenceContext): Set<number> {
+function replayGuestEvents(
+  history: readonly Observation[],
+  c: DivergenceContext,
+): { moved: Set<number>; staleCross: Set<number> } {
   const moved = new Set<number>();
+  const staleCross = new Set<number>();
+  let fixedCtrl = 0n;
   let version = 0;
   let global = 0n;
   const config = new Map<number, bigint>(); // the enabled counters, by the config of their event
@@ -158,6 +154,7 @@ function movedByGuestEvents(history: readonly Observation[], c: DivergenceContex
     version = eax & 0xff;
     global = version < 2 ? ~0n : lowMask(Math.min((eax >>> 8) & 0xff, c.host.nGP));
     config.clear();
+    fixedCtrl = 0n;
     events = [];
   };
   reset(c.guest.cpuid.leaf0a.eax);
@@ -186,27 +183,47 @@ function movedByGuestEvents(history: readonly Observation[], c: DivergenceContex
     }
     const x = written(h);
     if (x === null) continue;
+    // A control write to a counter whose event sits on a host counter of the other kind.
+    const crossed = (idx: number) =>
+      events.some((e) => e.idx === idx && e.hw !== -1 && idx < 32 !== e.hw < 32) && staleCross.add(idx);
     if (isEvtsel(x.msr)) {
       const i = x.msr - MSR_P6_EVNTSEL0;
+      crossed(i);
       if ((x.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n) config.set(i, x.value & X86_RAW_EVENT_MASK);
       else config.delete(i);
     } else if (x.msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
-      for (let j = 0; j < 3; j++)
+      for (let j = 0; j < 3; j++) {
+        if (((x.value ^ fixedCtrl) >> BigInt(4 * j)) & 0xfn) crossed(32 + j);
         if (((x.value >> BigInt(4 * j)) & 3n) !== 0n) config.set(32 + j, FIXED_PMC_EVENTS[j]!);
         else config.delete(32 + j);
+      }
     else if (x.msr === MSR_CORE_PERF_GLOBAL_CTRL && version >= 2) global = x.value;
     else continue;
+    if (x.msr === MSR_CORE_PERF_FIXED_CTR_CTRL) fixedCtrl = x.value;
     create();
   }
-  return moved;
+  return { moved, staleCross };
 }
 
-/** Was a counter written (any alias, by the guest or the VMM), whatever the value? */
-const counterWritten = (history: readonly Observation[]) =>
-  history.some((h) => {
+/** The counters of vCPU `v` written (any alias, by the guest or the VMM), whatever the value, as GLOBAL_STATUS bits. */
+function writtenCounterBits(history: readonly Observation[], v: number): bigint {
+  let bits = 0n;
+  for (const h of history) {
     const x = written(h);
-    return x !== null && isCounter(x.msr);
-  });
+    const idx = x === null || h.vcpu !== v ? null : counterOfMsr(x.msr);
+    if (idx !== null) bits |= 1n << BigInt(idx);
+  }
+  return bits;
+}
+
+/** A GLOBAL_STATUS read (the guest's, or the VMM's KVM_GET_MSRS) differing from bare metal only in `bits`. */
+function statusDiffersIn(o: Observation, bits: bigint): boolean {
+  const isStatus =
+    (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) ||
+    (o.vmm?.op === 'get-msr' && o.vmm.msr === MSR_CORE_PERF_GLOBAL_STATUS);
+  if (!isStatus || o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
+  return ((o.sut.value ^ o.oracle.value) & ~bits) === 0n;
+}
 
 /** A write of counter `idx` on vCPU `v` that KVM took: the guest's WRMSR of either alias, or the VMM's KVM_SET_MSRS. */
 const wroteCounter = (h: Observation, v: number, idx: number) => {
@@ -332,15 +349,15 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       "once the guest has written a counter, its overflows bring no PMI and no GLOBAL_STATUS bit (or bring them late): perf still decides the overflow from the period it armed when it created the event, and the guest's direct counter writes leave that period stale",
     kernelRef:
       'series patch 1/5 (perf writes no counter of an exclude_host event) and 5/5 (intel_pmu_set_msr writes the guest value to hw.event_base); arch/x86/events/intel/core.c handle_pmi_common → intel_pmu_save_and_restart → x86_perf_event_set_period decides, from its own period_left, whether kvm_perf_overflow runs',
-    // The PMI, the overflow bit (a guest's read, or the VMM's KVM_GET_MSRS of the same pmu->global_status), and what
-    // the legacy LBR freeze at that PMI changes.
-    matches: (o, c) =>
-      (o.kind === 'run' ||
-        o.kind === 'pmi' ||
-        (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) ||
-        (o.vmm?.op === 'get-msr' && o.vmm.msr === MSR_CORE_PERF_GLOBAL_STATUS) ||
-        lbrFreezeEffect(o, c.history)) &&
-      counterWritten(c.history),
+    // The PMI, the overflow bits of the counters written (a guest's read, or the VMM's KVM_GET_MSRS of the same
+    // pmu->global_status), and what the legacy LBR freeze at that PMI changes.
+    matches: (o, c) => {
+      const bits = writtenCounterBits(c.history, o.vcpu);
+      return (
+        bits !== 0n &&
+        (o.kind === 'run' || o.kind === 'pmi' || statusDiffersIn(o, bits) || lbrFreezeEffect(o, c.history))
+      );
+    },
     vmm: true,
   },
   DESCHEDULE_ROLLBACK,
@@ -372,7 +389,7 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       'series patch 1/5: x86_perf_event_set_event_base / set_config_base skip the preset and the control of an exclude_host event on its new counter; patch 2/5 intel_pmc_is_assigned only asks that the event be on some counter',
     // A host event where the vCPU's events run (now or before), or a counter the guest's own events moved.
     matches: (o, c) =>
-      countEffect(o) && (hostCompeted(c, o.vcpu, false) || decidedBy(o, movedByGuestEvents(c.history, c))),
+      countEffect(o) && (hostCompeted(c, o.vcpu, false) || decidedBy(o, replayGuestEvents(c.history, c).moved)),
     vmm: true,
   },
   {
@@ -381,7 +398,7 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       "a guest counter perf placed on a counter of the other kind (a GP event on a fixed counter, or a fixed one on a GP counter) keeps the event and mode bits of its first control: the guest's later event-select or FIXED_CTR_CTRL changes reach it only through perf's stale hw.config",
     kernelRef:
       'series patch 3/5 intel_pmu_enable_host_fixed_counter (bits from pmc->perf_event->hw.config) and patch 5/5 reprogram_fixed_counters (hwc->config | ENABLE on a host GP counter); reprogram_gp_counter keeps an assigned event whatever the new select',
-    matches: (o, c) => countEffect(o) && controlRewritten(c.history),
+    matches: (o, c) => decidedBy(o, replayGuestEvents(c.history, c).staleCross),
     vmm: true,
   },
 ];

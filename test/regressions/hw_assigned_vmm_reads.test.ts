@@ -118,6 +118,25 @@ describe('hw-assigned: what the VMM writes takes the guest path (intel_pmu_set_m
     expect(verdict(guest, p).met).toEqual(['cross-mapped-stale-config']);
   });
 
+  it('neighbour: on a GP counter perf gave a GP event, a rewrite lost is reported', () => {
+    // LLC references (0x4f2e) run on a host GP counter; a planted KVM_SET_MSRS that drops the rewrite keeps OS counting.
+    const dropsRewrite: VcpuFactory = (h, o) => {
+      const v = d.factory(h, o);
+      const set = v.hostSetMsr.bind(v);
+      v.hostSetMsr = (m, value) => (m === MSR_P6_EVNTSEL0 && value === 0x404f2en ? { ok: true, value } : set(m, value));
+      return v;
+    };
+    const p = [
+      new VmmSetMsr(0, MSR_P6_EVNTSEL0, 0x0n),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x424f2en),
+      new VmmSetMsr(0, MSR_P6_EVNTSEL0, 0x404f2en), // OS cleared: counts nothing on bare metal
+      new GuestRun(0, [{ cpl: 0, instructions: 0, llcReferences: 1 }]),
+      read,
+    ];
+    expect(verdict(v2NoFixed, p)).toEqual({ met: [] });
+    expect(verdict(v2NoFixed, p, d.expectations, dropsRewrite).reported).toMatch(/RDMSR 0xc1: guest saw 0x1/);
+  });
+
   it('an event select KVM_SET_MSRS enabled keeps counting after the guest clears its GLOBAL_CTRL bit', () => {
     const p = [
       new VmmSetCpuid(0, v2NoFixed),
@@ -146,6 +165,17 @@ describe('hw-assigned: what the VMM writes takes the guest path (intel_pmu_set_m
       /KVM_GET_MSRS 0x38e: guest saw 0x0, expected 0x2/,
     );
     expect(verdict(v2NoFixed, p).met).toEqual(['overflow-from-perf-period']);
+    // Neighbour: a vPMU whose GLOBAL_STATUS also shows GP0's bit, a counter nobody wrote, is reported.
+    const gp0Too: VcpuFactory = (h, o) => {
+      const v = d.factory(h, o);
+      const get = v.hostGetMsr.bind(v);
+      v.hostGetMsr = (m) => {
+        const r = get(m);
+        return r.ok && m === MSR_CORE_PERF_GLOBAL_STATUS ? { ok: true, value: r.value | 1n } : r;
+      };
+      return v;
+    };
+    expect(verdict(v2NoFixed, p, d.expectations, gp0Too).reported).toMatch(/KVM_GET_MSRS 0x38e: guest saw 0x1/);
   });
 });
 
