@@ -77,6 +77,9 @@ function rawWriteOf(h: Observation, c: DivergenceContext): number | null {
   return held === h.value ? null : idx;
 }
 
+/** Do two counter values agree in bits 31:0, which a write through either alias stores alike? */
+const sameLow32 = (a: bigint, b: bigint) => ((a ^ b) & lowMask(32)) === 0n;
+
 /** An accepted guest write of `msr`. */
 const wrote = (h: Observation, msr: (m: number) => boolean) =>
   h.kind === 'wrmsr' && h.sut.kind === 'accepted' && h.target !== null && msr(h.target);
@@ -334,11 +337,16 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       'a guest counter write is kept as written: no sign extension from bit 31 through the legacy alias, bits above the counter width kept and read back',
     kernelRef:
       'series patch 5/5 intel_pmu_set_msr: "pmc->counter = data" (the (s64)(s32) extension and pmc_bitmask dropped), wrmsrl(hw.event_base) if assigned; intel_pmu_get_msr returns pmc->counter unmasked',
-    // A read of that counter (a guest's, or the VMM's KVM_GET_MSRS), or what its count decides later (overflow, PMIs,
-    // GLOBAL_STATUS).
+    // A read of that counter (a guest's, or the VMM's KVM_GET_MSRS) that differs only above bit 31, where the sign
+    // extension and the width mask act; or what its count decides later (overflow, PMIs, GLOBAL_STATUS).
     matches: (o, c) => {
       if (!countEffect(o)) return false;
       const idx = readCounter(o);
+      if (
+        idx !== null &&
+        !(o.sut.kind === 'value' && o.oracle.kind === 'value' && sameLow32(o.sut.value, o.oracle.value))
+      )
+        return false;
       return c.history.some((h) => h !== o && rawWriteOf(h, c) !== null && (idx === null || rawWriteOf(h, c) === idx));
     },
     vmm: true,

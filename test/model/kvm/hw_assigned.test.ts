@@ -151,6 +151,17 @@ describe('seed 003: the divergences it declares, each met', () => {
     const p = [new GuestWrmsr(0, MSR_IA32_PERFCTR0, 0xffff_fffen), new GuestRdmsr(0, MSR_IA32_PERFCTR0)];
     expect(faithful(p)).toBeNull();
     expect(met(p)).toEqual(['counter-write-raw']);
+    // A planted vPMU whose reads of the counter lose one count in the low bits: the raw write used to excuse it.
+    const losesOne: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestRdmsr(msr: number): Access {
+          const r = super.guestRdmsr(msr);
+          return r.ok && msr === MSR_IA32_PERFCTR0 ? ok(r.value - 1n) : r;
+        }
+      })(h, o, HW_ASSIGNED_OPS);
+    const d = designById('hw-assigned');
+    const run = { host: SKYLAKE, design: losesOne, hostKernel: d.hostKernel, expectations: d.expectations };
+    expect(() => runProgram(run, guest, p)).toThrow(/RDMSR 0xc1: guest saw 0xfffffffd/);
   });
 
   it('deschedule-rollback: a preemption loses the counts since the last sync', () => {
