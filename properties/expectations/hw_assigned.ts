@@ -80,6 +80,13 @@ function rawWriteOf(h: Observation, c: DivergenceContext): number | null {
 /** Do two counter values agree in bits 31:0, which a write through either alias stores alike? */
 const sameLow32 = (a: bigint, b: bigint) => ((a ^ b) & lowMask(32)) === 0n;
 
+/**
+ * Would the host counter refuse a value written raw to it: bits above its width, GP or fixed (decision D2 for a fixed
+ * counter). KVM's wrmsrl faults, is fixed up, and the counter keeps what it held.
+ */
+const refusedByHost = (value: bigint, c: DivergenceContext) =>
+  value >> BigInt(Math.min(c.host.gpWidth, c.host.fixedWidth)) !== 0n;
+
 /** An accepted guest write of `msr`. */
 const wrote = (h: Observation, msr: (m: number) => boolean) =>
   h.kind === 'wrmsr' && h.sut.kind === 'accepted' && h.target !== null && msr(h.target);
@@ -105,23 +112,33 @@ const droppedEvtsel = (h: Observation, msr: number | null) =>
 /**
  * The counters whose GLOBAL_CTRL bit changed (the guest's write or the VMM's) while their control enabled them:
  * cleared under an enabled counter (which then counts on), or set for one already enabled (whose event
- * the GLOBAL_CTRL write creates, its control never loaded). GLOBAL_CTRL starts with the GP bits set.
+ * the GLOBAL_CTRL write creates, its control never loaded); and those a control write enables while their GLOBAL_CTRL
+ * bit is clear, with an event from an earlier enabling still held (the write loads the host control anyway).
+ * GLOBAL_CTRL starts with the GP bits set.
  */
 function globalGated(history: readonly Observation[], c: DivergenceContext): Set<number> {
   const out = new Set<number>();
   const nGp = (c.guest.cpuid.leaf0a.eax >>> 8) & 0xff;
   let global = lowMask(Math.min(nGp, c.host.nGP));
   const enabled = new Map<number, boolean>();
+  const held = new Set<number>(); // counters once enabled in both: their event outlives a disable
+  const isOn = (idx: number) => ((global >> BigInt(idx)) & 1n) !== 0n;
+  const enable = (idx: number, on: boolean) => {
+    enabled.set(idx, on);
+    if (on && isOn(idx)) held.add(idx);
+    else if (on && held.has(idx)) out.add(idx);
+  };
   for (const h of history) {
     const x = written(h);
     if (x === null) continue;
     const { msr: m, value } = x;
-    if (isEvtsel(m)) enabled.set(m - MSR_P6_EVNTSEL0, (value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n);
+    if (isEvtsel(m)) enable(m - MSR_P6_EVNTSEL0, (value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n);
     else if (m === MSR_CORE_PERF_FIXED_CTR_CTRL)
-      for (let j = 0; j < 3; j++) enabled.set(32 + j, ((value >> BigInt(4 * j)) & 3n) !== 0n);
+      for (let j = 0; j < 3; j++) enable(32 + j, ((value >> BigInt(4 * j)) & 3n) !== 0n);
     else if (m === MSR_CORE_PERF_GLOBAL_CTRL) {
       for (const [idx, on] of enabled) if (on && ((global ^ value) & (1n << BigInt(idx))) !== 0n) out.add(idx);
       global = value;
+      for (const [idx, on] of enabled) if (on && isOn(idx)) held.add(idx);
     }
   }
   return out;
@@ -334,20 +351,22 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
   {
     id: 'counter-write-raw',
     title:
-      'a guest counter write is kept as written: no sign extension from bit 31 through the legacy alias, bits above the counter width kept and read back',
+      'a guest counter write is kept as written: no sign extension from bit 31 through the legacy alias, bits above the counter width kept and read back, or, on a host counter that refuses them (decision D2 for a fixed one), the write lost',
     kernelRef:
       'series patch 5/5 intel_pmu_set_msr: "pmc->counter = data" (the (s64)(s32) extension and pmc_bitmask dropped), wrmsrl(hw.event_base) if assigned; intel_pmu_get_msr returns pmc->counter unmasked',
-    // A read of that counter (a guest's, or the VMM's KVM_GET_MSRS) that differs only above bit 31, where the sign
-    // extension and the width mask act; or what its count decides later (overflow, PMIs, GLOBAL_STATUS).
+    // A read of that counter (a guest's, or the VMM's KVM_GET_MSRS) after a raw last write of it: differing only above
+    // bit 31, where the sign extension and the width mask act, or anyhow where the host counter refused the value (the
+    // write lost). Or what a raw-written count decides later (overflow, PMIs, GLOBAL_STATUS).
     matches: (o, c) => {
       if (!countEffect(o)) return false;
       const idx = readCounter(o);
-      if (
-        idx !== null &&
-        !(o.sut.kind === 'value' && o.oracle.kind === 'value' && sameLow32(o.sut.value, o.oracle.value))
-      )
-        return false;
-      return c.history.some((h) => h !== o && rawWriteOf(h, c) !== null && (idx === null || rawWriteOf(h, c) === idx));
+      if (idx === null) return c.history.some((h) => h !== o && rawWriteOf(h, c) !== null);
+      const last = c.history.findLast((h) => h !== o && wroteCounter(h, o.vcpu, idx));
+      if (last === undefined || rawWriteOf(last, c) !== idx) return false;
+      return (
+        refusedByHost(written(last)!.value, c) ||
+        (o.sut.kind === 'value' && o.oracle.kind === 'value' && sameLow32(o.sut.value, o.oracle.value))
+      );
     },
     vmm: true,
   },

@@ -14,6 +14,7 @@ import { HW_ASSIGNED_HOST_OPS, HW_ASSIGNED_OPS, intel_pmc_is_assigned } from '..
 import {
   ARCH_PERFMON_EVENTSEL_ANY,
   MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
   MSR_P6_EVNTSEL0,
@@ -145,6 +146,40 @@ describe('seed 003: the divergences it declares, each met', () => {
     const p = [new GuestRdpmc(0, 0x8000_0000, 0)];
     expect(faithful(p)).toBeNull();
     expect(met(p)).toEqual(['rdpmc-flags']);
+  });
+
+  it('counter-write-raw: a value above the host counter width is refused there, the write lost (D2)', () => {
+    // The guest's GP cycles event sits on host fixed counter 1, whose 48 bits refuse bit 48: the RDMSR reads 0, not 1.
+    const g: GuestConfig = {
+      ...guest,
+      cpuid: { ...guest.cpuid, leaf0a: { eax: 0x7300202, ebx: 0x5f, ecx: 0, edx: 0x603 } },
+    };
+    const p = [
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x40003cn),
+      new GuestWrmsr(0, MSR_IA32_PERFCTR0, 0x1_0000_0000_0001n),
+      new GuestRdmsr(0, MSR_IA32_PERFCTR0),
+    ];
+    expect(firstDivergence('skylake', g, p, 'hw-assigned')).toMatchObject({ sut: { kind: 'value', value: 0n } });
+    expect(knownDivergencesMet('skylake', g, p, 'hw-assigned')).toEqual(['counter-write-raw']);
+    // Written again in range, the counter reads what bare metal holds: nothing left to excuse.
+    const again = [...p.slice(0, 2), new GuestWrmsr(0, MSR_IA32_PERFCTR0, 5n), new GuestRdmsr(0, MSR_IA32_PERFCTR0)];
+    expect(firstDivergence('skylake', g, again, 'hw-assigned')).toBeNull();
+  });
+
+  it('global-ctrl-not-loaded: a control enabled while its GLOBAL_CTRL bit is clear loads the event it still holds', () => {
+    // FC0 enabled under GLOBAL_CTRL, disabled (its event kept), GLOBAL_CTRL clears bit 32, FC0 enabled again: it counts.
+    const p = [
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_0001n),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x33n),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x0n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1n),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x333n),
+      new GuestRun(0, [{ cpl: 3, instructions: 1 }]),
+      new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0),
+    ];
+    expect(faithful(p)).toBeNull();
+    expect(firstDivergence('skylake', guest, p, 'hw-assigned')).toMatchObject({ sut: { kind: 'value', value: 2n } });
+    expect(met(p)).toEqual(['global-ctrl-not-loaded']);
   });
 
   it('counter-write-raw: a legacy-alias write is not sign-extended', () => {
