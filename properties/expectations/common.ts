@@ -108,9 +108,9 @@ export function lbrFreezeEffect(o: Observation, history: readonly Observation[])
  * that counted less since it was written, GLOBAL_STATUS missing overflow bits, fewer PMIs.
  * Otherwise what is wrong, for the weaker contract.
  */
-export function lostOnly(o: Observation, history: readonly Observation[]): string | null {
+export function lostOnly(o: Observation, history: readonly Observation[], rawWrites = false): string | null {
   if (!diverges(o)) return null;
-  const p = progress(o, history);
+  const p = progress(o, history, rawWrites);
   if (p !== null)
     return p.sut <= p.oracle
       ? null
@@ -132,23 +132,31 @@ const MASK48 = (1n << 48n) - 1n;
 
 /**
  * What a counter read shows on each side as counts since the counter was last written, modulo
- * 2^48: a lost count is a smaller progress whether or not either side has wrapped.
+ * 2^48: a lost count is a smaller progress whether or not either side has wrapped. `rawWrites`: the
+ * design keeps a legacy-alias write as written (no sign extension), so its count starts there.
  */
-function progress(o: Observation, history: readonly Observation[]): { sut: bigint; oracle: bigint } | null {
+function progress(
+  o: Observation,
+  history: readonly Observation[],
+  rawWrites: boolean,
+): { sut: bigint; oracle: bigint } | null {
   const idx = counterOf(o);
   const sut = readValue(o.sut);
   const bare = readValue(o.oracle);
   if (idx === null || sut === null || bare === null) return null;
   let base = 0n;
+  let sutBase = 0n;
   for (const h of history) {
     if (h === o) break;
     if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) continue;
     const t = h.target;
-    if (idx < 32 && t === MSR_IA32_PERFCTR0 + idx) base = BigInt.asUintN(48, BigInt.asIntN(32, h.value));
-    else if ((idx < 32 && t === MSR_IA32_PMC0 + idx) || (idx >= 32 && t === MSR_CORE_PERF_FIXED_CTR0 + idx - 32))
-      base = h.value & MASK48;
+    if (idx < 32 && t === MSR_IA32_PERFCTR0 + idx) {
+      base = BigInt.asUintN(48, BigInt.asIntN(32, h.value));
+      sutBase = rawWrites ? h.value & MASK48 : base;
+    } else if ((idx < 32 && t === MSR_IA32_PMC0 + idx) || (idx >= 32 && t === MSR_CORE_PERF_FIXED_CTR0 + idx - 32))
+      sutBase = base = h.value & MASK48;
   }
-  return { sut: (sut - base) & MASK48, oracle: (bare - base) & MASK48 };
+  return { sut: (sut - sutBase) & MASK48, oracle: (bare - base) & MASK48 };
 }
 
 /** An LBR record: a FROM/TO pair's half (Skylake's addresses) or an LBR_INFO; not LBR_SELECT or LBR_TOS. */

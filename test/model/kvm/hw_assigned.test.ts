@@ -210,6 +210,23 @@ describe('seed 003: the divergences it declares, each met', () => {
     expect(met(p)).toEqual(['deschedule-rollback']);
   });
 
+  it('deschedule-rollback: counts lost after a raw legacy-alias write are judged from the value as written', () => {
+    // PERFCTR0 written 0xffffffff: bare metal holds -1, the series 0xffffffff. The enabling WRMSR and one instruction
+    // count on bare metal (it wraps to 1); a migration rolls the series back to its sync after the first (0x1_0000_0000).
+    const p = [
+      new GuestWrmsr(0, MSR_IA32_PERFCTR0, 0xffff_ffffn),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, sel(INSTRUCTIONS)),
+      new GuestRun(0, work(1)),
+      new Migrate(0, 0),
+      new GuestRdmsr(0, MSR_IA32_PERFCTR0),
+    ];
+    expect(firstDivergence('skylake', guest, p, 'hw-assigned')).toMatchObject({
+      sut: { kind: 'value', value: 0x1_0000_0000n },
+      oracle: { kind: 'value', value: 1n },
+    });
+    expect(met(p)).toEqual(['deschedule-rollback']);
+  });
+
   it('global-ctrl-not-loaded: a counter the guest disabled in GLOBAL_CTRL keeps counting', () => {
     const p = [
       new GuestWrmsr(0, MSR_P6_EVNTSEL0, sel(INSTRUCTIONS)),
