@@ -26,6 +26,7 @@ import {
 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../model/hw/msr/global.js';
 import { intel_get_event_constraints, type Constraint, x86_schedule_events } from '../../model/host/schedule.js';
+import { HW_LIFE_COUNT_MAX } from '../../model/kvm/series/hw_assigned.js';
 
 const isEvtsel = (m: number | null) => m !== null && m >= MSR_P6_EVNTSEL0 && m < MSR_P6_EVNTSEL0 + MAX_GP;
 
@@ -252,6 +253,48 @@ const wroteCounter = (h: Observation, v: number, idx: number) => {
 };
 
 /**
+ * The counters of vCPU `v` whose event the series released at a sched-in on another pCPU, not written since: enabled
+ * once, then disabled by their control for HW_LIFE_COUNT_MAX scheduling slices, the thread then migrated. The release
+ * saves the counter from the new pCPU's counter, which never held it.
+ */
+function releasedOnOtherCpu(c: DivergenceContext, v: number): Set<number> {
+  const cpus = c.facts?.cpus ?? 2;
+  let cpu = c.facts?.initialCpu(v) ?? v % cpus;
+  const enabled = new Set<number>();
+  const idle = new Map<number, number>(); // counters with an event, disabled: sched-ins since
+  const out = new Set<number>();
+  const control = (idx: number, on: boolean) => {
+    if (on) {
+      enabled.add(idx);
+      idle.delete(idx);
+    } else if (enabled.delete(idx)) idle.set(idx, 0);
+  };
+  for (const h of c.history) {
+    if (h.vcpu !== v) continue;
+    const x = written(h);
+    if (x !== null) {
+      const idx = counterOfMsr(x.msr);
+      if (idx !== null) out.delete(idx); // the write loads the counter again
+      if (isEvtsel(x.msr)) control(x.msr - MSR_P6_EVNTSEL0, (x.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n);
+      else if (x.msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
+        for (let j = 0; j < 3; j++) control(32 + j, ((x.value >> BigInt(4 * j)) & 3n) !== 0n);
+      continue;
+    }
+    if (h.vmm?.op === 'save-restore') idle.clear();
+    if (h.vmm?.op !== 'migrate' && h.vmm?.op !== 'preempt') continue;
+    const to = h.vmm.op === 'migrate' ? ((h.vmm.cpu % cpus) + cpus) % cpus : cpu;
+    for (const [idx, n] of idle)
+      if (n < HW_LIFE_COUNT_MAX) idle.set(idx, n + 1);
+      else {
+        idle.delete(idx);
+        if (to !== cpu) out.add(idx);
+      }
+    cpu = to;
+  }
+  return out;
+}
+
+/**
  * A VMM's KVM_GET_MSRS of a counter that shows a count rolled back: vCPU `v` was preempted or migrated since the
  * counter was last written (a write loads the counter, so nothing rolls back past it), and the value read has counted
  * no more since that write than bare metal's (the World's facts: what the write left in bare metal's counter).
@@ -390,6 +433,16 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
     vmm: true,
   },
   DESCHEDULE_ROLLBACK,
+  {
+    id: 'released-on-other-pcpu',
+    title:
+      "a counter the guest left disabled for two scheduling slices loses its value when the vCPU thread is next scheduled in on another pCPU: the series releases it there, saving what that pCPU's counter holds",
+    kernelRef:
+      "series patch 4/5 kvm_arch_sched_in → intel_pmu_sched_in: a vPMC whose hw_life_count ran out is stopped (intel_pmc_stop_counter → intel_pmu_save_guest_pmc reads hw.event_base) before any restore, perf having just scheduled its event in on the new pCPU's counter, which patch 1/5 leaves unpreset",
+    // A read of such a counter (a guest's, or the VMM's KVM_GET_MSRS), or what its count decides once enabled again.
+    matches: (o, c) => decidedBy(o, releasedOnOtherCpu(c, o.vcpu)),
+    vmm: true,
+  },
   {
     id: 'global-ctrl-not-loaded',
     title:

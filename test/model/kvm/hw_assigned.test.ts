@@ -227,6 +227,27 @@ describe('seed 003: the divergences it declares, each met', () => {
     expect(met(p)).toEqual(['deschedule-rollback']);
   });
 
+  it('released-on-other-pcpu: a counter left disabled two slices loses its value at a sched-in on another pCPU', () => {
+    // A v1 guest (2 GP counters): GP0 enabled, disabled, written; the third sched-in releases it, saving the new
+    // pCPU's counter (0) where the value written was. On the same pCPU the counter still holds it: nothing differs.
+    const v1: GuestConfig = {
+      ...guest,
+      cpuid: { ...guest.cpuid, leaf0a: { eax: 0x8300201, ebx: 0x2, ecx: 0, edx: 0 } },
+    };
+    const p = (to: number) => [
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x4000c4n),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x3cn),
+      new Migrate(0, 0),
+      new GuestWrmsr(0, MSR_IA32_PMC0, 0xffff_ffffn),
+      new Migrate(0, 0),
+      new Migrate(0, to),
+      new GuestRdmsr(0, MSR_IA32_PMC0),
+    ];
+    expect(firstDivergence('icelake', v1, p(1), 'hw-assigned')).toMatchObject({ sut: { kind: 'value', value: 0n } });
+    expect(knownDivergencesMet('icelake', v1, p(1), 'hw-assigned')).toEqual(['released-on-other-pcpu']);
+    expect(firstDivergence('icelake', v1, p(0), 'hw-assigned')).toBeNull();
+  });
+
   it('global-ctrl-not-loaded: a counter the guest disabled in GLOBAL_CTRL keeps counting', () => {
     const p = [
       new GuestWrmsr(0, MSR_P6_EVNTSEL0, sel(INSTRUCTIONS)),
