@@ -359,6 +359,11 @@ export class OracleCpu extends Cpu {
     return out;
   }
 
+  /** Does bare metal take perf's period floor on for counter `idx` (not SLOTS, whose overflow is PERF_METRICS')? */
+  periodFloorCovers(idx: number): boolean {
+    return this.periodFloorAdopted !== null && this.counterIndices().includes(idx);
+  }
+
   /** Does counter `idx` count now (its KVM event running)? */
   counterRunning(idx: number): boolean {
     return this.running(idx);

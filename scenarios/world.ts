@@ -298,7 +298,11 @@ export class World implements WorldFacts {
     const o = this.oracles[v]!;
     const m = (this.counterWrites[v] ??= new Map());
     // Where bare metal takes on perf's period floor, it knows where perf armed at -1 but for what it cannot tell.
-    const counters = o.periodFloorAdopted !== null ? o.takeUnsureArms() : atMinusOne;
+    // Counters it leaves out (FIXED_CTR3) stay the matcher's, as without the adoption.
+    const counters =
+      o.periodFloorAdopted !== null
+        ? [...o.takeUnsureArms(), ...[...atMinusOne].filter((i) => !o.periodFloorCovers(i))]
+        : atMinusOne;
     for (const i of counters) {
       const x = o.counterValue(i)!;
       (m.get(i) ?? m.set(i, { written: x, armedAtMinusOne: true }).get(i)!).armedAtMinusOne = true;
@@ -362,7 +366,7 @@ export class World implements WorldFacts {
       // Adopted, a write of -1 is unsure only while the counter runs (KVM arms it from the old base); else its
       // enabling write arms it, which bare metal takes on.
       const atMinusOne = value === (written < 32 ? p.gpMask : p.fixedMask);
-      const unsure = o.periodFloorAdopted === null || o.counterRunning(written);
+      const unsure = !o.periodFloorCovers(written) || o.counterRunning(written);
       m.set(written, { written: value, armedAtMinusOne: atMinusOne && unsure });
       return;
     }
