@@ -6,8 +6,9 @@
  * events rightly count (decision K3); pinned, because flexible host events may legitimately lose
  * counters to KVM's pinned ones.
  *
- * On an Arch LBR host, host perf's LBR state too: with a host LBR user (perf record -b -a, pinned) on a pCPU, after
- * every command its IA32_LBR_CTL, IA32_LBR_DEPTH and records are what the same host without the guest has, but for
+ * Host perf's LBR state too: with a host LBR user (perf record -b -a, pinned) on a pCPU, after every command its
+ * IA32_LBR_CTL, IA32_LBR_DEPTH and records (on a legacy LBR host DEBUGCTL's LBR bits, MSR_LBR_SELECT and the records
+ * newest first from the TOS) are what the same host without the guest has, but for
  * branches the guest's presence adds to the stack (the guest's own, recorded under the host's LBR_CTL, and KVM's exit
  * handler's: whether perf may trace the guest is what seed 004 asks and no kernel decides), which only push the host's
  * older records out. The vCPU thread runs on its pCPU from the start and these programs move it nowhere, so perf's own
@@ -25,7 +26,8 @@ import {
   MSR_ARCH_LBR_INFO_0,
   MSR_ARCH_LBR_TO_0,
 } from '../model/hw/msr/lbr_arch.js';
-import { LBR_INFO_CYC_CNT } from '../model/hw/msr/lbr_legacy.js';
+import { LBR_INFO_CYC_CNT, MSR_LBR_SELECT, MSR_LBR_TOS } from '../model/hw/msr/lbr_legacy.js';
+import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import { mixedProgramArb } from '../scenarios/arbitraries.js';
 import { guestWithLbr, hostLbrCommands } from '../scenarios/generation.js';
 import { supportedGuestArb, supportedOf } from '../scenarios/supported.js';
@@ -51,7 +53,7 @@ export class HostDisturbed extends Error {
   override readonly name = 'HostDisturbed';
 }
 
-/** Host perf's Arch LBR state differs with the guest from the host's without it: no count, so no report of its own yet. */
+/** Host perf's LBR state differs with the guest from the host's without it: no count, so no report of its own yet. */
 export class HostLbrDisturbed extends Error {
   override readonly name = 'HostLbrDisturbed';
 }
@@ -121,8 +123,8 @@ const run = (c: WorldCommand, w: World) => {
   if (c.check({})) c.run({}, w);
 };
 
-/** Host perf's Arch LBR state on `cpu` in host mode, where a host user's event holds the LBRs; else null. */
-function hostLbrState(w: World, cpu: number): { ctl: bigint; depth: bigint; records: LbrRecord[] } | null {
+/** Host perf's LBR state on `cpu` in host mode, where a host user's event holds the LBRs; else null. */
+function hostLbrState(w: World, cpu: number): HostLbrState | null {
   const owner = w.host.lbrOwner(cpu);
   const hw = w.host.pcpu(cpu).hw;
   if (owner === null || owner.attr.vlbr === true || hw.mode !== 'host') return null;
@@ -130,14 +132,35 @@ function hostLbrState(w: World, cpu: number): { ctl: bigint; depth: bigint; reco
     const a = hw.rdmsr(m);
     return a.ok ? a.value : -1n;
   };
+  // The elapsed-cycles field is a timer the guest's exits run too (lbr-cycles-include-exits): not the host's state.
+  const info = (m: number | undefined) => (m === undefined ? 0n : rd(m) & ~LBR_INFO_CYC_CNT);
+  const legacy = w.host.profile.legacyLbr;
+  if (legacy !== undefined) {
+    // Newest first from the TOS; the ring's position itself moves with every branch the guest adds.
+    const tos = Number(rd(MSR_LBR_TOS) & BigInt(legacy.depth - 1));
+    const records = Array.from({ length: legacy.depth }, (_, k) => {
+      const i = (tos - k + legacy.depth) % legacy.depth;
+      const infoMsr = legacy.infoBase === undefined ? undefined : legacy.infoBase + i;
+      return { from: rd(legacy.fromBase + i), to: rd(legacy.toBase + i), info: info(infoMsr) };
+    });
+    const ctl = rd(MSR_IA32_DEBUGCTLMSR) & (DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
+    return { ctl: { field: 'DEBUGCTL', value: ctl }, select: rd(MSR_LBR_SELECT), depth: null, records };
+  }
   const depth = rd(MSR_ARCH_LBR_DEPTH);
   const records = Array.from({ length: Number(depth < 0n ? 0n : depth) }, (_, k) => ({
     from: rd(MSR_ARCH_LBR_FROM_0 + k),
     to: rd(MSR_ARCH_LBR_TO_0 + k),
-    // The elapsed-cycles field is a timer the guest's exits run too (lbr-cycles-include-exits): not the host's state.
-    info: rd(MSR_ARCH_LBR_INFO_0 + k) & ~LBR_INFO_CYC_CNT,
+    info: info(MSR_ARCH_LBR_INFO_0 + k),
   }));
-  return { ctl: rd(MSR_ARCH_LBR_CTL), depth, records };
+  return { ctl: { field: 'LBR_CTL', value: rd(MSR_ARCH_LBR_CTL) }, select: null, depth, records };
+}
+
+/** What host perf's LBR state holds: its control (LBR_CTL, or DEBUGCTL's LBR bits), LBR_SELECT, DEPTH, the records. */
+interface HostLbrState {
+  readonly ctl: { readonly field: 'LBR_CTL' | 'DEBUGCTL'; readonly value: bigint };
+  readonly select: bigint | null;
+  readonly depth: bigint | null;
+  readonly records: LbrRecord[];
 }
 
 /** A record the guest's presence adds: the guest's branches, KVM's exit handler's; never the host work's. */
@@ -155,8 +178,12 @@ function lbrDifferences(withGuest: World, hostOnly: World, cpu: number, after: W
   if (a === null || b === null) return [];
   const out: HostLbrDifference[] = [];
   const hex = (v: bigint) => `0x${v.toString(16)}`;
-  if (a.ctl !== b.ctl) out.push({ cpu, field: 'LBR_CTL', withGuest: hex(a.ctl), hostOnly: hex(b.ctl), after });
-  if (a.depth !== b.depth) out.push({ cpu, field: 'DEPTH', withGuest: hex(a.depth), hostOnly: hex(b.depth), after });
+  if (a.ctl.value !== b.ctl.value)
+    out.push({ cpu, field: a.ctl.field, withGuest: hex(a.ctl.value), hostOnly: hex(b.ctl.value), after });
+  if (a.select !== b.select)
+    out.push({ cpu, field: 'LBR_SELECT', withGuest: hex(a.select ?? 0n), hostOnly: hex(b.select ?? 0n), after });
+  if (a.depth !== b.depth)
+    out.push({ cpu, field: 'DEPTH', withGuest: hex(a.depth ?? 0n), hostOnly: hex(b.depth ?? 0n), after });
   // Newest first: the host's own records, those the guest added set aside, are the newest of the host's without it.
   const kept = a.records.filter((x) => !added(x));
   const same = kept.every((x, i) => {
@@ -174,7 +201,7 @@ function lbrDifferences(withGuest: World, hostOnly: World, cpu: number, after: W
 export function checkHostUndisturbed(r: HostUndisturbedRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
   const withGuest = world(r, [guest]);
   const hostOnly = world(r, []);
-  const lbrs = r.host.archLbr !== undefined;
+  const lbrs = r.host.archLbr !== undefined || r.host.legacyLbr !== undefined;
   for (let i = 0; i < cmds.length; i++) {
     const c = cmds[i]!;
     run(c, withGuest);
@@ -205,8 +232,8 @@ export function checkHostUndisturbed(r: HostUndisturbedRun, guest: GuestConfig, 
 }
 
 /**
- * On an Arch LBR host a quarter of the programs hold a host LBR user: the guest (with Arch LBR where the design offers
- * it) runs the lbr-heavy profile's Arch LBR traffic beside host user work, and nothing moves the vCPU thread.
+ * On a host with LBRs a quarter of the programs hold a host LBR user: the guest (with the LBRs the design offers) runs
+ * the lbr-heavy profile's LBR traffic beside host user work, and nothing moves the vCPU thread.
  */
 function lbrProgramArb(host: Profile, supported: SupportedPmu) {
   return supportedGuestArb(host, supported).chain((g) =>
@@ -237,7 +264,7 @@ export function hostUndisturbedProperty(r: HostUndisturbedRun) {
     30,
   );
   const programs =
-    r.host.archLbr === undefined
+    r.host.archLbr === undefined && r.host.legacyLbr === undefined
       ? counting
       : fc.oneof({ arbitrary: counting, weight: 3 }, { arbitrary: lbrProgramArb(r.host, supported), weight: 1 });
   return fc.property(programs, ([guest, cmds]) => checkHostUndisturbed(r, guest, cmds));

@@ -117,10 +117,10 @@ export interface LbrRecord {
   readonly info: bigint;
 }
 
-/** What differs in host perf's Arch LBR state on a pCPU with the guest running and on the same host without it. */
+/** What differs in host perf's LBR state (Arch or legacy) on a pCPU with the guest running and on the same host without it. */
 export interface HostLbrDifference {
   readonly cpu: number;
-  readonly field: 'LBR_CTL' | 'DEPTH' | 'records';
+  readonly field: 'LBR_CTL' | 'DEBUGCTL' | 'LBR_SELECT' | 'DEPTH' | 'records';
   /** The field as shown with the guest and without it (hex, or the records' FROM->TO, newest first). */
   readonly withGuest: string;
   readonly hostOnly: string;

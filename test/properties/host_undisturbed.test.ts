@@ -18,6 +18,8 @@ import { reportedGuest } from '../support/guests.js';
 import { PRE_GLOBAL_CTRL_MASK_FIX_OPS } from '../../model/host/bugs/971079464001_global_ctrl_mask.js';
 import { designById, emulatedWith, hostWith } from '../../designs/registry.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { EMULATED_OPS } from '../../model/kvm/emulated/ops.js';
+import { MSR_LBR_NHM_FROM } from '../../model/hw/msr/lbr_legacy.js';
 import {
   checkHostUndisturbed,
   HostDisturbed,
@@ -46,6 +48,30 @@ describe('property 2 (guest to host): the guest does not disturb host events', (
       /^new HostOpen\(\d, attr\(\{ config: 0x[0-9a-f]+n, pinned: true, exclude_kernel: true, exclude_guest: true \}\)\)$/,
     );
     expect(program[1]).toMatch(/^new GuestRun\(/);
+  });
+});
+
+describe("property 2 (guest to host) on a legacy LBR host: host perf's DEBUGCTL LBR bits, LBR_SELECT and records hold", () => {
+  it('finds a vPMU whose VM-exit writes a host LBR record (MSR_LBR_NHM_FROM), on two seeds', () => {
+    // Seeds 1-3 find it within 137 to 510 programs; the faithful design passes the same programs (the test above).
+    const writesRecord = emulatedWith({
+      ...EMULATED_OPS,
+      vmx_vcpu_exit: (vcpu) => {
+        const entered = vcpu.inGuest;
+        EMULATED_OPS.vmx_vcpu_exit(vcpu);
+        if (entered) vcpu.host.pcpu(vcpu.cpu).hw.wrmsr(MSR_LBR_NHM_FROM, 0xffff_ffff_8123_4567n);
+      },
+    });
+    for (const seed of [1, 3]) {
+      const d = fc.check(hostUndisturbedProperty({ ...emulated, design: writesRecord }), {
+        seed,
+        numRuns: 200,
+        endOnFailure: true,
+      });
+      expect(d.failed).toBe(true);
+      expect(d.errorInstance).toBeInstanceOf(HostLbrDisturbed);
+      expect(String(d.errorInstance)).toMatch(/host perf's records after step \d+ .* is .*ffffffff81234567->/);
+    }
   });
 });
 
