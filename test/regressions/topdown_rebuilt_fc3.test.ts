@@ -11,7 +11,6 @@
 import { describe, expect, it } from 'vitest';
 import { ok } from '../../model/hw/access.js';
 import { SAPPHIRE_RAPIDS } from '../../model/hw/profiles.js';
-import { leaf0aEax, leaf0aEdx, perfCaps } from '../../model/hw/profile.js';
 import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../model/hw/msr/global.js';
 import { MSR_PERF_METRICS, type TopdownSlots } from '../../model/hw/msr/topdown.js';
@@ -28,21 +27,13 @@ import {
   type WorldCommand,
 } from '../../scenarios/commands.js';
 import { VmmSetMsr } from '../../scenarios/vmm.js';
+import { topdownGuest } from '../support/guests.js';
 import { type GuestConfig, type VcpuFactory, World } from '../../scenarios/world.js';
 
 const h = SAPPHIRE_RAPIDS;
 const host = 'sapphirerapids';
 const ID = 'topdown-rebuilt';
-/** A v2 guest with 8 GP counters, FIXED_CTR0–3 and PERF_METRICS, as the series gives it. */
-const guest: GuestConfig = {
-  cpuid: {
-    family: h.family,
-    model: h.model,
-    leaf0a: { eax: leaf0aEax(2, 8, h.gpWidth, h.evLen), ebx: 0, ecx: 0, edx: leaf0aEdx(4, h.fixedWidth) },
-    pdcm: true,
-  },
-  perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: 0, perfMetrics: true }),
-};
+const guest: GuestConfig = topdownGuest(h);
 
 const FC3 = MSR_CORE_PERF_FIXED_CTR0 + 3;
 const EN_FC3 = 1n << 35n;

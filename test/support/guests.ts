@@ -1,5 +1,5 @@
 /** Guests as a VMM configures them from what a design reports on a host (KVM_GET_SUPPORTED_CPUID, the feature MSRs). */
-import { perfCaps, type Profile } from '../../model/hw/profile.js';
+import { leaf0aEax, leaf0aEdx, perfCaps, type Profile } from '../../model/hw/profile.js';
 import type { Design } from '../../properties/design.js';
 import { guestWithLbr } from '../../scenarios/generation.js';
 import type { GuestConfig } from '../../scenarios/world.js';
@@ -15,4 +15,17 @@ export function reportedGuest(design: Design, host: Profile, lbr: boolean): Gues
     perfCapabilities: perfCaps({ fwWrite: true }),
   };
   return lbr ? guestWithLbr(host, s)(g) : g;
+}
+
+/** A v2 guest with 8 GP counters, FIXED_CTR0-3 and PERF_METRICS on `h`, as the topdown series give it. */
+export function topdownGuest(h: Profile): GuestConfig {
+  return {
+    cpuid: {
+      family: h.family,
+      model: h.model,
+      leaf0a: { eax: leaf0aEax(2, 8, h.gpWidth, h.evLen), ebx: 0, ecx: 0, edx: leaf0aEdx(4, h.fixedWidth) },
+      pdcm: true,
+    },
+    perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: 0, perfMetrics: true }),
+  };
 }

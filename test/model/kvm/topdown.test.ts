@@ -8,7 +8,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SAPPHIRE_RAPIDS } from '../../../model/hw/profiles.js';
-import { leaf0aEax, leaf0aEdx, perfCaps } from '../../../model/hw/profile.js';
 import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 import { MSR_PERF_METRICS, type TopdownSlots } from '../../../model/hw/msr/topdown.js';
@@ -25,19 +24,11 @@ import { TOPDOWN_REBUILT_EXPECTATIONS } from '../../../properties/expectations/t
 import { pmu_read_perf_metrics, TOPDOWN_REBUILT_OPS } from '../../../model/kvm/series/topdown_rebuilt.js';
 import type { KvmPmc, KvmVcpuState } from '../../../model/kvm/emulated/state.js';
 import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../../../scenarios/commands.js';
+import { topdownGuest } from '../../support/guests.js';
 import { type GuestConfig, World } from '../../../scenarios/world.js';
 
 const h = SAPPHIRE_RAPIDS;
-/** A v2 guest with FIXED_CTR3 and PERF_METRICS, as the design's supported configuration allows. */
-const guest: GuestConfig = {
-  cpuid: {
-    family: h.family,
-    model: h.model,
-    leaf0a: { eax: leaf0aEax(2, 8, h.gpWidth, h.evLen), ebx: 0, ecx: 0, edx: leaf0aEdx(4, h.fixedWidth) },
-    pdcm: true,
-  },
-  perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: 0, perfMetrics: true }),
-};
+const guest: GuestConfig = topdownGuest(h);
 
 const FC3 = MSR_CORE_PERF_FIXED_CTR0 + 3;
 const unit = (slots: TopdownSlots) => ({ cpl: 3, instructions: 1, slots });
