@@ -205,8 +205,9 @@ function replayGuestEvents(
     const x = written(h);
     if (x === null) continue;
     // A control write to a counter whose event sits on a host counter of the other kind.
-    const crossed = (idx: number) =>
-      events.some((e) => e.idx === idx && e.hw !== -1 && idx < 32 !== e.hw < 32) && staleCross.add(idx);
+    const crossed = (idx: number) => {
+      if (events.some((e) => e.idx === idx && e.hw !== -1 && idx < 32 !== e.hw < 32)) staleCross.add(idx);
+    };
     if (isEvtsel(x.msr)) {
       const i = x.msr - MSR_P6_EVNTSEL0;
       crossed(i);
