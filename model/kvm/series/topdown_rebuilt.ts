@@ -116,29 +116,18 @@ export function pmu_read_perf_metrics(vcpu: KvmVcpuState, pmc: KvmPmc, slots: bi
 }
 
 /**
- * intel_pmc_idx_to_pmc with patch 8/8: INTEL_PERF_METRICS_IDX names FC3, so a GLOBAL_CTRL write that flips bit 48
- * reprograms FC3 and topdown mode is decided again.
+ * kvm_pmu_handle_event, today's, reaching each set bit through patch 8/8's intel_pmc_idx_to_pmc, where
+ * INTEL_PERF_METRICS_IDX names FC3: a GLOBAL_CTRL write that flips bit 48 reprograms FC3, deciding topdown mode again.
  */
-function intel_pmc_idx_to_pmc(vcpu: KvmVcpuState, idx: number): KvmPmc | undefined {
-  if (idx === INTEL_PERF_METRICS_IDX) return get_fixed_pmc(vcpu, MSR_CORE_PERF_FIXED_CTR0 + 3);
-  return validPmcs(vcpu.pmu).find((p) => p.idx === idx);
-}
-
-/** kvm_pmu_handle_event, today's, reaching each set bit through patch 8/8's intel_pmc_idx_to_pmc (bit 48 is FC3). */
 function kvm_pmu_handle_event(vcpu: KvmVcpuState): void {
   const pmu = vcpu.pmu;
   const snapshot = pmu.reprogram_pmi;
   pmu.reprogram_pmi &= ~snapshot;
-  const pmcs = new Set<KvmPmc>();
-  for (let idx = 0; idx < 64; idx++) {
-    if ((snapshot & bit(idx)) === 0n) continue;
-    const pmc = intel_pmc_idx_to_pmc(vcpu, idx);
-    if (pmc !== undefined) pmcs.add(pmc);
-  }
-  const ordered = validPmcs(pmu).filter((p) => pmcs.has(p)); // for_each_set_bit order, FC3 once
-  for (const pmc of ordered) if (!vcpu.ops.reprogram_counter(vcpu, pmc)) pmu.reprogram_pmi |= bit(pmc.idx); // retried, no new request
+  const metrics = (snapshot & bit(INTEL_PERF_METRICS_IDX)) !== 0n;
+  const pmcs = validPmcs(pmu).filter((p) => (snapshot & bit(p.idx)) !== 0n || (metrics && pmc_support_perf_metrics(p)));
+  for (const pmc of pmcs) if (!vcpu.ops.reprogram_counter(vcpu, pmc)) pmu.reprogram_pmi |= bit(pmc.idx); // retried, no new request
   if (pmu.need_cleanup) vcpu.ops.kvm_pmu_cleanup(vcpu);
-  for (const pmc of ordered) kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
+  for (const pmc of pmcs) kvm_pmu_recalc_pmc_emulation(vcpu, pmc);
 }
 
 /** pmc_read_counter, out of line in patch 8/8: FC3's leader delta folds the metric events into PERF_METRICS first. */
