@@ -463,6 +463,17 @@ export const FAULTS: readonly PlantedFault[] = [
   ),
   onEmulated(
     {
+      id: 'set-cpuid-entries-unchecked',
+      file: `${C}/vcpu.ts`,
+      fn: 'kvm_set_cpuid',
+      cls: 'CHK',
+      change: "after KVM_RUN only the number of CPUID entries is compared (each entry's compare deleted)",
+    },
+    C_VCPU.SET_CPUID_ENTRIES_UNCHECKED,
+    abi,
+  ),
+  onEmulated(
+    {
       id: 'set-cpuid-clears-debugctl',
       file: `${C}/vcpu.ts`,
       fn: 'kvm_set_cpuid',

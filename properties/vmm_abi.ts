@@ -5,7 +5,10 @@
  *   restores, so a saved VM restores (e33b6d79acac);
  * - every listed MSR survives KVM_GET_MSRS then KVM_SET_MSRS of what was read, at any time;
  * - without CPUID.PDCM, PERF_CAPABILITIES reads 0 and only 0 can be written (d75cac366f44);
- * - KVM_SET_CPUID2 is accepted before KVM_RUN and refused after it unless nothing changes;
+ * - KVM_SET_CPUID2 is accepted before KVM_RUN and refused after it unless nothing changes (the same model set again,
+ *   or one field or bit of it changed);
+ * - KVM_SET_PMU_EVENT_FILTER refuses a bad action, an unknown flag, more than 300 events and a masked entry with bits
+ *   outside its fields, and takes the edges that are valid;
  * - a VM created with KVM_PMU_CAP_DISABLE gives its vCPUs no vPMU whatever their CPUID (ba7bb663f554).
  */
 
@@ -16,7 +19,16 @@ import { MSR_IA32_XSS, XFEATURE_LBR } from '../model/hw/msr/system.js';
 import { MSR_ARCH_LBR_DEPTH } from '../model/hw/msr/lbr_arch.js';
 import { Divergence, GuestRun, type WorldCommand } from '../scenarios/commands.js';
 import { adoptionOf, declaredFor, type KnownDivergence } from './expectations/types.js';
-import { VmmGetMsr, VmmRoundTrip, vmmMsrArb, vmmSetCpuidArb, vmmSetMsrArb } from '../scenarios/vmm.js';
+import {
+  filterEdgeArb,
+  VmmGetMsr,
+  VmmRoundTrip,
+  VmmSetPmuEventFilter,
+  vmmMsrArb,
+  vmmSetCpuidAgainArb,
+  vmmSetCpuidArb,
+  vmmSetMsrArb,
+} from '../scenarios/vmm.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_PERF_METRICS } from '../model/hw/msr/capabilities.js';
 import {
@@ -181,7 +193,9 @@ export function vmmAbiProperty(r: VmmAbiRun) {
           { arbitrary: getMsrArb, weight: 2 },
           { arbitrary: vmmSetMsrArb(r.host, [MSR_IA32_PERF_CAPABILITIES]), weight: 2 },
           { arbitrary: fc.constant(new VmmRoundTrip(0)), weight: 1 },
-          { arbitrary: fc.constant(new GuestRun(0, [])), weight: 1 }, // KVM_RUN: the model is frozen from here
+          { arbitrary: fc.constant(new GuestRun(0, [])), weight: 2 }, // KVM_RUN: the model is frozen from here
+          { arbitrary: vmmSetCpuidAgainArb, weight: 2 },
+          { arbitrary: filterEdgeArb.map((f) => new VmmSetPmuEventFilter(f)), weight: 1 },
         ),
         { maxLength: 12, size: '+1' },
       ),

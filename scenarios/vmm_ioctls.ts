@@ -4,9 +4,10 @@
  * tells the bare-metal oracles what changed; the commands of vmm.ts call them.
  */
 
+import { isDeepStrictEqual } from 'node:util';
 import type { WorkUnit } from '../model/hw/work.js';
-import type { HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
-import { sameGuestCpuid } from '../model/kvm/common/cpuid.js';
+import type { CpuidRegs } from '../model/hw/profile.js';
+import type { GuestCpuid, HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
 import { type GuestConfig, impossibleEnumeration, vmSetupOf, type World } from './world.js';
 import { NONE, type Observation, OK, type Outcome, REFUSED, valueOutcome } from './observation.js';
@@ -46,6 +47,57 @@ export function vmmSetCpuid(w: World, vcpu: number, asked: GuestConfig): Observa
     impossible,
   } as const;
   return w.vmmRecord(v, op, answer(r), impossible === null && (!ran || same) ? OK : REFUSED);
+}
+
+/**
+ * What a VMM changes when it sets a vCPU's model again: nothing (QEMU re-applies the same CPUID to a hot-plugged or
+ * reset vCPU, the case c6617c61e8fe keeps working after KVM_RUN), or one field or one bit of the payload.
+ */
+export type CpuidChange =
+  | { readonly field: 'none' | 'family' | 'model' | 'pdcm' | 'tsx' | 'archLbr' }
+  | { readonly field: 'leaf0a' | 'leaf1c'; readonly reg: keyof CpuidRegs; readonly bit: number }
+  | { readonly field: 'perfCapabilities'; readonly bit: number };
+
+const flipBit = (r: CpuidRegs | undefined, reg: keyof CpuidRegs, bit: number): CpuidRegs => {
+  const z = r ?? { eax: 0, ebx: 0, ecx: 0, edx: 0 };
+  return { ...z, [reg]: (z[reg] ^ (1 << bit)) >>> 0 };
+};
+
+/** The model `g` with `c` applied. */
+export function changedConfig(g: GuestConfig, c: CpuidChange): GuestConfig {
+  const id = g.cpuid;
+  const cpuid = (x: Partial<GuestCpuid>): GuestConfig => ({ ...g, cpuid: { ...id, ...x } });
+  switch (c.field) {
+    case 'none':
+      return g;
+    case 'family':
+      return cpuid({ family: id.family ^ 1 });
+    case 'model':
+      return cpuid({ model: id.model ^ 1 });
+    case 'pdcm':
+      return cpuid({ pdcm: !id.pdcm });
+    case 'tsx':
+      return cpuid({ tsx: !(id.tsx ?? false) });
+    case 'archLbr':
+      return cpuid({ archLbr: !(id.archLbr ?? false) });
+    case 'leaf0a':
+      return cpuid({ leaf0a: flipBit(id.leaf0a, c.reg, c.bit) });
+    case 'leaf1c':
+      return cpuid({ leaf1c: flipBit(id.leaf1c, c.reg, c.bit) });
+    case 'perfCapabilities':
+      return { ...g, perfCapabilities: g.perfCapabilities ^ (1n << BigInt(c.bit)) };
+  }
+}
+
+/**
+ * KVM_SET_CPUID2 after KVM_RUN of the vCPU's model with `change` applied: only an identical payload is accepted
+ * (kvm_cpuid_check_equal), and then nothing changes. Before the first KVM_RUN the command does nothing: a new model
+ * then is VmmSetCpuid's case.
+ */
+export function vmmSetCpuidAgain(w: World, vcpu: number, change: CpuidChange): Observation[] {
+  const v = w.index(vcpu);
+  if (!w.vcpuHasRun(v)) return [];
+  return vmmSetCpuid(w, vcpu, changedConfig(w.guestConfig(v), change));
 }
 
 /**
@@ -220,11 +272,30 @@ export function vmmSetPmuEventFilter(w: World, filter: KvmPmuEventFilter | null)
     const one = x.setPmuEventFilter(filter);
     if (!one.ok) r = one;
   }
-  if (r.ok) {
+  const valid = filter === null || filterAbiValid(filter);
+  if (r.ok && valid) {
     w.oracleFilter = filter;
     for (const o of w.oracles) if (o instanceof OracleCpu) o.filter = filter;
   }
-  return w.vmmRecord(0, { op: 'set-filter', filter }, answer(r), OK);
+  return w.vmmRecord(0, { op: 'set-filter', filter }, answer(r), valid ? OK : REFUSED);
+}
+
+/** The most events KVM_SET_PMU_EVENT_FILTER takes (KVM_PMU_EVENT_FILTER_MAX_EVENTS); more is -E2BIG. */
+export const FILTER_MAX_EVENTS = 300;
+
+/** A masked entry's bits on Intel: event select 7:0, unit mask match 15:8, exclude 55, unit mask mask 63:56. */
+const MASKED_ENTRY_BITS = 0xff80_0000_0000_ffffn;
+
+/**
+ * What KVM_SET_PMU_EVENT_FILTER accepts (kvm-vpmu.md §2.17, the selftest's invalid-filter cases): ALLOW (0) or DENY
+ * (1), no flag but MASKED_EVENTS (1), at most 300 events and, with masked events, none with a bit outside an entry's
+ * fields (-EINVAL). A plain entry with other bits is accepted and can never match.
+ */
+function filterAbiValid(f: KvmPmuEventFilter): boolean {
+  if (f.action !== 0 && f.action !== 1) return false;
+  if ((f.flags & ~1) !== 0) return false;
+  if (f.events.length > FILTER_MAX_EVENTS) return false;
+  return (f.flags & 1) === 0 || f.events.every((e) => (e & ~MASKED_ENTRY_BITS) === 0n);
 }
 
 /**
@@ -257,7 +328,18 @@ function showHost(r: HostAccess): Outcome {
 /** An ioctl's answer: ok or refused. */
 const answer = (r: HostAccess): Outcome => (r.ok ? OK : REFUSED);
 
-/** The same vCPU model: what KVM accepts again after KVM_RUN. */
+/**
+ * The same vCPU model, what KVM accepts again after KVM_RUN: kvm_cpuid_check_equal compares the payload entry by
+ * entry, and PERF_CAPABILITIES after KVM_RUN takes only the value it holds (0094f62c7eaa). Judged here on the payload,
+ * apart from the design's own comparison, so that a fault in that comparison shows.
+ */
 function sameModel(a: GuestConfig, b: GuestConfig): boolean {
-  return sameGuestCpuid(a.cpuid, b.cpuid) && (!b.cpuid.pdcm || a.perfCapabilities === b.perfCapabilities);
+  // An absent HLE/RTM or ARCH_LBR bit is a clear one; an absent leaf 0x1C is no entry, unlike an all-zero one.
+  const bits = (c: GuestCpuid) => [c.family, c.model, c.pdcm, c.tsx ?? false, c.archLbr ?? false];
+  return (
+    isDeepStrictEqual(bits(a.cpuid), bits(b.cpuid)) &&
+    isDeepStrictEqual(a.cpuid.leaf0a, b.cpuid.leaf0a) &&
+    isDeepStrictEqual(a.cpuid.leaf1c, b.cpuid.leaf1c) &&
+    (!b.cpuid.pdcm || a.perfCapabilities === b.perfCapabilities)
+  );
 }

@@ -14,7 +14,8 @@ import type { PerfEvent } from '../../model/host/types.js';
 import type { Design } from '../../properties/design.js';
 import { adoptionOf, type KnownDivergence } from '../../properties/expectations/types.js';
 import { HostEvent, HostOpen, HostOpenThread, type WorldCommand } from '../../scenarios/commands.js';
-import { VmmSetCpuid } from '../../scenarios/vmm.js';
+import { VmmSetCpuid, VmmSetCpuidAgain } from '../../scenarios/vmm.js';
+import { changedConfig } from '../../scenarios/vmm_ioctls.js';
 import { diverges, type Observation, type Outcome } from '../../scenarios/observation.js';
 import { type GuestConfig, World } from '../../scenarios/world.js';
 import {
@@ -262,7 +263,12 @@ function once(
       const live = w.hostEvents;
       if (live.length > 0) hostEvent = ids.get(live[((command.k % live.length) + live.length) % live.length]!) ?? null;
     }
-    const guest = command instanceof VmmSetCpuid ? w.withSupportedCaps(w.vcpus[0]!, command.config) : w.guestConfig(0);
+    const guest =
+      command instanceof VmmSetCpuid
+        ? w.withSupportedCaps(w.vcpus[0]!, command.config)
+        : command instanceof VmmSetCpuidAgain
+          ? changedConfig(w.guestConfig(0), command.change)
+          : w.guestConfig(0);
     const before = w.observations.length;
     const count = w.hostEvents.length;
     command.run({}, w);

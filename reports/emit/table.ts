@@ -42,6 +42,7 @@ import {
   VmmPmuCapability,
   VmmRoundTrip,
   VmmSetCpuid,
+  VmmSetCpuidAgain,
   VmmSetMsr,
   VmmSetPmuEventFilter,
 } from '../../scenarios/vmm.js';
@@ -70,7 +71,7 @@ export interface HostContext {
   readonly hostEvent: number | null;
   /** Whether the model opened the event a HostOpen/HostOpenThread asked for. */
   readonly opened: boolean;
-  /** The guest model KVM holds after a VmmSetCpuid (what the C passes to KVM_SET_CPUID2). */
+  /** The guest model a VmmSetCpuid or VmmSetCpuidAgain passes to KVM_SET_CPUID2. */
   readonly guest: GuestConfig;
 }
 
@@ -340,6 +341,13 @@ export const COMMAND_EMITTERS: readonly CommandEmitter[] = [
     label: (c) =>
       `KVM_SET_CPUID2 (CPUID.0AH eax ${hex(c.config.cpuid.leaf0a.eax)}, PERF_CAPABILITIES ${hex(c.config.perfCapabilities)})`,
     host: (_c, h) => `vmm_set_cpuid(&(struct guest_model)${guestC(h.guest)}, ${okC(expected(h))});`,
+  }),
+  entry(VmmSetCpuidAgain, {
+    label: (c) => `KVM_SET_CPUID2 after KVM_RUN: ${String(c)}`,
+    host: (_c, h) =>
+      h.observations.length === 0
+        ? '/* the vCPU has not run: the model is not set again */'
+        : `vmm_set_cpuid(&(struct guest_model)${guestC(h.guest)}, ${okC(expected(h))});`,
   }),
   entry(VmmSetMsr, {
     label: (c) => `KVM_SET_MSRS ${msrLabel(c.msr)} <- ${hex(c.value)}`,

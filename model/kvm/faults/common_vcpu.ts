@@ -61,3 +61,16 @@ export const SET_CPUID_AFTER_RUN_ACCEPTED: EmulatedOps = {
     return EMULATED_OPS.kvm_set_cpuid(vcpu, cpuid);
   },
 };
+
+/**
+ * kvm_set_cpuid after KVM_RUN compares the entries' count only (kvm_cpuid_check_equal's compare of each entry deleted):
+ * any payload with the same leaves is accepted again, and the vPMU keeps the old model.
+ */
+export const SET_CPUID_ENTRIES_UNCHECKED: EmulatedOps = {
+  ...EMULATED_OPS,
+  kvm_set_cpuid(vcpu: KvmVcpuState, cpuid: GuestCpuid): HostAccess {
+    if (vcpu.hasRun && (vcpu.cpuid.leaf1c === undefined) === (cpuid.leaf1c === undefined))
+      return { ok: true, value: 0n };
+    return EMULATED_OPS.kvm_set_cpuid(vcpu, cpuid);
+  },
+};
