@@ -11,11 +11,7 @@ import { EMULATED_EXPECTATIONS, hostCompeted } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
 import { counterOf, counterOfMsr, isCounter, lbrFreezeEffect, lostOnly } from './common.js';
 import { MAX_GP } from '../../model/hw/profile.js';
-import {
-  is_fixed_event_allowed,
-  is_gp_event_allowed,
-  kvm_vm_ioctl_set_pmu_event_filter,
-} from '../../model/kvm/common/filter.js';
+import { fixedCounterAllowed, gpEventAllowed } from '../../scenarios/oracle_filter.js';
 import { lowMask } from '../../model/hw/bits.js';
 import {
   ARCH_PERFMON_EVENTSEL_ENABLE,
@@ -316,7 +312,7 @@ function vmmReadRolledBack(o: Observation, c: DivergenceContext): boolean {
 
 /**
  * The counters enabled (by the guest's or the VMM's last control write) with an event a later KVM_SET_PMU_EVENT_FILTER
- * denies (is_gp_event_allowed / is_fixed_event_allowed): their events outlive it, and any later enabling write loads
+ * denies (as is_gp_event_allowed / is_fixed_event_allowed decide): their events outlive it, and any later enabling write loads
  * their control again.
  */
 function enabledBeforeFilter(history: readonly Observation[]): Set<number> {
@@ -324,12 +320,11 @@ function enabledBeforeFilter(history: readonly Observation[]): Set<number> {
   const fixed = new Set<number>(); // enabled fixed counters
   const out = new Set<number>();
   for (const h of history) {
+    // Read as the World's bare metal reads a filter the ioctl took, not through the design's own predicates.
     if (h.vmm?.op === 'set-filter' && h.vmm.filter !== null && h.sut.kind === 'ok') {
-      const f = kvm_vm_ioctl_set_pmu_event_filter(h.vmm.filter);
-      if (!('error' in f)) {
-        for (const [i, sel] of selects) if (!is_gp_event_allowed(f, sel)) out.add(i);
-        for (const j of fixed) if (!is_fixed_event_allowed(f, j)) out.add(32 + j);
-      }
+      const f = h.vmm.filter;
+      for (const [i, sel] of selects) if (!gpEventAllowed(f, sel)) out.add(i);
+      for (const j of fixed) if (!fixedCounterAllowed(f, j)) out.add(32 + j);
     }
     const x = written(h);
     if (x === null) continue;
