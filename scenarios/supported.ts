@@ -155,6 +155,8 @@ function configArb(host: Profile, s: SupportedPmu, range: Range): fc.Arbitrary<G
             edx: r.version > 1 ? leaf0aEdx(nFixedOf(r), have.fixedWidth || host.fixedWidth) : 0,
           },
           pdcm: r.pdcm,
+          // HLE/RTM as the host has them, as QEMU's -cpu host passes them (no draw: the seeds stay as they were).
+          ...(host.tsx ? { tsx: true } : {}),
           ...(withArch ? { archLbr: true, leaf1c: archLbr } : {}),
         },
         perfCapabilities: perfCaps({

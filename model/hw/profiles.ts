@@ -80,6 +80,8 @@ export const SAPPHIRE_RAPIDS: Profile = defineProfile({
   // Depths 8..32, LIP, CPL/branch-type filtering and call stack, MISPRED/timed/BR_TYPE.
   leaf1c: { eax: 0x8000_000f, ebx: 0x7, ecx: 0x7, edx: 0 },
   topdownL2: true,
+  // RTM: not affected by TAA, so Linux's tsx=auto leaves it on; EVTSEL IN_TX/IN_TX_CP and DEBUGCTL.RTM_DEBUG exist.
+  tsx: true,
 });
 
 export const BUILTIN_PROFILES: Readonly<Record<string, Profile>> = Object.freeze({
