@@ -11,6 +11,9 @@ import type { GuestConfig } from '../../scenarios/world.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 import { MSR_P6_EVNTSEL0, MSR_IA32_PERFCTR0 } from '../../model/hw/msr/counters.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../model/hw/msr/capabilities.js';
+import { type Access, ok } from '../../model/hw/access.js';
 
 const emulated: InvisibilityRun = {
   host: SKYLAKE,
@@ -31,6 +34,18 @@ const guest: GuestConfig = {
 class IgnoresRestoredGlobalCtrl extends EmulatedVcpu {
   override hostSetMsr(msr: number, value: bigint): HostAccess {
     return msr === MSR_CORE_PERF_GLOBAL_CTRL ? { ok: true, value } : super.hostSetMsr(msr, value);
+  }
+}
+
+/** A planted fault: once KVM_SET_MSRS has restored the vCPU, the guest's LBR_TOS reads 0 whatever the LBRs hold. */
+class TosStuckAfterRestore extends EmulatedVcpu {
+  private restored = false;
+  override hostSetMsr(msr: number, value: bigint): HostAccess {
+    if (msr !== MSR_IA32_PERF_CAPABILITIES) this.restored = true;
+    return super.hostSetMsr(msr, value);
+  }
+  override guestRdmsr(msr: number): Access {
+    return this.restored && msr === MSR_LBR_TOS ? ok(0n) : super.guestRdmsr(msr);
   }
 }
 
@@ -87,5 +102,41 @@ describe('a declared loss is judged on the history up to the divergent read', ()
     const known = new Map<string, number>();
     expect(() => checkInvisible({ ...emulated, known }, guest, program, 1, new SaveRestore(0, 0))).not.toThrow();
     expect([...known.keys()]).toEqual(['debugctl-not-saved']);
+  });
+});
+
+describe('debugctl-not-saved: the LBRs stop recording once the save/restore has cleared DEBUGCTL.LBR', () => {
+  // FC_SEED=1216750436: a v1 guest with LBR format 5 sets DEBUGCTL.LBR, is saved and restored, takes a branch, reads TOS.
+  const lbrGuest: GuestConfig = {
+    cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300801, ebx: 0x7f, ecx: 0, edx: 0 }, pdcm: true },
+    perfCapabilities: 5n,
+  };
+  const branch = new GuestRun(0, [
+    {
+      cpl: 0,
+      instructions: 1,
+      branches: [{ from: 0xffff_ffff_8100_0000n, to: 0xffff_ffff_8100_0000n, kind: 'COND', mispredict: false, cpl: 0 }],
+    },
+  ]);
+  const setLbr = new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x1n);
+  const readTos = new GuestRdmsr(0, MSR_LBR_TOS);
+
+  it('a TOS that stays 0 after the restore is declared', () => {
+    const known = new Map<string, number>();
+    checkInvisible({ ...emulated, known }, lbrGuest, [setLbr, branch, readTos], 1, new SaveRestore(0, 0));
+    expect([...known.keys()]).toEqual(['debugctl-not-saved']);
+  });
+
+  it('a TOS that stays 0 though the guest set DEBUGCTL.LBR again after the restore is reported', () => {
+    checkInvisible(emulated, lbrGuest, [setLbr, setLbr, branch, readTos], 1, new SaveRestore(0, 0));
+    expect(() =>
+      checkInvisible(
+        { ...emulated, design: (h, o) => new TosStuckAfterRestore(h, o) },
+        lbrGuest,
+        [setLbr, setLbr, branch, readTos],
+        1,
+        new SaveRestore(0, 0),
+      ),
+    ).toThrow(/RDMSR 0x1c9/);
   });
 });
