@@ -6,9 +6,18 @@
 
 import { guestHasLbr, isLegacyLbrRecord, lbrEventLost, wipeLbrRecords } from './common.js';
 import type { KnownDivergence } from './types.js';
-import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { readValue, type Observation } from '../../scenarios/observation.js';
 import { MSR_LBR_SELECT, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
+
+/** The guest's last accepted DEBUGCTL write before the last save/restore set DEBUGCTL.LBR: the LBRs were recording. */
+const lbrOnAtSaveRestore = (h: readonly Observation[]) => {
+  const at = h.findLastIndex((x) => x.vmm?.op === 'save-restore');
+  const w = h
+    .slice(0, Math.max(at, 0))
+    .findLast((x) => x.kind === 'wrmsr' && x.target === MSR_IA32_DEBUGCTLMSR && x.sut.kind === 'accepted');
+  return w !== undefined && ((w.value ?? 0n) & DEBUGCTLMSR_LBR) !== 0n;
+};
 
 /** The history has a save/restore of the vCPU after which the guest did not write `msr` (KVM took none). */
 const lostAtSaveRestore = (h: readonly Observation[], msr: number) => {
@@ -23,10 +32,10 @@ export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
       'IA32_DEBUGCTL is not in KVM_GET_MSR_INDEX_LIST, so a save/restore resets it to 0, and with DEBUGCTL.LBR the LBRs stop recording (decision K4, to confirm against QEMU)',
     kernelRef: 'arch/x86/kvm/x86.c msrs_to_save_pmu / emulated_msrs: no MSR_IA32_DEBUGCTLMSR',
     // A read of 0 where the other side kept a value, with no DEBUGCTL write since the save/restore: DEBUGCTL itself, or
-    // LBR_TOS, which then moves no more (the records reading 0 are lbr-not-saved's).
+    // LBR_TOS when DEBUGCTL.LBR was set at the save/restore: it then moves no more (records reading 0 are lbr-not-saved's).
     matches: (o, c) =>
       o.kind === 'rdmsr' &&
-      (o.target === MSR_IA32_DEBUGCTLMSR || o.target === MSR_LBR_TOS) &&
+      (o.target === MSR_IA32_DEBUGCTLMSR || (o.target === MSR_LBR_TOS && lbrOnAtSaveRestore(c.history))) &&
       readValue(o.sut) === 0n &&
       lostAtSaveRestore(c.history, MSR_IA32_DEBUGCTLMSR),
     adoptStep: (op, oracle) => {
