@@ -178,19 +178,20 @@ function lbrDifferences(withGuest: World, hostOnly: World, cpu: number, after: W
   if (a === null || b === null) return [];
   const out: HostLbrDifference[] = [];
   const hex = (v: bigint) => `0x${v.toString(16)}`;
+  const facts = { after, guestHistory: withGuest.observations, guestRecords: a.records.filter(added).length };
   if (a.ctl.value !== b.ctl.value)
-    out.push({ cpu, field: a.ctl.field, withGuest: hex(a.ctl.value), hostOnly: hex(b.ctl.value), after });
+    out.push({ cpu, field: a.ctl.field, withGuest: hex(a.ctl.value), hostOnly: hex(b.ctl.value), ...facts });
   if (a.select !== b.select)
-    out.push({ cpu, field: 'LBR_SELECT', withGuest: hex(a.select ?? 0n), hostOnly: hex(b.select ?? 0n), after });
+    out.push({ cpu, field: 'LBR_SELECT', withGuest: hex(a.select ?? 0n), hostOnly: hex(b.select ?? 0n), ...facts });
   if (a.depth !== b.depth)
-    out.push({ cpu, field: 'DEPTH', withGuest: hex(a.depth ?? 0n), hostOnly: hex(b.depth ?? 0n), after });
+    out.push({ cpu, field: 'DEPTH', withGuest: hex(a.depth ?? 0n), hostOnly: hex(b.depth ?? 0n), ...facts });
   // Newest first: the host's own records, those the guest added set aside, are the newest of the host's without it.
   const kept = a.records.filter((x) => !added(x));
   const same = kept.every((x, i) => {
     const y = b.records[i];
     return y !== undefined && x.from === y.from && x.to === y.to && x.info === y.info;
   });
-  if (!same) out.push({ cpu, field: 'records', withGuest: show(a.records), hostOnly: show(b.records), after });
+  if (!same) out.push({ cpu, field: 'records', withGuest: show(a.records), hostOnly: show(b.records), ...facts });
   return out;
 }
 

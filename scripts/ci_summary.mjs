@@ -15,6 +15,17 @@ try {
 const brokenFiles = (r.testResults ?? []).filter(
   (t) => t.status === 'failed' && (t.assertionResults ?? []).every((a) => a.status !== 'failed'),
 ).length;
+// Each failed test by name, with the fast-check seed and path that replay it, so a CI log says what to run again.
+for (const f of r.testResults ?? []) {
+  const file = String(f.name ?? '').replace(/^.*?\/test\//, 'test/');
+  for (const a of f.assertionResults ?? []) {
+    if (a.status !== 'failed') continue;
+    const m = /seed: (-?\d+), path: "([^"]*)"/.exec((a.failureMessages ?? []).join('\n'));
+    console.log(`failed: ${file} > ${a.fullName}${m ? ` (FC_SEED=${m[1]}, path ${m[2]})` : ''}`);
+  }
+  if (f.status === 'failed' && (f.assertionResults ?? []).every((a) => a.status !== 'failed'))
+    console.log(`failed: ${file} (${String(f.message ?? 'no tests ran').split('\n')[0]})`);
+}
 // Checks CI runs beside vitest (the reproducers' build) report their failures here.
 const extra = Number(process.env.CI_EXTRA_FAILED ?? 0) || 0;
 const failed = r.numFailedTests + Math.max(r.numRuntimeErrorTestSuites ?? 0, brokenFiles) + extra;

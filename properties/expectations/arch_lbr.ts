@@ -9,7 +9,7 @@
 import { isGp, type Observation, readValue } from '../../scenarios/observation.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { DivergenceContext, HostLbrDifference, KnownDisturbance, KnownDivergence } from './types.js';
-import { GuestWrmsr, GuestXrstors, HostOpen, HostWork } from '../../scenarios/commands.js';
+import { GuestRun, GuestWrmsr, GuestXrstors, HostOpen, HostWork } from '../../scenarios/commands.js';
 import { EMULATED_EXPECTATIONS, hostCompeted, infoCyclesOnly } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
 import { guestHasLbr } from './common.js';
@@ -297,6 +297,21 @@ const afterGuestWrmsr = (d: HostLbrDifference, msr: (m: number) => boolean) => {
 };
 
 /**
+ * The guest's LBR_CTL.LBREn as its last accepted WRMSR left it, with no PMI delivered since (a freeze may clear it) and
+ * no XRSTORS (the image's LBR_CTL is not known here).
+ */
+function guestLbrEnSet(h: readonly Observation[]): boolean {
+  let lbrEn = false;
+  for (const x of h) {
+    if (x.kind === 'wrmsr' && x.target === MSR_ARCH_LBR_CTL && x.sut.kind === 'accepted' && x.value !== null)
+      lbrEn = (x.value & ARCH_LBR_LBREN) !== 0n;
+    else if (x.kind === 'xrstors' || (x.kind === 'pmi' && x.sut.kind === 'pmis' && x.sut.pmis.length > 0))
+      lbrEn = false;
+  }
+  return lbrEn;
+}
+
+/**
  * What the series does to host perf's Arch LBRs (property 2, guest to host; seed 004's fourth test): one declaration per
  * mechanism, each matching only the field it changes, right after the guest command that changes it.
  */
@@ -311,6 +326,16 @@ export const ARCH_LBR_DISTURBANCES: readonly KnownDisturbance[] = [
       const c = d.after;
       return d.field === 'LBR_CTL' && d.withGuest === '0x0' && !(c instanceof HostOpen || c instanceof HostWork);
     },
+  },
+  {
+    id: 'entry-loads-guest-lbr-ctl',
+    title:
+      "every VM-entry loads the guest's IA32_LBR_CTL, whoever holds the LBRs: a guest that set LBREn while a host branch-stack user holds them (its LBR event not ACTIVE) records its branches in the host's stack, and in call-stack mode its returns pop the host's records",
+    kernelRef:
+      'Arch LBR v2 patch 10/15: VM_ENTRY_LOAD_IA32_LBR_CTL is a required VM-entry control and GUEST_IA32_LBR_CTL holds what the guest wrote; vmx_passthrough_lbr_msrs only intercepts the records when the guest LBR event is below ACTIVE (review R-AL2-10; seed 004: "Is the guest supposed to be traced?")',
+    // The guest's run, with the guest's branches in the host's records and LBREn set by the guest.
+    matches: (d) =>
+      d.field === 'records' && d.after instanceof GuestRun && d.guestRecords > 0 && guestLbrEnSet(d.guestHistory),
   },
   {
     id: 'depth-write-zeroes-host-records',

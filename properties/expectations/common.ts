@@ -167,12 +167,15 @@ export const isLegacyLbrRecord = (m: number) => (m >= MSR_LBR_NHM_FROM && m < 0x
  * migration or preemption with DEBUGCTL.LBR clear (intel_pmu_cleanup).
  */
 export const lbrEventLost = (h: readonly Observation[], from = 0) =>
-  h.some(
-    (x, i) =>
-      i >= from &&
-      (x.vmm?.op === 'save-restore' ||
-        ((x.vmm?.op === 'migrate' || x.vmm?.op === 'preempt') && !debugctlLbrSetAt(h, i))),
+  h.some((_, i) => i >= from && lbrEventReleasedAt(h, i));
+
+/** Observation `i` is a reschedule after which the guest LBR event may be gone (see lbrEventLost). */
+export function lbrEventReleasedAt(h: readonly Observation[], i: number): boolean {
+  const x = h[i]!;
+  return (
+    x.vmm?.op === 'save-restore' || ((x.vmm?.op === 'migrate' || x.vmm?.op === 'preempt') && !debugctlLbrSetAt(h, i))
   );
+}
 
 /** DEBUGCTL.LBR as the guest last wrote it (KVM took it) before observation `i`. */
 function debugctlLbrSetAt(h: readonly Observation[], i: number): boolean {

@@ -22,6 +22,7 @@ import {
   FIXED_CTR_WIDTH,
   guestHasLbr,
   isLegacyLbrMsr,
+  lbrEventReleasedAt,
   lbrEventLost,
   wipeLbrRecords,
   truncateLbrAtEmptyFrom,
@@ -330,6 +331,41 @@ export function hostCompeted(c: DivergenceContext, v: number, lbr: boolean, now 
   return now ? competes() : ever;
 }
 
+/**
+ * The guest LBR event of vCPU `v` is in ERROR: a host user's CPU-pinned branch-stack event held the LBRs of the vCPU's
+ * pCPU while the event existed (any guest LBR MSR access, or DEBUGCTL.LBR set, creates it), and KVM has not released it
+ * since. perf schedules CPU-pinned events before task-pinned ones and never schedules an ERROR event in again.
+ */
+function lbrEventInError(c: DivergenceContext, v: number): boolean {
+  const cpus = c.facts?.cpus ?? 2;
+  let cpu = c.facts?.initialCpu(v) ?? v % cpus;
+  const pinned = new Map<number, number>();
+  let exists = false;
+  let error = false;
+  c.history.forEach((h, i) => {
+    const op = h.host;
+    if (h.vcpu === v && lbrEventReleasedAt(c.history, i)) exists = error = false;
+    if (h.vcpu === v && (h.vmm?.op === 'migrate' || h.vmm?.op === 'save-restore'))
+      cpu = ((h.vmm.cpu % cpus) + cpus) % cpus;
+    else if (hostBranchStackOpened(h) && op?.op === 'open' && op.index !== null && op.attr.pinned && 'cpu' in op.on)
+      pinned.set(op.index, op.on.cpu);
+    else if (op?.op === 'close') pinned.delete(op.index);
+    else if (
+      h.vcpu === v &&
+      h.target !== null &&
+      ((h.kind === 'rdmsr' && isLegacyLbrMsr(h.target)) ||
+        (h.kind === 'wrmsr' &&
+          (isLegacyLbrMsr(h.target) ||
+            (h.target === MSR_IA32_DEBUGCTLMSR &&
+              h.sut.kind === 'accepted' &&
+              ((h.value ?? 0n) & DEBUGCTLMSR_LBR) !== 0n))))
+    )
+      exists = true;
+    if (exists && [...pinned.values()].includes(cpu)) error = true;
+  });
+  return error;
+}
+
 /** Since the guest last wrote LBR_TOS, a host branch-stack user opened or the guest LBR event was lost. */
 /**
  * A record value a guest whose TOS moved may read in place of bare metal's: empty, or one of bare metal's records (an
@@ -488,16 +524,16 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   {
     id: 'lbr-host-owned',
     title:
-      'while a host perf event holds the LBRs, KVM cannot create the guest LBR event: guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses',
+      'while a host perf event holds the LBRs, the guest LBR event is not ACTIVE: guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses; once a CPU-pinned host user has put it in ERROR, it stays so after that user closes, until KVM releases it',
     kernelRef:
-      'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored)',
+      'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored); kernel/events/core.c merge_sched_in: a pinned event that cannot be scheduled goes to PERF_EVENT_STATE_ERROR',
     // A read shows 0; a write does not fault (W3: accepted), where bare metal may #GP it.
     matches: (o, c) =>
       (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
       o.target !== null &&
       isLegacyLbrMsr(o.target) &&
       readZeroOrAccepted(o) &&
-      hostCompeted(c, o.vcpu, true, true),
+      (hostCompeted(c, o.vcpu, true, true) || lbrEventInError(c, o.vcpu)),
   },
   {
     id: 'lbr-tos-not-reset',

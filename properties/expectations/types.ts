@@ -126,6 +126,10 @@ export interface HostLbrDifference {
   readonly hostOnly: string;
   /** The command after which the difference shows. */
   readonly after: WorldCommand;
+  /** What the guest's accesses met with the guest running, up to `after` (the World's observations). */
+  readonly guestHistory: readonly Observation[];
+  /** How many records, with the guest, only its presence put there (the guest's branches, KVM's exit handler's). */
+  readonly guestRecords: number;
 }
 
 /**

@@ -1,13 +1,19 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../model/hw/profiles.js';
-import { MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH, MSR_ARCH_LBR_FROM_0 } from '../../model/hw/msr/lbr_arch.js';
+import {
+  ARCH_LBR_LBREN,
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_DEPTH,
+  MSR_ARCH_LBR_FROM_0,
+} from '../../model/hw/msr/lbr_arch.js';
 import { attr } from '../../model/host/types.js';
 import { ARCH_LBR_OPS } from '../../model/kvm/series/arch_lbr.js';
 import type { Design } from '../../properties/design.js';
 import { ARCH_LBR_DISTURBANCES } from '../../properties/expectations/arch_lbr.js';
 import {
   GuestRdmsr,
+  GuestRun,
   GuestWrmsr,
   GuestXrstors,
   HostOpen,
@@ -154,6 +160,41 @@ describe("property 2 (guest to host) on an Arch LBR host: host perf's LBR_CTL, D
     const known = new Map<string, number>();
     fc.assert(hostUndisturbedProperty({ ...run, known }), { numRuns: 200, seed: 1 });
     expect(known.get('exit-clears-host-lbr-ctl')).toBeGreaterThan(10);
+  });
+
+  it("entry-loads-guest-lbr-ctl: a guest with LBREn set records into a host user's LBRs; with LBREn clear, a VM-entry that sets it is reported", () => {
+    // FC_SEED=1216755622: LBREn and call-stack mode set before the host user takes the LBRs; the kernel's return pops
+    // the host's record and its branches take the host's stack.
+    const kernelWork = new GuestRun(0, [
+      {
+        cpl: 0,
+        instructions: 3,
+        cycles: 3,
+        branches: [
+          { from: 0xffff_ffff_8100_0000n, to: 0xffff_ffff_8100_0040n, kind: 'NEAR_RET' },
+          { from: 0xffff_ffff_8100_0080n, to: 0xffff_ffff_8100_00c0n, kind: 'COND' },
+        ],
+      },
+    ]);
+    const program = (ctl: bigint) => [new GuestWrmsr(0, MSR_ARCH_LBR_CTL, ctl), ...hostRecording, kernelWork];
+    const met = (design: Design['factory'], ctl: bigint) => {
+      const known = new Map<string, number>();
+      const run = { ...onSpr(archLbr), design, disturbances: ARCH_LBR_DISTURBANCES, known };
+      checkHostUndisturbed(run, archGuest, program(ctl));
+      return [...known.keys()].sort();
+    };
+    expect(met(archLbr.factory, 0x7f000fn)).toEqual(['entry-loads-guest-lbr-ctl', 'exit-clears-host-lbr-ctl']);
+    expect(met(archLbr.factory, 0x7f000en)).toEqual(['exit-clears-host-lbr-ctl']);
+    const entersEnabled = emulatedWith({
+      ...ARCH_LBR_OPS,
+      vmx_vcpu_enter: (vcpu) => {
+        ARCH_LBR_OPS.vmx_vcpu_enter(vcpu);
+        const hw = vcpu.host.pcpu(vcpu.cpu).hw;
+        const ctl = hw.rdmsr(MSR_ARCH_LBR_CTL);
+        if (ctl.ok) hw.wrmsr(MSR_ARCH_LBR_CTL, ctl.value | ARCH_LBR_LBREN);
+      },
+    });
+    expect(() => met(entersEnabled, 0x7f000en)).toThrow(/host perf's records after step 4 .* with the guest running/);
   });
 
   it('catches a series whose VM-exit also resets the LBRs (a DEPTH write) through those declarations, on two seeds', () => {

@@ -20,6 +20,7 @@ import {
   GuestRdmsr,
   GuestRun,
   GuestWrmsr,
+  HostEvent,
   HostOpen,
   Migrate,
   type WorldCommand,
@@ -39,7 +40,15 @@ import {
 } from '../../model/hw/msr/global.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
-import { MSR_LBR_INFO_0, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
+import {
+  MSR_LBR_INFO_0,
+  MSR_LBR_NHM_FROM,
+  MSR_LBR_NHM_TO,
+  MSR_LBR_SELECT,
+  MSR_LBR_TOS,
+} from '../../model/hw/msr/lbr_legacy.js';
+
+const lbrUser = { user: true, kernel: true, callStack: false };
 import { condBranch } from '../support/work.js';
 
 const emulated = designById('emulated');
@@ -203,6 +212,33 @@ describe('a declared divergence excuses its mechanism, not a neighbouring fault'
     expect(run(LBR_V2, p(0n))).toEqual({ reported: null, known: ['lbr-save-stops-at-empty-record'] });
     const lost = planted({ rd: (m, r) => (m === MSR_LBR_NHM_TO ? ok(0n) : r) });
     expect(run(LBR_V2, p(0x1234n), lost).reported).toMatchObject({ kind: 'rdmsr', target: MSR_LBR_NHM_TO });
+  });
+
+  it('lbr-host-owned: a CPU-pinned host LBR user leaves the guest LBR event in ERROR after it closes; created after the close, or released since, a dropped write is reported', () => {
+    const hostLbr = [
+      new HostOpen(0, attr({ config: 0xc0n, sample_period: 0x10n, pinned: true, branchSample: lbrUser })),
+      new HostEvent(0, 'close'),
+    ];
+    const reserved = new GuestWrmsr(0, MSR_LBR_SELECT, 0x400n);
+    // FC_SEED=1216667098: the event existed when the host user took the LBRs; the reserved-bit write is dropped.
+    expect(run(LBR_V2, [new GuestWrmsr(0, MSR_LBR_SELECT, 0n), ...hostLbr, reserved])).toEqual({
+      reported: null,
+      known: ['lbr-host-owned'],
+    });
+    const taken = planted({ wr: (m, v, r) => (m === MSR_LBR_SELECT && v === 0x400n ? ok(0n) : r) });
+    const created = [...hostLbr, new GuestWrmsr(0, MSR_LBR_SELECT, 0n), reserved];
+    expect(run(LBR_V2, created).reported).toBeNull();
+    expect(run(LBR_V2, created, taken).reported).toMatchObject({ kind: 'wrmsr', target: MSR_LBR_SELECT });
+    // Released at the migration (DEBUGCTL.LBR clear), created again with no host user.
+    const released = [
+      new GuestWrmsr(0, MSR_LBR_SELECT, 0n),
+      ...hostLbr,
+      new Migrate(0, 1),
+      new GuestWrmsr(0, MSR_LBR_SELECT, 0n),
+      reserved,
+    ];
+    expect(run(LBR_V2, released).reported).toBeNull();
+    expect(run(LBR_V2, released, taken).reported).toMatchObject({ kind: 'wrmsr', target: MSR_LBR_SELECT });
   });
 
   it('lbr-tos-not-reset: a TOS the guest wrote, read back wrong with no host LBR user, is reported', () => {
