@@ -8,7 +8,7 @@
 import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { PerfEventAttr } from '../model/host/types.js';
-import type { EmulatedInsn, GuestCpuid, GuestPmi, KvmPmuEventFilter } from '../model/kvm/types.js';
+import type { EmulatedInsn, Errno, GuestCpuid, GuestPmi, KvmPmuEventFilter } from '../model/kvm/types.js';
 
 /** What one side showed. */
 export type Outcome =
@@ -29,7 +29,7 @@ export type Outcome =
   | { readonly kind: 'xsave'; readonly area: ArchLbrXsave }
   /** A VMM ioctl that succeeded or was refused. */
   | { readonly kind: 'ok' }
-  | { readonly kind: 'refused' }
+  | { readonly kind: 'refused'; readonly errno?: Errno }
   /** What KVM's ABI promises of a listed MSR's round trip when the first KVM_GET_MSRS already failed. */
   | { readonly kind: 'savable' }
   /** A host perf event's count. */
@@ -200,6 +200,8 @@ export function sameOutcome(a: Outcome, b: Outcome): boolean {
       return b.kind === 'xsave' && sameArea(a.area, b.area);
     case 'step':
       return b.kind === 'step' && sameStep(a.step, b.step);
+    case 'refused':
+      return b.kind === 'refused' && a.errno === b.errno;
     default:
       return a.kind === b.kind;
   }
@@ -258,7 +260,7 @@ export function showOutcome(x: Outcome): string {
     case 'ok':
       return 'ok';
     case 'refused':
-      return 'refused';
+      return x.errno === undefined ? 'refused' : `refused (-${x.errno})`;
     case 'savable':
       return 'an MSR the VMM can save';
     case 'count':

@@ -7,7 +7,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { CpuidRegs } from '../model/hw/profile.js';
-import type { GuestCpuid, HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
+import type { Errno, GuestCpuid, HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
 import { type GuestConfig, impossibleEnumeration, vmSetupOf, type World } from './world.js';
 import { NONE, type Observation, OK, type Outcome, REFUSED, valueOutcome } from './observation.js';
@@ -272,12 +272,12 @@ export function vmmSetPmuEventFilter(w: World, filter: KvmPmuEventFilter | null)
     const one = x.setPmuEventFilter(filter);
     if (!one.ok) r = one;
   }
-  const valid = filter === null || filterAbiValid(filter);
-  if (r.ok && valid) {
+  const errno = filter === null ? null : filterAbiErrno(filter);
+  if (r.ok && errno === null) {
     w.oracleFilter = filter;
     for (const o of w.oracles) if (o instanceof OracleCpu) o.filter = filter;
   }
-  return w.vmmRecord(0, { op: 'set-filter', filter }, answer(r), valid ? OK : REFUSED);
+  return w.vmmRecord(0, { op: 'set-filter', filter }, answer(r), errno === null ? OK : { kind: 'refused', errno });
 }
 
 /** The most events KVM_SET_PMU_EVENT_FILTER takes (KVM_PMU_EVENT_FILTER_MAX_EVENTS); more is -E2BIG. */
@@ -287,15 +287,16 @@ export const FILTER_MAX_EVENTS = 300;
 const MASKED_ENTRY_BITS = 0xff80_0000_0000_ffffn;
 
 /**
- * What KVM_SET_PMU_EVENT_FILTER accepts (kvm-vpmu.md §2.17, the selftest's invalid-filter cases): ALLOW (0) or DENY
- * (1), no flag but MASKED_EVENTS (1), at most 300 events and, with masked events, none with a bit outside an entry's
- * fields (-EINVAL). A plain entry with other bits is accepted and can never match.
+ * How KVM_SET_PMU_EVENT_FILTER fails, in the order kvm_vm_ioctl_set_pmu_event_filter checks (kvm-vpmu.md §2.17, the
+ * selftest's invalid-filter cases), or null when it succeeds: an action but ALLOW (0) or DENY (1), then a flag but
+ * MASKED_EVENTS (1), are -EINVAL; more than 300 events -E2BIG; with masked events, an entry with a bit outside its
+ * fields -EINVAL. A plain entry with other bits is accepted and can never match.
  */
-function filterAbiValid(f: KvmPmuEventFilter): boolean {
-  if (f.action !== 0 && f.action !== 1) return false;
-  if ((f.flags & ~1) !== 0) return false;
-  if (f.events.length > FILTER_MAX_EVENTS) return false;
-  return (f.flags & 1) === 0 || f.events.every((e) => (e & ~MASKED_ENTRY_BITS) === 0n);
+function filterAbiErrno(f: KvmPmuEventFilter): Errno | null {
+  if (f.action !== 0 && f.action !== 1) return 'EINVAL';
+  if ((f.flags & ~1) !== 0) return 'EINVAL';
+  if (f.events.length > FILTER_MAX_EVENTS) return 'E2BIG';
+  return (f.flags & 1) === 0 || f.events.every((e) => (e & ~MASKED_ENTRY_BITS) === 0n) ? null : 'EINVAL';
 }
 
 /**
@@ -305,7 +306,7 @@ function filterAbiValid(f: KvmPmuEventFilter): boolean {
 export function vmmPmuCapability(w: World, vcpu: number, args0: bigint): Observation[] {
   const v = w.index(vcpu);
   const r = w.vcpus[v]!.enablePmuCapability(args0);
-  return w.vmmRecord(v, { op: 'pmu-cap', args0 }, answer(r), REFUSED);
+  return w.vmmRecord(v, { op: 'pmu-cap', args0 }, answer(r), { kind: 'refused', errno: 'EINVAL' });
 }
 
 /**
@@ -326,7 +327,8 @@ function showHost(r: HostAccess): Outcome {
 }
 
 /** An ioctl's answer: ok or refused. */
-const answer = (r: HostAccess): Outcome => (r.ok ? OK : REFUSED);
+const answer = (r: HostAccess): Outcome =>
+  r.ok ? OK : r.errno === undefined ? REFUSED : { kind: 'refused', errno: r.errno };
 
 /**
  * The same vCPU model, what KVM accepts again after KVM_RUN: kvm_cpuid_check_equal compares the payload entry by

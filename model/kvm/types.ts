@@ -65,7 +65,10 @@ export interface VmSetup {
  */
 export type HostAccess =
   | { readonly ok: true; readonly value: bigint }
-  | { readonly ok: false; readonly error: string; readonly reservedBits?: bigint };
+  | { readonly ok: false; readonly error: string; readonly reservedBits?: bigint; readonly errno?: Errno };
+
+/** The errno an ioctl fails with, where the World judges it (KVM_SET_PMU_EVENT_FILTER). */
+export type Errno = 'EINVAL' | 'E2BIG';
 
 /** struct kvm_pmu_event_filter, as userspace passes it to KVM_SET_PMU_EVENT_FILTER. */
 export interface KvmPmuEventFilter {

@@ -39,6 +39,14 @@ class FilterErrorsLost extends EmulatedVcpu {
   }
 }
 
+/** A KVM_SET_PMU_EVENT_FILTER that counts the events before it checks the action and flags: -E2BIG first. */
+class FilterSizeFirst extends EmulatedVcpu {
+  override setPmuEventFilter(filter: KvmPmuEventFilter | null): HostAccess {
+    if (filter !== null && filter.events.length > 300) return { ok: false, error: 'too many events', errno: 'E2BIG' };
+    return super.setPmuEventFilter(filter);
+  }
+}
+
 const verdict = (r: VmmAbiRun, cmds: Parameters<typeof checkVmmAbi>[2]) => {
   try {
     checkVmmAbi(r, guest, cmds);
@@ -92,6 +100,18 @@ describe('KVM_SET_PMU_EVENT_FILTER at the edges of its ABI', () => {
       expect(verdict(emulated, [new VmmSetPmuEventFilter(f)])).toBe('passed');
       expect(verdict(filterErrorsLost, [new VmmSetPmuEventFilter(f)])).toMatch(/KVM_SET_PMU_EVENT_FILTER/);
     }
+  });
+
+  it('judges the errno in the order KVM checks: a bad action with 301 events is -EINVAL, not -E2BIG', () => {
+    const sizeFirst: VmmAbiRun = { ...emulated, design: (h, o) => new FilterSizeFirst(h, o) };
+    const many = Array<bigint>(301).fill(0xc0n);
+    const badAction = { action: 2, flags: 0, fixed_counter_bitmap: 0, events: many };
+    const tooMany = { action: 0, flags: 0, fixed_counter_bitmap: 0, events: many };
+    expect(verdict(emulated, [new VmmSetPmuEventFilter(badAction), new VmmSetPmuEventFilter(tooMany)])).toBe('passed');
+    expect(verdict(sizeFirst, [new VmmSetPmuEventFilter(tooMany)])).toBe('passed');
+    expect(verdict(sizeFirst, [new VmmSetPmuEventFilter(badAction)])).toMatch(
+      /KVM_SET_PMU_EVENT_FILTER.*refused \(-E2BIG\).*refused \(-EINVAL\)/,
+    );
   });
 
   it('takes 300 events and a masked entry with every field bit set', () => {

@@ -4,7 +4,7 @@
  * is_fixed_event_allowed). kvm-vpmu.md §2.17.
  */
 
-import type { KvmPmuEventFilter } from '../types.js';
+import type { Errno, KvmPmuEventFilter } from '../types.js';
 
 export const KVM_PMU_EVENT_ALLOW = 0;
 export const KVM_PMU_EVENT_DENY = 1;
@@ -59,16 +59,19 @@ function decodeMasked(e: bigint): MaskedEntry {
  * with bits outside event select and umask are dropped (they could never match); invalid masked
  * entries fail the ioctl (-EINVAL).
  */
-export function kvm_vm_ioctl_set_pmu_event_filter(f: KvmPmuEventFilter): KvmX86PmuEventFilter | { error: string } {
-  if (f.action !== KVM_PMU_EVENT_ALLOW && f.action !== KVM_PMU_EVENT_DENY) return { error: 'invalid action (-EINVAL)' };
-  if ((f.flags & ~KVM_PMU_EVENT_FLAG_MASKED_EVENTS) !== 0) return { error: 'invalid flags (-EINVAL)' };
-  if (f.events.length > KVM_PMU_EVENT_FILTER_MAX_EVENTS) return { error: 'too many events (-E2BIG)' };
+export function kvm_vm_ioctl_set_pmu_event_filter(
+  f: KvmPmuEventFilter,
+): KvmX86PmuEventFilter | { error: string; errno: Errno } {
+  if (f.action !== KVM_PMU_EVENT_ALLOW && f.action !== KVM_PMU_EVENT_DENY)
+    return { error: 'invalid action', errno: 'EINVAL' };
+  if ((f.flags & ~KVM_PMU_EVENT_FLAG_MASKED_EVENTS) !== 0) return { error: 'invalid flags', errno: 'EINVAL' };
+  if (f.events.length > KVM_PMU_EVENT_FILTER_MAX_EVENTS) return { error: 'too many events', errno: 'E2BIG' };
   const masked = (f.flags & KVM_PMU_EVENT_FLAG_MASKED_EVENTS) !== 0;
   const entries: MaskedEntry[] = [];
   for (const e of f.events) {
     if (masked) {
       if ((e & ~MASKED_ENTRY_VALID) !== 0n)
-        return { error: `masked entry 0x${e.toString(16)} has invalid bits (-EINVAL)` };
+        return { error: `masked entry 0x${e.toString(16)} has invalid bits`, errno: 'EINVAL' };
       entries.push(decodeMasked(e));
     } else {
       if ((e & ~0xffffn) !== 0n) continue; // can never match an event select + umask

@@ -144,7 +144,7 @@ export function kvm_vm_set_pmu_event_filter(kvm: KvmBase, filter: KvmPmuEventFil
   let next: KvmX86PmuEventFilter | null = null;
   if (filter !== null) {
     const r = kvm_vm_ioctl_set_pmu_event_filter(filter);
-    if ('error' in r) return { ok: false, error: r.error };
+    if ('error' in r) return { ok: false, error: r.error, errno: r.errno };
     next = r;
   }
   kvm.pmu_event_filter = next; // rcu_replace_pointer + synchronize_srcu_expedited

@@ -250,11 +250,11 @@ export function kvm_vm_ioctl_check_extension(enable_pmu: boolean): bigint {
  * kvm->arch.enable_pmu, and the VM's vCPUs are created without (or again with) a vPMU. Repeatable until then.
  */
 export function kvm_vm_ioctl_enable_cap(kvm: KvmBase, enable_pmu: boolean, args0: bigint): HostAccess {
-  if (!enable_pmu) return { ok: false, error: 'KVM_CAP_PMU_CAPABILITY: enable_pmu is off (-EINVAL)' };
+  if (!enable_pmu) return { ok: false, error: 'KVM_CAP_PMU_CAPABILITY: enable_pmu is off', errno: 'EINVAL' };
   if ((args0 & ~KVM_CAP_PMU_VALID_MASK) !== 0n)
-    return { ok: false, error: `KVM_CAP_PMU_CAPABILITY: unknown flags 0x${args0.toString(16)} (-EINVAL)` };
+    return { ok: false, error: `KVM_CAP_PMU_CAPABILITY: unknown flags 0x${args0.toString(16)}`, errno: 'EINVAL' };
   if (kvm.created_vcpus > 0 || kvm.created_mediated_pmu)
-    return { ok: false, error: 'KVM_CAP_PMU_CAPABILITY after KVM_CREATE_VCPU (kvm->created_vcpus, -EINVAL)' };
+    return { ok: false, error: 'KVM_CAP_PMU_CAPABILITY after KVM_CREATE_VCPU (kvm->created_vcpus)', errno: 'EINVAL' };
   kvm.enable_pmu = (args0 & KVM_PMU_CAP_DISABLE) === 0n;
   return { ok: true, value: 0n };
 }
