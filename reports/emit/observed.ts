@@ -5,7 +5,7 @@
  */
 
 import type { ArchLbrXsave } from '../../model/hw/msr/lbr_arch.js';
-import type { GuestPmi } from '../../model/kvm/types.js';
+import type { Errno, GuestPmi } from '../../model/kvm/types.js';
 import { type Outcome, pmisOf as outcomePmis } from '../../scenarios/observation.js';
 
 /** An instruction's result: a #GP, or the value it read (0 for a write that did not fault). */
@@ -26,13 +26,13 @@ export const xsaveOf = (x: Outcome): ArchLbrXsave | null => (x.kind === 'xsave' 
 /** A VMM ioctl's answer as the C helpers expect it: accepted, refused, a value read, or anything. */
 export type SeenVmm =
   | { readonly kind: 'ok' }
-  | { readonly kind: 'refused' }
+  | { readonly kind: 'refused'; readonly errno?: Errno }
   | { readonly kind: 'value'; readonly value: bigint }
   | { readonly kind: 'any' };
 
 export function vmmOf(x: Outcome): SeenVmm {
   if (x.kind === 'ok' || x.kind === 'accepted') return { kind: 'ok' };
-  if (x.kind === 'refused') return { kind: 'refused' };
+  if (x.kind === 'refused') return x.errno === undefined ? { kind: 'refused' } : { kind: 'refused', errno: x.errno };
   if (x.kind === 'value') return { kind: 'value', value: x.value };
   return { kind: 'any' };
 }

@@ -9,6 +9,7 @@
 
 import { msrName } from '../../model/hw/msr/map.js';
 import { MSR_IA32_XSS, XFEATURE_LBR } from '../../model/hw/msr/system.js';
+import type { KvmPmuEventFilter } from '../../model/kvm/types.js';
 import type { WorkUnit } from '../../model/hw/work.js';
 import type { PerfEventAttr } from '../../model/host/types.js';
 import {
@@ -240,6 +241,27 @@ function expected(h: HostContext): SeenVmm {
 }
 
 const okC = (e: SeenVmm) => (e.kind === 'ok' ? 'EXPECT_OK' : e.kind === 'refused' ? 'EXPECT_REFUSED' : 'EXPECT_ANY');
+/** The errno KVM's ABI refuses with (<errno.h>'s name), or 0 where it names none. */
+const errnoC = (e: SeenVmm) => (e.kind === 'refused' && e.errno !== undefined ? e.errno : '0');
+
+/** A filter's events for a label: a run of one value at the end is counted, not repeated. */
+function eventsLabel(ev: readonly bigint[]): string {
+  let listed = ev.length;
+  while (listed > 0 && ev[listed - 1] === ev[ev.length - 1]) listed--;
+  if (ev.length - listed < 4) return ev.map((e) => hex(e)).join(' ');
+  return [...ev.slice(0, listed).map((e) => hex(e)), `${hex(ev[ev.length - 1]!)} x${ev.length - listed}`].join(' ');
+}
+
+/** A filter's events as struct filter_spec holds them: those listed, then a run of one value to the end as its fill. */
+function filterSpecC(f: KvmPmuEventFilter): string {
+  const ev = f.events;
+  let listed = ev.length;
+  while (listed > 0 && ev[listed - 1] === ev[ev.length - 1]) listed--;
+  if (ev.length - listed < 4) listed = ev.length; // a short run reads better listed
+  const fill = listed < ev.length ? ev[ev.length - 1]! : 0n;
+  const events = listed === 0 ? 'NULL' : `(const uint64_t[]){ ${ev.slice(0, listed).map(u64).join(', ')} }`;
+  return `&(struct filter_spec){ .action = ${f.action}, .flags = ${f.flags}, .fixed_counter_bitmap = ${hex(f.fixed_counter_bitmap)}, .nevents = ${ev.length}, .nlisted = ${listed}, .fill = ${u64(fill)}, .events = ${events} }`;
+}
 
 function entry<C extends WorldCommand>(
   k: abstract new (...args: never[]) => C,
@@ -370,11 +392,11 @@ export const COMMAND_EMITTERS: readonly CommandEmitter[] = [
     label: (c) =>
       c.filter === null
         ? 'KVM_SET_PMU_EVENT_FILTER: none'
-        : `KVM_SET_PMU_EVENT_FILTER ${c.filter.action === 0 ? 'ALLOW' : 'DENY'} ${c.filter.events.map((e) => hex(e)).join(' ')}${c.filter.flags !== 0 ? ' (masked)' : ''}, fixed bitmap ${hex(c.filter.fixed_counter_bitmap)}`,
+        : `KVM_SET_PMU_EVENT_FILTER ${c.filter.action === 0 ? 'ALLOW' : c.filter.action === 1 ? 'DENY' : `action ${c.filter.action}`} ${eventsLabel(c.filter.events)}${c.filter.flags === 1 ? ' (masked)' : c.filter.flags !== 0 ? ` (flags ${hex(c.filter.flags)})` : ''}, fixed bitmap ${hex(c.filter.fixed_counter_bitmap)}`,
     host: (c, h) =>
       c.filter === null
-        ? `vmm_set_filter(NULL, 0, ${okC(expected(h))});`
-        : `vmm_set_filter(&(struct filter_spec){ .action = ${c.filter.action}, .flags = ${c.filter.flags}, .fixed_counter_bitmap = ${hex(c.filter.fixed_counter_bitmap)}, .nevents = ${c.filter.events.length}, .events = { ${c.filter.events.map(u64).join(', ')} } }, 1, ${okC(expected(h))});`,
+        ? `vmm_set_filter(NULL, 0, ${okC(expected(h))}, ${errnoC(expected(h))});`
+        : `vmm_set_filter(${filterSpecC(c.filter)}, 1, ${okC(expected(h))}, ${errnoC(expected(h))});`,
     needs: (c) => [
       { kind: 'filter' },
       ...(c.filter !== null && c.filter.flags !== 0 ? [{ kind: 'maskedFilter' } as const] : []),

@@ -1079,25 +1079,45 @@ static __maybe_unused void vmm_round_trip(const char *what)
 	free(l);
 }
 
+/* nevents events: the nlisted listed, then fill up to nevents (a filter of 300 of one event is one line). */
 struct filter_spec {
-	uint32_t action, flags, fixed_counter_bitmap, nevents;
-	uint64_t events[16];
+	uint32_t action, flags, fixed_counter_bitmap, nevents, nlisted;
+	uint64_t fill;
+	const uint64_t *events;
 };
 
-static __maybe_unused void vmm_set_filter(const char *what, const struct filter_spec *f, int install, int expect)
+/* An ioctl's result against KVM's ABI: taken or refused and, where the ABI names it, with which errno. */
+static __maybe_unused void expect_errno_result(const char *what, int err, int expect, int expect_errno)
 {
-	struct kvm_pmu_event_filter *k = calloc(1, sizeof(*k) + 16 * sizeof(uint64_t));
+	expect_result(what, err == 0, expect);
+	if (expect == EXPECT_REFUSED && err != 0 && expect_errno != 0 && err != expect_errno)
+		divergence(what, "refused with %s, KVM's ABI refuses it with %s", strerror(err), strerror(expect_errno));
+}
+
+static __maybe_unused void vmm_set_filter(const char *what, const struct filter_spec *f, int install, int expect,
+					  int expect_errno)
+{
+	uint32_t n = install ? f->nevents : 0, i;
+	struct kvm_pmu_event_filter *k = calloc(1, sizeof(*k) + (n + 1) * sizeof(uint64_t));
+	int r;
 
 	if (install) {
 		k->action = f->action;
 		k->flags = f->flags;
 		k->fixed_counter_bitmap = f->fixed_counter_bitmap;
-		k->nevents = f->nevents;
-		memcpy(k->events, f->events, f->nevents * sizeof(uint64_t));
+		k->nevents = n;
+		for (i = 0; i < n; i++)
+			k->events[i] = i < f->nlisted ? f->events[i] : f->fill;
 	} else {
 		k->action = KVM_PMU_EVENT_DENY; /* an empty deny list removes the filter */
 	}
-	expect_result(what, set_filter_ioctl(k) == 0, expect);
+	r = set_filter_ioctl(k) == 0 ? 0 : errno;
+	expect_errno_result(what, r, expect, expect_errno);
+	/* A refused filter changes nothing: the VM keeps the one it had. */
+	if (r != 0) {
+		free(k);
+		return;
+	}
 	free(current_filter);
 	current_filter = k;
 }

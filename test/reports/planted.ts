@@ -5,6 +5,7 @@
 
 import type { Access } from '../../model/hw/access.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import type { HostAccess, KvmPmuEventFilter } from '../../model/kvm/types.js';
 import { designById } from '../../designs/registry.js';
 import type { Design } from '../../properties/design.js';
 import { MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_CORE_PERF_FIXED_CTR0 } from '../../model/hw/msr/counters.js';
@@ -49,6 +50,14 @@ class LosesCountersOnMigrate extends EmulatedVcpu {
   }
 }
 
+/** KVM_SET_PMU_EVENT_FILTER counts the events before it checks the action and flags: -E2BIG where KVM says -EINVAL. */
+class FilterSizeFirst extends EmulatedVcpu {
+  override setPmuEventFilter(filter: KvmPmuEventFilter | null): HostAccess {
+    if (filter !== null && filter.events.length > 300) return { ok: false, error: 'too many events', errno: 'E2BIG' };
+    return super.setPmuEventFilter(filter);
+  }
+}
+
 export const PLANTED: Readonly<Record<string, Design>> = {
   'test/leaks-host-pmc0': {
     ...emulated,
@@ -63,6 +72,13 @@ export const PLANTED: Readonly<Record<string, Design>> = {
     title: 'planted: a migration loses the counter values',
     source: 'test/reports/planted.ts',
     factory: (h, o) => new LosesCountersOnMigrate(h, o),
+  },
+  'test/filter-size-first': {
+    ...emulated,
+    id: 'test/filter-size-first',
+    title: 'planted: KVM_SET_PMU_EVENT_FILTER checks the number of events first',
+    source: 'test/reports/planted.ts',
+    factory: (h, o) => new FilterSizeFirst(h, o),
   },
   'test/undeclared-v4-freeze': {
     ...emulated,

@@ -19,6 +19,7 @@ import { designById } from '../../../designs/registry.js';
 import { guestCode } from '../../../catalogue/reproducers.js';
 import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, HostOpen, Migrate } from '../../../scenarios/commands.js';
 import type { GuestConfig } from '../../../scenarios/world.js';
+import { VmmSetPmuEventFilter } from '../../../scenarios/vmm.js';
 import type { Finding, PropertyKind } from '../../../reports/emit/emit.js';
 import { emitFiles, writeEmitted } from '../../../reports/emit/files.js';
 import { PLANTED } from '../planted.js';
@@ -91,6 +92,19 @@ const CASES: readonly { readonly f: Finding; readonly mode: string; readonly fix
       new GuestRun(0, [{ cpl: 3, instructions: 1 }]),
     ]),
     mode: 'host-counts',
+    fixed: 'emulated',
+  },
+  {
+    // A bad action with 301 events: -EINVAL first on upstream, -E2BIG on the planted KVM (one line of C for 301).
+    f: finding('vmm-abi', 'test/filter-size-first', [
+      new VmmSetPmuEventFilter({
+        action: 2,
+        flags: 0,
+        fixed_counter_bitmap: 0,
+        events: Array<bigint>(301).fill(0xc0n),
+      }),
+    ]),
+    mode: 'vmm-abi',
     fixed: 'emulated',
   },
 ];
