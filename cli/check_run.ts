@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { type Check, checksFor } from '../properties/checks.js';
 import { designById } from '../designs/registry.js';
 import { buildReport } from '../reports/build.js';
-import { isReportProperty } from '../reports/replay.js';
+import { isReportProperty, REPORT_PROPERTIES } from '../reports/replay.js';
 import { publishReport, type RenderedReport, renderReport } from '../reports/write.js';
 import { join } from 'node:path';
 import type { CheckResult } from './results.js';
@@ -73,7 +73,9 @@ const firstLine = (e: unknown) =>
 
 /** Renders a failure of a property reports cover as a report for `out`; never throws (fast-check's message must show). */
 function renderFailure(c: Check, s: CheckSpec, d: fc.RunDetails<unknown>): RenderedReport | string | null {
-  if (!isReportProperty(c.id) || c.design === undefined || c.host === undefined) return null;
+  if (c.design === undefined || c.host === undefined) return null;
+  if (!isReportProperty(c.id))
+    return `the ${c.id} check has no report format yet (reports are written for ${REPORT_PROPERTIES.join(', ')}): the counterexample above and the replay command are the finding`;
   try {
     const r = buildReport({
       details: d,

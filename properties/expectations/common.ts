@@ -27,6 +27,9 @@ import {
   MSR_CORE_PERF_FIXED_CTR_CTRL,
   INTEL_FIXED_0_ANYTHREAD,
   ARCH_PERFMON_EVENTSEL_ANY,
+  ARCH_PERFMON_EVENTSEL_EVENT,
+  ARCH_PERFMON_EVENTSEL_UMASK,
+  HSW_IN_TX_CHECKPOINTED,
 } from '../../model/hw/msr/counters.js';
 import {
   MSR_CORE_PERF_GLOBAL_STATUS,
@@ -311,6 +314,48 @@ const guestGpCounters = (g: { cpuid: { leaf0a: { eax: number } } }, host: { nGP:
 const absentP6 = (msr: number | null, g: { cpuid: { leaf0a: { eax: number } } }, host: { nGP: number }) => {
   const i = msr === null ? undefined : P6_COUNTER_MSRS.get(msr);
   return i !== undefined && i >= guestGpCounters(g, host);
+};
+
+/** The counter a read names: RDMSR or KVM_GET_MSRS of a counter MSR, RDPMC of a GP counter (its index), or null. */
+function counterRead(o: Observation): number | null {
+  const msr = o.kind === 'rdmsr' ? o.target : o.kind === 'vmm' && o.vmm?.op === 'get-msr' ? o.vmm.msr : null;
+  if (msr !== null) return counterIndexOf(msr);
+  return o.kind === 'rdpmc' && o.target !== null && o.target >>> 30 === 0 ? o.target & 0xffff : null;
+}
+
+/** EVNTSEL`i` as its last accepted write (the guest's, or KVM_SET_MSRS) left it; 0 after a new vCPU model. */
+function lastEventsel(history: readonly Observation[], i: number): bigint {
+  for (let k = history.length - 1; k >= 0; k--) {
+    const o = history[k]!;
+    if (o.kind === 'wrmsr' && o.target === MSR_P6_EVNTSEL0 + i && o.sut.kind === 'accepted') return o.value ?? 0n;
+    if (o.vmm?.op === 'set-msr' && o.vmm.msr === MSR_P6_EVNTSEL0 + i && o.sut.kind === 'ok') return o.vmm.value;
+    if (o.vmm?.op === 'set-cpuid' && o.sut.kind === 'ok') return 0n;
+  }
+  return 0n;
+}
+
+/**
+ * An instruction or branch KVM emulates is not counted by a counter whose selector sets IN_TXCP, which bare metal counts
+ * outside a transaction like any other (IN_TX counts nothing there, on both sides). Only IN_TXCP's counter 2 can hold it.
+ */
+export const EMULATED_INSN_SKIPS_IN_TXCP: KnownDivergence = {
+  id: 'emulated-insn-skips-in-txcp',
+  title:
+    'an instruction or branch KVM emulates (an intercepted MSR access, a forced emulation) is not counted by counter 2 when its selector sets IN_TXCP, which outside a transaction counts every such event',
+  kernelRef:
+    'arch/x86/kvm/pmu.c eventsel_match_perf_hw_id: AMD64_RAW_EVENT_MASK_NB takes bits 35:32 into the match, so an Intel selector with IN_TX or IN_TXCP matches neither PERF_COUNT_HW_INSTRUCTIONS nor BRANCH_INSTRUCTIONS and kvm_pmu_recalc_pmc_emulation leaves it out of pmc_counting_instructions/branches',
+  vmm: true,
+  // A read of counter 2 behind bare metal (modulo its width), its selector an instructions or branches event with
+  // IN_TXCP and no unit mask.
+  matches: (o, c) => {
+    if (counterRead(o) !== 2 || o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
+    const sel = lastEventsel(c.history, 2);
+    const event = sel & (ARCH_PERFMON_EVENTSEL_EVENT | ARCH_PERFMON_EVENTSEL_UMASK);
+    if ((sel & HSW_IN_TX_CHECKPOINTED) === 0n || (event !== 0xc0n && event !== 0xc4n)) return false;
+    const width = BigInt((c.guest.cpuid.leaf0a.eax >> 16) & 0xff);
+    const behind = (o.oracle.value - o.sut.value) & ((1n << width) - 1n);
+    return behind !== 0n && behind < 1n << (width - 1n);
+  },
 };
 
 export const P6_PERFCTR_QUIRK: KnownDivergence = {

@@ -27,6 +27,7 @@ import {
   wipeLbrRecords,
   truncateLbrAtEmptyFrom,
   P6_PERFCTR_QUIRK,
+  EMULATED_INSN_SKIPS_IN_TXCP,
   readZeroOrAccepted,
   STATUS_BITS_V2,
   VERSION_NOT_CLAMPED,
@@ -385,6 +386,7 @@ function tosMovedSinceWritten(h: readonly Observation[]): boolean {
 
 export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   P6_PERFCTR_QUIRK,
+  EMULATED_INSN_SKIPS_IN_TXCP,
   FIXED_CTR_WIDTH,
   VERSION_NOT_CLAMPED,
   {

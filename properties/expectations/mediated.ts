@@ -9,6 +9,7 @@ import {
   DEBUGCTL_SUBSET,
   FIXED_CTR_WIDTH,
   P6_PERFCTR_QUIRK,
+  EMULATED_INSN_SKIPS_IN_TXCP,
   STATUS_BITS_V2,
   VERSION_NOT_CLAMPED,
   version,
@@ -24,6 +25,7 @@ import {
 } from '../../model/hw/msr/counters.js';
 import {
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
   GLOBAL_STATUS_LBRS_FROZEN,
   GLOBAL_STATUS_COUNTERS_FROZEN,
   GLOBAL_STATUS_UNC_OVF,
@@ -88,19 +90,52 @@ export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
   kernelRef:
     'arch/x86/kvm/vmx/pmu_intel.c reprogram_fixed_counters: fixed_ctr_ctrl_hw = data, a reprogram requested only for the fields that changed; pmu.c kvm_mediated_pmu_refresh_event_filter filters only the counters reprogrammed',
   vmm: true,
-  // Only a read of that counter, showing more than bare metal, whose filter denies it.
+  // A read of that counter, ahead of bare metal (modulo its width: it may have wrapped); the overflow bit it then
+  // sets in GLOBAL_STATUS, alone; a PMI bare metal does not take, with that counter's PMI bit set.
   matches: (o, c) => {
-    const j = fixedCounterRead(o);
-    if (j === null || o.sut.kind !== 'value' || o.oracle.kind !== 'value' || o.sut.value <= o.oracle.value)
-      return false;
     const { leaked, filter } = fixedFieldsPastFilter(c.history);
-    return filter !== null && (leaked & (1 << j)) !== 0 && !fixedCounterAllowed(filter, j);
+    const past = (j: number) => filter !== null && (leaked & (1 << j)) !== 0 && !fixedCounterAllowed(filter, j);
+    const j = fixedCounterRead(o);
+    if (j !== null)
+      return o.sut.kind === 'value' && o.oracle.kind === 'value' && past(j) && ahead(o.sut.value, o.oracle.value, c);
+    if (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) {
+      if (o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
+      const seen = o.sut.value;
+      const extra = seen ^ o.oracle.value;
+      return [0, 1, 2, 3].some((k) => extra === 1n << BigInt(32 + k) && (seen & extra) !== 0n && past(k));
+    }
+    if (o.kind === 'pmi' && o.sut.kind === 'pmis' && o.oracle.kind === 'pmis')
+      return (
+        o.sut.pmis.length > o.oracle.pmis.length &&
+        [0, 1, 2, 3].some((k) => past(k) && ((lastFixedCtrl(c.history) >> BigInt(4 * k + 3)) & 1n) === 1n)
+      );
+    return false;
   },
 };
+
+/** The counter counted on where bare metal did not: `sut` ahead of `oracle` by less than half the fixed width. */
+function ahead(sut: bigint, oracle: bigint, c: { guest: { cpuid: { leaf0a: { edx: number } } } }): boolean {
+  const width = BigInt((c.guest.cpuid.leaf0a.edx >> 5) & 0xff);
+  const d = (sut - oracle) & ((1n << width) - 1n);
+  return d !== 0n && d < 1n << (width - 1n);
+}
+
+/** FIXED_CTR_CTRL as the last accepted write (guest or KVM_SET_MSRS) left it. */
+function lastFixedCtrl(history: readonly Observation[]): bigint {
+  for (let i = history.length - 1; i >= 0; i--) {
+    const o = history[i]!;
+    if (o.kind === 'wrmsr' && o.target === MSR_CORE_PERF_FIXED_CTR_CTRL && o.sut.kind === 'accepted')
+      return o.value ?? 0n;
+    if (o.vmm?.op === 'set-msr' && o.vmm.msr === MSR_CORE_PERF_FIXED_CTR_CTRL && o.sut.kind === 'ok')
+      return o.vmm.value;
+  }
+  return 0n;
+}
 
 // The shared entries (common.ts), with the mediated path to the same upstream code in the title and reference.
 export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
   FIXED_FILTER_UNCHANGED_FIELD,
+  EMULATED_INSN_SKIPS_IN_TXCP,
   {
     ...P6_PERFCTR_QUIRK,
     title:

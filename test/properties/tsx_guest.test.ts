@@ -5,7 +5,11 @@ import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { EMULATED_OPS, type EmulatedOps } from '../../model/kvm/emulated/ops.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 import { type ConformanceRun, conformanceProperty } from '../../properties/conformance.js';
-import { Divergence } from '../../scenarios/commands.js';
+import { Divergence, GuestRdmsr, GuestWrmsr } from '../../scenarios/commands.js';
+import { runProgram } from '../../properties/conformance.js';
+import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 
 // Sapphire Rapids has RTM, so its guests have HLE/RTM: EVTSEL IN_TX (every GP counter) and IN_TX_CP (PMC2 only)
 // are theirs to set, and a counter with IN_TX counts nothing outside a transaction (decision D38).
@@ -39,5 +43,48 @@ describe('a guest with RTM on a host with RTM', () => {
   it('the faithful emulated vPMU passes the same programs', () => {
     for (const seed of [1, 2])
       expect(fc.check(conformanceProperty(run(EMULATED_OPS)), { numRuns: 300, seed }).failed).toBe(false);
+  });
+});
+
+describe('emulated-insn-skips-in-txcp: an instruction KVM emulates and counter 2 with IN_TXCP', () => {
+  // Version 2, 8 GP counters of 48 bits, 3 fixed: Sapphire Rapids as a VMM gives it, with HLE/RTM.
+  const guest: GuestConfig = {
+    cpuid: { family: 6, model: 0x8f, leaf0a: { eax: 0x8300802, ebx: 0, ecx: 0, edx: 0x603 }, pdcm: true, tsx: true },
+    perfCapabilities: 0x2000n,
+  };
+  // Counter 2 counts instructions at every CPL; the RDMSR of an intercepted selector is one KVM emulates.
+  const program = (sel: bigint) => [
+    new GuestWrmsr(0, MSR_P6_EVNTSEL0 + 2, sel),
+    new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x4n),
+    new GuestRdmsr(0, MSR_P6_EVNTSEL0),
+    new GuestRdmsr(0, MSR_IA32_PERFCTR0 + 2),
+  ];
+  const verdict = (sel: bigint, design: VcpuFactory = (h, o) => new EmulatedVcpu(h, o)) => {
+    const known = new Map<string, number>();
+    try {
+      runProgram({ ...run(EMULATED_OPS), design, known }, guest, program(sel));
+    } catch (e) {
+      if (e instanceof Divergence) return { reported: e.observation.target };
+      throw e;
+    }
+    return { met: [...known.keys()] };
+  };
+  const IN_TXCP = 1n << 33n;
+
+  it('with IN_TXCP the emulated RDMSR is not counted, and that is excused', () => {
+    expect(verdict(0x4300c0n | IN_TXCP)).toEqual({ met: ['emulated-insn-skips-in-txcp'] });
+  });
+
+  it('without IN_TXCP a lost emulated instruction is reported; with it, a count ahead of bare metal is too', () => {
+    const off = (by: bigint) => (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) =>
+      new (class extends EmulatedVcpu {
+        override guestRdmsr(msr: number) {
+          const r = super.guestRdmsr(msr);
+          return msr === MSR_IA32_PERFCTR0 + 2 && r.ok ? { ok: true as const, value: r.value + by } : r;
+        }
+      })(h, o);
+    expect(verdict(0x4300c0n)).toEqual({ met: [] });
+    expect(verdict(0x4300c0n, off(-1n))).toEqual({ reported: MSR_IA32_PERFCTR0 + 2 });
+    expect(verdict(0x4300c0n | IN_TXCP, off(10n))).toEqual({ reported: MSR_IA32_PERFCTR0 + 2 });
   });
 });

@@ -10,7 +10,8 @@ import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js
 import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../../scenarios/commands.js';
 import { FAULTS } from '../../catalogue/faults.js';
 import { vmmConformanceProperty } from '../../properties/vmm_conformance.js';
-import { VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
+import { VmmSetMsr, VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
+import { MediatedVcpu } from '../../model/kvm/mediated/vcpu.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
@@ -86,6 +87,27 @@ describe("fixed-filter-unchanged-field: the mediated vPMU's filter and FIXED_CTR
     ];
     expect(verdict(mediated.factory, program)).toEqual({ met: [] });
     expect(verdict(fault.design.factory, program)).toHaveProperty('reported');
+  });
+
+  it('a denied counter that wrapped past 0 is ahead of bare metal and excused (soak, seed 876924855); one behind it is reported', () => {
+    const program = [
+      new VmmSetMsr(0, MSR_CORE_PERF_FIXED_CTR0 + 2, 0xffff_ffff_ffffn),
+      new VmmSetPmuEventFilter({ action: 0, flags: 0, fixed_counter_bitmap: 0, events: [0xc0n] }),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb33n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_0007n),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb3bn),
+      new GuestRun(0, [{ cpl: 3, instructions: 0, tscCycles: 1 }]),
+      new GuestRdmsr(0, MSR_CORE_PERF_FIXED_CTR0 + 2),
+    ];
+    expect(verdict(mediated.factory, program)).toEqual({ met: ['fixed-filter-unchanged-field'] });
+    const behind = (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) =>
+      new (class extends MediatedVcpu {
+        override guestRdmsr(msr: number) {
+          const r = super.guestRdmsr(msr);
+          return msr === MSR_CORE_PERF_FIXED_CTR0 + 2 && r.ok ? { ok: true as const, value: 0xffff_ffff_fffen } : r;
+        }
+      })(h, o);
+    expect(verdict(behind, program)).toHaveProperty('reported');
   });
 
   it('a new filter reprograms every counter: after it, a denied fixed counter counting is reported', () => {
