@@ -18,6 +18,14 @@ import {
 } from '../../scenarios/observation.js';
 import { counterIndexOf, type GuestConfig, type MsrAttempt } from '../../scenarios/world.js';
 import { PERF_CAP_LBR_FMT } from '../../model/hw/msr/capabilities.js';
+import {
+  ARCH_LBR_LBREN,
+  ARCH_LBR_MAX_DEPTH,
+  MSR_ARCH_LBR_CTL,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_INFO_0,
+  MSR_ARCH_LBR_TO_0,
+} from '../../model/hw/msr/lbr_arch.js';
 import { isLbrInfoMsr, MSR_LBR_SELECT, MSR_LBR_TOS, MSR_LBR_NHM_FROM } from '../../model/hw/msr/lbr_legacy.js';
 import {
   MSR_IA32_PERFCTR0,
@@ -93,18 +101,29 @@ export const debugctlArmed = (history: readonly Observation[], bitNo: number) =>
   );
 
 /**
- * A read of what the legacy LBR freeze changes at a PMI-enabled overflow (pmu-semantics.md §4.4):
- * DEBUGCTL.LBR and the records, once FREEZE_LBRS_ON_PMI is armed. A late overflow freezes late.
+ * A read of what the LBR freeze changes at a PMI-enabled overflow (pmu-semantics.md §4.4), once FREEZE_LBRS_ON_PMI is
+ * armed: DEBUGCTL.LBR and the records of legacy LBRs; with Arch LBR under a version-2/3 PMU (decision D41) LBR_CTL's
+ * LBREn alone, the records, and an XSAVES image that differs only there. A late overflow freezes late.
  * (A delivered PMI shows first as the run's PMI observation; FREEZE_PERFMON_ON_PMI #GPs in KVM.)
  */
 export function lbrFreezeEffect(o: Observation, history: readonly Observation[]): boolean {
-  return (
-    o.kind === 'rdmsr' &&
-    o.target !== null &&
-    (o.target === MSR_IA32_DEBUGCTLMSR || isLegacyLbrMsr(o.target)) &&
-    debugctlArmed(history, 11)
-  );
+  if (!debugctlArmed(history, 11)) return false;
+  if (o.kind === 'xsaves')
+    return (
+      o.sut.kind === 'xsave' &&
+      o.oracle.kind === 'xsave' &&
+      (o.sut.area.lbrCtl ^ o.oracle.area.lbrCtl) === ARCH_LBR_LBREN &&
+      o.sut.area.lbrDepth === o.oracle.area.lbrDepth
+    );
+  if (o.kind !== 'rdmsr' || o.target === null) return false;
+  if (o.target === MSR_ARCH_LBR_CTL)
+    return o.sut.kind === 'value' && o.oracle.kind === 'value' && (o.sut.value ^ o.oracle.value) === ARCH_LBR_LBREN;
+  return o.target === MSR_IA32_DEBUGCTLMSR || isLegacyLbrMsr(o.target) || isArchLbrRecordMsr(o.target);
 }
+
+/** An Arch LBR record MSR: FROM, TO or INFO of some record. */
+const isArchLbrRecordMsr = (m: number) =>
+  [MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0].some((b) => m >= b && m < b + ARCH_LBR_MAX_DEPTH);
 
 /**
  * Null when the observation differs from bare metal only by what contention takes away: a counter

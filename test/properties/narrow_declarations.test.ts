@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { type Access, gp, ok } from '../../model/hw/access.js';
 import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
-import { SKYLAKE } from '../../model/hw/profiles.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../model/hw/profiles.js';
+import { MSR_ARCH_LBR_CTL } from '../../model/hw/msr/lbr_arch.js';
 import { attr } from '../../model/host/types.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import type { HostAccess } from '../../model/kvm/types.js';
@@ -355,5 +356,61 @@ describe('a declared divergence excuses its mechanism, not a neighbouring fault'
       kind: 'rdmsr',
       target: MSR_IA32_DEBUGCTLMSR,
     });
+  });
+});
+
+describe('write-period-from-base on Arch LBR: a late overflow freezes late, and nothing else of LBR_CTL moves', () => {
+  const archLbr = designById('arch-lbr');
+  // Sapphire Rapids as the series reports it, PMU version 2: the freeze clears LBREn (decision D41).
+  const guest: GuestConfig = {
+    cpuid: {
+      family: 6,
+      model: 0x8f,
+      leaf0a: { eax: 0x8300502, ebx: 0, ecx: 0, edx: 0x602 },
+      pdcm: true,
+      tsx: true,
+      archLbr: true,
+      leaf1c: { eax: 0x80000008, ebx: 0x7, ecx: 0x7, edx: 0 },
+    },
+    perfCapabilities: 0x203fn,
+  };
+  const unit = { cpl: 0, instructions: 2, cycles: 3, branches: [condBranch(0)] };
+  // The soak's program (seed -1970423945): counter 1 counts cycles, is written -1 while running, overflows late.
+  const program = [
+    new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, 0x800n),
+    new GuestWrmsr(0, MSR_P6_EVNTSEL0 + 1, 0x52003cn),
+    new GuestRun(0, [unit]),
+    new GuestWrmsr(0, MSR_ARCH_LBR_CTL, 0x7f000fn),
+    new GuestWrmsr(0, MSR_IA32_PMC0 + 1, 0xffff_ffff_ffffn),
+    new GuestRun(0, [unit]),
+    new GuestRdmsr(0, MSR_ARCH_LBR_CTL),
+  ];
+  const verdict = (design: VcpuFactory) => {
+    const known = new Map<string, number>();
+    try {
+      runProgram(
+        { host: SAPPHIRE_RAPIDS, design, expectations: conformanceExpectations(archLbr, 'lbr-heavy'), known },
+        guest,
+        program,
+      );
+    } catch (e) {
+      if (e instanceof Divergence) return { reported: e.observation.target };
+      throw e;
+    }
+    return { met: [...known.keys()] };
+  };
+
+  it("LBREn still set where bare metal's freeze cleared it is excused; another LBR_CTL bit off is reported", () => {
+    expect(verdict(archLbr.factory)).toEqual({ met: ['write-period-from-base'] });
+    const callStackLost = (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) => {
+      const v = archLbr.factory(h, o);
+      const rd = v.guestRdmsr.bind(v);
+      v.guestRdmsr = (msr: number) => {
+        const r = rd(msr);
+        return msr === MSR_ARCH_LBR_CTL && r.ok ? ok(r.value & ~0x8n) : r;
+      };
+      return v;
+    };
+    expect(verdict(callStackLost)).toEqual({ reported: MSR_ARCH_LBR_CTL });
   });
 });
