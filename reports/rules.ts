@@ -208,6 +208,8 @@ export function describeReport(o: ReportObservation): string {
 /** `RDMSR IA32_PERF_GLOBAL_INUSE (0x392)`, `RDPMC 0x80000000 at CPL 0`: the instruction in words. */
 export function instructionWords(o: Pick<ReportObservation, 'kind' | 'target' | 'cpl'>): string {
   if (o.kind === 'rdpmc') return describeAction({ ...o, kind: 'rdpmc', value: null });
+  if (o.kind === 'xsaves' || o.kind === 'xrstors') return `${o.kind.toUpperCase()} of the Arch LBR state`;
+  if (o.kind !== 'rdmsr' && o.kind !== 'wrmsr') return o.kind;
   const op = o.kind === 'wrmsr' ? 'WRMSR' : 'RDMSR';
   return o.target === null ? op : `${op} ${msrName(o.target)} (${hex(o.target)})`;
 }
@@ -253,8 +255,32 @@ export function titleFor(o: Titled, property: PropertyId = 'conformance', prefix
   const subject =
     o.kind === 'pmi' || o.kind === 'run'
       ? pmiWords(o)
-      : `guest ${instructionWords(o)} ${outcome(o, o.sut)} where bare metal ${outcome(o, o.oracle).replace(/^is accepted$/, 'accepts it')}`;
+      : o.kind === 'xsaves'
+        ? xsavesWords(o)
+        : o.kind === 'rdmsr' || o.kind === 'wrmsr' || o.kind === 'rdpmc'
+          ? `guest ${instructionWords(o)} ${outcome(o, o.sut)} where bare metal ${outcome(o, o.oracle).replace(/^is accepted$/, 'accepts it')}`
+          : o.kind === 'host-event'
+            ? `a host event counts ${showOutcome(o.sut)} where it counts ${showOutcome(o.oracle)} without the guest`
+            : `guest ${describeObservation({ ...o, kind: o.kind })} gives ${showOutcome(o.sut)} where bare metal gives ${showOutcome(o.oracle)}`;
   return `[${property}] ${prefix} ${subject}`;
+}
+
+/** An XSAVES of the Arch LBR component in words: the first field of the image that differs, not the whole image. */
+function xsavesWords(o: Titled): string {
+  const a = o.sut.kind === 'xsave' ? o.sut.area : null;
+  const b = o.oracle.kind === 'xsave' ? o.oracle.area : null;
+  const what = 'guest XSAVES of the Arch LBR state';
+  if (a === null || b === null) return `${what} ${outcome(o, o.sut)} where bare metal ${outcome(o, o.oracle)}`;
+  const h = (v: bigint) => `0x${v.toString(16)}`;
+  const field =
+    a.lbrCtl !== b.lbrCtl
+      ? ['LBR_CTL', h(a.lbrCtl), h(b.lbrCtl)]
+      : a.lbrDepth !== b.lbrDepth
+        ? ['LBR_DEPTH', h(a.lbrDepth), h(b.lbrDepth)]
+        : a.lerFrom !== b.lerFrom || a.lerTo !== b.lerTo || a.lerInfo !== b.lerInfo
+          ? ['LER', `${h(a.lerFrom)}->${h(a.lerTo)}`, `${h(b.lerFrom)}->${h(b.lerTo)}`]
+          : ['records', 'other records', "bare metal's"];
+  return `${what} saves ${field[0]} ${field[1]} where bare metal saves ${field[2]}`;
 }
 
 /** What the guest got, as a short phrase: `0x5`, `#GP`, `no PMI`. */

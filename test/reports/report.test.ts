@@ -245,6 +245,17 @@ describe('signatures, rules and titles', () => {
         obs({ kind: 'run', target: null, units: 6, sut: NO_PMI, oracle: pmisOutcome([{ afterUnit: 4, vector: 2 }]) }),
       ),
     ).toBe('[conformance] KVM: x86/pmu: guest gets no PMI during guest work where bare metal delivers one');
+    // An XSAVES names the first field of the image that differs, not RDMSR and the whole image.
+    const area = { lbrCtl: 0x7f000fn, lbrDepth: 32n, lerFrom: 0n, lerTo: 0n, lerInfo: 0n, entries: [] };
+    const xsave = obs({
+      kind: 'xsaves',
+      target: null,
+      sut: { kind: 'xsave', area },
+      oracle: { kind: 'xsave', area: { ...area, lbrCtl: 0x7f000en } },
+    });
+    expect(titleFor(xsave)).toBe(
+      '[conformance] KVM: x86/pmu: guest XSAVES of the Arch LBR state saves LBR_CTL 0x7f000f where bare metal saves 0x7f000e',
+    );
   });
 });
 
