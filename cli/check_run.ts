@@ -74,12 +74,19 @@ const firstLine = (e: unknown) =>
 /** Renders a failure of a property reports cover as a report for `out`; never throws (fast-check's message must show). */
 function renderFailure(c: Check, s: CheckSpec, d: fc.RunDetails<unknown>): RenderedReport | string | null {
   if (c.design === undefined || c.host === undefined) return null;
-  if (!isReportProperty(c.id))
-    return `the ${c.id} check has no report format yet (reports are written for ${REPORT_PROPERTIES.join(', ')}): the counterexample above and the replay command are the finding`;
+  // A VMM-prefixed program is property 1's: its ioctls are commands of the same World, replayed against bare metal.
+  const vmm = c.id === 'vmm-conformance' && c.programOf !== undefined;
+  if (!isReportProperty(c.id) && !vmm)
+    return `the ${c.id} check has no report format yet (reports are written for ${[...REPORT_PROPERTIES, 'vmm-conformance'].join(', ')}): the counterexample above and the replay command are the finding`;
+  const guest = vmm
+    ? ((d.counterexample as readonly unknown[] | null)?.[0] as readonly unknown[] | undefined)?.[0]
+    : null;
   try {
     const r = buildReport({
-      details: d,
-      property: { id: c.id, rule: c.rule },
+      details: vmm
+        ? ({ ...d, counterexample: [[guest, c.programOf!(d.counterexample)]] } as fc.RunDetails<unknown>)
+        : d,
+      property: { id: vmm ? 'conformance' : c.id, rule: c.rule },
       gen: c.gen,
       design: c.design,
       hostName: c.profile,

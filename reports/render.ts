@@ -7,6 +7,7 @@
  */
 
 import * as commands from '../scenarios/commands.js';
+import * as vmmCommands from '../scenarios/vmm.js';
 import { GuestRun, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { guestToCode } from '../scenarios/serialize.js';
 import type { GuestConfig } from '../scenarios/world.js';
@@ -472,8 +473,13 @@ function observationMatcher(o: ReportObservation): string {
 
 /** The command classes the generated code names (and the Divergence it catches). */
 function commandImports(code: string, extra: readonly string[]): string {
-  const used = [...new Set([...code.matchAll(/\bnew (\w+)\(/g)].map((m) => m[1]!))].filter((c) => c in commands);
-  return `import { ${[...extra, ...used].sort().join(', ')} } from '../../scenarios/commands.js';`;
+  const named = [...new Set([...code.matchAll(/\bnew (\w+)\(/g)].map((m) => m[1]!))];
+  const used = named.filter((c) => c in commands);
+  const vmm = named.filter((c) => c in vmmCommands);
+  return [
+    `import { ${[...extra, ...used].sort().join(', ')} } from '../../scenarios/commands.js';`,
+    ...(vmm.length > 0 ? [`import { ${vmm.sort().join(', ')} } from '../../scenarios/vmm.js';`] : []),
+  ].join('\n');
 }
 
 /** The check a non-conformance regression calls, and what it pins. */

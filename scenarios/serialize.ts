@@ -46,7 +46,16 @@ import {
 } from './commands.js';
 import type { CpuidRegs } from '../model/hw/profile.js';
 import type { GuestConfig } from './world.js';
-import { EMULATED_INSNS, type EmulatedInsn } from '../model/kvm/types.js';
+import { EMULATED_INSNS, type EmulatedInsn, type KvmPmuEventFilter } from '../model/kvm/types.js';
+import {
+  IrqExit,
+  VmmGetMsr,
+  VmmPmuCapability,
+  VmmRoundTrip,
+  VmmSetCpuid,
+  VmmSetMsr,
+  VmmSetPmuEventFilter,
+} from './vmm.js';
 import type { DriverEventSpec, DriverLbrSpec, DriverParams } from './driver.js';
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [k: string]: Json };
@@ -284,6 +293,21 @@ const driverEventToJson = (e: DriverEventSpec): Json => ({
   period: hex(e.period),
 });
 
+/** struct kvm_pmu_event_filter on the wire: the action, flags and fixed bitmap as numbers, the events in hex. */
+const FilterJson = z.strictObject({
+  action: natural(0xffff_ffff),
+  flags: natural(0xffff_ffff),
+  fixed_counter_bitmap: natural(0xffff_ffff),
+  events: arrayOf(u64, 1000, 'events'),
+}) satisfies z.ZodType<KvmPmuEventFilter, unknown>;
+
+const filterToJson = (f: KvmPmuEventFilter) => ({
+  action: f.action,
+  flags: f.flags,
+  fixed_counter_bitmap: f.fixed_counter_bitmap,
+  events: f.events.map(hex),
+});
+
 const SCHEMAS: Readonly<Record<string, Schema>> = {
   GuestWrmsr: entry(
     ['vcpu', 'msr', 'value'],
@@ -416,6 +440,49 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
     (c) => (c instanceof DriverLbr ? [c.vcpu, { select: hex(c.lbr.select), callStack: c.lbr.callStack }] : null),
     [vcpu, DriverLbrJson],
     ([v, l]) => new DriverLbr(v, l),
+  ),
+  // The VMM's ioctls (property 1 with a VMM), each as its command prints it.
+  VmmSetMsr: entry(
+    ['vcpu', 'msr', 'value'],
+    (c) => (c instanceof VmmSetMsr ? [c.vcpu, hex(c.msr), hex(c.value)] : null),
+    [vcpu, u32, u64],
+    ([v, msr, value]) => new VmmSetMsr(v, msr, value),
+  ),
+  VmmGetMsr: entry(
+    ['vcpu', 'msr'],
+    (c) => (c instanceof VmmGetMsr ? [c.vcpu, hex(c.msr)] : null),
+    [vcpu, u32],
+    ([v, msr]) => new VmmGetMsr(v, msr),
+  ),
+  VmmRoundTrip: entry(
+    ['vcpu'],
+    (c) => (c instanceof VmmRoundTrip ? [c.vcpu] : null),
+    [vcpu],
+    ([v]) => new VmmRoundTrip(v),
+  ),
+  VmmSetPmuEventFilter: entry(
+    ['filter'],
+    (c) => (c instanceof VmmSetPmuEventFilter ? [c.filter === null ? null : filterToJson(c.filter)] : null),
+    [FilterJson.nullable()],
+    ([f]) => new VmmSetPmuEventFilter(f),
+  ),
+  VmmPmuCapability: entry(
+    ['vcpu', 'args0'],
+    (c) => (c instanceof VmmPmuCapability ? [c.vcpu, hex(c.args0)] : null),
+    [vcpu, u64],
+    ([v, a]) => new VmmPmuCapability(v, a),
+  ),
+  VmmSetCpuid: entry(
+    ['vcpu', 'config'],
+    (c) => (c instanceof VmmSetCpuid ? [c.vcpu, guestToJson(c.config) as Json] : null),
+    [vcpu, z.lazy(() => GuestJson)],
+    ([v, g]) => new VmmSetCpuid(v, g),
+  ),
+  IrqExit: entry(
+    ['vcpu', 'units'],
+    (c) => (c instanceof IrqExit ? [c.vcpu, c.units.map(unitToJson)] : null),
+    [vcpu, UnitsJson],
+    ([v, units]) => new IrqExit(v, units),
   ),
 };
 

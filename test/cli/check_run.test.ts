@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -50,6 +50,17 @@ describe('runCheck: a check from a plain spec to a plain result (what a worker r
     Atomics.store(stop, 0, 1);
     const r = runCheck(spec({ runs: 1000 }), stop);
     expect(r).toMatchObject({ result: 'interrupted', reason: 'signal', programs: 0, failure: null });
+  });
+
+  it('writes a vmm-conformance failure as a property 1 report its replay still fails; a vmm-abi one says it has no report', () => {
+    const r = runCheck(spec({ check: 'vmm-conformance', design: 'bug/dfdeda67ea2d', gen: null, runs: 1000 }));
+    expect(r).toMatchObject({ result: 'failed', reportError: null });
+    expect(r.report?.markdown).toMatch(/rdmsr-0x309/);
+    const replayed = readFileSync(r.report!.json, 'utf8');
+    expect(JSON.parse(replayed).program.some((c: { cmd: string }) => c.cmd === 'VmmSetPmuEventFilter')).toBe(true);
+    const abi = runCheck(spec({ check: 'vmm-abi', design: 'bug/e33b6d79acac', gen: null, runs: 1000 }));
+    expect(abi).toMatchObject({ result: 'failed', report: null });
+    expect(abi.reportError).toMatch(/no report format yet/);
   });
 
   it('refuses a spec that names no check', () => {
