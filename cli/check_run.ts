@@ -84,7 +84,7 @@ function renderFailure(c: Check, s: CheckSpec, d: fc.RunDetails<unknown>): Rende
   try {
     const r = buildReport({
       details: vmm
-        ? ({ ...d, counterexample: [[guest, c.programOf!(d.counterexample)]] } as fc.RunDetails<unknown>)
+        ? ({ ...d, counterexample: [[guest, c.programOf?.(d.counterexample)]] } as fc.RunDetails<unknown>)
         : d,
       property: { id: vmm ? 'conformance' : c.id, rule: c.rule },
       gen: c.gen,

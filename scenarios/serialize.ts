@@ -709,20 +709,4 @@ export function guestFromJson(v: unknown, at = 'guest'): GuestConfig {
   return parseWith(GuestJson, v, at);
 }
 
-/** The guest configuration as TypeScript, for reports and regression files. */
-export function guestToCode(g: GuestConfig): string {
-  const r = g.cpuid.leaf0a;
-  const l1c = g.cpuid.leaf1c;
-  const tsx =
-    (g.cpuid.tsx !== undefined ? `, tsx: ${g.cpuid.tsx}` : '') +
-    (g.cpuid.archLbr !== undefined ? `, archLbr: ${g.cpuid.archLbr}` : '') +
-    (l1c !== undefined
-      ? `, leaf1c: { eax: ${hex(l1c.eax)}, ebx: ${hex(l1c.ebx)}, ecx: ${hex(l1c.ecx)}, edx: ${hex(l1c.edx)} }`
-      : '');
-  return (
-    `{ cpuid: { family: ${g.cpuid.family}, model: ${hex(g.cpuid.model)}, ` +
-    `leaf0a: { eax: ${hex(r.eax)}, ebx: ${hex(r.ebx)}, ecx: ${hex(r.ecx)}, edx: ${hex(r.edx)} }, ` +
-    `pdcm: ${g.cpuid.pdcm}${tsx} }, perfCapabilities: ${hex(g.perfCapabilities)}n` +
-    `${g.pmuCap !== undefined ? `, pmuCap: ${hex(g.pmuCap)}n` : ''} }`
-  );
-}
+export { guestToCode } from './guest_code.js';

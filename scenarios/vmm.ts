@@ -28,7 +28,7 @@ import {
   unitToCode,
   type WorldCommand,
 } from './commands.js';
-import { guestToCode } from './serialize.js';
+import { guestToCode } from './guest_code.js';
 import { encode, u64 } from './values.js';
 import type { GuestConfig, World } from './world.js';
 import type { Observation } from './observation.js';

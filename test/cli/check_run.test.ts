@@ -57,7 +57,8 @@ describe('runCheck: a check from a plain spec to a plain result (what a worker r
     expect(r).toMatchObject({ result: 'failed', reportError: null });
     expect(r.report?.markdown).toMatch(/rdmsr-0x309/);
     const replayed = readFileSync(r.report!.json, 'utf8');
-    expect(JSON.parse(replayed).program.some((c: { cmd: string }) => c.cmd === 'VmmSetPmuEventFilter')).toBe(true);
+    const { program } = JSON.parse(replayed) as { program: readonly { cmd: string }[] };
+    expect(program.some((c) => c.cmd === 'VmmSetPmuEventFilter')).toBe(true);
     const abi = runCheck(spec({ check: 'vmm-abi', design: 'bug/e33b6d79acac', gen: null, runs: 1000 }));
     expect(abi).toMatchObject({ result: 'failed', report: null });
     expect(abi.reportError).toMatch(/no report format yet/);
