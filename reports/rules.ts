@@ -261,7 +261,7 @@ export function titleFor(o: Titled, property: PropertyId = 'conformance', prefix
           ? `guest ${instructionWords(o)} ${outcome(o, o.sut)} where bare metal ${outcome(o, o.oracle).replace(/^is accepted$/, 'accepts it')}`
           : o.kind === 'host-event'
             ? `a host event counts ${showOutcome(o.sut)} where it counts ${showOutcome(o.oracle)} without the guest`
-            : `guest ${describeObservation({ ...o, kind: o.kind })} gives ${showOutcome(o.sut)} where bare metal gives ${showOutcome(o.oracle)}`;
+            : `${o.kind === 'vmm' ? "the VMM's" : 'guest'} ${describeObservation({ ...o, kind: o.kind })} gives ${showOutcome(o.sut)} where bare metal gives ${showOutcome(o.oracle)}`;
   return `[${property}] ${prefix} ${subject}`;
 }
 

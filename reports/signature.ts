@@ -33,8 +33,10 @@ const isInstruction = (o: Pick<ReportObservation, 'kind'>) =>
  * that overflowed, not to the MSR the instruction happened to touch.
  */
 export function signatureOf(design: string, o: Pick<ReportObservation, 'kind' | 'target' | 'sut' | 'oracle'>): string {
-  const target = isInstruction(o) && o.target !== null ? `0x${o.target.toString(16)}` : '-';
-  const shape = isInstruction(o) ? gpShape(o) : pmiShape(o.sut, o.oracle);
+  const pmi = o.kind === 'pmi' || o.kind === 'run';
+  const target = (isInstruction(o) || o.kind === 'vmm') && o.target !== null ? `0x${o.target.toString(16)}` : '-';
+  // PMIs differ in number, vector or timing; anything else (a VMM ioctl, an XSAVES image) in its value or a #GP.
+  const shape = pmi ? pmiShape(o.sut, o.oracle) : gpShape(o);
   return [design, o.kind, target, shape].join('|');
 }
 
