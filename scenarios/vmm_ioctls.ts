@@ -6,7 +6,7 @@
 
 import { isDeepStrictEqual } from 'node:util';
 import type { WorkUnit } from '../model/hw/work.js';
-import type { CpuidRegs } from '../model/hw/profile.js';
+import type { CpuidRegs, Profile } from '../model/hw/profile.js';
 import type { Errno, GuestCpuid, HostAccess, KvmPmuEventFilter } from '../model/kvm/types.js';
 import { OracleCpu } from './oracle_filter.js';
 import { type GuestConfig, impossibleEnumeration, vmSetupOf, type World } from './world.js';
@@ -15,6 +15,7 @@ import { type Access, gp, ok } from '../model/hw/access.js';
 import { relied } from '../model/hw/relied.js';
 import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
 import { MSR_IA32_PERFCTR0 } from '../model/hw/msr/counters.js';
+import { DEBUGCTLMSR_RTM_DEBUG, MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import {
   legalizeStatusReset,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
@@ -173,7 +174,7 @@ function restoreJudged(
   }
   const narrowed = adopt !== undefined && r.ok ? adopt.value(attempt) : null;
   const written = narrowed !== null && narrowed.value !== value ? narrowed : null;
-  const hw = restoreOnBareMetal(o, msr, written?.value ?? value);
+  const hw = restoreOnBareMetal(o, msr, written?.value ?? value, w.config.host);
   if (hw.ok) {
     w.noteWrite(v, msr);
     return written === null
@@ -197,9 +198,17 @@ function adopted(w: World, a: NonNullable<Observation['adopted']>): NonNullable<
  * status of this CPU has (30dab5c0b65e); a GLOBAL_OVF_CTRL write is checked but clears nothing; a counter's legacy
  * alias holds the value masked to the counter's width, not sign-extended from bit 31.
  */
-function restoreOnBareMetal(o: OracleCpu, msr: number, value: bigint): Access {
+function restoreOnBareMetal(o: OracleCpu, msr: number, value: bigint, host: Profile): Access {
   const p = o.profile;
   if (!o.hasMsr(msr)) return o.wrmsr(msr, value);
+  // A host-initiated DEBUGCTL takes RTM_DEBUG wherever the host has RTM, whatever the guest's CPUID (b333b8ebb85d,
+  // vmx_get_supported_debugctl): the guest then reads it back, as from a CPU that holds the bit.
+  if (msr === MSR_IA32_DEBUGCTLMSR && (value & DEBUGCTLMSR_RTM_DEBUG) !== 0n && host.tsx && !p.tsx) {
+    const r = o.wrmsr(msr, value & ~DEBUGCTLMSR_RTM_DEBUG);
+    if (!r.ok) return r;
+    o.state.debugctl |= DEBUGCTLMSR_RTM_DEBUG;
+    return ok(value);
+  }
   if (msr === MSR_CORE_PERF_GLOBAL_STATUS) {
     const bad = value & ~statusBits(p);
     if (bad !== 0n) return gp('IA32_PERF_GLOBAL_STATUS: bits no status of this CPU has', bad);

@@ -7,6 +7,9 @@ import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js
 import { type ConformanceRun, conformanceProperty, runProgram } from '../../properties/conformance.js';
 import { Divergence, GuestRdmsr, GuestWrmsr } from '../../scenarios/commands.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import { runVmmProgram } from '../../properties/vmm_conformance.js';
+import { VmmSetMsr } from '../../scenarios/vmm.js';
+import { DEBUGCTLMSR_RTM_DEBUG, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 
@@ -85,5 +88,41 @@ describe('emulated-insn-skips-in-txcp: an instruction KVM emulates and counter 2
     expect(verdict(0x4300c0n)).toEqual({ met: [] });
     expect(verdict(0x4300c0n, off(-1n))).toEqual({ reported: MSR_IA32_PERFCTR0 + 2 });
     expect(verdict(0x4300c0n | IN_TXCP, off(10n))).toEqual({ reported: MSR_IA32_PERFCTR0 + 2 });
+  });
+});
+
+describe("a VMM's DEBUGCTL.RTM_DEBUG on a host with RTM, for a guest CPUID without it", () => {
+  const guest: GuestConfig = {
+    cpuid: { family: 6, model: 0x8f, leaf0a: { eax: 0x8300802, ebx: 0, ecx: 0, edx: 0x603 }, pdcm: true },
+    perfCapabilities: 0x2000n,
+  };
+  const program = [
+    new VmmSetMsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_RTM_DEBUG),
+    new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR),
+  ];
+  const verdict = (design: VcpuFactory) => {
+    try {
+      runVmmProgram({ ...run(EMULATED_OPS), design }, guest, program);
+    } catch (e) {
+      if (e instanceof Divergence) return 'reported';
+      throw e;
+    }
+    return 'passed';
+  };
+
+  it('is taken, as KVM takes a host-initiated write on what the host supports (b333b8ebb85d), and read back', () => {
+    expect(verdict((h, o) => new EmulatedVcpu(h, o))).toBe('passed');
+  });
+
+  it('a KVM that judges it on the guest CPUID is reported', () => {
+    const byGuest = (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) =>
+      new (class extends EmulatedVcpu {
+        override hostSetMsr(msr: number, value: bigint) {
+          return msr === MSR_IA32_DEBUGCTLMSR && (value & DEBUGCTLMSR_RTM_DEBUG) !== 0n
+            ? { ok: false as const, error: 'planted: RTM_DEBUG on the guest CPUID' }
+            : super.hostSetMsr(msr, value);
+        }
+      })(h, o);
+    expect(verdict(byGuest)).toBe('reported');
   });
 });
