@@ -120,6 +120,7 @@ const MEDIATED_DECLARED = {
   invisibility: MEDIATED_INVISIBILITY_EXPECTATIONS,
   unavailableOn: (host: Profile) => MEDIATED_OPS.kvm_init_pmu_capability(host, MEDIATED_OPS).unavailable,
   guestLbr: false,
+  vpmu: 'mediated' as const,
 };
 
 /** The designs as written here; each then states its supported configuration and base (stated()). */

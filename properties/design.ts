@@ -51,6 +51,8 @@ export interface Design {
   readonly base?: string;
   /** The layer its own changes are in: KVM (default) or host perf, which decides a report's subject prefix. */
   readonly layer?: 'kvm' | 'perf';
+  /** The vPMU the design is built on, where the host must load kvm for it: the mediated one needs enable_mediated_pmu=1. */
+  readonly vpmu?: 'mediated';
 }
 
 export class DesignError extends Error {

@@ -1363,7 +1363,18 @@ static __maybe_unused void check_msr_index_list(void)
 
 static void check_needs(void)
 {
-	/* nothing beyond the guest model */
+	{
+		char v[2] = "N";
+		int fd = open("/sys/module/kvm/parameters/enable_mediated_pmu", O_RDONLY);
+
+		if (fd >= 0) {
+			if (read(fd, v, 1) != 1)
+				v[0] = 'N';
+			close(fd);
+		}
+		if (v[0] != 'Y')
+			skip("a finding of the mediated vPMU: load kvm with enable_mediated_pmu=1");
+	}
 }
 
 /* The VMM's commands before the first KVM_RUN. */

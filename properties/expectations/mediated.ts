@@ -90,6 +90,7 @@ export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
   kernelRef:
     'arch/x86/kvm/vmx/pmu_intel.c reprogram_fixed_counters: fixed_ctr_ctrl_hw = data, a reprogram requested only for the fields that changed; pmu.c kvm_mediated_pmu_refresh_event_filter filters only the counters reprogrammed',
   vmm: true,
+  filed: '0006-kvm-mediated-filter-fixed-counter-reenabled',
   // A read of that counter, ahead of bare metal (modulo its width: it may have wrapped); the overflow bit it then
   // sets in GLOBAL_STATUS, alone; a PMI bare metal does not take, with that counter's PMI bit set.
   matches: (o, c) => {

@@ -91,7 +91,10 @@ export function emitFinding(f: Finding, fixed?: Design): Emission {
   const t: Target = { design: f.design, host: f.host, cpus: f.cpus, guest: f.guest, shows: f.id };
   const traces = simulateVariants(plan, t);
   const checks = checksOf(plan, t, traces, { target: f.target });
-  const needs = dedupe(plan.emitters.flatMap((e, i) => (e.needs !== undefined ? e.needs(f.program[i]!) : [])));
+  const needs = dedupe([
+    ...plan.emitters.flatMap((e, i) => (e.needs !== undefined ? e.needs(f.program[i]!) : [])),
+    ...(f.design.vpmu === 'mediated' ? [{ kind: 'mediatedPmu' } as const] : []),
+  ]);
   const baselineOf = (x: Target) => {
     const base = f.baseline;
     return mode === 'differential' && base !== undefined

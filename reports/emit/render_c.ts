@@ -209,6 +209,11 @@ function needsC(e: Emission): string {
         break;
       case 'timer':
         break;
+      case 'mediatedPmu':
+        lines.push(
+          '\t{\n\t\tchar v[2] = "N";\n\t\tint fd = open("/sys/module/kvm/parameters/enable_mediated_pmu", O_RDONLY);\n\n\t\tif (fd >= 0) {\n\t\t\tif (read(fd, v, 1) != 1)\n\t\t\t\tv[0] = \'N\';\n\t\t\tclose(fd);\n\t\t}\n\t\tif (v[0] != \'Y\')\n\t\t\tskip("a finding of the mediated vPMU: load kvm with enable_mediated_pmu=1");\n\t}',
+        );
+        break;
     }
   return `static void check_needs(void)\n{\n${lines.join('\n')}${lines.length === 0 ? '\t/* nothing beyond the guest model */' : ''}\n}`;
 }

@@ -62,7 +62,9 @@ export type Need =
   | { readonly kind: 'xsaves' }
   | { readonly kind: 'filter' }
   | { readonly kind: 'maskedFilter' }
-  | { readonly kind: 'timer' };
+  | { readonly kind: 'timer' }
+  /** A finding of the mediated vPMU: shown only where kvm runs it (enable_mediated_pmu=1). */
+  | { readonly kind: 'mediatedPmu' };
 
 /** What a host entry knows when it writes its C statement. */
 export interface HostContext {
