@@ -25,27 +25,31 @@ const lostAtSaveRestore = (h: readonly Observation[], msr: number) => {
   return at >= 0 && !h.slice(at).some((x) => x.kind === 'wrmsr' && x.target === msr && x.sut.kind === 'accepted');
 };
 
-export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
-  {
-    id: 'debugctl-not-saved',
-    title:
-      'IA32_DEBUGCTL is not in KVM_GET_MSR_INDEX_LIST, so a save/restore resets it to 0, and with DEBUGCTL.LBR the LBRs stop recording (decision K4, to confirm against QEMU)',
-    kernelRef: 'arch/x86/kvm/x86.c msrs_to_save_pmu / emulated_msrs: no MSR_IA32_DEBUGCTLMSR',
-    // A read of 0 where the other side kept a value, with no DEBUGCTL write since the save/restore: DEBUGCTL itself, or
-    // LBR_TOS when DEBUGCTL.LBR was set at the save/restore: it then moves no more (records reading 0 are lbr-not-saved's).
-    matches: (o, c) =>
-      o.kind === 'rdmsr' &&
-      (o.target === MSR_IA32_DEBUGCTLMSR || (o.target === MSR_LBR_TOS && lbrOnAtSaveRestore(c.history))) &&
-      readValue(o.sut) === 0n &&
-      lostAtSaveRestore(c.history, MSR_IA32_DEBUGCTLMSR),
-    adoptStep: (op, oracle) => {
-      if (op.op !== 'save-restore') return false;
-      const d = oracle.rdmsr(MSR_IA32_DEBUGCTLMSR);
-      if (!d.ok || d.value === 0n) return false;
-      oracle.wrmsr(MSR_IA32_DEBUGCTLMSR, 0n);
-      return true;
-    },
+/** DEBUGCTL is not saved: what a save/restore loses of it (shared with the mediated vPMU, whose guests set RTM_DEBUG). */
+export const DEBUGCTL_NOT_SAVED: KnownDivergence = {
+  id: 'debugctl-not-saved',
+  title:
+    'IA32_DEBUGCTL is not in KVM_GET_MSR_INDEX_LIST, so a save/restore resets it to 0, and with DEBUGCTL.LBR the LBRs stop recording (decision K4, to confirm against QEMU)',
+  kernelRef: 'arch/x86/kvm/x86.c msrs_to_save_pmu / emulated_msrs: no MSR_IA32_DEBUGCTLMSR',
+  // A read of 0 where the other side kept a value, with no DEBUGCTL write since the save/restore: DEBUGCTL itself, or
+  // LBR_TOS when DEBUGCTL.LBR was set at the save/restore: it then moves no more (records reading 0 are lbr-not-saved's).
+  matches: (o, c) =>
+    o.kind === 'rdmsr' &&
+    (o.target === MSR_IA32_DEBUGCTLMSR || (o.target === MSR_LBR_TOS && lbrOnAtSaveRestore(c.history))) &&
+    readValue(o.sut) === 0n &&
+    lostAtSaveRestore(c.history, MSR_IA32_DEBUGCTLMSR),
+  adoptStep: (op, oracle) => {
+    if (op.op !== 'save-restore') return false;
+    const d = oracle.rdmsr(MSR_IA32_DEBUGCTLMSR);
+    if (!d.ok || d.value === 0n) return false;
+    oracle.wrmsr(MSR_IA32_DEBUGCTLMSR, 0n);
+    return true;
   },
+};
+
+export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
+  DEBUGCTL_NOT_SAVED,
+
   {
     id: 'lbr-not-saved',
     title:

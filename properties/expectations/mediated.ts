@@ -15,6 +15,7 @@ import {
   version,
 } from './common.js';
 import type { KnownDivergence } from './types.js';
+import { DEBUGCTL_NOT_SAVED } from './emulated_invisibility.js';
 import { isGp, type Observation } from '../../scenarios/observation.js';
 import { fixedCounterAllowed } from '../../scenarios/oracle_filter.js';
 import type { KvmPmuEventFilter } from '../../model/kvm/types.js';
@@ -202,5 +203,5 @@ export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
   },
 ];
 
-/** What the mediated vPMU loses across a migration or a save/restore. */
-export const MEDIATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [];
+/** What the mediated vPMU loses across a migration or a save/restore: DEBUGCTL (RTM_DEBUG, with RTM), as upstream. */
+export const MEDIATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [DEBUGCTL_NOT_SAVED];

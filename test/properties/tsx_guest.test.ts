@@ -5,7 +5,16 @@ import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { EMULATED_OPS, type EmulatedOps } from '../../model/kvm/emulated/ops.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 import { type ConformanceRun, conformanceProperty, runProgram } from '../../properties/conformance.js';
-import { Divergence, GuestRdmsr, GuestWrmsr } from '../../scenarios/commands.js';
+import {
+  Divergence,
+  GuestRdmsr,
+  GuestWrmsr,
+  Migrate,
+  SaveRestore,
+  type WorldCommand,
+} from '../../scenarios/commands.js';
+import { designById } from '../../designs/registry.js';
+import { conformanceExpectations } from '../../properties/checks.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 import { runVmmProgram } from '../../properties/vmm_conformance.js';
 import { VmmSetMsr } from '../../scenarios/vmm.js';
@@ -124,5 +133,44 @@ describe("a VMM's DEBUGCTL.RTM_DEBUG on a host with RTM, for a guest CPUID witho
         }
       })(h, o);
     expect(verdict(byGuest)).toBe('reported');
+  });
+});
+
+describe('debugctl-not-saved on the mediated vPMU: RTM_DEBUG is all its guest can set in DEBUGCTL', () => {
+  const mediated = designById('mediated');
+  const guest: GuestConfig = {
+    cpuid: { family: 6, model: 0x8f, leaf0a: { eax: 0x8300501, ebx: 0x46, ecx: 0, edx: 0 }, pdcm: true, tsx: true },
+    perfCapabilities: 0x2000n,
+  };
+  const verdict = (program: WorldCommand[], design: VcpuFactory = mediated.factory) => {
+    const known = new Map<string, number>();
+    const expectations = conformanceExpectations(mediated, 'save-restore-heavy');
+    try {
+      runProgram({ host: SAPPHIRE_RAPIDS, design, expectations, known }, guest, program);
+    } catch (e) {
+      if (e instanceof Divergence) return 'reported';
+      throw e;
+    }
+    return [...known.keys()];
+  };
+  const rtm = new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_RTM_DEBUG);
+  const read = new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR);
+
+  it('lost at a save/restore is excused (soak, seed -517094391); lost at a migration is reported', () => {
+    expect(verdict([rtm, new SaveRestore(0, 0), read])).toEqual(['debugctl-not-saved']);
+    const lostOnMigrate = (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) => {
+      const v = mediated.factory(h, o);
+      let moved = false;
+      const migrate = v.migrate.bind(v);
+      const rd = v.guestRdmsr.bind(v);
+      v.migrate = (cpu: number) => {
+        moved = true;
+        migrate(cpu);
+      };
+      v.guestRdmsr = (msr: number) =>
+        moved && msr === MSR_IA32_DEBUGCTLMSR ? { ok: true as const, value: 0n } : rd(msr);
+      return v;
+    };
+    expect(verdict([rtm, new Migrate(0, 1), read], lostOnMigrate)).toBe('reported');
   });
 });
