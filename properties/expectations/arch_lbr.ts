@@ -7,7 +7,7 @@
  */
 
 import { isGp, type Observation, readValue } from '../../scenarios/observation.js';
-import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { DEBUGCTLMSR_FREEZE_LBRS_ON_PMI, DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { DivergenceContext, HostLbrDifference, KnownDisturbance, KnownDivergence } from './types.js';
 import { GuestRun, GuestWrmsr, GuestXrstors, HostOpen, HostWork } from '../../scenarios/commands.js';
 import { EMULATED_EXPECTATIONS, hostCompeted, infoCyclesOnly } from './emulated.js';
@@ -297,15 +297,17 @@ const afterGuestWrmsr = (d: HostLbrDifference, msr: (m: number) => boolean) => {
 };
 
 /**
- * The guest's LBR_CTL.LBREn as its last accepted WRMSR left it, with no PMI delivered since (a freeze may clear it) and
- * no XRSTORS (the image's LBR_CTL is not known here).
+ * The guest's LBR_CTL.LBREn as its last accepted WRMSR left it, with no PMI delivered since while DEBUGCTL held
+ * FREEZE_LBRS_ON_PMI (the series' freeze clears LBREn) and no XRSTORS (the image's LBR_CTL is not known here).
  */
 function guestLbrEnSet(h: readonly Observation[]): boolean {
   let lbrEn = false;
+  let freeze = false;
   for (const x of h) {
-    if (x.kind === 'wrmsr' && x.target === MSR_ARCH_LBR_CTL && x.sut.kind === 'accepted' && x.value !== null)
-      lbrEn = (x.value & ARCH_LBR_LBREN) !== 0n;
-    else if (x.kind === 'xrstors' || (x.kind === 'pmi' && x.sut.kind === 'pmis' && x.sut.pmis.length > 0))
+    if (x.kind === 'wrmsr' && x.sut.kind === 'accepted' && x.value !== null) {
+      if (x.target === MSR_ARCH_LBR_CTL) lbrEn = (x.value & ARCH_LBR_LBREN) !== 0n;
+      if (x.target === MSR_IA32_DEBUGCTLMSR) freeze = (x.value & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n;
+    } else if (x.kind === 'xrstors' || (freeze && x.kind === 'pmi' && x.sut.kind === 'pmis' && x.sut.pmis.length > 0))
       lbrEn = false;
   }
   return lbrEn;
