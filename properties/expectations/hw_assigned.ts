@@ -9,7 +9,7 @@ import { isGp, type Observation } from '../../scenarios/observation.js';
 import type { DivergenceContext, KnownDivergence } from './types.js';
 import { EMULATED_EXPECTATIONS, hostCompeted } from './emulated.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
-import { counterOf, counterOfMsr, isCounter, lbrFreezeEffect, lostOnly } from './common.js';
+import { ANYTHREAD_RESERVED, counterOf, counterOfMsr, isCounter, lbrFreezeEffect, lostOnly } from './common.js';
 import { MAX_GP } from '../../model/hw/profile.js';
 import { fixedCounterAllowed, gpEventAllowed } from '../../scenarios/oracle_filter.js';
 import { lowMask } from '../../model/hw/bits.js';
@@ -359,6 +359,8 @@ const DESCHEDULE_ROLLBACK: KnownDivergence = {
 };
 
 export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
+  // Upstream's rule, which the series keeps for FIXED_CTR_CTRL (its selector writes drop the bit: evtsel-reserved-dropped).
+  ANYTHREAD_RESERVED,
   {
     id: 'evtsel-reserved-dropped',
     title:

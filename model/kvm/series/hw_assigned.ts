@@ -429,7 +429,8 @@ function intel_pmu_get_msr(vcpu: KvmVcpuState, msr: number, _hostInitiated: bool
 function intel_pmu_set_msr(vcpu: KvmVcpuState, msr: number, data: bigint, _hostInitiated: boolean): Access {
   const pmu = vcpu.pmu;
   if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL) {
-    if ((data & pmu.fixed_ctr_ctrl_rsvd) !== 0n) return gp('IA32_FIXED_CTR_CTRL: reserved bits (fixed_ctr_ctrl_rsvd)');
+    if ((data & pmu.fixed_ctr_ctrl_rsvd) !== 0n)
+      return gp('IA32_FIXED_CTR_CTRL: reserved bits (fixed_ctr_ctrl_rsvd)', data & pmu.fixed_ctr_ctrl_rsvd);
     if (pmu.fixed_ctr_ctrl !== data) vcpu.ops.reprogram_fixed_counters(vcpu, data);
     return ok(data);
   }
