@@ -342,15 +342,21 @@ function counterRead(o: Observation): number | null {
   return o.kind === 'rdpmc' && o.target !== null && o.target >>> 30 === 0 ? o.target & 0xffff : null;
 }
 
-/** EVNTSEL`i` as its last accepted write (the guest's, or KVM_SET_MSRS) left it; 0 after a new vCPU model. */
-function lastEventsel(history: readonly Observation[], i: number): bigint {
+/** An MSR as its last accepted write (the guest's, or KVM_SET_MSRS) left it; 0 after a new vCPU model (a reset). */
+export function lastWritten(history: readonly Observation[], msr: number): bigint {
   for (let k = history.length - 1; k >= 0; k--) {
     const o = history[k]!;
-    if (o.kind === 'wrmsr' && o.target === MSR_P6_EVNTSEL0 + i && o.sut.kind === 'accepted') return o.value ?? 0n;
-    if (o.vmm?.op === 'set-msr' && o.vmm.msr === MSR_P6_EVNTSEL0 + i && o.sut.kind === 'ok') return o.vmm.value;
+    if (o.kind === 'wrmsr' && o.target === msr && o.sut.kind === 'accepted') return o.value ?? 0n;
+    if (o.vmm?.op === 'set-msr' && o.vmm.msr === msr && o.sut.kind === 'ok') return o.vmm.value;
     if (o.vmm?.op === 'set-cpuid' && o.sut.kind === 'ok') return 0n;
   }
   return 0n;
+}
+
+/** `a` is ahead of `b` modulo a `width`-bit counter, by less than half its range (a count, not a wrap back). */
+export function aheadModulo(a: bigint, b: bigint, width: number): boolean {
+  const d = (a - b) & ((1n << BigInt(width)) - 1n);
+  return d !== 0n && d < 1n << BigInt(width - 1);
 }
 
 /**
@@ -368,12 +374,10 @@ export const EMULATED_INSN_SKIPS_IN_TXCP: KnownDivergence = {
   // IN_TXCP and no unit mask.
   matches: (o, c) => {
     if (counterRead(o) !== 2 || o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
-    const sel = lastEventsel(c.history, 2);
+    const sel = lastWritten(c.history, MSR_P6_EVNTSEL0 + 2);
     const event = sel & (ARCH_PERFMON_EVENTSEL_EVENT | ARCH_PERFMON_EVENTSEL_UMASK);
     if ((sel & HSW_IN_TX_CHECKPOINTED) === 0n || (event !== 0xc0n && event !== 0xc4n)) return false;
-    const width = BigInt((c.guest.cpuid.leaf0a.eax >> 16) & 0xff);
-    const behind = (o.oracle.value - o.sut.value) & ((1n << width) - 1n);
-    return behind !== 0n && behind < 1n << (width - 1n);
+    return aheadModulo(o.oracle.value, o.sut.value, (c.guest.cpuid.leaf0a.eax >> 16) & 0xff);
   },
 };
 

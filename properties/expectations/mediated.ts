@@ -9,6 +9,8 @@ import {
   DEBUGCTL_SUBSET,
   FIXED_CTR_WIDTH,
   P6_PERFCTR_QUIRK,
+  aheadModulo,
+  lastWritten,
   EMULATED_INSN_SKIPS_IN_TXCP,
   STATUS_BITS_V2,
   VERSION_NOT_CLAMPED,
@@ -99,7 +101,12 @@ export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
     const past = (j: number) => filter !== null && (leaked & (1 << j)) !== 0 && !fixedCounterAllowed(filter, j);
     const j = fixedCounterRead(o);
     if (j !== null)
-      return o.sut.kind === 'value' && o.oracle.kind === 'value' && past(j) && ahead(o.sut.value, o.oracle.value, c);
+      return (
+        o.sut.kind === 'value' &&
+        o.oracle.kind === 'value' &&
+        past(j) &&
+        aheadModulo(o.sut.value, o.oracle.value, (c.guest.cpuid.leaf0a.edx >> 5) & 0xff)
+      );
     if (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) {
       if (o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
       const seen = o.sut.value;
@@ -109,30 +116,13 @@ export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
     if (o.kind === 'pmi' && o.sut.kind === 'pmis' && o.oracle.kind === 'pmis')
       return (
         o.sut.pmis.length > o.oracle.pmis.length &&
-        [0, 1, 2, 3].some((k) => past(k) && ((lastFixedCtrl(c.history) >> BigInt(4 * k + 3)) & 1n) === 1n)
+        [0, 1, 2, 3].some(
+          (k) => past(k) && ((lastWritten(c.history, MSR_CORE_PERF_FIXED_CTR_CTRL) >> BigInt(4 * k + 3)) & 1n) === 1n,
+        )
       );
     return false;
   },
 };
-
-/** The counter counted on where bare metal did not: `sut` ahead of `oracle` by less than half the fixed width. */
-function ahead(sut: bigint, oracle: bigint, c: { guest: { cpuid: { leaf0a: { edx: number } } } }): boolean {
-  const width = BigInt((c.guest.cpuid.leaf0a.edx >> 5) & 0xff);
-  const d = (sut - oracle) & ((1n << width) - 1n);
-  return d !== 0n && d < 1n << (width - 1n);
-}
-
-/** FIXED_CTR_CTRL as the last accepted write (guest or KVM_SET_MSRS) left it. */
-function lastFixedCtrl(history: readonly Observation[]): bigint {
-  for (let i = history.length - 1; i >= 0; i--) {
-    const o = history[i]!;
-    if (o.kind === 'wrmsr' && o.target === MSR_CORE_PERF_FIXED_CTR_CTRL && o.sut.kind === 'accepted')
-      return o.value ?? 0n;
-    if (o.vmm?.op === 'set-msr' && o.vmm.msr === MSR_CORE_PERF_FIXED_CTR_CTRL && o.sut.kind === 'ok')
-      return o.vmm.value;
-  }
-  return 0n;
-}
 
 // The shared entries (common.ts), with the mediated path to the same upstream code in the title and reference.
 export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [

@@ -246,20 +246,27 @@ const okC = (e: SeenVmm) => (e.kind === 'ok' ? 'EXPECT_OK' : e.kind === 'refused
 /** The errno KVM's ABI refuses with (<errno.h>'s name), or 0 where it names none. */
 const errnoC = (e: SeenVmm) => (e.kind === 'refused' && e.errno !== undefined ? e.errno : '0');
 
-/** A filter's events for a label: a run of one value at the end is counted, not repeated. */
-function eventsLabel(ev: readonly bigint[]): string {
+/**
+ * How many of a filter's events to list: the rest are a run of its last value (at least 4 long; a shorter run reads
+ * better listed), which a label counts and struct filter_spec holds as its fill.
+ */
+function listedEvents(ev: readonly bigint[]): number {
   let listed = ev.length;
   while (listed > 0 && ev[listed - 1] === ev[ev.length - 1]) listed--;
-  if (ev.length - listed < 4) return ev.map((e) => hex(e)).join(' ');
-  return [...ev.slice(0, listed).map((e) => hex(e)), `${hex(ev[ev.length - 1]!)} x${ev.length - listed}`].join(' ');
+  return ev.length - listed < 4 ? ev.length : listed;
 }
 
-/** A filter's events as struct filter_spec holds them: those listed, then a run of one value to the end as its fill. */
+/** A filter's events for a label: a run of one value at the end is counted, not repeated. */
+function eventsLabel(ev: readonly bigint[]): string {
+  const listed = listedEvents(ev);
+  const run = listed < ev.length ? [`${hex(ev[ev.length - 1]!)} x${ev.length - listed}`] : [];
+  return [...ev.slice(0, listed).map((e) => hex(e)), ...run].join(' ');
+}
+
+/** A filter's events as struct filter_spec holds them: those listed, then the run to the end as its fill. */
 function filterSpecC(f: KvmPmuEventFilter): string {
   const ev = f.events;
-  let listed = ev.length;
-  while (listed > 0 && ev[listed - 1] === ev[ev.length - 1]) listed--;
-  if (ev.length - listed < 4) listed = ev.length; // a short run reads better listed
+  const listed = listedEvents(ev);
   const fill = listed < ev.length ? ev[ev.length - 1]! : 0n;
   const events = listed === 0 ? 'NULL' : `(const uint64_t[]){ ${ev.slice(0, listed).map(u64).join(', ')} }`;
   return `&(struct filter_spec){ .action = ${f.action}, .flags = ${f.flags}, .fixed_counter_bitmap = ${hex(f.fixed_counter_bitmap)}, .nevents = ${ev.length}, .nlisted = ${listed}, .fill = ${u64(fill)}, .events = ${events} }`;
