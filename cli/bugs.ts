@@ -14,7 +14,7 @@ import { defaultWorkers, inLanes, workerPool } from './check_runner.js';
 import type { BugSeed, FaultSeed } from './check_worker.js';
 import { EQUIVALENT_FAULTS, FAULTS, type PlantedFault } from '../catalogue/faults.js';
 import { OutDirError, checkOutputFile, writeFileAtomic } from '../reports/out_dir.js';
-import { EXIT, EXIT_HELP, guard } from './exit.js';
+import { EXIT, EXIT_HELP, guard, stopOn } from './exit.js';
 import { BUGS_FORMAT } from './formats.js';
 import { compactTable, jsonTarget, plural } from './output.js';
 import type { BugsResults } from './results.js';
@@ -168,14 +168,11 @@ async function bugs(argv: readonly string[]): Promise<number> {
     !opts.faults ? false : opts.fault !== undefined ? opts.fault.includes(f.id) : opts.only === undefined,
   );
   const pool = workerPool(Math.max(1, Math.min(opts.workers, (entries.length + plantedFaults.length) * opts.seeds)));
-  let signal: NodeJS.Signals | null = null;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (signal !== null) process.exit(EXIT.interrupted);
-    signal = sig;
-    console.error(`\n${sig}: stopping after the seeds under way and printing what ran (${sig} again: at once)`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const stop = stopOn(
+    'the seeds under way',
+    () => undefined,
+    () => process.exit(EXIT.interrupted),
+  );
   // Every (row, seed) is a task; a row is tabulated once all its seeds are in, rows in catalogue order.
   const seeds: (BugSeed | undefined)[][] = entries.map(() => Array.from({ length: opts.seeds }));
   const rows: Row[] = [];
@@ -228,7 +225,7 @@ async function bugs(argv: readonly string[]): Promise<number> {
   try {
     const rowTasks = entries.length * opts.seeds;
     await inLanes(rowTasks + plantedFaults.length * opts.seeds, pool.workers, async (t) => {
-      if (signal !== null) return;
+      if (stop.cause() !== null) return;
       if (t < rowTasks) {
         const k = Math.floor(t / opts.seeds);
         const i = t % opts.seeds;
@@ -242,10 +239,10 @@ async function bugs(argv: readonly string[]): Promise<number> {
       tabulateFaults();
     });
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stop.off();
     await pool.close();
   }
+  const signal = stop.cause();
 
   const missedRows = rows.filter((r) => r.missed.length > 0);
   const missedFaults = faultRows.filter((r) => r.missed.length > 0);

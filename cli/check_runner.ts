@@ -8,6 +8,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { CheckSpec, RanCheck } from './check_run.js';
+import { type StopCause, stopOn } from './exit.js';
 import type { BugSeed, FaultSeed, Task } from './check_worker.js';
 
 export interface WorkerPool {
@@ -51,36 +52,24 @@ export function workerPool(workers: number): WorkerPool {
   };
 }
 
-/** The signal that stopped a run, if one did, and the way to stop listening. */
+/** The cause that stopped a run, if one did, and the way to stop listening. */
 export interface StopSignals {
-  readonly signal: () => NodeJS.Signals | null;
+  readonly signal: () => StopCause | null;
   readonly off: () => void;
 }
 
 /**
- * SIGINT and SIGTERM: the first asks the pool's running checks to stop after their current program
- * (and is said on stderr), a second stops them at once.
+ * SIGINT, SIGTERM or a closed stdout: the first asks the pool's running checks to stop after their
+ * current program, a second signal stops them at once. Letting the checks end keeps every worker
+ * past its module load before the pool goes.
  */
 export function stopOnSignals(pool: WorkerPool): StopSignals {
-  let signal: NodeJS.Signals | null = null;
-  const onSignal = (s: NodeJS.Signals) => {
-    if (signal !== null) {
-      void pool.kill();
-      return;
-    }
-    signal = s;
-    pool.requestStop();
-    console.error(`\n${s}: stopping after the current program and printing what ran (${s} again: at once)`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    signal: () => signal,
-    off: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
+  const stop = stopOn(
+    'the current program',
+    () => pool.requestStop(),
+    () => void pool.kill(),
+  );
+  return { signal: stop.cause, off: stop.off };
 }
 
 /**

@@ -35,7 +35,7 @@ import { designChecks } from '../properties/checks.js';
 import { DESIGN_IDS, designById } from '../designs/registry.js';
 import { OutDirError, checkOutputFile, prepareOutDir, writeFileAtomic } from '../reports/out_dir.js';
 import { join } from 'node:path';
-import { EXIT, EXIT_HELP, guard } from './exit.js';
+import { EXIT, EXIT_HELP, guard, type StopCause, stopOn } from './exit.js';
 import { COMPARE_FORMAT } from './formats.js';
 import { jsonTarget } from './output.js';
 import type { CompareResults } from './results.js';
@@ -112,23 +112,19 @@ async function compare(argv: readonly string[]): Promise<number> {
   const json = jsonTarget(opts.json, 'compare');
   if (json !== null && json !== 'stdout') checkOutputFile('--json', json);
   if (opts.svg !== undefined) prepareOutDir(opts.svg, '--svg');
-  let signal: NodeJS.Signals | null = null;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (signal !== null) process.exit(EXIT.interrupted);
-    signal = sig;
-    console.error(`\n${sig}: stopping after the current check and printing what ran (${sig} again: at once)`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const stop = stopOn(
+    'the current check',
+    () => undefined,
+    () => process.exit(EXIT.interrupted),
+  );
   try {
-    return await compareWith(opts, json, () => signal);
+    return await compareWith(opts, json, stop.cause);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stop.off();
   }
 }
 
-async function compareWith(opts: Options, json: string | null, signal: () => NodeJS.Signals | null): Promise<number> {
+async function compareWith(opts: Options, json: string | null, signal: () => StopCause | null): Promise<number> {
   const designs = opts.design.map(designById);
   const properties: PropertyRow[] = [];
   const unavailable: { design: string; host: string; why: string }[] = [];

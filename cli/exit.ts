@@ -16,6 +16,70 @@ export const EXIT_HELP = `Exit status (every command):
   2    bad usage, bad input or an internal error: one line on stderr
   130  interrupted (SIGINT, SIGTERM, or stdout closed by its reader): what ran is printed, marked interrupted`;
 
+/**
+ * What stopped a run early: a signal, or SIGPIPE for a stdout its reader closed (`| head`), which
+ * has no signal of its own here since Node ignores SIGPIPE and reports EPIPE on the write.
+ */
+export type StopCause = 'SIGINT' | 'SIGTERM' | 'SIGPIPE';
+
+let stdoutGone = false;
+const onStdoutGone = new Set<() => void>();
+
+/**
+ * stdout's reader went away. A run that listens (`stopOn`) stops as at SIGTERM, quietly; with
+ * nothing listening the process ends at once. Exiting with a worker still loading its module can
+ * abort Node itself, so a run with workers must listen.
+ */
+export function stdoutClosed(): void {
+  if (stdoutGone) return;
+  stdoutGone = true;
+  if (onStdoutGone.size === 0) process.exit(EXIT.interrupted);
+  for (const f of [...onStdoutGone]) f();
+}
+
+/** True once stdout's reader has gone: later write errors are that same end, not new ones. */
+export const stdoutIsClosed = (): boolean => stdoutGone;
+
+/** The cause that stopped a run, if one did, and the way to stop listening. */
+export interface Stop {
+  readonly cause: () => StopCause | null;
+  readonly off: () => void;
+}
+
+/**
+ * Listens for SIGINT, SIGTERM and a closed stdout. The first calls `first` and says so on stderr
+ * (a closed stdout stops silently: the run's reader is gone, stderr is not its to fill); a second
+ * signal calls `again`. `after` completes "stopping after …".
+ */
+export function stopOn(after: string, first: () => void, again: () => void): Stop {
+  let cause: StopCause | null = null;
+  const stop = (c: StopCause) => {
+    if (cause !== null) {
+      again();
+      return;
+    }
+    cause = c;
+    first();
+    if (c !== 'SIGPIPE') console.error(`\n${c}: stopping after ${after} and printing what ran (${c} again: at once)`);
+  };
+  const onSignal = (s: NodeJS.Signals) => stop(s as StopCause);
+  const onPipe = () => {
+    if (cause === null) stop('SIGPIPE');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  onStdoutGone.add(onPipe);
+  if (stdoutGone) onPipe();
+  return {
+    cause: () => cause,
+    off: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      onStdoutGone.delete(onPipe);
+    },
+  };
+}
+
 /** Bad usage or bad input: the message is the whole story (status 2). */
 export class InputError extends Error {
   override readonly name = 'InputError';

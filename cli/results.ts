@@ -83,7 +83,12 @@ export const StartResultsSchema = z
     format: z.literal(RESULTS_FORMAT),
     command: z.literal('start'),
     exitStatus: z.union([z.literal(0), z.literal(1), z.literal(130)]),
-    interruptedBy: z.string().nullable().describe('the signal (SIGINT, SIGTERM) that stopped the run, or null'),
+    interruptedBy: z
+      .string()
+      .nullable()
+      .describe(
+        'what stopped the run: SIGINT, SIGTERM, or SIGPIPE for a stdout its reader closed; null if nothing did',
+      ),
     seed: z.int(),
     options: z.strictObject({
       runs: count,

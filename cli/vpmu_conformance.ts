@@ -6,7 +6,7 @@
  */
 
 import { createRequire } from 'node:module';
-import { EXIT, EXIT_HELP } from './exit.js';
+import { EXIT, EXIT_HELP, stdoutClosed, stdoutIsClosed } from './exit.js';
 
 interface Command {
   readonly summary: string;
@@ -60,8 +60,8 @@ ${EXIT_HELP}
 
 // A reader that goes away (`| head`) ends the run quietly, as an interruption: nothing more can be shown.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(EXIT.interrupted);
-  throw e;
+  if (e.code === 'EPIPE' || stdoutIsClosed()) stdoutClosed();
+  else throw e;
 });
 
 async function main(argv: readonly string[]): Promise<number> {

@@ -258,7 +258,18 @@ describe('start: interruptions and pipes', () => {
   it('a reader that goes away (| head) ends the run quietly with 130, no stack trace', async () => {
     const child = spawn(
       process.execPath,
-      ['dist/cli.js', 'start', '--runs', '30', '--seed', '1', '--out', join(tmp, 'out')],
+      [
+        'dist/cli.js',
+        'start',
+        '--runs',
+        '30',
+        '--seed',
+        '1',
+        '--out',
+        join(tmp, 'out'),
+        '--json',
+        join(tmp, 'piped.json'),
+      ],
       {
         env: cleanEnv(),
       },
@@ -271,6 +282,10 @@ describe('start: interruptions and pipes', () => {
     child.stdout.destroy();
     expect(await done).toBe(130);
     expect(err).toBe('');
+    // The run stopped as at a signal, and what ran is kept.
+    const kept = parseStartResults(JSON.parse(readFileSync(join(tmp, 'piped.json'), 'utf8')));
+    expect(kept.interruptedBy).toBe('SIGPIPE');
+    expect(kept.exitStatus).toBe(130);
   });
 });
 
