@@ -153,6 +153,13 @@ export class OracleCpu extends Cpu {
    * overflows (status bit, PMI, freeze) when KVM's event does; every read shows the register plus the lag.
    */
   private readonly lags = new Map<number, bigint>();
+  /**
+   * Counters perf last armed after raising a period of 1 to 2: perf's period_left is one less than the register shows
+   * to the wrap, so at the register's -1 the period is used up (the guest's wrap taken without an overflow).
+   */
+  private readonly floored = new Set<number>();
+  /** KVM's sample period of each running counter's event, as last set (pmc_reprogram_counter, pmc_resume_counter, pmc_write_counter). */
+  private readonly periods = new Map<number, bigint>();
   private indices: readonly number[] | null = null;
   /** The counters whose controls the last WRMSR changed: KVM reprograms them once the WRMSR retires. */
   private reprogramAfterRetire: number[] = [];
@@ -183,6 +190,15 @@ export class OracleCpu extends Cpu {
   /** A write of the counter (a guest's or the VMM's): KVM's event is armed from the value written, its lag gone. */
   counterWritten(idx: number): void {
     this.lags.delete(idx);
+    this.floored.delete(idx);
+    this.setPeriod(idx);
+  }
+
+  /** get_sample_period of the count the guest reads now: what KVM gives perf when it (re)arms the counter's event. */
+  private setPeriod(idx: number): void {
+    if (!this.running(idx)) return;
+    const p = -this.counterValue(idx)! & this.counterMask(idx);
+    this.periods.set(idx, p === 0n ? this.counterMask(idx) + 1n : p);
   }
 
   /** The guest counters (no SLOTS: its overflow is PERF_METRICS') with the controls KVM reprograms on. */
@@ -231,12 +247,27 @@ export class OracleCpu extends Cpu {
     );
   }
 
-  /** perf (re)starts KVM's event of a running counter: a register one event short of the wrap gets two (left < 2). */
+  /**
+   * perf (re)starts KVM's event of a running counter (x86_perf_event_set_period): a register one event short of the
+   * wrap gets two (left < 2); one whose raised period is used up (the guest's count wrapped one event after the raise,
+   * no overflow) gets a whole sample period more (left <= 0: left += period), and overflows only after it.
+   */
   private floorIfAtMinusOne(idx: number): void {
     const m = this.counterMask(idx);
     if (!this.running(idx) || this.raw(idx) !== m) return;
-    this.setRaw(idx, m - 1n);
-    this.lags.set(idx, (this.lags.get(idx) ?? 0n) + 1n);
+    const period = this.periods.get(idx);
+    if (!this.floored.has(idx) || period === undefined || period < 2n) {
+      // A period not known here is taken as 1; the declaration judges that arm.
+      if (this.floored.has(idx) && period === undefined) this.unsureArms.add(idx);
+      this.setRaw(idx, m - 1n);
+      this.lags.set(idx, (this.lags.get(idx) ?? 0n) + 1n);
+      this.floored.add(idx);
+    } else {
+      const count = this.counterValue(idx)!;
+      this.setRaw(idx, -period);
+      this.lags.set(idx, (count - this.raw(idx)) & m);
+      this.floored.delete(idx);
+    }
     this.periodFloorAdopted?.();
   }
 
@@ -246,6 +277,7 @@ export class OracleCpu extends Cpu {
     if (lag === undefined) return;
     this.setRaw(idx, this.raw(idx) + lag);
     this.lags.delete(idx);
+    this.floored.delete(idx);
   }
 
   /**
@@ -254,6 +286,7 @@ export class OracleCpu extends Cpu {
    */
   private kvmReprogram(counters: readonly number[]): void {
     for (const i of counters) this.fold(i);
+    for (const i of counters) this.setPeriod(i);
     if (counters.some((i) => this.running(i))) this.kvmResched();
   }
 
@@ -273,6 +306,7 @@ export class OracleCpu extends Cpu {
   kvmRecreate(): void {
     if (this.periodFloorAdopted === null) return;
     for (const i of [...this.lags.keys()]) this.fold(i);
+    for (const i of this.counterIndices()) this.setPeriod(i);
     this.kvmResched();
     this.guestLbrEvent = (this.debugctlNow() & DEBUGCTLMSR_LBR) !== 0n ? 'exists' : 'unknown';
   }
@@ -320,6 +354,7 @@ export class OracleCpu extends Cpu {
     const changed = this.reprogramAfterRetire;
     this.reprogramAfterRetire = [];
     const lags = [...this.lags];
+    const floored = [...this.floored];
     for (const [i] of lags) this.fold(i);
     const before = this.counterIndices().map((i) => [i, this.raw(i)] as const);
     const d = this.filteredStep(u);
@@ -328,6 +363,7 @@ export class OracleCpu extends Cpu {
       if (!counted.includes(i)) {
         this.setRaw(i, this.raw(i) - l);
         this.lags.set(i, l);
+        if (floored.includes(i)) this.floored.add(i);
       }
     if (!unsure) this.kvmReprogram([...new Set([...counted, ...changed])]);
     else {

@@ -439,9 +439,9 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   {
     id: 'perf-min-period',
     title:
-      'a counter preset to overflow on the next event overflows one event late, or never if KVM pauses it after that event: perf programs a period of at least 2',
+      'a counter preset to overflow on the next event overflows one event late, never if KVM pauses it after that event, or a whole sample period later if perf re-arms it there: perf programs a period of at least 2',
     kernelRef:
-      'arch/x86/events/core.c x86_perf_event_set_period: "if (unlikely(left < 2)) left = 2"; arch/x86/kvm/pmu.c pmc_pause_counter snapshots prev_counter after folding perf\'s count ("hardware (via perf) is responsible"), so a wrap perf counted without overflowing is never signalled',
+      'arch/x86/events/core.c x86_perf_event_set_period: "if (unlikely(left < 2)) left = 2", and a used-up period_left gets the period added ("left += period"); arch/x86/kvm/pmu.c pmc_pause_counter snapshots prev_counter after folding perf\'s count ("hardware (via perf) is responsible"), so a wrap perf counted without overflowing is never signalled',
     // A counter that stood at -1 when perf armed its event (written so, or re-armed by a reschedule or a control
     // write while there) overflows after its second event: before that, bare metal's counter has taken exactly one.
     // If KVM pauses the event in between (a control write, an instruction it counts), the wrap is folded in silently.

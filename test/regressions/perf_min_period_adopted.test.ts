@@ -2,7 +2,8 @@
  * perf-min-period adopted (W6): where bare metal can tell when KVM's perf arms a guest counter (a reprogram KVM makes on
  * a control write or a count it takes in software, the context reschedule perf makes when KVM enables or creates an
  * event, a reschedule of the vCPU thread, a restore), its counter overflows when KVM's perf event does: one event
- * late when armed at -1 (perf's "left < 2" floor), or never when KVM pauses it after the wrap. The program then runs on
+ * late when armed at -1 (perf's "left < 2" floor), never when KVM pauses it after the wrap, or a whole sample period
+ * after the wrap when perf re-arms it there (its period used up: "left += period"). The program then runs on
  * and is compared exactly: counts stay bare metal's, and any other mechanism on the same counter is still reported.
  */
 import { describe, expect, it } from 'vitest';
@@ -10,7 +11,11 @@ import { ok } from '../../model/hw/access.js';
 import type { Cpu } from '../../model/hw/cpu.js';
 import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../model/hw/msr/global.js';
-import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../model/hw/msr/counters.js';
+import {
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_P6_EVNTSEL0,
+} from '../../model/hw/msr/counters.js';
 import { HOST_PERF_OPS, type HostPerfOps } from '../../model/host/perf.js';
 import type { PerfEvent } from '../../model/host/types.js';
 import { X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
@@ -65,6 +70,24 @@ const handlerLoop = [
   new DriverRun(0, [unit(3, 4)]),
 ];
 
+// Fixed counter 0 counts user instructions from -4 (KVM's sample period 4) and reaches -1 in hardware; creating PMC0's
+// event reschedules the vCPU task's events, and perf arms FC0 with 2 left though 1 is. One unit wraps the guest's count
+// with no overflow (period used up); re-creating PMC0's event re-arms FC0 with a whole period (left += 4): KVM's
+// overflow comes at the fourth event after, where a counter floored again would overflow at the second.
+const periodAfterSilentWrap = [
+  new GuestWrmsr(0, X2APIC_LVTPC, 0x400n), // PMIs as NMIs
+  new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR0, 0xffff_ffff_fffcn),
+  new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xan), // USR, PMI: the WRMSRs below do not count
+  new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1_0000_0001n),
+  new GuestRun(0, [unit(3, 3)]), // FC0 at -1, counted in hardware
+  new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x53003cn), // PMC0's event created: FC0 re-armed at -1
+  new GuestRun(0, [unit(3, 1)]), // the guest's wrap: bare metal overflows, KVM's event is one short
+  new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x51003cn), // PMC0's event re-created: FC0's used-up period re-armed
+  new GuestRun(0, [unit(3, 1), unit(3, 1), unit(3, 1), unit(3, 1), unit(3, 1)]),
+  new GuestRdpmc(0, 0x4000_0000, 0),
+  new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_STATUS),
+];
+
 const run = { host: skylake, expectations: EMULATED_EXPECTATIONS };
 
 /** A planted host perf whose period floor is 3, not 2 ("left < 3"): an event armed at -1 or -2 overflows late. */
@@ -117,6 +140,15 @@ describe('perf-min-period adopted: bare metal overflows a counter when KVM’s p
     runProgram({ ...run, design: designById('emulated').factory, known, ended }, guest, handlerLoop);
     expect([...known.keys()]).toEqual(['perf-min-period']);
     expect(ended.size).toBe(0);
+  });
+
+  it('a period perf found used up at a reschedule is re-armed whole: KVM overflows a period later, on both sides', () => {
+    expect(firstDivergence('skylake', guest, periodAfterSilentWrap, 'emulated')).toBeNull();
+    expect(knownDivergencesMet('skylake', guest, periodAfterSilentWrap, 'emulated')).toEqual(['perf-min-period']);
+    // The count stays exact across the re-arm: one invented on that counter is still reported.
+    expect(() => runProgram({ ...run, design: fc0ReadsHigh }, guest, periodAfterSilentWrap)).toThrow(
+      /RDPMC 0x40000000 at CPL 0: guest saw 0x6, bare metal shows 0x5/,
+    );
   });
 
   it('the mediated vPMU arms no perf event for the guest: nothing to adopt, and it conforms', () => {
