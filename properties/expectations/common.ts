@@ -268,9 +268,13 @@ export function supportedDebugctlOf(a: Pick<MsrAttempt, 'guest' | 'hostInitiated
  * What a new guest LBR event leaves of the LBRs (intel_pmu_lbr_add → intel_pmu_lbr_reset): every FROM/TO/INFO record
  * and LBR_SELECT zeroed, LBR_TOS kept. True if one of them was not zero already.
  */
-export function wipeLbrRecords(cpu: Pick<Cpu, 'profile' | 'rdmsr' | 'wrmsr'>): boolean {
+export function wipeLbrRecords(cpu: Pick<Cpu, 'profile' | 'rdmsr' | 'wrmsr' | 'state'>): boolean {
   const g = cpu.profile.legacyLbr;
   if (g === undefined) return false;
+  // Most reschedules find nothing to wipe: said from the state at once, not by reading a hundred MSRs.
+  const s = cpu.state;
+  const zero = (a: readonly bigint[]) => a.every((x) => x === 0n);
+  if ((!g.select || s.lbrSelect === 0n) && zero(s.lbrFrom) && zero(s.lbrTo) && zero(s.lbrInfo)) return false;
   const msrs = g.select ? [MSR_LBR_SELECT] : [];
   for (let i = 0; i < g.depth; i++)
     for (const base of [g.fromBase, g.toBase, g.infoBase]) if (base !== undefined) msrs.push(base + i);
