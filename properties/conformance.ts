@@ -10,7 +10,7 @@ import { Divergence } from '../scenarios/commands.js';
 import { diverges, type Observation } from '../scenarios/observation.js';
 import { type GenerationProfile, profileProgramArb } from '../scenarios/generation.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
-import { adoptionOf, type KnownDivergence } from './expectations/types.js';
+import { adoptionOf, declaredFor, type KnownDivergence } from './expectations/types.js';
 import type { SupportedPmu } from '../model/kvm/types.js';
 import { supportedOf } from '../scenarios/supported.js';
 
@@ -61,7 +61,7 @@ export function runProgram(
     if (!(e instanceof Divergence)) throw e;
     const history = e.world?.observations ?? [e.observation];
     const ctx = { host: r.host, guest, history, ...(e.world !== null ? { facts: e.world } : {}) };
-    const k = r.expectations.find((x) => x.matches(e.observation, ctx));
+    const k = declaredFor(r.expectations, e.observation, ctx);
     if (k === undefined) throw e;
     tally(r.known, k.id);
     if (k.contract === undefined) tally(r.ended, k.id);
@@ -100,7 +100,8 @@ function checkContract(
       const o = obs[i]!;
       if (o.step < at.step || !diverges(o)) continue;
       const ctx = { host: r.host, guest, history: obs.slice(0, i + 1), facts: w };
-      const whys = active.map((c) => c.contract!(o, ctx));
+      // An ioctl's result is held to a contract only where its declaration names the ioctl's path, as it is matched.
+      const whys = active.map((c) => (o.kind === 'vmm' && c.vmm !== true ? 'a VMM ioctl' : c.contract!(o, ctx)));
       if (whys.includes(null)) continue;
       // A guest driver routine parted on a value a contract lets differ: what follows depends on it on each side,
       // so nothing after compares, and the program ends there as that known divergence.
@@ -114,7 +115,11 @@ function checkContract(
       }
       // Outside every contract but declared on its own: with a contract of its own it joins them, else the program
       // ends there as that known divergence.
-      const other = r.expectations.find((x) => !active.includes(x) && x.matches(o, ctx));
+      const other = declaredFor(
+        r.expectations.filter((x) => !active.includes(x)),
+        o,
+        ctx,
+      );
       if (other !== undefined) {
         tally(r.known, other.id);
         if (other.contract !== undefined) {

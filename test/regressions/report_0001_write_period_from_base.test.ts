@@ -7,9 +7,14 @@
 import { describe, expect, it } from 'vitest';
 import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
 import { DecisionLog, recording } from '../../model/hw/relied.js';
-import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
+import { designById, firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../scenarios/commands.js';
-import type { GuestConfig } from '../../scenarios/world.js';
+import { VmmGetMsr, VmmSetCpuid } from '../../scenarios/vmm.js';
+import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
+import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
+import { runVmmProgram } from '../../properties/vmm_conformance.js';
+import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 
 const guest: GuestConfig = {
   cpuid: {
@@ -90,5 +95,50 @@ describe('reports/filed/0001: a write to a running counter re-arms the perf peri
       oracle: { kind: 'value', value: 0x800n },
     });
     expect(knownDivergencesMet('skylake', lbrGuest, late, 'emulated')).toEqual(['write-period-from-base']);
+  });
+
+  // Found by vmm-conformance (seed 116): a VMM that sets a version-2 CPUID; PMC3 counts OS cycles from 0, is written 0
+  // after one: the base becomes -1, so perf's period is 1 (floored to 2) and the overflow comes early, at 2 cycles, in
+  // pmu->global_status, which the VMM's KVM_GET_MSRS reads where bare metal has no bit.
+  const cycles = (n: number) => ({ cpl: 0, instructions: 0, cycles: n });
+  const v1 = { ...guest, cpuid: { ...guest.cpuid, leaf0a: { eax: leaf0aEax(1, 4, 48, 7), ebx: 0, ecx: 0, edx: 0 } } };
+  const viaVmm = [
+    new VmmSetCpuid(0, guest),
+    new GuestWrmsr(0, 0x189, 0x42003cn), // PMC3: cycles, OS|EN, no PMI
+    new GuestRun(0, [cycles(1)]),
+    new GuestWrmsr(0, 0xc4, 0x0n),
+    new GuestRun(0, [cycles(2)]),
+    new VmmGetMsr(0, 0x38e),
+  ];
+
+  it("the VMM's KVM_GET_MSRS of GLOBAL_STATUS shows the early overflow: the same declared divergence, on both checks", () => {
+    expect(firstDivergence('skylake', v1, viaVmm, 'emulated')).toMatchObject({
+      kind: 'vmm',
+      sut: { kind: 'value', value: 0x8n },
+      oracle: { kind: 'value', value: 0n },
+    });
+    expect(knownDivergencesMet('skylake', v1, viaVmm, 'emulated')).toEqual(['write-period-from-base']);
+    const known = new Map<string, number>();
+    const e = designById('emulated');
+    runVmmProgram(
+      { host: BUILTIN_PROFILES.skylake!, design: e.factory, expectations: e.expectations, known },
+      v1,
+      viaVmm,
+    );
+    expect([...known.keys()]).toEqual(['write-period-from-base']);
+    expect(firstDivergence('skylake', v1, viaVmm, 'fix/0001-write-period-from-value')).toBeNull();
+  });
+
+  it('a GLOBAL_STATUS bit the VMM reads for a counter that never counted is still reported', () => {
+    // A planted KVM_GET_MSRS that shows PMC0's bit too: PMC0 was never enabled, so no stale period explains it.
+    const pmc0Bit: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override hostGetMsr(msr: number) {
+          const r = super.hostGetMsr(msr);
+          return r.ok && msr === 0x38e ? { ok: true as const, value: r.value | 1n } : r;
+        }
+      })(h, o);
+    const run = { host: BUILTIN_PROFILES.skylake!, design: pmc0Bit, expectations: EMULATED_EXPECTATIONS };
+    expect(() => runVmmProgram(run, v1, viaVmm)).toThrow(/KVM_GET_MSRS 0x38e: guest saw 0x9, expected 0x0/);
   });
 });
