@@ -63,6 +63,15 @@ const slotsPreset = (c: DivergenceContext) =>
 
 const SLOTS_OVF = bit(32 + 3) | bit(GLOBAL_STATUS_PERF_METRICS_OVF_BIT);
 
+/** A GLOBAL_STATUS read that differs from bare metal only in bit 48 (PERF_METRICS overflow), which bare metal has. */
+const lacksMetricsOvfOnly = (o: Observation) =>
+  o.kind === 'rdmsr' &&
+  o.target === MSR_CORE_PERF_GLOBAL_STATUS &&
+  o.sut.kind === 'value' &&
+  o.oracle.kind === 'value' &&
+  (o.oracle.value ^ o.sut.value) === bit(GLOBAL_STATUS_PERF_METRICS_OVF_BIT) &&
+  (o.oracle.value & bit(GLOBAL_STATUS_PERF_METRICS_OVF_BIT)) !== 0n;
+
 /** A VMM's PERF_CAPABILITIES with PERF_METRICS that KVM took for a vCPU no CPU would have (no FIXED_CTR3: W4). */
 export const metricsWithoutSlots = (o: Observation) => {
   const v = o.vmm;
@@ -167,11 +176,14 @@ export const TOPDOWN_RAW_DECLARED: readonly KnownDivergence[] = [
   {
     id: 'metrics-need-write',
     title:
-      'until PERF_METRICS is written, FIXED_CTR3 counts alone (no metrics event) and PERF_METRICS reads 0, whatever GLOBAL_CTRL bit 48 says',
+      'until PERF_METRICS is written, FIXED_CTR3 counts alone (no metrics event): PERF_METRICS reads 0, and a FIXED_CTR3 wrap sets GLOBAL_STATUS bit 35 without bit 48, whatever GLOBAL_CTRL bit 48 says',
     kernelRef:
       'seed 002 patch 11/13: a PERF_METRICS write is what sets max_nr_events = 2 ("KVM cannot tell a lone slots user from a topdown user"); before it, pmc_reprogram_counter creates the slots event alone',
+    // With no metrics event nothing sets the PERF_METRICS overflow bit: a status read lacking that bit alone.
     matches: (o, c) =>
-      readsMetrics(o) && hasMetrics(c) && !wroteMetrics(c) && o.sut.kind === 'value' && o.sut.value === 0n,
+      hasMetrics(c) &&
+      !wroteMetrics(c) &&
+      ((readsMetrics(o) && o.sut.kind === 'value' && o.sut.value === 0n) || lacksMetricsOvfOnly(o)),
   },
   {
     id: 'metrics-frozen-window',
