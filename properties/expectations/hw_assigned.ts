@@ -12,6 +12,7 @@ import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
 import { ANYTHREAD_RESERVED, counterOf, counterOfMsr, isCounter, lbrFreezeEffect, lostOnly } from './common.js';
 import { MAX_GP } from '../../model/hw/profile.js';
 import { fixedCounterAllowed, gpEventAllowed } from '../../scenarios/oracle_filter.js';
+import type { KvmPmuEventFilter } from '../../model/kvm/types.js';
 import { lowMask } from '../../model/hw/bits.js';
 import {
   ARCH_PERFMON_EVENTSEL_ENABLE,
@@ -311,27 +312,43 @@ function vmmReadRolledBack(o: Observation, c: DivergenceContext): boolean {
 }
 
 /**
- * The counters enabled (by the guest's or the VMM's last control write) with an event a later KVM_SET_PMU_EVENT_FILTER
- * denies (as is_gp_event_allowed / is_fixed_event_allowed decide): their events outlive it, and any later enabling write loads
- * their control again.
+ * The counters that count an event the VMM's filter denies on a counter perf assigned for an allowed one: enabled (by
+ * the guest's or the VMM's last control write) with an event a later KVM_SET_PMU_EVENT_FILTER denies (as
+ * is_gp_event_allowed / is_fixed_event_allowed decide), or a GP counter whose enabled, allowed event is rewritten,
+ * possibly disabled in between, to one the filter in force denies. Their events outlive the denial, and any later enabling write
+ * loads their control again.
  */
 function enabledBeforeFilter(history: readonly Observation[]): Set<number> {
   const selects = new Map<number, bigint>(); // enabled GP counters: their event selects
+  // GP counters with an event created while the filter allowed it: a disabling write keeps it (reprogram_counter only
+  // pauses), a reschedule of a disabled counter may release it (kvm_pmu_cleanup; taken as released, which is narrower).
+  const live = new Set<number>();
   const fixed = new Set<number>(); // enabled fixed counters
   const out = new Set<number>();
+  let filter: KvmPmuEventFilter | null = null;
   for (const h of history) {
+    if (h.vmm?.op === 'migrate' || h.vmm?.op === 'preempt') for (const i of live) if (!selects.has(i)) live.delete(i);
+    if (h.vmm?.op === 'save-restore')
+      for (const i of [...live])
+        if (!selects.has(i) || (filter !== null && !gpEventAllowed(filter, selects.get(i)!))) live.delete(i);
     // Read as the World's bare metal reads a filter the ioctl took, not through the design's own predicates.
-    if (h.vmm?.op === 'set-filter' && h.vmm.filter !== null && h.sut.kind === 'ok') {
+    if (h.vmm?.op === 'set-filter' && h.sut.kind === 'ok') {
+      filter = h.vmm.filter;
       const f = h.vmm.filter;
-      for (const [i, sel] of selects) if (!gpEventAllowed(f, sel)) out.add(i);
-      for (const j of fixed) if (!fixedCounterAllowed(f, j)) out.add(32 + j);
+      if (f !== null) {
+        for (const [i, sel] of selects) if (!gpEventAllowed(f, sel)) out.add(i);
+        for (const j of fixed) if (!fixedCounterAllowed(f, j)) out.add(32 + j);
+      }
     }
     const x = written(h);
     if (x === null) continue;
     if (isEvtsel(x.msr)) {
       const i = x.msr - MSR_P6_EVNTSEL0;
-      if ((x.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n) selects.set(i, x.value);
-      else selects.delete(i);
+      if ((x.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n) {
+        selects.set(i, x.value);
+        if (filter === null || gpEventAllowed(filter, x.value)) live.add(i);
+        else if (live.has(i)) out.add(i);
+      } else selects.delete(i);
     } else if (x.msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
       for (let j = 0; j < 3; j++)
         if (((x.value >> BigInt(4 * j)) & 3n) !== 0n) fixed.add(j);
@@ -454,7 +471,7 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
   {
     id: 'event-filter-not-applied',
     title:
-      "an event the VMM's event filter denies keeps counting on a counter perf assigned to the vPMC before the filter: the filter's reprogram stops nothing, and a later enabling write loads the guest's control again",
+      "an event the VMM's event filter denies counts on a counter perf assigned to the vPMC for an event it allowed (before the filter, or before the guest changed the event): the reprogram stops nothing of an assigned counter, and an enabling write loads the guest's control whatever it decided",
     kernelRef:
       "series patch 4/5: pmc_stop_counter only syncs an assigned counter; the base's reprogram_counter returns for an event pmc_is_event_allowed refuses after it (kvm_vm_ioctl_set_pmu_event_filter reprograms every PMC), leaving the host counter's control as patch 5/5's intel_pmu_enable_host_counter loaded it; intel_pmu_set_msr enables the host counter after reprogram_counter whatever it decided. (The filter postdates the series' 5.0 base: this is the series on pre-reuse's base.)",
     // A read of such a counter (a guest's, or the VMM's KVM_GET_MSRS), or what any such counter's count decides.

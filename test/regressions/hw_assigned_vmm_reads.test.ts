@@ -211,6 +211,44 @@ describe('hw-assigned: KVM_SET_PMU_EVENT_FILTER does not stop an assigned counte
     );
   });
 
+  // Found by a soak (seed -2023838382): under an allow-list filter the guest enables an allowed event, then rewrites
+  // the select, still enabled, to a unit mask the filter denies; the counter perf assigned keeps counting.
+  const allow = new VmmSetPmuEventFilter({ action: 0, flags: 0, fixed_counter_bitmap: 0, events: [0x412en] });
+  const llcRefs = [{ cpl: 0, instructions: 0, llcReferences: 1 }];
+  const rewritten = (viaDisable: boolean) => [
+    allow,
+    new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x42412en), // event 0x2e umask 0x41, allowed: perf assigns a counter
+    ...(viaDisable ? [new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x2412en)] : []),
+    new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x424f2en), // umask 0x4f: LLC references, denied
+    new GuestRun(0, llcRefs),
+    new GuestRdmsr(0, MSR_IA32_PERFCTR0),
+  ];
+
+  it('an allowed event rewritten to a denied one keeps its assigned counter and counts: the same mechanism', () => {
+    expect(verdict(guest, rewritten(false)).met).toEqual(['event-filter-not-applied']);
+  });
+
+  it('so is one disabled in between: pausing keeps the event', () => {
+    expect(verdict(guest, rewritten(true)).met).toEqual(['event-filter-not-applied']);
+  });
+
+  it('a rewrite to another allowed event excuses nothing: a planted count on the counter is reported', () => {
+    const allowedAgain = rewritten(false).map((c) =>
+      c instanceof GuestWrmsr && c.value === 0x424f2en ? new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x52412en) : c,
+    ); // the allowed event again, at CPL 0 and 3
+    expect(verdict(guest, allowedAgain).met).toEqual([]);
+    const counts: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestRdmsr(msr: number) {
+          const r = super.guestRdmsr(msr);
+          return r.ok && msr === MSR_IA32_PERFCTR0 ? ok(r.value + 5n) : r;
+        }
+      })(h, o, HW_ASSIGNED_OPS);
+    expect(verdict(guest, allowedAgain, d.expectations, counts).reported).toMatch(
+      /RDMSR 0xc1: guest saw 0x5, bare metal shows 0x0/,
+    );
+  });
+
   it('a filter that denies another event excuses nothing of the counter: a planted count on it is reported', () => {
     const other = [
       new VmmSetMsr(0, MSR_P6_EVNTSEL0, 0x41003cn),
