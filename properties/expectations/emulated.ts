@@ -74,12 +74,38 @@ function lastWrite(history: readonly Observation[], msr: number, upTo: Observati
  */
 function staleIntOverflow(o: Observation, history: readonly Observation[]): boolean {
   if (pmisOf(o.sut).length === pmisOf(o.oracle).length) return false;
-  const at = history.indexOf(o);
-  const w = history[at - 1];
+  return staleIntWrite(history, history.indexOf(o) - 1);
+}
+
+/**
+ * The INT (PMI) bit KVM's perf event of a counter was last created with (pmc->intr, set by pmc_reprogram_counter): that
+ * of the last control write before `upTo` that enabled the counter, false if none did. A disabling write keeps it.
+ */
+function createdInt(history: readonly Observation[], msr: number, field: number | null, upTo: Observation): boolean {
+  let int = false;
+  for (const h of history) {
+    if (h === upTo) break;
+    if (h.kind !== 'wrmsr' || h.target !== msr || h.sut.kind !== 'accepted' || h.value === null) continue;
+    if (field === null) {
+      if ((h.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n) int = (h.value & ARCH_PERFMON_EVENTSEL_INT) !== 0n;
+    } else {
+      const f = (h.value >> BigInt(4 * field)) & 0xfn;
+      if ((f & 3n) !== 0n) int = (f & 8n) !== 0n;
+    }
+  }
+  return int;
+}
+
+/**
+ * history[at] is an accepted WRMSR that enabled a counter bare metal held at -1 just before it with an INT bit other
+ * than the one KVM's perf event of it was last created with.
+ */
+function staleIntWrite(history: readonly Observation[], at: number): boolean {
+  const w = history[at];
   if (w === undefined || w.kind !== 'wrmsr' || w.target === null || w.value === null) return false;
   // The counters at -1 right before the write: the last instruction before it, with no run in between.
   let before: readonly number[] = [];
-  for (let k = at - 2; k >= 0; k--) {
+  for (let k = at - 1; k >= 0; k--) {
     const h = history[k]!;
     if (h.kind === 'run') break;
     if (h.kind === 'rdmsr' || h.kind === 'wrmsr' || h.kind === 'rdpmc') {
@@ -87,13 +113,20 @@ function staleIntOverflow(o: Observation, history: readonly Observation[]): bool
       break;
     }
   }
-  const prev = lastWrite(history, w.target, w) ?? 0n;
   if (w.target >= MSR_P6_EVNTSEL0 && w.target < MSR_P6_EVNTSEL0 + 8) {
     const i = w.target - MSR_P6_EVNTSEL0;
-    return before.includes(i) && ((prev ^ w.value) & ARCH_PERFMON_EVENTSEL_INT) !== 0n;
+    return (
+      before.includes(i) &&
+      (w.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n &&
+      ((w.value & ARCH_PERFMON_EVENTSEL_INT) !== 0n) !== createdInt(history, w.target, null, w)
+    );
   }
   if (w.target !== MSR_CORE_PERF_FIXED_CTR_CTRL) return false;
-  return before.some((i) => i >= 32 && (((prev ^ w.value!) >> BigInt(4 * (i - 32) + 3)) & 1n) === 1n);
+  return before.some((i) => {
+    if (i < 32) return false;
+    const f = (w.value! >> BigInt(4 * (i - 32))) & 0xfn;
+    return (f & 3n) !== 0n && ((f & 8n) !== 0n) !== createdInt(history, w.target!, i - 32, w);
+  });
 }
 
 /** A host user's event with a branch stack that perf accepted: it takes the LBRs. */
@@ -485,10 +518,15 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   {
     id: 'emulated-overflow-stale-int',
     title:
-      "an overflow caused by an instruction KVM counts in software is signalled with the INT setting of the counter's previous perf event: the WRMSR that sets or clears a counter's INT (PMI) bit and overflows it by retiring gets the PMI of the old setting",
+      "an overflow caused by an instruction KVM counts in software is signalled with the INT setting of the counter's previous perf event (none made: no PMI): the enabling WRMSR that sets or clears a counter's INT (PMI) bit and overflows it by retiring gets the PMI, and the LBR freeze, of the old setting",
     kernelRef:
       'arch/x86/kvm/pmu.c reprogram_counter: __kvm_perf_overflow(pmc, false) tests pmc->intr, set by pmc_reprogram_counter for the previous event, before the new event stores the new INT',
-    matches: (o, c) => o.kind === 'pmi' && o.around === 'wrmsr' && staleIntOverflow(o, c.history),
+    // The PMIs around the write, or (LVTPC masked, no PMI to see) the LBR freeze that PMI request makes or skips.
+    matches: (o, c) =>
+      (o.kind === 'pmi' && o.around === 'wrmsr' && staleIntOverflow(o, c.history)) ||
+      (o.kind !== 'vmm' &&
+        lbrFreezeEffect(o, c.history) &&
+        c.history.some((h, k) => h.kind === 'wrmsr' && h.sut.kind === 'accepted' && staleIntWrite(c.history, k))),
   },
   ANYTHREAD_RESERVED,
   {

@@ -1,0 +1,83 @@
+/**
+ * emulated-overflow-stale-int with LVTPC masked: the WRMSR that sets a counter's INT bit and overflows it by retiring
+ * is signalled with the old INT (clear), so KVM requests no PMI and its emulated LBR freeze (Arch LBR under a
+ * version-2 PMU: LBREn cleared, decision D41) does not happen, where bare metal's PMI request freezes. No PMI shows on
+ * either side (LVTPC is masked), so the freeze is the mechanism's only trace. Found by a soak (seed 1874902424,
+ * arch-lbr on Sapphire Rapids).
+ */
+import { describe, expect, it } from 'vitest';
+import { designById, firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
+import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
+import { runProgram } from '../../properties/conformance.js';
+import { GuestRdmsr, GuestWrmsr } from '../../scenarios/commands.js';
+import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+
+const guest: GuestConfig = {
+  cpuid: {
+    family: 6,
+    model: 0x8f,
+    leaf0a: { eax: 0x8300502, ebx: 0x20, ecx: 0x0, edx: 0x601 },
+    pdcm: true,
+    tsx: true,
+    archLbr: true,
+    leaf1c: { eax: 0x80000008, ebx: 0x7, ecx: 0x7, edx: 0x0 },
+  },
+  perfCapabilities: 0x203fn,
+};
+// `int`: none before; written with INT but never enabled (no perf event made with it); or enabled with INT once, then
+// disabled (KVM's event keeps pmc->intr from its creation).
+const program = (int: 'none' | 'written' | 'created') => [
+  new GuestWrmsr(0, 0x14ce, 0x7f000fn), // LBR_CTL: LBREn and every branch type
+  ...(int === 'written' ? [new GuestWrmsr(0, 0x18a, 0x1200c0n)] : []), // EVNTSEL4: INT, not enabled
+  ...(int === 'created' ? [new GuestWrmsr(0, 0x18a, 0x5200c0n), new GuestWrmsr(0, 0x18a, 0x1200c0n)] : []),
+  new GuestWrmsr(0, 0x4c5, 0xffff_ffff_ffffn), // PMC4 at -1 (full-width alias)
+  new GuestWrmsr(0, 0x1d9, 0x800n), // DEBUGCTL.FREEZE_LBRS_ON_PMI
+  new GuestWrmsr(0, 0x18a, 0x5200c0n), // instructions, OS|INT|EN: its own retirement overflows PMC4
+  new GuestRdmsr(0, 0x14ce),
+];
+
+describe('emulated-overflow-stale-int: the LBR freeze a stale INT skips', () => {
+  it('the guest keeps LBREn where bare metal froze, and that is the declared mechanism', () => {
+    expect(firstDivergence('sapphirerapids', guest, program('none'), 'arch-lbr')).toMatchObject({
+      kind: 'rdmsr',
+      target: 0x14ce,
+      sut: { kind: 'value', value: 0x7f000fn },
+      oracle: { kind: 'value', value: 0x7f000en },
+    });
+    expect(knownDivergencesMet('sapphirerapids', guest, program('none'), 'arch-lbr')).toEqual([
+      'emulated-overflow-stale-int',
+    ]);
+  });
+
+  it('INT written while the counter was disabled made no event with it: the same mechanism', () => {
+    expect(knownDivergencesMet('sapphirerapids', guest, program('written'), 'arch-lbr')).toEqual([
+      'emulated-overflow-stale-int',
+    ]);
+  });
+
+  it('once an event was made with INT, KVM signals the overflow and freezes too: no divergence', () => {
+    expect(firstDivergence('sapphirerapids', guest, program('created'), 'arch-lbr')).toBeNull();
+  });
+
+  it('a freeze a design skips with INT unchanged is reported', () => {
+    const d = designById('arch-lbr');
+    const keepsLbrEn: VcpuFactory = (h, o) => {
+      const v = d.factory(h, o);
+      const rd = v.guestRdmsr.bind(v);
+      v.guestRdmsr = (m) => {
+        const r = rd(m);
+        return r.ok && m === 0x14ce ? { ok: true, value: r.value | 1n } : r;
+      };
+      return v;
+    };
+    const run = {
+      host: BUILTIN_PROFILES.sapphirerapids!,
+      design: keepsLbrEn,
+      hostKernel: d.hostKernel,
+      expectations: d.expectations,
+    };
+    expect(() => runProgram(run, guest, program('created'))).toThrow(
+      /RDMSR 0x14ce: guest saw 0x7f000f, bare metal shows 0x7f000e/,
+    );
+  });
+});
