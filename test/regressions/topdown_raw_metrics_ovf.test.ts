@@ -37,6 +37,29 @@ describe('topdown-raw: a SLOTS wrap before PERF_METRICS is written sets no PERF_
     expect(knownDivergencesMet('icelake', guest, program, 'topdown-raw')).toEqual(['metrics-need-write']);
   });
 
+  it('after a PERF_METRICS write (topdown mode) the same status is slots-leader-counting: no metrics overflow either', () => {
+    const topdown = [...program.slice(0, 3), new GuestWrmsr(0, 0x329, 0x0n), ...program.slice(3)];
+    expect(knownDivergencesMet('icelake', guest, topdown, 'topdown-raw')).toEqual(['slots-leader-counting']);
+    // Neighbour: a GP0 overflow bit the design invents there is reported.
+    const d = designById('topdown-raw');
+    const gp0Bit: VcpuFactory = (h, o) => {
+      const v = d.factory(h, o);
+      const rd = v.guestRdmsr.bind(v);
+      v.guestRdmsr = (m) => {
+        const r = rd(m);
+        return r.ok && m === 0x38e ? { ok: true, value: r.value | 1n } : r;
+      };
+      return v;
+    };
+    const run = {
+      host: BUILTIN_PROFILES.icelake!,
+      design: gp0Bit,
+      hostKernel: d.hostKernel,
+      expectations: d.expectations,
+    };
+    expect(() => runProgram(run, guest, topdown)).toThrow(/RDMSR 0x38e: guest saw 0x800000001/);
+  });
+
   it('a status that also lacks bit 35 is reported: the declaration excuses the missing bit 48 alone', () => {
     const d = designById('topdown-raw');
     const noBit35: VcpuFactory = (h, o) => {
