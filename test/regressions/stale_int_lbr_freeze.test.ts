@@ -10,7 +10,8 @@ import { designById, firstDivergence, knownDivergencesMet } from '../../designs/
 import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
 import { runProgram } from '../../properties/conformance.js';
 import { GuestRdmsr, GuestWrmsr } from '../../scenarios/commands.js';
-import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import type { GuestConfig } from '../../scenarios/world.js';
+import { withGuestRead } from '../support/planted.js';
 
 const guest: GuestConfig = {
   cpuid: {
@@ -61,15 +62,7 @@ describe('emulated-overflow-stale-int: the LBR freeze a stale INT skips', () => 
 
   it('a freeze a design skips with INT unchanged is reported', () => {
     const d = designById('arch-lbr');
-    const keepsLbrEn: VcpuFactory = (h, o) => {
-      const v = d.factory(h, o);
-      const rd = v.guestRdmsr.bind(v);
-      v.guestRdmsr = (m) => {
-        const r = rd(m);
-        return r.ok && m === 0x14ce ? { ok: true, value: r.value | 1n } : r;
-      };
-      return v;
-    };
+    const keepsLbrEn = withGuestRead(d.factory, 0x14ce, (v) => v | 1n);
     const run = {
       host: BUILTIN_PROFILES.sapphirerapids!,
       design: keepsLbrEn,

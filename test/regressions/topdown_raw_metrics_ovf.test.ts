@@ -8,7 +8,8 @@ import { designById, firstDivergence, knownDivergencesMet } from '../../designs/
 import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
 import { runProgram } from '../../properties/conformance.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../scenarios/commands.js';
-import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import type { GuestConfig } from '../../scenarios/world.js';
+import { withGuestRead } from '../support/planted.js';
 
 const guest: GuestConfig = {
   cpuid: { family: 6, model: 0x6a, leaf0a: { eax: 0x8300102, ebx: 0x0, ecx: 0x0, edx: 0x604 }, pdcm: true },
@@ -42,15 +43,7 @@ describe('topdown-raw: a SLOTS wrap before PERF_METRICS is written sets no PERF_
     expect(knownDivergencesMet('icelake', guest, topdown, 'topdown-raw')).toEqual(['slots-leader-counting']);
     // Neighbour: a GP0 overflow bit the design invents there is reported.
     const d = designById('topdown-raw');
-    const gp0Bit: VcpuFactory = (h, o) => {
-      const v = d.factory(h, o);
-      const rd = v.guestRdmsr.bind(v);
-      v.guestRdmsr = (m) => {
-        const r = rd(m);
-        return r.ok && m === 0x38e ? { ok: true, value: r.value | 1n } : r;
-      };
-      return v;
-    };
+    const gp0Bit = withGuestRead(d.factory, 0x38e, (v) => v | 1n);
     const run = {
       host: BUILTIN_PROFILES.icelake!,
       design: gp0Bit,
@@ -62,15 +55,7 @@ describe('topdown-raw: a SLOTS wrap before PERF_METRICS is written sets no PERF_
 
   it('a status that also lacks bit 35 is reported: the declaration excuses the missing bit 48 alone', () => {
     const d = designById('topdown-raw');
-    const noBit35: VcpuFactory = (h, o) => {
-      const v = d.factory(h, o);
-      const rd = v.guestRdmsr.bind(v);
-      v.guestRdmsr = (m) => {
-        const r = rd(m);
-        return r.ok && m === 0x38e ? { ok: true, value: r.value & ~(1n << 35n) } : r;
-      };
-      return v;
-    };
+    const noBit35 = withGuestRead(d.factory, 0x38e, (v) => v & ~(1n << 35n));
     const run = {
       host: BUILTIN_PROFILES.icelake!,
       design: noBit35,
