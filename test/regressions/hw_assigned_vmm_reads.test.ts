@@ -16,6 +16,7 @@ import { HW_ASSIGNED_OPS } from '../../model/kvm/series/hw_assigned.js';
 import { designById } from '../../designs/registry.js';
 import type { KnownDivergence } from '../../properties/expectations/types.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, Migrate, type WorldCommand } from '../../scenarios/commands.js';
+import { withGuestRead } from '../support/planted.js';
 import { VmmGetMsr, VmmSetCpuid, VmmSetMsr, VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 import type { HostAccess } from '../../model/kvm/types.js';
@@ -237,13 +238,7 @@ describe('hw-assigned: KVM_SET_PMU_EVENT_FILTER does not stop an assigned counte
       c instanceof GuestWrmsr && c.value === 0x424f2en ? new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x52412en) : c,
     ); // the allowed event again, at CPL 0 and 3
     expect(verdict(guest, allowedAgain).met).toEqual([]);
-    const counts: VcpuFactory = (h, o) =>
-      new (class extends EmulatedVcpu {
-        override guestRdmsr(msr: number) {
-          const r = super.guestRdmsr(msr);
-          return r.ok && msr === MSR_IA32_PERFCTR0 ? ok(r.value + 5n) : r;
-        }
-      })(h, o, HW_ASSIGNED_OPS);
+    const counts = withGuestRead(d.factory, MSR_IA32_PERFCTR0, (v) => v + 5n);
     expect(verdict(guest, allowedAgain, d.expectations, counts).reported).toMatch(
       /RDMSR 0xc1: guest saw 0x5, bare metal shows 0x0/,
     );
