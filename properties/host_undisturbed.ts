@@ -171,6 +171,18 @@ const show = (rs: readonly LbrRecord[]) =>
     .map((x) => `${x.from.toString(16)}->${x.to.toString(16)}`)
     .join(' ');
 
+const sameRecord = (x: LbrRecord, y: LbrRecord) => x.from === y.from && x.to === y.to && x.info === y.info;
+
+/**
+ * The least n such that the host's records with the guest (`kept`, the guest's set aside) are those without it after
+ * its n newest, empty slots where those run out; null if there is none.
+ */
+function popped(kept: readonly LbrRecord[], hostOnly: readonly LbrRecord[]): number | null {
+  for (let n = 0; n <= hostOnly.length; n++)
+    if (kept.every((x, i) => (i + n < hostOnly.length ? sameRecord(x, hostOnly[i + n]!) : x.from === 0n))) return n;
+  return null;
+}
+
 /** What differs on `cpu` between the host with the guest and without it, field by field (none: []). */
 function lbrDifferences(withGuest: World, hostOnly: World, cpu: number, after: WorldCommand): HostLbrDifference[] {
   const a = hostLbrState(withGuest, cpu);
@@ -178,20 +190,21 @@ function lbrDifferences(withGuest: World, hostOnly: World, cpu: number, after: W
   if (a === null || b === null) return [];
   const out: HostLbrDifference[] = [];
   const hex = (v: bigint) => `0x${v.toString(16)}`;
-  const facts = { after, guestHistory: withGuest.observations, guestRecords: a.records.filter(added).length };
+  // Newest first: the host's own records, those the guest added set aside, are the newest of the host's without it.
+  const kept = a.records.filter((x) => !added(x));
+  const facts = {
+    after,
+    guestHistory: withGuest.observations,
+    hostRecordsPopped: popped(kept, b.records),
+  };
   if (a.ctl.value !== b.ctl.value)
     out.push({ cpu, field: a.ctl.field, withGuest: hex(a.ctl.value), hostOnly: hex(b.ctl.value), ...facts });
   if (a.select !== b.select)
     out.push({ cpu, field: 'LBR_SELECT', withGuest: hex(a.select ?? 0n), hostOnly: hex(b.select ?? 0n), ...facts });
   if (a.depth !== b.depth)
     out.push({ cpu, field: 'DEPTH', withGuest: hex(a.depth ?? 0n), hostOnly: hex(b.depth ?? 0n), ...facts });
-  // Newest first: the host's own records, those the guest added set aside, are the newest of the host's without it.
-  const kept = a.records.filter((x) => !added(x));
-  const same = kept.every((x, i) => {
-    const y = b.records[i];
-    return y !== undefined && x.from === y.from && x.to === y.to && x.info === y.info;
-  });
-  if (!same) out.push({ cpu, field: 'records', withGuest: show(a.records), hostOnly: show(b.records), ...facts });
+  if (facts.hostRecordsPopped !== 0)
+    out.push({ cpu, field: 'records', withGuest: show(a.records), hostOnly: show(b.records), ...facts });
   return out;
 }
 

@@ -15,6 +15,7 @@ import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
 import { guestHasLbr } from './common.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../model/hw/msr/capabilities.js';
 import {
+  ARCH_LBR_CALL_STACK,
   ARCH_LBR_LBREN,
   MSR_ARCH_LBR_CTL,
   MSR_ARCH_LBR_DEPTH,
@@ -297,21 +298,25 @@ const afterGuestWrmsr = (d: HostLbrDifference, msr: (m: number) => boolean) => {
 };
 
 /**
- * The guest's LBR_CTL.LBREn as its last accepted WRMSR left it, with no PMI delivered since while DEBUGCTL held
- * FREEZE_LBRS_ON_PMI (the series' freeze clears LBREn) and no XRSTORS (the image's LBR_CTL is not known here).
+ * The guest's LBR_CTL as its last accepted WRMSR left it, if that set LBREn, with no PMI delivered since while DEBUGCTL
+ * held FREEZE_LBRS_ON_PMI (the series' freeze clears LBREn) and no XRSTORS (the image's LBR_CTL is not known here).
  */
-function guestLbrEnSet(h: readonly Observation[]): boolean {
-  let lbrEn = false;
+function guestLbrCtlEnabled(h: readonly Observation[]): bigint | null {
+  let ctl: bigint | null = null;
   let freeze = false;
   for (const x of h) {
     if (x.kind === 'wrmsr' && x.sut.kind === 'accepted' && x.value !== null) {
-      if (x.target === MSR_ARCH_LBR_CTL) lbrEn = (x.value & ARCH_LBR_LBREN) !== 0n;
+      if (x.target === MSR_ARCH_LBR_CTL) ctl = (x.value & ARCH_LBR_LBREN) !== 0n ? x.value : null;
       if (x.target === MSR_IA32_DEBUGCTLMSR) freeze = (x.value & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n;
     } else if (x.kind === 'xrstors' || (freeze && x.kind === 'pmi' && x.sut.kind === 'pmis' && x.sut.pmis.length > 0))
-      lbrEn = false;
+      ctl = null;
   }
-  return lbrEn;
+  return ctl;
 }
+
+/** How many near returns a guest run retires: in call-stack mode each pops at most one record. */
+const nearReturns = (r: GuestRun) =>
+  r.units.reduce((n, u) => n + (u.branches ?? []).filter((b) => b.kind === 'NEAR_RET').length, 0);
 
 /**
  * What the series does to host perf's Arch LBRs (property 2, guest to host; seed 004's fourth test): one declaration per
@@ -332,12 +337,15 @@ export const ARCH_LBR_DISTURBANCES: readonly KnownDisturbance[] = [
   {
     id: 'entry-loads-guest-lbr-ctl',
     title:
-      "every VM-entry loads the guest's IA32_LBR_CTL, whoever holds the LBRs: a guest that set LBREn while a host branch-stack user holds them (its LBR event not ACTIVE) records its branches in the host's stack, and in call-stack mode its returns pop the host's records",
+      "every VM-entry loads the guest's IA32_LBR_CTL, whoever holds the LBRs: a guest that set LBREn while a host branch-stack user holds them (its LBR event not ACTIVE) records its branches in the host's stack, and in call-stack mode each of its returns pops one of the host's records",
     kernelRef:
       'Arch LBR v2 patch 10/15: VM_ENTRY_LOAD_IA32_LBR_CTL is a required VM-entry control and GUEST_IA32_LBR_CTL holds what the guest wrote; vmx_passthrough_lbr_msrs only intercepts the records when the guest LBR event is below ACTIVE (review R-AL2-10; seed 004: "Is the guest supposed to be traced?")',
-    // The guest's run, with the guest's branches in the host's records and LBREn set by the guest.
-    matches: (d) =>
-      d.field === 'records' && d.after instanceof GuestRun && d.guestRecords > 0 && guestLbrEnSet(d.guestHistory),
+    // The guest's run under its own LBREn and call-stack mode, the host's records popped no more than it returns.
+    matches: (d) => {
+      if (d.field !== 'records' || !(d.after instanceof GuestRun) || d.hostRecordsPopped === null) return false;
+      const ctl = guestLbrCtlEnabled(d.guestHistory);
+      return ctl !== null && (ctl & ARCH_LBR_CALL_STACK) !== 0n && d.hostRecordsPopped <= nearReturns(d.after);
+    },
   },
   {
     id: 'depth-write-zeroes-host-records',

@@ -128,8 +128,11 @@ export interface HostLbrDifference {
   readonly after: WorldCommand;
   /** What the guest's accesses met with the guest running, up to `after` (the World's observations). */
   readonly guestHistory: readonly Observation[];
-  /** How many records, with the guest, only its presence put there (the guest's branches, KVM's exit handler's). */
-  readonly guestRecords: number;
+  /**
+   * How many of the host's newest records are gone with the guest while the rest of the host's records follow in order
+   * (the guest's own set aside); null when the host's records differ otherwise.
+   */
+  readonly hostRecordsPopped: number | null;
 }
 
 /**

@@ -6,6 +6,8 @@ import {
   MSR_ARCH_LBR_CTL,
   MSR_ARCH_LBR_DEPTH,
   MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_INFO_0,
+  MSR_ARCH_LBR_TO_0,
 } from '../../model/hw/msr/lbr_arch.js';
 import { attr } from '../../model/host/types.js';
 import { ARCH_LBR_OPS } from '../../model/kvm/series/arch_lbr.js';
@@ -199,6 +201,43 @@ describe("property 2 (guest to host) on an Arch LBR host: host perf's LBR_CTL, D
       },
     });
     expect(() => met(entersEnabled, 0x7f000en)).toThrow(/host perf's records after step 4 .* with the guest running/);
+    // Seed 1295219272: call-stack mode recording calls and returns only. The return pops the host's call record and the
+    // guest records nothing of its own.
+    expect(met(archLbr.factory, 0x38000fn)).toEqual(['entry-loads-guest-lbr-ctl', 'exit-clears-host-lbr-ctl']);
+    // Without call-stack mode the guest's branches go on top and the host's records stay below them, in order.
+    expect(met(archLbr.factory, 0x7f0007n)).toEqual(['exit-clears-host-lbr-ctl']);
+  });
+
+  it("entry-loads-guest-lbr-ctl excuses no more of the host's records than the guest's returns pop", () => {
+    const condOnly = new GuestRun(0, [
+      {
+        cpl: 0,
+        instructions: 2,
+        cycles: 2,
+        branches: [{ from: 0xffff_ffff_8100_0080n, to: 0xffff_ffff_8100_00c0n, kind: 'COND' }],
+      },
+    ]);
+    const met = (design: Design['factory']) => {
+      const known = new Map<string, number>();
+      const run = { ...onSpr(archLbr), design, disturbances: ARCH_LBR_DISTURBANCES, known };
+      checkHostUndisturbed(run, archGuest, [
+        new GuestWrmsr(0, MSR_ARCH_LBR_CTL, 0x7f000fn),
+        ...hostRecording,
+        condOnly,
+      ]);
+      return [...known.keys()].sort();
+    };
+    expect(met(archLbr.factory)).toEqual(['exit-clears-host-lbr-ctl']);
+    // Planted: VM-entry also zeroes the newest record, the host's call, in a run without a return.
+    const zeroesNewest = emulatedWith({
+      ...ARCH_LBR_OPS,
+      vmx_vcpu_enter: (vcpu) => {
+        ARCH_LBR_OPS.vmx_vcpu_enter(vcpu);
+        const hw = vcpu.host.pcpu(vcpu.cpu).hw;
+        for (const m of [MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0]) hw.wrmsr(m, 0n);
+      },
+    });
+    expect(() => met(zeroesNewest)).toThrow(/host perf's records after step 4 .* with the guest running/);
   });
 
   it('catches a series whose VM-exit also resets the LBRs (a DEPTH write) through those declarations, on two seeds', () => {
