@@ -56,7 +56,7 @@ import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugc
 import type { Access } from '../../model/hw/access.js';
 import { counterIndexOf, type MsrAttempt } from '../../scenarios/world.js';
 import { isLbrInfoMsr, LBR_INFO_CYC_CNT, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
-import { isArchLbrInfoMsr } from '../../model/hw/msr/lbr_arch.js';
+import { ARCH_LBR_LBREN, isArchLbrInfoMsr, MSR_ARCH_LBR_CTL } from '../../model/hw/msr/lbr_arch.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
 /** The last accepted value written to `msr` before observation `upTo`, if any. */
 function lastWrite(history: readonly Observation[], msr: number, upTo: Observation): bigint | null {
@@ -74,7 +74,7 @@ function lastWrite(history: readonly Observation[], msr: number, upTo: Observati
  */
 function staleIntOverflow(o: Observation, history: readonly Observation[]): boolean {
   if (pmisOf(o.sut).length === pmisOf(o.oracle).length) return false;
-  return staleIntWrite(history, history.indexOf(o) - 1);
+  return staleIntWrite(history, history.indexOf(o) - 1) !== null;
 }
 
 /**
@@ -98,11 +98,11 @@ function createdInt(history: readonly Observation[], msr: number, field: number 
 
 /**
  * history[at] is an accepted WRMSR that enabled a counter bare metal held at -1 just before it with an INT bit other
- * than the one KVM's perf event of it was last created with.
+ * than the one KVM's perf event of it was last created with: that new INT (bare metal's PMI request), else null.
  */
-function staleIntWrite(history: readonly Observation[], at: number): boolean {
+function staleIntWrite(history: readonly Observation[], at: number): boolean | null {
   const w = history[at];
-  if (w === undefined || w.kind !== 'wrmsr' || w.target === null || w.value === null) return false;
+  if (w === undefined || w.kind !== 'wrmsr' || w.target === null || w.value === null) return null;
   // The counters at -1 right before the write: the last instruction before it, with no run in between.
   let before: readonly number[] = [];
   for (let k = at - 1; k >= 0; k--) {
@@ -115,18 +115,66 @@ function staleIntWrite(history: readonly Observation[], at: number): boolean {
   }
   if (w.target >= MSR_P6_EVNTSEL0 && w.target < MSR_P6_EVNTSEL0 + 8) {
     const i = w.target - MSR_P6_EVNTSEL0;
-    return (
-      before.includes(i) &&
+    const int = (w.value & ARCH_PERFMON_EVENTSEL_INT) !== 0n;
+    return before.includes(i) &&
       (w.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n &&
-      ((w.value & ARCH_PERFMON_EVENTSEL_INT) !== 0n) !== createdInt(history, w.target, null, w)
-    );
+      int !== createdInt(history, w.target, null, w)
+      ? int
+      : null;
   }
-  if (w.target !== MSR_CORE_PERF_FIXED_CTR_CTRL) return false;
-  return before.some((i) => {
-    if (i < 32) return false;
-    const f = (w.value! >> BigInt(4 * (i - 32))) & 0xfn;
-    return (f & 3n) !== 0n && ((f & 8n) !== 0n) !== createdInt(history, w.target!, i - 32, w);
-  });
+  if (w.target !== MSR_CORE_PERF_FIXED_CTR_CTRL) return null;
+  for (const i of before) {
+    if (i < 32) continue;
+    const f = (w.value >> BigInt(4 * (i - 32))) & 0xfn;
+    if ((f & 3n) !== 0n && ((f & 8n) !== 0n) !== createdInt(history, w.target, i - 32, w)) return (f & 8n) !== 0n;
+  }
+  return null;
+}
+
+/**
+ * The LBR freeze a stale-INT write made or skipped, read at `o`: the last such write before it, with the freeze on the
+ * side that requested a PMI (bare metal if the new INT is set, KVM if the old one was). A read of the freeze control
+ * (DEBUGCTL.LBR, LBR_CTL.LBREn, an XSAVES image's LBR_CTL) must differ that way, with no guest write of either control
+ * (nor an XRSTORS) since, which would set both sides alike; the records stay excused, what one side recorded the other
+ * not.
+ */
+function staleIntFreeze(o: Observation, history: readonly Observation[]): boolean {
+  if (o.kind === 'vmm' || !lbrFreezeEffect(o, history)) return false;
+  const end = history.indexOf(o);
+  let at = -1;
+  let int: boolean | null = null;
+  for (let k = (end < 0 ? history.length : end) - 1; k >= 0 && int === null; k--) {
+    const h = history[k]!;
+    if (h.kind === 'wrmsr' && h.sut.kind === 'accepted') {
+      int = staleIntWrite(history, k);
+      at = k;
+    }
+  }
+  if (int === null) return false;
+  const control = (bit: bigint, sut: bigint, oracle: bigint) =>
+    (sut ^ oracle) === bit &&
+    ((int ? oracle : sut) & bit) === 0n &&
+    ((int ? sut : oracle) & bit) !== 0n &&
+    !history
+      .slice(at + 1, end < 0 ? undefined : end)
+      .some(
+        (h) =>
+          h.kind === 'xrstors' ||
+          (h.kind === 'wrmsr' &&
+            h.sut.kind === 'accepted' &&
+            (h.target === MSR_IA32_DEBUGCTLMSR || h.target === MSR_ARCH_LBR_CTL)),
+      );
+  if (o.kind === 'xsaves')
+    return (
+      o.sut.kind === 'xsave' &&
+      o.oracle.kind === 'xsave' &&
+      control(ARCH_LBR_LBREN, o.sut.area.lbrCtl, o.oracle.area.lbrCtl)
+    );
+  const values =
+    o.sut.kind === 'value' && o.oracle.kind === 'value' ? { sut: o.sut.value, oracle: o.oracle.value } : null;
+  if (o.target === MSR_IA32_DEBUGCTLMSR) return values !== null && control(DEBUGCTLMSR_LBR, values.sut, values.oracle);
+  if (o.target === MSR_ARCH_LBR_CTL) return values !== null && control(ARCH_LBR_LBREN, values.sut, values.oracle);
+  return true;
 }
 
 /** A host user's event with a branch stack that perf accepted: it takes the LBRs. */
@@ -523,10 +571,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'arch/x86/kvm/pmu.c reprogram_counter: __kvm_perf_overflow(pmc, false) tests pmc->intr, set by pmc_reprogram_counter for the previous event, before the new event stores the new INT',
     // The PMIs around the write, or (LVTPC masked, no PMI to see) the LBR freeze that PMI request makes or skips.
     matches: (o, c) =>
-      (o.kind === 'pmi' && o.around === 'wrmsr' && staleIntOverflow(o, c.history)) ||
-      (o.kind !== 'vmm' &&
-        lbrFreezeEffect(o, c.history) &&
-        c.history.some((h, k) => h.kind === 'wrmsr' && h.sut.kind === 'accepted' && staleIntWrite(c.history, k))),
+      (o.kind === 'pmi' && o.around === 'wrmsr' && staleIntOverflow(o, c.history)) || staleIntFreeze(o, c.history),
   },
   ANYTHREAD_RESERVED,
   {

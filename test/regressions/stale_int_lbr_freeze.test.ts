@@ -73,4 +73,24 @@ describe('emulated-overflow-stale-int: the LBR freeze a stale INT skips', () => 
       /RDMSR 0x14ce: guest saw 0x7f000f, bare metal shows 0x7f000e/,
     );
   });
+
+  it('once the guest writes LBR_CTL again both sides hold what it wrote: an LBREn lost after that is reported', () => {
+    const d = designById('arch-lbr');
+    const rewritten = [
+      ...program('none').slice(0, -1),
+      new GuestWrmsr(0, 0x14ce, 0x7f000fn),
+      new GuestRdmsr(0, 0x14ce),
+    ];
+    expect(firstDivergence('sapphirerapids', guest, rewritten, 'arch-lbr')).toBeNull();
+    const dropsLbrEn = withGuestRead(d.factory, 0x14ce, (v) => v & ~1n);
+    const run = {
+      host: BUILTIN_PROFILES.sapphirerapids!,
+      design: dropsLbrEn,
+      hostKernel: d.hostKernel,
+      expectations: d.expectations,
+    };
+    expect(() => runProgram(run, guest, rewritten)).toThrow(
+      /RDMSR 0x14ce: guest saw 0x7f000e, bare metal shows 0x7f000f/,
+    );
+  });
 });
