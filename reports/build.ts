@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import type { Design } from '../properties/design.js';
-import { HostDisturbed } from '../properties/host_undisturbed.js';
+import { HostDisturbed, HostLbrDisturbed } from '../properties/host_undisturbed.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
 import { commandToJson, guestToJson, programToJson, reduceIndices } from '../scenarios/serialize.js';
 import type { GuestConfig } from '../scenarios/world.js';
@@ -209,6 +209,10 @@ export function buildReport<Ts>(f: FailedCheck<Ts>): Report {
   if (!isReportProperty(property))
     throw new ReportError(
       `no reports for the check '${property}' (only for ${['conformance', 'lbr-freeze', 'no-leak', 'host-undisturbed', 'invisible'].join(', ')})`,
+    );
+  if (d.errorInstance instanceof HostLbrDisturbed)
+    throw new ReportError(
+      `host-undisturbed's LBR comparison has no report format yet: the counterexample above and the replay command are the finding (${d.errorInstance.message})`,
     );
   if (!(d.errorInstance instanceof Divergence) && !(d.errorInstance instanceof HostDisturbed))
     throw new ReportError(
