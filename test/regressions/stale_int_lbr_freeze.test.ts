@@ -6,12 +6,11 @@
  * arch-lbr on Sapphire Rapids).
  */
 import { describe, expect, it } from 'vitest';
-import { designById, firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
-import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
+import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
 import { runProgram } from '../../properties/conformance.js';
 import { GuestRdmsr, GuestWrmsr } from '../../scenarios/commands.js';
 import type { GuestConfig } from '../../scenarios/world.js';
-import { withGuestRead } from '../support/planted.js';
+import { runWithGuestRead } from '../support/planted.js';
 
 const guest: GuestConfig = {
   cpuid: {
@@ -61,34 +60,20 @@ describe('emulated-overflow-stale-int: the LBR freeze a stale INT skips', () => 
   });
 
   it('a freeze a design skips with INT unchanged is reported', () => {
-    const d = designById('arch-lbr');
-    const keepsLbrEn = withGuestRead(d.factory, 0x14ce, (v) => v | 1n);
-    const run = {
-      host: BUILTIN_PROFILES.sapphirerapids!,
-      design: keepsLbrEn,
-      hostKernel: d.hostKernel,
-      expectations: d.expectations,
-    };
+    const run = runWithGuestRead('arch-lbr', 'sapphirerapids', 0x14ce, (v) => v | 1n);
     expect(() => runProgram(run, guest, program('created'))).toThrow(
       /RDMSR 0x14ce: guest saw 0x7f000f, bare metal shows 0x7f000e/,
     );
   });
 
   it('once the guest writes LBR_CTL again both sides hold what it wrote: an LBREn lost after that is reported', () => {
-    const d = designById('arch-lbr');
     const rewritten = [
       ...program('none').slice(0, -1),
       new GuestWrmsr(0, 0x14ce, 0x7f000fn),
       new GuestRdmsr(0, 0x14ce),
     ];
     expect(firstDivergence('sapphirerapids', guest, rewritten, 'arch-lbr')).toBeNull();
-    const dropsLbrEn = withGuestRead(d.factory, 0x14ce, (v) => v & ~1n);
-    const run = {
-      host: BUILTIN_PROFILES.sapphirerapids!,
-      design: dropsLbrEn,
-      hostKernel: d.hostKernel,
-      expectations: d.expectations,
-    };
+    const run = runWithGuestRead('arch-lbr', 'sapphirerapids', 0x14ce, (v) => v & ~1n);
     expect(() => runProgram(run, guest, rewritten)).toThrow(
       /RDMSR 0x14ce: guest saw 0x7f000e, bare metal shows 0x7f000f/,
     );

@@ -4,12 +4,11 @@
  * (seed -1480658742, Ice Lake); the same mechanism as metrics-need-write, and nothing else of the status is excused.
  */
 import { describe, expect, it } from 'vitest';
-import { designById, firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
-import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
+import { firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
 import { runProgram } from '../../properties/conformance.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr } from '../../scenarios/commands.js';
 import type { GuestConfig } from '../../scenarios/world.js';
-import { withGuestRead } from '../support/planted.js';
+import { runWithGuestRead } from '../support/planted.js';
 
 const guest: GuestConfig = {
   cpuid: { family: 6, model: 0x6a, leaf0a: { eax: 0x8300102, ebx: 0x0, ecx: 0x0, edx: 0x604 }, pdcm: true },
@@ -42,26 +41,12 @@ describe('topdown-raw: a SLOTS wrap before PERF_METRICS is written sets no PERF_
     const topdown = [...program.slice(0, 3), new GuestWrmsr(0, 0x329, 0x0n), ...program.slice(3)];
     expect(knownDivergencesMet('icelake', guest, topdown, 'topdown-raw')).toEqual(['slots-leader-counting']);
     // Neighbour: a GP0 overflow bit the design invents there is reported.
-    const d = designById('topdown-raw');
-    const gp0Bit = withGuestRead(d.factory, 0x38e, (v) => v | 1n);
-    const run = {
-      host: BUILTIN_PROFILES.icelake!,
-      design: gp0Bit,
-      hostKernel: d.hostKernel,
-      expectations: d.expectations,
-    };
+    const run = runWithGuestRead('topdown-raw', 'icelake', 0x38e, (v) => v | 1n);
     expect(() => runProgram(run, guest, topdown)).toThrow(/RDMSR 0x38e: guest saw 0x800000001/);
   });
 
   it('a status that also lacks bit 35 is reported: the declaration excuses the missing bit 48 alone', () => {
-    const d = designById('topdown-raw');
-    const noBit35 = withGuestRead(d.factory, 0x38e, (v) => v & ~(1n << 35n));
-    const run = {
-      host: BUILTIN_PROFILES.icelake!,
-      design: noBit35,
-      hostKernel: d.hostKernel,
-      expectations: d.expectations,
-    };
+    const run = runWithGuestRead('topdown-raw', 'icelake', 0x38e, (v) => v & ~(1n << 35n));
     expect(() => runProgram(run, guest, program)).toThrow(
       /RDMSR 0x38e: guest saw 0x0, bare metal shows 0x1000800000000/,
     );

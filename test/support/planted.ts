@@ -1,3 +1,6 @@
+import { designById } from '../../designs/registry.js';
+import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
+import type { ConformanceRun } from '../../properties/conformance.js';
 import type { VcpuFactory } from '../../scenarios/world.js';
 
 /** A planted fault: `design` with the value of a guest RDMSR of `msr` changed by `f` (the access still succeeds). */
@@ -10,5 +13,16 @@ export function withGuestRead(design: VcpuFactory, msr: number, f: (v: bigint) =
       return r.ok && m === msr ? { ok: true, value: f(r.value) } : r;
     };
     return v;
+  };
+}
+
+/** A conformance run of the registered design `id` on a built-in host, its guest RDMSR of `msr` changed by `f`. */
+export function runWithGuestRead(id: string, host: string, msr: number, f: (v: bigint) => bigint): ConformanceRun {
+  const d = designById(id);
+  return {
+    host: BUILTIN_PROFILES[host]!,
+    design: withGuestRead(d.factory, msr, f),
+    hostKernel: d.hostKernel,
+    expectations: d.expectations,
   };
 }
