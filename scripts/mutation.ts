@@ -11,7 +11,7 @@
  *   npm run mutation -- --report                       # merge and print what is there, run nothing
  */
 
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -102,7 +102,7 @@ function current(file: string, hash: string): boolean {
 }
 
 /** One Stryker run mutating `files` (with their hashes); each file's entry of its report is written apart. */
-function runStryker(files: readonly string[], hashes: readonly string[]): void {
+async function runStryker(files: readonly string[], hashes: readonly string[]): Promise<void> {
   mkdirSync(join(OUT, 'cfg'), { recursive: true });
   const base = JSON.parse(readFileSync(BASE_CONFIG, 'utf8')) as Record<string, unknown>;
   const name = files.length === 1 ? slug(files[0]!) : `group_${slug(files[0]!)}_${files.length}`;
@@ -122,11 +122,15 @@ function runStryker(files: readonly string[], hashes: readonly string[]): void {
   const cfgFile = join(OUT, 'cfg', `${name}.config.json`);
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
   const t0 = performance.now();
-  const r = spawnSync('npx', ['stryker', 'run', relative(ROOT, cfgFile)], {
-    cwd: ROOT,
-    stdio: 'inherit',
-    env: { ...process.env, FC_SEED: '20261122', FC_QUIET: '1' },
-  });
+  const r = await stryker(relative(ROOT, cfgFile));
+  if (r.noMutants) {
+    // A file of types or a table of function references: nothing to mutate, nothing to score.
+    files.forEach((file, i) => {
+      const result = { language: 'typescript', source: readFileSync(join(ROOT, file), 'utf8'), mutants: [] };
+      writeFileSync(reportPath(file), JSON.stringify({ file, hash: hashes[i]!, result, seconds: 0 }));
+    });
+    return;
+  }
   if (r.status !== 0) throw new Error(`stryker on ${files.join(', ')} exited with ${r.status ?? r.signal}`);
   const report = JSON.parse(readFileSync(json, 'utf8')) as { files: Record<string, FileReport['result']> };
   const seconds = Math.round((performance.now() - t0) / 1000 / files.length);
@@ -138,6 +142,48 @@ function runStryker(files: readonly string[], hashes: readonly string[]): void {
     };
     const out: FileReport = { file, hash: hashes[i]!, result, seconds };
     writeFileSync(reportPath(file), JSON.stringify(out));
+  });
+}
+
+/** Stryker's line for a run with nothing to mutate: it would go on to run every test for no mutant, then fail. */
+const NO_MUTANTS = /Instrumented \d+ source file\(s\) with 0 mutant\(s\)/;
+
+/** Runs Stryker in its own process group, its output shown as it comes; stopped at once if it has nothing to mutate. */
+function stryker(cfgFile: string): Promise<{ status: number | null; signal: string | null; noMutants: boolean }> {
+  return new Promise((resolve) => {
+    const p = spawn('npx', ['stryker', 'run', cfgFile], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, FC_SEED: '20261122', FC_QUIET: '1' },
+      detached: true,
+    });
+    const stop = () => {
+      try {
+        process.kill(-p.pid!, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    };
+    // An interrupt stops Stryker's runners too; the files scored so far keep their reports.
+    const interrupted = () => {
+      stop();
+      process.exit(130);
+    };
+    process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
+    let noMutants = false;
+    let tail = '';
+    p.stdout.on('data', (b: Buffer) => {
+      process.stdout.write(b);
+      tail = (tail + b.toString()).slice(-2000);
+      if (!noMutants && NO_MUTANTS.test(tail)) {
+        noMutants = true;
+        stop();
+      }
+    });
+    p.on('close', (status, signal) => {
+      process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
+      resolve({ status, signal, noMutants });
+    });
   });
 }
 
@@ -229,15 +275,15 @@ if (opts.report !== true) {
   });
   if (opts.together === true && due.length > 0) {
     console.log(`${due.length} files in one Stryker run: ${due.join(', ')}`);
-    runStryker(
+    await runStryker(
       due,
       due.map((f) => hashOf(f, tests)),
     );
   } else
-    due.forEach((f, i) => {
+    for (const [i, f] of due.entries()) {
       console.log(`[${i + 1}/${due.length}] ${f}`);
-      runStryker([f], [hashOf(f, tests)]);
+      await runStryker([f], [hashOf(f, tests)]);
       merge(all);
-    });
+    }
 }
 merge(all);
