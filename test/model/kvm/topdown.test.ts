@@ -7,10 +7,11 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SAPPHIRE_RAPIDS } from '../../../model/hw/profiles.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 import { MSR_PERF_METRICS, type TopdownSlots } from '../../../model/hw/msr/topdown.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
 import { type HostPerfOps, type TopdownEvent } from '../../../model/host/perf.js';
 import { designById, emulatedWith, hostWith } from '../../../designs/registry.js';
 import {
@@ -24,7 +25,7 @@ import { TOPDOWN_REBUILT_EXPECTATIONS } from '../../../properties/expectations/t
 import { pmu_read_perf_metrics, TOPDOWN_REBUILT_OPS } from '../../../model/kvm/series/topdown_rebuilt.js';
 import type { KvmPmc, KvmVcpuState } from '../../../model/kvm/emulated/state.js';
 import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../../../scenarios/commands.js';
-import { topdownGuest } from '../../support/guests.js';
+import { reportedGuest, topdownGuest } from '../../support/guests.js';
 import { type GuestConfig, World } from '../../../scenarios/world.js';
 
 const h = SAPPHIRE_RAPIDS;
@@ -158,6 +159,30 @@ describe("Like Xu's RFC (topdown-rebuilt): a metric event per byte, PERF_METRICS
       expect(d.failed).toBe(true);
       expect(d.errorInstance).toBeInstanceOf(Divergence);
       expect(String(d.errorInstance)).toMatch(/0x329|0x38e/); // PERF_METRICS, or the bit-48 wrap it causes
+    }
+  });
+});
+
+describe('both series: PERF_METRICS joins the MSRs a VMM saves where KVM offers it (fixed_ctr3.ts)', () => {
+  it('listed just before PERF_CAPABILITIES on Sapphire Rapids; upstream lists it nowhere', () => {
+    for (const id of ['topdown-raw', 'topdown-rebuilt']) {
+      const list = run(id, []).vcpus[0]!.msrIndexList();
+      expect(list.filter((m) => m === MSR_PERF_METRICS)).toHaveLength(1);
+      expect(list[list.indexOf(MSR_PERF_METRICS) + 1]).toBe(MSR_IA32_PERF_CAPABILITIES);
+    }
+    expect(run('emulated', []).vcpus[0]!.msrIndexList()).not.toContain(MSR_PERF_METRICS);
+    // Skylake has no PERF_METRICS for KVM to offer: neither series lists it there.
+    for (const id of ['topdown-raw', 'topdown-rebuilt']) {
+      const d = designById(id);
+      const w = new World({
+        host: SKYLAKE,
+        cpus: CONFORMANCE_CPUS,
+        guests: [reportedGuest(d, SKYLAKE, false)],
+        design: d.factory,
+        hostKernel: d.hostKernel,
+        compare: false,
+      });
+      expect(w.vcpus[0]!.msrIndexList()).not.toContain(MSR_PERF_METRICS);
     }
   });
 });
