@@ -508,6 +508,17 @@ export const FAULTS: readonly PlantedFault[] = [
   ),
   onEmulated(
     {
+      id: 'resume-keeps-old-period',
+      file: `${E}/pmu.ts`,
+      fn: 'pmc_resume_counter',
+      cls: 'UPD',
+      change: 'the `perf_event_period(get_sample_period(pmc->counter))` step before perf_event_enable deleted',
+    },
+    E_PMU.RESUME_KEEPS_OLD_PERIOD,
+    driver,
+  ),
+  onEmulated(
+    {
       id: 'reprogram-ignores-global',
       file: `${E}/pmu.ts`,
       fn: 'reprogram_counter',

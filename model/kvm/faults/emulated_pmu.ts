@@ -37,6 +37,18 @@ export const PAUSE_OVERFLOW_OFF_BY_ONE: EmulatedOps = {
   },
 };
 
+/** pmc_resume_counter re-enables the event without perf_event_period: perf keeps the period it had before the pause. */
+export const RESUME_KEEPS_OLD_PERIOD: EmulatedOps = {
+  ...EMULATED_OPS,
+  pmc_resume_counter(vcpu: KvmVcpuState, pmc: KvmPmc): boolean {
+    if (pmc.perf_event === null) return false;
+    vcpu.cost.perfCalls++;
+    vcpu.host.perf_event_enable(pmc.perf_event);
+    pmc.is_paused = false;
+    return true;
+  },
+};
+
 /** reprogram_counter without the `!pmc_is_globally_enabled` test: GLOBAL_CTRL stops nothing. */
 export const REPROGRAM_IGNORES_GLOBAL: EmulatedOps = {
   ...EMULATED_OPS,
