@@ -170,11 +170,10 @@ function staleIntFreeze(o: Observation, history: readonly Observation[]): boolea
       o.oracle.kind === 'xsave' &&
       control(ARCH_LBR_LBREN, o.sut.area.lbrCtl, o.oracle.area.lbrCtl)
     );
-  const values =
-    o.sut.kind === 'value' && o.oracle.kind === 'value' ? { sut: o.sut.value, oracle: o.oracle.value } : null;
-  if (o.target === MSR_IA32_DEBUGCTLMSR) return values !== null && control(DEBUGCTLMSR_LBR, values.sut, values.oracle);
-  if (o.target === MSR_ARCH_LBR_CTL) return values !== null && control(ARCH_LBR_LBREN, values.sut, values.oracle);
-  return true;
+  const bit =
+    o.target === MSR_IA32_DEBUGCTLMSR ? DEBUGCTLMSR_LBR : o.target === MSR_ARCH_LBR_CTL ? ARCH_LBR_LBREN : null;
+  if (bit === null) return true; // a record: what one side recorded and the other did not
+  return o.sut.kind === 'value' && o.oracle.kind === 'value' && control(bit, o.sut.value, o.oracle.value);
 }
 
 /** A host user's event with a branch stack that perf accepted: it takes the LBRs. */
