@@ -123,16 +123,12 @@ async function runStryker(files: readonly string[], hashes: readonly string[]): 
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
   const t0 = performance.now();
   const r = await stryker(relative(ROOT, cfgFile));
-  if (r.noMutants) {
-    // A file of types or a table of function references: nothing to mutate, nothing to score.
-    files.forEach((file, i) => {
-      const result = { language: 'typescript', source: readFileSync(join(ROOT, file), 'utf8'), mutants: [] };
-      writeFileSync(reportPath(file), JSON.stringify({ file, hash: hashes[i]!, result, seconds: 0 }));
-    });
-    return;
-  }
-  if (r.status !== 0) throw new Error(`stryker on ${files.join(', ')} exited with ${r.status ?? r.signal}`);
-  const report = JSON.parse(readFileSync(json, 'utf8')) as { files: Record<string, FileReport['result']> };
+  if (!r.noMutants && r.status !== 0)
+    throw new Error(`stryker on ${files.join(', ')} exited with ${r.status ?? r.signal}`);
+  // A file of types or a table of function references has nothing to mutate: no Stryker report, an empty entry below.
+  const report = r.noMutants
+    ? { files: {} }
+    : (JSON.parse(readFileSync(json, 'utf8')) as { files: Record<string, FileReport['result']> });
   const seconds = Math.round((performance.now() - t0) / 1000 / files.length);
   files.forEach((file, i) => {
     const result = Object.entries(report.files).find(([f]) => f.endsWith(file))?.[1] ?? {
