@@ -1,27 +1,30 @@
 import { defineConfig } from 'vitest/config';
 
-// `npm run mutation`: the tests that exercise the KVM designs and the host perf model directly, in-process.
-// CLI tests spawn processes Stryker cannot see into; the reference model's own tests cannot kill a KVM or
-// host perf mutant. Left out for time, each mutant's surviving run being the sum of the tests that cover it:
-// the priced workloads of compare, the distribution of generation profiles, and the property files whose
-// checks designs.test.ts and the catalogue already run on the same designs (no-leak, invisible, the mediated
-// conformance sweep).
+// `npm run mutation`: the tests that exercise the KVM designs and the host perf model directly, in-process, and
+// test/mutation's sweep. Each surviving mutant costs a run of every test that covers it, so the generated-program
+// search is the sweep's (every design, host and check on a small fixed budget, about 12 s), not npm test's deep
+// runs on one host: the property files whose checks the sweep runs (designs, vmm_faithful, no-leak, invisible,
+// the mediated conformance sweep), the catalogue (ported bugs, each a design of its own that the mutated faithful
+// code serves only through the sweep's designs), the priced workloads of compare and the distribution of the
+// generation profiles are left out. CLI tests spawn processes Stryker cannot see into; the reference model's own
+// tests cannot kill a KVM or host perf mutant.
 export default defineConfig({
   test: {
     include: [
+      'test/mutation/**/*.test.ts',
       'test/model/kvm/**/*.test.ts',
       'test/model/host/**/*.test.ts',
       'test/scenarios/**/*.test.ts',
-      'test/catalogue/**/*.test.ts',
       'test/regressions/**/*.test.ts',
       'test/properties/**/*.test.ts',
     ],
     exclude: [
       'test/model/kvm/mediated/conformance.test.ts',
       'test/scenarios/generation.test.ts',
+      'test/properties/designs.test.ts',
+      'test/properties/vmm_faithful.test.ts',
       'test/properties/noninterference.test.ts',
       'test/properties/invisible.test.ts',
-      'test/catalogue/faults.test.ts',
     ],
     setupFiles: ['test/setup.ts'],
     globalSetup: ['test/global_setup.ts'],
