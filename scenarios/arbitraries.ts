@@ -16,7 +16,17 @@ import {
 import type { Profile } from '../model/hw/profile.js';
 import { EMULATED_INSNS, type SupportedPmu } from '../model/kvm/types.js';
 import { supportedGuestArb } from './supported.js';
-import { GuestEmulate, GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, Migrate, type WorldCommand } from './commands.js';
+import {
+  GuestEmulate,
+  type GuestInstruction,
+  GuestRdmsr,
+  GuestRdpmc,
+  GuestRun,
+  GuestWrmsr,
+  Migrate,
+  savedAtExit,
+  type WorldCommand,
+} from './commands.js';
 import { encode, u64 } from './values.js';
 import { unitArb } from './work.js';
 import type { GuestConfig } from './world.js';
@@ -203,14 +213,14 @@ function valueArbFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
   return a;
 }
 
-function wrmsrArb(focus: readonly number[], shape?: GuestShape): fc.Arbitrary<WorldCommand> {
+function wrmsrArb(focus: readonly number[], shape?: GuestShape): fc.Arbitrary<GuestWrmsr> {
   return fc
     .tuple(fc.nat(3), msrOf(focus))
     .chain(([v, msr]) => valueArbFor(msr, shape).map((val) => new GuestWrmsr(v, msr, val)));
 }
 
 /** The quiet mix's commands that depend on neither the focus nor the guest: built once. */
-const rdpmcArb: fc.Arbitrary<WorldCommand> = fc
+const rdpmcArb: fc.Arbitrary<GuestRdpmc> = fc
   .tuple(
     fc.nat(3),
     fc.oneof(
@@ -236,7 +246,7 @@ const guestRunArb: fc.Arbitrary<WorldCommand> = fc
  * An instruction behind the forced-emulation prefix, at CPL 0 or 3; branches not taken (a taken one would show in
  * the guest's LBRs on bare metal, which KVM's emulator never writes).
  */
-const emulateArb: fc.Arbitrary<WorldCommand> = fc
+const emulateArb: fc.Arbitrary<GuestEmulate> = fc
   .tuple(fc.nat(3), fc.constantFrom(...EMULATED_INSNS), fc.constantFrom(0, 3))
   .map(([v, insn, cpl]) => new GuestEmulate(v, insn, cpl));
 const migrateArb: fc.Arbitrary<WorldCommand> = fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c));
@@ -253,6 +263,22 @@ export function quietHostCommands(focus: readonly number[] = [], shape?: GuestSh
     emulateArb,
     migrateArb,
   ];
+}
+
+/**
+ * Guest instructions whose exit the VMM interrupts to save the vCPU and restore it elsewhere (a migration that pauses
+ * the vCPU with a signal, or at a userspace exit): what KVM's exit handler requested is still pending when KVM_GET_MSRS
+ * reads the state. Mostly emulated instructions and counter or control writes, which KVM counts in software.
+ */
+export function savedAtExitCommands(focus: readonly number[], shape?: GuestShape): fc.Arbitrary<WorldCommand> {
+  const at = (arb: fc.Arbitrary<GuestInstruction>) =>
+    fc.tuple(arb, fc.nat(3)).map(([c, cpu]): WorldCommand => savedAtExit(c, cpu));
+  return fc.oneof(
+    { arbitrary: at(emulateArb), weight: 3 },
+    { arbitrary: at(wrmsrArb(focus, shape)), weight: 3 },
+    { arbitrary: at(fc.tuple(fc.nat(3), msrOf(focus)).map(([v, m]) => new GuestRdmsr(v, m))), weight: 1 },
+    { arbitrary: at(rdpmcArb), weight: 1 },
+  );
 }
 
 /**

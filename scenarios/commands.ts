@@ -54,19 +54,28 @@ export abstract class AlwaysRuns implements WorldCommand {
   abstract toString(): string;
 }
 
+/**
+ * The last argument of a guest instruction whose exit a VMM interrupts to migrate the vCPU (QEMU pausing it with a
+ * signal): KVM_RUN returns before the next VM-entry, with what the exit handler requested still pending; the VMM
+ * saves the vCPU, restores it onto this pCPU, and runs it again. Absent: the guest runs on.
+ */
+const savedAt = (cpu: number | undefined) =>
+  cpu === undefined ? '' : `, /* saved and restored at its exit onto pCPU */ ${cpu}`;
+
 export class GuestWrmsr extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly msr: number,
     readonly value: bigint,
+    readonly saveRestoreTo?: number,
   ) {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSame(w.guestWrmsr(this.vcpu, this.msr, this.value), w);
+    assertSame(w.guestWrmsr(this.vcpu, this.msr, this.value, this.saveRestoreTo), w);
   }
   toString(): string {
-    return `new GuestWrmsr(${this.vcpu}, ${hex(this.msr)}, ${hex(this.value)}n)`;
+    return `new GuestWrmsr(${this.vcpu}, ${hex(this.msr)}, ${hex(this.value)}n${savedAt(this.saveRestoreTo)})`;
   }
 }
 
@@ -74,14 +83,15 @@ export class GuestRdmsr extends AlwaysRuns {
   constructor(
     readonly vcpu: number,
     readonly msr: number,
+    readonly saveRestoreTo?: number,
   ) {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSame(w.guestRdmsr(this.vcpu, this.msr), w);
+    assertSame(w.guestRdmsr(this.vcpu, this.msr, this.saveRestoreTo), w);
   }
   toString(): string {
-    return `new GuestRdmsr(${this.vcpu}, ${hex(this.msr)})`;
+    return `new GuestRdmsr(${this.vcpu}, ${hex(this.msr)}${savedAt(this.saveRestoreTo)})`;
   }
 }
 
@@ -90,14 +100,15 @@ export class GuestRdpmc extends AlwaysRuns {
     readonly vcpu: number,
     readonly ecx: number,
     readonly cpl: number,
+    readonly saveRestoreTo?: number,
   ) {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSame(w.guestRdpmc(this.vcpu, this.ecx, this.cpl), w);
+    assertSame(w.guestRdpmc(this.vcpu, this.ecx, this.cpl, this.saveRestoreTo), w);
   }
   toString(): string {
-    return `new GuestRdpmc(${this.vcpu}, ${hex(this.ecx)}, ${this.cpl})`;
+    return `new GuestRdpmc(${this.vcpu}, ${hex(this.ecx)}, ${this.cpl}${savedAt(this.saveRestoreTo)})`;
   }
 }
 
@@ -112,15 +123,28 @@ export class GuestEmulate extends AlwaysRuns {
     readonly insn: EmulatedInsn,
     readonly cpl: number,
     readonly taken = false,
+    readonly saveRestoreTo?: number,
   ) {
     super();
   }
   run(_m: NoModel, w: World): void {
-    assertSame(w.guestEmulate(this.vcpu, this.insn, this.cpl, this.taken), w);
+    assertSame(w.guestEmulate(this.vcpu, this.insn, this.cpl, this.taken, this.saveRestoreTo), w);
   }
   toString(): string {
-    return `new GuestEmulate(${this.vcpu}, '${this.insn}', ${this.cpl}${this.taken ? ', true' : ''})`;
+    const saved = savedAt(this.saveRestoreTo);
+    return `new GuestEmulate(${this.vcpu}, '${this.insn}', ${this.cpl}${this.taken || saved !== '' ? `, ${this.taken}` : ''}${saved})`;
   }
+}
+
+/** A guest instruction a VMM can interrupt at its exit. */
+export type GuestInstruction = GuestWrmsr | GuestRdmsr | GuestRdpmc | GuestEmulate;
+
+/** `c` with the VMM saving the vCPU at its exit and restoring it onto pCPU `cpu` (see `savedAt`). */
+export function savedAtExit(c: GuestInstruction, cpu: number): GuestInstruction {
+  if (c instanceof GuestWrmsr) return new GuestWrmsr(c.vcpu, c.msr, c.value, cpu);
+  if (c instanceof GuestRdmsr) return new GuestRdmsr(c.vcpu, c.msr, cpu);
+  if (c instanceof GuestRdpmc) return new GuestRdpmc(c.vcpu, c.ecx, c.cpl, cpu);
+  return new GuestEmulate(c.vcpu, c.insn, c.cpl, c.taken, cpu);
 }
 
 /** Prints a work unit as an object literal (bigints as `0x…n`). */

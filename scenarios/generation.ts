@@ -33,7 +33,7 @@ import {
 } from '../model/hw/msr/counters.js';
 import { LBR_FMT_ARCH, type Profile } from '../model/hw/profile.js';
 import { attr } from '../model/host/types.js';
-import { focusArb, type GuestShape, quietHostCommands, shapeOf } from './arbitraries.js';
+import { focusArb, type GuestShape, quietHostCommands, savedAtExitCommands, shapeOf } from './arbitraries.js';
 import { beyondSupportedGuestArb, supportedGuestArb } from './supported.js';
 import type { SupportedPmu } from '../model/kvm/types.js';
 import type { DriverEventSpec, DriverLbrSpec, DriverParams } from './driver.js';
@@ -375,6 +375,9 @@ export function profileGuestArb(
   return g;
 }
 
+/** The driver's routines at twice their weights, beside which the driver profile's rarer steps take weight 1. */
+const DRIVER_COMMANDS_TWICE = DRIVER_COMMANDS.map((c) => ({ ...c, weight: 2 * c.weight }));
+
 /** The command mix of a profile, as weighted arbitraries. */
 export function profileCommands(
   host: Profile,
@@ -392,18 +395,24 @@ export function profileCommands(
       return quiet;
     case 'contended':
       // Save/restore now and then: the fresh vCPU lands on a host whose users hold events.
-      return mix(w(quiet, 2), w(CONTENDED, 2), w([saveRestoreArb], 1));
+      return mix(w(quiet, 2), w(CONTENDED, 2), w([saveRestoreArb], 1), w([savedAtExitCommands(focus, shape)], 1));
     case 'lbr-heavy':
       return mix(w(quiet, 1), w(hostLbrCommands(host), 3));
     case 'topdown':
       return mix(w(quiet, 1), w(topdownCommands(shape.nGP), 3));
     case 'save-restore-heavy':
-      return mix(w(quiet, 2), w(VMM, 2));
+      return mix(w(quiet, 2), w(VMM, 2), w([savedAtExitCommands(focus, shape)], 2));
     case 'beyond-supported':
       return mix(w(quiet, 2), w(hostLbrCommands(host), 1), w(topdownCommands(shape.nGP), 1));
     case 'driver':
       // Mostly the driver; now and then raw guest traffic, a migration or a save/restore.
-      return mix(DRIVER_COMMANDS, w([fc.oneof(...quiet)], 1), w([fc.oneof(...VMM.slice(0, 2))], 1));
+      // A save at an instruction's exit half as often as the rest of the VMM's steps: most programs it meets end there.
+      return mix(
+        DRIVER_COMMANDS_TWICE,
+        w([fc.oneof(...quiet)], 2),
+        w([fc.oneof(...VMM.slice(0, 2))], 2),
+        w([savedAtExitCommands(focus, shape)], 1),
+      );
   }
 }
 

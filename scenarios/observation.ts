@@ -65,7 +65,15 @@ export const pmisOutcome = (pmis: readonly GuestPmi[]): Outcome => ({ kind: 'pmi
 export type VmmOp =
   | { readonly op: 'migrate'; readonly cpu: number }
   | { readonly op: 'preempt'; readonly units: number }
-  | { readonly op: 'save-restore'; readonly cpu: number }
+  | {
+      readonly op: 'save-restore';
+      readonly cpu: number;
+      /**
+       * Saved at the exit of the guest instruction observed next, before KVM re-entered the guest (its requests
+       * pending): the GLOBAL_STATUS bits bare metal set in that instruction (counters it overflowed).
+       */
+      readonly atExit?: { readonly overflowed: bigint };
+    }
   | { readonly op: 'irq-exit'; readonly cpu: number; readonly units: number }
   | {
       readonly op: 'set-cpuid';
@@ -309,7 +317,7 @@ export function describeVmm(op: VmmOp): string {
     case 'preempt':
       return `preempted by a host task (${op.units} units)`;
     case 'save-restore':
-      return `save/restore onto pCPU ${op.cpu}`;
+      return `save/restore onto pCPU ${op.cpu}${op.atExit !== undefined ? ' at the exit of the instruction below, before KVM re-entered the guest' : ''}`;
     case 'irq-exit':
       return `${IRQ_EXIT} on pCPU ${op.cpu}: the host IRQ handler runs ${op.units} units`;
     case 'set-cpuid':

@@ -267,6 +267,10 @@ function entry<A extends [z.ZodType, ...z.ZodType[]]>(
 
 const vcpu = natural();
 const cpu = natural();
+/** A guest instruction's last argument, where the VMM saved and restored the vCPU at its exit: the pCPU it went to. */
+const savedAtCpu = natural().optional();
+const savedAtJson = (c: { readonly saveRestoreTo?: number | undefined }): Json[] =>
+  c.saveRestoreTo === undefined ? [] : [c.saveRestoreTo];
 
 // A guest driver's parameters, events and LBR request: 64-bit values as "0x…", flags as booleans.
 
@@ -310,22 +314,22 @@ const filterToJson = (f: KvmPmuEventFilter) => ({
 
 const SCHEMAS: Readonly<Record<string, Schema>> = {
   GuestWrmsr: entry(
-    ['vcpu', 'msr', 'value'],
-    (c) => (c instanceof GuestWrmsr ? [c.vcpu, hex(c.msr), hex(c.value)] : null),
-    [vcpu, u32, u64],
-    ([v, msr, value]) => new GuestWrmsr(v, msr, value),
+    ['vcpu', 'msr', 'value', 'cpu'],
+    (c) => (c instanceof GuestWrmsr ? [c.vcpu, hex(c.msr), hex(c.value), ...savedAtJson(c)] : null),
+    [vcpu, u32, u64, savedAtCpu],
+    ([v, msr, value, to]) => new GuestWrmsr(v, msr, value, to),
   ),
   GuestRdmsr: entry(
-    ['vcpu', 'msr'],
-    (c) => (c instanceof GuestRdmsr ? [c.vcpu, hex(c.msr)] : null),
-    [vcpu, u32],
-    ([v, msr]) => new GuestRdmsr(v, msr),
+    ['vcpu', 'msr', 'cpu'],
+    (c) => (c instanceof GuestRdmsr ? [c.vcpu, hex(c.msr), ...savedAtJson(c)] : null),
+    [vcpu, u32, savedAtCpu],
+    ([v, msr, to]) => new GuestRdmsr(v, msr, to),
   ),
   GuestRdpmc: entry(
-    ['vcpu', 'ecx', 'cpl'],
-    (c) => (c instanceof GuestRdpmc ? [c.vcpu, hex(c.ecx), c.cpl] : null),
-    [vcpu, u32, natural(3)],
-    ([v, ecx, cpl]) => new GuestRdpmc(v, ecx, cpl),
+    ['vcpu', 'ecx', 'cpl', 'cpu'],
+    (c) => (c instanceof GuestRdpmc ? [c.vcpu, hex(c.ecx), c.cpl, ...savedAtJson(c)] : null),
+    [vcpu, u32, natural(3), savedAtCpu],
+    ([v, ecx, cpl, to]) => new GuestRdpmc(v, ecx, cpl, to),
   ),
   GuestRun: entry(
     ['vcpu', 'units'],
@@ -394,10 +398,10 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
     ([p]) => new HostNmi(p),
   ),
   GuestEmulate: entry(
-    ['vcpu', 'insn', 'cpl', 'taken'],
-    (c) => (c instanceof GuestEmulate ? [c.vcpu, c.insn, c.cpl, c.taken] : null),
-    [vcpu, oneOf(INSNS), natural(3), bool],
-    ([v, insn, cpl, taken]) => new GuestEmulate(v, insn, cpl, taken),
+    ['vcpu', 'insn', 'cpl', 'taken', 'cpu'],
+    (c) => (c instanceof GuestEmulate ? [c.vcpu, c.insn, c.cpl, c.taken, ...savedAtJson(c)] : null),
+    [vcpu, oneOf(INSNS), natural(3), bool, savedAtCpu],
+    ([v, insn, cpl, taken, to]) => new GuestEmulate(v, insn, cpl, taken, to),
   ),
   DriverBoot: entry(
     ['vcpu', 'params'],
@@ -572,9 +576,15 @@ export function describeIssue(root: string, issue: z.core.$ZodIssue, input: unkn
     typeof cmd === 'string' &&
     Object.hasOwn(SCHEMAS, cmd)
   ) {
-    const params = SCHEMAS[cmd]!.params;
+    const { params, args: tuple } = SCHEMAS[cmd]!;
+    // Trailing optional arguments (a guest instruction's save/restore pCPU) may be left out.
+    const required = tuple.def.items.filter((a) => !z.safeParse(a, undefined).success).length;
     const args = at(input, issue.path);
-    return `${where(issue.path)}: ${cmd} takes ${params.length} arguments (${params.join(', ')}), got ${Array.isArray(args) ? args.length : show(args)}`;
+    const takes =
+      required === params.length
+        ? `${params.length} arguments (${params.join(', ')})`
+        : `${required} to ${params.length} arguments (${params.slice(0, required).join(', ')}[, ${params.slice(required).join(', ')}])`;
+    return `${where(issue.path)}: ${cmd} takes ${takes}, got ${Array.isArray(args) ? args.length : show(args)}`;
   }
   // A required field that is not there: name the object that lacks it.
   if (issue.code === 'invalid_type' && at(input, issue.path) === undefined && typeof last === 'string')

@@ -561,11 +561,13 @@ export class World implements WorldFacts {
     return this.retire(o, 0, r, undefined, msr);
   }
 
-  guestRdmsr(vcpu: number, msr: number): Observation[] {
+  guestRdmsr(vcpu: number, msr: number, saveRestoreTo?: number): Observation[] {
     const v = this.index(vcpu);
-    const sut = attempt(() => this.vcpus[v]!.guestRdmsr(msr));
-    const pm = this.vcpus[v]!.drainPmis();
+    const sut = attempt(() => this.vcpus[v]!.guestRdmsr(msr, saveRestoreTo !== undefined));
+    const pm0 = this.vcpus[v]!.drainPmis();
+    const st = this.oracles[v]!.state.globalStatus;
     const o = this.oracleMsr(v, 'rdmsr', msr, 0n, sut instanceof KernelOops ? NO_FAULT : sut);
+    const pm = [...pm0, ...this.savedAtExit(v, saveRestoreTo, st)];
     const about = { vcpu: v, kind: 'rdmsr', target: msr, value: null } as const;
     return this.compareInstruction(
       o.adopted === undefined ? about : { ...about, adopted: o.adopted },
@@ -575,12 +577,14 @@ export class World implements WorldFacts {
     );
   }
 
-  guestWrmsr(vcpu: number, msr: number, value: bigint): Observation[] {
+  guestWrmsr(vcpu: number, msr: number, value: bigint, saveRestoreTo?: number): Observation[] {
     const v = this.index(vcpu);
-    const sut = attempt(() => this.vcpus[v]!.guestWrmsr(msr, value));
-    const pm = this.vcpus[v]!.drainPmis();
+    const sut = attempt(() => this.vcpus[v]!.guestWrmsr(msr, value, saveRestoreTo !== undefined));
+    const pm0 = this.vcpus[v]!.drainPmis();
+    const st = this.oracles[v]!.state.globalStatus;
     const o = this.oracleMsr(v, 'wrmsr', msr, value, sut instanceof KernelOops ? NO_FAULT : sut);
     if (o.r.ok) this.noteWrite(v, msr);
+    const pm = [...pm0, ...this.savedAtExit(v, saveRestoreTo, st)];
     const about = { vcpu: v, kind: 'wrmsr', target: msr, value } as const;
     return this.compareInstruction(
       o.adopted === undefined ? about : { ...about, adopted: o.adopted },
@@ -590,11 +594,13 @@ export class World implements WorldFacts {
     );
   }
 
-  guestRdpmc(vcpu: number, ecx: number, cpl: number): Observation[] {
+  guestRdpmc(vcpu: number, ecx: number, cpl: number, saveRestoreTo?: number): Observation[] {
     const v = this.index(vcpu);
-    const sut = attempt(() => this.vcpus[v]!.guestRdpmc(ecx, cpl));
-    const pm = this.vcpus[v]!.drainPmis();
+    const sut = attempt(() => this.vcpus[v]!.guestRdpmc(ecx, cpl, saveRestoreTo !== undefined));
+    const pm0 = this.vcpus[v]!.drainPmis();
+    const st = this.oracles[v]!.state.globalStatus;
     const o = this.oracleInstruction(this.oracles[v]!, cpl, () => this.oracles[v]!.rdpmc(ecx, cpl));
+    const pm = [...pm0, ...this.savedAtExit(v, saveRestoreTo, st)];
     return this.compareInstruction({ vcpu: v, kind: 'rdpmc', target: ecx, value: null, cpl }, readOutcome(sut), pm, {
       r: readOutcome(o.r),
       pmis: o.pmis,
@@ -605,15 +611,17 @@ export class World implements WorldFacts {
    * A forced-emulation instruction: KVM emulates it; bare metal retires the instruction alone (W7), which cannot
    * fault, so both sides show it retired and the comparison is of the PMIs around it.
    */
-  guestEmulate(vcpu: number, insn: EmulatedInsn, cpl: number, taken: boolean): Observation[] {
+  guestEmulate(vcpu: number, insn: EmulatedInsn, cpl: number, taken: boolean, saveRestoreTo?: number): Observation[] {
     const v = this.index(vcpu);
-    this.vcpus[v]!.guestEmulate(insn, cpl);
-    const pm = this.vcpus[v]!.drainPmis();
+    this.vcpus[v]!.guestEmulate(insn, cpl, saveRestoreTo !== undefined);
+    const pm0 = this.vcpus[v]!.drainPmis();
     const o = this.oracles[v]!;
+    const st = o.state.globalStatus;
     const pmis: GuestPmi[] = [];
     const d = o.retireIntercepted(fepUnit(insn, cpl, taken));
     if (o.counted) relied('W7');
     if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
+    const pm = [...pm0, ...this.savedAtExit(v, saveRestoreTo, st)];
     return this.compareInstruction({ vcpu: v, kind: 'emulate', target: null, value: null, cpl, insn }, ACCEPTED, pm, {
       r: ACCEPTED,
       pmis,
@@ -752,7 +760,20 @@ export class World implements WorldFacts {
    * The VMM saves the vCPU, destroys it, and restores the state into a fresh vCPU whose thread
    * runs on `cpu` (live migration within one host). Bare metal has nothing to do.
    */
-  saveRestore(vcpu: number, cpu: number): void {
+  /**
+   * After a guest instruction whose exit the VMM's signal interrupted (KVM_RUN returned before the next VM-entry, its
+   * requests pending): the VMM saves the vCPU and restores it onto pCPU `cpu`, then KVM_RUN resumes it. The PMIs of
+   * that first VM-entry, which delivers what the instruction raised; none without a save/restore. `status`: bare
+   * metal's GLOBAL_STATUS before the instruction.
+   */
+  private savedAtExit(v: number, cpu: number | undefined, status: bigint): GuestPmi[] {
+    if (cpu === undefined) return [];
+    this.saveRestore(v, cpu, { overflowed: this.oracles[v]!.state.globalStatus & ~status });
+    this.vcpus[v]!.resume();
+    return this.vcpus[v]!.drainPmis();
+  }
+
+  saveRestore(vcpu: number, cpu: number, atExit?: { readonly overflowed: bigint }): void {
     const v = this.index(vcpu);
     const old = this.vcpus[v]!;
     const saved = saveVcpu(old);
@@ -765,7 +786,7 @@ export class World implements WorldFacts {
     });
     restoreVcpu(fresh, saved);
     this.vcpus[v] = fresh;
-    this.vmmStep(v, cpu, { op: 'save-restore', cpu });
+    this.vmmStep(v, cpu, atExit === undefined ? { op: 'save-restore', cpu } : { op: 'save-restore', cpu, atExit });
   }
 
   /** Host events opened by host commands and still open, in order. */

@@ -115,15 +115,21 @@ export interface VpmuVcpu {
   /** What the design spent so far, per expensive step (the cost model of `npm run compare`). */
   readonly cost: VpmuCost;
 
-  /** Guest RDMSR / WRMSR / RDPMC at CPL `cpl` (RDPMC only), as the guest observes them. */
-  guestRdmsr(msr: number): Access;
-  guestWrmsr(msr: number, value: bigint): Access;
-  guestRdpmc(ecx: number, cpl: number): Access;
+  /**
+   * Guest RDMSR / WRMSR / RDPMC at CPL `cpl` (RDPMC only), as the guest observes them. `kicked`: a signal to the vCPU
+   * thread lands while KVM handles the instruction's exit, so KVM_RUN returns to userspace (KVM_EXIT_INTR) before the
+   * next VM-entry and the requests the handler made stay pending until `resume`.
+   */
+  guestRdmsr(msr: number, kicked?: boolean): Access;
+  guestWrmsr(msr: number, value: bigint, kicked?: boolean): Access;
+  guestRdpmc(ecx: number, cpl: number, kicked?: boolean): Access;
   /**
    * A forced-emulation instruction at CPL `cpl`: the prefix's UD2 exits (handle_ud), KVM skips the prefix and its
    * emulator runs the instruction (x86_emulate_instruction). PMIs it raises come out of drainPmis.
    */
-  guestEmulate(insn: EmulatedInsn, cpl: number): void;
+  guestEmulate(insn: EmulatedInsn, cpl: number, kicked?: boolean): void;
+  /** The KVM_RUN after a kicked instruction: the VM-entry that handles the pending requests, then an exit. */
+  resume(): void;
   /** Runs guest work; returns the PMIs the guest received. */
   guestRun(units: readonly WorkUnit[]): readonly GuestPmi[];
   /** Guest XSAVES / XRSTORS of the Arch LBR state component (15), with IA32_XSS.LBR set first. */

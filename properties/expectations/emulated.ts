@@ -28,6 +28,7 @@ import {
   truncateLbrAtEmptyFrom,
   P6_PERFCTR_QUIRK,
   EMULATED_INSN_SKIPS_IN_TXCP,
+  OVERFLOW_LOST_AT_SAVE,
   readZeroOrAccepted,
   STATUS_BITS_V2,
   VERSION_NOT_CLAMPED,
@@ -78,20 +79,53 @@ function staleIntOverflow(o: Observation, history: readonly Observation[]): bool
 }
 
 /**
+ * The program's observations in the order they happened: a save/restore at an instruction's exit is recorded before
+ * that instruction (its observation shows what the restored vCPU delivered), but came after it.
+ */
+function* happened(history: readonly Observation[], upTo: Observation): Generator<Observation> {
+  for (let k = 0; k < history.length; k++) {
+    const h = history[k]!;
+    if (h === upTo) return;
+    const next = history[k + 1];
+    if (h.vmm?.op === 'save-restore' && h.vmm.atExit !== undefined && next !== undefined && next !== upTo) {
+      yield next;
+      yield h;
+      k++;
+    } else yield h;
+  }
+}
+
+/** Counter `field` (null: the selector `msr` names) enabled by `value` of its control (EN, or a fixed field's rings). */
+const enabledBy = (value: bigint, field: number | null) =>
+  field === null ? (value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n : ((value >> BigInt(4 * field)) & 3n) !== 0n;
+/** Its INT (PMI) bit in `value`. */
+const intOf = (value: bigint, field: number | null) =>
+  field === null ? (value & ARCH_PERFMON_EVENTSEL_INT) !== 0n : ((value >> BigInt(4 * field)) & 8n) !== 0n;
+
+/**
  * The INT (PMI) bit KVM's perf event of a counter was last created with (pmc->intr, set by pmc_reprogram_counter): that
- * of the last control write before `upTo` that enabled the counter, false if none did. A disabling write keeps it.
+ * of the last control write before `upTo` that enabled the counter, false if none did. A disabling write keeps it. A
+ * save/restore makes a fresh vCPU (pmc->intr false), whose first VM-entry creates the event only of a counter its
+ * restored controls enable, GLOBAL_CTRL included.
  */
 function createdInt(history: readonly Observation[], msr: number, field: number | null, upTo: Observation): boolean {
   let int = false;
-  for (const h of history) {
-    if (h === upTo) break;
-    if (h.kind !== 'wrmsr' || h.target !== msr || h.sut.kind !== 'accepted' || h.value === null) continue;
-    if (field === null) {
-      if ((h.value & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n) int = (h.value & ARCH_PERFMON_EVENTSEL_INT) !== 0n;
-    } else {
-      const f = (h.value >> BigInt(4 * field)) & 0xfn;
-      if ((f & 3n) !== 0n) int = (f & 8n) !== 0n;
+  let control: bigint | null = null;
+  let global: bigint | null = null;
+  const idx = field === null ? msr - MSR_P6_EVNTSEL0 : 32 + field;
+  for (const h of happened(history, upTo)) {
+    if (h.vcpu !== upTo.vcpu) continue;
+    if (h.vmm?.op === 'save-restore') {
+      const on =
+        control !== null && enabledBy(control, field) && global !== null && ((global >> BigInt(idx)) & 1n) === 1n;
+      int = on && intOf(control!, field);
+      continue;
     }
+    if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.value === null) continue;
+    if (h.target === MSR_CORE_PERF_GLOBAL_CTRL) global = h.value;
+    if (h.target !== msr) continue;
+    control = h.value;
+    if (enabledBy(h.value, field)) int = intOf(h.value, field);
   }
   return int;
 }
@@ -121,6 +155,17 @@ function staleIntWrite(history: readonly Observation[], at: number): boolean | n
       int !== createdInt(history, w.target, null, w)
       ? int
       : null;
+  }
+  if (w.target === MSR_CORE_PERF_GLOBAL_CTRL) {
+    // The enabling GLOBAL_CTRL write of a counter its control enables: KVM counts the write in software.
+    for (const i of before) {
+      if (((w.value >> BigInt(i)) & 1n) === 0n) continue;
+      const [msr, field] = i < 32 ? [MSR_P6_EVNTSEL0 + i, null] : [MSR_CORE_PERF_FIXED_CTR_CTRL, i - 32];
+      const control = lastWrite(history, msr, w);
+      if (control === null || !enabledBy(control, field)) continue;
+      if (intOf(control, field) !== createdInt(history, msr, field, w)) return intOf(control, field);
+    }
+    return null;
   }
   if (w.target !== MSR_CORE_PERF_FIXED_CTR_CTRL) return null;
   for (const i of before) {
@@ -472,6 +517,7 @@ function tosMovedSinceWritten(h: readonly Observation[]): boolean {
 
 export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   P6_PERFCTR_QUIRK,
+  OVERFLOW_LOST_AT_SAVE,
   EMULATED_INSN_SKIPS_IN_TXCP,
   FIXED_CTR_WIDTH,
   VERSION_NOT_CLAMPED,

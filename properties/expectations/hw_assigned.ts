@@ -357,6 +357,10 @@ function enabledBeforeFilter(history: readonly Observation[]): Set<number> {
   return out;
 }
 
+/** A save at a guest instruction's exit: KVM_RUN had returned before re-entering, KVM's folding of emulated events due. */
+const savedAtAnExit = (history: readonly Observation[]) =>
+  history.some((h) => h.vmm?.op === 'save-restore' && h.vmm.atExit !== undefined);
+
 const DESCHEDULE_ROLLBACK: KnownDivergence = {
   id: 'deschedule-rollback',
   title:
@@ -496,6 +500,16 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
     kernelRef:
       'series patch 3/5 intel_pmu_enable_host_fixed_counter (bits from pmc->perf_event->hw.config) and patch 5/5 reprogram_fixed_counters (hwc->config | ENABLE on a host GP counter); reprogram_gp_counter keeps an assigned event whatever the new select',
     matches: (o, c) => decidedBy(o, replayGuestEvents(c.history, c).staleCross),
+    vmm: true,
+  },
+  {
+    id: 'emulated-count-lost-at-save',
+    title:
+      "events KVM counts in software for an assigned counter (an emulated or skipped instruction) are not in a save the VMM makes at that instruction's exit: KVM_GET_MSRS reads the assigned counter from hardware, and the events are folded in only at the next VM-entry",
+    kernelRef:
+      'series patch 5/5 intel_pmu_get_msr reads hw.event_base of an assigned counter; the base folds pmc->emulated_counter in reprogram_counter, from kvm_pmu_handle_event in vcpu_enter_guest',
+    // A count effect, only after a save at an exit: the counts folded late decide it.
+    matches: (o, c) => countEffect(o) && savedAtAnExit(c.history),
     vmm: true,
   },
 ];

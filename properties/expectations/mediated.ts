@@ -12,6 +12,7 @@ import {
   aheadModulo,
   lastWritten,
   EMULATED_INSN_SKIPS_IN_TXCP,
+  PMI_LOST_AT_SAVE,
   STATUS_BITS_V2,
   VERSION_NOT_CLAMPED,
   version,
@@ -127,6 +128,7 @@ export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
 // The shared entries (common.ts), with the mediated path to the same upstream code in the title and reference.
 export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
   FIXED_FILTER_UNCHANGED_FIELD,
+  PMI_LOST_AT_SAVE,
   EMULATED_INSN_SKIPS_IN_TXCP,
   {
     ...P6_PERFCTR_QUIRK,

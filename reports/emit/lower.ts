@@ -52,8 +52,9 @@ export function lowerProgram(program: readonly WorldCommand[], opts: LowerOption
 
   program.forEach((command, index) => {
     const e = emitters[index]!;
-    if (e.dropped !== undefined) {
-      dropped.push({ index, command, why: e.dropped(command) });
+    const why = e.dropped?.(command) ?? null;
+    if (why !== null) {
+      dropped.push({ index, command, why });
       return;
     }
     if (e.guest === undefined) {

@@ -1,13 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../model/hw/profiles.js';
-import { quietHostCommands } from '../../scenarios/arbitraries.js';
+import { quietHostCommands, savedAtExitCommands } from '../../scenarios/arbitraries.js';
 import { beyondSupportedGuestArb, probeSupportedPmu, supportedGuestArb } from '../../scenarios/supported.js';
 import { emulatedWith } from '../../designs/registry.js';
 import { EMULATED_OPS } from '../../model/kvm/emulated/ops.js';
 
 const SUPPORTED = probeSupportedPmu(SKYLAKE, emulatedWith(EMULATED_OPS));
-import { GuestRdpmc, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../scenarios/commands.js';
+import { GuestEmulate, GuestRdpmc, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../scenarios/commands.js';
 import {
   guestFromJson,
   guestToJson,
@@ -28,6 +28,7 @@ describe('programs to and from JSON', () => {
           fc.oneof(
             ...quietHostCommands(),
             fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new SaveRestore(v, c)),
+            savedAtExitCommands([]),
           ),
           {
             maxLength: 20,
@@ -62,6 +63,20 @@ describe('programs to and from JSON', () => {
     ]);
   });
 
+  it("writes the pCPU of a save/restore at an instruction's exit as its last argument, and prints it as code that runs", () => {
+    const cmds = [new GuestWrmsr(0, 0xc1, 0xfffen, 1), new GuestEmulate(0, 'jne', 3, false, 0)];
+    expect(programToJson(cmds)).toEqual([
+      { cmd: 'GuestWrmsr', args: [0, '0xc1', '0xfffe', 1] },
+      { cmd: 'GuestEmulate', args: [0, 'jne', 3, false, 0] },
+    ]);
+    expect(cmds.map(String)).toEqual([
+      'new GuestWrmsr(0, 0xc1, 0xfffen, /* saved and restored at its exit onto pCPU */ 1)',
+      "new GuestEmulate(0, 'jne', 3, false, /* saved and restored at its exit onto pCPU */ 0)",
+    ]);
+    // Without one the wire form is as before: programs written earlier still read.
+    expect(programToJson([new GuestWrmsr(0, 0xc1, 0n)])).toEqual([{ cmd: 'GuestWrmsr', args: [0, '0xc1', '0x0'] }]);
+  });
+
   it('reads hex in any case and keeps work units as they were written', () => {
     const [c] = programFromJson([{ cmd: 'GuestRdpmc', args: [0, '0X4000000A'.replace('X', 'x'), 3] }]);
     expect(String(c)).toBe(String(new GuestRdpmc(0, 0x4000000a, 3)));
@@ -75,7 +90,10 @@ describe('programs to and from JSON', () => {
       "program[0].cmd: unknown command 'GuestFoo' (known: GuestWrmsr, GuestRdmsr, GuestRdpmc, GuestRun, Migrate",
     ],
     [[{ cmd: 'toString', args: [] }], "program[0].cmd: unknown command 'toString'"],
-    [[{ cmd: 'GuestRdmsr', args: [0] }], 'program[0].args: GuestRdmsr takes 2 arguments (vcpu, msr), got 1'],
+    [
+      [{ cmd: 'GuestRdmsr', args: [0] }],
+      'program[0].args: GuestRdmsr takes 2 to 3 arguments (vcpu, msr[, cpu]), got 1',
+    ],
     [[{ cmd: 'GuestRdmsr', args: [0, '0x38f'], extra: 1 }], "program[0]: unknown field 'extra'"],
     [[{ cmd: 'GuestRdmsr', args: [-1, '0x38f'] }], 'program[0].args[0] (vcpu): expected an integer 0..max, got -1'],
     [[{ cmd: 'GuestRdmsr', args: [0, 911] }], 'program[0].args[1] (msr): expected a "0x…" hex string, got 911'],

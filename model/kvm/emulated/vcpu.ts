@@ -184,17 +184,20 @@ export class EmulatedVcpu implements VpmuVcpu {
 
   // ---- the guest ----
 
-  guestRdmsr(msr: number): Access {
+  guestRdmsr(msr: number, kicked = false): Access {
     return this.guestInstruction(
       (exit) => {
         if (!exit) return this.hw.rdmsr(msr); // passed through: the hardware holds the guest's value
         return this.s.ops.kvm_get_msr_common(this.s, msr, false) ?? gp(`MSR 0x${msr.toString(16)}: unknown to KVM`);
       },
       () => !this.s.passthrough.has(msr),
+      0,
+      'msr',
+      kicked,
     );
   }
 
-  guestWrmsr(msr: number, value: bigint): Access {
+  guestWrmsr(msr: number, value: bigint, kicked = false): Access {
     return this.guestInstruction(
       (exit) => {
         if (!exit) return this.hw.wrmsr(msr, value);
@@ -203,16 +206,20 @@ export class EmulatedVcpu implements VpmuVcpu {
         );
       },
       () => !this.s.passthrough.has(msr),
+      0,
+      'msr',
+      kicked,
     );
   }
 
-  guestRdpmc(ecx: number, cpl: number): Access {
+  guestRdpmc(ecx: number, cpl: number, kicked = false): Access {
     // The perf-based vPMU always intercepts RDPMC.
     return this.guestInstruction(
       () => this.s.ops.kvm_pmu_rdpmc(this.s, ecx, cpl),
       () => true,
       cpl,
       'rdpmc',
+      kicked,
     );
   }
 
@@ -220,7 +227,7 @@ export class EmulatedVcpu implements VpmuVcpu {
    * A forced-emulation instruction: the #UD of the prefix exits (handle_ud → kvm_emulate_instruction with
    * EMULTYPE_TRAP_UD_FORCED), and the emulator, not a skip, retires it (K16).
    */
-  guestEmulate(insn: EmulatedInsn, cpl: number): void {
+  guestEmulate(insn: EmulatedInsn, cpl: number, kicked = false): void {
     relied('K16');
     this.guestInstruction(
       () => {
@@ -230,7 +237,13 @@ export class EmulatedVcpu implements VpmuVcpu {
       () => true,
       cpl,
       'emulation',
+      kicked,
     );
+  }
+
+  resume(): void {
+    this.s.ops.vcpu_enter_guest(this.s, 0);
+    this.s.ops.vmx_vcpu_exit(this.s);
   }
 
   /**
@@ -243,6 +256,7 @@ export class EmulatedVcpu implements VpmuVcpu {
     intercepted: () => boolean,
     cpl = 0,
     exit: 'msr' | 'rdpmc' | 'emulation' = 'msr',
+    kicked = false,
   ): Access {
     const s = this.s;
     s.ops.vcpu_enter_guest(s, -1);
@@ -265,8 +279,8 @@ export class EmulatedVcpu implements VpmuVcpu {
     runExitHandler(s);
     const r = op(true);
     if (r.ok && exit !== 'emulation') s.ops.kvm_skip_emulated_instruction(s, cpl);
-    s.ops.vcpu_enter_guest(s, 0);
-    s.ops.vmx_vcpu_exit(s);
+    // vcpu_run: a pending signal returns to userspace before the next vcpu_enter_guest handles the requests.
+    if (!kicked) this.resume();
     return r;
   }
 

@@ -173,7 +173,7 @@ export class MediatedVcpu implements VpmuVcpu {
 
   // ---- the guest ----
 
-  guestRdmsr(msr: number): Access {
+  guestRdmsr(msr: number, kicked = false): Access {
     return this.guestInstruction(
       (exit) =>
         exit
@@ -181,10 +181,12 @@ export class MediatedVcpu implements VpmuVcpu {
           : this.hw.rdmsr(msr),
       !this.s.passthrough.has(msr),
       'msr',
+      0,
+      kicked,
     );
   }
 
-  guestWrmsr(msr: number, value: bigint): Access {
+  guestWrmsr(msr: number, value: bigint, kicked = false): Access {
     return this.guestInstruction(
       (exit) =>
         exit
@@ -193,16 +195,19 @@ export class MediatedVcpu implements VpmuVcpu {
           : this.hw.wrmsr(msr, value),
       !this.s.passthrough.has(msr),
       'msr',
+      0,
+      kicked,
     );
   }
 
-  guestRdpmc(ecx: number, cpl: number): Access {
+  guestRdpmc(ecx: number, cpl: number, kicked = false): Access {
     // Not intercepted: the hardware checks CR4.PCE (loaded from the guest) and the index itself.
     return this.guestInstruction(
       (exit) => (exit ? this.s.ops.kvm_pmu_rdpmc(this.s, ecx, cpl) : this.hw.rdpmc(ecx, cpl)),
       this.s.rdpmcExiting,
       'rdpmc',
       cpl,
+      kicked,
     );
   }
 
@@ -210,7 +215,7 @@ export class MediatedVcpu implements VpmuVcpu {
    * A forced-emulation instruction: the prefix's #UD exits and puts the PMU; the emulator retires the instruction on
    * the counters KVM now holds (kvm_pmu_incr_counter bumps pmc->counter), loaded again at the next entry (K16).
    */
-  guestEmulate(insn: EmulatedInsn, cpl: number): void {
+  guestEmulate(insn: EmulatedInsn, cpl: number, kicked = false): void {
     relied('K16');
     this.guestInstruction(
       () => {
@@ -220,7 +225,13 @@ export class MediatedVcpu implements VpmuVcpu {
       true,
       'emulation',
       cpl,
+      kicked,
     );
+  }
+
+  resume(): void {
+    this.s.ops.vcpu_enter_guest(this.s, 0);
+    this.s.ops.vmx_vcpu_exit(this.s);
   }
 
   /**
@@ -233,6 +244,7 @@ export class MediatedVcpu implements VpmuVcpu {
     intercepted: boolean,
     kind: 'msr' | 'rdpmc' | 'emulation',
     cpl = 0,
+    kicked = false,
   ): Access {
     const s = this.s;
     s.ops.vcpu_enter_guest(s, -1);
@@ -250,8 +262,8 @@ export class MediatedVcpu implements VpmuVcpu {
     runExitHandler(s);
     const r = op(true);
     if (r.ok && kind !== 'emulation') s.ops.kvm_skip_emulated_instruction(s, cpl);
-    s.ops.vcpu_enter_guest(s, 0);
-    s.ops.vmx_vcpu_exit(s);
+    // vcpu_run: a pending signal returns to userspace before the next vcpu_enter_guest handles the requests.
+    if (!kicked) this.resume();
     return r;
   }
 
