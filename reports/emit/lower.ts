@@ -52,7 +52,7 @@ export function lowerProgram(program: readonly WorldCommand[], opts: LowerOption
 
   program.forEach((command, index) => {
     const e = emitters[index]!;
-    const why = e.dropped?.(command) ?? null;
+    const why = e.dropped?.(command) ?? e.leftOutIf?.(command) ?? null;
     if (why !== null) {
       dropped.push({ index, command, why });
       return;

@@ -91,10 +91,12 @@ export interface CommandEmitter<C extends WorldCommand = WorldCommand> {
   /** Host side: guest code that runs right after the sync point, for the host action to meet. */
   readonly guestAfter?: (c: C, b: OpBuilder) => void;
   /**
-   * Not reproducible from user space: why (null where this one is). The reproducer leaves it out, the prediction is
-   * made without it, and the report says so.
+   * Not reproducible from user space: why. The reproducer leaves it out, the prediction is made
+   * without it, and the report says so.
    */
-  readonly dropped?: (c: C) => string | null;
+  readonly dropped?: (c: C) => string;
+  /** For a command the guest or host side emits: why this one is left out as `dropped` is, or null. */
+  readonly leftOutIf?: (c: C) => string | null;
   readonly needs?: (c: C) => readonly Need[];
 }
 
@@ -291,7 +293,7 @@ const savedAtExit = (c: { readonly saveRestoreTo?: number | undefined }) =>
 
 export const COMMAND_EMITTERS: readonly CommandEmitter[] = [
   entry(GuestWrmsr, {
-    dropped: savedAtExit,
+    leftOutIf: savedAtExit,
     label: (c) => `WRMSR ${msrLabel(c.msr)} <- ${hex(c.value)}`,
     guest: (c, b) => {
       const slot = b.plan.slot();
@@ -302,12 +304,12 @@ export const COMMAND_EMITTERS: readonly CommandEmitter[] = [
     },
   }),
   entry(GuestRdmsr, {
-    dropped: savedAtExit,
+    leftOutIf: savedAtExit,
     label: (c) => `RDMSR ${msrLabel(c.msr)}`,
     guest: (c, b) => readOp(b, 0, c, c.msr, x86.rdmsr()),
   }),
   entry(GuestRdpmc, {
-    dropped: savedAtExit,
+    leftOutIf: savedAtExit,
     label: (c) => `RDPMC ${hex(c.ecx)} at CPL ${c.cpl}`,
     guest: (c, b) => readOp(b, c.cpl, c, c.ecx, x86.rdpmc()),
   }),

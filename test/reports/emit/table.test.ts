@@ -46,4 +46,11 @@ describe('the reproducer emitters cover every command kind', () => {
     expect(() => emitterOf(new NewKind())).toThrow(NoEmitterError);
     expect(() => emitterOf(new NewKind())).toThrow(/no reproducer entry for NewKind .*reports\/emit\/table\.ts/);
   });
+
+  it('leaves out a guest instruction the VMM saves and restores at its exit, and says why; the plain one stays', () => {
+    const kicked = new commands.GuestWrmsr(0, 0x38f, 0x1n, 1);
+    const e = emitterOf(kicked);
+    expect(e.leftOutIf?.(kicked)).toMatch(/KVM_RUN return at this instruction's exit/);
+    expect(e.leftOutIf?.(new commands.GuestWrmsr(0, 0x38f, 0x1n))).toBeNull();
+  });
 });
