@@ -69,10 +69,11 @@ export type VmmOp =
       readonly op: 'save-restore';
       readonly cpu: number;
       /**
-       * Saved at the exit of the guest instruction observed next, before KVM re-entered the guest (its requests
-       * pending): the GLOBAL_STATUS bits bare metal set in that instruction (counters it overflowed).
+       * Saved at the exit of the guest instruction observed just before, in its step, before KVM re-entered the guest
+       * (its requests pending): the GLOBAL_STATUS bits bare metal set in that instruction (counters it overflowed), and
+       * the counters it counted (GP i, fixed j as 32 + j).
        */
-      readonly atExit?: { readonly overflowed: bigint };
+      readonly atExit?: { readonly overflowed: bigint; readonly counted: bigint };
     }
   | { readonly op: 'irq-exit'; readonly cpu: number; readonly units: number }
   | {
@@ -317,7 +318,7 @@ export function describeVmm(op: VmmOp): string {
     case 'preempt':
       return `preempted by a host task (${op.units} units)`;
     case 'save-restore':
-      return `save/restore onto pCPU ${op.cpu}${op.atExit !== undefined ? ' at the exit of the instruction below, before KVM re-entered the guest' : ''}`;
+      return `save/restore onto pCPU ${op.cpu}${op.atExit !== undefined ? ' at the exit of the instruction above, before KVM re-entered the guest' : ''}`;
     case 'irq-exit':
       return `${IRQ_EXIT} on pCPU ${op.cpu}: the host IRQ handler runs ${op.units} units`;
     case 'set-cpuid':

@@ -53,6 +53,13 @@ export type VcpuFactory = (host: HostKernel, opts: { cpu: number; cpuid: GuestCp
 /** How a world builds its host kernel; a ported host-side bug substitutes its patched perf. */
 export type HostKernelFactory = (opts: { profile: Profile; cpus: number }) => HostKernel;
 
+/** Bare metal's GLOBAL_STATUS and counter registers before a guest instruction (World.savedAtExit). */
+interface BareMetalBefore {
+  readonly status: bigint;
+  readonly pmc: readonly bigint[];
+  readonly fixed: readonly bigint[];
+}
+
 export interface GuestConfig {
   readonly cpuid: GuestCpuid;
   /** What userspace writes to PERF_CAPABILITIES before the first run (ignored without PDCM). */
@@ -469,6 +476,7 @@ export class World implements WorldFacts {
     sut: Outcome,
     sutPmis: readonly GuestPmi[],
     oracle: { r: Outcome; pmis: readonly GuestPmi[] },
+    between?: () => readonly GuestPmi[],
   ): Observation[] {
     const step = ++this.step;
     const v = about.vcpu;
@@ -497,12 +505,15 @@ export class World implements WorldFacts {
     insn.oracle = oracle.r;
     if (atMinusOne.length > 0) insn.oracleAtMinusOne = atMinusOne;
     if (past.length > 0) insn.oracleOneEventPast = past;
+    const done = this.recorded(insn as Observation);
+    // What happened between the instruction and the delivery of its PMIs (a VMM's save at its exit), recorded in order.
+    const later = between?.() ?? [];
     pmi.kind = 'pmi';
     pmi.around = about.kind;
-    pmi.sut = pmisOutcome(sutPmis.map((p) => ({ afterUnit: 0, vector: p.vector })));
+    pmi.sut = pmisOutcome([...sutPmis, ...later].map((p) => ({ afterUnit: 0, vector: p.vector })));
     pmi.oracle = pmisOutcome(oracle.pmis);
     if (past.length > 0) pmi.oracleOneEventPast = past;
-    return [this.recorded(insn as Observation), this.recorded(pmi as Observation)];
+    return [done, this.recorded(pmi as Observation)];
   }
 
   /** Ids of the declared divergences bare metal took on (W6), in order. */
@@ -564,47 +575,49 @@ export class World implements WorldFacts {
   guestRdmsr(vcpu: number, msr: number, saveRestoreTo?: number): Observation[] {
     const v = this.index(vcpu);
     const sut = attempt(() => this.vcpus[v]!.guestRdmsr(msr, saveRestoreTo !== undefined));
-    const pm0 = this.vcpus[v]!.drainPmis();
-    const st = this.oracles[v]!.state.globalStatus;
+    const pm = this.vcpus[v]!.drainPmis();
+    const before = this.bareMetalAt(v, saveRestoreTo, sut);
     const o = this.oracleMsr(v, 'rdmsr', msr, 0n, sut instanceof KernelOops ? NO_FAULT : sut);
-    const pm = [...pm0, ...this.savedAtExit(v, saveRestoreTo, st)];
     const about = { vcpu: v, kind: 'rdmsr', target: msr, value: null } as const;
     return this.compareInstruction(
       o.adopted === undefined ? about : { ...about, adopted: o.adopted },
       readOutcome(sut),
       pm,
       { r: readOutcome(o.r), pmis: o.pmis },
+      before && (() => this.savedAtExit(v, saveRestoreTo!, before)),
     );
   }
 
   guestWrmsr(vcpu: number, msr: number, value: bigint, saveRestoreTo?: number): Observation[] {
     const v = this.index(vcpu);
     const sut = attempt(() => this.vcpus[v]!.guestWrmsr(msr, value, saveRestoreTo !== undefined));
-    const pm0 = this.vcpus[v]!.drainPmis();
-    const st = this.oracles[v]!.state.globalStatus;
+    const pm = this.vcpus[v]!.drainPmis();
+    const before = this.bareMetalAt(v, saveRestoreTo, sut);
     const o = this.oracleMsr(v, 'wrmsr', msr, value, sut instanceof KernelOops ? NO_FAULT : sut);
     if (o.r.ok) this.noteWrite(v, msr);
-    const pm = [...pm0, ...this.savedAtExit(v, saveRestoreTo, st)];
     const about = { vcpu: v, kind: 'wrmsr', target: msr, value } as const;
     return this.compareInstruction(
       o.adopted === undefined ? about : { ...about, adopted: o.adopted },
       writeOutcome(sut),
       pm,
       { r: writeOutcome(o.r), pmis: o.pmis },
+      before && (() => this.savedAtExit(v, saveRestoreTo!, before)),
     );
   }
 
   guestRdpmc(vcpu: number, ecx: number, cpl: number, saveRestoreTo?: number): Observation[] {
     const v = this.index(vcpu);
     const sut = attempt(() => this.vcpus[v]!.guestRdpmc(ecx, cpl, saveRestoreTo !== undefined));
-    const pm0 = this.vcpus[v]!.drainPmis();
-    const st = this.oracles[v]!.state.globalStatus;
+    const pm = this.vcpus[v]!.drainPmis();
+    const before = this.bareMetalAt(v, saveRestoreTo, sut);
     const o = this.oracleInstruction(this.oracles[v]!, cpl, () => this.oracles[v]!.rdpmc(ecx, cpl));
-    const pm = [...pm0, ...this.savedAtExit(v, saveRestoreTo, st)];
-    return this.compareInstruction({ vcpu: v, kind: 'rdpmc', target: ecx, value: null, cpl }, readOutcome(sut), pm, {
-      r: readOutcome(o.r),
-      pmis: o.pmis,
-    });
+    return this.compareInstruction(
+      { vcpu: v, kind: 'rdpmc', target: ecx, value: null, cpl },
+      readOutcome(sut),
+      pm,
+      { r: readOutcome(o.r), pmis: o.pmis },
+      before && (() => this.savedAtExit(v, saveRestoreTo!, before)),
+    );
   }
 
   /**
@@ -614,18 +627,20 @@ export class World implements WorldFacts {
   guestEmulate(vcpu: number, insn: EmulatedInsn, cpl: number, taken: boolean, saveRestoreTo?: number): Observation[] {
     const v = this.index(vcpu);
     this.vcpus[v]!.guestEmulate(insn, cpl, saveRestoreTo !== undefined);
-    const pm0 = this.vcpus[v]!.drainPmis();
+    const pm = this.vcpus[v]!.drainPmis();
+    const before = this.bareMetalAt(v, saveRestoreTo, null);
     const o = this.oracles[v]!;
-    const st = o.state.globalStatus;
     const pmis: GuestPmi[] = [];
     const d = o.retireIntercepted(fepUnit(insn, cpl, taken));
     if (o.counted) relied('W7');
     if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
-    const pm = [...pm0, ...this.savedAtExit(v, saveRestoreTo, st)];
-    return this.compareInstruction({ vcpu: v, kind: 'emulate', target: null, value: null, cpl, insn }, ACCEPTED, pm, {
-      r: ACCEPTED,
-      pmis,
-    });
+    return this.compareInstruction(
+      { vcpu: v, kind: 'emulate', target: null, value: null, cpl, insn },
+      ACCEPTED,
+      pm,
+      { r: ACCEPTED, pmis },
+      before && (() => this.savedAtExit(v, saveRestoreTo!, before)),
+    );
   }
 
   guestRun(vcpu: number, units: readonly WorkUnit[]): Observation[] {
@@ -697,8 +712,8 @@ export class World implements WorldFacts {
   }
 
   /** Records a VMM step on vCPU `v` that neither side can see (a new step); bare metal takes on what is declared of it. */
-  private vmmStep(v: number, target: number | null, op: VmmOp): void {
-    this.step++;
+  private vmmStep(v: number, target: number | null, op: VmmOp, sameStep = false): void {
+    if (!sameStep) this.step++;
     this.record({ vcpu: v, kind: 'vmm', target, value: null, vmm: op, sut: NONE, oracle: NONE });
     const adopt = this.config.adopt;
     if (adopt !== undefined) this.adopted.push(...adopt.step(op, this.oracles[v]!, this.guestConfig(v)));
@@ -757,23 +772,46 @@ export class World implements WorldFacts {
   }
 
   /**
-   * The VMM saves the vCPU, destroys it, and restores the state into a fresh vCPU whose thread
-   * runs on `cpu` (live migration within one host). Bare metal has nothing to do.
+   * Bare metal's GLOBAL_STATUS and counters before a guest instruction the VMM saves the vCPU at (`cpu` defined), which
+   * `savedAtExit` compares after it; undefined for any other instruction, or one that brought the host down.
    */
+  private bareMetalAt(v: number, cpu: number | undefined, sut: unknown): BareMetalBefore | undefined {
+    if (cpu === undefined || sut instanceof KernelOops) return undefined;
+    const s = this.oracles[v]!.state;
+    return { status: s.globalStatus, pmc: [...s.pmc], fixed: [...s.fixed] };
+  }
+
   /**
    * After a guest instruction whose exit the VMM's signal interrupted (KVM_RUN returned before the next VM-entry, its
    * requests pending): the VMM saves the vCPU and restores it onto pCPU `cpu`, then KVM_RUN resumes it. The PMIs of
-   * that first VM-entry, which delivers what the instruction raised; none without a save/restore. `status`: bare
-   * metal's GLOBAL_STATUS before the instruction.
+   * that first VM-entry, which delivers what the instruction raised. The save is at the exit only where the instruction
+   * exited; a passed-through one exits for the signal alone, with nothing pending: a plain save after it.
    */
-  private savedAtExit(v: number, cpu: number | undefined, status: bigint): GuestPmi[] {
-    if (cpu === undefined) return [];
-    this.saveRestore(v, cpu, { overflowed: this.oracles[v]!.state.globalStatus & ~status });
+  private savedAtExit(v: number, cpu: number, before: BareMetalBefore): GuestPmi[] {
+    const s = this.oracles[v]!.state;
+    // Counters that moved, and those that wrapped (a version 1 PMU has no GLOBAL_STATUS to show it).
+    let counted = 0n;
+    let wrapped = 0n;
+    const note = (now: bigint, was: bigint | undefined, i: number) => {
+      if (was === undefined || now === was) return;
+      counted |= 1n << BigInt(i);
+      if (now < was) wrapped |= 1n << BigInt(i);
+    };
+    s.pmc.forEach((x, i) => note(x, before.pmc[i], i));
+    s.fixed.forEach((x, j) => note(x, before.fixed[j], 32 + j));
+    const overflowed = (s.globalStatus & ~before.status) | wrapped;
+    const atExit = this.vcpus[v]!.returnedAtExit ? { overflowed, counted } : undefined;
+    this.saveRestore(v, cpu, atExit);
     this.vcpus[v]!.resume();
     return this.vcpus[v]!.drainPmis();
   }
 
-  saveRestore(vcpu: number, cpu: number, atExit?: { readonly overflowed: bigint }): void {
+  /**
+   * The VMM saves the vCPU, destroys it, and restores the state into a fresh vCPU whose thread
+   * runs on `cpu` (live migration within one host). Bare metal has nothing to do. `atExit`: saved at an instruction's
+   * exit, recorded in that instruction's step.
+   */
+  saveRestore(vcpu: number, cpu: number, atExit?: { readonly overflowed: bigint; readonly counted: bigint }): void {
     const v = this.index(vcpu);
     const old = this.vcpus[v]!;
     const saved = saveVcpu(old);
@@ -786,7 +824,8 @@ export class World implements WorldFacts {
     });
     restoreVcpu(fresh, saved);
     this.vcpus[v] = fresh;
-    this.vmmStep(v, cpu, atExit === undefined ? { op: 'save-restore', cpu } : { op: 'save-restore', cpu, atExit });
+    if (atExit === undefined) this.vmmStep(v, cpu, { op: 'save-restore', cpu });
+    else this.vmmStep(v, cpu, { op: 'save-restore', cpu, atExit }, true);
   }
 
   /** Host events opened by host commands and still open, in order. */

@@ -130,6 +130,11 @@ export interface VpmuVcpu {
   guestEmulate(insn: EmulatedInsn, cpl: number, kicked?: boolean): void;
   /** The KVM_RUN after a kicked instruction: the VM-entry that handles the pending requests, then an exit. */
   resume(): void;
+  /**
+   * Whether KVM_RUN returned at the last kicked instruction's own exit (it was intercepted), its requests pending, until
+   * `resume`; a passed-through instruction exits only for the signal, with nothing pending.
+   */
+  readonly returnedAtExit: boolean;
   /** Runs guest work; returns the PMIs the guest received. */
   guestRun(units: readonly WorkUnit[]): readonly GuestPmi[];
   /** Guest XSAVES / XRSTORS of the Arch LBR state component (15), with IA32_XSS.LBR set first. */

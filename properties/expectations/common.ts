@@ -547,20 +547,19 @@ export const ANYTHREAD_RESERVED: KnownDivergence = {
 };
 
 /**
- * The save/restore the VMM made at the exit of the instruction `o` observes (history: the save, the instruction,
- * then its PMIs), if any: KVM_RUN had returned before re-entering the guest, with the exit handler's requests pending.
+ * The save the VMM made at the exit of the instruction whose PMIs `o` shows (history: the instruction, the save in its
+ * step, then `o`), if any: KVM_RUN had returned before re-entering the guest, with the exit handler's requests pending.
  */
-function savedAtExitOf(o: Observation, h: readonly Observation[]): { readonly overflowed: bigint } | undefined {
-  const s = o.kind === 'pmi' ? h.at(-3) : undefined;
-  return s?.vcpu === o.vcpu && s.step === o.step - 1 && s.vmm?.op === 'save-restore' ? s.vmm.atExit : undefined;
+export function savedAtExitOf(
+  o: Observation,
+  h: readonly Observation[],
+): { readonly overflowed: bigint; readonly counted: bigint } | undefined {
+  const s = o.kind === 'pmi' ? h.at(-2) : undefined;
+  return s?.vcpu === o.vcpu && s.step === o.step && s.vmm?.op === 'save-restore' ? s.vmm.atExit : undefined;
 }
 
-/** The PMIs `o` shows on each side: the design's are those bare metal's are without the ones after the instruction. */
-const onlyPmiAfterLost = (o: Observation) =>
-  o.sut.kind === 'pmis' &&
-  o.oracle.kind === 'pmis' &&
-  o.sut.pmis.length < o.oracle.pmis.length &&
-  o.oracle.pmis.filter((p) => p.afterUnit < 0).length === o.sut.pmis.length;
+/** The design's side shows no PMI around the instruction where bare metal's shows one. */
+const pmiLost = (o: Observation) => pmisOf(o.sut).length === 0 && pmisOf(o.oracle).length > 0;
 
 /** Both designs: the PMI an instruction raised is lost when the VMM saves the vCPU at its exit. */
 export const PMI_LOST_AT_SAVE: KnownDivergence = {
@@ -569,14 +568,28 @@ export const PMI_LOST_AT_SAVE: KnownDivergence = {
     'a PMI an instruction raises is lost when the VMM saves the vCPU at its exit (KVM_RUN returned to userspace before the next VM-entry): KVM_REQ_PMI is pending, and no saved state carries it',
   kernelRef:
     'arch/x86/kvm/x86.c vcpu_run: after a handled exit, kvm_xfer_to_guest_mode_handle_work returns -EINTR before vcpu_enter_guest runs kvm_pmu_deliver_pmi for KVM_REQ_PMI; kvm_vcpu_ioctl_x86_get_vcpu_events handles KVM_REQ_NMI (process_nmi) and KVM_REQ_SMI only',
-  // Only the PMIs after that instruction, only where the VMM saved at its exit: any other lost PMI is reported.
-  matches: (o, c) => savedAtExitOf(o, c.history) !== undefined && onlyPmiAfterLost(o),
+  // Only the PMI of an instruction the VMM saved at, which bare metal overflowed a counter in: any other is reported.
+  matches: (o, c) => (savedAtExitOf(o, c.history)?.overflowed ?? 0n) !== 0n && pmiLost(o),
 };
 
-/** The GLOBAL_STATUS bits some save at an exit lost: what bare metal's counters overflowed in those instructions. */
-function overflowsLostAtSave(h: readonly Observation[]): bigint {
+/**
+ * The GLOBAL_STATUS bits of `o`'s vCPU a save at an instruction's exit lost and nothing has settled since: bits bare
+ * metal set in such an instruction, until the guest clears them (GLOBAL_OVF_CTRL), the VMM restores GLOBAL_STATUS,
+ * or a read shows both sides with the bit set.
+ */
+function overflowsLostAtSave(o: Observation, h: readonly Observation[]): bigint {
   let lost = 0n;
-  for (const x of h) if (x.vmm?.op === 'save-restore' && x.vmm.atExit !== undefined) lost |= x.vmm.atExit.overflowed;
+  for (const x of h) {
+    if (x === o) break;
+    if (x.vcpu !== o.vcpu) continue;
+    if (x.vmm?.op === 'save-restore' && x.vmm.atExit !== undefined) lost |= x.vmm.atExit.overflowed;
+    else if (lost === 0n) continue;
+    else if (x.kind === 'wrmsr' && x.target === MSR_CORE_PERF_GLOBAL_OVF_CTRL && x.sut.kind === 'accepted')
+      lost &= ~(x.value ?? 0n);
+    else if (x.vmm?.op === 'set-msr' && x.vmm.msr === MSR_CORE_PERF_GLOBAL_STATUS) lost = 0n;
+    else if (x.kind === 'rdmsr' && x.target === MSR_CORE_PERF_GLOBAL_STATUS)
+      lost &= ~((readValue(x.sut) ?? 0n) & (readValue(x.oracle) ?? 0n));
+  }
   return lost;
 }
 
@@ -590,14 +603,14 @@ export const OVERFLOW_LOST_AT_SAVE: KnownDivergence = {
     "an overflow KVM counts in software (an emulated or skipped instruction) is lost when the VMM saves the vCPU at that instruction's exit: the saved counter has wrapped, GLOBAL_STATUS has no bit for it, and no PMI comes",
   kernelRef:
     'arch/x86/kvm/pmu.c kvm_pmu_incr_counter bumps emulated_counter and requests KVM_REQ_PMU; reprogram_counter (pmc_pause_counter, __kvm_perf_overflow) finds the overflow only in kvm_pmu_handle_event from vcpu_enter_guest; pmu.h pmc_read_counter adds emulated_counter for KVM_GET_MSRS, kvm_pmu_get_msr returns pmu->global_status as it is',
-  // The instruction's PMI, or a later GLOBAL_STATUS read lacking only bits bare metal set in such instructions.
+  // The instruction's PMI, or a later GLOBAL_STATUS read lacking only bits such a save lost and nothing settled since.
   matches: (o, c) => {
-    if (savedAtExitOf(o, c.history) !== undefined && onlyPmiAfterLost(o)) return true;
+    if (PMI_LOST_AT_SAVE.matches(o, c)) return true;
     if (o.kind !== 'rdmsr' || o.target !== MSR_CORE_PERF_GLOBAL_STATUS) return false;
     const sut = readValue(o.sut);
     const bare = readValue(o.oracle);
     if (sut === null || bare === null) return false;
     const missing = bare & ~sut;
-    return missing !== 0n && (sut & ~bare) === 0n && (missing & ~overflowsLostAtSave(c.history)) === 0n;
+    return missing !== 0n && (sut & ~bare) === 0n && (missing & ~overflowsLostAtSave(o, c.history)) === 0n;
   },
 };

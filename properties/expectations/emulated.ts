@@ -59,15 +59,18 @@ import { counterIndexOf, type MsrAttempt } from '../../scenarios/world.js';
 import { isLbrInfoMsr, LBR_INFO_CYC_CNT, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
 import { ARCH_LBR_LBREN, isArchLbrInfoMsr, MSR_ARCH_LBR_CTL } from '../../model/hw/msr/lbr_arch.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
-/** The last accepted value written to `msr` before observation `upTo`, if any. */
+/** The last accepted value `upTo`'s vCPU wrote to `msr` before observation `upTo`, if any. */
 function lastWrite(history: readonly Observation[], msr: number, upTo: Observation): bigint | null {
   let v: bigint | null = null;
   for (const h of history) {
     if (h === upTo) break;
-    if (h.kind === 'wrmsr' && h.target === msr && h.sut.kind === 'accepted') v = h.value;
+    if (h.vcpu === upTo.vcpu && h.kind === 'wrmsr' && h.target === msr && h.sut.kind === 'accepted') v = h.value;
   }
   return v;
 }
+
+/** GLOBAL_CTRL's GP bits at reset (KVM sets every GP counter's enable at refresh, as the hardware's reset value). */
+const RESET_GLOBAL_CTRL_GP = 0xffn;
 
 /**
  * A WRMSR to a selector or FIXED_CTR_CTRL that flipped a counter's INT (PMI) bit while bare metal held that counter
@@ -76,23 +79,6 @@ function lastWrite(history: readonly Observation[], msr: number, upTo: Observati
 function staleIntOverflow(o: Observation, history: readonly Observation[]): boolean {
   if (pmisOf(o.sut).length === pmisOf(o.oracle).length) return false;
   return staleIntWrite(history, history.indexOf(o) - 1) !== null;
-}
-
-/**
- * The program's observations in the order they happened: a save/restore at an instruction's exit is recorded before
- * that instruction (its observation shows what the restored vCPU delivered), but came after it.
- */
-function* happened(history: readonly Observation[], upTo: Observation): Generator<Observation> {
-  for (let k = 0; k < history.length; k++) {
-    const h = history[k]!;
-    if (h === upTo) return;
-    const next = history[k + 1];
-    if (h.vmm?.op === 'save-restore' && h.vmm.atExit !== undefined && next !== undefined && next !== upTo) {
-      yield next;
-      yield h;
-      k++;
-    } else yield h;
-  }
 }
 
 /** Counter `field` (null: the selector `msr` names) enabled by `value` of its control (EN, or a fixed field's rings). */
@@ -113,11 +99,13 @@ function createdInt(history: readonly Observation[], msr: number, field: number 
   let control: bigint | null = null;
   let global: bigint | null = null;
   const idx = field === null ? msr - MSR_P6_EVNTSEL0 : 32 + field;
-  for (const h of happened(history, upTo)) {
+  for (const h of history) {
+    if (h === upTo) break;
     if (h.vcpu !== upTo.vcpu) continue;
     if (h.vmm?.op === 'save-restore') {
-      const on =
-        control !== null && enabledBy(control, field) && global !== null && ((global >> BigInt(idx)) & 1n) === 1n;
+      // GLOBAL_CTRL the guest never wrote holds its reset value: every GP counter enabled, no fixed one.
+      const g = global ?? (field === null ? RESET_GLOBAL_CTRL_GP : 0n);
+      const on = control !== null && enabledBy(control, field) && ((g >> BigInt(idx)) & 1n) === 1n;
       int = on && intOf(control!, field);
       continue;
     }
@@ -243,7 +231,9 @@ function runningWithCounts(history: readonly Observation[], w: Observation, vers
       : ((lastWrite(history, MSR_P6_EVNTSEL0 + idx, upTo) ?? 0n) & ARCH_PERFMON_EVENTSEL_ENABLE) !== 0n;
     const global =
       version < 2 ||
-      (((lastWrite(history, MSR_CORE_PERF_GLOBAL_CTRL, upTo) ?? (fixed ? 0n : 0xffn)) >> BigInt(idx)) & 1n) === 1n;
+      (((lastWrite(history, MSR_CORE_PERF_GLOBAL_CTRL, upTo) ?? (fixed ? 0n : RESET_GLOBAL_CTRL_GP)) >> BigInt(idx)) &
+        1n) ===
+        1n;
     return local && global;
   };
   if (!enabledNow(w)) return false;

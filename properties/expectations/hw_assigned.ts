@@ -358,8 +358,20 @@ function enabledBeforeFilter(history: readonly Observation[]): Set<number> {
 }
 
 /** A save at a guest instruction's exit: KVM_RUN had returned before re-entering, KVM's folding of emulated events due. */
-const savedAtAnExit = (history: readonly Observation[]) =>
-  history.some((h) => h.vmm?.op === 'save-restore' && h.vmm.atExit !== undefined);
+/**
+ * The counters of vCPU `v` an instruction the VMM saved at the exit of counted (bare metal), not written since: the
+ * assigned counter KVM_GET_MSRS read lacked the events KVM had not folded in yet.
+ */
+function countedAtAnExitSave(history: readonly Observation[], v: number): Set<number> {
+  const out = new Set<number>();
+  for (const h of history) {
+    if (h.vcpu !== v) continue;
+    const counted = h.vmm?.op === 'save-restore' ? (h.vmm.atExit?.counted ?? 0n) : 0n;
+    for (let i = 0; counted >> BigInt(i) !== 0n; i++) if (((counted >> BigInt(i)) & 1n) === 1n) out.add(i);
+    for (const i of out) if (wroteCounter(h, v, i)) out.delete(i);
+  }
+  return out;
+}
 
 const DESCHEDULE_ROLLBACK: KnownDivergence = {
   id: 'deschedule-rollback',
@@ -508,8 +520,8 @@ export const HW_ASSIGNED_EXPECTATIONS: readonly KnownDivergence[] = [
       "events KVM counts in software for an assigned counter (an emulated or skipped instruction) are not in a save the VMM makes at that instruction's exit: KVM_GET_MSRS reads the assigned counter from hardware, and the events are folded in only at the next VM-entry",
     kernelRef:
       'series patch 5/5 intel_pmu_get_msr reads hw.event_base of an assigned counter; the base folds pmc->emulated_counter in reprogram_counter, from kvm_pmu_handle_event in vcpu_enter_guest',
-    // A count effect, only after a save at an exit: the counts folded late decide it.
-    matches: (o, c) => countEffect(o) && savedAtAnExit(c.history),
+    // A count of a counter such an instruction counted, not written since, decides it.
+    matches: (o, c) => decidedBy(o, countedAtAnExitSave(c.history, o.vcpu)),
     vmm: true,
   },
 ];

@@ -15,6 +15,7 @@ import {
   DriverOpen,
   GuestEmulate,
   GuestRdmsr,
+  GuestRdpmc,
   GuestRun,
   GuestWrmsr,
   SaveRestore,
@@ -26,9 +27,9 @@ const v2: GuestConfig = {
   perfCapabilities: 0x2000n,
 };
 
-/** PMC0 counts instructions with a PMI, LVTPC unmasked (NMI), the counter at `value`. */
-const armed = (value: bigint) => [
-  new GuestWrmsr(0, 0x834, 0x400n),
+/** PMC0 counts instructions with a PMI, LVTPC (NMI, unmasked unless told) set first, the counter at `value`. */
+const armed = (value: bigint, lvtpc = 0x400n) => [
+  new GuestWrmsr(0, 0x834, lvtpc),
   new GuestWrmsr(0, 0x4c1, value),
   new GuestWrmsr(0, 0x186, 0x5300c0n),
   new GuestWrmsr(0, 0x38f, 0x1n),
@@ -161,5 +162,93 @@ describe('emulated-overflow-stale-int after a restore: a fresh vCPU has made no 
     ];
     expect(() => runProgram(run('emulated'), v2, program)).not.toThrow();
     expect(() => runProgram(run('emulated', dropsInt), v2, program)).toThrow(/PMI/);
+  });
+});
+
+/** `id`'s vCPU with `f` applied to each vCPU it makes: a planted fault. */
+const planted =
+  (id: string, f: (x: ReturnType<VcpuFactory>) => void): VcpuFactory =>
+  (h, o) => {
+    const x = designById(id).factory(h, o);
+    f(x);
+    return x;
+  };
+
+describe('the saves at an exit excuse only what was pending there', () => {
+  it('a passed-through instruction has nothing pending: a PMI a design drops there is reported (mediated RDPMC)', () => {
+    const drops = planted('mediated', (x) => {
+      const rdpmc = x.guestRdpmc.bind(x);
+      x.guestRdpmc = (ecx, cpl, kicked) => {
+        const r = rdpmc(ecx, cpl, kicked);
+        x.drainPmis();
+        return r;
+      };
+    });
+    // PMC0 at -1 once the two enabling writes counted: the RDPMC, retiring in guest mode, overflows it.
+    const program = [...armed(0xffff_ffff_fffdn), new GuestRdpmc(0, 0, 0, 1)];
+    expect(() => runProgram(run('mediated'), v2, program)).not.toThrow();
+    expect(() => runProgram(run('mediated', drops), v2, program)).toThrow(
+      /RDPMC 0x0 at CPL 0: PMIs: guest saw no PMI, bare metal shows PMI\(vector 2\) after unit 0/,
+    );
+  });
+
+  it('a status bit the guest cleared since the save is no longer excused when it is lost again', () => {
+    const hides = planted('emulated', (x) => {
+      const rdmsr = x.guestRdmsr.bind(x);
+      x.guestRdmsr = (msr, kicked) => {
+        const r = rdmsr(msr, kicked);
+        return msr === 0x38e && r.ok ? { ok: true, value: r.value & ~1n } : r;
+      };
+    });
+    // LVTPC masked: the saved MOV's overflow is lost; the guest clears bit 0, PMC0 overflows again on both sides.
+    const program = [
+      ...armed(0xffff_ffff_fffdn, 0x10400n),
+      new GuestEmulate(0, 'mov', 0, false, 1),
+      new GuestWrmsr(0, 0x390, 0x1n),
+      new GuestWrmsr(0, 0x4c1, 0xffff_ffff_fff0n),
+      new GuestRun(0, [{ cpl: 0, instructions: 0x40 }]),
+      new GuestRdmsr(0, 0x38e),
+    ];
+    expect(() => runProgram(run('emulated'), v2, program)).not.toThrow();
+    expect(() => runProgram(run('emulated', hides), v2, program)).toThrow(
+      /RDMSR 0x38e: guest saw 0x0, bare metal shows 0x1/,
+    );
+  });
+
+  it("a restored vCPU whose GLOBAL_CTRL kept its reset value makes the counter's event: a PMI lost there is reported", () => {
+    const drops = planted('emulated', (x) => {
+      const wrmsr = x.guestWrmsr.bind(x);
+      x.guestWrmsr = (msr, value, kicked) => {
+        const r = wrmsr(msr, value, kicked);
+        if (msr === 0x186) x.drainPmis();
+        return r;
+      };
+    });
+    // GLOBAL_CTRL is written here, but its reset value enables PMC0 too: the restore made its event with INT.
+    const program = [
+      ...armed(0xffff_ffff_fffcn),
+      new SaveRestore(0, 1),
+      new GuestRdmsr(0, 0x38e),
+      new GuestWrmsr(0, 0x186, 0x5300c0n),
+    ];
+    expect(() => runProgram(run('emulated'), v2, program)).not.toThrow();
+    expect(() => runProgram(run('emulated', drops), v2, program)).toThrow(
+      /WRMSR 0x186 <- 0x5300c0: PMIs: guest saw no PMI, bare metal shows PMI\(vector 2\) after unit 0/,
+    );
+  });
+
+  it('hw-assigned: a count the saved instruction did not make is not excused (emulated-count-lost-at-save)', () => {
+    const inflates = planted('hw-assigned', (x) => {
+      const rdmsr = x.guestRdmsr.bind(x);
+      x.guestRdmsr = (msr, kicked) => {
+        const r = rdmsr(msr, kicked);
+        return msr === 0xc1 && r.ok ? { ok: true, value: r.value + 5n } : r;
+      };
+    });
+    const program = [new GuestRdmsr(0, 0x38f, 1), new GuestRdmsr(0, 0xc1)];
+    expect(() => runProgram(run('hw-assigned'), v2, program)).not.toThrow();
+    expect(() => runProgram(run('hw-assigned', inflates), v2, program)).toThrow(
+      /RDMSR 0xc1: guest saw 0x5, bare metal shows 0x0/,
+    );
   });
 });

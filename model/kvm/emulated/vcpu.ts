@@ -241,7 +241,10 @@ export class EmulatedVcpu implements VpmuVcpu {
     );
   }
 
+  returnedAtExit = false;
+
   resume(): void {
+    this.returnedAtExit = false;
     this.s.ops.vcpu_enter_guest(this.s, 0);
     this.s.ops.vmx_vcpu_exit(this.s);
   }
@@ -280,7 +283,8 @@ export class EmulatedVcpu implements VpmuVcpu {
     const r = op(true);
     if (r.ok && exit !== 'emulation') s.ops.kvm_skip_emulated_instruction(s, cpl);
     // vcpu_run: a pending signal returns to userspace before the next vcpu_enter_guest handles the requests.
-    if (!kicked) this.resume();
+    if (kicked) this.returnedAtExit = true;
+    else this.resume();
     return r;
   }
 

@@ -229,7 +229,10 @@ export class MediatedVcpu implements VpmuVcpu {
     );
   }
 
+  returnedAtExit = false;
+
   resume(): void {
+    this.returnedAtExit = false;
     this.s.ops.vcpu_enter_guest(this.s, 0);
     this.s.ops.vmx_vcpu_exit(this.s);
   }
@@ -263,7 +266,8 @@ export class MediatedVcpu implements VpmuVcpu {
     const r = op(true);
     if (r.ok && kind !== 'emulation') s.ops.kvm_skip_emulated_instruction(s, cpl);
     // vcpu_run: a pending signal returns to userspace before the next vcpu_enter_guest handles the requests.
-    if (!kicked) this.resume();
+    if (kicked) this.returnedAtExit = true;
+    else this.resume();
     return r;
   }
 
