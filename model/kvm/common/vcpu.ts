@@ -62,6 +62,12 @@ export function runExitHandler(vcpu: VcpuBase): void {
   vcpu.host.runHost(vcpu.cpu, [KVM_EXIT_HANDLER_WORK]);
 }
 
+/** vcpu_run's loop after a handled exit: the next vcpu_enter_guest (the requests the exit made), then the next exit. */
+export function vcpu_run_resume<V extends VcpuBase & { readonly ops: KvmOps<V> }>(vcpu: V): void {
+  vcpu.ops.vcpu_enter_guest(vcpu, 0);
+  vcpu.ops.vmx_vcpu_exit(vcpu);
+}
+
 /** msrs_to_save_pmu (x86.c), before kvm_probe_msr_to_save filters it; no DEBUGCTL, no LBR MSRs (K4). */
 function msrs_to_save_pmu(): number[] {
   const l = [

@@ -19,6 +19,7 @@ import {
   kvm_sched_out,
   NO_GUEST_ARCH_LBR,
   runExitHandler,
+  vcpu_run_resume,
 } from '../common/vcpu.js';
 import {
   type EmulatedInsn,
@@ -245,8 +246,7 @@ export class EmulatedVcpu implements VpmuVcpu {
 
   resume(): void {
     this.returnedAtExit = false;
-    this.s.ops.vcpu_enter_guest(this.s, 0);
-    this.s.ops.vmx_vcpu_exit(this.s);
+    vcpu_run_resume(this.s);
   }
 
   /**
