@@ -188,27 +188,40 @@ export const isLegacyLbrRecord = (m: number) => (m >= MSR_LBR_NHM_FROM && m < 0x
  * A reschedule at or after observation `from` after which the guest LBR event may be gone: a save/restore, or a
  * migration or preemption with DEBUGCTL.LBR clear (intel_pmu_cleanup).
  */
-export const lbrEventLost = (h: readonly Observation[], from = 0) =>
-  h.some((_, i) => i >= from && lbrEventReleasedAt(h, i));
+export const lbrEventLost = (h: readonly Observation[], from = 0, freezes = false) =>
+  h.some((_, i) => i >= from && lbrEventReleasedAt(h, i, freezes));
 
 /** Observation `i` is a reschedule after which the guest LBR event may be gone (see lbrEventLost). */
-export function lbrEventReleasedAt(h: readonly Observation[], i: number): boolean {
+export function lbrEventReleasedAt(h: readonly Observation[], i: number, freezes = false): boolean {
   const x = h[i]!;
   return (
-    x.vmm?.op === 'save-restore' || ((x.vmm?.op === 'migrate' || x.vmm?.op === 'preempt') && !debugctlLbrSetAt(h, i))
+    x.vmm?.op === 'save-restore' ||
+    ((x.vmm?.op === 'migrate' || x.vmm?.op === 'preempt') && !debugctlLbrSetAt(h, i, freezes))
   );
 }
 
-/** DEBUGCTL.LBR as the guest last wrote it (KVM took it) before observation `i`. */
-function debugctlLbrSetAt(h: readonly Observation[], i: number): boolean {
+/**
+ * DEBUGCTL.LBR before observation `i`: as the guest last wrote it (KVM took it), unless a PMI the guest got since froze
+ * the LBRs (`freezes`: a PMU version whose freeze KVM emulates by clearing DEBUGCTL.LBR, with FREEZE_LBRS_ON_PMI set).
+ */
+function debugctlLbrSetAt(h: readonly Observation[], i: number, freezes = false): boolean {
+  let pmi = false;
   for (let k = i - 1; k >= 0; k--) {
     const x = h[k]!;
-    if (x.kind === 'wrmsr' && x.target === MSR_IA32_DEBUGCTLMSR && x.sut.kind === 'accepted')
-      return ((x.value ?? 0n) & DEBUGCTLMSR_LBR) !== 0n;
+    if (x.kind === 'wrmsr' && x.target === MSR_IA32_DEBUGCTLMSR && x.sut.kind === 'accepted') {
+      const v = x.value ?? 0n;
+      if (freezes && pmi && (v & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n) return false;
+      return (v & DEBUGCTLMSR_LBR) !== 0n;
+    }
     if (x.vmm?.op === 'save-restore') return false;
+    if ((x.kind === 'pmi' || x.kind === 'run') && pmisOf(x.sut).length > 0) pmi = true;
   }
   return false;
 }
+
+/** KVM freezes a guest's LBRs at a PMI by clearing DEBUGCTL.LBR: PMU versions 2 and 3 (intel_pmu_deliver_pmi). */
+export const legacyLbrFreeze = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) =>
+  version(c) >= 2 && version(c) < 4;
 
 /** The PMU version guest CPUID.0AH gives the guest. */
 export const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;

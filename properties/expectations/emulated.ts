@@ -23,6 +23,7 @@ import {
   guestHasLbr,
   isLegacyLbrMsr,
   lbrEventReleasedAt,
+  legacyLbrFreeze,
   lbrEventLost,
   wipeLbrRecords,
   truncateLbrAtEmptyFrom,
@@ -466,7 +467,7 @@ function lbrEventInError(c: DivergenceContext, v: number): boolean {
   let error = false;
   c.history.forEach((h, i) => {
     const op = h.host;
-    if (h.vcpu === v && lbrEventReleasedAt(c.history, i)) exists = error = false;
+    if (h.vcpu === v && lbrEventReleasedAt(c.history, i, legacyLbrFreeze(c))) exists = error = false;
     if (h.vcpu === v && (h.vmm?.op === 'migrate' || h.vmm?.op === 'save-restore'))
       cpu = ((h.vmm.cpu % cpus) + cpus) % cpus;
     else if (hostBranchStackOpened(h) && op?.op === 'open' && op.index !== null && op.attr.pinned && 'cpu' in op.on)
@@ -500,9 +501,9 @@ function shiftedRecord(msr: number, v: bigint, records: readonly bigint[] | null
   return v === 0n || records.some((r) => key(r) === key(v));
 }
 
-function tosMovedSinceWritten(h: readonly Observation[]): boolean {
+function tosMovedSinceWritten(h: readonly Observation[], freezes: boolean): boolean {
   const w = h.findLastIndex((x) => x.kind === 'wrmsr' && x.target === MSR_LBR_TOS && x.sut.kind === 'accepted');
-  return h.slice(w + 1).some(hostBranchStackOpened) || lbrEventLost(h, w + 1);
+  return h.slice(w + 1).some(hostBranchStackOpened) || lbrEventLost(h, w + 1, freezes);
 }
 
 export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
@@ -678,7 +679,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       o.sut.kind === 'value' &&
       o.oracle.kind === 'value' &&
       (o.target === MSR_LBR_TOS || shiftedRecord(o.target, o.sut.value, c.facts?.oracleLbrRecords(o.vcpu, o.target))) &&
-      tosMovedSinceWritten(c.history),
+      tosMovedSinceWritten(c.history, legacyLbrFreeze(c)),
   },
   {
     id: 'lbr-cycles-include-exits',

@@ -4,7 +4,7 @@
  * the profiles that save and restore, has bare metal take them on at the save/restore (W6).
  */
 
-import { guestHasLbr, isLegacyLbrRecord, lbrEventLost, wipeLbrRecords } from './common.js';
+import { guestHasLbr, isLegacyLbrRecord, lbrEventLost, legacyLbrFreeze, wipeLbrRecords } from './common.js';
 import type { KnownDivergence } from './types.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { readValue, type Observation } from '../../scenarios/observation.js';
@@ -62,7 +62,7 @@ export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
       o.target !== null &&
       (isLegacyLbrRecord(o.target) || o.target === MSR_LBR_SELECT) &&
       readValue(o.sut) === 0n &&
-      lbrEventLost(c.history),
+      lbrEventLost(c.history, 0, legacyLbrFreeze(c)),
     adoptStep: (op, oracle, g, host) => op.op === 'save-restore' && guestHasLbr(g, host) && wipeLbrRecords(oracle),
   },
 ];
