@@ -10,7 +10,7 @@ import { designById } from '../../designs/registry.js';
 import { parseReport, REPORT_FORMAT, type ReportFile } from '../../reports/file.js';
 import { traceMarkdown, traceText } from '../../reports/render.js';
 import { replay, type Replay } from '../../reports/replay.js';
-import { quietHostCommands } from '../../scenarios/arbitraries.js';
+import { quietHostCommands, savedAtExitCommands } from '../../scenarios/arbitraries.js';
 import { supportedGuestArb } from '../../scenarios/supported.js';
 import { GuestRdmsr, GuestRdpmc, Migrate } from '../../scenarios/commands.js';
 import { guestToJson, programToJson, reduceIndices } from '../../scenarios/serialize.js';
@@ -79,15 +79,18 @@ describe('a program of 200 000 commands', () => {
 describe('indices a report names', () => {
   it('are reduced into the world (one vCPU, two pCPUs) and the program runs the same', () => {
     const l = { vcpus: 1, cpus: 2 };
-    expect(reduceIndices([new GuestRdmsr(3, 0x38f), new Migrate(5, 7)], l).map(String)).toEqual([
+    expect(
+      reduceIndices([new GuestRdmsr(3, 0x38f), new Migrate(5, 7), new GuestRdmsr(2, 0xc1, 3)], l).map(String),
+    ).toEqual([
       'new GuestRdmsr(0, 0x38f)',
       'new Migrate(0, 1)',
+      'new GuestRdmsr(0, 0xc1, /* saved and restored at its exit onto pCPU */ 1)',
     ]);
     const target = { design: designById('emulated'), host: SKYLAKE, cpus: 2 };
     fc.assert(
       fc.property(
         supportedGuestArb(SKYLAKE, target.design.supported(SKYLAKE)),
-        fc.array(fc.oneof(...quietHostCommands()), { maxLength: 15 }),
+        fc.array(fc.oneof(...quietHostCommands(), savedAtExitCommands([])), { maxLength: 15 }),
         (g, p) => {
           const seen = (prog: typeof p) =>
             replay({ ...target, guest: g }, prog).steps.map((s) => s.observations.map((o) => [o.sut, o.oracle]));
