@@ -507,10 +507,12 @@ export class World implements WorldFacts {
     if (past.length > 0) insn.oracleOneEventPast = past;
     const done = this.recorded(insn as Observation);
     // What happened between the instruction and the delivery of its PMIs (a VMM's save at its exit), recorded in order.
-    const later = between?.() ?? [];
+    const later = between?.();
     pmi.kind = 'pmi';
     pmi.around = about.kind;
-    pmi.sut = pmisOutcome([...sutPmis, ...later].map((p) => ({ afterUnit: 0, vector: p.vector })));
+    // Only a save at the exit adds PMIs: every other instruction keeps its one array (the per-instruction path).
+    const all = later === undefined || later.length === 0 ? sutPmis : [...sutPmis, ...later];
+    pmi.sut = pmisOutcome(all.map((p) => ({ afterUnit: 0, vector: p.vector })));
     pmi.oracle = pmisOutcome(oracle.pmis);
     if (past.length > 0) pmi.oracleOneEventPast = past;
     return [done, this.recorded(pmi as Observation)];
