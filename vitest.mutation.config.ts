@@ -26,6 +26,9 @@ export default defineConfig({
       'test/properties/noninterference.test.ts',
       'test/properties/invisible.test.ts',
     ],
+    // A mutant's run loads the model once for all its test files, not once per file: the suite takes 27 s instead of
+    // 63 s on one core. Stryker starts each mutant's run afresh, so no module state crosses from one mutant to the next.
+    isolate: false,
     setupFiles: ['test/setup.ts'],
     globalSetup: ['test/global_setup.ts'],
     testTimeout: 120_000,
