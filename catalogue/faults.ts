@@ -537,7 +537,7 @@ export const FAULTS: readonly PlantedFault[] = [
       change: '`if (pmc->intr)` deleted: every overflow requests a PMI',
     },
     E_PMU.OVERFLOW_IGNORES_INT,
-    quiet,
+    driver,
   ),
   onEmulated(
     {
@@ -674,6 +674,17 @@ export const FAULTS: readonly PlantedFault[] = [
       change: '`global_status |= BIT(pmc->idx)` deleted',
     },
     M_PMU.MED_EMUL_OVERFLOW_NO_STATUS,
+    driver,
+  ),
+  onMediated(
+    {
+      id: 'med-emul-pmi-ignores-int',
+      file: `${M}/pmu.ts`,
+      fn: 'kvm_pmu_incr_counter',
+      cls: 'CHK',
+      change: '`if (pmc_pmi_enabled(pmc))` deleted: every wrap by an emulated event requests a PMI',
+    },
+    M_PMU.MED_EMUL_PMI_IGNORES_INT,
     driver,
   ),
   onMediated(

@@ -6,6 +6,7 @@
 
 import {
   DriverBoot,
+  DriverCheckOverflow,
   DriverClose,
   DriverLbr,
   DriverNmi,
@@ -41,6 +42,8 @@ import { MSR_LBR_NHM_FROM, MSR_LBR_SELECT, MSR_LBR_TOS } from '../model/hw/msr/l
 
 const KUT_FEP =
   'kvm-unit-tests (x86/pmu.c check_emulated_instr) and the KVM selftests (pmu_counters_test): forced emulation (KVM_FEP) is a test hook, on only with kvm.force_emulation_prefix';
+const KUT_OVERFLOW =
+  'kvm-unit-tests x86/pmu (check_counter_overflow: a counter preset near the wrap, INT on odd counters only, the PMI checked to come iff INT)';
 const LINUX_PERF =
   'Linux perf in the guest (perf stat / perf record: x86_pmu_enable and disable write GLOBAL_CTRL, the PMI handler reads GLOBAL_STATUS and acks through GLOBAL_OVF_CTRL) and kvm-unit-tests x86/pmu';
 const V1_DRIVER =
@@ -75,6 +78,7 @@ export function affectedGuests(program: readonly WorldCommand[], guest: GuestCon
   const msrOf = (c: WorldCommand) => (c instanceof GuestWrmsr || c instanceof GuestRdmsr ? c.msr : null);
   for (const c of program) {
     if (c instanceof DriverLbr) out.add(LBR);
+    else if (c instanceof DriverCheckOverflow) out.add(c.spec.fep > 0 ? KUT_FEP : KUT_OVERFLOW);
     else if (isDriver(c)) out.add(version === 1 ? V1_DRIVER : LINUX_PERF);
     else if (c instanceof GuestEmulate) out.add(KUT_FEP);
     else if (c instanceof GuestXsaves || c instanceof GuestXrstors) out.add(ARCH_LBR);

@@ -11,7 +11,13 @@ import type { PerfEventAttr } from '../model/host/types.js';
 import type { EmulatedInsn } from '../model/kvm/types.js';
 import type { World } from './world.js';
 import { describeObservation, diverges, type Observation, showOutcome } from './observation.js';
-import { type DriverEventSpec, type DriverLbrSpec, type DriverParams, runDriver } from './driver.js';
+import {
+  type DriverEventSpec,
+  type DriverLbrSpec,
+  type DriverOverflowSpec,
+  type DriverParams,
+  runDriver,
+} from './driver.js';
 
 export class Divergence extends Error {
   override readonly name = 'Divergence';
@@ -433,6 +439,27 @@ export class DriverNmi extends AlwaysRuns {
   }
   toString(): string {
     return `new DriverNmi(${this.vcpu})`;
+  }
+}
+
+/**
+ * kvm-unit-tests' check_counter_overflow on one counter: preset `left` instructions before the wrap, counted through
+ * the units and `fep` emulated instructions, INT set or not; the status read, acknowledged and read again.
+ */
+export class DriverCheckOverflow extends AlwaysRuns {
+  constructor(
+    readonly vcpu: number,
+    readonly spec: DriverOverflowSpec,
+    readonly units: readonly WorkUnit[],
+  ) {
+    super();
+  }
+  run(_m: NoModel, w: World): void {
+    runDriver(w, this.vcpu, { kind: 'overflow', spec: this.spec, units: this.units }, (o) => assertSame(o, w));
+  }
+  toString(): string {
+    const s = this.spec;
+    return `new DriverCheckOverflow(${this.vcpu}, { counter: ${s.counter}, int: ${bool(s.int)}, left: ${hex(s.left)}n, fep: ${s.fep} }, [${this.units.map(unitToCode).join(', ')}])`;
   }
 }
 

@@ -67,6 +67,19 @@ export interface DriverEventSpec {
 }
 
 /** An LBR user (perf record -b): the LBR_SELECT it asks for, and call-stack mode (no freeze, saved across switches). */
+/**
+ * kvm-unit-tests' check_counter_overflow on one counter (x86/pmu.c): a GP counter (its index modulo the guest's), or
+ * fixed counter 0 as 32; INT set or not (the test sets it on odd counters only and checks the PMI came iff INT); the
+ * counter preset `left` instructions before the wrap; `fep` instructions behind the forced-emulation prefix after the
+ * units, so that KVM's software count is what wraps it (check_emulated_instr).
+ */
+export interface DriverOverflowSpec {
+  readonly counter: number;
+  readonly int: boolean;
+  readonly left: bigint;
+  readonly fep: number;
+}
+
 export interface DriverLbrSpec {
   readonly select: bigint;
   readonly callStack: boolean;
@@ -534,6 +547,62 @@ function* nmi(s: Shadow): Routine {
   else yield* handleIrqV1(s);
 }
 
+// ---- kvm-unit-tests (x86/pmu.c, lib/x86/pmu.c; ../shared/guest-drivers.md §2) ----
+
+/**
+ * check_counter_overflow for one counter: LVTPC unmasked, GLOBAL_STATUS cleared (pmu_clear_global_status), the
+ * counter counting instructions from `-left` (__start_event), the units and emulated instructions, the counter
+ * stopped and read (__stop_event), then the status read, acknowledged and read again. A PMI that comes on the way is
+ * compared where it comes; the guest's perf handler sees it after the routine, as any PMI.
+ */
+function* checkOverflow(s: Shadow, g: GuestConfig, spec: DriverOverflowSpec, units: readonly WorkUnit[]): Routine {
+  yield* probeCaps(s, g);
+  if (s.broken) return;
+  const fixed = spec.counter >= 32;
+  if (fixed && s.nFixed === 0) return;
+  const idx = fixed ? 32 : spec.counter % s.nGP;
+  const global = s.version > 1;
+  yield* wr(X2APIC_LVTPC, s.params.lvtpc);
+  if (global) {
+    const st = (yield* rd(MSR_CORE_PERF_GLOBAL_STATUS)) ?? 0n;
+    yield* wr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, st);
+  }
+  const field = 0xfn << fixedShift(idx);
+  let ctrl = 0n;
+  if (fixed) {
+    const mask = lowMask((g.cpuid.leaf0a.edx >>> 5) & 0xff);
+    ctrl = (yield* rd(MSR_CORE_PERF_FIXED_CTR_CTRL)) ?? 0n;
+    yield* wr(MSR_CORE_PERF_FIXED_CTR_CTRL, ctrl & ~field);
+    yield* wr(MSR_CORE_PERF_FIXED_CTR0, -spec.left & mask);
+    const on = INTEL_FIXED_0_KERNEL | INTEL_FIXED_0_USER | (spec.int ? INTEL_FIXED_0_ENABLE_PMI : 0n);
+    yield* wr(MSR_CORE_PERF_FIXED_CTR_CTRL, (ctrl & ~field) | (on << fixedShift(idx)));
+  } else {
+    const config =
+      0xc0n | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | (spec.int ? ARCH_PERFMON_EVENTSEL_INT : 0n);
+    yield* wr(MSR_P6_EVNTSEL0 + idx, 0n);
+    yield* wr(counterMsr(s, idx), -spec.left & s.cntMask);
+    yield* wr(MSR_P6_EVNTSEL0 + idx, config | ARCH_PERFMON_EVENTSEL_ENABLE);
+  }
+  const bitOf = 1n << BigInt(idx);
+  if (global) {
+    const c = (yield* rd(MSR_CORE_PERF_GLOBAL_CTRL)) ?? 0n;
+    yield* wr(MSR_CORE_PERF_GLOBAL_CTRL, c | bitOf);
+  }
+  for (const unit of units) yield { op: 'run', unit };
+  for (let i = 0; i < spec.fep; i++) yield { op: 'emulate', insn: 'mov', cpl: 0 };
+  if (global) {
+    const c = (yield* rd(MSR_CORE_PERF_GLOBAL_CTRL)) ?? 0n;
+    yield* wr(MSR_CORE_PERF_GLOBAL_CTRL, c & ~bitOf);
+  }
+  if (fixed) yield* wr(MSR_CORE_PERF_FIXED_CTR_CTRL, ctrl & ~field);
+  else yield* wr(MSR_P6_EVNTSEL0 + idx, 0n);
+  yield* rd(counterMsr(s, idx));
+  if (!global) return;
+  const st = (yield* rd(MSR_CORE_PERF_GLOBAL_STATUS)) ?? 0n;
+  yield* wr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, st);
+  yield* rd(MSR_CORE_PERF_GLOBAL_STATUS);
+}
+
 // ---- the commands' routines ----
 
 /** A guest step a driver command asks for. */
@@ -544,7 +613,8 @@ export type DriverAction =
   | { readonly kind: 'run'; readonly units: readonly WorkUnit[] }
   | { readonly kind: 'switch'; readonly units: readonly WorkUnit[] }
   | { readonly kind: 'nmi' }
-  | { readonly kind: 'lbr'; readonly lbr: DriverLbrSpec };
+  | { readonly kind: 'lbr'; readonly lbr: DriverLbrSpec }
+  | { readonly kind: 'overflow'; readonly spec: DriverOverflowSpec; readonly units: readonly WorkUnit[] };
 
 /** perf_event_open + the perf_pmu_disable/enable around x86_pmu_add (events that find no counter are left out). */
 function* open(s: Shadow, g: GuestConfig, specs: readonly DriverEventSpec[]): Routine {
@@ -670,7 +740,9 @@ function execute(w: World, v: number, step: DriverStep): { obs: Observation[]; s
         ? w.guestWrmsr(v, step.msr, step.value)
         : step.op === 'rdpmc'
           ? w.guestRdpmc(v, step.ecx, 0)
-          : w.guestRun(v, [step.unit]);
+          : step.op === 'emulate'
+            ? w.guestEmulate(v, step.insn, step.cpl, false)
+            : w.guestRun(v, [step.unit]);
   const main = obs[0]!;
   const pmi = obs.find((o) => o.kind === 'pmi') ?? main;
   const result = (side: 'sut' | 'oracle'): StepResult => ({
@@ -780,6 +852,9 @@ export function runDriver(w: World, vcpu: number, a: DriverAction, check: (obs: 
       return;
     case 'lbr':
       both('LBR user', (s) => addLbr(s, g, a.lbr));
+      return;
+    case 'overflow':
+      both('check_counter_overflow', (s) => checkOverflow(s, g, a.spec, a.units));
       return;
     case 'nmi':
       sh.sut.pending = !sh.sut.broken;

@@ -39,6 +39,7 @@ import type { SupportedPmu } from '../model/kvm/types.js';
 import type { DriverEventSpec, DriverLbrSpec, DriverParams } from './driver.js';
 import {
   DriverBoot,
+  DriverCheckOverflow,
   DriverClose,
   DriverLbr,
   DriverNmi,
@@ -302,6 +303,26 @@ const driverOpenArb: fc.Arbitrary<WorldCommand> = fc
 
 const driverUnits = (max: number) => fc.array(unitArb, { minLength: 1, maxLength: max });
 
+/**
+ * kvm-unit-tests' check_counter_overflow: a GP counter (or fixed counter 0) a few instructions before the wrap, INT set
+ * or not, wrapped by work units, or by exactly as many emulated instructions as are left (one fewer, one more).
+ */
+const driverOverflowArb: fc.Arbitrary<WorldCommand> = fc
+  .record({
+    vcpu: fc.nat(3),
+    counter: fc.oneof({ arbitrary: fc.nat(7), weight: 3 }, { arbitrary: fc.constant(32), weight: 1 }),
+    int: fc.boolean(),
+    // At least two: the test presets 1 - (the loop's count), so the wrap comes in the loop, never at the enabling write.
+    left: fc.oneof({ arbitrary: fc.bigInt(2n, 5n), weight: 4 }, { arbitrary: fc.bigInt(6n, 64n), weight: 1 }),
+    fep: fc.constantFrom(-1, 0, 1, 0),
+    units: fc.oneof(fc.constant([]), fc.array(unitArb, { minLength: 1, maxLength: 3 })),
+  })
+  .map((r) => {
+    // Either the units wrap it (each retires up to 11 instructions) or the emulated instructions alone do.
+    const fep = r.units.length > 0 ? 0 : Math.max(0, Number(r.left) + r.fep);
+    return new DriverCheckOverflow(r.vcpu, { counter: r.counter, int: r.int, left: r.left, fep }, r.units);
+  });
+
 /** The guest's perf at work, as weighted arbitraries: events opened, workloads, switches, NMIs, LBR users. */
 export function driverCommands(): { arbitrary: fc.Arbitrary<WorldCommand>; weight: number }[] {
   return DRIVER_COMMANDS;
@@ -320,6 +341,7 @@ const DRIVER_COMMANDS: { arbitrary: fc.Arbitrary<WorldCommand>; weight: number }
     { arbitrary: v.map((x) => new DriverNmi(x)), weight: 1 },
     { arbitrary: fc.tuple(v, fc.nat(3)).map(([x, k]) => new DriverClose(x, k)), weight: 1 },
     { arbitrary: fc.tuple(v, driverLbrArb).map(([x, l]) => new DriverLbr(x, l)), weight: 1 },
+    { arbitrary: driverOverflowArb, weight: 2 },
   ];
 })();
 

@@ -46,7 +46,9 @@ export type DriverStep =
   | { readonly op: 'rdmsr'; readonly msr: number }
   | { readonly op: 'wrmsr'; readonly msr: number; readonly value: bigint }
   | { readonly op: 'rdpmc'; readonly ecx: number }
-  | { readonly op: 'run'; readonly unit: WorkUnit };
+  | { readonly op: 'run'; readonly unit: WorkUnit }
+  /** An instruction behind the forced-emulation prefix (KVM_FEP), not a taken branch. */
+  | { readonly op: 'emulate'; readonly insn: EmulatedInsn; readonly cpl: number };
 
 export const NONE: Outcome = Object.freeze({ kind: 'none' });
 export const ABSENT: Outcome = Object.freeze({ kind: 'absent' });
@@ -228,6 +230,8 @@ export function sameStep(a: DriverStep | null, b: DriverStep | null): boolean {
       return b.op === 'rdpmc' && a.ecx === b.ecx;
     case 'run':
       return b.op === 'run' && a.unit === b.unit;
+    case 'emulate':
+      return b.op === 'emulate' && a.insn === b.insn && a.cpl === b.cpl;
   }
 }
 
@@ -294,6 +298,8 @@ export function describeStep(s: DriverStep): string {
       return `RDPMC ${hex(s.ecx)}`;
     case 'run':
       return 'a work unit';
+    case 'emulate':
+      return `KVM_FEP ${s.insn.toUpperCase()} at CPL ${s.cpl}`;
   }
 }
 

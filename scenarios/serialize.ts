@@ -21,6 +21,7 @@ import { attr, type PerfEventAttr } from '../model/host/types.js';
 import {
   GuestEmulate,
   DriverBoot,
+  DriverCheckOverflow,
   DriverClose,
   DriverLbr,
   DriverNmi,
@@ -56,7 +57,7 @@ import {
   VmmSetMsr,
   VmmSetPmuEventFilter,
 } from './vmm.js';
-import type { DriverEventSpec, DriverLbrSpec, DriverParams } from './driver.js';
+import type { DriverEventSpec, DriverLbrSpec, DriverOverflowSpec, DriverParams } from './driver.js';
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [k: string]: Json };
 
@@ -288,6 +289,12 @@ const DriverEventJson = z.strictObject({
 }) satisfies z.ZodType<DriverEventSpec>;
 
 const DriverLbrJson = z.strictObject({ select: u64, callStack: bool }) satisfies z.ZodType<DriverLbrSpec>;
+const DriverOverflowJson = z.strictObject({
+  counter: natural(32),
+  int: bool,
+  left: u64,
+  fep: natural(64),
+}) satisfies z.ZodType<DriverOverflowSpec>;
 
 const driverParamsToJson = (p: DriverParams): Json => ({ kernel: p.kernel, ack: p.ack, lvtpc: hex(p.lvtpc) });
 const driverEventToJson = (e: DriverEventSpec): Json => ({
@@ -438,6 +445,15 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
     (c) => (c instanceof DriverNmi ? [c.vcpu] : null),
     [vcpu],
     ([v]) => new DriverNmi(v),
+  ),
+  DriverCheckOverflow: entry(
+    ['vcpu', 'spec', 'units'],
+    (c) =>
+      c instanceof DriverCheckOverflow
+        ? [c.vcpu, { ...c.spec, left: hex(c.spec.left) }, c.units.map(unitToJson)]
+        : null,
+    [vcpu, DriverOverflowJson, UnitsJson],
+    ([v, spec, units]) => new DriverCheckOverflow(v, spec, units),
   ),
   DriverLbr: entry(
     ['vcpu', 'lbr'],

@@ -90,10 +90,11 @@ const intOf = (value: bigint, field: number | null) =>
   field === null ? (value & ARCH_PERFMON_EVENTSEL_INT) !== 0n : ((value >> BigInt(4 * field)) & 8n) !== 0n;
 
 /**
- * The INT (PMI) bit KVM's perf event of a counter was last created with (pmc->intr, set by pmc_reprogram_counter): that
- * of the last control write before `upTo` that enabled the counter, false if none did. A disabling write keeps it. A
- * save/restore makes a fresh vCPU (pmc->intr false), whose first VM-entry creates the event only of a counter its
- * restored controls enable, GLOBAL_CTRL included.
+ * The INT (PMI) bit KVM's perf event of a counter was last created with (pmc->intr, set by pmc_reprogram_counter):
+ * reprogram_counter creates it only for a counter both its control and GLOBAL_CTRL enable, so at a control write that
+ * enables the counter while GLOBAL_CTRL does, or at a GLOBAL_CTRL write that sets the counter's bit while its control
+ * enables it; false if neither happened before `upTo`. A disabling write keeps it. A save/restore makes a fresh vCPU
+ * (pmc->intr false), whose first VM-entry creates the event only of a counter its restored controls enable.
  */
 function createdInt(history: readonly Observation[], msr: number, field: number | null, upTo: Observation): boolean {
   let int = false;
@@ -111,10 +112,16 @@ function createdInt(history: readonly Observation[], msr: number, field: number 
       continue;
     }
     if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.value === null) continue;
-    if (h.target === MSR_CORE_PERF_GLOBAL_CTRL) global = h.value;
+    // GLOBAL_CTRL the guest never wrote holds its reset value (a v1 guest has none: every counter counts).
+    const on = (g: bigint | null) => (((g ?? (field === null ? RESET_GLOBAL_CTRL_GP : 0n)) >> BigInt(idx)) & 1n) === 1n;
+    if (h.target === MSR_CORE_PERF_GLOBAL_CTRL) {
+      // reprogram_counters: only a bit that changed; the event is made of the control as it stands.
+      if (!on(global) && on(h.value) && control !== null && enabledBy(control, field)) int = intOf(control, field);
+      global = h.value;
+    }
     if (h.target !== msr) continue;
     control = h.value;
-    if (enabledBy(h.value, field)) int = intOf(h.value, field);
+    if (enabledBy(h.value, field) && on(global)) int = intOf(h.value, field);
   }
   return int;
 }

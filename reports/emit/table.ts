@@ -15,6 +15,7 @@ import type { PerfEventAttr } from '../../model/host/types.js';
 import {
   GuestEmulate,
   DriverBoot,
+  DriverCheckOverflow,
   DriverClose,
   DriverLbr,
   DriverNmi,
@@ -448,6 +449,10 @@ export const COMMAND_EMITTERS: readonly CommandEmitter[] = [
     dropped: () => DRIVER_NOT_EMITTED,
   }),
   entry(DriverNmi, {
+    label: (c) => String(c),
+    dropped: () => DRIVER_NOT_EMITTED,
+  }),
+  entry(DriverCheckOverflow, {
     label: (c) => String(c),
     dropped: () => DRIVER_NOT_EMITTED,
   }),

@@ -56,6 +56,7 @@ const HELD: Readonly<Record<string, readonly [number, number]>> = {
   'no-legacy-freeze': [1, 3], // 1
   'exit-keeps-guest-global-ctrl': [3, 4], // 2
   'med-emul-overflow-no-status': [4, 6], // 1
+  'med-emul-pmi-ignores-int': [3, 2], // 3 (found on each of seeds 1-8 by kvm-unit-tests' overflow check; a mutation survivor)
   'med-refresh-no-vmcs-ctrl': [5, 4], // 12
   'med-global-passthrough-partial': [2, 6], // 10
   'med-put-status-or': [4, 6], // 1
@@ -66,8 +67,8 @@ const HELD: Readonly<Record<string, readonly [number, number]>> = {
   'host-preset-off-by-one': [3, 6], // 1
   'host-config-drops-int': [3, 6], // 2
   // Measured again with the generators and declarations of December 2026: found on seeds where they were not before.
+  'overflow-ignores-int': [4, 1], // 2 (on each of seeds 1-8 since the driver profile runs kvm-unit-tests' overflow check; was 420, on 4 of 30)
   'ovf-ctrl-reads-status': [4, 23], // 246 (found on 10 of seeds 1-30)
-  'overflow-ignores-int': [17, 28], // 420 (found on 4 of seeds 1-30: an overflow of a counter without INT is rare)
   'write-counter-ignores-perf-count': [12, 7], // 6 (found on each of seeds 1-12)
   'debugctl-no-frz': [1, 2], // 1 (found on each of seeds 1-12)
   'pmi-before-pmu-request': [1, 10], // 128 (found on 10 of seeds 1-12)

@@ -3,7 +3,7 @@
  * mediated design by replacing the kernel function they sit in.
  */
 
-import { lowMask } from '../../hw/bits.js';
+import { bit, lowMask } from '../../hw/bits.js';
 import { fixed_ctrl_field, pmc_bitmask } from '../common/pmu.h.js';
 import { MEDIATED_OPS, type MediatedOps } from '../mediated/ops.js';
 import type { MediatedPmc, MediatedVcpuState } from '../mediated/state.js';
@@ -21,6 +21,17 @@ export const MED_EMUL_OVERFLOW_NO_STATUS: MediatedOps = {
         ? (pmc.eventsel & ARCH_PERFMON_EVENTSEL_INT) !== 0n
         : (fixed_ctrl_field(vcpu.pmu.fixed_ctr_ctrl, pmc.idx - KVM_FIXED_PMC_BASE_IDX) & 8) !== 0;
     if (pmi) vcpu.requests.add('PMI');
+  },
+};
+
+/** kvm_pmu_incr_counter, mediated: a wrap by an emulated event requests a PMI whatever the counter's INT bit. */
+export const MED_EMUL_PMI_IGNORES_INT: MediatedOps = {
+  ...MEDIATED_OPS,
+  kvm_pmu_incr_counter(vcpu: MediatedVcpuState, pmc: MediatedPmc): void {
+    pmc.counter = (pmc.counter + 1n) & pmc_bitmask(vcpu, pmc);
+    if (pmc.counter !== 0n) return;
+    vcpu.pmu.global_status |= bit(pmc.idx);
+    vcpu.requests.add('PMI');
   },
 };
 
