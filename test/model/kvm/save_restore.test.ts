@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { HostKernel } from '../../../model/host/perf.js';
-import { SKYLAKE } from '../../../model/hw/profiles.js';
+import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { createVcpu, defaultCpuid, hostOk, hostVal, INSTRUCTIONS, val, work } from './util.js';
 import {
   ARCH_PERFMON_EVENTSEL_ENABLE,
@@ -121,6 +121,26 @@ describe('KVM_GET_MSRS / KVM_SET_MSRS round trip', () => {
     expect(list).not.toContain(MSR_IA32_DEBUGCTLMSR);
     expect(list).not.toContain(MSR_LBR_NHM_FROM);
   });
+
+  // kvm_init_msr_lists: msrs_to_save_pmu through kvm_probe_msr_to_save (counters up to KVM's counts, the v2 MSRs with
+  // KVM's version 2), then the feature MSR; KVM offers three fixed counters even where the host has four.
+  for (const [profile, nGp] of [
+    [SKYLAKE, 4],
+    [ICELAKE, 8],
+    [SAPPHIRE_RAPIDS, 8],
+  ] as const)
+    it(`on ${profile.name}: exactly ${nGp} counters and selectors, three fixed counters, the v2 MSRs and PERF_CAPABILITIES`, () => {
+      const list = createVcpu({ profile }).vcpu.msrIndexList();
+      const want = [
+        ...[0, 1, 2].map((j) => MSR_CORE_PERF_FIXED_CTR0 + j),
+        MSR_CORE_PERF_FIXED_CTR_CTRL,
+        MSR_CORE_PERF_GLOBAL_STATUS,
+        MSR_CORE_PERF_GLOBAL_CTRL,
+        ...Array.from({ length: nGp }, (_, i) => [MSR_IA32_PERFCTR0 + i, MSR_P6_EVNTSEL0 + i]).flat(),
+        MSR_IA32_PERF_CAPABILITIES,
+      ];
+      expect([...list].sort((a, b) => a - b)).toEqual(want.sort((a, b) => a - b));
+    });
 
   it('an advertised MSR the vCPU does not have reads 0 and takes only 0 from the host', () => {
     const w = createVcpu({ profile: SKYLAKE, nrGp: 1 });
