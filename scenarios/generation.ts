@@ -357,8 +357,28 @@ function driverGuestArb(host: Profile, s: SupportedPmu): fc.Arbitrary<GuestConfi
     const edx = version > 1 ? s.leaf0a.edx & 0x1fff : 0;
     return { ...g, cpuid: { ...g.cpuid, leaf0a: { ...g.cpuid.leaf0a, eax, edx } } };
   };
+  // Every counter, narrower than KVM's: KVM_SET_CPUID2 takes the smaller widths (intel_pmu_refresh's min_t), as a VMM
+  // that levels a pool of hosts may ask.
+  const narrow = ([g, gpWidth, fixedWidth]: [GuestConfig, number, number]): GuestConfig => {
+    const f = full(g);
+    const { eax, edx } = f.cpuid.leaf0a;
+    const gp = Math.min(gpWidth, (eax >>> 16) & 0xff);
+    const fx = Math.min(fixedWidth, (edx >>> 5) & 0xff);
+    const leaf0a = {
+      ...f.cpuid.leaf0a,
+      eax: ((eax & ~0xff0000) | (gp << 16)) >>> 0,
+      edx: version > 1 ? ((edx & ~0x1fe0) | (fx << 5)) >>> 0 : 0,
+    };
+    return { ...f, cpuid: { ...f.cpuid, leaf0a } };
+  };
+  const widths = fc.constantFrom(32, 40, 47, 48);
   const g = supportedGuestArb(host, s);
-  return fc.oneof({ arbitrary: g, weight: 2 }, { arbitrary: g.map(full), weight: 3 });
+  // Narrow guests rarely: on the mediated vPMU most of their programs end at counter-width-passthrough.
+  return fc.oneof(
+    { arbitrary: g, weight: 12 },
+    { arbitrary: g.map(full), weight: 15 },
+    { arbitrary: fc.tuple(g, widths, widths).map(narrow), weight: 1 },
+  );
 }
 
 /** A guest with the LBRs the design offers: Arch LBR where it offers it, else its legacy format the host's model has. */

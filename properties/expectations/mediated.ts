@@ -19,14 +19,18 @@ import {
 } from './common.js';
 import type { KnownDivergence } from './types.js';
 import { DEBUGCTL_NOT_SAVED } from './emulated_invisibility.js';
-import { isGp, type Observation } from '../../scenarios/observation.js';
+import { isGp, type Observation, pmisOf } from '../../scenarios/observation.js';
 import { fixedCounterAllowed } from '../../scenarios/oracle_filter.js';
 import type { KvmPmuEventFilter } from '../../model/kvm/types.js';
 import {
   INTEL_PMC_FIXED_RDPMC_BASE,
   MSR_CORE_PERF_FIXED_CTR0,
   MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
 } from '../../model/hw/msr/counters.js';
+import { fixedIndices, type Profile } from '../../model/hw/profile.js';
+import type { GuestConfig } from '../../scenarios/world.js';
 import {
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
   MSR_CORE_PERF_GLOBAL_STATUS,
@@ -125,10 +129,77 @@ export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
   },
 };
 
+/**
+ * The counters the mediated vPMU passes through to this guest at a width narrower than the hardware's, as overflow
+ * bits (GP i, fixed 32 + j); 0 where it intercepts them (not every counter the host has) or the widths match.
+ */
+function narrowPassedThrough(g: GuestConfig, host: Profile): bigint {
+  const { eax, edx } = g.cpuid.leaf0a;
+  const version = eax & 0xff;
+  const nGP = version === 0 ? 0 : (eax >>> 8) & 0xff;
+  const nFixed = version > 1 ? edx & 0x1f : 0;
+  const fixed = fixedIndices(host);
+  // kvm_need_any_pmc_intercept: the guest's counts against perf's (K15), whatever the widths.
+  if (nGP !== host.nGP || nFixed !== (fixed.length === 0 ? 0 : Math.max(...fixed) + 1)) return 0n;
+  let bits = 0n;
+  if (((eax >>> 16) & 0xff) < host.gpWidth) bits |= (1n << BigInt(nGP)) - 1n;
+  if (version > 1 && ((edx >>> 5) & 0xff) < host.fixedWidth) bits |= ((1n << BigInt(nFixed)) - 1n) << 32n;
+  return bits;
+}
+
+/** The counter (as its overflow bit) a counter MSR names: PERFCTRi, PMCi, FIXED_CTRj; 0n for any other MSR. */
+function counterBitOf(msr: number | null): bigint {
+  if (msr === null) return 0n;
+  if (msr >= MSR_IA32_PERFCTR0 && msr < MSR_IA32_PERFCTR0 + 8) return 1n << BigInt(msr - MSR_IA32_PERFCTR0);
+  if (msr >= MSR_IA32_PMC0 && msr < MSR_IA32_PMC0 + 8) return 1n << BigInt(msr - MSR_IA32_PMC0);
+  if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < MSR_CORE_PERF_FIXED_CTR0 + 4)
+    return 1n << BigInt(32 + msr - MSR_CORE_PERF_FIXED_CTR0);
+  return 0n;
+}
+
+const COUNTER_WIDTH_PASSTHROUGH: KnownDivergence = {
+  id: 'counter-width-passthrough',
+  title:
+    "counters the guest's CPUID gives a narrower width than the hardware's are passed through all the same: they take writes, count and wrap at the hardware's width (bits above the guest's width kept, not #GP; an overflow at the guest's width never comes)",
+  kernelRef:
+    "arch/x86/kvm/vmx/vmx.c vmx_recalc_pmu_msr_intercepts: PERFCTRn, PMCn (with FW_WRITES) and FIXED_CTRn pass through whenever kvm_need_any_pmc_intercept (arch/x86/kvm/pmu.c) finds the host's counts, which compares no width; only kvm_need_rdpmc_intercept compares counter_bitmask with the host's; intel_pmu_refresh takes min(guest, host) widths without refusing them",
+  // Only a guest with such counters, and only what a counter's width shows first: a write to one taken where bare metal
+  // faults, a read of one differing above the guest's width, its overflow missing (a PMI, or its GLOBAL_STATUS bit).
+  matches: (o, c) => {
+    const narrow = narrowPassedThrough(c.guest, c.host);
+    if (narrow === 0n) return false;
+    if (o.kind === 'wrmsr')
+      return (counterBitOf(o.target) & narrow) !== 0n && o.sut.kind === 'accepted' && isGp(o.oracle);
+    if (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) {
+      if (o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
+      const missing = o.oracle.value & ~o.sut.value;
+      return missing !== 0n && (missing & ~narrow) === 0n && (o.sut.value & ~o.oracle.value) === 0n;
+    }
+    // A read passed through shows the hardware's bits above the guest's width; the counts below it agree (RDPMC
+    // exits for such a guest and KVM masks it, so it is not excused).
+    if (o.kind === 'rdmsr') {
+      const b = counterBitOf(o.target);
+      if ((b & narrow) === 0n || o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
+      const { eax, edx } = c.guest.cpuid.leaf0a;
+      const width = b >= 1n << 32n ? (edx >>> 5) & 0xff : (eax >>> 16) & 0xff;
+      return ((o.sut.value ^ o.oracle.value) & ((1n << BigInt(width)) - 1n)) === 0n;
+    }
+    // A PMI missing where one of them wrapped on bare metal since the guest wrote it (counters only count up).
+    if (pmisOf(o.sut).length >= pmisOf(o.oracle).length || c.facts === undefined) return false;
+    for (let idx = 0; idx < 64; idx++) {
+      if (((narrow >> BigInt(idx)) & 1n) === 0n) continue;
+      const x = c.facts.oracleCounter(o.vcpu, idx);
+      if (x !== null && x.written !== null && x.value < x.written) return true;
+    }
+    return false;
+  },
+};
+
 // The shared entries (common.ts), with the mediated path to the same upstream code in the title and reference.
 export const MEDIATED_EXPECTATIONS: readonly KnownDivergence[] = [
   FIXED_FILTER_UNCHANGED_FIELD,
   PMI_LOST_AT_SAVE,
+  COUNTER_WIDTH_PASSTHROUGH,
   EMULATED_INSN_SKIPS_IN_TXCP,
   {
     ...P6_PERFCTR_QUIRK,
