@@ -29,7 +29,7 @@ import {
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
 } from '../../model/hw/msr/counters.js';
-import { fixedIndices, type Profile } from '../../model/hw/profile.js';
+import type { Profile } from '../../model/hw/profile.js';
 import type { GuestConfig } from '../../scenarios/world.js';
 import {
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
@@ -131,19 +131,17 @@ export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
 
 /**
  * The counters the mediated vPMU passes through to this guest at a width narrower than the hardware's, as overflow
- * bits (GP i, fixed 32 + j); 0 where it intercepts them (not every counter the host has) or the widths match.
+ * bits (GP i, fixed 32 + j): every counter the guest has is passed through, whatever its width.
  */
 function narrowPassedThrough(g: GuestConfig, host: Profile): bigint {
   const { eax, edx } = g.cpuid.leaf0a;
   const version = eax & 0xff;
-  const nGP = version === 0 ? 0 : (eax >>> 8) & 0xff;
+  if (version === 0) return 0n; // kvm_vcpu_has_mediated_pmu: no vPMU, nothing passed through
+  const nGP = (eax >>> 8) & 0xff;
   const nFixed = version > 1 ? edx & 0x1f : 0;
-  const fixed = fixedIndices(host);
-  // kvm_need_any_pmc_intercept: the guest's counts against perf's (K15), whatever the widths.
-  if (nGP !== host.nGP || nFixed !== (fixed.length === 0 ? 0 : Math.max(...fixed) + 1)) return 0n;
   let bits = 0n;
   if (((eax >>> 16) & 0xff) < host.gpWidth) bits |= (1n << BigInt(nGP)) - 1n;
-  if (version > 1 && ((edx >>> 5) & 0xff) < host.fixedWidth) bits |= ((1n << BigInt(nFixed)) - 1n) << 32n;
+  if (nFixed > 0 && ((edx >>> 5) & 0xff) < host.fixedWidth) bits |= ((1n << BigInt(nFixed)) - 1n) << 32n;
   return bits;
 }
 
@@ -162,7 +160,7 @@ const COUNTER_WIDTH_PASSTHROUGH: KnownDivergence = {
   title:
     "counters the guest's CPUID gives a narrower width than the hardware's are passed through all the same: they take writes, count and wrap at the hardware's width (bits above the guest's width kept, not #GP; an overflow at the guest's width never comes)",
   kernelRef:
-    "arch/x86/kvm/vmx/vmx.c vmx_recalc_pmu_msr_intercepts: PERFCTRn, PMCn (with FW_WRITES) and FIXED_CTRn pass through whenever kvm_need_any_pmc_intercept (arch/x86/kvm/pmu.c) finds the host's counts, which compares no width; only kvm_need_rdpmc_intercept compares counter_bitmask with the host's; intel_pmu_refresh takes min(guest, host) widths without refusing them",
+    "arch/x86/kvm/vmx/vmx.c vmx_recalc_pmu_msr_intercepts: PERFCTRn, PMCn (with FW_WRITES) and FIXED_CTRn of every counter the guest has pass through whenever the vCPU has the mediated PMU, whatever counter_bitmask; only kvm_need_rdpmc_intercept (arch/x86/kvm/pmu.c) compares the widths with the host's; intel_pmu_refresh takes min(guest, host) widths without refusing them",
   // Only a guest with such counters, and only what a counter's width shows first: a write to one taken where bare metal
   // faults, a read of one differing above the guest's width, its overflow missing (a PMI, or its GLOBAL_STATUS bit).
   matches: (o, c) => {

@@ -1,5 +1,5 @@
 /**
- * counter-width-passthrough: the mediated vPMU decides the counter MSRs' pass-through on the counter counts alone, so a
+ * counter-width-passthrough: the mediated vPMU passes every counter the guest has through, whatever its width, so a
  * guest whose CPUID gives its fixed counters a narrower width than the hardware's (KVM_SET_CPUID2 takes the smaller)
  * runs them at the hardware's width: a preset two events before the guest's wrap is far from the hardware's, and the
  * overflow bare metal raises never comes. Found by the driver profile's guests with every counter at narrower widths.
