@@ -67,7 +67,7 @@ const hostOpenArb: fc.Arbitrary<WorldCommand> = fc
   .record({ cpu: fc.constantFrom(0, 0, 1), config: fc.constantFrom(0xc0n, 0x3cn, 0xc4n, 0x4f2en) })
   .map((r) => new HostOpen(r.cpu, attr({ config: r.config, pinned: true, exclude_guest: true, exclude_kernel: true })));
 
-/** Host user work: CPL 3 units on a pCPU, preempting the vCPU thread if it is there, branching in host user text. */
+/** Host user work: CPL 3 units on a pCPU, branching in host user text (World.hostWork: beside the vCPU thread, no preemption). */
 const hostWorkArb: fc.Arbitrary<WorldCommand> = fc
   .tuple(fc.constantFrom(0, 0, 1), fc.array(unitArb, { minLength: 1, maxLength: 4 }))
   .map(
