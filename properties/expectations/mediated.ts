@@ -10,6 +10,7 @@ import {
   FIXED_CTR_WIDTH,
   P6_PERFCTR_QUIRK,
   aheadModulo,
+  counterOfMsr,
   lastWritten,
   EMULATED_INSN_SKIPS_IN_TXCP,
   PMI_LOST_AT_SAVE,
@@ -26,8 +27,6 @@ import {
   INTEL_PMC_FIXED_RDPMC_BASE,
   MSR_CORE_PERF_FIXED_CTR0,
   MSR_CORE_PERF_FIXED_CTR_CTRL,
-  MSR_IA32_PERFCTR0,
-  MSR_IA32_PMC0,
 } from '../../model/hw/msr/counters.js';
 import type { Profile } from '../../model/hw/profile.js';
 import type { GuestConfig } from '../../scenarios/world.js';
@@ -147,12 +146,8 @@ function narrowPassedThrough(g: GuestConfig, host: Profile): bigint {
 
 /** The counter (as its overflow bit) a counter MSR names: PERFCTRi, PMCi, FIXED_CTRj; 0n for any other MSR. */
 function counterBitOf(msr: number | null): bigint {
-  if (msr === null) return 0n;
-  if (msr >= MSR_IA32_PERFCTR0 && msr < MSR_IA32_PERFCTR0 + 8) return 1n << BigInt(msr - MSR_IA32_PERFCTR0);
-  if (msr >= MSR_IA32_PMC0 && msr < MSR_IA32_PMC0 + 8) return 1n << BigInt(msr - MSR_IA32_PMC0);
-  if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < MSR_CORE_PERF_FIXED_CTR0 + 4)
-    return 1n << BigInt(32 + msr - MSR_CORE_PERF_FIXED_CTR0);
-  return 0n;
+  const idx = msr === null ? null : counterOfMsr(msr);
+  return idx === null ? 0n : 1n << BigInt(idx);
 }
 
 const COUNTER_WIDTH_PASSTHROUGH: KnownDivergence = {
