@@ -66,7 +66,6 @@ export interface DriverEventSpec {
   readonly period: bigint;
 }
 
-/** An LBR user (perf record -b): the LBR_SELECT it asks for, and call-stack mode (no freeze, saved across switches). */
 /**
  * kvm-unit-tests' check_counter_overflow on one counter (x86/pmu.c): a GP counter (its index modulo the guest's), or
  * fixed counter 0 as 32; INT set or not (the test sets it on odd counters only and checks the PMI came iff INT); the
@@ -80,6 +79,7 @@ export interface DriverOverflowSpec {
   readonly fep: number;
 }
 
+/** An LBR user (perf record -b): the LBR_SELECT it asks for, and call-stack mode (no freeze, saved across switches). */
 export interface DriverLbrSpec {
   readonly select: bigint;
   readonly callStack: boolean;

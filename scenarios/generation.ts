@@ -31,10 +31,10 @@ import {
   MSR_CORE_PERF_FIXED_CTR_CTRL,
   MSR_IA32_PERFCTR0,
 } from '../model/hw/msr/counters.js';
-import { LBR_FMT_ARCH, type Profile } from '../model/hw/profile.js';
+import { LBR_FMT_ARCH, leaf0aEax, leaf0aEdx, type Profile } from '../model/hw/profile.js';
 import { attr } from '../model/host/types.js';
 import { focusArb, type GuestShape, quietHostCommands, savedAtExitCommands, shapeOf } from './arbitraries.js';
-import { beyondSupportedGuestArb, supportedGuestArb } from './supported.js';
+import { beyondSupportedGuestArb, fields, supportedGuestArb } from './supported.js';
 import type { SupportedPmu } from '../model/kvm/types.js';
 import type { DriverEventSpec, DriverLbrSpec, DriverParams } from './driver.js';
 import {
@@ -361,13 +361,11 @@ function driverGuestArb(host: Profile, s: SupportedPmu): fc.Arbitrary<GuestConfi
   // that levels a pool of hosts may ask.
   const narrow = ([g, gpWidth, fixedWidth]: [GuestConfig, number, number]): GuestConfig => {
     const f = full(g);
-    const { eax, edx } = f.cpuid.leaf0a;
-    const gp = Math.min(gpWidth, (eax >>> 16) & 0xff);
-    const fx = Math.min(fixedWidth, (edx >>> 5) & 0xff);
+    const x = fields(f.cpuid.leaf0a.eax, f.cpuid.leaf0a.edx);
     const leaf0a = {
       ...f.cpuid.leaf0a,
-      eax: ((eax & ~0xff0000) | (gp << 16)) >>> 0,
-      edx: version > 1 ? ((edx & ~0x1fe0) | (fx << 5)) >>> 0 : 0,
+      eax: leaf0aEax(x.version, x.nGP, Math.min(gpWidth, x.gpWidth), x.evLen),
+      edx: x.version > 1 ? leaf0aEdx(x.nFixed, Math.min(fixedWidth, x.fixedWidth)) : 0,
     };
     return { ...f, cpuid: { ...f.cpuid, leaf0a } };
   };

@@ -37,7 +37,7 @@ export function probeSupportedPmu(host: Profile, factory: VcpuFactory, hostKerne
 }
 
 /** The fields of CPUID.0AH a VMM sets. */
-function fields(eax: number, edx: number) {
+export function fields(eax: number, edx: number) {
   const version = eax & 0xff;
   return {
     version,

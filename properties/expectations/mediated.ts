@@ -22,6 +22,7 @@ import type { KnownDivergence } from './types.js';
 import { DEBUGCTL_NOT_SAVED } from './emulated_invisibility.js';
 import { isGp, type Observation, pmisOf } from '../../scenarios/observation.js';
 import { fixedCounterAllowed } from '../../scenarios/oracle_filter.js';
+import { fields } from '../../scenarios/supported.js';
 import type { KvmPmuEventFilter } from '../../model/kvm/types.js';
 import {
   INTEL_PMC_FIXED_RDPMC_BASE,
@@ -133,14 +134,11 @@ export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
  * bits (GP i, fixed 32 + j): every counter the guest has is passed through, whatever its width.
  */
 function narrowPassedThrough(g: GuestConfig, host: Profile): bigint {
-  const { eax, edx } = g.cpuid.leaf0a;
-  const version = eax & 0xff;
-  if (version === 0) return 0n; // kvm_vcpu_has_mediated_pmu: no vPMU, nothing passed through
-  const nGP = (eax >>> 8) & 0xff;
-  const nFixed = version > 1 ? edx & 0x1f : 0;
+  const f = fields(g.cpuid.leaf0a.eax, g.cpuid.leaf0a.edx);
+  if (f.version === 0) return 0n; // kvm_vcpu_has_mediated_pmu: no vPMU, nothing passed through
   let bits = 0n;
-  if (((eax >>> 16) & 0xff) < host.gpWidth) bits |= (1n << BigInt(nGP)) - 1n;
-  if (nFixed > 0 && ((edx >>> 5) & 0xff) < host.fixedWidth) bits |= ((1n << BigInt(nFixed)) - 1n) << 32n;
+  if (f.gpWidth < host.gpWidth) bits |= (1n << BigInt(f.nGP)) - 1n;
+  if (f.nFixed > 0 && f.fixedWidth < host.fixedWidth) bits |= ((1n << BigInt(f.nFixed)) - 1n) << 32n;
   return bits;
 }
 
@@ -173,8 +171,8 @@ const COUNTER_WIDTH_PASSTHROUGH: KnownDivergence = {
     if (o.kind === 'rdmsr') {
       const b = counterBitOf(o.target);
       if ((b & narrow) === 0n || o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
-      const { eax, edx } = c.guest.cpuid.leaf0a;
-      const width = b >= 1n << 32n ? (edx >>> 5) & 0xff : (eax >>> 16) & 0xff;
+      const f = fields(c.guest.cpuid.leaf0a.eax, c.guest.cpuid.leaf0a.edx);
+      const width = b >= 1n << 32n ? f.fixedWidth : f.gpWidth;
       return ((o.sut.value ^ o.oracle.value) & ((1n << BigInt(width)) - 1n)) === 0n;
     }
     // A PMI missing where one of them wrapped on bare metal since the guest wrote it (counters only count up).
