@@ -21,12 +21,6 @@ export const address = perCpl((cpl): fc.Arbitrary<bigint> =>
   fc.nat(0xfff).map((o) => (cpl === 0 ? KERNEL_BASE : USER_BASE) + BigInt(o) * 16n),
 );
 
-export const cplArb: fc.Arbitrary<number> = fc.oneof(
-  { arbitrary: fc.constant(3), weight: 3 },
-  { arbitrary: fc.constant(0), weight: 2 },
-  { arbitrary: fc.constantFrom(1, 2), weight: 1 },
-);
-
 /**
  * `fc.record(model).map(f)` without the intermediate object, drawn as fast-check draws a record: each field in the
  * model's key order, then the record's null-prototype coin. Every seed gives the same values and the same shrinks as
@@ -69,38 +63,176 @@ export const slotsArb = recordMap(
   ),
 );
 
-/**
- * One work unit; every count is small so overflow needs a preset, as real tests do. Every unit
- * has every field, in one order, so the simulator's property loads stay monomorphic.
- */
-const unitOf = perCpl((cpl): fc.Arbitrary<WorkUnit> =>
-  recordMap(
-    [
-      fc.nat(8),
-      fc.nat(4),
-      fc.nat(8),
-      fc.nat(3),
-      fc.nat(2),
-      fc.nat(2),
-      fc.array(branchArb(cpl), { maxLength: 3 }),
-      slotsArb,
-      fc.nat(6),
-    ],
-    (cycles, refCycles, tscCycles, llcReferences, llcMisses, untakenBranches, branches, slots, extra) => ({
-      cpl,
-      instructions: branches.length + untakenBranches + extra,
-      cycles,
-      refCycles,
-      tscCycles,
-      llcReferences,
-      llcMisses,
-      untakenBranches,
-      branches,
-      slots,
-    }),
-  ),
-);
+/** A unit's small counts in draw order, each from 0 to its bound: overflow needs a preset, as real tests do. */
+const COUNTS = [
+  ['cycles', 8],
+  ['refCycles', 4],
+  ['tscCycles', 8],
+  ['llcReferences', 3],
+  ['llcMisses', 2],
+  ['untakenBranches', 2],
+] as const;
+const MAX_BRANCHES = 3;
+/** Instructions beyond the branches: retired, never recorded. */
+const MAX_EXTRA = 6;
+const SLOT_MAX = 16;
+const ADDRESSES = 0x1000;
 
-export const unitArb: fc.Arbitrary<WorkUnit> = cplArb.chain(unitOf);
+/** A unit taken apart into what its draws were: the shrinker works on these and puts a unit together again. */
+interface UnitDraws {
+  cpl: number;
+  counts: number[];
+  /** [from, to, kind, mispredict] per branch: address slots, an index into BRANCH_KINDS, 0 or 1. */
+  branches: [number, number, number, number][];
+  /** Level 1 (retiring, bad speculation, frontend, backend), then level 2, each at most its level-1 parent. */
+  slots: number[];
+  extra: number;
+}
+
+const baseOf = (cpl: number): bigint => (cpl === 0 ? KERNEL_BASE : USER_BASE);
+/** Every address a branch may take, per text, made once: a bigint built per branch was most of a unit's cost. */
+const USER_TEXT = Array.from({ length: ADDRESSES }, (_, i) => USER_BASE + BigInt(i) * 16n);
+const KERNEL_TEXT = Array.from({ length: ADDRESSES }, (_, i) => KERNEL_BASE + BigInt(i) * 16n);
+
+function unitOfDraws(d: UnitDraws): WorkUnit {
+  const text = d.cpl === 0 ? KERNEL_TEXT : USER_TEXT;
+  const cpl = d.cpl;
+  const branches = d.branches.map(([f, t, k, m]): Branch => ({
+    from: text[f]!,
+    to: text[t]!,
+    kind: BRANCH_KINDS[k]!,
+    mispredict: m === 1,
+    cpl,
+  }));
+  const [c, s] = [d.counts, d.slots];
+  // A literal with every field in one order: V8 gives every unit one map, and the simulator reads units hot.
+  return {
+    cpl,
+    instructions: branches.length + c[5]! + d.extra,
+    cycles: c[0]!,
+    refCycles: c[1]!,
+    tscCycles: c[2]!,
+    llcReferences: c[3]!,
+    llcMisses: c[4]!,
+    untakenBranches: c[5]!,
+    branches,
+    slots: {
+      retiring: s[0]!,
+      badSpeculation: s[1]!,
+      frontendBound: s[2]!,
+      backendBound: s[3]!,
+      heavyOperations: s[4]!,
+      branchMispredicts: s[5]!,
+      fetchLatency: s[6]!,
+      memoryBound: s[7]!,
+    },
+  };
+}
+
+/** The draws behind a unit this arbitrary made, or undefined for any other value. */
+function drawsOfUnit(u: unknown): UnitDraws | undefined {
+  const x = u as WorkUnit;
+  if (typeof x !== 'object' || x === null || !Number.isInteger(x.cpl) || x.cpl < 0 || x.cpl > 3) return undefined;
+  const counts = COUNTS.map(([k, max]) => (Number.isInteger(x[k]) && x[k]! >= 0 && x[k]! <= max ? x[k]! : -1));
+  const base = baseOf(x.cpl);
+  const slot = (a: unknown): number => {
+    const o = typeof a === 'bigint' ? a - base : -1n;
+    return o >= 0n && o < BigInt(ADDRESSES) * 16n && o % 16n === 0n ? Number(o / 16n) : -1;
+  };
+  if (!Array.isArray(x.branches) || x.branches.length > MAX_BRANCHES) return undefined;
+  const branches = (x.branches as readonly Branch[]).map((b): [number, number, number, number] => [
+    slot(b.from),
+    slot(b.to),
+    BRANCH_KINDS.indexOf(b.kind),
+    b.cpl === x.cpl && typeof b.mispredict === 'boolean' ? Number(b.mispredict) : -1,
+  ]);
+  const t = x.slots;
+  const slots =
+    t === undefined
+      ? []
+      : [
+          t.retiring,
+          t.badSpeculation,
+          t.frontendBound,
+          t.backendBound,
+          t.heavyOperations ?? -1,
+          t.branchMispredicts ?? -1,
+          t.fetchLatency ?? -1,
+          t.memoryBound ?? -1,
+        ];
+  const extra = (x.instructions ?? -1) - branches.length - (x.untakenBranches ?? 0);
+  const ok =
+    counts.every((n) => n >= 0) &&
+    branches.every((b) => b.every((n) => n >= 0)) &&
+    slots.length === 8 &&
+    slots.every((n, i) => Number.isInteger(n) && n >= 0 && n <= (i < 4 ? SLOT_MAX : slots[i - 4]!)) &&
+    extra >= 0 &&
+    extra <= MAX_EXTRA;
+  return ok ? { cpl: x.cpl, counts, branches, slots, extra } : undefined;
+}
+
+/** fast-check's integer shrink toward 0: 0 first, then halfway, and so on up to n − 1. */
+function* towardZero(n: number): Generator<number> {
+  for (let gap = n; gap > 0; gap = Math.floor(gap / 2)) yield n - gap;
+}
+
+/** Simpler draws, one change each, in draw order: the CPL, each count, each branch out then each field, the slots. */
+function* shrinkDraws(d: UnitDraws): Generator<UnitDraws> {
+  if (d.cpl !== 3) yield { ...d, cpl: 3 };
+  for (let i = 0; i < d.counts.length; i++)
+    for (const n of towardZero(d.counts[i]!)) yield { ...d, counts: d.counts.with(i, n) };
+  for (let i = 0; i < d.branches.length; i++) yield { ...d, branches: d.branches.toSpliced(i, 1) };
+  for (let i = 0; i < d.branches.length; i++)
+    for (let f = 0; f < 4; f++)
+      for (const n of towardZero(d.branches[i]![f]!))
+        yield { ...d, branches: d.branches.with(i, d.branches[i]!.with(f, n) as [number, number, number, number]) };
+  for (let i = 0; i < 8; i++)
+    for (const n of towardZero(d.slots[i]!)) {
+      // A level-1 share shrinks its level-2 part with it.
+      const slots = d.slots.with(i, n);
+      if (i < 4) slots[i + 4] = Math.min(slots[i + 4]!, n);
+      yield { ...d, slots };
+    }
+  for (const n of towardZero(d.extra)) yield { ...d, extra: n };
+}
+
+/**
+ * One work unit, drawn straight from the random source: a CPL (3, 0, then 1 or 2, weighted 6:4:1:1), the counts, up to
+ * three taken branches between addresses of the CPL's text, a two-level slot breakdown, instructions beyond the
+ * branches. As a tuple of fast-check arbitraries a unit cost two dozen wrapped draws and their arrays, the largest
+ * share of generation; this draws the same shape without them. Shrinking works from the unit itself, one field at a
+ * time toward zero as fast-check's integers do, so a stored or replayed unit shrinks the same way.
+ */
+class WorkUnitArbitrary extends fc.Arbitrary<WorkUnit> {
+  generate(mrng: fc.Random): fc.Value<WorkUnit> {
+    const r = mrng.nextInt(0, 11);
+    const cpl = r < 6 ? 3 : r < 10 ? 0 : r - 9;
+    const counts = COUNTS.map(([, max]) => mrng.nextInt(0, max));
+    const nb = mrng.nextInt(0, MAX_BRANCHES);
+    const branches: [number, number, number, number][] = [];
+    for (let i = 0; i < nb; i++)
+      branches.push([
+        mrng.nextInt(0, ADDRESSES - 1),
+        mrng.nextInt(0, ADDRESSES - 1),
+        mrng.nextInt(0, BRANCH_KINDS.length - 1),
+        mrng.nextInt(0, 1),
+      ]);
+    const slots = [0, 1, 2, 3].map(() => mrng.nextInt(0, SLOT_MAX));
+    for (let i = 0; i < 4; i++) slots.push(mrng.nextInt(0, slots[i]!));
+    const extra = mrng.nextInt(0, MAX_EXTRA);
+    return new fc.Value(unitOfDraws({ cpl, counts, branches, slots, extra }), undefined);
+  }
+  canShrinkWithoutContext(value: unknown): value is WorkUnit {
+    return drawsOfUnit(value) !== undefined;
+  }
+  shrink(value: WorkUnit): fc.Stream<fc.Value<WorkUnit>> {
+    const d = drawsOfUnit(value);
+    return d === undefined
+      ? fc.Stream.nil()
+      : fc.stream(shrinkDraws(d)).map((x) => new fc.Value(unitOfDraws(x), undefined));
+  }
+}
+
+export const unitArb: fc.Arbitrary<WorkUnit> = new WorkUnitArbitrary();
 
 export const workArb: fc.Arbitrary<WorkUnit[]> = fc.array(unitArb, { maxLength: 12 });
