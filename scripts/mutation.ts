@@ -4,10 +4,14 @@
  * its own score. Each run writes reports/out/mutation/<file>.json (Stryker's JSON report for that
  * file, plus the source's hash); the merged report is reports/out/mutation.json and the table of
  * scores per file reports/out/mutation.md. A file whose source, tests and Stryker configuration are
- * unchanged since its last report is not run again unless --fresh.
+ * unchanged since its last report is not run again unless --fresh. A file longer than PART_LINES is
+ * run in parts (Stryker's `file:from-to` ranges, cut between top-level declarations or class
+ * members, where no mutant spans the cut), each with its own report, so that a file of hours
+ * resumes part by part; its score is the parts' together.
  *
  *   npm run mutation                                   # every file of model/kvm and model/host
  *   npm run mutation -- --only model/kvm/common/pmu.ts # one file (repeatable)
+ *   npm run mutation -- --only model/host/perf.ts:1-300 # one part of a file split in parts
  *   npm run mutation -- --report                       # merge and print what is there, run nothing
  */
 
@@ -72,13 +76,35 @@ function sources(): string[] {
   return out.sort();
 }
 
-const slug = (file: string) => file.replace(/[/.]/g, '_');
-const reportPath = (file: string) => join(OUT, `${slug(file)}.json`);
+const slug = (unit: string) => unit.replace(/[/.:-]/g, '_');
+const reportPath = (unit: string) => join(OUT, `${slug(unit)}.json`);
 
-/** The hash that decides whether a file's report is current: its source, every test, the configs. */
-function hashOf(file: string, testsHash: string): string {
+/** Lines per Stryker run: a part of host perf.ts still takes most of an hour on two cores. */
+const PART_LINES = 300;
+
+/**
+ * What one Stryker run mutates: the whole file, or for a long file its parts as Stryker ranges (`file:from-to`). A
+ * cut goes before a top-level declaration or a class member (or the doc comment above it) that follows a closing
+ * brace or a blank line, so no mutant spans it; each part is about PART_LINES long.
+ */
+function unitsOf(file: string): string[] {
+  const lines = readFileSync(join(ROOT, file), 'utf8').split('\n');
+  if (lines.length <= PART_LINES * 2) return [file];
+  const cuttable = (i: number) =>
+    /^( {2})?(\/\*\*|[A-Za-z_#])/.test(lines[i]!) && /^( {2})?}?$/.test(lines[i - 1]!.trimEnd());
+  const cuts = [1];
+  for (let i = PART_LINES; i < lines.length - PART_LINES / 2; i++)
+    if (i + 1 - cuts[cuts.length - 1]! >= PART_LINES && cuttable(i)) cuts.push(i + 1);
+  return cuts.map((from, k) => `${file}:${from}-${k + 1 < cuts.length ? cuts[k + 1]! - 1 : lines.length}`);
+}
+
+const fileOf = (unit: string) => unit.replace(/:\d+-\d+$/, '');
+
+/** The hash that decides whether a file's (or part's) report is current: its source and range, every test, the configs. */
+function hashOf(unit: string, testsHash: string): string {
   return createHash('sha256')
-    .update(readFileSync(join(ROOT, file)))
+    .update(readFileSync(join(ROOT, fileOf(unit))))
+    .update(unit)
     .update(testsHash)
     .digest('hex');
 }
@@ -95,13 +121,13 @@ function treeHash(): string {
   return h.digest('hex');
 }
 
-function current(file: string, hash: string): boolean {
-  if (!existsSync(reportPath(file))) return false;
-  const r = JSON.parse(readFileSync(reportPath(file), 'utf8')) as FileReport;
+function current(unit: string, hash: string): boolean {
+  if (!existsSync(reportPath(unit))) return false;
+  const r = JSON.parse(readFileSync(reportPath(unit), 'utf8')) as FileReport;
   return r.hash === hash;
 }
 
-/** One Stryker run mutating `files` (with their hashes); each file's entry of its report is written apart. */
+/** One Stryker run mutating `files` (files or parts, with their hashes); each one's entry of its report is written apart. */
 async function runStryker(files: readonly string[], hashes: readonly string[]): Promise<void> {
   mkdirSync(join(OUT, 'cfg'), { recursive: true });
   const base = JSON.parse(readFileSync(BASE_CONFIG, 'utf8')) as Record<string, unknown>;
@@ -131,12 +157,21 @@ async function runStryker(files: readonly string[], hashes: readonly string[]): 
     : (JSON.parse(readFileSync(json, 'utf8')) as { files: Record<string, FileReport['result']> });
   const seconds = Math.round((performance.now() - t0) / 1000 / files.length);
   files.forEach((file, i) => {
-    const result = Object.entries(report.files).find(([f]) => f.endsWith(file))?.[1] ?? {
+    const found = Object.entries(report.files).find(([f]) => f.endsWith(fileOf(file)))?.[1];
+    const result = found ?? {
       language: 'typescript',
-      source: readFileSync(join(ROOT, file), 'utf8'),
+      source: readFileSync(join(ROOT, fileOf(file)), 'utf8'),
       mutants: [],
     };
-    const out: FileReport = { file, hash: hashes[i]!, result, seconds };
+    // A part's mutant ids start again at 0: prefixed with its first line, they stay unique in the merged report.
+    const range = /:(\d+)-(\d+)$/.exec(file);
+    const mutants =
+      range === null
+        ? result.mutants
+        : result.mutants
+            .filter((m) => m.location.start.line >= Number(range[1]) && m.location.start.line <= Number(range[2]))
+            .map((m) => ({ ...m, id: `${range[1]}.${m.id}` }));
+    const out: FileReport = { file, hash: hashes[i]!, result: { ...result, mutants }, seconds };
     writeFileSync(reportPath(file), JSON.stringify(out));
   });
 }
@@ -210,10 +245,29 @@ function scoreOf(r: FileReport): Score {
 
 const pct = (x: number | null) => (x === null ? 'n/a' : `${x.toFixed(1)} %`);
 
+/** A file's report: its own, or its parts' put together (null while none is scored), and the parts still missing. */
+function fileReport(file: string): { report: FileReport | null; missing: string[] } {
+  const units = unitsOf(file);
+  const done = units.filter((u) => existsSync(reportPath(u)));
+  const parts = done.map((u) => JSON.parse(readFileSync(reportPath(u), 'utf8')) as FileReport);
+  const missing = units.filter((u) => !done.includes(u));
+  if (parts.length === 0) return { report: null, missing };
+  if (units.length === 1) return { report: parts[0]!, missing };
+  const label = missing.length === 0 ? file : `${file} (${parts.length} of ${units.length} parts)`;
+  return {
+    report: {
+      file: label,
+      hash: '',
+      result: { ...parts[0]!.result, mutants: parts.flatMap((r) => r.result.mutants) },
+      seconds: parts.reduce((a, r) => a + r.seconds, 0),
+    },
+    missing,
+  };
+}
+
 function merge(files: readonly string[]): void {
-  const reports = files
-    .filter((f) => existsSync(reportPath(f)))
-    .map((f) => JSON.parse(readFileSync(reportPath(f), 'utf8')) as FileReport);
+  const byFile = files.map((f) => ({ f, ...fileReport(f) }));
+  const reports = byFile.flatMap((x) => (x.report === null ? [] : [x.report]));
   const scores = reports.map(scoreOf);
   const detected = scores.reduce((a, s) => a + s.detected, 0);
   const undetected = scores.reduce((a, s) => a + s.undetected, 0);
@@ -223,7 +277,7 @@ function merge(files: readonly string[]): void {
     JSON.stringify({
       schemaVersion: '1',
       thresholds: { high: 85, low: 60 },
-      files: Object.fromEntries(reports.map((r) => [r.file, r.result])),
+      files: Object.fromEntries(byFile.flatMap((x) => (x.report === null ? [] : [[x.f, x.report.result]]))),
     }),
   );
   const lines = [
@@ -235,7 +289,7 @@ function merge(files: readonly string[]): void {
     ),
     `| **all ${scores.length} files** | | ${detected} | ${undetected} | **${pct(total)}** | ${Math.round(scores.reduce((a, s) => a + s.seconds, 0) / 60)} |`,
   ];
-  const missing = files.filter((f) => !existsSync(reportPath(f)));
+  const missing = byFile.flatMap((x) => x.missing);
   if (missing.length > 0) lines.push('', `not scored yet: ${missing.map((f) => `\`${f}\``).join(', ')}`);
   const survivors = scores.flatMap((s) =>
     s.survivors.map(
@@ -254,12 +308,17 @@ function merge(files: readonly string[]): void {
 }
 
 const all = sources();
-const unknown = (opts.only ?? []).filter((f) => !all.includes(f));
+const allUnits = all.flatMap(unitsOf);
+// A file given whole runs all its parts; a part is given as `npm run mutation` prints it.
+const unknown = (opts.only ?? []).filter((f) => !all.includes(f) && !allUnits.includes(f));
 if (unknown.length > 0) {
-  console.error(`npm run mutation: not a mutated source file: ${unknown.join(', ')} (known: ${all.join(', ')})`);
+  const parts = allUnits.filter((u) => u !== fileOf(u));
+  console.error(
+    `npm run mutation: not a mutated source file or part: ${unknown.join(', ')} (known: ${all.join(', ')}; parts: ${parts.join(', ')})`,
+  );
   process.exit(2);
 }
-const files = opts.only ?? all;
+const files = (opts.only ?? all).flatMap((f) => (all.includes(f) ? unitsOf(f) : [f]));
 if (opts.report !== true) {
   const tests = treeHash();
   const due = files.filter((f, i) => {
