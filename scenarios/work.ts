@@ -171,6 +171,16 @@ function drawsOfUnit(u: unknown): UnitDraws | undefined {
   return ok ? { cpl: x.cpl, counts, branches, slots, extra } : undefined;
 }
 
+/**
+ * 0..max as fast-check's `fc.nat(max)` draws it: under a bias factor b, one draw in b comes from near 0 (two chances in
+ * three) or near max, log2(max) wide, so that empty and saturated units (every slot in one category) come often.
+ */
+function nat(mrng: fc.Random, max: number, bias: number | undefined): number {
+  if (bias === undefined || max === 0 || mrng.nextInt(1, bias) !== 1) return mrng.nextInt(0, max);
+  const gap = Math.floor(Math.log(max) / Math.log(2));
+  return mrng.nextInt(-2, 0) < 0 ? mrng.nextInt(0, gap) : mrng.nextInt(max - gap, max);
+}
+
 /** fast-check's integer shrink toward 0: 0 first, then halfway, and so on up to n − 1. */
 function* towardZero(n: number): Generator<number> {
   for (let gap = n; gap > 0; gap = Math.floor(gap / 2)) yield n - gap;
@@ -204,22 +214,22 @@ function* shrinkDraws(d: UnitDraws): Generator<UnitDraws> {
  * time toward zero as fast-check's integers do, so a stored or replayed unit shrinks the same way.
  */
 class WorkUnitArbitrary extends fc.Arbitrary<WorkUnit> {
-  generate(mrng: fc.Random): fc.Value<WorkUnit> {
+  generate(mrng: fc.Random, bias: number | undefined): fc.Value<WorkUnit> {
     const r = mrng.nextInt(0, 11);
     const cpl = r < 6 ? 3 : r < 10 ? 0 : r - 9;
-    const counts = COUNTS.map(([, max]) => mrng.nextInt(0, max));
-    const nb = mrng.nextInt(0, MAX_BRANCHES);
+    const counts = COUNTS.map(([, max]) => nat(mrng, max, bias));
+    const nb = nat(mrng, MAX_BRANCHES, bias);
     const branches: [number, number, number, number][] = [];
     for (let i = 0; i < nb; i++)
       branches.push([
-        mrng.nextInt(0, ADDRESSES - 1),
-        mrng.nextInt(0, ADDRESSES - 1),
-        mrng.nextInt(0, BRANCH_KINDS.length - 1),
+        nat(mrng, ADDRESSES - 1, bias),
+        nat(mrng, ADDRESSES - 1, bias),
+        nat(mrng, BRANCH_KINDS.length - 1, bias),
         mrng.nextInt(0, 1),
       ]);
-    const slots = [0, 1, 2, 3].map(() => mrng.nextInt(0, SLOT_MAX));
-    for (let i = 0; i < 4; i++) slots.push(mrng.nextInt(0, slots[i]!));
-    const extra = mrng.nextInt(0, MAX_EXTRA);
+    const slots = [0, 1, 2, 3].map(() => nat(mrng, SLOT_MAX, bias));
+    for (let i = 0; i < 4; i++) slots.push(nat(mrng, slots[i]!, bias));
+    const extra = nat(mrng, MAX_EXTRA, bias);
     return new fc.Value(unitOfDraws({ cpl, counts, branches, slots, extra }), undefined);
   }
   canShrinkWithoutContext(value: unknown): value is WorkUnit {

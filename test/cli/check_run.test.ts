@@ -53,9 +53,10 @@ describe('runCheck: a check from a plain spec to a plain result (what a worker r
   });
 
   it('writes a vmm-conformance failure as a property 1 report its replay still fails; a vmm-abi one says it has no report', () => {
-    const r = runCheck(spec({ check: 'vmm-conformance', design: 'bug/dfdeda67ea2d', gen: null, runs: 1000 }));
+    // Seed 2 shrinks to a guest's RDMSR of the filtered counter (seed 1 to the VMM's KVM_GET_MSRS of it).
+    const r = runCheck(spec({ check: 'vmm-conformance', design: 'bug/dfdeda67ea2d', gen: null, runs: 1000, seed: 2 }));
     expect(r).toMatchObject({ result: 'failed', reportError: null });
-    expect(r.report?.markdown).toMatch(/rdmsr-0x309/);
+    expect(r.report?.markdown).toMatch(/rdmsr-0xc1/);
     const replayed = readFileSync(r.report!.json, 'utf8');
     const { program } = JSON.parse(replayed) as { program: readonly { cmd: string }[] };
     expect(program.some((c) => c.cmd === 'VmmSetPmuEventFilter')).toBe(true);

@@ -261,8 +261,8 @@ describe("property 2 (guest to host) on an Arch LBR host: host perf's LBR_CTL, D
         if (entered) vcpu.host.pcpu(vcpu.cpu).hw.wrmsr(MSR_ARCH_LBR_DEPTH, 32n);
       },
     });
-    // Seeds 1-8 all find it within 85 programs; seeds 2 and 3 within 20.
-    for (const seed of [2, 3]) {
+    // Seeds 1-12 all find it within 264 programs; seeds 1 and 7 within 4.
+    for (const seed of [1, 7]) {
       const run = { ...onSpr(archLbr), design: resets, disturbances: ARCH_LBR_DISTURBANCES };
       const d = fc.check(hostUndisturbedProperty(run), { seed, numRuns: 30, endOnFailure: true });
       expect(d.failed).toBe(true);
