@@ -47,22 +47,44 @@ export const DEBUGCTL_NOT_SAVED: KnownDivergence = {
   },
 };
 
+/**
+ * Since the last save/restore nothing moved LBR_TOS: the guest neither wrote it nor set DEBUGCTL.LBR again (the
+ * save/restore cleared it, debugctl-not-saved), so no branch was recorded. It shows where the new pCPU's LBRs start.
+ */
+const tosUnmovedSinceSaveRestore = (h: readonly Observation[]) => {
+  const at = h.findLastIndex((x) => x.vmm?.op === 'save-restore');
+  return (
+    at >= 0 &&
+    !h
+      .slice(at)
+      .some(
+        (x) =>
+          x.kind === 'wrmsr' &&
+          x.sut.kind === 'accepted' &&
+          (x.target === MSR_LBR_TOS ||
+            (x.target === MSR_IA32_DEBUGCTLMSR && ((x.value ?? 0n) & DEBUGCTLMSR_LBR) !== 0n)),
+      )
+  );
+};
+
 export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
   DEBUGCTL_NOT_SAVED,
 
   {
     id: 'lbr-not-saved',
     title:
-      'LBR MSRs are neither saved nor restored, and a reschedule with DEBUGCTL.LBR clear releases the guest LBR event: LBR records are lost',
+      "LBR MSRs are neither saved nor restored, and a reschedule with DEBUGCTL.LBR clear releases the guest LBR event: LBR records are lost, and after a save/restore LBR_TOS reads where the new pCPU's LBRs start",
     kernelRef:
       'arch/x86/kvm/x86.c msrs_to_save (no LBR MSRs); vmx/pmu_intel.c intel_pmu_cleanup; events/intel/lbr.c intel_pmu_lbr_add resets FROM/TO/INFO',
-    // A record or LBR_SELECT (not TOS) that reads 0, after a save/restore or a reschedule with DEBUGCTL.LBR clear.
+    // A record or LBR_SELECT that reads 0, after a save/restore or a reschedule with DEBUGCTL.LBR clear; or LBR_TOS
+    // reading 0 (an idle pCPU's) after a save/restore that nothing since moved it from (FC_SEED=147370892).
     matches: (o, c) =>
       o.kind === 'rdmsr' &&
       o.target !== null &&
-      (isLegacyLbrRecord(o.target) || o.target === MSR_LBR_SELECT) &&
       readValue(o.sut) === 0n &&
-      lbrEventLost(c.history, 0, legacyLbrFreeze(c)),
+      (((isLegacyLbrRecord(o.target) || o.target === MSR_LBR_SELECT) &&
+        lbrEventLost(c.history, 0, legacyLbrFreeze(c))) ||
+        (o.target === MSR_LBR_TOS && tosUnmovedSinceSaveRestore(c.history))),
     adoptStep: (op, oracle, g, host) => op.op === 'save-restore' && guestHasLbr(g, host) && wipeLbrRecords(oracle),
   },
 ];

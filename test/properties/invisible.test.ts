@@ -127,6 +127,27 @@ describe('debugctl-not-saved: the LBRs stop recording once the save/restore has 
     expect([...known.keys()]).toEqual(['debugctl-not-saved']);
   });
 
+  it("the guest's own TOS, lost at the save/restore and read before anything moves it, is declared (FC_SEED=147370892)", () => {
+    const known = new Map<string, number>();
+    const setTos = new GuestWrmsr(0, MSR_LBR_TOS, 0x1n);
+    checkInvisible({ ...emulated, known }, lbrGuest, [setTos, readTos], 1, new SaveRestore(0, 1));
+    expect([...known.keys()]).toEqual(['lbr-not-saved']);
+  });
+
+  it('a TOS the guest wrote again after the restore, read back as 0, is reported', () => {
+    const program = [new GuestWrmsr(0, MSR_LBR_TOS, 0x1n), new GuestWrmsr(0, MSR_LBR_TOS, 0x2n), readTos];
+    checkInvisible(emulated, lbrGuest, program, 1, new SaveRestore(0, 1));
+    expect(() =>
+      checkInvisible(
+        { ...emulated, design: (h, o) => new TosStuckAfterRestore(h, o) },
+        lbrGuest,
+        program,
+        1,
+        new SaveRestore(0, 1),
+      ),
+    ).toThrow(/RDMSR 0x1c9/);
+  });
+
   it('a TOS that stays 0 though the guest set DEBUGCTL.LBR again after the restore is reported', () => {
     checkInvisible(emulated, lbrGuest, [setLbr, setLbr, branch, readTos], 1, new SaveRestore(0, 0));
     expect(() =>
