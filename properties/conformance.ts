@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import type { Profile } from '../model/hw/profile.js';
 import { Divergence } from '../scenarios/commands.js';
-import { diverges, type Observation } from '../scenarios/observation.js';
+import { diverges, historyTo, type Observation } from '../scenarios/observation.js';
 import { type GenerationProfile, profileProgramArb } from '../scenarios/generation.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
 import { adoptionOf, declaredFor, type KnownDivergence } from './expectations/types.js';
@@ -59,7 +59,8 @@ export function runProgram(
     fc.modelRun(() => ({ model: {}, real: (w = world(true)) }), program);
   } catch (e) {
     if (!(e instanceof Divergence)) throw e;
-    const history = e.world?.observations ?? [e.observation];
+    // FC_SEED=124187721: a save at the write's exit moved the vCPU off the pCPU whose host user held the LBRs.
+    const history = e.world === null ? [e.observation] : historyTo(e.world.observations, e.observation);
     const ctx = { host: r.host, guest, history, ...(e.world !== null ? { facts: e.world } : {}) };
     const k = declaredFor(r.expectations, e.observation, ctx);
     if (k === undefined) throw e;

@@ -12,6 +12,7 @@
  * - a VM created with KVM_PMU_CAP_DISABLE gives its vCPUs no vPMU whatever their CPUID (ba7bb663f554).
  */
 
+import { historyTo } from '../scenarios/observation.js';
 import fc from 'fast-check';
 import { type CpuidRegs, LBR_FMT_ARCH, leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
 import { bit } from '../model/hw/bits.js';
@@ -169,7 +170,7 @@ export function checkVmmAbi(r: VmmAbiRun, guest: GuestConfig, cmds: readonly Wor
     const k = declaredFor(r.expectations ?? [], e.observation, {
       host: r.host,
       guest: now,
-      history: w.observations,
+      history: historyTo(w.observations, e.observation),
       facts: w,
     });
     if (k === undefined) throw e;

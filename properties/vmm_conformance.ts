@@ -7,6 +7,7 @@
  * denied events do not count (what KVM's documentation promises of the filter).
  */
 
+import { historyTo } from '../scenarios/observation.js';
 import fc from 'fast-check';
 import { focusArb, nonEmptyArray, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
@@ -47,7 +48,7 @@ export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: reado
     const k = declaredFor(r.expectations, e.observation, {
       host: r.host,
       guest: now,
-      history: w.observations,
+      history: historyTo(w.observations, e.observation),
       facts: w,
     });
     if (k === undefined) throw e;

@@ -427,3 +427,12 @@ export function describeNote(n: ObservationNote | undefined): string {
 /** The observation in words, as traces and messages show it: `WRMSR 0x38f <- 0x1`. */
 export const describeObservation = (o: Described & Pick<Observation, 'note'>): string =>
   describeAction(o) + describeNote(o.note);
+
+/**
+ * The history a declaration judges observation `o` on: every observation up to it. What the same command recorded
+ * after it (a save at the instruction's exit, its PMIs) cannot excuse it.
+ */
+export function historyTo(all: readonly Observation[], o: Observation): readonly Observation[] {
+  const at = all.indexOf(o);
+  return at < 0 ? all : all.slice(0, at + 1);
+}
