@@ -15,33 +15,14 @@ import { runProgram } from '../../properties/conformance.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../../scenarios/commands.js';
 import { VmmSetCpuid, VmmSetMsr, VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
+import type { WorkUnit } from '../../model/hw/work.js';
 
 const v1: GuestConfig = {
   cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300101, ebx: 0x1, ecx: 0x0, edx: 0x0 }, pdcm: true },
   perfCapabilities: 0x0n,
 };
 const guest: GuestConfig = { ...v1, cpuid: { ...v1.cpuid, leaf0a: { eax: 0, ebx: 0, ecx: 0, edx: 0 } } };
-const cycle = {
-  cpl: 0,
-  instructions: 0,
-  cycles: 1,
-  refCycles: 0,
-  tscCycles: 0,
-  llcReferences: 0,
-  llcMisses: 0,
-  untakenBranches: 0,
-  branches: [],
-  slots: {
-    retiring: 0,
-    badSpeculation: 0,
-    frontendBound: 0,
-    backendBound: 0,
-    heavyOperations: 0,
-    branchMispredicts: 0,
-    fetchLatency: 0,
-    memoryBound: 0,
-  },
-};
+const cycle: WorkUnit = { cpl: 0, instructions: 0, cycles: 1 };
 const setup = (between: readonly WorldCommand[] = [], evtsel = 0x42003cn, unit = cycle): WorldCommand[] => [
   new VmmSetPmuEventFilter({ action: 0, flags: 0, fixed_counter_bitmap: 0x0, events: [0xc0n] }),
   new VmmSetCpuid(0, v1),
@@ -52,7 +33,7 @@ const setup = (between: readonly WorldCommand[] = [], evtsel = 0x42003cn, unit =
   new GuestRdmsr(0, 0xc1),
 ];
 /** LLC references (0x2e/0x4f): a GP-only event, which perf cannot put on a fixed counter (cross-mapped-stale-config). */
-const llc = { ...cycle, cycles: 0, llcReferences: 1 };
+const llc: WorkUnit = { cpl: 0, instructions: 0, llcReferences: 1 };
 
 /** The series with the guest's PMC0 read one low. */
 const readsLow: VcpuFactory = (h, o) =>
