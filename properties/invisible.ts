@@ -10,7 +10,7 @@ import type { Profile } from '../model/hw/profile.js';
 import { focusArb, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, Migrate, SaveRestore, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, type HostKernelFactory, type VcpuFactory, World } from '../scenarios/world.js';
-import { type Observation, sameOutcome } from '../scenarios/observation.js';
+import { historyTo, type Observation, sameOutcome } from '../scenarios/observation.js';
 import type { KnownDivergence } from './expectations/types.js';
 import { supportedGuestArb, supportedOf } from '../scenarios/supported.js';
 
@@ -64,7 +64,7 @@ export function checkInvisible(
     // Reported as: what the guest saw with the insertion, against what it saw without.
     const o: Observation = { ...b, note: { kind: 'insertion', command: String(inserted), at: k }, oracle: a.sut };
     // Judged on the history up to the divergent read: what the program does after it cannot excuse it.
-    const history = w.observations.slice(0, w.observations.indexOf(b) + 1);
+    const history = historyTo(w.observations, b);
     const known = r.expectations.find((x) => x.matches(o, { host: r.host, guest, history }));
     if (known !== undefined) {
       r.known?.set(known.id, (r.known.get(known.id) ?? 0) + 1);

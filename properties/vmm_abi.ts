@@ -12,13 +12,13 @@
  * - a VM created with KVM_PMU_CAP_DISABLE gives its vCPUs no vPMU whatever their CPUID (ba7bb663f554).
  */
 
-import { historyTo } from '../scenarios/observation.js';
 import fc from 'fast-check';
 import { type CpuidRegs, LBR_FMT_ARCH, leaf0aEax, leaf0aEdx, type Profile, perfCaps } from '../model/hw/profile.js';
 import { bit } from '../model/hw/bits.js';
 import { MSR_IA32_XSS, XFEATURE_LBR } from '../model/hw/msr/system.js';
 import { MSR_ARCH_LBR_DEPTH } from '../model/hw/msr/lbr_arch.js';
 import { Divergence, GuestRun, type WorldCommand } from '../scenarios/commands.js';
+import { historyTo } from '../scenarios/observation.js';
 import { adoptionOf, declaredFor, type KnownDivergence } from './expectations/types.js';
 import {
   filterEdgeArb,

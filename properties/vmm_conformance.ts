@@ -7,10 +7,10 @@
  * denied events do not count (what KVM's documentation promises of the filter).
  */
 
-import { historyTo } from '../scenarios/observation.js';
 import fc from 'fast-check';
 import { focusArb, nonEmptyArray, quietHostCommands, shapeOf } from '../scenarios/arbitraries.js';
 import { Divergence, type WorldCommand } from '../scenarios/commands.js';
+import { historyTo } from '../scenarios/observation.js';
 import {
   countedArb,
   guestCountingArbs,

@@ -17,7 +17,14 @@ import { adoptionOf, type KnownDivergence } from '../properties/expectations/typ
 import { Divergence, HostOpen, HostWork, type WorldCommand } from '../scenarios/commands.js';
 import { type GuestConfig, World } from '../scenarios/world.js';
 import { type DecisionId, DecisionLog, recording } from '../model/hw/relied.js';
-import { ABSENT, diverges, type Observation, type ObservationKind, sameOutcome } from '../scenarios/observation.js';
+import {
+  ABSENT,
+  diverges,
+  historyTo,
+  type Observation,
+  type ObservationKind,
+  sameOutcome,
+} from '../scenarios/observation.js';
 
 /** The properties whose failures become reports (checks.ts ids). */
 export const REPORT_PROPERTIES = ['conformance', 'lbr-freeze', 'no-leak', 'host-undisturbed', 'invisible'] as const;
@@ -203,7 +210,7 @@ function againstBareMetal(t: ReplayTarget, property: PropertyId, program: readon
   if (first === undefined) return { property, steps, divergence: null, known: null };
   // runProgram's own verdict names it: its matchers saw the World's facts as they were at the divergence.
   const judged = met.keys().next();
-  const history = w.observations.slice(0, w.observations.indexOf(first) + 1);
+  const history = historyTo(w.observations, first);
   const known =
     expectations.find((x) => !judged.done && x.id === judged.value) ??
     expectations.find((x) => x.matches(first, { host: t.host, guest: t.guest, history, facts: w })) ??

@@ -6,6 +6,13 @@ import { type Branch, type WorkUnit } from '../model/hw/work.js';
 
 const USER_BASE = 0x40_0000n;
 const KERNEL_BASE = 0xffff_ffff_8100_0000n;
+/** Branch addresses per text, 16 bytes apart, from a small pool so branches repeat. */
+const ADDRESSES = 0x1000;
+const baseOf = (cpl: number): bigint => (cpl === 0 ? KERNEL_BASE : USER_BASE);
+/** Every address a branch may take, per text, made once: a bigint built per branch was most of a unit's cost. */
+const USER_TEXT = Array.from({ length: ADDRESSES }, (_, i) => USER_BASE + BigInt(i) * 16n);
+const KERNEL_TEXT = Array.from({ length: ADDRESSES }, (_, i) => KERNEL_BASE + BigInt(i) * 16n);
+const textOf = (cpl: number): readonly bigint[] => (cpl === 0 ? KERNEL_TEXT : USER_TEXT);
 
 /**
  * One arbitrary per CPL, built on first use and reused: building an arbitrary for every value
@@ -16,10 +23,8 @@ function perCpl<T>(build: (cpl: number) => fc.Arbitrary<T>): (cpl: number) => fc
   return (cpl) => (built[cpl] ??= build(cpl));
 }
 
-/** A canonical address in user or kernel text, from a small pool so branches repeat. */
-export const address = perCpl((cpl): fc.Arbitrary<bigint> =>
-  fc.nat(0xfff).map((o) => (cpl === 0 ? KERNEL_BASE : USER_BASE) + BigInt(o) * 16n),
-);
+/** A canonical address in user or kernel text. */
+export const address = perCpl((cpl): fc.Arbitrary<bigint> => fc.nat(ADDRESSES - 1).map((o) => textOf(cpl)[o]!));
 
 /**
  * `fc.record(model).map(f)` without the intermediate object, drawn as fast-check draws a record: each field in the
@@ -76,7 +81,6 @@ const MAX_BRANCHES = 3;
 /** Instructions beyond the branches: retired, never recorded. */
 const MAX_EXTRA = 6;
 const SLOT_MAX = 16;
-const ADDRESSES = 0x1000;
 
 /** A unit taken apart into what its draws were: the shrinker works on these and puts a unit together again. */
 interface UnitDraws {
@@ -89,13 +93,8 @@ interface UnitDraws {
   extra: number;
 }
 
-const baseOf = (cpl: number): bigint => (cpl === 0 ? KERNEL_BASE : USER_BASE);
-/** Every address a branch may take, per text, made once: a bigint built per branch was most of a unit's cost. */
-const USER_TEXT = Array.from({ length: ADDRESSES }, (_, i) => USER_BASE + BigInt(i) * 16n);
-const KERNEL_TEXT = Array.from({ length: ADDRESSES }, (_, i) => KERNEL_BASE + BigInt(i) * 16n);
-
 function unitOfDraws(d: UnitDraws): WorkUnit {
-  const text = d.cpl === 0 ? KERNEL_TEXT : USER_TEXT;
+  const text = textOf(d.cpl);
   const cpl = d.cpl;
   const branches = d.branches.map(([f, t, k, m]): Branch => ({
     from: text[f]!,
