@@ -139,6 +139,8 @@ export interface WorldFacts {
   readonly cpus: number;
   /** The pCPU vCPU `v`'s thread started on (migrations and save/restores record where it went). */
   initialCpu(v: number): number;
+  /** The guest vCPU `v` was created as, before any KVM_SET_CPUID2 or KVM_SET_MSRS of the VMM's. */
+  initialGuest(v: number): GuestConfig;
   /**
    * Bare metal's counter `idx` (GP i, fixed j as 32 + j) of vCPU `v` now; the value the guest's last accepted write
    * left in it (null if none); whether perf would have armed its event with one event left (the counter stood at -1
@@ -282,6 +284,10 @@ export class World implements WorldFacts {
 
   initialCpu(v: number): number {
     return v % this.config.cpus;
+  }
+
+  initialGuest(v: number): GuestConfig {
+    return this.config.guests[v % this.config.guests.length]!;
   }
 
   /** Per vCPU and counter: what the guest's last accepted write left in bare metal's counter, and whether it was armed at -1 since. */

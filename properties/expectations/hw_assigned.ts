@@ -12,6 +12,7 @@ import { EMULATED_INVISIBILITY_EXPECTATIONS } from './emulated_invisibility.js';
 import { ANYTHREAD_RESERVED, counterOf, counterOfMsr, isCounter, lbrFreezeEffect, lostOnly } from './common.js';
 import { MAX_GP } from '../../model/hw/profile.js';
 import { fixedCounterAllowed, gpEventAllowed } from '../../scenarios/oracle_filter.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../model/hw/msr/capabilities.js';
 import type { KvmPmuEventFilter } from '../../model/kvm/types.js';
 import { lowMask } from '../../model/hw/bits.js';
 import {
@@ -175,7 +176,9 @@ function replayGuestEvents(
     fixedCtrl = 0n;
     events = [];
   };
-  reset(c.guest.cpuid.leaf0a.eax);
+  let eax = c.guest.cpuid.leaf0a.eax;
+  let perfCaps = (c.facts?.initialGuest(0) ?? c.guest).perfCapabilities;
+  reset(eax);
   // KVM reprograms the counters a write enabled in index order (kvm_pmu_handle_event walks reprogram_pmi).
   const create = () => {
     for (const [idx, cfg] of [...config].sort(([a], [b]) => a - b)) {
@@ -193,7 +196,7 @@ function replayGuestEvents(
     }
   };
   for (const h of history) {
-    if (h.vmm?.op === 'set-cpuid' && h.sut.kind === 'ok') reset(h.vmm.cpuid.leaf0a.eax);
+    if (h.vmm?.op === 'set-cpuid' && h.sut.kind === 'ok') reset((eax = h.vmm.cpuid.leaf0a.eax));
     // A save/restore gives the thread a new vCPU whose restored controls create their events afresh.
     if (h.vmm?.op === 'save-restore') {
       events = [];
@@ -201,6 +204,13 @@ function replayGuestEvents(
     }
     const x = written(h);
     if (x === null) continue;
+    // kvm_set_msr_common: a PERF_CAPABILITIES the VMM changes refreshes the PMU, and kvm_pmu_refresh resets it first
+    // (1647b52757d5): every event released, every control cleared (FC_SEED=226312238).
+    if (x.msr === MSR_IA32_PERF_CAPABILITIES) {
+      if (x.value !== perfCaps) reset(eax);
+      perfCaps = x.value;
+      continue;
+    }
     // A control write to a counter whose event sits on a host counter of the other kind.
     const crossed = (idx: number) => {
       if (events.some((e) => e.idx === idx && e.hw !== -1 && idx < 32 !== e.hw < 32)) staleCross.add(idx);
