@@ -1,6 +1,7 @@
-// Types for eslint.config.js, which test/lint imports to show the layer rules failing.
+// Types for eslint.config.js, which test/lint imports to show its rules failing.
 import type { Linter } from 'eslint';
 
 export declare const layers: Linter.Config;
+export declare const matchersReadNoText: Linter.Config;
 declare const config: Linter.Config[];
 export default config;

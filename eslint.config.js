@@ -50,6 +50,28 @@ export const layers = {
   },
 };
 
+/**
+ * Matchers decide on typed values, never on words: in the declared divergences, no regular expression, no
+ * prefix or suffix test, and no read of a field that holds text for people (what, why, message).
+ */
+export const matchersReadNoText = {
+  files: ['properties/expectations/**/*.ts'],
+  rules: {
+    'no-restricted-syntax': [
+      'error',
+      { selector: 'CallExpression[callee.object.regex]', message: 'a matcher decides on typed values, not on text' },
+      {
+        selector: 'CallExpression[callee.property.name=/^(startsWith|endsWith|match|matchAll|search)$/]',
+        message: 'a matcher decides on typed values, not on text',
+      },
+      {
+        selector: 'MemberExpression[property.name=/^(what|why|message)$/]',
+        message: 'a matcher decides on typed values, not on display text',
+      },
+    ],
+  },
+};
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', 'coverage/', 'reports/out/', 'scratch/', 'scratch-*/', '.stryker-tmp/'] },
   js.configs.recommended,
@@ -65,6 +87,7 @@ export default tseslint.config(
     },
   },
   layers,
+  matchersReadNoText,
   {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,

@@ -236,7 +236,7 @@ export function parseReport(raw: string): ReplayableReport {
   }
   const host = Object.hasOwn(BUILTIN_PROFILES, f.host) ? BUILTIN_PROFILES[f.host] : undefined;
   const impossible = host === undefined ? null : impossibleEnumeration(host, f.guest);
-  if (impossible !== null) throw bad(`guest.cpuid: no CPU enumerates this guest (${impossible})`);
+  if (impossible !== null) throw bad(`guest.cpuid: no CPU enumerates this guest (${impossible.why})`);
   return { file, guest: f.guest, program: f.program, kase };
 }
 

@@ -6,6 +6,7 @@
  */
 
 import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
+import type { ProfileRule } from '../model/hw/errors.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { PerfEventAttr } from '../model/host/types.js';
 import type { EmulatedInsn, Errno, GuestCpuid, GuestPmi, KvmPmuEventFilter } from '../model/kvm/types.js';
@@ -64,6 +65,12 @@ export const oopsOutcome = (reason: string): Outcome => ({ kind: 'oops', reason 
 export const pmisOutcome = (pmis: readonly GuestPmi[]): Outcome => ({ kind: 'pmis', pmis });
 
 /** The VMM's step an observation records (kind 'vmm'). */
+/** Why no CPU enumerates a guest (W4): the contradiction by rule, for matchers, and in words, for reports. */
+export interface Impossible {
+  readonly rule: ProfileRule;
+  readonly why: string;
+}
+
 export type VmmOp =
   | { readonly op: 'migrate'; readonly cpu: number }
   | { readonly op: 'preempt'; readonly units: number }
@@ -85,7 +92,7 @@ export type VmmOp =
       readonly perfCapabilities: bigint | null;
       readonly afterRun: boolean;
       /** Why no CPU enumerates the model asked for (W4), or null. */
-      readonly impossible: string | null;
+      readonly impossible: Impossible | null;
     }
   | {
       readonly op: 'set-msr';
@@ -93,7 +100,7 @@ export type VmmOp =
       readonly value: bigint;
       readonly afterRun: boolean;
       /** Why no CPU enumerates the PERF_CAPABILITIES written (W4), or null. */
-      readonly impossible: string | null;
+      readonly impossible: Impossible | null;
     }
   | { readonly op: 'get-msr'; readonly msr: number }
   | { readonly op: 'round-trip'; readonly msr: number }
@@ -307,7 +314,7 @@ function describeCpuid(op: Extract<VmmOp, { op: 'set-cpuid' }>): string {
   const { eax, edx } = op.cpuid.leaf0a;
   const caps = op.perfCapabilities === null ? ', no PDCM' : `, PDCM, PERF_CAPABILITIES ${hex(op.perfCapabilities)}`;
   const what = `KVM_SET_CPUID2 (0AH eax ${hex(eax)} edx ${hex(edx)}${caps})${op.afterRun ? ' after KVM_RUN' : ''}`;
-  return op.impossible === null ? what : `${what}: no CPU enumerates it (${op.impossible})`;
+  return op.impossible === null ? what : `${what}: no CPU enumerates it (${op.impossible.why})`;
 }
 
 const filterJson = (f: KvmPmuEventFilter | null) =>
@@ -331,7 +338,7 @@ export function describeVmm(op: VmmOp): string {
       return describeCpuid(op);
     case 'set-msr': {
       const what = `KVM_SET_MSRS ${hex(op.msr)} <- ${hex(op.value)}`;
-      return op.impossible === null ? what : `${what}: no CPU enumerates it (${op.impossible})`;
+      return op.impossible === null ? what : `${what}: no CPU enumerates it (${op.impossible.why})`;
     }
     case 'get-msr':
       return `KVM_GET_MSRS ${hex(op.msr)}`;

@@ -34,6 +34,7 @@ import {
   ACCEPTED,
   gpOutcome,
   type HostOp,
+  type Impossible,
   type InstructionKind,
   NONE,
   type Observation,
@@ -205,14 +206,14 @@ export function oracleProfile(host: Profile, g: GuestConfig): Profile {
  * Why no CPU enumerates what the guest was given (its bare-metal oracle cannot be built), or null.
  * A model KVM accepts that no CPU has is a finding of its own (decision W4).
  */
-export function impossibleEnumeration(host: Profile, g: GuestConfig): string | null {
+export function impossibleEnumeration(host: Profile, g: GuestConfig): Impossible | null {
   try {
     oracleProfile(host, g);
     return null;
   } catch (e) {
     if (e instanceof ProfileError) {
       relied('W4');
-      return e.message;
+      return { rule: e.rule, why: e.message };
     }
     throw e;
   }

@@ -4,7 +4,7 @@ export { type Access, gp, ok } from './access.js';
 export * from './bits.js';
 export { Cpu, type CpuMode, type PmiDelivery, type XsaveResult } from './cpu.js';
 export { DECISIONS, type Decision, decision } from './decisions.js';
-export { ModelError, MsrNameError, ProfileError, WorkError } from './errors.js';
+export { ModelError, MsrNameError, ProfileError, type ProfileRule, WorkError } from './errors.js';
 export { gpSource, SRC } from './events.js';
 export * from './msr/apic.js';
 export * from './msr/capabilities.js';

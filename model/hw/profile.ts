@@ -5,7 +5,7 @@
  */
 
 import { bit, lowMask } from './bits.js';
-import { ProfileError } from './errors.js';
+import { ProfileError, type ProfileRule } from './errors.js';
 import {
   PERF_CAP_LBR_FMT,
   PERF_CAP_PERF_METRICS,
@@ -145,34 +145,37 @@ export function fixedIndices(p: Profile): number[] {
 
 function u32(p: string, field: string, v: number): number {
   if (!Number.isInteger(v) || v < 0 || v > 0xffff_ffff)
-    throw new ProfileError(p, field, `not a 32-bit register value: ${v}`);
+    throw new ProfileError(p, field, 'not-u32', `not a 32-bit register value: ${v}`);
   return v;
 }
 
 /** Validates a spec and derives its enumeration; a contradiction throws a ProfileError naming the field. */
 export function defineProfile(spec: ProfileSpec): Profile {
   const n = spec.name;
-  if (typeof n !== 'string' || n.length === 0) throw new ProfileError(String(n), 'name', 'must be a non-empty string');
-  const fail = (field: string, msg: string): never => {
-    throw new ProfileError(n, field, msg);
+  if (typeof n !== 'string' || n.length === 0)
+    throw new ProfileError(String(n), 'name', 'no-name', 'must be a non-empty string');
+  const fail = (field: string, rule: ProfileRule, msg: string): never => {
+    throw new ProfileError(n, field, rule, msg);
   };
   const eax = u32(n, 'leaf0a.eax', spec.leaf0a.eax);
   const ebx = u32(n, 'leaf0a.ebx', spec.leaf0a.ebx);
   const ecx = u32(n, 'leaf0a.ecx', spec.leaf0a.ecx);
   const edx = u32(n, 'leaf0a.edx', spec.leaf0a.edx);
-  if (!Number.isInteger(spec.family) || spec.family < 0) fail('family', `not a family number: ${spec.family}`);
-  if (!Number.isInteger(spec.model) || spec.model < 0) fail('model', `not a model number: ${spec.model}`);
+  if (!Number.isInteger(spec.family) || spec.family < 0)
+    fail('family', 'bad-family', `not a family number: ${spec.family}`);
+  if (!Number.isInteger(spec.model) || spec.model < 0) fail('model', 'bad-model', `not a model number: ${spec.model}`);
 
   const version = eax & 0xff;
   const nGP = (eax >>> 8) & 0xff;
   const gpWidth = (eax >>> 16) & 0xff;
   const evLen = (eax >>> 24) & 0xff;
   if (version === 0 && (nGP !== 0 || gpWidth !== 0))
-    fail('leaf0a.eax', 'version 0 (no architectural PMU) enumerates no counters');
-  if (nGP > MAX_GP) fail('leaf0a.eax[15:8]', `${nGP} GP counters; the MSR map holds at most ${MAX_GP}`);
+    fail('leaf0a.eax', 'v0-with-counters', 'version 0 (no architectural PMU) enumerates no counters');
+  if (nGP > MAX_GP) fail('leaf0a.eax[15:8]', 'too-many-gp', `${nGP} GP counters; the MSR map holds at most ${MAX_GP}`);
   if (nGP > 0 && (gpWidth < 1 || gpWidth > 64))
-    fail('leaf0a.eax[23:16]', `GP counter width ${gpWidth} is not in 1..64`);
-  if (evLen > 32) fail('leaf0a.eax[31:24]', `event vector length ${evLen} exceeds the 32 bits of EBX`);
+    fail('leaf0a.eax[23:16]', 'gp-width', `GP counter width ${gpWidth} is not in 1..64`);
+  if (evLen > 32)
+    fail('leaf0a.eax[31:24]', 'event-vector-length', `event vector length ${evLen} exceeds the 32 bits of EBX`);
 
   // EDX fixed fields mean nothing before v2, the ECX bitmap nothing before v5 (pmu-semantics.md §1.2).
   const nFixedContig = version > 1 ? edx & 0x1f : 0;
@@ -183,25 +186,35 @@ export function defineProfile(spec: ProfileSpec): Profile {
   if (nFixedContig > MAX_FIXED || fixedSet >>> MAX_FIXED !== 0)
     fail(
       version >= 5 ? 'leaf0a.ecx' : 'leaf0a.edx[4:0]',
+      'fixed-beyond-map',
       `fixed counters beyond IA32_FIXED_CTR${MAX_FIXED - 1} are not in the MSR map`,
     );
   if (fixedSet !== 0 && (fixedWidthRaw < 1 || fixedWidthRaw > 64))
-    fail('leaf0a.edx[12:5]', `fixed counter width ${fixedWidthRaw} is not in 1..64`);
+    fail('leaf0a.edx[12:5]', 'fixed-width', `fixed counter width ${fixedWidthRaw} is not in 1..64`);
   const fixedWidth = fixedSet !== 0 ? fixedWidthRaw : 0;
   const anyThreadDeprecated = version >= 5 && ((edx >>> 15) & 1) === 1;
 
   const caps = spec.perfCapabilities;
   if (typeof caps !== 'bigint' || caps < 0n || caps > (1n << 64n) - 1n)
-    fail('perfCapabilities', 'must be a u64 bigint');
+    fail('perfCapabilities', 'caps-not-u64', 'must be a u64 bigint');
   if (!spec.pdcm && caps !== 0n)
-    fail('perfCapabilities', 'is non-zero but CPUID.01H:ECX.PDCM = 0, so IA32_PERF_CAPABILITIES does not exist');
+    fail(
+      'perfCapabilities',
+      'caps-without-pdcm',
+      'is non-zero but CPUID.01H:ECX.PDCM = 0, so IA32_PERF_CAPABILITIES does not exist',
+    );
   const lbrFmt = Number(caps & PERF_CAP_LBR_FMT);
   const perfMetrics = (caps & PERF_CAP_PERF_METRICS) !== 0n;
   if (perfMetrics && !((fixedSet >>> 3) & 1))
-    fail('perfCapabilities[15]', 'PERF_METRICS needs fixed counter 3 (SLOTS), which CPUID.0AH does not enumerate');
+    fail(
+      'perfCapabilities[15]',
+      'metrics-without-slots',
+      'PERF_METRICS needs fixed counter 3 (SLOTS), which CPUID.0AH does not enumerate',
+    );
   const metricsClear = (caps & PERF_CAP_RDPMC_METRICS_CLEAR) !== 0n;
-  if (metricsClear && !perfMetrics) fail('perfCapabilities[19]', 'RDPMC metrics-clear mode needs PERF_METRICS');
-  if (spec.topdownL2 && !perfMetrics) fail('topdownL2', 'level-2 topdown needs PERF_METRICS');
+  if (metricsClear && !perfMetrics)
+    fail('perfCapabilities[19]', 'metrics-clear-without-metrics', 'RDPMC metrics-clear mode needs PERF_METRICS');
+  if (spec.topdownL2 && !perfMetrics) fail('topdownL2', 'l2-without-metrics', 'level-2 topdown needs PERF_METRICS');
 
   let archLbr: ArchLbrCaps | undefined;
   if (spec.leaf1c !== undefined) {
@@ -210,11 +223,16 @@ export function defineProfile(spec: ProfileSpec): Profile {
     const c = u32(n, 'leaf1c.ecx', spec.leaf1c.ecx);
     const depths: number[] = [];
     for (let k = 0; k < 8; k++) if ((a >>> k) & 1) depths.push(8 * (k + 1));
-    if (depths.length === 0) fail('leaf1c.eax[7:0]', 'Arch LBR enumerates no legal depth');
+    if (depths.length === 0) fail('leaf1c.eax[7:0]', 'arch-lbr-no-depth', 'Arch LBR enumerates no legal depth');
     // Without PDCM there is no PERF_CAPABILITIES, so no LBR_FMT to say otherwise.
     if (spec.pdcm && lbrFmt !== LBR_FMT_ARCH)
-      fail('perfCapabilities[5:0]', `Arch LBR (leaf 1CH) needs LBR_FMT 0x3f, found ${lbrFmt.toString(16)}`);
-    if (spec.legacyLbr !== undefined) fail('legacyLbr', 'an Arch LBR part has no model-specific LBR MSRs');
+      fail(
+        'perfCapabilities[5:0]',
+        'arch-lbr-without-fmt-arch',
+        `Arch LBR (leaf 1CH) needs LBR_FMT 0x3f, found ${lbrFmt.toString(16)}`,
+      );
+    if (spec.legacyLbr !== undefined)
+      fail('legacyLbr', 'arch-lbr-with-legacy', 'an Arch LBR part has no model-specific LBR MSRs');
     // Below version 4 there is no LBR_FRZ: such a part freezes as versions 2 and 3 do (decision D41).
     archLbr = {
       depths,
@@ -228,7 +246,7 @@ export function defineProfile(spec: ProfileSpec): Profile {
       brType: ((c >>> 2) & 1) === 1,
     };
   } else if (lbrFmt === LBR_FMT_ARCH) {
-    fail('perfCapabilities[5:0]', 'LBR_FMT 0x3f (Arch LBR) without CPUID leaf 1CH');
+    fail('perfCapabilities[5:0]', 'fmt-arch-without-leaf1c', 'LBR_FMT 0x3f (Arch LBR) without CPUID leaf 1CH');
   }
 
   const g = spec.legacyLbr;
@@ -236,19 +254,32 @@ export function defineProfile(spec: ProfileSpec): Profile {
     if (lbrFmt < 1 || lbrFmt > 7)
       fail(
         'perfCapabilities[5:0]',
+        'legacy-geometry-fmt',
         `legacy LBR geometry given but LBR_FMT is ${lbrFmt}; the model covers formats 1..7`,
       );
     if (![4, 8, 16, 32].includes(g.depth))
-      fail('legacyLbr.depth', `${g.depth} is not a legacy LBR depth (4, 8, 16, 32)`);
+      fail('legacyLbr.depth', 'legacy-depth', `${g.depth} is not a legacy LBR depth (4, 8, 16, 32)`);
     const needsInfo = lbrFmt === 5 || lbrFmt === 7;
     if (needsInfo !== (g.infoBase !== undefined))
-      fail('legacyLbr.infoBase', `LBR_FMT ${lbrFmt} ${needsInfo ? 'needs' : 'has no'} MSR_LBR_INFO registers`);
+      fail(
+        'legacyLbr.infoBase',
+        'legacy-info',
+        `LBR_FMT ${lbrFmt} ${needsInfo ? 'needs' : 'has no'} MSR_LBR_INFO registers`,
+      );
     if (g.callStack && !g.select)
-      fail('legacyLbr.callStack', 'call-stack mode is an LBR_SELECT bit, but there is no LBR_SELECT');
+      fail(
+        'legacyLbr.callStack',
+        'legacy-call-stack',
+        'call-stack mode is an LBR_SELECT bit, but there is no LBR_SELECT',
+      );
   } else if (lbrFmt >= 1 && lbrFmt <= 7) {
-    fail('legacyLbr', `LBR_FMT ${lbrFmt} enumerates legacy LBRs, but no geometry (depth, MSR bases) is given`);
+    fail(
+      'legacyLbr',
+      'legacy-without-geometry',
+      `LBR_FMT ${lbrFmt} enumerates legacy LBRs, but no geometry (depth, MSR bases) is given`,
+    );
   } else if (lbrFmt !== 0 && lbrFmt !== LBR_FMT_ARCH) {
-    fail('perfCapabilities[5:0]', `LBR_FMT ${lbrFmt} is undefined`);
+    fail('perfCapabilities[5:0]', 'fmt-undefined', `LBR_FMT ${lbrFmt} is undefined`);
   }
 
   const profile = {

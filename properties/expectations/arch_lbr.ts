@@ -114,12 +114,8 @@ export const archLbrFormatMismatch = (o: Observation) => {
   const v = o.vmm;
   if (o.kind !== 'vmm' || v === undefined || o.sut.kind !== 'ok' || o.oracle.kind !== 'refused') return false;
   if (v.op !== 'set-msr' && v.op !== 'set-cpuid') return false;
-  const why = v.impossible;
-  if (
-    why === null ||
-    !/Arch LBR \(leaf 1CH\) needs LBR_FMT 0x3f|LBR_FMT 0x3f \(Arch LBR\) without CPUID leaf 1CH/.test(why)
-  )
-    return false;
+  const rule = v.impossible?.rule;
+  if (rule !== 'arch-lbr-without-fmt-arch' && rule !== 'fmt-arch-without-leaf1c') return false;
   return v.op === 'set-cpuid' || v.msr === MSR_IA32_PERF_CAPABILITIES;
 };
 

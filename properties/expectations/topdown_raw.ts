@@ -76,15 +76,9 @@ const lacksMetricsOvfOnly = (o: Observation) =>
 export const metricsWithoutSlots = (o: Observation) => {
   const v = o.vmm;
   if (o.kind !== 'vmm' || v === undefined || o.sut.kind !== 'ok' || o.oracle.kind !== 'refused') return false;
-  if (v.op === 'set-msr')
-    return v.msr === MSR_IA32_PERF_CAPABILITIES && (v.value & PERF_CAP_PERF_METRICS) !== 0n && v.impossible !== null;
-  return (
-    v.op === 'set-cpuid' &&
-    v.perfCapabilities !== null &&
-    (v.perfCapabilities & PERF_CAP_PERF_METRICS) !== 0n &&
-    v.impossible !== null &&
-    /PERF_METRICS/.test(v.impossible)
-  );
+  if (v.op !== 'set-msr' && v.op !== 'set-cpuid') return false;
+  if (v.impossible?.rule !== 'metrics-without-slots') return false;
+  return v.op === 'set-cpuid' || v.msr === MSR_IA32_PERF_CAPABILITIES;
 };
 
 /** The last PERF_METRICS value written by the guest or a VMM, or null. */
