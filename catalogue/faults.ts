@@ -720,6 +720,17 @@ export const FAULTS: readonly PlantedFault[] = [
     M_PMU.MED_RESET_KEEPS_STATUS,
     vmm,
   ),
+  onMediated(
+    {
+      id: 'med-filter-skips-gp',
+      file: `${M}/pmu.ts`,
+      fn: 'kvm_mediated_pmu_refresh_event_filter',
+      cls: 'CHK',
+      change: "the `pmc_is_gp(pmc)` branch deleted: a GP selector's ENABLE is never cleared for a denied event",
+    },
+    M_PMU.MED_FILTER_SKIPS_GP,
+    vmm,
+  ),
   // ---- mediated/pmu_intel.ts ----
   onMediated(
     {

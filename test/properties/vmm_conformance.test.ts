@@ -13,7 +13,12 @@ import { vmmConformanceProperty } from '../../properties/vmm_conformance.js';
 import { VmmSetMsr, VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
 import { MediatedVcpu } from '../../model/kvm/mediated/vcpu.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
-import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../model/hw/msr/counters.js';
+import {
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_P6_EVNTSEL0,
+} from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 import { vmmVerdict } from '../support/vmm.js';
 
@@ -115,5 +120,28 @@ describe("fixed-filter-unchanged-field: the mediated vPMU's filter and FIXED_CTR
     // Faithfully the filter applies again; the fault's load ignores it, and the history no longer explains that.
     expect(verdict(mediated.factory, program)).toEqual({ met: [] });
     expect(verdict(fault.design.factory, program)).toHaveProperty('reported');
+  });
+});
+
+describe("the mediated vPMU's filter on GP counters: ENABLE cleared in the selector the hardware gets", () => {
+  const mediated = designById('mediated');
+  const guest: GuestConfig = {
+    cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300402, ebx: 0, ecx: 0, edx: 0x603 }, pdcm: true },
+    perfCapabilities: 0x2000n,
+  };
+  // The shrunk counterexample of med-filter-skips-gp: an allow list (masked) without cycles, cycles counted at CPL 0.
+  const program = [
+    new VmmSetPmuEventFilter({ action: 0, flags: 1, fixed_counter_bitmap: 0x0, events: [0xc0n] }),
+    new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x42003cn),
+    new GuestRun(0, [{ cpl: 0, instructions: 0, cycles: 1 }]),
+    new GuestRdmsr(0, MSR_IA32_PERFCTR0),
+  ];
+  const verdict = (design: VcpuFactory) =>
+    vmmVerdict({ host: SKYLAKE, design, expectations: mediated.expectations }, guest, program);
+
+  it('a denied GP event counts nothing; counting it is reported (planted med-filter-skips-gp)', () => {
+    expect(verdict(mediated.factory)).toEqual({ met: [] });
+    const fault = FAULTS.find((f) => f.id === 'med-filter-skips-gp')!;
+    expect(verdict(fault.design.factory).reported).toMatch(/RDMSR 0xc1: guest saw 0x1, bare metal shows 0x0/);
   });
 });

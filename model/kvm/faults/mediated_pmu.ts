@@ -53,6 +53,19 @@ export const MED_GLOBAL_PASSTHROUGH_PARTIAL: MediatedOps = {
   },
 };
 
+/**
+ * reprogram_counter, mediated: kvm_mediated_pmu_refresh_event_filter's GP branch deleted, so a selector keeps the
+ * ENABLE its write put in eventsel_hw and a denied GP event counts; fixed counters are still filtered.
+ */
+export const MED_FILTER_SKIPS_GP: MediatedOps = {
+  ...MEDIATED_OPS,
+  reprogram_counter(vcpu: MediatedVcpuState, pmc: MediatedPmc): boolean {
+    if (pmc.type !== 'gp') return MEDIATED_OPS.reprogram_counter(vcpu, pmc);
+    vcpu.cost.reprograms++;
+    return true;
+  },
+};
+
 /** kvm_pmu_reset, mediated: GLOBAL_STATUS survives the reset (`pmu->global_status = 0` deleted). */
 export const MED_RESET_KEEPS_STATUS: MediatedOps = {
   ...MEDIATED_OPS,
