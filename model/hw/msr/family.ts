@@ -11,8 +11,11 @@ import type { MsrDef } from './types.js';
 /** A stable id per object-valued field (an LBR geometry), so equal keys mean the same object. */
 const objectIds = new WeakMap<object, number>();
 let nextObjectId = 1;
-/** Shapes kept per family (and whole MSR files kept by shape in map.ts). */
-export const MAX_SHAPES = 1024;
+/**
+ * Shapes kept per family (and whole MSR files kept by shape in map.ts). A design's 2000 programs meet about 130 guest
+ * shapes; the laws' random profiles meet hundreds used once, which 1024 kept at some 60 MB a worker.
+ */
+export const MAX_SHAPES = 256;
 
 function keyPart(v: unknown): string {
   if (typeof v === 'object' && v !== null) {
