@@ -204,6 +204,10 @@ const topdown = TOPDOWN_DESIGNS.flatMap((d) => {
   );
 });
 
+// One thread ran every figure above, as one pool worker runs checks: its peak RSS is what a worker costs at most.
+const PEAK_RSS_TARGET_MB = 400;
+const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
+
 if (opts.json) {
   console.log(
     JSON.stringify(
@@ -218,6 +222,7 @@ if (opts.json) {
           trivial,
         },
         topdown,
+        memory: { peakRssMb, targetMb: PEAK_RSS_TARGET_MB },
       },
       null,
       2,
@@ -255,4 +260,7 @@ if (opts.json) {
     console.log(
       `${`${t.design}, ${t.scenario}`.padEnd(30)} L${t.level}  worst ${String(t.worst).padStart(3)}  mean ${t.mean.toFixed(2).padStart(6)}  bias ${t.bias >= 0 ? '+' : ''}${t.bias.toFixed(2)}`,
     );
+  console.log(
+    `\npeak RSS ${peakRssMb} MB: one thread ran every figure above, as one worker runs checks  target under ${PEAK_RSS_TARGET_MB} MB ${peakRssMb < PEAK_RSS_TARGET_MB ? 'met' : 'MISSED'}`,
+  );
 }

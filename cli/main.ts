@@ -203,8 +203,23 @@ function closingLine(r: StartResults): string {
   return `${r.interruptedBy !== null ? `interrupted by ${r.interruptedBy}: ` : ''}${counts} (replay: ${r.replay})`;
 }
 
-/** The human summary: table, declared divergences, one report per root cause, old reports, closing line. */
-export function summary(r: StartResults): string {
+const MB = 1024 * 1024;
+
+/**
+ * What the run cost: wall time, the process's peak RSS (workers are threads of it), and that peak less the main
+ * thread's before the pool started, shared among the workers: about what each worker held at most.
+ */
+export function resourceLine(ms: number, workers: number, mainRss: number): string {
+  const peak = process.resourceUsage().maxRSS * 1024;
+  const perWorker = Math.max(0, peak - mainRss) / workers;
+  return `${(ms / 1000).toFixed(0)} s on ${plural(workers, 'worker')}; peak RSS ${Math.round(peak / MB)} MB, about ${Math.round(perWorker / MB)} MB a worker above the main thread's ${Math.round(mainRss / MB)} MB`;
+}
+
+/**
+ * The human summary: table, declared divergences, one report per root cause, old reports, `extra` lines (what the
+ * run cost), closing line.
+ */
+export function summary(r: StartResults, extra: readonly string[] = []): string {
   const lines: string[] = [];
   const table = compactTable([
     'check',
@@ -261,6 +276,7 @@ export function summary(r: StartResults): string {
       ...(r.oldReports.length > shown.length ? [`  and ${r.oldReports.length - shown.length} more`] : []),
     );
   }
+  if (extra.length > 0) lines.push('', ...extra);
   lines.push(closingLine(r));
   return lines.join('\n');
 }
@@ -336,6 +352,8 @@ async function start(argv: readonly string[]): Promise<number> {
     `vpmu-conformance: ${plural(runnable, 'check')}${runnable < planned.length ? ` (+ ${planned.length - runnable} n/a)` : ''}, seed ${seed}, up to ${o.runs} programs each${o.time !== undefined ? ` or ${o.time} s` : ''}`,
   );
 
+  const started = performance.now();
+  const mainRss = process.memoryUsage().rss;
   const pool = workerPool(Math.max(1, Math.min(o.workers, runnable)));
   const stop = stopOnSignals(pool);
   // Results as they come, published (reports written) and tabulated in the plan's order.
@@ -421,7 +439,7 @@ async function start(argv: readonly string[]): Promise<number> {
   };
   const text = `${JSON.stringify(results, null, 2)}\n`;
   if (json === 'stdout') process.stdout.write(text);
-  else console.log(summary(results));
+  else console.log(summary(results, [resourceLine(performance.now() - started, pool.workers, mainRss)]));
   if (json !== null && json !== 'stdout') writeFileAtomic(json, text);
   if (o.junit !== undefined) writeFileAtomic(o.junit, junitXml(results));
   return status;
