@@ -178,6 +178,8 @@ export interface Observation {
    * perf may re-arm a counter with one event left.
    */
   readonly oracleAtMinusOne?: readonly number[];
+  /** A run's: the counters bare metal held at -1 once its last unit ran, when any (what an instruction after it may wrap). */
+  readonly oracleAtMinusOneAtEnd?: readonly number[];
   /**
    * The counters perf armed at -1 (WorldFacts.oracleCounter) that bare metal holds at 0 once the instruction retired:
    * overflowed there one event before perf's minimum period of 2 lets the design's, as of this observation.

@@ -658,10 +658,12 @@ export class World implements WorldFacts {
     const oracle: GuestPmi[] = [];
     // Counters at -1 at a unit boundary, where the design's vCPU may exit (an NMI for any counter's overflow).
     const atMinusOne = new Set<number>();
+    let atEnd: readonly number[] = [];
     units.forEach((u, i) => {
       const d = this.oracles[v]!.step(u);
       if (d !== null) oracle.push({ afterUnit: i, vector: vectorOf(d) });
-      for (const c of countersAtMinusOne(this.oracles[v]!)) atMinusOne.add(c);
+      atEnd = countersAtMinusOne(this.oracles[v]!);
+      for (const c of atEnd) atMinusOne.add(c);
     });
     this.noteArmedAtMinusOne(v, atMinusOne);
     this.step++;
@@ -674,7 +676,17 @@ export class World implements WorldFacts {
       sut: pmisOutcome(sut),
       oracle: pmisOutcome(oracle),
     } as const;
-    return [this.record(atMinusOne.size > 0 ? { ...about, oracleAtMinusOne: [...atMinusOne] } : about)];
+    return [
+      this.record(
+        atMinusOne.size > 0
+          ? {
+              ...about,
+              oracleAtMinusOne: [...atMinusOne],
+              ...(atEnd.length > 0 ? { oracleAtMinusOneAtEnd: atEnd } : {}),
+            }
+          : about,
+      ),
+    ];
   }
 
   /** The last Arch LBR image each side saved, per vCPU: what GuestXrstors restores. */

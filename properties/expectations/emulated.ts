@@ -133,11 +133,14 @@ function createdInt(history: readonly Observation[], msr: number, field: number 
 function staleIntWrite(history: readonly Observation[], at: number): boolean | null {
   const w = history[at];
   if (w === undefined || w.kind !== 'wrmsr' || w.target === null || w.value === null) return null;
-  // The counters at -1 right before the write: the last instruction before it, with no run in between.
+  // The counters at -1 right before the write: after the last instruction before it, or the end of a run after that.
   let before: readonly number[] = [];
   for (let k = at - 1; k >= 0; k--) {
     const h = history[k]!;
-    if (h.kind === 'run') break;
+    if (h.kind === 'run') {
+      before = h.oracleAtMinusOneAtEnd ?? [];
+      break;
+    }
     if (h.kind === 'rdmsr' || h.kind === 'wrmsr' || h.kind === 'rdpmc') {
       before = h.oracleAtMinusOne ?? [];
       break;

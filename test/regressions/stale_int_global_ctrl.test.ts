@@ -10,7 +10,7 @@ import { FAULTS } from '../../catalogue/faults.js';
 import { designById, firstDivergence, knownDivergencesMet } from '../../designs/registry.js';
 import { BUILTIN_PROFILES } from '../../model/hw/profiles.js';
 import { runProgram } from '../../properties/conformance.js';
-import { GuestWrmsr, type WorldCommand } from '../../scenarios/commands.js';
+import { GuestRun, GuestWrmsr, type WorldCommand } from '../../scenarios/commands.js';
 import { reportedGuest } from '../support/guests.js';
 
 const host = BUILTIN_PROFILES.skylake!;
@@ -56,5 +56,48 @@ describe('emulated-overflow-stale-int: a selector written while GLOBAL_CTRL is o
         program(NO_INT, NO_INT),
       ),
     ).toThrow(/WRMSR 0x38f <- 0x1: PMIs: guest saw PMI\(vector 2\)[^,]*, bare metal shows no PMI/);
+  });
+});
+
+describe('emulated-overflow-stale-int: a counter a run left at -1', () => {
+  // A soak's driver program (seed 1175607176, icelake and sapphirerapids): Linux perf's mispredict counter left one
+  // event short by the guest's work, then kvm-unit-tests reprograms it to instructions without INT; the selector write
+  // wraps it by retiring. The declaration looked for the counter at -1 after an instruction only, not after a run.
+  const mispredict = {
+    cpl: 3,
+    instructions: 1,
+    branches: [{ from: 0x400000n, to: 0x400000n, kind: 'COND', mispredict: true, cpl: 3 }],
+  } as const;
+  const afterRun = (first: bigint, second: bigint): WorldCommand[] => [
+    new GuestWrmsr(0, 0x834, 0x400n), // LVTPC: NMI, unmasked
+    new GuestWrmsr(0, 0x4c1, 0xffff_ffff_fffen), // PMC0 = -2
+    new GuestWrmsr(0, 0x186, first), // branch mispredicts
+    new GuestRun(0, [mispredict]), // PMC0 = -1
+    new GuestWrmsr(0, 0x186, second), // instructions: its own retirement overflows PMC0
+  ];
+  const MISPREDICTS_INT = 0x5300c5n;
+  const MISPREDICTS_NO_INT = 0x4300c5n;
+
+  it('INT cleared by the write: KVM signals the overflow with the INT of the event made before', () => {
+    expect(firstDivergence('skylake', guest, afterRun(MISPREDICTS_INT, NO_INT), 'emulated')).toMatchObject({
+      kind: 'pmi',
+      around: 'wrmsr',
+    });
+    expect(knownDivergencesMet('skylake', guest, afterRun(MISPREDICTS_INT, NO_INT), 'emulated')).toEqual([
+      'emulated-overflow-stale-int',
+    ]);
+  });
+
+  it('INT clear before and after: no divergence, and a PMI a design raises anyway is reported', () => {
+    expect(firstDivergence('skylake', guest, afterRun(MISPREDICTS_NO_INT, NO_INT), 'emulated')).toBeNull();
+    const fault = FAULTS.find((f) => f.id === 'overflow-ignores-int')!;
+    const d = designById('emulated');
+    expect(() =>
+      runProgram(
+        { host, design: fault.design.factory, hostKernel: d.hostKernel, expectations: d.expectations },
+        guest,
+        afterRun(MISPREDICTS_NO_INT, NO_INT),
+      ),
+    ).toThrow(/WRMSR 0x186 <- 0x4300c0: PMIs: guest saw PMI\(vector 2\)[^,]*, bare metal shows no PMI/);
   });
 });
