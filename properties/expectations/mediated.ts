@@ -148,6 +148,16 @@ function counterBitOf(msr: number | null): bigint {
   return idx === null ? 0n : 1n << BigInt(idx);
 }
 
+/** At the first PMI the two sides differ on, bare metal has one the design has not (none, or only a later one). */
+function missesAPmi(o: Observation): boolean {
+  const sut = pmisOf(o.sut);
+  const oracle = pmisOf(o.oracle);
+  let i = 0;
+  const same = (k: number) => sut[k]!.afterUnit === oracle[k]!.afterUnit && sut[k]!.vector === oracle[k]!.vector;
+  while (i < sut.length && i < oracle.length && same(i)) i++;
+  return i < oracle.length && (i === sut.length || sut[i]!.afterUnit > oracle[i]!.afterUnit);
+}
+
 const COUNTER_WIDTH_PASSTHROUGH: KnownDivergence = {
   id: 'counter-width-passthrough',
   title:
@@ -175,8 +185,9 @@ const COUNTER_WIDTH_PASSTHROUGH: KnownDivergence = {
       const width = b >= 1n << 32n ? f.fixedWidth : f.gpWidth;
       return ((o.sut.value ^ o.oracle.value) & ((1n << BigInt(width)) - 1n)) === 0n;
     }
-    // A PMI missing where one of them wrapped on bare metal since the guest wrote it (counters only count up).
-    if (pmisOf(o.sut).length >= pmisOf(o.oracle).length || c.facts === undefined) return false;
+    // A PMI missing where one of them wrapped on bare metal since the guest wrote it (counters only count up); a later
+    // PMI of the design's in its place is one the missing PMI's LVTPC mask dropped on bare metal.
+    if (!missesAPmi(o) || c.facts === undefined) return false;
     for (let idx = 0; idx < 64; idx++) {
       if (((narrow >> BigInt(idx)) & 1n) === 0n) continue;
       const x = c.facts.oracleCounter(o.vcpu, idx);
