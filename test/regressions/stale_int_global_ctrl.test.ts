@@ -28,15 +28,29 @@ const program = (first: bigint, second: bigint): WorldCommand[] => [
 const WITH_INT = 0x5300c0n; // instructions, USR|OS|INT|EN
 const NO_INT = 0x4300c0n;
 
+/** The program's first divergence is a PMI around a WRMSR, and the declaration excuses it. */
+function expectStaleIntDeclared(p: readonly WorldCommand[]): void {
+  expect(firstDivergence('skylake', guest, p, 'emulated')).toMatchObject({ kind: 'pmi', around: 'wrmsr' });
+  expect(knownDivergencesMet('skylake', guest, p, 'emulated')).toEqual(['emulated-overflow-stale-int']);
+}
+
+/** The program conforms, and a design that raises a PMI whatever INT says (overflow-ignores-int) is reported at `write`. */
+function expectIgnoredIntReported(p: readonly WorldCommand[], write: string): void {
+  expect(firstDivergence('skylake', guest, p, 'emulated')).toBeNull();
+  const fault = FAULTS.find((f) => f.id === 'overflow-ignores-int')!;
+  const d = designById('emulated');
+  expect(() =>
+    runProgram(
+      { host, design: fault.design.factory, hostKernel: d.hostKernel, expectations: d.expectations },
+      guest,
+      p,
+    ),
+  ).toThrow(new RegExp(`${write}: PMIs: guest saw PMI\\(vector 2\\)[^,]*, bare metal shows no PMI`));
+}
+
 describe('emulated-overflow-stale-int: a selector written while GLOBAL_CTRL is off makes no event', () => {
   it('INT cleared while off: KVM signals the overflow with the INT of the event made before, bare metal does not', () => {
-    expect(firstDivergence('skylake', guest, program(WITH_INT, NO_INT), 'emulated')).toMatchObject({
-      kind: 'pmi',
-      around: 'wrmsr',
-    });
-    expect(knownDivergencesMet('skylake', guest, program(WITH_INT, NO_INT), 'emulated')).toEqual([
-      'emulated-overflow-stale-int',
-    ]);
+    expectStaleIntDeclared(program(WITH_INT, NO_INT));
   });
 
   it('INT set while off: the PMI bare metal raises is missing, the same mechanism', () => {
@@ -46,16 +60,7 @@ describe('emulated-overflow-stale-int: a selector written while GLOBAL_CTRL is o
   });
 
   it('the event was made without INT and INT stays clear: no divergence, and a PMI a design raises anyway is reported', () => {
-    expect(firstDivergence('skylake', guest, program(NO_INT, NO_INT), 'emulated')).toBeNull();
-    const fault = FAULTS.find((f) => f.id === 'overflow-ignores-int')!;
-    const d = designById('emulated');
-    expect(() =>
-      runProgram(
-        { host, design: fault.design.factory, hostKernel: d.hostKernel, expectations: d.expectations },
-        guest,
-        program(NO_INT, NO_INT),
-      ),
-    ).toThrow(/WRMSR 0x38f <- 0x1: PMIs: guest saw PMI\(vector 2\)[^,]*, bare metal shows no PMI/);
+    expectIgnoredIntReported(program(NO_INT, NO_INT), 'WRMSR 0x38f <- 0x1');
   });
 });
 
@@ -79,25 +84,10 @@ describe('emulated-overflow-stale-int: a counter a run left at -1', () => {
   const MISPREDICTS_NO_INT = 0x4300c5n;
 
   it('INT cleared by the write: KVM signals the overflow with the INT of the event made before', () => {
-    expect(firstDivergence('skylake', guest, afterRun(MISPREDICTS_INT, NO_INT), 'emulated')).toMatchObject({
-      kind: 'pmi',
-      around: 'wrmsr',
-    });
-    expect(knownDivergencesMet('skylake', guest, afterRun(MISPREDICTS_INT, NO_INT), 'emulated')).toEqual([
-      'emulated-overflow-stale-int',
-    ]);
+    expectStaleIntDeclared(afterRun(MISPREDICTS_INT, NO_INT));
   });
 
   it('INT clear before and after: no divergence, and a PMI a design raises anyway is reported', () => {
-    expect(firstDivergence('skylake', guest, afterRun(MISPREDICTS_NO_INT, NO_INT), 'emulated')).toBeNull();
-    const fault = FAULTS.find((f) => f.id === 'overflow-ignores-int')!;
-    const d = designById('emulated');
-    expect(() =>
-      runProgram(
-        { host, design: fault.design.factory, hostKernel: d.hostKernel, expectations: d.expectations },
-        guest,
-        afterRun(MISPREDICTS_NO_INT, NO_INT),
-      ),
-    ).toThrow(/WRMSR 0x186 <- 0x4300c0: PMIs: guest saw PMI\(vector 2\)[^,]*, bare metal shows no PMI/);
+    expectIgnoredIntReported(afterRun(MISPREDICTS_NO_INT, NO_INT), 'WRMSR 0x186 <- 0x4300c0');
   });
 });
