@@ -228,8 +228,7 @@ const hostBranchStackOpened = (h: Observation) =>
  * Was the counter written by `w` enabled, and had guest work run since it was last enabled? Only
  * then does its perf event hold a count that the stale period leaves out.
  */
-function runningWithCounts(history: readonly Observation[], w: Observation, version: number): boolean {
-  const m = w.target!;
+function runningWithCounts(history: readonly Observation[], w: Observation, version: number, m = w.target!): boolean {
   const fixed = m >= MSR_CORE_PERF_FIXED_CTR0 && m < MSR_CORE_PERF_FIXED_CTR0 + 4;
   const idx = fixed
     ? 32 + (m - MSR_CORE_PERF_FIXED_CTR0)
@@ -413,15 +412,25 @@ function stalePeriodOnly(o: Observation, history: readonly Observation[], v: num
 }
 
 /**
- * The counters (as GLOBAL_STATUS bits) whose perf period write-period-from-base left stale: the guest's last write to
- * the counter found its event running with counts, and the counter did not count that WRMSR; nothing reprogrammed
- * it since (a changed selector, fixed field or GLOBAL_CTRL bit). `ever`: the counters any write ever left so.
+ * The counters (as GLOBAL_STATUS bits) whose perf period write-period-from-base left stale: the last write to the
+ * counter found its event running with counts, and the counter did not count that write (a guest WRMSR it does not
+ * count, or the VMM's KVM_SET_MSRS, which takes the same pmc_write_counter); nothing reprogrammed it since (a changed
+ * selector, fixed field or GLOBAL_CTRL bit). `ever`: the counters any write ever left so.
  */
 function stalePeriodCounters(history: readonly Observation[], v: number, when: 'now' | 'ever'): bigint {
   let stale = 0n;
   let ever = 0n;
   const last = new Map<number, bigint>();
   for (const h of history) {
+    const vmm = h.vmm;
+    if (vmm?.op === 'set-msr' && h.sut.kind === 'ok') {
+      const idx = counterIndexOf(vmm.msr);
+      if (idx === null) continue;
+      stale &= ~statusBit(idx);
+      if (runningWithCounts(history, h, v, vmm.msr)) stale |= statusBit(idx);
+      ever |= stale;
+      continue;
+    }
     if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) continue;
     const m = h.target;
     const idx = counterIndexOf(m);
@@ -558,7 +567,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   {
     id: 'write-period-from-base',
     title:
-      'after a guest write to a running counter, the perf period is armed from the pre-write base, so the overflow comes late by the events counted since the last reprogram (reports/filed/0001)',
+      "after a write to a running counter (a guest WRMSR, or the VMM's KVM_SET_MSRS), the perf period is armed from the pre-write base, so the overflow comes late by the events counted since the last reprogram (reports/filed/0001)",
     kernelRef:
       'arch/x86/kvm/pmu.c pmc_write_counter → pmc_update_sample_period: get_sample_period(pmc, pmc->counter), where pmc->counter is the offset base, not the value written',
     // Only a counter that does not count the WRMSR itself (an instruction at CPL 0) keeps the stale period (counting

@@ -51,12 +51,23 @@ function fixedCounterRead(o: Observation): number | null {
 /**
  * The fixed counters whose field fixed_ctr_ctrl_hw holds enabled against the filter after `history`: set by a
  * FIXED_CTR_CTRL write (guest or KVM_SET_MSRS) that changed other fields but left theirs, enabled, as it was; cleared
- * by a write that changes their field (reprogrammed, filter applied), a new filter, a new vCPU model. With the filter.
+ * by a write that changes their field (reprogrammed, filter applied), a new filter, a new vCPU model. With the filter,
+ * and `counted`: the counters held so against a filter that denies them while the guest ran (its work, or an
+ * instruction) since their value was last written: what they counted then stays after the field is filtered again.
  */
-function fixedFieldsPastFilter(history: readonly Observation[]): { leaked: number; filter: KvmPmuEventFilter | null } {
+function fixedFieldsPastFilter(history: readonly Observation[]): {
+  leaked: number;
+  filter: KvmPmuEventFilter | null;
+  counted: number;
+} {
   let ctrl = 0n;
   let leaked = 0;
+  let counted = 0;
   let filter: KvmPmuEventFilter | null = null;
+  const written = (msr: number) => {
+    if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < MSR_CORE_PERF_FIXED_CTR0 + 4)
+      counted &= ~(1 << (msr - MSR_CORE_PERF_FIXED_CTR0));
+  };
   const write = (data: bigint) => {
     if (data === ctrl) return; // reprogram_fixed_counters only runs on a change
     for (let j = 0; j < 4; j++) {
@@ -67,23 +78,25 @@ function fixedFieldsPastFilter(history: readonly Observation[]): { leaked: numbe
     ctrl = data;
   };
   for (const o of history) {
-    if (
-      o.kind === 'wrmsr' &&
-      o.target === MSR_CORE_PERF_FIXED_CTR_CTRL &&
-      o.sut.kind === 'accepted' &&
-      o.value !== null
-    )
-      write(o.value);
-    if (o.kind !== 'vmm' || o.vmm === undefined || o.sut.kind !== 'ok') continue;
-    const op = o.vmm;
-    if (op.op === 'set-msr' && op.msr === MSR_CORE_PERF_FIXED_CTR_CTRL) write(op.value);
-    if (op.op === 'set-filter') {
-      filter = op.filter;
-      leaked = 0; // every counter is reprogrammed, fields filtered afresh
+    const ran = o.kind === 'run' || o.kind === 'rdmsr' || o.kind === 'wrmsr' || o.kind === 'rdpmc';
+    for (let j = 0; j < 4 && ran; j++)
+      if ((leaked & (1 << j)) !== 0 && filter !== null && !fixedCounterAllowed(filter, j)) counted |= 1 << j;
+    if (o.kind === 'wrmsr' && o.sut.kind === 'accepted' && o.target !== null && o.value !== null) {
+      if (o.target === MSR_CORE_PERF_FIXED_CTR_CTRL) write(o.value);
+      written(o.target);
     }
-    if (op.op === 'set-cpuid') [ctrl, leaked] = [0n, 0];
+    if (o.kind === 'vmm' && o.vmm !== undefined && o.sut.kind === 'ok') {
+      const op = o.vmm;
+      if (op.op === 'set-msr' && op.msr === MSR_CORE_PERF_FIXED_CTR_CTRL) write(op.value);
+      if (op.op === 'set-msr') written(op.msr);
+      if (op.op === 'set-filter') {
+        filter = op.filter;
+        leaked = 0; // every counter is reprogrammed, fields filtered afresh
+      }
+      if (op.op === 'set-cpuid') [ctrl, leaked, counted] = [0n, 0, 0];
+    }
   }
-  return { leaked, filter };
+  return { leaked, filter, counted };
 }
 
 /**
@@ -102,21 +115,23 @@ export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
   // A read of that counter, ahead of bare metal (modulo its width: it may have wrapped); the overflow bit it then
   // sets in GLOBAL_STATUS, alone; a PMI bare metal does not take, with that counter's PMI bit set.
   matches: (o, c) => {
-    const { leaked, filter } = fixedFieldsPastFilter(c.history);
+    const { leaked, filter, counted } = fixedFieldsPastFilter(c.history);
     const past = (j: number) => filter !== null && (leaked & (1 << j)) !== 0 && !fixedCounterAllowed(filter, j);
+    // What it counted while denied stays: its value, and the overflow bit it set, once its field is filtered again.
+    const hasCounted = (j: number) => (counted & (1 << j)) !== 0;
     const j = fixedCounterRead(o);
     if (j !== null)
       return (
         o.sut.kind === 'value' &&
         o.oracle.kind === 'value' &&
-        past(j) &&
+        hasCounted(j) &&
         aheadModulo(o.sut.value, o.oracle.value, (c.guest.cpuid.leaf0a.edx >> 5) & 0xff)
       );
     if (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) {
       if (o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
       const seen = o.sut.value;
       const extra = seen ^ o.oracle.value;
-      return [0, 1, 2, 3].some((k) => extra === 1n << BigInt(32 + k) && (seen & extra) !== 0n && past(k));
+      return [0, 1, 2, 3].some((k) => extra === 1n << BigInt(32 + k) && (seen & extra) !== 0n && hasCounted(k));
     }
     if (o.kind === 'pmi' && o.sut.kind === 'pmis' && o.oracle.kind === 'pmis')
       return (

@@ -10,7 +10,7 @@ import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js
 import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../../scenarios/commands.js';
 import { FAULTS } from '../../catalogue/faults.js';
 import { vmmConformanceProperty } from '../../properties/vmm_conformance.js';
-import { VmmSetMsr, VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
+import { VmmGetMsr, VmmSetMsr, VmmSetPmuEventFilter } from '../../scenarios/vmm.js';
 import { MediatedVcpu } from '../../model/kvm/mediated/vcpu.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 import {
@@ -19,7 +19,8 @@ import {
   MSR_IA32_PERFCTR0,
   MSR_P6_EVNTSEL0,
 } from '../../model/hw/msr/counters.js';
-import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../model/hw/msr/global.js';
+import type { HostAccess } from '../../model/kvm/types.js';
 import { vmmVerdict } from '../support/vmm.js';
 
 const emulated: ConformanceRun = {
@@ -115,6 +116,31 @@ describe("fixed-filter-unchanged-field: the mediated vPMU's filter and FIXED_CTR
     expect(verdict(behind, program)).toHaveProperty('reported');
   });
 
+  it('what a denied fixed counter counted past the filter stays once its field is filtered again (soak, seed -239439555)', () => {
+    // Field 0 changes (fixed counter 2 stays past the filter), one unit counts, then field 2 changes: filtered again,
+    // fixed counter 2 stops, but its count is read by the VMM's KVM_GET_MSRS.
+    const allowNoFixed = new VmmSetPmuEventFilter({ action: 0, flags: 0, fixed_counter_bitmap: 0, events: [0xc4n] });
+    const leakThenFilter = [
+      allowNoFixed,
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x303n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x5_0000_0001n),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x30bn),
+      new GuestRun(0, [{ cpl: 0, instructions: 1, cycles: 2, tscCycles: 1 }]),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb03n),
+    ];
+    const read = new VmmGetMsr(0, MSR_CORE_PERF_FIXED_CTR0 + 2);
+    expect(verdict(mediated.factory, [...leakThenFilter, read])).toEqual({ met: ['fixed-filter-unchanged-field'] });
+    // Written since (its count gone), the counter no longer has what it counted past the filter: counting on is reported.
+    const rewritten = [
+      ...leakThenFilter,
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR0 + 2, 0n),
+      new GuestRun(0, [{ cpl: 0, instructions: 1, cycles: 2, tscCycles: 1 }]),
+      read,
+    ];
+    expect(verdict(mediated.factory, rewritten)).toEqual({ met: [] });
+    expect(verdict(fault.design.factory, rewritten)).toHaveProperty('reported');
+  });
+
   it('a new filter reprograms every counter: after it, a denied fixed counter counting is reported', () => {
     const program = [denyFixed, ...changeOtherField, denyFixed, ...runAndReadFc0];
     // Faithfully the filter applies again; the fault's load ignores it, and the history no longer explains that.
@@ -143,5 +169,42 @@ describe("the mediated vPMU's filter on GP counters: ENABLE cleared in the selec
     expect(verdict(mediated.factory)).toEqual({ met: [] });
     const fault = FAULTS.find((f) => f.id === 'med-filter-skips-gp')!;
     expect(verdict(fault.design.factory).reported).toMatch(/RDMSR 0xc1: guest saw 0x1, bare metal shows 0x0/);
+  });
+});
+
+describe("write-period-from-base through the VMM: KVM_SET_MSRS of a running counter takes the guest's pmc_write_counter", () => {
+  const emulatedDesign = designById('emulated');
+  const guest: GuestConfig = {
+    cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300202, ebx: 0, ecx: 0, edx: 0x602 }, pdcm: true },
+    perfCapabilities: 0x2000n,
+  };
+  const cycles = (n: number) => [{ cpl: 3, instructions: 1, cycles: n }];
+  // A soak's vmm-conformance program (seed 1051611347): fixed counter 1 (core cycles) counts, the VMM writes it with
+  // -5, five more cycles: bare metal overflows, KVM's perf period, armed from the pre-write base, is still far off.
+  const program = (countsBefore: boolean) => [
+    new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x33n),
+    new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x3_0000_0003n),
+    ...(countsBefore ? [new GuestRun(0, cycles(3))] : []),
+    new VmmSetMsr(0, MSR_CORE_PERF_FIXED_CTR0 + 1, 0xffff_ffff_fffbn),
+    new GuestRun(0, cycles(5)),
+    new VmmGetMsr(0, MSR_CORE_PERF_GLOBAL_STATUS),
+  ];
+  const verdict = (design: VcpuFactory, p: readonly WorldCommand[]) =>
+    vmmVerdict({ host: SKYLAKE, design, expectations: emulatedDesign.expectations }, guest, p);
+
+  it('the overflow bit KVM_GET_MSRS lacks after a write to the counter while it had counts is declared', () => {
+    expect(verdict(emulatedDesign.factory, program(true))).toEqual({ met: ['write-period-from-base'] });
+  });
+
+  it('written before it counted, the period is right and the program conforms; a status bit lost then is reported', () => {
+    expect(verdict(emulatedDesign.factory, program(false))).toEqual({ met: [] });
+    const loses: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override hostGetMsr(msr: number): HostAccess {
+          const r = super.hostGetMsr(msr);
+          return r.ok && msr === MSR_CORE_PERF_GLOBAL_STATUS ? { ok: true, value: 0n } : r;
+        }
+      })(h, o);
+    expect(verdict(loses, program(false)).reported).toMatch(/KVM_GET_MSRS 0x38e: guest saw 0x0, expected 0x200000000/);
   });
 });
