@@ -134,6 +134,16 @@ describe('debugctl-not-saved: the LBRs stop recording once the save/restore has 
     expect([...known.keys()]).toEqual(['lbr-not-saved']);
   });
 
+  it('the TOS an LBR event left on the pCPU the restored vCPU reads it on is declared too (a soak, seed 1126439008)', () => {
+    // DEBUGCTL.LBR on, a branch on pCPU 1 (TOS 1 there), save/restore onto pCPU 0 (DEBUGCTL cleared, the LBR event
+    // gone), back on pCPU 1: the TOS read makes a new LBR event there, which reads the 1 the old one left, where the
+    // run without the save/restore has recorded on (TOS 2).
+    const known = new Map<string, number>();
+    const program = [setLbr, new Migrate(0, 1), branch, branch, new Migrate(0, 1), readTos];
+    checkInvisible({ ...emulated, known }, lbrGuest, program, 3, new SaveRestore(0, 0));
+    expect([...known.keys()]).toEqual(['lbr-not-saved']);
+  });
+
   it('a TOS the guest wrote again after the restore, read back as 0, is reported', () => {
     const program = [new GuestWrmsr(0, MSR_LBR_TOS, 0x1n), new GuestWrmsr(0, MSR_LBR_TOS, 0x2n), readTos];
     checkInvisible(emulated, lbrGuest, program, 1, new SaveRestore(0, 1));
