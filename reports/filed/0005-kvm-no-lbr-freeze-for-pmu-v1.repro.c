@@ -333,7 +333,7 @@ static const struct check checks[4] = {
 	{ .what = "[2] WRMSR IA32_PERFEVTSEL0 (0x186) <- 0x5300c4", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100018, .mode = M_NONE, .due = 1 },
 	/* exact */
 	{ .what = "[3] WRMSR IA32_A_PMC0 (0x4c1) <- 0xfffffffffffe", .kind = C_GUEST, .vec = 0, .vec_at = 0x40100028, .mode = M_NONE, .due = 1 },
-	/* not checked: the declared known divergence 'write-period-from-base' (after a guest write to a running counter, the perf period is armed from the pre-write base, so the overflow comes late by the events counted since the last reprogram (reports/filed/0001)) */
+	/* not checked: the declared known divergence 'write-period-from-base' (after a write to a running counter (a guest WRMSR, or the VMM's KVM_SET_MSRS), the perf period is armed from the pre-write base, so the overflow comes late by the events counted since the last reprogram (reports/filed/0001)) */
 	{ .what = "[5] RDMSR IA32_DEBUGCTL (0x1d9)", .kind = C_GUEST, .vec = -1, .vec_at = 0x40100038, .mode = M_NONE, .due = 1 },
 };
 
