@@ -474,14 +474,17 @@ export function hostCompeted(c: DivergenceContext, v: number, lbr: boolean, now 
 }
 
 /**
- * The guest LBR event of vCPU `v` is in ERROR: a host user's CPU-pinned branch-stack event held the LBRs of the vCPU's
- * pCPU while the event existed (any guest LBR MSR access, or DEBUGCTL.LBR set, creates it), and KVM has not released it
- * since. perf schedules CPU-pinned events before task-pinned ones and never schedules an ERROR event in again.
+ * The guest LBR event of vCPU `v` is in ERROR, and KVM has not released it since: a host user's CPU-pinned
+ * branch-stack event held the LBRs of the vCPU's pCPU while the event existed (any guest LBR MSR access, or
+ * DEBUGCTL.LBR set, creates it), or a pinned one on the vCPU's thread was open when the event was created. perf
+ * schedules CPU-pinned events before task-pinned ones, task-pinned ones in the order they were made, and never
+ * schedules an ERROR event in again.
  */
 function lbrEventInError(c: DivergenceContext, v: number): boolean {
   const cpus = c.facts?.cpus ?? 2;
   let cpu = c.facts?.initialCpu(v) ?? v % cpus;
   const pinned = new Map<number, number>();
+  const onThread = new Set<number>();
   let exists = false;
   let error = false;
   c.history.forEach((h, i) => {
@@ -489,10 +492,13 @@ function lbrEventInError(c: DivergenceContext, v: number): boolean {
     if (h.vcpu === v && lbrEventReleasedAt(c.history, i, legacyLbrFreeze(c))) exists = error = false;
     if (h.vcpu === v && (h.vmm?.op === 'migrate' || h.vmm?.op === 'save-restore'))
       cpu = ((h.vmm.cpu % cpus) + cpus) % cpus;
-    else if (hostBranchStackOpened(h) && op?.op === 'open' && op.index !== null && op.attr.pinned && 'cpu' in op.on)
-      pinned.set(op.index, op.on.cpu);
-    else if (op?.op === 'close') pinned.delete(op.index);
-    else if (
+    else if (hostBranchStackOpened(h) && op?.op === 'open' && op.index !== null && op.attr.pinned) {
+      if ('cpu' in op.on) pinned.set(op.index, op.on.cpu);
+      else if (op.on.vcpu === v) onThread.add(op.index);
+    } else if (op?.op === 'close') {
+      pinned.delete(op.index);
+      onThread.delete(op.index);
+    } else if (
       h.vcpu === v &&
       h.target !== null &&
       ((h.kind === 'rdmsr' && isLegacyLbrMsr(h.target)) ||
@@ -501,8 +507,10 @@ function lbrEventInError(c: DivergenceContext, v: number): boolean {
             (h.target === MSR_IA32_DEBUGCTLMSR &&
               h.sut.kind === 'accepted' &&
               ((h.value ?? 0n) & DEBUGCTLMSR_LBR) !== 0n))))
-    )
+    ) {
+      if (!exists && onThread.size > 0) error = true;
       exists = true;
+    }
     if (exists && [...pinned.values()].includes(cpu)) error = true;
   });
   return error;

@@ -23,6 +23,7 @@ import {
   GuestWrmsr,
   HostEvent,
   HostOpen,
+  HostOpenThread,
   Migrate,
   type WorldCommand,
 } from '../../scenarios/commands.js';
@@ -240,6 +241,22 @@ describe('a declared divergence excuses its mechanism, not a neighbouring fault'
     ];
     expect(run(LBR_V2, released).reported).toBeNull();
     expect(run(LBR_V2, released, taken).reported).toMatchObject({ kind: 'wrmsr', target: MSR_LBR_SELECT });
+  });
+
+  it("lbr-host-owned: a pinned host LBR user on the vCPU's thread, open when the guest LBR event is made, leaves it in ERROR after it closes; made first, the event keeps the LBRs and a dropped write is reported", () => {
+    const onThread = new HostOpenThread(
+      0,
+      attr({ config: 0xc0n, sample_period: 0x10n, pinned: true, branchSample: lbrUser }),
+    );
+    const reserved = new GuestWrmsr(0, MSR_LBR_TOS, 0x20n); // beyond the 32 records: bare metal #GPs
+    // A soak (seed -207432570, contended): the thread's event made first, the guest's TOS read makes the guest event.
+    const after = [onThread, new GuestRdmsr(0, MSR_LBR_TOS), new HostEvent(0, 'close'), reserved];
+    expect(run(LBR_V2, after)).toEqual({ reported: null, known: ['lbr-host-owned'] });
+    // The guest event made first: perf schedules task-pinned events in the order they were made, so it keeps the LBRs.
+    const taken = planted({ wr: (m, v, r) => (m === MSR_LBR_TOS && v === 0x20n ? ok(0n) : r) });
+    const before = [new GuestRdmsr(0, MSR_LBR_TOS), onThread, new HostEvent(0, 'close'), reserved];
+    expect(run(LBR_V2, before).reported).toBeNull();
+    expect(run(LBR_V2, before, taken).reported).toMatchObject({ kind: 'wrmsr', target: MSR_LBR_TOS });
   });
 
   it('lbr-tos-not-reset: a TOS the guest wrote, read back wrong with no host LBR user, is reported', () => {
