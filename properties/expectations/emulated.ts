@@ -401,7 +401,9 @@ const readsGlobalStatus = (o: Observation) =>
  * missed overflow stays missed); what the legacy LBR freeze changes (a missed freeze stays missed). Else what differs.
  */
 function stalePeriodOnly(o: Observation, history: readonly Observation[], v: number): string | null {
-  const now = stalePeriodCounters(history, v, 'now');
+  // The PMIs around an instruction come as it retires: the counters stale before it count, though it may reprogram
+  // one (a selector write: KVM finds the late overflow as it pauses the event).
+  const now = stalePeriodCounters(o.kind === 'pmi' ? history.filter((h) => h.step !== o.step) : history, v, 'now');
   const ever = stalePeriodCounters(history, v, 'ever');
   const excused =
     ((o.kind === 'run' || o.kind === 'pmi') && now !== 0n && overflowMovedOnly(o, now, history, 'any')) ||
