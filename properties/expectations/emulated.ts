@@ -424,24 +424,19 @@ function stalePeriodCounters(history: readonly Observation[], v: number, when: '
   let ever = 0n;
   const last = new Map<number, bigint>();
   for (const h of history) {
-    const vmm = h.vmm;
-    if (vmm?.op === 'set-msr' && h.sut.kind === 'ok') {
-      const idx = counterIndexOf(vmm.msr);
-      if (idx === null) continue;
-      stale &= ~statusBit(idx);
-      if (runningWithCounts(history, h, v, vmm.msr)) stale |= statusBit(idx);
+    const byVmm = h.vmm?.op === 'set-msr' && h.sut.kind === 'ok' ? h.vmm.msr : null;
+    const written = byVmm ?? (h.kind === 'wrmsr' && h.sut.kind === 'accepted' ? h.target : null);
+    const counter = written === null ? null : counterIndexOf(written);
+    if (counter !== null) {
+      stale &= ~statusBit(counter);
+      // The VMM's write retires no guest instruction, so the counter never counts it.
+      const counted = byVmm === null && countsOwnWrmsr(history, h);
+      if (!counted && runningWithCounts(history, h, v, written!)) stale |= statusBit(counter);
       ever |= stale;
       continue;
     }
     if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) continue;
     const m = h.target;
-    const idx = counterIndexOf(m);
-    if (idx !== null) {
-      stale &= ~statusBit(idx);
-      if (runningWithCounts(history, h, v) && !countsOwnWrmsr(history, h)) stale |= statusBit(idx);
-      ever |= stale;
-      continue;
-    }
     const before = last.get(m) ?? (m === MSR_CORE_PERF_GLOBAL_CTRL ? 0xffn : 0n);
     last.set(m, h.value);
     if (m >= MSR_P6_EVNTSEL0 && m < MSR_P6_EVNTSEL0 + 8) {
@@ -480,7 +475,8 @@ export function hostCompeted(c: DivergenceContext, v: number, lbr: boolean, now 
  * branch-stack event held the LBRs of the vCPU's pCPU while the event existed (any guest LBR MSR access, or
  * DEBUGCTL.LBR set, creates it), or a pinned one on the vCPU's thread was open when the event was created. perf
  * schedules CPU-pinned events before task-pinned ones, task-pinned ones in the order they were made, and never
- * schedules an ERROR event in again.
+ * schedules an ERROR event in again (kernel/events/core.c: ctx_sched_in, perf_event_groups_cmp's group_index order,
+ * merge_sched_in's PERF_EVENT_STATE_ERROR).
  */
 function lbrEventInError(c: DivergenceContext, v: number): boolean {
   const cpus = c.facts?.cpus ?? 2;

@@ -201,7 +201,8 @@ const COUNTER_WIDTH_PASSTHROUGH: KnownDivergence = {
       return ((o.sut.value ^ o.oracle.value) & ((1n << BigInt(width)) - 1n)) === 0n;
     }
     // A PMI missing where one of them wrapped on bare metal since the guest wrote it (counters only count up); a later
-    // PMI of the design's in its place is one the missing PMI's LVTPC mask dropped on bare metal.
+    // PMI of the design's in its place is one the missing PMI's LVTPC mask dropped on bare metal (its delivery sets
+    // LVTPC.MASK and a masked LVTPC latches nothing: pmu-semantics.md §4.4, decision D7).
     if (!missesAPmi(o) || c.facts === undefined) return false;
     for (let idx = 0; idx < 64; idx++) {
       if (((narrow >> BigInt(idx)) & 1n) === 0n) continue;
