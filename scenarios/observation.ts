@@ -185,6 +185,11 @@ export interface Observation {
    * overflowed there one event before perf's minimum period of 2 lets the design's, as of this observation.
    */
   readonly oracleOneEventPast?: readonly number[];
+  /**
+   * A run's, or the PMIs around an instruction: the GLOBAL_STATUS bits of PMI-enabled counters whose overflow there
+   * bare metal's masked LVTPC dropped (decision D7), when any.
+   */
+  readonly oracleDroppedPmis?: bigint;
   readonly note?: ObservationNote;
 }
 

@@ -150,7 +150,15 @@ export interface WorldFacts {
   oracleCounter(
     v: number,
     idx: number,
-  ): { readonly value: bigint; readonly written: bigint | null; readonly armedAtMinusOne: boolean } | null;
+  ): {
+    readonly value: bigint;
+    readonly written: bigint | null;
+    readonly armedAtMinusOne: boolean;
+    /** Armed so, it wrapped during guest work while LVTPC was masked: bare metal dropped that PMI (D7). */
+    readonly pmiDropped: boolean;
+  } | null;
+  /** Bare metal's LVTPC of vCPU `v` now, or null. */
+  oracleLvtpc(v: number): bigint | null;
   /** Every record of the kind `msr` names (legacy LBR FROM, TO or INFO) in bare metal's LBRs of vCPU `v` now, or null. */
   oracleLbrRecords(v: number, msr: number): readonly bigint[] | null;
   /**
@@ -292,7 +300,7 @@ export class World implements WorldFacts {
   }
 
   /** Per vCPU and counter: what the guest's last accepted write left in bare metal's counter, and whether it was armed at -1 since. */
-  private readonly counterWrites: Map<number, { written: bigint; armedAtMinusOne: boolean }>[] = [];
+  private readonly counterWrites: Map<number, { written: bigint; armedAtMinusOne: boolean; pmiDropped?: true }>[] = [];
 
   oracleCounter(v: number, idx: number) {
     const o = this.oracles[v];
@@ -300,7 +308,16 @@ export class World implements WorldFacts {
     const value = o.counterValue(idx);
     if (value === undefined) return null;
     const w = this.counterWrites[v]?.get(idx);
-    return { value, written: w?.written ?? null, armedAtMinusOne: w?.armedAtMinusOne ?? false };
+    return {
+      value,
+      written: w?.written ?? null,
+      armedAtMinusOne: w?.armedAtMinusOne ?? false,
+      pmiDropped: w?.pmiDropped ?? false,
+    };
+  }
+
+  oracleLvtpc(v: number): bigint | null {
+    return this.oracles[v]?.state.lvtpc ?? null;
   }
 
   /**
@@ -348,6 +365,16 @@ export class World implements WorldFacts {
     for (const [i, w] of this.counterWrites[v] ?? [])
       if (w.armedAtMinusOne && this.oracleCounter(v, i)?.value !== minusOne(i)) bits |= 1n << BigInt(i);
     return bits & o.state.globalStatus;
+  }
+
+  /** Of the counters in status bits `bits`, those armed at -1 (since a write) or at -1 at a boundary of this run. */
+  private armedOrAt(v: number, bits: bigint, atMinusOne: ReadonlySet<number>): bigint {
+    let out = 0n;
+    for (let i = 0; i < 64; i++) {
+      const b = 1n << BigInt(i);
+      if ((bits & b) !== 0n && (atMinusOne.has(i) || this.counterWrites[v]?.get(i)?.armedAtMinusOne === true)) out |= b;
+    }
+    return out;
   }
 
   /** Counters perf armed at -1 that bare metal now holds at 0: one event past, overflowed only on bare metal. */
@@ -522,6 +549,11 @@ export class World implements WorldFacts {
     pmi.sut = pmisOutcome(all.map((p) => ({ afterUnit: 0, vector: p.vector })));
     pmi.oracle = pmisOutcome(oracle.pmis);
     if (past.length > 0) pmi.oracleOneEventPast = past;
+    const o = this.oracles[v]!;
+    if (o.droppedPmis !== 0n) {
+      pmi.oracleDroppedPmis = o.droppedPmis;
+      o.droppedPmis = 0n;
+    }
     return [done, this.recorded(pmi as Observation)];
   }
 
@@ -656,16 +688,28 @@ export class World implements WorldFacts {
     const v = this.index(vcpu);
     const sut = this.vcpus[v]!.guestRun(units);
     const oracle: GuestPmi[] = [];
+    const o = this.oracles[v]!;
     // Counters at -1 at a unit boundary, where the design's vCPU may exit (an NMI for any counter's overflow).
     const atMinusOne = new Set<number>();
     let atEnd: readonly number[] = [];
+    o.droppedPmis = 0n; // an instruction's drops went with its observation
+    let dropped = 0n; // of counters armed at -1
+    let allDropped = 0n;
     units.forEach((u, i) => {
-      const d = this.oracles[v]!.step(u);
+      const d = o.step(u);
       if (d !== null) oracle.push({ afterUnit: i, vector: vectorOf(d) });
-      atEnd = countersAtMinusOne(this.oracles[v]!);
+      if (o.droppedPmis !== 0n) {
+        dropped |= this.armedOrAt(v, o.droppedPmis, atMinusOne);
+        allDropped |= o.droppedPmis;
+        o.droppedPmis = 0n;
+      }
+      atEnd = countersAtMinusOne(o);
       for (const c of atEnd) atMinusOne.add(c);
     });
     this.noteArmedAtMinusOne(v, atMinusOne);
+    if (dropped !== 0n)
+      for (const [i, w] of this.counterWrites[v]!)
+        if (w.armedAtMinusOne && (dropped & (1n << BigInt(i))) !== 0n) w.pmiDropped = true;
     this.step++;
     const about = {
       vcpu: v,
@@ -676,15 +720,16 @@ export class World implements WorldFacts {
       sut: pmisOutcome(sut),
       oracle: pmisOutcome(oracle),
     } as const;
+    const withDropped = allDropped === 0n ? about : { ...about, oracleDroppedPmis: allDropped };
     return [
       this.record(
         atMinusOne.size > 0
           ? {
-              ...about,
+              ...withDropped,
               oracleAtMinusOne: [...atMinusOne],
               ...(atEnd.length > 0 ? { oracleAtMinusOneAtEnd: atEnd } : {}),
             }
-          : about,
+          : withDropped,
       ),
     ];
   }

@@ -100,6 +100,11 @@ export class Cpu {
   private tdAny = false;
   /** Did the last unit stepped count on any counter? (What the world's decision W1 needs to know.) */
   counted = false;
+  /**
+   * Status bits of the PMI-enabled counters whose overflow's PMI the masked LVTPC dropped (D7), since the World last
+   * took them: what it tells of a wrap the guest never heard of. Not architectural state.
+   */
+  droppedPmis = 0n;
   /** PERF_METRICS accumulates: enumerated and GLOBAL_CTRL.EN_PERF_METRICS set (D12). */
   private metricsOn = false;
 
@@ -117,6 +122,7 @@ export class Cpu {
     this.tdPending.fill(0);
     this.tdAny = false;
     this.activeEpoch = -1;
+    this.droppedPmis = 0n;
   }
 
   /**
@@ -345,7 +351,7 @@ export class Cpu {
 
     const kernel = u.cpl === 0;
     let overflowed = 0n;
-    let pmi = false;
+    let pmi = 0n; // status bits of the PMI-enabled counters that overflowed
     let slotsCounted = false;
     // Indexed loops here: the per-unit path must not allocate iterator results before it is optimized.
     for (let k = 0; k < active.length; k++) {
@@ -387,8 +393,8 @@ export class Cpu {
         arr[c.idx] = raw & mask; // wraps modulo 2^width
         overflowed |= c.statusBit;
         if (c.pmi) {
-          if (pmi) relied('D8'); // a second PMI-enabled overflow in the unit: still one PMI
-          pmi = true;
+          if (pmi !== 0n) relied('D8'); // a second PMI-enabled overflow in the unit: still one PMI
+          pmi |= c.statusBit;
         }
         if (c.fixed && c.idx === 3 && this.metricsOn) {
           relied('D11');
@@ -409,13 +415,15 @@ export class Cpu {
       if ((s.globalStatus & overflowed) !== 0n) relied('D10');
       s.globalStatus |= overflowed; // whatever INT says (§4.3); sticky if set (D10)
     }
-    if (!pmi) {
+    if (pmi === 0n) {
       if ((s.debugctl & FREEZES) !== 0n) relied('D6'); // no PMI-enabled overflow, no PMI and no freeze
       return null;
     }
     // D36: this unit's branches were recorded before the freeze its overflow causes.
     if (inserts > 0 && (s.debugctl & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n) relied('D36');
-    return this.raisePmi();
+    const d = this.raisePmi();
+    if (d === null) this.droppedPmis |= pmi;
+    return d;
   }
 
   /** Do the LBRs record now (legacy DEBUGCTL.LBR or Arch LBR_CTL.LBREn, and no LBR_FRZ)? */

@@ -56,7 +56,7 @@ import {
 import { APIC_LVT_MASKED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { Access } from '../../model/hw/access.js';
-import { counterIndexOf, type MsrAttempt } from '../../scenarios/world.js';
+import { counterIndexOf, type MsrAttempt, type WorldFacts } from '../../scenarios/world.js';
 import { isLbrInfoMsr, LBR_INFO_CYC_CNT, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
 import { ARCH_LBR_LBREN, isArchLbrInfoMsr, MSR_ARCH_LBR_CTL } from '../../model/hw/msr/lbr_arch.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
@@ -391,6 +391,25 @@ function overflowMovedOnly(
   return o.kind !== 'vmm' && lbrFreezeEffect(o, history);
 }
 
+/**
+ * perf-min-period's overflow, late past an unmasking of LVTPC: bare metal's counter, armed at -1, wrapped while LVTPC was
+ * masked and its PMI was dropped (D7); KVM's wraps one event later, when LVTPC may be unmasked, and the guest gets a PMI
+ * bare metal never sent. True where, in guest work (perf's counter overflows there; an instruction KVM counts in software
+ * never signals the wrap, see pmc_pause_counter), bare metal has no PMI, the design at most one for each such counter,
+ * and LVTPC is unmasked: nothing in guest work unmasks it, so a PMI under a mask that stayed is never this.
+ */
+function pmiMaskDropped(o: Observation, f: WorldFacts): boolean {
+  if (o.kind !== 'run') return false;
+  if (pmisOf(o.oracle).length > 0) return false;
+  let n = 0;
+  for (const idx of COUNTERS) {
+    const x = f.oracleCounter(o.vcpu, idx);
+    if (x !== null && x.armedAtMinusOne && x.pmiDropped) n++;
+  }
+  const lvtpc = f.oracleLvtpc(o.vcpu);
+  return n >= pmisOf(o.sut).length && lvtpc !== null && (lvtpc & APIC_LVT_MASKED) === 0n;
+}
+
 const readsGlobalStatus = (o: Observation) =>
   (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) ||
   (o.kind === 'vmm' && o.vmm?.op === 'get-msr' && o.vmm.msr === MSR_CORE_PERF_GLOBAL_STATUS);
@@ -407,10 +426,33 @@ function stalePeriodOnly(o: Observation, history: readonly Observation[], v: num
   const ever = stalePeriodCounters(history, v, 'ever');
   const excused =
     ((o.kind === 'run' || o.kind === 'pmi') && now !== 0n && overflowMovedOnly(o, now, history, 'any')) ||
-    (o.kind !== 'run' && o.kind !== 'pmi' && ever !== 0n && overflowMovedOnly(o, ever, history, 'any'));
+    (o.kind !== 'run' && o.kind !== 'pmi' && ever !== 0n && overflowMovedOnly(o, ever, history, 'any')) ||
+    (ever !== 0n && unmaskedPastDrop(o, history));
   return excused || !diverges(o)
     ? null
     : `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
+}
+
+/**
+ * A PMI moved off bare metal's side leaves the LVTPC masks apart (a delivery masks LVTPC; masked, it latches nothing:
+ * pmu-semantics.md §4.4, D7): bare metal's masked, the design's not. True where `o`'s one PMI is the design's alone, of
+ * an overflow whose PMI bare metal's mask dropped there, and since the guest last unmasked LVTPC bare metal delivered a
+ * PMI and the design none.
+ */
+function unmaskedPastDrop(o: Observation, history: readonly Observation[]): boolean {
+  if (o.kind !== 'run' && o.kind !== 'pmi') return false;
+  if ((o.oracleDroppedPmis ?? 0n) === 0n || pmisOf(o.oracle).length !== 0 || pmisOf(o.sut).length !== 1) return false;
+  let bare = 0;
+  for (let i = history.length - 1; i >= 0; i--) {
+    const h = history[i]!;
+    if (h === o) continue;
+    if (h.kind === 'wrmsr' && h.target === X2APIC_LVTPC && h.sut.kind === 'accepted' && h.value !== null)
+      return (h.value & APIC_LVT_MASKED) === 0n && bare > 0;
+    if (h.kind !== 'run' && h.kind !== 'pmi') continue;
+    if (pmisOf(h.sut).length > 0) return false;
+    bare += pmisOf(h.oracle).length;
+  }
+  return false;
 }
 
 /**
@@ -617,7 +659,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       }
       return (
         (pending !== 0n && overflowMovedOnly(o, pending, c.history, 'late')) ||
-        (armed !== 0n && overflowMovedOnly(o, armed, c.history, 'later-unit'))
+        (armed !== 0n && overflowMovedOnly(o, armed, c.history, 'later-unit')) ||
+        pmiMaskDropped(o, f)
       );
     },
     // Adopted where bare metal can tell when perf arms KVM's events (a reprogram, a reschedule, a restore): its counter
