@@ -1,0 +1,157 @@
+/**
+ * The decisions a report says it rests on are those its replay applied (model/hw/relied.ts): each K decision the
+ * KVM port records, and those of host perf's H decisions that hang on a condition of their own, is listed after a program whose outcome
+ * it decides, and not after the same program where it decides nothing. A maintainer reads that list to know which
+ * unverified choices a finding stands on, so a record missing or made where nothing was decided misleads them.
+ */
+import { describe, expect, it } from 'vitest';
+import { firstDivergence } from '../../../designs/registry.js';
+import { leaf0aEax, leaf0aEdx } from '../../../model/hw/profile.js';
+import { DecisionLog, type DecisionId, recording } from '../../../model/hw/relied.js';
+import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0 } from '../../../model/hw/msr/counters.js';
+import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
+import { attr } from '../../../model/host/types.js';
+import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../../../scenarios/commands.js';
+import { VmmSetCpuid } from '../../../scenarios/vmm.js';
+import type { GuestConfig } from '../../../scenarios/world.js';
+
+/** Version 2, 4 GP and 3 fixed counters of 48 bits, full-width writes. */
+const V2: GuestConfig = {
+  cpuid: {
+    family: 6,
+    model: 0x55,
+    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+    pdcm: true,
+  },
+  perfCapabilities: 0x2000n,
+};
+/** No vPMU: CPUID.0AH all zero, no PDCM. */
+const V0: GuestConfig = {
+  cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0, ebx: 0, ecx: 0, edx: 0 }, pdcm: false },
+  perfCapabilities: 0n,
+};
+const V2_NO_PDCM: GuestConfig = { cpuid: { ...V2.cpuid, pdcm: false }, perfCapabilities: 0n };
+
+/** The decisions applied while `program` runs under `design` on `host`, up to its first divergence. */
+function decisions(design: string, guest: GuestConfig, program: readonly WorldCommand[], host = 'skylake') {
+  const log = new DecisionLog();
+  recording(log, () => firstDivergence(host, guest, program, design));
+  return log.ids;
+}
+
+const PEBS_ENABLE = 0x3f1;
+/** PMC0 counting instructions at every CPL from -`left`, its PMI to an unmasked NMI when `int`. */
+const overflow = (left: bigint, int: boolean): WorldCommand[] => [
+  new GuestWrmsr(0, X2APIC_LVTPC, 0x400n),
+  new GuestWrmsr(0, MSR_IA32_PERFCTR0, (1n << 48n) - left),
+  new GuestWrmsr(0, MSR_P6_EVNTSEL0, int ? 0x5300c0n : 0x4300c0n),
+  new GuestRun(0, [{ cpl: 3, instructions: 10 }]),
+];
+/** A host user's cycles event on the vCPU's pCPU that counts host work (or only guest work). */
+const hostCycles = (excludeHost: boolean) => new HostOpen(0, attr({ config: 0x3cn, exclude_host: excludeHost }));
+/** The same beside a mediated vPMU, which takes the counters in guest mode: host work only (or none). */
+const hostOnlyCycles = (excludeHost: boolean) =>
+  new HostOpen(0, attr({ config: 0x3cn, exclude_guest: true, exclude_host: excludeHost }));
+
+type Case = {
+  readonly id: DecisionId;
+  readonly design: string;
+  readonly host?: string;
+  readonly decides: readonly [GuestConfig, readonly WorldCommand[]];
+  readonly not: readonly [GuestConfig, readonly WorldCommand[]];
+  readonly why: string;
+};
+
+const CASES: readonly Case[] = [
+  {
+    id: 'K1',
+    design: 'emulated',
+    why: 'an absent EVNTSEL0 reads 0 where it could #GP',
+    decides: [V0, [new GuestRdmsr(0, MSR_P6_EVNTSEL0), new GuestWrmsr(0, MSR_P6_EVNTSEL0 + 1, 1n)]],
+    not: [V2, [new GuestRdmsr(0, MSR_P6_EVNTSEL0), new GuestWrmsr(0, MSR_P6_EVNTSEL0 + 1, 1n)]],
+  },
+  {
+    id: 'K2',
+    design: 'emulated',
+    why: 'PEBS is not ported: its MSR #GPs',
+    decides: [V2, [new GuestRdmsr(0, PEBS_ENABLE)]],
+    not: [V2, [new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+  },
+  {
+    id: 'K2',
+    design: 'emulated',
+    why: 'PEBS is not ported: a write to its MSR #GPs',
+    decides: [V2, [new GuestWrmsr(0, PEBS_ENABLE, 1n)]],
+    not: [V2, [new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0n)]],
+  },
+  {
+    id: 'K3',
+    design: 'emulated',
+    why: "the exit handler's host work shows to a host event that counts the host",
+    decides: [V2, [hostCycles(false), new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+    not: [V2, [hostCycles(true), new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+  },
+  {
+    id: 'K5',
+    design: 'emulated',
+    why: 'an overflow with INT asks for KVM_REQ_PMU and KVM_REQ_PMI at one entry',
+    decides: [V2, overflow(5n, true)],
+    not: [V2, overflow(5n, false)],
+  },
+  {
+    id: 'K6',
+    design: 'emulated',
+    why: 'the PMI is injected at the entry after the overflowing unit',
+    decides: [V2, overflow(5n, true)],
+    not: [V2, overflow(50n, true)],
+  },
+  {
+    id: 'K5',
+    design: 'mediated',
+    why: 'an instruction KVM counts in software overflows a counter with INT',
+    decides: [V2, [...overflow(1n, true).slice(0, 3), new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+    not: [V2, [...overflow(1n, false).slice(0, 3), new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+  },
+  {
+    id: 'K9',
+    design: 'emulated',
+    why: 'PDCM given back shows what PERF_CAPABILITIES held while hidden',
+    decides: [V2_NO_PDCM, [new VmmSetCpuid(0, V2)]],
+    not: [V2, [new VmmSetCpuid(0, V2)]],
+  },
+  {
+    id: 'K14',
+    design: 'mediated',
+    why: 'the put at an exit hands the PMU back to a host event that counts the host',
+    decides: [V2, [hostOnlyCycles(false), new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+    not: [V2, [hostOnlyCycles(true), new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+  },
+  {
+    id: 'H8',
+    design: 'emulated',
+    why: "a host user's pseudo-encoding (0x0300, reference cycles) goes to its fixed counter only",
+    decides: [V2, [new HostOpen(0, attr({ config: 0x300n }))]],
+    not: [V2, [new HostOpen(0, attr({ config: 0x3cn }))]],
+  },
+  {
+    id: 'K17',
+    design: 'mediated',
+    why: 'a vCPU without a vPMU loads and puts nothing',
+    decides: [V0, [new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+    not: [V2, [new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+  },
+];
+
+describe("a report's decisions are the ones its replay applied", () => {
+  for (const c of CASES)
+    it(`${c.id} on ${c.design} (${c.why})`, () => {
+      expect(decisions(c.design, c.decides[0], c.decides[1], c.host)).toContain(c.id);
+      expect(decisions(c.design, c.not[0], c.not[1], c.host)).not.toContain(c.id);
+    });
+
+  it("K15 on mediated: perf's fixed-counter count differs from KVM's on Ice Lake (4 by fls), not on Skylake", () => {
+    const p = [new GuestRdmsr(0, MSR_P6_EVNTSEL0)];
+    expect(decisions('mediated', V2, p, 'icelake')).toContain('K15');
+    expect(decisions('mediated', V2, p, 'skylake')).not.toContain('K15');
+  });
+});
