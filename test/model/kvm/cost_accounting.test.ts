@@ -2,8 +2,8 @@
  * `npm run compare` prices a design by the perf API calls its vCPUs count (model/kvm/cost.ts). On generated programs
  * without host users, every perf call after boot is KVM's: each design's counts of events created and released, and
  * of its other calls on them, must be the calls host perf saw, one for one, and its count of injected PMIs the PMIs
- * the guest got. A count bumped twice, or a call made
- * without its count, prices a design wrong.
+ * the guest got; on the perf-based vPMU, its exits by kind are the guest instructions that always exit. A count
+ * bumped twice, or a call made without its count, prices a design wrong.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +13,8 @@ import { BUILTIN_PROFILES } from '../../../model/hw/profiles.js';
 import { profileProgramArb } from '../../../scenarios/generation.js';
 import { type HostKernelFactory, World } from '../../../scenarios/world.js';
 import { pmisOf } from '../../../scenarios/observation.js';
+import type { VpmuCost } from '../../../model/kvm/cost.js';
+import { PERF_CAP_LBR_FMT } from '../../../model/hw/msr/capabilities.js';
 
 /** The perf calls KVM counts as perfCalls (cost.ts): period, enable, disable, pause, read, and the topdown push. */
 const CALLS = [
@@ -54,6 +56,9 @@ function counted(factory: HostKernelFactory | undefined, seen: Seen & { on: bool
   };
 }
 
+/** The designs built on the perf-based vPMU, whose exits follow from the guest's instructions alone. */
+const EXITS_ALWAYS = ['emulated', 'pre-reuse', 'topdown-raw', 'topdown-rebuilt'];
+
 const DESIGNS = ['emulated', 'mediated', 'pre-reuse', 'arch-lbr', 'hw-assigned', 'topdown-raw', 'topdown-rebuilt'];
 
 describe("a design's perf costs are the perf calls it made", () => {
@@ -75,8 +80,7 @@ describe("a design's perf costs are the perf calls it made", () => {
               compare: false,
             });
             fc.modelRun(() => ({ model: {}, real: w }), [...cmds]);
-            const sum = (k: 'perfCreates' | 'perfReleases' | 'perfCalls' | 'injectedPmis') =>
-              w.vcpus.reduce((n, v) => n + v.cost[k], 0);
+            const sum = (k: keyof VpmuCost) => w.vcpus.reduce((n, v) => n + v.cost[k], 0);
             // Every PMI the guest got is one the design injected: in a run, or around an instruction.
             const pmis = w.observations.reduce(
               (n, o) => n + (o.kind === 'run' || o.kind === 'pmi' ? pmisOf(o.sut).length : 0),
@@ -88,6 +92,16 @@ describe("a design's perf costs are the perf calls it made", () => {
               calls: sum('perfCalls'),
               injected: sum('injectedPmis'),
             }).toEqual({ creates: seen.creates, releases: seen.releases, calls: seen.calls, injected: pmis });
+            if (!EXITS_ALWAYS.includes(id)) return;
+            // The perf-based vPMU intercepts every RDPMC and every PMU MSR but the LBRs' (passed through while the
+            // guest LBR event runs), and a forced-emulation prefix always exits.
+            const n = (...kinds: string[]) => w.observations.filter((o) => kinds.includes(o.kind)).length;
+            const lbr = guest.cpuid.pdcm && (guest.perfCapabilities & PERF_CAP_LBR_FMT) !== 0n;
+            expect({
+              rdpmc: sum('rdpmcExits'),
+              emulation: sum('emulationExits'),
+              ...(lbr ? {} : { msr: sum('msrExits') }),
+            }).toEqual({ rdpmc: n('rdpmc'), emulation: n('emulate'), ...(lbr ? {} : { msr: n('rdmsr', 'wrmsr') }) });
           }),
           { numRuns: 40 },
         );
