@@ -29,3 +29,14 @@ export function topdownGuest(h: Profile): GuestConfig {
     perfCapabilities: perfCaps({ fwWrite: true, lbrFmt: 0, perfMetrics: true }),
   };
 }
+
+/** Version 2 on a Skylake model: 4 GP and 3 fixed counters of 48 bits, full-width writes, no LBRs. */
+export const SKYLAKE_V2: GuestConfig = {
+  cpuid: {
+    family: 6,
+    model: 0x55,
+    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+    pdcm: true,
+  },
+  perfCapabilities: perfCaps({ fwWrite: true }),
+};

@@ -6,7 +6,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import { firstDivergence } from '../../../designs/registry.js';
-import { leaf0aEax, leaf0aEdx } from '../../../model/hw/profile.js';
 import { DecisionLog, type DecisionId, recording } from '../../../model/hw/relied.js';
 import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0 } from '../../../model/hw/msr/counters.js';
 import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
@@ -14,17 +13,9 @@ import { attr } from '../../../model/host/types.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../../../scenarios/commands.js';
 import { VmmSetCpuid } from '../../../scenarios/vmm.js';
 import type { GuestConfig } from '../../../scenarios/world.js';
+import { SKYLAKE_V2 } from '../../support/guests.js';
 
-/** Version 2, 4 GP and 3 fixed counters of 48 bits, full-width writes. */
-const V2: GuestConfig = {
-  cpuid: {
-    family: 6,
-    model: 0x55,
-    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-    pdcm: true,
-  },
-  perfCapabilities: 0x2000n,
-};
+const V2 = SKYLAKE_V2;
 /** No vPMU: CPUID.0AH all zero, no PDCM. */
 const V0: GuestConfig = {
   cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0, ebx: 0, ecx: 0, edx: 0 }, pdcm: false },
