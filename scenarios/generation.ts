@@ -238,8 +238,9 @@ const topdownCommands = memo((nGP: number): fc.Arbitrary<WorldCommand>[] => {
         ),
       )
       .map(([v, m]) => new GuestRdmsr(v, m)),
+    // FIXED_CTR3 (SLOTS) at both CPLs, at one (OS 0x1, USR 0x2), or with its PMI (0xb).
     fc
-      .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x3n, 0x33n, 0x333n, 0x3333n, 0xbbbn))
+      .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x3n, 0x33n, 0x333n, 0x3333n, 0xbbbn, 0x1333n, 0x2333n, 0xb333n))
       .map(([v, x]) => new GuestWrmsr(v, MSR_CORE_PERF_FIXED_CTR_CTRL, x)),
     fc
       .tuple(fc.nat(3), fc.constantFrom(0x1n, 0x7_0000_0001n, 0xf_0000_000fn, 0x1_000f_0000_0001n, 0x8_0000_0000n)) // bit 48 with SLOTS: topdown
