@@ -125,6 +125,20 @@ const CASES: readonly Case[] = [
     not: [V2, [new HostOpen(0, attr({ config: 0x3cn }))]],
   },
   {
+    id: 'H10',
+    design: 'emulated',
+    why: "the sample of KVM's event that overflowed is attributed to the guest",
+    decides: [V2, overflow(5n, false)],
+    not: [V2, overflow(50n, false)],
+  },
+  {
+    id: 'H3',
+    design: 'emulated',
+    why: 'an exclusive host event is scheduled',
+    decides: [V2, [new HostOpen(0, attr({ config: 0x3cn, exclusive: true }))]],
+    not: [V2, [new HostOpen(0, attr({ config: 0x3cn }))]],
+  },
+  {
     id: 'K17',
     design: 'mediated',
     why: 'a vCPU without a vPMU loads and puts nothing',
