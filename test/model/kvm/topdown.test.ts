@@ -101,9 +101,9 @@ describe('seed 002 (topdown-raw): FIXED_CTR3 leads a virtual metrics event, PERF
       hostKernel: hostWith(summed),
       expectations: TOPDOWN_RAW_EXPECTATIONS,
     };
-    // Seeds 1–20: each finds a divergence within 1000 programs (1 to 782), 16 of them at PERF_METRICS or GLOBAL_STATUS,
-    // the faithful design passing the same programs; these two within 70, to keep the suite fast.
-    for (const seed of [7, 4]) {
+    // Seeds 1–20: each finds a divergence within 1000 programs (17 to 458), 18 of them at PERF_METRICS or GLOBAL_STATUS,
+    // the faithful design passing the same programs; these two within 20, to keep the suite fast.
+    for (const seed of [10, 18]) {
       const d = fc.check(conformanceProperty(planted, 'topdown'), { seed, numRuns: 200, endOnFailure: true });
       expect(d.failed).toBe(true);
       expect(d.errorInstance).toBeInstanceOf(Divergence);
@@ -153,10 +153,11 @@ describe("Like Xu's RFC (topdown-rebuilt): a metric event per byte, PERF_METRICS
       design: emulatedWith(halved),
       expectations: TOPDOWN_REBUILT_EXPECTATIONS,
     };
-    // The series' declarations excuse much of what a halved divisor does (re-adds, held values): of seeds 1–60, eight
-    // find it within 1000 programs (318 to 920), the faithful design passing the same programs; these two within 530.
-    for (const seed of [19, 24]) {
-      const d = fc.check(conformanceProperty(planted, 'topdown'), { seed, numRuns: 600, endOnFailure: true });
+    // The series' declarations excuse much of what a halved divisor does (re-adds, held values): of seeds 1–60, 22
+    // find it within 1000 programs (36 to 999), 21 of them at PERF_METRICS or GLOBAL_STATUS, the faithful design
+    // passing the same programs; these two within 60.
+    for (const seed of [36, 9]) {
+      const d = fc.check(conformanceProperty(planted, 'topdown'), { seed, numRuns: 100, endOnFailure: true });
       expect(d.failed).toBe(true);
       expect(d.errorInstance).toBeInstanceOf(Divergence);
       expect(String(d.errorInstance)).toMatch(/0x329|0x38e/); // PERF_METRICS, or the bit-48 wrap it causes
