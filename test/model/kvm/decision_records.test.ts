@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { firstDivergence } from '../../../designs/registry.js';
 import { DecisionLog, type DecisionId, recording } from '../../../model/hw/relied.js';
-import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0 } from '../../../model/hw/msr/counters.js';
+import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0, MSR_P6_PERFCTR0 } from '../../../model/hw/msr/counters.js';
 import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 import { attr } from '../../../model/host/types.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../../../scenarios/commands.js';
@@ -31,6 +31,8 @@ function decisions(design: string, guest: GuestConfig, program: readonly WorldCo
 }
 
 const PEBS_ENABLE = 0x3f1;
+/** MSR_PKG_C3_RESIDENCY: no PMU MSR, unknown to the vPMU. */
+const UNKNOWN_MSR = 0x3f8;
 /** PMC0 counting instructions at every CPL from -`left`, its PMI to an unmasked NMI when `int`. */
 const overflow = (left: bigint, int: boolean): WorldCommand[] => [
   new GuestWrmsr(0, X2APIC_LVTPC, 0x400n),
@@ -57,23 +59,30 @@ const CASES: readonly Case[] = [
   {
     id: 'K1',
     design: 'emulated',
-    why: 'an absent EVNTSEL0 reads 0 where it could #GP',
-    decides: [V0, [new GuestRdmsr(0, MSR_P6_EVNTSEL0), new GuestWrmsr(0, MSR_P6_EVNTSEL0 + 1, 1n)]],
-    not: [V2, [new GuestRdmsr(0, MSR_P6_EVNTSEL0), new GuestWrmsr(0, MSR_P6_EVNTSEL0 + 1, 1n)]],
+    why: 'an absent EVNTSEL0 reads 0 where it could #GP (an absent PERFCTR0 is the documented quirk, not K1)',
+    decides: [V0, [new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+    not: [V0, [new GuestRdmsr(0, MSR_P6_PERFCTR0)]],
+  },
+  {
+    id: 'K1',
+    design: 'emulated',
+    why: 'a write to an absent EVNTSEL1 is dropped where it could #GP',
+    decides: [V0, [new GuestWrmsr(0, MSR_P6_EVNTSEL0 + 1, 1n)]],
+    not: [V0, [new GuestWrmsr(0, MSR_P6_PERFCTR0 + 1, 1n)]],
   },
   {
     id: 'K2',
     design: 'emulated',
-    why: 'PEBS is not ported: its MSR #GPs',
+    why: 'PEBS is not ported: its MSR #GPs, as does an MSR KVM does not know',
     decides: [V2, [new GuestRdmsr(0, PEBS_ENABLE)]],
-    not: [V2, [new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+    not: [V2, [new GuestRdmsr(0, UNKNOWN_MSR)]],
   },
   {
     id: 'K2',
     design: 'emulated',
-    why: 'PEBS is not ported: a write to its MSR #GPs',
+    why: 'PEBS is not ported: a write to its MSR #GPs, as does one to an MSR KVM does not know',
     decides: [V2, [new GuestWrmsr(0, PEBS_ENABLE, 1n)]],
-    not: [V2, [new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0n)]],
+    not: [V2, [new GuestWrmsr(0, UNKNOWN_MSR, 1n)]],
   },
   {
     id: 'K3',
