@@ -2,8 +2,9 @@
  * `npm run compare` prices a design by the perf API calls its vCPUs count (model/kvm/cost.ts). On generated programs
  * without host users, every perf call after boot is KVM's: each design's counts of events created and released, and
  * of its other calls on them, must be the calls host perf saw, one for one, and its count of injected PMIs the PMIs
- * the guest got; on the perf-based vPMU, its exits by kind are the guest instructions that always exit. A count
- * bumped twice, or a call made without its count, prices a design wrong.
+ * the guest got (seldom any: quiet programs rarely unmask LVTPC and overflow a counter with INT); on the perf-based
+ * vPMU, its exits by kind are the guest instructions that always exit. A count bumped twice, or a call made without
+ * its count, prices a design wrong.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
