@@ -422,8 +422,7 @@ const readsGlobalStatus = (o: Observation) =>
 function stalePeriodOnly(o: Observation, history: readonly Observation[], v: number): string | null {
   // The PMIs around an instruction come as it retires: the counters stale before it count, though it may reprogram
   // one (a selector write: KVM finds the late overflow as it pauses the event).
-  const now = stalePeriodCounters(o.kind === 'pmi' ? history.filter((h) => h.step !== o.step) : history, v, 'now');
-  const ever = stalePeriodCounters(history, v, 'ever');
+  const { now, ever } = stalePeriodCounters(history, v, o.kind === 'pmi' ? o.step : null);
   const excused =
     ((o.kind === 'run' || o.kind === 'pmi') && now !== 0n && overflowMovedOnly(o, now, history, 'any')) ||
     (o.kind !== 'run' && o.kind !== 'pmi' && ever !== 0n && overflowMovedOnly(o, ever, history, 'any')) ||
@@ -459,13 +458,20 @@ function unmaskedPastDrop(o: Observation, history: readonly Observation[]): bool
  * The counters (as GLOBAL_STATUS bits) whose perf period write-period-from-base left stale: the last write to the
  * counter found its event running with counts, and the counter did not count that write (a guest WRMSR it does not
  * count, or the VMM's KVM_SET_MSRS, which takes the same pmc_write_counter); nothing reprogrammed it since (a changed
- * selector, fixed field or GLOBAL_CTRL bit). `ever`: the counters any write ever left so.
+ * selector, fixed field or GLOBAL_CTRL bit). `now`: as the history stood before step `cutoff` (its observations come
+ * last), or at its end; `ever`: the counters any write of the whole history ever left so. One pass gives both.
  */
-function stalePeriodCounters(history: readonly Observation[], v: number, when: 'now' | 'ever'): bigint {
+function stalePeriodCounters(
+  history: readonly Observation[],
+  v: number,
+  cutoff: number | null,
+): { now: bigint; ever: bigint } {
   let stale = 0n;
   let ever = 0n;
+  let now: bigint | null = null;
   const last = new Map<number, bigint>();
   for (const h of history) {
+    if (now === null && h.step === cutoff) now = stale;
     const byVmm = h.vmm?.op === 'set-msr' && h.sut.kind === 'ok' ? h.vmm.msr : null;
     const written = byVmm ?? (h.kind === 'wrmsr' && h.sut.kind === 'accepted' ? h.target : null);
     const counter = written === null ? null : counterIndexOf(written);
@@ -487,7 +493,7 @@ function stalePeriodCounters(history: readonly Observation[], v: number, when: '
     else if (m === MSR_CORE_PERF_FIXED_CTR_CTRL)
       for (let j = 0; j < 3; j++) if (((before ^ h.value) >> BigInt(4 * j)) & 0xfn) stale &= ~statusBit(32 + j);
   }
-  return when === 'now' ? stale : ever;
+  return { now: now ?? stale, ever };
 }
 
 /**
