@@ -12,12 +12,11 @@ import { attr } from '../../model/host/types.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import type { HostAccess } from '../../model/kvm/types.js';
 import { VmmSetMsr } from '../../scenarios/vmm.js';
-import { runProgram } from '../../properties/conformance.js';
+import { judge } from '../support/planted.js';
 import { conformanceExpectations } from '../../properties/checks.js';
 import { designById, knownDivergencesMet } from '../../designs/registry.js';
 import { lbrGuest } from '../../properties/lbr_freeze.js';
 import {
-  Divergence,
   DriverCheckOverflow,
   DriverOpen,
   GuestRdmsr,
@@ -95,26 +94,13 @@ function planted(p: Plant): VcpuFactory {
     })(h, o);
 }
 
-/** Runs the program as conformance does: the declarations met, or the Divergence reported. */
-function run(guest: GuestConfig, program: readonly WorldCommand[], design?: VcpuFactory, gen?: string) {
-  const known = new Map<string, number>();
-  try {
-    runProgram(
-      {
-        host: SKYLAKE,
-        design: design ?? emulated.factory,
-        expectations: conformanceExpectations(emulated, gen),
-        known,
-      },
-      guest,
-      program,
-    );
-  } catch (e) {
-    if (e instanceof Divergence) return { reported: e.observation, known: [...known.keys()] };
-    throw e;
-  }
-  return { reported: null, known: [...known.keys()] };
-}
+/** Runs the program as conformance does on Skylake: the declarations met, or the Divergence reported. */
+const run = (guest: GuestConfig, program: readonly WorldCommand[], design?: VcpuFactory, gen?: string) =>
+  judge(
+    { host: SKYLAKE, design: design ?? emulated.factory, expectations: conformanceExpectations(emulated, gen) },
+    guest,
+    program,
+  );
 
 const bumped = (target: number, by: bigint) => (msr: number, r: Access) =>
   msr === target && r.ok ? ok(r.value + by) : r;
@@ -430,18 +416,12 @@ describe('write-period-from-base on Arch LBR: a late overflow freezes late, and 
     new GuestRdmsr(0, MSR_ARCH_LBR_CTL),
   ];
   const verdict = (design: VcpuFactory) => {
-    const known = new Map<string, number>();
-    try {
-      runProgram(
-        { host: SAPPHIRE_RAPIDS, design, expectations: conformanceExpectations(archLbr, 'lbr-heavy'), known },
-        guest,
-        program,
-      );
-    } catch (e) {
-      if (e instanceof Divergence) return { reported: e.observation.target };
-      throw e;
-    }
-    return { met: [...known.keys()] };
+    const r = judge(
+      { host: SAPPHIRE_RAPIDS, design, expectations: conformanceExpectations(archLbr, 'lbr-heavy') },
+      guest,
+      program,
+    );
+    return r.reported !== null ? { reported: r.reported.target } : { met: r.known };
   };
 
   it("LBREn still set where bare metal's freeze cleared it is excused; another LBR_CTL bit off is reported", () => {

@@ -19,10 +19,9 @@ import { X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { PMI_WHILE_MASKED } from '../../model/kvm/faults/common_pmu.js';
-import { runProgram } from '../../properties/conformance.js';
+import { judge } from '../support/planted.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 import {
-  Divergence,
   DriverCheckOverflow,
   DriverOpen,
   GuestRdmsr,
@@ -53,21 +52,17 @@ const soak: readonly WorldCommand[] = [
   new GuestRun(0, [cycles(1)]),
 ];
 
-function judged(program: readonly WorldCommand[], design?: VcpuFactory, g: GuestConfig = guest) {
-  const known = new Map<string, number>();
-  const host = BUILTIN_PROFILES['icelake']!;
-  try {
-    runProgram(
-      { host, design: design ?? designById('emulated').factory, expectations: EMULATED_EXPECTATIONS, known },
-      g,
-      program,
-    );
-  } catch (e) {
-    if (e instanceof Divergence) return { reported: e.observation, known: [...known.keys()] };
-    throw e;
-  }
-  return { reported: null, known: [...known.keys()] };
-}
+/** Runs the program as conformance does on Ice Lake: the declarations met, or the Divergence reported. */
+const judged = (program: readonly WorldCommand[], design?: VcpuFactory, g: GuestConfig = guest) =>
+  judge(
+    {
+      host: BUILTIN_PROFILES['icelake']!,
+      design: design ?? designById('emulated').factory,
+      expectations: EMULATED_EXPECTATIONS,
+    },
+    g,
+    program,
+  );
 
 describe('perf-min-period: the PMI bare metal dropped under the mask comes, late, after LVTPC is unmasked', () => {
   it("the soak's program: KVM's PMI in the second run is the declaration's", () => {
