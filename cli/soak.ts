@@ -22,10 +22,14 @@ import { OutDirError, prepareOutDir } from '../reports/out_dir.js';
 /** The base seed when none is given: fixed, so two soaks without --seed search the same programs. */
 export const DEFAULT_SOAK_SEED = 15;
 
+/** What a round gives `--runs` programs: each check, or each property (split evenly over its checks). */
+export type Per = 'check' | 'property';
+
 interface Options extends PlanChoice {
   minutes: number;
   seed: number;
   runs: number;
+  per: Per;
   out: string;
   workers: number;
 }
@@ -57,7 +61,19 @@ function command(): Command {
         .argParser(seedArg)
         .default(DEFAULT_SOAK_SEED),
     )
-    .addOption(new Option('--runs <n>', 'programs per check per round').argParser(positiveInt).default(DEFAULT_RUNS));
+    .addOption(
+      new Option('--runs <n>', 'programs per check (or per property, with --per property) per round')
+        .argParser(positiveInt)
+        .default(DEFAULT_RUNS),
+    )
+    .addOption(
+      new Option(
+        '--per <unit>',
+        'what each round gives --runs programs: each check, or each property split over its checks',
+      )
+        .choices(['check', 'property'])
+        .default('check'),
+    );
   return withPlanOptions(cli)
     .addOption(
       new Option('--workers <n>', 'worker threads running checks')
@@ -69,6 +85,17 @@ function command(): Command {
       `\nA check that fails is written as a report under --out and not run again; the closing line says how to replay it with npm start.\n\n${EXIT_HELP}`,
     )
     .exitOverride();
+}
+
+/**
+ * The plan with each check's programs per round set so that every property (a check id: `conformance`,
+ * `no-leak`, a law of the reference model) gets `runs` a round, split evenly over its checks, at least one each:
+ * conformance's many generation profiles, designs and hosts then cost what one law costs.
+ */
+export function splitPerProperty(specs: readonly CheckSpec[], runs: number): CheckSpec[] {
+  const checks = new Map<string, number>();
+  for (const s of specs) checks.set(s.check, (checks.get(s.check) ?? 0) + 1);
+  return specs.map((s) => ({ ...s, runs: Math.max(1, Math.round(runs / checks.get(s.check)!)) }));
 }
 
 /** One planned check across the rounds. */
@@ -93,6 +120,7 @@ export function startReplay(s: CheckSpec, seed: number): string {
 function soakReplay(o: Options): string {
   const f = [`--seed ${o.seed}`, `--minutes ${o.minutes}`];
   if (o.runs !== DEFAULT_RUNS) f.push(`--runs ${o.runs}`);
+  if (o.per !== 'check') f.push(`--per ${o.per}`);
   if (o.only !== undefined) f.push(`--only ${o.only.join(' ')}`);
   if (o.profile !== undefined) f.push(`--profile ${o.profile.join(' ')}`);
   if (o.design.join(' ') !== DEFAULT_DESIGNS.join(' ')) f.push(`--design ${o.design.join(' ')}`);
@@ -144,14 +172,16 @@ async function soak(argv: readonly string[]): Promise<number> {
   prepareOutDir(o.out);
   const budgetMs = o.minutes * 60_000;
   const found = new Date().toISOString().slice(0, 10);
-  const specs = plan(o, { seed: o.seed, runs: o.runs, timeSeconds: null, out: o.out, found }).flatMap((p) =>
+  const planned = plan(o, { seed: o.seed, runs: o.runs, timeSeconds: null, out: o.out, found }).flatMap((p) =>
     'spec' in p ? [p.spec] : [],
   );
-  if (specs.length === 0) throw new InputError('no check applies to the chosen --only, --profile, --design and --gen');
+  if (planned.length === 0)
+    throw new InputError('no check applies to the chosen --only, --profile, --design and --gen');
+  const specs = o.per === 'property' ? splitPerProperty(planned, o.runs) : planned;
   const soaked: Soaked[] = specs.map((spec) => ({ spec, programs: 0, rounds: 0, failure: null }));
   const workers = Math.max(1, Math.min(o.workers, specs.length));
   console.log(
-    `vpmu-conformance soak: ${plural(specs.length, 'check')} on ${plural(workers, 'worker')} for ${o.minutes} min, base seed ${o.seed}, ${o.runs} programs per check per round`,
+    `vpmu-conformance soak: ${plural(specs.length, 'check')} on ${plural(workers, 'worker')} for ${o.minutes} min, base seed ${o.seed}, ${o.runs} programs per ${o.per} per round`,
   );
 
   const pool = workerPool(workers);
@@ -231,7 +261,18 @@ function summary(o: Options, soaked: readonly Soaked[], signal: NodeJS.Signals |
       s.rounds,
       s.failure === null ? 0 : `1 (round ${s.failure.round})`,
     ]);
-  const lines = [t.toString()];
+  const byProperty = new Map<string, { checks: number; programs: number; failures: number }>();
+  for (const s of soaked) {
+    const p = byProperty.get(s.spec.check) ?? { checks: 0, programs: 0, failures: 0 };
+    byProperty.set(s.spec.check, {
+      checks: p.checks + 1,
+      programs: p.programs + s.programs,
+      failures: p.failures + (s.failure === null ? 0 : 1),
+    });
+  }
+  const tp = compactTable(['property', 'checks', 'programs', 'failures']);
+  for (const [id, p] of byProperty) tp.push([id, p.checks, p.programs, p.failures]);
+  const lines = [t.toString(), '', tp.toString()];
   const failed = soaked.filter((s) => s.failure !== null);
   for (const s of failed) {
     const f = s.failure!;
