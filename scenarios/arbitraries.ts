@@ -39,7 +39,7 @@ import {
 } from '../model/hw/msr/global.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../model/hw/msr/capabilities.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
-import { X2APIC_LVTPC } from '../model/hw/msr/apic.js';
+import { APIC_SEND_PENDING, LVTPC_RESERVED, X2APIC_LVTPC } from '../model/hw/msr/apic.js';
 import { MSR_PERF_METRICS } from '../model/hw/msr/topdown.js';
 import {
   MSR_LBR_SELECT,
@@ -95,6 +95,12 @@ export const msrArb: fc.Arbitrary<number> = fc.oneof(
   },
 );
 
+/** A bit LVTPC's writers must not set: the delivery status, reserved bits of 31:0 (11 and 13 are the lowest), bit 32. */
+const lvtpcEdgeBitArb: fc.Arbitrary<bigint> = fc.constantFrom(
+  APIC_SEND_PENDING,
+  ...[11n, 13n, 17n, 31n, 32n].map((b) => LVTPC_RESERVED & (1n << b)),
+);
+
 /** GLOBAL_CTRL / GLOBAL_STATUS-shaped values: some GP bits (7:0) and some fixed bits (35:32). */
 const counterBitsArb = (nGP = 8, nFixed = 4): fc.Arbitrary<bigint> =>
   fc.tuple(fc.nat((1 << nGP) - 1), fc.nat((1 << nFixed) - 1)).map(([gp, fixed]) => BigInt(gp) | (BigInt(fixed) << 32n));
@@ -136,7 +142,12 @@ function valueFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
       { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => 0x1_0000_0000n - BigInt(k)), weight: 1 }, // -k, 32-bit
       { arbitrary: u64, weight: 1 },
     );
-  if (msr === X2APIC_LVTPC) return fc.constantFrom(0x400n, 0x1_0400n, 0x20n, 0x1_0000n);
+  if (msr === X2APIC_LVTPC)
+    return fc.oneof(
+      { arbitrary: fc.constantFrom(0x400n, 0x1_0400n, 0x20n, 0x1_0000n), weight: 8 },
+      // Edge values: an NMI or fixed entry with the read-only delivery status or one reserved bit set.
+      { arbitrary: fc.tuple(fc.constantFrom(0x400n, 0x20n), lvtpcEdgeBitArb).map(([v, b]) => v | b), weight: 1 },
+    );
   // Global and fixed controls: subsets of the counter bits, the way drivers write them.
   if (
     msr === MSR_CORE_PERF_GLOBAL_CTRL ||

@@ -166,7 +166,7 @@ function restoreJudged(
   const adopt = w.config.adopt;
   const sut: Access = r.ok ? ok(r.value) : gp(r.error, r.reservedBits);
   const hostInitiated = { supportedPerfCapabilities: w.vcpus[v]!.supportedPerfCapabilities() };
-  const attempt = { kind: 'wrmsr', msr, value, sut, guest: w.guestConfig(v), hostInitiated } as const;
+  const attempt = { vcpu: v, kind: 'wrmsr', msr, value, sut, guest: w.guestConfig(v), hostInitiated } as const;
   if (!o.hasMsr(msr) && value === 0n && w.vcpus[v]!.msrIndexList().includes(msr)) return { expected: OK };
   if (adopt !== undefined && !r.ok) {
     const id = adopt.fault(attempt);

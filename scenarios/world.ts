@@ -87,6 +87,8 @@ export interface WorldConfig {
 
 /** A guest MSR access and the design's answer: what a declared divergence may adopt (W6). */
 export interface MsrAttempt {
+  /** The vCPU's index, as its observations number it. */
+  readonly vcpu: number;
   readonly kind: 'rdmsr' | 'wrmsr';
   readonly msr: number;
   /** The value written (wrmsr), else null. */
@@ -575,7 +577,7 @@ export class World implements WorldFacts {
     const adopt = this.config.adopt;
     const w = kind === 'wrmsr' ? value : null;
     if (adopt !== undefined && !sut.ok) {
-      const id = adopt.fault({ kind, msr, value: w, sut, guest: this.guestConfig(v) });
+      const id = adopt.fault({ vcpu: v, kind, msr, value: w, sut, guest: this.guestConfig(v) });
       if (id !== null) {
         relied('W6');
         this.adopted.push(id);
@@ -585,12 +587,15 @@ export class World implements WorldFacts {
     // A write the design took, of a value its declared mechanism narrows: bare metal is written what it keeps.
     const narrowed =
       adopt !== undefined && kind === 'wrmsr' && sut.ok
-        ? adopt.value({ kind, msr, value, sut, guest: this.guestConfig(v) })
+        ? adopt.value({ vcpu: v, kind, msr, value, sut, guest: this.guestConfig(v) })
         : null;
     const written = narrowed !== null && narrowed.value !== value ? narrowed : null;
     const r = kind === 'rdmsr' ? o.rdmsr(msr) : o.wrmsr(msr, written?.value ?? value);
     if (adopt !== undefined && kind === 'rdmsr' && sut.ok && r.ok && sut.value !== r.value) {
-      const id = adopt.read({ kind, msr, value: null, sut, guest: this.guestConfig(v), oracle: r }, this.observations);
+      const id = adopt.read(
+        { vcpu: v, kind, msr, value: null, sut, guest: this.guestConfig(v), oracle: r },
+        this.observations,
+      );
       if (id !== null) {
         relied('W6');
         this.adopted.push(id);
@@ -603,7 +608,7 @@ export class World implements WorldFacts {
     }
     // Only a #GP is adopted: a faulting access left the oracle's state as it was.
     if (adopt !== undefined && !r.ok) {
-      const a = adopt.result({ kind, msr, value: w, sut, guest: this.guestConfig(v), oracle: r });
+      const a = adopt.result({ vcpu: v, kind, msr, value: w, sut, guest: this.guestConfig(v), oracle: r });
       if (a !== null) {
         relied('W6');
         this.adopted.push(a.id);

@@ -256,8 +256,8 @@ export const DECISIONS: readonly Decision[] = [
     question: 'The LVTPC MSR address and writable bits.',
     choice:
       'x2APIC MSR 0x834 always accessible; vector (7:0), delivery mode (10:8) and mask (16) writable; delivery status (12) read-only and ignored on write; other bits #GP. Reset masked (0x10000).',
-    why: 'x2APIC reserved bits #GP; the LVT reset value is masked.',
-    ref: 'pmu-semantics.md §4.1, §4.4',
+    why: 'x2APIC reserved bits #GP (SDM Vol. 3A, "Reserved Bit Checking": RsvdZ, a non-zero WRMSR of one faults); the LVT reset value is masked. Unverified: that a WRMSR of the read-only delivery status is ignored rather than refused.',
+    ref: 'pmu-semantics.md §4.1, §4.4; SDM Vol. 3A x2APIC "Reserved Bit Checking"',
   },
   {
     id: 'D33',

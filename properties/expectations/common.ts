@@ -18,6 +18,7 @@ import {
 } from '../../scenarios/observation.js';
 import { counterIndexOf, type GuestConfig, type MsrAttempt } from '../../scenarios/world.js';
 import { PERF_CAP_LBR_FMT } from '../../model/hw/msr/capabilities.js';
+import { APIC_SEND_PENDING, LVTPC_RESERVED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import {
   ARCH_LBR_LBREN,
   ARCH_LBR_MAX_DEPTH,
@@ -497,6 +498,65 @@ export const FIXED_CTR_WIDTH: KnownDivergence = {
   // Bare metal is written what the counter keeps (W6); every later read is compared exactly.
   adoptValue: (a, host) =>
     a.kind === 'wrmsr' && a.value !== null ? fixedCounterMasked(a.msr, a.value, a.guest, host) : null,
+};
+
+/** The reserved bits of 31:0 a guest's LVTPC write sets, which KVM drops (bits 63:32 it refuses, as bare metal does). */
+function lvtpcDropped(a: { readonly msr: number | null; readonly value: bigint | null }): bigint {
+  if (a.msr !== X2APIC_LVTPC || a.value === null || a.value >> 32n !== 0n) return 0n;
+  return a.value & LVTPC_RESERVED;
+}
+
+export const LVTPC_RESERVED_DROPPED: KnownDivergence = {
+  id: 'lvtpc-reserved-dropped',
+  title:
+    "a guest's x2APIC LVTPC write with reserved bits of 31:0 set is taken with those bits dropped, where bare metal #GPs (the SDM's x2APIC reserved bit checking)",
+  kernelRef:
+    'arch/x86/kvm/lapic.c kvm_lapic_reg_write, case APIC_LVTPC: "val &= apic_lvt_mask[index]"; kvm_lapic_msr_write refuses only bits 63:32',
+  matches: (o) =>
+    o.kind === 'wrmsr' &&
+    o.sut.kind === 'accepted' &&
+    isGp(o.oracle) &&
+    lvtpcDropped({ msr: o.target, value: o.value }) !== 0n,
+  // Bare metal is written what KVM keeps (W6), so the PMIs that follow and every later read are compared exactly.
+  adoptValue: (a) =>
+    a.kind === 'wrmsr' && a.hostInitiated === undefined && lvtpcDropped(a) !== 0n ? a.value! & ~LVTPC_RESERVED : null,
+};
+
+/** Whether vCPU `v`'s last accepted LVTPC write in `history` set the delivery status. */
+function lvtpcStatusWritten(history: readonly Observation[], v: number): boolean {
+  const w = history.findLast(
+    (h) => h.vcpu === v && h.kind === 'wrmsr' && h.target === X2APIC_LVTPC && h.sut.kind === 'accepted',
+  );
+  return w?.value !== undefined && w.value !== null && (w.value & APIC_SEND_PENDING) !== 0n;
+}
+
+/** A read of LVTPC that differs from bare metal's only by a delivery status the design has. */
+const onlyStatusKept = (sut: bigint, oracle: bigint) =>
+  (sut ^ oracle) === APIC_SEND_PENDING && (sut & APIC_SEND_PENDING) !== 0n;
+
+export const LVTPC_STATUS_KEPT: KnownDivergence = {
+  id: 'lvtpc-status-kept',
+  title:
+    "a guest's x2APIC LVTPC write of the read-only delivery status (bit 12) is kept and read back, where bare metal shows the status of its own delivery (that a write of it is ignored, not refused, is decision D32, unverified)",
+  kernelRef:
+    'arch/x86/kvm/lapic.c: LVT_MASK includes APIC_SEND_PENDING, and kvm_lapic_reg_write keeps val & apic_lvt_mask[index]',
+  // Only a read of that vCPU's LVTPC, off by bit 12 alone, after its last write set it.
+  matches: (o, c) =>
+    o.kind === 'rdmsr' &&
+    o.target === X2APIC_LVTPC &&
+    o.sut.kind === 'value' &&
+    o.oracle.kind === 'value' &&
+    onlyStatusKept(o.sut.value, o.oracle.value) &&
+    lvtpcStatusWritten(c.history, o.vcpu),
+  // Bare metal's read takes the design's value (W6); nothing else of the entry differs.
+  adoptRead: (a, history) =>
+    a.kind === 'rdmsr' &&
+    a.msr === X2APIC_LVTPC &&
+    a.hostInitiated === undefined &&
+    a.sut.ok &&
+    a.oracle.ok &&
+    onlyStatusKept(a.sut.value, a.oracle.value) &&
+    lvtpcStatusWritten(history, a.vcpu),
 };
 
 /** LBR and BTF: vmx_set_debugctl drops them when unsupported, so a write of only these never #GPs. */

@@ -20,6 +20,8 @@ import {
   lostOnly,
   DEBUGCTL_SUBSET,
   FIXED_CTR_WIDTH,
+  LVTPC_RESERVED_DROPPED,
+  LVTPC_STATUS_KEPT,
   guestHasLbr,
   isLegacyLbrMsr,
   lbrEventReleasedAt,
@@ -584,6 +586,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
   OVERFLOW_LOST_AT_SAVE,
   EMULATED_INSN_SKIPS_IN_TXCP,
   FIXED_CTR_WIDTH,
+  LVTPC_RESERVED_DROPPED,
+  LVTPC_STATUS_KEPT,
   VERSION_NOT_CLAMPED,
   {
     id: 'no-v4-lbr-freeze',

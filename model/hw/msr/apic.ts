@@ -21,9 +21,13 @@ export const APIC_DM_FIXED = BigInt(APIC_DM.FIXED) << BigInt(LVTPC.deliveryMode.
 export const APIC_DM_NMI = BigInt(APIC_DM.NMI) << BigInt(LVTPC.deliveryMode.lo);
 
 const WRITABLE = maskOf(LVTPC, ['vector', 'deliveryMode', 'mask']);
+/** The read-only delivery status (bit 12): a write of it is ignored (D32). */
+export const APIC_SEND_PENDING = fieldMask(LVTPC.deliveryStatus);
+/** Every other bit of the 64 is reserved: a WRMSR setting one #GPs (SDM Vol. 3A, x2APIC "Reserved Bit Checking"). */
+export const LVTPC_RESERVED = ((1n << 64n) - 1n) & ~WRITABLE & ~APIC_SEND_PENDING;
 
 export function legalizeLvtpc(v: bigint): Access {
-  const bad = v & ~WRITABLE & ~maskOf(LVTPC, ['deliveryStatus']);
+  const bad = v & LVTPC_RESERVED;
   if ((v & ~WRITABLE) !== 0n) relied('D32'); // a reserved bit, or the read-only delivery status
   return bad === 0n ? ok(v & WRITABLE) : gp(`x2APIC LVTPC: reserved ${describeBits(bad)} set`);
 }
