@@ -4,7 +4,8 @@ import { SAPPHIRE_RAPIDS } from '../../model/hw/profiles.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { EMULATED_OPS, type EmulatedOps } from '../../model/kvm/emulated/ops.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
-import { type ConformanceRun, conformanceProperty, runProgram } from '../../properties/conformance.js';
+import { type ConformanceRun, conformanceProperty } from '../../properties/conformance.js';
+import { judge } from '../support/planted.js';
 import {
   Divergence,
   GuestRdmsr,
@@ -71,14 +72,8 @@ describe('emulated-insn-skips-in-txcp: an instruction KVM emulates and counter 2
     new GuestRdmsr(0, MSR_IA32_PERFCTR0 + 2),
   ];
   const verdict = (sel: bigint, design: VcpuFactory = (h, o) => new EmulatedVcpu(h, o)) => {
-    const known = new Map<string, number>();
-    try {
-      runProgram({ ...run(EMULATED_OPS), design, known }, guest, program(sel));
-    } catch (e) {
-      if (e instanceof Divergence) return { reported: e.observation.target };
-      throw e;
-    }
-    return { met: [...known.keys()] };
+    const r = judge({ ...run(EMULATED_OPS), design }, guest, program(sel));
+    return r.reported !== null ? { reported: r.reported.target } : { met: r.known };
   };
   const IN_TXCP = 1n << 33n;
 
@@ -143,15 +138,9 @@ describe('debugctl-not-saved on the mediated vPMU: RTM_DEBUG is all its guest ca
     perfCapabilities: 0x2000n,
   };
   const verdict = (program: WorldCommand[], design: VcpuFactory = mediated.factory) => {
-    const known = new Map<string, number>();
     const expectations = conformanceExpectations(mediated, 'save-restore-heavy');
-    try {
-      runProgram({ host: SAPPHIRE_RAPIDS, design, expectations, known }, guest, program);
-    } catch (e) {
-      if (e instanceof Divergence) return 'reported';
-      throw e;
-    }
-    return [...known.keys()];
+    const r = judge({ host: SAPPHIRE_RAPIDS, design, expectations }, guest, program);
+    return r.reported !== null ? 'reported' : r.known;
   };
   const rtm = new GuestWrmsr(0, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_RTM_DEBUG);
   const read = new GuestRdmsr(0, MSR_IA32_DEBUGCTLMSR);
