@@ -31,6 +31,7 @@ import { quietHostCommands } from '../scenarios/arbitraries.js';
 import { probeSupportedPmu, supportedGuestArb } from '../scenarios/supported.js';
 import type { VcpuFactory } from '../scenarios/world.js';
 import type { WorldCommand } from '../scenarios/commands.js';
+import { parseStartResults } from '../cli/results.js';
 import {
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_CORE_PERF_GLOBAL_STATUS,
@@ -224,15 +225,17 @@ const startArgs = [
   '1',
   '--out',
   out,
+  '--json',
 ];
 const started = spawnSync(process.execPath, ['scripts/run.mjs', ...startArgs], {
   cwd: join(import.meta.dirname, '..'),
   encoding: 'utf8',
+  maxBuffer: 64 * 1024 * 1024,
 });
 rmSync(out, { recursive: true, force: true });
-const cost = /peak RSS (\d+) MB, about (\d+) MB a worker/.exec(started.stdout);
-if (cost === null) throw new Error(`npm start printed no resource line (exit ${started.status}): ${started.stderr}`);
-const memory = { peakRssMb: Number(cost[1]), workerMb: Number(cost[2]), targetMb: PEAK_RSS_TARGET_MB };
+const cost = started.status === 0 ? parseStartResults(JSON.parse(started.stdout)).resources : null;
+if (cost === null) throw new Error(`npm start --json gave no resources (exit ${started.status}): ${started.stderr}`);
+const memory = { peakRssMb: cost.peakRssMb, workerMb: cost.perWorkerMb, targetMb: PEAK_RSS_TARGET_MB };
 
 if (opts.json) {
   console.log(

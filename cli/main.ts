@@ -35,7 +35,7 @@ import { EXIT, EXIT_HELP, guard, InputError } from './exit.js';
 import { junitXml } from './junit.js';
 import { compactTable, jsonTarget, plural } from './output.js';
 import { RESULTS_FORMAT } from './formats.js';
-import type { CheckResult, StartResults, Totals } from './results.js';
+import type { CheckResult, Resources, StartResults, Totals } from './results.js';
 
 export const DEFAULT_RUNS = 2000;
 export const DEFAULT_DESIGNS = ['emulated', 'mediated'];
@@ -209,10 +209,20 @@ const MB = 1024 * 1024;
  * What the run cost: wall time, the process's peak RSS (workers are threads of it), and that peak less the main
  * thread's before the pool started, shared among the workers: about what each worker held at most.
  */
-export function resourceLine(ms: number, workers: number, mainRss: number): string {
+export function resourcesOf(ms: number, workers: number, mainRss: number): Resources {
   const peak = process.resourceUsage().maxRSS * 1024;
-  const perWorker = Math.max(0, peak - mainRss) / workers;
-  return `${(ms / 1000).toFixed(0)} s on ${plural(workers, 'worker')}; peak RSS ${Math.round(peak / MB)} MB, about ${Math.round(perWorker / MB)} MB a worker above the main thread's ${Math.round(mainRss / MB)} MB`;
+  return {
+    seconds: Math.round(ms) / 1000,
+    workers,
+    peakRssMb: Math.round(peak / MB),
+    perWorkerMb: Math.round(Math.max(0, peak - mainRss) / workers / MB),
+    mainRssMb: Math.round(mainRss / MB),
+  };
+}
+
+/** The resources as the summary's closing lines give them. */
+export function resourceLine(r: Resources): string {
+  return `${r.seconds.toFixed(0)} s on ${plural(r.workers, 'worker')}; peak RSS ${r.peakRssMb} MB, about ${r.perWorkerMb} MB a worker above the main thread's ${r.mainRssMb} MB`;
 }
 
 /**
@@ -436,10 +446,11 @@ async function start(argv: readonly string[]): Promise<number> {
       node: process.version,
       fastCheck: fc.__version,
     },
+    resources: resourcesOf(performance.now() - started, pool.workers, mainRss),
   };
   const text = `${JSON.stringify(results, null, 2)}\n`;
   if (json === 'stdout') process.stdout.write(text);
-  else console.log(summary(results, [resourceLine(performance.now() - started, pool.workers, mainRss)]));
+  else console.log(summary(results, [resourceLine(results.resources!)]));
   if (json !== null && json !== 'stdout') writeFileAtomic(json, text);
   if (o.junit !== undefined) writeFileAtomic(o.junit, junitXml(results));
   return status;

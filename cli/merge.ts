@@ -85,6 +85,7 @@ export function mergeShards(files: readonly string[], shards: readonly StartResu
     checks,
     knownDivergences: Object.fromEntries([...known].sort((a, b) => b[1] - a[1])),
     oldReports: [...new Set(shards.flatMap((r) => r.oldReports))].filter((id) => !written.has(id)).sort(),
+    resources: null,
   };
 }
 

@@ -113,12 +113,25 @@ export const StartResultsSchema = z
       .array(z.string())
       .describe('report folders in the output folder that this run did not write or keep (--clean clears them)'),
     versions: z.strictObject({ package: z.string(), node: z.string(), fastCheck: z.string() }),
+    resources: z
+      .strictObject({
+        seconds: z.number().nonnegative().describe('wall time of the run'),
+        workers: count.describe('worker threads that ran checks'),
+        peakRssMb: count.describe("the process's peak resident set (the workers are its threads)"),
+        perWorkerMb: count.describe(
+          "that peak less the main thread's before the pool started, shared among the workers",
+        ),
+        mainRssMb: count.describe("the main thread's resident set before the pool started"),
+      })
+      .nullable()
+      .describe("what the run cost; null for shards joined by npm run merge (each shard's file has its own)"),
   })
   .describe('vpmu-conformance start --json');
 
 export type CheckResult = z.infer<typeof CheckResultSchema>;
 export type Totals = z.infer<typeof TotalsSchema>;
 export type StartResults = z.infer<typeof StartResultsSchema>;
+export type Resources = NonNullable<StartResults['resources']>;
 
 /** Reads --json output back (other tools, tests): throws a ZodError naming the field. */
 export const parseStartResults = (v: unknown): StartResults => StartResultsSchema.parse(v);

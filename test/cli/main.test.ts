@@ -131,7 +131,7 @@ describe('start --json: a contract', () => {
     expect(r.code).toBe(0);
     const out = parseStartResults(JSON.parse(r.out));
     expect(out).toMatchObject({
-      format: 'vpmu-conformance/results@3',
+      format: 'vpmu-conformance/results@4',
       exitStatus: 0,
       seed: 1,
       totals: { checks: 3, passed: 1, failed: 0, interrupted: 0, notApplicable: 2, notRun: 0 },
