@@ -2,9 +2,9 @@
  * `npm run compare` prices a design by the perf API calls its vCPUs count (model/kvm/cost.ts). On generated programs
  * without host users, every perf call after boot is KVM's: each design's counts of events created and released, and
  * of its other calls on them, must be the calls host perf saw, one for one, and its count of injected PMIs the PMIs
- * the guest got (seldom any: quiet programs rarely unmask LVTPC and overflow a counter with INT); on the perf-based
- * vPMU, its exits by kind are the guest instructions that always exit. A count bumped twice, or a call made without
- * its count, prices a design wrong.
+ * the guest got (seldom any: quiet programs rarely unmask LVTPC and overflow a counter with INT, so driver programs,
+ * which take PMIs, hold that count too); on the perf-based vPMU, its exits by kind are the guest instructions that
+ * always exit. A count bumped twice, or a call made without its count, prices a design wrong.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -12,7 +12,8 @@ import { designById } from '../../../designs/registry.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { BUILTIN_PROFILES } from '../../../model/hw/profiles.js';
 import { profileProgramArb } from '../../../scenarios/generation.js';
-import { type HostKernelFactory, World } from '../../../scenarios/world.js';
+import { type HostKernelFactory, type VcpuFactory, World } from '../../../scenarios/world.js';
+import type { VpmuVcpu } from '../../../model/kvm/types.js';
 import { pmisOf } from '../../../scenarios/observation.js';
 import type { VpmuCost } from '../../../model/kvm/cost.js';
 import { PERF_CAP_LBR_FMT } from '../../../model/hw/msr/capabilities.js';
@@ -106,5 +107,47 @@ describe("a design's perf costs are the perf calls it made", () => {
           }),
           { numRuns: 40 },
         );
+      });
+});
+
+/** The design's factory, keeping every vCPU it makes: a save/restore replaces a vCPU, whose counts start again. */
+function kept(factory: VcpuFactory, all: VpmuVcpu[]): VcpuFactory {
+  return (h, o) => {
+    const v = factory(h, o);
+    all.push(v);
+    return v;
+  };
+}
+
+describe("a design's injected PMIs are the PMIs its guest got, on driver programs", () => {
+  for (const id of DESIGNS)
+    for (const host of ['skylake', 'sapphirerapids'])
+      it(`${id} on ${host}`, () => {
+        const d = designById(id);
+        const profile = BUILTIN_PROFILES[host]!;
+        let withPmis = 0;
+        fc.assert(
+          fc.property(profileProgramArb(profile, 'driver', d.supported(profile)), ([guest, cmds]) => {
+            const all: VpmuVcpu[] = [];
+            const w = new World({
+              host: profile,
+              cpus: 2,
+              guests: [guest],
+              design: kept(d.factory, all),
+              ...(d.hostKernel !== undefined ? { hostKernel: d.hostKernel } : {}),
+              compare: false,
+            });
+            fc.modelRun(() => ({ model: {}, real: w }), [...cmds]);
+            const pmis = w.observations.reduce(
+              (n, o) => n + (o.kind === 'run' || o.kind === 'pmi' ? pmisOf(o.sut).length : 0),
+              0,
+            );
+            if (pmis > 0) withPmis++;
+            expect(all.reduce((n, v) => n + v.cost.injectedPmis, 0)).toBe(pmis);
+          }),
+          { numRuns: 15 },
+        );
+        // The count is held where it moves: most driver programs take PMIs.
+        expect(withPmis).toBeGreaterThan(5);
       });
 });
