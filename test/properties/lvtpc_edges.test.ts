@@ -7,7 +7,6 @@
 import { describe, expect, it } from 'vitest';
 import { designById, emulatedWith, mediatedWith } from '../../designs/registry.js';
 import { type Access, ok } from '../../model/hw/access.js';
-import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { APIC_SEND_PENDING, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
@@ -18,21 +17,13 @@ import { LVTPC_MASK_NOT_WRITABLE } from '../../model/kvm/faults/common_vcpu.js';
 import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js';
 import { MEDIATED_EXPECTATIONS } from '../../properties/expectations/mediated.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../../scenarios/commands.js';
-import { type GuestConfig, type VcpuFactory, World } from '../../scenarios/world.js';
+import { type VcpuFactory, World } from '../../scenarios/world.js';
 import { adoptionOf, type KnownDivergence } from '../../properties/expectations/types.js';
 import { CONFORMANCE_CPUS } from '../../properties/conformance.js';
 import { judge } from '../support/planted.js';
+import { SKYLAKE_V2 } from '../support/guests.js';
 
-/** Version 2, 4 GP and 3 fixed counters, no LBRs. */
-const PLAIN: GuestConfig = {
-  cpuid: {
-    family: 6,
-    model: 0x55,
-    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-    pdcm: true,
-  },
-  perfCapabilities: 0x2000n,
-};
+const PLAIN = SKYLAKE_V2;
 
 const FIXED_0x20 = 0x20n;
 const BIT17 = 1n << 17n;

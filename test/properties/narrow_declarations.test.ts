@@ -5,7 +5,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type Access, gp, ok } from '../../model/hw/access.js';
-import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../model/hw/profiles.js';
 import { MSR_ARCH_LBR_CTL } from '../../model/hw/msr/lbr_arch.js';
 import { attr } from '../../model/host/types.js';
@@ -50,6 +49,7 @@ import {
   MSR_LBR_SELECT,
   MSR_LBR_TOS,
 } from '../../model/hw/msr/lbr_legacy.js';
+import { SKYLAKE_V2 } from '../support/guests.js';
 
 const lbrUser = { user: true, kernel: true, callStack: false };
 import { condBranch } from '../support/work.js';
@@ -57,16 +57,7 @@ import { condBranch } from '../support/work.js';
 const emulated = designById('emulated');
 const LBR_V2 = lbrGuest(SKYLAKE, 2);
 const LBR_V4 = lbrGuest(SKYLAKE, 4);
-/** Version 2, 4 GP and 3 fixed counters, no LBRs. */
-const PLAIN: GuestConfig = {
-  cpuid: {
-    family: 6,
-    model: 0x55,
-    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-    pdcm: true,
-  },
-  perfCapabilities: 0x2000n,
-};
+const PLAIN = SKYLAKE_V2;
 
 type Plant = {
   rd?: (msr: number, r: Access) => Access;

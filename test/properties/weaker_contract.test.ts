@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { ok } from '../../model/hw/access.js';
-import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { attr } from '../../model/host/types.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
@@ -16,20 +15,13 @@ import {
   GuestWrmsr,
   HostOpen,
 } from '../../scenarios/commands.js';
-import type { GuestConfig, VcpuFactory, World } from '../../scenarios/world.js';
+import type { VcpuFactory, World } from '../../scenarios/world.js';
 import { ranCommands } from '../../properties/checks.js';
 import { MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
+import { SKYLAKE_V2 } from '../support/guests.js';
 
-const guest: GuestConfig = {
-  cpuid: {
-    family: 6,
-    model: 0x55,
-    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-    pdcm: true,
-  },
-  perfCapabilities: 0x2000n,
-};
+const guest = SKYLAKE_V2;
 
 /** A planted vPMU whose PMC0 reads are off by `delta` (negative: counts lost; positive: counts invented). */
 function skewed(delta: bigint): VcpuFactory {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
+import { leaf0aEax } from '../../model/hw/profile.js';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import {
@@ -13,19 +13,12 @@ import {
   showOutcome,
   valueOutcome,
 } from '../../scenarios/observation.js';
-import { type GuestConfig, World } from '../../scenarios/world.js';
+import { World } from '../../scenarios/world.js';
 import { irqExit, vmmSetCpuid } from '../../scenarios/vmm_ioctls.js';
 import { MSR_CORE_PERF_GLOBAL_STATUS } from '../../model/hw/msr/global.js';
+import { SKYLAKE_V2 } from '../support/guests.js';
 
-const guest: GuestConfig = {
-  cpuid: {
-    family: 6,
-    model: 0x55,
-    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-    pdcm: true,
-  },
-  perfCapabilities: 0x2000n,
-};
+const guest = SKYLAKE_V2;
 const world = () => new World({ host: SKYLAKE, cpus: 2, guests: [guest], design: (h, o) => new EmulatedVcpu(h, o) });
 
 describe('typed outcomes', () => {

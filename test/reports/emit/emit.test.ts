@@ -6,7 +6,6 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { leaf0aEax, leaf0aEdx } from '../../../model/hw/profile.js';
 import { BUILTIN_PROFILES } from '../../../model/hw/profiles.js';
 import { designById } from '../../../designs/registry.js';
 import { catalogueReproducers, filedReproducers } from '../../../catalogue/reproducers.js';
@@ -15,12 +14,12 @@ import type { Access } from '../../../model/hw/access.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import type { Design } from '../../../properties/design.js';
 import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr } from '../../../scenarios/commands.js';
-import type { GuestConfig } from '../../../scenarios/world.js';
 import type { Failure, GuestCheck } from '../../../reports/emit/checks.js';
 import { emitFinding, type Finding } from '../../../reports/emit/emit.js';
 import { type Emitted, predictionLine } from '../../../reports/emit/files.js';
 import { filedFindings, withReproducersSection } from '../../../reports/emit/filed.js';
 import { failureText } from '../../../reports/emit/render_c.js';
+import { SKYLAKE_V2 } from '../../support/guests.js';
 
 let filed: Emitted[] = [];
 let catalogue: Emitted[] = [];
@@ -78,15 +77,7 @@ describe('the committed reproducers', () => {
 });
 
 const skylake = BUILTIN_PROFILES.skylake!;
-const v2: GuestConfig = {
-  cpuid: {
-    family: 6,
-    model: 0x55,
-    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-    pdcm: true,
-  },
-  perfCapabilities: 0x2000n,
-};
+const v2 = SKYLAKE_V2;
 const finding = (program: Finding['program']): Finding => ({
   id: 'test',
   title: 'test',

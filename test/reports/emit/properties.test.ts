@@ -12,31 +12,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { leaf0aEax, leaf0aEdx } from '../../../model/hw/profile.js';
 import { BUILTIN_PROFILES } from '../../../model/hw/profiles.js';
 import { attr } from '../../../model/host/types.js';
 import { designById } from '../../../designs/registry.js';
 import { guestCode } from '../../../catalogue/reproducers.js';
 import { GuestRdmsr, GuestRdpmc, GuestRun, GuestWrmsr, HostOpen, Migrate } from '../../../scenarios/commands.js';
-import type { GuestConfig } from '../../../scenarios/world.js';
 import { VmmSetPmuEventFilter } from '../../../scenarios/vmm.js';
 import type { Finding, PropertyKind } from '../../../reports/emit/emit.js';
 import { emitFiles, writeEmitted } from '../../../reports/emit/files.js';
 import { PLANTED } from '../planted.js';
+import { SKYLAKE_V2 } from '../../support/guests.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vpmu-emit-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const hasGcc = spawnSync('gcc', ['--version']).status === 0;
 
-const v2: GuestConfig = {
-  cpuid: {
-    family: 6,
-    model: 0x55,
-    leaf0a: { eax: leaf0aEax(2, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-    pdcm: true,
-  },
-  perfCapabilities: 0x2000n,
-};
+const v2 = SKYLAKE_V2;
 const finding = (
   property: PropertyKind,
   design: string,
