@@ -163,6 +163,23 @@ export class OracleCpu extends Cpu {
   private indices: readonly number[] | null = null;
   /** The counters whose controls the last WRMSR changed: KVM reprograms them once the WRMSR retires. */
   private reprogramAfterRetire: number[] = [];
+  /** The counters whose controls a VMM's KVM_SET_MSRS changed: KVM reprograms them at the next VM-entry (KVM_REQ_PMU). */
+  private reprogramAtEntry: number[] = [];
+
+  /** A VMM's KVM_SET_MSRS was taken: the reprogram it requested waits for the vCPU's next VM-entry. */
+  hostWrote(): void {
+    if (this.periodFloorAdopted === null || this.reprogramAfterRetire.length === 0) return;
+    this.reprogramAtEntry = [...new Set([...this.reprogramAtEntry, ...this.reprogramAfterRetire])];
+    this.reprogramAfterRetire = [];
+  }
+
+  /** The vCPU enters the guest: kvm_pmu_handle_event reprograms what the VMM's writes changed, with the counts then. */
+  private enter(): void {
+    if (this.reprogramAtEntry.length === 0) return;
+    const changed = this.reprogramAtEntry;
+    this.reprogramAtEntry = [];
+    this.kvmReprogram(changed);
+  }
 
   private counterMask(idx: number): bigint {
     return idx < 32 ? this.profile.gpMask : this.profile.fixedMask;
@@ -305,6 +322,7 @@ export class OracleCpu extends Cpu {
   /** A restored vCPU: KVM creates every event afresh from the restored counts (what KVM's events had not reached is lost). */
   kvmRecreate(): void {
     if (this.periodFloorAdopted === null) return;
+    this.reprogramAtEntry = []; // the new vCPU's events are all made afresh here
     for (const i of [...this.lags.keys()]) this.fold(i);
     for (const i of this.counterIndices()) this.setPeriod(i);
     this.kvmResched();
@@ -343,6 +361,7 @@ export class OracleCpu extends Cpu {
    */
   retireIntercepted(u: WorkUnit, msr: number | null = null): PmiDelivery | null {
     if (this.periodFloorAdopted === null) return this.step(u);
+    this.enter();
     // An LBR MSR is passed through while the guest LBR event surely runs: the counters count it. An access without the
     // event creates it; whether KVM intercepts one while a host user may hold the LBRs, bare metal cannot tell.
     let unsure = false;
@@ -411,6 +430,7 @@ export class OracleCpu extends Cpu {
    */
   override step(u: WorkUnit): PmiDelivery | null {
     if (this.periodFloorAdopted === null) return this.filteredStep(u);
+    this.enter();
     this.reprogramAfterRetire = [];
     const before = this.counterIndices().map((i) => [i, this.raw(i)] as const);
     const d = this.filteredStep(u);

@@ -222,7 +222,9 @@ function restoreOnBareMetal(o: OracleCpu, msr: number, value: bigint, host: Prof
     o.counterWritten(i);
     return ok(value & p.gpMask);
   }
-  return o.wrmsr(msr, value);
+  const r = o.wrmsr(msr, value);
+  if (r.ok) o.hostWrote();
+  return r;
 }
 
 /**
