@@ -420,6 +420,7 @@ async function start(argv: readonly string[]): Promise<number> {
   for (const c of rows) for (const [k, n] of Object.entries(c.known)) known.set(k, (known.get(k) ?? 0) + n);
   const totals = totalsOf(rows);
   const status = signal !== null ? EXIT.interrupted : totals.failed > 0 ? EXIT.failed : EXIT.passed;
+  const resources = resourcesOf(performance.now() - started, pool.workers, mainRss);
   const results: StartResults = {
     format: RESULTS_FORMAT,
     command: 'start',
@@ -446,11 +447,11 @@ async function start(argv: readonly string[]): Promise<number> {
       node: process.version,
       fastCheck: fc.__version,
     },
-    resources: resourcesOf(performance.now() - started, pool.workers, mainRss),
+    resources,
   };
   const text = `${JSON.stringify(results, null, 2)}\n`;
   if (json === 'stdout') process.stdout.write(text);
-  else console.log(summary(results, [resourceLine(results.resources!)]));
+  else console.log(summary(results, [resourceLine(resources)]));
   if (json !== null && json !== 'stdout') writeFileAtomic(json, text);
   if (o.junit !== undefined) writeFileAtomic(o.junit, junitXml(results));
   return status;
