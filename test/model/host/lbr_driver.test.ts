@@ -2,7 +2,8 @@
  * Host perf's LBR driver (model/host/lbr.ts) held directly to what arch/x86/events/intel/lbr.c
  * does on one pCPU: the filter a branch-stack request gets or the EOPNOTSUPP it is refused with
  * (intel_pmu_setup_lbr_filter), the MSRs __intel_pmu_lbr_enable and the disable paths write and
- * in which order, the v4 unfreeze left to the GLOBAL_STATUS ack, and intel_pmu_lbr_reset.
+ * in which order, the v4 unfreeze left to the GLOBAL_STATUS ack, intel_pmu_lbr_reset, the FROM/TO
+ * flag stripping of intel_pmu_lbr_read_64 per LBR format, and the task call-stack save/restore.
  *
  * The property tests judge the host side against a host on the same perf model, so a fault in
  * these functions moves both sides alike; these tests state the kernel's values instead. Besides
@@ -12,6 +13,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Access } from '../../../model/hw/access.js';
 import { Cpu } from '../../../model/hw/cpu.js';
+import { ModelError } from '../../../model/hw/errors.js';
 import {
   defineProfile,
   type LegacyLbrGeometry,
@@ -31,8 +33,11 @@ import {
   ARCH_LBR_REL_CALL,
   ARCH_LBR_RETURN,
   ARCH_LBR_USER,
+  type ArchLbrXsave,
   MSR_ARCH_LBR_CTL,
   MSR_ARCH_LBR_DEPTH,
+  MSR_ARCH_LBR_FROM_0,
+  MSR_ARCH_LBR_TO_0,
 } from '../../../model/hw/msr/lbr_arch.js';
 import {
   LBR_CALL_STACK,
@@ -48,6 +53,7 @@ import {
   MSR_LBR_NHM_FROM,
   MSR_LBR_NHM_TO,
   MSR_LBR_SELECT,
+  MSR_LBR_TOS,
 } from '../../../model/hw/msr/lbr_legacy.js';
 import {
   DEBUGCTLMSR_BTF,
@@ -55,13 +61,17 @@ import {
   DEBUGCTLMSR_LBR,
   MSR_IA32_DEBUGCTLMSR,
 } from '../../../model/hw/msr/debugctl.js';
+import { bit } from '../../../model/hw/bits.js';
 import { attr, type BranchSampleType } from '../../../model/host/types.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import {
   effectiveBranchType,
   intel_pmu_lbr_disable_all,
   intel_pmu_lbr_enable_all,
+  intel_pmu_lbr_read,
   intel_pmu_lbr_reset,
+  intel_pmu_lbr_restore,
+  intel_pmu_lbr_save,
   intel_pmu_setup_hw_lbr_filter,
   lbrFormat,
   lbrNr,
@@ -160,6 +170,13 @@ const ANY: BranchSampleType = { user: true, kernel: true, callStack: false };
 const ANY_USER: BranchSampleType = { user: true, kernel: false, callStack: false };
 const ANY_KERNEL: BranchSampleType = { user: false, kernel: true, callStack: false };
 const CALLSTACK_USER: BranchSampleType = { user: true, kernel: false, callStack: true };
+
+/** A user-mode and a kernel-mode (upper-half canonical) address. */
+const UADDR = 0x40_1000n;
+const KADDR = 0xffff_ffff_8100_0000n;
+const MISPRED = bit(63);
+const IN_TX = bit(62);
+const ABORT = bit(61);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -392,5 +409,156 @@ describe('wiping the stack (intel_pmu_lbr_reset)', () => {
     const hw = new LoggingCpu(SAPPHIRE_RAPIDS);
     intel_pmu_lbr_reset(hw);
     expect(hw.takeWrites()).toEqual([[MSR_ARCH_LBR_DEPTH, 32n]]);
+  });
+});
+
+describe('reading the stack into a sample (intel_pmu_lbr_read_64, intel_pmu_arch_lbr_read)', () => {
+  /** Records 1 (newest, TOS) and 0 hold these raw values; the rest of the ring is empty. */
+  function twoRecords(p: Profile, newest: readonly [bigint, bigint], older: readonly [bigint, bigint]): Cpu {
+    const hw = new Cpu(p);
+    const g = p.legacyLbr!;
+    put(hw, g.fromBase + 1, newest[0]);
+    put(hw, g.toBase + 1, newest[1]);
+    put(hw, g.fromBase, older[0]);
+    put(hw, g.toBase, older[1]);
+    put(hw, MSR_LBR_TOS, 1n);
+    return hw;
+  }
+
+  it('LBR_FMT 3: FROM loses MISPRED (bit 63) and is sign-extended from bit 62; TO is the address', () => {
+    const hw = twoRecords(FMT3, [MISPRED | UADDR, KADDR], [KADDR & ~MISPRED, UADDR]);
+    expect(intel_pmu_lbr_read(hw)).toEqual([
+      { from: UADDR, to: KADDR },
+      { from: KADDR, to: UADDR },
+    ]);
+  });
+
+  it('LBR_FMT 4: FROM loses MISPRED, IN_TX and ABORT (63:61) and is sign-extended from bit 60', () => {
+    const kflags = (KADDR & (bit(61) - 1n)) | ABORT; // the address part of a kernel FROM, flags 63:62 clear
+    const hw = twoRecords(FMT4, [MISPRED | IN_TX | ABORT | UADDR, UADDR], [kflags, KADDR]);
+    expect(intel_pmu_lbr_read(hw)).toEqual([
+      { from: UADDR, to: UADDR },
+      { from: KADDR, to: KADDR },
+    ]);
+  });
+
+  it('LBR_FMT 6: FROM as format 3, and TO loses the cycle count (63:48) and is sign-extended from bit 47', () => {
+    const cycles = 0x1234n << 48n;
+    const hw = twoRecords(
+      FMT6,
+      [MISPRED | UADDR, cycles | (KADDR & (bit(48) - 1n))],
+      [KADDR & ~MISPRED, cycles | UADDR],
+    );
+    expect(intel_pmu_lbr_read(hw)).toEqual([
+      { from: UADDR, to: KADDR },
+      { from: KADDR, to: UADDR },
+    ]);
+  });
+
+  it('LBR_FMT 5 (flags in LBR_INFO): FROM and TO as read', () => {
+    const hw = twoRecords(SKYLAKE, [KADDR, UADDR], [UADDR, KADDR]);
+    expect(intel_pmu_lbr_read(hw)).toEqual([
+      { from: KADDR, to: UADDR },
+      { from: UADDR, to: KADDR },
+    ]);
+  });
+
+  it('branches recorded by the hardware read back as their addresses in every format', () => {
+    for (const p of [FMT3, FMT4, FMT6, SKYLAKE, NO_SELECT]) {
+      const hw = new Cpu(p);
+      put(hw, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR);
+      hw.step({
+        cpl: 0,
+        instructions: 2,
+        cycles: 3,
+        branches: [
+          { kind: 'NEAR_REL_JMP', from: KADDR, to: KADDR + 0x40n, cpl: 0, mispredict: true },
+          { kind: 'NEAR_REL_CALL', from: KADDR + 0x80n, to: UADDR, cpl: 0 },
+        ],
+      });
+      expect(intel_pmu_lbr_read(hw), p.name).toEqual([
+        { from: KADDR + 0x80n, to: UADDR },
+        { from: KADDR, to: KADDR + 0x40n },
+      ]);
+    }
+  });
+
+  it('a full ring reads lbr_nr records, newest first from TOS', () => {
+    const hw = new Cpu(NO_SELECT);
+    for (let i = 0; i < 4; i++) {
+      put(hw, MSR_LBR_CORE_FROM + i, UADDR + BigInt(i));
+      put(hw, MSR_LBR_CORE_TO + i, KADDR + BigInt(i));
+    }
+    put(hw, MSR_LBR_TOS, 2n);
+    expect(intel_pmu_lbr_read(hw).map((r) => r.from - UADDR)).toEqual([2n, 1n, 0n, 3n]);
+  });
+
+  it('stops at the first empty record on either LBR kind (decision H5), and reads nothing without LBRs', () => {
+    const legacy = twoRecords(SKYLAKE, [UADDR, KADDR], [0n, 0n]);
+    const arch = new Cpu(SAPPHIRE_RAPIDS);
+    put(arch, MSR_ARCH_LBR_FROM_0, UADDR);
+    put(arch, MSR_ARCH_LBR_TO_0, KADDR);
+    for (const hw of [legacy, arch]) {
+      const log = new DecisionLog();
+      expect(recording(log, () => intel_pmu_lbr_read(hw))).toEqual([{ from: UADDR, to: KADDR }]);
+      expect(log.has('H5'), hw.profile.name).toBe(true);
+    }
+    expect(intel_pmu_lbr_read(new LoggingCpu(NO_LBR))).toEqual([]);
+  });
+});
+
+describe("a task's call stack across a context switch (intel_pmu_lbr_save, intel_pmu_lbr_restore)", () => {
+  it('saves TOS, the valid records newest first, and LBR_SELECT; a full ring is lbr_nr records', () => {
+    const hw = new Cpu(NO_SELECT);
+    for (let i = 0; i < 4; i++) {
+      put(hw, MSR_LBR_CORE_FROM + i, UADDR + BigInt(i));
+      put(hw, MSR_LBR_CORE_TO + i, KADDR + BigInt(i));
+    }
+    put(hw, MSR_LBR_TOS, 1n);
+    expect(intel_pmu_lbr_save(hw)).toEqual({
+      format: 'legacy',
+      tos: 1n,
+      entries: [1, 0, 3, 2].map((i) => ({ from: UADDR + BigInt(i), to: KADDR + BigInt(i), info: 0n })),
+      select: null,
+    });
+  });
+
+  it('restores records, INFO where the format has it, TOS and LBR_SELECT onto another pCPU', () => {
+    for (const p of [SKYLAKE, FMT3, NO_SELECT]) {
+      const a = new Cpu(p);
+      const g = p.legacyLbr!;
+      put(a, g.fromBase + 3, UADDR);
+      put(a, g.toBase + 3, KADDR);
+      if (g.infoBase !== undefined) put(a, g.infoBase + 3, MISPRED | 0x42n);
+      put(a, MSR_LBR_TOS, 3n);
+      if (g.select) put(a, MSR_LBR_SELECT, LBR_KERNEL);
+      const saved = intel_pmu_lbr_save(a);
+
+      const b = new Cpu(p);
+      put(b, g.fromBase, KADDR); // a stale record the restore must clear
+      if (g.infoBase !== undefined) put(b, g.infoBase, 0x7n);
+      intel_pmu_lbr_restore(b, saved);
+      expect(intel_pmu_lbr_save(b), p.name).toEqual(saved);
+      expect(rd(b, g.fromBase), p.name).toBe(0n);
+      if (g.infoBase !== undefined) {
+        expect(rd(b, g.infoBase + 3)).toBe(MISPRED | 0x42n);
+        expect(rd(b, g.infoBase)).toBe(0n);
+      }
+    }
+  });
+
+  it('a faulting WRMSR or XRSTORS is a model error naming the access, never ignored', () => {
+    const skl = new Cpu(SKYLAKE);
+    const bad = { format: 'legacy', tos: 32n, entries: [], select: null } as const; // TOS beyond the 32 records
+    expect(() => intel_pmu_lbr_restore(skl, bad)).toThrow(ModelError);
+    expect(() => intel_pmu_lbr_restore(skl, bad)).toThrow(/^host perf: WRMSR MSR_LASTBRANCH_TOS <- 0x20 faulted: /);
+
+    const spr = new Cpu(SAPPHIRE_RAPIDS);
+    const s = intel_pmu_lbr_save(spr);
+    if (s.format !== 'arch') throw new Error('Arch LBR saves through XSAVES');
+    const area: ArchLbrXsave = { ...s.area, lbrCtl: bit(40) }; // a reserved LBR_CTL bit
+    expect(() => intel_pmu_lbr_restore(spr, { format: 'arch', area })).toThrow(
+      /^host perf: XRSTORS of the LBR state faulted: /,
+    );
   });
 });
