@@ -39,7 +39,7 @@ import {
   LBR_KERNEL,
   LBR_SEL_MASK,
 } from '../hw/msr/lbr_legacy.js';
-import { lowMask, signExtend } from '../hw/bits.js';
+import { bit, lowMask, signExtend } from '../hw/bits.js';
 import { ModelError } from '../hw/errors.js';
 import { msrName } from '../hw/msr/map.js';
 import { type Profile } from '../hw/profile.js';
@@ -188,6 +188,18 @@ function legacyTo(fmt: number, raw: bigint): bigint {
   return fmt === 6 ? signExtend(raw & lowMask(48), 47) : raw; // 63:48 hold the cycle count
 }
 
+/** Bits 60:59 of a FROM, always part of the address's sign extension. */
+const LBR_FROM_SIGNEXT_2MSB = bit(60) | bit(59);
+
+/**
+ * lbr_from_signext_quirk_wr: with LBR_FMT 4 and no TSX, WRMSR takes FROM bits 62:61 as sign
+ * extension while the hardware records them as 0, so a FROM read back is sign-extended into them
+ * before it is written.
+ */
+function lbr_from_signext_quirk_wr(p: Profile, v: bigint): bigint {
+  return p.lbrFmt === 4 && !p.tsx ? v | ((v & LBR_FROM_SIGNEXT_2MSB) << 2n) : v;
+}
+
 /** intel_pmu_lbr_read: the stack newest first, up to the first empty record (decision H5). */
 export function intel_pmu_lbr_read(hw: Cpu): BranchRecord[] {
   const p = hw.profile;
@@ -259,12 +271,13 @@ export function intel_pmu_lbr_restore(hw: Cpu, s: LbrSaved): void {
     must(hw.xrstors(s.area), 'XRSTORS of the LBR state');
     return;
   }
-  const g = hw.profile.legacyLbr!;
+  const p = hw.profile;
+  const g = p.legacyLbr!;
   const tos = Number(s.tos);
   for (let i = 0; i < g.depth; i++) {
     const idx = (tos - i + g.depth) % g.depth;
     const e = s.entries[i];
-    wr(hw, g.fromBase + idx, e?.from ?? 0n);
+    wr(hw, g.fromBase + idx, lbr_from_signext_quirk_wr(p, e?.from ?? 0n)); // wrlbr_from
     wr(hw, g.toBase + idx, e?.to ?? 0n);
     if (g.infoBase !== undefined) wr(hw, g.infoBase + idx, e?.info ?? 0n);
   }

@@ -99,6 +99,8 @@ function legacyPart(name: string, v: number, fmt: number, g: Partial<LegacyLbrGe
 const FMT3 = legacyPart('fmt3-snb', 3, 3, {});
 /** Haswell-like with TSX: LBR_FMT 4 (EIP_FLAGS2: MISPRED, IN_TX, ABORT in FROM 63:61), call-stack mode, v3. */
 const FMT4 = legacyPart('fmt4-hsw', 3, 4, { callStack: true }, true);
+/** The same without TSX: WRMSR takes FROM bits 62:61 as sign extension, the hardware records them as 0. */
+const FMT4_NO_TSX = legacyPart('fmt4-no-tsx', 3, 4, { callStack: true });
 /** Goldmont Plus-like: LBR_FMT 6 (TIME: MISPRED in FROM 63, the cycle count in TO 63:48), 32 records, v4. */
 const FMT6 = legacyPart('fmt6-glp', 4, 6, { depth: 32, callStack: true });
 /** Core 2-like: 4 records at 0x40/0x60, LBR_FMT 2, no LBR_SELECT (so no filter and no call stack), v2. */
@@ -545,6 +547,18 @@ describe("a task's call stack across a context switch (intel_pmu_lbr_save, intel
         expect(rd(b, g.infoBase)).toBe(0n);
       }
     }
+  });
+
+  it('LBR_FMT 4 without TSX: restores a kernel FROM sign-extended into bits 62:61 (lbr_from_signext_quirk_wr)', () => {
+    const a = new Cpu(FMT4_NO_TSX);
+    put(a, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR);
+    a.step({ cpl: 0, instructions: 1, branches: [{ kind: 'NEAR_REL_CALL', from: KADDR, to: KADDR + 0x40n }] });
+    const recorded = rd(a, MSR_LBR_NHM_FROM + 1);
+    expect(recorded).toBe(KADDR & (bit(61) - 1n)); // as the hardware records it: 62:61 clear
+    const b = new Cpu(FMT4_NO_TSX);
+    intel_pmu_lbr_restore(b, intel_pmu_lbr_save(a));
+    expect(rd(b, MSR_LBR_NHM_FROM + 1)).toBe(recorded | IN_TX | ABORT);
+    expect(intel_pmu_lbr_read(b)).toEqual([{ from: KADDR, to: KADDR + 0x40n }]);
   });
 
   it('a faulting WRMSR or XRSTORS is a model error naming the access, never ignored', () => {
