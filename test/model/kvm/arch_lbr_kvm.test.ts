@@ -7,9 +7,12 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { type CpuidRegs, LBR_FMT_ARCH, perfCaps, type Profile } from '../../../model/hw/profile.js';
+import { bit } from '../../../model/hw/bits.js';
+import { type CpuidRegs, defineProfile, LBR_FMT_ARCH, perfCaps, type Profile } from '../../../model/hw/profile.js';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
-import { MSR_IA32_PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
+import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_LBR_FMT } from '../../../model/hw/msr/capabilities.js';
+import { ARCH_PERFMON_EVENTSEL_USR, ICL_EVENTSEL_ADAPTIVE, MSR_P6_EVNTSEL0 } from '../../../model/hw/msr/counters.js';
+import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 import {
   ARCH_LBR_KERNEL,
   ARCH_LBR_LBREN,
@@ -28,9 +31,11 @@ import {
   MSR_LBR_SELECT,
   MSR_LBR_TOS,
 } from '../../../model/hw/msr/lbr_legacy.js';
+import { MSR_IA32_XSS, XFEATURE_LBR } from '../../../model/hw/msr/system.js';
+import type { WorkUnit } from '../../../model/hw/work.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
-import { ARCH_LBR_OPS } from '../../../model/kvm/series/arch_lbr.js';
+import { ARCH_LBR_OPS, XFEATURE_MASK_LBR } from '../../../model/kvm/series/arch_lbr.js';
 import type { GuestCpuid } from '../../../model/kvm/types.js';
 import { defaultCpuid, isGp, kvmSupportedPerfCaps, val } from './util.js';
 
@@ -75,8 +80,21 @@ function vcpuOf(o: Setup = {}): { host: HostKernel; v: EmulatedVcpu } {
 /** An Arch LBR guest on `profile` with the CPUID and LBR format KVM reports. */
 const archGuest = (profile: Profile = SPR) => vcpuOf({ profile, cpuid: archCpuid(profile), perfCaps: ARCH_FMT });
 
+/** Guest user-space work with `n` taken jumps, each from its own address. */
+const jumps = (n: number): WorkUnit[] =>
+  Array.from({ length: n }, (_, i) => ({
+    cpl: 3,
+    instructions: 1,
+    cycles: 2,
+    branches: [{ from: 0x40_0000n + BigInt(i) * 0x40n, to: 0x40_8000n, kind: 'NEAR_REL_JMP' as const }],
+  }));
+
 /** Which of `msrs` a guest RDMSR faults on. */
 const rdmsrGp = (v: EmulatedVcpu, msrs: readonly number[]) => msrs.filter((m) => isGp(v.guestRdmsr(m)));
+
+/** The MSRs FROM/TO/INFO[0, n) of each base (an info base of 0: none). */
+const records = (n: number, from: number, to: number, info: number): number[] =>
+  Array.from({ length: n }, (_, i) => [from + i, to + i, ...(info !== 0 ? [info + i] : [])]).flat();
 
 const ARCH_MSRS = [MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH, MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0];
 
@@ -153,5 +171,205 @@ describe('KVM_GET_SUPPORTED_CPUID and KVM_SET_CPUID2 (patch 15/15)', () => {
   it('a CPUID without leaf 0x1C is taken on either host', () => {
     expect(vcpuOf({ cpuid: defaultCpuid(SPR), perfCaps: FW_ONLY }).v.s.lbr.nr).toBe(0);
     expect(vcpuOf({ profile: SKYLAKE, cpuid: defaultCpuid(SKYLAKE) }).v.s.lbr.nr).toBe(SKYLAKE.legacyLbr!.depth);
+  });
+});
+
+describe('intel_pmu_get/set_msr (patches 05, 06, 14/15)', () => {
+  it('a selector write goes through KVM’s checks, not the raw path of the records: a bit KVM reserves #GPs', () => {
+    // EVTSEL bit 34 (adaptive PEBS) is reserved for the guest: KVM does not expose PEBS (K2).
+    const { v } = archGuest();
+    expect(isGp(v.guestWrmsr(MSR_P6_EVNTSEL0, ARCH_PERFMON_EVENTSEL_USR | ICL_EVENTSEL_ADAPTIVE))).toBe(true);
+    expect(val(v.guestRdmsr(MSR_P6_EVNTSEL0))).toBe(0n);
+  });
+
+  it('KVM_GET/SET_MSRS of records 0..31 is a raw access of the pCPU, which creates no guest LBR event', () => {
+    const { host, v } = archGuest();
+    const hw = host.pcpu(0).hw;
+    expect(v.hostSetMsr(MSR_ARCH_LBR_FROM_0 + 31, 0x40_1000n).ok).toBe(true);
+    expect(val(hw.rdmsr(MSR_ARCH_LBR_FROM_0 + 31))).toBe(0x40_1000n);
+    expect(v.hostGetMsr(MSR_ARCH_LBR_FROM_0 + 31)).toEqual({ ok: true, value: 0x40_1000n });
+    expect(v.hostGetMsr(MSR_ARCH_LBR_INFO_0)).toEqual({ ok: true, value: val(hw.rdmsr(MSR_ARCH_LBR_INFO_0)) });
+    expect(v.s.lbr.event).toBeNull();
+  });
+
+  it('on a 64-deep host, records 32..63 are left to intel_pmu_handle_lbr_msrs_access, which creates the guest LBR event', () => {
+    // Patch 14/15's raw cases stop at "+ 31"; the records beyond take upstream's intercepted path.
+    const deep = defineProfile({
+      ...SPR.spec,
+      name: 'sapphirerapids-64',
+      leaf1c: { ...SPR.spec.leaf1c!, eax: 0x8000_00ff },
+    });
+    const { v } = archGuest(deep);
+    expect(v.s.lbr.nr).toBe(64);
+    expect(v.hostGetMsr(MSR_ARCH_LBR_TO_0 + 31).ok).toBe(true);
+    expect(v.s.lbr.event).toBeNull();
+    expect(v.hostGetMsr(MSR_ARCH_LBR_TO_0 + 32).ok).toBe(true);
+    expect(v.s.lbr.event).not.toBeNull();
+  });
+});
+
+describe('KVM_GET/SET_MSRS of LBR_CTL and DEPTH (patches 05, 06, 08/15)', () => {
+  it('with guest Arch LBR, DEPTH takes only the host’s depth and LBR_CTL what guest CPUID allows', () => {
+    const { v } = archGuest();
+    const depth = BigInt(SPR.archLbr!.maxDepth);
+    expect(v.hostSetMsr(MSR_ARCH_LBR_DEPTH, depth)).toEqual({ ok: true, value: depth });
+    expect(v.hostSetMsr(MSR_ARCH_LBR_DEPTH, 8n).ok).toBe(false);
+    expect(v.hostSetMsr(MSR_ARCH_LBR_CTL, LBR_ON)).toEqual({ ok: true, value: LBR_ON });
+    expect(v.hostGetMsr(MSR_ARCH_LBR_CTL)).toEqual({ ok: true, value: LBR_ON });
+  });
+
+  it('without guest Arch LBR, both are advertised MSRs that read 0 and take only 0', () => {
+    // The series' own "host-initiated, no Arch LBR: only 0" branches sit behind intel_pmu_is_valid_lbr_msr, which
+    // needs records.nr ≠ 0; what a VMM meets is kvm_set_msr_common's rule for an advertised MSR KVM does not handle.
+    const { v } = vcpuOf({ cpuid: { ...archCpuid(SPR), archLbr: false }, perfCaps: FW_ONLY });
+    for (const m of [MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH]) {
+      expect(v.hostGetMsr(m)).toEqual({ ok: true, value: 0n });
+      expect(v.hostSetMsr(m, 0n)).toEqual({ ok: true, value: 0n });
+    }
+    expect(v.hostSetMsr(MSR_ARCH_LBR_CTL, ARCH_LBR_LBREN).ok).toBe(false);
+    expect(v.hostSetMsr(MSR_ARCH_LBR_DEPTH, BigInt(SPR.archLbr!.maxDepth)).ok).toBe(false);
+  });
+});
+
+describe('LBR_CTL and the guest LBR event (patch 06/15)', () => {
+  it('a valid LBR_CTL without LBREn is stored but creates no guest LBR event, and the records stay intercepted', () => {
+    const { v } = archGuest();
+    expect(val(v.guestWrmsr(MSR_ARCH_LBR_CTL, ARCH_LBR_KERNEL | ARCH_LBR_USER))).toBe(ARCH_LBR_KERNEL | ARCH_LBR_USER);
+    v.guestRun(jumps(1));
+    expect(val(v.guestRdmsr(MSR_ARCH_LBR_CTL))).toBe(ARCH_LBR_KERNEL | ARCH_LBR_USER);
+    expect(v.s.lbr.event).toBeNull();
+    expect(v.s.passthrough.has(MSR_ARCH_LBR_FROM_0)).toBe(false);
+    // LBREn creates it; the next VM-entry passes the records through.
+    v.guestWrmsr(MSR_ARCH_LBR_CTL, LBR_ON);
+    expect(v.s.lbr.event?.state).toBe('ACTIVE');
+  });
+
+  it('the guest LBR event outlives the lazy cleanup after a reschedule while LBREn is set, and goes once it is clear', () => {
+    const { v } = archGuest();
+    v.guestWrmsr(MSR_ARCH_LBR_CTL, LBR_ON);
+    v.guestRun(jumps(3));
+    const ev = v.s.lbr.event;
+    expect(ev).not.toBeNull();
+    v.migrate(1); // kvm_arch_vcpu_load asks for kvm_pmu_cleanup at the next VM-entry
+    v.guestRun(jumps(1));
+    expect(v.s.lbr.event).toBe(ev);
+    expect(val(v.guestRdmsr(MSR_ARCH_LBR_FROM_0))).toBe(0x40_0000n);
+    expect(val(v.guestRdmsr(MSR_ARCH_LBR_FROM_0 + 1))).toBe(0x40_0080n);
+    v.guestWrmsr(MSR_ARCH_LBR_CTL, 0n);
+    v.migrate(0);
+    v.guestRun(jumps(1));
+    expect(v.s.lbr.event).toBeNull();
+  });
+});
+
+describe('vmx_passthrough_lbr_msrs (patches 04, 07/15): what passes through while the guest LBR event is ACTIVE', () => {
+  it('for an Arch LBR guest, FROM/TO/INFO of records 0..depth-1 exactly', () => {
+    const { v } = archGuest();
+    v.guestWrmsr(MSR_ARCH_LBR_CTL, LBR_ON);
+    v.guestRun(jumps(1));
+    expect(v.s.lbr.event?.state).toBe('ACTIVE');
+    const depth = SPR.archLbr!.maxDepth;
+    expect([...v.s.passthrough].sort((a, b) => a - b)).toEqual(
+      records(depth, MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0).sort((a, b) => a - b),
+    );
+  });
+
+  it('for a legacy guest on a legacy host, as upstream: LBR_SELECT, LBR_TOS and FROM/TO/INFO of each record', () => {
+    const { v } = vcpuOf({ profile: SKYLAKE, cpuid: defaultCpuid(SKYLAKE), perfCaps: kvmSupportedPerfCaps(SKYLAKE) });
+    v.guestWrmsr(MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR);
+    v.guestRun(jumps(1));
+    expect(v.s.lbr.event?.state).toBe('ACTIVE');
+    const g = SKYLAKE.legacyLbr!;
+    expect([...v.s.passthrough].sort((a, b) => a - b)).toEqual(
+      [MSR_LBR_SELECT, MSR_LBR_TOS, ...records(g.depth, g.fromBase, g.toBase, g.infoBase!)].sort((a, b) => a - b),
+    );
+  });
+
+  it('for a legacy format without LBR_INFO, no INFO MSRs', () => {
+    const { depth, fromBase, toBase, select, callStack } = SKYLAKE.spec.legacyLbr!;
+    const geometry = { depth, fromBase, toBase, select, callStack }; // no infoBase: LBR_FMT 4 has no LBR_INFO
+    const fmt4 = defineProfile({
+      ...SKYLAKE.spec,
+      name: 'skylake-fmt4',
+      perfCapabilities: (SKYLAKE.perfCapabilities & ~PERF_CAP_LBR_FMT) | 4n,
+      legacyLbr: geometry,
+    });
+    const { v } = vcpuOf({ profile: fmt4, cpuid: defaultCpuid(fmt4), perfCaps: kvmSupportedPerfCaps(fmt4) });
+    v.guestWrmsr(MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR);
+    v.guestRun(jumps(1));
+    expect(v.s.lbr.event?.state).toBe('ACTIVE');
+    expect([...v.s.passthrough].sort((a, b) => a - b)).toEqual(
+      [MSR_LBR_SELECT, MSR_LBR_TOS, ...records(geometry.depth, geometry.fromBase, geometry.toBase, 0)].sort(
+        (a, b) => a - b,
+      ),
+    );
+  });
+});
+
+describe('PERF_CAPABILITIES (patch 10/15)', () => {
+  const supported = (o: { profile: Profile; lbrProbeFaulted?: boolean }) => {
+    const host = new HostKernel({
+      profile: o.profile,
+      cpus: 1,
+      ...(o.lbrProbeFaulted === true ? { lbrProbeFaulted: true } : {}),
+    });
+    return new EmulatedVcpu(host, { cpu: 0, cpuid: defaultCpuid(o.profile) }, ARCH_LBR_OPS).supportedPerfCapabilities();
+  };
+
+  it('an Arch LBR host reports LBR_FMT 0x3f only while perf manages its LBRs', () => {
+    expect(supported({ profile: SPR }) & PERF_CAP_LBR_FMT).toBe(BigInt(LBR_FMT_ARCH));
+    expect(supported({ profile: SPR, lbrProbeFaulted: true })).toBe(FW_ONLY);
+  });
+
+  it('no vPMU (a host without GP counters): nothing reported', () => {
+    const noGp = defineProfile({
+      ...SPR.spec,
+      name: 'sapphirerapids-nogp',
+      leaf0a: { ...SPR.spec.leaf0a, eax: SPR.spec.leaf0a.eax & ~0xff00 },
+    });
+    expect(supported({ profile: noGp })).toBe(0n);
+  });
+
+  it('a legacy host without call-stack LBRs reports no LBR format, as upstream', () => {
+    const noCallStack = defineProfile({
+      ...SKYLAKE.spec,
+      name: 'skylake-nocallstack',
+      legacyLbr: { ...SKYLAKE.spec.legacyLbr!, callStack: false },
+    });
+    expect(supported({ profile: noCallStack })).toBe(FW_ONLY);
+  });
+
+  it('LBR_FMT 0x3f needs no guest family/model of the host’s (the legacy consistency check does not apply to it)', () => {
+    const other: GuestCpuid = { ...archCpuid(SPR), model: SKYLAKE.model };
+    const { v } = vcpuOf({ cpuid: other });
+    expect(v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, ARCH_FMT)).toEqual({ ok: true, value: ARCH_FMT });
+    expect(v.s.lbr.nr).toBe(SPR.archLbr!.maxDepth);
+  });
+});
+
+describe('IA32_XSS (patches 02, 11/15) and KVM_GET_MSR_INDEX_LIST (patch 08/15)', () => {
+  /** An XSS component KVM does not support (any supervisor component but LBR). */
+  const OTHER = bit(XFEATURE_LBR + 1);
+
+  it('XSS takes the LBR component on an Arch LBR host and refuses any other bit', () => {
+    const { v } = archGuest();
+    expect(val(v.guestWrmsr(MSR_IA32_XSS, XFEATURE_MASK_LBR))).toBe(XFEATURE_MASK_LBR);
+    expect(isGp(v.guestWrmsr(MSR_IA32_XSS, XFEATURE_MASK_LBR | OTHER))).toBe(true);
+    expect(v.hostSetMsr(MSR_IA32_XSS, OTHER).ok).toBe(false);
+    expect(val(v.guestRdmsr(MSR_IA32_XSS))).toBe(XFEATURE_MASK_LBR);
+  });
+
+  it('a legacy host supports no XSS component', () => {
+    const { v } = vcpuOf({ profile: SKYLAKE, cpuid: defaultCpuid(SKYLAKE) });
+    expect(isGp(v.guestWrmsr(MSR_IA32_XSS, XFEATURE_MASK_LBR))).toBe(true);
+    expect(val(v.guestRdmsr(MSR_IA32_XSS))).toBe(0n);
+  });
+
+  it('the index list gains XSS, LBR_CTL and DEPTH on an Arch LBR host only', () => {
+    const arch = [MSR_IA32_XSS, MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH];
+    const l = archGuest().v.msrIndexList();
+    expect(arch.filter((m) => l.includes(m))).toEqual(arch);
+    const legacy = vcpuOf({ profile: SKYLAKE, cpuid: defaultCpuid(SKYLAKE) }).v.msrIndexList();
+    expect(arch.filter((m) => legacy.includes(m))).toEqual([]);
   });
 });
