@@ -11,8 +11,21 @@ import { bit } from '../../../model/hw/bits.js';
 import { type CpuidRegs, defineProfile, LBR_FMT_ARCH, perfCaps, type Profile } from '../../../model/hw/profile.js';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_LBR_FMT } from '../../../model/hw/msr/capabilities.js';
-import { ARCH_PERFMON_EVENTSEL_USR, ICL_EVENTSEL_ADAPTIVE, MSR_P6_EVNTSEL0 } from '../../../model/hw/msr/counters.js';
-import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
+import {
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_USR,
+  ICL_EVENTSEL_ADAPTIVE,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+} from '../../../model/hw/msr/counters.js';
+import {
+  DEBUGCTLMSR_FREEZE_LBRS_ON_PMI,
+  DEBUGCTLMSR_LBR,
+  MSR_IA32_DEBUGCTLMSR,
+} from '../../../model/hw/msr/debugctl.js';
+import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 import {
   ARCH_LBR_KERNEL,
   ARCH_LBR_LBREN,
@@ -37,7 +50,7 @@ import { HostKernel } from '../../../model/host/perf.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { ARCH_LBR_OPS, XFEATURE_MASK_LBR } from '../../../model/kvm/series/arch_lbr.js';
 import type { GuestCpuid } from '../../../model/kvm/types.js';
-import { defaultCpuid, isGp, kvmSupportedPerfCaps, val } from './util.js';
+import { defaultCpuid, INSTRUCTIONS, isGp, kvmSupportedPerfCaps, PC_VECTOR, val } from './util.js';
 
 const SPR = SAPPHIRE_RAPIDS;
 const FW_ONLY = perfCaps({ fwWrite: true });
@@ -259,6 +272,31 @@ describe('LBR_CTL and the guest LBR event (patch 06/15)', () => {
     v.migrate(0);
     v.guestRun(jumps(1));
     expect(v.s.lbr.event).toBeNull();
+  });
+});
+
+describe('intel_pmu_legacy_freezing_lbrs_on_pmi (patch 06/15): what a v2 guest’s PMI freezes', () => {
+  it('on a legacy host, a guest CPUID with ARCH_LBR still has DEBUGCTL.LBR frozen (the KVM cap is not there)', () => {
+    // DEBUGCTL.LBR can reach such a guest only from a VMM that restored it before KVM_SET_CPUID2 (patch 06/15 drops
+    // bit 0 from writes once guest CPUID has ARCH_LBR): vmm-debugctl-lbr-kept-across-cpuid.
+    const host = new HostKernel({ profile: SKYLAKE, cpus: 2 });
+    const v = new EmulatedVcpu(host, { cpu: 0, cpuid: defaultCpuid(SKYLAKE) }, ARCH_LBR_OPS);
+    const frozen = DEBUGCTLMSR_LBR | DEBUGCTLMSR_FREEZE_LBRS_ON_PMI;
+    expect(v.hostSetMsr(MSR_IA32_DEBUGCTLMSR, frozen)).toEqual({ ok: true, value: frozen });
+    expect(v.setCpuid({ ...defaultCpuid(SKYLAKE), archLbr: true }).ok).toBe(true);
+    expect(val(v.guestRdmsr(MSR_IA32_DEBUGCTLMSR))).toBe(frozen);
+    val(v.guestWrmsr(X2APIC_LVTPC, PC_VECTOR));
+    val(v.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0n));
+    val(v.guestWrmsr(MSR_IA32_PMC0, -5n & SKYLAKE.gpMask));
+    val(
+      v.guestWrmsr(
+        MSR_P6_EVNTSEL0,
+        INSTRUCTIONS | ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_INT | ARCH_PERFMON_EVENTSEL_ENABLE,
+      ),
+    );
+    val(v.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, bit(0)));
+    expect(v.guestRun(jumps(10)).length).toBe(1);
+    expect(val(v.guestRdmsr(MSR_IA32_DEBUGCTLMSR))).toBe(DEBUGCTLMSR_FREEZE_LBRS_ON_PMI);
   });
 });
 
