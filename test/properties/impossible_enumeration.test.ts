@@ -48,7 +48,7 @@ const v2 = (nFixed: number, extra: Partial<GuestConfig['cpuid']> = {}): GuestCon
   perfCapabilities: perfCaps({ fwWrite: true }),
 });
 
-describe('perf-metrics-without-slots (topdown-raw) excuses PERF_METRICS without FIXED_CTR3 only', () => {
+describe('perf-metrics-without-slots (both topdown proposals) excuses PERF_METRICS without FIXED_CTR3 only', () => {
   const noSlots = v2(3);
   const withSlots = v2(4);
   const metrics = perfCaps({ fwWrite: true }) | PERF_CAP_PERF_METRICS;
@@ -56,6 +56,8 @@ describe('perf-metrics-without-slots (topdown-raw) excuses PERF_METRICS without 
   it('PERF_METRICS taken for a vCPU without FIXED_CTR3 is declared', () => {
     expect(impossibleEnumeration(h, { ...noSlots, perfCapabilities: metrics })?.rule).toBe('metrics-without-slots');
     expect(verdict('topdown-raw', noSlots, metrics).met).toEqual(['perf-metrics-without-slots']);
+    // Like Xu's proposal offers PERF_METRICS the same way, checked against nothing of the vCPU.
+    expect(verdict('topdown-rebuilt', noSlots, metrics).met).toEqual(['perf-metrics-without-slots']);
   });
 
   it('PERF_METRICS with FIXED_CTR3 but an LBR_FMT 0x3f without CPUID Arch LBR, taken, is reported', () => {
