@@ -100,6 +100,15 @@ export const TOPDOWN_REBUILT_DECLARED: readonly KnownDivergence[] = [
     matches: metricsWithoutSlots,
   },
   {
+    id: 'metrics-held',
+    title:
+      'PERF_METRICS keeps the value last written while FIXED_CTR3 counts alone: topdown mode needs PERF_METRICS and FIXED_CTR3 both 0 and GLOBAL_CTRL bit 48 set when the counter is programmed, and ends at every pause (the group is destroyed)',
+    kernelRef:
+      'Like Xu RFC patch 8/8, perf_metrics_is_enabled (perf_metrics == 0, counter == 0, GLOBAL_CTRL bit 48) and patch 7/8, pmc_pause_counter → pmc_stop_counter for a group',
+    matches: (o, c) =>
+      readsMetrics(o) && hasMetrics(c) && o.sut.kind === 'value' && o.sut.value === (lastMetricsWrite(c) ?? 0n),
+  },
+  {
     id: 'metrics-rebuilt',
     title:
       "PERF_METRICS is rebuilt from the metric events' counts, floor(255·m/S) + 1 per byte: a true 0 reads 1, a byte whose slots 255 divides reads one over, short periods read low, and a level-1 sum can exceed 255",
@@ -121,15 +130,6 @@ export const TOPDOWN_REBUILT_DECLARED: readonly KnownDivergence[] = [
       hasMetrics(c) &&
       o.sut.kind === 'value' &&
       (foldedSinceWrite(c, o) || (lastMetricsWrite(c) ?? 0n) !== 0n),
-  },
-  {
-    id: 'metrics-held',
-    title:
-      'PERF_METRICS keeps the value last written while FIXED_CTR3 counts alone: topdown mode needs PERF_METRICS and FIXED_CTR3 both 0 and GLOBAL_CTRL bit 48 set when the counter is programmed, and ends at every pause (the group is destroyed)',
-    kernelRef:
-      'Like Xu RFC patch 8/8, perf_metrics_is_enabled (perf_metrics == 0, counter == 0, GLOBAL_CTRL bit 48) and patch 7/8, pmc_pause_counter → pmc_stop_counter for a group',
-    matches: (o, c) =>
-      readsMetrics(o) && hasMetrics(c) && o.sut.kind === 'value' && o.sut.value === (lastMetricsWrite(c) ?? 0n),
   },
   {
     id: 'metrics-write-keeps-counts',
