@@ -1,13 +1,15 @@
 /**
  * The VMX side of the perf-based vPMU (model/kvm/emulated/vmx.ts) where no selftest or kvm-unit-test looks: which
  * DEBUGCTL bits vmx_set_msr keeps, drops or refuses for the guest and for KVM_SET_MSRS on each host
- * (vmx_get_supported_debugctl, vmx_is_valid_debugctl), when such a write creates the guest LBR event, and the LBR
- * format vmx_get_perf_capabilities offers from what perf reports.
+ * (vmx_get_supported_debugctl, vmx_is_valid_debugctl), when such a write creates the guest LBR event, the LBR format
+ * vmx_get_perf_capabilities offers from what perf reports, and the lazy release of a counter's perf event around a
+ * VM-entry that finds the guest LBR event reclaimed (vmx_passthrough_lbr_msrs clears only the LBR's in-use bit).
  * Expectations are upstream's (kvm-vpmu.md §2.13, §2.15), not the port's output.
  */
 import { describe, expect, it } from 'vitest';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { HostKernel, type X86PmuLbr } from '../../../model/host/perf.js';
+import { attr, type PerfEvent } from '../../../model/host/types.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { PERF_CAP_FW_WRITES } from '../../../model/hw/msr/capabilities.js';
 import {
@@ -16,9 +18,27 @@ import {
   DEBUGCTLMSR_RTM_DEBUG,
   MSR_IA32_DEBUGCTLMSR,
 } from '../../../model/hw/msr/debugctl.js';
+import {
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  MSR_P6_EVNTSEL0,
+} from '../../../model/hw/msr/counters.js';
 import { MSR_LBR_INFO_0, MSR_LBR_NHM_FROM, MSR_LBR_NHM_TO } from '../../../model/hw/msr/lbr_legacy.js';
-import { createVcpu, defaultCpuid, hostOk, hostVal, kvmSupportedPerfCaps, val, type World } from './util.js';
+import {
+  createVcpu,
+  CYCLES,
+  defaultCpuid,
+  hostOk,
+  hostVal,
+  INSTRUCTIONS,
+  kvmSupportedPerfCaps,
+  val,
+  work,
+  type World,
+} from './util.js';
 
+const wr = (w: World, msr: number, v: bigint) => val(w.vcpu.guestWrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
 const rd = (w: World, msr: number) => val(w.vcpu.guestRdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
 const hostDebugctl = (w: World, v: bigint) => w.vcpu.hostSetMsr(MSR_IA32_DEBUGCTLMSR, v);
 
@@ -104,5 +124,65 @@ describe('vmx_get_perf_capabilities: the LBR format follows what perf reports', 
     const v = new EmulatedVcpu(host, { cpu: 0, cpuid: defaultCpuid(SKYLAKE) });
     expect(v.supportedPerfCapabilities()).toBe(PERF_CAP_FW_WRITES);
     expect(v.s.lbrCaps.nr).toBe(0);
+  });
+});
+
+describe('lazy release around a VM-entry that finds the guest LBR event reclaimed', () => {
+  const INSNS = ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | INSTRUCTIONS;
+  const pmc0Event = (w: World) => w.vcpu.s.pmu.gp_counters[0]!.perf_event;
+
+  /** `perf record -b -C <cpu>`: a pinned cpu event sampling branches, which takes the LBRs from the guest. */
+  function hostLbrUser(w: World, cpu: number): PerfEvent {
+    const r = w.host.perf_event_open(
+      attr({
+        config: CYCLES,
+        sample_period: 1000n,
+        pinned: true,
+        branchSample: { user: true, kernel: true, callStack: false },
+      }),
+      { cpu },
+    );
+    if ('error' in r) throw new Error(r.error);
+    return r;
+  }
+
+  /** A guest with DEBUGCTL.LBR set and PMC0 counted once, then disabled: its perf event is paused, not released. */
+  function guestWithDisabledPmc0(): World {
+    const w = createVcpu({ profile: SKYLAKE, perfCaps: kvmSupportedPerfCaps(SKYLAKE), cpus: 2, cpu: 0 });
+    wr(w, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR);
+    wr(w, MSR_P6_EVNTSEL0, INSNS | ARCH_PERFMON_EVENTSEL_ENABLE);
+    w.vcpu.guestRun(work(1, 10));
+    wr(w, MSR_P6_EVNTSEL0, INSNS);
+    expect(pmc0Event(w), 'PMC0 keeps its (paused) perf event').not.toBeNull();
+    return w;
+  }
+
+  it('a counter the guest wrote since the last reschedule keeps its perf event', () => {
+    const w = guestWithDisabledPmc0();
+    const ev = pmc0Event(w);
+    hostLbrUser(w, 0);
+    expect(w.vcpu.s.lbr.event!.state, 'the guest LBR event is reclaimed').not.toBe('ACTIVE');
+    w.vcpu.guestRun([]); // vmx_passthrough_lbr_msrs: re-intercept, clear the LBR's in-use bit only
+    expect(w.vcpu.s.lbr.msr_passthrough).toBe(false);
+    w.vcpu.migrate(1);
+    w.vcpu.guestRun([]); // kvm_pmu_cleanup: PMC0 is in use (written since the last cleanup)
+    expect(pmc0Event(w)).toBe(ev);
+    expect(w.vcpu.s.lbr.event, 'DEBUGCTL.LBR is set: the guest LBR event stays').not.toBeNull();
+  });
+
+  it('a disabled counter the guest left alone since the last reschedule loses its perf event at the next one', () => {
+    const w = guestWithDisabledPmc0();
+    w.vcpu.migrate(1);
+    w.vcpu.guestRun([]); // the first cleanup keeps PMC0 (written before it) and empties pmc_in_use
+    expect(pmc0Event(w)).not.toBeNull();
+    hostLbrUser(w, 1);
+    expect(w.vcpu.s.lbr.event!.state, 'the guest LBR event is reclaimed').not.toBe('ACTIVE');
+    w.vcpu.guestRun([]); // vmx_passthrough_lbr_msrs marks no counter in use
+    w.vcpu.migrate(0);
+    const released = w.vcpu.cost.perfReleases;
+    w.vcpu.guestRun([]); // kvm_pmu_cleanup: PMC0 unused and not enabled
+    expect(pmc0Event(w)).toBeNull();
+    expect(w.vcpu.cost.perfReleases - released, "only PMC0's event goes").toBe(1);
+    expect(w.vcpu.s.lbr.event).not.toBeNull();
   });
 });
