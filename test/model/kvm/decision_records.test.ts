@@ -9,9 +9,10 @@ import { firstDivergence } from '../../../designs/registry.js';
 import { DecisionLog, type DecisionId, recording } from '../../../model/hw/relied.js';
 import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0, MSR_P6_PERFCTR0 } from '../../../model/hw/msr/counters.js';
 import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
+import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_FW_WRITES } from '../../../model/hw/msr/capabilities.js';
 import { attr } from '../../../model/host/types.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../../../scenarios/commands.js';
-import { VmmSetCpuid } from '../../../scenarios/vmm.js';
+import { VmmSetCpuid, VmmSetMsr } from '../../../scenarios/vmm.js';
 import type { GuestConfig } from '../../../scenarios/world.js';
 import { SKYLAKE_V2 } from '../../support/guests.js';
 
@@ -22,6 +23,8 @@ const V0: GuestConfig = {
   perfCapabilities: 0n,
 };
 const V2_NO_PDCM: GuestConfig = { cpuid: { ...V2.cpuid, pdcm: false }, perfCapabilities: 0n };
+/** No vPMU, but PDCM: PERF_CAPABILITIES is the vCPU's MSR, so KVM_SET_MSRS reaches vmx_set_msr's checks. */
+const V0_PDCM: GuestConfig = { cpuid: { ...V0.cpuid, pdcm: true }, perfCapabilities: 0n };
 
 /** The decisions applied while `program` runs under `design` on `host`, up to its first divergence. */
 function decisions(design: string, guest: GuestConfig, program: readonly WorldCommand[], host = 'skylake') {
@@ -111,6 +114,13 @@ const CASES: readonly Case[] = [
     why: 'an instruction KVM counts in software overflows a counter with INT',
     decides: [V2, [...overflow(1n, true).slice(0, 3), new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
     not: [V2, [...overflow(1n, false).slice(0, 3), new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
+  },
+  {
+    id: 'K7',
+    design: 'emulated',
+    why: 'a non-zero PERF_CAPABILITIES (FW_WRITES alone) is refused without a vPMU; zero is taken',
+    decides: [V0_PDCM, [new VmmSetMsr(0, MSR_IA32_PERF_CAPABILITIES, PERF_CAP_FW_WRITES)]],
+    not: [V0_PDCM, [new VmmSetMsr(0, MSR_IA32_PERF_CAPABILITIES, 0n)]],
   },
   {
     id: 'K9',
