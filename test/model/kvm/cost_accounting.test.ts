@@ -10,13 +10,22 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { designById } from '../../../designs/registry.js';
 import { HostKernel } from '../../../model/host/perf.js';
-import { BUILTIN_PROFILES } from '../../../model/hw/profiles.js';
+import { BUILTIN_PROFILES, SKYLAKE } from '../../../model/hw/profiles.js';
 import { profileProgramArb } from '../../../scenarios/generation.js';
 import { type HostKernelFactory, type VcpuFactory, World } from '../../../scenarios/world.js';
 import type { VpmuVcpu } from '../../../model/kvm/types.js';
 import { pmisOf } from '../../../scenarios/observation.js';
 import type { VpmuCost } from '../../../model/kvm/cost.js';
 import { PERF_CAP_LBR_FMT } from '../../../model/hw/msr/capabilities.js';
+import { attr } from '../../../model/host/types.js';
+import {
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  MSR_P6_EVNTSEL0,
+} from '../../../model/hw/msr/counters.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
+import { createVcpu, CYCLES, INSTRUCTIONS, val, work, type World as VcpuWorld } from './util.js';
 
 /** The perf calls KVM counts as perfCalls (cost.ts): period, enable, disable, pause, read, and the topdown push. */
 const CALLS = [
@@ -150,4 +159,54 @@ describe("a design's injected PMIs are the PMIs its guest got, on driver program
         // The count is held where it moves: most driver programs take PMIs.
         expect(withPmis).toBeGreaterThan(5);
       });
+});
+
+/**
+ * The perf-based vPMU's own MSR accesses at VM-entry and VM-exit (entryExitMsrAccesses): atomic_switch_perf_msrs puts
+ * perf's GLOBAL_CTRL pair on the entry and exit MSR-load lists only while the guest and host values differ, so such a
+ * round trip loads it twice and otherwise not at all; and the exit restores the host's DEBUGCTL (update_debugctlmsr)
+ * only when it is not 0. One guest run without PMIs is one entry and one exit.
+ */
+describe('the perf-based vPMU counts its MSR switch at entry and exit', () => {
+  const INSNS = ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | INSTRUCTIONS;
+  /** What one guest run of two units, no PMI, costs in entries and entry/exit MSR accesses. */
+  const oneRun = (w: VcpuWorld) => {
+    const { entries, entryExitMsrAccesses } = w.vcpu.cost;
+    expect(w.vcpu.guestRun(work(2, 10))).toEqual([]);
+    return {
+      entries: w.vcpu.cost.entries - entries,
+      msrs: w.vcpu.cost.entryExitMsrAccesses - entryExitMsrAccesses,
+    };
+  };
+  const hostDebugctl = (w: VcpuWorld) => val(w.host.pcpu(w.vcpu.cpu).hw.rdmsr(MSR_IA32_DEBUGCTLMSR));
+
+  it('nothing while guest and host GLOBAL_CTRL agree and the host DEBUGCTL is 0', () => {
+    const w = createVcpu({ profile: SKYLAKE });
+    expect(oneRun(w)).toEqual({ entries: 1, msrs: 0 });
+    expect(hostDebugctl(w)).toBe(0n);
+  });
+
+  it('GLOBAL_CTRL loaded at entry and at exit while a guest counter runs and the host counts nothing', () => {
+    const w = createVcpu({ profile: SKYLAKE });
+    val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, INSNS | ARCH_PERFMON_EVENTSEL_ENABLE));
+    expect(oneRun(w)).toEqual({ entries: 1, msrs: 2 });
+    expect(hostDebugctl(w)).toBe(0n);
+  });
+
+  it("the host's DEBUGCTL restored at each exit while a host LBR user keeps DEBUGCTL.LBR set", () => {
+    const w = createVcpu({ profile: SKYLAKE });
+    // `perf record -b -C 0`: its cycles event counts guest and host alike, so GLOBAL_CTRL needs no switch.
+    const r = w.host.perf_event_open(
+      attr({
+        config: CYCLES,
+        sample_period: 1_000_000n,
+        pinned: true,
+        branchSample: { user: true, kernel: true, callStack: false },
+      }),
+      { cpu: 0 },
+    );
+    expect('error' in r).toBe(false);
+    expect(hostDebugctl(w)).not.toBe(0n);
+    expect(oneRun(w)).toEqual({ entries: 1, msrs: 1 });
+  });
 });
