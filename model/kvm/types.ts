@@ -99,8 +99,8 @@ export interface SupportedPmu {
   /** PERF_CAPABILITIES as KVM_GET_MSRS on /dev/kvm reports it (kvm_caps.supported_perf_cap). */
   readonly perfCapabilities: bigint;
   /**
-   * The family/model a guest given an LBR format must have: the host's own (vmx_set_msr refuses another, as
-   * cpuid_model_is_consistent decides).
+   * The family/model generated guests given an LBR format have: the host's own. vmx_set_msr refuses another model
+   * (cpuid_model_is_consistent compares x86_model only); the family is kept too, though KVM does not compare it.
    */
   readonly lbrModel: { readonly family: number; readonly model: number };
   /** CPUID.1CH with CPUID.(07H,0):EDX[19] as KVM_GET_SUPPORTED_CPUID reports them, where the design offers Arch LBR. */

@@ -90,9 +90,9 @@ export function vmx_check_perf_capabilities(vcpu: KvmVcpuState, data: bigint): s
   if (fmt !== 0n) {
     if (fmt !== (vcpu.supported_perf_cap & PERF_CAP_LBR_FMT))
       return `PERF_CAPABILITIES: LBR_FMT ${fmt} is not the host's`;
-    const h = vcpu.host.profile;
-    if (vcpu.cpuid.family !== h.family || vcpu.cpuid.model !== h.model)
-      return "PERF_CAPABILITIES: LBR_FMT needs the guest family/model to be the host's (cpuid_model_is_consistent)";
+    // cpuid_model_is_consistent: the guest's x86_model against the host's, whatever the family.
+    if (vcpu.cpuid.model !== vcpu.host.profile.model)
+      return "PERF_CAPABILITIES: LBR_FMT needs the guest model to be the host's (cpuid_model_is_consistent)";
   }
   return null;
 }

@@ -107,10 +107,17 @@ describe('vmx_pmu_caps_test (Skylake host)', () => {
     expect(hostVal(w.vcpu.hostGetMsr(MSR_IA32_PERF_CAPABILITIES)), 'nothing stuck').toBe(host_cap);
   });
 
-  it("LBR format needs the guest family/model to be the host's", () => {
+  it("LBR format needs the guest model to be the host's", () => {
     const w = createVcpu({ cpuid: { model: SKYLAKE.model + 1 }, perfCaps: 0n });
     expect(setCaps(w, host_cap)).toBe(false);
     expect(setCaps(w, PERF_CAP_FW_WRITES)).toBe(true);
+  });
+
+  it('LBR format with the host model but another family is taken: cpuid_model_is_consistent compares x86_model only', () => {
+    // Family 0xF, like 6, folds the extended model into x86_model, so the guest's model is the host's.
+    const w = createVcpu({ cpuid: { family: 0xf }, perfCaps: 0n });
+    expect(setCaps(w, host_cap)).toBe(true);
+    expect(w.vcpu.lbrEnabled, 'intel_pmu_refresh gives it the host LBRs').toBe(true);
   });
 
   it('lbr_perf_capabilities: with LBR_FMT set the host can write LBR_TOS; clearing leaf 0xA (vPMU off) makes it fail', () => {
