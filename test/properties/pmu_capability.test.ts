@@ -30,6 +30,7 @@ import type { GuestConfig } from '../../scenarios/world.js';
 import { MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 import { supportedOf, unsupportedBy } from '../../scenarios/supported.js';
+import { thrownBy } from '../support/thrown.js';
 
 const emulated: ConformanceRun = {
   host: SKYLAKE,
@@ -70,15 +71,6 @@ const TAKES_IT_LATE: EmulatedOps = {
     EMULATED_OPS.kvm_vm_ioctl_enable_cap({ ...kvm, created_vcpus: 0 }, enable_pmu, args0),
 };
 
-function thrown(f: () => void): unknown {
-  try {
-    f();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
-
 describe('KVM_CAP_PMU_CAPABILITY in the VMM property', () => {
   it.each([
     ['emulated', emulated],
@@ -96,7 +88,7 @@ describe('KVM_CAP_PMU_CAPABILITY in the VMM property', () => {
   });
 
   it('fails on a KVM that takes KVM_ENABLE_CAP after KVM_CREATE_VCPU', () => {
-    const e = thrown(() => runVmmProgram({ ...emulated, design: emulatedWith(TAKES_IT_LATE) }, PMU_OFF, PROBE));
+    const e = thrownBy(() => runVmmProgram({ ...emulated, design: emulatedWith(TAKES_IT_LATE) }, PMU_OFF, PROBE));
     expect(e).toBeInstanceOf(Divergence);
     expect((e as Divergence).message).toMatch(
       /KVM_ENABLE_CAP\(KVM_CAP_PMU_CAPABILITY, 0x0\).*guest saw ok, expected refused/,

@@ -37,22 +37,13 @@ import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../../model/hw/msr/global.js';
 import { APIC_DM_FIXED, APIC_DM_NMI, X2APIC_LVTPC } from '../../../../model/hw/msr/apic.js';
 import { createMediated, guestCpuid, type MWorld, val } from './util.js';
 import { INSTRUCTIONS } from '../util.js';
+import { thrownBy } from '../../../support/thrown.js';
 
 const INSNS = ARCH_PERFMON_EVENTSEL_ENABLE | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | INSTRUCTIONS;
 const MASK48 = (1n << 48n) - 1n;
 /** The guest's LVTPC: Fixed delivery, this vector, unmasked. */
 const GUEST_VECTOR = 0xe1;
 const insnUnits = (n: number, cpl = 0) => Array.from({ length: n }, () => ({ cpl, instructions: 1, cycles: 2 }));
-
-/** What `f` threw, once. */
-function thrownBy(f: () => unknown): unknown {
-  try {
-    f();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
 
 /**
  * A guest of 2 GP counters (so RDPMC and GLOBAL_CTRL exit) whose PMC0 counts every instruction with INT and stands at

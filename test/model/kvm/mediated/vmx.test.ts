@@ -28,6 +28,7 @@ import {
 import { DEBUGCTLMSR_RTM_DEBUG, MSR_IA32_DEBUGCTLMSR } from '../../../../model/hw/msr/debugctl.js';
 import { guestCpuid, val } from './util.js';
 import { fixedGlobalEnable } from '../util.js';
+import { thrownBy } from '../../../support/thrown.js';
 
 /** KVM_CREATE_VCPU with `cpuid`, running `ops`, then KVM_SET_MSRS(PERF_CAPABILITIES = FW_WRITES). */
 function vcpuOf(profile: Profile, cpuid: GuestCpuid, ops: MediatedOps = MEDIATED_OPS) {
@@ -44,16 +45,6 @@ const range = (base: number, n: number) => Array.from({ length: n }, (_, i) => b
 const GLOBALS = [MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_OVF_CTRL];
 /** Why KVM_SET_MSRS failed, or null where it succeeded. */
 const refusal = (r: HostAccess): string | null => (r.ok ? null : r.error);
-
-/** What `f` threw (the vCPU is left mid-entry after it, so it is called once). */
-function thrownBy(f: () => unknown): unknown {
-  try {
-    f();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
 
 const sorted = (s: ReadonlySet<number>) => [...s].sort((a, b) => a - b);
 
