@@ -12,7 +12,6 @@ import { attr, type PerfEvent } from '../../../model/host/types.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { PRE_PMI_IN_GUEST_FIX_OPS } from '../../../model/kvm/bugs/812d432373f6_pmi_in_guest.js';
 import { NO_GUEST_ARCH_LBR } from '../../../model/kvm/common/vcpu.js';
-import type { VpmuCost } from '../../../model/kvm/cost.js';
 import {
   MSR_IA32_PERF_CAPABILITIES,
   PERF_CAP_FW_WRITES,
@@ -30,7 +29,18 @@ import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 import { MSR_LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
-import { createVcpu, defaultCpuid, hostVal, INSTRUCTIONS, kvmSupportedPerfCaps, val, type World } from './util.js';
+import {
+  createVcpu,
+  defaultCpuid,
+  exitsSpent,
+  itInjectsAPmiRaisedAtAnExit,
+  hostVal,
+  INSTRUCTIONS,
+  kvmSupportedPerfCaps,
+  onlyExits,
+  val,
+  type World,
+} from './util.js';
 
 const INSNS = ARCH_PERFMON_EVENTSEL_ENABLE | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | INSTRUCTIONS;
 const MASK48 = (1n << 48n) - 1n;
@@ -62,23 +72,8 @@ describe('the design a vCPU runs is named', () => {
 });
 
 describe('what each guest instruction costs: exits by kind, and VM-entries', () => {
-  const KINDS = ['msrExits', 'rdpmcExits', 'emulationExits', 'pmiExits', 'entries'] as const;
-  const spent = (w: World, f: () => void) => {
-    const before = { ...w.vcpu.cost };
-    f();
-    return Object.fromEntries(KINDS.map((k) => [k, w.vcpu.cost[k] - before[k]])) as Pick<
-      VpmuCost,
-      (typeof KINDS)[number]
-    >;
-  };
-  const only = (o: Partial<Record<(typeof KINDS)[number], number>>) => ({
-    msrExits: 0,
-    rdpmcExits: 0,
-    emulationExits: 0,
-    pmiExits: 0,
-    entries: 0,
-    ...o,
-  });
+  const spent = (w: World, f: () => void) => exitsSpent(w.vcpu, f);
+  const only = onlyExits;
 
   it('an intercepted instruction exits once for its kind and is entered twice (the instruction, the next KVM_RUN loop)', () => {
     const w = createVcpu({ nrGp: 2 });
@@ -96,52 +91,7 @@ describe('what each guest instruction costs: exits by kind, and VM-entries', () 
 });
 
 describe("a PMI raised at an instruction's exit is injected at the next VM-entry", () => {
-  it('without a signal, at the entry that follows the exit: after the instruction', () => {
-    const cases: readonly [string, (w: World) => void][] = [
-      ['RDMSR', (w) => val(w.vcpu.guestRdmsr(MSR_P6_EVNTSEL0))],
-      ['RDPMC', (w) => val(w.vcpu.guestRdpmc(0, 0))],
-      ['an emulated MOV', (w) => w.vcpu.guestEmulate('mov', 0)],
-    ];
-    for (const [what, insn] of cases) {
-      const w = armed(1n);
-      insn(w);
-      expect(w.vcpu.returnedAtExit, what).toBe(false);
-      expect(w.vcpu.drainPmis(), what).toEqual([{ afterUnit: 0, vector: GUEST_VECTOR }]);
-    }
-  });
-
-  it('with a signal, at the next KVM_RUN: before whatever the guest does next', () => {
-    const next: readonly [string, (w: World) => readonly unknown[]][] = [
-      [
-        'RDMSR',
-        (w) => {
-          val(w.vcpu.guestRdmsr(MSR_P6_EVNTSEL0));
-          return w.vcpu.drainPmis();
-        },
-      ],
-      ['a run', (w) => w.vcpu.guestRun(insnUnits(2))],
-      [
-        'an external interrupt',
-        (w) => {
-          w.vcpu.externalInterrupt([]);
-          return w.vcpu.drainPmis();
-        },
-      ],
-    ];
-    const kicked: readonly [string, (w: World) => void][] = [
-      ['RDMSR', (w) => val(w.vcpu.guestRdmsr(MSR_P6_EVNTSEL0, true))],
-      ['RDPMC', (w) => val(w.vcpu.guestRdpmc(0, 0, true))],
-      ['an emulated MOV', (w) => w.vcpu.guestEmulate('mov', 0, true)],
-    ];
-    for (const [insn, exit] of kicked)
-      for (const [what, f] of next) {
-        const w = armed(1n);
-        exit(w);
-        expect(w.vcpu.returnedAtExit, `${insn}, then ${what}`).toBe(true);
-        expect(w.vcpu.drainPmis(), `${insn}, then ${what}`).toEqual([]);
-        expect(f(w), `${insn}, then ${what}`).toEqual([{ afterUnit: -1, vector: GUEST_VECTOR }]);
-      }
-  });
+  itInjectsAPmiRaisedAtAnExit(() => armed(1n), GUEST_VECTOR);
 
   it('the VMM resuming KVM_RUN after the signal enters the guest, where the PMI is injected', () => {
     const w = armed(1n);

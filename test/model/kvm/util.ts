@@ -6,14 +6,16 @@
  * Every expectation in these tests comes from upstream KVM (kvm-vpmu.md §2, §3) and the selftests
  * and kvm-unit-tests it cites, never from what the port happens to return.
  */
-import { expect } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Access } from '../../../model/hw/access.js';
 import type { Branch, WorkUnit } from '../../../model/hw/work.js';
 import { type CpuidRegs, leaf0aEax, leaf0aEdx, type Profile } from '../../../model/hw/profile.js';
 import { SKYLAKE } from '../../../model/hw/profiles.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
-import type { GuestCpuid, HostAccess } from '../../../model/kvm/types.js';
+import type { VpmuCost } from '../../../model/kvm/cost.js';
+import type { GuestCpuid, HostAccess, VpmuVcpu } from '../../../model/kvm/types.js';
+import { MSR_P6_EVNTSEL0 } from '../../../model/hw/msr/counters.js';
 import {
   PERF_CAP_LBR_FMT,
   PERF_CAP_FW_WRITES,
@@ -205,4 +207,65 @@ export function guestBranches(n: number, base = 0x7000_0000n): Branch[] {
     kind: 'NEAR_REL_JMP' as const,
     cpl: 3,
   }));
+}
+
+/** The cost model's exit and entry counts: what each guest instruction costs in VM-exits. */
+const EXIT_KINDS = ['msrExits', 'rdpmcExits', 'emulationExits', 'pmiExits', 'entries'] as const;
+export type ExitCounts = Pick<VpmuCost, (typeof EXIT_KINDS)[number]>;
+
+/** What `f` added to each exit and entry count of `vcpu`. */
+export function exitsSpent(vcpu: { readonly cost: VpmuCost }, f: () => void): ExitCounts {
+  const before = { ...vcpu.cost };
+  f();
+  return Object.fromEntries(EXIT_KINDS.map((k) => [k, vcpu.cost[k] - before[k]])) as ExitCounts;
+}
+
+/** Exit and entry counts, zero but for those given. */
+export const onlyExits = (o: Partial<ExitCounts>): ExitCounts => ({
+  msrExits: 0,
+  rdpmcExits: 0,
+  emulationExits: 0,
+  pmiExits: 0,
+  entries: 0,
+  ...o,
+});
+
+/** A vCPU of either design, with the steps around which a PMI's injection shows. */
+type PmiVcpu = VpmuVcpu & { externalInterrupt(units: readonly WorkUnit[]): void };
+
+/**
+ * What both designs share of when a PMI raised at an intercepted instruction's exit is injected: without a signal, at
+ * the entry right after it (afterUnit 0); with one, at the next KVM_RUN, before whatever the guest does next (afterUnit
+ * −1). `armed` gives a vCPU whose next counted instruction wraps a counter with INT, delivering `vector`.
+ */
+export function itInjectsAPmiRaisedAtAnExit(armed: () => { readonly vcpu: PmiVcpu }, vector: number): void {
+  const units = [1, 2].map(() => ({ cpl: 0, instructions: 1, cycles: 2 }));
+  const exits: readonly [string, (v: PmiVcpu, kicked: boolean) => void][] = [
+    ['RDMSR', (v, k) => val(v.guestRdmsr(MSR_P6_EVNTSEL0, k))],
+    ['RDPMC', (v, k) => val(v.guestRdpmc(0, 0, k))],
+    ['an emulated MOV', (v, k) => v.guestEmulate('mov', 0, k)],
+  ];
+  it('without a signal, at the entry that follows the exit: after the instruction', () => {
+    for (const [what, exit] of exits) {
+      const { vcpu } = armed();
+      exit(vcpu, false);
+      expect(vcpu.returnedAtExit, what).toBe(false);
+      expect(vcpu.drainPmis(), what).toEqual([{ afterUnit: 0, vector }]);
+    }
+  });
+  it('with a signal, at the next KVM_RUN: before whatever the guest does next', () => {
+    const next: readonly [string, (v: PmiVcpu) => readonly unknown[]][] = [
+      ['RDMSR', (v) => (val(v.guestRdmsr(MSR_P6_EVNTSEL0)), v.drainPmis())],
+      ['a run', (v) => v.guestRun(units)],
+      ['an external interrupt', (v) => (v.externalInterrupt([]), v.drainPmis())],
+    ];
+    for (const [insn, exit] of exits)
+      for (const [what, f] of next) {
+        const { vcpu } = armed();
+        exit(vcpu, true);
+        expect(vcpu.returnedAtExit, `${insn}, then ${what}`).toBe(true);
+        expect(vcpu.drainPmis(), `${insn}, then ${what}`).toEqual([]);
+        expect(f(vcpu), `${insn}, then ${what}`).toEqual([{ afterUnit: -1, vector }]);
+      }
+  });
 }

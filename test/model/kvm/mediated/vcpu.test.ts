@@ -21,7 +21,6 @@ import {
 } from '../../../../model/kvm/mediated/vcpu.js';
 import { MEDIATED_OPS, type MediatedOps } from '../../../../model/kvm/mediated/ops.js';
 import { NO_GUEST_ARCH_LBR } from '../../../../model/kvm/common/vcpu.js';
-import type { VpmuCost } from '../../../../model/kvm/cost.js';
 import { KVM_PMU_CAP_DISABLE } from '../../../../model/kvm/types.js';
 import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_FW_WRITES } from '../../../../model/hw/msr/capabilities.js';
 import {
@@ -36,7 +35,7 @@ import {
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../../model/hw/msr/global.js';
 import { APIC_DM_FIXED, APIC_DM_NMI, X2APIC_LVTPC } from '../../../../model/hw/msr/apic.js';
 import { createMediated, guestCpuid, type MWorld, val } from './util.js';
-import { INSTRUCTIONS } from '../util.js';
+import { exitsSpent, INSTRUCTIONS, itInjectsAPmiRaisedAtAnExit, onlyExits } from '../util.js';
 import { thrownBy } from '../../../support/thrown.js';
 
 const INSNS = ARCH_PERFMON_EVENTSEL_ENABLE | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | INSTRUCTIONS;
@@ -89,23 +88,8 @@ describe('the errors a VMM sees and the design it runs are named', () => {
 });
 
 describe('what each guest instruction costs: exits by kind, and VM-entries', () => {
-  const KINDS = ['msrExits', 'rdpmcExits', 'emulationExits', 'pmiExits', 'entries'] as const;
-  const spent = (w: MWorld, f: () => void) => {
-    const before = { ...w.vcpu.cost };
-    f();
-    return Object.fromEntries(KINDS.map((k) => [k, w.vcpu.cost[k] - before[k]])) as Pick<
-      VpmuCost,
-      (typeof KINDS)[number]
-    >;
-  };
-  const only = (o: Partial<Record<(typeof KINDS)[number], number>>) => ({
-    msrExits: 0,
-    rdpmcExits: 0,
-    emulationExits: 0,
-    pmiExits: 0,
-    entries: 0,
-    ...o,
-  });
+  const spent = (w: MWorld, f: () => void) => exitsSpent(w.vcpu, f);
+  const only = onlyExits;
 
   it('an intercepted instruction exits once for its kind and is entered twice (the instruction, the next KVM_RUN loop)', () => {
     const w = createMediated({ nrGp: 2 });
@@ -128,46 +112,7 @@ describe('what each guest instruction costs: exits by kind, and VM-entries', () 
 });
 
 describe("a PMI raised at an instruction's exit is injected at the next VM-entry", () => {
-  it('without a signal, at the entry that follows the exit: after the instruction', () => {
-    const cases: readonly [string, (w: MWorld) => void][] = [
-      ['RDMSR', (w) => val(w.vcpu.guestRdmsr(MSR_P6_EVNTSEL0))],
-      ['RDPMC', (w) => val(w.vcpu.guestRdpmc(0, 0))],
-      ['an emulated MOV', (w) => w.vcpu.guestEmulate('mov', 0)],
-    ];
-    for (const [what, insn] of cases) {
-      const w = armed();
-      insn(w);
-      expect(w.vcpu.returnedAtExit, what).toBe(false);
-      expect(w.vcpu.drainPmis(), what).toEqual([{ afterUnit: 0, vector: GUEST_VECTOR }]);
-    }
-  });
-
-  it('with a signal, at the next KVM_RUN: before whatever the guest does next', () => {
-    const next: readonly [string, (w: MWorld) => readonly unknown[]][] = [
-      [
-        'RDMSR',
-        (w) => {
-          val(w.vcpu.guestRdmsr(MSR_P6_EVNTSEL0));
-          return w.vcpu.drainPmis();
-        },
-      ],
-      ['a run', (w) => w.vcpu.guestRun(insnUnits(2))],
-      [
-        'an external interrupt',
-        (w) => {
-          w.vcpu.externalInterrupt([]);
-          return w.vcpu.drainPmis();
-        },
-      ],
-    ];
-    for (const [what, f] of next) {
-      const w = armed();
-      val(w.vcpu.guestRdmsr(MSR_P6_EVNTSEL0, true));
-      expect(w.vcpu.returnedAtExit, what).toBe(true);
-      expect(w.vcpu.drainPmis(), what).toEqual([]);
-      expect(f(w), what).toEqual([{ afterUnit: -1, vector: GUEST_VECTOR }]);
-    }
-  });
+  itInjectsAPmiRaisedAtAnExit(armed, GUEST_VECTOR);
 
   it('a signal at a passed-through instruction: KVM_RUN did not return at an exit of its own', () => {
     const w = createMediated();
