@@ -33,6 +33,7 @@ import {
   createVcpu,
   defaultCpuid,
   exitsSpent,
+  itCountsAnInterceptedInstruction,
   itInjectsAPmiRaisedAtAnExit,
   hostVal,
   INSTRUCTIONS,
@@ -75,13 +76,7 @@ describe('what each guest instruction costs: exits by kind, and VM-entries', () 
   const spent = (w: World, f: () => void) => exitsSpent(w.vcpu, f);
   const only = onlyExits;
 
-  it('an intercepted instruction exits once for its kind and is entered twice (the instruction, the next KVM_RUN loop)', () => {
-    const w = createVcpu({ nrGp: 2 });
-    expect(spent(w, () => val(w.vcpu.guestRdmsr(MSR_P6_EVNTSEL0)))).toEqual(only({ msrExits: 1, entries: 2 }));
-    expect(spent(w, () => val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, 0n)))).toEqual(only({ msrExits: 1, entries: 2 }));
-    expect(spent(w, () => val(w.vcpu.guestRdpmc(0, 0)))).toEqual(only({ rdpmcExits: 1, entries: 2 }));
-    expect(spent(w, () => w.vcpu.guestEmulate('mov', 0))).toEqual(only({ emulationExits: 1, entries: 2 }));
-  });
+  itCountsAnInterceptedInstruction(() => createVcpu({ nrGp: 2 }));
 
   it('a run is one entry; a PMI in it is an exit and an entry more', () => {
     const w = armed(4n);

@@ -269,3 +269,15 @@ export function itInjectsAPmiRaisedAtAnExit(armed: () => { readonly vcpu: PmiVcp
       }
   });
 }
+
+/** Both designs: an intercepted instruction exits once for its kind and is entered twice. `make` gives a 2-GP guest. */
+export function itCountsAnInterceptedInstruction(make: () => { readonly vcpu: VpmuVcpu }): void {
+  it('an intercepted instruction exits once for its kind and is entered twice (the instruction, the next KVM_RUN loop)', () => {
+    const { vcpu } = make();
+    const spent = (f: () => void) => exitsSpent(vcpu, f);
+    expect(spent(() => val(vcpu.guestRdmsr(MSR_P6_EVNTSEL0)))).toEqual(onlyExits({ msrExits: 1, entries: 2 }));
+    expect(spent(() => val(vcpu.guestWrmsr(MSR_P6_EVNTSEL0, 0n)))).toEqual(onlyExits({ msrExits: 1, entries: 2 }));
+    expect(spent(() => val(vcpu.guestRdpmc(0, 0)))).toEqual(onlyExits({ rdpmcExits: 1, entries: 2 }));
+    expect(spent(() => vcpu.guestEmulate('mov', 0))).toEqual(onlyExits({ emulationExits: 1, entries: 2 }));
+  });
+}

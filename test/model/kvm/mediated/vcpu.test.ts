@@ -35,7 +35,13 @@ import {
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../../model/hw/msr/global.js';
 import { APIC_DM_FIXED, APIC_DM_NMI, X2APIC_LVTPC } from '../../../../model/hw/msr/apic.js';
 import { createMediated, guestCpuid, type MWorld, val } from './util.js';
-import { exitsSpent, INSTRUCTIONS, itInjectsAPmiRaisedAtAnExit, onlyExits } from '../util.js';
+import {
+  exitsSpent,
+  INSTRUCTIONS,
+  itCountsAnInterceptedInstruction,
+  itInjectsAPmiRaisedAtAnExit,
+  onlyExits,
+} from '../util.js';
 import { thrownBy } from '../../../support/thrown.js';
 
 const INSNS = ARCH_PERFMON_EVENTSEL_ENABLE | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | INSTRUCTIONS;
@@ -91,13 +97,7 @@ describe('what each guest instruction costs: exits by kind, and VM-entries', () 
   const spent = (w: MWorld, f: () => void) => exitsSpent(w.vcpu, f);
   const only = onlyExits;
 
-  it('an intercepted instruction exits once for its kind and is entered twice (the instruction, the next KVM_RUN loop)', () => {
-    const w = createMediated({ nrGp: 2 });
-    expect(spent(w, () => val(w.vcpu.guestRdmsr(MSR_P6_EVNTSEL0)))).toEqual(only({ msrExits: 1, entries: 2 }));
-    expect(spent(w, () => val(w.vcpu.guestWrmsr(MSR_P6_EVNTSEL0, 0n)))).toEqual(only({ msrExits: 1, entries: 2 }));
-    expect(spent(w, () => val(w.vcpu.guestRdpmc(0, 0)))).toEqual(only({ rdpmcExits: 1, entries: 2 }));
-    expect(spent(w, () => w.vcpu.guestEmulate('mov', 0))).toEqual(only({ emulationExits: 1, entries: 2 }));
-  });
+  itCountsAnInterceptedInstruction(() => createMediated({ nrGp: 2 }));
 
   it('a passed-through instruction and a run are one entry each; a PMI in the run is an exit and an entry more', () => {
     const w = createMediated();
