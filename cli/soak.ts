@@ -198,6 +198,8 @@ async function soak(argv: readonly string[]): Promise<number> {
   let next = 0;
   const pending = new Map<number, number>();
   const roundPrograms = new Map<number, number>();
+  // Rounds with a check cut short by the budget or a signal: the table does not count them, nor does a round line.
+  const cut = new Set<number>();
   const take = (): { round: number; s: Soaked } | null => {
     for (;;) {
       if (over || stop.signal() !== null || soaked.every((s) => s.failure !== null)) return null;
@@ -223,13 +225,15 @@ async function soak(argv: readonly string[]): Promise<number> {
       shown.done(w, r.result.programs);
       roundPrograms.set(round, (roundPrograms.get(round) ?? 0) + r.result.programs);
       if (r.result.result !== 'interrupted') s.rounds++;
+      else cut.add(round);
       if (r.result.result === 'failed') {
         s.failure = { round, seed, result: publishRan(r, o.out) };
         shown.line(`  failed      ${label(s.spec)} in round ${round} (seed ${seed})`);
       }
       const left = pending.get(round)! - 1;
       pending.set(round, left);
-      if (left === 0 && next >= (round + 1) * soaked.length && !over && stop.signal() === null)
+      // Decided on the round's own checks, not on the clock now: the budget may end between the last check and here.
+      if (left === 0 && next >= (round + 1) * soaked.length && !cut.has(round))
         shown.line(
           `round ${round} (seed ${seed}) done: ${plural(roundPrograms.get(round)!, 'program')}, ${Math.round((Date.now() - t0) / 1000)} s`,
         );
