@@ -154,7 +154,8 @@ describe("a design's injected PMIs are the PMIs its guest got, on driver program
             if (pmis > 0) withPmis++;
             expect(all.reduce((n, v) => n + v.cost.injectedPmis, 0)).toBe(pmis);
           }),
-          { numRuns: 15 },
+          // A seed of its own: the share of programs with PMIs below is this sample's, not the run's seed's.
+          { numRuns: 15, seed: 1 },
         );
         // The count is held where it moves: most driver programs take PMIs.
         expect(withPmis).toBeGreaterThan(5);
