@@ -24,10 +24,9 @@ import { DEBUGCTLMSR_LBR, DEBUGCTLMSR_FREEZE_LBRS_ON_PMI } from '../../hw/msr/de
 /** INTEL_FIXED_VLBR_EVENT: the config of the guest LBR event. */
 export const INTEL_FIXED_VLBR_EVENT = 0x1b00n;
 
-/** cpuid_model_is_consistent: legacy LBRs need the guest's model (x86_model, not the family) to be the host's. */
-function cpuid_model_is_consistent(vcpu: KvmVcpuState): boolean {
-  const h = vcpu.host.profile;
-  return vcpu.cpuid.model === h.model;
+/** cpuid_model_is_consistent (cpuid.h): the guest's x86_model is the host's, whatever the family; legacy LBRs need it. */
+export function cpuid_model_is_consistent(vcpu: KvmVcpuState): boolean {
+  return vcpu.cpuid.model === vcpu.host.profile.model;
 }
 
 /** intel_pmu_refresh: the shared CPUID.0AH part, then guest LBR iff the host's records are compatible. */

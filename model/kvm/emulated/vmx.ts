@@ -7,7 +7,7 @@
 import { type Access, gp, ok } from '../../hw/access.js';
 import { bit } from '../../hw/bits.js';
 import type { HostKernel, X86PmuLbr } from '../../host/perf.js';
-import { intel_pmu_lbr_is_enabled, lbrMsrs } from './pmu_intel.js';
+import { cpuid_model_is_consistent, intel_pmu_lbr_is_enabled, lbrMsrs } from './pmu_intel.js';
 import { INTEL_PMC_IDX_FIXED_VLBR, type KvmVcpuState } from './state.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../hw/msr/global.js';
 import {
@@ -90,8 +90,8 @@ export function vmx_check_perf_capabilities(vcpu: KvmVcpuState, data: bigint): s
   if (fmt !== 0n) {
     if (fmt !== (vcpu.supported_perf_cap & PERF_CAP_LBR_FMT))
       return `PERF_CAPABILITIES: LBR_FMT ${fmt} is not the host's`;
-    // cpuid_model_is_consistent: the guest's x86_model against the host's, whatever the family.
-    if (vcpu.cpuid.model !== vcpu.host.profile.model)
+    // The guest's x86_model against the host's, whatever the family.
+    if (!cpuid_model_is_consistent(vcpu))
       return "PERF_CAPABILITIES: LBR_FMT needs the guest model to be the host's (cpuid_model_is_consistent)";
   }
   return null;
