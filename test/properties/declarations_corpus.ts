@@ -20,7 +20,7 @@ export const corpusDesigns = (all: readonly Design[]): Design[] =>
   all.filter((d) => d.fixedBy === undefined && !d.id.startsWith('bug/'));
 
 /** A design's own declarations: all of a base's, the rest of a series' (its base's are the base's to meet). */
-export function ownDeclarations(d: Design, all: readonly Design[] = []): string[] {
+export function ownDeclarations(d: Design, all: readonly Design[]): string[] {
   const ids = d.expectations.map((k) => k.id);
   if (BASES.includes(d.id)) return ids;
   const inherited = new Set(all.filter((b) => BASES.includes(b.id)).flatMap((b) => b.expectations.map((k) => k.id)));

@@ -414,6 +414,17 @@ describe('wiping the stack (intel_pmu_lbr_reset)', () => {
   });
 });
 
+/** A part without LBR_SELECT whose 4-deep ring is full: record i from UADDR + i to KADDR + i, TOS at `tos`. */
+function fullRing(tos: bigint): Cpu {
+  const hw = new Cpu(NO_SELECT);
+  for (let i = 0; i < 4; i++) {
+    put(hw, MSR_LBR_CORE_FROM + i, UADDR + BigInt(i));
+    put(hw, MSR_LBR_CORE_TO + i, KADDR + BigInt(i));
+  }
+  put(hw, MSR_LBR_TOS, tos);
+  return hw;
+}
+
 describe('reading the stack into a sample (intel_pmu_lbr_read_64, intel_pmu_arch_lbr_read)', () => {
   /** Records 1 (newest, TOS) and 0 hold these raw values; the rest of the ring is empty. */
   function twoRecords(p: Profile, newest: readonly [bigint, bigint], older: readonly [bigint, bigint]): Cpu {
@@ -486,12 +497,7 @@ describe('reading the stack into a sample (intel_pmu_lbr_read_64, intel_pmu_arch
   });
 
   it('a full ring reads lbr_nr records, newest first from TOS', () => {
-    const hw = new Cpu(NO_SELECT);
-    for (let i = 0; i < 4; i++) {
-      put(hw, MSR_LBR_CORE_FROM + i, UADDR + BigInt(i));
-      put(hw, MSR_LBR_CORE_TO + i, KADDR + BigInt(i));
-    }
-    put(hw, MSR_LBR_TOS, 2n);
+    const hw = fullRing(2n);
     expect(intel_pmu_lbr_read(hw).map((r) => r.from - UADDR)).toEqual([2n, 1n, 0n, 3n]);
   });
 
@@ -511,12 +517,7 @@ describe('reading the stack into a sample (intel_pmu_lbr_read_64, intel_pmu_arch
 
 describe("a task's call stack across a context switch (intel_pmu_lbr_save, intel_pmu_lbr_restore)", () => {
   it('saves TOS, the valid records newest first, and LBR_SELECT; a full ring is lbr_nr records', () => {
-    const hw = new Cpu(NO_SELECT);
-    for (let i = 0; i < 4; i++) {
-      put(hw, MSR_LBR_CORE_FROM + i, UADDR + BigInt(i));
-      put(hw, MSR_LBR_CORE_TO + i, KADDR + BigInt(i));
-    }
-    put(hw, MSR_LBR_TOS, 1n);
+    const hw = fullRing(1n);
     expect(intel_pmu_lbr_save(hw)).toEqual({
       format: 'legacy',
       tos: 1n,

@@ -74,14 +74,13 @@ describe('the design a vCPU runs is named', () => {
 
 describe('what each guest instruction costs: exits by kind, and VM-entries', () => {
   const spent = (w: World, f: () => void) => exitsSpent(w.vcpu, f);
-  const only = onlyExits;
 
   itCountsAnInterceptedInstruction(() => createVcpu({ nrGp: 2 }));
 
   it('a run is one entry; a PMI in it is an exit and an entry more', () => {
     const w = armed(4n);
-    expect(spent(w, () => w.vcpu.guestRun(insnUnits(2)))).toEqual(only({ entries: 1 }));
-    expect(spent(w, () => w.vcpu.guestRun(insnUnits(3)))).toEqual(only({ pmiExits: 1, entries: 2 }));
+    expect(spent(w, () => w.vcpu.guestRun(insnUnits(2)))).toEqual(onlyExits({ entries: 1 }));
+    expect(spent(w, () => w.vcpu.guestRun(insnUnits(3)))).toEqual(onlyExits({ pmiExits: 1, entries: 2 }));
   });
 });
 
