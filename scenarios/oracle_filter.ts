@@ -12,7 +12,6 @@ import type { WorkUnit } from '../model/hw/work.js';
 import type { KvmPmuEventFilter } from '../model/kvm/types.js';
 import {
   ARCH_PERFMON_EVENTSEL_ENABLE,
-  INTEL_PMC_FIXED_RDPMC_BASE,
   MSR_CORE_PERF_FIXED_CTR0,
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
@@ -187,8 +186,11 @@ export class OracleCpu extends Cpu {
 
   /** The register itself, read as RDPMC reads it (taking the state would drop the counting cache). */
   private raw(idx: number): bigint {
-    const r = super.rdpmc(idx < 32 ? idx : INTEL_PMC_FIXED_RDPMC_BASE | (idx - 32), 0);
-    return r.ok ? r.value : 0n;
+    const p = this.profile;
+    if (p.version === 0) return 0n;
+    const s = this.view;
+    if (idx < 32) return idx < p.nGP ? s.pmc[idx]! : 0n;
+    return p.version >= 2 && this.fixedIdx.includes(idx - 32) ? s.fixed[idx - 32]! : 0n;
   }
 
   private setRaw(idx: number, v: bigint): void {
@@ -199,7 +201,7 @@ export class OracleCpu extends Cpu {
 
   /** The count the guest reads of counter `idx` (GP i, fixed j as 32 + j): the register plus its lag. */
   counterValue(idx: number): bigint | undefined {
-    const s = this.state;
+    const s = this.view;
     const raw = idx < 32 ? s.pmc[idx] : s.fixed[idx - 32];
     return raw === undefined ? undefined : (raw + (this.lags.get(idx) ?? 0n)) & this.counterMask(idx);
   }
@@ -227,7 +229,7 @@ export class OracleCpu extends Cpu {
   }
 
   private controls(): { evtsel: bigint[]; fixedCtrl: bigint; globalCtrl: bigint } {
-    const s = this.state;
+    const s = this.view;
     return { evtsel: [...s.evtsel], fixedCtrl: s.fixedCtrl, globalCtrl: s.globalCtrl };
   }
 
@@ -247,7 +249,7 @@ export class OracleCpu extends Cpu {
 
   /** Does counter `idx` count now (pmc_is_globally_enabled, pmc_is_locally_enabled, the VMM's filter)? */
   private running(idx: number): boolean {
-    const s = this.state;
+    const s = this.view;
     const p = this.profile;
     const global = p.version < 2 || ((s.globalCtrl >> BigInt(idx)) & 1n) === 1n;
     if (idx < 32) {
@@ -352,6 +354,10 @@ export class OracleCpu extends Cpu {
 
   override rdpmc(ecx: number, cpl = 0): Access {
     return this.shown(() => super.rdpmc(ecx, cpl));
+  }
+
+  override countersAtMinusOne(): number[] {
+    return this.shown(() => super.countersAtMinusOne());
   }
 
   /**

@@ -9,7 +9,7 @@ import type { Cpu, PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
 import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
 import { ProfileError } from '../model/hw/errors.js';
 import { relied } from '../model/hw/relied.js';
-import { defineProfile, fixedIndices, type Profile } from '../model/hw/profile.js';
+import { defineProfile, type Profile } from '../model/hw/profile.js';
 import { RETIRED_AT_CPL, type WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
 import type { PerfEvent, PerfEventAttr } from '../model/host/types.js';
@@ -28,7 +28,7 @@ import { counterIndexOf, OracleCpu } from './oracle_filter.js';
 export { counterIndexOf };
 import { restoreVcpu, saveVcpu } from './restore.js';
 import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_PERF_METRICS } from '../model/hw/msr/capabilities.js';
-import { INTEL_PMC_FIXED_RDPMC_BASE, MSR_CORE_PERF_FIXED_CTR_CTRL, MSR_P6_EVNTSEL0 } from '../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_FIXED_CTR_CTRL, MSR_P6_EVNTSEL0 } from '../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 import {
   ACCEPTED,
@@ -319,7 +319,7 @@ export class World implements WorldFacts {
   }
 
   oracleLvtpc(v: number): bigint | null {
-    return this.oracles[v]?.state.lvtpc ?? null;
+    return this.oracles[v]?.view.lvtpc ?? null;
   }
 
   /**
@@ -346,7 +346,7 @@ export class World implements WorldFacts {
     const o = this.oracles[v];
     const l = o?.profile.legacyLbr;
     if (o === undefined || l === undefined) return null;
-    const s = o.state;
+    const s = o.view;
     const kinds = [
       [l.fromBase, s.lbrFrom],
       [l.toBase, s.lbrTo],
@@ -366,7 +366,7 @@ export class World implements WorldFacts {
     const minusOne = (i: number) => (i < 32 ? o.profile.gpMask : o.profile.fixedMask);
     for (const [i, w] of this.counterWrites[v] ?? [])
       if (w.armedAtMinusOne && this.oracleCounter(v, i)?.value !== minusOne(i)) bits |= 1n << BigInt(i);
-    return bits & o.state.globalStatus;
+    return bits & o.view.globalStatus;
   }
 
   /** Of the counters in status bits `bits`, those armed at -1 (since a write) or at -1 at a boundary of this run. */
@@ -403,7 +403,7 @@ export class World implements WorldFacts {
     if (written !== null) {
       // A rewrite ends the counter's arming, not the overflow bit its wrap left on bare metal (nor its loss under KVM).
       if (m.get(written)?.armedAtMinusOne === true)
-        this.armedWraps[v] = ((this.armedWraps[v] ?? 0n) | (1n << BigInt(written))) & o.state.globalStatus;
+        this.armedWraps[v] = ((this.armedWraps[v] ?? 0n) | (1n << BigInt(written))) & o.view.globalStatus;
       const value = o.counterValue(written)!;
       // Adopted, a write of -1 is unsure only while the counter runs (KVM arms it from the old base); else its
       // enabling write arms it, which bare metal takes on.
@@ -522,7 +522,7 @@ export class World implements WorldFacts {
     const past = this.oneEventPast(v);
     // Only when some bit is kept: taking the oracle's state drops its counting cache.
     const wraps = this.armedWraps[v];
-    if (wraps !== undefined && wraps !== 0n) this.armedWraps[v] = wraps & this.oracles[v]!.state.globalStatus;
+    if (wraps !== undefined && wraps !== 0n) this.armedWraps[v] = wraps & this.oracles[v]!.view.globalStatus;
     // Built field by field in the order a spread gives: object spread and rest here took a fifth of a program's run.
     const insn: Partial<Mutable<Observation>> = {
       step,
@@ -532,11 +532,9 @@ export class World implements WorldFacts {
       value: about.value,
     };
     const pmi: Partial<Mutable<Observation>> = { step, vcpu: v, target: about.target, value: about.value };
-    for (const o of [insn, pmi]) {
-      if (about.cpl !== undefined) o.cpl = about.cpl;
-      if (about.insn !== undefined) o.insn = about.insn;
-      if (about.adopted !== undefined) o.adopted = about.adopted;
-    }
+    if (about.cpl !== undefined) insn.cpl = pmi.cpl = about.cpl;
+    if (about.insn !== undefined) insn.insn = pmi.insn = about.insn;
+    if (about.adopted !== undefined) insn.adopted = pmi.adopted = about.adopted;
     insn.sut = sut;
     insn.oracle = oracle.r;
     if (atMinusOne.length > 0) insn.oracleAtMinusOne = atMinusOne;
@@ -848,7 +846,7 @@ export class World implements WorldFacts {
    */
   private bareMetalAt(v: number, cpu: number | undefined, sut: unknown): BareMetalBefore | undefined {
     if (cpu === undefined || sut instanceof KernelOops) return undefined;
-    const s = this.oracles[v]!.state;
+    const s = this.oracles[v]!.view;
     return { status: s.globalStatus, pmc: [...s.pmc], fixed: [...s.fixed] };
   }
 
@@ -1057,18 +1055,7 @@ export function fepUnit(insn: EmulatedInsn, cpl: number, taken: boolean): WorkUn
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 function countersAtMinusOne(o: Cpu): number[] {
-  const p = o.profile;
-  const out: number[] = [];
-  for (let i = 0; i < p.nGP; i++) {
-    const r = o.rdpmc(i, 0);
-    if (r.ok && r.value === p.gpMask) out.push(i);
-  }
-  if (p.version > 1)
-    for (const j of fixedIndices(p)) {
-      const r = o.rdpmc(INTEL_PMC_FIXED_RDPMC_BASE | j, 0);
-      if (r.ok && r.value === p.fixedMask) out.push(32 + j);
-    }
-  return out;
+  return o.countersAtMinusOne();
 }
 
 function vectorOf(d: PmiDelivery): number {

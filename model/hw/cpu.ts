@@ -91,7 +91,7 @@ export class Cpu {
   mode: CpuMode = 'host';
 
   private readonly msrs: ReadonlyMap<number, MsrDef>;
-  private readonly fixedIdx: readonly number[];
+  protected readonly fixedIdx: readonly number[];
   private active: Active[] = [];
   private activeEpoch = -1;
   /** Topdown slots counted since the last sync, flushed into PERF_METRICS's hidden counts. */
@@ -135,21 +135,46 @@ export class Cpu {
     return this.s;
   }
 
-  /** Moves pending counts into the registers; the next unit recomputes how much room is left. */
+  /** The architectural state, up to date, to read only: the counting cache is kept (a write here would go unseen). */
+  get view(): Readonly<PmuState> {
+    this.flush();
+    return this.s;
+  }
+
+  /** Moves pending counts into the registers before a write; the next unit recomputes how much room is left. */
   private sync(): void {
+    this.flush();
+    for (const c of this.active) c.room = -1;
+  }
+
+  /** Moves pending counts into the registers before a read: each counter's room stays a lower bound, as no read adds counts. */
+  private flush(): void {
     const s = this.s;
     if (this.tdAny) {
       accumulateTopdown(s, this.tdPending);
       this.tdAny = false;
     }
-    for (const c of this.active) {
+    const active = this.active;
+    for (let k = 0; k < active.length; k++) {
+      const c = active[k]!;
       if (c.pend !== 0) {
         const arr = c.fixed ? s.fixed : s.pmc;
         arr[c.idx] = arr[c.idx]! + BigInt(c.pend);
         c.pend = 0;
       }
-      c.room = -1;
     }
+  }
+
+  /** The counters (GP i, fixed j as 32 + j) that hold all ones, one event short of overflowing, as RDPMC reads them. */
+  countersAtMinusOne(): number[] {
+    this.flush();
+    const s = this.s;
+    const p = this.profile;
+    const out: number[] = [];
+    if (p.version === 0) return out;
+    for (let i = 0; i < p.nGP; i++) if (s.pmc[i] === p.gpMask) out.push(i);
+    if (p.version > 1) for (const j of this.fixedIdx) if (s.fixed[j] === p.fixedMask) out.push(32 + j);
+    return out;
   }
 
   /** Does this part have MSR `address` at all? */
@@ -160,7 +185,7 @@ export class Cpu {
   rdmsr(address: number): Access {
     const d = this.msrs.get(address);
     if (d === undefined) return this.absent(address);
-    this.sync();
+    this.flush();
     return d.read(this.s);
   }
 
@@ -197,7 +222,7 @@ export class Cpu {
 
   /** RDPMC (pmu-semantics.md §4.9): ECX[31:16] is a type, ECX[15:0] an index. */
   rdpmc(ecx: number, cpl = 0): Access {
-    this.sync();
+    this.flush();
     const s = this.s;
     const p = this.profile;
     if (!Number.isInteger(ecx) || ecx < 0 || ecx > 0xffff_ffff)
