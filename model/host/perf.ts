@@ -21,6 +21,7 @@ import {
   INTEL_PMC_FIXED_RDPMC_BASE,
   INTEL_PMC_FIXED_RDPMC_METRICS,
 } from '../hw/msr/counters.js';
+import { bit, isSet } from '../hw/bits.js';
 import { Cpu } from '../hw/cpu.js';
 import {
   counterBits,
@@ -717,11 +718,11 @@ export class HostKernel {
     for (let loops = 1; status !== 0n && loops <= PMI_LOOP_LIMIT; loops++) {
       const branches = this.lbrUsers(pc) > 0 && !this.vlbr_exclude_host(pc) ? intel_pmu_lbr_read(hw) : null; // intel_pmu_lbr_read
       must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, status), 'WRMSR GLOBAL_OVF_CTRL'); // intel_pmu_ack
-      if ((status & (1n << BigInt(STATUS.OVF_BUF))) !== 0n) {
+      if (isSet(status, STATUS.OVF_BUF)) {
         relied('H7');
         handled++; // PEBS buffer: nothing to drain (H7)
       }
-      if ((status & (1n << BigInt(STATUS.PERF_METRICS_OVF))) !== 0n) {
+      if (isSet(status, STATUS.PERF_METRICS_OVF)) {
         handled++;
         this.ops.handle_pmi_common_perf_metrics(
           pc.x86.find((x) => x.hw_idx === IDX_METRIC_BASE),
@@ -729,10 +730,11 @@ export class HostKernel {
           { cpu, inGuest },
         );
       }
-      for (let bit = 0; bit < 64; bit++) {
-        if ((((status & counters) >> BigInt(bit)) & 1n) !== 0n) {
+      const overflowed = status & counters;
+      for (let idx = 0; idx < 64; idx++) {
+        if (isSet(overflowed, idx)) {
           handled++;
-          const e = pc.x86.find((x) => x.hw_idx === bit);
+          const e = pc.x86.find((x) => x.hw_idx === idx);
           if (e === undefined) continue;
           this.x86_perf_event_update(pc, e); // intel_pmu_save_and_restart
           if (!this.x86_perf_event_set_period(pc, e)) continue;
@@ -804,8 +806,9 @@ export class HostKernel {
 
   /** ctx_sched_out for the given classes. */
   private ctx_sched_out(pc: PCpu, passes: ReadonlySet<Pass>): void {
-    // A group goes by its leader's class, its siblings with it (group_sched_out).
-    for (const e of [...pc.x86])
+    // A group goes by its leader's class, its siblings with it (group_sched_out). event_sched_out gives pc.x86 a new
+    // array, so this loop walks the set as it was.
+    for (const e of pc.x86)
       if (e.group_leader === null && e.state === 'ACTIVE' && passes.has(e.pass)) this.event_sched_out(e);
   }
 
@@ -840,7 +843,11 @@ export class HostKernel {
     if (pass === 'cpuPinned' || pass === 'cpuFlexible') list = pc.events;
     else if (pc.currentTask !== null) list = this.task(pc.currentTask).events;
     else return [];
-    return list.filter((e) => e.attr.pinned === pinned).sort((a, b) => a.groupIndex - b.groupIndex);
+    const out = list.filter((e) => e.attr.pinned === pinned);
+    // Sorted only where a rotation moved an event: the sort's allocation showed in every reschedule.
+    for (let i = 1; i < out.length; i++)
+      if (out[i - 1]!.groupIndex > out[i]!.groupIndex) return out.sort((a, b) => a.groupIndex - b.groupIndex);
+    return out;
   }
 
   /** group_can_go_on (decision H3). */
@@ -932,7 +939,7 @@ export class HostKernel {
       if (e.hw_idx < 0 || e.hw_idx === IDX_VLBR) continue;
       if (guest ? e.attr.exclude_guest : e.attr.exclude_host) continue;
       // Every metric index is GLOBAL_CTRL's one EN_PERF_METRICS bit (x86_pmu.intel_ctrl has only bit 48).
-      v |= 1n << BigInt(Math.min(e.hw_idx, IDX_METRIC_BASE));
+      v |= bit(Math.min(e.hw_idx, IDX_METRIC_BASE));
     }
     return v;
   }

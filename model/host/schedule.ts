@@ -5,6 +5,7 @@
  * choices first, fixed counters before GP ones).
  */
 
+import { isSet } from '../hw/bits.js';
 import { fixedExists, type Profile } from '../hw/profile.js';
 import { X86_RAW_EVENT_MASK, HSW_IN_TX, HSW_IN_TX_CHECKPOINTED } from '../hw/msr/counters.js';
 
@@ -112,8 +113,8 @@ export interface Schedulable {
 
 /** __perf_sched_find_counter: the first free fixed counter, else the lowest free GP counter. */
 function findCounter(c: Constraint, used: Set<number>): number {
-  for (let i = FIXED_BASE; i < 64; i++) if ((c.mask >> BigInt(i)) & 1n && !used.has(i)) return i;
-  for (let i = 0; i < FIXED_BASE; i++) if ((c.mask >> BigInt(i)) & 1n && !used.has(i)) return i;
+  for (let i = FIXED_BASE; i < 64; i++) if (isSet(c.mask, i) && !used.has(i)) return i;
+  for (let i = 0; i < FIXED_BASE; i++) if (isSet(c.mask, i) && !used.has(i)) return i;
   return -1;
 }
 
@@ -129,7 +130,7 @@ export function x86_schedule_events(events: readonly Schedulable[]): number[] | 
   let i = 0;
   for (; i < n; i++) {
     const e = events[i]!;
-    if (e.lastIdx < 0 || ((e.constraint.mask >> BigInt(e.lastIdx)) & 1n) === 0n || used.has(e.lastIdx)) break;
+    if (e.lastIdx < 0 || !isSet(e.constraint.mask, e.lastIdx) || used.has(e.lastIdx)) break;
     used.add(e.lastIdx);
     assign[i] = e.lastIdx;
   }
