@@ -128,7 +128,8 @@ const isArchLbrRecordMsr = (m: number) =>
 
 /**
  * Null when the observation differs from bare metal only by what contention takes away: a counter
- * that counted less since it was written, GLOBAL_STATUS missing overflow bits, fewer PMIs.
+ * that counted less since it was written, GLOBAL_STATUS missing overflow bits, fewer PMIs, or a PMI
+ * late (the vCPU has had no more PMIs than bare metal gave it so far).
  * Otherwise what is wrong, for the weaker contract.
  */
 export function lostOnly(o: Observation, history: readonly Observation[], rawWrites = false): string | null {
@@ -148,7 +149,19 @@ export function lostOnly(o: Observation, history: readonly Observation[], rawWri
       ? null
       : `GLOBAL_STATUS shows bits bare metal does not set (${showOutcome(o.sut)} against ${showOutcome(o.oracle)})`;
   if ((o.kind === 'run' || o.kind === 'pmi') && pmisOf(o.sut).length < pmisOf(o.oracle).length) return null;
+  if ((o.kind === 'run' || o.kind === 'pmi') && pmisSoFar(o, history, 'sut') <= pmisSoFar(o, history, 'oracle'))
+    return null;
   return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
+}
+
+/** The PMIs one side has given o's vCPU up to and including o: a lost overflow's PMI may come late, never extra. */
+function pmisSoFar(o: Observation, history: readonly Observation[], side: 'sut' | 'oracle'): number {
+  let n = pmisOf(o[side]).length;
+  for (const h of history) {
+    if (h === o) break;
+    if (h.vcpu === o.vcpu && (h.kind === 'run' || h.kind === 'pmi')) n += pmisOf(h[side]).length;
+  }
+  return n;
 }
 
 const MASK48 = (1n << 48n) - 1n;

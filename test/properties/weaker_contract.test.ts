@@ -10,6 +10,7 @@ import {
   DriverBoot,
   DriverOpen,
   DriverRun,
+  GuestEmulate,
   GuestRdmsr,
   GuestRun,
   GuestWrmsr,
@@ -19,6 +20,7 @@ import type { VcpuFactory, World } from '../../scenarios/world.js';
 import { ranCommands } from '../../properties/checks.js';
 import { MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
+import { APIC_DM_NMI, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { SKYLAKE_V2 } from '../support/guests.js';
 
 const guest = SKYLAKE_V2;
@@ -111,6 +113,43 @@ describe('the weaker contract after host contention: never more than bare metal 
     ).toThrow(Divergence);
     // The first read (the known divergence) is the fifth command; the contract broke at the seventh.
     expect(ranCommands({ commands: wrapped })).toEqual(program);
+  });
+});
+
+describe('a PMI late under host contention', () => {
+  // Four pinned host events hold every GP counter of pCPU 0: the guest counter's perf event finds none. Bare metal's
+  // counter, two branches short of the wrap, wraps in the run (its PMI there); KVM's loses the run and wraps at the
+  // second emulated LOOP, a branch it counts in software (kvm_pmu_incr_counter): the same PMI, late.
+  const late = [
+    ...Array.from({ length: 4 }, () => new HostOpen(0, attr({ config: 0xc4n, pinned: true }))),
+    new GuestWrmsr(0, X2APIC_LVTPC, APIC_DM_NMI),
+    new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x5300c4n), // branches (no fixed counter takes it), INT|OS|USR|EN
+    new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x1n),
+    new GuestWrmsr(0, MSR_IA32_PERFCTR0, 0xfffffffen), // -2, sign-extended from bit 31
+    new GuestRun(0, [{ cpl: 3, instructions: 2, untakenBranches: 2 }]),
+    new GuestEmulate(0, 'loop', 0),
+    new GuestEmulate(0, 'loop', 0),
+  ];
+  /** A planted vPMU that injects every PMI of an intercepted instruction twice. */
+  const doubled: VcpuFactory = (h, o) =>
+    new (class extends EmulatedVcpu {
+      override drainPmis() {
+        return super.drainPmis().flatMap((p) => [p, p]);
+      }
+    })(h, o);
+
+  it('is host contention: the guest has had no more PMIs than bare metal gave it', () => {
+    const known = new Map<string, number>();
+    runProgram({ host: SKYLAKE, design: skewed(0n), expectations: EMULATED_EXPECTATIONS, known }, guest, late);
+    expect([...known.keys()]).toEqual(['host-contention']);
+  });
+
+  it('a PMI more than bare metal gave is reported, also where one was late', () => {
+    expect(() =>
+      runProgram({ host: SKYLAKE, design: doubled, expectations: EMULATED_EXPECTATIONS }, guest, late),
+    ).toThrow(
+      /after the known divergence host-contention, KVM_FEP LOOP at CPL 0: PMIs: guest saw PMI\(vector 2\) after unit 0, PMI\(vector 2\) after unit 0, bare metal shows no PMI/,
+    );
   });
 });
 
