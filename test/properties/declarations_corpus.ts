@@ -48,8 +48,6 @@ export const UNMET: Readonly<Record<string, Readonly<Record<string, string>>>> =
   emulated: {
     // Generated guests leave TSX off: a checkpointed region needs the guest's HLE/RTM.
     'emulated-insn-skips-in-txcp': 'test/properties/tsx_guest.test.ts',
-    // Not met by the contended profile either (npm start's 2000 programs a host): a generation gap, met by hand.
-    'host-contention': 'test/regressions/report_0004_counts_lost_under_contention.test.ts, weaker_contract.test.ts',
   },
   mediated: {
     'emulated-insn-skips-in-txcp': 'test/properties/tsx_guest.test.ts',
