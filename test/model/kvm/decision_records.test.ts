@@ -1,8 +1,10 @@
 /**
  * The decisions a report says it rests on are those its replay applied (model/hw/relied.ts): each K decision the
  * KVM port records, and those of host perf's H decisions that hang on a condition of their own, is listed after a program whose outcome
- * it decides, and not after the same program where it decides nothing. A maintainer reads that list to know which
- * unverified choices a finding stands on, so a record missing or made where nothing was decided misleads them.
+ * it decides, and not after the same program where it decides nothing; every id either program records is one of
+ * the lists a report looks decisions up in (reports/decisions.ts). A maintainer reads that list to know which
+ * unverified choices a finding stands on, so a record missing, made where nothing was decided, or naming no decision
+ * misleads them.
  */
 import { describe, expect, it } from 'vitest';
 import { firstDivergence } from '../../../designs/registry.js';
@@ -15,6 +17,7 @@ import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '.
 import { VmmSetCpuid, VmmSetMsr } from '../../../scenarios/vmm.js';
 import type { GuestConfig } from '../../../scenarios/world.js';
 import { SKYLAKE_V2 } from '../../support/guests.js';
+import { unverifiedDecision } from '../../../reports/decisions.js';
 
 const V2 = SKYLAKE_V2;
 /** No vPMU: CPUID.0AH all zero, no PDCM. */
@@ -169,8 +172,12 @@ const CASES: readonly Case[] = [
 describe("a report's decisions are the ones its replay applied", () => {
   for (const c of CASES)
     it(`${c.id} on ${c.design} (${c.why})`, () => {
-      expect(decisions(c.design, c.decides[0], c.decides[1], c.host)).toContain(c.id);
-      expect(decisions(c.design, c.not[0], c.not[1], c.host)).not.toContain(c.id);
+      const decided = decisions(c.design, c.decides[0], c.decides[1], c.host);
+      const not = decisions(c.design, c.not[0], c.not[1], c.host);
+      expect(decided).toContain(c.id);
+      expect(not).not.toContain(c.id);
+      // Every id a report would list is one a maintainer can look up.
+      expect([...decided, ...not].filter((id) => unverifiedDecision(id) === undefined)).toEqual([]);
     });
 
   it("K15 on mediated: perf's fixed-counter count differs from KVM's on Ice Lake (4 by fls), not on Skylake", () => {
