@@ -65,11 +65,17 @@ const validated = new WeakSet<WorkUnit>();
 /** One instruction retired at each CPL, as constant units (validated once): an instruction's retirement. */
 export const RETIRED_AT_CPL: readonly WorkUnit[] = [0, 1, 2, 3].map((cpl) => Object.freeze({ cpl, instructions: 1 }));
 
+/** The unit validated last: the design's CPU and bare metal step each unit in turn, so most lookups end here. */
+let last: WorkUnit | null = null;
+
 /** Throws a WorkError naming the field for a unit that cannot happen. */
 export function validateUnit(u: WorkUnit): void {
-  if (validated.has(u)) return;
-  checkUnit(u);
-  validated.add(u);
+  if (u === last) return;
+  if (!validated.has(u)) {
+    checkUnit(u);
+    validated.add(u);
+  }
+  last = u;
 }
 
 function checkUnit(u: WorkUnit): void {
