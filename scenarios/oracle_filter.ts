@@ -13,9 +13,12 @@ import type { KvmPmuEventFilter } from '../model/kvm/types.js';
 import {
   ARCH_PERFMON_EVENTSEL_ENABLE,
   MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
 } from '../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 import type { Access } from '../model/hw/access.js';
 import { relied } from '../model/hw/relied.js';
 import { fixedIndices } from '../model/hw/profile.js';
@@ -29,6 +32,15 @@ export function counterIndexOf(msr: number): number | null {
   if (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < MSR_CORE_PERF_FIXED_CTR0 + 4) return 32 + msr - MSR_CORE_PERF_FIXED_CTR0;
   return null;
 }
+
+/** Control MSRs whose write (re)arms a counter's perf event in KVM (a reprogram): the selectors and the global and fixed controls. */
+export const isCounterControl = (msr: number) =>
+  (msr >= MSR_P6_EVNTSEL0 && msr < MSR_P6_EVNTSEL0 + 8) ||
+  msr === MSR_CORE_PERF_FIXED_CTR_CTRL ||
+  msr === MSR_CORE_PERF_GLOBAL_CTRL;
+
+const NO_LAGS: readonly (readonly [number, bigint])[] = [];
+const NO_COUNTERS: readonly number[] = [];
 
 const ALLOW = 0;
 const MASKED = 1;
@@ -81,12 +93,13 @@ export class OracleCpu extends Cpu {
    */
   override wrmsr(address: number, value: bigint): Access {
     if (this.periodFloorAdopted === null) return this.wrmsrFreeze(address, value);
-    const before = this.controls();
+    // Only a control write can change the controls: the others skip their copy.
+    const before = isCounterControl(address) ? this.controls() : null;
     const r = this.wrmsrFreeze(address, value);
     if (!r.ok) return r;
     const idx = counterIndexOf(address);
     if (idx !== null) this.counterWritten(idx);
-    else this.reprogramAfterRetire = this.changedBy(before, this.controls());
+    else this.reprogramAfterRetire = before === null ? [] : this.changedBy(before, this.controls());
     // vmx_set_debugctl: DEBUGCTL.LBR creates the guest LBR event, if there is none.
     if (address === MSR_IA32_DEBUGCTLMSR && (value & DEBUGCTLMSR_LBR) !== 0n) this.guestLbrEventCreated();
     return r;
@@ -378,19 +391,20 @@ export class OracleCpu extends Cpu {
     }
     const changed = this.reprogramAfterRetire;
     this.reprogramAfterRetire = [];
-    const lags = [...this.lags];
-    const floored = [...this.floored];
+    const lags = this.lags.size === 0 ? NO_LAGS : [...this.lags];
+    const floored = this.floored.size === 0 ? NO_COUNTERS : [...this.floored];
     for (const [i] of lags) this.fold(i);
-    const before = this.counterIndices().map((i) => [i, this.raw(i)] as const);
+    const indices = this.counterIndices();
+    const before = indices.map((i) => this.raw(i));
     const d = this.filteredStep(u);
-    const counted = before.filter(([i, v]) => this.raw(i) !== v).map(([i]) => i);
+    const counted = indices.filter((i, k) => this.raw(i) !== before[k]);
     for (const [i, l] of lags)
       if (!counted.includes(i)) {
         this.setRaw(i, this.raw(i) - l);
         this.lags.set(i, l);
         if (floored.includes(i)) this.floored.add(i);
       }
-    if (!unsure) this.kvmReprogram([...new Set([...counted, ...changed])]);
+    if (!unsure) this.kvmReprogram(changed.length === 0 ? counted : [...new Set([...counted, ...changed])]);
     else {
       // Counted in software or by the counters: what KVM re-armed, and where, is the declaration's to judge.
       for (const i of this.counterIndices())

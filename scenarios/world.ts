@@ -23,13 +23,11 @@ import {
   type VmSetup,
   type VpmuVcpu,
 } from '../model/kvm/types.js';
-import { counterIndexOf, OracleCpu } from './oracle_filter.js';
+import { counterIndexOf, isCounterControl, OracleCpu } from './oracle_filter.js';
 
 export { counterIndexOf };
 import { restoreVcpu, saveVcpu } from './restore.js';
 import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_PERF_METRICS } from '../model/hw/msr/capabilities.js';
-import { MSR_CORE_PERF_FIXED_CTR_CTRL, MSR_P6_EVNTSEL0 } from '../model/hw/msr/counters.js';
-import { MSR_CORE_PERF_GLOBAL_CTRL } from '../model/hw/msr/global.js';
 import {
   ACCEPTED,
   gpOutcome,
@@ -169,12 +167,6 @@ export interface WorldFacts {
    */
   oracleArmedWrapStatus(v: number): bigint;
 }
-
-/** Control MSRs whose write (re)arms a counter's perf event in KVM (a reprogram): the selectors and the global and fixed controls. */
-const isCounterControl = (msr: number) =>
-  (msr >= MSR_P6_EVNTSEL0 && msr < MSR_P6_EVNTSEL0 + 8) ||
-  msr === MSR_CORE_PERF_FIXED_CTR_CTRL ||
-  msr === MSR_CORE_PERF_GLOBAL_CTRL;
 
 export class SetupError extends Error {
   override readonly name = 'SetupError';
