@@ -13,6 +13,7 @@ import { type CpuidRegs, leaf0aEax, leaf0aEdx, type Profile } from '../../../mod
 import { SKYLAKE } from '../../../model/hw/profiles.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
+import type { EmulatedOps } from '../../../model/kvm/emulated/ops.js';
 import type { VpmuCost } from '../../../model/kvm/cost.js';
 import type { GuestCpuid, HostAccess, VpmuVcpu } from '../../../model/kvm/types.js';
 import { MSR_P6_EVNTSEL0 } from '../../../model/hw/msr/counters.js';
@@ -103,6 +104,8 @@ export interface VcpuSetup {
   readonly fixedBitmap?: number;
   readonly evLen?: number;
   readonly unavailable?: number;
+  /** The kernel functions the vCPU runs: upstream's perf-based vPMU unless a variant's. */
+  readonly ops?: EmulatedOps;
 }
 
 export interface World {
@@ -116,7 +119,7 @@ export function createVcpu(o: VcpuSetup = {}): World {
   const profile = o.profile ?? SKYLAKE;
   const host = new HostKernel({ profile, cpus: o.cpus ?? 2 });
   const base = defaultCpuid(profile);
-  const vcpu = new EmulatedVcpu(host, { cpu: o.cpu ?? 0, cpuid: base });
+  const vcpu = new EmulatedVcpu(host, { cpu: o.cpu ?? 0, cpuid: base }, o.ops);
   if (o.perfCaps !== undefined) {
     const r = vcpu.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, o.perfCaps);
     expect(r.ok, `KVM_SET_MSRS PERF_CAPABILITIES=0x${o.perfCaps.toString(16)}`).toBe(true);
