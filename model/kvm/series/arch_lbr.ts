@@ -224,11 +224,13 @@ function vmx_get_perf_capabilities(host: HostKernel, enablePmu: boolean): VmxPer
 
 /**
  * vmx_check_perf_capabilities: an Arch LBR format is the host's or nothing (patch 10/15 checks it against
- * kvm_caps.supported_perf_cap; the legacy family/model check does not apply to it).
+ * kvm_caps.supported_perf_cap; the legacy family/model check does not apply to it). vmx_set_msr's first check,
+ * "data && !pmu->version" (K7), stays first and sees the whole value, the format included.
  */
 function vmx_check_perf_capabilities(vcpu: KvmVcpuState, data: bigint): string | null {
   const fmt = data & PERF_CAP_LBR_FMT;
-  if (fmt !== BigInt(LBR_FMT_ARCH)) return EMULATED_OPS.vmx_check_perf_capabilities(vcpu, data);
+  if (fmt !== BigInt(LBR_FMT_ARCH) || vcpu.pmu.version === 0)
+    return EMULATED_OPS.vmx_check_perf_capabilities(vcpu, data);
   if (fmt !== (vcpu.supported_perf_cap & PERF_CAP_LBR_FMT))
     return `PERF_CAPABILITIES: LBR_FMT ${fmt} is not the host's`;
   return EMULATED_OPS.vmx_check_perf_capabilities(vcpu, data & ~PERF_CAP_LBR_FMT);

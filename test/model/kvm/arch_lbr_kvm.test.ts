@@ -50,7 +50,7 @@ import { HostKernel } from '../../../model/host/perf.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { ARCH_LBR_OPS, XFEATURE_MASK_LBR } from '../../../model/kvm/series/arch_lbr.js';
 import type { GuestCpuid } from '../../../model/kvm/types.js';
-import { defaultCpuid, INSTRUCTIONS, isGp, kvmSupportedPerfCaps, PC_VECTOR, val } from './util.js';
+import { defaultCpuid, hostVal, INSTRUCTIONS, isGp, kvmSupportedPerfCaps, PC_VECTOR, val } from './util.js';
 
 const SPR = SAPPHIRE_RAPIDS;
 const FW_ONLY = perfCaps({ fwWrite: true });
@@ -375,6 +375,16 @@ describe('PERF_CAPABILITIES (patch 10/15)', () => {
       legacyLbr: { ...SKYLAKE.spec.legacyLbr!, callStack: false },
     });
     expect(supported({ profile: noCallStack })).toBe(FW_ONLY);
+  });
+
+  it('a vCPU without a vPMU takes only 0, the Arch LBR format alone included (vmx_set_msr checks "data && !pmu->version" first, K7)', () => {
+    const base = archCpuid(SPR);
+    const { v } = vcpuOf({ cpuid: { ...base, leaf0a: { eax: 0, ebx: 0, ecx: 0, edx: 0 } } });
+    const before = hostVal(v.hostGetMsr(MSR_IA32_PERF_CAPABILITIES));
+    for (const data of [BigInt(LBR_FMT_ARCH), ARCH_FMT, FW_ONLY])
+      expect(v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, data).ok).toBe(false);
+    expect(hostVal(v.hostGetMsr(MSR_IA32_PERF_CAPABILITIES))).toBe(before);
+    expect(v.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, 0n)).toEqual({ ok: true, value: 0n });
   });
 
   it('LBR_FMT 0x3f needs no guest family/model of the host’s (the legacy consistency check does not apply to it)', () => {
