@@ -14,6 +14,7 @@ import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_LBR_FMT } from '../../../model/hw/
 import {
   ARCH_PERFMON_EVENTSEL_ENABLE,
   ARCH_PERFMON_EVENTSEL_INT,
+  ARCH_PERFMON_EVENTSEL_OS,
   ARCH_PERFMON_EVENTSEL_USR,
   ICL_EVENTSEL_ADAPTIVE,
   MSR_IA32_PMC0,
@@ -50,7 +51,8 @@ import { HostKernel } from '../../../model/host/perf.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { ARCH_LBR_OPS, XFEATURE_MASK_LBR } from '../../../model/kvm/series/arch_lbr.js';
 import type { GuestCpuid } from '../../../model/kvm/types.js';
-import { defaultCpuid, hostVal, INSTRUCTIONS, isGp, kvmSupportedPerfCaps, PC_VECTOR, val } from './util.js';
+import { CYCLES, defaultCpuid, hostVal, INSTRUCTIONS, isGp, kvmSupportedPerfCaps, PC_VECTOR, val } from './util.js';
+import { recordHw } from './mediated/util.js';
 
 const SPR = SAPPHIRE_RAPIDS;
 const FW_ONLY = perfCaps({ fwWrite: true });
@@ -108,6 +110,13 @@ const rdmsrGp = (v: EmulatedVcpu, msrs: readonly number[]) => msrs.filter((m) =>
 /** The MSRs FROM/TO/INFO[0, n) of each base (an info base of 0: none). */
 const records = (n: number, from: number, to: number, info: number): number[] =>
   Array.from({ length: n }, (_, i) => [from + i, to + i, ...(info !== 0 ? [info + i] : [])]).flat();
+
+/** An Arch LBR host without GP counters, where KVM has no vPMU (enable_pmu is off). */
+const SPR_NO_GP = defineProfile({
+  ...SPR.spec,
+  name: 'sapphirerapids-nogp',
+  leaf0a: { ...SPR.spec.leaf0a, eax: SPR.spec.leaf0a.eax & ~0xff00 },
+});
 
 const ARCH_MSRS = [MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH, MSR_ARCH_LBR_FROM_0, MSR_ARCH_LBR_TO_0, MSR_ARCH_LBR_INFO_0];
 
@@ -179,6 +188,18 @@ describe('KVM_GET_SUPPORTED_CPUID and KVM_SET_CPUID2 (patch 15/15)', () => {
     const host = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const v = new EmulatedVcpu(host, { cpu: 0, cpuid: defaultCpuid(SKYLAKE) }, ARCH_LBR_OPS);
     expect(v.supportedPmu().archLbr).toBeUndefined();
+  });
+
+  it('a leaf 0x1C of another depth mask fails KVM_SET_CPUID2 with -EINVAL (kvm_check_cpuid) and changes nothing', () => {
+    const { v } = archGuest();
+    const good = archCpuid(SPR);
+    for (const mask of [0x1, 0x3, 0xff & ~(good.leaf1c!.eax & 0xff)]) {
+      const r = v.setCpuid({ ...good, leaf1c: { ...good.leaf1c!, eax: ((good.leaf1c!.eax & ~0xff) | mask) >>> 0 } });
+      expect(r.ok).toBe(false);
+      expect(!r.ok && r.error).toMatch(/-EINVAL/);
+      expect(v.s.cpuid).toEqual(good);
+      expect(v.s.lbr.nr).toBe(SPR.archLbr!.maxDepth);
+    }
   });
 
   it('a CPUID without leaf 0x1C is taken on either host', () => {
@@ -360,12 +381,7 @@ describe('PERF_CAPABILITIES (patch 10/15)', () => {
   });
 
   it('no vPMU (a host without GP counters): nothing reported', () => {
-    const noGp = defineProfile({
-      ...SPR.spec,
-      name: 'sapphirerapids-nogp',
-      leaf0a: { ...SPR.spec.leaf0a, eax: SPR.spec.leaf0a.eax & ~0xff00 },
-    });
-    expect(supported({ profile: noGp })).toBe(0n);
+    expect(supported({ profile: SPR_NO_GP })).toBe(0n);
   });
 
   it('a legacy host without call-stack LBRs reports no LBR format, as upstream', () => {
@@ -420,4 +436,80 @@ describe('IA32_XSS (patches 02, 11/15) and KVM_GET_MSR_INDEX_LIST (patch 08/15)'
     const legacy = vcpuOf({ profile: SKYLAKE, cpuid: defaultCpuid(SKYLAKE) }).v.msrIndexList();
     expect(arch.filter((m) => legacy.includes(m))).toEqual([]);
   });
+
+  it('the index list is upstream’s with XSS, LBR_CTL and DEPTH on an Arch LBR host, with XSS alone without a vPMU', () => {
+    // Patch 02/15 reports XSS as KVM supports an XSS feature (the LBR component, whatever the vPMU); the port lists
+    // patch 08/15's LBR_CTL and DEPTH with the PMU MSRs, probed only with enable_pmu (msrs_to_save_pmu).
+    const upstream = (p: Profile) =>
+      new EmulatedVcpu(new HostKernel({ profile: p, cpus: 1 }), { cpu: 0, cpuid: defaultCpuid(p) }).msrIndexList();
+    const series = (p: Profile) =>
+      new EmulatedVcpu(
+        new HostKernel({ profile: p, cpus: 1 }),
+        { cpu: 0, cpuid: defaultCpuid(p) },
+        ARCH_LBR_OPS,
+      ).msrIndexList();
+    expect(series(SPR)).toEqual([MSR_IA32_XSS, MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH, ...upstream(SPR)]);
+    expect(series(SPR_NO_GP)).toEqual([MSR_IA32_XSS, ...upstream(SPR_NO_GP)]);
+    expect(series(SKYLAKE)).toEqual(upstream(SKYLAKE));
+  });
+});
+
+describe('VM-entry and VM-exit (patch 10/15): LBR_CTL through the VMCS for every VM of an Arch LBR host, and only there', () => {
+  /** The accesses to IA32_LBR_CTL `f` makes on pCPU 0. */
+  const lbrCtlAccesses = (host: HostKernel, f: () => void) =>
+    recordHw(host.pcpu(0).hw, f).filter((a) => a.target === MSR_ARCH_LBR_CTL);
+
+  it('an Arch LBR guest: the entry loads GUEST_IA32_LBR_CTL, the exit saves LBR_CTL into it and clears it', () => {
+    const { host, v } = archGuest();
+    val(v.guestWrmsr(MSR_ARCH_LBR_CTL, LBR_ON));
+    expect(lbrCtlAccesses(host, () => v.guestRun(jumps(2)))).toEqual([
+      { op: 'wrmsr', target: MSR_ARCH_LBR_CTL, value: LBR_ON },
+      { op: 'rdmsr', target: MSR_ARCH_LBR_CTL },
+      { op: 'wrmsr', target: MSR_ARCH_LBR_CTL, value: 0n },
+    ]);
+    expect(val(host.pcpu(0).hw.rdmsr(MSR_ARCH_LBR_CTL))).toBe(0n);
+  });
+
+  it('a guest without Arch LBR on that host gets its LBR_CTL of 0 loaded and cleared all the same', () => {
+    const { host, v } = vcpuOf({ cpuid: defaultCpuid(SPR), perfCaps: FW_ONLY });
+    expect(lbrCtlAccesses(host, () => v.guestRun(jumps(2)))).toEqual([
+      { op: 'wrmsr', target: MSR_ARCH_LBR_CTL, value: 0n },
+      { op: 'rdmsr', target: MSR_ARCH_LBR_CTL },
+      { op: 'wrmsr', target: MSR_ARCH_LBR_CTL, value: 0n },
+    ]);
+  });
+
+  it('a legacy LBR host has neither VM-entry nor VM-exit control: no LBR_CTL access, whatever the guest CPUID', () => {
+    for (const cpuid of [defaultCpuid(SKYLAKE), { ...defaultCpuid(SKYLAKE), archLbr: true }]) {
+      const { host, v } = vcpuOf({ profile: SKYLAKE, cpuid, perfCaps: kvmSupportedPerfCaps(SKYLAKE) });
+      val(v.guestWrmsr(MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR));
+      expect(lbrCtlAccesses(host, () => v.guestRun(jumps(2)))).toEqual([]);
+    }
+  });
+});
+
+describe('kvm_pmu_cleanup under the series’ intel_pmu_refresh (patch 05/15), which changes only the vLBR index', () => {
+  const CYCLES_ON = CYCLES | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_ENABLE;
+
+  for (const [what, make] of [
+    ['an Arch LBR guest', () => archGuest()],
+    ['a guest without guest LBR', () => vcpuOf({ cpuid: defaultCpuid(SPR), perfCaps: FW_ONLY })],
+  ] as const)
+    it(`${what}: a counter disabled and left alone loses its perf event at the second reschedule, as upstream`, () => {
+      const { v } = make();
+      const pmc0 = v.s.pmu.gp_counters[0]!;
+      val(v.guestWrmsr(MSR_P6_EVNTSEL0, CYCLES_ON));
+      v.guestRun(jumps(2));
+      val(v.guestWrmsr(MSR_P6_EVNTSEL0, CYCLES_ON & ~ARCH_PERFMON_EVENTSEL_ENABLE));
+      const ev = pmc0.perf_event;
+      expect(ev, 'the disabled counter keeps its paused event').not.toBeNull();
+      v.migrate(1);
+      v.guestRun(jumps(1)); // kvm_pmu_cleanup: PMC0 written since the last one, kept; pmc_in_use emptied
+      expect(pmc0.perf_event).toBe(ev);
+      v.migrate(0);
+      const released = v.cost.perfReleases;
+      v.guestRun(jumps(1)); // kvm_pmu_cleanup: PMC0 unused and disabled
+      expect(pmc0.perf_event).toBeNull();
+      expect(v.cost.perfReleases - released).toBe(1);
+    });
 });
