@@ -28,6 +28,14 @@ export interface GuestCpuid {
   readonly leaf1c?: CpuidRegs;
 }
 
+/** A vCPU's CPUID before any KVM_SET_CPUID2 takes: no entries, so no PMU, no PDCM. */
+export const NO_CPUID: GuestCpuid = Object.freeze({
+  family: 0,
+  model: 0,
+  leaf0a: Object.freeze({ eax: 0, ebx: 0, ecx: 0, edx: 0 }),
+  pdcm: false,
+});
+
 /**
  * The design's kernel crashed (a NULL dereference, a BUG_ON) while handling a guest instruction: the host
  * is gone. The world records it as the design's outcome, never as a failure of the engine.

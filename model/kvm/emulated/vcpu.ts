@@ -27,6 +27,7 @@ import {
   type GuestPmi,
   type HostAccess,
   type KvmPmuEventFilter,
+  NO_CPUID,
   type SupportedPmu,
   type VmSetup,
   type VpmuVcpu,
@@ -126,7 +127,11 @@ export class EmulatedVcpu implements VpmuVcpu {
     kvm_register_perf_callbacks(host).add(this.s);
     ops.kvm_pmu_init(this.s);
     host.context_switch(opts.cpu, task);
-    this.setCpuid(opts.cpuid);
+    // The VMM's KVM_SET_CPUID2: refused, the vCPU keeps the empty CPUID it was created with, and no vPMU.
+    if (!this.setCpuid(opts.cpuid).ok) {
+      this.s.cpuid = NO_CPUID;
+      ops.kvm_pmu_refresh(this.s);
+    }
   }
 
   get cpu(): number {

@@ -50,7 +50,7 @@ import type { WorkUnit } from '../../../model/hw/work.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { ARCH_LBR_OPS, XFEATURE_MASK_LBR } from '../../../model/kvm/series/arch_lbr.js';
-import type { GuestCpuid } from '../../../model/kvm/types.js';
+import { type GuestCpuid, NO_CPUID } from '../../../model/kvm/types.js';
 import { CYCLES, defaultCpuid, hostVal, INSTRUCTIONS, isGp, kvmSupportedPerfCaps, PC_VECTOR, val } from './util.js';
 import { recordHw } from './mediated/util.js';
 
@@ -200,6 +200,17 @@ describe('KVM_GET_SUPPORTED_CPUID and KVM_SET_CPUID2 (patch 15/15)', () => {
       expect(v.s.cpuid).toEqual(good);
       expect(v.s.lbr.nr).toBe(SPR.archLbr!.maxDepth);
     }
+  });
+
+  it('a vCPU whose first KVM_SET_CPUID2 is refused keeps the empty CPUID it was created with: no vPMU, no LBRs', () => {
+    const good = archCpuid(SPR);
+    const bad = { ...good, leaf1c: { ...good.leaf1c!, eax: ((good.leaf1c!.eax & ~0xff) | 0x1) >>> 0 } };
+    const v = new EmulatedVcpu(new HostKernel({ profile: SPR, cpus: 1 }), { cpu: 0, cpuid: bad }, ARCH_LBR_OPS);
+    expect(v.s.cpuid).toEqual(NO_CPUID);
+    expect(v.s.pmu.version).toBe(0);
+    expect(v.s.lbr.nr).toBe(0);
+    expect(isGp(v.guestRdmsr(MSR_CORE_PERF_GLOBAL_CTRL))).toBe(true);
+    expect(isGp(v.guestRdmsr(MSR_ARCH_LBR_CTL))).toBe(true);
   });
 
   it('a CPUID without leaf 0x1C is taken on either host', () => {
