@@ -10,12 +10,14 @@ import { describe, expect, it } from 'vitest';
 import { firstDivergence } from '../../../designs/registry.js';
 import { DecisionLog, type DecisionId, recording } from '../../../model/hw/relied.js';
 import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0, MSR_P6_PERFCTR0 } from '../../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_INUSE, MSR_CORE_PERF_GLOBAL_STATUS_SET } from '../../../model/hw/msr/global.js';
 import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_FW_WRITES } from '../../../model/hw/msr/capabilities.js';
 import { attr } from '../../../model/host/types.js';
 import { GuestRdmsr, GuestRun, GuestWrmsr, HostOpen, type WorldCommand } from '../../../scenarios/commands.js';
 import { VmmSetCpuid, VmmSetMsr } from '../../../scenarios/vmm.js';
 import type { GuestConfig } from '../../../scenarios/world.js';
+import { leaf0aEax } from '../../../model/hw/profile.js';
 import { SKYLAKE_V2 } from '../../support/guests.js';
 import { unverifiedDecision } from '../../../reports/decisions.js';
 
@@ -25,6 +27,8 @@ const V0: GuestConfig = {
   cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0, ebx: 0, ecx: 0, edx: 0 }, pdcm: false },
   perfCapabilities: 0n,
 };
+/** SKYLAKE_V2's counters under CPUID.0AH version 4, which a VMM may set: intel_pmu_refresh takes it unclamped. */
+const V4: GuestConfig = { ...V2, cpuid: { ...V2.cpuid, leaf0a: { ...V2.cpuid.leaf0a, eax: leaf0aEax(4, 4, 48, 7) } } };
 const V2_NO_PDCM: GuestConfig = { cpuid: { ...V2.cpuid, pdcm: false }, perfCapabilities: 0n };
 /** No vPMU, but PDCM: PERF_CAPABILITIES is the vCPU's MSR, so KVM_SET_MSRS reaches vmx_set_msr's checks. */
 const V0_PDCM: GuestConfig = { cpuid: { ...V0.cpuid, pdcm: true }, perfCapabilities: 0n };
@@ -39,9 +43,9 @@ function decisions(design: string, guest: GuestConfig, program: readonly WorldCo
 const PEBS_ENABLE = 0x3f1;
 /** MSR_PKG_C3_RESIDENCY: no PMU MSR, unknown to the vPMU. */
 const UNKNOWN_MSR = 0x3f8;
-/** PMC0 counting instructions at every CPL from -`left`, its PMI to an unmasked NMI when `int`. */
-const overflow = (left: bigint, int: boolean): WorldCommand[] => [
-  new GuestWrmsr(0, X2APIC_LVTPC, 0x400n),
+/** PMC0 counting instructions at every CPL from -`left`, its PMI to an unmasked LVTPC (NMI mode) when `int`. */
+const overflow = (left: bigint, int: boolean, lvtpc = 0x400n): WorldCommand[] => [
+  new GuestWrmsr(0, X2APIC_LVTPC, lvtpc),
   new GuestWrmsr(0, MSR_IA32_PERFCTR0, (1n << 48n) - left),
   new GuestWrmsr(0, MSR_P6_EVNTSEL0, int ? 0x5300c0n : 0x4300c0n),
   new GuestRun(0, [{ cpl: 3, instructions: 10 }]),
@@ -119,6 +123,27 @@ const CASES: readonly Case[] = [
     not: [V2, [...overflow(1n, false).slice(0, 3), new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
   },
   {
+    id: 'K8',
+    design: 'emulated',
+    why: 'a PMI to LVTPC in SMI mode is accepted and masks LVTPC, though nothing reaches the guest; Fixed mode is not K8',
+    decides: [V2, overflow(5n, true, 0x220n)],
+    not: [V2, overflow(5n, true, 0x020n)],
+  },
+  {
+    id: 'K8',
+    design: 'emulated',
+    why: 'a PMI to LVTPC in ExtINT mode is not accepted; LowestPrio delivers the vector as Fixed does',
+    decides: [V2, overflow(5n, true, 0x720n)],
+    not: [V2, overflow(5n, true, 0x120n)],
+  },
+  {
+    id: 'K8',
+    design: 'emulated',
+    why: 'a PMI to LVTPC in INIT mode is accepted with nothing the guest sees; NMI mode is an NMI',
+    decides: [V2, overflow(5n, true, 0x520n)],
+    not: [V2, overflow(5n, true, 0x400n)],
+  },
+  {
     id: 'K7',
     design: 'emulated',
     why: 'a non-zero PERF_CAPABILITIES (FW_WRITES alone) is refused without a vPMU; zero is taken',
@@ -131,6 +156,20 @@ const CASES: readonly Case[] = [
     why: 'PDCM given back shows what PERF_CAPABILITIES held while hidden',
     decides: [V2_NO_PDCM, [new VmmSetCpuid(0, V2)]],
     not: [V2, [new VmmSetCpuid(0, V2)]],
+  },
+  {
+    id: 'K10',
+    design: 'mediated',
+    why: 'a version-4 guest reads GLOBAL_STATUS_SET, which KVM does not have; a version-2 guest has none either way',
+    decides: [V4, [new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_STATUS_SET)]],
+    not: [V2, [new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_STATUS_SET)]],
+  },
+  {
+    id: 'K10',
+    design: 'mediated',
+    why: 'a version-4 guest reads GLOBAL_INUSE, which KVM does not have; its EVNTSEL0 is KVM’s',
+    decides: [V4, [new GuestRdmsr(0, MSR_CORE_PERF_GLOBAL_INUSE)]],
+    not: [V4, [new GuestRdmsr(0, MSR_P6_EVNTSEL0)]],
   },
   {
     id: 'K14',
