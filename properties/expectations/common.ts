@@ -18,7 +18,7 @@ import {
 } from '../../scenarios/observation.js';
 import { counterIndexOf, type GuestConfig, type MsrAttempt } from '../../scenarios/world.js';
 import { PERF_CAP_LBR_FMT } from '../../model/hw/msr/capabilities.js';
-import { APIC_SEND_PENDING, LVTPC_RESERVED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
+import { APIC_LVT_MASKED, APIC_SEND_PENDING, LVTPC_RESERVED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import {
   ARCH_LBR_LBREN,
   ARCH_LBR_MAX_DEPTH,
@@ -128,8 +128,9 @@ const isArchLbrRecordMsr = (m: number) =>
 
 /**
  * Null when the observation differs from bare metal only by what contention takes away: a counter
- * that counted less since it was written, GLOBAL_STATUS missing overflow bits, fewer PMIs, or a PMI
- * late (the vCPU has had no more PMIs than bare metal gave it so far).
+ * that counted less since it was written, GLOBAL_STATUS missing overflow bits, fewer PMIs, a PMI
+ * late (the vCPU has had no more PMIs than bare metal gave it so far), LVTPC unmasked where a PMI it
+ * lost masked bare metal's.
  * Otherwise what is wrong, for the weaker contract.
  */
 export function lostOnly(o: Observation, history: readonly Observation[], rawWrites = false): string | null {
@@ -150,6 +151,17 @@ export function lostOnly(o: Observation, history: readonly Observation[], rawWri
       : `GLOBAL_STATUS shows bits bare metal does not set (${showOutcome(o.sut)} against ${showOutcome(o.oracle)})`;
   if ((o.kind === 'run' || o.kind === 'pmi') && pmisOf(o.sut).length < pmisOf(o.oracle).length) return null;
   if ((o.kind === 'run' || o.kind === 'pmi') && pmisSoFar(o, history, 'sut') <= pmisSoFar(o, history, 'oracle'))
+    return null;
+  // A PMI lost leaves LVTPC unmasked where bare metal's delivery masked it.
+  if (
+    o.kind === 'rdmsr' &&
+    o.target === X2APIC_LVTPC &&
+    o.sut.kind === 'value' &&
+    o.oracle.kind === 'value' &&
+    o.oracle.value === (o.sut.value | APIC_LVT_MASKED) &&
+    o.sut.value !== o.oracle.value &&
+    pmisSoFar(o, history, 'sut') < pmisSoFar(o, history, 'oracle')
+  )
     return null;
   return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
 }

@@ -20,7 +20,7 @@ import type { VcpuFactory, World } from '../../scenarios/world.js';
 import { ranCommands } from '../../properties/checks.js';
 import { MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
-import { APIC_DM_NMI, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
+import { APIC_DM_NMI, APIC_LVT_MASKED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { SKYLAKE_V2 } from '../support/guests.js';
 
 const guest = SKYLAKE_V2;
@@ -142,6 +142,26 @@ describe('a PMI late under host contention', () => {
     const known = new Map<string, number>();
     runProgram({ host: SKYLAKE, design: skewed(0n), expectations: EMULATED_EXPECTATIONS, known }, guest, late);
     expect([...known.keys()]).toEqual(['host-contention']);
+  });
+
+  it('LVTPC left unmasked by the PMI KVM lost is host contention; unmasked with no PMI lost is reported', () => {
+    const lvtpc = new GuestRdmsr(0, X2APIC_LVTPC);
+    const known = new Map<string, number>();
+    // Read after the run: bare metal's PMI masked its LVTPC, KVM's counter has not wrapped yet.
+    const lost = [...late.slice(0, 9), lvtpc, ...late.slice(9)];
+    runProgram({ host: SKYLAKE, design: skewed(0n), expectations: EMULATED_EXPECTATIONS, known }, guest, lost);
+    expect([...known.keys()]).toEqual(['host-contention']);
+    // Read after the late PMI: both masked. A vPMU that shows it unmasked then has lost no PMI to explain it.
+    const unmasked: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestRdmsr(msr: number) {
+          const r = super.guestRdmsr(msr);
+          return r.ok && msr === X2APIC_LVTPC ? ok(r.value & ~APIC_LVT_MASKED) : r;
+        }
+      })(h, o);
+    expect(() =>
+      runProgram({ host: SKYLAKE, design: unmasked, expectations: EMULATED_EXPECTATIONS }, guest, [...late, lvtpc]),
+    ).toThrow(/after the known divergence host-contention, RDMSR 0x834/);
   });
 
   it('a PMI more than bare metal gave is reported, also where one was late', () => {
