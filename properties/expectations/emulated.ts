@@ -743,6 +743,20 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       (hostCompeted(c, o.vcpu, true, true) || lbrEventInError(c, o.vcpu)),
   },
   {
+    id: 'lbr-error-behind-counter',
+    title:
+      "while host events hold the counters of the vCPU's pCPU, a guest counter's perf event that finds none stops perf from scheduling any later pinned event of the vCPU thread in that pass: the guest LBR event goes to ERROR though the LBRs are free, guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses, until KVM releases it",
+    kernelRef:
+      'kernel/events/core.c merge_sched_in: once a group fails, *can_add_hw = 0 and group_can_go_on refuses every later group, a pinned one going to PERF_EVENT_STATE_ERROR; arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored)',
+    // lbr-host-owned's access, while a host event of any kind (not only a branch-stack one) is open where the vCPU runs.
+    matches: (o, c) =>
+      (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
+      o.target !== null &&
+      isLegacyLbrMsr(o.target) &&
+      readZeroOrAccepted(o) &&
+      hostCompeted(c, o.vcpu, false, true),
+  },
+  {
     id: 'lbr-tos-not-reset',
     title:
       "the guest's LBR_TOS starts where the host's LBR user left it: branches recorded in host mode before KVM created the guest LBR event move it, though their records are wiped (reports/filed/0003)",

@@ -48,6 +48,8 @@ export const UNMET: Readonly<Record<string, Readonly<Record<string, string>>>> =
   emulated: {
     // Generated guests leave TSX off: a checkpointed region needs the guest's HLE/RTM.
     'emulated-insn-skips-in-txcp': 'test/properties/tsx_guest.test.ts',
+    // The contended profile meets it (npm test at seed 70006545), too seldom for the search's seeds.
+    'lbr-error-behind-counter': 'test/properties/narrow_declarations.test.ts',
   },
   mediated: {
     'emulated-insn-skips-in-txcp': 'test/properties/tsx_guest.test.ts',

@@ -18,6 +18,7 @@ import { lbrGuest } from '../../properties/lbr_freeze.js';
 import {
   DriverCheckOverflow,
   DriverOpen,
+  GuestEmulate,
   GuestRdmsr,
   GuestRun,
   GuestWrmsr,
@@ -245,6 +246,31 @@ describe('a declared divergence excuses its mechanism, not a neighbouring fault'
     ];
     expect(run(LBR_V2, released).reported).toBeNull();
     expect(run(LBR_V2, released, taken).reported).toMatchObject({ kind: 'wrmsr', target: MSR_LBR_SELECT });
+  });
+
+  it('lbr-error-behind-counter: host events on three of four GP counters, a second guest counting event finds none and the guest LBR event made after it goes to ERROR; without them, or a read that is not 0, is reported', () => {
+    // npm test at seed 70006545 (contended): a host monitor and a guest perf stat, then the guest's LBR_SELECT.
+    const monitor = Array.from({ length: 3 }, () => new HostOpen(0, attr({ config: 0xc4n, pinned: true })));
+    const stat = new DriverOpen(0, [
+      { event: 0xc4n, usr: true, os: true, period: 0n },
+      { event: 0xc4n, usr: true, os: true, period: 0n },
+    ]);
+    // The LOOP, a branch KVM counts in software, reprograms both counters: perf enables the failed one again, and in the
+    // reschedule that follows it fails before the guest LBR event, made at the first LBR_SELECT write, is tried.
+    const lbr = [
+      new GuestWrmsr(0, MSR_LBR_SELECT, 1n),
+      new GuestEmulate(0, 'loop', 0),
+      new GuestWrmsr(0, MSR_LBR_SELECT, 0xffffffffn),
+    ];
+    expect(run(LBR_V2, [...monitor, stat, ...lbr])).toEqual({ reported: null, known: ['lbr-error-behind-counter'] });
+    // No host event: the guest LBR event runs and KVM refuses the reserved bits as bare metal does.
+    expect(run(LBR_V2, [stat, ...lbr])).toEqual({ reported: null, known: [] });
+    const taken = planted({ wr: (m, v, r) => (m === MSR_LBR_SELECT && v === 0xffffffffn ? ok(0n) : r) });
+    expect(run(LBR_V2, [stat, ...lbr], taken).reported).toMatchObject({ kind: 'wrmsr', target: MSR_LBR_SELECT });
+    // Under the monitor, a read that shows something other than 0 is no dummy access.
+    const odd = planted({ rd: (m, r) => (m === MSR_LBR_SELECT ? ok(0x2n) : r) });
+    const read = [...monitor, stat, lbr[0]!, lbr[1]!, new GuestRdmsr(0, MSR_LBR_SELECT)];
+    expect(run(LBR_V2, read, odd).reported).toMatchObject({ kind: 'rdmsr', target: MSR_LBR_SELECT });
   });
 
   it("lbr-host-owned: a pinned host LBR user on the vCPU's thread, open when the guest LBR event is made, leaves it in ERROR after it closes; made first, the event keeps the LBRs and a dropped write is reported", () => {
