@@ -1,0 +1,290 @@
+/**
+ * The perf-based vPMU's lazy release of the perf events of counters the guest no longer uses (kvm-vpmu.md §2.11): a
+ * vCPU loaded after being scheduled out, with perf events, sets need_cleanup and KVM_REQ_PMU (kvm_arch_vcpu_load);
+ * the request's kvm_pmu_cleanup then stops every counter that is neither enabled in its own control
+ * (pmc_speculative_in_use) nor in pmc_in_use, calls intel_pmu_cleanup, and empties pmc_in_use. A counter is put in
+ * pmc_in_use by any KVM_SET_MSR of one of its MSRs that intel_msr_idx_to_pmc maps (its selector, its legacy PERFCTR
+ * alias, its fixed counter; not the IA32_PMCx full-width alias, not GLOBAL_CTRL), and by a FIXED_CTR_CTRL write that
+ * changes its field (reprogram_fixed_counters). Which perf events KVM holds is held at the host: the events host perf
+ * has for the vCPU's task are exactly those the vCPU's counters hold. Expectations are arch/x86/kvm/pmu.c's and
+ * vmx/pmu_intel.c's, not the port's output.
+ */
+import { describe, expect, it } from 'vitest';
+import { bit } from '../../../model/hw/bits.js';
+import { PERF_CAP_FW_WRITES } from '../../../model/hw/msr/capabilities.js';
+import {
+  ARCH_PERFMON_EVENTSEL_ENABLE,
+  ARCH_PERFMON_EVENTSEL_OS,
+  ARCH_PERFMON_EVENTSEL_USR,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+  MSR_IA32_PERFCTR0,
+  MSR_IA32_PMC0,
+  MSR_P6_EVNTSEL0,
+} from '../../../model/hw/msr/counters.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import type { PerfEvent } from '../../../model/host/types.js';
+import { createVcpu, CYCLES, fixedGlobalEnable, fixedPmcCtrl, INSTRUCTIONS, val, work, type World } from './util.js';
+
+const COUNT = ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR;
+const CYCLES_ON = CYCLES | COUNT | ARCH_PERFMON_EVENTSEL_ENABLE;
+const INSNS_ON = INSTRUCTIONS | COUNT | ARCH_PERFMON_EVENTSEL_ENABLE;
+/** GLOBAL_CTRL with both GP counters and fixed counters 0 and 1. */
+const ALL_ON = bit(0) | bit(1) | fixedGlobalEnable(0) | fixedGlobalEnable(1);
+/** FIXED_CTR_CTRL: OS and USR for each fixed counter listed. */
+const fixedOn = (...idx: number[]) => idx.reduce((c, i) => c | fixedPmcCtrl(i, 3n), 0n);
+
+interface Guest extends World {
+  /** The events host perf has for the vCPU's task, created and not released. */
+  readonly live: Set<PerfEvent>;
+  /** The vCPU's events host perf released, in order. */
+  readonly released: PerfEvent[];
+}
+
+/** A v2 guest with 2 GP and 3 fixed counters and full-width writes, every counter enabled in GLOBAL_CTRL. */
+function guest(): Guest {
+  const w = createVcpu({ perfCaps: PERF_CAP_FW_WRITES, nrGp: 2 });
+  const { host, vcpu } = w;
+  const live = new Set<PerfEvent>();
+  const released: PerfEvent[] = [];
+  const create = host.perf_event_create_kernel_counter.bind(host);
+  const release = host.perf_event_release_kernel.bind(host);
+  host.perf_event_create_kernel_counter = (...a) => {
+    const r = create(...a);
+    if (!('error' in r) && 'task' in r.target && r.target.task === vcpu.s.task) live.add(r);
+    return r;
+  };
+  host.perf_event_release_kernel = (ev) => {
+    if (live.delete(ev)) released.push(ev);
+    release(ev);
+  };
+  const g = { ...w, live, released };
+  wr(g, MSR_CORE_PERF_GLOBAL_CTRL, ALL_ON);
+  return g;
+}
+
+function wr(g: World, msr: number, v: bigint): void {
+  val(g.vcpu.guestWrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
+}
+
+const gpEvent = (g: Guest, i: number) => g.vcpu.s.pmu.gp_counters[i]!.perf_event;
+const fixedEvent = (g: Guest, i: number) => g.vcpu.s.pmu.fixed_counters[i]!.perf_event;
+
+/**
+ * The GP and fixed counters holding a perf event, and whether the guest LBR event exists; host perf must have exactly
+ * these events for the vCPU's task, no more (an event KVM dropped without releasing) and no fewer.
+ */
+function held(g: Guest): { gp: number[]; fixed: number[]; lbr: boolean } {
+  const pmu = g.vcpu.s.pmu;
+  const gp = pmu.gp_counters.slice(0, pmu.nr_arch_gp_counters).flatMap((p, i) => (p.perf_event ? [i] : []));
+  const fixed = pmu.fixed_counters.slice(0, pmu.nr_arch_fixed_counters).flatMap((p, i) => (p.perf_event ? [i] : []));
+  const kvm = new Set<PerfEvent>();
+  for (const p of [...pmu.gp_counters, ...pmu.fixed_counters]) if (p.perf_event) kvm.add(p.perf_event);
+  if (g.vcpu.s.lbr.event) kvm.add(g.vcpu.s.lbr.event);
+  expect(kvm, "host perf's events for the vCPU are KVM's").toEqual(g.live);
+  return { gp, fixed, lbr: g.vcpu.s.lbr.event !== null };
+}
+
+/** The events `f` released at the host. */
+function releasedBy(g: Guest, f: () => void): PerfEvent[] {
+  const from = g.released.length;
+  f();
+  return g.released.slice(from);
+}
+
+/** The vCPU thread scheduled out and in again (a migration or a preemption), then a VM-entry: its KVM_REQ_PMU. */
+function rescheduleAndEnter(g: Guest, how: 'migrate' | 'preempt' = 'preempt'): void {
+  if (how === 'migrate') g.vcpu.migrate(1 - g.vcpu.s.cpu);
+  else g.vcpu.preempt(() => undefined);
+  g.vcpu.guestRun([]);
+}
+
+/** PMC0 and PMC1 counting, then PMC1 disabled by its selector: its event is paused, not released. */
+function withPmc1Disabled(): Guest {
+  const g = guest();
+  wr(g, MSR_P6_EVNTSEL0, CYCLES_ON);
+  wr(g, MSR_P6_EVNTSEL0 + 1, INSNS_ON);
+  g.vcpu.guestRun(work(3, 10));
+  wr(g, MSR_P6_EVNTSEL0 + 1, INSTRUCTIONS | COUNT);
+  expect(held(g)).toEqual({ gp: [0, 1], fixed: [], lbr: false });
+  return g;
+}
+
+describe('kvm_pmu_cleanup: a rescheduled vCPU releases at its next VM-entry the events of disabled counters it left alone', () => {
+  it('a GP counter disabled by a write is kept at the first cleanup after the write, released at the second; an enabled one stays', () => {
+    const g = withPmc1Disabled();
+    const pmc1 = gpEvent(g, 1);
+    const counted = val(g.vcpu.guestRdmsr(MSR_IA32_PMC0 + 1));
+    expect(counted).toBe(31n); // 30 instructions run, and the WRMSR that disabled it
+
+    g.vcpu.migrate(1);
+    expect(held(g), 'kvm_arch_vcpu_load only asks for the cleanup').toEqual({ gp: [0, 1], fixed: [], lbr: false });
+    expect(
+      releasedBy(g, () => g.vcpu.guestRun([])),
+      'PMC1 was written since the last cleanup',
+    ).toEqual([]);
+    expect(gpEvent(g, 1)).toBe(pmc1);
+
+    const releases = g.vcpu.cost.perfReleases;
+    expect(
+      releasedBy(g, () => rescheduleAndEnter(g)),
+      'PMC1: disabled, and not written since',
+    ).toEqual([pmc1]);
+    expect(held(g)).toEqual({ gp: [0], fixed: [], lbr: false });
+    expect(g.vcpu.cost.perfReleases - releases).toBe(1);
+    // pmc_stop_counter folds what the event counted into the counter before releasing it.
+    expect(val(g.vcpu.guestRdmsr(MSR_IA32_PMC0 + 1))).toBe(counted);
+
+    // PMC0 was not written since the first cleanup either, but its selector enables it.
+    expect(releasedBy(g, () => rescheduleAndEnter(g, 'migrate'))).toEqual([]);
+    expect(held(g)).toEqual({ gp: [0], fixed: [], lbr: false });
+  });
+
+  it('without a reschedule, no KVM_REQ_PMU releases a disabled counter’s event, before or after a cleanup', () => {
+    const g = withPmc1Disabled();
+    const toggle = () => {
+      // Each selector change of PMC0 is a KVM_REQ_PMU handled at the next VM-entry.
+      wr(g, MSR_P6_EVNTSEL0, CYCLES | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_ENABLE);
+      g.vcpu.guestRun(work(1, 5));
+      wr(g, MSR_P6_EVNTSEL0, CYCLES_ON);
+      g.vcpu.guestRun(work(1, 5));
+    };
+    toggle();
+    expect(held(g)).toEqual({ gp: [0, 1], fixed: [], lbr: false });
+    rescheduleAndEnter(g); // the cleanup keeps PMC1 (written since the last) and empties pmc_in_use
+    expect(held(g)).toEqual({ gp: [0, 1], fixed: [], lbr: false });
+    toggle();
+    toggle();
+    expect(held(g), 'need_cleanup was cleared by the cleanup').toEqual({ gp: [0, 1], fixed: [], lbr: false });
+  });
+
+  it('a vCPU whose events are all released asks for no cleanup, and one rescheduled twice before an entry cleans up once', () => {
+    const g = withPmc1Disabled();
+    g.vcpu.migrate(1);
+    g.vcpu.preempt(() => undefined);
+    g.vcpu.guestRun([]); // one cleanup: PMC1 written since the last (none yet)
+    expect(held(g)).toEqual({ gp: [0, 1], fixed: [], lbr: false });
+    rescheduleAndEnter(g);
+    expect(held(g)).toEqual({ gp: [0], fixed: [], lbr: false });
+  });
+});
+
+describe('pmc_in_use: the writes that keep a disabled counter’s perf event through the next cleanup (kvm_pmu_mark_pmc_in_use)', () => {
+  /**
+   * `idx` disabled with its event kept, a first cleanup after that (pmc_in_use emptied), then the guest's `write`,
+   * then a reschedule and an entry: whether the counter still holds its event.
+   */
+  function keptAfter(kind: 'gp' | 'fixed', idx: number, write: (g: Guest) => void): boolean {
+    const g = guest();
+    if (kind === 'gp') {
+      wr(g, MSR_P6_EVNTSEL0, CYCLES_ON);
+      wr(g, MSR_P6_EVNTSEL0 + 1, INSNS_ON);
+      g.vcpu.guestRun(work(2, 10));
+      wr(g, MSR_P6_EVNTSEL0 + idx, INSTRUCTIONS | COUNT);
+    } else {
+      wr(g, MSR_CORE_PERF_FIXED_CTR_CTRL, fixedOn(0, 1));
+      g.vcpu.guestRun(work(2, 10));
+      wr(g, MSR_CORE_PERF_FIXED_CTR_CTRL, fixedOn(1 - idx));
+    }
+    const ev = kind === 'gp' ? gpEvent(g, idx) : fixedEvent(g, idx);
+    expect(ev).not.toBeNull();
+    rescheduleAndEnter(g, 'migrate');
+    expect(kind === 'gp' ? gpEvent(g, idx) : fixedEvent(g, idx), 'kept by the first cleanup').toBe(ev);
+    write(g);
+    rescheduleAndEnter(g);
+    const now = kind === 'gp' ? gpEvent(g, idx) : fixedEvent(g, idx);
+    held(g);
+    if (now === null) expect(g.released).toContain(ev);
+    else expect(now).toBe(ev);
+    return now !== null;
+  }
+
+  it('a GP counter’s selector or legacy PERFCTR alias, whatever the value, keeps it', () => {
+    for (const i of [0, 1]) {
+      expect(
+        keptAfter('gp', i, (g) => wr(g, MSR_P6_EVNTSEL0 + i, INSTRUCTIONS | COUNT)),
+        `EVNTSEL${i}, unchanged`,
+      ).toBe(true);
+      expect(
+        keptAfter('gp', i, (g) => wr(g, MSR_P6_EVNTSEL0 + i, CYCLES)),
+        `EVNTSEL${i}, changed`,
+      ).toBe(true);
+      expect(
+        keptAfter('gp', i, (g) => wr(g, MSR_IA32_PERFCTR0 + i, 5n)),
+        `PERFCTR${i}`,
+      ).toBe(true);
+    }
+  });
+
+  it('not its IA32_PMCx full-width alias (intel_msr_idx_to_pmc does not map it), nor another counter’s MSRs, nor GLOBAL_CTRL', () => {
+    for (const i of [0, 1]) {
+      expect(
+        keptAfter('gp', i, (g) => wr(g, MSR_IA32_PMC0 + i, 5n)),
+        `IA32_PMC${i}`,
+      ).toBe(false);
+      expect(
+        keptAfter('gp', i, (g) => wr(g, MSR_IA32_PERFCTR0 + 1 - i, 5n)),
+        `PERFCTR${1 - i}`,
+      ).toBe(false);
+      expect(
+        keptAfter('gp', i, (g) => wr(g, MSR_P6_EVNTSEL0 + 1 - i, CYCLES_ON)),
+        `EVNTSEL${1 - i}`,
+      ).toBe(false);
+      expect(
+        keptAfter('gp', i, (g) => wr(g, MSR_CORE_PERF_GLOBAL_CTRL, bit(1 - i))),
+        'GLOBAL_CTRL',
+      ).toBe(false);
+      expect(
+        keptAfter('gp', i, () => undefined),
+        'no write',
+      ).toBe(false);
+    }
+  });
+
+  it('a fixed counter’s own MSR keeps it, another fixed counter’s does not', () => {
+    for (const i of [0, 1]) {
+      expect(
+        keptAfter('fixed', i, (g) => wr(g, MSR_CORE_PERF_FIXED_CTR0 + i, 5n)),
+        `FIXED_CTR${i}`,
+      ).toBe(true);
+      expect(
+        keptAfter('fixed', i, (g) => wr(g, MSR_CORE_PERF_FIXED_CTR0 + 1 - i, 5n)),
+        `FIXED_CTR${1 - i}`,
+      ).toBe(false);
+      expect(
+        keptAfter('fixed', i, () => undefined),
+        'no write',
+      ).toBe(false);
+    }
+  });
+
+  it('FIXED_CTR_CTRL keeps the fixed counters whose field it changes (reprogram_fixed_counters), not the others', () => {
+    for (const i of [0, 1]) {
+      // Another field changed: this counter's field, already disabled, is not.
+      expect(
+        keptAfter('fixed', i, (g) => wr(g, MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(1 - i, 1n))),
+        `FIXED_CTR_CTRL, field ${1 - i}`,
+      ).toBe(false);
+      // This counter's field changed, still without OS or USR: PMI only.
+      expect(
+        keptAfter('fixed', i, (g) => wr(g, MSR_CORE_PERF_FIXED_CTR_CTRL, fixedOn(1 - i) | fixedPmcCtrl(i, 8n))),
+        `FIXED_CTR_CTRL, field ${i}`,
+      ).toBe(true);
+    }
+  });
+
+  it('fixed counters disabled one FIXED_CTR_CTRL write apart are released one cleanup apart', () => {
+    const g = guest();
+    wr(g, MSR_CORE_PERF_FIXED_CTR_CTRL, fixedOn(0, 1));
+    g.vcpu.guestRun(work(2, 10));
+    const [f0, f1] = [fixedEvent(g, 0), fixedEvent(g, 1)];
+    expect(held(g)).toEqual({ gp: [], fixed: [0, 1], lbr: false });
+    wr(g, MSR_CORE_PERF_FIXED_CTR_CTRL, fixedOn(0)); // fixed 1's field changes
+    expect(releasedBy(g, () => rescheduleAndEnter(g, 'migrate'))).toEqual([]);
+    wr(g, MSR_CORE_PERF_FIXED_CTR_CTRL, 0n); // fixed 0's field changes; fixed 1's is already 0
+    expect(releasedBy(g, () => rescheduleAndEnter(g))).toEqual([f1]);
+    expect(held(g)).toEqual({ gp: [], fixed: [0], lbr: false });
+    expect(releasedBy(g, () => rescheduleAndEnter(g))).toEqual([f0]);
+    expect(held(g)).toEqual({ gp: [], fixed: [], lbr: false });
+  });
+});
