@@ -288,3 +288,89 @@ describe('pmc_in_use: the writes that keep a disabled counter’s perf event thr
     expect(held(g)).toEqual({ gp: [], fixed: [], lbr: false });
   });
 });
+
+describe('pmc_reprogram_counter: the perf event a counter gets, as host perf holds it', () => {
+  const WIDTH = 1n << 48n;
+
+  it('a GP counter: pinned, exclude_host, bound to the vCPU task, its exclusions from USR and OS, its period what is left to the wrap', () => {
+    const g = guest();
+    wr(g, MSR_IA32_PMC0, WIDTH - 100n);
+    wr(g, MSR_P6_EVNTSEL0, CYCLES | ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_ENABLE);
+    g.vcpu.guestRun([]);
+    const ev = gpEvent(g, 0)!;
+    expect([...g.live]).toEqual([ev]);
+    expect(ev.target).toEqual({ task: g.vcpu.s.task });
+    expect(ev.attr).toMatchObject({
+      config: CYCLES,
+      sample_period: 100n,
+      pinned: true,
+      exclude_host: true,
+      exclude_guest: false,
+      exclude_user: false,
+      exclude_kernel: true,
+    });
+    // A write to the enabled counter sets the period again (pmc_update_sample_period).
+    wr(g, MSR_IA32_PMC0, WIDTH - 7n);
+    expect(gpEvent(g, 0)).toBe(ev);
+    expect(ev.attr.sample_period).toBe(7n);
+    // A counter at 0 wraps after 2^48 events: the whole width, not 0 (get_sample_period).
+    wr(g, MSR_IA32_PMC0, 0n);
+    expect(ev.attr.sample_period).toBe(WIDTH);
+  });
+
+  it('a write to a paused counter calls perf not at all; its period is set when the event resumes (pmc_update_sample_period)', () => {
+    const g = guest();
+    wr(g, MSR_P6_EVNTSEL0, CYCLES_ON);
+    g.vcpu.guestRun(work(1, 10));
+    const ev = gpEvent(g, 0)!;
+    const calls = (f: () => void) => {
+      const before = g.vcpu.cost.perfCalls;
+      f();
+      return g.vcpu.cost.perfCalls - before;
+    };
+    // Enabled: pmc_read_counter reads the event, then perf_event_period. Upstream computes the period from
+    // pmc->counter, which leaves out the 20 cycles the event counted: 50, not 30 (report 0001).
+    expect(calls(() => wr(g, MSR_IA32_PMC0, WIDTH - 30n))).toBe(2);
+    expect(ev.attr.sample_period).toBe(50n);
+    wr(g, MSR_P6_EVNTSEL0, CYCLES | COUNT);
+    g.vcpu.guestRun([]); // paused, not released
+    expect(
+      calls(() => wr(g, MSR_IA32_PMC0, WIDTH - 20n)),
+      'paused: no read, no period',
+    ).toBe(0);
+    expect(ev.attr.sample_period).toBe(50n);
+    wr(g, MSR_P6_EVNTSEL0, CYCLES_ON);
+    g.vcpu.guestRun([]); // the same config: pmc_resume_counter sets the period and enables the event
+    expect(gpEvent(g, 0)).toBe(ev);
+    expect(ev.attr.sample_period).toBe(20n);
+  });
+
+  it('a fixed counter: its architectural event, the exclusions from its FIXED_CTR_CTRL field', () => {
+    // KVM counts the WRMSR that enables fixed 0 as a retired instruction (kvm_pmu_instruction_retired): one less to go.
+    for (const [i, event, left] of [
+      [0, INSTRUCTIONS, 49n],
+      [1, CYCLES, 50n],
+    ] as const) {
+      const g = guest();
+      wr(g, MSR_CORE_PERF_FIXED_CTR0 + i, WIDTH - 50n);
+      wr(g, MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(i, 1n)); // OS only
+      g.vcpu.guestRun([]);
+      const ev = fixedEvent(g, i)!;
+      expect([...g.live]).toEqual([ev]);
+      expect(ev.attr, `fixed ${i}, OS`).toMatchObject({
+        config: event,
+        sample_period: left,
+        pinned: true,
+        exclude_host: true,
+        exclude_user: true,
+        exclude_kernel: false,
+      });
+      wr(g, MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(i, 2n)); // USR only: another config, another event
+      g.vcpu.guestRun([]);
+      const user = fixedEvent(g, i)!;
+      expect(user).not.toBe(ev);
+      expect(g.released).toEqual([ev]);
+      expect(user.attr, `fixed ${i}, USR`).toMatchObject({ config: event, exclude_user: false, exclude_kernel: true });
+    }
+  });
+});
