@@ -21,10 +21,22 @@ import {
   MSR_IA32_PERFCTR0,
   MSR_IA32_PMC0,
   MSR_P6_EVNTSEL0,
+  HSW_IN_TX_CHECKPOINTED,
 } from '../../../model/hw/msr/counters.js';
-import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import { SAPPHIRE_RAPIDS } from '../../../model/hw/profiles.js';
+import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../../model/hw/msr/global.js';
 import type { PerfEvent } from '../../../model/host/types.js';
-import { createVcpu, CYCLES, fixedGlobalEnable, fixedPmcCtrl, INSTRUCTIONS, val, work, type World } from './util.js';
+import {
+  createVcpu,
+  hostVal,
+  CYCLES,
+  fixedGlobalEnable,
+  fixedPmcCtrl,
+  INSTRUCTIONS,
+  val,
+  work,
+  type World,
+} from './util.js';
 
 const COUNT = ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_USR;
 const CYCLES_ON = CYCLES | COUNT | ARCH_PERFMON_EVENTSEL_ENABLE;
@@ -345,6 +357,35 @@ describe('pmc_reprogram_counter: the perf event a counter gets, as host perf hol
     expect(ev.attr.sample_period).toBe(20n);
   });
 
+  it('IN_TX_CP takes a counting event, whose period no write sets and whose resume sets none (is_sampling_event)', () => {
+    const w = createVcpu({ profile: SAPPHIRE_RAPIDS, perfCaps: PERF_CAP_FW_WRITES, cpuid: { tsx: true } });
+    const wr2 = (msr: number, v: bigint) => wr(w, msr, v);
+    const calls = (f: () => void) => {
+      const before = w.vcpu.cost.perfCalls;
+      f();
+      return w.vcpu.cost.perfCalls - before;
+    };
+    const pmc2 = () => w.vcpu.s.pmu.gp_counters[2]!.perf_event;
+    wr2(MSR_IA32_PMC0 + 2, WIDTH - 100n);
+    wr2(MSR_P6_EVNTSEL0 + 2, CYCLES_ON | HSW_IN_TX_CHECKPOINTED);
+    w.vcpu.guestRun(work(1, 10));
+    const ev = pmc2()!;
+    expect(ev.attr).toMatchObject({ config: CYCLES | HSW_IN_TX_CHECKPOINTED, sample_period: 0n });
+    // On the same host, a counter without IN_TX_CP samples.
+    wr2(MSR_IA32_PMC0, WIDTH - 100n);
+    wr2(MSR_P6_EVNTSEL0, CYCLES_ON);
+    expect(w.vcpu.s.pmu.gp_counters[0]!.perf_event!.attr.sample_period).toBe(100n);
+    expect(
+      calls(() => wr2(MSR_IA32_PMC0 + 2, WIDTH - 50n)),
+      'the read only: no period',
+    ).toBe(1);
+    // The WRMSR's exit ends in a VM-entry, whose KVM_REQ_PMU reprograms the counter: pause, then enable alone.
+    expect(calls(() => wr2(MSR_P6_EVNTSEL0 + 2, CYCLES | COUNT | HSW_IN_TX_CHECKPOINTED))).toBe(1);
+    expect(calls(() => wr2(MSR_P6_EVNTSEL0 + 2, CYCLES_ON | HSW_IN_TX_CHECKPOINTED))).toBe(1);
+    expect(pmc2()).toBe(ev);
+    expect(ev.attr.sample_period).toBe(0n);
+  });
+
   it('a fixed counter: its architectural event, the exclusions from its FIXED_CTR_CTRL field', () => {
     // KVM counts the WRMSR that enables fixed 0 as a retired instruction (kvm_pmu_instruction_retired): one less to go.
     for (const [i, event, left] of [
@@ -372,5 +413,45 @@ describe('pmc_reprogram_counter: the perf event a counter gets, as host perf hol
       expect(g.released).toEqual([ev]);
       expect(user.attr, `fixed ${i}, USR`).toMatchObject({ config: event, exclude_user: false, exclude_kernel: true });
     }
+  });
+});
+
+describe('kvm_pmu_refresh: a second KVM_SET_CPUID2 before KVM_RUN resets what the VMM set (kvm_pmu_reset)', () => {
+  it('counters, selectors, FIXED_CTR_CTRL, GLOBAL_STATUS and pending reprograms go; GLOBAL_CTRL is at its RESET value again', () => {
+    const w = createVcpu({ perfCaps: PERF_CAP_FW_WRITES, nrGp: 2 });
+    const set = (msr: number, v: bigint) =>
+      expect(w.vcpu.hostSetMsr(msr, v).ok, `KVM_SET_MSRS 0x${msr.toString(16)}`).toBe(true);
+    const get = (msr: number) => hostVal(w.vcpu.hostGetMsr(msr), `KVM_GET_MSRS 0x${msr.toString(16)}`);
+    set(MSR_IA32_PMC0, 123n);
+    set(MSR_P6_EVNTSEL0 + 1, CYCLES_ON);
+    set(MSR_CORE_PERF_FIXED_CTR0, 45n);
+    set(MSR_CORE_PERF_FIXED_CTR_CTRL, fixedOn(0));
+    set(MSR_CORE_PERF_GLOBAL_CTRL, ALL_ON);
+    set(MSR_CORE_PERF_GLOBAL_STATUS, bit(1));
+    expect(w.vcpu.setCpuid(w.vcpu.s.cpuid).ok).toBe(true);
+    expect(
+      [
+        MSR_IA32_PMC0,
+        MSR_P6_EVNTSEL0 + 1,
+        MSR_CORE_PERF_FIXED_CTR0,
+        MSR_CORE_PERF_FIXED_CTR_CTRL,
+        MSR_CORE_PERF_GLOBAL_CTRL,
+        MSR_CORE_PERF_GLOBAL_STATUS,
+      ].map(get),
+    ).toEqual([0n, 0n, 0n, 0n, bit(0) | bit(1), 0n]);
+    // Nothing is left to reprogram: the first VM-entry creates no event and reprograms no counter.
+    const reprograms = w.vcpu.cost.reprograms;
+    w.vcpu.guestRun(work(1, 10));
+    expect(w.vcpu.cost.reprograms - reprograms).toBe(0);
+    expect(w.vcpu.cost.perfCreates).toBe(0);
+  });
+});
+
+describe('kvm_pmu_refresh of a guest without GP counters', () => {
+  it('a second KVM_SET_CPUID2 leaves GLOBAL_CTRL at 0, whatever the VMM set', () => {
+    const w = createVcpu({ perfCaps: PERF_CAP_FW_WRITES, nrGp: 0 });
+    expect(w.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_CTRL, fixedGlobalEnable(0)).ok).toBe(true);
+    expect(w.vcpu.setCpuid(w.vcpu.s.cpuid).ok).toBe(true);
+    expect(hostVal(w.vcpu.hostGetMsr(MSR_CORE_PERF_GLOBAL_CTRL))).toBe(0n);
   });
 });
