@@ -23,7 +23,8 @@ import {
   MSR_P6_EVNTSEL0,
   HSW_IN_TX_CHECKPOINTED,
 } from '../../../model/hw/msr/counters.js';
-import { SAPPHIRE_RAPIDS } from '../../../model/hw/profiles.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
+import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../../model/hw/msr/global.js';
 import type { PerfEvent } from '../../../model/host/types.js';
 import {
@@ -33,6 +34,7 @@ import {
   fixedGlobalEnable,
   fixedPmcCtrl,
   INSTRUCTIONS,
+  kvmSupportedPerfCaps,
   val,
   work,
   type World,
@@ -51,26 +53,32 @@ interface Guest extends World {
   readonly live: Set<PerfEvent>;
   /** The vCPU's events host perf released, in order. */
   readonly released: PerfEvent[];
+  /** How many events host perf created for the vCPU's task. */
+  readonly created: { n: number };
 }
 
-/** A v2 guest with 2 GP and 3 fixed counters and full-width writes, every counter enabled in GLOBAL_CTRL. */
-function guest(): Guest {
-  const w = createVcpu({ perfCaps: PERF_CAP_FW_WRITES, nrGp: 2 });
+/** A v2 Skylake guest with 2 GP and 3 fixed counters and full-width writes, every counter enabled in GLOBAL_CTRL. */
+function guest(perfCaps = PERF_CAP_FW_WRITES): Guest {
+  const w = createVcpu({ perfCaps, nrGp: 2 });
   const { host, vcpu } = w;
   const live = new Set<PerfEvent>();
   const released: PerfEvent[] = [];
+  const created = { n: 0 };
   const create = host.perf_event_create_kernel_counter.bind(host);
   const release = host.perf_event_release_kernel.bind(host);
   host.perf_event_create_kernel_counter = (...a) => {
     const r = create(...a);
-    if (!('error' in r) && 'task' in r.target && r.target.task === vcpu.s.task) live.add(r);
+    if (!('error' in r) && 'task' in r.target && r.target.task === vcpu.s.task) {
+      live.add(r);
+      created.n++;
+    }
     return r;
   };
   host.perf_event_release_kernel = (ev) => {
     if (live.delete(ev)) released.push(ev);
     release(ev);
   };
-  const g = { ...w, live, released };
+  const g = { ...w, live, released, created };
   wr(g, MSR_CORE_PERF_GLOBAL_CTRL, ALL_ON);
   return g;
 }
@@ -94,6 +102,13 @@ function held(g: Guest): { gp: number[]; fixed: number[]; lbr: boolean } {
   for (const p of [...pmu.gp_counters, ...pmu.fixed_counters]) if (p.perf_event) kvm.add(p.perf_event);
   if (g.vcpu.s.lbr.event) kvm.add(g.vcpu.s.lbr.event);
   expect(kvm, "host perf's events for the vCPU are KVM's").toEqual(g.live);
+  // pmu->event_count, which decides whether a reschedule asks for the cleanup, counts them; the cost model counts
+  // every create and release host perf saw.
+  expect(pmu.event_count, 'event_count').toBe(g.live.size);
+  expect([g.vcpu.cost.perfCreates, g.vcpu.cost.perfReleases], 'perf creates and releases counted').toEqual([
+    g.created.n,
+    g.released.length,
+  ]);
   return { gp, fixed, lbr: g.vcpu.s.lbr.event !== null };
 }
 
@@ -178,6 +193,44 @@ describe('kvm_pmu_cleanup: a rescheduled vCPU releases at its next VM-entry the 
     expect(held(g)).toEqual({ gp: [0, 1], fixed: [], lbr: false });
     rescheduleAndEnter(g);
     expect(held(g)).toEqual({ gp: [0], fixed: [], lbr: false });
+  });
+});
+
+describe('intel_pmu_cleanup: the same cleanup releases the guest LBR event iff the guest has DEBUGCTL.LBR clear', () => {
+  /** A guest with the legacy LBR format whose DEBUGCTL.LBR write created the guest LBR event, and PMC1 disabled. */
+  function withLbr(): Guest {
+    const g = guest(kvmSupportedPerfCaps(SKYLAKE));
+    wr(g, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR);
+    wr(g, MSR_P6_EVNTSEL0 + 1, INSNS_ON);
+    g.vcpu.guestRun(work(2, 10));
+    wr(g, MSR_P6_EVNTSEL0 + 1, INSTRUCTIONS | COUNT);
+    expect(held(g)).toEqual({ gp: [1], fixed: [], lbr: true });
+    return g;
+  }
+
+  it('DEBUGCTL.LBR set: the LBR event outlives every cleanup, beside the counters’ release', () => {
+    const g = withLbr();
+    const [lbr, pmc1] = [g.vcpu.s.lbr.event, gpEvent(g, 1)];
+    rescheduleAndEnter(g, 'migrate');
+    expect(held(g)).toEqual({ gp: [1], fixed: [], lbr: true });
+    expect(releasedBy(g, () => rescheduleAndEnter(g))).toEqual([pmc1]);
+    expect(held(g)).toEqual({ gp: [], fixed: [], lbr: true });
+    expect(g.vcpu.s.lbr.event).toBe(lbr);
+    // Events are left (the LBR's): the next reschedule still cleans up, and keeps it.
+    expect(releasedBy(g, () => rescheduleAndEnter(g))).toEqual([]);
+  });
+
+  it('DEBUGCTL.LBR cleared: the LBR event goes at the next cleanup, not before, whatever pmc_in_use holds', () => {
+    const g = withLbr();
+    const lbr = g.vcpu.s.lbr.event!;
+    wr(g, MSR_IA32_DEBUGCTLMSR, 0n);
+    g.vcpu.guestRun(work(1, 5));
+    expect(held(g), 'no cleanup without a reschedule').toEqual({ gp: [1], fixed: [], lbr: true });
+    expect(
+      releasedBy(g, () => rescheduleAndEnter(g)),
+      'PMC1 was written since: only the LBR event',
+    ).toEqual([lbr]);
+    expect(held(g)).toEqual({ gp: [1], fixed: [], lbr: false });
   });
 });
 
