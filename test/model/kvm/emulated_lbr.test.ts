@@ -6,6 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SKYLAKE } from '../../../model/hw/profiles.js';
+import { defineProfile } from '../../../model/hw/profile.js';
+import { PERF_CAP_LBR_FMT } from '../../../model/hw/msr/capabilities.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 import {
   MSR_LBR_INFO_0,
@@ -78,5 +80,35 @@ describe('the guest’s LBR MSRs: LBR_SELECT, LBR_TOS and the records’ FROM, T
       expect(isGp(w.vcpu.guestWrmsr(m, 0n)), `WRMSR 0x${m.toString(16)}`).toBe(true);
       expect(w.vcpu.s.lbr.event, `0x${m.toString(16)}`).toBeNull();
     }
+  });
+});
+
+describe('a host whose LBR format has no LBR_INFO (Haswell’s format 4): the records are FROM and TO only', () => {
+  const NO_INFO = defineProfile({
+    ...SKYLAKE.spec,
+    name: 'skylake-lbr-fmt4',
+    perfCapabilities: (SKYLAKE.spec.perfCapabilities & ~PERF_CAP_LBR_FMT) | 4n,
+    legacyLbr: { depth: 16, fromBase: MSR_LBR_NHM_FROM, toBase: MSR_LBR_NHM_TO, select: true, callStack: true },
+  });
+  const guest = () => {
+    const w = createVcpu({ profile: NO_INFO, perfCaps: kvmSupportedPerfCaps(NO_INFO) });
+    expect(w.vcpu.lbrEnabled).toBe(true);
+    return w;
+  };
+
+  it('the MSR bitmap passes through LBR_SELECT, LBR_TOS and the 16 FROM and TO records, and nothing from an info base of 0', () => {
+    const w = guest();
+    val(w.vcpu.guestWrmsr(MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR));
+    w.vcpu.guestRun([]);
+    const nr16 = (base: number) => Array.from({ length: 16 }, (_, i) => base + i);
+    const lbrMsrs = [MSR_LBR_SELECT, MSR_LBR_TOS, ...nr16(MSR_LBR_NHM_FROM), ...nr16(MSR_LBR_NHM_TO)];
+    for (const m of lbrMsrs) expect(w.vcpu.s.passthrough.has(m), `0x${m.toString(16)}`).toBe(true);
+    expect([...w.vcpu.s.passthrough].filter((m) => m < 16)).toEqual([]);
+  });
+
+  it('an MSR below the depth is no LBR MSR (intel_pmu_is_valid_lbr_msr looks at INFO only with an info base)', () => {
+    const w = guest();
+    expect(isGp(w.vcpu.guestRdmsr(0x8))).toBe(true);
+    expect(w.vcpu.s.lbr.event).toBeNull();
   });
 });
