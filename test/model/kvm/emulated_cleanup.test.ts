@@ -185,6 +185,13 @@ describe('kvm_pmu_cleanup: a rescheduled vCPU releases at its next VM-entry the 
     expect(held(g), 'need_cleanup was cleared by the cleanup').toEqual({ gp: [0, 1], fixed: [], lbr: false });
   });
 
+  it('a counter found disabled at its reprogram is done with: the next KVM_REQ_PMU reprograms only what it asks for', () => {
+    const g = withPmc1Disabled(); // PMC1's reprogram found it disabled and paused its event
+    const reprograms = g.vcpu.cost.reprograms;
+    wr(g, MSR_P6_EVNTSEL0, CYCLES | ARCH_PERFMON_EVENTSEL_OS | ARCH_PERFMON_EVENTSEL_ENABLE);
+    expect(g.vcpu.cost.reprograms - reprograms, 'PMC0 only').toBe(1);
+  });
+
   it('a vCPU whose events are all released asks for no cleanup, and one rescheduled twice before an entry cleans up once', () => {
     const g = withPmc1Disabled();
     g.vcpu.migrate(1);
