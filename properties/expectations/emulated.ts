@@ -521,6 +521,13 @@ export function hostCompeted(c: DivergenceContext, v: number, lbr: boolean, now 
 }
 
 /**
+ * A guest LBR MSR access KVM makes "dummy" without an ACTIVE guest LBR event: a read shows 0, a write does not fault
+ * (W3: accepted) where bare metal may #GP it.
+ */
+const dummyLbrAccess = (o: Observation) =>
+  (o.kind === 'rdmsr' || o.kind === 'wrmsr') && o.target !== null && isLegacyLbrMsr(o.target) && readZeroOrAccepted(o);
+
+/**
  * The guest LBR event of vCPU `v` is in ERROR, and KVM has not released it since: a host user's CPU-pinned
  * branch-stack event held the LBRs of the vCPU's pCPU while the event existed (any guest LBR MSR access, or
  * DEBUGCTL.LBR set, creates it), or a pinned one on the vCPU's thread was open when the event was created. perf
@@ -734,13 +741,7 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'while a host perf event holds the LBRs, the guest LBR event is not ACTIVE: guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses; once a CPU-pinned host user has put it in ERROR, it stays so after that user closes, until KVM releases it',
     kernelRef:
       'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored); kernel/events/core.c merge_sched_in: a pinned event that cannot be scheduled goes to PERF_EVENT_STATE_ERROR',
-    // A read shows 0; a write does not fault (W3: accepted), where bare metal may #GP it.
-    matches: (o, c) =>
-      (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
-      o.target !== null &&
-      isLegacyLbrMsr(o.target) &&
-      readZeroOrAccepted(o) &&
-      (hostCompeted(c, o.vcpu, true, true) || lbrEventInError(c, o.vcpu)),
+    matches: (o, c) => dummyLbrAccess(o) && (hostCompeted(c, o.vcpu, true, true) || lbrEventInError(c, o.vcpu)),
   },
   {
     id: 'lbr-error-behind-counter',
@@ -748,13 +749,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       "while host events hold the counters of the vCPU's pCPU, a guest counter's perf event that finds none stops perf from scheduling any later pinned event of the vCPU thread in that pass: the guest LBR event goes to ERROR though the LBRs are free, guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses, until KVM releases it",
     kernelRef:
       'kernel/events/core.c merge_sched_in: once a group fails, *can_add_hw = 0 and group_can_go_on refuses every later group, a pinned one going to PERF_EVENT_STATE_ERROR; arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored)',
-    // lbr-host-owned's access, while a host event of any kind (not only a branch-stack one) is open where the vCPU runs.
-    matches: (o, c) =>
-      (o.kind === 'rdmsr' || o.kind === 'wrmsr') &&
-      o.target !== null &&
-      isLegacyLbrMsr(o.target) &&
-      readZeroOrAccepted(o) &&
-      hostCompeted(c, o.vcpu, false, true),
+    // While a host event of any kind (not only a branch-stack one) is open where the vCPU runs.
+    matches: (o, c) => dummyLbrAccess(o) && hostCompeted(c, o.vcpu, false, true),
   },
   {
     id: 'lbr-tos-not-reset',
