@@ -5,7 +5,7 @@
  */
 
 import type { Access } from '../model/hw/access.js';
-import type { Cpu, PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
+import type { PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
 import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
 import { ProfileError } from '../model/hw/errors.js';
 import { relied } from '../model/hw/relied.js';
@@ -404,7 +404,7 @@ export class World implements WorldFacts {
       m.set(written, { written: value, armedAtMinusOne: atMinusOne && unsure });
       return;
     }
-    this.noteArmedAtMinusOne(v, countersAtMinusOne(o));
+    this.noteArmedAtMinusOne(v, o.countersAtMinusOne());
   }
 
   constructor(readonly config: WorldConfig) {
@@ -508,7 +508,7 @@ export class World implements WorldFacts {
   ): Observation[] {
     const step = ++this.step;
     const v = about.vcpu;
-    const atMinusOne = countersAtMinusOne(this.oracles[v]!);
+    const atMinusOne = this.oracles[v]!.countersAtMinusOne();
     // Noted first: where bare metal takes on perf's floor, what it could not tell of this instruction is among them.
     this.noteArmedAtMinusOne(v, atMinusOne);
     const past = this.oneEventPast(v);
@@ -698,7 +698,7 @@ export class World implements WorldFacts {
         allDropped |= o.droppedPmis;
         o.droppedPmis = 0n;
       }
-      atEnd = countersAtMinusOne(o);
+      atEnd = o.countersAtMinusOne();
       for (const c of atEnd) atMinusOne.add(c);
     });
     this.noteArmedAtMinusOne(v, atMinusOne);
@@ -1043,12 +1043,7 @@ export function fepUnit(insn: EmulatedInsn, cpl: number, taken: boolean): WorkUn
   return u;
 }
 
-/** The counters (GP i, fixed j as 32 + j) a bare-metal CPU holds one event short of overflowing (read as RDPMC). */
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-
-function countersAtMinusOne(o: Cpu): number[] {
-  return o.countersAtMinusOne();
-}
 
 function vectorOf(d: PmiDelivery): number {
   if (d.nmi) relied('W2');
