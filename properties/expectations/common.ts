@@ -152,7 +152,7 @@ export function lostOnly(o: Observation, history: readonly Observation[], rawWri
   if ((o.kind === 'run' || o.kind === 'pmi') && pmisOf(o.sut).length < pmisOf(o.oracle).length) return null;
   if ((o.kind === 'run' || o.kind === 'pmi') && pmisSoFar(o, history, 'sut') <= pmisSoFar(o, history, 'oracle'))
     return null;
-  // A PMI lost leaves LVTPC unmasked where bare metal's delivery masked it.
+  // A PMI lost leaves LVTPC unmasked where bare metal's delivery masked it (pmu-semantics.md §4.4).
   if (
     o.kind === 'rdmsr' &&
     o.target === X2APIC_LVTPC &&

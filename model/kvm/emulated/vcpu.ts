@@ -127,7 +127,7 @@ export class EmulatedVcpu implements VpmuVcpu {
     kvm_register_perf_callbacks(host).add(this.s);
     ops.kvm_pmu_init(this.s);
     host.context_switch(opts.cpu, task);
-    // The VMM's KVM_SET_CPUID2: refused, the vCPU keeps the empty CPUID it was created with, and no vPMU.
+    // The VMM's KVM_SET_CPUID2: refused (kvm_set_cpuid's error path), the vCPU keeps the empty CPUID it was created with.
     if (!this.setCpuid(opts.cpuid).ok) {
       this.s.cpuid = NO_CPUID;
       ops.kvm_pmu_refresh(this.s);
