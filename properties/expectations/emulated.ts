@@ -225,6 +225,7 @@ function staleIntFreeze(o: Observation, history: readonly Observation[]): boolea
 /** A host user's event with a branch stack that perf accepted: it takes the LBRs. */
 const hostBranchStackOpened = (h: Observation) =>
   h.host?.op === 'open' && h.host.accepted && h.host.attr.branchSample !== undefined;
+const hostOpened = (h: Observation) => h.host?.op === 'open' && h.host.accepted;
 
 /**
  * Was the counter written by `w` enabled, and had guest work run since it was last enabled? Only
@@ -528,14 +529,15 @@ const dummyLbrAccess = (o: Observation) =>
   (o.kind === 'rdmsr' || o.kind === 'wrmsr') && o.target !== null && isLegacyLbrMsr(o.target) && readZeroOrAccepted(o);
 
 /**
- * The guest LBR event of vCPU `v` is in ERROR, and KVM has not released it since: a host user's CPU-pinned
- * branch-stack event held the LBRs of the vCPU's pCPU while the event existed (any guest LBR MSR access, or
- * DEBUGCTL.LBR set, creates it), or a pinned one on the vCPU's thread was open when the event was created. perf
- * schedules CPU-pinned events before task-pinned ones, task-pinned ones in the order they were made, and never
- * schedules an ERROR event in again (kernel/events/core.c: ctx_sched_in, perf_event_groups_cmp's group_index order,
- * merge_sched_in's PERF_EVENT_STATE_ERROR).
+ * The guest LBR event of vCPU `v` is in ERROR, and KVM has not released it since: a host user's CPU-pinned event
+ * (of the kind `holds` opens: a branch-stack one takes the LBRs, any one a counter a guest event before it needs) was
+ * open on the vCPU's pCPU while the event existed (any guest LBR MSR access, or DEBUGCTL.LBR set, creates it), or a
+ * pinned one on the vCPU's thread was open when the event was created. perf schedules CPU-pinned events before
+ * task-pinned ones, task-pinned ones in the order they were made, and never schedules an ERROR event in again
+ * (kernel/events/core.c: ctx_sched_in, perf_event_groups_cmp's group_index order, merge_sched_in's
+ * PERF_EVENT_STATE_ERROR).
  */
-function lbrEventInError(c: DivergenceContext, v: number): boolean {
+function lbrEventInError(c: DivergenceContext, v: number, holds: (h: Observation) => boolean): boolean {
   const cpus = c.facts?.cpus ?? 2;
   let cpu = c.facts?.initialCpu(v) ?? v % cpus;
   const pinned = new Map<number, number>();
@@ -547,7 +549,7 @@ function lbrEventInError(c: DivergenceContext, v: number): boolean {
     if (h.vcpu === v && lbrEventReleasedAt(c.history, i, legacyLbrFreeze(c))) exists = error = false;
     if (h.vcpu === v && (h.vmm?.op === 'migrate' || h.vmm?.op === 'save-restore'))
       cpu = ((h.vmm.cpu % cpus) + cpus) % cpus;
-    else if (hostBranchStackOpened(h) && op?.op === 'open' && op.index !== null && op.attr.pinned) {
+    else if (holds(h) && op?.op === 'open' && op.index !== null && op.attr.pinned) {
       if ('cpu' in op.on) pinned.set(op.index, op.on.cpu);
       else if (op.on.vcpu === v) onThread.add(op.index);
     } else if (op?.op === 'close') {
@@ -741,7 +743,8 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'while a host perf event holds the LBRs, the guest LBR event is not ACTIVE: guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses; once a CPU-pinned host user has put it in ERROR, it stays so after that user closes, until KVM releases it',
     kernelRef:
       'arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored); kernel/events/core.c merge_sched_in: a pinned event that cannot be scheduled goes to PERF_EVENT_STATE_ERROR',
-    matches: (o, c) => dummyLbrAccess(o) && (hostCompeted(c, o.vcpu, true, true) || lbrEventInError(c, o.vcpu)),
+    matches: (o, c) =>
+      dummyLbrAccess(o) && (hostCompeted(c, o.vcpu, true, true) || lbrEventInError(c, o.vcpu, hostBranchStackOpened)),
   },
   {
     id: 'lbr-error-behind-counter',
@@ -749,8 +752,10 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       "while host events hold the counters of the vCPU's pCPU, a guest counter's perf event that finds none stops perf from scheduling any later pinned event of the vCPU thread in that pass: the guest LBR event goes to ERROR though the LBRs are free, guest LBR MSR reads return 0 and writes are dropped, even ones bare metal refuses, until KVM releases it",
     kernelRef:
       'kernel/events/core.c merge_sched_in: once a group fails, *can_add_hw = 0 and group_can_go_on refuses every later group, a pinned one going to PERF_EVENT_STATE_ERROR; arch/x86/kvm/vmx/pmu_intel.c intel_pmu_handle_lbr_msrs_access: no active vLBR event → "dummy" access (read 0, write ignored)',
-    // While a host event of any kind (not only a branch-stack one) is open where the vCPU runs.
-    matches: (o, c) => dummyLbrAccess(o) && hostCompeted(c, o.vcpu, false, true),
+    // While a host event of any kind (not only a branch-stack one) is open where the vCPU runs, or after a pinned one
+    // was, until KVM releases the event that went to ERROR under it.
+    matches: (o, c) =>
+      dummyLbrAccess(o) && (hostCompeted(c, o.vcpu, false, true) || lbrEventInError(c, o.vcpu, hostOpened)),
   },
   {
     id: 'lbr-tos-not-reset',

@@ -273,6 +273,36 @@ describe('a declared divergence excuses its mechanism, not a neighbouring fault'
     expect(run(LBR_V2, read, odd).reported).toMatchObject({ kind: 'rdmsr', target: MSR_LBR_SELECT });
   });
 
+  it('lbr-error-behind-counter: the ERROR outlasts the host monitor until KVM releases the event; released since, a dropped write is reported', () => {
+    const monitor = Array.from({ length: 3 }, () => new HostOpen(0, attr({ config: 0xc4n, pinned: true })));
+    const closed = [0, 1, 2].map((i) => new HostEvent(i, 'close'));
+    const stat = new DriverOpen(0, [
+      { event: 0xc4n, usr: true, os: true, period: 0n },
+      { event: 0xc4n, usr: true, os: true, period: 0n },
+    ]);
+    const error = [new GuestWrmsr(0, MSR_LBR_SELECT, 1n), new GuestEmulate(0, 'loop', 0)];
+    const reserved = new GuestWrmsr(0, MSR_LBR_SELECT, 0xffffffffn);
+    // Nothing schedules an ERROR event in again: the write after the monitor closed is still dropped.
+    expect(run(LBR_V2, [...monitor, stat, ...error, ...closed, reserved])).toEqual({
+      reported: null,
+      known: ['lbr-error-behind-counter'],
+    });
+    // Released at the migration (DEBUGCTL.LBR clear), made again with the counters free: KVM refuses the reserved bits.
+    const released = [
+      ...monitor,
+      stat,
+      ...error,
+      ...closed,
+      new Migrate(0, 1),
+      new GuestWrmsr(0, MSR_LBR_SELECT, 1n),
+      reserved,
+    ];
+    // Bare metal takes on the release (lbr-lazy-release); the new event runs, and KVM refuses what bare metal does.
+    expect(run(LBR_V2, released)).toEqual({ reported: null, known: ['lbr-lazy-release'] });
+    const taken = planted({ wr: (m, v, r) => (m === MSR_LBR_SELECT && v === 0xffffffffn ? ok(0n) : r) });
+    expect(run(LBR_V2, released, taken).reported).toMatchObject({ kind: 'wrmsr', target: MSR_LBR_SELECT });
+  });
+
   it("lbr-host-owned: a pinned host LBR user on the vCPU's thread, open when the guest LBR event is made, leaves it in ERROR after it closes; made first, the event keeps the LBRs and a dropped write is reported", () => {
     const onThread = new HostOpenThread(
       0,
