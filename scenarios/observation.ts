@@ -190,6 +190,8 @@ export interface Observation {
    * bare metal's masked LVTPC dropped (decision D7), when any.
    */
   readonly oracleDroppedPmis?: bigint;
+  /** A run's, or the PMIs around an instruction: how many PMI-enabled overflows rode on another's PMI there (D8). */
+  readonly oracleMergedPmis?: number;
   readonly note?: ObservationNote;
 }
 

@@ -112,6 +112,12 @@ export class OracleCpu extends Cpu {
   guestLbrEvent: 'none' | 'exists' | 'unknown' = 'none';
   /** A host user of the branch stack was opened: the guest LBR event may not run, and KVM then intercepts the LBR MSRs. */
   hostLbrUser = false;
+  /**
+   * A host user's pinned event was opened: KVM's events, pinned too, may find no counter (ctx_sched_in schedules
+   * CPU-pinned events first) and sit in ERROR until KVM enables them again, counting only what KVM counts in software,
+   * so bare metal cannot tell whether perf armed one at -1 with its floor.
+   */
+  hostPinnedUser = false;
 
   /** intel_pmu_create_guest_lbr_event: installing it on the vCPU task reschedules its context (ctx_resched). */
   private guestLbrEventCreated(): void {
@@ -287,6 +293,10 @@ export class OracleCpu extends Cpu {
   private floorIfAtMinusOne(idx: number): void {
     const m = this.counterMask(idx);
     if (!this.running(idx) || this.raw(idx) !== m) return;
+    if (this.hostPinnedUser) {
+      this.unsureArms.add(idx); // the declaration judges the arm, as without the adoption
+      return;
+    }
     const period = this.periods.get(idx);
     if (!this.floored.has(idx) || period === undefined || period < 2n) {
       // A period not known here is taken as 1; the declaration judges that arm.

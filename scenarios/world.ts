@@ -546,6 +546,10 @@ export class World implements WorldFacts {
       pmi.oracleDroppedPmis = o.droppedPmis;
       o.droppedPmis = 0n;
     }
+    if (o.mergedPmis !== 0) {
+      pmi.oracleMergedPmis = o.mergedPmis;
+      o.mergedPmis = 0;
+    }
     return [done, this.recorded(pmi as Observation)];
   }
 
@@ -688,6 +692,7 @@ export class World implements WorldFacts {
     const atMinusOne = new Set<number>();
     let atEnd: readonly number[] = [];
     o.droppedPmis = 0n; // an instruction's drops went with its observation
+    o.mergedPmis = 0;
     let dropped = 0n; // of counters armed at -1
     let allDropped = 0n;
     units.forEach((u, i) => {
@@ -715,7 +720,10 @@ export class World implements WorldFacts {
       sut: pmisOutcome(sut),
       oracle: pmisOutcome(oracle),
     } as const;
-    const withDropped = allDropped === 0n ? about : { ...about, oracleDroppedPmis: allDropped };
+    const merged = o.mergedPmis;
+    o.mergedPmis = 0;
+    const withMerged = merged === 0 ? about : { ...about, oracleMergedPmis: merged };
+    const withDropped = allDropped === 0n ? withMerged : { ...withMerged, oracleDroppedPmis: allDropped };
     return [
       this.record(
         atMinusOne.size > 0
@@ -912,6 +920,7 @@ export class World implements WorldFacts {
     const accepted = !('error' in ev);
     for (const o of this.oracles) {
       if (accepted && a.branchSample !== undefined) o.hostLbrUser = true;
+      if (accepted && a.pinned === true) o.hostPinnedUser = true;
       o.hostEventChanged();
     }
     if (accepted) {

@@ -105,3 +105,10 @@ export function describeBits(v: bigint): string {
   const b = setBits(v);
   return b.length === 1 ? `bit ${b[0]}` : `bits ${b.join(',')}`;
 }
+
+/** The number of bits set in `x` (x ≥ 0). */
+export function bitCount(x: bigint): number {
+  let n = 0;
+  for (; x !== 0n; x &= x - 1n) n++;
+  return n;
+}

@@ -5,7 +5,7 @@
  */
 
 import { type Access, gp, ok } from './access.js';
-import { bit, getField, isSet } from './bits.js';
+import { bit, bitCount, getField, isSet } from './bits.js';
 import { ModelError } from './errors.js';
 import { archEventIndex, fixedSource, gpSource, N_SRC, SRC } from './events.js';
 import { APIC_DM, APIC_LVT_MASKED, LVTPC } from './msr/apic.js';
@@ -105,6 +105,11 @@ export class Cpu {
    * took them: what it tells of a wrap the guest never heard of. Not architectural state.
    */
   droppedPmis = 0n;
+  /**
+   * How many PMI-enabled overflows rode on another counter's PMI in the same unit (D8), since the World last took them:
+   * each one a PMI of its own where the counts that made them simultaneous are lost. Not architectural state.
+   */
+  mergedPmis = 0;
   /** PERF_METRICS accumulates: enumerated and GLOBAL_CTRL.EN_PERF_METRICS set (D12). */
   private metricsOn = false;
 
@@ -123,6 +128,7 @@ export class Cpu {
     this.tdAny = false;
     this.activeEpoch = -1;
     this.droppedPmis = 0n;
+    this.mergedPmis = 0;
   }
 
   /**
@@ -448,6 +454,7 @@ export class Cpu {
     if (inserts > 0 && (s.debugctl & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n) relied('D36');
     const d = this.raisePmi();
     if (d === null) this.droppedPmis |= pmi;
+    else if ((pmi & (pmi - 1n)) !== 0n) this.mergedPmis += bitCount(pmi) - 1;
     return d;
   }
 

@@ -5,7 +5,7 @@
  * kernel reference, keeping the matcher.
  */
 
-import type { KnownDivergence } from './types.js';
+import type { DivergenceContext, KnownDivergence } from './types.js';
 import {
   describeObservation,
   diverges,
@@ -16,7 +16,7 @@ import {
   reservedBitsOf,
   showOutcome,
 } from '../../scenarios/observation.js';
-import { counterIndexOf, type GuestConfig, type MsrAttempt } from '../../scenarios/world.js';
+import { counterIndexOf, type GuestConfig, type MsrAttempt, oracleProfile } from '../../scenarios/world.js';
 import { PERF_CAP_LBR_FMT } from '../../model/hw/msr/capabilities.js';
 import { APIC_LVT_MASKED, APIC_SEND_PENDING, LVTPC_RESERVED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import {
@@ -58,6 +58,7 @@ import {
 } from '../../model/hw/msr/debugctl.js';
 import { MAX_FIXED, MAX_GP, type Profile } from '../../model/hw/profile.js';
 import type { Cpu } from '../../model/hw/cpu.js';
+import { bitCount } from '../../model/hw/bits.js';
 
 /** LBR_SELECT, LBR_TOS and the FROM/TO/INFO records of a legacy-LBR part (Skylake's addresses). */
 export const isLegacyLbrMsr = (m: number) =>
@@ -133,9 +134,10 @@ const isArchLbrRecordMsr = (m: number) =>
  * lost masked bare metal's.
  * Otherwise what is wrong, for the weaker contract.
  */
-export function lostOnly(o: Observation, history: readonly Observation[], rawWrites = false): string | null {
+export function lostOnly(o: Observation, c: DivergenceContext, rawWrites = false): string | null {
   if (!diverges(o)) return null;
-  const p = progress(o, history, rawWrites);
+  const history = c.history;
+  const p = progress(o, history, oracleProfile(c.host, c.guest), rawWrites);
   if (p !== null)
     return p.sut <= p.oracle
       ? null
@@ -166,32 +168,40 @@ export function lostOnly(o: Observation, history: readonly Observation[], rawWri
   return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
 }
 
-/** The PMIs one side has given o's vCPU up to and including o: a lost overflow's PMI may come late, never extra. */
+/**
+ * The PMIs one side has given o's vCPU up to and including o: a lost overflow's PMI may come late, never extra. Bare
+ * metal's count is of its PMI-enabled overflows: those whose PMI its masked LVTPC dropped, and those that rode on
+ * another counter's PMI, are each a PMI of their own where a lost count moves them (past the guest's unmasking, away
+ * from the other counter's wrap).
+ */
 function pmisSoFar(o: Observation, history: readonly Observation[], side: 'sut' | 'oracle'): number {
-  let n = pmisOf(o[side]).length;
+  const of = (h: Observation) =>
+    pmisOf(h[side]).length + (side === 'oracle' ? bitCount(h.oracleDroppedPmis ?? 0n) + (h.oracleMergedPmis ?? 0) : 0);
+  let n = of(o);
   for (const h of history) {
     if (h === o) break;
-    if (h.vcpu === o.vcpu && (h.kind === 'run' || h.kind === 'pmi')) n += pmisOf(h[side]).length;
+    if (h.vcpu === o.vcpu && (h.kind === 'run' || h.kind === 'pmi')) n += of(h);
   }
   return n;
 }
 
-const MASK48 = (1n << 48n) - 1n;
-
 /**
- * What a counter read shows on each side as counts since the counter was last written, modulo
- * 2^48: a lost count is a smaller progress whether or not either side has wrapped. `rawWrites`: the
- * design keeps a legacy-alias write as written (no sign extension), so its count starts there.
+ * What a counter read shows on each side as counts since the counter was last written, modulo the
+ * counter's width in the guest's CPUID (`p`, bare metal's): a lost count is a smaller progress whether
+ * or not either side has wrapped. `rawWrites`: the design keeps a legacy-alias write as written (no
+ * sign extension), so its count starts there.
  */
 function progress(
   o: Observation,
   history: readonly Observation[],
+  p: Profile,
   rawWrites: boolean,
 ): { sut: bigint; oracle: bigint } | null {
   const idx = counterOf(o);
   const sut = readValue(o.sut);
   const bare = readValue(o.oracle);
   if (idx === null || sut === null || bare === null) return null;
+  const mask = idx < 32 ? p.gpMask : p.fixedMask;
   let base = 0n;
   let sutBase = 0n;
   for (const h of history) {
@@ -199,12 +209,12 @@ function progress(
     if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) continue;
     const t = h.target;
     if (idx < 32 && t === MSR_IA32_PERFCTR0 + idx) {
-      base = BigInt.asUintN(48, BigInt.asIntN(32, h.value));
-      sutBase = rawWrites ? h.value & MASK48 : base;
+      base = BigInt.asUintN(64, BigInt.asIntN(32, h.value)) & mask;
+      sutBase = rawWrites ? h.value & mask : base;
     } else if ((idx < 32 && t === MSR_IA32_PMC0 + idx) || (idx >= 32 && t === MSR_CORE_PERF_FIXED_CTR0 + idx - 32))
-      sutBase = base = h.value & MASK48;
+      sutBase = base = h.value & mask;
   }
-  return { sut: (sut - sutBase) & MASK48, oracle: (bare - base) & MASK48 };
+  return { sut: (sut - sutBase) & mask, oracle: (bare - base) & mask };
 }
 
 /** An LBR record: a FROM/TO pair's half (Skylake's addresses) or an LBR_INFO; not LBR_SELECT or LBR_TOS. */

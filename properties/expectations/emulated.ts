@@ -733,9 +733,9 @@ export const EMULATED_EXPECTATIONS: readonly KnownDivergence[] = [
       'arch/x86/kvm/pmu.c pmc_reprogram_counter: guest counters are pinned, exclude_host perf events; kernel/events/core.c ctx_sched_in gives a pinned event that cannot get a counter PERF_EVENT_STATE_ERROR',
     // Only losses (counts, overflow bits and PMIs the guest misses, never ones it gains), and only while a host event
     // was open where the vCPU's events run: on its pCPU at the time, or on its thread.
-    matches: (o, c) => hostCompeted(c, o.vcpu, false) && lostOnly(o, c.history) === null,
+    matches: (o, c) => hostCompeted(c, o.vcpu, false) && lostOnly(o, c) === null,
     // The weaker contract, on every later observation: the same, or another declared divergence.
-    contract: (o, c) => lostOnly(o, c.history),
+    contract: (o, c) => lostOnly(o, c),
   },
   {
     id: 'lbr-host-owned',

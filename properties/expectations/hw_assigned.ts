@@ -443,9 +443,9 @@ const DESCHEDULE_ROLLBACK: KnownDivergence = {
     o.kind === 'vmm'
       ? vmmReadRolledBack(o, c)
       : c.history.some((h) => h.vmm?.op === 'preempt' || h.vmm?.op === 'migrate') &&
-        lostOnly(o, c.history, true) === null,
+        lostOnly(o, c, true) === null,
   // Counts since a counter's write start from the value as written (counter-write-raw).
-  contract: (o, c) => lostOnly(o, c.history, true),
+  contract: (o, c) => lostOnly(o, c, true),
   vmm: true,
 };
 

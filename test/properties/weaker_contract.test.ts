@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ok } from '../../model/hw/access.js';
-import { SKYLAKE } from '../../model/hw/profiles.js';
+import { ICELAKE, SKYLAKE } from '../../model/hw/profiles.js';
 import { attr } from '../../model/host/types.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { runProgram } from '../../properties/conformance.js';
@@ -8,6 +8,8 @@ import { EMULATED_EXPECTATIONS } from '../../properties/expectations/emulated.js
 import {
   Divergence,
   DriverBoot,
+  DriverCheckOverflow,
+  DriverClose,
   DriverOpen,
   DriverRun,
   GuestEmulate,
@@ -15,8 +17,9 @@ import {
   GuestRun,
   GuestWrmsr,
   HostOpen,
+  type WorldCommand,
 } from '../../scenarios/commands.js';
-import type { VcpuFactory, World } from '../../scenarios/world.js';
+import type { GuestConfig, VcpuFactory, World } from '../../scenarios/world.js';
 import { ranCommands } from '../../properties/checks.js';
 import { MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
@@ -45,6 +48,14 @@ const losesThenGains: VcpuFactory = (h, o) =>
       if (!r.ok || msr !== MSR_IA32_PMC0) return r;
       this.reads++;
       return ok(this.reads === 1 ? r.value - 1n : r.value + 3n);
+    }
+  })(h, o);
+
+/** A planted vPMU that injects every PMI of an intercepted instruction twice. */
+const doubledPmis: VcpuFactory = (h, o) =>
+  new (class extends EmulatedVcpu {
+    override drainPmis() {
+      return super.drainPmis().flatMap((p) => [p, p]);
     }
   })(h, o);
 
@@ -170,6 +181,122 @@ describe('a PMI late under host contention', () => {
     ).toThrow(
       /after the known divergence host-contention, KVM_FEP LOOP at CPL 0: PMIs: guest saw PMI\(vector 2\) after unit 0, PMI\(vector 2\) after unit 0, bare metal shows no PMI/,
     );
+  });
+});
+
+describe('a guest PMI handler under a host monitor: late is lost, never gained', () => {
+  // perf stat -a with seven pinned events on Ice Lake's eight GP counters of pCPU 0; the guest's perf opens its events.
+  const monitor = Array.from({ length: 7 }, () => new HostOpen(0, attr({ config: 0xc4n, pinned: true })));
+  const unit = (instructions: number) => ({ cpl: 3, instructions });
+  const run = (g: GuestConfig, p: readonly WorldCommand[], design: VcpuFactory = skewed(0n), host = ICELAKE) => {
+    const known = new Map<string, number>();
+    runProgram({ host, design, expectations: EMULATED_EXPECTATIONS, known }, g, p);
+    return [...known.keys()];
+  };
+
+  it("bare metal takes perf's period floor on only where KVM's event surely got a counter", () => {
+    // Three pinned events on Skylake's four GP counters: the guest's second branch-miss event finds none (ERROR) and
+    // counts only what KVM counts in software, with no floor; bare metal, taking the floor on for it, missed its wrap.
+    const v2 = {
+      cpuid: { family: 6, model: 85, leaf0a: { eax: 0x7300402, ebx: 62, ecx: 0, edx: 0x603 }, pdcm: true },
+      perfCapabilities: 0x2000n,
+    };
+    const miss = (instructions: number, branches: number) => ({
+      cpl: 3,
+      instructions,
+      branches: Array.from({ length: branches }, () => ({
+        from: 0x400000n,
+        to: 0x400000n,
+        kind: 'COND' as const,
+        mispredict: true,
+        cpl: 3,
+      })),
+    });
+    const p = [
+      ...monitor.slice(0, 3),
+      new DriverOpen(0, [{ event: 0xc4n, usr: true, os: true, period: 0n }]),
+      new DriverOpen(0, [
+        { event: 0xc5n, usr: true, os: true, period: 3n },
+        { event: 0xc5n, usr: true, os: true, period: 2n },
+        { event: 0xc0n, usr: true, os: true, period: 0n },
+      ]),
+      new DriverRun(0, [miss(1, 1), miss(0, 0)]),
+      new DriverOpen(0, [
+        { event: 0x3cn, usr: true, os: true, period: 3n },
+        { event: 0xc0n, usr: true, os: true, period: 2n },
+      ]),
+      new DriverCheckOverflow(0, { counter: 0, int: false, left: 2n, fep: 1 }, []),
+      new DriverRun(0, [miss(1, 1), miss(0, 0)]),
+      new DriverRun(0, [{ cpl: 3, cycles: 2 }, { cpl: 3, cycles: 1 }, miss(2, 2)]),
+    ];
+    // The arm is the declaration's to judge, as without the adoption: the wrap KVM signals is one bare metal had.
+    expect(run(v2, p, skewed(0n), SKYLAKE)).toEqual(['perf-min-period']);
+  });
+
+  it("an overflow bare metal's masked LVTPC dropped comes to the guest once it unmasks: late, not gained", () => {
+    // A version-1 guest: its second instructions event finds no counter (ERROR). Bare metal's counter wraps in the run,
+    // while the handler has LVTPC masked (dropped); KVM's at the unmasking write it counts in software.
+    const v1 = {
+      cpuid: { family: 6, model: 106, leaf0a: { eax: 0x8300501, ebx: 1, ecx: 0, edx: 0 }, pdcm: true },
+      perfCapabilities: 0x2005n,
+    };
+    const p = [
+      ...monitor,
+      new DriverOpen(0, [{ event: 0xc4n, usr: true, os: true, period: 0n }]),
+      new DriverOpen(0, [{ event: 0xc0n, usr: true, os: true, period: 3n }]),
+      new DriverOpen(0, [{ event: 0xc0n, usr: true, os: true, period: 3n }]),
+      new DriverRun(0, [unit(1)]),
+    ];
+    expect(run(v1, p)).toEqual(['host-contention']);
+  });
+
+  it('two overflows bare metal signalled with one PMI may reach the guest as two', () => {
+    // Fixed counter 0's event finds no counter (GP counter 1's instructions event holds it): bare metal's FIXED_CTR0
+    // and PMC1 wrap in the same run (one PMI), KVM's FIXED_CTR0 only at the GLOBAL_CTRL write it counts in software.
+    const v2 = {
+      cpuid: { family: 6, model: 106, leaf0a: { eax: 0x8300802, ebx: 0, ecx: 0, edx: 0x603 }, pdcm: true },
+      perfCapabilities: 0x2000n,
+    };
+    const p = [
+      ...monitor,
+      new DriverOpen(0, [{ event: 0xc4n, usr: true, os: true, period: 0n }]),
+      new DriverOpen(0, [{ event: 0x300n, usr: true, os: true, period: 1n }]),
+      new DriverOpen(0, [
+        { event: 0xc0n, usr: true, os: true, period: 3n },
+        { event: 0xc0n, usr: true, os: true, period: 3n },
+      ]),
+      new GuestRun(0, [unit(2)]),
+      new DriverOpen(0, [{ event: 0xc0n, usr: true, os: false, period: 2n }]),
+      new DriverClose(0, 0),
+    ];
+    expect(run(v2, p)).toEqual(['host-contention']);
+    // Each of KVM's PMIs injected twice: more than bare metal's overflows, at the late one.
+    expect(() => run(v2, p, doubledPmis)).toThrow(
+      /WRMSR 0x38f <- 0x7000000ff: PMIs: guest saw PMI\(vector 2\) after unit 0, PMI\(vector 2\) after unit 0, bare metal shows no PMI/,
+    );
+  });
+
+  it("a 32-bit counter's loss is counted modulo its width; a gain is reported", () => {
+    // GP counters 32 bits wide: bare metal's PMC1, written -6 through the legacy alias, wraps to 0; KVM's lost the run.
+    const narrow = {
+      cpuid: { family: 6, model: 106, leaf0a: { eax: 0x8200802, ebx: 1, ecx: 0, edx: 0x403 }, pdcm: true },
+      perfCapabilities: 0x5n,
+    };
+    const p = [
+      ...monitor,
+      new DriverOpen(0, [{ event: 0xc4n, usr: true, os: true, period: 0n }]),
+      new DriverOpen(0, [{ event: 0xc0n, usr: true, os: true, period: 2n }]),
+      new DriverCheckOverflow(0, { counter: 1, int: false, left: 6n, fep: 0 }, [unit(2)]),
+    ];
+    expect(run(narrow, p)).toEqual(['host-contention']);
+    const gains: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestRdmsr(msr: number) {
+          const r = super.guestRdmsr(msr);
+          return r.ok && msr === MSR_IA32_PERFCTR0 + 1 ? ok((r.value + 8n) & 0xffffffffn) : r;
+        }
+      })(h, o);
+    expect(() => run(narrow, p, gains)).toThrow(/RDMSR 0xc2/);
   });
 });
 
