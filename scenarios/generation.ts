@@ -330,7 +330,7 @@ const guestStatArb: fc.Arbitrary<WorldCommand> = fc
   );
 
 /**
- * In a quarter of the contended programs, before the guest starts, a host monitor pins an event on every GP counter of
+ * In a quarter of the contended and driver programs, before the guest starts, a host monitor pins an event on every GP counter of
  * a pCPU, or on all but one (perf stat -a with pinned events, a pinned cgroup monitor), and a guest starts counting
  * with perf stat: KVM's pinned events for the guest's counters then find no counter there (reports/filed/0004). Opened
  * one by one among the other commands, that many pinned events on one pCPU came together in about one program in
@@ -523,8 +523,12 @@ export function profileProgramArb(
             .tuple(hostMonitorArb(host.nGP), cmds)
             .map(([pre, rest]): Iterable<WorldCommand> => (pre.length === 0 ? rest : new Opened(pre, rest)));
         if (gen !== 'driver') return cmds;
-        // A guest that runs perf has events open before its work: the driver profile's programs start with an open.
-        return fc.tuple(driverOpenArb, cmds).map(([open, rest]): Iterable<WorldCommand> => new Opened([open], rest));
+        // A guest that runs perf has events open before its work: the driver profile's programs start with an open. In
+        // a quarter of them a host monitor holds the GP counters of a pCPU first, as in the contended programs: the
+        // guest's PMI handler then runs on counts KVM's events lose.
+        return fc
+          .tuple(hostMonitorArb(host.nGP), driverOpenArb, cmds)
+          .map(([pre, open, rest]): Iterable<WorldCommand> => new Opened([...pre, open], rest));
       }),
     ),
   );

@@ -106,21 +106,24 @@ describe('generation profiles reach the programs their properties need', () => {
     expect(distribution('contended').share('host')).toBeGreaterThan(0.25);
   });
 
-  it("contended: about a quarter of the programs start with pinned host events on all or all but one of a pCPU's GP counters, then a guest counting", () => {
-    const monitored = distribution('contended').programs.filter(([, cmds]) => {
-      const all = allCommands(cmds);
-      const k = all.findIndex((c) => !(c instanceof HostOpen));
-      const opens = all.slice(0, k) as HostOpen[];
-      return (
-        k >= SKYLAKE.nGP - 1 &&
-        opens.every((o) => o.attr.pinned && o.cpu === opens[0]!.cpu) &&
-        all[k] instanceof DriverOpen &&
-        all[k].events.every((e) => e.period === 0n)
-      );
-    }).length;
-    expect(monitored / 300).toBeGreaterThan(0.15);
-    expect(monitored / 300).toBeLessThan(0.35);
-  });
+  it.each(['contended', 'driver'] as const)(
+    "%s: about a quarter of the programs start with pinned host events on all or all but one of a pCPU's GP counters, then a guest counting",
+    (gen) => {
+      const monitored = distribution(gen).programs.filter(([, cmds]) => {
+        const all = allCommands(cmds);
+        const k = all.findIndex((c) => !(c instanceof HostOpen));
+        const opens = all.slice(0, k) as HostOpen[];
+        return (
+          k >= SKYLAKE.nGP - 1 &&
+          opens.every((o) => o.attr.pinned && o.cpu === opens[0]!.cpu) &&
+          all[k] instanceof DriverOpen &&
+          all[k].events.every((e) => e.period === 0n)
+        );
+      }).length;
+      expect(monitored / 300).toBeGreaterThan(0.15);
+      expect(monitored / 300).toBeLessThan(0.35);
+    },
+  );
 
   it('lbr-heavy: LBR guests, and most commands touch the LBRs or take branches', () => {
     const d = distribution('lbr-heavy');
