@@ -162,7 +162,19 @@ export function lostOnly(o: Observation, c: DivergenceContext, rawWrites = false
     o.oracle.kind === 'value' &&
     o.oracle.value === (o.sut.value | APIC_LVT_MASKED) &&
     o.sut.value !== o.oracle.value &&
-    pmisSoFar(o, history, 'sut') < pmisSoFar(o, history, 'oracle')
+    pmisSoFar(o, history, 'sut') < pmisSoFar(o, history, 'oracle', false)
+  )
+    return null;
+  // A PMI lost leaves DEBUGCTL.LBR set where bare metal's, with FREEZE_LBRS_ON_PMI, cleared it (SDM §17.4.7).
+  if (
+    o.kind === 'rdmsr' &&
+    o.target === MSR_IA32_DEBUGCTLMSR &&
+    o.sut.kind === 'value' &&
+    o.oracle.kind === 'value' &&
+    o.sut.value === (o.oracle.value | DEBUGCTLMSR_LBR) &&
+    o.sut.value !== o.oracle.value &&
+    (o.sut.value & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n &&
+    pmisSoFar(o, history, 'sut') < pmisSoFar(o, history, 'oracle', false)
   )
     return null;
   return `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
@@ -172,11 +184,12 @@ export function lostOnly(o: Observation, c: DivergenceContext, rawWrites = false
  * The PMIs one side has given o's vCPU up to and including o: a lost overflow's PMI may come late, never extra. Bare
  * metal's count is of its PMI-enabled overflows: those whose PMI its masked LVTPC dropped, and those that rode on
  * another counter's PMI, are each a PMI of their own where a lost count moves them (past the guest's unmasking, away
- * from the other counter's wrap).
+ * from the other counter's wrap). Without `overflows`, bare metal's delivered PMIs only (what masks LVTPC, freezes).
  */
-function pmisSoFar(o: Observation, history: readonly Observation[], side: 'sut' | 'oracle'): number {
+function pmisSoFar(o: Observation, history: readonly Observation[], side: 'sut' | 'oracle', overflows = true): number {
   const of = (h: Observation) =>
-    pmisOf(h[side]).length + (side === 'oracle' ? bitCount(h.oracleDroppedPmis ?? 0n) + (h.oracleMergedPmis ?? 0) : 0);
+    pmisOf(h[side]).length +
+    (side === 'oracle' && overflows ? bitCount(h.oracleDroppedPmis ?? 0n) + (h.oracleMergedPmis ?? 0) : 0);
   let n = of(o);
   for (const h of history) {
     if (h === o) break;

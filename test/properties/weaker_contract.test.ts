@@ -10,8 +10,10 @@ import {
   DriverBoot,
   DriverCheckOverflow,
   DriverClose,
+  DriverLbr,
   DriverOpen,
   DriverRun,
+  DriverSwitch,
   GuestEmulate,
   GuestRdmsr,
   GuestRun,
@@ -24,6 +26,7 @@ import { ranCommands } from '../../properties/checks.js';
 import { MSR_IA32_PERFCTR0, MSR_IA32_PMC0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 import { APIC_DM_NMI, APIC_LVT_MASKED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { SKYLAKE_V2 } from '../support/guests.js';
 
 const guest = SKYLAKE_V2;
@@ -193,6 +196,39 @@ describe('a guest PMI handler under a host monitor: late is lost, never gained',
     runProgram({ host, design, expectations: EMULATED_EXPECTATIONS, known }, g, p);
     return [...known.keys()];
   };
+
+  it('DEBUGCTL.LBR left set by the PMI KVM lost is host contention; another bit is reported', () => {
+    // npm start, seed 7: the guest's branch-miss event finds no counter; bare metal's PMI freezes the LBRs (clears
+    // DEBUGCTL.LBR), KVM's never comes; the guest's context switch then reads DEBUGCTL.
+    const v2 = {
+      cpuid: { family: 6, model: 0x55, leaf0a: { eax: 0x7300402, ebx: 0x6, ecx: 0, edx: 0x603 }, pdcm: true },
+      perfCapabilities: 0x5n,
+    };
+    const branch = { from: 0x400000n, to: 0x400000n, kind: 'COND' as const, mispredict: true, cpl: 3 };
+    const p = [
+      ...monitor.slice(0, 3),
+      new DriverOpen(0, [{ event: 0xc4n, usr: true, os: true, period: 0n }]),
+      new DriverOpen(0, [
+        { event: 0xc5n, usr: true, os: true, period: 1n },
+        { event: 0xc0n, usr: true, os: true, period: 0n },
+      ]),
+      new DriverLbr(0, { select: 0n, callStack: false }),
+      new GuestRun(0, [
+        { cpl: 3, instructions: 1, branches: [branch] },
+        { cpl: 3, instructions: 1, branches: [branch] },
+      ]),
+      new DriverSwitch(0, [{ cpl: 3 }]),
+    ];
+    expect(run(v2, p, skewed(0n), SKYLAKE)).toEqual(['host-contention']);
+    const btf: VcpuFactory = (h, o) =>
+      new (class extends EmulatedVcpu {
+        override guestRdmsr(msr: number) {
+          const r = super.guestRdmsr(msr);
+          return r.ok && msr === MSR_IA32_DEBUGCTLMSR && (r.value & 1n) !== 0n ? ok(r.value | 2n) : r;
+        }
+      })(h, o);
+    expect(() => run(v2, p, btf, SKYLAKE)).toThrow(/RDMSR 0x1d9/);
+  });
 
   it("bare metal takes perf's period floor on only where KVM's event surely got a counter", () => {
     // Three pinned events on Skylake's four GP counters: the guest's second branch-miss event finds none (ERROR) and
