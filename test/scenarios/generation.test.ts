@@ -106,9 +106,12 @@ describe('generation profiles reach the programs their properties need', () => {
     expect(distribution('contended').share('host')).toBeGreaterThan(0.25);
   });
 
-  it.each(['contended', 'driver'] as const)(
-    "%s: about a quarter of the programs start with pinned host events on all or all but one of a pCPU's GP counters, then a guest counting",
-    (gen) => {
+  it.each([
+    ['contended', 0.15, 0.35],
+    ['driver', 0.02, 0.1],
+  ] as const)(
+    "%s: a share of the programs (%s to %s) start with pinned host events on all or all but one of a pCPU's GP counters, then a guest counting",
+    (gen, low, high) => {
       const monitored = distribution(gen).programs.filter(([, cmds]) => {
         const all = allCommands(cmds);
         const k = all.findIndex((c) => !(c instanceof HostOpen));
@@ -120,8 +123,8 @@ describe('generation profiles reach the programs their properties need', () => {
           all[k].events.every((e) => e.period === 0n)
         );
       }).length;
-      expect(monitored / 300).toBeGreaterThan(0.15);
-      expect(monitored / 300).toBeLessThan(0.35);
+      expect(monitored / 300).toBeGreaterThan(low);
+      expect(monitored / 300).toBeLessThan(high);
     },
   );
 
