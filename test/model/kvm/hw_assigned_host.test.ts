@@ -25,13 +25,24 @@ import {
   MSR_IA32_PMC0,
   MSR_P6_EVNTSEL0,
 } from '../../../model/hw/msr/counters.js';
+import { MSR_IA32_PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
+import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { attr, type PerfEvent } from '../../../model/host/types.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import type { KvmPmc } from '../../../model/kvm/emulated/state.js';
 import { HW_ASSIGNED_HOST_OPS, HW_ASSIGNED_OPS } from '../../../model/kvm/series/hw_assigned.js';
-import { BRANCHES, CYCLES, defaultCpuid, fixedGlobalEnable, fixedPmcCtrl, INSTRUCTIONS, val } from './util.js';
+import {
+  BRANCHES,
+  CYCLES,
+  defaultCpuid,
+  fixedGlobalEnable,
+  fixedPmcCtrl,
+  INSTRUCTIONS,
+  kvmSupportedPerfCaps,
+  val,
+} from './util.js';
 
 const EN = ARCH_PERFMON_EVENTSEL_ENABLE;
 const OS = ARCH_PERFMON_EVENTSEL_OS;
@@ -50,16 +61,33 @@ interface Guest {
 
 /**
  * A guest of 4 GP and 3 fixed counters (PMU `version`, 2 unless given) on a host running the series' perf (patch 1),
- * every counter enabled in GLOBAL_CTRL; `before` runs on the host first (cpu-pinned events that take counters).
+ * every counter enabled in GLOBAL_CTRL; `before` runs on the host first (cpu-pinned events that take counters), `first`
+ * in the guest before that GLOBAL_CTRL write.
  */
-function guest(o: { profile?: Profile; version?: number; tsx?: boolean; before?: (h: HostKernel) => void } = {}) {
+function guest(
+  o: {
+    profile?: Profile;
+    version?: number;
+    tsx?: boolean;
+    perfCaps?: bigint;
+    before?: (h: HostKernel) => void;
+    first?: (g: Guest) => void;
+  } = {},
+): Guest {
   const profile = o.profile ?? SKYLAKE;
   const host = new HostKernel({ profile, cpus: 2, ops: HW_ASSIGNED_HOST_OPS });
   o.before?.(host);
   const base = defaultCpuid(profile);
   const leaf0a = { ...base.leaf0a, eax: leaf0aEax(o.version ?? 2, 4, 48, 7) };
-  const vcpu = new EmulatedVcpu(host, { cpu: 0, cpuid: { ...base, leaf0a, tsx: o.tsx === true } }, HW_ASSIGNED_OPS);
+  const cpuid = { ...base, leaf0a, tsx: o.tsx === true };
+  const vcpu = new EmulatedVcpu(host, { cpu: 0, cpuid }, HW_ASSIGNED_OPS);
+  if (o.perfCaps !== undefined) {
+    // As the selftests do: PERF_CAPABILITIES, then the CPUID again (its refresh takes the LBR format).
+    expect(vcpu.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, o.perfCaps).ok).toBe(true);
+    expect(vcpu.setCpuid(cpuid).ok).toBe(true);
+  }
   const g = { host, vcpu };
+  o.first?.(g);
   wr(g, MSR_CORE_PERF_GLOBAL_CTRL, 0xfn | fixedGlobalEnable(0) | fixedGlobalEnable(1) | fixedGlobalEnable(2));
   return g;
 }
@@ -422,5 +450,30 @@ describe('RDPMC of a counter the guest lacks', () => {
   it('dereferences the NULL vPMC in host context (intel_pmc_read_counter)', () => {
     const g = guest();
     expect(() => g.vcpu.guestRdpmc(7, 0)).toThrow(/NULL pointer dereference/);
+  });
+});
+
+describe("the base's lazy cleanup under the series' reset (kvm_pmu_reset clears need_cleanup)", () => {
+  it('a guest LBR event left with DEBUGCTL.LBR clear goes at the first reschedule’s cleanup, not at a KVM_REQ_PMU before', () => {
+    // The LBR event made and DEBUGCTL.LBR cleared before any KVM_REQ_PMU; the GLOBAL_CTRL write then makes one.
+    let lbr: PerfEvent | null = null;
+    const g = guest({
+      perfCaps: kvmSupportedPerfCaps(SKYLAKE),
+      first: (f) => {
+        wr(f, MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR);
+        lbr = f.vcpu.s.lbr.event;
+        wr(f, MSR_IA32_DEBUGCTLMSR, 0n);
+      },
+    });
+    expect(lbr).not.toBeNull();
+    expect(g.vcpu.s.lbr.event).toBe(lbr);
+    // Fixed counter 0 counts each instruction KVM skips, folded in by a KVM_REQ_PMU at the exit's VM-entry.
+    wr(g, MSR_CORE_PERF_FIXED_CTR_CTRL, fixedPmcCtrl(0, 3n));
+    const first = rd(g, MSR_CORE_PERF_FIXED_CTR0);
+    expect(rd(g, MSR_CORE_PERF_FIXED_CTR0), 'the first RDMSR, counted').toBe(first + 1n);
+    expect(g.vcpu.s.lbr.event).toBe(lbr);
+    g.vcpu.preempt(() => undefined);
+    g.vcpu.guestRun([]);
+    expect(g.vcpu.s.lbr.event).toBeNull();
   });
 });
