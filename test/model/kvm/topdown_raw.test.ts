@@ -1,0 +1,494 @@
+/**
+ * Seed 002's proposal (model/kvm/series/topdown_raw.ts: Dapeng Mi, "Enable topdown metrics feature for KVM vPMU" v4)
+ * driven as KVM is, one mechanism at a time (series.md §1.2–§1.4): the slots+vmetrics group a PERF_METRICS write arms
+ * and FIXED_CTR3's reprogram builds (its two perf events, created disabled and enabled whole, a refused member
+ * releasing the leader), the group paused into extra_config and resumed whole, released with FIXED_CTR3 and by the
+ * lazy cleanup, PERF_METRICS pushed to a running group, the metrics overflow that sets GLOBAL_STATUS bit 48 with a PMI,
+ * RDPMC's metrics type, and the capability, CPUID-version and reserved-bit gates. Expectations are the series' (patch
+ * N/13 as series.md reads it), measured against bare metal where the guest sees a window of PERF_METRICS.
+ */
+import { describe, expect, it } from 'vitest';
+import { bit } from '../../../model/hw/bits.js';
+import { Cpu } from '../../../model/hw/cpu.js';
+import { defineProfile, type Profile } from '../../../model/hw/profile.js';
+import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
+import type { WorkUnit } from '../../../model/hw/work.js';
+import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_PERF_METRICS } from '../../../model/hw/msr/capabilities.js';
+import {
+  INTEL_PMC_FIXED_RDPMC_METRICS,
+  MSR_CORE_PERF_FIXED_CTR0,
+  MSR_CORE_PERF_FIXED_CTR_CTRL,
+} from '../../../model/hw/msr/counters.js';
+import {
+  GLOBAL_STATUS_PERF_METRICS_OVF_BIT,
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+} from '../../../model/hw/msr/global.js';
+import { MSR_PERF_METRICS, type TopdownSlots } from '../../../model/hw/msr/topdown.js';
+import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
+import { HostKernel, type TopdownEvent } from '../../../model/host/perf.js';
+import type { PerfEvent } from '../../../model/host/types.js';
+import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
+import { PSEUDO_ARCH_TOPDOWN_SLOTS } from '../../../model/kvm/series/fixed_ctr3.js';
+import {
+  INTEL_FIXED_VMETRICS_EVENT,
+  TOPDOWN_RAW_HOST_OPS,
+  TOPDOWN_RAW_OPS,
+  type TopdownRawPmc,
+} from '../../../model/kvm/series/topdown_raw.js';
+import { topdownGuest } from '../../support/guests.js';
+import { hostOk, hostVal, isGp, val } from './util.js';
+
+const h = SAPPHIRE_RAPIDS;
+const FC3 = MSR_CORE_PERF_FIXED_CTR0 + 3;
+/** FIXED_CTR_CTRL: FIXED_CTR3 at OS and USR, with and without its PMI bit. */
+const SLOTS_ON = 0x3n << 12n;
+const SLOTS_ON_PMI = 0xbn << 12n;
+const FC3_BIT = bit(32 + 3);
+const FC0_BIT = bit(32);
+/** fixed_pmc_events[0], FIXED_CTR0's event: instructions retired. */
+const FC0_EVENT = 0x00c0n;
+const METRICS_BIT = bit(GLOBAL_STATUS_PERF_METRICS_OVF_BIT);
+const GUEST_VECTOR = 0xe1;
+
+/** Two slot mixes with different level-1 and level-2 shares, so that their windows' images differ. */
+const A: TopdownSlots = {
+  retiring: 380,
+  badSpeculation: 7,
+  frontendBound: 213,
+  backendBound: 400,
+  heavyOperations: 95,
+  branchMispredicts: 7,
+  fetchLatency: 150,
+  memoryBound: 333,
+};
+const B: TopdownSlots = {
+  retiring: 100,
+  badSpeculation: 500,
+  frontendBound: 300,
+  backendBound: 100,
+  heavyOperations: 50,
+  branchMispredicts: 400,
+  fetchLatency: 20,
+  memoryBound: 60,
+};
+const unit = (slots: TopdownSlots): WorkUnit => ({ cpl: 3, instructions: 1, slots });
+/** One unit of 2^48 slots: FIXED_CTR3 counted from 0 wraps in it, and PERF_METRICS with it (pmu-semantics.md §2.11). */
+const WRAP = 2 ** 46;
+const wrapping: WorkUnit = unit({ retiring: WRAP, badSpeculation: WRAP, frontendBound: WRAP, backendBound: WRAP });
+
+/** PERF_METRICS on bare metal after `units`, counted from 0 with FIXED_CTR3 and EN_PERF_METRICS enabled. */
+function bareMetrics(units: readonly WorkUnit[]): bigint {
+  const cpu = new Cpu(h);
+  for (const [msr, v] of [
+    [FC3, 0n],
+    [MSR_PERF_METRICS, 0n],
+    [MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON],
+    [MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT],
+  ] as const)
+    val(cpu.wrmsr(msr, v));
+  cpu.run(units);
+  return val(cpu.rdmsr(MSR_PERF_METRICS));
+}
+
+interface Td {
+  readonly host: HostKernel;
+  readonly vcpu: EmulatedVcpu;
+  readonly fc3: TopdownRawPmc;
+  /** The vCPU's events host perf created, in order, and those it released. */
+  readonly created: PerfEvent[];
+  readonly released: PerfEvent[];
+  /** The group leader KVM passed to perf_event_create_kernel_counter for each event it created (patch 05/13). */
+  readonly leaderOf: Map<PerfEvent, PerfEvent | null>;
+  /** Configs host perf refuses to create an event for, as it does when it cannot allocate one. */
+  readonly refuse: Set<bigint>;
+}
+
+/**
+ * A vCPU of the series on Sapphire Rapids with PERF_CAPABILITIES.PERF_METRICS (written before its CPUID, as the
+ * selftests do) and the topdown guest's CPUID: v2, 8 GP counters, FIXED_CTR0-3; `version`, `nrFixed` change leaf 0xA.
+ */
+function tdVcpu(o: { profile?: Profile; version?: number; nrFixed?: number; perfCaps?: bigint } = {}): Td {
+  const p = o.profile ?? h;
+  const host = new HostKernel({ profile: p, cpus: 2, ops: TOPDOWN_RAW_HOST_OPS });
+  const g = topdownGuest(p);
+  const created: PerfEvent[] = [];
+  const released: PerfEvent[] = [];
+  const refuse = new Set<bigint>();
+  const leaderOf = new Map<PerfEvent, PerfEvent | null>();
+  const create = host.perf_event_create_kernel_counter.bind(host);
+  const release = host.perf_event_release_kernel.bind(host);
+  host.perf_event_create_kernel_counter = (a, target, overflow, groupLeader) => {
+    if (refuse.has(a.config)) return { error: 'ENOMEM' };
+    const r = create(a, target, overflow, groupLeader);
+    if (!('error' in r)) {
+      created.push(r);
+      leaderOf.set(r, groupLeader ?? null);
+    }
+    return r;
+  };
+  host.perf_event_release_kernel = (ev) => {
+    released.push(ev);
+    release(ev);
+  };
+  const vcpu = new EmulatedVcpu(host, { cpu: 0, cpuid: g.cpuid }, TOPDOWN_RAW_OPS);
+  expect(hostOk(vcpu.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, o.perfCaps ?? g.perfCapabilities))).toBe(true);
+  const eax = g.cpuid.leaf0a.eax;
+  const edx = g.cpuid.leaf0a.edx;
+  const leaf0a = {
+    ...g.cpuid.leaf0a,
+    eax: (eax & ~0xff) | (o.version ?? eax & 0xff),
+    edx: (edx & ~0x1f) | (o.nrFixed ?? edx & 0x1f),
+  };
+  expect(hostOk(vcpu.setCpuid({ ...g.cpuid, leaf0a }))).toBe(true);
+  return { host, vcpu, fc3: vcpu.s.pmu.fixed_counters[3] as TopdownRawPmc, created, released, leaderOf, refuse };
+}
+
+function wr(t: Td, msr: number, v: bigint): void {
+  val(t.vcpu.guestWrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
+}
+const rd = (t: Td, msr: number) => val(t.vcpu.guestRdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
+
+/** Linux's topdown start (series.md §1.4.1): FIXED_CTR3 and PERF_METRICS from 0, FIXED_CTR3 enabled, then GLOBAL_CTRL. */
+function start(t: Td, ctrl = SLOTS_ON): void {
+  wr(t, FC3, 0n);
+  wr(t, MSR_PERF_METRICS, 0n);
+  wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, ctrl);
+  wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT);
+}
+
+/** The vCPU's perf events host perf still has. */
+const live = (t: Td) => t.created.filter((e) => !t.released.includes(e));
+
+/** The creates, releases and other perf calls `f` cost. */
+function spent(t: Td, f: () => void) {
+  const before = { ...t.vcpu.cost };
+  f();
+  const c = t.vcpu.cost;
+  return {
+    creates: c.perfCreates - before.perfCreates,
+    releases: c.perfReleases - before.perfReleases,
+    calls: c.perfCalls - before.perfCalls,
+  };
+}
+
+describe('pmc_reprogram_counter (patches 10/13, 11/13): FIXED_CTR3 armed by a PERF_METRICS write leads a vmetrics group', () => {
+  it('the group: a pinned counting slots leader created disabled, an unpinned vmetrics member in its group, both enabled', () => {
+    const t = tdVcpu();
+    wr(t, FC3, 0n);
+    wr(t, MSR_PERF_METRICS, 0n);
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT);
+    expect(t.created, 'the write only arms topdown mode').toEqual([]);
+    const cost = spent(t, () => wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x2n << 12n)); // USR only
+    // Two creates; the push of {FIXED_CTR3, PERF_METRICS} to each event and the enable of each.
+    expect(cost).toEqual({ creates: 2, releases: 0, calls: 4 });
+    const [leader, member] = t.created as TopdownEvent[];
+    expect(t.created).toHaveLength(2);
+    expect(leader!.attr).toMatchObject({
+      config: PSEUDO_ARCH_TOPDOWN_SLOTS,
+      sample_period: 0n,
+      pinned: true,
+      disabled: true,
+      exclude_host: true,
+      exclude_user: false,
+      exclude_kernel: true,
+    });
+    expect(member!.attr).toMatchObject({
+      config: INTEL_FIXED_VMETRICS_EVENT,
+      sample_period: 0n,
+      pinned: false,
+      exclude_host: true,
+      exclude_user: false,
+      exclude_kernel: true,
+    });
+    expect(t.leaderOf.get(leader!)).toBeNull();
+    expect(t.leaderOf.get(member!)).toBe(leader);
+    expect([leader!.state, member!.state]).toEqual(['ACTIVE', 'ACTIVE']);
+    expect([t.fc3.perf_event, t.fc3.metrics_event]).toEqual([leader, member]);
+    // pmu->event_count counts counters holding events: FIXED_CTR3 is one, its group one entry.
+    expect(t.vcpu.s.pmu.event_count).toBe(1);
+  });
+
+  it('without a PERF_METRICS write FIXED_CTR3 gets a lone slots event (KVM cannot tell a lone slots user)', () => {
+    const t = tdVcpu();
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT);
+    expect(spent(t, () => wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON))).toEqual({
+      creates: 1,
+      releases: 0,
+      calls: 0,
+    });
+    expect(t.fc3.metrics_event).toBeNull();
+    expect(t.created.map((e) => e.attr.config)).toEqual([PSEUDO_ARCH_TOPDOWN_SLOTS]);
+  });
+
+  it('a member perf refuses releases the leader and fails the reprogram; the next KVM_REQ_PMU retries the group', () => {
+    const t = tdVcpu();
+    wr(t, MSR_PERF_METRICS, 0n);
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | FC0_BIT);
+    t.refuse.add(INTEL_FIXED_VMETRICS_EVENT);
+    // Two creates tried, the leader released again.
+    expect(spent(t, () => wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON))).toEqual({
+      creates: 2,
+      releases: 1,
+      calls: 0,
+    });
+    expect(live(t)).toEqual([]);
+    expect([t.fc3.perf_event, t.fc3.metrics_event]).toEqual([null, null]);
+    expect(t.vcpu.s.pmu.event_count).toBe(0);
+    t.refuse.clear();
+    t.vcpu.guestRun([unit(A)]);
+    expect(t.created, 'no request, no retry').toHaveLength(1);
+    // FIXED_CTR0's enable is a KVM_REQ_PMU: FIXED_CTR3's failed reprogram is retried after it.
+    wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON | 0x3n);
+    expect(live(t).map((e) => e.attr.config)).toEqual([
+      FC0_EVENT,
+      PSEUDO_ARCH_TOPDOWN_SLOTS,
+      INTEL_FIXED_VMETRICS_EVENT,
+    ]);
+    expect([t.fc3.perf_event, t.fc3.metrics_event]).toEqual(live(t).slice(1));
+  });
+
+  it('a leader perf refuses fails the reprogram before any member; the next KVM_REQ_PMU creates the group', () => {
+    const t = tdVcpu();
+    wr(t, MSR_PERF_METRICS, 0n);
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | FC0_BIT);
+    t.refuse.add(PSEUDO_ARCH_TOPDOWN_SLOTS);
+    expect(spent(t, () => wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON))).toEqual({
+      creates: 1,
+      releases: 0,
+      calls: 0,
+    });
+    expect(t.created).toEqual([]);
+    t.refuse.clear();
+    wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON | 0x3n);
+    expect(live(t).map((e) => e.attr.config)).toEqual([
+      FC0_EVENT,
+      PSEUDO_ARCH_TOPDOWN_SLOTS,
+      INTEL_FIXED_VMETRICS_EVENT,
+    ]);
+  });
+});
+
+describe('the group over windows (patches 10/13, 11/13): paused into extra_config, resumed whole', () => {
+  it('each window the guest opens and closes with GLOBAL_CTRL reads bare metal’s PERF_METRICS for that window', () => {
+    const t = tdVcpu();
+    start(t);
+    const [leader, member] = t.created;
+    t.vcpu.guestRun([unit(A), unit(A)]);
+    // The pause: the leader's count into the counter, the member's raw PERF_METRICS into extra_config.
+    expect(spent(t, () => wr(t, MSR_CORE_PERF_GLOBAL_CTRL, 0n))).toEqual({ creates: 0, releases: 0, calls: 2 });
+    expect(rd(t, MSR_PERF_METRICS)).toBe(bareMetrics([unit(A), unit(A)]));
+    expect(bareMetrics([unit(A)])).not.toBe(bareMetrics([unit(B)]));
+    // The resume enables both events again: no new event.
+    expect(spent(t, () => wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT))).toEqual({
+      creates: 0,
+      releases: 0,
+      calls: 2,
+    });
+    t.vcpu.guestRun([unit(B)]);
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, 0n);
+    expect(rd(t, MSR_PERF_METRICS)).toBe(bareMetrics([unit(B)]));
+    expect(val(t.vcpu.guestRdpmc(INTEL_PMC_FIXED_RDPMC_METRICS, 0))).toBe(bareMetrics([unit(B)]));
+    expect(rd(t, FC3)).toBe(3000n);
+    expect(t.created).toEqual([leader, member]);
+  });
+
+  // Bare metal keeps the last fractions over a window without slots; metrics-frozen-window declares the 0.
+  it('a window without slots reads 0: the pause zeroes the member’s count as it takes it', () => {
+    const t = tdVcpu();
+    start(t);
+    t.vcpu.guestRun([unit(A)]);
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, 0n);
+    expect(rd(t, MSR_PERF_METRICS)).toBe(bareMetrics([unit(A)]));
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT);
+    t.vcpu.guestRun([{ cpl: 3, instructions: 5 }]);
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, 0n);
+    expect(rd(t, MSR_PERF_METRICS)).toBe(0n);
+  });
+
+  it('a reprogram of a paused group keeps extra_config: only a running group is paused into it', () => {
+    const t = tdVcpu();
+    start(t);
+    t.vcpu.guestRun([unit(A)]);
+    wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, 0n); // FIXED_CTR3 off: paused
+    const taken = rd(t, MSR_PERF_METRICS);
+    expect(taken).toBe(bareMetrics([unit(A)]));
+    // GLOBAL_CTRL's bit 35 goes: FIXED_CTR3 is reprogrammed again, found paused, and no perf call is made.
+    expect(spent(t, () => wr(t, MSR_CORE_PERF_GLOBAL_CTRL, METRICS_BIT))).toEqual({
+      creates: 0,
+      releases: 0,
+      calls: 0,
+    });
+    expect(rd(t, MSR_PERF_METRICS)).toBe(taken);
+  });
+
+  it('a PERF_METRICS write to a running group pushes {counter, PERF_METRICS} to it: the hardware window restarts', () => {
+    const t = tdVcpu();
+    start(t);
+    const member = t.created[1] as TopdownEvent;
+    t.vcpu.guestRun([unit(A)]);
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, 0n); // the pause folds 1000 slots into pmc->counter
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT);
+    t.vcpu.guestRun([unit(A)]);
+    expect(spent(t, () => wr(t, MSR_PERF_METRICS, 0x1234n))).toEqual({ creates: 0, releases: 0, calls: 2 });
+    expect(t.fc3.max_nr_events).toBe(2);
+    // perf_event_topdown_metrics: the pair is pmc->counter as last folded (not the running 2000) and the value written.
+    expect([member.saved_slots, member.saved_metric]).toEqual([1000n, 0x1234n]);
+    t.vcpu.guestRun([unit(B)]);
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, 0n);
+    // The leader's restart zeroed both registers (icl_set_topdown_event_period): the window is B's alone.
+    expect(rd(t, MSR_PERF_METRICS)).toBe(bareMetrics([unit(B)]));
+    expect(rd(t, FC3)).toBe(3000n);
+  });
+});
+
+describe('release (patch 10/13): pmc_release_perf_event drops both events, pmc_stop_counter topdown mode with them', () => {
+  it('the lazy cleanup of a disabled FIXED_CTR3 releases the group and PERF_METRICS with it (§1.6 hazard 2)', () => {
+    const t = tdVcpu();
+    start(t);
+    const [leader, member] = t.created;
+    t.vcpu.guestRun([unit(A)]);
+    wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, 0n);
+    expect(rd(t, MSR_PERF_METRICS)).toBe(bareMetrics([unit(A)]));
+    for (let i = 0; i < 2; i++) {
+      t.vcpu.preempt(() => undefined);
+      t.vcpu.guestRun([]); // the first cleanup keeps what was written since the last, the second releases it
+    }
+    expect(t.released).toEqual([leader, member]);
+    expect(t.vcpu.cost.perfReleases).toBe(2);
+    expect(t.vcpu.s.pmu.event_count).toBe(0);
+    expect([t.fc3.perf_event, t.fc3.metrics_event, t.fc3.max_nr_events]).toEqual([null, null, 1]);
+    expect(rd(t, MSR_PERF_METRICS)).toBe(0n);
+    expect(rd(t, FC3)).toBe(1000n); // the count folded in before the release
+    // Topdown mode went with it: FIXED_CTR3 enabled again gets a lone slots event.
+    wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON);
+    expect(live(t).map((e) => e.attr.config)).toEqual([PSEUDO_ARCH_TOPDOWN_SLOTS]);
+  });
+
+  it('a new FIXED_CTR_CTRL field releases the group and builds another: max_nr_events and extra_config stay', () => {
+    const t = tdVcpu();
+    start(t);
+    const first = [...t.created];
+    t.vcpu.guestRun([unit(A)]);
+    expect(spent(t, () => wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x2n << 12n))).toEqual({
+      creates: 2,
+      releases: 2,
+      calls: 6, // the pause of both events, the push to both new ones, their enables
+    });
+    expect(t.released).toEqual(first);
+    expect(live(t).map((e) => e.attr.config)).toEqual([PSEUDO_ARCH_TOPDOWN_SLOTS, INTEL_FIXED_VMETRICS_EVENT]);
+    expect(rd(t, MSR_PERF_METRICS)).toBe(bareMetrics([unit(A)]));
+  });
+
+  it('a vCPU reset (KVM_SET_CPUID2) stops only counters with events: a restored PERF_METRICS without one stays', () => {
+    const t = tdVcpu();
+    expect(hostVal(t.vcpu.hostSetMsr(MSR_PERF_METRICS, 0x40302010n))).toBe(0x40302010n);
+    expect(hostOk(t.vcpu.setCpuid(t.vcpu.s.cpuid))).toBe(true);
+    expect(hostVal(t.vcpu.hostGetMsr(MSR_PERF_METRICS))).toBe(0x40302010n);
+    // Topdown mode stays armed: FIXED_CTR3's first enable builds the group.
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT);
+    wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON);
+    expect(t.created.map((e) => e.attr.config)).toEqual([PSEUDO_ARCH_TOPDOWN_SLOTS, INTEL_FIXED_VMETRICS_EVENT]);
+  });
+});
+
+describe('the metrics overflow (patch 12/13): host PMI bit 48 calls the vmetrics event’s handler, the guest gets bit 48', () => {
+  /** The group counting with LVTPC unmasked; FIXED_CTR_CTRL `ctrl`. */
+  function armed(ctrl: bigint): Td {
+    const t = tdVcpu();
+    wr(t, X2APIC_LVTPC, BigInt(GUEST_VECTOR));
+    start(t, ctrl);
+    return t;
+  }
+
+  it('FIXED_CTR3 without its PMI bit: GLOBAL_STATUS bit 48 alone, and a PMI (KVM forces intr for the metrics)', () => {
+    const t = armed(SLOTS_ON);
+    expect(t.vcpu.guestRun([wrapping])).toEqual([{ afterUnit: 0, vector: GUEST_VECTOR }]);
+    expect(rd(t, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(METRICS_BIT);
+  });
+
+  it('the overflow’s KVM_REQ_PMU pauses the group: PERF_METRICS reads the window up to the wrap without a disable', () => {
+    const t = armed(SLOTS_ON);
+    t.vcpu.guestRun([unit(A), wrapping]);
+    expect(rd(t, MSR_PERF_METRICS)).toBe(bareMetrics([unit(A), wrapping]));
+  });
+
+  it('each wrap after the status is cleared sets bit 48 again with its own PMI', () => {
+    const t = armed(SLOTS_ON_PMI);
+    for (let i = 0; i < 3; i++) {
+      expect(t.vcpu.guestRun([unit(B), wrapping])).toEqual([{ afterUnit: 1, vector: GUEST_VECTOR }]);
+      expect(rd(t, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(METRICS_BIT);
+      wr(t, MSR_CORE_PERF_GLOBAL_OVF_CTRL, METRICS_BIT);
+      expect(rd(t, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(0n);
+      wr(t, X2APIC_LVTPC, BigInt(GUEST_VECTOR)); // the guest's handler unmasks LVTPC
+    }
+  });
+});
+
+describe('RDPMC of the metrics (patch 11/13): extra_config behind the CPL check, #GP only without FIXED_CTR3', () => {
+  it('CPL 0 reads extra_config for any index; CPL 3 with CR4.PCE clear #GPs first', () => {
+    const t = tdVcpu();
+    wr(t, MSR_PERF_METRICS, 0x0a0b0c0dn);
+    expect(val(t.vcpu.guestRdpmc(INTEL_PMC_FIXED_RDPMC_METRICS, 0))).toBe(0x0a0b0c0dn);
+    expect(val(t.vcpu.guestRdpmc(INTEL_PMC_FIXED_RDPMC_METRICS | 5, 0))).toBe(0x0a0b0c0dn);
+    expect(isGp(t.vcpu.guestRdpmc(INTEL_PMC_FIXED_RDPMC_METRICS, 3))).toBe(true);
+    // Without the metrics type, RDPMC reads the counters.
+    expect(val(t.vcpu.guestRdpmc(0, 0))).toBe(0n);
+  });
+
+  it('a vCPU whose PERF_CAPABILITIES has PERF_METRICS but whose CPUID has no FIXED_CTR3: RDPMC and PERF_METRICS #GP', () => {
+    const t = tdVcpu({ nrFixed: 3 });
+    expect(t.vcpu.s.pmu.nr_arch_fixed_counters).toBe(3);
+    expect(isGp(t.vcpu.guestRdpmc(INTEL_PMC_FIXED_RDPMC_METRICS, 0))).toBe(true);
+    expect(isGp(t.vcpu.guestRdmsr(MSR_PERF_METRICS))).toBe(true);
+    expect(isGp(t.vcpu.guestWrmsr(MSR_PERF_METRICS, 0n))).toBe(true);
+  });
+});
+
+describe('the gates (patches 11/13, 13/13): PERF_CAPABILITIES.PERF_METRICS and version > 1', () => {
+  it('a v2 guest with the capability: PERF_METRICS, GLOBAL_CTRL, GLOBAL_OVF_CTRL and KVM_SET_MSRS GLOBAL_STATUS take bit 48', () => {
+    const t = tdVcpu();
+    expect(rd(t, MSR_PERF_METRICS)).toBe(0n);
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, METRICS_BIT);
+    wr(t, MSR_CORE_PERF_GLOBAL_OVF_CTRL, METRICS_BIT);
+    expect(hostOk(t.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, METRICS_BIT))).toBe(true);
+    expect(rd(t, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(METRICS_BIT);
+  });
+
+  it('a v2 guest without the capability: all #GP, and KVM_SET_MSRS GLOBAL_STATUS bit 48 fails', () => {
+    const t = tdVcpu({ perfCaps: topdownGuest(h).perfCapabilities & ~PERF_CAP_PERF_METRICS });
+    expect(isGp(t.vcpu.guestRdmsr(MSR_PERF_METRICS))).toBe(true);
+    expect(isGp(t.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, METRICS_BIT))).toBe(true);
+    expect(isGp(t.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, METRICS_BIT))).toBe(true);
+    expect(hostOk(t.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, METRICS_BIT))).toBe(false);
+  });
+
+  it('a v1 guest with the capability: PERF_METRICS is no MSR of its, KVM_GET_MSRS reads the advertised MSR as 0', () => {
+    const t = tdVcpu({ version: 1 });
+    expect(isGp(t.vcpu.guestRdmsr(MSR_PERF_METRICS))).toBe(true);
+    expect(isGp(t.vcpu.guestWrmsr(MSR_PERF_METRICS, 0n))).toBe(true);
+    expect(hostVal(t.vcpu.hostGetMsr(MSR_PERF_METRICS))).toBe(0n);
+  });
+
+  it('KVM offers PERF_METRICS where the host has it and its vPMU is on: not on Skylake, not without GP counters', () => {
+    const supported = (p: Profile) =>
+      new EmulatedVcpu(
+        new HostKernel({ profile: p, cpus: 1, ops: TOPDOWN_RAW_HOST_OPS }),
+        {
+          cpu: 0,
+          cpuid: topdownGuest(p).cpuid,
+        },
+        TOPDOWN_RAW_OPS,
+      ).supportedPerfCapabilities() & PERF_CAP_PERF_METRICS;
+    expect(supported(h)).toBe(PERF_CAP_PERF_METRICS);
+    expect(supported(SKYLAKE)).toBe(0n);
+    const leaf0a = h.spec.leaf0a;
+    const noGp = defineProfile({
+      ...h.spec,
+      name: 'sapphire-rapids-nogp',
+      leaf0a: { ...leaf0a, eax: leaf0a.eax & ~0xff00 },
+    });
+    expect(supported(noGp)).toBe(0n);
+  });
+});
