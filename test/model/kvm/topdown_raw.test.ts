@@ -28,7 +28,8 @@ import {
 import { MSR_PERF_METRICS, type TopdownSlots } from '../../../model/hw/msr/topdown.js';
 import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 import { HostKernel, type TopdownEvent } from '../../../model/host/perf.js';
-import type { PerfEvent } from '../../../model/host/types.js';
+import { attr, type PerfEvent } from '../../../model/host/types.js';
+import { INTEL_TD_METRIC_RETIRING, INTEL_TD_SLOTS } from '../../../model/host/schedule.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { PSEUDO_ARCH_TOPDOWN_SLOTS } from '../../../model/kvm/series/fixed_ctr3.js';
 import {
@@ -490,5 +491,43 @@ describe('the gates (patches 11/13, 13/13): PERF_CAPABILITIES.PERF_METRICS and v
       leaf0a: { ...leaf0a, eax: leaf0a.eax & ~0xff00 },
     });
     expect(supported(noGp)).toBe(0n);
+  });
+});
+
+describe('host perf with patch 09/13: a slots event gets its saved FIXED_CTR3 and PERF_METRICS back when it starts again', () => {
+  /** A host slots group on `task`: the slots leader (sampling every `period`, or counting) and the retiring metric. */
+  function slotsGroup(host: HostKernel, task: number, period: bigint): PerfEvent {
+    const leader = host.perf_event_create_kernel_counter(
+      attr({ config: INTEL_TD_SLOTS, sample_period: period, pinned: true }),
+      { task },
+    );
+    if ('error' in leader) throw new Error(leader.error);
+    const metric = host.perf_event_create_kernel_counter(
+      attr({ config: INTEL_TD_METRIC_RETIRING, sample_period: 0n }),
+      { task },
+      undefined,
+      leader,
+    );
+    if ('error' in metric) throw new Error(metric.error);
+    return leader;
+  }
+  const hostUnit = (slots: TopdownSlots): WorkUnit => ({ cpl: 0, instructions: 1, slots });
+
+  it('a sampling slots group switched out and in past another task’s group resumes from its own pair, not the other’s', () => {
+    const host = new HostKernel({ profile: h, cpus: 1, ops: TOPDOWN_RAW_HOST_OPS });
+    const [t1, t2] = [host.createTask('t1'), host.createTask('t2')];
+    const mine = slotsGroup(host, t1, 1_000_000n);
+    const other = slotsGroup(host, t2, 0n);
+    const hw = host.pcpu(0).hw;
+    host.context_switch(0, t1);
+    host.runHost(0, [hostUnit(A)]);
+    host.context_switch(0, t2); // t1's pair is saved, the registers left as they are (x86_pmu_stop)
+    host.runHost(0, [hostUnit(B), hostUnit(B)]);
+    host.context_switch(0, t1);
+    // t1's start writes back the pair saved at its switch-out: 1000 slots and A's bytes, as bare metal has them.
+    expect([val(hw.rdmsr(FC3)), val(hw.rdmsr(MSR_PERF_METRICS))]).toEqual([1000n, bareMetrics([unit(A)])]);
+    host.runHost(0, [hostUnit(B)]);
+    host.context_switch(0, null);
+    expect([host.perf_event_read_value(mine), host.perf_event_read_value(other)]).toEqual([2000n, 2000n]);
   });
 });
