@@ -223,6 +223,27 @@ describe('pmc_reprogram_counter (patches 10/13, 11/13): FIXED_CTR3 armed by a PE
     expect(t.created.map((e) => e.attr.config)).toEqual([PSEUDO_ARCH_TOPDOWN_SLOTS]);
   });
 
+  it('a PERF_METRICS write while FIXED_CTR3 has a lone slots event only arms topdown mode: the group waits for a new config', () => {
+    const t = tdVcpu();
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT);
+    wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON);
+    const lone = t.created[0];
+    // Neither write reaches the lone event: it is no group, so nothing is pushed to it (series.md §1.4.3).
+    expect(
+      spent(t, () => {
+        wr(t, MSR_PERF_METRICS, 0x11n);
+        wr(t, MSR_PERF_METRICS, 0x22n);
+      }),
+    ).toEqual({ creates: 0, releases: 0, calls: 0 });
+    // The same config resumes the lone event.
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, 0n);
+    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT);
+    expect(live(t)).toEqual([lone]);
+    // A new FIXED_CTR_CTRL field releases it and builds the group.
+    wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x2n << 12n);
+    expect(live(t).map((e) => e.attr.config)).toEqual([PSEUDO_ARCH_TOPDOWN_SLOTS, INTEL_FIXED_VMETRICS_EVENT]);
+  });
+
   it('a member perf refuses releases the leader and fails the reprogram; the next KVM_REQ_PMU retries the group', () => {
     const t = tdVcpu();
     wr(t, MSR_PERF_METRICS, 0n);
