@@ -442,8 +442,7 @@ const DESCHEDULE_ROLLBACK: KnownDivergence = {
   matches: (o, c) =>
     o.kind === 'vmm'
       ? vmmReadRolledBack(o, c)
-      : c.history.some((h) => h.vmm?.op === 'preempt' || h.vmm?.op === 'migrate') &&
-        lostOnly(o, c, true) === null,
+      : c.history.some((h) => h.vmm?.op === 'preempt' || h.vmm?.op === 'migrate') && lostOnly(o, c, true) === null,
   // Counts since a counter's write start from the value as written (counter-write-raw).
   contract: (o, c) => lostOnly(o, c, true),
   vmm: true,
