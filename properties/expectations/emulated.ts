@@ -429,7 +429,7 @@ function stalePeriodOnly(o: Observation, history: readonly Observation[], v: num
   const excused =
     ((o.kind === 'run' || o.kind === 'pmi') && now !== 0n && overflowMovedOnly(o, now, history, 'any')) ||
     (o.kind !== 'run' && o.kind !== 'pmi' && ever !== 0n && overflowMovedOnly(o, ever, history, 'any')) ||
-    (ever !== 0n && unmaskedPastDrop(o, history));
+    (ever !== 0n && (unmaskedPastDrop(o, history) || maskedPastMove(o, history)));
   return excused || !diverges(o)
     ? null
     : `${describeObservation(o)}: guest saw ${showOutcome(o.sut)}, bare metal shows ${showOutcome(o.oracle)}`;
@@ -453,6 +453,28 @@ function unmaskedPastDrop(o: Observation, history: readonly Observation[]): bool
     if (h.kind !== 'run' && h.kind !== 'pmi') continue;
     if (pmisOf(h.sut).length > 0) return false;
     bare += pmisOf(h.oracle).length;
+  }
+  return false;
+}
+
+/**
+ * The mirror of unmaskedPastDrop: a PMI moved onto the design's side (early) masked its LVTPC where bare metal's stayed
+ * unmasked, so a PMI bare metal then delivers, the design's mask drops (pmu-semantics.md §4.4). True where `o` has no
+ * PMI of the design's and bare metal's, and since the guest last unmasked LVTPC the design delivered a PMI and bare
+ * metal none.
+ */
+function maskedPastMove(o: Observation, history: readonly Observation[]): boolean {
+  if (o.kind !== 'run' && o.kind !== 'pmi') return false;
+  if (pmisOf(o.sut).length !== 0 || pmisOf(o.oracle).length === 0) return false;
+  let design = 0;
+  for (let i = history.length - 1; i >= 0; i--) {
+    const h = history[i]!;
+    if (h === o) continue;
+    if (h.kind === 'wrmsr' && h.target === X2APIC_LVTPC && h.sut.kind === 'accepted' && h.value !== null)
+      return (h.value & APIC_LVT_MASKED) === 0n && design > 0;
+    if (h.kind !== 'run' && h.kind !== 'pmi') continue;
+    if (pmisOf(h.oracle).length > 0) return false;
+    design += pmisOf(h.sut).length;
   }
   return false;
 }
