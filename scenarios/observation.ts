@@ -190,8 +190,8 @@ export interface Observation {
    * bare metal's masked LVTPC dropped (decision D7), when any.
    */
   readonly oracleDroppedPmis?: bigint;
-  /** A run's, or the PMIs around an instruction: how many PMI-enabled overflows rode on another's PMI there (D8). */
-  readonly oracleMergedPmis?: number;
+  /** A run's, or the PMIs around an instruction: how many overflows brought no PMI of their own there (no INT, D8). */
+  readonly oracleQuietOverflows?: number;
   readonly note?: ObservationNote;
 }
 

@@ -546,9 +546,9 @@ export class World implements WorldFacts {
       pmi.oracleDroppedPmis = o.droppedPmis;
       o.droppedPmis = 0n;
     }
-    if (o.mergedPmis !== 0) {
-      pmi.oracleMergedPmis = o.mergedPmis;
-      o.mergedPmis = 0;
+    if (o.quietOverflows !== 0) {
+      pmi.oracleQuietOverflows = o.quietOverflows;
+      o.quietOverflows = 0;
     }
     return [done, this.recorded(pmi as Observation)];
   }
@@ -692,7 +692,7 @@ export class World implements WorldFacts {
     const atMinusOne = new Set<number>();
     let atEnd: readonly number[] = [];
     o.droppedPmis = 0n; // an instruction's drops went with its observation
-    o.mergedPmis = 0;
+    o.quietOverflows = 0;
     let dropped = 0n; // of counters armed at -1
     let allDropped = 0n;
     units.forEach((u, i) => {
@@ -720,10 +720,10 @@ export class World implements WorldFacts {
       sut: pmisOutcome(sut),
       oracle: pmisOutcome(oracle),
     } as const;
-    const merged = o.mergedPmis;
-    o.mergedPmis = 0;
-    const withMerged = merged === 0 ? about : { ...about, oracleMergedPmis: merged };
-    const withDropped = allDropped === 0n ? withMerged : { ...withMerged, oracleDroppedPmis: allDropped };
+    const quiet = o.quietOverflows;
+    o.quietOverflows = 0;
+    const withQuiet = quiet === 0 ? about : { ...about, oracleQuietOverflows: quiet };
+    const withDropped = allDropped === 0n ? withQuiet : { ...withQuiet, oracleDroppedPmis: allDropped };
     return [
       this.record(
         atMinusOne.size > 0

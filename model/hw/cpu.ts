@@ -106,10 +106,11 @@ export class Cpu {
    */
   droppedPmis = 0n;
   /**
-   * How many PMI-enabled overflows rode on another counter's PMI in the same unit (D8), since the World last took them:
-   * each one a PMI of its own where the counts that made them simultaneous are lost. Not architectural state.
+   * How many overflows brought no PMI of their own, since the World last took them: a counter's without INT, or one
+   * that rode on another counter's PMI in the same unit (D8). Each is a PMI of its own where lost counts move it (past
+   * a selector write that sets INT, apart from the other wrap). Not architectural state.
    */
-  mergedPmis = 0;
+  quietOverflows = 0;
   /** PERF_METRICS accumulates: enumerated and GLOBAL_CTRL.EN_PERF_METRICS set (D12). */
   private metricsOn = false;
 
@@ -128,7 +129,7 @@ export class Cpu {
     this.tdAny = false;
     this.activeEpoch = -1;
     this.droppedPmis = 0n;
-    this.mergedPmis = 0;
+    this.quietOverflows = 0;
   }
 
   /**
@@ -426,7 +427,7 @@ export class Cpu {
         if (c.pmi) {
           if (pmi !== 0n) relied('D8'); // a second PMI-enabled overflow in the unit: still one PMI
           pmi |= c.statusBit;
-        }
+        } else this.quietOverflows++;
         if (c.fixed && c.idx === 3 && this.metricsOn) {
           relied('D11');
           overflowed |= PERF_METRICS_OVF;
@@ -454,7 +455,7 @@ export class Cpu {
     if (inserts > 0 && (s.debugctl & DEBUGCTLMSR_FREEZE_LBRS_ON_PMI) !== 0n) relied('D36');
     const d = this.raisePmi();
     if (d === null) this.droppedPmis |= pmi;
-    else if ((pmi & (pmi - 1n)) !== 0n) this.mergedPmis += bitCount(pmi) - 1;
+    else if ((pmi & (pmi - 1n)) !== 0n) this.quietOverflows += bitCount(pmi) - 1;
     return d;
   }
 

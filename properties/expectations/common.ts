@@ -182,14 +182,15 @@ export function lostOnly(o: Observation, c: DivergenceContext, rawWrites = false
 
 /**
  * The PMIs one side has given o's vCPU up to and including o: a lost overflow's PMI may come late, never extra. Bare
- * metal's count is of its PMI-enabled overflows: those whose PMI its masked LVTPC dropped, and those that rode on
- * another counter's PMI, are each a PMI of their own where a lost count moves them (past the guest's unmasking, away
- * from the other counter's wrap). Without `overflows`, bare metal's delivered PMIs only (what masks LVTPC, freezes).
+ * metal's count is of its overflows: those whose PMI its masked LVTPC dropped, those that rode on another counter's
+ * PMI, and those of a counter without INT are each a PMI of their own where a lost count moves them (past the guest's
+ * unmasking, away from the other counter's wrap, past the selector write that sets INT). Without `overflows`, bare
+ * metal's delivered PMIs only (what masks LVTPC, freezes).
  */
 function pmisSoFar(o: Observation, history: readonly Observation[], side: 'sut' | 'oracle', overflows = true): number {
   const of = (h: Observation) =>
     pmisOf(h[side]).length +
-    (side === 'oracle' && overflows ? bitCount(h.oracleDroppedPmis ?? 0n) + (h.oracleMergedPmis ?? 0) : 0);
+    (side === 'oracle' && overflows ? bitCount(h.oracleDroppedPmis ?? 0n) + (h.oracleQuietOverflows ?? 0) : 0);
   let n = of(o);
   for (const h of history) {
     if (h === o) break;
