@@ -736,8 +736,7 @@ export class HostKernel {
           handled++;
           const e = pc.x86.find((x) => x.hw_idx === idx);
           if (e === undefined) continue;
-          this.x86_perf_event_update(pc, e); // intel_pmu_save_and_restart
-          if (!this.x86_perf_event_set_period(pc, e)) continue;
+          if (!this.intel_pmu_save_and_restart(pc, e)) continue;
           if (e.attr.sample_period === 0n) continue; // counting events use the PMI only to fold
           const sample: PerfSample =
             e.lbr !== null && !e.lbr.vlbr && branches !== null
@@ -951,8 +950,7 @@ export class HostKernel {
     e.everRan = true;
     if (idx === IDX_VLBR) return; // a pseudo counter: the guest LBR event only owns the LBRs
     if (idx >= IDX_METRIC_BASE) return; // a metric: PERF_METRICS, enabled by GLOBAL_CTRL bit 48 alone
-    if (e.topdown) this.ops.icl_set_topdown_event_period(pc.hw, e, this.maxPeriod);
-    else this.x86_perf_event_set_period(pc, e);
+    this.intel_pmu_set_period(pc, e);
     if (idx < FIXED_BASE) {
       // __x86_pmu_enable_event
       this.ops.x86_perf_event_set_config_base(
@@ -999,6 +997,19 @@ export class HostKernel {
       } else this.x86_perf_event_update(pc, e);
     }
     e.hw_idx = -1;
+  }
+
+  /** intel_pmu_save_and_restart: fold an overflowed counter and re-arm it; true when a period elapsed. */
+  private intel_pmu_save_and_restart(pc: PCpu, e: Event): boolean {
+    this.intel_pmu_update(pc, e);
+    return this.intel_pmu_set_period(pc, e);
+  }
+
+  /** intel_pmu_set_period (x86_pmu.set_period): a topdown event restarts through icl_set_topdown_event_period, which returns 0. */
+  private intel_pmu_set_period(pc: PCpu, e: Event): boolean {
+    if (!e.topdown) return this.x86_perf_event_set_period(pc, e);
+    this.ops.icl_set_topdown_event_period(pc.hw, e, this.maxPeriod);
+    return false;
   }
 
   /** intel_pmu_update (x86_pmu.update): a topdown event folds through update_topdown_event. */
