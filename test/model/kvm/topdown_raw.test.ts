@@ -79,19 +79,20 @@ const unit = (slots: TopdownSlots): WorkUnit => ({ cpl: 3, instructions: 1, slot
 const WRAP = 2 ** 46;
 const wrapping: WorkUnit = unit({ retiring: WRAP, badSpeculation: WRAP, frontendBound: WRAP, backendBound: WRAP });
 
-/** PERF_METRICS on bare metal after `units`, counted from 0 with FIXED_CTR3 and EN_PERF_METRICS enabled. */
-function bareMetrics(units: readonly WorkUnit[]): bigint {
+/** `msr` on bare metal after `units`, FIXED_CTR3 and PERF_METRICS counted from 0 with EN_PERF_METRICS enabled. */
+function bareRead(units: readonly WorkUnit[], msr: number): bigint {
   const cpu = new Cpu(h);
-  for (const [msr, v] of [
+  for (const [m, v] of [
     [FC3, 0n],
     [MSR_PERF_METRICS, 0n],
     [MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON],
     [MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT],
   ] as const)
-    val(cpu.wrmsr(msr, v));
+    val(cpu.wrmsr(m, v));
   cpu.run(units);
-  return val(cpu.rdmsr(MSR_PERF_METRICS));
+  return val(cpu.rdmsr(msr));
 }
+const bareMetrics = (units: readonly WorkUnit[]): bigint => bareRead(units, MSR_PERF_METRICS);
 
 interface Td {
   readonly host: HostKernel;
@@ -434,6 +435,14 @@ describe('the metrics overflow (patch 12/13): host PMI bit 48 calls the vmetrics
     const t = armed(SLOTS_ON);
     t.vcpu.guestRun([unit(A), wrapping]);
     expect(rd(t, MSR_PERF_METRICS)).toBe(bareMetrics([unit(A), wrapping]));
+  });
+
+  it('FIXED_CTR3 reads bare metal’s count after the wrap: the host PMI restarts the slots leader from 0, not -max_period', () => {
+    const t = armed(SLOTS_ON);
+    t.vcpu.guestRun([unit(A), wrapping]);
+    expect(rd(t, FC3)).toBe(bareRead([unit(A), wrapping], FC3));
+    t.vcpu.guestRun([unit(B)]);
+    expect(rd(t, FC3)).toBe(bareRead([unit(A), wrapping, unit(B)], FC3));
   });
 
   it('each wrap after the status is cleared sets bit 48 again with its own PMI', () => {
