@@ -10,7 +10,11 @@ import { Cpu } from '../../../model/hw/cpu.js';
 import { SAPPHIRE_RAPIDS } from '../../../model/hw/profiles.js';
 import type { WorkUnit } from '../../../model/hw/work.js';
 import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../../model/hw/msr/counters.js';
-import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../../model/hw/msr/global.js';
+import {
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+  MSR_CORE_PERF_GLOBAL_STATUS_SET,
+} from '../../../model/hw/msr/global.js';
 import { MSR_PERF_METRICS, type TopdownSlots } from '../../../model/hw/msr/topdown.js';
 import { HostKernel, icl_get_metrics_event_value } from '../../../model/host/perf.js';
 import { INTEL_TD_METRIC_RETIRING, INTEL_TD_SLOTS } from '../../../model/host/schedule.js';
@@ -90,5 +94,21 @@ describe('the PMI handler and a topdown slots leader (handle_pmi_common → inte
     expect(rd(hw, FC3)).toBe((1n << 48n) - ((1n << 47n) - 1n - 251n));
     k.runHost(0, [unit(A)]);
     expect(k.perf_event_read_value(slots)).toBe((1n << 47n) + 250n + 1000n);
+  });
+
+  it('bit 48 alone runs update_topdown_event(NULL): every active topdown event folds, both registers restart', () => {
+    const k = new HostKernel({ profile: h, cpus: 1 });
+    const [leader, metric] = slotsGroup(k);
+    const hw = k.pcpu(0).hw;
+    k.runHost(0, [unit(A)]);
+    const window = rd(hw, MSR_PERF_METRICS);
+    expect(hw.wrmsr(MSR_CORE_PERF_GLOBAL_STATUS_SET, METRICS_BIT).ok).toBe(true);
+    expect(k.intel_pmu_handle_irq(0)).toBe(true);
+    expect([rd(hw, FC3), rd(hw, MSR_PERF_METRICS), rd(hw, MSR_CORE_PERF_GLOBAL_STATUS)]).toEqual([0n, 0n, 0n]);
+    k.runHost(0, [unit(B)]);
+    expect(k.perf_event_read_value(leader)).toBe(2000n);
+    const share = (m: bigint) => icl_get_metrics_event_value(m, 1000n, 0);
+    expect(k.perf_event_read_value(metric)).toBe(share(window) + share(bareMetrics([unit(B)])));
+    expect([leader.samples, metric.samples]).toEqual([[], []]);
   });
 });
