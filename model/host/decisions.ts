@@ -57,7 +57,7 @@ export const HOST_DECISIONS: readonly Decision[] = [
     id: 'H7',
     question: 'What of perf core is not modelled.',
     choice:
-      'No event groups (every event leads its own), no time_enabled/time_running, no throttling, no frequency mode, no PEBS, no topdown metric events, no cgroups, no inherit.',
+      "Event groups only as kernel counters make them (perf_event_create_kernel_counter with a group leader: the topdown series' slots and metric events); a user's perf_event_open makes no group. Topdown slots and metric events, grouped. No time_enabled/time_running, no throttling, no frequency mode, no PEBS, no cgroups, no inherit.",
     why: 'None of them changes which counter an event gets or what a guest can observe in the scenarios the suite runs; each can be added behind the same interface.',
     ref: 'kernel/events/core.c',
   },
