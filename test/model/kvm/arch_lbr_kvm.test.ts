@@ -48,6 +48,7 @@ import {
 import { MSR_IA32_XSS, XFEATURE_LBR } from '../../../model/hw/msr/system.js';
 import type { WorkUnit } from '../../../model/hw/work.js';
 import { HostKernel } from '../../../model/host/perf.js';
+import { attr } from '../../../model/host/types.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { ARCH_LBR_OPS, XFEATURE_MASK_LBR } from '../../../model/kvm/series/arch_lbr.js';
 import { type GuestCpuid, NO_CPUID } from '../../../model/kvm/types.js';
@@ -523,4 +524,57 @@ describe('kvm_pmu_cleanup under the series’ intel_pmu_refresh (patch 05/15), w
       expect(pmc0.perf_event).toBeNull();
       expect(v.cost.perfReleases - released).toBe(1);
     });
+});
+
+describe('vmx_passthrough_lbr_msrs with the guest LBR event reclaimed by host perf (patch 06/15): only the LBR’s in-use bit goes', () => {
+  const INSNS_ON = INSTRUCTIONS | ARCH_PERFMON_EVENTSEL_USR | ARCH_PERFMON_EVENTSEL_ENABLE;
+  const pmc0Event = (v: EmulatedVcpu) => v.s.pmu.gp_counters[0]!.perf_event;
+
+  /** `perf record -b -C <cpu>`: a pinned cpu event sampling branches, which takes the LBRs from the guest LBR event. */
+  function hostLbrUser(host: HostKernel, cpu: number): void {
+    const branchSample = { user: true, kernel: true, callStack: false };
+    const r = host.perf_event_open(attr({ config: CYCLES, sample_period: 1000n, pinned: true, branchSample }), { cpu });
+    if ('error' in r) throw new Error(r.error);
+  }
+
+  /** An Arch LBR guest with LBREn set and PMC0 counted once, then disabled: its perf event is paused, not released. */
+  function guestWithDisabledPmc0() {
+    const g = archGuest();
+    val(g.v.guestWrmsr(MSR_ARCH_LBR_CTL, LBR_ON));
+    val(g.v.guestWrmsr(MSR_P6_EVNTSEL0, INSNS_ON));
+    g.v.guestRun(jumps(2));
+    val(g.v.guestWrmsr(MSR_P6_EVNTSEL0, INSNS_ON & ~ARCH_PERFMON_EVENTSEL_ENABLE));
+    expect(pmc0Event(g.v), 'PMC0 keeps its (paused) perf event').not.toBeNull();
+    return g;
+  }
+
+  it('a counter the guest wrote since the last reschedule keeps its perf event', () => {
+    const { host, v } = guestWithDisabledPmc0();
+    const ev = pmc0Event(v);
+    hostLbrUser(host, 0);
+    expect(v.s.lbr.event!.state, 'the guest LBR event is reclaimed').not.toBe('ACTIVE');
+    v.guestRun([]); // re-intercept the records, clear the LBR's in-use bit and no counter's
+    expect(v.s.lbr.msr_passthrough).toBe(false);
+    expect(v.s.passthrough.has(MSR_ARCH_LBR_FROM_0)).toBe(false);
+    v.migrate(1);
+    v.guestRun([]); // kvm_pmu_cleanup: PMC0 is in use (written since the last cleanup)
+    expect(pmc0Event(v)).toBe(ev);
+    expect(v.s.lbr.event, 'LBREn is set: the guest LBR event stays').not.toBeNull();
+  });
+
+  it('a disabled counter the guest left alone since the last reschedule loses its perf event at the next one', () => {
+    const { host, v } = guestWithDisabledPmc0();
+    v.migrate(1);
+    v.guestRun([]); // the first cleanup keeps PMC0 (written before it) and empties pmc_in_use
+    expect(pmc0Event(v)).not.toBeNull();
+    hostLbrUser(host, 1);
+    expect(v.s.lbr.event!.state, 'the guest LBR event is reclaimed').not.toBe('ACTIVE');
+    v.guestRun([]); // vmx_passthrough_lbr_msrs marks no counter in use
+    v.migrate(0);
+    const released = v.cost.perfReleases;
+    v.guestRun([]); // kvm_pmu_cleanup: PMC0 unused and not enabled
+    expect(pmc0Event(v)).toBeNull();
+    expect(v.cost.perfReleases - released, "only PMC0's event goes").toBe(1);
+    expect(v.s.lbr.event).not.toBeNull();
+  });
 });
