@@ -27,22 +27,14 @@ import type { KvmPmc, KvmVcpuState } from '../../../model/kvm/emulated/state.js'
 import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, type WorldCommand } from '../../../scenarios/commands.js';
 import { reportedGuest, topdownGuest } from '../../support/guests.js';
 import { type GuestConfig, World } from '../../../scenarios/world.js';
+import { A } from './topdown_util.js';
 
 const h = SAPPHIRE_RAPIDS;
 const guest: GuestConfig = topdownGuest(h);
 
 const FC3 = MSR_CORE_PERF_FIXED_CTR0 + 3;
 const unit = (slots: TopdownSlots) => ({ cpl: 3, instructions: 1, slots });
-const MIX: TopdownSlots = {
-  retiring: 380,
-  badSpeculation: 7,
-  frontendBound: 213,
-  backendBound: 400,
-  heavyOperations: 95,
-  branchMispredicts: 7,
-  fetchLatency: 150,
-  memoryBound: 333,
-};
+const MIX = A;
 
 /** Linux's topdown sequence (icl_set_topdown_event_period, then enable; disable before reading). */
 const linuxTopdown = (units: readonly ReturnType<typeof unit>[]): WorldCommand[] => [

@@ -8,19 +8,12 @@
  * N/13 as series.md reads it), measured against bare metal where the guest sees a window of PERF_METRICS.
  */
 import { describe, expect, it } from 'vitest';
-import { bit } from '../../../model/hw/bits.js';
-import { Cpu } from '../../../model/hw/cpu.js';
 import { defineProfile, type Profile } from '../../../model/hw/profile.js';
 import { SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import type { WorkUnit } from '../../../model/hw/work.js';
-import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_PERF_METRICS } from '../../../model/hw/msr/capabilities.js';
+import { PERF_CAP_PERF_METRICS } from '../../../model/hw/msr/capabilities.js';
+import { INTEL_PMC_FIXED_RDPMC_METRICS, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../../model/hw/msr/counters.js';
 import {
-  INTEL_PMC_FIXED_RDPMC_METRICS,
-  MSR_CORE_PERF_FIXED_CTR0,
-  MSR_CORE_PERF_FIXED_CTR_CTRL,
-} from '../../../model/hw/msr/counters.js';
-import {
-  GLOBAL_STATUS_PERF_METRICS_OVF_BIT,
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
   MSR_CORE_PERF_GLOBAL_STATUS,
@@ -40,140 +33,37 @@ import {
 } from '../../../model/kvm/series/topdown_raw.js';
 import { topdownGuest } from '../../support/guests.js';
 import { hostOk, hostVal, isGp, val } from './util.js';
+import {
+  A,
+  B,
+  bareMetrics,
+  bareRead,
+  FC0_BIT,
+  FC0_EVENT,
+  FC3,
+  FC3_BIT,
+  GUEST_VECTOR,
+  live,
+  METRICS_BIT,
+  rd,
+  SLOTS_ON,
+  SLOTS_ON_PMI,
+  spent,
+  start,
+  type Td as TdOf,
+  type TdOptions,
+  tdVcpu as tdVcpuOf,
+  unit,
+  wr,
+} from './topdown_util.js';
 
 const h = SAPPHIRE_RAPIDS;
-const FC3 = MSR_CORE_PERF_FIXED_CTR0 + 3;
-/** FIXED_CTR_CTRL: FIXED_CTR3 at OS and USR, with and without its PMI bit. */
-const SLOTS_ON = 0x3n << 12n;
-const SLOTS_ON_PMI = 0xbn << 12n;
-const FC3_BIT = bit(32 + 3);
-const FC0_BIT = bit(32);
-/** fixed_pmc_events[0], FIXED_CTR0's event: instructions retired. */
-const FC0_EVENT = 0x00c0n;
-const METRICS_BIT = bit(GLOBAL_STATUS_PERF_METRICS_OVF_BIT);
-const GUEST_VECTOR = 0xe1;
-
-/** Two slot mixes with different level-1 and level-2 shares, so that their windows' images differ. */
-const A: TopdownSlots = {
-  retiring: 380,
-  badSpeculation: 7,
-  frontendBound: 213,
-  backendBound: 400,
-  heavyOperations: 95,
-  branchMispredicts: 7,
-  fetchLatency: 150,
-  memoryBound: 333,
-};
-const B: TopdownSlots = {
-  retiring: 100,
-  badSpeculation: 500,
-  frontendBound: 300,
-  backendBound: 100,
-  heavyOperations: 50,
-  branchMispredicts: 400,
-  fetchLatency: 20,
-  memoryBound: 60,
-};
-const unit = (slots: TopdownSlots): WorkUnit => ({ cpl: 3, instructions: 1, slots });
 /** One unit of 2^48 slots: FIXED_CTR3 counted from 0 wraps in it, and PERF_METRICS with it (pmu-semantics.md §2.11). */
 const WRAP = 2 ** 46;
 const wrapping: WorkUnit = unit({ retiring: WRAP, badSpeculation: WRAP, frontendBound: WRAP, backendBound: WRAP });
 
-/** `msr` on bare metal after `units`, FIXED_CTR3 and PERF_METRICS counted from 0 with EN_PERF_METRICS enabled. */
-function bareRead(units: readonly WorkUnit[], msr: number): bigint {
-  const cpu = new Cpu(h);
-  for (const [m, v] of [
-    [FC3, 0n],
-    [MSR_PERF_METRICS, 0n],
-    [MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON],
-    [MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT],
-  ] as const)
-    val(cpu.wrmsr(m, v));
-  cpu.run(units);
-  return val(cpu.rdmsr(msr));
-}
-const bareMetrics = (units: readonly WorkUnit[]): bigint => bareRead(units, MSR_PERF_METRICS);
-
-interface Td {
-  readonly host: HostKernel;
-  readonly vcpu: EmulatedVcpu;
-  readonly fc3: TopdownRawPmc;
-  /** The vCPU's events host perf created, in order, and those it released. */
-  readonly created: PerfEvent[];
-  readonly released: PerfEvent[];
-  /** The group leader KVM passed to perf_event_create_kernel_counter for each event it created (patch 05/13). */
-  readonly leaderOf: Map<PerfEvent, PerfEvent | null>;
-  /** Configs host perf refuses to create an event for, as it does when it cannot allocate one. */
-  readonly refuse: Set<bigint>;
-}
-
-/**
- * A vCPU of the series on Sapphire Rapids with PERF_CAPABILITIES.PERF_METRICS (written before its CPUID, as the
- * selftests do) and the topdown guest's CPUID: v2, 8 GP counters, FIXED_CTR0-3; `version`, `nrFixed` change leaf 0xA.
- */
-function tdVcpu(o: { profile?: Profile; version?: number; nrFixed?: number; perfCaps?: bigint } = {}): Td {
-  const p = o.profile ?? h;
-  const host = new HostKernel({ profile: p, cpus: 2, ops: TOPDOWN_RAW_HOST_OPS });
-  const g = topdownGuest(p);
-  const created: PerfEvent[] = [];
-  const released: PerfEvent[] = [];
-  const refuse = new Set<bigint>();
-  const leaderOf = new Map<PerfEvent, PerfEvent | null>();
-  const create = host.perf_event_create_kernel_counter.bind(host);
-  const release = host.perf_event_release_kernel.bind(host);
-  host.perf_event_create_kernel_counter = (a, target, overflow, groupLeader) => {
-    if (refuse.has(a.config)) return { error: 'ENOMEM' };
-    const r = create(a, target, overflow, groupLeader);
-    if (!('error' in r)) {
-      created.push(r);
-      leaderOf.set(r, groupLeader ?? null);
-    }
-    return r;
-  };
-  host.perf_event_release_kernel = (ev) => {
-    released.push(ev);
-    release(ev);
-  };
-  const vcpu = new EmulatedVcpu(host, { cpu: 0, cpuid: g.cpuid }, TOPDOWN_RAW_OPS);
-  expect(hostOk(vcpu.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, o.perfCaps ?? g.perfCapabilities))).toBe(true);
-  const eax = g.cpuid.leaf0a.eax;
-  const edx = g.cpuid.leaf0a.edx;
-  const leaf0a = {
-    ...g.cpuid.leaf0a,
-    eax: (eax & ~0xff) | (o.version ?? eax & 0xff),
-    edx: (edx & ~0x1f) | (o.nrFixed ?? edx & 0x1f),
-  };
-  expect(hostOk(vcpu.setCpuid({ ...g.cpuid, leaf0a }))).toBe(true);
-  return { host, vcpu, fc3: vcpu.s.pmu.fixed_counters[3] as TopdownRawPmc, created, released, leaderOf, refuse };
-}
-
-function wr(t: Td, msr: number, v: bigint): void {
-  val(t.vcpu.guestWrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
-}
-const rd = (t: Td, msr: number) => val(t.vcpu.guestRdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
-
-/** Linux's topdown start (series.md §1.4.1): FIXED_CTR3 and PERF_METRICS from 0, FIXED_CTR3 enabled, then GLOBAL_CTRL. */
-function start(t: Td, ctrl = SLOTS_ON): void {
-  wr(t, FC3, 0n);
-  wr(t, MSR_PERF_METRICS, 0n);
-  wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, ctrl);
-  wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT);
-}
-
-/** The vCPU's perf events host perf still has. */
-const live = (t: Td) => t.created.filter((e) => !t.released.includes(e));
-
-/** The creates, releases and other perf calls `f` cost. */
-function spent(t: Td, f: () => void) {
-  const before = { ...t.vcpu.cost };
-  f();
-  const c = t.vcpu.cost;
-  return {
-    creates: c.perfCreates - before.perfCreates,
-    releases: c.perfReleases - before.perfReleases,
-    calls: c.perfCalls - before.perfCalls,
-  };
-}
+type Td = TdOf<TopdownRawPmc>;
+const tdVcpu = (o: TdOptions = {}): Td => tdVcpuOf<TopdownRawPmc>(TOPDOWN_RAW_OPS, TOPDOWN_RAW_HOST_OPS, o);
 
 describe('pmc_reprogram_counter (patches 10/13, 11/13): FIXED_CTR3 armed by a PERF_METRICS write leads a vmetrics group', () => {
   it('the group: a pinned counting slots leader created disabled, an unpinned vmetrics member in its group, both enabled', () => {

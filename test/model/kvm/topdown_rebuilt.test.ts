@@ -7,8 +7,6 @@
  * reserved-bit gates. Expected bytes are bare metal's for the same window, taken through the series' arithmetic.
  */
 import { describe, expect, it } from 'vitest';
-import { bit } from '../../../model/hw/bits.js';
-import { Cpu } from '../../../model/hw/cpu.js';
 import { defineProfile, type Profile } from '../../../model/hw/profile.js';
 import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import type { WorkUnit } from '../../../model/hw/work.js';
@@ -19,7 +17,6 @@ import {
   MSR_CORE_PERF_FIXED_CTR_CTRL,
 } from '../../../model/hw/msr/counters.js';
 import {
-  GLOBAL_STATUS_PERF_METRICS_OVF_BIT,
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
   MSR_CORE_PERF_GLOBAL_STATUS,
@@ -27,67 +24,42 @@ import {
 import { MSR_PERF_METRICS, type TopdownSlots, totalSlots } from '../../../model/hw/msr/topdown.js';
 import { X2APIC_LVTPC } from '../../../model/hw/msr/apic.js';
 import { HostKernel } from '../../../model/host/perf.js';
-import type { PerfEvent } from '../../../model/host/types.js';
 import { INTEL_TD_METRIC_RETIRING } from '../../../model/host/schedule.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { PSEUDO_ARCH_TOPDOWN_SLOTS } from '../../../model/kvm/series/fixed_ctr3.js';
 import { TOPDOWN_REBUILT_OPS, type TopdownRebuiltPmc } from '../../../model/kvm/series/topdown_rebuilt.js';
 import { topdownGuest } from '../../support/guests.js';
 import { hostOk, hostVal, isGp, val } from './util.js';
+import {
+  A,
+  B,
+  bareMetrics,
+  FC0_BIT,
+  FC0_EVENT,
+  FC3,
+  FC3_BIT,
+  GUEST_VECTOR,
+  live,
+  METRICS_BIT,
+  rd,
+  SLOTS_ON,
+  SLOTS_ON_PMI,
+  spent,
+  start,
+  type Td as TdOf,
+  type TdOptions,
+  tdVcpu as tdVcpuOf,
+  unit,
+  wr,
+} from './topdown_util.js';
 
 const h = SAPPHIRE_RAPIDS;
-const FC3 = MSR_CORE_PERF_FIXED_CTR0 + 3;
-/** FIXED_CTR_CTRL: FIXED_CTR3 at OS and USR, with and without its PMI bit; FIXED_CTR0 at OS and USR. */
-const SLOTS_ON = 0x3n << 12n;
-const SLOTS_ON_PMI = 0xbn << 12n;
+/** FIXED_CTR0 at OS and USR. */
 const FC0_ON = 0x3n;
-const FC3_BIT = bit(32 + 3);
-const FC0_BIT = bit(32);
-/** fixed_pmc_events[0], FIXED_CTR0's event: instructions retired. */
-const FC0_EVENT = 0x00c0n;
-const METRICS_BIT = bit(GLOBAL_STATUS_PERF_METRICS_OVF_BIT);
-const GUEST_VECTOR = 0xe1;
 /** perf's metric pseudo-events, INTEL_TD_METRIC_RETIRING + 0x100·i, one per PERF_METRICS byte. */
 const metricConfigs = (n: number) => Array.from({ length: n }, (_, i) => INTEL_TD_METRIC_RETIRING + 0x100n * BigInt(i));
-
-/** Two slot mixes with different level-1 and level-2 shares. */
-const A: TopdownSlots = {
-  retiring: 380,
-  badSpeculation: 7,
-  frontendBound: 213,
-  backendBound: 400,
-  heavyOperations: 95,
-  branchMispredicts: 7,
-  fetchLatency: 150,
-  memoryBound: 333,
-};
-const B: TopdownSlots = {
-  retiring: 100,
-  badSpeculation: 500,
-  frontendBound: 300,
-  backendBound: 100,
-  heavyOperations: 50,
-  branchMispredicts: 400,
-  fetchLatency: 20,
-  memoryBound: 60,
-};
 /** Every slot retiring: bare metal's byte 0 is 255, the rest 0. */
 const ALL_RETIRING: TopdownSlots = { retiring: 1000, badSpeculation: 0, frontendBound: 0, backendBound: 0 };
-const unit = (slots: TopdownSlots): WorkUnit => ({ cpl: 3, instructions: 1, slots });
-
-/** PERF_METRICS on bare metal after `units`, counted from 0 with FIXED_CTR3 and EN_PERF_METRICS enabled. */
-function bareMetrics(units: readonly WorkUnit[], p: Profile = h): bigint {
-  const cpu = new Cpu(p);
-  for (const [msr, v] of [
-    [FC3, 0n],
-    [MSR_PERF_METRICS, 0n],
-    [MSR_CORE_PERF_FIXED_CTR_CTRL, SLOTS_ON],
-    [MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT],
-  ] as const)
-    val(cpu.wrmsr(msr, v));
-  cpu.run(units);
-  return val(cpu.rdmsr(MSR_PERF_METRICS));
-}
 
 /**
  * The bytes one fold gives (series.md §3): host perf's one read makes each metric floor(S·v/255) slots, KVM turns it
@@ -107,87 +79,9 @@ function rebuilt(bare: bigint, slots: bigint, old = 0n, n = 8): bigint {
 const folded = (units: readonly WorkUnit[], old = 0n) =>
   rebuilt(bareMetrics(units), BigInt(units.reduce((s, u) => s + (u.slots ? totalSlots(u.slots) : 0), 0)), old);
 
-interface Td {
-  readonly host: HostKernel;
-  readonly vcpu: EmulatedVcpu;
-  readonly fc3: TopdownRebuiltPmc;
-  /** The vCPU's events host perf created, in order, and those it released. */
-  readonly created: PerfEvent[];
-  readonly released: PerfEvent[];
-  /** The group leader KVM passed to perf_event_create_kernel_counter for each event it created (patch 1/8). */
-  readonly leaderOf: Map<PerfEvent, PerfEvent | null>;
-  /** Configs host perf refuses to create an event for, as it does when it cannot allocate one. */
-  readonly refuse: Set<bigint>;
-}
-
-/**
- * A vCPU of the series with PERF_CAPABILITIES.PERF_METRICS (written before its CPUID, as the selftests do) and the
- * topdown guest's CPUID: v2, 8 GP counters, FIXED_CTR0-3; `version`, `nrFixed` change leaf 0xA. Host perf is
- * upstream's: the series' patch 3/8 is not ported.
- */
-function tdVcpu(o: { profile?: Profile; version?: number; nrFixed?: number; perfCaps?: bigint } = {}): Td {
-  const p = o.profile ?? h;
-  const host = new HostKernel({ profile: p, cpus: 2 });
-  const g = topdownGuest(p);
-  const created: PerfEvent[] = [];
-  const released: PerfEvent[] = [];
-  const refuse = new Set<bigint>();
-  const leaderOf = new Map<PerfEvent, PerfEvent | null>();
-  const create = host.perf_event_create_kernel_counter.bind(host);
-  const release = host.perf_event_release_kernel.bind(host);
-  host.perf_event_create_kernel_counter = (a, target, overflow, groupLeader) => {
-    if (refuse.has(a.config)) return { error: 'ENOMEM' };
-    const r = create(a, target, overflow, groupLeader);
-    if (!('error' in r)) {
-      created.push(r);
-      leaderOf.set(r, groupLeader ?? null);
-    }
-    return r;
-  };
-  host.perf_event_release_kernel = (ev) => {
-    released.push(ev);
-    release(ev);
-  };
-  const vcpu = new EmulatedVcpu(host, { cpu: 0, cpuid: g.cpuid }, TOPDOWN_REBUILT_OPS);
-  expect(hostOk(vcpu.hostSetMsr(MSR_IA32_PERF_CAPABILITIES, o.perfCaps ?? g.perfCapabilities))).toBe(true);
-  const eax = g.cpuid.leaf0a.eax;
-  const edx = g.cpuid.leaf0a.edx;
-  const leaf0a = {
-    ...g.cpuid.leaf0a,
-    eax: (eax & ~0xff) | (o.version ?? eax & 0xff),
-    edx: (edx & ~0x1f) | (o.nrFixed ?? edx & 0x1f),
-  };
-  expect(hostOk(vcpu.setCpuid({ ...g.cpuid, leaf0a }))).toBe(true);
-  return { host, vcpu, fc3: vcpu.s.pmu.fixed_counters[3] as TopdownRebuiltPmc, created, released, leaderOf, refuse };
-}
-
-function wr(t: Td, msr: number, v: bigint): void {
-  val(t.vcpu.guestWrmsr(msr, v), `WRMSR 0x${msr.toString(16)}`);
-}
-const rd = (t: Td, msr: number) => val(t.vcpu.guestRdmsr(msr), `RDMSR 0x${msr.toString(16)}`);
-
-/** Linux's topdown start (series.md §2.3.1): FIXED_CTR3 and PERF_METRICS from 0, FIXED_CTR3 enabled, then GLOBAL_CTRL. */
-function start(t: Td, ctrl = SLOTS_ON): void {
-  wr(t, FC3, 0n);
-  wr(t, MSR_PERF_METRICS, 0n);
-  wr(t, MSR_CORE_PERF_FIXED_CTR_CTRL, ctrl);
-  wr(t, MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT);
-}
-
-/** The vCPU's perf events host perf still has. */
-const live = (t: Td) => t.created.filter((e) => !t.released.includes(e));
-
-/** The creates, releases and other perf calls `f` cost. */
-function spent(t: Td, f: () => void) {
-  const before = { ...t.vcpu.cost };
-  f();
-  const c = t.vcpu.cost;
-  return {
-    creates: c.perfCreates - before.perfCreates,
-    releases: c.perfReleases - before.perfReleases,
-    calls: c.perfCalls - before.perfCalls,
-  };
-}
+type Td = TdOf<TopdownRebuiltPmc>;
+/** Host perf is upstream's: the series' patch 3/8 is not ported. */
+const tdVcpu = (o: TdOptions = {}): Td => tdVcpuOf<TopdownRebuiltPmc>(TOPDOWN_REBUILT_OPS, undefined, o);
 
 describe('pmc_reprogram_counter (patches 7/8, 8/8): FIXED_CTR3 started from zero with bit 48 leads a metric event per byte', () => {
   it('the group: a pinned counting slots leader and eight unpinned counting metric events in its group, all enabled', () => {
