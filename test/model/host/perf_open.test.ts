@@ -402,3 +402,58 @@ describe('hostWorkObserved: whether host-mode work shows in any host user but th
       expect(changed).toBe(observed);
     });
 });
+
+describe('context_switch: perf_event_task_sched_out and perf_event_task_sched_in', () => {
+  it('switching to the task already running changes nothing and touches no MSR', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const t = k.createTask('t');
+    const e = ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { task: t }));
+    k.context_switch(0, t);
+    const { writes } = wrmsrs(() => k.context_switch(0, t));
+    expect([writes, e.state, k.taskCpu(t)]).toEqual([[], 'ACTIVE', 0]);
+    expect(() => {
+      k.pcpu(0).hw.mode = 'guest';
+      k.context_switch(0, null);
+    }).toThrow(ModelError);
+  });
+
+  it("the old task's events leave the PMU and stop counting; the task runs nowhere", () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const [a, b] = [k.createTask('a'), k.createTask('b')];
+    const ea = ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { task: a }));
+    const eb = ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { task: b }));
+    k.context_switch(0, a);
+    k.runHost(0, [work(0, 1, 1, 2)]);
+    k.context_switch(0, b);
+    expect([ea.state, eb.state, k.taskCpu(a), k.taskCpu(b), k.pcpu(0).currentTask]).toEqual([
+      'INACTIVE',
+      'ACTIVE',
+      null,
+      0,
+      b,
+    ]);
+    k.runHost(0, [work(0, 1, 1, 5)]);
+    k.context_switch(0, null);
+    expect([k.perf_event_read_value(ea), k.perf_event_read_value(eb), eb.state, k.taskCpu(b)]).toEqual([
+      2n,
+      5n,
+      'INACTIVE',
+      null,
+    ]);
+  });
+
+  it("a task's pinned event goes before the CPU's flexible ones, which give up a counter to it", () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const flex = [0, 1, 2, 3].map(() => ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { cpu: 0 })));
+    const t = k.createTask('t');
+    const pinned = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, pinned: true }), { task: t }));
+    k.context_switch(0, t);
+    expect(pinned.state).toBe('ACTIVE');
+    expect(flex.filter((e) => e.state === 'ACTIVE')).toHaveLength(3);
+    // Off the CPU, its counter goes back to the CPU's flexible events at the next rotation tick.
+    k.context_switch(0, null);
+    expect(flex.filter((e) => e.state === 'ACTIVE')).toHaveLength(3);
+    k.perf_rotate_context(0);
+    expect(flex.map((e) => e.state)).toEqual(['ACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
+  });
+});
