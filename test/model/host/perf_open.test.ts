@@ -159,6 +159,13 @@ describe('sys_perf_event_open refuses', () => {
     const k = new HostKernel({ profile: TWO_FIXED, cpus: 1 });
     expect(errorOf(k.perf_event_open(attr({ config: REF_TSC }), { cpu: 0 }))).toMatch(/^EINVAL/);
     expect(k.perf_event_open(attr({ config: CYCLES }), { cpu: 0 })).not.toHaveProperty('error');
+    // Only a fixed-only pseudo-encoding's verdict rests on decision H8, refused or not.
+    expect(log(() => k.perf_event_open(attr({ config: REF_TSC }), { cpu: 0 })).has('H8')).toBe(true);
+    const skl = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const l = log(() => expect(ev(skl.perf_event_open(attr({ config: REF_TSC }), { cpu: 0 })).hw_idx).toBe(34));
+    expect(l.has('H8')).toBe(true);
+    for (const config of [CYCLES, LLC_REFERENCES])
+      expect(log(() => skl.perf_event_open(attr({ config }), { cpu: 0 })).has('H8')).toBe(false);
   });
 
   it('a metric event that is not the sibling of a slots leader with EINVAL', () => {
@@ -455,5 +462,17 @@ describe('context_switch: perf_event_task_sched_out and perf_event_task_sched_in
     expect(flex.filter((e) => e.state === 'ACTIVE')).toHaveLength(3);
     k.perf_rotate_context(0);
     expect(flex.map((e) => e.state)).toEqual(['ACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
+  });
+});
+
+describe('perf_event_read_value', () => {
+  it('the guest LBR event takes no counter: its count stays 0 and reading it reads no counter', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const vlbr = ev(
+      k.perf_event_create_kernel_counter(attr({ config: 0n, vlbr: true, exclude_host: true }), { cpu: 0 }),
+    );
+    expect(vlbr.state).toBe('ACTIVE');
+    k.runHost(0, units(3, work(0, 1, 1, 1)));
+    expect(k.perf_event_read_value(vlbr)).toBe(0n);
   });
 });
