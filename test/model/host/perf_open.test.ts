@@ -14,7 +14,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Cpu } from '../../../model/hw/cpu.js';
 import { ModelError } from '../../../model/hw/errors.js';
-import { defineProfile, leaf0aEax, leaf0aEdx } from '../../../model/hw/profile.js';
+import { defineProfile, leaf0aEax, leaf0aEdx, perfCaps } from '../../../model/hw/profile.js';
 import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { DecisionLog, recording } from '../../../model/hw/relied.js';
 import { MSR_ARCH_LBR_DEPTH } from '../../../model/hw/msr/lbr_arch.js';
@@ -106,6 +106,33 @@ describe('start-up: init_hw_perf_events and intel_pmu_cpu_starting', () => {
     expect(log(() => k.x86_perf_get_lbr()).has('H17')).toBe(true);
     // A kernel whose probe succeeded did not rely on H17.
     expect(log(() => new HostKernel({ profile: SKYLAKE, cpus: 1 }).x86_perf_get_lbr()).has('H17')).toBe(false);
+  });
+
+  it('x86_perf_get_lbr reports no LBR_INFO and no call stack where the part has neither', () => {
+    // Sandy Bridge-like: LBR_FMT 3 has no LBR_INFO, and its LBR_SELECT no call-stack mode.
+    const noInfo = defineProfile({
+      name: 'snb-fmt3',
+      family: 6,
+      model: 0x2a,
+      leaf0a: { eax: leaf0aEax(3, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+      pdcm: true,
+      perfCapabilities: perfCaps({ lbrFmt: 3 }),
+      legacyLbr: { depth: 16, fromBase: MSR_LBR_NHM_FROM, toBase: MSR_LBR_NHM_TO, select: true, callStack: false },
+    });
+    expect(new HostKernel({ profile: noInfo, cpus: 1 }).x86_perf_get_lbr()).toEqual({
+      nr: 16,
+      from: MSR_LBR_NHM_FROM,
+      to: MSR_LBR_NHM_TO,
+      info: 0,
+      hasCallstack: false,
+    });
+    const archNoCallstack = defineProfile({
+      ...SAPPHIRE_RAPIDS.spec,
+      name: 'arch-lbr-no-callstack',
+      leaf1c: { ...SAPPHIRE_RAPIDS.spec.leaf1c!, ebx: 0x3 },
+    });
+    expect(new HostKernel({ profile: archNoCallstack, cpus: 1 }).x86_perf_get_lbr().hasCallstack).toBe(false);
+    expect(new HostKernel({ profile: SAPPHIRE_RAPIDS, cpus: 1 }).x86_perf_get_lbr().hasCallstack).toBe(true);
   });
 
   it('the watchdog is a pinned cycles event of the period asked for, the default one, or none', () => {
