@@ -47,6 +47,15 @@ const NO_CALLSTACK = defineProfile({
   name: 'skl-no-callstack',
   legacyLbr: { ...SKYLAKE.spec.legacyLbr!, callStack: false },
 });
+/** A part with a PMU and no LBRs at all (LBR_FMT 0). */
+const NO_LBR = defineProfile({
+  name: 'no-lbr',
+  family: 6,
+  model: 0x3c,
+  leaf0a: { eax: leaf0aEax(3, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+  pdcm: false,
+  perfCapabilities: 0n,
+});
 /** The retiring metric: metric 0 of PERF_METRICS. */
 const RETIRING = 0x8000n;
 const ANY_BRANCH = { user: true, kernel: true, callStack: false } as const;
@@ -104,7 +113,10 @@ describe('start-up: init_hw_perf_events and intel_pmu_cpu_starting', () => {
       /^EOPNOTSUPP/,
     );
     expect(log(() => k.x86_perf_get_lbr()).has('H17')).toBe(true);
-    // A kernel whose probe succeeded did not rely on H17.
+    // Nor did one whose probe succeeded, or one on a part without LBRs, where the probe decides nothing.
+    expect(
+      log(() => new HostKernel({ profile: NO_LBR, cpus: 1, lbrProbeFaulted: true }).x86_perf_get_lbr()).has('H17'),
+    ).toBe(false);
     expect(log(() => new HostKernel({ profile: SKYLAKE, cpus: 1 }).x86_perf_get_lbr()).has('H17')).toBe(false);
   });
 
@@ -481,8 +493,9 @@ describe('context_switch: perf_event_task_sched_out and perf_event_task_sched_in
     const flex = [0, 1, 2, 3].map(() => ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { cpu: 0 })));
     const t = k.createTask('t');
     const pinned = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, pinned: true }), { task: t }));
+    const taskFlex = ev(k.perf_event_open(attr({ config: LLC_REFERENCES }), { task: t }));
     k.context_switch(0, t);
-    expect(pinned.state).toBe('ACTIVE');
+    expect([pinned.state, taskFlex.state]).toEqual(['ACTIVE', 'INACTIVE']);
     expect(flex.filter((e) => e.state === 'ACTIVE')).toHaveLength(3);
     // Off the CPU, its counter goes back to the CPU's flexible events at the next rotation tick.
     k.context_switch(0, null);
