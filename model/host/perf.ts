@@ -472,8 +472,9 @@ export class HostKernel {
     if (leader !== null && (leader.group_leader !== null || JSON.stringify(leader.target) !== JSON.stringify(target)))
       return { error: 'EINVAL: a group leader of another context, or not a leader' };
     if ('cpu' in target) {
+      // perf_event_alloc: (unsigned)cpu >= nr_cpu_ids without a task; ENODEV is an offline CPU's, and none is offline.
       if (!Number.isInteger(target.cpu) || target.cpu < 0 || target.cpu >= this.cpus.length)
-        return { error: `ENODEV: no CPU ${target.cpu}` };
+        return { error: `EINVAL: no CPU ${target.cpu}` };
     } else if (!this.tasks.has(target.task)) {
       return { error: `ESRCH: no task ${target.task}` };
     }

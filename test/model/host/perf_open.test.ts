@@ -162,11 +162,11 @@ describe('start-up: init_hw_perf_events and intel_pmu_cpu_starting', () => {
 });
 
 describe('sys_perf_event_open refuses', () => {
-  it('a CPU that does not exist, and installs nothing', () => {
+  it('a CPU that does not exist with EINVAL, and installs nothing', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 2 });
     for (const cpu of [-1, 2, 0.5]) {
       const { result, writes } = wrmsrs(() => k.perf_event_open(attr({ config: CYCLES }), { cpu }));
-      expect(result, `CPU ${cpu}`).toHaveProperty('error');
+      expect(errorOf(result), `CPU ${cpu}`).toMatch(/^EINVAL/);
       expect(writes).toEqual([]);
     }
   });
