@@ -76,7 +76,7 @@ import {
   lbrFormat,
   lbrNr,
 } from '../../../model/host/lbr.js';
-import { CYCLES, ev, rd } from './util.js';
+import { CYCLES, ev, NO_LBR, rd } from './util.js';
 
 // ---------------------------------------------------------------------------------------------
 // Parts
@@ -109,15 +109,6 @@ const NO_SELECT = legacyPart('no-lbr-select', 2, 2, {
   fromBase: MSR_LBR_CORE_FROM,
   toBase: MSR_LBR_CORE_TO,
   select: false,
-});
-/** A part with a PMU and no LBRs at all (LBR_FMT 0, no leaf 1CH). */
-const NO_LBR = defineProfile({
-  name: 'no-lbr',
-  family: 6,
-  model: 0x3c,
-  leaf0a: { eax: leaf0aEax(3, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-  pdcm: false,
-  perfCapabilities: 0n,
 });
 /** Sapphire Rapids with CPUID.1CH:EBX[2] (call-stack mode) clear: CPL and branch-type filtering only. */
 const ARCH_NO_CALLSTACK = defineProfile({

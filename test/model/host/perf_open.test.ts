@@ -23,7 +23,7 @@ import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 import { MSR_IA32_PMC0 } from '../../../model/hw/msr/counters.js';
 import { attr, type PerfEventAttr } from '../../../model/host/types.js';
 import { HostKernel, type TopdownEvent, WATCHDOG_CONFIG, WATCHDOG_DEFAULT_PERIOD } from '../../../model/host/perf.js';
-import { CYCLES, errorOf, ev, INSTRUCTIONS, LLC_REFERENCES, rd, REF_TSC, SLOTS, units, work } from './util.js';
+import { CYCLES, errorOf, ev, INSTRUCTIONS, LLC_REFERENCES, NO_LBR, rd, REF_TSC, SLOTS, units, work } from './util.js';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -46,15 +46,6 @@ const NO_CALLSTACK = defineProfile({
   ...SKYLAKE.spec,
   name: 'skl-no-callstack',
   legacyLbr: { ...SKYLAKE.spec.legacyLbr!, callStack: false },
-});
-/** A part with a PMU and no LBRs at all (LBR_FMT 0). */
-const NO_LBR = defineProfile({
-  name: 'no-lbr',
-  family: 6,
-  model: 0x3c,
-  leaf0a: { eax: leaf0aEax(3, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
-  pdcm: false,
-  perfCapabilities: 0n,
 });
 /** The retiring metric: metric 0 of PERF_METRICS. */
 const RETIRING = 0x8000n;

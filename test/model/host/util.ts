@@ -5,6 +5,7 @@ import type { WorkUnit } from '../../../model/hw/work.js';
 import type { PerfEvent } from '../../../model/host/types.js';
 import type { PerfOpenResult } from '../../../model/host/perf.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import { defineProfile, leaf0aEax, leaf0aEdx } from '../../../model/hw/profile.js';
 
 /** Architectural encodings the tests use. */
 export const INSTRUCTIONS = 0x00c0n;
@@ -58,3 +59,13 @@ export function exitGuest(hw: Cpu, hostCtrl: bigint): void {
   expect(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, hostCtrl).ok).toBe(true);
   hw.mode = 'host';
 }
+
+/** A part with a PMU and no LBRs at all (LBR_FMT 0, no leaf 1CH). */
+export const NO_LBR = defineProfile({
+  name: 'no-lbr',
+  family: 6,
+  model: 0x3c,
+  leaf0a: { eax: leaf0aEax(3, 4, 48, 7), ebx: 0, ecx: 0, edx: leaf0aEdx(3, 48) },
+  pdcm: false,
+  perfCapabilities: 0n,
+});
