@@ -165,7 +165,7 @@ export function lostOnly(o: Observation, c: DivergenceContext, rawWrites = false
     pmisSoFar(o, history, 'sut') < pmisSoFar(o, history, 'oracle', false)
   )
     return null;
-  // A PMI lost leaves DEBUGCTL.LBR set where bare metal's, with FREEZE_LBRS_ON_PMI, cleared it (SDM §17.4.7).
+  // A PMI lost leaves DEBUGCTL.LBR set where bare metal's, with FREEZE_LBRS_ON_PMI, cleared it (pmu-semantics.md §4.5).
   if (
     o.kind === 'rdmsr' &&
     o.target === MSR_IA32_DEBUGCTLMSR &&

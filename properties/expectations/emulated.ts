@@ -444,15 +444,24 @@ function stalePeriodOnly(o: Observation, history: readonly Observation[], v: num
 function unmaskedPastDrop(o: Observation, history: readonly Observation[]): boolean {
   if (o.kind !== 'run' && o.kind !== 'pmi') return false;
   if ((o.oracleDroppedPmis ?? 0n) === 0n || pmisOf(o.oracle).length !== 0 || pmisOf(o.sut).length !== 1) return false;
-  let bare = 0;
+  return onlySideSinceUnmask(o, history, 'oracle');
+}
+
+/**
+ * Since the guest last unmasked LVTPC (before `o`), `side` delivered a PMI and the other side none: `side`'s LVTPC is
+ * masked, the other's not.
+ */
+function onlySideSinceUnmask(o: Observation, history: readonly Observation[], side: 'sut' | 'oracle'): boolean {
+  const other = side === 'sut' ? 'oracle' : 'sut';
+  let n = 0;
   for (let i = history.length - 1; i >= 0; i--) {
     const h = history[i]!;
     if (h === o) continue;
     if (h.kind === 'wrmsr' && h.target === X2APIC_LVTPC && h.sut.kind === 'accepted' && h.value !== null)
-      return (h.value & APIC_LVT_MASKED) === 0n && bare > 0;
+      return (h.value & APIC_LVT_MASKED) === 0n && n > 0;
     if (h.kind !== 'run' && h.kind !== 'pmi') continue;
-    if (pmisOf(h.sut).length > 0) return false;
-    bare += pmisOf(h.oracle).length;
+    if (pmisOf(h[other]).length > 0) return false;
+    n += pmisOf(h[side]).length;
   }
   return false;
 }
@@ -466,17 +475,7 @@ function unmaskedPastDrop(o: Observation, history: readonly Observation[]): bool
 function maskedPastMove(o: Observation, history: readonly Observation[]): boolean {
   if (o.kind !== 'run' && o.kind !== 'pmi') return false;
   if (pmisOf(o.sut).length !== 0 || pmisOf(o.oracle).length === 0) return false;
-  let design = 0;
-  for (let i = history.length - 1; i >= 0; i--) {
-    const h = history[i]!;
-    if (h === o) continue;
-    if (h.kind === 'wrmsr' && h.target === X2APIC_LVTPC && h.sut.kind === 'accepted' && h.value !== null)
-      return (h.value & APIC_LVT_MASKED) === 0n && design > 0;
-    if (h.kind !== 'run' && h.kind !== 'pmi') continue;
-    if (pmisOf(h.oracle).length > 0) return false;
-    design += pmisOf(h.sut).length;
-  }
-  return false;
+  return onlySideSinceUnmask(o, history, 'sut');
 }
 
 /**
