@@ -42,64 +42,87 @@ export function runProgram(
   guest: GuestConfig,
   cmds: Iterable<fc.Command<Record<string, never>, World>>,
 ): void {
-  const adopt = adoptionOf(r.expectations, r.host);
-  const world = (compare: boolean) =>
-    new World({
-      host: r.host,
-      cpus: CONFORMANCE_CPUS,
-      guests: [guest],
-      design: r.design,
-      hostKernel: r.hostKernel,
-      compare,
-      adopt,
-    });
-  const program = [...cmds];
-  let w: World | null = null;
+  const w = new World({
+    host: r.host,
+    cpus: CONFORMANCE_CPUS,
+    guests: [guest],
+    design: r.design,
+    hostKernel: r.hostKernel,
+    compare: true,
+    adopt: adoptionOf(r.expectations, r.host),
+  });
+  // The first divergence is judged where it is made, with the World's facts as they are there; a declaration with a
+  // weaker contract lets the same world go on recording only (it behaves alike either way), so nothing runs twice.
+  const st: { met: { k: KnownDivergence | undefined } | null; judge: ContractJudge | null; adopted: number } = {
+    met: null,
+    judge: null,
+    adopted: -1,
+  };
+  w.onDivergence = (o) => {
+    const k = declaredFor(r.expectations, o, { host: r.host, guest, history: historyTo(w.observations, o), facts: w });
+    st.met = { k };
+    if (k?.contract === undefined) return false;
+    tally(r.known, k.id);
+    st.judge = new ContractJudge(r, guest, k, o, w);
+    st.adopted = w.adopted.length;
+    return true;
+  };
   try {
-    fc.modelRun(() => ({ model: {}, real: (w = world(true)) }), program);
+    // fast-check's modelRun, one command at a time: under a contract, each command's observations are judged after it.
+    for (const cmd of cmds) {
+      if (cmd.check({})) cmd.run({}, w);
+      if (st.judge?.judgeNew() === false) return;
+    }
   } catch (e) {
-    if (!(e instanceof Divergence)) throw e;
-    // FC_SEED=124187721: a save at the write's exit moved the vCPU off the pCPU whose host user held the LBRs.
-    const history = e.world === null ? [e.observation] : historyTo(e.world.observations, e.observation);
-    const ctx = { host: r.host, guest, history, ...(e.world !== null ? { facts: e.world } : {}) };
-    const k = declaredFor(r.expectations, e.observation, ctx);
+    if (!(e instanceof Divergence) || st.judge !== null) throw e;
+    const k = st.met !== null ? st.met.k : declaredFor(r.expectations, e.observation, contextOf(r, guest, e));
     if (k === undefined) throw e;
     tally(r.known, k.id);
-    if (k.contract === undefined) tally(r.ended, k.id);
-    // The program runs again on a fresh world (the commands are immutable) through fast-check's own wrappers, so the
-    // commands past the known divergence count as run: they are the counterexample's, and shrinking keeps them.
-    else checkContract(r, guest, k, e.observation, world(false), program);
+    tally(r.ended, k.id);
   } finally {
-    if (w !== null) countAdopted(r, w);
+    // Adoptions count up to the divergence the program is known by (W6).
+    countAdopted(r, st.adopted < 0 ? w.adopted : w.adopted.slice(0, st.adopted));
   }
 }
 
+/** The context a divergence thrown without the world's hook is matched in. */
+function contextOf(r: ConformanceRun, guest: GuestConfig, e: Divergence) {
+  // FC_SEED=124187721: a save at the write's exit moved the vCPU off the pCPU whose host user held the LBRs.
+  const history = e.world === null ? [e.observation] : historyTo(e.world.observations, e.observation);
+  return { host: r.host, guest, history, ...(e.world !== null ? { facts: e.world } : {}) };
+}
+
 /** A program that met an adopted divergence counts it once, as a known divergence met (W6). */
-export function countAdopted(r: { known?: Map<string, number> | undefined }, w: World): void {
-  for (const id of new Set(w.adopted)) r.known?.set(id, (r.known.get(id) ?? 0) + 1);
+export function countAdopted(r: { known?: Map<string, number> | undefined }, adopted: readonly string[]): void {
+  for (const id of new Set(adopted)) r.known?.set(id, (r.known.get(id) ?? 0) + 1);
 }
 
 /**
  * Every observation after the known one must keep the divergence's weaker contract, or the contract of another
- * declaration met later (each mechanism excuses what it leaves, so both hold from then on). The program runs again, one
- * command at a time, so each observation is judged with the world as it was when it was made.
+ * declaration met later (each mechanism excuses what it leaves, so both hold from then on). Observations are judged
+ * after the command that made them, with the world as it is then.
  */
-function checkContract(
-  r: ConformanceRun,
-  guest: GuestConfig,
-  k: KnownDivergence,
-  at: { step: number },
-  w: World,
-  program: readonly fc.Command<Record<string, never>, World>[],
-): void {
-  const obs = w.observations;
-  const active = [k];
-  let i = 0;
-  for (const cmd of program) {
-    if (cmd.check({})) cmd.run({}, w);
-    for (; i < obs.length; i++) {
+class ContractJudge {
+  private readonly active: KnownDivergence[];
+  private i = 0;
+  constructor(
+    private readonly r: ConformanceRun,
+    private readonly guest: GuestConfig,
+    private readonly k: KnownDivergence,
+    private readonly at: { step: number },
+    private readonly w: World,
+  ) {
+    this.active = [k];
+  }
+
+  /** Judges the observations made since the last call; false when the program ends at a declaration. */
+  judgeNew(): boolean {
+    const { r, guest, w, k, active } = this;
+    const obs = w.observations;
+    for (; this.i < obs.length; this.i++) {
+      const i = this.i;
       const o = obs[i]!;
-      if (o.step < at.step || !diverges(o)) continue;
+      if (o.step < this.at.step || !diverges(o)) continue;
       const ctx = { host: r.host, guest, history: obs.slice(0, i + 1), facts: w };
       // An ioctl's result is held to a contract only where its declaration names the ioctl's path, as it is matched.
       const whys = active.map((c) => (o.kind === 'vmm' && c.vmm !== true ? 'a VMM ioctl' : c.contract!(o, ctx)));
@@ -112,7 +135,7 @@ function checkContract(
           : undefined;
       if (parted !== undefined) {
         tally(r.ended, parted.id);
-        return;
+        return false;
       }
       // Outside every contract but declared on its own: with a contract of its own it joins them, else the program
       // ends there as that known divergence.
@@ -128,12 +151,13 @@ function checkContract(
           continue;
         }
         tally(r.ended, other.id);
-        return;
+        return false;
       }
       const d = new Divergence({ ...o, note: { kind: 'contract', id: k.id, why: whys[0]! } }, 'bare metal shows');
       d.world = w;
       throw d;
     }
+    return true;
   }
 }
 

@@ -55,7 +55,7 @@ export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: reado
     r.known?.set(k.id, (r.known.get(k.id) ?? 0) + 1);
     r.ended?.set(k.id, (r.ended.get(k.id) ?? 0) + 1);
   } finally {
-    countAdopted(r, w);
+    countAdopted(r, w.adopted);
   }
 }
 

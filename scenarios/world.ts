@@ -276,6 +276,14 @@ export class World implements WorldFacts {
   readonly observations: Observation[] = [];
   private step = 0;
 
+  /** Commands compare each observation with bare metal as it is made; false once the world only records. */
+  comparing: boolean;
+  /**
+   * Called at the first divergence a command finds while comparing, with the world as it is there; true when the
+   * program goes on recording only (a declared divergence whose weaker contract judges the rest), false to throw it.
+   */
+  onDivergence: ((o: Observation) => boolean) | undefined = undefined;
+
   /** A command that records several observations starts its step once (the VMM's round trip). */
   beginStep(): void {
     this.step++;
@@ -408,6 +416,7 @@ export class World implements WorldFacts {
   }
 
   constructor(readonly config: WorldConfig) {
+    this.comparing = config.compare !== false;
     const make = config.hostKernel ?? ((o: { profile: Profile; cpus: number }) => new HostKernel(o));
     this.host = make({ profile: config.host, cpus: config.cpus });
     config.guests.forEach((asked, i) => {
