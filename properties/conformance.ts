@@ -33,6 +33,18 @@ export interface ConformanceRun {
 
 const tally = (m: Map<string, number> | undefined, id: string) => m?.set(id, (m.get(id) ?? 0) + 1);
 
+/** The world a conformance program runs in: the guest alone on the host, bare metal taking on what is adopted (W6). */
+export function conformanceWorld(r: ConformanceRun, guest: GuestConfig): World {
+  return new World({
+    host: r.host,
+    cpus: CONFORMANCE_CPUS,
+    guests: [guest],
+    design: r.design,
+    hostKernel: r.hostKernel,
+    adopt: adoptionOf(r.expectations, r.host),
+  });
+}
+
 /**
  * Runs `cmds` in a fresh world. A declared divergence ends the program as known, unless it has a
  * weaker contract: then the rest of the program runs and every later observation must keep it.
@@ -42,15 +54,7 @@ export function runProgram(
   guest: GuestConfig,
   cmds: Iterable<fc.Command<Record<string, never>, World>>,
 ): void {
-  const w = new World({
-    host: r.host,
-    cpus: CONFORMANCE_CPUS,
-    guests: [guest],
-    design: r.design,
-    hostKernel: r.hostKernel,
-    compare: true,
-    adopt: adoptionOf(r.expectations, r.host),
-  });
+  const w = conformanceWorld(r, guest);
   // The first divergence is judged where it is made, with the World's facts as they are there; a declaration with a
   // weaker contract lets the same world go on recording only (it behaves alike either way), so nothing runs twice.
   const st: { met: { k: KnownDivergence | undefined } | null; judge: ContractJudge | null; adopted: number } = {

@@ -24,22 +24,14 @@ import {
   vmmSetFilterArb,
   vmmSetMsrArb,
 } from '../scenarios/vmm.js';
-import { type GuestConfig, World } from '../scenarios/world.js';
-import { CONFORMANCE_CPUS, type ConformanceRun, countAdopted } from './conformance.js';
-import { adoptionOf, declaredFor } from './expectations/types.js';
+import type { GuestConfig } from '../scenarios/world.js';
+import { type ConformanceRun, conformanceWorld, countAdopted } from './conformance.js';
+import { declaredFor } from './expectations/types.js';
 import { supportedGuestArb, supportedOf } from '../scenarios/supported.js';
 
 /** Runs a VMM-prefixed program; a declared divergence (judged on the vCPU's model then) ends it quietly. */
 export function runVmmProgram(r: ConformanceRun, guest: GuestConfig, cmds: readonly WorldCommand[]): void {
-  const adopt = adoptionOf(r.expectations, r.host);
-  const w = new World({
-    host: r.host,
-    cpus: CONFORMANCE_CPUS,
-    guests: [guest],
-    design: r.design,
-    hostKernel: r.hostKernel,
-    adopt,
-  });
+  const w = conformanceWorld(r, guest);
   try {
     fc.modelRun(() => ({ model: {}, real: w }), cmds);
   } catch (e) {
