@@ -61,12 +61,15 @@ function metricsEverWrittenNonZero(c: DivergenceContext): boolean {
   );
 }
 
-/** Rebuilt bytes from one fold over the whole period: each floor(255·m/S) + 1 with m ≤ the true share, so ≤ bare metal + 1. */
+/**
+ * Rebuilt bytes from one fold over the whole period: each floor(255·m/S) + 1 with m ≤ the true share, so ≤ bare metal + 1,
+ * taken modulo 256 as the series stores a byte: a metric that took every slot (bare metal's 255) reads 0.
+ */
 function atMostOneOver(o: Observation, n: number): boolean {
   const sut = readValue(o.sut);
   const bare = readValue(o.oracle);
   if (sut === null || bare === null) return false;
-  for (let k = 0; k < n; k++) if (byteOf(sut, k) > byteOf(bare, k) + 1n) return false;
+  for (let k = 0; k < n; k++) if (byteOf(sut, k) > byteOf(bare, k) + 1n) return false; // 0 for 255 is within
   return true;
 }
 
@@ -111,7 +114,7 @@ export const TOPDOWN_REBUILT_DECLARED: readonly KnownDivergence[] = [
   {
     id: 'metrics-rebuilt',
     title:
-      "PERF_METRICS is rebuilt from the metric events' counts, floor(255·m/S) + 1 per byte: a true 0 reads 1, a byte whose slots 255 divides reads one over, short periods read low, and a level-1 sum can exceed 255",
+      "PERF_METRICS is rebuilt from the metric events' counts, floor(255·m/S) + 1 per byte: a true 0 reads 1, a byte whose slots 255 divides reads one over (255 wraps to 0, with no overflow flagged), short periods read low, and a level-1 sum can exceed 255",
     kernelRef:
       'Like Xu RFC patch 8/8, pmu_read_perf_metrics: mul_u64_u64_div_u64(delta, 0xff, slots) + 1 over counts host perf made with icl_get_metrics_event_value (floor(slots·byte/255))',
     matches: (o, c) =>

@@ -118,6 +118,20 @@ describe("Like Xu's RFC (topdown-rebuilt): a metric event per byte, PERF_METRICS
     expect(sut.map((b, k) => b - bare[k]!)).toEqual([0, 0, 0, 1, 0, 0, 0, 0]);
   });
 
+  it("a metric that took every slot: the +1 wraps bare metal's 255 to 0, which 'metrics-rebuilt' takes and two over it does not", () => {
+    const all: TopdownSlots = { retiring: 1000, badSpeculation: 0, frontendBound: 0, backendBound: 0 };
+    const w = run('topdown-rebuilt', linuxTopdown([unit(all)]));
+    const metrics = w.observations.filter((o) => o.kind === 'rdmsr').at(-1)!;
+    expect(metrics.oracle.kind === 'value' ? bytes(metrics.oracle.value).slice(0, 4) : []).toEqual([255, 0, 0, 0]);
+    // floor(255·1000/1000) + 1 = 256 stored as a byte; each true 0 reads 1 (series.md §3).
+    expect(metrics.sut.kind === 'value' ? bytes(metrics.sut.value).slice(0, 4) : []).toEqual([0, 1, 1, 1]);
+    const rebuilt = TOPDOWN_REBUILT_EXPECTATIONS.find((k) => k.id === 'metrics-rebuilt')!;
+    const ctx = { host: h, guest, history: w.observations, facts: w };
+    expect(rebuilt.matches(metrics, ctx)).toBe(true);
+    const twoOver = { ...metrics, sut: { kind: 'value' as const, value: 0x0202_0202n } };
+    expect(rebuilt.matches(twoOver, ctx)).toBe(false);
+  });
+
   it('without GLOBAL_CTRL bit 48 no group is made: PERF_METRICS keeps what was written', () => {
     const cmds = linuxTopdown([unit(MIX)]).map((c) =>
       c instanceof GuestWrmsr && c.msr === MSR_CORE_PERF_GLOBAL_CTRL && c.value !== 0n
