@@ -11,8 +11,11 @@ import { X86_RAW_EVENT_MASK, HSW_IN_TX, HSW_IN_TX_CHECKPOINTED } from '../hw/msr
 
 /** INTEL_PMC_IDX_FIXED: fixed counter j is index 32 + j in every counter bitmap. */
 export const FIXED_BASE = 32;
-/** INTEL_PMC_IDX_FIXED_VLBR (32 + 27): the pseudo counter KVM's guest LBR event takes. */
-export const IDX_VLBR = FIXED_BASE + 27;
+/**
+ * INTEL_PMC_IDX_FIXED_VLBR: the pseudo counter KVM's guest LBR event takes, GLOBAL_STATUS's LBR_FRZ bit (58, "Fixed26"
+ * of umask 0x1b), which handle_pmi_common masks before its loop so that it is never taken for an overflow.
+ */
+export const IDX_VLBR = FIXED_BASE + 26;
 /** INTEL_FIXED_VLBR_EVENT: the config KVM gives the guest LBR event. */
 export const VLBR_CONFIG = 0x1b00n;
 /** INTEL_PMC_IDX_FIXED_SLOTS: fixed counter 3, which counts the topdown slots. */
