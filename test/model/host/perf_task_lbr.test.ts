@@ -3,7 +3,8 @@
  * __intel_pmu_lbr_save, __intel_pmu_lbr_restore): nothing without an LBR user on the CPU; a
  * wipe at every switch-in otherwise, idle included, and none at switch-out; a task's call stack
  * saved only while one of its own call-stack events is on the PMU (lbr_callstack_users), and
- * restored only from a save made that way (lbr_stack_state LBR_VALID, back to LBR_NONE once used).
+ * restored only from a save made that way (lbr_stack_state LBR_VALID, back to LBR_NONE once used);
+ * and at intel_pmu_lbr_add, a wipe only for a first user that never ran.
  *
  * No generated host user records a call stack in task context, so the property tests never reach
  * these branches; the values here are the kernel's.
@@ -15,7 +16,9 @@ import { DecisionLog, recording } from '../../../model/hw/relied.js';
 import { attr, type BranchSampleType, type PerfEvent } from '../../../model/host/types.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { intel_pmu_lbr_read } from '../../../model/host/lbr.js';
-import { CYCLES, ev } from './util.js';
+import { MSR_IA32_DEBUGCTLMSR, DEBUGCTLMSR_LBR } from '../../../model/hw/msr/debugctl.js';
+import { MSR_LBR_SELECT } from '../../../model/hw/msr/lbr_legacy.js';
+import { CYCLES, ev, rd } from './util.js';
 
 const ALL: BranchSampleType = { user: true, kernel: true, callStack: false };
 const USER_CALLSTACK: BranchSampleType = { user: true, kernel: false, callStack: true };
@@ -140,5 +143,27 @@ describe("a task's call stack (task_ctx_data)", () => {
     k.perf_event_enable(mine);
     k.context_switch(0, t);
     expect(stack(k)).toEqual([]);
+  });
+});
+
+describe('intel_pmu_lbr_add and __intel_pmu_enable_all', () => {
+  it('the first LBR user wipes the records only if it never ran (total_time_running)', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const e = lbrEvent(k, ALL, { cpu: 0 });
+    k.runHost(0, [calls(1, 2)]);
+    k.perf_event_disable(e);
+    k.perf_event_enable(e);
+    expect(stack(k)).toEqual(froms(2, 1));
+    k.perf_event_release_kernel(e);
+    lbrEvent(k, ALL, { cpu: 0 });
+    expect(stack(k)).toEqual([]);
+  });
+
+  it("the LBR filter is the LBR user's, whatever counter was added before it", () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    ev(k.perf_event_open(attr({ config: CYCLES }), { cpu: 0 }));
+    lbrEvent(k, { user: true, kernel: false, callStack: false }, { cpu: 0 });
+    expect(rd(k.pcpu(0).hw, MSR_LBR_SELECT)).toBe(1n); // suppress CPL 0
+    expect(rd(k.pcpu(0).hw, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_LBR).toBe(DEBUGCTLMSR_LBR);
   });
 });
