@@ -121,11 +121,22 @@ describe('a level-1 topdown group on the host', () => {
 
   it('a metric taken off alone saves the window: the rest fold over it later, and a falling share adds nothing', () => {
     const k = new HostKernel({ profile: h, cpus: 1 });
-    const [leader, [retiring, badSpec]] = group(k, 2);
+    const [leader, [retiring, badSpec, frontend]] = group(k, 3);
     const hw = k.pcpu(0).hw;
     k.runHost(0, [unit(FEW)]);
     const m1 = bareMetrics(FEW);
-    k.perf_event_disable(retiring!);
+    const spy = vi.spyOn(Cpu.prototype, 'wrmsr');
+    try {
+      k.perf_event_disable(retiring!);
+      // intel_pmu_disable_fixed leaves FIXED_CTR3 on while other topdown events are active: only the PMU's
+      // disable and enable write.
+      expect(spy.mock.calls).toEqual([
+        [MSR_CORE_PERF_GLOBAL_CTRL, 0n],
+        [MSR_CORE_PERF_GLOBAL_CTRL, FC3_BIT | METRICS_BIT],
+      ]);
+    } finally {
+      spy.mockRestore();
+    }
     // x86_pmu_stop: the stopped event folds every topdown event and saves the pair; the registers count on.
     expect([leader.count, retiring!.count, badSpec!.count]).toEqual([1000n, share(m1, 1000n, 0), share(m1, 1000n, 1)]);
     expect([leader.saved_slots, badSpec!.saved_slots, retiring!.saved_slots]).toEqual([1000n, 1000n, 1000n]);
@@ -138,6 +149,9 @@ describe('a level-1 topdown group on the host', () => {
     expect(k.perf_event_read_value(leader)).toBe(2000n);
     expect(badSpec!.count).toBe(share(m1, 1000n, 1));
     expect(retiring!.count).toBe(share(m1, 1000n, 0));
+    // Frontend bound's share grew: it gains the difference over the saved window, not the whole reading.
+    expect(share(m2, 2000n, 2)).toBeGreaterThan(share(m1, 1000n, 2));
+    expect(frontend!.count).toBe(share(m2, 2000n, 2));
     expect([rd(hw, FC3), rd(hw, MSR_PERF_METRICS)]).toEqual([0n, 0n]);
     // That read zeroed the saved pairs: the next window counts from 0.
     k.runHost(0, [unit(A)]);
