@@ -144,6 +144,31 @@ describe("a task's call stack (task_ctx_data)", () => {
     k.context_switch(0, t);
     expect(stack(k)).toEqual([]);
   });
+  it("a saved stack is not restored once the task's call-stack event is off", () => {
+    const { k, t, u, mine } = setup();
+    k.perf_event_enable(mine);
+    k.context_switch(0, t);
+    k.runHost(0, [calls(1, 2)]);
+    k.context_switch(0, u);
+    k.perf_event_disable(mine);
+    k.runHost(0, [calls(7)]);
+    // __intel_pmu_lbr_restore: lbr_callstack_users is 0 at the switch-in, so it wipes whatever was saved.
+    k.context_switch(0, t);
+    expect(stack(k)).toEqual([]);
+  });
+
+  it("is not saved for the task's own LBR event without call-stack mode", () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const [t, u] = [k.createTask('t'), k.createTask('u')];
+    lbrEvent(k, USER_CALLSTACK, { task: t }, true); // gives t its task_ctx_data; the event stays off
+    lbrEvent(k, ALL, { task: t });
+    k.context_switch(0, t);
+    k.runHost(0, [calls(1, 2)]);
+    k.context_switch(0, u);
+    expect(stack(k)).toEqual(froms(2, 1)); // no LBR user left on the CPU: nothing wiped
+    k.context_switch(0, t);
+    expect(stack(k)).toEqual([]);
+  });
 });
 
 describe('intel_pmu_lbr_add and __intel_pmu_enable_all', () => {
