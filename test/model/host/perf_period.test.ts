@@ -21,6 +21,7 @@ import {
   MSR_CORE_PERF_GLOBAL_STATUS,
   MSR_CORE_PERF_GLOBAL_STATUS_SET,
 } from '../../../model/hw/msr/global.js';
+import { DecisionLog, recording } from '../../../model/hw/relied.js';
 import { attr, type PerfEvent } from '../../../model/host/types.js';
 import { HostKernel } from '../../../model/host/perf.js';
 import { CYCLES, ev, INSTRUCTIONS, LLC_REFERENCES, NO_LBR, rd, runGuest, units, work } from './util.js';
@@ -119,6 +120,16 @@ describe('x86_perf_event_set_period at the PMI', () => {
     expect(k.perf_event_read_value(e)).toBe(3n);
     expect(k.runHost(0, units(7, llc(1)))).toBe(1);
     expect(e.samples).toHaveLength(1);
+  });
+  it('the fold across the wrap is where decision H9 (each counter masked with its own width) decides', () => {
+    const { k, e } = sampler(10n);
+    const atPmi = new DecisionLog();
+    recording(atPmi, () => k.runHost(0, [llc(10)]));
+    expect(atPmi.has('H9')).toBe(true);
+    k.runHost(0, [llc(3)]);
+    const atRead = new DecisionLog();
+    recording(atRead, () => expect(k.perf_event_read_value(e)).toBe(13n));
+    expect(atRead.has('H9')).toBe(false);
   });
 });
 
