@@ -24,7 +24,7 @@ import {
 import { bit, isSet } from '../hw/bits.js';
 import { Cpu } from '../hw/cpu.js';
 import {
-  counterBits,
+  globalCtrlWritable,
   MSR_CORE_PERF_GLOBAL_CTRL,
   MSR_CORE_PERF_GLOBAL_STATUS,
   MSR_CORE_PERF_GLOBAL_OVF_CTRL,
@@ -715,15 +715,18 @@ export class HostKernel {
     let handled = 0;
     must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0n), 'WRMSR GLOBAL_CTRL'); // __intel_pmu_disable_all
     let status = must(hw.rdmsr(MSR_CORE_PERF_GLOBAL_STATUS), 'RDMSR GLOBAL_STATUS');
-    const counters = counterBits(this.profile);
     for (let loops = 1; status !== 0n && loops <= PMI_LOOP_LIMIT; loops++) {
       const branches = this.lbrUsers(pc) > 0 && !this.vlbr_exclude_host(pc) ? intel_pmu_lbr_read(hw) : null; // intel_pmu_lbr_read
       must(hw.wrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, status), 'WRMSR GLOBAL_OVF_CTRL'); // intel_pmu_ack
-      if (isSet(status, STATUS.OVF_BUF)) {
+      // handle_pmi_common: CondChgd and LBR_FRZ (and ASIF, which the model has not) are no overflow by themselves.
+      let overflowed = status & ~(bit(STATUS.COND_CHGD) | bit(STATUS.LBR_FRZ));
+      if (isSet(overflowed, STATUS.OVF_BUF)) {
         relied('H7');
         handled++; // PEBS buffer: nothing to drain (H7)
+        overflowed &= globalCtrlWritable(this.profile); // status &= intel_ctrl: counters and PERF_METRICS only
       }
-      if (isSet(status, STATUS.PERF_METRICS_OVF)) {
+      if (isSet(overflowed, STATUS.PERF_METRICS_OVF)) {
+        overflowed &= ~bit(STATUS.PERF_METRICS_OVF);
         handled++;
         this.ops.handle_pmi_common_perf_metrics(
           pc.x86.find((x) => x.hw_idx === IDX_METRIC_BASE),
@@ -731,12 +734,13 @@ export class HostKernel {
           { cpu, inGuest },
         );
       }
-      const overflowed = status & counters;
+      // Every other bit is handled, a counter's or not (the uncore's, CTR_FRZ): the NMI was perf's.
       for (let idx = 0; idx < 64; idx++) {
         if (isSet(overflowed, idx)) {
           handled++;
           const e = pc.x86.find((x) => x.hw_idx === idx);
-          if (e === undefined) continue;
+          // The guest LBR event's index is CTR_FRZ's bit: with no event_base it neither folds nor re-arms.
+          if (e === undefined || e.hw_idx === IDX_VLBR) continue;
           if (!this.intel_pmu_save_and_restart(pc, e)) continue;
           if (e.attr.sample_period === 0n) continue; // counting events use the PMI only to fold
           const sample: PerfSample =
