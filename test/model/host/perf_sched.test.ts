@@ -204,7 +204,7 @@ describe('groups: group_sched_in, group_sched_out, perf_group_detach', () => {
     k.perf_event_enable(l);
     log.length = 0;
     k.perf_event_disable(l);
-    expect([l.state, s.state, s.hw_idx]).toEqual(['OFF', 'INACTIVE', -1]);
+    expect([l.state, s.state, s.hw_idx, s.oncpu, l.oncpu]).toEqual(['OFF', 'INACTIVE', -1, -1, -1]);
     expect(ids(log, 'stop')).toEqual([l.id, s.id]);
     k.perf_event_enable(l);
     expect([l.state, s.state]).toEqual(['ACTIVE', 'ACTIVE']);
@@ -506,6 +506,29 @@ describe('perf_pmu_disable / perf_pmu_enable', () => {
     k.context_switch(0, null);
     const ctrl = spy.mock.calls.filter(([msr]) => msr === MSR_CORE_PERF_GLOBAL_CTRL).map(([, v]) => v);
     expect(ctrl).toEqual([0n, 0b111n, 0n, 0b010n]); // the cpu flexible event was flipped behind the task pinned one
+  });
+
+  it('nests: a reschedule inside a reschedule neither disables nor enables the PMU again (pmu_disable_count)', () => {
+    let inner: (() => void) | null = null;
+    // A perf patch's hook that disables another event while perf stops one: perf_pmu_disable from inside.
+    const ops: HostPerfOps = {
+      ...HOST_PERF_OPS,
+      x86_perf_event_set_config_base(hw, e, msr, val) {
+        HOST_PERF_OPS.x86_perf_event_set_config_base(hw, e, msr, val);
+        const f = inner;
+        inner = null;
+        f?.();
+      },
+    };
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1, ops });
+    const a = open(k, { cpu: 0 });
+    const b = open(k, { cpu: 0 });
+    const spy = vi.spyOn(Cpu.prototype, 'wrmsr');
+    inner = () => k.perf_event_disable(b);
+    k.perf_event_disable(a);
+    const ctrl = spy.mock.calls.filter(([msr]) => msr === MSR_CORE_PERF_GLOBAL_CTRL).map(([, v]) => v);
+    expect(ctrl).toEqual([0n, 0n]);
+    expect([a.state, b.state]).toEqual(['OFF', 'OFF']);
   });
 
   it('a refused open schedules nothing and writes nothing', () => {
