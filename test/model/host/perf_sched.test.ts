@@ -21,6 +21,8 @@ import {
   MSR_P6_EVNTSEL0,
 } from '../../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
+import { MSR_LBR_NHM_FROM } from '../../../model/hw/msr/lbr_legacy.js';
 import { HOST_PERF_OPS, HostKernel, type HostPerfOps } from '../../../model/host/perf.js';
 import { VLBR_CONFIG } from '../../../model/host/schedule.js';
 import { attr, type PerfEvent, type PerfEventAttr, type PerfTarget } from '../../../model/host/types.js';
@@ -536,6 +538,68 @@ describe('perf_pmu_disable / perf_pmu_enable', () => {
     const spy = vi.spyOn(Cpu.prototype, 'wrmsr');
     errorOf(k.perf_event_open(attr({ config: LLC_REFERENCES }), { cpu: 3 }));
     expect(spy).not.toHaveBeenCalled();
+  });
+});
+
+describe('the LBRs around scheduling (intel_pmu_lbr_add, intel_pmu_lbr_disable_all)', () => {
+  const ANY = { user: true, kernel: true, callStack: false } as const;
+  const lbrWipes = (spy: { mock: { calls: unknown[][] } }) =>
+    spy.mock.calls.filter(([msr]) => msr === MSR_LBR_NHM_FROM).length;
+
+  it('the first LBR user that never ran wipes the stack (H13); a second one, or one that ran before, does not', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const spy = vi.spyOn(Cpu.prototype, 'wrmsr');
+    let a: PerfEvent | null = null;
+    const l1 = decisions(() => (a = open(k, { cpu: 0 }, { sample_period: 100n, branchSample: ANY }, CYCLES)));
+    expect([lbrWipes(spy), l1.has('H13')]).toEqual([1, true]);
+    spy.mockClear();
+    let second: PerfEvent | null = null;
+    const l2 = decisions(
+      () => (second = open(k, { cpu: 0 }, { sample_period: 100n, branchSample: ANY }, INSTRUCTIONS)),
+    );
+    expect([lbrWipes(spy), l2.has('H13')]).toEqual([0, false]);
+    // Both off, then the first back on: it is the first user again, but it has run (total_time_running).
+    k.perf_event_disable(a!);
+    k.perf_event_disable(second!);
+    expect(k.lbrOwner(0)).toBeNull();
+    spy.mockClear();
+    const l3 = decisions(() => k.perf_event_enable(a!));
+    expect([lbrWipes(spy), l3.has('H13')]).toEqual([0, false]);
+    // A plain event opened next to an LBR user wipes nothing either.
+    spy.mockClear();
+    open(k, { cpu: 0 });
+    expect(lbrWipes(spy)).toBe(0);
+  });
+
+  it('a reschedule stops LBR recording while perf reprograms and starts it again at the end', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    open(k, { cpu: 0 }, { sample_period: 100n, branchSample: ANY }, CYCLES);
+    const spy = vi.spyOn(Cpu.prototype, 'wrmsr');
+    open(k, { cpu: 0 });
+    const debugctl = spy.mock.calls.filter(([msr]) => msr === MSR_IA32_DEBUGCTLMSR).map(([, v]) => v);
+    expect(debugctl.map((v) => (v & DEBUGCTLMSR_LBR) !== 0n)).toEqual([false, true]);
+    expect(rd(k.pcpu(0).hw, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_LBR).toBe(DEBUGCTLMSR_LBR);
+  });
+
+  it('with the guest LBR event on the CPU a reschedule leaves DEBUGCTL alone (vlbr_exclude_host)', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const t = k.createTask('vcpu');
+    k.context_switch(0, t);
+    ev(
+      k.perf_event_create_kernel_counter(
+        attr({
+          config: VLBR_CONFIG,
+          vlbr: true,
+          pinned: true,
+          exclude_host: true,
+          branchSample: { user: true, kernel: false, callStack: true },
+        }),
+        { task: t },
+      ),
+    );
+    const spy = vi.spyOn(Cpu.prototype, 'wrmsr');
+    open(k, { cpu: 0 });
+    expect(spy.mock.calls.filter(([msr]) => msr === MSR_IA32_DEBUGCTLMSR)).toEqual([]);
   });
 });
 
