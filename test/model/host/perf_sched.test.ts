@@ -142,6 +142,30 @@ describe('ctx_resched: the classes an installed event takes off and puts back', 
     expect(cf.map((e) => e.state)).toEqual(['INACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
   });
 
+  it('a task flexible event leaves the cpu context alone, even a cpu flexible event waiting for a counter', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const t = k.createTask('t');
+    k.context_switch(0, t);
+    const cf = [0, 1, 2, 3, 4].map(() => open(k, { cpu: 0 }));
+    k.perf_event_release_kernel(cf[0]!); // a GP counter is free; nothing is rescheduled yet
+    open(k, { task: t }, {}, INSTRUCTIONS);
+    expect(cf[4]!.state).toBe('INACTIVE');
+    open(k, { cpu: 0 }, {}, CYCLES); // a cpu flexible event reschedules the cpu flexible groups: now it goes on
+    expect(cf[4]!.state).toBe('ACTIVE');
+  });
+
+  it('a pinned leader takes its unpinned sibling with it: the sibling is no flexible group of its own', () => {
+    const { k, log } = traced(SKYLAKE);
+    const l = open(k, { cpu: 0 }, { pinned: true, disabled: true });
+    const s = member(k, l);
+    k.perf_event_enable(l);
+    expect([l.state, s.state]).toEqual(['ACTIVE', 'ACTIVE']);
+    log.length = 0;
+    open(k, { cpu: 0 }); // a cpu flexible event: the cpu flexible groups go off and on, the pinned group stays
+    expect(log.filter(([id]) => id === l.id || id === s.id)).toEqual([]);
+    expect([l.state, s.state, s.hw_idx]).toEqual(['ACTIVE', 'ACTIVE', 1]);
+  });
+
   it('an OFF event and one in ERROR stay out across a reschedule; enabling the ERROR one retries it', () => {
     const { k } = traced(SKYLAKE);
     const pinned = [0, 1, 2, 3].map(() => open(k, { cpu: 0 }, { pinned: true }));
@@ -368,6 +392,19 @@ describe('perf_rotate_context', () => {
     expect(log.filter(([, w]) => w === 'stop').map(([id]) => id)).toEqual([tf.id, ...cf.slice(0, 4).map((e) => e.id)]);
     expect(log.filter(([, w]) => w === 'start').map(([id]) => id)).toEqual([...cf.slice(1).map((e) => e.id), tf.id]);
     expect(tf.state).toBe('ACTIVE');
+  });
+
+  it('each task rotation moves the first active event to the end of the task tree (rotate_ctx)', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const t = k.createTask('t');
+    const tf = [0, 1, 2, 3, 4].map(() => open(k, { task: t }));
+    k.context_switch(0, t);
+    expect(k.perf_rotate_context(0)).toBe(true);
+    expect(tf.map((e) => e.state)).toEqual(['INACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
+    expect(k.perf_rotate_context(0)).toBe(true); // tf1 goes behind tf0
+    expect(tf.map((e) => e.state)).toEqual(['ACTIVE', 'INACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
+    expect(k.perf_rotate_context(0)).toBe(true);
+    expect(tf.map((e) => e.state)).toEqual(['ACTIVE', 'ACTIVE', 'INACTIVE', 'ACTIVE', 'ACTIVE']);
   });
 
   it('each rotation clears the flags it acted on: once everything fits the tick does nothing', () => {
