@@ -9,7 +9,7 @@
  * across a pass, so these tests state the kernel's values directly.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type Access } from '../../../model/hw/access.js';
+import { type Access, gp } from '../../../model/hw/access.js';
 import { Cpu } from '../../../model/hw/cpu.js';
 import { ICELAKE, SAPPHIRE_RAPIDS, SKYLAKE } from '../../../model/hw/profiles.js';
 import { DecisionLog, recording } from '../../../model/hw/relied.js';
@@ -421,5 +421,26 @@ describe('perf_guest_state at the PMI (H10) and a PMI in guest mode (H2)', () =>
     expect(rd(hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe(1n); // the guest's GLOBAL_CTRL: no exclude_guest counter
     hw.mode = 'host';
     expect(log(() => k.intel_pmu_handle_irq(0)).has('H2')).toBe(false);
+  });
+});
+
+describe('a fault in the handler is a bug of the model, named by its access', () => {
+  it.each([
+    ['wr', MSR_CORE_PERF_GLOBAL_CTRL, /WRMSR GLOBAL_CTRL faulted/],
+    ['rd', MSR_CORE_PERF_GLOBAL_STATUS, /RDMSR GLOBAL_STATUS faulted/],
+    ['wr', MSR_CORE_PERF_GLOBAL_OVF_CTRL, /WRMSR GLOBAL_OVF_CTRL faulted/],
+    ['wr', X2APIC_LVTPC, /WRMSR X2APIC_LVTPC faulted/],
+  ] as const)('a faulting %s of MSR %i', (op, msr, text) => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const hw = k.pcpu(0).hw;
+    setStatus(hw, 1n);
+    if (op === 'wr') {
+      const real = hw.wrmsr.bind(hw);
+      vi.spyOn(hw, 'wrmsr').mockImplementation((m, v) => (m === msr ? gp('injected') : real(m, v)));
+    } else {
+      const real = hw.rdmsr.bind(hw);
+      vi.spyOn(hw, 'rdmsr').mockImplementation((m) => (m === msr ? gp('injected') : real(m)));
+    }
+    expect(() => k.intel_pmu_handle_irq(0)).toThrow(text);
   });
 });

@@ -640,6 +640,21 @@ describe('the LBRs around scheduling (intel_pmu_lbr_add, intel_pmu_lbr_disable_a
   });
 });
 
+describe('H2: perf programs a pCPU only in host mode', () => {
+  it('releasing an active event and installing one are refused on a pCPU running a guest, each by its name', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const e = open(k, { cpu: 0 });
+    const idle = open(k, { cpu: 0 }, { disabled: true });
+    k.pcpu(0).hw.mode = 'guest';
+    expect(() => k.perf_event_release_kernel(e)).toThrow(/perf_event_release_kernel on CPU 0 while it runs a guest/);
+    expect(() => open(k, { cpu: 0 })).toThrow(/scheduling an event on CPU 0 while it runs a guest/);
+    k.perf_event_release_kernel(idle); // an inactive event touches no pCPU
+    k.pcpu(0).hw.mode = 'host';
+    k.perf_event_release_kernel(e);
+    expect(e.state).toBe('OFF');
+  });
+});
+
 describe('decisions', () => {
   it('H3 is relied on only where an exclusive event is involved', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
