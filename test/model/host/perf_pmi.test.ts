@@ -22,7 +22,8 @@ import {
   MSR_CORE_PERF_GLOBAL_STATUS,
   MSR_CORE_PERF_GLOBAL_STATUS_SET,
 } from '../../../model/hw/msr/global.js';
-import { MSR_LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
+import { MSR_LBR_SELECT, MSR_LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
+import { MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 import { HOST_PERF_OPS, HostKernel, type HostPerfOps, type TopdownEvent } from '../../../model/host/perf.js';
 import { INTEL_TD_METRIC_RETIRING, INTEL_TD_SLOTS, VLBR_CONFIG } from '../../../model/host/schedule.js';
 import { attr, type PerfEvent, type PerfSample } from '../../../model/host/types.js';
@@ -131,6 +132,10 @@ describe('intel_pmu_handle_irq: the order of its accesses', () => {
     expect(tos).toBeGreaterThan(0);
     expect(tos).toBeLessThan(ack);
     expect(seen.filter(([op, msr]) => op === 'rd' && msr === MSR_LBR_TOS)).toHaveLength(1);
+    // __intel_pmu_enable_all(0, true): on v4 the ack unfreezes the LBRs; neither DEBUGCTL nor LBR_SELECT is written.
+    expect(seen.filter(([op, msr]) => op === 'wr' && (msr === MSR_IA32_DEBUGCTLMSR || msr === MSR_LBR_SELECT))).toEqual(
+      [],
+    );
     expect(b.samples).toEqual([{ cpu: 0, inGuest: false, branches: [{ from: jmp(1).from, to: jmp(1).to }] }]);
   });
 });
@@ -316,7 +321,14 @@ describe('handle_pmi_common: which status bits count as handled', () => {
     k.perf_event_enable(leader);
     const hw = k.pcpu(0).hw;
     setStatus(hw, PERF_METRICS_OVF);
-    expect(k.intel_pmu_handle_irq(0)).toBe(true);
+    // FIXED_CTR3 has counted nothing: update_topdown_event(NULL) reads it and stops; no metric event is re-armed.
+    const seen = accesses(hw, () => expect(k.intel_pmu_handle_irq(0)).toBe(true));
+    expect(seen.filter(([op]) => op === 'wr').map(([, msr]) => msr)).toEqual([
+      MSR_CORE_PERF_GLOBAL_CTRL,
+      MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+      MSR_CORE_PERF_GLOBAL_CTRL,
+      X2APIC_LVTPC,
+    ]);
     expect([leader.samples, metric.samples]).toEqual([[], []]);
     expect(rd(hw, MSR_CORE_PERF_GLOBAL_CTRL)).toBe((1n << 35n) | PERF_METRICS_OVF);
   });
