@@ -455,4 +455,16 @@ describe('a fault in the handler is a bug of the model, named by its access', ()
     }
     expect(() => k.intel_pmu_handle_irq(0)).toThrow(text);
   });
+
+  it('the status read that ends a pass too', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const hw = k.pcpu(0).hw;
+    setStatus(hw, 1n);
+    const real = hw.rdmsr.bind(hw);
+    let reads = 0;
+    vi.spyOn(hw, 'rdmsr').mockImplementation((m) =>
+      m === MSR_CORE_PERF_GLOBAL_STATUS && ++reads === 2 ? gp('injected') : real(m),
+    );
+    expect(() => k.intel_pmu_handle_irq(0)).toThrow(/RDMSR GLOBAL_STATUS faulted/);
+  });
 });

@@ -287,7 +287,7 @@ describe('groups: group_sched_in, group_sched_out, perf_group_detach', () => {
     ]);
     k.perf_event_release_kernel(l);
     expect(s.state).toBe('ACTIVE'); // perf_group_detach keeps an active sibling on its counter
-    open(k, { cpu: 0 }, { disabled: true });
+    const x = open(k, { cpu: 0 }, { disabled: true });
     const d = open(k, { cpu: 0 });
     // ctx_resched: a, b, c, e, then s (added to the groups at the detach), then d.
     expect([a, b, c, e, s, d].map((x) => x.state)).toEqual([
@@ -298,9 +298,13 @@ describe('groups: group_sched_in, group_sched_out, perf_group_detach', () => {
       'INACTIVE',
       'INACTIVE',
     ]);
+    // A counter frees up; enabling x (created after the detach) reschedules: s, added to the groups before x, wins.
+    k.perf_event_release_kernel(a);
+    k.perf_event_enable(x);
+    expect([s.state, x.state, d.state]).toEqual(['ACTIVE', 'INACTIVE', 'INACTIVE']);
     // As a singleton it is disabled alone, and enabled alone.
     k.perf_event_disable(s);
-    k.perf_event_release_kernel(a);
+    expect([s.state, b.state]).toEqual(['OFF', 'ACTIVE']);
     k.perf_event_enable(s);
     expect(s.state).toBe('ACTIVE');
   });
@@ -405,6 +409,31 @@ describe('perf_rotate_context', () => {
     expect(tf.map((e) => e.state)).toEqual(['ACTIVE', 'INACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
     expect(k.perf_rotate_context(0)).toBe(true);
     expect(tf.map((e) => e.state)).toEqual(['ACTIVE', 'ACTIVE', 'INACTIVE', 'ACTIVE', 'ACTIVE']);
+  });
+
+  it('a cpu flag left after its flexible events are gone rotates nothing, not even the task context', () => {
+    const { k, log } = traced(SKYLAKE);
+    const t = k.createTask('t');
+    const tf = open(k, { task: t }, {}, INSTRUCTIONS);
+    const cf = [0, 1, 2, 3, 4].map(() => open(k, { cpu: 0 }));
+    k.context_switch(0, t);
+    for (const e of cf) k.perf_event_release_kernel(e);
+    log.length = 0;
+    // ctx_event_to_rotate finds no cpu event: cpu_event is NULL, so the task context is not touched either.
+    expect(k.perf_rotate_context(0)).toBe(true);
+    expect(log).toEqual([]);
+    expect(tf.state).toBe('ACTIVE');
+    expect(k.perf_rotate_context(0)).toBe(false);
+  });
+
+  it('the event rotated is the first active one, not a disabled one ahead of it in the tree', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const off = open(k, { cpu: 0 }, { disabled: true });
+    const cf = [0, 1, 2, 3, 4].map(() => open(k, { cpu: 0 }));
+    expect(cf.map((e) => e.state)).toEqual(['ACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE', 'INACTIVE']);
+    expect(k.perf_rotate_context(0)).toBe(true);
+    expect(cf.map((e) => e.state)).toEqual(['INACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
+    expect(off.state).toBe('OFF');
   });
 
   it('each rotation clears the flags it acted on: once everything fits the tick does nothing', () => {
@@ -519,6 +548,17 @@ describe('the mediated guest context switch (perf_load_guest_context / perf_put_
   });
 });
 
+describe("the mediated switch's 'in' alone", () => {
+  it('takes nothing off, and with no task running schedules the cpu context only', () => {
+    const { k, log } = traced(SKYLAKE);
+    const hostOnly = open(k, { cpu: 0 }, { exclude_guest: true });
+    log.length = 0;
+    k.schedGuestEvents(0, 'in');
+    expect(log).toEqual([]);
+    expect(hostOnly.state).toBe('ACTIVE');
+  });
+});
+
 describe('perf_pmu_disable / perf_pmu_enable', () => {
   it('GLOBAL_CTRL is cleared while perf reprograms and written once at the end (x86_pmu_disable, x86_pmu_enable; H1)', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
@@ -618,6 +658,14 @@ describe('the LBRs around scheduling (intel_pmu_lbr_add, intel_pmu_lbr_disable_a
     expect(rd(k.pcpu(0).hw, MSR_IA32_DEBUGCTLMSR) & DEBUGCTLMSR_LBR).toBe(DEBUGCTLMSR_LBR);
   });
 
+  it('without an LBR user a reschedule leaves DEBUGCTL alone (cpuc->lbr_users is 0)', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    open(k, { cpu: 0 });
+    const spy = vi.spyOn(Cpu.prototype, 'wrmsr');
+    open(k, { cpu: 0 });
+    expect(spy.mock.calls.filter(([msr]) => msr === MSR_IA32_DEBUGCTLMSR)).toEqual([]);
+  });
+
   it('with the guest LBR event on the CPU a reschedule leaves DEBUGCTL alone (vlbr_exclude_host)', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const t = k.createTask('vcpu');
@@ -648,6 +696,7 @@ describe('H2: perf programs a pCPU only in host mode', () => {
     k.pcpu(0).hw.mode = 'guest';
     expect(() => k.perf_event_release_kernel(e)).toThrow(/perf_event_release_kernel on CPU 0 while it runs a guest/);
     expect(() => open(k, { cpu: 0 })).toThrow(/scheduling an event on CPU 0 while it runs a guest/);
+    expect(() => k.runHost(0, [work(0, 1)])).toThrow(/host work on CPU 0 while it runs a guest/);
     k.perf_event_release_kernel(idle); // an inactive event touches no pCPU
     k.pcpu(0).hw.mode = 'host';
     k.perf_event_release_kernel(e);
@@ -663,6 +712,14 @@ describe('decisions', () => {
     const k2 = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     open(k2, { cpu: 0 }, { exclusive: true });
     expect(decisions(() => open(k2, { cpu: 0 })).has('H3')).toBe(true);
+    // A task event meets the exclusive cpu event already on the PMU without rescheduling it.
+    const k3 = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    const t = k3.createTask('t');
+    k3.context_switch(0, t);
+    open(k3, { cpu: 0 }, { exclusive: true, pinned: true });
+    let te: PerfEvent | null = null;
+    expect(decisions(() => (te = open(k3, { task: t }))).has('H3')).toBe(true);
+    expect(te!.state).toBe('INACTIVE');
   });
 
   it('an exclusive event alone on the PMU goes on; nothing joins it', () => {
