@@ -722,6 +722,17 @@ describe('decisions', () => {
     expect(te!.state).toBe('INACTIVE');
   });
 
+  it('H4 is relied on where an LBR user meets another filter, not where the filters match', () => {
+    const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
+    open(k, { cpu: 0 }, { sample_period: 100n, branchSample: { user: true, kernel: true, callStack: false } }, CYCLES);
+    const same = { sample_period: 100n, branchSample: { user: true, kernel: true, callStack: false } };
+    expect(decisions(() => open(k, { cpu: 0 }, same, INSTRUCTIONS)).has('H4')).toBe(false);
+    const other = { sample_period: 100n, branchSample: { user: true, kernel: false, callStack: false } };
+    let e: PerfEvent | null = null;
+    expect(decisions(() => (e = open(k, { cpu: 0 }, other))).has('H4')).toBe(true);
+    expect(e!.state).toBe('INACTIVE');
+  });
+
   it('an exclusive event alone on the PMU goes on; nothing joins it', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const x = open(k, { cpu: 0 }, { exclusive: true });
