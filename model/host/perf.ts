@@ -739,8 +739,7 @@ export class HostKernel {
         if (isSet(overflowed, idx)) {
           handled++;
           const e = pc.x86.find((x) => x.hw_idx === idx);
-          // The guest LBR event's index is CTR_FRZ's bit: with no event_base it neither folds nor re-arms.
-          if (e === undefined || e.hw_idx === IDX_VLBR) continue;
+          if (e === undefined) continue; // CTR_FRZ, the uncore's: no event has the index (LBR_FRZ's, the vLBR's, is masked)
           if (!this.intel_pmu_save_and_restart(pc, e)) continue;
           if (e.attr.sample_period === 0n) continue; // counting events use the PMI only to fold
           const sample: PerfSample =

@@ -247,7 +247,7 @@ describe('handle_pmi_common: which status bits count as handled', () => {
     }
   });
 
-  it("CTR_FRZ's bit is the guest LBR event's index: handled, and that event neither folds nor re-arms", () => {
+  it("LBR_FRZ's bit is the guest LBR event's index, masked before the walk; CTR_FRZ's, no event's, is handled alone", () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const t = k.createTask('vcpu');
     k.context_switch(0, t);
@@ -263,10 +263,12 @@ describe('handle_pmi_common: which status bits count as handled', () => {
         { task: t },
       ),
     );
-    expect(g.hw_idx).toBe(59); // INTEL_PMC_IDX_FIXED_VLBR
+    expect(g.hw_idx).toBe(58); // INTEL_PMC_IDX_FIXED_VLBR = GLOBAL_STATUS_LBRS_FROZEN_BIT
     const hw = k.pcpu(0).hw;
+    // handle_pmi_common clears LBR_FRZ first: nothing is left, so the NMI was not perf's.
+    setStatus(hw, LBR_FROZEN);
+    expect(k.intel_pmu_handle_irq(0)).toBe(false);
     setStatus(hw, COUNTERS_FROZEN);
-    // x86_perf_event_update and x86_perf_event_set_period return 0 for an event without event_base.
     const seen = accesses(hw, () => expect(k.intel_pmu_handle_irq(0)).toBe(true));
     expect(seen.filter(([op]) => op === 'wr').map(([, msr]) => msr)).toEqual([
       MSR_CORE_PERF_GLOBAL_CTRL,
