@@ -25,9 +25,9 @@ import {
 import { MSR_LBR_SELECT, MSR_LBR_TOS } from '../../../model/hw/msr/lbr_legacy.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 import { HOST_PERF_OPS, HostKernel, type HostPerfOps, type TopdownEvent } from '../../../model/host/perf.js';
-import { INTEL_TD_METRIC_RETIRING, INTEL_TD_SLOTS, VLBR_CONFIG } from '../../../model/host/schedule.js';
+import { INTEL_TD_METRIC_RETIRING, INTEL_TD_SLOTS } from '../../../model/host/schedule.js';
 import { attr, type PerfEvent, type PerfSample } from '../../../model/host/types.js';
-import { CYCLES, ev, INSTRUCTIONS, LLC_REFERENCES, rd, units, work } from './util.js';
+import { CYCLES, ev, guestLbrEvent, INSTRUCTIONS, LLC_REFERENCES, rd, units, work } from './util.js';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -251,18 +251,7 @@ describe('handle_pmi_common: which status bits count as handled', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const t = k.createTask('vcpu');
     k.context_switch(0, t);
-    const g = ev(
-      k.perf_event_create_kernel_counter(
-        attr({
-          config: VLBR_CONFIG,
-          vlbr: true,
-          pinned: true,
-          exclude_host: true,
-          branchSample: { user: true, kernel: false, callStack: true },
-        }),
-        { task: t },
-      ),
-    );
+    const g = guestLbrEvent(k, t);
     expect(g.hw_idx).toBe(58); // INTEL_PMC_IDX_FIXED_VLBR = GLOBAL_STATUS_LBRS_FROZEN_BIT
     const hw = k.pcpu(0).hw;
     // handle_pmi_common clears LBR_FRZ first: nothing is left, so the NMI was not perf's.
@@ -378,18 +367,7 @@ describe('the samples a PMI takes', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const t = k.createTask('vcpu');
     k.context_switch(0, t);
-    const g = ev(
-      k.perf_event_create_kernel_counter(
-        attr({
-          config: VLBR_CONFIG,
-          vlbr: true,
-          pinned: true,
-          exclude_host: true,
-          branchSample: { user: true, kernel: false, callStack: true },
-        }),
-        { task: t },
-      ),
-    );
+    const g = guestLbrEvent(k, t);
     expect(g.state).toBe('ACTIVE');
     const plain = ev(k.perf_event_open(attr({ config: LLC_REFERENCES, sample_period: 1n }), { cpu: 0 }));
     const hw = k.pcpu(0).hw;

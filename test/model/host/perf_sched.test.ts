@@ -24,9 +24,8 @@ import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../../model/hw/msr/debugctl.js';
 import { MSR_LBR_NHM_FROM } from '../../../model/hw/msr/lbr_legacy.js';
 import { HOST_PERF_OPS, HostKernel, type HostPerfOps } from '../../../model/host/perf.js';
-import { VLBR_CONFIG } from '../../../model/host/schedule.js';
 import { attr, type PerfEvent, type PerfEventAttr, type PerfTarget } from '../../../model/host/types.js';
-import { CYCLES, errorOf, ev, INSTRUCTIONS, LLC_REFERENCES, rd, units, work } from './util.js';
+import { CYCLES, errorOf, ev, guestLbrEvent, INSTRUCTIONS, LLC_REFERENCES, rd, units, work } from './util.js';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -501,18 +500,7 @@ describe('lbrOwner', () => {
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const t = k.createTask('vcpu');
     open(k, { cpu: 0 });
-    const g = ev(
-      k.perf_event_create_kernel_counter(
-        attr({
-          config: VLBR_CONFIG,
-          vlbr: true,
-          pinned: true,
-          exclude_host: true,
-          branchSample: { user: true, kernel: false, callStack: true },
-        }),
-        { task: t },
-      ),
-    );
+    const g = guestLbrEvent(k, t);
     expect(k.lbrOwner(0)).toBeNull();
     k.context_switch(0, t);
     expect(k.lbrOwner(0)).toBe(g);
@@ -670,18 +658,7 @@ describe('the LBRs around scheduling (intel_pmu_lbr_add, intel_pmu_lbr_disable_a
     const k = new HostKernel({ profile: SKYLAKE, cpus: 1 });
     const t = k.createTask('vcpu');
     k.context_switch(0, t);
-    ev(
-      k.perf_event_create_kernel_counter(
-        attr({
-          config: VLBR_CONFIG,
-          vlbr: true,
-          pinned: true,
-          exclude_host: true,
-          branchSample: { user: true, kernel: false, callStack: true },
-        }),
-        { task: t },
-      ),
-    );
+    guestLbrEvent(k, t);
     const spy = vi.spyOn(Cpu.prototype, 'wrmsr');
     open(k, { cpu: 0 });
     expect(spy.mock.calls.filter(([msr]) => msr === MSR_IA32_DEBUGCTLMSR)).toEqual([]);

@@ -2,8 +2,9 @@
 import { expect } from 'vitest';
 import type { Cpu } from '../../../model/hw/cpu.js';
 import type { WorkUnit } from '../../../model/hw/work.js';
-import type { PerfEvent } from '../../../model/host/types.js';
-import type { PerfOpenResult } from '../../../model/host/perf.js';
+import { attr, type PerfEvent } from '../../../model/host/types.js';
+import type { HostKernel, PerfOpenResult } from '../../../model/host/perf.js';
+import { VLBR_CONFIG } from '../../../model/host/schedule.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
 import { defineProfile, leaf0aEax, leaf0aEdx } from '../../../model/hw/profile.js';
 
@@ -69,3 +70,19 @@ export const NO_LBR = defineProfile({
   pdcm: false,
   perfCapabilities: 0n,
 });
+
+/** KVM's guest LBR event on `task` (intel_pmu_create_guest_lbr_event): pinned, host excluded, user call stack. */
+export function guestLbrEvent(k: HostKernel, task: number): PerfEvent {
+  return ev(
+    k.perf_event_create_kernel_counter(
+      attr({
+        config: VLBR_CONFIG,
+        vlbr: true,
+        pinned: true,
+        exclude_host: true,
+        branchSample: { user: true, kernel: false, callStack: true },
+      }),
+      { task },
+    ),
+  );
+}
