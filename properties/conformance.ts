@@ -57,15 +57,18 @@ export function runProgram(
   const w = conformanceWorld(r, guest);
   // The first divergence is judged where it is made, with the World's facts as they are there; a declaration with a
   // weaker contract lets the same world go on recording only (it behaves alike either way), so nothing runs twice.
-  const st: { met: { k: KnownDivergence | undefined } | null; judge: ContractJudge | null; adopted: number } = {
-    met: null,
+  // `met`: the declaration a divergence that ends the program meets (undefined: none, a finding).
+  const st: { met: KnownDivergence | undefined; judge: ContractJudge | null; adopted: number } = {
+    met: undefined,
     judge: null,
     adopted: -1,
   };
   w.onDivergence = (o) => {
     const k = declaredFor(r.expectations, o, { host: r.host, guest, history: historyTo(w.observations, o), facts: w });
-    st.met = { k };
-    if (k?.contract === undefined) return false;
+    if (k?.contract === undefined) {
+      st.met = k;
+      return false;
+    }
     tally(r.known, k.id);
     st.judge = new ContractJudge(r, guest, k, o, w);
     st.adopted = w.adopted.length;
@@ -78,22 +81,14 @@ export function runProgram(
       if (st.judge?.judgeNew() === false) return;
     }
   } catch (e) {
-    if (!(e instanceof Divergence) || st.judge !== null) throw e;
-    const k = st.met !== null ? st.met.k : declaredFor(r.expectations, e.observation, contextOf(r, guest, e));
-    if (k === undefined) throw e;
-    tally(r.known, k.id);
-    tally(r.ended, k.id);
+    // Every conformance command compares through the world's hook, so a Divergence here is the one it judged.
+    if (!(e instanceof Divergence) || st.judge !== null || st.met === undefined) throw e;
+    tally(r.known, st.met.id);
+    tally(r.ended, st.met.id);
   } finally {
     // Adoptions count up to the divergence the program is known by (W6).
     countAdopted(r, st.adopted < 0 ? w.adopted : w.adopted.slice(0, st.adopted));
   }
-}
-
-/** The context a divergence thrown without the world's hook is matched in. */
-function contextOf(r: ConformanceRun, guest: GuestConfig, e: Divergence) {
-  // FC_SEED=124187721: a save at the write's exit moved the vCPU off the pCPU whose host user held the LBRs.
-  const history = e.world === null ? [e.observation] : historyTo(e.world.observations, e.observation);
-  return { host: r.host, guest, history, ...(e.world !== null ? { facts: e.world } : {}) };
 }
 
 /** A program that met an adopted divergence counts it once, as a known divergence met (W6). */
