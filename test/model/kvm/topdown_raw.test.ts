@@ -55,6 +55,8 @@ import {
   tdVcpu as tdVcpuOf,
   unit,
   wr,
+  expectMetricsGateClosed,
+  expectMetricsGateOpen,
 } from './topdown_util.js';
 
 const h = SAPPHIRE_RAPIDS;
@@ -370,19 +372,12 @@ describe('RDPMC of the metrics (patch 11/13): extra_config behind the CPL check,
 describe('the gates (patches 11/13, 13/13): PERF_CAPABILITIES.PERF_METRICS and version > 1', () => {
   it('a v2 guest with the capability: PERF_METRICS, GLOBAL_CTRL, GLOBAL_OVF_CTRL and KVM_SET_MSRS GLOBAL_STATUS take bit 48', () => {
     const t = tdVcpu();
-    expect(rd(t, MSR_PERF_METRICS)).toBe(0n);
-    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, METRICS_BIT);
-    wr(t, MSR_CORE_PERF_GLOBAL_OVF_CTRL, METRICS_BIT);
-    expect(hostOk(t.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, METRICS_BIT))).toBe(true);
-    expect(rd(t, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(METRICS_BIT);
+    expectMetricsGateOpen(t);
   });
 
   it('a v2 guest without the capability: all #GP, and KVM_SET_MSRS GLOBAL_STATUS bit 48 fails', () => {
     const t = tdVcpu({ perfCaps: topdownGuest(h).perfCapabilities & ~PERF_CAP_PERF_METRICS });
-    expect(isGp(t.vcpu.guestRdmsr(MSR_PERF_METRICS))).toBe(true);
-    expect(isGp(t.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, METRICS_BIT))).toBe(true);
-    expect(isGp(t.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, METRICS_BIT))).toBe(true);
-    expect(hostOk(t.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, METRICS_BIT))).toBe(false);
+    expectMetricsGateClosed(t);
   });
 
   it('a v1 guest with the capability: PERF_METRICS is no MSR of its, KVM_GET_MSRS reads the advertised MSR as 0', () => {

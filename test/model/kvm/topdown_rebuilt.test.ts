@@ -51,6 +51,8 @@ import {
   tdVcpu as tdVcpuOf,
   unit,
   wr,
+  expectMetricsGateClosed,
+  expectMetricsGateOpen,
 } from './topdown_util.js';
 
 const h = SAPPHIRE_RAPIDS;
@@ -463,20 +465,13 @@ describe('RDPMC of the metrics (patch 8/8): behind the usual checks, FIXED_CTR3 
 describe('the gates (patch 8/8): PERF_CAPABILITIES.PERF_METRICS, no version check', () => {
   it('with the capability: PERF_METRICS, GLOBAL_CTRL, GLOBAL_OVF_CTRL and KVM_SET_MSRS GLOBAL_STATUS take bit 48', () => {
     const t = tdVcpu();
-    expect(rd(t, MSR_PERF_METRICS)).toBe(0n);
-    wr(t, MSR_CORE_PERF_GLOBAL_CTRL, METRICS_BIT);
-    wr(t, MSR_CORE_PERF_GLOBAL_OVF_CTRL, METRICS_BIT);
-    expect(hostOk(t.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, METRICS_BIT))).toBe(true);
-    expect(rd(t, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(METRICS_BIT);
+    expectMetricsGateOpen(t);
   });
 
   it('without it: all #GP, and KVM_SET_MSRS of GLOBAL_STATUS bit 48 or PERF_METRICS fails', () => {
     const t = tdVcpu({ perfCaps: topdownGuest(h).perfCapabilities & ~PERF_CAP_PERF_METRICS });
-    expect(isGp(t.vcpu.guestRdmsr(MSR_PERF_METRICS))).toBe(true);
+    expectMetricsGateClosed(t);
     expect(isGp(t.vcpu.guestWrmsr(MSR_PERF_METRICS, 0n))).toBe(true);
-    expect(isGp(t.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, METRICS_BIT))).toBe(true);
-    expect(isGp(t.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, METRICS_BIT))).toBe(true);
-    expect(hostOk(t.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, METRICS_BIT))).toBe(false);
     expect(hostOk(t.vcpu.hostSetMsr(MSR_PERF_METRICS, 0x10n))).toBe(false);
   });
 

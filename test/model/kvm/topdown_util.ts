@@ -11,7 +11,12 @@ import { SAPPHIRE_RAPIDS } from '../../../model/hw/profiles.js';
 import type { WorkUnit } from '../../../model/hw/work.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../../model/hw/msr/capabilities.js';
 import { MSR_CORE_PERF_FIXED_CTR0, MSR_CORE_PERF_FIXED_CTR_CTRL } from '../../../model/hw/msr/counters.js';
-import { GLOBAL_STATUS_PERF_METRICS_OVF_BIT, MSR_CORE_PERF_GLOBAL_CTRL } from '../../../model/hw/msr/global.js';
+import {
+  GLOBAL_STATUS_PERF_METRICS_OVF_BIT,
+  MSR_CORE_PERF_GLOBAL_CTRL,
+  MSR_CORE_PERF_GLOBAL_OVF_CTRL,
+  MSR_CORE_PERF_GLOBAL_STATUS,
+} from '../../../model/hw/msr/global.js';
 import { MSR_PERF_METRICS, type TopdownSlots } from '../../../model/hw/msr/topdown.js';
 import { HostKernel, type HostPerfOps } from '../../../model/host/perf.js';
 import type { PerfEvent } from '../../../model/host/types.js';
@@ -19,7 +24,7 @@ import type { EmulatedOps } from '../../../model/kvm/emulated/ops.js';
 import type { KvmPmc } from '../../../model/kvm/emulated/state.js';
 import { EmulatedVcpu } from '../../../model/kvm/emulated/vcpu.js';
 import { topdownGuest } from '../../support/guests.js';
-import { hostOk, val } from './util.js';
+import { hostOk, isGp, val } from './util.js';
 
 export const FC3 = MSR_CORE_PERF_FIXED_CTR0 + 3;
 /** FIXED_CTR_CTRL: FIXED_CTR3 at OS and USR, with and without its PMI bit. */
@@ -160,4 +165,21 @@ export function spent(t: AnyTd, f: () => void) {
     releases: c.perfReleases - before.perfReleases,
     calls: c.perfCalls - before.perfCalls,
   };
+}
+
+/** Both series' gate open: PERF_METRICS reads 0, GLOBAL_CTRL, OVF_CTRL and KVM_SET_MSRS GLOBAL_STATUS take bit 48. */
+export function expectMetricsGateOpen(t: AnyTd): void {
+  expect(rd(t, MSR_PERF_METRICS)).toBe(0n);
+  wr(t, MSR_CORE_PERF_GLOBAL_CTRL, METRICS_BIT);
+  wr(t, MSR_CORE_PERF_GLOBAL_OVF_CTRL, METRICS_BIT);
+  expect(hostOk(t.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, METRICS_BIT))).toBe(true);
+  expect(rd(t, MSR_CORE_PERF_GLOBAL_STATUS)).toBe(METRICS_BIT);
+}
+
+/** Both series' gate closed: PERF_METRICS and bit 48 of GLOBAL_CTRL and OVF_CTRL #GP, KVM_SET_MSRS GLOBAL_STATUS fails. */
+export function expectMetricsGateClosed(t: AnyTd): void {
+  expect(isGp(t.vcpu.guestRdmsr(MSR_PERF_METRICS))).toBe(true);
+  expect(isGp(t.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_CTRL, METRICS_BIT))).toBe(true);
+  expect(isGp(t.vcpu.guestWrmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, METRICS_BIT))).toBe(true);
+  expect(hostOk(t.vcpu.hostSetMsr(MSR_CORE_PERF_GLOBAL_STATUS, METRICS_BIT))).toBe(false);
 }
