@@ -45,14 +45,15 @@ export function countCommands(v: unknown, depth = 0): number {
 }
 
 /**
- * Runs `property()` under fc.check, `runs` programs per call on fresh seeds, for a warm-up and then
- * `samples` timed slices of `seconds / samples`; returns the median slice's figures.
+ * Runs `property()` under fc.check, `runs` programs per call on fresh seeds, for `warmup` seconds and
+ * then `samples` timed slices of `seconds / samples`; returns the median slice's figures.
  */
 export function endToEnd(
   name: string,
   property: () => fc.IRawProperty<unknown, false>,
   seconds: number,
   samples: number,
+  warmup: number,
   runs = 20,
 ): EndToEnd {
   let seed = 1;
@@ -77,8 +78,9 @@ export function endToEnd(
     const wall = t - t0;
     return { programs, commands, wall, exec: clock.ms };
   };
-  // Each property its own warm-up, so the JIT has seen its generators and predicate before timing.
-  slice(Math.min(500, seconds * 250));
+  // Each property its own warm-up, so timing starts where npm start's workers spend their minutes: V8 takes about
+  // 3 s to reach a steady rate on a conformance property (1 s in: a third of it).
+  slice(warmup * 1000);
   const got = Array.from({ length: samples }, () => slice((seconds * 1000) / samples)).sort(
     (a, b) => a.programs / a.wall - b.programs / b.wall,
   );

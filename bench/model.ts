@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import fc from 'fast-check';
 import { Cpu } from '../model/hw/cpu.js';
 import {
@@ -64,11 +64,37 @@ const opts = new Command('bench')
   .option('--json', 'print one JSON object instead of a table')
   .option('--seconds <s>', 'time per figure (the median of 5 runs over it)', positive, 2)
   .option('--property <id...>', 'end to end: only these properties (e.g. conformance/quiet no-leak)')
+  .option('--warmup <s>', 'end to end: untimed seconds per property before its figures', positive, 5)
+  .addOption(new Option('--one <property>', 'end to end: time this one property and print its JSON').hideHelp())
   .parse()
-  .opts<{ json?: boolean; seconds: number; property?: string[] }>();
+  .opts<{ json?: boolean; seconds: number; property?: string[]; warmup: number; one?: string }>();
 
 /** Samples per figure: the median of several short runs, since a shared machine dips now and then. */
 const SAMPLES = 5;
+
+// End to end, each property is timed in a process of its own (this one, run with --one), so that neither the figures
+// above nor another property has trained the JIT on other shapes first.
+const e2eChecks = designChecks(designById('emulated'), 'skylake', BUILTIN_PROFILES.skylake!);
+const nameOf = (c: (typeof e2eChecks)[number]) => `${c.id}${c.gen !== undefined ? `/${c.gen}` : ''}`;
+const TRIVIAL = 'fast-check trivial model';
+if (opts.one !== undefined) {
+  const c = e2eChecks.find((x) => nameOf(x) === opts.one);
+  if (c === undefined && opts.one !== TRIVIAL) throw new InvalidArgumentError(`no property ${opts.one}`);
+  const r =
+    c === undefined
+      ? endToEnd(TRIVIAL, trivialModel, opts.seconds, SAMPLES, opts.warmup, 100)
+      : endToEnd(opts.one, checkProperty(c), opts.seconds, SAMPLES, opts.warmup);
+  console.log(JSON.stringify(r));
+  process.exit(0);
+}
+
+/** Times one property end to end in a fresh process (`--one`), with this run's --seconds and --warmup. */
+function endToEndApart(name: string): EndToEnd {
+  const args = [process.argv[1]!, '--one', name, '--seconds', String(opts.seconds), '--warmup', String(opts.warmup)];
+  const r = spawnSync(process.execPath, [...process.execArgv, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`end to end of ${name} failed (exit ${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as EndToEnd;
+}
 
 /** Runs `body` repeatedly for about `seconds`, in SAMPLES runs; returns the median operations per second. */
 function measure(seconds: number, opsPerCall: number, body: () => void): number {
@@ -192,12 +218,10 @@ for (const name of Object.keys(BUILTIN_PROFILES)) {
 
 // End to end: each property of the emulated design on Skylake as fc.check runs it, then the ceiling.
 const E2E_TARGET = 150e3;
-const e2eChecks = designChecks(designById('emulated'), 'skylake', BUILTIN_PROFILES.skylake!);
-const nameOf = (c: (typeof e2eChecks)[number]) => `${c.id}${c.gen !== undefined ? `/${c.gen}` : ''}`;
 const e2e: EndToEnd[] = e2eChecks
   .filter((c) => opts.property === undefined || opts.property.includes(nameOf(c)) || opts.property.includes(c.id))
-  .map((c) => endToEnd(nameOf(c), checkProperty(c), opts.seconds, SAMPLES));
-const trivial = endToEnd('fast-check trivial model', trivialModel, opts.seconds, SAMPLES, 100);
+  .map((c) => endToEndApart(nameOf(c)));
+const trivial = endToEndApart(TRIVIAL);
 const runOnly = rows.find((r) => r.what === 'guest commands')!.perSecond;
 
 // The topdown proposals' accuracy (compare/topdown.ts): worst and mean |error| in 1/255 per level, one run.
