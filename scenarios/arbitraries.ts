@@ -215,19 +215,30 @@ function msrOf(focus: readonly number[]): fc.Arbitrary<number> {
     : fc.oneof({ arbitrary: fc.constantFrom(...focus), weight: 3 }, { arbitrary: msrArb, weight: 1 });
 }
 
+/** One number per MSR and guest shape (nGP < 256, nFixed < 32 as CPUID gives them): the caches' key. */
+const shapedKey = (msr: number, shape?: GuestShape): number =>
+  msr * 0x1_0000 + (shape === undefined ? 0 : 1 + shape.nGP * 32 + shape.nFixed);
+
 /** valueFor's arbitraries, built once per MSR and guest shape (a bounded set) and reused for every write. */
-const valueArbs = new Map<string, fc.Arbitrary<bigint>>();
+const valueArbs = new Map<number, fc.Arbitrary<bigint>>();
 function valueArbFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
-  const key = shape === undefined ? `${msr}` : `${msr}:${shape.nGP}:${shape.nFixed}`;
+  const key = shapedKey(msr, shape);
   let a = valueArbs.get(key);
   if (a === undefined) valueArbs.set(key, (a = valueFor(msr, shape)));
   return a;
 }
 
+/** A write's arbitrary per vCPU, MSR and guest shape, built once: chain's inner map made one per draw. */
+const writeArbs = new Map<number, fc.Arbitrary<GuestWrmsr>>();
+function writeArbFor(v: number, msr: number, shape?: GuestShape): fc.Arbitrary<GuestWrmsr> {
+  const key = shapedKey(msr, shape) * 4 + v;
+  let a = writeArbs.get(key);
+  if (a === undefined) writeArbs.set(key, (a = valueArbFor(msr, shape).map((val) => new GuestWrmsr(v, msr, val))));
+  return a;
+}
+
 function wrmsrArb(focus: readonly number[], shape?: GuestShape): fc.Arbitrary<GuestWrmsr> {
-  return fc
-    .tuple(fc.nat(3), msrOf(focus))
-    .chain(([v, msr]) => valueArbFor(msr, shape).map((val) => new GuestWrmsr(v, msr, val)));
+  return fc.tuple(fc.nat(3), msrOf(focus)).chain(([v, msr]) => writeArbFor(v, msr, shape));
 }
 
 /** The quiet mix's commands that depend on neither the focus nor the guest: built once. */

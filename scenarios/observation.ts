@@ -62,7 +62,10 @@ export const gpOutcome = (rule: string, reservedBits?: bigint): Outcome =>
 /** The bits a refused write's rule reserves, if it said; undefined for anything else. */
 export const reservedBitsOf = (x: Outcome): bigint | undefined => (x.kind === 'gp' ? x.reservedBits : undefined);
 export const oopsOutcome = (reason: string): Outcome => ({ kind: 'oops', reason });
-export const pmisOutcome = (pmis: readonly GuestPmi[]): Outcome => ({ kind: 'pmis', pmis });
+/** No PMI, one shared outcome: nearly every instruction's, on both sides. */
+const NO_PMIS: Outcome = Object.freeze({ kind: 'pmis', pmis: Object.freeze([]) });
+export const pmisOutcome = (pmis: readonly GuestPmi[]): Outcome =>
+  pmis.length === 0 ? NO_PMIS : { kind: 'pmis', pmis };
 
 /** The VMM's step an observation records (kind 'vmm'). */
 /** Why no CPU enumerates a guest (W4): the contradiction by rule, for matchers, and in words, for reports. */

@@ -371,16 +371,17 @@ export class OracleCpu extends Cpu {
     }
   }
 
+  // Without lags (most of the time) straight to the registers, no closure made.
   override rdmsr(address: number): Access {
-    return this.shown(() => super.rdmsr(address));
+    return this.lags.size === 0 ? super.rdmsr(address) : this.shown(() => super.rdmsr(address));
   }
 
   override rdpmc(ecx: number, cpl = 0): Access {
-    return this.shown(() => super.rdpmc(ecx, cpl));
+    return this.lags.size === 0 ? super.rdpmc(ecx, cpl) : this.shown(() => super.rdpmc(ecx, cpl));
   }
 
   override countersAtMinusOne(): number[] {
-    return this.shown(() => super.countersAtMinusOne());
+    return this.lags.size === 0 ? super.countersAtMinusOne() : this.shown(() => super.countersAtMinusOne());
   }
 
   /**

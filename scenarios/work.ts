@@ -2,7 +2,7 @@
 
 import fc from 'fast-check';
 import { BRANCH_KINDS } from '../model/hw/state.js';
-import { type Branch, type WorkUnit } from '../model/hw/work.js';
+import { type Branch, MadeValidUnit, type WorkUnit } from '../model/hw/work.js';
 
 const USER_BASE = 0x40_0000n;
 const KERNEL_BASE = 0xffff_ffff_8100_0000n;
@@ -104,18 +104,18 @@ function unitOfDraws(d: UnitDraws): WorkUnit {
     cpl,
   }));
   const [c, s] = [d.counts, d.slots];
-  // A literal with every field in one order: V8 gives every unit one map, and the simulator reads units hot.
-  return {
+  // Every field in one order (one map for V8: the simulator reads units hot), valid by construction (work.test.ts).
+  return new MadeValidUnit(
     cpl,
-    instructions: branches.length + c[5]! + d.extra,
-    cycles: c[0]!,
-    refCycles: c[1]!,
-    tscCycles: c[2]!,
-    llcReferences: c[3]!,
-    llcMisses: c[4]!,
-    untakenBranches: c[5]!,
+    branches.length + c[5]! + d.extra,
+    c[0]!,
+    c[1]!,
+    c[2]!,
+    c[3]!,
+    c[4]!,
+    c[5]!,
     branches,
-    slots: {
+    {
       retiring: s[0]!,
       badSpeculation: s[1]!,
       frontendBound: s[2]!,
@@ -125,7 +125,7 @@ function unitOfDraws(d: UnitDraws): WorkUnit {
       fetchLatency: s[6]!,
       memoryBound: s[7]!,
     },
-  };
+  );
 }
 
 /** The draws behind a unit this arbitrary made, or undefined for any other value. */
@@ -216,7 +216,8 @@ class WorkUnitArbitrary extends fc.Arbitrary<WorkUnit> {
   generate(mrng: fc.Random, bias: number | undefined): fc.Value<WorkUnit> {
     const r = mrng.nextInt(0, 11);
     const cpl = r < 6 ? 3 : r < 10 ? 0 : r - 9;
-    const counts = COUNTS.map(([, max]) => nat(mrng, max, bias));
+    const counts: number[] = [];
+    for (let i = 0; i < COUNTS.length; i++) counts.push(nat(mrng, COUNTS[i]![1], bias));
     const nb = nat(mrng, MAX_BRANCHES, bias);
     const branches: [number, number, number, number][] = [];
     for (let i = 0; i < nb; i++)

@@ -365,7 +365,7 @@ export class World implements WorldFacts {
     let bits = this.armedWraps[v] ?? 0n;
     const minusOne = (i: number) => (i < 32 ? o.profile.gpMask : o.profile.fixedMask);
     for (const [i, w] of this.counterWrites[v] ?? [])
-      if (w.armedAtMinusOne && this.oracleCounter(v, i)?.value !== minusOne(i)) bits |= 1n << BigInt(i);
+      if (w.armedAtMinusOne && o.counterValue(i) !== minusOne(i)) bits |= 1n << BigInt(i);
     return bits & o.view.globalStatus;
   }
 
@@ -383,8 +383,10 @@ export class World implements WorldFacts {
   private oneEventPast(v: number): number[] {
     const m = this.counterWrites[v];
     if (m === undefined) return [];
+    const o = this.oracles[v];
     const out: number[] = [];
-    for (const [i, w] of m) if (w.armedAtMinusOne && this.oracleCounter(v, i)?.value === 0n) out.push(i);
+    if (o === undefined) return out;
+    for (const [i, w] of m) if (w.armedAtMinusOne && o.counterValue(i) === 0n) out.push(i);
     return out;
   }
 
@@ -547,7 +549,7 @@ export class World implements WorldFacts {
     pmi.around = about.kind;
     // Only a save at the exit adds PMIs: every other instruction keeps its one array (the per-instruction path).
     const all = later === undefined || later.length === 0 ? sutPmis : [...sutPmis, ...later];
-    pmi.sut = pmisOutcome(all.map((p) => ({ afterUnit: 0, vector: p.vector })));
+    pmi.sut = pmisOutcome(all.length === 0 ? all : all.map((p) => ({ afterUnit: 0, vector: p.vector })));
     pmi.oracle = pmisOutcome(oracle.pmis);
     if (past.length > 0) pmi.oracleOneEventPast = past;
     const o = this.oracles[v]!;

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { unitArb } from '../../scenarios/work.js';
-import { validateUnit, type WorkUnit } from '../../model/hw/work.js';
+import { MadeValidUnit, validateUnit, type WorkUnit } from '../../model/hw/work.js';
 
 const SEEDS = { seed: 42, numRuns: 300 };
 
@@ -16,7 +16,9 @@ describe('work units (unitArb)', () => {
   it('draws units the simulator accepts, with every field, branches at the unit CPL and slots within their parents', () => {
     fc.assert(
       fc.property(unitArb, (u) => {
-        expect(() => validateUnit(u)).not.toThrow();
+        // A plain copy: the unit itself is a MadeValidUnit, which the simulator takes on this test's word.
+        expect(u).toBeInstanceOf(MadeValidUnit);
+        expect(() => validateUnit({ ...u })).not.toThrow();
         expect(Object.keys(u)).toEqual([
           'cpl',
           'instructions',
