@@ -15,6 +15,7 @@ import {
 } from '../model/hw/msr/counters.js';
 import type { Profile } from '../model/hw/profile.js';
 import { EMULATED_INSNS, type SupportedPmu } from '../model/kvm/types.js';
+import * as D from './draw.js';
 import { supportedGuestArb } from './supported.js';
 import {
   GuestEmulate,
@@ -58,13 +59,13 @@ export function nonEmptyArray<T>(arb: fc.Arbitrary<T>, maxLength: number): fc.Ar
 }
 
 /** PMU MSR addresses: every family, with the index one past the end weighted in. */
-export const msrArb: fc.Arbitrary<number> = fc.oneof(
-  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => MSR_IA32_PERFCTR0 + i), weight: 3 },
-  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => MSR_IA32_PMC0 + i), weight: 2 },
-  { arbitrary: fc.integer({ min: 0, max: 8 }).map((i) => MSR_P6_EVNTSEL0 + i), weight: 3 },
-  { arbitrary: fc.integer({ min: 0, max: 4 }).map((i) => MSR_CORE_PERF_FIXED_CTR0 + i), weight: 2 },
+const msrDrawn: D.Drawn<number> = D.oneof(
+  { drawn: D.map(D.integer(0, 8), (i) => MSR_IA32_PERFCTR0 + i), weight: 3 },
+  { drawn: D.map(D.integer(0, 8), (i) => MSR_IA32_PMC0 + i), weight: 2 },
+  { drawn: D.map(D.integer(0, 8), (i) => MSR_P6_EVNTSEL0 + i), weight: 3 },
+  { drawn: D.map(D.integer(0, 4), (i) => MSR_CORE_PERF_FIXED_CTR0 + i), weight: 2 },
   {
-    arbitrary: fc.constantFrom(
+    drawn: D.constantFrom(
       MSR_CORE_PERF_FIXED_CTR_CTRL,
       MSR_CORE_PERF_GLOBAL_STATUS,
       MSR_CORE_PERF_GLOBAL_CTRL,
@@ -75,12 +76,12 @@ export const msrArb: fc.Arbitrary<number> = fc.oneof(
     weight: 4,
   },
   {
-    arbitrary: fc.constantFrom(MSR_IA32_PERF_CAPABILITIES, MSR_IA32_DEBUGCTLMSR, X2APIC_LVTPC, MSR_PERF_METRICS),
+    drawn: D.constantFrom(MSR_IA32_PERF_CAPABILITIES, MSR_IA32_DEBUGCTLMSR, X2APIC_LVTPC, MSR_PERF_METRICS),
     weight: 2,
   },
   // LBR MSRs: the first and last record of a 32-deep stack, and the index one past each end.
   {
-    arbitrary: fc.constantFrom(
+    drawn: D.constantFrom(
       MSR_LBR_SELECT,
       MSR_LBR_TOS,
       MSR_LBR_NHM_FROM,
@@ -94,16 +95,17 @@ export const msrArb: fc.Arbitrary<number> = fc.oneof(
     weight: 1,
   },
 );
+export const msrArb: fc.Arbitrary<number> = msrDrawn.arb;
 
 /** A bit LVTPC's writers must not set: the delivery status, reserved bits of 31:0 (11 and 13 are the lowest), bit 32. */
-const lvtpcEdgeBitArb: fc.Arbitrary<bigint> = fc.constantFrom(
+const lvtpcEdgeBit: D.Drawn<bigint> = D.constantFrom(
   APIC_SEND_PENDING,
   ...[11n, 13n, 17n, 31n, 32n].map((b) => LVTPC_RESERVED & (1n << b)),
 );
 
 /** GLOBAL_CTRL / GLOBAL_STATUS-shaped values: some GP bits (7:0) and some fixed bits (35:32). */
-const counterBitsArb = (nGP = 8, nFixed = 4): fc.Arbitrary<bigint> =>
-  fc.tuple(fc.nat((1 << nGP) - 1), fc.nat((1 << nFixed) - 1)).map(([gp, fixed]) => BigInt(gp) | (BigInt(fixed) << 32n));
+const counterBits = (nGP = 8, nFixed = 4): D.Drawn<bigint> =>
+  D.map2(D.nat((1 << nGP) - 1), D.nat((1 << nFixed) - 1), (gp, fixed) => BigInt(gp) | (BigInt(fixed) << 32n));
 
 /** What a program knows of its guest: the counters it has, so its control writes are mostly legal. */
 export interface GuestShape {
@@ -117,36 +119,40 @@ export function shapeOf(g: GuestConfig): GuestShape {
 }
 
 /** An event select built from its fields: architectural events, the usual control bits. */
-export const evtselArb: fc.Arbitrary<bigint> = fc
-  .record({
-    event: fc.constantFrom(0x3cn, 0xc0n, 0xc4n, 0xc5n, 0x2en),
-    umask: fc.constantFrom(0n, 0n, 1n, 0x4fn),
-    usr: fc.constantFrom(0n, 1n),
-    os: fc.constantFrom(0n, 1n),
-    int: fc.constantFrom(0n, 1n),
-    en: fc.constantFrom(1n, 1n, 0n),
-  })
-  .map((f) => encode(EVTSEL, f));
+const evtsel: D.Drawn<bigint> = D.record(
+  {
+    event: D.constantFrom(0x3cn, 0xc0n, 0xc4n, 0xc5n, 0x2en),
+    umask: D.constantFrom(0n, 0n, 1n, 0x4fn),
+    usr: D.constantFrom(0n, 1n),
+    os: D.constantFrom(0n, 1n),
+    int: D.constantFrom(0n, 1n),
+    en: D.constantFrom(1n, 1n, 0n),
+  },
+  (f) => encode(EVTSEL, f),
+);
+export const evtselArb: fc.Arbitrary<bigint> = evtsel.arb;
+
+/** Any u64 (values.ts), through fast-check: its unique-bit arrays stay out of the fast path. */
+const anyU64 = D.of(u64);
 
 /** A value for `msr`: fields where the register has them, else weighted u64s. */
-function valueFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
-  if (msr >= MSR_P6_EVNTSEL0 && msr < 0x18f)
-    return fc.oneof({ arbitrary: evtselArb, weight: 4 }, { arbitrary: u64, weight: 1 });
+function valueFor(msr: number, shape?: GuestShape): D.Drawn<bigint> {
+  if (msr >= MSR_P6_EVNTSEL0 && msr < 0x18f) return D.oneof({ drawn: evtsel, weight: 4 }, { drawn: anyU64, weight: 1 });
   if (
     (msr >= MSR_IA32_PERFCTR0 && msr < 0xca) ||
     (msr >= MSR_IA32_PMC0 && msr < 0x4ca) ||
     (msr >= MSR_CORE_PERF_FIXED_CTR0 && msr < 0x30e)
   )
-    return fc.oneof(
-      { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => (1n << 48n) - BigInt(k)), weight: 2 }, // near overflow
-      { arbitrary: fc.integer({ min: 1, max: 40 }).map((k) => 0x1_0000_0000n - BigInt(k)), weight: 1 }, // -k, 32-bit
-      { arbitrary: u64, weight: 1 },
+    return D.oneof(
+      { drawn: D.map(D.integer(1, 40), (k) => (1n << 48n) - BigInt(k)), weight: 2 }, // near overflow
+      { drawn: D.map(D.integer(1, 40), (k) => 0x1_0000_0000n - BigInt(k)), weight: 1 }, // -k, 32-bit
+      { drawn: anyU64, weight: 1 },
     );
   if (msr === X2APIC_LVTPC)
-    return fc.oneof(
-      { arbitrary: fc.constantFrom(0x400n, 0x1_0400n, 0x20n, 0x1_0000n), weight: 8 },
+    return D.oneof(
+      { drawn: D.constantFrom(0x400n, 0x1_0400n, 0x20n, 0x1_0000n), weight: 8 },
       // Edge values: an NMI or fixed entry with the read-only delivery status or one reserved bit set.
-      { arbitrary: fc.tuple(fc.constantFrom(0x400n, 0x20n), lvtpcEdgeBitArb).map(([v, b]) => v | b), weight: 1 },
+      { drawn: D.map2(D.constantFrom(0x400n, 0x20n), lvtpcEdgeBit, (v, b) => v | b), weight: 1 },
     );
   // Global and fixed controls: subsets of the counter bits, the way drivers write them.
   if (
@@ -154,36 +160,38 @@ function valueFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
     msr === MSR_CORE_PERF_GLOBAL_OVF_CTRL ||
     msr === MSR_CORE_PERF_GLOBAL_STATUS_SET
   )
-    return fc.oneof(
-      { arbitrary: counterBitsArb(shape?.nGP, shape?.nFixed), weight: 4 },
-      { arbitrary: counterBitsArb(), weight: 1 },
-      { arbitrary: u64, weight: 1 },
+    return D.oneof(
+      { drawn: counterBits(shape?.nGP, shape?.nFixed), weight: 4 },
+      { drawn: counterBits(), weight: 1 },
+      { drawn: anyU64, weight: 1 },
     );
   if (msr === MSR_CORE_PERF_FIXED_CTR_CTRL)
-    return fc.oneof(
+    return D.oneof(
       {
-        arbitrary: fc
-          .array(fc.constantFrom<bigint>(0n, 0x3n, 0xbn, 0x1n, 0x2n, 0xan), { minLength: 4, maxLength: 4 })
-          .map((n) => n.reduce((a: bigint, x: bigint, i: number) => a | (x << BigInt(4 * i)), 0n)),
+        drawn: D.of(
+          fc
+            .array(fc.constantFrom<bigint>(0n, 0x3n, 0xbn, 0x1n, 0x2n, 0xan), { minLength: 4, maxLength: 4 })
+            .map((n) => n.reduce((a: bigint, x: bigint, i: number) => a | (x << BigInt(4 * i)), 0n)),
+        ),
         weight: 4,
       },
-      { arbitrary: u64, weight: 1 },
+      { drawn: anyU64, weight: 1 },
     );
   // DEBUGCTL: LBR, FREEZE_LBRS_ON_PMI, FREEZE_PERFMON_ON_PMI and BTF as the drivers set them.
   if (msr === MSR_IA32_DEBUGCTLMSR)
-    return fc.oneof(
-      { arbitrary: fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x800n, 0x0n, 0x2n), weight: 4 },
-      { arbitrary: u64, weight: 1 },
+    return D.oneof(
+      { drawn: D.constantFrom(0x1n, 0x801n, 0x1801n, 0x800n, 0x0n, 0x2n), weight: 4 },
+      { drawn: anyU64, weight: 1 },
     );
   // LBR records: canonical user and kernel addresses; LBR_SELECT and TOS: small values.
   if (msr >= MSR_LBR_NHM_FROM && msr < 0x700)
-    return fc.oneof(
-      fc.nat(0xffff).map((o) => 0x40_0000n + BigInt(o)),
-      fc.constant(0xffff_ffff_8100_0000n),
-      u64,
+    return D.oneof<bigint>(
+      D.map(D.nat(0xffff), (o) => 0x40_0000n + BigInt(o)),
+      D.constantFrom(0xffff_ffff_8100_0000n),
+      anyU64,
     );
-  if (msr === MSR_LBR_SELECT || msr === MSR_LBR_TOS) return fc.oneof(fc.nat(0x3ff).map(BigInt), u64);
-  return u64;
+  if (msr === MSR_LBR_SELECT || msr === MSR_LBR_TOS) return D.oneof<bigint>(D.map(D.nat(0x3ff), BigInt), anyU64);
+  return anyU64;
 }
 
 /**
@@ -209,10 +217,10 @@ export const focusArb: fc.Arbitrary<readonly number[]> = fc.oneof(
 );
 
 /** An MSR of the program's focus most of the time, any PMU MSR otherwise. */
-function msrOf(focus: readonly number[]): fc.Arbitrary<number> {
+function msrOf(focus: readonly number[]): D.Drawn<number> {
   return focus.length === 0
-    ? msrArb
-    : fc.oneof({ arbitrary: fc.constantFrom(...focus), weight: 3 }, { arbitrary: msrArb, weight: 1 });
+    ? msrDrawn
+    : D.oneof({ drawn: D.constantFrom(...focus), weight: 3 }, { drawn: msrDrawn, weight: 1 });
 }
 
 /** One number per MSR and guest shape (nGP < 256, nFixed < 32 as CPUID gives them): the caches' key. */
@@ -220,8 +228,8 @@ const shapedKey = (msr: number, shape?: GuestShape): number =>
   msr * 0x1_0000 + (shape === undefined ? 0 : 1 + shape.nGP * 32 + shape.nFixed);
 
 /** valueFor's arbitraries, built once per MSR and guest shape (a bounded set) and reused for every write. */
-const valueArbs = new Map<number, fc.Arbitrary<bigint>>();
-function valueArbFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
+const valueArbs = new Map<number, D.Drawn<bigint>>();
+function valueArbFor(msr: number, shape?: GuestShape): D.Drawn<bigint> {
   const key = shapedKey(msr, shape);
   let a = valueArbs.get(key);
   if (a === undefined) valueArbs.set(key, (a = valueFor(msr, shape)));
@@ -229,61 +237,68 @@ function valueArbFor(msr: number, shape?: GuestShape): fc.Arbitrary<bigint> {
 }
 
 /** A write's arbitrary per vCPU, MSR and guest shape, built once: chain's inner map made one per draw. */
-const writeArbs = new Map<number, fc.Arbitrary<GuestWrmsr>>();
-function writeArbFor(v: number, msr: number, shape?: GuestShape): fc.Arbitrary<GuestWrmsr> {
+const writeArbs = new Map<number, D.Drawn<GuestWrmsr>>();
+function writeArbFor(v: number, msr: number, shape?: GuestShape): D.Drawn<GuestWrmsr> {
   const key = shapedKey(msr, shape) * 4 + v;
   let a = writeArbs.get(key);
-  if (a === undefined) writeArbs.set(key, (a = valueArbFor(msr, shape).map((val) => new GuestWrmsr(v, msr, val))));
+  if (a === undefined) writeArbs.set(key, (a = D.map(valueArbFor(msr, shape), (val) => new GuestWrmsr(v, msr, val))));
   return a;
 }
 
-function wrmsrArb(focus: readonly number[], shape?: GuestShape): fc.Arbitrary<GuestWrmsr> {
-  return fc.tuple(fc.nat(3), msrOf(focus)).chain(([v, msr]) => writeArbFor(v, msr, shape));
+function wrmsrArb(focus: readonly number[], shape?: GuestShape): D.Drawn<GuestWrmsr> {
+  return D.chain2(D.nat(3), msrOf(focus), (v, msr) => writeArbFor(v, msr, shape));
 }
 
+const rdmsrArb = (focus: readonly number[]): D.Drawn<GuestRdmsr> =>
+  D.map2(D.nat(3), msrOf(focus), (v, m) => new GuestRdmsr(v, m));
+
 /** The quiet mix's commands that depend on neither the focus nor the guest: built once. */
-const rdpmcArb: fc.Arbitrary<GuestRdpmc> = fc
-  .tuple(
-    fc.nat(3),
-    fc.oneof(
-      fc.nat(8),
-      fc.constantFrom(
-        0x4000_0000,
-        0x4000_0001,
-        0x4000_0003,
-        0x8000_0000,
-        0x2000_0000,
-        0xc000_0000,
-        0x4001_0000,
-        0x0001_0000,
-      ),
+const rdpmcArb: D.Drawn<GuestRdpmc> = D.map3(
+  D.nat(3),
+  D.oneof<number>(
+    D.nat(8),
+    D.constantFrom(
+      0x4000_0000,
+      0x4000_0001,
+      0x4000_0003,
+      0x8000_0000,
+      0x2000_0000,
+      0xc000_0000,
+      0x4001_0000,
+      0x0001_0000,
     ),
-    fc.constantFrom(0, 3),
-  )
-  .map(([v, e, c]) => new GuestRdpmc(v, e, c));
-const guestRunArb: fc.Arbitrary<WorldCommand> = fc
-  .tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 6 }))
-  .map(([v, u]) => new GuestRun(v, u));
+  ),
+  D.constantFrom(0, 3),
+  (v, e, c) => new GuestRdpmc(v, e, c),
+);
+const guestRunArb: D.Drawn<WorldCommand> = D.map2(
+  D.nat(3),
+  D.of(fc.array(unitArb, { minLength: 1, maxLength: 6 })),
+  (v, u) => new GuestRun(v, u),
+);
 /**
  * An instruction behind the forced-emulation prefix, at CPL 0 or 3; branches not taken (a taken one would show in
  * the guest's LBRs on bare metal, which KVM's emulator never writes).
  */
-const emulateArb: fc.Arbitrary<GuestEmulate> = fc
-  .tuple(fc.nat(3), fc.constantFrom(...EMULATED_INSNS), fc.constantFrom(0, 3))
-  .map(([v, insn, cpl]) => new GuestEmulate(v, insn, cpl));
-const migrateArb: fc.Arbitrary<WorldCommand> = fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c));
+const emulateArb: D.Drawn<GuestEmulate> = D.map3(
+  D.nat(3),
+  D.constantFrom(...EMULATED_INSNS),
+  D.constantFrom(0, 3),
+  (v, insn, cpl) => new GuestEmulate(v, insn, cpl),
+);
+const migrateArb: D.Drawn<WorldCommand> = D.map2(D.nat(3), D.nat(3), (v, c) => new Migrate(v, c));
 
 /** The quiet-host command mix: guest MSR traffic, work and emulated instructions, and the vCPU thread moving. */
 export function quietHostCommands(focus: readonly number[] = [], shape?: GuestShape): fc.Arbitrary<WorldCommand>[] {
-  const wrmsr = wrmsrArb(focus, shape);
+  const wrmsr = D.fast<WorldCommand>(wrmsrArb(focus, shape));
   return [
     wrmsr,
     wrmsr,
-    fc.tuple(fc.nat(3), msrOf(focus)).map(([v, m]) => new GuestRdmsr(v, m)),
-    rdpmcArb,
-    guestRunArb,
-    emulateArb,
-    migrateArb,
+    D.fast<WorldCommand>(rdmsrArb(focus)),
+    D.fast<WorldCommand>(rdpmcArb),
+    D.fast(guestRunArb),
+    D.fast<WorldCommand>(emulateArb),
+    D.fast(migrateArb),
   ];
 }
 
@@ -296,10 +311,10 @@ export function savedAtExitCommands(focus: readonly number[], shape?: GuestShape
   const at = (arb: fc.Arbitrary<GuestInstruction>) =>
     fc.tuple(arb, fc.nat(3)).map(([c, cpu]): WorldCommand => savedAtExit(c, cpu));
   return fc.oneof(
-    { arbitrary: at(emulateArb), weight: 3 },
-    { arbitrary: at(wrmsrArb(focus, shape)), weight: 3 },
-    { arbitrary: at(fc.tuple(fc.nat(3), msrOf(focus)).map(([v, m]) => new GuestRdmsr(v, m))), weight: 1 },
-    { arbitrary: at(rdpmcArb), weight: 1 },
+    { arbitrary: at(emulateArb.arb), weight: 3 },
+    { arbitrary: at(wrmsrArb(focus, shape).arb), weight: 3 },
+    { arbitrary: at(rdmsrArb(focus).arb), weight: 1 },
+    { arbitrary: at(rdpmcArb.arb), weight: 1 },
   );
 }
 
