@@ -29,7 +29,7 @@ import {
   type WorldCommand,
 } from './commands.js';
 import { encode, u64 } from './values.js';
-import { unitArb } from './work.js';
+import { unitDrawn } from './work.js';
 import type { GuestConfig } from './world.js';
 import {
   MSR_CORE_PERF_GLOBAL_STATUS,
@@ -273,7 +273,7 @@ const rdpmcArb: D.Drawn<GuestRdpmc> = D.map3(
 );
 const guestRunArb: D.Drawn<WorldCommand> = D.map2(
   D.nat(3),
-  D.of(fc.array(unitArb, { minLength: 1, maxLength: 6 })),
+  D.array(unitDrawn, 1, 6),
   (v, u) => new GuestRun(v, u),
 );
 /**

@@ -39,6 +39,25 @@ export const boolean = (): Drawn<boolean> => ({ arb: fc.boolean(), draw: (r) => 
 /** A fast-check arbitrary as it is: drawn through its own generate (for the shapes kept out of the fast path). */
 export const of = <T>(arb: fc.Arbitrary<T>): Drawn<T> => ({ arb, draw: (r) => arb.generate(r, undefined).value });
 
+/**
+ * fc.array(item, { minLength, maxLength }): its length (up to the length fast-check generates to without bias, which
+ * the global size decides: read from the arbitrary it built), then each item.
+ */
+export function array<T>(item: Drawn<T>, minLength: number, maxLength: number): Drawn<T[]> {
+  const arb = fc.array(item.arb, { minLength, maxLength });
+  const upTo = (arb as unknown as { maxGeneratedLength?: unknown }).maxGeneratedLength;
+  if (typeof upTo !== 'number') return of(arb);
+  return {
+    arb,
+    draw: (r) => {
+      const n = r.nextInt(minLength, upTo);
+      const out: T[] = [];
+      for (let i = 0; i < n; i++) out.push(item.draw(r));
+      return out;
+    },
+  };
+}
+
 export interface Weighted<T> {
   readonly drawn: Drawn<T>;
   readonly weight: number;

@@ -439,7 +439,8 @@ export class OracleCpu extends Cpu {
   }
 
   /** The counters perf may have armed at -1 since the last call, where bare metal could not tell. */
-  takeUnsureArms(): number[] {
+  takeUnsureArms(): readonly number[] {
+    if (this.unsureArms.size === 0) return NO_COUNTERS;
     const out = [...this.unsureArms];
     this.unsureArms.clear();
     return out;
@@ -463,10 +464,13 @@ export class OracleCpu extends Cpu {
     if (this.periodFloorAdopted === null) return this.filteredStep(u);
     this.enter();
     this.reprogramAfterRetire = [];
-    const before = this.counterIndices().map((i) => [i, this.raw(i)] as const);
+    // Indexed, no pair per counter: this runs for every unit of every program.
+    const indices = this.counterIndices();
+    const before = indices.map((i) => this.raw(i));
     const d = this.filteredStep(u);
-    const wrapped = before.filter(([i, v]) => this.raw(i) < v).map(([i]) => i);
-    if (wrapped.length > 0) this.kvmReprogram(wrapped);
+    let wrapped: number[] | null = null;
+    for (let k = 0; k < indices.length; k++) if (this.raw(indices[k]!) < before[k]!) (wrapped ??= []).push(indices[k]!);
+    if (wrapped !== null) this.kvmReprogram(wrapped);
     return d;
   }
 

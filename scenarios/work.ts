@@ -2,6 +2,7 @@
 
 import fc from 'fast-check';
 import { BRANCH_KINDS } from '../model/hw/state.js';
+import type { Drawn } from './draw.js';
 import { type Branch, MadeValidUnit, type WorkUnit } from '../model/hw/work.js';
 
 const USER_BASE = 0x40_0000n;
@@ -214,6 +215,9 @@ function* shrinkDraws(d: UnitDraws): Generator<UnitDraws> {
  */
 class WorkUnitArbitrary extends fc.Arbitrary<WorkUnit> {
   generate(mrng: fc.Random, bias: number | undefined): fc.Value<WorkUnit> {
+    return new fc.Value(this.draw(mrng, bias), undefined);
+  }
+  draw(mrng: fc.Random, bias: number | undefined): WorkUnit {
     const r = mrng.nextInt(0, 11);
     const cpl = r < 6 ? 3 : r < 10 ? 0 : r - 9;
     const counts: number[] = [];
@@ -230,7 +234,7 @@ class WorkUnitArbitrary extends fc.Arbitrary<WorkUnit> {
     const slots = [0, 1, 2, 3].map(() => nat(mrng, SLOT_MAX, bias));
     for (let i = 0; i < 4; i++) slots.push(nat(mrng, slots[i]!, bias));
     const extra = nat(mrng, MAX_EXTRA, bias);
-    return new fc.Value(unitOfDraws({ cpl, counts, branches, slots, extra }), undefined);
+    return unitOfDraws({ cpl, counts, branches, slots, extra });
   }
   canShrinkWithoutContext(value: unknown): value is WorkUnit {
     return drawsOfUnit(value) !== undefined;
@@ -243,6 +247,9 @@ class WorkUnitArbitrary extends fc.Arbitrary<WorkUnit> {
   }
 }
 
-export const unitArb: fc.Arbitrary<WorkUnit> = new WorkUnitArbitrary();
+const units = new WorkUnitArbitrary();
+export const unitArb: fc.Arbitrary<WorkUnit> = units;
+/** unitArb with its fast draw (draw.ts), for fc.commands' commands. */
+export const unitDrawn: Drawn<WorkUnit> = { arb: units, draw: (r) => units.draw(r, undefined) };
 
 export const workArb: fc.Arbitrary<WorkUnit[]> = fc.array(unitArb, { maxLength: 12 });

@@ -332,13 +332,15 @@ export class World implements WorldFacts {
     const m = (this.counterWrites[v] ??= new Map());
     // Where bare metal takes on perf's period floor, it knows where perf armed at -1 but for what it cannot tell.
     // Counters it leaves out (FIXED_CTR3) stay the matcher's, as without the adoption.
-    const counters =
-      o.periodFloorAdopted !== null
-        ? [...o.takeUnsureArms(), ...[...atMinusOne].filter((i) => !o.periodFloorCovers(i))]
-        : atMinusOne;
-    for (const i of counters) {
-      const x = o.counterValue(i)!;
-      (m.get(i) ?? m.set(i, { written: x, armedAtMinusOne: true }).get(i)!).armedAtMinusOne = true;
+    const arm = (i: number) => {
+      const w = m.get(i);
+      if (w === undefined) m.set(i, { written: o.counterValue(i)!, armedAtMinusOne: true });
+      else w.armedAtMinusOne = true;
+    };
+    if (o.periodFloorAdopted === null) for (const i of atMinusOne) arm(i);
+    else {
+      for (const i of o.takeUnsureArms()) arm(i);
+      for (const i of atMinusOne) if (!o.periodFloorCovers(i)) arm(i);
     }
   }
 
