@@ -223,27 +223,29 @@ function msrOf(focus: readonly number[]): D.Drawn<number> {
     : D.oneof({ drawn: D.constantFrom(...focus), weight: 3 }, { drawn: msrDrawn, weight: 1 });
 }
 
-/** One number per MSR and guest shape (nGP < 256, nFixed < 32 as CPUID gives them): the caches' key. */
-const shapedKey = (msr: number, shape?: GuestShape): number =>
-  msr * 0x1_0000 + (shape === undefined ? 0 : 1 + shape.nGP * 32 + shape.nFixed);
+/** One small number per guest shape (nGP < 256, nFixed < 32 as CPUID gives them), 0 for none: a cache's key. */
+const shapeKey = (shape?: GuestShape): number => (shape === undefined ? 0 : 1 + shape.nGP * 32 + shape.nFixed);
+
+/** Per MSR, then per small key: two lookups of small integers (one key of both was a heap number, hashed per draw). */
+function cached<T>(cache: Map<number, Map<number, T>>, msr: number, key: number, make: () => T): T {
+  let byKey = cache.get(msr);
+  if (byKey === undefined) cache.set(msr, (byKey = new Map<number, T>()));
+  let a = byKey.get(key);
+  if (a === undefined) byKey.set(key, (a = make()));
+  return a;
+}
 
 /** valueFor's arbitraries, built once per MSR and guest shape (a bounded set) and reused for every write. */
-const valueArbs = new Map<number, D.Drawn<bigint>>();
-function valueArbFor(msr: number, shape?: GuestShape): D.Drawn<bigint> {
-  const key = shapedKey(msr, shape);
-  let a = valueArbs.get(key);
-  if (a === undefined) valueArbs.set(key, (a = valueFor(msr, shape)));
-  return a;
-}
+const valueArbs = new Map<number, Map<number, D.Drawn<bigint>>>();
+const valueArbFor = (msr: number, shape?: GuestShape): D.Drawn<bigint> =>
+  cached(valueArbs, msr, shapeKey(shape), () => valueFor(msr, shape));
 
 /** A write's arbitrary per vCPU, MSR and guest shape, built once: chain's inner map made one per draw. */
-const writeArbs = new Map<number, D.Drawn<GuestWrmsr>>();
-function writeArbFor(v: number, msr: number, shape?: GuestShape): D.Drawn<GuestWrmsr> {
-  const key = shapedKey(msr, shape) * 4 + v;
-  let a = writeArbs.get(key);
-  if (a === undefined) writeArbs.set(key, (a = D.map(valueArbFor(msr, shape), (val) => new GuestWrmsr(v, msr, val))));
-  return a;
-}
+const writeArbs = new Map<number, Map<number, D.Drawn<GuestWrmsr>>>();
+const writeArbFor = (v: number, msr: number, shape?: GuestShape): D.Drawn<GuestWrmsr> =>
+  cached(writeArbs, msr, shapeKey(shape) * 4 + v, () =>
+    D.map(valueArbFor(msr, shape), (val) => new GuestWrmsr(v, msr, val)),
+  );
 
 function wrmsrArb(focus: readonly number[], shape?: GuestShape): D.Drawn<GuestWrmsr> {
   return D.chain2(D.nat(3), msrOf(focus), (v, msr) => writeArbFor(v, msr, shape));
@@ -271,11 +273,7 @@ const rdpmcArb: D.Drawn<GuestRdpmc> = D.map3(
   D.constantFrom(0, 3),
   (v, e, c) => new GuestRdpmc(v, e, c),
 );
-const guestRunArb: D.Drawn<WorldCommand> = D.map2(
-  D.nat(3),
-  D.array(unitDrawn, 1, 6),
-  (v, u) => new GuestRun(v, u),
-);
+const guestRunArb: D.Drawn<WorldCommand> = D.map2(D.nat(3), D.array(unitDrawn, 1, 6), (v, u) => new GuestRun(v, u));
 /**
  * An instruction behind the forced-emulation prefix, at CPL 0 or 3; branches not taken (a taken one would show in
  * the guest's LBRs on bare metal, which KVM's emulator never writes).

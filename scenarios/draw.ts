@@ -16,25 +16,34 @@ export interface Drawn<T> {
   readonly draw: (mrng: fc.Random) => T;
 }
 
+/**
+ * A Drawn whose fast-check arbitrary is built when first asked for (to shrink, or under bias): a program's own
+ * arbitraries (its focus MSRs) are drawn from thousands of times for each one built.
+ */
+function drawn<T>(make: () => fc.Arbitrary<T>, draw: (mrng: fc.Random) => T): Drawn<T> {
+  let arb: fc.Arbitrary<T> | undefined;
+  return {
+    get arb() {
+      return (arb ??= make());
+    },
+    draw,
+  };
+}
+
 /** fc.integer({ min, max }): one draw. */
-export const integer = (min: number, max: number): Drawn<number> => ({
-  arb: fc.integer({ min, max }),
-  draw: (r) => r.nextInt(min, max),
-});
+export const integer = (min: number, max: number): Drawn<number> =>
+  drawn(
+    () => fc.integer({ min, max }),
+    (r) => r.nextInt(min, max),
+  );
 
 export const nat = (max: number): Drawn<number> => integer(0, max);
 
 /** fc.constantFrom: one draw, none for a single value. */
 export function constantFrom<const T>(...values: readonly T[]): Drawn<T> {
   const n = values.length - 1;
-  return {
-    arb: fc.constantFrom(...values),
-    draw: n === 0 ? () => values[0]! : (r) => values[r.nextInt(0, n)]!,
-  };
+  return drawn(() => fc.constantFrom(...values), n === 0 ? () => values[0]! : (r) => values[r.nextInt(0, n)]!);
 }
-
-/** fc.boolean: an integer 0..1, 1 for true. */
-export const boolean = (): Drawn<boolean> => ({ arb: fc.boolean(), draw: (r) => r.nextInt(0, 1) === 1 });
 
 /** A fast-check arbitrary as it is: drawn through its own generate (for the shapes kept out of the fast path). */
 export const of = <T>(arb: fc.Arbitrary<T>): Drawn<T> => ({ arb, draw: (r) => arb.generate(r, undefined).value });
@@ -70,49 +79,53 @@ export function oneof<T>(...options: readonly (Drawn<T> | Weighted<T>)[]): Drawn
   let total = 0;
   for (const w of ws) upTo.push((total += w.weight));
   const last = total - 1;
-  return {
-    arb: fc.oneof(...ws.map((w) => ({ arbitrary: w.drawn.arb, weight: w.weight }))),
-    draw: (r) => {
+  return drawn(
+    () => fc.oneof(...ws.map((w) => ({ arbitrary: w.drawn.arb, weight: w.weight }))),
+    (r) => {
       const s = r.nextInt(0, last);
       let i = 0;
       while (s >= upTo[i]!) i++;
       return ws[i]!.drawn.draw(r);
     },
-  };
+  );
 }
 
 /** fc.tuple(a, b).map(f): each in order, then f. */
 export function map2<A, B, T>(a: Drawn<A>, b: Drawn<B>, f: (a: A, b: B) => T): Drawn<T> {
-  return { arb: fc.tuple(a.arb, b.arb).map(([x, y]) => f(x, y)), draw: (r) => f(a.draw(r), b.draw(r)) };
+  return drawn(
+    () => fc.tuple(a.arb, b.arb).map(([x, y]) => f(x, y)),
+    (r) => f(a.draw(r), b.draw(r)),
+  );
 }
 
 /** fc.tuple(a, b, c).map(f). */
 export function map3<A, B, C, T>(a: Drawn<A>, b: Drawn<B>, c: Drawn<C>, f: (a: A, b: B, c: C) => T): Drawn<T> {
-  return {
-    arb: fc.tuple(a.arb, b.arb, c.arb).map(([x, y, z]) => f(x, y, z)),
-    draw: (r) => {
+  return drawn(
+    () => fc.tuple(a.arb, b.arb, c.arb).map(([x, y, z]) => f(x, y, z)),
+    (r) => {
       const x = a.draw(r);
       const y = b.draw(r);
       return f(x, y, c.draw(r));
     },
-  };
+  );
 }
 
 /** arb.map(f). */
-export const map = <A, T>(a: Drawn<A>, f: (a: A) => T): Drawn<T> => ({
-  arb: a.arb.map(f),
-  draw: (r) => f(a.draw(r)),
-});
+export const map = <A, T>(a: Drawn<A>, f: (a: A) => T): Drawn<T> =>
+  drawn(
+    () => a.arb.map(f),
+    (r) => f(a.draw(r)),
+  );
 
 /** fc.tuple(a, b).chain(f): the pair, then what f makes of it. */
 export function chain2<A, B, T>(a: Drawn<A>, b: Drawn<B>, f: (a: A, b: B) => Drawn<T>): Drawn<T> {
-  return {
-    arb: fc.tuple(a.arb, b.arb).chain(([x, y]) => f(x, y).arb),
-    draw: (r) => {
+  return drawn(
+    () => fc.tuple(a.arb, b.arb).chain(([x, y]) => f(x, y).arb),
+    (r) => {
       const x = a.draw(r);
       return f(x, b.draw(r)).draw(r);
     },
-  };
+  );
 }
 
 /** fc.record(model) of drawn fields (draws each field in key order, then the null-prototype coin) mapped by f. */
@@ -121,16 +134,18 @@ export function record<K extends string, V, T>(
   f: (r: Record<K, V>) => T,
 ): Drawn<T> {
   const keys = Object.keys(model) as K[];
-  const arbs = Object.fromEntries(keys.map((k) => [k, model[k].arb])) as Record<K, fc.Arbitrary<V>>;
-  return {
-    arb: fc.record(arbs).map((x) => f(x as Record<K, V>)),
-    draw: (r) => {
+  return drawn(
+    () => {
+      const arbs = Object.fromEntries(keys.map((k) => [k, model[k].arb])) as Record<K, fc.Arbitrary<V>>;
+      return fc.record(arbs).map((x) => f(x as Record<K, V>));
+    },
+    (r) => {
       const o = {} as Record<K, V>;
       for (const k of keys) o[k] = model[k].draw(r);
       r.nextInt(0, 1); // the record's null-prototype coin, which f does not see
       return f(o);
     },
-  };
+  );
 }
 
 /** Where a fast draw started: shrinking regenerates the value through fast-check's arbitrary from here. */

@@ -106,27 +106,16 @@ function unitOfDraws(d: UnitDraws): WorkUnit {
   }));
   const [c, s] = [d.counts, d.slots];
   // Every field in one order (one map for V8: the simulator reads units hot), valid by construction (work.test.ts).
-  return new MadeValidUnit(
-    cpl,
-    branches.length + c[5]! + d.extra,
-    c[0]!,
-    c[1]!,
-    c[2]!,
-    c[3]!,
-    c[4]!,
-    c[5]!,
-    branches,
-    {
-      retiring: s[0]!,
-      badSpeculation: s[1]!,
-      frontendBound: s[2]!,
-      backendBound: s[3]!,
-      heavyOperations: s[4]!,
-      branchMispredicts: s[5]!,
-      fetchLatency: s[6]!,
-      memoryBound: s[7]!,
-    },
-  );
+  return new MadeValidUnit(cpl, branches.length + c[5]! + d.extra, c[0]!, c[1]!, c[2]!, c[3]!, c[4]!, c[5]!, branches, {
+    retiring: s[0]!,
+    badSpeculation: s[1]!,
+    frontendBound: s[2]!,
+    backendBound: s[3]!,
+    heavyOperations: s[4]!,
+    branchMispredicts: s[5]!,
+    fetchLatency: s[6]!,
+    memoryBound: s[7]!,
+  });
 }
 
 /** The draws behind a unit this arbitrary made, or undefined for any other value. */
@@ -217,24 +206,52 @@ class WorkUnitArbitrary extends fc.Arbitrary<WorkUnit> {
   generate(mrng: fc.Random, bias: number | undefined): fc.Value<WorkUnit> {
     return new fc.Value(this.draw(mrng, bias), undefined);
   }
+  /** The draws unitOfDraws takes apart, in the same order, with the unit built as they come (no arrays between). */
   draw(mrng: fc.Random, bias: number | undefined): WorkUnit {
     const r = mrng.nextInt(0, 11);
     const cpl = r < 6 ? 3 : r < 10 ? 0 : r - 9;
-    const counts: number[] = [];
-    for (let i = 0; i < COUNTS.length; i++) counts.push(nat(mrng, COUNTS[i]![1], bias));
+    const cycles = nat(mrng, COUNTS[0][1], bias);
+    const refCycles = nat(mrng, COUNTS[1][1], bias);
+    const tscCycles = nat(mrng, COUNTS[2][1], bias);
+    const llcReferences = nat(mrng, COUNTS[3][1], bias);
+    const llcMisses = nat(mrng, COUNTS[4][1], bias);
+    const untakenBranches = nat(mrng, COUNTS[5][1], bias);
     const nb = nat(mrng, MAX_BRANCHES, bias);
-    const branches: [number, number, number, number][] = [];
-    for (let i = 0; i < nb; i++)
-      branches.push([
-        nat(mrng, ADDRESSES - 1, bias),
-        nat(mrng, ADDRESSES - 1, bias),
-        nat(mrng, BRANCH_KINDS.length - 1, bias),
-        mrng.nextInt(0, 1),
-      ]);
-    const slots = [0, 1, 2, 3].map(() => nat(mrng, SLOT_MAX, bias));
-    for (let i = 0; i < 4; i++) slots.push(nat(mrng, slots[i]!, bias));
+    const text = textOf(cpl);
+    const branches: Branch[] = [];
+    for (let i = 0; i < nb; i++) {
+      const from = text[nat(mrng, ADDRESSES - 1, bias)]!;
+      const to = text[nat(mrng, ADDRESSES - 1, bias)]!;
+      const kind = BRANCH_KINDS[nat(mrng, BRANCH_KINDS.length - 1, bias)]!;
+      branches.push({ from, to, kind, mispredict: mrng.nextInt(0, 1) === 1, cpl });
+    }
+    const retiring = nat(mrng, SLOT_MAX, bias);
+    const badSpeculation = nat(mrng, SLOT_MAX, bias);
+    const frontendBound = nat(mrng, SLOT_MAX, bias);
+    const backendBound = nat(mrng, SLOT_MAX, bias);
+    const slots = {
+      retiring,
+      badSpeculation,
+      frontendBound,
+      backendBound,
+      heavyOperations: nat(mrng, retiring, bias),
+      branchMispredicts: nat(mrng, badSpeculation, bias),
+      fetchLatency: nat(mrng, frontendBound, bias),
+      memoryBound: nat(mrng, backendBound, bias),
+    };
     const extra = nat(mrng, MAX_EXTRA, bias);
-    return unitOfDraws({ cpl, counts, branches, slots, extra });
+    return new MadeValidUnit(
+      cpl,
+      nb + untakenBranches + extra,
+      cycles,
+      refCycles,
+      tscCycles,
+      llcReferences,
+      llcMisses,
+      untakenBranches,
+      branches,
+      slots,
+    );
   }
   canShrinkWithoutContext(value: unknown): value is WorkUnit {
     return drawsOfUnit(value) !== undefined;
