@@ -99,7 +99,7 @@ export class OracleCpu extends Cpu {
     if (!r.ok) return r;
     const idx = counterIndexOf(address);
     if (idx !== null) this.counterWritten(idx);
-    else this.reprogramAfterRetire = before === null ? [] : this.changedBy(before, this.controls());
+    else this.reprogramAfterRetire = before === null ? NO_COUNTERS : this.changedBy(before, this.controls());
     // vmx_set_debugctl: DEBUGCTL.LBR creates the guest LBR event, if there is none.
     if (address === MSR_IA32_DEBUGCTLMSR && (value & DEBUGCTLMSR_LBR) !== 0n) this.guestLbrEventCreated();
     return r;
@@ -180,7 +180,7 @@ export class OracleCpu extends Cpu {
   private readonly periods = new Map<number, bigint>();
   private indices: readonly number[] | null = null;
   /** The counters whose controls the last WRMSR changed: KVM reprograms them once the WRMSR retires. */
-  private reprogramAfterRetire: number[] = [];
+  private reprogramAfterRetire: readonly number[] = NO_COUNTERS;
   /** The counters whose controls a VMM's KVM_SET_MSRS changed: KVM reprograms them at the next VM-entry (KVM_REQ_PMU). */
   private reprogramAtEntry: number[] = [];
 
@@ -188,7 +188,7 @@ export class OracleCpu extends Cpu {
   hostWrote(): void {
     if (this.periodFloorAdopted === null || this.reprogramAfterRetire.length === 0) return;
     this.reprogramAtEntry = [...new Set([...this.reprogramAtEntry, ...this.reprogramAfterRetire])];
-    this.reprogramAfterRetire = [];
+    this.reprogramAfterRetire = NO_COUNTERS;
   }
 
   /** The vCPU enters the guest: kvm_pmu_handle_event reprograms what the VMM's writes changed, with the counts then. */
@@ -380,7 +380,7 @@ export class OracleCpu extends Cpu {
     return this.lags.size === 0 ? super.rdpmc(ecx, cpl) : this.shown(() => super.rdpmc(ecx, cpl));
   }
 
-  override countersAtMinusOne(): number[] {
+  override countersAtMinusOne(): readonly number[] {
     return this.lags.size === 0 ? super.countersAtMinusOne() : this.shown(() => super.countersAtMinusOne());
   }
 
@@ -401,7 +401,7 @@ export class OracleCpu extends Cpu {
       else unsure = true;
     }
     const changed = this.reprogramAfterRetire;
-    this.reprogramAfterRetire = [];
+    this.reprogramAfterRetire = NO_COUNTERS;
     const lags = this.lags.size === 0 ? NO_LAGS : [...this.lags];
     const floored = this.floored.size === 0 ? NO_COUNTERS : [...this.floored];
     for (const [i] of lags) this.fold(i);
@@ -463,7 +463,7 @@ export class OracleCpu extends Cpu {
   override step(u: WorkUnit): PmiDelivery | null {
     if (this.periodFloorAdopted === null) return this.filteredStep(u);
     this.enter();
-    this.reprogramAfterRetire = [];
+    this.reprogramAfterRetire = NO_COUNTERS;
     // Indexed, no pair per counter: this runs for every unit of every program.
     const indices = this.counterIndices();
     const before = indices.map((i) => this.raw(i));

@@ -199,8 +199,31 @@ export function oracleProfile(host: Profile, g: GuestConfig): Profile {
   if (byHost === undefined) oracleProfiles.set(g, (byHost = new Map<Profile, Profile>()));
   const cached = byHost.get(host);
   if (cached !== undefined) return cached;
-  const p = makeOracleProfile(host, g);
+  const p = oracleProfileByContent(host, g);
   byHost.set(host, p);
+  return p;
+}
+
+/**
+ * Per host, the oracle profiles of configs with the same content: each program draws a fresh config object, and a
+ * shared (frozen) profile keeps its MSR file and per-profile caches. Bounded, since a soak draws without end.
+ */
+const byContent = new WeakMap<Profile, Map<string, Profile>>();
+const MAX_CONTENTS = 4096;
+function oracleProfileByContent(host: Profile, g: GuestConfig): Profile {
+  let m = byContent.get(host);
+  if (m === undefined) byContent.set(host, (m = new Map<string, Profile>()));
+  const c = g.cpuid;
+  const r = (x: { eax: number; ebx: number; ecx: number; edx: number } | undefined) =>
+    x === undefined ? '-' : `${x.eax},${x.ebx},${x.ecx},${x.edx}`;
+  // Every field makeOracleProfile reads.
+  const key = `${c.family}:${c.model}:${r(c.leaf0a)}:${c.pdcm}:${g.perfCapabilities}:${c.tsx}:${c.archLbr}:${r(c.leaf1c)}`;
+  let p = m.get(key);
+  if (p === undefined) {
+    p = makeOracleProfile(host, g);
+    if (m.size >= MAX_CONTENTS) m.clear();
+    m.set(key, p);
+  }
   return p;
 }
 
@@ -265,6 +288,8 @@ function attempt(f: () => Access): Access | KernelOops {
 
 /** What an oops shows bare metal's adoption hooks: no fault of the design to adopt (W6). */
 const NO_FAULT: Access = { ok: true, value: 0n };
+/** No PMI around an instruction: one array for all (nothing adds to it). */
+const NO_PMI: readonly GuestPmi[] = Object.freeze([]);
 
 /** What W6 adopted for one access, for the observation to say. */
 type Adopted = Observation['adopted'];
@@ -482,7 +507,7 @@ export class World implements WorldFacts {
     cpl: number,
     effect: () => Access,
     intercepted = true,
-  ): { r: Access; pmis: GuestPmi[] } {
+  ): { r: Access; pmis: readonly GuestPmi[] } {
     return this.retire(o, cpl, effect(), undefined, intercepted);
   }
 
@@ -493,8 +518,8 @@ export class World implements WorldFacts {
     r: Access,
     adopted?: Adopted,
     intercepted: boolean | number = true,
-  ): { r: Access; pmis: GuestPmi[]; adopted?: Adopted } {
-    const pmis: GuestPmi[] = [];
+  ): { r: Access; pmis: readonly GuestPmi[]; adopted?: Adopted } {
+    let pmis: readonly GuestPmi[] = NO_PMI;
     if (r.ok) {
       // An instruction KVM intercepts retires in KVM's software count, the others on the counters (XSAVES, XRSTORS);
       // an MSR access (its address given) may be passed through.
@@ -504,7 +529,7 @@ export class World implements WorldFacts {
           ? o.step(u)
           : o.retireIntercepted(u, typeof intercepted === 'number' ? intercepted : null);
       if (o.counted) relied('W1');
-      if (d !== null) pmis.push({ afterUnit: 0, vector: vectorOf(d) });
+      if (d !== null) pmis = [{ afterUnit: 0, vector: vectorOf(d) }];
     }
     return adopted === undefined ? { r, pmis } : { r, pmis, adopted };
   }
@@ -579,7 +604,7 @@ export class World implements WorldFacts {
     msr: number,
     value: bigint,
     sut: Access,
-  ): { r: Access; pmis: GuestPmi[]; adopted?: Adopted } {
+  ): { r: Access; pmis: readonly GuestPmi[]; adopted?: Adopted } {
     const o = this.oracles[v]!;
     const adopt = this.config.adopt;
     const w = kind === 'wrmsr' ? value : null;

@@ -81,6 +81,8 @@ const ABSENT_GP = new Map<string, Map<number, Access>>();
 
 /** Global MSRs, absent below version 2 (decision D1). */
 const GLOBAL_MSRS = new Set([MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_OVF_CTRL]);
+const NONE_AT_MINUS_ONE: readonly number[] = Object.freeze([]);
+
 /** PEBS and the debug store (decision D31), the last-exception records (decision D27): absent everywhere. */
 const LER_MSRS = new Set([MSR_IA32_LASTINTFROMIP, MSR_IA32_LASTINTTOIP, MSR_LER_INFO]);
 
@@ -173,15 +175,16 @@ export class Cpu {
   }
 
   /** The counters (GP i, fixed j as 32 + j) that hold all ones, one event short of overflowing, as RDPMC reads them. */
-  countersAtMinusOne(): number[] {
+  countersAtMinusOne(): readonly number[] {
     this.flush();
     const s = this.s;
     const p = this.profile;
-    const out: number[] = [];
-    if (p.version === 0) return out;
-    for (let i = 0; i < p.nGP; i++) if (s.pmc[i] === p.gpMask) out.push(i);
-    if (p.version > 1) for (const j of this.fixedIdx) if (s.fixed[j] === p.fixedMask) out.push(32 + j);
-    return out;
+    // Made only when a counter is there: the oracle asks after every instruction, and mostly none is.
+    let out: number[] | null = null;
+    if (p.version === 0) return NONE_AT_MINUS_ONE;
+    for (let i = 0; i < p.nGP; i++) if (s.pmc[i] === p.gpMask) (out ??= []).push(i);
+    if (p.version > 1) for (const j of this.fixedIdx) if (s.fixed[j] === p.fixedMask) (out ??= []).push(32 + j);
+    return out ?? NONE_AT_MINUS_ONE;
   }
 
   /** Does this part have MSR `address` at all? */
