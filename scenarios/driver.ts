@@ -14,7 +14,7 @@
  * (an observation of kind 'driver') and the routine ends on both sides.
  */
 
-import { lowMask } from '../model/hw/bits.js';
+import { lowMask, setBits } from '../model/hw/bits.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { Profile } from '../model/hw/profile.js';
 import { MSR_IA32_PERF_CAPABILITIES, PERF_CAP_FW_WRITES, PERF_CAP_LBR_FMT } from '../model/hw/msr/capabilities.js';
@@ -510,8 +510,7 @@ function* handleIrq(s: Shadow): Routine {
     }
     // handle_pmi_common: CondChgd, ASCI and LBR_FRZ dropped, then what is left of intel_ctrl.
     const counters = status & s.intelCtrl;
-    for (let i = 0; i < 64; i++) {
-      if (((counters >> BigInt(i)) & 1n) === 0n) continue;
+    for (const i of setBits(counters)) {
       handled++;
       const e = s.events.get(i);
       if (e === undefined) continue;

@@ -9,6 +9,7 @@ import type { PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
 import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
 import { ProfileError } from '../model/hw/errors.js';
 import { relied } from '../model/hw/relied.js';
+import { bit, setBits } from '../model/hw/bits.js';
 import { defineProfile, type Profile } from '../model/hw/profile.js';
 import { RETIRED_AT_CPL, type WorkUnit } from '../model/hw/work.js';
 import { HostKernel } from '../model/host/perf.js';
@@ -399,10 +400,8 @@ export class World implements WorldFacts {
   /** Of the counters in status bits `bits`, those armed at -1 (since a write) or at -1 at a boundary of this run. */
   private armedOrAt(v: number, bits: bigint, atMinusOne: ReadonlySet<number>): bigint {
     let out = 0n;
-    for (let i = 0; i < 64; i++) {
-      const b = 1n << BigInt(i);
-      if ((bits & b) !== 0n && (atMinusOne.has(i) || this.counterWrites[v]?.get(i)?.armedAtMinusOne === true)) out |= b;
-    }
+    for (const i of setBits(bits))
+      if (atMinusOne.has(i) || this.counterWrites[v]?.get(i)?.armedAtMinusOne === true) out |= bit(i);
     return out;
   }
 

@@ -5,7 +5,7 @@
  * choices first, fixed counters before GP ones).
  */
 
-import { isSet } from '../hw/bits.js';
+import { isSet, setBits } from '../hw/bits.js';
 import { fixedExists, type Profile } from '../hw/profile.js';
 import { X86_RAW_EVENT_MASK, HSW_IN_TX, HSW_IN_TX_CHECKPOINTED } from '../hw/msr/counters.js';
 
@@ -116,9 +116,19 @@ export interface Schedulable {
 
 /** __perf_sched_find_counter: the first free fixed counter, else the lowest free GP counter. */
 function findCounter(c: Constraint, used: Set<number>): number {
-  for (let i = FIXED_BASE; i < 64; i++) if (isSet(c.mask, i) && !used.has(i)) return i;
-  for (let i = 0; i < FIXED_BASE; i++) if (isSet(c.mask, i) && !used.has(i)) return i;
+  for (const i of tryOrder(c.mask)) if (!used.has(i)) return i;
   return -1;
+}
+
+/** The counters a mask allows in findCounter's order (fixed, then GP, each lowest first), per mask made once. */
+const ORDERS = new Map<bigint, readonly number[]>();
+function tryOrder(mask: bigint): readonly number[] {
+  let o = ORDERS.get(mask);
+  if (o === undefined) {
+    const b = setBits(mask & ((1n << 64n) - 1n));
+    ORDERS.set(mask, (o = [...b.filter((i) => i >= FIXED_BASE), ...b.filter((i) => i < FIXED_BASE)]));
+  }
+  return o;
 }
 
 /**

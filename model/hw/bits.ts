@@ -48,6 +48,12 @@ export function hex(v: bigint | number): string {
 /** The indices of the set bits of `v`, lowest first. */
 export function setBits(v: bigint): number[] {
   const out: number[] = [];
+  if (v >= 0n && v <= U64_MASK) {
+    // A u64 as two 32-bit numbers: a BigInt shift per bit allocates, and status words are walked in every PMI.
+    for (let i = 0, lo = Number(v & 0xffff_ffffn); lo !== 0; i++, lo >>>= 1) if ((lo & 1) !== 0) out.push(i);
+    for (let i = 32, hi = Number(v >> 32n); hi !== 0; i++, hi >>>= 1) if ((hi & 1) !== 0) out.push(i);
+    return out;
+  }
   let x = v;
   let i = 0;
   while (x !== 0n) {
