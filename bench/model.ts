@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: throughput on one core. The reference model's work units/s and MSR accesses/s
+ * `npm run bench`: throughput on one core, of the code as npm start runs it (dist/bench.js, built with the CLI). The reference model's work units/s and MSR accesses/s
  * against the targets (issue #2: 2 M units/s, 1 M MSR accesses/s); the full world on pre-generated
  * programs (run only); and each property end to end as fc.check runs it, split into generation and
  * execution, against fast-check's trivial-model ceiling (bench/end_to_end.ts). `--json` for machines.
@@ -290,7 +290,7 @@ if (opts.json) {
       `${r.what.padEnd(15)} ${r.profile.padEnd(15)} ${fmt(r.perSecond).padStart(10)}${r.target > 0 ? `  target ${fmt(r.target)}  ${r.perSecond >= r.target ? 'met' : 'MISSED'}` : ''}`,
     );
   console.log(
-    `\nend to end (fc.check: generation + execution), emulated on skylake, one core; generation = time outside the predicate`,
+    `\nend to end (fc.check: generation + execution), emulated on skylake, one core, each property in a process of its own after ${opts.warmup} s of warm-up; generation = time outside the predicate`,
   );
   console.log(
     `${'property'.padEnd(30)} ${'programs'.padStart(10)} ${'commands'.padStart(10)} ${'generation'.padStart(10)} ${'of trivial'.padStart(10)}`,

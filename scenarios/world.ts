@@ -289,6 +289,15 @@ function attempt(f: () => Access): Access | KernelOops {
 
 /** What an oops shows bare metal's adoption hooks: no fault of the design to adopt (W6). */
 const NO_FAULT: Access = { ok: true, value: 0n };
+/** Counter `i` armed at -1 in a vCPU's write record (made with bare metal's value on first sight). */
+function armedAt(m: Map<number, { written: bigint; armedAtMinusOne: boolean }>, o: OracleCpu, i: number): void {
+  const w = m.get(i);
+  if (w === undefined) m.set(i, { written: o.counterValue(i)!, armedAtMinusOne: true });
+  else w.armedAtMinusOne = true;
+}
+
+/** No counter: one array for all (nothing adds to it). */
+const NO_COUNTER: readonly number[] = Object.freeze([]);
 /** No PMI around an instruction: one array for all (nothing adds to it). */
 const NO_PMI: readonly GuestPmi[] = Object.freeze([]);
 
@@ -358,15 +367,10 @@ export class World implements WorldFacts {
     const m = (this.counterWrites[v] ??= new Map());
     // Where bare metal takes on perf's period floor, it knows where perf armed at -1 but for what it cannot tell.
     // Counters it leaves out (FIXED_CTR3) stay the matcher's, as without the adoption.
-    const arm = (i: number) => {
-      const w = m.get(i);
-      if (w === undefined) m.set(i, { written: o.counterValue(i)!, armedAtMinusOne: true });
-      else w.armedAtMinusOne = true;
-    };
-    if (o.periodFloorAdopted === null) for (const i of atMinusOne) arm(i);
+    if (o.periodFloorAdopted === null) for (const i of atMinusOne) armedAt(m, o, i);
     else {
-      for (const i of o.takeUnsureArms()) arm(i);
-      for (const i of atMinusOne) if (!o.periodFloorCovers(i)) arm(i);
+      for (const i of o.takeUnsureArms()) armedAt(m, o, i);
+      for (const i of atMinusOne) if (!o.periodFloorCovers(i)) armedAt(m, o, i);
     }
   }
 
@@ -406,14 +410,13 @@ export class World implements WorldFacts {
   }
 
   /** Counters perf armed at -1 that bare metal now holds at 0: one event past, overflowed only on bare metal. */
-  private oneEventPast(v: number): number[] {
+  private oneEventPast(v: number): readonly number[] {
     const m = this.counterWrites[v];
-    if (m === undefined) return [];
     const o = this.oracles[v];
-    const out: number[] = [];
-    if (o === undefined) return out;
-    for (const [i, w] of m) if (w.armedAtMinusOne && o.counterValue(i) === 0n) out.push(i);
-    return out;
+    if (m === undefined || o === undefined) return NO_COUNTER;
+    let out: number[] | null = null;
+    for (const [i, w] of m) if (w.armedAtMinusOne && o.counterValue(i) === 0n) (out ??= []).push(i);
+    return out ?? NO_COUNTER;
   }
 
   /** A write bare metal took (a guest's, or the VMM's KVM_SET_MSRS): what perf arms its counters with afterwards. */
