@@ -79,7 +79,10 @@ const nameOf = (c: (typeof e2eChecks)[number]) => `${c.id}${c.gen !== undefined 
 const TRIVIAL = 'fast-check trivial model';
 if (opts.one !== undefined) {
   const c = e2eChecks.find((x) => nameOf(x) === opts.one);
-  if (c === undefined && opts.one !== TRIVIAL) throw new InvalidArgumentError(`no property ${opts.one}`);
+  if (c === undefined && opts.one !== TRIVIAL) {
+    console.error(`bench: no end-to-end property ${opts.one} (known: ${e2eChecks.map(nameOf).join(', ')})`);
+    process.exit(2);
+  }
   const r =
     c === undefined
       ? endToEnd(TRIVIAL, trivialModel, opts.seconds, SAMPLES, opts.warmup, 100)

@@ -7,6 +7,6 @@ await ensureBuilt();
 // `node scripts/run.mjs bench ...` is `npm run bench`: the bench's own entry, built like the command line.
 if (process.argv[2] === 'bench') {
   // As if run as `node dist/bench.js ...`: the bench starts itself again by argv[1] for each end-to-end figure.
-  process.argv.splice(1, 2, fileURLToPath(new URL('../dist/bench.js', import.meta.url)));
+  process.argv.splice(1, 2, fileURLToPath(import.meta.resolve('../dist/bench.js')));
   await import('../dist/bench.js');
 } else await import('../dist/cli.js');
