@@ -21,13 +21,19 @@ export interface Drawn<T> {
  * arbitraries (its focus MSRs) are drawn from thousands of times for each one built.
  */
 function drawn<T>(make: () => fc.Arbitrary<T>, draw: (mrng: fc.Random) => T): Drawn<T> {
-  let arb: fc.Arbitrary<T> | undefined;
-  return {
-    get arb() {
-      return (arb ??= make());
-    },
-    draw,
-  };
+  return new LazyDrawn(make, draw);
+}
+
+/** A class, not a literal with a getter: a literal's accessor pair was made anew for each of a program's draws. */
+class LazyDrawn<T> implements Drawn<T> {
+  private built: fc.Arbitrary<T> | undefined;
+  constructor(
+    private readonly make: () => fc.Arbitrary<T>,
+    readonly draw: (mrng: fc.Random) => T,
+  ) {}
+  get arb(): fc.Arbitrary<T> {
+    return (this.built ??= this.make());
+  }
 }
 
 /** fc.integer({ min, max }): one draw. */
