@@ -824,8 +824,10 @@ export class HostKernel {
         if (e.state !== 'INACTIVE') continue; // OFF and ERROR stay out
         // merge_sched_in → group_sched_in: the leader and its enabled siblings, all or none
         if (this.group_can_go_on(pc, e, canAddHw) && this.x86_pmu_add(pc, e)) {
-          for (const m of [e, ...e.siblings]) {
-            if (m !== e && m.state !== 'INACTIVE') continue;
+          e.state = 'ACTIVE';
+          e.oncpu = pc.id;
+          for (const m of e.siblings) {
+            if (m.state !== 'INACTIVE') continue;
             m.state = 'ACTIVE';
             m.oncpu = pc.id;
           }
@@ -889,8 +891,10 @@ export class HostKernel {
       relied('H4');
       return false;
     }
-    const set = [...pc.x86, e, ...e.siblings.filter((s) => s.state === 'INACTIVE')];
-    const assign = x86_schedule_events(set.map((x) => ({ constraint: x.constraint, lastIdx: x.lastIdx })));
+    const set = [...pc.x86, e];
+    for (const s of e.siblings) if (s.state === 'INACTIVE') set.push(s);
+    // An event is its own Schedulable (its constraint and last index): no copy of each for every reschedule.
+    const assign = x86_schedule_events(set);
     if (assign === null) return false;
     for (let i = 0; i < set.length; i++) set[i]!.assigned = assign[i]!;
     pc.x86 = set;

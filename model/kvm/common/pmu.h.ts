@@ -43,12 +43,45 @@ export function pmc_bitmask(vcpu: VcpuBase, pmc: PmcBase): bigint {
 }
 
 /** The valid PMCs, in kvm_for_each_pmc order (GP then fixed). */
-export function validPmcs<P extends PmcBase>(pmu: PmuBase<P>): P[] {
-  return [
+export function validPmcs<P extends PmcBase>(pmu: PmuBase<P>): readonly P[] {
+  // Kept per PMU while its counter arrays, their lengths and the counts stand: KVM walks it on every request.
+  const c = validCache.get(pmu) as ValidPmcs<P> | undefined;
+  if (
+    c !== undefined &&
+    c.gp === pmu.gp_counters &&
+    c.fixed === pmu.fixed_counters &&
+    c.gpLen === pmu.gp_counters.length &&
+    c.fixedLen === pmu.fixed_counters.length &&
+    c.nGp === pmu.nr_arch_gp_counters &&
+    c.nFixed === pmu.nr_arch_fixed_counters
+  )
+    return c.list;
+  const list = [
     ...pmu.gp_counters.slice(0, pmu.nr_arch_gp_counters),
     ...pmu.fixed_counters.slice(0, pmu.nr_arch_fixed_counters),
   ];
+  validCache.set(pmu, {
+    gp: pmu.gp_counters,
+    fixed: pmu.fixed_counters,
+    gpLen: pmu.gp_counters.length,
+    fixedLen: pmu.fixed_counters.length,
+    nGp: pmu.nr_arch_gp_counters,
+    nFixed: pmu.nr_arch_fixed_counters,
+    list,
+  });
+  return list;
 }
+
+interface ValidPmcs<P> {
+  readonly gp: readonly P[];
+  readonly fixed: readonly P[];
+  readonly gpLen: number;
+  readonly fixedLen: number;
+  readonly nGp: number;
+  readonly nFixed: number;
+  readonly list: readonly P[];
+}
+const validCache = new WeakMap<object, ValidPmcs<unknown>>();
 
 /** kvm_pmu_has_perf_global_ctrl. */
 export function kvm_pmu_has_perf_global_ctrl(pmu: PmuBase): boolean {
