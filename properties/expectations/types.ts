@@ -73,8 +73,18 @@ export function declaredFor(
   return ks.find((k) => (o.kind !== 'vmm' || k.vmm === true) && k.matches(o, ctx));
 }
 
-/** The World's adoption hooks for a design's declared divergences on a host, if any adopts. */
+/** The World's adoption hooks for a design's declared divergences on a host, if any adopts (made once per pair). */
 export function adoptionOf(ks: readonly KnownDivergence[], host: Profile): Adoption | undefined {
+  let byHost = adoptions.get(ks);
+  if (byHost === undefined) adoptions.set(ks, (byHost = new Map<Profile, Adoption | undefined>()));
+  if (!byHost.has(host)) byHost.set(host, makeAdoption(ks, host));
+  return byHost.get(host);
+}
+
+/** Hooks of a pure function of the list and the host, built for every program's world before. */
+const adoptions = new WeakMap<readonly KnownDivergence[], Map<Profile, Adoption | undefined>>();
+
+function makeAdoption(ks: readonly KnownDivergence[], host: Profile): Adoption | undefined {
   const results = ks.filter((k) => k.adopt !== undefined);
   const faults = ks.filter((k) => k.adoptFault !== undefined);
   const values = ks.filter((k) => k.adoptValue !== undefined);
