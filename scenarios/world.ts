@@ -210,7 +210,7 @@ export function oracleProfile(host: Profile, g: GuestConfig): Profile {
  * shared (frozen) profile keeps its MSR file and per-profile caches. Bounded, since a soak draws without end.
  */
 const byContent = new WeakMap<Profile, Map<string, Profile>>();
-const MAX_CONTENTS = 4096;
+const MAX_CONTENTS = 512;
 function oracleProfileByContent(host: Profile, g: GuestConfig): Profile {
   let m = byContent.get(host);
   if (m === undefined) byContent.set(host, (m = new Map<string, Profile>()));
