@@ -7,7 +7,7 @@
  * bitmap alone decides for fixed counters.
  */
 
-import { Cpu, type PmiDelivery } from '../model/hw/cpu.js';
+import { Cpu, NO_COUNTERS, type PmiDelivery } from '../model/hw/cpu.js';
 import type { WorkUnit } from '../model/hw/work.js';
 import type { KvmPmuEventFilter } from '../model/kvm/types.js';
 import {
@@ -40,7 +40,6 @@ export const isCounterControl = (msr: number) =>
   msr === MSR_CORE_PERF_GLOBAL_CTRL;
 
 const NO_LAGS: readonly (readonly [number, bigint])[] = [];
-const NO_COUNTERS: readonly number[] = [];
 
 const ALLOW = 0;
 const MASKED = 1;

@@ -5,7 +5,7 @@
  */
 
 import type { Access } from '../model/hw/access.js';
-import type { PmiDelivery, XsaveResult } from '../model/hw/cpu.js';
+import { NO_COUNTERS, type PmiDelivery, type XsaveResult } from '../model/hw/cpu.js';
 import type { ArchLbrXsave } from '../model/hw/msr/lbr_arch.js';
 import { ProfileError } from '../model/hw/errors.js';
 import { relied } from '../model/hw/relied.js';
@@ -296,8 +296,6 @@ function armedAt(m: Map<number, { written: bigint; armedAtMinusOne: boolean }>, 
   else w.armedAtMinusOne = true;
 }
 
-/** No counter: one array for all (nothing adds to it). */
-const NO_COUNTER: readonly number[] = Object.freeze([]);
 /** No PMI around an instruction: one array for all (nothing adds to it). */
 const NO_PMI: readonly GuestPmi[] = Object.freeze([]);
 
@@ -413,10 +411,10 @@ export class World implements WorldFacts {
   private oneEventPast(v: number): readonly number[] {
     const m = this.counterWrites[v];
     const o = this.oracles[v];
-    if (m === undefined || o === undefined) return NO_COUNTER;
+    if (m === undefined || o === undefined) return NO_COUNTERS;
     let out: number[] | null = null;
     for (const [i, w] of m) if (w.armedAtMinusOne && o.counterValue(i) === 0n) (out ??= []).push(i);
-    return out ?? NO_COUNTER;
+    return out ?? NO_COUNTERS;
   }
 
   /** A write bare metal took (a guest's, or the VMM's KVM_SET_MSRS): what perf arms its counters with afterwards. */

@@ -5,7 +5,7 @@
  * choices first, fixed counters before GP ones).
  */
 
-import { isSet, setBits } from '../hw/bits.js';
+import { isSet, setBits, U64_MASK } from '../hw/bits.js';
 import { fixedExists, type Profile } from '../hw/profile.js';
 import { X86_RAW_EVENT_MASK, HSW_IN_TX, HSW_IN_TX_CHECKPOINTED } from '../hw/msr/counters.js';
 
@@ -125,7 +125,7 @@ const ORDERS = new Map<bigint, readonly number[]>();
 function tryOrder(mask: bigint): readonly number[] {
   let o = ORDERS.get(mask);
   if (o === undefined) {
-    const b = setBits(mask & ((1n << 64n) - 1n));
+    const b = setBits(mask & U64_MASK);
     ORDERS.set(mask, (o = [...b.filter((i) => i >= FIXED_BASE), ...b.filter((i) => i < FIXED_BASE)]));
   }
   return o;

@@ -81,7 +81,8 @@ const ABSENT_GP = new Map<string, Map<number, Access>>();
 
 /** Global MSRs, absent below version 2 (decision D1). */
 const GLOBAL_MSRS = new Set([MSR_CORE_PERF_GLOBAL_STATUS, MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_OVF_CTRL]);
-const NONE_AT_MINUS_ONE: readonly number[] = Object.freeze([]);
+/** No counter: one list for every answer that has none (nothing adds to it). */
+export const NO_COUNTERS: readonly number[] = Object.freeze([]);
 
 /** PEBS and the debug store (decision D31), the last-exception records (decision D27): absent everywhere. */
 const LER_MSRS = new Set([MSR_IA32_LASTINTFROMIP, MSR_IA32_LASTINTTOIP, MSR_LER_INFO]);
@@ -181,10 +182,10 @@ export class Cpu {
     const p = this.profile;
     // Made only when a counter is there: the oracle asks after every instruction, and mostly none is.
     let out: number[] | null = null;
-    if (p.version === 0) return NONE_AT_MINUS_ONE;
+    if (p.version === 0) return NO_COUNTERS;
     for (let i = 0; i < p.nGP; i++) if (s.pmc[i] === p.gpMask) (out ??= []).push(i);
     if (p.version > 1) for (const j of this.fixedIdx) if (s.fixed[j] === p.fixedMask) (out ??= []).push(32 + j);
-    return out ?? NONE_AT_MINUS_ONE;
+    return out ?? NO_COUNTERS;
   }
 
   /** Does this part have MSR `address` at all? */

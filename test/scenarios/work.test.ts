@@ -19,6 +19,8 @@ describe('work units (unitArb)', () => {
         // A plain copy: the unit itself is a MadeValidUnit, which the simulator takes on this test's word.
         expect(u).toBeInstanceOf(MadeValidUnit);
         expect(() => validateUnit({ ...u })).not.toThrow();
+        // The direct draw and the draws shrinking takes the unit apart into agree (work.ts builds units in both).
+        expect(unitArb.canShrinkWithoutContext(u)).toBe(true);
         expect(Object.keys(u)).toEqual([
           'cpl',
           'instructions',
