@@ -306,13 +306,14 @@ export function quietHostCommands(focus: readonly number[] = [], shape?: GuestSh
  * reads the state. Mostly emulated instructions and counter or control writes, which KVM counts in software.
  */
 export function savedAtExitCommands(focus: readonly number[], shape?: GuestShape): fc.Arbitrary<WorldCommand> {
-  const at = (arb: fc.Arbitrary<GuestInstruction>) =>
-    fc.tuple(arb, fc.nat(3)).map(([c, cpu]): WorldCommand => savedAtExit(c, cpu));
-  return fc.oneof(
-    { arbitrary: at(emulateArb.arb), weight: 3 },
-    { arbitrary: at(wrmsrArb(focus, shape).arb), weight: 3 },
-    { arbitrary: at(rdmsrArb(focus).arb), weight: 1 },
-    { arbitrary: at(rdpmcArb.arb), weight: 1 },
+  const at = (d: D.Drawn<GuestInstruction>) => D.map2(d, D.nat(3), (c, cpu): WorldCommand => savedAtExit(c, cpu));
+  return D.fast(
+    D.oneof<WorldCommand>(
+      { drawn: at(emulateArb), weight: 3 },
+      { drawn: at(wrmsrArb(focus, shape)), weight: 3 },
+      { drawn: at(rdmsrArb(focus)), weight: 1 },
+      { drawn: at(rdpmcArb), weight: 1 },
+    ),
   );
 }
 

@@ -45,6 +45,20 @@ export const integer = (min: number, max: number): Drawn<number> =>
 
 export const nat = (max: number): Drawn<number> => integer(0, max);
 
+/** fc.boolean(): an integer in [0, 1] (its no-bias wrapper only matters under bias, where the arbitrary draws). */
+export const boolean = (): Drawn<boolean> =>
+  drawn(
+    () => fc.boolean(),
+    (r) => r.nextInt(0, 1) === 1,
+  );
+
+/** fc.bigInt(min, max): one draw. */
+export const bigInt = (min: bigint, max: bigint): Drawn<bigint> =>
+  drawn(
+    () => fc.bigInt(min, max),
+    (r) => r.nextBigInt(min, max),
+  );
+
 /** fc.constantFrom: one draw, none for a single value. */
 export function constantFrom<const T>(...values: readonly T[]): Drawn<T> {
   const n = values.length - 1;
@@ -123,6 +137,13 @@ export const map = <A, T>(a: Drawn<A>, f: (a: A) => T): Drawn<T> =>
     (r) => f(a.draw(r)),
   );
 
+/** a.chain(f): a's value, then what f makes of it. */
+export const chain = <A, T>(a: Drawn<A>, f: (a: A) => Drawn<T>): Drawn<T> =>
+  drawn(
+    () => a.arb.chain((x) => f(x).arb),
+    (r) => f(a.draw(r)).draw(r),
+  );
+
 /** fc.tuple(a, b).chain(f): the pair, then what f makes of it. */
 export function chain2<A, B, T>(a: Drawn<A>, b: Drawn<B>, f: (a: A, b: B) => Drawn<T>): Drawn<T> {
   return drawn(
@@ -135,21 +156,22 @@ export function chain2<A, B, T>(a: Drawn<A>, b: Drawn<B>, f: (a: A, b: B) => Dra
 }
 
 /** fc.record(model) of drawn fields (draws each field in key order, then the null-prototype coin) mapped by f. */
-export function record<K extends string, V, T>(
-  model: Readonly<Record<K, Drawn<V>>>,
-  f: (r: Record<K, V>) => T,
+export function record<M extends Readonly<Record<string, Drawn<unknown>>>, T>(
+  model: M,
+  f: (r: { -readonly [K in keyof M]: M[K] extends Drawn<infer U> ? U : never }) => T,
 ): Drawn<T> {
-  const keys = Object.keys(model) as K[];
+  type R = Parameters<typeof f>[0];
+  const keys = Object.keys(model) as (keyof M & string)[];
   return drawn(
     () => {
-      const arbs = Object.fromEntries(keys.map((k) => [k, model[k].arb])) as Record<K, fc.Arbitrary<V>>;
-      return fc.record(arbs).map((x) => f(x as Record<K, V>));
+      const arbs = Object.fromEntries(keys.map((k) => [k, model[k]!.arb])) as Record<string, fc.Arbitrary<unknown>>;
+      return fc.record(arbs).map((x) => f(x as R));
     },
     (r) => {
-      const o = {} as Record<K, V>;
-      for (const k of keys) o[k] = model[k].draw(r);
+      const o: Record<string, unknown> = {};
+      for (const k of keys) o[k] = model[k]!.draw(r);
       r.nextInt(0, 1); // the record's null-prototype coin, which f does not see
-      return f(o);
+      return f(o as R);
     },
   );
 }

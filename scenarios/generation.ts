@@ -32,7 +32,7 @@ import {
   MSR_IA32_PERFCTR0,
 } from '../model/hw/msr/counters.js';
 import { LBR_FMT_ARCH, leaf0aEax, leaf0aEdx, type Profile } from '../model/hw/profile.js';
-import { attr } from '../model/host/types.js';
+import { attr, type PerfEventAttr } from '../model/host/types.js';
 import { focusArb, type GuestShape, quietHostCommands, savedAtExitCommands, shapeOf } from './arbitraries.js';
 import { beyondSupportedGuestArb, fields, supportedGuestArb } from './supported.js';
 import type { SupportedPmu } from '../model/kvm/types.js';
@@ -62,7 +62,9 @@ import {
   type WorldCommand,
 } from './commands.js';
 import { encode } from './values.js';
-import { branchArb, unitArb } from './work.js';
+import { branchArb, unitDrawn } from './work.js';
+import type { WorkUnit } from '../model/hw/work.js';
+import * as D from './draw.js';
 import type { GuestConfig } from './world.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../model/hw/msr/debugctl.js';
 import {
@@ -107,17 +109,17 @@ export const DEFAULT_GENERATION_PROFILES: readonly GenerationProfile[] = GENERAT
 );
 
 /** A host user's event: counting or sampling, pinned or not, user/kernel/guest exclusions, maybe a branch stack. */
-export const hostAttrArb = fc
-  .record({
-    config: fc.constantFrom(0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x4f2en, 0x412en, 0x0300n),
-    sampling: fc.boolean(),
-    period: fc.integer({ min: 16, max: 400 }),
-    pinned: fc.boolean(),
-    excludeGuest: fc.boolean(),
-    excludeKernel: fc.boolean(),
-    branches: fc.boolean(),
-  })
-  .map((r) =>
+const hostAttrDrawn: D.Drawn<PerfEventAttr> = D.record(
+  {
+    config: D.constantFrom(0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x4f2en, 0x412en, 0x0300n),
+    sampling: D.boolean(),
+    period: D.integer(16, 400),
+    pinned: D.boolean(),
+    excludeGuest: D.boolean(),
+    excludeKernel: D.boolean(),
+    branches: D.boolean(),
+  },
+  (r) =>
     attr({
       config: r.config,
       sample_period: r.sampling ? BigInt(r.period) : 0n,
@@ -126,8 +128,7 @@ export const hostAttrArb = fc
       exclude_kernel: r.excludeKernel,
       ...(r.sampling && r.branches ? { branchSample: { user: true, kernel: !r.excludeKernel, callStack: false } } : {}),
     }),
-  );
-
+);
 /** Built on first use and kept: the command lists below depend on a small key, never on the program. */
 function memo<K, T>(build: (k: K) => T): (k: K) => T {
   const built = new Map<K, T>();
@@ -138,49 +139,56 @@ function memo<K, T>(build: (k: K) => T): (k: K) => T {
   };
 }
 
-/** Host activity: users' perf events and work, preemption of the vCPU thread, NMIs. */
+/** Host activity: users' perf events and work, preemption of the vCPU thread, NMIs (each drawn directly: draw.ts). */
 const CONTENDED: fc.Arbitrary<WorldCommand>[] = [
-  fc.tuple(fc.nat(1), hostAttrArb).map(([cpu, a]) => new HostOpen(cpu, a)),
-  fc.tuple(fc.nat(3), hostAttrArb).map(([v, a]) => new HostOpenThread(v, a)),
-  fc
-    .tuple(fc.nat(3), fc.constantFrom('enable' as const, 'disable' as const, 'read' as const, 'close' as const))
-    .map(([k, op]) => new HostEvent(k, op)),
-  fc.tuple(fc.nat(1), fc.array(unitArb, { minLength: 1, maxLength: 4 })).map(([cpu, u]) => new HostWork(cpu, u)),
-  fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 3 })).map(([v, u]) => new Preempt(v, u)),
-  fc.nat(1).map((cpu) => new HostNmi(cpu)),
+  D.fast<WorldCommand>(D.map2(D.nat(1), hostAttrDrawn, (cpu, a) => new HostOpen(cpu, a))),
+  D.fast<WorldCommand>(D.map2(D.nat(3), hostAttrDrawn, (v, a) => new HostOpenThread(v, a))),
+  D.fast<WorldCommand>(
+    D.map2(
+      D.nat(3),
+      D.constantFrom('enable' as const, 'disable' as const, 'read' as const, 'close' as const),
+      (k, op) => new HostEvent(k, op),
+    ),
+  ),
+  D.fast<WorldCommand>(D.map2(D.nat(1), D.array(unitDrawn, 1, 4), (cpu, u) => new HostWork(cpu, u))),
+  D.fast<WorldCommand>(D.map2(D.nat(3), D.array(unitDrawn, 1, 3), (v, u) => new Preempt(v, u))),
+  D.fast<WorldCommand>(D.map(D.nat(1), (cpu) => new HostNmi(cpu))),
 ];
 export const contendedHostCommands = (): fc.Arbitrary<WorldCommand>[] => CONTENDED;
 
 /** Branch-rich guest work: every unit takes branches. */
 const branchyUnits = memo((cpl: number) =>
-  fc.array(
-    fc
-      .array(branchArb(cpl), { minLength: 1, maxLength: 4 })
-      .map((branches) => ({ cpl, instructions: branches.length + 1, cycles: 3, branches })),
-    { minLength: 1, maxLength: 5 },
+  D.array(
+    D.map(D.array(D.of(branchArb(cpl)), 1, 4), (branches) => ({
+      cpl,
+      instructions: branches.length + 1,
+      cycles: 3,
+      branches,
+    })),
+    1,
+    5,
   ),
 );
-const branchyRun = fc
-  .tuple(fc.nat(3), fc.constantFrom(0, 3))
-  .chain(([v, cpl]) => branchyUnits(cpl).map((units) => new GuestRun(v, units)));
+const branchyRun: D.Drawn<WorldCommand> = D.chain2(D.nat(3), D.constantFrom(0, 3), (v, cpl) =>
+  D.map(branchyUnits(cpl), (units) => new GuestRun(v, units)),
+);
+
+/** The commands of a list, each drawn directly (draw.ts). */
+const fastAll = (ds: readonly D.Drawn<WorldCommand>[]): fc.Arbitrary<WorldCommand>[] => ds.map((d) => D.fast(d));
 
 /** LBR traffic: DEBUGCTL with LBR and freeze bits, LBR_SELECT, TOS and the newest records. */
 const lbrCommands = memo((depth: number): fc.Arbitrary<WorldCommand>[] => {
-  const recordOf = memo((i: number) => fc.constantFrom(MSR_LBR_NHM_FROM + i, MSR_LBR_NHM_TO + i, MSR_LBR_INFO_0 + i));
-  const record = fc.integer({ min: 0, max: Math.max(depth - 1, 0) }).chain(recordOf);
-  return [
-    fc
-      .tuple(fc.nat(3), fc.constantFrom(0x1n, 0x801n, 0x1801n, 0x0n))
-      .map(([v, x]) => new GuestWrmsr(v, MSR_IA32_DEBUGCTLMSR, x)),
-    fc
-      .tuple(fc.nat(3), fc.constantFrom(MSR_IA32_DEBUGCTLMSR, MSR_LBR_TOS, MSR_LBR_SELECT))
-      .map(([v, m]) => new GuestRdmsr(v, m)),
-    fc.tuple(fc.nat(3), record).map(([v, m]) => new GuestRdmsr(v, m)),
-    fc.tuple(fc.nat(3), fc.nat(0x3ff)).map(([v, x]) => new GuestWrmsr(v, MSR_LBR_SELECT, BigInt(x))),
+  const recordOf = memo((i: number) => D.constantFrom(MSR_LBR_NHM_FROM + i, MSR_LBR_NHM_TO + i, MSR_LBR_INFO_0 + i));
+  const record = D.chain(D.integer(0, Math.max(depth - 1, 0)), recordOf);
+  return fastAll([
+    D.map2(D.nat(3), D.constantFrom(0x1n, 0x801n, 0x1801n, 0x0n), (v, x) => new GuestWrmsr(v, MSR_IA32_DEBUGCTLMSR, x)),
+    D.map2(D.nat(3), D.constantFrom(MSR_IA32_DEBUGCTLMSR, MSR_LBR_TOS, MSR_LBR_SELECT), (v, m) => new GuestRdmsr(v, m)),
+    D.map2(D.nat(3), record, (v, m) => new GuestRdmsr(v, m)),
+    D.map2(D.nat(3), D.nat(0x3ff), (v, x) => new GuestWrmsr(v, MSR_LBR_SELECT, BigInt(x))),
     branchyRun,
-    fc.nat(3).map((v) => new GuestXsaves(v)),
-    fc.nat(3).map((v) => new GuestXrstors(v)),
-  ];
+    D.map(D.nat(3), (v) => new GuestXsaves(v)),
+    D.map(D.nat(3), (v) => new GuestXrstors(v)),
+  ]);
 });
 
 /**
@@ -189,25 +197,23 @@ const lbrCommands = memo((depth: number): fc.Arbitrary<WorldCommand>[] => {
  */
 const archLbrCommands = memo((depth: number): fc.Arbitrary<WorldCommand>[] => {
   const recordOf = memo((i: number) =>
-    fc.constantFrom(MSR_ARCH_LBR_FROM_0 + i, MSR_ARCH_LBR_TO_0 + i, MSR_ARCH_LBR_INFO_0 + i),
+    D.constantFrom(MSR_ARCH_LBR_FROM_0 + i, MSR_ARCH_LBR_TO_0 + i, MSR_ARCH_LBR_INFO_0 + i),
   );
-  const record = fc
-    .oneof(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: Math.max(depth - 1, 0) }))
-    .chain(recordOf);
-  return [
-    fc
-      .tuple(fc.nat(3), fc.constantFrom(0x7f000fn, 0x7f0005n, 0x38000fn, 0x0n, 0x10n))
-      .map(([v, x]) => new GuestWrmsr(v, MSR_ARCH_LBR_CTL, x)),
-    fc.tuple(fc.nat(3), fc.constantFrom(MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH)).map(([v, m]) => new GuestRdmsr(v, m)),
-    fc
-      .tuple(fc.nat(3), fc.constantFrom(BigInt(depth), 8n, 0n))
-      .map(([v, x]) => new GuestWrmsr(v, MSR_ARCH_LBR_DEPTH, x)),
-    fc.tuple(fc.nat(3), fc.constantFrom(0x0n, 0x800n)).map(([v, x]) => new GuestWrmsr(v, MSR_IA32_DEBUGCTLMSR, x)),
-    fc.tuple(fc.nat(3), record).map(([v, m]) => new GuestRdmsr(v, m)),
+  const record = D.chain(D.oneof(D.integer(0, 2), D.integer(0, Math.max(depth - 1, 0))), recordOf);
+  return fastAll([
+    D.map2(
+      D.nat(3),
+      D.constantFrom(0x7f000fn, 0x7f0005n, 0x38000fn, 0x0n, 0x10n),
+      (v, x) => new GuestWrmsr(v, MSR_ARCH_LBR_CTL, x),
+    ),
+    D.map2(D.nat(3), D.constantFrom(MSR_ARCH_LBR_CTL, MSR_ARCH_LBR_DEPTH), (v, m) => new GuestRdmsr(v, m)),
+    D.map2(D.nat(3), D.constantFrom(BigInt(depth), 8n, 0n), (v, x) => new GuestWrmsr(v, MSR_ARCH_LBR_DEPTH, x)),
+    D.map2(D.nat(3), D.constantFrom(0x0n, 0x800n), (v, x) => new GuestWrmsr(v, MSR_IA32_DEBUGCTLMSR, x)),
+    D.map2(D.nat(3), record, (v, m) => new GuestRdmsr(v, m)),
     branchyRun,
-    fc.nat(3).map((v) => new GuestXsaves(v)),
-    fc.nat(3).map((v) => new GuestXrstors(v)),
-  ];
+    D.map(D.nat(3), (v) => new GuestXsaves(v)),
+    D.map(D.nat(3), (v) => new GuestXrstors(v)),
+  ]);
 });
 
 /** The LBR traffic of a host's flavour: Arch LBR MSRs on an Arch LBR host, else the legacy ones. */
@@ -215,92 +221,102 @@ export const hostLbrCommands = (host: Profile): fc.Arbitrary<WorldCommand>[] =>
   host.archLbr !== undefined ? archLbrCommands(host.archLbr.maxDepth) : lbrCommands(host.legacyLbr?.depth ?? 0);
 
 /** The GP topdown-slots event (CPUID.0AH.EBX bit 7), programmed the way pmu_counters_test does. */
-const topdownEvtsel = fc
-  .record({ usr: fc.constantFrom(0n, 1n), os: fc.constantFrom(0n, 1n), int: fc.constantFrom(0n, 1n) })
-  .map((f) => encode(EVTSEL, { event: 0xa4n, umask: 0x1n, en: 1n, ...f }));
+const topdownEvtsel = D.record(
+  { usr: D.constantFrom(0n, 1n), os: D.constantFrom(0n, 1n), int: D.constantFrom(0n, 1n) },
+  (f) => encode(EVTSEL, { event: 0xa4n, umask: 0x1n, en: 1n, ...f }),
+);
 
 const topdownCommands = memo((nGP: number): fc.Arbitrary<WorldCommand>[] => {
-  const gp = fc.integer({ min: 0, max: Math.max(nGP - 1, 0) });
-  return [
-    fc.tuple(fc.nat(3), gp, topdownEvtsel).map(([v, i, x]) => new GuestWrmsr(v, MSR_P6_EVNTSEL0 + i, x)),
-    fc
-      .tuple(
-        fc.nat(3),
-        fc.constantFrom(
-          MSR_CORE_PERF_FIXED_CTR0,
-          MSR_CORE_PERF_FIXED_CTR0 + 1,
-          MSR_CORE_PERF_FIXED_CTR0 + 2,
-          MSR_CORE_PERF_FIXED_CTR0 + 3,
-          MSR_PERF_METRICS,
-          MSR_CORE_PERF_FIXED_CTR_CTRL,
-          MSR_CORE_PERF_GLOBAL_STATUS,
-          MSR_IA32_PERFCTR0,
-        ),
-      )
-      .map(([v, m]) => new GuestRdmsr(v, m)),
+  const gp = D.integer(0, Math.max(nGP - 1, 0));
+  return fastAll([
+    D.map3(D.nat(3), gp, topdownEvtsel, (v, i, x) => new GuestWrmsr(v, MSR_P6_EVNTSEL0 + i, x)),
+    D.map2(
+      D.nat(3),
+      D.constantFrom(
+        MSR_CORE_PERF_FIXED_CTR0,
+        MSR_CORE_PERF_FIXED_CTR0 + 1,
+        MSR_CORE_PERF_FIXED_CTR0 + 2,
+        MSR_CORE_PERF_FIXED_CTR0 + 3,
+        MSR_PERF_METRICS,
+        MSR_CORE_PERF_FIXED_CTR_CTRL,
+        MSR_CORE_PERF_GLOBAL_STATUS,
+        MSR_IA32_PERFCTR0,
+      ),
+      (v, m) => new GuestRdmsr(v, m),
+    ),
     // FIXED_CTR3 (SLOTS) at both CPLs, at one (OS 0x1, USR 0x2), or with its PMI (0xb).
-    fc
-      .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x3n, 0x33n, 0x333n, 0x3333n, 0xbbbn, 0x1333n, 0x2333n, 0xb333n))
-      .map(([v, x]) => new GuestWrmsr(v, MSR_CORE_PERF_FIXED_CTR_CTRL, x)),
-    fc
-      .tuple(fc.nat(3), fc.constantFrom(0x1n, 0x7_0000_0001n, 0xf_0000_000fn, 0x1_000f_0000_0001n, 0x8_0000_0000n)) // bit 48 with SLOTS: topdown
-      .map(([v, x]) => new GuestWrmsr(v, MSR_CORE_PERF_GLOBAL_CTRL, x)),
-    fc
-      .tuple(fc.nat(3), fc.constantFrom(0x0n, 0x1234_5678n, (1n << 64n) - 1n))
-      .map(([v, x]) => new GuestWrmsr(v, MSR_PERF_METRICS, x)),
-  ];
+    D.map2(
+      D.nat(3),
+      D.constantFrom(0x0n, 0x3n, 0x33n, 0x333n, 0x3333n, 0xbbbn, 0x1333n, 0x2333n, 0xb333n),
+      (v, x) => new GuestWrmsr(v, MSR_CORE_PERF_FIXED_CTR_CTRL, x),
+    ),
+    D.map2(
+      D.nat(3),
+      D.constantFrom(0x1n, 0x7_0000_0001n, 0xf_0000_000fn, 0x1_000f_0000_0001n, 0x8_0000_0000n), // bit 48 with SLOTS: topdown
+      (v, x) => new GuestWrmsr(v, MSR_CORE_PERF_GLOBAL_CTRL, x),
+    ),
+    D.map2(
+      D.nat(3),
+      D.constantFrom(0x0n, 0x1234_5678n, (1n << 64n) - 1n),
+      (v, x) => new GuestWrmsr(v, MSR_PERF_METRICS, x),
+    ),
+  ]);
 });
 
 /** The scheduler and the VMM: migrations, preemptions, save/restore. */
+const saveRestoreDrawn: D.Drawn<WorldCommand> = D.map2(D.nat(3), D.nat(3), (v, c) => new SaveRestore(v, c));
 const VMM: fc.Arbitrary<WorldCommand>[] = [
-  fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new Migrate(v, c)),
-  fc.tuple(fc.nat(3), fc.nat(3)).map(([v, c]) => new SaveRestore(v, c)),
-  fc.tuple(fc.nat(3), fc.array(unitArb, { minLength: 1, maxLength: 2 })).map(([v, u]) => new Preempt(v, u)),
+  D.fast<WorldCommand>(D.map2(D.nat(3), D.nat(3), (v, c) => new Migrate(v, c))),
+  D.fast(saveRestoreDrawn),
+  D.fast<WorldCommand>(D.map2(D.nat(3), D.array(unitDrawn, 1, 2), (v, u) => new Preempt(v, u))),
 ];
 
-const saveRestoreArb: fc.Arbitrary<WorldCommand> = fc
-  .tuple(fc.nat(3), fc.nat(3))
-  .map(([v, c]) => new SaveRestore(v, c));
+const saveRestoreArb: fc.Arbitrary<WorldCommand> = D.fast(saveRestoreDrawn);
 
 // ---- guest driver routines ----
 
 /** A perf event as a driver opens it: the architectural events, mostly small periods so that it overflows soon. */
-export const driverEventArb: fc.Arbitrary<DriverEventSpec> = fc
-  .record({
-    event: fc.constantFrom(0xc0n, 0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x0300n),
+const driverEventDrawn: D.Drawn<DriverEventSpec> = D.record(
+  {
+    event: D.constantFrom(0xc0n, 0xc0n, 0x3cn, 0xc4n, 0xc5n, 0x0300n),
     // perf counts in user mode, kernel mode or both (an event that excludes both counts nothing).
-    rings: fc.constantFrom(
+    rings: D.constantFrom(
       { usr: true, os: true },
       { usr: true, os: true },
       { usr: true, os: false },
       { usr: false, os: true },
     ),
     // Linux presets -period: 2 (its minimum) and a few events overflow within a unit or two.
-    period: fc.oneof(
-      { arbitrary: fc.constant(2n), weight: 3 },
-      { arbitrary: fc.bigInt(3n, 8n), weight: 4 },
-      { arbitrary: fc.bigInt(9n, 40n), weight: 2 },
-      { arbitrary: fc.constant(1n), weight: 1 }, // perf clamps the preset to -2
-      { arbitrary: fc.constant(0n), weight: 1 }, // counting: max_period, folded at each wrap
+    period: D.oneof<bigint>(
+      { drawn: D.constantFrom(2n), weight: 3 },
+      { drawn: D.bigInt(3n, 8n), weight: 4 },
+      { drawn: D.bigInt(9n, 40n), weight: 2 },
+      { drawn: D.constantFrom(1n), weight: 1 }, // perf clamps the preset to -2
+      { drawn: D.constantFrom(0n), weight: 1 }, // counting: max_period, folded at each wrap
     ),
-  })
-  .map((r) => ({ event: r.event, usr: r.rings.usr, os: r.rings.os, period: r.period }));
+  },
+  (r) => ({ event: r.event, usr: r.rings.usr, os: r.rings.os, period: r.period }),
+);
 
-const driverParamsArb: fc.Arbitrary<DriverParams> = fc.record({
-  kernel: fc.constantFrom('linux' as const, 'linux-old' as const),
-  ack: fc.constantFrom('late' as const, 'early' as const, 'mid' as const),
-  // NMI delivery as Linux programs it; a fixed vector as kvm-unit-tests does.
-  lvtpc: fc.oneof({ arbitrary: fc.constant(0x400n), weight: 4 }, { arbitrary: fc.constant(0x20n), weight: 1 }),
-});
+const driverParamsDrawn: D.Drawn<DriverParams> = D.record(
+  {
+    kernel: D.constantFrom('linux' as const, 'linux-old' as const),
+    ack: D.constantFrom('late' as const, 'early' as const, 'mid' as const),
+    // NMI delivery as Linux programs it; a fixed vector as kvm-unit-tests does.
+    lvtpc: D.oneof<bigint>({ drawn: D.constantFrom(0x400n), weight: 4 }, { drawn: D.constantFrom(0x20n), weight: 1 }),
+  },
+  (r) => ({ kernel: r.kernel, ack: r.ack, lvtpc: r.lvtpc }),
+);
 
-const driverLbrArb: fc.Arbitrary<DriverLbrSpec> = fc
-  .record({ select: fc.constantFrom(0x0n, 0x1n, 0x2n, 0xc4n, 0x1c4n), callStack: fc.boolean() })
-  .map((l) => ({ select: l.callStack ? l.select | LBR_CALL_STACK : l.select, callStack: l.callStack }));
+const driverLbrDrawn: D.Drawn<DriverLbrSpec> = D.record(
+  { select: D.constantFrom(0x0n, 0x1n, 0x2n, 0xc4n, 0x1c4n), callStack: D.boolean() },
+  (l) => ({ select: l.callStack ? l.select | LBR_CALL_STACK : l.select, callStack: l.callStack }),
+);
 
 /** perf_event_open of one to four events on some vCPU. */
-const driverOpenArb: fc.Arbitrary<WorldCommand> = fc
-  .tuple(fc.nat(3), fc.array(driverEventArb, { minLength: 1, maxLength: 4 }))
-  .map(([x, e]) => new DriverOpen(x, e));
+const driverOpenArb: fc.Arbitrary<WorldCommand> = D.fast<WorldCommand>(
+  D.map2(D.nat(3), D.array(driverEventDrawn, 1, 4), (x, e) => new DriverOpen(x, e)),
+);
 
 /** A pinned event a system-wide host monitor counts (or samples) on a GP counter: events no fixed counter takes. */
 const pinnedGpAttrArb = fc
@@ -357,27 +373,30 @@ const hostMonitorOneIn = (nGP: number, n: number) =>
  */
 const driverMonitorArb = memo((nGP: number) => hostMonitorOneIn(nGP, 20));
 
-const driverUnits = (max: number) => fc.array(unitArb, { minLength: 1, maxLength: max });
+const driverUnits = (max: number) => D.array(unitDrawn, 1, max);
 
 /**
  * kvm-unit-tests' check_counter_overflow: a GP counter (or fixed counter 0) a few instructions before the wrap, INT set
  * or not, wrapped by work units, or by exactly as many emulated instructions as are left (one fewer, one more).
  */
-const driverOverflowArb: fc.Arbitrary<WorldCommand> = fc
-  .record({
-    vcpu: fc.nat(3),
-    counter: fc.oneof({ arbitrary: fc.nat(7), weight: 3 }, { arbitrary: fc.constant(32), weight: 1 }),
-    int: fc.boolean(),
-    // At least two: the test presets 1 - (the loop's count), so the wrap comes in the loop, never at the enabling write.
-    left: fc.oneof({ arbitrary: fc.bigInt(2n, 5n), weight: 4 }, { arbitrary: fc.bigInt(6n, 64n), weight: 1 }),
-    fep: fc.constantFrom(-1, 0, 1, 0),
-    units: fc.oneof(fc.constant([]), fc.array(unitArb, { minLength: 1, maxLength: 3 })),
-  })
-  .map((r) => {
-    // Either the units wrap it (each retires up to 11 instructions) or the emulated instructions alone do.
-    const fep = r.units.length > 0 ? 0 : Math.max(0, Number(r.left) + r.fep);
-    return new DriverCheckOverflow(r.vcpu, { counter: r.counter, int: r.int, left: r.left, fep }, r.units);
-  });
+const driverOverflowArb: fc.Arbitrary<WorldCommand> = D.fast<WorldCommand>(
+  D.record(
+    {
+      vcpu: D.nat(3),
+      counter: D.oneof<number>({ drawn: D.nat(7), weight: 3 }, { drawn: D.constantFrom(32), weight: 1 }),
+      int: D.boolean(),
+      // At least two: the test presets 1 - (the loop's count), so the wrap comes in the loop, never at the enabling write.
+      left: D.oneof<bigint>({ drawn: D.bigInt(2n, 5n), weight: 4 }, { drawn: D.bigInt(6n, 64n), weight: 1 }),
+      fep: D.constantFrom(-1, 0, 1, 0),
+      units: D.oneof<WorkUnit[]>(D.constantFrom<WorkUnit[]>([]), D.array(unitDrawn, 1, 3)),
+    },
+    (r) => {
+      // Either the units wrap it (each retires up to 11 instructions) or the emulated instructions alone do.
+      const fep = r.units.length > 0 ? 0 : Math.max(0, Number(r.left) + r.fep);
+      return new DriverCheckOverflow(r.vcpu, { counter: r.counter, int: r.int, left: r.left, fep }, r.units);
+    },
+  ),
+);
 
 /** The guest's perf at work, as weighted arbitraries: events opened, workloads, switches, NMIs, LBR users. */
 export function driverCommands(): { arbitrary: fc.Arbitrary<WorldCommand>; weight: number }[] {
@@ -385,18 +404,16 @@ export function driverCommands(): { arbitrary: fc.Arbitrary<WorldCommand>; weigh
 }
 
 const DRIVER_COMMANDS: { arbitrary: fc.Arbitrary<WorldCommand>; weight: number }[] = (() => {
-  const v = fc.nat(3);
+  const v = D.nat(3);
+  const c = (d: D.Drawn<WorldCommand>) => D.fast(d);
   return [
-    { arbitrary: fc.tuple(v, driverParamsArb).map(([x, p]) => new DriverBoot(x, p)), weight: 1 },
-    {
-      arbitrary: driverOpenArb,
-      weight: 3,
-    },
-    { arbitrary: fc.tuple(v, driverUnits(8)).map(([x, u]) => new DriverRun(x, u)), weight: 5 },
-    { arbitrary: fc.tuple(v, driverUnits(3)).map(([x, u]) => new DriverSwitch(x, u)), weight: 1 },
-    { arbitrary: v.map((x) => new DriverNmi(x)), weight: 1 },
-    { arbitrary: fc.tuple(v, fc.nat(3)).map(([x, k]) => new DriverClose(x, k)), weight: 1 },
-    { arbitrary: fc.tuple(v, driverLbrArb).map(([x, l]) => new DriverLbr(x, l)), weight: 1 },
+    { arbitrary: c(D.map2(v, driverParamsDrawn, (x, p) => new DriverBoot(x, p))), weight: 1 },
+    { arbitrary: driverOpenArb, weight: 3 },
+    { arbitrary: c(D.map2(v, driverUnits(8), (x, u) => new DriverRun(x, u))), weight: 5 },
+    { arbitrary: c(D.map2(v, driverUnits(3), (x, u) => new DriverSwitch(x, u))), weight: 1 },
+    { arbitrary: c(D.map(v, (x) => new DriverNmi(x))), weight: 1 },
+    { arbitrary: c(D.map2(v, D.nat(3), (x, k) => new DriverClose(x, k))), weight: 1 },
+    { arbitrary: c(D.map2(v, driverLbrDrawn, (x, l) => new DriverLbr(x, l))), weight: 1 },
     { arbitrary: driverOverflowArb, weight: 2 },
   ];
 })();
@@ -510,6 +527,26 @@ export function profileCommands(
         w([savedAtExitCommands(focus, shape)], 1),
       );
   }
+}
+
+/**
+ * Every command arbitrary the profiles mix beside the quiet ones, on a host and for a guest shape: draw.test.ts holds
+ * each one's direct draw to its fast-check arbitrary.
+ */
+export function mixedCommandsOf(
+  host: Profile,
+  focus: readonly number[],
+  shape: GuestShape,
+): fc.Arbitrary<WorldCommand>[] {
+  return [
+    ...CONTENDED,
+    ...VMM,
+    saveRestoreArb,
+    savedAtExitCommands(focus, shape),
+    ...hostLbrCommands(host),
+    ...topdownCommands(shape.nGP),
+    ...DRIVER_COMMANDS.map((c) => c.arbitrary),
+  ];
 }
 
 /** [guest, commands] for one profile, in the conformance property's shape. */
