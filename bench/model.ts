@@ -254,7 +254,8 @@ const startArgs = [
   out,
   '--json',
 ];
-const started = spawnSync(process.execPath, ['scripts/run.mjs', ...startArgs], {
+// With this process's V8 flags (package.json gives every entry the same GC flags), as `npm start` runs.
+const started = spawnSync(process.execPath, [...process.execArgv, 'scripts/run.mjs', ...startArgs], {
   cwd: join(import.meta.dirname, '..'),
   encoding: 'utf8',
   maxBuffer: 64 * 1024 * 1024,
