@@ -254,7 +254,7 @@ const startArgs = [
   out,
   '--json',
 ];
-// With this process's V8 flags (package.json gives every entry the same GC flags), as `npm start` runs.
+// With this process's V8 flags (package.json gives every entry the same GC flag), as `npm start` runs.
 const started = spawnSync(process.execPath, [...process.execArgv, 'scripts/run.mjs', ...startArgs], {
   cwd: join(import.meta.dirname, '..'),
   encoding: 'utf8',
