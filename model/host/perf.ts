@@ -178,6 +178,12 @@ export interface GuestMsrs {
 /** The four scheduling classes, in ctx_sched_in order. */
 type Pass = 'cpuPinned' | 'taskPinned' | 'cpuFlexible' | 'taskFlexible';
 const PASS_ORDER: readonly Pass[] = ['cpuPinned', 'taskPinned', 'cpuFlexible', 'taskFlexible'];
+/** A set of classes as bits, as the kernel's enum event_type_t is one (no Set made at every reschedule). */
+type Passes = number;
+const PASS: Readonly<Record<Pass, Passes>> = { cpuPinned: 1, taskPinned: 2, cpuFlexible: 4, taskFlexible: 8 };
+const ALL_PASSES: Passes = 15;
+/** No event: the sibling list of an event without any (nothing adds to it). */
+const NO_EVENTS: readonly Event[] = Object.freeze([]);
 
 /** What an event needs of the LBR facility: users with different keys cannot share it (H4). */
 interface LbrUse {
@@ -422,17 +428,17 @@ export class HostKernel {
       if (prev !== null) {
         const pt = this.task(prev);
         this.intel_pmu_lbr_sched_task(pc, pt, false); // intel_pmu_lbr_sched_task(sched_in = false)
-        this.ctx_sched_out(pc, new Set<Pass>(['taskPinned', 'taskFlexible']));
+        this.ctx_sched_out(pc, PASS.taskPinned | PASS.taskFlexible);
         pt.runningOn = null;
       }
       pc.currentTask = next;
       if (nt !== null) {
         nt.runningOn = cpu;
-        const passes = new Set<Pass>(['taskPinned', 'taskFlexible']);
+        let passes = PASS.taskPinned | PASS.taskFlexible;
         // Keep cpu pinned > task pinned > cpu flexible > task flexible: flip the cpu flexibles.
         if (nt.events.some((e) => e.attr.pinned)) {
-          this.ctx_sched_out(pc, new Set<Pass>(['cpuFlexible']));
-          passes.add('cpuFlexible');
+          this.ctx_sched_out(pc, PASS.cpuFlexible);
+          passes |= PASS.cpuFlexible;
         }
         this.ctx_sched_in(pc, passes);
       }
@@ -666,7 +672,7 @@ export class HostKernel {
     this.withPmu(pc, () => {
       if (dir === 'out')
         for (const e of [...pc.x86]) if (e.attr.exclude_guest && e.state === 'ACTIVE') this.event_sched_out(e);
-      if (dir === 'in') this.ctx_sched_in(pc, new Set<Pass>(PASS_ORDER));
+      if (dir === 'in') this.ctx_sched_in(pc, ALL_PASSES);
     });
   }
 
@@ -773,14 +779,14 @@ export class HostKernel {
       if (t !== null) t.rotate = false;
       pc.rotate = false;
       const taskOut = taskEv !== null || (taskEpc && cpuEv !== null);
-      if (taskOut) this.ctx_sched_out(pc, new Set<Pass>(['taskFlexible']));
+      if (taskOut) this.ctx_sched_out(pc, PASS.taskFlexible);
       if (cpuEv !== null) {
-        this.ctx_sched_out(pc, new Set<Pass>(['cpuFlexible']));
+        this.ctx_sched_out(pc, PASS.cpuFlexible);
         cpuEv.groupIndex = this.nextGroup++; // rotate_ctx: to the end of the list
-        this.ctx_sched_in(pc, new Set<Pass>(['cpuFlexible']));
+        this.ctx_sched_in(pc, PASS.cpuFlexible);
       }
       if (taskEv !== null) taskEv.groupIndex = this.nextGroup++;
-      if (taskOut) this.ctx_sched_in(pc, new Set<Pass>(['taskFlexible']));
+      if (taskOut) this.ctx_sched_in(pc, PASS.taskFlexible);
     });
     return true;
   }
@@ -790,16 +796,16 @@ export class HostKernel {
   /** ctx_resched for a newly installed or enabled event. */
   private ctx_resched(pc: PCpu, e: Event): void {
     this.requireHost(pc, 'scheduling an event');
-    const out = new Set<Pass>();
+    let out: Passes = 0;
     if (pc.currentTask !== null) {
-      out.add('taskFlexible');
-      if (e.attr.pinned) out.add('taskPinned');
+      out |= PASS.taskFlexible;
+      if (e.attr.pinned) out |= PASS.taskPinned;
     }
     if ('cpu' in e.target) {
-      out.add('cpuFlexible');
-      if (e.attr.pinned) out.add('cpuPinned');
+      out |= PASS.cpuFlexible;
+      if (e.attr.pinned) out |= PASS.cpuPinned;
     } else if (e.attr.pinned) {
-      out.add('cpuFlexible');
+      out |= PASS.cpuFlexible;
     }
     this.withPmu(pc, () => {
       this.ctx_sched_out(pc, out);
@@ -808,17 +814,17 @@ export class HostKernel {
   }
 
   /** ctx_sched_out for the given classes. */
-  private ctx_sched_out(pc: PCpu, passes: ReadonlySet<Pass>): void {
+  private ctx_sched_out(pc: PCpu, passes: Passes): void {
     // A group goes by its leader's class, its siblings with it (group_sched_out). event_sched_out gives pc.x86 a new
     // array, so this loop walks the set as it was.
     for (const e of pc.x86)
-      if (e.group_leader === null && e.state === 'ACTIVE' && passes.has(e.pass)) this.event_sched_out(e);
+      if (e.group_leader === null && e.state === 'ACTIVE' && (passes & PASS[e.pass]) !== 0) this.event_sched_out(e);
   }
 
   /** perf_event_sched_in restricted to the classes that were scheduled out, in priority order. */
-  private ctx_sched_in(pc: PCpu, passes: ReadonlySet<Pass>): void {
+  private ctx_sched_in(pc: PCpu, passes: Passes): void {
     for (const pass of PASS_ORDER) {
-      if (!passes.has(pass)) continue;
+      if ((passes & PASS[pass]) === 0) continue;
       let canAddHw = true;
       for (const e of this.passEvents(pc, pass)) {
         if (e.state !== 'INACTIVE') continue; // OFF and ERROR stay out
@@ -872,14 +878,19 @@ export class HostKernel {
   /** event_sched_out → x86_pmu_del; a leader's active siblings go with it (group_sched_out) unless `group` is false. */
   private event_sched_out(e: Event, group = true): void {
     const pc = this.cpu(e.oncpu);
-    const out = group ? [e, ...e.siblings.filter((s) => s.state === 'ACTIVE')] : [e];
-    for (const x of out) {
-      if (x.hw_idx >= 0) this.x86_pmu_stop(pc, x);
-      pc.x86 = pc.x86.filter((y) => y !== x);
-      x.assigned = -1;
-      x.state = 'INACTIVE';
-      x.oncpu = -1;
-    }
+    // The siblings active before the leader went, as group_sched_out walks them (stopping the leader changes none).
+    const siblings = group && e.siblings.length > 0 ? e.siblings.filter((s) => s.state === 'ACTIVE') : NO_EVENTS;
+    this.schedOutOne(pc, e);
+    for (const x of siblings) this.schedOutOne(pc, x);
+  }
+
+  /** One event: x86_pmu_del (stopped, out of the collected set: a new array, as callers walk the old), then INACTIVE. */
+  private schedOutOne(pc: PCpu, x: Event): void {
+    if (x.hw_idx >= 0) this.x86_pmu_stop(pc, x);
+    pc.x86 = pc.x86.filter((y) => y !== x);
+    x.assigned = -1;
+    x.state = 'INACTIVE';
+    x.oncpu = -1;
   }
 
   // ---------------------------------------------------------------- the x86 PMU driver
