@@ -139,21 +139,22 @@ function memo<K, T>(build: (k: K) => T): (k: K) => T {
   };
 }
 
-/** Host activity: users' perf events and work, preemption of the vCPU thread, NMIs (each drawn directly: draw.ts). */
-const CONTENDED: fc.Arbitrary<WorldCommand>[] = [
-  D.fast<WorldCommand>(D.map2(D.nat(1), hostAttrDrawn, (cpu, a) => new HostOpen(cpu, a))),
-  D.fast<WorldCommand>(D.map2(D.nat(3), hostAttrDrawn, (v, a) => new HostOpenThread(v, a))),
-  D.fast<WorldCommand>(
-    D.map2(
-      D.nat(3),
-      D.constantFrom('enable' as const, 'disable' as const, 'read' as const, 'close' as const),
-      (k, op) => new HostEvent(k, op),
-    ),
+/** The commands of a list, each drawn directly (draw.ts). */
+const fastAll = (ds: readonly D.Drawn<WorldCommand>[]): fc.Arbitrary<WorldCommand>[] => ds.map((d) => D.fast(d));
+
+/** Host activity: users' perf events and work, preemption of the vCPU thread, NMIs. */
+const CONTENDED: fc.Arbitrary<WorldCommand>[] = fastAll([
+  D.map2(D.nat(1), hostAttrDrawn, (cpu, a) => new HostOpen(cpu, a)),
+  D.map2(D.nat(3), hostAttrDrawn, (v, a) => new HostOpenThread(v, a)),
+  D.map2(
+    D.nat(3),
+    D.constantFrom('enable' as const, 'disable' as const, 'read' as const, 'close' as const),
+    (k, op) => new HostEvent(k, op),
   ),
-  D.fast<WorldCommand>(D.map2(D.nat(1), D.array(unitDrawn, 1, 4), (cpu, u) => new HostWork(cpu, u))),
-  D.fast<WorldCommand>(D.map2(D.nat(3), D.array(unitDrawn, 1, 3), (v, u) => new Preempt(v, u))),
-  D.fast<WorldCommand>(D.map(D.nat(1), (cpu) => new HostNmi(cpu))),
-];
+  D.map2(D.nat(1), D.array(unitDrawn, 1, 4), (cpu, u) => new HostWork(cpu, u)),
+  D.map2(D.nat(3), D.array(unitDrawn, 1, 3), (v, u) => new Preempt(v, u)),
+  D.map(D.nat(1), (cpu) => new HostNmi(cpu)),
+]);
 export const contendedHostCommands = (): fc.Arbitrary<WorldCommand>[] => CONTENDED;
 
 /** Branch-rich guest work: every unit takes branches. */
@@ -172,9 +173,6 @@ const branchyUnits = memo((cpl: number) =>
 const branchyRun: D.Drawn<WorldCommand> = D.chain2(D.nat(3), D.constantFrom(0, 3), (v, cpl) =>
   D.map(branchyUnits(cpl), (units) => new GuestRun(v, units)),
 );
-
-/** The commands of a list, each drawn directly (draw.ts). */
-const fastAll = (ds: readonly D.Drawn<WorldCommand>[]): fc.Arbitrary<WorldCommand>[] => ds.map((d) => D.fast(d));
 
 /** LBR traffic: DEBUGCTL with LBR and freeze bits, LBR_SELECT, TOS and the newest records. */
 const lbrCommands = memo((depth: number): fc.Arbitrary<WorldCommand>[] => {
@@ -264,14 +262,12 @@ const topdownCommands = memo((nGP: number): fc.Arbitrary<WorldCommand>[] => {
 });
 
 /** The scheduler and the VMM: migrations, preemptions, save/restore. */
-const saveRestoreDrawn: D.Drawn<WorldCommand> = D.map2(D.nat(3), D.nat(3), (v, c) => new SaveRestore(v, c));
+const saveRestoreArb = D.fast<WorldCommand>(D.map2(D.nat(3), D.nat(3), (v, c) => new SaveRestore(v, c)));
 const VMM: fc.Arbitrary<WorldCommand>[] = [
   D.fast<WorldCommand>(D.map2(D.nat(3), D.nat(3), (v, c) => new Migrate(v, c))),
-  D.fast(saveRestoreDrawn),
+  saveRestoreArb,
   D.fast<WorldCommand>(D.map2(D.nat(3), D.array(unitDrawn, 1, 2), (v, u) => new Preempt(v, u))),
 ];
-
-const saveRestoreArb: fc.Arbitrary<WorldCommand> = D.fast(saveRestoreDrawn);
 
 // ---- guest driver routines ----
 
@@ -405,15 +401,14 @@ export function driverCommands(): { arbitrary: fc.Arbitrary<WorldCommand>; weigh
 
 const DRIVER_COMMANDS: { arbitrary: fc.Arbitrary<WorldCommand>; weight: number }[] = (() => {
   const v = D.nat(3);
-  const c = (d: D.Drawn<WorldCommand>) => D.fast(d);
   return [
-    { arbitrary: c(D.map2(v, driverParamsDrawn, (x, p) => new DriverBoot(x, p))), weight: 1 },
+    { arbitrary: D.fast<WorldCommand>(D.map2(v, driverParamsDrawn, (x, p) => new DriverBoot(x, p))), weight: 1 },
     { arbitrary: driverOpenArb, weight: 3 },
-    { arbitrary: c(D.map2(v, driverUnits(8), (x, u) => new DriverRun(x, u))), weight: 5 },
-    { arbitrary: c(D.map2(v, driverUnits(3), (x, u) => new DriverSwitch(x, u))), weight: 1 },
-    { arbitrary: c(D.map(v, (x) => new DriverNmi(x))), weight: 1 },
-    { arbitrary: c(D.map2(v, D.nat(3), (x, k) => new DriverClose(x, k))), weight: 1 },
-    { arbitrary: c(D.map2(v, driverLbrDrawn, (x, l) => new DriverLbr(x, l))), weight: 1 },
+    { arbitrary: D.fast<WorldCommand>(D.map2(v, driverUnits(8), (x, u) => new DriverRun(x, u))), weight: 5 },
+    { arbitrary: D.fast<WorldCommand>(D.map2(v, driverUnits(3), (x, u) => new DriverSwitch(x, u))), weight: 1 },
+    { arbitrary: D.fast<WorldCommand>(D.map(v, (x) => new DriverNmi(x))), weight: 1 },
+    { arbitrary: D.fast<WorldCommand>(D.map2(v, D.nat(3), (x, k) => new DriverClose(x, k))), weight: 1 },
+    { arbitrary: D.fast<WorldCommand>(D.map2(v, driverLbrDrawn, (x, l) => new DriverLbr(x, l))), weight: 1 },
     { arbitrary: driverOverflowArb, weight: 2 },
   ];
 })();
@@ -541,7 +536,6 @@ export function mixedCommandsOf(
   return [
     ...CONTENDED,
     ...VMM,
-    saveRestoreArb,
     savedAtExitCommands(focus, shape),
     ...hostLbrCommands(host),
     ...topdownCommands(shape.nGP),

@@ -181,9 +181,7 @@ const PASS_ORDER: readonly Pass[] = ['cpuPinned', 'taskPinned', 'cpuFlexible', '
 /** A set of classes as bits, as the kernel's enum event_type_t is one (no Set made at every reschedule). */
 type Passes = number;
 const PASS: Readonly<Record<Pass, Passes>> = { cpuPinned: 1, taskPinned: 2, cpuFlexible: 4, taskFlexible: 8 };
-const ALL_PASSES: Passes = 15;
-/** No event: the sibling list of an event without any (nothing adds to it). */
-const NO_EVENTS: readonly Event[] = Object.freeze([]);
+const ALL_PASSES: Passes = PASS.cpuPinned | PASS.taskPinned | PASS.cpuFlexible | PASS.taskFlexible;
 
 /** What an event needs of the LBR facility: users with different keys cannot share it (H4). */
 interface LbrUse {
@@ -878,10 +876,9 @@ export class HostKernel {
   /** event_sched_out → x86_pmu_del; a leader's active siblings go with it (group_sched_out) unless `group` is false. */
   private event_sched_out(e: Event, group = true): void {
     const pc = this.cpu(e.oncpu);
-    // The siblings active before the leader went, as group_sched_out walks them (stopping the leader changes none).
-    const siblings = group && e.siblings.length > 0 ? e.siblings.filter((s) => s.state === 'ACTIVE') : NO_EVENTS;
     this.schedOutOne(pc, e);
-    for (const x of siblings) this.schedOutOne(pc, x);
+    // Taking one event out changes no other's state: the siblings walked are those active with the leader.
+    if (group) for (const x of e.siblings) if (x.state === 'ACTIVE') this.schedOutOne(pc, x);
   }
 
   /** One event: x86_pmu_del (stopped, out of the collected set: a new array, as callers walk the old), then INACTIVE. */
