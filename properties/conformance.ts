@@ -63,7 +63,7 @@ export function runProgram(
     judge: null,
     adopted: -1,
   };
-  w.onDivergence = (o) => {
+  w.onDivergence = (o, w) => {
     const k = declaredFor(r.expectations, o, { host: r.host, guest, history: historyTo(w.observations, o), facts: w });
     if (k?.contract === undefined) {
       st.met = k;

@@ -46,7 +46,7 @@ export function assertSame(obs: readonly Observation[], w?: World, against?: str
   if (w !== undefined && !w.comparing) return;
   for (const o of obs)
     if (diverges(o)) {
-      if (w?.onDivergence?.(o) === true) {
+      if (w?.onDivergence?.(o, w) === true) {
         w.comparing = false;
         return;
       }

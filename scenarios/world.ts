@@ -314,8 +314,10 @@ export class World implements WorldFacts {
   /**
    * Called at the first divergence a command finds while comparing, with the world as it is there; true when the
    * program goes on recording only (a declared divergence whose weaker contract judges the rest), false to throw it.
+   * It is handed the world so that it need not hold it: a hook holding its own world kept every program's world past
+   * minor GCs (measured on quiet programs: three times as long in them).
    */
-  onDivergence: ((o: Observation) => boolean) | undefined = undefined;
+  onDivergence: ((o: Observation, w: World) => boolean) | undefined = undefined;
 
   /** A command that records several observations starts its step once (the VMM's round trip). */
   beginStep(): void {
@@ -1015,9 +1017,12 @@ export class World implements WorldFacts {
   private newOracle(g: GuestConfig): OracleCpu {
     const o = new OracleCpu(oracleProfile(this.config.host, g));
     const id = this.config.adopt?.noLbrFreeze(g) ?? null;
-    if (id !== null) o.lbrFreezeAdopted = () => this.adopted.push(id);
+    // The hooks hold the list, not the World. Measured: with the World in them, building a conformance world took twice
+    // as long, most of it spent copying earlier programs' worlds in minor GCs.
+    const adopted = this.adopted;
+    if (id !== null) o.lbrFreezeAdopted = () => adopted.push(id);
     const floor = this.config.adopt?.periodFloor(g) ?? null;
-    if (floor !== null) o.periodFloorAdopted = () => this.adopted.push(floor);
+    if (floor !== null) o.periodFloorAdopted = () => adopted.push(floor);
     return o;
   }
 
