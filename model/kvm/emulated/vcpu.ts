@@ -48,18 +48,24 @@ export function newKvm(enable_pmu: boolean): KvmState {
   return kvm_arch_init_vm(enable_pmu);
 }
 
-/** The vCPUs of each host kernel, as kvm_get_running_vcpu() finds them per pCPU. */
-const runningVcpus = new WeakMap<HostKernel, Set<KvmVcpuState>>();
+/**
+ * The vCPUs of each host kernel, as kvm_get_running_vcpu() finds them per pCPU: kept on the kernel under a key of its
+ * own. Not a WeakMap: its entries (each set holds vCPUs that hold their kernel) kept every program's host and vCPUs
+ * past minor GCs, and creating a vCPU took twice as long.
+ */
+const RUNNING = Symbol('kvm running vcpus');
+type WithKvm = HostKernel & { [RUNNING]?: Set<KvmVcpuState> };
 
 /**
  * kvm_register_perf_callbacks, once per host kernel (KVM module load): perf asks KVM whether a
  * PMI belongs to the guest. perf_guest_state() is only asked from perf's PMI handler, an NMI.
  */
 function kvm_register_perf_callbacks(host: HostKernel): Set<KvmVcpuState> {
-  let set = runningVcpus.get(host);
+  const h = host as WithKvm;
+  let set = h[RUNNING];
   if (set !== undefined) return set;
   const vcpus = (set = new Set<KvmVcpuState>());
-  runningVcpus.set(host, vcpus);
+  h[RUNNING] = vcpus;
   const IN_NMI = true;
   host.perf_register_guest_info_callbacks({
     state: (cpu) => {
