@@ -186,3 +186,32 @@ describe('what a design reports on a host (KVM_GET_SUPPORTED_CPUID leaf 0xA and 
     expect(unsupportedBy(SUPPORTED, wide).join()).toMatch(/GP counters 8 \(KVM_GET_SUPPORTED_CPUID: 4\)/);
   });
 });
+
+describe("programs that open with commands of their own (a host monitor, the driver's first open)", () => {
+  type Wrapper = { hasRan: boolean };
+  /** fast-check's wrappers of the commands after the opening ones (each knows whether it ran). */
+  const inner = (p: Iterable<WorldCommand>): Wrapper[] =>
+    (p as unknown as { rest: { commands: Wrapper[] } }).rest.commands;
+  /** As fast-check prints a counterexample: the commands that ran, then the replay path. */
+  const printed = (p: Iterable<WorldCommand>): string => (p as { toString(): string }).toString();
+
+  it.each(['contended', 'driver'] as const)(
+    '%s: a clone iterates and prints as the original, with none of its commands run',
+    (gen) => {
+      const opened = fc
+        .sample(profileProgramArb(SKYLAKE, gen, SUPPORTED), { numRuns: 200, seed: 7 })
+        .map(([, cmds]) => cmds)
+        .filter((cmds) => 'first' in cmds);
+      expect(opened.length).toBeGreaterThan(10);
+      for (const p of opened) {
+        expect(printed(fc.cloneIfNeeded(p))).toBe(printed(p));
+        for (const w of inner(p)) w.hasRan = true;
+        const c = fc.cloneIfNeeded(p);
+        expect(c).not.toBe(p);
+        expect(allCommands(c)).toEqual(allCommands(p));
+        expect(inner(c).some((w) => w.hasRan)).toBe(false);
+        expect(inner(c)).not.toBe(inner(p));
+      }
+    },
+  );
+});
