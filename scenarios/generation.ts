@@ -588,8 +588,8 @@ class Opened implements Iterable<WorldCommand> {
     yield* this.rest;
   }
   /**
-   * A copy whose commands have not run, as fast-check's own iterable clones. Without it, fc.map gives each Opened an
-   * accessor of its own: a hidden class per program, which holds the whole program past every minor GC.
+   * A copy whose commands have not run, as fast-check's own iterable clones. Without it fc.map defines a clone accessor
+   * on each Opened, and contended and driver programs then outlived minor GCs (generating them took 1.7× as long).
    */
   [fc.cloneMethod](): Opened {
     return new Opened(this.first, fc.cloneIfNeeded(this.rest));
