@@ -4,7 +4,14 @@
  * the profiles that save and restore, has bare metal take them on at the save/restore (W6).
  */
 
-import { guestHasLbr, isLegacyLbrRecord, lbrEventLost, legacyLbrFreeze, wipeLbrRecords } from './common.js';
+import {
+  guestHasLbr,
+  isLegacyLbrRecord,
+  lbrEventLost,
+  lbrEventReleasedAt,
+  legacyLbrFreeze,
+  wipeLbrRecords,
+} from './common.js';
 import type { KnownDivergence } from './types.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { readValue, type Observation } from '../../scenarios/observation.js';
@@ -48,11 +55,12 @@ export const DEBUGCTL_NOT_SAVED: KnownDivergence = {
 };
 
 /**
- * Since the last save/restore nothing moved LBR_TOS: the guest neither wrote it nor set DEBUGCTL.LBR again (the
- * save/restore cleared it, debugctl-not-saved), so no branch was recorded. It shows where the new pCPU's LBRs start.
+ * Since the guest LBR event was last lost (a save/restore, or a reschedule with DEBUGCTL.LBR clear: lbrEventReleasedAt)
+ * nothing moved LBR_TOS: the guest neither wrote it nor set DEBUGCTL.LBR again, so no branch was recorded. The next LBR
+ * access makes a new event on the pCPU the vCPU is on, and TOS shows where that pCPU's LBRs start.
  */
-const tosUnmovedSinceSaveRestore = (h: readonly Observation[]) => {
-  const at = h.findLastIndex((x) => x.vmm?.op === 'save-restore');
+const tosUnmovedSinceLost = (h: readonly Observation[], freezes: boolean) => {
+  const at = h.findLastIndex((_, i) => lbrEventReleasedAt(h, i, freezes));
   return (
     at >= 0 &&
     !h
@@ -73,16 +81,17 @@ export const EMULATED_INVISIBILITY_EXPECTATIONS: readonly KnownDivergence[] = [
   {
     id: 'lbr-not-saved',
     title:
-      "LBR MSRs are neither saved nor restored, and a reschedule with DEBUGCTL.LBR clear releases the guest LBR event: LBR records are lost, and after a save/restore LBR_TOS reads where the new pCPU's LBRs start",
+      'LBR MSRs are neither saved nor restored, and a reschedule with DEBUGCTL.LBR clear releases the guest LBR event: LBR records are lost, and after either LBR_TOS reads where the LBRs of the pCPU the next event starts on were left',
     kernelRef:
       'arch/x86/kvm/x86.c msrs_to_save (no LBR MSRs); vmx/pmu_intel.c intel_pmu_cleanup; events/intel/lbr.c intel_pmu_lbr_add resets FROM/TO/INFO',
     // A record or LBR_SELECT that reads 0, after a save/restore or a reschedule with DEBUGCTL.LBR clear; or LBR_TOS
-    // after a save/restore that nothing since moved it from: where the pCPU's LBRs were left, 0 on an idle one
-    // (FC_SEED=147370892), the last TOS of an event that ran there before (a soak, seed 1126439008).
+    // after either, with nothing since to move it: where the pCPU's LBRs were left, 0 on an idle one
+    // (FC_SEED=147370892), the last TOS of an event that ran there before (a soak, seed 1126439008), the guest's own
+    // write on a pCPU it left and came back to (a soak, seed -1260692442).
     matches: (o, c) => {
       if (o.kind !== 'rdmsr' || o.target === null || o.sut.kind !== 'value') return false;
       if (o.target === MSR_LBR_TOS)
-        return o.sut.value < BigInt(c.host.legacyLbr?.depth ?? 0) && tosUnmovedSinceSaveRestore(c.history);
+        return o.sut.value < BigInt(c.host.legacyLbr?.depth ?? 0) && tosUnmovedSinceLost(c.history, legacyLbrFreeze(c));
       return (
         o.sut.value === 0n &&
         (isLegacyLbrRecord(o.target) || o.target === MSR_LBR_SELECT) &&

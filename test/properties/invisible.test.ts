@@ -6,7 +6,15 @@ import { SKYLAKE } from '../../model/hw/profiles.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
 import { EMULATED_INVISIBILITY_EXPECTATIONS } from '../../properties/expectations/emulated_invisibility.js';
 import { checkInvisible, type InvisibilityRun, invisibilityProperty } from '../../properties/invisible.js';
-import { Divergence, GuestRdmsr, GuestRun, GuestWrmsr, Migrate, SaveRestore } from '../../scenarios/commands.js';
+import {
+  Divergence,
+  GuestRdmsr,
+  GuestRdpmc,
+  GuestRun,
+  GuestWrmsr,
+  Migrate,
+  SaveRestore,
+} from '../../scenarios/commands.js';
 import type { GuestConfig } from '../../scenarios/world.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 import { MSR_P6_EVNTSEL0, MSR_IA32_PERFCTR0 } from '../../model/hw/msr/counters.js';
@@ -46,6 +54,18 @@ class TosStuckAfterRestore extends EmulatedVcpu {
   }
   override guestRdmsr(msr: number): Access {
     return this.restored && msr === MSR_LBR_TOS ? ok(0n) : super.guestRdmsr(msr);
+  }
+}
+
+/** A planted fault: once the vCPU has been rescheduled, the guest's LBR_TOS reads 0 whatever the LBRs hold. */
+class TosStuckAfterMigrate extends EmulatedVcpu {
+  private moved = false;
+  override migrate(cpu: number): void {
+    this.moved = true;
+    super.migrate(cpu);
+  }
+  override guestRdmsr(msr: number): Access {
+    return this.moved && msr === MSR_LBR_TOS ? ok(0n) : super.guestRdmsr(msr);
   }
 }
 
@@ -142,6 +162,36 @@ describe('debugctl-not-saved: the LBRs stop recording once the save/restore has 
     const program = [setLbr, new Migrate(0, 1), branch, branch, new Migrate(0, 1), readTos];
     checkInvisible({ ...emulated, known }, lbrGuest, program, 3, new SaveRestore(0, 0));
     expect([...known.keys()]).toEqual(['lbr-not-saved']);
+  });
+
+  it("the guest's own TOS on a pCPU it left and came back to is declared too (a soak, seed -1260692442)", () => {
+    // With the inserted migration the TOS write lands on pCPU 1 (on pCPU 0 without it); reschedules with DEBUGCTL.LBR
+    // clear release the LBR event (intel_pmu_cleanup); back on pCPU 1 the TOS read makes a new event there, which
+    // reads the 1 the guest left on it, where the run without the insertion reads pCPU 1's untouched 0.
+    const known = new Map<string, number>();
+    const setTos = new GuestWrmsr(0, MSR_LBR_TOS, 0x1n);
+    const program = [setTos, new Migrate(0, 0), new GuestRdpmc(0, 0x4000_0000, 0), new Migrate(0, 1), readTos];
+    checkInvisible({ ...emulated, known }, lbrGuest, program, 0, new Migrate(0, 1));
+    expect([...known.keys()]).toEqual(['lbr-not-saved']);
+  });
+
+  it('a TOS the guest wrote again after the reschedule, read back as 0, is reported', () => {
+    const program = [
+      new Migrate(0, 0),
+      new GuestWrmsr(0, MSR_LBR_TOS, 0x1n),
+      new GuestWrmsr(0, MSR_LBR_TOS, 0x2n),
+      readTos,
+    ];
+    checkInvisible(emulated, lbrGuest, program, 0, new Migrate(0, 1));
+    expect(() =>
+      checkInvisible(
+        { ...emulated, design: (h, o) => new TosStuckAfterMigrate(h, o) },
+        lbrGuest,
+        program.slice(1),
+        0,
+        new Migrate(0, 1),
+      ),
+    ).toThrow(/RDMSR 0x1c9/);
   });
 
   it('a TOS the guest wrote again after the restore, read back as 0, is reported', () => {
