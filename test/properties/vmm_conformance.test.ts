@@ -116,6 +116,36 @@ describe("fixed-filter-unchanged-field: the mediated vPMU's filter and FIXED_CTR
     expect(verdict(behind, program)).toHaveProperty('reported');
   });
 
+  it('a denied counter past the filter counts the WRMSR that writes it, on the value written (soak, seed -1886368739)', () => {
+    // Field 1 changes (fixed counter 0 stays past the filter), then the guest writes -1 to fixed counter 0: the write
+    // retires after it takes effect, so KVM's counter wraps to 0 where bare metal's, denied, stays at -1.
+    const allowMasked = new VmmSetPmuEventFilter({ action: 0, flags: 1, fixed_counter_bitmap: 0, events: [0xc0n] });
+    const program = [
+      allowMasked,
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x33n),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x3_0000_000fn),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb3n),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR0, 0xffff_ffff_ffffn),
+      new VmmGetMsr(0, MSR_CORE_PERF_FIXED_CTR0),
+    ];
+    expect(verdict(mediated.factory, program)).toEqual({ met: ['fixed-filter-unchanged-field'] });
+    // Its field written last instead (filtered again, it stops): the write is not counted, and a count is reported.
+    const ownField = [
+      ...program.slice(0, 3),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x3bn),
+      ...program.slice(4),
+    ];
+    expect(verdict(mediated.factory, ownField)).toEqual({ met: [] });
+    const counts = (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) =>
+      new (class extends MediatedVcpu {
+        override hostGetMsr(msr: number) {
+          const r = super.hostGetMsr(msr);
+          return msr === MSR_CORE_PERF_FIXED_CTR0 && r.ok ? { ok: true as const, value: 0n } : r;
+        }
+      })(h, o);
+    expect(verdict(counts, ownField)).toHaveProperty('reported');
+  });
+
   it('what a denied fixed counter counted past the filter stays once its field is filtered again (soak, seed -239439555)', () => {
     // Field 0 changes (fixed counter 2 stays past the filter), one unit counts, then field 2 changes: filtered again,
     // fixed counter 2 stops, but its count is read by the VMM's KVM_GET_MSRS.
