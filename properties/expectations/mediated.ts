@@ -83,10 +83,10 @@ function fixedFieldsPastFilter(history: readonly Observation[]): {
     const ran = o.kind === 'run' || o.kind === 'rdmsr' || o.kind === 'wrmsr' || o.kind === 'rdpmc';
     const accepted = o.kind === 'wrmsr' && o.sut.kind === 'accepted' && o.target !== null && o.value !== null;
     // A WRMSR of the counter itself takes effect before it retires: a leaked counter counts it on the value written.
-    if (accepted) written(o.target!);
+    if (accepted) written(o.target);
     for (let j = 0; j < 4 && ran; j++)
       if ((leaked & (1 << j)) !== 0 && filter !== null && !fixedCounterAllowed(filter, j)) counted |= 1 << j;
-    if (accepted && o.target === MSR_CORE_PERF_FIXED_CTR_CTRL) write(o.value!);
+    if (accepted && o.target === MSR_CORE_PERF_FIXED_CTR_CTRL) write(o.value);
     if (o.kind === 'vmm' && o.vmm !== undefined && o.sut.kind === 'ok') {
       const op = o.vmm;
       if (op.op === 'set-msr' && op.msr === MSR_CORE_PERF_FIXED_CTR_CTRL) write(op.value);
