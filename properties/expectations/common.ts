@@ -438,15 +438,43 @@ export const EMULATED_INSN_SKIPS_IN_TXCP: KnownDivergence = {
     'arch/x86/kvm/pmu.c eventsel_match_perf_hw_id: AMD64_RAW_EVENT_MASK_NB takes bits 35:32 into the match, so an Intel selector with IN_TX or IN_TXCP matches neither PERF_COUNT_HW_INSTRUCTIONS nor BRANCH_INSTRUCTIONS and kvm_pmu_recalc_pmc_emulation leaves it out of pmc_counting_instructions/branches',
   vmm: true,
   // A read of counter 2 behind bare metal (modulo its width), its selector an instructions or branches event with
-  // IN_TXCP and no unit mask.
+  // IN_TXCP and no unit mask at some point since the counter was last written: what KVM did not count then stays out.
   matches: (o, c) => {
     if (counterRead(o) !== 2 || o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
-    const sel = lastWritten(c.history, MSR_P6_EVNTSEL0 + 2);
-    const event = sel & (ARCH_PERFMON_EVENTSEL_EVENT | ARCH_PERFMON_EVENTSEL_UMASK);
-    if ((sel & HSW_IN_TX_CHECKPOINTED) === 0n || (event !== 0xc0n && event !== 0xc4n)) return false;
+    if (!inTxcpSinceWritten(c.history)) return false;
     return aheadModulo(o.oracle.value, o.sut.value, (c.guest.cpuid.leaf0a.eax >> 16) & 0xff);
   },
 };
+
+/** A selector of an instructions or branches event, no unit mask, with IN_TXCP. */
+const inTxcpEmulated = (sel: bigint) => {
+  const event = sel & (ARCH_PERFMON_EVENTSEL_EVENT | ARCH_PERFMON_EVENTSEL_UMASK);
+  return (sel & HSW_IN_TX_CHECKPOINTED) !== 0n && (event === 0xc0n || event === 0xc4n);
+};
+
+/**
+ * Did counter 2's selector (the guest's WRMSR or KVM_SET_MSRS) hold such an event at some point since the counter was
+ * last written (or a new vCPU model reset both)?
+ */
+function inTxcpSinceWritten(history: readonly Observation[]): boolean {
+  let sel = 0n;
+  let held = false;
+  for (const o of history) {
+    if (o.vmm?.op === 'set-cpuid' && o.sut.kind === 'ok') [sel, held] = [0n, false];
+    const w =
+      o.kind === 'wrmsr' && o.sut.kind === 'accepted' && o.target !== null
+        ? { msr: o.target, value: o.value ?? 0n }
+        : o.vmm?.op === 'set-msr' && o.sut.kind === 'ok'
+          ? { msr: o.vmm.msr, value: o.vmm.value }
+          : null;
+    if (w === null) continue;
+    if (w.msr === MSR_P6_EVNTSEL0 + 2) {
+      sel = w.value;
+      held ||= inTxcpEmulated(sel);
+    } else if (counterIndexOf(w.msr) === 2) held = inTxcpEmulated(sel);
+  }
+  return held;
+}
 
 export const P6_PERFCTR_QUIRK: KnownDivergence = {
   id: 'p6-perfctr-quirk',

@@ -18,7 +18,7 @@ import { designById } from '../../designs/registry.js';
 import { conformanceExpectations } from '../../properties/checks.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 import { vmmVerdict } from '../support/vmm.js';
-import { VmmSetMsr } from '../../scenarios/vmm.js';
+import { VmmGetMsr, VmmSetMsr } from '../../scenarios/vmm.js';
 import { DEBUGCTLMSR_RTM_DEBUG, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import { MSR_IA32_PERFCTR0, MSR_P6_EVNTSEL0 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
@@ -92,6 +92,36 @@ describe('emulated-insn-skips-in-txcp: an instruction KVM emulates and counter 2
     expect(verdict(0x4300c0n)).toEqual({ met: [] });
     expect(verdict(0x4300c0n, off(-1n))).toEqual({ reported: MSR_IA32_PERFCTR0 + 2 });
     expect(verdict(0x4300c0n | IN_TXCP, off(10n))).toEqual({ reported: MSR_IA32_PERFCTR0 + 2 });
+  });
+
+  it('the count it missed stays missing after the selector changes, until the counter is written (a soak, seed 1299949586)', () => {
+    // The VMM sets counter 2 to instructions at CPL 0 with IN_TXCP; the guest's GLOBAL_CTRL write enables it and is
+    // not counted (KVM emulates it); the guest then selects cycles with no ring; the VMM reads the counter.
+    const soak = (then: WorldCommand[]) => [
+      new VmmSetMsr(0, MSR_P6_EVNTSEL0 + 2, 0x4200c0n | IN_TXCP),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_007fn),
+      new GuestWrmsr(0, MSR_P6_EVNTSEL0 + 2, 0x40003cn),
+      ...then,
+      new VmmGetMsr(0, MSR_IA32_PERFCTR0 + 2),
+    ];
+    const vmm = (program: readonly WorldCommand[]) => {
+      const r = vmmVerdict(run(EMULATED_OPS), guest, program);
+      return r.reported !== undefined ? 'reported' : r.met;
+    };
+    expect(vmm(soak([]))).toEqual(['emulated-insn-skips-in-txcp']);
+    // Written since: what it missed is gone, and a count behind bare metal is reported.
+    const behind = (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) =>
+      new (class extends EmulatedVcpu {
+        override hostGetMsr(msr: number) {
+          const r = super.hostGetMsr(msr);
+          return msr === MSR_IA32_PERFCTR0 + 2 && r.ok ? { ok: true as const, value: r.value - 1n } : r;
+        }
+      })(h, o);
+    const rewritten = soak([new GuestWrmsr(0, MSR_IA32_PERFCTR0 + 2, 5n)]);
+    expect(vmm(rewritten)).toEqual([]);
+    expect(vmmVerdict({ ...run(EMULATED_OPS), design: behind }, guest, rewritten).reported).toMatch(
+      /KVM_GET_MSRS 0xc3/,
+    );
   });
 });
 
