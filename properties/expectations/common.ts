@@ -413,11 +413,19 @@ function counterRead(o: Observation): number | null {
 export function lastWritten(history: readonly Observation[], msr: number): bigint {
   for (let k = history.length - 1; k >= 0; k--) {
     const o = history[k]!;
-    if (o.kind === 'wrmsr' && o.target === msr && o.sut.kind === 'accepted') return o.value ?? 0n;
-    if (o.vmm?.op === 'set-msr' && o.vmm.msr === msr && o.sut.kind === 'ok') return o.vmm.value;
+    const w = acceptedWrite(o);
+    if (w !== null && w.msr === msr) return w.value;
     if (o.vmm?.op === 'set-cpuid' && o.sut.kind === 'ok') return 0n;
   }
   return 0n;
+}
+
+/** The MSR write an observation made and KVM took: the guest's WRMSR or the VMM's KVM_SET_MSRS; null for any other. */
+function acceptedWrite(o: Observation): { readonly msr: number; readonly value: bigint } | null {
+  if (o.kind === 'wrmsr' && o.sut.kind === 'accepted' && o.target !== null)
+    return { msr: o.target, value: o.value ?? 0n };
+  if (o.vmm?.op === 'set-msr' && o.sut.kind === 'ok') return { msr: o.vmm.msr, value: o.vmm.value };
+  return null;
 }
 
 /** `a` is ahead of `b` modulo a `width`-bit counter, by less than half its range (a count, not a wrap back). */
@@ -461,12 +469,7 @@ function inTxcpSinceWritten(history: readonly Observation[]): boolean {
   let held = false;
   for (const o of history) {
     if (o.vmm?.op === 'set-cpuid' && o.sut.kind === 'ok') [sel, held] = [0n, false];
-    const w =
-      o.kind === 'wrmsr' && o.sut.kind === 'accepted' && o.target !== null
-        ? { msr: o.target, value: o.value ?? 0n }
-        : o.vmm?.op === 'set-msr' && o.sut.kind === 'ok'
-          ? { msr: o.vmm.msr, value: o.vmm.value }
-          : null;
+    const w = acceptedWrite(o);
     if (w === null) continue;
     if (w.msr === MSR_P6_EVNTSEL0 + 2) {
       sel = w.value;
