@@ -159,6 +159,8 @@ export interface Observation {
   readonly around?: InstructionKind;
   /** run: how many work units ran. */
   readonly units?: number;
+  /** run: the design's pCPUs took LBR records during it (LBR_TOS moved there), when they did. */
+  readonly sutLbrRecorded?: true;
   /**
    * A declared divergence bare metal took on for this access (W6): it faulted only on one side, or bare metal was
    * written the value the declared mechanism leaves instead of the one the guest wrote, or a read took the design's

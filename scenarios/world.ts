@@ -725,7 +725,9 @@ export class World implements WorldFacts {
 
   guestRun(vcpu: number, units: readonly WorkUnit[]): Observation[] {
     const v = this.index(vcpu);
+    const inserts = this.sutLbrInserts();
     const sut = this.vcpus[v]!.guestRun(units);
+    const recorded = this.sutLbrInserts() !== inserts;
     const oracle: GuestPmi[] = [];
     const o = this.oracles[v]!;
     // Counters at -1 at a unit boundary, where the design's vCPU may exit (an NMI for any counter's overflow).
@@ -763,7 +765,8 @@ export class World implements WorldFacts {
     const quiet = o.quietOverflows;
     o.quietOverflows = 0;
     const withQuiet = quiet === 0 ? about : { ...about, oracleQuietOverflows: quiet };
-    const withDropped = allDropped === 0n ? withQuiet : { ...withQuiet, oracleDroppedPmis: allDropped };
+    const withRecorded = recorded ? { ...withQuiet, sutLbrRecorded: true as const } : withQuiet;
+    const withDropped = allDropped === 0n ? withRecorded : { ...withRecorded, oracleDroppedPmis: allDropped };
     return [
       this.record(
         atMinusOne.size > 0
@@ -775,6 +778,13 @@ export class World implements WorldFacts {
           : withDropped,
       ),
     ];
+  }
+
+  /** LBR records the host's pCPUs have taken so far (a run that moves it moved some LBR_TOS of the design's). */
+  private sutLbrInserts(): number {
+    let n = 0;
+    for (let c = 0; c < this.host.nrCpus; c++) n += this.host.pcpu(c).hw.lbrInserts;
+    return n;
   }
 
   /** The last Arch LBR image each side saved, per vCPU: what GuestXrstors restores. */

@@ -114,6 +114,8 @@ export class Cpu {
    * a selector write that sets INT, apart from the other wrap). Not architectural state.
    */
   quietOverflows = 0;
+  /** LBR records this CPU has taken since it was made, in any mode: what tells the World a run moved LBR_TOS. */
+  lbrInserts = 0;
   /** PERF_METRICS accumulates: enumerated and GLOBAL_CTRL.EN_PERF_METRICS set (D12). */
   private metricsOn = false;
 
@@ -362,6 +364,7 @@ export class Cpu {
           s.cyclesSinceLbr = 0;
         }
       }
+      this.lbrInserts += inserts;
     }
 
     const active = this.activeEpoch === s.configEpoch ? this.active : this.refresh();

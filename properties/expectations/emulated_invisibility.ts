@@ -56,8 +56,9 @@ export const DEBUGCTL_NOT_SAVED: KnownDivergence = {
 
 /**
  * Since the guest LBR event was last lost (a save/restore, or a reschedule with DEBUGCTL.LBR clear: lbrEventReleasedAt)
- * nothing moved LBR_TOS: the guest neither wrote it nor set DEBUGCTL.LBR again, so no branch was recorded. The next LBR
- * access makes a new event on the pCPU the vCPU is on, and TOS shows where that pCPU's LBRs start.
+ * nothing moved LBR_TOS: the guest did not write it, and no run took an LBR record (with DEBUGCTL.LBR set again, a run
+ * whose branches the LBRs took). The next LBR access makes a new event on the pCPU the vCPU is on, and TOS shows where
+ * that pCPU's LBRs were left.
  */
 const tosUnmovedSinceLost = (h: readonly Observation[], freezes: boolean) => {
   const at = h.findLastIndex((_, i) => lbrEventReleasedAt(h, i, freezes));
@@ -67,10 +68,8 @@ const tosUnmovedSinceLost = (h: readonly Observation[], freezes: boolean) => {
       .slice(at)
       .some(
         (x) =>
-          x.kind === 'wrmsr' &&
-          x.sut.kind === 'accepted' &&
-          (x.target === MSR_LBR_TOS ||
-            (x.target === MSR_IA32_DEBUGCTLMSR && ((x.value ?? 0n) & DEBUGCTLMSR_LBR) !== 0n)),
+          (x.kind === 'run' && x.sutLbrRecorded === true) ||
+          (x.kind === 'wrmsr' && x.sut.kind === 'accepted' && x.target === MSR_LBR_TOS),
       )
   );
 };

@@ -175,6 +175,23 @@ describe('debugctl-not-saved: the LBRs stop recording once the save/restore has 
     expect([...known.keys()]).toEqual(['lbr-not-saved']);
   });
 
+  it('a TOS read after DEBUGCTL.LBR is set again on the restored vCPU is declared too (a soak, seed -1165819969)', () => {
+    // The save/restore cleared DEBUGCTL and took the LBR event; setting DEBUGCTL.LBR again makes a new one, whose TOS
+    // starts where the pCPU's LBRs were left (0), where the run without the save/restore recorded the branch (TOS 1).
+    const known = new Map<string, number>();
+    checkInvisible({ ...emulated, known }, lbrGuest, [setLbr, branch, setLbr, readTos], 1, new SaveRestore(0, 0));
+    // So is one on another pCPU after a run that took no LBR record: nothing moved the new event's TOS there.
+    const noBranch = new GuestRun(0, [{ cpl: 0, instructions: 3 }]);
+    checkInvisible(
+      { ...emulated, known },
+      lbrGuest,
+      [setLbr, branch, setLbr, noBranch, readTos],
+      2,
+      new SaveRestore(0, 1),
+    );
+    expect([...known]).toEqual([['lbr-not-saved', 2]]);
+  });
+
   it('a TOS the guest wrote again after the reschedule, read back as 0, is reported', () => {
     const program = [
       new Migrate(0, 0),
