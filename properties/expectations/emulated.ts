@@ -436,6 +436,19 @@ function stalePeriodOnly(o: Observation, history: readonly Observation[], v: num
 }
 
 /**
+ * write-period-from-base between two runs of one program, one with a save/restore inserted (property 4): the restore
+ * makes the perf events anew from the counters' values, so a period one run left stale is fresh in the other. True
+ * where `o` differs between them only as such a moved overflow does: PMIs while a counter's period is stale, GLOBAL_STATUS
+ * and LVTPC where one ever was. `history` is the run with the insertion; a save/restore reprograms nothing the stale
+ * periods are computed from, so it gives the plain run's too.
+ */
+export function stalePeriodMovedBetweenRuns(o: Observation, history: readonly Observation[], v: number): boolean {
+  const { now, ever } = stalePeriodCounters(history, v, o.kind === 'pmi' ? o.step : null);
+  if (o.kind === 'run' || o.kind === 'pmi') return now !== 0n;
+  return ever !== 0n && overflowMovedOnly(o, ever, history, 'any');
+}
+
+/**
  * A PMI moved off bare metal's side leaves the LVTPC masks apart (a delivery masks LVTPC; masked, it latches nothing:
  * pmu-semantics.md §4.4, D7): bare metal's masked, the design's not. True where `o`'s one PMI is the design's alone, of
  * an overflow whose PMI bare metal's mask dropped there, and since the guest last unmasked LVTPC bare metal delivered a

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { HostAccess } from '../../model/kvm/types.js';
+import type { GuestPmi, HostAccess } from '../../model/kvm/types.js';
+import type { WorkUnit } from '../../model/hw/work.js';
 import { leaf0aEax, leaf0aEdx } from '../../model/hw/profile.js';
 import { SKYLAKE } from '../../model/hw/profiles.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
@@ -19,6 +20,8 @@ import type { GuestConfig } from '../../scenarios/world.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 import { MSR_P6_EVNTSEL0, MSR_IA32_PERFCTR0 } from '../../model/hw/msr/counters.js';
 import { MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
+import { X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
+import { designById } from '../../designs/registry.js';
 import { MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
 import { MSR_IA32_PERF_CAPABILITIES } from '../../model/hw/msr/capabilities.js';
 import { type Access, ok } from '../../model/hw/access.js';
@@ -42,6 +45,19 @@ const guest: GuestConfig = {
 class IgnoresRestoredGlobalCtrl extends EmulatedVcpu {
   override hostSetMsr(msr: number, value: bigint): HostAccess {
     return msr === MSR_CORE_PERF_GLOBAL_CTRL ? { ok: true, value } : super.hostSetMsr(msr, value);
+  }
+}
+
+/** A planted fault: once KVM_SET_MSRS has restored the vCPU, guest work brings no PMI. */
+class NoPmiAfterRestore extends EmulatedVcpu {
+  private restored = false;
+  override hostSetMsr(msr: number, value: bigint): HostAccess {
+    if (msr !== MSR_IA32_PERF_CAPABILITIES) this.restored = true;
+    return super.hostSetMsr(msr, value);
+  }
+  override guestRun(units: readonly WorkUnit[]): readonly GuestPmi[] {
+    const pmis = super.guestRun(units);
+    return this.restored ? [] : pmis;
   }
 }
 
@@ -236,5 +252,48 @@ describe('debugctl-not-saved: the LBRs stop recording once the save/restore has 
         new SaveRestore(0, 0),
       ),
     ).toThrow(/RDMSR 0x1c9/);
+  });
+});
+
+describe('write-period-from-base: a save/restore between a counter counting and a write to it moves its overflow', () => {
+  // A soak, seed -1659487671: an enabled cycles counter with INT counts 1, the guest writes it -10, and 10 cycles run.
+  // Without the save/restore perf's period is armed from the base (11 events): no PMI. With it the restored vCPU's
+  // event counted nothing yet when the write came, and the period is the 10 written: a PMI after the third unit.
+  const cycles = (n: number) => ({ cpl: 3, instructions: 0, cycles: n });
+  const program = [
+    new GuestWrmsr(0, MSR_P6_EVNTSEL0, 0x51003cn),
+    new GuestWrmsr(0, X2APIC_LVTPC, 0x400n),
+    new GuestRun(0, [cycles(1)]),
+    new GuestWrmsr(0, MSR_IA32_PERFCTR0, 0xfffffffffff6n),
+    new GuestRun(0, [cycles(1), cycles(2), cycles(7)]),
+  ];
+
+  it('is declared for the perf-based vPMU', () => {
+    const known = new Map<string, number>();
+    checkInvisible({ ...emulated, known }, guest, program, 3, new SaveRestore(0, 0));
+    expect([...known.keys()]).toEqual(['write-period-from-base']);
+  });
+
+  it('is gone with the fix reports/filed/0001 suggests, which declares nothing of it', () => {
+    const fix = designById('fix/0001-write-period-from-value');
+    expect(fix.invisibility.map((e) => e.id)).not.toContain('write-period-from-base');
+    const known = new Map<string, number>();
+    checkInvisible({ ...emulated, design: fix.factory, known }, guest, program, 3, new SaveRestore(0, 0));
+    expect(known.size).toBe(0);
+  });
+
+  it('a PMI lost after a save/restore with no write to the counter is still reported (planted fault)', () => {
+    const counting = [...program.slice(0, 3), new GuestRun(0, [cycles(1), cycles(2), cycles(7)])];
+    const preset = [new GuestWrmsr(0, MSR_IA32_PERFCTR0, 0xfffffffffff6n), ...counting];
+    checkInvisible(emulated, guest, preset, 4, new SaveRestore(0, 0));
+    expect(() =>
+      checkInvisible(
+        { ...emulated, design: (h, o) => new NoPmiAfterRestore(h, o) },
+        guest,
+        preset,
+        4,
+        new SaveRestore(0, 0),
+      ),
+    ).toThrow(/run 3 units/);
   });
 });
