@@ -273,6 +273,11 @@ function debugctlLbrSetAt(h: readonly Observation[], i: number, freezes = false)
 export const legacyLbrFreeze = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) =>
   version(c) >= 2 && version(c) < 4;
 
+/** A read of GLOBAL_STATUS: the guest's RDMSR, or the VMM's KVM_GET_MSRS (both read the status an overflow leaves). */
+export const readsGlobalStatus = (o: Observation) =>
+  (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) ||
+  (o.kind === 'vmm' && o.vmm?.op === 'get-msr' && o.vmm.msr === MSR_CORE_PERF_GLOBAL_STATUS);
+
 /** The PMU version guest CPUID.0AH gives the guest. */
 export const version = (c: { guest: { cpuid: { leaf0a: { eax: number } } } }) => c.guest.cpuid.leaf0a.eax & 0xff;
 

@@ -36,6 +36,7 @@ import {
   STATUS_BITS_V2,
   VERSION_NOT_CLAMPED,
   version,
+  readsGlobalStatus,
 } from './common.js';
 import type { DivergenceContext, KnownDivergence } from './types.js';
 import {
@@ -50,11 +51,7 @@ import {
   ARCH_PERFMON_EVENTSEL_OS,
   ARCH_PERFMON_EVENTSEL_INT,
 } from '../../model/hw/msr/counters.js';
-import {
-  GLOBAL_STATUS_PERF_METRICS_OVF_BIT,
-  MSR_CORE_PERF_GLOBAL_STATUS,
-  MSR_CORE_PERF_GLOBAL_CTRL,
-} from '../../model/hw/msr/global.js';
+import { GLOBAL_STATUS_PERF_METRICS_OVF_BIT, MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
 import { APIC_LVT_MASKED, X2APIC_LVTPC } from '../../model/hw/msr/apic.js';
 import { DEBUGCTLMSR_LBR, MSR_IA32_DEBUGCTLMSR } from '../../model/hw/msr/debugctl.js';
 import type { Access } from '../../model/hw/access.js';
@@ -412,10 +409,6 @@ function pmiMaskDropped(o: Observation, f: WorldFacts): boolean {
   const lvtpc = f.oracleLvtpc(o.vcpu);
   return n >= pmisOf(o.sut).length && lvtpc !== null && (lvtpc & APIC_LVT_MASKED) === 0n;
 }
-
-const readsGlobalStatus = (o: Observation) =>
-  (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) ||
-  (o.kind === 'vmm' && o.vmm?.op === 'get-msr' && o.vmm.msr === MSR_CORE_PERF_GLOBAL_STATUS);
 
 /**
  * Null when `o` differs from bare metal only as a moved overflow of a counter write-period-from-base left with a

@@ -19,6 +19,7 @@ import {
   STATUS_BITS_V2,
   VERSION_NOT_CLAMPED,
   version,
+  readsGlobalStatus,
 } from './common.js';
 import type { KnownDivergence } from './types.js';
 import { DEBUGCTL_NOT_SAVED } from './emulated_invisibility.js';
@@ -129,7 +130,8 @@ export const FIXED_FILTER_UNCHANGED_FIELD: KnownDivergence = {
         hasCounted(j) &&
         aheadModulo(o.sut.value, o.oracle.value, (c.guest.cpuid.leaf0a.edx >> 5) & 0xff)
       );
-    if (o.kind === 'rdmsr' && o.target === MSR_CORE_PERF_GLOBAL_STATUS) {
+    // The guest's read, or the VMM's: KVM_GET_MSRS reads the status the mediated vPMU saved at the last exit.
+    if (readsGlobalStatus(o)) {
       if (o.sut.kind !== 'value' || o.oracle.kind !== 'value') return false;
       const seen = o.sut.value;
       const extra = seen ^ o.oracle.value;

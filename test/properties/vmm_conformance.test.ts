@@ -146,6 +146,29 @@ describe("fixed-filter-unchanged-field: the mediated vPMU's filter and FIXED_CTR
     expect(verdict(counts, ownField)).toHaveProperty('reported');
   });
 
+  it("the overflow bit a denied counter past the filter sets is read by the VMM's KVM_GET_MSRS too (soak, seed -1759063599)", () => {
+    // Fixed counter 0 preset to -1, field 2 changes (fixed counter 0 stays past the filter), GLOBAL_CTRL enables it: the
+    // WRMSR wraps it in KVM's hardware, and the status the mediated vPMU saved at the exit has its overflow bit.
+    const program = [
+      new VmmSetMsr(0, MSR_CORE_PERF_FIXED_CTR0, 0xffff_ffff_ffffn),
+      new VmmSetPmuEventFilter({ action: 0, flags: 1, fixed_counter_bitmap: 0, events: [0xc0n] }),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0xb3bn),
+      new GuestWrmsr(0, MSR_CORE_PERF_FIXED_CTR_CTRL, 0x33bn),
+      new GuestWrmsr(0, MSR_CORE_PERF_GLOBAL_CTRL, 0x7_0000_000fn),
+      new VmmGetMsr(0, MSR_CORE_PERF_GLOBAL_STATUS),
+    ];
+    expect(verdict(mediated.factory, program)).toEqual({ met: ['fixed-filter-unchanged-field'] });
+    // Another counter's bit in it is not the mechanism's: reported.
+    const extraBit = (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) =>
+      new (class extends MediatedVcpu {
+        override hostGetMsr(msr: number) {
+          const r = super.hostGetMsr(msr);
+          return msr === MSR_CORE_PERF_GLOBAL_STATUS && r.ok ? { ok: true as const, value: r.value | 2n } : r;
+        }
+      })(h, o);
+    expect(verdict(extraBit, program)).toHaveProperty('reported');
+  });
+
   it('what a denied fixed counter counted past the filter stays once its field is filtered again (soak, seed -239439555)', () => {
     // Field 0 changes (fixed counter 2 stays past the filter), one unit counts, then field 2 changes: filtered again,
     // fixed counter 2 stops, but its count is read by the VMM's KVM_GET_MSRS.
