@@ -15,6 +15,7 @@ import {
   GuestWrmsr,
   Migrate,
   SaveRestore,
+  type WorldCommand,
 } from '../../scenarios/commands.js';
 import type { GuestConfig } from '../../scenarios/world.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL } from '../../model/hw/msr/global.js';
@@ -40,6 +41,19 @@ const guest: GuestConfig = {
   },
   perfCapabilities: 0x2005n, // FW_WRITES and the host's LBR format
 };
+
+/** The faithful design's guest cannot tell the insertion, and the planted `fault`'s can, at the observation `shows`. */
+function plantedShows(
+  fault: InvisibilityRun['design'],
+  g: GuestConfig,
+  program: readonly WorldCommand[],
+  at: number,
+  inserted: WorldCommand,
+  shows: RegExp,
+): void {
+  checkInvisible(emulated, g, program, at, inserted);
+  expect(() => checkInvisible({ ...emulated, design: fault }, g, program, at, inserted)).toThrow(shows);
+}
 
 /** A planted fault, not a historical bug: KVM_SET_MSRS of GLOBAL_CTRL is accepted and ignored. */
 class IgnoresRestoredGlobalCtrl extends EmulatedVcpu {
@@ -229,29 +243,18 @@ describe('debugctl-not-saved: the LBRs stop recording once the save/restore has 
 
   it('a TOS the guest wrote again after the restore, read back as 0, is reported', () => {
     const program = [new GuestWrmsr(0, MSR_LBR_TOS, 0x1n), new GuestWrmsr(0, MSR_LBR_TOS, 0x2n), readTos];
-    checkInvisible(emulated, lbrGuest, program, 1, new SaveRestore(0, 1));
-    expect(() =>
-      checkInvisible(
-        { ...emulated, design: (h, o) => new TosStuckAfterRestore(h, o) },
-        lbrGuest,
-        program,
-        1,
-        new SaveRestore(0, 1),
-      ),
-    ).toThrow(/RDMSR 0x1c9/);
+    plantedShows((h, o) => new TosStuckAfterRestore(h, o), lbrGuest, program, 1, new SaveRestore(0, 1), /RDMSR 0x1c9/);
   });
 
   it('a TOS that stays 0 though the guest set DEBUGCTL.LBR again after the restore is reported', () => {
-    checkInvisible(emulated, lbrGuest, [setLbr, setLbr, branch, readTos], 1, new SaveRestore(0, 0));
-    expect(() =>
-      checkInvisible(
-        { ...emulated, design: (h, o) => new TosStuckAfterRestore(h, o) },
-        lbrGuest,
-        [setLbr, setLbr, branch, readTos],
-        1,
-        new SaveRestore(0, 0),
-      ),
-    ).toThrow(/RDMSR 0x1c9/);
+    plantedShows(
+      (h, o) => new TosStuckAfterRestore(h, o),
+      lbrGuest,
+      [setLbr, setLbr, branch, readTos],
+      1,
+      new SaveRestore(0, 0),
+      /RDMSR 0x1c9/,
+    );
   });
 });
 
@@ -285,15 +288,6 @@ describe('write-period-from-base: a save/restore between a counter counting and 
   it('a PMI lost after a save/restore with no write to the counter is still reported (planted fault)', () => {
     const counting = [...program.slice(0, 3), new GuestRun(0, [cycles(1), cycles(2), cycles(7)])];
     const preset = [new GuestWrmsr(0, MSR_IA32_PERFCTR0, 0xfffffffffff6n), ...counting];
-    checkInvisible(emulated, guest, preset, 4, new SaveRestore(0, 0));
-    expect(() =>
-      checkInvisible(
-        { ...emulated, design: (h, o) => new NoPmiAfterRestore(h, o) },
-        guest,
-        preset,
-        4,
-        new SaveRestore(0, 0),
-      ),
-    ).toThrow(/run 3 units/);
+    plantedShows((h, o) => new NoPmiAfterRestore(h, o), guest, preset, 4, new SaveRestore(0, 0), /run 3 units/);
   });
 });
