@@ -106,9 +106,30 @@ export function kvm_get_msr_index_list(vcpu: VcpuBase): number[] {
   return l;
 }
 
+/**
+ * The list and its set, kept on the vCPU under a key of its own (no kernel state): kvm_init_msr_lists builds them once,
+ * at module load, where asking ops.kvm_get_msr_index_list at every unhandled MSR of a save/restore took 2 % of a run.
+ */
+const INDEX_LIST = Symbol('KVM_GET_MSR_INDEX_LIST');
+type Listed = VcpuBase & { [INDEX_LIST]?: { readonly list: readonly number[]; readonly set: ReadonlySet<number> } };
+
+/** KVM_GET_MSR_INDEX_LIST as this vCPU's KVM built it (the design's ops.kvm_get_msr_index_list, asked once). */
+export function msrIndexListOf(vcpu: VcpuBase): readonly number[] {
+  return indexList(vcpu).list;
+}
+
+function indexList(vcpu: VcpuBase) {
+  const v = vcpu as Listed;
+  if (v[INDEX_LIST] === undefined) {
+    const list = vcpu.ops.kvm_get_msr_index_list(vcpu);
+    v[INDEX_LIST] = { list, set: new Set(list) };
+  }
+  return v[INDEX_LIST];
+}
+
 /** kvm_is_advertised_msr: host-initiated accesses to these may read 0 / write 0 when unsupported. */
 function kvm_is_advertised_msr(vcpu: VcpuBase, msr: number): boolean {
-  return vcpu.ops.kvm_get_msr_index_list(vcpu).includes(msr);
+  return indexList(vcpu).set.has(msr);
 }
 
 /**

@@ -20,6 +20,7 @@ import {
   NO_GUEST_ARCH_LBR,
   runExitHandler,
   vcpu_run_resume,
+  msrIndexListOf,
 } from '../common/vcpu.js';
 import {
   type EmulatedInsn,
@@ -183,7 +184,7 @@ export class EmulatedVcpu implements VpmuVcpu {
   }
 
   msrIndexList(): readonly number[] {
-    return this.s.ops.kvm_get_msr_index_list(this.s);
+    return msrIndexListOf(this.s);
   }
 
   hostGetMsr(msr: number): HostAccess {

@@ -25,6 +25,7 @@ import {
   NO_GUEST_ARCH_LBR,
   runExitHandler,
   vcpu_run_resume,
+  msrIndexListOf,
 } from '../common/vcpu.js';
 import {
   type EmulatedInsn,
@@ -153,7 +154,7 @@ export class MediatedVcpu implements VpmuVcpu {
   }
 
   msrIndexList(): readonly number[] {
-    return this.s.ops.kvm_get_msr_index_list(this.s);
+    return msrIndexListOf(this.s);
   }
 
   enablePmuCapability(args0: bigint): HostAccess {
