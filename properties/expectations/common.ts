@@ -426,7 +426,7 @@ export function lastWritten(history: readonly Observation[], msr: number): bigin
 }
 
 /** The MSR write an observation made and KVM took: the guest's WRMSR or the VMM's KVM_SET_MSRS; null for any other. */
-function acceptedWrite(o: Observation): { readonly msr: number; readonly value: bigint } | null {
+export function acceptedWrite(o: Observation): { readonly msr: number; readonly value: bigint } | null {
   if (o.kind === 'wrmsr' && o.sut.kind === 'accepted' && o.target !== null)
     return { msr: o.target, value: o.value ?? 0n };
   if (o.vmm?.op === 'set-msr' && o.sut.kind === 'ok') return { msr: o.vmm.msr, value: o.vmm.value };

@@ -37,6 +37,7 @@ import {
   VERSION_NOT_CLAMPED,
   version,
   readsGlobalStatus,
+  acceptedWrite,
 } from './common.js';
 import type { DivergenceContext, KnownDivergence } from './types.js';
 import {
@@ -59,12 +60,17 @@ import { counterIndexOf, type MsrAttempt, type WorldFacts } from '../../scenario
 import { isLbrInfoMsr, LBR_INFO_CYC_CNT, MSR_LBR_TOS } from '../../model/hw/msr/lbr_legacy.js';
 import { ARCH_LBR_LBREN, isArchLbrInfoMsr, MSR_ARCH_LBR_CTL } from '../../model/hw/msr/lbr_arch.js';
 import { PERF_COUNT_HW_INSTRUCTIONS } from '../../model/kvm/common/pmu.h.js';
-/** The last accepted value `upTo`'s vCPU wrote to `msr` before observation `upTo`, if any. */
+/**
+ * The last value written to `msr` of `upTo`'s vCPU before observation `upTo` and taken (the guest's WRMSR, or the VMM's
+ * KVM_SET_MSRS, which takes the same path), if any.
+ */
 function lastWrite(history: readonly Observation[], msr: number, upTo: Observation): bigint | null {
   let v: bigint | null = null;
   for (const h of history) {
     if (h === upTo) break;
-    if (h.vcpu === upTo.vcpu && h.kind === 'wrmsr' && h.target === msr && h.sut.kind === 'accepted') v = h.value;
+    if (h.vcpu !== upTo.vcpu) continue;
+    const w = acceptedWrite(h);
+    if (w !== null && w.msr === msr) v = w.value;
   }
   return v;
 }
@@ -513,15 +519,17 @@ function stalePeriodCounters(
       ever |= stale;
       continue;
     }
-    if (h.kind !== 'wrmsr' || h.sut.kind !== 'accepted' || h.target === null || h.value === null) continue;
-    const m = h.target;
+    // A control write reprograms what it changes, the VMM's as the guest's: the period is armed afresh.
+    const w = acceptedWrite(h);
+    if (w === null) continue;
+    const m = w.msr;
     const before = last.get(m) ?? (m === MSR_CORE_PERF_GLOBAL_CTRL ? 0xffn : 0n);
-    last.set(m, h.value);
+    last.set(m, w.value);
     if (m >= MSR_P6_EVNTSEL0 && m < MSR_P6_EVNTSEL0 + 8) {
-      if (before !== h.value) stale &= ~statusBit(m - MSR_P6_EVNTSEL0);
-    } else if (m === MSR_CORE_PERF_GLOBAL_CTRL) stale &= ~(before ^ h.value);
+      if (before !== w.value) stale &= ~statusBit(m - MSR_P6_EVNTSEL0);
+    } else if (m === MSR_CORE_PERF_GLOBAL_CTRL) stale &= ~(before ^ w.value);
     else if (m === MSR_CORE_PERF_FIXED_CTR_CTRL)
-      for (let j = 0; j < 3; j++) if (((before ^ h.value) >> BigInt(4 * j)) & 0xfn) stale &= ~statusBit(32 + j);
+      for (let j = 0; j < 3; j++) if (((before ^ w.value) >> BigInt(4 * j)) & 0xfn) stale &= ~statusBit(32 + j);
   }
   return { now: now ?? stale, ever };
 }
