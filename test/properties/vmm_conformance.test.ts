@@ -21,7 +21,7 @@ import {
 } from '../../model/hw/msr/counters.js';
 import { MSR_CORE_PERF_GLOBAL_CTRL, MSR_CORE_PERF_GLOBAL_STATUS } from '../../model/hw/msr/global.js';
 import type { HostAccess } from '../../model/kvm/types.js';
-import { vmmVerdict } from '../support/vmm.js';
+import { hostGetMsrAs, vmmVerdict } from '../support/vmm.js';
 
 const emulated: ConformanceRun = {
   host: SKYLAKE,
@@ -136,13 +136,7 @@ describe("fixed-filter-unchanged-field: the mediated vPMU's filter and FIXED_CTR
       ...program.slice(4),
     ];
     expect(verdict(mediated.factory, ownField)).toEqual({ met: [] });
-    const counts = (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) =>
-      new (class extends MediatedVcpu {
-        override hostGetMsr(msr: number) {
-          const r = super.hostGetMsr(msr);
-          return msr === MSR_CORE_PERF_FIXED_CTR0 && r.ok ? { ok: true as const, value: 0n } : r;
-        }
-      })(h, o);
+    const counts = hostGetMsrAs(MediatedVcpu, MSR_CORE_PERF_FIXED_CTR0, () => 0n);
     expect(verdict(counts, ownField)).toHaveProperty('reported');
   });
 
@@ -159,13 +153,7 @@ describe("fixed-filter-unchanged-field: the mediated vPMU's filter and FIXED_CTR
     ];
     expect(verdict(mediated.factory, program)).toEqual({ met: ['fixed-filter-unchanged-field'] });
     // Another counter's bit in it is not the mechanism's: reported.
-    const extraBit = (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) =>
-      new (class extends MediatedVcpu {
-        override hostGetMsr(msr: number) {
-          const r = super.hostGetMsr(msr);
-          return msr === MSR_CORE_PERF_GLOBAL_STATUS && r.ok ? { ok: true as const, value: r.value | 2n } : r;
-        }
-      })(h, o);
+    const extraBit = hostGetMsrAs(MediatedVcpu, MSR_CORE_PERF_GLOBAL_STATUS, (v) => v | 2n);
     expect(verdict(extraBit, program)).toHaveProperty('reported');
   });
 

@@ -15,7 +15,7 @@ import { GuestRun, GuestWrmsr, type WorldCommand } from '../../scenarios/command
 import { VmmGetMsr, VmmSetMsr } from '../../scenarios/vmm.js';
 import type { GuestConfig, VcpuFactory } from '../../scenarios/world.js';
 import { EmulatedVcpu } from '../../model/kvm/emulated/vcpu.js';
-import { vmmVerdict } from '../support/vmm.js';
+import { hostGetMsrAs, vmmVerdict } from '../support/vmm.js';
 
 // The soak's guest: version 2, two 48-bit GP counters, one fixed counter, LBR format 5.
 const guest: GuestConfig = {
@@ -65,13 +65,7 @@ describe('write-period-from-base: a counter the VMM enabled, written by the gues
       ...soak.slice(1),
     ];
     expect(judged('skylake', disabled)).toEqual({ met: [] });
-    const earlyStatus = (h: Parameters<VcpuFactory>[0], o: Parameters<VcpuFactory>[1]) =>
-      new (class extends EmulatedVcpu {
-        override hostGetMsr(msr: number) {
-          const r = super.hostGetMsr(msr);
-          return msr === MSR_CORE_PERF_GLOBAL_STATUS && r.ok ? { ok: true as const, value: r.value | 1n } : r;
-        }
-      })(h, o);
+    const earlyStatus = hostGetMsrAs(EmulatedVcpu, MSR_CORE_PERF_GLOBAL_STATUS, (v) => v | 1n);
     expect(judged('skylake', disabled, earlyStatus)).toHaveProperty('reported');
     expect(judged('skylake', soak, earlyStatus)).toEqual({ met: ['write-period-from-base'] });
   });
